@@ -1,0 +1,169 @@
+"""ML-DSA signatures (FIPS 204) behind an algorithm-tagged key type.
+
+Algorithm ids are strings on the wire (``"ml-dsa-65"``); a key's address is
+``SHA3-256(alg || public key)``. Signing uses the FIPS 204 context string (§5.2) for domain
+separation: a transaction signature can never be replayed as a vote or a meter reading.
+Classical algorithms are known by name only so they can be *rejected* with a clear rule.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from gridledger.crypto.hashing import tagged_hash
+from gridledger.errors import ClassicalKey, CryptoBackendError, CryptoError
+
+SigAlg = Literal["ml-dsa-44", "ml-dsa-65", "ml-dsa-87"]
+PQ_SIG_ALGS: Final[tuple[str, ...]] = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
+# Known quantum-breakable algorithms: recognised so the error says "classical-key", not
+# "unknown algorithm" (THREATS.md row Q).
+CLASSICAL_SIG_ALGS: Final[frozenset[str]] = frozenset(
+    {"ed25519", "ed448", "ecdsa-p256", "ecdsa-secp256k1", "rsa-pss", "rsa-pkcs1", "dsa"}
+)
+# FIPS 204 Table 2 sizes: (public key, signature)
+_SIZES: Final[dict[str, tuple[int, int]]] = {
+    "ml-dsa-44": (1312, 2420),
+    "ml-dsa-65": (1952, 3309),
+    "ml-dsa-87": (2592, 4627),
+}
+
+
+def _classes(alg: str) -> tuple[type, type]:
+    try:
+        from cryptography.hazmat.primitives.asymmetric import mldsa
+    except ImportError as exc:  # pragma: no cover - depends on the installed build
+        raise CryptoBackendError(
+            "the installed 'cryptography' has no ML-DSA support: install cryptography>=46 "
+            "built against OpenSSL >= 3.5 (the PyPI wheels are)"
+        ) from exc
+    table = {
+        "ml-dsa-44": (mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey),
+        "ml-dsa-65": (mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey),
+        "ml-dsa-87": (mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey),
+    }
+    return table[alg]
+
+
+def check_alg(alg: str) -> None:
+    """Raise ``ClassicalKey`` for quantum-breakable algorithms, ``CryptoError`` for unknown."""
+    if alg in PQ_SIG_ALGS:
+        return
+    if alg in CLASSICAL_SIG_ALGS:
+        raise ClassicalKey(f"algorithm {alg!r} is quantum-breakable; use one of {PQ_SIG_ALGS}")
+    raise CryptoError(f"unknown signature algorithm {alg!r}")
+
+
+def check_backend() -> None:
+    """Fail with a clear message unless ML-DSA and ML-KEM work in this ``cryptography``."""
+    try:
+        from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem
+
+        key = mldsa.MLDSA44PrivateKey.generate()
+        key.public_key().verify(key.sign(b"probe"), b"probe")
+        kem = mlkem.MLKEM768PrivateKey.generate()
+        secret, ct = kem.public_key().encapsulate()
+        if kem.decapsulate(ct) != secret:
+            raise CryptoBackendError("ML-KEM-768 round trip failed")
+    except (ImportError, AttributeError) as exc:
+        raise CryptoBackendError(
+            "the installed 'cryptography' lacks ML-DSA/ML-KEM (needs >= 46 built with "
+            f"OpenSSL >= 3.5): {exc}"
+        ) from exc
+    except Exception as exc:
+        if isinstance(exc, CryptoBackendError):
+            raise
+        raise CryptoBackendError(f"ML-DSA/ML-KEM self-test failed: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=4096)
+def _load_public(alg: str, raw: bytes) -> object:
+    _, pub_cls = _classes(alg)
+    return pub_cls.from_public_bytes(raw)  # type: ignore[attr-defined]
+
+
+def verify_signature(alg: str, public_key: bytes, message: bytes, signature: bytes,
+                     context: bytes = b"") -> bool:
+    """Return whether ``signature`` is valid for ``message`` under ``public_key``.
+
+    Raises ``ClassicalKey`` for a quantum-breakable algorithm; any malformed key or signature
+    simply fails to verify. Public key objects are cached: parsing costs about as much as a
+    verification.
+    """
+    check_alg(alg)
+    pk_len, sig_len = _SIZES[alg]
+    if len(public_key) != pk_len or len(signature) != sig_len:
+        return False
+    try:
+        pub = _load_public(alg, bytes(public_key))
+        pub.verify(signature, message, context)  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return True
+
+
+def address_of(alg: str, public_key: bytes) -> bytes:
+    """The 32-byte address of an algorithm-tagged public key."""
+    return tagged_hash("gl/address", alg.encode(), public_key)
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """An algorithm-tagged public key."""
+
+    alg: str
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        check_alg(self.alg)
+        if len(self.raw) != _SIZES[self.alg][0]:
+            raise CryptoError(f"{self.alg} public key must be {_SIZES[self.alg][0]} bytes")
+
+    @property
+    def address(self) -> bytes:
+        return address_of(self.alg, self.raw)
+
+    def verify(self, message: bytes, signature: bytes, context: bytes = b"") -> bool:
+        return verify_signature(self.alg, self.raw, message, signature, context)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An ML-DSA private key, stored as its 32-byte FIPS 204 seed."""
+
+    alg: str
+    seed: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_alg(self.alg)
+        if len(self.seed) != 32:
+            raise CryptoError("ML-DSA seed must be 32 bytes")
+
+    @classmethod
+    def generate(cls, alg: str = "ml-dsa-65") -> SigningKey:
+        import os
+
+        return cls(alg, os.urandom(32))
+
+    @classmethod
+    def from_seed(cls, alg: str, seed: bytes) -> SigningKey:
+        """Deterministic key from a seed (tests and simulations use derived seeds)."""
+        return cls(alg, seed)
+
+    @functools.cached_property
+    def _key(self) -> object:
+        priv_cls, _ = _classes(self.alg)
+        return priv_cls.from_seed_bytes(self.seed)  # type: ignore[attr-defined]
+
+    @functools.cached_property
+    def public_key(self) -> PublicKey:
+        return PublicKey(self.alg, self._key.public_key().public_bytes_raw())  # type: ignore[attr-defined]
+
+    @property
+    def address(self) -> bytes:
+        return self.public_key.address
+
+    def sign(self, message: bytes, context: bytes = b"") -> bytes:
+        """ML-DSA signature over ``message`` with FIPS 204 context string ``context``."""
+        return self._key.sign(message, context)  # type: ignore[attr-defined,no-any-return]
