@@ -8,7 +8,7 @@
     ├── CryptoError                 signature / sealing failure outside a transaction
     ├── RejectedTx (rule)           a transaction broke a named rule; state untouched
     │   ├── Oversize, MalformedEncoding, WrongChain, UnknownKind, BadSignature,
-    │   ├── ClassicalKey, UnknownSender, ReplayedNonce, QuotaExceeded, MempoolFull,
+    │   ├── ClassicalKey, UnknownSender, ReplayedNonce, NonceGap, QuotaExceeded, MempoolFull,
     │   ├── InsufficientFunds, Unauthorized, InvalidBody
     ├── BlockError                  a block or certificate does not check out
     │   ├── BadCertificate, BadLink, StateRootMismatch, TxRootMismatch
@@ -97,6 +97,12 @@ class ReplayedNonce(RejectedTx):
     """The nonce was already used (replay) or skips ahead (out of order)."""
 
     rule = "replayed-nonce"
+
+
+class NonceGap(RejectedTx):
+    """The nonce skips ahead of the sender's next nonce (out-of-order submission)."""
+
+    rule = "nonce-gap"
 
 
 class QuotaExceeded(RejectedTx):

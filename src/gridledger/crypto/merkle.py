@@ -1,0 +1,86 @@
+"""Binary Merkle trees over SHA3-256 with inclusion proofs (RFC 6962 §2.1 shape).
+
+Leaves and interior nodes use distinct prefixes (0x00 / 0x01) so a leaf can never be
+presented as an interior node (second-preimage attack on unbalanced trees).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+EMPTY_ROOT = hashlib.sha3_256(b"").digest()
+
+
+def hash_leaf(data: bytes) -> bytes:
+    return hashlib.sha3_256(b"\x00" + data).digest()
+
+
+def hash_node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha3_256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """Largest power of two strictly less than n (RFC 6962)."""
+    k = 1
+    while k << 1 < n:
+        k <<= 1
+    return k
+
+
+def root_of_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
+    """Merkle root of already-hashed leaves."""
+    n = len(leaf_hashes)
+    if n == 0:
+        return EMPTY_ROOT
+    level = list(leaf_hashes)
+    # Bottom-up pairing gives the same root as RFC 6962's recursive split for every n:
+    # an odd node is promoted unchanged, exactly like the recursive definition.
+    while len(level) > 1:
+        nxt = [hash_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """Merkle root of raw leaves."""
+    return root_of_hashes([hash_leaf(x) for x in leaves])
+
+
+def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
+    """Sibling hashes from leaf ``index`` up to the root (bottom-up pairing)."""
+    if not 0 <= index < len(leaf_hashes):
+        raise IndexError("leaf index out of range")
+    proof: list[bytes] = []
+    level = list(leaf_hashes)
+    i = index
+    while len(level) > 1:
+        sib = i ^ 1
+        if sib < len(level):
+            proof.append(level[sib])
+        nxt = [hash_node(level[j], level[j + 1]) for j in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+        i //= 2
+    return proof
+
+
+def verify_inclusion(root: bytes, leaf_hash: bytes, index: int, size: int,
+                     proof: Sequence[bytes]) -> bool:
+    """Check that ``leaf_hash`` sits at ``index`` of a tree of ``size`` leaves with ``root``."""
+    if not 0 <= index < size:
+        return False
+    h, i, n, k = leaf_hash, index, size, 0
+    while n > 1:
+        sib = i ^ 1
+        if sib < n:
+            if k >= len(proof):
+                return False
+            h = hash_node(proof[k], h) if i & 1 else hash_node(h, proof[k])
+            k += 1
+        i //= 2
+        n = (n + 1) // 2
+    return k == len(proof) and h == root

@@ -1,0 +1,1 @@
+"""The replicated state machine: transactions, blocks, state, execution, modules."""
