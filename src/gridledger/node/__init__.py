@@ -1,0 +1,1 @@
+"""Everything with I/O: stores, orderers, admission, validators, networks, HTTP."""

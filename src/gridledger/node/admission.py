@@ -1,0 +1,209 @@
+"""Admission control and the mempool (THREATS.md row 2: denial of service).
+
+Order of checks, cheapest first: size -> encoding -> signature -> nonce -> quota. A flood
+therefore costs the attacker a valid signature per message before it costs us a quota
+lookup, and a garbage flood costs us only a length check and a CBOR parse.
+
+Quotas are token buckets per sender (rate and burst scaled by reputation). The mempool is
+bounded; when full, the sender holding the most pending transactions loses its newest one
+(fair eviction), and blocks are filled round-robin across senders so one identity cannot
+crowd out the others.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from gridledger.crypto.sig import address_of, check_alg
+from gridledger.errors import (
+    BadSignature,
+    MempoolFull,
+    NonceGap,
+    QuotaExceeded,
+    RejectedTx,
+    ReplayedNonce,
+    WrongChain,
+)
+from gridledger.ledger.app import Application
+from gridledger.ledger.execute import default_sig_check, next_nonce
+from gridledger.ledger.modules.registry.keeper import require_participant
+from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
+from gridledger.node.sigpool import SigPool, _verify_chunk
+
+
+@dataclass
+class TokenBucket:
+    rate_per_s: float
+    burst: float
+    tokens: float
+    last_s: float
+
+    def take(self, now_s: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now_s - self.last_s) * self.rate_per_s)
+        self.last_s = now_s
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass
+class QuotaPolicy:
+    rate_per_s: float = 20.0
+    burst: float = 200.0
+    # reputation score (0..1000, 500 neutral) -> multiplier; sanctions lower it
+    reputation_of: Callable[[bytes], int] = field(default=lambda _a: 500)
+
+    def scale(self, addr: bytes) -> float:
+        return max(0.1, self.reputation_of(addr) / 500.0)
+
+
+class SigCache:
+    """Signatures this node already verified, keyed by (tx hash, key address)."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._ok: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+
+    def add(self, tx_hash: bytes, alg: str, pk: bytes) -> None:
+        self._ok[(tx_hash, address_of(alg, pk))] = None
+        if len(self._ok) > self.capacity:
+            self._ok.popitem(last=False)
+
+    def check(self, tx: Tx, alg: str, pk: bytes) -> bool:
+        """A ``SigCheck`` that trusts the cache and verifies anything else."""
+        if (tx.hash, address_of(alg, pk)) in self._ok:
+            return True
+        ok = default_sig_check(tx, alg, pk)
+        if ok:
+            self.add(tx.hash, alg, pk)
+        return ok
+
+
+class Mempool:
+    """Admission checks plus a bounded, fair queue of admitted transactions."""
+
+    def __init__(self, app: Application, capacity: int = 20_000,
+                 quota: QuotaPolicy | None = None, sig_pool: SigPool | None = None,
+                 max_tx_bytes: int = 16 * 1024) -> None:
+        self.app = app
+        self.capacity = capacity
+        self.quota = quota or QuotaPolicy()
+        self.sig_pool = sig_pool
+        self.max_tx_bytes = max_tx_bytes
+        self.cache = SigCache()
+        self._queues: dict[bytes, deque[Tx]] = {}
+        self._next_nonce: dict[bytes, int] = {}
+        self._buckets: dict[bytes, TokenBucket] = {}
+        self._size = 0
+        self._seen: set[bytes] = set()
+        self.rejected: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _expected_nonce(self, sender: bytes) -> int:
+        return max(next_nonce(self.app.state, sender), self._next_nonce.get(sender, 0))
+
+    def _reject(self, exc: RejectedTx) -> RejectedTx:
+        self.rejected[exc.rule] = self.rejected.get(exc.rule, 0) + 1
+        return exc
+
+    def admit(self, raw: bytes, now_s: float) -> Tx:
+        """Admit one transaction or raise the ``RejectedTx`` naming the broken rule."""
+        return self.admit_many([raw], now_s)[0]  # type: ignore[return-value]
+
+    def admit_many(self, raws: Sequence[bytes], now_s: float) -> list[Tx | RejectedTx]:
+        """Admit a batch; signatures are checked in parallel when a pool is configured.
+
+        Returns, per input, the admitted ``Tx`` or the ``RejectedTx`` (a single ``admit``
+        raises it instead).
+        """
+        out: list[Tx | RejectedTx | None] = [None] * len(raws)
+        decoded: list[tuple[int, Tx, str, bytes]] = []
+        for i, raw in enumerate(raws):
+            try:
+                tx = decode_tx(raw, self.max_tx_bytes)  # size, then encoding
+                if tx.hash in self._seen:
+                    raise ReplayedNonce("duplicate of a pending transaction")
+                # signature stage, part 1: the checks that need no crypto
+                if tx.chain_id != self.app.chain_id:
+                    raise WrongChain(f"transaction is for chain {tx.chain_id!r}, "
+                                     f"this is {self.app.chain_id!r}")
+                check_alg(tx.alg)
+                participant = require_participant(self.app.state, tx.sender)
+                decoded.append((i, tx, participant["alg"], participant["pk"]))
+            except RejectedTx as exc:
+                out[i] = self._reject(exc)
+        items = [(alg, pk, tx.signing_bytes, tx.sig, TX_CONTEXT) for _, tx, alg, pk in decoded]
+        oks = self.sig_pool.verify_many(items) if self.sig_pool else _verify_chunk(items)
+        for (i, tx, alg, pk), ok in zip(decoded, oks):
+            try:
+                if tx.alg != alg or not ok:
+                    raise BadSignature(f"signature does not verify under the key registered "
+                                       f"for {tx.sender.hex()[:16]}…")
+                self.cache.add(tx.hash, alg, pk)
+                self._enqueue(tx, now_s)
+                out[i] = tx
+            except RejectedTx as exc:
+                out[i] = self._reject(exc)
+        if len(raws) == 1 and isinstance(out[0], RejectedTx):
+            raise out[0]
+        return out  # type: ignore[return-value]
+
+    def _enqueue(self, tx: Tx, now_s: float) -> None:
+        expected = self._expected_nonce(tx.sender)
+        if tx.nonce < expected:
+            raise ReplayedNonce(f"nonce {tx.nonce} already used (next is {expected})")
+        if tx.nonce > expected:
+            raise NonceGap(f"nonce {tx.nonce} skips ahead (next is {expected})")
+        bucket = self._buckets.get(tx.sender)
+        scale = self.quota.scale(tx.sender)
+        if bucket is None:
+            bucket = TokenBucket(self.quota.rate_per_s * scale, self.quota.burst * scale,
+                                 self.quota.burst * scale, now_s)
+            self._buckets[tx.sender] = bucket
+        bucket.rate_per_s = self.quota.rate_per_s * scale
+        bucket.burst = self.quota.burst * scale
+        if not bucket.take(now_s):
+            raise QuotaExceeded(f"sender over its quota of {bucket.rate_per_s:.1f} tx/s "
+                                f"(burst {bucket.burst:.0f})")
+        if self._size >= self.capacity:
+            self._evict_for(tx.sender)
+        q = self._queues.setdefault(tx.sender, deque())
+        q.append(tx)
+        self._size += 1
+        self._seen.add(tx.hash)
+        self._next_nonce[tx.sender] = tx.nonce + 1
+
+    def _evict_for(self, sender: bytes) -> None:
+        """Make room: the heaviest sender loses its newest transaction (fair eviction)."""
+        heaviest = max(self._queues, key=lambda a: (len(self._queues[a]), a))
+        mine = len(self._queues.get(sender, ()))
+        if heaviest == sender or len(self._queues[heaviest]) <= mine + 1:
+            raise MempoolFull(f"mempool holds {self._size} transactions and this sender "
+                              f"already has its fair share")
+        victim = self._queues[heaviest].pop()
+        self._size -= 1
+        self._seen.discard(victim.hash)
+        self._next_nonce[heaviest] = victim.nonce
+        self.rejected["evicted"] = self.rejected.get("evicted", 0) + 1
+
+    def take(self, max_n: int) -> list[Tx]:
+        """Up to ``max_n`` transactions, round-robin across senders (sorted by address)."""
+        out: list[Tx] = []
+        while len(out) < max_n and self._size:
+            for sender in sorted(self._queues):
+                q = self._queues[sender]
+                if q:
+                    out.append(q.popleft())
+                    self._size -= 1
+                    if len(out) == max_n:
+                        break
+            for s in [s for s, q in self._queues.items() if not q]:
+                del self._queues[s]
+        for tx in out:
+            self._seen.discard(tx.hash)
+        return out

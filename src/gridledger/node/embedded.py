@@ -1,0 +1,218 @@
+"""The embedded network: n validators in one process over the in-process orderer.
+
+This is the default mode (one machine, SQLite per validator). Blocks are cut from the
+ordered log, every validator executes and votes, the collector forms a quorum certificate,
+and each validator stores the certified block. Signature checks for validators other than
+the entry node run in a process pool, so the embedded network uses every core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gridledger.crypto.sig import SigningKey
+from gridledger.errors import BlockError, RejectedTx
+from gridledger.ledger.block import Certificate, Equivocation, Header, Vote, quorum, vote_ok
+from gridledger.ledger.execute import BlockResult, SigCheck, default_sig_check
+from gridledger.ledger.genesis import Genesis
+from gridledger.ledger.modules import Module
+from gridledger.ledger.modules.registry.keeper import get_participant
+from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
+from gridledger.node.admission import Mempool, QuotaPolicy
+from gridledger.node.orderer import BlockCutter, CutBlock, Entry, LocalOrderer, Orderer
+from gridledger.node.sigpool import SigPool
+from gridledger.node.validator import Validator
+
+
+class ChainHalted(BlockError):
+    """No header gathered a quorum of votes: the chain stops rather than fork."""
+
+
+@dataclass
+class FinalizedBlock:
+    header: Header
+    result: BlockResult
+    cert: Certificate
+    offenders: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class VoteTally:
+    """Votes for one height, with equivocation and bad-signature detection."""
+
+    n: int
+    by_hash: dict[bytes, dict[int, Vote]] = field(default_factory=dict)
+    voted: dict[int, Vote] = field(default_factory=dict)
+    evidence: list[Equivocation] = field(default_factory=list)
+    offenders: dict[int, str] = field(default_factory=dict)
+
+    def add(self, vote: Vote, keys: Sequence[tuple[str, bytes]]) -> None:
+        if not vote_ok(vote, keys):
+            self.offenders[vote.validator] = "invalid vote signature"
+            return
+        prev = self.voted.get(vote.validator)
+        if prev is not None and prev.header_hash != vote.header_hash:
+            self.evidence.append(Equivocation(vote.validator, vote.height, prev, vote))
+            self.offenders[vote.validator] = "equivocation"
+        self.voted.setdefault(vote.validator, vote)
+        self.by_hash.setdefault(vote.header_hash, {})[vote.validator] = vote
+
+    def certificate(self) -> Certificate | None:
+        need = quorum(self.n)
+        for h in sorted(self.by_hash):
+            votes = {i: v for i, v in self.by_hash[h].items()
+                     if self.offenders.get(i) != "equivocation"}
+            if len(votes) >= need:
+                return Certificate.from_votes([votes[i] for i in sorted(votes)])
+        return None
+
+
+def block_sig_items(txs: Sequence[Tx], validator: Validator) -> list[tuple[str, bytes, bytes, bytes, bytes]]:
+    items = []
+    for tx in txs:
+        p = get_participant(validator.app.state, tx.sender)
+        if p is not None:
+            items.append((p["alg"], p["pk"], tx.signing_bytes, tx.sig, TX_CONTEXT))
+    return items
+
+
+def checks_from(items: Sequence[tuple[str, bytes, bytes, bytes, bytes]], oks: Sequence[bool]) -> SigCheck:
+    """A ``SigCheck`` backed by a precomputed batch, verifying anything not in it."""
+    table = {(m, s, a, pk): ok for (a, pk, m, s, _c), ok in zip(items, oks)}
+
+    def check(tx: Tx, alg: str, pk: bytes) -> bool:
+        hit = table.get((tx.signing_bytes, tx.sig, alg, pk))
+        return default_sig_check(tx, alg, pk) if hit is None else hit
+
+    return check
+
+
+class EmbeddedNetwork:
+    """n in-process validators, one ordered log, SQLite per validator."""
+
+    def __init__(self, genesis: Genesis, keys: Sequence[SigningKey], data_dir: str | Path, *,
+                 modules: Sequence[Module] | None = None, max_block_txs: int = 500,
+                 faults: Mapping[int, str] | None = None, sig_pool: SigPool | None = None,
+                 snapshot_every: int = 50, quota: QuotaPolicy | None = None,
+                 mempool_capacity: int = 20_000, orderer: Orderer | None = None) -> None:
+        self.genesis = genesis
+        self.data_dir = Path(data_dir)
+        faults = dict(faults or {})
+        self.validators = [
+            Validator(i, k, genesis, self.data_dir / f"validator-{i}.sqlite", modules,
+                      faults.get(i), snapshot_every)
+            for i, k in enumerate(keys)
+        ]
+        tips = {v.app.last_hash for v in self.validators}
+        if len(tips) != 1:
+            raise BlockError("validator stores disagree on the chain tip; catch up first")
+        self.orderer: Orderer = orderer or LocalOrderer()
+        entry = self.validators[0]
+        self.cutter = BlockCutter(max_block_txs, 0, entry.app.slot_time)
+        self.sig_pool = sig_pool
+        self.mempool = Mempool(entry.app, mempool_capacity, quota, sig_pool)
+        self.halted: ChainHalted | None = None
+        self.evidence: list[Equivocation] = []
+        self.offenders: dict[int, set[str]] = {}
+        self.finalized: list[FinalizedBlock] = []
+
+    @property
+    def entry(self) -> Validator:
+        """The validator whose mempool admits client transactions."""
+        return self.validators[0]
+
+    @property
+    def height(self) -> int:
+        return self.entry.height
+
+    def submit(self, raw: bytes, now_s: float = 0.0) -> Tx:
+        """Admit a signed transaction (raises ``RejectedTx`` naming the rule)."""
+        return self.mempool.admit(raw, now_s)
+
+    def submit_many(self, raws: Sequence[bytes], now_s: float = 0.0) -> list[Tx | RejectedTx]:
+        return self.mempool.admit_many(raws, now_s)
+
+    def tick(self, time_s: int, max_txs: int | None = None) -> list[FinalizedBlock]:
+        """Order pending transactions, close a block at ``time_s``, finalize what is cut."""
+        for tx in self.mempool.take(max_txs if max_txs is not None else len(self.mempool)):
+            self.orderer.append(Entry("tx", tx=tx.raw))
+        self.orderer.append(Entry("tick", time_s=time_s))
+        return self.process()
+
+    def process(self) -> list[FinalizedBlock]:
+        out: list[FinalizedBlock] = []
+        while True:
+            if self.halted is not None:
+                raise self.halted
+            blk = self.cutter.next_block(self.orderer)
+            if blk is None:
+                return out
+            out.append(self._run_block(blk))
+
+    def _run_block(self, blk: CutBlock) -> FinalizedBlock:
+        txs: list[Tx] = []
+        for raw in blk.txs:
+            try:
+                txs.append(decode_tx(raw))
+            except RejectedTx:
+                pass  # execution records the rejection in the receipt
+        # validators 1..n-1 check every signature themselves, in the pool, while the entry
+        # validator executes with the signatures its admission already verified
+        pending = []
+        for v in self.validators[1:]:
+            items = block_sig_items(txs, v)
+            futs = self.sig_pool.submit(items) if self.sig_pool else None
+            pending.append((v, items, futs))
+        headers = {0: self.entry.execute(blk, self.mempool.cache.check)}
+        for v, items, futs in pending:
+            oks = SigPool.gather(futs) if futs is not None else [
+                default_sig_check(t, a, pk) for t, (a, pk, *_r) in zip(txs, items)]
+            headers[v.index] = v.execute(blk, checks_from(items, oks))
+        keys = self.entry.app.validator_keys()
+        tally = VoteTally(len(keys))
+        for v in self.validators:
+            for vote in v.votes(headers[v.index]):
+                tally.add(vote, keys)
+        cert = tally.certificate()
+        self.evidence.extend(tally.evidence)
+        if cert is None:
+            for v in self.validators:
+                v.abandon()
+            self.halted = ChainHalted(
+                f"no header at height {blk_height(headers)} reached a quorum of "
+                f"{quorum(len(keys))}/{len(keys)} votes; offenders: {dict(tally.offenders)}")
+            self._record(tally)
+            raise self.halted
+        for i, vote in tally.voted.items():
+            if vote.header_hash != cert.header_hash and i not in tally.offenders:
+                tally.offenders[i] = "voted for a header the quorum did not certify"
+        for v in self.validators:
+            v.finalize(cert)
+        self._record(tally)
+        fb = FinalizedBlock(headers[0], self.entry._last_result, cert, dict(tally.offenders))
+        self.finalized.append(fb)
+        return fb
+
+    def _record(self, tally: VoteTally) -> None:
+        for i, reason in tally.offenders.items():
+            self.offenders.setdefault(i, set()).add(reason)
+        for v in self.validators:
+            if v.fault is None:
+                for ev in tally.evidence:
+                    v.store.add_evidence(ev.height, "equivocation", ev.to_obj())
+                for i, reason in sorted(tally.offenders.items()):
+                    if reason != "equivocation":
+                        v.store.add_evidence(v.height, "fault", {"validator": i, "reason": reason})
+
+    def state_roots(self) -> list[bytes]:
+        return [v.app.state.root() for v in self.validators]
+
+    def close(self) -> None:
+        for v in self.validators:
+            v.close()
+
+
+def blk_height(headers: Mapping[int, Header]) -> int:
+    return next(iter(headers.values())).height

@@ -1,0 +1,136 @@
+"""A validator: its application, its durable store, its key, and (for the attack lab) a
+configurable fault.
+
+Faults, for THREATS.md row 4 (``byzantine-validator``): ``wrong-root`` signs a header whose
+state root was altered; ``equivocate`` signs both the true header and an altered one;
+``garbage`` sends a vote whose signature is random bytes. The validator still executes
+correctly, so its own store stays correct; only what it tells the others is bad.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from gridledger.crypto.sig import SigningKey
+from gridledger.errors import BlockError, StateRootMismatch
+from gridledger.ledger.app import Application
+from gridledger.ledger.block import Certificate, Header, Vote, sign_vote
+from gridledger.ledger.execute import BlockResult, SigCheck, default_sig_check
+from gridledger.ledger.genesis import Genesis
+from gridledger.ledger.modules import Module
+from gridledger.ledger.state import State
+from gridledger.node.orderer import CutBlock
+from gridledger.node.store import BlockStore, encode_snapshot
+
+FAULTS = ("wrong-root", "equivocate", "garbage")
+
+
+def restore_app(store: BlockStore, genesis: Genesis,
+                modules: Sequence[Module] | None = None) -> tuple[Application, int]:
+    """Rebuild the application from a store: latest snapshot, then replay later blocks.
+
+    Returns the application at the store's tip and the log position after the tip. Raises
+    ``StateRootMismatch`` if a snapshot or a replayed block does not give its header's root.
+    """
+    snap = store.latest_snapshot()
+    log_end = 0
+    if snap is not None:
+        height, data = snap
+        stored = store.block(height)
+        if stored is None:
+            raise BlockError(f"snapshot at height {height} has no block")
+        header = Header.decode(stored.header)
+        state = State(data)
+        if state.root() != header.state_root:
+            raise StateRootMismatch(f"snapshot at height {height} does not match its header")
+        app = Application(genesis, modules, state=state, height=height, last_hash=header.hash,
+                          slot_time=header.slot_time)
+        log_end = stored.log_end
+    else:
+        app = Application(genesis, modules)
+    for blk in store.blocks(app.height + 1):
+        header = Header.decode(blk.header)
+        got, _ = app.finalize_block(blk.tx_list(), header.slot_time)
+        if got.hash != header.hash:
+            app.discard()
+            raise StateRootMismatch(f"replaying block {blk.height} gives a different header")
+        app.commit()
+        log_end = blk.log_end
+    return app, log_end
+
+
+class Validator:
+    """One validator of the embedded network (or of a validator process)."""
+
+    def __init__(self, index: int, key: SigningKey, genesis: Genesis, store_path: str | Path,
+                 modules: Sequence[Module] | None = None, fault: str | None = None,
+                 snapshot_every: int = 50) -> None:
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; choose from {FAULTS}")
+        self.index = index
+        self.key = key
+        self.fault = fault
+        self.snapshot_every = snapshot_every
+        self.store = BlockStore(store_path)
+        self.store.init_genesis(genesis)
+        self.store.set_meta("validator_index", str(index).encode())
+        self.app, self.log_end = restore_app(self.store, genesis, modules)
+        self._pending: tuple[Header, BlockResult, CutBlock] | None = None
+        self._last_result = BlockResult([])
+        self.diverged = False
+
+    @property
+    def height(self) -> int:
+        return self.app.height
+
+    def execute(self, blk: CutBlock, sig_check: SigCheck = default_sig_check) -> Header:
+        header, result = self.app.finalize_block(blk.txs, blk.slot_time, sig_check)
+        self._pending = (header, result, blk)
+        return header
+
+    def votes(self, header: Header) -> list[Vote]:
+        """What this validator broadcasts for ``header`` (faults change it)."""
+        if self.fault is None:
+            return [sign_vote(self.key, header, self.index)]
+        forged = replace(header, state_root=bytes(32))
+        if self.fault == "wrong-root":
+            return [sign_vote(self.key, forged, self.index)]
+        if self.fault == "equivocate":
+            return [sign_vote(self.key, header, self.index),
+                    sign_vote(self.key, forged, self.index)]
+        return [Vote(header.height, header.hash, self.index, os.urandom(3309))]
+
+    def finalize(self, cert: Certificate) -> bool:
+        """Store the pending block under ``cert`` if it certifies our header.
+
+        Returns False (and drops the block) when the certified header is not ours: this
+        validator diverged and must catch up from a peer's certified blocks.
+        """
+        if self._pending is None:
+            raise BlockError("no pending block")
+        header, result, blk = self._pending
+        self._pending = None
+        if cert.header_hash != header.hash:
+            self.app.discard()
+            self.diverged = True
+            return False
+        self.app.commit()
+        self._last_result = result
+        snapshot = None
+        if self.snapshot_every and header.height % self.snapshot_every == 0:
+            snapshot = encode_snapshot(self.app.state.snapshot_items())
+        self.store.append_block(header.height, header.encode(), blk.txs,
+                                result.encode_receipts(), cert.encode(), blk.log_end, snapshot)
+        self.log_end = blk.log_end
+        return True
+
+    def abandon(self) -> None:
+        """Drop the pending block (no certificate formed: the chain halts here)."""
+        self._pending = None
+        self.app.discard()
+
+    def close(self) -> None:
+        self.store.close()
