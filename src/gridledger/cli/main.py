@@ -1,0 +1,208 @@
+"""``gridledger`` — demo, verify-chain, bench, keys, node."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gridledger.errors import GridLedgerError
+
+app = typer.Typer(help="GridLedger: post-quantum ledger and transactive energy market.",
+                  no_args_is_help=True, add_completion=False)
+keys_app = typer.Typer(help="Manage encrypted ML-DSA keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+err = Console(stderr=True)
+
+BENCHES = ("ledger", "clearing", "grid", "privacy", "network", "demo")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code)
+
+
+def _startup_check() -> None:
+    from gridledger.crypto.sig import check_backend
+
+    try:
+        check_backend()
+    except GridLedgerError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def demo(
+    prosumers: Annotated[int, typer.Option(help="Community participants.")] = 30,
+    hours: Annotated[Optional[int], typer.Option(help="Simulated hours (default: one day).")] = None,
+    days: Annotated[Optional[int], typer.Option(help="Simulated days.")] = None,
+    validators: Annotated[int, typer.Option(help="Validators on the embedded ledger.")] = 4,
+    attacks: Annotated[str, typer.Option(help="Attack names, 'all' or 'none'.")] = "default",
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("gridledger-out"),
+    seed: Annotated[int, typer.Option(help="Scenario seed (same seed, same results).")] = 7,
+    network: Annotated[Optional[str], typer.Option(help="SimBench code or pandapower file.")] = None,
+    workload: Annotated[str, typer.Option(help="'community' or 'transfers'.")] = "community",
+) -> None:
+    """Run a community day on the embedded ledger and write report + summary.json."""
+    _startup_check()
+    if hours is not None and days is not None:
+        _fail("give --hours or --days, not both")
+    total_hours = hours if hours is not None else 24 * (days if days is not None else 1)
+    if not 1 <= total_hours <= 24 * 366:
+        _fail(f"--hours must be between 1 and 8784, got {total_hours}")
+    if not 1 <= validators <= 31:
+        _fail(f"--validators must be between 1 and 31, got {validators}")
+    if not 2 <= prosumers <= 2000:
+        _fail(f"--prosumers must be between 2 and 2000, got {prosumers}")
+    if out.exists() and any(out.glob("**/*.sqlite")):
+        import shutil
+
+        shutil.rmtree(out / "ledger", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    if workload == "community":
+        try:
+            sim = importlib.import_module("gridledger.sim.demo")
+        except ModuleNotFoundError:
+            workload = "transfers"
+    if workload == "community":
+        try:
+            summary = sim.run_demo_cli(prosumers=prosumers, hours=total_hours,
+                                       validators=validators, attacks=attacks, out=out,
+                                       seed=seed, network=network, console=console)
+        except GridLedgerError as exc:
+            _fail(str(exc))
+        return
+    if workload != "transfers":
+        _fail(f"unknown workload {workload!r} (community, transfers)")
+    from gridledger.sim.transfers import TransferScenario, run_transfers
+
+    blocks = total_hours * 4
+    sc = TransferScenario(participants=prosumers, validators=validators, blocks=blocks, seed=seed)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as prog:
+        task = prog.add_task("slots", total=blocks)
+        summary = run_transfers(sc, out, lambda done, _t: prog.update(task, completed=done))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    t = Table(title="GridLedger demo (transfer workload)")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k in ("blocks", "txs", "certificates_ok", "validators_agree"):
+        t.add_row(k, str(summary["ledger"][k]))
+    t.add_row("money_conserved", str(summary["invariants"]["money_conserved"]))
+    t.add_row("tx/s", str(summary["timings"]["tx_per_s"]))
+    console.print(t)
+    console.print(f"wrote {out / 'summary.json'}")
+
+
+@app.command("verify-chain")
+def verify_chain(
+    directory: Annotated[Path, typer.Argument(help="A demo --out folder, a node data folder, or one .sqlite store.")],
+) -> None:
+    """Replay every ledger store under DIRECTORY from genesis and check every byte."""
+    _startup_check()
+    from gridledger.node.verify import find_stores, verify_store
+
+    if not directory.exists():
+        _fail(f"{directory} does not exist")
+    stores = find_stores(directory)
+    if not stores:
+        _fail(f"no ledger store (*.sqlite) under {directory}")
+    bad = 0
+    for path in stores:
+        r = verify_store(path)
+        if r.ok:
+            console.print(f"[green]ok[/]   {path}  blocks={r.blocks} state_root={r.state_root.hex()[:16]}…")
+        else:
+            bad += 1
+            console.print(f"[red]BAD[/]  {path}  first bad block {r.bad_height}: {r.reason}")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(BENCHES)}")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
+    quick: Annotated[bool, typer.Option(help="Smaller sizes (CI).")] = False,
+) -> None:
+    """Run a benchmark; figures are ratios against a peer/baseline measured in the same run."""
+    _startup_check()
+    if name not in BENCHES:
+        _fail(f"unknown benchmark {name!r}; choose from {', '.join(BENCHES)}")
+    try:
+        mod = importlib.import_module(f"gridledger.bench.{name}")
+    except ModuleNotFoundError as exc:
+        _fail(f"benchmark {name!r} is not available in this build: {exc}")
+    result = mod.run(quick=quick)
+    if json_out:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        console.print_json(json.dumps(result))
+
+
+def _passphrase(confirm: bool = False) -> str:
+    env = os.environ.get("GRIDLEDGER_PASSPHRASE")
+    if env is not None:
+        return env
+    return str(typer.prompt("passphrase", hide_input=True, confirmation_prompt=confirm))
+
+
+KeyDir = Annotated[Path, typer.Option("--dir", help="Keystore folder.")]
+
+
+@keys_app.command("new")
+def keys_new(name: str, alg: Annotated[str, typer.Option(help="ml-dsa-44|65|87")] = "ml-dsa-65",
+             directory: KeyDir = Path("keys")) -> None:
+    """Create an encrypted ML-DSA key."""
+    from gridledger.crypto.keystore import save_key
+    from gridledger.crypto.sig import SigningKey
+
+    _startup_check()
+    try:
+        key = SigningKey.generate(alg)
+        path = save_key(directory, name, key, _passphrase(confirm=True))
+    except GridLedgerError as exc:
+        _fail(str(exc))
+    console.print(f"{name}  {alg}  {key.address.hex()}  -> {path}")
+
+
+@keys_app.command("show")
+def keys_show(name: str, directory: KeyDir = Path("keys")) -> None:
+    """Decrypt a key and show its algorithm, address and public key size."""
+    from gridledger.crypto.keystore import load_key
+
+    try:
+        key = load_key(directory / f"{name}.key.json", _passphrase())
+    except GridLedgerError as exc:
+        _fail(str(exc))
+    console.print(f"name: {name}\nalg: {key.alg}\naddress: {key.address.hex()}\n"
+                  f"public key: {len(key.public_key.raw)} bytes")
+
+
+@keys_app.command("list")
+def keys_list(directory: KeyDir = Path("keys")) -> None:
+    """List keys in the keystore folder (no passphrase needed)."""
+    from gridledger.crypto.keystore import list_keys
+
+    t = Table()
+    for col in ("name", "alg", "address"):
+        t.add_column(col)
+    for k in list_keys(directory):
+        t.add_row(k.name, k.alg, k.address)
+    console.print(t)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Scenario engine: communities, agents, attacks, metrics and reports."""
