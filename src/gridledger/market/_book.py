@@ -9,11 +9,12 @@ order and of the sort algorithm.
 from __future__ import annotations
 
 import dataclasses
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter
-from types import MappingProxyType
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +30,7 @@ from gridledger.market.types import (
     MarketInputError,
     Order,
     Trade,
+    WhByOrder,
     _check_int,
 )
 from gridledger.types import WH_PER_KWH
@@ -53,6 +55,26 @@ class Book:
     """Unique sort key: bids by price descending, asks by price ascending, then order id."""
     canon: I64
     """Order indices sorted by order id (the canonical output order)."""
+    sorted_ids: NDArray[np.bytes_]
+    """Order ids as an 'S32' column in canonical order."""
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many small tuples.
+
+    Creating ~1M trade tuples otherwise triggers repeated full collections that traverse
+    every live object (including the caller's order book) and triple the clearing time of
+    a 1M-order book. No reference cycles are created here, so nothing is leaked; results
+    do not depend on it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def to_book(orders: Sequence[Order]) -> Book:
@@ -97,9 +119,9 @@ def to_book(orders: Sequence[Order]) -> Book:
     # 'S32' compares as unsigned bytes over the full fixed width (all ids are exactly 32
     # bytes), i.e. the same order as Python's bytes comparison.
     id_arr = np.frombuffer(b"".join(ids), dtype=f"S{ORDER_ID_LEN}")
-    canon = np.argsort(id_arr, kind="stable").astype(np.int64)
+    canon = _argsort_ids(id_arr)
+    sorted_ids = id_arr[canon]
     if n > 1:
-        sorted_ids = id_arr[canon]
         dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
         if dup.size:
             raise MarketInputError(f"duplicate order_id {bytes(sorted_ids[dup[0]]).hex()}")
@@ -110,7 +132,24 @@ def to_book(orders: Sequence[Order]) -> Book:
     width = np.int64(max(n, 1))
     key_price = np.where(is_buy, MAX_PRICE_MICRO_PER_KWH - price, price)
     merit_key = key_price * width + rank
-    return Book(orders, ids, owners, is_buy, energy, price, merit_key, canon)
+    return Book(orders, ids, owners, is_buy, energy, price, merit_key, canon, sorted_ids)
+
+
+def _argsort_ids(id_arr: NDArray[np.bytes_]) -> I64:
+    """Indices sorting 32-byte ids in byte order.
+
+    Fast path: sort by the first 8 bytes as a big-endian uint64 (an integer sort, about
+    twice as fast as sorting 32-byte strings). If no two ids share that prefix the prefix
+    order *is* the byte order; otherwise (duplicates, or crafted ids) sort the full ids.
+    Both paths give the same permutation, the fast one just gets there sooner.
+    """
+    n = len(id_arr)
+    prefix = np.frombuffer(id_arr.tobytes(), dtype=">u8").reshape(n, ORDER_ID_LEN // 8)[:, 0]
+    order = np.argsort(prefix, kind="stable")
+    sp = prefix[order]
+    if n < 2 or bool(np.all(sp[1:] != sp[:-1])):
+        return order.astype(np.int64)
+    return np.argsort(id_arr, kind="stable").astype(np.int64)
 
 
 def admit_energy(book: Book, envelopes: Mapping[bytes, Envelope] | None) -> I64:
@@ -178,12 +217,28 @@ def build_result(
     Payments and fees are ``(energy_wh * rate) // 1000`` in int64, i.e. exactly
     ``payment_micro`` (both operands are non-negative and the product is < 2**63).
     """
-    n = len(book.ids)
     pay = t_energy * t_price // WH_PER_KWH
     if fees is None:
         fee = np.zeros(len(t_energy), dtype=np.int64)
     else:
         fee = t_energy * fee_rates(fees, slot_of_day, book.owners, t_buy, t_sell) // WH_PER_KWH
+    with _gc_paused():
+        return _assemble(book, mechanism, price, admitted, t_buy, t_sell, t_energy, t_price, pay, fee)
+
+
+def _assemble(
+    book: Book,
+    mechanism: Mechanism,
+    price: int | None,
+    admitted: I64,
+    t_buy: I64,
+    t_sell: I64,
+    t_energy: I64,
+    t_price: I64,
+    pay: I64,
+    fee: I64,
+) -> ClearingResult:
+    n = len(book.ids)
     ids, owners = book.ids, book.owners
     bl, sl = t_buy.tolist(), t_sell.tolist()
     # tuple.__new__ straight from zip: no Python-level __new__ per trade.
@@ -206,8 +261,8 @@ def build_result(
     np.add.at(filled, t_buy, t_energy)
     np.add.at(filled, t_sell, t_energy)
     canon = book.canon
-    canon_list = canon.tolist()
-    filled_map = dict(zip([ids[i] for i in canon_list], filled[canon].tolist()))
+    canon_ids = [ids[i] for i in canon.tolist()]
+    filled_map = WhByOrder(canon_ids, book.sorted_ids, filled[canon].tolist())
 
     remaining = admitted - filled
     rem_canon = canon[remaining[canon] > 0]
@@ -219,13 +274,17 @@ def build_result(
     for k, i in zip(partial_pos.tolist(), rem_canon[partial_pos].tolist()):
         unmatched[k] = dataclasses.replace(orders[i], energy_wh=int(remaining[i]))
     clipped = book.energy_wh - admitted
-    clip_canon = canon[clipped[canon] > 0]
-    clipped_map = dict(zip([ids[i] for i in clip_canon.tolist()], clipped[clip_canon].tolist()))
+    clip_pos = np.flatnonzero(clipped[canon] > 0)
+    clipped_map = WhByOrder(
+        [canon_ids[k] for k in clip_pos.tolist()],
+        book.sorted_ids[clip_pos],
+        clipped[canon[clip_pos]].tolist(),
+    )
     return ClearingResult(
         mechanism=mechanism,
         price_micro_per_kwh=price,
         trades=trades,
-        filled_wh_by_order=MappingProxyType(filled_map),
+        filled_wh_by_order=filled_map,
         unmatched=tuple(unmatched),
-        clipped_wh_by_order=MappingProxyType(clipped_map),
+        clipped_wh_by_order=clipped_map,
     )

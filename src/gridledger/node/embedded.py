@@ -105,9 +105,17 @@ class EmbeddedNetwork:
                       faults.get(i), snapshot_every)
             for i, k in enumerate(keys)
         ]
+        # a crash can leave validators at different heights: laggards catch up from the
+        # highest peer's certified blocks (verified, re-executed) before anything else
+        from gridledger.node.sync import catch_up
+
+        leader = max(self.validators, key=lambda v: v.height)
+        for v in self.validators:
+            if v is not leader:
+                catch_up(v, leader.store)
         tips = {v.app.last_hash for v in self.validators}
         if len(tips) != 1:
-            raise BlockError("validator stores disagree on the chain tip; catch up first")
+            raise BlockError("validator stores disagree on the chain tip after catch-up")
         self.orderer: Orderer = orderer or LocalOrderer()
         entry = self.validators[0]
         self.cutter = BlockCutter(max_block_txs, 0, entry.app.slot_time)

@@ -1,0 +1,46 @@
+"""Catch-up: bring a lagging validator to a peer's tip from the peer's certified blocks.
+
+Nothing is taken on trust: each block's link, transaction root and quorum certificate are
+checked against the lagging validator's own state, the block is re-executed, and it is
+stored only if re-execution gives exactly the certified header.
+"""
+
+from __future__ import annotations
+
+from gridledger.errors import BlockError, StateRootMismatch
+from gridledger.ledger.block import Certificate, Header, tx_root, verify_certificate
+from gridledger.node.store import BlockStore, StoredBlock, encode_snapshot
+from gridledger.node.validator import Validator
+
+
+def apply_certified(v: Validator, blk: StoredBlock) -> None:
+    """Verify and apply one certified block from a peer to ``v``; raises ``BlockError``."""
+    header = Header.decode(blk.header)
+    cert = Certificate.decode(blk.cert)
+    txs = blk.tx_list()
+    if header.height != v.height + 1 or header.prev_hash != v.app.last_hash:
+        raise BlockError(f"peer block {header.height} does not extend our tip {v.height}")
+    if header.tx_root != tx_root(txs):
+        raise BlockError(f"peer block {header.height}: tx_root mismatch")
+    verify_certificate(header, cert, v.app.validator_keys())
+    got, result = v.app.finalize_block(txs, header.slot_time)
+    if got.hash != header.hash:
+        v.app.discard()
+        raise StateRootMismatch(f"re-executing peer block {header.height} gives another header")
+    v.app.commit()
+    snapshot = None
+    if v.snapshot_every and header.height % v.snapshot_every == 0:
+        snapshot = encode_snapshot(v.app.state.snapshot_items())
+    v.store.append_block(header.height, header.encode(), txs, result.encode_receipts(),
+                         blk.cert, blk.log_end, snapshot)
+    v.log_end = blk.log_end
+    v.diverged = False
+
+
+def catch_up(v: Validator, peer: BlockStore) -> int:
+    """Apply every block the peer has beyond ``v``'s tip; returns how many were applied."""
+    n = 0
+    for blk in peer.blocks(v.height + 1):
+        apply_certified(v, blk)
+        n += 1
+    return n

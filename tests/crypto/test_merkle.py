@@ -1,0 +1,21 @@
+from hypothesis import given, strategies as st
+
+from gridledger.crypto.merkle import hash_leaf, inclusion_proof, merkle_root, root_of_hashes, verify_inclusion
+
+
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=70), st.data())
+def test_every_leaf_proves_and_altered_proofs_fail(leaves, data):
+    hashes = [hash_leaf(x) for x in leaves]
+    root = root_of_hashes(hashes)
+    assert root == merkle_root(leaves)
+    i = data.draw(st.integers(0, len(leaves) - 1))
+    proof = inclusion_proof(hashes, i)
+    assert verify_inclusion(root, hashes[i], i, len(leaves), proof)
+    assert not verify_inclusion(root, hash_leaf(leaves[i] + b"x"), i, len(leaves), proof)
+    if proof:
+        bad = list(proof)
+        bad[0] = bytes(32)
+        assert not verify_inclusion(root, hashes[i], i, len(leaves), bad)
+    if len(leaves) > 1:
+        j = (i + 1) % len(leaves)
+        assert hashes[j] == hashes[i] or not verify_inclusion(root, hashes[i], j, len(leaves), proof)

@@ -1,0 +1,91 @@
+"""A bit flipped anywhere in a stored block, transaction or certificate is found."""
+
+import shutil
+import sqlite3
+
+import pytest
+from typer.testing import CliRunner
+
+from gridledger.cli.main import app as cli
+from gridledger.node.embedded import EmbeddedNetwork
+from gridledger.node.verify import verify_store
+from tests.conftest import make_chain
+
+
+@pytest.fixture(scope="module")
+def good_store(tmp_path_factory):
+    d = tmp_path_factory.mktemp("chain")
+    chain = make_chain()
+    net = EmbeddedNetwork(chain.genesis, chain.validators, d, snapshot_every=2)
+    for b in range(5):
+        net.submit(chain.transfer(b % 6, (b + 2) % 6, 100 + b), now_s=b)
+        net.submit(chain.transfer((b + 1) % 6, (b + 3) % 6, 7), now_s=b)
+        net.tick(900 * (b + 1))
+    net.close()
+    return d / "validator-1.sqlite"
+
+
+def _flip(path, column, height, byte_index):
+    db = sqlite3.connect(path)
+    (blob,) = db.execute(f"SELECT {column} FROM blocks WHERE height=?", (height,)).fetchone()
+    b = bytearray(blob)
+    b[byte_index % len(b)] ^= 0x01
+    db.execute(f"UPDATE blocks SET {column}=? WHERE height=?", (bytes(b), height))
+    db.commit()
+    db.close()
+
+
+def test_clean_store_verifies(good_store):
+    r = verify_store(good_store)
+    assert r.ok and r.blocks == 5
+
+
+@pytest.mark.parametrize("column", ["header", "txs", "cert", "receipts"])
+@pytest.mark.parametrize("offset", [3, 40, 500, 2000])
+def test_any_flipped_bit_is_found_at_its_block(tmp_path, good_store, column, offset):
+    p = tmp_path / "v.sqlite"
+    shutil.copy(good_store, p)
+    _flip(p, column, 3, offset)
+    r = verify_store(p)
+    assert not r.ok and r.bad_height == 3, r
+
+
+def test_tampered_snapshot_is_found(tmp_path, good_store):
+    p = tmp_path / "v.sqlite"
+    shutil.copy(good_store, p)
+    db = sqlite3.connect(p)
+    h, blob = db.execute("SELECT height, state FROM snapshots ORDER BY height DESC LIMIT 1").fetchone()
+    b = bytearray(blob)
+    b[-1] ^= 1
+    db.execute("UPDATE snapshots SET state=? WHERE height=?", (bytes(b), h))
+    db.commit()
+    db.close()
+    r = verify_store(p)
+    assert not r.ok and "snapshot" in r.reason
+
+
+def test_deleted_block_is_named(tmp_path, good_store):
+    p = tmp_path / "v.sqlite"
+    shutil.copy(good_store, p)
+    db = sqlite3.connect(p)
+    db.execute("DELETE FROM blocks WHERE height=2")
+    db.commit()
+    db.close()
+    r = verify_store(p)
+    assert r.bad_height == 2 and "missing" in r.reason
+
+
+def test_cli_exit_codes_name_store_and_block(tmp_path, good_store):
+    d = tmp_path / "out"
+    d.mkdir()
+    shutil.copy(good_store, d / "a.sqlite")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["verify-chain", str(d)])
+    assert res.exit_code == 0, res.output
+    shutil.copy(good_store, d / "b.sqlite")
+    _flip(d / "b.sqlite", "txs", 4, 100)
+    res = runner.invoke(cli, ["verify-chain", str(d)], terminal_width=200)
+    assert res.exit_code == 1
+    assert "b.sqlite" in res.output and "first bad block 4" in res.output
+    res = runner.invoke(cli, ["verify-chain", str(tmp_path / "nope")])
+    assert res.exit_code == 2
