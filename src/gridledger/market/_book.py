@@ -170,17 +170,18 @@ def admit_energy(book: Book, envelopes: Mapping[bytes, Envelope] | None) -> I64:
     cap = np.full(n, -1, dtype=np.int64)
     group = np.zeros(n, dtype=np.int64)
     group_of: dict[bytes, int] = {}
-    for owner, env in envelopes.items():
-        if type(owner) is not bytes:
-            raise MarketInputError("envelope keys must be bytes owners")
+    if any(type(owner) is not bytes for owner in envelopes):
+        raise MarketInputError("envelope keys must be bytes owners")
+    for owner in sorted(envelopes):  # sorted: the first error reported is reproducible
+        env = envelopes[owner]
         if not (isinstance(env, tuple) and len(env) == 2):
             raise MarketInputError("an envelope is (import_max_wh, export_max_wh)")
         _check_int("import_max_wh", env[0], 0, MAX_ENERGY_WH * MAX_ORDERS)
         _check_int("export_max_wh", env[1], 0, MAX_ENERGY_WH * MAX_ORDERS)
-    for i, owner in enumerate(book.owners):
-        env = envelopes.get(owner)
-        if env is not None:
-            cap[i] = env[0] if book.is_buy[i] else env[1]
+    for i, (owner, buys) in enumerate(zip(book.owners, book.is_buy.tolist())):
+        limits = envelopes.get(owner)
+        if limits is not None:
+            cap[i] = limits[0] if buys else limits[1]
             group[i] = group_of.setdefault(owner, len(group_of))
     sel = np.flatnonzero(cap >= 0)
     if sel.size == 0:
@@ -261,8 +262,7 @@ def _assemble(
     np.add.at(filled, t_buy, t_energy)
     np.add.at(filled, t_sell, t_energy)
     canon = book.canon
-    canon_ids = [ids[i] for i in canon.tolist()]
-    filled_map = WhByOrder(canon_ids, book.sorted_ids, filled[canon].tolist())
+    filled_map = WhByOrder(book.sorted_ids, filled[canon])
 
     remaining = admitted - filled
     rem_canon = canon[remaining[canon] > 0]
@@ -275,11 +275,7 @@ def _assemble(
         unmatched[k] = dataclasses.replace(orders[i], energy_wh=int(remaining[i]))
     clipped = book.energy_wh - admitted
     clip_pos = np.flatnonzero(clipped[canon] > 0)
-    clipped_map = WhByOrder(
-        [canon_ids[k] for k in clip_pos.tolist()],
-        book.sorted_ids[clip_pos],
-        clipped[canon[clip_pos]].tolist(),
-    )
+    clipped_map = WhByOrder(book.sorted_ids[clip_pos], clipped[canon[clip_pos]])
     return ClearingResult(
         mechanism=mechanism,
         price_micro_per_kwh=price,

@@ -105,29 +105,35 @@ class Trade(NamedTuple):
 class WhByOrder(Mapping[bytes, int]):
     """Read-only ``order_id -> Wh``, iterated in order-id byte order.
 
-    Backed by two sorted columns instead of a dict: building a dict of 1M random 32-byte
-    keys costs most of a second, this costs nothing, and lookups are a binary search.
+    Backed by two sorted numpy columns instead of a dict: a dict of 1M random 32-byte keys
+    costs most of a second to build, this costs nothing, and a lookup is a binary search.
     Compares equal to any mapping with the same items.
     """
 
-    __slots__ = ("_ids", "_sorted", "_wh")
+    __slots__ = ("_ids", "_wh")
 
-    def __init__(self, ids: list[bytes], sorted_ids: NDArray[np.bytes_], wh: list[int]) -> None:
-        # ids: Python bytes in order-id order; sorted_ids: the same as an 'S32' column
-        # (for searchsorted); wh: the amounts in the same order.
-        self._ids = ids
-        self._sorted = sorted_ids
+    def __init__(self, sorted_ids: NDArray[np.bytes_], wh: NDArray[np.int64]) -> None:
+        # sorted_ids: 'S32' column in byte order (all ids exactly 32 bytes); wh: aligned.
+        sorted_ids.flags.writeable = False
+        wh.flags.writeable = False
+        self._ids = sorted_ids
         self._wh = wh
 
+    @staticmethod
+    def _key(raw: bytes) -> bytes:
+        # numpy drops trailing NUL bytes of 'S' items; every id is exactly 32 bytes, so
+        # padding back restores it.
+        return bytes(raw).ljust(ORDER_ID_LEN, b"\0")
+
     def __getitem__(self, key: bytes) -> int:
-        if type(key) is bytes and len(key) == ORDER_ID_LEN and self._ids:
-            i = int(np.searchsorted(self._sorted, key))
-            if i < len(self._ids) and self._ids[i] == key:
-                return self._wh[i]
+        if type(key) is bytes and len(key) == ORDER_ID_LEN and len(self._ids):
+            i = int(np.searchsorted(self._ids, key))
+            if i < len(self._ids) and self._key(self._ids[i]) == key:
+                return int(self._wh[i])
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._ids)
+        return map(self._key, self._ids)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -139,7 +145,7 @@ class WhByOrder(Mapping[bytes, int]):
 
 
 def _empty_mapping() -> Mapping[bytes, int]:
-    return WhByOrder([], np.zeros(0, dtype=f"S{ORDER_ID_LEN}"), [])
+    return WhByOrder(np.zeros(0, dtype=f"S{ORDER_ID_LEN}"), np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True, slots=True)
