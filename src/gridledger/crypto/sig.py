@@ -103,6 +103,7 @@ def verify_signature(alg: str, public_key: bytes, message: bytes, signature: byt
     return True
 
 
+@functools.lru_cache(maxsize=65536)
 def address_of(alg: str, public_key: bytes) -> bytes:
     """The 32-byte address of an algorithm-tagged public key."""
     return tagged_hash("gl/address", alg.encode(), public_key)

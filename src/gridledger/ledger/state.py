@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import cbor2
+
 from gridledger.crypto.merkle import hash_leaf, inclusion_proof, root_of_hashes, verify_inclusion
 from gridledger.ledger import codec
 
@@ -105,13 +107,15 @@ class State:
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
+    # State values were encoded by ``set_obj`` (canonical already), so reads skip the
+    # canonical re-encoding check that untrusted input gets.
     def get_obj(self, key: bytes, default: Any = None) -> Any:
         raw = self._data.get(key)
-        return default if raw is None else codec.decode(raw)
+        return default if raw is None else cbor2.loads(raw)
 
     def get_int(self, key: bytes) -> int:
         raw = self._data.get(key)
-        return 0 if raw is None else int(codec.decode(raw))
+        return 0 if raw is None else int(cbor2.loads(raw))
 
     def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
         """Keys under ``prefix`` in sorted order (never dict order: determinism)."""
@@ -119,7 +123,7 @@ class State:
 
     def items_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
         for k in self.keys_with_prefix(prefix):
-            yield k, codec.decode(self._data[k])
+            yield k, cbor2.loads(self._data[k])
 
     def __len__(self) -> int:
         return len(self._data)

@@ -60,9 +60,28 @@ def sign_tx(key: SigningKey, chain_id: str, nonce: int, kind: str, body: dict[st
 
 
 def decode_tx(raw: bytes, max_bytes: int = MAX_TX_BYTES) -> Tx:
-    """Size check, then canonical decoding and field typing. Raises a ``RejectedTx``."""
+    """Size check, then canonical decoding and field typing. Raises a ``RejectedTx``.
+
+    Decoding is a pure function of the bytes, so the last decodes are memoised: admission,
+    block cutting and execution of one transaction then parse it once.
+    """
     if len(raw) > max_bytes:
         raise Oversize(f"{len(raw)} bytes > limit {max_bytes}")
+    hit = _DECODED.get(raw)
+    if hit is not None:
+        return hit
+    tx = _decode(raw)
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.pop(next(iter(_DECODED)))
+    _DECODED[raw] = tx
+    return tx
+
+
+_DECODED: dict[bytes, Tx] = {}
+_DECODED_MAX = 50_000
+
+
+def _decode(raw: bytes) -> Tx:
     obj = codec.decode(raw)
     if not isinstance(obj, dict) or tuple(sorted(obj)) != _FIELDS:
         raise MalformedEncoding(f"envelope must have exactly the fields {', '.join(_FIELDS)}")
