@@ -637,9 +637,11 @@ def combine_partials(committee: Committee, inclusion: Inclusion,
         if head_meter_wh is None:
             raise AggregationFailed(
                 "partial sums are inconsistent and no head-meter reading to arbitrate")
+        # A subset containing a wrong partial lands at a value the liar does not control
+        # unless it shifts by a tiny delta, in which case several candidates fit the head
+        # meter and we refuse rather than guess.
         fits = {s: xs for s, xs in candidate_secrets(shares, c.threshold).items()
-                if abs(decode_signed(s) - head_meter_wh) <= tolerance_wh
-                and len(xs) >= c.threshold + 1}
+                if abs(decode_signed(s) - head_meter_wh) <= tolerance_wh}
         if len(fits) != 1:
             raise AggregationFailed(
                 f"partial sums are inconsistent; {len(fits)} candidate totals match the "
