@@ -144,9 +144,13 @@ class EmbeddedNetwork:
 
     def tick(self, time_s: int, max_txs: int | None = None) -> list[FinalizedBlock]:
         """Order pending transactions, close a block at ``time_s``, finalize what is cut."""
-        for tx in self.mempool.take(max_txs if max_txs is not None else len(self.mempool)):
-            self.orderer.append(Entry("tx", tx=tx.raw))
-        self.orderer.append(Entry("tick", time_s=time_s))
+        txs = self.mempool.take(max_txs if max_txs is not None else len(self.mempool))
+        entries = [Entry("tx", tx=tx.raw) for tx in txs] + [Entry("tick", time_s=time_s)]
+        append_many = getattr(self.orderer, "append_many", None)
+        positions = append_many(entries) if append_many else [self.orderer.append(e) for e in entries]
+        wait_for = getattr(self.orderer, "wait_for", None)
+        if wait_for is not None:  # a remote log: wait until our tick has come back to us
+            wait_for(max(positions) + 1)
         return self.process()
 
     def process(self) -> list[FinalizedBlock]:
