@@ -124,7 +124,7 @@ def to_book(orders: Sequence[Order]) -> Book:
     if n > 1:
         dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
         if dup.size:
-            raise MarketInputError(f"duplicate order_id {bytes(sorted_ids[dup[0]]).hex()}")
+            raise MarketInputError(f"duplicate order_id {ids[int(canon[dup[0]])].hex()}")
     rank = np.empty(n, dtype=np.int64)
     rank[canon] = np.arange(n, dtype=np.int64)
     # One int64 key per order (<= 1e9 * 1e7 = 1e16): a single sort gives merit order with
