@@ -1,0 +1,87 @@
+"""A Python client for the GridLedger HTTP API that signs locally and submits.
+
+    client = Client("http://127.0.0.1:8080", key)
+    receipt = client.transfer(to=addr, amount_micro=1_000, wait=True)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from gridledger.crypto.sig import SigningKey
+from gridledger.errors import RejectedTx
+from gridledger.ledger.tx import sign_tx
+
+
+class ApiRejected(RejectedTx):
+    """The node rejected the transaction; ``rule`` is the rule it named."""
+
+    def __init__(self, rule: str, detail: str, status: int) -> None:
+        self.rule = rule
+        self.status = status
+        super().__init__(detail)
+
+
+class Client:
+    def __init__(self, base_url: str, key: SigningKey | None = None,
+                 http: httpx.Client | None = None, timeout_s: float = 10.0) -> None:
+        self.http = http or httpx.Client(base_url=base_url, timeout=timeout_s)
+        self.key = key
+        self._chain_id: str | None = None
+        self._nonce: int | None = None
+
+    @property
+    def chain_id(self) -> str:
+        if self._chain_id is None:
+            self._chain_id = str(self.status()["chain_id"])
+        return self._chain_id
+
+    def _get(self, path: str) -> Any:
+        r = self.http.get(path)
+        if r.status_code >= 400:
+            body = r.json()
+            raise ApiRejected(body.get("rule", "error"), body.get("detail", ""), r.status_code)
+        return r.json()
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._get("/v1/status"))
+
+    def account(self, address: bytes) -> dict[str, Any]:
+        return dict(self._get(f"/v1/accounts/{address.hex()}"))
+
+    def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        r = self.http.get(f"/v1/tx/{tx_hash}")
+        return None if r.status_code == 404 else dict(r.json())
+
+    def submit_raw(self, raw: bytes) -> dict[str, Any]:
+        r = self.http.post("/v1/tx", content=raw, headers={"content-type": "application/cbor"})
+        body = r.json()
+        if r.status_code >= 400:
+            raise ApiRejected(body.get("rule", "error"), body.get("detail", ""), r.status_code)
+        return dict(body)
+
+    def send(self, kind: str, body: dict[str, Any], wait: bool = False,
+             timeout_s: float = 30.0) -> dict[str, Any]:
+        """Sign ``kind``/``body`` with the client's key at its next nonce and submit it."""
+        if self.key is None:
+            raise ValueError("this client has no signing key")
+        if self._nonce is None:
+            self._nonce = int(self.account(self.key.address)["nonce"])
+        raw = sign_tx(self.key, self.chain_id, self._nonce, kind, body)
+        accepted = self.submit_raw(raw)
+        self._nonce += 1
+        if not wait:
+            return accepted
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            rec = self.receipt(accepted["tx_hash"])
+            if rec is not None:
+                return rec
+            time.sleep(0.05)
+        raise TimeoutError(f"transaction {accepted['tx_hash']} not committed in {timeout_s}s")
+
+    def transfer(self, to: bytes, amount_micro: int, wait: bool = False) -> dict[str, Any]:
+        return self.send("bank/transfer", {"to": to, "amount_micro": amount_micro}, wait=wait)

@@ -1,0 +1,97 @@
+"""HTTP API over the embedded network: submissions, rejections named, queries, proofs, SSE."""
+
+from __future__ import annotations
+
+import cbor2
+import pytest
+from fastapi.testclient import TestClient
+
+from gridledger.api import create_app
+from gridledger.api.service import EmbeddedService
+from gridledger.client import ApiRejected, Client
+from gridledger.ledger import codec
+from gridledger.ledger.state import MembershipProof, verify_membership
+from gridledger.node.embedded import EmbeddedNetwork
+from tests.conftest import make_chain
+
+
+@pytest.fixture
+def env(tmp_path):
+    chain = make_chain()
+    net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path)
+    svc = EmbeddedService(net)
+    http = TestClient(create_app(svc))
+    yield chain, svc, http
+    net.close()
+
+
+def test_submit_commit_and_query(env):
+    chain, svc, http = env
+    raw = chain.transfer(0, 1, 1234)
+    r = http.post("/v1/tx", json={"tx": raw.hex()})
+    assert r.status_code == 202, r.text
+    h = r.json()["tx_hash"]
+    assert http.get(f"/v1/tx/{h}").status_code == 404
+    svc.tick(900)
+    rec = http.get(f"/v1/tx/{h}").json()
+    assert rec["height"] == 1 and rec["receipt"]["ok"] is True
+    acct = http.get(f"/v1/accounts/{chain.users[1].address.hex()}").json()
+    assert acct["balance_micro"] == 1_001_234
+    blk = http.get("/v1/blocks/1").json()
+    assert blk["txs"] == [h] and blk["header"]["height"] == 1
+    cert = http.get("/v1/blocks/1/certificate").json()
+    assert len(cert["votes"]) >= 3
+    st = http.get("/v1/status").json()
+    assert st["height"] == 1 and st["chain_id"] == "test-chain"
+
+
+def test_proof_from_api_verifies_as_a_light_client(env):
+    chain, svc, http = env
+    key = b"bank/bal/" + chain.users[2].address
+    body = http.get(f"/v1/proofs/{key.hex()}").json()
+    proof = MembershipProof.from_json(body["proof"])
+    assert verify_membership(bytes.fromhex(body["state_root"]), proof)
+    assert cbor2.loads(proof.value) == 1_000_000
+    assert body["state_root"] == http.get("/v1/status").json()["state_root"]
+
+
+@pytest.mark.parametrize("make, status, rule", [
+    (lambda c: b"\xff\x00", 400, "malformed-encoding"),
+    (lambda c: c.transfer(0, 1, 5, chain_id="elsewhere"), 400, "wrong-chain"),
+    (lambda c: c.transfer(0, 1, 5, nonce=9), 409, "nonce-gap"),
+    (lambda c: b"\x00" * 17_000, 413, "oversize"),
+])
+def test_rejections_are_4xx_naming_the_rule(env, make, status, rule):
+    chain, _svc, http = env
+    r = http.post("/v1/tx", content=make(chain), headers={"content-type": "application/cbor"})
+    assert r.status_code == status and r.json()["rule"] == rule, r.text
+
+
+def test_tampered_signature_and_bad_json(env):
+    chain, _svc, http = env
+    obj = cbor2.loads(chain.transfer(0, 1, 5))
+    obj["body"]["amount_micro"] = 99
+    r = http.post("/v1/tx", json={"tx": codec.encode(obj).hex()})
+    assert r.status_code == 403 and r.json()["rule"] == "bad-signature"
+    for bad in ('{"tx": "zz"}', "not json", '{"nope": 1}'):
+        r = http.post("/v1/tx", content=bad, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["rule"] == "bad-request"
+    assert http.get("/v1/accounts/abcd").status_code == 400
+    assert http.get("/v1/blocks/99").json()["rule"] == "unknown-block"
+
+
+def test_python_client_signs_submits_and_waits(env):
+    chain, svc, http = env
+    client = Client("http://test", chain.users[3], http=http)
+    acc = client.transfer(chain.users[4].address, 77)
+    svc.tick(900)
+    assert client.receipt(acc["tx_hash"])["receipt"]["ok"]
+    with pytest.raises(ApiRejected) as ei:
+        client.submit_raw(chain.transfer(3, 4, 1, nonce=0))
+    assert ei.value.rule == "replayed-nonce" and ei.value.status == 409
+
+
+def test_openapi_spec_is_served(env):
+    _c, _s, http = env
+    spec = http.get("/openapi.json").json()
+    assert "/v1/tx" in spec["paths"] and "/v1/proofs/{key}" in spec["paths"]
