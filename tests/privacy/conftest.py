@@ -57,7 +57,7 @@ def make_feeder(m: int = 5, t: int = 3, meters: int = 12, noise: bool = False) -
         grants.append(g)
     if noise:
         for a in aggs:
-            s, g = establish_session(f"noise/{a.aggregator_id}", committee, None)
+            s, g = establish_session(f"noise/{a.aggregator_id}", committee, a.signing_key)
             sessions[s.contributor_id] = s
             grants.append(g)
     reg = {k: v.public_key for k, v in dev.items()}

@@ -263,6 +263,10 @@ def test_unsigned_grant_is_rejected(feeder: Feeder) -> None:
                                     feeder.device_keys["m001"])
     session = accept_grants(feeder.aggs[0], feeder.committee, [stranger], feeder.registry)
     assert session.rejected == (("intruder", "bad-grant-signature"),)
+    # Nobody but aggregator a0 can open a noise session in its name.
+    _, fake_noise = establish_session("noise/a0", feeder.committee, feeder.device_keys["m001"])
+    session = accept_grants(feeder.aggs[1], feeder.committee, [fake_noise], feeder.registry)
+    assert session.rejected == (("noise/a0", "bad-grant-signature"),)
 
 
 def test_distributed_dp_noise_is_added_before_anyone_sees_the_total() -> None:

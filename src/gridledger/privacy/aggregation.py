@@ -211,13 +211,12 @@ def establish_session(contributor_id: str, committee: Committee,
                       device_key: SigningKey | None) -> tuple[ContributorSession, EpochGrant]:
     """Run the contributor's epoch setup: one ML-KEM encapsulation per aggregator.
 
-    ``device_key`` is the meter's registered ML-DSA key (``None`` only for aggregators'
-    own noise sessions, which are authenticated by the committee instead). Returns the
-    secret session and the public grant to post. Encapsulation randomness comes from
-    OpenSSL's RNG, at the meter, outside the ledger.
+    ``device_key`` is the meter's registered ML-DSA key; an aggregator's noise session
+    (``noise/<aggregator id>``) is signed with that aggregator's committee key instead.
+    ``None`` gives an unsigned grant, which ``accept_grants`` rejects (tests use it).
+    Returns the secret session and the public grant to post. Encapsulation randomness
+    comes from OpenSSL's RNG, at the meter, outside the ledger.
     """
-    if contributor_id.startswith(NOISE_PREFIX) and device_key is not None:
-        raise PrivacyError("noise/ ids are reserved for aggregators' noise sessions")
     keys, cts = [], []
     for j, agg in enumerate(committee.aggregators):
         pub = mlkem.MLKEM768PublicKey.from_public_bytes(agg.kem_public_key)
@@ -248,12 +247,12 @@ def accept_grants(keys: AggregatorKeys, committee: Committee, grants: Sequence[E
     """Decapsulate this aggregator's ciphertext from each grant.
 
     A grant is accepted if it is signed by the contributor's registered device key
-    (``device_keys``, from the meter registry), or if it is a ``noise/<aggregator id>``
-    session of a committee member. Rejected grants are listed with the reason.
+    (``device_keys``, from the meter registry), or is a ``noise/<aggregator id>`` session
+    signed by that committee member. Rejected grants are listed with the reason.
     """
     j = _position(committee, keys.aggregator_id)
     digest = committee.digest()
-    member_ids = {a.aggregator_id for a in committee.aggregators}
+    member_keys = {a.aggregator_id: a.sig_key for a in committee.aggregators}
     accepted: dict[str, bytes] = {}
     rejected: list[tuple[str, str]] = []
     for g in grants:
@@ -262,12 +261,12 @@ def accept_grants(keys: AggregatorKeys, committee: Committee, grants: Sequence[E
                 or len(g.key_commitments) != committee.size):
             rejected.append((cid, "wrong-committee"))
             continue
-        if cid.startswith(NOISE_PREFIX):
-            ok = cid[len(NOISE_PREFIX):] in member_ids
-        else:
-            reg = device_keys.get(cid)
-            ok = (reg is not None and g.signer == reg
-                  and reg.verify(g.signed_message(), g.signature, CTX_GRANT))
+        # Noise sessions are signed by their aggregator's committee key: nobody else can
+        # inject a "noise" term into the sum.
+        reg = (member_keys.get(cid[len(NOISE_PREFIX):]) if cid.startswith(NOISE_PREFIX)
+               else device_keys.get(cid))
+        ok = (reg is not None and g.signer == reg
+              and reg.verify(g.signed_message(), g.signature, CTX_GRANT))
         if not ok:
             rejected.append((cid, "bad-grant-signature"))
             continue
@@ -359,7 +358,8 @@ def seal_noise(session: ContributorSession, slot: int, params: DpParams,
 
     Every aggregator that deals one adds full-scale noise, so the total stays epsilon-DP
     even if all other noise dealers collude and subtract theirs (variance grows with the
-    number of dealers; see docs/privacy.md).
+    number of dealers; see docs/privacy.md). A dealer could bias the total with a huge
+    "draw"; the head-meter check with tolerance ``DpParams.noise_bound_wh`` bounds that.
     """
     if not session.contributor_id.startswith(NOISE_PREFIX):
         raise PrivacyError("noise is dealt from a noise/<aggregator id> session")
