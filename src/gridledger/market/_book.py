@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from gridledger.market.fees import GridFees, fee_rates
 from gridledger.market.types import (
+    MAX_ADDRESS_LEN,
     MAX_ENERGY_WH,
     MAX_ORDERS,
     MAX_PRICE_MICRO_PER_KWH,
@@ -99,8 +100,11 @@ def to_book(orders: Sequence[Order]) -> Book:
     # (np.array would silently truncate 1.5 or accept True as 1).
     if n and (set(map(type, ids)) != {bytes} or set(map(len, ids)) != {ORDER_ID_LEN}):
         raise MarketInputError(f"every order_id must be {ORDER_ID_LEN} bytes")
-    if n and (set(map(type, owners)) != {bytes} or not min(map(len, owners))):
-        raise MarketInputError("every owner must be non-empty bytes")
+    if n and (
+        set(map(type, owners)) != {bytes}
+        or not 0 < min(map(len, owners)) <= max(map(len, owners)) <= MAX_ADDRESS_LEN
+    ):
+        raise MarketInputError(f"every owner must be 1..{MAX_ADDRESS_LEN} bytes")
     if n and (set(map(type, energy_list)) != {int} or set(map(type, price_list)) != {int}):
         raise MarketInputError("energy_wh and price_micro_per_kwh must be int")
     is_buy = np.fromiter(map("buy".__eq__, sides), dtype=np.bool_, count=n)
