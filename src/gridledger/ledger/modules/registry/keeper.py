@@ -7,12 +7,15 @@ from typing import Any
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.errors import InvalidBody, UnknownSender
 from gridledger.ledger import codec
+from gridledger.ledger.modules.registry.types import ROLES as ROLES  # re-exported
 from gridledger.ledger.state import State
 
 P = b"reg/p/"
 CP = b"reg/cp/"
+METER = b"reg/meter/"   # cp -> the meter identity bound to it
+ATT = b"reg/att/"       # cp -> pending DSO attestation {applicant, meter, dso}
+APP = b"reg/app/"       # addr -> pending application {alg, pk, cp, roles, name, endorsers}
 VALIDATORS = b"reg/validators"
-ROLES = ("prosumer", "consumer", "dso", "validator", "trustee", "vendor", "aggregator")
 
 
 def get_participant(state: State, addr: bytes) -> dict[str, Any] | None:
@@ -66,3 +69,54 @@ def validator_keys(state: State) -> list[tuple[str, bytes]]:
 
 def validator_set_hash(state: State) -> bytes:
     return tagged_hash("gl/valset", codec.encode([[a, pk] for a, pk in validator_keys(state)]))
+
+
+# -- meters and onboarding ------------------------------------------------------------
+
+def meter_of_cp(state: State, cp: str) -> bytes | None:
+    """The meter identity registered for connection point ``cp``."""
+    v: bytes | None = state.get_obj(METER + cp.encode())
+    return v
+
+
+def cp_of(state: State, addr: bytes) -> str | None:
+    """The connection point a trading identity holds (None for identities without one)."""
+    p = get_participant(state, addr)
+    return None if p is None else p.get("cp")
+
+
+def put_meter(state: State, addr: bytes, alg: str, pk: bytes, cp: str) -> None:
+    """Register a meter identity (role ``meter``) bound to ``cp``."""
+    if meter_of_cp(state, cp) is not None:
+        raise InvalidBody(f"cp-has-meter: connection point {cp!r} already has a meter")
+    if get_participant(state, addr) is not None:
+        raise InvalidBody("meter-key-registered: this meter key is already registered")
+    state.set_obj(P + addr, {"alg": alg, "pk": pk, "roles": ["meter"], "cp": None,
+                             "name": f"meter:{cp}", "status": "active", "meter_of": cp})
+    state.set_obj(METER + cp.encode(), addr)
+
+
+def get_attestation(state: State, cp: str) -> dict[str, Any] | None:
+    v: dict[str, Any] | None = state.get_obj(ATT + cp.encode())
+    return v
+
+
+def put_attestation(state: State, cp: str, att: dict[str, Any]) -> None:
+    state.set_obj(ATT + cp.encode(), att)
+
+
+def get_application(state: State, addr: bytes) -> dict[str, Any] | None:
+    v: dict[str, Any] | None = state.get_obj(APP + addr)
+    return v
+
+
+def put_application(state: State, addr: bytes, app: dict[str, Any]) -> None:
+    state.set_obj(APP + addr, app)
+
+
+def admit(state: State, addr: bytes, app: dict[str, Any]) -> None:
+    """Turn an application into a participant and drop the pending records."""
+    put_participant(state, addr, {"alg": app["alg"], "pk": app["pk"], "roles": app["roles"],
+                                  "cp": app["cp"], "name": app["name"], "status": "active"})
+    state.delete(APP + addr)
+    state.delete(ATT + app["cp"].encode())

@@ -1,0 +1,15 @@
+"""Disputes invariants."""
+
+from __future__ import annotations
+
+from gridledger.errors import InvariantViolation
+from gridledger.ledger.modules.disputes import keeper
+from gridledger.ledger.state import State
+
+
+def decisions_valid(state: State) -> None:
+    """Invariant decisions-valid: every decision is upheld or rejected, and only rejected
+    claims carry a fee."""
+    for k, d in state.items_with_prefix(keeper.CLAIM):
+        if d["outcome"] not in ("upheld", "rejected") or (d["outcome"] == "upheld" and d["fee_micro"]):
+            raise InvariantViolation(f"decisions-valid: {k!r}")

@@ -1,0 +1,118 @@
+"""Clearing at slot close: forfeit unrevealed commitments, clear the book with the market
+library, record trades, release escrow that can no longer be needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gridledger.errors import InvariantViolation
+from gridledger.ledger.context import BlockContext
+from gridledger.ledger.modules.governance.types import Params
+from gridledger.ledger.modules.market import keeper
+from gridledger.ledger.modules.market.types import slot_of, slot_of_day
+from gridledger.ledger.modules.registry.keeper import cp_holder
+from gridledger.ledger.modules.reputation.keeper import adjust
+from gridledger.ledger.state import State
+from gridledger.market import (
+    ClearingResult,
+    Envelope,
+    GridFees,
+    MarketInputError,
+    Order,
+    clear_slot,
+)
+from gridledger.types import payment_micro
+
+
+def _forfeit_commitments(state: State, ctx: BlockContext, p: Params, slot: int, grid: bytes,
+                         events: list[dict[str, Any]]) -> None:
+    """Unrevealed sealed bids lose their deposit to the grid account (community fund)."""
+    for cid, com in keeper.commits_of_slot(state, slot):
+        keeper.pay_held(state, com["owner"], grid, com["deposit_micro"])
+        keeper.delete_commit(state, slot, cid)
+        events.append({"type": "commitment_forfeited", "slot": slot, "commit_id": cid,
+                       "owner": com["owner"], "deposit_micro": com["deposit_micro"], "to": grid})
+        events.append(adjust(state, com["owner"], "commitment_forfeited", slot_of(ctx.slot_time, p)))
+
+
+def _envelopes_by_owner(state: State, slot: int) -> dict[bytes, Envelope]:
+    out: dict[bytes, Envelope] = {}
+    for cp, env in sorted(keeper.take_envelopes(state, slot).items()):
+        owner = cp_holder(state, cp)
+        if owner is not None:
+            out[owner] = env
+    return out
+
+
+def close_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: bytes,
+               events: list[dict[str, Any]]) -> None:
+    """Clear ``slot``: called once, in the first block at or after its reveal deadline."""
+    _forfeit_commitments(state, ctx, p, slot, grid, events)
+    keeper.delete_counts(state, slot)
+    envelopes = _envelopes_by_owner(state, slot)
+    book = keeper.orders_of_slot(state, slot)
+    book.sort(key=lambda item: item[1]["seq"])  # arrival order (matters for "continuous")
+    orders = [Order(oid, o["owner"], o["side"], o["energy_wh"], o["price_micro_per_kwh"])
+              for oid, o in book]
+    fees = GridFees(flat_micro_per_kwh=p.grid_fee_flat_micro_per_kwh,
+                    tou_micro_per_kwh=p.grid_fee_tou_micro_per_kwh)
+    try:
+        result = clear_slot(orders, p.mechanism, envelopes=envelopes, fees=fees,
+                            slot_of_day=slot_of_day(slot, p))  # type: ignore[arg-type]
+    except MarketInputError as exc:
+        # Orders were checked on entry, so this is a bug; fail safe: nobody trades, every
+        # escrow is returned, and the chain keeps going.
+        for oid, o in sorted(book):
+            keeper.release(state, o["owner"], o["held_micro"])
+            keeper.delete_order(state, slot, oid)
+        keeper.put_slot(state, slot, {"status": "failed", "reason": str(exc), "volume_wh": 0,
+                                      "bought_wh": 0, "sold_wh": 0, "trades": 0})
+        keeper.mark_cleared(state, slot)
+        events.append({"type": "slot_failed", "slot": slot, "reason": str(exc)})
+        return
+    _record(state, ctx, slot, dict(book), result, events)
+
+
+def _record(state: State, ctx: BlockContext, slot: int, book: dict[bytes, dict[str, Any]],
+            result: ClearingResult, events: list[dict[str, Any]]) -> None:
+    need: dict[bytes, int] = {}  # buy order -> payment + fee its trades can still cost
+    for i, t in enumerate(result.trades):
+        keeper.put_trade(state, slot, i, {
+            "buy_order": t.buy_order_id, "sell_order": t.sell_order_id, "buyer": t.buyer,
+            "seller": t.seller, "energy_wh": t.energy_wh,
+            "price_micro_per_kwh": t.price_micro_per_kwh, "payment_micro": t.payment_micro,
+            "grid_fee_micro": t.grid_fee_micro, "settled": False})
+        need[t.buy_order_id] = need.get(t.buy_order_id, 0) + t.payment_micro + t.grid_fee_micro
+        events.append({"type": "trade", "slot": slot, "index": i, "buyer": t.buyer,
+                       "seller": t.seller, "energy_wh": t.energy_wh,
+                       "price_micro_per_kwh": t.price_micro_per_kwh,
+                       "payment_micro": t.payment_micro, "grid_fee_micro": t.grid_fee_micro})
+    bought = sold = 0
+    for oid in sorted(book):
+        o = book[oid]
+        filled = result.filled_wh_by_order[oid]
+        if o["side"] == "buy":
+            keep = need.get(oid, 0)
+            bought += filled
+            if keep > o["held_micro"]:
+                raise InvariantViolation(f"escrow-covers-trades: order {oid.hex()[:16]} owes "
+                                         f"{keep} > escrow {o['held_micro']}")
+        else:
+            keep = min(o["held_micro"], payment_micro(filled, o["deposit_rate"]))
+            sold += filled
+        keeper.release(state, o["owner"], o["held_micro"] - keep)
+        if filled == 0:
+            keeper.delete_order(state, slot, oid)
+        else:
+            keeper.put_order(state, slot, oid, {**o, "held_micro": keep, "filled_wh": filled})
+    clipped = sum(result.clipped_wh_by_order.values())
+    keeper.put_slot(state, slot, {
+        "status": "cleared", "mechanism": result.mechanism,
+        "price_micro_per_kwh": result.price_micro_per_kwh, "volume_wh": result.volume_wh,
+        "bought_wh": bought, "sold_wh": sold, "trades": len(result.trades),
+        "orders": len(book), "clipped_wh": clipped, "cleared_at": ctx.slot_time})
+    keeper.mark_cleared(state, slot)
+    events.append({"type": "slot_cleared", "slot": slot, "mechanism": result.mechanism,
+                   "price_micro_per_kwh": result.price_micro_per_kwh,
+                   "volume_wh": result.volume_wh, "trades": len(result.trades),
+                   "orders": len(book), "clipped_wh": clipped})

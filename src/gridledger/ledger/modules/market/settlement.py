@@ -1,0 +1,232 @@
+"""Settlement after delivery, against signed meter readings.
+
+Rules (docs/market.md, "Settlement"), for slot ``t`` with retail tariff τ, feed-in φ and
+imbalance price π (parameters):
+
+1. Delivery. A seller's metered export is allocated to its trades in clearing order:
+   ``delivered = min(traded, export left)``; the rest is its shortfall. A buyer's metered
+   import is allocated to the energy delivered to it the same way (``received``).
+   Missing readings at the deadline: a seller without a reading exported nothing (full
+   non-delivery); a buyer without a reading is taken to have imported what was delivered to
+   it (withholding a reading never avoids a payment). Both lose reputation.
+2. Market payments. For each trade the buyer pays, from its escrow, the trade price for the
+   delivered energy to the seller, and the grid fee pro rata to the grid account.
+3. Non-delivery. The seller is charged π per kWh short, from its delivery deposit: first the
+   buyer's compensation ``max(0, τ·short − price·short)`` (the buyer's replacement energy came
+   from the grid at τ, so it ends up paying the trade price, as agreed: loss 0), the rest to
+   the grid account as the balancing cost.
+4. Retail. Everything else trades with the grid account: import beyond delivered market
+   energy at τ, export beyond delivered market energy plus energy a buyer paid for but did
+   not take at φ. Payments into the grid are collected before payments out.
+5. Escrow and deposits left over are released. A ``bill`` event per participant carries the
+   totals and the no-market baseline (all metered import at τ, export at φ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gridledger.ledger.context import BlockContext
+from gridledger.ledger.modules.bank import keeper as bank
+from gridledger.ledger.modules.governance.types import Params
+from gridledger.ledger.modules.market import keeper
+from gridledger.ledger.modules.market.types import slot_of
+from gridledger.ledger.modules.metering.keeper import mark_settled as metering_settled
+from gridledger.ledger.modules.metering.keeper import readings_for_slot
+from gridledger.ledger.modules.metering.types import Reading
+from gridledger.ledger.modules.registry.keeper import cp_holder, cp_of
+from gridledger.ledger.modules.reputation.keeper import adjust
+from gridledger.ledger.state import State
+from gridledger.types import payment_micro
+
+
+@dataclass
+class _Account:
+    """One participant's flows in this settlement (micro-units and Wh)."""
+
+    cp: str | None = None
+    reading: Reading | None = None
+    bought_wh: int = 0          # market energy delivered to it
+    sold_wh: int = 0            # market energy it delivered
+    shortfall_wh: int = 0
+    trades: int = 0
+    market_cost_micro: int = 0
+    grid_fee_micro: int = 0
+    market_revenue_micro: int = 0
+    compensation_in_micro: int = 0
+    compensation_out_micro: int = 0
+    penalty_micro: int = 0
+    retail_paid_micro: int = 0
+    retail_received_micro: int = 0
+    unpaid_micro: int = 0
+
+
+def settle_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: bytes | None,
+                events: list[dict[str, Any]]) -> None:
+    """Settle ``slot``: called once, in the first block at or after its settlement deadline."""
+    now_slot = slot_of(ctx.slot_time, p)
+    trades = keeper.trades_of_slot(state, slot)
+    readings = {r.cp: r for r in readings_for_slot(state, slot)}
+    acc: dict[bytes, _Account] = {}
+
+    def account(addr: bytes) -> _Account:
+        a = acc.get(addr)
+        if a is None:
+            cp = cp_of(state, addr)
+            a = acc[addr] = _Account(cp=cp, reading=readings.get(cp) if cp else None)
+        return a
+
+    # 1. delivery: allocate metered export / import to trades in clearing order
+    export_left: dict[bytes, int] = {}
+    for t in trades:
+        s = account(t["seller"])
+        left = export_left.setdefault(t["seller"], s.reading.export_wh if s.reading else 0)
+        t["delivered_wh"] = min(t["energy_wh"], left)
+        export_left[t["seller"]] = left - t["delivered_wh"]
+        account(t["buyer"]).bought_wh += t["delivered_wh"]
+    import_left: dict[bytes, int] = {}
+    for t in trades:
+        b = account(t["buyer"])
+        left = import_left.setdefault(t["buyer"], b.reading.import_wh if b.reading else b.bought_wh)
+        t["received_wh"] = min(t["delivered_wh"], left)
+        import_left[t["buyer"]] = left - t["received_wh"]
+
+    # 2.-3. market payments and non-delivery charges, out of escrow and deposits
+    orders: dict[bytes, dict[str, Any]] = dict(keeper.orders_of_slot(state, slot))
+    for i, t in enumerate(trades):
+        _settle_trade(p, state, slot, i, t, orders, account(t["buyer"]), account(t["seller"]),
+                      grid, events)
+    for oid in sorted(orders):
+        o = orders[oid]
+        keeper.release(state, o["owner"], o["held_micro"])
+        keeper.delete_order(state, slot, oid)
+
+    # 4. retail, for every trade party and every metered connection point
+    for cp in sorted(readings):
+        holder = cp_holder(state, cp)
+        if holder is not None:
+            account(holder)
+    dues: dict[bytes, int] = {}
+    for addr in sorted(acc):
+        a = acc[addr]
+        imp = a.reading.import_wh if a.reading else a.bought_wh
+        exp = a.reading.export_wh if a.reading else 0
+        retail_import = max(0, imp - a.bought_wh)
+        retail_export = (exp - a.sold_wh) + max(0, a.bought_wh - imp)
+        dues[addr] = (payment_micro(retail_import, p.retail_import_micro_per_kwh)
+                      - payment_micro(retail_export, p.feed_in_micro_per_kwh))
+    if grid is not None:
+        for addr in sorted(dues):  # collect first, then pay out: less depends on address order
+            if addr != grid and dues[addr] > 0:
+                a = acc[addr]
+                a.retail_paid_micro = min(dues[addr], bank.balance(state, addr))
+                a.unpaid_micro = dues[addr] - a.retail_paid_micro
+                if a.retail_paid_micro:
+                    bank.move(state, addr, grid, a.retail_paid_micro)
+        for addr in sorted(dues):
+            if addr != grid and dues[addr] < 0:
+                a = acc[addr]
+                a.retail_received_micro = min(-dues[addr], bank.balance(state, grid))
+                a.unpaid_micro = dues[addr] + a.retail_received_micro  # negative: grid owes
+                if a.retail_received_micro:
+                    bank.move(state, grid, addr, a.retail_received_micro)
+
+    # 5. bills, reputation, records
+    for addr in sorted(acc):
+        _finish_account(state, p, slot, now_slot, addr, acc[addr], grid, events)
+    delivered = sum(t["delivered_wh"] for t in trades)
+    volume = sum(t["energy_wh"] for t in trades)
+    rec = keeper.get_slot(state, slot) or {"status": "none", "volume_wh": 0, "bought_wh": 0,
+                                           "sold_wh": 0, "trades": 0}
+    keeper.put_slot(state, slot, {**rec, "status": "settled", "delivered_wh": delivered,
+                                  "shortfall_wh": volume - delivered, "settled_at": ctx.slot_time})
+    events.append({"type": "slot_settled", "slot": slot, "trades": len(trades),
+                   "volume_wh": volume, "delivered_wh": delivered,
+                   "shortfall_wh": volume - delivered, "readings": len(readings),
+                   "participants": len(acc)})
+    keeper.mark_settled(state, slot)
+    metering_settled(state, slot)
+
+
+def _settle_trade(p: Params, state: State, slot: int, index: int, t: dict[str, Any],
+                  orders: dict[bytes, dict[str, Any]], buyer: _Account, seller: _Account,
+                  grid: bytes | None, events: list[dict[str, Any]]) -> None:
+    bo, so = orders[t["buy_order"]], orders[t["sell_order"]]
+    energy, price, d = t["energy_wh"], t["price_micro_per_kwh"], t["delivered_wh"]
+    pay = payment_micro(d, price)
+    fee = t["grid_fee_micro"] * d // energy  # pro rata: no fee on energy that never flowed
+    keeper.pay_held(state, t["buyer"], t["seller"], pay)
+    if grid is not None:
+        keeper.pay_held(state, t["buyer"], grid, fee)
+    else:
+        fee = 0
+    bo["held_micro"] -= pay + fee
+    buyer.market_cost_micro += pay
+    buyer.grid_fee_micro += fee
+    buyer.trades += 1
+    seller.market_revenue_micro += pay
+    seller.sold_wh += d
+    seller.trades += 1
+    short = energy - d
+    comp = pen = 0
+    if short:
+        # The buyer replaced the missing energy from the grid at τ; the seller's deposit
+        # tops it up to the trade price, then pays the rest of π·short as balancing cost.
+        charge = payment_micro(short, p.imbalance_micro_per_kwh)
+        comp = min(max(0, payment_micro(short, p.retail_import_micro_per_kwh)
+                       - payment_micro(short, price)), so["held_micro"])
+        keeper.pay_held(state, t["seller"], t["buyer"], comp)
+        so["held_micro"] -= comp
+        if grid is not None:
+            pen = min(charge - comp, so["held_micro"])
+            keeper.pay_held(state, t["seller"], grid, pen)
+            so["held_micro"] -= pen
+        seller.shortfall_wh += short
+        seller.compensation_out_micro += comp
+        seller.penalty_micro += pen
+        buyer.compensation_in_micro += comp
+        events.append({"type": "non_delivery", "slot": slot, "trade": index,
+                       "seller": t["seller"], "buyer": t["buyer"], "shortfall_wh": short,
+                       "compensation_micro": comp, "penalty_micro": pen})
+    keeper.put_trade(state, slot, index, {
+        **t, "settled": True, "paid_micro": pay, "fee_paid_micro": fee,
+        "compensation_micro": comp, "penalty_micro": pen})
+
+
+def _finish_account(state: State, p: Params, slot: int, now_slot: int, addr: bytes, a: _Account,
+                    grid: bytes | None, events: list[dict[str, Any]]) -> None:
+    r = a.reading
+    imp = r.import_wh if r else a.bought_wh
+    exp = r.export_wh if r else 0
+    retail_import = max(0, imp - a.bought_wh)
+    retail_export = (exp - a.sold_wh) + max(0, a.bought_wh - imp)
+    total = (a.market_cost_micro + a.grid_fee_micro + a.compensation_out_micro + a.penalty_micro
+             + a.retail_paid_micro - a.market_revenue_micro - a.compensation_in_micro
+             - a.retail_received_micro)
+    baseline = (payment_micro(imp, p.retail_import_micro_per_kwh)
+                - payment_micro(exp, p.feed_in_micro_per_kwh))
+    events.append({
+        "type": "bill", "slot": slot, "addr": addr, "cp": a.cp, "estimated": r is None,
+        "import_wh": imp, "export_wh": exp, "market_bought_wh": a.bought_wh,
+        "market_sold_wh": a.sold_wh, "shortfall_wh": a.shortfall_wh,
+        "market_cost_micro": a.market_cost_micro, "grid_fee_micro": a.grid_fee_micro,
+        "market_revenue_micro": a.market_revenue_micro,
+        "compensation_micro": a.compensation_in_micro - a.compensation_out_micro,
+        "penalty_micro": a.penalty_micro, "retail_import_wh": retail_import,
+        "retail_export_wh": retail_export,
+        "retail_net_micro": a.retail_paid_micro - a.retail_received_micro,
+        "unpaid_micro": a.unpaid_micro, "total_micro": total,
+        "baseline_total_micro": baseline})
+    if a.trades and r is None:
+        events.append(adjust(state, addr, "missing_reading", now_slot))
+    if a.shortfall_wh:
+        events.append(adjust(state, addr, "non_delivery", now_slot))
+    elif a.trades and r is not None:
+        events.append(adjust(state, addr, "trade_settled", now_slot, times=a.trades))
+    if a.unpaid_micro > 0 and addr != grid:
+        events.append({"type": "unpaid", "slot": slot, "addr": addr, "amount_micro": a.unpaid_micro})
+        events.append(adjust(state, addr, "non_payment", now_slot))
+    elif a.unpaid_micro < 0:
+        events.append({"type": "grid_unpaid", "slot": slot, "addr": addr,
+                       "amount_micro": -a.unpaid_micro})

@@ -1,0 +1,54 @@
+"""The only code that touches ``meter/`` keys."""
+
+from __future__ import annotations
+
+from gridledger.ledger.modules.metering.types import Reading
+from gridledger.ledger.state import State
+
+READING = b"meter/r/"
+PENDING = b"meter/pending"
+
+
+def slot_key(slot: int) -> bytes:
+    # fixed-width big-endian, so key order is slot order
+    return slot.to_bytes(8, "big")
+
+
+def reading_of(state: State, slot: int, cp: str) -> Reading | None:
+    """The reading of ``cp`` for ``slot``, if its meter sent one."""
+    obj = state.get_obj(READING + slot_key(slot) + cp.encode())
+    if obj is None:
+        return None
+    return Reading(slot, cp, int(obj["import_wh"]), int(obj["export_wh"]), obj["firmware"],
+                   obj["meter"])
+
+
+def readings_for_slot(state: State, slot: int) -> list[Reading]:
+    """Every reading of ``slot``, in connection-point byte order."""
+    prefix = READING + slot_key(slot)
+    out = []
+    for k, obj in state.items_with_prefix(prefix):
+        out.append(Reading(slot, k[len(prefix):].decode(), int(obj["import_wh"]),
+                           int(obj["export_wh"]), obj["firmware"], obj["meter"]))
+    return out
+
+
+def record_reading(state: State, r: Reading) -> None:
+    state.set_obj(READING + slot_key(r.slot) + r.cp.encode(), r.to_obj())
+    pending = pending_slots(state)
+    if r.slot not in pending:
+        state.set_obj(PENDING, sorted(pending + [r.slot]))
+
+
+def pending_slots(state: State) -> list[int]:
+    """Slots with readings that settlement has not processed yet, ascending."""
+    return list(state.get_obj(PENDING, []))
+
+
+def mark_settled(state: State, slot: int) -> None:
+    """Settlement processed ``slot``'s readings (they stay in state as dispute evidence)."""
+    pending = [s for s in pending_slots(state) if s != slot]
+    if pending:
+        state.set_obj(PENDING, pending)
+    else:
+        state.delete(PENDING)

@@ -1,0 +1,24 @@
+"""Registry invariants."""
+
+from __future__ import annotations
+
+from gridledger.errors import InvariantViolation
+from gridledger.ledger.modules.registry import keeper
+from gridledger.ledger.state import State
+
+
+def cp_unique(state: State) -> None:
+    """Invariant cp-unique: one connection point, one trading identity, both ways."""
+    for k, addr in state.items_with_prefix(keeper.CP):
+        p = keeper.get_participant(state, addr)
+        if p is None or (p.get("cp") or "").encode() != k[len(keeper.CP):]:
+            raise InvariantViolation(f"cp-unique: {k!r} -> {addr.hex()[:16]} inconsistent")
+
+
+def meter_unique(state: State) -> None:
+    """Invariant meter-unique: each connection point has at most one meter, which is a
+    ``meter`` identity bound to that connection point and nothing else."""
+    for k, addr in state.items_with_prefix(keeper.METER):
+        p = keeper.get_participant(state, addr)
+        if p is None or p["roles"] != ["meter"] or p.get("meter_of", "").encode() != k[len(keeper.METER):]:
+            raise InvariantViolation(f"meter-unique: {k!r} -> {addr.hex()[:16]} inconsistent")
