@@ -1,0 +1,294 @@
+"""Power-flow verification of a schedule, through a consistency-checking pandapower wrapper.
+
+``verify_schedule`` is what the DSO runs after clearing: the cleared net injection of every
+connection point goes into a real ``pandapower.runpp``, and ``run_checked_pf`` refuses any
+result that did not converge, is not finite, or does not balance power
+(generation = load + losses), the same discipline pandapower's own tests follow.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from gridledger.errors import GridError
+from gridledger.grid import _acpf
+from gridledger.grid.model import WH_PER_MW_SLOT, GridModel
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+ViolationKind = Literal["overvoltage", "undervoltage", "overload"]
+
+
+@dataclass(frozen=True)
+class GridLimits:
+    """Operating limits: voltage band (±10 % of nominal by default) and branch loading."""
+
+    vm_min_pu: float = 0.9
+    vm_max_pu: float = 1.1
+    max_loading_pct: float = 100.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.vm_min_pu < 1 < self.vm_max_pu or self.max_loading_pct <= 0:
+            raise GridError(f"inconsistent grid limits {self}")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One limit broken: ``element`` is ``"bus 12"``, ``"line 3"`` or ``"trafo 0"``."""
+
+    kind: ViolationKind
+    element: str
+    value: float
+    limit: float
+
+
+@dataclass(frozen=True)
+class FlowReport:
+    """Result of one verified power flow (pandapower units and names)."""
+
+    max_vm_pu: float
+    min_vm_pu: float
+    max_line_loading_pct: float
+    max_trafo_loading_pct: float
+    violations: tuple[Violation, ...]
+    losses_wh: int
+    """Active losses in lines and transformers over the slot."""
+    grid_import_wh: int
+    """Energy drawn from the upstream grid (slack) over the slot; negative when exporting."""
+
+    @property
+    def ok(self) -> bool:
+        """True if no limit is broken."""
+        return not self.violations
+
+    @property
+    def max_loading_pct(self) -> float:
+        """Worst loading over lines and transformers."""
+        return max(self.max_line_loading_pct, self.max_trafo_loading_pct)
+
+
+# --------------------------------------------------------------------------- network caches
+
+
+def ac_network(model: GridModel) -> _acpf.AcNetwork:
+    """The model's fast AC engine (built once per network, shared by profile variants)."""
+    cache = model._cache
+    acn = cache.get("net:ac")
+    if acn is None:
+        acn = _acpf.build_ac_network(model.net, [cp.bus for cp in model.cps])
+        cache["net:ac"] = acn
+    return acn  # type: ignore[no-any-return]
+
+
+def _pp_work(model: GridModel) -> tuple[Any, threading.Lock]:
+    """A private copy of the prosumer-form net for pandapower runs, with its lock."""
+    cache = model._cache
+    work = cache.get("net:pp_work")
+    if work is None:
+        import copy
+
+        work = (copy.deepcopy(model.net), threading.Lock())
+        cache["net:pp_work"] = work
+    return work  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def schedule_array(model: GridModel, wh_by_cp: Mapping[str, int], what: str = "schedule") -> IntArray:
+    """``{cp_id: Wh}`` -> int64 array in cp order; every cp must appear exactly once."""
+    ids = model.cp_ids
+    missing = [cp for cp in ids if cp not in wh_by_cp]
+    if missing:
+        raise GridError(f"{what} lacks {len(missing)} connection points, e.g. {missing[:3]}")
+    if len(wh_by_cp) != len(ids):
+        extra = sorted(set(wh_by_cp) - set(ids))
+        raise GridError(f"{what} names unknown connection points {extra[:3]}")
+    out = np.empty(len(ids), dtype=np.int64)
+    for i, cp in enumerate(ids):
+        v = wh_by_cp[cp]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise GridError(f"{what}[{cp!r}] must be an integer Wh, got {type(v).__name__}")
+        out[i] = int(v)
+    return out
+
+
+def cp_q_pu(model: GridModel, slot: int) -> FloatArray:
+    """Reactive injection per cp (p.u.): the forecast reactive consumption, sign-flipped."""
+    acn = ac_network(model)
+    out: FloatArray = -model.load_varh[:, model.check_slot(slot)] / WH_PER_MW_SLOT / acn.base_mva
+    return out
+
+
+def wh_to_pu(model: GridModel, wh: npt.ArrayLike) -> FloatArray:
+    """Slot energy (Wh) -> average power in p.u. of the network base."""
+    out: FloatArray = np.asarray(wh, dtype=np.float64) / WH_PER_MW_SLOT / ac_network(model).base_mva
+    return out
+
+
+# --------------------------------------------------------------------------- pandapower
+
+
+_GEN_TABLES = ("ext_grid", "gen", "sgen", "static_generator")
+_LOAD_TABLES = ("load", "storage", "shunt", "ward", "xward", "motor", "asymmetric_load")
+_LOSS_TABLES = ("line", "trafo", "trafo3w", "impedance")
+
+
+def run_checked_pf(net: Any, *, balance_tol_mw: float = 1e-6) -> None:
+    """``pandapower.runpp`` plus checks: converged, finite results, power balance.
+
+    Raises ``GridError`` naming the failed check.
+    """
+    import pandapower as pp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            pp.runpp(net, numba=False, calculate_voltage_angles=True)
+        except pp.LoadflowNotConverged:
+            raise GridError("power flow did not converge (voltage collapse or bad data)") from None
+        except Exception as exc:
+            raise GridError(f"power flow failed: {exc}") from None
+    if not net.converged:
+        raise GridError("power flow did not converge")
+    vm = net.res_bus.vm_pu.to_numpy()
+    lookup = np.asarray(net._pd2ppc_lookups["bus"])
+    n_int = net._ppc["internal"]["bus"].shape[0]
+    idx = net.bus.index.to_numpy()
+    supplied = np.array(
+        [0 <= lookup[i] < n_int if i < len(lookup) else False for i in idx], dtype=bool
+    )
+    if not np.all(np.isfinite(vm[supplied])) or np.any(vm[supplied] <= 0):
+        raise GridError("power flow returned non-finite or non-positive voltages")
+    gen = sum(
+        float(np.nansum(net[f"res_{t}"].p_mw.to_numpy()))
+        for t in _GEN_TABLES
+        if f"res_{t}" in net and len(net[f"res_{t}"])
+    )
+    load = sum(
+        float(np.nansum(net[f"res_{t}"].p_mw.to_numpy()))
+        for t in _LOAD_TABLES
+        if f"res_{t}" in net and len(net[f"res_{t}"])
+    )
+    loss = sum(
+        float(np.nansum(net[f"res_{t}"].pl_mw.to_numpy()))
+        for t in _LOSS_TABLES
+        if f"res_{t}" in net and len(net[f"res_{t}"])
+    )
+    scale = max(1.0, abs(gen) + abs(load))
+    if not np.isfinite(gen + load + loss) or abs(gen - load - loss) > balance_tol_mw * scale:
+        raise GridError(
+            f"power flow does not balance: generation {gen:.6f} MW, load {load:.6f} MW, "
+            f"losses {loss:.6f} MW"
+        )
+
+
+def _violations(
+    limits: GridLimits,
+    bus_vm: list[tuple[str, float]],
+    branch_loading: list[tuple[str, float]],
+    tol: float = 1e-9,
+) -> tuple[Violation, ...]:
+    out: list[Violation] = []
+    for label, vm in bus_vm:
+        if vm > limits.vm_max_pu + tol:
+            out.append(Violation("overvoltage", label, float(vm), limits.vm_max_pu))
+        elif vm < limits.vm_min_pu - tol:
+            out.append(Violation("undervoltage", label, float(vm), limits.vm_min_pu))
+    for label, ld in branch_loading:
+        if ld > limits.max_loading_pct + tol:
+            out.append(Violation("overload", label, float(ld), limits.max_loading_pct))
+    return tuple(out)
+
+
+def verify_schedule(
+    model: GridModel,
+    slot: int,
+    net_injection_wh_by_cp: Mapping[str, int],
+    *,
+    limits: GridLimits = GridLimits(),
+) -> FlowReport:
+    """Run a pandapower power flow for a cleared schedule and list the limits it breaks.
+
+    Parameters: ``net_injection_wh_by_cp`` gives every cp's net injection (export > 0) for
+    ``slot``; reactive consumption is the cp's forecast for the slot.
+    Raises ``GridError`` for a malformed schedule or a power flow that fails its checks.
+    """
+    x_wh = schedule_array(model, net_injection_wh_by_cp)
+    q_mvar = -model.load_varh[:, model.check_slot(slot)] / WH_PER_MW_SLOT
+    net, lock = _pp_work(model)
+    with lock:
+        net.sgen["p_mw"] = x_wh / WH_PER_MW_SLOT
+        net.sgen["q_mvar"] = q_mvar
+        run_checked_pf(net)
+        vm = net.res_bus.vm_pu
+        bus_vm = [(f"bus {i}", float(v)) for i, v in vm.items() if np.isfinite(v)]
+        line_ld = [
+            (f"line {i}", float(v))
+            for i, v in net.res_line.loading_percent.items()
+            if np.isfinite(v) and bool(net.line.at[i, "in_service"])
+        ]
+        trafo_ld = [
+            (f"trafo {i}", float(v))
+            for i, v in net.res_trafo.loading_percent.items()
+            if np.isfinite(v) and bool(net.trafo.at[i, "in_service"])
+        ]
+        losses_mw = float(net.res_line.pl_mw.sum()) + float(net.res_trafo.pl_mw.sum())
+        if "res_trafo3w" in net and len(net.res_trafo3w):
+            losses_mw += float(net.res_trafo3w.pl_mw.sum())
+        import_mw = float(net.res_ext_grid.p_mw.sum())
+    return FlowReport(
+        max_vm_pu=max(v for _, v in bus_vm),
+        min_vm_pu=min(v for _, v in bus_vm),
+        max_line_loading_pct=max((v for _, v in line_ld), default=0.0),
+        max_trafo_loading_pct=max((v for _, v in trafo_ld), default=0.0),
+        violations=_violations(limits, bus_vm, line_ld + trafo_ld),
+        losses_wh=int(round(losses_mw * WH_PER_MW_SLOT)),
+        grid_import_wh=int(round(import_mw * WH_PER_MW_SLOT)),
+    )
+
+
+# --------------------------------------------------------------------------- fast engine
+
+
+@dataclass(frozen=True)
+class FastFlow:
+    """A fast-engine power flow: state and per-element quantities (internal use)."""
+
+    v: npt.NDArray[np.complex128]
+    vm_pu: FloatArray
+    loading_pct: FloatArray
+    converged: bool
+
+
+def solve_fast(
+    model: GridModel, slot: int, x_wh: npt.ArrayLike, v0: npt.NDArray[np.complex128] | None = None
+) -> FastFlow:
+    """Power flow on the fast engine for net injections ``x_wh`` (cp order)."""
+    acn = ac_network(model)
+    s = _acpf.bus_injection(acn, wh_to_pu(model, x_wh), cp_q_pu(model, slot))
+    sol = _acpf.solve_pf(acn, s, v0=v0)
+    return FastFlow(
+        v=sol.v,
+        vm_pu=np.abs(sol.v),
+        loading_pct=_acpf.loading_pct(acn, sol.v),
+        converged=sol.converged,
+    )
+
+
+def fast_violations(model: GridModel, flow: FastFlow, limits: GridLimits) -> tuple[Violation, ...]:
+    """Violations of a fast-engine flow (non-convergence counts as undervoltage collapse)."""
+    acn = ac_network(model)
+    if not flow.converged:
+        return (Violation("undervoltage", "network", 0.0, limits.vm_min_pu),)
+    bus_vm = [(acn.bus_label(k), float(v)) for k, v in enumerate(flow.vm_pu)]
+    br = [(acn.mon_label(j), float(v)) for j, v in enumerate(flow.loading_pct)]
+    return _violations(limits, bus_vm, br)
