@@ -83,5 +83,7 @@ class Client:
             time.sleep(0.05)
         raise TimeoutError(f"transaction {accepted['tx_hash']} not committed in {timeout_s}s")
 
-    def transfer(self, to: bytes, amount_micro: int, wait: bool = False) -> dict[str, Any]:
-        return self.send("bank/transfer", {"to": to, "amount_micro": amount_micro}, wait=wait)
+    def transfer(self, to: bytes, amount_micro: int, wait: bool = False,
+                 timeout_s: float = 30.0) -> dict[str, Any]:
+        return self.send("bank/transfer", {"to": to, "amount_micro": amount_micro}, wait=wait,
+                         timeout_s=timeout_s)

@@ -10,13 +10,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gridledger.ledger.block import Certificate, Header
 from gridledger.ledger.execute import BlockResult
 from gridledger.ledger.state import MembershipProof
 from gridledger.ledger.tx import Tx
+from gridledger.ledger import codec
 from gridledger.node.embedded import EmbeddedNetwork, FinalizedBlock
+from gridledger.node.validator import Validator
+
+if TYPE_CHECKING:
+    from gridledger.node.process import ValidatorProcess
 
 
 class NodeService(Protocol):
@@ -39,22 +44,74 @@ def block_event(fb_header: Header, result: BlockResult) -> dict[str, Any]:
                        for e in result.block_events]}
 
 
-class EmbeddedService:
-    """``NodeService`` over an in-process ``EmbeddedNetwork``."""
+class ValidatorService:
+    """Read side shared by every ``NodeService``: one validator's state and store."""
+
+    def __init__(self, validator: Validator, lock: threading.RLock,
+                 index: dict[bytes, int], subs: list[Callable[[dict[str, Any]], None]]) -> None:
+        self.validator = validator
+        self.chain_id = validator.app.chain_id
+        self.lock = lock
+        self._index = index
+        self._subs = subs
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            app = self.validator.app
+            return {"chain_id": self.chain_id, "height": app.height,
+                    "state_root": app.state.root().hex(), "slot_time": app.slot_time,
+                    "validators": len(app.validator_keys()), "validator_index": self.validator.index}
+
+    def query(self, path: str) -> Any:
+        with self.lock:
+            return self.validator.app.query(path)
+
+    def prove(self, key: bytes) -> tuple[int, bytes, MembershipProof]:
+        with self.lock:
+            app = self.validator.app
+            return app.height, app.state.root(), app.state.prove(key)
+
+    def block(self, height: int) -> tuple[Header, list[bytes], dict[str, Any], Certificate] | None:
+        with self.lock:
+            blk = self.validator.store.block(height)
+        if blk is None:
+            return None
+        return (Header.decode(blk.header), blk.tx_list(), codec.decode(blk.receipts),
+                Certificate.decode(blk.cert))
+
+    def receipt(self, tx_hash: bytes) -> tuple[int, dict[str, Any]] | None:
+        with self.lock:
+            h = self._index.get(tx_hash)
+        got = self.block(h) if h is not None else None
+        if got is None:
+            return None
+        for r in got[2]["txs"]:
+            if r["tx"] == tx_hash:
+                return h, r  # type: ignore[return-value]
+        return None
+
+    def subscribe(self, fn: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        with self.lock:
+            self._subs.append(fn)
+
+        def cancel() -> None:
+            with self.lock:
+                if fn in self._subs:
+                    self._subs.remove(fn)
+
+        return cancel
+
+
+class EmbeddedService(ValidatorService):
+    """``NodeService`` over an in-process ``EmbeddedNetwork`` (the entry validator's view)."""
 
     def __init__(self, net: EmbeddedNetwork, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(net.entry, threading.RLock(), {}, [])
         self.net = net
-        self.chain_id = net.genesis.chain_id
         self.clock = clock
-        self.lock = threading.RLock()
-        self._index: dict[bytes, int] = {}
-        self._subs: list[Callable[[dict[str, Any]], None]] = []
-        for v in [net.entry]:
-            for blk in v.store.blocks(1):
-                from gridledger.ledger import codec
-
-                for r in codec.decode(blk.receipts)["txs"]:
-                    self._index[r["tx"]] = blk.height
+        for blk in net.entry.store.blocks(1):
+            for r in codec.decode(blk.receipts)["txs"]:
+                self._index[r["tx"]] = blk.height
 
     def submit(self, raw: bytes) -> Tx:
         with self.lock:
@@ -74,53 +131,27 @@ class EmbeddedService:
         return fbs
 
     def status(self) -> dict[str, Any]:
+        out = super().status()
         with self.lock:
-            app = self.net.entry.app
-            return {"chain_id": self.chain_id, "height": app.height,
-                    "state_root": app.state.root().hex(), "slot_time": app.slot_time,
-                    "validators": len(self.net.validators), "mempool": len(self.net.mempool),
-                    "halted": self.net.halted is not None,
-                    "offenders": {str(k): sorted(v) for k, v in self.net.offenders.items()}}
+            out.update(validators=len(self.net.validators), mempool=len(self.net.mempool),
+                       halted=self.net.halted is not None,
+                       offenders={str(k): sorted(v) for k, v in self.net.offenders.items()})
+        return out
 
-    def query(self, path: str) -> Any:
+
+class ProcessService(ValidatorService):
+    """``NodeService`` over a validator process (``gridledger node start``)."""
+
+    def __init__(self, proc: ValidatorProcess) -> None:
+        super().__init__(proc.validator, proc.lock, proc.index, proc.subs)
+        self.proc = proc
+
+    def submit(self, raw: bytes) -> Tx:
         with self.lock:
-            return self.net.entry.app.query(path)
+            return self.proc.mempool.admit(raw, time.monotonic())
 
-    def prove(self, key: bytes) -> tuple[int, bytes, MembershipProof]:
-        with self.lock:
-            app = self.net.entry.app
-            return app.height, app.state.root(), app.state.prove(key)
-
-    def block(self, height: int) -> tuple[Header, list[bytes], dict[str, Any], Certificate] | None:
-        from gridledger.ledger import codec
-
-        with self.lock:
-            blk = self.net.entry.store.block(height)
-        if blk is None:
-            return None
-        return (Header.decode(blk.header), blk.tx_list(), codec.decode(blk.receipts),
-                Certificate.decode(blk.cert))
-
-    def receipt(self, tx_hash: bytes) -> tuple[int, dict[str, Any]] | None:
-        with self.lock:
-            h = self._index.get(tx_hash)
-        if h is None:
-            return None
-        got = self.block(h)
-        if got is None:
-            return None
-        for r in got[2]["txs"]:
-            if r["tx"] == tx_hash:
-                return h, r
-        return None
-
-    def subscribe(self, fn: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
-        with self.lock:
-            self._subs.append(fn)
-
-        def cancel() -> None:
-            with self.lock:
-                if fn in self._subs:
-                    self._subs.remove(fn)
-
-        return cancel
+    def status(self) -> dict[str, Any]:
+        out = super().status()
+        out.update(mempool=len(self.proc.mempool), log_length=self.proc.orderer.length(),
+                   offenders={str(k): sorted(v) for k, v in self.proc.offenders.items()})
+        return out

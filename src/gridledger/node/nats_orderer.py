@@ -57,15 +57,36 @@ class NatsOrderer:
 
     def _call(self, coro: Any, timeout: float | None = None) -> Any:
         fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return fut.result(timeout or self.timeout_s * 3)
+        return fut.result(timeout or self.timeout_s * 8)
 
     async def _connect(self) -> None:
         import nats
         from nats.js.api import StorageType, StreamConfig
 
+        async def quiet(_e: Exception) -> None:
+            # reconnects and failovers are expected (fault tests); the client retries
+            return None
+
         self._nc = await nats.connect(servers=self.urls, max_reconnect_attempts=-1,
-                                      reconnect_time_wait=0.2, connect_timeout=self.timeout_s)
+                                      reconnect_time_wait=0.2, connect_timeout=self.timeout_s,
+                                      error_cb=quiet)
         self._js = self._nc.jetstream(timeout=self.timeout_s)
+        # Right after a server failure JetStream may be electing a new meta/stream leader
+        # for a few seconds: retry the stream set-up instead of failing the validator.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s * 6
+        while True:
+            try:
+                await self._setup_stream()
+                return
+            except Exception:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def _setup_stream(self) -> None:
+        from nats.js.api import StorageType, StreamConfig
+
         cfg = StreamConfig(name=stream_name(self.chain_id), subjects=[subject(self.chain_id)],
                            num_replicas=self.replicas, storage=StorageType.FILE,
                            duplicate_window=300.0)

@@ -1,0 +1,291 @@
+"""A validator as its own process: NATS JetStream log + vote exchange, SQLite store, HTTP API.
+
+Streams (both file-backed, replicated R=3 on a 3-server cluster):
+  ``GL_<chain>_LOG``    transactions and ticks — the total order every validator cuts blocks from
+  ``GL_<chain>_VOTES``  ML-DSA votes over block headers; durable, so a validator that restarts
+                        finds the certificates of blocks it missed next to the log itself
+
+Loop: cut the next block from the log -> execute -> publish our vote -> wait for a quorum of
+votes for one header -> store the block with its certificate. A quorum for a header other
+than ours means we diverged: we drop our block and stop signing (operators investigate).
+Every ``tick_s`` seconds each validator publishes a tick for the current second since
+genesis; message-id deduplication keeps one tick per second in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gridledger.crypto.keystore import load_key, save_key
+from gridledger.crypto.sig import SigningKey
+from gridledger.errors import ConfigError
+from gridledger.ledger.block import Certificate, Vote
+from gridledger.ledger.genesis import Genesis, make_genesis
+from gridledger.node.embedded import VoteTally
+from gridledger.node.nats_orderer import NatsOrderer, stream_name, subject
+from gridledger.node.orderer import BlockCutter, Entry
+from gridledger.node.validator import Validator
+from gridledger.ledger import codec
+
+
+# -- node init ------------------------------------------------------------------
+def init_network(out: Path, validators: int, participants: int, chain_id: str,
+                 passphrase: str, balance_micro: int = 100_000_000,
+                 scrypt_n: int = 2**15) -> list[Path]:
+    """Create genesis, validator keys (encrypted) and participant keys for a new network.
+
+    Layout: ``out/genesis.cbor``, ``out/validator-<i>/{validator.key.json, node.json}``,
+    ``out/participants/p<i>.key.json``. Returns the validator folders.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "genesis.cbor").exists():
+        raise ConfigError(f"{out} already holds a network (genesis.cbor exists)")
+    vkeys = [SigningKey.generate("ml-dsa-65") for _ in range(validators)]
+    pkeys = [SigningKey.generate("ml-dsa-65") for _ in range(participants)]
+    parts = [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["validator"], "name": f"validator-{i}"}
+             for i, k in enumerate(vkeys)]
+    parts += [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["prosumer"], "name": f"p{i}",
+               "cp": f"cp-{i}", "balance_micro": balance_micro} for i, k in enumerate(pkeys)]
+    genesis = make_genesis(chain_id, parts, {"genesis_time_unix": int(time.time())})
+    (out / "genesis.cbor").write_bytes(genesis.encode())
+    dirs = []
+    for i, k in enumerate(vkeys):
+        d = out / f"validator-{i}"
+        save_key(d, "validator", k, passphrase, scrypt_n)
+        (d / "node.json").write_text(json.dumps({"index": i, "chain_id": chain_id}, indent=2))
+        dirs.append(d)
+    for i, k in enumerate(pkeys):
+        save_key(out / "participants", f"p{i}", k, passphrase, scrypt_n)
+    return dirs
+
+
+# -- vote exchange ----------------------------------------------------------------
+class VoteBoard:
+    """Votes from the durable VOTES stream, indexed by height."""
+
+    def __init__(self, orderer: NatsOrderer) -> None:
+        self.o = orderer
+        self.chain_id = orderer.chain_id
+        self._by_height: dict[int, list[Vote]] = {}
+        self._cond = threading.Condition()
+        self.o._call(self._setup())
+
+    async def _setup(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while True:  # ride out a JetStream leader election after a server failure
+            try:
+                await self._setup_once()
+                return
+            except Exception:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def _setup_once(self) -> None:
+        from nats.js.api import StorageType, StreamConfig
+
+        js = self.o._js
+        cfg = StreamConfig(name=stream_name(self.chain_id, "VOTES"),
+                           subjects=[subject(self.chain_id, "votes")],
+                           num_replicas=self.o.replicas, storage=StorageType.FILE,
+                           duplicate_window=300.0)
+        try:
+            await js.stream_info(cfg.name)
+        except Exception:
+            try:
+                await js.add_stream(cfg)
+            except Exception:
+                await js.stream_info(cfg.name)
+        await js.subscribe(subject(self.chain_id, "votes"), cb=self._on_vote, ordered_consumer=True)
+
+    async def _on_vote(self, msg: Any) -> None:
+        try:
+            h, hh, i, sig = codec.decode(msg.data)
+            v = Vote(int(h), bytes(hh), int(i), bytes(sig))
+        except Exception:
+            return  # garbage on the votes subject is ignored; signatures are checked on use
+        with self._cond:
+            self._by_height.setdefault(v.height, []).append(v)
+            self._cond.notify_all()
+
+    def publish(self, v: Vote) -> None:
+        data = codec.encode([v.height, v.header_hash, v.validator, v.sig])
+        msg_id = f"{v.height}-{v.validator}-{v.header_hash.hex()}"
+
+        async def go() -> None:
+            await self.o._js.publish(subject(self.chain_id, "votes"), data,
+                                     headers={"Nats-Msg-Id": msg_id})
+
+        self.o._call(go())
+
+    def votes(self, height: int) -> list[Vote]:
+        with self._cond:
+            return list(self._by_height.get(height, []))
+
+    def wait(self, height: int, pred: Any, timeout_s: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: pred(self._by_height.get(height, [])), timeout_s)
+
+
+# -- the validator process ----------------------------------------------------------
+@dataclass
+class ProcessConfig:
+    node_dir: Path
+    nats_urls: list[str]
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    tick_s: float = 1.0
+    max_block_txs: int = 500
+    replicas: int = 3
+    fault: str | None = None
+
+
+class ValidatorProcess:
+    """One validator: consumes the log, votes, certifies, stores, serves the API."""
+
+    def __init__(self, cfg: ProcessConfig, passphrase: str) -> None:
+        self.cfg = cfg
+        net_dir = cfg.node_dir.parent
+        self.genesis = Genesis.decode((net_dir / "genesis.cbor").read_bytes())
+        meta = json.loads((cfg.node_dir / "node.json").read_text())
+        key = load_key(cfg.node_dir / "validator.key.json", passphrase)
+        self.validator = Validator(int(meta["index"]), key, self.genesis,
+                                   cfg.node_dir / "ledger.sqlite", fault=cfg.fault)
+        self.orderer = NatsOrderer(cfg.nats_urls, self.genesis.chain_id, cfg.replicas)
+        self.board = VoteBoard(self.orderer)
+        self.cutter = BlockCutter(cfg.max_block_txs, self.validator.log_end,
+                                  self.validator.app.slot_time)
+        from gridledger.node.admission import Mempool
+
+        self.mempool = Mempool(self.validator.app)
+        self.lock = threading.RLock()
+        self.stop = threading.Event()
+        self.genesis_time = int(self.genesis.params.get("genesis_time_unix", 0))
+        self.subs: list[Any] = []
+        self._inflight: Any = None
+        self._unpublished: list[Any] = []
+        self.index: dict[bytes, int] = {}
+        self.offenders: dict[int, set[str]] = {}
+
+    # block pipeline ---------------------------------------------------------
+    def step(self) -> bool:
+        """Advance by one block if the log has one; returns whether a block was finalised.
+
+        Idempotent under NATS failures: the executed block stays in flight and votes are
+        re-published (message-id deduplication) until a quorum certificate appears.
+        """
+        v = self.validator
+        with self.lock:
+            if self._inflight is None:
+                blk = self.cutter.next_block(self.orderer)
+                if blk is None:
+                    return False
+                self._inflight = v.execute(blk, self.mempool.cache.check)
+            header = self._inflight
+        for vote in v.votes(header):
+            self.board.publish(vote)
+        keys = v.app.validator_keys()
+        cert: list[Certificate | None] = [None]
+
+        def have_quorum(votes: list[Vote]) -> bool:
+            tally = VoteTally(len(keys))
+            for vt in votes:
+                tally.add(vt, keys)
+            cert[0] = tally.certificate()
+            for i, why in tally.offenders.items():
+                self.offenders.setdefault(i, set()).add(why)
+            return cert[0] is not None
+
+        deadline = time.monotonic() + 5.0
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            if self.board.wait(header.height, have_quorum, timeout_s=0.5):
+                break
+        if cert[0] is None:
+            return False  # still in flight; the caller retries (and re-publishes our vote)
+        with self.lock:
+            ok = v.finalize(cert[0])
+            self._inflight = None
+        if ok:
+            self._notify(header, v._last_result)
+        return True
+
+    def _notify(self, header: Any, result: Any) -> None:
+        from gridledger.api.service import block_event
+
+        ev = block_event(header, result)
+        for r in result.receipts:
+            self.index[r.tx_hash] = header.height
+        for fn in list(self.subs):
+            fn(ev)
+
+    # producers ----------------------------------------------------------------
+    def publish_pending(self) -> None:
+        """Publish admitted transactions; a failed publish is retried, never dropped
+        (the log deduplicates by transaction hash)."""
+        with self.lock:
+            self._unpublished += self.mempool.take(self.cfg.max_block_txs)
+            batch = list(self._unpublished)
+        if batch:
+            self.orderer.append_many([Entry("tx", tx=t.raw) for t in batch])
+            with self.lock:
+                del self._unpublished[:len(batch)]
+
+    def publish_tick(self) -> None:
+        t = int(time.time()) - self.genesis_time
+        if t > self.cutter.slot_time:
+            self.orderer.append(Entry("tick", time_s=t))
+
+    def run(self) -> None:
+        """Run until ``stop`` is set: producer thread + block loop (+ API if a port is set)."""
+        server = self._start_api() if self.cfg.http_port else None
+
+        def producer() -> None:
+            last_tick = 0.0
+            while not self.stop.is_set():
+                try:
+                    self.publish_pending()
+                    now = time.monotonic()
+                    if now - last_tick >= self.cfg.tick_s:
+                        self.publish_tick()
+                        last_tick = now
+                except Exception:
+                    time.sleep(0.2)  # NATS failover in progress; the client reconnects
+                time.sleep(0.02)
+
+        th = threading.Thread(target=producer, daemon=True)
+        th.start()
+        try:
+            while not self.stop.is_set():
+                try:
+                    if not self.step():
+                        self.orderer.wait_for(self.cutter.pos + 1, timeout_s=0.2)
+                except Exception as exc:  # NATS failover: reconnect happens underneath
+                    print(f"validator {self.validator.index}: retrying after {exc!r}", flush=True)
+                    time.sleep(0.3)
+        finally:
+            self.stop.set()
+            th.join(timeout=2)
+            if server is not None:
+                server.should_exit = True
+            self.orderer.close()
+            self.validator.close()
+
+    def _start_api(self) -> Any:
+        import uvicorn
+
+        from gridledger.api import create_app
+        from gridledger.api.service import ProcessService
+
+        app = create_app(ProcessService(self))
+        config = uvicorn.Config(app, host=self.cfg.http_host, port=self.cfg.http_port,
+                                log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        threading.Thread(target=server.run, daemon=True).start()
+        return server
