@@ -11,4 +11,5 @@ def test_ledger_overhead_at_most_the_signature_check():
     for k in ("mldsa65_verify_per_s", "tx_per_s_1_validator", "tx_per_s_4_validators"):
         assert r[k] > 0
     # 1 validator: end-to-end rate >= 50 % of the raw single-core verify rate
-    assert r["ratio_1_validator_to_raw_verify"] >= 0.5, r
+    # (checked on CPU time, which other jobs on a shared machine cannot distort)
+    assert r["cpu_ratio_1_validator_to_raw_verify"] >= 0.5, r
