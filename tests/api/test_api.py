@@ -95,3 +95,24 @@ def test_openapi_spec_is_served(env):
     _c, _s, http = env
     spec = http.get("/openapi.json").json()
     assert "/v1/tx" in spec["paths"] and "/v1/proofs/{key}" in spec["paths"]
+
+
+def test_event_stream_delivers_block_events(env):
+    chain, svc, http = env
+    import threading
+
+    def later():
+        import time
+
+        time.sleep(0.3)
+        svc.submit(chain.transfer(0, 1, 5))
+        svc.tick(900)
+
+    threading.Thread(target=later).start()
+    with http.stream("GET", "/v1/events?limit=1") as r:
+        lines = [ln for ln in r.iter_lines() if ln]
+    assert lines[0] == "event: block"
+    import json
+
+    ev = json.loads(lines[1][len("data: "):])
+    assert ev["height"] == 1 and ev["txs"] == 1 and ev["ok"] == 1
