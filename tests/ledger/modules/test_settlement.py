@@ -184,6 +184,13 @@ def test_claim_rules() -> None:
     assert r.receipts[3].detail.startswith("already-claimed")
     r = w.block([_claim(w, 1, "non-receipt")], t_settle(SLOT) + 86_400)
     assert r.receipts[0].detail == "dispute-window-closed"
+    # that block also pruned the slot: state keeps only what can still be disputed
+    from gridledger.ledger.modules.metering import readings_for_slot
+
+    assert get_trade(w.app.state, SLOT, 0) is None and get_slot(w.app.state, SLOT) is None
+    assert readings_for_slot(w.app.state, SLOT) == []
+    r = w.block([_claim(w, 1, "non-receipt")], t_settle(SLOT) + 86_401)
+    assert r.receipts[0].detail.startswith("no-trade")
 
 
 def test_reading_rules() -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from gridledger.errors import ConfigError
+from gridledger.market import Mechanism
 
 MECHANISMS = ("uniform", "pay_as_bid", "continuous")
 SECONDS_PER_DAY = 86_400
@@ -27,7 +28,7 @@ class Params:
     settle_window_s: int = 900         # meter readings for slot t until end(t) + this
     order_horizon_slots: int = 96      # how far ahead orders may be placed
     max_orders_per_slot: int = 4       # per participant, orders + commitments
-    mechanism: str = "uniform"
+    mechanism: Mechanism = "uniform"
     # -- prices (micro-units per kWh) --
     grid_fee_flat_micro_per_kwh: int = 30_000
     grid_fee_tou_micro_per_kwh: tuple[int, ...] = ()

@@ -24,7 +24,9 @@ State
                                  fee_paid_micro, compensation_micro, penalty_micro}
   ``mkt/slot/<slot>``           {status: cleared|failed|none|settled, price_micro_per_kwh,
                                  volume_wh, bought_wh, sold_wh, trades, delivered_wh, ...}
-  ``mkt/open``, ``mkt/unsettled``, ``mkt/seq``   slot lists and the arrival counter
+  ``mkt/open``, ``mkt/unsettled``, ``mkt/settled``, ``mkt/seq``   slot lists, arrival counter
+  Trades and slot records are pruned (with the slot's readings) ``dispute_window_s`` after
+  settlement; blocks and receipts keep the history.
   (``<slot>`` is 8 bytes big-endian, so key order is slot order)
 Messages (roles prosumer/consumer unless noted; selling needs prosumer)
   ``market/order``     {slot, side: buy|sell, energy_wh, price_micro_per_kwh}  id = tx hash

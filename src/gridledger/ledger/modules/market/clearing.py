@@ -58,7 +58,7 @@ def close_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: byte
                     tou_micro_per_kwh=p.grid_fee_tou_micro_per_kwh)
     try:
         result = clear_slot(orders, p.mechanism, envelopes=envelopes, fees=fees,
-                            slot_of_day=slot_of_day(slot, p))  # type: ignore[arg-type]
+                            slot_of_day=slot_of_day(slot, p))
     except MarketInputError as exc:
         # Orders were checked on entry, so this is a bug; fail safe: nobody trades, every
         # escrow is returned, and the chain keeps going.

@@ -1,5 +1,6 @@
-"""The market's end-of-block hook: clear slots whose reveal window closed, then settle
-slots whose settlement deadline passed. A block with nothing due reads three keys."""
+"""The market's end-of-block hook: clear slots whose reveal window closed, settle slots
+whose settlement deadline passed, prune slots whose dispute window closed. A block with
+nothing due reads four keys."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from gridledger.ledger.modules.market import keeper
 from gridledger.ledger.modules.market.clearing import close_slot
 from gridledger.ledger.modules.market.settlement import settle_slot
 from gridledger.ledger.modules.market.types import reveal_deadline, settlement_deadline
-from gridledger.ledger.modules.metering.keeper import pending_slots
+from gridledger.ledger.modules.metering.keeper import pending_slots, prune_readings
 from gridledger.ledger.state import State
 
 
@@ -31,3 +32,7 @@ def end_block(state: State, ctx: BlockContext, events: list[dict[str, Any]]) -> 
     for slot in due:
         if now >= settlement_deadline(slot, p) and slot not in still_open:
             settle_slot(state, ctx, p, slot, p.grid_account, events)
+    for slot, settled_at in keeper.settled_slots(state):
+        if now >= settled_at + p.dispute_window_s:
+            keeper.prune_slot(state, slot)
+            prune_readings(state, slot)

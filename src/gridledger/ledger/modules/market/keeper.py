@@ -21,6 +21,7 @@ SLOT = b"mkt/slot/"      # + slot(8) -> slot record (cleared / settled)
 TRADE = b"mkt/t/"        # + slot(8) + index(4) -> trade record
 OPEN = b"mkt/open"       # [slot] with orders, commitments or envelopes, not yet cleared
 UNSETTLED = b"mkt/unsettled"  # [slot] cleared, not yet settled
+SETTLED = b"mkt/settled"  # [[slot, settled_at]] kept as dispute evidence until pruned
 SEQ = b"mkt/seq"         # arrival counter: order of submission for the continuous book
 
 
@@ -62,8 +63,27 @@ def mark_cleared(state: State, slot: int) -> None:
     _add(state, UNSETTLED, slot)
 
 
-def mark_settled(state: State, slot: int) -> None:
+def mark_settled(state: State, slot: int, settled_at: int) -> None:
     _remove(state, UNSETTLED, slot)
+    state.set_obj(SETTLED, sorted(state.get_obj(SETTLED, []) + [[slot, settled_at]]))
+
+
+def settled_slots(state: State) -> list[tuple[int, int]]:
+    """``(slot, settled_at)`` of settled slots whose records are still in state."""
+    return [(int(s), int(t)) for s, t in state.get_obj(SETTLED, [])]
+
+
+def prune_slot(state: State, slot: int) -> None:
+    """Drop a settled slot's trades and record once its dispute window has closed; the
+    blocks and receipts keep the history, state keeps what can still be disputed."""
+    for k in state.keys_with_prefix(TRADE + sk(slot)):
+        state.delete(k)
+    state.delete(SLOT + sk(slot))
+    rest = [[s, t] for s, t in state.get_obj(SETTLED, []) if s != slot]
+    if rest:
+        state.set_obj(SETTLED, rest)
+    else:
+        state.delete(SETTLED)
 
 
 def next_seq(state: State) -> int:

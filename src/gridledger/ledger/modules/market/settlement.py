@@ -145,7 +145,7 @@ def settle_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: byt
                    "volume_wh": volume, "delivered_wh": delivered,
                    "shortfall_wh": volume - delivered, "readings": len(readings),
                    "participants": len(acc)})
-    keeper.mark_settled(state, slot)
+    keeper.mark_settled(state, slot, ctx.slot_time)
     metering_settled(state, slot)
 
 

@@ -5,7 +5,7 @@ registered for one connection point by the DSO's attestation (``registry/attest_
 genesis; a reading is a transaction signed by that device key, so the envelope signature is
 the meter's signature. A reading for slot ``t`` is accepted from the end of the slot until
 its settlement deadline, ``(t+1)*slot_seconds + settle_window_s``; readings stay in state
-as dispute evidence after settlement.
+as dispute evidence after settlement, until the dispute window closes.
 
 State
   ``meter/r/<slot:8 BE><cp>``  {import_wh, export_wh, firmware (32-byte hash), meter}
@@ -21,11 +21,12 @@ Invariants
 from gridledger.ledger.modules.metering.keeper import (
     mark_settled,
     pending_slots,
+    prune_readings,
     reading_of,
     readings_for_slot,
 )
 from gridledger.ledger.modules.metering.module import MODULE
 from gridledger.ledger.modules.metering.types import Reading
 
-__all__ = ["MODULE", "Reading", "mark_settled", "pending_slots", "reading_of",
+__all__ = ["MODULE", "Reading", "mark_settled", "pending_slots", "prune_readings", "reading_of",
            "readings_for_slot"]

@@ -52,3 +52,9 @@ def mark_settled(state: State, slot: int) -> None:
         state.set_obj(PENDING, pending)
     else:
         state.delete(PENDING)
+
+
+def prune_readings(state: State, slot: int) -> None:
+    """Drop a settled slot's readings once its dispute window has closed."""
+    for k in state.keys_with_prefix(READING + slot_key(slot)):
+        state.delete(k)
