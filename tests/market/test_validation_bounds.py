@@ -94,7 +94,7 @@ def test_duplicate_ids_and_bad_arguments() -> None:
     with pytest.raises(MarketInputError):
         clear_uniform([a, c], envelopes={OWNERS[0]: (-1, 0)})
     with pytest.raises(MarketInputError):
-        clear_uniform([a, c], envelopes={OWNERS[0]: [1, 0]})  # type: ignore[dict-item]
+        clear_uniform([a, c], envelopes={OWNERS[0]: (1, 0, 0)})  # type: ignore[dict-item]
     with pytest.raises(MarketInputError):
         clear_uniform([a, c], fees=GridFees(tou_micro_per_kwh=(1, 2)), slot_of_day=2)
 

@@ -178,7 +178,7 @@ def admit_energy(book: Book, envelopes: Mapping[bytes, Envelope] | None) -> I64:
         raise MarketInputError("envelope keys must be bytes owners")
     for owner in sorted(envelopes):  # sorted: the first error reported is reproducible
         env = envelopes[owner]
-        if not (isinstance(env, tuple) and len(env) == 2):
+        if not (isinstance(env, (tuple, list)) and len(env) == 2):  # lists: decoded CBOR
             raise MarketInputError("an envelope is (import_max_wh, export_max_wh)")
         _check_int("import_max_wh", env[0], 0, MAX_ENERGY_WH * MAX_ORDERS)
         _check_int("export_max_wh", env[1], 0, MAX_ENERGY_WH * MAX_ORDERS)
