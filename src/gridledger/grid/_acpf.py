@@ -127,7 +127,14 @@ class AcNetwork:
         return f"{self.mon_kind[j]} {int(self.mon_element[j])}"
 
     def bus_label(self, k: int) -> str:
-        return f"bus {int(self.pd_bus[k])}"
+        """``"bus 12"`` (pandapower index), or ``"internal bus 7"`` for pandapower's aux buses."""
+        pd = int(self.pd_bus[k])
+        return f"bus {pd}" if pd >= 0 else f"internal bus {k}"
+
+    def bus_tag(self, k: int) -> str:
+        """Label stem for measurements at internal bus ``k``: ``"bus-12"`` or ``"ibus-7"``."""
+        pd = int(self.pd_bus[k])
+        return f"bus-{pd}" if pd >= 0 else f"ibus-{k}"
 
 
 def build_ac_network(net: Any, cp_buses: list[int]) -> AcNetwork:
