@@ -205,3 +205,24 @@ def test_reading_rules() -> None:
     assert r.receipts[1].detail.startswith("one-reading-per-slot")
     r = w.block([w.reading(1, SLOT, 1, 1)], t_settle(SLOT))
     assert r.receipts[0].detail.startswith("reading-late")
+
+
+def test_fake_bids_with_means_do_not_pay() -> None:
+    """THREATS row 6 fake-bids with escrow posted: a fake ask (no generation) that drags the
+    price down and a fake bid (no consumption) both cost their authors; victims lose 0."""
+    w = make_world()
+    out = run_slot(w, [(0, "sell", 1_000, 100_000), (2, "sell", 2_000, 0),   # u2: fake ask
+                       (1, "buy", 2_000, 200_000), (3, "buy", 1_000, 400_000)],  # u3: fake bid
+                   {0: (0, 1_000), 1: (2_000, 0), 2: (0, 0), 3: (0, 0)})
+    bills = out["bills"]
+    assert bills[w.addr(2)]["shortfall_wh"] > 0
+    assert bills[w.addr(2)]["total_micro"] > 0 and bills[w.addr(3)]["total_micro"] >= 0  # gain <= 0
+    # the honest buyer pays no more than its trades' prices + fees, and less than retail
+    honest = [t for t in out["trades"] if t["buyer"] == w.addr(1)]
+    bought = sum(t["energy_wh"] for t in honest)
+    cap = (sum(t["payment_micro"] + t["grid_fee_micro"] for t in honest)
+           + payment_micro(2_000 - bought, TAU))
+    assert bills[w.addr(1)]["total_micro"] <= cap
+    assert bills[w.addr(1)]["total_micro"] <= bills[w.addr(1)]["baseline_total_micro"]
+    # the honest seller is paid for everything it delivered
+    assert bills[w.addr(0)]["shortfall_wh"] == 0

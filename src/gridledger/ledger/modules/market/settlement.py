@@ -12,9 +12,10 @@ imbalance price π (parameters):
 2. Market payments. For each trade the buyer pays, from its escrow, the trade price for the
    delivered energy to the seller, and the grid fee pro rata to the grid account.
 3. Non-delivery. The seller is charged π per kWh short, from its delivery deposit: first the
-   buyer's compensation ``max(0, τ·short − price·short)`` (the buyer's replacement energy came
-   from the grid at τ, so it ends up paying the trade price, as agreed: loss 0), the rest to
-   the grid account as the balancing cost.
+   buyer's compensation ``max(0, τ·replaced − price·replaced)``, where ``replaced`` is the
+   part of the shortfall the buyer's import beyond delivered energy covered (that energy
+   came from the grid at τ, so the buyer ends up paying the trade price, as agreed: loss
+   0), the rest to the grid account as the balancing cost.
 4. Retail. Everything else trades with the grid account: import beyond delivered market
    energy at τ, export beyond delivered market energy plus energy a buyer paid for but did
    not take at φ. Payments into the grid are collected before payments out.
@@ -91,6 +92,12 @@ def settle_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: byt
         left = import_left.setdefault(t["buyer"], b.reading.import_wh if b.reading else b.bought_wh)
         t["received_wh"] = min(t["delivered_wh"], left)
         import_left[t["buyer"]] = left - t["received_wh"]
+    # Import beyond delivered market energy replaced the shortfalls, in the same order: only
+    # energy the buyer really had to take from the grid is compensated.
+    for t in trades:
+        left = import_left[t["buyer"]]
+        t["replaced_wh"] = min(t["energy_wh"] - t["delivered_wh"], left)
+        import_left[t["buyer"]] = left - t["replaced_wh"]
 
     # 2.-3. market payments and non-delivery charges, out of escrow and deposits
     orders: dict[bytes, dict[str, Any]] = dict(keeper.orders_of_slot(state, slot))
@@ -171,11 +178,14 @@ def _settle_trade(p: Params, state: State, slot: int, index: int, t: dict[str, A
     short = energy - d
     comp = pen = 0
     if short:
-        # The buyer replaced the missing energy from the grid at τ; the seller's deposit
-        # tops it up to the trade price, then pays the rest of π·short as balancing cost.
+        # The buyer replaced what it needed of the missing energy from the grid at τ; the
+        # seller's deposit makes that cost the trade price, then pays the rest of π·short as
+        # balancing cost. Energy the buyer did not need is not compensated (nothing to make
+        # whole, and a fake bid must not profit from a fake ask).
         charge = payment_micro(short, p.imbalance_micro_per_kwh)
-        comp = min(max(0, payment_micro(short, p.retail_import_micro_per_kwh)
-                       - payment_micro(short, price)), so["held_micro"])
+        replaced = t["replaced_wh"]
+        comp = min(max(0, payment_micro(replaced, p.retail_import_micro_per_kwh)
+                       - payment_micro(replaced, price)), so["held_micro"])
         keeper.pay_held(state, t["seller"], t["buyer"], comp)
         so["held_micro"] -= comp
         if grid is not None:
@@ -188,7 +198,8 @@ def _settle_trade(p: Params, state: State, slot: int, index: int, t: dict[str, A
         buyer.compensation_in_micro += comp
         events.append({"type": "non_delivery", "slot": slot, "trade": index,
                        "seller": t["seller"], "buyer": t["buyer"], "shortfall_wh": short,
-                       "compensation_micro": comp, "penalty_micro": pen})
+                       "replaced_wh": replaced, "compensation_micro": comp,
+                       "penalty_micro": pen})
     keeper.put_trade(state, slot, index, {
         **t, "settled": True, "paid_micro": pay, "fee_paid_micro": fee,
         "compensation_micro": comp, "penalty_micro": pen})
