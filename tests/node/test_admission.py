@@ -71,3 +71,19 @@ def test_full_mempool_evicts_the_heaviest_sender(tmp_path):
         for _ in range(10):
             n.submit(chain.transfer(2, 1, 1))
     n.close()
+
+
+def test_rejected_transactions_cost_reputation_and_quota(tmp_path):
+    from gridledger.ledger.modules.reputation.keeper import reputation_of
+
+    chain = make_chain(n_validators=1)
+    n = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path)
+    who = chain.users[0].address
+    before = reputation_of(n.entry.app.state, who)
+    scale_before = n.mempool.quota.scale(who)
+    for _ in range(20):  # authenticated but failing in execution: insufficient funds
+        n.submit(chain.transfer(0, 1, 10**12))
+    n.tick(900)
+    after = reputation_of(n.entry.app.state, who)
+    assert after < before and n.mempool.quota.scale(who) < scale_before
+    n.close()

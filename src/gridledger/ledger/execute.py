@@ -106,7 +106,7 @@ def route(modules: Sequence[Module]) -> dict[str, tuple[Module, Handler]]:
 
 
 def apply_tx(state: State, ctx: BlockContext, raw: bytes, table: Mapping[str, tuple[Module, Handler]],
-             sig_check: SigCheck) -> Receipt:
+             sig_check: SigCheck, reject_hooks: Sequence[Module] = ()) -> Receipt:
     """Apply one ordered transaction; never raises for a bad transaction."""
     try:
         tx = decode_tx(raw)
@@ -131,6 +131,8 @@ def apply_tx(state: State, ctx: BlockContext, raw: bytes, table: Mapping[str, tu
         handler(state, tctx, tx.body)
     except RejectedTx as exc:
         state.rollback()
+        for m in reject_hooks:  # e.g. reputation: rejected transactions cost score
+            m.on_rejected(state, tctx, exc.rule)  # type: ignore[misc]
         return Receipt(tx.hash, False, exc.rule, exc.detail)
     state.commit()
     return Receipt(tx.hash, True, events=tuple(tctx.events))
@@ -149,7 +151,8 @@ def apply_block(state: State, ctx: BlockContext, raw_txs: Sequence[bytes],
     for m in modules:
         if m.begin_block is not None:
             m.begin_block(state, ctx, block_events)
-    receipts = [apply_tx(state, ctx, raw, table, sig_check) for raw in raw_txs]
+    hooks = [m for m in modules if m.on_rejected is not None]
+    receipts = [apply_tx(state, ctx, raw, table, sig_check, hooks) for raw in raw_txs]
     for m in modules:
         if m.end_block is not None:
             m.end_block(state, ctx, block_events)

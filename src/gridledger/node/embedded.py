@@ -120,7 +120,7 @@ class EmbeddedNetwork:
         entry = self.validators[0]
         self.cutter = BlockCutter(max_block_txs, 0, entry.app.slot_time)
         self.sig_pool = sig_pool
-        self.mempool = Mempool(entry.app, mempool_capacity, quota, sig_pool)
+        self.mempool = Mempool(entry.app, mempool_capacity, quota or reputation_quota(entry), sig_pool)
         self.halted: ChainHalted | None = None
         self.evidence: list[Equivocation] = []
         self.offenders: dict[int, set[str]] = {}
@@ -224,6 +224,13 @@ class EmbeddedNetwork:
     def close(self) -> None:
         for v in self.validators:
             v.close()
+
+
+def reputation_quota(v: Validator) -> QuotaPolicy:
+    """Admission quotas scaled by the ledger's reputation score (THREATS.md row 2 + row 6)."""
+    from gridledger.ledger.modules.reputation.keeper import reputation_of
+
+    return QuotaPolicy(reputation_of=lambda addr: reputation_of(v.app.state, addr))
 
 
 def blk_height(headers: Mapping[int, Header]) -> int:

@@ -164,7 +164,9 @@ class ValidatorProcess:
                                   self.validator.app.slot_time)
         from gridledger.node.admission import Mempool
 
-        self.mempool = Mempool(self.validator.app)
+        from gridledger.node.embedded import reputation_quota
+
+        self.mempool = Mempool(self.validator.app, quota=reputation_quota(self.validator))
         self.lock = threading.RLock()
         self.stop = threading.Event()
         self.genesis_time = int(self.genesis.params.get("genesis_time_unix", 0))

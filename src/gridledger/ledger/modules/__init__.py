@@ -19,6 +19,8 @@ Handler = Callable[[State, TxContext, dict[str, Any]], None]
 BlockHook = Callable[[State, BlockContext, list[dict[str, Any]]], None]
 Invariant = Callable[[State], None]
 GenesisHook = Callable[[State, dict[str, Any]], None]
+# called after an authenticated transaction failed in its body (state already rolled back)
+RejectHook = Callable[[State, TxContext, str], None]
 
 
 @dataclass(frozen=True)
@@ -34,3 +36,4 @@ class Module:
     begin_block: BlockHook | None = None
     end_block: BlockHook | None = None
     invariants: tuple[Invariant, ...] = ()
+    on_rejected: RejectHook | None = None

@@ -60,7 +60,9 @@ def adjust(state: State, addr: bytes, reason: Reason, slot: int, times: int = 1)
     old = int(rec["score"])
     new = max(MIN_SCORE, min(MAX_SCORE, old + delta))
     rec = {**rec, "score": new}
-    if delta < 0:
+    # a rejected transaction is a minor fault: it lowers the score but does not restart the
+    # clean-slot clock an appeal waits for (a failed early appeal must not prolong itself)
+    if delta < 0 and reason != "rejected_tx":
         rec["last_penalty_slot"] = slot
     put_record(state, addr, rec)
     return {"type": "reputation", "addr": addr, "reason": reason, "delta": new - old,
