@@ -152,7 +152,9 @@ def detect_bad_meters(
     a_test = config.alpha / _N_TESTS
 
     # 1. classical WLS + chi2 + LNR with removal.
-    est, removed, chi2_thr, lnr_thr, first = _lnr_loop(acn, rows, a_test, config.max_lnr_removals)
+    est, removed, chi2_thr, lnr_thr, first, lnr_score = _lnr_loop(
+        acn, rows, a_test, config.max_lnr_removals
+    )
     rn_first = first.normalized_residuals()
     testable = (rows.owner == METER) | (rows.owner == SENSOR)
     max_rn = float(np.max(np.abs(rn_first[testable]), initial=0.0))
@@ -188,7 +190,7 @@ def detect_bad_meters(
             if rows.owner[i] == METER:
                 flagged.add(model.cp_ids[int(rows.cp[i])])
         for i in np.flatnonzero((rows.owner == METER) & (rows.mm.kind == P_INJ)):
-            scores[model.cp_ids[int(rows.cp[i])]] = float(rn_first[i])
+            scores[model.cp_ids[int(rows.cp[i])]] = float(lnr_score[i])
         if config.two_slot and previous is not None and not previous.protected_used:
             n_p = len(scores)
             two_thr = float(stats.norm.isf(a_test / (2 * max(1, n_p))))
@@ -221,14 +223,20 @@ def detect_bad_meters(
 
 def _lnr_loop(
     acn: _acpf.AcNetwork, rows: Rows, a_test: float, max_removals: int
-) -> tuple[WlsResult, list[int], float, float, WlsResult]:
-    """WLS, then remove the largest normalised residual while chi2 or LNR alarms."""
+) -> tuple[WlsResult, list[int], float, float, WlsResult, FloatArray]:
+    """WLS, then remove the largest normalised residual while it is significant.
+
+    Returns (final estimate, removed rows, chi2 threshold, LNR threshold, first estimate,
+    per-row normalised residual: at removal time for removed rows, final otherwise).
+    """
     active = np.ones(rows.mm.m, dtype=bool)
     removed: list[int] = []
+    score = np.zeros(rows.mm.m)
     first: WlsResult | None = None
     est: WlsResult | None = None
     chi2_thr = lnr_thr = math.inf
     v0 = None
+    ok_owner = (rows.owner == METER) | (rows.owner == SENSOR)
     for _ in range(max_removals + 1):
         sub = rows.select(active)
         try:
@@ -236,29 +244,29 @@ def _lnr_loop(
         except GridError:
             if first is None:
                 raise
-            # Removing the last row made a bus unobservable: it was critical; stop here.
+            # Removing the last row left a bus unobservable: it was critical. Put it back.
             active[removed.pop()] = True
+            est = estimate_state(acn, rows.select(active).mm, rows.select(active).z,
+                                 rows.select(active).sigma, v0=v0)
             break
         v0 = est.v
+        idx = np.flatnonzero(active)
         if first is None:
             first = est
-            testable = (rows.owner == METER) | (rows.owner == SENSOR)
-            m_test = int(np.sum(testable & est.testable()))
+            m_test = int(np.sum(ok_owner & est.testable()))
             chi2_thr = float(stats.chi2.isf(a_test, est.dof)) if est.dof > 0 else math.inf
             lnr_thr = float(stats.norm.isf(a_test / (2 * max(1, m_test))))
-        rn = est.normalized_residuals()
-        idx = np.flatnonzero(active)
-        ok = (sub.owner == METER) | (sub.owner == SENSOR)
-        rn = np.where(ok, rn, 0.0)
+        rn = np.where(ok_owner[idx], est.normalized_residuals(), 0.0)
+        score[idx] = rn
         j = int(np.argmax(np.abs(rn))) if len(rn) else 0
         # Remove while the largest normalised residual is significant. (A chi2 alarm with no
         # significant residual has no identifiable culprit: stop and report the alarm.)
-        if abs(rn[j]) <= lnr_thr:
+        if len(rn) == 0 or abs(rn[j]) <= lnr_thr:
             break
         removed.append(int(idx[j]))
         active[idx[j]] = False
     assert first is not None and est is not None
-    return est, removed, chi2_thr, lnr_thr, first
+    return est, removed, chi2_thr, lnr_thr, first, score
 
 
 # --------------------------------------------------------------------------- protected test
