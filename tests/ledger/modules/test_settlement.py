@@ -226,3 +226,20 @@ def test_fake_bids_with_means_do_not_pay() -> None:
     assert bills[w.addr(1)]["total_micro"] <= bills[w.addr(1)]["baseline_total_micro"]
     # the honest seller is paid for everything it delivered
     assert bills[w.addr(0)]["shortfall_wh"] == 0
+
+
+def test_distance_grid_fee_shows_on_each_bill():
+    """Same feeder vs across the transformer: the network charge differs per trade."""
+    params = {"grid_fee_flat_micro_per_kwh": 10_000,
+              "grid_fee_zones": [["cp0", "feeder-a"], ["cp1", "feeder-a"], ["cp2", "feeder-b"]],
+              "grid_fee_distance_micro_per_kwh": [["feeder-a", "feeder-a", 5_000],
+                                                  ["feeder-a", "feeder-b", 40_000]],
+              "grid_fee_default_distance_micro_per_kwh": 60_000}
+    w = make_world(4, params)
+    # seller 0 (feeder a) sells to buyer 1 (same feeder) and buyer 2 (other feeder)
+    out = run_slot(w, [(0, "sell", 2_000, 100_000), (1, "buy", 1_000, 200_000),
+                       (2, "buy", 1_000, 200_000)],
+                   {0: (0, 2_000), 1: (1_000, 0), 2: (1_000, 0)})
+    fee_by_buyer = {t["buyer"]: t["grid_fee_micro"] for t in out["trades"]}
+    assert fee_by_buyer[w.addr(1)] == payment_micro(1_000, 10_000 + 5_000)
+    assert fee_by_buyer[w.addr(2)] == payment_micro(1_000, 10_000 + 40_000)

@@ -32,6 +32,11 @@ class Params:
     # -- prices (micro-units per kWh) --
     grid_fee_flat_micro_per_kwh: int = 30_000
     grid_fee_tou_micro_per_kwh: tuple[int, ...] = ()
+    # network-distance component: zone of each connection point, fee per (unordered) pair
+    # of zones, and the fee for pairs not listed (e.g. "across the transformer")
+    grid_fee_zones: tuple[tuple[str, str], ...] = ()                    # (cp, zone)
+    grid_fee_distance_micro_per_kwh: tuple[tuple[str, str, int], ...] = ()  # (zone, zone, fee)
+    grid_fee_default_distance_micro_per_kwh: int = 0
     retail_import_micro_per_kwh: int = 250_000
     feed_in_micro_per_kwh: int = 80_000
     imbalance_micro_per_kwh: int = 350_000
@@ -68,12 +73,14 @@ class Params:
         for f in fields(self):
             v = getattr(self, f.name)
             if v != f.default:
-                out[f.name] = list(v) if isinstance(v, tuple) else v
+                out[f.name] = ([list(x) if isinstance(x, tuple) else x for x in v]
+                               if isinstance(v, tuple) else v)
         return out
 
 
 PARAM_NAMES = frozenset(f.name for f in fields(Params))
-_SPECIAL = {"mechanism", "grid_fee_tou_micro_per_kwh", "grid_account"}
+_SPECIAL = {"mechanism", "grid_fee_tou_micro_per_kwh", "grid_account", "grid_fee_zones",
+            "grid_fee_distance_micro_per_kwh"}
 MAX_PARAM = 10**12
 
 
@@ -96,6 +103,19 @@ def parse_params(raw: dict[str, Any]) -> Params:
             if not isinstance(v, (list, tuple)) or not all(_is_int(x) and 0 <= x <= 10**9 for x in v):
                 raise ConfigError("param grid_fee_tou_micro_per_kwh must be a list of ints in [0, 1e9]")
             v = tuple(v)
+        elif name == "grid_fee_zones":
+            if not isinstance(v, (list, tuple)) or not all(
+                    isinstance(x, (list, tuple)) and len(x) == 2 and all(isinstance(y, str) for y in x)
+                    for x in v):
+                raise ConfigError("param grid_fee_zones must be a list of [cp, zone] strings")
+            v = tuple(sorted((str(a), str(b)) for a, b in v))
+        elif name == "grid_fee_distance_micro_per_kwh":
+            if not isinstance(v, (list, tuple)) or not all(
+                    isinstance(x, (list, tuple)) and len(x) == 3 and isinstance(x[0], str)
+                    and isinstance(x[1], str) and _is_int(x[2]) and 0 <= x[2] <= 10**9 for x in v):
+                raise ConfigError("param grid_fee_distance_micro_per_kwh must be a list of "
+                                  "[zone, zone, fee in 0..1e9]")
+            v = tuple(sorted((str(a), str(b), int(c)) for a, b, c in v))
         elif name == "grid_account":
             if not isinstance(v, bytes) or len(v) != 32:
                 raise ConfigError("param grid_account must be a 32-byte address")

@@ -24,6 +24,22 @@ from gridledger.market import (
 from gridledger.types import payment_micro
 
 
+def _zones_by_owner(state: State, p: Params, orders: list[Order]) -> dict[bytes, str]:
+    """Network zone of each order owner, through its connection point."""
+    if not p.grid_fee_zones:
+        return {}
+    from gridledger.ledger.modules.registry.keeper import get_participant
+
+    zone_of_cp = dict(p.grid_fee_zones)
+    out: dict[bytes, str] = {}
+    for owner in sorted({o.owner for o in orders}):
+        rec = get_participant(state, owner)
+        zone = zone_of_cp.get((rec or {}).get("cp") or "")
+        if zone is not None:
+            out[owner] = zone
+    return out
+
+
 def _forfeit_commitments(state: State, ctx: BlockContext, p: Params, slot: int, grid: bytes,
                          events: list[dict[str, Any]]) -> None:
     """Unrevealed sealed bids lose their deposit to the grid account (community fund)."""
@@ -55,7 +71,10 @@ def close_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: byte
     orders = [Order(oid, o["owner"], o["side"], o["energy_wh"], o["price_micro_per_kwh"])
               for oid, o in book]
     fees = GridFees(flat_micro_per_kwh=p.grid_fee_flat_micro_per_kwh,
-                    tou_micro_per_kwh=p.grid_fee_tou_micro_per_kwh)
+                    tou_micro_per_kwh=p.grid_fee_tou_micro_per_kwh,
+                    zone_by_owner=_zones_by_owner(state, p, orders),
+                    distance_micro_per_kwh={(a, b): fee for a, b, fee in p.grid_fee_distance_micro_per_kwh},
+                    default_distance_micro_per_kwh=p.grid_fee_default_distance_micro_per_kwh)
     try:
         result = clear_slot(orders, p.mechanism, envelopes=envelopes, fees=fees,
                             slot_of_day=slot_of_day(slot, p))

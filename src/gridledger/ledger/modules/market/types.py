@@ -102,8 +102,11 @@ def order_commitment(owner: bytes, slot: int, side: str, energy_wh: int,
 # -- escrow ----------------------------------------------------------------------------------
 
 def max_fee_rate(p: Params) -> int:
-    """The highest grid-fee rate any trade can carry (flat + highest time-of-use entry)."""
-    return p.grid_fee_flat_micro_per_kwh + max(p.grid_fee_tou_micro_per_kwh, default=0)
+    """The highest grid-fee rate any trade can carry: flat + highest time-of-use entry +
+    highest network-distance fee (so a buyer's escrow always covers its fee line)."""
+    distance = max([p.grid_fee_default_distance_micro_per_kwh]
+                   + [fee for _a, _b, fee in p.grid_fee_distance_micro_per_kwh])
+    return p.grid_fee_flat_micro_per_kwh + max(p.grid_fee_tou_micro_per_kwh, default=0) + distance
 
 
 def buyer_escrow_micro(energy_wh: int, limit_micro_per_kwh: int, p: Params) -> int:
