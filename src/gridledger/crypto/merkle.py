@@ -68,19 +68,24 @@ def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
     return proof
 
 
-def verify_inclusion(root: bytes, leaf_hash: bytes, index: int, size: int,
-                     proof: Sequence[bytes]) -> bool:
-    """Check that ``leaf_hash`` sits at ``index`` of a tree of ``size`` leaves with ``root``."""
+def fold_path(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes | None:
+    """The root implied by ``leaf_hash`` at ``index`` of ``size`` leaves and its sibling path,
+    or ``None`` if the path has the wrong length for that position."""
     if not 0 <= index < size:
-        return False
+        return None
     h, i, n, k = leaf_hash, index, size, 0
     while n > 1:
-        sib = i ^ 1
-        if sib < n:
+        if (i ^ 1) < n:
             if k >= len(proof):
-                return False
+                return None
             h = hash_node(proof[k], h) if i & 1 else hash_node(h, proof[k])
             k += 1
         i //= 2
         n = (n + 1) // 2
-    return k == len(proof) and h == root
+    return h if k == len(proof) else None
+
+
+def verify_inclusion(root: bytes, leaf_hash: bytes, index: int, size: int,
+                     proof: Sequence[bytes]) -> bool:
+    """Check that ``leaf_hash`` sits at ``index`` of a tree of ``size`` leaves with ``root``."""
+    return fold_path(leaf_hash, index, size, proof) == root

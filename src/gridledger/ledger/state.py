@@ -19,7 +19,13 @@ from typing import Any
 
 import cbor2
 
-from gridledger.crypto.merkle import hash_leaf, inclusion_proof, root_of_hashes, verify_inclusion
+from gridledger.crypto.merkle import (
+    fold_path,
+    hash_leaf,
+    inclusion_proof,
+    root_of_hashes,
+    verify_inclusion,
+)
 from gridledger.ledger import codec
 
 N_BUCKETS = 1024
@@ -66,28 +72,11 @@ def verify_membership(state_root: bytes, proof: MembershipProof) -> bool:
         return False
     leaf = entry_hash(proof.key, proof.value)
     # Recompute the bucket root from the leaf, then the top root from the bucket root.
-    bucket_root = _fold(leaf, proof.index, proof.bucket_size, proof.bucket_path)
+    bucket_root = fold_path(leaf, proof.index, proof.bucket_size, proof.bucket_path)
     if bucket_root is None:
         return False
     return verify_inclusion(state_root, hash_leaf(bucket_root), proof.bucket, N_BUCKETS,
                             proof.top_path)
-
-
-def _fold(leaf: bytes, index: int, size: int, path: list[bytes]) -> bytes | None:
-    from gridledger.crypto.merkle import hash_node
-
-    if not 0 <= index < size:
-        return None
-    h, i, n, k = leaf, index, size, 0
-    while n > 1:
-        if (i ^ 1) < n:
-            if k >= len(path):
-                return None
-            h = hash_node(path[k], h) if i & 1 else hash_node(h, path[k])
-            k += 1
-        i //= 2
-        n = (n + 1) // 2
-    return h if k == len(path) else None
 
 
 class State:
