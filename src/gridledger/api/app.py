@@ -99,6 +99,27 @@ def create_app(node: NodeService) -> FastAPI:
             raise HTTPException(STATUS_BY_RULE.get(exc.rule, 400), {"rule": exc.rule, "detail": exc.detail})
         return Accepted(tx_hash=tx.hash.hex(), sender=tx.sender.hex(), nonce=tx.nonce, kind=tx.kind)
 
+    @api.post("/v1/txs", summary="Submit up to 1,000 signed transactions (CBOR array of byte strings)",
+              responses={400: {"model": Rejection}, 413: {"model": Rejection}})
+    async def submit_many(request: Request) -> dict[str, Any]:
+        body = await request.body()
+        if len(body) > 1000 * (MAX_TX_BYTES + 8):
+            raise HTTPException(413, {"rule": "oversize", "detail": "batch over 1,000 maximal transactions"})
+        try:
+            import cbor2
+
+            raws = cbor2.loads(body)
+            if not isinstance(raws, list) or not all(isinstance(r, bytes) for r in raws):
+                raise ValueError("not an array of byte strings")
+        except Exception as exc:
+            raise HTTPException(400, {"rule": "bad-request", "detail": f"expected a CBOR array of "
+                                                                      f"transaction bytes: {exc}"})
+        if len(raws) > 1000:
+            raise HTTPException(413, {"rule": "oversize", "detail": "at most 1,000 transactions per batch"})
+        results = await asyncio.to_thread(node.submit_many, raws)
+        return {"results": [{"rule": r.rule, "detail": r.detail} if isinstance(r, RejectedTx)
+                            else {"tx_hash": r.hash.hex()} for r in results]}
+
     @api.get("/v1/status", summary="Chain id, height, state root, validators")
     def status() -> dict[str, Any]:
         return node.status()

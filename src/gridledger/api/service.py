@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gridledger.errors import RejectedTx
 from gridledger.ledger.block import Certificate, Header
 from gridledger.ledger.execute import BlockResult
 from gridledger.ledger.state import MembershipProof
@@ -28,6 +29,7 @@ class NodeService(Protocol):
     chain_id: str
 
     def submit(self, raw: bytes) -> Tx: ...
+    def submit_many(self, raws: list[bytes]) -> list[Tx | RejectedTx]: ...
     def status(self) -> dict[str, Any]: ...
     def query(self, path: str) -> Any: ...
     def prove(self, key: bytes) -> tuple[int, bytes, MembershipProof]: ...
@@ -117,6 +119,10 @@ class EmbeddedService(ValidatorService):
         with self.lock:
             return self.net.submit(raw, now_s=self.clock())
 
+    def submit_many(self, raws: list[bytes]) -> list[Tx | RejectedTx]:
+        with self.lock:
+            return self.net.submit_many(raws, now_s=self.clock())
+
     def tick(self, time_s: int) -> list[FinalizedBlock]:
         with self.lock:
             fbs = self.net.tick(time_s)
@@ -149,6 +155,10 @@ class ProcessService(ValidatorService):
     def submit(self, raw: bytes) -> Tx:
         with self.lock:
             return self.proc.mempool.admit(raw, time.monotonic())
+
+    def submit_many(self, raws: list[bytes]) -> list[Tx | RejectedTx]:
+        with self.lock:
+            return self.proc.mempool.admit_many(raws, time.monotonic())
 
     def status(self) -> dict[str, Any]:
         out = super().status()

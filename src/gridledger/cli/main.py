@@ -237,6 +237,8 @@ def node_start(
     tick_s: Annotated[float, typer.Option(help="Seconds between ticks.")] = 1.0,
     replicas: Annotated[int, typer.Option(help="JetStream replicas (3 on a 3-server cluster).")] = 3,
     fault: Annotated[Optional[str], typer.Option(help="Attack lab only: wrong-root|equivocate|garbage.")] = None,
+    quota_rate: Annotated[float, typer.Option(help="Admission quota per sender, tx/s (neutral reputation).")] = 20.0,
+    quota_burst: Annotated[float, typer.Option(help="Admission burst per sender.")] = 200.0,
 ) -> None:
     """Run one validator until interrupted."""
     _startup_check()
@@ -247,7 +249,8 @@ def node_start(
     if not (node_dir / "node.json").exists():
         _fail(f"{node_dir} is not a validator folder (no node.json)")
     cfg = ProcessConfig(node_dir, [u for u in nats.split(",") if u], http_host, http_port,
-                        tick_s, replicas=replicas, fault=fault)
+                        tick_s, replicas=replicas, fault=fault, quota_rate_per_s=quota_rate,
+                        quota_burst=quota_burst)
     try:
         proc = ValidatorProcess(cfg, _passphrase())
     except GridLedgerError as exc:

@@ -145,6 +145,8 @@ class ProcessConfig:
     max_block_txs: int = 500
     replicas: int = 3
     fault: str | None = None
+    quota_rate_per_s: float = 20.0
+    quota_burst: float = 200.0
 
 
 class ValidatorProcess:
@@ -166,7 +168,9 @@ class ValidatorProcess:
 
         from gridledger.node.embedded import reputation_quota
 
-        self.mempool = Mempool(self.validator.app, quota=reputation_quota(self.validator))
+        quota = reputation_quota(self.validator)
+        quota.rate_per_s, quota.burst = cfg.quota_rate_per_s, cfg.quota_burst
+        self.mempool = Mempool(self.validator.app, capacity=50_000, quota=quota)
         self.lock = threading.RLock()
         self.stop = threading.Event()
         self.genesis_time = int(self.genesis.params.get("genesis_time_unix", 0))
