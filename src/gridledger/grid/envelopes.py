@@ -185,6 +185,7 @@ def compute_envelope_report(
         new = _solve_lp(acn, lin, lin.d, w_pu, lim, config, extra_up, extra_lo, extra_ld)
         if new is None:
             t_e, t_m = 0.0, 0.0
+            lp = _Lp(0.0, 0.0, ("no safe box after AC checks",))
         else:
             lp, t_e, t_m = new, new.t_e, new.t_m
     # Last resort: shrink uniformly until the AC vertices pass (never needed in the tests,

@@ -159,6 +159,11 @@ def run_checked_pf(net: Any, *, balance_tol_mw: float = 1e-6) -> None:
             raise GridError(f"power flow failed: {exc}") from None
     if not net.converged:
         raise GridError("power flow did not converge")
+    _check_results(net, balance_tol_mw)
+
+
+def _check_results(net: Any, balance_tol_mw: float = 1e-6) -> None:
+    """The physical consistency checks of ``run_checked_pf`` on an already-solved net."""
     vm = net.res_bus.vm_pu.to_numpy()
     lookup = np.asarray(net._pd2ppc_lookups["bus"])
     n_int = net._ppc["internal"]["bus"].shape[0]

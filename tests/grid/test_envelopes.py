@@ -1,0 +1,124 @@
+"""Operating envelopes: any schedule inside them is safe; integer, deterministic, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gridledger.errors import GridError
+from gridledger.grid import (
+    Envelope,
+    EnvelopeConfig,
+    GridLimits,
+    GridModel,
+    compute_envelope_report,
+    compute_envelopes,
+    verify_schedule,
+)
+from gridledger.grid.powerflow import fast_violations, solve_fast
+
+from .conftest import CLEAR_DAY
+
+NOON = CLEAR_DAY * 96 + 48
+EVENING = CLEAR_DAY * 96 + 19 * 4
+
+
+def test_envelope_contains_and_clip() -> None:
+    e = Envelope(import_max_wh=300, export_max_wh=100)
+    assert e.contains(0) and e.contains(-300) and e.contains(100)
+    assert not e.contains(101) and not e.contains(-301)
+    assert e.clip(500) == 100 and e.clip(-900) == -300 and e.clip(7) == 7
+
+
+def test_envelopes_are_non_negative_ints_for_every_cp(stressed: GridModel) -> None:
+    env = compute_envelopes(stressed, NOON)
+    assert list(env) == list(stressed.cp_ids)
+    for e in env.values():
+        assert type(e.import_max_wh) is int and type(e.export_max_wh) is int
+        assert e.import_max_wh >= 0 and e.export_max_wh >= 0
+    # Shared in proportion to connection capacity (equal-share allocation).
+    rep = compute_envelope_report(stressed, NOON)
+    for cp in stressed.cps:
+        assert abs(env[cp.cp_id].export_max_wh - rep.export_factor * cp.capacity_w / 4) <= 1
+
+
+def test_envelopes_are_deterministic(stressed: GridModel) -> None:
+    assert compute_envelopes(stressed, EVENING) == compute_envelopes(stressed, EVENING)
+
+
+def test_binding_constraint_is_reported(stressed: GridModel) -> None:
+    rep = compute_envelope_report(stressed, EVENING)
+    assert "overload trafo 0" in rep.binding
+    assert rep.worst_loading_pct <= 100.0
+    assert 0.9 <= rep.worst_vm_min_pu and rep.worst_vm_max_pu <= 1.1
+
+
+def _box_points(
+    model: GridModel, env: dict[str, Envelope], rng: np.random.Generator, n: int
+) -> list[np.ndarray]:
+    e = np.array([env[cp].export_max_wh for cp in model.cp_ids])
+    m = np.array([env[cp].import_max_wh for cp in model.cp_ids])
+    pts = [e, -m]  # the two corners that bind in a radial feeder
+    for _ in range(n):
+        kind = rng.integers(0, 3)
+        if kind == 0:  # random vertex
+            pts.append(np.where(rng.random(len(e)) < 0.5, e, -m))
+        else:  # random interior point
+            pts.append(np.rint(-m + rng.random(len(e)) * (e + m)).astype(np.int64))
+    return pts
+
+
+@pytest.mark.parametrize("slot", [NOON, EVENING, CLEAR_DAY * 96 + 8])
+def test_any_schedule_inside_the_envelopes_is_safe(stressed: GridModel, slot: int) -> None:
+    env = compute_envelopes(stressed, slot)
+    rng = np.random.default_rng(slot)
+    limits = GridLimits()
+    for x in _box_points(stressed, env, rng, 60):
+        flow = solve_fast(stressed, slot, x)
+        assert flow.converged
+        assert fast_violations(stressed, flow, limits) == ()
+    # And the corners through pandapower itself.
+    for x in _box_points(stressed, env, rng, 0):
+        rep = verify_schedule(stressed, slot, dict(zip(stressed.cp_ids, map(int, x), strict=True)))
+        assert rep.ok, rep.violations
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    day=st.integers(0, 365),
+    hour=st.integers(0, 23),
+    vm_band=st.floats(min_value=0.04, max_value=0.10),
+    load_limit=st.floats(min_value=60.0, max_value=100.0),
+)
+def test_envelopes_hold_for_any_slot_and_limits(
+    rural3: GridModel, day: int, hour: int, vm_band: float, load_limit: float
+) -> None:
+    # A 129-bus grid with long feeders: voltage limits bind here, not only the transformer.
+    limits = GridLimits(vm_min_pu=1 - vm_band, vm_max_pu=1 + vm_band, max_loading_pct=load_limit)
+    slot = day * 96 + hour * 4
+    try:
+        env = compute_envelopes(rural3, slot, config=EnvelopeConfig(limits=limits))
+    except GridError as exc:
+        # Only legitimate when even zero injection breaks the (tight) band.
+        assert "even with every connection point at zero" in str(exc)
+        zero = solve_fast(rural3, slot, np.zeros(len(rural3.cps), dtype=np.int64))
+        assert fast_violations(rural3, zero, limits)
+        return
+    rng = np.random.default_rng(slot)
+    for x in _box_points(rural3, env, rng, 12):
+        flow = solve_fast(rural3, slot, x)
+        assert flow.converged and fast_violations(rural3, flow, limits) == ()
+
+
+def test_no_envelope_when_zero_injection_already_breaks_limits(lv: GridModel) -> None:
+    # The slack holds 1.025 p.u.; a 1.02 upper limit cannot be met by anybody.
+    cfg = EnvelopeConfig(limits=GridLimits(vm_max_pu=1.02))
+    with pytest.raises(GridError, match="overvoltage at bus"):
+        compute_envelopes(lv, NOON, config=cfg)
+
+
+def test_forecast_must_name_every_cp(lv: GridModel) -> None:
+    with pytest.raises(GridError, match="forecast lacks"):
+        compute_envelopes(lv, NOON, forecast_wh_by_cp={"cp-00000": 0})
