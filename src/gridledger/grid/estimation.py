@@ -207,16 +207,15 @@ def estimate_state(
     """Gauss-Newton WLS. Raises ``GridError`` if the rows leave the state unobservable."""
     st = _structure(acn)
     if mm.m < st.n_state:
-        raise GridError(
-            f"measurement set is unobservable: {mm.m} measurements for {st.n_state} state variables"
-        )
+        raise GridError(unobservable_message(acn, mm))
     x = voltage_to_state(acn, acn.v_start if v0 is None else v0)
     w = 1.0 / sigma**2
     it = 0
     lu = None
+    r = z - measure(acn, mm, state_to_voltage(acn, x))
+    obj = float(np.sum(w * r**2))
     for it in range(1, max_iter + 1):
         v = state_to_voltage(acn, x)
-        r = z - measure(acn, mm, v)
         hm = jacobian(acn, mm, v)
         g = sp.csc_matrix(hm.T @ sp.diags(w) @ hm)
         try:
@@ -228,7 +227,18 @@ def estimate_state(
             raise GridError(unobservable_message(acn, mm)) from None
         if not np.all(np.isfinite(dx)):
             raise GridError(unobservable_message(acn, mm))
+        # Backtracking: weakly observable sets (pseudo-measurements only) make the full
+        # Gauss-Newton step overshoot; halve it until the objective decreases.
+        step = 1.0
+        for _ in range(30):
+            r_new = z - measure(acn, mm, state_to_voltage(acn, x + step * dx))
+            obj_new = float(np.sum(w * r_new**2))
+            if np.isfinite(obj_new) and obj_new <= obj * (1 + 1e-12) + 1e-12:
+                break
+            step *= 0.5
+        dx = step * dx
         x = x + dx
+        r, obj = r_new, obj_new
         # Converged when the update moves no predicted reading by more than tol sigmas
         # (a state-space tolerance would be too loose for LV, where dP/dtheta is ~1e2 p.u.).
         if np.max(np.abs(hm @ dx) / sigma) < tol:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -372,10 +372,11 @@ def build_rows(model: GridModel, meas: SlotMeasurements, noise: MeterNoise = Met
             continue
         s_k = acn.s_fixed[k]
         add(P_INJ, int(k), 1.0, f"{acn.bus_tag(int(k))}:p_known", float(s_k.real), sd_virtual, VIRTUAL, -1, scale)
-    # Without a substation voltage reading the slack set-point stands in (pseudo).
+    # Without a substation voltage reading the slack set-point stands in (pseudo, with the
+    # sensor's accuracy: the DSO regulates that voltage, it is known to about that).
     for k in acn.ref:
         if f"{acn.bus_tag(int(k))}:vm_pu" not in meas.sensor_readings:
-            add(VM, int(k), 1.0, f"{acn.bus_tag(int(k))}:vm_setpoint", float(abs(acn.v_start[k])), 0.01, PSEUDO, -1, 1.0)
+            add(VM, int(k), 1.0, f"{acn.bus_tag(int(k))}:vm_setpoint", float(abs(acn.v_start[k])), noise.sensor_vm_pu, PSEUDO, -1, 1.0)
     return Rows(
         mm=MeasurementModel(
             kind=np.array(kind, dtype=np.int64),
@@ -389,3 +390,43 @@ def build_rows(model: GridModel, meas: SlotMeasurements, noise: MeterNoise = Met
         cp=np.array(cp_of, dtype=np.int64),
         unit_scale=np.array(uscale),
     )
+
+
+def pandapower_measurement_net(model: GridModel, meas: SlotMeasurements, noise: MeterNoise = MeterNoise()) -> Any:
+    """A copy of the prosumer-form net carrying ``meas`` as pandapower measurements.
+
+    For ``pandapower.estimation.estimate`` (the reference estimator in tests and benchmarks).
+    pandapower's conventions: bus P/Q are load-referenced (consumption > 0), branch P/Q flow
+    *into* the branch at the measured side, values in MW/MVar.
+    """
+    import copy
+
+    import pandapower as pp
+
+    rows = build_rows(model, meas, noise)
+    acn = ac_network(model)
+    cat = sensor_catalogue(model)
+    net = copy.deepcopy(model.net)
+    to_mw = 1.0 / WH_PER_MW_SLOT
+    for i, lb in enumerate(rows.mm.labels):
+        own, kind = int(rows.owner[i]), int(rows.mm.kind[i])
+        if own == VIRTUAL:
+            continue  # pandapower finds zero-injection buses itself (zero_injection="no_inj_bus")
+        bus = int(acn.pd_bus[rows.mm.element[i]]) if kind in (P_INJ, Q_INJ, VM) else -1
+        if kind == VM:
+            pp.create_measurement(net, "v", "bus", float(rows.z[i]), float(rows.sigma[i]), bus)
+            continue
+        value_mw = float(rows.z[i] * rows.unit_scale[i]) * to_mw
+        sd_mw = float(rows.sigma[i] * rows.unit_scale[i]) * to_mw
+        mtype = "p" if kind in (P_INJ, P_FROM, P_TO) else "q"
+        if kind in (P_INJ, Q_INJ):
+            pp.create_measurement(net, mtype, "bus", -value_mw, sd_mw, bus)
+        else:
+            head, _, _ = lb.partition(":")
+            element_type, _, num = head.partition("-")
+            dev = cat[lb]
+            side = ("from" if element_type == "line" else "hv") if kind in (P_FROM, Q_FROM) else (
+                "to" if element_type == "line" else "lv"
+            )
+            pp.create_measurement(net, mtype, element_type, dev.sign * value_mw, sd_mw, int(num), side=side)
+    return net

@@ -1,0 +1,103 @@
+"""WLS state estimation: statistics, agreement with pandapower's estimator, observability."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from gridledger.errors import GridError
+from gridledger.grid import GridModel, SensorPlan, SlotMeasurements, measure_slot
+from gridledger.grid._acpf import bus_injection, solve_pf
+from gridledger.grid.estimation import estimate_state, is_observable
+from gridledger.grid.measurements import METER, SENSOR, build_rows, pandapower_measurement_net
+from gridledger.grid.powerflow import ac_network, cp_q_pu, wh_to_pu
+
+from .conftest import CLEAR_DAY
+
+EVENING = CLEAR_DAY * 96 + 76
+
+
+def _honest(model: GridModel, slot: int, seed: int, plan: SensorPlan = SensorPlan()) -> SlotMeasurements:
+    return measure_slot(model, slot, model.forecast_wh_by_cp(slot), rng=seed, plan=plan)
+
+
+def test_chi2_of_honest_readings_follows_its_distribution(lv: GridModel) -> None:
+    acn = ac_network(lv)
+    j = []
+    for k in range(24):
+        slot = EVENING - 40 + 3 * k
+        rows = build_rows(lv, _honest(lv, slot, k))
+        est = estimate_state(acn, rows.mm, rows.z, rows.sigma)
+        j.append(est.chi2 / est.dof)
+    # Mean of chi2/dof over 24 draws: 1 +- a few standard errors (sd of chi2/dof = sqrt(2/dof)).
+    dof = est.dof
+    assert abs(np.mean(j) - 1.0) < 4 * np.sqrt(2 / dof) / np.sqrt(len(j))
+    assert max(j) < stats.chi2.isf(1e-4, dof) / dof
+
+
+def test_estimate_is_close_to_the_true_state(lv: GridModel) -> None:
+    acn = ac_network(lv)
+    x = lv.net_injection_wh(EVENING)
+    true = solve_pf(acn, bus_injection(acn, wh_to_pu(lv, x), cp_q_pu(lv, EVENING))).v
+    rows = build_rows(lv, _honest(lv, EVENING, 7))
+    est = estimate_state(acn, rows.mm, rows.z, rows.sigma)
+    err = np.abs(np.abs(est.v) - np.abs(true))
+    sd = np.sqrt(np.diag(est.state_cov))[-acn.n_bus :]
+    assert np.all(err <= 5 * sd + 1e-9)
+
+
+def test_agrees_with_pandapower_estimator(rural3: GridModel) -> None:
+    from pandapower.estimation import estimate
+
+    acn = ac_network(rural3)
+    meas = _honest(rural3, EVENING, 3)
+    rows = build_rows(rural3, meas)
+    ours = estimate_state(acn, rows.mm, rows.z, rows.sigma)
+    net = pandapower_measurement_net(rural3, meas)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = estimate(net, init="flat", zero_injection="no_inj_bus")
+    assert res["success"]
+    keep = acn.pd_bus >= 0
+    vm_pp = net.res_bus_est.vm_pu.loc[acn.pd_bus[keep]].to_numpy()
+    assert np.max(np.abs(vm_pp - np.abs(ours.v)[keep])) < 5e-5
+
+
+def test_largest_normalised_residual_points_at_a_bad_sensor(lv: GridModel) -> None:
+    acn = ac_network(lv)
+    meas = _honest(lv, EVENING, 11)
+    bad = dict(meas.sensor_readings)
+    bad["line-9:p_wh"] += 400.0
+    rows = build_rows(lv, SlotMeasurements(meas.slot, meas.reported_wh_by_cp, meas.reported_varh_by_cp, meas.vm_pu_by_cp, bad))
+    est = estimate_state(acn, rows.mm, rows.z, rows.sigma)
+    rn = np.abs(est.normalized_residuals())
+    rn[(rows.owner != METER) & (rows.owner != SENSOR)] = 0
+    assert rows.mm.labels[int(np.argmax(rn))] == "line-9:p_wh"
+    assert est.chi2 > stats.chi2.isf(1e-6, est.dof)
+
+
+def test_unobservable_measurement_set_names_the_bus(lv: GridModel) -> None:
+    # Only customer active energy (no sensors, no voltages) and one meter missing: bus 13's
+    # injection cannot be determined from anything.
+    plan = SensorPlan(lines="none", trafo_head_meters=False, substation_vm=False, meter_q=False, meter_vm=False)
+    meas = _honest(lv, EVENING, 1, plan)
+    readings = dict(meas.reported_wh_by_cp)
+    readings.pop("cp-00013")
+    rows = build_rows(lv, SlotMeasurements(meas.slot, readings))
+    acn = ac_network(lv)
+    assert not is_observable(acn, rows.mm)
+    with pytest.raises(GridError, match=r"unobservable.*bus 13"):
+        estimate_state(acn, rows.mm, rows.z, rows.sigma)
+
+
+def test_minimal_readings_are_still_observable(lv: GridModel) -> None:
+    # Meters' energy + head meter: pseudo Q from forecasts and the slack set-point fill in.
+    plan = SensorPlan(lines="none", substation_vm=False, meter_q=False, meter_vm=False)
+    meas = _honest(lv, EVENING, 2, plan)
+    assert meas.head_meter_wh is not None and meas.head_meter_wh > 0
+    rows = build_rows(lv, meas)
+    est = estimate_state(ac_network(lv), rows.mm, rows.z, rows.sigma)
+    assert est.dof >= 1
