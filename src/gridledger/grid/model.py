@@ -89,7 +89,7 @@ class GridModel:
     pv_wh: IntArray = field(repr=False)
     storage_wh: IntArray = field(repr=False)
     profile_source: ProfileSource = "simbench"
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def cp_ids(self) -> tuple[str, ...]:
@@ -512,9 +512,14 @@ def with_profiles(
     )
 
 
-def _shared_network_cache(model: GridModel) -> dict[str, Any]:
-    """Caches that depend only on the network (not on profiles) may be shared by copies."""
-    return {k: v for k, v in model._cache.items() if k.startswith("net:")}
+def _shared_network_cache(model: GridModel) -> dict[Any, Any]:
+    """Caches that depend only on the network (keys starting ``"net:"``) carry over to copies."""
+
+    def is_net(key: Any) -> bool:
+        head = key[0] if isinstance(key, tuple) and key else key
+        return isinstance(head, str) and head.startswith("net:")
+
+    return {k: v for k, v in model._cache.items() if is_net(k)}
 
 
 def add_der(
