@@ -16,6 +16,7 @@ from gridledger.grid import (
     choose_protected_set,
     craft_stealthy_attack,
     detect_bad_meters,
+    energy_only_readings,
     fdi_detection_report,
     measure_slot,
     under_report,
@@ -161,3 +162,28 @@ def test_detection_report_shape_and_headline(lv: GridModel) -> None:
     assert all(r.wrong_flag_rate == 0.0 for r in rep.rates)
     d = rep.as_dict()
     assert d["network"] == lv.name and len(d["rates"]) == 4  # type: ignore[arg-type]
+
+
+def test_flagged_meters_get_a_network_estimate_for_settlement(lv: GridModel) -> None:
+    honest = _honest(lv, EVENING, 5)
+    truth = lv.forecast_wh_by_cp(EVENING)["cp-00000"]
+    for cfg in (PROTECTED, CLASSICAL):
+        res = detect_bad_meters(lv, EVENING, under_report(honest, {"cp-00000": 300}), config=cfg)
+        assert res.flagged == {"cp-00000"}
+        # Within a few Wh of what really flowed, far from the 300 Wh lie.
+        assert abs(res.corrected_wh_by_cp["cp-00000"] - truth) < 30
+
+
+def test_energy_only_readings_alarm_but_never_blame_the_wrong_meter(lv: GridModel) -> None:
+    # Only meters' Wh and the head meter (the brief's minimal interface): redundancy one.
+    plan = SensorPlan(lines="none", substation_vm=False, meter_q=False, meter_vm=False)
+    for k in range(3):
+        slot = EVENING + k
+        h = measure_slot(lv, slot, lv.forecast_wh_by_cp(slot), rng=k, plan=plan)
+        assert h.head_meter_wh is not None
+        readings = energy_only_readings(lv, slot, h.reported_wh_by_cp, h.head_meter_wh)
+        assert not detect_bad_meters(lv, slot, readings).alarm
+        res = detect_bad_meters(lv, slot, under_report(readings, {"cp-00000": 600}))
+        assert res.alarm and res.flagged == frozenset()
+        feeder = res.balances[0]
+        assert feeder.alarm and abs(feeder.gap_wh - 600) < feeder.tolerance_wh

@@ -38,7 +38,13 @@ from gridledger.grid.fdi import (
     fdi_detection_report,
     under_report,
 )
-from gridledger.grid.measurements import MeterNoise, SensorPlan, SlotMeasurements, measure_slot
+from gridledger.grid.measurements import (
+    MeterNoise,
+    SensorPlan,
+    SlotMeasurements,
+    energy_only_readings,
+    measure_slot,
+)
 from gridledger.grid.model import (
     DEFAULT_LV_CODE,
     DEFAULT_MV_CODE,
@@ -93,6 +99,7 @@ __all__ = [
     "craft_stealthy_attack",
     "curtail_schedule",
     "detect_bad_meters",
+    "energy_only_readings",
     "fdi_detection_report",
     "load_grid",
     "measure_slot",

@@ -408,10 +408,10 @@ def _check_vertices_wh(
         worst[2] = max(worst[2], float(flow.loading_pct.max(initial=0.0)))
         over = flow.vm_pu[acn.pq] - lim.vm_max_pu
         under = lim.vm_min_pu - flow.vm_pu[acn.pq]
-        for k in np.flatnonzero(over > 0):
-            bad[("up", int(k))] = max(bad.get(("up", int(k)), 0.0), float(over[k]))
-        for k in np.flatnonzero(under > 0):
-            bad[("lo", int(k))] = max(bad.get(("lo", int(k)), 0.0), float(under[k]))
+        for kk in np.flatnonzero(over > 0):
+            bad[("up", int(kk))] = max(bad.get(("up", int(kk)), 0.0), float(over[kk]))
+        for kk in np.flatnonzero(under > 0):
+            bad[("lo", int(kk))] = max(bad.get(("lo", int(kk)), 0.0), float(under[kk]))
         ld = flow.loading_pct - lim.max_loading_pct
         for j in np.flatnonzero(ld > 0):
             bad[("ld", int(j))] = max(bad.get(("ld", int(j)), 0.0), float(ld[j]))

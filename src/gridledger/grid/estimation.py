@@ -92,21 +92,25 @@ def state_to_voltage(acn: AcNetwork, x: FloatArray) -> ComplexArray:
     va = np.full(st.n, np.angle(acn.v_start[st.ref]))
     va[st.non_ref] = x[: len(st.non_ref)]
     vm = x[len(st.non_ref) :]
-    out: ComplexArray = vm * np.exp(1j * va)
+    out: ComplexArray = np.asarray(vm * np.exp(1j * va), dtype=np.complex128)
     return out
 
 
 def voltage_to_state(acn: AcNetwork, v: ComplexArray) -> FloatArray:
     """Complex voltages -> state vector."""
     st = _structure(acn)
-    return np.r_[np.angle(v)[st.non_ref], np.abs(v)]
+    out: FloatArray = np.asarray(np.r_[np.angle(v)[st.non_ref], np.abs(v)], dtype=np.float64)
+    return out
 
 
 def _all_values(acn: AcNetwork, v: ComplexArray) -> FloatArray:
     s = v * np.conj(acn.ybus @ v)
     sf = v[acn.f_bus] * np.conj(acn.yf @ v)
     stt = v[acn.t_bus] * np.conj(acn.yt @ v)
-    return np.r_[s.real, s.imag, np.abs(v), sf.real, sf.imag, stt.real, stt.imag]
+    out: FloatArray = np.asarray(
+        np.r_[s.real, s.imag, np.abs(v), sf.real, sf.imag, stt.real, stt.imag], dtype=np.float64
+    )
+    return out
 
 
 def measure(acn: AcNetwork, mm: MeasurementModel, v: ComplexArray) -> FloatArray:
@@ -186,6 +190,19 @@ class WlsResult:
         ok = self.testable()
         out = np.zeros_like(self.residual)
         out[ok] = self.residual[ok] / np.sqrt(self.omega[ok])
+        return out
+
+    def residual_correlation(self, j: int) -> FloatArray:
+        """Correlation of every row's residual with row ``j``'s (Omega_ij / sqrt(Omega_ii Omega_jj)).
+
+        |rho| ~ 1 marks a critical pair: an error in one row is indistinguishable from an
+        error in the other.
+        """
+        hj = self.h_mat[j].toarray().ravel()
+        col = -np.asarray(self.h_mat @ (self.state_cov @ hj)).ravel()
+        col[j] += self.sigma[j] ** 2
+        denom = np.sqrt(np.maximum(self.omega, 1e-300) * max(float(self.omega[j]), 1e-300))
+        out: FloatArray = col / denom
         return out
 
     def chi2_p_value(self) -> float:

@@ -40,6 +40,7 @@ from gridledger.errors import GridError
 from gridledger.grid import _acpf
 from gridledger.grid.estimation import (
     P_INJ,
+    MeasurementModel,
     Q_INJ,
     VM,
     WlsResult,
@@ -121,7 +122,16 @@ class DetectionResult:
     """Signed score of each cp's active-energy reading (> 0: reports more export / less
     import than the network shows), in standard deviations."""
     balances: tuple[AreaBalance, ...]
+    estimated_wh_by_cp: Mapping[str, int] = field(default_factory=dict)
+    """The network's own estimate of every cp's net injection (from the protected sensors
+    when available, else from the cleaned WLS estimate): what settlement should use for a
+    flagged meter instead of its reading."""
     suspect_sensors: tuple[str, ...] = ()
+
+    @property
+    def corrected_wh_by_cp(self) -> dict[str, int]:
+        """Replacement readings for the flagged meters (settlement correction)."""
+        return {cp: int(self.estimated_wh_by_cp[cp]) for cp in sorted(self.flagged)}
 
     @property
     def alarm(self) -> bool:
@@ -170,7 +180,8 @@ def detect_bad_meters(
         res = _protected_scores(model, acn, rows)
         if res is not None:
             prot_used = True
-            z_rows, meter_rows = res
+            z_rows, meter_rows, v_prot = res
+            estimated = _injections_wh(model, acn, v_prot)
             prot_thr = float(stats.norm.isf(a_test / (2 * max(1, len(meter_rows)))))
             for i in meter_rows:
                 cp = model.cp_ids[int(rows.cp[i])]
@@ -182,20 +193,21 @@ def detect_bad_meters(
             two_thr = float(stats.norm.isf(a_test / (2 * max(1, n_p))))
             if config.two_slot and previous is not None and previous.protected_used:
                 for cp, z in scores.items():
-                    if cp in previous.cp_scores and abs(z + previous.cp_scores[cp]) / math.sqrt(2) > two_thr:
+                    if _two_slot_score(z, previous.cp_scores.get(cp)) > two_thr:
                         flagged.add(cp)
     if not prot_used:
+        estimated = _injections_wh(model, acn, est.v)
         # Classical identification: meters whose rows the LNR loop removed.
         for i in removed:
             if rows.owner[i] == METER:
                 flagged.add(model.cp_ids[int(rows.cp[i])])
-        for i in np.flatnonzero((rows.owner == METER) & (rows.mm.kind == P_INJ)):
-            scores[model.cp_ids[int(rows.cp[i])]] = float(lnr_score[i])
+        for row in np.flatnonzero((rows.owner == METER) & (rows.mm.kind == P_INJ)):
+            scores[model.cp_ids[int(rows.cp[row])]] = float(lnr_score[row])
         if config.two_slot and previous is not None and not previous.protected_used:
             n_p = len(scores)
             two_thr = float(stats.norm.isf(a_test / (2 * max(1, n_p))))
             for cp, z in scores.items():
-                if cp in previous.cp_scores and abs(z + previous.cp_scores[cp]) / math.sqrt(2) > two_thr:
+                if _two_slot_score(z, previous.cp_scores.get(cp)) > two_thr:
                     flagged.add(cp)
 
     # 2. energy balances.
@@ -214,8 +226,14 @@ def detect_bad_meters(
         protected_threshold=prot_thr,
         cp_scores=dict(sorted(scores.items())),
         balances=balances,
+        estimated_wh_by_cp=estimated,
         suspect_sensors=suspect_sensors,
     )
+
+
+def _two_slot_score(now: float, before: float | None) -> float:
+    """|z_t + z_(t-1)| / sqrt(2): persistent under-reporting adds up, honest noise does not."""
+    return 0.0 if before is None else abs(now + before) / math.sqrt(2)
 
 
 # --------------------------------------------------------------------------- classical tests
@@ -263,6 +281,13 @@ def _lnr_loop(
         # significant residual has no identifiable culprit: stop and report the alarm.)
         if len(rn) == 0 or abs(rn[j]) <= lnr_thr:
             break
+        # A row whose residual moves in lockstep with another's (critical pair/set, Abur &
+        # Gómez Expósito 2004, 5.7) cannot be told apart from it: the error is detectable but
+        # not attributable, so remove nothing rather than guess.
+        rho = np.abs(est.residual_correlation(j))
+        rho[j] = 0.0
+        if np.any((rho > 0.99) & (rn != 0)):
+            break
         removed.append(int(idx[j]))
         active[idx[j]] = False
     assert first is not None and est is not None
@@ -277,9 +302,18 @@ def _trusted(rows: Rows) -> npt.NDArray[np.bool_]:
     return out
 
 
+def _injections_wh(
+    model: GridModel, acn: _acpf.AcNetwork, v: npt.NDArray[np.complex128]
+) -> dict[str, int]:
+    """Net active injection (Wh over the slot) at every cp bus for voltages ``v``."""
+    s = v * np.conj(acn.ybus @ v)
+    p_wh = s.real[acn.cp_bus] * WH_PER_MW_SLOT * acn.base_mva
+    return {cp: int(round(float(x))) for cp, x in zip(model.cp_ids, p_wh, strict=True)}
+
+
 def _protected_scores(
     model: GridModel, acn: _acpf.AcNetwork, rows: Rows
-) -> tuple[FloatArray, list[int]] | None:
+) -> tuple[FloatArray, list[int], npt.NDArray[np.complex128]] | None:
     """z-scores of every meter row against the state estimated from trusted rows only."""
     trusted = _trusted(rows)
     sub = rows.select(trusted)
@@ -299,7 +333,7 @@ def _protected_scores(
     sd = np.sqrt(rows.sigma[meter_rows] ** 2 + np.maximum(var_pred, 0.0))
     z = np.zeros(rows.mm.m)
     z[meter_rows] = (rows.z[meter_rows] - pred) / sd
-    return z, meter_rows
+    return z, meter_rows, est.v
 
 
 def choose_protected_set(model: GridModel, measurements: SlotMeasurements) -> tuple[str, ...]:
@@ -432,7 +466,9 @@ def _balances(
                 consumption -= e
                 var += (noise.meter_p_rel * e) ** 2 + noise.meter_p_abs_wh**2 + 1 / 12
             internal = [
-                r for r in range(len(acn.f_bus)) if int(acn.f_bus[r]) in members and int(acn.t_bus[r]) in members
+                r
+                for r in range(len(acn.f_bus))
+                if int(acn.f_bus[r]) in members and int(acn.t_bus[r]) in members
             ]
             losses = boundary_loss + float(loss_wh[internal].sum())
             var += (0.05 * abs(losses) + 0.5) ** 2  # loss model error (reported values, not truth)
@@ -518,11 +554,10 @@ def craft_stealthy_attack(
     x_hat = voltage_to_state(acn, est.v)
     scale = WH_PER_MW_SLOT * acn.base_mva
     # Constraint rows: P and Q at every cp bus and every zero-injection bus, |V| at the slack.
-    from gridledger.grid.estimation import MeasurementModel
-
+    ref_set = {int(r) for r in acn.ref}
     kinds, elems, target = [], [], []
     for k in range(acn.n_bus):
-        if k in set(int(r) for r in acn.ref):
+        if k in ref_set:
             kinds.append(VM)
             elems.append(k)
             target.append(0.0)
@@ -533,7 +568,11 @@ def craft_stealthy_attack(
         target += [hidden_wh / scale if is_t else 0.0, 0.0]
     if len(acn.pv):
         pv_set = set(int(k) for k in acn.pv)
-        keep = [i for i, (kd, e) in enumerate(zip(kinds, elems, strict=True)) if not (kd == Q_INJ and e in pv_set)]
+        keep = [
+            i
+            for i, (kd, e) in enumerate(zip(kinds, elems, strict=True))
+            if not (kd == Q_INJ and e in pv_set)
+        ]
         kinds = [kinds[i] for i in keep]
         elems = [elems[i] for i in keep]
         target = [target[i] for i in keep]
@@ -594,7 +633,9 @@ def _apply_attack(
                 sensors[lb] = round(sensors[lb] + delta, 6)
             else:
                 sensors[lb] = float(int(round(sensors[lb] + delta)))
-    return replace(meas, reported_wh_by_cp=wh, reported_varh_by_cp=varh, vm_pu_by_cp=vm, sensor_readings=sensors)
+    return replace(
+        meas, reported_wh_by_cp=wh, reported_varh_by_cp=varh, vm_pu_by_cp=vm, sensor_readings=sensors
+    )
 
 
 # --------------------------------------------------------------------------- measured rates
@@ -707,7 +748,16 @@ def fdi_detection_report(
                     tp2 += hit2
                     wrong += bad
                 rates.append(
-                    DetectionRate(attack, float(mag), defence, trials, al / trials, tp / trials, tp2 / trials, wrong / trials)
+                    DetectionRate(
+                        attack=attack,
+                        magnitude=float(mag),
+                        defence=defence,
+                        trials=trials,
+                        alarm_rate=al / trials,
+                        tpr=tp / trials,
+                        tpr_2slot=tp2 / trials,
+                        wrong_flag_rate=wrong / trials,
+                    )
                 )
     fp_c = fp_p = al_c = al_p = 0
     prev_c: DetectionResult | None = None

@@ -99,7 +99,9 @@ class SlotMeasurements:
     @property
     def head_meter_wh(self) -> int | None:
         """Energy into the feeder(s) through the transformer head meters (import > 0)."""
-        vals = [v for k, v in self.sensor_readings.items() if k.startswith("trafo-") and k.endswith(":p_wh")]
+        vals = [
+            v for k, v in self.sensor_readings.items() if k.startswith("trafo-") and k.endswith(":p_wh")
+        ]
         return int(sum(vals)) if vals else None
 
     def with_reported(self, wh_by_cp: Mapping[str, int]) -> SlotMeasurements:
@@ -107,6 +109,29 @@ class SlotMeasurements:
         merged = dict(self.reported_wh_by_cp)
         merged.update({k: int(v) for k, v in wh_by_cp.items()})
         return replace(self, reported_wh_by_cp=merged)
+
+
+def energy_only_readings(
+    model: GridModel, slot: int, reported_wh_by_cp: Mapping[str, int], head_meter_wh: int
+) -> SlotMeasurements:
+    """Readings when only customer active energy and the feeder head meter are known.
+
+    The estimator fills in forecast reactive power and the slack set-point; with redundancy
+    of one (the feeder energy balance) such a slot can raise an alarm but not name a meter.
+    Raises ``GridError`` if the network has no transformer or several head transformers.
+    """
+    cat = sensor_catalogue(model)
+    heads = sorted(lb for lb in cat if lb.startswith("trafo-") and lb.endswith(":p_wh"))
+    if len(heads) != 1:
+        raise GridError(
+            f"{model.name} has {len(heads)} head transformers: pass one reading per transformer "
+            "in SlotMeasurements.sensor_readings ('trafo-N:p_wh')"
+        )
+    return SlotMeasurements(
+        slot=model.check_slot(slot),
+        reported_wh_by_cp={k: int(v) for k, v in reported_wh_by_cp.items()},
+        sensor_readings={heads[0]: float(int(head_meter_wh))},
+    )
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -187,10 +212,14 @@ def _sigma(noise: MeterNoise, owner: int, unit: str, value: FloatArray) -> Float
     if unit == "pu":
         s = noise.meter_vm_pu if owner == METER else noise.sensor_vm_pu
         return np.full_like(a, s)
-    if owner == METER:
-        rel, ab = (noise.meter_p_rel, noise.meter_p_abs_wh) if unit == "wh" else (noise.meter_q_rel, noise.meter_q_abs_varh)
+    if owner == METER and unit == "wh":
+        rel, ab = noise.meter_p_rel, noise.meter_p_abs_wh
+    elif owner == METER:
+        rel, ab = noise.meter_q_rel, noise.meter_q_abs_varh
+    elif owner == SENSOR and unit == "wh":
+        rel, ab = noise.sensor_p_rel, noise.sensor_p_abs_wh
     elif owner == SENSOR:
-        rel, ab = (noise.sensor_p_rel, noise.sensor_p_abs_wh) if unit == "wh" else (noise.sensor_q_rel, noise.sensor_q_abs_varh)
+        rel, ab = noise.sensor_q_rel, noise.sensor_q_abs_varh
     else:
         rel, ab = noise.pseudo_q_rel, noise.meter_q_abs_varh
     out: FloatArray = np.sqrt((rel * a) ** 2 + ab**2)
@@ -315,7 +344,9 @@ def build_rows(model: GridModel, meas: SlotMeasurements, noise: MeterNoise = Met
     uscale: list[float] = []
     rounding = 1.0 / 12.0  # variance of rounding to whole Wh/varh
 
-    def add(k: int, e: int, s: float, lb: str, value: float, sd: float, own: int, cp: int, us: float) -> None:
+    def add(
+        k: int, e: int, s: float, lb: str, value: float, sd: float, own: int, cp: int, us: float
+    ) -> None:
         kind.append(k)
         elem.append(e)
         sign.append(s)
@@ -364,19 +395,21 @@ def build_rows(model: GridModel, meas: SlotMeasurements, noise: MeterNoise = Met
     for k in acn.pq:
         if int(k) in cp_set:
             continue
-        s_k = acn.s_fixed[k]
-        add(P_INJ, int(k), 1.0, f"{acn.bus_tag(int(k))}:p_known", float(s_k.real), sd_virtual, VIRTUAL, -1, scale)
-        add(Q_INJ, int(k), 1.0, f"{acn.bus_tag(int(k))}:q_known", float(s_k.imag), sd_virtual, VIRTUAL, -1, scale)
+        s_k, tag = acn.s_fixed[k], acn.bus_tag(int(k))
+        add(P_INJ, int(k), 1.0, f"{tag}:p_known", float(s_k.real), sd_virtual, VIRTUAL, -1, scale)
+        add(Q_INJ, int(k), 1.0, f"{tag}:q_known", float(s_k.imag), sd_virtual, VIRTUAL, -1, scale)
     for k in acn.pv:
         if int(k) in cp_set:
             continue
-        s_k = acn.s_fixed[k]
-        add(P_INJ, int(k), 1.0, f"{acn.bus_tag(int(k))}:p_known", float(s_k.real), sd_virtual, VIRTUAL, -1, scale)
+        s_k, tag = acn.s_fixed[k], acn.bus_tag(int(k))
+        add(P_INJ, int(k), 1.0, f"{tag}:p_known", float(s_k.real), sd_virtual, VIRTUAL, -1, scale)
     # Without a substation voltage reading the slack set-point stands in (pseudo, with the
     # sensor's accuracy: the DSO regulates that voltage, it is known to about that).
     for k in acn.ref:
         if f"{acn.bus_tag(int(k))}:vm_pu" not in meas.sensor_readings:
-            add(VM, int(k), 1.0, f"{acn.bus_tag(int(k))}:vm_setpoint", float(abs(acn.v_start[k])), noise.sensor_vm_pu, PSEUDO, -1, 1.0)
+            vm_set = float(abs(acn.v_start[k]))
+            tag = acn.bus_tag(int(k))
+            add(VM, int(k), 1.0, f"{tag}:vm_setpoint", vm_set, noise.sensor_vm_pu, PSEUDO, -1, 1.0)
     return Rows(
         mm=MeasurementModel(
             kind=np.array(kind, dtype=np.int64),
@@ -392,7 +425,9 @@ def build_rows(model: GridModel, meas: SlotMeasurements, noise: MeterNoise = Met
     )
 
 
-def pandapower_measurement_net(model: GridModel, meas: SlotMeasurements, noise: MeterNoise = MeterNoise()) -> Any:
+def pandapower_measurement_net(
+    model: GridModel, meas: SlotMeasurements, noise: MeterNoise = MeterNoise()
+) -> Any:
     """A copy of the prosumer-form net carrying ``meas`` as pandapower measurements.
 
     For ``pandapower.estimation.estimate`` (the reference estimator in tests and benchmarks).

@@ -288,7 +288,7 @@ def _standard_profiles(net: Any) -> dict[tuple[str, str], pd.DataFrame]:
             prof = _HOUSEHOLD[pos % len(_HOUSEHOLD)]
         scale = float(row.get("scaling", 1.0))
         p_cols[idx] = load_rel[f"{prof}_pload"].to_numpy() * float(row.p_mw) * scale
-        q_cols[idx] = load_rel[f"{prof}_pload"].to_numpy() * float(row.q_mvar) * scale
+        q_cols[idx] = load_rel[f"{prof}_qload"].to_numpy() * float(row.q_mvar) * scale
     out[("load", "p_mw")] = pd.DataFrame(p_cols, index=range(n))
     out[("load", "q_mvar")] = pd.DataFrame(q_cols, index=range(n))
     s_cols = {}

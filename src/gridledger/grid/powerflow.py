@@ -85,7 +85,8 @@ def ac_network(model: GridModel) -> _acpf.AcNetwork:
     if acn is None:
         acn = _acpf.build_ac_network(model.net, [cp.bus for cp in model.cps])
         cache["net:ac"] = acn
-    return acn  # type: ignore[no-any-return]
+    assert isinstance(acn, _acpf.AcNetwork)
+    return acn
 
 
 def _pp_work(model: GridModel) -> tuple[Any, threading.Lock]:
@@ -97,7 +98,7 @@ def _pp_work(model: GridModel) -> tuple[Any, threading.Lock]:
 
         work = (copy.deepcopy(model.net), threading.Lock())
         cache["net:pp_work"] = work
-    return work  # type: ignore[no-any-return]
+    return work  # type: ignore[no-any-return,unused-ignore]
 
 
 # --------------------------------------------------------------------------- schedules
