@@ -27,12 +27,15 @@ PASS = "integration-test"
 pytestmark = pytest.mark.integration
 
 
-def _start(node_dir: Path, urls: list[str], port: int) -> subprocess.Popen[bytes]:
+def _start(node_dir: Path, urls: list[str], port: int,
+           fault: str | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "GRIDLEDGER_PASSPHRASE": PASS}
     log = open(node_dir / "process.log", "ab")
+    extra = ["--fault", fault] if fault else []
     return subprocess.Popen([sys.executable, "-m", "gridledger.cli.main", "node", "start",
                              str(node_dir), "--nats", ",".join(urls), "--http-port", str(port),
-                             "--tick-s", "0.5"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--tick-s", "0.5", *extra], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
 
 
 def _wait(pred, timeout_s: float, what: str):
@@ -53,13 +56,14 @@ def _status(port: int) -> dict:
     return httpx.get(f"http://127.0.0.1:{port}/v1/status", timeout=2).json()
 
 
-@pytest.fixture
-def network(tmp_path):
+@pytest.fixture(params=[None])
+def network(tmp_path, request):
+    faults = request.param or {}
     cluster = NatsCluster(tmp_path / "nats").start()
     time.sleep(1.0)
     dirs = init_network(tmp_path / "net", 4, 4, "itest", PASS, scrypt_n=2**12)
     ports = [free_port() for _ in dirs]
-    procs = [_start(d, cluster.urls, p) for d, p in zip(dirs, ports)]
+    procs = [_start(d, cluster.urls, p, faults.get(i)) for i, (d, p) in enumerate(zip(dirs, ports))]
     try:
         for p in ports:
             _wait(lambda p=p: _status(p)["height"] >= 1, 60, f"validator on {p} to finalise")
@@ -115,3 +119,33 @@ def test_four_processes_finalise_survive_kills_and_catch_up(network):
     for d in dirs:
         rep = verify_store(d / "ledger.sqlite")
         assert rep.ok, (d, rep.reason)
+
+
+@pytest.mark.parametrize("network", [{3: "equivocate"}, {3: "wrong-root"}], indirect=True)
+def test_byzantine_validator_process_cannot_corrupt_and_is_named(network):
+    cluster, dirs, ports, procs, net = network
+    keys = [load_key(net / "participants" / f"p{i}.key.json", PASS) for i in range(2)]
+    c = Client(f"http://127.0.0.1:{ports[0]}", keys[0])
+    assert c.transfer(keys[1].address, 7, wait=True)["receipt"]["ok"]
+    height = _status(ports[0])["height"]
+    for h in range(1, height + 1):
+        cert = httpx.get(f"http://127.0.0.1:{ports[0]}/v1/blocks/{h}/certificate", timeout=5).json()
+        blk = httpx.get(f"http://127.0.0.1:{ports[0]}/v1/blocks/{h}", timeout=5).json()
+        # every certificate is for the header the honest validators computed ...
+        assert cert["header_hash"] == blk["hash"]
+        other = httpx.get(f"http://127.0.0.1:{ports[1]}/v1/blocks/{h}", timeout=5).json()
+        assert other["hash"] == blk["hash"]
+    offenders = _wait(lambda: _status(ports[1])["offenders"].get("3"), 30, "offender report")
+    assert offenders and set(offenders) <= {"equivocation", "voted for a header the quorum did not certify"}
+    # ... a wrong-root liar never signs it; an equivocator's vote for the true header may
+    # count (that vote is correct), its second vote is the evidence against it
+
+
+@pytest.mark.parametrize("network", [{3: "wrong-root"}], indirect=True)
+def test_wrong_root_votes_never_enter_a_certificate(network):
+    cluster, dirs, ports, procs, net = network
+    keys = [load_key(net / "participants" / f"p{i}.key.json", PASS) for i in range(2)]
+    Client(f"http://127.0.0.1:{ports[2]}", keys[0]).transfer(keys[1].address, 9, wait=True)
+    for h in range(1, _status(ports[0])["height"] + 1):
+        cert = httpx.get(f"http://127.0.0.1:{ports[0]}/v1/blocks/{h}/certificate", timeout=5).json()
+        assert 3 not in [v["validator"] for v in cert["votes"]]

@@ -176,6 +176,7 @@ class ValidatorProcess:
         self.genesis_time = int(self.genesis.params.get("genesis_time_unix", 0))
         self.subs: list[Any] = []
         self._inflight: Any = None
+        self._certified: dict[int, bytes] = {}
         self._unpublished: list[Any] = []
         self.index: dict[bytes, int] = {}
         self.offenders: dict[int, set[str]] = {}
@@ -218,9 +219,33 @@ class ValidatorProcess:
         with self.lock:
             ok = v.finalize(cert[0])
             self._inflight = None
+        self._certified[header.height] = cert[0].header_hash
+        # audit the previous height too: a faulty validator's votes may arrive after the
+        # quorum was already reached
+        for h in (header.height - 1, header.height):
+            if h in self._certified:
+                self.audit(h, self._certified[h], keys)
+        self._certified.pop(header.height - 2, None)
         if ok:
             self._notify(header, v._last_result)
         return True
+
+    def audit(self, height: int, certified: bytes, keys: list[tuple[str, bytes]]) -> None:
+        """Name every validator whose votes at ``height`` were invalid, equivocating, or
+        for a header other than the certified one; keep the evidence in our store."""
+        tally = VoteTally(len(keys))
+        for vt in self.board.votes(height):
+            tally.add(vt, keys)
+        for i, vote in tally.voted.items():
+            if vote.header_hash != certified and i not in tally.offenders:
+                tally.offenders[i] = "voted for a header the quorum did not certify"
+        with self.lock:
+            for i, why in sorted(tally.offenders.items()):
+                if why not in self.offenders.get(i, set()):
+                    self.offenders.setdefault(i, set()).add(why)
+                    self.validator.store.add_evidence(height, "fault", {"validator": i, "reason": why})
+            for ev in tally.evidence:
+                self.validator.store.add_evidence(ev.height, "equivocation", ev.to_obj())
 
     def _notify(self, header: Any, result: Any) -> None:
         from gridledger.api.service import block_event
