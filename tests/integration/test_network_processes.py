@@ -149,3 +149,50 @@ def test_wrong_root_votes_never_enter_a_certificate(network):
     for h in range(1, _status(ports[0])["height"] + 1):
         cert = httpx.get(f"http://127.0.0.1:{ports[0]}/v1/blocks/{h}/certificate", timeout=5).json()
         assert 3 not in [v["validator"] for v in cert["votes"]]
+
+
+def test_partitioned_validator_stops_then_rejoins_and_catches_up(tmp_path):
+    """One validator reaches NATS only through a proxy; cutting it partitions the node."""
+    from tests.integration.tcp_proxy import CuttableProxy
+
+    cluster = NatsCluster(tmp_path / "nats").start()
+    time.sleep(1.0)
+    dirs = init_network(tmp_path / "net", 4, 2, "ptest", PASS, scrypt_n=2**12)
+    ports = [free_port() for _ in dirs]
+    proxies = [CuttableProxy(free_port(), s.client_port) for s in cluster.servers]
+    for p in proxies:
+        p.up()
+    proxied = [f"nats://127.0.0.1:{p.listen_port}" for p in proxies]
+    procs = [_start(d, proxied if i == 2 else cluster.urls, port)
+             for i, (d, port) in enumerate(zip(dirs, ports))]
+    try:
+        for p in ports:
+            _wait(lambda p=p: _status(p)["height"] >= 1, 60, "start")
+        keys = [load_key(tmp_path / "net" / "participants" / f"p{i}.key.json", PASS) for i in range(2)]
+        for p in proxies:
+            p.cut()  # validator 2 is now alone
+        time.sleep(1.0)
+        isolated = _status(ports[2])["height"]
+        c = Client(f"http://127.0.0.1:{ports[0]}", keys[0])
+        for _ in range(3):
+            assert c.transfer(keys[1].address, 11, wait=True)["receipt"]["ok"]
+        majority = _status(ports[0])["height"]
+        assert majority > isolated + 2
+        assert _status(ports[2])["height"] <= isolated + 1  # it stopped finalising
+        for p in proxies:
+            p.up()  # the partition heals
+        _wait(lambda: _status(ports[2])["height"] >= majority, 90, "rejoin and catch up")
+        b2 = httpx.get(f"http://127.0.0.1:{ports[2]}/v1/blocks/{majority}", timeout=5).json()
+        b0 = httpx.get(f"http://127.0.0.1:{ports[0]}/v1/blocks/{majority}", timeout=5).json()
+        assert b2["hash"] == b0["hash"]
+    finally:
+        for pr in procs:
+            pr.send_signal(signal.SIGTERM)
+        for pr in procs:
+            try:
+                pr.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pr.kill()
+        for p in proxies:
+            p.close()
+        cluster.stop()

@@ -95,7 +95,10 @@ class NatsCluster:
                 f"server_name: {name}\nlisten: 127.0.0.1:{cp}\n"
                 f"jetstream {{ store_dir: \"{store}\", max_memory_store: 268435456, "
                 f"max_file_store: 2147483648 }}\n"
-                f"cluster {{ name: gridledger, listen: 127.0.0.1:{rp}, routes: [{routes}] }}\n")
+                f"cluster {{ name: gridledger, listen: 127.0.0.1:{rp}, routes: [{routes}], "
+                # clients use exactly the URLs they are given (no gossiped addresses),
+                # so a node behind a proxy or firewall cannot bypass it
+                f"no_advertise: true }}\n")
             self.servers.append(NatsServer(name, cp, rp, store, conf))
 
     @property
