@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -30,7 +32,7 @@ STATUS_BY_RULE = {
 
 class SubmitJson(BaseModel):
     tx: str = Field(description="The signed transaction's canonical CBOR bytes, hex encoded.",
-                    max_length=2 * MAX_TX_BYTES + 2, pattern="^[0-9a-fA-F]*$")
+                    max_length=2 * MAX_TX_BYTES + 2, pattern="^([0-9a-fA-F]{2})*$")
 
 
 class Rejection(BaseModel):
@@ -43,6 +45,9 @@ class Accepted(BaseModel):
     sender: str
     nonce: int
     kind: str
+
+
+Height = Annotated[int, Path(ge=1, le=2**62, description="Block height (genesis is 0; blocks start at 1)")]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -69,16 +74,33 @@ def create_app(node: NodeService) -> FastAPI:
     api = FastAPI(title="GridLedger", version="1",
                   description="Post-quantum ledger and transactive energy market.")
 
-    @api.exception_handler(HTTPException)
-    async def _http(_req: Request, exc: HTTPException) -> JSONResponse:
-        body = exc.detail if isinstance(exc.detail, dict) else {"rule": "error", "detail": str(exc.detail)}
-        return JSONResponse(body, status_code=exc.status_code)
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # framework errors (404 unknown route, 405 method) get a rule name like ours
+        if isinstance(exc.detail, dict):
+            body = exc.detail
+        else:
+            rule = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "bad-request")
+            body = {"rule": rule, "detail": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        where = ".".join(str(x) for x in errs[0].get("loc", ())) if errs else ""
+        msg = errs[0].get("msg", "invalid request") if errs else "invalid request"
+        return JSONResponse({"rule": "bad-request", "detail": f"{where}: {msg}"}, status_code=422)
 
     responses: dict[int | str, dict[str, Any]] = {
         s: {"model": Rejection} for s in (400, 402, 403, 409, 413, 429)}
 
+    tx_body = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": SubmitJson.model_json_schema()},
+        "application/cbor": {"schema": {"type": "string", "format": "binary"}}}}}
+
     @api.post("/v1/tx", status_code=202, response_model=Accepted, responses=responses,
-              summary="Submit a signed transaction (JSON hex, or raw application/cbor body)")
+              summary="Submit a signed transaction (JSON hex, or raw application/cbor body)",
+              openapi_extra=tx_body)
     async def submit(request: Request) -> Accepted:
         ctype = request.headers.get("content-type", "")
         body = await request.body()
@@ -100,7 +122,9 @@ def create_app(node: NodeService) -> FastAPI:
         return Accepted(tx_hash=tx.hash.hex(), sender=tx.sender.hex(), nonce=tx.nonce, kind=tx.kind)
 
     @api.post("/v1/txs", summary="Submit up to 1,000 signed transactions (CBOR array of byte strings)",
-              responses={400: {"model": Rejection}, 413: {"model": Rejection}})
+              responses={400: {"model": Rejection}, 413: {"model": Rejection}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/cbor": {"schema": {"type": "string", "format": "binary"}}}}})
     async def submit_many(request: Request) -> dict[str, Any]:
         body = await request.body()
         if len(body) > 1000 * (MAX_TX_BYTES + 8):
@@ -152,9 +176,7 @@ def create_app(node: NodeService) -> FastAPI:
         return {"height": height, "state_root": root.hex(), "proof": pr.to_json()}
 
     @api.get("/v1/blocks/{height}", summary="A certified block: header, transactions, receipts")
-    def block(height: int) -> dict[str, Any]:
-        if height < 1:
-            raise HTTPException(400, {"rule": "bad-request", "detail": "height starts at 1"})
+    def block(height: Height) -> dict[str, Any]:
         got = node.block(height)
         if got is None:
             raise HTTPException(404, {"rule": "unknown-block", "detail": f"no block {height}"})
@@ -165,8 +187,8 @@ def create_app(node: NodeService) -> FastAPI:
                 "txs": [sha3_256(t).hex() for t in txs], "receipts": _jsonable(receipts)}
 
     @api.get("/v1/blocks/{height}/certificate", summary="The block's quorum certificate")
-    def certificate(height: int) -> dict[str, Any]:
-        got = node.block(height) if height >= 1 else None
+    def certificate(height: Height) -> dict[str, Any]:
+        got = node.block(height)
         if got is None:
             raise HTTPException(404, {"rule": "unknown-block", "detail": f"no block {height}"})
         cert = got[3]
