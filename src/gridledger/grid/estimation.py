@@ -16,7 +16,8 @@ estimators agree on the same measurements.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -158,7 +159,7 @@ def jacobian(acn: AcNetwork, mm: MeasurementModel, v: ComplexArray) -> sp.csr_ma
     return sp.csr_matrix(sp.diags(mm.sign) @ h)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WlsResult:
     """A converged WLS estimate with its bad-data statistics."""
 
@@ -171,16 +172,19 @@ class WlsResult:
     dof: int
     omega: FloatArray
     """Residual variances Omega_ii (p.u.^2); ~0 for critical measurements."""
-    state_cov: FloatArray
-    """G^-1, the covariance of the state estimate."""
     h_mat: sp.csr_matrix
+    lu: Any = field(repr=False)
+    """SuperLU factors of the augmented matrix [[I, W^1/2 H], [H^T W^1/2, 0]] at x^."""
+
+    @property
+    def m(self) -> int:
+        return len(self.residual)
 
     def testable(self) -> npt.NDArray[np.bool_]:
         """Rows whose residual carries information: Omega_ii > 1e-3 sigma_i^2.
 
-        Below that a row is (nearly) critical: the others barely check it, an error would
-        need > ~200 sigma to show, and Omega_ii = sigma^2 - H G^-1 H^T is then a difference of
-        nearly equal numbers that double precision cannot resolve.
+        Below that a row is (nearly) critical: the others barely check it and an error would
+        need > ~30 sigma to show in its residual.
         """
         out: npt.NDArray[np.bool_] = self.omega > 1e-3 * self.sigma**2
         return out
@@ -192,22 +196,117 @@ class WlsResult:
         out[ok] = self.residual[ok] / np.sqrt(self.omega[ok])
         return out
 
+    def prediction_variance(self, h_rows: sp.csr_matrix) -> FloatArray:
+        """Variance of h_j(x^) for other measurement rows h_j (p.u.^2): h_j^T G^-1 h_j.
+
+        Solved through the augmented system as ||u||^2 with u = W^1/2 H G^-1 h_j, a sum of
+        squares: never negative, and no G^-1 is formed (cond(G) reaches 1e17 with
+        accurate flow sensors; the augmented matrix keeps cond(W^1/2 H) ~ 1e9).
+        """
+        rows = sp.csr_matrix(h_rows)
+        dense = rows.toarray()
+        out = np.empty(rows.shape[0])
+        rhs = np.zeros(self.m + rows.shape[1])
+        for j in range(rows.shape[0]):
+            rhs[self.m :] = dense[j]
+            u = self.lu.solve(rhs)[: self.m]
+            out[j] = float(u @ u)
+        return out
+
     def residual_correlation(self, j: int) -> FloatArray:
-        """Correlation of every row's residual with row ``j``'s (Omega_ij / sqrt(Omega_ii Omega_jj)).
+        """Correlation of every row's residual with row ``j``'s.
 
         |rho| ~ 1 marks a critical pair: an error in one row is indistinguishable from an
         error in the other.
         """
-        hj = self.h_mat[j].toarray().ravel()
-        col = -np.asarray(self.h_mat @ (self.state_cov @ hj)).ravel()
-        col[j] += self.sigma[j] ** 2
-        denom = np.sqrt(np.maximum(self.omega, 1e-300) * max(float(self.omega[j]), 1e-300))
-        out: FloatArray = col / denom
+        s_col = _projector_column(self.lu, self.m, j)
+        s_diag = self.omega / self.sigma**2
+        denom = np.sqrt(np.maximum(s_diag, 1e-300) * max(float(s_diag[j]), 1e-300))
+        out: FloatArray = s_col / denom
         return out
 
     def chi2_p_value(self) -> float:
         """P(chi2(dof) >= J): small values mean bad data."""
         return float(stats.chi2.sf(self.chi2, self.dof)) if self.dof > 0 else 1.0
+
+
+def _projector_column(lu: Any, m: int, j: int) -> FloatArray:
+    """Column j of S = I - W^1/2 H G^-1 H^T W^1/2 (the residual sensitivity, a projector).
+
+    From the augmented system with right-hand side [e_j; 0]: u + H~ y = e_j, H~^T u = 0, so
+    u = S e_j directly, without the cancellation in 1 - (leverage).
+    """
+    rhs = np.zeros(lu.shape[0])
+    rhs[j] = 1.0
+    out: FloatArray = np.asarray(lu.solve(rhs)[:m])
+    return out
+
+
+def _factor_augmented(h_scaled: sp.csr_matrix, damping: FloatArray | None) -> Any:
+    """SuperLU of [[I, H~], [H~^T, -D]] (Hachtel's augmented form of the normal equations)."""
+    m, n = h_scaled.shape
+    low = None if damping is None else sp.diags(-damping)
+    a = sp.bmat([[sp.identity(m), h_scaled], [h_scaled.T, low]], format="csc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", spla.MatrixRankWarning)
+        return spla.splu(a)
+
+
+_GN_STEPS = 12
+
+
+def _gauss_newton(
+    acn: AcNetwork,
+    mm: MeasurementModel,
+    z: FloatArray,
+    inv_sigma: FloatArray,
+    x_start: FloatArray,
+    tol: float,
+    max_iter: int,
+    *,
+    lm: bool,
+) -> tuple[FloatArray, int, bool]:
+    """Gauss-Newton iterations (``lm``: with Levenberg-Marquardt damping). Returns the best
+    state seen, the iterations used, and whether it converged."""
+    n_state = len(x_start)
+    x = x_start
+    r = z - measure(acn, mm, state_to_voltage(acn, x))
+    obj = float(np.sum((r * inv_sigma) ** 2))
+    best_x, best_obj = x, obj
+    lam = 0.0
+    for it in range(1, max_iter + 1):
+        hm = jacobian(acn, mm, state_to_voltage(acn, x))
+        ht = sp.csr_matrix(sp.diags(inv_sigma) @ hm)
+        g_diag = np.asarray(ht.multiply(ht).sum(axis=0)).ravel()
+        rhs = np.r_[r * inv_sigma, np.zeros(n_state)]
+        for _ in range(40):
+            damping = None if lam == 0.0 else lam * np.maximum(g_diag, 1e-30)
+            try:
+                lu = _factor_augmented(ht, damping)
+            except (RuntimeError, spla.MatrixRankWarning):
+                raise GridError(unobservable_message(acn, mm)) from None
+            dx = lu.solve(rhs)[mm.m :]
+            if not np.all(np.isfinite(dx)):
+                raise GridError(unobservable_message(acn, mm))
+            r_new = z - measure(acn, mm, state_to_voltage(acn, x + dx))
+            obj_new = float(np.sum((r_new * inv_sigma) ** 2))
+            # Converged when an (at most lightly damped) update moves no predicted reading by
+            # more than tol sigmas (a state-space tolerance would be too loose for LV, where
+            # dP/dtheta is ~1e2 p.u.); there the objective only jitters in its last digits.
+            if lam <= 1e-4 and float(np.max(np.abs(ht @ dx))) < tol:
+                return x + dx, it, True
+            if not lm or (np.isfinite(obj_new) and obj_new <= obj * (1 + 1e-6)):
+                break
+            lam = 1e-4 if lam == 0.0 else 10.0 * lam
+        else:
+            return best_x, it, False
+        if not np.isfinite(obj_new):
+            return best_x, it, False
+        x, r, obj = x + dx, r_new, obj_new
+        if obj < best_obj:
+            best_x, best_obj = x, obj
+        lam = 0.0 if lam <= 1e-4 else lam / 10.0
+    return best_x, max_iter, False
 
 
 def estimate_state(
@@ -221,89 +320,95 @@ def estimate_state(
     max_iter: int = 30,
     with_covariance: bool = True,
 ) -> WlsResult:
-    """Gauss-Newton WLS. Raises ``GridError`` if the rows leave the state unobservable."""
+    """WLS estimate of the state from rows ``mm`` with readings ``z`` and errors ``sigma``.
+
+    Gauss-Newton steps are solved in Hachtel's augmented form, whose conditioning is that
+    of W^1/2 H rather than its square (Abur & Gómez Expósito 2004, ch. 3.4); a step that
+    does not lower the objective is retried with Levenberg-Marquardt damping. Starts at the
+    power flow of the measured injections unless ``v0`` is given.
+    Raises ``GridError`` if the rows leave the state unobservable (naming the buses) or the
+    iteration does not converge.
+    """
     st = _structure(acn)
     if mm.m < st.n_state:
         raise GridError(unobservable_message(acn, mm))
-    x = voltage_to_state(acn, acn.v_start if v0 is None else v0)
-    w = 1.0 / sigma**2
-    it = 0
-    lu = None
-    r = z - measure(acn, mm, state_to_voltage(acn, x))
-    obj = float(np.sum(w * r**2))
-    for it in range(1, max_iter + 1):
-        v = state_to_voltage(acn, x)
-        hm = jacobian(acn, mm, v)
-        g = sp.csc_matrix(hm.T @ sp.diags(w) @ hm)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", spla.MatrixRankWarning)
-                lu = spla.splu(g)
-                dx = lu.solve(hm.T @ (w * r))
-        except (RuntimeError, spla.MatrixRankWarning):
-            raise GridError(unobservable_message(acn, mm)) from None
-        if not np.all(np.isfinite(dx)):
-            raise GridError(unobservable_message(acn, mm))
-        # Backtracking: weakly observable sets (pseudo-measurements only) make the full
-        # Gauss-Newton step overshoot; halve it until the objective decreases.
-        step = 1.0
-        for _ in range(30):
-            r_new = z - measure(acn, mm, state_to_voltage(acn, x + step * dx))
-            obj_new = float(np.sum(w * r_new**2))
-            if np.isfinite(obj_new) and obj_new <= obj * (1 + 1e-12) + 1e-12:
-                break
-            step *= 0.5
-        dx = step * dx
-        x = x + dx
-        r, obj = r_new, obj_new
-        # Converged when the update moves no predicted reading by more than tol sigmas
-        # (a state-space tolerance would be too loose for LV, where dP/dtheta is ~1e2 p.u.).
-        if np.max(np.abs(hm @ dx) / sigma) < tol:
-            break
-    else:
-        raise GridError(f"state estimation did not converge in {max_iter} iterations")
+    x0 = voltage_to_state(acn, _power_flow_start(acn, mm, z) if v0 is None else v0)
+    inv_sigma = 1.0 / sigma
+    # Plain Gauss-Newton first: from a good start it converges in a few steps even when a
+    # step raises the objective on the way (accurate sensors make the problem stiff). If it
+    # has not converged after _GN_STEPS, restart from the best point with Levenberg-Marquardt
+    # damping (Marquardt 1963), which only accepts steps that lower the objective.
+    x, it, converged = _gauss_newton(acn, mm, z, inv_sigma, x0, tol, min(_GN_STEPS, max_iter), lm=False)
+    if not converged:
+        x, it2, converged = _gauss_newton(acn, mm, z, inv_sigma, x, tol, max_iter, lm=True)
+        it += it2
+    if not converged:
+        raise GridError(f"state estimation did not converge in {it} iterations")
     v = state_to_voltage(acn, x)
     hm = jacobian(acn, mm, v)
     r = z - measure(acn, mm, v)
-    chi2 = float(np.sum((r / sigma) ** 2))
-    dof = mm.m - st.n_state
+    ht = sp.csr_matrix(sp.diags(inv_sigma) @ hm)
+    try:
+        lu = _factor_augmented(ht, None)
+    except (RuntimeError, spla.MatrixRankWarning):
+        raise GridError(unobservable_message(acn, mm)) from None
+    omega = np.zeros(mm.m)
     if with_covariance:
-        g = sp.csc_matrix(hm.T @ sp.diags(w) @ hm)
-        lu = spla.splu(g)
-        cov = np.empty((st.n_state, st.n_state))
-        e = np.zeros(st.n_state)
-        for j in range(st.n_state):
-            e[j] = 1.0
-            cov[:, j] = lu.solve(e)
-            e[j] = 0.0
-        hc = np.asarray(hm @ cov)
-        omega = sigma**2 - np.asarray(hm.multiply(hc).sum(axis=1)).ravel()
-    else:
-        cov = np.zeros((0, 0))
-        omega = np.zeros(mm.m)
+        # One right-hand side at a time: SuperLU's blocked multi-RHS solve goes through
+        # multithreaded BLAS, which on a loaded two-core machine is 30x slower, not faster.
+        rhs = np.zeros(lu.shape[0])
+        for i in range(mm.m):
+            rhs[i] = 1.0
+            omega[i] = max(float(lu.solve(rhs)[i]), 0.0) * sigma[i] ** 2
+            rhs[i] = 0.0
     return WlsResult(
         v=v,
         iterations=it,
         residual=r,
         sigma=sigma,
-        chi2=chi2,
-        dof=dof,
-        omega=np.maximum(omega, 0.0),
-        state_cov=cov,
+        chi2=float(np.sum((r * inv_sigma) ** 2)),
+        dof=mm.m - st.n_state,
+        omega=omega,
         h_mat=hm,
+        lu=lu,
     )
+
+
+def _power_flow_start(acn: AcNetwork, mm: MeasurementModel, z: FloatArray) -> ComplexArray:
+    """Start at the power flow of the measured bus injections (0 where none is measured).
+
+    From the no-load state Gauss-Newton needs several overshooting steps to reach a loaded
+    feeder; from this point it converges in two or three monotone ones.
+    """
+    from gridledger.grid._acpf import solve_pf
+
+    s_bus = acn.s_fixed.copy()
+    p_rows = (mm.kind == P_INJ) & (mm.sign == 1.0)
+    q_rows = (mm.kind == Q_INJ) & (mm.sign == 1.0)
+    s_bus[mm.element[p_rows]] = z[p_rows] + 1j * s_bus[mm.element[p_rows]].imag
+    s_bus[mm.element[q_rows]] = s_bus[mm.element[q_rows]].real + 1j * z[q_rows]
+    sol = solve_pf(acn, s_bus)
+    return sol.v if sol.converged else acn.v_start
+
+
+def _rank_analysis(acn: AcNetwork, mm: MeasurementModel) -> tuple[int, FloatArray]:
+    """Numerical rank of H (rows normalised) at the no-load state, and its null space."""
+    hm = jacobian(acn, mm, acn.v_start).toarray()
+    norms = np.linalg.norm(hm, axis=1)
+    hm = hm[norms > 0] / norms[norms > 0, None]
+    n = hm.shape[1]
+    if hm.shape[0] == 0:
+        return 0, np.eye(n)
+    _, sv, vt = np.linalg.svd(hm, full_matrices=True)
+    tol = max(hm.shape) * np.finfo(float).eps * float(sv[0]) * 1e3
+    rank = int(np.sum(sv > tol))
+    return rank, vt[rank:]
 
 
 def unobservable_message(acn: AcNetwork, mm: MeasurementModel) -> str:
     """Name the buses whose voltage the measurement rows cannot determine."""
     st = _structure(acn)
-    hm = jacobian(acn, mm, acn.v_start).toarray()
-    if hm.shape[0] == 0:
-        return "measurement set is unobservable: no measurements"
-    _, sv, vt = np.linalg.svd(hm, full_matrices=True)
-    tol = max(hm.shape) * np.finfo(float).eps * (sv[0] if len(sv) else 1.0) * 1e3
-    rank = int(np.sum(sv > tol))
-    null = vt[rank:]
+    rank, null = _rank_analysis(acn, mm)
     weight = np.sum(null**2, axis=0)
     nva = len(st.non_ref)
     bus_weight = np.zeros(st.n)
@@ -319,20 +424,8 @@ def unobservable_message(acn: AcNetwork, mm: MeasurementModel) -> str:
 
 
 def is_observable(acn: AcNetwork, mm: MeasurementModel) -> bool:
-    """Numerical observability of the rows at the network's no-load state."""
+    """Numerical observability: H has full column rank (checked by SVD; cache the answer)."""
     st = _structure(acn)
     if mm.m < st.n_state:
         return False
-    hm = jacobian(acn, mm, acn.v_start)
-    g = sp.csc_matrix(hm.T @ hm)
-    # Scale to unit diagonal so the pivot test is about structure, not units.
-    d = np.sqrt(np.maximum(g.diagonal(), 1e-300))
-    g = sp.csc_matrix(sp.diags(1 / d) @ g @ sp.diags(1 / d))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", spla.MatrixRankWarning)
-            lu = spla.splu(g)
-    except (RuntimeError, spla.MatrixRankWarning):
-        return False
-    piv = np.abs(lu.U.diagonal())
-    return bool(piv.min() > 1e-10 * piv.max())
+    return _rank_analysis(acn, mm)[0] == st.n_state

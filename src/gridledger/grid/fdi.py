@@ -177,7 +177,7 @@ def detect_bad_meters(
     flagged: set[str] = set()
     suspect_sensors = tuple(rows.mm.labels[i] for i in removed if rows.owner[i] == SENSOR)
     if config.protected_defence:
-        res = _protected_scores(model, acn, rows)
+        res = _protected_scores(model, acn, rows, first.v)
         if res is not None:
             prot_used = True
             z_rows, meter_rows, v_prot = res
@@ -312,7 +312,7 @@ def _injections_wh(
 
 
 def _protected_scores(
-    model: GridModel, acn: _acpf.AcNetwork, rows: Rows
+    model: GridModel, acn: _acpf.AcNetwork, rows: Rows, v0: npt.NDArray[np.complex128]
 ) -> tuple[FloatArray, list[int], npt.NDArray[np.complex128]] | None:
     """z-scores of every meter row against the state estimated from trusted rows only."""
     trusted = _trusted(rows)
@@ -324,12 +324,14 @@ def _protected_scores(
         model._cache[key] = obs
     if not obs:
         return None
-    est = estimate_state(acn, sub.mm, sub.z, sub.sigma)
+    # Start from the all-rows estimate: the protected rows alone carry no injections to
+    # build a power-flow start from, and the AC problem is not convex.
+    est = estimate_state(acn, sub.mm, sub.z, sub.sigma, v0=v0)
     meter_rows = [int(i) for i in np.flatnonzero(rows.owner == METER)]
     mm_m = rows.mm.subset(meter_rows)
     pred = measure(acn, mm_m, est.v)
     hm = jacobian(acn, mm_m, est.v)
-    var_pred = np.asarray(hm.multiply(np.asarray(hm @ est.state_cov)).sum(axis=1)).ravel()
+    var_pred = est.prediction_variance(hm)
     sd = np.sqrt(rows.sigma[meter_rows] ** 2 + np.maximum(var_pred, 0.0))
     z = np.zeros(rows.mm.m)
     z[meter_rows] = (rows.z[meter_rows] - pred) / sd
