@@ -30,6 +30,7 @@ def test_envelope_contains_and_clip() -> None:
     assert e.contains(0) and e.contains(-300) and e.contains(100)
     assert not e.contains(101) and not e.contains(-301)
     assert e.clip(500) == 100 and e.clip(-900) == -300 and e.clip(7) == 7
+    assert e.as_tuple() == (300, 100)  # gridledger.market's Envelope = (import, export)
 
 
 def test_envelopes_are_non_negative_ints_for_every_cp(stressed: GridModel) -> None:

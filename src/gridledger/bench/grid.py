@@ -7,7 +7,7 @@ energy balances). ``gridledger_se_s`` and ``pandapower_se_s`` time one WLS estim
 same measurement set (GridLedger's with its covariance, which the detector needs;
 ``pandapower.estimation.estimate`` as the reference), in the same process.
 
-Run: ``gridledger bench grid`` (or ``python -m gridledger.bench.grid``).
+Run: ``gridledger bench grid`` (or ``python -m gridledger.bench.grid [--quick]``).
 """
 
 from __future__ import annotations
@@ -114,4 +114,6 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps(run(), indent=2))
+    import sys
+
+    print(json.dumps(run(quick="--quick" in sys.argv[1:]), indent=2))

@@ -64,6 +64,10 @@ class Envelope:
         """The nearest net injection inside the envelope."""
         return max(-self.import_max_wh, min(self.export_max_wh, int(net_injection_wh)))
 
+    def as_tuple(self) -> tuple[int, int]:
+        """``(import_max_wh, export_max_wh)``, the form ``gridledger.market`` clears with."""
+        return (self.import_max_wh, self.export_max_wh)
+
 
 @dataclass(frozen=True)
 class EnvelopeConfig:
