@@ -184,7 +184,7 @@ class WlsResult:
         """Rows whose residual carries information: Omega_ii > 1e-3 sigma_i^2.
 
         Below that a row is (nearly) critical: the others barely check it and an error would
-        need > ~30 sigma to show in its residual.
+        need > ~200 sigma to reach a normalised residual of 6.
         """
         out: npt.NDArray[np.bool_] = self.omega > 1e-3 * self.sigma**2
         return out
