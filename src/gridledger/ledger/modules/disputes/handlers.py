@@ -11,7 +11,7 @@ from gridledger.ledger.modules.disputes import keeper
 from gridledger.ledger.modules.disputes.types import CLAIMS, decide
 from gridledger.ledger.modules.governance.keeper import load_params
 from gridledger.ledger.modules.market.keeper import get_slot, get_trade
-from gridledger.ledger.modules.metering.keeper import reading_of
+from gridledger.ledger.modules.metering.keeper import trusted_reading_of
 from gridledger.ledger.modules.registry.keeper import cp_of
 from gridledger.ledger.modules.reputation.keeper import adjust
 from gridledger.ledger.state import State
@@ -20,7 +20,7 @@ from gridledger.ledger.validate import require_int, require_str
 
 def _metered(state: State, addr: bytes, slot: int, field: str) -> int | None:
     cp = cp_of(state, addr)
-    r = reading_of(state, slot, cp) if cp else None
+    r = trusted_reading_of(state, slot, cp) if cp else None
     return None if r is None else int(getattr(r, field))
 
 

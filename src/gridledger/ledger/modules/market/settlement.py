@@ -34,7 +34,7 @@ from gridledger.ledger.modules.governance.types import Params
 from gridledger.ledger.modules.market import keeper
 from gridledger.ledger.modules.market.types import slot_of
 from gridledger.ledger.modules.metering.keeper import mark_settled as metering_settled
-from gridledger.ledger.modules.metering.keeper import readings_for_slot
+from gridledger.ledger.modules.metering.keeper import trusted_readings_for_slot
 from gridledger.ledger.modules.metering.types import Reading
 from gridledger.ledger.modules.registry.keeper import cp_holder, cp_of
 from gridledger.ledger.modules.reputation.keeper import adjust
@@ -68,7 +68,7 @@ def settle_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: byt
     """Settle ``slot``: called once, in the first block at or after its settlement deadline."""
     now_slot = slot_of(ctx.slot_time, p)
     trades = keeper.trades_of_slot(state, slot)
-    readings = {r.cp: r for r in readings_for_slot(state, slot)}
+    readings = {r.cp: r for r in trusted_readings_for_slot(state, slot)}
     acc: dict[bytes, _Account] = {}
 
     def account(addr: bytes) -> _Account:

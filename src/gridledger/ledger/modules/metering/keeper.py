@@ -6,6 +6,7 @@ from gridledger.ledger.modules.metering.types import Reading
 from gridledger.ledger.state import State
 
 READING = b"meter/r/"
+FLAG = b"meter/f/"
 PENDING = b"meter/pending"
 
 
@@ -55,6 +56,41 @@ def mark_settled(state: State, slot: int) -> None:
 
 
 def prune_readings(state: State, slot: int) -> None:
-    """Drop a settled slot's readings once its dispute window has closed."""
-    for k in state.keys_with_prefix(READING + slot_key(slot)):
-        state.delete(k)
+    """Drop a settled slot's readings and flags once its dispute window has closed."""
+    for prefix in (READING, FLAG):
+        for k in state.keys_with_prefix(prefix + slot_key(slot)):
+            state.delete(k)
+
+
+# -- false-data-injection flags (THREATS.md row 1) ------------------------------------------
+def flag_of(state: State, slot: int, cp: str) -> dict[str, object] | None:
+    """The DSO's flag on ``cp``'s reading for ``slot``: the network estimate that replaces it."""
+    obj: dict[str, object] | None = state.get_obj(FLAG + slot_key(slot) + cp.encode())
+    return obj
+
+
+def record_flag(state: State, slot: int, cp: str, import_wh: int, export_wh: int,
+                evidence: bytes, dso: bytes) -> None:
+    state.set_obj(FLAG + slot_key(slot) + cp.encode(),
+                  {"import_wh": import_wh, "export_wh": export_wh, "evidence": evidence,
+                   "dso": dso})
+
+
+def trusted_reading_of(state: State, slot: int, cp: str) -> Reading | None:
+    """What settlement and disputes use: the meter's reading, unless the DSO flagged it, in
+    which case the network's estimate (state estimation) stands in for it."""
+    raw = reading_of(state, slot, cp)
+    flag = flag_of(state, slot, cp)
+    if flag is None:
+        return raw
+    return Reading(slot, cp, int(flag["import_wh"]), int(flag["export_wh"]),  # type: ignore[call-overload]
+                   raw.firmware if raw else bytes(32), raw.meter if raw else b"")
+
+
+def trusted_readings_for_slot(state: State, slot: int) -> list[Reading]:
+    """``trusted_reading_of`` for every cp with a reading or a flag, in cp byte order."""
+    cps = {r.cp for r in readings_for_slot(state, slot)}
+    prefix = FLAG + slot_key(slot)
+    cps |= {k[len(prefix):].decode() for k in state.keys_with_prefix(prefix)}
+    out = [trusted_reading_of(state, slot, cp) for cp in sorted(cps, key=str.encode)]
+    return [r for r in out if r is not None]
