@@ -10,10 +10,7 @@ Everything listens on 127.0.0.1 and stops at the end.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,12 +28,10 @@ PASS = "bench-network"
 
 
 def _start(node_dir: Path, urls: list[str], port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "GRIDLEDGER_PASSPHRASE": PASS}
-    log = open(node_dir / "process.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "gridledger.cli.main", "node", "start",
-                             str(node_dir), "--nats", ",".join(urls), "--http-port", str(port),
-                             "--tick-s", "0.2", "--quota-rate", "1e6", "--quota-burst", "1e6"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    from gridledger.node.process import spawn_validator
+
+    return spawn_validator(node_dir, urls, port, PASS, "--tick-s", "0.2",  # type: ignore[no-any-return]
+                           "--quota-rate", "1e6", "--quota-burst", "1e6")
 
 
 def _wait(pred: Any, timeout_s: float) -> None:
@@ -142,13 +137,9 @@ def bench_processes(root: Path, n_txs: int, n_senders: int = 100,
         out["validators_agree"] = len(roots) == 1
         return out, raws, root / "net"
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        from gridledger.node.process import stop_processes
+
+        stop_processes(procs)
         cluster.stop()
 
 

@@ -320,3 +320,34 @@ class ValidatorProcess:
         server = uvicorn.Server(config)
         threading.Thread(target=server.run, daemon=True).start()
         return server
+
+
+# -- running validator processes (tests, benchmarks, one-machine trials) --------------------
+def spawn_validator(node_dir: Path, nats_urls: list[str], http_port: int, passphrase: str,
+                    *extra_args: str) -> Any:
+    """Start ``gridledger node start`` for ``node_dir`` as a child process (log in the folder)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GRIDLEDGER_PASSPHRASE": passphrase}
+    log = open(node_dir / "process.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "gridledger.cli.main", "node", "start",
+                             str(node_dir), "--nats", ",".join(nats_urls),
+                             "--http-port", str(http_port), *extra_args],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_processes(procs: list[Any], timeout_s: float = 15.0) -> None:
+    """SIGTERM every process, then SIGKILL whatever has not exited in ``timeout_s``."""
+    import signal
+    import subprocess
+
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
