@@ -119,7 +119,7 @@ def create_app(node: NodeService) -> FastAPI:
             tx = await asyncio.to_thread(node.submit, raw)
         except RejectedTx as exc:
             raise HTTPException(STATUS_BY_RULE.get(exc.rule, 400), {"rule": exc.rule, "detail": exc.detail})
-        return Accepted(tx_hash=tx.hash.hex(), sender=tx.sender.hex(), nonce=tx.nonce, kind=tx.kind)
+        return Accepted(tx_hash=tx.id.hex(), sender=tx.sender.hex(), nonce=tx.nonce, kind=tx.kind)
 
     @api.post("/v1/txs", summary="Submit up to 1,000 signed transactions (CBOR array of byte strings)",
               responses={400: {"model": Rejection}, 413: {"model": Rejection}},
@@ -142,7 +142,7 @@ def create_app(node: NodeService) -> FastAPI:
             raise HTTPException(413, {"rule": "oversize", "detail": "at most 1,000 transactions per batch"})
         results = await asyncio.to_thread(node.submit_many, raws)
         return {"results": [{"rule": r.rule, "detail": r.detail} if isinstance(r, RejectedTx)
-                            else {"tx_hash": r.hash.hex()} for r in results]}
+                            else {"tx_hash": r.id.hex()} for r in results]}
 
     @api.get("/v1/status", summary="Chain id, height, state root, validators")
     def status() -> dict[str, Any]:
@@ -181,10 +181,8 @@ def create_app(node: NodeService) -> FastAPI:
         if got is None:
             raise HTTPException(404, {"rule": "unknown-block", "detail": f"no block {height}"})
         header, txs, receipts, _cert = got
-        from gridledger.crypto.hashing import sha3_256
-
         return {"header": _jsonable(header.to_obj()), "hash": header.hash.hex(),
-                "txs": [sha3_256(t).hex() for t in txs], "receipts": _jsonable(receipts)}
+                "txs": [_tx_id(t) for t in txs], "receipts": _jsonable(receipts)}
 
     @api.get("/v1/blocks/{height}/certificate", summary="The block's quorum certificate")
     def certificate(height: Height) -> dict[str, Any]:
@@ -236,3 +234,15 @@ def create_app(node: NodeService) -> FastAPI:
         return JSONResponse({"rule": type(exc).__name__, "detail": str(exc)}, status_code=400)
 
     return api
+
+
+def _tx_id(raw: bytes) -> str:
+    """A block entry's transaction id (``Tx.id``); the wire hash if it does not decode."""
+    from gridledger.crypto.hashing import sha3_256
+    from gridledger.errors import RejectedTx
+    from gridledger.ledger.tx import decode_tx
+
+    try:
+        return decode_tx(raw).id.hex()
+    except RejectedTx:
+        return sha3_256(raw).hex()

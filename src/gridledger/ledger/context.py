@@ -20,7 +20,7 @@ class BlockContext:
 class TxContext:
     block: BlockContext
     sender: bytes
-    tx_hash: bytes
+    tx_hash: bytes  # the transaction id (Tx.id: hash of the signed content, not the signature)
     kind: str
     events: list[dict[str, Any]] = field(default_factory=list)
 

@@ -119,9 +119,9 @@ def apply_tx(state: State, ctx: BlockContext, raw: bytes, table: Mapping[str, tu
         if tx.kind not in table:
             raise UnknownKind(f"no module handles kind {tx.kind!r}")
     except RejectedTx as exc:
-        return Receipt(tx.hash, False, exc.rule, exc.detail)
+        return Receipt(tx.id, False, exc.rule, exc.detail)
     module, handler = table[tx.kind]
-    tctx = TxContext(ctx, tx.sender, tx.hash, tx.kind)
+    tctx = TxContext(ctx, tx.sender, tx.id, tx.kind)  # ids from tx.id: deterministic
     state.set_int(NONCE + tx.sender, tx.nonce + 1)  # consumed whatever the body does
     state.begin()
     try:
@@ -133,9 +133,9 @@ def apply_tx(state: State, ctx: BlockContext, raw: bytes, table: Mapping[str, tu
         state.rollback()
         for m in reject_hooks:  # e.g. reputation: rejected transactions cost score
             m.on_rejected(state, tctx, exc.rule)  # type: ignore[misc]
-        return Receipt(tx.hash, False, exc.rule, exc.detail)
+        return Receipt(tx.id, False, exc.rule, exc.detail)
     state.commit()
-    return Receipt(tx.hash, True, events=tuple(tctx.events))
+    return Receipt(tx.id, True, events=tuple(tctx.events))
 
 
 def apply_block(state: State, ctx: BlockContext, raw_txs: Sequence[bytes],

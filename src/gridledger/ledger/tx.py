@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from gridledger.crypto.hashing import sha3_256
+from gridledger.crypto.hashing import sha3_256, tagged_hash
 from gridledger.crypto.sig import SigningKey
 from gridledger.errors import MalformedEncoding, Oversize
 from gridledger.ledger import codec
@@ -38,6 +38,17 @@ class Tx:
     @cached_property
     def hash(self) -> bytes:
         return sha3_256(self.raw)
+
+    @cached_property
+    def id(self) -> bytes:
+        """The transaction's identity: a hash of everything but the signature.
+
+        ML-DSA signing is hedged (randomised), so the wire hash of the same transaction
+        differs each time it is signed; the id does not. Modules name what a transaction
+        creates (order ids, commitment ids) by it, so state roots depend only on what was
+        signed, and a re-signed copy cannot pose as a different order (no malleability).
+        """
+        return tagged_hash("gl/txid", self.signing_bytes)
 
     @cached_property
     def signing_bytes(self) -> bytes:

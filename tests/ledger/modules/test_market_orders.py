@@ -164,7 +164,7 @@ def test_clearing_independent_of_submission_order() -> None:
     from gridledger.ledger.tx import decode_tx
 
     sellers = {e["seller"] for e in outcomes[0][0] if e["type"] == "trade"}
-    by_id = sorted((decode_tx(txs[i]).hash, w.users[i].address) for i in range(3))
+    by_id = sorted((decode_tx(txs[i]).id, w.users[i].address) for i in range(3))
     assert sellers == {by_id[0][1], by_id[1][1]}
 
 
