@@ -15,13 +15,20 @@ install: $(BIN)/python
 install-test: $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[test]"
 
-# nats-server (Debian package) for the multi-node tests; needs root, skipped otherwise
+# Debian packages for the tests: nats-server (multi-node tests) and chromium (the demo
+# report opened in a headless browser); needs root, those tests are skipped otherwise
 servers:
 	@command -v nats-server >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server) \
 	      || echo "warning: could not install nats-server"; \
 	  else echo "note: run 'sudo apt-get install nats-server' for the multi-node tests"; fi; }
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	  || command -v google-chrome >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	      || echo "warning: could not install chromium"; \
+	  else echo "note: run 'sudo apt-get install chromium' for the report browser test"; fi; }
 
 demo: install
 	$(BIN)/gridledger demo

@@ -1,0 +1,173 @@
+"""The demo's HTML report: self-contained, escaped, and clean in a real headless browser."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from plotly.offline import get_plotlyjs
+
+from gridledger.sim.report import render_report, write_report
+
+from .browser import find_chromium
+
+EVIL = "<b>x</b>"
+ATTACKS = ("false-data-injection", "replay", "double-spend")
+N_SLOTS, N_PARTS = 96, 30
+N_FIGURES = 5  # prices, volume, bills, voltage, loading
+
+needs_chromium = pytest.mark.skipif(
+    find_chromium() is None,
+    reason="no chromium binary (chromium / chromium-browser / google-chrome); "
+           "`make servers` as root installs Debian's chromium")
+
+
+def make_inputs(attacks: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    slots = []
+    for i in range(N_SLOTS):
+        h, m = divmod(i * 15, 60)
+        price = None if i == 7 else int(150_000 + 60_000 * math.sin(2 * math.pi * i / N_SLOTS))
+        slots.append({
+            "slot": i, "label": f"05-16 {h:02d}:{m:02d}", "price_micro_per_kwh": price,
+            "volume_wh": 0 if price is None else 2_000 + 50 * i, "trades": 0 if price is None else 5,
+            "retail_micro_per_kwh": 300_000, "feed_in_micro_per_kwh": 80_000,
+            "grid_fee_micro_per_kwh": 90_000,
+            "max_vm_pu": 1.02 + 0.05 * max(0.0, math.sin(math.pi * (i - 24) / 48)),
+            "min_vm_pu": 0.97 - 0.02 * (i % 7) / 7, "max_loading_pct": 40 + 50 * (i % 24) / 24,
+            "curtailed_wh": 300 if 48 <= i < 52 else 0, "flags": 1 if i == 50 else 0,
+        })
+    parts = []
+    for j in range(N_PARTS):
+        honest = j not in (3, 17)
+        parts.append({
+            "name": EVIL if j == 0 else f"house-{j:02d}", "role": "prosumer" if j % 2 else "consumer",
+            "der": ["pv", "battery"] if j % 2 else ["heat-pump"], "strategy": "zi-plus",
+            "honest": honest, "total_micro": (j - 10) * 400_000,
+            "baseline_micro": (j - 9) * 450_000, "reputation": 100 if honest else 20,
+        })
+    attack_rows = {
+        name: {"injected": 5, "detected": 5 - k, "mitigated": k != 1 if k < 2 else 4,
+               "loss": 12_345 * k, "loss_unit": "micro", "defence": f"defence for {name}",
+               "note": EVIL if k == 0 else ""}
+        for k, name in enumerate(ATTACKS)} if attacks else {}
+    summary = {
+        "scenario": {"network": "1-LV-rural1--0-sw", "participants": N_PARTS, "validators": 4,
+                     "slots": N_SLOTS, "seed": 7, "attacks": list(attack_rows),
+                     "start": "2016-05-16T00:00"},
+        "ledger": {"blocks": 97, "txs": 4_321, "rejected_txs": 12, "state_root": "ab" * 32,
+                   "certificates_ok": True, "certificate_checks": 97, "validators": 4,
+                   "validators_agree": True},
+        "market": {"trades": 450, "energy_traded_wh": 321_000, "mean_price": 0.151,
+                   "savings_pct": 12.5, "mechanism": "uniform double auction"},
+        "grid": {"max_voltage_pu": 1.07, "min_voltage_pu": 0.95, "max_line_loading_pct": 88.0,
+                 "violations": 0, "curtailed_wh": 1200},
+        "invariants": {"money_conserved": True, "energy_balanced": True, "honest_not_worse": False},
+        "attacks": attack_rows,
+        "timings": {"run_s": 12.3, "tx_per_s": 351.2},
+        "extra_key_from_the_future": {"ignored": True},
+    }
+    series = {"slots": slots, "participants": parts,
+              "limits": {"v_min_pu": 0.9, "v_max_pu": 1.1, "max_loading_pct": 100.0}}
+    return summary, series
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("report") / "sub" / "report.html"
+    write_report(*make_inputs(), path)
+    return path
+
+
+def test_written_self_contained(report: Path) -> None:
+    page = report.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    # plotly.js inline exactly once, nothing loaded from anywhere
+    plotly_js = get_plotlyjs()
+    assert page.count(plotly_js) == 1
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.I)
+    # our own markup (plotly.js's source mentions URLs in strings it never fetches here;
+    # the page's CSP and the browser test's request log cover the runtime side)
+    own = page.replace(plotly_js, "")
+    assert not re.search(r"<link\b", own, re.I)
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", own, re.I)
+    assert not re.search(r"https?://|@import", own, re.I)
+    assert "Content-Security-Policy" in own and "default-src 'none'" in own
+    # the page outside plotly.js stays small; the whole page well under the budget
+    assert len(page) - len(get_plotlyjs()) < 400_000
+    assert report.stat().st_size < 6_000_000
+
+
+def test_sections_and_content(report: Path) -> None:
+    page = report.read_text(encoding="utf-8")
+    for title in ("Prices", "Traded volume", "Bills vs no-market baseline", "Grid", "Threats",
+                  "Ledger"):
+        assert f"<h2>{title}</h2>" in page
+    for name in ATTACKS:
+        assert f"<b>{name}</b>" in page
+        assert f"defence for {name}" in page
+    assert page.count('class="plotly-graph-div"') == N_FIGURES
+    for key in ("blocks", "rejected txs", "certificate checks", "validators agree",
+                "money conserved", "energy balanced", "honest not worse"):
+        assert f"<td>{key}</td>" in page
+    assert "abababababab…ababab" in page  # state root shortened
+    assert "1-LV-rural1--0-sw" in page and "negative = net income" in page
+    assert "0.012345 units" in page and "0 units" in page  # attack losses (micro)
+    assert "(attacker)" in page
+    assert "invariant violated" in page  # honest_not_worse is False in the fixture
+
+
+def test_escaped(report: Path) -> None:
+    page = report.read_text(encoding="utf-8")
+    assert EVIL not in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page  # the attack note, as text
+
+
+def test_empty_and_sparse_inputs() -> None:
+    summary, series = make_inputs(attacks=False)
+    page = render_report(summary, series)
+    assert "No attacks were injected" in page
+    # nothing at all: still a valid page, no figures and no plotly.js
+    bare = render_report({}, {})
+    assert "<h2>Threats</h2>" in bare and "plotly-graph-div" not in bare
+    assert "Plotly" not in bare
+    # all prices missing (no trade in any slot) and missing optional keys
+    for row in series["slots"]:
+        row["price_micro_per_kwh"] = None
+        del row["curtailed_wh"]
+    del summary["timings"], summary["ledger"]["state_root"]
+    assert page != render_report(summary, series)
+
+
+@needs_chromium
+def test_browser_self_check(tmp_path: Path) -> None:
+    """The browser check itself notices console errors, exceptions and network use."""
+    from .browser import open_in_chromium
+
+    bad = tmp_path / "bad.html"
+    bad.write_text("<!DOCTYPE html><title>bad</title><script>console.error('x')</script>"
+                   "<script>setTimeout(() => { throw new Error('boom') }, 0)</script>"
+                   "<img src='http://127.0.0.1:9/nothing.png'>")
+    res = open_in_chromium(bad)
+    assert res.title == "bad" and res.plots == 0
+    assert any(e == "console.error: x" for e in res.errors), res.errors
+    assert any("boom" in e for e in res.errors), res.errors
+    assert res.requests == ["http://127.0.0.1:9/nothing.png"]
+
+    good = tmp_path / "good.html"
+    good.write_text("<!DOCTYPE html><title>good</title><script>console.log('fine')</script>")
+    res = open_in_chromium(good)
+    assert res.errors == [] and res.requests == [] and res.title == "good"
+
+
+@needs_chromium
+def test_report_in_headless_chromium(report: Path) -> None:
+    from .browser import open_in_chromium
+
+    res = open_in_chromium(report)
+    assert res.errors == []
+    assert res.requests == []
+    assert res.plots == N_FIGURES
+    assert res.title.startswith("gridledger report")
