@@ -24,7 +24,7 @@ from gridledger.ledger.execute import (
 )
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules import Module
-from gridledger.ledger.modules.registry.keeper import validator_keys, validator_set_hash
+from gridledger.ledger.modules.registry.keeper import keys_hash, validator_keys
 from gridledger.ledger.state import State
 from gridledger.ledger.tx import Tx, decode_tx
 
@@ -56,6 +56,7 @@ class Application:
         self.last_hash = last_hash if last_hash is not None else genesis.hash
         self.slot_time = slot_time
         self._pending: tuple[Header, BlockResult] | None = None
+        self._pending_keys: list[tuple[str, bytes]] | None = None
 
     # -- ABCI ----------------------------------------------------------------
     def check_tx(self, raw: bytes, sig_check: SigCheck = default_sig_check) -> Tx:
@@ -65,7 +66,20 @@ class Application:
         return tx
 
     def validator_keys(self) -> list[tuple[str, bytes]]:
+        """(alg, pk) of the validators that certify the next block to commit, in vote-index
+        order: the set in the committed state, or, while a block is pending, the set its
+        header names (the state before the block; changes the block makes to the set
+        certify later blocks only)."""
+        if self._pending_keys is not None:
+            return list(self._pending_keys)
         return validator_keys(self.state)
+
+    def vote_index(self, alg: str, pk: bytes) -> int | None:
+        """The index of key ``(alg, pk)`` in ``validator_keys()`` (None: not a validator)."""
+        try:
+            return self.validator_keys().index((alg, pk))
+        except ValueError:
+            return None
 
     def finalize_block(self, raw_txs: Sequence[bytes], slot_time: int,
                        sig_check: SigCheck = default_sig_check) -> tuple[Header, BlockResult]:
@@ -74,7 +88,8 @@ class Application:
             raise BlockError("a block is already pending")
         if slot_time < self.slot_time:
             raise BlockError(f"slot_time {slot_time} goes backwards from {self.slot_time}")
-        valset = validator_set_hash(self.state)
+        keys = validator_keys(self.state)
+        valset = keys_hash(keys)
         ctx = BlockContext(self.chain_id, self.height + 1, slot_time)
         self.state.begin()
         try:
@@ -85,6 +100,7 @@ class Application:
         header = Header(self.chain_id, self.height + 1, self.last_hash, slot_time,
                         tx_root(raw_txs), self.state.root(), result.receipts_root, valset)
         self._pending = (header, result)
+        self._pending_keys = keys
         return header, result
 
     def commit(self) -> Header:
@@ -95,6 +111,7 @@ class Application:
         self.state.commit()
         self.height, self.last_hash, self.slot_time = header.height, header.hash, header.slot_time
         self._pending = None
+        self._pending_keys = None
         return header
 
     def discard(self) -> None:
@@ -102,10 +119,12 @@ class Application:
         if self._pending is not None:
             self.state.rollback()
             self._pending = None
+            self._pending_keys = None
 
     def query(self, path: str) -> Any:
         """Read-only queries: ``balance/<addr>``, ``nonce/<addr>``, ``participant/<addr>``,
-        ``proof/<key hex>``, ``state_root``, ``height``."""
+        ``proof/<key hex>``, ``state_root``, ``height``, ``validators`` (active set and
+        open validator-set proposals)."""
         from gridledger.ledger.modules.bank import keeper as bank
         from gridledger.ledger.execute import next_nonce
         from gridledger.ledger.modules.registry.keeper import get_participant
@@ -113,6 +132,10 @@ class Application:
         head, _, arg = path.partition("/")
         if head == "height":
             return self.height
+        if head == "validators":
+            from gridledger.ledger.modules.governance.keeper import valset_view
+
+            return valset_view(self.state)
         if head == "state_root":
             return self.state.root()
         if head == "proof":

@@ -13,3 +13,23 @@ def params_valid(state: State) -> None:
         keeper.load_params(state)
     except ConfigError as exc:
         raise InvariantViolation(f"params-valid: {exc}") from exc
+
+
+def valset_proposals_valid(state: State) -> None:
+    """Invariant valset-proposals: the open index lists existing open/passed proposals in
+    ascending order, and applying every passed change leaves a non-empty set without
+    duplicate addresses or keys."""
+    ids = keeper.open_ids(state)
+    if ids != sorted(set(ids)):
+        raise InvariantViolation("valset-proposals: open index not strictly ascending")
+    for pid in ids:
+        p = keeper.get_proposal(state, pid)
+        if p is None or p["status"] not in keeper.OPEN_STATUSES:
+            raise InvariantViolation(f"valset-proposals: proposal {pid} indexed but not open")
+    if not ids:
+        return
+    projected = keeper.projected_set(state)
+    if not projected:
+        raise InvariantViolation("valset-proposals: passed changes would empty the set")
+    if len({a for a, _, _ in projected}) != len(projected) or len({pk for _, _, pk in projected}) != len(projected):
+        raise InvariantViolation("valset-proposals: passed changes would duplicate a validator")

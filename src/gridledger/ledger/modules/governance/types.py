@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from gridledger.errors import ConfigError
+from gridledger.ledger import codec
 from gridledger.market import Mechanism
 
 MECHANISMS = ("uniform", "pay_as_bid", "continuous")
@@ -66,6 +67,9 @@ class Params:
     appeal_quorum: int = 2
     # -- accounts --
     grid_account: bytes | None = None  # DSO / community fund; default: first dso in genesis
+    # -- validator set (governance votes) --
+    min_validators: int = 4               # a removal may not leave fewer (4 = 3f+1, f = 1)
+    valset_vote_expiry_blocks: int = 100  # a proposal takes votes for this many blocks
 
     def to_obj(self) -> dict[str, Any]:
         """The canonical-CBOR form (tuples as lists) of the non-default fields."""
@@ -158,3 +162,24 @@ def check_params(p: Params) -> None:
         raise ConfigError("appeal_restore_score in [0, 1000] and appeal_quorum >= 1")
     if p.endorsements_required < 1:
         raise ConfigError("param endorsements_required must be >= 1 (no single registrar)")
+    if p.min_validators < 1:
+        raise ConfigError("param min_validators must be >= 1 (a chain needs a validator)")
+    if p.valset_vote_expiry_blocks < 1:
+        raise ConfigError("param valset_vote_expiry_blocks must be >= 1")
+
+
+# -- validator-set changes ----------------------------------------------------------------
+VALIDATOR_POP_CONTEXT = b"gl/validator-pop"
+ACTIVATION_DELAY = 2
+"""A change that passes in block h takes effect for block h + 2: it is applied to state at
+the end of block h + 1, so the set that certifies block h + 2 (read from the state after
+h + 1) is the new one. Every validator learns of the change from a certified block before
+it matters, and a new validator can fetch block h + 1 from its peers before it votes."""
+MAX_OPEN_PROPOSALS = 16
+MAX_NAME_LEN = 64
+
+
+def validator_pop_message(chain_id: str, name: str) -> bytes:
+    """What a prospective validator's key signs (context ``gl/validator-pop``) to prove that
+    its holder asks to validate this chain under this name (proof of possession)."""
+    return codec.encode({"chain_id": chain_id, "name": name, "purpose": "validator"})

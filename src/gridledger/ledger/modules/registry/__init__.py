@@ -17,10 +17,15 @@ State
   ``reg/meter/<cp>``   the meter identity of the cp
   ``reg/att/<cp>``     pending DSO attestation {applicant, meter, dso}
   ``reg/app/<addr>``   pending application {alg, pk, cp, roles, name, endorsers, sponsor}
-  ``reg/validators``   [addr, ...] in certificate order
+  ``reg/validators``   [addr, ...] in certificate (vote index) order: the active set. Changed
+                       only by governance votes (``governance`` module, via
+                       ``keeper.add_validator`` / ``keeper.remove_validator``); the set in the
+                       state after block h certifies block h + 1.
 Messages
   ``registry/rotate_key``  {alg, pk, pop}: replace the signing key (crypto agility); ``pop``
                            is the new key's signature over the sender address (``gl/rotate``).
+                           A validator cannot rotate to another validator's key
+                           (``validator-exists``).
   ``registry/attest_cp``   {cp, applicant, meter_alg, meter_pk, meter_pop} (dso): ``meter_pop``
                            is the meter key's signature (``gl/meter-pop``) over
                            ``types.meter_pop_message``. For a cp already held by ``applicant``
@@ -36,6 +41,8 @@ Events
 Invariants
   cp-unique: every connection point maps to exactly one participant and back.
   meter-unique: every cp has at most one meter, bound to that cp only.
+  validator-set: the active set is non-empty, without duplicate address or public key, and
+  every member is an active participant with the ``validator`` role.
 """
 
 from gridledger.ledger.modules.registry.keeper import (

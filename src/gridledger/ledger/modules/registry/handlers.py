@@ -33,6 +33,11 @@ def handle_rotate_key(state: State, ctx: TxContext, body: dict[str, Any]) -> Non
     if not verify_signature(alg, pk, ctx.sender, pop, ROTATE_CONTEXT):
         raise InvalidBody("proof of possession does not verify under the new key")
     rec = keeper.require_participant(state, ctx.sender)
+    if ctx.sender in keeper.validator_set(state) and any(
+            vpk == pk for vaddr, (_a, vpk) in zip(keeper.validator_set(state), keeper.validator_keys(state))
+            if vaddr != ctx.sender):
+        # two validators with one key would be one voter counted twice
+        raise InvalidBody("validator-exists: another validator uses this public key")
     rec = {**rec, "alg": alg, "pk": pk}
     state.set_obj(keeper.P + ctx.sender, rec)
     ctx.emit("key_rotated", addr=ctx.sender, alg=alg)

@@ -68,7 +68,62 @@ def validator_keys(state: State) -> list[tuple[str, bytes]]:
 
 
 def validator_set_hash(state: State) -> bytes:
-    return tagged_hash("gl/valset", codec.encode([[a, pk] for a, pk in validator_keys(state)]))
+    return keys_hash(validator_keys(state))
+
+
+def keys_hash(keys: list[tuple[str, bytes]]) -> bytes:
+    """The hash a block header carries for the validator set ``keys`` (in set order)."""
+    return tagged_hash("gl/valset", codec.encode([[a, pk] for a, pk in keys]))
+
+
+def validator_problem(state: State, addr: bytes, alg: str, pk: bytes) -> str | None:
+    """Why ``(alg, pk)`` at ``addr`` cannot join the active set now (None: it can).
+
+    Each reason starts with its rule name.
+    """
+    current = validator_set(state)
+    if addr in current:
+        return "validator-exists: this key is already a validator"
+    if any(vpk == pk for _a, vpk in validator_keys(state)):
+        return "validator-exists: another validator uses this public key"
+    p = get_participant(state, addr)
+    if p is not None and (p["alg"] != alg or p["pk"] != pk or "meter" in p["roles"]
+                          or p.get("status", "active") != "active"):
+        return "key-registered: this key's address belongs to another (rotated, meter or removed) identity"
+    return None
+
+
+def add_validator(state: State, addr: bytes, alg: str, pk: bytes, name: str) -> None:
+    """Append ``addr`` to the active set (certificate order), registering it if needed.
+
+    An existing participant keeps its record and gains the ``validator`` role. Raises
+    ``InvalidBody`` naming the rule if ``validator_problem`` finds one.
+    """
+    problem = validator_problem(state, addr, alg, pk)
+    if problem is not None:
+        raise InvalidBody(problem)
+    p = get_participant(state, addr)
+    if p is None:
+        p = {"alg": alg, "pk": pk, "roles": ["validator"], "cp": None, "name": name,
+             "status": "active"}
+    else:
+        p = {**p, "roles": sorted(set(p["roles"]) | {"validator"})}
+    state.set_obj(P + addr, p)
+    set_validators(state, validator_set(state) + [addr])
+
+
+def remove_validator(state: State, addr: bytes) -> None:
+    """Drop ``addr`` from the active set and its ``validator`` role (it stays a participant:
+    its balance and history remain, it can no longer vote, propose or endorse as validator).
+    """
+    current = validator_set(state)
+    if addr not in current:
+        raise InvalidBody("unknown-validator: not in the active validator set")
+    if len(current) == 1:
+        raise InvalidBody("last-validator: the chain cannot lose its last validator")
+    set_validators(state, [a for a in current if a != addr])
+    p = require_participant(state, addr)
+    state.set_obj(P + addr, {**p, "roles": [r for r in p["roles"] if r != "validator"]})
 
 
 # -- meters and onboarding ------------------------------------------------------------

@@ -10,7 +10,11 @@ from gridledger.ledger.modules.registry.handlers import (
     handle_rotate_key,
     init_genesis,
 )
-from gridledger.ledger.modules.registry.invariants import cp_unique, meter_unique
+from gridledger.ledger.modules.registry.invariants import (
+    cp_unique,
+    meter_unique,
+    validator_set_consistent,
+)
 from gridledger.ledger.modules.registry.types import ENDORSER_ROLES, SPONSOR_ROLES
 
 MODULE = Module(
@@ -24,5 +28,5 @@ MODULE = Module(
            "registry/apply": SPONSOR_ROLES,
            "registry/endorse": ENDORSER_ROLES},
     init_genesis=init_genesis,
-    invariants=(cp_unique, meter_unique),
+    invariants=(cp_unique, meter_unique, validator_set_consistent),
 )
