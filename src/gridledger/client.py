@@ -87,3 +87,27 @@ class Client:
                  timeout_s: float = 30.0) -> dict[str, Any]:
         return self.send("bank/transfer", {"to": to, "amount_micro": amount_micro}, wait=wait,
                          timeout_s=timeout_s)
+
+    # -- validator-set governance (senders must be validators in the active set) --------
+    def validators(self) -> dict[str, Any]:
+        """The active validator set, its quorum and the open validator-set proposals."""
+        return dict(self._get("/v1/validators"))
+
+    def propose_add_validator(self, join: dict[str, Any], wait: bool = False,
+                              timeout_s: float = 30.0) -> dict[str, Any]:
+        """``join``: ``{alg, pk, name, pop}`` (see ``gridledger.node.process.read_join``)."""
+        body = {k: join[k] for k in ("alg", "pk", "name", "pop")}
+        return self.send("governance/propose_add_validator", body, wait=wait, timeout_s=timeout_s)
+
+    def propose_remove_validator(self, validator: bytes, evidence: dict[str, Any] | None = None,
+                                 wait: bool = False, timeout_s: float = 30.0) -> dict[str, Any]:
+        body: dict[str, Any] = {"validator": validator}
+        if evidence is not None:
+            body["evidence"] = evidence
+        return self.send("governance/propose_remove_validator", body, wait=wait,
+                         timeout_s=timeout_s)
+
+    def vote_validator(self, proposal: int, wait: bool = False,
+                       timeout_s: float = 30.0) -> dict[str, Any]:
+        return self.send("governance/vote_validator", {"proposal": proposal}, wait=wait,
+                         timeout_s=timeout_s)

@@ -148,6 +148,10 @@ def create_app(node: NodeService) -> FastAPI:
     def status() -> dict[str, Any]:
         return node.status()
 
+    @api.get("/v1/validators", summary="Active validator set, quorum, open validator-set proposals")
+    def validators() -> dict[str, Any]:
+        return dict(_jsonable(node.query("validators")))
+
     @api.get("/v1/accounts/{address}", summary="Balance, locked funds, nonce and registry record")
     def account(address: str) -> dict[str, Any]:
         addr = _hex(address, "address", 32)

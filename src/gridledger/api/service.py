@@ -62,7 +62,8 @@ class ValidatorService:
             app = self.validator.app
             return {"chain_id": self.chain_id, "height": app.height,
                     "state_root": app.state.root().hex(), "slot_time": app.slot_time,
-                    "validators": len(app.validator_keys()), "validator_index": self.validator.index}
+                    "validators": len(app.validator_keys()), "validator_index": self.validator.index,
+                    "vote_index": self.validator.vote_index()}
 
     def query(self, path: str) -> Any:
         with self.lock:

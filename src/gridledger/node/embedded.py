@@ -218,6 +218,31 @@ class EmbeddedNetwork:
                     if reason != "equivocation":
                         v.store.add_evidence(v.height, "fault", {"validator": i, "reason": reason})
 
+    def add_validator(self, key: SigningKey, fault: str | None = None,
+                      modules: Sequence[Module] | None = None) -> Validator:
+        """Attach a new validator node (its own SQLite store) holding ``key``.
+
+        It catches up from the entry validator's certified blocks (each verified and
+        re-executed) and then follows every block. It votes from the height at which
+        governance activates its key (``governance/propose_add_validator``); before that,
+        and after it is voted out, it is a full node that does not vote. Attaching it early
+        is harmless: add it before the activation height so that its first vote counts.
+        """
+        from gridledger.node.sync import catch_up
+
+        if self.halted is not None:
+            raise self.halted
+        i = len(self.validators)
+        v = Validator(i, key, self.genesis, self.data_dir / f"validator-{i}.sqlite",
+                      modules if modules is not None else self.entry.app.modules, fault,
+                      self.entry.snapshot_every)
+        catch_up(v, self.entry.store)
+        if v.app.last_hash != self.entry.app.last_hash:
+            v.close()
+            raise BlockError("the new validator's store disagrees with the chain tip")
+        self.validators.append(v)
+        return v
+
     def state_roots(self) -> list[bytes]:
         return [v.app.state.root() for v in self.validators]
 

@@ -6,7 +6,11 @@ Streams (both file-backed, replicated R=3 on a 3-server cluster):
                         finds the certificates of blocks it missed next to the log itself
 
 Loop: cut the next block from the log -> execute -> publish our vote -> wait for a quorum of
-votes for one header -> store the block with its certificate. A quorum for a header other
+votes for one header -> store the block with its certificate. Votes are tallied against the
+validator set active at that height (governance can change it), and a validator votes only
+while its key is in that set: a validator added by governance starts the process with an
+empty store, replays the log certifying blocks from the durable votes of the others, and
+votes from its activation height on. A quorum for a header other
 than ours means we diverged: we drop our block and stop signing (operators investigate).
 Every ``tick_s`` seconds each validator publishes a tick for the current second since
 genesis; message-id deduplication keeps one tick per second in the log.
@@ -63,6 +67,47 @@ def init_network(out: Path, validators: int, participants: int, chain_id: str,
     for i, k in enumerate(pkeys):
         save_key(out / "participants", f"p{i}", k, passphrase, scrypt_n)
     return dirs
+
+
+def new_validator(net: Path, passphrase: str, name: str | None = None, alg: str = "ml-dsa-65",
+                  scrypt_n: int = 2**15) -> Path:
+    """Create the folder of a validator to be added by governance: ``net/validator-<k>/``
+    with an encrypted key, ``node.json`` and ``join.json``.
+
+    ``join.json`` is what the proposing validator submits (``gridledger tx propose-validator
+    --add``): the name, algorithm, public key and the key's proof of possession (signature
+    over ``validator_pop_message(chain_id, name)``, context ``gl/validator-pop``). It holds
+    nothing secret.
+    """
+    from gridledger.ledger.modules.governance.types import (
+        VALIDATOR_POP_CONTEXT,
+        validator_pop_message,
+    )
+
+    genesis = Genesis.decode((net / "genesis.cbor").read_bytes())
+    k = 0
+    while (net / f"validator-{k}").exists():
+        k += 1
+    d = net / f"validator-{k}"
+    name = name or f"validator-{k}"
+    key = SigningKey.generate(alg)
+    save_key(d, "validator", key, passphrase, scrypt_n)
+    (d / "node.json").write_text(json.dumps({"index": k, "chain_id": genesis.chain_id}, indent=2))
+    pop = key.sign(validator_pop_message(genesis.chain_id, name), VALIDATOR_POP_CONTEXT)
+    (d / "join.json").write_text(json.dumps(
+        {"name": name, "alg": key.alg, "pk": key.public_key.raw.hex(), "pop": pop.hex(),
+         "address": key.address.hex(), "chain_id": genesis.chain_id}, indent=2) + "\n")
+    return d
+
+
+def read_join(path: Path) -> dict[str, Any]:
+    """The ``governance/propose_add_validator`` body from a ``join.json``."""
+    j = json.loads(path.read_text())
+    try:
+        return {"alg": str(j["alg"]), "pk": bytes.fromhex(j["pk"]), "name": str(j["name"]),
+                "pop": bytes.fromhex(j["pop"])}
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a join.json (alg, pk, name, pop): {exc}") from exc
 
 
 # -- vote exchange ----------------------------------------------------------------
@@ -176,7 +221,7 @@ class ValidatorProcess:
         self.genesis_time = int(self.genesis.params.get("genesis_time_unix", 0))
         self.subs: list[Any] = []
         self._inflight: Any = None
-        self._certified: dict[int, bytes] = {}
+        self._certified: dict[int, tuple[bytes, list[tuple[str, bytes]]]] = {}
         self._unpublished: list[Any] = []
         self.index: dict[bytes, int] = {}
         self.offenders: dict[int, set[str]] = {}
@@ -196,9 +241,9 @@ class ValidatorProcess:
                     return False
                 self._inflight = v.execute(blk, self.mempool.cache.check)
             header = self._inflight
-        for vote in v.votes(header):
+        for vote in v.votes(header):  # none while our key is not in this height's set
             self.board.publish(vote)
-        keys = v.app.validator_keys()
+        keys = v.app.validator_keys()  # the set certifying this height (from the parent state)
         cert: list[Certificate | None] = [None]
 
         def have_quorum(votes: list[Vote]) -> bool:
@@ -219,12 +264,14 @@ class ValidatorProcess:
         with self.lock:
             ok = v.finalize(cert[0])
             self._inflight = None
-        self._certified[header.height] = cert[0].header_hash
+        # keep each height's validator set with it: a governance change can make the sets
+        # of two consecutive heights differ
+        self._certified[header.height] = (cert[0].header_hash, keys)
         # audit the previous height too: a faulty validator's votes may arrive after the
         # quorum was already reached
         for h in (header.height - 1, header.height):
             if h in self._certified:
-                self.audit(h, self._certified[h], keys)
+                self.audit(h, *self._certified[h])
         self._certified.pop(header.height - 2, None)
         if ok:
             self._notify(header, v._last_result)

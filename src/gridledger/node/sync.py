@@ -2,13 +2,16 @@
 
 Nothing is taken on trust: each block's link, transaction root and quorum certificate are
 checked against the lagging validator's own state, the block is re-executed, and it is
-stored only if re-execution gives exactly the certified header.
+stored only if re-execution gives exactly the certified header. The certificate is checked
+against the validator set active at that height, read from the lagging validator's own
+replayed state, so catch-up follows validator-set changes made by governance.
 """
 
 from __future__ import annotations
 
 from gridledger.errors import BlockError, StateRootMismatch
 from gridledger.ledger.block import Certificate, Header, tx_root, verify_certificate
+from gridledger.ledger.modules.registry.keeper import keys_hash
 from gridledger.node.store import BlockStore, StoredBlock, encode_snapshot
 from gridledger.node.validator import Validator
 
@@ -22,7 +25,10 @@ def apply_certified(v: Validator, blk: StoredBlock) -> None:
         raise BlockError(f"peer block {header.height} does not extend our tip {v.height}")
     if header.tx_root != tx_root(txs):
         raise BlockError(f"peer block {header.height}: tx_root mismatch")
-    verify_certificate(header, cert, v.app.validator_keys())
+    keys = v.app.validator_keys()  # the set of *this* height, from our own replayed state
+    if header.validator_set_hash != keys_hash(keys):
+        raise BlockError(f"peer block {header.height}: validator_set_hash is not the active set")
+    verify_certificate(header, cert, keys)
     got, result = v.app.finalize_block(txs, header.slot_time)
     if got.hash != header.hash:
         v.app.discard()

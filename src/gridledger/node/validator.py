@@ -3,8 +3,14 @@ configurable fault.
 
 Faults, for THREATS.md row 4 (``byzantine-validator``): ``wrong-root`` signs a header whose
 state root was altered; ``equivocate`` signs both the true header and an altered one;
-``garbage`` sends a vote whose signature is random bytes. The validator still executes
-correctly, so its own store stays correct; only what it tells the others is bad.
+``garbage`` sends a vote whose signature is random bytes; ``silent`` sends nothing (an
+offline validator). The validator still executes correctly, so its own store stays correct;
+only what it tells the others is bad.
+
+A validator votes under its index in the set that certifies the block (the set in the
+state before the block, ``Application.validator_keys``), found by its public key; when its
+key is not in that set (not yet added, or voted out) it executes and stores blocks like any
+full node but does not vote.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from gridledger.ledger.state import State
 from gridledger.node.orderer import CutBlock
 from gridledger.node.store import BlockStore, encode_snapshot
 
-FAULTS = ("wrong-root", "equivocate", "garbage")
+FAULTS = ("wrong-root", "equivocate", "garbage", "silent")
 
 
 def restore_app(store: BlockStore, genesis: Genesis,
@@ -91,17 +97,24 @@ class Validator:
         self._pending = (header, result, blk)
         return header
 
+    def vote_index(self) -> int | None:
+        """This validator's index in the set certifying the pending (or next) block."""
+        return self.app.vote_index(self.key.alg, self.key.public_key.raw)
+
     def votes(self, header: Header) -> list[Vote]:
-        """What this validator broadcasts for ``header`` (faults change it)."""
+        """What this validator broadcasts for ``header`` (faults change it); nothing when
+        it is not in the set that certifies ``header``."""
+        idx = self.vote_index()
+        if idx is None or self.fault == "silent":
+            return []
         if self.fault is None:
-            return [sign_vote(self.key, header, self.index)]
+            return [sign_vote(self.key, header, idx)]
         forged = replace(header, state_root=bytes(32))
         if self.fault == "wrong-root":
-            return [sign_vote(self.key, forged, self.index)]
+            return [sign_vote(self.key, forged, idx)]
         if self.fault == "equivocate":
-            return [sign_vote(self.key, header, self.index),
-                    sign_vote(self.key, forged, self.index)]
-        return [Vote(header.height, header.hash, self.index, os.urandom(3309))]
+            return [sign_vote(self.key, header, idx), sign_vote(self.key, forged, idx)]
+        return [Vote(header.height, header.hash, idx, os.urandom(3309))]
 
     def finalize(self, cert: Certificate) -> bool:
         """Store the pending block under ``cert`` if it certifies our header.

@@ -1,9 +1,10 @@
 """``verify-chain``: replay a ledger store from genesis and check every byte.
 
 For each block: height and ``prev_hash`` link, ``tx_root`` over the stored transactions,
-the quorum certificate against the validator set of the parent state, re-execution giving
-the header's ``state_root`` and ``receipts_root``, and the stored receipts equal to the
-recomputed ones. Snapshots are checked against their block's state root. The first failure
+the header's validator-set hash and quorum certificate against the validator set of the
+parent state (so sets changed by governance are followed: each height is checked against
+the set active at it), re-execution giving the header's ``state_root`` and
+``receipts_root``, and the stored receipts equal to the recomputed ones. Snapshots are checked against their block's state root. The first failure
 is named with its height and reason.
 """
 
@@ -17,6 +18,7 @@ from gridledger.errors import GridLedgerError
 from gridledger.ledger.app import Application
 from gridledger.ledger.block import Certificate, Header, tx_root, verify_certificate
 from gridledger.ledger.modules import Module
+from gridledger.ledger.modules.registry.keeper import keys_hash
 from gridledger.ledger.state import State
 from gridledger.node.store import STORE_SUFFIX, BlockStore
 
@@ -67,8 +69,12 @@ def verify_store(path: str | Path, modules: Sequence[Module] | None = None) -> V
             if header.tx_root != tx_root(txs):
                 return VerifyReport(path, h - 1, app.state.root(), h,
                                     "tx_root does not match the stored transactions")
+            keys = app.validator_keys()  # the set active at height h (state after h - 1)
+            if header.validator_set_hash != keys_hash(keys):
+                return VerifyReport(path, h - 1, app.state.root(), h,
+                                    "validator_set_hash is not the active validator set")
             try:
-                verify_certificate(header, cert, app.validator_keys())
+                verify_certificate(header, cert, keys)
             except GridLedgerError as exc:
                 return VerifyReport(path, h - 1, app.state.root(), h, f"certificate: {exc}")
             try:
