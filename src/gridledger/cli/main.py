@@ -286,6 +286,83 @@ def node_cluster(
         cluster.stop()
 
 
+@node_app.command("new-validator")
+def node_new_validator(
+    net_dir: Annotated[Path, typer.Argument(help="The network folder (holds genesis.cbor).")],
+    name: Annotated[Optional[str], typer.Option(help="Validator name (default validator-<k>).")] = None,
+    alg: Annotated[str, typer.Option(help="ml-dsa-44|65|87")] = "ml-dsa-65",
+) -> None:
+    """Create a validator folder to be added by governance: key, node.json, join.json."""
+    _startup_check()
+    from gridledger.node.process import new_validator
+
+    if not (net_dir / "genesis.cbor").exists():
+        _fail(f"{net_dir} is not a network folder (no genesis.cbor)")
+    try:
+        d = new_validator(net_dir, _passphrase(confirm=True), name, alg)
+    except GridLedgerError as exc:
+        _fail(str(exc))
+    join = json.loads((d / "join.json").read_text())
+    console.print(f"validator folder {d}\naddress {join['address']}\n"
+                  f"give {d / 'join.json'} to a validator: gridledger tx propose-validator "
+                  f"--add {d / 'join.json'} --key <its key> --node <its API>")
+
+
+@node_app.command("validators")
+def node_validators(
+    node: Annotated[str, typer.Option(help="Node API URL.")] = "http://127.0.0.1:8080",
+) -> None:
+    """Show the active validator set, the quorum and open validator-set proposals."""
+    from gridledger.client import ApiRejected, Client
+
+    try:
+        out = Client(node).validators()
+    except ApiRejected as exc:
+        _fail(f"rejected ({exc.status}): {exc}")
+    except Exception as exc:  # connection problems
+        _fail(f"{node}: {exc}")
+    console.print_json(json.dumps(out))
+
+
+@node_app.command("evidence")
+def node_evidence(
+    store: Annotated[Path, typer.Argument(help="A validator's ledger.sqlite.")],
+) -> None:
+    """Print the equivocation evidence a validator stored, as JSON lines usable with
+    'gridledger tx propose-validator --remove ADDR --evidence FILE' (one line per file)."""
+    from gridledger.crypto.sig import address_of, verify_signature
+    from gridledger.ledger.block import VOTE_CONTEXT
+    from gridledger.ledger.modules.registry.keeper import validator_keys
+    from gridledger.node.store import BlockStore
+    from gridledger.node.validator import restore_app
+
+    if not store.is_file():
+        _fail(f"{store} is not a ledger store")
+    st = BlockStore(store)
+    try:
+        genesis = st.genesis()
+        if genesis is None:
+            _fail(f"{store} holds no genesis")
+        app, _ = restore_app(st, genesis)
+        keys = validator_keys(app.state)
+        for height, kind, body in st.evidence():
+            if kind != "equivocation":
+                continue
+            signer = None
+            for alg, pk in keys:  # name the signer by key: indices change with the set
+                if all(verify_signature(alg, pk, h, sg, VOTE_CONTEXT)
+                       for h, sg in zip(body["header_hashes"], body["sigs"])):
+                    signer = address_of(alg, pk).hex()
+            print(json.dumps({"height": int(body["height"]), "validator": signer,
+                              "validator_index": body.get("validator"),
+                              "header_hashes": [bytes(h).hex() for h in body["header_hashes"]],
+                              "sigs": [bytes(sg).hex() for sg in body["sigs"]]}))
+    except GridLedgerError as exc:
+        _fail(str(exc))
+    finally:
+        st.close()
+
+
 @tx_app.command("transfer")
 def tx_transfer(
     key: Annotated[Path, typer.Option(help="Sender's keystore file.")],
@@ -301,6 +378,68 @@ def tx_transfer(
     try:
         k = load_key(key, _passphrase())
         out = Client(node, k).transfer(bytes.fromhex(to), amount_micro, wait=wait)
+    except ApiRejected as exc:
+        _fail(f"rejected ({exc.status}): {exc}")
+    except (GridLedgerError, ValueError) as exc:
+        _fail(str(exc))
+    console.print_json(json.dumps(out))
+
+
+def _tx_client(node: str, key: Path):  # type: ignore[no-untyped-def]
+    from gridledger.client import Client
+    from gridledger.crypto.keystore import load_key
+
+    return Client(node, load_key(key, _passphrase()))
+
+
+@tx_app.command("propose-validator")
+def tx_propose_validator(
+    key: Annotated[Path, typer.Option(help="The proposing validator's keystore file.")],
+    add: Annotated[Optional[Path], typer.Option(help="join.json of the validator to add (from 'node new-validator').")] = None,
+    remove: Annotated[Optional[str], typer.Option(help="Address (hex) of the validator to remove.")] = None,
+    evidence: Annotated[Optional[Path], typer.Option(help="With --remove: one JSON line of 'node evidence'.")] = None,
+    node: Annotated[str, typer.Option(help="Node API URL.")] = "http://127.0.0.1:8080",
+    wait: Annotated[bool, typer.Option(help="Wait for the receipt.")] = True,
+) -> None:
+    """Propose adding or removing a validator (the proposal is your vote)."""
+    from gridledger.client import ApiRejected
+    from gridledger.node.process import read_join
+
+    if (add is None) == (remove is None):
+        _fail("give exactly one of --add JOIN.json or --remove ADDRESS")
+    if evidence is not None and remove is None:
+        _fail("--evidence goes with --remove")
+    try:
+        c = _tx_client(node, key)
+        if add is not None:
+            out = c.propose_add_validator(read_join(add), wait=wait)
+        else:
+            ev = None
+            if evidence is not None:
+                e = json.loads(evidence.read_text().strip().splitlines()[0])
+                ev = {"height": int(e["height"]),
+                      "header_hashes": [bytes.fromhex(h) for h in e["header_hashes"]],
+                      "sigs": [bytes.fromhex(sg) for sg in e["sigs"]]}
+            out = c.propose_remove_validator(bytes.fromhex(str(remove)), ev, wait=wait)
+    except ApiRejected as exc:
+        _fail(f"rejected ({exc.status}): {exc}")
+    except (GridLedgerError, ValueError, KeyError, OSError) as exc:
+        _fail(str(exc))
+    console.print_json(json.dumps(out))
+
+
+@tx_app.command("vote-validator")
+def tx_vote_validator(
+    key: Annotated[Path, typer.Option(help="The voting validator's keystore file.")],
+    proposal: Annotated[int, typer.Option(help="Proposal id (see 'node validators').")],
+    node: Annotated[str, typer.Option(help="Node API URL.")] = "http://127.0.0.1:8080",
+    wait: Annotated[bool, typer.Option(help="Wait for the receipt.")] = True,
+) -> None:
+    """Approve a validator-set proposal."""
+    from gridledger.client import ApiRejected
+
+    try:
+        out = _tx_client(node, key).vote_validator(proposal, wait=wait)
     except ApiRejected as exc:
         _fail(f"rejected ({exc.status}): {exc}")
     except (GridLedgerError, ValueError) as exc:
