@@ -236,7 +236,7 @@ def node_start(
     http_host: Annotated[str, typer.Option(help="HTTP API address.")] = "127.0.0.1",
     tick_s: Annotated[float, typer.Option(help="Seconds between ticks.")] = 1.0,
     replicas: Annotated[int, typer.Option(help="JetStream replicas (3 on a 3-server cluster).")] = 3,
-    fault: Annotated[Optional[str], typer.Option(help="Attack lab only: wrong-root|equivocate|garbage.")] = None,
+    fault: Annotated[Optional[str], typer.Option(help="Attack lab only: wrong-root|equivocate|garbage|silent.")] = None,
     quota_rate: Annotated[float, typer.Option(help="Admission quota per sender, tx/s (neutral reputation).")] = 20.0,
     quota_burst: Annotated[float, typer.Option(help="Admission burst per sender.")] = 200.0,
 ) -> None:

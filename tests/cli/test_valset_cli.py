@@ -1,0 +1,46 @@
+"""CLI for validator-set changes: new-validator folders and stored equivocation evidence."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from gridledger.cli.main import app
+from gridledger.crypto.sig import verify_signature
+from gridledger.ledger.modules.governance.types import VALIDATOR_POP_CONTEXT, validator_pop_message
+from gridledger.node.embedded import EmbeddedNetwork
+from gridledger.node.process import read_join
+from tests.conftest import make_chain
+
+
+def test_new_validator_folder_and_join_file(tmp_path, monkeypatch) -> None:
+    chain = make_chain(n_validators=4)
+    (tmp_path / "genesis.cbor").write_bytes(chain.genesis.encode())
+    (tmp_path / "validator-0").mkdir()
+    monkeypatch.setenv("GRIDLEDGER_PASSPHRASE", "pw")
+    res = CliRunner().invoke(app, ["node", "new-validator", str(tmp_path), "--name", "north"])
+    assert res.exit_code == 0, res.output
+    d = tmp_path / "validator-1"
+    assert (d / "validator.key.json").exists() and json.loads((d / "node.json").read_text())["index"] == 1
+    body = read_join(d / "join.json")
+    assert body["name"] == "north"
+    assert verify_signature(body["alg"], body["pk"], validator_pop_message(chain.genesis.chain_id, "north"),
+                            body["pop"], VALIDATOR_POP_CONTEXT)
+    res = CliRunner().invoke(app, ["node", "new-validator", str(tmp_path / "nowhere")])
+    assert res.exit_code == 2 and "genesis" in res.output
+
+
+def test_evidence_names_the_equivocator_by_address(tmp_path) -> None:
+    chain = make_chain(n_validators=4)
+    net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path, faults={2: "equivocate"})
+    try:
+        net.submit(chain.transfer(0, 1, 5))
+        net.tick(900)
+    finally:
+        net.close()
+    res = CliRunner().invoke(app, ["node", "evidence", str(tmp_path / "validator-0.sqlite")])
+    assert res.exit_code == 0, res.output
+    (line,) = [json.loads(x) for x in res.output.splitlines() if x.startswith("{")]
+    assert line["validator"] == chain.validators[2].address.hex() and line["height"] == 1
+    assert len(line["header_hashes"]) == 2 and len(line["sigs"]) == 2
