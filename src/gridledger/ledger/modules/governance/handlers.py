@@ -204,7 +204,7 @@ def end_block(state: State, ctx: BlockContext, events: list[dict[str, Any]]) -> 
     ids = keeper.open_ids(state)
     if not ids:
         return
-    still = []
+    still, due = [], []
     for pid in ids:
         prop = keeper.get_proposal(state, pid)
         if prop is None:
@@ -214,9 +214,13 @@ def end_block(state: State, ctx: BlockContext, events: list[dict[str, Any]]) -> 
             events.append({"type": "validator_proposal_expired", "proposal": pid,
                            "action": prop["action"], "validator": prop["validator"]})
         elif prop["status"] == "passed" and prop["activation"] <= ctx.height + 1:
-            events.append(_activate(state, prop, ctx.height + 1))
+            due.append(prop)
         else:
             still.append(pid)
+    # additions before removals (each in id order): a removal that relied on a
+    # simultaneous addition to stay above min_validators then applies
+    for prop in sorted(due, key=lambda p: (p["action"] != "add", p["id"])):
+        events.append(_activate(state, prop, ctx.height + 1))
     keeper.set_open_ids(state, still)
 
 
