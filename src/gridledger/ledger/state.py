@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import cbor2
+from sortedcontainers import SortedList
 
 from gridledger.crypto.merkle import (
     fold_path,
@@ -84,6 +85,8 @@ class State:
 
     def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
         self._data: dict[bytes, bytes] = dict(data or {})
+        # sorted key index: prefix scans cost O(log n + hits), not a pass over every key
+        self._keys: SortedList = SortedList(self._data)
         self._journal: list[tuple[bytes, bytes | None]] = []
         self._marks: list[int] = []
         self._buckets: list[dict[bytes, bytes]] = [{} for _ in range(N_BUCKETS)]
@@ -108,7 +111,12 @@ class State:
 
     def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
         """Keys under ``prefix`` in sorted order (never dict order: determinism)."""
-        return sorted(k for k in self._data if k.startswith(prefix))
+        out = []
+        for k in self._keys.irange(minimum=prefix):
+            if not k.startswith(prefix):
+                break
+            out.append(k)
+        return out
 
     def items_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
         for k in self.keys_with_prefix(prefix):
@@ -124,6 +132,8 @@ class State:
     def set(self, key: bytes, value: bytes) -> None:
         if self._marks:
             self._journal.append((key, self._data.get(key)))
+        if key not in self._data:
+            self._keys.add(key)
         self._data[key] = value
         b = bucket_of(key)
         self._buckets[b][key] = entry_hash(key, value)
@@ -144,6 +154,7 @@ class State:
         if self._marks:
             self._journal.append((key, self._data[key]))
         del self._data[key]
+        self._keys.remove(key)
         b = bucket_of(key)
         self._buckets[b].pop(key, None)
         self._dirty.add(b)
@@ -163,9 +174,12 @@ class State:
             key, old = self._journal.pop()
             b = bucket_of(key)
             if old is None:
-                self._data.pop(key, None)
+                if self._data.pop(key, None) is not None:
+                    self._keys.remove(key)
                 self._buckets[b].pop(key, None)
             else:
+                if key not in self._data:
+                    self._keys.add(key)
                 self._data[key] = old
                 self._buckets[b][key] = entry_hash(key, old)
             self._dirty.add(b)

@@ -1,0 +1,496 @@
+"""The attack lab: THREATS.md scenarios injected into a running community.
+
+Every attack is a small class with hooks into the engine's step (orders, physics, meter
+readings, transactions, ticks, blocks) and a ``result()`` in the summary's shape
+``{injected, detected, mitigated, loss, ...}``. *Detected* and *mitigated* are read from
+what the ledger and the nodes actually did (receipts, events, offenders, admission
+rejections), never from the attack's own intentions. *Loss* is money (micro-units) wrongly
+moved away from honest participants (or the DSO's grid account for metering fraud).
+
+Attackers are community members chosen deterministically from the seed; they are marked
+dishonest, so the ``honest_not_worse`` invariant is checked on everyone else.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from gridledger.errors import RejectedTx
+from gridledger.grid import SlotMeasurements, craft_stealthy_attack, under_report
+from gridledger.ledger import codec
+from gridledger.ledger.tx import Tx, decode_tx
+from gridledger.node.orderer import Entry
+from gridledger.sim.agents import Intent
+
+if TYPE_CHECKING:
+    from gridledger.node.embedded import FinalizedBlock
+    from gridledger.sim.community import Member
+    from gridledger.sim.engine import Engine
+
+
+class Attack:
+    name = ""
+    threat = ""
+    defence = ""
+
+    def __init__(self, eng: Engine, options: dict[str, Any]) -> None:
+        self.eng = eng
+        self.options = options
+        self.rng = random.Random(f"attack/{self.name}/{eng.sc.seed}")
+
+    # hooks (no-ops by default) --------------------------------------------------------------
+    def setup(self) -> None: ...
+
+    def orders(self, m: Member, slot: int, intents: list[Intent]) -> list[Intent]:
+        return intents
+
+    def physical(self, slot: int, injection_wh: dict[str, int]) -> None: ...
+
+    def measurements(self, slot: int, meas: SlotMeasurements, honest: SlotMeasurements) -> SlotMeasurements:
+        return meas
+
+    def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
+        return []
+
+    def before_tick(self, time_s: int) -> None: ...
+
+    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None: ...
+
+    def result(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # helpers ---------------------------------------------------------------------------
+    def pick(self, ok: Any, key: Any = None) -> Member:
+        """Recruit an honest member satisfying ``ok`` (by ``key`` descending, else seeded)."""
+        pool = [m for m in self.eng.members if m.honest and ok(m)]
+        if not pool:
+            pool = [m for m in self.eng.members if m.honest] or list(self.eng.members)
+        m = max(pool, key=key) if key is not None else self.rng.choice(pool)
+        m.honest = False
+        m.attack = self.name
+        return m
+
+    def record(self, injected: int, detected: int, mitigated: bool, loss: int, **more: Any) -> dict[str, Any]:
+        return {"injected": injected, "detected": detected, "mitigated": bool(mitigated),
+                "loss": int(loss), "loss_unit": "micro", "threat": self.threat,
+                "defence": self.defence, **more}
+
+    def load_in(self, m: Member, start: float, end: float) -> int:
+        eng = self.eng
+        i = eng.model.cp_index(m.cp)
+        return sum(int(eng.model.load_wh[i, s]) for s in eng.trading_slots() if eng.in_window(s, start, end))
+
+
+# ------------------------------------------------------------------------------ metering
+class FdiMeter(Attack):
+    name = "fdi-meter"
+    threat = "1 false data injection"
+    defence = ("signed readings; DSO state estimation with residual tests, protected sensors "
+               "and a two-slot test; flagged readings replaced by the network estimate")
+    window = (0.70, 0.875)   # 16:48-21:00 on a day run
+
+    def setup(self) -> None:
+        self.attacker = self.pick(lambda m: m.role == "consumer" and m.battery is None,
+                                  key=lambda m: (self.load_in(m, *self.window), m.cp))
+        self.hidden: dict[int, int] = {}
+
+    def _hide(self, slot: int, honest: SlotMeasurements) -> int:
+        true_import = max(0, -int(self.eng.delivered_truth(slot, self.attacker.cp)))
+        if not self.eng.in_window(slot, *self.window) or true_import < 150:
+            return 0
+        frac = random.Random(f"{self.name}/{self.eng.sc.seed}/{slot}").uniform(0.10, 0.50)
+        return int(true_import * frac)
+
+    def measurements(self, slot: int, meas: SlotMeasurements, honest: SlotMeasurements) -> SlotMeasurements:
+        h = self._hide(slot, honest)
+        if not h:
+            return meas
+        self.hidden[slot] = h
+        return under_report(meas, {self.attacker.cp: h})
+
+    def result(self) -> dict[str, Any]:
+        eng = self.eng
+        flagged = {s for s in self.hidden if self.attacker.cp in eng.flagged.get(s, set())}
+        missed = sorted(set(self.hidden) - flagged)
+        tau = eng.params.retail_import_micro_per_kwh
+        loss = sum(self.hidden[s] * tau // 1000 for s in missed)
+        runs = _runs(sorted(self.hidden))
+        within2 = sum(1 for r in runs if any(s in flagged for s in r[:2]))
+        honest_flags = sum(len(cps - {self.attacker.cp} - eng.attacker_cps()) for cps in eng.flagged.values())
+        return self.record(len(self.hidden), len(flagged), not missed, loss,
+                           attacker=self.attacker.name, hidden_wh=sum(self.hidden.values()),
+                           uncorrected_wh=sum(self.hidden[s] for s in missed),
+                           attack_runs=len(runs), runs_flagged_within_2_slots=within2,
+                           honest_meters_flagged=honest_flags,
+                           note="loss = hidden energy in slots never flagged, at the retail tariff")
+
+
+class FdiStealthy(FdiMeter):
+    name = "fdi-stealthy"
+    defence = ("DSO sensors are signed and protected: every meter is tested against the state "
+               "estimated from them alone, so a coordinated a = Hc attack shows")
+    window = (0.30, 0.45)    # 07:12-10:48
+
+    def measurements(self, slot: int, meas: SlotMeasurements, honest: SlotMeasurements) -> SlotMeasurements:
+        h = self._hide(slot, honest)
+        if not h:
+            return meas
+        self.hidden[slot] = h
+        # the attacker controls the meter and tries to move the DSO sensors too; they are
+        # authenticated devices, so only the meter and voltages it can reach change
+        return craft_stealthy_attack(self.eng.model, meas, self.attacker.cp, h,
+                                     attacker_can_modify_sensors=False)
+
+
+# ------------------------------------------------------------------------------ market
+class FakeBids(Attack):
+    name = "fake-bids"
+    threat = "6 market attacks"
+    defence = "escrow: a buy order locks its full cost plus fees, or is rejected (insufficient-funds)"
+    window = (0.45, 0.55)
+    FAKE_WH = 50_000_000     # 50 MWh at the retail price: far beyond any member's means
+
+    def setup(self) -> None:
+        self.attacker = self.pick(lambda m: m.role == "consumer")
+        self.placed: list[int] = []
+        self.rejected = 0
+        self.accepted = 0
+
+    def orders(self, m: Member, slot: int, intents: list[Intent]) -> list[Intent]:
+        if m is not self.attacker or not self.eng.in_window(slot, *self.window):
+            return intents
+        self.placed.append(slot)
+        v = self.eng.views[slot]
+        return [i for i in intents if i.side == "buy"] + [Intent("buy", self.FAKE_WH, v.retail)]
+
+    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
+        for r in fb.result.receipts:
+            info = self.eng.tx_info.get(r.tx_hash)
+            if info and info[0] == self.attacker.address and info[1] == "market/order" \
+                    and info[2].get("energy_wh") == self.FAKE_WH:
+                if r.ok:
+                    self.accepted += 1
+                elif r.rule == "insufficient-funds":
+                    self.rejected += 1
+
+    def result(self) -> dict[str, Any]:
+        loss = self.eng.honest_excess(self.placed)
+        return self.record(len(self.placed), self.rejected, self.accepted == 0, loss,
+                           attacker=self.attacker.name, entered_book=self.accepted,
+                           note="loss = what honest members paid beyond their no-market bill "
+                                "in the attacked slots")
+
+
+class NonDelivery(Attack):
+    name = "non-delivery"
+    threat = "6 market attacks"
+    defence = ("settlement on meter evidence: the seller pays the imbalance price on the "
+               "shortfall out of its deposit, the buyer is compensated; reputation sanctions")
+    window = (0.75, 0.85)    # 18:00-20:24: PV is gone, the attacker sells energy it lacks
+    FAKE_WH = 2_000
+
+    def setup(self) -> None:
+        self.attacker = self.pick(lambda m: "pv" in m.der and m.battery is None)
+        self.slots: list[int] = []
+
+    def orders(self, m: Member, slot: int, intents: list[Intent]) -> list[Intent]:
+        if m is not self.attacker or not self.eng.in_window(slot, *self.window):
+            return intents
+        self.slots.append(slot)
+        return [Intent("sell", self.FAKE_WH, self.eng.views[slot].feed_in)]
+
+    def result(self) -> dict[str, Any]:
+        eng = self.eng
+        me = self.attacker.address
+        nd = [e for e in eng.events if e["type"] == "non_delivery" and e["seller"] == me]
+        caught = {e["slot"] for e in nd}
+        traded = {s for s in self.slots if any(t["seller"] == me for t in eng.trades.get(s, []))}
+        victims = {e["buyer"] for e in nd}
+        loss = eng.honest_excess(self.slots, victims)
+        gain = sum(b["baseline_total_micro"] - b["total_micro"]
+                   for s in self.slots for a, b in eng.bills.get(s, {}).items() if a == me)
+        rep = eng.reputation(me)
+        sanctioned = rep < eng.params.rep_watch_below
+        return self.record(len(traded), len(caught & traded), loss == 0 and gain <= 0 and sanctioned,
+                           loss, attacker=self.attacker.name, shortfall_wh=sum(e["shortfall_wh"] for e in nd),
+                           compensation_micro=sum(e["compensation_micro"] for e in nd),
+                           cheater_gain_micro=gain, cheater_reputation=rep, victims=len(victims))
+
+
+class FalseNonReceipt(Attack):
+    name = "false-non-receipt"
+    threat = "6 market attacks"
+    defence = ("disputes decided from the buyer's own signed meter: a false claim costs the "
+               "claimant the dispute fee (paid to the seller) and reputation")
+    window = (0.45, 0.65)
+
+    def setup(self) -> None:
+        self.attacker = self.pick(lambda m: m.role == "consumer")
+        self.claimed: set[tuple[int, int]] = set()
+        self.decisions: list[dict[str, Any]] = []
+
+    def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
+        eng, me = self.eng, self.attacker.address
+        out = []
+        for s in sorted(eng.bills):
+            if not eng.in_window(s, *self.window):
+                continue
+            for t in eng.trades.get(s, []):
+                if t["buyer"] == me and (s, t["index"]) not in self.claimed and len(self.claimed) < 6:
+                    self.claimed.add((s, t["index"]))
+                    out.append(eng.tx(self.attacker.key, "disputes/claim",
+                                      {"slot": s, "trade": t["index"], "claim": "non-receipt"}))
+        return out
+
+    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
+        self.decisions += [e for e in events if e["type"] == "dispute_decided"
+                           and e["claimant"] == self.attacker.address]
+
+    def result(self) -> dict[str, Any]:
+        rejected = [d for d in self.decisions if d["outcome"] == "rejected"]
+        remedy = sum(d["remedy_micro"] for d in self.decisions)
+        return self.record(len(self.claimed), len(rejected), remedy == 0 and len(rejected) == len(self.claimed),
+                           remedy, attacker=self.attacker.name,
+                           cheater_gain_micro=-sum(d["fee_micro"] for d in rejected),
+                           cheater_reputation=self.eng.reputation(self.attacker.address))
+
+
+# ------------------------------------------------------------------------------ network
+class DosFlood(Attack):
+    name = "dos-flood"
+    threat = "2 denial of service"
+    defence = ("admission in the order size -> signature -> nonce -> quota; per-sender token "
+               "buckets scaled by reputation; bounded mempool with fair eviction")
+    windows = ((0.33, 0.34), (0.80, 0.81))
+    FACTOR = 100
+
+    def setup(self) -> None:
+        self.attacker = self.pick(lambda m: True)
+        self.sent = self.rejected = 0
+        self.flood_slots: list[int] = []
+
+    def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
+        eng = self.eng
+        if not trading or not any(eng.in_window(slot, *w) for w in self.windows):
+            return []
+        burst = int(eng.net.mempool.quota.burst * eng.net.mempool.quota.scale(self.attacker.address))
+        n = self.FACTOR * max(1, burst)
+        key = self.attacker.key
+        dso = eng.community.dso.address
+        raws = [eng.tx(key, "bank/transfer", {"to": dso, "amount_micro": 1}) for _ in range(n)]
+        res = eng.submit(raws, slot * 900 - 450)
+        self.sent += n
+        self.rejected += sum(1 for r in res if isinstance(r, RejectedTx))
+        self.flood_slots.append(slot)
+        return []
+
+    def result(self) -> dict[str, Any]:
+        eng = self.eng
+        honest = {m.address for m in eng.members if m.honest}
+        wanted = included = 0
+        for s in self.flood_slots:
+            for raw in eng.order_raws.get(s, []):
+                tx = decode_tx(raw)
+                if tx.sender in honest:
+                    wanted += 1
+                    included += int(eng.placed_ok(tx.id))
+        loss = eng.honest_excess(self.flood_slots)
+        return self.record(self.sent, self.rejected, included == wanted and loss == 0, loss,
+                           attacker=self.attacker.name, honest_orders=wanted,
+                           honest_orders_included=included, flood_slots=len(self.flood_slots),
+                           note="honest latency under flood vs baseline: see timings.dos_flood")
+
+
+class ByzantineValidator(Attack):
+    name = "byzantine-validator"
+    threat = "4 51% attack on small ledgers"
+    defence = ("BFT quorum certificates over the state root; equivocation evidence; offenders "
+               "named; a minority cannot finalise anything")
+    windows = (((0.40, 0.45), "wrong-root"), ((0.60, 0.65), "equivocate"))
+
+    def setup(self) -> None:
+        n = len(self.eng.net.validators)
+        f = (n - 1) // 3
+        self.faulty = list(range(n - f, n))
+        self.blocks = self.detected = 0
+        self.active: str | None = None
+
+    def before_tick(self, time_s: int) -> None:
+        slot = (time_s + 450) // 900
+        mode = None
+        for w, m in self.windows:
+            if self.eng.in_window(slot, *w):
+                mode = m
+        self.active = mode
+        for i in self.faulty:
+            self.eng.net.validators[i].fault = mode
+
+    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
+        if self.active is None:
+            return
+        self.blocks += 1
+        if all(i in fb.offenders for i in self.faulty):
+            self.detected += 1
+
+    def result(self) -> dict[str, Any]:
+        named = {i: sorted(r) for i, r in sorted(self.eng.net.offenders.items())}
+        honest_named = [i for i in named if i not in self.faulty]
+        ok = self.detected == self.blocks and not honest_named and self.eng.validators_agree
+        return self.record(self.blocks, self.detected, ok, 0,
+                           faulty_validators=self.faulty,
+                           offenders={str(i): r for i, r in named.items()},
+                           equivocation_evidence=len(self.eng.net.evidence),
+                           note="injected = blocks voted on while faulty; every one was "
+                                "finalised by the honest quorum")
+
+
+class Replay(Attack):
+    name = "replay"
+    threat = "14 communication"
+    defence = "per-sender nonces and chain id inside the signature; checked at admission and in execution"
+    windows = ((0.37, 0.38), (0.62, 0.63), (0.90, 0.91))
+    PER = 3
+
+    def setup(self) -> None:
+        self.sent = 0
+        self.rejected_admission = 0
+        self.rejected_exec = 0
+        self.ids: set[bytes] = set()
+        self.inject: list[bytes] = []
+        self.placed_before: dict[bytes, int] = {}
+
+    def _captured(self, slot: int) -> list[bytes]:
+        return self.eng.order_raws.get(slot - 1, [])[: self.PER]
+
+    def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
+        if not trading or not any(self.eng.in_window(slot, *w) for w in self.windows):
+            return []
+        caps = self._captured(slot)
+        res = self.eng.submit(caps, slot * 900 - 450)             # through a node's API
+        self.rejected_admission += sum(1 for r in res if isinstance(r, RejectedTx))
+        self.inject = list(caps)                                  # and straight into the log
+        self.sent += 2 * len(caps)
+        self.ids |= {decode_tx(r).id for r in caps}
+        return []
+
+    def before_tick(self, time_s: int) -> None:
+        if self.inject and time_s % 900 == 450:
+            for raw in self.inject:
+                self.eng.net.orderer.append(Entry("tx", tx=raw))
+            self.inject = []
+
+    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
+        self.rejected_exec += sum(1 for r in fb.result.receipts if not r.ok and r.tx_hash in self.ids)
+
+    def result(self) -> dict[str, Any]:
+        dup = self.eng.duplicate_orders(self.ids)
+        return self.record(self.sent, self.rejected_admission + self.rejected_exec,
+                           dup == 0 and self.rejected_admission + self.rejected_exec == self.sent, 0,
+                           at_admission=self.rejected_admission, in_execution=self.rejected_exec,
+                           duplicated_orders=dup)
+
+
+class Tamper(Replay):
+    name = "tamper"
+    defence = "every transaction is ML-DSA signed over its canonical encoding; altered bytes fail"
+    windows = ((0.52, 0.53),)
+
+    def _captured(self, slot: int) -> list[bytes]:
+        out = []
+        for raw in self.eng.order_raws.get(slot - 1, [])[: self.PER]:
+            obj = codec.decode(raw)
+            obj["body"] = {**obj["body"], "slot": slot + 1,
+                           "energy_wh": obj["body"]["energy_wh"] * 10}
+            out.append(codec.encode(obj))
+        return out
+
+    def result(self) -> dict[str, Any]:
+        r = super().result()
+        r["note"] = "captured orders with a changed quantity and slot, sent to a node and into the log"
+        return r
+
+
+class ClassicalKey(Attack):
+    name = "classical-key"
+    threat = "Q quantum adversary"
+    defence = "only ML-DSA algorithm ids are accepted; classical algorithms are refused by name"
+    window = (0.20, 0.21)
+
+    def setup(self) -> None:
+        self.sent = self.rejected = 0
+        self.ids: set[bytes] = set()
+        self.inject: list[bytes] = []
+
+    def _forge(self, slot: int, alg: str) -> bytes:
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+        from cryptography.hazmat.primitives import hashes
+
+        from gridledger.ledger.tx import signing_bytes
+
+        victim = self.eng.members[0]
+        body = {"slot": slot + 1, "side": "buy", "energy_wh": 1000, "price_micro_per_kwh": 1}
+        msg = signing_bytes(self.eng.sc.chain_id, victim.address, 0, "market/order", body, alg)
+        if alg == "ed25519":
+            sig = ed25519.Ed25519PrivateKey.generate().sign(msg)
+        else:
+            sig = ec.generate_private_key(ec.SECP256R1()).sign(msg, ec.ECDSA(hashes.SHA256()))
+        return codec.encode({"alg": alg, "body": body, "chain_id": self.eng.sc.chain_id,
+                             "kind": "market/order", "nonce": 0, "sender": victim.address, "sig": sig})
+
+    def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
+        if not trading or not self.eng.in_window(slot, *self.window):
+            return []
+        raws = [self._forge(slot, "ed25519"), self._forge(slot, "ecdsa-p256")]
+        res = self.eng.submit(raws, slot * 900 - 450)
+        self.rejected += sum(1 for r in res if isinstance(r, RejectedTx) and r.rule == "classical-key")
+        self.inject = raws
+        self.sent += 2 * len(raws)
+        return []
+
+    def before_tick(self, time_s: int) -> None:
+        if self.inject and time_s % 900 == 450:
+            for raw in self.inject:
+                self.eng.net.orderer.append(Entry("tx", tx=raw))
+            self.inject = []
+
+    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
+        self.rejected += sum(1 for r in fb.result.receipts if not r.ok and r.rule == "classical-key")
+
+    def result(self) -> dict[str, Any]:
+        return self.record(self.sent, self.rejected, self.rejected == self.sent, 0,
+                           note="Ed25519 and ECDSA-P256 signed orders in a member's name, "
+                                "to a node and straight into the ordered log")
+
+
+ATTACK_CLASSES: dict[str, type[Attack]] = {c.name: c for c in (
+    FdiMeter, FdiStealthy, DosFlood, ByzantineValidator, FakeBids, NonDelivery, FalseNonReceipt,
+    Replay, Tamper, ClassicalKey)}
+ATTACKS: tuple[str, ...] = tuple(ATTACK_CLASSES)
+DEFAULT_ATTACKS = ("fdi-meter", "fake-bids", "non-delivery", "false-non-receipt", "dos-flood",
+                   "byzantine-validator", "replay")
+PLANNED = ("usage-inference", "deanonymize", "price-manipulation", "crash", "bad-aggregator",
+           "audit-export", "vulnerable-firmware", "fake-patch", "sybil", "contract-bug",
+           "ev-roaming")
+
+
+def make_attacks(names: Sequence[str], eng: Engine, options: dict[str, Any]) -> list[Attack]:
+    out = [ATTACK_CLASSES[n](eng, options.get(n, {})) for n in names]
+    for a in out:
+        a.setup()
+    return out
+
+
+def _runs(slots: list[int]) -> list[list[int]]:
+    """Consecutive runs of slot numbers."""
+    out: list[list[int]] = []
+    for s in slots:
+        if out and s == out[-1][-1] + 1:
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out
+
+
+__all__ = ["ATTACKS", "DEFAULT_ATTACKS", "PLANNED", "Attack", "make_attacks", "Tx"]

@@ -1,0 +1,168 @@
+"""The community: who sits at which connection point, with what equipment, and the genesis.
+
+Members are connection points of the real network. Equipment comes from the network's own
+data: PV where the cp's generation profile is non-zero, a battery where it has storage
+(power = the largest slot of its SimBench storage profile, capacity = 2 h of that power, as
+SimBench sizes them), EV chargers and heat pumps where a SimBench load at the bus follows an
+EV (``HLS``/``APLS``/``WLS``) or heat-pump (``Air``/``Soil``) profile.
+
+Which cps join: every cp with PV or a battery (they have something to trade), then a seeded
+choice among the rest, up to ``participants``. The cps that do not join stay on the grid as
+ordinary DSO customers: they load the network and are metered by the DSO, but do not trade.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from gridledger.crypto.sig import SigningKey
+from gridledger.grid import GridModel
+from gridledger.ledger.genesis import Genesis, make_genesis
+from gridledger.sim.keys import sim_key
+from gridledger.sim.scenario import Scenario
+
+MEMBER_BALANCE = 2_000_000_000      # micro: 2 000 units of community currency each
+GRID_BALANCE = 10_000_000_000_000   # the DSO's grid account pays feed-in and compensation
+BATTERY_HOURS = 2                   # SimBench: max_e_mwh = 2 h x p_mw
+SETTLE_WINDOW_S = 1800              # two slots: the DSO's two-slot FDI test can still correct
+TOU_PEAK_FEE = 20_000               # extra grid fee 17:00-21:00 (micro/kWh)
+
+
+@dataclass(frozen=True)
+class Battery:
+    power_wh: int        # per 15-minute slot
+    capacity_wh: int
+    efficiency_pct: int = 90  # charging losses
+
+
+@dataclass
+class Member:
+    index: int
+    name: str
+    cp: str
+    key: SigningKey
+    meter: SigningKey
+    role: str                       # "prosumer" | "consumer"
+    der: tuple[str, ...]
+    battery: Battery | None
+    strategy: str = "truthful"       # truthful | zip | battery
+    honest: bool = True
+    attack: str | None = None
+
+    @property
+    def address(self) -> bytes:
+        return self.key.address
+
+
+@dataclass
+class Community:
+    members: list[Member]
+    validators: list[SigningKey]
+    dso: SigningKey
+    genesis: Genesis
+    outsiders: tuple[str, ...]
+    """Connection points that do not trade (ordinary DSO customers)."""
+    extra_keys: dict[str, SigningKey] = field(default_factory=dict)
+
+    def by_address(self) -> dict[bytes, Member]:
+        return {m.address: m for m in self.members}
+
+    def by_cp(self) -> dict[str, Member]:
+        return {m.cp: m for m in self.members}
+
+
+@lru_cache(maxsize=8)
+def _simbench_tags(code: str) -> dict[int, frozenset[str]]:
+    """Bus -> {"ev", "heat-pump"} from a SimBench net's load profile names."""
+    try:
+        import simbench
+    except ImportError:  # pragma: no cover - a dependency
+        return {}
+    try:
+        net = simbench.get_simbench_net(code)
+    except Exception:  # not a SimBench code (a file or a pandapower example)
+        return {}
+    tags: dict[int, set[str]] = {}
+    for bus, prof in zip(net.load.bus, net.load.profile.astype(str)):
+        if prof.startswith(("HLS", "APLS", "WLS")):
+            tags.setdefault(int(bus), set()).add("ev")
+        elif prof.startswith(("Air", "Soil")):
+            tags.setdefault(int(bus), set()).add("heat-pump")
+    return {b: frozenset(t) for b, t in tags.items()}
+
+
+def equipment(model: GridModel) -> dict[str, tuple[tuple[str, ...], Battery | None]]:
+    """Per cp: its DER tags and battery, from the network's data."""
+    tags = _simbench_tags(model.name)
+    out: dict[str, tuple[tuple[str, ...], Battery | None]] = {}
+    for i, cp in enumerate(model.cps):
+        der: list[str] = []
+        battery = None
+        if int(np.max(model.pv_wh[i])) > 0:
+            der.append("pv")
+        peak = int(np.max(np.abs(model.storage_wh[i])))
+        if peak > 0:
+            der.append("battery")
+            battery = Battery(power_wh=peak, capacity_wh=peak * 4 * BATTERY_HOURS)
+        der += sorted(tags.get(cp.bus, ()))
+        out[cp.cp_id] = (tuple(der), battery)
+    return out
+
+
+def choose_members(model: GridModel, sc: Scenario) -> list[str]:
+    """The cps that join: DER owners first, then a seeded choice of the rest (sorted ids)."""
+    eq = equipment(model)
+    with_der = [cp for cp in model.cp_ids if {"pv", "battery"} & set(eq[cp][0])]
+    rest = [cp for cp in model.cp_ids if cp not in with_der]
+    random.Random(f"members/{sc.seed}").shuffle(rest)
+    chosen = (with_der + rest)[: sc.participants]
+    return sorted(chosen)
+
+
+def assign_strategies(members: list[Member], seed: int) -> None:
+    """Battery owners arbitrage; the others are split between truthful and ZIP traders."""
+    rng = random.Random(f"strategies/{seed}")
+    for m in members:
+        if m.battery is not None:
+            m.strategy = "battery"
+        else:
+            m.strategy = "zip" if rng.random() < 0.5 else "truthful"
+
+
+def tou_fees() -> list[int]:
+    """Time-of-use grid fee per slot of the day: an evening-peak surcharge."""
+    return [TOU_PEAK_FEE if 68 <= s < 84 else 0 for s in range(96)]
+
+
+def build_community(model: GridModel, sc: Scenario) -> Community:
+    eq = equipment(model)
+    cps = choose_members(model, sc)
+    members = []
+    for i, cp in enumerate(cps):
+        der, battery = eq[cp]
+        role = "prosumer" if {"pv", "battery"} & set(der) else "consumer"
+        members.append(Member(i, f"h{i + 1:02d}", cp, sim_key(sc.seed, "member", i),
+                              sim_key(sc.seed, "meter", i, alg="ml-dsa-44"), role, der, battery))
+    assign_strategies(members, sc.seed)
+    validators = [sim_key(sc.seed, "validator", i) for i in range(sc.validators)]
+    dso = sim_key(sc.seed, "dso", 0)
+    parts: list[dict[str, Any]] = [
+        {"alg": k.alg, "pk": k.public_key.raw, "roles": ["validator"], "name": f"validator-{i}"}
+        for i, k in enumerate(validators)]
+    parts.append({"alg": dso.alg, "pk": dso.public_key.raw, "roles": ["dso"], "name": "dso",
+                  "balance_micro": GRID_BALANCE})
+    for m in members:
+        parts.append({"alg": m.key.alg, "pk": m.key.public_key.raw, "roles": [m.role],
+                      "name": m.name, "cp": m.cp, "balance_micro": MEMBER_BALANCE})
+        parts.append({"alg": m.meter.alg, "pk": m.meter.public_key.raw, "roles": ["meter"],
+                      "name": f"meter-{m.name}", "meter_of": m.cp})
+    params = {"settle_window_s": SETTLE_WINDOW_S, "mechanism": sc.mechanism,
+              "grid_fee_tou_micro_per_kwh": tou_fees()}
+    genesis = make_genesis(sc.chain_id, parts, params)
+    outsiders = tuple(cp for cp in model.cp_ids if cp not in set(cps))
+    return Community(members, validators, dso, genesis, outsiders)

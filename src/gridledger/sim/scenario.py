@@ -1,0 +1,104 @@
+"""What a simulation run is: its parameters, checked before any work starts.
+
+``Scenario`` is everything ``gridledger demo`` takes from its flags. ``check_scenario``
+turns bad input (unknown attack, unknown network, sizes out of range) into a
+``ConfigError`` whose message names the problem, and loads the grid once, so a run never
+fails half-way for a reason that was visible at the start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gridledger.errors import ConfigError, GridError
+from gridledger.grid import SLOTS_PER_DAY, GridModel, load_grid
+
+DEFAULT_NETWORK = "1-LV-semiurb4--2-sw"
+"""SimBench semi-urban LV grid, 2024 scenario: 39 connection points with households, shops,
+PV, home and commercial batteries, heat pumps and EV chargers, on a 400 kVA transformer."""
+
+DEFAULT_START_DAY = 136
+"""Monday 16 May 2016 (day-of-year index in SimBench's profile year): a sunny spring day."""
+
+MAX_SLOTS = 366 * SLOTS_PER_DAY
+MAX_VALIDATORS = 31
+
+
+@dataclass(frozen=True)
+class Scenario:
+    participants: int = 30
+    slots: int = SLOTS_PER_DAY
+    validators: int = 4
+    attacks: tuple[str, ...] = ()
+    seed: int = 7
+    network: str = DEFAULT_NETWORK
+    start_day: int = DEFAULT_START_DAY
+    mechanism: str = "uniform"
+    chain_id: str = "gridledger-demo"
+    notes: tuple[str, ...] = field(default=(), compare=False)
+    """Adjustments made while parsing (e.g. an attack left out of the default set)."""
+
+    @property
+    def first_slot(self) -> int:
+        """The first simulated slot, as an index into the profile year (= ledger slot)."""
+        return self.start_day * SLOTS_PER_DAY
+
+
+def parse_attacks(spec: str, validators: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``spec`` = ``default`` | ``all`` | ``none`` | comma-separated names.
+
+    Returns (attacks in canonical order, notes). Raises ``ConfigError`` for unknown names.
+    """
+    from gridledger.sim.attacks import ATTACKS, DEFAULT_ATTACKS, PLANNED
+
+    spec = spec.strip()
+    notes: list[str] = []
+    if spec in ("", "none"):
+        return (), ()
+    if spec == "default":
+        names = list(DEFAULT_ATTACKS)
+    elif spec == "all":
+        names = list(ATTACKS)
+    else:
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+        for n in names:
+            if n in PLANNED:
+                raise ConfigError(f"attack {n!r} is a THREATS.md scenario the simulator does not "
+                                  f"implement yet; available: {', '.join(ATTACKS)}")
+            if n not in ATTACKS:
+                raise ConfigError(f"unknown attack {n!r}; available: {', '.join(ATTACKS)} "
+                                  "(or 'default', 'all', 'none')")
+        if "byzantine-validator" in names and validators < 4:
+            raise ConfigError("attack byzantine-validator needs --validators >= 4 "
+                              "(f = 1 faulty validator is tolerated only with n >= 3f + 1)")
+    if spec in ("default", "all") and validators < 4 and "byzantine-validator" in names:
+        names.remove("byzantine-validator")
+        notes.append("byzantine-validator left out: it needs at least 4 validators")
+    order = {n: i for i, n in enumerate(ATTACKS)}
+    return tuple(sorted(dict.fromkeys(names), key=order.__getitem__)), tuple(notes)
+
+
+def check_scenario(sc: Scenario) -> GridModel:
+    """Validate ``sc`` and load its grid; raises ``ConfigError`` naming the problem."""
+    if not 1 <= sc.validators <= MAX_VALIDATORS:
+        raise ConfigError(f"--validators must be between 1 and {MAX_VALIDATORS}, got {sc.validators}")
+    if not 1 <= sc.slots <= MAX_SLOTS:
+        raise ConfigError(f"the run must last between 1 slot and 366 days, got {sc.slots} slots")
+    if sc.participants < 2:
+        raise ConfigError(f"--prosumers must be at least 2 (a market needs two sides), "
+                          f"got {sc.participants}")
+    if sc.mechanism not in ("uniform", "pay_as_bid", "continuous"):
+        raise ConfigError(f"unknown mechanism {sc.mechanism!r} (uniform, pay_as_bid, continuous)")
+    try:
+        model = load_grid(sc.network)
+    except GridError as exc:
+        raise ConfigError(f"--network {sc.network!r}: {exc}") from None
+    n_cp = len(model.cp_ids)
+    if sc.participants > n_cp:
+        raise ConfigError(f"--prosumers {sc.participants} exceeds the {n_cp} connection points of "
+                          f"{model.name} (one identity per connection point); choose a larger "
+                          f"network, e.g. 1-LV-rural3--2-sw (118) or 1-LV-semiurb5--2-sw (104)")
+    if not 0 <= sc.first_slot or sc.first_slot + sc.slots + 4 > model.n_slots:
+        raise ConfigError(f"{sc.slots} slots from day {sc.start_day} run past the "
+                          f"{model.n_slots // SLOTS_PER_DAY} days of {model.name}'s profiles")
+    return model
