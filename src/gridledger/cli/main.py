@@ -342,7 +342,7 @@ def node_evidence(
     try:
         genesis = st.genesis()
         if genesis is None:
-            _fail(f"{store} holds no genesis")
+            raise GridLedgerError(f"{store} holds no genesis")
         app, _ = restore_app(st, genesis)
         keys = validator_keys(app.state)
         for height, kind, body in st.evidence():
