@@ -401,7 +401,9 @@ def tx_propose_validator(
     node: Annotated[str, typer.Option(help="Node API URL.")] = "http://127.0.0.1:8080",
     wait: Annotated[bool, typer.Option(help="Wait for the receipt.")] = True,
 ) -> None:
-    """Propose adding or removing a validator (the proposal is your vote)."""
+    """Propose adding or removing a validator (the proposal is your vote).
+
+    Exits 1 if the committed transaction failed (its receipt names the rule)."""
     from gridledger.client import ApiRejected
     from gridledger.node.process import read_join
 
@@ -425,7 +427,15 @@ def tx_propose_validator(
         _fail(f"rejected ({exc.status}): {exc}")
     except (GridLedgerError, ValueError, KeyError, OSError) as exc:
         _fail(str(exc))
+    _print_receipt(out)
+
+
+def _print_receipt(out: dict[str, object]) -> None:
+    """Print the API answer; exit 1 if the committed transaction failed (rule in detail)."""
     console.print_json(json.dumps(out))
+    rec = out.get("receipt")
+    if isinstance(rec, dict) and not rec.get("ok", True):
+        raise typer.Exit(1)
 
 
 @tx_app.command("vote-validator")
@@ -435,7 +445,7 @@ def tx_vote_validator(
     node: Annotated[str, typer.Option(help="Node API URL.")] = "http://127.0.0.1:8080",
     wait: Annotated[bool, typer.Option(help="Wait for the receipt.")] = True,
 ) -> None:
-    """Approve a validator-set proposal."""
+    """Approve a validator-set proposal (exits 1 if the receipt says it failed)."""
     from gridledger.client import ApiRejected
 
     try:
@@ -444,7 +454,7 @@ def tx_vote_validator(
         _fail(f"rejected ({exc.status}): {exc}")
     except (GridLedgerError, ValueError) as exc:
         _fail(str(exc))
-    console.print_json(json.dumps(out))
+    _print_receipt(out)
 
 
 def main() -> None:  # pragma: no cover
