@@ -87,12 +87,16 @@ def check_envelope(state: State, chain_id: str, tx: Tx, sig_check: SigCheck) -> 
     if tx.alg != participant["alg"] or not sig_check(tx, participant["alg"], participant["pk"]):
         raise BadSignature(f"signature does not verify under the key registered for "
                            f"{tx.sender.hex()[:16]}…")
-    expected = next_nonce(state, tx.sender)
-    if tx.nonce < expected:
-        raise ReplayedNonce(f"nonce {tx.nonce} already used (next is {expected})")
-    if tx.nonce > expected:
-        raise NonceGap(f"nonce {tx.nonce} skips ahead (next is {expected})")
+    check_nonce(tx.nonce, next_nonce(state, tx.sender))
     return participant
+
+
+def check_nonce(nonce: int, expected: int) -> None:
+    """Replay protection: each sender's nonces are used once, in order."""
+    if nonce < expected:
+        raise ReplayedNonce(f"nonce {nonce} already used (next is {expected})")
+    if nonce > expected:
+        raise NonceGap(f"nonce {nonce} skips ahead (next is {expected})")
 
 
 def route(modules: Sequence[Module]) -> dict[str, tuple[Module, Handler]]:

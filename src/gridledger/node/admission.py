@@ -27,6 +27,7 @@ from gridledger.errors import (
     WrongChain,
 )
 from gridledger.ledger.app import Application
+from gridledger.ledger import execute
 from gridledger.ledger.execute import default_sig_check, next_nonce
 from gridledger.ledger.modules.registry.keeper import require_participant
 from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
@@ -154,11 +155,7 @@ class Mempool:
         return out  # type: ignore[return-value]
 
     def _enqueue(self, tx: Tx, now_s: float) -> None:
-        expected = self._expected_nonce(tx.sender)
-        if tx.nonce < expected:
-            raise ReplayedNonce(f"nonce {tx.nonce} already used (next is {expected})")
-        if tx.nonce > expected:
-            raise NonceGap(f"nonce {tx.nonce} skips ahead (next is {expected})")
+        execute.check_nonce(tx.nonce, self._expected_nonce(tx.sender))
         bucket = self._buckets.get(tx.sender)
         scale = self.quota.scale(tx.sender)
         if bucket is None:

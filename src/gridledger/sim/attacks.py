@@ -14,6 +14,7 @@ dishonest, so the ``honest_not_worse`` invariant is checked on everyone else.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,9 @@ class Attack:
 
     def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
         return []
+
+    def after_submit(self, slot: int, raws: list[bytes]) -> None:
+        """The slot's honest transactions were just submitted (they are public now)."""
 
     def before_tick(self, time_s: int) -> None: ...
 
@@ -132,6 +136,7 @@ class FdiStealthy(FdiMeter):
     defence = ("DSO sensors are signed and protected: every meter is tested against the state "
                "estimated from them alone, so a coordinated a = Hc attack shows")
     window = (0.30, 0.45)    # 07:12-10:48
+    sensors_protected = True  # the DSO's sensors sign their readings (the defence)
 
     def measurements(self, slot: int, meas: SlotMeasurements, honest: SlotMeasurements) -> SlotMeasurements:
         h = self._hide(slot, honest)
@@ -141,7 +146,7 @@ class FdiStealthy(FdiMeter):
         # the attacker controls the meter and tries to move the DSO sensors too; they are
         # authenticated devices, so only the meter and voltages it can reach change
         return craft_stealthy_attack(self.eng.model, meas, self.attacker.cp, h,
-                                     attacker_can_modify_sensors=False)
+                                     attacker_can_modify_sensors=not self.sensors_protected)
 
 
 # ------------------------------------------------------------------------------ market
@@ -268,14 +273,15 @@ class DosFlood(Attack):
 
     def setup(self) -> None:
         self.attacker = self.pick(lambda m: True)
-        self.sent = self.rejected = 0
+        self.sent = self.rejected = self.quota = 0
         self.flood_slots: list[int] = []
 
     def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
         eng = self.eng
         if not trading or not any(eng.in_window(slot, *w) for w in self.windows):
             return []
-        burst = int(eng.net.mempool.quota.burst * eng.net.mempool.quota.scale(self.attacker.address))
+        # the sender's quota as policy sets it (burst scaled by reputation)
+        burst = int(eng.net.mempool.quota.burst * max(0.1, eng.reputation(self.attacker.address) / 500))
         n = self.FACTOR * max(1, burst)
         key = self.attacker.key
         dso = eng.community.dso.address
@@ -283,6 +289,7 @@ class DosFlood(Attack):
         res = eng.submit(raws, slot * 900 - 450)
         self.sent += n
         self.rejected += sum(1 for r in res if isinstance(r, RejectedTx))
+        self.quota += burst
         self.flood_slots.append(slot)
         return []
 
@@ -297,8 +304,11 @@ class DosFlood(Attack):
                     wanted += 1
                     included += int(eng.placed_ok(tx.id))
         loss = eng.honest_excess(self.flood_slots)
-        return self.record(self.sent, self.rejected, included == wanted and loss == 0, loss,
-                           attacker=self.attacker.name, honest_orders=wanted,
+        admitted = self.sent - self.rejected
+        ok = included == wanted and loss == 0 and admitted <= self.quota
+        return self.record(self.sent, self.rejected, ok, loss,
+                           attacker=self.attacker.name, flood_admitted=admitted,
+                           flood_quota=self.quota, honest_orders=wanted,
                            honest_orders_included=included, flood_slots=len(self.flood_slots),
                            note="honest latency under flood vs baseline: see timings.dos_flood")
 
@@ -359,35 +369,33 @@ class Replay(Attack):
         self.rejected_exec = 0
         self.ids: set[bytes] = set()
         self.inject: list[bytes] = []
-        self.placed_before: dict[bytes, int] = {}
 
-    def _captured(self, slot: int) -> list[bytes]:
-        return self.eng.order_raws.get(slot - 1, [])[: self.PER]
+    def _active(self, slot: int) -> bool:
+        return any(self.eng.in_window(slot, *w) for w in self.windows)
 
-    def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
-        if not trading or not any(self.eng.in_window(slot, *w) for w in self.windows):
-            return []
-        caps = self._captured(slot)
-        res = self.eng.submit(caps, slot * 900 - 450)             # through a node's API
+    def after_submit(self, slot: int, raws: list[bytes]) -> None:
+        """Honest orders of this slot are on the wire: copy them, resend them to a node, and
+        have a malicious relay slip the copies into the next block behind the originals."""
+        if not self._active(slot):
+            return
+        caps = [r for r in raws if decode_tx(r).kind == "market/order"][: self.PER]
+        res = self.eng.submit(caps, slot * 900 - 450)
         self.rejected_admission += sum(1 for r in res if isinstance(r, RejectedTx))
-        self.inject = list(caps)                                  # and straight into the log
+        mp = self.eng.net.mempool
+        for raw in caps:  # bypass admission, as a Byzantine entry node would
+            tx = decode_tx(raw)
+            mp._queues.setdefault(tx.sender, deque()).append(tx)
+            mp._size += 1
         self.sent += 2 * len(caps)
         self.ids |= {decode_tx(r).id for r in caps}
-        return []
-
-    def before_tick(self, time_s: int) -> None:
-        if self.inject and time_s % 900 == 450:
-            for raw in self.inject:
-                self.eng.net.orderer.append(Entry("tx", tx=raw))
-            self.inject = []
 
     def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
         self.rejected_exec += sum(1 for r in fb.result.receipts if not r.ok and r.tx_hash in self.ids)
 
     def result(self) -> dict[str, Any]:
         dup = self.eng.duplicate_orders(self.ids)
-        return self.record(self.sent, self.rejected_admission + self.rejected_exec,
-                           dup == 0 and self.rejected_admission + self.rejected_exec == self.sent, 0,
+        caught = self.rejected_admission + self.rejected_exec
+        return self.record(self.sent, caught, dup == 0 and caught == self.sent, 0,
                            at_admission=self.rejected_admission, in_execution=self.rejected_exec,
                            duplicated_orders=dup)
 
@@ -397,18 +405,24 @@ class Tamper(Replay):
     defence = "every transaction is ML-DSA signed over its canonical encoding; altered bytes fail"
     windows = ((0.52, 0.53),)
 
-    def _captured(self, slot: int) -> list[bytes]:
+    def after_submit(self, slot: int, raws: list[bytes]) -> None:
+        if not self._active(slot):
+            return
         out = []
-        for raw in self.eng.order_raws.get(slot - 1, [])[: self.PER]:
+        for raw in [r for r in raws if decode_tx(r).kind == "market/order"][: self.PER]:
             obj = codec.decode(raw)
-            obj["body"] = {**obj["body"], "slot": slot + 1,
-                           "energy_wh": obj["body"]["energy_wh"] * 10}
+            obj["body"] = {**obj["body"], "energy_wh": obj["body"]["energy_wh"] * 10}
             out.append(codec.encode(obj))
-        return out
+        res = self.eng.submit(out, slot * 900 - 450)
+        self.rejected_admission += sum(1 for r in res if isinstance(r, RejectedTx))
+        for raw in out:  # and straight into the ordered log
+            self.eng.net.orderer.append(Entry("tx", tx=raw))
+        self.sent += 2 * len(out)
+        self.ids |= {decode_tx(r).id for r in out}
 
     def result(self) -> dict[str, Any]:
         r = super().result()
-        r["note"] = "captured orders with a changed quantity and slot, sent to a node and into the log"
+        r["note"] = "captured orders with a tenfold quantity, sent to a node and into the log"
         return r
 
 

@@ -310,6 +310,8 @@ class Engine:
         self.pending_flags = []
         t0 = time.perf_counter()
         self.submit(extra + raws, t_a)
+        for a in self.attacks:
+            a.after_submit(L, raws)
         self.tick(t_a)
         # honest transactions wait behind whatever an attacker pushed into admission first
         self.step_latency_s.append((L, time.perf_counter() - t0 + self._attack_admit_s))

@@ -33,6 +33,7 @@ class Scenario:
     seed: int = 7
     network: str = DEFAULT_NETWORK
     start_day: int = DEFAULT_START_DAY
+    start_slot_of_day: int = 0
     mechanism: str = "uniform"
     chain_id: str = "gridledger-demo"
     notes: tuple[str, ...] = field(default=(), compare=False)
@@ -41,7 +42,7 @@ class Scenario:
     @property
     def first_slot(self) -> int:
         """The first simulated slot, as an index into the profile year (= ledger slot)."""
-        return self.start_day * SLOTS_PER_DAY
+        return self.start_day * SLOTS_PER_DAY + self.start_slot_of_day
 
 
 def parse_attacks(spec: str, validators: int) -> tuple[tuple[str, ...], tuple[str, ...]]:

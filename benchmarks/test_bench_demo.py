@@ -1,0 +1,27 @@
+"""Quick demo benchmark: the main job stays under two minutes on this class of machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gridledger.bench.demo import TARGET_S, run
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    return run(quick=True)
+
+
+def test_both_runs_are_correct(report: dict[str, Any]) -> None:
+    assert report["default"]["invariants_ok"] and report["honest"]["invariants_ok"]
+    assert report["default"]["all_mitigated"]
+    assert report["default"]["txs"] > report["honest"]["txs"]
+
+
+def test_default_day_projected_under_two_minutes(report: dict[str, Any]) -> None:
+    # projected from 16 slots (fixed start-up costs counted six times: pessimistic); CPU time,
+    # because other jobs on the shared box stretch wall time
+    cpu_day = report["default"]["cpu_s"] * 96 / report["slots"]
+    assert cpu_day < TARGET_S, report
