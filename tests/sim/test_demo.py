@@ -172,7 +172,7 @@ def test_fake_bids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_non_delivery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = check_defended(run(tmp_path / "on", ("non-delivery",)), "non-delivery")
-    assert r["cheater_gain_micro"] <= 0 and r["cheater_reputation"] < 400 and r["compensation_micro"] > 0
+    assert r["cheater_gain_micro"] <= 0 and r["reputation_penalties"] > 0 and r["compensation_micro"] > 0
     from gridledger.ledger.modules.market import settlement
     from gridledger.ledger.modules.market import keeper
     from gridledger.ledger.modules.registry.keeper import cp_of

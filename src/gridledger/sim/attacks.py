@@ -217,11 +217,15 @@ class NonDelivery(Attack):
         gain = sum(b["baseline_total_micro"] - b["total_micro"]
                    for s in self.slots for a, b in eng.bills.get(s, {}).items() if a == me)
         rep = eng.reputation(me)
-        sanctioned = rep < eng.params.rep_watch_below
-        return self.record(len(traded), len(caught & traded), loss == 0 and gain <= 0 and sanctioned,
+        penalties = sum(1 for e in eng.events if e["type"] == "reputation" and e["addr"] == me
+                        and e["reason"] == "non_delivery")
+        sanctioned = penalties >= len(caught)  # every caught slot cost reputation (graduated)
+        ok = loss == 0 and gain <= 0 and (sanctioned or not traded)
+        return self.record(len(traded), len(caught & traded), ok,
                            loss, attacker=self.attacker.name, shortfall_wh=sum(e["shortfall_wh"] for e in nd),
                            compensation_micro=sum(e["compensation_micro"] for e in nd),
-                           cheater_gain_micro=gain, cheater_reputation=rep, victims=len(victims))
+                           cheater_gain_micro=gain, cheater_reputation=rep,
+                           reputation_penalties=penalties, victims=len(victims))
 
 
 class FalseNonReceipt(Attack):
