@@ -366,6 +366,7 @@ class Replay(Attack):
     defence = "per-sender nonces and chain id inside the signature; checked at admission and in execution"
     windows = ((0.37, 0.38), (0.62, 0.63), (0.90, 0.91))
     PER = 3
+    RULES = frozenset({"replayed-nonce"})
 
     def setup(self) -> None:
         self.sent = 0
@@ -382,7 +383,7 @@ class Replay(Attack):
         have a malicious relay slip the copies into the next block behind the originals."""
         if not self._active(slot):
             return
-        caps = [r for r in raws if decode_tx(r).kind == "market/order"][: self.PER]
+        caps = self._honest_orders(raws)
         res = self.eng.submit(caps, slot * 900 - 450)
         self.rejected_admission += sum(1 for r in res if isinstance(r, RejectedTx))
         mp = self.eng.net.mempool
@@ -393,8 +394,15 @@ class Replay(Attack):
         self.sent += 2 * len(caps)
         self.ids |= {decode_tx(r).id for r in caps}
 
+    def _honest_orders(self, raws: list[bytes]) -> list[bytes]:
+        honest = {m.address for m in self.eng.members if m.honest}
+        return [r for r in raws if decode_tx(r).kind == "market/order"
+                and decode_tx(r).sender in honest][: self.PER]
+
     def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
-        self.rejected_exec += sum(1 for r in fb.result.receipts if not r.ok and r.tx_hash in self.ids)
+        # copies share their original's id; only the rule this defence enforces counts
+        self.rejected_exec += sum(1 for r in fb.result.receipts
+                                  if not r.ok and r.tx_hash in self.ids and r.rule in self.RULES)
 
     def result(self) -> dict[str, Any]:
         dup = self.eng.duplicate_orders(self.ids)
@@ -408,12 +416,13 @@ class Tamper(Replay):
     name = "tamper"
     defence = "every transaction is ML-DSA signed over its canonical encoding; altered bytes fail"
     windows = ((0.52, 0.53),)
+    RULES = frozenset({"bad-signature"})
 
     def after_submit(self, slot: int, raws: list[bytes]) -> None:
         if not self._active(slot):
             return
         out = []
-        for raw in [r for r in raws if decode_tx(r).kind == "market/order"][: self.PER]:
+        for raw in self._honest_orders(raws):
             obj = codec.decode(raw)
             obj["body"] = {**obj["body"], "energy_wh": obj["body"]["energy_wh"] * 10}
             out.append(codec.encode(obj))
