@@ -105,7 +105,7 @@ class Mempool:
     def __len__(self) -> int:
         return self._size
 
-    def _expected_nonce(self, sender: bytes) -> int:
+    def expected_nonce(self, sender: bytes) -> int:
         return max(next_nonce(self.app.state, sender), self._next_nonce.get(sender, 0))
 
     def _reject(self, exc: RejectedTx) -> RejectedTx:
@@ -155,7 +155,7 @@ class Mempool:
         return out  # type: ignore[return-value]
 
     def _enqueue(self, tx: Tx, now_s: float) -> None:
-        execute.check_nonce(tx.nonce, self._expected_nonce(tx.sender))
+        execute.check_nonce(tx.nonce, self.expected_nonce(tx.sender))
         bucket = self._buckets.get(tx.sender)
         scale = self.quota.scale(tx.sender)
         if bucket is None:

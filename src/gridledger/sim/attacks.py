@@ -14,6 +14,7 @@ dishonest, so the ``honest_not_worse`` invariant is checked on everyone else.
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from gridledger.errors import RejectedTx
 from gridledger.grid import SlotMeasurements, craft_stealthy_attack, under_report
 from gridledger.ledger import codec
-from gridledger.ledger.tx import Tx, decode_tx
+from gridledger.ledger.tx import decode_tx
 from gridledger.node.orderer import Entry
 from gridledger.sim.agents import Intent
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from gridledger.sim.engine import Engine
 
 
-class Attack:
+class Attack(ABC):
     name = ""
     threat = ""
     defence = ""
@@ -62,8 +63,9 @@ class Attack:
 
     def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None: ...
 
+    @abstractmethod
     def result(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """``{injected, detected, mitigated, loss, ...}`` read from what the ledger did."""
 
     # helpers ---------------------------------------------------------------------------
     def pick(self, ok: Any, key: Any = None) -> Member:
@@ -100,7 +102,7 @@ class FdiMeter(Attack):
                                   key=lambda m: (self.load_in(m, *self.window), m.cp))
         self.hidden: dict[int, int] = {}
 
-    def _hide(self, slot: int, honest: SlotMeasurements) -> int:
+    def _hide(self, slot: int) -> int:
         true_import = max(0, -int(self.eng.delivered_truth(slot, self.attacker.cp)))
         if not self.eng.in_window(slot, *self.window) or true_import < 150:
             return 0
@@ -108,7 +110,7 @@ class FdiMeter(Attack):
         return int(true_import * frac)
 
     def measurements(self, slot: int, meas: SlotMeasurements, honest: SlotMeasurements) -> SlotMeasurements:
-        h = self._hide(slot, honest)
+        h = self._hide(slot)
         if not h:
             return meas
         self.hidden[slot] = h
@@ -139,7 +141,7 @@ class FdiStealthy(FdiMeter):
     sensors_protected = True  # the DSO's sensors sign their readings (the defence)
 
     def measurements(self, slot: int, meas: SlotMeasurements, honest: SlotMeasurements) -> SlotMeasurements:
-        h = self._hide(slot, honest)
+        h = self._hide(slot)
         if not h:
             return meas
         self.hidden[slot] = h
@@ -520,4 +522,4 @@ def _runs(slots: list[int]) -> list[list[int]]:
     return out
 
 
-__all__ = ["ATTACKS", "DEFAULT_ATTACKS", "PLANNED", "Attack", "make_attacks", "Tx"]
+__all__ = ["ATTACKS", "DEFAULT_ATTACKS", "PLANNED", "Attack", "make_attacks"]

@@ -185,8 +185,8 @@ def scenario_from_flags(prosumers: int, hours: int, validators: int, attacks: st
 
 def run_demo_cli(*, prosumers: int, hours: int, validators: int, attacks: str, out: Path,
                  seed: int, network: str | None, console: Any) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from rich.table import Table
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
 
     sc = scenario_from_flags(prosumers, hours, validators, attacks, seed, network)
     check_scenario(sc)  # every input error before any work

@@ -50,7 +50,7 @@ from gridledger.grid.powerflow import GridLimits
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.crypto.sig import SigningKey
 from gridledger.ledger.modules.bank import keeper as bank
-from gridledger.ledger.modules.governance.types import Params
+from gridledger.ledger.modules.governance.types import Params, parse_params
 from gridledger.ledger.modules.reputation.keeper import reputation_of
 from gridledger.ledger.tx import Tx, decode_tx, sign_tx
 from gridledger.node.admission import QuotaPolicy
@@ -96,9 +96,7 @@ class Delivered:
     """What physically happened in one slot (ground truth, known to the simulator only)."""
 
     slot: int
-    true_wh: dict[str, int]                 # every cp's net injection (export > 0)
     measurements: SlotMeasurements          # what devices report (after any attack)
-    honest_measurements: SlotMeasurements   # what they would have reported
 
 
 @dataclass
@@ -124,14 +122,13 @@ class Engine:
         self.members: list[Member] = self.community.members
         self.by_addr = self.community.by_address()
         self.by_cp = self.community.by_cp()
-        self.params: Params = _params(self.community)
+        self.params: Params = parse_params(self.community.genesis.params)
         self.agents: dict[str, Agent] = {
             m.cp: make_agent(m.name, m.strategy, sc.seed, m.battery) for m in self.members}
         self.nonces: dict[bytes, int] = {}
         self.tx_info: dict[bytes, tuple[bytes, str, dict[str, Any]]] = {}  # tx id -> sender, kind, body
         self.truth: dict[int, dict[str, int]] = {}
         self.placed: dict[bytes, int] = {}              # order id -> order_placed events
-        self.refusals: dict[tuple[bytes, str], int] = {}
         self.stats = Stats()
         self.slots: dict[int, SlotRecord] = {}
         self.delivered: dict[int, Delivered] = {}
@@ -199,7 +196,7 @@ class Engine:
 
     def resync_nonce(self, addr: bytes) -> None:
         """After an admission rejection: the next nonce is what the mempool expects."""
-        self.nonces[addr] = self.net.mempool._expected_nonce(addr)
+        self.nonces[addr] = self.net.mempool.expected_nonce(addr)
 
     def submit(self, raws: Sequence[bytes], now_s: int) -> list[Tx | RejectedTx]:
         if not raws:
@@ -241,10 +238,6 @@ class Engine:
             if not r.ok:
                 self.stats.rejected_txs += 1
                 self.stats.rejected_receipts[r.rule] = self.stats.rejected_receipts.get(r.rule, 0) + 1
-                info = self.tx_info.get(r.tx_hash)
-                if info is not None:
-                    k = (info[0], info[1])
-                    self.refusals[k] = self.refusals.get(k, 0) + 1
             evs += list(r.events)
         for ev in evs:
             t = ev.get("type")
@@ -445,7 +438,7 @@ class Engine:
         meas = honest
         for a in self.attacks:
             meas = a.measurements(L, meas, honest)
-        self.delivered[L] = Delivered(L, actual, meas, honest)
+        self.delivered[L] = Delivered(L, meas)
         self.timings["grid_s"] += time.perf_counter() - t0
 
     def _readings(self, slot: int) -> list[bytes]:
@@ -471,10 +464,6 @@ class Engine:
                 out[a] = out.get(a, 0) + int(v)
         return dict(sorted(out.items()))
 
-    def balance(self, addr: bytes) -> int:
-        st = self.net.entry.app.state
-        return bank.balance(st, addr) + bank.locked(st, addr)
-
     def reputation(self, addr: bytes) -> int:
         if self.final and addr in self.final["reputation"]:
             return int(self.final["reputation"][addr])
@@ -494,10 +483,6 @@ class Engine:
         return sum(max(0, b["total_micro"] - b["baseline_total_micro"])
                    for s in set(slots) for a, b in self.bills.get(s, {}).items() if a in honest)
 
-    def refused(self, addr: bytes, kind: str) -> int:
-        """Transactions of ``kind`` by ``addr`` that execution rejected."""
-        return self.refusals.get((addr, kind), 0)
-
     def placed_ok(self, order_id: bytes) -> bool:
         return self.placed.get(order_id, 0) > 0
 
@@ -510,9 +495,3 @@ class Engine:
 
     def trading_slots(self) -> range:
         return range(self.first, self.first + self.sc.slots)
-
-
-def _params(c: Community) -> Params:
-    from gridledger.ledger.modules.governance.types import parse_params
-
-    return parse_params(dict(c.genesis.params))
