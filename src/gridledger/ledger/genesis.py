@@ -37,11 +37,13 @@ class Genesis:
 
 
 def make_genesis(chain_id: str, participants: list[dict[str, Any]],
-                 params: dict[str, Any] | None = None) -> Genesis:
+                 params: dict[str, Any] | None = None,
+                 sections: dict[str, Any] | None = None) -> Genesis:
     """Build a genesis document.
 
     ``participants``: dicts with ``alg``, ``pk`` (bytes), ``roles`` (list), optional ``cp``
-    (connection point id), ``name`` and ``balance_micro``.
+    (connection point id), ``name`` and ``balance_micro``. ``sections``: further top-level
+    sections modules read at genesis (e.g. ``privacy``).
     """
     if not chain_id or len(chain_id) > 64:
         raise ConfigError("chain_id must be 1..64 characters")
@@ -49,5 +51,9 @@ def make_genesis(chain_id: str, participants: list[dict[str, Any]],
         raise ConfigError("genesis needs at least one validator")
     doc = {"chain_id": chain_id, "params": params or {}, "participants": participants,
            "version": 1}
+    for name, section in sorted((sections or {}).items()):
+        if name in doc:
+            raise ConfigError(f"genesis section {name!r} clashes with a built-in field")
+        doc[name] = section
     codec.encode(doc)  # fail early on floats or other non-consensus types
     return Genesis(codec.decode(codec.encode(doc)))

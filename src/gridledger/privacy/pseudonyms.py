@@ -298,6 +298,14 @@ def endorse_pseudonym(trustee: TrusteeKeys, trustees: TrusteeSet, request: Pseud
     under the pseudonym-bound associated data and is well formed.
     """
     e = request.escrow
+    j = _check_request(trustee, trustees, request, epoch)
+    body = PseudonymCertificate(e.community, e.epoch, e.scope, e.pseudonym_key, e.digest(), ())
+    return Endorsement(j, trustee.signing_key.sign(body.signed_message(), CTX_CERT))
+
+
+def _check_request(trustee: TrusteeKeys, trustees: TrusteeSet, request: PseudonymRequest,
+                   epoch: int) -> int:
+    e = request.escrow
     j = _position(trustees, trustee.trustee_id)
     if e.community != trustees.community or e.epoch != epoch:
         raise EndorsementRefused("request is for another community or epoch")
@@ -308,8 +316,7 @@ def endorse_pseudonym(trustee: TrusteeKeys, trustees: TrusteeSet, request: Pseud
     if not e.pseudonym_key.verify(e.digest(), request.pop_signature, CTX_POP):
         raise EndorsementRefused("bad proof of possession of the pseudonym key")
     _open_own_share(trustee, j, e)
-    body = PseudonymCertificate(e.community, e.epoch, e.scope, e.pseudonym_key, e.digest(), ())
-    return Endorsement(j, trustee.signing_key.sign(body.signed_message(), CTX_CERT))
+    return j
 
 
 def assemble_certificate(request: PseudonymRequest,
@@ -499,3 +506,97 @@ def verify_opening(record: OpeningRecord, trustees: TrusteeSet) -> None:
         raise OpeningRefused("shares do not open the escrow to the recorded identity")
     if identity.address != record.identity_address:
         raise OpeningRefused("identity address does not match the identity key")
+
+
+# --------------------------------------------------------------------------- batch issuance
+# One certificate per community and epoch instead of one per pseudonym: the trustees sign
+# the Merkle root over every pseudonym they issued for the epoch. That costs k signatures a
+# day instead of k per pseudonym (per-slot rotation would otherwise put ~100 trustee
+# signatures per member per day on the ledger), and every pseudonym of the epoch shows the
+# same certificate, so the certificate itself links nothing.
+CTX_BATCH = b"gl/pseudonym/batch/v1"
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One pseudonym in a batch: its request, the slots it may trade in, its feeder.
+
+    The feeder is public on purpose: the DSO's envelopes and the aggregate check need it,
+    and it only says "one of the households on this feeder".
+    """
+
+    request: PseudonymRequest
+    first_slot: int
+    last_slot: int
+    feeder: str
+
+
+def leaf_hash(community: str, epoch: int, first_slot: int, last_slot: int, feeder: str,
+              alg: str, pk: bytes, escrow_digest: bytes) -> bytes:
+    """The Merkle leaf the batch certificate covers for one pseudonym."""
+    return tagged_hash("gl/pseudonym/leaf", community.encode(), epoch.to_bytes(8, "big"),
+                       first_slot.to_bytes(8, "big"), last_slot.to_bytes(8, "big"),
+                       feeder.encode(), alg.encode(), pk, escrow_digest)
+
+
+def entry_leaf(community: str, entry: BatchEntry) -> bytes:
+    """``leaf_hash`` of a batch entry."""
+    e = entry.request.escrow
+    return leaf_hash(community, e.epoch, entry.first_slot, entry.last_slot, entry.feeder,
+                     e.pseudonym_key.alg, e.pseudonym_key.raw, e.digest())
+
+
+def batch_message(community: str, epoch: int, root: bytes, count: int) -> bytes:
+    """What each trustee signs for a batch certificate."""
+    return tagged_hash("gl/pseudonym/batch", community.encode(), epoch.to_bytes(8, "big"),
+                       root, count.to_bytes(8, "big"))
+
+
+def endorse_batch(trustee: TrusteeKeys, trustees: TrusteeSet, entries: Sequence[BatchEntry],
+                  epoch: int, slots_per_epoch: int) -> tuple[bytes, int, Endorsement]:
+    """A trustee checks every request of the batch and signs its Merkle root.
+
+    Each request is checked as for a single certificate (proof of possession, this
+    trustee's escrow share opens); each entry's slots must lie inside ``epoch``. Returns
+    (root, count, endorsement); raises ``EndorsementRefused`` naming the first bad entry.
+    """
+    from gridledger.crypto.merkle import root_of_hashes
+
+    first, last = epoch * slots_per_epoch, (epoch + 1) * slots_per_epoch - 1
+    leaves = []
+    for i, entry in enumerate(entries):
+        if entry.request.escrow.scope != "trade":
+            raise EndorsementRefused(f"entry {i}: batch certificates are for trading pseudonyms")
+        if not first <= entry.first_slot <= entry.last_slot <= last:
+            raise EndorsementRefused(f"entry {i}: slots must lie inside epoch {epoch}")
+        if not entry.feeder or len(entry.feeder) > 64:
+            raise EndorsementRefused(f"entry {i}: feeder must be 1..64 characters")
+        j = _check_request(trustee, trustees, entry.request, epoch)
+        leaves.append(entry_leaf(trustees.community, entry))
+    if not leaves:
+        raise EndorsementRefused("empty batch")
+    root = root_of_hashes(leaves)
+    sig = trustee.signing_key.sign(batch_message(trustees.community, epoch, root, len(leaves)),
+                                   CTX_BATCH)
+    return root, len(leaves), Endorsement(j, sig)
+
+
+def open_escrow(escrow: IdentityEscrow, shares: Mapping[int, bytes], threshold: int
+                ) -> tuple[PublicKey, tuple[int, ...], tuple[int, ...]] | None:
+    """Open an escrow from released shares (trustee index -> share bytes), pure.
+
+    Used by validators when trustees release shares in ledger transactions (the envelope
+    signature authenticates each trustee). Returns (identity key, the k trustee indices
+    that opened it, indices whose shares disagree) or None if no k-subset opens a
+    well-formed record.
+    """
+    good = [OpeningShare(i, b"", b"", s, b"") for i, s in sorted(shares.items())
+            if len(s) == SHARE_BYTES * len(_CHUNKS)]
+    for subset in combinations(good, threshold):
+        identity = _try_open(escrow, subset, threshold)
+        if identity is None:
+            continue
+        faulty = tuple(s.trustee_index for s in good if s not in subset
+                       and _try_open(escrow, (*subset[:-1], s), threshold) is None)
+        return identity, tuple(s.trustee_index for s in subset), faulty
+    return None

@@ -15,7 +15,8 @@ def modules() -> list[Module]:
     from gridledger.ledger.modules.governance import MODULE as governance
     from gridledger.ledger.modules.market import MODULE as market
     from gridledger.ledger.modules.metering import MODULE as metering
+    from gridledger.ledger.modules.privacy import MODULE as privacy
     from gridledger.ledger.modules.registry import MODULE as registry
     from gridledger.ledger.modules.reputation import MODULE as reputation
 
-    return [registry, bank, governance, reputation, metering, market, disputes]
+    return [registry, bank, governance, reputation, metering, market, disputes, privacy]

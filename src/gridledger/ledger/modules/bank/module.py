@@ -20,6 +20,10 @@ def handle_transfer(state: State, ctx: TxContext, body: dict[str, Any]) -> None:
     from gridledger.ledger.modules.registry.keeper import require_participant
 
     require_participant(state, to)
+    sender = require_participant(state, ctx.sender)
+    if "pseudonym" in sender["roles"]:
+        # a pseudonym's money is the epoch pool's; it comes back to its owner by claim
+        raise InvalidBody("pseudonym-transfer: pseudonyms cannot transfer money")
     keeper.move(state, ctx.sender, to, amount)
     ctx.emit("transfer", **{"from": ctx.sender, "to": to, "amount_micro": amount})
 

@@ -39,11 +39,17 @@ def _params_for_trading(state: State) -> Params:
     return p
 
 
-def _check_trader(state: State, addr: bytes, side: str | None, new_exposure: bool) -> None:
-    """Trading identity rules: a connection point, sell needs prosumer, no suspension."""
+def _check_trader(state: State, addr: bytes, side: str | None, new_exposure: bool,
+                  slot: int) -> None:
+    """Trading identity rules: a connection point, sell needs prosumer, no suspension, and a
+    pseudonym trades only in the slots its certificate names."""
     p = get_participant(state, addr)
     if p is None or not p.get("cp"):
         raise Unauthorized("no-connection-point: only identities holding a cp trade energy")
+    valid = p.get("valid_slots")
+    if valid is not None and not valid[0] <= slot <= valid[1]:
+        raise Unauthorized(f"pseudonym-slot: this pseudonym trades only in slots "
+                           f"{valid[0]}..{valid[1]}")
     if side == "sell" and "prosumer" not in p["roles"]:
         raise Unauthorized("sell-needs-prosumer: consumers can only buy")
     if new_exposure and tier_of(state, addr) == "suspended":
@@ -88,7 +94,7 @@ def handle_order(state: State, ctx: TxContext, body: dict[str, Any]) -> None:
     energy, price = parse_energy(body), parse_price(body)
     p = _params_for_trading(state)
     _check_before_gate(slot, ctx.block.slot_time, p)
-    _check_trader(state, ctx.sender, side, new_exposure=True)
+    _check_trader(state, ctx.sender, side, new_exposure=True, slot=slot)
     keeper.bump_count(state, slot, ctx.sender, side, p.max_orders_per_slot)
     rec = place_order(state, p, ctx.sender, slot, ctx.tx_hash, side, energy, price,
                       keeper.next_seq(state), sealed=False)
@@ -135,7 +141,7 @@ def handle_replace(state: State, ctx: TxContext, body: dict[str, Any]) -> None:
     energy, price = parse_energy(body), parse_price(body)
     p = _params_for_trading(state)
     _check_before_gate(slot, ctx.block.slot_time, p)
-    _check_trader(state, ctx.sender, None, new_exposure=True)
+    _check_trader(state, ctx.sender, None, new_exposure=True, slot=slot)
     old = _take_own_order(state, ctx, slot, oid)
     rec = place_order(state, p, ctx.sender, slot, ctx.tx_hash, old["side"], energy, price,
                       keeper.next_seq(state), sealed=False)
@@ -150,7 +156,7 @@ def handle_commit(state: State, ctx: TxContext, body: dict[str, Any]) -> None:
     commitment = require_bytes(body, "commitment", exact=32)
     p = _params_for_trading(state)
     _check_before_gate(slot, ctx.block.slot_time, p)
-    _check_trader(state, ctx.sender, None, new_exposure=True)
+    _check_trader(state, ctx.sender, None, new_exposure=True, slot=slot)
     keeper.bump_count(state, slot, ctx.sender, None, p.max_orders_per_slot)
     keeper.hold(state, ctx.sender, p.commit_deposit_micro)
     keeper.put_commit(state, slot, ctx.tx_hash, {"owner": ctx.sender, "commitment": commitment,
@@ -183,7 +189,7 @@ def handle_reveal(state: State, ctx: TxContext, body: dict[str, Any]) -> None:
         raise InvalidBody("commitment-mismatch: the revealed order does not open the commitment")
     # Suspension does not block a reveal: the bid was placed before it; blocking it would
     # add a forfeit to the sanction.
-    _check_trader(state, ctx.sender, side, new_exposure=False)
+    _check_trader(state, ctx.sender, side, new_exposure=False, slot=slot)
     keeper.reveal_side(state, slot, ctx.sender, side)
     keeper.release(state, ctx.sender, com["deposit_micro"])
     keeper.delete_commit(state, slot, cid)

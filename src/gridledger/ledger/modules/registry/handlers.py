@@ -55,6 +55,9 @@ def _endorser_problem(state: State, addr: bytes, cp: str) -> str | None:
     p = keeper.get_participant(state, addr)
     if p is None or p.get("status", "active") != "active":
         return "endorser-inactive: endorser is not an active participant"
+    if "pseudonym" in p["roles"]:
+        # one household holds many pseudonyms: letting them endorse would be a Sybil mill
+        return "endorser-pseudonym: pseudonyms cannot endorse or sponsor applicants"
     if not ENDORSER_ROLES.intersection(p["roles"]):
         return f"endorser-role: endorsers need one of the roles {sorted(ENDORSER_ROLES)}"
     att = keeper.get_attestation(state, cp)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from gridledger.ledger import codec
 
-ROLES = ("prosumer", "consumer", "dso", "validator", "trustee", "vendor", "aggregator", "meter")
+ROLES = ("prosumer", "consumer", "dso", "validator", "trustee", "vendor", "aggregator", "meter",
+         "pseudonym")
 APPLICANT_ROLES = frozenset({"prosumer", "consumer"})
 """Roles onboarding can grant; the others are granted at genesis or by governance."""
 ENDORSER_ROLES = frozenset({"prosumer", "consumer", "validator", "trustee"})

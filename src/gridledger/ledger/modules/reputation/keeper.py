@@ -83,3 +83,17 @@ def restore(state: State, addr: bytes, slot: int) -> dict[str, Any]:
     put_record(state, addr, {**rec, "score": new, "last_appeal_slot": slot, "approvals": []})
     return {"type": "reputation", "addr": addr, "reason": "appeal", "delta": new - old,
             "score": new, "slot": slot}
+
+
+def carry_penalty(state: State, owner: bytes, pseudonym: bytes, slot: int) -> dict[str, Any] | None:
+    """Sanctions follow the participant: once a pseudonym is opened, the score it lost below
+    neutral is taken from its owner too (returns the ``reputation`` event, or None)."""
+    lost = NEUTRAL - reputation_of(state, pseudonym)
+    if lost <= 0:
+        return None
+    rec = get_record(state, owner)
+    old = int(rec["score"])
+    new = max(MIN_SCORE, old - lost)
+    put_record(state, owner, {**rec, "score": new, "last_penalty_slot": slot})
+    return {"type": "reputation", "addr": owner, "reason": "pseudonym_penalty",
+            "delta": new - old, "score": new, "slot": slot, "pseudonym": pseudonym}

@@ -1,0 +1,209 @@
+"""The only code that touches ``pv/`` keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gridledger.ledger.modules.privacy.types import PrivacyConfig, parse_config
+from gridledger.ledger.state import State
+
+CONFIG = b"pv/config"
+EPOCH = b"pv/ep/"        # + epoch(8) -> {tickets, certified, registered, status, ...}
+OPEN_EPOCHS = b"pv/open-epochs"  # [epoch] not yet paid out
+JOIN = b"pv/join/"       # + epoch(8) + member -> tickets
+BATCH = b"pv/batch/"     # + root -> {epoch, count, registered}
+PSEUDONYM = b"pv/ps/"    # + pseudonym -> {epoch, first_slot, last_slot, feeder, escrow_digest, ...}
+BY_EPOCH = b"pv/pe/"     # + epoch(8) + pseudonym -> 1
+CLAIM = b"pv/claim/"     # + epoch(8) + member -> amount
+DISPUTE = b"pv/disp/"    # + dispute id -> {kind, targets: [pseudonym], ...}
+ESCROW = b"pv/esc/"      # + pseudonym -> {record, shares}
+RELEASE = b"pv/rel/"     # + dispute id + pseudonym + trustee index(1) -> share
+OPENED = b"pv/open/"     # + pseudonym -> {identity, dispute, trustees}
+PARTIAL = b"pv/part/"    # + slot(8) + feeder + 0x00 + position(1) -> {inclusion, value, included}
+PENDING_AGG = b"pv/pagg"  # [[slot, feeder]] with partials not yet combined
+AGGREGATE = b"pv/agg/"   # + slot(8) + feeder -> result
+
+
+def e8(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+_CFG_CACHE: dict[bytes, PrivacyConfig] = {}
+
+
+def config(state: State) -> PrivacyConfig | None:
+    """The genesis privacy config (None: the chain runs without pseudonyms)."""
+    raw = state.get(CONFIG)
+    if raw is None:
+        return None
+    hit = _CFG_CACHE.get(raw)
+    if hit is None:
+        hit = _CFG_CACHE[raw] = parse_config(state.get_obj(CONFIG))
+    return hit
+
+
+def put_config(state: State, cfg: PrivacyConfig) -> None:
+    state.set_obj(CONFIG, cfg.to_obj())
+
+
+# -- epochs, tickets, batches, pseudonyms ----------------------------------------------------
+def get_epoch(state: State, epoch: int) -> dict[str, Any]:
+    rec: dict[str, Any] | None = state.get_obj(EPOCH + e8(epoch))
+    return rec or {"tickets": 0, "certified": 0, "registered": 0, "members": 0,
+                   "status": "open", "pool_in_micro": 0, "claims_micro": 0}
+
+
+def put_epoch(state: State, epoch: int, rec: dict[str, Any]) -> None:
+    state.set_obj(EPOCH + e8(epoch), rec)
+    open_ = open_epochs(state)
+    if rec["status"] != "paid" and epoch not in open_:
+        state.set_obj(OPEN_EPOCHS, sorted(open_ + [epoch]))
+    elif rec["status"] == "paid" and epoch in open_:
+        state.set_obj(OPEN_EPOCHS, [e for e in open_ if e != epoch])
+
+
+def open_epochs(state: State) -> list[int]:
+    return list(state.get_obj(OPEN_EPOCHS, []))
+
+
+def tickets_of(state: State, epoch: int, member: bytes) -> int:
+    return state.get_int(JOIN + e8(epoch) + member)
+
+
+def set_tickets(state: State, epoch: int, member: bytes, tickets: int) -> None:
+    state.set_int(JOIN + e8(epoch) + member, tickets)
+
+
+def joined_members(state: State, epoch: int) -> list[tuple[bytes, int]]:
+    prefix = JOIN + e8(epoch)
+    return [(k[len(prefix):], int(v)) for k, v in state.items_with_prefix(prefix)]
+
+
+def get_batch(state: State, root: bytes) -> dict[str, Any] | None:
+    v: dict[str, Any] | None = state.get_obj(BATCH + root)
+    return v
+
+
+def put_batch(state: State, root: bytes, rec: dict[str, Any]) -> None:
+    state.set_obj(BATCH + root, rec)
+
+
+def get_pseudonym(state: State, addr: bytes) -> dict[str, Any] | None:
+    v: dict[str, Any] | None = state.get_obj(PSEUDONYM + addr)
+    return v
+
+
+def put_pseudonym(state: State, addr: bytes, rec: dict[str, Any]) -> None:
+    state.set_obj(PSEUDONYM + addr, rec)
+    state.set_int(BY_EPOCH + e8(rec["epoch"]) + addr, 1)
+
+
+def pseudonyms_of_epoch(state: State, epoch: int) -> list[bytes]:
+    prefix = BY_EPOCH + e8(epoch)
+    return [k[len(prefix):] for k in state.keys_with_prefix(prefix)]
+
+
+# -- claims -----------------------------------------------------------------------------------
+def get_claim(state: State, epoch: int, member: bytes) -> int | None:
+    v = state.get(CLAIM + e8(epoch) + member)
+    return None if v is None else state.get_int(CLAIM + e8(epoch) + member)
+
+
+def put_claim(state: State, epoch: int, member: bytes, amount: int) -> None:
+    state.set_int(CLAIM + e8(epoch) + member, amount)
+
+
+def claims_of_epoch(state: State, epoch: int) -> list[tuple[bytes, int]]:
+    prefix = CLAIM + e8(epoch)
+    return [(k[len(prefix):], int(v)) for k, v in state.items_with_prefix(prefix)]
+
+
+# -- disputes, escrows, openings --------------------------------------------------------------
+def get_dispute(state: State, dispute_id: bytes) -> dict[str, Any] | None:
+    v: dict[str, Any] | None = state.get_obj(DISPUTE + dispute_id)
+    return v
+
+
+def put_dispute(state: State, dispute_id: bytes, rec: dict[str, Any]) -> None:
+    state.set_obj(DISPUTE + dispute_id, rec)
+
+
+def get_escrow(state: State, pseudonym: bytes) -> dict[str, Any] | None:
+    v: dict[str, Any] | None = state.get_obj(ESCROW + pseudonym)
+    return v
+
+
+def put_escrow(state: State, pseudonym: bytes, rec: dict[str, Any]) -> None:
+    state.set_obj(ESCROW + pseudonym, rec)
+
+
+def put_release(state: State, dispute_id: bytes, pseudonym: bytes, trustee: int,
+                share: bytes) -> None:
+    state.set_obj(RELEASE + dispute_id + pseudonym + bytes([trustee]), share)
+
+
+def releases(state: State, dispute_id: bytes, pseudonym: bytes) -> dict[int, bytes]:
+    prefix = RELEASE + dispute_id + pseudonym
+    return {k[-1]: v for k, v in state.items_with_prefix(prefix)}
+
+
+def get_opening(state: State, pseudonym: bytes) -> dict[str, Any] | None:
+    v: dict[str, Any] | None = state.get_obj(OPENED + pseudonym)
+    return v
+
+
+def put_opening(state: State, pseudonym: bytes, rec: dict[str, Any]) -> None:
+    state.set_obj(OPENED + pseudonym, rec)
+
+
+# -- secure aggregation -----------------------------------------------------------------------
+def _part_prefix(slot: int, feeder: str) -> bytes:
+    return PARTIAL + e8(slot) + feeder.encode() + b"\x00"
+
+
+def get_partial(state: State, slot: int, feeder: str, position: int) -> dict[str, Any] | None:
+    v: dict[str, Any] | None = state.get_obj(_part_prefix(slot, feeder) + bytes([position]))
+    return v
+
+
+def put_partial(state: State, slot: int, feeder: str, position: int, rec: dict[str, Any]) -> None:
+    state.set_obj(_part_prefix(slot, feeder) + bytes([position]), rec)
+    pending = pending_aggregates(state)
+    if [slot, feeder] not in pending:
+        state.set_obj(PENDING_AGG, sorted(pending + [[slot, feeder]]))
+
+
+def partials(state: State, slot: int, feeder: str) -> dict[int, dict[str, Any]]:
+    prefix = _part_prefix(slot, feeder)
+    return {k[-1]: v for k, v in state.items_with_prefix(prefix)}
+
+
+def take_partials(state: State, slot: int, feeder: str) -> None:
+    for k in state.keys_with_prefix(_part_prefix(slot, feeder)):
+        state.delete(k)
+    state.set_obj(PENDING_AGG, [x for x in pending_aggregates(state) if x != [slot, feeder]])
+
+
+def pending_aggregates(state: State) -> list[list[Any]]:
+    return [list(x) for x in state.get_obj(PENDING_AGG, [])]
+
+
+def get_aggregate(state: State, slot: int, feeder: str) -> dict[str, Any] | None:
+    v: dict[str, Any] | None = state.get_obj(AGGREGATE + e8(slot) + feeder.encode())
+    return v
+
+
+def put_aggregate(state: State, slot: int, feeder: str, rec: dict[str, Any]) -> None:
+    state.set_obj(AGGREGATE + e8(slot) + feeder.encode(), rec)
+
+
+FEEDER_SLOT = b"pv/fs/"  # + slot(8) + feeder + 0x00 + pseudonym -> 1
+
+
+def index_feeder_slot(state: State, slot: int, feeder: str, pseudonym: bytes) -> None:
+    state.set_int(FEEDER_SLOT + e8(slot) + feeder.encode() + b"\x00" + pseudonym, 1)
+
+
+def pseudonyms_of_feeder_slot(state: State, slot: int, feeder: str) -> list[bytes]:
+    prefix = FEEDER_SLOT + e8(slot) + feeder.encode() + b"\x00"
+    return [k[len(prefix):] for k in state.keys_with_prefix(prefix)]

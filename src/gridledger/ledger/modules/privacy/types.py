@@ -1,0 +1,167 @@
+"""Privacy module configuration (genesis ``privacy``) and the derived addresses and ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gridledger.crypto.hashing import tagged_hash
+from gridledger.errors import ConfigError
+
+MAX_ESCROW_RECORD = 8192
+MAX_SEALED_SHARE = 2048
+MAX_LEAVES_PER_TX = 6          # a leaf carries an ML-DSA public key (1.3-2.6 kB)
+MAX_SHARES_PER_TX = 64
+MAX_PATH = 32
+
+
+@dataclass(frozen=True)
+class Member:
+    """A trustee or aggregator: its id, ledger address (its ML-DSA key) and ML-KEM key."""
+
+    id: str
+    addr: bytes
+    kem_pk: bytes
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """What genesis fixes for pseudonymous trading and secure aggregation.
+
+    * ``trustees`` / ``threshold``: k-of-n identity escrow and batch certificates;
+    * ``allowance_micro``: money the epoch pool gives each pseudonym to trade and pay its
+      slot's bill with; ``max_tickets``: pseudonyms per member and epoch (good tier);
+    * ``epoch_slots``: slots per epoch (a day = 96); ``close_delay_s``: after the epoch's
+      last settlement, how long its pseudonyms can still file disputes before their
+      balances return to the pool; ``claim_window_s``: how long members have to claim;
+    * ``aggregators`` / ``aggregator_threshold``: the secure-aggregation committee;
+      ``feeders``: feeder -> connection points (what an aggregate must add up to);
+      ``aggregate_tolerance_wh``: the DP-noise bound of a published total.
+    """
+
+    community: str
+    threshold: int
+    trustees: tuple[Member, ...]
+    allowance_micro: int
+    max_tickets: int
+    epoch_slots: int
+    close_delay_s: int
+    claim_window_s: int
+    aggregators: tuple[Member, ...]
+    aggregator_threshold: int
+    feeders: tuple[tuple[str, tuple[str, ...]], ...]
+    aggregate_tolerance_wh: int
+
+    def trustee_index(self, addr: bytes) -> int | None:
+        for i, t in enumerate(self.trustees):
+            if t.addr == addr:
+                return i
+        return None
+
+    def aggregator_index(self, addr: bytes) -> int | None:
+        for i, a in enumerate(self.aggregators):
+            if a.addr == addr:
+                return i
+        return None
+
+    def feeder_cps(self, feeder: str) -> tuple[str, ...] | None:
+        for f, cps in self.feeders:
+            if f == feeder:
+                return cps
+        return None
+
+    def to_obj(self) -> dict[str, Any]:
+        def members(ms: tuple[Member, ...]) -> list[dict[str, Any]]:
+            return [{"id": m.id, "addr": m.addr, "kem_pk": m.kem_pk} for m in ms]
+
+        return {"community": self.community, "threshold": self.threshold,
+                "trustees": members(self.trustees), "allowance_micro": self.allowance_micro,
+                "max_tickets": self.max_tickets, "epoch_slots": self.epoch_slots,
+                "close_delay_s": self.close_delay_s, "claim_window_s": self.claim_window_s,
+                "aggregators": members(self.aggregators),
+                "aggregator_threshold": self.aggregator_threshold,
+                "feeders": [[f, list(cps)] for f, cps in self.feeders],
+                "aggregate_tolerance_wh": self.aggregate_tolerance_wh}
+
+
+def _int(raw: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+    v = raw.get(name, default)
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise ConfigError(f"privacy.{name} must be an integer in [{lo}, {hi}]")
+    return v
+
+
+def _members(raw: Any, what: str) -> tuple[Member, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"privacy.{what} must be a list")
+    out = []
+    for m in raw:
+        if (not isinstance(m, dict) or not isinstance(m.get("id"), str)
+                or not isinstance(m.get("addr"), bytes) or len(m["addr"]) != 32
+                or not isinstance(m.get("kem_pk"), bytes)):
+            raise ConfigError(f"privacy.{what}: each needs id, a 32-byte addr and kem_pk")
+        out.append(Member(m["id"], m["addr"], m["kem_pk"]))
+    if len({m.id for m in out}) != len(out) or len({m.addr for m in out}) != len(out):
+        raise ConfigError(f"privacy.{what}: ids and addresses must be distinct")
+    return tuple(out)
+
+
+def parse_config(raw: dict[str, Any]) -> PrivacyConfig:
+    """Check and build the config; raises ``ConfigError`` naming the first bad field."""
+    community = raw.get("community")
+    if not isinstance(community, str) or not 1 <= len(community) <= 64:
+        raise ConfigError("privacy.community must be a name of 1..64 characters")
+    trustees = _members(raw.get("trustees"), "trustees")
+    threshold = _int(raw, "threshold", 0, 1, 32)
+    if not threshold <= len(trustees) <= 32:
+        raise ConfigError("privacy: need threshold <= number of trustees <= 32")
+    aggregators = _members(raw.get("aggregators", []), "aggregators")
+    agg_t = _int(raw, "aggregator_threshold", min(2, max(1, len(aggregators))), 1, 32)
+    if aggregators and agg_t > len(aggregators):
+        raise ConfigError("privacy: aggregator_threshold exceeds the committee size")
+    feeders_raw = raw.get("feeders", [])
+    feeders: list[tuple[str, tuple[str, ...]]] = []
+    if not isinstance(feeders_raw, list):
+        raise ConfigError("privacy.feeders must be a list of [feeder, [cp, ...]]")
+    for f in feeders_raw:
+        if (not isinstance(f, (list, tuple)) or len(f) != 2 or not isinstance(f[0], str)
+                or not isinstance(f[1], (list, tuple))
+                or not all(isinstance(c, str) for c in f[1])):
+            raise ConfigError("privacy.feeders must be a list of [feeder, [cp, ...]]")
+        feeders.append((f[0], tuple(sorted(f[1]))))
+    return PrivacyConfig(
+        community=community, threshold=threshold, trustees=trustees,
+        allowance_micro=_int(raw, "allowance_micro", 2_000_000, 1, 10**12),
+        max_tickets=_int(raw, "max_tickets", 96, 1, 10_000),
+        epoch_slots=_int(raw, "epoch_slots", 96, 1, 10_000),
+        close_delay_s=_int(raw, "close_delay_s", 1800, 0, 10**7),
+        claim_window_s=_int(raw, "claim_window_s", 1800, 1, 10**7),
+        aggregators=aggregators, aggregator_threshold=agg_t,
+        feeders=tuple(sorted(feeders)),
+        aggregate_tolerance_wh=_int(raw, "aggregate_tolerance_wh", 0, 0, 10**9))
+
+
+def pool_address(epoch: int) -> bytes:
+    """The epoch pool's account: not a key anyone holds, only this module moves its money."""
+    return tagged_hash("gl/privacy/pool", epoch.to_bytes(8, "big"))
+
+
+def pseudo_cp(addr: bytes) -> str:
+    """The pseudonym's stand-in connection point (its readings and bills are keyed by it)."""
+    return "ps:" + addr.hex()[:40]
+
+
+def dispute_id_for_trade(slot: int, trade: int, claim: str) -> bytes:
+    """Id of a decided trade dispute (disputes module), as trustees cite it."""
+    return tagged_hash("gl/privacy/dispute/trade", slot.to_bytes(8, "big"),
+                       trade.to_bytes(4, "big"), claim.encode())
+
+
+def dispute_id_for_pool(epoch: int) -> bytes:
+    """Id of an epoch pool's over-claim dispute."""
+    return tagged_hash("gl/privacy/dispute/pool", epoch.to_bytes(8, "big"))
+
+
+def dispute_id_for_feeder(feeder: str, slot: int) -> bytes:
+    """Id of a feeder slot whose pseudonymous readings disagree with the secure aggregate."""
+    return tagged_hash("gl/privacy/dispute/feeder", feeder.encode(), slot.to_bytes(8, "big"))
