@@ -71,26 +71,38 @@ class CutBlock:
 
 
 class BlockCutter:
-    """Deterministic block boundaries from the ordered log."""
+    """Deterministic block boundaries from the ordered log.
+
+    Scanning is incremental: entries already read for the open block are kept, so polling
+    a log that has not closed a block yet costs only the new entries (``scanned`` is the
+    log position up to which the cutter has looked; wait for the log to grow past it).
+    """
 
     def __init__(self, max_txs: int = 500, pos: int = 0, slot_time: int = 0) -> None:
         self.max_txs = max_txs
         self.pos = pos
         self.slot_time = slot_time
+        self._open: list[bytes] = []  # transactions of the open block, from ``pos`` on
+
+    @property
+    def scanned(self) -> int:
+        """Log position after the last entry looked at."""
+        return self.pos + len(self._open)
 
     def next_block(self, orderer: Orderer) -> CutBlock | None:
         """The next complete block, or ``None`` if the log does not yet close one."""
-        entries = orderer.read(self.pos, self.max_txs + 1)
-        txs: list[bytes] = []
+        txs = self._open
+        start = self.scanned
+        entries = orderer.read(start, self.max_txs - len(txs) + 1)
         for i, e in enumerate(entries):
             if e.kind == "tick":
                 t = max(self.slot_time, e.time_s)
-                blk = CutBlock(txs, t, self.pos, self.pos + i + 1)
-                self.pos, self.slot_time = blk.log_end, t
+                blk = CutBlock(txs, t, self.pos, start + i + 1)
+                self.pos, self.slot_time, self._open = blk.log_end, t, []
                 return blk
             txs.append(e.tx)
             if len(txs) == self.max_txs:
-                blk = CutBlock(txs, self.slot_time, self.pos, self.pos + i + 1)
-                self.pos = blk.log_end
+                blk = CutBlock(txs, self.slot_time, self.pos, start + i + 1)
+                self.pos, self._open = blk.log_end, []
                 return blk
         return None

@@ -343,7 +343,7 @@ class ValidatorProcess:
             while not self.stop.is_set():
                 try:
                     if not self.step():
-                        self.orderer.wait_for(self.cutter.pos + 1, timeout_s=0.2)
+                        self.orderer.wait_for(self.cutter.scanned + 1, timeout_s=0.2)
                 except Exception as exc:  # NATS failover: reconnect happens underneath
                     print(f"validator {self.validator.index}: retrying after {exc!r}", flush=True)
                     time.sleep(0.3)
