@@ -6,7 +6,8 @@ home network's credentials and bills the home network, which bills its subscribe
 1. At home, the EV owner gets a ``roaming``-scope pseudonym certificate from k of its home
    trustees (``pseudonyms.create_pseudonym`` / ``endorse_pseudonym``), and seals a
    *billing token* to the home community's billing key (ML-KEM-768, FIPS 203): its account
-   key's signature binding the pseudonym. Only the home community can read it.
+   key's signature over a salted commitment to the certificate. Only the home community can
+   read it.
 2. Abroad, the EV signs a ``ChargingRequest`` with the pseudonym key. The foreign DSO
    checks it with ``admit_roaming_ev`` against the home trustee set it has pinned (k valid
    distinct ML-DSA endorsements, FIPS 204). Nothing it receives names the owner: the
@@ -15,6 +16,12 @@ home network's credentials and bills the home network, which bills its subscribe
    and the foreign DSO signs a ``RoamingClaim`` carrying it to the home community.
 4. At home, ``settle_roaming_claim`` checks both signatures and the certificate, opens the
    billing token and returns the real account to debit. The foreign side never learns it.
+5. The home DSO books the charge on its ledger (``privacy/roaming_charge``,
+   ``charge_body``): the account, the amount, the commitment and the account's signature
+   over it. Validators check the member authorised the charge; the foreign DSO, reading
+   the home ledger, cannot tie the entry to its session: it knows the certificate and
+   the claim, but not the salt inside the sealed token. (It can still compare amounts and
+   times with its own sessions: the ledger moves money in the member's name.)
 
 Trust: the home billing key holder learns which pseudonym its own member used (it bills
 them anyway); neither it nor the foreign DSO can open the identity escrow, which still
@@ -23,11 +30,14 @@ needs k trustees and a dispute.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.crypto.kem import KemKey, seal
+from gridledger.crypto.shamir import RandomBytes
 from gridledger.crypto.sig import PublicKey, SigningKey
 from gridledger.errors import CryptoError
 from gridledger.privacy.errors import InvalidCertificate, RoamingRejected
@@ -44,18 +54,66 @@ def _token_aad(cert: PseudonymCertificate) -> bytes:
     return tagged_hash("gl/roaming/token-aad", cert.digest())
 
 
+SALT_BYTES = 32
+
+
+def billing_commitment(certificate_digest: bytes, salt: bytes) -> bytes:
+    """What the account key signs: the certificate hidden under a salt only home can read.
+
+    Signing the certificate digest itself would let anyone who saw the certificate (the
+    foreign DSO) find the signer among the home ledger's registered keys.
+    """
+    return tagged_hash("gl/roaming/bill-commit", certificate_digest, salt)
+
+
 def seal_billing_token(account_key: SigningKey, cert: PseudonymCertificate,
-                       home_billing_kem_public_key: bytes) -> bytes:
-    """The home-only billing token: the account key signs the pseudonym certificate's hash.
+                       home_billing_kem_public_key: bytes, *,
+                       random_bytes: RandomBytes = os.urandom) -> bytes:
+    """The home-only billing token: account key + salt + the account key's signature over
+    ``billing_commitment(cert.digest(), salt)``.
 
     Sealed to the home community's billing key and bound to the certificate, so it cannot be
-    moved to another pseudonym or read abroad.
+    moved to another pseudonym or read abroad. Seal a fresh token per session: each one
+    authorises one charge on the home ledger.
     """
     pk = account_key.public_key
-    sig = account_key.sign(cert.digest(), CTX_BILL)
+    salt = random_bytes(SALT_BYTES)
+    sig = account_key.sign(billing_commitment(cert.digest(), salt), CTX_BILL)
     alg = pk.alg.encode()
-    plain = len(alg).to_bytes(1, "big") + alg + len(pk.raw).to_bytes(2, "big") + pk.raw + sig
+    plain = (len(alg).to_bytes(1, "big") + alg + len(pk.raw).to_bytes(2, "big") + pk.raw
+             + salt + sig)
     return seal(home_billing_kem_public_key, plain, _token_aad(cert))
+
+
+@dataclass(frozen=True)
+class BillingAuthorisation:
+    """An opened billing token: the account, the commitment it signed, the signature."""
+
+    account_key: PublicKey
+    commitment: bytes
+    signature: bytes
+
+
+def open_billing_token(billing_token: bytes, cert: PseudonymCertificate,
+                       billing_key: KemKey) -> BillingAuthorisation:
+    """Home side: open a billing token and check its signature (pure); raises
+    ``RoamingRejected`` if it does not open for ``cert`` or is not signed by its account."""
+    try:
+        plain = billing_key.open(billing_token, _token_aad(cert))
+        n = plain[0]
+        alg = plain[1:1 + n].decode()
+        k = int.from_bytes(plain[1 + n:3 + n], "big")
+        account = PublicKey(alg, plain[3 + n:3 + n + k])
+        salt = plain[3 + n + k:3 + n + k + SALT_BYTES]
+        sig = plain[3 + n + k + SALT_BYTES:]
+    except (CryptoError, IndexError, UnicodeDecodeError) as exc:
+        raise RoamingRejected("billing token does not open for this certificate") from exc
+    if len(salt) != SALT_BYTES:
+        raise RoamingRejected("billing token is malformed")
+    commitment = billing_commitment(cert.digest(), salt)
+    if not account.verify(commitment, sig, CTX_BILL):
+        raise RoamingRejected("billing token is not signed by its account key")
+    return BillingAuthorisation(account, commitment, sig)
 
 
 @dataclass(frozen=True)
@@ -186,14 +244,19 @@ def make_claim(dso_key: SigningKey, dso_id: str, session: RoamingSession,
 
 @dataclass(frozen=True)
 class HomeBilling:
-    """What the home community books: the real account, the amount, the claim it settles."""
+    """What the home community books: the real account, the amount, the claim it settles,
+    and the member's authorisation the ledger checks (``commitment``, ``billing_signature``)."""
 
     account_address: bytes
     amount_micro: int
     energy_wh: int
+    price_micro_per_kwh: int
     pseudonym_address: bytes
     foreign_community: str
+    foreign_dso: str
     claim_digest: bytes
+    commitment: bytes
+    billing_signature: bytes
 
 
 def settle_roaming_claim(claim: RoamingClaim, *, home_trustees: TrusteeSet,
@@ -221,16 +284,19 @@ def settle_roaming_claim(claim: RoamingClaim, *, home_trustees: TrusteeSet,
         raise RoamingRejected("receipt is not signed by the EV's pseudonym")
     if rec.amount_micro != payment_micro(rec.energy_wh, rec.price_micro_per_kwh):
         raise RoamingRejected("receipt amount does not match energy x price")
-    try:
-        plain = billing_key.open(req.billing_token, _token_aad(cert))
-        n = plain[0]
-        alg = plain[1:1 + n].decode()
-        k = int.from_bytes(plain[1 + n:3 + n], "big")
-        account = PublicKey(alg, plain[3 + n:3 + n + k])
-        sig = plain[3 + n + k:]
-    except (CryptoError, IndexError, UnicodeDecodeError) as exc:
-        raise RoamingRejected("billing token does not open for this certificate") from exc
-    if not account.verify(cert.digest(), sig, CTX_BILL):
-        raise RoamingRejected("billing token is not signed by its account key")
-    return HomeBilling(account.address, rec.amount_micro, rec.energy_wh, cert.address,
-                       claim.foreign_community, claim.digest())
+    auth = open_billing_token(req.billing_token, cert, billing_key)
+    return HomeBilling(auth.account_key.address, rec.amount_micro, rec.energy_wh,
+                       rec.price_micro_per_kwh, cert.address, claim.foreign_community,
+                       claim.dso_id, claim.digest(), auth.commitment, auth.signature)
+
+
+def charge_body(bill: HomeBilling) -> dict[str, Any]:
+    """The home DSO's ``privacy/roaming_charge`` body for a settled claim.
+
+    Carries no certificate or claim digest: the foreign DSO knows both, and could find the
+    entry (and the account) on the home ledger with them.
+    """
+    return {"commitment": bill.commitment, "account": bill.account_address,
+            "billing_sig": bill.billing_signature, "energy_wh": bill.energy_wh,
+            "price_micro_per_kwh": bill.price_micro_per_kwh, "amount_micro": bill.amount_micro,
+            "foreign_community": bill.foreign_community, "foreign_dso": bill.foreign_dso}

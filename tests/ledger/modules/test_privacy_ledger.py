@@ -69,7 +69,8 @@ class PWorld(World):
         return self.tx(ps.key, kind, body)
 
 
-def make_pworld(n_users: int = 3, threshold: int = 2) -> PWorld:
+def make_pworld(n_users: int = 3, threshold: int = 2,
+                roaming_partners: list[dict[str, Any]] | None = None) -> PWorld:
     seed = 11
     v = sim_key(seed, "validator", 0)
     dso = sim_key(seed, "dso", 0)
@@ -103,6 +104,8 @@ def make_pworld(n_users: int = 3, threshold: int = 2) -> PWorld:
         "aggregator_threshold": 3,
         "feeders": [["f1", [f"cp{i}" for i in range(n_users)]]],
         "aggregate_tolerance_wh": 0}
+    if roaming_partners is not None:
+        privacy["roaming_partners"] = roaming_partners
     genesis = make_genesis(CHAIN, parts, {"slot_seconds": S, "gate_closure_s": GATE,
                                           "reveal_window_s": REVEAL, "settle_window_s": SETTLE},
                            sections={"privacy": privacy})

@@ -29,9 +29,16 @@ Flow per epoch (``epoch_slots`` slots, e.g. a day):
    partial sum; at the settlement deadline the validators decode the feeder total
    (Reed-Solomon: a wrong partial is rejected and its aggregator named) and compare it
    with the readings settlement used.
+7. EV roaming (``roaming.py``): ``privacy/roaming_charge {commitment, account, billing_sig,
+   energy_wh, price_micro_per_kwh, amount_micro, foreign_community, foreign_dso}`` by the
+   home DSO after it checked a foreign DSO's claim off the ledger
+   (``privacy.roaming.settle_roaming_claim``): the member's signature over the salted
+   certificate commitment from its billing token authorises the debit; the foreign DSO
+   must be in genesis ``privacy.roaming_partners``; one charge per authorisation; the
+   money goes to the grid account, which owes the foreign DSO.
 
 State (``pv/``): config, epochs, tickets, batches, pseudonyms, claims, disputes, escrows,
-releases, openings, partials, aggregates.
+releases, openings, partials, aggregates, roaming charges and what is owed to partners.
 """
 
 from gridledger.ledger.modules.privacy.module import MODULE

@@ -22,6 +22,8 @@ OPENED = b"pv/open/"     # + pseudonym -> {identity, dispute, trustees}
 PARTIAL = b"pv/part/"    # + slot(8) + feeder + 0x00 + position(1) -> {inclusion, value, included}
 PENDING_AGG = b"pv/pagg"  # [[slot, feeder]] with partials not yet combined
 AGGREGATE = b"pv/agg/"   # + slot(8) + feeder -> result
+ROAMING = b"pv/roam/"    # + billing commitment -> {account, amount_micro, energy_wh, ...}
+ROAMING_DUE = b"pv/roamdue/"  # + community + 0x00 + dso id -> micro the grid account owes
 
 
 def e8(n: int) -> bytes:
@@ -207,3 +209,26 @@ def index_feeder_slot(state: State, slot: int, feeder: str, pseudonym: bytes) ->
 def pseudonyms_of_feeder_slot(state: State, slot: int, feeder: str) -> list[bytes]:
     prefix = FEEDER_SLOT + e8(slot) + feeder.encode() + b"\x00"
     return [k[len(prefix):] for k in state.keys_with_prefix(prefix)]
+
+
+# -- EV roaming -------------------------------------------------------------------------------
+def get_roaming_charge(state: State, commitment: bytes) -> dict[str, Any] | None:
+    v: dict[str, Any] | None = state.get_obj(ROAMING + commitment)
+    return v
+
+
+def put_roaming_charge(state: State, commitment: bytes, rec: dict[str, Any]) -> None:
+    state.set_obj(ROAMING + commitment, rec)
+
+
+def _due_key(community: str, dso_id: str) -> bytes:
+    return ROAMING_DUE + community.encode() + b"\x00" + dso_id.encode()
+
+
+def roaming_due(state: State, community: str, dso_id: str) -> int:
+    """Micro-units the grid account owes a foreign community's DSO for roaming charges."""
+    return state.get_int(_due_key(community, dso_id))
+
+
+def add_roaming_due(state: State, community: str, dso_id: str, amount: int) -> None:
+    state.set_int(_due_key(community, dso_id), roaming_due(state, community, dso_id) + amount)

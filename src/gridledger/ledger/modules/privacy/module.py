@@ -9,6 +9,7 @@ from gridledger.ledger.modules import Module
 from gridledger.ledger.modules.privacy import handlers as h
 from gridledger.ledger.modules.privacy import keeper
 from gridledger.ledger.modules.privacy.hooks import end_block
+from gridledger.ledger.modules.privacy.roaming import handle_roaming_charge
 from gridledger.ledger.modules.privacy.types import parse_config
 from gridledger.ledger.state import State
 
@@ -40,11 +41,13 @@ MODULE = Module(
               "privacy/request_opening": h.handle_request_opening,
               "privacy/escrow": h.handle_escrow,
               "privacy/release": h.handle_release,
-              "privacy/partial": h.handle_partial},
+              "privacy/partial": h.handle_partial,
+              "privacy/roaming_charge": handle_roaming_charge},
     roles={"privacy/join": _MEMBERS, "privacy/claim": _MEMBERS,
            "privacy/certify": frozenset({"trustee"}), "privacy/release": frozenset({"trustee"}),
            "privacy/reading": frozenset({"pseudonym"}),
-           "privacy/partial": frozenset({"aggregator"})},
+           "privacy/partial": frozenset({"aggregator"}),
+           "privacy/roaming_charge": frozenset({"dso"})},
     init_genesis=init_genesis,
     end_block=end_block,
     invariants=(tickets_cover_pseudonyms,),

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gridledger.crypto.hashing import tagged_hash
-from gridledger.errors import ConfigError
+from gridledger.crypto.sig import PQ_SIG_ALGS, PublicKey
+from gridledger.errors import ConfigError, CryptoError
 
 MAX_ESCROW_RECORD = 8192
 MAX_SEALED_SHARE = 2048
@@ -25,6 +26,21 @@ class Member:
 
 
 @dataclass(frozen=True)
+class RoamingPartner:
+    """A foreign community this one has a roaming agreement with, and its DSO's pinned key
+    (the key its roaming claims are signed with, ``privacy.roaming.settle_roaming_claim``)."""
+
+    community: str
+    dso_id: str
+    alg: str
+    pk: bytes
+
+    @property
+    def public_key(self) -> PublicKey:
+        return PublicKey(self.alg, self.pk)
+
+
+@dataclass(frozen=True)
 class PrivacyConfig:
     """What genesis fixes for pseudonymous trading and secure aggregation.
 
@@ -36,7 +52,9 @@ class PrivacyConfig:
       balances return to the pool; ``claim_window_s``: how long members have to claim;
     * ``aggregators`` / ``aggregator_threshold``: the secure-aggregation committee;
       ``feeders``: feeder -> connection points (what an aggregate must add up to);
-      ``aggregate_tolerance_wh``: the DP-noise bound of a published total.
+      ``aggregate_tolerance_wh``: the DP-noise bound of a published total;
+    * ``roaming_partners``: foreign communities whose DSOs may bill this community for its
+      members' EV charging (``privacy/roaming_charge``).
     """
 
     community: str
@@ -51,6 +69,7 @@ class PrivacyConfig:
     aggregator_threshold: int
     feeders: tuple[tuple[str, tuple[str, ...]], ...]
     aggregate_tolerance_wh: int
+    roaming_partners: tuple[RoamingPartner, ...] = ()
 
     def trustee_index(self, addr: bytes) -> int | None:
         for i, t in enumerate(self.trustees):
@@ -70,18 +89,33 @@ class PrivacyConfig:
                 return cps
         return None
 
+    def roaming_partner(self, community: str, dso_id: str) -> RoamingPartner | None:
+        for r in self.roaming_partners:
+            if r.community == community and r.dso_id == dso_id:
+                return r
+        return None
+
+    def roaming_dso_keys(self) -> dict[tuple[str, str], PublicKey]:
+        """(community, DSO id) -> pinned key, as ``settle_roaming_claim`` takes them."""
+        return {(r.community, r.dso_id): r.public_key for r in self.roaming_partners}
+
     def to_obj(self) -> dict[str, Any]:
         def members(ms: tuple[Member, ...]) -> list[dict[str, Any]]:
             return [{"id": m.id, "addr": m.addr, "kem_pk": m.kem_pk} for m in ms]
 
-        return {"community": self.community, "threshold": self.threshold,
-                "trustees": members(self.trustees), "allowance_micro": self.allowance_micro,
-                "max_tickets": self.max_tickets, "epoch_slots": self.epoch_slots,
-                "close_delay_s": self.close_delay_s, "claim_window_s": self.claim_window_s,
-                "aggregators": members(self.aggregators),
-                "aggregator_threshold": self.aggregator_threshold,
-                "feeders": [[f, list(cps)] for f, cps in self.feeders],
-                "aggregate_tolerance_wh": self.aggregate_tolerance_wh}
+        obj = {"community": self.community, "threshold": self.threshold,
+               "trustees": members(self.trustees), "allowance_micro": self.allowance_micro,
+               "max_tickets": self.max_tickets, "epoch_slots": self.epoch_slots,
+               "close_delay_s": self.close_delay_s, "claim_window_s": self.claim_window_s,
+               "aggregators": members(self.aggregators),
+               "aggregator_threshold": self.aggregator_threshold,
+               "feeders": [[f, list(cps)] for f, cps in self.feeders],
+               "aggregate_tolerance_wh": self.aggregate_tolerance_wh}
+        if self.roaming_partners:  # absent when empty: earlier chains keep their state roots
+            obj["roaming_partners"] = [{"community": r.community, "dso_id": r.dso_id,
+                                        "alg": r.alg, "pk": r.pk}
+                                       for r in self.roaming_partners]
+        return obj
 
 
 def _int(raw: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
@@ -104,6 +138,27 @@ def _members(raw: Any, what: str) -> tuple[Member, ...]:
     if len({m.id for m in out}) != len(out) or len({m.addr for m in out}) != len(out):
         raise ConfigError(f"privacy.{what}: ids and addresses must be distinct")
     return tuple(out)
+
+
+def _partners(raw: Any) -> tuple[RoamingPartner, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("privacy.roaming_partners must be a list")
+    out = []
+    for r in raw:
+        if (not isinstance(r, dict) or set(r) != {"community", "dso_id", "alg", "pk"}
+                or not isinstance(r["community"], str) or not 1 <= len(r["community"]) <= 64
+                or not isinstance(r["dso_id"], str) or not 1 <= len(r["dso_id"]) <= 64
+                or r["alg"] not in PQ_SIG_ALGS or not isinstance(r["pk"], bytes)):
+            raise ConfigError("privacy.roaming_partners: each needs community and dso_id "
+                              "(1..64 characters), an ML-DSA alg and its pk")
+        try:
+            PublicKey(r["alg"], r["pk"])
+        except CryptoError as exc:
+            raise ConfigError(f"privacy.roaming_partners: {exc}") from exc
+        out.append(RoamingPartner(r["community"], r["dso_id"], r["alg"], r["pk"]))
+    if len({(r.community, r.dso_id) for r in out}) != len(out):
+        raise ConfigError("privacy.roaming_partners: (community, dso_id) must be distinct")
+    return tuple(sorted(out, key=lambda r: (r.community, r.dso_id)))
 
 
 def parse_config(raw: dict[str, Any]) -> PrivacyConfig:
@@ -138,7 +193,8 @@ def parse_config(raw: dict[str, Any]) -> PrivacyConfig:
         claim_window_s=_int(raw, "claim_window_s", 1800, 1, 10**7),
         aggregators=aggregators, aggregator_threshold=agg_t,
         feeders=tuple(sorted(feeders)),
-        aggregate_tolerance_wh=_int(raw, "aggregate_tolerance_wh", 0, 0, 10**9))
+        aggregate_tolerance_wh=_int(raw, "aggregate_tolerance_wh", 0, 0, 10**9),
+        roaming_partners=_partners(raw.get("roaming_partners", [])))
 
 
 def pool_address(epoch: int) -> bytes:
