@@ -56,6 +56,10 @@ class Attack(ABC):
     def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
         return []
 
+    def partials(self, slot: int, values: list[int]) -> list[int]:
+        """The aggregators' partial sums for ``slot`` (by position) before they are posted."""
+        return values
+
     def after_submit(self, slot: int, raws: list[bytes]) -> None:
         """The slot's honest transactions were just submitted (they are public now)."""
 
@@ -380,6 +384,10 @@ class Replay(Attack):
     def _active(self, slot: int) -> bool:
         return any(self.eng.in_window(slot, *w) for w in self.windows)
 
+    def partials(self, slot: int, values: list[int]) -> list[int]:
+        """The aggregators' partial sums for ``slot`` (by position) before they are posted."""
+        return values
+
     def after_submit(self, slot: int, raws: list[bytes]) -> None:
         """Honest orders of this slot are on the wire: copy them, resend them to a node, and
         have a malicious relay slip the copies into the next block behind the originals."""
@@ -419,6 +427,10 @@ class Tamper(Replay):
     defence = "every transaction is ML-DSA signed over its canonical encoding; altered bytes fail"
     windows = ((0.52, 0.53),)
     RULES = frozenset({"bad-signature"})
+
+    def partials(self, slot: int, values: list[int]) -> list[int]:
+        """The aggregators' partial sums for ``slot`` (by position) before they are posted."""
+        return values
 
     def after_submit(self, slot: int, raws: list[bytes]) -> None:
         if not self._active(slot):
@@ -499,9 +511,18 @@ ATTACK_CLASSES: dict[str, type[Attack]] = {c.name: c for c in (
 ATTACKS: tuple[str, ...] = tuple(ATTACK_CLASSES)
 DEFAULT_ATTACKS = ("fdi-meter", "fake-bids", "non-delivery", "false-non-receipt", "dos-flood",
                    "byzantine-validator", "replay")
-PLANNED = ("usage-inference", "deanonymize", "price-manipulation", "crash", "bad-aggregator",
-           "audit-export", "vulnerable-firmware", "fake-patch", "sybil", "contract-bug",
-           "ev-roaming")
+PLANNED = ("price-manipulation", "crash", "audit-export", "vulnerable-firmware", "fake-patch",
+           "sybil", "contract-bug", "ev-roaming")
+
+
+def _privacy_classes() -> tuple[type[Attack], ...]:
+    from gridledger.sim.privacy_attacks import BadAggregator, Deanonymize, UsageInference
+
+    return (BadAggregator, UsageInference, Deanonymize)
+
+
+ATTACK_CLASSES.update({c.name: c for c in _privacy_classes()})
+ATTACKS = tuple(ATTACK_CLASSES)
 
 
 def make_attacks(names: Sequence[str], eng: Engine, options: dict[str, Any]) -> list[Attack]:

@@ -20,9 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from gridledger.crypto.hashing import tagged_hash
+from gridledger.crypto.kem import KemKey
 from gridledger.crypto.sig import SigningKey
 from gridledger.grid import GridModel
 from gridledger.ledger.genesis import Genesis, make_genesis
+from gridledger.privacy.aggregation import AggregatorKeys
+from gridledger.privacy.pseudonyms import TrusteeInfo, TrusteeKeys, TrusteeSet
 from gridledger.sim.keys import sim_key
 from gridledger.sim.scenario import Scenario
 
@@ -31,6 +35,10 @@ GRID_BALANCE = 10_000_000_000_000   # the DSO's grid account pays feed-in and co
 BATTERY_HOURS = 2                   # SimBench: max_e_mwh = 2 h x p_mw
 SETTLE_WINDOW_S = 1800              # two slots: the DSO's two-slot FDI test can still correct
 TOU_PEAK_FEE = 20_000               # extra grid fee 17:00-21:00 (micro/kWh)
+TRUSTEES, TRUSTEE_THRESHOLD = 3, 2  # identity escrow: any 2 of 3 open, 1 learns nothing
+AGGREGATORS, AGGREGATOR_THRESHOLD = 5, 3  # 5 >= t + 2: one wrong partial is located
+FEEDER = "feeder-1"                 # the community's meters, summed by secure aggregation
+FOREIGN_COMMUNITY, FOREIGN_DSO = "foreign-town", "foreign-dso"  # EV roaming partner
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,61 @@ class Member:
         return self.key.address
 
 
+def _kem(seed: int, role: str, index: int) -> KemKey:
+    return KemKey(tagged_hash("gl/sim-kem", str(seed).encode(), role.encode(), str(index).encode())
+                  + tagged_hash("gl/sim-kem/2", str(seed).encode(), role.encode(),
+                                str(index).encode()))
+
+
+@dataclass(frozen=True)
+class PrivacyKeys:
+    """The privacy roles' keys: trustees (identity escrow), the secure-aggregation committee,
+    the home DSO's roaming billing key and the foreign DSO the community roams with."""
+
+    trustee_keys: tuple[TrusteeKeys, ...]
+    trustee_set: TrusteeSet
+    aggregator_keys: tuple[AggregatorKeys, ...]
+    billing_kem: KemKey
+    foreign_dso_key: SigningKey
+
+    @staticmethod
+    def make(seed: int, community: str) -> PrivacyKeys:
+        tks = tuple(TrusteeKeys(f"trustee-{j}", sim_key(seed, "trustee", j, alg="ml-dsa-44"),
+                                _kem(seed, "trustee", j)) for j in range(TRUSTEES))
+        ts = TrusteeSet(community, TRUSTEE_THRESHOLD,
+                        tuple(TrusteeInfo(t.trustee_id, t.signing_key.public_key,
+                                          t.kem_key.public_key) for t in tks))
+        aks = tuple(AggregatorKeys(f"aggregator-{j}", sim_key(seed, "aggregator", j, alg="ml-dsa-44"),
+                                   _kem(seed, "aggregator", j)) for j in range(AGGREGATORS))
+        return PrivacyKeys(tks, ts, aks, _kem(seed, "billing", 0),
+                           sim_key(seed, FOREIGN_DSO, 0, alg="ml-dsa-44"))
+
+    def genesis_participants(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for t in self.trustee_keys:
+            k = t.signing_key
+            out.append({"alg": k.alg, "pk": k.public_key.raw, "roles": ["trustee"],
+                        "name": t.trustee_id})
+        for a in self.aggregator_keys:
+            k = a.signing_key
+            out.append({"alg": k.alg, "pk": k.public_key.raw, "roles": ["aggregator"],
+                        "name": a.aggregator_id})
+        return out
+
+    def genesis_section(self, community: str, cps: list[str]) -> dict[str, Any]:
+        f = self.foreign_dso_key
+        return {
+            "community": community, "threshold": TRUSTEE_THRESHOLD,
+            "trustees": [{"id": t.trustee_id, "addr": t.signing_key.address,
+                          "kem_pk": t.kem_key.public_key} for t in self.trustee_keys],
+            "aggregators": [{"id": a.aggregator_id, "addr": a.signing_key.address,
+                             "kem_pk": a.kem_key.public_key} for a in self.aggregator_keys],
+            "aggregator_threshold": AGGREGATOR_THRESHOLD,
+            "feeders": [[FEEDER, sorted(cps)]],
+            "roaming_partners": [{"community": FOREIGN_COMMUNITY, "dso_id": FOREIGN_DSO,
+                                  "alg": f.alg, "pk": f.public_key.raw}]}
+
+
 @dataclass
 class Community:
     members: list[Member]
@@ -67,6 +130,7 @@ class Community:
     genesis: Genesis
     outsiders: tuple[str, ...]
     """Connection points that do not trade (ordinary DSO customers)."""
+    privacy_keys: PrivacyKeys | None = None
     extra_keys: dict[str, SigningKey] = field(default_factory=dict)
 
     def by_address(self) -> dict[bytes, Member]:
@@ -161,8 +225,11 @@ def build_community(model: GridModel, sc: Scenario) -> Community:
                       "name": m.name, "cp": m.cp, "balance_micro": MEMBER_BALANCE})
         parts.append({"alg": m.meter.alg, "pk": m.meter.public_key.raw, "roles": ["meter"],
                       "name": f"meter-{m.name}", "meter_of": m.cp})
+    privacy = PrivacyKeys.make(sc.seed, sc.chain_id)
+    parts += privacy.genesis_participants()
     params = {"settle_window_s": SETTLE_WINDOW_S, "mechanism": sc.mechanism,
               "grid_fee_tou_micro_per_kwh": tou_fees()}
-    genesis = make_genesis(sc.chain_id, parts, params)
+    genesis = make_genesis(sc.chain_id, parts, params,
+                           sections={"privacy": privacy.genesis_section(sc.chain_id, cps)})
     outsiders = tuple(cp for cp in model.cp_ids if cp not in set(cps))
-    return Community(members, validators, dso, genesis, outsiders)
+    return Community(members, validators, dso, genesis, outsiders, privacy)

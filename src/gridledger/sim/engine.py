@@ -164,6 +164,11 @@ class Engine:
         self.supply0 = self.net.entry.app.state.get_int(bank.SUPPLY)
         self.money0 = self._money()
         self.final: dict[str, Any] = {}
+        from gridledger.sim.secagg import FeederAggregation
+
+        assert self.community.privacy_keys is not None
+        self.secagg = FeederAggregation(self.community.privacy_keys, self.members, sc.seed)
+        self.rounds: dict[int, Any] = {}  # slot -> secagg.Round
         self.attacks = make_attacks(sc.attacks, self, attack_overrides or {})
 
     # -- time ---------------------------------------------------------------------------
@@ -315,7 +320,7 @@ class Engine:
             self._deliver(L)
         # ---- block C: readings of L-1, settlement of L-3 -----------------------------------
         t_c = S * L + T_READ
-        self.submit(self._readings(L - 1), t_c)
+        self.submit(self._readings(L - 1) + self._partials(L - 1), t_c)
         self.tick(t_c)
         self._detect(L - 1)
 
@@ -452,6 +457,25 @@ class Engine:
                 "slot": slot, "import_wh": max(0, -x), "export_wh": max(0, x),
                 "firmware": FIRMWARE}))
         return raws
+
+    def _partials(self, slot: int) -> list[bytes]:
+        """Secure aggregation of the meters' readings: each aggregator posts its partial sum."""
+        d = self.delivered.get(slot)
+        if d is None:
+            return []
+        t0 = time.perf_counter()
+        rnd = self.secagg.run_round(slot, {m.cp: -int(d.measurements.reported_wh_by_cp[m.cp])
+                                           for m in self.members})
+        self.rounds[slot] = rnd
+        values = list(rnd.values)
+        for a in self.attacks:
+            values = a.partials(slot, values)
+        keys = self.community.privacy_keys.aggregator_keys  # type: ignore[union-attr]
+        self.timings["privacy_s"] = self.timings.get("privacy_s", 0.0) + time.perf_counter() - t0
+        return [self.tx(keys[j].signing_key, "privacy/partial",
+                        {"slot": slot, "feeder": self.secagg.committee.feeder_id,
+                         "inclusion": rnd.round_id, "included": len(rnd.included), "value": v})
+                for j, v in enumerate(values)]
 
     # -- queries --------------------------------------------------------------------------
     def _money(self) -> dict[bytes, int]:

@@ -12,7 +12,7 @@ from gridledger.ledger.modules.bank import keeper as bank
 from gridledger.ledger.modules.governance.keeper import load_params
 from gridledger.ledger.modules.market.keeper import unsettled_slots
 from gridledger.ledger.modules.market.types import settlement_deadline
-from gridledger.ledger.modules.metering.keeper import trusted_reading_of
+from gridledger.ledger.modules.metering.keeper import reading_of
 from gridledger.ledger.modules.privacy import keeper
 from gridledger.ledger.modules.privacy.types import (
     PrivacyConfig,
@@ -173,7 +173,7 @@ def combine_aggregate(state: State, ctx: BlockContext, cfg: PrivacyConfig, slot:
     pseudonyms = keeper.pseudonyms_of_feeder_slot(state, slot, feeder)
     reported = 0
     for cp in list(cps) + [pseudo_cp(a) for a in pseudonyms]:
-        r = trusted_reading_of(state, slot, cp)
+        r = reading_of(state, slot, cp)
         if r is not None:
             reported += r.import_wh - r.export_wh
     checked = included == len(cps)  # with dropouts the aggregate covers a subset: no check
