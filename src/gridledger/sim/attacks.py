@@ -510,7 +510,8 @@ ATTACK_CLASSES: dict[str, type[Attack]] = {c.name: c for c in (
     Replay, Tamper, ClassicalKey)}
 ATTACKS: tuple[str, ...] = tuple(ATTACK_CLASSES)
 DEFAULT_ATTACKS = ("fdi-meter", "fake-bids", "non-delivery", "false-non-receipt", "dos-flood",
-                   "byzantine-validator", "replay")
+                   "byzantine-validator", "replay", "bad-aggregator", "usage-inference",
+                   "deanonymize")
 PLANNED = ("price-manipulation", "crash", "audit-export", "vulnerable-firmware", "fake-patch",
            "sybil", "contract-bug", "ev-roaming")
 

@@ -230,7 +230,8 @@ def results_table(summary: dict[str, Any]) -> Any:
         for c in ("attack", "injected", "detected", "mitigated", "loss (micro)"):
             a.add_column(c, justify="right" if c != "attack" else "left")
         for name, r in summary["attacks"].items():
-            a.add_row(name, str(r["injected"]), str(r["detected"]),
+            a.add_row(name, str(r["injected"]),
+                      "passive" if r.get("passive") else str(r["detected"]),
                       "[green]yes[/]" if r["mitigated"] else "[red]no[/]", str(r["loss"]))
         from rich.console import Group
 

@@ -138,7 +138,7 @@ class UsageInference(Attack):
         # injected: one curious validator; detected: a passive attack is not detectable, the
         # defence is the bound on what it learns
         return self.record(1, 0, mitigated=abs(resid_with) <= bound and abs(agg_corr) <= bound,
-                           loss=0, **out)
+                           loss=0, passive=True, **out)
 
 
 class Deanonymize(Attack):
@@ -165,7 +165,7 @@ class Deanonymize(Attack):
         # the bound we state for per-slot rotation: within 3x of chance (guessing)
         bound = round(3.0 / n_h, 3)
         return self.record(n_h * (days - 1), 0, mitigated=acc[self.rotation] <= bound, loss=0,
-                           rotation=self.rotation,
+                           rotation=self.rotation, passive=True,
                            linkage_accuracy=acc, chance=round(1.0 / n_h, 3),
                            per_slot_bound=bound, epoch_slots=epoch, epochs=days,
                            observer_prior="first epoch's curves of every household")

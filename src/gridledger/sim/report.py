@@ -333,8 +333,9 @@ def _kpis(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], unit: s
         (_fmt(timings.get("tx_per_s"), 0), "tx/s"),
     ]
     if attacks:
-        inj = sum(_num(_d(a).get("injected")) or 0 for a in attacks.values())
-        det = sum(_num(_d(a).get("detected")) or 0 for a in attacks.values())
+        active = [a for a in attacks.values() if not _d(a).get("passive")]  # passive: not detectable
+        inj = sum(_num(_d(a).get("injected")) or 0 for a in active)
+        det = sum(_num(_d(a).get("detected")) or 0 for a in active)
         kpis.append((f"{det:,.0f} / {inj:,.0f}", "attacks detected / injected"))
     cells = "".join(f'<div class="kpi"><div class="v">{_e(v)}</div><div class="l">{_e(lbl)}</div></div>'
                     for v, lbl in kpis)
@@ -374,7 +375,8 @@ def _threats(summary: Mapping[str, Any], currency: str) -> str:
             extra.append(f'<span class="muted">{_e(a["note"])}</span>')
         rows.append(
             f"<tr><td><b>{_e(name)}</b></td><td class=\"num\">{_e(_fmt(a.get('injected')))}</td>"
-            f"<td class=\"num\">{_e(_fmt(a.get('detected')))}</td><td class=\"num\">{mit_s}</td>"
+            f"<td class=\"num\">{'passive' if a.get('passive') else _e(_fmt(a.get('detected')))}</td>"
+            f"<td class=\"num\">{mit_s}</td>"
             f"<td class=\"num\">{_e(_fmt_loss(a, currency))}</td><td>{'<br>'.join(extra)}</td></tr>")
     return ('<table><thead><tr><th>attack</th><th class="num">injected</th>'
             '<th class="num">detected</th><th class="num">mitigated</th><th class="num">loss</th>'
