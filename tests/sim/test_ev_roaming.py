@@ -5,6 +5,7 @@ curious foreign DSO learns no identity — until the EV shows its own key."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -133,3 +134,27 @@ def test_a_foreign_dso_the_home_ledger_does_not_pin_is_not_paid() -> None:
     _, r = play(world(partners=False))
     assert r["settled"] == 0 and len(r["home_refusals"]) == 2 and not r["mitigated"]
     assert r["loss"] == 0  # nothing moved
+
+
+# ---------------------------------------------------------------------------- the real engine
+def _engine_has_privacy() -> bool:
+    from gridledger.sim.community import Community
+
+    return "privacy_keys" in Community.__dataclass_fields__
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _engine_has_privacy(), reason="genesis has no privacy section yet")
+def test_ev_roaming_in_a_demo_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridledger.sim import attacks
+    from tests.sim.test_demo import EVENING, run
+
+    monkeypatch.setitem(attacks.ATTACK_CLASSES, EvRoaming.name, EvRoaming)
+    s = run(tmp_path / "on", (EvRoaming.name,), start=EVENING)
+    r = s["attacks"][EvRoaming.name]
+    assert r["injected"] == r["settled"] == 2 and r["mitigated"] and r["loss"] == 0
+    assert not r["identity_learned"] and r["ledger_links"] == 0
+    assert s["invariants"]["honest_not_worse"]
+    monkeypatch.setattr(EvRoaming, "ev_key", lambda self, n: self.owner.key)
+    off = run(tmp_path / "off", (EvRoaming.name,), start=EVENING)["attacks"][EvRoaming.name]
+    assert off["settled"] == 2 and off["identity_learned"] and not off["mitigated"]
