@@ -98,7 +98,7 @@ def test_ev_roams_settles_at_home_and_the_foreign_side_learns_no_identity() -> N
     a, r = play(w)
     assert a.owner.name == "h01" and not a.owner.honest
     assert r["sessions"] == r["injected"] == 2 and r["settled"] == 2
-    assert r["mitigated"] and r["loss"] == 0 and r["detected"] == 0
+    assert r["mitigated"] and r["loss"] == 0 and r["detected"] == 0 and r["passive"]
     assert not r["identity_learned"] and r["ledger_links"] == 0
     assert r["distinct_pseudonyms"] == 2 and r["home_refusals"] == [] and r["ledger_refusals"] == {}
     # the member paid exactly energy x price, the grid account got it and owes the partner

@@ -202,7 +202,8 @@ class EvRoaming(Attack):
     def result(self) -> dict[str, Any]:
         n = len(self.visits)
         if n == 0:
-            return self.record(0, 0, True, 0, note="run too short: no evening session")
+            return self.record(0, 0, True, 0, passive=True,
+                               note="run too short: no evening session")
         by_commitment = {v.commitment: v for v in self.visits if v.commitment is not None}
         expected = sum(v.amount_micro for v in self.visits)
         charged = sum(int(e["amount_micro"]) for e in self.charged)
@@ -223,7 +224,7 @@ class EvRoaming(Attack):
         by_amount = sum(1 for v in self.visits if amounts.count(v.amount_micro) == 1)
         ok = settled == n and not identity_learned and links == 0 and loss == 0
         return self.record(
-            n, 0, ok, loss, ev_owner=self.owner.name, sessions=n, settled=settled,
+            n, 0, ok, loss, passive=True, ev_owner=self.owner.name, sessions=n, settled=settled,
             identity_learned=identity_learned, ledger_links=links,
             distinct_pseudonyms=distinct, energy_wh=sum(v.energy_wh for v in self.visits),
             expected_micro=expected, charged_micro=charged,
