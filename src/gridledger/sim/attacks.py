@@ -511,15 +511,16 @@ ATTACK_CLASSES: dict[str, type[Attack]] = {c.name: c for c in (
 ATTACKS: tuple[str, ...] = tuple(ATTACK_CLASSES)
 DEFAULT_ATTACKS = ("fdi-meter", "fake-bids", "non-delivery", "false-non-receipt", "dos-flood",
                    "byzantine-validator", "replay", "bad-aggregator", "usage-inference",
-                   "deanonymize")
+                   "deanonymize", "ev-roaming")
 PLANNED = ("price-manipulation", "crash", "audit-export", "vulnerable-firmware", "fake-patch",
-           "sybil", "contract-bug", "ev-roaming")
+           "sybil", "contract-bug")
 
 
 def _privacy_classes() -> tuple[type[Attack], ...]:
     from gridledger.sim.privacy_attacks import BadAggregator, Deanonymize, UsageInference
+    from gridledger.sim.roaming import EvRoaming
 
-    return (BadAggregator, UsageInference, Deanonymize)
+    return (BadAggregator, UsageInference, Deanonymize, EvRoaming)
 
 
 ATTACK_CLASSES.update({c.name: c for c in _privacy_classes()})
