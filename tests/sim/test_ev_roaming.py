@@ -17,6 +17,7 @@ from gridledger.ledger import codec
 from gridledger.ledger.modules.governance.keeper import grid_account
 from gridledger.ledger.modules.privacy import keeper as pv
 from gridledger.privacy.roaming import CTX_BILL
+from gridledger.sim import attacks  # noqa: F401 - first: attacks.py imports sim.roaming at its end
 from gridledger.sim.community import Member
 from gridledger.sim.keys import sim_key
 from gridledger.sim.roaming import FOREIGN_COMMUNITY, FOREIGN_DSO, EvRoaming, Visit
@@ -146,7 +147,6 @@ def _engine_has_privacy() -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not _engine_has_privacy(), reason="genesis has no privacy section yet")
 def test_ev_roaming_in_a_demo_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gridledger.sim import attacks
     from tests.sim.test_demo import EVENING, run
 
     monkeypatch.setitem(attacks.ATTACK_CLASSES, EvRoaming.name, EvRoaming)
