@@ -155,6 +155,9 @@ def test_ev_roaming_in_a_demo_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert r["injected"] == r["settled"] == 2 and r["mitigated"] and r["loss"] == 0
     assert not r["identity_learned"] and r["ledger_links"] == 0
     assert s["invariants"]["honest_not_worse"]
+    # the charges are ledger state: the same seed gives the same root (no KEM randomness in it)
+    again = run(tmp_path / "again", (EvRoaming.name,), start=EVENING)
+    assert again["ledger"]["state_root"] == s["ledger"]["state_root"]
     monkeypatch.setattr(EvRoaming, "ev_key", lambda self, n: self.owner.key)
     off = run(tmp_path / "off", (EvRoaming.name,), start=EVENING)["attacks"][EvRoaming.name]
     assert off["settled"] == 2 and off["identity_learned"] and not off["mitigated"]

@@ -6,8 +6,8 @@ home network's credentials and bills the home network, which bills its subscribe
 1. At home, the EV owner gets a ``roaming``-scope pseudonym certificate from k of its home
    trustees (``pseudonyms.create_pseudonym`` / ``endorse_pseudonym``), and seals a
    *billing token* to the home community's billing key (ML-KEM-768, FIPS 203): its account
-   key's signature over a salted commitment to the certificate. Only the home community can
-   read it.
+   key's signature over a salted commitment to the certified pseudonym. Only the home
+   community can read it.
 2. Abroad, the EV signs a ``ChargingRequest`` with the pseudonym key. The foreign DSO
    checks it with ``admit_roaming_ev`` against the home trustee set it has pinned (k valid
    distinct ML-DSA endorsements, FIPS 204). Nothing it receives names the owner: the
@@ -57,20 +57,24 @@ def _token_aad(cert: PseudonymCertificate) -> bytes:
 SALT_BYTES = 32
 
 
-def billing_commitment(certificate_digest: bytes, salt: bytes) -> bytes:
-    """What the account key signs: the certificate hidden under a salt only home can read.
+def billing_commitment(cert: PseudonymCertificate, salt: bytes) -> bytes:
+    """What the account key signs: the certified pseudonym (community, epoch, key), hidden
+    under a salt only home can read.
 
-    Signing the certificate digest itself would let anyone who saw the certificate (the
-    foreign DSO) find the signer among the home ledger's registered keys.
+    Signing the certificate or the pseudonym in the clear would let anyone who saw them (the
+    foreign DSO) find the signer among the home ledger's registered keys. The escrow is left
+    out: it carries fresh ML-KEM randomness, and the commitment is the home ledger's key.
     """
-    return tagged_hash("gl/roaming/bill-commit", certificate_digest, salt)
+    pk = cert.pseudonym_key
+    return tagged_hash("gl/roaming/bill-commit", cert.community.encode(),
+                       cert.epoch.to_bytes(8, "big"), pk.alg.encode(), pk.raw, salt)
 
 
 def seal_billing_token(account_key: SigningKey, cert: PseudonymCertificate,
                        home_billing_kem_public_key: bytes, *,
                        random_bytes: RandomBytes = os.urandom) -> bytes:
     """The home-only billing token: account key + salt + the account key's signature over
-    ``billing_commitment(cert.digest(), salt)``.
+    ``billing_commitment(cert, salt)``.
 
     Sealed to the home community's billing key and bound to the certificate, so it cannot be
     moved to another pseudonym or read abroad. Seal a fresh token per session: each one
@@ -78,7 +82,7 @@ def seal_billing_token(account_key: SigningKey, cert: PseudonymCertificate,
     """
     pk = account_key.public_key
     salt = random_bytes(SALT_BYTES)
-    sig = account_key.sign(billing_commitment(cert.digest(), salt), CTX_BILL)
+    sig = account_key.sign(billing_commitment(cert, salt), CTX_BILL)
     alg = pk.alg.encode()
     plain = (len(alg).to_bytes(1, "big") + alg + len(pk.raw).to_bytes(2, "big") + pk.raw
              + salt + sig)
@@ -110,7 +114,7 @@ def open_billing_token(billing_token: bytes, cert: PseudonymCertificate,
         raise RoamingRejected("billing token does not open for this certificate") from exc
     if len(salt) != SALT_BYTES:
         raise RoamingRejected("billing token is malformed")
-    commitment = billing_commitment(cert.digest(), salt)
+    commitment = billing_commitment(cert, salt)
     if not account.verify(commitment, sig, CTX_BILL):
         raise RoamingRejected("billing token is not signed by its account key")
     return BillingAuthorisation(account, commitment, sig)
@@ -293,8 +297,8 @@ def settle_roaming_claim(claim: RoamingClaim, *, home_trustees: TrusteeSet,
 def charge_body(bill: HomeBilling) -> dict[str, Any]:
     """The home DSO's ``privacy/roaming_charge`` body for a settled claim.
 
-    Carries no certificate or claim digest: the foreign DSO knows both, and could find the
-    entry (and the account) on the home ledger with them.
+    Carries no certificate, pseudonym or claim digest: the foreign DSO knows them all, and
+    could find the entry (and the account) on the home ledger with them.
     """
     return {"commitment": bill.commitment, "account": bill.account_address,
             "billing_sig": bill.billing_signature, "energy_wh": bill.energy_wh,

@@ -14,8 +14,8 @@ protocol of ``privacy/roaming.py``:
 The attacker is the foreign DSO, passive and curious: everything it receives (request,
 certificate, billing token, receipt) is kept and searched for the member's address and
 public key; the home ledger's charge transactions are checked for anything that ties them
-to a session it saw (the certificate or claim digest, or the member's signature over the
-certificate). Without the defence (a test makes ``ev_key`` return the member's own key)
+to a session it saw (the certificate, pseudonym or claim, or the member's signature over
+one of them). Without the defence (a test makes ``ev_key`` return the member's own key)
 the foreign side sees the identity key.
 """
 
@@ -196,8 +196,9 @@ class EvRoaming(Attack):
             return False
         public = codec.encode(v.charge_body)
         sig = v.charge_body["billing_sig"]
-        return (v.certificate_digest in public or v.claim_digest in public
-                or self.owner.key.public_key.verify(v.certificate_digest, sig, CTX_BILL))
+        known = (v.certificate_digest, v.claim_digest, v.pseudonym)
+        return (any(x in public for x in known)
+                or any(self.owner.key.public_key.verify(x, sig, CTX_BILL) for x in known))
 
     def result(self) -> dict[str, Any]:
         n = len(self.visits)
