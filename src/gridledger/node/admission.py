@@ -62,24 +62,43 @@ class QuotaPolicy:
 
 
 class SigCache:
-    """Signatures this node already verified, keyed by (tx hash, key address)."""
+    """Signatures this node already checked, keyed by (tx hash, key address).
+
+    ML-DSA verification is a pure function of (key, message, signature, context), so a
+    result can be reused; failures are remembered too, so a bad signature that reaches the
+    log costs one check however many times it is looked at.
+    """
 
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
         self._ok: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        self._bad: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+
+    @staticmethod
+    def _remember(table: OrderedDict[tuple[bytes, bytes], None], key: tuple[bytes, bytes],
+                  capacity: int) -> None:
+        table[key] = None
+        if len(table) > capacity:
+            table.popitem(last=False)
 
     def add(self, tx_hash: bytes, alg: str, pk: bytes) -> None:
-        self._ok[(tx_hash, address_of(alg, pk))] = None
-        if len(self._ok) > self.capacity:
-            self._ok.popitem(last=False)
+        self._remember(self._ok, (tx_hash, address_of(alg, pk)), self.capacity)
+
+    def known(self, tx: Tx, alg: str, pk: bytes) -> bool:
+        """Whether the signature of ``tx`` under ``(alg, pk)`` was already checked."""
+        k = (tx.hash, address_of(alg, pk))
+        return k in self._ok or k in self._bad
 
     def check(self, tx: Tx, alg: str, pk: bytes) -> bool:
         """A ``SigCheck`` that trusts the cache and verifies anything else."""
-        if (tx.hash, address_of(alg, pk)) in self._ok:
+        k = (tx.hash, address_of(alg, pk))
+        if k in self._ok:
             return True
+        if k in self._bad:
+            return False
         ok = default_sig_check(tx, alg, pk)
-        if ok:
-            self.add(tx.hash, alg, pk)
+        self._remember(self._ok if ok else self._bad, k,
+                       self.capacity if ok else self.capacity // 10)
         return ok
 
 

@@ -8,7 +8,7 @@ the entry node run in a process pool, so the embedded network uses every core.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,17 +40,32 @@ class FinalizedBlock:
 
 @dataclass
 class VoteTally:
-    """Votes for one height, with equivocation and bad-signature detection."""
+    """Votes for one height, with equivocation and bad-signature detection.
+
+    A vote's validator index is not signed (the signature covers the header hash, FIPS 204
+    context ``gl/vote``); it only says which key to check the signature under. So a vote
+    counts, and is evidence against its validator, only if it verifies under the key at
+    its index. An invalid vote proves nothing about the index it claims: it is blamed on
+    ``source``, the validator it came from when the channel says so (the embedded network
+    knows which node produced it), and otherwise only counted in ``unattributed`` (a
+    shared log such as the NATS VOTES stream, where anyone may publish).
+    """
 
     n: int
     by_hash: dict[bytes, dict[int, Vote]] = field(default_factory=dict)
     voted: dict[int, Vote] = field(default_factory=dict)
     evidence: list[Equivocation] = field(default_factory=list)
     offenders: dict[int, str] = field(default_factory=dict)
+    unattributed: int = 0
+    check: Callable[[Vote, Sequence[tuple[str, bytes]]], bool] = field(
+        default=vote_ok, repr=False, compare=False)
 
-    def add(self, vote: Vote, keys: Sequence[tuple[str, bytes]]) -> None:
-        if not vote_ok(vote, keys):
-            self.offenders[vote.validator] = "invalid vote signature"
+    def add(self, vote: Vote, keys: Sequence[tuple[str, bytes]], source: int | None = None) -> None:
+        if not self.check(vote, keys):
+            if source is None:
+                self.unattributed += 1
+            else:
+                self.offenders.setdefault(source, "invalid vote signature")
             return
         prev = self.voted.get(vote.validator)
         if prev is not None and prev.header_hash != vote.header_hash:
@@ -185,8 +200,9 @@ class EmbeddedNetwork:
         keys = self.entry.app.validator_keys()
         tally = VoteTally(len(keys))
         for v in self.validators:
+            src = v.vote_index()  # in-process: we know which node a vote came from
             for vote in v.votes(headers[v.index]):
-                tally.add(vote, keys)
+                tally.add(vote, keys, source=src)
         cert = tally.certificate()
         self.evidence.extend(tally.evidence)
         if cert is None:

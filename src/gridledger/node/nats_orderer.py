@@ -33,7 +33,10 @@ def subject(chain_id: str, what: str = "log") -> str:
 
 
 def entry_msg_id(entry: Entry) -> str:
-    return f"tick-{entry.time_s}" if entry.kind == "tick" else sha3_256(entry.tx).hex()
+    """Default message id: the tick's second, the transaction's hash, the batch's hash."""
+    if entry.kind == "tick":
+        return f"tick-{entry.time_s}"
+    return sha3_256(entry.tx if entry.kind == "tx" else entry.encode()).hex()
 
 
 class NatsOrderer:
@@ -105,7 +108,12 @@ class NatsOrderer:
 
     async def _on_msg(self, msg: Any) -> None:
         seq = msg.metadata.sequence.stream
-        entry = Entry.decode(msg.data)
+        try:
+            entry = Entry.decode(msg.data)
+        except Exception:
+            # anyone who can publish on the subject can put garbage in the log; it takes a
+            # position (every validator sees the same log) and carries nothing
+            entry = Entry("void")
         with self._cond:
             # the ordered consumer delivers in stream order without gaps; a duplicate
             # redelivery after a consumer reset is skipped by sequence
@@ -114,17 +122,19 @@ class NatsOrderer:
                 self._cond.notify_all()
 
     # -- Orderer protocol ------------------------------------------------------
-    def append(self, entry: Entry) -> int:
-        """Publish and wait for the JetStream ack; returns the entry's position."""
-        ack = self._call(self._publish(entry))
+    def append(self, entry: Entry, msg_id: str | None = None) -> int:
+        """Publish and wait for the JetStream ack; returns the entry's position.
+
+        ``msg_id`` overrides the deduplication id (default ``entry_msg_id``)."""
+        ack = self._call(self._publish(entry, msg_id))
         return int(ack.seq) - 1
 
-    async def _publish(self, entry: Entry) -> Any:
+    async def _publish(self, entry: Entry, msg_id: str | None = None) -> Any:
         return await self._js.publish(subject(self.chain_id), entry.encode(),
-                                      headers={"Nats-Msg-Id": entry_msg_id(entry)})
+                                      headers={"Nats-Msg-Id": msg_id or entry_msg_id(entry)})
 
     def append_many(self, entries: Sequence[Entry]) -> list[int]:
-        """Publish a batch with acks awaited concurrently (one round trip for the batch)."""
+        """Publish entries with acks awaited concurrently (one round trip for all)."""
         async def go() -> list[Any]:
             return list(await asyncio.gather(*(self._publish(e) for e in entries)))
 

@@ -12,8 +12,9 @@ while its key is in that set: a validator added by governance starts the process
 empty store, replays the log certifying blocks from the durable votes of the others, and
 votes from its activation height on. A quorum for a header other
 than ours means we diverged: we drop our block and stop signing (operators investigate).
-Every ``tick_s`` seconds each validator publishes a tick for the current second since
-genesis; message-id deduplication keeps one tick per second in the log.
+Every ``tick_s`` seconds each validator publishes a tick (``publish_tick``); message-id
+deduplication keeps one tick per period in the log. Admitted transactions are published in
+batches, one log message for many (``batch_entries``).
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gridledger.crypto.hashing import sha3_256
 from gridledger.crypto.keystore import load_key, save_key
 from gridledger.crypto.sig import SigningKey
-from gridledger.errors import ConfigError
-from gridledger.ledger.block import Certificate, Vote
+from gridledger.errors import ConfigError, RejectedTx
+from gridledger.ledger.block import Certificate, Vote, vote_ok
 from gridledger.ledger.genesis import Genesis, make_genesis
+from gridledger.ledger.modules.registry.keeper import get_participant
+from gridledger.ledger.tx import decode_tx
 from gridledger.node.embedded import VoteTally
 from gridledger.node.nats_orderer import NatsOrderer, stream_name, subject
 from gridledger.node.orderer import BlockCutter, Entry
@@ -110,14 +115,28 @@ def read_join(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not a join.json (alg, pk, name, pop): {exc}") from exc
 
 
+VOTES_KEPT = 8  # heights of votes kept below the tip (audits look one height back)
+
+
 # -- vote exchange ----------------------------------------------------------------
 class VoteBoard:
-    """Votes from the durable VOTES stream, indexed by height."""
+    """Votes from the durable VOTES stream, indexed by height.
+
+    Anyone who may publish on the stream's subject can put anything there, so nothing in a
+    vote is taken on trust: the validator index only says which key to check the signature
+    under (``VoteTally``), the message id is a hash of the signed bytes (a forged vote can
+    never take a real vote's id and have it deduplicated away), and an invalid vote is
+    blamed on nobody. Signature checks are memoised (the tally is recomputed at every wake-up
+    while a quorum forms), and heights below ``prune``'s floor are dropped, so memory stays
+    bounded on a long-running chain.
+    """
 
     def __init__(self, orderer: NatsOrderer) -> None:
         self.o = orderer
         self.chain_id = orderer.chain_id
         self._by_height: dict[int, list[Vote]] = {}
+        self._checked: dict[tuple[Vote, str, bytes], bool] = {}
+        self._floor = 0  # votes below this height are not kept
         self._cond = threading.Condition()
         self.o._call(self._setup())
 
@@ -157,18 +176,51 @@ class VoteBoard:
         except Exception:
             return  # garbage on the votes subject is ignored; signatures are checked on use
         with self._cond:
+            if v.height < self._floor:
+                return
             self._by_height.setdefault(v.height, []).append(v)
             self._cond.notify_all()
 
     def publish(self, v: Vote) -> None:
         data = codec.encode([v.height, v.header_hash, v.validator, v.sig])
-        msg_id = f"{v.height}-{v.validator}-{v.header_hash.hex()}"
+        msg_id = sha3_256(data).hex()  # re-publishing the same vote is deduplicated
 
         async def go() -> None:
             await self.o._js.publish(subject(self.chain_id, "votes"), data,
                                      headers={"Nats-Msg-Id": msg_id})
 
         self.o._call(go())
+
+    def check(self, vote: Vote, keys: Sequence[tuple[str, bytes]]) -> bool:
+        """``vote_ok``, memoised on (vote, key): a pure function of its inputs."""
+        if not 0 <= vote.validator < len(keys):
+            return False
+        alg, pk = keys[vote.validator]
+        memo = (vote, alg, pk)
+        with self._cond:
+            hit = self._checked.get(memo)
+        if hit is None:
+            hit = vote_ok(vote, keys)
+            with self._cond:
+                if vote.height >= self._floor:
+                    self._checked[memo] = hit
+        return hit
+
+    def prune(self, below: int) -> None:
+        """Forget votes (and their checks) for heights below ``below``."""
+        with self._cond:
+            if below <= self._floor:
+                return
+            self._floor = below
+            for h in [h for h in self._by_height if h < below]:
+                del self._by_height[h]
+            for m in [m for m in self._checked if m[0].height < below]:
+                del self._checked[m]
+
+    def heights(self) -> int:
+        """How many heights hold votes (memory bound checks)."""
+        with self._cond:
+            return len(self._by_height)
 
     def votes(self, height: int) -> list[Vote]:
         with self._cond:
@@ -177,6 +229,27 @@ class VoteBoard:
     def wait(self, height: int, pred: Any, timeout_s: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: pred(self._by_height.get(height, [])), timeout_s)
+
+
+MAX_BATCH_BYTES = 512 * 1024  # one log message; NATS refuses payloads over 1 MiB by default
+
+
+def batch_entries(raws: Sequence[bytes], max_txs: int) -> list[Entry]:
+    """Log entries for ``raws`` in order: batches of at most ``max_txs`` transactions and
+    ``MAX_BATCH_BYTES`` bytes (a lone transaction stays a ``tx`` entry, whose message id is
+    its hash)."""
+    out: list[Entry] = []
+    cur: list[bytes] = []
+    size = 0
+    for raw in raws:
+        if cur and (len(cur) >= max_txs or size + len(raw) > MAX_BATCH_BYTES):
+            out.append(Entry("txs", batch=tuple(cur)) if len(cur) > 1 else Entry("tx", tx=cur[0]))
+            cur, size = [], 0
+        cur.append(raw)
+        size += len(raw)
+    if cur:
+        out.append(Entry("txs", batch=tuple(cur)) if len(cur) > 1 else Entry("tx", tx=cur[0]))
+    return out
 
 
 # -- the validator process ----------------------------------------------------------
@@ -223,6 +296,8 @@ class ValidatorProcess:
         self._inflight: Any = None
         self._certified: dict[int, tuple[bytes, list[tuple[str, bytes]]]] = {}
         self._unpublished: list[Any] = []
+        self._pre_pos = 0  # log position up to which signatures were checked ahead
+        self._tick_pos = -1  # log position of our last tick
         self.index: dict[bytes, int] = {}
         self.offenders: dict[int, set[str]] = {}
 
@@ -247,7 +322,7 @@ class ValidatorProcess:
         cert: list[Certificate | None] = [None]
 
         def have_quorum(votes: list[Vote]) -> bool:
-            tally = VoteTally(len(keys))
+            tally = VoteTally(len(keys), check=self.board.check)
             for vt in votes:
                 tally.add(vt, keys)
             cert[0] = tally.certificate()
@@ -255,9 +330,12 @@ class ValidatorProcess:
                 self.offenders.setdefault(i, set()).add(why)
             return cert[0] is not None
 
+        # while the others vote, check the signatures of the transactions ordered after
+        # this block, so the next block executes without waiting for them
         deadline = time.monotonic() + 5.0
         while not self.stop.is_set() and time.monotonic() < deadline:
-            if self.board.wait(header.height, have_quorum, timeout_s=0.5):
+            busy = self.preverify() > 0
+            if self.board.wait(header.height, have_quorum, timeout_s=0.0 if busy else 0.05):
                 break
         if cert[0] is None:
             return False  # still in flight; the caller retries (and re-publishes our vote)
@@ -273,6 +351,7 @@ class ValidatorProcess:
             if h in self._certified:
                 self.audit(h, *self._certified[h])
         self._certified.pop(header.height - 2, None)
+        self.board.prune(header.height - VOTES_KEPT)
         if ok:
             self._notify(header, v._last_result)
         return True
@@ -280,7 +359,7 @@ class ValidatorProcess:
     def audit(self, height: int, certified: bytes, keys: list[tuple[str, bytes]]) -> None:
         """Name every validator whose votes at ``height`` were invalid, equivocating, or
         for a header other than the certified one; keep the evidence in our store."""
-        tally = VoteTally(len(keys))
+        tally = VoteTally(len(keys), check=self.board.check)
         for vt in self.board.votes(height):
             tally.add(vt, keys)
         for i, vote in tally.voted.items():
@@ -294,31 +373,78 @@ class ValidatorProcess:
             for ev in tally.evidence:
                 self.validator.store.add_evidence(ev.height, "equivocation", ev.to_obj())
 
+    def preverify(self, max_sigs: int = 16) -> int:
+        """Check up to ``max_sigs`` signatures of ordered transactions not yet executed.
+
+        Runs in idle time (waiting for votes or for the log), on the main thread. Results go
+        into the signature cache that admission fills and execution reads, keyed by (tx
+        hash, key address), so every signature is still checked once by this validator,
+        against the key the state names when the transaction executes (a key rotated in
+        between misses the cache and is checked then). Returns how many were checked.
+        """
+        start = max(self._pre_pos, self.cutter.pos)
+        state, cache = self.validator.app.state, self.mempool.cache
+        n = 0
+        pos = start
+        for e in self.orderer.read(start, 4 * max_sigs):
+            pos += 1
+            for raw in e.txs():
+                try:
+                    tx = decode_tx(raw)
+                except RejectedTx:
+                    continue
+                p = get_participant(state, tx.sender)
+                if p is None or p["alg"] != tx.alg or cache.known(tx, p["alg"], p["pk"]):
+                    continue
+                cache.check(tx, p["alg"], p["pk"])
+                n += 1
+            if n >= max_sigs:
+                break
+        self._pre_pos = pos
+        return n
+
     def _notify(self, header: Any, result: Any) -> None:
         from gridledger.api.service import block_event
 
         ev = block_event(header, result)
         for r in result.receipts:
-            self.index[r.tx_hash] = header.height
+            # a transaction submitted through two validators can be logged twice; its
+            # second run fails (replayed nonce) and must not hide the first one's receipt
+            if r.ok or r.tx_hash not in self.index:
+                self.index[r.tx_hash] = header.height
         for fn in list(self.subs):
             fn(ev)
 
     # producers ----------------------------------------------------------------
     def publish_pending(self) -> None:
-        """Publish admitted transactions; a failed publish is retried, never dropped
-        (the log deduplicates by transaction hash)."""
+        """Publish admitted transactions, many per log message (``batch_entries``); a failed
+        publish is retried with the same messages, never dropped (the log deduplicates by
+        message id: a batch's hash)."""
         with self.lock:
-            self._unpublished += self.mempool.take(self.cfg.max_block_txs)
-            batch = list(self._unpublished)
-        if batch:
-            self.orderer.append_many([Entry("tx", tx=t.raw) for t in batch])
+            self._unpublished += batch_entries([t.raw for t in self.mempool.take(self.cfg.max_block_txs)],
+                                               self.cfg.max_block_txs)
+            pending = list(self._unpublished)
+        if pending:
+            self.orderer.append_many(pending)
             with self.lock:
-                del self._unpublished[:len(batch)]
+                del self._unpublished[:len(pending)]
 
     def publish_tick(self) -> None:
-        t = int(time.time()) - self.genesis_time
-        if t > self.cutter.slot_time:
-            self.orderer.append(Entry("tick", time_s=t))
+        """Publish the tick of the current ``tick_s`` period.
+
+        A tick carries whole seconds since genesis (consensus time). Every validator
+        publishes the same period's tick under the same message id, so one enters the log.
+        A tick within a second (``tick_s`` < 1) is published only if the log has grown since
+        our last tick: a busy chain closes a block every ``tick_s``, an idle one adds one
+        empty block per second.
+        """
+        since = time.time() - self.genesis_time
+        t = int(since)
+        sub = int((since - t) / self.cfg.tick_s) if self.cfg.tick_s < 1 else 0
+        grew = self.orderer.length() > self._tick_pos + 1
+        if t > self.cutter.slot_time or (sub and grew):
+            msg_id = f"tick-{t}" if sub == 0 else f"tick-{t}.{sub}"
+            self._tick_pos = self.orderer.append(Entry("tick", time_s=t), msg_id=msg_id)
 
     def run(self) -> None:
         """Run until ``stop`` is set: producer thread + block loop (+ API if a port is set)."""
@@ -342,7 +468,7 @@ class ValidatorProcess:
         try:
             while not self.stop.is_set():
                 try:
-                    if not self.step():
+                    if not self.step() and not self.preverify():
                         self.orderer.wait_for(self.cutter.scanned + 1, timeout_s=0.2)
                 except Exception as exc:  # NATS failover: reconnect happens underneath
                     print(f"validator {self.validator.index}: retrying after {exc!r}", flush=True)
