@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from gridledger.sim.attacks import Attack
+from gridledger.sim.attack_base import Attack
 
 
 class BadAggregator(Attack):

@@ -48,7 +48,7 @@ from gridledger.privacy.roaming import (
     settle_roaming_claim,
     sign_receipt,
 )
-from gridledger.sim.attacks import Attack
+from gridledger.sim.attack_base import Attack
 
 if TYPE_CHECKING:
     from gridledger.node.embedded import FinalizedBlock
