@@ -70,3 +70,24 @@ def test_certificate_needs_quorum_of_distinct_valid_votes(tmp_path):
     other = Header(**{**fb.header.to_obj(), "state_root": bytes(32)})
     with pytest.raises(Exception, match="another header"):
         verify_certificate(other, fb.cert, keys)
+
+
+def test_an_invalid_vote_is_blamed_on_its_source_never_on_the_index_it_claims():
+    from gridledger.ledger.block import Vote, sign_vote
+    from gridledger.node.embedded import VoteTally
+
+    chain = make_chain()
+    keys = [(k.alg, k.public_key.raw) for k in chain.validators]
+    header = Header(chain.genesis.chain_id, 1, bytes(32), 0, bytes(32), bytes(32), bytes(32), bytes(32))
+    # validator 1's real vote relabelled as validator 2's, and random bytes as validator 3's
+    good = sign_vote(chain.validators[1], header, 1)
+    relabelled = Vote(1, header.hash, 2, good.sig)
+    garbage = Vote(1, header.hash, 3, b"\x00" * 3309)
+    shared_log = VoteTally(4)
+    for v in (relabelled, garbage, good):
+        shared_log.add(v, keys)  # source unknown (the NATS VOTES stream)
+    assert shared_log.offenders == {} and shared_log.unattributed == 2
+    assert set(shared_log.voted) == {1}  # only the authentic vote counts
+    direct = VoteTally(4)
+    direct.add(garbage, keys, source=0)  # in process: validator 0 produced it
+    assert direct.offenders == {0: "invalid vote signature"}
