@@ -154,7 +154,7 @@ class Engine:
         # quotas in ledger time: a member needs ~2 transactions a slot; the DSO posts an
         # envelope and up to two flags per member, so its identity gets a larger share
         self._quota = QuotaPolicy(rate_per_s=MEMBER_QUOTA / S, burst=float(MEMBER_QUOTA))
-        dso_scale = 500 * (-(-(2 * len(self.members) + 8) // MEMBER_QUOTA))
+        dso_scale = 500 * (-(-(2 * len(self.members) + 16) // MEMBER_QUOTA))  # + roaming charges
         dso_addr = self.community.dso.address
         self.net = EmbeddedNetwork(self.community.genesis, self.community.validators, ledger_dir,
                                    quota=self._quota, max_block_txs=2000,
@@ -304,10 +304,11 @@ class Engine:
         if trading:
             raws += self._dso_envelopes(L)
             raws += self._agent_orders(L)
-        raws += self.pending_flags
-        self.pending_flags = []
+        flags, self.pending_flags = self.pending_flags, []
         t0 = time.perf_counter()
-        self.submit(extra + raws, t_a)
+        # the DSO's flags were signed last step: they go first, so its later transactions
+        # this step (envelopes, an attack's roaming charge) follow them in nonce order
+        self.submit(flags + extra + raws, t_a)
         for a in self.attacks:
             a.after_submit(L, raws)
         self.tick(t_a)
