@@ -91,6 +91,7 @@ class State:
         self._marks: list[int] = []
         self._buckets: list[dict[bytes, bytes]] = [{} for _ in range(N_BUCKETS)]
         self._bucket_roots: list[bytes] = [b""] * N_BUCKETS
+        self._top_leaves: list[bytes] = [b""] * N_BUCKETS  # hash_leaf(bucket root), cached
         self._dirty: set[int] = set(range(N_BUCKETS))
         for k, v in self._data.items():
             self._buckets[bucket_of(k)][k] = entry_hash(k, v)
@@ -192,9 +193,11 @@ class State:
     def root(self) -> bytes:
         """The state root; rehashes only the buckets written since the last call."""
         for b in self._dirty:
-            self._bucket_roots[b] = root_of_hashes(self._bucket_leaves(b))
+            r = root_of_hashes(self._bucket_leaves(b))
+            self._bucket_roots[b] = r
+            self._top_leaves[b] = hash_leaf(r)
         self._dirty.clear()
-        return root_of_hashes([hash_leaf(r) for r in self._bucket_roots])
+        return root_of_hashes(self._top_leaves)
 
     def prove(self, key: bytes) -> MembershipProof:
         """Membership proof for ``key``; raises ``KeyError`` if absent."""
@@ -204,7 +207,7 @@ class State:
         keys = sorted(self._buckets[b])
         idx = keys.index(key)
         leaves = [self._buckets[b][k] for k in keys]
-        top = [hash_leaf(r) for r in self._bucket_roots]
+        top = list(self._top_leaves)
         return MembershipProof(key, value, b, idx, len(keys), inclusion_proof(leaves, idx),
                                inclusion_proof(top, b))
 

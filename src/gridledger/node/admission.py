@@ -12,6 +12,7 @@ crowd out the others.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,15 @@ class SigCache:
         self.capacity = capacity
         self._ok: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
         self._bad: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        self._addr: dict[tuple[str, bytes], bytes] = {}  # key -> address, memoised
+
+    def _address(self, alg: str, pk: bytes) -> bytes:
+        a = self._addr.get((alg, pk))
+        if a is None:
+            if len(self._addr) >= 10_000:
+                self._addr.clear()
+            a = self._addr[(alg, pk)] = address_of(alg, pk)
+        return a
 
     @staticmethod
     def _remember(table: OrderedDict[tuple[bytes, bytes], None], key: tuple[bytes, bytes],
@@ -82,16 +92,16 @@ class SigCache:
             table.popitem(last=False)
 
     def add(self, tx_hash: bytes, alg: str, pk: bytes) -> None:
-        self._remember(self._ok, (tx_hash, address_of(alg, pk)), self.capacity)
+        self._remember(self._ok, (tx_hash, self._address(alg, pk)), self.capacity)
 
     def known(self, tx: Tx, alg: str, pk: bytes) -> bool:
         """Whether the signature of ``tx`` under ``(alg, pk)`` was already checked."""
-        k = (tx.hash, address_of(alg, pk))
+        k = (tx.hash, self._address(alg, pk))
         return k in self._ok or k in self._bad
 
     def check(self, tx: Tx, alg: str, pk: bytes) -> bool:
         """A ``SigCheck`` that trusts the cache and verifies anything else."""
-        k = (tx.hash, address_of(alg, pk))
+        k = (tx.hash, self._address(alg, pk))
         if k in self._ok:
             return True
         if k in self._bad:
@@ -120,6 +130,7 @@ class Mempool:
         self._size = 0
         self._seen: set[bytes] = set()
         self.rejected: dict[str, int] = {}
+        self._lock = threading.RLock()  # admission threads vs the producer's take()
 
     def __len__(self) -> int:
         return self._size
@@ -139,7 +150,10 @@ class Mempool:
         """Admit a batch; signatures are checked in parallel when a pool is configured.
 
         Returns, per input, the admitted ``Tx`` or the ``RejectedTx`` (a single ``admit``
-        raises it instead).
+        raises it instead). Thread-safe: the mempool's own lock guards only the enqueueing,
+        so a node can admit while it executes a block. The state reads (sender's key, nonce,
+        reputation) are single lookups that need no lock; a key rotated between admission
+        and execution misses the signature cache and is checked again under the new key.
         """
         out: list[Tx | RejectedTx | None] = [None] * len(raws)
         decoded: list[tuple[int, Tx, str, bytes]] = []
@@ -159,16 +173,19 @@ class Mempool:
                 out[i] = self._reject(exc)
         items = [(alg, pk, tx.signing_bytes, tx.sig, TX_CONTEXT) for _, tx, alg, pk in decoded]
         oks = self.sig_pool.verify_many(items) if self.sig_pool else _verify_chunk(items)
-        for (i, tx, alg, pk), ok in zip(decoded, oks):
-            try:
-                if tx.alg != alg or not ok:
-                    raise BadSignature(f"signature does not verify under the key registered "
-                                       f"for {tx.sender.hex()[:16]}…")
-                self.cache.add(tx.hash, alg, pk)
-                self._enqueue(tx, now_s)
-                out[i] = tx
-            except RejectedTx as exc:
-                out[i] = self._reject(exc)
+        with self._lock:
+            for (i, tx, alg, pk), ok in zip(decoded, oks):
+                try:
+                    if tx.alg != alg or not ok:
+                        raise BadSignature(f"signature does not verify under the key registered "
+                                           f"for {tx.sender.hex()[:16]}…")
+                    self.cache.add(tx.hash, alg, pk)
+                    if tx.hash in self._seen:  # the same bytes admitted meanwhile
+                        raise ReplayedNonce("duplicate of a pending transaction")
+                    self._enqueue(tx, now_s)
+                    out[i] = tx
+                except RejectedTx as exc:
+                    out[i] = self._reject(exc)
         if len(raws) == 1 and isinstance(out[0], RejectedTx):
             raise out[0]
         return out  # type: ignore[return-value]
@@ -209,6 +226,10 @@ class Mempool:
 
     def take(self, max_n: int) -> list[Tx]:
         """Up to ``max_n`` transactions, round-robin across senders (sorted by address)."""
+        with self._lock:
+            return self._take(max_n)
+
+    def _take(self, max_n: int) -> list[Tx]:
         out: list[Tx] = []
         while len(out) < max_n and self._size:
             for sender in sorted(self._queues):

@@ -420,14 +420,12 @@ class ValidatorProcess:
         """Publish admitted transactions, many per log message (``batch_entries``); a failed
         publish is retried with the same messages, never dropped (the log deduplicates by
         message id: a batch's hash)."""
-        with self.lock:
-            self._unpublished += batch_entries([t.raw for t in self.mempool.take(self.cfg.max_block_txs)],
-                                               self.cfg.max_block_txs)
-            pending = list(self._unpublished)
-        if pending:
-            self.orderer.append_many(pending)
-            with self.lock:
-                del self._unpublished[:len(pending)]
+        # producer thread only (the mempool has its own lock): never waits for execution
+        taken = self.mempool.take(self.cfg.max_block_txs)
+        self._unpublished += batch_entries([t.raw for t in taken], self.cfg.max_block_txs)
+        if self._unpublished:
+            self.orderer.append_many(self._unpublished)
+            self._unpublished = []
 
     def publish_tick(self) -> None:
         """Publish the tick of the current ``tick_s`` period.
