@@ -44,3 +44,23 @@ def test_evidence_names_the_equivocator_by_address(tmp_path) -> None:
     (line,) = [json.loads(x) for x in res.output.splitlines() if x.startswith("{")]
     assert line["validator"] == chain.validators[2].address.hex() and line["height"] == 1
     assert len(line["header_hashes"]) == 2 and len(line["sigs"]) == 2
+
+
+def test_tx_transfer_exits_nonzero_naming_the_rule_when_the_receipt_failed(tmp_path, monkeypatch) -> None:
+    from gridledger.client import Client
+    from gridledger.crypto.keystore import save_key
+
+    chain = make_chain()
+    save_key(tmp_path, "p0", chain.users[0], "pw", 2**12)
+    monkeypatch.setenv("GRIDLEDGER_PASSPHRASE", "pw")
+    failed = {"height": 3, "receipt": {"tx": "ab", "ok": False, "rule": "insufficient-funds",
+                                       "detail": "balance 5 < 10", "events": []}}
+    monkeypatch.setattr(Client, "__init__", lambda self, url, key=None: None)
+    monkeypatch.setattr(Client, "transfer", lambda self, to, amount, wait=True: failed)
+    args = ["tx", "transfer", "--key", str(tmp_path / "p0.key.json"), "--to", "00" * 32,
+            "--amount-micro", "10"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1 and "insufficient-funds" in res.output
+    ok = {"height": 3, "receipt": {**failed["receipt"], "ok": True, "rule": "", "detail": ""}}
+    monkeypatch.setattr(Client, "transfer", lambda self, to, amount, wait=True: ok)
+    assert CliRunner().invoke(app, args).exit_code == 0

@@ -371,7 +371,9 @@ def tx_transfer(
     node: Annotated[str, typer.Option(help="Node API URL.")] = "http://127.0.0.1:8080",
     wait: Annotated[bool, typer.Option(help="Wait for the receipt.")] = True,
 ) -> None:
-    """Sign a transfer locally and submit it."""
+    """Sign a transfer locally and submit it.
+
+    Exits 1 if the committed transaction failed (the rule is named on stderr)."""
     from gridledger.client import ApiRejected, Client
     from gridledger.crypto.keystore import load_key
 
@@ -382,7 +384,7 @@ def tx_transfer(
         _fail(f"rejected ({exc.status}): {exc}")
     except (GridLedgerError, ValueError) as exc:
         _fail(str(exc))
-    console.print_json(json.dumps(out))
+    _print_receipt(out)
 
 
 def _tx_client(node: str, key: Path):  # type: ignore[no-untyped-def]
@@ -431,10 +433,13 @@ def tx_propose_validator(
 
 
 def _print_receipt(out: dict[str, object]) -> None:
-    """Print the API answer; exit 1 if the committed transaction failed (rule in detail)."""
+    """Print the API answer; if the committed transaction failed, name its rule on stderr
+    and exit 1."""
     console.print_json(json.dumps(out))
     rec = out.get("receipt")
     if isinstance(rec, dict) and not rec.get("ok", True):
+        detail = f": {rec['detail']}" if rec.get("detail") else ""
+        err.print(f"[bold red]error:[/] transaction failed, rule {rec.get('rule', '?')}{detail}")
         raise typer.Exit(1)
 
 
