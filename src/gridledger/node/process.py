@@ -296,7 +296,8 @@ class ValidatorProcess:
         self._inflight: Any = None
         self._certified: dict[int, tuple[bytes, list[tuple[str, bytes]]]] = {}
         self._unpublished: list[Any] = []
-        self._pre_pos = 0  # log position up to which signatures were checked ahead
+        self._pre_pos = 0  # log entry (and transaction within it) up to which signatures
+        self._pre_off = 0  # were checked ahead of execution
         self._tick_pos = -1  # log position of our last tick
         self.index: dict[bytes, int] = {}
         self.offenders: dict[int, set[str]] = {}
@@ -382,13 +383,17 @@ class ValidatorProcess:
         against the key the state names when the transaction executes (a key rotated in
         between misses the cache and is checked then). Returns how many were checked.
         """
-        start = max(self._pre_pos, self.cutter.pos)
+        if self._pre_pos < self.cutter.pos:  # executed meanwhile: nothing to do there
+            self._pre_pos, self._pre_off = self.cutter.pos, 0
         state, cache = self.validator.app.state, self.mempool.cache
         n = 0
-        pos = start
-        for e in self.orderer.read(start, 4 * max_sigs):
-            pos += 1
-            for raw in e.txs():
+        for e in self.orderer.read(self._pre_pos, 64):
+            txs = e.txs()
+            while self._pre_off < len(txs):
+                if n >= max_sigs:
+                    return n  # resume inside this entry next time (batches hold hundreds)
+                raw = txs[self._pre_off]
+                self._pre_off += 1
                 try:
                     tx = decode_tx(raw)
                 except RejectedTx:
@@ -398,9 +403,7 @@ class ValidatorProcess:
                     continue
                 cache.check(tx, p["alg"], p["pk"])
                 n += 1
-            if n >= max_sigs:
-                break
-        self._pre_pos = pos
+            self._pre_pos, self._pre_off = self._pre_pos + 1, 0
         return n
 
     def _notify(self, header: Any, result: Any) -> None:
