@@ -75,6 +75,7 @@ class _Events:
 
     def __init__(self, port: int) -> None:
         self.seen: dict[int, float] = {}
+        self.txs: dict[int, int] = {}  # transactions per announced block
         self.stop = threading.Event()
         threading.Thread(target=self._listen, args=(port,), daemon=True).start()
 
@@ -83,7 +84,9 @@ class _Events:
             with httpx.stream("GET", f"http://127.0.0.1:{port}/v1/events", timeout=None) as r:
                 for line in r.iter_lines():
                     if line.startswith("data: "):
-                        self.seen[json.loads(line[6:])["height"]] = time.monotonic()
+                        ev = json.loads(line[6:])
+                        self.seen[ev["height"]] = time.monotonic()
+                        self.txs[ev["height"]] = int(ev["txs"])
                     if self.stop.is_set():
                         return
         except httpx.HTTPError:
@@ -144,10 +147,17 @@ def _drive(clients: list[httpx.Client], events: _Events, raws: list[bytes], n_se
         sent_rate = len(submitted) / (time.monotonic() - t0)
     else:
         sent_rate = sum(n / (last - t0 + per) for n, last, per in feeders)
-    # wait until every transaction is in a block
+    # wait until every transaction is in a block: on validator 0's event stream (polling
+    # its API meanwhile would load the validator being measured), then map transactions to
+    # blocks, untimed
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if sum(n for hh, n in list(events.txs.items()) if hh > start_height) >= len(submitted):
+            break
+        time.sleep(0.05)
     committed: dict[str, int] = {}
     h = start_height + 1
-    deadline = time.monotonic() + 300
+    deadline = max(deadline, time.monotonic() + 30)
     while len(committed) < len(submitted) and time.monotonic() < deadline:
         r = clients[0].get(f"/v1/blocks/{h}")
         if r.status_code == 404:

@@ -358,8 +358,9 @@ class ValidatorProcess:
         return True
 
     def audit(self, height: int, certified: bytes, keys: list[tuple[str, bytes]]) -> None:
-        """Name every validator whose votes at ``height`` were invalid, equivocating, or
-        for a header other than the certified one; keep the evidence in our store."""
+        """Name every validator whose votes at ``height`` equivocated or were for a header
+        other than the certified one; keep the evidence in our store. (An invalid vote
+        names nobody: on the shared VOTES stream it proves nothing about its index.)"""
         tally = VoteTally(len(keys), check=self.board.check)
         for vt in self.board.votes(height):
             tally.add(vt, keys)
