@@ -57,8 +57,9 @@ def init_network(out: Path, validators: int, participants: int, chain_id: str,
         raise ConfigError(f"{out} already holds a network (genesis.cbor exists)")
     vkeys = [SigningKey.generate("ml-dsa-65") for _ in range(validators)]
     pkeys = [SigningKey.generate("ml-dsa-65") for _ in range(participants)]
-    parts = [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["validator"], "name": f"validator-{i}"}
-             for i, k in enumerate(vkeys)]
+    parts: list[dict[str, Any]] = [
+        {"alg": k.alg, "pk": k.public_key.raw, "roles": ["validator"], "name": f"validator-{i}"}
+        for i, k in enumerate(vkeys)]
     parts += [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["prosumer"], "name": f"p{i}",
                "cp": f"cp-{i}", "balance_micro": balance_micro} for i, k in enumerate(pkeys)]
     genesis = make_genesis(chain_id, parts, {"genesis_time_unix": int(time.time())})
@@ -228,7 +229,7 @@ class VoteBoard:
 
     def wait(self, height: int, pred: Any, timeout_s: float) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: pred(self._by_height.get(height, [])), timeout_s)
+            return bool(self._cond.wait_for(lambda: pred(self._by_height.get(height, [])), timeout_s))
 
 
 MAX_BATCH_BYTES = 512 * 1024  # one log message; NATS refuses payloads over 1 MiB by default
