@@ -81,6 +81,9 @@ def _mean_corr(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
     return float(corr.mean())
 
 
+mean_row_correlation = _mean_corr  # public name for the simulator's scenarios
+
+
 @dataclass(frozen=True)
 class UsageInferenceReport:
     """Correlation of a curious validator's household estimates with the truth."""

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from gridledger.privacy.attacks import mean_row_correlation as _mean_corr
 from gridledger.sim.attack_base import Attack
 
 
@@ -75,14 +76,6 @@ def _truth_matrix(eng: Any) -> tuple[list[str], list[int], np.ndarray]:
     mat = np.array([[-int(eng.delivered_truth(s, cp)) for s in slots] for cp in cps],
                    dtype=np.float64)
     return cps, slots, mat
-
-
-def _mean_corr(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    num = (a * b).sum(axis=1)
-    return float(np.divide(num, den, out=np.zeros_like(num), where=den > 0).mean())
 
 
 class UsageInference(Attack):
