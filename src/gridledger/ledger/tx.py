@@ -8,6 +8,7 @@ cross-chain replay; the per-sender ``nonce`` stops replay within a chain.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -82,14 +83,16 @@ def decode_tx(raw: bytes, max_bytes: int = MAX_TX_BYTES) -> Tx:
     if hit is not None:
         return hit
     tx = _decode(raw)
-    if len(_DECODED) >= _DECODED_MAX:
-        _DECODED.pop(next(iter(_DECODED)))
-    _DECODED[raw] = tx
+    with _DECODED_LOCK:  # a node decodes on several threads (admission, execution)
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.pop(next(iter(_DECODED)))
+        _DECODED[raw] = tx
     return tx
 
 
 _DECODED: dict[bytes, Tx] = {}
 _DECODED_MAX = 50_000
+_DECODED_LOCK = threading.Lock()
 
 
 def _decode(raw: bytes) -> Tx:
