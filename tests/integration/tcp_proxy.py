@@ -21,6 +21,8 @@ class CuttableProxy:
     async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         try:
             while data := await r.read(65536):
+                if self.server is None:  # cut: nothing more crosses
+                    break
                 w.write(data)
                 await w.drain()
         except (ConnectionError, asyncio.CancelledError):
@@ -33,6 +35,10 @@ class CuttableProxy:
             tr, tw = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
             w.close()
+            return
+        if self.server is None:  # cut while this connection was being set up: drop it
+            w.transport.abort()
+            tw.transport.abort()
             return
         self.writers |= {w, tw}
         await asyncio.gather(self._pipe(r, tw), self._pipe(tr, w))
