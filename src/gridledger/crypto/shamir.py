@@ -24,6 +24,12 @@ Shares of one polynomial form a Reed-Solomon codeword, so with ``n > t`` shares 
 is *detected* (the points do not lie on one degree ``t - 1`` polynomial), and with
 ``n >= t + 2e`` up to ``e`` wrong shares are *located* (unique decoding radius of RS codes;
 ``decode_shares`` does it by subset search, fine for the small committees used here).
+Beyond that radius colluding shares can pass for a different codeword; ``decode_shares``
+takes a ``min_agree`` that keeps the answer honest against a stated number of colluders.
+
+Field elements are always handled canonically (``0 <= v < p``): ``Share`` refuses anything
+else and ``field_to_bytes`` will not encode it, because ``x`` and ``x + p`` are the same
+point and a raw-integer comparison would let an aliased share through.
 """
 
 from __future__ import annotations
@@ -52,12 +58,30 @@ class InconsistentShares(CryptoError):
     """The shares do not lie on one polynomial of the expected degree."""
 
 
+def is_field_element(value: int) -> bool:
+    """Whether ``value`` is the canonical representative of a GF(p) element (0 <= v < p).
+
+    Every check on field elements goes through canonical values: ``x`` and ``x + p`` are the
+    same point, so comparing raw integers would let an aliased share pass a distinctness or
+    equality test and corrupt reconstruction (or blame an honest share).
+    """
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < PRIME
+
+
 @dataclass(frozen=True)
 class Share:
-    """One Shamir share: the point ``(x, y)`` with ``x`` in 1..p-1 and ``y`` in GF(p)."""
+    """One Shamir share: the point ``(x, y)``, both canonical elements of GF(p).
+
+    Raises ``CryptoError`` for a non-canonical coordinate (``x + p`` aliases ``x``); a share
+    used for reconstruction must also have ``x != 0`` (checked where shares are combined).
+    """
 
     x: int
     y: int
+
+    def __post_init__(self) -> None:
+        if not (is_field_element(self.x) and is_field_element(self.y)):
+            raise CryptoError("share coordinates must be canonical field elements (0 <= v < p)")
 
 
 @dataclass(frozen=True)
@@ -98,7 +122,10 @@ def field_from_bytes(data: bytes) -> int:
 
 
 def field_to_bytes(element: int) -> bytes:
-    """Encode a field element in 16 big-endian bytes."""
+    """Encode a canonical field element in 16 big-endian bytes; raises ``CryptoError`` for
+    anything else (an encoder that accepted ``v + p`` would sign an alias of ``v``)."""
+    if not is_field_element(element):
+        raise CryptoError("not a canonical field element")
     return element.to_bytes(SHARE_BYTES, "big")
 
 
@@ -136,8 +163,9 @@ def split_secret(secret: int, threshold: int, n_shares: int,
 @lru_cache(maxsize=4096)
 def lagrange_at_zero(xs: tuple[int, ...]) -> tuple[int, ...]:
     """Lagrange basis coefficients ``l_j(0)`` for the points ``xs`` (cached: committees repeat)."""
-    if len(set(xs)) != len(xs) or any(x % PRIME == 0 for x in xs):
-        raise CryptoError("share x-coordinates must be distinct and non-zero")
+    canonical = [x % PRIME for x in xs]  # x and x + p are one point: compare modulo p
+    if len(set(canonical)) != len(xs) or 0 in canonical:
+        raise CryptoError("share x-coordinates must be distinct and non-zero modulo p")
     out = []
     for j, xj in enumerate(xs):
         num, den = 1, 1
@@ -162,6 +190,14 @@ def interpolate_at(shares: Sequence[Share], x: int) -> int:
     return total % PRIME
 
 
+def _check_points(shares: Sequence[Share]) -> None:
+    # Share coordinates are canonical (Share.__post_init__), so set equality is equality mod p.
+    if len({s.x for s in shares}) != len(shares):
+        raise CryptoError("duplicate share x-coordinates")
+    if any(s.x == 0 for s in shares):
+        raise CryptoError("a share at x = 0 would be the secret itself")
+
+
 def _secret_of(shares: Sequence[Share]) -> int:
     coeffs = lagrange_at_zero(tuple(s.x for s in shares))
     return sum(c * s.y for c, s in zip(coeffs, shares, strict=True)) % PRIME
@@ -172,10 +208,11 @@ def check_consistency(shares: Sequence[Share], threshold: int) -> bool:
 
     With exactly ``threshold`` shares this is vacuously true: detection needs redundancy.
     """
+    _check_points(shares)
     if len(shares) < threshold:
         raise CryptoError(f"need at least {threshold} shares, got {len(shares)}")
     base = list(shares[:threshold])
-    return all(interpolate_at(base, s.x) == s.y % PRIME for s in shares[threshold:])
+    return all(interpolate_at(base, s.x) == s.y for s in shares[threshold:])
 
 
 def reconstruct_secret(shares: Sequence[Share], threshold: int) -> int:
@@ -184,42 +221,57 @@ def reconstruct_secret(shares: Sequence[Share], threshold: int) -> int:
     With more than ``threshold`` shares the extra ones are checked and
     ``InconsistentShares`` is raised if any disagrees (use ``decode_shares`` to locate it).
     """
-    if len({s.x for s in shares}) != len(shares):
-        raise CryptoError("duplicate share x-coordinates")
     if not check_consistency(shares, threshold):
         raise InconsistentShares("shares are not on one polynomial of degree threshold-1")
     return _secret_of(shares[:threshold])
 
 
-def decode_shares(shares: Sequence[Share], threshold: int) -> Decoded:
-    """Robustly decode: the secret and which shares are wrong, within the unique radius.
+def unique_agreement(n_shares: int, threshold: int) -> int:
+    """The fewest shares a polynomial must agree with to be the unique answer among ``n``.
 
-    Tries every ``threshold``-subset and keeps the polynomial that agrees with the most
-    shares. The answer is unique when at most ``(n - threshold) // 2`` shares are wrong
-    (Reed-Solomon unique decoding); otherwise ``InconsistentShares`` is raised, since
-    any answer could be an adversary's choice.
+    Two distinct polynomials of degree ``t - 1`` share at most ``t - 1`` points, and two
+    sets of ``a`` agreeing shares among ``n`` overlap in ``2a - n``; so ``a`` is unique once
+    ``2a - n >= t``: ``a = ceil((n + t) / 2)``, i.e. up to ``(n - t) // 2`` wrong shares
+    (Reed-Solomon unique decoding radius).
+    """
+    return -(-(n_shares + threshold) // 2)
+
+
+def decode_shares(shares: Sequence[Share], threshold: int, *,
+                  min_agree: int | None = None) -> Decoded:
+    """Robustly decode: the secret and which shares are wrong.
+
+    Returns the polynomial that agrees with at least ``min_agree`` shares (default
+    ``unique_agreement(n, t)``: the Reed-Solomon unique-decoding radius). Raises
+    ``InconsistentShares`` when no polynomial does: never a guess.
+
+    Why a caller raises ``min_agree`` above the radius: up to ``(n - t) // 2`` *independent*
+    wrong shares are located, but ``c`` colluding ones can sit on a polynomial of their
+    choice that agrees with ``n - c`` shares once ``c`` honest shares are replaced, and
+    plain unique decoding then returns their secret and names an honest share as wrong.
+    Requiring ``min_agree >= threshold + c`` makes every accepted polynomial agree with at
+    least ``threshold`` honest shares, hence be the honest one, for up to ``c`` colluders
+    (``c = threshold - 1`` with ``min_agree = 2 * threshold - 1``).
     """
     n = len(shares)
-    if len({s.x for s in shares}) != n:
-        raise CryptoError("duplicate share x-coordinates")
+    _check_points(shares)
     if n < threshold:
         raise CryptoError(f"need at least {threshold} shares, got {n}")
     _check_params(threshold, n)
+    need = unique_agreement(n, threshold) if min_agree is None else min_agree
+    if need < unique_agreement(n, threshold) or need > n:
+        raise CryptoError(f"min_agree must lie in [{unique_agreement(n, threshold)}, {n}] "
+                          f"for {n} shares and threshold {threshold}")
     if check_consistency(shares, threshold):
         return Decoded(_secret_of(shares[:threshold]), ())
-    max_errors = (n - threshold) // 2
-    best: tuple[int, frozenset[int]] | None = None
     for subset in itertools.combinations(shares, threshold):
-        agree = frozenset(s.x for s in shares if interpolate_at(subset, s.x) == s.y % PRIME)
-        if n - len(agree) <= max_errors:
-            # Within the radius the codeword is unique, so the first hit is the answer.
-            best = (_secret_of(subset), agree)
-            break
-    if best is None:
-        raise InconsistentShares(
-            f"more than {max_errors} wrong shares among {n}: cannot tell which")
-    secret, agree = best
-    return Decoded(secret, tuple(sorted(s.x for s in shares if s.x not in agree)))
+        agree = frozenset(s.x for s in shares if interpolate_at(subset, s.x) == s.y)
+        if len(agree) >= need:
+            # need >= the unique-decoding bound, so the first hit is the only answer.
+            return Decoded(_secret_of(subset),
+                           tuple(sorted(s.x for s in shares if s.x not in agree)))
+    raise InconsistentShares(
+        f"no polynomial of degree {threshold - 1} agrees with {need} of {n} shares")
 
 
 def candidate_secrets(shares: Sequence[Share], threshold: int) -> dict[int, tuple[int, ...]]:
@@ -228,9 +280,10 @@ def candidate_secrets(shares: Sequence[Share], threshold: int) -> dict[int, tupl
     Used when shares are too few to decode uniquely and an outside measurement (a feeder
     head meter) has to pick the right candidate.
     """
+    _check_points(shares)
     out: dict[int, set[int]] = {}
     for subset in itertools.combinations(shares, threshold):
         secret = _secret_of(subset)
-        agree = {s.x for s in shares if interpolate_at(subset, s.x) == s.y % PRIME}
+        agree = {s.x for s in shares if interpolate_at(subset, s.x) == s.y}
         out.setdefault(secret, set()).update(agree)
     return {k: tuple(sorted(v)) for k, v in out.items()}

@@ -79,6 +79,7 @@ from gridledger.crypto.shamir import (
     encode_signed,
     evaluate_polynomial,
     field_to_bytes,
+    is_field_element,
 )
 from gridledger.crypto.sig import PublicKey, SigningKey
 from gridledger.errors import CryptoError
@@ -503,7 +504,9 @@ def select_included(committee: Committee, slot: int, submissions: Sequence[Meter
         if not 0 <= ch.position < c.size or ch.position in usable:
             continue
         agg = c.aggregators[ch.position]
-        if not agg.sig_key.verify(ch.signed_message(), ch.signature, CTX_CHECK):
+        if not all(v is None or is_field_element(v) for _, v in ch.values):
+            bad.append((ch.position, "non-canonical"))  # v + p would alias v
+        elif not agg.sig_key.verify(ch.signed_message(), ch.signature, CTX_CHECK):
             bad.append((ch.position, "bad-signature"))
         elif (ch.feeder_id, ch.epoch, ch.slot, ch.transcript) != (c.feeder_id, c.epoch, slot,
                                                                   transcript):
@@ -616,12 +619,12 @@ def combine_partials(committee: Committee, inclusion: Inclusion,
         if not 0 <= p.position < c.size or p.position in valid:
             continue
         agg = c.aggregators[p.position]
-        if not agg.sig_key.verify(p.signed_message(), p.signature, CTX_PARTIAL):
+        if not is_field_element(p.value):
+            rejected.append((agg.aggregator_id, "non-canonical"))  # checked before encoding
+        elif not agg.sig_key.verify(p.signed_message(), p.signature, CTX_PARTIAL):
             rejected.append((agg.aggregator_id, "bad-signature"))
         elif p.inclusion_digest != digest:
             rejected.append((agg.aggregator_id, "wrong-inclusion"))
-        elif not 0 <= p.value < PRIME:
-            rejected.append((agg.aggregator_id, "bad-aggregator"))
         else:
             valid[p.position] = p
     if len(valid) < c.threshold:
@@ -703,9 +706,15 @@ def resolve_share_dispute(committee: Committee, grant: EpochGrant, submission: M
                  submission.contributor_id, j))
     except Exception:
         return "meter" if published is None else "aggregator"
-    if published is None:
-        return "aggregator"  # it decrypts, yet the aggregator claimed it did not
     xs, ws = int.from_bytes(plain[:SHARE_BYTES], "big"), int.from_bytes(plain[SHARE_BYTES:], "big")
+    well_formed = (len(plain) == 2 * SHARE_BYTES and is_field_element(xs)
+                   and is_field_element(ws))
+    if published is None:
+        # an honest aggregator reports None for a share that does not decrypt *or* is not
+        # two canonical field elements (an alias x + p is the meter's doing)
+        return "meter" if not well_formed else "aggregator"
+    if not well_formed:
+        return "aggregator"  # it published a value for a share it could not have used
     v = (xs + _challenge(check.transcript, submission.contributor_id) * ws) % PRIME
     return "meter" if v == published else "aggregator"
 
