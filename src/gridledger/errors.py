@@ -7,17 +7,23 @@
     ├── KeystoreError               keystore file missing, wrong passphrase, corrupt
     ├── CryptoError                 signature / sealing failure outside a transaction
     ├── RejectedTx (rule)           a transaction broke a named rule; state untouched
-    │   ├── Oversize, MalformedEncoding, WrongChain, UnknownKind, BadSignature,
-    │   ├── ClassicalKey, UnknownSender, ReplayedNonce, NonceGap, QuotaExceeded, MempoolFull,
-    │   ├── InsufficientFunds, Unauthorized, InvalidBody
+    │   ├── envelope: Oversize, MalformedEncoding, WrongChain, UnknownKind, BadSignature,
+    │   │   ClassicalKey, UnknownAlgorithm, UnknownSender, ReplayedNonce, NonceGap
+    │   ├── admission: QuotaExceeded, MempoolFull
+    │   ├── body categories: InvalidBody, Unauthorized, InsufficientFunds — each module's
+    │   │   ``errors.py`` subclasses these with its own rules (``gate-closed`` ...)
+    │   └── InternalError           a handler raised something unexpected (receipt only)
     ├── BlockError                  a block or certificate does not check out
-    │   ├── BadCertificate, BadLink, StateRootMismatch, TxRootMismatch
+    │   ├── BadCertificate, BadLink, StateRootMismatch, TxRootMismatch, BlockAborted
     ├── InvariantViolation          a post-block invariant failed (conservation, ...)
     ├── GridError                   network/profile/measurement input unusable
     └── ConfigError                 bad user configuration (CLI flags, files)
 
 Every ``RejectedTx`` carries ``rule``: a short, stable, kebab-case name that API clients and
-receipts use (``bad-signature``, ``replayed-nonce`` ...).
+receipts use (``bad-signature``, ``replayed-nonce``, ``gate-closed`` ...). A rule name belongs
+to exactly one class chain-wide; ``gridledger.ledger.rules.chain_rules`` lists them all with
+their category (the body category or envelope class they derive from), which is what the API
+maps to an HTTP status.
 """
 
 from __future__ import annotations
@@ -47,8 +53,6 @@ class RejectedTx(GridLedgerError):
     def __init__(self, detail: str = "") -> None:
         self.detail = detail
         super().__init__(f"{self.rule}: {detail}" if detail else self.rule)
-
-
 
 
 class Oversize(RejectedTx):
@@ -85,6 +89,13 @@ class ClassicalKey(RejectedTx):
     """The key or signature algorithm is not post-quantum (policy: ML-DSA only)."""
 
     rule = "classical-key"
+
+
+class UnknownAlgorithm(RejectedTx, CryptoError):
+    """The signature-algorithm name is not one GridLedger knows (neither ML-DSA nor a known
+    classical name). A ``CryptoError`` outside a transaction, a named rejection inside one."""
+
+    rule = "unknown-algorithm"
 
 
 class UnknownSender(RejectedTx):
@@ -135,6 +146,14 @@ class InvalidBody(RejectedTx):
     rule = "invalid-body"
 
 
+class InternalError(RejectedTx):
+    """A handler raised an exception that is not a rule (a defect). The transaction's changes
+    are rolled back and its receipt names this rule and the exception type only, so every
+    validator writes the same receipt."""
+
+    rule = "internal-error"
+
+
 class BlockError(GridLedgerError):
     """A block, its link or its certificate does not check out."""
 
@@ -153,6 +172,11 @@ class TxRootMismatch(BlockError):
 
 class StateRootMismatch(BlockError):
     """Re-executing the block gives a different state root than the header's."""
+
+
+class BlockAborted(BlockError):
+    """A block hook (begin/end of block) failed: the whole block is rolled back and the
+    validator does not sign it. Deterministic, so every honest validator aborts alike."""
 
 
 class InvariantViolation(GridLedgerError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from gridledger.crypto.hashing import tagged_hash
-from gridledger.errors import ClassicalKey, CryptoBackendError, CryptoError
+from gridledger.errors import ClassicalKey, CryptoBackendError, CryptoError, UnknownAlgorithm
 
 SigAlg = Literal["ml-dsa-44", "ml-dsa-65", "ml-dsa-87"]
 PQ_SIG_ALGS: Final[tuple[str, ...]] = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
@@ -47,12 +47,14 @@ def _classes(alg: str) -> tuple[type, type]:
 
 
 def check_alg(alg: str) -> None:
-    """Raise ``ClassicalKey`` for quantum-breakable algorithms, ``CryptoError`` for unknown."""
+    """Raise ``ClassicalKey`` for quantum-breakable algorithms, ``UnknownAlgorithm`` (a
+    ``CryptoError`` and a named transaction rejection, ``unknown-algorithm``) for any other
+    name, so an unknown name inside a transaction can never stop block execution."""
     if alg in PQ_SIG_ALGS:
         return
     if alg in CLASSICAL_SIG_ALGS:
         raise ClassicalKey(f"algorithm {alg!r} is quantum-breakable; use one of {PQ_SIG_ALGS}")
-    raise CryptoError(f"unknown signature algorithm {alg!r}")
+    raise UnknownAlgorithm(f"unknown signature algorithm {alg[:32]!r}")
 
 
 def check_backend() -> None:

@@ -7,33 +7,39 @@ the chain tip; everything else (networking, storage, clocks) lives in ``gridledg
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from gridledger.errors import BlockError, GridLedgerError
+from gridledger.errors import BlockAborted, BlockError, GridLedgerError
 from gridledger.ledger import codec
 from gridledger.ledger.block import Header, tx_root
 from gridledger.ledger.context import BlockContext
 from gridledger.ledger.execute import (
+    MACHINE_FAULTS,
     BlockResult,
     SigCheck,
+    accounts_of,
     apply_block,
+    authenticate,
     check_envelope,
+    check_nonce,
+    check_stateless_envelope,
     default_sig_check,
+    next_nonce,
+    parse_body,
+    require_signer,
+    route,
     run_invariants,
 )
 from gridledger.ledger.genesis import Genesis
-from gridledger.ledger.modules import Module
-from gridledger.ledger.modules.registry.keeper import keys_hash, validator_keys
+from gridledger.ledger.module import Module, View
+from gridledger.ledger.modules.catalog import modules as default_modules
 from gridledger.ledger.state import State
 from gridledger.ledger.tx import Tx, decode_tx
+from gridledger.ledger.valset import keys_hash
 
-
-def default_modules() -> list[Module]:
-    """Every module of the current chain version, in execution order."""
-    from gridledger.ledger.modules import catalog
-
-    return catalog.modules()
+CommitListener = Callable[[Header, Sequence[bytes]], None]
+"""Called after a block is committed, with its header and raw transactions (in order)."""
 
 
 class Application:
@@ -45,6 +51,10 @@ class Application:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.modules = list(modules) if modules is not None else default_modules()
+        self.accounts = accounts_of(self.modules)
+        self._table = route(self.modules)
+        self._views: dict[str, View] = {f"{m.name}/{name}": v for m in self.modules
+                                        for name, v in m.views.items()}
         if state is None:
             state = State()
             for m in self.modules:
@@ -55,15 +65,47 @@ class Application:
         self.height = height
         self.last_hash = last_hash if last_hash is not None else genesis.hash
         self.slot_time = slot_time
-        self._pending: tuple[Header, BlockResult] | None = None
+        self._pending: tuple[Header, BlockResult, tuple[bytes, ...]] | None = None
         self._pending_keys: list[tuple[str, bytes]] | None = None
+        self._listeners: list[CommitListener] = []
 
     # -- ABCI ----------------------------------------------------------------
-    def check_tx(self, raw: bytes, sig_check: SigCheck = default_sig_check) -> Tx:
-        """Stateless and stateful checks against committed state; raises ``RejectedTx``."""
+    def check_tx(self, raw: bytes, sig_check: SigCheck = default_sig_check,
+                 expected_nonce: int | None = None) -> Tx:
+        """Admission's checks, exactly execution's: decoding, the envelope (chain,
+        algorithm, sender, signature, nonce) against committed state, the kind, and the
+        kind's stateless ``parse_<kind>``. ``expected_nonce`` replaces the committed
+        state's next nonce (a mempool counts what it already holds). Raises ``RejectedTx``.
+        """
         tx = decode_tx(raw)
-        check_envelope(self.state, self.chain_id, tx, sig_check)
+        if expected_nonce is None:
+            check_envelope(self.state, self.chain_id, tx, sig_check, self.accounts)
+        else:
+            check_stateless_envelope(self.chain_id, tx)
+            self.check_signed(tx, sig_check)
+            check_nonce(tx.nonce, expected_nonce)
+        parse_body(self._table, tx)
         return tx
+
+    def check_stateless(self, tx: Tx) -> None:
+        """The checks that need no state: chain id, algorithm name, kind and the kind's
+        body parse. Raises the ``RejectedTx`` naming the rule."""
+        check_stateless_envelope(self.chain_id, tx)
+        parse_body(self._table, tx)
+
+    def signer_key(self, sender: bytes) -> tuple[str, bytes]:
+        """(alg, public key) the sender's transactions must be signed with now; raises
+        ``UnknownSender``."""
+        signer = require_signer(self.state, self.accounts, sender)
+        return signer.alg, signer.pk
+
+    def check_signed(self, tx: Tx, sig_check: SigCheck = default_sig_check) -> None:
+        """Sender registered and signature valid under its current key (no nonce check)."""
+        authenticate(tx, require_signer(self.state, self.accounts, tx.sender), sig_check)
+
+    def next_nonce(self, sender: bytes) -> int:
+        """The nonce the sender's next transaction must carry, in committed state."""
+        return next_nonce(self.state, sender)
 
     def validator_keys(self) -> list[tuple[str, bytes]]:
         """(alg, pk) of the validators that certify the next block to commit, in vote-index
@@ -72,7 +114,7 @@ class Application:
         certify later blocks only)."""
         if self._pending_keys is not None:
             return list(self._pending_keys)
-        return validator_keys(self.state)
+        return self.accounts.validator_keys(self.state)
 
     def vote_index(self, alg: str, pk: bytes) -> int | None:
         """The index of key ``(alg, pk)`` in ``validator_keys()`` (None: not a validator)."""
@@ -83,23 +125,32 @@ class Application:
 
     def finalize_block(self, raw_txs: Sequence[bytes], slot_time: int,
                        sig_check: SigCheck = default_sig_check) -> tuple[Header, BlockResult]:
-        """Execute the next block; the result stays pending until ``commit`` or ``discard``."""
+        """Execute the next block; the result stays pending until ``commit`` or ``discard``.
+
+        Raises (with the state rolled back to the last commit, so the validator signs
+        nothing): ``BlockAborted`` when a block hook failed, ``InvariantViolation`` when an
+        invariant did; ``BlockError`` when called out of turn.
+        """
         if self._pending is not None:
             raise BlockError("a block is already pending")
         if slot_time < self.slot_time:
             raise BlockError(f"slot_time {slot_time} goes backwards from {self.slot_time}")
-        keys = validator_keys(self.state)
+        keys = self.accounts.validator_keys(self.state)
         valset = keys_hash(keys)
         ctx = BlockContext(self.chain_id, self.height + 1, slot_time)
         self.state.begin()
         try:
             result = apply_block(self.state, ctx, raw_txs, self.modules, sig_check)
-        except GridLedgerError:
+        except (GridLedgerError, *MACHINE_FAULTS):
             self.state.rollback()
             raise
+        except Exception as exc:  # outside any transaction: an invariant's own defect
+            self.state.rollback()
+            raise BlockAborted(f"block {ctx.height}: {type(exc).__name__} outside a "
+                               f"transaction") from exc
         header = Header(self.chain_id, self.height + 1, self.last_hash, slot_time,
                         tx_root(raw_txs), self.state.root(), result.receipts_root, valset)
-        self._pending = (header, result)
+        self._pending = (header, result, tuple(raw_txs))
         self._pending_keys = keys
         return header, result
 
@@ -107,12 +158,19 @@ class Application:
         """Make the pending block part of this validator's state."""
         if self._pending is None:
             raise BlockError("nothing to commit")
-        header, _ = self._pending
+        header, _, raw_txs = self._pending
         self.state.commit()
         self.height, self.last_hash, self.slot_time = header.height, header.hash, header.slot_time
         self._pending = None
         self._pending_keys = None
+        for listener in list(self._listeners):
+            listener(header, raw_txs)
         return header
+
+    def on_commit(self, listener: CommitListener) -> None:
+        """Call ``listener(header, raw_txs)`` after every commit (e.g. the mempool forgets
+        what the block carried)."""
+        self._listeners.append(listener)
 
     def discard(self) -> None:
         """Drop the pending block (it did not gather a certificate for our header)."""
@@ -122,33 +180,41 @@ class Application:
             self._pending_keys = None
 
     def query(self, path: str) -> Any:
-        """Read-only queries: ``balance/<addr>``, ``nonce/<addr>``, ``participant/<addr>``,
-        ``proof/<key hex>``, ``state_root``, ``height``, ``validators`` (active set and
-        open validator-set proposals)."""
-        from gridledger.ledger.modules.bank import keeper as bank
-        from gridledger.ledger.execute import next_nonce
-        from gridledger.ledger.modules.registry.keeper import get_participant
+        """Read-only queries over committed state (plain data: ints, bytes, text, lists,
+        maps). Raises ``KeyError`` for an unknown path.
 
+        Core: ``height``, ``state_root``, ``nonce/<addr hex>``, ``proof/<key hex>``
+        (membership proof, or absence proof when the key is not set), ``raw/<key hex>``.
+        Every module view: ``<module>/<view>[/<arg>]`` (``views()`` lists them). Aliases
+        kept for existing clients: ``balance/<addr>`` = ``bank/account/<addr>``,
+        ``participant/<addr>`` = ``registry/participant/<addr>``, ``validators`` =
+        ``governance/validators``.
+        """
         head, _, arg = path.partition("/")
         if head == "height":
             return self.height
-        if head == "validators":
-            from gridledger.ledger.modules.governance.keeper import valset_view
-
-            return valset_view(self.state)
         if head == "state_root":
             return self.state.root()
+        if head == "nonce":
+            return next_nonce(self.state, bytes.fromhex(arg))
         if head == "proof":
             return self.state.prove(bytes.fromhex(arg))
         if head == "raw":
             raw = self.state.get(bytes.fromhex(arg))
             return None if raw is None else codec.decode(raw)
-        addr = bytes.fromhex(arg)
-        if head == "balance":
-            return {"balance_micro": bank.balance(self.state, addr),
-                    "locked_micro": bank.locked(self.state, addr)}
-        if head == "nonce":
-            return next_nonce(self.state, addr)
-        if head == "participant":
-            return get_participant(self.state, addr)
-        raise KeyError(f"unknown query {head!r}")
+        alias = _ALIASES.get(head)
+        if alias is not None:
+            return self.query(f"{alias}/{arg}" if arg else alias)
+        name, _, rest = arg.partition("/")
+        view = self._views.get(f"{head}/{name}")
+        if view is None:
+            raise KeyError(f"unknown query {path[:80]!r}")
+        return view(self.state, rest)
+
+    def views(self) -> list[str]:
+        """Every published module view, ``<module>/<view>``, sorted."""
+        return sorted(self._views)
+
+
+_ALIASES = {"balance": "bank/account", "participant": "registry/participant",
+            "validators": "governance/validators"}

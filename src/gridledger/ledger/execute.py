@@ -1,11 +1,19 @@
 """Block execution: ``apply_block(state, ctx, txs, modules) -> BlockResult``.
 
-Pure and deterministic: integers only, explicit context, sorted iteration. Each transaction
-runs inside a state snapshot. Envelope failures (wrong chain, unknown sender, bad signature,
-bad nonce, unknown kind) change nothing at all. A body failure (e.g. insufficient funds)
-rolls the body back but consumes the nonce, so a transaction that failed can never be
-replayed later, when it might succeed against the sender's wishes. After the block, every
-module invariant runs; a violation aborts the block (the validator will not sign it).
+Pure and deterministic: integers only, explicit context, sorted iteration. Per transaction::
+
+    decode ─ envelope (chain, algorithm, sender, signature, nonce) ─ kind ─┐   nothing changes
+    ┌──────────────────────────────────────────────────────────────────────┘   if these fail
+    nonce consumed ─ snapshot ─ role ─ parse_<kind>(body) ─ handler ─ commit
+                                    └─ rule broken: roll back, on_rejected hooks, receipt
+                                    └─ any other exception: roll back, receipt internal-error
+
+A body failure keeps the nonce consumed, so a transaction that failed can never be replayed
+later, when it might succeed against the sender's wishes. ``check_tx`` (admission) runs the
+same envelope checks and the same stateless ``parse_<kind>``: what admission accepts,
+execution cannot refuse for a reason admission could have seen. After the block, every
+module invariant runs; a violation or a failing block hook aborts the block (the validator
+does not sign it).
 """
 
 from __future__ import annotations
@@ -14,26 +22,34 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gridledger.crypto.hashing import sha3_256
 from gridledger.crypto.merkle import merkle_root
 from gridledger.crypto.sig import check_alg, verify_signature
 from gridledger.errors import (
     BadSignature,
+    BlockAborted,
+    GridLedgerError,
+    InternalError,
     NonceGap,
     RejectedTx,
     ReplayedNonce,
     Unauthorized,
     UnknownKind,
+    UnknownSender,
     WrongChain,
 )
 from gridledger.ledger import codec
 from gridledger.ledger.context import BlockContext, TxContext
-from gridledger.ledger.modules import Handler, Module
-from gridledger.ledger.modules.registry.keeper import require_participant
+from gridledger.ledger.module import Accounts, Module, MsgKind, Signer
 from gridledger.ledger.state import State
 from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
 
 NONCE = b"auth/nonce/"
 SigCheck = Callable[[Tx, str, bytes], bool]
+MACHINE_FAULTS = (MemoryError, RecursionError)
+"""Exceptions that depend on the machine, not on the transaction: they abort the block
+(the validator does not sign) instead of becoming a receipt another validator might not
+write."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,7 @@ class BlockResult:
 
 
 def next_nonce(state: State, addr: bytes) -> int:
+    """The nonce ``addr``'s next transaction must carry (0 for a new identity)."""
     return state.get_int(NONCE + addr)
 
 
@@ -73,22 +90,51 @@ def default_sig_check(tx: Tx, alg: str, pk: bytes) -> bool:
     return verify_signature(alg, pk, tx.signing_bytes, tx.sig, TX_CONTEXT)
 
 
-def check_envelope(state: State, chain_id: str, tx: Tx, sig_check: SigCheck) -> dict[str, Any]:
-    """The ante checks shared by admission and execution, in the documented order.
+def accounts_of(modules: Sequence[Module]) -> Accounts:
+    """The ``Accounts`` the chain's modules provide (exactly one module provides it)."""
+    found = [m.accounts for m in modules if m.accounts is not None]
+    if len(found) != 1:
+        raise ValueError(f"exactly one module must provide accounts, found {len(found)}")
+    return found[0]
 
-    Returns the sender's registry record. Raises the ``RejectedTx`` naming the rule.
-    """
-    if tx.chain_id != chain_id:
-        raise WrongChain(f"transaction is for chain {tx.chain_id!r}, this is {chain_id!r}")
-    check_alg(tx.alg)  # ClassicalKey before anything touches the signature
-    participant = require_participant(state, tx.sender)
-    if participant.get("status", "active") == "removed":
-        raise Unauthorized("participant was removed")
-    if tx.alg != participant["alg"] or not sig_check(tx, participant["alg"], participant["pk"]):
+
+def authenticate(tx: Tx, signer: Signer, sig_check: SigCheck) -> None:
+    """The sender's signature check: one key per identity today. A committee sender (k of
+    n keys, e.g. a DSO run by several nodes) would be checked here, and only here."""
+    if tx.alg != signer.alg or not sig_check(tx, signer.alg, signer.pk):
         raise BadSignature(f"signature does not verify under the key registered for "
                            f"{tx.sender.hex()[:16]}…")
+
+
+def check_envelope(state: State, chain_id: str, tx: Tx, sig_check: SigCheck,
+                   accounts: Accounts) -> Signer:
+    """The ante checks shared by admission and execution, in the documented order.
+
+    Returns the sender's record. Raises the ``RejectedTx`` naming the rule: wrong-chain,
+    classical-key / unknown-algorithm, unknown-sender, bad-signature, replayed-nonce /
+    nonce-gap.
+    """
+    check_stateless_envelope(chain_id, tx)
+    signer = require_signer(state, accounts, tx.sender)
+    authenticate(tx, signer, sig_check)
     check_nonce(tx.nonce, next_nonce(state, tx.sender))
-    return participant
+    return signer
+
+
+def require_signer(state: State, accounts: Accounts, sender: bytes) -> Signer:
+    """The sender's record; ``unknown-sender`` if it is not registered."""
+    signer = accounts.signer(state, sender)
+    if signer is None:
+        raise UnknownSender(f"{sender.hex()[:16]}… is not a registered participant")
+    return signer
+
+
+def check_stateless_envelope(chain_id: str, tx: Tx) -> None:
+    """The envelope checks that need no state: chain id, then the algorithm name
+    (``classical-key`` / ``unknown-algorithm`` before anything touches the signature)."""
+    if tx.chain_id != chain_id:
+        raise WrongChain(f"transaction is for chain {tx.chain_id[:64]!r}, this is {chain_id!r}")
+    check_alg(tx.alg)
 
 
 def check_nonce(nonce: int, expected: int) -> None:
@@ -99,47 +145,83 @@ def check_nonce(nonce: int, expected: int) -> None:
         raise NonceGap(f"nonce {nonce} skips ahead (next is {expected})")
 
 
-def route(modules: Sequence[Module]) -> dict[str, tuple[Module, Handler]]:
-    table: dict[str, tuple[Module, Handler]] = {}
+def route(modules: Sequence[Module]) -> dict[str, MsgKind[Any]]:
+    """Kind -> its ``MsgKind``; a kind registered twice is a wiring defect."""
+    table: dict[str, MsgKind[Any]] = {}
     for m in modules:
-        for kind, h in m.handlers.items():
-            if kind in table:
-                raise ValueError(f"kind {kind} registered twice")
-            table[kind] = (m, h)
+        for spec in m.kinds():
+            if spec.kind in table:
+                raise ValueError(f"kind {spec.kind} registered twice")
+            table[spec.kind] = spec
     return table
 
 
-def apply_tx(state: State, ctx: BlockContext, raw: bytes, table: Mapping[str, tuple[Module, Handler]],
-             sig_check: SigCheck, reject_hooks: Sequence[Module] = ()) -> Receipt:
-    """Apply one ordered transaction; never raises for a bad transaction."""
+def parse_body(table: Mapping[str, MsgKind[Any]], tx: Tx) -> tuple[MsgKind[Any], Any]:
+    """The kind's spec and its parsed message; ``unknown-kind`` or the parse rule."""
+    spec = table.get(tx.kind)
+    if spec is None:
+        raise UnknownKind(f"no module handles kind {tx.kind[:64]!r}")
+    return spec, spec.parse(tx.body)
+
+
+def _internal(exc: Exception, kind: str) -> InternalError:
+    # only the exception type: its message could differ between machines or versions
+    return InternalError(f"{type(exc).__name__} in {kind}")
+
+
+def apply_tx(state: State, ctx: BlockContext, raw: bytes, table: Mapping[str, MsgKind[Any]],
+             sig_check: SigCheck, accounts: Accounts,
+             reject_hooks: Sequence[Module] = ()) -> Receipt:
+    """Apply one ordered transaction; never raises for a bad or faulty transaction."""
     try:
         tx = decode_tx(raw)
     except RejectedTx as exc:
-        from gridledger.crypto.hashing import sha3_256
-
         return Receipt(sha3_256(raw), False, exc.rule, exc.detail)
     try:
-        participant = check_envelope(state, ctx.chain_id, tx, sig_check)
-        if tx.kind not in table:
-            raise UnknownKind(f"no module handles kind {tx.kind!r}")
+        signer = check_envelope(state, ctx.chain_id, tx, sig_check, accounts)
+        spec = table.get(tx.kind)
+        if spec is None:
+            raise UnknownKind(f"no module handles kind {tx.kind[:64]!r}")
     except RejectedTx as exc:
         return Receipt(tx.id, False, exc.rule, exc.detail)
-    module, handler = table[tx.kind]
     tctx = TxContext(ctx, tx.sender, tx.id, tx.kind)  # ids from tx.id: deterministic
     state.set_int(NONCE + tx.sender, tx.nonce + 1)  # consumed whatever the body does
     state.begin()
     try:
-        allowed = module.roles.get(tx.kind)
-        if allowed is not None and not allowed.intersection(participant["roles"]):
-            raise Unauthorized(f"kind {tx.kind} needs one of the roles {sorted(allowed)}")
-        handler(state, tctx, tx.body)
+        if spec.roles is not None and not spec.roles.intersection(signer.roles):
+            raise Unauthorized(f"kind {tx.kind} needs one of the roles {sorted(spec.roles)}")
+        spec.handle(state, tctx, spec.parse(tx.body))
     except RejectedTx as exc:
         state.rollback()
-        for m in reject_hooks:  # e.g. reputation: rejected transactions cost score
-            m.on_rejected(state, tctx, exc.rule)  # type: ignore[misc]
+        _run_reject_hooks(state, tctx, exc.rule, reject_hooks)
         return Receipt(tx.id, False, exc.rule, exc.detail)
+    except MACHINE_FAULTS:
+        state.rollback()
+        raise
+    except Exception as exc:  # a defect in a handler: contained to this transaction
+        state.rollback()
+        err = _internal(exc, tx.kind)
+        return Receipt(tx.id, False, err.rule, err.detail)
     state.commit()
     return Receipt(tx.id, True, events=tuple(tctx.events))
+
+
+def _run_reject_hooks(state: State, tctx: TxContext, rule: str, hooks: Sequence[Module]) -> None:
+    """Run ``on_rejected`` hooks (e.g. reputation: failed transactions cost score). A hook
+    that fails is rolled back on its own: the receipt stands, the block goes on."""
+    for m in hooks:
+        if m.on_rejected is None:
+            continue
+        state.begin()
+        try:
+            m.on_rejected(state, tctx, rule)
+        except MACHINE_FAULTS:
+            state.rollback()
+            raise
+        except Exception:
+            state.rollback()
+        else:
+            state.commit()
 
 
 def apply_block(state: State, ctx: BlockContext, raw_txs: Sequence[bytes],
@@ -149,20 +231,42 @@ def apply_block(state: State, ctx: BlockContext, raw_txs: Sequence[bytes],
 
     ``sig_check`` lets a validator reuse signatures it already verified (admission or a
     parallel batch); it must be a pure function of (tx, alg, pk).
+
+    Raises:
+        BlockAborted: a begin/end-block hook raised; ``InvariantViolation``: an invariant
+            failed. Either way the caller rolls the block back and does not sign it.
     """
     table = route(modules)
+    accounts = accounts_of(modules)
     block_events: list[dict[str, Any]] = []
     for m in modules:
         if m.begin_block is not None:
-            m.begin_block(state, ctx, block_events)
+            _run_block_hook(m.name, "begin_block", m.begin_block, state, ctx, block_events)
     hooks = [m for m in modules if m.on_rejected is not None]
-    receipts = [apply_tx(state, ctx, raw, table, sig_check, hooks) for raw in raw_txs]
+    receipts = [apply_tx(state, ctx, raw, table, sig_check, accounts, hooks) for raw in raw_txs]
     for m in modules:
         if m.end_block is not None:
-            m.end_block(state, ctx, block_events)
+            _run_block_hook(m.name, "end_block", m.end_block, state, ctx, block_events)
     if check_invariants:
         run_invariants(state, modules)
     return BlockResult(receipts, block_events)
+
+
+def _run_block_hook(module: str, which: str,
+                    hook: Callable[[State, BlockContext, list[dict[str, Any]]], None],
+                    state: State, ctx: BlockContext, events: list[dict[str, Any]]) -> None:
+    try:
+        hook(state, ctx, events)
+    except MACHINE_FAULTS:
+        raise
+    except GridLedgerError as exc:
+        if isinstance(exc, BlockAborted):
+            raise
+        raise BlockAborted(f"{module}.{which} at height {ctx.height}: {type(exc).__name__}: "
+                           f"{exc}") from exc
+    except Exception as exc:
+        raise BlockAborted(f"{module}.{which} at height {ctx.height}: "
+                           f"{type(exc).__name__}") from exc
 
 
 def run_invariants(state: State, modules: Sequence[Module]) -> None:

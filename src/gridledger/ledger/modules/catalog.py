@@ -1,22 +1,30 @@
-"""The module list of the current chain version, in execution order.
+"""The modules of the current chain version, in execution order, wired to each other.
 
-Order matters only for hooks: the market's end-of-block clearing and settlement run after
-every transaction of the block; genesis runs registry, bank, then governance parameters.
+This is the one place where a module meets another: each ``build`` takes the small
+protocols the module declares in its ``expected.py``, and gets here the keeper that
+implements them (Cosmos SDK's app wiring). Order matters only for hooks: the market's
+end-of-block clearing and settlement run after every transaction of the block; genesis
+runs registry, bank, then governance parameters.
+
+A future chain version (a module upgraded at a height by governance) is a second list
+built here; ``Application`` takes whichever list the height calls for.
 """
 
 from __future__ import annotations
 
-from gridledger.ledger.modules import Module
+from gridledger.ledger.module import Module
+from gridledger.ledger.modules import bank
+from gridledger.ledger.modules.disputes import MODULE as disputes
+from gridledger.ledger.modules.governance import MODULE as governance
+from gridledger.ledger.modules.market import MODULE as market
+from gridledger.ledger.modules.metering import MODULE as metering
+from gridledger.ledger.modules.privacy import MODULE as privacy
+from gridledger.ledger.modules.registry import MODULE as registry
+from gridledger.ledger.modules.registry import keeper as registry_keeper
+from gridledger.ledger.modules.reputation import MODULE as reputation
 
 
 def modules() -> list[Module]:
-    from gridledger.ledger.modules.bank import MODULE as bank
-    from gridledger.ledger.modules.disputes import MODULE as disputes
-    from gridledger.ledger.modules.governance import MODULE as governance
-    from gridledger.ledger.modules.market import MODULE as market
-    from gridledger.ledger.modules.metering import MODULE as metering
-    from gridledger.ledger.modules.privacy import MODULE as privacy
-    from gridledger.ledger.modules.registry import MODULE as registry
-    from gridledger.ledger.modules.reputation import MODULE as reputation
-
-    return [registry, bank, governance, reputation, metering, market, disputes, privacy]
+    """Every module of the current chain version, in execution order."""
+    return [registry, bank.build(registry=registry_keeper), governance, reputation, metering,
+            market, disputes, privacy]

@@ -1,8 +1,15 @@
-"""The only code that touches ``bank/`` keys. Money moves; it is never created here."""
+"""The only code that touches ``bank/`` keys. Money moves; it is created only at genesis.
+
+Every function takes the state explicitly and raises ``InsufficientFunds`` (changing
+nothing) when money is short, or ``BadAmount`` for a negative amount (a caller's defect).
+"""
 
 from __future__ import annotations
 
-from gridledger.errors import InsufficientFunds, InvalidBody
+from collections.abc import Iterator
+
+from gridledger.errors import InsufficientFunds
+from gridledger.ledger.modules.bank.errors import BadAmount
 from gridledger.ledger.state import State
 
 BAL = b"bank/bal/"
@@ -11,20 +18,42 @@ SUPPLY = b"bank/supply"
 
 
 def balance(state: State, addr: bytes) -> int:
+    """Spendable money of ``addr`` (micro-units)."""
     return state.get_int(BAL + addr)
 
 
 def locked(state: State, addr: bytes) -> int:
+    """Locked money of ``addr``: order escrow, delivery deposits, pool tickets (micro-units)."""
     return state.get_int(LOCK + addr)
 
 
-def _positive(amount: int) -> None:
+def supply(state: State) -> int:
+    """All money that exists: minted at genesis, never changed since (micro-units)."""
+    return state.get_int(SUPPLY)
+
+
+def balances(state: State) -> Iterator[tuple[bytes, int, int]]:
+    """``(addr, spendable, locked)`` of every account holding money, by address."""
+    spend = {k[len(BAL):]: int(v) for k, v in state.items_with_prefix(BAL)}
+    held = {k[len(LOCK):]: int(v) for k, v in state.items_with_prefix(LOCK)}
+    for addr in sorted(spend.keys() | held.keys()):
+        yield addr, spend.get(addr, 0), held.get(addr, 0)
+
+
+def total_money(state: State) -> int:
+    """Sum of every spendable and locked balance (equals ``supply`` after every block)."""
+    return (sum(int(v) for _, v in state.items_with_prefix(BAL))
+            + sum(int(v) for _, v in state.items_with_prefix(LOCK)))
+
+
+def _nonnegative(amount: int) -> None:
     if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
-        raise InvalidBody(f"amount must be a non-negative integer, got {amount!r}")
+        raise BadAmount(f"amount must be a non-negative integer, got {type(amount).__name__}"
+                        f"{' < 0' if isinstance(amount, int) else ''}")
 
 
 def debit(state: State, addr: bytes, amount: int) -> None:
-    _positive(amount)
+    _nonnegative(amount)
     bal = balance(state, addr)
     if bal < amount:
         raise InsufficientFunds(f"balance {bal} < {amount}")
@@ -32,7 +61,7 @@ def debit(state: State, addr: bytes, amount: int) -> None:
 
 
 def credit(state: State, addr: bytes, amount: int) -> None:
-    _positive(amount)
+    _nonnegative(amount)
     state.set_int(BAL + addr, balance(state, addr) + amount)
 
 
@@ -49,7 +78,8 @@ def lock(state: State, addr: bytes, amount: int) -> None:
 
 
 def unlock(state: State, addr: bytes, amount: int) -> None:
-    _positive(amount)
+    """Move locked money back to the spendable balance."""
+    _nonnegative(amount)
     have = locked(state, addr)
     if have < amount:
         raise InsufficientFunds(f"locked {have} < {amount}")
@@ -59,7 +89,7 @@ def unlock(state: State, addr: bytes, amount: int) -> None:
 
 def pay_from_locked(state: State, src: bytes, dst: bytes, amount: int) -> None:
     """Pay ``amount`` out of ``src``'s locked balance to ``dst``'s spendable balance."""
-    _positive(amount)
+    _nonnegative(amount)
     have = locked(state, src)
     if have < amount:
         raise InsufficientFunds(f"locked {have} < {amount}")
@@ -69,6 +99,6 @@ def pay_from_locked(state: State, src: bytes, dst: bytes, amount: int) -> None:
 
 def mint_genesis(state: State, addr: bytes, amount: int) -> None:
     """Genesis allocation: the only place supply grows (documented minting rule)."""
-    _positive(amount)
+    _nonnegative(amount)
     credit(state, addr, amount)
-    state.set_int(SUPPLY, state.get_int(SUPPLY) + amount)
+    state.set_int(SUPPLY, supply(state) + amount)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gridledger.ledger.modules import Module
+from gridledger.ledger.module import Module
+from gridledger.ledger.modules.governance.keeper import valset_view
 from gridledger.ledger.modules.governance.handlers import (
     end_block,
     handle_propose_add,
@@ -23,4 +24,5 @@ MODULE = Module(
     init_genesis=init_genesis,
     end_block=end_block,
     invariants=(params_valid, valset_proposals_valid),
+    views={"validators": lambda state, _arg: valset_view(state)},
 )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from gridledger.crypto.hashing import tagged_hash
+import cbor2
+
 from gridledger.errors import InvalidBody, UnknownSender
 from gridledger.ledger import codec
 from gridledger.ledger.modules.registry.types import ROLES as ROLES  # re-exported
+from gridledger.ledger.modules.registry.types import Participant
 from gridledger.ledger.state import State
+from gridledger.ledger.valset import keys_hash as keys_hash  # re-exported
 
 P = b"reg/p/"
 CP = b"reg/cp/"
@@ -16,6 +20,23 @@ METER = b"reg/meter/"   # cp -> the meter identity bound to it
 ATT = b"reg/att/"       # cp -> pending DSO attestation {applicant, meter, dso}
 APP = b"reg/app/"       # addr -> pending application {alg, pk, cp, roles, name, endorsers}
 VALIDATORS = b"reg/validators"
+
+
+@functools.lru_cache(maxsize=16384)
+def _participant(raw: bytes) -> Participant:
+    # a pure function of the stored bytes (records are immutable), so decoded once
+    return Participant.from_obj(cbor2.loads(raw))
+
+
+def participant(state: State, addr: bytes) -> Participant | None:
+    """The participant record of ``addr`` (None: not registered)."""
+    raw = state.get(P + addr)
+    return None if raw is None else _participant(raw)
+
+
+def signer(state: State, addr: bytes) -> Participant | None:
+    """``Accounts.signer`` for the envelope check: the record whose key signs for ``addr``."""
+    return participant(state, addr)
 
 
 def get_participant(state: State, addr: bytes) -> dict[str, Any] | None:
@@ -69,11 +90,6 @@ def validator_keys(state: State) -> list[tuple[str, bytes]]:
 
 def validator_set_hash(state: State) -> bytes:
     return keys_hash(validator_keys(state))
-
-
-def keys_hash(keys: list[tuple[str, bytes]]) -> bytes:
-    """The hash a block header carries for the validator set ``keys`` (in set order)."""
-    return tagged_hash("gl/valset", codec.encode([[a, pk] for a, pk in keys]))
 
 
 def validator_problem(state: State, addr: bytes, alg: str, pk: bytes) -> str | None:

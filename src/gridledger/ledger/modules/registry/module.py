@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from gridledger.ledger.modules import Module
+from gridledger.ledger.module import Module
+from gridledger.ledger.modules.registry import keeper
+from gridledger.ledger.modules.registry.views import VIEWS
 from gridledger.ledger.modules.registry.handlers import (
     handle_apply,
     handle_attest_cp,
@@ -29,4 +31,6 @@ MODULE = Module(
            "registry/endorse": ENDORSER_ROLES},
     init_genesis=init_genesis,
     invariants=(cp_unique, meter_unique, validator_set_consistent),
+    accounts=keeper,
+    views=VIEWS,
 )

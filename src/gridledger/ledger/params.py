@@ -1,0 +1,211 @@
+"""Chain parameters: names, defaults, the checks a genesis document must pass, and where
+they live in state.
+
+Every parameter is an integer (or a list of integers, an address, a mechanism name) so
+that execution never touches floats. Defaults are the values of a 15-minute community
+market priced in micro-units of the community currency per kWh.
+
+Parameters are part of the ledger core, like ``State`` and ``BlockContext``: every module
+reads them (``load_params``) without depending on another module; the governance module
+is their only writer (genesis today; votes activated at a height later).
+
+State
+  ``gov/params``  the non-default parameters (canonical CBOR map); absent when all default
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from gridledger.errors import ConfigError
+from gridledger.ledger import codec
+from gridledger.ledger.state import State
+from gridledger.market import Mechanism
+
+MECHANISMS = ("uniform", "pay_as_bid", "continuous")
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class Params:
+    """Market, metering, reputation, dispute and onboarding parameters (genesis ``params``)."""
+
+    # -- market timeline (seconds of block ``slot_time``) --
+    slot_seconds: int = 900
+    gate_closure_s: int = 300          # orders for slot t close this long before t starts
+    reveal_window_s: int = 150         # sealed-bid reveals after gate closure; then clearing
+    settle_window_s: int = 900         # meter readings for slot t until end(t) + this
+    order_horizon_slots: int = 96      # how far ahead orders may be placed
+    max_orders_per_slot: int = 4       # per participant, orders + commitments
+    mechanism: Mechanism = "uniform"
+    # -- prices (micro-units per kWh) --
+    grid_fee_flat_micro_per_kwh: int = 30_000
+    grid_fee_tou_micro_per_kwh: tuple[int, ...] = ()
+    # network-distance component: zone of each connection point, fee per (unordered) pair
+    # of zones, and the fee for pairs not listed (e.g. "across the transformer")
+    grid_fee_zones: tuple[tuple[str, str], ...] = ()                    # (cp, zone)
+    grid_fee_distance_micro_per_kwh: tuple[tuple[str, str, int], ...] = ()  # (zone, zone, fee)
+    grid_fee_default_distance_micro_per_kwh: int = 0
+    retail_import_micro_per_kwh: int = 250_000
+    feed_in_micro_per_kwh: int = 80_000
+    imbalance_micro_per_kwh: int = 350_000
+    deposit_micro_per_kwh: int = 350_000   # seller delivery deposit per kWh offered
+    # -- fixed amounts (micro-units) --
+    commit_deposit_micro: int = 20_000
+    dispute_fee_micro: int = 50_000
+    dispute_window_s: int = 86_400
+    # -- onboarding --
+    endorsements_required: int = 2
+    endorse_min_reputation: int = 400
+    # -- reputation (scores 0..1000, 500 neutral) --
+    rep_watch_below: int = 400
+    rep_restrict_below: int = 250
+    rep_suspend_below: int = 100
+    rep_deposit_pct_watch: int = 150
+    rep_deposit_pct_restrict: int = 300
+    rep_gain_trade: int = 5
+    rep_loss_non_delivery: int = 100
+    rep_loss_missing_reading: int = 20
+    rep_loss_non_payment: int = 100
+    rep_loss_dispute: int = 150
+    rep_loss_forfeit: int = 50
+    rep_loss_rejected: int = 2
+    appeal_clean_slots: int = 8
+    appeal_restore_score: int = 400
+    appeal_quorum: int = 2
+    # -- accounts --
+    grid_account: bytes | None = None  # DSO / community fund; default: first dso in genesis
+    # -- validator set (governance votes) --
+    min_validators: int = 4               # a removal may not leave fewer (4 = 3f+1, f = 1)
+    valset_vote_expiry_blocks: int = 100  # a proposal takes votes for this many blocks
+
+    def to_obj(self) -> dict[str, Any]:
+        """The canonical-CBOR form (tuples as lists) of the non-default fields."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v != f.default:
+                out[f.name] = ([list(x) if isinstance(x, tuple) else x for x in v]
+                               if isinstance(v, tuple) else v)
+        return out
+
+
+PARAM_NAMES = frozenset(f.name for f in fields(Params))
+_SPECIAL = {"mechanism", "grid_fee_tou_micro_per_kwh", "grid_account", "grid_fee_zones",
+            "grid_fee_distance_micro_per_kwh"}
+MAX_PARAM = 10**12
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    """Build ``Params`` from a mapping of overrides; unknown names are ignored.
+
+    Raises:
+        ConfigError: naming the first parameter of the wrong type, out of range, or
+            inconsistent with another.
+    """
+    kw: dict[str, Any] = {}
+    for name in sorted(raw):
+        if name not in PARAM_NAMES:
+            continue  # other components (node, grid) keep their own parameters here
+        v = raw[name]
+        if name == "mechanism":
+            if v not in MECHANISMS:
+                raise ConfigError(f"param mechanism must be one of {', '.join(MECHANISMS)}")
+        elif name == "grid_fee_tou_micro_per_kwh":
+            if not isinstance(v, (list, tuple)) or not all(_is_int(x) and 0 <= x <= 10**9 for x in v):
+                raise ConfigError("param grid_fee_tou_micro_per_kwh must be a list of ints in [0, 1e9]")
+            v = tuple(v)
+        elif name == "grid_fee_zones":
+            if not isinstance(v, (list, tuple)) or not all(
+                    isinstance(x, (list, tuple)) and len(x) == 2 and all(isinstance(y, str) for y in x)
+                    for x in v):
+                raise ConfigError("param grid_fee_zones must be a list of [cp, zone] strings")
+            v = tuple(sorted((str(a), str(b)) for a, b in v))
+        elif name == "grid_fee_distance_micro_per_kwh":
+            if not isinstance(v, (list, tuple)) or not all(
+                    isinstance(x, (list, tuple)) and len(x) == 3 and isinstance(x[0], str)
+                    and isinstance(x[1], str) and _is_int(x[2]) and 0 <= x[2] <= 10**9 for x in v):
+                raise ConfigError("param grid_fee_distance_micro_per_kwh must be a list of "
+                                  "[zone, zone, fee in 0..1e9]")
+            v = tuple(sorted((str(a), str(b), int(c)) for a, b, c in v))
+        elif name == "grid_account":
+            if not isinstance(v, bytes) or len(v) != 32:
+                raise ConfigError("param grid_account must be a 32-byte address")
+        elif not _is_int(v) or not 0 <= v <= MAX_PARAM:
+            raise ConfigError(f"param {name} must be an integer in [0, {MAX_PARAM}]")
+        kw[name] = v
+    p = Params(**kw)
+    check_params(p)
+    return p
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_params(p: Params) -> None:
+    """Cross-parameter rules; each message names the rule."""
+    if p.slot_seconds < 1:
+        raise ConfigError("param slot_seconds must be >= 1")
+    if not 1 <= p.reveal_window_s <= p.gate_closure_s:
+        # clearing happens at gate closure + reveal window, which must be before slot start
+        raise ConfigError("param reveal_window_s must be in [1, gate_closure_s]")
+    if p.settle_window_s < 1 or p.max_orders_per_slot < 1 or p.order_horizon_slots < 1:
+        raise ConfigError("settle_window_s, max_orders_per_slot, order_horizon_slots must be >= 1")
+    if p.grid_fee_tou_micro_per_kwh and len(p.grid_fee_tou_micro_per_kwh) != SECONDS_PER_DAY // p.slot_seconds:
+        raise ConfigError("param grid_fee_tou_micro_per_kwh needs one entry per slot of the day")
+    for name in ("grid_fee_flat_micro_per_kwh", "retail_import_micro_per_kwh",
+                 "feed_in_micro_per_kwh", "imbalance_micro_per_kwh"):
+        if getattr(p, name) > 10**9:
+            raise ConfigError(f"param {name} must be <= 1e9 (market price bound)")
+    if p.imbalance_micro_per_kwh < p.retail_import_micro_per_kwh:
+        # a seller who does not deliver must never do better than one who buys at retail
+        raise ConfigError("param imbalance_micro_per_kwh must be >= retail_import_micro_per_kwh")
+    if p.deposit_micro_per_kwh < p.retail_import_micro_per_kwh:
+        # the deposit must cover the buyer's replacement cost, so buyers never lose
+        raise ConfigError("param deposit_micro_per_kwh must be >= retail_import_micro_per_kwh")
+    if not 0 <= p.rep_suspend_below <= p.rep_restrict_below <= p.rep_watch_below <= 1000:
+        raise ConfigError("reputation thresholds must satisfy suspend <= restrict <= watch <= 1000")
+    if not 0 <= p.appeal_restore_score <= 1000 or p.appeal_quorum < 1:
+        raise ConfigError("appeal_restore_score in [0, 1000] and appeal_quorum >= 1")
+    if p.endorsements_required < 1:
+        raise ConfigError("param endorsements_required must be >= 1 (no single registrar)")
+    if p.min_validators < 1:
+        raise ConfigError("param min_validators must be >= 1 (a chain needs a validator)")
+    if p.valset_vote_expiry_blocks < 1:
+        raise ConfigError("param valset_vote_expiry_blocks must be >= 1")
+
+
+PARAMS_KEY = b"gov/params"
+_CACHE: dict[bytes | None, Params] = {}
+
+
+def load_params(state: State) -> Params:
+    """The chain's parameters: genesis overrides on top of the defaults.
+
+    Memoised by the stored bytes (a pure function of them), so hot paths can call it freely.
+    """
+    raw = state.get(PARAMS_KEY)
+    hit = _CACHE.get(raw)
+    if hit is not None:
+        return hit
+    p = Params() if raw is None else parse_params(codec.decode(raw))
+    if len(_CACHE) > 64:
+        _CACHE.clear()
+    _CACHE[raw] = p
+    return p
+
+
+def store_params(state: State, params: Params) -> None:
+    """Store the non-default parameters; nothing is written when all are defaults."""
+    obj = params.to_obj()
+    if obj:
+        state.set_obj(PARAMS_KEY, obj)
+    else:
+        state.delete(PARAMS_KEY)
+
+
+def slot_of(slot_time: int, p: Params) -> int:
+    """The market slot a block time (seconds) falls in."""
+    return slot_time // p.slot_seconds

@@ -1,0 +1,80 @@
+"""State records: frozen dataclasses stored as canonical CBOR maps keyed by field name.
+
+A record encodes to exactly the map the module wrote before it had types (one key per
+field, tuples as lists), so converting a module to typed records does not move a single
+state root. A field declared with ``optional()`` is left out of the map while it is
+``None``: records that never had the key keep their bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import Field, field, fields
+from typing import Any, ClassVar, Self
+
+from gridledger.ledger import codec
+
+_OMIT = "omit_if_none"
+
+
+def optional() -> Any:
+    """A record field that defaults to ``None`` and is absent from the encoding while None."""
+    return field(default=None, metadata={_OMIT: True})
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, Record):
+        return v.to_obj()
+    return v
+
+
+def _frozen(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_frozen(x) for x in v)
+    return v
+
+
+class Record:
+    """Mixin for ``@dataclass(frozen=True)`` state records (and message bodies).
+
+    ``to_obj`` / ``from_obj`` give the CBOR map; ``encode`` / ``decode`` the bytes. Decoding
+    refuses keys the record does not know (state is written only by its keeper, so an
+    unknown key is a defect, reported as such). Nested records override ``from_obj``.
+    """
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    _layout: ClassVar[tuple[tuple[str, bool], ...] | None] = None
+
+    @classmethod
+    def _fields(cls) -> tuple[tuple[str, bool], ...]:
+        layout = cls.__dict__.get("_layout")
+        if layout is None:
+            layout = tuple((f.name, bool(f.metadata.get(_OMIT))) for f in fields(cls))
+            cls._layout = layout
+        return layout
+
+    def to_obj(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, omit in self._fields():
+            v = getattr(self, name)
+            if v is None and omit:
+                continue
+            out[name] = _plain(v)
+        return out
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any]) -> Self:
+        layout = cls._fields()
+        unknown = set(obj) - {name for name, _ in layout}
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+        return cls(**{k: _frozen(v) for k, v in obj.items()})
+
+    def encode(self) -> bytes:
+        return codec.encode(self.to_obj())
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Self:
+        return cls.from_obj(codec.decode(raw))
