@@ -1,4 +1,4 @@
-"""Shared fixtures for the privacy tests: a 5-aggregator committee and registered meters."""
+"""Shared fixtures for the privacy tests: a 7-aggregator committee (t = 3) and meters."""
 
 from __future__ import annotations
 
@@ -45,9 +45,11 @@ class Feeder:
         return {k: v.public_key for k, v in self.device_keys.items()}
 
 
-def make_feeder(m: int = 5, t: int = 3, meters: int = 12, noise: bool = False) -> Feeder:
+def make_feeder(m: int = 7, t: int = 3, meters: int = 12, noise: bool = False,
+                min_contributors: int = 5, fault_bound: int | None = None) -> Feeder:
     aggs = make_aggregators(m)
-    committee = Committee("feeder-1", 3, t, tuple(a.info() for a in aggs))
+    committee = Committee("feeder-1", 3, t, tuple(a.info() for a in aggs),
+                          min_contributors=min_contributors, fault_bound=fault_bound)
     dev = {f"m{i:03d}": SigningKey.from_seed("ml-dsa-44", _seed("meter", i))
            for i in range(meters)}
     sessions, grants = {}, []

@@ -11,17 +11,19 @@ from tests.sim.test_demo import MIDDAY, check_defended, run, undefended
 pytestmark = pytest.mark.slow
 
 
-def test_bad_aggregator_is_named_and_its_sum_rejected(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_aggregator_is_left_out_and_its_sum_rejected(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     r = check_defended(run(tmp_path / "on", ("bad-aggregator",), start=MIDDAY),
                        "bad-aggregator")
     assert r["detected"] == r["injected"] and r["wrong_totals_accepted"] == 0
-    from gridledger.crypto.shamir import Decoded, reconstruct_secret
-    from gridledger.ledger.modules.privacy import hooks
+    from gridledger.crypto.shamir import Decoded, Share, reconstruct_secret
+    from gridledger.ledger.modules.privacy import aggregation
 
     # defence removed: validators take the last t partial sums at their word
-    monkeypatch.setattr(hooks, "decode_shares",
-                        lambda shares, t: Decoded(reconstruct_secret(shares[-t:], t), ()))
+    def trusting(shares: list[Share], t: int, min_agree: int | None = None) -> Decoded:
+        return Decoded(reconstruct_secret(shares[-t:], t), ())
+
+    monkeypatch.setattr(aggregation, "decode_shares", trusting)
     off = undefended(tmp_path / "off", "bad-aggregator", start=MIDDAY)
     assert off is not None and off["detected"] == 0 and off["wrong_totals_accepted"] > 0
     assert not off["mitigated"]

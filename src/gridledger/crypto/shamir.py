@@ -177,17 +177,24 @@ def lagrange_at_zero(xs: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=4096)
+def _weights_at(xs: tuple[int, ...], x: int) -> tuple[int, ...]:
+    # Lagrange basis values l_j(x) for the points xs (cached: committees and checks repeat)
+    out = []
+    for j, xj in enumerate(xs):
+        num, den = 1, 1
+        for m, xm in enumerate(xs):
+            if m != j:
+                num = num * (x - xm) % PRIME
+                den = den * (xj - xm) % PRIME
+        out.append(num * pow(den, -1, PRIME) % PRIME)
+    return tuple(out)
+
+
 def interpolate_at(shares: Sequence[Share], x: int) -> int:
     """Value at ``x`` of the unique polynomial of degree < len(shares) through ``shares``."""
-    total = 0
-    for j, sj in enumerate(shares):
-        num, den = 1, 1
-        for m, sm in enumerate(shares):
-            if m != j:
-                num = num * (x - sm.x) % PRIME
-                den = den * (sj.x - sm.x) % PRIME
-        total += sj.y * num * pow(den, -1, PRIME)
-    return total % PRIME
+    weights = _weights_at(tuple(s.x for s in shares), x % PRIME)
+    return sum(w * s.y for w, s in zip(weights, shares, strict=True)) % PRIME
 
 
 def _check_points(shares: Sequence[Share]) -> None:

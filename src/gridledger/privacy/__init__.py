@@ -8,6 +8,7 @@ meter / aggregator / participant, outside the ledger, from an injected ``RandomB
 
 from gridledger.privacy.aggregation import (
     AggregateResult,
+    Aggregator,
     AggregatorKeys,
     Committee,
     Inclusion,
@@ -52,7 +53,7 @@ from gridledger.privacy.roaming import (
 # The attack analyses (numpy/scipy) are imported from gridledger.privacy.attacks directly,
 # so validators that only verify do not load them.
 __all__ = [
-    "AggregateResult", "AggregatorKeys", "ClipBound", "Committee", "DpParams", "HomeBilling",
+    "AggregateResult", "Aggregator", "AggregatorKeys", "ClipBound", "Committee", "DpParams", "HomeBilling",
     "Inclusion", "MeterSubmission", "OpeningRecord", "PartialSum", "PrivacyAccountant",
     "PrivacyError", "PseudonymCertificate", "RoamingClaim", "ShareCheck", "TrusteeSet",
     "accept_grants", "admit_roaming_ev", "assemble_certificate", "check_shares",

@@ -4,6 +4,8 @@
 
     PrivacyError (rule)
     ├── AggregationFailed     a round cannot produce a trustworthy total
+    │   └── AnonymitySetTooSmall  the total would cover too few meters
+    ├── RoundAlreadySigned    a second check or partial for one round
     ├── BudgetExceeded        a release would overspend the differential-privacy budget
     ├── InvalidCertificate    a pseudonym certificate lacks k valid distinct endorsements
     ├── EndorsementRefused    a trustee will not endorse a malformed request
@@ -62,3 +64,15 @@ class RoamingRejected(PrivacyError):
     """A roaming admission, receipt or claim fails a check."""
 
     rule = "roaming-rejected"
+
+
+class AnonymitySetTooSmall(AggregationFailed):
+    """A total would cover fewer meters than the committee's minimum anonymity set."""
+
+    rule = "anonymity-set"
+
+
+class RoundAlreadySigned(PrivacyError):
+    """An aggregator signs one share check and one partial sum per round, never a second."""
+
+    rule = "one-per-round"

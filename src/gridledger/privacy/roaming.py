@@ -41,7 +41,11 @@ from gridledger.crypto.shamir import RandomBytes
 from gridledger.crypto.sig import PublicKey, SigningKey
 from gridledger.errors import CryptoError
 from gridledger.privacy.errors import InvalidCertificate, RoamingRejected
-from gridledger.privacy.pseudonyms import PseudonymCertificate, TrusteeSet, verify_certificate
+from gridledger.privacy.pseudonyms import (
+    PseudonymCertificate,
+    TrusteeSet,
+    verify_certificate,
+)
 from gridledger.types import payment_micro
 
 CTX_BILL = b"gl/roaming/bill/v1"

@@ -36,7 +36,10 @@ BATTERY_HOURS = 2                   # SimBench: max_e_mwh = 2 h x p_mw
 SETTLE_WINDOW_S = 1800              # two slots: the DSO's two-slot FDI test can still correct
 TOU_PEAK_FEE = 20_000               # extra grid fee 17:00-21:00 (micro/kWh)
 TRUSTEES, TRUSTEE_THRESHOLD = 3, 2  # identity escrow: any 2 of 3 open, 1 learns nothing
-AGGREGATORS, AGGREGATOR_THRESHOLD = 5, 3  # 5 >= t + 2: one wrong partial is located
+# Privacy against t - 1 = 2 colluding aggregators; a total needs 2t - 1 = 5 agreeing partial
+# sums, so 7 aggregators tolerate two liars or crashes (privacy.aggregation.Committee).
+AGGREGATORS, AGGREGATOR_THRESHOLD = 7, 3
+AGGREGATE_MIN_CONTRIBUTORS = 5
 FEEDER = "feeder-1"                 # the community's meters, summed by secure aggregation
 FOREIGN_COMMUNITY, FOREIGN_DSO = "foreign-town", "foreign-dso"  # EV roaming partner
 
@@ -117,6 +120,7 @@ class PrivacyKeys:
             "aggregators": [{"id": a.aggregator_id, "addr": a.signing_key.address,
                              "kem_pk": a.kem_key.public_key} for a in self.aggregator_keys],
             "aggregator_threshold": AGGREGATOR_THRESHOLD,
+            "aggregate_min_contributors": AGGREGATE_MIN_CONTRIBUTORS,
             "feeders": [[FEEDER, sorted(cps)]],
             "roaming_partners": [{"community": FOREIGN_COMMUNITY, "dso_id": FOREIGN_DSO,
                                   "alg": f.alg, "pk": f.public_key.raw}]}

@@ -167,7 +167,7 @@ class Engine:
         from gridledger.sim.secagg import FeederAggregation
 
         assert self.community.privacy_keys is not None
-        self.secagg = FeederAggregation(self.community.privacy_keys, self.members, sc.seed)
+        self.secagg = FeederAggregation(self.community.privacy_keys, self.members)
         self.rounds: dict[int, Any] = {}  # slot -> secagg.Round
         self.attacks = make_attacks(sc.attacks, self, attack_overrides or {})
 
@@ -467,16 +467,15 @@ class Engine:
         t0 = time.perf_counter()
         rnd = self.secagg.run_round(slot, {m.cp: -int(d.measurements.reported_wh_by_cp[m.cp])
                                            for m in self.members})
+        if rnd is None:
+            return []
         self.rounds[slot] = rnd
-        values = list(rnd.values)
+        values = [p.value for p in rnd.partials]
         for a in self.attacks:
             values = a.partials(slot, values)
-        keys = self.community.privacy_keys.aggregator_keys  # type: ignore[union-attr]
         self.timings["privacy_s"] = self.timings.get("privacy_s", 0.0) + time.perf_counter() - t0
-        return [self.tx(keys[j].signing_key, "privacy/partial",
-                        {"slot": slot, "feeder": self.secagg.committee.feeder_id,
-                         "inclusion": rnd.round_id, "included": len(rnd.included), "value": v})
-                for j, v in enumerate(values)]
+        return [self.tx(key, "privacy/partial", body)
+                for key, body in self.secagg.partial_txs(rnd, values)]
 
     # -- queries --------------------------------------------------------------------------
     def _money(self) -> dict[bytes, int]:

@@ -1,9 +1,12 @@
 """Privacy scenarios of the attack lab (THREATS.md rows 3, 5, 8).
 
-* ``bad-aggregator`` (row 8): one aggregator of the five posts a wrong partial sum in some
-  slots. The validators decode the feeder total from all five partials (Reed-Solomon, one
-  error located with 5 >= t + 2) — read from the ledger's ``aggregator_rejected`` and
-  ``aggregate`` events: the liar is named and the accepted total is the true one.
+* ``bad-aggregator`` (row 8): one aggregator of the seven posts a wrong partial sum (signed:
+  it is its own statement) in some slots. The validators decode the feeder total from all
+  seven partials, accepting only a polynomial that 2t - 1 = 5 of them agree on, so up to
+  t - 1 colluders could neither choose the total nor push an honest partial out — read
+  from the ledger's ``aggregator_rejected`` and ``aggregate`` events: the lie is left out
+  and the accepted total is the true one. Leaving out is not a sanction (decoding is
+  never evidence); only the aggregator's own contradictory signatures are.
 * ``usage-inference`` (row 3): an honest-but-curious validator estimates every household's
   load curve from what its own store holds. Undefended it has the meters' readings on the
   ledger; with the privacy module it has the secure-aggregation feeder totals this run put
@@ -30,9 +33,9 @@ from gridledger.sim.attack_base import Attack
 class BadAggregator(Attack):
     name = "bad-aggregator"
     threat = "8 malicious aggregator"
-    defence = ("five aggregators compute the feeder total redundantly; validators decode it "
-               "from all partial sums, reject and name the one off the polynomial, and compare "
-               "the total with the readings")
+    defence = ("seven aggregators compute the feeder total redundantly; validators accept "
+               "only a total that 2t - 1 signed partial sums agree on, leave out the one off "
+               "the polynomial, and compare the total with the readings")
     liar = 4
     window = (0.25, 0.75)
 
@@ -45,10 +48,14 @@ class BadAggregator(Attack):
         if not self.eng.in_window(slot, *self.window) or slot % 3:
             return values
         # a plausible lie: shift the community total by 5 kWh (a value off the polynomial)
+        rnd = self.eng.rounds.get(slot)
+        at = [i for i, p in enumerate(rnd.partials) if p.position == self.liar] if rnd else []
+        if not at:
+            return values
         offset = 5_000 + slot % 7
         self.tampered[slot] = offset
         out = list(values)
-        out[self.liar] = (out[self.liar] + offset) % (2**127 - 1)
+        out[at[0]] = (out[at[0]] + offset) % (2**127 - 1)
         return out
 
     def on_block(self, fb: Any, events: list[dict[str, Any]]) -> None:

@@ -1,59 +1,51 @@
 """Secure aggregation in the simulated community: every slot, the members' meters Shamir-share
-their net readings to the five aggregators (``privacy.aggregation``), the aggregators check
-the shares, agree on the included set and each post a ``privacy/partial``; the validators
-decode the feeder total at the settlement deadline, name a lying aggregator and compare the
-total with the readings settlement used (``ledger/modules/privacy/hooks.py``).
+their net readings to the aggregators (``privacy.aggregation``), each aggregator checks the
+shares, derives the inclusion from all signed checks and signs one partial sum, and each
+posts a ``privacy/partial``; the validators decode the feeder total as soon as the whole
+committee has posted, and compare it with the readings settlement used at the settlement
+deadline (``ledger/modules/privacy/aggregation.py``).
 
-Randomness: real meters use the OS RNG; the simulator draws share polynomials from a seeded
-DRBG so the same seed gives the same partial sums, hence the same ledger, byte for byte.
-The ML-KEM session keys still come from OpenSSL, which is why the ledger groups partials
-by a round id over the included set (deterministic) rather than by the transcript digest.
+Randomness: everything secret (share polynomials, masks, nonces, ML-KEM encapsulations) comes
+from the OS, as on a real meter, so a curious aggregator in the attack lab holds exactly
+what a real one would: uniform shares, not values it could regenerate from the scenario
+seed. Nothing secret reaches ledger state: the inclusion digest names contributors only, and
+the partial values are decoded and dropped in the block they arrive in
+(``docs/architecture.md``, "Secrets and reproducibility").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
-from gridledger.crypto.hashing import tagged_hash
 from gridledger.privacy.aggregation import (
+    CTX_PARTIAL,
+    Aggregator,
     Committee,
+    ContributorSession,
+    PartialSum,
     accept_grants,
-    check_shares,
     establish_session,
     seal_reading,
-    select_included,
-    sum_shares,
 )
+from gridledger.crypto.sig import SigningKey
 from gridledger.privacy.dp import ClipBound
+from gridledger.privacy.errors import AnonymitySetTooSmall, PrivacyError
 from gridledger.sim import community
 from gridledger.sim.community import FEEDER, Member, PrivacyKeys
 
 CLIP = ClipBound(-10**6, 10**6)  # +-1 MWh per slot: never binds for a household
 
 
-def drbg(*label: object):
-    """A seeded byte stream (SHA3 counter mode) standing in for the meter's RNG."""
-    base = tagged_hash("gl/sim/drbg", *(str(x).encode() for x in label))
-    state = {"n": 0}
-
-    def random_bytes(n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            out += tagged_hash("gl/sim/drbg/block", base, state["n"].to_bytes(8, "big"))
-            state["n"] += 1
-        return out[:n]
-    return random_bytes
-
-
 @dataclass(frozen=True)
 class Round:
-    """One slot's result off the ledger: the round id and each aggregator's partial value."""
+    """One slot's result off the ledger: the signed partials and what the simulator knows."""
 
     slot: int
-    round_id: bytes
+    inclusion: bytes
     included: tuple[str, ...]
-    values: tuple[int, ...]       # by aggregator position
+    partials: tuple[PartialSum, ...]   # as signed, by the aggregators that signed
     true_total_wh: int
     first_aggregator_shares: dict[str, int]  # what aggregator 0 alone holds per meter
 
@@ -61,31 +53,56 @@ class Round:
 class FeederAggregation:
     """The feeder's committee for the run (one epoch) and its members' meter sessions."""
 
-    def __init__(self, keys: PrivacyKeys, members: Sequence[Member], seed: int, epoch: int = 0):
-        self.seed = seed
+    def __init__(self, keys: PrivacyKeys, members: Sequence[Member], epoch: int = 0):
+        self.keys = keys
         self.committee = Committee(FEEDER, epoch, community.AGGREGATOR_THRESHOLD,
-                                   tuple(a.info() for a in keys.aggregator_keys))
-        self.sessions = {}
+                                   tuple(a.info() for a in keys.aggregator_keys),
+                                   min_contributors=community.AGGREGATE_MIN_CONTRIBUTORS)
+        self.sessions: dict[str, ContributorSession] = {}
         grants = []
         for m in members:
             s, g = establish_session(m.cp, self.committee, m.meter)
             self.sessions[m.cp] = s
             grants.append(g)
         registry = {m.cp: m.meter.public_key for m in members}
-        self.aggregators = [accept_grants(a, self.committee, grants, registry)
+        self.aggregators = [Aggregator(accept_grants(a, self.committee, grants, registry))
                             for a in keys.aggregator_keys]
 
-    def run_round(self, slot: int, net_import_wh: dict[str, int]) -> Round:
-        """Meters seal, aggregators check and sum; ``net_import_wh`` is what each meter read."""
-        subs = [seal_reading(self.sessions[cp], slot, v, CLIP,
-                             random_bytes=drbg(self.seed, slot, cp))
+    def run_round(self, slot: int, net_import_wh: dict[str, int]) -> Round | None:
+        """Meters seal, aggregators check and each signs its partial; ``net_import_wh`` is
+        what each meter read. None when no aggregator would sign (too few meters)."""
+        subs = [seal_reading(self.sessions[cp], slot, v, CLIP)  # the meter's OS randomness
                 for cp, v in sorted(net_import_wh.items()) if cp in self.sessions]
-        pairs = [check_shares(a, slot, subs) for a in self.aggregators]
-        inclusion = select_included(self.committee, slot, subs, [c for c, _ in pairs])
-        partials = [sum_shares(r, inclusion) for _, r in pairs]
+        checks = [a.check(slot, subs) for a in self.aggregators]
+        partials, inclusion = [], None
+        for a in self.aggregators:
+            a.forget_before(slot - 96)
+            try:
+                p, inclusion = a.partial(slot, checks)
+            except AnonymitySetTooSmall:
+                return None  # every honest aggregator refuses alike
+            except PrivacyError:
+                continue  # its own share of an included meter is unusable: it stays out
+            partials.append(p)
+        if inclusion is None:
+            return None
         included = inclusion.included_meters
-        round_id = tagged_hash("gl/sim/secagg-round", FEEDER.encode(),
-                               self.committee.epoch.to_bytes(8, "big"), slot.to_bytes(8, "big"),
-                               *(c.encode() for c in included))
-        return Round(slot, round_id, included, tuple(p.value for p in partials),
-                     sum(net_import_wh[c] for c in included), dict(pairs[0][1].x_shares))
+        first = self.aggregators[0]._rounds[slot].x_shares  # noqa: SLF001 - its own view
+        return Round(slot, inclusion.digest(), included, tuple(partials),
+                     sum(net_import_wh[c] for c in included), dict(first))
+
+    def partial_txs(self, rnd: Round, values: Sequence[int]
+                    ) -> list[tuple[SigningKey, dict[str, Any]]]:
+        """(aggregator key, ``privacy/partial`` body) for each signed partial, with ``values``
+        aligned to ``rnd.partials``. A value an attack changed is re-signed by its (lying)
+        aggregator: a lie is still the aggregator's own signed statement."""
+        out = []
+        for p, v in zip(rnd.partials, values, strict=True):
+            key = self.keys.aggregator_keys[p.position].signing_key
+            if v != p.value:
+                q = replace(p, value=v, signature=b"")
+                p = replace(q, signature=key.sign(q.signed_message(), CTX_PARTIAL))
+            out.append((key, {"slot": p.slot, "feeder": p.feeder_id, "epoch": p.epoch,
+                              "inclusion": p.inclusion_digest, "meters": p.meters,
+                              "value": p.value, "sig": p.signature}))
+        return out

@@ -16,6 +16,7 @@ from gridledger.ledger.genesis import make_genesis
 from gridledger.ledger.modules.privacy import keeper as pv
 from gridledger.ledger.modules.privacy.types import dispute_id_for_trade, pool_address
 from gridledger.ledger.modules.reputation.keeper import put_record, reputation_of
+from gridledger.privacy.aggregation import CTX_PARTIAL, partial_message
 from gridledger.privacy.ledger_io import (
     OwnPseudonym,
     certify_batch,
@@ -78,7 +79,7 @@ def make_pworld(n_users: int = 3, threshold: int = 2,
     meters = [sim_key(seed, "meter", i, alg="ml-dsa-44") for i in range(n_users)]
     tks = [TrusteeKeys(f"t{j}", sim_key(seed, "trustee", j, alg="ml-dsa-44"),
                        KemKey(hashlib.sha3_512(f"tk{j}".encode()).digest())) for j in range(3)]
-    aggs = [sim_key(seed, "aggregator", j, alg="ml-dsa-44") for j in range(5)]
+    aggs = [sim_key(seed, "aggregator", j, alg="ml-dsa-44") for j in range(7)]
     parts: list[dict[str, Any]] = [
         {"alg": v.alg, "pk": v.public_key.raw, "roles": ["validator"], "name": "v0"},
         {"alg": dso.alg, "pk": dso.public_key.raw, "roles": ["dso"], "name": "dso",
@@ -101,7 +102,7 @@ def make_pworld(n_users: int = 3, threshold: int = 2,
         "allowance_micro": ALLOWANCE, "max_tickets": 8, "epoch_slots": EPOCH_SLOTS,
         "close_delay_s": CLOSE_DELAY, "claim_window_s": CLAIM_WINDOW,
         "aggregators": [{"id": f"a{j}", "addr": a.address, "kem_pk": b"k"} for j, a in enumerate(aggs)],
-        "aggregator_threshold": 3,
+        "aggregator_threshold": 3, "aggregate_min_contributors": 3,
         "feeders": [["f1", [f"cp{i}" for i in range(n_users)]]],
         "aggregate_tolerance_wh": 0}
     if roaming_partners is not None:
@@ -293,10 +294,10 @@ def test_an_over_claim_freezes_the_pool_and_openings_pay_true_dues() -> None:
 
 
 def _partials(values: dict[str, int], bad: int | None = None) -> list[list[int]]:
-    """Shamir shares (t = 3 of 5) of each meter's net reading, summed per aggregator."""
-    sums = [0] * 5
+    """Shamir shares (t = 3 of 7) of each meter's net reading, summed per aggregator."""
+    sums = [0] * 7
     for i, (cp, v) in enumerate(sorted(values.items())):
-        shares = split_secret(encode_signed(v), 3, 5, random_bytes=_rng(cp))
+        shares = split_secret(encode_signed(v), 3, 7, random_bytes=_rng(cp))
         for s in shares:
             sums[s.x - 1] = (sums[s.x - 1] + s.y) % (2**127 - 1)
     if bad is not None:
@@ -304,15 +305,19 @@ def _partials(values: dict[str, int], bad: int | None = None) -> list[list[int]]
     return [[j, v] for j, v in enumerate(sums)]
 
 
-def test_aggregate_names_a_lying_aggregator_and_flags_a_lying_pseudonym() -> None:
+def test_aggregate_leaves_out_a_lying_aggregator_and_flags_a_lying_pseudonym() -> None:
     w = make_pworld()
     own = issue(w, 1, {0: [5, 6], 1: [5]}, at=t_order(5) - 200)
     inc = hashlib.sha3_256(b"round").digest()
 
     def partial_txs(slot: int, truth: dict[str, int], bad: int | None = None) -> list[bytes]:
-        return [w.tx(w.aggregators[j], "privacy/partial",
-                     {"slot": slot, "feeder": "f1", "inclusion": inc, "included": 3, "value": v})
-                for j, v in _partials(truth, bad)]
+        out = []
+        for j, v in _partials(truth, bad):
+            sig = w.aggregators[j].sign(partial_message("f1", 0, slot, j, inc, 3, v), CTX_PARTIAL)
+            out.append(w.tx(w.aggregators[j], "privacy/partial",
+                            {"slot": slot, "feeder": "f1", "epoch": 0, "inclusion": inc,
+                             "meters": 3, "value": v, "sig": sig}))
+        return out
 
     # slot 5, net import per household: u0 -1000 (pseudonym), u1 +1000 (pseudonym), u2 +200
     w.ok([reading(w, own[0][0], 5, 0, 1000), reading(w, own[1][0], 5, 1000, 0),
@@ -321,7 +326,7 @@ def test_aggregate_names_a_lying_aggregator_and_flags_a_lying_pseudonym() -> Non
          + partial_txs(5, {"cp0": -1000, "cp1": 1000, "cp2": 200}, bad=4), t_read(5))
     w.ok([], 6 * S + SETTLE)
     rej = w.events("aggregator_rejected")
-    assert [(e["aggregator"], e["reason"]) for e in rej] == [("a4", "bad-aggregator")]
+    assert [(e["aggregator"], e["reason"]) for e in rej] == [("a4", "off-polynomial")]
     agg = w.events("aggregate")[0]
     assert agg["total_wh"] == 200 and agg["reported_wh"] == 200 and agg["ok"]
     # slot 6: user 0's pseudonym reports 300 Wh import, but the household exported 500

@@ -1,5 +1,5 @@
 """Privacy handlers: pool tickets, batch certificates, pseudonym registration and readings,
-claims, identity openings for recorded disputes, secure-aggregation partial sums."""
+claims, identity openings for recorded disputes (aggregation results: ``aggregation.py``)."""
 
 from __future__ import annotations
 
@@ -395,32 +395,3 @@ def try_open(state: State, ctx: TxContext, cfg: PrivacyConfig, did: bytes,
         from gridledger.ledger.modules.privacy.hooks import resolve_pool_if_opened
 
         resolve_pool_if_opened(state, ctx.block, cfg, dispute["epoch"], ctx.events)
-
-
-def handle_partial(state: State, ctx: TxContext, body: dict[str, Any]) -> None:
-    """``privacy/partial {slot, feeder, inclusion, included, value}`` by an aggregator: its
-    partial sum (its Shamir shares of the included meters' net readings, summed) over the
-    round's inclusion digest. Combined and checked at the slot's settlement deadline."""
-    _exact(body, "privacy/partial", {"slot", "feeder", "inclusion", "included", "value"})
-    cfg = require_config(state)
-    pos = cfg.aggregator_index(ctx.sender)
-    if pos is None:
-        raise Unauthorized("not-aggregator: partial sums come from the committee")
-    slot = require_int(body, "slot", maximum=2**40)
-    feeder = require_str(body, "feeder", max_len=64)
-    if cfg.feeder_cps(feeder) is None:
-        raise InvalidBody(f"unknown-feeder: {feeder!r}")
-    inclusion = require_bytes(body, "inclusion", exact=32)
-    included = require_int(body, "included", maximum=10**6)
-    value = require_int(body, "value", maximum=2**127 - 2)
-    p = load_params(state)
-    first, last = reading_window(slot, p.slot_seconds, p.settle_window_s)
-    if not first <= ctx.block.slot_time < last:
-        raise InvalidBody(f"partial-window: partial sums for slot {slot} in [{first}, {last})")
-    if keeper.get_partial(state, slot, feeder, pos) is not None:
-        raise InvalidBody("already-posted: one partial per aggregator, feeder and slot")
-    keeper.put_partial(state, slot, feeder, pos, {"inclusion": inclusion, "included": included,
-                                                  "value": value})
-    ctx.emit("partial_posted", slot=slot, feeder=feeder,
-             aggregator=cfg.aggregators[pos].id, inclusion=inclusion, included=included)
-

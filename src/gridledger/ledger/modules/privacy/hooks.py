@@ -1,25 +1,21 @@
 """End-of-block work: close epochs (pseudonym balances back to the pool), pay or dispute
-claims, and combine secure-aggregation partial sums into checked feeder totals."""
+claims, and decode and check secure-aggregation rounds (``aggregation.py``)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
-from gridledger.crypto.shamir import InconsistentShares, Share, decode_shares, decode_signed
 from gridledger.ledger.context import BlockContext
 from gridledger.ledger.modules.bank import keeper as bank
 from gridledger.ledger.modules.governance.keeper import load_params
 from gridledger.ledger.modules.market.keeper import unsettled_slots
 from gridledger.ledger.modules.market.types import settlement_deadline
-from gridledger.ledger.modules.metering.keeper import reading_of
 from gridledger.ledger.modules.privacy import keeper
+from gridledger.ledger.modules.privacy.aggregation import process_aggregates
 from gridledger.ledger.modules.privacy.types import (
     PrivacyConfig,
-    dispute_id_for_feeder,
     dispute_id_for_pool,
     pool_address,
-    pseudo_cp,
 )
 from gridledger.ledger.modules.reputation.keeper import adjust
 from gridledger.ledger.state import State
@@ -30,9 +26,7 @@ def end_block(state: State, ctx: BlockContext, events: list[dict[str, Any]]) -> 
     if cfg is None:
         return
     p = load_params(state)
-    for slot, feeder in keeper.pending_aggregates(state):
-        if ctx.slot_time >= settlement_deadline(slot, p):
-            combine_aggregate(state, ctx, cfg, slot, feeder, events)
+    process_aggregates(state, ctx, cfg, events)
     for epoch in keeper.open_epochs(state):
         rec = keeper.get_epoch(state, epoch)
         if rec["status"] == "open":
@@ -137,59 +131,3 @@ def resolve_pool_if_opened(state: State, ctx: BlockContext, cfg: PrivacyConfig, 
     events.append({"type": "pool_paid", "epoch": epoch, "members": len(dues),
                    "paid_micro": sum(d for d in dues.values() if d > 0),
                    "left_micro": bank.balance(state, pool)})
-
-
-def combine_aggregate(state: State, ctx: BlockContext, cfg: PrivacyConfig, slot: int,
-                      feeder: str, events: list[dict[str, Any]]) -> None:
-    """Decode the feeder total from the aggregators' partial sums, name the ones that lied,
-    and check the total against the readings settlement used (public and pseudonymous)."""
-    parts = keeper.partials(state, slot, feeder)
-    keeper.take_partials(state, slot, feeder)
-    p_slot = ctx.slot_time // load_params(state).slot_seconds
-    votes = Counter((r["inclusion"], r["included"]) for r in parts.values())
-    # the round the most aggregators summed (ties: the smallest digest, so all agree)
-    (inclusion, included), _ = min(votes.items(), key=lambda kv: (-kv[1], kv[0]))
-    rejected: list[tuple[int, str]] = [(pos, "wrong-inclusion") for pos, r in sorted(parts.items())
-                                       if (r["inclusion"], r["included"]) != (inclusion, included)]
-    shares = [Share(pos + 1, r["value"]) for pos, r in sorted(parts.items())
-              if (r["inclusion"], r["included"]) == (inclusion, included)]
-    base = {"slot": slot, "feeder": feeder, "inclusion": inclusion, "included": included}
-    try:
-        if len(shares) < cfg.aggregator_threshold:
-            raise InconsistentShares("too few partial sums")
-        decoded = decode_shares(shares, cfg.aggregator_threshold)
-    except InconsistentShares as exc:
-        keeper.put_aggregate(state, slot, feeder, {**base, "status": "failed"})
-        events.append({"type": "aggregate_failed", **base, "reason": str(exc),
-                       "partials": len(parts)})
-        return
-    rejected += [(x - 1, "bad-aggregator") for x in decoded.bad_xs]
-    total = decode_signed(decoded.secret)
-    for pos, reason in sorted(rejected):
-        events.append({"type": "aggregator_rejected", "slot": slot, "feeder": feeder,
-                       "aggregator": cfg.aggregators[pos].id, "reason": reason})
-        events.append(adjust(state, cfg.aggregators[pos].addr, "dispute_lost", p_slot))
-    cps = cfg.feeder_cps(feeder) or ()
-    pseudonyms = keeper.pseudonyms_of_feeder_slot(state, slot, feeder)
-    reported = 0
-    for cp in list(cps) + [pseudo_cp(a) for a in pseudonyms]:
-        r = reading_of(state, slot, cp)
-        if r is not None:
-            reported += r.import_wh - r.export_wh
-    checked = included == len(cps)  # with dropouts the aggregate covers a subset: no check
-    ok = not checked or abs(total - reported) <= cfg.aggregate_tolerance_wh
-    keeper.put_aggregate(state, slot, feeder, {
-        **base, "status": "ok" if ok else "mismatch", "total_wh": total,
-        "reported_wh": reported, "checked": checked,
-        "rejected": [cfg.aggregators[pos].id for pos, _ in sorted(rejected)]})
-    events.append({"type": "aggregate", **base, "total_wh": total, "reported_wh": reported,
-                   "checked": checked, "ok": ok,
-                   "used": [cfg.aggregators[s.x - 1].id for s in shares
-                            if s.x not in decoded.bad_xs]})
-    if not ok and pseudonyms:
-        did = dispute_id_for_feeder(feeder, slot)
-        keeper.put_dispute(state, did, {"kind": "feeder", "targets": sorted(pseudonyms),
-                                        "slot": slot, "feeder": feeder})
-        events.append({"type": "aggregate_mismatch", **base, "dispute": did,
-                       "total_wh": total, "reported_wh": reported,
-                       "pseudonyms": sorted(pseudonyms)})

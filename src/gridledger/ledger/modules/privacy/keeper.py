@@ -19,9 +19,11 @@ DISPUTE = b"pv/disp/"    # + dispute id -> {kind, targets: [pseudonym], ...}
 ESCROW = b"pv/esc/"      # + pseudonym -> {record, shares}
 RELEASE = b"pv/rel/"     # + dispute id + pseudonym + trustee index(1) -> share
 OPENED = b"pv/open/"     # + pseudonym -> {identity, dispute, trustees}
-PARTIAL = b"pv/part/"    # + slot(8) + feeder + 0x00 + position(1) -> {inclusion, value, included}
-PENDING_AGG = b"pv/pagg"  # [[slot, feeder]] with partials not yet combined
+PARTIAL = b"pv/part/"    # + slot(8) + feeder + 0x00 + position(1) -> {epoch, inclusion, meters, value, sig}
+PENDING_AGG = b"pv/pagg"  # [[slot, feeder]] with partials not yet decoded
+PENDING_CHECK = b"pv/pchk"  # [[slot, feeder]] decoded, awaiting the settlement deadline
 AGGREGATE = b"pv/agg/"   # + slot(8) + feeder -> result
+EVIDENCE = b"pv/evid/"   # + slot(8) + feeder + 0x00 + position(1) -> misconduct kind
 ROAMING = b"pv/roam/"    # + billing commitment -> {account, amount_micro, energy_wh, ...}
 ROAMING_DUE = b"pv/roamdue/"  # + community + 0x00 + dso id -> micro the grid account owes
 
@@ -188,6 +190,33 @@ def take_partials(state: State, slot: int, feeder: str) -> None:
 
 def pending_aggregates(state: State) -> list[list[Any]]:
     return [list(x) for x in state.get_obj(PENDING_AGG, [])]
+
+
+def add_pending_check(state: State, slot: int, feeder: str) -> None:
+    pending = pending_checks(state)
+    if [slot, feeder] not in pending:
+        state.set_obj(PENDING_CHECK, sorted(pending + [[slot, feeder]]))
+
+
+def take_pending_check(state: State, slot: int, feeder: str) -> None:
+    state.set_obj(PENDING_CHECK, [x for x in pending_checks(state) if x != [slot, feeder]])
+
+
+def pending_checks(state: State) -> list[list[Any]]:
+    return [list(x) for x in state.get_obj(PENDING_CHECK, [])]
+
+
+def _evidence_key(feeder: str, slot: int, position: int) -> bytes:
+    return EVIDENCE + e8(slot) + feeder.encode() + b"\x00" + bytes([position])
+
+
+def get_evidence(state: State, feeder: str, slot: int, position: int) -> str | None:
+    v: str | None = state.get_obj(_evidence_key(feeder, slot, position))
+    return v
+
+
+def put_evidence(state: State, feeder: str, slot: int, position: int, kind: str) -> None:
+    state.set_obj(_evidence_key(feeder, slot, position), kind)
 
 
 def get_aggregate(state: State, slot: int, feeder: str) -> dict[str, Any] | None:

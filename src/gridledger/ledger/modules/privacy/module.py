@@ -8,6 +8,10 @@ from gridledger.errors import InvariantViolation
 from gridledger.ledger.modules import Module
 from gridledger.ledger.modules.privacy import handlers as h
 from gridledger.ledger.modules.privacy import keeper
+from gridledger.ledger.modules.privacy.aggregation import (
+    handle_aggregator_evidence,
+    handle_partial,
+)
 from gridledger.ledger.modules.privacy.hooks import end_block
 from gridledger.ledger.modules.privacy.roaming import handle_roaming_charge
 from gridledger.ledger.modules.privacy.types import parse_config
@@ -41,7 +45,8 @@ MODULE = Module(
               "privacy/request_opening": h.handle_request_opening,
               "privacy/escrow": h.handle_escrow,
               "privacy/release": h.handle_release,
-              "privacy/partial": h.handle_partial,
+              "privacy/partial": handle_partial,
+              "privacy/aggregator_evidence": handle_aggregator_evidence,
               "privacy/roaming_charge": handle_roaming_charge},
     roles={"privacy/join": _MEMBERS, "privacy/claim": _MEMBERS,
            "privacy/certify": frozenset({"trustee"}), "privacy/release": frozenset({"trustee"}),

@@ -30,7 +30,12 @@ from gridledger.ledger.modules.privacy import keeper
 from gridledger.ledger.modules.privacy.handlers import _exact, require_config
 from gridledger.ledger.modules.registry.keeper import get_participant
 from gridledger.ledger.state import State
-from gridledger.ledger.validate import require_addr, require_bytes, require_int, require_str
+from gridledger.ledger.validate import (
+    require_addr,
+    require_bytes,
+    require_int,
+    require_str,
+)
 from gridledger.privacy.roaming import CTX_BILL
 from gridledger.types import payment_micro
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gridledger.crypto.hashing import tagged_hash
+from gridledger.crypto.shamir import unique_agreement
 from gridledger.crypto.sig import PQ_SIG_ALGS, PublicKey
 from gridledger.errors import ConfigError, CryptoError
 
@@ -51,6 +52,9 @@ class PrivacyConfig:
       last settlement, how long its pseudonyms can still file disputes before their
       balances return to the pool; ``claim_window_s``: how long members have to claim;
     * ``aggregators`` / ``aggregator_threshold``: the secure-aggregation committee;
+      ``aggregate_min_contributors``: fewest meters a partial sum may cover (anonymity
+      set); ``aggregator_fault_bound``: colluding aggregators a total must withstand
+      (default threshold - 1; see ``privacy.aggregation.Committee``);
       ``feeders``: feeder -> connection points (what an aggregate must add up to);
       ``aggregate_tolerance_wh``: the DP-noise bound of a published total;
     * ``roaming_partners``: foreign communities whose DSOs may bill this community for its
@@ -70,6 +74,13 @@ class PrivacyConfig:
     feeders: tuple[tuple[str, tuple[str, ...]], ...]
     aggregate_tolerance_wh: int
     roaming_partners: tuple[RoamingPartner, ...] = ()
+    aggregate_min_contributors: int = 5
+    aggregator_fault_bound: int = 0
+
+    def aggregate_min_agree(self, n: int) -> int:
+        """Partial sums out of ``n`` that must agree on a total (``Committee.min_agree``)."""
+        return max(self.aggregator_threshold + self.aggregator_fault_bound,
+                   unique_agreement(n, self.aggregator_threshold))
 
     def trustee_index(self, addr: bytes) -> int | None:
         for i, t in enumerate(self.trustees):
@@ -110,7 +121,9 @@ class PrivacyConfig:
                "aggregators": members(self.aggregators),
                "aggregator_threshold": self.aggregator_threshold,
                "feeders": [[f, list(cps)] for f, cps in self.feeders],
-               "aggregate_tolerance_wh": self.aggregate_tolerance_wh}
+               "aggregate_tolerance_wh": self.aggregate_tolerance_wh,
+               "aggregate_min_contributors": self.aggregate_min_contributors,
+               "aggregator_fault_bound": self.aggregator_fault_bound}
         if self.roaming_partners:  # absent when empty: earlier chains keep their state roots
             obj["roaming_partners"] = [{"community": r.community, "dso_id": r.dso_id,
                                         "alg": r.alg, "pk": r.pk}
@@ -174,6 +187,15 @@ def parse_config(raw: dict[str, Any]) -> PrivacyConfig:
     agg_t = _int(raw, "aggregator_threshold", min(2, max(1, len(aggregators))), 1, 32)
     if aggregators and agg_t > len(aggregators):
         raise ConfigError("privacy: aggregator_threshold exceeds the committee size")
+    min_contributors = _int(raw, "aggregate_min_contributors", 5, 2, 10**6)
+    fault_bound = _int(raw, "aggregator_fault_bound", agg_t - 1, 0, 31)
+    if fault_bound >= agg_t:
+        raise ConfigError("privacy: aggregator_fault_bound must be below aggregator_threshold")
+    if aggregators and max(agg_t + fault_bound,
+                           unique_agreement(len(aggregators), agg_t)) > len(aggregators):
+        raise ConfigError(f"privacy: {len(aggregators)} aggregators cannot reach the "
+                          f"{agg_t + fault_bound} agreeing partial sums a total needs "
+                          "(aggregator_threshold + aggregator_fault_bound)")
     feeders_raw = raw.get("feeders", [])
     feeders: list[tuple[str, tuple[str, ...]]] = []
     if not isinstance(feeders_raw, list):
@@ -194,7 +216,8 @@ def parse_config(raw: dict[str, Any]) -> PrivacyConfig:
         aggregators=aggregators, aggregator_threshold=agg_t,
         feeders=tuple(sorted(feeders)),
         aggregate_tolerance_wh=_int(raw, "aggregate_tolerance_wh", 0, 0, 10**9),
-        roaming_partners=_partners(raw.get("roaming_partners", [])))
+        roaming_partners=_partners(raw.get("roaming_partners", [])),
+        aggregate_min_contributors=min_contributors, aggregator_fault_bound=fault_bound)
 
 
 def pool_address(epoch: int) -> bytes:
