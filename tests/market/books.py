@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-from gridledger.market import Order
+from gridledger.market import ClearingResult, GridFees, Order
 
 OWNERS = [bytes([0xA0 + i]) * 4 for i in range(6)]
 
@@ -126,3 +126,49 @@ def reference_continuous(orders: Sequence[Order]) -> list[tuple[bytes, bytes, in
         if rem:
             resting.append([seq, o, rem])
     return out
+
+
+def rounded(micro: int, exact_nano: int) -> bool:
+    """``micro`` is ``exact_nano`` (energy_wh * rate) rounded down or up to micro-units."""
+    return exact_nano // 1000 <= micro <= -(-exact_nano // 1000)
+
+
+def check_money(orders: Sequence[Order], r: ClearingResult, fees: GridFees | None = None,
+                slot_of_day: int = 0) -> None:
+    """The rounding contract of docs/market-clearing.md ("Money"), from first principles:
+    every trade and every order's total over its trades is its exact amount rounded down or
+    up; so a sell order gets at least floor(ask * filled / 1000), a buy order pays at most
+    ceil(bid * filled / 1000); the DSO gets the slot's exact fees rounded down."""
+    ix = by_id(orders)
+    exact: dict[tuple[str, bytes], int] = {}
+    got: dict[tuple[str, bytes], int] = {}
+
+    def add(key: tuple[str, bytes], nano: int, micro: int) -> None:
+        exact[key] = exact.get(key, 0) + nano
+        got[key] = got.get(key, 0) + micro
+
+    for t in r.trades:
+        rate = fees.rate_micro_per_kwh(t.buyer, t.seller, slot_of_day) if fees else 0
+        assert t.grid_fee_micro_per_kwh == rate
+        pay_nano, fee_nano = t.energy_wh * t.price_micro_per_kwh, t.energy_wh * rate
+        assert rounded(t.payment_micro, pay_nano) and rounded(t.grid_fee_micro, fee_nano)
+        assert type(t.payment_micro) is int and type(t.grid_fee_micro) is int
+        add(("pay", t.buy_order_id), pay_nano, t.payment_micro)
+        add(("pay", t.sell_order_id), pay_nano, t.payment_micro)
+        add(("fee", t.buy_order_id), fee_nano, t.grid_fee_micro)
+    for (what, oid), nano in exact.items():
+        assert rounded(got[(what, oid)], nano), (what, oid.hex(), got[(what, oid)], nano)
+        if what == "pay":
+            o, filled = ix[oid], r.filled_wh_by_order[oid]
+            if o.side == "sell":  # at least its limit x energy (rounded down)
+                assert got[(what, oid)] >= filled * o.price_micro_per_kwh // 1000
+            else:                 # at most its limit x energy (rounded up)
+                assert got[(what, oid)] <= -(-filled * o.price_micro_per_kwh // 1000)
+    fee_nano = sum(v for (what, _), v in exact.items() if what == "fee")
+    assert r.grid_fee_total_micro == fee_nano // 1000
+
+
+def tiny_books(max_orders: int = 120) -> st.SearchStrategy[list[Order]]:
+    """Books of many tiny orders (1-5 Wh) at prices whose products are rarely whole
+    micro-units: where flooring each trade on its own loses most."""
+    return books(max_orders=max_orders, max_energy_wh=5, max_price=400_000)

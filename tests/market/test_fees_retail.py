@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gridledger.market import (
     GridFees,
@@ -14,7 +15,7 @@ from gridledger.market import (
     compute_bills,
 )
 from gridledger.types import payment_micro
-from tests.market.books import OWNERS, books, oid
+from tests.market.books import OWNERS, books, check_money, oid
 
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -44,9 +45,7 @@ def test_rate_table() -> None:
 @given(books(), MECHS, st.integers(0, 3))
 def test_every_trade_carries_its_fee(orders: list[Order], mech: str, slot: int) -> None:
     r = clear_slot(orders, mech, fees=FEES, slot_of_day=slot)  # type: ignore[arg-type]
-    for t in r.trades:
-        rate = FEES.rate_micro_per_kwh(t.buyer, t.seller, slot)
-        assert t.grid_fee_micro == payment_micro(t.energy_wh, rate)
+    check_money(orders, r, FEES, slot)
     # fees never change who trades or at what price
     plain = clear_slot(orders, mech)  # type: ignore[arg-type]
     assert [t[:7] for t in r.trades] == [t[:7] for t in plain.trades]

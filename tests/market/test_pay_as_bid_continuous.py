@@ -3,11 +3,25 @@ determinism; the continuous book against a naive price-time reference."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from gridledger.market import Order, clear_continuous, clear_pay_as_bid, clear_slot, clear_uniform
-from gridledger.types import payment_micro
-from tests.market.books import OWNERS, books, by_id, oid, reference_continuous, welfare
+from gridledger.market import (
+    Order,
+    clear_continuous,
+    clear_pay_as_bid,
+    clear_slot,
+    clear_uniform,
+)
+from tests.market.books import (
+    OWNERS,
+    books,
+    by_id,
+    check_money,
+    oid,
+    reference_continuous,
+    welfare,
+)
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -26,7 +40,7 @@ def test_pay_as_bid_same_allocation_pair_midpoints(orders: list[Order], data: st
     for t in r.trades:
         b, a = ix[t.buy_order_id].price_micro_per_kwh, ix[t.sell_order_id].price_micro_per_kwh
         assert a <= t.price_micro_per_kwh == (a + b) // 2 <= b
-        assert t.payment_micro == payment_micro(t.energy_wh, t.price_micro_per_kwh)
+    check_money(orders, r)
     assert clear_pay_as_bid(data.draw(st.permutations(orders))) == r
 
 
@@ -46,7 +60,7 @@ def test_continuous_rational_conserving_deterministic(orders: list[Order]) -> No
     for t in r.trades:
         assert ix[t.sell_order_id].price_micro_per_kwh <= t.price_micro_per_kwh
         assert t.price_micro_per_kwh <= ix[t.buy_order_id].price_micro_per_kwh
-        assert t.payment_micro == payment_micro(t.energy_wh, t.price_micro_per_kwh)
+    check_money(orders, r)
     bought = sum(r.filled_wh_by_order[o.order_id] for o in orders if o.side == "buy")
     sold = sum(r.filled_wh_by_order[o.order_id] for o in orders if o.side == "sell")
     assert bought == sold == r.volume_wh

@@ -29,7 +29,7 @@ pm = pytest.importorskip("pymarket", reason="pip install 'pymarket>=0.7.6'")
 PEER = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def to_pymarket(orders: list[Order]) -> "pm.BidManager":
+def to_pymarket(orders: list[Order]) -> pm.BidManager:
     bm = pm.BidManager()
     for user, o in enumerate(orders):
         bm.add_bid(float(o.energy_wh), float(o.price_micro_per_kwh), user, o.side == "buy")

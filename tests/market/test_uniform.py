@@ -4,12 +4,20 @@ reference, and welfare equal to an LP optimum (scipy HiGHS)."""
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from gridledger.market import ClearingResult, Order, clear_uniform
-from gridledger.types import payment_micro
-from tests.market.books import OWNERS, books, by_id, oid, reference_uniform, welfare
+from tests.market.books import (
+    OWNERS,
+    books,
+    by_id,
+    check_money,
+    oid,
+    reference_uniform,
+    welfare,
+)
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -30,9 +38,9 @@ def test_individually_rational_and_balanced(orders: list[Order]) -> None:
         assert ix[t.buy_order_id].side == "buy" and ix[t.sell_order_id].side == "sell"
         assert (t.buyer, t.seller) == (ix[t.buy_order_id].owner, ix[t.sell_order_id].owner)
         assert t.energy_wh > 0
-        assert t.payment_micro == payment_micro(t.energy_wh, t.price_micro_per_kwh)
         assert t.grid_fee_micro == 0
         assert type(t.payment_micro) is int and type(t.energy_wh) is int
+    check_money(orders, r)
     bought = sum(r.filled_wh_by_order[o.order_id] for o in orders if o.side == "buy")
     sold = sum(r.filled_wh_by_order[o.order_id] for o in orders if o.side == "sell")
     assert bought == sold == r.volume_wh

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-import gridledger.market as market
+from gridledger import market
 from gridledger.market import (
     MAX_ENERGY_WH,
     MAX_PRICE_MICRO_PER_KWH,
@@ -20,8 +20,7 @@ from gridledger.market import (
     clear_uniform,
 )
 from gridledger.market._book import _argsort_ids
-from gridledger.types import payment_micro
-from tests.market.books import OWNERS, oid, reference_uniform
+from tests.market.books import OWNERS, check_money, oid, reference_uniform
 
 
 def test_public_surface() -> None:
@@ -29,8 +28,9 @@ def test_public_surface() -> None:
         [
             "MAX_ENERGY_WH", "MAX_ORDERS", "MAX_PRICE_MICRO_PER_KWH", "Bill", "ClearingResult",
             "Envelope", "GridFees", "MarketInputError", "Mechanism", "Order", "RetailTariff",
-            "Side", "Trade", "check_order", "clear_continuous", "clear_pay_as_bid",
-            "clear_slot", "clear_uniform", "compute_bills",
+            "Side", "Trade", "carry_round", "ceil_micro", "check_order",
+            "clear_continuous", "clear_pay_as_bid", "clear_slot", "clear_uniform",
+            "compute_bills", "round_forest", "round_grouped",
         ]
     )
     assert issubclass(MarketInputError, ValueError)
@@ -114,9 +114,7 @@ def test_extremes_stay_exact() -> None:
     price, ref = reference_uniform(orders)
     assert r.price_micro_per_kwh == price
     assert [(t.buy_order_id, t.sell_order_id, t.energy_wh) for t in r.trades] == ref
-    for t in r.trades:
-        assert t.payment_micro == payment_micro(t.energy_wh, t.price_micro_per_kwh)
-        assert t.grid_fee_micro == payment_micro(t.energy_wh, 3 * big)
+    check_money(orders, r, fees)
 
 
 def test_id_order_with_shared_prefixes_and_trailing_nul_bytes() -> None:

@@ -7,6 +7,7 @@ Public surface (everything else is private)::
     clear_uniform / clear_pay_as_bid / clear_continuous              (same keyword args)
     GridFees                                                         (network charges)
     RetailTariff, Bill, compute_bills                                (fallback and savings)
+    round_forest, round_grouped, carry_round, ceil_micro             (money to the micro-unit)
 
 No clock, no randomness, no floats in results, no dependence on mapping iteration order; the
 sealed auctions do not depend on the order of ``orders`` either. One implementation (numpy
@@ -15,13 +16,19 @@ int64) serves the ledger and the benchmarks. See docs/market-clearing.md.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from gridledger.market._book import Envelope
 from gridledger.market.auction import clear_pay_as_bid, clear_uniform
 from gridledger.market.continuous import clear_continuous
 from gridledger.market.fees import GridFees
 from gridledger.market.retail import Bill, RetailTariff, compute_bills
+from gridledger.market.rounding import (
+    carry_round,
+    ceil_micro,
+    round_forest,
+    round_grouped,
+)
 from gridledger.market.types import (
     MAX_ENERGY_WH,
     MAX_ORDERS,
@@ -49,12 +56,16 @@ __all__ = [
     "RetailTariff",
     "Side",
     "Trade",
+    "carry_round",
+    "ceil_micro",
     "check_order",
     "clear_continuous",
     "clear_pay_as_bid",
     "clear_slot",
     "clear_uniform",
     "compute_bills",
+    "round_forest",
+    "round_grouped",
 ]
 
 _MECHANISMS = {

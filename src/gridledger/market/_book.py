@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gridledger.market.fees import GridFees, fee_rates
+from gridledger.market.rounding import carry_round, round_forest
 from gridledger.market.types import (
     MAX_ADDRESS_LEN,
     MAX_ENERGY_WH,
@@ -27,14 +28,13 @@ from gridledger.market.types import (
     MAX_PRICE_MICRO_PER_KWH,
     ORDER_ID_LEN,
     ClearingResult,
-    Mechanism,
     MarketInputError,
+    Mechanism,
     Order,
     Trade,
     WhByOrder,
     _check_int,
 )
-from gridledger.types import WH_PER_KWH
 
 I64 = NDArray[np.int64]
 
@@ -219,16 +219,40 @@ def build_result(
 ) -> ClearingResult:
     """Turn matched fills (order indices, Wh, price per trade) into a ``ClearingResult``.
 
-    Payments and fees are ``(energy_wh * rate) // 1000`` in int64, i.e. exactly
-    ``payment_micro`` (both operands are non-negative and the product is < 2**63).
+    Payments and fees are rounded by the carry rule of ``gridledger.market.rounding``, so
+    every order's total over its trades is its exact total (``energy_wh * rate / 1000``)
+    rounded down or up, however many trades it has. The auctions' trade forest is walked in
+    trade order (vectorised); the continuous book's in its depth-first order.
     """
-    pay = t_energy * t_price // WH_PER_KWH
-    if fees is None:
-        fee = np.zeros(len(t_energy), dtype=np.int64)
+    exact_pay = t_energy * t_price  # nano-units; <= 1e18 < 2**63
+    if mechanism == "continuous":
+        pay = np.array(round_forest(list(zip(t_buy.tolist(), t_sell.tolist())),
+                                    exact_pay.tolist()), dtype=np.int64).reshape(len(t_energy))
     else:
-        fee = t_energy * fee_rates(fees, slot_of_day, book.owners, t_buy, t_sell) // WH_PER_KWH
+        pay = carry_round(exact_pay)
+    if fees is None:
+        rate = np.zeros(len(t_energy), dtype=np.int64)
+    else:
+        rate = fee_rates(fees, slot_of_day, book.owners, t_buy, t_sell)
+    fee = _round_fees(t_buy, t_energy * rate, len(book.ids))  # <= 3e18 < 2**63
     with _gc_paused():
-        return _assemble(book, mechanism, price, admitted, t_buy, t_sell, t_energy, t_price, pay, fee)
+        return _assemble(book, mechanism, price, admitted, t_buy, t_sell, t_energy, t_price,
+                         pay, fee, rate)
+
+
+def _round_fees(t_buy: I64, exact_nano: I64, n_orders: int) -> I64:
+    """Grid fees by ``round_grouped``'s rule, vectorised: one carry through the trades
+    grouped by buy order (groups in order of their first trade). The auctions' trades are
+    already grouped, so the sort is the identity there."""
+    n = len(t_buy)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.full(n_orders, n, dtype=np.int64)
+    np.minimum.at(first, t_buy, np.arange(n, dtype=np.int64))
+    seq = np.argsort(first[t_buy], kind="stable")
+    fee = np.empty(n, dtype=np.int64)
+    fee[seq] = carry_round(exact_nano[seq])
+    return fee
 
 
 def _assemble(
@@ -242,6 +266,7 @@ def _assemble(
     t_price: I64,
     pay: I64,
     fee: I64,
+    rate: I64,
 ) -> ClearingResult:
     n = len(book.ids)
     ids, owners = book.ids, book.owners
@@ -259,6 +284,7 @@ def _assemble(
             t_price.tolist(),
             pay.tolist(),
             fee.tolist(),
+            rate.tolist(),
             ),
         )
     )

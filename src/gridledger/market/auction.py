@@ -18,12 +18,19 @@ the tests check.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
-from gridledger.market._book import I64, Book, Envelope, admit_energy, build_result, to_book
+from gridledger.market._book import (
+    I64,
+    Book,
+    Envelope,
+    admit_energy,
+    build_result,
+    to_book,
+)
 from gridledger.market.fees import GridFees
 from gridledger.market.types import ClearingResult, Order
 

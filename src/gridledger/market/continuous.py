@@ -13,7 +13,7 @@ Unlike the sealed auctions, the result depends on the sequence by design.
 from __future__ import annotations
 
 import heapq
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

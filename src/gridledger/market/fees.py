@@ -13,13 +13,17 @@ integer and reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 from numpy.typing import NDArray
 
-from gridledger.market.types import MAX_PRICE_MICRO_PER_KWH, MarketInputError, _check_int
+from gridledger.market.types import (
+    MAX_PRICE_MICRO_PER_KWH,
+    MarketInputError,
+    _check_int,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ market bill's separate grid-fee line is part of the comparison.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from gridledger.market.types import MAX_PRICE_MICRO_PER_KWH, ClearingResult, _check_int
 from gridledger.types import payment_micro

@@ -12,8 +12,9 @@ breaks them is a bug or an attack and is rejected with a clear error.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, Mapping, NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -86,7 +87,11 @@ class Order:
 
 class Trade(NamedTuple):
     """One bilateral fill: ``buyer`` pays ``payment_micro`` to ``seller`` plus ``grid_fee_micro``
-    to the DSO.
+    to the DSO (``grid_fee_micro_per_kwh`` is the fee rate of this pair and slot).
+
+    Both amounts are the exact ``energy_wh * rate / 1000`` rounded down or up by the carry
+    rule of ``gridledger.market.rounding``: each order's total over its trades is its exact
+    total rounded down or up, so many small trades never add up to a rounding loss.
 
     A NamedTuple rather than a dataclass: a 1M-order book yields up to ~1M trades and tuple
     construction is several times cheaper; it is just as immutable.
@@ -100,6 +105,7 @@ class Trade(NamedTuple):
     price_micro_per_kwh: int
     payment_micro: int
     grid_fee_micro: int
+    grid_fee_micro_per_kwh: int = 0
 
 
 class WhByOrder(Mapping[bytes, int]):

@@ -1,8 +1,8 @@
 """Market: slots, orders with escrow, sealed bids, clearing at slot close, settlement
 against meter readings, retail fallback. Full rules and the slot timeline: docs/market.md.
 
-Escrow: a buy order locks ``payment_micro(energy, limit) + payment_micro(energy, max fee
-rate)``; a sell order locks a delivery deposit ``payment_micro(energy, deposit rate)`` with
+Escrow: a buy order locks ``ceil(energy * limit / 1000) + ceil(energy * max fee rate /
+1000)``; a sell order locks a delivery deposit ``ceil(energy * deposit rate / 1000)`` with
 the rate ``deposit_micro_per_kwh`` scaled by the seller's sanction tier; a sealed-bid
 commitment locks ``commit_deposit_micro``, forfeited to the grid account if not revealed.
 Clearing (``gridledger.market.clear_slot``, the ``mechanism`` param, grid fees and the
@@ -19,7 +19,8 @@ State
   ``mkt/n/<slot><owner>``       {n, side}: orders + commitments, and the slot's side
   ``mkt/env/<slot><cp>``        [import_max_wh, export_max_wh] until clearing
   ``mkt/t/<slot><index:4>``     trade {buy_order, sell_order, buyer, seller, energy_wh,
-                                 price_micro_per_kwh, payment_micro, grid_fee_micro, settled,
+                                 price_micro_per_kwh, payment_micro, grid_fee_micro,
+                                 grid_fee_micro_per_kwh, settled,
                                  + after settlement delivered_wh, received_wh, paid_micro,
                                  fee_paid_micro, compensation_micro, penalty_micro}
   ``mkt/slot/<slot>``           {status: cleared|failed|none|settled, price_micro_per_kwh,
@@ -44,7 +45,9 @@ Events
   participant and settled slot); ``unpaid``; ``grid_unpaid``; ``slot_settled``; ``reputation``
 Invariants
   escrow-backed: market holds per owner are >= 0 and <= the owner's bank lock.
-  energy-balanced: per slot bought == sold == sum of trades; delivered == sum of deliveries.
+  energy-balanced: per slot bought == sold == sum of trades; delivered == sum of deliveries;
+  money-rounded: every order's money over its trades is its exact amount rounded down or up
+  (the carry rule of ``gridledger.market.rounding``).
   (Money conservation itself is bank's total-supply invariant: every market payment is a
   bank move, lock, unlock or pay-from-locked.)
 """

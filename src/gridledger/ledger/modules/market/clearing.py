@@ -9,7 +9,11 @@ from gridledger.errors import InvariantViolation
 from gridledger.ledger.context import BlockContext
 from gridledger.ledger.modules.governance.types import Params
 from gridledger.ledger.modules.market import keeper
-from gridledger.ledger.modules.market.types import slot_of, slot_of_day
+from gridledger.ledger.modules.market.types import (
+    seller_deposit_micro,
+    slot_of,
+    slot_of_day,
+)
 from gridledger.ledger.modules.registry.keeper import cp_holder
 from gridledger.ledger.modules.reputation.keeper import adjust
 from gridledger.ledger.state import State
@@ -21,7 +25,7 @@ from gridledger.market import (
     Order,
     clear_slot,
 )
-from gridledger.types import payment_micro
+from gridledger.market.rounding import ceil_micro
 
 
 def _zones_by_owner(state: State, p: Params, orders: list[Order]) -> dict[bytes, str]:
@@ -94,14 +98,20 @@ def close_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: byte
 
 def _record(state: State, ctx: BlockContext, slot: int, book: dict[bytes, dict[str, Any]],
             result: ClearingResult, events: list[dict[str, Any]]) -> None:
-    need: dict[bytes, int] = {}  # buy order -> payment + fee its trades can still cost
+    # What each buy order's trades can still cost: its exact payment and fee totals rounded
+    # up (settlement pays each rounded by the carry rule, on delivered energy <= filled).
+    need_pay: dict[bytes, int] = {}
+    need_fee: dict[bytes, int] = {}
     for i, t in enumerate(result.trades):
         keeper.put_trade(state, slot, i, {
             "buy_order": t.buy_order_id, "sell_order": t.sell_order_id, "buyer": t.buyer,
             "seller": t.seller, "energy_wh": t.energy_wh,
             "price_micro_per_kwh": t.price_micro_per_kwh, "payment_micro": t.payment_micro,
-            "grid_fee_micro": t.grid_fee_micro, "settled": False})
-        need[t.buy_order_id] = need.get(t.buy_order_id, 0) + t.payment_micro + t.grid_fee_micro
+            "grid_fee_micro": t.grid_fee_micro,
+            "grid_fee_micro_per_kwh": t.grid_fee_micro_per_kwh, "settled": False})
+        oid = t.buy_order_id
+        need_pay[oid] = need_pay.get(oid, 0) + t.energy_wh * t.price_micro_per_kwh
+        need_fee[oid] = need_fee.get(oid, 0) + t.energy_wh * t.grid_fee_micro_per_kwh
         events.append({"type": "trade", "slot": slot, "index": i, "buyer": t.buyer,
                        "seller": t.seller, "energy_wh": t.energy_wh,
                        "price_micro_per_kwh": t.price_micro_per_kwh,
@@ -111,13 +121,13 @@ def _record(state: State, ctx: BlockContext, slot: int, book: dict[bytes, dict[s
         o = book[oid]
         filled = result.filled_wh_by_order[oid]
         if o["side"] == "buy":
-            keep = need.get(oid, 0)
+            keep = ceil_micro(need_pay.get(oid, 0)) + ceil_micro(need_fee.get(oid, 0))
             bought += filled
             if keep > o["held_micro"]:
                 raise InvariantViolation(f"escrow-covers-trades: order {oid.hex()[:16]} owes "
                                          f"{keep} > escrow {o['held_micro']}")
         else:
-            keep = min(o["held_micro"], payment_micro(filled, o["deposit_rate"]))
+            keep = min(o["held_micro"], seller_deposit_micro(filled, o["deposit_rate"]))
             sold += filled
         keeper.release(state, o["owner"], o["held_micro"] - keep)
         if filled == 0:

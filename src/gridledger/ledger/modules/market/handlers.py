@@ -21,6 +21,7 @@ from gridledger.ledger.modules.market.types import (
     parse_slot,
     require_exact_fields,
     reveal_deadline,
+    seller_deposit_micro,
     seller_deposit_rate,
     slot_start,
 )
@@ -29,7 +30,6 @@ from gridledger.ledger.modules.reputation.keeper import deposit_pct, tier_of
 from gridledger.ledger.state import State
 from gridledger.ledger.validate import require_bytes
 from gridledger.market import MAX_ENERGY_WH
-from gridledger.types import payment_micro
 
 
 def _params_for_trading(state: State) -> Params:
@@ -72,7 +72,7 @@ def place_order(state: State, p: Params, owner: bytes, slot: int, oid: bytes, si
         held = buyer_escrow_micro(energy_wh, price, p)
     else:
         rate = seller_deposit_rate(p, deposit_pct(state, owner))
-        held = payment_micro(energy_wh, rate)
+        held = seller_deposit_micro(energy_wh, rate)
     keeper.hold(state, owner, held)
     rec = {"owner": owner, "side": side, "energy_wh": energy_wh, "price_micro_per_kwh": price,
            "held_micro": held, "deposit_rate": rate, "seq": seq, "sealed": sealed, "filled_wh": 0}

@@ -10,12 +10,16 @@ imbalance price π (parameters):
    non-delivery); a buyer without a reading is taken to have imported what was delivered to
    it (withholding a reading never avoids a payment). Both lose reputation.
 2. Market payments. For each trade the buyer pays, from its escrow, the trade price for the
-   delivered energy to the seller, and the grid fee pro rata to the grid account.
-3. Non-delivery. The seller is charged π per kWh short, from its delivery deposit: first the
-   buyer's compensation ``max(0, τ·replaced − price·replaced)``, where ``replaced`` is the
-   part of the shortfall the buyer's import beyond delivered energy covered (that energy
-   came from the grid at τ, so the buyer ends up paying the trade price, as agreed: loss
-   0), the rest to the grid account as the balancing cost.
+   delivered energy to the seller, and the grid fee on the delivered energy to the grid
+   account. Every amount is rounded per order by the carry rule
+   (``gridledger.market.rounding``): each order's total is its exact total rounded down or
+   up, however many trades it has.
+3. Non-delivery. The seller is charged π per kWh short, from its delivery deposit: first,
+   for every trade of the slot, the buyer's compensation ``(τ − price)·replaced``, where
+   ``replaced`` is the part of the shortfall the buyer's import beyond delivered energy
+   covered (that energy came from the grid at τ, so the buyer ends up paying the trade
+   price, as agreed: loss 0); only then the rest of the charge to the grid account as the
+   balancing cost. Buyers before the grid: the deposit (rate ≥ τ) covers every buyer.
 4. Retail. Everything else trades with the grid account: import beyond delivered market
    energy at τ, export beyond delivered market energy plus energy a buyer paid for but did
    not take at φ. Payments into the grid are collected before payments out.
@@ -25,6 +29,7 @@ imbalance price π (parameters):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +44,7 @@ from gridledger.ledger.modules.metering.types import Reading
 from gridledger.ledger.modules.registry.keeper import cp_holder, cp_of
 from gridledger.ledger.modules.reputation.keeper import adjust
 from gridledger.ledger.state import State
+from gridledger.market.rounding import ceil_micro, round_forest, round_grouped
 from gridledger.types import payment_micro
 
 
@@ -99,11 +105,9 @@ def settle_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: byt
         t["replaced_wh"] = min(t["energy_wh"] - t["delivered_wh"], left)
         import_left[t["buyer"]] = left - t["replaced_wh"]
 
-    # 2.-3. market payments and non-delivery charges, out of escrow and deposits
+    # 2.-3. market payments, then compensation, then penalties, out of escrow and deposits
     orders: dict[bytes, dict[str, Any]] = dict(keeper.orders_of_slot(state, slot))
-    for i, t in enumerate(trades):
-        _settle_trade(p, state, slot, i, t, orders, account(t["buyer"]), account(t["seller"]),
-                      grid, events)
+    _settle_trades(p, state, slot, trades, orders, account, grid, events)
     for oid in sorted(orders):
         o = orders[oid]
         keeper.release(state, o["owner"], o["held_micro"])
@@ -156,53 +160,86 @@ def settle_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: byt
     metering_settled(state, slot)
 
 
-def _settle_trade(p: Params, state: State, slot: int, index: int, t: dict[str, Any],
-                  orders: dict[bytes, dict[str, Any]], buyer: _Account, seller: _Account,
-                  grid: bytes | None, events: list[dict[str, Any]]) -> None:
-    bo, so = orders[t["buy_order"]], orders[t["sell_order"]]
-    energy, price, d = t["energy_wh"], t["price_micro_per_kwh"], t["delivered_wh"]
-    pay = payment_micro(d, price)
-    fee = t["grid_fee_micro"] * d // energy  # pro rata: no fee on energy that never flowed
-    keeper.pay_held(state, t["buyer"], t["seller"], pay)
-    if grid is not None:
-        keeper.pay_held(state, t["buyer"], grid, fee)
-    else:
-        fee = 0
-    bo["held_micro"] -= pay + fee
-    buyer.market_cost_micro += pay
-    buyer.grid_fee_micro += fee
-    buyer.trades += 1
-    seller.market_revenue_micro += pay
-    seller.sold_wh += d
-    seller.trades += 1
-    short = energy - d
-    comp = pen = 0
-    if short:
-        # The buyer replaced what it needed of the missing energy from the grid at τ; the
-        # seller's deposit makes that cost the trade price, then pays the rest of π·short as
-        # balancing cost. Energy the buyer did not need is not compensated (nothing to make
-        # whole, and a fake bid must not profit from a fake ask).
-        charge = payment_micro(short, p.imbalance_micro_per_kwh)
-        replaced = t["replaced_wh"]
-        comp = min(max(0, payment_micro(replaced, p.retail_import_micro_per_kwh)
-                       - payment_micro(replaced, price)), so["held_micro"])
+def _settle_trades(p: Params, state: State, slot: int, trades: list[dict[str, Any]],
+                   orders: dict[bytes, dict[str, Any]], account: Callable[[bytes], _Account],
+                   grid: bytes | None, events: list[dict[str, Any]]) -> None:
+    """Move the money of every trade: payments and fees out of the buyers' escrow, then every
+    buyer's compensation out of the sellers' deposits, then the rest of each seller's
+    imbalance charge to the grid account. Amounts are rounded per order by the carry rule
+    (``gridledger.market.rounding``), so each order's total is exact to the micro-unit."""
+    ends = [(t["buy_order"], t["sell_order"]) for t in trades]
+    pays = round_forest(ends, [t["delivered_wh"] * t["price_micro_per_kwh"] for t in trades])
+    fees = round_grouped([t["buy_order"] for t in trades],
+                         [t["delivered_wh"] * t["grid_fee_micro_per_kwh"] if grid is not None else 0
+                          for t in trades])
+    # The buyer replaced the missing energy it needed from the grid at τ; compensation makes
+    # that energy cost the trade price. Energy it did not need is not compensated (nothing to
+    # make whole, and a fake bid must not profit from a fake ask).
+    tau = p.retail_import_micro_per_kwh
+    comps = round_forest(ends, [t["replaced_wh"] * max(0, tau - t["price_micro_per_kwh"])
+                                for t in trades])
+    for t, pay, fee in zip(trades, pays, fees):
+        buyer, seller = account(t["buyer"]), account(t["seller"])
+        keeper.pay_held(state, t["buyer"], t["seller"], pay)
+        if grid is not None:
+            keeper.pay_held(state, t["buyer"], grid, fee)
+        orders[t["buy_order"]]["held_micro"] -= pay + fee
+        buyer.market_cost_micro += pay
+        buyer.grid_fee_micro += fee
+        buyer.trades += 1
+        seller.market_revenue_micro += pay
+        seller.sold_wh += t["delivered_wh"]
+        seller.trades += 1
+        t.update(settled=True, paid_micro=pay, fee_paid_micro=fee, compensation_micro=0,
+                 penalty_micro=0)
+    # Buyers first: every compensation is paid before any penalty reaches the grid account,
+    # so a seller who defaults on several buyers leaves none of them short (the deposit,
+    # rate >= τ, covers every compensation).
+    for t, comp in zip(trades, comps):
+        so = orders[t["sell_order"]]
+        comp = min(comp, so["held_micro"])
         keeper.pay_held(state, t["seller"], t["buyer"], comp)
         so["held_micro"] -= comp
+        account(t["seller"]).compensation_out_micro += comp
+        account(t["buyer"]).compensation_in_micro += comp
+        t["compensation_micro"] = comp
+    for oid, short_trades in _short_trades_by_sell_order(trades).items():
+        so = orders[oid]
+        short = sum(t["energy_wh"] - t["delivered_wh"] for t in short_trades)
+        # π per kWh short, rounded up against the defaulter, less what its buyers received
+        charge = ceil_micro(short * p.imbalance_micro_per_kwh)
+        paid = sum(t["compensation_micro"] for t in short_trades)
+        pen = min(max(0, charge - paid), so["held_micro"]) if grid is not None else 0
         if grid is not None:
-            pen = min(charge - comp, so["held_micro"])
-            keeper.pay_held(state, t["seller"], grid, pen)
-            so["held_micro"] -= pen
+            keeper.pay_held(state, so["owner"], grid, pen)
+        so["held_micro"] -= pen
+        seller = account(so["owner"])
         seller.shortfall_wh += short
-        seller.compensation_out_micro += comp
         seller.penalty_micro += pen
-        buyer.compensation_in_micro += comp
-        events.append({"type": "non_delivery", "slot": slot, "trade": index,
-                       "seller": t["seller"], "buyer": t["buyer"], "shortfall_wh": short,
-                       "replaced_wh": replaced, "compensation_micro": comp,
-                       "penalty_micro": pen})
-    keeper.put_trade(state, slot, index, {
-        **t, "settled": True, "paid_micro": pay, "fee_paid_micro": fee,
-        "compensation_micro": comp, "penalty_micro": pen})
+        done = before = 0
+        for t in short_trades:  # the penalty shared pro rata over the short trades
+            done += t["energy_wh"] - t["delivered_wh"]
+            t["penalty_micro"] = pen * done // short - before
+            before += t["penalty_micro"]
+    for i, t in enumerate(trades):
+        short = t["energy_wh"] - t["delivered_wh"]
+        if short:
+            events.append({"type": "non_delivery", "slot": slot, "trade": i,
+                           "seller": t["seller"], "buyer": t["buyer"], "shortfall_wh": short,
+                           "replaced_wh": t["replaced_wh"],
+                           "compensation_micro": t["compensation_micro"],
+                           "penalty_micro": t["penalty_micro"]})
+        keeper.put_trade(state, slot, i, t)
+
+
+def _short_trades_by_sell_order(trades: list[dict[str, Any]]) -> dict[bytes, list[dict[str, Any]]]:
+    """The trades each sell order fell short on, in clearing order (orders in order of their
+    first short trade)."""
+    out: dict[bytes, list[dict[str, Any]]] = {}
+    for t in trades:
+        if t["delivered_wh"] < t["energy_wh"]:
+            out.setdefault(t["sell_order"], []).append(t)
+    return out
 
 
 def _finish_account(state: State, p: Params, slot: int, now_slot: int, addr: bytes, a: _Account,

@@ -22,7 +22,7 @@ from gridledger.ledger import codec
 from gridledger.ledger.modules.governance.types import Params
 from gridledger.ledger.validate import require_int, require_str
 from gridledger.market import MAX_ENERGY_WH, MAX_PRICE_MICRO_PER_KWH
-from gridledger.types import payment_micro
+from gridledger.market.rounding import ceil_micro
 
 Side = Literal["buy", "sell"]
 SIDES: tuple[str, ...] = ("buy", "sell")
@@ -110,8 +110,17 @@ def max_fee_rate(p: Params) -> int:
 
 
 def buyer_escrow_micro(energy_wh: int, limit_micro_per_kwh: int, p: Params) -> int:
-    """What a buy order locks: the most it can pay at its limit plus the most grid fee."""
-    return payment_micro(energy_wh, limit_micro_per_kwh) + payment_micro(energy_wh, max_fee_rate(p))
+    """What a buy order locks: the most it can pay at its limit plus the most grid fee, each
+    rounded up (an order's total may round up by less than a micro-unit:
+    ``gridledger.market.rounding``)."""
+    return (ceil_micro(energy_wh * limit_micro_per_kwh)
+            + ceil_micro(energy_wh * max_fee_rate(p)))
+
+
+def seller_deposit_micro(energy_wh: int, rate_micro_per_kwh: int) -> int:
+    """A sell order's delivery deposit for ``energy_wh``, rounded up so it covers the
+    compensation its buyers can be owed (each rounded by the carry rule)."""
+    return ceil_micro(energy_wh * rate_micro_per_kwh)
 
 
 def seller_deposit_rate(p: Params, deposit_pct: int) -> int:
