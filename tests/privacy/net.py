@@ -20,7 +20,8 @@ from gridledger.ledger.execute import run_invariants
 from gridledger.ledger.genesis import make_genesis
 from gridledger.ledger.modules.bank import keeper as bank
 from gridledger.ledger.state import State
-from gridledger.ledger.tx import decode_tx, sign_tx
+from gridledger.ledger import codec
+from gridledger.ledger.tx import TX_CONTEXT, decode_tx, sign_tx, signing_bytes
 from gridledger.node.admission import QuotaPolicy
 from gridledger.node.embedded import EmbeddedNetwork, FinalizedBlock
 from gridledger.privacy.aggregation import AggregatorKeys
@@ -68,10 +69,18 @@ class PrivacyNet:
     now: int = 0
 
     # -- transactions ---------------------------------------------------------------------
-    def tx(self, key: SigningKey, kind: str, body: dict[str, Any]) -> bytes:
-        n = self.nonces.get(key.address, 0)
-        self.nonces[key.address] = n + 1
-        return sign_tx(key, CHAIN, n, kind, body)
+    def tx(self, key: SigningKey, kind: str, body: dict[str, Any],
+           sender: bytes | None = None) -> bytes:
+        """A signed transaction; ``sender`` is the identity when ``key`` is a rotated key."""
+        if sender is None or sender == key.address:
+            n = self.nonces.get(key.address, 0)
+            self.nonces[key.address] = n + 1
+            return sign_tx(key, CHAIN, n, kind, body)
+        n = self.nonces.get(sender, 0)
+        self.nonces[sender] = n + 1
+        msg = signing_bytes(CHAIN, sender, n, kind, body, key.alg)
+        return codec.encode({"alg": key.alg, "body": body, "chain_id": CHAIN, "kind": kind,
+                             "nonce": n, "sender": sender, "sig": key.sign(msg, TX_CONTEXT)})
 
     def run(self, txs: list[bytes], at: int) -> list[Outcome]:
         """Submit ``txs`` and close a block at ``at``: one outcome per transaction."""

@@ -1,6 +1,7 @@
 """``ev-roaming`` (THREATS.md row 13) against a real ledger, driven by a small stand-in for the
-engine: the EV charges abroad on two evenings, the home DSO books both charges, and the
-curious foreign DSO learns no identity — until the EV shows its own key."""
+engine: the EV charges abroad on two evenings (each session booked at home first, charged
+abroad in the next slot), the home DSO books both charges, and the curious foreign DSO
+learns no identity — until the EV shows its own key."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from gridledger.crypto.sig import SigningKey
 from gridledger.ledger import codec
 from gridledger.ledger.modules.governance.keeper import grid_account
 from gridledger.ledger.modules.privacy import keeper as pv
-from gridledger.privacy.roaming import CTX_BILL
+from gridledger.privacy.roaming import CTX_BILL, RoamingLimits, authorisation_message
 from gridledger.sim import attacks  # noqa: F401 - first: attacks.py imports sim.roaming at its end
 from gridledger.sim.community import Member
 from gridledger.sim.keys import sim_key
@@ -98,7 +99,7 @@ def test_ev_roams_settles_at_home_and_the_foreign_side_learns_no_identity() -> N
     money, before = w.money(), (w.bal(w.addr(1)), w.bal(grid))
     a, r = play(w)
     assert a.owner.name == "h01" and not a.owner.honest
-    assert r["sessions"] == r["injected"] == 2 and r["settled"] == 2
+    assert r["sessions"] == r["injected"] == 2 and r["settled"] == 2 and r["authorised"] == 2
     assert r["mitigated"] and r["loss"] == 0 and r["detected"] == 0 and r["passive"]
     assert not r["identity_learned"] and r["ledger_links"] == 0
     assert r["distinct_pseudonyms"] == 2 and r["home_refusals"] == [] and r["ledger_refusals"] == {}
@@ -125,16 +126,23 @@ def test_ledger_links_catch_a_charge_signed_over_the_certificate_itself() -> Non
     a, _ = play(world())
     v = a.visits[0]
     assert v.charge_body is not None and not a._ledger_links(v)
-    # the naive design: the member signs the certificate digest the foreign DSO knows
-    naive = {**v.charge_body, "billing_sig": a.owner.key.sign(v.certificate_digest, CTX_BILL)}
-    assert a._ledger_links(Visit(**{**v.__dict__, "charge_body": naive}))
+    # the naive design: the member's authorisation commits to the certificate digest the
+    # foreign DSO knows, without a salt
+    assert v.authorise_body is not None
+    auth = v.authorise_body
+    limits = RoamingLimits(auth["max_energy_wh"], auth["price_cap_micro_per_kwh"])
+    sig = a.owner.key.sign(authorisation_message(a.keys.trustee_set.community, auth["account"],
+                                                 auth["seq"], v.certificate_digest, limits),
+                           CTX_BILL)
+    naive = {**auth, "commitment": v.certificate_digest, "billing_sig": sig}
+    assert a._ledger_links(Visit(**{**v.__dict__, "authorise_body": naive}))
     assert a._names_owner(codec.encode({"x": a.owner.address}))
 
 
 def test_a_foreign_dso_the_home_ledger_does_not_pin_is_not_paid() -> None:
     _, r = play(world(partners=False))
     assert r["settled"] == 0 and len(r["home_refusals"]) == 2 and not r["mitigated"]
-    assert r["loss"] == 0  # nothing moved
+    assert r["loss"] == 0  # nothing charged (the holds go back when they expire)
 
 
 # ---------------------------------------------------------------------------- the real engine

@@ -12,6 +12,7 @@ from gridledger.ledger.modules.market.keeper import unsettled_slots
 from gridledger.ledger.modules.market.types import settlement_deadline
 from gridledger.ledger.modules.privacy import keeper
 from gridledger.ledger.modules.privacy.aggregation import process_aggregates
+from gridledger.ledger.modules.privacy.roaming import release_expired
 from gridledger.ledger.modules.privacy.types import (
     PrivacyConfig,
     dispute_id_for_pool,
@@ -27,6 +28,7 @@ def end_block(state: State, ctx: BlockContext, events: list[dict[str, Any]]) -> 
         return
     p = load_params(state)
     process_aggregates(state, ctx, cfg, events)
+    release_expired(state, ctx, events)
     for epoch in keeper.open_epochs(state):
         rec = keeper.get_epoch(state, epoch)
         if rec["status"] == "open":

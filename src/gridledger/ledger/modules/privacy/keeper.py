@@ -24,7 +24,6 @@ PENDING_AGG = b"pv/pagg"  # [[slot, feeder]] with partials not yet decoded
 PENDING_CHECK = b"pv/pchk"  # [[slot, feeder]] decoded, awaiting the settlement deadline
 AGGREGATE = b"pv/agg/"   # + slot(8) + feeder -> result
 EVIDENCE = b"pv/evid/"   # + slot(8) + feeder + 0x00 + position(1) -> misconduct kind
-ROAMING = b"pv/roam/"    # + billing commitment -> {account, amount_micro, energy_wh, ...}
 ROAMING_DUE = b"pv/roamdue/"  # + community + 0x00 + dso id -> micro the grid account owes
 
 
@@ -241,13 +240,40 @@ def pseudonyms_of_feeder_slot(state: State, slot: int, feeder: str) -> list[byte
 
 
 # -- EV roaming -------------------------------------------------------------------------------
-def get_roaming_charge(state: State, commitment: bytes) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(ROAMING + commitment)
+ROAM_SEQ = b"pv/rseq/"     # + account -> next roaming authorisation number
+ROAM_AUTH = b"pv/rauth/"   # + account + seq(8) -> {limits, held_micro, expires_at, status, ...}
+ROAM_OPEN = b"pv/ropen"    # [[expires_at, account, seq]] holding money, sorted
+
+
+def next_roaming_seq(state: State, account: bytes) -> int:
+    return state.get_int(ROAM_SEQ + account)
+
+
+def set_next_roaming_seq(state: State, account: bytes, seq: int) -> None:
+    state.set_int(ROAM_SEQ + account, seq)
+
+
+def get_roaming_auth(state: State, account: bytes, seq: int) -> dict[str, Any] | None:
+    v: dict[str, Any] | None = state.get_obj(ROAM_AUTH + account + e8(seq))
     return v
 
 
-def put_roaming_charge(state: State, commitment: bytes, rec: dict[str, Any]) -> None:
-    state.set_obj(ROAMING + commitment, rec)
+def put_roaming_auth(state: State, account: bytes, seq: int, rec: dict[str, Any]) -> None:
+    state.set_obj(ROAM_AUTH + account + e8(seq), rec)
+
+
+def open_roaming(state: State) -> list[tuple[int, bytes, int]]:
+    return [(int(e), bytes(a), int(s)) for e, a, s in state.get_obj(ROAM_OPEN, [])]
+
+
+def add_open_roaming(state: State, expires_at: int, account: bytes, seq: int) -> None:
+    state.set_obj(ROAM_OPEN, sorted([list(x) for x in open_roaming(state)]
+                                    + [[expires_at, account, seq]]))
+
+
+def take_open_roaming(state: State, expires_at: int, account: bytes, seq: int) -> None:
+    state.set_obj(ROAM_OPEN, [list(x) for x in open_roaming(state)
+                              if x != (expires_at, account, seq)])
 
 
 def _due_key(community: str, dso_id: str) -> bytes:

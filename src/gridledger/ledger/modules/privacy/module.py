@@ -13,7 +13,10 @@ from gridledger.ledger.modules.privacy.aggregation import (
     handle_partial,
 )
 from gridledger.ledger.modules.privacy.hooks import end_block
-from gridledger.ledger.modules.privacy.roaming import handle_roaming_charge
+from gridledger.ledger.modules.privacy.roaming import (
+    handle_roaming_authorise,
+    handle_roaming_charge,
+)
 from gridledger.ledger.modules.privacy.types import parse_config
 from gridledger.ledger.state import State
 
@@ -47,11 +50,13 @@ MODULE = Module(
               "privacy/release": h.handle_release,
               "privacy/partial": handle_partial,
               "privacy/aggregator_evidence": handle_aggregator_evidence,
+              "privacy/roaming_authorise": handle_roaming_authorise,
               "privacy/roaming_charge": handle_roaming_charge},
     roles={"privacy/join": _MEMBERS, "privacy/claim": _MEMBERS,
            "privacy/certify": frozenset({"trustee"}), "privacy/release": frozenset({"trustee"}),
            "privacy/reading": frozenset({"pseudonym"}),
            "privacy/partial": frozenset({"aggregator"}),
+           "privacy/roaming_authorise": frozenset({"dso"}),
            "privacy/roaming_charge": frozenset({"dso"})},
     init_genesis=init_genesis,
     end_block=end_block,

@@ -58,7 +58,8 @@ class PrivacyConfig:
       ``feeders``: feeder -> connection points (what an aggregate must add up to);
       ``aggregate_tolerance_wh``: the DP-noise bound of a published total;
     * ``roaming_partners``: foreign communities whose DSOs may bill this community for its
-      members' EV charging (``privacy/roaming_charge``).
+      members' EV charging (``privacy/roaming_charge``); ``roaming_hold_s``: how long a
+      booked roaming authorisation holds the member's money before it is released.
     """
 
     community: str
@@ -76,6 +77,7 @@ class PrivacyConfig:
     roaming_partners: tuple[RoamingPartner, ...] = ()
     aggregate_min_contributors: int = 5
     aggregator_fault_bound: int = 0
+    roaming_hold_s: int = 7 * 86_400
 
     def aggregate_min_agree(self, n: int) -> int:
         """Partial sums out of ``n`` that must agree on a total (``Committee.min_agree``)."""
@@ -123,7 +125,8 @@ class PrivacyConfig:
                "feeders": [[f, list(cps)] for f, cps in self.feeders],
                "aggregate_tolerance_wh": self.aggregate_tolerance_wh,
                "aggregate_min_contributors": self.aggregate_min_contributors,
-               "aggregator_fault_bound": self.aggregator_fault_bound}
+               "aggregator_fault_bound": self.aggregator_fault_bound,
+               "roaming_hold_s": self.roaming_hold_s}
         if self.roaming_partners:  # absent when empty: earlier chains keep their state roots
             obj["roaming_partners"] = [{"community": r.community, "dso_id": r.dso_id,
                                         "alg": r.alg, "pk": r.pk}
@@ -217,7 +220,8 @@ def parse_config(raw: dict[str, Any]) -> PrivacyConfig:
         feeders=tuple(sorted(feeders)),
         aggregate_tolerance_wh=_int(raw, "aggregate_tolerance_wh", 0, 0, 10**9),
         roaming_partners=_partners(raw.get("roaming_partners", [])),
-        aggregate_min_contributors=min_contributors, aggregator_fault_bound=fault_bound)
+        aggregate_min_contributors=min_contributors, aggregator_fault_bound=fault_bound,
+        roaming_hold_s=_int(raw, "roaming_hold_s", 7 * 86_400, 900, 10**8))
 
 
 def pool_address(epoch: int) -> bytes:
