@@ -71,7 +71,7 @@ def test_no_single_registrar() -> None:
                       attest_body("cp-c", c.address, sim_key(9, "m2", 0, alg="ml-dsa-44"))),
                  w.tx(w.dso, "registry/attest_cp",
                       attest_body("cp-c", b.address, sim_key(9, "m3", 0, alg="ml-dsa-44")))], 150)
-    assert rules(r) == ["ok", "ok", "invalid-body"] and "cp-already-attested" in r.receipts[2].detail
+    assert rules(r) == ["ok", "ok", "cp-already-attested"]
     assert admitted(w) == [a.address]
     m = sim_key(9, "new-meter", 2, alg="ml-dsa-44")
     # the DSO alone (sponsor + attester): its sponsorship is no endorsement
@@ -83,7 +83,7 @@ def test_no_single_registrar() -> None:
     w.ok([w.tx(w.users[3], "registry/endorse", {"applicant": b.address})], 400)
     assert admitted(w) == [a.address]  # b: one endorsement < k = 2
     r = w.block([w.tx(w.users[3], "registry/endorse", {"applicant": b.address})], 500)
-    assert rules(r) == ["invalid-body"]  # one endorsement per endorser
+    assert rules(r) == ["already-endorsed"]  # one endorsement per endorser
     w.ok([w.tx(w.validator, "registry/endorse", {"applicant": b.address})], 600)
     assert admitted(w) == [a.address, b.address]  # validators count as endorsers
 
@@ -94,8 +94,7 @@ def test_low_reputation_endorsers_do_not_count() -> None:
     new = sim_key(9, "applicant", 3)
     r = w.block([w.tx(w.users[0], "registry/apply", apply_body(new, "cp-x")),
                  w.tx(w.users[1], "registry/endorse", {"applicant": new.address})], 100)
-    assert rules(r) == ["ok", "unauthorized"]
-    assert "endorser-reputation" in r.receipts[1].detail
+    assert rules(r) == ["ok", "endorser-reputation"]
 
 
 def test_bad_proofs_and_roles_rejected() -> None:
@@ -114,8 +113,8 @@ def test_bad_proofs_and_roles_rejected() -> None:
                  w.tx(w.users[0], "registry/apply", taken),
                  w.tx(w.dso, "registry/attest_cp", bad_meter),
                  w.tx(w.users[0], "registry/attest_cp", attest_body("cp-y", new.address, m))], 100)
-    assert rules(r) == ["invalid-body", "invalid-body", "invalid-body", "invalid-body", "unauthorized"]
-    assert [r.receipts[i].detail.split(":")[0] for i in (0, 2, 3)] == ["apply-pop", "cp-taken", "meter-pop"]
+    # a dso role is malformed for an applicant (invalid-body); attest_cp needs the dso role
+    assert rules(r) == ["apply-pop", "invalid-body", "cp-taken", "meter-pop", "unauthorized"]
 
 
 def test_meter_installed_for_genesis_member() -> None:
@@ -129,7 +128,7 @@ def test_meter_installed_for_genesis_member() -> None:
     m = sim_key(9, "replacement", 1, alg="ml-dsa-44")
     r = w.block([w.tx(w.dso, "registry/attest_cp", attest_body("cp1", w.addr(1), m)),
                  w.tx(w.dso, "registry/attest_cp", attest_body("cp0", w.addr(1), m))], 100)
-    assert rules(r) == ["ok", "invalid-body"]  # cp0 is held by someone else
+    assert rules(r) == ["ok", "cp-taken"]  # cp0 is held by someone else
     assert meter_of_cp(st, "cp1") == m.address
 
 
@@ -149,14 +148,14 @@ def test_sybil_twenty_identities_at_most_one_admitted() -> None:
     # and does not attest connection points that do not exist
     r = w.block([w.tx(w.dso, "registry/attest_cp", attest_body("cp-attacker", k.address, meter))
                  for k in sybils[:4:2]], 200)
-    assert rules(r) == ["ok", "invalid-body"] and r.receipts[1].detail.startswith("cp-taken")
+    assert rules(r) == ["ok", "cp-taken"]
     # more applications for the attested cp are refused outright
     late = [sim_key(13, "sybil-late", i) for i in range(3)]
     r = w.block([w.tx(w.users[0], "registry/apply", apply_body(k, "cp-attacker")) for k in late], 300)
-    assert set(rules(r)) == {"invalid-body"}
+    assert set(rules(r)) == {"cp-taken"}
     assert len(admitted(w)) == 1 and admitted(w)[0] == sybils[0].address
     assert cp_holder(w.app.state, "cp-attacker") == sybils[0].address
     # after admission the cp is taken for good
     again = sim_key(13, "sybil-again", 0)
     r = w.block([w.tx(w.users[0], "registry/apply", apply_body(again, "cp-attacker"))], 400)
-    assert rules(r) == ["invalid-body"] and "cp-taken" in r.receipts[0].detail
+    assert rules(r) == ["cp-taken"]

@@ -2,9 +2,10 @@
 
 This is the one place where a module meets another: each ``build`` takes the small
 protocols the module declares in its ``expected.py``, and gets here the keeper that
-implements them (Cosmos SDK's app wiring). Order matters only for hooks: the market's
-end-of-block clearing and settlement run after every transaction of the block; genesis
-runs registry, bank, then governance parameters.
+implements them (a keeper module satisfies a ``typing.Protocol`` structurally; Cosmos SDK's
+app wiring). Order matters only for hooks: the market's end-of-block clearing and
+settlement run after every transaction of the block; genesis runs registry, bank, then
+governance parameters.
 
 A future chain version (a module upgraded at a height by governance) is a second list
 built here; ``Application`` takes whichever list the height calls for.
@@ -13,18 +14,24 @@ built here; ``Application`` takes whichever list the height calls for.
 from __future__ import annotations
 
 from gridledger.ledger.module import Module
-from gridledger.ledger.modules import bank
+from gridledger.ledger.modules import bank, governance, registry, reputation
 from gridledger.ledger.modules.disputes import MODULE as disputes
-from gridledger.ledger.modules.governance import MODULE as governance
 from gridledger.ledger.modules.market import MODULE as market
 from gridledger.ledger.modules.metering import MODULE as metering
 from gridledger.ledger.modules.privacy import MODULE as privacy
-from gridledger.ledger.modules.registry import MODULE as registry
 from gridledger.ledger.modules.registry import keeper as registry_keeper
-from gridledger.ledger.modules.reputation import MODULE as reputation
+from gridledger.ledger.modules.reputation import keeper as reputation_keeper
 
 
 def modules() -> list[Module]:
     """Every module of the current chain version, in execution order."""
-    return [registry, bank.build(registry=registry_keeper), governance, reputation, metering,
-            market, disputes, privacy]
+    return [
+        registry.build(reputation=reputation_keeper),
+        bank.build(registry=registry_keeper),
+        governance.build(valset=registry_keeper),
+        reputation.build(registry=registry_keeper),
+        metering,
+        market,
+        disputes,
+        privacy,
+    ]

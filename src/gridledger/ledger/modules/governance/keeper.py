@@ -1,10 +1,11 @@
-"""The only code that touches ``gov/`` keys."""
+"""The only code that touches ``gov/`` keys (parameters: ``ledger/params.py``, written here
+at genesis)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from gridledger.ledger import codec
+from gridledger.ledger.modules.governance.expected import ValidatorSet
+from gridledger.ledger.modules.governance.types import OPEN_STATUSES as OPEN_STATUSES
+from gridledger.ledger.modules.governance.types import Proposal
 from gridledger.ledger.params import PARAMS_KEY
 from gridledger.ledger.params import load_params as load_params  # re-exported (unconverted modules)
 from gridledger.ledger.params import store_params as store_params
@@ -23,22 +24,20 @@ VS_PROP = b"gov/vs/prop/"   # + 8-byte id -> proposal record (kept after it clos
 VS_OPEN = b"gov/vs/open"    # ids of proposals still open or passed-not-yet-applied, ascending
 VS_LAST = b"gov/vs/last"    # the last proposal id handed out (ids start at 1)
 
-OPEN_STATUSES = ("open", "passed")
-
 
 def _prop_key(pid: int) -> bytes:
     return VS_PROP + pid.to_bytes(8, "big")
 
 
-def get_proposal(state: State, pid: int) -> dict[str, Any] | None:
+def proposal(state: State, pid: int) -> Proposal | None:
     if not 1 <= pid < 2**63:
         return None
-    v: dict[str, Any] | None = state.get_obj(_prop_key(pid))
-    return v
+    obj = state.get_obj(_prop_key(pid))
+    return None if obj is None else Proposal.from_obj(obj)
 
 
-def put_proposal(state: State, prop: dict[str, Any]) -> None:
-    state.set_obj(_prop_key(prop["id"]), prop)
+def put_proposal(state: State, prop: Proposal) -> None:
+    state.set_obj(_prop_key(prop.id), prop.to_obj())
 
 
 def new_proposal_id(state: State) -> int:
@@ -59,52 +58,25 @@ def set_open_ids(state: State, ids: list[int]) -> None:
         state.delete(VS_OPEN)
 
 
-def open_proposals(state: State) -> list[dict[str, Any]]:
+def open_proposals(state: State) -> list[Proposal]:
     out = []
     for pid in open_ids(state):
-        p = get_proposal(state, pid)
+        p = proposal(state, pid)
         if p is not None:
             out.append(p)
     return out
 
 
-def projected_set(state: State) -> list[tuple[bytes, str, bytes]]:
+def projected_set(state: State, valset: ValidatorSet) -> list[tuple[bytes, str, bytes]]:
     """(addr, alg, pk) of the active set with every passed, not yet applied change applied
     in (activation, id) order: what the set will be once nothing else passes."""
-    from gridledger.ledger.modules.registry.keeper import validator_keys, validator_set
-
-    cur = [(a, alg, pk) for a, (alg, pk) in zip(validator_set(state), validator_keys(state))]
-    passed = sorted((p["activation"], p["id"], p) for p in open_proposals(state)
-                    if p["status"] == "passed")
-    for _act, _pid, p in passed:
-        if p["action"] == "add":
-            cur.append((p["validator"], p["alg"], p["pk"]))
+    cur = [(a, alg, pk) for a, (alg, pk) in zip(valset.validator_set(state),
+                                                valset.validator_keys(state))]
+    passed = sorted((p for p in open_proposals(state) if p.status == "passed"),
+                    key=lambda p: (p.activation, p.id))
+    for p in passed:
+        if p.action == "add":
+            cur.append((p.validator, p.alg, p.pk))
         else:
-            cur = [c for c in cur if c[0] != p["validator"]]
+            cur = [c for c in cur if c[0] != p.validator]
     return cur
-
-
-def valset_view(state: State) -> dict[str, Any]:
-    """The active set and the open proposals, for queries (``Application.query("validators")``)."""
-    from gridledger.ledger.block import quorum
-    from gridledger.ledger.modules.registry.keeper import (
-        get_participant,
-        validator_set,
-        validator_set_hash,
-    )
-
-    active = validator_set(state)
-    members = []
-    for i, a in enumerate(active):
-        p = get_participant(state, a) or {}
-        members.append({"index": i, "address": a, "name": p.get("name", ""),
-                        "alg": p.get("alg", "")})
-    props = []
-    for p in open_proposals(state):
-        props.append({"id": p["id"], "action": p["action"], "validator": p["validator"],
-                      "name": p["name"], "status": p["status"], "proposer": p["proposer"],
-                      "votes": [v for v in p["votes"] if v in active],
-                      "needed": quorum(len(active)), "expires": p["expires"],
-                      "activation": p["activation"]})
-    return {"validators": members, "set_hash": validator_set_hash(state), "proposals": props,
-            "quorum": quorum(len(active)), "min_validators": load_params(state).min_validators}

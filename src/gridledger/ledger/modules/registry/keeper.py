@@ -1,26 +1,41 @@
-"""The only code that touches ``reg/`` keys."""
+"""The only code that touches ``reg/`` keys.
+
+Typed records (``Participant``, ``Attestation``, ``Application``) in and out. The ``get_*``
+functions returning plain maps are the pre-typed interface, kept while modules that read
+participants (market, metering, privacy) convert; new code uses ``participant``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import cbor2
 
-from gridledger.errors import InvalidBody, UnknownSender
-from gridledger.ledger import codec
+from gridledger.errors import UnknownSender
+from gridledger.ledger.modules.registry.errors import CpHasMeter, CpTaken, MeterKeyRegistered
 from gridledger.ledger.modules.registry.types import ROLES as ROLES  # re-exported
-from gridledger.ledger.modules.registry.types import Participant
+from gridledger.ledger.modules.registry.types import Application, Attestation, Participant
 from gridledger.ledger.state import State
+from gridledger.ledger.valset import (
+    KeyRegistered,
+    LastValidator,
+    UnknownValidator,
+    ValidatorExists,
+)
 from gridledger.ledger.valset import keys_hash as keys_hash  # re-exported
 
 P = b"reg/p/"
 CP = b"reg/cp/"
 METER = b"reg/meter/"   # cp -> the meter identity bound to it
-ATT = b"reg/att/"       # cp -> pending DSO attestation {applicant, meter, dso}
-APP = b"reg/app/"       # addr -> pending application {alg, pk, cp, roles, name, endorsers}
+ATT = b"reg/att/"       # cp -> pending DSO attestation
+APP = b"reg/app/"       # addr -> pending application
 VALIDATORS = b"reg/validators"
 
+
+# -- participants --------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=16384)
 def _participant(raw: bytes) -> Participant:
@@ -39,39 +54,53 @@ def signer(state: State, addr: bytes) -> Participant | None:
     return participant(state, addr)
 
 
+def has_role(state: State, addr: bytes, role: str) -> bool:
+    p = participant(state, addr)
+    return p is not None and role in p.roles
+
+
+def put_participant(state: State, addr: bytes, record: Participant | Mapping[str, Any]) -> None:
+    """Write a participant record and claim its connection point; ``cp-taken`` if the cp
+    belongs to another identity."""
+    rec = record if isinstance(record, Participant) else Participant.from_obj(record)
+    if rec.cp:
+        holder = cp_holder(state, rec.cp)
+        if holder is not None and holder != addr:
+            raise CpTaken(f"connection point {rec.cp!r} already has a trading identity")
+        state.set_obj(CP + rec.cp.encode(), addr)
+    state.set_obj(P + addr, rec.to_obj())
+
+
 def get_participant(state: State, addr: bytes) -> dict[str, Any] | None:
-    obj: dict[str, Any] | None = state.get_obj(P + addr)
-    return obj
+    """The participant record as a map (pre-typed interface; use ``participant``)."""
+    p = participant(state, addr)
+    return None if p is None else p.to_obj()
 
 
 def require_participant(state: State, addr: bytes) -> dict[str, Any]:
+    """As ``get_participant``; ``unknown-sender`` if absent (pre-typed interface)."""
     p = get_participant(state, addr)
     if p is None:
         raise UnknownSender(f"{addr.hex()[:16]}… is not a registered participant")
     return p
 
 
-def has_role(state: State, addr: bytes, role: str) -> bool:
-    p = get_participant(state, addr)
-    return p is not None and role in p["roles"] and p.get("status", "active") == "active"
-
-
-def put_participant(state: State, addr: bytes, record: dict[str, Any]) -> None:
-    cp = record.get("cp")
-    if cp:
-        holder = state.get(CP + cp.encode())
-        if holder is not None and holder != codec.encode(addr):
-            raise InvalidBody(f"connection point {cp!r} already has a trading identity")
-        state.set_obj(CP + cp.encode(), addr)
-    state.set_obj(P + addr, record)
-
-
 def cp_holder(state: State, cp: str) -> bytes | None:
+    """The trading identity holding connection point ``cp``."""
     v: bytes | None = state.get_obj(CP + cp.encode())
     return v
 
 
+def cp_of(state: State, addr: bytes) -> str | None:
+    """The connection point a trading identity holds (None for identities without one)."""
+    p = participant(state, addr)
+    return None if p is None else p.cp
+
+
+# -- validator set -------------------------------------------------------------------
+
 def validator_set(state: State) -> list[bytes]:
+    """Addresses of the active validator set, in vote-index order."""
     return list(state.get_obj(VALIDATORS, []))
 
 
@@ -83,8 +112,10 @@ def validator_keys(state: State) -> list[tuple[str, bytes]]:
     """(alg, public key) of each validator, in certificate order."""
     out = []
     for a in validator_set(state):
-        p = require_participant(state, a)
-        out.append((p["alg"], p["pk"]))
+        p = participant(state, a)
+        if p is None:
+            raise UnknownSender(f"validator {a.hex()[:16]}… is not a registered participant")
+        out.append((p.alg, p.pk))
     return out
 
 
@@ -92,54 +123,59 @@ def validator_set_hash(state: State) -> bytes:
     return keys_hash(validator_keys(state))
 
 
-def validator_problem(state: State, addr: bytes, alg: str, pk: bytes) -> str | None:
-    """Why ``(alg, pk)`` at ``addr`` cannot join the active set now (None: it can).
-
-    Each reason starts with its rule name.
-    """
-    current = validator_set(state)
-    if addr in current:
-        return "validator-exists: this key is already a validator"
+def validator_problem(state: State, addr: bytes, alg: str, pk: bytes) -> ValidatorExists | KeyRegistered | None:
+    """Why ``(alg, pk)`` at ``addr`` cannot join the active set now (None: it can)."""
+    if addr in validator_set(state):
+        return ValidatorExists("this key is already a validator")
     if any(vpk == pk for _a, vpk in validator_keys(state)):
-        return "validator-exists: another validator uses this public key"
-    p = get_participant(state, addr)
-    if p is not None and (p["alg"] != alg or p["pk"] != pk or "meter" in p["roles"]
-                          or p.get("status", "active") != "active"):
-        return "key-registered: this key's address belongs to another (rotated, meter or removed) identity"
+        return ValidatorExists("another validator uses this public key")
+    p = participant(state, addr)
+    if p is not None and (p.alg != alg or p.pk != pk or "meter" in p.roles):
+        return KeyRegistered("this key's address belongs to another (rotated or meter) identity")
     return None
 
 
 def add_validator(state: State, addr: bytes, alg: str, pk: bytes, name: str) -> None:
     """Append ``addr`` to the active set (certificate order), registering it if needed.
 
-    An existing participant keeps its record and gains the ``validator`` role. Raises
-    ``InvalidBody`` naming the rule if ``validator_problem`` finds one.
+    An existing participant keeps its record and gains the ``validator`` role. Raises the
+    rule ``validator_problem`` finds.
     """
     problem = validator_problem(state, addr, alg, pk)
     if problem is not None:
-        raise InvalidBody(problem)
-    p = get_participant(state, addr)
+        raise problem
+    p = participant(state, addr)
     if p is None:
-        p = {"alg": alg, "pk": pk, "roles": ["validator"], "cp": None, "name": name,
-             "status": "active"}
+        p = Participant(alg, pk, ("validator",), None, name)
     else:
-        p = {**p, "roles": sorted(set(p["roles"]) | {"validator"})}
-    state.set_obj(P + addr, p)
+        p = dataclasses.replace(p, roles=tuple(sorted(set(p.roles) | {"validator"})))
+    state.set_obj(P + addr, p.to_obj())
     set_validators(state, validator_set(state) + [addr])
 
 
 def remove_validator(state: State, addr: bytes) -> None:
     """Drop ``addr`` from the active set and its ``validator`` role (it stays a participant:
     its balance and history remain, it can no longer vote, propose or endorse as validator).
+    Rules ``unknown-validator``, ``last-validator``.
     """
     current = validator_set(state)
     if addr not in current:
-        raise InvalidBody("unknown-validator: not in the active validator set")
+        raise UnknownValidator("not in the active validator set")
     if len(current) == 1:
-        raise InvalidBody("last-validator: the chain cannot lose its last validator")
+        raise LastValidator("the chain cannot lose its last validator")
     set_validators(state, [a for a in current if a != addr])
-    p = require_participant(state, addr)
-    state.set_obj(P + addr, {**p, "roles": [r for r in p["roles"] if r != "validator"]})
+    p = participant(state, addr)
+    if p is not None:
+        roles = tuple(r for r in p.roles if r != "validator")
+        state.set_obj(P + addr, dataclasses.replace(p, roles=roles).to_obj())
+
+
+def rotate_key(state: State, addr: bytes, alg: str, pk: bytes) -> None:
+    """``addr`` signs with (alg, pk) from now on (its identity and address stay)."""
+    p = participant(state, addr)
+    if p is None:
+        raise UnknownSender(f"{addr.hex()[:16]}… is not a registered participant")
+    state.set_obj(P + addr, dataclasses.replace(p, alg=alg, pk=pk).to_obj())
 
 
 # -- meters and onboarding ------------------------------------------------------------
@@ -150,44 +186,48 @@ def meter_of_cp(state: State, cp: str) -> bytes | None:
     return v
 
 
-def cp_of(state: State, addr: bytes) -> str | None:
-    """The connection point a trading identity holds (None for identities without one)."""
-    p = get_participant(state, addr)
-    return None if p is None else p.get("cp")
+def meters(state: State) -> list[tuple[str, bytes]]:
+    """(cp, meter address) of every registered meter, by cp."""
+    return [(k[len(METER):].decode(), v) for k, v in state.items_with_prefix(METER)]
+
+
+def cps(state: State) -> list[tuple[str, bytes]]:
+    """(cp, holder address) of every held connection point, by cp."""
+    return [(k[len(CP):].decode(), v) for k, v in state.items_with_prefix(CP)]
 
 
 def put_meter(state: State, addr: bytes, alg: str, pk: bytes, cp: str) -> None:
-    """Register a meter identity (role ``meter``) bound to ``cp``."""
+    """Register a meter identity (role ``meter``) bound to ``cp``; rules ``cp-has-meter``,
+    ``meter-key-registered``."""
     if meter_of_cp(state, cp) is not None:
-        raise InvalidBody(f"cp-has-meter: connection point {cp!r} already has a meter")
-    if get_participant(state, addr) is not None:
-        raise InvalidBody("meter-key-registered: this meter key is already registered")
-    state.set_obj(P + addr, {"alg": alg, "pk": pk, "roles": ["meter"], "cp": None,
-                             "name": f"meter:{cp}", "status": "active", "meter_of": cp})
+        raise CpHasMeter(f"connection point {cp!r} already has a meter")
+    if participant(state, addr) is not None:
+        raise MeterKeyRegistered("this meter key is already registered")
+    rec = Participant(alg, pk, ("meter",), None, f"meter:{cp}", meter_of=cp)
+    state.set_obj(P + addr, rec.to_obj())
     state.set_obj(METER + cp.encode(), addr)
 
 
-def get_attestation(state: State, cp: str) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(ATT + cp.encode())
-    return v
+def attestation(state: State, cp: str) -> Attestation | None:
+    obj = state.get_obj(ATT + cp.encode())
+    return None if obj is None else Attestation.from_obj(obj)
 
 
-def put_attestation(state: State, cp: str, att: dict[str, Any]) -> None:
-    state.set_obj(ATT + cp.encode(), att)
+def put_attestation(state: State, cp: str, att: Attestation) -> None:
+    state.set_obj(ATT + cp.encode(), att.to_obj())
 
 
-def get_application(state: State, addr: bytes) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(APP + addr)
-    return v
+def application(state: State, addr: bytes) -> Application | None:
+    obj = state.get_obj(APP + addr)
+    return None if obj is None else Application.from_obj(obj)
 
 
-def put_application(state: State, addr: bytes, app: dict[str, Any]) -> None:
-    state.set_obj(APP + addr, app)
+def put_application(state: State, addr: bytes, app: Application) -> None:
+    state.set_obj(APP + addr, app.to_obj())
 
 
-def admit(state: State, addr: bytes, app: dict[str, Any]) -> None:
+def admit(state: State, addr: bytes, app: Application) -> None:
     """Turn an application into a participant and drop the pending records."""
-    put_participant(state, addr, {"alg": app["alg"], "pk": app["pk"], "roles": app["roles"],
-                                  "cp": app["cp"], "name": app["name"], "status": "active"})
+    put_participant(state, addr, Participant(app.alg, app.pk, app.roles, app.cp, app.name))
     state.delete(APP + addr)
-    state.delete(ATT + app["cp"].encode())
+    state.delete(ATT + app.cp.encode())

@@ -1,12 +1,23 @@
-"""Registry types: roles, the participant record, onboarding rules and messages."""
+"""Registry types: roles, the participant and onboarding records, messages and their
+stateless parsers, and the messages proofs of possession sign."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
+from gridledger.errors import InvalidBody
 from gridledger.ledger import codec
+from gridledger.ledger.module import Body
 from gridledger.ledger.record import Record, optional
+from gridledger.ledger.validate import (
+    require_addr,
+    require_alg,
+    require_fields,
+    require_key,
+    require_sig,
+    require_str,
+)
 
 ROLES = ("prosumer", "consumer", "dso", "validator", "trustee", "vendor", "aggregator", "meter",
          "pseudonym")
@@ -16,12 +27,19 @@ ENDORSER_ROLES = frozenset({"prosumer", "consumer", "validator", "trustee"})
 """Existing members and validators may endorse applicants (and sponsor applications)."""
 SPONSOR_ROLES = ENDORSER_ROLES | {"dso"}
 
+ROTATE_CONTEXT = b"gl/rotate"
 APPLY_CONTEXT = b"gl/apply"
 METER_CONTEXT = b"gl/meter-pop"
 MAX_CP_LEN = 64
+MAX_NAME_LEN = 64
+
+ROTATE_KEY = "registry/rotate_key"
+ATTEST_CP = "registry/attest_cp"
+APPLY = "registry/apply"
+ENDORSE = "registry/endorse"
 
 
-def apply_pop_message(chain_id: str, cp: str, roles: list[str], name: str) -> bytes:
+def apply_pop_message(chain_id: str, cp: str, roles: list[str] | tuple[str, ...], name: str) -> bytes:
     """What an applicant's new key signs (context ``gl/apply``) to prove it wants to join.
 
     The applicant has no registered key yet, so a member submits ``registry/apply`` on its
@@ -35,11 +53,13 @@ def meter_pop_message(chain_id: str, cp: str, applicant: bytes) -> bytes:
     return codec.encode({"applicant": applicant, "chain_id": chain_id, "cp": cp})
 
 
+# -- state records ---------------------------------------------------------------------
+
 Status = Literal["active"]
 """A participant record's status. Only ``active`` is ever written: identities leave the
 validator set by losing the role (governance) and nothing removes a participant, so no
-other status exists (the key stays in the record so its bytes, and state roots, do not
-change)."""
+other status exists. The key stays in the record so its bytes, and state roots, do not
+change; a status with meaning (e.g. a suspended meter) would be a new module version."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +68,7 @@ class Participant(Record):
 
     ``cp`` is the connection point a trading identity holds (None for validators, meters,
     trustees ...); ``meter_of`` the cp a meter identity is bound to; ``valid_slots`` the
-    slot range a pseudonym may trade and report in (privacy module).
+    slot range ``[first, last]`` a pseudonym may trade and report in (privacy module).
     """
 
     alg: str
@@ -62,3 +82,99 @@ class Participant(Record):
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
+
+
+@dataclass(frozen=True)
+class Attestation(Record):
+    """``reg/att/<cp>``: the DSO's pending attestation of a connection point."""
+
+    applicant: bytes
+    meter: bytes
+    dso: bytes
+
+
+@dataclass(frozen=True)
+class Application(Record):
+    """``reg/app/<addr>``: a pending application and the endorsements it has (sorted)."""
+
+    alg: str
+    pk: bytes
+    cp: str
+    roles: tuple[str, ...]
+    name: str
+    endorsers: tuple[bytes, ...]
+    sponsor: bytes
+
+
+# -- messages --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RotateKey(Record):
+    """``registry/rotate_key``: replace the sender's signing key (crypto agility)."""
+
+    alg: str
+    pk: bytes
+    pop: bytes
+
+
+@dataclass(frozen=True)
+class AttestCp(Record):
+    """``registry/attest_cp`` (dso): ``cp`` exists, its meter has key (meter_alg,
+    meter_pk), and its trading identity is ``applicant``."""
+
+    cp: str
+    applicant: bytes
+    meter_alg: str
+    meter_pk: bytes
+    meter_pop: bytes
+
+
+@dataclass(frozen=True)
+class Apply(Record):
+    """``registry/apply``: a sponsor submits an applicant's key and its proof of possession."""
+
+    alg: str
+    pk: bytes
+    pop: bytes
+    cp: str
+    roles: tuple[str, ...]
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Endorse(Record):
+    """``registry/endorse``: an existing member or validator endorses ``applicant``."""
+
+    applicant: bytes
+
+
+def parse_rotate_key(body: Body) -> RotateKey:
+    require_fields(body, ROTATE_KEY, ("alg", "pk", "pop"))
+    return RotateKey(require_alg(body, "alg"), require_key(body, "pk"), require_sig(body, "pop"))
+
+
+def parse_attest_cp(body: Body) -> AttestCp:
+    require_fields(body, ATTEST_CP, ("cp", "applicant", "meter_alg", "meter_pk", "meter_pop"))
+    return AttestCp(require_str(body, "cp", max_len=MAX_CP_LEN), require_addr(body, "applicant"),
+                    require_alg(body, "meter_alg"), require_key(body, "meter_pk"),
+                    require_sig(body, "meter_pop"))
+
+
+def parse_apply(body: Body) -> Apply:
+    require_fields(body, APPLY, ("alg", "pk", "pop", "cp", "roles"), optional=("name",))
+    alg, pk = require_alg(body, "alg"), require_key(body, "pk")
+    pop = require_sig(body, "pop")
+    cp = require_str(body, "cp", max_len=MAX_CP_LEN)
+    name = body.get("name", "")
+    if not isinstance(name, str) or len(name) > MAX_NAME_LEN:
+        raise InvalidBody(f"field 'name' must be a string of at most {MAX_NAME_LEN} chars")
+    roles = body.get("roles")
+    if (not isinstance(roles, list) or not roles or len(set(roles)) != len(roles)
+            or not all(isinstance(r, str) and r in APPLICANT_ROLES for r in roles)):
+        raise InvalidBody(f"field 'roles' must be a non-empty list from {sorted(APPLICANT_ROLES)}")
+    return Apply(alg, pk, pop, cp, tuple(sorted(roles)), name)
+
+
+def parse_endorse(body: Body) -> Endorse:
+    require_fields(body, ENDORSE, ("applicant",))
+    return Endorse(require_addr(body, "applicant"))

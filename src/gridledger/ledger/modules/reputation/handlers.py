@@ -1,51 +1,65 @@
-"""Reputation handlers: appeals."""
+"""Reputation handlers: appeals, and the charge for rejected transactions."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
-from gridledger.errors import InvalidBody, Unauthorized
 from gridledger.ledger.context import TxContext
-from gridledger.ledger.modules.governance.keeper import load_params
 from gridledger.ledger.modules.reputation import keeper
-from gridledger.ledger.modules.reputation.types import tier_for
+from gridledger.ledger.modules.reputation.errors import (
+    AppealAlreadyApproved,
+    AppealNotSanctioned,
+    AppealTooEarly,
+)
+from gridledger.ledger.modules.reputation.expected import Registry
+from gridledger.ledger.modules.reputation.types import Appeal, ApproveAppeal, tier_for
+from gridledger.ledger.params import load_params, slot_of
 from gridledger.ledger.state import State
-from gridledger.ledger.validate import require_addr
 
 
-def handle_appeal(state: State, ctx: TxContext, body: dict[str, Any]) -> None:
-    """``reputation/appeal {}``: after ``appeal_clean_slots`` slots without a penalty (and
-    since the last appeal), a sanctioned participant's score is restored."""
-    if body:
-        raise InvalidBody("reputation/appeal takes an empty body")
-    p = load_params(state)
-    slot = ctx.block.slot_time // p.slot_seconds
-    rec = keeper.get_record(state, ctx.sender)
-    if tier_for(int(rec["score"]), p) == "good":
-        raise InvalidBody("appeal-not-sanctioned: score is not below the watch threshold")
-    for name in ("last_penalty_slot", "last_appeal_slot"):
-        since = int(rec[name])
-        if since >= 0 and slot - since < p.appeal_clean_slots:
-            raise Unauthorized(f"appeal-too-early: {slot - since} of {p.appeal_clean_slots} "
-                               f"clean slots since {name.removeprefix('last_').removesuffix('_slot')}")
-    ctx.events.append(keeper.restore(state, ctx.sender, slot))
+class Handlers:
+    """Appeal handlers and the ``on_rejected`` hook; ``registry`` is wired by the catalog."""
 
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
 
-def handle_approve_appeal(state: State, ctx: TxContext, body: dict[str, Any]) -> None:
-    """``reputation/approve_appeal {addr}`` by a validator; ``appeal_quorum`` distinct
-    approvals restore the score without waiting for clean slots."""
-    addr = require_addr(body, "addr")
-    p = load_params(state)
-    slot = ctx.block.slot_time // p.slot_seconds
-    rec = keeper.get_record(state, addr)
-    if tier_for(int(rec["score"]), p) == "good":
-        raise InvalidBody("appeal-not-sanctioned: score is not below the watch threshold")
-    approvals: list[bytes] = list(rec["approvals"])
-    if ctx.sender in approvals:
-        raise InvalidBody("appeal-already-approved by this validator")
-    approvals = sorted(approvals + [ctx.sender])
-    ctx.emit("appeal_approved", addr=addr, validator=ctx.sender, approvals=len(approvals))
-    if len(approvals) >= p.appeal_quorum:
-        ctx.events.append(keeper.restore(state, addr, slot))
-    else:
-        keeper.put_record(state, addr, {**rec, "approvals": approvals})
+    def appeal(self, state: State, ctx: TxContext, msg: Appeal) -> None:
+        """``reputation/appeal``: after ``appeal_clean_slots`` slots without a penalty (and
+        since the last appeal), a sanctioned participant's score is restored. Rules
+        ``appeal-not-sanctioned``, ``appeal-too-early``."""
+        p = load_params(state)
+        slot = slot_of(ctx.block.slot_time, p)
+        rec = keeper.record(state, ctx.sender)
+        if tier_for(rec.score, p) == "good":
+            raise AppealNotSanctioned("score is not below the watch threshold")
+        for name, since in (("penalty", rec.last_penalty_slot), ("appeal", rec.last_appeal_slot)):
+            if since >= 0 and slot - since < p.appeal_clean_slots:
+                raise AppealTooEarly(f"{slot - since} of {p.appeal_clean_slots} clean slots "
+                                     f"since {name}")
+        ctx.events.append(keeper.restore(state, ctx.sender, slot))
+
+    def approve_appeal(self, state: State, ctx: TxContext, msg: ApproveAppeal) -> None:
+        """``reputation/approve_appeal`` by a validator; ``appeal_quorum`` distinct approvals
+        restore the score without waiting for clean slots. Rules ``appeal-not-sanctioned``,
+        ``appeal-already-approved``."""
+        p = load_params(state)
+        slot = slot_of(ctx.block.slot_time, p)
+        rec = keeper.record(state, msg.addr)
+        if tier_for(rec.score, p) == "good":
+            raise AppealNotSanctioned("score is not below the watch threshold")
+        if ctx.sender in rec.approvals:
+            raise AppealAlreadyApproved("this validator already approved")
+        approvals = tuple(sorted((*rec.approvals, ctx.sender)))
+        ctx.emit("appeal_approved", addr=msg.addr, validator=ctx.sender, approvals=len(approvals))
+        if len(approvals) >= p.appeal_quorum:
+            ctx.events.append(keeper.restore(state, msg.addr, slot))
+        else:
+            keeper.put_record(state, msg.addr, dataclasses.replace(rec, approvals=approvals))
+
+    def on_rejected(self, state: State, ctx: TxContext, rule: str) -> None:
+        """A transaction that passed authentication but failed in execution costs reputation
+        (whatever the rule; validators are exempt)."""
+        p = self.registry.participant(state, ctx.sender)
+        if p is None or "validator" in p.roles:
+            return
+        keeper.record_rejected(state, ctx.sender, slot_of(ctx.block.slot_time, load_params(state)))

@@ -10,7 +10,10 @@ from gridledger.ledger.state import State
 
 def score_range(state: State) -> None:
     """Invariant score-range: every score is an integer in [0, 1000]."""
-    for k, rec in state.items_with_prefix(keeper.REP):
-        s = rec.get("score")
-        if not isinstance(s, int) or not MIN_SCORE <= s <= MAX_SCORE:
-            raise InvariantViolation(f"score-range: {k!r} has score {s!r}")
+    for addr, rec in keeper.scores(state):
+        s = rec.score
+        if not isinstance(s, int) or isinstance(s, bool) or not MIN_SCORE <= s <= MAX_SCORE:
+            raise InvariantViolation(f"score-range: {addr.hex()[:16]} has score {s!r}")
+
+
+INVARIANTS = (score_range,)

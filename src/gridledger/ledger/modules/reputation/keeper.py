@@ -6,41 +6,52 @@ change, so a chain without market activity has no reputation state at all.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
-from gridledger.ledger.modules.governance.keeper import load_params
 from gridledger.ledger.modules.reputation.types import (
     MAX_SCORE,
     MIN_SCORE,
     NEUTRAL,
+    NO_SLOT as NO_SLOT,
     Reason,
+    Score,
     Tier,
     delta_for,
     deposit_pct_for,
     tier_for,
 )
+from gridledger.ledger.params import load_params
 from gridledger.ledger.state import State
 
 REP = b"rep/s/"
-NO_SLOT = -1
+
+
+def record(state: State, addr: bytes) -> Score:
+    """The score record of ``addr`` (the neutral default if it has none)."""
+    obj = state.get_obj(REP + addr)
+    return Score() if obj is None else Score.from_obj(obj)
 
 
 def get_record(state: State, addr: bytes) -> dict[str, Any]:
-    """``{score, last_penalty_slot, last_appeal_slot, approvals}`` (defaults if absent)."""
-    rec: dict[str, Any] | None = state.get_obj(REP + addr)
-    if rec is None:
-        return {"score": NEUTRAL, "last_penalty_slot": NO_SLOT, "last_appeal_slot": NO_SLOT,
-                "approvals": []}
-    return rec
+    """``{score, last_penalty_slot, last_appeal_slot, approvals}`` (pre-typed interface)."""
+    return record(state, addr).to_obj()
 
 
-def put_record(state: State, addr: bytes, rec: dict[str, Any]) -> None:
-    state.set_obj(REP + addr, rec)
+def put_record(state: State, addr: bytes, rec: Score | Mapping[str, Any]) -> None:
+    score = rec if isinstance(rec, Score) else Score.from_obj(rec)
+    state.set_obj(REP + addr, score.to_obj())
+
+
+def scores(state: State) -> list[tuple[bytes, Score]]:
+    """Every stored record, by address (absent addresses have the neutral score)."""
+    return [(k[len(REP):], Score.from_obj(v)) for k, v in state.items_with_prefix(REP)]
 
 
 def reputation_of(state: State, addr: bytes) -> int:
     """Score of ``addr`` in [0, 1000]; 500 is neutral. The node's quota policy uses this."""
-    return int(get_record(state, addr)["score"])
+    return record(state, addr).score
 
 
 def tier_of(state: State, addr: bytes) -> Tier:
@@ -56,16 +67,13 @@ def deposit_pct(state: State, addr: bytes) -> int:
 def adjust(state: State, addr: bytes, reason: Reason, slot: int, times: int = 1) -> dict[str, Any]:
     """Apply ``times`` x the score change for ``reason``; returns the ``reputation`` event."""
     delta = delta_for(reason, load_params(state)) * times
-    rec = get_record(state, addr)
-    old = int(rec["score"])
-    new = max(MIN_SCORE, min(MAX_SCORE, old + delta))
-    rec = {**rec, "score": new}
+    rec = record(state, addr)
+    new = max(MIN_SCORE, min(MAX_SCORE, rec.score + delta))
     # a rejected transaction is a minor fault: it lowers the score but does not restart the
     # clean-slot clock an appeal waits for (a failed early appeal must not prolong itself)
-    if delta < 0 and reason != "rejected_tx":
-        rec["last_penalty_slot"] = slot
-    put_record(state, addr, rec)
-    return {"type": "reputation", "addr": addr, "reason": reason, "delta": new - old,
+    penalty_slot = slot if delta < 0 and reason != "rejected_tx" else rec.last_penalty_slot
+    put_record(state, addr, dataclasses.replace(rec, score=new, last_penalty_slot=penalty_slot))
+    return {"type": "reputation", "addr": addr, "reason": reason, "delta": new - rec.score,
             "score": new, "slot": slot}
 
 
@@ -77,11 +85,11 @@ def record_rejected(state: State, addr: bytes, slot: int) -> dict[str, Any]:
 def restore(state: State, addr: bytes, slot: int) -> dict[str, Any]:
     """Grant an appeal: raise the score to ``appeal_restore_score`` and clear approvals."""
     p = load_params(state)
-    rec = get_record(state, addr)
-    old = int(rec["score"])
-    new = max(old, p.appeal_restore_score)
-    put_record(state, addr, {**rec, "score": new, "last_appeal_slot": slot, "approvals": []})
-    return {"type": "reputation", "addr": addr, "reason": "appeal", "delta": new - old,
+    rec = record(state, addr)
+    new = max(rec.score, p.appeal_restore_score)
+    put_record(state, addr, dataclasses.replace(rec, score=new, last_appeal_slot=slot,
+                                                approvals=()))
+    return {"type": "reputation", "addr": addr, "reason": "appeal", "delta": new - rec.score,
             "score": new, "slot": slot}
 
 
@@ -91,9 +99,8 @@ def carry_penalty(state: State, owner: bytes, pseudonym: bytes, slot: int) -> di
     lost = NEUTRAL - reputation_of(state, pseudonym)
     if lost <= 0:
         return None
-    rec = get_record(state, owner)
-    old = int(rec["score"])
-    new = max(MIN_SCORE, old - lost)
-    put_record(state, owner, {**rec, "score": new, "last_penalty_slot": slot})
+    rec = record(state, owner)
+    new = max(MIN_SCORE, rec.score - lost)
+    put_record(state, owner, dataclasses.replace(rec, score=new, last_penalty_slot=slot))
     return {"type": "reputation", "addr": owner, "reason": "pseudonym_penalty",
-            "delta": new - old, "score": new, "slot": slot, "pseudonym": pseudonym}
+            "delta": new - rec.score, "score": new, "slot": slot, "pseudonym": pseudonym}

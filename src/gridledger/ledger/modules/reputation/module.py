@@ -1,36 +1,38 @@
-"""The reputation module object."""
+"""The reputation module: ``build(registry) -> Module`` (wired in the catalog)."""
 
 from __future__ import annotations
 
-from gridledger.ledger.context import TxContext
-from gridledger.ledger.modules import Module
-from gridledger.ledger.modules.reputation import keeper
-from gridledger.ledger.state import State
-from gridledger.ledger.modules.reputation.handlers import handle_appeal, handle_approve_appeal
-from gridledger.ledger.modules.reputation.invariants import score_range
-
-_PARTICIPANTS = frozenset({"prosumer", "consumer", "dso", "validator", "trustee", "vendor",
-                           "aggregator"})
-
-
-def on_rejected(state: State, ctx: TxContext, rule: str) -> None:
-    """A transaction that passed authentication but failed in execution costs reputation."""
-    from gridledger.ledger.modules.governance.keeper import load_params
-    from gridledger.ledger.modules.registry.keeper import get_participant
-
-    p = get_participant(state, ctx.sender)
-    if p is None or "validator" in p["roles"]:
-        return
-    keeper.record_rejected(state, ctx.sender, ctx.block.slot_time // load_params(state).slot_seconds)
-
-
-MODULE = Module(
-    name="reputation",
-    version=1,
-    handlers={"reputation/appeal": handle_appeal,
-              "reputation/approve_appeal": handle_approve_appeal},
-    roles={"reputation/appeal": _PARTICIPANTS,
-           "reputation/approve_appeal": frozenset({"validator"})},
-    invariants=(score_range,),
-    on_rejected=on_rejected,
+from gridledger.ledger.module import Module, MsgKind
+from gridledger.ledger.modules.reputation.errors import RULES
+from gridledger.ledger.modules.reputation.expected import Registry
+from gridledger.ledger.modules.reputation.handlers import Handlers
+from gridledger.ledger.modules.reputation.invariants import INVARIANTS
+from gridledger.ledger.modules.reputation.types import (
+    APPEAL,
+    APPROVE_APPEAL,
+    parse_appeal,
+    parse_approve_appeal,
 )
+from gridledger.ledger.modules.reputation.views import VIEWS
+
+NAME = "reputation"
+VERSION = 1
+PARTICIPANTS = frozenset({"prosumer", "consumer", "dso", "validator", "trustee", "vendor",
+                          "aggregator"})
+
+
+def build(registry: Registry) -> Module:
+    """Reputation wired to ``registry`` (who is a validator, exempt from the charge for
+    rejected transactions)."""
+    h = Handlers(registry)
+    return Module(
+        name=NAME,
+        version=VERSION,
+        messages=(MsgKind(APPEAL, parse_appeal, h.appeal, PARTICIPANTS),
+                  MsgKind(APPROVE_APPEAL, parse_approve_appeal, h.approve_appeal,
+                          frozenset({"validator"}))),
+        rules=RULES,
+        invariants=INVARIANTS,
+        on_rejected=h.on_rejected,
+        views=VIEWS,
+    )

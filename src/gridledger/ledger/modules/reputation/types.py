@@ -1,18 +1,58 @@
-"""Reputation: scores, tiers and the reasons a score changes."""
+"""Reputation: scores, tiers, the reasons a score changes, the record and messages."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
-from gridledger.ledger.modules.governance.types import Params
+from gridledger.ledger.module import Body
+from gridledger.ledger.params import Params
+from gridledger.ledger.record import Record
+from gridledger.ledger.validate import require_addr, require_fields
 
 MIN_SCORE = 0
 MAX_SCORE = 1000
 NEUTRAL = 500
+NO_SLOT = -1
+
+APPEAL = "reputation/appeal"
+APPROVE_APPEAL = "reputation/approve_appeal"
 
 Tier = Literal["good", "watch", "restricted", "suspended"]
 Reason = Literal["trade_settled", "non_delivery", "missing_reading", "non_payment",
                  "dispute_lost", "commitment_forfeited", "rejected_tx", "appeal"]
+
+
+@dataclass(frozen=True)
+class Score(Record):
+    """``rep/s/<addr>``: a participant's score and the clocks appeals wait on."""
+
+    score: int = NEUTRAL
+    last_penalty_slot: int = NO_SLOT
+    last_appeal_slot: int = NO_SLOT
+    approvals: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class Appeal(Record):
+    """``reputation/appeal``: an empty body; the sender appeals its own sanction."""
+
+
+@dataclass(frozen=True)
+class ApproveAppeal(Record):
+    """``reputation/approve_appeal``: a validator approves ``addr``'s appeal."""
+
+    addr: bytes
+
+
+def parse_appeal(body: Body) -> Appeal:
+    require_fields(body, APPEAL, ())
+    return Appeal()
+
+
+def parse_approve_appeal(body: Body) -> ApproveAppeal:
+    require_fields(body, APPROVE_APPEAL, ("addr",))
+    return ApproveAppeal(require_addr(body, "addr"))
 
 
 def tier_for(score: int, p: Params) -> Tier:
