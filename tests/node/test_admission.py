@@ -87,3 +87,123 @@ def test_rejected_transactions_cost_reputation_and_quota(tmp_path):
     after = reputation_of(n.entry.app.state, who)
     assert after < before and n.mempool.quota.scale(who) < scale_before
     n.close()
+
+
+# -- one admission path (issue 18.3) and unknown algorithm names (issue 21.2) ----------------
+
+from gridledger.crypto.sig import SigningKey  # noqa: E402
+from gridledger.ledger.genesis import make_genesis  # noqa: E402
+from gridledger.ledger.tx import TX_CONTEXT, sign_tx, signing_bytes  # noqa: E402
+from gridledger.node.orderer import Entry  # noqa: E402
+from gridledger.sim.keys import sim_key  # noqa: E402
+from tests.conftest import CHAIN  # noqa: E402
+
+
+def _receipts(fbs):
+    return {r.tx_hash: r for fb in fbs for r in fb.result.receipts}
+
+
+def test_unknown_kind_is_refused_at_admission_and_the_nonce_stays_usable(net):
+    chain, n = net
+    with pytest.raises(RejectedTx, match="unknown-kind"):
+        n.submit(chain.tx(chain.users[0], "bank/mint", {"amount_micro": 10**9}))
+    assert n.mempool.expected_nonce(chain.users[0].address) == 0
+    ok = n.submit(chain.transfer(0, 1, 5, nonce=0))
+    assert _receipts(n.tick(900))[ok.id].ok
+
+
+@pytest.mark.parametrize("amount", [-2**64, 2**4000, 0, True, "5"])
+def test_out_of_range_amounts_are_refused_at_admission_naming_the_rule(net, amount):
+    chain, n = net
+    with pytest.raises(RejectedTx) as err:
+        n.submit(chain.tx(chain.users[0], "bank/transfer",
+                          {"to": chain.users[1].address, "amount_micro": amount}))
+    assert err.value.rule == "invalid-body" and "amount_micro" in err.value.detail
+    assert len(err.value.detail) < 200  # a 4000-bit integer is not echoed
+    assert len(n.mempool) == 0 and n.mempool.expected_nonce(chain.users[0].address) == 0
+
+
+def test_mempool_nonce_view_returns_to_the_chain_after_an_envelope_failure(tmp_path):
+    """A transaction admitted under the old key fails in execution as bad-signature once the
+    same block rotated the key; its nonce is not consumed, and the mempool must not keep
+    expecting the next one (the sender would be locked out for good)."""
+    chain = make_chain(n_validators=1)
+    n = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path)
+    user = chain.users[0]
+    new = sim_key(5, "rotated", 0)
+    rot = n.submit(chain.tx(user, "registry/rotate_key",
+                            {"alg": new.alg, "pk": new.public_key.raw,
+                             "pop": new.sign(user.address, b"gl/rotate")}))
+    stale = n.submit(chain.transfer(0, 1, 5))  # nonce 1, old key: admitted
+    assert n.mempool.expected_nonce(user.address) == 2
+    got = _receipts(n.tick(900))
+    assert got[rot.id].ok and got[stale.id].rule == "bad-signature"
+    assert n.entry.app.next_nonce(user.address) == 1
+    assert n.mempool.expected_nonce(user.address) == 1  # back to the chain's view
+    body = {"to": chain.users[1].address, "amount_micro": 5}
+    raw = codec.encode({"alg": new.alg, "body": body, "chain_id": CHAIN, "kind": "bank/transfer",
+                        "nonce": 1, "sender": user.address,
+                        "sig": new.sign(signing_bytes(CHAIN, user.address, 1, "bank/transfer",
+                                                      body, new.alg), TX_CONTEXT)})
+    fresh = n.submit(raw)
+    assert _receipts(n.tick(1800))[fresh.id].ok
+    n.close()
+
+
+def _meter_network(tmp_path):
+    vs = [sim_key(21, "validator", i) for i in range(4)]
+    users = [sim_key(21, "user", i) for i in range(2)]
+    meter = sim_key(21, "meter", 0, alg="ml-dsa-44")
+    parts = [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["validator"], "name": f"v{i}"}
+             for i, k in enumerate(vs)]
+    parts += [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["prosumer"], "name": f"u{i}",
+               "cp": f"cp{i}", "balance_micro": 1_000_000} for i, k in enumerate(users)]
+    parts.append({"alg": meter.alg, "pk": meter.public_key.raw, "roles": ["meter"],
+                  "name": "m0", "meter_of": "cp0"})
+    genesis = make_genesis(CHAIN, parts)
+    return EmbeddedNetwork(genesis, vs, tmp_path), users, meter
+
+
+def _raw(key: SigningKey, nonce: int, kind: str, body: dict, alg: str | None = None) -> bytes:
+    alg = alg or key.alg
+    msg = signing_bytes(CHAIN, key.address, nonce, kind, body, alg)
+    return codec.encode({"alg": alg, "body": body, "chain_id": CHAIN, "kind": kind,
+                         "nonce": nonce, "sender": key.address, "sig": key.sign(msg, TX_CONTEXT)})
+
+
+def test_unknown_algorithm_names_are_named_rejections_and_never_stop_blocks(tmp_path):
+    """Issue 21.2, both vectors through the real path (admission, the ordered log, four
+    validators executing and certifying): an unknown algorithm name inside a body (a
+    meter's key rotation, an application) and in an envelope."""
+    n, users, meter = _meter_network(tmp_path)
+    fake = SigningKey.generate("ml-dsa-65")
+    rotate = _raw(meter, 0, "registry/rotate_key",
+                  {"alg": "ml-dsa-99", "pk": fake.public_key.raw,
+                   "pop": fake.sign(meter.address, b"gl/rotate")})
+    apply_ = _raw(users[0], 0, "registry/apply",
+                  {"alg": "sphincs-x", "pk": fake.public_key.raw, "pop": b"p", "cp": "cp9",
+                   "roles": ["prosumer"], "name": "x"})
+    envelope = _raw(users[1], 0, "bank/transfer", {"to": users[0].address, "amount_micro": 1},
+                    alg="ml-dsa-99")
+    for raw in (rotate, apply_, envelope):  # refused at admission, naming the rule
+        with pytest.raises(RejectedTx, match="unknown-algorithm"):
+            n.submit(raw)
+    # the same bytes ordered anyway (a Byzantine entry validator appends them to the log),
+    # between honest transactions
+    honest = n.submit(_raw(users[1], 0, "bank/transfer",
+                           {"to": users[0].address, "amount_micro": 7}))
+    for raw in (rotate, apply_, envelope):
+        n.orderer.append(Entry("tx", tx=raw))
+    fbs = n.tick(900)
+    got = _receipts(fbs)
+    assert got[honest.id].ok
+    rules = sorted(r.rule for fb in fbs for r in fb.result.receipts if not r.ok)
+    assert rules == ["unknown-algorithm"] * 3
+    assert all(fb.cert.header_hash == fb.header.hash for fb in fbs)
+    heights = [fb.header.height for fb in fbs]
+    # the chain goes on, and the meter's nonce was consumed only by the body failure
+    nxt = n.submit(_raw(users[1], 1, "bank/transfer", {"to": users[0].address, "amount_micro": 1}))
+    later = n.tick(1800)
+    assert _receipts(later)[nxt.id].ok and later[-1].header.height > max(heights)
+    assert len({v.app.state.root() for v in n.validators}) == 1
+    n.close()

@@ -1,8 +1,21 @@
 """Admission control and the mempool (THREATS.md row 2: denial of service).
 
-Order of checks, cheapest first: size -> encoding -> signature -> nonce -> quota. A flood
-therefore costs the attacker a valid signature per message before it costs us a quota
-lookup, and a garbage flood costs us only a length check and a CBOR parse.
+One admission path (issue 18.3): admission runs exactly the checks execution runs before a
+body touches state — the envelope (chain id, algorithm, sender, signature, nonce), the kind
+and the kind's stateless ``parse_<kind>`` — through ``Application`` (``check_stateless``,
+``signer_key``), plus the node's own resource rules (duplicates, quota, mempool size).
+Order, cheapest first: size -> encoding -> chain/algorithm/kind/body parse -> sender ->
+signature -> nonce -> quota. A flood therefore costs the attacker a valid signature per
+message before it costs us a quota lookup, and a garbage flood costs us only a length
+check, a CBOR parse and a body parse.
+
+The nonce a sender's next transaction needs is the chain's next nonce plus what this
+mempool holds for it: queued transactions, and transactions taken for the log but not yet
+seen in a committed block ("in flight"). Every commit (``Application.on_commit``) drops
+what the block carried, whatever its outcome, and queued transactions whose nonce the
+chain has used; an in-flight transaction never seen in a block is forgotten after
+``INFLIGHT_COMMITS`` commits. So the mempool's view falls back to the chain's whenever an
+admitted transaction fails before consuming its nonce, and can never drift from it for good.
 
 Quotas are token buckets per sender (rate and burst scaled by reputation). The mempool is
 bounded; when full, the sender holding the most pending transactions loses its newest one
@@ -17,22 +30,23 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gridledger.crypto.sig import address_of, check_alg
+from gridledger.crypto.sig import address_of
 from gridledger.errors import (
     BadSignature,
     MempoolFull,
-    NonceGap,
     QuotaExceeded,
     RejectedTx,
     ReplayedNonce,
-    WrongChain,
 )
 from gridledger.ledger.app import Application
-from gridledger.ledger import execute
-from gridledger.ledger.execute import default_sig_check, next_nonce
-from gridledger.ledger.modules.registry.keeper import require_participant
+from gridledger.ledger.block import Header
+from gridledger.ledger.execute import check_nonce, default_sig_check
 from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
 from gridledger.node.sigpool import SigPool, _verify_chunk
+
+INFLIGHT_COMMITS = 64
+"""Commits after which a transaction taken for the log but never seen in a block (a failed
+publish, a lost log entry) stops counting towards its sender's next nonce."""
 
 
 @dataclass
@@ -125,18 +139,30 @@ class Mempool:
         self.max_tx_bytes = max_tx_bytes
         self.cache = SigCache()
         self._queues: dict[bytes, deque[Tx]] = {}
-        self._next_nonce: dict[bytes, int] = {}
+        # sender -> nonce -> (tx hash, commit count when taken): ordered, not yet committed
+        self._inflight: dict[bytes, dict[int, tuple[bytes, int]]] = {}
+        self._commits = 0
         self._buckets: dict[bytes, TokenBucket] = {}
         self._size = 0
         self._seen: set[bytes] = set()
         self.rejected: dict[str, int] = {}
         self._lock = threading.RLock()  # admission threads vs the producer's take()
+        app.on_commit(self._committed)
 
     def __len__(self) -> int:
         return self._size
 
     def expected_nonce(self, sender: bytes) -> int:
-        return max(next_nonce(self.app.state, sender), self._next_nonce.get(sender, 0))
+        """The nonce the sender's next transaction must carry here: the chain's next nonce,
+        or one past the highest nonce this mempool queues or has in flight for it."""
+        with self._lock:
+            chain = self.app.next_nonce(sender)
+            q = self._queues.get(sender)
+            top = q[-1].nonce + 1 if q else 0
+            flying = self._inflight.get(sender)
+            if flying:
+                top = max(top, max(flying) + 1)
+            return max(chain, top)
 
     def _reject(self, exc: RejectedTx) -> RejectedTx:
         self.rejected[exc.rule] = self.rejected.get(exc.rule, 0) + 1
@@ -162,13 +188,11 @@ class Mempool:
                 tx = decode_tx(raw, self.max_tx_bytes)  # size, then encoding
                 if tx.hash in self._seen:
                     raise ReplayedNonce("duplicate of a pending transaction")
-                # signature stage, part 1: the checks that need no crypto
-                if tx.chain_id != self.app.chain_id:
-                    raise WrongChain(f"transaction is for chain {tx.chain_id!r}, "
-                                     f"this is {self.app.chain_id!r}")
-                check_alg(tx.alg)
-                participant = require_participant(self.app.state, tx.sender)
-                decoded.append((i, tx, participant["alg"], participant["pk"]))
+                # what execution checks before the body touches state, minus the crypto:
+                # chain id, algorithm name, kind, the kind's stateless body parse
+                self.app.check_stateless(tx)
+                alg, pk = self.app.signer_key(tx.sender)  # unknown-sender
+                decoded.append((i, tx, alg, pk))
             except RejectedTx as exc:
                 out[i] = self._reject(exc)
         items = [(alg, pk, tx.signing_bytes, tx.sig, TX_CONTEXT) for _, tx, alg, pk in decoded]
@@ -191,7 +215,7 @@ class Mempool:
         return out  # type: ignore[return-value]
 
     def _enqueue(self, tx: Tx, now_s: float) -> None:
-        execute.check_nonce(tx.nonce, self.expected_nonce(tx.sender))
+        check_nonce(tx.nonce, self.expected_nonce(tx.sender))
         bucket = self._buckets.get(tx.sender)
         scale = self.quota.scale(tx.sender)
         if bucket is None:
@@ -209,7 +233,6 @@ class Mempool:
         q.append(tx)
         self._size += 1
         self._seen.add(tx.hash)
-        self._next_nonce[tx.sender] = tx.nonce + 1
 
     def _evict_for(self, sender: bytes) -> None:
         """Make room: the heaviest sender loses its newest transaction (fair eviction)."""
@@ -221,13 +244,16 @@ class Mempool:
         victim = self._queues[heaviest].pop()
         self._size -= 1
         self._seen.discard(victim.hash)
-        self._next_nonce[heaviest] = victim.nonce
         self.rejected["evicted"] = self.rejected.get("evicted", 0) + 1
 
     def take(self, max_n: int) -> list[Tx]:
-        """Up to ``max_n`` transactions, round-robin across senders (sorted by address)."""
+        """Up to ``max_n`` transactions, round-robin across senders (sorted by address).
+        They stay counted as in flight until a committed block carries them."""
         with self._lock:
-            return self._take(max_n)
+            out = self._take(max_n)
+            for tx in out:
+                self._inflight.setdefault(tx.sender, {})[tx.nonce] = (tx.hash, self._commits)
+            return out
 
     def _take(self, max_n: int) -> list[Tx]:
         out: list[Tx] = []
@@ -244,3 +270,45 @@ class Mempool:
         for tx in out:
             self._seen.discard(tx.hash)
         return out
+
+    def _committed(self, _header: Header, raw_txs: Sequence[bytes]) -> None:
+        """After a commit: forget in-flight transactions the block carried (whatever their
+        outcome), in-flight ones too old to still come, and queued ones whose nonce the
+        chain has used."""
+        with self._lock:
+            self._commits += 1
+            touched: set[bytes] = set()
+            for raw in raw_txs:
+                try:
+                    tx = decode_tx(raw)
+                except RejectedTx:
+                    continue
+                flying = self._inflight.get(tx.sender)
+                if flying is not None and flying.get(tx.nonce, (b"",))[0] == tx.hash:
+                    del flying[tx.nonce]
+                touched.add(tx.sender)
+            for sender in list(self._inflight):
+                flying = self._inflight[sender]
+                for n in [n for n, (_h, at) in flying.items()
+                          if self._commits - at > INFLIGHT_COMMITS]:
+                    del flying[n]
+                if not flying:
+                    del self._inflight[sender]
+            for sender in sorted(touched):
+                self._drop_used(sender)
+
+    def _drop_used(self, sender: bytes) -> None:
+        chain = self.app.next_nonce(sender)
+        flying = self._inflight.get(sender)
+        if flying:
+            for n in [n for n in flying if n < chain]:
+                del flying[n]
+            if not flying:
+                del self._inflight[sender]
+        q = self._queues.get(sender)
+        while q and q[0].nonce < chain:
+            stale = q.popleft()
+            self._size -= 1
+            self._seen.discard(stale.hash)
+        if q is not None and not q:
+            del self._queues[sender]
