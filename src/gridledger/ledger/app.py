@@ -184,7 +184,8 @@ class Application:
         maps). Raises ``KeyError`` for an unknown path.
 
         Core: ``height``, ``state_root``, ``nonce/<addr hex>``, ``proof/<key hex>``
-        (membership proof, or absence proof when the key is not set), ``raw/<key hex>``.
+        (``MembershipProof``; ``KeyError`` when the key is not set), ``absence/<key hex>``
+        (``AbsenceProof``; ``KeyError`` when it is set), ``raw/<key hex>``.
         Every module view: ``<module>/<view>[/<arg>]`` (``views()`` lists them). Aliases
         kept for existing clients: ``balance/<addr>`` = ``bank/account/<addr>``,
         ``participant/<addr>`` = ``registry/participant/<addr>``, ``validators`` =
@@ -199,6 +200,8 @@ class Application:
             return next_nonce(self.state, bytes.fromhex(arg))
         if head == "proof":
             return self.state.prove(bytes.fromhex(arg))
+        if head == "absence":
+            return self.state.prove_absence(bytes.fromhex(arg))
         if head == "raw":
             raw = self.state.get(bytes.fromhex(arg))
             return None if raw is None else codec.decode(raw)

@@ -5,13 +5,26 @@ State is a map from byte keys to canonical-CBOR byte values. Keys are namespaced
 ``begin()`` … ``commit()`` or ``rollback()`` (execution-specs style).
 
 Commitment: keys fall into 1,024 buckets by ``SHA3(key)``; each bucket is a Merkle tree over
-its entries sorted by key, and the state root is the Merkle root of the bucket roots. Only
-buckets touched by a block are rehashed, and a membership proof is two short Merkle paths that
-a light client checks with ``verify_membership`` and nothing else.
+its entries sorted by key; the top tree's leaf for bucket ``b`` commits to the bucket's size
+and root, ``hash_leaf(size:4 ‖ bucket root)``, and the state root is the top tree's root.
+Only buckets touched by a block are rehashed.
+
+Proofs a light client or auditor checks with nothing but the state root:
+
+* ``MembershipProof`` (``verify_membership``): ``key -> value``, at an authenticated
+  ``index`` of a bucket of authenticated ``bucket_size`` (both are committed: the size in
+  the top leaf, the index by the path's shape in a tree of that size);
+* ``AbsenceProof`` (``verify_absence``): ``key`` is not set — its bucket is empty, or the
+  proof shows the two adjacent entries around it (or the first / last entry) of its bucket.
+
+Binding the size is what makes absence provable: without it a prover could present a
+bucket's last entries as if the bucket ended earlier, or shift an entry's index (RFC 6962
+trees of different sizes share paths). It changed the state root once (issue 21.7).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +34,7 @@ import cbor2
 from sortedcontainers import SortedList
 
 from gridledger.crypto.merkle import (
+    EMPTY_ROOT,
     fold_path,
     hash_leaf,
     inclusion_proof,
@@ -39,6 +53,11 @@ def bucket_of(key: bytes) -> int:
 
 def entry_hash(key: bytes, value: bytes) -> bytes:
     return hash_leaf(len(key).to_bytes(4, "big") + key + value)
+
+
+def bucket_leaf(size: int, bucket_root: bytes) -> bytes:
+    """The top tree's leaf for a bucket: its entry count and its Merkle root."""
+    return hash_leaf(size.to_bytes(4, "big") + bucket_root)
 
 
 @dataclass(frozen=True)
@@ -68,16 +87,103 @@ class MembershipProof:
 
 
 def verify_membership(state_root: bytes, proof: MembershipProof) -> bool:
-    """Light-client check: does ``proof.key -> proof.value`` belong to ``state_root``?"""
+    """Light-client check: does ``proof.key -> proof.value`` belong to ``state_root``, at
+    entry ``proof.index`` of a bucket of ``proof.bucket_size`` entries?"""
     if proof.bucket != bucket_of(proof.key) or not 0 <= proof.bucket < N_BUCKETS:
         return False
+    if not 0 <= proof.bucket_size < 2**32:
+        return False
     leaf = entry_hash(proof.key, proof.value)
-    # Recompute the bucket root from the leaf, then the top root from the bucket root.
+    # Recompute the bucket root from the leaf, then the top root from (size, bucket root).
     bucket_root = fold_path(leaf, proof.index, proof.bucket_size, proof.bucket_path)
     if bucket_root is None:
         return False
-    return verify_inclusion(state_root, hash_leaf(bucket_root), proof.bucket, N_BUCKETS,
-                            proof.top_path)
+    return verify_inclusion(state_root, bucket_leaf(proof.bucket_size, bucket_root),
+                            proof.bucket, N_BUCKETS, proof.top_path)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """An entry next to an absent key in its bucket, with its path to the bucket root."""
+
+    key: bytes
+    value: bytes
+    index: int
+    path: list[bytes]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key.hex(), "value": self.value.hex(), "index": self.index,
+                "path": [h.hex() for h in self.path]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Neighbour:
+        return cls(bytes.fromhex(d["key"]), bytes.fromhex(d["value"]), int(d["index"]),
+                   [bytes.fromhex(h) for h in d["path"]])
+
+
+@dataclass(frozen=True)
+class AbsenceProof:
+    """Proof that ``key`` is not set in the state with a given root.
+
+    ``left`` / ``right`` are the entries of ``key``'s bucket just below / above it (keys in
+    byte order); ``left`` is None when ``key`` sorts before the first entry, ``right`` when
+    after the last, both when the bucket is empty.
+    """
+
+    key: bytes
+    bucket: int
+    bucket_size: int
+    left: Neighbour | None
+    right: Neighbour | None
+    top_path: list[bytes]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key.hex(), "bucket": self.bucket, "bucket_size": self.bucket_size,
+                "left": None if self.left is None else self.left.to_json(),
+                "right": None if self.right is None else self.right.to_json(),
+                "top_path": [h.hex() for h in self.top_path]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AbsenceProof:
+        return cls(bytes.fromhex(d["key"]), int(d["bucket"]), int(d["bucket_size"]),
+                   None if d.get("left") is None else Neighbour.from_json(d["left"]),
+                   None if d.get("right") is None else Neighbour.from_json(d["right"]),
+                   [bytes.fromhex(h) for h in d["top_path"]])
+
+
+def verify_absence(state_root: bytes, proof: AbsenceProof) -> bool:
+    """Light-client check: is ``proof.key`` absent from the state with ``state_root``?
+
+    The bucket size is committed in the top tree, so "first", "last" and "adjacent" are
+    facts about the real bucket, not claims of the prover.
+    """
+    n, b = proof.bucket_size, proof.bucket
+    if b != bucket_of(proof.key) or not 0 <= b < N_BUCKETS or not 0 <= n < 2**32:
+        return False
+    left, right = proof.left, proof.right
+    if n == 0:
+        if left is not None or right is not None:
+            return False
+        root: bytes | None = EMPTY_ROOT
+    else:
+        if left is None and right is None:
+            return False
+        if left is not None and not (left.key < proof.key and (
+                right is not None or left.index == n - 1)):
+            return False
+        if right is not None and not (proof.key < right.key and (
+                left is not None or right.index == 0)):
+            return False
+        if left is not None and right is not None and right.index != left.index + 1:
+            return False
+        roots = {fold_path(entry_hash(x.key, x.value), x.index, n, x.path)
+                 for x in (left, right) if x is not None}
+        if len(roots) != 1:
+            return False
+        root = roots.pop()
+        if root is None:
+            return False
+    return verify_inclusion(state_root, bucket_leaf(n, root), b, N_BUCKETS, proof.top_path)
 
 
 class State:
@@ -91,7 +197,7 @@ class State:
         self._marks: list[int] = []
         self._buckets: list[dict[bytes, bytes]] = [{} for _ in range(N_BUCKETS)]
         self._bucket_roots: list[bytes] = [b""] * N_BUCKETS
-        self._top_leaves: list[bytes] = [b""] * N_BUCKETS  # hash_leaf(bucket root), cached
+        self._top_leaves: list[bytes] = [b""] * N_BUCKETS  # bucket_leaf(size, root), cached
         self._dirty: set[int] = set(range(N_BUCKETS))
         for k, v in self._data.items():
             self._buckets[bucket_of(k)][k] = entry_hash(k, v)
@@ -193,9 +299,10 @@ class State:
     def root(self) -> bytes:
         """The state root; rehashes only the buckets written since the last call."""
         for b in self._dirty:
-            r = root_of_hashes(self._bucket_leaves(b))
+            leaves = self._bucket_leaves(b)
+            r = root_of_hashes(leaves)
             self._bucket_roots[b] = r
-            self._top_leaves[b] = hash_leaf(r)
+            self._top_leaves[b] = bucket_leaf(len(leaves), r)
         self._dirty.clear()
         return root_of_hashes(self._top_leaves)
 
@@ -210,6 +317,24 @@ class State:
         top = list(self._top_leaves)
         return MembershipProof(key, value, b, idx, len(keys), inclusion_proof(leaves, idx),
                                inclusion_proof(top, b))
+
+    def prove_absence(self, key: bytes) -> AbsenceProof:
+        """Absence proof for ``key``; raises ``KeyError`` if it is set."""
+        if key in self._data:
+            raise KeyError(key)
+        self.root()
+        b = bucket_of(key)
+        keys = sorted(self._buckets[b])
+        leaves = [self._buckets[b][k] for k in keys]
+        i = bisect.bisect_left(keys, key)  # keys[i - 1] < key < keys[i]
+
+        def neighbour(j: int) -> Neighbour | None:
+            if not 0 <= j < len(keys):
+                return None
+            return Neighbour(keys[j], self._data[keys[j]], j, inclusion_proof(leaves, j))
+
+        return AbsenceProof(key, b, len(keys), neighbour(i - 1), neighbour(i),
+                            inclusion_proof(list(self._top_leaves), b))
 
     def copy(self) -> State:
         return State(self._data)
