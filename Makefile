@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test servers bench clean
+.PHONY: demo test lint install install-test servers bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,12 @@ demo: install
 
 test: install-test servers
 	$(BIN)/python -m pytest -q tests benchmarks
+
+# ruff (rule set in pyproject.toml) and mypy --strict over src/
+lint: install-test
+	$(BIN)/python -m pip install -q "ruff>=0.6" "mypy>=1.11"
+	$(BIN)/ruff check src
+	$(BIN)/mypy src
 
 bench: install-test
 	for b in ledger clearing grid privacy; do $(BIN)/gridledger bench $$b; done

@@ -153,7 +153,8 @@ def check_params(p: Params) -> None:
         raise ConfigError("param reveal_window_s must be in [1, gate_closure_s]")
     if p.settle_window_s < 1 or p.max_orders_per_slot < 1 or p.order_horizon_slots < 1:
         raise ConfigError("settle_window_s, max_orders_per_slot, order_horizon_slots must be >= 1")
-    if p.grid_fee_tou_micro_per_kwh and len(p.grid_fee_tou_micro_per_kwh) != SECONDS_PER_DAY // p.slot_seconds:
+    tou = p.grid_fee_tou_micro_per_kwh
+    if tou and len(tou) != SECONDS_PER_DAY // p.slot_seconds:
         raise ConfigError("param grid_fee_tou_micro_per_kwh needs one entry per slot of the day")
     for name in ("grid_fee_flat_micro_per_kwh", "retail_import_micro_per_kwh",
                  "feed_in_micro_per_kwh", "imbalance_micro_per_kwh"):

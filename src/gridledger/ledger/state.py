@@ -164,7 +164,7 @@ def verify_absence(state_root: bytes, proof: AbsenceProof) -> bool:
     if n == 0:
         if left is not None or right is not None:
             return False
-        root: bytes | None = EMPTY_ROOT
+        root = EMPTY_ROOT
     else:
         if left is None and right is None:
             return False
@@ -178,11 +178,10 @@ def verify_absence(state_root: bytes, proof: AbsenceProof) -> bool:
             return False
         roots = {fold_path(entry_hash(x.key, x.value), x.index, n, x.path)
                  for x in (left, right) if x is not None}
-        if len(roots) != 1:
+        found = roots.pop() if len(roots) == 1 else None
+        if found is None:
             return False
-        root = roots.pop()
-        if root is None:
-            return False
+        root = found
     return verify_inclusion(state_root, bucket_leaf(n, root), b, N_BUCKETS, proof.top_path)
 
 

@@ -198,7 +198,7 @@ class Mempool:
         items = [(alg, pk, tx.signing_bytes, tx.sig, TX_CONTEXT) for _, tx, alg, pk in decoded]
         oks = self.sig_pool.verify_many(items) if self.sig_pool else _verify_chunk(items)
         with self._lock:
-            for (i, tx, alg, pk), ok in zip(decoded, oks):
+            for (i, tx, alg, pk), ok in zip(decoded, oks, strict=True):
                 try:
                     if tx.alg != alg or not ok:
                         raise BadSignature(f"signature does not verify under the key registered "

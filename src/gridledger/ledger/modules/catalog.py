@@ -14,11 +14,16 @@ built here; ``Application`` takes whichever list the height calls for.
 from __future__ import annotations
 
 from gridledger.ledger.module import Module
-from gridledger.ledger.modules import bank, governance, registry, reputation
-from gridledger.ledger.modules.disputes import MODULE as disputes
-from gridledger.ledger.modules.market import MODULE as market
-from gridledger.ledger.modules.metering import MODULE as metering
-from gridledger.ledger.modules.privacy import MODULE as privacy
+from gridledger.ledger.modules import (
+    bank,
+    disputes,
+    governance,
+    market,
+    metering,
+    privacy,
+    registry,
+    reputation,
+)
 from gridledger.ledger.modules.registry import keeper as registry_keeper
 from gridledger.ledger.modules.reputation import keeper as reputation_keeper
 
@@ -30,8 +35,8 @@ def modules() -> list[Module]:
         bank.build(registry=registry_keeper),
         governance.build(valset=registry_keeper),
         reputation.build(registry=registry_keeper),
-        metering,
-        market,
-        disputes,
-        privacy,
+        metering.MODULE,
+        market.MODULE,
+        disputes.MODULE,
+        privacy.MODULE,
     ]

@@ -115,7 +115,7 @@ class Handlers:
         prop = Proposal(action, validator, alg, pk, name, pid, ctx.sender, (ctx.sender,),
                         ctx.block.height, ctx.block.height + expiry, "open", 0, evidence)
         keeper.put_proposal(state, prop)
-        keeper.set_open_ids(state, keeper.open_ids(state) + [pid])
+        keeper.set_open_ids(state, [*keeper.open_ids(state), pid])
         ctx.emit("validator_proposed", proposal=pid, action=action, validator=validator,
                  name=name, proposer=ctx.sender, expires=prop.expires,
                  needed=quorum(len(current)))
@@ -162,7 +162,7 @@ class Handlers:
         if rec is None:
             raise UnknownValidator("the validator has no participant record")
         if msg.evidence is not None:
-            for h, s in zip(msg.evidence.header_hashes, msg.evidence.sigs):
+            for h, s in zip(msg.evidence.header_hashes, msg.evidence.sigs, strict=True):
                 if not verify_signature(rec.alg, rec.pk, h, s, VOTE_CONTEXT):
                     raise BadEvidence("a vote does not verify under the validator's key")
         self._check_room(state, msg.validator)
@@ -212,8 +212,8 @@ class Handlers:
                 still.append(pid)
         # additions before removals (each in id order): a removal that relied on a
         # simultaneous addition to stay above min_validators then applies
-        for prop in sorted(due, key=lambda p: (p.action != "add", p.id)):
-            events.append(self._activate(state, prop, ctx.height + 1))
+        events.extend(self._activate(state, prop, ctx.height + 1)
+                      for prop in sorted(due, key=lambda p: (p.action != "add", p.id)))
         keeper.set_open_ids(state, still)
 
     def _activate(self, state: State, prop: Proposal, height: int) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def projected_set(state: State, valset: ValidatorSet) -> list[tuple[bytes, str, 
     """(addr, alg, pk) of the active set with every passed, not yet applied change applied
     in (activation, id) order: what the set will be once nothing else passes."""
     cur = [(a, alg, pk) for a, (alg, pk) in zip(valset.validator_set(state),
-                                                valset.validator_keys(state))]
+                                                valset.validator_keys(state), strict=True)]
     passed = sorted((p for p in open_proposals(state) if p.status == "passed"),
                     key=lambda p: (p.activation, p.id))
     for p in passed:

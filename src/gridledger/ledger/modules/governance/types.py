@@ -143,6 +143,15 @@ def parse_vote_validator(body: Body) -> VoteValidator:
     return VoteValidator(require_int(body, "proposal", 1, 2**63 - 1))
 
 
-__all__ = ["ACTIVATION_DELAY", "MAX_NAME_LEN", "MAX_OPEN_PROPOSALS", "MECHANISMS", "PARAM_NAMES",
-           "Params", "VALIDATOR_POP_CONTEXT", "check_params", "parse_params",
-           "validator_pop_message"]
+__all__ = [
+    "ACTIVATION_DELAY",
+    "MAX_NAME_LEN",
+    "MAX_OPEN_PROPOSALS",
+    "MECHANISMS",
+    "PARAM_NAMES",
+    "VALIDATOR_POP_CONTEXT",
+    "Params",
+    "check_params",
+    "parse_params",
+    "validator_pop_message",
+]

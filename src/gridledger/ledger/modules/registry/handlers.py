@@ -35,8 +35,8 @@ from gridledger.ledger.modules.registry.types import (
     ROTATE_CONTEXT,
     Application,
     Apply,
-    AttestCp,
     Attestation,
+    AttestCp,
     Endorse,
     Participant,
     RotateKey,
@@ -59,8 +59,9 @@ class Handlers:
         if not verify_signature(msg.alg, msg.pk, ctx.sender, msg.pop, ROTATE_CONTEXT):
             raise RotatePop("proof of possession does not verify under the new key")
         validators = keeper.validator_set(state)
+        keys = keeper.validator_keys(state)
         if ctx.sender in validators and any(
-                vpk == msg.pk for vaddr, (_a, vpk) in zip(validators, keeper.validator_keys(state))
+                vpk == msg.pk for vaddr, (_a, vpk) in zip(validators, keys, strict=True)
                 if vaddr != ctx.sender):
             # two validators with one key would be one voter counted twice
             raise ValidatorExists("another validator uses this public key")

@@ -123,7 +123,8 @@ def validator_set_hash(state: State) -> bytes:
     return keys_hash(validator_keys(state))
 
 
-def validator_problem(state: State, addr: bytes, alg: str, pk: bytes) -> ValidatorExists | KeyRegistered | None:
+def validator_problem(state: State, addr: bytes, alg: str,
+                      pk: bytes) -> ValidatorExists | KeyRegistered | None:
     """Why ``(alg, pk)`` at ``addr`` cannot join the active set now (None: it can)."""
     if addr in validator_set(state):
         return ValidatorExists("this key is already a validator")
@@ -150,7 +151,7 @@ def add_validator(state: State, addr: bytes, alg: str, pk: bytes, name: str) -> 
     else:
         p = dataclasses.replace(p, roles=tuple(sorted(set(p.roles) | {"validator"})))
     state.set_obj(P + addr, p.to_obj())
-    set_validators(state, validator_set(state) + [addr])
+    set_validators(state, [*validator_set(state), addr])
 
 
 def remove_validator(state: State, addr: bytes) -> None:

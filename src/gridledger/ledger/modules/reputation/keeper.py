@@ -14,13 +14,15 @@ from gridledger.ledger.modules.reputation.types import (
     MAX_SCORE,
     MIN_SCORE,
     NEUTRAL,
-    NO_SLOT as NO_SLOT,
     Reason,
     Score,
     Tier,
     delta_for,
     deposit_pct_for,
     tier_for,
+)
+from gridledger.ledger.modules.reputation.types import (
+    NO_SLOT as NO_SLOT,
 )
 from gridledger.ledger.params import load_params
 from gridledger.ledger.state import State
