@@ -32,7 +32,7 @@ from gridledger.ledger.execute import (
     run_invariants,
 )
 from gridledger.ledger.genesis import Genesis
-from gridledger.ledger.module import Module, View
+from gridledger.ledger.module import Module, Signer, View
 from gridledger.ledger.modules.catalog import modules as default_modules
 from gridledger.ledger.state import State
 from gridledger.ledger.tx import Tx, decode_tx
@@ -93,10 +93,15 @@ class Application:
         check_stateless_envelope(self.chain_id, tx)
         parse_body(self._table, tx)
 
+    def signer(self, sender: bytes) -> Signer:
+        """The sender's record in committed state (the key its transactions must be signed
+        with now, its roles); raises ``UnknownSender``."""
+        return require_signer(self.state, self.accounts, sender)
+
     def signer_key(self, sender: bytes) -> tuple[str, bytes]:
         """(alg, public key) the sender's transactions must be signed with now; raises
         ``UnknownSender``."""
-        signer = require_signer(self.state, self.accounts, sender)
+        signer = self.signer(sender)
         return signer.alg, signer.pk
 
     def check_signed(self, tx: Tx, sig_check: SigCheck = default_sig_check) -> None:

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 
 from gridledger.crypto.sig import address_of
 from gridledger.errors import (
-    BadSignature,
     MempoolFull,
     QuotaExceeded,
     RejectedTx,
@@ -40,7 +39,8 @@ from gridledger.errors import (
 )
 from gridledger.ledger.app import Application
 from gridledger.ledger.block import Header
-from gridledger.ledger.execute import check_nonce, default_sig_check
+from gridledger.ledger.execute import SigCheck, authenticate, check_nonce, default_sig_check
+from gridledger.ledger.module import Signer
 from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
 from gridledger.node.sigpool import SigPool, _verify_chunk
 
@@ -126,6 +126,15 @@ class SigCache:
         return ok
 
 
+def _known(ok: bool) -> SigCheck:
+    """A ``SigCheck`` returning a result already computed (by the signature pool)."""
+
+    def check(_tx: Tx, _alg: str, _pk: bytes) -> bool:
+        return ok
+
+    return check
+
+
 class Mempool:
     """Admission checks plus a bounded, fair queue of admitted transactions."""
 
@@ -182,7 +191,7 @@ class Mempool:
         and execution misses the signature cache and is checked again under the new key.
         """
         out: list[Tx | RejectedTx | None] = [None] * len(raws)
-        decoded: list[tuple[int, Tx, str, bytes]] = []
+        decoded: list[tuple[int, Tx, Signer]] = []
         for i, raw in enumerate(raws):
             try:
                 tx = decode_tx(raw, self.max_tx_bytes)  # size, then encoding
@@ -191,19 +200,17 @@ class Mempool:
                 # what execution checks before the body touches state, minus the crypto:
                 # chain id, algorithm name, kind, the kind's stateless body parse
                 self.app.check_stateless(tx)
-                alg, pk = self.app.signer_key(tx.sender)  # unknown-sender
-                decoded.append((i, tx, alg, pk))
+                decoded.append((i, tx, self.app.signer(tx.sender)))  # unknown-sender
             except RejectedTx as exc:
                 out[i] = self._reject(exc)
-        items = [(alg, pk, tx.signing_bytes, tx.sig, TX_CONTEXT) for _, tx, alg, pk in decoded]
+        items = [(s.alg, s.pk, tx.signing_bytes, tx.sig, TX_CONTEXT) for _, tx, s in decoded]
         oks = self.sig_pool.verify_many(items) if self.sig_pool else _verify_chunk(items)
         with self._lock:
-            for (i, tx, alg, pk), ok in zip(decoded, oks, strict=True):
+            for (i, tx, signer), ok in zip(decoded, oks, strict=True):
                 try:
-                    if tx.alg != alg or not ok:
-                        raise BadSignature(f"signature does not verify under the key registered "
-                                           f"for {tx.sender.hex()[:16]}…")
-                    self.cache.add(tx.hash, alg, pk)
+                    # execution's signature rule, with the result the pool computed
+                    authenticate(tx, signer, _known(ok))
+                    self.cache.add(tx.hash, signer.alg, signer.pk)
                     if tx.hash in self._seen:  # the same bytes admitted meanwhile
                         raise ReplayedNonce("duplicate of a pending transaction")
                     self._enqueue(tx, now_s)
