@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 from gridledger.cli.main import app
 from gridledger.errors import ConfigError
 from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
-from gridledger.sim.scenario import Scenario, check_scenario, parse_attacks
+from gridledger.sim.attacks import parse_attacks
+from gridledger.sim.features.dso import DsoGrid
+from gridledger.sim.scenario import Scenario, check_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -131,23 +133,21 @@ def undefended(tmp: Path, name: str, **kw: Any) -> dict[str, Any] | None:
 def test_fdi_meter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = check_defended(run(tmp_path / "on", ("fdi-meter",)), "fdi-meter")
     assert r["runs_flagged_within_2_slots"] == r["attack_runs"] and r["honest_meters_flagged"] == 0
-    from gridledger.sim.engine import Engine
-
-    monkeypatch.setattr(Engine, "_detect", lambda self, slot: None)
+    monkeypatch.setattr(DsoGrid, "detect", lambda self, slot: None)
     off = undefended(tmp_path / "off", "fdi-meter")
     assert off is not None and not off["mitigated"] and off["loss"] > 0
 
 
 def test_fdi_stealthy_caught_by_protected_sensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     check_defended(run(tmp_path / "on", ("fdi-stealthy",), start=20), "fdi-stealthy")
-    import gridledger.sim.engine as engine
+    import gridledger.sim.features.dso as dso
     from gridledger.grid import DetectionConfig, detect_bad_meters
 
     from gridledger.sim.attacks import FdiStealthy
 
     classical = DetectionConfig(protected_defence=False)
     monkeypatch.setattr(FdiStealthy, "sensors_protected", False)
-    monkeypatch.setattr(engine, "detect_bad_meters",
+    monkeypatch.setattr(dso, "detect_bad_meters",
                         lambda m, s, meas, previous=None: detect_bad_meters(m, s, meas, config=classical,
                                                                              previous=previous))
     off = undefended(tmp_path / "off", "fdi-stealthy", start=20)

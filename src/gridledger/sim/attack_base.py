@@ -1,26 +1,31 @@
-"""The attack lab's base class (kept apart so scenario modules can import it without a cycle)."""
+"""The attack lab's base class: lifecycle and interceptor hooks (``sim.hooks.AttackHooks``).
+
+An attack subclasses ``Attack``, sets ``name``/``threat``/``defence``, overrides the hooks it
+needs (every default does nothing) and ``result``, and is added to the registry in
+``sim/attacks/__init__.py``. ``self.eng`` is the run's ``SimContext``.
+"""
 
 from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from gridledger.grid import SlotMeasurements
+from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.agents import Intent
-
-if TYPE_CHECKING:
-    from gridledger.node.embedded import FinalizedBlock
-    from gridledger.sim.community import Member
-    from gridledger.sim.engine import Engine
+from gridledger.sim.community import Member
+from gridledger.sim.context import SimContext
 
 
 class Attack(ABC):
-    name = ""
-    threat = ""
-    defence = ""
+    name: ClassVar[str] = ""
+    threat: ClassVar[str] = ""
+    """``"<THREATS.md row> <title>"``, e.g. ``"1 false data injection"``."""
+    defence: ClassVar[str] = ""
 
-    def __init__(self, eng: Engine, options: dict[str, Any]) -> None:
+    def __init__(self, eng: SimContext, options: dict[str, Any]) -> None:
         self.eng = eng
         self.options = options
         self.rng = random.Random(f"attack/{self.name}/{eng.sc.seed}")
@@ -54,8 +59,18 @@ class Attack(ABC):
     def result(self) -> dict[str, Any]:
         """``{injected, detected, mitigated, loss, ...}`` read from what the ledger did."""
 
+    def timings(self) -> dict[str, Any]:
+        """Wall-clock figures for ``summary.timings`` (kept out of the deterministic part)."""
+        return {}
+
+    @classmethod
+    def threat_row(cls) -> str:
+        """The THREATS.md row this scenario measures (``"1"`` ... ``"14"``, ``"Q"``)."""
+        return cls.threat.split(" ", 1)[0]
+
     # helpers ---------------------------------------------------------------------------
-    def pick(self, ok: Any, key: Any = None) -> Member:
+    def pick(self, ok: Callable[[Member], bool],
+             key: Callable[[Member], Any] | None = None) -> Member:
         """Recruit an honest member satisfying ``ok`` (by ``key`` descending, else seeded)."""
         pool = [m for m in self.eng.members if m.honest and ok(m)]
         if not pool:

@@ -147,13 +147,11 @@ class Community:
 @lru_cache(maxsize=8)
 def _simbench_tags(code: str) -> dict[int, frozenset[str]]:
     """Bus -> {"ev", "heat-pump"} from a SimBench net's load profile names."""
-    try:
-        import simbench
-    except ImportError:  # pragma: no cover - a dependency
-        return {}
+    import simbench  # heavy (pandas + its data): loaded on first use, as grid.model does
+
     try:
         net = simbench.get_simbench_net(code)
-    except Exception:  # not a SimBench code (a file or a pandapower example)
+    except ValueError:  # not a SimBench code (a file or a pandapower example)
         return {}
     tags: dict[int, set[str]] = {}
     for bus, prof in zip(net.load.bus, net.load.profile.astype(str)):
@@ -200,6 +198,13 @@ def assign_strategies(members: list[Member], seed: int) -> None:
             m.strategy = "battery"
         else:
             m.strategy = "zip" if rng.random() < 0.5 else "truthful"
+
+
+def household_net_wh(model: GridModel, cp: str, slot: int) -> int:
+    """Forecast net injection of ``cp`` in ``slot`` without storage (PV - load, Wh): the
+    SimBench storage profile is replaced by the agent's own battery."""
+    i = model.cp_index(cp)
+    return int(model.pv_wh[i, slot]) - int(model.load_wh[i, slot])
 
 
 def tou_fees() -> list[int]:

@@ -1,7 +1,8 @@
 """What a simulation run is: its parameters, checked before any work starts.
 
-``Scenario`` is everything ``gridledger demo`` takes from its flags. ``check_scenario``
-turns bad input (unknown attack, unknown network, sizes out of range) into a
+``Scenario`` is everything ``gridledger demo`` takes from its flags (attack names are
+resolved by ``sim.attacks.parse_attacks``). ``check_scenario`` turns bad input (unknown
+network, sizes out of range) into a
 ``ConfigError`` whose message names the problem, and loads the grid once, so a run never
 fails half-way for a reason that was visible at the start.
 """
@@ -43,40 +44,6 @@ class Scenario:
     def first_slot(self) -> int:
         """The first simulated slot, as an index into the profile year (= ledger slot)."""
         return self.start_day * SLOTS_PER_DAY + self.start_slot_of_day
-
-
-def parse_attacks(spec: str, validators: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``spec`` = ``default`` | ``all`` | ``none`` | comma-separated names.
-
-    Returns (attacks in canonical order, notes). Raises ``ConfigError`` for unknown names.
-    """
-    from gridledger.sim.attacks import ATTACKS, DEFAULT_ATTACKS, PLANNED
-
-    spec = spec.strip()
-    notes: list[str] = []
-    if spec in ("", "none"):
-        return (), ()
-    if spec == "default":
-        names = list(DEFAULT_ATTACKS)
-    elif spec == "all":
-        names = list(ATTACKS)
-    else:
-        names = [n.strip() for n in spec.split(",") if n.strip()]
-        for n in names:
-            if n in PLANNED:
-                raise ConfigError(f"attack {n!r} is a THREATS.md scenario the simulator does not "
-                                  f"implement yet; available: {', '.join(ATTACKS)}")
-            if n not in ATTACKS:
-                raise ConfigError(f"unknown attack {n!r}; available: {', '.join(ATTACKS)} "
-                                  "(or 'default', 'all', 'none')")
-        if "byzantine-validator" in names and validators < 4:
-            raise ConfigError("attack byzantine-validator needs --validators >= 4 "
-                              "(f = 1 faulty validator is tolerated only with n >= 3f + 1)")
-    if spec in ("default", "all") and validators < 4 and "byzantine-validator" in names:
-        names.remove("byzantine-validator")
-        notes.append("byzantine-validator left out: it needs at least 4 validators")
-    order = {n: i for i, n in enumerate(ATTACKS)}
-    return tuple(sorted(dict.fromkeys(names), key=order.__getitem__)), tuple(notes)
 
 
 def check_scenario(sc: Scenario) -> GridModel:

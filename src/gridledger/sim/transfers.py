@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from gridledger.ledger.genesis import Genesis, make_genesis
-from gridledger.ledger.modules.bank import keeper as bank
 from gridledger.ledger.tx import sign_tx
 from gridledger.node.embedded import EmbeddedNetwork
 from gridledger.node.verify import verify_dir
 from gridledger.sim.keys import sim_key
+from gridledger.sim.ledger_view import LedgerView
 
 
 @dataclass
@@ -34,7 +34,7 @@ class TransferScenario:
 def build_genesis(sc: TransferScenario) -> tuple[Genesis, list[Any], list[Any]]:
     vkeys = [sim_key(sc.seed, "validator", i) for i in range(sc.validators)]
     pkeys = [sim_key(sc.seed, "participant", i) for i in range(sc.participants)]
-    parts = [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["validator"], "name": f"validator-{i}"}
+    parts: list[dict[str, Any]] = [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["validator"], "name": f"validator-{i}"}
              for i, k in enumerate(vkeys)]
     parts += [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["prosumer"], "name": f"p{i:03d}",
                "cp": f"cp-{i:03d}", "balance_micro": 100_000_000} for i, k in enumerate(pkeys)]
@@ -47,7 +47,8 @@ def run_transfers(sc: TransferScenario, out: Path, progress: Any = None) -> dict
     rng = random.Random(sc.seed)  # client-side choice of payments; not inside execution
     nonces = [0] * len(pkeys)
     net = EmbeddedNetwork(genesis, vkeys, out / "ledger")
-    supply0 = net.entry.app.state.get_int(bank.SUPPLY)
+    ledger = LedgerView(net.entry.app)
+    supply0 = ledger.supply()
     t0 = time.perf_counter()
     txs = rejected = 0
     sold_wh = bought_wh = 0  # from "trade" events; this workload trades no energy
@@ -70,11 +71,9 @@ def run_transfers(sc: TransferScenario, out: Path, progress: Any = None) -> dict
                 progress(b + 1, sc.blocks)
         elapsed = time.perf_counter() - t0
         roots = {r.hex() for r in net.state_roots()}
-        state = net.entry.app.state
-        supply = state.get_int(bank.SUPPLY)
-        total = sum(int(v) for _, v in state.items_with_prefix(bank.BAL)) + \
-            sum(int(v) for _, v in state.items_with_prefix(bank.LOCK))
-        height, root = net.height, net.entry.app.state.root().hex()
+        supply = ledger.supply()
+        total = sum(ledger.money().values())
+        height, root = net.height, bytes(net.entry.app.query("state_root")).hex()
     finally:
         net.close()
     reports = verify_dir(out / "ledger")

@@ -1,0 +1,97 @@
+"""The attack lab's registry: THREATS.md scenarios by name.
+
+Every attack is an ``Attack`` subclass (``sim.attack_base``) in a module of this package (or
+of its owner's area: the privacy scenarios live in ``sim.privacy_attacks`` and
+``sim.roaming``) and is listed once in ``ATTACK_CLASSES`` below; ``--attacks`` names resolve
+through ``parse_attacks``. *Detected* and *mitigated* are read from what the ledger and the
+nodes did (receipts, events, offenders, admission rejections), never from an attack's own
+intentions; *loss* is money (micro-units) wrongly moved away from honest participants (or
+the DSO's grid account for metering fraud). Attackers are community members chosen from the
+seed and marked dishonest, so ``honest_not_worse`` is checked on everyone else.
+
+To add an attack: write its class (hooks in ``sim.hooks.AttackHooks``), add it to
+``ATTACK_CLASSES`` (its position is its place in ``--attacks all`` and in the summary), to
+``DEFAULT_ATTACKS`` if the default run should carry it, and remove its name from
+``PLANNED``. See docs/demo.md, "Extending the demo".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gridledger.errors import ConfigError
+from gridledger.sim.attack_base import Attack
+from gridledger.sim.attacks.market import FakeBids, FalseNonReceipt, NonDelivery
+from gridledger.sim.attacks.metering import FdiMeter, FdiStealthy
+from gridledger.sim.attacks.network import (
+    ByzantineValidator,
+    ClassicalKey,
+    DosFlood,
+    Replay,
+    Tamper,
+)
+from gridledger.sim.context import SimContext
+from gridledger.sim.privacy_attacks import BadAggregator, Deanonymize, UsageInference
+from gridledger.sim.roaming import EvRoaming
+
+ATTACK_CLASSES: dict[str, type[Attack]] = {c.name: c for c in (
+    FdiMeter, FdiStealthy, DosFlood, ByzantineValidator, FakeBids, NonDelivery, FalseNonReceipt,
+    Replay, Tamper, ClassicalKey, BadAggregator, UsageInference, Deanonymize, EvRoaming)}
+ATTACKS: tuple[str, ...] = tuple(ATTACK_CLASSES)
+DEFAULT_ATTACKS: tuple[str, ...] = (
+    "fdi-meter", "fake-bids", "non-delivery", "false-non-receipt", "dos-flood",
+    "byzantine-validator", "replay", "bad-aggregator", "usage-inference", "deanonymize",
+    "ev-roaming")
+PLANNED: tuple[str, ...] = (
+    "price-manipulation", "crash", "audit-export", "vulnerable-firmware", "fake-patch", "sybil",
+    "contract-bug")
+MIN_VALIDATORS: dict[str, int] = {"byzantine-validator": 4}
+"""Attacks that need a minimum number of validators (f = 1 needs n >= 3f + 1)."""
+
+
+def parse_attacks(spec: str, validators: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``spec`` = ``default`` | ``all`` | ``none`` | comma-separated names.
+
+    Returns (attacks in registry order, notes). Raises ``ConfigError`` for an unknown or
+    not yet implemented name, or an attack the validator count cannot carry.
+    """
+    spec = spec.strip()
+    notes: list[str] = []
+    if spec in ("", "none"):
+        return (), ()
+    if spec in ("default", "all"):
+        names = list(DEFAULT_ATTACKS if spec == "default" else ATTACKS)
+        for n in list(names):
+            if validators < MIN_VALIDATORS.get(n, 0):
+                names.remove(n)
+                notes.append(f"{n} left out: it needs at least {MIN_VALIDATORS[n]} validators")
+    else:
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+        for n in names:
+            if n in PLANNED:
+                raise ConfigError(f"attack {n!r} is a THREATS.md scenario the simulator does not "
+                                  f"implement yet; available: {', '.join(ATTACKS)}")
+            if n not in ATTACK_CLASSES:
+                raise ConfigError(f"unknown attack {n!r}; available: {', '.join(ATTACKS)} "
+                                  "(or 'default', 'all', 'none')")
+            if validators < MIN_VALIDATORS.get(n, 0):
+                raise ConfigError(f"attack {n} needs --validators >= {MIN_VALIDATORS[n]} "
+                                  "(f = 1 faulty validator is tolerated only with n >= 3f + 1)")
+    order = {n: i for i, n in enumerate(ATTACKS)}
+    return tuple(sorted(dict.fromkeys(names), key=order.__getitem__)), tuple(notes)
+
+
+def make_attacks(names: Sequence[str], ctx: SimContext,
+                 options: dict[str, dict[str, Any]]) -> list[Attack]:
+    """Instantiate and set up the named attacks (``options[name]`` is passed to each)."""
+    out = [ATTACK_CLASSES[n](ctx, options.get(n, {})) for n in names]
+    for a in out:
+        a.setup()
+    return out
+
+
+__all__ = ["ATTACKS", "ATTACK_CLASSES", "DEFAULT_ATTACKS", "PLANNED", "Attack",
+           "ByzantineValidator", "ClassicalKey", "DosFlood", "FakeBids", "FalseNonReceipt",
+           "FdiMeter", "FdiStealthy", "NonDelivery", "Replay", "Tamper", "make_attacks",
+           "parse_attacks"]

@@ -1,0 +1,236 @@
+"""The run as features and attacks see it: ``SimContext``.
+
+One ``SimContext`` per run holds the scenario, the grid, the community, the embedded
+network and the run's blackboard (``RunData``), and offers what every plug-in needs to act
+as a client: ``tx`` (sign with the next nonce), ``submit`` (admission), ``defer`` (submit
+at the next block A), ``tick`` (close a block, absorb it, tell every plug-in). Ledger state
+is read through ``ledger`` (``LedgerView``) only; which key a member trades and meters with
+is ``identities`` (the pseudonym seam). The engine (``sim.engine``) builds it, attaches the
+registered features and attacks, and drives the step's phases.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gridledger.crypto.sig import SigningKey
+from gridledger.errors import RejectedTx
+from gridledger.grid import GridLimits, GridModel
+from gridledger.ledger.modules.governance.types import Params, parse_params
+from gridledger.ledger.tx import Tx, decode_tx, sign_tx
+from gridledger.node.admission import QuotaPolicy
+from gridledger.node.embedded import EmbeddedNetwork, FinalizedBlock
+from gridledger.sim.clock import SLOT_S, RunClock
+from gridledger.sim.community import Community, Member, build_community
+from gridledger.sim.hooks import AttackHooks, FeatureHooks
+from gridledger.sim.identity import Identities, OwnKeys
+from gridledger.sim.ledger_view import LedgerView
+from gridledger.sim.records import Delivered, RunData, TxInfo
+from gridledger.sim.scenario import Scenario
+from gridledger.sim.secagg import Round
+
+MEMBER_QUOTA = 10  # transactions per sender per slot (token bucket refill and burst)
+DSO_QUOTA_SCALE_PER_SLOT_TX = 500  # reputation-equivalent per extra quota of the DSO
+
+
+def dso_quota_scale(members: int) -> int:
+    """The DSO's admission-quota scale: it posts an envelope and up to two flags per
+    member a slot, plus the roaming charges it books, so its bucket is that many member
+    quotas (reputation 500 = one quota)."""
+    return DSO_QUOTA_SCALE_PER_SLOT_TX * (-(-(2 * members + 16) // MEMBER_QUOTA))
+
+
+@dataclass
+class AdmissionMeter:
+    """Wall time spent in admission while it is active (``SimContext.attack_admission``)."""
+
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class FinalState:
+    """The ledger as the run left it (read before the stores close)."""
+
+    roots: list[str]                  # every validator's state root, hex
+    height: int
+    supply: int
+    money: dict[bytes, int]
+    reputation: dict[bytes, int]      # members' scores
+
+
+class SimContext:
+    """One run's shared state and client actions (see the module docstring)."""
+
+    def __init__(self, sc: Scenario, model: GridModel, out: Path) -> None:
+        self.sc = sc
+        self.model = model
+        self.clock = RunClock(sc.first_slot, sc.slots)
+        self.community: Community = build_community(model, sc)
+        self.members: list[Member] = self.community.members
+        self.by_cp: dict[str, Member] = self.community.by_cp()
+        self.params: Params = parse_params(self.community.genesis.params)
+        self.data = RunData()
+        self.identities: Identities = OwnKeys(self.members)
+        self.features: Sequence[FeatureHooks] = ()
+        self.attacks: Sequence[AttackHooks] = ()
+        self.timings: dict[str, float] = {"grid_s": 0.0, "ledger_s": 0.0, "agents_s": 0.0}
+        self.step_latency_s: list[tuple[int, float]] = []
+        """(slot, seconds from submitting the slot's honest orders to block A's finality)."""
+        self.limits = GridLimits()
+        """The grid's operating limits (voltage band, line loading) for physics and report."""
+        self._nonces: dict[bytes, int] = {}
+        self._deferred: list[bytes] = []
+        self._admission_meter: AdmissionMeter | None = None
+        # quotas in ledger time: a member needs ~2 transactions a slot
+        quota = QuotaPolicy(rate_per_s=MEMBER_QUOTA / SLOT_S, burst=float(MEMBER_QUOTA))
+        self.net = EmbeddedNetwork(self.community.genesis, self.community.validators,
+                                   out / "ledger", quota=quota, max_block_txs=2000,
+                                   mempool_capacity=20_000, snapshot_every=96)
+        self.ledger = LedgerView(self.net.entry.app)
+        dso, dso_scale = self.community.dso.address, dso_quota_scale(len(self.members))
+        quota.reputation_of = lambda a: dso_scale if a == dso else self.ledger.reputation(a)
+        self.supply0 = self.ledger.supply()
+        self.money0 = self.ledger.money()
+        self.final: FinalState | None = None
+
+    def close(self) -> FinalState:
+        """Read the final state (every validator's root, money, scores) and close the stores."""
+        if self.final is None:
+            self.final = FinalState(
+                roots=[r.hex() for r in self.net.state_roots()], height=self.net.height,
+                supply=self.ledger.supply(), money=self.ledger.money(),
+                reputation={m.address: self.ledger.reputation(m.address) for m in self.members})
+            self.net.close()
+        return self.final
+
+    def use_identities(self, identities: Identities) -> None:
+        """Install another identity scheme (before the first step)."""
+        self.identities = identities
+
+    # -- time ------------------------------------------------------------------------------
+    @property
+    def first(self) -> int:
+        return self.clock.first
+
+    def label(self, slot: int) -> str:
+        return self.clock.label(slot)
+
+    def in_window(self, slot: int, start: float, end: float) -> bool:
+        return self.clock.in_window(slot, start, end)
+
+    def trading_slots(self) -> range:
+        return self.clock.trading_slots()
+
+    @contextmanager
+    def timed(self, key: str) -> Iterator[None]:
+        """Add the block's wall time to ``timings[key]``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
+    # -- transactions ------------------------------------------------------------------------
+    def tx(self, key: SigningKey, kind: str, body: dict[str, Any]) -> bytes:
+        """Sign ``kind``/``body`` as ``key`` with its next nonce."""
+        n = self._nonces.get(key.address, 0)
+        self._nonces[key.address] = n + 1
+        raw = sign_tx(key, self.sc.chain_id, n, kind, body)
+        self.data.tx_info[decode_tx(raw).id] = TxInfo(key.address, kind, body)
+        return raw
+
+    def defer(self, raws: Sequence[bytes]) -> None:
+        """Submit ``raws`` first thing at the next block A (signed now, so they precede the
+        sender's later transactions in nonce order)."""
+        self._deferred += raws
+
+    def take_deferred(self) -> list[bytes]:
+        out, self._deferred = self._deferred, []
+        return out
+
+    @contextmanager
+    def attack_admission(self) -> Iterator[AdmissionMeter]:
+        """Measure the admission time of what attacks submit inside the block (honest
+        transactions submitted after it wait that long)."""
+        meter = AdmissionMeter()
+        self._admission_meter = meter
+        try:
+            yield meter
+        finally:
+            self._admission_meter = None
+
+    def submit(self, raws: Sequence[bytes], now_s: int) -> list[Tx | RejectedTx]:
+        """Admission at the entry validator; a rejected sender's nonce is resynced."""
+        if not raws:
+            return []
+        t0 = time.perf_counter()
+        results = self.net.submit_many(list(raws), float(now_s))
+        if self._admission_meter is not None:
+            self._admission_meter.seconds += time.perf_counter() - t0
+        resync: set[bytes] = set()
+        rejected: list[str] = []
+        for raw, r in zip(raws, results):
+            if isinstance(r, RejectedTx):
+                rejected.append(r.rule)
+                try:
+                    resync.add(decode_tx(raw).sender)
+                except RejectedTx:
+                    pass
+        self.data.record_admission(rejected, len(results) - len(rejected))
+        for addr in sorted(resync):
+            if addr in self._nonces:
+                self._nonces[addr] = self.net.mempool.expected_nonce(addr)
+        return results
+
+    def tick(self, time_s: int) -> list[FinalizedBlock]:
+        """Close a block at ``time_s``; absorb what is finalized and tell every plug-in."""
+        with self.timed("ledger_s"):
+            for a in self.attacks:
+                a.before_tick(time_s)
+            out = self.net.tick(time_s)
+        for fb in out:
+            evs = self.data.absorb(fb)
+            for f in self.features:
+                f.on_block(fb, evs)
+            for a in self.attacks:
+                a.on_block(fb, evs)
+        return out
+
+    # -- what attacks read -------------------------------------------------------------------
+    @property
+    def delivered(self) -> dict[int, Delivered]:
+        return self.data.delivered
+
+    @property
+    def rounds(self) -> dict[int, Round]:
+        return self.data.rounds
+
+    def delivered_truth(self, slot: int, cp: str) -> int:
+        """Net injection (Wh, > 0 export) cp really had in ``slot``."""
+        return self.data.truth[slot][cp]
+
+    def honest_addresses(self) -> set[bytes]:
+        return {m.address for m in self.members if m.honest}
+
+    def attacker_cps(self) -> set[str]:
+        return {m.cp for m in self.members if not m.honest}
+
+    def honest_excess(self, slots: Sequence[int], addrs: set[bytes] | None = None) -> int:
+        """Micro-units honest members paid beyond their no-market bill in ``slots``."""
+        honest = self.honest_addresses()
+        return self.data.excess_paid(slots, honest if addrs is None else honest & addrs)
+
+    def reputation(self, addr: bytes) -> int:
+        if self.final is not None and addr in self.final.reputation:
+            return self.final.reputation[addr]
+        return self.ledger.reputation(addr)
+
+    @property
+    def validators_agree(self) -> bool:
+        roots = self.final.roots if self.final is not None else self.net.state_roots()
+        return len(set(roots)) == 1

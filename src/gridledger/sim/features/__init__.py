@@ -1,0 +1,20 @@
+"""The demo's features, in the order the engine calls them each phase.
+
+To add a feature: write one module here with a ``Feature`` subclass (``sim.feature``) that
+overrides the phases it takes part in, and add its class to ``FEATURES``. The order fixes
+the order in which transactions are signed and submitted within a block, so a new feature
+usually goes at the end. See docs/demo.md, "Extending the demo".
+"""
+
+from __future__ import annotations
+
+from gridledger.sim.feature import Feature
+from gridledger.sim.features.aggregation import SecureAggregation
+from gridledger.sim.features.delivery import Delivery
+from gridledger.sim.features.dso import DsoGrid
+from gridledger.sim.features.metering import Metering
+from gridledger.sim.features.trading import Trading
+
+FEATURES: tuple[type[Feature], ...] = (DsoGrid, Trading, Delivery, Metering, SecureAggregation)
+
+__all__ = ["FEATURES", "Delivery", "DsoGrid", "Metering", "SecureAggregation", "Trading"]

@@ -1,0 +1,74 @@
+"""The members' trading agents (``sim.agents``): orders at block A, learning after clearing.
+
+Each trading slot: the public ``MarketView`` (tariffs, fee, the DSO's community forecast),
+then every member's agent decides its orders and battery plan inside its envelope; attacks
+may rewrite a member's intents (``Attack.orders``). Orders are signed with the member's
+trading key for the slot (``ctx.identities``). After the slot clears, each agent observes
+the price and its own fills.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from gridledger.grid import SLOTS_PER_DAY
+from gridledger.sim.agents import Agent, MarketView, make_agent
+from gridledger.sim.clock import Step
+from gridledger.sim.community import household_net_wh
+from gridledger.sim.context import SimContext
+from gridledger.sim.feature import Feature
+
+UNLIMITED = (1 << 62, 1 << 62)
+"""Envelope of a cp the DSO published none for: nothing limits it."""
+
+
+class Trading(Feature):
+    name: ClassVar[str] = "trading"
+
+    def __init__(self, ctx: SimContext) -> None:
+        super().__init__(ctx)
+        self.agents: dict[str, Agent] = {
+            m.cp: make_agent(m.name, m.strategy, ctx.sc.seed, m.battery) for m in ctx.members}
+
+    def view(self, slot: int) -> MarketView:
+        """Public information when orders for ``slot`` are placed."""
+        ctx, p = self.ctx, self.ctx.params
+        sod = slot % SLOTS_PER_DAY
+        tou = p.grid_fee_tou_micro_per_kwh[sod] if p.grid_fee_tou_micro_per_kwh else 0
+        fc = ctx.model.forecast_wh_by_cp(slot)
+        net = sum(fc[m.cp] for m in ctx.members)
+        return MarketView(slot, sod, p.retail_import_micro_per_kwh, p.feed_in_micro_per_kwh,
+                          p.grid_fee_flat_micro_per_kwh + tou, net)
+
+    def txs_a(self, step: Step) -> list[bytes]:
+        if not step.trading:
+            return []
+        ctx, slot = self.ctx, step.slot
+        with ctx.timed("agents_s"):
+            v = self.view(slot)
+            ctx.data.views[slot] = v
+            rec = ctx.data.slots[slot]
+            rec.retail_micro_per_kwh, rec.feed_in_micro_per_kwh = v.retail, v.feed_in
+            rec.grid_fee_micro_per_kwh, rec.community_net_wh = v.fee, v.community_net_wh
+            envelopes = ctx.data.envelopes.get(slot, {})
+            plan = ctx.data.battery_wh.setdefault(slot, {})
+            raws: list[bytes] = []
+            for m in ctx.members:
+                intents, plan[m.cp] = self.agents[m.cp].decide(
+                    v, household_net_wh(ctx.model, m.cp, slot), envelopes.get(m.cp, UNLIMITED))
+                for a in ctx.attacks:
+                    intents = a.orders(m, slot, intents)
+                key = ctx.identities.trading_key(m, slot)
+                raws += [ctx.tx(key, "market/order", {
+                    "slot": slot, "side": it.side, "energy_wh": it.energy_wh,
+                    "price_micro_per_kwh": it.price}) for it in intents]
+            ctx.data.order_raws[slot] = raws
+        return raws
+
+    def after_clearing(self, step: Step) -> None:
+        ctx, slot = self.ctx, step.slot
+        price = ctx.data.slots[slot].price_micro_per_kwh
+        fills = ctx.data.fills.get(slot, {})
+        for m in ctx.members:
+            mine = fills.get(ctx.identities.trading_key(m, slot).address, {})
+            self.agents[m.cp].observe(ctx.data.views[slot], price, mine)

@@ -1,0 +1,167 @@
+"""What a run has seen so far: per-slot records, ground truth, and the ledger's events.
+
+``RunData`` is the engine's blackboard. Features write what they produce (views, envelopes,
+battery plans, deliveries) and read what others produced; attacks read it to measure
+themselves. Everything ledger-side in it comes from finalized blocks (``absorb``), never
+from what a client intended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridledger.grid import SlotMeasurements
+from gridledger.node.embedded import FinalizedBlock
+from gridledger.sim.agents import MarketView
+from gridledger.sim.secagg import Round
+
+Envelopes = dict[str, tuple[int, int]]
+"""cp -> (import_max_wh, export_max_wh) for one slot, as the DSO published it."""
+
+
+@dataclass
+class SlotRecord:
+    """One trading slot as the report shows it (energies in Wh, prices in micro/kWh)."""
+
+    slot: int
+    label: str
+    price_micro_per_kwh: int | None = None
+    volume_wh: int = 0
+    trades: int = 0
+    orders: int = 0
+    clipped_wh: int = 0
+    retail_micro_per_kwh: int = 0
+    feed_in_micro_per_kwh: int = 0
+    grid_fee_micro_per_kwh: int = 0
+    max_vm_pu: float = 1.0
+    min_vm_pu: float = 1.0
+    max_loading_pct: float = 0.0
+    violations: int = 0
+    curtailed_wh: int = 0
+    flags: int = 0
+    community_net_wh: int = 0
+
+
+@dataclass
+class Delivered:
+    """What physically happened in one slot (ground truth, known to the simulator only)."""
+
+    slot: int
+    actual_wh_by_cp: dict[str, int]     # net injection of every cp (> 0 export)
+    measurements: SlotMeasurements      # what devices report (after any attack)
+
+
+@dataclass
+class Stats:
+    blocks: int = 0
+    txs: int = 0
+    rejected_txs: int = 0
+    admitted: int = 0
+    admission_rejected: dict[str, int] = field(default_factory=dict)
+    rejected_receipts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class TxInfo:
+    """A transaction the simulator signed: who sent it, what it is."""
+
+    sender: bytes
+    kind: str
+    body: dict[str, Any]
+
+
+def _bump(counts: dict[str, int], key: str, n: int = 1) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
+@dataclass
+class RunData:
+    """The run's blackboard (see the module docstring). Keys are slot numbers."""
+
+    slots: dict[int, SlotRecord] = field(default_factory=dict)
+    views: dict[int, MarketView] = field(default_factory=dict)
+    envelopes: dict[int, Envelopes] = field(default_factory=dict)
+    battery_wh: dict[int, dict[str, int]] = field(default_factory=dict)
+    """Battery injection each agent planned for the slot (> 0 discharge), by cp."""
+    truth: dict[int, dict[str, int]] = field(default_factory=dict)
+    """Net injection (Wh, > 0 export) every cp really had, by slot (set before measuring)."""
+    delivered: dict[int, Delivered] = field(default_factory=dict)
+    rounds: dict[int, Round] = field(default_factory=dict)
+    """Secure-aggregation rounds (off-ledger result) by the slot they summed."""
+    order_raws: dict[int, list[bytes]] = field(default_factory=dict)
+    """Honest order transactions per slot (public once submitted)."""
+    tx_info: dict[bytes, TxInfo] = field(default_factory=dict)
+    stats: Stats = field(default_factory=Stats)
+    # what the ledger did (from finalized blocks)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    trades: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    fills: dict[int, dict[bytes, dict[str, int]]] = field(default_factory=dict)
+    bills: dict[int, dict[bytes, dict[str, Any]]] = field(default_factory=dict)
+    placed: dict[bytes, int] = field(default_factory=dict)
+    """Order id -> number of ``order_placed`` events (a replayed order would show 2)."""
+    flagged: dict[int, set[str]] = field(default_factory=dict)
+    """Slot -> cps whose reading the ledger flagged (``reading_flagged``)."""
+
+    def absorb(self, fb: FinalizedBlock) -> list[dict[str, Any]]:
+        """Record a finalized block's receipts and events; returns the block's events."""
+        st = self.stats
+        st.blocks += 1
+        st.txs += len(fb.result.receipts)
+        evs: list[dict[str, Any]] = list(fb.result.block_events)
+        for r in fb.result.receipts:
+            if not r.ok:
+                st.rejected_txs += 1
+                _bump(st.rejected_receipts, r.rule)
+            evs += list(r.events)
+        for ev in evs:
+            self._absorb_event(ev)
+        self.events += evs
+        return evs
+
+    def _absorb_event(self, ev: dict[str, Any]) -> None:
+        t = ev.get("type")
+        if t == "trade":
+            self.trades.setdefault(ev["slot"], []).append(ev)
+            f = self.fills.setdefault(ev["slot"], {})
+            buyer = f.setdefault(ev["buyer"], {})
+            buyer["buy"] = buyer.get("buy", 0) + ev["energy_wh"]
+            seller = f.setdefault(ev["seller"], {})
+            seller["sell"] = seller.get("sell", 0) + ev["energy_wh"]
+        elif t == "slot_cleared":
+            rec = self.slots.get(ev["slot"])
+            if rec is not None:
+                rec.price_micro_per_kwh = ev["price_micro_per_kwh"] if ev["trades"] else None
+                rec.volume_wh = ev["volume_wh"]
+                rec.trades = ev["trades"]
+                rec.orders = ev["orders"]
+                rec.clipped_wh = ev["clipped_wh"]
+        elif t == "order_placed":
+            self.placed[ev["order_id"]] = self.placed.get(ev["order_id"], 0) + 1
+        elif t == "bill":
+            self.bills.setdefault(ev["slot"], {})[ev["addr"]] = ev
+        elif t == "reading_flagged":
+            self.flagged.setdefault(ev["slot"], set()).add(ev["cp"])
+            if ev["slot"] in self.slots:
+                self.slots[ev["slot"]].flags += 1
+
+    def record_admission(self, rejected_rules: Iterable[str], admitted: int) -> None:
+        for rule in rejected_rules:
+            _bump(self.stats.admission_rejected, rule)
+        self.stats.admitted += admitted
+
+    # -- queries attacks measure themselves with ------------------------------------------
+    def placed_ok(self, order_id: bytes) -> bool:
+        return self.placed.get(order_id, 0) > 0
+
+    def duplicate_orders(self, ids: Iterable[bytes]) -> int:
+        return sum(max(0, self.placed.get(i, 0) - 1) for i in set(ids))
+
+    def excess_paid(self, slots: Iterable[int], addrs: set[bytes]) -> int:
+        """Micro-units the accounts ``addrs`` paid beyond their no-market bill in ``slots``."""
+        return sum(max(0, b["total_micro"] - b["baseline_total_micro"])
+                   for s in set(slots) for a, b in self.bills.get(s, {}).items() if a in addrs)
+
+    def events_of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == kind]

@@ -1,0 +1,179 @@
+"""``summary.json`` and the report's series, from a finished run.
+
+The summary is deterministic for a seed: every wall-clock figure lives under ``timings``
+and nowhere else. Sections: ``scenario``, ``ledger``, ``market``, ``invariants``,
+``detections``, ``attacks``, ``threat_rows``, ``timings``, plus what each feature adds
+(``Feature.summary``: the delivery feature's ``grid``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from gridledger.node.verify import VerifyReport
+from gridledger.sim.context import SimContext
+from gridledger.sim.engine import Engine
+
+
+def _count(items: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i in items:
+        out[i] = out.get(i, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _honest_bills(ctx: SimContext) -> list[dict[str, Any]]:
+    """Every bill of an honest member (under any of its identities), in slot order."""
+    out = []
+    for s in sorted(ctx.data.bills):
+        for a, b in ctx.data.bills[s].items():
+            m = ctx.identities.owner(a)
+            if m is not None and m.honest:
+                out.append(b)
+    return out
+
+
+def market_section(ctx: SimContext) -> dict[str, Any]:
+    data, sc = ctx.data, ctx.sc
+    trading = set(ctx.trading_slots())
+    trades = [t for s in sorted(data.trades) if s in trading for t in data.trades[s]]
+    volume = sum(t["energy_wh"] for t in trades)
+    paid = sum(t["payment_micro"] for t in trades)
+    bills = _honest_bills(ctx)
+    tot_h = sum(b["total_micro"] for b in bills)
+    base_h = sum(b["baseline_total_micro"] for b in bills)
+    savings = 100.0 * (base_h - tot_h) / abs(base_h) if base_h else 0.0
+    settled = {e["slot"] for e in data.events_of("slot_settled")}
+    cleared = {e["slot"] for e in data.events_of("slot_cleared")}
+    return {"trades": len(trades), "energy_traded_wh": volume,
+            "mean_price": round(paid / volume / 1000, 6) if volume else None,
+            "mean_price_micro_per_kwh": paid * 1000 // volume if volume else None,
+            "savings_pct": round(savings, 3), "mechanism": sc.mechanism,
+            "slots_cleared": len(cleared & trading), "slots_settled": len(settled & trading),
+            "honest_total_micro": tot_h, "honest_baseline_micro": base_h, "currency": "CU"}
+
+
+def invariants_section(ctx: SimContext) -> dict[str, bool]:
+    final = ctx.close()
+    money = final.money
+    supply_ok = final.supply == ctx.supply0 == sum(money.values()) == sum(ctx.money0.values())
+    energy_ok = True
+    for by in ctx.data.bills.values():
+        bought = sum(b["market_bought_wh"] for b in by.values())
+        sold = sum(b["market_sold_wh"] for b in by.values())
+        energy_ok &= bought == sold
+        for b in by.values():
+            energy_ok &= (b["import_wh"] - b["export_wh"] == b["retail_import_wh"]
+                          - b["retail_export_wh"] + b["market_bought_wh"] - b["market_sold_wh"])
+    honest_worse = [b for b in _honest_bills(ctx) if b["total_micro"] > b["baseline_total_micro"]]
+    settled = {e["slot"] for e in ctx.data.events_of("slot_settled")}
+    return {"money_conserved": supply_ok, "energy_balanced": bool(energy_ok),
+            "honest_not_worse": not honest_worse,
+            "all_slots_settled": set(ctx.trading_slots()) <= settled,
+            "validators_agree": ctx.validators_agree}
+
+
+def ledger_section(eng: Engine, reports: list[VerifyReport]) -> dict[str, Any]:
+    ctx = eng.ctx
+    st, final = ctx.data.stats, ctx.close()
+    cert_checks = sum(len(fb.cert.votes) for fb in ctx.net.finalized) * len(reports)
+    return {"blocks": st.blocks, "txs": st.txs, "rejected_txs": st.rejected_txs,
+            "state_root": final.roots[0] if final.roots else "",
+            "certificates_ok": bool(reports) and all(r.ok for r in reports),
+            "certificate_checks": cert_checks, "validators": ctx.sc.validators,
+            "validators_agree": ctx.validators_agree,
+            "admitted": st.admitted,
+            "admission_rejected": dict(sorted(st.admission_rejected.items())),
+            "rejected_by_rule": dict(sorted(st.rejected_receipts.items())),
+            "stores": [{"path": r.path.name, "ok": r.ok, "blocks": r.blocks,
+                        "reason": r.reason} for r in reports]}
+
+
+def detections_section(eng: Engine) -> dict[str, int]:
+    """What the defences caught, by kind: all 0 in a run without attacks."""
+    ctx = eng.ctx
+    data, st = ctx.data, ctx.data.stats
+    out = {
+        "validator_offences": sum(len(r) for r in ctx.net.offenders.values()),
+        "admission_rejections": sum(st.admission_rejected.values()),
+        "failed_transactions": st.rejected_txs,
+        "non_delivery": len(data.events_of("non_delivery")),
+        "disputes_lost": sum(1 for e in data.events_of("dispute_decided")
+                             if e["outcome"] == "rejected"),
+        "unpaid": len(data.events_of("unpaid")),
+    }
+    for f in eng.features:
+        out.update(f.detections())
+    return out
+
+
+def threat_rows_section(eng: Engine, attacks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """THREATS.md row -> the scenarios of this run that measure it and whether all held."""
+    rows: dict[str, dict[str, Any]] = {}
+    for a in eng.attacks:
+        row = rows.setdefault(a.threat_row(), {"scenarios": [], "mitigated": True})
+        row["scenarios"].append(a.name)
+        row["mitigated"] = bool(row["mitigated"] and attacks[a.name]["mitigated"])
+    return dict(sorted(rows.items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0])
+                                                     if kv[0].isdigit() else 0, kv[0])))
+
+
+def summarize(eng: Engine, reports: list[VerifyReport]) -> dict[str, Any]:
+    """The run's ``summary.json`` (``reports``: verify-chain of every store)."""
+    ctx = eng.ctx
+    sc, st = ctx.sc, ctx.data.stats
+    attacks = {a.name: a.result() for a in eng.attacks}
+    run_s = ctx.timings.get("run_s", 0.0)
+    timings: dict[str, Any] = {k: round(v, 3) for k, v in sorted(ctx.timings.items())}
+    ledger_s = ctx.timings["ledger_s"]
+    timings["tx_per_s"] = round(st.txs / ledger_s, 1) if ledger_s else 0.0
+    timings["slots_per_s"] = round(sc.slots / run_s, 2) if run_s else 0.0
+    for a in eng.attacks:
+        timings.update(a.timings())
+    summary: dict[str, Any] = {
+        "scenario": {"network": ctx.model.name, "participants": len(ctx.members),
+                     "outsiders": len(ctx.community.outsiders), "validators": sc.validators,
+                     "slots": sc.slots, "seed": sc.seed, "attacks": list(sc.attacks),
+                     "start": ctx.label(ctx.first), "first_slot": ctx.first,
+                     "mechanism": sc.mechanism, "notes": list(sc.notes),
+                     "currency_note": "CU = community currency unit; 1 CU = 1 000 000 micro",
+                     "strategies": _count(m.strategy for m in ctx.members),
+                     "equipment": _count(d for m in ctx.members for d in m.der)},
+        "ledger": ledger_section(eng, reports),
+        "market": market_section(ctx),
+        "invariants": invariants_section(ctx),
+        "detections": detections_section(eng),
+        "attacks": attacks,
+        "threat_rows": threat_rows_section(eng, attacks),
+        "timings": timings,
+    }
+    for f in eng.features:
+        for key, section in f.summary().items():
+            if key in summary:
+                raise ValueError(f"feature {f.name!r} adds summary section {key!r}, "
+                                 "which another part of the summary already has")
+            summary[key] = section
+    return summary
+
+
+def series_of(eng: Engine) -> dict[str, Any]:
+    """Per-slot and per-participant rows for the report's figures and tables."""
+    ctx = eng.ctx
+    totals: dict[str, list[int]] = {m.cp: [0, 0] for m in ctx.members}
+    for by in ctx.data.bills.values():
+        for a, b in by.items():
+            m = ctx.identities.owner(a)
+            if m is not None:
+                totals[m.cp][0] += b["total_micro"]
+                totals[m.cp][1] += b["baseline_total_micro"]
+    return {
+        "slots": [vars(ctx.data.slots[s]).copy() for s in sorted(ctx.data.slots)],
+        "participants": [{"name": m.name, "cp": m.cp, "role": m.role, "der": list(m.der),
+                          "strategy": m.strategy, "honest": m.honest, "attack": m.attack,
+                          "total_micro": totals[m.cp][0],
+                          "baseline_micro": totals[m.cp][1],
+                          "reputation": ctx.reputation(m.address)} for m in ctx.members],
+        "limits": {"v_min_pu": ctx.limits.vm_min_pu, "v_max_pu": ctx.limits.vm_max_pu,
+                   "max_loading_pct": ctx.limits.max_loading_pct},
+    }
