@@ -9,7 +9,6 @@ as a client asking a node would.
 from __future__ import annotations
 
 from gridledger.ledger.app import Application
-from gridledger.ledger.modules.bank import keeper as bank
 from gridledger.ledger.modules.governance.keeper import load_params
 from gridledger.ledger.modules.reputation.keeper import reputation_of
 from gridledger.ledger.modules.reputation.types import Tier, tier_for
@@ -27,7 +26,7 @@ class LedgerView:
 
     def balance(self, addr: bytes) -> tuple[int, int]:
         """(spendable, locked) micro-units of ``addr``."""
-        b = self._app.query(f"balance/{addr.hex()}")
+        b = self._app.query(f"bank/account/{addr.hex()}")
         return int(b["balance_micro"]), int(b["locked_micro"])
 
     def reputation(self, addr: bytes) -> int:
@@ -40,13 +39,10 @@ class LedgerView:
 
     def supply(self) -> int:
         """Micro-units minted (at genesis)."""
-        return self._app.state.get_int(bank.SUPPLY)
+        return int(self._app.query("bank/money")["supply_micro"])
 
     def money(self) -> dict[bytes, int]:
         """Spendable + locked micro-units of every account, sorted by address."""
-        out: dict[bytes, int] = {}
-        for prefix in (bank.BAL, bank.LOCK):
-            for k, v in self._app.state.items_with_prefix(prefix):
-                a = k[len(prefix):]
-                out[a] = out.get(a, 0) + int(v)
-        return dict(sorted(out.items()))
+        rows = self._app.query("bank/accounts")
+        return {bytes(r["address"]): int(r["balance_micro"]) + int(r["locked_micro"])
+                for r in sorted(rows, key=lambda r: bytes(r["address"]))}
