@@ -127,3 +127,21 @@ def test_unknown_algorithm_in_an_envelope_is_a_named_rejection_and_the_block_goe
     assert bad.rule == "unknown-algorithm" and good.ok
     with pytest.raises(RejectedTx, match="unknown-algorithm"):
         app.check_tx(raw)
+
+
+def test_a_failing_block_hook_is_signed_by_no_validator(chain, tmp_path):
+    """Issue 18.4 through the embedded network: the block is rolled back everywhere and no
+    validator stores or signs it."""
+    from gridledger.node.embedded import EmbeddedNetwork
+
+    mods = default_modules() + [_faulty_module("end_block")]
+    net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path, modules=mods)
+    try:
+        roots = {v.app.state.root() for v in net.validators}
+        net.submit(chain.transfer(0, 1, 5))
+        with pytest.raises(BlockAborted):
+            net.tick(900)
+        assert all(v.app.height == 0 and v.store.tip() == 0 for v in net.validators)
+        assert {v.app.state.root() for v in net.validators} == roots
+    finally:
+        net.close()
