@@ -34,6 +34,7 @@ from gridledger.ledger.execute import (
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.module import Module, Signer, View
 from gridledger.ledger.modules.catalog import modules as default_modules
+from gridledger.ledger.rules import Rule, chain_rules
 from gridledger.ledger.state import State
 from gridledger.ledger.tx import Tx, decode_tx
 from gridledger.ledger.valset import keys_hash
@@ -218,6 +219,11 @@ class Application:
         if view is None:
             raise KeyError(f"unknown query {path[:80]!r}")
         return view(self.state, rest)
+
+    def rules(self) -> list[Rule]:
+        """Every rule this chain's transactions can break, with its class and category
+        (``ledger.rules.chain_rules``): what the API maps to HTTP statuses."""
+        return chain_rules(self.modules)
 
     def views(self) -> list[str]:
         """Every published module view, ``<module>/<view>``, sorted."""
