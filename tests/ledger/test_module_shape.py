@@ -16,7 +16,7 @@ from gridledger.ledger.app import Application
 from gridledger.ledger.context import BlockContext, TxContext
 from gridledger.ledger.module import Body, Module, MsgKind
 from gridledger.ledger.modules.catalog import modules as default_modules
-from gridledger.ledger.record import Record
+from gridledger.ledger.record import Record, optional
 from gridledger.ledger.rules import CATEGORIES, chain_rules
 from gridledger.ledger.state import State
 from gridledger.ledger.tx import TX_CONTEXT, signing_bytes
@@ -145,3 +145,28 @@ def test_a_failing_block_hook_is_signed_by_no_validator(chain, tmp_path):
         assert {v.app.state.root() for v in net.validators} == roots
     finally:
         net.close()
+
+
+@dataclass(frozen=True)
+class _Leaf(Record):
+    addr: bytes
+    n: int
+
+
+@dataclass(frozen=True)
+class _Tree(Record):
+    name: str
+    leaves: tuple[_Leaf, ...]
+    best: _Leaf | None = optional()
+    pair: tuple[int, int] | None = optional()
+
+
+def test_records_encode_to_the_plain_map_and_back():
+    t = _Tree("t", (_Leaf(b"a", 1), _Leaf(b"b", 2)))
+    assert t.to_obj() == {"name": "t", "leaves": [{"addr": b"a", "n": 1}, {"addr": b"b", "n": 2}]}
+    assert _Tree.decode(t.encode()) == t
+    full = _Tree("t", (), _Leaf(b"c", 3), (4, 5))
+    assert full.to_obj()["best"] == {"addr": b"c", "n": 3} and full.to_obj()["pair"] == [4, 5]
+    assert _Tree.from_obj(codec.decode(full.encode())) == full
+    with pytest.raises(ValueError, match="no field"):
+        _Tree.from_obj({"name": "t", "leaves": [], "extra": 1})

@@ -6,9 +6,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from gridledger.ledger import codec
 from gridledger.ledger.module import Body
@@ -76,12 +75,6 @@ class Proposal(Record):
     status: Status
     activation: int
     evidence: Evidence | None = optional()
-
-    @classmethod
-    def from_obj(cls, obj: Any) -> Self:
-        ev = obj.get("evidence")
-        p = super().from_obj({k: v for k, v in obj.items() if k != "evidence"})
-        return p if ev is None else dataclasses.replace(p, evidence=Evidence.from_obj(ev))
 
 
 @dataclass(frozen=True)
