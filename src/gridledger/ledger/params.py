@@ -64,16 +64,28 @@ class Params:
     rep_suspend_below: int = 100
     rep_deposit_pct_watch: int = 150
     rep_deposit_pct_restrict: int = 300
-    rep_gain_trade: int = 5
+    rep_gain_trade: int = 5            # per unit of economic substance settled (below)
+    # a unit is rep_gain_unit_wh delivered AND rep_gain_unit_micro paid for it, per slot:
+    # 1 Wh trades, or trades at price 0, earn nothing (market: issue 21.6)
+    rep_gain_unit_wh: int = 500
+    rep_gain_unit_micro: int = 25_000
+    rep_gain_max_per_slot: int = 15    # the most a participant's score rises in one slot
     rep_loss_non_delivery: int = 100
     rep_loss_missing_reading: int = 20
     rep_loss_non_payment: int = 100
     rep_loss_dispute: int = 150
     rep_loss_forfeit: int = 50
     rep_loss_rejected: int = 2
-    appeal_clean_slots: int = 8
+    appeal_clean_slots: int = 8        # before the first self-appeal; doubles per appeal granted
+    appeal_clean_slots_max: int = 128  # ... up to this many
     appeal_restore_score: int = 400
     appeal_quorum: int = 2
+    # -- retail credit (market: issue 21.6) --
+    # a metered participant keeps retail_hold_slots x its recent peak import (at least
+    # retail_hold_min_wh) at the retail price locked, less retail_credit_micro of credit
+    retail_hold_slots: int = 3
+    retail_hold_min_wh: int = 500
+    retail_credit_micro: int = 0
     # -- accounts --
     grid_account: bytes | None = None  # DSO / community fund; default: first dso in genesis
     # -- validator set (governance votes) --
@@ -170,6 +182,12 @@ def check_params(p: Params) -> None:
         raise ConfigError("reputation thresholds must satisfy suspend <= restrict <= watch <= 1000")
     if not 0 <= p.appeal_restore_score <= 1000 or p.appeal_quorum < 1:
         raise ConfigError("appeal_restore_score in [0, 1000] and appeal_quorum >= 1")
+    if p.rep_gain_unit_wh < 1 or p.rep_gain_unit_micro < 1:
+        raise ConfigError("rep_gain_unit_wh and rep_gain_unit_micro must be >= 1")
+    if p.appeal_clean_slots_max < p.appeal_clean_slots:
+        raise ConfigError("param appeal_clean_slots_max must be >= appeal_clean_slots")
+    if p.retail_hold_slots > 96 or p.retail_hold_min_wh > 10**9:
+        raise ConfigError("retail_hold_slots <= 96 and retail_hold_min_wh <= 1e9")
     if p.endorsements_required < 1:
         raise ConfigError("param endorsements_required must be >= 1 (no single registrar)")
     if p.min_validators < 1:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gridledger.ledger.modules.reputation import deposit_pct, reputation_of, tier_of
-from gridledger.ledger.modules.reputation.keeper import get_record, put_record
+from gridledger.ledger.modules.reputation.keeper import appeal_wait, get_record, put_record, record
+from gridledger.ledger.params import load_params
 from gridledger.types import payment_micro
 from tests.ledger.modules.world import S, World, make_world, t_clear, t_order, t_read, t_settle
 
@@ -30,29 +31,56 @@ def test_neutral_default_and_sanction_tiers() -> None:
     assert reputation_of(st, w.addr(0)) == 300 and tier_of(st, w.addr(0)) == "watch"
     # graduated sanction: a watched seller posts 150 % of the base deposit
     w.ok([w.order(0, 10, "sell", 1_000, 100_000)], t_order(10))
-    assert w.lock(w.addr(0)) == payment_micro(1_000, 350_000 * 150 // 100)
+    assert w.lock(w.addr(0)) - w.retail_hold(w.addr(0)) == payment_micro(1_000, 350_000 * 150 // 100)
     assert deposit_pct(st, w.addr(0)) == 150
     set_score(w, w.addr(0), 200, 8)
     assert tier_of(st, w.addr(0)) == "restricted" and deposit_pct(st, w.addr(0)) == 300
 
 
-def test_suspension_blocks_trading_until_appeal_after_clean_slots() -> None:
+def appeal(w: World, at: int):
+    return w.block([w.tx(w.users[0], "reputation/appeal", {})], at).receipts[0]
+
+
+def test_suspension_blocks_trading_until_graduated_appeals() -> None:
+    """Issue 21 item 6: an appeal used to restore a suspended seller to good standing after
+    a few clean slots. Now each appeal lifts one tier, and each wait doubles."""
     w = make_world(params={"appeal_clean_slots": 4})
     set_score(w, w.addr(0), 40, penalty_slot=1)
     r = w.block([w.order(0, 4, "buy", 100, 1)], t_order(4))
-    assert r.receipts[0].rule == "unauthorized" and "reputation-suspended" in r.receipts[0].detail
+    assert r.receipts[0].rule == "unauthorized"
+    assert "reputation-suspended" in r.receipts[0].detail
     # slot 3 at t_order(4): two slots since the penalty, four needed
-    r = w.block([w.tx(w.users[0], "reputation/appeal", {})], t_order(4) + 1)
-    assert r.receipts[0].rule == "appeal-too-early"
-    r = w.ok([w.tx(w.users[0], "reputation/appeal", {})], 5 * S)
-    assert reputation_of(w.app.state, w.addr(0)) == 400 and tier_of(w.app.state, w.addr(0)) == "good"
-    w.ok([w.order(0, 8, "buy", 100, 1)], t_order(8))  # trading again
-    # a participant in good standing has nothing to appeal, and appeals are rate-limited
-    r = w.block([w.tx(w.users[0], "reputation/appeal", {})], t_order(8) + 1)
-    assert r.receipts[0].rule == "appeal-not-sanctioned"
-    set_score(w, w.addr(0), 40, penalty_slot=0)
-    r = w.block([w.tx(w.users[0], "reputation/appeal", {})], t_order(8) + 2)
-    assert r.receipts[0].rule == "appeal-too-early" and "since appeal" in r.receipts[0].detail
+    rc = appeal(w, t_order(4) + 1)
+    assert rc.rule == "appeal-too-early" and "of 4" in rc.detail
+    assert appeal(w, 5 * S).ok
+    st = w.app.state
+    assert reputation_of(st, w.addr(0)) == 100 and tier_of(st, w.addr(0)) == "restricted"
+    w.ok([w.order(0, 8, "buy", 100, 1)], t_order(8))  # trading again, under restriction
+    # the next step waits twice as long: 8 clean slots since the first appeal (slot 5)
+    p = load_params(st)
+    assert appeal_wait(record(st, w.addr(0)), 12, p) == 8
+    assert appeal(w, 13 * S).ok and reputation_of(st, w.addr(0)) == 250  # watch
+    assert appeal_wait(record(st, w.addr(0)), 28, p) == 16
+    assert appeal(w, 29 * S).ok and tier_of(st, w.addr(0)) == "good"
+    assert reputation_of(st, w.addr(0)) == 400  # 3 steps over 24 clean slots, not 4
+    assert appeal(w, 60 * S).rule == "appeal-not-sanctioned"
+    # a repeat offence soon after waits longer than the first time (32, capped by the max)
+    set_score(w, w.addr(0), 40, penalty_slot=61)
+    rc = appeal(w, (61 + 8) * S)
+    assert rc.rule == "appeal-too-early" and "8 of 32" in rc.detail
+    assert appeal(w, (61 + 32) * S).ok and reputation_of(st, w.addr(0)) == 100
+
+
+def test_appeal_memory_fades_after_a_long_clean_record() -> None:
+    w = make_world(params={"appeal_clean_slots": 4, "appeal_clean_slots_max": 16})
+    set_score(w, w.addr(0), 200, penalty_slot=0)
+    assert appeal(w, 4 * S).ok and reputation_of(w.app.state, w.addr(0)) == 250
+    rc = appeal(w, 10 * S)   # one recent appeal: the wait doubled
+    assert rc.rule == "appeal-too-early" and "of 8" in rc.detail
+    set_score(w, w.addr(0), 200, penalty_slot=0)
+    # 4 x appeal_clean_slots_max = 64 slots after the last appeal, the count is forgotten
+    assert appeal(w, (4 + 64) * S).ok
+    assert get_record(w.app.state, w.addr(0))["appeals"] == 1
 
 
 def test_validator_quorum_restores_without_waiting() -> None:

@@ -34,7 +34,7 @@ def run_slot(w: World, orders: list[tuple[int, str, int, int]],
         # a bill is exactly what the participant's money did in this slot
         bill = bills.get(w.addr(i))
         assert w.total(w.addr(i)) - before[i] == (-bill["total_micro"] if bill else 0)
-        assert w.lock(w.addr(i)) == 0
+        assert w.lock(w.addr(i)) == w.retail_hold(w.addr(i))
     return {"trades": [e for e in cleared.block_events if e["type"] == "trade"],
             "events": settled.block_events, "bills": bills, "before": before,
             "grid_delta": w.total(w.dso.address) - grid0}
@@ -58,7 +58,8 @@ def test_honest_slot_pays_seller_fee_and_retail() -> None:
     assert seller["total_micro"] < seller["baseline_total_micro"]
     assert out["grid_delta"] == payment_micro(1_000, FEE) + payment_micro(700, TAU)
     assert w.money() == money
-    assert reputation_of(w.app.state, w.addr(0)) == reputation_of(w.app.state, w.addr(1)) == 505
+    # 1 kWh paid 150 000: two units of substance (500 Wh and 25 000 micro each), +5 each
+    assert reputation_of(w.app.state, w.addr(0)) == reputation_of(w.app.state, w.addr(1)) == 510
     rec = get_slot(w.app.state, SLOT)
     assert rec["status"] == "settled" and rec["delivered_wh"] == 1_000
 

@@ -16,6 +16,7 @@ from gridledger.ledger.app import Application
 from gridledger.ledger.execute import BlockResult
 from gridledger.ledger.genesis import make_genesis
 from gridledger.ledger.modules.bank import keeper as bank
+from gridledger.ledger.modules.market import keeper as market_keeper
 from gridledger.ledger.modules.market import market_holds, order_commitment
 from gridledger.ledger.tx import sign_tx
 from gridledger.sim.keys import sim_key
@@ -119,6 +120,10 @@ class World:
 
     def total(self, addr: bytes) -> int:
         return self.bal(addr) + self.lock(addr)
+
+    def retail_hold(self, addr: bytes) -> int:
+        """What the market keeps locked against ``addr``'s unsettled retail import."""
+        return market_keeper.get_retail(self.app.state, addr)["held_micro"]
 
     def money(self) -> int:
         st = self.app.state

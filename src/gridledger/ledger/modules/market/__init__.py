@@ -25,6 +25,8 @@ State
                                  fee_paid_micro, compensation_micro, penalty_micro}
   ``mkt/slot/<slot>``           {status: cleared|failed|none|settled, price_micro_per_kwh,
                                  volume_wh, bought_wh, sold_wh, trades, delivered_wh, ...}
+  ``mkt/rh/<addr>``              {held_micro, peak_wh, debt_micro}: retail hold (locked
+                                 against unsettled retail import) and unpaid retail debt
   ``mkt/open``, ``mkt/unsettled``, ``mkt/settled``, ``mkt/seq``   slot lists, arrival counter
   Trades and slot records are pruned (with the slot's readings) ``dispute_window_s`` after
   settlement; blocks and receipts keep the history.
@@ -42,9 +44,11 @@ Events
   grid_fee_micro}; ``slot_cleared`` {slot, mechanism, price_micro_per_kwh, volume_wh, trades,
   orders, clipped_wh}; ``commitment_forfeited``; ``slot_failed``; ``non_delivery`` {slot,
   trade, seller, buyer, shortfall_wh, compensation_micro, penalty_micro}; ``bill`` (one per
-  participant and settled slot); ``unpaid``; ``grid_unpaid``; ``slot_settled``; ``reputation``
+  participant and settled slot); ``unpaid``; ``grid_unpaid``; ``retail_hold_short``;
+  ``slot_settled``; ``reputation``
 Invariants
-  escrow-backed: market holds per owner are >= 0 and <= the owner's bank lock.
+  escrow-backed: market holds (escrow, deposits, retail holds) per owner are >= 0 and <=
+  the owner's bank lock.
   energy-balanced: per slot bought == sold == sum of trades; delivered == sum of deliveries;
   money-rounded: every order's money over its trades is its exact amount rounded down or up
   (the carry rule of ``gridledger.market.rounding``).

@@ -12,12 +12,16 @@ from gridledger.market.rounding import NANO_PER_MICRO
 
 
 def market_holds(state: State) -> dict[bytes, int]:
-    """Money the market holds per owner: open escrow, delivery deposits, commitment deposits."""
+    """Money the market holds per owner: open escrow, delivery deposits, commitment deposits,
+    retail holds."""
     holds: dict[bytes, int] = {}
     for _, o in state.items_with_prefix(keeper.ORDER):
         holds[o["owner"]] = holds.get(o["owner"], 0) + int(o["held_micro"])
     for _, c in state.items_with_prefix(keeper.COMMIT):
         holds[c["owner"]] = holds.get(c["owner"], 0) + int(c["deposit_micro"])
+    for k, r in state.items_with_prefix(keeper.RETAIL):
+        owner = k[len(keeper.RETAIL):]
+        holds[owner] = holds.get(owner, 0) + int(r["held_micro"])
     return holds
 
 

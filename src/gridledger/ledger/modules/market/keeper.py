@@ -23,6 +23,7 @@ OPEN = b"mkt/open"       # [slot] with orders, commitments or envelopes, not yet
 UNSETTLED = b"mkt/unsettled"  # [slot] cleared, not yet settled
 SETTLED = b"mkt/settled"  # [[slot, settled_at]] kept as dispute evidence until pruned
 SEQ = b"mkt/seq"         # arrival counter: order of submission for the continuous book
+RETAIL = b"mkt/rh/"      # + addr(32) -> {held_micro, peak_wh, debt_micro}: retail hold and debt
 
 
 def sk(slot: int) -> bytes:
@@ -235,3 +236,22 @@ def pay_held(state: State, src: bytes, dst: bytes, amount: int) -> None:
     """Pay out of money the market holds for ``src``."""
     if amount:
         bank.pay_from_locked(state, src, dst, amount)
+
+
+# -- retail hold and debt (settlement) -------------------------------------------------------------
+
+_NO_RETAIL = {"held_micro": 0, "peak_wh": 0, "debt_micro": 0}
+
+
+def get_retail(state: State, addr: bytes) -> dict[str, int]:
+    """``{held_micro, peak_wh, debt_micro}`` of ``addr`` (zeros if it has none)."""
+    rec: dict[str, int] | None = state.get_obj(RETAIL + addr)
+    return dict(_NO_RETAIL) if rec is None else rec
+
+
+def put_retail(state: State, addr: bytes, rec: dict[str, int]) -> None:
+    """Store ``addr``'s retail record; an all-zero record is deleted (no state for nothing)."""
+    if any(rec.values()):
+        state.set_obj(RETAIL + addr, rec)
+    else:
+        state.delete(RETAIL + addr)

@@ -41,7 +41,7 @@ from gridledger.ledger.modules.market.types import slot_of
 from gridledger.ledger.modules.metering.keeper import mark_settled as metering_settled
 from gridledger.ledger.modules.metering.keeper import trusted_readings_for_slot
 from gridledger.ledger.modules.metering.types import Reading
-from gridledger.ledger.modules.registry.keeper import cp_holder, cp_of
+from gridledger.ledger.modules.registry.keeper import cp_holder, cp_of, get_participant
 from gridledger.ledger.modules.reputation.keeper import adjust
 from gridledger.ledger.state import State
 from gridledger.market.rounding import ceil_micro, round_forest, round_grouped
@@ -67,6 +67,10 @@ class _Account:
     retail_paid_micro: int = 0
     retail_received_micro: int = 0
     unpaid_micro: int = 0
+    debt_paid_micro: int = 0    # earlier slots' unpaid retail collected now
+    debt_micro: int = 0         # still owed after this settlement
+    retail_hold_micro: int = 0  # locked after this settlement
+    pseudonym: bool = False
 
 
 def settle_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: bytes | None,
@@ -81,7 +85,9 @@ def settle_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: byt
         a = acc.get(addr)
         if a is None:
             cp = cp_of(state, addr)
-            a = acc[addr] = _Account(cp=cp, reading=readings.get(cp) if cp else None)
+            holder = get_participant(state, addr)
+            a = acc[addr] = _Account(cp=cp, reading=readings.get(cp) if cp else None,
+                                     pseudonym="pseudonym" in (holder or {}).get("roles", ()))
         return a
 
     # 1. delivery: allocate metered export / import to trades in clearing order
@@ -118,30 +124,8 @@ def settle_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: byt
         holder = cp_holder(state, cp)
         if holder is not None:
             account(holder)
-    dues: dict[bytes, int] = {}
-    for addr in sorted(acc):
-        a = acc[addr]
-        imp = a.reading.import_wh if a.reading else a.bought_wh
-        exp = a.reading.export_wh if a.reading else 0
-        retail_import = max(0, imp - a.bought_wh)
-        retail_export = (exp - a.sold_wh) + max(0, a.bought_wh - imp)
-        dues[addr] = (payment_micro(retail_import, p.retail_import_micro_per_kwh)
-                      - payment_micro(retail_export, p.feed_in_micro_per_kwh))
     if grid is not None:
-        for addr in sorted(dues):  # collect first, then pay out: less depends on address order
-            if addr != grid and dues[addr] > 0:
-                a = acc[addr]
-                a.retail_paid_micro = min(dues[addr], bank.balance(state, addr))
-                a.unpaid_micro = dues[addr] - a.retail_paid_micro
-                if a.retail_paid_micro:
-                    bank.move(state, addr, grid, a.retail_paid_micro)
-        for addr in sorted(dues):
-            if addr != grid and dues[addr] < 0:
-                a = acc[addr]
-                a.retail_received_micro = min(-dues[addr], bank.balance(state, grid))
-                a.unpaid_micro = dues[addr] + a.retail_received_micro  # negative: grid owes
-                if a.retail_received_micro:
-                    bank.move(state, grid, addr, a.retail_received_micro)
+        _settle_retail(state, p, slot, acc, grid, events)
 
     # 5. bills, reputation, records
     for addr in sorted(acc):
@@ -232,6 +216,91 @@ def _settle_trades(p: Params, state: State, slot: int, trades: list[dict[str, An
         keeper.put_trade(state, slot, i, t)
 
 
+def _retail_dues(p: Params, a: _Account) -> int:
+    """What ``a`` owes the grid account for retail energy this slot (< 0: the grid owes)."""
+    imp = a.reading.import_wh if a.reading else a.bought_wh
+    exp = a.reading.export_wh if a.reading else 0
+    retail_import = max(0, imp - a.bought_wh)
+    retail_export = (exp - a.sold_wh) + max(0, a.bought_wh - imp)
+    return (payment_micro(retail_import, p.retail_import_micro_per_kwh)
+            - payment_micro(retail_export, p.feed_in_micro_per_kwh))
+
+
+def _settle_retail(state: State, p: Params, slot: int, acc: dict[bytes, _Account], grid: bytes,
+                   events: list[dict[str, Any]]) -> None:
+    """Retail with the grid account, secured by each participant's retail hold.
+
+    Payments in are collected before payments out (less depends on address order): old
+    debt first, then this slot's dues, from the spendable balance, then from the hold (money
+    a participant cannot move to another identity). What stays unpaid is carried as debt and
+    collected at later settlements. Then feed-in is paid, and every hold is re-sized to
+    ``retail_hold_slots`` x the participant's recent peak import at τ (see ``hold_target``).
+    """
+    dues = {addr: _retail_dues(p, acc[addr]) for addr in sorted(acc) if addr != grid}
+    for addr, due in dues.items():
+        a, rh = acc[addr], keeper.get_retail(state, addr)
+        owed = rh["debt_micro"] + max(0, due)
+        if not owed:
+            continue
+        from_balance = min(owed, bank.balance(state, addr))
+        bank.move(state, addr, grid, from_balance)
+        from_hold = min(owed - from_balance, rh["held_micro"])
+        keeper.pay_held(state, addr, grid, from_hold)
+        paid = from_balance + from_hold
+        a.debt_paid_micro = min(paid, rh["debt_micro"])  # the oldest debt first
+        a.retail_paid_micro = paid - a.debt_paid_micro
+        a.unpaid_micro = max(0, due) - a.retail_paid_micro
+        keeper.put_retail(state, addr, {**rh, "held_micro": rh["held_micro"] - from_hold,
+                                        "debt_micro": owed - paid})
+    for addr, due in dues.items():
+        if due < 0:
+            a = acc[addr]
+            a.retail_received_micro = min(-due, bank.balance(state, grid))
+            a.unpaid_micro = due + a.retail_received_micro  # negative: the grid owes
+            bank.move(state, grid, addr, a.retail_received_micro)
+    for addr in dues:
+        _resize_hold(state, p, slot, addr, acc[addr], events)
+
+
+def hold_target(p: Params, peak_wh: int) -> int:
+    """The retail hold for a recent peak import: ``retail_hold_slots`` slots of it (at least
+    ``retail_hold_min_wh`` each) at τ, rounded up, less the credit the grid extends."""
+    energy = p.retail_hold_slots * max(peak_wh, p.retail_hold_min_wh)
+    return max(0, ceil_micro(energy * p.retail_import_micro_per_kwh) - p.retail_credit_micro)
+
+
+def _resize_hold(state: State, p: Params, slot: int, addr: bytes, a: _Account,
+                 events: list[dict[str, Any]]) -> None:
+    """Top the participant's retail hold up to (or release it down to) its target.
+
+    The hold covers the energy consumed but not yet settled (the slots between delivery and
+    settlement) plus a slot of notice: without it, a member could move its balance to
+    another identity before settlement and leave its retail import unpaid. The peak decays
+    by an eighth per slot, so the hold follows a household's evening peak without locking
+    it for good. Pseudonyms hold nothing: they cannot move money (bank rule
+    ``pseudonym-transfer``) and their epoch pool secures them.
+    """
+    rh = keeper.get_retail(state, addr)
+    imp = a.reading.import_wh if a.reading else a.bought_wh
+    peak = max(imp, rh["peak_wh"] - rh["peak_wh"] // 8)
+    held = rh["held_micro"]
+    target = 0 if a.pseudonym else hold_target(p, peak)
+    if held > target:
+        keeper.release(state, addr, held - target)
+        held = target
+    elif held < target:
+        top = min(target - held, bank.balance(state, addr))
+        keeper.hold(state, addr, top)
+        held += top
+        if held < target:
+            events.append({"type": "retail_hold_short", "slot": slot, "addr": addr,
+                           "held_micro": held, "target_micro": target,
+                           "debt_micro": rh["debt_micro"]})
+    keeper.put_retail(state, addr, {**rh, "held_micro": held, "peak_wh": 0 if a.pseudonym else peak})
+    a.retail_hold_micro = held
+    a.debt_micro = rh["debt_micro"]
+
+
 def _short_trades_by_sell_order(trades: list[dict[str, Any]]) -> dict[bytes, list[dict[str, Any]]]:
     """The trades each sell order fell short on, in clearing order (orders in order of their
     first short trade)."""
@@ -242,6 +311,20 @@ def _short_trades_by_sell_order(trades: list[dict[str, Any]]) -> dict[bytes, lis
     return out
 
 
+def substance_units(p: Params, energy_wh: int, value_micro: int) -> int:
+    """Reputation units a participant earns for one settled slot: its delivered market
+    energy in ``rep_gain_unit_wh`` AND the money paid for it in ``rep_gain_unit_micro``,
+    whichever is fewer, capped so one slot adds at most ``rep_gain_max_per_slot``.
+
+    Per slot and participant, not per trade: splitting energy into many trades earns
+    nothing more, 1 Wh trades earn nothing, trades at price 0 earn nothing; what earns is
+    energy that really flowed (metered) at a price someone really paid, plus the grid fee.
+    """
+    units = min(energy_wh // p.rep_gain_unit_wh, value_micro // p.rep_gain_unit_micro)
+    cap = p.rep_gain_max_per_slot // p.rep_gain_trade if p.rep_gain_trade else 0
+    return min(units, cap)
+
+
 def _finish_account(state: State, p: Params, slot: int, now_slot: int, addr: bytes, a: _Account,
                     grid: bytes | None, events: list[dict[str, Any]]) -> None:
     r = a.reading
@@ -250,8 +333,8 @@ def _finish_account(state: State, p: Params, slot: int, now_slot: int, addr: byt
     retail_import = max(0, imp - a.bought_wh)
     retail_export = (exp - a.sold_wh) + max(0, a.bought_wh - imp)
     total = (a.market_cost_micro + a.grid_fee_micro + a.compensation_out_micro + a.penalty_micro
-             + a.retail_paid_micro - a.market_revenue_micro - a.compensation_in_micro
-             - a.retail_received_micro)
+             + a.retail_paid_micro + a.debt_paid_micro - a.market_revenue_micro
+             - a.compensation_in_micro - a.retail_received_micro)
     baseline = (payment_micro(imp, p.retail_import_micro_per_kwh)
                 - payment_micro(exp, p.feed_in_micro_per_kwh))
     events.append({
@@ -264,14 +347,18 @@ def _finish_account(state: State, p: Params, slot: int, now_slot: int, addr: byt
         "penalty_micro": a.penalty_micro, "retail_import_wh": retail_import,
         "retail_export_wh": retail_export,
         "retail_net_micro": a.retail_paid_micro - a.retail_received_micro,
-        "unpaid_micro": a.unpaid_micro, "total_micro": total,
-        "baseline_total_micro": baseline})
+        "unpaid_micro": a.unpaid_micro, "debt_paid_micro": a.debt_paid_micro,
+        "debt_micro": a.debt_micro, "retail_hold_micro": a.retail_hold_micro,
+        "total_micro": total, "baseline_total_micro": baseline})
     if a.trades and r is None:
         events.append(adjust(state, addr, "missing_reading", now_slot))
     if a.shortfall_wh:
         events.append(adjust(state, addr, "non_delivery", now_slot))
     elif a.trades and r is not None:
-        events.append(adjust(state, addr, "trade_settled", now_slot, times=a.trades))
+        units = substance_units(p, a.bought_wh + a.sold_wh,
+                                a.market_cost_micro + a.market_revenue_micro)
+        if units:
+            events.append(adjust(state, addr, "trade_settled", now_slot, times=units))
     if a.unpaid_micro > 0 and addr != grid:
         events.append({"type": "unpaid", "slot": slot, "addr": addr, "amount_micro": a.unpaid_micro})
         events.append(adjust(state, addr, "non_payment", now_slot))

@@ -24,19 +24,22 @@ class Handlers:
         self.registry = registry
 
     def appeal(self, state: State, ctx: TxContext, msg: Appeal) -> None:
-        """``reputation/appeal``: after ``appeal_clean_slots`` slots without a penalty (and
-        since the last appeal), a sanctioned participant's score is restored. Rules
+        """``reputation/appeal``: graduated recovery. After enough slots without a penalty
+        (and since the last appeal) a sanctioned participant rises to the floor of the next
+        tier up — one tier per appeal, so a suspended participant needs three. The wait is
+        ``appeal_clean_slots``, doubling with every appeal granted recently
+        (``keeper.appeal_wait``, at most ``appeal_clean_slots_max``). Rules
         ``appeal-not-sanctioned``, ``appeal-too-early``."""
         p = load_params(state)
         slot = slot_of(ctx.block.slot_time, p)
         rec = keeper.record(state, ctx.sender)
         if tier_for(rec.score, p) == "good":
             raise AppealNotSanctioned("score is not below the watch threshold")
+        wait = keeper.appeal_wait(rec, slot, p)
         for name, since in (("penalty", rec.last_penalty_slot), ("appeal", rec.last_appeal_slot)):
-            if since >= 0 and slot - since < p.appeal_clean_slots:
-                raise AppealTooEarly(f"{slot - since} of {p.appeal_clean_slots} clean slots "
-                                     f"since {name}")
-        ctx.events.append(keeper.restore(state, ctx.sender, slot))
+            if since >= 0 and slot - since < wait:
+                raise AppealTooEarly(f"{slot - since} of {wait} clean slots since {name}")
+        ctx.events.append(keeper.step_up(state, ctx.sender, slot))
 
     def approve_appeal(self, state: State, ctx: TxContext, msg: ApproveAppeal) -> None:
         """``reputation/approve_appeal`` by a validator; ``appeal_quorum`` distinct approvals

@@ -24,7 +24,7 @@ from gridledger.ledger.modules.reputation.types import (
 from gridledger.ledger.modules.reputation.types import (
     NO_SLOT as NO_SLOT,
 )
-from gridledger.ledger.params import load_params
+from gridledger.ledger.params import Params, load_params
 from gridledger.ledger.state import State
 
 REP = b"rep/s/"
@@ -84,8 +84,42 @@ def record_rejected(state: State, addr: bytes, slot: int) -> dict[str, Any]:
     return adjust(state, addr, "rejected_tx", slot)
 
 
+APPEAL_MEMORY = 4
+"""A granted self-appeal counts towards the next wait for ``APPEAL_MEMORY x
+appeal_clean_slots_max`` slots after the last appeal (about 5 days with the defaults)."""
+
+
+def recent_appeals(rec: Score, slot: int, p: Params) -> int:
+    """Self-appeals granted recently: the count is forgotten after a long appeal-free time."""
+    if rec.last_appeal_slot < 0 or slot - rec.last_appeal_slot >= APPEAL_MEMORY * p.appeal_clean_slots_max:
+        return 0
+    return rec.appeals or 0
+
+
+def appeal_wait(rec: Score, slot: int, p: Params) -> int:
+    """Clean slots a self-appeal needs: ``appeal_clean_slots`` doubled per recent appeal,
+    at most ``appeal_clean_slots_max`` — repeat offenders wait longer (proportionate)."""
+    return min(p.appeal_clean_slots << min(recent_appeals(rec, slot, p), 16),
+               p.appeal_clean_slots_max)
+
+
+def step_up(state: State, addr: bytes, slot: int) -> dict[str, Any]:
+    """Grant a self-appeal: raise the score to the floor of the next tier up (suspended ->
+    restricted -> watch -> good) and count the appeal. Recovery is graduated: each step
+    needs its own clean period, so a deep fall takes several appeals."""
+    p = load_params(state)
+    rec = record(state, addr)
+    new = next((floor for floor in (p.rep_suspend_below, p.rep_restrict_below, p.rep_watch_below)
+                if rec.score < floor), rec.score)
+    put_record(state, addr, dataclasses.replace(rec, score=new, last_appeal_slot=slot, approvals=(),
+                                                appeals=recent_appeals(rec, slot, p) + 1))
+    return {"type": "reputation", "addr": addr, "reason": "appeal", "delta": new - rec.score,
+            "score": new, "slot": slot}
+
+
 def restore(state: State, addr: bytes, slot: int) -> dict[str, Any]:
-    """Grant an appeal: raise the score to ``appeal_restore_score`` and clear approvals."""
+    """Grant a validator-approved appeal (``appeal_quorum`` approvals: a human review, e.g.
+    of a faulty meter): raise the score to ``appeal_restore_score`` and clear approvals."""
     p = load_params(state)
     rec = record(state, addr)
     new = max(rec.score, p.appeal_restore_score)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from gridledger.ledger.module import Body
 from gridledger.ledger.params import Params
-from gridledger.ledger.record import Record
+from gridledger.ledger.record import Record, optional
 from gridledger.ledger.validate import require_addr, require_fields
 
 MIN_SCORE = 0
@@ -31,6 +31,8 @@ class Score(Record):
     last_penalty_slot: int = NO_SLOT
     last_appeal_slot: int = NO_SLOT
     approvals: tuple[bytes, ...] = ()
+    appeals: int | None = optional()
+    """Self-appeals granted recently (absent until the first: older records keep their bytes)."""
 
 
 @dataclass(frozen=True)
