@@ -182,7 +182,7 @@ def admit_energy(book: Book, envelopes: Mapping[bytes, Envelope] | None) -> I64:
             raise MarketInputError("an envelope is (import_max_wh, export_max_wh)")
         _check_int("import_max_wh", env[0], 0, MAX_ENERGY_WH * MAX_ORDERS)
         _check_int("export_max_wh", env[1], 0, MAX_ENERGY_WH * MAX_ORDERS)
-    for i, (owner, buys) in enumerate(zip(book.owners, book.is_buy.tolist())):
+    for i, (owner, buys) in enumerate(zip(book.owners, book.is_buy.tolist(), strict=True)):
         limits = envelopes.get(owner)
         if limits is not None:
             cap[i] = limits[0] if buys else limits[1]
@@ -226,7 +226,7 @@ def build_result(
     """
     exact_pay = t_energy * t_price  # nano-units; <= 1e18 < 2**63
     if mechanism == "continuous":
-        pay = np.array(round_forest(list(zip(t_buy.tolist(), t_sell.tolist())),
+        pay = np.array(round_forest(list(zip(t_buy.tolist(), t_sell.tolist(), strict=True)),
                                     exact_pay.tolist()), dtype=np.int64).reshape(len(t_energy))
     else:
         pay = carry_round(exact_pay)
@@ -285,6 +285,7 @@ def _assemble(
             pay.tolist(),
             fee.tolist(),
             rate.tolist(),
+            strict=True,
             ),
         )
     )
@@ -301,7 +302,7 @@ def _assemble(
     # partly filled or clipped orders (few) get a new Order with the remainder.
     unmatched: list[Order] = [orders[i] for i in rem_canon.tolist()]
     partial_pos = np.flatnonzero(remaining[rem_canon] != book.energy_wh[rem_canon])
-    for k, i in zip(partial_pos.tolist(), rem_canon[partial_pos].tolist()):
+    for k, i in zip(partial_pos.tolist(), rem_canon[partial_pos].tolist(), strict=True):
         unmatched[k] = dataclasses.replace(orders[i], energy_wh=int(remaining[i]))
     clipped = book.energy_wh - admitted
     clip_pos = np.flatnonzero(clipped[canon] > 0)
