@@ -170,3 +170,20 @@ def test_records_encode_to_the_plain_map_and_back():
     assert _Tree.from_obj(codec.decode(full.encode())) == full
     with pytest.raises(ValueError, match="no field"):
         _Tree.from_obj({"name": "t", "leaves": [], "extra": 1})
+
+
+def test_a_parser_defect_is_internal_error_at_admission_and_in_execution(chain):
+    def bad_parse(body: Body) -> Poke:
+        raise TypeError("defect")
+
+    def never(state: State, ctx: TxContext, msg: Poke) -> None:
+        raise AssertionError("not reached")
+
+    mod = Module("test", 1, messages=(MsgKind("test/poke", bad_parse, never),))
+    app = Application(chain.genesis, [*default_modules(), mod])
+    raw = chain.tx(chain.users[0], "test/poke", {"key": b"k"})
+    with pytest.raises(RejectedTx, match="internal-error: TypeError in test/poke"):
+        app.check_tx(raw)
+    _, result = apply(app, [raw])
+    assert result.receipts[0].rule == "internal-error"
+    assert result.receipts[0].detail == "TypeError in test/poke"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gridledger.errors import BlockAborted, BlockError, GridLedgerError
+from gridledger.errors import BlockAborted, BlockError, GridLedgerError, RejectedTx
 from gridledger.ledger import codec
 from gridledger.ledger.block import Header, tx_root
 from gridledger.ledger.context import BlockContext
@@ -25,6 +25,7 @@ from gridledger.ledger.execute import (
     check_nonce,
     check_stateless_envelope,
     default_sig_check,
+    internal_error,
     next_nonce,
     parse_body,
     require_signer,
@@ -85,14 +86,22 @@ class Application:
             check_stateless_envelope(self.chain_id, tx)
             self.check_signed(tx, sig_check)
             check_nonce(tx.nonce, expected_nonce)
-        parse_body(self._table, tx)
+        self._parse(tx)
         return tx
+
+    def _parse(self, tx: Tx) -> None:
+        try:
+            parse_body(self._table, tx)
+        except (RejectedTx, *MACHINE_FAULTS):
+            raise
+        except Exception as exc:  # a parser defect: refused as execution would fail it
+            raise internal_error(exc, tx.kind) from exc
 
     def check_stateless(self, tx: Tx) -> None:
         """The checks that need no state: chain id, algorithm name, kind and the kind's
         body parse. Raises the ``RejectedTx`` naming the rule."""
         check_stateless_envelope(self.chain_id, tx)
-        parse_body(self._table, tx)
+        self._parse(tx)
 
     def signer(self, sender: bytes) -> Signer:
         """The sender's record in committed state (the key its transactions must be signed

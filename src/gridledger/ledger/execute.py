@@ -164,9 +164,10 @@ def parse_body(table: Mapping[str, MsgKind[Any]], tx: Tx) -> tuple[MsgKind[Any],
     return spec, spec.parse(tx.body)
 
 
-def _internal(exc: Exception, kind: str) -> InternalError:
-    # only the exception type: its message could differ between machines or versions
-    return InternalError(f"{type(exc).__name__} in {kind}")
+def internal_error(exc: Exception, kind: str) -> InternalError:
+    """The ``internal-error`` rejection for an unexpected exception: it names the exception
+    type and the kind only (a message could differ between machines or versions)."""
+    return InternalError(f"{type(exc).__name__} in {kind[:64]}")
 
 
 def apply_tx(state: State, ctx: BlockContext, raw: bytes, table: Mapping[str, MsgKind[Any]],
@@ -184,6 +185,11 @@ def apply_tx(state: State, ctx: BlockContext, raw: bytes, table: Mapping[str, Ms
             raise UnknownKind(f"no module handles kind {tx.kind[:64]!r}")
     except RejectedTx as exc:
         return Receipt(tx.id, False, exc.rule, exc.detail)
+    except MACHINE_FAULTS:
+        raise
+    except Exception as exc:  # a defect before the body: nothing was written
+        err = internal_error(exc, tx.kind)
+        return Receipt(tx.id, False, err.rule, err.detail)
     tctx = TxContext(ctx, tx.sender, tx.id, tx.kind)  # ids from tx.id: deterministic
     state.set_int(NONCE + tx.sender, tx.nonce + 1)  # consumed whatever the body does
     state.begin()
@@ -200,7 +206,7 @@ def apply_tx(state: State, ctx: BlockContext, raw: bytes, table: Mapping[str, Ms
         raise
     except Exception as exc:  # a defect in a handler: contained to this transaction
         state.rollback()
-        err = _internal(exc, tx.kind)
+        err = internal_error(exc, tx.kind)
         return Receipt(tx.id, False, err.rule, err.detail)
     state.commit()
     return Receipt(tx.id, True, events=tuple(tctx.events))

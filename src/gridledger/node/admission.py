@@ -39,7 +39,14 @@ from gridledger.errors import (
 )
 from gridledger.ledger.app import Application
 from gridledger.ledger.block import Header
-from gridledger.ledger.execute import SigCheck, authenticate, check_nonce, default_sig_check
+from gridledger.ledger.execute import (
+    MACHINE_FAULTS,
+    SigCheck,
+    authenticate,
+    check_nonce,
+    default_sig_check,
+    internal_error,
+)
 from gridledger.ledger.module import Signer
 from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
 from gridledger.node.sigpool import SigPool, _verify_chunk
@@ -203,6 +210,10 @@ class Mempool:
                 decoded.append((i, tx, self.app.signer(tx.sender)))  # unknown-sender
             except RejectedTx as exc:
                 out[i] = self._reject(exc)
+            except MACHINE_FAULTS:
+                raise
+            except Exception as exc:  # a parser defect: refused as execution would fail it
+                out[i] = self._reject(internal_error(exc, "admission"))
         items = [(s.alg, s.pk, tx.signing_bytes, tx.sig, TX_CONTEXT) for _, tx, s in decoded]
         oks = self.sig_pool.verify_many(items) if self.sig_pool else _verify_chunk(items)
         with self._lock:
