@@ -16,11 +16,11 @@ from typing import Any
 from gridledger.crypto.kem import KemKey
 from gridledger.crypto.sig import SigningKey
 from gridledger.errors import RejectedTx
+from gridledger.ledger import codec
 from gridledger.ledger.execute import run_invariants
 from gridledger.ledger.genesis import make_genesis
 from gridledger.ledger.modules.bank import keeper as bank
 from gridledger.ledger.state import State
-from gridledger.ledger import codec
 from gridledger.ledger.tx import TX_CONTEXT, decode_tx, sign_tx, signing_bytes
 from gridledger.node.admission import QuotaPolicy
 from gridledger.node.embedded import EmbeddedNetwork, FinalizedBlock
@@ -197,3 +197,99 @@ def make_net(tmp: Path, *, n_users: int = 6, threshold: int = 2, aggregators: in
     # generous quotas: these tests are about execution, not admission control
     net = EmbeddedNetwork(genesis, vs, tmp, quota=QuotaPolicy(rate_per_s=1000.0, burst=1000.0))
     return PrivacyNet(net, dso, users, meters, tks, ts, aks)
+
+
+# ------------------------------------------------------------------ pseudonymous epochs
+DISPUTE_WINDOW = 1800
+"""``dispute_window_s`` the pool tests run with (the default is a day)."""
+
+
+def t_order(slot: int) -> int:
+    """A block time when orders for ``slot`` are open."""
+    return slot * S - GATE - 100
+
+
+def t_clear(slot: int) -> int:
+    return slot * S - GATE + REVEAL
+
+
+def t_read(slot: int) -> int:
+    return (slot + 1) * S + 10
+
+
+def epoch_close_time(epoch: int) -> int:
+    """Block time at which ``epoch`` closes: its last slot's settlement deadline, then its
+    dispute window (longer than ``close_delay_s`` here)."""
+    last = (epoch + 1) * EPOCH_SLOTS - 1
+    return (last + 1) * S + SETTLE + DISPUTE_WINDOW
+
+
+@dataclass
+class Issued:
+    """An epoch's pseudonyms as their owners, meters and the DSO know them."""
+
+    own: dict[int, list[Any]]                 # user -> [OwnPseudonym]
+    reading: dict[bytes, SigningKey]          # pseudonym -> the reading key its meter holds
+    statements: dict[int, Any]                # user -> its meter's MeterStatement
+    batch: Any
+    attestation: Any
+
+    def reading_key(self, ps: Any) -> SigningKey:
+        return self.reading[ps.address]
+
+
+def pool_net(tmp: Path, **kw: Any) -> PrivacyNet:
+    """A privacy net whose dispute window lets epochs close within a test."""
+    params = {"dispute_window_s": DISPUTE_WINDOW, **kw.pop("params", {})}
+    return make_net(tmp, params=params, **kw)
+
+
+def issue(w: PrivacyNet, epoch: int, plan: dict[int, list[int]], at: int, *,
+          tickets: dict[int, int] | None = None) -> Issued:
+    """Users join with one ticket per planned slot (or ``tickets``), make per-slot pseudonyms;
+    their meters make reading keys and sign the bindings; the DSO attests; the trustees
+    certify; a relay registers. Three blocks: ``at`` (joins), ``at + 1``, ``at + 2``."""
+    from gridledger.privacy.ledger_io import (
+        attest_body,
+        certify_batch,
+        make_pseudonyms,
+        register_bodies,
+    )
+    from gridledger.privacy.meter_keys import attest_readings, issue_reading_keys
+
+    tickets = tickets or {i: len(slots) for i, slots in plan.items()}
+    w.ok([w.tx(w.users[i], "privacy/join", {"epoch": epoch, "tickets": n})
+          for i, n in tickets.items()], at)
+    own = {i: make_pseudonyms(w.users[i], w.trustee_set, epoch, [(s, s) for s in slots],
+                              FEEDER) for i, slots in plan.items()}
+    reading: dict[bytes, SigningKey] = {}
+    statements = {}
+    for i, ps in own.items():
+        keys, st = issue_reading_keys(w.meters[i], COMMUNITY, f"cp{i}", epoch,
+                                      [p.address for p in ps])
+        reading.update(keys)
+        statements[i] = st
+    att = attest_readings(COMMUNITY, epoch, list(statements.values()),
+                          {f"cp{i}": m.public_key for i, m in enumerate(w.meters)},
+                          {f"cp{i}": n for i, n in tickets.items()})
+    batch = certify_batch(w.trustee_keys, w.trustee_set,
+                          [p.entry for ps in own.values() for p in ps], epoch, EPOCH_SLOTS)
+    w.ok([w.tx(w.dso, "privacy/attest", attest_body(att)),
+          w.tx(w.trustee_keys[0].signing_key, "privacy/certify", batch.certify_body)], at + 1)
+    # a block fills fairly across senders, so the relay's registrations go in the next one
+    w.ok([w.tx(w.trustee_keys[1].signing_key, "privacy/register", b)
+          for b in register_bodies(w.trustee_set, batch, att,
+                                   {a: k.public_key for a, k in reading.items()})], at + 2)
+    return Issued(own, reading, statements, batch, att)
+
+
+def read(w: PrivacyNet, iss: Issued, ps: Any, slot: int, import_wh: int,
+         export_wh: int) -> bytes:
+    """The pseudonym's reading, signed by the reading key its meter holds."""
+    return w.tx(iss.reading_key(ps), "metering/reading",
+                {"slot": slot, "import_wh": import_wh, "export_wh": export_wh, "firmware": FW})
+
+
+def order(w: PrivacyNet, ps: Any, slot: int, side: str, wh: int, price: int) -> bytes:
+    return w.tx(ps.key, "market/order", {"slot": slot, "side": side, "energy_wh": wh,
+                                         "price_micro_per_kwh": price})

@@ -11,8 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridledger.crypto.shamir import PRIME, SHARE_BYTES, Share, decode_signed, interpolate_at
-from gridledger.crypto.shamir import reconstruct_secret
+from gridledger.crypto.shamir import (
+    PRIME,
+    SHARE_BYTES,
+    Share,
+    decode_signed,
+    interpolate_at,
+    reconstruct_secret,
+)
 from gridledger.privacy.aggregation import (
     CTX_CHECK,
     CTX_PARTIAL,

@@ -7,7 +7,11 @@ from dataclasses import replace
 import pytest
 
 from gridledger.crypto.sig import SigningKey
-from gridledger.privacy.errors import EndorsementRefused, InvalidCertificate, OpeningRefused
+from gridledger.privacy.errors import (
+    EndorsementRefused,
+    InvalidCertificate,
+    OpeningRefused,
+)
 from gridledger.privacy.pseudonyms import (
     Endorsement,
     OpeningShare,
@@ -39,7 +43,8 @@ def issued(identity: SigningKey, trustees: TrusteeSet,
 
 def test_request_carries_no_identity(identity: SigningKey, issued) -> None:
     _, req, cert = issued
-    blob = req.escrow.record_ciphertext + b"".join(req.escrow.sealed_shares) + req.pop_signature
+    blob = (req.escrow.record_ciphertext + b"".join(req.escrow.sealed_shares)
+            + b"".join(req.escrow.share_commitments) + req.pop_signature)
     assert identity.public_key.raw[:32] not in blob and identity.address not in blob
     assert cert.pseudonym_key != identity.public_key
 
@@ -55,7 +60,7 @@ def test_certificate_verifies(issued, trustees: TrusteeSet) -> None:
 
 def test_certificate_needs_k_valid_distinct_endorsements(issued, trustees: TrusteeSet,
                                                          trustee_keys: list[TrusteeKeys]) -> None:
-    _, req, cert = issued
+    _, _req, cert = issued
     two = replace(cert, endorsements=cert.endorsements[:2])
     with pytest.raises(InvalidCertificate):
         verify_certificate(two, trustees)
@@ -151,18 +156,60 @@ def test_opening_needs_a_recorded_dispute_for_this_pseudonym(
         open_identity(trustees, cert, req.escrow, b"dispute-1", other)
 
 
-def test_a_lying_trustee_is_named(identity: SigningKey, issued, trustees: TrusteeSet,
-                                  trustee_keys: list[TrusteeKeys]) -> None:
+def test_a_wrong_released_share_is_its_trustees_own_evidence(
+        identity: SigningKey, issued, trustees: TrusteeSet,
+        trustee_keys: list[TrusteeKeys]) -> None:
+    # A trustee that signs a share other than the one committed in the certified escrow is
+    # named by that contradiction alone; the opening goes ahead with the honest shares.
     _, req, cert = issued
     shares = _open(issued, trustees, trustee_keys, [0, 1, 2, 3])
     bad = bytearray(shares[0].share)
     bad[-1] ^= 1
     liar = replace(shares[0], share=bytes(bad), signature=b"")
     liar = replace(liar, signature=trustee_keys[0].signing_key.sign(
-        liar.signed_message(trustees.community), b"gl/pseudonym/open/v1"))
+        liar.signed_message(trustees.community), b"gl/pseudonym/open/v2"))
     record = open_identity(trustees, cert, req.escrow, b"dispute-1", [liar, *shares[1:]])
     assert record.identity_address == identity.address and record.faulty_trustees == ("t0",)
     verify_opening(record, trustees)
+
+
+def test_an_honest_trustee_cannot_be_framed_by_an_inconsistent_dealer(
+        identity: SigningKey, trustees: TrusteeSet, trustee_keys: list[TrusteeKeys]) -> None:
+    # The owner deals trustee 4 a share off the polynomial (committed, so trustee 4 endorses
+    # it). At opening trustee 4 releases exactly that share: it matches its commitment, so
+    # it is the dealer's doing and nobody names trustee 4; the others open the escrow.
+    from gridledger.crypto.kem import seal
+    from gridledger.privacy.pseudonyms import OPENING_SHARE_BYTES, share_commitment
+
+    key, req = create_pseudonym(identity, trustees, EPOCH)
+    e = req.escrow
+    junk, blind = b"\0" * (OPENING_SHARE_BYTES - 1) + b"\5", b"\6" * 32
+    sealed = (*e.sealed_shares[:4], seal(trustees.trustees[4].kem_public_key, junk + blind,
+                                        e.share_aad(4)))
+    commits = (*e.share_commitments[:4], share_commitment(4, junk, blind))
+    dealt = replace(e, sealed_shares=sealed, share_commitments=commits)
+    req = PseudonymRequest(dealt, key.sign(dealt.digest(), b"gl/pseudonym/pop/v1"))
+    cert = assemble_certificate(req, [endorse_pseudonym(t, trustees, req, EPOCH)
+                                      for t in trustee_keys[2:5]])
+    recorded = {b"d": cert.address}
+    shares = [release_share(trustee_keys[j], trustees, cert, dealt, b"d", recorded)
+              for j in (4, 0, 1, 2)]
+    record = open_identity(trustees, cert, dealt, b"d", shares)
+    assert record.identity_address == identity.address and record.faulty_trustees == ()
+    assert "t4" not in record.trustee_ids
+    verify_opening(record, trustees)
+
+
+def test_a_trustee_refuses_a_share_that_does_not_match_its_commitment(
+        identity: SigningKey, trustees: TrusteeSet, trustee_keys: list[TrusteeKeys]) -> None:
+    key, req = create_pseudonym(identity, trustees, EPOCH)
+    e = req.escrow
+    commits = (b"\0" * 32, *e.share_commitments[1:])
+    dealt = replace(e, share_commitments=commits)
+    req = PseudonymRequest(dealt, key.sign(dealt.digest(), b"gl/pseudonym/pop/v1"))
+    with pytest.raises(EndorsementRefused, match="commitment"):
+        endorse_pseudonym(trustee_keys[0], trustees, req, EPOCH)
+    endorse_pseudonym(trustee_keys[1], trustees, req, EPOCH)  # its own share is fine
 
 
 def test_bogus_escrow_is_caught_at_opening(identity: SigningKey, trustees: TrusteeSet,
@@ -170,21 +217,34 @@ def test_bogus_escrow_is_caught_at_opening(identity: SigningKey, trustees: Trust
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     # A participant escrowing a record that does not bind its pseudonym (its identity key
     # signed something else) gets certified - trustees cannot see inside - but the opening
-    # refuses the record, so the fraud is visible at the first dispute.
-    from gridledger.privacy import pseudonyms
+    # refuses the record as bogus, the owner's doing: no trustee is named.
+    from gridledger.privacy.pseudonyms import escrow
 
-    real = pseudonyms._identity_record
-    monkeypatch.setattr(pseudonyms, "_identity_record",
-                        lambda key, binding: real(key, b"something else"))
-    key, req = create_pseudonym(identity, trustees, EPOCH)
+    real = escrow.identity_record
+    monkeypatch.setattr(escrow, "identity_record",
+                        lambda key, address, bind: real(key, address, b"something else"))
+    _key, req = create_pseudonym(identity, trustees, EPOCH)
     monkeypatch.undo()
     cert = assemble_certificate(req, [endorse_pseudonym(t, trustees, req, EPOCH)
                                       for t in trustee_keys[:3]])
     recorded = {b"d": cert.address}
     shares = [release_share(t, trustees, cert, req.escrow, b"d", recorded)
               for t in trustee_keys[:3]]
-    with pytest.raises(OpeningRefused):
+    with pytest.raises(OpeningRefused, match="bogus"):
         open_identity(trustees, cert, req.escrow, b"d", shares)
+
+
+def test_the_escrow_names_the_owners_address_even_under_a_rotated_key(
+        identity: SigningKey, trustees: TrusteeSet, trustee_keys: list[TrusteeKeys]) -> None:
+    rotated = SigningKey.generate()
+    _key, req = create_pseudonym(rotated, trustees, EPOCH, address=identity.address)
+    cert = assemble_certificate(req, [endorse_pseudonym(t, trustees, req, EPOCH)
+                                      for t in trustee_keys[:3]])
+    shares = [release_share(t, trustees, cert, req.escrow, b"d", {b"d": cert.address})
+              for t in trustee_keys[:3]]
+    record = open_identity(trustees, cert, req.escrow, b"d", shares)
+    assert record.identity_address == identity.address
+    assert record.identity_key == rotated.public_key
 
 
 def test_escrow_record_cannot_be_swapped(identity: SigningKey, trustees: TrusteeSet,
@@ -203,6 +263,7 @@ def test_forged_opening_share_is_ignored(issued, trustees: TrusteeSet,
                                          trustee_keys: list[TrusteeKeys]) -> None:
     _, req, cert = issued
     shares = _open(issued, trustees, trustee_keys, [0, 1])
-    forged = OpeningShare(2, b"dispute-1", cert.digest(), shares[0].share, shares[0].signature)
+    forged = OpeningShare(2, b"dispute-1", cert.digest(), shares[0].share, shares[0].blind,
+                          shares[0].signature)
     with pytest.raises(OpeningRefused):
         open_identity(trustees, cert, req.escrow, b"dispute-1", [*shares, forged])

@@ -1,6 +1,6 @@
 """The package's public surface is what ``__all__`` says (drift test, httpx-style)."""
 
-import gridledger.privacy as privacy
+from gridledger import privacy
 
 
 def test_all_names_exist_and_are_sorted() -> None:

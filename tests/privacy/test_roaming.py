@@ -10,6 +10,7 @@ import pytest
 
 from gridledger.crypto.kem import KemKey
 from gridledger.crypto.sig import SigningKey
+from gridledger.errors import CryptoError
 from gridledger.privacy.errors import RoamingRejected
 from gridledger.privacy.pseudonyms import (
     TrusteeKeys,
@@ -51,8 +52,8 @@ def _issue(identity: SigningKey, trustees: TrusteeSet, trustee_keys: list[Truste
     auth = open_billing_token(token, cert, billing)
     guarantee = issue_guarantee(home_dso, "home-dso", cert, auth, valid_until_slot=500)
     request = request_charging(ev_key, cert, guarantee, token, "abroad", "station-7", 400)
-    return dict(ev_key=ev_key, cert=cert, token=token, auth=auth, guarantee=guarantee,
-                request=request, escrow=req.escrow)
+    return {"ev_key": ev_key, "cert": cert, "token": token, "auth": auth,
+            "guarantee": guarantee, "request": request, "escrow": req.escrow}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def world(identity: SigningKey, trustees: TrusteeSet, trustee_keys: list[Trustee
     dso = SigningKey.from_seed("ml-dsa-65", b"\x43" * 32)
     home_dso = SigningKey.from_seed("ml-dsa-65", b"\x44" * 32)
     w = _issue(identity, trustees, trustee_keys, billing, home_dso)
-    return dict(billing=billing, dso=dso, home_dso=home_dso, **w)
+    return {"billing": billing, "dso": dso, "home_dso": home_dso, **w}
 
 
 def _pins(world: dict[str, Any]) -> dict[tuple[str, str], Any]:
@@ -105,7 +106,7 @@ def test_foreign_side_sees_no_identity(identity: SigningKey, trustees: TrusteeSe
     for i in range(0, len(pk) - 16, 16):  # no 16-byte window of the identity key
         assert pk[i:i + 16] not in seen
     assert identity.address not in seen
-    with pytest.raises(Exception):  # only the home billing key opens the token
+    with pytest.raises(CryptoError):  # only the home billing key opens the token
         KemKey(b"\x01" * 64).open(claim.request.billing_token)
 
 

@@ -18,12 +18,11 @@ from gridledger.ledger import codec
 from gridledger.ledger.modules.governance.keeper import grid_account
 from gridledger.ledger.modules.privacy import keeper as pv
 from gridledger.privacy.roaming import CTX_BILL, RoamingLimits, authorisation_message
-from gridledger.sim import attacks  # noqa: F401 - first: attacks.py imports sim.roaming at its end
+from gridledger.sim import attacks
 from gridledger.sim.community import Member
 from gridledger.sim.keys import sim_key
 from gridledger.sim.roaming import FOREIGN_COMMUNITY, FOREIGN_DSO, EvRoaming, Visit
-from tests.ledger.modules.test_privacy_ledger import PWorld, make_pworld
-from tests.ledger.modules.world import t_order
+from tests.privacy.net import PrivacyNet, make_net
 
 FIRST = 3 * 96   # a day of slots, epoch 3
 DAY = 96
@@ -38,9 +37,9 @@ class PrivacyKeys:
 
 
 class FakeEngine:
-    """What ``EvRoaming`` uses of the engine, over a ``PWorld`` ledger."""
+    """What ``EvRoaming`` uses of the engine, over a ``PrivacyNet`` ledger (four validators)."""
 
-    def __init__(self, w: PWorld, ev_owner: int = 1, partners: bool = True) -> None:
+    def __init__(self, w: PrivacyNet, ev_owner: int = 1) -> None:
         self.w = w
         self.sc = SimpleNamespace(seed=7, slots=DAY, first_slot=FIRST)
         self.members = [Member(i, f"h{i:02d}", f"cp{i}", k, w.meters[i], "prosumer",
@@ -49,7 +48,7 @@ class FakeEngine:
         keys = PrivacyKeys(w.trustee_keys, w.trustee_set, KemKey(b"\x05" * 64),
                            sim_key(7, "foreign-dso", 0, alg="ml-dsa-44"))
         self.community = SimpleNamespace(dso=w.dso, privacy_keys=keys, members=self.members)
-        self.net = SimpleNamespace(entry=SimpleNamespace(app=w.app))
+        self.net = w.net
 
     @property
     def first(self) -> int:
@@ -68,23 +67,25 @@ class FakeEngine:
         for i, slot in enumerate(range(FIRST, FIRST + DAY)):
             raws = attack.txs_block_a(slot, True)
             if raws:
-                res = self.w.block(raws, t_order(5) + i)
+                self.w.run(raws, 1000 + 10 * i)
+                fb = self.w.blocks[-1]
+                res = fb.result
                 events = list(res.block_events) + [e for r in res.receipts for e in r.events]
-                attack.on_block(SimpleNamespace(result=res), events)  # type: ignore[arg-type]
+                attack.on_block(fb, events)
 
 
-def world(partners: bool = True) -> PWorld:
+def world(tmp: Path, partners: bool = True) -> PrivacyNet:
     f = sim_key(7, "foreign-dso", 0, alg="ml-dsa-44")
-    return make_pworld(roaming_partners=[{"community": FOREIGN_COMMUNITY, "dso_id": FOREIGN_DSO,
-                                          "alg": f.alg, "pk": f.public_key.raw}]
-                       if partners else None)
+    return make_net(tmp, privacy={"roaming_partners": [
+        {"community": FOREIGN_COMMUNITY, "dso_id": FOREIGN_DSO, "alg": f.alg,
+         "pk": f.public_key.raw}] if partners else []})
 
 
 class SmallEvRoaming(EvRoaming):
     session_wh = (2_000, 8_000)  # the test world's members hold 10 CU
 
 
-def play(w: PWorld) -> tuple[EvRoaming, dict[str, Any]]:
+def play(w: PrivacyNet) -> tuple[EvRoaming, dict[str, Any]]:
     eng = FakeEngine(w)
     a = SmallEvRoaming(eng, {})  # type: ignore[arg-type]
     a.setup()
@@ -92,11 +93,12 @@ def play(w: PWorld) -> tuple[EvRoaming, dict[str, Any]]:
     return a, a.result()
 
 
-def test_ev_roams_settles_at_home_and_the_foreign_side_learns_no_identity() -> None:
-    w = world()
-    grid = grid_account(w.app.state)
+def test_ev_roams_settles_at_home_and_the_foreign_side_learns_no_identity(
+        tmp_path: Path) -> None:
+    w = world(tmp_path)
+    grid = grid_account(w.state)
     assert grid is not None
-    money, before = w.money(), (w.bal(w.addr(1)), w.bal(grid))
+    money, before = w.money(), (w.bal(w.users[1].address), w.bal(grid))
     a, r = play(w)
     assert a.owner.name == "h01" and not a.owner.honest
     assert r["sessions"] == r["injected"] == 2 and r["settled"] == 2 and r["authorised"] == 2
@@ -106,24 +108,24 @@ def test_ev_roams_settles_at_home_and_the_foreign_side_learns_no_identity() -> N
     # the member paid exactly energy x price, the grid account got it and owes the partner
     paid = r["expected_micro"]
     assert paid == r["charged_micro"] == sum(v.amount_micro for v in a.visits) > 0
-    assert (w.bal(w.addr(1)), w.bal(grid)) == (before[0] - paid, before[1] + paid)
+    assert (w.bal(w.users[1].address), w.bal(grid)) == (before[0] - paid, before[1] + paid)
     assert w.money() == money
-    assert pv.roaming_due(w.app.state, FOREIGN_COMMUNITY, FOREIGN_DSO) == paid
+    assert pv.roaming_due(w.state, FOREIGN_COMMUNITY, FOREIGN_DSO) == paid
     assert {"injected", "detected", "mitigated", "loss", "threat", "defence"} <= set(r)
 
 
 def test_without_the_defence_the_foreign_side_sees_the_members_key(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # defence removed: the EV presents its own identity key instead of a fresh pseudonym
     monkeypatch.setattr(EvRoaming, "ev_key", lambda self, n: self.owner.key)
-    a, r = play(world())
+    a, r = play(world(tmp_path))
     assert r["settled"] == 2  # billing still works ...
     assert r["identity_learned"] and not r["mitigated"]  # ... but the foreign DSO knows who
     assert all(a.owner.key.public_key.raw in v.foreign_view for v in a.visits)
 
 
-def test_ledger_links_catch_a_charge_signed_over_the_certificate_itself() -> None:
-    a, _ = play(world())
+def test_ledger_links_catch_a_charge_signed_over_the_certificate_itself(tmp_path: Path) -> None:
+    a, _ = play(world(tmp_path))
     v = a.visits[0]
     assert v.charge_body is not None and not a._ledger_links(v)
     # the naive design: the member's authorisation commits to the certificate digest the
@@ -139,8 +141,8 @@ def test_ledger_links_catch_a_charge_signed_over_the_certificate_itself() -> Non
     assert a._names_owner(codec.encode({"x": a.owner.address}))
 
 
-def test_a_foreign_dso_the_home_ledger_does_not_pin_is_not_paid() -> None:
-    _, r = play(world(partners=False))
+def test_a_foreign_dso_the_home_ledger_does_not_pin_is_not_paid(tmp_path: Path) -> None:
+    _, r = play(world(tmp_path, partners=False))
     assert r["settled"] == 0 and len(r["home_refusals"]) == 2 and not r["mitigated"]
     assert r["loss"] == 0  # nothing charged (the holds go back when they expire)
 

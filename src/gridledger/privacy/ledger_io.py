@@ -1,5 +1,12 @@
-"""Client side of the ledger's privacy module: build the transaction bodies that members,
-trustees and relays send (``ledger/modules/privacy``). Pure except for the injected RNG.
+"""Client side of the ledger's privacy module: the transaction bodies that members, meters,
+the DSO, trustees and relays send (``ledger/modules/privacy``). Pure except for the injected
+RNG.
+
+One epoch, in order: a member joins (``privacy/join``) and makes its pseudonyms
+(``make_pseudonyms``); its meter makes one reading key per pseudonym and signs the bindings
+(``privacy.meter_keys.issue_reading_keys``); the DSO attests every meter's bindings
+(``attest_body``); the trustees certify the pseudonym batch (``certify_batch``); a relay
+registers them (``register_bodies``).
 
 The batch order matters for privacy: entries are sorted by leaf hash before the root is
 built, so neither the tree nor the relay's registration order groups one member's
@@ -9,26 +16,26 @@ pseudonyms together.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gridledger.crypto.merkle import inclusion_proof
 from gridledger.crypto.shamir import RandomBytes
-from gridledger.crypto.sig import SigningKey
+from gridledger.crypto.sig import PublicKey, SigningKey
+from gridledger.privacy.meter_keys import Attestation, MeterStatement
 from gridledger.privacy.pseudonyms import (
     BatchEntry,
     IdentityEscrow,
     TrusteeKeys,
     TrusteeSet,
-    _open_own_share,
-    _position,
     create_pseudonym,
     endorse_batch,
     entry_leaf,
+    open_own_share,
 )
 
-MAX_LEAVES_PER_TX = 6
+MAX_LEAVES_PER_TX = 4
 
 
 @dataclass(frozen=True)
@@ -49,13 +56,17 @@ class OwnPseudonym:
 
 def make_pseudonyms(identity_key: SigningKey, trustees: TrusteeSet, epoch: int,
                     slot_ranges: Sequence[tuple[int, int]], feeder: str, *,
-                    alg: str = "ml-dsa-44",
+                    address: bytes | None = None, alg: str = "ml-dsa-44",
                     random_bytes: RandomBytes = os.urandom) -> list[OwnPseudonym]:
-    """One pseudonym per slot range (per-slot rotation: ``[(s, s) for s in slots]``)."""
+    """One pseudonym per slot range (per-slot rotation: ``[(s, s) for s in slots]``).
+
+    ``identity_key`` should be the key the member joined the epoch with; ``address`` its
+    ledger address (default: that key's, which differs after a rotation)."""
     out = []
     for first, last in slot_ranges:
         key, request = create_pseudonym(identity_key, trustees, epoch, "trade",
-                                        pseudonym_alg=alg, random_bytes=random_bytes)
+                                        address=address, pseudonym_alg=alg,
+                                        random_bytes=random_bytes)
         out.append(OwnPseudonym(key, BatchEntry(request, first, last, feeder)))
     return out
 
@@ -87,15 +98,26 @@ def certify_batch(trustee_keys: Sequence[TrusteeKeys], trustees: TrusteeSet,
     return Batch(epoch, ordered, body)
 
 
-def register_bodies(trustees: TrusteeSet, batch: Batch) -> list[dict[str, Any]]:
-    """``privacy/register`` bodies (a relay sends them), ``MAX_LEAVES_PER_TX`` leaves each."""
+def attest_body(att: Attestation) -> dict[str, Any]:
+    """``privacy/attest``: the DSO's attested root of meter reading keys."""
+    return {"epoch": att.epoch, "root": att.root, "count": att.count}
+
+
+def register_bodies(trustees: TrusteeSet, batch: Batch, att: Attestation,
+                    reading_keys: Mapping[bytes, PublicKey]) -> list[dict[str, Any]]:
+    """``privacy/register`` bodies (a relay sends them), ``MAX_LEAVES_PER_TX`` leaves each;
+    ``reading_keys`` maps each pseudonym address to the reading key its meter holds."""
     hashes = [entry_leaf(trustees.community, e) for e in batch.entries]
     leaves = []
     for i, e in enumerate(batch.entries):
         pk = e.request.escrow.pseudonym_key
+        rk = reading_keys[pk.address]
+        r_index, r_path = att.proof(pk.address, rk)
         leaves.append({"alg": pk.alg, "pk": pk.raw, "escrow_digest": e.request.escrow.digest(),
-                       "first_slot": e.first_slot, "last_slot": e.last_slot, "feeder": e.feeder,
-                       "index": i, "path": inclusion_proof(hashes, i)})
+                       "first_slot": e.first_slot, "last_slot": e.last_slot,
+                       "feeder": e.feeder, "index": i, "path": inclusion_proof(hashes, i),
+                       "reading_alg": rk.alg, "reading_pk": rk.raw, "reading_root": att.root,
+                       "reading_index": r_index, "reading_path": r_path})
     return [{"root": batch.root, "leaves": leaves[i:i + MAX_LEAVES_PER_TX]}
             for i in range(0, len(leaves), MAX_LEAVES_PER_TX)]
 
@@ -103,18 +125,28 @@ def register_bodies(trustees: TrusteeSet, batch: Batch) -> list[dict[str, Any]]:
 def escrow_body(dispute: bytes, escrow: IdentityEscrow) -> dict[str, Any]:
     """``privacy/escrow``: post a disputed pseudonym's escrow (trustees keep every escrow)."""
     return {"dispute": dispute, "pseudonym": escrow.pseudonym_key.address,
-            "record": escrow.record_ciphertext, "shares": list(escrow.sealed_shares)}
+            "record": escrow.record_ciphertext, "shares": list(escrow.sealed_shares),
+            "commitments": list(escrow.share_commitments)}
 
 
 def release_body(trustee: TrusteeKeys, trustees: TrusteeSet, dispute: bytes,
                  escrows: Sequence[IdentityEscrow]) -> dict[str, Any]:
-    """``privacy/release``: this trustee's escrow shares for pseudonyms a dispute names."""
-    j = _position(trustees, trustee.trustee_id)
-    return {"dispute": dispute,
-            "shares": [[e.pseudonym_key.address, _open_own_share(trustee, j, e)]
-                       for e in escrows]}
+    """``privacy/release``: this trustee's committed shares for pseudonyms a dispute names."""
+    j = trustees.position(trustee.trustee_id)
+    items = []
+    for e in escrows:
+        share, blind = open_own_share(trustee, j, e)
+        items.append([e.pseudonym_key.address, share, blind])
+    return {"dispute": dispute, "shares": items}
 
 
-def claim_amount(tickets: int, allowance_micro: int, finals: Sequence[int]) -> int:
-    """What a member claims back: deposit - allowances drawn + its pseudonyms' finals."""
-    return tickets * allowance_micro - len(finals) * allowance_micro + sum(finals)
+def attribute_body(dispute: bytes, statement: MeterStatement, pseudonym: bytes) -> dict[str, Any]:
+    """``privacy/attribute``: the meter evidence for a pseudonym whose escrow proved bogus."""
+    return {"dispute": dispute, "pseudonym": pseudonym, **statement.evidence(pseudonym)}
+
+
+def claim_amount(tickets: int, allowance_micro: int, finals: Sequence[int],
+                 carried_micro: int = 0) -> int:
+    """What a member claims back: deposit - allowances drawn + its pseudonyms' finals + what
+    its earlier pseudonyms carried into this pool."""
+    return tickets * allowance_micro - len(finals) * allowance_micro + sum(finals) + carried_micro

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gridledger.crypto.sig import SigningKey
 from gridledger.privacy.aggregation import (
     CTX_PARTIAL,
     Aggregator,
@@ -29,7 +30,6 @@ from gridledger.privacy.aggregation import (
     establish_session,
     seal_reading,
 )
-from gridledger.crypto.sig import SigningKey
 from gridledger.privacy.dp import ClipBound
 from gridledger.privacy.errors import AnonymitySetTooSmall, PrivacyError
 from gridledger.sim import community
@@ -87,7 +87,7 @@ class FeederAggregation:
         if inclusion is None:
             return None
         included = inclusion.included_meters
-        first = self.aggregators[0]._rounds[slot].x_shares  # noqa: SLF001 - its own view
+        first = self.aggregators[0]._rounds[slot].x_shares
         return Round(slot, inclusion.digest(), included, tuple(partials),
                      sum(net_import_wh[c] for c in included), dict(first))
 

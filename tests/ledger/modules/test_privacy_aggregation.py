@@ -26,7 +26,7 @@ from gridledger.privacy.aggregation import (
     seal_reading,
 )
 from gridledger.privacy.dp import ClipBound
-from tests.privacy.net import FEEDER, FW, SETTLE, S, PrivacyNet, make_net
+from tests.privacy.net import FEEDER, FW, SETTLE, PrivacyNet, S, make_net
 
 CLIP = ClipBound(-10**6, 10**6)
 SLOT = 9
@@ -86,7 +86,7 @@ def test_a_full_committee_is_decoded_in_its_block_and_checked_at_the_deadline(
     post(w, round_partials(w, READINGS), T_READ + 5)
     # decoded in the block the partials arrived in: their values never reach a state root
     assert not list(w.state.items_with_prefix(pv.PARTIAL))
-    assert pv.get_aggregate(w.state, SLOT, FEEDER)["status"] == "decoded"
+    assert pv.get_aggregate(w.state, SLOT, FEEDER).status == "decoded"
     w.ok([], DEADLINE)
     agg = w.events("aggregate")[-1]
     assert agg["total_wh"] == sum(READINGS.values()) == agg["reported_wh"] and agg["ok"]
@@ -100,7 +100,7 @@ def test_a_lying_aggregator_is_left_out_and_not_penalised(tmp_path: Path) -> Non
     post(w, ps, T_READ)
     rej = w.events("aggregator_rejected")
     assert [(e["aggregator"], e["reason"]) for e in rej] == [("a2", "off-polynomial")]
-    assert pv.get_aggregate(w.state, SLOT, FEEDER)["total_wh"] == sum(READINGS.values())
+    assert pv.get_aggregate(w.state, SLOT, FEEDER).total_wh == sum(READINGS.values())
     assert reputation_of(w.state, w.aggregators[2].signing_key.address) == 500
 
 
@@ -119,7 +119,7 @@ def test_colluders_beyond_the_radius_get_no_total_and_name_nobody(tmp_path: Path
     scores = [reputation_of(w.state, a.signing_key.address) for a in w.aggregators]
     post(w, ps, T_READ)
     w.ok([], DEADLINE)
-    assert pv.get_aggregate(w.state, SLOT, FEEDER)["status"] == "failed"
+    assert pv.get_aggregate(w.state, SLOT, FEEDER).status == "failed"
     assert w.events("aggregate_failed") and not w.events("aggregator_rejected")
     assert not w.events("aggregate")
     assert [reputation_of(w.state, a.signing_key.address) for a in w.aggregators] == scores
@@ -131,7 +131,7 @@ def test_without_the_agreement_bound_colluders_choose_the_total(tmp_path: Path) 
     post(w, _collude(w, round_partials(w, READINGS)[:5], (3, 4), 99), T_READ)
     w.ok([], DEADLINE)  # two aggregators never posted: decoded at the deadline
     rec = pv.get_aggregate(w.state, SLOT, FEEDER)
-    assert rec["total_wh"] == 99
+    assert rec is not None and rec.total_wh == 99
     assert [e["aggregator"] for e in w.events("aggregator_rejected")] == ["a2"]  # honest
 
 
@@ -140,10 +140,10 @@ def test_a_partial_below_the_anonymity_set_is_refused(tmp_path: Path) -> None:
     ps = round_partials(w, READINGS)
     small = resign(w, ps[0], meters=1)
     out = post(w, [small], T_READ)
-    assert out[0].rule == "invalid-body" and "anonymity-set" in out[0].detail
+    assert out[0].rule == "anonymity-set"
     forged = replace(ps[1], value=(ps[1].value + 1) % PRIME)  # signature no longer fits
     out = post(w, [forged], T_READ + 1)
-    assert "partial-signature" in out[0].detail
+    assert out[0].rule == "partial-signature"
     assert not list(w.state.items_with_prefix(pv.PARTIAL))
 
 
@@ -166,18 +166,18 @@ def test_an_aggregators_own_contradictory_signatures_sanction_it_once(tmp_path: 
     out = w.run([w.tx(w.users[0], "privacy/aggregator_evidence", _evidence(w, ps[3], honest_copy)),
                  w.tx(w.users[0], "privacy/aggregator_evidence", _evidence(w, ps[3], other))],
                 T_READ + 10)
-    assert "no-misconduct" in out[0].detail and out[1].ok
+    assert out[0].rule == "no-misconduct" and out[1].ok
     ev = w.events("aggregator_misconduct")
     assert [(e["aggregator"], e["kind"]) for e in ev] == [("a3", "equivocation")]
     assert reputation_of(w.state, a3) < before
     out = w.run([w.tx(w.users[1], "privacy/aggregator_evidence", _evidence(w, other))],
                 T_READ + 20)
-    assert "evidence-recorded" in out[0].detail  # once per aggregator and round
+    assert out[0].rule == "evidence-recorded"  # once per aggregator and round
     # a forged "statement" in someone else's name proves nothing
     forged = replace(other, position=4)
     out = w.run([w.tx(w.users[1], "privacy/aggregator_evidence", _evidence(w, forged))],
                 T_READ + 30)
-    assert "no-misconduct" in out[0].detail
+    assert out[0].rule == "no-misconduct"
     assert reputation_of(w.state, w.aggregators[4].signing_key.address) == 500
 
 

@@ -17,8 +17,8 @@ from gridledger.errors import ConfigError
 from gridledger.ledger import codec
 from gridledger.ledger.modules.governance.keeper import grid_account
 from gridledger.ledger.modules.privacy import keeper as pv
-from gridledger.ledger.modules.privacy.roaming import hold_address
-from gridledger.ledger.modules.privacy.types import parse_config
+from gridledger.ledger.modules.privacy.config import parse_config
+from gridledger.ledger.modules.privacy.types import hold_address
 from gridledger.ledger.modules.registry.handlers import ROTATE_CONTEXT
 from gridledger.privacy.pseudonyms import (
     PseudonymCertificate,
@@ -46,7 +46,7 @@ from gridledger.privacy.roaming import (
 )
 from gridledger.sim.keys import sim_key
 from gridledger.types import payment_micro
-from tests.privacy.net import COMMUNITY, S, PrivacyNet, make_net
+from tests.privacy.net import COMMUNITY, PrivacyNet, S, make_net
 
 FOREIGN, FOREIGN_DSO = "foreign-town", "foreign-dso"
 EPOCH = 3
@@ -164,9 +164,9 @@ def test_the_home_dso_cannot_re_price_an_authorised_session(tmp_path: Path) -> N
     by_energy = {**body, "energy_wh": 23_810, "amount_micro": payment_micro(23_810, PRICE)}
     for bad in (by_price, by_energy):
         rc = charge(r, bad)
-        assert rc.rule == "invalid-body" and rc.detail.startswith("roaming-limit"), rc
+        assert rc.rule == "roaming-limit", rc
     rc = charge(r, {**body, "amount_micro": 10_000_000})
-    assert rc.detail.startswith("roaming-amount")
+    assert rc.rule == "roaming-amount"
     assert r.w.bal(grid) == before  # type: ignore[arg-type]
     assert charge(r).ok
 
@@ -190,29 +190,29 @@ def test_rotating_the_key_or_moving_the_money_after_charging_does_not_escape(
     assert w.events("roaming_charged")[-1]["amount_micro"] == payment_micro(ENERGY_WH, PRICE)
     # the old key authorises nothing new
     outcome, *_ = book(w, account_key=member, at=w.now + 10)
-    assert outcome.rule == "unauthorized" and outcome.detail.startswith("roaming-billing-sig")
+    assert outcome.rule == "roaming-billing-sig"
 
 
 def test_a_booking_needs_the_members_signature_its_sequence_and_its_money(
         tmp_path: Path) -> None:
     w = net(tmp_path)
-    outcome, key, cert, token, auth, billing = book(w)
+    outcome, _, _, _, auth, _ = book(w)
     assert outcome.ok
     body = authorise_body(auth)
     out = w.run([w.tx(w.dso, "privacy/roaming_authorise", body)], w.now + 10)
-    assert out[0].detail.startswith("roaming-seq")  # one booking per signed token
+    assert out[0].rule == "roaming-seq"  # one booking per signed token
     forged = {**body, "seq": 1,
               "billing_sig": w.users[1].sign(authorisation_message(
                   COMMUNITY, w.users[0].address, 1, body["commitment"], LIMITS), CTX_BILL)}
     out = w.run([w.tx(w.dso, "privacy/roaming_authorise", forged)], w.now + 10)
-    assert out[0].rule == "unauthorized" and out[0].detail.startswith("roaming-billing-sig")
+    assert out[0].rule == "roaming-billing-sig"
     out = w.run([w.tx(w.dso, "privacy/roaming_authorise",
                       {**body, "seq": 1, "max_energy_wh": 22_000})], w.now + 10)
-    assert out[0].detail.startswith("roaming-billing-sig")  # limits are signed
+    assert out[0].rule == "roaming-billing-sig"  # limits are signed
     trustee = w.trustee_keys[0].signing_key.address
     out = w.run([w.tx(w.dso, "privacy/roaming_authorise", {**body, "account": trustee})],
                 w.now + 10)
-    assert out[0].detail.startswith("roaming-account")
+    assert out[0].rule == "roaming-account"
     out = w.run([w.tx(w.users[2], "privacy/roaming_authorise", {**body, "seq": 1})], w.now + 10)
     assert out[0].rule == "unauthorized"
     huge = RoamingLimits(1_000_000, 10**9)  # more than the member holds
@@ -225,7 +225,7 @@ def test_a_session_is_charged_once_and_an_unused_hold_comes_back(tmp_path: Path)
     r = roam(tmp_path, w)
     assert charge(r).ok
     rc = charge(r)
-    assert rc.detail.startswith("roaming-claimed")
+    assert rc.rule == "roaming-claimed"
     assert len(w.events("roaming_charged")) == 1
     # a second session booked but never charged: released when its hold expires
     before = w.bal(w.users[1].address)
@@ -235,16 +235,16 @@ def test_a_session_is_charged_once_and_an_unused_hold_comes_back(tmp_path: Path)
     assert w.bal(w.users[1].address) == before
     assert [e["account"] for e in w.events("roaming_released")] == [w.users[1].address]
     late = {**charge_body(r.bill), "account": w.users[1].address, "seq": 0}
-    assert charge(r, late).detail.startswith("roaming-claimed")
+    assert charge(r, late).rule == "roaming-claimed"
 
 
 def test_only_pinned_partners_bill_and_only_the_dso_books(tmp_path: Path) -> None:
     r = roam(tmp_path)
     body = charge_body(r.bill)
     rc = charge(r, {**body, "foreign_community": "elsewhere"})
-    assert rc.rule == "invalid-body" and rc.detail.startswith("unknown-roaming-partner")
+    assert rc.rule == "unknown-roaming-partner"
     rc = charge(r, {**body, "foreign_dso": "other-dso"})
-    assert rc.detail.startswith("unknown-roaming-partner")
+    assert rc.rule == "unknown-roaming-partner"
     assert charge(r, sender=r.w.users[2]).rule == "unauthorized"
     assert charge(r, sender=r.w.trustee_keys[0].signing_key).rule == "unauthorized"
     assert charge(r).ok

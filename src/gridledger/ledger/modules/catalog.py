@@ -24,6 +24,10 @@ from gridledger.ledger.modules import (
     registry,
     reputation,
 )
+from gridledger.ledger.modules.bank import keeper as bank_keeper
+from gridledger.ledger.modules.disputes import keeper as disputes_keeper
+from gridledger.ledger.modules.market import keeper as market_keeper
+from gridledger.ledger.modules.metering import keeper as metering_keeper
 from gridledger.ledger.modules.registry import keeper as registry_keeper
 from gridledger.ledger.modules.reputation import keeper as reputation_keeper
 
@@ -38,5 +42,6 @@ def modules() -> list[Module]:
         metering.MODULE,
         market.MODULE,
         disputes.MODULE,
-        privacy.MODULE,
+        privacy.build(bank=bank_keeper, registry=registry_keeper, reputation=reputation_keeper,
+                      metering=metering_keeper, market=market_keeper, disputes=disputes_keeper),
     ]

@@ -4,26 +4,47 @@ from __future__ import annotations
 
 from typing import Any
 
-from gridledger.ledger.modules.privacy.types import PrivacyConfig, parse_config
+from gridledger.ledger.modules.privacy.config import PrivacyConfig, parse_config
+from gridledger.ledger.modules.privacy.types import (
+    AggregateRecord,
+    AttestRecord,
+    BatchRecord,
+    DisputeRecord,
+    EpochRecord,
+    EscrowRecord,
+    JoinRecord,
+    OpeningState,
+    PartialRecord,
+    PseudonymRecord,
+    RoamingAuth,
+)
 from gridledger.ledger.state import State
 
 CONFIG = b"pv/config"
-EPOCH = b"pv/ep/"        # + epoch(8) -> {tickets, certified, registered, status, ...}
+EPOCH = b"pv/ep/"          # + epoch(8) -> EpochRecord
 OPEN_EPOCHS = b"pv/open-epochs"  # [epoch] not yet paid out
-JOIN = b"pv/join/"       # + epoch(8) + member -> tickets
-BATCH = b"pv/batch/"     # + root -> {epoch, count, registered}
-PSEUDONYM = b"pv/ps/"    # + pseudonym -> {epoch, first_slot, last_slot, feeder, escrow_digest, ...}
-BY_EPOCH = b"pv/pe/"     # + epoch(8) + pseudonym -> 1
-CLAIM = b"pv/claim/"     # + epoch(8) + member -> amount
-DISPUTE = b"pv/disp/"    # + dispute id -> {kind, targets: [pseudonym], ...}
-ESCROW = b"pv/esc/"      # + pseudonym -> {record, shares}
-RELEASE = b"pv/rel/"     # + dispute id + pseudonym + trustee index(1) -> share
-OPENED = b"pv/open/"     # + pseudonym -> {identity, dispute, trustees}
-PARTIAL = b"pv/part/"    # + slot(8) + feeder + 0x00 + position(1) -> {epoch, inclusion, meters, value, sig}
-PENDING_AGG = b"pv/pagg"  # [[slot, feeder]] with partials not yet decoded
+JOIN = b"pv/join/"         # + epoch(8) + member -> JoinRecord
+BATCH = b"pv/batch/"       # + root -> BatchRecord
+ATTEST = b"pv/att/"        # + root -> AttestRecord
+PSEUDONYM = b"pv/ps/"      # + pseudonym -> PseudonymRecord
+READING_KEY = b"pv/rk/"    # + reading key address -> pseudonym
+BY_EPOCH = b"pv/pe/"       # + epoch(8) + pseudonym -> 1
+CLAIM = b"pv/claim/"       # + epoch(8) + member -> amount
+CARRY = b"pv/carry/"       # + epoch(8) + pseudonym -> amount carried into the epoch's pool
+DISPUTE = b"pv/disp/"      # + dispute id -> DisputeRecord
+ESCROW = b"pv/esc/"        # + pseudonym -> EscrowRecord
+RELEASE = b"pv/rel/"       # + dispute id + pseudonym + trustee index(1) -> share
+BOGUS = b"pv/bogus/"       # + pseudonym -> [dispute id, named address or b""]
+OPENED = b"pv/open/"       # + pseudonym -> OpeningState
+PARTIAL = b"pv/part/"      # + slot(8) + feeder + 0x00 + position(1) -> PartialRecord
+PENDING_AGG = b"pv/pagg"   # [[slot, feeder]] with partials not yet decoded
 PENDING_CHECK = b"pv/pchk"  # [[slot, feeder]] decoded, awaiting the settlement deadline
-AGGREGATE = b"pv/agg/"   # + slot(8) + feeder -> result
-EVIDENCE = b"pv/evid/"   # + slot(8) + feeder + 0x00 + position(1) -> misconduct kind
+AGGREGATE = b"pv/agg/"     # + slot(8) + feeder -> AggregateRecord
+EVIDENCE = b"pv/evid/"     # + slot(8) + feeder + 0x00 + position(1) -> misconduct kind
+FEEDER_SLOT = b"pv/fs/"    # + slot(8) + feeder + 0x00 + pseudonym -> 1
+ROAM_SEQ = b"pv/rseq/"     # + account -> next roaming authorisation number
+ROAM_AUTH = b"pv/rauth/"   # + account + seq(8) -> RoamingAuth
+ROAM_OPEN = b"pv/ropen"    # [[expires_at, account, seq]] holding money, sorted
 ROAMING_DUE = b"pv/roamdue/"  # + community + 0x00 + dso id -> micro the grid account owes
 
 
@@ -49,19 +70,18 @@ def put_config(state: State, cfg: PrivacyConfig) -> None:
     state.set_obj(CONFIG, cfg.to_obj())
 
 
-# -- epochs, tickets, batches, pseudonyms ----------------------------------------------------
-def get_epoch(state: State, epoch: int) -> dict[str, Any]:
-    rec: dict[str, Any] | None = state.get_obj(EPOCH + e8(epoch))
-    return rec or {"tickets": 0, "certified": 0, "registered": 0, "members": 0,
-                   "status": "open", "pool_in_micro": 0, "claims_micro": 0}
+# -- epochs, tickets, attestations, batches, pseudonyms -------------------------------------
+def get_epoch(state: State, epoch: int) -> EpochRecord:
+    raw = state.get_obj(EPOCH + e8(epoch))
+    return EpochRecord() if raw is None else EpochRecord.from_obj(raw)
 
 
-def put_epoch(state: State, epoch: int, rec: dict[str, Any]) -> None:
-    state.set_obj(EPOCH + e8(epoch), rec)
+def put_epoch(state: State, epoch: int, rec: EpochRecord) -> None:
+    state.set_obj(EPOCH + e8(epoch), rec.to_obj())
     open_ = open_epochs(state)
-    if rec["status"] != "paid" and epoch not in open_:
+    if rec.status != "paid" and epoch not in open_:
         state.set_obj(OPEN_EPOCHS, sorted(open_ + [epoch]))
-    elif rec["status"] == "paid" and epoch in open_:
+    elif rec.status == "paid" and epoch in open_:
         state.set_obj(OPEN_EPOCHS, [e for e in open_ if e != epoch])
 
 
@@ -69,36 +89,53 @@ def open_epochs(state: State) -> list[int]:
     return list(state.get_obj(OPEN_EPOCHS, []))
 
 
-def tickets_of(state: State, epoch: int, member: bytes) -> int:
-    return state.get_int(JOIN + e8(epoch) + member)
+def get_join(state: State, epoch: int, member: bytes) -> JoinRecord | None:
+    raw = state.get_obj(JOIN + e8(epoch) + member)
+    return None if raw is None else JoinRecord.from_obj(raw)
 
 
-def set_tickets(state: State, epoch: int, member: bytes, tickets: int) -> None:
-    state.set_int(JOIN + e8(epoch) + member, tickets)
+def put_join(state: State, epoch: int, member: bytes, rec: JoinRecord) -> None:
+    state.set_obj(JOIN + e8(epoch) + member, rec.to_obj())
 
 
-def joined_members(state: State, epoch: int) -> list[tuple[bytes, int]]:
+def joined_members(state: State, epoch: int) -> list[tuple[bytes, JoinRecord]]:
     prefix = JOIN + e8(epoch)
-    return [(k[len(prefix):], int(v)) for k, v in state.items_with_prefix(prefix)]
+    return [(k[len(prefix):], JoinRecord.from_obj(state.get_obj(k)))
+            for k in state.keys_with_prefix(prefix)]
 
 
-def get_batch(state: State, root: bytes) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(BATCH + root)
+def get_batch(state: State, root: bytes) -> BatchRecord | None:
+    raw = state.get_obj(BATCH + root)
+    return None if raw is None else BatchRecord.from_obj(raw)
+
+
+def put_batch(state: State, root: bytes, rec: BatchRecord) -> None:
+    state.set_obj(BATCH + root, rec.to_obj())
+
+
+def get_attestation(state: State, root: bytes) -> AttestRecord | None:
+    raw = state.get_obj(ATTEST + root)
+    return None if raw is None else AttestRecord.from_obj(raw)
+
+
+def put_attestation(state: State, root: bytes, rec: AttestRecord) -> None:
+    state.set_obj(ATTEST + root, rec.to_obj())
+
+
+def get_pseudonym(state: State, addr: bytes) -> PseudonymRecord | None:
+    raw = state.get_obj(PSEUDONYM + addr)
+    return None if raw is None else PseudonymRecord.from_obj(raw)
+
+
+def put_pseudonym(state: State, addr: bytes, rec: PseudonymRecord) -> None:
+    state.set_obj(PSEUDONYM + addr, rec.to_obj())
+    state.set_int(BY_EPOCH + e8(rec.epoch) + addr, 1)
+    state.set_obj(READING_KEY + rec.reading, addr)
+
+
+def pseudonym_of_reading_key(state: State, reading: bytes) -> bytes | None:
+    v: bytes | None = state.get_obj(READING_KEY + reading)
     return v
-
-
-def put_batch(state: State, root: bytes, rec: dict[str, Any]) -> None:
-    state.set_obj(BATCH + root, rec)
-
-
-def get_pseudonym(state: State, addr: bytes) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(PSEUDONYM + addr)
-    return v
-
-
-def put_pseudonym(state: State, addr: bytes, rec: dict[str, Any]) -> None:
-    state.set_obj(PSEUDONYM + addr, rec)
-    state.set_int(BY_EPOCH + e8(rec["epoch"]) + addr, 1)
 
 
 def pseudonyms_of_epoch(state: State, epoch: int) -> list[bytes]:
@@ -106,7 +143,16 @@ def pseudonyms_of_epoch(state: State, epoch: int) -> list[bytes]:
     return [k[len(prefix):] for k in state.keys_with_prefix(prefix)]
 
 
-# -- claims -----------------------------------------------------------------------------------
+def index_feeder_slot(state: State, slot: int, feeder: str, pseudonym: bytes) -> None:
+    state.set_int(FEEDER_SLOT + e8(slot) + feeder.encode() + b"\x00" + pseudonym, 1)
+
+
+def pseudonyms_of_feeder_slot(state: State, slot: int, feeder: str) -> list[bytes]:
+    prefix = FEEDER_SLOT + e8(slot) + feeder.encode() + b"\x00"
+    return [k[len(prefix):] for k in state.keys_with_prefix(prefix)]
+
+
+# -- claims and carried money ------------------------------------------------------------------
 def get_claim(state: State, epoch: int, member: bytes) -> int | None:
     v = state.get(CLAIM + e8(epoch) + member)
     return None if v is None else state.get_int(CLAIM + e8(epoch) + member)
@@ -121,23 +167,34 @@ def claims_of_epoch(state: State, epoch: int) -> list[tuple[bytes, int]]:
     return [(k[len(prefix):], int(v)) for k, v in state.items_with_prefix(prefix)]
 
 
+def add_carry(state: State, epoch: int, pseudonym: bytes, amount: int) -> None:
+    key = CARRY + e8(epoch) + pseudonym
+    state.set_int(key, state.get_int(key) + amount)
+
+
+def carried_into(state: State, epoch: int) -> list[tuple[bytes, int]]:
+    """(pseudonym of an earlier epoch, micro-units it carried into ``epoch``'s pool)."""
+    prefix = CARRY + e8(epoch)
+    return [(k[len(prefix):], int(v)) for k, v in state.items_with_prefix(prefix)]
+
+
 # -- disputes, escrows, openings --------------------------------------------------------------
-def get_dispute(state: State, dispute_id: bytes) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(DISPUTE + dispute_id)
-    return v
+def get_dispute(state: State, dispute_id: bytes) -> DisputeRecord | None:
+    raw = state.get_obj(DISPUTE + dispute_id)
+    return None if raw is None else DisputeRecord.from_obj(raw)
 
 
-def put_dispute(state: State, dispute_id: bytes, rec: dict[str, Any]) -> None:
-    state.set_obj(DISPUTE + dispute_id, rec)
+def put_dispute(state: State, dispute_id: bytes, rec: DisputeRecord) -> None:
+    state.set_obj(DISPUTE + dispute_id, rec.to_obj())
 
 
-def get_escrow(state: State, pseudonym: bytes) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(ESCROW + pseudonym)
-    return v
+def get_escrow(state: State, pseudonym: bytes) -> EscrowRecord | None:
+    raw = state.get_obj(ESCROW + pseudonym)
+    return None if raw is None else EscrowRecord.from_obj(raw)
 
 
-def put_escrow(state: State, pseudonym: bytes, rec: dict[str, Any]) -> None:
-    state.set_obj(ESCROW + pseudonym, rec)
+def put_escrow(state: State, pseudonym: bytes, rec: EscrowRecord) -> None:
+    state.set_obj(ESCROW + pseudonym, rec.to_obj())
 
 
 def put_release(state: State, dispute_id: bytes, pseudonym: bytes, trustee: int,
@@ -150,13 +207,24 @@ def releases(state: State, dispute_id: bytes, pseudonym: bytes) -> dict[int, byt
     return {k[-1]: v for k, v in state.items_with_prefix(prefix)}
 
 
-def get_opening(state: State, pseudonym: bytes) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(OPENED + pseudonym)
-    return v
+def mark_bogus(state: State, pseudonym: bytes, dispute_id: bytes, named: bytes | None) -> None:
+    """The pseudonym's escrow opened to nobody (``named`` None) or to a non-owner."""
+    state.set_obj(BOGUS + pseudonym, [dispute_id, named or b""])
 
 
-def put_opening(state: State, pseudonym: bytes, rec: dict[str, Any]) -> None:
-    state.set_obj(OPENED + pseudonym, rec)
+def bogus_for(state: State, pseudonym: bytes) -> tuple[bytes, bytes | None] | None:
+    """(dispute id, the address the bogus escrow named, if any)."""
+    v = state.get_obj(BOGUS + pseudonym)
+    return None if v is None else (bytes(v[0]), bytes(v[1]) or None)
+
+
+def get_opening(state: State, pseudonym: bytes) -> OpeningState | None:
+    raw = state.get_obj(OPENED + pseudonym)
+    return None if raw is None else OpeningState.from_obj(raw)
+
+
+def put_opening(state: State, pseudonym: bytes, rec: OpeningState) -> None:
+    state.set_obj(OPENED + pseudonym, rec.to_obj())
 
 
 # -- secure aggregation -----------------------------------------------------------------------
@@ -164,21 +232,23 @@ def _part_prefix(slot: int, feeder: str) -> bytes:
     return PARTIAL + e8(slot) + feeder.encode() + b"\x00"
 
 
-def get_partial(state: State, slot: int, feeder: str, position: int) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(_part_prefix(slot, feeder) + bytes([position]))
-    return v
+def get_partial(state: State, slot: int, feeder: str, position: int) -> PartialRecord | None:
+    raw = state.get_obj(_part_prefix(slot, feeder) + bytes([position]))
+    return None if raw is None else PartialRecord.from_obj(raw)
 
 
-def put_partial(state: State, slot: int, feeder: str, position: int, rec: dict[str, Any]) -> None:
-    state.set_obj(_part_prefix(slot, feeder) + bytes([position]), rec)
+def put_partial(state: State, slot: int, feeder: str, position: int,
+                rec: PartialRecord) -> None:
+    state.set_obj(_part_prefix(slot, feeder) + bytes([position]), rec.to_obj())
     pending = pending_aggregates(state)
     if [slot, feeder] not in pending:
         state.set_obj(PENDING_AGG, sorted(pending + [[slot, feeder]]))
 
 
-def partials(state: State, slot: int, feeder: str) -> dict[int, dict[str, Any]]:
+def partials(state: State, slot: int, feeder: str) -> dict[int, PartialRecord]:
     prefix = _part_prefix(slot, feeder)
-    return {k[-1]: v for k, v in state.items_with_prefix(prefix)}
+    return {k[-1]: PartialRecord.from_obj(v) for k, v in
+            ((k, state.get_obj(k)) for k in state.keys_with_prefix(prefix))}
 
 
 def take_partials(state: State, slot: int, feeder: str) -> None:
@@ -205,6 +275,15 @@ def pending_checks(state: State) -> list[list[Any]]:
     return [list(x) for x in state.get_obj(PENDING_CHECK, [])]
 
 
+def get_aggregate(state: State, slot: int, feeder: str) -> AggregateRecord | None:
+    raw = state.get_obj(AGGREGATE + e8(slot) + feeder.encode())
+    return None if raw is None else AggregateRecord.from_obj(raw)
+
+
+def put_aggregate(state: State, slot: int, feeder: str, rec: AggregateRecord) -> None:
+    state.set_obj(AGGREGATE + e8(slot) + feeder.encode(), rec.to_obj())
+
+
 def _evidence_key(feeder: str, slot: int, position: int) -> bytes:
     return EVIDENCE + e8(slot) + feeder.encode() + b"\x00" + bytes([position])
 
@@ -218,33 +297,7 @@ def put_evidence(state: State, feeder: str, slot: int, position: int, kind: str)
     state.set_obj(_evidence_key(feeder, slot, position), kind)
 
 
-def get_aggregate(state: State, slot: int, feeder: str) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(AGGREGATE + e8(slot) + feeder.encode())
-    return v
-
-
-def put_aggregate(state: State, slot: int, feeder: str, rec: dict[str, Any]) -> None:
-    state.set_obj(AGGREGATE + e8(slot) + feeder.encode(), rec)
-
-
-FEEDER_SLOT = b"pv/fs/"  # + slot(8) + feeder + 0x00 + pseudonym -> 1
-
-
-def index_feeder_slot(state: State, slot: int, feeder: str, pseudonym: bytes) -> None:
-    state.set_int(FEEDER_SLOT + e8(slot) + feeder.encode() + b"\x00" + pseudonym, 1)
-
-
-def pseudonyms_of_feeder_slot(state: State, slot: int, feeder: str) -> list[bytes]:
-    prefix = FEEDER_SLOT + e8(slot) + feeder.encode() + b"\x00"
-    return [k[len(prefix):] for k in state.keys_with_prefix(prefix)]
-
-
 # -- EV roaming -------------------------------------------------------------------------------
-ROAM_SEQ = b"pv/rseq/"     # + account -> next roaming authorisation number
-ROAM_AUTH = b"pv/rauth/"   # + account + seq(8) -> {limits, held_micro, expires_at, status, ...}
-ROAM_OPEN = b"pv/ropen"    # [[expires_at, account, seq]] holding money, sorted
-
-
 def next_roaming_seq(state: State, account: bytes) -> int:
     return state.get_int(ROAM_SEQ + account)
 
@@ -253,13 +306,13 @@ def set_next_roaming_seq(state: State, account: bytes, seq: int) -> None:
     state.set_int(ROAM_SEQ + account, seq)
 
 
-def get_roaming_auth(state: State, account: bytes, seq: int) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(ROAM_AUTH + account + e8(seq))
-    return v
+def get_roaming_auth(state: State, account: bytes, seq: int) -> RoamingAuth | None:
+    raw = state.get_obj(ROAM_AUTH + account + e8(seq))
+    return None if raw is None else RoamingAuth.from_obj(raw)
 
 
-def put_roaming_auth(state: State, account: bytes, seq: int, rec: dict[str, Any]) -> None:
-    state.set_obj(ROAM_AUTH + account + e8(seq), rec)
+def put_roaming_auth(state: State, account: bytes, seq: int, rec: RoamingAuth) -> None:
+    state.set_obj(ROAM_AUTH + account + e8(seq), rec.to_obj())
 
 
 def open_roaming(state: State) -> list[tuple[int, bytes, int]]:

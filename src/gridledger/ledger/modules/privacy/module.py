@@ -1,26 +1,36 @@
-"""The privacy module object."""
+"""The privacy module: ``build(<dependencies>) -> Module`` (wired in ``catalog.py``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gridledger.errors import InvariantViolation
-from gridledger.ledger.modules import Module
-from gridledger.ledger.modules.privacy import handlers as h
+from gridledger.ledger.context import BlockContext
+from gridledger.ledger.module import Module, MsgKind
 from gridledger.ledger.modules.privacy import keeper
-from gridledger.ledger.modules.privacy.aggregation import (
-    handle_aggregator_evidence,
-    handle_partial,
+from gridledger.ledger.modules.privacy import types as t
+from gridledger.ledger.modules.privacy.aggregation import Aggregation
+from gridledger.ledger.modules.privacy.config import parse_config
+from gridledger.ledger.modules.privacy.errors import RULES
+from gridledger.ledger.modules.privacy.expected import (
+    Bank,
+    Disputes,
+    Market,
+    Metering,
+    Registry,
+    Reputation,
 )
-from gridledger.ledger.modules.privacy.hooks import end_block
-from gridledger.ledger.modules.privacy.roaming import (
-    handle_roaming_authorise,
-    handle_roaming_charge,
+from gridledger.ledger.modules.privacy.invariants import (
+    pool_accounted,
+    tickets_cover_pseudonyms,
 )
-from gridledger.ledger.modules.privacy.types import parse_config
+from gridledger.ledger.modules.privacy.openings import Openings
+from gridledger.ledger.modules.privacy.pool import MEMBER_ROLES, Pool
+from gridledger.ledger.modules.privacy.roaming import Roaming
+from gridledger.ledger.modules.privacy.views import VIEWS
 from gridledger.ledger.state import State
 
-_MEMBERS = frozenset({"prosumer", "consumer"})
+NAME = "privacy"
+VERSION = 2
 
 
 def init_genesis(state: State, genesis: dict[str, Any]) -> None:
@@ -29,36 +39,45 @@ def init_genesis(state: State, genesis: dict[str, Any]) -> None:
         keeper.put_config(state, parse_config(raw))
 
 
-def tickets_cover_pseudonyms(state: State) -> None:
-    """Invariant tickets-cover-pseudonyms: registered <= certified <= tickets per epoch."""
-    for epoch in keeper.open_epochs(state):
-        r = keeper.get_epoch(state, epoch)
-        if not r["registered"] <= r["certified"] <= r["tickets"]:
-            raise InvariantViolation(f"tickets-cover-pseudonyms: epoch {epoch} has {r}")
+def build(bank: Bank, registry: Registry, reputation: Reputation, metering: Metering,
+          market: Market, disputes: Disputes) -> Module:
+    """The privacy module wired to the keepers it uses (``expected.py``)."""
+    pool = Pool(bank, registry, reputation, market)
+    openings = Openings(registry, reputation, disputes, pool)
+    aggregation = Aggregation(registry, reputation, metering)
+    roaming = Roaming(bank, registry)
 
+    def end_block(state: State, ctx: BlockContext, events: list[dict[str, Any]]) -> None:
+        cfg = keeper.config(state)
+        if cfg is None:
+            return
+        aggregation.step(state, ctx, cfg, events)
+        roaming.step(state, ctx, events)
+        pool.step(state, ctx, cfg, events)
 
-MODULE = Module(
-    name="privacy",
-    version=1,
-    handlers={"privacy/join": h.handle_join,
-              "privacy/certify": h.handle_certify,
-              "privacy/register": h.handle_register,
-              "privacy/reading": h.handle_reading,
-              "privacy/claim": h.handle_claim,
-              "privacy/request_opening": h.handle_request_opening,
-              "privacy/escrow": h.handle_escrow,
-              "privacy/release": h.handle_release,
-              "privacy/partial": handle_partial,
-              "privacy/aggregator_evidence": handle_aggregator_evidence,
-              "privacy/roaming_authorise": handle_roaming_authorise,
-              "privacy/roaming_charge": handle_roaming_charge},
-    roles={"privacy/join": _MEMBERS, "privacy/claim": _MEMBERS,
-           "privacy/certify": frozenset({"trustee"}), "privacy/release": frozenset({"trustee"}),
-           "privacy/reading": frozenset({"pseudonym"}),
-           "privacy/partial": frozenset({"aggregator"}),
-           "privacy/roaming_authorise": frozenset({"dso"}),
-           "privacy/roaming_charge": frozenset({"dso"})},
-    init_genesis=init_genesis,
-    end_block=end_block,
-    invariants=(tickets_cover_pseudonyms,),
-)
+    trustee, dso = frozenset({"trustee"}), frozenset({"dso"})
+    return Module(
+        name=NAME,
+        version=VERSION,
+        messages=(
+            MsgKind(t.JOIN, t.parse_join, pool.join, MEMBER_ROLES),
+            MsgKind(t.ATTEST, t.parse_attest, pool.attest, dso),
+            MsgKind(t.CERTIFY, t.parse_certify, pool.certify, trustee),
+            MsgKind(t.REGISTER, t.parse_register, pool.register),
+            MsgKind(t.CLAIM, t.parse_claim, pool.claim, MEMBER_ROLES),
+            MsgKind(t.CARRY, t.parse_carry, pool.carry, frozenset({"pseudonym"})),
+            MsgKind(t.REQUEST_OPENING, t.parse_request_opening, openings.request_opening),
+            MsgKind(t.ESCROW, t.parse_escrow, openings.escrow),
+            MsgKind(t.RELEASE, t.parse_release, openings.release, trustee),
+            MsgKind(t.ATTRIBUTE, t.parse_attribute, openings.attribute),
+            MsgKind(t.PARTIAL, t.parse_partial, aggregation.partial, frozenset({"aggregator"})),
+            MsgKind(t.AGGREGATOR_EVIDENCE, t.parse_aggregator_evidence, aggregation.evidence),
+            MsgKind(t.ROAMING_AUTHORISE, t.parse_roaming_authorise, roaming.authorise, dso),
+            MsgKind(t.ROAMING_CHARGE, t.parse_roaming_charge, roaming.charge, dso),
+        ),
+        rules=RULES,
+        init_genesis=init_genesis,
+        end_block=end_block,
+        invariants=(tickets_cover_pseudonyms, pool_accounted(bank)),
+        views=VIEWS,
+    )

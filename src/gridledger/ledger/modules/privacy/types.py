@@ -1,4 +1,9 @@
-"""Privacy module configuration (genesis ``privacy``) and the derived addresses and ids."""
+"""Privacy records (state) and messages, with the stateless parser of every kind.
+
+Records encode to the canonical CBOR maps the keeper stores (``ledger.record.Record``).
+Every ``parse_<kind>`` does all checks that need no state (exact fields, types, ranges,
+sizes, algorithm names); admission runs it too.
+"""
 
 from __future__ import annotations
 
@@ -6,224 +11,44 @@ from dataclasses import dataclass
 from typing import Any
 
 from gridledger.crypto.hashing import tagged_hash
-from gridledger.crypto.shamir import unique_agreement
-from gridledger.crypto.sig import PQ_SIG_ALGS, PublicKey
-from gridledger.errors import ConfigError, CryptoError
+from gridledger.crypto.sig import PublicKey
+from gridledger.errors import CryptoError, InvalidBody
+from gridledger.ledger.module import Body
+from gridledger.ledger.record import Record, optional
+from gridledger.ledger.validate import (
+    require_addr,
+    require_alg,
+    require_bytes,
+    require_fields,
+    require_int,
+    require_str,
+)
+from gridledger.privacy.pseudonyms import BLIND_BYTES, OPENING_SHARE_BYTES
 
 MAX_ESCROW_RECORD = 8192
 MAX_SEALED_SHARE = 2048
-MAX_LEAVES_PER_TX = 6          # a leaf carries an ML-DSA public key (1.3-2.6 kB)
+MAX_LEAVES_PER_TX = 4          # a leaf carries two ML-DSA public keys (1.3-2.6 kB each)
 MAX_SHARES_PER_TX = 64
 MAX_PATH = 32
+MAX_TRUSTEES = 32
+MAX_SIG = 4627                 # an ML-DSA-87 signature
+MAX_SLOT = 2**40
+MAX_MICRO = 10**15
+MAX_ROAMING_WH = 1_000_000     # 1 MWh: far above any one EV charging session
+MAX_PRICE_MICRO_PER_KWH = 10**9
+DISPUTE_CLAIMS = ("non-delivery", "non-receipt")
+"""The trade-dispute claims a pseudonym's opening can be requested for (disputes module)."""
+
+JOIN, ATTEST, CERTIFY, REGISTER = "privacy/join", "privacy/attest", "privacy/certify", \
+    "privacy/register"
+CLAIM, CARRY = "privacy/claim", "privacy/carry"
+REQUEST_OPENING, ESCROW, RELEASE, ATTRIBUTE = ("privacy/request_opening", "privacy/escrow",
+                                               "privacy/release", "privacy/attribute")
+PARTIAL, AGGREGATOR_EVIDENCE = "privacy/partial", "privacy/aggregator_evidence"
+ROAMING_AUTHORISE, ROAMING_CHARGE = "privacy/roaming_authorise", "privacy/roaming_charge"
 
 
-@dataclass(frozen=True)
-class Member:
-    """A trustee or aggregator: its id, ledger address (its ML-DSA key) and ML-KEM key."""
-
-    id: str
-    addr: bytes
-    kem_pk: bytes
-
-
-@dataclass(frozen=True)
-class RoamingPartner:
-    """A foreign community this one has a roaming agreement with, and its DSO's pinned key
-    (the key its roaming claims are signed with, ``privacy.roaming.settle_roaming_claim``)."""
-
-    community: str
-    dso_id: str
-    alg: str
-    pk: bytes
-
-    @property
-    def public_key(self) -> PublicKey:
-        return PublicKey(self.alg, self.pk)
-
-
-@dataclass(frozen=True)
-class PrivacyConfig:
-    """What genesis fixes for pseudonymous trading and secure aggregation.
-
-    * ``trustees`` / ``threshold``: k-of-n identity escrow and batch certificates;
-    * ``allowance_micro``: money the epoch pool gives each pseudonym to trade and pay its
-      slot's bill with; ``max_tickets``: pseudonyms per member and epoch (good tier);
-    * ``epoch_slots``: slots per epoch (a day = 96); ``close_delay_s``: after the epoch's
-      last settlement, how long its pseudonyms can still file disputes before their
-      balances return to the pool; ``claim_window_s``: how long members have to claim;
-    * ``aggregators`` / ``aggregator_threshold``: the secure-aggregation committee;
-      ``aggregate_min_contributors``: fewest meters a partial sum may cover (anonymity
-      set); ``aggregator_fault_bound``: colluding aggregators a total must withstand
-      (default threshold - 1; see ``privacy.aggregation.Committee``);
-      ``feeders``: feeder -> connection points (what an aggregate must add up to);
-      ``aggregate_tolerance_wh``: the DP-noise bound of a published total;
-    * ``roaming_partners``: foreign communities whose DSOs may bill this community for its
-      members' EV charging (``privacy/roaming_charge``); ``roaming_hold_s``: how long a
-      booked roaming authorisation holds the member's money before it is released.
-    """
-
-    community: str
-    threshold: int
-    trustees: tuple[Member, ...]
-    allowance_micro: int
-    max_tickets: int
-    epoch_slots: int
-    close_delay_s: int
-    claim_window_s: int
-    aggregators: tuple[Member, ...]
-    aggregator_threshold: int
-    feeders: tuple[tuple[str, tuple[str, ...]], ...]
-    aggregate_tolerance_wh: int
-    roaming_partners: tuple[RoamingPartner, ...] = ()
-    aggregate_min_contributors: int = 5
-    aggregator_fault_bound: int = 0
-    roaming_hold_s: int = 7 * 86_400
-
-    def aggregate_min_agree(self, n: int) -> int:
-        """Partial sums out of ``n`` that must agree on a total (``Committee.min_agree``)."""
-        return max(self.aggregator_threshold + self.aggregator_fault_bound,
-                   unique_agreement(n, self.aggregator_threshold))
-
-    def trustee_index(self, addr: bytes) -> int | None:
-        for i, t in enumerate(self.trustees):
-            if t.addr == addr:
-                return i
-        return None
-
-    def aggregator_index(self, addr: bytes) -> int | None:
-        for i, a in enumerate(self.aggregators):
-            if a.addr == addr:
-                return i
-        return None
-
-    def feeder_cps(self, feeder: str) -> tuple[str, ...] | None:
-        for f, cps in self.feeders:
-            if f == feeder:
-                return cps
-        return None
-
-    def roaming_partner(self, community: str, dso_id: str) -> RoamingPartner | None:
-        for r in self.roaming_partners:
-            if r.community == community and r.dso_id == dso_id:
-                return r
-        return None
-
-    def roaming_dso_keys(self) -> dict[tuple[str, str], PublicKey]:
-        """(community, DSO id) -> pinned key, as ``settle_roaming_claim`` takes them."""
-        return {(r.community, r.dso_id): r.public_key for r in self.roaming_partners}
-
-    def to_obj(self) -> dict[str, Any]:
-        def members(ms: tuple[Member, ...]) -> list[dict[str, Any]]:
-            return [{"id": m.id, "addr": m.addr, "kem_pk": m.kem_pk} for m in ms]
-
-        obj = {"community": self.community, "threshold": self.threshold,
-               "trustees": members(self.trustees), "allowance_micro": self.allowance_micro,
-               "max_tickets": self.max_tickets, "epoch_slots": self.epoch_slots,
-               "close_delay_s": self.close_delay_s, "claim_window_s": self.claim_window_s,
-               "aggregators": members(self.aggregators),
-               "aggregator_threshold": self.aggregator_threshold,
-               "feeders": [[f, list(cps)] for f, cps in self.feeders],
-               "aggregate_tolerance_wh": self.aggregate_tolerance_wh,
-               "aggregate_min_contributors": self.aggregate_min_contributors,
-               "aggregator_fault_bound": self.aggregator_fault_bound,
-               "roaming_hold_s": self.roaming_hold_s}
-        if self.roaming_partners:  # absent when empty: earlier chains keep their state roots
-            obj["roaming_partners"] = [{"community": r.community, "dso_id": r.dso_id,
-                                        "alg": r.alg, "pk": r.pk}
-                                       for r in self.roaming_partners]
-        return obj
-
-
-def _int(raw: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
-    v = raw.get(name, default)
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise ConfigError(f"privacy.{name} must be an integer in [{lo}, {hi}]")
-    return v
-
-
-def _members(raw: Any, what: str) -> tuple[Member, ...]:
-    if not isinstance(raw, list):
-        raise ConfigError(f"privacy.{what} must be a list")
-    out = []
-    for m in raw:
-        if (not isinstance(m, dict) or not isinstance(m.get("id"), str)
-                or not isinstance(m.get("addr"), bytes) or len(m["addr"]) != 32
-                or not isinstance(m.get("kem_pk"), bytes)):
-            raise ConfigError(f"privacy.{what}: each needs id, a 32-byte addr and kem_pk")
-        out.append(Member(m["id"], m["addr"], m["kem_pk"]))
-    if len({m.id for m in out}) != len(out) or len({m.addr for m in out}) != len(out):
-        raise ConfigError(f"privacy.{what}: ids and addresses must be distinct")
-    return tuple(out)
-
-
-def _partners(raw: Any) -> tuple[RoamingPartner, ...]:
-    if not isinstance(raw, list):
-        raise ConfigError("privacy.roaming_partners must be a list")
-    out = []
-    for r in raw:
-        if (not isinstance(r, dict) or set(r) != {"community", "dso_id", "alg", "pk"}
-                or not isinstance(r["community"], str) or not 1 <= len(r["community"]) <= 64
-                or not isinstance(r["dso_id"], str) or not 1 <= len(r["dso_id"]) <= 64
-                or r["alg"] not in PQ_SIG_ALGS or not isinstance(r["pk"], bytes)):
-            raise ConfigError("privacy.roaming_partners: each needs community and dso_id "
-                              "(1..64 characters), an ML-DSA alg and its pk")
-        try:
-            PublicKey(r["alg"], r["pk"])
-        except CryptoError as exc:
-            raise ConfigError(f"privacy.roaming_partners: {exc}") from exc
-        out.append(RoamingPartner(r["community"], r["dso_id"], r["alg"], r["pk"]))
-    if len({(r.community, r.dso_id) for r in out}) != len(out):
-        raise ConfigError("privacy.roaming_partners: (community, dso_id) must be distinct")
-    return tuple(sorted(out, key=lambda r: (r.community, r.dso_id)))
-
-
-def parse_config(raw: dict[str, Any]) -> PrivacyConfig:
-    """Check and build the config; raises ``ConfigError`` naming the first bad field."""
-    community = raw.get("community")
-    if not isinstance(community, str) or not 1 <= len(community) <= 64:
-        raise ConfigError("privacy.community must be a name of 1..64 characters")
-    trustees = _members(raw.get("trustees"), "trustees")
-    threshold = _int(raw, "threshold", 0, 1, 32)
-    if not threshold <= len(trustees) <= 32:
-        raise ConfigError("privacy: need threshold <= number of trustees <= 32")
-    aggregators = _members(raw.get("aggregators", []), "aggregators")
-    agg_t = _int(raw, "aggregator_threshold", min(2, max(1, len(aggregators))), 1, 32)
-    if aggregators and agg_t > len(aggregators):
-        raise ConfigError("privacy: aggregator_threshold exceeds the committee size")
-    min_contributors = _int(raw, "aggregate_min_contributors", 5, 2, 10**6)
-    fault_bound = _int(raw, "aggregator_fault_bound", agg_t - 1, 0, 31)
-    if fault_bound >= agg_t:
-        raise ConfigError("privacy: aggregator_fault_bound must be below aggregator_threshold")
-    if aggregators and max(agg_t + fault_bound,
-                           unique_agreement(len(aggregators), agg_t)) > len(aggregators):
-        raise ConfigError(f"privacy: {len(aggregators)} aggregators cannot reach the "
-                          f"{agg_t + fault_bound} agreeing partial sums a total needs "
-                          "(aggregator_threshold + aggregator_fault_bound)")
-    feeders_raw = raw.get("feeders", [])
-    feeders: list[tuple[str, tuple[str, ...]]] = []
-    if not isinstance(feeders_raw, list):
-        raise ConfigError("privacy.feeders must be a list of [feeder, [cp, ...]]")
-    for f in feeders_raw:
-        if (not isinstance(f, (list, tuple)) or len(f) != 2 or not isinstance(f[0], str)
-                or not isinstance(f[1], (list, tuple))
-                or not all(isinstance(c, str) for c in f[1])):
-            raise ConfigError("privacy.feeders must be a list of [feeder, [cp, ...]]")
-        feeders.append((f[0], tuple(sorted(f[1]))))
-    return PrivacyConfig(
-        community=community, threshold=threshold, trustees=trustees,
-        allowance_micro=_int(raw, "allowance_micro", 2_000_000, 1, 10**12),
-        max_tickets=_int(raw, "max_tickets", 96, 1, 10_000),
-        epoch_slots=_int(raw, "epoch_slots", 96, 1, 10_000),
-        close_delay_s=_int(raw, "close_delay_s", 1800, 0, 10**7),
-        claim_window_s=_int(raw, "claim_window_s", 1800, 1, 10**7),
-        aggregators=aggregators, aggregator_threshold=agg_t,
-        feeders=tuple(sorted(feeders)),
-        aggregate_tolerance_wh=_int(raw, "aggregate_tolerance_wh", 0, 0, 10**9),
-        roaming_partners=_partners(raw.get("roaming_partners", [])),
-        aggregate_min_contributors=min_contributors, aggregator_fault_bound=fault_bound,
-        roaming_hold_s=_int(raw, "roaming_hold_s", 7 * 86_400, 900, 10**8))
-
-
+# ------------------------------------------------------------------------------ derived ids
 def pool_address(epoch: int) -> bytes:
     """The epoch pool's account: not a key anyone holds, only this module moves its money."""
     return tagged_hash("gl/privacy/pool", epoch.to_bytes(8, "big"))
@@ -232,6 +57,16 @@ def pool_address(epoch: int) -> bytes:
 def pseudo_cp(addr: bytes) -> str:
     """The pseudonym's stand-in connection point (its readings and bills are keyed by it)."""
     return "ps:" + addr.hex()[:40]
+
+
+def hold_address(account: bytes, seq: int) -> bytes:
+    """The account holding one roaming booking's money: no key controls it."""
+    return tagged_hash("gl/privacy/roaming-hold", account, seq.to_bytes(8, "big"))
+
+
+def key_digest(alg: str, pk: bytes) -> bytes:
+    """What a join records of the member's key (the key its escrows may be signed with)."""
+    return tagged_hash("gl/privacy/member-key", alg.encode(), pk)
 
 
 def dispute_id_for_trade(slot: int, trade: int, claim: str) -> bytes:
@@ -248,3 +83,497 @@ def dispute_id_for_pool(epoch: int) -> bytes:
 def dispute_id_for_feeder(feeder: str, slot: int) -> bytes:
     """Id of a feeder slot whose pseudonymous readings disagree with the secure aggregate."""
     return tagged_hash("gl/privacy/dispute/feeder", feeder.encode(), slot.to_bytes(8, "big"))
+
+
+# ---------------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class EpochRecord(Record):
+    """``pv/ep/<epoch>``: the pool of one epoch, from joins to pay-out."""
+
+    tickets: int = 0
+    certified: int = 0
+    attested: int = 0
+    registered: int = 0
+    members: int = 0
+    status: str = "open"          # open | claims | disputed | paid
+    pool_in_micro: int = 0        # deposits + money carried in
+    claims_micro: int = 0
+    claims_deadline: int | None = optional()
+    swept_micro: int | None = optional()
+
+
+@dataclass(frozen=True)
+class JoinRecord(Record):
+    """``pv/join/<epoch><member>``: tickets bought and the key the member held then."""
+
+    tickets: int
+    key_digest: bytes
+
+
+@dataclass(frozen=True)
+class BatchRecord(Record):
+    """``pv/batch/<root>``: a certified batch of pseudonyms."""
+
+    epoch: int
+    count: int
+    registered: int
+    trustees: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class AttestRecord(Record):
+    """``pv/att/<root>``: a DSO-attested root of meter reading keys."""
+
+    epoch: int
+    count: int
+    registered: int
+
+
+@dataclass(frozen=True)
+class PseudonymRecord(Record):
+    """``pv/ps/<addr>``: a registered pseudonym, the key it was certified with and the
+    reading key its meter holds for it."""
+
+    epoch: int
+    first_slot: int
+    last_slot: int
+    feeder: str
+    escrow_digest: bytes
+    root: bytes
+    alg: str
+    pk: bytes
+    reading: bytes
+    final_micro: int | None = optional()
+
+    @property
+    def certified_key(self) -> PublicKey:
+        """The key the batch certified (a later key rotation does not change the escrow)."""
+        return PublicKey(self.alg, self.pk)
+
+
+@dataclass(frozen=True)
+class DisputeRecord(Record):
+    """``pv/disp/<id>``: a recorded dispute under which identities may be opened."""
+
+    kind: str                     # trade | pool | feeder
+    targets: tuple[bytes, ...]
+    reason: str | None = optional()
+    epoch: int | None = optional()
+    slot: int | None = optional()
+    trade: int | None = optional()
+    claim: str | None = optional()
+    feeder: str | None = optional()
+
+
+@dataclass(frozen=True)
+class EscrowRecord(Record):
+    """``pv/esc/<pseudonym>``: a disputed pseudonym's escrow, as certified."""
+
+    record: bytes
+    shares: tuple[bytes, ...]
+    commitments: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class OpeningState(Record):
+    """``pv/open/<pseudonym>``: who a pseudonym belongs to, for which dispute, and how it
+    was established (``escrow``: k trustees; ``meter``: its meter's signed binding)."""
+
+    identity: bytes
+    dispute: bytes
+    via: str
+    trustees: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PartialRecord(Record):
+    """``pv/part/<slot><feeder>\\0<position>``: an aggregator's signed partial sum."""
+
+    epoch: int
+    inclusion: bytes
+    meters: int
+    value: int
+    sig: bytes
+
+
+@dataclass(frozen=True)
+class AggregateRecord(Record):
+    """``pv/agg/<slot><feeder>``: a decoded (and later checked) secure-aggregation round."""
+
+    slot: int
+    feeder: str
+    inclusion: bytes
+    meters: int
+    status: str                   # decoded | failed | ok | mismatch
+    total_wh: int | None = optional()
+    used: tuple[str, ...] | None = optional()
+    left_out: tuple[tuple[str, str], ...] | None = optional()
+    reported_wh: int | None = optional()
+    checked: bool | None = optional()
+
+
+@dataclass(frozen=True)
+class RoamingAuth(Record):
+    """``pv/rauth/<account><seq>``: a booked roaming authorisation and what became of it."""
+
+    max_energy_wh: int
+    price_cap_micro_per_kwh: int
+    held_micro: int
+    expires_at: int
+    status: str                   # held | charged | released
+    energy_wh: int | None = optional()
+    price_micro_per_kwh: int | None = optional()
+    amount_micro: int | None = optional()
+    foreign_community: str | None = optional()
+    foreign_dso: str | None = optional()
+
+
+# --------------------------------------------------------------------------------- messages
+def _list(body: Body, name: str, lo: int, hi: int) -> list[Any]:
+    v = body.get(name)
+    if not isinstance(v, list) or not lo <= len(v) <= hi:
+        raise InvalidBody(f"field {name!r} must be a list of {lo}..{hi} items")
+    return v
+
+
+def _path(body: Body, name: str) -> tuple[bytes, ...]:
+    path = body.get(name)
+    if (not isinstance(path, list) or len(path) > MAX_PATH
+            or not all(isinstance(h, bytes) and len(h) == 32 for h in path)):
+        raise InvalidBody(f"field {name!r} must be a list of at most {MAX_PATH} 32-byte hashes")
+    return tuple(path)
+
+
+def _key(body: Body, alg_field: str, pk_field: str) -> PublicKey:
+    alg = require_alg(body, alg_field)
+    pk = require_bytes(body, pk_field, max_len=4096)
+    try:
+        return PublicKey(alg, pk)
+    except CryptoError as exc:
+        raise InvalidBody(f"field {pk_field!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Join:
+    """``privacy/join``: lock ``tickets`` x allowance in the pool of ``epoch``."""
+
+    epoch: int
+    tickets: int
+
+
+def parse_join(body: Body) -> Join:
+    require_fields(body, JOIN, ("epoch", "tickets"))
+    return Join(require_int(body, "epoch", maximum=MAX_SLOT),
+                require_int(body, "tickets", 1, 10_000))
+
+
+@dataclass(frozen=True)
+class Attest:
+    """``privacy/attest``: the DSO attests a root of meter reading keys for ``epoch``."""
+
+    epoch: int
+    root: bytes
+    count: int
+
+
+def parse_attest(body: Body) -> Attest:
+    require_fields(body, ATTEST, ("epoch", "root", "count"))
+    return Attest(require_int(body, "epoch", maximum=MAX_SLOT),
+                  require_bytes(body, "root", exact=32), require_int(body, "count", 1, 10**6))
+
+
+@dataclass(frozen=True)
+class Certify:
+    """``privacy/certify``: a trustee posts the batch certificate (k signatures on a root)."""
+
+    epoch: int
+    root: bytes
+    count: int
+    endorsements: tuple[tuple[int, bytes], ...]
+
+
+def parse_certify(body: Body) -> Certify:
+    require_fields(body, CERTIFY, ("epoch", "root", "count", "endorsements"))
+    ends = []
+    for e in _list(body, "endorsements", 1, MAX_TRUSTEES):
+        if (not isinstance(e, list) or len(e) != 2 or not isinstance(e[0], int)
+                or isinstance(e[0], bool) or not 0 <= e[0] < MAX_TRUSTEES
+                or not isinstance(e[1], bytes) or len(e[1]) > MAX_SIG):
+            raise InvalidBody("each endorsement is [trustee index, signature]")
+        ends.append((e[0], e[1]))
+    return Certify(require_int(body, "epoch", maximum=MAX_SLOT),
+                   require_bytes(body, "root", exact=32), require_int(body, "count", 1, 10**6),
+                   tuple(ends))
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One pseudonym to register: its certified leaf and its meter's attested reading key."""
+
+    key: PublicKey
+    escrow_digest: bytes
+    first_slot: int
+    last_slot: int
+    feeder: str
+    index: int
+    path: tuple[bytes, ...]
+    reading_key: PublicKey
+    reading_root: bytes
+    reading_index: int
+    reading_path: tuple[bytes, ...]
+
+
+_LEAF_FIELDS = ("alg", "pk", "escrow_digest", "first_slot", "last_slot", "feeder", "index",
+                "path", "reading_alg", "reading_pk", "reading_root", "reading_index",
+                "reading_path")
+
+
+def _parse_leaf(raw: Any) -> Leaf:
+    if not isinstance(raw, dict):
+        raise InvalidBody("each leaf is a map")
+    require_fields(raw, "leaf", _LEAF_FIELDS)
+    first = require_int(raw, "first_slot", maximum=MAX_SLOT)
+    last = require_int(raw, "last_slot", maximum=MAX_SLOT)
+    if first > last:
+        raise InvalidBody("first_slot is after last_slot")
+    return Leaf(_key(raw, "alg", "pk"), require_bytes(raw, "escrow_digest", exact=32), first,
+                last, require_str(raw, "feeder", max_len=64),
+                require_int(raw, "index", maximum=10**6), _path(raw, "path"),
+                _key(raw, "reading_alg", "reading_pk"),
+                require_bytes(raw, "reading_root", exact=32),
+                require_int(raw, "reading_index", maximum=10**6), _path(raw, "reading_path"))
+
+
+@dataclass(frozen=True)
+class Register:
+    """``privacy/register``: anyone relays certified pseudonyms onto the ledger."""
+
+    root: bytes
+    leaves: tuple[Leaf, ...]
+
+
+def parse_register(body: Body) -> Register:
+    require_fields(body, REGISTER, ("root", "leaves"))
+    leaves = tuple(_parse_leaf(x) for x in _list(body, "leaves", 1, MAX_LEAVES_PER_TX))
+    if len({x.key for x in leaves}) != len(leaves):
+        raise InvalidBody("a pseudonym appears twice in one registration")
+    return Register(require_bytes(body, "root", exact=32), leaves)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``privacy/claim``: what a member says its pseudonyms left it in ``epoch``."""
+
+    epoch: int
+    amount_micro: int
+
+
+def parse_claim(body: Body) -> Claim:
+    require_fields(body, CLAIM, ("epoch", "amount_micro"))
+    return Claim(require_int(body, "epoch", maximum=MAX_SLOT),
+                 require_int(body, "amount_micro", maximum=MAX_MICRO))
+
+
+@dataclass(frozen=True)
+class Carry:
+    """``privacy/carry``: a pseudonym of a paid-out epoch moves money that reached it late
+    into the pool of open epoch ``epoch``, where its owner claims it."""
+
+    epoch: int
+
+
+def parse_carry(body: Body) -> Carry:
+    require_fields(body, CARRY, ("epoch",))
+    return Carry(require_int(body, "epoch", maximum=MAX_SLOT))
+
+
+@dataclass(frozen=True)
+class RequestOpening:
+    """``privacy/request_opening``: a decided trade dispute lost by a pseudonym."""
+
+    slot: int
+    trade: int
+    claim: str
+
+
+def parse_request_opening(body: Body) -> RequestOpening:
+    require_fields(body, REQUEST_OPENING, ("slot", "trade", "claim"))
+    return RequestOpening(require_int(body, "slot", maximum=MAX_SLOT),
+                          require_int(body, "trade", maximum=2**32 - 1),
+                          require_str(body, "claim", choices=DISPUTE_CLAIMS))
+
+
+@dataclass(frozen=True)
+class PostEscrow:
+    """``privacy/escrow``: a disputed pseudonym's escrow (trustees keep every escrow)."""
+
+    dispute: bytes
+    pseudonym: bytes
+    record: bytes
+    shares: tuple[bytes, ...]
+    commitments: tuple[bytes, ...]
+
+
+def parse_escrow(body: Body) -> PostEscrow:
+    require_fields(body, ESCROW, ("dispute", "pseudonym", "record", "shares", "commitments"))
+    shares = _list(body, "shares", 1, MAX_TRUSTEES)
+    commitments = _list(body, "commitments", 1, MAX_TRUSTEES)
+    if (not all(isinstance(s, bytes) and len(s) <= MAX_SEALED_SHARE for s in shares)
+            or not all(isinstance(c, bytes) and len(c) == 32 for c in commitments)
+            or len(shares) != len(commitments)):
+        raise InvalidBody("one sealed share and one 32-byte commitment per trustee")
+    return PostEscrow(require_bytes(body, "dispute", exact=32), require_addr(body, "pseudonym"),
+                      require_bytes(body, "record", max_len=MAX_ESCROW_RECORD), tuple(shares),
+                      tuple(commitments))
+
+
+@dataclass(frozen=True)
+class Release:
+    """``privacy/release``: a trustee's shares (and blinds) for pseudonyms a dispute names."""
+
+    dispute: bytes
+    shares: tuple[tuple[bytes, bytes, bytes], ...]   # (pseudonym, share, blind)
+
+
+def parse_release(body: Body) -> Release:
+    require_fields(body, RELEASE, ("dispute", "shares"))
+    out = []
+    for it in _list(body, "shares", 1, MAX_SHARES_PER_TX):
+        if (not isinstance(it, list) or len(it) != 3 or not isinstance(it[0], bytes)
+                or len(it[0]) != 32 or not isinstance(it[1], bytes)
+                or len(it[1]) != OPENING_SHARE_BYTES or not isinstance(it[2], bytes)
+                or len(it[2]) != BLIND_BYTES):
+            raise InvalidBody(f"each share is [pseudonym, {OPENING_SHARE_BYTES}-byte share, "
+                              f"{BLIND_BYTES}-byte blind]")
+        out.append((it[0], it[1], it[2]))
+    if len({p for p, _, _ in out}) != len(out):
+        raise InvalidBody("one share per pseudonym in a release")
+    return Release(require_bytes(body, "dispute", exact=32), tuple(out))
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """``privacy/attribute``: the meter evidence that a pseudonym whose escrow proved bogus
+    belongs to the household at ``cp`` (``privacy.meter_keys.MeterStatement.evidence``)."""
+
+    dispute: bytes
+    pseudonym: bytes
+    cp: str
+    count: int
+    root: bytes
+    index: int
+    path: tuple[bytes, ...]
+    device_sig: bytes
+
+
+def parse_attribute(body: Body) -> Attribute:
+    require_fields(body, ATTRIBUTE, ("dispute", "pseudonym", "cp", "count", "root", "index",
+                                     "path", "device_sig"))
+    return Attribute(require_bytes(body, "dispute", exact=32), require_addr(body, "pseudonym"),
+                     require_str(body, "cp", max_len=64), require_int(body, "count", 1, 10**6),
+                     require_bytes(body, "root", exact=32),
+                     require_int(body, "index", maximum=10**6), _path(body, "path"),
+                     require_bytes(body, "device_sig", max_len=MAX_SIG))
+
+
+@dataclass(frozen=True)
+class Partial:
+    """``privacy/partial``: an aggregator's signed partial sum for one round."""
+
+    slot: int
+    feeder: str
+    epoch: int
+    inclusion: bytes
+    meters: int
+    value: int
+    sig: bytes
+
+
+_PARTIAL_FIELDS = ("slot", "feeder", "epoch", "inclusion", "meters", "value", "sig")
+
+
+def _partial(raw: Body) -> Partial:
+    return Partial(require_int(raw, "slot", maximum=MAX_SLOT),
+                   require_str(raw, "feeder", max_len=64),
+                   require_int(raw, "epoch", maximum=MAX_SLOT),
+                   require_bytes(raw, "inclusion", exact=32),
+                   require_int(raw, "meters", maximum=10**6),
+                   require_int(raw, "value", maximum=2**127 - 2),
+                   require_bytes(raw, "sig", max_len=MAX_SIG))
+
+
+def parse_partial(body: Body) -> Partial:
+    require_fields(body, PARTIAL, _PARTIAL_FIELDS)
+    return _partial(body)
+
+
+@dataclass(frozen=True)
+class AggregatorEvidence:
+    """``privacy/aggregator_evidence``: partials one aggregator signed that prove misconduct."""
+
+    feeder: str
+    slot: int
+    partials: tuple[tuple[int, Partial], ...]   # (position, partial)
+
+
+def parse_aggregator_evidence(body: Body) -> AggregatorEvidence:
+    require_fields(body, AGGREGATOR_EVIDENCE, ("feeder", "slot", "partials"))
+    feeder = require_str(body, "feeder", max_len=64)
+    slot = require_int(body, "slot", maximum=MAX_SLOT)
+    out = []
+    for raw in _list(body, "partials", 1, 2):
+        if not isinstance(raw, list) or len(raw) != 6:
+            raise InvalidBody("each partial is [position, epoch, inclusion, meters, value, sig]")
+        fields = dict(zip(("position", "epoch", "inclusion", "meters", "value", "sig"), raw,
+                          strict=True))
+        pos = require_int(fields, "position", maximum=31)
+        out.append((pos, _partial({**fields, "slot": slot, "feeder": feeder})))
+    return AggregatorEvidence(feeder, slot, tuple(out))
+
+
+@dataclass(frozen=True)
+class RoamingAuthorise:
+    """``privacy/roaming_authorise``: the home DSO books a member's signed authorisation."""
+
+    account: bytes
+    seq: int
+    commitment: bytes
+    max_energy_wh: int
+    price_cap_micro_per_kwh: int
+    billing_sig: bytes
+
+
+def parse_roaming_authorise(body: Body) -> RoamingAuthorise:
+    require_fields(body, ROAMING_AUTHORISE, ("account", "seq", "commitment", "max_energy_wh",
+                                             "price_cap_micro_per_kwh", "billing_sig"))
+    return RoamingAuthorise(
+        require_addr(body, "account"), require_int(body, "seq", maximum=MAX_SLOT),
+        require_bytes(body, "commitment", exact=32),
+        require_int(body, "max_energy_wh", 1, MAX_ROAMING_WH),
+        require_int(body, "price_cap_micro_per_kwh", maximum=MAX_PRICE_MICRO_PER_KWH),
+        require_bytes(body, "billing_sig", max_len=MAX_SIG))
+
+
+@dataclass(frozen=True)
+class RoamingCharge:
+    """``privacy/roaming_charge``: the home DSO charges a booking for a settled claim."""
+
+    account: bytes
+    seq: int
+    energy_wh: int
+    price_micro_per_kwh: int
+    amount_micro: int
+    foreign_community: str
+    foreign_dso: str
+
+
+def parse_roaming_charge(body: Body) -> RoamingCharge:
+    require_fields(body, ROAMING_CHARGE, ("account", "seq", "energy_wh", "price_micro_per_kwh",
+                                          "amount_micro", "foreign_community", "foreign_dso"))
+    return RoamingCharge(
+        require_addr(body, "account"), require_int(body, "seq", maximum=MAX_SLOT),
+        require_int(body, "energy_wh", 1, MAX_ROAMING_WH),
+        require_int(body, "price_micro_per_kwh", maximum=MAX_PRICE_MICRO_PER_KWH),
+        require_int(body, "amount_micro", maximum=MAX_MICRO),
+        require_str(body, "foreign_community", max_len=64),
+        require_str(body, "foreign_dso", max_len=64))

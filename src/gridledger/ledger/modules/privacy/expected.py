@@ -1,0 +1,81 @@
+"""What the privacy module needs from other modules (wired in ``ledger/modules/catalog.py``).
+
+Each protocol lists exactly the calls this module makes; the catalog passes the module
+keepers that implement them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from gridledger.ledger.state import State
+
+
+class Bank(Protocol):
+    """Money: pools, allowances, claims, roaming holds."""
+
+    def balance(self, state: State, addr: bytes) -> int: ...
+    def move(self, state: State, src: bytes, dst: bytes, amount: int) -> None: ...
+
+
+class Holder(Protocol):
+    """A registered identity, as far as this module cares."""
+
+    @property
+    def alg(self) -> str: ...
+    @property
+    def pk(self) -> bytes: ...
+    @property
+    def roles(self) -> tuple[str, ...]: ...
+    @property
+    def cp(self) -> str | None: ...
+
+
+class Registry(Protocol):
+    """Identities: members, trustees, the DSO, meters; pseudonyms and their meters are
+    registered here."""
+
+    def participant(self, state: State, addr: bytes) -> Holder | None: ...
+    def put_participant(self, state: State, addr: bytes, record: dict[str, Any]) -> None: ...
+    def put_meter(self, state: State, addr: bytes, alg: str, pk: bytes, cp: str) -> None: ...
+    def meter_of_cp(self, state: State, cp: str) -> bytes | None: ...
+    def cp_holder(self, state: State, cp: str) -> bytes | None: ...
+
+
+class Reputation(Protocol):
+    """Sanctions follow the owner of a pseudonym; tickets follow the member's tier."""
+
+    def tier_of(self, state: State, addr: bytes) -> str: ...
+    def adjust(self, state: State, addr: bytes, reason: Any, slot: int,
+               times: int = 1) -> dict[str, Any]: ...
+    def carry_penalty(self, state: State, owner: bytes, pseudonym: bytes,
+                      slot: int) -> dict[str, Any] | None: ...
+
+
+class Reading(Protocol):
+    """A recorded meter reading."""
+
+    @property
+    def import_wh(self) -> int: ...
+    @property
+    def export_wh(self) -> int: ...
+
+
+class Metering(Protocol):
+    """The readings settlement used (what a secure aggregate is checked against)."""
+
+    def reading_of(self, state: State, slot: int, cp: str) -> Reading | None: ...
+
+
+class Market(Protocol):
+    """Whether an epoch's slots are settled (its pseudonyms' balances are final)."""
+
+    def unsettled_slots(self, state: State) -> list[int]: ...
+
+
+class Disputes(Protocol):
+    """Decided trade disputes (a lost one opens the pseudonym at fault)."""
+
+    def get_decision(self, state: State, slot: int, index: int,
+                     claim: str) -> Mapping[str, Any] | None: ...

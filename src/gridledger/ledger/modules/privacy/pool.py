@@ -1,0 +1,432 @@
+"""The epoch pool: tickets, attested reading keys, certified pseudonyms, claims, pay-out.
+
+Money flows member -> pool (join) -> pseudonym (allowance at registration) -> market ->
+pseudonym -> pool (close) -> member (claims, or true dues after a dispute). Every path ends
+in a pay-out (issue 21 item 4):
+
+* the epoch closes only after the dispute window of its last slot, so no dispute fee lands
+  on a swept pseudonym, and the claims decision sweeps once more; money that still reaches
+  a pseudonym of a paid-out epoch is carried by the pseudonym into an open epoch's pool,
+  where its owner claims it (``privacy/carry``);
+* a disputed pool resolves once every pseudonym it covers has an owner — opened by k
+  trustees, or attributed through its meter's signed binding when its escrow proved bogus
+  (``openings.py``) — however often members rotate their keys meanwhile;
+* registration needs an open epoch, a certified leaf and a DSO-attested reading key bound
+  to this pseudonym, so a pseudonym never rides on another member's spare ticket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from gridledger.crypto.merkle import verify_inclusion
+from gridledger.crypto.sig import verify_signature
+from gridledger.errors import CryptoError
+from gridledger.ledger.context import BlockContext, TxContext
+from gridledger.ledger.modules.privacy import keeper
+from gridledger.ledger.modules.privacy.config import PrivacyConfig
+from gridledger.ledger.modules.privacy.errors import (
+    AlreadyClaimed,
+    AlreadyJoined,
+    AttestationExists,
+    BatchEndorsements,
+    BatchExists,
+    CarryRefused,
+    ClaimsClosed,
+    EpochClosed,
+    JoinEpoch,
+    JoinNeedsMember,
+    KeyRegistered,
+    NoBatch,
+    NotCertified,
+    NotInPool,
+    NotTrustee,
+    PrivacyDisabled,
+    PseudonymSlots,
+    ReadingNotAttested,
+    TicketCap,
+    TicketsExceeded,
+    UnknownFeeder,
+)
+from gridledger.ledger.modules.privacy.expected import (
+    Bank,
+    Market,
+    Registry,
+    Reputation,
+)
+from gridledger.ledger.modules.privacy.types import (
+    Attest,
+    AttestRecord,
+    BatchRecord,
+    Carry,
+    Certify,
+    Claim,
+    DisputeRecord,
+    EpochRecord,
+    Join,
+    JoinRecord,
+    Leaf,
+    PseudonymRecord,
+    Register,
+    dispute_id_for_pool,
+    key_digest,
+    pool_address,
+    pseudo_cp,
+)
+from gridledger.ledger.params import load_params
+from gridledger.ledger.state import State
+from gridledger.privacy.meter_keys import reading_leaf
+from gridledger.privacy.pseudonyms import CTX_BATCH, batch_message, leaf_hash
+
+MEMBER_ROLES = frozenset({"prosumer", "consumer"})
+
+
+def require_config(state: State) -> PrivacyConfig:
+    cfg = keeper.config(state)
+    if cfg is None:
+        raise PrivacyDisabled("this chain has no privacy section in genesis")
+    return cfg
+
+
+def now_slot(state: State, slot_time: int) -> int:
+    return slot_time // load_params(state).slot_seconds
+
+
+@dataclass
+class Pool:
+    """Handlers and end-of-block steps of the epoch pool."""
+
+    bank: Bank
+    registry: Registry
+    reputation: Reputation
+    market: Market
+
+    # -- members ----------------------------------------------------------------------------
+    def ticket_cap(self, state: State, cfg: PrivacyConfig, member: bytes) -> int:
+        """Reputation follows the member into pseudonymity: fewer tickets on watch, none when
+        restricted or suspended (they trade under their own name, with higher deposits)."""
+        tier = self.reputation.tier_of(state, member)
+        if tier == "good":
+            return cfg.max_tickets
+        if tier == "watch":
+            return cfg.max_tickets // 2
+        return 0
+
+    def join(self, state: State, ctx: TxContext, msg: Join) -> None:
+        """``privacy/join``: lock tickets x allowance in the epoch pool, recording the key the
+        member holds now (its escrows are signed with it; a later rotation changes nothing)."""
+        cfg = require_config(state)
+        member = self.registry.participant(state, ctx.sender)
+        if member is None or not member.cp or "pseudonym" in member.roles:
+            raise JoinNeedsMember("only members holding a connection point join")
+        now_epoch = now_slot(state, ctx.block.slot_time) // cfg.epoch_slots
+        if not now_epoch <= msg.epoch <= now_epoch + 1:
+            raise JoinEpoch(f"join epoch {now_epoch} or {now_epoch + 1}, not {msg.epoch}")
+        rec = keeper.get_epoch(state, msg.epoch)
+        if rec.status != "open":
+            raise EpochClosed(f"epoch {msg.epoch} is {rec.status}")
+        if keeper.get_join(state, msg.epoch, ctx.sender) is not None:
+            raise AlreadyJoined(f"one join per member and epoch ({msg.epoch})")
+        cap = self.ticket_cap(state, cfg, ctx.sender)
+        if msg.tickets > cap:
+            raise TicketCap(f"reputation tier {self.reputation.tier_of(state, ctx.sender)} "
+                            f"allows {cap} pseudonyms per epoch")
+        amount = msg.tickets * cfg.allowance_micro
+        self.bank.move(state, ctx.sender, pool_address(msg.epoch), amount)
+        keeper.put_join(state, msg.epoch, ctx.sender,
+                        JoinRecord(msg.tickets, key_digest(member.alg, member.pk)))
+        keeper.put_epoch(state, msg.epoch, replace(
+            rec, tickets=rec.tickets + msg.tickets, members=rec.members + 1,
+            pool_in_micro=rec.pool_in_micro + amount))
+        ctx.emit("pool_joined", epoch=msg.epoch, member=ctx.sender, tickets=msg.tickets,
+                 locked_micro=amount)
+
+    def claim(self, state: State, ctx: TxContext, msg: Claim) -> None:
+        """``privacy/claim``: deposit - allowances drawn + its pseudonyms' finals (+ money
+        they carried in); paid at the deadline if all claims add up to the pool."""
+        require_config(state)
+        if keeper.get_join(state, msg.epoch, ctx.sender) is None:
+            raise NotInPool(f"the sender did not join epoch {msg.epoch}")
+        rec = keeper.get_epoch(state, msg.epoch)
+        if rec.status != "claims":
+            raise ClaimsClosed(f"epoch {msg.epoch} is {rec.status}, not taking claims")
+        if keeper.get_claim(state, msg.epoch, ctx.sender) is not None:
+            raise AlreadyClaimed("one claim per member and epoch")
+        keeper.put_claim(state, msg.epoch, ctx.sender, msg.amount_micro)
+        keeper.put_epoch(state, msg.epoch,
+                         replace(rec, claims_micro=rec.claims_micro + msg.amount_micro))
+        ctx.emit("pool_claim", epoch=msg.epoch, member=ctx.sender, amount_micro=msg.amount_micro)
+
+    def carry(self, state: State, ctx: TxContext, msg: Carry) -> None:
+        """``privacy/carry``: a pseudonym of a paid-out epoch moves money that reached it late
+        (a dispute fee, a transfer) into the pool of an open epoch; its owner adds it to its
+        claim there, and a dispute of that epoch opens the carrying pseudonym too."""
+        ps = keeper.get_pseudonym(state, ctx.sender)
+        if ps is None:
+            raise CarryRefused("only a registered pseudonym carries money")
+        if keeper.get_epoch(state, ps.epoch).status != "paid":
+            raise CarryRefused(f"epoch {ps.epoch} has not paid out: its own sweep takes this")
+        target = keeper.get_epoch(state, msg.epoch)
+        if target.status != "open" or msg.epoch == ps.epoch:
+            raise CarryRefused(f"epoch {msg.epoch} is {target.status}: carry into an open one")
+        amount = self.bank.balance(state, ctx.sender)
+        if amount == 0:
+            raise CarryRefused("nothing to carry")
+        self.bank.move(state, ctx.sender, pool_address(msg.epoch), amount)
+        keeper.add_carry(state, msg.epoch, ctx.sender, amount)
+        keeper.put_epoch(state, msg.epoch,
+                         replace(target, pool_in_micro=target.pool_in_micro + amount))
+        ctx.emit("pool_carry", epoch=msg.epoch, pseudonym=ctx.sender, amount_micro=amount)
+
+    # -- DSO and trustees --------------------------------------------------------------------
+    def attest(self, state: State, ctx: TxContext, msg: Attest) -> None:
+        """``privacy/attest`` by the DSO: a root of meter reading keys, each bound by its
+        meter's device key to one pseudonym, at most the member's tickets per meter
+        (``privacy.meter_keys.attest_readings``)."""
+        rec = self._open_epoch(state, msg.epoch)
+        if keeper.get_attestation(state, msg.root) is not None:
+            raise AttestationExists("this root is already attested")
+        if rec.attested + msg.count > rec.tickets:
+            raise TicketsExceeded(f"epoch {msg.epoch} sold {rec.tickets} tickets, "
+                                  f"{rec.attested} reading keys attested, root adds {msg.count}")
+        keeper.put_attestation(state, msg.root, AttestRecord(msg.epoch, msg.count, 0))
+        keeper.put_epoch(state, msg.epoch, replace(rec, attested=rec.attested + msg.count))
+        ctx.emit("readings_attested", epoch=msg.epoch, root=msg.root, count=msg.count)
+
+    def certify(self, state: State, ctx: TxContext, msg: Certify) -> None:
+        """``privacy/certify`` by a trustee: the epoch batch certificate (k trustees signed
+        the Merkle root)."""
+        cfg = require_config(state)
+        if cfg.trustee_index(ctx.sender) is None:
+            raise NotTrustee("batch certificates are posted by a trustee")
+        rec = self._open_epoch(state, msg.epoch)
+        if keeper.get_batch(state, msg.root) is not None:
+            raise BatchExists("this root is already certified")
+        if rec.certified + msg.count > rec.tickets:
+            raise TicketsExceeded(f"epoch {msg.epoch} sold {rec.tickets} tickets, "
+                                  f"{rec.certified} certified, batch asks {msg.count}")
+        message = batch_message(cfg.community, msg.epoch, msg.root, msg.count)
+        good: set[int] = set()
+        for index, sig in msg.endorsements:
+            if index >= len(cfg.trustees):
+                continue
+            t = self.registry.participant(state, cfg.trustees[index].addr)
+            if t is not None and _verifies(t.alg, t.pk, message, sig, CTX_BATCH):
+                good.add(index)
+        if len(good) < cfg.threshold:
+            raise BatchEndorsements(f"{len(good)} valid distinct trustee signatures; "
+                                    f"need {cfg.threshold}")
+        keeper.put_batch(state, msg.root, BatchRecord(msg.epoch, msg.count, 0,
+                                                      tuple(sorted(good))))
+        keeper.put_epoch(state, msg.epoch, replace(rec, certified=rec.certified + msg.count))
+        ctx.emit("batch_certified", epoch=msg.epoch, root=msg.root, count=msg.count,
+                 trustees=[cfg.trustees[i].id for i in sorted(good)])
+
+    def _open_epoch(self, state: State, epoch: int) -> EpochRecord:
+        require_config(state)
+        rec = keeper.get_epoch(state, epoch)
+        if rec.status != "open":
+            raise EpochClosed(f"epoch {epoch} is {rec.status}")
+        return rec
+
+    # -- registration ------------------------------------------------------------------------
+    def register(self, state: State, ctx: TxContext, msg: Register) -> None:
+        """``privacy/register``: anyone relays certified pseudonyms (the owner does not send
+        it: that would link them). Each gets the allowance from the pool, a stand-in
+        connection point ``ps:<addr>`` whose meter is its attested reading key, and may trade
+        and be metered in its slots only."""
+        cfg = require_config(state)
+        batch = keeper.get_batch(state, msg.root)
+        if batch is None:
+            raise NoBatch("no certified batch with this root")
+        rec = self._open_epoch(state, batch.epoch)
+        first_ok = batch.epoch * cfg.epoch_slots
+        last_ok = (batch.epoch + 1) * cfg.epoch_slots - 1
+        for leaf in msg.leaves:
+            self._register_one(state, ctx, cfg, batch, msg.root, leaf, first_ok, last_ok)
+            batch = replace(batch, registered=batch.registered + 1)
+        keeper.put_batch(state, msg.root, batch)
+        keeper.put_epoch(state, batch.epoch,
+                         replace(rec, registered=rec.registered + len(msg.leaves)))
+
+    def _register_one(self, state: State, ctx: TxContext, cfg: PrivacyConfig,
+                      batch: BatchRecord, root: bytes, leaf: Leaf, first_ok: int,
+                      last_ok: int) -> None:
+        epoch = batch.epoch
+        if not first_ok <= leaf.first_slot <= leaf.last_slot <= last_ok:
+            raise PseudonymSlots(f"slots must lie in epoch {epoch} ({first_ok}..{last_ok})")
+        if cfg.feeder_cps(leaf.feeder) is None:
+            raise UnknownFeeder(repr(leaf.feeder))
+        key = leaf.key
+        certified = leaf_hash(cfg.community, epoch, leaf.first_slot, leaf.last_slot,
+                              leaf.feeder, key.alg, key.raw, leaf.escrow_digest)
+        if leaf.index >= batch.count or not verify_inclusion(root, certified, leaf.index,
+                                                             batch.count, list(leaf.path)):
+            raise NotCertified("the leaf is not in the certified batch")
+        att = keeper.get_attestation(state, leaf.reading_root)
+        addr = key.address
+        bound = reading_leaf(cfg.community, epoch, addr, leaf.reading_key)
+        if (att is None or att.epoch != epoch or leaf.reading_index >= att.count
+                or not verify_inclusion(leaf.reading_root, bound, leaf.reading_index,
+                                        att.count, list(leaf.reading_path))):
+            raise ReadingNotAttested("the pseudonym's reading key is not attested for it in "
+                                     f"epoch {epoch}")
+        reading = leaf.reading_key.address
+        if (self.registry.participant(state, addr) is not None
+                or self.registry.participant(state, reading) is not None):
+            raise KeyRegistered("this pseudonym or reading key is already on the ledger")
+        cp = pseudo_cp(addr)
+        self.registry.put_participant(state, addr, {
+            "alg": key.alg, "pk": key.raw, "roles": ["consumer", "prosumer", "pseudonym"],
+            "cp": cp, "name": "", "status": "active",
+            "valid_slots": [leaf.first_slot, leaf.last_slot]})
+        self.registry.put_meter(state, reading, leaf.reading_key.alg, leaf.reading_key.raw, cp)
+        keeper.put_pseudonym(state, addr, PseudonymRecord(
+            epoch, leaf.first_slot, leaf.last_slot, leaf.feeder, leaf.escrow_digest, root,
+            key.alg, key.raw, reading))
+        for s in range(leaf.first_slot, leaf.last_slot + 1):
+            keeper.index_feeder_slot(state, s, leaf.feeder, addr)
+        keeper.put_attestation(state, leaf.reading_root,
+                               replace(att, registered=att.registered + 1))
+        self.bank.move(state, pool_address(epoch), addr, cfg.allowance_micro)
+        ctx.emit("pseudonym_registered", pseudonym=addr, epoch=epoch,
+                 first_slot=leaf.first_slot, last_slot=leaf.last_slot, feeder=leaf.feeder,
+                 allowance_micro=cfg.allowance_micro)
+
+    # -- end of block --------------------------------------------------------------------------
+    def step(self, state: State, ctx: BlockContext, cfg: PrivacyConfig,
+             events: list[dict[str, Any]]) -> None:
+        """Close epochs whose pseudonyms are final, decide claims that are due."""
+        p = load_params(state)
+        for epoch in keeper.open_epochs(state):
+            rec = keeper.get_epoch(state, epoch)
+            if rec.status == "open":
+                last = (epoch + 1) * cfg.epoch_slots - 1
+                deadline = (last + 1) * p.slot_seconds + p.settle_window_s
+                # after the last slot's dispute window: no dispute fee reaches a swept pseudonym
+                due = deadline + max(cfg.close_delay_s, p.dispute_window_s)
+                if ctx.slot_time >= due and not any(
+                        s <= last for s in self.market.unsettled_slots(state)):
+                    self._close(state, ctx, cfg, epoch, rec, events)
+            elif (rec.status == "claims" and rec.claims_deadline is not None
+                  and ctx.slot_time >= rec.claims_deadline):
+                self._decide(state, ctx, cfg, epoch, events)
+
+    def _sweep(self, state: State, epoch: int) -> int:
+        """Move every pseudonym's spendable balance back to the pool; returns the amount."""
+        pool, swept = pool_address(epoch), 0
+        for addr in keeper.pseudonyms_of_epoch(state, epoch):
+            bal = self.bank.balance(state, addr)
+            ps = keeper.get_pseudonym(state, addr)
+            assert ps is not None
+            if bal:
+                self.bank.move(state, addr, pool, bal)
+            if bal or ps.final_micro is None:
+                keeper.put_pseudonym(state, addr,
+                                     replace(ps, final_micro=(ps.final_micro or 0) + bal))
+            swept += bal
+        return swept
+
+    def _close(self, state: State, ctx: BlockContext, cfg: PrivacyConfig, epoch: int,
+               rec: EpochRecord, events: list[dict[str, Any]]) -> None:
+        swept = self._sweep(state, epoch)
+        deadline = ctx.slot_time + cfg.claim_window_s
+        keeper.put_epoch(state, epoch, replace(rec, status="claims", claims_deadline=deadline,
+                                               swept_micro=swept))
+        events.append({"type": "epoch_closed", "epoch": epoch, "pseudonyms": rec.registered,
+                       "pool_micro": self.bank.balance(state, pool_address(epoch)),
+                       "claims_deadline": deadline})
+
+    def _decide(self, state: State, ctx: BlockContext, cfg: PrivacyConfig, epoch: int,
+                events: list[dict[str, Any]]) -> None:
+        """Claims that add up to the pool are paid; any other total freezes the pool and
+        records a dispute under which the epoch's pseudonyms are opened."""
+        late = self._sweep(state, epoch)  # money that reached a pseudonym during the claims
+        rec = keeper.get_epoch(state, epoch)
+        if late:
+            rec = replace(rec, swept_micro=(rec.swept_micro or 0) + late)
+        pool = pool_address(epoch)
+        held = self.bank.balance(state, pool)
+        claims = keeper.claims_of_epoch(state, epoch)
+        total = sum(a for _, a in claims)
+        if total == held and len(claims) == rec.members:
+            for member, amount in claims:
+                if amount:
+                    self.bank.move(state, pool, member, amount)
+            keeper.put_epoch(state, epoch, replace(rec, status="paid"))
+            events.append({"type": "pool_paid", "epoch": epoch, "members": len(claims),
+                           "paid_micro": total})
+            return
+        did = dispute_id_for_pool(epoch)
+        keeper.put_dispute(state, did, DisputeRecord("pool", (), epoch=epoch))
+        keeper.put_epoch(state, epoch, replace(rec, status="disputed"))
+        events.append({"type": "pool_disputed", "epoch": epoch, "dispute": did,
+                       "claims_micro": total, "pool_micro": held, "claims": len(claims),
+                       "members": rec.members, "pseudonyms": rec.registered})
+        self.resolve(state, ctx, cfg, epoch, events)
+
+    def covered(self, state: State, epoch: int) -> list[bytes]:
+        """Every pseudonym a pool dispute of ``epoch`` opens: its own and those that carried
+        money into its pool."""
+        return sorted(set(keeper.pseudonyms_of_epoch(state, epoch))
+                      | {p for p, _ in keeper.carried_into(state, epoch)})
+
+    def member_dues(self, state: State, cfg: PrivacyConfig, epoch: int) -> dict[bytes, int] | None:
+        """What each member is owed from the pool (None until every covered pseudonym has an
+        owner): deposit - allowances its pseudonyms drew + their finals + what its earlier
+        pseudonyms carried in."""
+        dues = {m: j.tickets * cfg.allowance_micro for m, j in keeper.joined_members(state, epoch)}
+        carried = dict(keeper.carried_into(state, epoch))
+        for addr in self.covered(state, epoch):
+            opening = keeper.get_opening(state, addr)
+            if opening is None:
+                return None
+            owner = opening.identity
+            ps = keeper.get_pseudonym(state, addr)
+            assert ps is not None
+            delta = carried.get(addr, 0)
+            if ps.epoch == epoch:
+                delta += (ps.final_micro or 0) - cfg.allowance_micro
+            dues[owner] = dues.get(owner, 0) + delta
+        return dues
+
+    def resolve(self, state: State, ctx: BlockContext, cfg: PrivacyConfig, epoch: int,
+                events: list[dict[str, Any]]) -> None:
+        """Once every covered pseudonym of a disputed epoch has an owner: pay the true dues and
+        sanction every member whose claim was above its due."""
+        rec = keeper.get_epoch(state, epoch)
+        if rec.status != "disputed":
+            return
+        dues = self.member_dues(state, cfg, epoch)
+        if dues is None:
+            return
+        pool = pool_address(epoch)
+        slot = now_slot(state, ctx.slot_time)
+        for member in sorted(dues):  # collect debts first (an owner who drew more than it
+            if dues[member] < 0:     # deposited, e.g. through a misbehaving attestation)
+                take = min(-dues[member], self.bank.balance(state, member))
+                if take:
+                    self.bank.move(state, member, pool, take)
+        for member in sorted(dues):
+            if dues[member] > 0:
+                self.bank.move(state, pool, member, min(dues[member],
+                                                        self.bank.balance(state, pool)))
+        claims = dict(keeper.claims_of_epoch(state, epoch))
+        for member in sorted(dues):
+            claimed = claims.get(member)
+            if claimed is not None and claimed > dues[member] or dues[member] < 0:
+                events.append({"type": "pool_overclaim", "epoch": epoch, "member": member,
+                               "claimed_micro": claimed, "due_micro": dues[member]})
+                events.append(self.reputation.adjust(state, member, "dispute_lost", slot))
+        keeper.put_epoch(state, epoch, replace(rec, status="paid"))
+        events.append({"type": "pool_paid", "epoch": epoch, "members": len(dues),
+                       "paid_micro": sum(d for d in dues.values() if d > 0),
+                       "left_micro": self.bank.balance(state, pool)})
+
+
+def _verifies(alg: str, pk: bytes, message: bytes, sig: bytes, context: bytes) -> bool:
+    try:
+        return verify_signature(alg, pk, message, sig, context)
+    except CryptoError:
+        return False

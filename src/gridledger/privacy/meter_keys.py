@@ -1,0 +1,158 @@
+"""Readings under pseudonyms, vouched for by the meter itself.
+
+A pseudonym's readings must come from the household's meter, not from a key the member
+holds (a member could otherwise report any reading it likes). So for each pseudonym the
+*meter* makes a fresh ML-DSA reading key (FIPS 204; it never leaves the meter) and signs,
+with its registered device key, the list of (pseudonym address -> reading key) bindings it
+holds for the epoch (``MeterStatement``). The DSO — which holds its customers' meter data by
+regulation and receives each connection point's readings anyway — checks every statement
+against the meter registered for the connection point and against that member's tickets
+in the epoch pool, and attests the epoch's bindings as one Merkle root (``attest_readings``;
+ledger ``privacy/attest``). A pseudonym registers only with an attested reading key, which
+the ledger then makes the meter of the pseudonym's stand-in connection point: its readings
+are ``metering/reading`` transactions signed by that key, like every other meter's.
+
+What this gives (issue 21 item 4):
+
+* readings under a pseudonym are vouched for by the meter's device key;
+* a member's pseudonyms are bounded by *its own* tickets: the DSO attests at most that many
+  bindings for its meter, and a binding names the pseudonym it was made for, so a pseudonym
+  cannot ride on another member's spare ticket;
+* the meter's signed statement is standalone evidence of who owns a pseudonym, used when an
+  owner dealt an escrow that cannot be opened (``privacy/attribute``).
+
+What it costs: the DSO learns which pseudonyms are its customers' (it could already match
+their readings with the ones it receives); nobody else does. The bindings are sorted by
+leaf hash in the attested tree, so the tree groups nobody's pseudonyms together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from gridledger.crypto.hashing import tagged_hash
+from gridledger.crypto.merkle import inclusion_proof, root_of_hashes
+from gridledger.crypto.sig import PublicKey, SigningKey
+from gridledger.privacy.errors import PrivacyError
+
+CTX_METER_BINDINGS = b"gl/privacy/meter-bindings/v1"
+
+
+def reading_leaf(community: str, epoch: int, pseudonym: bytes, reading_key: PublicKey) -> bytes:
+    """One binding: the reading key a meter holds for ``pseudonym`` in ``epoch``."""
+    return tagged_hash("gl/privacy/reading-leaf", community.encode(), epoch.to_bytes(8, "big"),
+                       pseudonym, reading_key.alg.encode(), reading_key.raw)
+
+
+def bindings_message(community: str, epoch: int, cp: str, root: bytes, count: int) -> bytes:
+    """What a meter's device key signs over its bindings of one epoch."""
+    return tagged_hash("gl/privacy/meter-bindings", community.encode(),
+                       epoch.to_bytes(8, "big"), cp.encode(), root, count.to_bytes(4, "big"))
+
+
+@dataclass(frozen=True)
+class MeterStatement:
+    """A meter's device-signed list of the reading keys it holds for pseudonyms of an epoch."""
+
+    community: str
+    epoch: int
+    cp: str
+    bindings: tuple[tuple[bytes, PublicKey], ...]  # (pseudonym address, reading key)
+    signature: bytes = b""
+
+    def leaves(self) -> list[bytes]:
+        """The bindings' leaves, in the statement's order."""
+        return [reading_leaf(self.community, self.epoch, p, k) for p, k in self.bindings]
+
+    def root(self) -> bytes:
+        """Merkle root over ``leaves`` (what the device key signs)."""
+        return root_of_hashes(self.leaves())
+
+    def signed_message(self) -> bytes:
+        """``bindings_message`` of this statement."""
+        return bindings_message(self.community, self.epoch, self.cp, self.root(),
+                                len(self.bindings))
+
+    def evidence(self, pseudonym: bytes) -> dict[str, object]:
+        """The ``privacy/attribute`` evidence that ``pseudonym`` is this meter's household's:
+        the signed root, the leaf's position and its Merkle path."""
+        for i, (p, _) in enumerate(self.bindings):
+            if p == pseudonym:
+                return {"cp": self.cp, "count": len(self.bindings), "root": self.root(),
+                        "index": i, "path": inclusion_proof(self.leaves(), i),
+                        "device_sig": self.signature}
+        raise PrivacyError("the statement has no binding for this pseudonym")
+
+
+def issue_reading_keys(device_key: SigningKey, community: str, cp: str, epoch: int,
+                       pseudonyms: Sequence[bytes], *, alg: str = "ml-dsa-44"
+                       ) -> tuple[dict[bytes, SigningKey], MeterStatement]:
+    """Run in the meter: one fresh reading key per pseudonym address (OS randomness), and
+    the device-signed statement of the bindings. Returns (pseudonym -> reading key, the
+    statement for the DSO)."""
+    if len(set(pseudonyms)) != len(pseudonyms) or not pseudonyms:
+        raise PrivacyError("one reading key per distinct pseudonym, at least one")
+    keys = {p: SigningKey.generate(alg) for p in pseudonyms}
+    st = MeterStatement(community, epoch, cp, tuple((p, keys[p].public_key) for p in pseudonyms))
+    return keys, replace(st, signature=device_key.sign(st.signed_message(), CTX_METER_BINDINGS))
+
+
+def verify_statement(st: MeterStatement, device_key: PublicKey) -> bool:
+    """Whether ``st`` is signed by ``device_key`` (the meter registered for ``st.cp``)."""
+    return device_key.verify(st.signed_message(), st.signature, CTX_METER_BINDINGS)
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """The DSO's attested reading keys of one epoch: leaves sorted by hash, and the root."""
+
+    community: str
+    epoch: int
+    leaves: tuple[bytes, ...]
+
+    @property
+    def root(self) -> bytes:
+        return root_of_hashes(list(self.leaves))
+
+    @property
+    def count(self) -> int:
+        return len(self.leaves)
+
+    def proof(self, pseudonym: bytes, reading_key: PublicKey) -> tuple[int, list[bytes]]:
+        """(index, Merkle path) of a binding, for ``privacy/register``."""
+        leaf = reading_leaf(self.community, self.epoch, pseudonym, reading_key)
+        i = self.leaves.index(leaf)
+        return i, inclusion_proof(list(self.leaves), i)
+
+
+def attest_readings(community: str, epoch: int, statements: Sequence[MeterStatement],
+                    meter_keys: Mapping[str, PublicKey],
+                    tickets: Mapping[str, int]) -> Attestation:
+    """The DSO's check of its meters' statements for an epoch (pure); raises ``PrivacyError``.
+
+    ``meter_keys``: connection point -> its registered meter key; ``tickets``: connection
+    point -> the tickets its member bought in the epoch pool (``pool_joined`` events).
+    Each statement must be signed by the meter of its connection point, and a connection
+    point's bindings may not exceed its member's tickets; pseudonyms and reading keys must be
+    distinct across the whole epoch.
+    """
+    per_cp: dict[str, int] = {}
+    leaves: list[bytes] = []
+    seen: set[bytes] = set()
+    for st in statements:
+        key = meter_keys.get(st.cp)
+        if st.community != community or st.epoch != epoch:
+            raise PrivacyError(f"statement of {st.cp!r} is for another community or epoch")
+        if key is None or not verify_statement(st, key):
+            raise PrivacyError(f"statement of {st.cp!r} is not signed by its registered meter")
+        per_cp[st.cp] = per_cp.get(st.cp, 0) + len(st.bindings)
+        if per_cp[st.cp] > tickets.get(st.cp, 0):
+            raise PrivacyError(f"{st.cp!r} holds {tickets.get(st.cp, 0)} tickets, its meter "
+                               f"binds {per_cp[st.cp]} pseudonyms")
+        for p, k in st.bindings:
+            if p in seen or k.raw in seen:
+                raise PrivacyError("a pseudonym or reading key appears twice in the epoch")
+            seen.update((p, k.raw))
+        leaves += st.leaves()
+    return Attestation(community, epoch, tuple(sorted(leaves)))
