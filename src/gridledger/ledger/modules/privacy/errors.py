@@ -104,10 +104,10 @@ class ReadingNotAttested(InvalidBody):
     rule = "reading-not-attested"
 
 
-class KeyRegistered(InvalidBody):
+class PseudonymRegistered(InvalidBody):
     """The pseudonym's key or its reading key is already on the ledger."""
 
-    rule = "key-registered"
+    rule = "pseudonym-registered"
 
 
 # -- claims and late money ----------------------------------------------------------------------
@@ -333,7 +333,7 @@ class NoGridAccount(InvalidBody):
 RULES = (
     PrivacyDisabled, JoinNeedsMember, JoinEpoch, EpochClosed, AlreadyJoined, TicketCap,
     NotTrustee, BatchExists, TicketsExceeded, BatchEndorsements, AttestationExists, NoBatch,
-    PseudonymSlots, UnknownFeeder, NotCertified, ReadingNotAttested, KeyRegistered,
+    PseudonymSlots, UnknownFeeder, NotCertified, ReadingNotAttested, PseudonymRegistered,
     NotInPool, ClaimsClosed, AlreadyClaimed, CarryRefused, NoDecision, NotPseudonymous,
     OpeningRequested, NoDispute, NotDisputed, EscrowPosted, EscrowMismatch, EscrowNotPosted,
     ShareCommitment, AlreadyReleased, NotBogus, BadAttribution, NotAggregator, AnonymitySet,

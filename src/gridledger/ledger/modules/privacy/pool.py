@@ -37,12 +37,12 @@ from gridledger.ledger.modules.privacy.errors import (
     EpochClosed,
     JoinEpoch,
     JoinNeedsMember,
-    KeyRegistered,
     NoBatch,
     NotCertified,
     NotInPool,
     NotTrustee,
     PrivacyDisabled,
+    PseudonymRegistered,
     PseudonymSlots,
     ReadingNotAttested,
     TicketCap,
@@ -275,7 +275,7 @@ class Pool:
         reading = leaf.reading_key.address
         if (self.registry.participant(state, addr) is not None
                 or self.registry.participant(state, reading) is not None):
-            raise KeyRegistered("this pseudonym or reading key is already on the ledger")
+            raise PseudonymRegistered("this pseudonym or reading key is already on the ledger")
         cp = pseudo_cp(addr)
         self.registry.put_participant(state, addr, {
             "alg": key.alg, "pk": key.raw, "roles": ["consumer", "prosumer", "pseudonym"],
