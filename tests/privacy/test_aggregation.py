@@ -106,7 +106,7 @@ def test_sum_is_exact(feeder: Feeder, values: list[int]) -> None:
 
 
 def test_readings_are_clipped_at_the_meter(feeder: Feeder) -> None:
-    readings = {m: 5 for m in sorted(feeder.device_keys)[:5]}
+    readings = dict.fromkeys(sorted(feeder.device_keys)[:5], 5)
     readings |= {"m000": 10**9, "m001": -10**9}
     res, _, _ = run_round(feeder, 2, readings)
     assert res.total_wh == CLIP.upper_wh + CLIP.lower_wh + 15
@@ -157,7 +157,7 @@ def test_an_aggregator_never_signs_a_total_over_fewer_than_the_minimum(feeder: F
         with pytest.raises(AnonymitySetTooSmall):
             a.partial(20, checks)
     # four meters: still below the minimum of five
-    subs = seal_all(feeder, 21, {m: 10 for m in sorted(feeder.device_keys)[:4]})
+    subs = seal_all(feeder, 21, dict.fromkeys(sorted(feeder.device_keys)[:4], 10))
     aggs = [Aggregator(s) for s in feeder.agg_sessions]
     checks = [a.check(21, subs) for a in aggs]
     with pytest.raises(AnonymitySetTooSmall, match="4 meters"):
@@ -188,7 +188,7 @@ def test_colluders_cannot_steer_an_honest_aggregator_to_one_meter(feeder: Feeder
 
 
 def test_one_check_and_one_partial_per_round(feeder: Feeder) -> None:
-    readings = {m: 50 for m in feeder.device_keys}
+    readings = dict.fromkeys(feeder.device_keys, 50)
     subs = seal_all(feeder, 23, readings)
     aggs = [Aggregator(s) for s in feeder.agg_sessions]
     checks = [a.check(23, subs) for a in aggs]
@@ -239,7 +239,7 @@ def test_fewer_than_min_agree_partials_give_no_total(feeder: Feeder) -> None:
 
 
 def test_a_lying_aggregator_is_left_out_not_blamed(feeder: Feeder) -> None:
-    readings = {m: 500 for m in feeder.device_keys}
+    readings = dict.fromkeys(feeder.device_keys, 500)
 
     def corrupt(ps: list[PartialSum]) -> list[PartialSum]:
         ps[2] = resign_partial(feeder, ps[2], value=(ps[2].value + 12_345) % PRIME)
@@ -264,7 +264,7 @@ def _colluding_partials(f: Feeder, ps: list[PartialSum], colluders: Sequence[int
 
 def test_colluders_beyond_the_radius_get_no_total_and_frame_nobody() -> None:
     f5 = make_feeder(m=5, t=3, meters=6)  # radius 1; two colluders are beyond it
-    readings = {m: 300 for m in f5.device_keys}
+    readings = dict.fromkeys(f5.device_keys, 300)
     res = None
     with pytest.raises(AggregationFailed):
         res, _, _ = run_round(f5, 8, readings,
@@ -275,7 +275,7 @@ def test_colluders_beyond_the_radius_get_no_total_and_frame_nobody() -> None:
 def test_without_min_agree_colluders_choose_the_total_and_frame_an_honest_aggregator() -> None:
     # Defence removed: fault_bound 1 on m = 5 (plain unique decoding, radius 1).
     f5 = make_feeder(m=5, t=3, meters=6, fault_bound=1)
-    readings = {m: 300 for m in f5.device_keys}
+    readings = dict.fromkeys(f5.device_keys, 300)
     res, _, _ = run_round(f5, 8, readings,
                           partial_hook=lambda ps: _colluding_partials(f5, ps, (3, 4), 99))
     assert res.total_wh == 99
@@ -284,7 +284,7 @@ def test_without_min_agree_colluders_choose_the_total_and_frame_an_honest_aggreg
 
 def test_seven_aggregators_locate_two_liars() -> None:
     f = make_feeder(m=7, t=3, meters=6)
-    readings = {m: 300 for m in f.device_keys}
+    readings = dict.fromkeys(f.device_keys, 300)
     res, _, _ = run_round(f, 9, readings,
                           partial_hook=lambda ps: _colluding_partials(f, ps, (5, 6), 99))
     assert res.total_wh == 1800
@@ -292,7 +292,7 @@ def test_seven_aggregators_locate_two_liars() -> None:
 
 
 def test_forged_or_misbound_partials_are_ignored_not_attributed(feeder: Feeder) -> None:
-    readings = {m: 10 for m in feeder.device_keys}
+    readings = dict.fromkeys(feeder.device_keys, 10)
 
     def forge(ps: list[PartialSum]) -> list[PartialSum]:
         ps[1] = replace(ps[1], value=(ps[1].value + 1) % PRIME)  # signature no longer fits
@@ -306,7 +306,7 @@ def test_forged_or_misbound_partials_are_ignored_not_attributed(feeder: Feeder) 
 
 # ------------------------------------------------------------------- evidence against a liar
 def test_evidence_is_the_aggregators_own_inconsistent_signatures(feeder: Feeder) -> None:
-    readings = {m: 10 for m in feeder.device_keys}
+    readings = dict.fromkeys(feeder.device_keys, 10)
     subs = seal_all(feeder, 25, readings)
     a0 = Aggregator(feeder.agg_sessions[0])
     checks = [a0.check(25, subs)] + [Aggregator(s).check(25, subs)
@@ -326,7 +326,7 @@ def test_evidence_is_the_aggregators_own_inconsistent_signatures(feeder: Feeder)
 
 # ------------------------------------------------------------------ meters and share checks
 def test_a_tampered_share_is_an_erasure_not_an_exclusion(feeder: Feeder) -> None:
-    subs = seal_all(feeder, 11, {m: 100 for m in sorted(feeder.device_keys)})
+    subs = seal_all(feeder, 11, dict.fromkeys(sorted(feeder.device_keys), 100))
     blob = bytearray(subs[0].sealed_shares[1])
     blob[-1] ^= 1
     subs[0] = replace(subs[0], sealed_shares=(subs[0].sealed_shares[0], bytes(blob),
@@ -348,7 +348,7 @@ def test_replayed_submission_from_another_slot_is_excluded(feeder: Feeder) -> No
 def test_duplicate_submissions_are_excluded(feeder: Feeder) -> None:
     a = seal_reading(feeder.sessions["m000"], 14, 1, CLIP, DeterministicRandom(1))
     b = seal_reading(feeder.sessions["m000"], 14, 2, CLIP, DeterministicRandom(2))
-    rest = seal_all(feeder, 14, {m: 3 for m in sorted(feeder.device_keys)[1:6]})
+    rest = seal_all(feeder, 14, dict.fromkeys(sorted(feeder.device_keys)[1:6], 3))
     res, inc, _ = run_round(feeder, 14, {}, submissions=[a, b, *rest])
     assert res.total_wh == 15 and ("m000", "duplicate-submission") in inc.excluded
 

@@ -40,10 +40,9 @@ def test_usage_inference_and_deanonymize(tmp_path: Path, monkeypatch: pytest.Mon
     assert d["linkage_accuracy"]["none"] == 1.0
     assert d["linkage_accuracy"]["per-slot"] <= d["per_slot_bound"]
     # defences removed: threshold 1 (one aggregator holds every reading), static pseudonyms
+    from gridledger.privacy.aggregation import Committee
     from gridledger.sim import community
     from gridledger.sim.privacy_attacks import Deanonymize
-
-    from gridledger.privacy.aggregation import Committee
 
     monkeypatch.setattr(community, "AGGREGATOR_THRESHOLD", 1)
     monkeypatch.setattr(Committee, "__post_init__", lambda self: None)  # it refuses t = 1

@@ -65,7 +65,7 @@ def is_field_element(value: int) -> bool:
     same point, so comparing raw integers would let an aliased share pass a distinctness or
     equality test and corrupt reconstruction (or blame an honest share).
     """
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < PRIME
+    return type(value) is int and 0 <= value < PRIME  # bool (an int subclass) is refused
 
 
 @dataclass(frozen=True)

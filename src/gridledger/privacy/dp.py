@@ -202,9 +202,9 @@ class PrivacyAccountant:
                 f"{self.daily_budget_micro} micro-epsilon")
         rest = tuple(x for x in self.spent if (x[0], x[1]) != (feeder_id, day))
         # Sorted so the state (and its hash in the ledger) does not depend on charge order.
-        spent = tuple(sorted(rest + ((feeder_id, day, before + epsilon_micro),)))
+        spent = tuple(sorted((*rest, (feeder_id, day, before + epsilon_micro))))
         return replace(self, spent=spent,
-                       log=self.log + (Release(feeder_id, day, epsilon_micro, label),))
+                       log=(*self.log, Release(feeder_id, day, epsilon_micro, label)))
 
     def report(self) -> dict[str, Any]:
         """JSON-able state for reports: budget, spent and remaining per (feeder, day)."""

@@ -30,6 +30,7 @@ from gridledger.privacy.meter_keys import attest_readings, issue_reading_keys
 from tests.privacy.net import (
     ALLOWANCE,
     COMMUNITY,
+    DISPUTE_WINDOW,
     EPOCH_SLOTS,
     FEEDER,
     FW,
@@ -319,7 +320,7 @@ def test_a_bogus_escrow_is_attributed_through_its_meter_and_the_pool_pays(
     assert {e["identity"] for e in opened} == {w.users[0].address, w.users[1].address}
     assert pv.get_epoch(w.state, 1).status == "paid" and w.money() == money
     # the owners dealt unopenable escrows: sanctioned; no trustee is named anywhere
-    assert all(reputation_of(w.state, u.address) < s for u, s in zip(w.users[:2], scores))
+    assert all(reputation_of(w.state, u.address) < s for u, s in zip(w.users[:2], scores, strict=True))
     assert not any("trustee" in e.get("reason", "") for e in w.events("reputation"))
     # evidence for a pseudonym whose escrow did open is refused
     out = w.run([w.tx(w.dso, "privacy/attribute",
@@ -436,3 +437,32 @@ def test_ticket_cap_follows_the_members_reputation(tmp_path: Path) -> None:
                 t_order(5) - 200)
     assert out[0].rule == "ticket-cap"
     w.ok([w.tx(w.users[2], "privacy/join", {"epoch": 1, "tickets": 4})], t_order(5) - 190)
+
+
+def test_a_dispute_fee_paid_late_in_the_window_reaches_the_sellers_owner(tmp_path: Path) -> None:
+    # The buyer's pseudonym files a false non-receipt claim at the end of the dispute
+    # window: the fee goes to the seller's pseudonym. The epoch closes only after that
+    # window, so the fee is swept with the seller's final balance and paid to its owner.
+    w = pool_net(tmp_path)
+    money = w.money()
+    iss = trade_epoch1(w)
+    s0, b1 = iss.own[0][0], iss.own[1][0]
+    settled_at = 6 * S + SETTLE  # slot 5's settlement block
+    fee_at = settled_at + DISPUTE_WINDOW - 10
+    before_fee = w.bal(s0.address)
+    w.ok([w.tx(b1.key, "disputes/claim", {"slot": 5, "trade": 0, "claim": "non-receipt"})],
+         fee_at)
+    fee = w.events("dispute_decided")[-1]["fee_micro"]
+    assert fee > 0 and w.bal(s0.address) == before_fee + fee
+    assert pv.get_epoch(w.state, 1).status == "open"
+    close = epoch_close_time(1)
+    w.ok([], close)
+    f = finals(w, iss)
+    assert f[s0.address] == before_fee + fee
+    c0 = claim_amount(2, ALLOWANCE, [f[s0.address], f[iss.own[0][1].address]])
+    c1 = claim_amount(1, ALLOWANCE, [f[b1.address]])
+    before = w.bal(w.users[0].address)
+    w.ok([claim(w, 0, 1, c0), claim(w, 1, 1, c1)], close + 10)
+    w.ok([], close + 10 + CLAIM_WINDOW)
+    assert w.bal(w.users[0].address) - before == c0 and w.money() == money
+    assert all(w.bal(p.address) == 0 for ps in iss.own.values() for p in ps)

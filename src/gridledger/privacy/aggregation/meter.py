@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -46,11 +47,15 @@ class MeterSubmission:
     slot: int
     sealed_shares: tuple[bytes, ...]
 
-    def digest(self) -> bytes:
-        """Hash of the whole submission (the meter's signed reading tx carries it)."""
+    @cached_property
+    def _digest(self) -> bytes:
         return tagged_hash("gl/secagg/submission", self.contributor_id.encode(),
                            self.feeder_id.encode(), self.epoch.to_bytes(8, "big"),
                            self.slot.to_bytes(8, "big"), *self.sealed_shares)
+
+    def digest(self) -> bytes:
+        """Hash of the whole submission (computed once: every aggregator hashes the round)."""
+        return self._digest
 
 
 def share_aad(feeder_id: str, epoch: int, slot: int, contributor_id: str,

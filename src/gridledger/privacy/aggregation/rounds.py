@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.crypto.shamir import (
@@ -93,6 +94,21 @@ class ShareCheck:
         for cid, v in self.values:
             parts += [cid.encode(), b"" if v is None else field_to_bytes(v)]
         return tagged_hash("gl/secagg/check", *parts)
+
+    @cached_property
+    def canonical(self) -> bool:
+        """Whether every value is a canonical field element (``v + p`` would alias ``v``)."""
+        return all(v is None or is_field_element(v) for _, v in self.values)
+
+    def verify(self, key: PublicKey) -> bool:
+        """Whether ``key`` signed this check (memoised: every aggregator checks every check)."""
+        return _verify_check(self, key)
+
+
+@lru_cache(maxsize=64)  # a few rounds' checks (each holds a value per meter)
+def _verify_check(check: ShareCheck, key: PublicKey) -> bool:
+    # a pure function of (check, key); ShareCheck is frozen and hashable
+    return key.verify(check.signed_message(), check.signature, CTX_CHECK)
 
 
 @dataclass(frozen=True)
@@ -196,9 +212,9 @@ def _usable_checks(committee: Committee, slot: int, transcript: bytes,
         if not 0 <= ch.position < c.size or ch.position in usable:
             continue
         agg = c.aggregators[ch.position]
-        if not all(v is None or is_field_element(v) for _, v in ch.values):
+        if not ch.canonical:
             bad.append((ch.position, "non-canonical"))  # v + p would alias v
-        elif not agg.sig_key.verify(ch.signed_message(), ch.signature, CTX_CHECK):
+        elif not ch.verify(agg.sig_key):
             bad.append((ch.position, "bad-signature"))
         elif (ch.feeder_id, ch.epoch, ch.slot, ch.transcript) != (c.feeder_id, c.epoch, slot,
                                                                   transcript):

@@ -80,7 +80,7 @@ def put_epoch(state: State, epoch: int, rec: EpochRecord) -> None:
     state.set_obj(EPOCH + e8(epoch), rec.to_obj())
     open_ = open_epochs(state)
     if rec.status != "paid" and epoch not in open_:
-        state.set_obj(OPEN_EPOCHS, sorted(open_ + [epoch]))
+        state.set_obj(OPEN_EPOCHS, sorted([*open_, epoch]))
     elif rec.status == "paid" and epoch in open_:
         state.set_obj(OPEN_EPOCHS, [e for e in open_ if e != epoch])
 
@@ -242,7 +242,7 @@ def put_partial(state: State, slot: int, feeder: str, position: int,
     state.set_obj(_part_prefix(slot, feeder) + bytes([position]), rec.to_obj())
     pending = pending_aggregates(state)
     if [slot, feeder] not in pending:
-        state.set_obj(PENDING_AGG, sorted(pending + [[slot, feeder]]))
+        state.set_obj(PENDING_AGG, sorted([*pending, [slot, feeder]]))
 
 
 def partials(state: State, slot: int, feeder: str) -> dict[int, PartialRecord]:
@@ -264,7 +264,7 @@ def pending_aggregates(state: State) -> list[list[Any]]:
 def add_pending_check(state: State, slot: int, feeder: str) -> None:
     pending = pending_checks(state)
     if [slot, feeder] not in pending:
-        state.set_obj(PENDING_CHECK, sorted(pending + [[slot, feeder]]))
+        state.set_obj(PENDING_CHECK, sorted([*pending, [slot, feeder]]))
 
 
 def take_pending_check(state: State, slot: int, feeder: str) -> None:

@@ -415,7 +415,7 @@ class Pool:
         claims = dict(keeper.claims_of_epoch(state, epoch))
         for member in sorted(dues):
             claimed = claims.get(member)
-            if claimed is not None and claimed > dues[member] or dues[member] < 0:
+            if (claimed is not None and claimed > dues[member]) or dues[member] < 0:
                 events.append({"type": "pool_overclaim", "epoch": epoch, "member": member,
                                "claimed_micro": claimed, "due_micro": dues[member]})
                 events.append(self.reputation.adjust(state, member, "dispute_lost", slot))

@@ -45,5 +45,5 @@ def aggregate(state: State, arg: str) -> dict[str, Any] | None:
     return None if rec is None else rec.to_obj()
 
 
-VIEWS = {"config": config, "roaming_partners": roaming_partners, "epoch": epoch, "pseudonym": pseudonym, "roaming_seq": roaming_seq,
-         "aggregate": aggregate}
+VIEWS = {"config": config, "roaming_partners": roaming_partners, "epoch": epoch,
+         "pseudonym": pseudonym, "roaming_seq": roaming_seq, "aggregate": aggregate}
