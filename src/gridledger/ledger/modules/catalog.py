@@ -17,6 +17,7 @@ from gridledger.ledger.module import Module
 from gridledger.ledger.modules import (
     bank,
     disputes,
+    firmware,
     governance,
     market,
     metering,
@@ -39,6 +40,7 @@ def modules() -> list[Module]:
         bank.build(registry=registry_keeper),
         governance.build(valset=registry_keeper),
         reputation.build(registry=registry_keeper),
+        firmware.build(authorities=registry_keeper),
         metering.MODULE,
         market.MODULE,
         disputes.MODULE,

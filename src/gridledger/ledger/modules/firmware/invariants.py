@@ -1,0 +1,55 @@
+"""Firmware registry invariants (run after every block by every node and test)."""
+
+from __future__ import annotations
+
+from gridledger.errors import InvariantViolation
+from gridledger.ledger.modules.firmware import keeper
+from gridledger.ledger.state import State
+
+
+def meter_index(state: State) -> None:
+    """Invariant firmware-meter-index: every cp's firmware of record is indexed under its
+    image exactly once, and the index holds nothing else (advisories find every meter)."""
+    records = keeper.meter_records(state)
+    indexed = state.keys_with_prefix(keeper.ON)
+    if len(indexed) != len(records):
+        raise InvariantViolation(f"firmware-meter-index: {len(indexed)} index entries for "
+                                 f"{len(records)} meters")
+    for cp, rec in records:
+        if state.get(keeper.ON + rec.firmware + cp.encode()) is None:
+            raise InvariantViolation(f"firmware-meter-index: {cp!r} not indexed under its image")
+
+
+def releases_valid(state: State) -> None:
+    """Invariant firmware-releases: every release has its signature and both indexes; an
+    approved release was approved at genesis (height 0) or by the DSO and at least one
+    validator; the pending ones are exactly the open list; every advisory in force is
+    indexed under each version it names, and the open list holds exactly the pending ones."""
+    open_now = keeper.open_items(state)
+    pending = []
+    for rid, rel in keeper.releases(state):
+        m = rel.manifest
+        if (keeper.release_sig(state, rid) is None or state.get(keeper.IMAGE + m.image_sha3) != rid
+                or keeper.release_of_version(state, m.vendor, m.model, m.version) != rid):
+            raise InvariantViolation(f"firmware-releases: {m.model} {m.version} not indexed")
+        if rel.status == "pending":
+            pending.append(rid)
+        elif rel.approved != 0 and not (rel.dso and rel.validators):
+            raise InvariantViolation(f"firmware-releases: {m.model} {m.version} approved "
+                                     "without the DSO and the validators")
+    if sorted(pending) != list(open_now.releases):
+        raise InvariantViolation("firmware-releases: open list differs from pending releases")
+    waiting = []
+    for adv in keeper.advisories(state):
+        if adv.status == "pending":
+            waiting.append(adv.id)
+            continue
+        for v in adv.versions:
+            if adv.id not in keeper.advised_by(state, adv.vendor, adv.model, v):
+                raise InvariantViolation(f"firmware-releases: advisory {adv.id} not indexed "
+                                         f"under {adv.model} {v}")
+    if sorted(waiting) != list(open_now.advisories):
+        raise InvariantViolation("firmware-releases: open list differs from pending advisories")
+
+
+INVARIANTS = (meter_index, releases_valid)

@@ -1,0 +1,309 @@
+"""The only code that touches ``fw/`` keys; what other modules call (through their own
+``expected.py`` protocols) to check readings and traders against the registry.
+
+Quarantine is not stored: it is computed from the cp's firmware of record, the release
+its image belongs to and the advisories in force (``reason_of``). So an approval or an
+advisory changes every affected meter at once, and no flag can go stale. Events mark each
+transition (``meter_quarantined`` / ``meter_released``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+import cbor2
+
+from gridledger.ledger.context import TxContext
+from gridledger.ledger.modules.firmware.errors import MeterQuarantined
+from gridledger.ledger.modules.firmware.types import (
+    Advisory,
+    Config,
+    Manifest,
+    MeterFirmware,
+    OpenItems,
+    Reason,
+    Release,
+    Vendor,
+)
+from gridledger.ledger.state import State
+
+CFG = b"fw/cfg"
+VENDOR = b"fw/v/"          # + name -> Vendor
+RELEASE = b"fw/r/"         # + release id -> Release
+RELEASE_SIG = b"fw/rs/"    # + release id -> the vendor's signature (audit: re-verifiable)
+IMAGE = b"fw/img/"         # + image hash -> release id (an image belongs to one release)
+VERSION = b"fw/ver/"       # + vendor/model/version -> release id
+ADVISORY = b"fw/a/"        # + advisory id -> Advisory
+ADVISED = b"fw/av/"        # + vendor/model/version -> ids of advisories in force, ascending
+METER = b"fw/m/"           # + cp -> MeterFirmware
+ON = b"fw/on/"             # + image hash (32) + cp -> marker: cps whose firmware is the image
+OPEN = b"fw/open"          # OpenItems waiting for the quorum (absent when none)
+_MARK = b"\x01"
+
+
+def _triple(vendor: str, model: str, version: str) -> bytes:
+    # names match [A-Za-z0-9._-] (types._NAME), so "/" cannot occur inside one
+    return f"{vendor}/{model}/{version}".encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _release(raw: bytes) -> Release:
+    return Release.from_obj(cbor2.loads(raw))
+
+
+@functools.lru_cache(maxsize=16384)
+def _meter(raw: bytes) -> MeterFirmware:
+    return MeterFirmware.from_obj(cbor2.loads(raw))
+
+
+# -- configuration and vendors --------------------------------------------------------------
+def enforced(state: State) -> bool:
+    """Whether the chain has a firmware policy (genesis had a ``firmware`` section)."""
+    return state.get(CFG) is not None
+
+
+def config(state: State) -> Config | None:
+    obj = state.get_obj(CFG)
+    return None if obj is None else Config.from_obj(obj)
+
+
+def put_config(state: State, cfg: Config) -> None:
+    state.set_obj(CFG, cfg.to_obj())
+
+
+def vendor(state: State, name: str) -> Vendor | None:
+    obj = state.get_obj(VENDOR + name.encode())
+    return None if obj is None else Vendor.from_obj(obj)
+
+
+def put_vendor(state: State, v: Vendor) -> None:
+    state.set_obj(VENDOR + v.name.encode(), v.to_obj())
+
+
+def vendors(state: State) -> list[Vendor]:
+    return [Vendor.from_obj(obj) for _, obj in state.items_with_prefix(VENDOR)]
+
+
+# -- releases ------------------------------------------------------------------------------
+def release(state: State, rid: bytes) -> Release | None:
+    raw = state.get(RELEASE + rid)
+    return None if raw is None else _release(raw)
+
+
+def release_sig(state: State, rid: bytes) -> bytes | None:
+    return state.get(RELEASE_SIG + rid)
+
+
+def put_release(state: State, rec: Release, sig: bytes | None = None) -> None:
+    """Store ``rec`` (indexed by image and by version); ``sig`` when first published."""
+    m = rec.manifest
+    rid = m.release_id()
+    state.set_obj(RELEASE + rid, rec.to_obj())
+    if sig is not None:
+        state.set(RELEASE_SIG + rid, sig)
+        state.set(IMAGE + m.image_sha3, rid)
+        state.set(VERSION + _triple(m.vendor, m.model, m.version), rid)
+
+
+def release_of_image(state: State, image: bytes) -> Release | None:
+    rid = state.get(IMAGE + image)
+    return None if rid is None else release(state, rid)
+
+
+def release_of_version(state: State, vendor_name: str, model: str, version: str) -> bytes | None:
+    """The id of the release of ``vendor_name`` ``model`` ``version``, if published."""
+    return state.get(VERSION + _triple(vendor_name, model, version))
+
+
+def releases(state: State) -> list[tuple[bytes, Release]]:
+    """Every release, by id."""
+    return [(k[len(RELEASE):], _release(state.get(k) or b""))
+            for k in state.keys_with_prefix(RELEASE)]
+
+
+# -- advisories ---------------------------------------------------------------------------
+def advisory(state: State, aid: str) -> Advisory | None:
+    obj = state.get_obj(ADVISORY + aid.encode())
+    return None if obj is None else Advisory.from_obj(obj)
+
+
+def put_advisory(state: State, adv: Advisory) -> None:
+    state.set_obj(ADVISORY + adv.id.encode(), adv.to_obj())
+
+
+def advisories(state: State) -> list[Advisory]:
+    return [Advisory.from_obj(obj) for _, obj in state.items_with_prefix(ADVISORY)]
+
+
+def advised_by(state: State, vendor_name: str, model: str, version: str) -> list[str]:
+    """Ids of the advisories in force against this version, ascending."""
+    return list(state.get_obj(ADVISED + _triple(vendor_name, model, version), []))
+
+
+def mark_advised(state: State, adv: Advisory) -> None:
+    """Index an advisory that came into force under every version it names."""
+    for v in adv.versions:
+        key = ADVISED + _triple(adv.vendor, adv.model, v)
+        state.set_obj(key, sorted({*state.get_obj(key, []), adv.id}))
+
+
+# -- open items ---------------------------------------------------------------------------
+def open_items(state: State) -> OpenItems:
+    obj = state.get_obj(OPEN)
+    return OpenItems((), ()) if obj is None else OpenItems.from_obj(obj)
+
+
+def set_open_items(state: State, items: OpenItems) -> None:
+    if items.releases or items.advisories:
+        state.set_obj(OPEN, OpenItems(tuple(sorted(set(items.releases))),
+                                      tuple(sorted(set(items.advisories)))).to_obj())
+    else:
+        state.delete(OPEN)
+
+
+# -- meters -------------------------------------------------------------------------------
+def meter_record(state: State, cp: str) -> MeterFirmware | None:
+    raw = state.get(METER + cp.encode())
+    return None if raw is None else _meter(raw)
+
+
+def put_meter_record(state: State, cp: str, rec: MeterFirmware) -> None:
+    """Store the cp's firmware of record and keep the image -> cps index in step."""
+    old = meter_record(state, cp)
+    if old is not None and old.firmware != rec.firmware:
+        state.delete(ON + old.firmware + cp.encode())
+    state.set_obj(METER + cp.encode(), rec.to_obj())
+    state.set(ON + rec.firmware + cp.encode(), _MARK)
+
+
+def meter_records(state: State) -> list[tuple[str, MeterFirmware]]:
+    """Every cp with a firmware of record, in cp byte order."""
+    return [(k[len(METER):].decode(), _meter(state.get(k) or b""))
+            for k in state.keys_with_prefix(METER)]
+
+
+def cps_on(state: State, image: bytes) -> list[str]:
+    """The cps whose firmware of record is ``image``, in byte order."""
+    prefix = ON + image
+    return [k[len(prefix):].decode() for k in state.keys_with_prefix(prefix)]
+
+
+# -- quarantine ---------------------------------------------------------------------------
+def image_problem(state: State, image: bytes) -> Reason | None:
+    """Why a meter attesting ``image`` would be quarantined (None: an approved release
+    that no advisory in force names)."""
+    rel = release_of_image(state, image)
+    if rel is None:
+        return "unknown-firmware"
+    if rel.status != "approved":
+        return "unapproved-firmware"
+    m = rel.manifest
+    if advised_by(state, m.vendor, m.model, m.version):
+        return "advised-firmware"
+    return None
+
+
+def reason_of(state: State, rec: MeterFirmware) -> Reason | None:
+    """Why the meter with this record is quarantined, or None."""
+    if rec.mismatch is not None:
+        return "firmware-mismatch"
+    return image_problem(state, rec.firmware)
+
+
+def quarantine_reason(state: State, cp: str) -> Reason | None:
+    """Why ``cp``'s meter is quarantined; None if it is not (or the chain has no firmware
+    policy, or the meter never reported)."""
+    if not enforced(state):
+        return None
+    rec = meter_record(state, cp)
+    return None if rec is None else reason_of(state, rec)
+
+
+def quarantined(state: State, cp: str) -> bool:
+    """Whether ``cp``'s meter is quarantined."""
+    return quarantine_reason(state, cp) is not None
+
+
+def check_trading(state: State, cp: str) -> None:
+    """Raise ``MeterQuarantined`` (rule ``meter-quarantined``) if ``cp``'s meter is
+    quarantined: its holder takes no new market exposure until the meter is patched."""
+    why = quarantine_reason(state, cp)
+    if why is not None:
+        raise MeterQuarantined(f"the meter of {cp!r} is quarantined ({why}) until it is "
+                               "patched to an approved release")
+
+
+def firmware_status(state: State, firmware: bytes) -> Reason | None:
+    """Why a meter attesting ``firmware`` would be quarantined (None: fine, or no policy)."""
+    return image_problem(state, firmware) if enforced(state) else None
+
+
+def quarantine_event(cp: str, rec: MeterFirmware, reason: Reason) -> dict[str, Any]:
+    return {"type": "meter_quarantined", "cp": cp, "meter": rec.meter, "reason": reason,
+            "firmware": rec.mismatch if rec.mismatch is not None else rec.firmware}
+
+
+def release_event(cp: str, rec: MeterFirmware, was: Reason) -> dict[str, Any]:
+    return {"type": "meter_released", "cp": cp, "meter": rec.meter, "firmware": rec.firmware,
+            "was": was}
+
+
+def reasons(state: State, cps: Iterable[str]) -> dict[str, Reason | None]:
+    """The quarantine reason of each cp (for ``transitions`` after a change)."""
+    out: dict[str, Reason | None] = {}
+    for cp in cps:
+        rec = meter_record(state, cp)
+        out[cp] = None if rec is None else reason_of(state, rec)
+    return out
+
+
+def transitions(state: State, before: dict[str, Reason | None]) -> list[dict[str, Any]]:
+    """``meter_quarantined`` / ``meter_released`` events for the cps of ``before`` whose
+    reason changed since (in cp byte order)."""
+    out = []
+    for cp in sorted(before, key=str.encode):
+        rec = meter_record(state, cp)
+        now = None if rec is None else reason_of(state, rec)
+        was = before[cp]
+        if rec is None or now == was:
+            continue
+        if now is not None:
+            out.append(quarantine_event(cp, rec, now))
+        elif was is not None:
+            out.append(release_event(cp, rec, was))
+    return out
+
+
+def check_reading(state: State, ctx: TxContext, cp: str, meter: bytes,
+                  firmware: bytes) -> Reason | None:
+    """Check a reading's attested firmware against the registry; returns the quarantine
+    reason the reading is taken under (None: the meter is fine).
+
+    Call it from every reading handler before the reading is stored. The first reading of
+    a meter makes its hash the firmware of record (a new meter at the cp starts afresh);
+    a later reading with another hash is a ``firmware-mismatch`` until a patch. Emits
+    ``meter_quarantined`` into ``ctx`` when the cp enters quarantine (or its reason
+    changes). Does nothing on a chain without a firmware policy.
+    """
+    if not enforced(state):
+        return None
+    rec = meter_record(state, cp)
+    before = None if rec is None else reason_of(state, rec)
+    if rec is None or rec.meter != meter:
+        rec = MeterFirmware(meter, firmware, ctx.block.height)
+        put_meter_record(state, cp, rec)
+    elif firmware not in (rec.firmware, rec.mismatch):
+        rec = dataclasses.replace(rec, mismatch=firmware)
+        put_meter_record(state, cp, rec)
+    now = reason_of(state, rec)
+    if now is not None and now != before:
+        ctx.events.append(quarantine_event(cp, rec, now))
+    return now
+
+
+def manifest_of(state: State, rid: bytes) -> Manifest | None:
+    rel = release(state, rid)
+    return None if rel is None else rel.manifest
