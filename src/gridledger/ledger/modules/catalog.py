@@ -13,9 +13,13 @@ built here; ``Application`` takes whichever list the height calls for.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from gridledger.ledger.module import Module
 from gridledger.ledger.modules import (
     bank,
+    certificates,
     disputes,
     firmware,
     governance,
@@ -31,6 +35,7 @@ from gridledger.ledger.modules.market import keeper as market_keeper
 from gridledger.ledger.modules.metering import keeper as metering_keeper
 from gridledger.ledger.modules.registry import keeper as registry_keeper
 from gridledger.ledger.modules.reputation import keeper as reputation_keeper
+from gridledger.ledger.state import State
 
 
 def modules() -> list[Module]:
@@ -46,4 +51,28 @@ def modules() -> list[Module]:
         disputes.MODULE,
         privacy.build(bank=bank_keeper, registry=registry_keeper, reputation=reputation_keeper,
                       metering=metering_keeper, market=market_keeper, disputes=disputes_keeper),
+        certificates.build(registry=registry_keeper, market=_SettledTrades(),
+                           metering=metering_keeper),
     ]
+
+
+@dataclass(frozen=True)
+class _Trade:
+    seller: bytes
+    buyer: bytes
+    delivered_wh: int | None
+
+
+class _SettledTrades:
+    """The market keeper's settled trades as typed reads (certificates' ``Market``).
+    Temporary: the market's typed ``Trade`` records satisfy the protocol directly once the
+    market module is converted; then this goes and ``market=market_keeper`` is passed."""
+
+    @staticmethod
+    def settled_slots(state: State) -> list[tuple[int, int]]:
+        return market_keeper.settled_slots(state)
+
+    @staticmethod
+    def trades_of_slot(state: State, slot: int) -> Sequence[_Trade]:
+        return [_Trade(t["seller"], t["buyer"], t.get("delivered_wh"))
+                for t in market_keeper.trades_of_slot(state, slot)]
