@@ -21,6 +21,7 @@ from gridledger.privacy.roaming import CTX_BILL, RoamingLimits, authorisation_me
 from gridledger.sim import attacks
 from gridledger.sim.community import Member
 from gridledger.sim.keys import sim_key
+from gridledger.sim.ledger_view import LedgerView
 from gridledger.sim.roaming import FOREIGN_COMMUNITY, FOREIGN_DSO, EvRoaming, Visit
 from tests.privacy.net import PrivacyNet, make_net
 
@@ -49,6 +50,7 @@ class FakeEngine:
                            sim_key(7, "foreign-dso", 0, alg="ml-dsa-44"))
         self.community = SimpleNamespace(dso=w.dso, privacy_keys=keys, members=self.members)
         self.net = w.net
+        self.ledger = LedgerView(w.net.entry.app)
 
     @property
     def first(self) -> int:

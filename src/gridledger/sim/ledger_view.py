@@ -8,6 +8,7 @@ as a client asking a node would.
 
 from __future__ import annotations
 
+from gridledger.crypto.sig import PublicKey
 from gridledger.ledger.app import Application
 from gridledger.ledger.modules.governance.keeper import load_params
 from gridledger.ledger.modules.reputation.keeper import reputation_of
@@ -46,3 +47,13 @@ class LedgerView:
         rows = self._app.query("bank/accounts")
         return {bytes(r["address"]): int(r["balance_micro"]) + int(r["locked_micro"])
                 for r in sorted(rows, key=lambda r: bytes(r["address"]))}
+
+    def roaming_partners(self) -> dict[tuple[str, str], PublicKey]:
+        """(foreign community, DSO id) -> the DSO key this community's genesis pins for
+        roaming claims (view ``privacy/roaming_partners``)."""
+        return {(r["community"], r["dso_id"]): PublicKey(r["alg"], r["pk"])
+                for r in self._app.query("privacy/roaming_partners")}
+
+    def roaming_seq(self, account: bytes) -> int:
+        """The account's next roaming sequence number (view ``privacy/roaming_seq``)."""
+        return int(self._app.query(f"privacy/roaming_seq/{account.hex()}"))

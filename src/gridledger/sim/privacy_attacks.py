@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from gridledger.crypto.shamir import decode_signed
+from gridledger.privacy.attacks import analyse_deanonymization
 from gridledger.privacy.attacks import mean_row_correlation as _mean_corr
 from gridledger.sim.attack_base import Attack
 
@@ -117,8 +119,6 @@ class UsageInference(Attack):
         bound = 2.0 / float(np.sqrt(len(cps)))
         resid_with = _mean_corr(feeder_mean - population, truth - population)
         # a curious aggregator decodes its own share of each meter as if it were the reading
-        from gridledger.crypto.shamir import decode_signed
-
         own = np.array([[decode_signed(self.eng.rounds[s].first_aggregator_shares.get(cp, 0))
                          for s in slots] for cp in cps], dtype=float)
         own = np.clip(own, -10**7, 10**7)  # shares are uniform field elements: keep finite
@@ -151,8 +151,6 @@ class Deanonymize(Attack):
     def setup(self) -> None: ...
 
     def result(self) -> dict[str, Any]:
-        from gridledger.privacy.attacks import analyse_deanonymization
-
         _, _, truth = _truth_matrix(self.eng)
         n_h, n_s = truth.shape
         epoch = min(n_s // 2, 96)

@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gridledger.crypto.sig import PublicKey, SigningKey
+from gridledger.crypto.sig import SigningKey
 from gridledger.grid import SLOTS_PER_DAY
 from gridledger.ledger import codec
 from gridledger.ledger.tx import decode_tx
@@ -187,8 +187,7 @@ class EvRoaming(Attack):
         epoch = slot // SLOTS_PER_DAY
         n = len(self.visits) + len(self.pending)
         key, cert = self.credential(n, epoch)
-        app = eng.net.entry.app
-        seq = app.query(f"privacy/roaming_seq/{self.owner.address.hex()}") + sum(
+        seq = eng.ledger.roaming_seq(self.owner.address) + sum(
             1 for p in self.pending if not p.booked)
         token = seal_billing_token(self.owner.key, self.owner.address, seq, cert,
                                    new_session_id(), self.limits(),
@@ -219,8 +218,7 @@ class EvRoaming(Attack):
                       foreign_view(request, receipt), p.cert.digest(), claim.digest(),
                       session.session_id, authorise_body=authorise_body(p.auth))
         self.visits.append(visit)
-        partners = {(r["community"], r["dso_id"]): PublicKey(r["alg"], r["pk"])
-                    for r in eng.net.entry.app.query("privacy/roaming_partners")}
+        partners = eng.ledger.roaming_partners()
         try:
             bill = settle_roaming_claim(claim, home_trustees=home, foreign_dso_keys=partners,
                                         billing_key=self.keys.billing_kem)

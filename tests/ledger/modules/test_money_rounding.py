@@ -81,7 +81,7 @@ def test_seller_of_504_small_trades_is_paid_its_limit() -> None:
     txs = [w.order(0, SLOT, "sell", 1_008, ask)]
     txs += [w.order(b, SLOT, "buy", 2, ask) for b in range(1, 9) for _ in range(63)]
     seller0, grid0 = w.total(w.addr(0)), w.total(w.dso.address)
-    settle(w, txs, {0: (0, 1_008), **{b: (126, 0) for b in range(1, 9)}})
+    settle(w, txs, {0: (0, 1_008), **dict.fromkeys(range(1, 9), (126, 0))})
     trades = trades_of_slot(w.app.state, SLOT)
     assert len(trades) == 504
     assert w.total(w.addr(0)) - seller0 == ask * 1_008 // 1_000 == 101_302  # not 504 x 200
@@ -100,7 +100,7 @@ def test_partial_delivery_of_small_trades_keeps_the_limit() -> None:
     ask = 100_499
     txs = [w.order(0, SLOT, "sell", 1_008, ask)]
     txs += [w.order(b, SLOT, "buy", 2, ask + 1) for b in range(1, 9) for _ in range(63)]
-    settle(w, txs, {0: (0, 777), **{b: (126, 0) for b in range(1, 9)}})
+    settle(w, txs, {0: (0, 777), **dict.fromkeys(range(1, 9), (126, 0))})
     (bill,) = [e for e in w.events("bill") if e["addr"] == w.addr(0)]
     assert bill["market_sold_wh"] == 777
     assert bill["market_revenue_micro"] >= 777 * ask // 1_000

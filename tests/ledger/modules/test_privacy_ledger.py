@@ -12,7 +12,10 @@ import pytest
 from gridledger.crypto.sig import SigningKey
 from gridledger.ledger.modules.privacy import keeper as pv
 from gridledger.ledger.modules.privacy.openings import Openings
-from gridledger.ledger.modules.privacy.types import dispute_id_for_trade, pool_address
+from gridledger.ledger.modules.privacy.records import (
+    dispute_id_for_trade,
+    pool_address,
+)
 from gridledger.ledger.modules.registry.handlers import ROTATE_CONTEXT
 from gridledger.ledger.modules.reputation.keeper import put_record, reputation_of
 from gridledger.privacy.errors import PrivacyError

@@ -18,7 +18,7 @@ from gridledger.ledger import codec
 from gridledger.ledger.modules.governance.keeper import grid_account
 from gridledger.ledger.modules.privacy import keeper as pv
 from gridledger.ledger.modules.privacy.config import parse_config
-from gridledger.ledger.modules.privacy.types import hold_address
+from gridledger.ledger.modules.privacy.records import hold_address
 from gridledger.ledger.modules.registry.handlers import ROTATE_CONTEXT
 from gridledger.privacy.pseudonyms import (
     PseudonymCertificate,

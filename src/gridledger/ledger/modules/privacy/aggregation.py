@@ -52,14 +52,16 @@ from gridledger.ledger.modules.privacy.errors import (
 )
 from gridledger.ledger.modules.privacy.expected import Metering, Registry, Reputation
 from gridledger.ledger.modules.privacy.pool import now_slot, require_config
-from gridledger.ledger.modules.privacy.types import (
+from gridledger.ledger.modules.privacy.records import (
     AggregateRecord,
-    AggregatorEvidence,
     DisputeRecord,
-    Partial,
     PartialRecord,
     dispute_id_for_feeder,
     pseudo_cp,
+)
+from gridledger.ledger.modules.privacy.types import (
+    AggregatorEvidence,
+    Partial,
 )
 from gridledger.ledger.params import load_params
 from gridledger.ledger.state import State

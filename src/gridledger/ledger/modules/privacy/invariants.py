@@ -7,7 +7,7 @@ from collections.abc import Callable
 from gridledger.errors import InvariantViolation
 from gridledger.ledger.modules.privacy import keeper
 from gridledger.ledger.modules.privacy.expected import Bank
-from gridledger.ledger.modules.privacy.types import pool_address
+from gridledger.ledger.modules.privacy.records import pool_address
 from gridledger.ledger.state import State
 
 

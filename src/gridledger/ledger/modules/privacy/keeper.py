@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gridledger.ledger.modules.privacy.config import PrivacyConfig, parse_config
-from gridledger.ledger.modules.privacy.types import (
+from gridledger.ledger.modules.privacy.records import (
     AggregateRecord,
     AttestRecord,
     BatchRecord,

@@ -48,17 +48,19 @@ from gridledger.ledger.modules.privacy.errors import (
 )
 from gridledger.ledger.modules.privacy.expected import Disputes, Registry, Reputation
 from gridledger.ledger.modules.privacy.pool import Pool, now_slot, require_config
-from gridledger.ledger.modules.privacy.types import (
-    Attribute,
+from gridledger.ledger.modules.privacy.records import (
     DisputeRecord,
     EscrowRecord,
     OpeningState,
-    PostEscrow,
     PseudonymRecord,
-    Release,
-    RequestOpening,
     dispute_id_for_trade,
     key_digest,
+)
+from gridledger.ledger.modules.privacy.types import (
+    Attribute,
+    PostEscrow,
+    Release,
+    RequestOpening,
 )
 from gridledger.ledger.state import State
 from gridledger.privacy.meter_keys import (

@@ -55,24 +55,26 @@ from gridledger.ledger.modules.privacy.expected import (
     Registry,
     Reputation,
 )
-from gridledger.ledger.modules.privacy.types import (
-    Attest,
+from gridledger.ledger.modules.privacy.records import (
     AttestRecord,
     BatchRecord,
-    Carry,
-    Certify,
-    Claim,
     DisputeRecord,
     EpochRecord,
-    Join,
     JoinRecord,
-    Leaf,
     PseudonymRecord,
-    Register,
     dispute_id_for_pool,
     key_digest,
     pool_address,
     pseudo_cp,
+)
+from gridledger.ledger.modules.privacy.types import (
+    Attest,
+    Carry,
+    Certify,
+    Claim,
+    Join,
+    Leaf,
+    Register,
 )
 from gridledger.ledger.params import load_params
 from gridledger.ledger.state import State

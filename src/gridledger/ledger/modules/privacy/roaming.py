@@ -50,11 +50,13 @@ from gridledger.ledger.modules.privacy.errors import (
 )
 from gridledger.ledger.modules.privacy.expected import Bank, Registry
 from gridledger.ledger.modules.privacy.pool import MEMBER_ROLES, require_config
-from gridledger.ledger.modules.privacy.types import (
+from gridledger.ledger.modules.privacy.records import (
     RoamingAuth,
+    hold_address,
+)
+from gridledger.ledger.modules.privacy.types import (
     RoamingAuthorise,
     RoamingCharge,
-    hold_address,
 )
 from gridledger.ledger.params import load_params
 from gridledger.ledger.state import State
