@@ -280,17 +280,3 @@ def decode_shares(shares: Sequence[Share], threshold: int, *,
     raise InconsistentShares(
         f"no polynomial of degree {threshold - 1} agrees with {need} of {n} shares")
 
-
-def candidate_secrets(shares: Sequence[Share], threshold: int) -> dict[int, tuple[int, ...]]:
-    """Every secret some ``threshold``-subset interpolates to, with the x's that agree with it.
-
-    Used when shares are too few to decode uniquely and an outside measurement (a feeder
-    head meter) has to pick the right candidate.
-    """
-    _check_points(shares)
-    out: dict[int, set[int]] = {}
-    for subset in itertools.combinations(shares, threshold):
-        secret = _secret_of(subset)
-        agree = {s.x for s in shares if interpolate_at(subset, s.x) == s.y}
-        out.setdefault(secret, set()).update(agree)
-    return {k: tuple(sorted(v)) for k, v in out.items()}
