@@ -116,7 +116,7 @@ def test_round_forest_rounds_every_node(case: tuple[list[tuple[int, int]], list[
     out = round_forest(edges, amounts)
     exact: dict[int, int] = {}
     got: dict[int, int] = {}
-    for (a, b), x, m in zip(edges, amounts, out):
+    for (a, b), x, m in zip(edges, amounts, out, strict=True):
         assert rounded(m, x)
         for v in (a, b):
             exact[v] = exact.get(v, 0) + x
@@ -131,8 +131,8 @@ def test_round_grouped_rounds_every_group_and_the_total(items: list[tuple[int, i
     groups, amounts = [g for g, _ in items], [a for _, a in items]
     out = round_grouped(groups, amounts)
     for g in set(groups):
-        assert rounded(sum(m for h, m in zip(groups, out) if h == g),
-                       sum(a for h, a in zip(groups, amounts) if h == g))
+        assert rounded(sum(m for h, m in zip(groups, out, strict=True) if h == g),
+                       sum(a for h, a in zip(groups, amounts, strict=True) if h == g))
     assert sum(out) == sum(amounts) // 1000
     arr = np.array(amounts, dtype=np.int64)
     if groups == sorted(groups):  # already grouped: the vectorised carry is the same rule

@@ -160,7 +160,7 @@ def test_fake_bids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gridledger.ledger.modules.bank import keeper as bank
     from gridledger.ledger.modules.market import keeper
 
-    def no_escrow(state: Any, owner: bytes, amount: int) -> None:
+    def no_escrow(_bank: Any, state: Any, owner: bytes, amount: int) -> None:
         amount = min(amount, bank.balance(state, owner))
         if amount:
             bank.lock(state, owner, amount)
@@ -173,11 +173,11 @@ def test_fake_bids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_non_delivery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = check_defended(run(tmp_path / "on", ("non-delivery",)), "non-delivery")
     assert r["cheater_gain_micro"] <= 0 and r["reputation_penalties"] > 0 and r["compensation_micro"] > 0
-    from gridledger.ledger.modules.market import settlement
     from gridledger.ledger.modules.market import keeper
+    from gridledger.ledger.modules.metering import keeper as metering
     from gridledger.ledger.modules.registry.keeper import cp_of
 
-    real = settlement.trusted_readings_for_slot
+    real = metering.trusted_readings_for_slot
 
     def sellers_word(state: Any, slot: int) -> list[Any]:
         sold: dict[str, int] = {}
@@ -191,7 +191,7 @@ def test_non_delivery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             out.append(replace(rd, export_wh=max(rd.export_wh, sold.get(rd.cp, 0))))
         return out
 
-    monkeypatch.setattr(settlement, "trusted_readings_for_slot", sellers_word)
+    monkeypatch.setattr(metering, "trusted_readings_for_slot", sellers_word)
     off = undefended(tmp_path / "off", "non-delivery")
     assert off is None or not off["mitigated"]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gridledger.ledger.app import Application
-from gridledger.ledger.modules.market import get_slot, trades_of_slot
-from gridledger.ledger.modules.market.keeper import get_order
+from gridledger.ledger.modules.market.keeper import get_order, slot_record, trades_of_slot
 from gridledger.types import payment_micro
 from tests.conftest import apply
 from tests.ledger.modules.world import (
@@ -40,7 +39,7 @@ def test_escrow_locked_on_order_and_released_on_cancel() -> None:
                                                    "price_micro_per_kwh": 80_000})], t_order(3) + 2)
     new_id = r.receipts[0].tx_hash
     assert get_order(w.app.state, 3, sell_id) is None
-    assert get_order(w.app.state, 3, new_id)["energy_wh"] == 500
+    assert get_order(w.app.state, 3, new_id).energy_wh == 500
     assert w.lock(w.addr(1)) == payment_micro(500, DEPOSIT)
 
 
@@ -56,13 +55,13 @@ def test_fake_bids_without_means_are_refused() -> None:
 
 
 @pytest.mark.parametrize("case, rule, detail", [
-    ("gate", "invalid-body", "gate-closed"),
-    ("horizon", "invalid-body", "beyond-horizon"),
-    ("two-sides", "invalid-body", "one-side-per-slot"),
-    ("too-many", "invalid-body", "max-orders-per-slot"),
-    ("consumer-sells", "unauthorized", "sell-needs-prosumer"),
+    ("gate", "gate-closed", "closed at"),
+    ("horizon", "beyond-horizon", "more than 96 slots ahead"),
+    ("two-sides", "one-side-per-slot", "already buying"),
+    ("too-many", "max-orders-per-slot", "at most 4"),
+    ("consumer-sells", "sell-needs-prosumer", "consumers can only buy"),
     ("no-cp", "unauthorized", "needs one of the roles"),
-    ("not-owner", "unauthorized", "not-owner"),
+    ("not-owner", "not-owner", "owner"),
     ("extra-field", "invalid-body", "market/order has exactly"),
     ("bad-side", "invalid-body", "side"),
 ])
@@ -110,7 +109,7 @@ def test_cancel_after_gate_is_refused() -> None:
     r = w.ok([w.order(0, 3, "buy", 100, 1)], t_order(3))
     r = w.block([w.tx(w.users[0], "market/cancel", {"slot": 3, "order_id": r.receipts[0].tx_hash})],
                 t_reveal(3))
-    assert rules(r) == ["invalid-body"] and "gate-closed" in r.receipts[0].detail
+    assert rules(r) == ["gate-closed"]
 
 
 def test_clearing_records_trades_and_releases_unused_escrow() -> None:
@@ -131,8 +130,8 @@ def test_clearing_records_trades_and_releases_unused_escrow() -> None:
                           "price_micro_per_kwh", "payment_micro", "grid_fee_micro"}
         assert t["payment_micro"] == payment_micro(t["energy_wh"], p)
         assert t["grid_fee_micro"] == payment_micro(t["energy_wh"], FEE)
-    rec = get_slot(w.app.state, 3)
-    assert rec["bought_wh"] == rec["sold_wh"] == 1_500
+    rec = slot_record(w.app.state, 3)
+    assert rec is not None and rec.bought_wh == rec.sold_wh == 1_500
     # the buyer keeps locked exactly what its trades can cost; the loser is fully released
     bought = [t for t in trades if t["buyer"] == w.addr(2)]
     assert w.lock(w.addr(2)) == sum(t["payment_micro"] + t["grid_fee_micro"] for t in bought)
@@ -190,7 +189,7 @@ def test_envelope_only_by_dso_and_before_clearing() -> None:
                 t_order(3))
     assert rules(r) == ["unauthorized"]
     r = w.block([w.envelope(3, [["cp0", 1, 1]])], t_clear(3))
-    assert rules(r) == ["invalid-body"] and "envelope-late" in r.receipts[0].detail
+    assert rules(r) == ["envelope-late"]
 
 
 def test_sealed_bid_commit_reveal_and_trade() -> None:
@@ -203,13 +202,13 @@ def test_sealed_bid_commit_reveal_and_trade() -> None:
     # reveals before gate closure would leak the bid early: refused
     early = w.block([w.tx(w.users[0], "market/reveal", {**reveal_buy, "commit_id": commit_ids[0]})],
                     t_order(3) + 1)
-    assert rules(early) == ["invalid-body"] and "outside-reveal-window" in early.receipts[0].detail
+    assert rules(early) == ["outside-reveal-window"]
     wrong = {**reveal_sell, "commit_id": commit_ids[1], "price_micro_per_kwh": 99_999}
     r = w.block([w.tx(w.users[0], "market/reveal", {**reveal_buy, "commit_id": commit_ids[0]}),
                  w.tx(w.users[1], "market/reveal", wrong),
                  w.tx(w.users[1], "market/reveal", {**reveal_sell, "commit_id": commit_ids[1]})],
                 t_reveal(3))
-    assert rules(r) == ["ok", "invalid-body", "ok"] and "commitment-mismatch" in r.receipts[1].detail
+    assert rules(r) == ["ok", "commitment-mismatch", "ok"]
     assert w.lock(w.addr(0)) == payment_micro(1_000, 200_000) + payment_micro(1_000, FEE)
     r = w.ok([], t_clear(3))
     trades = [e for e in r.block_events if e["type"] == "trade"]

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridledger.ledger.modules.market import trades_of_slot
+from gridledger.ledger.modules.market.keeper import trades_of_slot
 from tests.ledger.modules.world import (
     World,
     make_world,
@@ -54,13 +54,13 @@ def check_settled_orders(w: World, rate_micro_per_kwh: int = FEE) -> None:
     fee_exact: dict[bytes, int] = {}
     fee_got: dict[bytes, int] = {}
     for t in trades:
-        for oid in (t["buy_order"], t["sell_order"]):
-            got[oid] = got.get(oid, 0) + t["paid_micro"]
-            delivered[oid] = delivered.get(oid, 0) + t["delivered_wh"]
-            exact[oid] = exact.get(oid, 0) + t["delivered_wh"] * t["price_micro_per_kwh"]
-        b = t["buy_order"]
-        fee_exact[b] = fee_exact.get(b, 0) + t["delivered_wh"] * rate_micro_per_kwh
-        fee_got[b] = fee_got.get(b, 0) + t["fee_paid_micro"]
+        for oid in (t.buy_order, t.sell_order):
+            got[oid] = got.get(oid, 0) + t.paid_micro
+            delivered[oid] = delivered.get(oid, 0) + t.delivered_wh
+            exact[oid] = exact.get(oid, 0) + t.delivered_wh * t.price_micro_per_kwh
+        b = t.buy_order
+        fee_exact[b] = fee_exact.get(b, 0) + t.delivered_wh * rate_micro_per_kwh
+        fee_got[b] = fee_got.get(b, 0) + t.fee_paid_micro
     for oid, micro in got.items():
         assert floor_div(exact[oid]) <= micro <= ceil_div(exact[oid])
         limit = orders[oid]["price_micro_per_kwh"] * delivered[oid]
@@ -118,7 +118,7 @@ def test_two_buyers_are_compensated_before_the_grid() -> None:
     settle(w, txs, {0: (0, 0), 1: (1_000, 0), 2: (1_000, 0)})
     nd = w.events("non_delivery")
     assert len(nd) == 2
-    price = trades_of_slot(w.app.state, SLOT)[0]["price_micro_per_kwh"]
+    price = trades_of_slot(w.app.state, SLOT)[0].price_micro_per_kwh
     for e in nd:  # each buyer: (τ - price) on the energy it had to take from the grid
         assert e["compensation_micro"] == 1_000 * (tau - price) // 1_000
     for i in (1, 2):  # so each pays the trade price for its 1 kWh, not the retail price
@@ -159,7 +159,7 @@ def test_tiny_orders_keep_limits_through_settlement(orders: list[tuple[int, int,
     check_settled_orders(w)
     # with full delivery the settled amounts are the cleared ones (one rule, both places)
     for t in trades_of_slot(w.app.state, SLOT):
-        if t["delivered_wh"] == t["energy_wh"] and not any(
-                x["delivered_wh"] < x["energy_wh"] for x in trades_of_slot(w.app.state, SLOT)):
-            assert t["paid_micro"] == t["payment_micro"]
-            assert t["fee_paid_micro"] == t["grid_fee_micro"]
+        if t.delivered_wh == t.energy_wh and not any(
+                x.delivered_wh < x.energy_wh for x in trades_of_slot(w.app.state, SLOT)):
+            assert t.paid_micro == t.payment_micro
+            assert t.fee_paid_micro == t.grid_fee_micro

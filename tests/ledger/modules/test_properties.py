@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridledger.ledger.modules.market import get_slot, trades_of_slot
+from gridledger.ledger.modules.market.keeper import slot_record, trades_of_slot
 from tests.ledger.modules.world import (
     make_world,
     t_clear,
@@ -71,14 +71,14 @@ def test_money_conserved_energy_balanced(orders, readings, envelopes, balances, 
     w.block([], t_settle(SLOTS[1]))
     assert w.money() == money0
     for slot in SLOTS:
-        rec = get_slot(w.app.state, slot)
+        rec = slot_record(w.app.state, slot)
         trades = trades_of_slot(w.app.state, slot)
         if rec is None:
             assert trades == []
             continue
-        assert rec["status"] == "settled"
-        assert rec["bought_wh"] == rec["sold_wh"] == sum(t["energy_wh"] for t in trades)
-        assert rec["delivered_wh"] == sum(t["delivered_wh"] for t in trades) <= rec["volume_wh"]
+        assert rec.status == "settled"
+        assert rec.bought_wh == rec.sold_wh == sum(t.energy_wh for t in trades)
+        assert rec.delivered_wh == sum(t.delivered_wh or 0 for t in trades) <= rec.volume_wh
     forfeits = w.events("commitment_forfeited")
     bills = w.events("bill")
     for i in range(N):

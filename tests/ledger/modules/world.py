@@ -17,7 +17,8 @@ from gridledger.ledger.execute import BlockResult
 from gridledger.ledger.genesis import make_genesis
 from gridledger.ledger.modules.bank import keeper as bank
 from gridledger.ledger.modules.market import keeper as market_keeper
-from gridledger.ledger.modules.market import market_holds, order_commitment
+from gridledger.ledger.modules.market.invariants import market_holds
+from gridledger.ledger.modules.market.types import order_commitment
 from gridledger.ledger.tx import sign_tx
 from gridledger.sim.keys import sim_key
 from tests.conftest import apply
@@ -123,7 +124,7 @@ class World:
 
     def retail_hold(self, addr: bytes) -> int:
         """What the market keeps locked against ``addr``'s unsettled retail import."""
-        return market_keeper.get_retail(self.app.state, addr)["held_micro"]
+        return market_keeper.retail_of(self.app.state, addr).held_micro
 
     def money(self) -> int:
         st = self.app.state

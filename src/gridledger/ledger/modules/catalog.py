@@ -13,9 +13,6 @@ built here; ``Application`` takes whichever list the height calls for.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from gridledger.ledger.module import Module
 from gridledger.ledger.modules import (
     bank,
@@ -35,7 +32,6 @@ from gridledger.ledger.modules.market import keeper as market_keeper
 from gridledger.ledger.modules.metering import keeper as metering_keeper
 from gridledger.ledger.modules.registry import keeper as registry_keeper
 from gridledger.ledger.modules.reputation import keeper as reputation_keeper
-from gridledger.ledger.state import State
 
 
 def modules() -> list[Module]:
@@ -46,33 +42,14 @@ def modules() -> list[Module]:
         governance.build(valset=registry_keeper),
         reputation.build(registry=registry_keeper),
         firmware.build(authorities=registry_keeper),
-        metering.MODULE,
-        market.MODULE,
-        disputes.MODULE,
+        metering.build(registry=registry_keeper, reputation=reputation_keeper),
+        market.build(bank=bank_keeper, registry=registry_keeper, reputation=reputation_keeper,
+                     metering=metering_keeper),
+        disputes.build(market=market_keeper, metering=metering_keeper, registry=registry_keeper,
+                       bank=bank_keeper, reputation=reputation_keeper),
         privacy.build(bank=bank_keeper, registry=registry_keeper, reputation=reputation_keeper,
                       metering=metering_keeper, market=market_keeper, disputes=disputes_keeper),
-        certificates.build(registry=registry_keeper, market=_SettledTrades(),
+        certificates.build(registry=registry_keeper, market=market_keeper,
                            metering=metering_keeper),
     ]
 
-
-@dataclass(frozen=True)
-class _Trade:
-    seller: bytes
-    buyer: bytes
-    delivered_wh: int | None
-
-
-class _SettledTrades:
-    """The market keeper's settled trades as typed reads (certificates' ``Market``).
-    Temporary: the market's typed ``Trade`` records satisfy the protocol directly once the
-    market module is converted; then this goes and ``market=market_keeper`` is passed."""
-
-    @staticmethod
-    def settled_slots(state: State) -> list[tuple[int, int]]:
-        return market_keeper.settled_slots(state)
-
-    @staticmethod
-    def trades_of_slot(state: State, slot: int) -> Sequence[_Trade]:
-        return [_Trade(t["seller"], t["buyer"], t.get("delivered_wh"))
-                for t in market_keeper.trades_of_slot(state, slot)]

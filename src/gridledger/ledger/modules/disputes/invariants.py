@@ -10,6 +10,9 @@ from gridledger.ledger.state import State
 def decisions_valid(state: State) -> None:
     """Invariant decisions-valid: every decision is upheld or rejected, and only rejected
     claims carry a fee."""
-    for k, d in state.items_with_prefix(keeper.CLAIM):
-        if d["outcome"] not in ("upheld", "rejected") or (d["outcome"] == "upheld" and d["fee_micro"]):
+    for k, d in keeper.decisions(state):
+        if d.outcome not in ("upheld", "rejected") or (d.outcome == "upheld" and d.fee_micro):
             raise InvariantViolation(f"decisions-valid: {k!r}")
+
+
+INVARIANTS = (decisions_valid,)

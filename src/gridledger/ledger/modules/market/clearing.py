@@ -7,76 +7,75 @@ from typing import Any
 
 from gridledger.errors import InvariantViolation
 from gridledger.ledger.context import BlockContext
-from gridledger.ledger.modules.governance.types import Params
 from gridledger.ledger.modules.market import keeper
+from gridledger.ledger.modules.market.expected import Deps
 from gridledger.ledger.modules.market.types import (
+    Order,
+    SlotRecord,
+    Trade,
     seller_deposit_micro,
-    slot_of,
     slot_of_day,
 )
-from gridledger.ledger.modules.registry.keeper import cp_holder
-from gridledger.ledger.modules.reputation.keeper import adjust
+from gridledger.ledger.params import Params, slot_of
 from gridledger.ledger.state import State
 from gridledger.market import (
     ClearingResult,
     Envelope,
     GridFees,
     MarketInputError,
-    Order,
     clear_slot,
 )
+from gridledger.market import Order as BookOrder
 from gridledger.market.rounding import ceil_micro
 
 
-def _zones_by_owner(state: State, p: Params, orders: list[Order]) -> dict[bytes, str]:
+def _zones_by_owner(deps: Deps, state: State, p: Params, orders: list[BookOrder]) -> dict[bytes, str]:
     """Network zone of each order owner, through its connection point."""
     if not p.grid_fee_zones:
         return {}
-    from gridledger.ledger.modules.registry.keeper import get_participant
-
     zone_of_cp = dict(p.grid_fee_zones)
     out: dict[bytes, str] = {}
     for owner in sorted({o.owner for o in orders}):
-        rec = get_participant(state, owner)
-        zone = zone_of_cp.get((rec or {}).get("cp") or "")
+        zone = zone_of_cp.get(deps.registry.cp_of(state, owner) or "")
         if zone is not None:
             out[owner] = zone
     return out
 
 
-def _forfeit_commitments(state: State, ctx: BlockContext, p: Params, slot: int, grid: bytes,
-                         events: list[dict[str, Any]]) -> None:
+def _forfeit_commitments(deps: Deps, state: State, ctx: BlockContext, p: Params, slot: int,
+                         grid: bytes, events: list[dict[str, Any]]) -> None:
     """Unrevealed sealed bids lose their deposit to the grid account (community fund)."""
     for cid, com in keeper.commits_of_slot(state, slot):
-        keeper.pay_held(state, com["owner"], grid, com["deposit_micro"])
+        keeper.pay_held(deps.bank, state, com.owner, grid, com.deposit_micro)
         keeper.delete_commit(state, slot, cid)
         events.append({"type": "commitment_forfeited", "slot": slot, "commit_id": cid,
-                       "owner": com["owner"], "deposit_micro": com["deposit_micro"], "to": grid})
-        events.append(adjust(state, com["owner"], "commitment_forfeited", slot_of(ctx.slot_time, p)))
+                       "owner": com.owner, "deposit_micro": com.deposit_micro, "to": grid})
+        events.append(deps.reputation.adjust(state, com.owner, "commitment_forfeited",
+                                             slot_of(ctx.slot_time, p)))
 
 
-def _envelopes_by_owner(state: State, slot: int) -> dict[bytes, Envelope]:
+def _envelopes_by_owner(deps: Deps, state: State, slot: int) -> dict[bytes, Envelope]:
     out: dict[bytes, Envelope] = {}
     for cp, env in sorted(keeper.take_envelopes(state, slot).items()):
-        owner = cp_holder(state, cp)
+        owner = deps.registry.cp_holder(state, cp)
         if owner is not None:
             out[owner] = env
     return out
 
 
-def close_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: bytes,
+def close_slot(deps: Deps, state: State, ctx: BlockContext, p: Params, slot: int, grid: bytes,
                events: list[dict[str, Any]]) -> None:
     """Clear ``slot``: called once, in the first block at or after its reveal deadline."""
-    _forfeit_commitments(state, ctx, p, slot, grid, events)
+    _forfeit_commitments(deps, state, ctx, p, slot, grid, events)
     keeper.delete_counts(state, slot)
-    envelopes = _envelopes_by_owner(state, slot)
+    envelopes = _envelopes_by_owner(deps, state, slot)
     book = keeper.orders_of_slot(state, slot)
-    book.sort(key=lambda item: item[1]["seq"])  # arrival order (matters for "continuous")
-    orders = [Order(oid, o["owner"], o["side"], o["energy_wh"], o["price_micro_per_kwh"])
+    book.sort(key=lambda item: item[1].seq)  # arrival order (matters for "continuous")
+    orders = [BookOrder(oid, o.owner, o.side, o.energy_wh, o.price_micro_per_kwh)
               for oid, o in book]
     fees = GridFees(flat_micro_per_kwh=p.grid_fee_flat_micro_per_kwh,
                     tou_micro_per_kwh=p.grid_fee_tou_micro_per_kwh,
-                    zone_by_owner=_zones_by_owner(state, p, orders),
+                    zone_by_owner=_zones_by_owner(deps, state, p, orders),
                     distance_micro_per_kwh={(a, b): fee for a, b, fee in p.grid_fee_distance_micro_per_kwh},
                     default_distance_micro_per_kwh=p.grid_fee_default_distance_micro_per_kwh)
     try:
@@ -86,29 +85,28 @@ def close_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: byte
         # Orders were checked on entry, so this is a bug; fail safe: nobody trades, every
         # escrow is returned, and the chain keeps going.
         for oid, o in sorted(book):
-            keeper.release(state, o["owner"], o["held_micro"])
+            keeper.release(deps.bank, state, o.owner, o.held_micro)
             keeper.delete_order(state, slot, oid)
-        keeper.put_slot(state, slot, {"status": "failed", "reason": str(exc), "volume_wh": 0,
-                                      "bought_wh": 0, "sold_wh": 0, "trades": 0})
+        keeper.put_slot(state, slot, SlotRecord(status="failed", reason=str(exc), volume_wh=0,
+                                                bought_wh=0, sold_wh=0, trades=0))
         keeper.mark_cleared(state, slot)
         events.append({"type": "slot_failed", "slot": slot, "reason": str(exc)})
         return
-    _record(state, ctx, slot, dict(book), result, events)
+    _record(deps, state, ctx, slot, dict(book), result, events)
 
 
-def _record(state: State, ctx: BlockContext, slot: int, book: dict[bytes, dict[str, Any]],
+def _record(deps: Deps, state: State, ctx: BlockContext, slot: int, book: dict[bytes, Order],
             result: ClearingResult, events: list[dict[str, Any]]) -> None:
     # What each buy order's trades can still cost: its exact payment and fee totals rounded
     # up (settlement pays each rounded by the carry rule, on delivered energy <= filled).
     need_pay: dict[bytes, int] = {}
     need_fee: dict[bytes, int] = {}
     for i, t in enumerate(result.trades):
-        keeper.put_trade(state, slot, i, {
-            "buy_order": t.buy_order_id, "sell_order": t.sell_order_id, "buyer": t.buyer,
-            "seller": t.seller, "energy_wh": t.energy_wh,
-            "price_micro_per_kwh": t.price_micro_per_kwh, "payment_micro": t.payment_micro,
-            "grid_fee_micro": t.grid_fee_micro,
-            "grid_fee_micro_per_kwh": t.grid_fee_micro_per_kwh, "settled": False})
+        keeper.put_trade(state, slot, i, Trade(
+            buy_order=t.buy_order_id, sell_order=t.sell_order_id, buyer=t.buyer,
+            seller=t.seller, energy_wh=t.energy_wh, price_micro_per_kwh=t.price_micro_per_kwh,
+            payment_micro=t.payment_micro, grid_fee_micro=t.grid_fee_micro,
+            grid_fee_micro_per_kwh=t.grid_fee_micro_per_kwh, settled=False))
         oid = t.buy_order_id
         need_pay[oid] = need_pay.get(oid, 0) + t.energy_wh * t.price_micro_per_kwh
         need_fee[oid] = need_fee.get(oid, 0) + t.energy_wh * t.grid_fee_micro_per_kwh
@@ -120,26 +118,29 @@ def _record(state: State, ctx: BlockContext, slot: int, book: dict[bytes, dict[s
     for oid in sorted(book):
         o = book[oid]
         filled = result.filled_wh_by_order[oid]
-        if o["side"] == "buy":
+        if o.side == "buy":
             keep = ceil_micro(need_pay.get(oid, 0)) + ceil_micro(need_fee.get(oid, 0))
             bought += filled
-            if keep > o["held_micro"]:
+            if keep > o.held_micro:
                 raise InvariantViolation(f"escrow-covers-trades: order {oid.hex()[:16]} owes "
-                                         f"{keep} > escrow {o['held_micro']}")
+                                         f"{keep} > escrow {o.held_micro}")
         else:
-            keep = min(o["held_micro"], seller_deposit_micro(filled, o["deposit_rate"]))
+            keep = min(o.held_micro, seller_deposit_micro(filled, o.deposit_rate))
             sold += filled
-        keeper.release(state, o["owner"], o["held_micro"] - keep)
+        keeper.release(deps.bank, state, o.owner, o.held_micro - keep)
         if filled == 0:
             keeper.delete_order(state, slot, oid)
         else:
-            keeper.put_order(state, slot, oid, {**o, "held_micro": keep, "filled_wh": filled})
+            keeper.put_order(state, slot, oid, Order(
+                owner=o.owner, side=o.side, energy_wh=o.energy_wh,
+                price_micro_per_kwh=o.price_micro_per_kwh, held_micro=keep,
+                deposit_rate=o.deposit_rate, seq=o.seq, sealed=o.sealed, filled_wh=filled))
     clipped = sum(result.clipped_wh_by_order.values())
-    keeper.put_slot(state, slot, {
-        "status": "cleared", "mechanism": result.mechanism,
-        "price_micro_per_kwh": result.price_micro_per_kwh, "volume_wh": result.volume_wh,
-        "bought_wh": bought, "sold_wh": sold, "trades": len(result.trades),
-        "orders": len(book), "clipped_wh": clipped, "cleared_at": ctx.slot_time})
+    keeper.put_slot(state, slot, SlotRecord(
+        status="cleared", mechanism=result.mechanism,
+        price_micro_per_kwh=result.price_micro_per_kwh, volume_wh=result.volume_wh,
+        bought_wh=bought, sold_wh=sold, trades=len(result.trades), orders=len(book),
+        clipped_wh=clipped, cleared_at=ctx.slot_time))
     keeper.mark_cleared(state, slot)
     events.append({"type": "slot_cleared", "slot": slot, "mechanism": result.mechanism,
                    "price_micro_per_kwh": result.price_micro_per_kwh,

@@ -1,16 +1,24 @@
 """The only code that touches ``mkt/`` keys.
 
-Every amount the market holds for someone is both a bank lock (``bank.lock``) and a field
-of one market record (an order's ``held_micro`` or a commitment's ``deposit_micro``), and
-the two move together: the ``escrow-backed`` invariant checks they agree.
+Every amount the market holds for someone is both a bank lock and a field of one market
+record (an order's ``held_micro``, a commitment's ``deposit_micro`` or a retail hold's
+``held_micro``), and the two move together (``hold`` / ``release`` / ``pay_held`` through
+the bank protocol): the ``escrow-backed`` invariant checks they agree.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from gridledger.errors import InvalidBody
-from gridledger.ledger.modules.bank import keeper as bank
+from gridledger.ledger.modules.market.errors import MaxOrdersPerSlot, OneSidePerSlot
+from gridledger.ledger.modules.market.expected import Bank
+from gridledger.ledger.modules.market.types import (
+    Commitment,
+    Count,
+    Order,
+    Retail,
+    Side,
+    SlotRecord,
+    Trade,
+)
 from gridledger.ledger.state import State
 
 ORDER = b"mkt/o/"        # + slot(8) + order_id(32) -> order
@@ -36,7 +44,7 @@ def sk(slot: int) -> bytes:
 def _add(state: State, key: bytes, slot: int) -> None:
     slots: list[int] = state.get_obj(key, [])
     if slot not in slots:
-        state.set_obj(key, sorted(slots + [slot]))
+        state.set_obj(key, sorted([*slots, slot]))
 
 
 def _remove(state: State, key: bytes, slot: int) -> None:
@@ -66,7 +74,7 @@ def mark_cleared(state: State, slot: int) -> None:
 
 def mark_settled(state: State, slot: int, settled_at: int) -> None:
     _remove(state, UNSETTLED, slot)
-    state.set_obj(SETTLED, sorted(state.get_obj(SETTLED, []) + [[slot, settled_at]]))
+    state.set_obj(SETTLED, sorted([*state.get_obj(SETTLED, []), [slot, settled_at]]))
 
 
 def settled_slots(state: State) -> list[tuple[int, int]]:
@@ -95,82 +103,86 @@ def next_seq(state: State) -> int:
 
 # -- orders and commitments --------------------------------------------------------------------
 
-def get_order(state: State, slot: int, oid: bytes) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(ORDER + sk(slot) + oid)
-    return v
+def get_order(state: State, slot: int, oid: bytes) -> Order | None:
+    obj = state.get_obj(ORDER + sk(slot) + oid)
+    return None if obj is None else Order.from_obj(obj)
 
 
-def put_order(state: State, slot: int, oid: bytes, rec: dict[str, Any]) -> None:
-    state.set_obj(ORDER + sk(slot) + oid, rec)
+def put_order(state: State, slot: int, oid: bytes, rec: Order) -> None:
+    state.set_obj(ORDER + sk(slot) + oid, rec.to_obj())
 
 
 def delete_order(state: State, slot: int, oid: bytes) -> None:
     state.delete(ORDER + sk(slot) + oid)
 
 
-def orders_of_slot(state: State, slot: int) -> list[tuple[bytes, dict[str, Any]]]:
-    """``(order_id, record)`` of every order of ``slot``, in order-id order."""
+def orders_of_slot(state: State, slot: int) -> list[tuple[bytes, Order]]:
+    """``(order_id, order)`` of every order of ``slot``, in order-id order."""
     prefix = ORDER + sk(slot)
-    return [(k[len(prefix):], v) for k, v in state.items_with_prefix(prefix)]
+    return [(k[len(prefix):], Order.from_obj(v)) for k, v in state.items_with_prefix(prefix)]
 
 
-def get_commit(state: State, slot: int, cid: bytes) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(COMMIT + sk(slot) + cid)
-    return v
+def get_commit(state: State, slot: int, cid: bytes) -> Commitment | None:
+    obj = state.get_obj(COMMIT + sk(slot) + cid)
+    return None if obj is None else Commitment.from_obj(obj)
 
 
-def put_commit(state: State, slot: int, cid: bytes, rec: dict[str, Any]) -> None:
-    state.set_obj(COMMIT + sk(slot) + cid, rec)
+def put_commit(state: State, slot: int, cid: bytes, rec: Commitment) -> None:
+    state.set_obj(COMMIT + sk(slot) + cid, rec.to_obj())
 
 
 def delete_commit(state: State, slot: int, cid: bytes) -> None:
     state.delete(COMMIT + sk(slot) + cid)
 
 
-def commits_of_slot(state: State, slot: int) -> list[tuple[bytes, dict[str, Any]]]:
+def commits_of_slot(state: State, slot: int) -> list[tuple[bytes, Commitment]]:
     prefix = COMMIT + sk(slot)
-    return [(k[len(prefix):], v) for k, v in state.items_with_prefix(prefix)]
+    return [(k[len(prefix):], Commitment.from_obj(v)) for k, v in state.items_with_prefix(prefix)]
 
 
 # -- per-participant counts (max orders per slot, one side per slot) ------------------------------
 
-def count_of(state: State, slot: int, owner: bytes) -> dict[str, Any]:
-    c: dict[str, Any] = state.get_obj(COUNT + sk(slot) + owner, {"n": 0, "side": None})
-    return c
+def count_of(state: State, slot: int, owner: bytes) -> Count:
+    obj = state.get_obj(COUNT + sk(slot) + owner)
+    return Count(0, None) if obj is None else Count.from_obj(obj)
 
 
-def bump_count(state: State, slot: int, owner: bytes, side: str | None, limit: int) -> None:
-    """Count one more order/commitment; ``side`` None for a sealed commitment."""
-    c = count_of(state, slot, owner)
-    if c["n"] >= limit:
-        raise InvalidBody(f"max-orders-per-slot: at most {limit} orders and commitments per slot")
-    set_side(c, side)
-    state.set_obj(COUNT + sk(slot) + owner, {"n": c["n"] + 1, "side": c["side"]})
-
-
-def set_side(c: dict[str, Any], side: str | None) -> None:
+def _with_side(c: Count, side: Side | None) -> Count:
     # One side per slot: a participant cannot trade with itself (wash trades) and each
     # participant is either a buyer or a seller when its meter is settled.
-    if side is not None:
-        if c["side"] not in (None, side):
-            raise InvalidBody(f"one-side-per-slot: already {c['side']}ing in this slot")
-        c["side"] = side
+    if side is None:
+        return c
+    if c.side not in (None, side):
+        raise OneSidePerSlot(f"already {c.side}ing in this slot")
+    return Count(c.n, side)
 
 
-def reveal_side(state: State, slot: int, owner: bytes, side: str) -> None:
+def bump_count(state: State, slot: int, owner: bytes, side: Side | None, limit: int) -> None:
+    """Count one more order/commitment; ``side`` None for a sealed commitment.
+
+    Raises:
+        MaxOrdersPerSlot: the participant already has ``limit`` in the slot.
+        OneSidePerSlot: ``side`` differs from the side it already trades.
+    """
     c = count_of(state, slot, owner)
-    set_side(c, side)
-    state.set_obj(COUNT + sk(slot) + owner, c)
+    if c.n >= limit:
+        raise MaxOrdersPerSlot(f"at most {limit} orders and commitments per slot")
+    c = _with_side(c, side)
+    state.set_obj(COUNT + sk(slot) + owner, Count(c.n + 1, c.side).to_obj())
+
+
+def reveal_side(state: State, slot: int, owner: bytes, side: Side) -> None:
+    """A revealed commitment fixes the participant's side (``one-side-per-slot``)."""
+    state.set_obj(COUNT + sk(slot) + owner, _with_side(count_of(state, slot, owner), side).to_obj())
 
 
 def drop_count(state: State, slot: int, owner: bytes) -> None:
     """One order/commitment fewer; the side stays fixed until none is left."""
     c = count_of(state, slot, owner)
-    n = c["n"] - 1
-    if n <= 0:
+    if c.n <= 1:
         state.delete(COUNT + sk(slot) + owner)
     else:
-        state.set_obj(COUNT + sk(slot) + owner, {"n": n, "side": c["side"]})
+        state.set_obj(COUNT + sk(slot) + owner, Count(c.n - 1, c.side).to_obj())
 
 
 def delete_counts(state: State, slot: int) -> None:
@@ -194,45 +206,47 @@ def take_envelopes(state: State, slot: int) -> dict[str, tuple[int, int]]:
     return out
 
 
-def put_trade(state: State, slot: int, index: int, rec: dict[str, Any]) -> None:
-    state.set_obj(TRADE + sk(slot) + index.to_bytes(4, "big"), rec)
+def put_trade(state: State, slot: int, index: int, rec: Trade) -> None:
+    state.set_obj(TRADE + sk(slot) + index.to_bytes(4, "big"), rec.to_obj())
 
 
-def get_trade(state: State, slot: int, index: int) -> dict[str, Any] | None:
+def trade(state: State, slot: int, index: int) -> Trade | None:
+    """Trade ``index`` of ``slot`` (its clearing order), while the slot is in state."""
     if not 0 <= index < 2**32:
         return None
-    v: dict[str, Any] | None = state.get_obj(TRADE + sk(slot) + index.to_bytes(4, "big"))
-    return v
+    obj = state.get_obj(TRADE + sk(slot) + index.to_bytes(4, "big"))
+    return None if obj is None else Trade.from_obj(obj)
 
 
-def trades_of_slot(state: State, slot: int) -> list[dict[str, Any]]:
+def trades_of_slot(state: State, slot: int) -> list[Trade]:
     """Trade records of ``slot`` in clearing order (their index)."""
-    return [v for _, v in state.items_with_prefix(TRADE + sk(slot))]
+    return [Trade.from_obj(v) for _, v in state.items_with_prefix(TRADE + sk(slot))]
 
 
-def get_slot(state: State, slot: int) -> dict[str, Any] | None:
-    v: dict[str, Any] | None = state.get_obj(SLOT + sk(slot))
-    return v
+def slot_record(state: State, slot: int) -> SlotRecord | None:
+    """The slot's clearing / settlement record, while the slot is in state."""
+    obj = state.get_obj(SLOT + sk(slot))
+    return None if obj is None else SlotRecord.from_obj(obj)
 
 
-def put_slot(state: State, slot: int, rec: dict[str, Any]) -> None:
-    state.set_obj(SLOT + sk(slot), rec)
+def put_slot(state: State, slot: int, rec: SlotRecord) -> None:
+    state.set_obj(SLOT + sk(slot), rec.to_obj())
 
 
 # -- escrow ------------------------------------------------------------------------------------------
 
-def hold(state: State, owner: bytes, amount: int) -> None:
+def hold(bank: Bank, state: State, owner: bytes, amount: int) -> None:
     """Lock ``amount`` of ``owner``'s money for the market (raises InsufficientFunds)."""
     if amount:
         bank.lock(state, owner, amount)
 
 
-def release(state: State, owner: bytes, amount: int) -> None:
+def release(bank: Bank, state: State, owner: bytes, amount: int) -> None:
     if amount:
         bank.unlock(state, owner, amount)
 
 
-def pay_held(state: State, src: bytes, dst: bytes, amount: int) -> None:
+def pay_held(bank: Bank, state: State, src: bytes, dst: bytes, amount: int) -> None:
     """Pay out of money the market holds for ``src``."""
     if amount:
         bank.pay_from_locked(state, src, dst, amount)
@@ -240,18 +254,20 @@ def pay_held(state: State, src: bytes, dst: bytes, amount: int) -> None:
 
 # -- retail hold and debt (settlement) -------------------------------------------------------------
 
-_NO_RETAIL = {"held_micro": 0, "peak_wh": 0, "debt_micro": 0}
+def retail_of(state: State, addr: bytes) -> Retail:
+    """``addr``'s retail hold, peak import and debt (zeros if it has none)."""
+    obj = state.get_obj(RETAIL + addr)
+    return Retail() if obj is None else Retail.from_obj(obj)
 
 
-def get_retail(state: State, addr: bytes) -> dict[str, int]:
-    """``{held_micro, peak_wh, debt_micro}`` of ``addr`` (zeros if it has none)."""
-    rec: dict[str, int] | None = state.get_obj(RETAIL + addr)
-    return dict(_NO_RETAIL) if rec is None else rec
-
-
-def put_retail(state: State, addr: bytes, rec: dict[str, int]) -> None:
+def put_retail(state: State, addr: bytes, rec: Retail) -> None:
     """Store ``addr``'s retail record; an all-zero record is deleted (no state for nothing)."""
-    if any(rec.values()):
-        state.set_obj(RETAIL + addr, rec)
-    else:
+    if rec == Retail():
         state.delete(RETAIL + addr)
+    else:
+        state.set_obj(RETAIL + addr, rec.to_obj())
+
+
+def retail_records(state: State) -> list[tuple[bytes, Retail]]:
+    """Every stored retail record, by address."""
+    return [(k[len(RETAIL):], Retail.from_obj(v)) for k, v in state.items_with_prefix(RETAIL)]

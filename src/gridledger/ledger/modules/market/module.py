@@ -1,33 +1,51 @@
-"""The market module object."""
+"""The market module: ``build(bank, registry, reputation, metering) -> Module`` (wired in
+the catalog)."""
 
 from __future__ import annotations
 
-from gridledger.ledger.modules import Module
-from gridledger.ledger.modules.market.handlers import (
-    handle_cancel,
-    handle_commit,
-    handle_envelope,
-    handle_order,
-    handle_replace,
-    handle_reveal,
+from gridledger.ledger.module import Module, MsgKind
+from gridledger.ledger.modules.market.errors import RULES
+from gridledger.ledger.modules.market.expected import Bank, Deps, Metering, Registry, Reputation
+from gridledger.ledger.modules.market.handlers import Handlers
+from gridledger.ledger.modules.market.hooks import make_end_block
+from gridledger.ledger.modules.market.invariants import make_invariants
+from gridledger.ledger.modules.market.types import (
+    CANCEL,
+    COMMIT,
+    ENVELOPE,
+    ORDER,
+    REPLACE,
+    REVEAL,
+    parse_cancel,
+    parse_commit,
+    parse_envelope,
+    parse_order,
+    parse_replace,
+    parse_reveal,
 )
-from gridledger.ledger.modules.market.hooks import end_block
-from gridledger.ledger.modules.market.invariants import energy_balanced, escrow_backed
+from gridledger.ledger.modules.market.views import VIEWS
 
-_TRADERS = frozenset({"prosumer", "consumer"})
+NAME = "market"
+VERSION = 1
+TRADERS = frozenset({"prosumer", "consumer"})
 
-MODULE = Module(
-    name="market",
-    version=1,
-    handlers={"market/order": handle_order,
-              "market/cancel": handle_cancel,
-              "market/replace": handle_replace,
-              "market/commit": handle_commit,
-              "market/reveal": handle_reveal,
-              "market/envelope": handle_envelope},
-    roles={"market/order": _TRADERS, "market/cancel": _TRADERS, "market/replace": _TRADERS,
-           "market/commit": _TRADERS, "market/reveal": _TRADERS,
-           "market/envelope": frozenset({"dso"})},
-    end_block=end_block,
-    invariants=(escrow_backed, energy_balanced),
-)
+
+def build(bank: Bank, registry: Registry, reputation: Reputation, metering: Metering) -> Module:
+    """The market wired to ``bank`` (escrow, payments), ``registry`` (traders, connection
+    points), ``reputation`` (tiers, score changes) and ``metering`` (readings to settle)."""
+    deps = Deps(bank=bank, registry=registry, reputation=reputation, metering=metering)
+    h = Handlers(deps)
+    return Module(
+        name=NAME,
+        version=VERSION,
+        messages=(MsgKind(ORDER, parse_order, h.order, TRADERS),
+                  MsgKind(CANCEL, parse_cancel, h.cancel, TRADERS),
+                  MsgKind(REPLACE, parse_replace, h.replace, TRADERS),
+                  MsgKind(COMMIT, parse_commit, h.commit, TRADERS),
+                  MsgKind(REVEAL, parse_reveal, h.reveal, TRADERS),
+                  MsgKind(ENVELOPE, parse_envelope, h.envelope, frozenset({"dso"}))),
+        rules=RULES,
+        end_block=make_end_block(deps),
+        invariants=make_invariants(bank),
+        views=VIEWS,
+    )

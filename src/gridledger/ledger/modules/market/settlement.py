@@ -29,23 +29,21 @@ imbalance price π (parameters):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from gridledger.ledger.context import BlockContext
-from gridledger.ledger.modules.bank import keeper as bank
-from gridledger.ledger.modules.governance.types import Params
 from gridledger.ledger.modules.market import keeper
-from gridledger.ledger.modules.market.types import slot_of
-from gridledger.ledger.modules.metering.keeper import mark_settled as metering_settled
-from gridledger.ledger.modules.metering.keeper import trusted_readings_for_slot
-from gridledger.ledger.modules.metering.types import Reading
-from gridledger.ledger.modules.registry.keeper import cp_holder, cp_of, get_participant
-from gridledger.ledger.modules.reputation.keeper import adjust
+from gridledger.ledger.modules.market.expected import Deps, MeterReading
+from gridledger.ledger.modules.market.types import SlotRecord, Trade
+from gridledger.ledger.params import Params, slot_of
 from gridledger.ledger.state import State
 from gridledger.market.rounding import ceil_micro, round_forest, round_grouped
 from gridledger.types import payment_micro
+
+PEAK_DECAY = 8
+"""The recent peak import a retail hold is sized by loses 1/8 per slot (``_resize_hold``)."""
 
 
 @dataclass
@@ -53,7 +51,8 @@ class _Account:
     """One participant's flows in this settlement (micro-units and Wh)."""
 
     cp: str | None = None
-    reading: Reading | None = None
+    reading: MeterReading | None = None
+    pseudonym: bool = False
     bought_wh: int = 0          # market energy delivered to it
     sold_wh: int = 0            # market energy it delivered
     shortfall_wh: int = 0
@@ -70,196 +69,330 @@ class _Account:
     debt_paid_micro: int = 0    # earlier slots' unpaid retail collected now
     debt_micro: int = 0         # still owed after this settlement
     retail_hold_micro: int = 0  # locked after this settlement
-    pseudonym: bool = False
+
+    @property
+    def import_wh(self) -> int:
+        """Metered import; without a reading, what was delivered to it (withholding a
+        reading never avoids a payment)."""
+        return self.reading.import_wh if self.reading else self.bought_wh
+
+    @property
+    def export_wh(self) -> int:
+        """Metered export; without a reading, nothing."""
+        return self.reading.export_wh if self.reading else 0
 
 
-def settle_slot(state: State, ctx: BlockContext, p: Params, slot: int, grid: bytes | None,
-                events: list[dict[str, Any]]) -> None:
+@dataclass
+class _Flow:
+    """One trade while it is settled: energy that flowed and money that moved."""
+
+    trade: Trade
+    delivered_wh: int = 0
+    received_wh: int = 0
+    replaced_wh: int = 0
+    paid_micro: int = 0
+    fee_paid_micro: int = 0
+    compensation_micro: int = 0
+    penalty_micro: int = 0
+
+    @property
+    def short_wh(self) -> int:
+        return self.trade.energy_wh - self.delivered_wh
+
+    def settled(self) -> Trade:
+        return dataclasses.replace(
+            self.trade, settled=True, delivered_wh=self.delivered_wh,
+            received_wh=self.received_wh, replaced_wh=self.replaced_wh,
+            paid_micro=self.paid_micro, fee_paid_micro=self.fee_paid_micro,
+            compensation_micro=self.compensation_micro, penalty_micro=self.penalty_micro)
+
+
+def settle_slot(deps: Deps, state: State, ctx: BlockContext, p: Params, slot: int,
+                grid: bytes | None, events: list[dict[str, Any]]) -> None:
     """Settle ``slot``: called once, in the first block at or after its settlement deadline."""
-    now_slot = slot_of(ctx.slot_time, p)
-    trades = keeper.trades_of_slot(state, slot)
-    readings = {r.cp: r for r in trusted_readings_for_slot(state, slot)}
-    acc: dict[bytes, _Account] = {}
+    _Settlement(deps, state, p, slot, grid, events).run(ctx)
 
-    def account(addr: bytes) -> _Account:
-        a = acc.get(addr)
+
+class _Settlement:
+    """The settlement of one slot (docs/market.md, "Settlement")."""
+
+    def __init__(self, deps: Deps, state: State, p: Params, slot: int, grid: bytes | None,
+                 events: list[dict[str, Any]]) -> None:
+        self.deps, self.state, self.p, self.slot, self.grid = deps, state, p, slot, grid
+        self.events = events
+        self.readings = {r.cp: r for r in deps.metering.trusted_readings_for_slot(state, slot)}
+        self.acc: dict[bytes, _Account] = {}
+        self.flows = [_Flow(t) for t in keeper.trades_of_slot(state, slot)]
+        self.held: dict[bytes, int] = {}     # order id -> money the market still holds
+        self.owner: dict[bytes, bytes] = {}  # order id -> owner
+
+    def account(self, addr: bytes) -> _Account:
+        a = self.acc.get(addr)
         if a is None:
-            cp = cp_of(state, addr)
-            holder = get_participant(state, addr)
-            a = acc[addr] = _Account(cp=cp, reading=readings.get(cp) if cp else None,
-                                     pseudonym="pseudonym" in (holder or {}).get("roles", ()))
+            holder = self.deps.registry.participant(self.state, addr)
+            cp = holder.cp if holder is not None else None
+            a = self.acc[addr] = _Account(cp=cp, reading=self.readings.get(cp) if cp else None,
+                                          pseudonym=holder is not None and "pseudonym" in holder.roles)
         return a
 
-    # 1. delivery: allocate metered export / import to trades in clearing order
-    export_left: dict[bytes, int] = {}
-    for t in trades:
-        s = account(t["seller"])
-        left = export_left.setdefault(t["seller"], s.reading.export_wh if s.reading else 0)
-        t["delivered_wh"] = min(t["energy_wh"], left)
-        export_left[t["seller"]] = left - t["delivered_wh"]
-        account(t["buyer"]).bought_wh += t["delivered_wh"]
-    import_left: dict[bytes, int] = {}
-    for t in trades:
-        b = account(t["buyer"])
-        left = import_left.setdefault(t["buyer"], b.reading.import_wh if b.reading else b.bought_wh)
-        t["received_wh"] = min(t["delivered_wh"], left)
-        import_left[t["buyer"]] = left - t["received_wh"]
-    # Import beyond delivered market energy replaced the shortfalls, in the same order: only
-    # energy the buyer really had to take from the grid is compensated.
-    for t in trades:
-        left = import_left[t["buyer"]]
-        t["replaced_wh"] = min(t["energy_wh"] - t["delivered_wh"], left)
-        import_left[t["buyer"]] = left - t["replaced_wh"]
+    def run(self, ctx: BlockContext) -> None:
+        state, slot = self.state, self.slot
+        self._allocate_delivery()
+        for oid, o in keeper.orders_of_slot(state, slot):
+            self.held[oid], self.owner[oid] = o.held_micro, o.owner
+        self._move_market_money()
+        for oid in sorted(self.held):
+            keeper.release(self.deps.bank, state, self.owner[oid], self.held[oid])
+            keeper.delete_order(state, slot, oid)
+        # 4. retail, for every trade party and every metered connection point
+        for cp in sorted(self.readings):
+            holder = self.deps.registry.cp_holder(state, cp)
+            if holder is not None:
+                self.account(holder)
+        if self.grid is not None:
+            self._settle_retail(self.grid)
+        # 5. bills, reputation, records
+        now_slot = slot_of(ctx.slot_time, self.p)
+        for addr in sorted(self.acc):
+            self._finish_account(now_slot, addr, self.acc[addr])
+        delivered = sum(f.delivered_wh for f in self.flows)
+        volume = sum(f.trade.energy_wh for f in self.flows)
+        rec = keeper.slot_record(state, slot) or SlotRecord(
+            status="none", volume_wh=0, bought_wh=0, sold_wh=0, trades=0)
+        keeper.put_slot(state, slot, dataclasses.replace(
+            rec, status="settled", delivered_wh=delivered, shortfall_wh=volume - delivered,
+            settled_at=ctx.slot_time))
+        self.events.append({"type": "slot_settled", "slot": slot, "trades": len(self.flows),
+                            "volume_wh": volume, "delivered_wh": delivered,
+                            "shortfall_wh": volume - delivered, "readings": len(self.readings),
+                            "participants": len(self.acc)})
+        keeper.mark_settled(state, slot, ctx.slot_time)
+        self.deps.metering.mark_settled(state, slot)
 
-    # 2.-3. market payments, then compensation, then penalties, out of escrow and deposits
-    orders: dict[bytes, dict[str, Any]] = dict(keeper.orders_of_slot(state, slot))
-    _settle_trades(p, state, slot, trades, orders, account, grid, events)
-    for oid in sorted(orders):
-        o = orders[oid]
-        keeper.release(state, o["owner"], o["held_micro"])
-        keeper.delete_order(state, slot, oid)
+    # -- 1. delivery ---------------------------------------------------------------------------
 
-    # 4. retail, for every trade party and every metered connection point
-    for cp in sorted(readings):
-        holder = cp_holder(state, cp)
-        if holder is not None:
-            account(holder)
-    if grid is not None:
-        _settle_retail(state, p, slot, acc, grid, events)
+    def _allocate_delivery(self) -> None:
+        """Metered export / import allocated to trades in clearing order."""
+        export_left: dict[bytes, int] = {}
+        for f in self.flows:
+            t = f.trade
+            left = export_left.setdefault(t.seller, self.account(t.seller).export_wh)
+            f.delivered_wh = min(t.energy_wh, left)
+            export_left[t.seller] = left - f.delivered_wh
+            self.account(t.buyer).bought_wh += f.delivered_wh
+        import_left: dict[bytes, int] = {}
+        for f in self.flows:
+            b = f.trade.buyer
+            left = import_left.setdefault(b, self.account(b).import_wh)
+            f.received_wh = min(f.delivered_wh, left)
+            import_left[b] = left - f.received_wh
+        # Import beyond delivered market energy replaced the shortfalls, in the same order:
+        # only energy the buyer really had to take from the grid is compensated.
+        for f in self.flows:
+            b = f.trade.buyer
+            f.replaced_wh = min(f.short_wh, import_left[b])
+            import_left[b] -= f.replaced_wh
 
-    # 5. bills, reputation, records
-    for addr in sorted(acc):
-        _finish_account(state, p, slot, now_slot, addr, acc[addr], grid, events)
-    delivered = sum(t["delivered_wh"] for t in trades)
-    volume = sum(t["energy_wh"] for t in trades)
-    rec = keeper.get_slot(state, slot) or {"status": "none", "volume_wh": 0, "bought_wh": 0,
-                                           "sold_wh": 0, "trades": 0}
-    keeper.put_slot(state, slot, {**rec, "status": "settled", "delivered_wh": delivered,
-                                  "shortfall_wh": volume - delivered, "settled_at": ctx.slot_time})
-    events.append({"type": "slot_settled", "slot": slot, "trades": len(trades),
-                   "volume_wh": volume, "delivered_wh": delivered,
-                   "shortfall_wh": volume - delivered, "readings": len(readings),
-                   "participants": len(acc)})
-    keeper.mark_settled(state, slot, ctx.slot_time)
-    metering_settled(state, slot)
+    # -- 2.-3. market money ---------------------------------------------------------------------
 
+    def _pay_held(self, oid: bytes, dst: bytes, amount: int) -> None:
+        keeper.pay_held(self.deps.bank, self.state, self.owner[oid], dst, amount)
+        self.held[oid] -= amount
 
-def _settle_trades(p: Params, state: State, slot: int, trades: list[dict[str, Any]],
-                   orders: dict[bytes, dict[str, Any]], account: Callable[[bytes], _Account],
-                   grid: bytes | None, events: list[dict[str, Any]]) -> None:
-    """Move the money of every trade: payments and fees out of the buyers' escrow, then every
-    buyer's compensation out of the sellers' deposits, then the rest of each seller's
-    imbalance charge to the grid account. Amounts are rounded per order by the carry rule
-    (``gridledger.market.rounding``), so each order's total is exact to the micro-unit."""
-    ends = [(t["buy_order"], t["sell_order"]) for t in trades]
-    pays = round_forest(ends, [t["delivered_wh"] * t["price_micro_per_kwh"] for t in trades])
-    fees = round_grouped([t["buy_order"] for t in trades],
-                         [t["delivered_wh"] * t["grid_fee_micro_per_kwh"] if grid is not None else 0
-                          for t in trades])
-    # The buyer replaced the missing energy it needed from the grid at τ; compensation makes
-    # that energy cost the trade price. Energy it did not need is not compensated (nothing to
-    # make whole, and a fake bid must not profit from a fake ask).
-    tau = p.retail_import_micro_per_kwh
-    comps = round_forest(ends, [t["replaced_wh"] * max(0, tau - t["price_micro_per_kwh"])
-                                for t in trades])
-    for t, pay, fee in zip(trades, pays, fees):
-        buyer, seller = account(t["buyer"]), account(t["seller"])
-        keeper.pay_held(state, t["buyer"], t["seller"], pay)
-        if grid is not None:
-            keeper.pay_held(state, t["buyer"], grid, fee)
-        orders[t["buy_order"]]["held_micro"] -= pay + fee
-        buyer.market_cost_micro += pay
-        buyer.grid_fee_micro += fee
-        buyer.trades += 1
-        seller.market_revenue_micro += pay
-        seller.sold_wh += t["delivered_wh"]
-        seller.trades += 1
-        t.update(settled=True, paid_micro=pay, fee_paid_micro=fee, compensation_micro=0,
-                 penalty_micro=0)
-    # Buyers first: every compensation is paid before any penalty reaches the grid account,
-    # so a seller who defaults on several buyers leaves none of them short (the deposit,
-    # rate >= τ, covers every compensation).
-    for t, comp in zip(trades, comps):
-        so = orders[t["sell_order"]]
-        comp = min(comp, so["held_micro"])
-        keeper.pay_held(state, t["seller"], t["buyer"], comp)
-        so["held_micro"] -= comp
-        account(t["seller"]).compensation_out_micro += comp
-        account(t["buyer"]).compensation_in_micro += comp
-        t["compensation_micro"] = comp
-    for oid, short_trades in _short_trades_by_sell_order(trades).items():
-        so = orders[oid]
-        short = sum(t["energy_wh"] - t["delivered_wh"] for t in short_trades)
-        # π per kWh short, rounded up against the defaulter, less what its buyers received
-        charge = ceil_micro(short * p.imbalance_micro_per_kwh)
-        paid = sum(t["compensation_micro"] for t in short_trades)
-        pen = min(max(0, charge - paid), so["held_micro"]) if grid is not None else 0
-        if grid is not None:
-            keeper.pay_held(state, so["owner"], grid, pen)
-        so["held_micro"] -= pen
-        seller = account(so["owner"])
+    def _move_market_money(self) -> None:
+        """Payments and fees out of the buyers' escrow, then every buyer's compensation out
+        of the sellers' deposits, then the rest of each seller's imbalance charge to the grid
+        account. Amounts are rounded per order by the carry rule
+        (``gridledger.market.rounding``), so each order's total is exact to the micro-unit."""
+        flows, grid = self.flows, self.grid
+        ends = [(f.trade.buy_order, f.trade.sell_order) for f in flows]
+        pays = round_forest(ends, [f.delivered_wh * f.trade.price_micro_per_kwh for f in flows])
+        fees = round_grouped([f.trade.buy_order for f in flows],
+                             [f.delivered_wh * f.trade.grid_fee_micro_per_kwh if grid else 0
+                              for f in flows])
+        # The buyer replaced the missing energy it needed from the grid at τ; compensation
+        # makes that energy cost the trade price. Energy it did not need is not compensated
+        # (nothing to make whole, and a fake bid must not profit from a fake ask).
+        tau = self.p.retail_import_micro_per_kwh
+        comps = round_forest(ends, [f.replaced_wh * max(0, tau - f.trade.price_micro_per_kwh)
+                                    for f in flows])
+        for f, pay, fee in zip(flows, pays, fees, strict=True):
+            t = f.trade
+            buyer, seller = self.account(t.buyer), self.account(t.seller)
+            self._pay_held(t.buy_order, t.seller, pay)
+            if grid is not None:
+                self._pay_held(t.buy_order, grid, fee)
+            f.paid_micro, f.fee_paid_micro = pay, fee
+            buyer.market_cost_micro += pay
+            buyer.grid_fee_micro += fee
+            buyer.trades += 1
+            seller.market_revenue_micro += pay
+            seller.sold_wh += f.delivered_wh
+            seller.trades += 1
+        # Buyers first: every compensation is paid before any penalty reaches the grid
+        # account, so a seller who defaults on several buyers leaves none of them short (the
+        # deposit, rate >= τ, covers every compensation).
+        for f, comp in zip(flows, comps, strict=True):
+            t = f.trade
+            f.compensation_micro = min(comp, self.held[t.sell_order])
+            self._pay_held(t.sell_order, t.buyer, f.compensation_micro)
+            self.account(t.seller).compensation_out_micro += f.compensation_micro
+            self.account(t.buyer).compensation_in_micro += f.compensation_micro
+        for oid, short_flows in self._short_flows_by_sell_order().items():
+            self._charge_imbalance(oid, short_flows)
+        for i, f in enumerate(flows):
+            if f.short_wh:
+                t = f.trade
+                self.events.append({"type": "non_delivery", "slot": self.slot, "trade": i,
+                                    "seller": t.seller, "buyer": t.buyer,
+                                    "shortfall_wh": f.short_wh, "replaced_wh": f.replaced_wh,
+                                    "compensation_micro": f.compensation_micro,
+                                    "penalty_micro": f.penalty_micro})
+            keeper.put_trade(self.state, self.slot, i, f.settled())
+
+    def _short_flows_by_sell_order(self) -> dict[bytes, list[_Flow]]:
+        """The trades each sell order fell short on, in clearing order (orders in order of
+        their first short trade)."""
+        out: dict[bytes, list[_Flow]] = {}
+        for f in self.flows:
+            if f.short_wh:
+                out.setdefault(f.trade.sell_order, []).append(f)
+        return out
+
+    def _charge_imbalance(self, oid: bytes, short_flows: list[_Flow]) -> None:
+        """π per kWh short, rounded up against the defaulter, less what its buyers already
+        received, to the grid account (shared pro rata over the short trades)."""
+        short = sum(f.short_wh for f in short_flows)
+        charge = ceil_micro(short * self.p.imbalance_micro_per_kwh)
+        paid = sum(f.compensation_micro for f in short_flows)
+        pen = min(max(0, charge - paid), self.held[oid]) if self.grid is not None else 0
+        if self.grid is not None:
+            self._pay_held(oid, self.grid, pen)
+        seller = self.account(self.owner[oid])
         seller.shortfall_wh += short
         seller.penalty_micro += pen
         done = before = 0
-        for t in short_trades:  # the penalty shared pro rata over the short trades
-            done += t["energy_wh"] - t["delivered_wh"]
-            t["penalty_micro"] = pen * done // short - before
-            before += t["penalty_micro"]
-    for i, t in enumerate(trades):
-        short = t["energy_wh"] - t["delivered_wh"]
-        if short:
-            events.append({"type": "non_delivery", "slot": slot, "trade": i,
-                           "seller": t["seller"], "buyer": t["buyer"], "shortfall_wh": short,
-                           "replaced_wh": t["replaced_wh"],
-                           "compensation_micro": t["compensation_micro"],
-                           "penalty_micro": t["penalty_micro"]})
-        keeper.put_trade(state, slot, i, t)
+        for f in short_flows:
+            done += f.short_wh
+            f.penalty_micro = pen * done // short - before
+            before += f.penalty_micro
 
+    # -- 4. retail --------------------------------------------------------------------------------
 
-def _retail_dues(p: Params, a: _Account) -> int:
-    """What ``a`` owes the grid account for retail energy this slot (< 0: the grid owes)."""
-    imp = a.reading.import_wh if a.reading else a.bought_wh
-    exp = a.reading.export_wh if a.reading else 0
-    retail_import = max(0, imp - a.bought_wh)
-    retail_export = (exp - a.sold_wh) + max(0, a.bought_wh - imp)
-    return (payment_micro(retail_import, p.retail_import_micro_per_kwh)
-            - payment_micro(retail_export, p.feed_in_micro_per_kwh))
+    def _retail_dues(self, a: _Account) -> int:
+        """What ``a`` owes the grid account for retail energy this slot (< 0: the grid owes)."""
+        retail_import = max(0, a.import_wh - a.bought_wh)
+        retail_export = (a.export_wh - a.sold_wh) + max(0, a.bought_wh - a.import_wh)
+        return (payment_micro(retail_import, self.p.retail_import_micro_per_kwh)
+                - payment_micro(retail_export, self.p.feed_in_micro_per_kwh))
 
+    def _settle_retail(self, grid: bytes) -> None:
+        """Retail with the grid account, secured by each participant's retail hold.
 
-def _settle_retail(state: State, p: Params, slot: int, acc: dict[bytes, _Account], grid: bytes,
-                   events: list[dict[str, Any]]) -> None:
-    """Retail with the grid account, secured by each participant's retail hold.
+        Payments in are collected before payments out (less depends on address order): old
+        debt first, then this slot's dues, from the spendable balance, then from the hold
+        (money a participant cannot move to another identity). What stays unpaid is carried
+        as debt and collected at later settlements. Then feed-in is paid, and every hold is
+        re-sized (``_resize_hold``).
+        """
+        state, bank = self.state, self.deps.bank
+        dues = {addr: self._retail_dues(self.acc[addr]) for addr in sorted(self.acc)
+                if addr != grid}
+        for addr, due in dues.items():
+            a, rh = self.acc[addr], keeper.retail_of(state, addr)
+            owed = rh.debt_micro + max(0, due)
+            if not owed:
+                continue
+            from_balance = min(owed, bank.balance(state, addr))
+            bank.move(state, addr, grid, from_balance)
+            from_hold = min(owed - from_balance, rh.held_micro)
+            keeper.pay_held(bank, state, addr, grid, from_hold)
+            paid = from_balance + from_hold
+            a.debt_paid_micro = min(paid, rh.debt_micro)  # the oldest debt first
+            a.retail_paid_micro = paid - a.debt_paid_micro
+            a.unpaid_micro = max(0, due) - a.retail_paid_micro
+            keeper.put_retail(state, addr, dataclasses.replace(
+                rh, held_micro=rh.held_micro - from_hold, debt_micro=owed - paid))
+        for addr, due in dues.items():
+            if due < 0:
+                a = self.acc[addr]
+                a.retail_received_micro = min(-due, bank.balance(state, grid))
+                a.unpaid_micro = due + a.retail_received_micro  # negative: the grid owes
+                bank.move(state, grid, addr, a.retail_received_micro)
+        for addr in dues:
+            self._resize_hold(addr, self.acc[addr])
 
-    Payments in are collected before payments out (less depends on address order): old
-    debt first, then this slot's dues, from the spendable balance, then from the hold (money
-    a participant cannot move to another identity). What stays unpaid is carried as debt and
-    collected at later settlements. Then feed-in is paid, and every hold is re-sized to
-    ``retail_hold_slots`` x the participant's recent peak import at τ (see ``hold_target``).
-    """
-    dues = {addr: _retail_dues(p, acc[addr]) for addr in sorted(acc) if addr != grid}
-    for addr, due in dues.items():
-        a, rh = acc[addr], keeper.get_retail(state, addr)
-        owed = rh["debt_micro"] + max(0, due)
-        if not owed:
-            continue
-        from_balance = min(owed, bank.balance(state, addr))
-        bank.move(state, addr, grid, from_balance)
-        from_hold = min(owed - from_balance, rh["held_micro"])
-        keeper.pay_held(state, addr, grid, from_hold)
-        paid = from_balance + from_hold
-        a.debt_paid_micro = min(paid, rh["debt_micro"])  # the oldest debt first
-        a.retail_paid_micro = paid - a.debt_paid_micro
-        a.unpaid_micro = max(0, due) - a.retail_paid_micro
-        keeper.put_retail(state, addr, {**rh, "held_micro": rh["held_micro"] - from_hold,
-                                        "debt_micro": owed - paid})
-    for addr, due in dues.items():
-        if due < 0:
-            a = acc[addr]
-            a.retail_received_micro = min(-due, bank.balance(state, grid))
-            a.unpaid_micro = due + a.retail_received_micro  # negative: the grid owes
-            bank.move(state, grid, addr, a.retail_received_micro)
-    for addr in dues:
-        _resize_hold(state, p, slot, addr, acc[addr], events)
+    def _resize_hold(self, addr: bytes, a: _Account) -> None:
+        """Top the participant's retail hold up to (or release it down to) ``hold_target``.
+
+        The hold covers the energy consumed but not yet settled (the slots between delivery
+        and settlement) plus a slot of notice: without it, a member could move its balance
+        to another identity before settlement and leave its retail import unpaid. The peak
+        decays by ``1/PEAK_DECAY`` per slot, so the hold follows a household's evening peak
+        without locking it for good. Pseudonyms hold nothing: they cannot move money (bank
+        rule ``pseudonym-transfer``) and their epoch pool secures them.
+        """
+        state, bank = self.state, self.deps.bank
+        rh = keeper.retail_of(state, addr)
+        peak = 0 if a.pseudonym else max(a.import_wh, rh.peak_wh - rh.peak_wh // PEAK_DECAY)
+        target = 0 if a.pseudonym else hold_target(self.p, peak)
+        held = rh.held_micro
+        if held > target:
+            keeper.release(bank, state, addr, held - target)
+            held = target
+        elif held < target:
+            top = min(target - held, bank.balance(state, addr))
+            keeper.hold(bank, state, addr, top)
+            held += top
+            if held < target:
+                self.events.append({"type": "retail_hold_short", "slot": self.slot,
+                                    "addr": addr, "held_micro": held, "target_micro": target,
+                                    "debt_micro": rh.debt_micro})
+        keeper.put_retail(state, addr, dataclasses.replace(rh, held_micro=held, peak_wh=peak))
+        a.retail_hold_micro = held
+        a.debt_micro = rh.debt_micro
+
+    # -- 5. bills and reputation --------------------------------------------------------------------
+
+    def _finish_account(self, now_slot: int, addr: bytes, a: _Account) -> None:
+        p, state, rep = self.p, self.state, self.deps.reputation
+        imp, exp = a.import_wh, a.export_wh
+        retail_import = max(0, imp - a.bought_wh)
+        retail_export = (exp - a.sold_wh) + max(0, a.bought_wh - imp)
+        total = (a.market_cost_micro + a.grid_fee_micro + a.compensation_out_micro
+                 + a.penalty_micro + a.retail_paid_micro + a.debt_paid_micro
+                 - a.market_revenue_micro - a.compensation_in_micro - a.retail_received_micro)
+        baseline = (payment_micro(imp, p.retail_import_micro_per_kwh)
+                    - payment_micro(exp, p.feed_in_micro_per_kwh))
+        self.events.append({
+            "type": "bill", "slot": self.slot, "addr": addr, "cp": a.cp,
+            "estimated": a.reading is None, "import_wh": imp, "export_wh": exp,
+            "market_bought_wh": a.bought_wh, "market_sold_wh": a.sold_wh,
+            "shortfall_wh": a.shortfall_wh, "market_cost_micro": a.market_cost_micro,
+            "grid_fee_micro": a.grid_fee_micro, "market_revenue_micro": a.market_revenue_micro,
+            "compensation_micro": a.compensation_in_micro - a.compensation_out_micro,
+            "penalty_micro": a.penalty_micro, "retail_import_wh": retail_import,
+            "retail_export_wh": retail_export,
+            "retail_net_micro": a.retail_paid_micro - a.retail_received_micro,
+            "unpaid_micro": a.unpaid_micro, "debt_paid_micro": a.debt_paid_micro,
+            "debt_micro": a.debt_micro, "retail_hold_micro": a.retail_hold_micro,
+            "total_micro": total, "baseline_total_micro": baseline})
+        if a.trades and a.reading is None:
+            self.events.append(rep.adjust(state, addr, "missing_reading", now_slot))
+        if a.shortfall_wh:
+            self.events.append(rep.adjust(state, addr, "non_delivery", now_slot))
+        elif a.trades and a.reading is not None:
+            units = substance_units(p, a.bought_wh + a.sold_wh,
+                                    a.market_cost_micro + a.market_revenue_micro)
+            if units:
+                self.events.append(rep.adjust(state, addr, "trade_settled", now_slot, times=units))
+        if a.unpaid_micro > 0 and addr != self.grid:
+            self.events.append({"type": "unpaid", "slot": self.slot, "addr": addr,
+                                "amount_micro": a.unpaid_micro})
+            self.events.append(rep.adjust(state, addr, "non_payment", now_slot))
+        elif a.unpaid_micro < 0:
+            self.events.append({"type": "grid_unpaid", "slot": self.slot, "addr": addr,
+                                "amount_micro": -a.unpaid_micro})
 
 
 def hold_target(p: Params, peak_wh: int) -> int:
@@ -267,48 +400,6 @@ def hold_target(p: Params, peak_wh: int) -> int:
     ``retail_hold_min_wh`` each) at τ, rounded up, less the credit the grid extends."""
     energy = p.retail_hold_slots * max(peak_wh, p.retail_hold_min_wh)
     return max(0, ceil_micro(energy * p.retail_import_micro_per_kwh) - p.retail_credit_micro)
-
-
-def _resize_hold(state: State, p: Params, slot: int, addr: bytes, a: _Account,
-                 events: list[dict[str, Any]]) -> None:
-    """Top the participant's retail hold up to (or release it down to) its target.
-
-    The hold covers the energy consumed but not yet settled (the slots between delivery and
-    settlement) plus a slot of notice: without it, a member could move its balance to
-    another identity before settlement and leave its retail import unpaid. The peak decays
-    by an eighth per slot, so the hold follows a household's evening peak without locking
-    it for good. Pseudonyms hold nothing: they cannot move money (bank rule
-    ``pseudonym-transfer``) and their epoch pool secures them.
-    """
-    rh = keeper.get_retail(state, addr)
-    imp = a.reading.import_wh if a.reading else a.bought_wh
-    peak = max(imp, rh["peak_wh"] - rh["peak_wh"] // 8)
-    held = rh["held_micro"]
-    target = 0 if a.pseudonym else hold_target(p, peak)
-    if held > target:
-        keeper.release(state, addr, held - target)
-        held = target
-    elif held < target:
-        top = min(target - held, bank.balance(state, addr))
-        keeper.hold(state, addr, top)
-        held += top
-        if held < target:
-            events.append({"type": "retail_hold_short", "slot": slot, "addr": addr,
-                           "held_micro": held, "target_micro": target,
-                           "debt_micro": rh["debt_micro"]})
-    keeper.put_retail(state, addr, {**rh, "held_micro": held, "peak_wh": 0 if a.pseudonym else peak})
-    a.retail_hold_micro = held
-    a.debt_micro = rh["debt_micro"]
-
-
-def _short_trades_by_sell_order(trades: list[dict[str, Any]]) -> dict[bytes, list[dict[str, Any]]]:
-    """The trades each sell order fell short on, in clearing order (orders in order of their
-    first short trade)."""
-    out: dict[bytes, list[dict[str, Any]]] = {}
-    for t in trades:
-        if t["delivered_wh"] < t["energy_wh"]:
-            out.setdefault(t["sell_order"], []).append(t)
-    return out
 
 
 def substance_units(p: Params, energy_wh: int, value_micro: int) -> int:
@@ -324,44 +415,3 @@ def substance_units(p: Params, energy_wh: int, value_micro: int) -> int:
     cap = p.rep_gain_max_per_slot // p.rep_gain_trade if p.rep_gain_trade else 0
     return min(units, cap)
 
-
-def _finish_account(state: State, p: Params, slot: int, now_slot: int, addr: bytes, a: _Account,
-                    grid: bytes | None, events: list[dict[str, Any]]) -> None:
-    r = a.reading
-    imp = r.import_wh if r else a.bought_wh
-    exp = r.export_wh if r else 0
-    retail_import = max(0, imp - a.bought_wh)
-    retail_export = (exp - a.sold_wh) + max(0, a.bought_wh - imp)
-    total = (a.market_cost_micro + a.grid_fee_micro + a.compensation_out_micro + a.penalty_micro
-             + a.retail_paid_micro + a.debt_paid_micro - a.market_revenue_micro
-             - a.compensation_in_micro - a.retail_received_micro)
-    baseline = (payment_micro(imp, p.retail_import_micro_per_kwh)
-                - payment_micro(exp, p.feed_in_micro_per_kwh))
-    events.append({
-        "type": "bill", "slot": slot, "addr": addr, "cp": a.cp, "estimated": r is None,
-        "import_wh": imp, "export_wh": exp, "market_bought_wh": a.bought_wh,
-        "market_sold_wh": a.sold_wh, "shortfall_wh": a.shortfall_wh,
-        "market_cost_micro": a.market_cost_micro, "grid_fee_micro": a.grid_fee_micro,
-        "market_revenue_micro": a.market_revenue_micro,
-        "compensation_micro": a.compensation_in_micro - a.compensation_out_micro,
-        "penalty_micro": a.penalty_micro, "retail_import_wh": retail_import,
-        "retail_export_wh": retail_export,
-        "retail_net_micro": a.retail_paid_micro - a.retail_received_micro,
-        "unpaid_micro": a.unpaid_micro, "debt_paid_micro": a.debt_paid_micro,
-        "debt_micro": a.debt_micro, "retail_hold_micro": a.retail_hold_micro,
-        "total_micro": total, "baseline_total_micro": baseline})
-    if a.trades and r is None:
-        events.append(adjust(state, addr, "missing_reading", now_slot))
-    if a.shortfall_wh:
-        events.append(adjust(state, addr, "non_delivery", now_slot))
-    elif a.trades and r is not None:
-        units = substance_units(p, a.bought_wh + a.sold_wh,
-                                a.market_cost_micro + a.market_revenue_micro)
-        if units:
-            events.append(adjust(state, addr, "trade_settled", now_slot, times=units))
-    if a.unpaid_micro > 0 and addr != grid:
-        events.append({"type": "unpaid", "slot": slot, "addr": addr, "amount_micro": a.unpaid_micro})
-        events.append(adjust(state, addr, "non_payment", now_slot))
-    elif a.unpaid_micro < 0:
-        events.append({"type": "grid_unpaid", "slot": slot, "addr": addr,
-                       "amount_micro": -a.unpaid_micro})

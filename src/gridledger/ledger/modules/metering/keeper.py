@@ -1,8 +1,16 @@
-"""The only code that touches ``meter/`` keys."""
+"""The only code that touches ``meter/`` keys.
+
+Other modules use it through their own protocols: settlement reads
+``trusted_readings_for_slot`` and marks slots settled, disputes read
+``trusted_reading_of``, the privacy module records pseudonymous readings with
+``accept_reading`` (the same window and one-per-slot rules as a meter's).
+"""
 
 from __future__ import annotations
 
-from gridledger.ledger.modules.metering.types import Reading
+from gridledger.ledger.modules.metering.errors import OneReadingPerSlot, ReadingEarly, ReadingLate
+from gridledger.ledger.modules.metering.types import Flag, Reading, StoredReading, reading_window
+from gridledger.ledger.params import load_params
 from gridledger.ledger.state import State
 
 READING = b"meter/r/"
@@ -15,30 +23,49 @@ def slot_key(slot: int) -> bytes:
     return slot.to_bytes(8, "big")
 
 
+def _reading(slot: int, cp: str, obj: dict[str, object]) -> Reading:
+    r = StoredReading.from_obj(obj)
+    return Reading(slot, cp, r.import_wh, r.export_wh, r.firmware, r.meter)
+
+
 def reading_of(state: State, slot: int, cp: str) -> Reading | None:
     """The reading of ``cp`` for ``slot``, if its meter sent one."""
     obj = state.get_obj(READING + slot_key(slot) + cp.encode())
-    if obj is None:
-        return None
-    return Reading(slot, cp, int(obj["import_wh"]), int(obj["export_wh"]), obj["firmware"],
-                   obj["meter"])
+    return None if obj is None else _reading(slot, cp, obj)
 
 
 def readings_for_slot(state: State, slot: int) -> list[Reading]:
     """Every reading of ``slot``, in connection-point byte order."""
     prefix = READING + slot_key(slot)
-    out = []
-    for k, obj in state.items_with_prefix(prefix):
-        out.append(Reading(slot, k[len(prefix):].decode(), int(obj["import_wh"]),
-                           int(obj["export_wh"]), obj["firmware"], obj["meter"]))
-    return out
+    return [_reading(slot, k[len(prefix):].decode(), obj)
+            for k, obj in state.items_with_prefix(prefix)]
 
 
 def record_reading(state: State, r: Reading) -> None:
-    state.set_obj(READING + slot_key(r.slot) + r.cp.encode(), r.to_obj())
+    """Store ``r`` and mark its slot pending (no checks: ``accept_reading`` checks)."""
+    state.set_obj(READING + slot_key(r.slot) + r.cp.encode(), r.to_record().to_obj())
     pending = pending_slots(state)
     if r.slot not in pending:
-        state.set_obj(PENDING, sorted(pending + [r.slot]))
+        state.set_obj(PENDING, sorted([*pending, r.slot]))
+
+
+def accept_reading(state: State, r: Reading, now: int) -> None:
+    """Record ``r`` if it arrives in its window and is its cp's first for the slot.
+
+    Raises:
+        ReadingEarly: the slot has not ended at block time ``now``.
+        ReadingLate: ``now`` is at or after the slot's settlement deadline.
+        OneReadingPerSlot: the cp already reported the slot.
+    """
+    p = load_params(state)
+    first, last = reading_window(r.slot, p.slot_seconds, p.settle_window_s)
+    if now < first:
+        raise ReadingEarly(f"slot {r.slot} ends at {first}, block time is {now}")
+    if now >= last:
+        raise ReadingLate(f"readings for slot {r.slot} closed at {last}")
+    if reading_of(state, r.slot, r.cp) is not None:
+        raise OneReadingPerSlot(f"cp {r.cp!r} already reported slot {r.slot}")
+    record_reading(state, r)
 
 
 def pending_slots(state: State) -> list[int]:
@@ -63,17 +90,14 @@ def prune_readings(state: State, slot: int) -> None:
 
 
 # -- false-data-injection flags (THREATS.md row 1) ------------------------------------------
-def flag_of(state: State, slot: int, cp: str) -> dict[str, object] | None:
+def flag_of(state: State, slot: int, cp: str) -> Flag | None:
     """The DSO's flag on ``cp``'s reading for ``slot``: the network estimate that replaces it."""
-    obj: dict[str, object] | None = state.get_obj(FLAG + slot_key(slot) + cp.encode())
-    return obj
+    obj = state.get_obj(FLAG + slot_key(slot) + cp.encode())
+    return None if obj is None else Flag.from_obj(obj)
 
 
-def record_flag(state: State, slot: int, cp: str, import_wh: int, export_wh: int,
-                evidence: bytes, dso: bytes) -> None:
-    state.set_obj(FLAG + slot_key(slot) + cp.encode(),
-                  {"import_wh": import_wh, "export_wh": export_wh, "evidence": evidence,
-                   "dso": dso})
+def record_flag(state: State, slot: int, cp: str, flag: Flag) -> None:
+    state.set_obj(FLAG + slot_key(slot) + cp.encode(), flag.to_obj())
 
 
 def trusted_reading_of(state: State, slot: int, cp: str) -> Reading | None:
@@ -83,7 +107,7 @@ def trusted_reading_of(state: State, slot: int, cp: str) -> Reading | None:
     flag = flag_of(state, slot, cp)
     if flag is None:
         return raw
-    return Reading(slot, cp, int(flag["import_wh"]), int(flag["export_wh"]),  # type: ignore[call-overload]
+    return Reading(slot, cp, flag.import_wh, flag.export_wh,
                    raw.firmware if raw else bytes(32), raw.meter if raw else b"")
 
 

@@ -1,15 +1,29 @@
-"""The metering module object."""
+"""The metering module: ``build(registry, reputation) -> Module`` (wired in the catalog)."""
 
 from __future__ import annotations
 
-from gridledger.ledger.modules import Module
-from gridledger.ledger.modules.metering.handlers import handle_flag, handle_reading
-from gridledger.ledger.modules.metering.invariants import readings_valid
+from gridledger.ledger.module import Module, MsgKind
+from gridledger.ledger.modules.metering.errors import RULES
+from gridledger.ledger.modules.metering.expected import Registry, Reputation
+from gridledger.ledger.modules.metering.handlers import Handlers
+from gridledger.ledger.modules.metering.invariants import make_invariants
+from gridledger.ledger.modules.metering.types import FLAG, READING, parse_flag, parse_reading
+from gridledger.ledger.modules.metering.views import VIEWS
 
-MODULE = Module(
-    name="metering",
-    version=1,
-    handlers={"metering/reading": handle_reading, "metering/flag": handle_flag},
-    roles={"metering/reading": frozenset({"meter"}), "metering/flag": frozenset({"dso"})},
-    invariants=(readings_valid,),
-)
+NAME = "metering"
+VERSION = 1
+
+
+def build(registry: Registry, reputation: Reputation) -> Module:
+    """Metering wired to ``registry`` (meters, cp holders) and ``reputation`` (a flagged
+    reading costs its holder)."""
+    h = Handlers(registry, reputation)
+    return Module(
+        name=NAME,
+        version=VERSION,
+        messages=(MsgKind(READING, parse_reading, h.reading, frozenset({"meter"})),
+                  MsgKind(FLAG, parse_flag, h.flag, frozenset({"dso"}))),
+        rules=RULES,
+        invariants=make_invariants(registry),
+        views=VIEWS,
+    )
