@@ -95,7 +95,7 @@ class Client:
 
     def propose_add_validator(self, join: dict[str, Any], wait: bool = False,
                               timeout_s: float = 30.0) -> dict[str, Any]:
-        """``join``: ``{alg, pk, name, pop}`` (see ``gridledger.node.process.read_join``)."""
+        """``join``: ``{alg, pk, name, pop}`` (see ``gridledger.node.network_files.read_join``)."""
         body = {k: join[k] for k in ("alg", "pk", "name", "pop")}
         return self.send("governance/propose_add_validator", body, wait=wait, timeout_s=timeout_s)
 

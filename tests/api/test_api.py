@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gridledger.api import create_app
-from gridledger.api.service import EmbeddedService
+from gridledger.node.service import EmbeddedService
 from gridledger.client import ApiRejected, Client
 from gridledger.ledger import codec
 from gridledger.ledger.state import MembershipProof, verify_membership

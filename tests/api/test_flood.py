@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from gridledger.api import create_app
-from gridledger.api.service import EmbeddedService
+from gridledger.node.service import EmbeddedService
 from gridledger.node.admission import QuotaPolicy
 from gridledger.node.embedded import EmbeddedNetwork
 from tests.conftest import make_chain

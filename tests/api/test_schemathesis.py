@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from gridledger.api import create_app
-from gridledger.api.service import EmbeddedService
+from gridledger.node.service import EmbeddedService
 from gridledger.node.embedded import EmbeddedNetwork
 from tests.conftest import make_chain
 

@@ -10,7 +10,7 @@ from gridledger.cli.main import app
 from gridledger.crypto.sig import verify_signature
 from gridledger.ledger.modules.governance.types import VALIDATOR_POP_CONTEXT, validator_pop_message
 from gridledger.node.embedded import EmbeddedNetwork
-from gridledger.node.process import read_join
+from gridledger.node.network_files import read_join
 from tests.conftest import make_chain
 
 

@@ -18,7 +18,8 @@ import pytest
 from gridledger.client import Client
 from gridledger.crypto.keystore import load_key
 from gridledger.node.nats_cluster import NatsCluster, free_port
-from gridledger.node.process import init_network, spawn_validator, stop_processes
+from gridledger.node.network_files import init_network
+from gridledger.node.spawn import spawn_validator, stop_processes
 from gridledger.node.verify import verify_store
 
 PASS = "integration-test"
@@ -176,3 +177,51 @@ def test_partitioned_validator_stops_then_rejoins_and_catches_up(tmp_path):
         for p in proxies:
             p.close()
         cluster.stop()
+
+
+@pytest.mark.parametrize("network", [{3: "relabel"}, {3: "forge-tick"}, {3: "far-future"}],
+                         indirect=True)
+def test_one_byzantine_process_neither_halts_nor_frames(network):
+    """Issue 21.1 on NATS: a validator process that relabels the others' votes to the next
+    height, ticks a century ahead (in its own and another validator's name), or votes for
+    heights a million blocks ahead. The chain keeps finalising, its time stays the honest
+    validators' time, nobody honest is named, and no node holds votes beyond its window."""
+    cluster, dirs, ports, procs, net = network
+    keys = [load_key(net / "participants" / f"p{i}.key.json", PASS) for i in range(2)]
+    c = Client(f"http://127.0.0.1:{ports[0]}", keys[0])
+    for _ in range(3):
+        assert c.transfer(keys[1].address, 3, wait=True, timeout_s=60)["receipt"]["ok"]
+    genesis_time = _genesis_time(net)
+    for p in ports[:3]:
+        st = _status(p)
+        assert st["height"] >= 3
+        # consensus time is the honest clocks' (within a minute), never a century ahead
+        assert abs(st["slot_time"] - (time.time() - genesis_time)) < 60, st
+        assert not (set(st["offenders"]) & {"0", "1", "2"}), st["offenders"]
+        assert st["vote_heights_open"] <= 3 and st["votes_held"] <= 3 * 4 * 2, st
+    # the three honest stores agree and verify from genesis
+    h = min(_status(p)["height"] for p in ports[:3])
+    hashes = {httpx.get(f"http://127.0.0.1:{p}/v1/blocks/{h}", timeout=5).json()["hash"] for p in ports[:3]}
+    assert len(hashes) == 1
+    stop_processes(procs, timeout_s=20)
+    for d in dirs[:3]:
+        rep = verify_store(d / "ledger.sqlite")
+        assert rep.ok, (d, rep.reason)
+        for _h, kind, body in _evidence(d / "ledger.sqlite"):
+            assert kind != "equivocation" and body["validator"] == 3, body
+
+
+def _genesis_time(net: Path) -> int:
+    from gridledger.ledger.genesis import Genesis
+
+    return int(Genesis.decode((net / "genesis.cbor").read_bytes()).params["genesis_time_unix"])
+
+
+def _evidence(store: Path) -> list:
+    from gridledger.node.store import BlockStore
+
+    st = BlockStore(store, readonly=True)
+    try:
+        return st.evidence()
+    finally:
+        st.close()

@@ -14,8 +14,8 @@ import pytest
 from gridledger.client import Client
 from gridledger.crypto.keystore import load_key
 from gridledger.node.nats_cluster import NatsCluster, free_port
-from gridledger.node.process import new_validator, read_join, spawn_validator, stop_processes
-from gridledger.node.process import init_network
+from gridledger.node.network_files import init_network, new_validator, read_join
+from gridledger.node.spawn import spawn_validator, stop_processes
 from gridledger.node.verify import verify_store
 
 PASS = "integration-test"

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from gridledger.errors import MalformedEncoding
 from gridledger.node.embedded import EmbeddedNetwork
 from gridledger.node.nats_cluster import NatsCluster
 from gridledger.node.nats_orderer import NatsOrderer, subject
@@ -67,17 +68,29 @@ def test_byzantine_validator_over_either_orderer(tmp_path, make_orderer):
     net.close()
 
 
-def test_nats_deduplicates_by_message_id(cluster):
+def _tick(chain, i: int, time_ms: int):
+    from gridledger.node.ticks import sign_tick
+
+    return Entry("tick", tick=sign_tick(chain.validators[i], chain.genesis.chain_id, time_ms))
+
+
+def _keys(chain):
+    return [(k.alg, k.public_key.raw) for k in chain.validators]
+
+
+def test_nats_deduplicates_by_content(cluster):
     o = NatsOrderer(cluster.urls, "dedup-test")
     try:
         chain = make_chain()
         raw = chain.transfer(0, 1, 5)
         p1 = o.append(Entry("tx", tx=raw))
         p2 = o.append(Entry("tx", tx=raw))  # same tx through another validator
-        t1 = o.append(Entry("tick", time_s=900))
-        t2 = o.append(Entry("tick", time_s=900))  # every validator ticks the same time
-        assert p1 == p2 and t1 == t2 and t1 == p1 + 1
-        assert o.wait_for(2) and o.length() == 2
+        tick = _tick(chain, 0, 900_000)
+        t1 = o.append(tick)
+        t2 = o.append(tick)  # the same signed tick re-published after a lost ack
+        t3 = o.append(_tick(chain, 1, 900_000))  # another validator's tick: its own entry
+        assert p1 == p2 and t1 == t2 and t1 == p1 + 1 and t3 == t1 + 1
+        assert o.wait_for(3) and o.length() == 3
     finally:
         o.close()
 
@@ -106,49 +119,43 @@ def _txs(n: int, start: int = 0) -> tuple[bytes, ...]:
 
 
 def test_entries_round_trip_and_bad_entries_are_refused():
-    for e in (Entry("tx", tx=b"a"), Entry("tick", time_s=7), Entry("txs", batch=(b"a", b"b"))):
+    chain = make_chain()
+    for e in (Entry("tx", tx=b"a"), _tick(chain, 0, 7), Entry("txs", batch=(b"a", b"b"))):
         assert Entry.decode(e.encode()) == e
     from gridledger.ledger import codec
 
-    for bad in (["txs", [b"a", 5]], ["tick", "x"], ["tx", 5], ["blob", b""], ["txs"]):
-        with pytest.raises(ValueError):
+    good = _tick(chain, 0, 7).tick.to_obj()
+    for bad in (["txs", [b"a", 5]], ["tick", "x"], ["tick", 7], ["tx", 5], ["blob", b""], ["txs"],
+                ["tick", {**good, "time_ms": True}], ["tick", {**good, "time_ms": -1}],
+                ["tick", {**good, "signer": b"short"}], ["tick", {**good, "extra": 1}]):
+        with pytest.raises(MalformedEncoding):
             Entry.decode(codec.encode(bad))
-    assert Entry("void").txs() == () and Entry("tick", time_s=1).txs() == ()
+    assert Entry("void").txs() == () and _tick(chain, 0, 1).txs() == ()
 
 
-def test_cutter_keeps_batches_whole_and_closes_at_max_or_tick():
+def test_cutter_keeps_batches_whole_and_closes_at_max_or_ticks():
     from gridledger.node.orderer import BlockCutter
 
+    chain = make_chain()
     o = LocalOrderer()
     for e in (Entry("txs", batch=_txs(3)), Entry("tx", tx=b"t3"), Entry("txs", batch=_txs(3, 4)),
-              Entry("txs", batch=_txs(2, 7)), Entry("tick", time_s=5), Entry("txs", batch=_txs(9, 9))):
+              Entry("txs", batch=_txs(2, 7)), _tick(chain, 0, 5000), _tick(chain, 1, 5000),
+              Entry("txs", batch=_txs(9, 9))):
         o.append(e)
-    c = BlockCutter(max_txs=5)
-    b1 = c.next_block(o)  # 3 + 1 = 4; the next batch (3) would overflow: it starts block 2
+    c = BlockCutter(chain.genesis.chain_id, max_txs=5)
+    keys = _keys(chain)
+    b1 = c.next_block(o, keys)  # 3 + 1 = 4; the next batch (3) would overflow: it starts block 2
     assert (b1.txs, b1.log_start, b1.log_end) == ([*_txs(3), b"t3"], 0, 2)
-    b2 = c.next_block(o)  # 3 + 2 = 5 = max
+    b2 = c.next_block(o, keys)  # 3 + 2 = 5 = max
     assert (b2.txs, b2.log_end) == ([*_txs(3, 4), *_txs(2, 7)], 4)
-    b3 = c.next_block(o)  # the tick closes an empty block
-    assert (b3.txs, b3.slot_time, b3.log_end) == ([], 5, 5)
-    b4 = c.next_block(o)  # a batch larger than max_txs is a block of its own
-    assert (len(b4.txs), b4.log_end) == (9, 6) and c.next_block(o) is None
-
-
-def test_cutter_scans_incrementally():
-    from gridledger.node.orderer import BlockCutter
-
-    o = LocalOrderer()
-    c = BlockCutter(max_txs=100)
-    for i in range(3):
-        o.append(Entry("tx", tx=b"%d" % i))
-        assert c.next_block(o) is None and c.scanned == i + 1 and c.open_txs == i + 1
-    o.append(Entry("tick", time_s=1))
-    blk = c.next_block(o)
-    assert blk.txs == [b"0", b"1", b"2"] and c.scanned == c.pos == 4 and c.open_txs == 0
+    b3 = c.next_block(o, keys)  # two validators' ticks (f + 1) close an empty block
+    assert (b3.txs, b3.slot_time, b3.log_end) == ([], 5, 6)
+    b4 = c.next_block(o, keys)  # a batch larger than max_txs is a block of its own
+    assert (len(b4.txs), b4.log_end) == (9, 7) and c.next_block(o, keys) is None
 
 
 def test_batch_entries_respect_count_and_bytes():
-    from gridledger.node.process import MAX_BATCH_BYTES, batch_entries
+    from gridledger.node.orderer import MAX_BATCH_BYTES, batch_entries
 
     raws = [bytes(1000) + i.to_bytes(4, "big") for i in range(1200)]
     es = batch_entries(raws, 500)
@@ -158,13 +165,26 @@ def test_batch_entries_respect_count_and_bytes():
     assert batch_entries([], 500) == []
 
 
+def _publish_raw(urls, subj: str, data: bytes) -> None:
+    """Publish bytes as any client allowed on the subject could (no orderer involved)."""
+    import asyncio
+
+    import nats
+
+    async def go() -> None:
+        nc = await nats.connect(servers=urls)
+        try:
+            await nc.jetstream().publish(subj, data)
+        finally:
+            await nc.close()
+
+    asyncio.run(go())
+
+
 def test_garbage_in_the_nats_log_is_a_void_entry(cluster):
     o = NatsOrderer(cluster.urls, "void-test")
     try:
-        async def junk() -> None:
-            await o._js.publish(subject(o.chain_id), b"\xff not cbor")
-
-        o._call(junk())
+        _publish_raw(cluster.urls, subject(o.chain_id), b"\xff not cbor")
         o.append(Entry("txs", batch=(b"a", b"b")))
         assert o.wait_for(2, 10)
         assert [e.kind for e in o.read(0, 2)] == ["void", "txs"]  # the log did not stall
@@ -172,31 +192,52 @@ def test_garbage_in_the_nats_log_is_a_void_entry(cluster):
         o.close()
 
 
-def test_vote_board_ids_come_from_signed_bytes_and_old_heights_are_pruned(cluster):
-    from gridledger.ledger.block import Vote
-    from gridledger.node.process import VoteBoard
+@pytest.mark.parametrize("kind", ["local", "nats"])
+def test_vote_board_keeps_only_valid_votes_of_open_heights(cluster, kind):
+    from gridledger.ledger.block import Header, Vote, sign_vote
+    from gridledger.node.nats_orderer import vote_subject
+    from gridledger.node.votes import VoteBoard
 
-    o = NatsOrderer(cluster.urls, "votes-test")
+    chain = make_chain()
+    cid = chain.genesis.chain_id
+    o = LocalOrderer() if kind == "local" else NatsOrderer(cluster.urls, cid)
     try:
-        board = VoteBoard(o)
-        chain = make_chain()
-        keys = [(k.alg, k.public_key.raw) for k in chain.validators]
-        hh = bytes(32)
-        real = Vote(1, hh, 1, chain.validators[1].sign(hh, b"gl/vote"))
-        board.publish(Vote(1, hh, 1, b"forged first"))  # same height, index, header
+        board = VoteBoard(o, cid)
+        keys = _keys(chain)
+
+        def header(h: int) -> Header:
+            return Header(cid, h, bytes(32), 0, bytes(32), h.to_bytes(32, "big"), bytes(32), bytes(32))
+
+        real = sign_vote(chain.validators[1], header(1), 1)
+        board.publish(Vote(cid, 1, real.header_hash, 1, b"forged first"))  # same height, index, header
         board.publish(real)
         board.publish(real)  # a re-publication is deduplicated
-        assert board.wait(1, lambda vs: len(vs) >= 2, 10)
-        votes = board.votes(1)
-        assert len(votes) == 2 and real in votes  # the forgery did not squat its id
-        assert [board.check(v, keys) for v in votes].count(True) == 1
+        board.publish(Vote(cid, 1, real.header_hash, 2, real.sig))  # relabelled index
+        nxt = sign_vote(chain.validators[0], header(2), 0)
+        board.publish(Vote(cid, 1, nxt.header_hash, 0, nxt.sig))  # relabelled height
+        if kind == "nats":  # garbage on the subject, and a vote sent to another height's subject
+            _publish_raw(cluster.urls, vote_subject(cid, 1), b"\xff junk")
+            _publish_raw(cluster.urls, vote_subject(cid, 1), nxt.encode())
+        board.open(1, keys)  # past votes are delivered on open
+        assert board.wait(1, lambda vs: len(vs) >= 1, 10)
+        assert board.wait(1, lambda vs: False, 0.5) is False  # let stragglers arrive
+        assert board.votes(1) == [real]  # only the authentic vote is kept
+        assert board.rejected == (3 if kind == "local" else 5)
+        # far-future heights are never read into memory; a bounded window of open heights
+        for h in range(2, 40):
+            board.publish(sign_vote(chain.validators[0], header(h), 0))
+        board.publish(sign_vote(chain.validators[0], header(10**6), 0))
         for h in range(2, 12):
-            board.publish(Vote(h, hh, 0, b"x"))
-        assert board.wait(11, lambda vs: len(vs) == 1, 10)
-        board.prune(9)
-        assert board.heights() == 3 and board.votes(1) == []
-        board.publish(Vote(3, hh, 2, b"late"))  # below the floor: not kept
-        board.publish(Vote(12, hh, 2, b"new"))
-        assert board.wait(12, lambda vs: len(vs) == 1, 10) and board.votes(3) == []
+            board.open(h, keys)
+            board.close_below(h - 1)
+            assert board.wait(h, lambda vs: len(vs) == 1, 10)
+        assert board.heights() == 2 and board.held() == 2 and board.votes(1) == []
+        # an equivocator: two headers kept (the evidence), a third adds nothing
+        for k in range(3):
+            board.publish(sign_vote(chain.validators[3], Header(cid, 11, bytes(32), k, bytes(32),
+                                                                 bytes(32), bytes(32), bytes(32)), 3))
+        assert board.wait(11, lambda vs: len(vs) == 3, 10)
+        assert board.wait(11, lambda vs: len(vs) > 3, 0.5) is False
     finally:
+        board.close()
         o.close()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from gridledger.crypto.sig import verify_signature
-from gridledger.ledger.block import VOTE_CONTEXT, sign_vote
+
+from gridledger.ledger.block import sign_vote, verify_vote_signature
 from gridledger.ledger.modules.governance.types import VALIDATOR_POP_CONTEXT, validator_pop_message
 from gridledger.ledger.modules.registry.keeper import keys_hash
 from gridledger.node.embedded import ChainHalted, EmbeddedNetwork
@@ -40,7 +40,7 @@ def signers(fb, keys) -> set[int]:
     out = set()
     for _idx, sig in fb.cert.votes:
         for j, (alg, pk) in enumerate(keys):
-            if verify_signature(alg, pk, fb.cert.header_hash, sig, VOTE_CONTEXT):
+            if verify_vote_signature(alg, pk, fb.header.chain_id, fb.cert.height, fb.cert.header_hash, sig):
                 out.add(j)
     return out
 

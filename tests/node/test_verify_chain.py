@@ -89,3 +89,67 @@ def test_cli_exit_codes_name_store_and_block(tmp_path, good_store):
     assert "b.sqlite" in res.output and "first bad block 4" in res.output
     res = runner.invoke(cli, ["verify-chain", str(tmp_path / "nope")])
     assert res.exit_code == 2
+
+
+def _edit(path, sql, *args):
+    db = sqlite3.connect(path)
+    db.execute(sql, args)
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("which", ["oldest", "latest"])
+def test_a_flipped_byte_in_any_snapshot_is_named_by_table_row_and_height(tmp_path, good_store, which):
+    """Issue 18.7: an older snapshot (not the one restart reads) is checked too."""
+    p = tmp_path / "v.sqlite"
+    shutil.copy(good_store, p)
+    db = sqlite3.connect(p)
+    order = "ASC" if which == "oldest" else "DESC"
+    h, blob = db.execute(f"SELECT height, state FROM snapshots ORDER BY height {order} LIMIT 1").fetchone()
+    db.close()
+    b = bytearray(blob)
+    b[len(b) // 2] ^= 1
+    _edit(p, "UPDATE snapshots SET state=? WHERE height=?", bytes(b), h)
+    r = verify_store(p)
+    assert not r.ok and r.bad_height == h and r.table == "snapshots"
+    assert f"snapshots row height {h}" in r.reason
+
+
+def test_a_snapshot_without_its_block_and_a_forged_index_row_are_found(tmp_path, good_store):
+    p = tmp_path / "v.sqlite"
+    shutil.copy(good_store, p)
+    _edit(p, "INSERT INTO snapshots VALUES (?, ?)", 99, b"\x80")
+    r = verify_store(p)
+    assert r.table == "snapshots" and r.bad_height == 99
+    shutil.copy(good_store, p)
+    _edit(p, "UPDATE txindex SET height=height+1 WHERE tx=(SELECT MIN(tx) FROM txindex)")
+    assert verify_store(p).table == "txindex"
+    shutil.copy(good_store, p)
+    _edit(p, "INSERT INTO txindex VALUES (?, 2, 1)", b"\x00" * 32)
+    assert verify_store(p).table == "txindex"
+
+
+def test_evidence_rows_are_checked(tmp_path, good_store):
+    from gridledger.ledger import codec
+
+    p = tmp_path / "v.sqlite"
+    shutil.copy(good_store, p)
+    forged = {"validator": 1, "height": 2, "header_hashes": [b"\x01" * 32, b"\x02" * 32],
+              "sigs": [b"\x00" * 3309, b"\x00" * 3309]}
+    _edit(p, "INSERT INTO evidence (height, kind, body) VALUES (2, 'equivocation', ?)", codec.encode(forged))
+    r = verify_store(p)
+    assert r.table == "evidence" and r.bad_height == 2 and "does not verify" in r.reason
+
+
+def test_verify_never_writes_to_what_it_checks(tmp_path, good_store):
+    p = tmp_path / "v.sqlite"
+    shutil.copy(good_store, p)
+    before = p.read_bytes()
+    assert verify_store(p).ok and p.read_bytes() == before
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    r = verify_store(empty)
+    assert not r.ok and "not a ledger store" in r.reason and empty.read_bytes() == b""
+    text = tmp_path / "notes.sqlite"
+    text.write_text("hello")
+    assert not verify_store(text).ok and text.read_text() == "hello"

@@ -150,25 +150,25 @@ def create_app(node: NodeService) -> FastAPI:
 
     @api.get("/v1/validators", summary="Active validator set, quorum, open validator-set proposals")
     def validators() -> dict[str, Any]:
-        return dict(_jsonable(node.query("validators")))
+        height, (view,) = node.query(["validators"])
+        return {"height": height, **_jsonable(view)}
 
     @api.get("/v1/accounts/{address}", summary="Balance, locked funds, nonce and registry record")
     def account(address: str) -> dict[str, Any]:
-        addr = _hex(address, "address", 32)
-        p = node.query(f"participant/{addr.hex()}")
+        addr = _hex(address, "address", 32).hex()
+        height, (p, bal, nonce) = node.query([f"participant/{addr}", f"balance/{addr}", f"nonce/{addr}"])
         if p is None:
             raise HTTPException(404, {"rule": "unknown-account", "detail": f"{address} is not registered"})
-        bal = node.query(f"balance/{addr.hex()}")
-        return {"address": addr.hex(), **bal, "nonce": node.query(f"nonce/{addr.hex()}"),
+        return {"height": height, "address": addr, **bal, "nonce": nonce,
                 "participant": _jsonable({k: v for k, v in p.items() if k != "pk"})}
 
     @api.get("/v1/state/{key}", summary="Raw state value (decoded) for a hex key")
     def state_value(key: str) -> dict[str, Any]:
         k = _hex(key, "key")
-        v = node.query(f"raw/{k.hex()}")
+        height, (v,) = node.query([f"raw/{k.hex()}"])
         if v is None:
             raise HTTPException(404, {"rule": "unknown-key", "detail": "no such state key"})
-        return {"key": k.hex(), "value": _jsonable(v)}
+        return {"height": height, "key": k.hex(), "value": _jsonable(v)}
 
     @api.get("/v1/proofs/{key}", summary="Membership proof of a state key against the state root")
     def proof(key: str) -> dict[str, Any]:

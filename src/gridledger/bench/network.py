@@ -39,7 +39,7 @@ PASS = "bench-network"
 
 
 def _start(node_dir: Path, urls: list[str], port: int) -> subprocess.Popen[bytes]:
-    from gridledger.node.process import spawn_validator
+    from gridledger.node.spawn import spawn_validator
 
     return spawn_validator(node_dir, urls, port, PASS, "--tick-s", "0.2",  # type: ignore[no-any-return]
                            "--quota-rate", "1e6", "--quota-burst", "1e6")
@@ -187,7 +187,7 @@ def bench_processes(root: Path, n_txs: int, n_senders: int = 100, batch: int = 1
     """Two phases on one network: saturation (as fast as admitted: throughput) and an open
     loop at ``rate_tx_s`` offered load (finality at the target rate)."""
     from gridledger.node.nats_cluster import NatsCluster, free_port
-    from gridledger.node.process import init_network
+    from gridledger.node.network_files import init_network
 
     cluster = NatsCluster(root / "nats").start()
     procs: list[subprocess.Popen[bytes]] = []
@@ -218,7 +218,7 @@ def bench_processes(root: Path, n_txs: int, n_senders: int = 100, batch: int = 1
         out["validators_agree"] = len(roots) == 1
         return out, raws, root / "net"
     finally:
-        from gridledger.node.process import stop_processes
+        from gridledger.node.spawn import stop_processes
 
         stop_processes(procs)
         cluster.stop()

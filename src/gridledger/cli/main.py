@@ -215,7 +215,7 @@ def node_init(
 ) -> None:
     """Create genesis, encrypted validator and participant keys, and node folders."""
     _startup_check()
-    from gridledger.node.process import init_network
+    from gridledger.node.network_files import init_network
 
     if not 1 <= validators <= 31:
         _fail("--validators must be between 1 and 31")
@@ -236,7 +236,7 @@ def node_start(
     http_host: Annotated[str, typer.Option(help="HTTP API address.")] = "127.0.0.1",
     tick_s: Annotated[float, typer.Option(help="Seconds between ticks.")] = 1.0,
     replicas: Annotated[int, typer.Option(help="JetStream replicas (3 on a 3-server cluster).")] = 3,
-    fault: Annotated[Optional[str], typer.Option(help="Attack lab only: wrong-root|equivocate|garbage|silent.")] = None,
+    fault: Annotated[Optional[str], typer.Option(help="Attack lab only: wrong-root|equivocate|garbage|silent|relabel|forge-tick|far-future.")] = None,
     quota_rate: Annotated[float, typer.Option(help="Admission quota per sender, tx/s (neutral reputation).")] = 20.0,
     quota_burst: Annotated[float, typer.Option(help="Admission burst per sender.")] = 200.0,
 ) -> None:
@@ -294,7 +294,7 @@ def node_new_validator(
 ) -> None:
     """Create a validator folder to be added by governance: key, node.json, join.json."""
     _startup_check()
-    from gridledger.node.process import new_validator
+    from gridledger.node.network_files import new_validator
 
     if not (net_dir / "genesis.cbor").exists():
         _fail(f"{net_dir} is not a network folder (no genesis.cbor)")
@@ -330,8 +330,8 @@ def node_evidence(
 ) -> None:
     """Print the equivocation evidence a validator stored, as JSON lines usable with
     'gridledger tx propose-validator --remove ADDR --evidence FILE' (one line per file)."""
-    from gridledger.crypto.sig import address_of, verify_signature
-    from gridledger.ledger.block import VOTE_CONTEXT
+    from gridledger.crypto.sig import address_of
+    from gridledger.ledger.block import verify_vote_signature
     from gridledger.ledger.modules.registry.keeper import validator_keys
     from gridledger.node.store import BlockStore
     from gridledger.node.validator import restore_app
@@ -350,7 +350,7 @@ def node_evidence(
                 continue
             signer = None
             for alg, pk in keys:  # name the signer by key: indices change with the set
-                if all(verify_signature(alg, pk, h, sg, VOTE_CONTEXT)
+                if all(verify_vote_signature(alg, pk, genesis.chain_id, int(body["height"]), h, sg)
                        for h, sg in zip(body["header_hashes"], body["sigs"])):
                     signer = address_of(alg, pk).hex()
             print(json.dumps({"height": int(body["height"]), "validator": signer,
@@ -407,7 +407,7 @@ def tx_propose_validator(
 
     Exits 1 if the committed transaction failed (its receipt names the rule)."""
     from gridledger.client import ApiRejected
-    from gridledger.node.process import read_join
+    from gridledger.node.network_files import read_join
 
     if (add is None) == (remove is None):
         _fail("give exactly one of --add JOIN.json or --remove ADDRESS")

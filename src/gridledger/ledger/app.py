@@ -3,6 +3,10 @@
 This is the one boundary between the replicated state machine and whatever orders
 transactions (the embedded orderer, NATS JetStream, or later CometBFT). It holds state and
 the chain tip; everything else (networking, storage, clocks) lives in ``gridledger.node``.
+
+Between ``finalize_block`` and ``commit`` the executed block is kept aside (``State.detach``):
+``state``, ``query`` and ``check_tx`` see the last committed (certified) state only, as
+ABCI's Query does, never a block that has not gathered its certificate.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.module import Module, Signer, View
 from gridledger.ledger.modules.catalog import modules as default_modules
 from gridledger.ledger.rules import Rule, chain_rules
-from gridledger.ledger.state import State
+from gridledger.ledger.state import Detached, State
 from gridledger.ledger.tx import Tx, decode_tx
 from gridledger.ledger.valset import keys_hash
 
@@ -67,7 +71,7 @@ class Application:
         self.height = height
         self.last_hash = last_hash if last_hash is not None else genesis.hash
         self.slot_time = slot_time
-        self._pending: tuple[Header, BlockResult, tuple[bytes, ...]] | None = None
+        self._pending: tuple[Header, BlockResult, tuple[bytes, ...], Detached] | None = None
         self._pending_keys: list[tuple[str, bytes]] | None = None
         self._listeners: list[CommitListener] = []
 
@@ -140,7 +144,8 @@ class Application:
 
     def finalize_block(self, raw_txs: Sequence[bytes], slot_time: int,
                        sig_check: SigCheck = default_sig_check) -> tuple[Header, BlockResult]:
-        """Execute the next block; the result stays pending until ``commit`` or ``discard``.
+        """Execute the next block; the result stays pending — set aside: ``state`` is still
+        the committed state — until ``commit`` or ``discard``.
 
         Raises (with the state rolled back to the last commit, so the validator signs
         nothing): ``BlockAborted`` when a block hook failed, ``InvariantViolation`` when an
@@ -165,7 +170,7 @@ class Application:
                                f"transaction") from exc
         header = Header(self.chain_id, self.height + 1, self.last_hash, slot_time,
                         tx_root(raw_txs), self.state.root(), result.receipts_root, valset)
-        self._pending = (header, result, tuple(raw_txs))
+        self._pending = (header, result, tuple(raw_txs), self.state.detach())
         self._pending_keys = keys
         return header, result
 
@@ -173,8 +178,8 @@ class Application:
         """Make the pending block part of this validator's state."""
         if self._pending is None:
             raise BlockError("nothing to commit")
-        header, _, raw_txs = self._pending
-        self.state.commit()
+        header, _, raw_txs, writes = self._pending
+        self.state.attach(writes)
         self.height, self.last_hash, self.slot_time = header.height, header.hash, header.slot_time
         self._pending = None
         self._pending_keys = None
@@ -190,7 +195,6 @@ class Application:
     def discard(self) -> None:
         """Drop the pending block (it did not gather a certificate for our header)."""
         if self._pending is not None:
-            self.state.rollback()
             self._pending = None
             self._pending_keys = None
 

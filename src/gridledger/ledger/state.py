@@ -185,6 +185,16 @@ def verify_absence(state_root: bytes, proof: AbsenceProof) -> bool:
     return verify_inclusion(state_root, bucket_leaf(n, root), b, N_BUCKETS, proof.top_path)
 
 
+@dataclass(frozen=True)
+class Detached:
+    """The writes of a detached transaction: final values (None = deleted) and the roots
+    of the buckets they touch, as they were when it was detached."""
+
+    values: dict[bytes, bytes | None]
+    roots: dict[int, tuple[bytes, bytes]]
+    writes_at: int
+
+
 class State:
     """Key-value state with a journal for atomic transactions and a bucketed commitment."""
 
@@ -198,6 +208,7 @@ class State:
         self._bucket_roots: list[bytes] = [b""] * N_BUCKETS
         self._top_leaves: list[bytes] = [b""] * N_BUCKETS  # bucket_leaf(size, root), cached
         self._dirty: set[int] = set(range(N_BUCKETS))
+        self._writes = 0  # counts set/delete calls (``attach`` checks nothing wrote meanwhile)
         for k, v in self._data.items():
             self._buckets[bucket_of(k)][k] = entry_hash(k, v)
 
@@ -236,6 +247,7 @@ class State:
 
     # -- writes --------------------------------------------------------------
     def set(self, key: bytes, value: bytes) -> None:
+        self._writes += 1
         if self._marks:
             self._journal.append((key, self._data.get(key)))
         if key not in self._data:
@@ -257,6 +269,7 @@ class State:
     def delete(self, key: bytes) -> None:
         if key not in self._data:
             return
+        self._writes += 1
         if self._marks:
             self._journal.append((key, self._data[key]))
         del self._data[key]
@@ -289,6 +302,41 @@ class State:
                 self._data[key] = old
                 self._buckets[b][key] = entry_hash(key, old)
             self._dirty.add(b)
+
+    def detach(self) -> Detached:
+        """Undo the one open (outermost) transaction and return what it wrote, so that
+        ``attach`` can make it part of the state later.
+
+        A node executes a block, detaches it while the validators vote, and attaches it
+        once certified: in between, the state is the last certified one (what queries must
+        see, as ABCI's Query does), not the pending block's. The bucket roots computed for
+        the pending header travel along, so ``attach`` does not rehash them.
+        """
+        if len(self._marks) != 1:
+            raise ValueError("detach needs exactly one open transaction")
+        self.root()
+        written = dict.fromkeys(k for k, _ in self._journal[self._marks[0]:])
+        values = {k: self._data.get(k) for k in written}
+        buckets = {bucket_of(k) for k in written}
+        roots = {b: (self._bucket_roots[b], self._top_leaves[b]) for b in buckets}
+        self.rollback()
+        return Detached(values, roots, self._writes)
+
+    def attach(self, detached: Detached) -> None:
+        """Apply the writes of a ``detach``-ed transaction (outside any transaction)."""
+        if self._marks:
+            raise ValueError("attach inside an open transaction")
+        unchanged = self._writes == detached.writes_at
+        for k, v in detached.values.items():
+            if v is None:
+                self.delete(k)
+            else:
+                self.set(k, v)
+        if unchanged:  # nothing wrote since the detach: the pending roots are exact
+            for b, (root, leaf) in detached.roots.items():
+                self._bucket_roots[b] = root
+                self._top_leaves[b] = leaf
+                self._dirty.discard(b)
 
     # -- commitment ----------------------------------------------------------
     def _bucket_leaves(self, b: int) -> list[bytes]:

@@ -8,13 +8,13 @@ the entry node run in a process pool, so the embedded network uses every core.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridledger.crypto.sig import SigningKey
 from gridledger.errors import BlockError, RejectedTx
-from gridledger.ledger.block import Certificate, Equivocation, Header, Vote, quorum, vote_ok
+from gridledger.ledger.block import Certificate, Equivocation, Header, quorum
 from gridledger.ledger.execute import BlockResult, SigCheck, default_sig_check
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules import Module
@@ -23,7 +23,9 @@ from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
 from gridledger.node.admission import Mempool, QuotaPolicy
 from gridledger.node.orderer import BlockCutter, CutBlock, Entry, LocalOrderer, Orderer
 from gridledger.node.sigpool import SigPool
+from gridledger.node.sync import catch_up
 from gridledger.node.validator import Validator
+from gridledger.node.votes import VoteTally
 
 
 class ChainHalted(BlockError):
@@ -36,52 +38,6 @@ class FinalizedBlock:
     result: BlockResult
     cert: Certificate
     offenders: dict[int, str] = field(default_factory=dict)
-
-
-@dataclass
-class VoteTally:
-    """Votes for one height, with equivocation and bad-signature detection.
-
-    A vote's validator index is not signed (the signature covers the header hash, FIPS 204
-    context ``gl/vote``); it only says which key to check the signature under. So a vote
-    counts, and is evidence against its validator, only if it verifies under the key at
-    its index. An invalid vote proves nothing about the index it claims: it is blamed on
-    ``source``, the validator it came from when the channel says so (the embedded network
-    knows which node produced it), and otherwise only counted in ``unattributed`` (a
-    shared log such as the NATS VOTES stream, where anyone may publish).
-    """
-
-    n: int
-    by_hash: dict[bytes, dict[int, Vote]] = field(default_factory=dict)
-    voted: dict[int, Vote] = field(default_factory=dict)
-    evidence: list[Equivocation] = field(default_factory=list)
-    offenders: dict[int, str] = field(default_factory=dict)
-    unattributed: int = 0
-    check: Callable[[Vote, Sequence[tuple[str, bytes]]], bool] = field(
-        default=vote_ok, repr=False, compare=False)
-
-    def add(self, vote: Vote, keys: Sequence[tuple[str, bytes]], source: int | None = None) -> None:
-        if not self.check(vote, keys):
-            if source is None:
-                self.unattributed += 1
-            else:
-                self.offenders.setdefault(source, "invalid vote signature")
-            return
-        prev = self.voted.get(vote.validator)
-        if prev is not None and prev.header_hash != vote.header_hash:
-            self.evidence.append(Equivocation(vote.validator, vote.height, prev, vote))
-            self.offenders[vote.validator] = "equivocation"
-        self.voted.setdefault(vote.validator, vote)
-        self.by_hash.setdefault(vote.header_hash, {})[vote.validator] = vote
-
-    def certificate(self) -> Certificate | None:
-        need = quorum(self.n)
-        for h in sorted(self.by_hash):
-            votes = {i: v for i, v in self.by_hash[h].items()
-                     if self.offenders.get(i) != "equivocation"}
-            if len(votes) >= need:
-                return Certificate.from_votes([votes[i] for i in sorted(votes)])
-        return None
 
 
 def block_sig_items(txs: Sequence[Tx], validator: Validator) -> list[tuple[str, bytes, bytes, bytes, bytes]]:
@@ -122,8 +78,6 @@ class EmbeddedNetwork:
         ]
         # a crash can leave validators at different heights: laggards catch up from the
         # highest peer's certified blocks (verified, re-executed) before anything else
-        from gridledger.node.sync import catch_up
-
         leader = max(self.validators, key=lambda v: v.height)
         for v in self.validators:
             if v is not leader:
@@ -133,7 +87,8 @@ class EmbeddedNetwork:
             raise BlockError("validator stores disagree on the chain tip after catch-up")
         self.orderer: Orderer = orderer or LocalOrderer()
         entry = self.validators[0]
-        self.cutter = BlockCutter(max_block_txs, 0, entry.app.slot_time)
+        self.cutter = BlockCutter(genesis.chain_id, max_block_txs, 0, entry.app.slot_time)
+        self._unchecked: list[bytes] = []
         self.sig_pool = sig_pool
         self.mempool = Mempool(entry.app, mempool_capacity, quota or reputation_quota(entry), sig_pool)
         self.halted: ChainHalted | None = None
@@ -157,15 +112,24 @@ class EmbeddedNetwork:
     def submit_many(self, raws: Sequence[bytes], now_s: float = 0.0) -> list[Tx | RejectedTx]:
         return self.mempool.admit_many(raws, now_s)
 
+    def relay_unchecked(self, raws: Sequence[bytes]) -> None:
+        """Put ``raws`` into the log at the next ``tick``, right behind the transactions the
+        mempool admitted, without admission: what a Byzantine entry node (or a relay with
+        write access to the log) can do. Execution alone must then stop them (the attack
+        lab's replay and tamper scenarios)."""
+        self._unchecked.extend(raws)
+
     def tick(self, time_s: int, max_txs: int | None = None) -> list[FinalizedBlock]:
-        """Order pending transactions, close a block at ``time_s``, finalize what is cut."""
+        """Order pending transactions, let every validator tick at ``time_s`` (seconds since
+        genesis, signed ticks), and finalize what the log now closes."""
         txs = self.mempool.take(max_txs if max_txs is not None else len(self.mempool))
-        entries = [Entry("tx", tx=tx.raw) for tx in txs] + [Entry("tick", time_s=time_s)]
-        append_many = getattr(self.orderer, "append_many", None)
-        positions = append_many(entries) if append_many else [self.orderer.append(e) for e in entries]
-        wait_for = getattr(self.orderer, "wait_for", None)
-        if wait_for is not None:  # a remote log: wait until our tick has come back to us
-            wait_for(max(positions) + 1)
+        raws = [tx.raw for tx in txs] + self._unchecked
+        self._unchecked = []
+        entries = [Entry("tx", tx=raw) for raw in raws]
+        entries += [Entry("tick", tick=t) for v in self.validators for t in v.ticks(time_s * 1000)]
+        positions = self.orderer.append_many(entries)
+        if positions:  # a remote log: wait until our entries have come back to us
+            self.orderer.wait_for(max(positions) + 1)
         return self.process()
 
     def process(self) -> list[FinalizedBlock]:
@@ -173,7 +137,7 @@ class EmbeddedNetwork:
         while True:
             if self.halted is not None:
                 raise self.halted
-            blk = self.cutter.next_block(self.orderer)
+            blk = self.cutter.next_block(self.orderer, self.entry.app.validator_keys())
             if blk is None:
                 return out
             out.append(self._run_block(blk))
@@ -198,7 +162,7 @@ class EmbeddedNetwork:
                 default_sig_check(t, a, pk) for t, (a, pk, *_r) in zip(txs, items)]
             headers[v.index] = v.execute(blk, checks_from(items, oks))
         keys = self.entry.app.validator_keys()
-        tally = VoteTally(len(keys))
+        tally = VoteTally(len(keys), self.genesis.chain_id, headers[0].height)
         for v in self.validators:
             src = v.vote_index()  # in-process: we know which node a vote came from
             for vote in v.votes(headers[v.index]):
@@ -219,7 +183,7 @@ class EmbeddedNetwork:
         for v in self.validators:
             v.finalize(cert)
         self._record(tally)
-        fb = FinalizedBlock(headers[0], self.entry._last_result, cert, dict(tally.offenders))
+        fb = FinalizedBlock(headers[0], self.entry.last_result, cert, dict(tally.offenders))
         self.finalized.append(fb)
         return fb
 
@@ -244,8 +208,6 @@ class EmbeddedNetwork:
         and after it is voted out, it is a full node that does not vote. Attaching it early
         is harmless: add it before the activation height so that its first vote counts.
         """
-        from gridledger.node.sync import catch_up
-
         if self.halted is not None:
             raise self.halted
         i = len(self.validators)

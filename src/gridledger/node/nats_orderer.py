@@ -1,20 +1,27 @@
-"""Ordering on NATS JetStream: the log is a file-backed stream replicated R=3 (Raft).
+"""Ordering on NATS JetStream: the log and the vote channel, each a file-backed stream
+replicated R=3 (Raft).
 
-Every validator publishes admitted transactions and ticks to the stream subject; JetStream
-assigns the total order; each validator consumes the whole stream with an ordered consumer
-and cuts the same blocks from it (``BlockCutter``). ``Nats-Msg-Id`` deduplicates: a
-transaction re-submitted through several validators (msg id = tx hash) and the tick that
-every validator publishes for the same time (msg id = ``tick-<t>``) enter the log once.
+``GL_<chain>_LOG`` (subject ``gl.<chain>.log``): every validator publishes admitted
+transactions (in batches) and its signed ticks; JetStream assigns the total order; each
+validator consumes the whole stream with an ordered consumer and cuts the same blocks from
+it (``BlockCutter``). ``Nats-Msg-Id`` deduplicates by content: a transaction re-submitted
+through several validators (message id = its hash), a batch or tick re-published after a
+failed acknowledgement (message id = the entry's hash), enter the log once.
+
+``GL_<chain>_VOTES`` (subjects ``gl.<chain>.votes.<height>``): one subject per height, so a
+validator follows only the heights it works on (``follow_votes``, one ordered consumer per
+height, delivering the votes stored so far and then new ones). Votes published for heights
+far ahead are never read into memory until the chain gets there.
 
 nats-py is asyncio; this class runs its loop on a private thread and offers the same
-synchronous ``Orderer`` interface as ``LocalOrderer``.
+synchronous ``Orderer`` protocol as ``LocalOrderer``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gridledger.crypto.hashing import sha3_256
@@ -33,10 +40,13 @@ def subject(chain_id: str, what: str = "log") -> str:
 
 
 def entry_msg_id(entry: Entry) -> str:
-    """Default message id: the tick's second, the transaction's hash, the batch's hash."""
-    if entry.kind == "tick":
-        return f"tick-{entry.time_s}"
+    """Message id from content: the transaction's hash, or the hash of the encoded batch or
+    signed tick (so only a re-publication of the same bytes is deduplicated)."""
     return sha3_256(entry.tx if entry.kind == "tx" else entry.encode()).hex()
+
+
+def vote_subject(chain_id: str, height: int) -> str:
+    return f"{subject(chain_id, 'votes')}.{height}"
 
 
 class NatsOrderer:
@@ -64,7 +74,6 @@ class NatsOrderer:
 
     async def _connect(self) -> None:
         import nats
-        from nats.js.api import StorageType, StreamConfig
 
         async def quiet(_e: Exception) -> None:
             # reconnects and failovers are expected (fault tests); the client retries
@@ -80,19 +89,22 @@ class NatsOrderer:
         deadline = loop.time() + self.timeout_s * 6
         while True:
             try:
-                await self._setup_stream()
+                await self._ensure_stream(stream_name(self.chain_id), subject(self.chain_id))
+                await self._ensure_stream(stream_name(self.chain_id, "VOTES"),
+                                          subject(self.chain_id, "votes") + ".*")
+                await self._js.subscribe(subject(self.chain_id), cb=self._on_msg,
+                                         ordered_consumer=True, stream=stream_name(self.chain_id))
                 return
             except Exception:
                 if loop.time() > deadline:
                     raise
                 await asyncio.sleep(0.5)
 
-    async def _setup_stream(self) -> None:
+    async def _ensure_stream(self, name: str, subj: str) -> None:
         from nats.js.api import StorageType, StreamConfig
 
-        cfg = StreamConfig(name=stream_name(self.chain_id), subjects=[subject(self.chain_id)],
-                           num_replicas=self.replicas, storage=StorageType.FILE,
-                           duplicate_window=300.0)
+        cfg = StreamConfig(name=name, subjects=[subj], num_replicas=self.replicas,
+                           storage=StorageType.FILE, duplicate_window=300.0)
         try:
             await self._js.stream_info(cfg.name)
         except Exception:
@@ -104,7 +116,6 @@ class NatsOrderer:
                     await self._js.stream_info(cfg.name)
                 except Exception:
                     raise ConfigError(f"cannot create JetStream stream {cfg.name}: {exc}") from exc
-        await self._js.subscribe(subject(self.chain_id), cb=self._on_msg, ordered_consumer=True)
 
     async def _on_msg(self, msg: Any) -> None:
         seq = msg.metadata.sequence.stream
@@ -122,16 +133,14 @@ class NatsOrderer:
                 self._cond.notify_all()
 
     # -- Orderer protocol ------------------------------------------------------
-    def append(self, entry: Entry, msg_id: str | None = None) -> int:
-        """Publish and wait for the JetStream ack; returns the entry's position.
-
-        ``msg_id`` overrides the deduplication id (default ``entry_msg_id``)."""
-        ack = self._call(self._publish(entry, msg_id))
+    def append(self, entry: Entry) -> int:
+        """Publish and wait for the JetStream ack; returns the entry's position."""
+        ack = self._call(self._publish(entry))
         return int(ack.seq) - 1
 
-    async def _publish(self, entry: Entry, msg_id: str | None = None) -> Any:
+    async def _publish(self, entry: Entry) -> Any:
         return await self._js.publish(subject(self.chain_id), entry.encode(),
-                                      headers={"Nats-Msg-Id": msg_id or entry_msg_id(entry)})
+                                      headers={"Nats-Msg-Id": entry_msg_id(entry)})
 
     def append_many(self, entries: Sequence[Entry]) -> list[int]:
         """Publish entries with acks awaited concurrently (one round trip for all)."""
@@ -153,6 +162,49 @@ class NatsOrderer:
         with self._cond:
             return self._cond.wait_for(lambda: len(self._entries) >= n,
                                        timeout_s if timeout_s is not None else self.timeout_s)
+
+    # -- the vote channel ---------------------------------------------------------
+    def publish_vote(self, height: int, data: bytes) -> None:
+        """Publish an encoded vote on its height's subject; its message id is the hash of
+        the bytes (re-publishing the same vote is deduplicated, and a forger can never take
+        a real vote's id first)."""
+        async def go() -> None:
+            await self._js.publish(vote_subject(self.chain_id, height), data,
+                                   headers={"Nats-Msg-Id": sha3_256(data).hex()})
+
+        self._call(go())
+
+    def follow_votes(self, height: int, deliver: Callable[[bytes], None]) -> Callable[[], None]:
+        """An ordered consumer of ``height``'s subject: every stored vote, then new ones."""
+        async def cb(msg: Any) -> None:
+            deliver(msg.data)
+
+        async def sub() -> Any:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.timeout_s * 3
+            while True:  # ride out a stream leader election after a server failure
+                try:
+                    return await self._js.subscribe(
+                        vote_subject(self.chain_id, height), cb=cb, ordered_consumer=True,
+                        stream=stream_name(self.chain_id, "VOTES"))
+                except Exception:
+                    if loop.time() > deadline:
+                        raise
+                    await asyncio.sleep(0.3)
+
+        handle = self._call(sub())
+
+        def stop() -> None:
+            async def unsub() -> None:
+                try:
+                    await handle.unsubscribe()
+                except Exception:
+                    return  # connection closing or already gone: nothing left to stop
+
+            if self._loop.is_running():
+                asyncio.run_coroutine_threadsafe(unsub(), self._loop)
+
+        return stop
 
     def close(self) -> None:
         async def shut() -> None:

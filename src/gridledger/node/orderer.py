@@ -2,34 +2,42 @@
 
 An orderer is an append-only log of entries: a transaction (raw bytes), a batch of
 transactions (``txs``: one log message for many, so the log's per-message cost is paid once
-per batch), or a tick (a time in seconds since genesis). Every validator reads the same log
-and cuts the same blocks from it (``BlockCutter``): a block closes at ``max_txs``
-transactions or at a tick, so block boundaries depend on the log alone. ``LocalOrderer`` is
-the in-process default; the NATS JetStream orderer implements the same protocol across
-processes.
+per batch), or a signed tick (``node.ticks``). Every validator reads the same log and cuts
+the same blocks from it (``BlockCutter``): a block closes at ``max_txs`` transactions or
+when the validators' ticks say so (``TickClock``), so block boundaries and block times
+depend on the log and the validator set alone.
+
+Beside the log, an orderer carries the vote channel: a durable stream of signed votes per
+height (``publish_vote`` / ``follow_votes``), which ``node.votes.VoteBoard`` reads. The
+``Orderer`` protocol is everything a node uses; ``LocalOrderer`` is the in-process
+implementation, ``node.nats_orderer.NatsOrderer`` the NATS JetStream one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from gridledger.errors import MalformedEncoding
 from gridledger.ledger import codec
+from gridledger.node.ticks import Tick, TickClock
 
 KINDS = ("tx", "txs", "tick")
+MAX_BATCH_BYTES = 512 * 1024  # one log message; NATS refuses payloads over 1 MiB by default
 
 
 @dataclass(frozen=True)
 class Entry:
     kind: str  # "tx", "txs", "tick", or "void" (an undecodable message: carries nothing)
     tx: bytes = b""
-    time_s: int = 0
     batch: tuple[bytes, ...] = ()
+    tick: Tick | None = field(default=None)
 
     def encode(self) -> bytes:
-        if self.kind == "tick":
-            return codec.encode(["tick", self.time_s])
+        if self.kind == "tick" and self.tick is not None:
+            return codec.encode(["tick", self.tick.to_obj()])
         if self.kind == "txs":
             return codec.encode(["txs", list(self.batch)])
         return codec.encode(["tx", self.tx])
@@ -42,47 +50,133 @@ class Entry:
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry:
+        """Strict decoding; raises ``MalformedEncoding``."""
         obj = codec.decode(raw)
         if not isinstance(obj, list) or len(obj) != 2 or obj[0] not in KINDS:
-            raise ValueError("bad log entry")
+            raise MalformedEncoding("bad log entry")
         if obj[0] == "tick":
-            if not isinstance(obj[1], int) or isinstance(obj[1], bool):
-                raise ValueError("bad tick")
-            return cls("tick", time_s=obj[1])
+            return cls("tick", tick=Tick.from_obj(obj[1]))
         if obj[0] == "txs":
-            if not isinstance(obj[1], list) or not all(isinstance(t, bytes) for t in obj[1]):
-                raise ValueError("bad transaction batch")
+            if not isinstance(obj[1], list) or not all(type(t) is bytes for t in obj[1]):
+                raise MalformedEncoding("bad transaction batch")
             return cls("txs", batch=tuple(obj[1]))
-        if not isinstance(obj[1], bytes):
-            raise ValueError("bad transaction entry")
+        if type(obj[1]) is not bytes:
+            raise MalformedEncoding("bad transaction entry")
         return cls("tx", tx=obj[1])
 
 
+def batch_entries(raws: Sequence[bytes], max_txs: int) -> list[Entry]:
+    """Log entries for ``raws`` in order: batches of at most ``max_txs`` transactions and
+    ``MAX_BATCH_BYTES`` bytes (a lone transaction stays a ``tx`` entry, whose message id is
+    its hash)."""
+    out: list[Entry] = []
+    cur: list[bytes] = []
+    size = 0
+    for raw in raws:
+        if cur and (len(cur) >= max_txs or size + len(raw) > MAX_BATCH_BYTES):
+            out.append(Entry("txs", batch=tuple(cur)) if len(cur) > 1 else Entry("tx", tx=cur[0]))
+            cur, size = [], 0
+        cur.append(raw)
+        size += len(raw)
+    if cur:
+        out.append(Entry("txs", batch=tuple(cur)) if len(cur) > 1 else Entry("tx", tx=cur[0]))
+    return out
+
+
 class Orderer(Protocol):
+    """What a node needs from the ordering service: the log and the vote channel."""
+
     def append(self, entry: Entry) -> int:
         """Append an entry; returns its position (0-based)."""
+
+    def append_many(self, entries: Sequence[Entry]) -> list[int]:
+        """Append entries in order (one round trip where the transport allows it)."""
 
     def read(self, start: int, limit: int) -> Sequence[Entry]:
         """Entries from position ``start`` (fewer if the log is shorter)."""
 
-    def length(self) -> int: ...
+    def length(self) -> int:
+        """Entries available to read locally."""
+
+    def wait_for(self, n: int, timeout_s: float | None = None) -> bool:
+        """Block until at least ``n`` entries are readable; False on timeout."""
+
+    def publish_vote(self, height: int, data: bytes) -> None:
+        """Put an encoded vote on the vote channel of ``height`` (durable; deduplicated by
+        content)."""
+
+    def follow_votes(self, height: int, deliver: Callable[[bytes], None]) -> Callable[[], None]:
+        """Call ``deliver`` with every vote published for ``height``, past and future (on
+        any thread); returns a function that stops following."""
+
+    def close(self) -> None:
+        """Release connections (the log itself is durable where the transport is)."""
 
 
 class LocalOrderer:
-    """In-process ordered log (the embedded default)."""
+    """In-process ordered log and vote channel (the embedded default; in-process tests of
+    validator processes share one)."""
 
     def __init__(self) -> None:
         self._log: list[Entry] = []
+        self._cond = threading.Condition()
+        self._votes: dict[int, list[bytes]] = {}
+        self._followers: dict[int, list[Callable[[bytes], None]]] = {}
 
     def append(self, entry: Entry) -> int:
-        self._log.append(entry)
-        return len(self._log) - 1
+        with self._cond:
+            self._log.append(entry)
+            self._cond.notify_all()
+            return len(self._log) - 1
+
+    def append_many(self, entries: Sequence[Entry]) -> list[int]:
+        with self._cond:
+            start = len(self._log)
+            self._log.extend(entries)
+            self._cond.notify_all()
+            return list(range(start, len(self._log)))
 
     def read(self, start: int, limit: int) -> Sequence[Entry]:
-        return self._log[start:start + limit]
+        with self._cond:
+            return self._log[start:start + limit]
 
     def length(self) -> int:
-        return len(self._log)
+        with self._cond:
+            return len(self._log)
+
+    def wait_for(self, n: int, timeout_s: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._log) >= n, timeout_s)
+
+    def publish_vote(self, height: int, data: bytes) -> None:
+        with self._cond:
+            stored = self._votes.setdefault(height, [])
+            if data in stored:  # same bytes: deduplicated, as JetStream does by message id
+                return
+            stored.append(data)
+            followers = list(self._followers.get(height, ()))
+        for deliver in followers:
+            deliver(data)
+
+    def follow_votes(self, height: int, deliver: Callable[[bytes], None]) -> Callable[[], None]:
+        with self._cond:
+            past = list(self._votes.get(height, ()))
+            self._followers.setdefault(height, []).append(deliver)
+        for data in past:
+            deliver(data)
+
+        def stop() -> None:
+            with self._cond:
+                subs = self._followers.get(height, [])
+                if deliver in subs:
+                    subs.remove(deliver)
+                if not subs:
+                    self._followers.pop(height, None)
+
+        return stop
+
+    def close(self) -> None:
+        """Nothing to release: the log lives as long as this object."""
 
 
 @dataclass
@@ -96,18 +190,21 @@ class CutBlock:
 class BlockCutter:
     """Deterministic block boundaries from the ordered log.
 
-    A block closes at a tick, or once it holds ``max_txs`` transactions; a batch entry is
-    never split, so a batch that would overflow the open block starts the next one (a
-    single batch larger than ``max_txs`` is a block of its own). Scanning is incremental:
-    entries already read for the open block are kept, so polling a log that has not closed a
-    block yet costs only the new entries (``scanned`` is the log position up to which the
-    cutter has looked; wait for the log to grow past it).
+    A block closes when the validators' ticks say so (``TickClock``: f+1 validators' signed
+    ticks), or once it holds ``max_txs`` transactions; a batch entry is never split, so a
+    batch that would overflow the open block starts the next one (a single batch larger than
+    ``max_txs`` is a block of its own). Scanning is incremental: entries already read for the
+    open block are kept, so polling a log that has not closed a block yet costs only the new
+    entries (``scanned`` is the log position up to which the cutter has looked; wait for the
+    log to grow past it). ``keys`` passed to ``next_block`` is the validator set of the block
+    being cut (the set in the state its parent left).
     """
 
-    def __init__(self, max_txs: int = 500, pos: int = 0, slot_time: int = 0) -> None:
+    def __init__(self, chain_id: str, max_txs: int = 500, pos: int = 0, slot_time: int = 0) -> None:
         self.max_txs = max_txs
         self.pos = pos
         self.slot_time = slot_time
+        self.clock = TickClock(chain_id)
         self._open: list[bytes] = []  # transactions of the open block, from ``pos`` on
         self._scanned = pos
 
@@ -126,9 +223,10 @@ class BlockCutter:
         self.pos = self._scanned = end
         self.slot_time = slot_time
         self._open = []
+        self.clock.reset()
         return blk
 
-    def next_block(self, orderer: Orderer) -> CutBlock | None:
+    def next_block(self, orderer: Orderer, keys: Sequence[tuple[str, bytes]]) -> CutBlock | None:
         """The next complete block, or ``None`` if the log does not yet close one."""
         while True:
             start = self._scanned
@@ -136,8 +234,12 @@ class BlockCutter:
             if not entries:
                 return None
             for i, e in enumerate(entries):
-                if e.kind == "tick":
-                    return self._close(start + i + 1, max(self.slot_time, e.time_s))
+                if e.kind == "tick" and e.tick is not None:
+                    self._scanned = start + i + 1
+                    at = self.clock.add(e.tick, keys, self.slot_time, len(self._open))
+                    if at is not None:
+                        return self._close(start + i + 1, at)
+                    continue
                 txs = e.txs()
                 if self._open and len(self._open) + len(txs) > self.max_txs:
                     return self._close(start + i, self.slot_time)

@@ -1,19 +1,25 @@
 """SQLite block store: one file per validator.
 
 Tables: ``meta`` (genesis, validator index), ``blocks`` (header, txs, receipts, certificate,
-log position), ``snapshots`` (full state every K blocks), ``evidence`` (equivocation, faults).
-A block row is written in one SQLite transaction with ``synchronous=FULL`` in WAL mode, so a
-process killed at any instant either has the whole certified block or none of it.
+log position), ``snapshots`` (full state every K blocks), ``txindex`` (transaction id ->
+height of its receipt), ``evidence`` (equivocation, faults). A block row, its snapshot and
+its index rows are written in one SQLite transaction with ``synchronous=FULL`` in WAL mode,
+so a process killed at any instant either has the whole certified block or none of it, and
+everything the API serves after a restart is read from here (bounded memory).
+``gridledger verify-chain`` checks every row of every table (``node.verify``).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cbor2
+
+from gridledger.errors import MalformedEncoding
 from gridledger.ledger import codec
 from gridledger.ledger.genesis import Genesis
 
@@ -32,7 +38,13 @@ CREATE TABLE IF NOT EXISTS evidence (
     id INTEGER PRIMARY KEY AUTOINCREMENT, height INTEGER NOT NULL, kind TEXT NOT NULL,
     body BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS txindex (
+    tx     BLOB PRIMARY KEY,
+    height INTEGER NOT NULL,
+    ok     INTEGER NOT NULL
+) WITHOUT ROWID;
 """
+TXINDEX_READY = "txindex"  # meta key: the index covers every stored block
 STORE_SUFFIX = ".sqlite"
 
 
@@ -46,19 +58,66 @@ class StoredBlock:
     log_end: int
 
     def tx_list(self) -> list[bytes]:
-        return list(codec.decode(self.txs))
+        txs = codec.decode(self.txs)
+        if not isinstance(txs, list) or not all(type(t) is bytes for t in txs):
+            raise MalformedEncoding(f"block {self.height}: txs is not a list of byte strings")
+        return txs
+
+
+def index_entries(receipts: bytes) -> list[tuple[bytes, bool]]:
+    """(transaction id, ok) of each receipt in an encoded ``BlockResult``, in block order."""
+    return [(bytes(r["tx"]), bool(r["ok"])) for r in cbor2.loads(receipts)["txs"]]
+
+
+def index_rows(entries: Sequence[tuple[bytes, bool]], height: int) -> list[tuple[bytes, int, int]]:
+    """The index rows of one block. A transaction ordered twice (submitted through two
+    validators) fails its second run (replayed nonce): the first run's receipt is the one
+    to serve, so within a block a successful receipt wins over a failed one."""
+    rows: dict[bytes, tuple[bytes, int, int]] = {}
+    for tx, ok in entries:
+        if ok or tx not in rows:
+            rows[tx] = (tx, height, int(ok))
+    return list(rows.values())
+
+
+# across blocks: a later successful receipt replaces a failed one, never the other way
+UPSERT_INDEX = ("INSERT INTO txindex VALUES (?, ?, ?) ON CONFLICT(tx) DO UPDATE SET "
+                "height=excluded.height, ok=excluded.ok WHERE excluded.ok=1")
 
 
 class BlockStore:
     """A validator's durable ledger."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        """Open (and create, unless ``readonly``) the store at ``path``. A read-only store
+        never writes to the file (checkers such as ``verify-chain`` open stores so)."""
         self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                      isolation_level=None, check_same_thread=False)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        if self.get_meta(TXINDEX_READY) is None:
+            self._rebuild_index()
+
+    def _rebuild_index(self) -> None:
+        """Index every stored block (stores written before the index existed)."""
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute("DELETE FROM txindex")
+            for h, receipts in self.db.execute("SELECT height, receipts FROM blocks ORDER BY height"):
+                cur.executemany(UPSERT_INDEX, index_rows(index_entries(bytes(receipts)), int(h)))
+            cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (TXINDEX_READY, b"1"))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -84,12 +143,15 @@ class BlockStore:
     # -- blocks --------------------------------------------------------------
     def append_block(self, height: int, header: bytes, txs: list[bytes], receipts: bytes,
                      cert: bytes, log_end: int, snapshot: bytes | None = None) -> None:
-        """Write one certified block (and optionally a snapshot) atomically."""
+        """Write one certified block, its transaction index rows (and optionally a
+        snapshot) atomically."""
+        rows = index_rows(index_entries(receipts), height)
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             cur.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
                         (height, header, codec.encode(txs), receipts, cert, log_end))
+            cur.executemany(UPSERT_INDEX, rows)
             if snapshot is not None:
                 cur.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?)", (height, snapshot))
             cur.execute("COMMIT")
@@ -112,13 +174,29 @@ class BlockStore:
             yield StoredBlock(int(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]),
                               bytes(row[4]), int(row[5]))
 
+    def tx_height(self, tx_id: bytes) -> int | None:
+        """Height of the block holding ``tx_id``'s receipt (the successful one if any)."""
+        row = self.db.execute("SELECT height FROM txindex WHERE tx=?", (tx_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def index(self) -> Iterator[tuple[bytes, int, bool]]:
+        """Every transaction index row (tx id, height, ok), by tx id."""
+        for tx, h, ok in self.db.execute("SELECT tx, height, ok FROM txindex ORDER BY tx"):
+            yield bytes(tx), int(h), bool(ok)
+
+    def snapshot_heights(self) -> list[int]:
+        return [int(h) for (h,) in self.db.execute("SELECT height FROM snapshots ORDER BY height")]
+
+    def snapshot_bytes(self, height: int) -> bytes | None:
+        row = self.db.execute("SELECT state FROM snapshots WHERE height=?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
     def latest_snapshot(self) -> tuple[int, dict[bytes, bytes]] | None:
         row = self.db.execute(
             "SELECT height, state FROM snapshots ORDER BY height DESC LIMIT 1").fetchone()
         if row is None:
             return None
-        pairs = codec.decode(bytes(row[1]))
-        return int(row[0]), {bytes(k): bytes(v) for k, v in pairs}
+        return int(row[0]), decode_snapshot(bytes(row[1]))
 
     # -- evidence ------------------------------------------------------------
     def add_evidence(self, height: int, kind: str, body: dict[str, Any]) -> None:
@@ -132,3 +210,22 @@ class BlockStore:
 
 def encode_snapshot(items: list[tuple[bytes, bytes]]) -> bytes:
     return codec.encode([[k, v] for k, v in items])
+
+
+def decode_snapshot(raw: bytes) -> dict[bytes, bytes]:
+    """Strict: canonical CBOR list of [key, value] byte-string pairs, keys strictly ascending
+    (the only encoding ``encode_snapshot`` produces); raises ``MalformedEncoding``."""
+    pairs = codec.decode(raw)
+    if not isinstance(pairs, list):
+        raise MalformedEncoding("snapshot is not a list of [key, value] pairs")
+    out: dict[bytes, bytes] = {}
+    last: bytes | None = None
+    for p in pairs:
+        if (not isinstance(p, list) or len(p) != 2 or type(p[0]) is not bytes
+                or type(p[1]) is not bytes):
+            raise MalformedEncoding("snapshot entry is not a [key, value] pair of byte strings")
+        if last is not None and p[0] <= last:
+            raise MalformedEncoding("snapshot keys are not strictly ascending")
+        last = p[0]
+        out[last] = p[1]
+    return out

@@ -4,8 +4,12 @@ configurable fault.
 Faults, for THREATS.md row 4 (``byzantine-validator``): ``wrong-root`` signs a header whose
 state root was altered; ``equivocate`` signs both the true header and an altered one;
 ``garbage`` sends a vote whose signature is random bytes; ``silent`` sends nothing (an
-offline validator). The validator still executes correctly, so its own store stays correct;
-only what it tells the others is bad.
+offline validator, no votes and no ticks); ``relabel`` votes correctly and also replays the
+previous height's certificate votes (the other validators' real signatures) relabelled as
+this height's; ``forge-tick`` votes correctly but ticks a century ahead, in its own name and
+in another validator's; ``far-future`` votes correctly and also sends signed votes for a
+height a million blocks ahead. The validator still executes correctly, so its own store
+stays correct; only what it tells the others is bad.
 
 A validator votes under its index in the set that certifies the block (the set in the
 state before the block, ``Application.validator_keys``), found by its public key; when its
@@ -23,6 +27,7 @@ from pathlib import Path
 from gridledger.crypto.sig import SigningKey
 from gridledger.errors import BlockError, StateRootMismatch
 from gridledger.ledger.app import Application
+from gridledger.crypto.sig import address_of
 from gridledger.ledger.block import Certificate, Header, Vote, sign_vote
 from gridledger.ledger.execute import BlockResult, SigCheck, default_sig_check
 from gridledger.ledger.genesis import Genesis
@@ -30,8 +35,11 @@ from gridledger.ledger.modules import Module
 from gridledger.ledger.state import State
 from gridledger.node.orderer import CutBlock
 from gridledger.node.store import BlockStore, encode_snapshot
+from gridledger.node.ticks import Tick, sign_tick
 
-FAULTS = ("wrong-root", "equivocate", "garbage", "silent")
+FAULTS = ("wrong-root", "equivocate", "garbage", "silent", "relabel", "forge-tick", "far-future")
+CENTURY_MS = 100 * 365 * 86_400 * 1000
+FAR_AHEAD = 10**6
 
 
 def restore_app(store: BlockStore, genesis: Genesis,
@@ -85,7 +93,7 @@ class Validator:
         self.store.set_meta("validator_index", str(index).encode())
         self.app, self.log_end = restore_app(self.store, genesis, modules)
         self._pending: tuple[Header, BlockResult, CutBlock] | None = None
-        self._last_result = BlockResult([])
+        self.last_result = BlockResult([])  # of the last block this validator stored
         self.diverged = False
 
     @property
@@ -107,14 +115,46 @@ class Validator:
         idx = self.vote_index()
         if idx is None or self.fault == "silent":
             return []
-        if self.fault is None:
-            return [sign_vote(self.key, header, idx)]
+        honest = sign_vote(self.key, header, idx)
+        if self.fault is None or self.fault == "forge-tick":
+            return [honest]
         forged = replace(header, state_root=bytes(32))
         if self.fault == "wrong-root":
             return [sign_vote(self.key, forged, idx)]
         if self.fault == "equivocate":
-            return [sign_vote(self.key, header, idx), sign_vote(self.key, forged, idx)]
-        return [Vote(header.height, header.hash, idx, os.urandom(3309))]
+            return [honest, sign_vote(self.key, forged, idx)]
+        if self.fault == "relabel":
+            return [honest, *self._relabelled(header)]
+        if self.fault == "far-future":
+            ahead = replace(header, height=header.height + FAR_AHEAD)
+            return [honest, sign_vote(self.key, ahead, idx),
+                    replace(honest, height=header.height + FAR_AHEAD)]
+        return [Vote(header.chain_id, header.height, header.hash, idx, os.urandom(3309))]
+
+    def _relabelled(self, header: Header) -> list[Vote]:
+        """The parent's certificate votes (real signatures of the others) relabelled as
+        votes at ``header.height``: for the parent's header, and for this one."""
+        parent = self.store.block(header.height - 1)
+        if parent is None:
+            return []
+        cert = Certificate.decode(parent.cert)
+        return [Vote(header.chain_id, header.height, h, i, sig)
+                for i, sig in cert.votes for h in (cert.header_hash, header.hash)]
+
+    def ticks(self, time_ms: int) -> list[Tick]:
+        """The ticks this validator puts in the log at its clock's ``time_ms`` (faults
+        change them); none when it is not in the current validator set."""
+        if self.vote_index() is None or self.fault == "silent":
+            return []
+        chain = self.app.chain_id
+        if self.fault != "forge-tick":
+            return [sign_tick(self.key, chain, time_ms)]
+        ahead = sign_tick(self.key, chain, time_ms + CENTURY_MS)
+        others = [address_of(a, pk) for a, pk in self.app.validator_keys()
+                  if address_of(a, pk) != self.key.address]
+        # in another validator's name (its own signature, so it verifies under nothing)
+        impersonated = [replace(ahead, signer=others[0])] if others else []
+        return [ahead, *impersonated, sign_tick(self.key, "another-chain", time_ms + CENTURY_MS)]
 
     def finalize(self, cert: Certificate) -> bool:
         """Store the pending block under ``cert`` if it certifies our header.
@@ -131,7 +171,7 @@ class Validator:
             self.diverged = True
             return False
         self.app.commit()
-        self._last_result = result
+        self.last_result = result
         snapshot = None
         if self.snapshot_every and header.height % self.snapshot_every == 0:
             snapshot = encode_snapshot(self.app.state.snapshot_items())

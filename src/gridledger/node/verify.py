@@ -1,11 +1,21 @@
-"""``verify-chain``: replay a ledger store from genesis and check every byte.
+"""``verify-chain``: replay a ledger store from genesis and check every byte a node reads.
 
-For each block: height and ``prev_hash`` link, ``tx_root`` over the stored transactions,
-the header's validator-set hash and quorum certificate against the validator set of the
-parent state (so sets changed by governance are followed: each height is checked against
-the set active at it), re-execution giving the header's ``state_root`` and
-``receipts_root``, and the stored receipts equal to the recomputed ones. Snapshots are checked against their block's state root. The first failure
-is named with its height and reason.
+The store is opened read-only. Every row of every table is checked:
+
+* ``meta``: the genesis document builds an application; the validator index and the index
+  flag are well formed; no other keys.
+* ``blocks``: height and ``prev_hash`` link, strict decoding (header, certificate,
+  transactions: one encoding each), ``tx_root`` over the stored transactions, the header's
+  validator-set hash and quorum certificate against the validator set of the parent state
+  (sets changed by governance are followed), re-execution giving the header's
+  ``state_root`` and ``receipts_root``, and the stored receipts byte-equal to the
+  recomputed ones.
+* ``snapshots``: each one, at any height, byte-equal to the replayed state at its height.
+* ``txindex``: exactly the rows the stored receipts give.
+* ``evidence``: each row decodes; equivocation evidence is two valid votes of the named
+  validator (in the set of that height) for two headers at that height.
+
+The first failure is named with its table, row and height.
 """
 
 from __future__ import annotations
@@ -13,14 +23,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gridledger.errors import GridLedgerError
+from gridledger.ledger import codec
 from gridledger.ledger.app import Application
-from gridledger.ledger.block import Certificate, Header, tx_root, verify_certificate
+from gridledger.ledger.block import (
+    Certificate,
+    Header,
+    tx_root,
+    verify_certificate,
+    verify_vote_signature,
+)
+from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules import Module
 from gridledger.ledger.modules.registry.keeper import keys_hash
-from gridledger.ledger.state import State
-from gridledger.node.store import STORE_SUFFIX, BlockStore
+from gridledger.node.store import (
+    STORE_SUFFIX,
+    TXINDEX_READY,
+    BlockStore,
+    encode_snapshot,
+    index_entries,
+    index_rows,
+)
+
+TABLES = ("meta", "blocks", "snapshots", "evidence", "txindex")
 
 
 @dataclass(frozen=True)
@@ -30,80 +57,162 @@ class VerifyReport:
     state_root: bytes
     bad_height: int | None = None
     reason: str = ""
+    table: str = ""
 
     @property
     def ok(self) -> bool:
         return self.bad_height is None
 
 
-def verify_store(path: str | Path, modules: Sequence[Module] | None = None) -> VerifyReport:
-    """Replay one SQLite store; never raises for bad content, reports it."""
-    path = Path(path)
-    store = BlockStore(path)
+class _Bad(Exception):
+    """A finding: the table, row and height of the first bad byte."""
+
+    def __init__(self, table: str, row: str, height: int, what: str) -> None:
+        super().__init__(f"{table} row {row}: {what}")
+        self.table, self.height = table, height
+
+
+def _check_evidence(row: int, height: int, kind: str, body: Any, chain_id: str,
+                    keys: Sequence[tuple[str, bytes]]) -> None:
+    where = ("evidence", f"id {row}", height)
+    if kind == "fault":
+        if (not isinstance(body, dict) or sorted(body) != ["reason", "validator"]
+                or type(body["validator"]) is not int or type(body["reason"]) is not str):
+            raise _Bad(*where, "fault evidence is not {validator, reason}")
+        return
+    if kind != "equivocation":
+        raise _Bad(*where, f"unknown evidence kind {kind!r}")
     try:
-        genesis = store.genesis()
-        if genesis is None:
-            return VerifyReport(path, 0, b"", 0, "no genesis document in store")
+        i, hashes, sigs = body["validator"], body["header_hashes"], body["sigs"]
+        ok_shape = (sorted(body) == ["header_hashes", "height", "sigs", "validator"]
+                    and body["height"] == height and type(i) is int and 0 <= i < len(keys)
+                    and len(hashes) == 2 == len(sigs) and hashes[0] != hashes[1])
+    except (TypeError, KeyError):
+        ok_shape = False
+    if not ok_shape:
+        raise _Bad(*where, "equivocation evidence is not two votes of one validator of this height")
+    alg, pk = keys[i]
+    if not all(type(h) is bytes and type(s) is bytes
+               and verify_vote_signature(alg, pk, chain_id, height, h, s)
+               for h, s in zip(hashes, sigs)):
+        raise _Bad(*where, f"equivocation evidence: a vote does not verify under validator {i}'s key")
+
+
+def _replay(store: BlockStore, modules: Sequence[Module] | None) -> tuple[int, bytes]:
+    """Check everything; returns (blocks, final state root) or raises ``_Bad``."""
+    tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    missing = [t for t in TABLES if t not in tables]
+    if missing:
+        raise _Bad(missing[0], "-", 0, "table missing: not a ledger store")
+    meta = {str(k): bytes(v) for k, v in store.db.execute("SELECT key, value FROM meta")}
+    for key, value in sorted(meta.items()):
+        if key == "validator_index" and not value.isdigit():
+            raise _Bad("meta", key, 0, "validator index is not a number")
+        if key == TXINDEX_READY and value != b"1":
+            raise _Bad("meta", key, 0, "index flag is not 1")
+        if key not in ("genesis", "validator_index", TXINDEX_READY):
+            raise _Bad("meta", key, 0, "unknown meta key")
+    if "genesis" not in meta:
+        raise _Bad("meta", "genesis", 0, "no genesis document in store")
+    try:
+        genesis = Genesis.decode(meta["genesis"])
+        app = Application(genesis, modules)
+    except Exception as exc:
+        raise _Bad("meta", "genesis", 0, f"genesis does not build: {exc}") from exc
+
+    snapshots = set(store.snapshot_heights())
+    evidence: dict[int, list[tuple[int, str, Any]]] = {}
+    for rid, h, kind, body in store.db.execute("SELECT id, height, kind, body FROM evidence ORDER BY id"):
         try:
-            app = Application(genesis, modules)
+            obj = codec.decode(bytes(body))
         except GridLedgerError as exc:
-            return VerifyReport(path, 0, b"", 0, f"genesis does not build: {exc}")
-        expected = 1
-        roots: dict[int, bytes] = {}
-        for blk in store.blocks(1):
-            h = blk.height
-            if h != expected:
-                return VerifyReport(path, expected - 1, app.state.root(), expected,
-                                    f"block {expected} is missing (next stored is {h})")
-            try:
-                header = Header.decode(blk.header)
-                cert = Certificate.decode(blk.cert)
-                txs = blk.tx_list()
-            except Exception as exc:
-                return VerifyReport(path, h - 1, app.state.root(), h, f"undecodable: {exc}")
-            if header.height != h or header.chain_id != app.chain_id:
-                return VerifyReport(path, h - 1, app.state.root(), h, "header height/chain id")
-            if header.prev_hash != app.last_hash:
-                return VerifyReport(path, h - 1, app.state.root(), h,
-                                    "prev_hash does not link to the previous block")
-            if header.tx_root != tx_root(txs):
-                return VerifyReport(path, h - 1, app.state.root(), h,
-                                    "tx_root does not match the stored transactions")
-            keys = app.validator_keys()  # the set active at height h (state after h - 1)
-            if header.validator_set_hash != keys_hash(keys):
-                return VerifyReport(path, h - 1, app.state.root(), h,
-                                    "validator_set_hash is not the active validator set")
-            try:
-                verify_certificate(header, cert, keys)
-            except GridLedgerError as exc:
-                return VerifyReport(path, h - 1, app.state.root(), h, f"certificate: {exc}")
-            try:
-                got, result = app.finalize_block(txs, header.slot_time)
-            except GridLedgerError as exc:
-                return VerifyReport(path, h - 1, app.state.root(), h, f"execution: {exc}")
-            if got.state_root != header.state_root:
-                app.discard()
-                return VerifyReport(path, h - 1, app.state.root(), h,
-                                    "re-execution gives a different state_root")
-            if got.receipts_root != header.receipts_root or result.encode_receipts() != blk.receipts:
-                app.discard()
-                return VerifyReport(path, h - 1, app.state.root(), h,
-                                    "receipts differ from re-execution")
-            if got.hash != header.hash:
-                app.discard()
-                return VerifyReport(path, h - 1, app.state.root(), h, "header fields differ")
-            app.commit()
-            roots[h] = header.state_root
-            expected += 1
-        snap = store.latest_snapshot()
-        if snap is not None:
-            sh, data = snap
-            if roots.get(sh) != State(data).root():
-                return VerifyReport(path, expected - 1, app.state.root(), sh,
-                                    f"snapshot at height {sh} does not match its block")
-        return VerifyReport(path, expected - 1, app.state.root())
+            raise _Bad("evidence", f"id {rid}", int(h), f"undecodable: {exc}") from exc
+        evidence.setdefault(int(h), []).append((int(rid), str(kind), obj))
+    index: dict[bytes, tuple[int, int]] = {}
+    expected = 1
+    for blk in store.blocks(1):
+        h = blk.height
+        where = ("blocks", f"height {h}", h)
+        if h != expected:
+            raise _Bad("blocks", f"height {expected}", expected,
+                       f"block {expected} is missing (next stored is {h})")
+        try:
+            header = Header.decode(blk.header)
+            cert = Certificate.decode(blk.cert)
+            txs = blk.tx_list()
+        except GridLedgerError as exc:
+            raise _Bad(*where, f"undecodable: {exc}") from exc
+        if header.height != h or header.chain_id != app.chain_id:
+            raise _Bad(*where, "header height/chain id")
+        if header.prev_hash != app.last_hash:
+            raise _Bad(*where, "prev_hash does not link to the previous block")
+        if header.tx_root != tx_root(txs):
+            raise _Bad(*where, "tx_root does not match the stored transactions")
+        if blk.log_end < 0:  # a position in the orderer's log (an embedded run starts at 0)
+            raise _Bad(*where, f"log position {blk.log_end} is negative")
+        keys = app.validator_keys()  # the set active at height h (state after h - 1)
+        if header.validator_set_hash != keys_hash(keys):
+            raise _Bad(*where, "validator_set_hash is not the active validator set")
+        try:
+            verify_certificate(header, cert, keys)
+        except GridLedgerError as exc:
+            raise _Bad(*where, f"certificate: {exc}") from exc
+        for rid, kind, body in evidence.pop(h, []):
+            _check_evidence(rid, h, kind, body, app.chain_id, keys)
+        try:
+            got, result = app.finalize_block(txs, header.slot_time)
+        except GridLedgerError as exc:
+            raise _Bad(*where, f"execution: {exc}") from exc
+        if got.state_root != header.state_root:
+            app.discard()
+            raise _Bad(*where, "re-execution gives a different state_root")
+        if got.receipts_root != header.receipts_root or result.encode_receipts() != blk.receipts:
+            app.discard()
+            raise _Bad(*where, "receipts differ from re-execution")
+        if got.hash != header.hash:
+            app.discard()
+            raise _Bad(*where, "header fields differ")
+        app.commit()
+        for tx, rh, ok in index_rows(index_entries(blk.receipts), h):
+            if ok or tx not in index:
+                index[tx] = (rh, ok)
+        if h in snapshots:
+            snapshots.discard(h)
+            if store.snapshot_bytes(h) != encode_snapshot(app.state.snapshot_items()):
+                raise _Bad("snapshots", f"height {h}", h,
+                           f"state does not match the replayed state of block {h}")
+        expected += 1
+    tip = expected - 1
+    for h in sorted(snapshots):
+        raise _Bad("snapshots", f"height {h}", h, f"snapshot without a stored block {h}")
+    for h, rows in sorted(evidence.items()):
+        if h != tip + 1:  # evidence of the height that did not finalise (a halt) is allowed
+            raise _Bad("evidence", f"id {rows[0][0]}", h, f"evidence for height {h} beyond the tip {tip}")
+        for rid, kind, body in rows:
+            _check_evidence(rid, h, kind, body, app.chain_id, app.validator_keys())
+    stored = {tx: (h, int(ok)) for tx, h, ok in store.index()}
+    for tx in sorted(set(stored) | set(index)):
+        if stored.get(tx) != index.get(tx):
+            h = (index.get(tx) or stored[tx])[0]
+            raise _Bad("txindex", f"tx {tx.hex()[:16]}…", h,
+                       f"index says {stored.get(tx)}, the receipts say {index.get(tx)}")
+    return tip, app.state.root()
+
+
+def verify_store(path: str | Path, modules: Sequence[Module] | None = None) -> VerifyReport:
+    """Check one SQLite store (opened read-only); never raises for bad content, reports it."""
+    path = Path(path)
+    try:
+        store = BlockStore(path, readonly=True)
+    except Exception as exc:  # not a SQLite file at all
+        return VerifyReport(path, 0, b"", 0, f"store unreadable: {exc}", "-")
+    try:
+        blocks, root = _replay(store, modules)
+        return VerifyReport(path, blocks, root)
+    except _Bad as bad:
+        return VerifyReport(path, max(0, bad.height - 1), b"", bad.height, str(bad), bad.table)
     except Exception as exc:  # a corrupt SQLite file is a finding, not a crash
-        return VerifyReport(path, 0, b"", 0, f"store unreadable: {exc}")
+        return VerifyReport(path, 0, b"", 0, f"store unreadable: {exc}", "-")
     finally:
         store.close()
 

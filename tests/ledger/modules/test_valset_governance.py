@@ -7,7 +7,7 @@ import pytest
 from gridledger.crypto.sig import SigningKey
 from gridledger.errors import InvariantViolation
 from gridledger.ledger.app import Application
-from gridledger.ledger.block import VOTE_CONTEXT, Header
+from gridledger.ledger.block import VOTE_CONTEXT, Header, vote_message
 from gridledger.ledger.execute import NONCE, run_invariants
 from gridledger.ledger.genesis import make_genesis
 from gridledger.ledger.modules.governance.keeper import open_ids, proposal
@@ -243,10 +243,25 @@ def test_removal_with_equivocation_evidence_and_the_removed_validator_loses_its_
     bad = net.v[4]
     h1 = Header(CHAIN, 7, bytes(32), 0, bytes(32), bytes(32), bytes(32), bytes(32))
     h2 = Header(CHAIN, 7, bytes(32), 0, bytes(32), b"\x01" * 32, bytes(32), bytes(32))
-    ev = {"height": 7, "header_hashes": [h1.hash, h2.hash],
-          "sigs": [bad.sign(h1.hash, VOTE_CONTEXT), bad.sign(h2.hash, VOTE_CONTEXT)]}
-    forged = {**ev, "sigs": [ev["sigs"][0], net.v[0].sign(h2.hash, VOTE_CONTEXT)]}
+    def vote(key, h: Header) -> bytes:
+        return key.sign(vote_message(CHAIN, h.height, h.hash), VOTE_CONTEXT)
+
+    ev = {"height": 7, "header_hashes": [h1.hash, h2.hash], "sigs": [vote(bad, h1), vote(bad, h2)]}
+    forged = {**ev, "sigs": [ev["sigs"][0], vote(net.v[0], h2)]}
     failed(net.one(net.v[0], REMOVE, {"validator": bad.address, "evidence": forged})[0],
+           "bad-evidence", "")
+    # framing an honest validator: its real votes at heights 6 and 7, relabelled as two
+    # votes at height 7, do not verify (the height is inside the signed bytes) ...
+    h6 = Header(CHAIN, 6, bytes(32), 0, bytes(32), b"\x06" * 32, bytes(32), bytes(32))
+    framed = {"height": 7, "header_hashes": [h6.hash, h1.hash], "sigs": [vote(net.v[3], h6), vote(net.v[3], h1)]}
+    failed(net.one(net.v[0], REMOVE, {"validator": net.v[3].address, "evidence": framed})[0],
+           "bad-evidence", "")
+    # ... nor do bare signatures over header hashes (the old vote format), nor another chain's votes
+    bare = {**ev, "sigs": [bad.sign(h1.hash, VOTE_CONTEXT), bad.sign(h2.hash, VOTE_CONTEXT)]}
+    failed(net.one(net.v[0], REMOVE, {"validator": bad.address, "evidence": bare})[0],
+           "bad-evidence", "")
+    other = {**ev, "sigs": [bad.sign(vote_message("other-chain", 7, h.hash), VOTE_CONTEXT) for h in (h1, h2)]}
+    failed(net.one(net.v[0], REMOVE, {"validator": bad.address, "evidence": other})[0],
            "bad-evidence", "")
     failed(net.one(net.v[0], REMOVE, {"validator": bad.address,
                                       "evidence": {**ev, "header_hashes": [h1.hash, h1.hash]}})[0],

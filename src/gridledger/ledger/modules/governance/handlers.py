@@ -18,7 +18,7 @@ from typing import Any
 
 from gridledger.crypto.sig import address_of, verify_signature
 from gridledger.errors import RejectedTx
-from gridledger.ledger.block import VOTE_CONTEXT, quorum
+from gridledger.ledger.block import quorum, verify_vote_signature
 from gridledger.ledger.context import BlockContext, TxContext
 from gridledger.ledger.modules.governance import keeper
 from gridledger.ledger.modules.governance.errors import (
@@ -151,8 +151,10 @@ class Handlers:
         self._create(state, ctx, "add", addr, msg.alg, msg.pk, msg.name, current)
 
     def propose_remove(self, state: State, ctx: TxContext, msg: ProposeRemove) -> None:
-        """``governance/propose_remove_validator`` by a validator. The vote decides, not
-        the evidence: header hashes alone do not prove the two headers share a height.
+        """``governance/propose_remove_validator`` by a validator. Evidence is two votes of
+        the target's key at ``evidence.height`` on this chain (a vote signs chain id, height
+        and header hash, so votes of other heights or chains cannot be passed off as
+        evidence); the vote of the validators decides, not the evidence.
         Rules ``not-validator``, ``unknown-validator``, ``bad-evidence``,
         ``proposal-exists``, ``too-many-proposals``, ``last-validator``, ``min-validators``."""
         current = self._require_member(state, ctx.sender)
@@ -163,7 +165,8 @@ class Handlers:
             raise UnknownValidator("the validator has no participant record")
         if msg.evidence is not None:
             for h, s in zip(msg.evidence.header_hashes, msg.evidence.sigs, strict=True):
-                if not verify_signature(rec.alg, rec.pk, h, s, VOTE_CONTEXT):
+                if not verify_vote_signature(rec.alg, rec.pk, ctx.block.chain_id,
+                                             msg.evidence.height, h, s):
                     raise BadEvidence("a vote does not verify under the validator's key")
         self._check_room(state, msg.validator)
         self._create(state, ctx, "remove", msg.validator, rec.alg, rec.pk, rec.name, current,
