@@ -43,6 +43,7 @@ def test_submit_commit_and_query(env):
     assert len(cert["votes"]) >= 3
     st = http.get("/v1/status").json()
     assert st["height"] == 1 and st["chain_id"] == "test-chain"
+    assert acct["height"] == 1  # every read names the certified height it is from
 
 
 def test_proof_from_api_verifies_as_a_light_client(env):
@@ -73,10 +74,16 @@ def test_tampered_signature_and_bad_json(env):
     obj["body"]["amount_micro"] = 99
     r = http.post("/v1/tx", json={"tx": codec.encode(obj).hex()})
     assert r.status_code == 403 and r.json()["rule"] == "bad-signature"
-    for bad in ('{"tx": "zz"}', "not json", '{"nope": 1}'):
+    # requests that do not match the schema: 422, rule bad-request
+    for bad in ('{"tx": "zz"}', "not json", '{"nope": 1}', '{"tx": ""}', '{"tx": "00", "x": 1}'):
         r = http.post("/v1/tx", content=bad, headers={"content-type": "application/json"})
-        assert r.status_code == 400 and r.json()["rule"] == "bad-request"
-    assert http.get("/v1/accounts/abcd").status_code == 400
+        assert r.status_code == 422 and r.json()["rule"] == "bad-request", bad
+    r = http.post("/v1/tx", content=b"x", headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and r.json()["rule"] == "unsupported-media-type"
+    for path in ("/v1/accounts/abcd", "/v1/accounts/0", "/v1/blocks/0", "/v1/tx/zz",
+                 "/v1/events?limit=" + "9" * 40, f"/v1/state/{'00' * 300}"):
+        r = http.get(path)
+        assert r.status_code == 422 and r.json()["rule"] == "bad-request", path
     assert http.get("/v1/blocks/99").json()["rule"] == "unknown-block"
 
 

@@ -97,6 +97,30 @@ def test_four_processes_finalise_survive_kills_and_catch_up(network):
         blk = httpx.get(f"http://127.0.0.1:{p}/v1/blocks/{h}", timeout=5).json()
         roots.add(blk["header"]["state_root"])
     assert len(roots) == 1
+    # the restarted validator serves receipts of transactions committed before its restart
+    rec = httpx.get(f"http://127.0.0.1:{ports[2]}/v1/tx/{r['receipt']['tx']}", timeout=5)
+    assert rec.status_code == 200 and rec.json()["receipt"]["ok"]
+
+    # two of four stopped: no quorum. A transfer is ordered and executed by the other two,
+    # but nothing of it is served before its block is certified (issue 18.1)
+    for i in (2, 3):
+        procs[i].send_signal(signal.SIGKILL)
+        procs[i].wait(timeout=10)
+    before = c1.account(keys[3].address)
+    pending = c1.transfer(keys[3].address, 777)
+    time.sleep(3)  # ordered, executed by 0 and 1, waiting for votes that never come
+    for p in (ports[0], ports[1]):
+        acct = httpx.get(f"http://127.0.0.1:{p}/v1/accounts/{keys[3].address.hex()}", timeout=5).json()
+        st = _status(p)
+        assert acct["balance_micro"] == before["balance_micro"] and acct["height"] <= st["height"]
+        blk = httpx.get(f"http://127.0.0.1:{p}/v1/blocks/{st['height']}", timeout=5).json()
+        assert st["state_root"] == blk["header"]["state_root"]
+        assert httpx.get(f"http://127.0.0.1:{p}/v1/tx/{pending['tx_hash']}", timeout=5).status_code == 404
+    procs[2] = _start(dirs[2], cluster.urls[1:], ports[2])
+    procs[3] = _start(dirs[3], cluster.urls[1:], ports[3])
+    _wait(lambda: httpx.get(f"http://127.0.0.1:{ports[0]}/v1/tx/{pending['tx_hash']}", timeout=5)
+          .status_code == 200, 90, "the pending transfer to be certified")
+    assert c1.account(keys[3].address)["balance_micro"] == before["balance_micro"] + 777
 
     # stop everything cleanly and verify every store from genesis
     stop_processes(procs, timeout_s=20)
@@ -179,12 +203,11 @@ def test_partitioned_validator_stops_then_rejoins_and_catches_up(tmp_path):
         cluster.stop()
 
 
-@pytest.mark.parametrize("network", [{3: "relabel"}, {3: "forge-tick"}, {3: "far-future"}],
-                         indirect=True)
+@pytest.mark.parametrize("network", [{3: "relabel,forge-tick,far-future"}], indirect=True)
 def test_one_byzantine_process_neither_halts_nor_frames(network):
     """Issue 21.1 on NATS: a validator process that relabels the others' votes to the next
-    height, ticks a century ahead (in its own and another validator's name), or votes for
-    heights a million blocks ahead. The chain keeps finalising, its time stays the honest
+    height, ticks a century ahead (in its own and another validator's name), and votes for
+    heights a million blocks ahead (all three at once: one network run). The chain keeps finalising, its time stays the honest
     validators' time, nobody honest is named, and no node holds votes beyond its window."""
     cluster, dirs, ports, procs, net = network
     keys = [load_key(net / "participants" / f"p{i}.key.json", PASS) for i in range(2)]

@@ -126,7 +126,8 @@ def test_votes_relabelled_to_another_height_neither_certify_nor_frame():
     assert t2.offenders == {0: "vote for another height or chain"} and not t2.voted
 
 
-@pytest.mark.parametrize("fault", ["relabel", "forge-tick", "far-future"])
+@pytest.mark.parametrize("fault", ["relabel", "forge-tick", "far-future",
+                                   "relabel,forge-tick,far-future"])
 @pytest.mark.parametrize("who", [0, 3])
 def test_one_byzantine_validator_neither_halts_nor_frames(tmp_path, fault, who):
     """Issue 21.1 through the embedded network: relabelled votes, forged ticks (a century

@@ -1,26 +1,35 @@
-"""The GridLedger HTTP API.
+"""The GridLedger HTTP API. The OpenAPI spec it serves is the contract.
 
-Every rejection is a 4xx whose JSON body names the rule broken (``{"rule": ..., "detail":
-...}``), with the status chosen by the kind of problem: 413 too large, 400 malformed or
-invalid, 403 not authorised / bad signature / classical key, 409 nonce conflicts, 429 quota
-or mempool full, 404 unknown objects.
+* Every read is answered from the node's last certified state and names its ``height``.
+* Every input is bounded in the schema (path patterns and lengths, integer ranges, body
+  sizes), and bodies are limited while they stream (``api.limits``).
+* Every status a route can answer is documented with its body: a rejection is always
+  ``{"rule": ..., "detail": ...}``, the rule being the stable name a receipt of a failed
+  transaction carries. 413 too large, 415 unsupported media type, 422 a request that does
+  not match the schema, 404 unknown objects; a transaction refused by the ledger's rules
+  gets the status of its rule (``STATUS_BY_RULE``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Path, Request
+import cbor2
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gridledger.api.limits import BodyLimit
 from gridledger.api.service import NodeService
-from gridledger.errors import GridLedgerError, RejectedTx
-from gridledger.ledger.tx import MAX_TX_BYTES
+from gridledger.crypto.hashing import sha3_256
+from gridledger.errors import RejectedTx
+from gridledger.ledger.tx import MAX_TX_BYTES, decode_tx
 
 STATUS_BY_RULE = {
     "oversize": 413, "malformed-encoding": 400, "wrong-chain": 400, "invalid-body": 400,
@@ -28,26 +37,159 @@ STATUS_BY_RULE = {
     "unauthorized": 403, "replayed-nonce": 409, "nonce-gap": 409, "quota-exceeded": 429,
     "mempool-full": 429, "insufficient-funds": 402,
 }
+MAX_BATCH_TXS = 1000
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+MAX_JSON_TX_BYTES = 2 * MAX_TX_BYTES + 64
+MAX_EVENT_STREAMS = 32
+MAX_EVENTS = 100_000
+HEX64 = "^[0-9a-fA-F]{64}$"
+MAX_KEY_BYTES = 256
 
 
-class SubmitJson(BaseModel):
-    tx: str = Field(description="The signed transaction's canonical CBOR bytes, hex encoded.",
-                    max_length=2 * MAX_TX_BYTES + 2, pattern="^([0-9a-fA-F]{2})*$")
-
-
+# -- bodies ------------------------------------------------------------------------------------
 class Rejection(BaseModel):
+    """Every 4xx/5xx body: the rule broken, and what was wrong."""
+
     rule: str
     detail: str
 
 
+class SubmitJson(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tx: str = Field(description="The signed transaction's canonical CBOR bytes, hex encoded.",
+                    min_length=2, max_length=2 * MAX_TX_BYTES, pattern="^([0-9a-fA-F]{2})+$")
+
+
 class Accepted(BaseModel):
-    tx_hash: str
+    tx_hash: str = Field(description="Transaction id (hash of the signed content).")
     sender: str
     nonce: int
     kind: str
 
 
-Height = Annotated[int, Path(ge=1, le=2**62, description="Block height (genesis is 0; blocks start at 1)")]
+class BatchItem(BaseModel):
+    """Per submitted transaction: its id, or the rule that refused it."""
+
+    tx_hash: str | None = None
+    rule: str | None = None
+    detail: str | None = None
+
+
+class BatchResults(BaseModel):
+    results: list[BatchItem]
+
+
+class Status(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    chain_id: str
+    height: int = Field(description="Last certified height; every value here is from it.")
+    state_root: str
+    block_hash: str
+    slot_time: int
+    validators: int
+    validator_index: int
+    vote_index: int | None
+    mempool: int
+    offenders: dict[str, list[str]]
+
+
+class Certified(BaseModel):
+    """A value read from the certified state at ``height``."""
+
+    model_config = ConfigDict(extra="allow")
+    height: int
+
+
+class Account(BaseModel):
+    height: int
+    address: str
+    balance_micro: int
+    locked_micro: int
+    nonce: int
+    participant: dict[str, Any]
+
+
+class StateValue(BaseModel):
+    height: int
+    key: str
+    value: Any
+
+
+class ProofJson(BaseModel):
+    key: str
+    value: str
+    bucket: int
+    index: int
+    bucket_size: int
+    bucket_path: list[str]
+    top_path: list[str]
+
+
+class Proof(BaseModel):
+    height: int
+    state_root: str = Field(description="The state root of block `height` (certified).")
+    proof: ProofJson
+
+
+class HeaderJson(BaseModel):
+    chain_id: str
+    height: int
+    prev_hash: str
+    slot_time: int
+    tx_root: str
+    state_root: str
+    receipts_root: str
+    validator_set_hash: str
+
+
+class Block(BaseModel):
+    header: HeaderJson
+    hash: str
+    txs: list[str]
+    receipts: dict[str, Any]
+
+
+class CertVote(BaseModel):
+    validator: int
+    sig: str
+
+
+class CertificateJson(BaseModel):
+    height: int
+    header_hash: str
+    votes: list[CertVote]
+
+
+class BlockEvent(BaseModel):
+    """The ``data`` of an event-stream ``block`` event: a finalized (certified) block."""
+
+    type: str = Field(pattern="^block$")
+    height: int
+    hash: str
+    slot_time: int
+    txs: int
+    ok: int
+    events: list[dict[str, Any]]
+
+
+SSE_SCHEMA = {"type": "object", "required": ["data"], "properties": {
+    "event": {"type": "string", "enum": ["block"]},
+    "data": {"type": "string", "contentMediaType": "application/json",
+             "contentSchema": BlockEvent.model_json_schema()}}}
+
+
+class TxReceipt(BaseModel):
+    height: int
+    receipt: dict[str, Any]
+
+
+# -- parameters ------------------------------------------------------------------------------
+Height = Annotated[int, Path(ge=1, le=2**62, description="Block height (blocks start at 1)")]
+Address = Annotated[str, Path(pattern=HEX64, description="32-byte address, hex")]
+TxId = Annotated[str, Path(pattern=HEX64, description="32-byte transaction id, hex")]
+StateKey = Annotated[str, Path(min_length=2, max_length=2 * MAX_KEY_BYTES,
+                               pattern=f"^([0-9a-fA-F]{{2}}){{1,{MAX_KEY_BYTES}}}$",
+                               description="State key, hex")]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -60,19 +202,30 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _hex(value: str, name: str, length: int | None = None) -> bytes:
+def _reject(status: int, rule: str, detail: str) -> HTTPException:
+    return HTTPException(status, {"rule": rule, "detail": detail})
+
+
+def _docs(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the rejection statuses a route can answer."""
+    return {s: {"model": Rejection} for s in statuses}
+
+
+def _tx_id(raw: bytes) -> str:
+    """A block entry's transaction id (``Tx.id``); the wire hash if it does not decode."""
     try:
-        b = bytes.fromhex(value)
-    except ValueError:
-        raise HTTPException(400, {"rule": "bad-request", "detail": f"{name} must be hex"})
-    if length is not None and len(b) != length:
-        raise HTTPException(400, {"rule": "bad-request", "detail": f"{name} must be {length} bytes"})
-    return b
+        return decode_tx(raw).id.hex()
+    except RejectedTx:
+        return sha3_256(raw).hex()
 
 
-def create_app(node: NodeService) -> FastAPI:
+def create_app(node: NodeService) -> Any:
+    """The API over ``node``, wrapped in the streaming body limits (an ASGI app)."""
     api = FastAPI(title="GridLedger", version="1",
-                  description="Post-quantum ledger and transactive energy market.")
+                  description="Post-quantum ledger and transactive energy market. Every read "
+                              "is from the last certified block and names its height.")
+    active = [0]  # event streams open
+    counted = threading.Lock()
 
     @api.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -91,131 +244,158 @@ def create_app(node: NodeService) -> FastAPI:
         msg = errs[0].get("msg", "invalid request") if errs else "invalid request"
         return JSONResponse({"rule": "bad-request", "detail": f"{where}: {msg}"}, status_code=422)
 
-    responses: dict[int | str, dict[str, Any]] = {
-        s: {"model": Rejection} for s in (400, 402, 403, 409, 413, 429)}
-
     tx_body = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": SubmitJson.model_json_schema()},
-        "application/cbor": {"schema": {"type": "string", "format": "binary"}}}}}
+        "application/cbor": {"schema": {"type": "string", "format": "binary",
+                                        "maxLength": MAX_TX_BYTES}}}}}
 
-    @api.post("/v1/tx", status_code=202, response_model=Accepted, responses=responses,
+    async def _body_tx(request: Request) -> bytes:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = await request.body()  # already bounded by BodyLimit
+        if ctype == "application/cbor":
+            return body
+        if ctype != "application/json":
+            raise _reject(415, "unsupported-media-type",
+                          "send application/json {\"tx\": hex} or application/cbor bytes")
+        try:
+            return bytes.fromhex(SubmitJson.model_validate_json(body).tx)
+        except ValidationError as exc:
+            raise _reject(422, "bad-request",
+                          f"expected JSON {{\"tx\": hex}}: {exc.errors()[0]['msg']}") from exc
+
+    @api.post("/v1/tx", status_code=202, response_model=Accepted,
+              responses=_docs(400, 402, 403, 409, 413, 415, 422, 429, 503),
               summary="Submit a signed transaction (JSON hex, or raw application/cbor body)",
               openapi_extra=tx_body)
     async def submit(request: Request) -> Accepted:
-        ctype = request.headers.get("content-type", "")
-        body = await request.body()
-        if len(body) > 2 * MAX_TX_BYTES + 64:
-            raise HTTPException(413, {"rule": "oversize", "detail": f"request over {2 * MAX_TX_BYTES} bytes"})
-        if ctype.startswith("application/cbor"):
-            raw = body
-        else:
-            try:
-                payload = SubmitJson.model_validate_json(body)
-            except Exception as exc:
-                raise HTTPException(400, {"rule": "bad-request",
-                                          "detail": f"expected JSON {{\"tx\": hex}}: {str(exc)[:200]}"})
-            raw = bytes.fromhex(payload.tx)
+        raw = await _body_tx(request)
         try:
             tx = await asyncio.to_thread(node.submit, raw)
         except RejectedTx as exc:
-            raise HTTPException(STATUS_BY_RULE.get(exc.rule, 400), {"rule": exc.rule, "detail": exc.detail})
+            raise _reject(STATUS_BY_RULE.get(exc.rule, 400), exc.rule, exc.detail) from exc
         return Accepted(tx_hash=tx.id.hex(), sender=tx.sender.hex(), nonce=tx.nonce, kind=tx.kind)
 
-    @api.post("/v1/txs", summary="Submit up to 1,000 signed transactions (CBOR array of byte strings)",
-              responses={400: {"model": Rejection}, 413: {"model": Rejection}},
+    @api.post("/v1/txs", response_model=BatchResults, responses=_docs(400, 413, 415, 503),
+              summary=f"Submit up to {MAX_BATCH_TXS:,} signed transactions (CBOR array of byte strings)",
               openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/cbor": {"schema": {"type": "string", "format": "binary"}}}}})
-    async def submit_many(request: Request) -> dict[str, Any]:
+                  "application/cbor": {"schema": {"type": "string", "format": "binary",
+                                                  "maxLength": MAX_BATCH_BYTES}}}}})
+    async def submit_many(request: Request) -> BatchResults:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/cbor":
+            raise _reject(415, "unsupported-media-type", "send a CBOR array (application/cbor)")
         body = await request.body()
-        if len(body) > 1000 * (MAX_TX_BYTES + 8):
-            raise HTTPException(413, {"rule": "oversize", "detail": "batch over 1,000 maximal transactions"})
         try:
-            import cbor2
-
             raws = cbor2.loads(body)
-            if not isinstance(raws, list) or not all(isinstance(r, bytes) for r in raws):
-                raise ValueError("not an array of byte strings")
-        except Exception as exc:
-            raise HTTPException(400, {"rule": "bad-request", "detail": f"expected a CBOR array of "
-                                                                      f"transaction bytes: {exc}"})
-        if len(raws) > 1000:
-            raise HTTPException(413, {"rule": "oversize", "detail": "at most 1,000 transactions per batch"})
+        except Exception as exc:  # cbor2 raises several types for bad input
+            raise _reject(400, "bad-request", f"not CBOR: {str(exc)[:200]}") from exc
+        if not isinstance(raws, list) or not all(isinstance(r, bytes) for r in raws):
+            raise _reject(400, "bad-request", "expected a CBOR array of transaction byte strings")
+        if len(raws) > MAX_BATCH_TXS:
+            raise _reject(413, "oversize", f"at most {MAX_BATCH_TXS:,} transactions per batch")
         results = await asyncio.to_thread(node.submit_many, raws)
-        return {"results": [{"rule": r.rule, "detail": r.detail} if isinstance(r, RejectedTx)
-                            else {"tx_hash": r.id.hex()} for r in results]}
+        return BatchResults(results=[
+            BatchItem(rule=r.rule, detail=r.detail) if isinstance(r, RejectedTx)
+            else BatchItem(tx_hash=r.id.hex()) for r in results])
 
-    @api.get("/v1/status", summary="Chain id, height, state root, validators")
+    @api.get("/v1/status", response_model=Status,
+             summary="Chain id, last certified height and its state root, validators")
     def status() -> dict[str, Any]:
         return node.status()
 
-    @api.get("/v1/validators", summary="Active validator set, quorum, open validator-set proposals")
+    @api.get("/v1/validators", response_model=Certified,
+             summary="Active validator set, quorum, open validator-set proposals")
     def validators() -> dict[str, Any]:
         height, (view,) = node.query(["validators"])
         return {"height": height, **_jsonable(view)}
 
-    @api.get("/v1/accounts/{address}", summary="Balance, locked funds, nonce and registry record")
-    def account(address: str) -> dict[str, Any]:
-        addr = _hex(address, "address", 32).hex()
+    @api.get("/v1/accounts/{address}", response_model=Account, responses=_docs(404, 422),
+             summary="Balance, locked funds, next nonce and registry record")
+    def account(address: Address) -> dict[str, Any]:
+        addr = address.lower()
         height, (p, bal, nonce) = node.query([f"participant/{addr}", f"balance/{addr}", f"nonce/{addr}"])
         if p is None:
-            raise HTTPException(404, {"rule": "unknown-account", "detail": f"{address} is not registered"})
+            raise _reject(404, "unknown-account", f"{address} is not registered")
         return {"height": height, "address": addr, **bal, "nonce": nonce,
                 "participant": _jsonable({k: v for k, v in p.items() if k != "pk"})}
 
-    @api.get("/v1/state/{key}", summary="Raw state value (decoded) for a hex key")
-    def state_value(key: str) -> dict[str, Any]:
-        k = _hex(key, "key")
-        height, (v,) = node.query([f"raw/{k.hex()}"])
+    @api.get("/v1/state/{key}", response_model=StateValue, responses=_docs(404, 422),
+             summary="Raw state value (decoded) for a hex key")
+    def state_value(key: StateKey) -> dict[str, Any]:
+        k = key.lower()
+        height, (v,) = node.query([f"raw/{k}"])
         if v is None:
-            raise HTTPException(404, {"rule": "unknown-key", "detail": "no such state key"})
-        return {"height": height, "key": k.hex(), "value": _jsonable(v)}
+            raise _reject(404, "unknown-key", "no such state key")
+        return {"height": height, "key": k, "value": _jsonable(v)}
 
-    @api.get("/v1/proofs/{key}", summary="Membership proof of a state key against the state root")
-    def proof(key: str) -> dict[str, Any]:
-        k = _hex(key, "key")
+    @api.get("/v1/proofs/{key}", response_model=Proof, responses=_docs(404, 422),
+             summary="Membership proof of a state key against the certified state root")
+    def proof(key: StateKey) -> dict[str, Any]:
         try:
-            height, root, pr = node.prove(k)
-        except KeyError:
-            raise HTTPException(404, {"rule": "unknown-key", "detail": "no such state key"})
+            height, root, pr = node.prove(bytes.fromhex(key))
+        except KeyError as exc:
+            raise _reject(404, "unknown-key", "no such state key") from exc
         return {"height": height, "state_root": root.hex(), "proof": pr.to_json()}
 
-    @api.get("/v1/blocks/{height}", summary="A certified block: header, transactions, receipts")
+    @api.get("/v1/blocks/{height}", response_model=Block, responses=_docs(404, 422),
+             summary="A certified block: header, transaction ids, receipts")
     def block(height: Height) -> dict[str, Any]:
         got = node.block(height)
         if got is None:
-            raise HTTPException(404, {"rule": "unknown-block", "detail": f"no block {height}"})
+            raise _reject(404, "unknown-block", f"no block {height}")
         header, txs, receipts, _cert = got
         return {"header": _jsonable(header.to_obj()), "hash": header.hash.hex(),
                 "txs": [_tx_id(t) for t in txs], "receipts": _jsonable(receipts)}
 
-    @api.get("/v1/blocks/{height}/certificate", summary="The block's quorum certificate")
+    @api.get("/v1/blocks/{height}/certificate", response_model=CertificateJson,
+             responses=_docs(404, 422), summary="The block's quorum certificate")
     def certificate(height: Height) -> dict[str, Any]:
         got = node.block(height)
         if got is None:
-            raise HTTPException(404, {"rule": "unknown-block", "detail": f"no block {height}"})
+            raise _reject(404, "unknown-block", f"no block {height}")
         cert = got[3]
         return {"height": cert.height, "header_hash": cert.header_hash.hex(),
                 "votes": [{"validator": i, "sig": s.hex()} for i, s in cert.votes]}
 
-    @api.get("/v1/tx/{tx_hash}", summary="Receipt of a committed transaction")
-    def receipt(tx_hash: str) -> dict[str, Any]:
-        h = _hex(tx_hash, "tx_hash", 32)
-        got = node.receipt(h)
+    @api.get("/v1/tx/{tx_hash}", response_model=TxReceipt, responses=_docs(404, 422),
+             summary="Receipt and height of a committed transaction")
+    def receipt(tx_hash: TxId) -> dict[str, Any]:
+        got = node.receipt(bytes.fromhex(tx_hash))
         if got is None:
-            raise HTTPException(404, {"rule": "unknown-tx", "detail": "not committed (yet)"})
+            raise _reject(404, "unknown-tx", "not committed (yet)")
         return {"height": got[0], "receipt": _jsonable(got[1])}
 
-    @api.get("/v1/events", summary="Server-sent events: one 'block' event per finalized block")
-    async def events(request: Request, limit: int = 0) -> StreamingResponse:
+    @api.get("/v1/events", response_class=StreamingResponse,
+             responses={200: {"description": "Server-sent events: `event: block`, `data: {json}`"
+                                             " (keep-alive comments every 15 s)",
+                              "content": {"text/event-stream": {"itemSchema": SSE_SCHEMA}}},
+                        **_docs(422, 429)},
+             summary="Server-sent events: one 'block' event per finalized (certified) block")
+    async def events(request: Request,
+                     limit: Annotated[int, Query(ge=0, le=MAX_EVENTS, description=(
+                         "Stop after this many events (0: until the client disconnects)"))] = 0,
+                     ) -> StreamingResponse:
+        if active[0] >= MAX_EVENT_STREAMS:
+            raise _reject(429, "too-many-streams",
+                          f"at most {MAX_EVENT_STREAMS} event streams at a time")
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         loop = asyncio.get_running_loop()
 
+        def enqueue(ev: dict[str, Any]) -> None:
+            if not queue.full():  # a reader that falls 1,000 blocks behind loses events
+                queue.put_nowait(ev)
+
         def push(ev: dict[str, Any]) -> None:
-            loop.call_soon_threadsafe(lambda: queue.full() or queue.put_nowait(ev))
+            loop.call_soon_threadsafe(enqueue, ev)
 
-        cancel = node.subscribe(push)
-
-        async def gen() -> Any:
+        async def gen() -> AsyncIterator[str]:
+            # subscribe and count inside the generator: its ``finally`` is what runs when
+            # the client goes away, so nothing leaks however the stream ends
+            with counted:
+                if active[0] >= MAX_EVENT_STREAMS:
+                    return
+                active[0] += 1
+            cancel = node.subscribe(push)
             sent = 0
             try:
                 while limit <= 0 or sent < limit:
@@ -223,30 +403,17 @@ def create_app(node: NodeService) -> FastAPI:
                         break
                     try:
                         ev = await asyncio.wait_for(queue.get(), timeout=15)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield ": keep-alive\n\n"
                         continue
                     yield f"event: {ev['type']}\ndata: {json.dumps(ev)}\n\n"
                     sent += 1
             finally:
                 cancel()
+                with counted:
+                    active[0] -= 1
 
         return StreamingResponse(gen(), media_type="text/event-stream")
 
-    @api.exception_handler(GridLedgerError)
-    async def _gl(_req: Request, exc: GridLedgerError) -> JSONResponse:
-        return JSONResponse({"rule": type(exc).__name__, "detail": str(exc)}, status_code=400)
-
-    return api
-
-
-def _tx_id(raw: bytes) -> str:
-    """A block entry's transaction id (``Tx.id``); the wire hash if it does not decode."""
-    from gridledger.crypto.hashing import sha3_256
-    from gridledger.errors import RejectedTx
-    from gridledger.ledger.tx import decode_tx
-
-    try:
-        return decode_tx(raw).id.hex()
-    except RejectedTx:
-        return sha3_256(raw).hex()
+    return BodyLimit(api, {("POST", "/v1/tx"): MAX_JSON_TX_BYTES,
+                           ("POST", "/v1/txs"): MAX_BATCH_BYTES})

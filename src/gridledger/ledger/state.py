@@ -187,10 +187,10 @@ def verify_absence(state_root: bytes, proof: AbsenceProof) -> bool:
 
 @dataclass(frozen=True)
 class Detached:
-    """The writes of a detached transaction: final values (None = deleted) and the roots
-    of the buckets they touch, as they were when it was detached."""
+    """The writes of a detached transaction: final values with their entry hashes (None =
+    deleted) and the roots of the buckets they touch, as they were when it was detached."""
 
-    values: dict[bytes, bytes | None]
+    values: dict[bytes, tuple[bytes, bytes] | None]
     roots: dict[int, tuple[bytes, bytes]]
     writes_at: int
 
@@ -309,17 +309,25 @@ class State:
 
         A node executes a block, detaches it while the validators vote, and attaches it
         once certified: in between, the state is the last certified one (what queries must
-        see, as ABCI's Query does), not the pending block's. The bucket roots computed for
-        the pending header travel along, so ``attach`` does not rehash them.
+        see, as ABCI's Query does), not the pending block's. The entry hashes and bucket
+        roots computed for the pending header travel along, so ``attach`` hashes nothing.
         """
         if len(self._marks) != 1:
             raise ValueError("detach needs exactly one open transaction")
         self.root()
-        written = dict.fromkeys(k for k, _ in self._journal[self._marks[0]:])
-        values = {k: self._data.get(k) for k in written}
-        buckets = {bucket_of(k) for k in written}
+        mark = self._marks.pop()
+        originals: dict[bytes, bytes | None] = {}
+        for key, old in self._journal[mark:]:
+            originals.setdefault(key, old)  # the value before the transaction
+        del self._journal[mark:]
+        values: dict[bytes, tuple[bytes, bytes] | None] = {}
+        for key in originals:
+            value = self._data.get(key)
+            values[key] = None if value is None else (value, self._buckets[bucket_of(key)][key])
+        buckets = {bucket_of(k) for k in originals}
         roots = {b: (self._bucket_roots[b], self._top_leaves[b]) for b in buckets}
-        self.rollback()
+        for key, old in originals.items():
+            self._put(key, None if old is None else (old, entry_hash(key, old)))
         return Detached(values, roots, self._writes)
 
     def attach(self, detached: Detached) -> None:
@@ -327,16 +335,28 @@ class State:
         if self._marks:
             raise ValueError("attach inside an open transaction")
         unchanged = self._writes == detached.writes_at
-        for k, v in detached.values.items():
-            if v is None:
-                self.delete(k)
-            else:
-                self.set(k, v)
+        self._writes += 1
+        for key, entry in detached.values.items():
+            self._put(key, entry)
         if unchanged:  # nothing wrote since the detach: the pending roots are exact
             for b, (root, leaf) in detached.roots.items():
                 self._bucket_roots[b] = root
                 self._top_leaves[b] = leaf
                 self._dirty.discard(b)
+
+    def _put(self, key: bytes, entry: tuple[bytes, bytes] | None) -> None:
+        """Set ``key`` to ``(value, its entry hash)`` or delete it (None), unjournalled."""
+        b = bucket_of(key)
+        if entry is None:
+            if self._data.pop(key, None) is not None:
+                self._keys.remove(key)
+            self._buckets[b].pop(key, None)
+        else:
+            if key not in self._data:
+                self._keys.add(key)
+            self._data[key] = entry[0]
+            self._buckets[b][key] = entry[1]
+        self._dirty.add(b)
 
     # -- commitment ----------------------------------------------------------
     def _bucket_leaves(self, b: int) -> list[bytes]:

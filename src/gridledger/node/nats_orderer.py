@@ -9,9 +9,11 @@ through several validators (message id = its hash), a batch or tick re-published
 failed acknowledgement (message id = the entry's hash), enter the log once.
 
 ``GL_<chain>_VOTES`` (subjects ``gl.<chain>.votes.<height>``): one subject per height, so a
-validator follows only the heights it works on (``follow_votes``, one ordered consumer per
-height, delivering the votes stored so far and then new ones). Votes published for heights
-far ahead are never read into memory until the chain gets there.
+validator follows only the heights it works on (``follow_votes``): the votes stored for a
+height are fetched by subject when it is followed, new ones arrive on one long-lived
+consumer of all vote subjects, which drops heights nobody follows without decoding them.
+Votes published for heights far ahead are never read into memory until the chain gets
+there.
 
 nats-py is asyncio; this class runs its loop on a private thread and offers the same
 synchronous ``Orderer`` protocol as ``LocalOrderer``.
@@ -59,6 +61,7 @@ class NatsOrderer:
         self.replicas = replicas
         self.timeout_s = timeout_s
         self._entries: list[Entry] = []
+        self._followers: dict[int, list[Callable[[bytes], None]]] = {}
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
@@ -74,6 +77,7 @@ class NatsOrderer:
 
     async def _connect(self) -> None:
         import nats
+        from nats.js.api import DeliverPolicy
 
         async def quiet(_e: Exception) -> None:
             # reconnects and failovers are expected (fault tests); the client retries
@@ -94,6 +98,10 @@ class NatsOrderer:
                                           subject(self.chain_id, "votes") + ".*")
                 await self._js.subscribe(subject(self.chain_id), cb=self._on_msg,
                                          ordered_consumer=True, stream=stream_name(self.chain_id))
+                # new votes only: a height's stored votes are fetched when it is followed
+                await self._js.subscribe(subject(self.chain_id, "votes") + ".*", cb=self._on_vote,
+                                         ordered_consumer=True, deliver_policy=DeliverPolicy.NEW,
+                                         stream=stream_name(self.chain_id, "VOTES"))
                 return
             except Exception:
                 if loop.time() > deadline:
@@ -175,36 +183,56 @@ class NatsOrderer:
         self._call(go())
 
     def follow_votes(self, height: int, deliver: Callable[[bytes], None]) -> Callable[[], None]:
-        """An ordered consumer of ``height``'s subject: every stored vote, then new ones."""
-        async def cb(msg: Any) -> None:
-            deliver(msg.data)
-
-        async def sub() -> Any:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.timeout_s * 3
-            while True:  # ride out a stream leader election after a server failure
-                try:
-                    return await self._js.subscribe(
-                        vote_subject(self.chain_id, height), cb=cb, ordered_consumer=True,
-                        stream=stream_name(self.chain_id, "VOTES"))
-                except Exception:
-                    if loop.time() > deadline:
-                        raise
-                    await asyncio.sleep(0.3)
-
-        handle = self._call(sub())
+        """Every stored vote of ``height`` (fetched by subject), then new ones as they come
+        (one long-lived consumer of all vote subjects serves every followed height)."""
+        with self._cond:
+            self._followers.setdefault(height, []).append(deliver)
 
         def stop() -> None:
-            async def unsub() -> None:
-                try:
-                    await handle.unsubscribe()
-                except Exception:
-                    return  # connection closing or already gone: nothing left to stop
+            with self._cond:
+                subs = self._followers.get(height, [])
+                if deliver in subs:
+                    subs.remove(deliver)
+                if not subs:
+                    self._followers.pop(height, None)
 
-            if self._loop.is_running():
-                asyncio.run_coroutine_threadsafe(unsub(), self._loop)
-
+        try:
+            self._call(self._fetch_votes(height, deliver))
+        except BaseException:
+            stop()
+            raise
         return stop
+
+    async def _fetch_votes(self, height: int, deliver: Callable[[bytes], None]) -> None:
+        from nats.js.errors import NotFoundError
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s * 3
+        seq = 1
+        while True:
+            try:
+                msg = await self._js.get_msg(stream_name(self.chain_id, "VOTES"), seq=seq,
+                                             subject=vote_subject(self.chain_id, height), next=True)
+            except NotFoundError:
+                return  # no more stored votes of this height
+            except Exception:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.3)  # a stream leader election: try again
+                continue
+            if msg.data:
+                deliver(msg.data)
+            seq = int(msg.seq) + 1
+
+    async def _on_vote(self, msg: Any) -> None:
+        try:
+            height = int(msg.subject.rsplit(".", 1)[1])
+        except (ValueError, IndexError):
+            return
+        with self._cond:
+            followers = list(self._followers.get(height, ()))
+        for deliver in followers:  # heights nobody follows are not even decoded
+            deliver(msg.data)
 
     def close(self) -> None:
         async def shut() -> None:

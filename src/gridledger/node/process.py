@@ -106,7 +106,8 @@ class ValidatorProcess:
         return {"mempool": len(self.mempool), "log_length": self.orderer.length(),
                 "offenders": {str(k): sorted(v) for k, v in list(self.offenders.items())},
                 "votes_rejected": self.board.rejected, "vote_heights_open": self.board.heights(),
-                "votes_held": self.board.held()}
+                "votes_held": self.board.held(),
+                "awaiting_certificate": None if self._inflight is None else self._inflight.height}
 
     # block pipeline ---------------------------------------------------------
     def step(self) -> bool:
@@ -286,13 +287,9 @@ class ValidatorProcess:
             self.validator.close()
 
     def _start_api(self) -> Any:
-        import uvicorn
-
         from gridledger.api import create_app
+        from gridledger.api.limits import make_server
 
-        app = create_app(self.service)
-        config = uvicorn.Config(app, host=self.cfg.http_host, port=self.cfg.http_port,
-                                log_level="warning", lifespan="off")
-        server = uvicorn.Server(config)
+        server = make_server(create_app(self.service), self.cfg.http_host, self.cfg.http_port)
         threading.Thread(target=server.run, daemon=True).start()
         return server

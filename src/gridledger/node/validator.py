@@ -8,8 +8,9 @@ offline validator, no votes and no ticks); ``relabel`` votes correctly and also 
 previous height's certificate votes (the other validators' real signatures) relabelled as
 this height's; ``forge-tick`` votes correctly but ticks a century ahead, in its own name and
 in another validator's; ``far-future`` votes correctly and also sends signed votes for a
-height a million blocks ahead. The validator still executes correctly, so its own store
-stays correct; only what it tells the others is bad.
+height a million blocks ahead. Several may be combined, comma-separated
+(``relabel,forge-tick``). The validator still executes correctly, so its own store stays
+correct; only what it tells the others is bad.
 
 A validator votes under its index in the set that certifies the block (the set in the
 state before the block, ``Application.validator_keys``), found by its public key; when its
@@ -82,8 +83,9 @@ class Validator:
     def __init__(self, index: int, key: SigningKey, genesis: Genesis, store_path: str | Path,
                  modules: Sequence[Module] | None = None, fault: str | None = None,
                  snapshot_every: int = 50) -> None:
-        if fault is not None and fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; choose from {FAULTS}")
+        unknown = set(fault.split(",")) - set(FAULTS) if fault is not None else set()
+        if unknown:
+            raise ValueError(f"unknown fault {sorted(unknown)}; choose from {FAULTS}")
         self.index = index
         self.key = key
         self.fault = fault
@@ -113,23 +115,30 @@ class Validator:
         """What this validator broadcasts for ``header`` (faults change it); nothing when
         it is not in the set that certifies ``header``."""
         idx = self.vote_index()
-        if idx is None or self.fault == "silent":
+        faults = self.faults
+        if idx is None or "silent" in faults:
             return []
         honest = sign_vote(self.key, header, idx)
-        if self.fault is None or self.fault == "forge-tick":
-            return [honest]
         forged = replace(header, state_root=bytes(32))
-        if self.fault == "wrong-root":
-            return [sign_vote(self.key, forged, idx)]
-        if self.fault == "equivocate":
-            return [honest, sign_vote(self.key, forged, idx)]
-        if self.fault == "relabel":
-            return [honest, *self._relabelled(header)]
-        if self.fault == "far-future":
+        if "wrong-root" in faults:
+            votes = [sign_vote(self.key, forged, idx)]
+        elif "equivocate" in faults:
+            votes = [honest, sign_vote(self.key, forged, idx)]
+        elif "garbage" in faults:
+            votes = [Vote(header.chain_id, header.height, header.hash, idx, os.urandom(3309))]
+        else:
+            votes = [honest]
+        if "relabel" in faults:
+            votes += self._relabelled(header)
+        if "far-future" in faults:
             ahead = replace(header, height=header.height + FAR_AHEAD)
-            return [honest, sign_vote(self.key, ahead, idx),
-                    replace(honest, height=header.height + FAR_AHEAD)]
-        return [Vote(header.chain_id, header.height, header.hash, idx, os.urandom(3309))]
+            votes += [sign_vote(self.key, ahead, idx), replace(honest, height=header.height + FAR_AHEAD)]
+        return votes
+
+    @property
+    def faults(self) -> frozenset[str]:
+        """The faults in force (``fault`` may name several, comma-separated)."""
+        return frozenset(self.fault.split(",")) if self.fault else frozenset()
 
     def _relabelled(self, header: Header) -> list[Vote]:
         """The parent's certificate votes (real signatures of the others) relabelled as
@@ -144,10 +153,10 @@ class Validator:
     def ticks(self, time_ms: int) -> list[Tick]:
         """The ticks this validator puts in the log at its clock's ``time_ms`` (faults
         change them); none when it is not in the current validator set."""
-        if self.vote_index() is None or self.fault == "silent":
+        if self.vote_index() is None or "silent" in self.faults:
             return []
         chain = self.app.chain_id
-        if self.fault != "forge-tick":
+        if "forge-tick" not in self.faults:
             return [sign_tick(self.key, chain, time_ms)]
         ahead = sign_tick(self.key, chain, time_ms + CENTURY_MS)
         others = [address_of(a, pk) for a, pk in self.app.validator_keys()

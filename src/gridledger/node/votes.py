@@ -109,7 +109,14 @@ class VoteBoard:
             if height in self._heights:
                 return
             slot = self._heights[height] = _Height(tuple(keys))
-        stop = self.orderer.follow_votes(height, lambda data: self._deliver(height, data))
+        try:
+            stop = self.orderer.follow_votes(height, lambda data: self._deliver(height, data))
+        except BaseException:
+            # not following it: forget the height, so the next ``open`` tries again
+            with self._cond:
+                if self._heights.get(height) is slot:
+                    del self._heights[height]
+            raise
         with self._cond:
             if self._heights.get(height) is slot:
                 slot.stop = stop
