@@ -41,7 +41,7 @@ PASS = "bench-network"
 def _start(node_dir: Path, urls: list[str], port: int) -> subprocess.Popen[bytes]:
     from gridledger.node.spawn import spawn_validator
 
-    return spawn_validator(node_dir, urls, port, PASS, "--tick-s", "0.2",  # type: ignore[no-any-return]
+    return spawn_validator(node_dir, urls, port, PASS, "--tick-s", "0.2",
                            "--quota-rate", "1e6", "--quota-burst", "1e6")
 
 

@@ -236,7 +236,7 @@ def node_start(
     http_host: Annotated[str, typer.Option(help="HTTP API address.")] = "127.0.0.1",
     tick_s: Annotated[float, typer.Option(help="Seconds between ticks.")] = 1.0,
     replicas: Annotated[int, typer.Option(help="JetStream replicas (3 on a 3-server cluster).")] = 3,
-    fault: Annotated[Optional[str], typer.Option(help="Attack lab only: wrong-root|equivocate|garbage|silent|relabel|forge-tick|far-future.")] = None,
+    fault: Annotated[Optional[str], typer.Option(help="Attack lab only: faults of node.validator.FAULTS, comma-separated.")] = None,
     quota_rate: Annotated[float, typer.Option(help="Admission quota per sender, tx/s (neutral reputation).")] = 20.0,
     quota_burst: Annotated[float, typer.Option(help="Admission burst per sender.")] = 200.0,
 ) -> None:
@@ -332,7 +332,6 @@ def node_evidence(
     'gridledger tx propose-validator --remove ADDR --evidence FILE' (one line per file)."""
     from gridledger.crypto.sig import address_of
     from gridledger.ledger.block import verify_vote_signature
-    from gridledger.ledger.modules.registry.keeper import validator_keys
     from gridledger.node.store import BlockStore
     from gridledger.node.validator import restore_app
 
@@ -344,7 +343,7 @@ def node_evidence(
         if genesis is None:
             raise GridLedgerError(f"{store} holds no genesis")
         app, _ = restore_app(st, genesis)
-        keys = validator_keys(app.state)
+        keys = app.validator_keys()
         for height, kind, body in st.evidence():
             if kind != "equivocation":
                 continue

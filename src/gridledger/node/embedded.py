@@ -8,17 +8,17 @@ the entry node run in a process pool, so the embedded network uses every core.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridledger.crypto.sig import SigningKey
+from gridledger.crypto.sig import SigningKey, verify_signature
 from gridledger.errors import BlockError, RejectedTx
 from gridledger.ledger.block import Certificate, Equivocation, Header, quorum
 from gridledger.ledger.execute import BlockResult, SigCheck, default_sig_check
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules import Module
-from gridledger.ledger.modules.registry.keeper import get_participant
 from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
 from gridledger.node.admission import Mempool, QuotaPolicy
 from gridledger.node.orderer import BlockCutter, CutBlock, Entry, LocalOrderer, Orderer
@@ -41,17 +41,21 @@ class FinalizedBlock:
 
 
 def block_sig_items(txs: Sequence[Tx], validator: Validator) -> list[tuple[str, bytes, bytes, bytes, bytes]]:
+    """What to verify for ``txs`` under the keys ``validator``'s committed state names
+    (unknown senders are left out: execution rejects them)."""
     items = []
     for tx in txs:
-        p = get_participant(validator.app.state, tx.sender)
-        if p is not None:
-            items.append((p["alg"], p["pk"], tx.signing_bytes, tx.sig, TX_CONTEXT))
+        try:
+            alg, pk = validator.app.signer_key(tx.sender)
+        except RejectedTx:
+            continue
+        items.append((alg, pk, tx.signing_bytes, tx.sig, TX_CONTEXT))
     return items
 
 
 def checks_from(items: Sequence[tuple[str, bytes, bytes, bytes, bytes]], oks: Sequence[bool]) -> SigCheck:
     """A ``SigCheck`` backed by a precomputed batch, verifying anything not in it."""
-    table = {(m, s, a, pk): ok for (a, pk, m, s, _c), ok in zip(items, oks)}
+    table = {(m, s, a, pk): ok for (a, pk, m, s, _c), ok in zip(items, oks, strict=True)}
 
     def check(tx: Tx, alg: str, pk: bytes) -> bool:
         hit = table.get((tx.signing_bytes, tx.sig, alg, pk))
@@ -145,10 +149,8 @@ class EmbeddedNetwork:
     def _run_block(self, blk: CutBlock) -> FinalizedBlock:
         txs: list[Tx] = []
         for raw in blk.txs:
-            try:
+            with contextlib.suppress(RejectedTx):  # execution records it in the receipt
                 txs.append(decode_tx(raw))
-            except RejectedTx:
-                pass  # execution records the rejection in the receipt
         # validators 1..n-1 check every signature themselves, in the pool, while the entry
         # validator executes with the signatures its admission already verified
         pending = []
@@ -158,8 +160,9 @@ class EmbeddedNetwork:
             pending.append((v, items, futs))
         headers = {0: self.entry.execute(blk, self.mempool.cache.check)}
         for v, items, futs in pending:
+            # items skip unknown senders, so they are checked from their own bytes
             oks = SigPool.gather(futs) if futs is not None else [
-                default_sig_check(t, a, pk) for t, (a, pk, *_r) in zip(txs, items)]
+                verify_signature(a, pk, m, sig, ctx) for a, pk, m, sig, ctx in items]
             headers[v.index] = v.execute(blk, checks_from(items, oks))
         keys = self.entry.app.validator_keys()
         tally = VoteTally(len(keys), self.genesis.chain_id, headers[0].height)
@@ -231,9 +234,10 @@ class EmbeddedNetwork:
 
 def reputation_quota(v: Validator) -> QuotaPolicy:
     """Admission quotas scaled by the ledger's reputation score (THREATS.md row 2 + row 6)."""
-    from gridledger.ledger.modules.reputation.keeper import reputation_of
+    def score(addr: bytes) -> int:
+        return int(v.app.query(f"reputation/score/{addr.hex()}")["score"])
 
-    return QuotaPolicy(reputation_of=lambda addr: reputation_of(v.app.state, addr))
+    return QuotaPolicy(reputation_of=score)
 
 
 def blk_height(headers: Mapping[int, Header]) -> int:

@@ -44,9 +44,9 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.client_port}"
 
     def start(self) -> None:
-        log = open(self.store_dir.parent / f"{self.name}.log", "ab")
-        self.proc = subprocess.Popen([nats_server_binary(), "-c", str(self.conf)],
-                                     stdout=log, stderr=subprocess.STDOUT)
+        with open(self.store_dir.parent / f"{self.name}.log", "ab") as log:  # the child keeps its own
+            self.proc = subprocess.Popen([nats_server_binary(), "-c", str(self.conf)],
+                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

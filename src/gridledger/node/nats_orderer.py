@@ -22,6 +22,7 @@ synchronous ``Orderer`` protocol as ``LocalOrderer``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -244,9 +245,7 @@ class NatsOrderer:
                 t.cancel()
             await asyncio.gather(*rest, return_exceptions=True)
 
-        try:
+        with contextlib.suppress(Exception):  # closing a broken connection: nothing to keep
             self._call(shut(), timeout=5)
-        except Exception:
-            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)

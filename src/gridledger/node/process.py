@@ -29,7 +29,6 @@ from gridledger.crypto.keystore import load_key
 from gridledger.errors import RejectedTx
 from gridledger.ledger.block import Certificate, Header, Vote
 from gridledger.ledger.genesis import Genesis
-from gridledger.ledger.modules.registry.keeper import get_participant
 from gridledger.ledger.tx import decode_tx
 from gridledger.node.admission import Mempool
 from gridledger.node.embedded import reputation_quota
@@ -198,7 +197,7 @@ class ValidatorProcess:
         """
         if self._pre_pos < self.cutter.pos:  # executed meanwhile: nothing to do there
             self._pre_pos, self._pre_off = self.cutter.pos, 0
-        state, cache = self.validator.app.state, self.mempool.cache
+        app, cache = self.validator.app, self.mempool.cache
         n = 0
         for e in self.orderer.read(self._pre_pos, 64):
             txs = e.txs()
@@ -211,10 +210,13 @@ class ValidatorProcess:
                     tx = decode_tx(raw)
                 except RejectedTx:
                     continue
-                p = get_participant(state, tx.sender)
-                if p is None or p["alg"] != tx.alg or cache.known(tx, p["alg"], p["pk"]):
+                try:
+                    alg, pk = app.signer_key(tx.sender)
+                except RejectedTx:
+                    continue  # unknown sender: execution rejects it without a signature check
+                if alg != tx.alg or cache.known(tx, alg, pk):
                     continue
-                cache.check(tx, p["alg"], p["pk"])
+                cache.check(tx, alg, pk)
                 n += 1
             self._pre_pos, self._pre_off = self._pre_pos + 1, 0
         return n

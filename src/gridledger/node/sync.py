@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from gridledger.errors import BlockError, StateRootMismatch
 from gridledger.ledger.block import Certificate, Header, tx_root, verify_certificate
-from gridledger.ledger.modules.registry.keeper import keys_hash
+from gridledger.ledger.valset import keys_hash
 from gridledger.node.store import BlockStore, StoredBlock, encode_snapshot
 from gridledger.node.validator import Validator
 

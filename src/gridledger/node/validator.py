@@ -25,10 +25,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from gridledger.crypto.sig import SigningKey
+from gridledger.crypto.sig import SigningKey, address_of
 from gridledger.errors import BlockError, StateRootMismatch
 from gridledger.ledger.app import Application
-from gridledger.crypto.sig import address_of
 from gridledger.ledger.block import Certificate, Header, Vote, sign_vote
 from gridledger.ledger.execute import BlockResult, SigCheck, default_sig_check
 from gridledger.ledger.genesis import Genesis

@@ -37,7 +37,7 @@ from gridledger.ledger.block import (
 )
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules import Module
-from gridledger.ledger.modules.registry.keeper import keys_hash
+from gridledger.ledger.valset import keys_hash
 from gridledger.node.store import (
     STORE_SUFFIX,
     TXINDEX_READY,
@@ -94,7 +94,7 @@ def _check_evidence(row: int, height: int, kind: str, body: Any, chain_id: str,
     alg, pk = keys[i]
     if not all(type(h) is bytes and type(s) is bytes
                and verify_vote_signature(alg, pk, chain_id, height, h, s)
-               for h, s in zip(hashes, sigs)):
+               for h, s in zip(hashes, sigs, strict=True)):
         raise _Bad(*where, f"equivocation evidence: a vote does not verify under validator {i}'s key")
 
 
