@@ -19,7 +19,8 @@ from gridledger.ledger.tx import TX_CONTEXT, decode_tx, signing_bytes
 from gridledger.node.nats_cluster import NatsCluster, free_port
 from gridledger.node.nats_orderer import NatsOrderer
 from gridledger.node.orderer import Entry
-from gridledger.node.process import init_network, spawn_validator, stop_processes
+from gridledger.node.network_files import init_network
+from gridledger.node.spawn import spawn_validator, stop_processes
 from tests.integration.test_network_processes import _status, _wait
 
 PASS = "integration-test"
