@@ -123,3 +123,33 @@ def test_event_stream_delivers_block_events(env):
 
     ev = json.loads(lines[1][len("data: "):])
     assert ev["height"] == 1 and ev["txs"] == 1 and ev["ok"] == 1
+
+
+def test_absent_key_gets_an_absence_proof(env):
+    from gridledger.ledger.state import AbsenceProof, verify_absence
+
+    chain, svc, http = env
+    key = b"bank/bal/" + b"\x07" * 32
+    body = http.get(f"/v1/proofs/{key.hex()}").json()
+    assert body["present"] is False and body["proof"] is None
+    assert verify_absence(bytes.fromhex(body["state_root"]), AbsenceProof.from_json(body["absence"]))
+    st = http.get("/v1/status").json()
+    assert body["height"] == st["height"] and body["state_root"] == st["state_root"]
+
+
+def test_every_rule_of_the_chain_maps_to_one_documented_status(env):
+    """Issue 12.2 / 18.6: each rule in the chain-wide registry has exactly one HTTP status
+    (its category's), and /v1/tx documents every one of those statuses."""
+    from gridledger.api.app import status_of
+    from gridledger.ledger.rules import CORE_RULES, category_of
+
+    chain, svc, http = env
+    rules = svc.rules()
+    names = [r.name for r in rules]
+    assert len(names) == len(set(names)) and {c.rule for c in CORE_RULES} <= set(names)
+    spec = http.get("/openapi.json").json()
+    documented = {int(s) for s in spec["paths"]["/v1/tx"]["post"]["responses"]}
+    for r in rules:
+        assert r.category is category_of(r.error)
+        assert status_of(r) in documented, (r.name, status_of(r))
+    assert len({(r.name, status_of(r)) for r in rules}) == len(rules)

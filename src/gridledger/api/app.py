@@ -7,7 +7,7 @@
   ``{"rule": ..., "detail": ...}``, the rule being the stable name a receipt of a failed
   transaction carries. 413 too large, 415 unsupported media type, 422 a request that does
   not match the schema, 404 unknown objects; a transaction refused by the ledger's rules
-  gets the status of its rule (``STATUS_BY_RULE``).
+  gets the status of its rule's category (``STATUS_BY_CATEGORY``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
 import cbor2
@@ -28,15 +28,50 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gridledger.api.limits import BodyLimit
 from gridledger.api.service import NodeService
 from gridledger.crypto.hashing import sha3_256
-from gridledger.errors import RejectedTx
+from gridledger.errors import (
+    BadSignature,
+    ClassicalKey,
+    InsufficientFunds,
+    InternalError,
+    InvalidBody,
+    MalformedEncoding,
+    MempoolFull,
+    NonceGap,
+    Oversize,
+    QuotaExceeded,
+    RejectedTx,
+    ReplayedNonce,
+    Unauthorized,
+    UnknownAlgorithm,
+    UnknownKind,
+    UnknownSender,
+    WrongChain,
+)
+from gridledger.ledger.rules import Rule, category_of
+from gridledger.ledger.state import MembershipProof
 from gridledger.ledger.tx import MAX_TX_BYTES, decode_tx
 
-STATUS_BY_RULE = {
-    "oversize": 413, "malformed-encoding": 400, "wrong-chain": 400, "invalid-body": 400,
-    "unknown-kind": 400, "bad-signature": 403, "classical-key": 403, "unknown-sender": 403,
-    "unauthorized": 403, "replayed-nonce": 409, "nonce-gap": 409, "quota-exceeded": 429,
-    "mempool-full": 429, "insufficient-funds": 402,
+STATUS_BY_CATEGORY: dict[type[RejectedTx], int] = {
+    Oversize: 413, MalformedEncoding: 400, WrongChain: 400, UnknownKind: 400,
+    UnknownAlgorithm: 400, InvalidBody: 400, ClassicalKey: 403, UnknownSender: 403,
+    BadSignature: 403, Unauthorized: 403, InsufficientFunds: 402, ReplayedNonce: 409,
+    NonceGap: 409, QuotaExceeded: 429, MempoolFull: 429, InternalError: 500,
 }
+"""One HTTP status per rule category (``ledger.rules``): every rule of the chain gets the
+status of its category — 400 the request's content is wrong, 402 money, 403 who may do it,
+409 nonce order, 413 size, 429 this node's quotas, 500 a defect of ours (``internal-error``)."""
+
+
+def status_of(rule: Rule) -> int:
+    """The HTTP status of a rejection by ``rule`` (KeyError: a category without one)."""
+    return STATUS_BY_CATEGORY[rule.category]
+
+
+def rule_statuses(rules: Sequence[Rule]) -> dict[str, int]:
+    """Rule name -> status, for every rule of the chain."""
+    return {r.name: status_of(r) for r in rules}
+
+
 MAX_BATCH_TXS = 1000
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 MAX_JSON_TX_BYTES = 2 * MAX_TX_BYTES + 64
@@ -125,10 +160,31 @@ class ProofJson(BaseModel):
     top_path: list[str]
 
 
+class NeighbourJson(BaseModel):
+    key: str
+    value: str
+    index: int
+    path: list[str]
+
+
+class AbsenceJson(BaseModel):
+    key: str
+    bucket: int
+    bucket_size: int
+    left: NeighbourJson | None
+    right: NeighbourJson | None
+    top_path: list[str]
+
+
 class Proof(BaseModel):
+    """``present``: a membership ``proof`` (``verify_membership``); otherwise an ``absence``
+    proof (``verify_absence``) — both against ``state_root``, the root of block ``height``."""
+
     height: int
     state_root: str = Field(description="The state root of block `height` (certified).")
-    proof: ProofJson
+    present: bool
+    proof: ProofJson | None
+    absence: AbsenceJson | None
 
 
 class HeaderJson(BaseModel):
@@ -224,6 +280,7 @@ def create_app(node: NodeService) -> Any:
     api = FastAPI(title="GridLedger", version="1",
                   description="Post-quantum ledger and transactive energy market. Every read "
                               "is from the last certified block and names its height.")
+    statuses = rule_statuses(node.rules())
     active = [0]  # event streams open
     counted = threading.Lock()
 
@@ -264,7 +321,7 @@ def create_app(node: NodeService) -> Any:
                           f"expected JSON {{\"tx\": hex}}: {exc.errors()[0]['msg']}") from exc
 
     @api.post("/v1/tx", status_code=202, response_model=Accepted,
-              responses=_docs(400, 402, 403, 409, 413, 415, 422, 429, 503),
+              responses=_docs(400, 402, 403, 409, 413, 415, 422, 429, 500, 503),
               summary="Submit a signed transaction (JSON hex, or raw application/cbor body)",
               openapi_extra=tx_body)
     async def submit(request: Request) -> Accepted:
@@ -272,7 +329,8 @@ def create_app(node: NodeService) -> Any:
         try:
             tx = await asyncio.to_thread(node.submit, raw)
         except RejectedTx as exc:
-            raise _reject(STATUS_BY_RULE.get(exc.rule, 400), exc.rule, exc.detail) from exc
+            status = statuses.get(exc.rule) or STATUS_BY_CATEGORY.get(category_of(type(exc)), 400)
+            raise _reject(status, exc.rule, exc.detail) from exc
         return Accepted(tx_hash=tx.id.hex(), sender=tx.sender.hex(), nonce=tx.nonce, kind=tx.kind)
 
     @api.post("/v1/txs", response_model=BatchResults, responses=_docs(400, 413, 415, 503),
@@ -328,14 +386,14 @@ def create_app(node: NodeService) -> Any:
             raise _reject(404, "unknown-key", "no such state key")
         return {"height": height, "key": k, "value": _jsonable(v)}
 
-    @api.get("/v1/proofs/{key}", response_model=Proof, responses=_docs(404, 422),
-             summary="Membership proof of a state key against the certified state root")
+    @api.get("/v1/proofs/{key}", response_model=Proof, responses=_docs(422),
+             summary="Membership or absence proof of a state key against the certified state root")
     def proof(key: StateKey) -> dict[str, Any]:
-        try:
-            height, root, pr = node.prove(bytes.fromhex(key))
-        except KeyError as exc:
-            raise _reject(404, "unknown-key", "no such state key") from exc
-        return {"height": height, "state_root": root.hex(), "proof": pr.to_json()}
+        height, root, pr = node.prove(bytes.fromhex(key))
+        present = isinstance(pr, MembershipProof)
+        return {"height": height, "state_root": root.hex(), "present": present,
+                "proof": pr.to_json() if present else None,
+                "absence": None if present else pr.to_json()}
 
     @api.get("/v1/blocks/{height}", response_model=Block, responses=_docs(404, 422),
              summary="A certified block: header, transaction ids, receipts")

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 from gridledger.errors import RejectedTx
 from gridledger.ledger.block import Certificate, Header
-from gridledger.ledger.state import MembershipProof
+from gridledger.ledger.rules import Rule
+from gridledger.ledger.state import AbsenceProof, MembershipProof
 from gridledger.ledger.tx import Tx
 
 BlockView = tuple[Header, list[bytes], dict[str, Any], Certificate]
@@ -38,14 +39,18 @@ class NodeService(Protocol):
         """``Application.query`` for each path, all at one certified height: (height,
         results). Raises ``KeyError`` for an unknown query."""
 
-    def prove(self, key: bytes) -> tuple[int, bytes, MembershipProof]:
-        """(height, certified state root, membership proof); ``KeyError`` if absent."""
+    def prove(self, key: bytes) -> tuple[int, bytes, MembershipProof | AbsenceProof]:
+        """(height, certified state root, proof): membership if ``key`` is set, absence if
+        not, both against the state root of block ``height``."""
 
     def block(self, height: int) -> BlockView | None:
         """A stored (certified) block: header, raw transactions, receipts, certificate."""
 
     def receipt(self, tx_id: bytes) -> tuple[int, dict[str, Any]] | None:
         """(height, receipt) of a committed transaction, from the node's store."""
+
+    def rules(self) -> Sequence[Rule]:
+        """Every rule of this chain (``Application.rules``): what statuses map."""
 
     def subscribe(self, fn: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         """Call ``fn`` with each finalized block's event; returns the cancel function."""

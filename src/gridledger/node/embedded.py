@@ -24,8 +24,12 @@ from gridledger.node.admission import Mempool, QuotaPolicy
 from gridledger.node.orderer import BlockCutter, CutBlock, Entry, LocalOrderer, Orderer
 from gridledger.node.sigpool import SigPool
 from gridledger.node.sync import catch_up
+from gridledger.node.ticks import Tick
 from gridledger.node.validator import Validator
 from gridledger.node.votes import VoteTally
+
+
+MAX_TICK_AHEAD_MS = 60_000  # in process a tick's true time is known; a minute of slack
 
 
 class ChainHalted(BlockError):
@@ -92,7 +96,7 @@ class EmbeddedNetwork:
         self.orderer: Orderer = orderer or LocalOrderer()
         entry = self.validators[0]
         self.cutter = BlockCutter(genesis.chain_id, max_block_txs, 0, entry.app.slot_time)
-        self._unchecked: list[bytes] = []
+        self._tick_offenders: dict[int, str] = {}  # named at the next block
         self.sig_pool = sig_pool
         self.mempool = Mempool(entry.app, mempool_capacity, quota or reputation_quota(entry), sig_pool)
         self.halted: ChainHalted | None = None
@@ -116,25 +120,37 @@ class EmbeddedNetwork:
     def submit_many(self, raws: Sequence[bytes], now_s: float = 0.0) -> list[Tx | RejectedTx]:
         return self.mempool.admit_many(raws, now_s)
 
-    def relay_unchecked(self, raws: Sequence[bytes]) -> None:
-        """Put ``raws`` into the log at the next ``tick``, right behind the transactions the
-        mempool admitted, without admission: what a Byzantine entry node (or a relay with
-        write access to the log) can do. Execution alone must then stop them (the attack
-        lab's replay and tamper scenarios)."""
-        self._unchecked.extend(raws)
-
     def tick(self, time_s: int, max_txs: int | None = None) -> list[FinalizedBlock]:
         """Order pending transactions, let every validator tick at ``time_s`` (seconds since
         genesis, signed ticks), and finalize what the log now closes."""
         txs = self.mempool.take(max_txs if max_txs is not None else len(self.mempool))
-        raws = [tx.raw for tx in txs] + self._unchecked
-        self._unchecked = []
-        entries = [Entry("tx", tx=raw) for raw in raws]
-        entries += [Entry("tick", tick=t) for v in self.validators for t in v.ticks(time_s * 1000)]
+        entries = [Entry("tx", tx=tx.raw) for tx in txs]
+        keys = self.entry.app.validator_keys()
+        for v in self.validators:
+            ticks = v.ticks(time_s * 1000)
+            src = v.vote_index()
+            for t in ticks:  # in process we know who sent each tick, and the true time
+                why = self._bad_tick(v, t, time_s * 1000, keys)
+                if why is not None and src is not None:
+                    self._tick_offenders.setdefault(src, why)
+            entries += [Entry("tick", tick=t) for t in ticks]
         positions = self.orderer.append_many(entries)
         if positions:  # a remote log: wait until our entries have come back to us
             self.orderer.wait_for(max(positions) + 1)
         return self.process()
+
+    def _bad_tick(self, v: Validator, tick: Tick, time_ms: int,
+                  keys: Sequence[tuple[str, bytes]]) -> str | None:
+        """Why a tick ``v`` produced is faulty (the log's rule ignores it, or outvotes a
+        clock far ahead): another validator's name, another chain, a bad signature, or a
+        time ahead of the network's by more than ``MAX_TICK_AHEAD_MS``."""
+        if tick.signer != v.key.address:
+            return "tick in another validator's name"
+        if not self.cutter.clock.valid(tick, keys, 0):
+            return "invalid tick (signature or chain)"
+        if tick.time_ms > time_ms + MAX_TICK_AHEAD_MS:
+            return "tick ahead of the network's time"
+        return None
 
     def process(self) -> list[FinalizedBlock]:
         out: list[FinalizedBlock] = []
@@ -166,6 +182,8 @@ class EmbeddedNetwork:
             headers[v.index] = v.execute(blk, checks_from(items, oks))
         keys = self.entry.app.validator_keys()
         tally = VoteTally(len(keys), self.genesis.chain_id, headers[0].height)
+        tally.offenders.update(self._tick_offenders)
+        self._tick_offenders = {}
         for v in self.validators:
             src = v.vote_index()  # in-process: we know which node a vote came from
             for vote in v.votes(headers[v.index]):

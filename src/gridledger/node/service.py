@@ -21,7 +21,8 @@ from gridledger.errors import RejectedTx
 from gridledger.ledger import codec
 from gridledger.ledger.block import Certificate, Header
 from gridledger.ledger.execute import BlockResult
-from gridledger.ledger.state import MembershipProof
+from gridledger.ledger.rules import Rule
+from gridledger.ledger.state import AbsenceProof, MembershipProof
 from gridledger.ledger.tx import Tx
 from gridledger.node.embedded import EmbeddedNetwork, FinalizedBlock
 from gridledger.node.store import BlockStore
@@ -81,10 +82,17 @@ class ValidatorService:
             app = self.validator.app
             return app.height, [app.query(p) for p in paths]
 
-    def prove(self, key: bytes) -> tuple[int, bytes, MembershipProof]:
+    def prove(self, key: bytes) -> tuple[int, bytes, MembershipProof | AbsenceProof]:
         with self.lock:
             app = self.validator.app
-            return app.height, app.state.root(), app.state.prove(key)
+            try:
+                proof: MembershipProof | AbsenceProof = app.state.prove(key)
+            except KeyError:
+                proof = app.state.prove_absence(key)
+            return app.height, app.state.root(), proof
+
+    def rules(self) -> list[Rule]:
+        return self.validator.app.rules()
 
     def block(self, height: int) -> BlockView | None:
         with self._reader_lock:
