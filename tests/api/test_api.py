@@ -153,3 +153,17 @@ def test_every_rule_of_the_chain_maps_to_one_documented_status(env):
         assert r.category is category_of(r.error)
         assert status_of(r) in documented, (r.name, status_of(r))
     assert len({(r.name, status_of(r)) for r in rules}) == len(rules)
+
+
+def test_module_views_are_served_at_the_certified_height(env):
+    chain, svc, http = env
+    svc.submit(chain.transfer(0, 1, 10))
+    svc.tick(900)
+    money = http.get("/v1/views/bank/money").json()
+    assert money["height"] == 1 and money["view"] == "bank/money"
+    assert money["value"]["total_micro"] == money["value"]["supply_micro"]
+    acct = http.get(f"/v1/views/bank/account/{chain.users[1].address.hex()}").json()
+    assert acct["value"]["balance_micro"] == 1_000_010
+    r = http.get("/v1/views/nope/thing")
+    assert r.status_code == 404 and r.json()["rule"] == "unknown-view"
+    assert http.get("/v1/views/bank/account/zz").status_code == 404

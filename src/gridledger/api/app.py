@@ -135,6 +135,12 @@ class Certified(BaseModel):
     height: int
 
 
+class ViewValue(BaseModel):
+    height: int
+    view: str
+    value: Any
+
+
 class Account(BaseModel):
     height: int
     address: str
@@ -243,6 +249,8 @@ class TxReceipt(BaseModel):
 Height = Annotated[int, Path(ge=1, le=2**62, description="Block height (blocks start at 1)")]
 Address = Annotated[str, Path(pattern=HEX64, description="32-byte address, hex")]
 TxId = Annotated[str, Path(pattern=HEX64, description="32-byte transaction id, hex")]
+Name = Annotated[str, Path(pattern="^[a-z][a-z0-9_]{0,31}$", description="Module or view name")]
+ViewArg = Annotated[str, Path(pattern="^[0-9A-Za-z:_-]{1,128}$", description="The view's argument")]
 StateKey = Annotated[str, Path(min_length=2, max_length=2 * MAX_KEY_BYTES,
                                pattern=f"^([0-9a-fA-F]{{2}}){{1,{MAX_KEY_BYTES}}}$",
                                description="State key, hex")]
@@ -281,6 +289,7 @@ def create_app(node: NodeService) -> Any:
                   description="Post-quantum ledger and transactive energy market. Every read "
                               "is from the last certified block and names its height.")
     statuses = rule_statuses(node.rules())
+    views = frozenset(node.views())
     active = [0]  # event streams open
     counted = threading.Lock()
 
@@ -292,7 +301,7 @@ def create_app(node: NodeService) -> Any:
         else:
             rule = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "bad-request")
             body = {"rule": rule, "detail": str(exc.detail)}
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -366,6 +375,28 @@ def create_app(node: NodeService) -> Any:
     def validators() -> dict[str, Any]:
         height, (view,) = node.query(["validators"])
         return {"height": height, **_jsonable(view)}
+
+    @api.get("/v1/views/{module}/{view}", response_model=ViewValue, responses=_docs(404, 422),
+             summary="A module's published view of the certified state (no argument)")
+    def view(module: Name, view: Name) -> dict[str, Any]:
+        return _view(f"{module}/{view}")
+
+    @api.get("/v1/views/{module}/{view}/{arg}", response_model=ViewValue,
+             responses=_docs(404, 422),
+             summary="A module's published view of the certified state, for one argument "
+                     "(an address, a slot, …; e.g. the market book of a slot)")
+    def view_arg(module: Name, view: Name, arg: ViewArg) -> dict[str, Any]:
+        return _view(f"{module}/{view}/{arg}")
+
+    def _view(path: str) -> dict[str, Any]:
+        name = "/".join(path.split("/")[:2])
+        if name not in views:
+            raise _reject(404, "unknown-view", f"no view {name}; published: {', '.join(views)}")
+        try:
+            height, (value,) = node.query([path])
+        except (KeyError, ValueError) as exc:
+            raise _reject(404, "not-found", f"{path}: {str(exc)[:200]}") from exc
+        return {"height": height, "view": name, "value": _jsonable(value)}
 
     @api.get("/v1/accounts/{address}", response_model=Account, responses=_docs(404, 422),
              summary="Balance, locked funds, next nonce and registry record")

@@ -112,10 +112,10 @@ class GuardedH11Protocol(H11Protocol):
     """Uvicorn's h11 protocol with a deadline for each complete request."""
 
     request_timeout_s = 10.0
+    _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._deadline: asyncio.TimerHandle | None = None
         self._arm()
 
     def _arm(self) -> None:
@@ -123,9 +123,8 @@ class GuardedH11Protocol(H11Protocol):
         self._deadline = self.loop.call_later(self.request_timeout_s, self._expire)
 
     def _disarm(self) -> None:
-        deadline = getattr(self, "_deadline", None)
-        if deadline is not None:
-            deadline.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
             self._deadline = None
 
     def _expire(self) -> None:

@@ -49,6 +49,9 @@ class NodeService(Protocol):
     def receipt(self, tx_id: bytes) -> tuple[int, dict[str, Any]] | None:
         """(height, receipt) of a committed transaction, from the node's store."""
 
+    def views(self) -> Sequence[str]:
+        """The published module views, ``<module>/<view>`` (``Application.views``)."""
+
     def rules(self) -> Sequence[Rule]:
         """Every rule of this chain (``Application.rules``): what statuses map."""
 

@@ -94,6 +94,9 @@ class ValidatorService:
     def rules(self) -> list[Rule]:
         return self.validator.app.rules()
 
+    def views(self) -> list[str]:
+        return self.validator.app.views()
+
     def block(self, height: int) -> BlockView | None:
         with self._reader_lock:
             blk = self._reader.block(height)
