@@ -17,8 +17,14 @@ Typical use by the simulator, per 15-minute slot::
 Sign convention: net injection > 0 exports to the grid, < 0 imports.
 """
 
+from gridledger.grid.balance import AreaBalance
 from gridledger.grid.curtail import CurtailmentResult, curtail_schedule
-from gridledger.grid.day import DayComparison, SlotComparison, clip_to_envelopes, compare_day
+from gridledger.grid.day import (
+    DayComparison,
+    SlotComparison,
+    clip_to_envelopes,
+    compare_day,
+)
 from gridledger.grid.envelopes import (
     Envelope,
     EnvelopeConfig,
@@ -27,17 +33,13 @@ from gridledger.grid.envelopes import (
     compute_envelopes,
 )
 from gridledger.grid.fdi import (
-    AreaBalance,
     DetectionConfig,
-    DetectionRate,
     DetectionResult,
-    FdiReport,
     choose_protected_set,
-    craft_stealthy_attack,
     detect_bad_meters,
-    fdi_detection_report,
-    under_report,
 )
+from gridledger.grid.fdi_attacks import craft_stealthy_attack, under_report
+from gridledger.grid.fdi_report import DetectionRate, FdiReport, fdi_detection_report
 from gridledger.grid.measurements import (
     MeterNoise,
     SensorPlan,

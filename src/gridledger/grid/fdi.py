@@ -22,47 +22,40 @@ Per slot, ``detect_bad_meters`` runs three checks on what the meters and DSO sen
 
 Thresholds split a per-slot false-alarm budget ``alpha`` over the tests (Bonferroni), so an
 honest day of 96 slots raises a false alarm with probability below 96 * alpha.
+
+Roles: this module detects; ``balance.py`` computes the area energy balances (check 2),
+``fdi_attacks.py`` crafts the attacks, ``fdi_report.py`` measures detection rates.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 from scipy import stats
 
 from gridledger.errors import GridError
 from gridledger.grid import _acpf
+from gridledger.grid.balance import AreaBalance, area_balances
 from gridledger.grid.estimation import (
     P_INJ,
-    MeasurementModel,
-    Q_INJ,
-    VM,
     WlsResult,
     estimate_state,
     is_observable,
     jacobian,
     measure,
-    state_to_voltage,
-    voltage_to_state,
 )
 from gridledger.grid.measurements import (
     METER,
-    PSEUDO,
     SENSOR,
     VIRTUAL,
     MeterNoise,
     Rows,
-    SensorPlan,
     SlotMeasurements,
     build_rows,
-    measure_slot,
-    sensor_catalogue,
 )
 from gridledger.grid.model import WH_PER_MW_SLOT, GridModel
 from gridledger.grid.powerflow import ac_network
@@ -86,19 +79,6 @@ class DetectionConfig:
     max_lnr_removals: int = 10
     noise: MeterNoise = field(default_factory=MeterNoise)
 
-
-@dataclass(frozen=True)
-class AreaBalance:
-    """Energy balance of one metered area for one slot (Wh; gap > 0: energy unaccounted for)."""
-
-    area: str
-    cp_ids: tuple[str, ...]
-    inflow_wh: int
-    reported_consumption_wh: int
-    losses_wh: int
-    gap_wh: int
-    tolerance_wh: int
-    alarm: bool
 
 
 @dataclass(frozen=True)
@@ -211,7 +191,7 @@ def detect_bad_meters(
                     flagged.add(cp)
 
     # 2. energy balances.
-    balances = _balances(model, acn, rows, measurements, a_test, config.noise)
+    balances = area_balances(model, acn, rows, measurements, a_test, config.noise)
     return DetectionResult(
         slot=slot,
         flagged=frozenset(flagged),
@@ -383,421 +363,3 @@ def _priority(label: str) -> tuple[int, int, str]:
     kind, _, num = head.partition("-")
     rank = {"trafo": 0, "bus": 1, "line": 2}.get(kind, 3)
     return (rank, int(num) if num.isdigit() else 0, qty)
-
-
-# --------------------------------------------------------------------------- energy balance
-
-
-def _balances(
-    model: GridModel,
-    acn: _acpf.AcNetwork,
-    rows: Rows,
-    meas: SlotMeasurements,
-    a_test: float,
-    noise: MeterNoise,
-) -> tuple[AreaBalance, ...]:
-    """Feeder balance (cut at head meters) and, with line sensors, per metered area."""
-    cat = sensor_catalogue(model)
-    p_sensors = {lb: cat[lb] for lb in meas.sensor_readings if lb.endswith(":p_wh") and lb in cat}
-    heads = {lb: d for lb, d in p_sensors.items() if lb.startswith("trafo-")}
-    if not heads:
-        return ()
-    scale = WH_PER_MW_SLOT * acn.base_mva
-    # Losses from a power flow of the reported injections (reported or forecast Q).
-    p_pu = np.zeros(len(model.cps))
-    q_pu = np.zeros(len(model.cps))
-    for i, cp in enumerate(model.cp_ids):
-        p_pu[i] = meas.reported_wh_by_cp.get(cp, 0) / scale
-    qsel = (rows.mm.kind == Q_INJ) & ((rows.owner == METER) | (rows.owner == PSEUDO))
-    for j in np.flatnonzero(qsel):
-        bus = rows.mm.element[j]
-        hits = np.flatnonzero(acn.cp_bus == bus)
-        if len(hits):
-            q_pu[hits[0]] = rows.z[j]
-    sol = _acpf.solve_pf(acn, _acpf.bus_injection(acn, p_pu, q_pu))
-    v = sol.v
-    pf_ = (v[acn.f_bus] * np.conj(acn.yf @ v)).real
-    pt_ = (v[acn.t_bus] * np.conj(acn.yt @ v)).real
-    loss_wh = (pf_ + pt_) * scale
-    out: list[AreaBalance] = []
-    partitions = [("feeder", heads)]
-    if len(p_sensors) > len(heads):
-        partitions.append(("area", p_sensors))
-    n_areas_total = 0
-    prepared = []
-    for name, cuts in partitions:
-        areas = _areas(acn, {d.element for d in cuts.values()})
-        prepared.append((name, cuts, areas))
-        n_areas_total += len(areas)
-    z_thr = float(stats.norm.isf(a_test / (2 * max(1, n_areas_total))))
-    cp_of_bus = {int(b): i for i, b in enumerate(acn.cp_bus)}
-    for name, cuts, areas in prepared:
-        for members in areas:
-            inflow = 0.0
-            var = 0.0
-            boundary_loss = 0.0
-            tags: list[str] = []
-            for lb, dev in sorted(cuts.items()):
-                row = dev.element
-                f, t = int(acn.f_bus[row]), int(acn.t_bus[row])
-                val = float(meas.sensor_readings[lb])
-                sd = float(np.sqrt((noise.sensor_p_rel * val) ** 2 + noise.sensor_p_abs_wh**2 + 1 / 12))
-                if lb.startswith("trafo-"):  # reads energy into the LV (to) side
-                    if t in members:
-                        inflow += val
-                    elif f in members:
-                        inflow -= val
-                        boundary_loss += loss_wh[row]
-                    else:
-                        continue
-                else:  # reads energy from the from-bus into the line
-                    if t in members:
-                        inflow += val
-                        boundary_loss += loss_wh[row]
-                    elif f in members:
-                        inflow -= val
-                    else:
-                        continue
-                var += sd**2
-                tags.append(lb.partition(":")[0])
-            cps = sorted(cp_of_bus[b] for b in members if b in cp_of_bus)
-            cp_ids = tuple(model.cp_ids[i] for i in cps)
-            consumption = 0.0
-            for cp in cp_ids:
-                e = float(meas.reported_wh_by_cp.get(cp, 0))
-                consumption -= e
-                var += (noise.meter_p_rel * e) ** 2 + noise.meter_p_abs_wh**2 + 1 / 12
-            internal = [
-                r
-                for r in range(len(acn.f_bus))
-                if int(acn.f_bus[r]) in members and int(acn.t_bus[r]) in members
-            ]
-            losses = boundary_loss + float(loss_wh[internal].sum())
-            var += (0.05 * abs(losses) + 0.5) ** 2  # loss model error (reported values, not truth)
-            gap = inflow - consumption - losses
-            tol = z_thr * math.sqrt(var)
-            label = f"{name} " + "+".join(tags)
-            out.append(
-                AreaBalance(
-                    area=label,
-                    cp_ids=cp_ids,
-                    inflow_wh=int(round(inflow)),
-                    reported_consumption_wh=int(round(consumption)),
-                    losses_wh=int(round(losses)),
-                    gap_wh=int(round(gap)),
-                    tolerance_wh=int(math.ceil(tol)),
-                    alarm=abs(gap) > tol,
-                )
-            )
-    return tuple(out)
-
-
-def _areas(acn: _acpf.AcNetwork, cut_rows: set[int]) -> list[set[int]]:
-    """Connected bus sets after cutting the sensored branches, minus the slack's area."""
-    parent = list(range(acn.n_bus))
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for r in range(len(acn.f_bus)):
-        if r in cut_rows:
-            continue
-        a, b = find(int(acn.f_bus[r])), find(int(acn.t_bus[r]))
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    groups: dict[int, set[int]] = {}
-    for k in range(acn.n_bus):
-        groups.setdefault(find(k), set()).add(k)
-    ref = {find(int(k)) for k in acn.ref}
-    touching = set()
-    for r in cut_rows:
-        touching.add(find(int(acn.f_bus[r])))
-        touching.add(find(int(acn.t_bus[r])))
-    return [g for root, g in sorted(groups.items()) if root not in ref and root in touching]
-
-
-# --------------------------------------------------------------------------- attacks
-
-
-def under_report(measurements: SlotMeasurements, hidden_wh_by_cp: Mapping[str, int]) -> SlotMeasurements:
-    """The ``fdi-meter`` attack: each named meter hides ``hidden_wh`` of its consumption
-    (reports that much less import, or more export)."""
-    return measurements.with_reported(
-        {cp: int(measurements.reported_wh_by_cp[cp]) + int(h) for cp, h in hidden_wh_by_cp.items()}
-    )
-
-
-def craft_stealthy_attack(
-    model: GridModel,
-    measurements: SlotMeasurements,
-    target_cp: str,
-    hidden_wh: int,
-    *,
-    attacker_can_modify_sensors: bool = True,
-    noise: MeterNoise = MeterNoise(),
-) -> SlotMeasurements:
-    """The ``fdi-stealthy`` attack: hide ``hidden_wh`` of ``target_cp``'s consumption with a
-    coordinated, physically consistent change of every reading the attacker controls.
-
-    The attacker estimates the state x^ from the honest readings, picks the smallest state
-    change c that raises the target's injection by ``hidden_wh`` and leaves every other
-    connection point's P and Q (and the substation voltage) unchanged, and adds
-    a = h(x^ + c) - h(x^) to the readings (the exact AC form of a = H c; Hug & Giampapa,
-    IEEE Trans. Smart Grid 3(3), 2012). With ``attacker_can_modify_sensors=False`` the DSO
-    sensors keep their honest values (the protected-measurement defence).
-    """
-    acn = ac_network(model)
-    ti = model.cp_index(target_cp)
-    rows = build_rows(model, measurements, noise)
-    est = estimate_state(acn, rows.mm, rows.z, rows.sigma, with_covariance=False)
-    x_hat = voltage_to_state(acn, est.v)
-    scale = WH_PER_MW_SLOT * acn.base_mva
-    # Constraint rows: P and Q at every cp bus and every zero-injection bus, |V| at the slack.
-    ref_set = {int(r) for r in acn.ref}
-    kinds, elems, target = [], [], []
-    for k in range(acn.n_bus):
-        if k in ref_set:
-            kinds.append(VM)
-            elems.append(k)
-            target.append(0.0)
-            continue
-        kinds += [P_INJ, Q_INJ]
-        elems += [k, k]
-        is_t = k == int(acn.cp_bus[ti])
-        target += [hidden_wh / scale if is_t else 0.0, 0.0]
-    if len(acn.pv):
-        pv_set = set(int(k) for k in acn.pv)
-        keep = [
-            i
-            for i, (kd, e) in enumerate(zip(kinds, elems, strict=True))
-            if not (kd == Q_INJ and e in pv_set)
-        ]
-        kinds = [kinds[i] for i in keep]
-        elems = [elems[i] for i in keep]
-        target = [target[i] for i in keep]
-    cm = MeasurementModel(
-        np.array(kinds), np.array(elems), np.ones(len(kinds)), tuple(f"c{i}" for i in range(len(kinds)))
-    )
-    b = np.array(target)
-    h0 = measure(acn, cm, est.v)
-    a_mat = sp.csr_matrix(jacobian(acn, cm, est.v))
-    c = np.zeros(len(x_hat))
-    for _ in range(4):  # Newton on the nonlinear constraints h_c(x^ + c) - h_c(x^) = b
-        g = measure(acn, cm, state_to_voltage(acn, x_hat + c)) - h0 - b
-        if np.max(np.abs(g)) < 1e-13:
-            break
-        c = c - _min_norm_solve(a_mat, g)
-    v_att = state_to_voltage(acn, x_hat + c)
-    a = measure(acn, rows.mm, v_att) - measure(acn, rows.mm, est.v)
-    return _apply_attack(model, measurements, rows, a * rows.unit_scale, attacker_can_modify_sensors)
-
-
-def _min_norm_solve(a_mat: sp.csr_matrix, g: FloatArray) -> FloatArray:
-    """argmin ||d|| with A d = g (A has full row rank here)."""
-    aat = sp.csc_matrix(a_mat @ a_mat.T)
-    try:
-        y = spla.splu(aat).solve(g)
-        out = np.asarray(a_mat.T @ y)
-        if np.all(np.isfinite(out)):
-            return out
-    except RuntimeError:
-        pass
-    return np.asarray(spla.lsqr(a_mat, g, atol=1e-15, btol=1e-15, iter_lim=10_000)[0])
-
-
-def _apply_attack(
-    model: GridModel,
-    meas: SlotMeasurements,
-    rows: Rows,
-    a_units: FloatArray,
-    modify_sensors: bool,
-) -> SlotMeasurements:
-    wh = dict(meas.reported_wh_by_cp)
-    varh = dict(meas.reported_varh_by_cp)
-    vm = dict(meas.vm_pu_by_cp)
-    sensors = dict(meas.sensor_readings)
-    for i, lb in enumerate(rows.mm.labels):
-        delta = float(a_units[i])
-        owner = rows.owner[i]
-        if owner == METER:
-            cp, _, qty = lb.partition(":")
-            if qty == "p_wh":
-                wh[cp] = int(round(wh[cp] + delta))
-            elif qty == "q_varh":
-                varh[cp] = int(round(varh[cp] + delta))
-            elif qty == "vm_pu":
-                vm[cp] = round(vm[cp] + delta, 6)
-        elif owner == SENSOR and modify_sensors:
-            if lb.endswith(":vm_pu"):
-                sensors[lb] = round(sensors[lb] + delta, 6)
-            else:
-                sensors[lb] = float(int(round(sensors[lb] + delta)))
-    return replace(
-        meas, reported_wh_by_cp=wh, reported_varh_by_cp=varh, vm_pu_by_cp=vm, sensor_readings=sensors
-    )
-
-
-# --------------------------------------------------------------------------- measured rates
-
-
-@dataclass(frozen=True)
-class DetectionRate:
-    """One cell of the detection report."""
-
-    attack: str
-    """``"random"`` (only the target meter lies) or ``"stealthy"`` (a = H c)."""
-    magnitude: float
-    """Share of the target's consumption hidden."""
-    defence: str
-    """``"classical"`` (chi2 + LNR + balance) or ``"protected"``."""
-    trials: int
-    alarm_rate: float
-    """Any alarm raised in the attacked slot."""
-    tpr: float
-    """Target meter flagged in the attacked slot."""
-    tpr_2slot: float
-    """Target flagged in the attacked slot or the next one (attack persists)."""
-    wrong_flag_rate: float
-    """Trials in which an honest meter was flagged."""
-
-
-@dataclass(frozen=True)
-class FdiReport:
-    """Measured detection and false-positive rates."""
-
-    network: str
-    rates: tuple[DetectionRate, ...]
-    honest_slots: int
-    fpr_classical: float
-    """Honest slots with any flagged meter, classical detector."""
-    fpr_protected: float
-    alarm_rate_classical_honest: float
-    alarm_rate_protected_honest: float
-    min_consumption_wh: int
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "network": self.network,
-            "honest_slots": self.honest_slots,
-            "fpr_classical": self.fpr_classical,
-            "fpr_protected": self.fpr_protected,
-            "alarm_rate_classical_honest": self.alarm_rate_classical_honest,
-            "alarm_rate_protected_honest": self.alarm_rate_protected_honest,
-            "min_consumption_wh": self.min_consumption_wh,
-            "rates": [r.__dict__ for r in self.rates],
-        }
-
-
-def fdi_detection_report(
-    model: GridModel,
-    *,
-    magnitudes: Sequence[float] = (0.1, 0.2, 0.5),
-    attacks: Sequence[str] = ("random", "stealthy"),
-    trials: int = 40,
-    honest_slots: int = 96,
-    seed: int = 0,
-    days: Sequence[int] | None = None,
-    min_consumption_wh: int = 100,
-    plan: SensorPlan = SensorPlan(),
-    config: DetectionConfig = DetectionConfig(),
-) -> FdiReport:
-    """True- and false-positive rates of both detectors over seeded random trials.
-
-    Each trial picks a slot (evening or daytime of ``days``), a target cp consuming at least
-    ``min_consumption_wh`` in that slot and its next, takes honest readings, injects the
-    attack into two consecutive slots and runs the detector (classical: attacker may alter
-    DSO sensors too; protected: it may not).
-    """
-    rng = np.random.default_rng(seed)
-    day_list = list(days) if days is not None else list(range(0, model.n_slots // 96, 7))
-    classical = replace(config, protected_defence=False)
-    protected = replace(config, protected_defence=True)
-    rates: list[DetectionRate] = []
-    for attack in attacks:
-        if attack not in ("random", "stealthy"):
-            raise GridError(f"unknown attack {attack!r}: use 'random' or 'stealthy'")
-        for mag in magnitudes:
-            for defence, cfg in (("classical", classical), ("protected", protected)):
-                al = tp = tp2 = wrong = 0
-                for _ in range(trials):
-                    slot, cp = _pick_target(model, rng, day_list, min_consumption_wh)
-                    prev: DetectionResult | None = None
-                    hit = hit2 = alarm = bad = False
-                    for s in (slot, slot + 1):
-                        honest = measure_slot(
-                            model, s, model.forecast_wh_by_cp(s), rng=rng, plan=plan, noise=cfg.noise
-                        )
-                        hidden = int(round(mag * model.load_wh[model.cp_index(cp), s]))
-                        if attack == "random":
-                            m = under_report(honest, {cp: hidden})
-                        else:
-                            m = craft_stealthy_attack(
-                                model, honest, cp, hidden,
-                                attacker_can_modify_sensors=defence == "classical", noise=cfg.noise,
-                            )
-                        res = detect_bad_meters(model, s, m, config=cfg, previous=prev)
-                        if s == slot:
-                            hit = cp in res.flagged
-                            alarm = res.alarm
-                        hit2 = hit2 or cp in res.flagged
-                        bad = bad or bool(res.flagged - {cp})
-                        prev = res
-                    al += alarm
-                    tp += hit
-                    tp2 += hit2
-                    wrong += bad
-                rates.append(
-                    DetectionRate(
-                        attack=attack,
-                        magnitude=float(mag),
-                        defence=defence,
-                        trials=trials,
-                        alarm_rate=al / trials,
-                        tpr=tp / trials,
-                        tpr_2slot=tp2 / trials,
-                        wrong_flag_rate=wrong / trials,
-                    )
-                )
-    fp_c = fp_p = al_c = al_p = 0
-    prev_c: DetectionResult | None = None
-    prev_p: DetectionResult | None = None
-    start = int(rng.integers(0, max(1, model.n_slots - honest_slots)))
-    for s in range(start, start + honest_slots):
-        honest = measure_slot(model, s, model.forecast_wh_by_cp(s), rng=rng, plan=plan, noise=config.noise)
-        rc = detect_bad_meters(model, s, honest, config=classical, previous=prev_c)
-        rp = detect_bad_meters(model, s, honest, config=protected, previous=prev_p)
-        fp_c += bool(rc.flagged)
-        fp_p += bool(rp.flagged)
-        al_c += rc.alarm
-        al_p += rp.alarm
-        prev_c, prev_p = rc, rp
-    n = max(1, honest_slots)
-    return FdiReport(
-        network=model.name,
-        rates=tuple(rates),
-        honest_slots=honest_slots,
-        fpr_classical=fp_c / n,
-        fpr_protected=fp_p / n,
-        alarm_rate_classical_honest=al_c / n,
-        alarm_rate_protected_honest=al_p / n,
-        min_consumption_wh=min_consumption_wh,
-    )
-
-
-def _pick_target(
-    model: GridModel, rng: np.random.Generator, days: list[int], min_wh: int
-) -> tuple[int, str]:
-    for _ in range(1000):
-        day = int(rng.choice(days))
-        slot = day * 96 + int(rng.integers(0, 95))
-        if slot + 1 >= model.n_slots:
-            continue
-        ok = np.flatnonzero(
-            (model.load_wh[:, slot] >= min_wh) & (model.load_wh[:, slot + 1] >= min_wh)
-        )
-        if len(ok):
-            return slot, model.cp_ids[int(rng.choice(ok))]
-    raise GridError(f"no connection point of {model.name} consumes {min_wh} Wh in a slot")
