@@ -18,7 +18,13 @@ Sign convention: net injection > 0 exports to the grid, < 0 imports.
 """
 
 from gridledger.grid.balance import AreaBalance
-from gridledger.grid.curtail import CurtailmentResult, curtail_schedule
+from gridledger.grid.curtail import (
+    CurtailmentCause,
+    CurtailmentResult,
+    Delivery,
+    curtail_schedule,
+    deliver_schedule,
+)
 from gridledger.grid.day import (
     DayComparison,
     SlotComparison,
@@ -75,7 +81,9 @@ __all__ = [
     "WH_PER_MW_SLOT",
     "AreaBalance",
     "ConnectionPoint",
+    "CurtailmentCause",
     "CurtailmentResult",
+    "Delivery",
     "DayComparison",
     "DetectionConfig",
     "DetectionRate",
@@ -100,6 +108,7 @@ __all__ = [
     "compute_envelopes",
     "craft_stealthy_attack",
     "curtail_schedule",
+    "deliver_schedule",
     "detect_bad_meters",
     "energy_only_readings",
     "fdi_detection_report",

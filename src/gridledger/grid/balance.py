@@ -66,9 +66,14 @@ def area_balances(
         bus = rows.mm.element[j]
         hits = np.flatnonzero(acn.cp_bus == bus)
         if len(hits):
-            q_pu[hits[0]] = rows.z[j]
+            q_pu[hits[0]] = rows.z[j] - acn.s_fixed[bus].imag  # the row holds the bus's Q
     sol = _acpf.solve_pf(acn, _acpf.bus_injection(acn, p_pu, q_pu))
-    v = sol.v
+    if not sol.converged:
+        # Reported injections the network could not carry (gross bad data): losses of the
+        # forecast stand in; the gap then shows the impossible reading in full.
+        p_fore = model.net_injection_wh(meas.slot) / scale
+        sol = _acpf.solve_pf(acn, _acpf.bus_injection(acn, p_fore, q_pu))
+    v = sol.v if sol.converged else acn.v_start
     pf_ = (v[acn.f_bus] * np.conj(acn.yf @ v)).real
     pt_ = (v[acn.t_bus] * np.conj(acn.yt @ v)).real
     loss_wh = (pf_ + pt_) * scale
@@ -115,7 +120,9 @@ def area_balances(
                 tags.append(lb.partition(":")[0])
             cps = sorted(cp_of_bus[b] for b in members if b in cp_of_bus)
             cp_ids = tuple(model.cp_ids[i] for i in cps)
-            consumption = 0.0
+            # Elements that are not connection points (generators' set-points) feed the
+            # area too; they are known exactly, so they add no variance.
+            consumption = -float(sum(acn.s_fixed[b].real for b in sorted(members))) * scale
             for cp in cp_ids:
                 e = float(meas.reported_wh_by_cp.get(cp, 0))
                 consumption -= e

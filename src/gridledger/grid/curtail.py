@@ -15,6 +15,12 @@ Rule (documented in docs/grid.md, applied by the DSO after clearing):
 
 Exports and imports are only ever reduced in magnitude, never reversed; the result is
 integer and identical on every machine for the same input (no randomness, fixed order).
+
+Every Wh curtailed carries its cause (``CurtailmentCause``): the limit (voltage band, branch
+loading, or the cp's operating envelope), the element whose limit would otherwise be broken
+(for an envelope: the constraint that bounds it) and the kind of violation.
+``deliver_schedule`` is the whole delivery step: cps follow their envelopes, a pandapower
+check, and this rule only if a limit is still broken.
 """
 
 from __future__ import annotations
@@ -22,12 +28,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from gridledger.errors import GridError
 from gridledger.grid import _acpf
+from gridledger.grid.envelopes import Envelope, EnvelopeReport
 from gridledger.grid.model import GridModel
 from gridledger.grid.powerflow import (
     FastFlow,
@@ -46,6 +54,39 @@ _SHARE_OF_MAX_SENSITIVITY = 0.5
 _OVERSHOOT = 1.2
 
 
+CurtailmentLimit = Literal["voltage", "loading", "envelope"]
+
+
+@dataclass(frozen=True)
+class CurtailmentCause:
+    """Why energy was taken from one connection point in one slot.
+
+    ``limit`` is what was enforced: the voltage band, a branch's loading limit, or the cp's
+    operating envelope. ``element`` (``"bus 12"``, ``"line 3"``, ``"trafo 0"``) and
+    ``violation`` (``"overvoltage"``, ``"undervoltage"``, ``"overload"``, ``"collapse"``)
+    name the limit that would otherwise be broken; for an envelope, the constraint that
+    bounds it (``"export cap"``/``"import cap"`` give violation ``"cap"`` and no element).
+    """
+
+    cp_id: str
+    curtailed_wh: int
+    direction: Literal["export", "import"]
+    limit: CurtailmentLimit
+    element: str
+    violation: str
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form (summary.json)."""
+        return {
+            "cp": self.cp_id,
+            "curtailed_wh": self.curtailed_wh,
+            "direction": self.direction,
+            "limit": self.limit,
+            "element": self.element,
+            "violation": self.violation,
+        }
+
+
 @dataclass(frozen=True)
 class CurtailmentResult:
     """Curtailment per cp (Wh removed, >= 0), the feasible schedule, and its verified flow."""
@@ -54,6 +95,8 @@ class CurtailmentResult:
     schedule_wh_by_cp: dict[str, int]
     iterations: int
     report: FlowReport
+    causes: tuple[CurtailmentCause, ...] = ()
+    """One entry per (cp, violated limit); their Wh add up to ``curtailed_wh_by_cp``."""
 
     @property
     def total_curtailed_wh(self) -> int:
@@ -84,6 +127,7 @@ def curtail_schedule(
     )
     iterations = 0
     v_prev = None
+    cut_by: dict[tuple[int, str, str], int] = {}  # (cp index, violation, element) -> Wh
     while True:
         flow = solve_fast(model, slot, x, v0=v_prev)
         if not flow.converged:
@@ -98,15 +142,112 @@ def curtail_schedule(
                 + (" with every connection point at zero" if not np.any(x) else "")
             )
         iterations += 1
-        x = _curtail_step(model, acn, flow, x, worst)
+        x_new = _curtail_step(model, acn, flow, x, worst)
+        for i in np.flatnonzero(x_new != x):
+            key = (int(i), worst[0], worst[3])
+            cut_by[key] = cut_by.get(key, 0) + int(abs(x[i]) - abs(x_new[i]))
+        x = x_new
         v_prev = flow.v if flow.converged else None
     schedule = dict(zip(model.cp_ids, (int(v) for v in x), strict=True))
     report = verify_schedule(model, slot, schedule, limits=limits)
     curtailed = np.abs(x0) - np.abs(x)
+    ids = model.cp_ids
+    causes = tuple(
+        CurtailmentCause(
+            cp_id=ids[i],
+            curtailed_wh=wh,
+            direction="export" if x0[i] > 0 else "import",
+            limit="loading" if kind == "overload" else "voltage",
+            element=element,
+            violation=kind,
+        )
+        for (i, kind, element), wh in sorted(cut_by.items())
+        if wh > 0
+    )
     return CurtailmentResult(
-        curtailed_wh_by_cp=dict(zip(model.cp_ids, (int(v) for v in curtailed), strict=True)),
+        curtailed_wh_by_cp=dict(zip(ids, (int(v) for v in curtailed), strict=True)),
         schedule_wh_by_cp=schedule,
         iterations=iterations,
+        report=report,
+        causes=causes,
+    )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What one slot physically delivers after every limit is enforced."""
+
+    schedule_wh_by_cp: dict[str, int]
+    """Net injection each cp really delivered (export > 0)."""
+    curtailed_wh_by_cp: dict[str, int]
+    """Wh taken from each cp's plan (>= 0): envelope clips plus rule curtailment."""
+    causes: tuple[CurtailmentCause, ...]
+    """Why, per cp and limit; the Wh add up to ``curtailed_wh_by_cp``."""
+    report: FlowReport
+    """pandapower check of the delivered schedule."""
+
+    @property
+    def total_curtailed_wh(self) -> int:
+        return sum(self.curtailed_wh_by_cp.values())
+
+
+def deliver_schedule(
+    model: GridModel,
+    slot: int,
+    planned_wh_by_cp: Mapping[str, int],
+    *,
+    envelopes: EnvelopeReport | None = None,
+    limits: GridLimits = GridLimits(),
+) -> Delivery:
+    """Deliver a slot: each cp follows its envelope (inverters and chargers cap there), a
+    pandapower check of the result, and ``curtail_schedule`` only if a limit is still broken.
+
+    Parameters: ``planned_wh_by_cp`` is every cp's intended net injection (export > 0);
+    ``envelopes`` the DSO's published envelopes for the slot (None: no envelope). Curtailment
+    happens only to answer a limit: an envelope (itself bounded by the constraint its report
+    names) or a violation the power flow shows.
+    Raises ``GridError`` for a malformed plan or if limits stay broken with every cp at zero.
+    """
+    planned = schedule_array(model, planned_wh_by_cp, "plan")
+    ids = model.cp_ids
+    actual = planned.copy()
+    causes: list[CurtailmentCause] = []
+    if envelopes is not None:
+        for i, cp in enumerate(ids):
+            env: Envelope | None = envelopes.envelopes.get(cp)
+            if env is None:
+                raise GridError(f"envelope report for slot {envelopes.slot} lacks {cp}")
+            y = env.clip(int(planned[i]))
+            if y == planned[i]:
+                continue
+            actual[i] = y
+            exporting = bool(planned[i] > 0)
+            bound = envelopes.export_limited_by if exporting else envelopes.import_limited_by
+            violation, _, element = bound.partition(" ")
+            if bound.endswith(" cap"):
+                violation, element = "cap", ""
+            causes.append(
+                CurtailmentCause(
+                    cp_id=cp,
+                    curtailed_wh=int(abs(planned[i] - y)),
+                    direction="export" if exporting else "import",
+                    limit="envelope",
+                    element=element,
+                    violation=violation,
+                )
+            )
+    schedule = dict(zip(ids, (int(v) for v in actual), strict=True))
+    report = verify_schedule(model, slot, schedule, limits=limits)
+    if report.violations:
+        fix = curtail_schedule(model, slot, schedule, limits=limits)
+        schedule, report = dict(fix.schedule_wh_by_cp), fix.report
+        causes += fix.causes
+    final = schedule_array(model, schedule, "delivered schedule")
+    curtailed = np.abs(planned) - np.abs(final)
+    return Delivery(
+        schedule_wh_by_cp=schedule,
+        curtailed_wh_by_cp=dict(zip(ids, (int(v) for v in curtailed), strict=True)),
+        causes=tuple(sorted(causes, key=lambda c: (c.cp_id, c.limit, c.element))),
         report=report,
     )
 

@@ -2,24 +2,31 @@
 
 Method (docs/grid.md has the long form):
 
-1. Linearise the AC power flow at an operating point (first the forecast, then the centre
-   of the envelope box): voltage sensitivities dV/dP and branch-current sensitivities dI/dP
-   for every connection point, from one LU factorisation of the Newton-Raphson Jacobian.
-2. Share the network's headroom fairly: every cp gets the same fraction of its connection
-   capacity, ``export_max = t_e * capacity``, ``import_max = t_m * capacity`` (equal-share
-   allocation of dynamic operating envelopes, Petrou et al., "Ensuring distribution network
-   integrity using dynamic operating limits for prosumers", IEEE Trans. Smart Grid 12(5), 2021).
-3. Choose ``t_e, t_m`` by a small LP so that the *worst case over the whole box* of schedules
-   stays inside an internally tightened band: for a linear function the worst case over a box
-   is attained at a vertex and is itself linear in the limits (positive sensitivities take the
-   export end, negative ones the import end); branch currents are bounded by the triangle
-   inequality |I(x)| <= |I(x_lin)| + sum |dI/dP_i| |x_i - x_lin_i|.
-4. Check the worst-case vertices with full AC power flows and tighten the violated constraint
-   until they pass; round down to whole Wh.
+1. **Forecast first, then fair shares of the headroom.** A cp's envelope is its forecast net
+   injection (the hull [min(0, f), max(0, f)]) widened by an equal share of its connection
+   capacity: ``export_max = s_e * max(0, f) + t_e * capacity``, ``import_max = s_m * max(0, -f)
+   + t_m * capacity``. The network must carry what the cps are forecast to do anyway, so the
+   envelope cuts a forecast (``s < 1``, the same fraction for every cp) only when the
+   forecast hull itself would break a limit; the flexibility left (batteries, trading beyond
+   the forecast) is shared out equally in proportion to capacity (equal-share allocation of
+   dynamic operating envelopes, Petrou et al., "Ensuring distribution network integrity
+   using dynamic operating limits for prosumers", IEEE Trans. Smart Grid 12(5), 2021).
+2. **Linearise** the AC power flow at the centre of the box: voltage sensitivities dV/dP and
+   branch-current sensitivities dI/dP for every connection point, from one LU factorisation
+   of the Newton-Raphson Jacobian.
+3. **Small LPs, lexicographically**: the largest common share of the forecast (``s_e = s_m``),
+   then either direction's share up to 1, then the largest common headroom, then the largest
+   total headroom, each keeping the *worst case over the whole box* inside an internally
+   tightened band. For a linear function the worst case over a box is its value at the
+   centre plus sum |sensitivity| * half-width, which is linear in the four shares.
+4. **AC check** of the worst-case vertices with full power flows; a violated constraint is
+   tightened and the LPs solved again; round down to whole Wh.
 
 So any schedule inside the envelopes keeps voltages inside the band and loading under the
 limit, up to the linearisation error that the AC vertex checks and margins absorb (tests
-draw random schedules in the box and run them through pandapower).
+draw random schedules in the box and run them through pandapower). Each envelope report
+names the constraint that limits exports and the one that limits imports: the cause of any
+curtailment to the envelope.
 """
 
 from __future__ import annotations
@@ -91,8 +98,9 @@ class EnvelopeReport:
     slot: int
     envelopes: dict[str, Envelope]
     export_factor: float
-    """Share of connection capacity every cp may export (t_e)."""
+    """Headroom beyond the forecast every cp may export, as a share of its capacity (t_e)."""
     import_factor: float
+    """... and import (t_m)."""
     binding: tuple[str, ...]
     """Constraints at their limit in the final LP, e.g. ``"overvoltage bus 12"``."""
     worst_vm_max_pu: float
@@ -100,6 +108,15 @@ class EnvelopeReport:
     worst_vm_min_pu: float
     worst_loading_pct: float
     ac_checks: int
+    forecast_export_share: float = 1.0
+    """Share of each cp's forecast export the envelope allows (s_e; 1 unless the network
+    cannot carry the forecast)."""
+    forecast_import_share: float = 1.0
+    export_limited_by: str = ""
+    """The constraint that stops exports growing (``"overload line 33"``,
+    ``"overvoltage bus 12"``, ``"export cap"``): the cause of any curtailment to an export
+    limit. Empty when nothing binds."""
+    import_limited_by: str = ""
 
 
 def compute_envelopes(
@@ -111,10 +128,13 @@ def compute_envelopes(
 ) -> dict[str, Envelope]:
     """Per-cp import/export limits (integer Wh) for ``slot``.
 
-    ``forecast_wh_by_cp`` (default: the model's profiles) is the first linearisation point.
-    Any schedule with every cp inside its envelope keeps voltages within
-    ``config.limits`` and branch loading below ``config.limits.max_loading_pct``.
-    Raises ``GridError`` if even zero injection at every cp breaks the limits.
+    ``forecast_wh_by_cp`` (default: the model's profiles, PV + storage - load) is what the
+    DSO expects each cp to inject without a market; the envelope contains it whenever the
+    network can carry every forecast at once. Any schedule with every cp inside its envelope
+    keeps voltages within ``config.limits`` and branch loading below
+    ``config.limits.max_loading_pct``.
+    Raises ``GridError`` if even zero injection at every cp breaks the limits, or for a
+    forecast that misses or adds cps.
     """
     return compute_envelope_report(
         model, slot, forecast_wh_by_cp=forecast_wh_by_cp, config=config
@@ -128,7 +148,7 @@ def compute_envelope_report(
     forecast_wh_by_cp: Mapping[str, int] | None = None,
     config: EnvelopeConfig = EnvelopeConfig(),
 ) -> EnvelopeReport:
-    """``compute_envelopes`` with the diagnostics (factors, binding constraints, AC checks)."""
+    """``compute_envelopes`` with the diagnostics (shares, binding constraints, AC checks)."""
     slot = model.check_slot(slot)
     acn = ac_network(model)
     x_fore = (
@@ -136,65 +156,51 @@ def compute_envelope_report(
         if forecast_wh_by_cp is None
         else schedule_array(model, forecast_wh_by_cp, "forecast")
     )
-    w_pu = wh_to_pu(model, np.array([cp.capacity_w for cp in model.cps]) * 0.25)
+    f_pu = wh_to_pu(model, x_fore)
+    box = _Box(
+        f_exp=np.maximum(f_pu, 0.0),
+        f_imp=np.maximum(-f_pu, 0.0),
+        w=wh_to_pu(model, np.array([cp.capacity_w for cp in model.cps]) * 0.25),
+    )
     q_pu = cp_q_pu(model, slot)
     lim = config.limits
-    n_pq, n_mon = len(acn.pq), len(acn.mon_row)
-    extra_up = np.zeros(n_pq)
-    extra_lo = np.zeros(n_pq)
-    extra_ld = np.zeros(n_mon)
+    pads = _Pads(np.zeros(len(acn.pq)), np.zeros(len(acn.pq)), np.zeros(len(acn.mon_row)))
 
-    # Linearise on the ray x = d * capacity (the box centre always lies on it): the forecast
-    # enters as its least-squares projection on that ray. On the ray, "export end or import
-    # end is further from x_lin" is the same answer for every cp, which keeps the LP exact
-    # in two variables (see _solve_lp).
-    x_fore_pu = wh_to_pu(model, x_fore)
-    d_lin = float(w_pu @ x_fore_pu / max(float(w_pu @ w_pu), 1e-30))
-    d_lin = float(np.clip(d_lin, -config.max_envelope_factor, config.max_envelope_factor))
+    shares = _Shares(1.0, 1.0, 0.0, 0.0)  # the forecast hull: first linearisation point
     lp: _Lp | None = None
     lin: _Lin | None = None
     for _ in range(max(1, config.relinearise_rounds)):
-        lin = _linearise(acn, w_pu, d_lin, q_pu)
-        lp = None if lin is None else _solve_lp(
-            acn, lin, d_lin, w_pu, lim, config, extra_up, extra_lo, extra_ld
-        )
-        if lp is None and d_lin != 0.0:
-            # The forecast point may be far outside the band; zero injection is the safe
-            # anchor (the network is designed to be fine with nothing connected).
-            d_lin = 0.0
-            lin = _linearise(acn, w_pu, d_lin, q_pu)
-            lp = None if lin is None else _solve_lp(
-                acn, lin, d_lin, w_pu, lim, config, extra_up, extra_lo, extra_ld
-            )
+        lin = _linearise(acn, box.centre(shares), q_pu)
+        lp = None if lin is None else _solve_shares(acn, lin, box, lim, config, pads)
+        if lp is None:
+            # The centre may lie far outside the band (a forecast the network cannot carry);
+            # zero injection is the safe anchor (the network is designed to be fine with
+            # nothing connected).
+            lin = _linearise(acn, np.zeros(len(model.cps)), q_pu)
+            lp = None if lin is None else _solve_shares(acn, lin, box, lim, config, pads)
         if lp is None:
             _raise_base_infeasible(model, slot, lim)
         assert lp is not None
-        d_lin = (lp.t_e - lp.t_m) / 2.0
+        shares = lp.shares
     assert lp is not None and lin is not None
     checks = 0
-    t_e, t_m = lp.t_e, lp.t_m
     for _ in range(config.ac_check_rounds):
-        bad, worst, n = _check_vertices(model, slot, acn, lin, w_pu, t_e, t_m, lim)
+        bad, worst, n = _check_vertices_wh(model, slot, acn, lin, *_to_wh(model, box, shares), lim)
         checks += n
         if not bad:
             break
         for kind, idx, excess in bad:
             pad = excess + 0.25 * (config.vm_margin_pu if kind != "ld" else config.loading_margin_pct)
-            if kind == "up":
-                extra_up[idx] += pad
-            elif kind == "lo":
-                extra_lo[idx] += pad
-            else:
-                extra_ld[idx] += pad
-        new = _solve_lp(acn, lin, lin.d, w_pu, lim, config, extra_up, extra_lo, extra_ld)
+            getattr(pads, kind)[idx] += pad
+        new = _solve_shares(acn, lin, box, lim, config, pads)
         if new is None:
-            t_e, t_m = 0.0, 0.0
-            lp = _Lp(0.0, 0.0, ("no safe box after AC checks",))
+            lp = _Lp(_Shares(0.0, 0.0, 0.0, 0.0), ("no safe box after AC checks",), "", "")
         else:
-            lp, t_e, t_m = new, new.t_e, new.t_m
+            lp = new
+        shares = lp.shares
     # Last resort: shrink uniformly until the AC vertices pass (never needed in the tests,
     # kept so the guarantee never rests on the LP alone).
-    e_wh, m_wh = _to_wh(model, w_pu, t_e, t_m)
+    e_wh, m_wh = _to_wh(model, box, shares)
     for _ in range(60):
         bad, worst, n = _check_vertices_wh(model, slot, acn, lin, e_wh, m_wh, lim)
         checks += n
@@ -211,13 +217,17 @@ def compute_envelope_report(
     return EnvelopeReport(
         slot=slot,
         envelopes=envelopes,
-        export_factor=float(t_e),
-        import_factor=float(t_m),
-        binding=lp.binding if lp is not None else (),
+        export_factor=float(shares.t_e),
+        import_factor=float(shares.t_m),
+        binding=lp.binding,
         worst_vm_max_pu=worst[0],
         worst_vm_min_pu=worst[1],
         worst_loading_pct=worst[2],
         ac_checks=checks,
+        forecast_export_share=float(shares.s_e),
+        forecast_import_share=float(shares.s_m),
+        export_limited_by=lp.export_limited_by,
+        import_limited_by=lp.import_limited_by,
     )
 
 
@@ -225,123 +235,272 @@ def compute_envelope_report(
 
 
 @dataclass(frozen=True)
+class _Shares:
+    """The four numbers that define every envelope of a slot."""
+
+    s_e: float
+    """Share of the forecast export allowed (<= 1)."""
+    s_m: float
+    t_e: float
+    """Headroom beyond the forecast, as a share of connection capacity."""
+    t_m: float
+
+
+@dataclass(frozen=True, eq=False)
+class _Box:
+    """Per-cp forecast hull and capacity (p.u.); export_max = s_e f_exp + t_e w, etc."""
+
+    f_exp: FloatArray
+    f_imp: FloatArray
+    w: FloatArray
+
+    def export_max(self, y: _Shares) -> FloatArray:
+        out: FloatArray = y.s_e * self.f_exp + y.t_e * self.w
+        return out
+
+    def import_max(self, y: _Shares) -> FloatArray:
+        out: FloatArray = y.s_m * self.f_imp + y.t_m * self.w
+        return out
+
+    def centre(self, y: _Shares) -> FloatArray:
+        out: FloatArray = (self.export_max(y) - self.import_max(y)) / 2.0
+        return out
+
+    def row(self, a: FloatArray, b: FloatArray) -> FloatArray:
+        """LP coefficients over (s_e, s_m, t_e, t_m) of sum_i a_i export_i + b_i import_i."""
+        return np.array([a @ self.f_exp, b @ self.f_imp, a @ self.w, b @ self.w])
+
+
+@dataclass(frozen=True)
+class _Pads:
+    """Extra tightening per constraint after failed AC checks (p.u. / percent)."""
+
+    up: FloatArray
+    lo: FloatArray
+    ld: FloatArray
+
+
+@dataclass(frozen=True)
 class _Lin:
-    d: float
-    """Linearisation point x_lin = d * capacity."""
+    x: FloatArray
+    """Linearisation point (cp injections, p.u.)."""
     v: npt.NDArray[np.complex128]
     vm: FloatArray
-    i_f: FloatArray
-    i_t: FloatArray
+    i_f: npt.NDArray[np.complex128]
+    i_t: npt.NDArray[np.complex128]
     s: _acpf.Sensitivities
-    q_pu: FloatArray
 
 
 @dataclass(frozen=True)
 class _Lp:
-    t_e: float
-    t_m: float
+    shares: _Shares
     binding: tuple[str, ...]
+    export_limited_by: str
+    import_limited_by: str
 
 
-def _linearise(
-    acn: _acpf.AcNetwork, w_pu: FloatArray, d: float, q_pu: FloatArray
-) -> _Lin | None:
-    sol = _acpf.solve_pf(acn, _acpf.bus_injection(acn, d * w_pu, q_pu))
+def _linearise(acn: _acpf.AcNetwork, x_pu: FloatArray, q_pu: FloatArray) -> _Lin | None:
+    sol = _acpf.solve_pf(acn, _acpf.bus_injection(acn, x_pu, q_pu))
     if not sol.converged:
         return None
     i_f, i_t = _acpf.branch_currents(acn, sol.v)
     return _Lin(
-        d=d,
-        v=sol.v,
-        vm=np.abs(sol.v),
-        i_f=np.abs(i_f),
-        i_t=np.abs(i_t),
-        s=_acpf.sensitivities(acn, sol.v),
-        q_pu=q_pu,
+        x=x_pu, v=sol.v, vm=np.abs(sol.v), i_f=i_f, i_t=i_t, s=_acpf.sensitivities(acn, sol.v)
     )
 
 
-def _solve_lp(
+@dataclass(frozen=True, eq=False)
+class _Rows:
+    """Linearised constraints ``a @ (s_e, s_m, t_e, t_m) <= b``, each with its label."""
+
+    a: FloatArray
+    b: FloatArray
+    labels: tuple[str, ...]
+
+
+def _constraints(
     acn: _acpf.AcNetwork,
     lin: _Lin,
-    d_lin: float,
-    w: FloatArray,
+    box: _Box,
     lim: GridLimits,
     cfg: EnvelopeConfig,
-    extra_up: FloatArray,
-    extra_lo: FloatArray,
-    extra_ld: FloatArray,
-) -> _Lp | None:
-    """max t_e + t_m s.t. linearised worst cases over the box stay inside the tightened band.
+    pads: _Pads,
+) -> _Rows:
+    """The linearised worst case over the box, as rows over y = (s_e, s_m, t_e, t_m).
 
-    Box: x_i in [-t_m w_i, t_e w_i]; linearisation point x_lin = d_lin * w.
-    Voltage at bus k: the worst case of sum_i S_ki (x_i - x_lin_i) over the box takes the
-    export end where S_ki > 0 and the import end where S_ki < 0, which is linear in t.
-    Current of branch b: |I(x)| <= |I(x_lin)| + sum_i |G_bi| max(t_e w_i - x_lin_i,
-    t_m w_i + x_lin_i); because x_lin is proportional to w the same term of the max wins for
-    every i, so "max <= c" is exactly the two linear rows below.
+    A linear function h(x) = h(x_lin) + g (x - x_lin) reaches over the box at most
+    h(x_lin) + g (c - x_lin) + |g| r, with centre c = (e - m) / 2 and half-width
+    r = (e + m) / 2; as e and m are linear in y, so is the bound:
+    sum_i (|g_i| + g_i) / 2 * e_i + (|g_i| - g_i) / 2 * m_i <= limit - h(x_lin) + g x_lin.
+    Voltages use dV/dP. A branch current is projected on the direction injections move it
+    (u): along u it is linear in the injections and may reverse (noon export, evening
+    import), so both signs are bounded; across u sits the part injections barely move
+    (mostly reactive current), kept at its value at the linearisation point.
     """
     pq = acn.pq
-    s = lin.s.dvm[pq]  # (n_pq, n_cp)
-    s_pos, s_neg = np.clip(s, 0.0, None), np.clip(s, None, 0.0)
-    x_lin = d_lin * w
-    shift = s @ x_lin
-    vmax = lim.vm_max_pu - cfg.vm_margin_pu - extra_up
-    vmin = lim.vm_min_pu + cfg.vm_margin_pu + extra_lo
-    a_up = np.column_stack([s_pos @ w, -(s_neg @ w)])
-    b_up = vmax - lin.vm[pq] + shift
-    a_lo = np.column_stack([-(s_neg @ w), s_pos @ w])
-    b_lo = lin.vm[pq] - vmin - shift
-    ld_max = (lim.max_loading_pct - cfg.loading_margin_pct - extra_ld) / 100.0
-    gw_f = np.abs(lin.s.di_f) @ w
-    gw_t = np.abs(lin.s.di_t) @ w
-    zeros = np.zeros(len(acn.mon_row))
-    a_ld = np.vstack(
-        [
-            np.column_stack([gw_f, zeros]),
-            np.column_stack([zeros, gw_f]),
-            np.column_stack([gw_t, zeros]),
-            np.column_stack([zeros, gw_t]),
-        ]
-    )
-    c_f = ld_max / acn.mon_kf - lin.i_f
-    c_t = ld_max / acn.mon_kt - lin.i_t
-    b_ld = np.r_[c_f + d_lin * gw_f, c_f - d_lin * gw_f, c_t + d_lin * gw_t, c_t - d_lin * gw_t]
-    a_ub = np.vstack([a_up, a_lo, a_ld])
-    b_ub = np.r_[b_up, b_lo, b_ld]
-    # Scale rows so HiGHS sees O(1) coefficients (sensitivities span many decades).
-    row_scale = np.maximum(np.abs(a_ub).max(axis=1), 1e-12)
-    a_ub = a_ub / row_scale[:, None]
-    b_ub = b_ub / row_scale
-    t_cap = cfg.max_envelope_factor
-    res = linprog(
-        np.array([-1.0, -1.0]), A_ub=a_ub, b_ub=b_ub, bounds=[(0.0, t_cap)] * 2, method="highs"
-    )
-    if res.status != 0:
-        return None
-    t_e, t_m = float(res.x[0]), float(res.x[1])
-    slack = b_ub - a_ub @ res.x
+    x_lin = lin.x
+    blocks_e: list[FloatArray] = []
+    blocks_m: list[FloatArray] = []
+    rhs: list[FloatArray] = []
     labels: list[str] = []
-    npq, nmon = len(pq), len(acn.mon_row)
-    for r in np.flatnonzero(slack < 1e-9):
-        if r < npq:
-            labels.append(f"overvoltage {acn.bus_label(int(pq[r]))}")
-        elif r < 2 * npq:
-            labels.append(f"undervoltage {acn.bus_label(int(pq[r - npq]))}")
-        else:
-            labels.append(f"overload {acn.mon_label(int((r - 2 * npq) % nmon))}")
-    if t_e >= t_cap - 1e-9:
-        labels.append("export cap")
-    if t_m >= t_cap - 1e-9:
-        labels.append("import cap")
-    return _Lp(t_e=t_e, t_m=t_m, binding=tuple(dict.fromkeys(labels)))
+    sv = lin.s.dvm[pq]
+    base = lin.vm[pq] - sv @ x_lin
+    pos, neg = np.clip(sv, 0.0, None), -np.clip(sv, None, 0.0)
+    # highest voltage: exports where dV/dP > 0, imports where < 0; lowest: the other way
+    blocks_e += [pos, neg]
+    blocks_m += [neg, pos]
+    rhs += [lim.vm_max_pu - cfg.vm_margin_pu - pads.up - base, base - lim.vm_min_pu - cfg.vm_margin_pu - pads.lo]
+    bus = [acn.bus_label(int(k)) for k in pq]
+    labels += [f"overvoltage {b}" for b in bus] + [f"undervoltage {b}" for b in bus]
+    ld_max = (lim.max_loading_pct - cfg.loading_margin_pct - pads.ld) / 100.0
+    for i0, di, kk in ((lin.i_f, lin.s.di_f, acn.mon_kf), (lin.i_t, lin.s.di_t, acn.mon_kt)):
+        d = di @ box.w
+        keep = np.flatnonzero(np.abs(d) > 1e-12)
+        if not len(keep):
+            continue
+        u_conj = np.conj(d[keep]) / np.abs(d[keep])
+        g = np.real(u_conj[:, None] * di[keep])
+        along = np.real(u_conj * i0[keep])
+        across = np.imag(u_conj * i0[keep])
+        limit = np.sqrt(np.maximum((ld_max[keep] / kk[keep]) ** 2 - across**2, 0.0))
+        spread = np.abs(g)
+        shift = g @ x_lin
+        for sign in (1.0, -1.0):
+            blocks_e.append((spread + sign * g) / 2.0)
+            blocks_m.append((spread - sign * g) / 2.0)
+            rhs.append(limit - sign * (along - shift))
+            labels += [f"overload {acn.mon_label(int(j))}" for j in keep]
+    a_e = np.vstack(blocks_e)
+    a_m = np.vstack(blocks_m)
+    a = np.column_stack([a_e @ box.f_exp, a_m @ box.f_imp, a_e @ box.w, a_m @ box.w])
+    b_vec = np.concatenate(rhs)
+    # Scale rows to O(1) coefficients (sensitivities span many decades).
+    scale = np.maximum(np.abs(a).max(axis=1, initial=0.0), 1e-12)
+    return _Rows(a / scale[:, None], b_vec / scale, tuple(labels))
 
 
-def _to_wh(model: GridModel, w_pu: FloatArray, t_e: float, t_m: float) -> tuple[IntArray, IntArray]:
+_FULL = 1.0 - 1e-6
+_TOL = 1e-12
+
+
+def _raise(rows: _Rows, y: FloatArray, d: FloatArray, hi: float) -> tuple[float, int] | None:
+    """Largest step lam in [0, hi] keeping rows.a @ (y + lam d) <= rows.b, and the row that
+    stops it (-1: hi). None if ``y`` itself breaks a row."""
+    slack = rows.b - rows.a @ y
+    if np.any(slack < -_TOL):
+        return None
+    rate = rows.a @ d
+    up = np.flatnonzero(rate > 1e-15)
+    if not len(up):
+        return hi, -1
+    ratio = np.maximum(slack[up], 0.0) / rate[up]
+    k = int(np.argmin(ratio))
+    return (float(ratio[k]), int(up[k])) if ratio[k] < hi else (hi, -1)
+
+
+_KEEP_OF_COMMON = 0.9
+"""After the common share, neither direction keeps less than this fraction of it."""
+_BALANCE_WEIGHT = 0.01
+"""Tie-break towards equal export and import shares among equally large totals."""
+
+
+def _raise_pair(rows: _Rows, y: FloatArray, cols: tuple[int, int], hi: float) -> bool:
+    """Raise ``y[cols]`` (both equal on entry) fairly, in place; False if ``y`` is infeasible.
+
+    First both together to the largest common value tau (max-min fairness); then the largest
+    total with neither below ``_KEEP_OF_COMMON * tau`` (a constraint that is nearly all
+    export must not freeze imports at tau), ties broken towards balance. The second step is
+    a 3-variable LP (HiGHS); if it fails the common value stands.
+    """
+    c0, c1 = cols
+    d = np.zeros(4)
+    d[[c0, c1]] = 1.0
+    got = _raise(rows, y, d, hi - y[c0])
+    if got is None:
+        return False
+    y += got[0] * d
+    tau = float(y[c0])
+    if tau >= hi - 1e-12:
+        return True
+    others = [c for c in range(4) if c not in cols]
+    b_rest = rows.b - rows.a[:, others] @ y[others]
+    # variables (y_c0, y_c1, z): max y_c0 + y_c1 + w z with z <= y_c0, z <= y_c1
+    a_ub = np.vstack([
+        np.column_stack([rows.a[:, c0], rows.a[:, c1], np.zeros(len(rows.b))]),
+        [[-1.0, 0.0, 1.0], [0.0, -1.0, 1.0]],
+    ])
+    b_ub = np.r_[b_rest + 1e-12, 0.0, 0.0]
+    low = max(0.0, _KEEP_OF_COMMON * tau)
+    res = linprog(
+        np.array([-1.0, -1.0, -_BALANCE_WEIGHT]), A_ub=a_ub, b_ub=b_ub,
+        bounds=[(low, hi), (low, hi), (0.0, hi)], method="highs",
+    )
+    if res.status == 0:
+        cand = y.copy()
+        cand[[c0, c1]] = np.clip(res.x[:2], low, hi)
+        if float(cand[c0] + cand[c1]) > 2 * tau and np.all(rows.a @ cand <= rows.b + 1e-9):
+            y[:] = cand
+    return True
+
+
+def _solve_shares(
+    acn: _acpf.AcNetwork,
+    lin: _Lin,
+    box: _Box,
+    lim: GridLimits,
+    cfg: EnvelopeConfig,
+    pads: _Pads,
+) -> _Lp | None:
+    """The stages of the module docstring; None if even the empty box breaks the
+    linearised limits.
+
+    1. forecast shares (s_e, s_m) <= 1, raised fairly (``_raise_pair``), no headroom;
+    2. headroom (t_e, t_m) for the directions whose whole forecast fits: both fairly, or
+       the one alone (a ratio test).
+    """
+    rows = _constraints(acn, lin, box, lim, cfg, pads)
+    t_cap = cfg.max_envelope_factor
+    y = np.zeros(4)
+    if not _raise_pair(rows, y, (0, 1), 1.0):
+        return None
+    open_e, open_m = bool(y[0] >= _FULL), bool(y[1] >= _FULL)
+    if open_e and open_m:
+        _raise_pair(rows, y, (2, 3), t_cap)
+    elif open_e or open_m:
+        col = 2 if open_e else 3
+        d = np.zeros(4)
+        d[col] = 1.0
+        got = _raise(rows, y, d, t_cap)
+        if got is not None:
+            y += got[0] * d
+    shares = _Shares(s_e=float(y[0]), s_m=float(y[1]), t_e=float(y[2]), t_m=float(y[3]))
+    slack = rows.b - rows.a @ y
+    tight = np.flatnonzero(slack < 1e-7)
+    binding = [rows.labels[r] for r in tight]
+
+    def limited_by(s_col: int, t_col: int, cap: str) -> str:
+        col = s_col if y[s_col] < _FULL else t_col
+        if col == t_col and y[t_col] >= t_cap - 1e-9:
+            return cap
+        hits = [int(r) for r in tight if rows.a[r, col] > 1e-9]
+        return rows.labels[max(hits, key=lambda r: rows.a[r, col])] if hits else ""
+
+    for col, cap in ((2, "export cap"), (3, "import cap")):
+        if y[col] >= t_cap - 1e-9:
+            binding.append(cap)
+    return _Lp(
+        shares,
+        tuple(dict.fromkeys(binding)),
+        limited_by(0, 2, "export cap"),
+        limited_by(1, 3, "import cap"),
+    )
+
+
+def _to_wh(model: GridModel, box: _Box, y: _Shares) -> tuple[IntArray, IntArray]:
     base = ac_network(model).base_mva * WH_PER_MW_SLOT
     # Floor: rounding never widens the box the LP and AC checks certified.
-    e = np.floor(np.maximum(t_e, 0.0) * w_pu * base + 1e-9).astype(np.int64)
-    m = np.floor(np.maximum(t_m, 0.0) * w_pu * base + 1e-9).astype(np.int64)
+    e = np.floor(np.maximum(box.export_max(y), 0.0) * base + 1e-9).astype(np.int64)
+    m = np.floor(np.maximum(box.import_max(y), 0.0) * base + 1e-9).astype(np.int64)
     return e, m
 
 
@@ -351,8 +510,9 @@ def _vertex_patterns(acn: _acpf.AcNetwork, lin: _Lin, n_cp: int) -> list[npt.NDA
     pats[b"exp"] = np.ones(n_cp, dtype=bool)
     pats[b"imp"] = np.zeros(n_cp, dtype=bool)
     s = lin.s.dvm[acn.pq]
-    # Meshed networks can have mixed-sign sensitivities: take the worst vertex of the
-    # voltage rows with the largest spread, and of each monitored branch's current.
+    # Meshed networks and mixed schedules can have mixed-sign sensitivities: take the worst
+    # vertex of the voltage rows with the largest spread, and of each monitored branch's
+    # current.
     if s.size:
         spread = np.abs(s).sum(axis=1)
         for r in np.argsort(-spread)[:4]:
@@ -360,27 +520,12 @@ def _vertex_patterns(acn: _acpf.AcNetwork, lin: _Lin, n_cp: int) -> list[npt.NDA
                 p = sign * s[r] >= 0
                 pats.setdefault(p.tobytes(), p)
     if len(acn.mon_row):
-        i0 = (acn.yf @ lin.v)[acn.mon_row]
-        direction = np.real(np.conj(i0)[:, None] * lin.s.di_f)
+        direction = np.real(np.conj(lin.i_f)[:, None] * lin.s.di_f)
         for r in np.argsort(-np.abs(direction).sum(axis=1))[:4]:
             for sign in (1.0, -1.0):
                 p = sign * direction[r] >= 0
                 pats.setdefault(p.tobytes(), p)
     return list(pats.values())
-
-
-def _check_vertices(
-    model: GridModel,
-    slot: int,
-    acn: _acpf.AcNetwork,
-    lin: _Lin,
-    w_pu: FloatArray,
-    t_e: float,
-    t_m: float,
-    lim: GridLimits,
-) -> tuple[list[tuple[str, int, float]], tuple[float, float, float], int]:
-    e_wh, m_wh = _to_wh(model, w_pu, t_e, t_m)
-    return _check_vertices_wh(model, slot, acn, lin, e_wh, m_wh, lim)
 
 
 def _check_vertices_wh(
@@ -396,11 +541,11 @@ def _check_vertices_wh(
     bad: dict[tuple[str, int], float] = {}
     worst = [-math.inf, math.inf, 0.0]
     pats = _vertex_patterns(acn, lin, len(e_wh))
-    pq_pos = np.full(acn.n_bus, -1, dtype=np.int64)
-    pq_pos[acn.pq] = np.arange(len(acn.pq))
     for pat in pats:
         x = np.where(pat, e_wh, -m_wh)
         flow = solve_fast(model, slot, x, v0=lin.v)
+        if not flow.converged:
+            flow = solve_fast(model, slot, x)
         if not flow.converged:
             # Collapse at the import vertex: treat as undervoltage at every PQ bus.
             for k in range(len(acn.pq)):

@@ -252,6 +252,21 @@ def _factor_augmented(h_scaled: sp.csr_matrix, damping: FloatArray | None) -> An
         return spla.splu(a)
 
 
+class EstimationDiverged(GridError):
+    """The readings are observable but no state fits them (Gauss-Newton and
+    Levenberg-Marquardt both fail): gross bad data, e.g. a meter reporting an energy the
+    network cannot carry. ``detect_bad_meters`` recovers by leaving readings out."""
+
+
+def _singular(acn: AcNetwork, mm: MeasurementModel, it: int) -> GridError:
+    """A singular step: unobservable rows, or (observable rows) an iterate gone astray."""
+    if is_observable(acn, mm):
+        return EstimationDiverged(
+            f"state estimation diverged: singular gain matrix at iteration {it}"
+        )
+    return GridError(unobservable_message(acn, mm))
+
+
 _GN_STEPS = 12
 
 
@@ -284,10 +299,10 @@ def _gauss_newton(
             try:
                 lu = _factor_augmented(ht, damping)
             except (RuntimeError, spla.MatrixRankWarning):
-                raise GridError(unobservable_message(acn, mm)) from None
+                raise _singular(acn, mm, it) from None
             dx = lu.solve(rhs)[mm.m :]
             if not np.all(np.isfinite(dx)):
-                raise GridError(unobservable_message(acn, mm))
+                raise _singular(acn, mm, it)
             r_new = z - measure(acn, mm, state_to_voltage(acn, x + dx))
             obj_new = float(np.sum((r_new * inv_sigma) ** 2))
             # Converged when an (at most lightly damped) update moves no predicted reading by
@@ -326,8 +341,8 @@ def estimate_state(
     of W^1/2 H rather than its square (Abur & Gómez Expósito 2004, ch. 3.4); a step that
     does not lower the objective is retried with Levenberg-Marquardt damping. Starts at the
     power flow of the measured injections unless ``v0`` is given.
-    Raises ``GridError`` if the rows leave the state unobservable (naming the buses) or the
-    iteration does not converge.
+    Raises ``GridError`` if the rows leave the state unobservable (naming the buses) and its
+    subclass ``EstimationDiverged`` if the iteration does not converge.
     """
     st = _structure(acn)
     if mm.m < st.n_state:
@@ -343,7 +358,7 @@ def estimate_state(
         x, it2, converged = _gauss_newton(acn, mm, z, inv_sigma, x, tol, max_iter, lm=True)
         it += it2
     if not converged:
-        raise GridError(f"state estimation did not converge in {it} iterations")
+        raise EstimationDiverged(f"state estimation did not converge in {it} iterations")
     v = state_to_voltage(acn, x)
     hm = jacobian(acn, mm, v)
     r = z - measure(acn, mm, v)
@@ -351,7 +366,7 @@ def estimate_state(
     try:
         lu = _factor_augmented(ht, None)
     except (RuntimeError, spla.MatrixRankWarning):
-        raise GridError(unobservable_message(acn, mm)) from None
+        raise _singular(acn, mm, it) from None
     omega = np.zeros(mm.m)
     if with_covariance:
         # One right-hand side at a time: SuperLU's blocked multi-RHS solve goes through

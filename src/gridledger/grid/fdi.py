@@ -42,6 +42,8 @@ from gridledger.grid import _acpf
 from gridledger.grid.balance import AreaBalance, area_balances
 from gridledger.grid.estimation import (
     P_INJ,
+    VM,
+    EstimationDiverged,
     WlsResult,
     estimate_state,
     is_observable,
@@ -58,7 +60,7 @@ from gridledger.grid.measurements import (
     build_rows,
 )
 from gridledger.grid.model import WH_PER_MW_SLOT, GridModel
-from gridledger.grid.powerflow import ac_network
+from gridledger.grid.powerflow import ac_network, solve_fast
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -107,6 +109,13 @@ class DetectionResult:
     when available, else from the cleaned WLS estimate): what settlement should use for a
     flagged meter instead of its reading."""
     suspect_sensors: tuple[str, ...] = ()
+    converged: bool = True
+    """False if no state fits all the readings (gross bad data): the classical statistics then
+    describe the readings that remain after leaving the worst ones out (``lnr_removed``
+    starts with them), or are infinite if no such set was found."""
+    reason: str = ""
+    """Why the slot needed more than the plain tests (divergence and what was left out);
+    empty for an ordinary slot."""
 
     @property
     def corrected_wh_by_cp(self) -> dict[str, int]:
@@ -115,8 +124,14 @@ class DetectionResult:
 
     @property
     def alarm(self) -> bool:
-        """Anything suspicious at all (a flag, a chi-square alarm or an area imbalance)."""
-        return bool(self.flagged) or self.chi2_alarm or any(b.alarm for b in self.balances)
+        """Anything suspicious at all (a flag, a chi-square alarm, an area imbalance, or
+        readings no state fits)."""
+        return (
+            bool(self.flagged)
+            or self.chi2_alarm
+            or not self.converged
+            or any(b.alarm for b in self.balances)
+        )
 
 
 def detect_bad_meters(
@@ -131,6 +146,9 @@ def detect_bad_meters(
 
     Parameters: ``measurements`` are the slot's meter and sensor readings (see
     ``measure_slot``); ``previous`` is last slot's result, for the two-slot test.
+    Readings no state fits (gross bad data that makes the estimate diverge) do not raise:
+    the worst are left out until the rest converges, the liars are flagged by the tests that
+    follow, and ``converged``/``reason`` say what happened.
     Raises ``GridError`` if the readings leave the network unobservable (message names the
     buses) or name unknown meters/sensors.
     """
@@ -141,14 +159,40 @@ def detect_bad_meters(
     rows = build_rows(model, measurements, config.noise)
     a_test = config.alpha / _N_TESTS
 
-    # 1. classical WLS + chi2 + LNR with removal.
-    est, removed, chi2_thr, lnr_thr, first, lnr_score = _lnr_loop(
-        acn, rows, a_test, config.max_lnr_removals
-    )
-    rn_first = first.normalized_residuals()
-    testable = (rows.owner == METER) | (rows.owner == SENSOR)
-    max_rn = float(np.max(np.abs(rn_first[testable]), initial=0.0))
+    # 1. classical WLS + chi2 + LNR with removal. Readings no state fits (a meter reporting
+    # an energy the network cannot carry) make the first estimate diverge: leave the
+    # readings furthest from the forecast state out until it converges, and carry on.
+    reason = ""
+    start = np.ones(rows.mm.m, dtype=bool)
+    lnr: _LnrOutcome | None
+    try:
+        lnr = _lnr_loop(acn, rows, a_test, config.max_lnr_removals, start)
+    except EstimationDiverged as exc:
+        left_out = _leave_out_gross_errors(model, slot, acn, rows, config.max_lnr_removals)
+        if left_out is None:
+            lnr = None
+            reason = f"{exc}; no reading could be left out to make the rest consistent"
+        else:
+            start = left_out
+            lnr = _lnr_loop(acn, rows, a_test, config.max_lnr_removals, start)
+            gone = [rows.mm.labels[i] for i in np.flatnonzero(~start)]
+            reason = f"{exc}; converged after leaving out {', '.join(gone)}"
+    dropped = [int(i) for i in np.flatnonzero(~start)]
+    removed = dropped + (lnr.removed if lnr is not None else [])
     removed_labels = tuple(rows.mm.labels[i] for i in removed)
+    testable = (rows.owner == METER) | (rows.owner == SENSOR)
+    if lnr is not None:
+        first = lnr.first
+        rn_first = first.normalized_residuals()
+        max_rn = float(np.max(np.abs(rn_first[testable[lnr.first_rows]]), initial=0.0))
+        chi2, chi2_dof = float(first.chi2), int(first.dof)
+        chi2_thr, lnr_thr = lnr.chi2_threshold, lnr.lnr_threshold
+        chi2_alarm = bool(chi2 > chi2_thr)
+        v_start: npt.NDArray[np.complex128] = first.v
+    else:
+        max_rn, chi2, chi2_dof, chi2_thr, lnr_thr = math.inf, math.inf, 0, math.inf, math.inf
+        chi2_alarm = True
+        v_start = _forecast_voltages(model, slot, acn)
 
     # 3. protected defence.
     prot_used = False
@@ -156,8 +200,14 @@ def detect_bad_meters(
     scores: dict[str, float] = {}
     flagged: set[str] = set()
     suspect_sensors = tuple(rows.mm.labels[i] for i in removed if rows.owner[i] == SENSOR)
+    estimated: dict[str, int] = {}
     if config.protected_defence:
-        res = _protected_scores(model, acn, rows, first.v)
+        try:
+            res = _protected_scores(model, acn, rows, v_start)
+        except EstimationDiverged as exc:
+            res = None
+            reason = f"{reason}; " if reason else ""
+            reason += f"the DSO sensors alone do not converge either ({exc})"
         if res is not None:
             prot_used = True
             z_rows, meter_rows, v_prot = res
@@ -175,30 +225,33 @@ def detect_bad_meters(
                 for cp, z in scores.items():
                     if _two_slot_score(z, previous.cp_scores.get(cp)) > two_thr:
                         flagged.add(cp)
-    if not prot_used:
-        estimated = _injections_wh(model, acn, est.v)
-        # Classical identification: meters whose rows the LNR loop removed.
+    if not prot_used and lnr is not None:
+        estimated = _injections_wh(model, acn, lnr.final.v)
+        # Classical identification: meters whose rows were left out or the LNR loop removed.
         for i in removed:
             if rows.owner[i] == METER:
                 flagged.add(model.cp_ids[int(rows.cp[i])])
         for row in np.flatnonzero((rows.owner == METER) & (rows.mm.kind == P_INJ)):
-            scores[model.cp_ids[int(rows.cp[row])]] = float(lnr_score[row])
+            scores[model.cp_ids[int(rows.cp[row])]] = float(lnr.score[row])
         if config.two_slot and previous is not None and not previous.protected_used:
             n_p = len(scores)
             two_thr = float(stats.norm.isf(a_test / (2 * max(1, n_p))))
             for cp, z in scores.items():
                 if _two_slot_score(z, previous.cp_scores.get(cp)) > two_thr:
                     flagged.add(cp)
+    if not estimated:
+        # Nothing fits and nothing is protected: the forecast is the network's best guess.
+        estimated = model.forecast_wh_by_cp(slot)
 
     # 2. energy balances.
     balances = area_balances(model, acn, rows, measurements, a_test, config.noise)
     return DetectionResult(
         slot=slot,
         flagged=frozenset(flagged),
-        chi2=float(first.chi2),
-        chi2_dof=int(first.dof),
+        chi2=chi2,
+        chi2_dof=chi2_dof,
         chi2_threshold=float(chi2_thr),
-        chi2_alarm=bool(first.chi2 > chi2_thr),
+        chi2_alarm=chi2_alarm,
         max_normalized_residual=max_rn,
         lnr_threshold=float(lnr_thr),
         lnr_removed=removed_labels,
@@ -208,6 +261,8 @@ def detect_bad_meters(
         balances=balances,
         estimated_wh_by_cp=estimated,
         suspect_sensors=suspect_sensors,
+        converged=not dropped and lnr is not None,
+        reason=reason,
     )
 
 
@@ -219,15 +274,31 @@ def _two_slot_score(now: float, before: float | None) -> float:
 # --------------------------------------------------------------------------- classical tests
 
 
-def _lnr_loop(
-    acn: _acpf.AcNetwork, rows: Rows, a_test: float, max_removals: int
-) -> tuple[WlsResult, list[int], float, float, WlsResult, FloatArray]:
-    """WLS, then remove the largest normalised residual while it is significant.
+@dataclass(frozen=True, eq=False)
+class _LnrOutcome:
+    final: WlsResult
+    """Estimate after the removals."""
+    removed: list[int]
+    """Rows the LNR loop removed, in order."""
+    chi2_threshold: float
+    lnr_threshold: float
+    first: WlsResult
+    """Estimate on the starting rows (``first_rows``)."""
+    first_rows: npt.NDArray[np.int64]
+    score: FloatArray
+    """Per row: normalised residual at removal time for removed rows, final otherwise."""
 
-    Returns (final estimate, removed rows, chi2 threshold, LNR threshold, first estimate,
-    per-row normalised residual: at removal time for removed rows, final otherwise).
-    """
-    active = np.ones(rows.mm.m, dtype=bool)
+
+def _lnr_loop(
+    acn: _acpf.AcNetwork,
+    rows: Rows,
+    a_test: float,
+    max_removals: int,
+    start: npt.NDArray[np.bool_],
+) -> _LnrOutcome:
+    """WLS on the ``start`` rows, then remove the largest normalised residual while it is
+    significant. Raises ``EstimationDiverged`` if the first estimate does not converge."""
+    active = start.copy()
     removed: list[int] = []
     score = np.zeros(rows.mm.m)
     first: WlsResult | None = None
@@ -251,7 +322,7 @@ def _lnr_loop(
         idx = np.flatnonzero(active)
         if first is None:
             first = est
-            m_test = int(np.sum(ok_owner & est.testable()))
+            m_test = int(np.sum(ok_owner[idx] & est.testable()))
             chi2_thr = float(stats.chi2.isf(a_test, est.dof)) if est.dof > 0 else math.inf
             lnr_thr = float(stats.norm.isf(a_test / (2 * max(1, m_test))))
         rn = np.where(ok_owner[idx], est.normalized_residuals(), 0.0)
@@ -271,7 +342,75 @@ def _lnr_loop(
         removed.append(int(idx[j]))
         active[idx[j]] = False
     assert first is not None and est is not None
-    return est, removed, chi2_thr, lnr_thr, first, score
+    # Rows left out before the first estimate: how far each lies from the final state.
+    out = np.flatnonzero(~start)
+    if len(out):
+        mm_out = rows.mm.subset(out)
+        var = est.prediction_variance(jacobian(acn, mm_out, est.v))
+        resid = rows.z[out] - measure(acn, mm_out, est.v)
+        score[out] = resid / np.sqrt(rows.sigma[out] ** 2 + np.maximum(var, 0.0))
+    return _LnrOutcome(
+        final=est,
+        removed=removed,
+        chi2_threshold=chi2_thr,
+        lnr_threshold=lnr_thr,
+        first=first,
+        first_rows=np.flatnonzero(start),
+        score=score,
+    )
+
+
+def _forecast_voltages(
+    model: GridModel, slot: int, acn: _acpf.AcNetwork
+) -> npt.NDArray[np.complex128]:
+    """Voltages of the power flow of the slot's forecast (the no-load state if it fails)."""
+    flow = solve_fast(model, slot, model.net_injection_wh(slot))
+    return flow.v if flow.converged else acn.v_start.copy()
+
+
+def _leave_out_gross_errors(
+    model: GridModel, slot: int, acn: _acpf.AcNetwork, rows: Rows, max_left_out: int
+) -> npt.NDArray[np.bool_] | None:
+    """Rows to keep so that the estimate converges, or None.
+
+    Gross-error prefiltering: meter readings are ranked by how far they lie from the power
+    flow of the slot's forecast, relative to the connection's capacity (1 % for voltages),
+    and left out one by one, worst first, until an estimate converges; then every reading
+    left out on the way but the last is tried back, so only readings the fit cannot take
+    stay out (an honest reading is never left out merely for being ranked early).
+    """
+    v_ref = _forecast_voltages(model, slot, acn)
+    h_ref = measure(acn, rows.mm, v_ref)
+    scale = WH_PER_MW_SLOT * acn.base_mva
+    cap = np.array([cp.capacity_w * 0.25 for cp in model.cps]) / scale
+    cand = np.flatnonzero(rows.owner == METER)
+    unit = np.where(rows.mm.kind[cand] == VM, 0.01, np.maximum(cap[rows.cp[cand]], 1e-12))
+    dev = np.abs(rows.z[cand] - h_ref[cand]) / unit
+    order = [int(cand[k]) for k in np.argsort(-dev, kind="stable")]
+
+    def converges(mask: npt.NDArray[np.bool_]) -> bool:
+        sub = rows.select(mask)
+        try:
+            estimate_state(acn, sub.mm, sub.z, sub.sigma, with_covariance=False)
+        except GridError:
+            return False
+        return True
+
+    keep = np.ones(rows.mm.m, dtype=bool)
+    out: list[int] = []
+    for j in order[: max(1, max_left_out)]:
+        keep[j] = False
+        if not is_observable(acn, rows.select(keep).mm):
+            keep[j] = True  # critical for observability: cannot be left out
+            continue
+        out.append(j)
+        if converges(keep):
+            for k in out[:-1]:
+                keep[k] = True
+                if not converges(keep):
+                    keep[k] = False
+            return keep
+    return None
 
 
 # --------------------------------------------------------------------------- protected test
@@ -285,9 +424,10 @@ def _trusted(rows: Rows) -> npt.NDArray[np.bool_]:
 def _injections_wh(
     model: GridModel, acn: _acpf.AcNetwork, v: npt.NDArray[np.complex128]
 ) -> dict[str, int]:
-    """Net active injection (Wh over the slot) at every cp bus for voltages ``v``."""
+    """Net active injection (Wh over the slot) of every cp for voltages ``v``: its bus's
+    injection minus the known injections of other elements there (a generator's set-point)."""
     s = v * np.conj(acn.ybus @ v)
-    p_wh = s.real[acn.cp_bus] * WH_PER_MW_SLOT * acn.base_mva
+    p_wh = (s.real - acn.s_fixed.real)[acn.cp_bus] * WH_PER_MW_SLOT * acn.base_mva
     return {cp: int(round(float(x))) for cp, x in zip(model.cp_ids, p_wh, strict=True)}
 
 

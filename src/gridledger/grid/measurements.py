@@ -265,7 +265,9 @@ def measure_slot(
     varh: dict[str, int] = {}
     vm: dict[str, float] = {}
     if plan.meter_q:
-        q = read(MeasurementModel(np.full(n, Q_INJ), cp_bus, ones, ids), METER, "varh")
+        # The meter's own reactive energy (the bus may carry a generator as well).
+        q_true = q_pu * scale
+        q = q_true + gen.normal(0.0, 1.0, size=n) * _sigma(noise, METER, "varh", q_true)
         varh = {cp: int(round(v)) for cp, v in zip(ids, q, strict=True)}
     if plan.meter_vm:
         vv = read(MeasurementModel(np.full(n, VM), cp_bus, ones, ids), METER, "pu")
@@ -361,20 +363,29 @@ def build_rows(model: GridModel, meas: SlotMeasurements, noise: MeterNoise = Met
     if unknown:
         raise GridError(f"readings from unknown meters {unknown[:3]}")
     q_fore = cp_q_pu(model, slot)
+    # A meter sees its own connection point only; the bus may also carry elements that are
+    # not connection points (a generator's set-point, a fixed load). Its row is the bus
+    # injection: the reading plus those known injections. Where a generator holds the
+    # voltage (PV bus) its reactive power is free, so the bus Q is unknown and a reactive
+    # reading there constrains nothing: no Q row.
+    free_q = set(int(k) for k in acn.pv) | set(int(k) for k in acn.ref)
     for i, cp in enumerate(model.cp_ids):
         b = int(acn.cp_bus[i])
+        known = acn.s_fixed[b]
         if cp in meas.reported_wh_by_cp:
             e_wh = float(meas.reported_wh_by_cp[cp])
             sd = math.sqrt(float(_sigma(noise, METER, "wh", np.array([e_wh]))[0]) ** 2 + rounding)
-            add(P_INJ, b, 1.0, f"{cp}:p_wh", e_wh / scale, sd / scale, METER, i, scale)
-        if cp in meas.reported_varh_by_cp:
+            add(P_INJ, b, 1.0, f"{cp}:p_wh", e_wh / scale + known.real, sd / scale, METER, i, scale)
+        if b in free_q:
+            pass
+        elif cp in meas.reported_varh_by_cp:
             q = float(meas.reported_varh_by_cp[cp])
             sd = math.sqrt(float(_sigma(noise, METER, "varh", np.array([q]))[0]) ** 2 + rounding)
-            add(Q_INJ, b, 1.0, f"{cp}:q_varh", q / scale, sd / scale, METER, i, scale)
+            add(Q_INJ, b, 1.0, f"{cp}:q_varh", q / scale + known.imag, sd / scale, METER, i, scale)
         else:
             q = float(q_fore[i]) * scale
             sd = float(_sigma(noise, PSEUDO, "varh", np.array([q]))[0])
-            add(Q_INJ, b, 1.0, f"{cp}:q_forecast", q / scale, sd / scale, PSEUDO, -1, scale)
+            add(Q_INJ, b, 1.0, f"{cp}:q_forecast", q / scale + known.imag, sd / scale, PSEUDO, -1, scale)
         if cp in meas.vm_pu_by_cp:
             add(VM, b, 1.0, f"{cp}:vm_pu", float(meas.vm_pu_by_cp[cp]), noise.meter_vm_pu, METER, i, 1.0)
     for lb in sorted(meas.sensor_readings, key=_label_key):

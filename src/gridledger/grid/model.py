@@ -355,6 +355,7 @@ def _build_model(
         raise GridError(f"network {name} has no load, sgen or storage away from the slack bus")
     width = max(5, len(str(max(cp_buses))))
     cp_ids = [f"cp-{b:0{width}d}" for b in cp_buses]
+    check_supplied(net, cp_buses, cp_ids, name)
     col_of_bus = {b: i for i, b in enumerate(cp_buses)}
 
     lengths = {
@@ -433,6 +434,55 @@ def _build_model(
         pv_wh=pv_wh,
         storage_wh=st_wh,
         profile_source=source,
+    )
+
+
+def check_supplied(net: Any, cp_buses: list[int], cp_ids: list[str], name: str) -> None:
+    """Refuse connection points that no path connects to a slack: a bus out of service, or
+    one cut off by an open switch or an out-of-service line or transformer.
+
+    The one check every grid entry point relies on (``load_grid`` runs it, the fast engine
+    runs it again on the net it is built from): power flows would otherwise leave such a
+    cp's injection out without a word. Raises ``GridError`` naming each cp, its bus, why,
+    and the open switches at the cut.
+    """
+    import pandapower.topology as top
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        unsupplied = set(int(b) for b in top.unsupplied_buses(net))
+    in_service = net.bus.in_service.astype(bool)
+    problems: list[str] = []
+    for b, cp in zip(cp_buses, cp_ids, strict=True):
+        if b not in net.bus.index:
+            problems.append(f"{cp} (bus {b}: no such bus)")
+        elif not bool(in_service.at[b]):
+            problems.append(f"{cp} (bus {b}: bus out of service)")
+        elif b in unsupplied:
+            problems.append(f"{cp} (bus {b}: isolated from the slack)")
+    if not problems:
+        return
+    cut = set(int(b) for b in unsupplied)
+    opened: list[str] = []
+    if "switch" in net and len(net.switch):
+        for idx, sw in net.switch.iterrows():
+            if bool(sw.closed):
+                continue
+            ends = {int(sw.bus)}
+            if sw.et == "b":
+                ends.add(int(sw.element))
+            elif sw.et == "l" and int(sw.element) in net.line.index:
+                ends |= {int(net.line.at[sw.element, "from_bus"]), int(net.line.at[sw.element, "to_bus"])}
+            elif sw.et == "t" and int(sw.element) in net.trafo.index:
+                ends |= {int(net.trafo.at[sw.element, "hv_bus"]), int(net.trafo.at[sw.element, "lv_bus"])}
+            if ends & cut:
+                opened.append(str(idx))
+    where = f"; open switches at the cut: {', '.join(opened)}" if opened else ""
+    raise GridError(
+        f"network {name}: connection points without supply: {', '.join(problems[:8])}"
+        + (" ..." if len(problems) > 8 else "")
+        + f"{where}. Such a cp can neither trade nor be metered: close the switch or put the "
+        "bus/branch in service, or set its loads, static generators and storage out of service"
     )
 
 

@@ -230,12 +230,17 @@ def verify_schedule(
     """
     x_wh = schedule_array(model, net_injection_wh_by_cp)
     q_mvar = -model.load_varh[:, model.check_slot(slot)] / WH_PER_MW_SLOT
+    ac_network(model)  # the supply check every entry point shares (cached after the first)
     net, lock = _pp_work(model)
     with lock:
         net.sgen["p_mw"] = x_wh / WH_PER_MW_SLOT
         net.sgen["q_mvar"] = q_mvar
         run_checked_pf(net)
         vm = net.res_bus.vm_pu
+        cp_vm = vm.reindex([cp.bus for cp in model.cps]).to_numpy()
+        if not np.all(np.isfinite(cp_vm)):
+            lost = [cp.cp_id for cp, v in zip(model.cps, cp_vm, strict=True) if not np.isfinite(v)]
+            raise GridError(f"connection points without supply in the power flow: {lost[:8]}")
         bus_vm = [(f"bus {i}", float(v)) for i, v in vm.items() if np.isfinite(v)]
         line_ld = [
             (f"line {i}", float(v))
