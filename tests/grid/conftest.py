@@ -40,3 +40,14 @@ def raw_lv_net() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return sb.get_simbench_net(LV)
+
+
+DEMO_NETWORK = "1-LV-semiurb4--2-sw"
+DEMO_DAY = 136
+"""The demo's default network and day (``gridledger.sim.scenario``)."""
+
+
+@pytest.fixture(scope="session")
+def demo_grid() -> GridModel:
+    """The demo's SimBench semi-urban grid: households, shops, PV, batteries, heat pumps, EVs."""
+    return load_grid(DEMO_NETWORK)

@@ -8,9 +8,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridledger.errors import GridError
-from gridledger.grid import GridLimits, GridModel, curtail_schedule, verify_schedule
+from gridledger.grid import (
+    CurtailmentCause,
+    GridLimits,
+    GridModel,
+    compute_envelope_report,
+    curtail_schedule,
+    deliver_schedule,
+    verify_schedule,
+)
 
-from .conftest import CLEAR_DAY
+from .conftest import CLEAR_DAY, DEMO_DAY
 
 NOON = CLEAR_DAY * 96 + 48
 EVENING = CLEAR_DAY * 96 + 19 * 4
@@ -66,3 +74,57 @@ def test_unfixable_limits_are_an_error(lv: GridModel) -> None:
     sched = lv.forecast_wh_by_cp(NOON)
     with pytest.raises(GridError, match="curtailment cannot fix"):
         curtail_schedule(lv, NOON, sched, limits=GridLimits(vm_max_pu=1.02))
+
+
+def _causes_add_up(res_causes: tuple[CurtailmentCause, ...], curtailed: dict[str, int]) -> None:
+    per_cp: dict[str, int] = {}
+    for c in res_causes:
+        assert c.curtailed_wh > 0
+        per_cp[c.cp_id] = per_cp.get(c.cp_id, 0) + c.curtailed_wh
+    assert per_cp == {cp: wh for cp, wh in curtailed.items() if wh}
+
+
+@pytest.mark.parametrize(("slot", "direction"), [(NOON, "export"), (EVENING, "import")])
+def test_every_curtailed_wh_names_its_limit(stressed: GridModel, slot: int, direction: str) -> None:
+    naive = stressed.forecast_wh_by_cp(slot)
+    res = curtail_schedule(stressed, slot, naive)
+    _causes_add_up(res.causes, res.curtailed_wh_by_cp)
+    # Noon PV and evening EVs both overload the one transformer.
+    assert {(c.limit, c.element, c.violation, c.direction) for c in res.causes} == {
+        ("loading", "trafo 0", "overload", direction)
+    }
+
+
+@pytest.mark.parametrize("slot", [NOON, EVENING])
+def test_delivery_inside_envelopes_names_the_envelope_and_its_bound(stressed: GridModel, slot: int) -> None:
+    naive = stressed.forecast_wh_by_cp(slot)
+    rep = compute_envelope_report(stressed, slot)
+    d = deliver_schedule(stressed, slot, naive, envelopes=rep)
+    assert d.report.ok and d.total_curtailed_wh > 0
+    _causes_add_up(d.causes, d.curtailed_wh_by_cp)
+    # Only the envelopes cut (no violation left for the rule), each bounded by the transformer.
+    assert {(c.limit, c.element, c.violation) for c in d.causes} == {("envelope", "trafo 0", "overload")}
+    for cp, x in naive.items():
+        assert d.schedule_wh_by_cp[cp] == rep.envelopes[cp].clip(x)
+
+
+def test_no_curtailment_without_a_binding_limit(demo_grid: GridModel) -> None:
+    # Issue 18 item 12: the demo day lost 32.9 kWh to envelope clips at 40 % loading. Every
+    # cp following its forecast is carried by this network all day: nothing may be cut.
+    for sod in range(0, 96, 6):
+        slot = DEMO_DAY * 96 + sod
+        plan = demo_grid.forecast_wh_by_cp(slot)
+        assert verify_schedule(demo_grid, slot, plan).ok
+        d = deliver_schedule(demo_grid, slot, plan, envelopes=compute_envelope_report(demo_grid, slot))
+        assert d.total_curtailed_wh == 0 and d.causes == (), (slot, d.causes[:3])
+        assert d.schedule_wh_by_cp == plan
+
+
+def test_rule_curtailment_only_for_a_violation(stressed: GridModel) -> None:
+    # Without envelopes the rule acts only where pandapower shows a violation.
+    quiet = CLEAR_DAY * 96 + 8
+    plan = stressed.forecast_wh_by_cp(quiet)
+    assert verify_schedule(stressed, quiet, plan).ok
+    assert deliver_schedule(stressed, quiet, plan).total_curtailed_wh == 0
+    loud = deliver_schedule(stressed, NOON, stressed.forecast_wh_by_cp(NOON))
+    assert loud.report.ok and {c.limit for c in loud.causes} == {"loading"}

@@ -19,7 +19,7 @@ from gridledger.grid import (
 )
 from gridledger.grid.powerflow import fast_violations, solve_fast
 
-from .conftest import CLEAR_DAY
+from .conftest import CLEAR_DAY, DEMO_DAY
 
 NOON = CLEAR_DAY * 96 + 48
 EVENING = CLEAR_DAY * 96 + 19 * 4
@@ -39,10 +39,21 @@ def test_envelopes_are_non_negative_ints_for_every_cp(stressed: GridModel) -> No
     for e in env.values():
         assert type(e.import_max_wh) is int and type(e.export_max_wh) is int
         assert e.import_max_wh >= 0 and e.export_max_wh >= 0
-    # Shared in proportion to connection capacity (equal-share allocation).
+    # The same share of every forecast, plus the same share of every capacity as headroom
+    # (equal-share allocation of what the forecasts leave).
     rep = compute_envelope_report(stressed, NOON)
+    fc = stressed.forecast_wh_by_cp(NOON)
     for cp in stressed.cps:
-        assert abs(env[cp.cp_id].export_max_wh - rep.export_factor * cp.capacity_w / 4) <= 1
+        e = env[cp.cp_id]
+        want_e = rep.forecast_export_share * max(0, fc[cp.cp_id]) + rep.export_factor * cp.capacity_w / 4
+        want_m = rep.forecast_import_share * max(0, -fc[cp.cp_id]) + rep.import_factor * cp.capacity_w / 4
+        assert want_e - 2 <= e.export_max_wh <= want_e
+        assert want_m - 2 <= e.import_max_wh <= want_m
+    # At noon the transformer cannot carry every PV forecast at once: exports get the same
+    # share of their forecast (< 1), imports keep theirs plus headroom.
+    assert 0 < rep.forecast_export_share < 1 and rep.export_factor == 0
+    assert rep.forecast_import_share == pytest.approx(1.0, abs=1e-5) and rep.import_factor > 0
+    assert rep.export_limited_by == "overload trafo 0"
 
 
 def test_envelopes_are_deterministic(stressed: GridModel) -> None:
@@ -123,3 +134,35 @@ def test_no_envelope_when_zero_injection_already_breaks_limits(lv: GridModel) ->
 def test_forecast_must_name_every_cp(lv: GridModel) -> None:
     with pytest.raises(GridError, match="forecast lacks"):
         compute_envelopes(lv, NOON, forecast_wh_by_cp={"cp-00000": 0})
+
+
+def test_envelopes_contain_every_forecast_the_network_carries(demo_grid: GridModel) -> None:
+    # The equal-share box over connection capacity cut households' own PV at noon and heat
+    # pumps in the afternoon while the feeder was at 30 % (issue 18 item 12). The envelope
+    # now starts from the forecast: a forecast the network can carry is never cut.
+    for sod in range(0, 96, 4):
+        slot = DEMO_DAY * 96 + sod
+        fc = demo_grid.forecast_wh_by_cp(slot)
+        assert verify_schedule(demo_grid, slot, fc).ok
+        rep = compute_envelope_report(demo_grid, slot)
+        assert rep.forecast_export_share == pytest.approx(1.0, abs=1e-5)
+        assert rep.forecast_import_share == pytest.approx(1.0, abs=1e-5)
+        for cp, x in fc.items():
+            assert rep.envelopes[cp].contains(x), (slot, cp, x, rep.envelopes[cp])
+        # The headroom left over is bounded by a named constraint.
+        assert rep.export_limited_by and rep.import_limited_by
+
+
+def test_headroom_is_shared_fairly_between_directions(demo_grid: GridModel) -> None:
+    # A constraint that is nearly all export must not freeze import headroom (and vice versa).
+    rep = compute_envelope_report(demo_grid, DEMO_DAY * 96 + 48)
+    assert rep.import_factor > 0.3 and rep.export_factor > 0.0
+
+
+@pytest.mark.parametrize("slot", [DEMO_DAY * 96 + 48, DEMO_DAY * 96 + 72])
+def test_demo_grid_box_is_safe(demo_grid: GridModel, slot: int) -> None:
+    env = compute_envelopes(demo_grid, slot)
+    rng = np.random.default_rng(slot)
+    for x in _box_points(demo_grid, env, rng, 30):
+        flow = solve_fast(demo_grid, slot, x)
+        assert flow.converged and fast_violations(demo_grid, flow, GridLimits()) == ()

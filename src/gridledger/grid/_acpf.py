@@ -23,7 +23,6 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from gridledger.errors import GridError
-from gridledger.grid.model import check_supplied
 
 FloatArray = npt.NDArray[np.float64]
 ComplexArray = npt.NDArray[np.complex128]
@@ -166,8 +165,6 @@ def build_ac_network(net: Any, cp_buses: list[int]) -> AcNetwork:
         k = lookup[pd_idx] if pd_idx < len(lookup) else -1
         if 0 <= k < n:
             pd_bus[k] = int(pd_idx)
-    # The same refusal as load_grid's, for a net that reached here another way.
-    check_supplied(net, list(cp_buses), [f"cp at bus {b}" for b in cp_buses], "(fast engine)")
     cp_internal = np.array([lookup[b] for b in cp_buses], dtype=np.int64)
     if (cp_internal < 0).any() or (cp_internal >= n).any():
         lost = [b for b, k in zip(cp_buses, cp_internal, strict=True) if not 0 <= k < n]

@@ -223,7 +223,7 @@ def detect_bad_meters(
             two_thr = float(stats.norm.isf(a_test / (2 * max(1, n_p))))
             if config.two_slot and previous is not None and previous.protected_used:
                 for cp, z in scores.items():
-                    if _two_slot_score(z, previous.cp_scores.get(cp)) > two_thr:
+                    if _two_slot_score(z, cp, previous) > two_thr:
                         flagged.add(cp)
     if not prot_used and lnr is not None:
         estimated = _injections_wh(model, acn, lnr.final.v)
@@ -237,7 +237,7 @@ def detect_bad_meters(
             n_p = len(scores)
             two_thr = float(stats.norm.isf(a_test / (2 * max(1, n_p))))
             for cp, z in scores.items():
-                if _two_slot_score(z, previous.cp_scores.get(cp)) > two_thr:
+                if _two_slot_score(z, cp, previous) > two_thr:
                     flagged.add(cp)
     if not estimated:
         # Nothing fits and nothing is protected: the forecast is the network's best guess.
@@ -266,9 +266,16 @@ def detect_bad_meters(
     )
 
 
-def _two_slot_score(now: float, before: float | None) -> float:
-    """|z_t + z_(t-1)| / sqrt(2): persistent under-reporting adds up, honest noise does not."""
-    return 0.0 if before is None else abs(now + before) / math.sqrt(2)
+def _two_slot_score(now: float, cp: str, previous: DetectionResult) -> float:
+    """|z_t + z_(t-1)| / sqrt(2): persistent under-reporting adds up, honest noise does not.
+
+    Only for a meter the previous slot did not flag already: a reading flagged on its own
+    has had its correction, and a gross lie there (z in the thousands) must not flag this
+    slot's honest reading of the same meter."""
+    before = previous.cp_scores.get(cp)
+    if before is None or cp in previous.flagged:
+        return 0.0
+    return abs(now + before) / math.sqrt(2)
 
 
 # --------------------------------------------------------------------------- classical tests

@@ -441,9 +441,10 @@ def check_supplied(net: Any, cp_buses: list[int], cp_ids: list[str], name: str) 
     """Refuse connection points that no path connects to a slack: a bus out of service, or
     one cut off by an open switch or an out-of-service line or transformer.
 
-    The one check every grid entry point relies on (``load_grid`` runs it, the fast engine
-    runs it again on the net it is built from): power flows would otherwise leave such a
-    cp's injection out without a word. Raises ``GridError`` naming each cp, its bus, why,
+    The one check every grid entry point relies on (``load_grid`` runs it; envelopes,
+    verification, curtailment, measurements and detection all pass through
+    ``powerflow.ac_network``, which runs it on the net they use): a power flow would
+    otherwise leave such a cp's injection out without a word. Raises ``GridError`` naming each cp, its bus, why,
     and the open switches at the cut.
     """
     import pandapower.topology as top

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from gridledger.errors import GridError
 from gridledger.grid import _acpf
-from gridledger.grid.model import WH_PER_MW_SLOT, GridModel
+from gridledger.grid.model import WH_PER_MW_SLOT, GridModel, check_supplied
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -83,7 +83,10 @@ def ac_network(model: GridModel) -> _acpf.AcNetwork:
     cache = model._cache
     acn = cache.get("net:ac")
     if acn is None:
-        acn = _acpf.build_ac_network(model.net, [cp.bus for cp in model.cps])
+        buses = [cp.bus for cp in model.cps]
+        # The supply check load_grid runs, again on the net every power flow here uses.
+        check_supplied(model.net, buses, list(model.cp_ids), model.name)
+        acn = _acpf.build_ac_network(model.net, buses)
         cache["net:ac"] = acn
     assert isinstance(acn, _acpf.AcNetwork)
     return acn
