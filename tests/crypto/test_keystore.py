@@ -134,6 +134,9 @@ def test_save_refuses_a_cost_below_the_floor(tmp_path: Path, key: SigningKey) ->
     path = save_key(tmp_path, "legacy-caller", key, "pw", 2**12)
     kdf = _doc(path)["kdf"]
     assert (kdf["iterations"], kdf["lanes"], kdf["memory_kib"]) == (2, 1, 19 * 1024)
+    # ... and those that passed version 1's default get the new default.
+    kdf = _doc(save_key(tmp_path, "old-default", key, "pw", 2**15))["kdf"]
+    assert (kdf["iterations"], kdf["lanes"], kdf["memory_kib"]) == (3, 4, 65536)
 
 
 @pytest.mark.parametrize(

@@ -104,15 +104,15 @@ def save_key(
     """Write ``key`` encrypted to ``directory/name.key.json``; refuses to overwrite.
 
     ``kdf`` is the Argon2id cost (default ``KDF_DEFAULT``; must lie within the bounds).
-    ``scrypt_n`` is the cost argument of callers written for version 1 files: below 2^17
-    (the scrypt cost guidance) it asks for a cheap key and gets the cheapest one allowed
-    (``KDF_FLOOR``), otherwise the default. Raises ``KeystoreError`` for a bad name, an
+    ``scrypt_n`` is the cost argument of callers written for version 1 files: below
+    version 1's default 2^15 it asks for a cheap key (tests) and gets the cheapest one
+    allowed (``KDF_FLOOR``), otherwise the default. Raises ``KeystoreError`` for a bad name, an
     existing file or a cost out of bounds.
     """
     if not name or "/" in name or os.sep in name or name.startswith("."):
         raise KeystoreError(f"invalid key name {name!r}")
     if kdf is None:
-        kdf = KDF_FLOOR if scrypt_n is not None and scrypt_n < 2**17 else KDF_DEFAULT
+        kdf = KDF_FLOOR if scrypt_n is not None and scrypt_n < _LEGACY_N_MIN else KDF_DEFAULT
     kdf.check("save_key")
     d = Path(directory)
     if d.exists() and not d.is_dir():
