@@ -5,18 +5,23 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, NoReturn, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gridledger.errors import GridLedgerError
+from gridledger.errors import ConfigError, GridLedgerError, KeystoreError
+
+T = TypeVar("T")
 
 app = typer.Typer(help="GridLedger: post-quantum ledger and transactive energy market.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 keys_app = typer.Typer(help="Manage encrypted ML-DSA keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 node_app = typer.Typer(help="Run a multi-process network (NATS JetStream ordering).",
@@ -26,14 +31,127 @@ tx_app = typer.Typer(help="Sign and submit transactions to a node's HTTP API.",
                      no_args_is_help=True)
 app.add_typer(tx_app, name="tx")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay on one line (paths, grep)
 
 BENCHES = ("ledger", "clearing", "grid", "privacy", "network", "demo")
 
 
-def _fail(msg: str, code: int = 2) -> None:
+USAGE, FAILURE = 2, 1
+"""Exit codes: 2 = the command line is wrong (a flag's value, a file that is not what the
+command needs), named in the message; 1 = the work failed (verification found a bad block,
+the node is unreachable, a transaction failed, a wrong passphrase)."""
+MAX_SEED = 2**63 - 1
+MAX_MICRO = 2**64 - 1
+_ALGS = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
+
+
+def _fail(msg: str, code: int = USAGE) -> NoReturn:
     err.print(f"[bold red]error:[/] {msg}")
     raise typer.Exit(code)
+
+
+def _failure(msg: str) -> NoReturn:
+    _fail(msg, FAILURE)
+
+
+def _in_range(flag: str, value: float, lo: float, hi: float) -> None:
+    def show(x: float) -> str:
+        return str(x) if isinstance(x, int) else f"{x:g}"
+
+    if not lo <= value <= hi:
+        _fail(f"{flag} must be between {show(lo)} and {show(hi)}, got {show(value)}")
+
+
+def _node_url(node: str) -> str:
+    """``--node`` must be an http(s) URL with a host."""
+    from urllib.parse import urlparse
+
+    u = urlparse(node)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        _fail(f"--node must be an http:// or https:// URL such as http://127.0.0.1:8080, got {node!r}")
+    try:
+        u.port  # noqa: B018  (parses the port: raises on a bad one)
+    except ValueError:
+        _fail(f"--node has a bad port: {node!r}")
+    return node
+
+
+def _address(flag: str, value: str) -> bytes:
+    """A 32-byte address in hex."""
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        _fail(f"{flag} must be a hex address (64 hex digits), got {value!r}")
+    if len(raw) != 32:
+        _fail(f"{flag} must be a 32-byte address (64 hex digits), got {len(raw)} bytes")
+    return raw
+
+
+def _existing_file(flag: str, path: Path) -> Path:
+    if not path.exists():
+        _fail(f"{flag} {path} does not exist")
+    if not path.is_file():
+        _fail(f"{flag} {path} is not a file")
+    return path
+
+
+def _out_folder(flag: str, path: Path) -> Path:
+    """An output folder: absent (created later) or an existing folder, never a file."""
+    if path.exists() and not path.is_dir():
+        _fail(f"{flag} {path} exists and is not a folder")
+    return path
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _ledger_store(path: Path) -> None:
+    """Exit 2 unless ``path`` is a GridLedger ledger store, checked without writing to it."""
+    import sqlite3
+
+    from gridledger.node.store import BlockStore
+
+    if not path.exists():
+        _fail(f"{path}: no such file")
+    if not path.is_file():
+        _fail(f"{path} is not a file")
+    with open(path, "rb") as f:
+        head = f.read(len(_SQLITE_MAGIC))
+    if not head:
+        _fail(f"{path} is empty: not a ledger store")
+    if head != _SQLITE_MAGIC:
+        _fail(f"{path} is not an SQLite database: not a ledger store")
+    st = BlockStore(path, readonly=True)
+    try:
+        names = {r[0] for r in st.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        _fail(f"{path} is not a readable SQLite database: {exc}")
+    finally:
+        st.close()
+    missing = [t for t in ("meta", "blocks") if t not in names]
+    if missing:
+        _fail(f"{path} is an SQLite database but not a GridLedger ledger store "
+              f"(no {', '.join(missing)} table)")
+
+
+def _node_call(node: str, call: Callable[[], T]) -> T:
+    """Run a client call; a node that is down, slow or answers garbage is a failure (1)."""
+    import httpx
+
+    from gridledger.client import ApiRejected
+
+    try:
+        return call()
+    except ApiRejected as exc:
+        _failure(f"rejected by the node ({exc.status}): {exc}")
+    except httpx.TimeoutException:
+        _failure(f"{node} did not answer in time")
+    except httpx.TransportError as exc:
+        _failure(f"cannot reach the node at {node}: {exc or type(exc).__name__}")
+    except httpx.HTTPError as exc:
+        _failure(f"HTTP error talking to {node}: {exc}")
+    except ValueError as exc:  # a reply that is not the API's JSON
+        _failure(f"{node} answered something that is not the GridLedger API: {exc}")
 
 
 def _startup_check() -> None:
@@ -48,31 +166,32 @@ def _startup_check() -> None:
 @app.command()
 def demo(
     prosumers: Annotated[int, typer.Option(help="Community participants.")] = 30,
-    hours: Annotated[Optional[int], typer.Option(help="Simulated hours (default: one day).")] = None,
-    days: Annotated[Optional[int], typer.Option(help="Simulated days.")] = None,
+    hours: Annotated[int | None, typer.Option(help="Simulated hours (default: one day).")] = None,
+    days: Annotated[int | None, typer.Option(help="Simulated days.")] = None,
     validators: Annotated[int, typer.Option(help="Validators on the embedded ledger.")] = 4,
     attacks: Annotated[str, typer.Option(help="Attack names, 'all' or 'none'.")] = "default",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("gridledger-out"),
     seed: Annotated[int, typer.Option(help="Scenario seed (same seed, same results).")] = 7,
-    network: Annotated[Optional[str], typer.Option(help="SimBench code or pandapower file.")] = None,
+    network: Annotated[str | None, typer.Option(help="SimBench code or pandapower file.")] = None,
     workload: Annotated[str, typer.Option(help="'community' or 'transfers'.")] = "community",
 ) -> None:
-    """Run a community day on the embedded ledger and write report + summary.json."""
+    """Run a community day on the embedded ledger and write report + summary.json.
+
+    Every flag is checked before any work (exit 2 names the flag); a run that fails exits 1."""
     _startup_check()
     if hours is not None and days is not None:
         _fail("give --hours or --days, not both")
+    if days is not None:
+        _in_range("--days", days, 1, 366)
+    if hours is not None:
+        _in_range("--hours", hours, 1, 24 * 366)
     total_hours = hours if hours is not None else 24 * (days if days is not None else 1)
-    if not 1 <= total_hours <= 24 * 366:
-        _fail(f"--hours must be between 1 and 8784, got {total_hours}")
-    if not 1 <= validators <= 31:
-        _fail(f"--validators must be between 1 and 31, got {validators}")
-    if not 2 <= prosumers <= 2000:
-        _fail(f"--prosumers must be between 2 and 2000, got {prosumers}")
-    if out.exists() and any(out.glob("**/*.sqlite")):
-        import shutil
-
-        shutil.rmtree(out / "ledger", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    _in_range("--validators", validators, 1, 31)
+    _in_range("--prosumers", prosumers, 2, 2000)
+    _in_range("--seed", seed, 0, MAX_SEED)
+    if workload not in ("community", "transfers"):
+        _fail(f"--workload must be 'community' or 'transfers', got {workload!r}")
+    _out_folder("--out", out)
     if workload == "community":
         try:
             sim = importlib.import_module("gridledger.sim.demo")
@@ -80,23 +199,37 @@ def demo(
             workload = "transfers"
     if workload == "community":
         try:
-            summary = sim.run_demo_cli(prosumers=prosumers, hours=total_hours,
-                                       validators=validators, attacks=attacks, out=out,
-                                       seed=seed, network=network, console=console)
-        except GridLedgerError as exc:
+            # network, attacks, sizes against the grid: all before --out is touched
+            sim.check_scenario(sim.scenario_from_flags(prosumers, total_hours, validators,
+                                                       attacks, seed, network))
+        except ConfigError as exc:
             _fail(str(exc))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            sim.run_demo_cli(prosumers=prosumers, hours=total_hours, validators=validators,
+                             attacks=attacks, out=out, seed=seed, network=network, console=console)
+        except ConfigError as exc:
+            _fail(str(exc))
+        except (GridLedgerError, OSError) as exc:
+            _failure(f"the demo failed: {exc}")
         return
-    if workload != "transfers":
-        _fail(f"unknown workload {workload!r} (community, transfers)")
     from gridledger.sim.transfers import TransferScenario, run_transfers
 
     blocks = total_hours * 4
     sc = TransferScenario(participants=prosumers, validators=validators, blocks=blocks, seed=seed)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as prog:
-        task = prog.add_task("slots", total=blocks)
-        summary = run_transfers(sc, out, lambda done, _t: prog.update(task, completed=done))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    try:
+        if out.exists() and any(out.glob("**/*.sqlite")):
+            import shutil
+
+            shutil.rmtree(out / "ledger", ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as prog:
+            task = prog.add_task("slots", total=blocks)
+            summary = run_transfers(sc, out, lambda done, _t: prog.update(task, completed=done))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    except (GridLedgerError, OSError) as exc:
+        _failure(f"the demo failed: {exc}")
     t = Table(title="GridLedger demo (transfer workload)")
     t.add_column("metric")
     t.add_column("value", justify="right")
@@ -110,9 +243,13 @@ def demo(
 
 @app.command("verify-chain")
 def verify_chain(
-    directory: Annotated[Path, typer.Argument(help="A demo --out folder, a node data folder, or one .sqlite store.")],
+    directory: Annotated[Path, typer.Argument(
+        help="A demo --out folder, a node data folder, or one .sqlite store.")],
 ) -> None:
-    """Replay every ledger store under DIRECTORY from genesis and check every byte."""
+    """Replay every ledger store under DIRECTORY from genesis and check every byte.
+
+    Stores are opened read-only: nothing is written to what is checked. Exit 2: DIRECTORY is
+    missing or a file in it is not a ledger store; exit 1: a store fails verification."""
     _startup_check()
     from gridledger.node.verify import find_stores, verify_store
 
@@ -121,6 +258,8 @@ def verify_chain(
     stores = find_stores(directory)
     if not stores:
         _fail(f"no ledger store (*.sqlite) under {directory}")
+    for path in stores:  # every input checked before any replay
+        _ledger_store(path)
     bad = 0
     for path in stores:
         r = verify_store(path)
@@ -130,7 +269,7 @@ def verify_chain(
             bad += 1
             console.print(f"[red]BAD[/]  {path}  first bad block {r.bad_height}: {r.reason}")
     if bad:
-        raise typer.Exit(1)
+        raise typer.Exit(FAILURE)
 
 
 @app.command()
@@ -164,31 +303,46 @@ def _passphrase(confirm: bool = False) -> str:
 KeyDir = Annotated[Path, typer.Option("--dir", help="Keystore folder.")]
 
 
+def _key_name(name: str) -> str:
+    if not name or "/" in name or os.sep in name or name.startswith("."):
+        _fail(f"invalid key name {name!r}: no slashes, not starting with a dot")
+    return name
+
+
+def _alg(alg: str) -> str:
+    if alg not in _ALGS:
+        _fail(f"--alg must be one of {', '.join(_ALGS)}, got {alg!r}")
+    return alg
+
+
 @keys_app.command("new")
 def keys_new(name: str, alg: Annotated[str, typer.Option(help="ml-dsa-44|65|87")] = "ml-dsa-65",
              directory: KeyDir = Path("keys")) -> None:
-    """Create an encrypted ML-DSA key."""
+    """Create an encrypted ML-DSA key (Argon2id, passphrase NFKC-normalised)."""
     from gridledger.crypto.keystore import save_key
     from gridledger.crypto.sig import SigningKey
 
     _startup_check()
+    _key_name(name)
+    _alg(alg)
+    _out_folder("--dir", directory)
+    if (directory / f"{name}.key.json").exists():
+        _fail(f"{directory / f'{name}.key.json'} already exists")
     try:
         key = SigningKey.generate(alg)
         path = save_key(directory, name, key, _passphrase(confirm=True))
-    except GridLedgerError as exc:
+    except KeystoreError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _failure(f"cannot write the key: {exc}")
     console.print(f"{name}  {alg}  {key.address.hex()}  -> {path}")
 
 
 @keys_app.command("show")
 def keys_show(name: str, directory: KeyDir = Path("keys")) -> None:
     """Decrypt a key and show its algorithm, address and public key size."""
-    from gridledger.crypto.keystore import load_key
-
-    try:
-        key = load_key(directory / f"{name}.key.json", _passphrase())
-    except GridLedgerError as exc:
-        _fail(str(exc))
+    path = _existing_file("key", directory / f"{name}.key.json")
+    key = _load_signing_key(path, "key")
     console.print(f"name: {name}\nalg: {key.alg}\naddress: {key.address.hex()}\n"
                   f"public key: {len(key.public_key.raw)} bytes")
 
@@ -198,11 +352,15 @@ def keys_list(directory: KeyDir = Path("keys")) -> None:
     """List keys in the keystore folder (no passphrase needed)."""
     from gridledger.crypto.keystore import list_keys
 
+    try:
+        keys = list_keys(directory)
+    except KeystoreError as exc:
+        _fail(f"--dir: {exc}")
     t = Table()
-    for col in ("name", "alg", "address"):
+    for col in ("name", "alg", "address", "kdf"):
         t.add_column(col)
-    for k in list_keys(directory):
-        t.add_row(k.name, k.alg, k.address)
+    for k in keys:
+        t.add_row(k.name, k.alg, k.address, k.kdf)
     console.print(t)
 
 
@@ -217,12 +375,19 @@ def node_init(
     _startup_check()
     from gridledger.node.network_files import init_network
 
-    if not 1 <= validators <= 31:
-        _fail("--validators must be between 1 and 31")
+    _in_range("--validators", validators, 1, 31)
+    _in_range("--participants", participants, 0, 10_000)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", chain_id):
+        _fail(f"--chain-id must be 1-64 letters, digits, '.', '_' or '-', got {chain_id!r}")
+    _out_folder("DIRECTORY", directory)
+    if (directory / "genesis.cbor").exists():
+        _fail(f"{directory} already holds a network (genesis.cbor exists)")
     try:
         dirs = init_network(directory, validators, participants, chain_id, _passphrase(confirm=True))
-    except GridLedgerError as exc:
+    except ConfigError as exc:
         _fail(str(exc))
+    except (GridLedgerError, OSError) as exc:
+        _failure(f"cannot create the network: {exc}")
     for d in dirs:
         console.print(f"validator folder {d}")
     console.print(f"genesis {directory / 'genesis.cbor'}; participant keys in {directory / 'participants'}")
@@ -236,8 +401,10 @@ def node_start(
     http_host: Annotated[str, typer.Option(help="HTTP API address.")] = "127.0.0.1",
     tick_s: Annotated[float, typer.Option(help="Seconds between ticks.")] = 1.0,
     replicas: Annotated[int, typer.Option(help="JetStream replicas (3 on a 3-server cluster).")] = 3,
-    fault: Annotated[Optional[str], typer.Option(help="Attack lab only: faults of node.validator.FAULTS, comma-separated.")] = None,
-    quota_rate: Annotated[float, typer.Option(help="Admission quota per sender, tx/s (neutral reputation).")] = 20.0,
+    fault: Annotated[str | None, typer.Option(
+        help="Attack lab only: faults of node.validator.FAULTS, comma-separated.")] = None,
+    quota_rate: Annotated[float, typer.Option(
+        help="Admission quota per sender, tx/s (neutral reputation).")] = 20.0,
     quota_burst: Annotated[float, typer.Option(help="Admission burst per sender.")] = 200.0,
 ) -> None:
     """Run one validator until interrupted."""
@@ -246,18 +413,37 @@ def node_start(
 
     from gridledger.node.process import ProcessConfig, ValidatorProcess
 
-    if not (node_dir / "node.json").exists():
+    if not (node_dir / "node.json").is_file():
         _fail(f"{node_dir} is not a validator folder (no node.json)")
-    cfg = ProcessConfig(node_dir, [u for u in nats.split(",") if u], http_host, http_port,
+    for need in (node_dir.parent / "genesis.cbor", node_dir / "validator.key.json"):
+        if not need.is_file():
+            _fail(f"{node_dir} is not a validator folder of a network ({need} is missing)")
+    urls = [u.strip() for u in nats.split(",") if u.strip()]
+    if not urls or any(not re.fullmatch(r"(nats|tls)://[^\s/]+", u) for u in urls):
+        _fail(f"--nats must be comma-separated nats:// URLs, got {nats!r}")
+    _in_range("--http-port", http_port, 0, 65535)
+    _in_range("--tick-s", tick_s, 0.001, 3600)
+    _in_range("--replicas", replicas, 1, 5)
+    _in_range("--quota-rate", quota_rate, 1e-6, 1e9)
+    _in_range("--quota-burst", quota_burst, 1, 1e9)
+    if fault is not None:
+        from gridledger.node.validator import FAULTS
+
+        unknown = sorted(set(fault.split(",")) - set(FAULTS))
+        if unknown:
+            _fail(f"--fault: unknown {', '.join(unknown)}; choose from {', '.join(FAULTS)}")
+    cfg = ProcessConfig(node_dir, urls, http_host, http_port,
                         tick_s, replicas=replicas, fault=fault, quota_rate_per_s=quota_rate,
                         quota_burst=quota_burst)
     try:
         proc = ValidatorProcess(cfg, _passphrase())
-    except GridLedgerError as exc:
+    except ConfigError as exc:
         _fail(str(exc))
+    except Exception as exc:  # wrong passphrase, NATS unreachable, a damaged store: all failures
+        _failure(f"cannot start the validator: {exc or type(exc).__name__}")
     signal.signal(signal.SIGTERM, lambda *_: proc.stop.set())
     console.print(f"validator {proc.validator.index} at height {proc.validator.height}; "
-                  f"API {'http://%s:%d' % (http_host, http_port) if http_port else 'off'}")
+                  f"API {f'http://{http_host}:{http_port}' if http_port else 'off'}")
     try:
         proc.run()
     except KeyboardInterrupt:
@@ -274,10 +460,14 @@ def node_cluster(
 
     from gridledger.node.nats_cluster import NatsCluster
 
+    _in_range("--size", size, 1, 7)
+    _out_folder("DIRECTORY", directory)
     try:
         cluster = NatsCluster(directory, size).start()
-    except GridLedgerError as exc:
+    except ConfigError as exc:
         _fail(str(exc))
+    except (GridLedgerError, OSError) as exc:
+        _failure(f"cannot start the NATS cluster: {exc}")
     console.print("NATS cluster: " + ",".join(cluster.urls))
     try:
         while True:
@@ -289,19 +479,24 @@ def node_cluster(
 @node_app.command("new-validator")
 def node_new_validator(
     net_dir: Annotated[Path, typer.Argument(help="The network folder (holds genesis.cbor).")],
-    name: Annotated[Optional[str], typer.Option(help="Validator name (default validator-<k>).")] = None,
+    name: Annotated[str | None, typer.Option(help="Validator name (default validator-<k>).")] = None,
     alg: Annotated[str, typer.Option(help="ml-dsa-44|65|87")] = "ml-dsa-65",
 ) -> None:
     """Create a validator folder to be added by governance: key, node.json, join.json."""
     _startup_check()
     from gridledger.node.network_files import new_validator
 
-    if not (net_dir / "genesis.cbor").exists():
+    if not (net_dir / "genesis.cbor").is_file():
         _fail(f"{net_dir} is not a network folder (no genesis.cbor)")
+    _alg(alg)
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        _fail(f"--name must be 1-64 letters, digits, '.', '_' or '-', got {name!r}")
     try:
         d = new_validator(net_dir, _passphrase(confirm=True), name, alg)
-    except GridLedgerError as exc:
+    except ConfigError as exc:
         _fail(str(exc))
+    except (GridLedgerError, OSError, ValueError) as exc:
+        _failure(f"cannot create the validator folder: {exc}")
     join = json.loads((d / "join.json").read_text())
     console.print(f"validator folder {d}\naddress {join['address']}\n"
                   f"give {d / 'join.json'} to a validator: gridledger tx propose-validator "
@@ -313,14 +508,10 @@ def node_validators(
     node: Annotated[str, typer.Option(help="Node API URL.")] = "http://127.0.0.1:8080",
 ) -> None:
     """Show the active validator set, the quorum and open validator-set proposals."""
-    from gridledger.client import ApiRejected, Client
+    from gridledger.client import Client
 
-    try:
-        out = Client(node).validators()
-    except ApiRejected as exc:
-        _fail(f"rejected ({exc.status}): {exc}")
-    except Exception as exc:  # connection problems
-        _fail(f"{node}: {exc}")
+    _node_url(node)
+    out = _node_call(node, lambda: Client(node).validators())
     console.print_json(json.dumps(out))
 
 
@@ -335,31 +526,44 @@ def node_evidence(
     from gridledger.node.store import BlockStore
     from gridledger.node.validator import restore_app
 
-    if not store.is_file():
-        _fail(f"{store} is not a ledger store")
-    st = BlockStore(store)
+    _ledger_store(store)
+    st = BlockStore(store, readonly=True)
     try:
         genesis = st.genesis()
         if genesis is None:
             raise GridLedgerError(f"{store} holds no genesis")
         app, _ = restore_app(st, genesis)
         keys = app.validator_keys()
-        for height, kind, body in st.evidence():
+        for _height, kind, body in st.evidence():
             if kind != "equivocation":
                 continue
             signer = None
             for alg, pk in keys:  # name the signer by key: indices change with the set
                 if all(verify_vote_signature(alg, pk, genesis.chain_id, int(body["height"]), h, sg)
-                       for h, sg in zip(body["header_hashes"], body["sigs"])):
+                       for h, sg in zip(body["header_hashes"], body["sigs"], strict=False)):
                     signer = address_of(alg, pk).hex()
             print(json.dumps({"height": int(body["height"]), "validator": signer,
                               "validator_index": body.get("validator"),
                               "header_hashes": [bytes(h).hex() for h in body["header_hashes"]],
                               "sigs": [bytes(sg).hex() for sg in body["sigs"]]}))
     except GridLedgerError as exc:
-        _fail(str(exc))
+        _failure(str(exc))
     finally:
         st.close()
+
+
+def _load_signing_key(key: Path, flag: str = "--key") -> Any:
+    """A key from its keystore file (checked to exist before the prompt). A file that is not
+    a keystore is a usage error; a wrong passphrase a failure."""
+    from gridledger.crypto.keystore import WrongPassphrase, load_key
+
+    _existing_file(flag, key)
+    try:
+        return load_key(key, _passphrase())
+    except WrongPassphrase as exc:
+        _failure(str(exc))
+    except KeystoreError as exc:
+        _fail(f"{flag}: {exc}")
 
 
 @tx_app.command("transfer")
@@ -372,62 +576,65 @@ def tx_transfer(
 ) -> None:
     """Sign a transfer locally and submit it.
 
-    Exits 1 if the committed transaction failed (the rule is named on stderr)."""
-    from gridledger.client import ApiRejected, Client
-    from gridledger.crypto.keystore import load_key
-
-    try:
-        k = load_key(key, _passphrase())
-        out = Client(node, k).transfer(bytes.fromhex(to), amount_micro, wait=wait)
-    except ApiRejected as exc:
-        _fail(f"rejected ({exc.status}): {exc}")
-    except (GridLedgerError, ValueError) as exc:
-        _fail(str(exc))
-    _print_receipt(out)
-
-
-def _tx_client(node: str, key: Path):  # type: ignore[no-untyped-def]
+    Exits 2 for a bad flag, 1 if the node is unreachable, refuses the transaction, or the
+    committed transaction failed (the rule, e.g. ``unknown-recipient``, is named on stderr)."""
     from gridledger.client import Client
-    from gridledger.crypto.keystore import load_key
 
-    return Client(node, load_key(key, _passphrase()))
+    recipient = _address("--to", to)
+    _in_range("--amount-micro", amount_micro, 1, MAX_MICRO)
+    _node_url(node)
+    k = _load_signing_key(key)
+    out = _node_call(node, lambda: Client(node, k).transfer(recipient, amount_micro, wait=wait))
+    _print_receipt(out)
 
 
 @tx_app.command("propose-validator")
 def tx_propose_validator(
     key: Annotated[Path, typer.Option(help="The proposing validator's keystore file.")],
-    add: Annotated[Optional[Path], typer.Option(help="join.json of the validator to add (from 'node new-validator').")] = None,
-    remove: Annotated[Optional[str], typer.Option(help="Address (hex) of the validator to remove.")] = None,
-    evidence: Annotated[Optional[Path], typer.Option(help="With --remove: one JSON line of 'node evidence'.")] = None,
+    add: Annotated[Path | None, typer.Option(
+        help="join.json of the validator to add (from 'node new-validator').")] = None,
+    remove: Annotated[str | None, typer.Option(help="Address (hex) of the validator to remove.")] = None,
+    evidence: Annotated[Path | None, typer.Option(
+        help="With --remove: one JSON line of 'node evidence'.")] = None,
     node: Annotated[str, typer.Option(help="Node API URL.")] = "http://127.0.0.1:8080",
     wait: Annotated[bool, typer.Option(help="Wait for the receipt.")] = True,
 ) -> None:
     """Propose adding or removing a validator (the proposal is your vote).
 
     Exits 1 if the committed transaction failed (its receipt names the rule)."""
-    from gridledger.client import ApiRejected
+    from gridledger.client import Client
     from gridledger.node.network_files import read_join
 
     if (add is None) == (remove is None):
         _fail("give exactly one of --add JOIN.json or --remove ADDRESS")
     if evidence is not None and remove is None:
         _fail("--evidence goes with --remove")
+    _node_url(node)
+    join: dict[str, Any] | None = None
+    ev: dict[str, Any] | None = None
+    target = b""
     try:
-        c = _tx_client(node, key)
         if add is not None:
-            out = c.propose_add_validator(read_join(add), wait=wait)
+            join = read_join(_existing_file("--add", add))
         else:
-            ev = None
+            target = _address("--remove", str(remove))
             if evidence is not None:
-                e = json.loads(evidence.read_text().strip().splitlines()[0])
+                e = json.loads(_existing_file("--evidence", evidence).read_text().strip().splitlines()[0])
                 ev = {"height": int(e["height"]),
                       "header_hashes": [bytes.fromhex(h) for h in e["header_hashes"]],
                       "sigs": [bytes.fromhex(sg) for sg in e["sigs"]]}
-            out = c.propose_remove_validator(bytes.fromhex(str(remove)), ev, wait=wait)
-    except ApiRejected as exc:
-        _fail(f"rejected ({exc.status}): {exc}")
-    except (GridLedgerError, ValueError, KeyError, OSError) as exc:
+    except ConfigError as exc:
         _fail(str(exc))
+    except (ValueError, KeyError, TypeError, IndexError, OSError) as exc:
+        bad = "--add" if add is not None else "--evidence"
+        _fail(f"{bad}: not a file of the expected form ({type(exc).__name__}: {exc})")
+    k = _load_signing_key(key)
+    c = Client(node, k)
+    if join is not None:
+        body = join
+        out = _node_call(node, lambda: c.propose_add_validator(body, wait=wait))
+    else:
+        out = _node_call(node, lambda: c.propose_remove_validator(target, ev, wait=wait))
     _print_receipt(out)
 
 
@@ -450,19 +657,37 @@ def tx_vote_validator(
     wait: Annotated[bool, typer.Option(help="Wait for the receipt.")] = True,
 ) -> None:
     """Approve a validator-set proposal (exits 1 if the receipt says it failed)."""
-    from gridledger.client import ApiRejected
+    from gridledger.client import Client
 
-    try:
-        out = _tx_client(node, key).vote_validator(proposal, wait=wait)
-    except ApiRejected as exc:
-        _fail(f"rejected ({exc.status}): {exc}")
-    except (GridLedgerError, ValueError) as exc:
-        _fail(str(exc))
+    _in_range("--proposal", proposal, 0, MAX_MICRO)
+    _node_url(node)
+    k = _load_signing_key(key)
+    out = _node_call(node, lambda: Client(node, k).vote_validator(proposal, wait=wait))
     _print_receipt(out)
 
 
 def main() -> None:  # pragma: no cover
-    app()
+    """Entry point: the commands, and no traceback for anything they did not expect either
+    (``GRIDLEDGER_DEBUG=1`` shows it)."""
+    try:
+        rc = app(standalone_mode=False)
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Abort:
+        err.print("aborted")
+        raise SystemExit(FAILURE) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if os.environ.get("GRIDLEDGER_DEBUG"):
+            raise
+        err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {exc} "
+                  "(GRIDLEDGER_DEBUG=1 shows the traceback)")
+        raise SystemExit(FAILURE) from None
+    raise SystemExit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

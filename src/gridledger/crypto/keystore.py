@@ -36,6 +36,11 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from gridledger.crypto.sig import SigningKey
 from gridledger.errors import KeystoreError
 
+
+class WrongPassphrase(KeystoreError):
+    """The passphrase does not open the file (or its ciphertext was altered)."""
+
+
 VERSION = 2
 NORMALISATION: Final[Literal["NFKC"]] = "NFKC"
 
@@ -157,12 +162,10 @@ def _candidate_keks(path: Path, doc: dict[str, Any], passphrase: str) -> list[by
             )
         if (r, p) != (_LEGACY_R, _LEGACY_P):
             raise KeystoreError(f"{path}: scrypt r={r}, p={p} differ from version 1's r=8, p=1")
-        out = []
         # Version 1 derived from the passphrase exactly as typed; NFKC first so a passphrase
         # typed in another composition opens files whose passphrase was already NFKC.
-        for secret in dict.fromkeys((normalise_passphrase(passphrase), passphrase.encode())):
-            out.append(Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(secret))
-        return out
+        secrets = dict.fromkeys((normalise_passphrase(passphrase), passphrase.encode()))
+        return [Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(sec) for sec in secrets]
     raise KeystoreError(f"{path}: unsupported key derivation {name!r} (version {doc.get('version')!r})")
 
 
@@ -194,7 +197,7 @@ def load_key(path: str | Path, passphrase: str) -> SigningKey:
         except InvalidTag:  # wrong passphrase (or an altered file)
             continue
     if seed is None:
-        raise KeystoreError(f"wrong passphrase or corrupted keystore {path}")
+        raise WrongPassphrase(f"wrong passphrase or corrupted keystore {path}")
     key = SigningKey(doc["alg"], seed)
     if key.address.hex() != doc["address"]:
         raise KeystoreError(f"{path}: decrypted key does not match its address")

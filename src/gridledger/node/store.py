@@ -93,9 +93,16 @@ class BlockStore:
         never writes to the file (checkers such as ``verify-chain`` open stores so)."""
         self.path = Path(path)
         self.readonly = readonly
+        self._side_files: list[Path] = []
         if readonly:
+            # SQLite creates -wal/-shm beside a WAL store even to read it: note which did not
+            # exist, and remove them again on close (grid, issue 18.11: a checker leaves the
+            # folder as it found it).
+            side = [Path(f"{self.path}{s}") for s in ("-wal", "-shm")]
+            before = {p for p in side if p.exists()}
             self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
                                       isolation_level=None, check_same_thread=False)
+            self._side_files = [p for p in side if p not in before]
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
@@ -121,6 +128,13 @@ class BlockStore:
 
     def close(self) -> None:
         self.db.close()
+        # Only side files this read-only open created, and only while no writer used them
+        # meanwhile (an empty -wal): a node that opened the store since keeps its own.
+        if all(not p.exists() or p.stat().st_size == 0
+               for p in self._side_files if p.name.endswith("-wal")):
+            for p in self._side_files:
+                p.unlink(missing_ok=True)
+        self._side_files = []
 
     # -- meta ----------------------------------------------------------------
     def set_meta(self, key: str, value: bytes) -> None:
