@@ -45,7 +45,7 @@ def run(tmp: Path, attacks: tuple[str, ...], *, start: int = EVENING, slots: int
     (["--prosumers", "0"], "--prosumers"),
     (["--prosumers", "500"], "exceeds the 39 connection points"),
     (["--validators", "0"], "--validators"),
-    (["--days", "400"], "--hours"),
+    (["--days", "400"], "--days must be between 1 and 366"),  # the flag given is the one named
 ])
 def test_bad_input_fails_before_any_work(tmp_path: Path, flags: list[str], needle: str) -> None:
     out = tmp_path / "o"

@@ -349,7 +349,8 @@ def _constraints(
     # highest voltage: exports where dV/dP > 0, imports where < 0; lowest: the other way
     blocks_e += [pos, neg]
     blocks_m += [neg, pos]
-    rhs += [lim.vm_max_pu - cfg.vm_margin_pu - pads.up - base, base - lim.vm_min_pu - cfg.vm_margin_pu - pads.lo]
+    rhs += [lim.vm_max_pu - cfg.vm_margin_pu - pads.up - base,
+            base - lim.vm_min_pu - cfg.vm_margin_pu - pads.lo]
     bus = [acn.bus_label(int(k)) for k in pq]
     labels += [f"overvoltage {b}" for b in bus] + [f"undervoltage {b}" for b in bus]
     ld_max = (lim.max_loading_pct - cfg.loading_margin_pct - pads.ld) / 100.0

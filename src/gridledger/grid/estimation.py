@@ -244,7 +244,7 @@ def _projector_column(lu: Any, m: int, j: int) -> FloatArray:
 
 def _factor_augmented(h_scaled: sp.csr_matrix, damping: FloatArray | None) -> Any:
     """SuperLU of [[I, H~], [H~^T, -D]] (Hachtel's augmented form of the normal equations)."""
-    m, n = h_scaled.shape
+    m, _n = h_scaled.shape
     low = None if damping is None else sp.diags(-damping)
     a = sp.bmat([[sp.identity(m), h_scaled], [h_scaled.T, low]], format="csc")
     with warnings.catch_warnings():

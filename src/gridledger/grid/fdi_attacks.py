@@ -88,7 +88,7 @@ def craft_stealthy_attack(
         is_t = k == int(acn.cp_bus[ti])
         target += [hidden_wh / scale if is_t else 0.0, 0.0]
     if len(acn.pv):
-        pv_set = set(int(k) for k in acn.pv)
+        pv_set = {int(k) for k in acn.pv}
         keep = [
             i
             for i, (kd, e) in enumerate(zip(kinds, elems, strict=True))

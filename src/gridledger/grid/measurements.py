@@ -368,7 +368,7 @@ def build_rows(model: GridModel, meas: SlotMeasurements, noise: MeterNoise = Met
     # injection: the reading plus those known injections. Where a generator holds the
     # voltage (PV bus) its reactive power is free, so the bus Q is unknown and a reactive
     # reading there constrains nothing: no Q row.
-    free_q = set(int(k) for k in acn.pv) | set(int(k) for k in acn.ref)
+    free_q = {int(k) for k in acn.pv} | {int(k) for k in acn.ref}
     for i, cp in enumerate(model.cp_ids):
         b = int(acn.cp_bus[i])
         known = acn.s_fixed[b]
@@ -400,7 +400,7 @@ def build_rows(model: GridModel, meas: SlotMeasurements, noise: MeterNoise = Met
             add(dev.kind, dev.element, dev.sign, lb, val / scale, sd / scale, SENSOR, -1, scale)
     # Exact knowledge: buses without a connection point inject nothing (or a known generator
     # set-point). Weighted far above any meter, the standard virtual-measurement treatment.
-    cp_set = set(int(b) for b in acn.cp_bus)
+    cp_set = {int(b) for b in acn.cp_bus}
     real_sig = [s for s, o in zip(sig, owner, strict=True) if o in (METER, SENSOR) and s > 0]
     sd_virtual = 1e-2 * min(real_sig) if real_sig else 1e-9
     for k in acn.pq:

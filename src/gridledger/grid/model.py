@@ -339,7 +339,7 @@ def _build_model(
     import pandapower as pp
 
     net = copy.deepcopy(source_net)
-    slack_buses = set(int(b) for b in net.ext_grid.bus[net.ext_grid.in_service])
+    slack_buses = {int(b) for b in net.ext_grid.bus[net.ext_grid.in_service]}
     if not slack_buses:
         raise GridError(f"network {name} has no in-service ext_grid (slack)")
 
@@ -444,14 +444,14 @@ def check_supplied(net: Any, cp_buses: list[int], cp_ids: list[str], name: str) 
     The one check every grid entry point relies on (``load_grid`` runs it; envelopes,
     verification, curtailment, measurements and detection all pass through
     ``powerflow.ac_network``, which runs it on the net they use): a power flow would
-    otherwise leave such a cp's injection out without a word. Raises ``GridError`` naming each cp, its bus, why,
-    and the open switches at the cut.
+    otherwise leave such a cp's injection out without a word. Raises ``GridError`` naming
+    each cp, its bus, why, and the open switches at the cut.
     """
     import pandapower.topology as top
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        unsupplied = set(int(b) for b in top.unsupplied_buses(net))
+        unsupplied = {int(b) for b in top.unsupplied_buses(net)}
     in_service = net.bus.in_service.astype(bool)
     problems: list[str] = []
     for b, cp in zip(cp_buses, cp_ids, strict=True):
@@ -463,7 +463,7 @@ def check_supplied(net: Any, cp_buses: list[int], cp_ids: list[str], name: str) 
             problems.append(f"{cp} (bus {b}: isolated from the slack)")
     if not problems:
         return
-    cut = set(int(b) for b in unsupplied)
+    cut = {int(b) for b in unsupplied}
     opened: list[str] = []
     if "switch" in net and len(net.switch):
         for idx, sw in net.switch.iterrows():
