@@ -248,7 +248,7 @@ def test_node_commands_check_their_folders_and_flags(tmp_path: Path) -> None:
         (["--nats", "localhost:4222"], "--nats must be comma-separated nats:// URLs"),
         (["--http-port", "70000"], "--http-port must be between 0 and 65535"),
         (["--tick-s", "0"], "--tick-s must be between"),
-        (["--fault", "evil"], "--fault must be one of"),
+        (["--fault", "evil"], "--fault: unknown evil; choose from"),
         (["--replicas", "9"], "--replicas must be between 1 and 5"),
     ):
         assert_clean(run(["node", "start", str(v0), *args]), 2, needle)
@@ -266,7 +266,7 @@ def live_node(tmp_path: Path) -> Iterator[tuple[str, object]]:
     import uvicorn
 
     from gridledger.api import create_app
-    from gridledger.api.service import EmbeddedService
+    from gridledger.node.service import EmbeddedService
 
     chain = make_chain(n_validators=4)
     net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path / "ledger")
