@@ -1,5 +1,6 @@
 """Market rules: one exception class per rule (the receipt names ``rule``). An order whose
-escrow cannot be locked fails with the core rule ``insufficient-funds``."""
+escrow cannot be locked fails with the core rule ``insufficient-funds``; a pseudonym
+outside its slots with the registry's ``pseudonym-slot``."""
 
 from __future__ import annotations
 
@@ -16,12 +17,6 @@ class NoConnectionPoint(Unauthorized):
     """Only identities holding a connection point trade energy."""
 
     rule = "no-connection-point"
-
-
-class PseudonymSlot(Unauthorized):
-    """A pseudonym trades only in the slots its certificate names."""
-
-    rule = "pseudonym-slot"
 
 
 class SellNeedsProsumer(Unauthorized):
@@ -102,7 +97,7 @@ class DuplicateEnvelope(InvalidBody):
     rule = "duplicate-envelope"
 
 
-RULES = (MarketDisabled, NoConnectionPoint, PseudonymSlot, SellNeedsProsumer,
+RULES = (MarketDisabled, NoConnectionPoint, SellNeedsProsumer,
          ReputationSuspended, GateClosed, BeyondHorizon, MaxOrdersPerSlot, OneSidePerSlot,
          NoOrder, NotOwner, NoCommitment, OutsideRevealWindow, CommitmentMismatch,
          EnvelopeLate, DuplicateEnvelope)

@@ -15,7 +15,6 @@ from gridledger.ledger.modules.market.errors import (
     NoOrder,
     NotOwner,
     OutsideRevealWindow,
-    PseudonymSlot,
     ReputationSuspended,
     SellNeedsProsumer,
 )
@@ -64,9 +63,7 @@ class Handlers:
         p = self.deps.registry.participant(state, addr)
         if p is None or not p.cp:
             raise NoConnectionPoint("only identities holding a cp trade energy")
-        valid = p.valid_slots
-        if valid is not None and not valid[0] <= slot <= valid[1]:
-            raise PseudonymSlot(f"this pseudonym trades only in slots {valid[0]}..{valid[1]}")
+        self.deps.registry.require_in_slot(state, addr, slot)
         if side == "sell" and "prosumer" not in p.roles:
             raise SellNeedsProsumer("consumers can only buy")
         if new_exposure and self.deps.reputation.tier_of(state, addr) == "suspended":

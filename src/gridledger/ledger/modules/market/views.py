@@ -22,13 +22,21 @@ def trades(state: State, arg: str) -> list[dict[str, Any]]:
 
 
 def book(state: State, arg: str) -> dict[str, Any]:
-    """``market/book/<slot>``: the open orders ``{order_id, owner, side, energy_wh,
-    price_micro_per_kwh, sealed}`` by id, and how many sealed bids are still unrevealed."""
+    """``market/book/<slot>``: the slot's book as the market sees it now — ``orders``
+    (``{order_id, owner, side, energy_wh, price_micro_per_kwh, sealed, filled_wh}`` by id:
+    open orders before clearing, filled ones until settlement), ``sealed_unrevealed`` (sealed
+    bids are only counted), and once cleared ``status``, ``price_micro_per_kwh`` and the
+    ``trades`` (None / [] before)."""
     s = int(arg)
     orders = [{"order_id": oid, "owner": o.owner, "side": o.side, "energy_wh": o.energy_wh,
-               "price_micro_per_kwh": o.price_micro_per_kwh, "sealed": o.sealed}
+               "price_micro_per_kwh": o.price_micro_per_kwh, "sealed": o.sealed,
+               "filled_wh": o.filled_wh}
               for oid, o in keeper.orders_of_slot(state, s)]
-    return {"orders": orders, "sealed_unrevealed": len(keeper.commits_of_slot(state, s))}
+    rec = keeper.slot_record(state, s)
+    return {"orders": orders, "sealed_unrevealed": len(keeper.commits_of_slot(state, s)),
+            "status": None if rec is None else rec.status,
+            "price_micro_per_kwh": None if rec is None else rec.price_micro_per_kwh,
+            "trades": [t.to_obj() for t in keeper.trades_of_slot(state, s)]}
 
 
 def retail(state: State, arg: str) -> dict[str, int]:

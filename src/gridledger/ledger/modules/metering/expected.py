@@ -8,10 +8,8 @@ from gridledger.ledger.state import State
 
 
 class Identity(Protocol):
-    """A registered identity, as far as metering cares."""
+    """A registered identity, as far as metering cares: the cp a meter is bound to."""
 
-    @property
-    def roles(self) -> tuple[str, ...]: ...
     @property
     def meter_of(self) -> str | None: ...
 
@@ -22,6 +20,8 @@ class Registry(Protocol):
     def participant(self, state: State, addr: bytes) -> Identity | None: ...
     def cp_holder(self, state: State, cp: str) -> bytes | None: ...
     def meter_of_cp(self, state: State, cp: str) -> bytes | None: ...
+    def require_in_slot(self, state: State, addr: bytes, slot: int) -> None:
+        """Raises the registry's ``pseudonym-slot`` for a pseudonym outside its slots."""
 
 
 class Reputation(Protocol):

@@ -24,8 +24,9 @@ class Handlers:
         self.reputation = reputation
 
     def reading(self, state: State, ctx: TxContext, msg: MeterReading) -> None:
-        """``metering/reading`` signed by a meter key. Rules ``not-a-meter``,
-        ``reading-early``, ``reading-late``, ``one-reading-per-slot``.
+        """``metering/reading`` signed by a meter key (or, for a pseudonym's stand-in cp, by
+        the reading key its meter holds). Rules ``not-a-meter``, ``pseudonym-slot``
+        (registry), ``reading-early``, ``reading-late``, ``one-reading-per-slot``.
 
         The envelope signature is the device signature: the sender is the meter identity
         registered for the cp by the DSO's attestation, so a reading cannot be forged by the
@@ -35,6 +36,10 @@ class Handlers:
         cp = meter.meter_of if meter is not None else None
         if not cp:
             raise NotAMeter("the sender is not bound to a connection point")
+        # a pseudonym's stand-in cp reports only in the pseudonym's slots
+        holder = self.registry.cp_holder(state, cp)
+        if holder is not None:
+            self.registry.require_in_slot(state, holder, msg.slot)
         keeper.accept_reading(state, Reading(msg.slot, cp, msg.import_wh, msg.export_wh,
                                              msg.firmware, ctx.sender), ctx.block.slot_time)
         ctx.emit("reading", slot=msg.slot, cp=cp, import_wh=msg.import_wh,

@@ -113,7 +113,13 @@ class EndorserReputation(Unauthorized):
     rule = "endorser-reputation"
 
 
+class PseudonymSlot(Unauthorized):
+    """A pseudonym acts (trades, reports readings) only in the slots its certificate names."""
+
+    rule = "pseudonym-slot"
+
+
 RULES = (RotatePop, MeterPop, ApplyPop, CpTaken, CpAlreadyAttested, CpAttestedForAnother,
          CpHasMeter, MeterKeyRegistered, ApplicantRegistered, ApplicationExists, NoApplication,
          AlreadyEndorsed, EndorserInactive, EndorserPseudonym, EndorserRole, EndorserIsAttester,
-         EndorserReputation, *VALSET_RULES)
+         EndorserReputation, PseudonymSlot, *VALSET_RULES)

@@ -15,7 +15,12 @@ from typing import Any
 import cbor2
 
 from gridledger.errors import UnknownSender
-from gridledger.ledger.modules.registry.errors import CpHasMeter, CpTaken, MeterKeyRegistered
+from gridledger.ledger.modules.registry.errors import (
+    CpHasMeter,
+    CpTaken,
+    MeterKeyRegistered,
+    PseudonymSlot,
+)
 from gridledger.ledger.modules.registry.types import ROLES as ROLES  # re-exported
 from gridledger.ledger.modules.registry.types import Application, Attestation, Participant
 from gridledger.ledger.state import State
@@ -95,6 +100,19 @@ def cp_of(state: State, addr: bytes) -> str | None:
     """The connection point a trading identity holds (None for identities without one)."""
     p = participant(state, addr)
     return None if p is None else p.cp
+
+
+def require_in_slot(state: State, addr: bytes, slot: int) -> None:
+    """``addr`` may act in ``slot``: always, unless it is a pseudonym whose certificate
+    names other slots (``valid_slots``).
+
+    Raises:
+        PseudonymSlot: ``slot`` is outside the pseudonym's ``[first, last]``.
+    """
+    p = participant(state, addr)
+    valid = p.valid_slots if p is not None else None
+    if valid is not None and not valid[0] <= slot <= valid[1]:
+        raise PseudonymSlot(f"this pseudonym acts only in slots {valid[0]}..{valid[1]}")
 
 
 # -- validator set -------------------------------------------------------------------
