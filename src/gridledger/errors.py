@@ -8,7 +8,9 @@
     ├── CryptoError                 signature / sealing failure outside a transaction
     ├── RejectedTx (rule)           a transaction broke a named rule; state untouched
     │   ├── envelope: Oversize, MalformedEncoding, WrongChain, UnknownKind, BadSignature,
-    │   │   ClassicalKey, UnknownAlgorithm, UnknownSender, ReplayedNonce, NonceGap
+    │   │   ClassicalKey, UnknownAlgorithm, UnknownSender, ReplayedNonce, NonceGap; a
+    │   │   committee sender: CommitteeSignature, UnknownMember, DuplicateSigner,
+    │   │   CommitteeThreshold
     │   ├── admission: QuotaExceeded, MempoolFull
     │   ├── body categories: InvalidBody, Unauthorized, InsufficientFunds — each module's
     │   │   ``errors.py`` subclasses these with its own rules (``gate-closed`` ...)
@@ -96,6 +98,31 @@ class UnknownAlgorithm(RejectedTx, CryptoError):
     classical name). A ``CryptoError`` outside a transaction, a named rejection inside one."""
 
     rule = "unknown-algorithm"
+
+
+class CommitteeSignature(RejectedTx):
+    """A committee sender's signature is not a list of ``[member index, signature]`` pairs
+    in ascending member order (``gridledger.ledger.committee``)."""
+
+    rule = "committee-signature"
+
+
+class UnknownMember(RejectedTx):
+    """A committee signature names a member index outside the committee."""
+
+    rule = "unknown-member"
+
+
+class DuplicateSigner(RejectedTx):
+    """A committee signature lists one member twice (it counts once towards k)."""
+
+    rule = "duplicate-signer"
+
+
+class CommitteeThreshold(RejectedTx):
+    """A committee sender's transaction carries fewer than k member signatures."""
+
+    rule = "committee-threshold"
 
 
 class UnknownSender(RejectedTx):

@@ -39,6 +39,7 @@ from gridledger.errors import (
     WrongChain,
 )
 from gridledger.ledger import codec
+from gridledger.ledger.committee import COMMITTEE_ALG, parse_committee, verify_committee
 from gridledger.ledger.context import BlockContext, TxContext
 from gridledger.ledger.module import Accounts, Module, MsgKind, Signer
 from gridledger.ledger.state import State
@@ -87,6 +88,10 @@ def next_nonce(state: State, addr: bytes) -> int:
 
 
 def default_sig_check(tx: Tx, alg: str, pk: bytes) -> bool:
+    """Whether ``tx.sig`` verifies under the single ML-DSA key ``(alg, pk)`` (False for a
+    committee descriptor, which ``authenticate`` checks member by member)."""
+    if alg == COMMITTEE_ALG:
+        return False
     return verify_signature(alg, pk, tx.signing_bytes, tx.sig, TX_CONTEXT)
 
 
@@ -98,10 +103,27 @@ def accounts_of(modules: Sequence[Module]) -> Accounts:
     return found[0]
 
 
+def single_key(signer: Signer) -> bool:
+    """Whether ``signer`` signs with one ML-DSA key (so ``SigCheck`` and signature pools
+    apply); False for a k-of-n committee, whose member signatures ``authenticate`` checks."""
+    return signer.alg != COMMITTEE_ALG
+
+
 def authenticate(tx: Tx, signer: Signer, sig_check: SigCheck) -> None:
-    """The sender's signature check: one key per identity today. A committee sender (k of
-    n keys, e.g. a DSO run by several nodes) would be checked here, and only here."""
-    if tx.alg != signer.alg or not sig_check(tx, signer.alg, signer.pk):
+    """The sender's signature check, the one place it happens (admission runs it too).
+
+    A single-key sender: ``sig_check`` under its registered key. A committee sender
+    (``ledger.committee``: k of n member keys, e.g. a DSO run by several nodes): k or more
+    distinct members' valid signatures; rules ``committee-signature``, ``unknown-member``,
+    ``duplicate-signer``, ``bad-signature``, ``committee-threshold``.
+    """
+    if tx.alg != signer.alg:
+        raise BadSignature(f"the envelope's algorithm is not the one registered for "
+                           f"{tx.sender.hex()[:16]}…")
+    if not single_key(signer):
+        verify_committee(parse_committee(signer.pk), tx.signing_bytes, tx.sig, TX_CONTEXT)
+        return
+    if not sig_check(tx, signer.alg, signer.pk):
         raise BadSignature(f"signature does not verify under the key registered for "
                            f"{tx.sender.hex()[:16]}…")
 
@@ -134,7 +156,8 @@ def check_stateless_envelope(chain_id: str, tx: Tx) -> None:
     (``classical-key`` / ``unknown-algorithm`` before anything touches the signature)."""
     if tx.chain_id != chain_id:
         raise WrongChain(f"transaction is for chain {tx.chain_id[:64]!r}, this is {chain_id!r}")
-    check_alg(tx.alg)
+    if tx.alg != COMMITTEE_ALG:
+        check_alg(tx.alg)
 
 
 def check_nonce(nonce: int, expected: int) -> None:

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from gridledger.errors import (
     BadSignature,
     ClassicalKey,
+    CommitteeSignature,
+    CommitteeThreshold,
+    DuplicateSigner,
     InsufficientFunds,
     InternalError,
     InvalidBody,
@@ -28,6 +31,7 @@ from gridledger.errors import (
     Unauthorized,
     UnknownAlgorithm,
     UnknownKind,
+    UnknownMember,
     UnknownSender,
     WrongChain,
 )
@@ -35,7 +39,8 @@ from gridledger.ledger.module import Module
 
 ENVELOPE_RULES: tuple[type[RejectedTx], ...] = (
     Oversize, MalformedEncoding, WrongChain, ClassicalKey, UnknownAlgorithm, UnknownSender,
-    BadSignature, ReplayedNonce, NonceGap, UnknownKind)
+    BadSignature, CommitteeSignature, UnknownMember, DuplicateSigner, CommitteeThreshold,
+    ReplayedNonce, NonceGap, UnknownKind)
 """Checked before a body runs, at admission and in execution alike; they change nothing."""
 ADMISSION_RULES: tuple[type[RejectedTx], ...] = (QuotaExceeded, MempoolFull)
 """Only the node's admission raises these (per-node resource limits, not consensus)."""

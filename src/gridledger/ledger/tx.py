@@ -11,10 +11,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from gridledger.crypto.hashing import sha3_256, tagged_hash
-from gridledger.crypto.sig import SigningKey
 from gridledger.errors import MalformedEncoding, Oversize
 from gridledger.ledger import codec
 
@@ -62,7 +61,18 @@ def signing_bytes(chain_id: str, sender: bytes, nonce: int, kind: str, body: dic
                          "nonce": nonce, "sender": sender})
 
 
-def sign_tx(key: SigningKey, chain_id: str, nonce: int, kind: str, body: dict[str, Any]) -> bytes:
+class TxSigner(Protocol):
+    """What signs a transaction: an ML-DSA ``SigningKey``, or a k-of-n committee's
+    ``gridledger.committee.CommitteeSigner``."""
+
+    @property
+    def address(self) -> bytes: ...
+    @property
+    def alg(self) -> str: ...
+    def sign(self, message: bytes, context: bytes = b"") -> bytes: ...
+
+
+def sign_tx(key: TxSigner, chain_id: str, nonce: int, kind: str, body: dict[str, Any]) -> bytes:
     """Build and sign a transaction; returns its canonical bytes."""
     sender = key.address
     msg = signing_bytes(chain_id, sender, nonce, kind, body, key.alg)

@@ -46,6 +46,7 @@ from gridledger.ledger.execute import (
     check_nonce,
     default_sig_check,
     internal_error,
+    single_key,
 )
 from gridledger.ledger.module import Signer
 from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
@@ -214,14 +215,19 @@ class Mempool:
                 raise
             except Exception as exc:  # a parser defect: refused as execution would fail it
                 out[i] = self._reject(internal_error(exc, "admission"))
-        items = [(s.alg, s.pk, tx.signing_bytes, tx.sig, TX_CONTEXT) for _, tx, s in decoded]
+        # single-key signatures in the pool; a committee's members are checked by
+        # authenticate itself (k signatures, memoised)
+        singles = [(tx, s) for _, tx, s in decoded if single_key(s)]
+        items = [(s.alg, s.pk, tx.signing_bytes, tx.sig, TX_CONTEXT) for tx, s in singles]
         oks = self.sig_pool.verify_many(items) if self.sig_pool else _verify_chunk(items)
+        pooled = {id(tx): ok for (tx, _s), ok in zip(singles, oks, strict=True)}
         with self._lock:
-            for (i, tx, signer), ok in zip(decoded, oks, strict=True):
+            for i, tx, signer in decoded:
                 try:
                     # execution's signature rule, with the result the pool computed
-                    authenticate(tx, signer, _known(ok))
-                    self.cache.add(tx.hash, signer.alg, signer.pk)
+                    authenticate(tx, signer, _known(pooled.get(id(tx), False)))
+                    if single_key(signer):
+                        self.cache.add(tx.hash, signer.alg, signer.pk)
                     if tx.hash in self._seen:  # the same bytes admitted meanwhile
                         raise ReplayedNonce("duplicate of a pending transaction")
                     self._enqueue(tx, now_s)

@@ -16,6 +16,7 @@ from pathlib import Path
 from gridledger.crypto.sig import SigningKey, verify_signature
 from gridledger.errors import BlockError, RejectedTx
 from gridledger.ledger.block import Certificate, Equivocation, Header, quorum
+from gridledger.ledger.committee import COMMITTEE_ALG
 from gridledger.ledger.execute import BlockResult, SigCheck, default_sig_check
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules import Module
@@ -27,7 +28,6 @@ from gridledger.node.sync import catch_up
 from gridledger.node.ticks import Tick
 from gridledger.node.validator import Validator
 from gridledger.node.votes import VoteTally
-
 
 MAX_TICK_AHEAD_MS = 60_000  # in process a tick's true time is known; a minute of slack
 
@@ -52,6 +52,8 @@ def block_sig_items(txs: Sequence[Tx], validator: Validator) -> list[tuple[str, 
         try:
             alg, pk = validator.app.signer_key(tx.sender)
         except RejectedTx:
+            continue
+        if alg == COMMITTEE_ALG:  # a k-of-n committee's members are checked by execution
             continue
         items.append((alg, pk, tx.signing_bytes, tx.sig, TX_CONTEXT))
     return items

@@ -8,6 +8,7 @@ the registry declares them.
 from __future__ import annotations
 
 from gridledger.errors import InvalidBody, Unauthorized
+from gridledger.ledger.committee import BadCommittee
 from gridledger.ledger.valset import VALSET_RULES
 
 
@@ -119,7 +120,14 @@ class PseudonymSlot(Unauthorized):
     rule = "pseudonym-slot"
 
 
-RULES = (RotatePop, MeterPop, ApplyPop, CpTaken, CpAlreadyAttested, CpAttestedForAnother,
-         CpHasMeter, MeterKeyRegistered, ApplicantRegistered, ApplicationExists, NoApplication,
-         AlreadyEndorsed, EndorserInactive, EndorserPseudonym, EndorserRole, EndorserIsAttester,
-         EndorserReputation, PseudonymSlot, *VALSET_RULES)
+class CommitteeRole(InvalidBody):
+    """Validators and meters sign with one key (block votes, readings): they cannot be
+    k-of-n committees, and a committee cannot take those roles."""
+
+    rule = "committee-role"
+
+
+RULES = (RotatePop, CommitteeRole, BadCommittee, MeterPop, ApplyPop, CpTaken, CpAlreadyAttested,
+         CpAttestedForAnother, CpHasMeter, MeterKeyRegistered, ApplicantRegistered,
+         ApplicationExists, NoApplication, AlreadyEndorsed, EndorserInactive, EndorserPseudonym,
+         EndorserRole, EndorserIsAttester, EndorserReputation, PseudonymSlot, *VALSET_RULES)

@@ -7,6 +7,7 @@ from typing import Any
 
 from gridledger.crypto.sig import address_of, check_alg, verify_signature
 from gridledger.errors import ConfigError, Unauthorized
+from gridledger.ledger.committee import COMMITTEE_ALG, BadCommittee, parse_committee
 from gridledger.ledger.context import TxContext
 from gridledger.ledger.modules.registry import keeper
 from gridledger.ledger.modules.registry.errors import (
@@ -14,6 +15,7 @@ from gridledger.ledger.modules.registry.errors import (
     ApplicantRegistered,
     ApplicationExists,
     ApplyPop,
+    CommitteeRole,
     CpAlreadyAttested,
     CpAttestedForAnother,
     CpTaken,
@@ -33,6 +35,7 @@ from gridledger.ledger.modules.registry.types import (
     METER_CONTEXT,
     ROLES,
     ROTATE_CONTEXT,
+    SINGLE_KEY_ROLES,
     Application,
     Apply,
     Attestation,
@@ -55,8 +58,15 @@ class Handlers:
         self.reputation = reputation
 
     def rotate_key(self, state: State, ctx: TxContext, msg: RotateKey) -> None:
-        """``registry/rotate_key``: rules ``rotate-pop``, ``validator-exists``."""
-        if not verify_signature(msg.alg, msg.pk, ctx.sender, msg.pop, ROTATE_CONTEXT):
+        """``registry/rotate_key``: rules ``rotate-pop``, ``validator-exists``,
+        ``committee-role``. A committee (``ledger.committee``) rotates to a new descriptor
+        (members or threshold) the same way, signed by its current k of n."""
+        if msg.alg == COMMITTEE_ALG:
+            p = keeper.participant(state, ctx.sender)
+            if p is not None and SINGLE_KEY_ROLES.intersection(p.roles):
+                raise CommitteeRole(f"a {'/'.join(sorted(SINGLE_KEY_ROLES & set(p.roles)))} "
+                                    f"signs with one key")
+        elif not verify_signature(msg.alg, msg.pk, ctx.sender, msg.pop, ROTATE_CONTEXT):
             raise RotatePop("proof of possession does not verify under the new key")
         validators = keeper.validator_set(state)
         keys = keeper.validator_keys(state)
@@ -178,9 +188,18 @@ def init_genesis(state: State, genesis: dict[str, Any]) -> None:
     """
     validators: list[bytes] = []
     for p in genesis.get("participants", []):
-        check_alg(p["alg"])
-        addr = address_of(p["alg"], p["pk"])
         roles = sorted(set(p.get("roles", [])))
+        if p["alg"] == COMMITTEE_ALG:
+            try:
+                parse_committee(p["pk"])
+            except BadCommittee as exc:
+                raise ConfigError(f"genesis committee {p.get('name')}: {exc.detail}") from exc
+            if SINGLE_KEY_ROLES.intersection(roles):
+                raise ConfigError(f"genesis committee {p.get('name')}: validators and meters "
+                                  f"sign with one key")
+        else:
+            check_alg(p["alg"])
+        addr = address_of(p["alg"], p["pk"])
         for r in roles:
             if r not in ROLES:
                 raise ConfigError(f"genesis participant {p.get('name')}: unknown role {r!r}")

@@ -8,11 +8,14 @@ from typing import Literal
 
 from gridledger.errors import InvalidBody
 from gridledger.ledger import codec
+from gridledger.ledger.committee import COMMITTEE_ALG, MAX_MEMBERS, parse_committee
 from gridledger.ledger.module import Body
 from gridledger.ledger.record import Record, optional
 from gridledger.ledger.validate import (
+    MAX_KEY_BYTES,
     require_addr,
     require_alg,
+    require_bytes,
     require_fields,
     require_key,
     require_sig,
@@ -32,6 +35,10 @@ APPLY_CONTEXT = b"gl/apply"
 METER_CONTEXT = b"gl/meter-pop"
 MAX_CP_LEN = 64
 MAX_NAME_LEN = 64
+MAX_COMMITTEE_BYTES = MAX_MEMBERS * (MAX_KEY_BYTES + 16)
+"""Longest committee descriptor a body may carry."""
+SINGLE_KEY_ROLES = frozenset({"validator", "meter"})
+"""Roles whose key signs alone (block votes, meter readings): never a committee."""
 
 ROTATE_KEY = "registry/rotate_key"
 ATTEST_CP = "registry/attest_cp"
@@ -149,7 +156,20 @@ class Endorse(Record):
 
 
 def parse_rotate_key(body: Body) -> RotateKey:
+    """The new key: an ML-DSA key with its proof of possession, or a committee descriptor
+    (``alg = "committee"``, checked here: rule ``bad-committee``) with an empty ``pop``.
+
+    A committee's new members prove nothing themselves: the envelope already carries k
+    signatures of the current committee, and k more of the new one would not fit the
+    16 KiB transaction limit (3 ML-DSA-65 keys + 4 signatures). Listing a key one does not
+    hold only grants its holder a share of the committee's own signing power.
+    """
     require_fields(body, ROTATE_KEY, ("alg", "pk", "pop"))
+    if body.get("alg") == COMMITTEE_ALG:
+        pk = require_bytes(body, "pk", max_len=MAX_COMMITTEE_BYTES)
+        parse_committee(pk)
+        require_bytes(body, "pop", max_len=0)
+        return RotateKey(COMMITTEE_ALG, pk, b"")
     return RotateKey(require_alg(body, "alg"), require_key(body, "pk"), require_sig(body, "pop"))
 
 

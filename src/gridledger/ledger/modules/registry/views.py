@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gridledger.crypto.sig import address_of
+from gridledger.ledger.committee import COMMITTEE_ALG, parse_committee
 from gridledger.ledger.modules.registry import keeper
 from gridledger.ledger.state import State
 
@@ -20,4 +22,16 @@ def validator_keys(state: State, _arg: str) -> list[list[Any]]:
     return [[alg, pk] for alg, pk in keeper.validator_keys(state)]
 
 
-VIEWS = {"participant": participant, "validator_keys": validator_keys}
+def committee(state: State, arg: str) -> dict[str, Any] | None:
+    """``registry/committee/<addr hex>``: a k-of-n committee identity's ``{threshold,
+    members: [{index, alg, pk, address}]}`` (None: not registered or not a committee)."""
+    p = keeper.participant(state, bytes.fromhex(arg))
+    if p is None or p.alg != COMMITTEE_ALG:
+        return None
+    c = parse_committee(p.pk)
+    return {"threshold": c.threshold,
+            "members": [{"index": i, "alg": a, "pk": pk, "address": address_of(a, pk)}
+                        for i, (a, pk) in enumerate(c.members)]}
+
+
+VIEWS = {"participant": participant, "validator_keys": validator_keys, "committee": committee}
