@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gridledger.errors import BlockAborted, BlockError, GridLedgerError, RejectedTx
-from gridledger.ledger import codec
+from gridledger.ledger import codec, upgrades
 from gridledger.ledger.block import Header, tx_root
 from gridledger.ledger.context import BlockContext
 from gridledger.ledger.execute import (
@@ -38,10 +38,12 @@ from gridledger.ledger.execute import (
 )
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.module import Module, Signer, View
-from gridledger.ledger.modules.catalog import modules as default_modules
+from gridledger.ledger.modules.catalog import DEFAULT as DEFAULT_CATALOG
+from gridledger.ledger.modules.catalog import Catalog, Release, VersionUnavailable
 from gridledger.ledger.rules import Rule, chain_rules
 from gridledger.ledger.state import Detached, State
 from gridledger.ledger.tx import Tx, decode_tx
+from gridledger.ledger.upgrades import active_versions, genesis_versions
 from gridledger.ledger.valset import keys_hash
 
 CommitListener = Callable[[Header, Sequence[bytes]], None]
@@ -53,14 +55,20 @@ class Application:
 
     def __init__(self, genesis: Genesis, modules: Sequence[Module] | None = None,
                  state: State | None = None, height: int = 0, last_hash: bytes | None = None,
-                 slot_time: int = 0) -> None:
+                 slot_time: int = 0, catalog: Catalog | None = None) -> None:
+        """``modules``: a fixed module list (tests); by default the catalog builds the
+        versions the state names (``ledger.upgrades``), and rebuilds them at every
+        upgrade's activation height. ``catalog``: the module versions this node can run."""
         self.genesis = genesis
         self.chain_id = genesis.chain_id
-        self.modules = list(modules) if modules is not None else default_modules()
-        self.accounts = accounts_of(self.modules)
-        self._table = route(self.modules)
-        self._views: dict[str, View] = {f"{m.name}/{name}": v for m in self.modules
-                                        for name, v in m.views.items()}
+        self.catalog = catalog if catalog is not None else DEFAULT_CATALOG
+        self._fixed = modules is not None
+        self.genesis_versions = genesis_versions(genesis.doc, self.catalog.genesis_defaults())
+        if modules is None:
+            current = (self.genesis_versions if state is None
+                       else active_versions(state, self.genesis_versions))
+            modules = self.catalog.build(current)
+        self._install(modules)
         if state is None:
             state = State()
             for m in self.modules:
@@ -73,7 +81,24 @@ class Application:
         self.slot_time = slot_time
         self._pending: tuple[Header, BlockResult, tuple[bytes, ...], Detached] | None = None
         self._pending_keys: list[tuple[str, bytes]] | None = None
+        self._pending_modules: list[Module] | None = None
         self._listeners: list[CommitListener] = []
+
+    def _install(self, modules: Sequence[Module]) -> None:
+        self.modules = list(modules)
+        self.accounts = accounts_of(self.modules)
+        self._table = route(self.modules)
+        self._views: dict[str, View] = {f"{m.name}/{name}": v for m in self.modules
+                                        for name, v in m.views.items()}
+
+    def versions(self) -> dict[str, int]:
+        """``{module: version}`` of the modules executing the next block's transactions."""
+        return {m.name: m.version for m in self.modules}
+
+    def install_release(self, release: Release) -> None:
+        """Make a module version outside this build available (what a node operator does
+        before reviewing and voting on an upgrade to it)."""
+        self.catalog = self.catalog.with_release(release)
 
     # -- ABCI ----------------------------------------------------------------
     def check_tx(self, raw: bytes, sig_check: SigCheck = default_sig_check,
@@ -158,9 +183,14 @@ class Application:
         keys = self.accounts.validator_keys(self.state)
         valset = keys_hash(keys)
         ctx = BlockContext(self.chain_id, self.height + 1, slot_time)
+        activations = upgrades.due(self.state, ctx.height)
+        modules = self.modules
+        if activations:
+            modules = self._upgraded(ctx.height, activations)
         self.state.begin()
         try:
-            result = apply_block(self.state, ctx, raw_txs, self.modules, sig_check)
+            result = apply_block(self.state, ctx, raw_txs, modules, sig_check,
+                                 activations=activations, versions_before=self.versions())
         except (GridLedgerError, *MACHINE_FAULTS):
             self.state.rollback()
             raise
@@ -172,7 +202,20 @@ class Application:
                         tx_root(raw_txs), self.state.root(), result.receipts_root, valset)
         self._pending = (header, result, tuple(raw_txs), self.state.detach())
         self._pending_keys = keys
+        self._pending_modules = list(modules) if activations else None
         return header, result
+
+    def _upgraded(self, height: int, activations: Sequence[upgrades.Activation]) -> list[Module]:
+        """The module list with ``activations`` applied; ``BlockAborted`` (every validator
+        without the new code stops here alike) when this node cannot build it."""
+        if self._fixed:
+            raise BlockAborted(f"block {height}: an upgrade activates but this application "
+                               f"runs a fixed module list")
+        versions = {**self.versions(), **{a.module: a.version for a in activations}}
+        try:
+            return self.catalog.build(versions)
+        except VersionUnavailable as exc:
+            raise BlockAborted(f"block {height}: {exc}") from exc
 
     def commit(self) -> Header:
         """Make the pending block part of this validator's state."""
@@ -183,6 +226,9 @@ class Application:
         self.height, self.last_hash, self.slot_time = header.height, header.hash, header.slot_time
         self._pending = None
         self._pending_keys = None
+        if self._pending_modules is not None:
+            self._install(self._pending_modules)  # the upgraded versions from this block on
+            self._pending_modules = None
         for listener in list(self._listeners):
             listener(header, raw_txs)
         return header
@@ -197,6 +243,7 @@ class Application:
         if self._pending is not None:
             self._pending = None
             self._pending_keys = None
+            self._pending_modules = None
 
     def query(self, path: str) -> Any:
         """Read-only queries over committed state (plain data: ints, bytes, text, lists,

@@ -44,6 +44,7 @@ from gridledger.ledger.context import BlockContext, TxContext
 from gridledger.ledger.module import Accounts, Module, MsgKind, Signer
 from gridledger.ledger.state import State
 from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
+from gridledger.ledger.upgrades import Activation, activate
 
 NONCE = b"auth/nonce/"
 SigCheck = Callable[[Tx, str, bytes], bool]
@@ -255,11 +256,14 @@ def _run_reject_hooks(state: State, tctx: TxContext, rule: str, hooks: Sequence[
 
 def apply_block(state: State, ctx: BlockContext, raw_txs: Sequence[bytes],
                 modules: Sequence[Module], sig_check: SigCheck = default_sig_check,
-                check_invariants: bool = True) -> BlockResult:
+                check_invariants: bool = True, activations: Sequence[Activation] = (),
+                versions_before: Mapping[str, int] | None = None) -> BlockResult:
     """Execute an ordered block against ``state`` (mutated in place).
 
     ``sig_check`` lets a validator reuse signatures it already verified (admission or a
-    parallel batch); it must be a pure function of (tx, alg, pk).
+    parallel batch); it must be a pure function of (tx, alg, pk). ``activations``: module
+    upgrades that activate in this block (``modules`` are already the new versions); their
+    migrations run first, then everything else (``ledger.upgrades.activate``).
 
     Raises:
         BlockAborted: a begin/end-block hook raised; ``InvariantViolation``: an invariant
@@ -268,6 +272,8 @@ def apply_block(state: State, ctx: BlockContext, raw_txs: Sequence[bytes],
     table = route(modules)
     accounts = accounts_of(modules)
     block_events: list[dict[str, Any]] = []
+    if activations:
+        _run_migrations(state, ctx, activations, versions_before or {}, modules, block_events)
     for m in modules:
         if m.begin_block is not None:
             _run_block_hook(m.name, "begin_block", m.begin_block, state, ctx, block_events)
@@ -279,6 +285,19 @@ def apply_block(state: State, ctx: BlockContext, raw_txs: Sequence[bytes],
     if check_invariants:
         run_invariants(state, modules)
     return BlockResult(receipts, block_events)
+
+
+def _run_migrations(state: State, ctx: BlockContext, activations: Sequence[Activation],
+                    versions_before: Mapping[str, int], modules: Sequence[Module],
+                    events: list[dict[str, Any]]) -> None:
+    try:
+        activate(state, ctx, activations, versions_before, modules, events)
+    except MACHINE_FAULTS:
+        raise
+    except Exception as exc:
+        names = ", ".join(f"{a.module} v{a.version}" for a in activations)
+        raise BlockAborted(f"migration to {names} at height {ctx.height}: "
+                           f"{type(exc).__name__}") from exc
 
 
 def _run_block_hook(module: str, which: str,

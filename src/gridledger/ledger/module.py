@@ -29,6 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from gridledger.errors import RejectedTx
 from gridledger.ledger.context import BlockContext, TxContext
 from gridledger.ledger.state import State
+from gridledger.ledger.upgrades import NO_CHANGE, Declaration
 
 M = TypeVar("M")
 
@@ -106,6 +107,13 @@ class Module:
     CLI and API read instead of the module's keys."""
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    migrate: BlockHook | None = None
+    """Run once, at the start of the block where this version replaces the previous one
+    (``ledger.upgrades.activate``): the state migration its ``declares`` describes."""
+    declares: Declaration = NO_CHANGE
+    """What this version's migration writes and what it changes compared with the
+    previous version; the upgrade proposal carries its digest and validators' dry runs
+    check it (``ledger.dryrun``)."""
 
     def kinds(self) -> list[MsgKind[Any]]:
         """Every kind this module handles, typed or legacy."""

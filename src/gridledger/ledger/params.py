@@ -47,6 +47,10 @@ class Params:
     grid_fee_zones: tuple[tuple[str, str], ...] = ()                    # (cp, zone)
     grid_fee_distance_micro_per_kwh: tuple[tuple[str, str, int], ...] = ()  # (zone, zone, fee)
     grid_fee_default_distance_micro_per_kwh: int = 0
+    # bounds on the grid-fee rate of any slot (flat + time-of-use entry) the DSO may set at
+    # run time (governance/set_grid_fees); max 0: fees are fixed at genesis
+    grid_fee_min_micro_per_kwh: int = 0
+    grid_fee_max_micro_per_kwh: int = 0
     retail_import_micro_per_kwh: int = 250_000
     feed_in_micro_per_kwh: int = 80_000
     imbalance_micro_per_kwh: int = 350_000
@@ -91,6 +95,8 @@ class Params:
     # -- validator set (governance votes) --
     min_validators: int = 4               # a removal may not leave fewer (4 = 3f+1, f = 1)
     valset_vote_expiry_blocks: int = 100  # a proposal takes votes for this many blocks
+    # -- module upgrades (governance v3) --
+    upgrade_notice_blocks: int = 20       # an upgrade activates at least this many blocks on
 
     def to_obj(self) -> dict[str, Any]:
         """The canonical-CBOR form (tuples as lists) of the non-default fields."""
@@ -120,36 +126,41 @@ def parse_params(raw: dict[str, Any]) -> Params:
     for name in sorted(raw):
         if name not in PARAM_NAMES:
             continue  # other components (node, grid) keep their own parameters here
-        v = raw[name]
-        if name == "mechanism":
-            if v not in MECHANISMS:
-                raise ConfigError(f"param mechanism must be one of {', '.join(MECHANISMS)}")
-        elif name == "grid_fee_tou_micro_per_kwh":
-            if not isinstance(v, (list, tuple)) or not all(_is_int(x) and 0 <= x <= 10**9 for x in v):
-                raise ConfigError("param grid_fee_tou_micro_per_kwh must be a list of ints in [0, 1e9]")
-            v = tuple(v)
-        elif name == "grid_fee_zones":
-            if not isinstance(v, (list, tuple)) or not all(
-                    isinstance(x, (list, tuple)) and len(x) == 2 and all(isinstance(y, str) for y in x)
-                    for x in v):
-                raise ConfigError("param grid_fee_zones must be a list of [cp, zone] strings")
-            v = tuple(sorted((str(a), str(b)) for a, b in v))
-        elif name == "grid_fee_distance_micro_per_kwh":
-            if not isinstance(v, (list, tuple)) or not all(
-                    isinstance(x, (list, tuple)) and len(x) == 3 and isinstance(x[0], str)
-                    and isinstance(x[1], str) and _is_int(x[2]) and 0 <= x[2] <= 10**9 for x in v):
-                raise ConfigError("param grid_fee_distance_micro_per_kwh must be a list of "
-                                  "[zone, zone, fee in 0..1e9]")
-            v = tuple(sorted((str(a), str(b), int(c)) for a, b, c in v))
-        elif name == "grid_account":
-            if not isinstance(v, bytes) or len(v) != 32:
-                raise ConfigError("param grid_account must be a 32-byte address")
-        elif not _is_int(v) or not 0 <= v <= MAX_PARAM:
-            raise ConfigError(f"param {name} must be an integer in [0, {MAX_PARAM}]")
-        kw[name] = v
+        kw[name] = parse_value(name, raw[name])
     p = Params(**kw)
     check_params(p)
     return p
+
+
+def parse_value(name: str, v: Any) -> Any:
+    """One parameter's value in its canonical type; ``ConfigError`` naming the parameter
+    for a wrong type or range (cross-parameter rules: ``check_params``)."""
+    if name == "mechanism":
+        if v not in MECHANISMS:
+            raise ConfigError(f"param mechanism must be one of {', '.join(MECHANISMS)}")
+    elif name == "grid_fee_tou_micro_per_kwh":
+        if not isinstance(v, (list, tuple)) or not all(_is_int(x) and 0 <= x <= 10**9 for x in v):
+            raise ConfigError("param grid_fee_tou_micro_per_kwh must be a list of ints in [0, 1e9]")
+        v = tuple(v)
+    elif name == "grid_fee_zones":
+        if not isinstance(v, (list, tuple)) or not all(
+                isinstance(x, (list, tuple)) and len(x) == 2 and all(isinstance(y, str) for y in x)
+                for x in v):
+            raise ConfigError("param grid_fee_zones must be a list of [cp, zone] strings")
+        v = tuple(sorted((str(a), str(b)) for a, b in v))
+    elif name == "grid_fee_distance_micro_per_kwh":
+        if not isinstance(v, (list, tuple)) or not all(
+                isinstance(x, (list, tuple)) and len(x) == 3 and isinstance(x[0], str)
+                and isinstance(x[1], str) and _is_int(x[2]) and 0 <= x[2] <= 10**9 for x in v):
+            raise ConfigError("param grid_fee_distance_micro_per_kwh must be a list of "
+                              "[zone, zone, fee in 0..1e9]")
+        v = tuple(sorted((str(a), str(b), int(c)) for a, b, c in v))
+    elif name == "grid_account":
+        if not isinstance(v, bytes) or len(v) != 32:
+            raise ConfigError("param grid_account must be a 32-byte address")
+    elif not _is_int(v) or not 0 <= v <= MAX_PARAM:
+        raise ConfigError(f"param {name} must be an integer in [0, {MAX_PARAM}]")
+    return v
 
 
 def _is_int(v: object) -> bool:
@@ -194,7 +205,28 @@ def check_params(p: Params) -> None:
         raise ConfigError("param min_validators must be >= 1 (a chain needs a validator)")
     if p.valset_vote_expiry_blocks < 1:
         raise ConfigError("param valset_vote_expiry_blocks must be >= 1")
+    if p.upgrade_notice_blocks < 2:
+        raise ConfigError("param upgrade_notice_blocks must be >= 2 (votes need a block)")
+    if p.grid_fee_max_micro_per_kwh:
+        lo, hi = p.grid_fee_min_micro_per_kwh, p.grid_fee_max_micro_per_kwh
+        if not lo <= hi <= 10**9:
+            raise ConfigError("grid fee bounds must satisfy min <= max <= 1e9")
+        for rate in fee_rates(p.grid_fee_flat_micro_per_kwh, p.grid_fee_tou_micro_per_kwh):
+            if not lo <= rate <= hi:
+                raise ConfigError(f"the genesis grid fee {rate} is outside the bounds "
+                                  f"[{lo}, {hi}]")
+    elif p.grid_fee_min_micro_per_kwh:
+        raise ConfigError("param grid_fee_min_micro_per_kwh needs grid_fee_max_micro_per_kwh")
 
+
+NOT_VOTABLE = frozenset({
+    "slot_seconds", "grid_account",
+    "grid_fee_flat_micro_per_kwh", "grid_fee_tou_micro_per_kwh", "grid_fee_zones",
+    "grid_fee_distance_micro_per_kwh", "grid_fee_default_distance_micro_per_kwh",
+    "grid_fee_min_micro_per_kwh", "grid_fee_max_micro_per_kwh"})
+"""Parameters a validator vote cannot change: the slot length (every slot number in state
+depends on it), the grid account (the DSO's money), and every grid-fee parameter — fees
+change only through the DSO within the genesis bounds, which buy escrows are sized for."""
 
 PARAMS_KEY = b"gov/params"
 _CACHE: dict[bytes | None, Params] = {}
@@ -228,3 +260,66 @@ def store_params(state: State, params: Params) -> None:
 def slot_of(slot_time: int, p: Params) -> int:
     """The market slot a block time (seconds) falls in."""
     return slot_time // p.slot_seconds
+
+
+# -- grid fees in force per slot ---------------------------------------------------------
+
+TARIFFS_KEY = b"gov/tariffs"
+"""The grid-fee schedule (governance v3): ``[[from_slot, flat, [tou…]], …]`` by from_slot.
+Written only by governance (the DSO's ``governance/set_grid_fees``); absent on chains whose
+fees are the genesis parameters."""
+
+
+@dataclass(frozen=True)
+class GridFeeRates:
+    """The grid-fee rates of a slot: ``flat_micro_per_kwh`` plus the time-of-use entry of
+    the slot's position in the day (``tou_micro_per_kwh``: one per slot of the day, or
+    empty); network-distance fees come on top (parameters, fixed at genesis)."""
+
+    from_slot: int
+    flat_micro_per_kwh: int
+    tou_micro_per_kwh: tuple[int, ...]
+
+    def rate(self, slot_of_day: int) -> int:
+        """Flat + time-of-use rate (micro-units per kWh) at a position in the day."""
+        tou = self.tou_micro_per_kwh
+        return self.flat_micro_per_kwh + (tou[slot_of_day % len(tou)] if tou else 0)
+
+
+def fee_rates(flat: int, tou: tuple[int, ...]) -> list[int]:
+    """Every flat + time-of-use rate a fee table gives across the day."""
+    return [flat + t for t in tou] if tou else [flat]
+
+
+def tariff_schedule(state: State) -> list[GridFeeRates]:
+    """The stored grid-fee schedule, by ``from_slot`` (empty: the genesis parameters)."""
+    return [GridFeeRates(int(a), int(f), tuple(int(x) for x in t))
+            for a, f, t in state.get_obj(TARIFFS_KEY, [])]
+
+
+def store_tariff_schedule(state: State, schedule: list[GridFeeRates]) -> None:
+    """Write the schedule (governance only), sorted by ``from_slot``."""
+    state.set_obj(TARIFFS_KEY, [[e.from_slot, e.flat_micro_per_kwh, list(e.tou_micro_per_kwh)]
+                                for e in sorted(schedule, key=lambda e: e.from_slot)])
+
+
+def grid_fees_for_slot(state: State, slot: int) -> GridFeeRates:
+    """The grid-fee rates in force for ``slot``: the last schedule entry starting at or
+    before it, else the genesis parameters (``from_slot`` 0)."""
+    found = None
+    for e in tariff_schedule(state):
+        if e.from_slot > slot:
+            break
+        found = e
+    if found is not None:
+        return found
+    p = load_params(state)
+    return GridFeeRates(0, p.grid_fee_flat_micro_per_kwh, p.grid_fee_tou_micro_per_kwh)
+
+
+def fee_rate_ceiling(p: Params) -> int:
+    """The highest flat + time-of-use rate any slot can carry: the genesis upper bound when
+    the DSO may change fees, else the genesis table's highest rate. Buy escrows are sized
+    with it, so a fee raised after an order was placed is still covered."""
+    highest = max(fee_rates(p.grid_fee_flat_micro_per_kwh, p.grid_fee_tou_micro_per_kwh))
+    return max(highest, p.grid_fee_max_micro_per_kwh)

@@ -405,3 +405,11 @@ class State:
 
     def copy(self) -> State:
         return State(self._data)
+
+    def diff(self, other: State) -> list[bytes]:
+        """Keys whose values differ between this state and ``other`` (set in one only, or
+        set to different bytes), sorted."""
+        a, b = self._data, other._data
+        out = [k for k, v in a.items() if b.get(k) != v]
+        out += [k for k in b if k not in a]
+        return sorted(out)

@@ -1,4 +1,4 @@
-"""The modules of the current chain version, in execution order, wired to each other.
+"""The modules a chain runs, in execution order, wired to each other — per version.
 
 This is the one place where a module meets another: each ``build`` takes the small
 protocols the module declares in its ``expected.py``, and gets here the keeper that
@@ -7,12 +7,21 @@ app wiring). Order matters only for hooks: the market's end-of-block clearing an
 settlement run after every transaction of the block; genesis runs registry, bank, then
 governance parameters.
 
-A future chain version (a module upgraded at a height by governance) is a second list
-built here; ``Application`` takes whichever list the height calls for.
+Versions (issue 13.2): ``modules(versions)`` builds the list for a map ``{module:
+version}``; which versions a chain runs is chain state (``ledger.upgrades``), so
+``Application`` rebuilds the list at an upgrade's activation height. ``BUILTIN`` lists the
+versions this build ships; a ``Catalog`` may carry further ``Release``s (a node operator
+installs a release before voting for it). ``GENESIS_VERSIONS`` are what a chain whose
+genesis names no versions starts with.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from gridledger.errors import ConfigError
 from gridledger.ledger.module import Module
 from gridledger.ledger.modules import (
     bank,
@@ -33,13 +42,27 @@ from gridledger.ledger.modules.metering import keeper as metering_keeper
 from gridledger.ledger.modules.registry import keeper as registry_keeper
 from gridledger.ledger.modules.reputation import keeper as reputation_keeper
 
+GENESIS_VERSIONS: dict[str, int] = {"governance": 2}
+"""Versions a chain starts with when its genesis has no ``versions`` section (modules not
+listed: the one version this build has). Governance 3 (run-time grid fees) is reached by
+an upgrade vote, or named in genesis."""
+BUILTIN: dict[str, tuple[int, ...]] = {"governance": (2, 3)}
+"""Modules this build ships in more than one version (the others: one each)."""
 
-def modules() -> list[Module]:
-    """Every module of the current chain version, in execution order."""
+
+class VersionUnavailable(ConfigError):
+    """A module version the chain asks for is not in this build (install the release)."""
+
+
+def _builtin(versions: Mapping[str, int]) -> list[Module]:
+    """Every module of this build, in execution order (a versioned module at the version
+    asked for when this build has it, else its newest)."""
+    gov = versions.get("governance", 2)
     return [
         registry.build(reputation=reputation_keeper),
         bank.build(registry=registry_keeper),
-        governance.build(valset=registry_keeper),
+        governance.build(valset=registry_keeper, version=gov if gov in BUILTIN["governance"]
+                         else max(BUILTIN["governance"]), versions=dict(versions)),
         reputation.build(registry=registry_keeper),
         firmware.build(authorities=registry_keeper),
         metering.build(registry=registry_keeper, reputation=reputation_keeper),
@@ -52,4 +75,69 @@ def modules() -> list[Module]:
         certificates.build(registry=registry_keeper, market=market_keeper,
                            metering=metering_keeper),
     ]
+
+
+@dataclass(frozen=True)
+class Release:
+    """A module version outside this build's own list (e.g. a vendor's release a node
+    operator installed to review and vote on it): ``build()`` returns the module."""
+
+    module: str
+    version: int
+    build: Callable[[], Module]
+
+
+class Catalog:
+    """The module versions a node can run: this build's, plus installed ``Release``s."""
+
+    def __init__(self, releases: Sequence[Release] = ()) -> None:
+        self.releases = {(r.module, r.version): r for r in releases}
+
+    def with_release(self, release: Release) -> Catalog:
+        """This catalog plus ``release`` (replacing one of the same module and version)."""
+        return Catalog([*self.releases.values(), release])
+
+    @staticmethod
+    def genesis_defaults() -> dict[str, int]:
+        """The versions a chain starts with when its genesis names none."""
+        return dict(_defaults())
+
+    def has(self, module: str, version: int) -> bool:
+        """Whether this catalog can build ``module`` at ``version``."""
+        if (module, version) in self.releases:
+            return True
+        if module in BUILTIN:
+            return version in BUILTIN[module]
+        return _defaults().get(module) == version
+
+    def build(self, versions: Mapping[str, int]) -> list[Module]:
+        """The modules at ``versions`` (a module not named: as in ``genesis_defaults``).
+
+        Raises ``VersionUnavailable`` naming the first module version neither this build
+        nor an installed release has."""
+        full = {**_defaults(), **versions}
+        out = []
+        for m in _builtin(full):
+            want = full[m.name]
+            if m.version == want:
+                out.append(m)
+            elif (m.name, want) in self.releases:
+                out.append(self.releases[(m.name, want)].build())
+            else:
+                raise VersionUnavailable(f"module {m.name} version {want} is not in this "
+                                         f"build (it has version {m.version})")
+        return out
+
+
+@functools.cache
+def _defaults() -> dict[str, int]:
+    return {m.name: m.version for m in _builtin(GENESIS_VERSIONS)} | GENESIS_VERSIONS
+
+
+DEFAULT = Catalog()
+
+
+def modules(versions: Mapping[str, int] | None = None) -> list[Module]:
+    """The modules of this build at ``versions`` (default: the genesis versions)."""
+    return DEFAULT.build(versions if versions is not None else GENESIS_VERSIONS)
 

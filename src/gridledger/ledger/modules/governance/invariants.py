@@ -42,3 +42,17 @@ def valset_proposals_valid(valset: ValidatorSet) -> Invariant:
 
     check.__doc__ = valset_proposals_valid.__doc__
     return check
+
+
+def motions_valid(state: State) -> None:
+    """Invariant motions: the open index lists existing open or passed motions in ascending
+    order, and no voter is both for and against a motion."""
+    ids = keeper.open_motion_ids(state)
+    if ids != sorted(set(ids)):
+        raise InvariantViolation("motions: open index not strictly ascending")
+    for mid in ids:
+        m = keeper.motion(state, mid)
+        if m is None or m.status not in ("open", "passed"):
+            raise InvariantViolation(f"motions: motion {mid} indexed but not open")
+        if set(m.yes) & set(m.no):
+            raise InvariantViolation(f"motions: a validator voted both ways on {mid}")

@@ -3,9 +3,11 @@ at genesis)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from gridledger.ledger.modules.governance.expected import ValidatorSet
 from gridledger.ledger.modules.governance.types import OPEN_STATUSES as OPEN_STATUSES
-from gridledger.ledger.modules.governance.types import Proposal
+from gridledger.ledger.modules.governance.types import Change, Motion, Proposal
 from gridledger.ledger.params import PARAMS_KEY
 from gridledger.ledger.params import load_params as load_params  # re-exported (unconverted modules)
 from gridledger.ledger.params import store_params as store_params
@@ -80,3 +82,62 @@ def projected_set(state: State, valset: ValidatorSet) -> list[tuple[bytes, str, 
         else:
             cur = [c for c in cur if c[0] != p.validator]
     return cur
+
+
+# -- motions (parameters, upgrades) and the change log ----------------------------------
+MOTION = b"gov/m/"          # + 8-byte id -> Motion (kept after it closes: history)
+MOTION_OPEN = b"gov/m-open"  # ids of motions open or passed-not-yet-applied, ascending
+MOTION_LAST = b"gov/m-last"  # the last motion id (ids start at 1)
+CHANGE = b"gov/chg/"        # + 8-byte seq -> Change, in the order applied
+CHANGE_LAST = b"gov/chg-last"
+
+
+def motion(state: State, mid: int) -> Motion | None:
+    if not 1 <= mid < 2**63:
+        return None
+    obj = state.get_obj(MOTION + mid.to_bytes(8, "big"))
+    return None if obj is None else Motion.from_obj(obj)
+
+
+def put_motion(state: State, m: Motion) -> None:
+    state.set_obj(MOTION + m.id.to_bytes(8, "big"), m.to_obj())
+
+
+def new_motion_id(state: State) -> int:
+    mid = state.get_int(MOTION_LAST) + 1
+    state.set_int(MOTION_LAST, mid)
+    return mid
+
+
+def open_motion_ids(state: State) -> list[int]:
+    return list(state.get_obj(MOTION_OPEN, []))
+
+
+def set_open_motion_ids(state: State, ids: list[int]) -> None:
+    if ids:
+        state.set_obj(MOTION_OPEN, sorted(set(ids)))
+    else:
+        state.delete(MOTION_OPEN)
+
+
+def open_motions(state: State) -> list[Motion]:
+    return [m for m in (motion(state, i) for i in open_motion_ids(state)) if m is not None]
+
+
+def motions(state: State) -> list[Motion]:
+    """Every motion ever made, by id."""
+    return [Motion.from_obj(v) for _k, v in state.items_with_prefix(MOTION)]
+
+
+def log_change(state: State, change: Change) -> Change:
+    """Append ``change`` (its ``seq`` is assigned here) to the change log."""
+    seq = state.get_int(CHANGE_LAST) + 1
+    state.set_int(CHANGE_LAST, seq)
+    rec = dataclasses.replace(change, seq=seq)
+    state.set_obj(CHANGE + seq.to_bytes(8, "big"), rec.to_obj())
+    return rec
+
+
+def changes(state: State) -> list[Change]:
+    """The change log, oldest first."""
+    return [Change.from_obj(v) for _k, v in state.items_with_prefix(CHANGE)]

@@ -1,0 +1,245 @@
+"""A validator's dry run of a proposed module upgrade, before it votes (issue 13.2).
+
+Outside execution: each validator runs it on its own store, and votes yes only if it
+approves. Given a store (``BlockSource``: certified blocks and state snapshots), the node's
+catalog (the versions it can build) and the proposal, ``review_upgrade``:
+
+1. refuses a version the node cannot build, or whose declaration (``Module.declares``: what
+   its migration writes, what it changes, whether receipts may differ) does not hash to
+   the proposal's digest — voters vote for exactly what was declared;
+2. takes the latest snapshot at least ``window`` blocks below the tip (genesis if none),
+   runs the migration on a copy and checks that it wrote only the declared keys and that
+   every invariant holds;
+3. replays every later committed block with the new version, every invariant checked after
+   each, and compares each block's receipts with the committed ones (unless the
+   declaration says they may differ);
+4. compares the resulting state with the committed state at the tip: every key that
+   differs must be one the migration writes or the declaration says the new version
+   changes.
+
+Any finding refuses, naming the first one (``Verdict.reason``, which goes into the
+validator's no vote). A dry run never touches the node's own state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gridledger.errors import InvariantViolation
+from gridledger.ledger import codec
+from gridledger.ledger.app import Application
+from gridledger.ledger.block import Header
+from gridledger.ledger.context import BlockContext
+from gridledger.ledger.execute import (
+    MACHINE_FAULTS,
+    BlockResult,
+    SigCheck,
+    apply_block,
+    default_sig_check,
+    run_invariants,
+)
+from gridledger.ledger.genesis import Genesis
+from gridledger.ledger.module import Module
+from gridledger.ledger.modules.catalog import Catalog, VersionUnavailable
+from gridledger.ledger.state import State
+from gridledger.ledger.upgrades import (
+    SCHEDULE_KEY,
+    VERSIONS_KEY,
+    Activation,
+    activate,
+    active_versions,
+    genesis_versions,
+    scheduled,
+)
+
+DEFAULT_WINDOW = 48
+"""Blocks a dry run replays at least (about half a day of 15-minute slots in the demo)."""
+MAX_REASON = 200
+
+
+class StoredBlockLike(Protocol):
+    @property
+    def header(self) -> bytes: ...
+    @property
+    def receipts(self) -> bytes: ...
+    def tx_list(self) -> list[bytes]: ...
+
+
+class BlockSource(Protocol):
+    """What a dry run reads from a node's store (``node.store.BlockStore``)."""
+
+    def tip(self) -> int: ...
+    def block(self, height: int) -> StoredBlockLike | None: ...
+    def snapshot_heights(self) -> list[int]: ...
+    def snapshot_bytes(self, height: int) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Proposed:
+    """The upgrade under review (from the ``upgrade_proposed`` event or the motion)."""
+
+    proposal: int
+    module: str
+    version: int
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A dry run's outcome: approve, or the first finding (``reason``)."""
+
+    approve: bool
+    reason: str
+    from_height: int
+    to_height: int
+    blocks: int
+    keys_changed: int = 0
+
+    def vote_body(self, proposal: int) -> dict[str, object]:
+        """The ``governance/vote`` body this verdict casts."""
+        return {"proposal": proposal, "approve": self.approve, "reason": self.reason}
+
+
+def _refuse(reason: str, start: int, tip: int, blocks: int = 0) -> Verdict:
+    return Verdict(False, reason[:MAX_REASON], start, tip, blocks)
+
+
+def _snapshot_state(source: BlockSource, genesis: Genesis, catalog: Catalog,
+                    below: int) -> tuple[int, State]:
+    """The latest snapshot at or below height ``below`` whose state matches its block's
+    header (or the genesis state)."""
+    for h in reversed([h for h in source.snapshot_heights() if h <= below]):
+        raw, blk = source.snapshot_bytes(h), source.block(h)
+        if raw is None or blk is None:
+            continue
+        state = State({bytes(k): bytes(v) for k, v in codec.decode(raw)})
+        if state.root() == Header.decode(blk.header).state_root:
+            return h, state
+    return 0, Application(genesis, catalog=catalog).state  # as every node builds it
+
+
+def review_upgrade(source: BlockSource, genesis: Genesis, catalog: Catalog, up: Proposed,
+                   until: int | None = None, window: int = DEFAULT_WINDOW,
+                   sig_check: SigCheck = default_sig_check) -> Verdict:
+    """Dry-run ``up`` over at least the last ``window`` committed blocks up to ``until``
+    (default: the store's tip; a reviewer passes the block before the proposal's, the
+    state the proposal was made against).
+
+    The running versions replay the same blocks alongside (checked against each stored
+    header's state root: a store that does not replay refuses too) to give the state the
+    new version's result is compared with. ``sig_check`` may reuse the node's signature
+    cache. Never raises for what the new version does: every finding is a refusing
+    ``Verdict``.
+    """
+    tip = source.tip() if until is None else min(until, source.tip())
+    if not catalog.has(up.module, up.version):
+        return _refuse(f"{up.module} v{up.version} is not installed on this node", tip, tip)
+    start, state0 = _snapshot_state(source, genesis, catalog, max(0, tip - window))
+    gv = genesis_versions(genesis.doc, catalog.genesis_defaults())
+    before = active_versions(state0, gv)
+    if before.get(up.module, 0) >= up.version:
+        return _refuse(f"{up.module} already runs v{before.get(up.module)}", start, tip)
+    try:
+        old_modules = catalog.build(before)
+        new_modules = catalog.build({**before, up.module: up.version})
+    except VersionUnavailable as exc:
+        return _refuse(str(exc), start, tip)
+    new = next(m for m in new_modules if m.name == up.module)
+    if new.declares.digest(up.module, up.version) != up.digest:
+        return _refuse("the version's declaration does not match the proposal's digest",
+                       start, tip)
+    if scheduled(state0):
+        return _refuse("another upgrade is scheduled within the window; review after it",
+                       start, tip)
+    trial = state0.copy()
+    try:
+        _migrate(trial, new_modules, new, up, before, start)
+    except _Finding as f:
+        return _refuse(str(f), start, tip)
+    base = state0
+    n = 0
+    for h in range(start + 1, tip + 1):
+        blk = source.block(h)
+        if blk is None:
+            return _refuse(f"block {h} is missing from the store", start, tip, n)
+        header = Header.decode(blk.header)
+        ctx = BlockContext(header.chain_id, h, header.slot_time)
+        txs = blk.tx_list()
+        apply_block(base, ctx, txs, old_modules, sig_check)
+        if base.root() != header.state_root:
+            return _refuse(f"block {h} does not replay to its header's state root (the "
+                           f"store or this node's running version is at fault)", start, tip, n)
+        try:
+            result = apply_block(trial, ctx, txs, new_modules, sig_check)
+        except MACHINE_FAULTS:
+            raise
+        except Exception as exc:  # an abort, an invariant, a defect: all refuse
+            return _refuse(f"block {h}: {_name(exc)}", start, tip, n)
+        if not new.declares.receipts and _receipts(result) != blk.receipts:
+            return _refuse(f"block {h}: receipts differ from the committed ones "
+                           f"({_first_difference(result, blk.receipts)})", start, tip, n)
+        n += 1
+    differing = trial.diff(base)
+    allowed = (VERSIONS_KEY, SCHEDULE_KEY)
+    undeclared = [k for k in differing if k not in allowed and not new.declares.may_differ(k)]
+    if undeclared:
+        return _refuse(f"{len(undeclared)} state key(s) differ beyond the declaration, e.g. "
+                       f"{_show_key(undeclared[0])}", start, tip, n)
+    return Verdict(True, "", start, tip, n, len(differing))
+
+
+class _Finding(Exception):
+    pass
+
+
+def _migrate(trial: State, modules: Sequence[Module], new: Module, up: Proposed,
+             before: dict[str, int], start: int) -> None:
+    """Run the migration on ``trial`` as activation would; raise ``_Finding``."""
+    copy = trial.copy()
+    events: list[dict[str, object]] = []
+    ctx = BlockContext("dry-run", start + 1, 0)
+    try:
+        activate(trial, ctx, [Activation(start + 1, up.module, up.version, up.proposal,
+                                          up.digest)], before, modules, events)
+    except MACHINE_FAULTS:
+        raise
+    except Exception as exc:
+        raise _Finding(f"the migration fails: {_name(exc)}") from exc
+    written = [k for k in trial.diff(copy) if k != VERSIONS_KEY]
+    stray = [k for k in written if not new.declares.may_write(k)]
+    if stray:
+        raise _Finding(f"the migration writes {len(stray)} undeclared key(s), e.g. "
+                       f"{_show_key(stray[0])}")
+    try:
+        run_invariants(trial, modules)
+    except InvariantViolation as exc:
+        raise _Finding(f"after the migration: {exc}") from exc
+
+
+def _receipts(result: BlockResult) -> bytes:
+    return result.encode_receipts()
+
+
+def _first_difference(result: BlockResult, stored: bytes) -> str:
+    try:
+        old = codec.decode(stored)["txs"]
+    except Exception:
+        return "stored receipts unreadable"
+    new = [r.to_obj() for r in result.receipts]
+    for i, (a, b) in enumerate(zip(new, old, strict=False)):
+        if a != b:
+            return f"tx {i}: {b.get('rule') or 'ok'} -> {a.get('rule') or 'ok'}"
+    return "block events"
+
+
+def _name(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _show_key(key: bytes) -> str:
+    head = key.split(b"/")
+    return "/".join(p.decode("ascii", "replace") if p.isascii() and p.isalnum() else "…"
+                    for p in head[:3])
