@@ -150,7 +150,7 @@ def check_locks(w: World) -> None:
 
 def make_world(n_users: int = 4, params: dict[str, Any] | None = None, seed: int = 5,
                consumers: tuple[int, ...] = (), balances: dict[int, int] | None = None,
-               n_validators: int = 1) -> World:
+               n_validators: int = 1, sections: dict[str, Any] | None = None) -> World:
     """Genesis with validators, one DSO (grid account), ``n_users`` traders at cp0..,
     one ML-DSA-44 meter per cp."""
     vs = [sim_key(seed, "validator", i) for i in range(n_validators)]
@@ -173,5 +173,5 @@ def make_world(n_users: int = 4, params: dict[str, Any] | None = None, seed: int
                       "name": f"m{i}", "meter_of": f"cp{i}"})
     base = {"slot_seconds": S, "gate_closure_s": GATE, "reveal_window_s": REVEAL,
             "settle_window_s": SETTLE}
-    genesis = make_genesis(CHAIN, parts, {**base, **(params or {})})
+    genesis = make_genesis(CHAIN, parts, {**base, **(params or {})}, sections=sections)
     return World(Application(genesis), vs, dso, users, meters)

@@ -14,9 +14,8 @@ from gridledger.ledger.modules.market.types import (
     SlotRecord,
     Trade,
     seller_deposit_micro,
-    slot_of_day,
 )
-from gridledger.ledger.params import Params, slot_of
+from gridledger.ledger.params import Params, grid_fees_for_slot, slot_of
 from gridledger.ledger.state import State
 from gridledger.market import (
     ClearingResult,
@@ -73,14 +72,15 @@ def close_slot(deps: Deps, state: State, ctx: BlockContext, p: Params, slot: int
     book.sort(key=lambda item: item[1].seq)  # arrival order (matters for "continuous")
     orders = [BookOrder(oid, o.owner, o.side, o.energy_wh, o.price_micro_per_kwh)
               for oid, o in book]
-    fees = GridFees(flat_micro_per_kwh=p.grid_fee_flat_micro_per_kwh,
-                    tou_micro_per_kwh=p.grid_fee_tou_micro_per_kwh,
+    rates = grid_fees_for_slot(state, slot)  # what the DSO set for this slot (governance v3)
+    fees = GridFees(flat_micro_per_kwh=rates.flat_micro_per_kwh,
+                    tou_micro_per_kwh=rates.tou_micro_per_kwh,
                     zone_by_owner=_zones_by_owner(deps, state, p, orders),
                     distance_micro_per_kwh={(a, b): fee for a, b, fee in p.grid_fee_distance_micro_per_kwh},
                     default_distance_micro_per_kwh=p.grid_fee_default_distance_micro_per_kwh)
     try:
         result = clear_slot(orders, p.mechanism, envelopes=envelopes, fees=fees,
-                            slot_of_day=slot_of_day(slot, p))
+                            slot_of_day=slot % max(1, len(rates.tou_micro_per_kwh)))
     except MarketInputError as exc:
         # Orders were checked on entry, so this is a bug; fail safe: nobody trades, every
         # escrow is returned, and the chain keeps going.

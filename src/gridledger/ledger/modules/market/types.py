@@ -23,7 +23,7 @@ from gridledger.errors import InvalidBody
 from gridledger.ledger import codec
 from gridledger.ledger.module import Body
 from gridledger.ledger.modules.market.errors import DuplicateEnvelope
-from gridledger.ledger.params import Params
+from gridledger.ledger.params import Params, fee_rate_ceiling
 from gridledger.ledger.record import Record, optional
 from gridledger.ledger.validate import require_bytes, require_fields, require_int, require_str
 from gridledger.market import MAX_ENERGY_WH, MAX_PRICE_MICRO_PER_KWH, Mechanism
@@ -65,11 +65,6 @@ def reveal_deadline(slot: int, p: Params) -> int:
 def settlement_deadline(slot: int, p: Params) -> int:
     """Readings need ``slot_time`` < this; the first block at or after it settles."""
     return (slot + 1) * p.slot_seconds + p.settle_window_s
-
-
-def slot_of_day(slot: int, p: Params) -> int:
-    """Index into the time-of-use fee table (0 when there is none)."""
-    return slot % len(p.grid_fee_tou_micro_per_kwh) if p.grid_fee_tou_micro_per_kwh else 0
 
 
 # -- state records ---------------------------------------------------------------------------
@@ -328,11 +323,12 @@ def order_commitment(owner: bytes, slot: int, side: str, energy_wh: int,
 # -- escrow ----------------------------------------------------------------------------------
 
 def max_fee_rate(p: Params) -> int:
-    """The highest grid-fee rate any trade can carry: flat + highest time-of-use entry +
-    highest network-distance fee (so a buyer's escrow always covers its fee line)."""
+    """The highest grid-fee rate any trade can carry: the highest flat + time-of-use rate
+    (the genesis upper bound when the DSO may change fees at run time) + the highest
+    network-distance fee (so a buyer's escrow always covers its fee line)."""
     distance = max([p.grid_fee_default_distance_micro_per_kwh]
                    + [fee for _a, _b, fee in p.grid_fee_distance_micro_per_kwh])
-    return p.grid_fee_flat_micro_per_kwh + max(p.grid_fee_tou_micro_per_kwh, default=0) + distance
+    return fee_rate_ceiling(p) + distance
 
 
 def buyer_escrow_micro(energy_wh: int, limit_micro_per_kwh: int, p: Params) -> int:
