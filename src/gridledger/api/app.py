@@ -31,6 +31,9 @@ from gridledger.crypto.hashing import sha3_256
 from gridledger.errors import (
     BadSignature,
     ClassicalKey,
+    CommitteeSignature,
+    CommitteeThreshold,
+    DuplicateSigner,
     InsufficientFunds,
     InternalError,
     InvalidBody,
@@ -44,6 +47,7 @@ from gridledger.errors import (
     Unauthorized,
     UnknownAlgorithm,
     UnknownKind,
+    UnknownMember,
     UnknownSender,
     WrongChain,
 )
@@ -56,6 +60,7 @@ STATUS_BY_CATEGORY: dict[type[RejectedTx], int] = {
     UnknownAlgorithm: 400, InvalidBody: 400, ClassicalKey: 403, UnknownSender: 403,
     BadSignature: 403, Unauthorized: 403, InsufficientFunds: 402, ReplayedNonce: 409,
     NonceGap: 409, QuotaExceeded: 429, MempoolFull: 429, InternalError: 500,
+    CommitteeSignature: 403, UnknownMember: 403, DuplicateSigner: 403, CommitteeThreshold: 403,
 }
 """One HTTP status per rule category (``ledger.rules``): every rule of the chain gets the
 status of its category — 400 the request's content is wrong, 402 money, 403 who may do it,
