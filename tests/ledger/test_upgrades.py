@@ -54,7 +54,7 @@ def faulty_bank(declares: Declaration, *, create_money: bool = True,
             state.set_obj(b"bank/memo/" + ctx.tx_hash, msg.amount_micro)
         ctx.emit("transfer", **{"from": ctx.sender, "to": msg.to, "amount_micro": msg.amount_micro})
 
-    def build() -> Module:
+    def build(_keepers: dict[str, Any] | None = None) -> Module:
         base = bank.build(registry=registry_keeper)
         return replace(base, version=2, messages=(MsgKind(TRANSFER, parse_transfer, transfer),),
                        declares=declares)
@@ -154,6 +154,8 @@ def test_governance_upgrade_end_to_end(world, tmp_path):
     while w.net.height < at - 1:
         w.transfers(1)
     assert all(v.app.versions()["governance"] == 2 for v in w.net.validators)
+    motion = w.query("governance/motions")[0]
+    assert motion["status"] == "passed" and len(motion["yes"]) == 4  # the 4th vote recorded too
     fb = w.block(w.tx(w.u[0], "bank/transfer", {"to": w.u[1].address, "amount_micro": 5}))
     assert fb.header.height == at
     upgraded = [e for e in fb.result.block_events if e["type"] == "module_upgraded"]
@@ -170,8 +172,10 @@ def test_governance_upgrade_end_to_end(world, tmp_path):
     assert [c["kind"] for c in changes] == ["grid_fees", "upgrade"]
     # v3's kind now works
     fb = w.block(w.tx(w.dso, "governance/set_grid_fees",
-                      {"from_slot": 100, "flat_micro_per_kwh": 20_000, "tou_micro_per_kwh": []}))
+                      {"from_slot": 100, "flat_micro_per_kwh": 20_000, "tou_micro_per_kwh": []}),
+                 w.tx(w.v[0], "governance/vote", {"proposal": pid, "approve": True}))
     assert fb.result.receipts[0].ok, fb.result.receipts[0]
+    assert fb.result.receipts[1].rule == "proposal-closed"  # applied: no more votes
     # verify-chain replays each block with the version that executed it
     w.net.close()
     for p in sorted(tmp_path.glob("validator-*.sqlite")):
@@ -226,8 +230,17 @@ def test_refused_by_enough_validators_is_rejected_and_never_scheduled(world):
                                                "reason": "not now"}) for k in w.v[:2]))
     assert any(e["type"] == "motion_rejected" for r in fb.result.receipts for e in r.events)
     assert w.query("governance/versions")["scheduled"] == []
+    # a late vote is recorded (every validator's verdict stays on the ledger), decides nothing
     fb = w.block(w.tx(w.v[3], "governance/vote", {"proposal": pid, "approve": True}))
-    assert fb.result.receipts[0].rule == "proposal-closed"
+    assert fb.result.receipts[0].ok
+    assert w.query("governance/motions")[0]["status"] == "rejected"
+    assert w.query("governance/versions")["scheduled"] == []
+    r, _pid2, _at = w.propose("governance", 3, _gov3_digest(w))
+    assert r.ok  # a rejected motion does not block a new proposal for the module
+    while w.net.height <= w.query("governance/motions")[0]["expires"]:
+        w.block()
+    fb = w.block(w.tx(w.v[2], "governance/vote", {"proposal": pid, "approve": True}))
+    assert fb.result.receipts[0].rule == "proposal-expired"
 
 
 def test_unvoted_upgrade_expires_before_its_height(world):
@@ -314,7 +327,8 @@ def test_contract_bug_is_refused_and_never_activates(world):
         w.transfers(1)
     assert all(v.app.versions()["bank"] == 1 for v in w.net.validators)
     assert w.query("bank/money") == supply  # loss 0
-    assert w.query("governance/motions")[0]["reasons"][0][1].startswith("block ")
+    motion = w.query("governance/motions")[0]
+    assert len(motion["no"]) == 4 and all(r.startswith("block ") for _v, r in motion["reasons"])
 
 
 def test_without_the_dry_run_the_faulty_release_activates_and_blocks_fail(world):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gridledger.errors import ConfigError
 from gridledger.ledger.module import Module
@@ -54,37 +55,51 @@ class VersionUnavailable(ConfigError):
     """A module version the chain asks for is not in this build (install the release)."""
 
 
-def _builtin(versions: Mapping[str, int]) -> list[Module]:
-    """Every module of this build, in execution order (a versioned module at the version
-    asked for when this build has it, else its newest)."""
+Keepers = dict[str, Any]
+"""What each module's dependents are wired with, by module name (a keeper Python module,
+or an installed release's keeper)."""
+
+
+def _keepers(overrides: Mapping[str, Any]) -> Keepers:
+    return {"registry": registry_keeper, "bank": bank_keeper, "reputation": reputation_keeper,
+            "metering": metering_keeper, "market": market_keeper,
+            "disputes": disputes_keeper, **overrides}
+
+
+def _builtin(versions: Mapping[str, int], k: Keepers) -> list[Module]:
+    """Every module of this build, in execution order, wired with the keepers ``k`` (a
+    versioned module at the version asked for when this build has it, else its newest)."""
     gov = versions.get("governance", 2)
     return [
-        registry.build(reputation=reputation_keeper),
-        bank.build(registry=registry_keeper),
-        governance.build(valset=registry_keeper, version=gov if gov in BUILTIN["governance"]
+        registry.build(reputation=k["reputation"]),
+        bank.build(registry=k["registry"]),
+        governance.build(valset=k["registry"], version=gov if gov in BUILTIN["governance"]
                          else max(BUILTIN["governance"]), versions=dict(versions)),
-        reputation.build(registry=registry_keeper),
-        firmware.build(authorities=registry_keeper),
-        metering.build(registry=registry_keeper, reputation=reputation_keeper),
-        market.build(bank=bank_keeper, registry=registry_keeper, reputation=reputation_keeper,
-                     metering=metering_keeper),
-        disputes.build(market=market_keeper, metering=metering_keeper, registry=registry_keeper,
-                       bank=bank_keeper, reputation=reputation_keeper),
-        privacy.build(bank=bank_keeper, registry=registry_keeper, reputation=reputation_keeper,
-                      metering=metering_keeper, market=market_keeper, disputes=disputes_keeper),
-        certificates.build(registry=registry_keeper, market=market_keeper,
-                           metering=metering_keeper),
+        reputation.build(registry=k["registry"]),
+        firmware.build(authorities=k["registry"]),
+        metering.build(registry=k["registry"], reputation=k["reputation"]),
+        market.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
+                     metering=k["metering"]),
+        disputes.build(market=k["market"], metering=k["metering"], registry=k["registry"],
+                       bank=k["bank"], reputation=k["reputation"]),
+        privacy.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
+                      metering=k["metering"], market=k["market"], disputes=k["disputes"]),
+        certificates.build(registry=k["registry"], market=k["market"], metering=k["metering"]),
     ]
 
 
 @dataclass(frozen=True)
 class Release:
     """A module version outside this build's own list (e.g. a vendor's release a node
-    operator installed to review and vote on it): ``build()`` returns the module."""
+    operator installed to review and vote on it): ``build(keepers)`` returns the module
+    wired with ``keepers``; ``keeper`` (if any) is what the modules depending on it are
+    wired with instead of this build's keeper — a release changes its dependents' view of
+    it too (e.g. a bank release changes how the market's settlement moves money)."""
 
     module: str
     version: int
-    build: Callable[[], Module]
+    build: Callable[[Keepers], Module]
+    keeper: Any = None
 
 
 class Catalog:
@@ -110,19 +125,29 @@ class Catalog:
             return version in BUILTIN[module]
         return _defaults().get(module) == version
 
+    def declaration_digest(self, versions: Mapping[str, int], module: str, version: int) -> bytes:
+        """What an upgrade proposal of ``module`` to ``version`` carries: the digest of
+        that version's declaration, as this catalog builds it on top of ``versions``.
+        Raises ``VersionUnavailable``."""
+        built = self.build({**versions, module: version})
+        return next(m for m in built if m.name == module).declares.digest(module, version)
+
     def build(self, versions: Mapping[str, int]) -> list[Module]:
         """The modules at ``versions`` (a module not named: as in ``genesis_defaults``).
 
         Raises ``VersionUnavailable`` naming the first module version neither this build
         nor an installed release has."""
         full = {**_defaults(), **versions}
+        chosen = [r for (name, v), r in sorted(self.releases.items())
+                  if full.get(name) == v]
+        keepers = _keepers({r.module: r.keeper for r in chosen if r.keeper is not None})
         out = []
-        for m in _builtin(full):
+        for m in _builtin(full, keepers):
             want = full[m.name]
             if m.version == want:
                 out.append(m)
             elif (m.name, want) in self.releases:
-                out.append(self.releases[(m.name, want)].build())
+                out.append(self.releases[(m.name, want)].build(keepers))
             else:
                 raise VersionUnavailable(f"module {m.name} version {want} is not in this "
                                          f"build (it has version {m.version})")
@@ -131,7 +156,7 @@ class Catalog:
 
 @functools.cache
 def _defaults() -> dict[str, int]:
-    return {m.name: m.version for m in _builtin(GENESIS_VERSIONS)} | GENESIS_VERSIONS
+    return {m.name: m.version for m in _builtin(GENESIS_VERSIONS, _keepers({}))} | GENESIS_VERSIONS
 
 
 DEFAULT = Catalog()

@@ -45,14 +45,15 @@ def valset_proposals_valid(valset: ValidatorSet) -> Invariant:
 
 
 def motions_valid(state: State) -> None:
-    """Invariant motions: the open index lists existing open or passed motions in ascending
-    order, and no voter is both for and against a motion."""
+    """Invariant motions: the open index lists existing open, passed or rejected (still
+    recording late votes) motions in ascending order, and no voter is both for and against
+    a motion."""
     ids = keeper.open_motion_ids(state)
     if ids != sorted(set(ids)):
         raise InvariantViolation("motions: open index not strictly ascending")
     for mid in ids:
         m = keeper.motion(state, mid)
-        if m is None or m.status not in ("open", "passed"):
+        if m is None or m.status not in ("open", "passed", "rejected"):
             raise InvariantViolation(f"motions: motion {mid} indexed but not open")
         if set(m.yes) & set(m.no):
             raise InvariantViolation(f"motions: a validator voted both ways on {mid}")

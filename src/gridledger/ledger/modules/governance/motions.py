@@ -52,6 +52,9 @@ from gridledger.ledger.modules.governance.types import (
 from gridledger.ledger.params import load_params, parse_params, store_params
 from gridledger.ledger.state import State
 
+VOTABLE = ("open", "passed", "rejected")
+"""Statuses in which a motion still records votes (until its expiry height)."""
+
 
 class Motions:
     """Handlers of motions; ``valset`` is the registry, ``versions`` the module versions the
@@ -86,7 +89,8 @@ class Motions:
         if msg.version <= running:
             raise VersionNotNewer(f"{msg.module} runs version {running}")
         for m in keeper.open_motions(state):
-            if m.action == "upgrade" and m.module == msg.module:
+            # a rejected motion only records late votes until expiry: it blocks nothing
+            if m.action == "upgrade" and m.module == msg.module and m.status != "rejected":
                 raise ProposalExists(f"motion {m.id} already upgrades {msg.module}")
         h = ctx.block.height
         notice = load_params(state).upgrade_notice_blocks
@@ -118,14 +122,18 @@ class Motions:
         """``governance/vote``: rules ``not-validator``, ``unknown-proposal``,
         ``proposal-expired``, ``proposal-closed``, ``already-voted``; an upgrade that can
         no longer apply when it passes (another upgrade of the module activated first):
-        ``version-not-newer``."""
+        ``version-not-newer``.
+
+        A vote that arrives after the motion was decided (validators vote in the same block;
+        the quorum is reached by the first) is recorded too, until the motion's expiry or
+        application: every validator's verdict and reason stay on the ledger."""
         current = self._require_member(state, ctx.sender)
         m = keeper.motion(state, msg.proposal)
         if m is None:
             raise UnknownProposal(f"no motion {msg.proposal}")
-        if m.status == "expired" or (m.status == "open" and ctx.block.height > m.expires):
+        if m.status == "expired" or (m.status in VOTABLE and ctx.block.height > m.expires):
             raise ProposalExpired(f"motion {m.id} took votes until height {m.expires}")
-        if m.status != "open":
+        if m.status not in VOTABLE:
             raise ProposalClosed(f"motion {m.id} already {m.status}")
         if ctx.sender in m.yes or ctx.sender in m.no:
             raise AlreadyVoted("one vote per validator and motion")
@@ -138,17 +146,15 @@ class Motions:
         no = [v for v in m.no if v in current]
         need = quorum(len(current))
         ctx.emit("motion_vote", proposal=m.id, action=m.action, voter=ctx.sender,
-                 approve=msg.approve, reason=msg.reason, yes=len(yes), no=len(no), needed=need)
-        if len(yes) >= need:
+                 approve=msg.approve, reason=msg.reason, yes=len(yes), no=len(no), needed=need,
+                 status=m.status)
+        if m.status == "open" and len(yes) >= need:
             m = self._pass(state, ctx, m, len(yes))
-        elif len(current) - len(no) < need:
+        elif m.status == "open" and len(current) - len(no) < need:
             m = dataclasses.replace(m, status="rejected")
             ctx.emit("motion_rejected", proposal=m.id, action=m.action, no=len(no),
                      reasons=[[v, r] for v, r in m.reasons])
         keeper.put_motion(state, m)
-        if m.status not in ("open", "passed"):
-            keeper.set_open_motion_ids(state, [i for i in keeper.open_motion_ids(state)
-                                               if i != m.id])
 
     def _pass(self, state: State, ctx: TxContext, m: Motion, votes: int) -> Motion:
         if m.action == "upgrade":
@@ -178,6 +184,8 @@ class Motions:
             if m.status == "open" and ctx.height >= m.expires:
                 keeper.put_motion(state, dataclasses.replace(m, status="expired"))
                 events.append({"type": "motion_expired", "proposal": m.id, "action": m.action})
+            elif m.status == "rejected" and ctx.height >= m.expires:
+                pass  # decided: it stops taking (late) votes and leaves the open index
             elif m.status == "passed" and m.action == "params" and m.activation <= ctx.height + 1:
                 events.append(self._apply_params(state, ctx, m))
             elif m.status == "passed" and m.action == "upgrade" and m.activation <= ctx.height:
