@@ -29,6 +29,7 @@ from gridledger.ledger.modules import (
     certificates,
     disputes,
     firmware,
+    flex,
     governance,
     market,
     metering,
@@ -85,6 +86,8 @@ def _builtin(versions: Mapping[str, int], k: Keepers) -> list[Module]:
         privacy.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
                       metering=k["metering"], market=k["market"], disputes=k["disputes"]),
         certificates.build(registry=k["registry"], market=k["market"], metering=k["metering"]),
+        flex.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
+                   metering=k["metering"]),
     ]
 
 

@@ -1,0 +1,76 @@
+"""What the flexibility module needs from other modules (wired in
+``ledger/modules/catalog.py``).
+
+The DSO is whoever holds the role ``dso`` (the envelope's role check): a single key today,
+a k-of-n committee of DSO nodes tomorrow, with nothing here to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from gridledger.ledger.state import State
+
+Reason = Literal["non_delivery"]
+"""The reputation change flexibility causes: energy ordered and paid for, not delivered."""
+
+
+class Holder(Protocol):
+    """A registered identity, as far as flexibility cares."""
+
+    @property
+    def roles(self) -> tuple[str, ...]: ...
+    @property
+    def cp(self) -> str | None: ...
+
+
+class Registry(Protocol):
+    """Who holds which connection point; VEN reporting keys are registered as identities
+    with the single role ``ven`` (registry)."""
+
+    def participant(self, state: State, addr: bytes) -> Holder | None: ...
+    def put_participant(self, state: State, addr: bytes, record: Mapping[str, Any]) -> None: ...
+
+
+class Bank(Protocol):
+    """The DSO's escrow and the members' delivery deposits (bank locks)."""
+
+    def locked(self, state: State, addr: bytes) -> int: ...
+    def lock(self, state: State, addr: bytes, amount: int) -> None: ...
+    def unlock(self, state: State, addr: bytes, amount: int) -> None: ...
+    def pay_from_locked(self, state: State, src: bytes, dst: bytes, amount: int) -> None: ...
+
+
+class Reputation(Protocol):
+    """Sanctions for flexibility ordered and not delivered (reputation)."""
+
+    def adjust(self, state: State, addr: bytes, reason: Reason, slot: int,
+               times: int = 1) -> dict[str, Any]: ...
+
+
+class Reading(Protocol):
+    """One connection point's energy in one slot, as settlement trusts it."""
+
+    @property
+    def import_wh(self) -> int: ...
+    @property
+    def export_wh(self) -> int: ...
+
+
+class Metering(Protocol):
+    """The readings delivery is measured by: the meter's, or the DSO's network estimate
+    when false-data detection flagged it (metering)."""
+
+    def trusted_reading_of(self, state: State, slot: int, cp: str) -> Reading | None: ...
+
+
+@dataclass(frozen=True)
+class Deps:
+    """The flexibility module's dependencies, as the catalog wires them."""
+
+    bank: Bank
+    registry: Registry
+    reputation: Reputation
+    metering: Metering
