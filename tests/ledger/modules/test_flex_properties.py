@@ -39,11 +39,11 @@ offer_st = st.tuples(
 def test_merit_order_is_the_least_cost_cover(raw, need) -> None:
     offers = [MeritOffer(bytes([i]) * 32, w, p, tuple(e)) for i, (w, p, e) in enumerate(raw)]
     acts = select(offers, need)
-    for o, a in zip(offers, acts):
-        assert all(0 <= x <= e for x, e in zip(a, o.energies_wh))
+    for o, a in zip(offers, acts, strict=True):
+        assert all(0 <= x <= e for x, e in zip(a, o.energies_wh, strict=True))
     for k in range(3):
         capacity = sum(o.energies_wh[k] * o.weight_ppm for o in offers)
-        covered = sum(a[k] * o.weight_ppm for o, a in zip(offers, acts))
+        covered = sum(a[k] * o.weight_ppm for o, a in zip(offers, acts, strict=True))
         if capacity >= need[k] * PPM:
             assert covered >= need[k] * PPM
             # the LP optimum of slot k (activation continuous)
@@ -51,14 +51,14 @@ def test_merit_order_is_the_least_cost_cover(raw, need) -> None:
                          A_ub=[[-o.weight_ppm / PPM for o in offers]], b_ub=[-need[k]],
                          bounds=[(0, o.energies_wh[k]) for o in offers], method="highs")
             assert lp.status == 0
-            greedy = sum(a[k] * o.price_micro_per_kwh for o, a in zip(offers, acts))
+            greedy = sum(a[k] * o.price_micro_per_kwh for o, a in zip(offers, acts, strict=True))
             dearest = max(o.price_micro_per_kwh for o in offers)
             # rounding the one partial activation up to whole Wh costs < 1 Wh at most
             assert greedy <= lp.fun + dearest + 1e-6 * max(1.0, abs(lp.fun))
         else:
-            assert all(a[k] == o.energies_wh[k] for o, a in zip(offers, acts))
+            assert all(a[k] == o.energies_wh[k] for o, a in zip(offers, acts, strict=True))
     assert cost_nano(offers, acts) == sum(sum(a) * o.price_micro_per_kwh
-                                          for o, a in zip(offers, acts))
+                                          for o, a in zip(offers, acts, strict=True))
     for k in range(3):
         assert effective_wh(offers, acts, k) >= 0
 
@@ -77,7 +77,8 @@ def test_settlement_pays_pro_rata_within_cost_on_any_readings(imports, prices, r
     oids = [tx_id(res, i) for i in range(N)]
     merit = [MeritOffer(oid, PPM, prices[i], (900, 900)) for i, oid in enumerate(oids)]
     acts = select(merit, [1_500, 1_500])
-    w.ok([w.order(rid, [1_500, 1_500], [(o, list(a)) for o, a in zip(oids, acts) if any(a)])], GATE)
+    chosen = [(o, list(a)) for o, a in zip(oids, acts, strict=True) if any(a)]
+    w.ok([w.order(rid, [1_500, 1_500], chosen)], GATE)
     cost = flex_keeper.request(w.app.state, rid).cost_micro
     for k in range(2):
         w.ok([w.reading(i, FIRST + k, imports[2 * i + k]) for i in range(N)], t_read(FIRST + k))

@@ -100,6 +100,12 @@ class NotMeritOrder(InvalidBody):
     rule = "not-merit-order"
 
 
+class AboveRequest(InvalidBody):
+    """An order's effective energy in a slot is more than the request asked for."""
+
+    rule = "above-request"
+
+
 class OverBudget(InvalidBody):
     """The order costs more than the request's escrowed budget."""
 
@@ -138,5 +144,5 @@ class VenTaken(InvalidBody):
 
 RULES = (RequestWindow, UnknownRequest, FlexGateClosed, NotEligible, AbovePriceCap,
          AboveEnvelope, AboveCapacity, UnregisteredDevice, MaxOffers, NoOffer, NotOfferOwner,
-         NotRequester, OrderWindow, AlreadyOrdered, NotMeritOrder, OverBudget, NotActivated,
-         ReportWindow, AlreadyReported, NotDelegate, VenTaken)
+         NotRequester, OrderWindow, AlreadyOrdered, NotMeritOrder, AboveRequest, OverBudget,
+         NotActivated, ReportWindow, AlreadyReported, NotDelegate, VenTaken)

@@ -14,6 +14,7 @@ from gridledger.ledger.modules.flex.errors import (
     AboveCapacity,
     AboveEnvelope,
     AbovePriceCap,
+    AboveRequest,
     AlreadyOrdered,
     AlreadyReported,
     FlexGateClosed,
@@ -120,7 +121,7 @@ class Handlers:
         no more than the budget. Deposits of offers not selected are released, selected
         ones keep the deposit of what was activated; the budget beyond the cost returns.
         Rules ``unknown-request``, ``not-requester``, ``order-window``, ``already-ordered``,
-        ``invalid-body`` (length), ``not-merit-order``, ``over-budget``."""
+        ``invalid-body`` (length), ``above-request``, ``not-merit-order``, ``over-budget``."""
         r = self._request(state, msg.request)
         if r.dso != ctx.sender:
             raise NotRequester("only the DSO identity that posted the request may order it")
@@ -131,6 +132,10 @@ class Handlers:
             raise OrderWindow(f"orders in [{r.gate_s}, {start}), block time is {now}")
         if len(msg.effective_wh) != r.n_slots:
             raise InvalidBody(f"field 'effective_wh' must have {r.n_slots} entries")
+        for k, (e, asked) in enumerate(zip(msg.effective_wh, r.energies_wh, strict=True)):
+            if e > asked:
+                raise AboveRequest(f"slot {r.first_slot + k}: {e} effective Wh ordered, "
+                                   f"{asked} requested")
         offers = keeper.offers_of(state, msg.request)
         merit = [MeritOffer(oid, _weight(r, o.cp), o.price_micro_per_kwh, o.energies_wh)
                  for oid, o in offers]
