@@ -80,6 +80,7 @@ class Params:
     rep_loss_dispute: int = 150
     rep_loss_forfeit: int = 50
     rep_loss_rejected: int = 2
+    rep_loss_market_abuse: int = 150   # per surveillance finding naming the participant (lab)
     appeal_clean_slots: int = 8        # before the first self-appeal; doubles per appeal granted
     appeal_clean_slots_max: int = 128  # ... up to this many
     appeal_restore_score: int = 400

@@ -4,8 +4,9 @@ This is the one place where a module meets another: each ``build`` takes the sma
 protocols the module declares in its ``expected.py``, and gets here the keeper that
 implements them (a keeper module satisfies a ``typing.Protocol`` structurally; Cosmos SDK's
 app wiring). Order matters only for hooks: the market's end-of-block clearing and
-settlement run after every transaction of the block; genesis runs registry, bank, then
-governance parameters.
+settlement run after every transaction of the block; surveillance's hook runs just before
+the market's, so it sees a slot's final book (and mitigates offers) before it clears;
+genesis runs registry, bank, then governance parameters.
 
 Versions (issue 13.2): ``modules(versions)`` builds the list for a map ``{module:
 version}``; which versions a chain runs is chain state (``ledger.upgrades``), so
@@ -36,6 +37,7 @@ from gridledger.ledger.modules import (
     privacy,
     registry,
     reputation,
+    surveillance,
 )
 from gridledger.ledger.modules.bank import keeper as bank_keeper
 from gridledger.ledger.modules.disputes import keeper as disputes_keeper
@@ -79,6 +81,7 @@ def _builtin(versions: Mapping[str, int], k: Keepers) -> list[Module]:
         reputation.build(registry=k["registry"]),
         firmware.build(authorities=k["registry"]),
         metering.build(registry=k["registry"], reputation=k["reputation"]),
+        surveillance.build(market=k["market"], reputation=k["reputation"]),
         market.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
                      metering=k["metering"]),
         disputes.build(market=k["market"], metering=k["metering"], registry=k["registry"],

@@ -8,6 +8,8 @@ the bank protocol): the ``escrow-backed`` invariant checks they agree.
 
 from __future__ import annotations
 
+import dataclasses
+
 from gridledger.ledger.modules.market.errors import MaxOrdersPerSlot, OneSidePerSlot
 from gridledger.ledger.modules.market.expected import Bank
 from gridledger.ledger.modules.market.types import (
@@ -110,6 +112,16 @@ def get_order(state: State, slot: int, oid: bytes) -> Order | None:
 
 def put_order(state: State, slot: int, oid: bytes, rec: Order) -> None:
     state.set_obj(ORDER + sk(slot) + oid, rec.to_obj())
+
+
+def reprice_order(state: State, slot: int, oid: bytes, price_micro_per_kwh: int) -> None:
+    """Set an open order's limit to ``price_micro_per_kwh`` (surveillance mitigating an offer
+    to its reference level before the slot clears). The money held stays: a sell's deposit
+    does not depend on its price, and a buy is only ever lowered, so its escrow still
+    covers it (clearing releases what is not needed)."""
+    rec = get_order(state, slot, oid)
+    if rec is not None:
+        put_order(state, slot, oid, dataclasses.replace(rec, price_micro_per_kwh=price_micro_per_kwh))
 
 
 def delete_order(state: State, slot: int, oid: bytes) -> None:

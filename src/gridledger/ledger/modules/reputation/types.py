@@ -20,7 +20,7 @@ APPROVE_APPEAL = "reputation/approve_appeal"
 
 Tier = Literal["good", "watch", "restricted", "suspended"]
 Reason = Literal["trade_settled", "non_delivery", "missing_reading", "non_payment",
-                 "dispute_lost", "commitment_forfeited", "rejected_tx", "appeal"]
+                 "dispute_lost", "commitment_forfeited", "rejected_tx", "appeal", "market_abuse"]
 
 
 @dataclass(frozen=True)
@@ -87,5 +87,6 @@ def delta_for(reason: Reason, p: Params) -> int:
         "dispute_lost": -p.rep_loss_dispute,
         "commitment_forfeited": -p.rep_loss_forfeit,
         "rejected_tx": -p.rep_loss_rejected,
+        "market_abuse": -p.rep_loss_market_abuse,
     }
     return table.get(reason, 0)

@@ -1,0 +1,28 @@
+"""Market surveillance: ``build(market, reputation) -> Module`` (wired in the catalog,
+BEFORE the market, so its end-of-block hook sees each slot's final book first)."""
+
+from __future__ import annotations
+
+from gridledger.ledger.module import Module
+from gridledger.ledger.modules.surveillance.errors import RULES
+from gridledger.ledger.modules.surveillance.expected import Market, Reputation
+from gridledger.ledger.modules.surveillance.hooks import init_genesis, make_end_block
+from gridledger.ledger.modules.surveillance.invariants import INVARIANTS
+from gridledger.ledger.modules.surveillance.views import VIEWS
+
+NAME = "surveillance"
+VERSION = 1
+
+
+def build(market: Market, reputation: Reputation) -> Module:
+    """Surveillance wired to ``market`` (book, trades, offer mitigation) and ``reputation``
+    (sanctions). No messages: findings come from block execution alone."""
+    return Module(
+        name=NAME,
+        version=VERSION,
+        rules=RULES,
+        init_genesis=init_genesis,
+        end_block=make_end_block(market, reputation),
+        invariants=INVARIANTS,
+        views=VIEWS,
+    )
