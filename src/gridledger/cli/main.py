@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gridledger.cli.certificates import certificates_app
 from gridledger.errors import ConfigError, GridLedgerError, KeystoreError
 
 T = TypeVar("T")
@@ -30,6 +31,7 @@ app.add_typer(node_app, name="node")
 tx_app = typer.Typer(help="Sign and submit transactions to a node's HTTP API.",
                      no_args_is_help=True)
 app.add_typer(tx_app, name="tx")
+app.add_typer(certificates_app, name="certificates")
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # messages stay on one line (paths, grep)
 

@@ -28,9 +28,11 @@ def bundle_obj(slot: int, start: int, b: Bundle) -> dict[str, Any]:
 
 
 def config(state: State, _arg: str) -> dict[str, Any]:
-    """``certificates/config``: issuing-body metadata, claim window, whether issuance runs."""
+    """``certificates/config``: issuing-body metadata, claim window, whether issuance runs,
+    and the timing an export needs (``slot_seconds``, ``settle_window_s``)."""
+    p = load_params(state)
     return {**keeper.config(state).to_obj(), "enabled": keeper.enabled(state),
-            "slot_seconds": load_params(state).slot_seconds}
+            "slot_seconds": p.slot_seconds, "settle_window_s": p.settle_window_s}
 
 
 def devices(state: State, _arg: str) -> list[dict[str, Any]]:

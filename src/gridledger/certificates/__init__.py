@@ -1,0 +1,21 @@
+"""Granular certificates outside the ledger: the EnergyTag export, hourly matching scores,
+and the auditor's proof of one certificate against a certified header.
+
+The ledger side (issuance, transfer, cancellation, invariants) is the ``certificates``
+module (``gridledger.ledger.modules.certificates``); this package only reads what its views
+and a validator's store give.
+"""
+
+from gridledger.certificates.audit import BundleProof, check_proof, make_proof
+from gridledger.certificates.energytag import (
+    ENERGYTAG_FIELDS,
+    ENERGYTAG_REQUIRED,
+    ENERGYTAG_SOURCE,
+    csv_rows,
+    to_energytag,
+)
+from gridledger.certificates.matching import MemberMatching, matching_by_member, score_mean
+
+__all__ = ["ENERGYTAG_FIELDS", "ENERGYTAG_REQUIRED", "ENERGYTAG_SOURCE", "BundleProof",
+           "MemberMatching", "check_proof", "csv_rows", "make_proof", "matching_by_member",
+           "score_mean", "to_energytag"]

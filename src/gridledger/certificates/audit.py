@@ -1,0 +1,167 @@
+"""An auditor's proof that one certificate bundle exists on the ledger in a given state.
+
+A ``BundleProof`` carries a certified block header (the header, its quorum certificate and
+the validator keys it names), the genesis document, and a membership proof of the bundle's
+state key against the header's state root — or an absence proof when no bundle starts
+there (a certificate split, never issued, or invented). ``check_proof`` needs nothing
+else: it checks the quorum certificate under the keys whose hash the header carries, the
+chain id against the genesis, the (absence) proof against the state root, and that the
+proven record says what an exported EnergyTag record claims.
+
+Trust: the validator keys are compared with the genesis validators; when governance has
+changed the set since genesis the result says so, and ``gridledger verify-chain`` on a
+store is the way to follow the changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridledger.crypto.sig import address_of
+from gridledger.errors import GridLedgerError
+from gridledger.ledger.block import Certificate, Header, verify_certificate
+from gridledger.ledger.genesis import Genesis
+from gridledger.ledger.modules.certificates.keeper import bundle_key
+from gridledger.ledger.modules.certificates.types import Bundle
+from gridledger.ledger.modules.certificates.views import parse_bundle_id
+from gridledger.ledger.state import AbsenceProof, MembershipProof, verify_absence, verify_membership
+from gridledger.ledger.valset import keys_hash
+
+FORMAT = "gridledger/certificate-proof/1"
+
+
+@dataclass(frozen=True)
+class BundleProof:
+    """Everything ``check_proof`` needs (JSON: ``to_json`` / ``from_json``)."""
+
+    bundle_id: str
+    genesis: bytes
+    header: bytes
+    certificate: bytes
+    validator_keys: tuple[tuple[str, bytes], ...]
+    membership: MembershipProof | None
+    absence: AbsenceProof | None
+    energytag: Mapping[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "bundle_id": self.bundle_id, "genesis": self.genesis.hex(),
+                "header": self.header.hex(), "certificate": self.certificate.hex(),
+                "validator_keys": [[a, pk.hex()] for a, pk in self.validator_keys],
+                "membership": self.membership.to_json() if self.membership else None,
+                "absence": self.absence.to_json() if self.absence else None,
+                "energytag": dict(self.energytag) if self.energytag is not None else None}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> BundleProof:
+        """Raises ``ValueError`` (or ``KeyError``) on a malformed document."""
+        if d.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} document")
+        return cls(str(d["bundle_id"]), bytes.fromhex(d["genesis"]), bytes.fromhex(d["header"]),
+                   bytes.fromhex(d["certificate"]),
+                   tuple((str(a), bytes.fromhex(pk)) for a, pk in d["validator_keys"]),
+                   MembershipProof.from_json(d["membership"]) if d.get("membership") else None,
+                   AbsenceProof.from_json(d["absence"]) if d.get("absence") else None,
+                   d.get("energytag"))
+
+
+def make_proof(bundle_id: str, genesis: Genesis, header: bytes, certificate: bytes,
+               validator_keys: list[tuple[str, bytes]], state_proof: MembershipProof | AbsenceProof,
+               energytag: Mapping[str, Any] | None = None) -> BundleProof:
+    """Assemble a proof from a store's certified tip (``header``, ``certificate``, the keys
+    that certified it) and the state's (absence) proof of the bundle's key."""
+    member = state_proof if isinstance(state_proof, MembershipProof) else None
+    absent = state_proof if isinstance(state_proof, AbsenceProof) else None
+    return BundleProof(bundle_id, genesis.encode(), header, certificate, tuple(validator_keys),
+                       member, absent, energytag)
+
+
+@dataclass
+class AuditResult:
+    """What ``check_proof`` established; ``ok`` only if every check passed."""
+
+    ok: bool = False
+    exists: bool = False
+    height: int = 0
+    state_root: bytes = b""
+    chain_id: str = ""
+    genesis_hash: bytes = b""
+    genesis_validator_set: bool = False
+    bundle: dict[str, Any] | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+def genesis_validator_keys(genesis: Genesis) -> list[tuple[str, bytes]]:
+    """(alg, pk) of the genesis participants with the validator role, in genesis order."""
+    return [(str(p["alg"]), bytes(p["pk"])) for p in genesis.doc.get("participants", [])
+            if "validator" in p.get("roles", [])]
+
+
+def check_proof(proof: BundleProof) -> AuditResult:
+    """Check ``proof`` with nothing but its own contents; never raises for bad content."""
+    r = AuditResult()
+    try:
+        genesis = Genesis.decode(proof.genesis)
+        header = Header.decode(proof.header)
+        cert = Certificate.decode(proof.certificate)
+        slot, start = parse_bundle_id(proof.bundle_id)
+    except (GridLedgerError, ValueError, KeyError, TypeError) as exc:
+        r.failures.append(f"undecodable proof: {exc}")
+        return r
+    r.height, r.state_root, r.chain_id = header.height, header.state_root, header.chain_id
+    r.genesis_hash = genesis.hash
+    keys = list(proof.validator_keys)
+    if header.chain_id != genesis.chain_id:
+        r.failures.append(f"header chain {header.chain_id!r} is not the genesis chain "
+                          f"{genesis.chain_id!r}")
+    if keys_hash(keys) != header.validator_set_hash:
+        r.failures.append("the validator keys are not the set the header names")
+    try:
+        verify_certificate(header, cert, keys)
+    except GridLedgerError as exc:
+        r.failures.append(f"quorum certificate: {exc}")
+    r.genesis_validator_set = [(a, address_of(a, pk)) for a, pk in keys] == [
+        (a, address_of(a, pk)) for a, pk in genesis_validator_keys(genesis)]
+    key = bundle_key(slot, start)
+    if proof.membership is not None:
+        m = proof.membership
+        if m.key != key:
+            r.failures.append("the membership proof is for another key")
+        elif not verify_membership(header.state_root, m):
+            r.failures.append("the membership proof does not match the header's state root")
+        else:
+            r.exists = True
+            b = Bundle.decode(m.value)
+            r.bundle = {"slot": slot, "start": start, "energy_wh": b.size(start), **b.to_obj()}
+            if proof.energytag is not None:
+                r.failures += _compare(r.bundle, proof.energytag)
+    elif proof.absence is not None:
+        if proof.absence.key != key or not verify_absence(header.state_root, proof.absence):
+            r.failures.append("the absence proof does not hold against the header's state root")
+        elif proof.energytag is not None:
+            r.failures.append(f"the exported record claims bundle {proof.bundle_id}, which the "
+                              "certified state does not hold")
+    else:
+        r.failures.append("no membership or absence proof")
+    r.ok = not r.failures
+    return r
+
+
+_STATUS = {"active": "Active", "cancelled": "Cancelled", "expired": "Expired"}
+
+
+def _compare(bundle: Mapping[str, Any], rec: Mapping[str, Any]) -> list[str]:
+    """Where an exported EnergyTag record disagrees with the proven bundle."""
+    want = {
+        "certificate_bundle_status": _STATUS.get(str(bundle["status"])),
+        "account_id": bytes(bundle["owner"]).hex(),
+        "certificate_bundle_id_range_start": bundle["start"],
+        "certificate_bundle_id_range_end": bundle["end"],
+        "bundle_quantity": bundle["energy_wh"],
+        "energy_source": bundle["energy_source"],
+        "device_id": f"{bundle['cp']}/{bundle['technology']}",
+        "is_storage": bundle["technology"] == "battery_storage",
+    }
+    return [f"exported {k} = {rec.get(k)!r}, certified state says {v!r}"
+            for k, v in want.items() if rec.get(k) != v]

@@ -1,0 +1,203 @@
+"""``gridledger certificates`` — export granular certificates, prove one, verify a proof.
+
+``export`` and ``prove`` read a validator's store (a demo ``--out`` folder, a node data
+folder or one ``.sqlite`` file): the state at its certified tip, rebuilt from the latest
+snapshot and the blocks after it. ``verify`` needs nothing but the proof file: it is the
+auditor's side.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from gridledger.certificates import (
+    ENERGYTAG_FIELDS,
+    ENERGYTAG_SOURCE,
+    BundleProof,
+    check_proof,
+    csv_rows,
+    make_proof,
+    to_energytag,
+)
+from gridledger.errors import GridLedgerError
+from gridledger.ledger.app import Application
+from gridledger.ledger.block import Header
+from gridledger.ledger.modules.certificates.keeper import bundle_key
+from gridledger.ledger.modules.certificates.views import parse_bundle_id
+from gridledger.ledger.state import AbsenceProof, MembershipProof
+from gridledger.ledger.valset import keys_hash
+
+certificates_app = typer.Typer(
+    help="Granular certificates (EnergyTag): export, prove one, verify a proof.",
+    no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+FORMATS = ("energytag", "csv")
+STORE_HELP = "A demo --out folder, a node data folder or one .sqlite store."
+
+
+def _fail(msg: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code)
+
+
+class Tip:
+    """A store's certified tip: the application at it, its header and certificate."""
+
+    def __init__(self, path: Path) -> None:
+        from gridledger.node.store import BlockStore
+        from gridledger.node.validator import restore_app
+
+        store = BlockStore(path)
+        try:
+            genesis = store.genesis()
+            if genesis is None:
+                raise GridLedgerError(f"{path}: no genesis document in the store")
+            tip = store.tip()
+            blk = store.block(tip)
+            if blk is None:
+                raise GridLedgerError(f"{path}: the store holds no certified block")
+            self.app, _ = restore_app(store, genesis)
+            self.genesis = genesis
+            self.header_raw, self.cert_raw = blk.header, blk.cert
+            self.header = Header.decode(blk.header)
+        finally:
+            store.close()
+        if self.app.state.root() != self.header.state_root:
+            raise GridLedgerError(f"{path}: replayed state does not match the tip's header")
+
+    def query(self, path: str) -> Any:
+        return self.app.query(path)
+
+
+def _store(directory: Path) -> Path:
+    from gridledger.node.verify import find_stores
+
+    if not directory.exists():
+        _fail(f"{directory} does not exist")
+    stores = find_stores(directory)
+    if not stores:
+        _fail(f"no ledger store (*.sqlite) under {directory}")
+    return stores[0]
+
+
+def _tip(directory: Path) -> Tip:
+    try:
+        return Tip(_store(directory))
+    except GridLedgerError as exc:
+        _fail(str(exc), 1)
+
+
+def records(app: Application) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(EnergyTag records, ledger index) of every bundle in ``app``'s state, in id order."""
+    cfg = app.query("certificates/config")
+    devices = {d["cp"]: d for d in app.query("certificates/devices")}
+    zones: dict[tuple[int, str], str] = {}
+    out, index = [], []
+    for b in sorted(app.query("certificates/bundles"), key=lambda b: b["start"]):
+        slot = int(b["slot"])
+        if (slot, b["cp"]) not in zones:
+            for i in app.query(f"certificates/issuances/{slot}"):
+                zones[(slot, i["cp"])] = i["zone"]
+        out.append(to_energytag(b, devices.get(b["cp"]), cfg, zones.get((slot, b["cp"]))))
+        index.append({"certificate_bundle_id_range_start": b["start"], "bundle_id": b["id"],
+                      "state_key": b["key"]})
+    return out, index
+
+
+@certificates_app.command("export")
+def export(
+    directory: Annotated[Path, typer.Argument(help=STORE_HELP)],
+    fmt: Annotated[str, typer.Option("--format", help="energytag (JSON) or csv.")] = "energytag",
+    out: Annotated[Path | None, typer.Option(help="Output file (default DIR/certificates.json|csv).")] = None,
+) -> None:
+    """Write every certificate bundle at the store's certified tip in the EnergyTag model."""
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    tip = _tip(directory)
+    recs, index = records(tip.app)
+    base = directory if directory.is_dir() else directory.parent
+    target = out or base / ("certificates.json" if fmt == "energytag" else "certificates.csv")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "energytag":
+        doc = {"data_model": ENERGYTAG_SOURCE, "fields": list(ENERGYTAG_FIELDS),
+               "chain_id": tip.header.chain_id, "height": tip.header.height,
+               "state_root": tip.header.state_root.hex(), "header_hash": tip.header.hash.hex(),
+               "granular_certificate_bundles": recs, "ledger_index": index}
+        target.write_text(json.dumps(doc, indent=1) + "\n")
+    else:
+        header, rows = csv_rows(recs, index)
+        with target.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+    total = sum(r["bundle_quantity"] for r in recs)
+    console.print(f"wrote {target}: {len(recs)} bundles, {total} Wh, certified height "
+                  f"{tip.header.height} (state root {tip.header.state_root.hex()[:16]}…)")
+
+
+@certificates_app.command("prove")
+def prove(
+    directory: Annotated[Path, typer.Argument(help=STORE_HELP)],
+    bundle_id: Annotated[str, typer.Argument(help="<slot>:<start> (see ledger_index of an export).")],
+    out: Annotated[Path | None, typer.Option(help="Proof file (default DIR/proof-SLOT-START.json).")] = None,
+) -> None:
+    """Write a proof of one bundle (or of its absence) against the certified tip."""
+    try:
+        slot, start = parse_bundle_id(bundle_id)
+    except ValueError as exc:
+        _fail(str(exc))
+    tip = _tip(directory)
+    keys = tip.app.validator_keys()
+    if keys_hash(keys) != tip.header.validator_set_hash:
+        _fail("the validator set changed in the tip block; prove again after the next block", 1)
+    key = bundle_key(slot, start).hex()
+    state_proof: MembershipProof | AbsenceProof
+    record = None
+    if tip.app.state.get(bytes.fromhex(key)) is not None:
+        state_proof = tip.query(f"proof/{key}")
+        recs, index = records(tip.app)
+        record = next(r for r, ix in zip(recs, index, strict=True) if ix["bundle_id"] == bundle_id)
+    else:
+        state_proof = tip.query(f"absence/{key}")
+    proof = make_proof(bundle_id, tip.genesis, tip.header_raw, tip.cert_raw, keys, state_proof,
+                       record)
+    base = directory if directory.is_dir() else directory.parent
+    target = out or base / f"proof-{slot}-{start}.json"
+    target.write_text(json.dumps(proof.to_json(), indent=1) + "\n")
+    what = "membership" if record is not None else "absence"
+    console.print(f"wrote {target}: {what} proof of bundle {bundle_id} at certified height "
+                  f"{tip.header.height}")
+
+
+@certificates_app.command("verify")
+def verify(
+    proof_file: Annotated[Path, typer.Argument(help="A proof written by 'gridledger certificates prove'.")],
+) -> None:
+    """Check a certificate proof with nothing else: quorum certificate, state proof, record."""
+    try:
+        proof = BundleProof.from_json(json.loads(proof_file.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        _fail(f"{proof_file}: not a certificate proof ({exc})")
+    r = check_proof(proof)
+    console.print(f"chain {r.chain_id}, genesis {r.genesis_hash.hex()[:16]}…, height {r.height}, "
+                  f"state root {r.state_root.hex()[:16]}…")
+    console.print("validator set: " + ("the genesis set" if r.genesis_validator_set else
+                                       "changed since genesis (check with verify-chain)"))
+    if r.ok and r.exists and r.bundle is not None:
+        b = r.bundle
+        console.print(f"[green]ok[/] bundle {proof.bundle_id}: {b['energy_wh']} Wh "
+                      f"{b['technology']} from {b['cp']}, {b['status']}, held by "
+                      f"{bytes(b['owner']).hex()[:16]}…")
+    elif r.ok:
+        console.print(f"[green]ok[/] no bundle {proof.bundle_id} exists in the certified state")
+    else:
+        for f in r.failures:
+            console.print(f"[red]BAD[/] {f}")
+        raise typer.Exit(1)
