@@ -212,6 +212,14 @@ def tou_fees() -> list[int]:
     return [TOU_PEAK_FEE if 68 <= s < 84 else 0 for s in range(96)]
 
 
+def certificates_section(chain_id: str, model: GridModel) -> dict[str, Any]:
+    """The issuing body's metadata for granular certificates: the validator quorum issues,
+    SimBench grids are German (bidding zone DE-LU), ledger slots count from 1 Jan 2016."""
+    return {"issuing_body": f"{chain_id} validator quorum", "country_of_issuance": "DE",
+            "connected_grid_identification": f"SimBench {model.name}",
+            "issue_market_zone": "DE-LU", "time_origin_utc": "2016-01-01T00:00:00Z"}
+
+
 def build_community(model: GridModel, sc: Scenario) -> Community:
     eq = equipment(model)
     cps = choose_members(model, sc)
@@ -239,6 +247,7 @@ def build_community(model: GridModel, sc: Scenario) -> Community:
     params = {"settle_window_s": SETTLE_WINDOW_S, "mechanism": sc.mechanism,
               "grid_fee_tou_micro_per_kwh": tou_fees()}
     genesis = make_genesis(sc.chain_id, parts, params,
-                           sections={"privacy": privacy.genesis_section(sc.chain_id, cps)})
+                           sections={"privacy": privacy.genesis_section(sc.chain_id, cps),
+                                     "certificates": certificates_section(sc.chain_id, model)})
     outsiders = tuple(cp for cp in model.cp_ids if cp not in set(cps))
     return Community(members, validators, dso, genesis, outsiders, privacy)

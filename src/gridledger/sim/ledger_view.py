@@ -8,6 +8,8 @@ as a client asking a node would.
 
 from __future__ import annotations
 
+from typing import Any
+
 from gridledger.crypto.sig import PublicKey
 from gridledger.ledger.app import Application
 from gridledger.ledger.modules.governance.keeper import load_params
@@ -57,3 +59,8 @@ class LedgerView:
     def roaming_seq(self, account: bytes) -> int:
         """The account's next roaming sequence number (view ``privacy/roaming_seq``)."""
         return int(self._app.query(f"privacy/roaming_seq/{account.hex()}"))
+
+    def certificates(self, view: str) -> Any:
+        """``certificates/<view>`` (granular certificates: ``bundles/<slot>``, ``matching``,
+        ``totals``, ``devices``, ``hours`` ...; see the module's README)."""
+        return self._app.query(f"certificates/{view}")

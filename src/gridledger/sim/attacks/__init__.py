@@ -22,6 +22,7 @@ from typing import Any
 
 from gridledger.errors import ConfigError
 from gridledger.sim.attack_base import Attack
+from gridledger.sim.attacks.double_claim import DoubleClaim
 from gridledger.sim.attacks.market import FakeBids, FalseNonReceipt, NonDelivery
 from gridledger.sim.attacks.metering import FdiMeter, FdiStealthy
 from gridledger.sim.attacks.network import (
@@ -31,18 +32,20 @@ from gridledger.sim.attacks.network import (
     Replay,
     Tamper,
 )
+from gridledger.sim.attacks.phantom_generation import PhantomGeneration
 from gridledger.sim.context import SimContext
 from gridledger.sim.privacy_attacks import BadAggregator, Deanonymize, UsageInference
 from gridledger.sim.roaming import EvRoaming
 
 ATTACK_CLASSES: dict[str, type[Attack]] = {c.name: c for c in (
     FdiMeter, FdiStealthy, DosFlood, ByzantineValidator, FakeBids, NonDelivery, FalseNonReceipt,
-    Replay, Tamper, ClassicalKey, BadAggregator, UsageInference, Deanonymize, EvRoaming)}
+    Replay, Tamper, ClassicalKey, BadAggregator, UsageInference, Deanonymize, EvRoaming,
+    DoubleClaim, PhantomGeneration)}
 ATTACKS: tuple[str, ...] = tuple(ATTACK_CLASSES)
 DEFAULT_ATTACKS: tuple[str, ...] = (
     "fdi-meter", "fake-bids", "non-delivery", "false-non-receipt", "dos-flood",
     "byzantine-validator", "replay", "bad-aggregator", "usage-inference", "deanonymize",
-    "ev-roaming")
+    "ev-roaming", "double-claim", "phantom-generation")
 PLANNED: tuple[str, ...] = (
     "price-manipulation", "crash", "audit-export", "vulnerable-firmware", "fake-patch", "sybil",
     "contract-bug")
@@ -92,6 +95,6 @@ def make_attacks(names: Sequence[str], ctx: SimContext,
 
 
 __all__ = ["ATTACKS", "ATTACK_CLASSES", "DEFAULT_ATTACKS", "PLANNED", "Attack",
-           "ByzantineValidator", "ClassicalKey", "DosFlood", "FakeBids", "FalseNonReceipt",
-           "FdiMeter", "FdiStealthy", "NonDelivery", "Replay", "Tamper", "make_attacks",
-           "parse_attacks"]
+           "ByzantineValidator", "ClassicalKey", "DosFlood", "DoubleClaim", "FakeBids",
+           "FalseNonReceipt", "FdiMeter", "FdiStealthy", "NonDelivery", "PhantomGeneration",
+           "Replay", "Tamper", "make_attacks", "parse_attacks"]

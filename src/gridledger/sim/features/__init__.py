@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from gridledger.sim.feature import Feature
 from gridledger.sim.features.aggregation import SecureAggregation
+from gridledger.sim.features.certificates import Certificates
 from gridledger.sim.features.delivery import Delivery
 from gridledger.sim.features.dso import DsoGrid
 from gridledger.sim.features.metering import Metering
 from gridledger.sim.features.trading import Trading
 
-FEATURES: tuple[type[Feature], ...] = (DsoGrid, Trading, Delivery, Metering, SecureAggregation)
+FEATURES: tuple[type[Feature], ...] = (DsoGrid, Trading, Delivery, Metering, SecureAggregation,
+                                       Certificates)
 
-__all__ = ["FEATURES", "Delivery", "DsoGrid", "Metering", "SecureAggregation", "Trading"]
+__all__ = ["FEATURES", "Certificates", "Delivery", "DsoGrid", "Metering", "SecureAggregation", "Trading"]

@@ -90,6 +90,14 @@ def storage(state: State, arg: str) -> dict[str, Any]:
     return keeper.storage_account(state, arg).to_obj()
 
 
+def storage_reading(state: State, arg: str) -> dict[str, Any] | None:
+    """``certificates/storage_reading/<slot>/<cp>``: the battery sub-meter of one slot
+    ``{charged_wh, discharged_wh, meter, stored_wh}`` (None: not reported)."""
+    slot, _, cp = arg.partition("/")
+    r = keeper.storage_reading(state, int(slot), cp)
+    return None if r is None else r.to_obj()
+
+
 def hours(state: State, _arg: str) -> dict[str, Any]:
     """``certificates/hours``: open hours and the records of closed ones."""
     p = load_params(state)
@@ -104,4 +112,4 @@ def hours(state: State, _arg: str) -> dict[str, Any]:
 
 VIEWS = {"config": config, "devices": devices, "bundle": bundle, "bundles": bundles,
          "issuances": issuances, "slots": slots, "totals": totals, "matching": matching,
-         "storage": storage, "hours": hours}
+         "storage": storage, "storage_reading": storage_reading, "hours": hours}

@@ -1,0 +1,313 @@
+"""Renewable provenance in the demo (issue 16): the ledger issues 15-minute granular
+certificates (GCs) at settlement; the members claim them.
+
+* First block A: the DSO attests every member's PV (rated power = the profile's peak) and
+  battery (SimBench power and energy, its round-trip efficiency) with
+  ``certificates/register_devices``.
+* Block C of step L: each battery's sub-meter reports what it charged and discharged in
+  slot L-1 (``certificates/storage_reading``, signed by the member's meter). The battery's
+  share of the slot is its planned injection, less whatever the envelope or a curtailment
+  took from the connection point (the battery gives way first).
+* Block A of every step: each member claims the GCs it holds for hours still open — first
+  into its battery for what the battery charged in the GCs' slot (``certificates/store``),
+  then against its metered import in the GCs' hour (``certificates/cancel``). Room comes
+  from the ledger's matching records, so an honest claim never fails.
+
+The summary's ``certificates`` section and the report's provenance section are read from
+the ledger's views at the end of the run: totals, each member's hourly matching score,
+and the producer -> consumer flows of the GCs that were claimed.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import plotly.graph_objects as go
+
+from gridledger.certificates import matching_by_member, score_mean
+from gridledger.ledger.modules.certificates.types import (
+    MAX_ITEMS,
+    hour_close,
+    hour_of,
+    slots_of_hour,
+)
+from gridledger.node.embedded import FinalizedBlock
+from gridledger.sim.clock import Step
+from gridledger.sim.community import Member
+from gridledger.sim.context import SimContext
+from gridledger.sim.feature import Feature, ReportSection
+from gridledger.sim.records import Delivered
+
+GRID_MIX = "grid (residual mix)"
+CLAIM_KINDS = ("certificates/cancel", "certificates/store", "certificates/transfer")
+
+
+def solar_w(ctx: SimContext, m: Member) -> int:
+    """Rated PV power of ``m``: the peak of its profile year (W)."""
+    return int(np.max(ctx.model.pv_wh[ctx.model.cp_index(m.cp)])) * 4 if "pv" in m.der else 0
+
+
+class Certificates(Feature):
+    name: ClassVar[str] = "certificates"
+    threat_rows: ClassVar[tuple[str, ...]] = ("1", "6")
+
+    def __init__(self, ctx: SimContext) -> None:
+        super().__init__(ctx)
+        self.registered = False
+        self.planned: dict[int, dict[str, int]] = {}
+        self.battery: dict[int, dict[str, int]] = {}
+        """Slot -> cp -> battery injection (Wh, > 0 discharge) as its sub-meter measures it."""
+        self.refused = 0
+        self.section: dict[str, Any] = {}
+
+    # -- devices and sub-meters ----------------------------------------------------------
+    def devices(self) -> list[list[Any]]:
+        out = []
+        for m in sorted(self.ctx.members, key=lambda m: m.cp):
+            pv, b = solar_w(self.ctx, m), m.battery
+            if pv or b is not None:
+                out.append([m.cp, pv, b.power_wh * 4 if b else 0, b.capacity_wh if b else 0,
+                            b.efficiency_pct if b else 100])
+        return out
+
+    def adjust_injection(self, step: Step, planned_wh: dict[str, int]) -> None:
+        self.planned[step.slot] = dict(planned_wh)
+
+    def after_delivery(self, step: Step, delivered: Delivered) -> None:
+        slot = step.slot
+        plan = self.ctx.data.battery_wh.get(slot, {})
+        planned = self.planned.pop(slot, {})
+        out: dict[str, int] = {}
+        for m in self.ctx.members:
+            b = plan.get(m.cp, 0)
+            if m.battery is None or not b:
+                continue
+            # the connection point lost (y - x) to the envelope or curtailment: the battery
+            # gives way first, never beyond stopping
+            y, x = delivered.actual_wh_by_cp[m.cp], planned.get(m.cp, 0)
+            out[m.cp] = min(max(b + (y - x), min(0, b)), max(0, b))
+        self.battery[slot] = out
+
+    # -- transactions --------------------------------------------------------------------
+    def txs_a(self, step: Step) -> list[bytes]:
+        ctx = self.ctx
+        raws: list[bytes] = []
+        if not self.registered and (devices := self.devices()):
+            raws.append(ctx.tx(ctx.community.dso, "certificates/register_devices",
+                               {"devices": devices}))
+            self.registered = True
+            return raws
+        with ctx.timed("certificates_s"):
+            raws += self.claims(step.t_a)
+        return raws
+
+    def txs_c(self, step: Step) -> list[bytes]:
+        ctx, slot = self.ctx, step.slot - 1
+        flows = self.battery.get(slot)
+        if not flows:
+            return []
+        return [ctx.tx(ctx.identities.meter_key(m, slot), "certificates/storage_reading",
+                       {"slot": slot, "charged_wh": max(0, -flows[m.cp]),
+                        "discharged_wh": max(0, flows[m.cp])})
+                for m in ctx.members if m.cp in flows]
+
+    def claims(self, now: int) -> list[bytes]:
+        """Each member's store and cancel transactions for the GCs it holds in open hours
+        (closing after ``now``), within what the ledger says it may still claim."""
+        ctx = self.ctx
+        led = ctx.ledger
+        cfg = led.certificates("config")
+        if not cfg["enabled"]:
+            return []
+        s, settle, window = cfg["slot_seconds"], cfg["settle_window_s"], cfg["claim_window_s"]
+        held: dict[bytes, list[dict[str, Any]]] = {}
+        for hour in led.certificates("hours")["open"]:
+            if hour_close(hour, s, settle, window) <= now:
+                continue
+            for slot in slots_of_hour(hour, s):
+                for b in led.certificates(f"bundles/{slot}"):
+                    if b["status"] == "active":
+                        held.setdefault(bytes(b["owner"]), []).append(b)
+        raws: list[bytes] = []
+        for owner in sorted(held):
+            m = ctx.identities.owner(owner)
+            if m is None:
+                continue
+            raws += self._claim(m, owner, held[owner], s)
+        return raws
+
+    def _claim(self, m: Member, owner: bytes, bundles: list[dict[str, Any]],
+               slot_seconds: int) -> list[bytes]:
+        ctx = self.ctx
+        room: dict[int, int] = {}
+        for r in ctx.ledger.certificates(f"matching/{owner.hex()}"):
+            room[int(r["hour"])] = int(r["residual_wh"])
+        stores: list[list[int]] = []
+        cancels: list[list[int]] = []
+        for b in sorted(bundles, key=lambda b: (b["slot"], b["start"])):
+            if len(stores) == MAX_ITEMS or len(cancels) == MAX_ITEMS:
+                break            # the rest next step (a store splits the bundle a cancel names)
+            slot, start, size = int(b["slot"]), int(b["start"]), int(b["energy_wh"])
+            hour = hour_of(slot, slot_seconds)
+            if m.battery is not None:
+                sr = ctx.ledger.certificates(f"storage_reading/{slot}/{m.cp}")
+                charge = 0 if sr is None else sr["charged_wh"] - sr["stored_wh"]
+                charge -= sum(i[2] for i in stores if i[0] == slot)
+                n = min(size, charge, room.get(hour, 0))
+                if n > 0:
+                    stores.append([slot, start, n])
+                    room[hour] -= n
+                    start, size = start + n, size - n
+            n = min(size, room.get(hour, 0))
+            if n > 0:
+                cancels.append([slot, start, n])
+                room[hour] -= n
+        key = ctx.identities.trading_key(m, int(bundles[0]["slot"]))
+        if key.address != owner:
+            return []
+        out = []
+        if stores:
+            out.append(ctx.tx(key, "certificates/store", {"items": stores}))
+        if cancels:
+            out.append(ctx.tx(key, "certificates/cancel", {"items": cancels}))
+        return out
+
+    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
+        info = self.ctx.data.tx_info
+        for r in fb.result.receipts:
+            if not r.ok:
+                tx = info.get(r.tx_hash)
+                if tx is not None and tx.kind in CLAIM_KINDS:
+                    self.refused += 1
+
+    # -- results -------------------------------------------------------------------------
+    def finish(self) -> None:
+        ctx = self.ctx
+        led = ctx.ledger
+        totals = led.certificates("totals")
+        issued_slots = {int(r["slot"]) for r in led.certificates("slots")}
+        member_cps = {m.cp for m in ctx.members}
+        export = sum(int(e["export_wh"]) for e in ctx.data.events_of("reading")
+                     if e["slot"] in issued_slots and e["cp"] in member_cps)
+        by_member = matching_by_member(led.certificates("matching"))
+        names = {m.address: m.name for m in ctx.members}
+        members: list[dict[str, Any]] = []
+        for addr, mm in by_member.items():
+            owner = ctx.identities.owner(addr)
+            members.append({"name": owner.name if owner else addr.hex()[:12],
+                            "consumption_wh": mm.consumption_wh, "cancelled_wh": mm.cancelled_wh,
+                            "stored_wh": mm.stored_wh, "residual_wh": mm.residual_wh,
+                            "score": round(mm.score, 4)})
+        flows: dict[tuple[str, str], int] = {}
+        for b in led.certificates("bundles"):
+            if b["status"] != "cancelled" or b.get("purpose") != "consumption":
+                continue
+            producer = ctx.by_cp.get(b["cp"])
+            consumer = ctx.identities.owner(bytes(b["owner"]))
+            k = (producer.name if producer else b["cp"],
+                 consumer.name if consumer else names.get(bytes(b["owner"]), "other"))
+            flows[k] = flows.get(k, 0) + int(b["energy_wh"])
+        for row in members:
+            if int(row["residual_wh"]) > 0:
+                flows[(GRID_MIX, str(row["name"]))] = int(row["residual_wh"])
+        hours: dict[int, list[int]] = {}
+        for r in led.certificates("matching"):
+            h = hours.setdefault(int(r["hour"]), [0, 0])
+            h[0] += int(r["consumption_wh"])
+            h[1] += int(r["cancelled_wh"])
+        self.section = {
+            "issued_wh": totals["issued_wh"], "transferred_wh": totals["transferred_wh"],
+            "cancelled_wh": totals["cancelled_wh"], "residual_wh": totals["residual_wh"],
+            "matching_score_mean": round(score_mean(by_member.values()), 4),
+            "stored_wh": totals["stored_wh"], "storage_issued_wh": totals["storage_issued_wh"],
+            "expired_wh": totals["expired_wh"], "withheld_wh": totals["withheld_wh"],
+            "capped_wh": totals["capped_wh"], "uncertified_wh": totals["uncertified_wh"],
+            "consumption_wh": totals["consumption_wh"], "metered_export_wh": export,
+            "issued_within_export": totals["issued_wh"] <= export,
+            "devices": len(led.certificates("devices")),
+            "members": sorted(members, key=lambda r: r["name"]),
+            "flows": [{"from": a, "to": b, "energy_wh": wh}
+                      for (a, b), wh in sorted(flows.items())],
+            "hours": [{"hour": h, "label": ctx.label(h * 4), "consumption_wh": v[0],
+                       "cancelled_wh": v[1]} for h, v in sorted(hours.items())],
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {"certificates": self.section} if self.section else {}
+
+    def detections(self) -> dict[str, int]:
+        adm = self.ctx.data.stats.admission_rejected
+        withheld = [e for e in self.ctx.data.events_of("certificates_withheld")
+                    if e["reason"] == "flagged"]
+        return {"certificate_claims_refused": self.refused + sum(
+                    n for rule, n in adm.items() if rule.startswith("certificate-")),
+                "certificates_withheld_flagged": len(withheld)}
+
+    @staticmethod
+    def report_sections(summary: Mapping[str, Any]) -> list[ReportSection]:
+        c = summary.get("certificates")
+        if not isinstance(c, Mapping) or not c:
+            return []
+        return [ReportSection("provenance", "Renewable provenance (granular certificates)",
+                              _provenance_html(c), _NOTE)]
+
+
+_NOTE = ("15-minute granular certificates (EnergyTag model) issued by the validator quorum "
+         "from settled, unflagged readings; P2P trades transfer them for delivered energy; "
+         "members cancel them against their metered import in the same hour. Score = share "
+         "of a member's import covered by certificates cancelled in the same hour (24/7).")
+
+
+def _kwh(wh: Any) -> str:
+    return f"{int(wh) / 1000:,.1f} kWh"
+
+
+def _provenance_html(c: Mapping[str, Any]) -> str:
+    e = html.escape
+    kv = [("issued", _kwh(c.get("issued_wh", 0))),
+          ("community metered export", _kwh(c.get("metered_export_wh", 0))),
+          ("transferred with P2P trades", _kwh(c.get("transferred_wh", 0))),
+          ("cancelled against consumption", _kwh(c.get("cancelled_wh", 0))),
+          ("stored in batteries / discharged with origin",
+           f"{_kwh(c.get('stored_wh', 0))} / {_kwh(c.get('storage_issued_wh', 0))}"),
+          ("withheld (flagged readings)", _kwh(c.get("withheld_wh", 0))),
+          ("expired unclaimed", _kwh(c.get("expired_wh", 0))),
+          ("residual mix (uncovered import)", _kwh(c.get("residual_wh", 0))),
+          ("mean hourly matching score", f"{100 * float(c.get('matching_score_mean', 0)):.1f} %")]
+    facts = "".join(f'<tr><td>{e(k)}</td><td class="num">{e(v)}</td></tr>' for k, v in kv)
+    rows = "".join(
+        f'<tr><td>{e(str(m["name"]))}</td><td class="num">{e(_kwh(m["consumption_wh"]))}</td>'
+        f'<td class="num">{e(_kwh(m["cancelled_wh"]))}</td>'
+        f'<td class="num">{100 * float(m["score"]):.1f} %</td></tr>'
+        for m in c.get("members", []))
+    table = ('<table><thead><tr><th>member</th><th class="num">import</th>'
+             '<th class="num">claimed</th><th class="num">hourly score</th></tr></thead>'
+             f"<tbody>{rows}</tbody></table>")
+    return (f'<div class="cols"><div><table><tbody>{facts}</tbody></table></div>'
+            f"<div>{table}</div></div>{_flow_html(c.get('flows', []))}")
+
+
+def _flow_html(flows: list[Mapping[str, Any]]) -> str:
+    """Producer -> consumer flows of claimed certificates (and the residual mix) as a
+    Sankey diagram."""
+    if not flows:
+        return '<p class="muted">No certificate was claimed.</p>'
+    left = sorted({str(f["from"]) for f in flows})
+    right = sorted({str(f["to"]) for f in flows})
+    labels = left + [f"{r} " for r in right]      # a member can produce and consume
+    ix = {n: i for i, n in enumerate(left)}
+    jx = {n: len(left) + i for i, n in enumerate(right)}
+    fig = go.Figure(go.Sankey(
+        node={"label": labels, "pad": 8, "thickness": 12,
+              "color": ["#9aa5b1" if n == GRID_MIX else "#009E73" for n in left]
+              + ["#0072B2"] * len(right)},
+        link={"source": [ix[str(f["from"])] for f in flows],
+              "target": [jx[str(f["to"])] for f in flows],
+              "value": [int(f["energy_wh"]) / 1000 for f in flows]}))
+    fig.update_layout(height=max(360, 16 * len(right)), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title={"text": "Producer → consumer (kWh of claimed certificates)",
+                             "font": {"size": 14}})
+    return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id="fig-provenance"))

@@ -1,0 +1,231 @@
+"""Issue 16 in the demo: granular certificates on short runs of the real stack.
+
+An honest midday run issues certificates from the members' metered export, transfers them
+with delivered P2P energy and has members cancel them within their hourly import (no
+refusal, no detection); its export is checked against the EnergyTag field list and one
+certificate is audited with the CLI alone. ``double-claim`` and ``phantom-generation`` are
+run with their defences (detected, loss 0) and without (the damage shows).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from gridledger.certificates import ENERGYTAG_FIELDS
+from gridledger.cli.main import app
+from gridledger.ledger.modules.certificates import handlers as cert_handlers
+from gridledger.ledger.modules.certificates import keeper as cert_keeper
+from gridledger.ledger.modules.certificates.invariants import Invariants
+from gridledger.ledger.modules.certificates.issuance import Issuer
+from gridledger.sim.demo import run_demo, write_outputs
+from gridledger.sim.features.certificates import Certificates
+from gridledger.sim.scenario import Scenario
+
+pytestmark = pytest.mark.slow
+
+MIDDAY = 40
+
+# The EnergyTag GC bundle fields as the FEA demonstration registry models the standard (v2):
+# gc_registry/certificate/schemas.py @111858c, GranularCertificateBundleReadFull, and
+# GranularCertificateBundleBase / IssuanceMetaDataBase for the required ones.
+READ_FULL = {
+    "certificate_bundle_status", "account_id", "certificate_bundle_id_range_start",
+    "certificate_bundle_id_range_end", "bundle_quantity", "issuance_id", "energy_carrier",
+    "energy_source", "face_value", "issuance_post_energy_carrier_conversion",
+    "registry_configuration", "device_id", "device_name", "device_technology_type",
+    "device_production_start_date", "device_capacity", "device_location", "device_type",
+    "production_starting_interval", "production_ending_interval", "expiry_datestamp",
+    "is_storage", "sdr_allocation_id", "discharging_start_datetime",
+    "discharging_end_datetime", "storage_efficiency_factor", "country_of_issuance",
+    "connected_grid_identification", "issuing_body", "legal_status", "issuance_purpose",
+    "support_received", "quality_scheme_reference", "dissemination_level",
+    "issue_market_zone", "emissions_factor_production_device", "emissions_factor_source",
+    "hash", "is_deleted"}
+BASE_REQUIRED = {
+    "issuance_id", "certificate_bundle_status", "account_id", "certificate_bundle_id_range_start",
+    "certificate_bundle_id_range_end", "bundle_quantity", "energy_carrier", "energy_source",
+    "face_value", "issuance_post_energy_carrier_conversion", "device_id",
+    "production_starting_interval", "production_ending_interval", "expiry_datestamp",
+    "is_storage"}
+METADATA_REQUIRED = {"country_of_issuance", "connected_grid_identification", "issuing_body",
+                     "issue_market_zone"}
+STATUSES = {"Active", "Cancelled", "Claimed", "Expired", "Withdrawn", "Locked", "Reserved",
+            "Bundle Split"}
+
+
+def run(tmp: Path, attacks: tuple[str, ...], slots: int = 24) -> dict[str, Any]:
+    sc = Scenario(participants=20, slots=slots, validators=1, attacks=attacks, seed=7,
+                  start_slot_of_day=MIDDAY)
+    summary, series = run_demo(sc, tmp)
+    write_outputs(summary, series, tmp)
+    assert summary["invariants"]["money_conserved"] and summary["invariants"]["energy_balanced"]
+    return summary
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("honest")
+    return out, run(out, ())
+
+
+def test_honest_run_issues_transfers_and_matches(honest: tuple[Path, dict[str, Any]]) -> None:
+    _, s = honest
+    c = s["certificates"]
+    assert 0 < c["issued_wh"] <= c["metered_export_wh"] and c["issued_within_export"]
+    assert c["transferred_wh"] > 0 and c["cancelled_wh"] > 0 and c["devices"] > 0
+    assert 0 < c["matching_score_mean"] <= 1
+    assert c["residual_wh"] == c["consumption_wh"] - c["cancelled_wh"] - c["stored_wh"]
+    assert c["withheld_wh"] == 0 and c["capped_wh"] == 0
+    assert all(0 <= m["score"] <= 1 and m["cancelled_wh"] + m["stored_wh"] <= m["consumption_wh"]
+               for m in c["members"])
+    assert sum(f["energy_wh"] for f in c["flows"] if f["from"] != "grid (residual mix)") == \
+        c["cancelled_wh"]
+    assert all(v == 0 for v in s["detections"].values()), s["detections"]
+    assert s["ledger"]["rejected_txs"] == 0 and all(s["invariants"].values())
+
+
+def test_report_section_from_the_summary(honest: tuple[Path, dict[str, Any]]) -> None:
+    _, s = honest
+    sec, = Certificates.report_sections(s)
+    assert sec.section_id == "provenance" and "fig-provenance" in sec.body_html
+    assert "Sankey" in sec.body_html or "sankey" in sec.body_html
+    assert Certificates.report_sections({}) == []
+
+
+def test_export_has_the_energytag_fields(honest: tuple[Path, dict[str, Any]]) -> None:
+    out, s = honest
+    cli = CliRunner()
+    res = cli.invoke(app, ["certificates", "export", str(out), "--format", "energytag"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "certificates.json").read_text())
+    recs = doc["granular_certificate_bundles"]
+    assert recs and len(recs) == len(doc["ledger_index"])
+    for r in recs:
+        assert set(r) == READ_FULL | {"beneficiary"}
+        assert all(r[f] is not None for f in BASE_REQUIRED | METADATA_REQUIRED)
+        assert r["certificate_bundle_status"] in STATUSES
+        assert r["bundle_quantity"] == (r["certificate_bundle_id_range_end"]
+                                        - r["certificate_bundle_id_range_start"] + 1)
+        assert r["production_starting_interval"].startswith("2016-")
+    assert sum(r["bundle_quantity"] for r in recs) == s["certificates"]["issued_wh"]
+    assert {r["issuing_body"] for r in recs} == {"gridledger-demo validator quorum"}
+    res = cli.invoke(app, ["certificates", "export", str(out), "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    with (out / "certificates.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:len(ENERGYTAG_FIELDS)] == list(ENERGYTAG_FIELDS)
+    assert len(rows) == len(recs)
+    bad = cli.invoke(app, ["certificates", "export", str(out), "--format", "xml"])
+    assert bad.exit_code == 2 and "--format" in bad.output
+
+
+def test_membership_proof_audit_with_the_cli_alone(honest: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = honest
+    cli = CliRunner()
+    doc = json.loads((out / "certificates.json").read_text())
+    cancelled = next(ix for r, ix in zip(doc["granular_certificate_bundles"], doc["ledger_index"],
+                                         strict=True)
+                     if r["certificate_bundle_status"] == "Cancelled")
+    proof = out / "proof.json"
+    res = cli.invoke(app, ["certificates", "prove", str(out), cancelled["bundle_id"],
+                           "--out", str(proof)])
+    assert res.exit_code == 0, res.output
+    res = cli.invoke(app, ["certificates", "verify", str(proof)])
+    assert res.exit_code == 0 and "ok bundle" in res.output and "cancelled" in res.output, res.output
+    # the auditor's check fails for an altered record, a forged state, a forged quorum
+    d = json.loads(proof.read_text())
+    for name, change in [("status", lambda d: d["energytag"].update(certificate_bundle_status="Active")),
+                         ("owner", lambda d: d["energytag"].update(account_id="00" * 32)),
+                         ("value", lambda d: d["membership"].update(
+                             value=d["membership"]["value"][:-2] + "00")),
+                         ("votes", lambda d: d.update(certificate=d["certificate"][:-8] + "00" * 4))]:
+        forged = json.loads(json.dumps(d))
+        change(forged)
+        p = out / f"forged-{name}.json"
+        p.write_text(json.dumps(forged))
+        res = cli.invoke(app, ["certificates", "verify", str(p)])
+        assert res.exit_code == 1 and "BAD" in res.output, (name, res.output)
+    # a bundle that does not exist: an absence proof, which verifies
+    slot, start = cancelled["bundle_id"].split(":")
+    missing = f"{slot}:{int(start) + 1}"
+    res = cli.invoke(app, ["certificates", "prove", str(out), missing, "--out", str(out / "none.json")])
+    assert res.exit_code == 0 and "absence" in res.output, res.output
+    res = cli.invoke(app, ["certificates", "verify", str(out / "none.json")])
+    assert res.exit_code == 0 and f"no bundle {missing}" in res.output, res.output
+
+
+def _check_defended(s: dict[str, Any], name: str) -> dict[str, Any]:
+    r = s["attacks"][name]
+    assert r["injected"] > 0 and r["detected"] > 0 and r["mitigated"] and r["loss"] == 0, r
+    assert s["invariants"]["honest_not_worse"]
+    return r
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run(tmp_path_factory.mktemp("attacked"), ("double-claim", "phantom-generation"))
+
+
+def test_double_claim_refused(attacked: dict[str, Any]) -> None:
+    r = _check_defended(attacked, "double-claim")
+    assert r["detected"] == r["injected"] and r["refused_at_admission"] > 0
+    assert r["claimed_wh"] == r["cancelled_held_wh"]
+
+
+def test_phantom_generation_flagged_and_not_certified(attacked: dict[str, Any]) -> None:
+    r = _check_defended(attacked, "phantom-generation")
+    assert r["detected"] == r["injected"] and r["phantom_certified_wh"] == 0
+    c = attacked["certificates"]
+    assert c["withheld_wh"] > 0 and c["issued_wh"] <= c["metered_export_wh"]
+
+
+def test_double_claim_without_its_defences(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelled bundles look active to the handlers and no invariant checks the claims: the
+    attacker's second cancellation and transfer go through and energy is counted twice."""
+    real = cert_keeper.bundle
+
+    def always_active(state: Any, slot: int, start: int) -> Any:
+        b = real(state, slot, start)
+        return None if b is None else replace(b, status="active")
+
+    monkeypatch.setattr(cert_handlers.keeper, "bundle", always_active)
+    monkeypatch.setattr(Invariants, "cancellations", lambda self, state: None)
+    monkeypatch.setattr(Invariants, "issuance", lambda self, state: None)
+    r = run(tmp_path, ("double-claim",))["attacks"]["double-claim"]
+    assert not r["mitigated"] and r["loss"] > 0, r
+
+
+class _NoFlags:
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def reading_of(self, state: Any, slot: int, cp: str) -> Any:
+        return self.real.reading_of(state, slot, cp)
+
+    def flag_of(self, state: Any, slot: int, cp: str) -> None:
+        return None
+
+    def trusted_readings_for_slot(self, state: Any, slot: int) -> Any:
+        return self.real.trusted_readings_for_slot(state, slot)
+
+
+def test_phantom_generation_without_its_defence(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issuance ignores the DSO's flags (and no invariant checks them): the phantom export
+    of every flagged slot is certified."""
+    real_init = Issuer.__init__
+
+    def blind(self: Issuer, registry: Any, market: Any, metering: Any) -> None:
+        real_init(self, registry, market, _NoFlags(metering))
+
+    monkeypatch.setattr(Issuer, "__init__", blind)
+    monkeypatch.setattr(Invariants, "issuance", lambda self, state: None)
+    r = run(tmp_path, ("phantom-generation",))["attacks"]["phantom-generation"]
+    assert not r["mitigated"] and r["loss"] > 0 and r["phantom_certified_wh"] == r["loss"], r
