@@ -95,6 +95,7 @@ def test_report_section_from_the_summary(honest: tuple[Path, dict[str, Any]]) ->
     _, s = honest
     sec, = Certificates.report_sections(s)
     assert sec.section_id == "provenance" and "fig-provenance" in sec.body_html
+    assert "fig-matching" in sec.body_html and len(s["certificates"]["hours"]) >= 6
     assert "Sankey" in sec.body_html or "sankey" in sec.body_html
     assert Certificates.report_sections({}) == []
 
@@ -196,8 +197,7 @@ def test_double_claim_without_its_defences(tmp_path: Path, monkeypatch: pytest.M
         return None if b is None else replace(b, status="active")
 
     monkeypatch.setattr(cert_handlers.keeper, "bundle", always_active)
-    monkeypatch.setattr(Invariants, "cancellations", lambda self, state: None)
-    monkeypatch.setattr(Invariants, "issuance", lambda self, state: None)
+    monkeypatch.setattr(Invariants, "open_hours", lambda self, state: None)
     r = run(tmp_path, ("double-claim",))["attacks"]["double-claim"]
     assert not r["mitigated"] and r["loss"] > 0, r
 
@@ -226,6 +226,6 @@ def test_phantom_generation_without_its_defence(tmp_path: Path,
         real_init(self, registry, market, _NoFlags(metering))
 
     monkeypatch.setattr(Issuer, "__init__", blind)
-    monkeypatch.setattr(Invariants, "issuance", lambda self, state: None)
+    monkeypatch.setattr(Invariants, "open_hours", lambda self, state: None)
     r = run(tmp_path, ("phantom-generation",))["attacks"]["phantom-generation"]
     assert not r["mitigated"] and r["loss"] > 0 and r["phantom_certified_wh"] == r["loss"], r

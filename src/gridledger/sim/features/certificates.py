@@ -8,10 +8,11 @@ certificates (GCs) at settlement; the members claim them.
   slot L-1 (``certificates/storage_reading``, signed by the member's meter). The battery's
   share of the slot is its planned injection, less whatever the envelope or a curtailment
   took from the connection point (the battery gives way first).
-* Block A of every step: each member claims the GCs it holds for hours still open — first
-  into its battery for what the battery charged in the GCs' slot (``certificates/store``),
-  then against its metered import in the GCs' hour (``certificates/cancel``). Room comes
-  from the ledger's matching records, so an honest claim never fails.
+* Block A, once per hour (when all its slots are issued, so its import is complete): each
+  member claims the GCs it holds for the hour — first into its battery for what the battery
+  charged in the GCs' slot (``certificates/store``), then against its metered import in the
+  hour (``certificates/cancel``). Room comes from the ledger's matching record, so an honest
+  claim never fails.
 
 The summary's ``certificates`` section and the report's provenance section are read from
 the ledger's views at the end of the run: totals, each member's hourly matching score,
@@ -28,12 +29,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from gridledger.certificates import matching_by_member, score_mean
-from gridledger.ledger.modules.certificates.types import (
-    MAX_ITEMS,
-    hour_close,
-    hour_of,
-    slots_of_hour,
-)
+from gridledger.ledger.modules.certificates.types import MAX_ITEMS, hour_close
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.clock import Step
 from gridledger.sim.community import Member
@@ -42,6 +38,8 @@ from gridledger.sim.feature import Feature, ReportSection
 from gridledger.sim.records import Delivered
 
 GRID_MIX = "grid (residual mix)"
+CLAIM_LEAD_S = 1800
+"""Claim an hour that is not complete yet when its window closes within this (run's end)."""
 CLAIM_KINDS = ("certificates/cancel", "certificates/store", "certificates/transfer")
 
 
@@ -61,6 +59,7 @@ class Certificates(Feature):
         self.battery: dict[int, dict[str, int]] = {}
         """Slot -> cp -> battery injection (Wh, > 0 discharge) as its sub-meter measures it."""
         self.refused = 0
+        self.claimed: set[int] = set()
         self.section: dict[str, Any] = {}
 
     # -- devices and sub-meters ----------------------------------------------------------
@@ -115,56 +114,61 @@ class Certificates(Feature):
                 for m in ctx.members if m.cp in flows]
 
     def claims(self, now: int) -> list[bytes]:
-        """Each member's store and cancel transactions for the GCs it holds in open hours
-        (closing after ``now``), within what the ledger says it may still claim."""
+        """Each member's store and cancel transactions for the GCs it holds in open hours,
+        once per hour: when every slot of the hour is issued (its import is complete), or
+        when the hour's claim window is about to close."""
         ctx = self.ctx
         led = ctx.ledger
         cfg = led.certificates("config")
         if not cfg["enabled"]:
             return []
         s, settle, window = cfg["slot_seconds"], cfg["settle_window_s"], cfg["claim_window_s"]
-        held: dict[bytes, list[dict[str, Any]]] = {}
+        raws: list[bytes] = []
         for hour in led.certificates("hours")["open"]:
-            if hour_close(hour, s, settle, window) <= now:
+            close = hour_close(hour, s, settle, window)
+            if hour in self.claimed or close <= now:
                 continue
-            for slot in slots_of_hour(hour, s):
+            info = led.certificates(f"hour/{hour}")
+            if info["issued"] != info["slots"] and close - now > CLAIM_LEAD_S:
+                continue
+            self.claimed.add(hour)
+            room = {bytes(r["address"]): int(r["residual_wh"]) for r in info["matching"]}
+            held: dict[bytes, list[dict[str, Any]]] = {}
+            for slot in info["issued"]:
                 for b in led.certificates(f"bundles/{slot}"):
                     if b["status"] == "active":
                         held.setdefault(bytes(b["owner"]), []).append(b)
-        raws: list[bytes] = []
-        for owner in sorted(held):
-            m = ctx.identities.owner(owner)
-            if m is None:
-                continue
-            raws += self._claim(m, owner, held[owner], s)
+            for owner in sorted(held):
+                m = ctx.identities.owner(owner)
+                if m is not None and room.get(owner, 0) > 0:
+                    raws += self._claim(m, owner, held[owner], room[owner])
         return raws
 
     def _claim(self, m: Member, owner: bytes, bundles: list[dict[str, Any]],
-               slot_seconds: int) -> list[bytes]:
+               room: int) -> list[bytes]:
+        """Store into the battery what it charged in each bundle's slot, then cancel against
+        the hour's import, never beyond ``room`` (the import nothing covers yet)."""
         ctx = self.ctx
-        room: dict[int, int] = {}
-        for r in ctx.ledger.certificates(f"matching/{owner.hex()}"):
-            room[int(r["hour"])] = int(r["residual_wh"])
         stores: list[list[int]] = []
         cancels: list[list[int]] = []
+        stored: dict[int, int] = {}
         for b in sorted(bundles, key=lambda b: (b["slot"], b["start"])):
-            if len(stores) == MAX_ITEMS or len(cancels) == MAX_ITEMS:
-                break            # the rest next step (a store splits the bundle a cancel names)
+            if len(stores) == MAX_ITEMS or len(cancels) == MAX_ITEMS or room <= 0:
+                break            # the rest expires (a store splits the bundle a cancel names)
             slot, start, size = int(b["slot"]), int(b["start"]), int(b["energy_wh"])
-            hour = hour_of(slot, slot_seconds)
             if m.battery is not None:
                 sr = ctx.ledger.certificates(f"storage_reading/{slot}/{m.cp}")
-                charge = 0 if sr is None else sr["charged_wh"] - sr["stored_wh"]
-                charge -= sum(i[2] for i in stores if i[0] == slot)
-                n = min(size, charge, room.get(hour, 0))
+                charge = 0 if sr is None else sr["charged_wh"] - sr["stored_wh"] - stored.get(slot, 0)
+                n = min(size, charge, room)
                 if n > 0:
                     stores.append([slot, start, n])
-                    room[hour] -= n
+                    stored[slot] = stored.get(slot, 0) + n
+                    room -= n
                     start, size = start + n, size - n
-            n = min(size, room.get(hour, 0))
+            n = min(size, room)
             if n > 0:
                 cancels.append([slot, start, n])
-                room[hour] -= n
+                room -= n
         key = ctx.identities.trading_key(m, int(bundles[0]["slot"]))
         if key.address != owner:
             return []
@@ -190,8 +194,11 @@ class Certificates(Feature):
         totals = led.certificates("totals")
         issued_slots = {int(r["slot"]) for r in led.certificates("slots")}
         member_cps = {m.cp for m in ctx.members}
-        export = sum(int(e["export_wh"]) for e in ctx.data.events_of("reading")
-                     if e["slot"] in issued_slots and e["cp"] in member_cps)
+        readings = [e for e in ctx.data.events_of("reading")
+                    if e["slot"] in issued_slots and e["cp"] in member_cps]
+        export = sum(int(e["export_wh"]) for e in readings)
+        unflagged = sum(int(e["export_wh"]) for e in readings
+                        if e["cp"] not in ctx.data.flagged.get(e["slot"], set()))
         by_member = matching_by_member(led.certificates("matching"))
         names = {m.address: m.name for m in ctx.members}
         members: list[dict[str, Any]] = []
@@ -226,7 +233,8 @@ class Certificates(Feature):
             "expired_wh": totals["expired_wh"], "withheld_wh": totals["withheld_wh"],
             "capped_wh": totals["capped_wh"], "uncertified_wh": totals["uncertified_wh"],
             "consumption_wh": totals["consumption_wh"], "metered_export_wh": export,
-            "issued_within_export": totals["issued_wh"] <= export,
+            "unflagged_export_wh": unflagged,
+            "issued_within_export": totals["issued_wh"] <= unflagged <= export,
             "devices": len(led.certificates("devices")),
             "members": sorted(members, key=lambda r: r["name"]),
             "flows": [{"from": a, "to": b, "energy_wh": wh}
@@ -286,8 +294,25 @@ def _provenance_html(c: Mapping[str, Any]) -> str:
     table = ('<table><thead><tr><th>member</th><th class="num">import</th>'
              '<th class="num">claimed</th><th class="num">hourly score</th></tr></thead>'
              f"<tbody>{rows}</tbody></table>")
-    return (f'<div class="cols"><div><table><tbody>{facts}</tbody></table></div>'
-            f"<div>{table}</div></div>{_flow_html(c.get('flows', []))}")
+    return (f'<div class="cols"><div><table><tbody>{facts}</tbody></table>'
+            f"{_hours_html(c.get('hours', []))}</div><div>{table}</div></div>"
+            f"{_flow_html(c.get('flows', []))}")
+
+
+def _hours_html(hours: list[Mapping[str, Any]]) -> str:
+    """The community's import and claimed certificates per hour (24/7 matching)."""
+    if not hours:
+        return ""
+    x = [str(h["label"]) for h in hours]
+    fig = go.Figure()
+    fig.add_bar(x=x, y=[int(h["consumption_wh"]) / 1000 for h in hours], name="import",
+                marker_color="#9aa5b1")
+    fig.add_bar(x=x, y=[int(h["cancelled_wh"]) / 1000 for h in hours],
+                name="covered by certificates of the hour", marker_color="#009E73")
+    fig.update_layout(barmode="overlay", height=320, margin={"l": 50, "r": 10, "t": 40, "b": 40},
+                      yaxis_title="kWh (community, per hour)",
+                      legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"})
+    return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id="fig-matching"))
 
 
 def _flow_html(flows: list[Mapping[str, Any]]) -> str:
@@ -306,7 +331,9 @@ def _flow_html(flows: list[Mapping[str, Any]]) -> str:
               + ["#0072B2"] * len(right)},
         link={"source": [ix[str(f["from"])] for f in flows],
               "target": [jx[str(f["to"])] for f in flows],
-              "value": [int(f["energy_wh"]) / 1000 for f in flows]}))
+              "value": [int(f["energy_wh"]) / 1000 for f in flows],
+              "color": ["rgba(154,165,177,0.35)" if f["from"] == GRID_MIX
+                        else "rgba(0,158,115,0.45)" for f in flows]}))
     fig.update_layout(height=max(360, 16 * len(right)), margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       title={"text": "Producer → consumer (kWh of claimed certificates)",
                              "font": {"size": 14}})

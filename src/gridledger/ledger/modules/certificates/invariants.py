@@ -32,16 +32,20 @@ class Invariants:
     def __init__(self, metering: Metering) -> None:
         self.metering = metering
 
-    def issuance(self, state: State) -> None:
-        """``issued-within-export``, ``no-flagged-issuance`` and ``ids-tile`` over open hours."""
+    def open_hours(self, state: State) -> None:
+        """``issued-within-export``, ``no-flagged-issuance``, ``ids-tile`` and
+        ``cancelled-once``, in one pass over each open hour's bundles."""
         p = load_params(state)
         for hour in keeper.open_hours(state):
+            claimed: dict[tuple[bytes, str], int] = {}
             for slot in slots_of_hour(hour, p.slot_seconds):
                 rec = keeper.slot_record(state, slot)
                 if rec is not None:
-                    self._slot(state, slot, rec.first_id, rec.next_id)
+                    self._slot(state, slot, rec.first_id, rec.next_id, claimed)
+            _claims(state, hour, claimed)
 
-    def _slot(self, state: State, slot: int, first_id: int, next_id: int) -> None:
+    def _slot(self, state: State, slot: int, first_id: int, next_id: int,
+              claimed: dict[tuple[bytes, str], int]) -> None:
         issued: dict[tuple[str, str], int] = {}
         for cp, iss in keeper.issuances_of_slot(state, slot):
             if iss.solar_wh + iss.storage_wh > iss.export_wh:
@@ -65,6 +69,15 @@ class Invariants:
             expect = b.end + 1
             key = (b.cp, b.technology)
             held[key] = held.get(key, 0) + b.size(start)
+            if b.status == "cancelled":
+                if b.purpose is None or b.cancelled_at is None:
+                    raise InvariantViolation(f"cancelled-once: bundle {slot}:{start} cancelled "
+                                             "without purpose or time")
+                k = (b.owner, b.purpose)
+                claimed[k] = claimed.get(k, 0) + b.size(start)
+            elif b.purpose is not None or b.cancelled_at is not None:
+                raise InvariantViolation(f"cancelled-once: bundle {slot}:{start} is {b.status} "
+                                         "after a cancellation")
         if expect != next_id:
             raise InvariantViolation(f"ids-tile: slot {slot} bundles end at {expect - 1}, ids "
                                      f"issued up to {next_id - 1}")
@@ -72,36 +85,22 @@ class Invariants:
             raise InvariantViolation(f"ids-tile: slot {slot} bundles do not add up to the "
                                      "issuances")
 
-    def cancellations(self, state: State) -> None:
-        """``cancelled-once`` over open hours."""
-        p = load_params(state)
-        for hour in keeper.open_hours(state):
-            claimed: dict[tuple[bytes, str], int] = {}
-            for slot in slots_of_hour(hour, p.slot_seconds):
-                for start, b in keeper.bundles_of_slot(state, slot):
-                    if b.status == "cancelled":
-                        if b.purpose is None or b.cancelled_at is None:
-                            raise InvariantViolation(f"cancelled-once: bundle {slot}:{start} "
-                                                     "cancelled without purpose or time")
-                        k = (b.owner, b.purpose)
-                        claimed[k] = claimed.get(k, 0) + b.size(start)
-                    elif b.purpose is not None or b.cancelled_at is not None:
-                        raise InvariantViolation(f"cancelled-once: bundle {slot}:{start} is "
-                                                 f"{b.status} after a cancellation")
-            for addr, m in keeper.matchings_of_hour(state, hour):
-                c = claimed.pop((addr, "consumption"), 0)
-                s = claimed.pop((addr, "storage"), 0)
-                if c != m.cancelled_wh or s != m.stored_wh:
-                    raise InvariantViolation(
-                        f"cancelled-once: hour {hour} holder {addr.hex()[:16]} holds "
-                        f"{c}/{s} Wh cancelled/stored, claimed {m.cancelled_wh}/{m.stored_wh}")
-                if m.cancelled_wh + m.stored_wh > m.consumption_wh:
-                    raise InvariantViolation(
-                        f"cancelled-once: hour {hour} holder {addr.hex()[:16]} claimed more "
-                        "than its metered import")
-            if any(claimed.values()):
-                raise InvariantViolation(f"cancelled-once: hour {hour} has cancelled GCs no "
-                                         "claim accounts for")
+
+def _claims(state: State, hour: int, claimed: dict[tuple[bytes, str], int]) -> None:
+    """``cancelled-once``: the hour's cancelled bundles per holder equal its claims."""
+    for addr, m in keeper.matchings_of_hour(state, hour):
+        c = claimed.pop((addr, "consumption"), 0)
+        s = claimed.pop((addr, "storage"), 0)
+        if c != m.cancelled_wh or s != m.stored_wh:
+            raise InvariantViolation(
+                f"cancelled-once: hour {hour} holder {addr.hex()[:16]} holds {c}/{s} Wh "
+                f"cancelled/stored, claimed {m.cancelled_wh}/{m.stored_wh}")
+        if m.cancelled_wh + m.stored_wh > m.consumption_wh:
+            raise InvariantViolation(f"cancelled-once: hour {hour} holder {addr.hex()[:16]} "
+                                     "claimed more than its metered import")
+    if any(claimed.values()):
+        raise InvariantViolation(f"cancelled-once: hour {hour} has cancelled GCs no claim "
+                                 "accounts for")
 
 
 def storage_backed(state: State) -> None:

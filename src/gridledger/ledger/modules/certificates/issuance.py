@@ -72,8 +72,9 @@ class Issuer:
         if not keeper.enabled(state):
             return
         p = load_params(state)
-        for slot, _settled_at in sorted(self.market.settled_slots(state)):
-            if keeper.slot_record(state, slot) is None:
+        # the market's hook ran first in this block: what it settled now is due here
+        for slot, settled_at in sorted(self.market.settled_slots(state)):
+            if settled_at == ctx.slot_time and keeper.slot_record(state, slot) is None:
                 self.issue_slot(state, ctx, p, slot, events)
         cfg = keeper.config(state)
         for hour in keeper.open_hours(state):
@@ -169,21 +170,27 @@ class Issuer:
         return got
 
     def _transfer(self, state: State, slot: int, events: Events) -> int:
-        """Move the sellers' GCs of ``slot`` to the buyers for each trade's delivered energy."""
+        """Move the sellers' GCs of ``slot`` to the buyers for each trade's delivered energy
+        (each seller's bundles in id order, split from the start of a range)."""
         moved = 0
+        held: dict[bytes, list[tuple[int, Bundle]]] = {}
+        for start, b in keeper.bundles_of_slot(state, slot):   # all freshly issued, active
+            held.setdefault(b.owner, []).append((start, b))
         for index, t in enumerate(self.market.trades_of_slot(state, slot)):
             left = t.delivered_wh or 0
-            if left <= 0 or t.seller == t.buyer:
+            queue = held.get(t.seller)
+            if left <= 0 or t.seller == t.buyer or not queue:
                 continue
             sent = 0
-            for start, b in keeper.bundles_of_slot(state, slot):
-                if not left:
-                    break
-                if b.owner != t.seller or b.status != "active":
-                    continue
+            while left and queue:
+                start, b = queue[0]
                 n = min(left, b.size(start))
                 head = keeper.split(state, slot, start, b, n)
                 keeper.put_bundle(state, slot, start, replace(head, owner=t.buyer))
+                if n == b.size(start):
+                    queue.pop(0)
+                else:
+                    queue[0] = (start + n, b)
                 left -= n
                 sent += n
             if sent:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from functools import lru_cache
+from typing import TypeVar, cast
+
+import cbor2
 
 from gridledger.ledger.modules.certificates.types import (
     DEFAULT_CONFIG,
@@ -37,6 +39,7 @@ from gridledger.ledger.modules.certificates.types import (
     StorageReading,
     Totals,
 )
+from gridledger.ledger.record import Record
 from gridledger.ledger.state import State
 
 CONFIG = b"cert/config"
@@ -64,18 +67,48 @@ def bundle_key(slot: int, start: int) -> bytes:
     return BUNDLE + k8(slot) + k8(start)
 
 
-# Records are decoded from their bytes; the same bytes always decode to the same record
-# (a pure function), so invariants that scan a slot's bundles every block decode each once.
-@lru_cache(maxsize=65536)
+R = TypeVar("R", bound=Record)
+
+
+# Records are decoded from their bytes; the same bytes always decode to the same (frozen)
+# record, so hooks and invariants that read the open hours every block decode each once.
+# State values were written canonical by this keeper, so no re-encoding check is needed.
+_CACHE: dict[tuple[type[Record], bytes], Record] = {}
+_CACHE_MAX = 1 << 16
+
+
+def _decode(cls: type[R], raw: bytes) -> R:
+    hit = _CACHE.get((cls, raw))
+    if hit is None:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        hit = _CACHE[(cls, raw)] = cls.from_obj(cbor2.loads(raw))
+    return cast(R, hit)
+
+
+def _get(state: State, key: bytes, cls: type[R]) -> R | None:
+    raw = state.get(key)
+    return None if raw is None else _decode(cls, raw)
+
+
+def _items(state: State, prefix: bytes, cls: type[R]) -> list[tuple[bytes, R]]:
+    """``(key suffix, record)`` under ``prefix``, in key order."""
+    out = []
+    for k in state.keys_with_prefix(prefix):
+        raw = state.get(k)
+        if raw is not None:
+            out.append((k[len(prefix):], _decode(cls, raw)))
+    return out
+
+
 def _bundle(raw: bytes) -> Bundle:
-    return Bundle.decode(raw)
+    return _decode(Bundle, raw)
 
 
 # -- configuration and devices --------------------------------------------------------------
 
 def config(state: State) -> Config:
-    obj = state.get_obj(CONFIG)
-    return DEFAULT_CONFIG if obj is None else Config.from_obj(obj)
+    return _get(state, CONFIG, Config) or DEFAULT_CONFIG
 
 
 def put_config(state: State, cfg: Config) -> None:
@@ -93,8 +126,7 @@ def enable(state: State) -> None:
 
 
 def device(state: State, cp: str) -> Device | None:
-    obj = state.get_obj(DEVICE + cp.encode())
-    return None if obj is None else Device.from_obj(obj)
+    return _get(state, DEVICE + cp.encode(), Device)
 
 
 def put_device(state: State, cp: str, d: Device) -> None:
@@ -103,8 +135,7 @@ def put_device(state: State, cp: str, d: Device) -> None:
 
 def devices(state: State) -> list[tuple[str, Device]]:
     """Every registered device, in cp byte order."""
-    return [(k[len(DEVICE):].decode(), Device.from_obj(v))
-            for k, v in state.items_with_prefix(DEVICE)]
+    return [(k.decode(), d) for k, d in _items(state, DEVICE, Device)]
 
 
 def next_ids(state: State, n: int) -> int:
@@ -121,8 +152,7 @@ def peek_id(state: State) -> int:
 # -- slots, issuances, bundles ---------------------------------------------------------------
 
 def slot_record(state: State, slot: int) -> SlotRecord | None:
-    obj = state.get_obj(SLOT + k8(slot))
-    return None if obj is None else SlotRecord.from_obj(obj)
+    return _get(state, SLOT + k8(slot), SlotRecord)
 
 
 def put_slot_record(state: State, slot: int, rec: SlotRecord) -> None:
@@ -130,13 +160,11 @@ def put_slot_record(state: State, slot: int, rec: SlotRecord) -> None:
 
 
 def slot_records(state: State) -> list[tuple[int, SlotRecord]]:
-    return [(int.from_bytes(k[len(SLOT):], "big"), SlotRecord.from_obj(v))
-            for k, v in state.items_with_prefix(SLOT)]
+    return [(int.from_bytes(k, "big"), r) for k, r in _items(state, SLOT, SlotRecord)]
 
 
 def issuance(state: State, slot: int, cp: str) -> Issuance | None:
-    obj = state.get_obj(ISSUANCE + k8(slot) + cp.encode())
-    return None if obj is None else Issuance.from_obj(obj)
+    return _get(state, ISSUANCE + k8(slot) + cp.encode(), Issuance)
 
 
 def put_issuance(state: State, slot: int, cp: str, rec: Issuance) -> None:
@@ -144,9 +172,7 @@ def put_issuance(state: State, slot: int, cp: str, rec: Issuance) -> None:
 
 
 def issuances_of_slot(state: State, slot: int) -> list[tuple[str, Issuance]]:
-    prefix = ISSUANCE + k8(slot)
-    return [(k[len(prefix):].decode(), Issuance.from_obj(v))
-            for k, v in state.items_with_prefix(prefix)]
+    return [(k.decode(), i) for k, i in _items(state, ISSUANCE + k8(slot), Issuance)]
 
 
 def bundle(state: State, slot: int, start: int) -> Bundle | None:
@@ -160,13 +186,7 @@ def put_bundle(state: State, slot: int, start: int, b: Bundle) -> None:
 
 def bundles_of_slot(state: State, slot: int) -> list[tuple[int, Bundle]]:
     """``(start, bundle)`` of every bundle of ``slot``, in id order."""
-    prefix = BUNDLE + k8(slot)
-    out = []
-    for k in state.keys_with_prefix(prefix):
-        raw = state.get(k)
-        if raw is not None:
-            out.append((int.from_bytes(k[len(prefix):], "big"), _bundle(raw)))
-    return out
+    return [(int.from_bytes(k, "big"), b) for k, b in _items(state, BUNDLE + k8(slot), Bundle)]
 
 
 def split(state: State, slot: int, start: int, b: Bundle, n: int) -> Bundle:
@@ -184,8 +204,7 @@ def split(state: State, slot: int, start: int, b: Bundle, n: int) -> Bundle:
 # -- storage ---------------------------------------------------------------------------------
 
 def storage_reading(state: State, slot: int, cp: str) -> StorageReading | None:
-    obj = state.get_obj(STORAGE_READING + k8(slot) + cp.encode())
-    return None if obj is None else StorageReading.from_obj(obj)
+    return _get(state, STORAGE_READING + k8(slot) + cp.encode(), StorageReading)
 
 
 def put_storage_reading(state: State, slot: int, cp: str, r: StorageReading) -> None:
@@ -193,8 +212,7 @@ def put_storage_reading(state: State, slot: int, cp: str, r: StorageReading) -> 
 
 
 def storage_account(state: State, cp: str) -> StorageAccount:
-    obj = state.get_obj(STORAGE + cp.encode())
-    return StorageAccount((), ()) if obj is None else StorageAccount.from_obj(obj)
+    return _get(state, STORAGE + cp.encode(), StorageAccount) or StorageAccount((), ())
 
 
 def put_storage_account(state: State, cp: str, acc: StorageAccount) -> None:
@@ -202,15 +220,14 @@ def put_storage_account(state: State, cp: str, acc: StorageAccount) -> None:
 
 
 def storage_accounts(state: State) -> Iterator[tuple[str, StorageAccount]]:
-    for k, v in state.items_with_prefix(STORAGE):
-        yield k[len(STORAGE):].decode(), StorageAccount.from_obj(v)
+    for k, acc in _items(state, STORAGE, StorageAccount):
+        yield k.decode(), acc
 
 
 # -- matching --------------------------------------------------------------------------------
 
 def matching(state: State, hour: int, addr: bytes) -> Matching:
-    obj = state.get_obj(MATCHING + k8(hour) + addr)
-    return Matching(0, 0, 0) if obj is None else Matching.from_obj(obj)
+    return _get(state, MATCHING + k8(hour) + addr, Matching) or Matching(0, 0, 0)
 
 
 def put_matching(state: State, hour: int, addr: bytes, m: Matching) -> None:
@@ -218,20 +235,17 @@ def put_matching(state: State, hour: int, addr: bytes, m: Matching) -> None:
 
 
 def matchings_of_hour(state: State, hour: int) -> list[tuple[bytes, Matching]]:
-    prefix = MATCHING + k8(hour)
-    return [(k[len(prefix):], Matching.from_obj(v)) for k, v in state.items_with_prefix(prefix)]
+    return _items(state, MATCHING + k8(hour), Matching)
 
 
 def all_matchings(state: State) -> Iterator[tuple[int, bytes, Matching]]:
     """``(hour, addr, record)`` of every holder-hour, by hour then address."""
-    n = len(MATCHING)
-    for k, v in state.items_with_prefix(MATCHING):
-        yield int.from_bytes(k[n:n + 8], "big"), k[n + 8:], Matching.from_obj(v)
+    for k, m in _items(state, MATCHING, Matching):
+        yield int.from_bytes(k[:8], "big"), k[8:], m
 
 
 def hour_record(state: State, hour: int) -> HourRecord | None:
-    obj = state.get_obj(HOUR + k8(hour))
-    return None if obj is None else HourRecord.from_obj(obj)
+    return _get(state, HOUR + k8(hour), HourRecord)
 
 
 def put_hour_record(state: State, hour: int, rec: HourRecord) -> None:
@@ -263,8 +277,7 @@ def is_open(state: State, hour: int) -> bool:
 # -- totals ----------------------------------------------------------------------------------
 
 def totals(state: State) -> Totals:
-    obj = state.get_obj(TOTALS)
-    return Totals() if obj is None else Totals.from_obj(obj)
+    return _get(state, TOTALS, Totals) or Totals()
 
 
 def add_totals(state: State, **wh: int) -> None:

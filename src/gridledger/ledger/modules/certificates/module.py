@@ -49,6 +49,6 @@ def build(registry: Registry, market: Market, metering: Metering) -> Module:
         rules=RULES,
         init_genesis=init_genesis,
         end_block=issuer.end_block,
-        invariants=(inv.issuance, inv.cancellations, storage_backed),
+        invariants=(inv.open_hours, storage_backed),
         views=VIEWS,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from gridledger.ledger.modules.certificates import keeper
-from gridledger.ledger.modules.certificates.types import Bundle, hour_of
+from gridledger.ledger.modules.certificates.types import Bundle, hour_of, slots_of_hour
 from gridledger.ledger.params import load_params
 from gridledger.ledger.state import State
 
@@ -90,6 +90,22 @@ def storage(state: State, arg: str) -> dict[str, Any]:
     return keeper.storage_account(state, arg).to_obj()
 
 
+def hour(state: State, arg: str) -> dict[str, Any]:
+    """``certificates/hour/<hour>``: whether it is open, which of its slots were issued, its
+    closing record (once closed) and every holder's matching row in it."""
+    h = int(arg)
+    p = load_params(state)
+    rec = keeper.hour_record(state, h)
+    return {"hour": h, "open": keeper.is_open(state, h),
+            "slots": list(slots_of_hour(h, p.slot_seconds)),
+            "issued": [s for s in slots_of_hour(h, p.slot_seconds)
+                       if keeper.slot_record(state, s) is not None],
+            "closed": None if rec is None else rec.to_obj(),
+            "matching": [{"address": a, **m.to_obj(),
+                          "residual_wh": m.consumption_wh - m.cancelled_wh - m.stored_wh}
+                         for a, m in keeper.matchings_of_hour(state, h)]}
+
+
 def storage_reading(state: State, arg: str) -> dict[str, Any] | None:
     """``certificates/storage_reading/<slot>/<cp>``: the battery sub-meter of one slot
     ``{charged_wh, discharged_wh, meter, stored_wh}`` (None: not reported)."""
@@ -112,4 +128,4 @@ def hours(state: State, _arg: str) -> dict[str, Any]:
 
 VIEWS = {"config": config, "devices": devices, "bundle": bundle, "bundles": bundles,
          "issuances": issuances, "slots": slots, "totals": totals, "matching": matching,
-         "storage": storage, "storage_reading": storage_reading, "hours": hours}
+         "storage": storage, "storage_reading": storage_reading, "hour": hour, "hours": hours}
