@@ -54,7 +54,7 @@ class Tip:
         from gridledger.node.store import BlockStore
         from gridledger.node.validator import restore_app
 
-        store = BlockStore(path)
+        store = BlockStore(path, readonly=True)
         try:
             genesis = store.genesis()
             if genesis is None:
