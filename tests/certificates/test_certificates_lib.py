@@ -5,6 +5,8 @@ forged."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
@@ -14,9 +16,15 @@ from gridledger.certificates import (
     ENERGYTAG_FIELDS,
     ENERGYTAG_REQUIRED,
     BundleProof,
+    ExportError,
     MemberMatching,
+    account_number,
     check_proof,
     csv_rows,
+    device_name,
+    device_number,
+    load_csv,
+    load_export,
     make_proof,
     matching_by_member,
     score_mean,
@@ -66,14 +74,61 @@ def test_energytag_record_of_a_bundle(world: World) -> None:
         assert (rec["beneficiary"] is not None) == (b["status"] == "cancelled")
         assert rec["device_capacity"] == 8_000 and not rec["is_storage"]
     recs = [to_energytag(b, dev, cfg) for b in world.app.query("certificates/bundles")]
-    index = [{"bundle_id": b["id"], "state_key": b["key"]}
-             for b in world.app.query("certificates/bundles")]
+    index = [{"bundle_id": b["id"], "state_key": b["key"], "account": bytes(b["owner"]).hex(),
+              "device": device_name(b)} for b in world.app.query("certificates/bundles")]
     header, rows = csv_rows(recs, index)
-    assert header[-2:] == ["ledger_bundle_id", "ledger_state_key"] and len(rows) == len(recs)
+    assert header[-4:] == ["ledger_bundle_id", "ledger_state_key", "ledger_account",
+                           "ledger_device"] and len(rows) == len(recs)
     # the lineage hash covers immutable fields only: the same GCs in another state hash alike
     a = to_energytag({**world.app.query(f"certificates/bundles/{SLOT}")[0], "status": "expired"},
                      dev, cfg)
     assert a["hash"] == recs[0]["hash"]
+
+
+def _doc(world: World) -> dict[str, Any]:
+    cfg, (dev,) = world.app.query("certificates/config"), world.app.query("certificates/devices")
+    bundles = world.app.query("certificates/bundles")
+    return {"data_model": "x", "fields": list(ENERGYTAG_FIELDS), "chain_id": "c", "height": 1,
+            "state_root": "00", "header_hash": "00",
+            "granular_certificate_bundles": [to_energytag(b, dev, cfg) for b in bundles],
+            "ledger_index": [{"certificate_bundle_id_range_start": b["start"], "bundle_id": b["id"],
+                              "state_key": b["key"], "account": bytes(b["owner"]).hex(),
+                              "device": device_name(b)} for b in bundles]}
+
+
+def test_export_loads_in_the_model_types(world: World) -> None:
+    """The export reads back into the model's types (ints, UTC datetimes, enumerations), as
+    JSON and as CSV; a record a registry would refuse is refused, naming the field."""
+    doc = _doc(world)
+    loaded = load_export(json.dumps(doc))
+    recs = loaded.granular_certificate_bundles
+    assert len(recs) >= 2 and {r.certificate_bundle_status for r in recs} == {"Active", "Cancelled"}
+    for r, b in zip(recs, world.app.query("certificates/bundles"), strict=True):
+        assert r.account_id == account_number(bytes(b["owner"])) and r.energy_source == "solar_pv"
+        assert r.device_id == device_number("cp0/solar_pv")
+        assert r.production_starting_interval.isoformat() == "1970-01-01T02:00:00+00:00"
+        assert r.model_dump(mode="json") == doc["granular_certificate_bundles"][recs.index(r)]
+    header, rows = csv_rows(doc["granular_certificate_bundles"], doc["ledger_index"])
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header, *rows])
+    assert load_csv(buf.getvalue()) == recs
+    bad: list[tuple[str, Any]] = [
+        ("account_id", "ab" * 32),                    # an address, not the model's integer
+        ("certificate_bundle_status", "Green"),       # not a CertificateStatus
+        ("bundle_quantity", 7),                       # disagrees with the id range
+        ("energy_source", "solar"),                   # not an EnergySourceType
+        ("production_ending_interval", "1970-01-01T04:00:00Z"),   # longer than an hour
+        ("device_name", "cp9"),                       # hash no longer matches
+        ("extra_field", 1)]
+    for field, value in bad:
+        forged = json.loads(json.dumps(doc))
+        forged["granular_certificate_bundles"][0][field] = value
+        with pytest.raises(ExportError, match=r"granular_certificate_bundles\.0"):
+            load_export(json.dumps(forged))
+    forged = json.loads(json.dumps(doc))
+    forged["ledger_index"][0]["account"] = "11" * 32
+    with pytest.raises(ExportError, match="ledger_index"):
+        load_export(json.dumps(forged))
 
 
 def test_matching_scores() -> None:
@@ -131,7 +186,7 @@ def test_forged_proofs_are_refused(world: World) -> None:
     few = Certificate(cert.height, cert.header_hash, cert.votes[:2])
     cases = {
         "record says active": _forge(p, energytag=lambda e: {**e, "certificate_bundle_status": "Active"}),
-        "record names another holder": _forge(p, energytag=lambda e: {**e, "account_id": "11" * 32}),
+        "record names another holder": _forge(p, energytag=lambda e: {**e, "account_id": 17}),
         "value changed": _forge(p, membership=lambda m: {**m, "value": m["value"][:-2] + "ff"}),
         "two votes": _forge(p, certificate=few.encode().hex()),
         "other keys": _forge(p, validator_keys=[[other.alg, other.public_key.raw.hex()]] * 4),

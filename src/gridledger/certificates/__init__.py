@@ -11,11 +11,21 @@ from gridledger.certificates.energytag import (
     ENERGYTAG_FIELDS,
     ENERGYTAG_REQUIRED,
     ENERGYTAG_SOURCE,
+    EnergyTagBundle,
+    EnergyTagExport,
+    ExportError,
+    account_number,
     csv_rows,
+    device_name,
+    device_number,
+    load_csv,
+    load_export,
     to_energytag,
 )
 from gridledger.certificates.matching import MemberMatching, matching_by_member, score_mean
 
 __all__ = ["ENERGYTAG_FIELDS", "ENERGYTAG_REQUIRED", "ENERGYTAG_SOURCE", "BundleProof",
-           "MemberMatching", "check_proof", "csv_rows", "make_proof", "matching_by_member",
-           "score_mean", "to_energytag"]
+           "EnergyTagBundle", "EnergyTagExport", "ExportError", "MemberMatching",
+           "account_number", "check_proof", "csv_rows", "device_name", "device_number",
+           "load_csv", "load_export", "make_proof", "matching_by_member", "score_mean",
+           "to_energytag"]

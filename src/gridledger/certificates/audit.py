@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gridledger.certificates.energytag import STATUS, account_number, device_name, device_number
 from gridledger.crypto.sig import address_of
 from gridledger.errors import GridLedgerError
 from gridledger.ledger.block import Certificate, Header, verify_certificate
@@ -148,19 +149,16 @@ def check_proof(proof: BundleProof) -> AuditResult:
     return r
 
 
-_STATUS = {"active": "Active", "cancelled": "Cancelled", "expired": "Expired"}
-
-
 def _compare(bundle: Mapping[str, Any], rec: Mapping[str, Any]) -> list[str]:
     """Where an exported EnergyTag record disagrees with the proven bundle."""
     want = {
-        "certificate_bundle_status": _STATUS.get(str(bundle["status"])),
-        "account_id": bytes(bundle["owner"]).hex(),
+        "certificate_bundle_status": STATUS.get(str(bundle["status"])),
+        "account_id": account_number(bytes(bundle["owner"])),
         "certificate_bundle_id_range_start": bundle["start"],
         "certificate_bundle_id_range_end": bundle["end"],
         "bundle_quantity": bundle["energy_wh"],
         "energy_source": bundle["energy_source"],
-        "device_id": f"{bundle['cp']}/{bundle['technology']}",
+        "device_id": device_number(device_name(bundle)),
         "is_storage": bundle["technology"] == "battery_storage",
     }
     return [f"exported {k} = {rec.get(k)!r}, certified state says {v!r}"

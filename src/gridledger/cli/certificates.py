@@ -14,14 +14,18 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from gridledger.certificates import (
     ENERGYTAG_FIELDS,
     ENERGYTAG_SOURCE,
     BundleProof,
+    EnergyTagBundle,
+    ExportError,
     check_proof,
     csv_rows,
+    device_name,
     make_proof,
     to_energytag,
 )
@@ -95,19 +99,34 @@ def _tip(directory: Path) -> Tip:
 
 
 def records(app: Application) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(EnergyTag records, ledger index) of every bundle in ``app``'s state, in id order."""
+    """(EnergyTag records, ledger index) of every bundle in ``app``'s state, in id order.
+
+    Every record is checked against ``EnergyTagBundle`` before it is written, and the
+    integer account and device numbers must be unique (``ExportError`` otherwise)."""
     cfg = app.query("certificates/config")
     devices = {d["cp"]: d for d in app.query("certificates/devices")}
     zones: dict[tuple[int, str], str] = {}
     out, index = [], []
+    numbers: dict[tuple[str, int], str] = {}
     for b in sorted(app.query("certificates/bundles"), key=lambda b: b["start"]):
         slot = int(b["slot"])
         if (slot, b["cp"]) not in zones:
             for i in app.query(f"certificates/issuances/{slot}"):
                 zones[(slot, i["cp"])] = i["zone"]
-        out.append(to_energytag(b, devices.get(b["cp"]), cfg, zones.get((slot, b["cp"]))))
+        rec = to_energytag(b, devices.get(b["cp"]), cfg, zones.get((slot, b["cp"])))
+        owner, device = bytes(b["owner"]).hex(), device_name(b)
+        for kind, number, name in (("account_id", rec["account_id"], owner),
+                                   ("device_id", rec["device_id"], device)):
+            if numbers.setdefault((kind, number), name) != name:
+                raise ExportError(f"{kind} {number} would name both {numbers[(kind, number)]} "
+                                  f"and {name}")
+        try:
+            EnergyTagBundle.model_validate(rec)
+        except ValidationError as exc:
+            raise ExportError(f"bundle {b['id']} does not fit the EnergyTag model: {exc}") from None
+        out.append(rec)
         index.append({"certificate_bundle_id_range_start": b["start"], "bundle_id": b["id"],
-                      "state_key": b["key"]})
+                      "state_key": b["key"], "account": owner, "device": device})
     return out, index
 
 
@@ -121,7 +140,10 @@ def export(
     if fmt not in FORMATS:
         _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     tip = _tip(directory)
-    recs, index = records(tip.app)
+    try:
+        recs, index = records(tip.app)
+    except ExportError as exc:
+        _fail(str(exc), 1)
     base = directory if directory.is_dir() else directory.parent
     target = out or base / ("certificates.json" if fmt == "energytag" else "certificates.csv")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +184,10 @@ def prove(
     record = None
     if tip.app.state.get(bytes.fromhex(key)) is not None:
         state_proof = tip.query(f"proof/{key}")
-        recs, index = records(tip.app)
+        try:
+            recs, index = records(tip.app)
+        except ExportError as exc:
+            _fail(str(exc), 1)
         record = next(r for r, ix in zip(recs, index, strict=True) if ix["bundle_id"] == bundle_id)
     else:
         state_proof = tip.query(f"absence/{key}")
