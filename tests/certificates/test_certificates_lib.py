@@ -169,6 +169,10 @@ def test_proof_against_a_certified_header(world: World) -> None:
     assert r.bundle["owner"] == world.addr(1) and r.bundle["energy_wh"] == 500
     absent = check_proof(_proof(world, header, cert, f"{SLOT}:{start + 1}"))
     assert absent.ok and not absent.exists
+    # pinned to the chain's published genesis hash: this chain passes, any other fails
+    assert check_proof(p, world.app.genesis.hash).ok
+    other = check_proof(p, bytes(32))
+    assert not other.ok and any("genesis" in f for f in other.failures), other.failures
 
 
 def _forge(p: BundleProof, **changes: Any) -> BundleProof:

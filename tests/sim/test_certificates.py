@@ -24,6 +24,8 @@ from gridledger.ledger.modules.certificates import handlers as cert_handlers
 from gridledger.ledger.modules.certificates import keeper as cert_keeper
 from gridledger.ledger.modules.certificates.invariants import Invariants
 from gridledger.ledger.modules.certificates.issuance import Issuer
+from gridledger.node.store import BlockStore
+from gridledger.node.verify import find_stores
 from gridledger.sim.demo import run_demo, write_outputs
 from gridledger.sim.features.certificates import Certificates
 from gridledger.sim.scenario import Scenario
@@ -144,6 +146,15 @@ def test_membership_proof_audit_with_the_cli_alone(honest: tuple[Path, dict[str,
     assert res.exit_code == 0, res.output
     res = cli.invoke(app, ["certificates", "verify", str(proof)])
     assert res.exit_code == 0 and "ok bundle" in res.output and "cancelled" in res.output, res.output
+    # pinned to the community's genesis (as its validators' store has it), and to another
+    store = BlockStore(find_stores(out)[0], readonly=True)
+    genesis = store.genesis()
+    store.close()
+    assert genesis is not None
+    res = cli.invoke(app, ["certificates", "verify", str(proof), "--genesis-hash", genesis.hash.hex()])
+    assert res.exit_code == 0 and "ok bundle" in res.output, res.output
+    res = cli.invoke(app, ["certificates", "verify", str(proof), "--genesis-hash", "00" * 32])
+    assert res.exit_code == 1 and "BAD" in res.output and "genesis" in res.output, res.output
     # the auditor's check fails for an altered record, a forged state, a forged quorum
     d = json.loads(proof.read_text())
     for name, change in [("status", lambda d: d["energytag"].update(certificate_bundle_status="Active")),

@@ -99,8 +99,12 @@ def genesis_validator_keys(genesis: Genesis) -> list[tuple[str, bytes]]:
             if "validator" in p.get("roles", [])]
 
 
-def check_proof(proof: BundleProof) -> AuditResult:
-    """Check ``proof`` with nothing but its own contents; never raises for bad content."""
+def check_proof(proof: BundleProof, genesis_hash: bytes | None = None) -> AuditResult:
+    """Check ``proof`` with nothing but its own contents; never raises for bad content.
+
+    ``genesis_hash``: the auditor's trust anchor (the community publishes its genesis
+    hash); when given, a proof from any other chain fails — a self-consistent proof of a
+    chain someone made up is otherwise only as good as its genesis."""
     r = AuditResult()
     try:
         genesis = Genesis.decode(proof.genesis)
@@ -113,6 +117,9 @@ def check_proof(proof: BundleProof) -> AuditResult:
     r.height, r.state_root, r.chain_id = header.height, header.state_root, header.chain_id
     r.genesis_hash = genesis.hash
     keys = list(proof.validator_keys)
+    if genesis_hash is not None and genesis.hash != genesis_hash:
+        r.failures.append(f"genesis {genesis.hash.hex()[:16]}… is not the expected "
+                          f"{genesis_hash.hex()[:16]}…")
     if header.chain_id != genesis.chain_id:
         r.failures.append(f"header chain {header.chain_id!r} is not the genesis chain "
                           f"{genesis.chain_id!r}")

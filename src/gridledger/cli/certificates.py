@@ -204,15 +204,29 @@ def prove(
 @certificates_app.command("verify")
 def verify(
     proof_file: Annotated[Path, typer.Argument(help="A proof written by 'gridledger certificates prove'.")],
+    genesis_hash: Annotated[str | None, typer.Option(
+        "--genesis-hash", help="The chain's published genesis hash (hex): a proof from any "
+                               "other chain fails.")] = None,
 ) -> None:
     """Check a certificate proof with nothing else: quorum certificate, state proof, record."""
+    anchor = None
+    if genesis_hash is not None:
+        try:
+            anchor = bytes.fromhex(genesis_hash)
+        except ValueError:
+            _fail(f"--genesis-hash must be hex, got {genesis_hash!r}")
+        if len(anchor) != 32:
+            _fail(f"--genesis-hash must be 32 bytes (64 hex digits), got {len(anchor)}")
     try:
         proof = BundleProof.from_json(json.loads(proof_file.read_text()))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         _fail(f"{proof_file}: not a certificate proof ({exc})")
-    r = check_proof(proof)
-    console.print(f"chain {r.chain_id}, genesis {r.genesis_hash.hex()[:16]}…, height {r.height}, "
+    r = check_proof(proof, anchor)
+    console.print(f"chain {r.chain_id}, genesis {r.genesis_hash.hex()}, height {r.height}, "
                   f"state root {r.state_root.hex()[:16]}…")
+    if anchor is None:
+        console.print("genesis not pinned: compare it with the community's published genesis "
+                      "hash (or pass --genesis-hash)")
     console.print("validator set: " + ("the genesis set" if r.genesis_validator_set else
                                        "changed since genesis (check with verify-chain)"))
     if r.ok and r.exists and r.bundle is not None:
