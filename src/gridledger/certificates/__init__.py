@@ -6,7 +6,15 @@ module (``gridledger.ledger.modules.certificates``); this package only reads wha
 and a validator's store give.
 """
 
-from gridledger.certificates.audit import BundleProof, check_proof, make_proof
+from gridledger.certificates.audit import (
+    BundleProof,
+    Handoff,
+    check_proof,
+    follow_handoffs,
+    genesis_validator_keys,
+    handoff_at,
+    make_proof,
+)
 from gridledger.certificates.energytag import (
     ENERGYTAG_FIELDS,
     ENERGYTAG_REQUIRED,
@@ -25,7 +33,8 @@ from gridledger.certificates.energytag import (
 from gridledger.certificates.matching import MemberMatching, matching_by_member, score_mean
 
 __all__ = ["ENERGYTAG_FIELDS", "ENERGYTAG_REQUIRED", "ENERGYTAG_SOURCE", "BundleProof",
-           "EnergyTagBundle", "EnergyTagExport", "ExportError", "MemberMatching",
+           "EnergyTagBundle", "EnergyTagExport", "ExportError", "Handoff", "MemberMatching",
            "account_number", "check_proof", "csv_rows", "device_name", "device_number",
+           "follow_handoffs", "genesis_validator_keys", "handoff_at",
            "load_csv", "load_export", "make_proof", "matching_by_member", "score_mean",
            "to_energytag"]

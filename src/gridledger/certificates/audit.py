@@ -8,9 +8,12 @@ else: it checks the quorum certificate under the keys whose hash the header carr
 chain id against the genesis, the (absence) proof against the state root, and that the
 proven record says what an exported EnergyTag record claims.
 
-Trust: the validator keys are compared with the genesis validators; when governance has
-changed the set since genesis the result says so, and ``gridledger verify-chain`` on a
-store is the way to follow the changes.
+Trust: the keys that certify the header must be the genesis validators, or follow from
+them through ``handoffs`` — for every change of the validator set, the last header the old
+set certified, with membership proofs of the new set (``reg/validators`` and each member's
+key record) against its state root (the set a block's state holds certifies the next
+blocks). Keys that no chain of handoffs ties to the genesis fail the check. The auditor's
+one outside input is the genesis itself (``genesis_hash``: the community publishes it).
 """
 
 from __future__ import annotations
@@ -20,17 +23,43 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gridledger.certificates.energytag import STATUS, account_number, device_name, device_number
-from gridledger.crypto.sig import address_of
 from gridledger.errors import GridLedgerError
+from gridledger.ledger import codec
+from gridledger.ledger.app import Application
 from gridledger.ledger.block import Certificate, Header, verify_certificate
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules.certificates.keeper import bundle_key
 from gridledger.ledger.modules.certificates.types import Bundle
 from gridledger.ledger.modules.certificates.views import parse_bundle_id
+from gridledger.ledger.modules.registry.keeper import VALIDATORS, P, validator_set
+from gridledger.ledger.modules.registry.types import Participant
 from gridledger.ledger.state import AbsenceProof, MembershipProof, verify_absence, verify_membership
 from gridledger.ledger.valset import keys_hash
 
 FORMAT = "gridledger/certificate-proof/1"
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A change of the validator set: ``header`` is the last block the old set certified
+    (``certificate``); ``validators`` proves ``reg/validators`` and ``participants`` each new
+    member's ``reg/p/<addr>`` record in that block's state, which certifies the blocks after."""
+
+    header: bytes
+    certificate: bytes
+    validators: MembershipProof
+    participants: tuple[MembershipProof, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"header": self.header.hex(), "certificate": self.certificate.hex(),
+                "validators": self.validators.to_json(),
+                "participants": [m.to_json() for m in self.participants]}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Handoff:
+        return cls(bytes.fromhex(d["header"]), bytes.fromhex(d["certificate"]),
+                   MembershipProof.from_json(d["validators"]),
+                   tuple(MembershipProof.from_json(m) for m in d["participants"]))
 
 
 @dataclass(frozen=True)
@@ -45,6 +74,7 @@ class BundleProof:
     membership: MembershipProof | None
     absence: AbsenceProof | None
     energytag: Mapping[str, Any] | None = None
+    handoffs: tuple[Handoff, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "bundle_id": self.bundle_id, "genesis": self.genesis.hex(),
@@ -52,7 +82,8 @@ class BundleProof:
                 "validator_keys": [[a, pk.hex()] for a, pk in self.validator_keys],
                 "membership": self.membership.to_json() if self.membership else None,
                 "absence": self.absence.to_json() if self.absence else None,
-                "energytag": dict(self.energytag) if self.energytag is not None else None}
+                "energytag": dict(self.energytag) if self.energytag is not None else None,
+                "handoffs": [h.to_json() for h in self.handoffs]}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> BundleProof:
@@ -64,18 +95,70 @@ class BundleProof:
                    tuple((str(a), bytes.fromhex(pk)) for a, pk in d["validator_keys"]),
                    MembershipProof.from_json(d["membership"]) if d.get("membership") else None,
                    AbsenceProof.from_json(d["absence"]) if d.get("absence") else None,
-                   d.get("energytag"))
+                   d.get("energytag"),
+                   tuple(Handoff.from_json(h) for h in d.get("handoffs") or ()))
 
 
 def make_proof(bundle_id: str, genesis: Genesis, header: bytes, certificate: bytes,
                validator_keys: list[tuple[str, bytes]], state_proof: MembershipProof | AbsenceProof,
-               energytag: Mapping[str, Any] | None = None) -> BundleProof:
+               energytag: Mapping[str, Any] | None = None,
+               handoffs: tuple[Handoff, ...] = ()) -> BundleProof:
     """Assemble a proof from a store's certified tip (``header``, ``certificate``, the keys
-    that certified it) and the state's (absence) proof of the bundle's key."""
+    that certified it), the state's (absence) proof of the bundle's key, and the validator
+    set's ``handoffs`` since genesis (``handoff_at`` for each change, in height order)."""
     member = state_proof if isinstance(state_proof, MembershipProof) else None
     absent = state_proof if isinstance(state_proof, AbsenceProof) else None
     return BundleProof(bundle_id, genesis.encode(), header, certificate, tuple(validator_keys),
-                       member, absent, energytag)
+                       member, absent, energytag, handoffs)
+
+
+def handoff_at(app: Application, header: bytes, certificate: bytes) -> Handoff:
+    """The handoff proven by ``app``'s committed state, which ``header`` (certified by
+    ``certificate``) commits to: the validator set it holds certifies the next blocks."""
+    addrs = validator_set(app.state)
+    return Handoff(header, certificate, app.state.prove(VALIDATORS),
+                   tuple(app.state.prove(P + a) for a in addrs))
+
+
+def follow_handoffs(keys: list[tuple[str, bytes]], chain_id: str,
+                    handoffs: tuple[Handoff, ...]) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """The validator keys after ``handoffs``, starting from ``keys`` (the genesis set), and
+    what failed (empty: every handoff was certified by the set before it and proves the
+    set after it)."""
+    last = 0
+    for n, h in enumerate(handoffs):
+        where = f"handoff {n}"
+        try:
+            header, cert = Header.decode(h.header), Certificate.decode(h.certificate)
+        except (GridLedgerError, ValueError) as exc:
+            return keys, [f"{where}: undecodable ({exc})"]
+        if header.chain_id != chain_id or header.height <= last:
+            return keys, [f"{where}: height {header.height} of chain {header.chain_id!r} does "
+                          "not follow"]
+        last = header.height
+        if header.validator_set_hash != keys_hash(keys):
+            return keys, [f"{where}: height {header.height} is not certified by the set before"]
+        try:
+            verify_certificate(header, cert, keys)
+        except GridLedgerError as exc:
+            return keys, [f"{where}: height {header.height} quorum certificate: {exc}"]
+        root = header.state_root
+        if h.validators.key != VALIDATORS or not verify_membership(root, h.validators):
+            return keys, [f"{where}: the validator set is not proven at height {header.height}"]
+        try:
+            addrs = codec.decode(h.validators.value)
+            if not isinstance(addrs, list) or len(addrs) != len(h.participants):
+                raise ValueError("one key record per validator")
+            new = []
+            for a, m in zip(addrs, h.participants, strict=True):
+                if m.key != P + bytes(a) or not verify_membership(root, m):
+                    raise ValueError(f"validator {bytes(a).hex()[:16]}…'s key is not proven")
+                part = Participant.from_obj(codec.decode(m.value))
+                new.append((part.alg, part.pk))
+        except (GridLedgerError, ValueError, KeyError, TypeError) as exc:
+            return keys, [f"{where}: height {header.height}: {exc}"]
+        keys = new
+    return keys, []
 
 
 @dataclass
@@ -89,6 +172,7 @@ class AuditResult:
     chain_id: str = ""
     genesis_hash: bytes = b""
     genesis_validator_set: bool = False
+    handoffs: int = 0
     bundle: dict[str, Any] | None = None
     failures: list[str] = field(default_factory=list)
 
@@ -129,8 +213,14 @@ def check_proof(proof: BundleProof, genesis_hash: bytes | None = None) -> AuditR
         verify_certificate(header, cert, keys)
     except GridLedgerError as exc:
         r.failures.append(f"quorum certificate: {exc}")
-    r.genesis_validator_set = [(a, address_of(a, pk)) for a, pk in keys] == [
-        (a, address_of(a, pk)) for a, pk in genesis_validator_keys(genesis)]
+    anchored, problems = follow_handoffs(genesis_validator_keys(genesis), genesis.chain_id,
+                                         proof.handoffs)
+    r.failures += problems
+    r.handoffs = len(proof.handoffs)
+    r.genesis_validator_set = not proof.handoffs and keys == anchored
+    if not problems and keys != anchored:
+        r.failures.append("the validator keys are neither the genesis validators nor the set "
+                          "the handoffs lead to")
     key = bundle_key(slot, start)
     if proof.membership is not None:
         m = proof.membership

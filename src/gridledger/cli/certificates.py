@@ -23,19 +23,26 @@ from gridledger.certificates import (
     BundleProof,
     EnergyTagBundle,
     ExportError,
+    Handoff,
     check_proof,
     csv_rows,
     device_name,
+    genesis_validator_keys,
+    handoff_at,
     make_proof,
     to_energytag,
 )
 from gridledger.errors import GridLedgerError
 from gridledger.ledger.app import Application
 from gridledger.ledger.block import Header
+from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules.certificates.keeper import bundle_key
 from gridledger.ledger.modules.certificates.views import parse_bundle_id
-from gridledger.ledger.state import AbsenceProof, MembershipProof
+from gridledger.ledger.state import AbsenceProof, MembershipProof, State
 from gridledger.ledger.valset import keys_hash
+from gridledger.node.store import BlockStore, decode_snapshot
+from gridledger.node.validator import restore_app
+from gridledger.node.verify import find_stores
 
 certificates_app = typer.Typer(
     help="Granular certificates (EnergyTag): export, prove one, verify a proof.",
@@ -55,9 +62,7 @@ class Tip:
     """A store's certified tip: the application at it, its header and certificate."""
 
     def __init__(self, path: Path) -> None:
-        from gridledger.node.store import BlockStore
-        from gridledger.node.validator import restore_app
-
+        self.path = path
         store = BlockStore(path, readonly=True)
         try:
             genesis = store.genesis()
@@ -75,14 +80,65 @@ class Tip:
             store.close()
         if self.app.state.root() != self.header.state_root:
             raise GridLedgerError(f"{path}: replayed state does not match the tip's header")
+        self.genesis_keys_hash = keys_hash(genesis_validator_keys(genesis))
 
     def query(self, path: str) -> Any:
         return self.app.query(path)
 
+    def handoffs(self) -> tuple[Handoff, ...]:
+        """One ``Handoff`` per change of the validator set up to the tip: the last block
+        each old set certified, with the new set proven in its state (rebuilt from the
+        latest snapshot at or below it, then replayed)."""
+        store = BlockStore(self.path, readonly=True)
+        try:
+            changes, prev = [], self.genesis_keys_hash
+            for blk in store.blocks(1):
+                h = Header.decode(blk.header)
+                if h.validator_set_hash != prev:
+                    changes.append(h.height - 1)
+                prev = h.validator_set_hash
+                if h.height >= self.header.height:
+                    break
+            out = []
+            for height in changes:
+                last = store.block(height)
+                if height < 1 or last is None:
+                    raise GridLedgerError(f"{self.path}: the validator set changed at height "
+                                          f"{height + 1} but block {height} is not stored")
+                out.append(handoff_at(_app_at(store, self.genesis, height), last.header,
+                                      last.cert))
+            return tuple(out)
+        finally:
+            store.close()
+
+
+def _app_at(store: BlockStore, genesis: Genesis, height: int) -> Application:
+    """The application after block ``height``: the latest snapshot at or below it, then the
+    stored blocks replayed (each checked against its header)."""
+    app = Application(genesis)
+    for h in reversed([h for h in store.snapshot_heights() if h <= height]):
+        raw, blk = store.snapshot_bytes(h), store.block(h)
+        if raw is None or blk is None:
+            continue
+        header = Header.decode(blk.header)
+        state = State(decode_snapshot(raw))
+        if state.root() != header.state_root:
+            raise GridLedgerError(f"snapshot at height {h} does not match its header")
+        app = Application(genesis, state=state, height=h, last_hash=header.hash,
+                          slot_time=header.slot_time)
+        break
+    for blk in store.blocks(app.height + 1):
+        if blk.height > height:
+            break
+        header = Header.decode(blk.header)
+        got, _ = app.finalize_block(blk.tx_list(), header.slot_time)
+        if got.hash != header.hash:
+            raise GridLedgerError(f"replaying block {blk.height} gives a different header")
+        app.commit()
+    return app
+
 
 def _store(directory: Path) -> Path:
-    from gridledger.node.verify import find_stores
-
     if not directory.exists():
         _fail(f"{directory} does not exist")
     stores = find_stores(directory)
@@ -191,8 +247,12 @@ def prove(
         record = next(r for r, ix in zip(recs, index, strict=True) if ix["bundle_id"] == bundle_id)
     else:
         state_proof = tip.query(f"absence/{key}")
+    try:
+        handoffs = tip.handoffs()
+    except GridLedgerError as exc:
+        _fail(str(exc), 1)
     proof = make_proof(bundle_id, tip.genesis, tip.header_raw, tip.cert_raw, keys, state_proof,
-                       record)
+                       record, handoffs)
     base = directory if directory.is_dir() else directory.parent
     target = out or base / f"proof-{slot}-{start}.json"
     target.write_text(json.dumps(proof.to_json(), indent=1) + "\n")
@@ -227,8 +287,9 @@ def verify(
     if anchor is None:
         console.print("genesis not pinned: compare it with the community's published genesis "
                       "hash (or pass --genesis-hash)")
-    console.print("validator set: " + ("the genesis set" if r.genesis_validator_set else
-                                       "changed since genesis (check with verify-chain)"))
+    console.print("validator set: " + (
+        "the genesis set" if r.genesis_validator_set else
+        f"followed from the genesis set through {r.handoffs} certified change(s)"))
     if r.ok and r.exists and r.bundle is not None:
         b = r.bundle
         console.print(f"[green]ok[/] bundle {proof.bundle_id}: {b['energy_wh']} Wh "
