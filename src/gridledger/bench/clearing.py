@@ -77,6 +77,7 @@ def to_orders(book: dict[str, np.ndarray]) -> list[Order]:
                 book["energy_wh"].tolist(),
                 book["price"].tolist(),
                 book["owner"].tolist(),
+                strict=True,
             )
         )
     ]

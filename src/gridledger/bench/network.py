@@ -23,8 +23,8 @@ import json
 import subprocess
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +195,7 @@ def bench_processes(root: Path, n_txs: int, n_senders: int = 100, batch: int = 1
         time.sleep(1.0)
         dirs = init_network(root / "net", 4, n_senders, "bench-net", PASS, scrypt_n=2**12)
         ports = [free_port() for _ in dirs]
-        procs = [_start(d, cluster.urls, p) for d, p in zip(dirs, ports)]
+        procs = [_start(d, cluster.urls, p) for d, p in zip(dirs, ports, strict=True)]
         clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=30) for p in ports]
         for c in clients:
             _wait(lambda c=c: c.get("/v1/status").json()["height"] >= 1, 90)

@@ -65,7 +65,8 @@ class KemKey:
         """Decrypt a ``seal`` output; raises ``CryptoError`` if anything was altered."""
         if len(sealed) < KEM_CT_BYTES + _NONCE + 16:
             raise CryptoError("sealed payload too short")
-        kem_ct, nonce, body = sealed[:KEM_CT_BYTES], sealed[KEM_CT_BYTES:KEM_CT_BYTES + _NONCE], sealed[KEM_CT_BYTES + _NONCE:]
+        kem_ct = sealed[:KEM_CT_BYTES]
+        nonce, body = sealed[KEM_CT_BYTES:KEM_CT_BYTES + _NONCE], sealed[KEM_CT_BYTES + _NONCE:]
         try:
             shared = self._key.decapsulate(kem_ct)  # type: ignore[attr-defined]
             return AESGCM(_kdf(shared, kem_ct)).decrypt(nonce, body, aad)
