@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
+import cbor2
+
 from gridledger.crypto.hashing import sha3_256, tagged_hash
 from gridledger.errors import MalformedEncoding, Oversize
 from gridledger.ledger import codec
@@ -20,6 +22,8 @@ from gridledger.ledger import codec
 TX_CONTEXT = b"gl/tx"
 MAX_TX_BYTES = 16 * 1024
 _FIELDS = ("alg", "body", "chain_id", "kind", "nonce", "sender", "sig")
+_ALG_KEY = cbor2.dumps("alg")
+_SIG_KEY = cbor2.dumps("sig")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,19 @@ class Tx:
 
     @cached_property
     def signing_bytes(self) -> bytes:
+        """The signed bytes: ``raw`` without its ``sig`` entry, under a 6-entry map header.
+
+        ``raw`` is canonical (``decode_tx`` checked it), so its keys come in the canonical
+        order alg, sig, body, kind, nonce, sender, chain_id (shorter keys first): cutting
+        the ``sig`` entry out of the bytes gives exactly ``signing_bytes(...)`` of the
+        fields, without encoding the body again (re-encoding was a third of a transaction's
+        admission cost besides the signature check).
+        """
+        alg_end = 1 + len(_ALG_KEY) + len(cbor2.dumps(self.alg))
+        sig_len = len(_SIG_KEY) + len(cbor2.dumps(self.sig))
+        if self.raw[:1] == b"\xa7" and self.raw[alg_end:alg_end + len(_SIG_KEY)] == _SIG_KEY:
+            return b"\xa6" + self.raw[1:alg_end] + self.raw[alg_end + sig_len:]
+        # a Tx built by hand (not by decode_tx) may carry other bytes: encode the fields
         return signing_bytes(self.chain_id, self.sender, self.nonce, self.kind, self.body, self.alg)
 
 
