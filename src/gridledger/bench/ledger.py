@@ -28,7 +28,8 @@ CHAIN = "bench"
 def _workload(n_senders: int, n_txs: int, n_validators: int) -> tuple[Any, list[Any], list[bytes]]:
     vkeys = [sim_key(1, "bench-validator", i) for i in range(n_validators)]
     ukeys = [sim_key(1, "bench-user", i) for i in range(n_senders)]
-    parts: list[dict[str, Any]] = [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["validator"]} for k in vkeys]
+    parts: list[dict[str, Any]] = [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["validator"]}
+                                   for k in vkeys]
     parts += [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["prosumer"], "cp": f"cp{i}",
                "balance_micro": 10**12} for i, k in enumerate(ukeys)]
     genesis = make_genesis(CHAIN, parts)
