@@ -33,17 +33,20 @@ servers:
 demo: install
 	$(BIN)/gridledger demo
 
-test: install-test servers
-	$(BIN)/python -m pytest -q tests benchmarks
+# CI's command: the static checks, then every test in tests/ on both cores (pytest-xdist).
+# Performance targets are not checked here: they are ratios measured by `make bench`, which
+# wants an otherwise idle machine (a shared CI box distorts timings, not correctness).
+test: install-test servers lint
+	$(BIN)/python -m pytest -q -n 2 tests
 
 # ruff (rule set in pyproject.toml) and mypy --strict over src/
 lint: install-test
-	$(BIN)/python -m pip install -q "ruff>=0.6" "mypy>=1.11"
 	$(BIN)/ruff check src
 	$(BIN)/mypy src
 
+# every performance target in quick mode (benchmarks/test_*.py), one after the other
 bench: install-test
-	for b in ledger clearing grid privacy; do $(BIN)/gridledger bench $$b; done
+	$(BIN)/python -m pytest -q benchmarks
 
 clean:
 	rm -rf $(VENV) gridledger-out .pytest_cache .hypothesis

@@ -32,7 +32,7 @@ tx_app = typer.Typer(help="Sign and submit transactions to a node's HTTP API.",
                      no_args_is_help=True)
 app.add_typer(tx_app, name="tx")
 app.add_typer(certificates_app, name="certificates")
-console = Console()
+console = Console(soft_wrap=True)  # lines naming files and blocks stay whole when piped
 err = Console(stderr=True, soft_wrap=True)  # messages stay on one line (paths, grep)
 
 BENCHES = ("ledger", "clearing", "grid", "privacy", "network", "demo")
