@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridledger.api.limits import BodyLimit
+from gridledger.api.openadr import BODY_LIMITS as OPENADR_BODY_LIMITS
+from gridledger.api.openadr import openadr_router
 from gridledger.api.service import NodeService
 from gridledger.crypto.hashing import sha3_256
 from gridledger.errors import (
@@ -509,5 +511,10 @@ def create_app(node: NodeService) -> Any:
 
         return StreamingResponse(gen(), media_type="text/event-stream")
 
+    def tx_status(exc: RejectedTx) -> int:
+        return statuses.get(exc.rule) or STATUS_BY_CATEGORY.get(category_of(type(exc)), 400)
+
+    # OpenADR 3.0.1 VTN over the flexibility module (issue 15): /openadr3/...
+    api.include_router(openadr_router(node, tx_status))
     return BodyLimit(api, {("POST", "/v1/tx"): MAX_JSON_TX_BYTES,
-                           ("POST", "/v1/txs"): MAX_BATCH_BYTES})
+                           ("POST", "/v1/txs"): MAX_BATCH_BYTES, **OPENADR_BODY_LIMITS})

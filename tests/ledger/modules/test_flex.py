@@ -17,7 +17,7 @@ from gridledger.crypto.sig import SigningKey
 from gridledger.flex import MeritOffer, select
 from gridledger.ledger.app import Application
 from gridledger.ledger.execute import BlockResult
-from gridledger.ledger.genesis import make_genesis
+from gridledger.ledger.genesis import Genesis, make_genesis
 from gridledger.ledger.modules.bank import keeper as bank
 from gridledger.ledger.modules.flex import keeper as flex_keeper
 from gridledger.ledger.modules.market.invariants import market_holds
@@ -135,6 +135,13 @@ def check_locks(app: Application) -> None:
 
 
 def make_flex_world(section: dict[str, Any] | None = None, seed: int = 11) -> FlexWorld:
+    genesis, _, dso, users, meters = flex_genesis(section, seed)
+    return FlexWorld(Application(genesis), dso, users, meters)
+
+
+def flex_genesis(section: dict[str, Any] | None = None, seed: int = 11
+                 ) -> tuple[Genesis, SigningKey, SigningKey, list[SigningKey], list[SigningKey]]:
+    """(genesis, validator, dso, users, meters) of the small flexibility chain."""
     v = sim_key(seed, "validator", 0)
     dso = sim_key(seed, "dso", 0)
     users = [sim_key(seed, "user", i) for i in range(N)]
@@ -152,7 +159,7 @@ def make_flex_world(section: dict[str, Any] | None = None, seed: int = 11) -> Fl
         "resources": [[f"cp{i}", d, 3_000] for i in range(N) for d in ("ev", "heat-pump")]}
     genesis = make_genesis(CHAIN, parts, {"slot_seconds": S, "settle_window_s": SETTLE},
                            sections={"flex": flex})
-    return FlexWorld(Application(genesis), dso, users, meters)
+    return genesis, v, dso, users, meters
 
 
 def ordered_world(prices: tuple[int, ...] = (50_000, 80_000, 120_000),

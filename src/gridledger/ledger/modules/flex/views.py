@@ -7,6 +7,7 @@ from typing import Any
 
 from gridledger.ledger.modules.flex import keeper
 from gridledger.ledger.modules.flex.types import Offer, Request
+from gridledger.ledger.params import load_params
 from gridledger.ledger.state import State
 
 
@@ -68,8 +69,11 @@ def ven(state: State, arg: str) -> dict[str, Any] | None:
 
 
 def config(state: State, _arg: str) -> dict[str, Any]:
-    """``flex/config``: the programme's terms."""
-    return keeper.config(state).to_obj()
+    """``flex/config``: the programme's terms, with the chain's ``slot_seconds`` and
+    ``settle_window_s`` (what a VTN needs to turn slots into intervals)."""
+    p = load_params(state)
+    return {**keeper.config(state).to_obj(), "slot_seconds": p.slot_seconds,
+            "settle_window_s": p.settle_window_s}
 
 
 VIEWS = {"request": request, "requests": requests, "offers": offers,
