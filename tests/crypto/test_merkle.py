@@ -1,6 +1,13 @@
 from hypothesis import given, strategies as st
 
-from gridledger.crypto.merkle import hash_leaf, inclusion_proof, merkle_root, root_of_hashes, verify_inclusion
+from gridledger.crypto.merkle import (
+    hash_leaf,
+    inclusion_proof,
+    inclusion_proofs,
+    merkle_root,
+    root_of_hashes,
+    verify_inclusion,
+)
 
 
 @given(st.lists(st.binary(max_size=40), min_size=1, max_size=70), st.data())
@@ -19,3 +26,8 @@ def test_every_leaf_proves_and_altered_proofs_fail(leaves, data):
     if len(leaves) > 1:
         j = (i + 1) % len(leaves)
         assert hashes[j] == hashes[i] or not verify_inclusion(root, hashes[i], j, len(leaves), proof)
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=70))
+def test_all_proofs_at_once_equal_one_by_one(hashes):
+    assert inclusion_proofs(hashes) == [inclusion_proof(hashes, i) for i in range(len(hashes))]

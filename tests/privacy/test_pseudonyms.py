@@ -220,9 +220,10 @@ def test_bogus_escrow_is_caught_at_opening(identity: SigningKey, trustees: Trust
     # refuses the record as bogus, the owner's doing: no trustee is named.
     from gridledger.privacy.pseudonyms import escrow
 
-    real = escrow.identity_record
-    monkeypatch.setattr(escrow, "identity_record",
-                        lambda key, address, bind: real(key, address, b"something else"))
+    real = escrow.identity_records
+    monkeypatch.setattr(escrow, "identity_records",
+                        lambda key, address, binds, rb: real(key, address,
+                                                             [b"something else"] * len(binds), rb))
     _key, req = create_pseudonym(identity, trustees, EPOCH)
     monkeypatch.undo()
     cert = assemble_certificate(req, [endorse_pseudonym(t, trustees, req, EPOCH)

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gridledger.crypto.merkle import inclusion_proof
+from gridledger.crypto.merkle import inclusion_proofs
 from gridledger.crypto.shamir import RandomBytes
 from gridledger.crypto.sig import PublicKey, SigningKey
 from gridledger.privacy.meter_keys import Attestation, MeterStatement
@@ -29,7 +29,7 @@ from gridledger.privacy.pseudonyms import (
     IdentityEscrow,
     TrusteeKeys,
     TrusteeSet,
-    create_pseudonym,
+    create_pseudonyms,
     endorse_batch,
     entry_leaf,
     open_own_share,
@@ -62,13 +62,10 @@ def make_pseudonyms(identity_key: SigningKey, trustees: TrusteeSet, epoch: int,
 
     ``identity_key`` should be the key the member joined the epoch with; ``address`` its
     ledger address (default: that key's, which differs after a rotation)."""
-    out = []
-    for first, last in slot_ranges:
-        key, request = create_pseudonym(identity_key, trustees, epoch, "trade",
-                                        address=address, pseudonym_alg=alg,
-                                        random_bytes=random_bytes)
-        out.append(OwnPseudonym(key, BatchEntry(request, first, last, feeder)))
-    return out
+    made = create_pseudonyms(identity_key, trustees, epoch, len(slot_ranges), "trade",
+                             address=address, pseudonym_alg=alg, random_bytes=random_bytes)
+    return [OwnPseudonym(key, BatchEntry(request, first, last, feeder))
+            for (key, request), (first, last) in zip(made, slot_ranges, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -107,15 +104,16 @@ def register_bodies(trustees: TrusteeSet, batch: Batch, att: Attestation,
                     reading_keys: Mapping[bytes, PublicKey]) -> list[dict[str, Any]]:
     """``privacy/register`` bodies (a relay sends them), ``MAX_LEAVES_PER_TX`` leaves each;
     ``reading_keys`` maps each pseudonym address to the reading key its meter holds."""
-    hashes = [entry_leaf(trustees.community, e) for e in batch.entries]
+    paths = inclusion_proofs([entry_leaf(trustees.community, e) for e in batch.entries])
+    r_paths = att.proofs()
     leaves = []
     for i, e in enumerate(batch.entries):
         pk = e.request.escrow.pseudonym_key
         rk = reading_keys[pk.address]
-        r_index, r_path = att.proof(pk.address, rk)
+        r_index, r_path = r_paths[att.index_of(pk.address, rk)]
         leaves.append({"alg": pk.alg, "pk": pk.raw, "escrow_digest": e.request.escrow.digest(),
                        "first_slot": e.first_slot, "last_slot": e.last_slot,
-                       "feeder": e.feeder, "index": i, "path": inclusion_proof(hashes, i),
+                       "feeder": e.feeder, "index": i, "path": paths[i],
                        "reading_alg": rk.alg, "reading_pk": rk.raw, "reading_root": att.root,
                        "reading_index": r_index, "reading_path": r_path})
     return [{"root": batch.root, "leaves": leaves[i:i + MAX_LEAVES_PER_TX]}

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from gridledger.crypto.hashing import tagged_hash
-from gridledger.crypto.merkle import inclusion_proof, root_of_hashes
+from gridledger.crypto.merkle import inclusion_proof, inclusion_proofs, root_of_hashes
 from gridledger.crypto.sig import PublicKey, SigningKey
 from gridledger.privacy.errors import PrivacyError
 
@@ -111,7 +112,7 @@ class Attestation:
     epoch: int
     leaves: tuple[bytes, ...]
 
-    @property
+    @cached_property
     def root(self) -> bytes:
         return root_of_hashes(list(self.leaves))
 
@@ -119,11 +120,23 @@ class Attestation:
     def count(self) -> int:
         return len(self.leaves)
 
+    def index_of(self, pseudonym: bytes, reading_key: PublicKey) -> int:
+        """Position of a binding's leaf (``KeyError`` if the DSO did not attest it)."""
+        return self._positions[reading_leaf(self.community, self.epoch, pseudonym,
+                                            reading_key)]
+
+    @cached_property
+    def _positions(self) -> dict[bytes, int]:
+        return {leaf: i for i, leaf in enumerate(self.leaves)}
+
     def proof(self, pseudonym: bytes, reading_key: PublicKey) -> tuple[int, list[bytes]]:
         """(index, Merkle path) of a binding, for ``privacy/register``."""
-        leaf = reading_leaf(self.community, self.epoch, pseudonym, reading_key)
-        i = self.leaves.index(leaf)
+        i = self.index_of(pseudonym, reading_key)
         return i, inclusion_proof(list(self.leaves), i)
+
+    def proofs(self) -> list[tuple[int, list[bytes]]]:
+        """(index, Merkle path) of every leaf in order, the tree built once."""
+        return list(enumerate(inclusion_proofs(list(self.leaves))))
 
 
 def attest_readings(community: str, epoch: int, statements: Sequence[MeterStatement],

@@ -301,11 +301,12 @@ def test_without_the_join_key_a_rotated_owner_is_never_found(tmp_path: Path,
 
 def test_a_bogus_escrow_is_attributed_through_its_meter_and_the_pool_pays(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gridledger.privacy.pseudonyms import escrow
+    from gridledger.privacy.pseudonyms import certificates, escrow
 
-    real = escrow.identity_record
-    monkeypatch.setattr(escrow, "identity_record",
-                        lambda key, address, bind: real(key, address, b"not this pseudonym"))
+    real = escrow.identity_records
+    monkeypatch.setattr(certificates, "identity_records",
+                        lambda key, address, binds, rb: real(
+                            key, address, [b"not this pseudonym"] * len(binds), rb))
     w = pool_net(tmp_path)
     money = w.money()
     iss = trade_epoch1(w)

@@ -36,6 +36,7 @@ from gridledger.privacy.pseudonyms.certificates import (
     assemble_certificate,
     check_request,
     create_pseudonym,
+    create_pseudonyms,
     endorse_pseudonym,
     verify_certificate,
 )
@@ -69,7 +70,7 @@ __all__ = [
     "Endorsement", "EscrowOpening", "Identity", "IdentityEscrow", "OpeningRecord",
     "OpeningShare", "PseudonymCertificate", "PseudonymRequest", "Scope", "TrusteeInfo",
     "TrusteeKeys", "TrusteeSet", "assemble_certificate", "batch_message", "binding",
-    "check_request", "create_pseudonym", "endorse_batch", "endorse_pseudonym",
+    "check_request", "create_pseudonym", "create_pseudonyms", "endorse_batch", "endorse_pseudonym",
     "entry_leaf", "leaf_hash", "open_escrow", "open_identity", "open_own_share",
     "release_share", "share_commitment", "verify_certificate", "verify_opening",
 ]

@@ -15,6 +15,7 @@ from gridledger.privacy.errors import EndorsementRefused, InvalidCertificate
 from gridledger.privacy.pseudonyms.escrow import (
     IdentityEscrow,
     binding,
+    identity_records,
     make_escrow,
     open_own_share,
 )
@@ -84,6 +85,25 @@ def create_pseudonym(identity_key: SigningKey, trustees: TrusteeSet, epoch: int,
                          scope, pseudonym.public_key, random_bytes)
     pop = pseudonym.sign(escrow.digest(), CTX_POP)
     return pseudonym, PseudonymRequest(escrow, pop)
+
+
+def create_pseudonyms(identity_key: SigningKey, trustees: TrusteeSet, epoch: int, count: int,
+                      scope: Scope = "trade", *, address: bytes | None = None,
+                      pseudonym_alg: str = "ml-dsa-65",
+                      random_bytes: RandomBytes = os.urandom
+                      ) -> list[tuple[SigningKey, PseudonymRequest]]:
+    """``count`` pseudonyms as ``create_pseudonym`` makes one, with one owner signature over
+    all their escrows (``escrow.identity_records``): per-slot rotation makes ~100 a day."""
+    owner = address or identity_key.address
+    keys = [SigningKey.from_seed(pseudonym_alg, random_bytes(32)) for _ in range(count)]
+    binds = [binding(trustees.community, epoch, scope, k.public_key) for k in keys]
+    records = identity_records(identity_key, owner, binds, random_bytes)
+    out = []
+    for key, record in zip(keys, records, strict=True):
+        escrow = make_escrow(identity_key, owner, trustees, epoch, scope, key.public_key,
+                             random_bytes, record=record)
+        out.append((key, PseudonymRequest(escrow, key.sign(escrow.digest(), CTX_POP))))
+    return out
 
 
 def check_request(trustee: TrusteeKeys, trustees: TrusteeSet, request: PseudonymRequest,

@@ -17,6 +17,13 @@ record, the escrow is bogus and that is the owner's doing (``EscrowOpening.bogus
 The record names the owner's *address* as well as its key: a member's address does not
 change when it rotates its key, so the ledger can recognise the owner by the key it held
 when it joined the epoch (``ledger/modules/privacy``).
+
+**One owner signature per batch.** With per-slot pseudonyms a member makes ~100 a day; an
+ML-DSA-65 signature per pseudonym was the largest cost of issuing them. The owner signs,
+once, the Merkle root over one *salted* leaf per pseudonym, ``H(binding, address, salt)``;
+each record carries its own salt, position and path. An opened record proves the binding
+as before, and its path links no other pseudonym: the siblings are hashes of leaves whose
+32-byte salts only their own (still sealed) records hold.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import combinations
 
 from cryptography.exceptions import InvalidTag
@@ -31,6 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.crypto.kem import seal
+from gridledger.crypto.merkle import fold_path, inclusion_proofs, root_of_hashes
 from gridledger.crypto.shamir import (
     SHARE_BYTES,
     RandomBytes,
@@ -46,7 +55,8 @@ from gridledger.errors import CryptoError
 from gridledger.privacy.errors import EndorsementRefused
 from gridledger.privacy.pseudonyms.trustees import TrusteeKeys, TrusteeSet
 
-CTX_BIND = b"gl/pseudonym/bind/v2"
+CTX_BIND = b"gl/pseudonym/bind/v3"
+SALT_BYTES = 32
 # The 32-byte data key is carried as three field elements of at most 15 bytes each, so every
 # chunk is below p = 2^127 - 1.
 _CHUNKS = (15, 15, 2)
@@ -82,6 +92,10 @@ class IdentityEscrow:
 
     def digest(self) -> bytes:
         """The escrow hash that certificates and batch leaves carry."""
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> bytes:
         return tagged_hash("gl/pseudonym/escrow/v2",
                            binding(self.community, self.epoch, self.scope, self.pseudonym_key),
                            self.record_ciphertext, *self.sealed_shares,
@@ -124,43 +138,85 @@ def _field_to_dek(values: Sequence[int]) -> bytes:
         raise CryptoError("reconstructed key chunk out of range") from exc
 
 
-def _bind_message(bind: bytes, address: bytes) -> bytes:
-    return tagged_hash("gl/pseudonym/owner", bind, address)
+def owner_leaf(bind: bytes, address: bytes, salt: bytes) -> bytes:
+    """One pseudonym's leaf in its owner's signed batch (salted: see the module docstring)."""
+    return tagged_hash("gl/pseudonym/owner-leaf", bind, address, salt)
 
 
-def identity_record(identity_key: SigningKey, address: bytes, bind: bytes) -> bytes:
-    """The plaintext of an escrow: address, key, and the key's signature over both + binding."""
+def _owner_root_message(root: bytes, count: int, address: bytes) -> bytes:
+    return tagged_hash("gl/pseudonym/owner-root", root, count.to_bytes(4, "big"), address)
+
+
+def identity_records(identity_key: SigningKey, address: bytes, binds: Sequence[bytes],
+                     random_bytes: RandomBytes = os.urandom) -> list[bytes]:
+    """The escrow plaintexts of a batch of pseudonyms, one owner signature for all.
+
+    Record layout: address (32) | alg length (1) | alg | pk length (2) | pk | sig length (2) |
+    sig | salt (32) | index (4) | count (4) | path (32 each). ``binds`` are the pseudonyms'
+    ``binding`` values, in the order the records are returned."""
+    if not binds:
+        raise ValueError("a batch has at least one pseudonym")
+    salts = [random_bytes(SALT_BYTES) for _ in binds]
+    leaves = [owner_leaf(b, address, salt) for b, salt in zip(binds, salts, strict=True)]
+    sig = identity_key.sign(_owner_root_message(root_of_hashes(leaves), len(leaves), address),
+                            CTX_BIND)
     pk = identity_key.public_key
-    sig = identity_key.sign(_bind_message(bind, address), CTX_BIND)
     alg = pk.alg.encode()
-    return (address + len(alg).to_bytes(1, "big") + alg + len(pk.raw).to_bytes(2, "big")
-            + pk.raw + sig)
+    head = (address + len(alg).to_bytes(1, "big") + alg + len(pk.raw).to_bytes(2, "big")
+            + pk.raw + len(sig).to_bytes(2, "big") + sig)
+    return [head + salt + i.to_bytes(4, "big") + len(leaves).to_bytes(4, "big") + b"".join(path)
+            for i, (salt, path) in enumerate(zip(salts, inclusion_proofs(leaves), strict=True))]
+
+
+def identity_record(identity_key: SigningKey, address: bytes, bind: bytes,
+                    random_bytes: RandomBytes = os.urandom) -> bytes:
+    """The plaintext of one pseudonym's escrow (a batch of one)."""
+    return identity_records(identity_key, address, [bind], random_bytes)[0]
 
 
 def parse_identity_record(record: bytes, bind: bytes) -> Identity | None:
-    """The identity a record names if it is well formed and its signature binds ``bind``."""
+    """The identity a record names if it is well formed and its owner's batch signature
+    covers ``bind``."""
     try:
         address, n = record[:32], record[32]
         alg = record[33:33 + n].decode()
-        k = int.from_bytes(record[33 + n:35 + n], "big")
-        pk = PublicKey(alg, record[35 + n:35 + n + k])
-        sig = record[35 + n + k:]
+        at = 33 + n
+        k = int.from_bytes(record[at:at + 2], "big")
+        pk = PublicKey(alg, record[at + 2:at + 2 + k])
+        at += 2 + k
+        m = int.from_bytes(record[at:at + 2], "big")
+        sig = record[at + 2:at + 2 + m]
+        at += 2 + m
+        salt = record[at:at + SALT_BYTES]
+        index = int.from_bytes(record[at + SALT_BYTES:at + SALT_BYTES + 4], "big")
+        count = int.from_bytes(record[at + SALT_BYTES + 4:at + SALT_BYTES + 8], "big")
+        rest = record[at + SALT_BYTES + 8:]
     except (IndexError, UnicodeDecodeError, CryptoError):
         return None
-    if len(address) != 32 or not pk.verify(_bind_message(bind, address), sig, CTX_BIND):
+    if (len(address) != 32 or len(sig) != m or len(salt) != SALT_BYTES or len(rest) % 32
+            or count > 1 << 20):
+        return None
+    path = [rest[i:i + 32] for i in range(0, len(rest), 32)]
+    root = fold_path(owner_leaf(bind, address, salt), index, count, path)
+    if root is None or not pk.verify(_owner_root_message(root, count, address), sig, CTX_BIND):
         return None
     return Identity(address, pk)
 
 
 def make_escrow(identity_key: SigningKey, address: bytes, trustees: TrusteeSet, epoch: int,
                 scope: str, pseudonym: PublicKey,
-                random_bytes: RandomBytes = os.urandom) -> IdentityEscrow:
-    """Escrow ``address`` (signed by ``identity_key``) for ``pseudonym`` (run by the owner)."""
+                random_bytes: RandomBytes = os.urandom, *,
+                record: bytes | None = None) -> IdentityEscrow:
+    """Escrow ``address`` (signed by ``identity_key``) for ``pseudonym`` (run by the owner).
+
+    ``record``: the plaintext from ``identity_records`` when the owner signs a batch at once
+    (default: a record of its own, one signature)."""
     bind = binding(trustees.community, epoch, scope, pseudonym)
+    if record is None:
+        record = identity_record(identity_key, address, bind, random_bytes)
     dek = random_bytes(32)
     nonce = random_bytes(_NONCE)
-    record_ct = nonce + AESGCM(dek).encrypt(nonce, identity_record(identity_key, address, bind),
-                                            bind)
+    record_ct = nonce + AESGCM(dek).encrypt(nonce, record, bind)
     k = trustees.threshold
     polys = [(c, random_coefficients(k, random_bytes)) for c in _dek_to_field(dek)]
     draft = IdentityEscrow(trustees.community, epoch, scope, pseudonym, record_ct, (), ())
