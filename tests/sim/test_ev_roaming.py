@@ -47,7 +47,7 @@ class FakeEngine:
                                ("ev",) if i == ev_owner else ("pv",), None)
                         for i, k in enumerate(w.users)]
         keys = PrivacyKeys(w.trustee_keys, w.trustee_set, KemKey(b"\x05" * 64),
-                           sim_key(7, "foreign-dso", 0, alg="ml-dsa-44"))
+                           sim_key(7, "foreign-dso", 0, alg="ml-dsa-44"), KemKey(b"\x06" * 64))
         self.community = SimpleNamespace(dso=w.dso, privacy_keys=keys, members=self.members)
         self.net = w.net
         self.ledger = LedgerView(w.net.entry.app)

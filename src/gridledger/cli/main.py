@@ -176,11 +176,16 @@ def demo(
     seed: Annotated[int, typer.Option(help="Scenario seed (same seed, same results).")] = 7,
     network: Annotated[str | None, typer.Option(help="SimBench code or pandapower file.")] = None,
     workload: Annotated[str, typer.Option(help="'community' or 'transfers'.")] = "community",
+    privacy: Annotated[str, typer.Option(
+        help="'on': households trade and meter under per-slot pseudonyms; 'off': under "
+             "their own identities (clear mode, for comparison).")] = "off",
 ) -> None:
     """Run a community day on the embedded ledger and write report + summary.json.
 
     Every flag is checked before any work (exit 2 names the flag); a run that fails exits 1."""
     _startup_check()
+    if privacy not in ("on", "off"):
+        _fail(f"--privacy must be 'on' or 'off', got {privacy!r}")
     if hours is not None and days is not None:
         _fail("give --hours or --days, not both")
     if days is not None:
@@ -209,7 +214,8 @@ def demo(
         try:
             out.mkdir(parents=True, exist_ok=True)
             sim.run_demo_cli(prosumers=prosumers, hours=total_hours, validators=validators,
-                             attacks=attacks, out=out, seed=seed, network=network, console=console)
+                             attacks=attacks, out=out, seed=seed, network=network, console=console,
+                             privacy=privacy == "on")
         except ConfigError as exc:
             _fail(str(exc))
         except (GridLedgerError, OSError) as exc:

@@ -23,6 +23,8 @@ from typing import Any
 from gridledger.crypto.merkle import inclusion_proofs
 from gridledger.crypto.shamir import RandomBytes
 from gridledger.crypto.sig import PublicKey, SigningKey
+from gridledger.ledger import codec
+from gridledger.ledger.tx import MAX_TX_BYTES
 from gridledger.privacy.meter_keys import Attestation, MeterStatement
 from gridledger.privacy.pseudonyms import (
     BatchEntry,
@@ -36,6 +38,10 @@ from gridledger.privacy.pseudonyms import (
 )
 
 MAX_LEAVES_PER_TX = 4
+LEAF_BYTES_PER_TX = MAX_TX_BYTES - 5 * 1024
+"""Leaf bytes a ``privacy/register`` carries: the rest of a transaction's 16 KiB is its
+envelope, whose signature alone is up to 4.6 kB (ML-DSA-87); a leaf is ~2.9 kB plus two
+Merkle paths that grow with the epoch's batch."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,8 @@ def attest_body(att: Attestation) -> dict[str, Any]:
 
 def register_bodies(trustees: TrusteeSet, batch: Batch, att: Attestation,
                     reading_keys: Mapping[bytes, PublicKey]) -> list[dict[str, Any]]:
-    """``privacy/register`` bodies (a relay sends them), ``MAX_LEAVES_PER_TX`` leaves each;
+    """``privacy/register`` bodies (a relay sends them), as many leaves each as fit in a
+    transaction (at most ``MAX_LEAVES_PER_TX``, ``LEAF_BYTES_PER_TX`` bytes of leaves);
     ``reading_keys`` maps each pseudonym address to the reading key its meter holds."""
     paths = inclusion_proofs([entry_leaf(trustees.community, e) for e in batch.entries])
     r_paths = att.proofs()
@@ -116,8 +123,16 @@ def register_bodies(trustees: TrusteeSet, batch: Batch, att: Attestation,
                        "feeder": e.feeder, "index": i, "path": paths[i],
                        "reading_alg": rk.alg, "reading_pk": rk.raw, "reading_root": att.root,
                        "reading_index": r_index, "reading_path": r_path})
-    return [{"root": batch.root, "leaves": leaves[i:i + MAX_LEAVES_PER_TX]}
-            for i in range(0, len(leaves), MAX_LEAVES_PER_TX)]
+    out: list[dict[str, Any]] = []
+    size = 0
+    for leaf in leaves:
+        n = len(codec.encode(leaf))
+        if not out or len(out[-1]["leaves"]) == MAX_LEAVES_PER_TX or size + n > LEAF_BYTES_PER_TX:
+            out.append({"root": batch.root, "leaves": []})
+            size = 0
+        out[-1]["leaves"].append(leaf)
+        size += n
+    return out
 
 
 def escrow_body(dispute: bytes, escrow: IdentityEscrow) -> dict[str, Any]:

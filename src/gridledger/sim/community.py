@@ -41,6 +41,12 @@ TRUSTEES, TRUSTEE_THRESHOLD = 3, 2  # identity escrow: any 2 of 3 open, 1 learns
 AGGREGATORS, AGGREGATOR_THRESHOLD = 7, 3
 AGGREGATE_MIN_CONTRIBUTORS = 5
 FEEDER = "feeder-1"                 # the community's meters, summed by secure aggregation
+# Privacy mode's epoch pool: a member buys one ticket per pseudonym (one per slot of the day);
+# each pseudonym draws an allowance that covers its slot's escrow, deposit and retail bill
+# (a household imports at most ~3 kWh a slot: < 1 CU at retail), claimed back after the day.
+EPOCH_SLOTS = 96
+POOL_ALLOWANCE_MICRO = 5_000_000
+POOL_MAX_TICKETS = 2 * EPOCH_SLOTS   # a member on watch still covers every slot (half)
 FOREIGN_COMMUNITY, FOREIGN_DSO = "foreign-town", "foreign-dso"  # EV roaming partner
 
 
@@ -86,6 +92,8 @@ class PrivacyKeys:
     aggregator_keys: tuple[AggregatorKeys, ...]
     billing_kem: KemKey
     foreign_dso_key: SigningKey
+    dso_kem: KemKey
+    """The DSO's ML-KEM key: meters seal each connection point's reading to it (privacy mode)."""
 
     @staticmethod
     def make(seed: int, community: str) -> PrivacyKeys:
@@ -97,7 +105,7 @@ class PrivacyKeys:
         aks = tuple(AggregatorKeys(f"aggregator-{j}", sim_key(seed, "aggregator", j, alg="ml-dsa-44"),
                                    _kem(seed, "aggregator", j)) for j in range(AGGREGATORS))
         return PrivacyKeys(tks, ts, aks, _kem(seed, "billing", 0),
-                           sim_key(seed, FOREIGN_DSO, 0, alg="ml-dsa-44"))
+                           sim_key(seed, FOREIGN_DSO, 0, alg="ml-dsa-44"), _kem(seed, "dso", 0))
 
     def genesis_participants(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -121,6 +129,8 @@ class PrivacyKeys:
                              "kem_pk": a.kem_key.public_key} for a in self.aggregator_keys],
             "aggregator_threshold": AGGREGATOR_THRESHOLD,
             "aggregate_min_contributors": AGGREGATE_MIN_CONTRIBUTORS,
+            "allowance_micro": POOL_ALLOWANCE_MICRO, "max_tickets": POOL_MAX_TICKETS,
+            "epoch_slots": EPOCH_SLOTS,
             "feeders": [[FEEDER, sorted(cps)]],
             "roaming_partners": [{"community": FOREIGN_COMMUNITY, "dso_id": FOREIGN_DSO,
                                   "alg": f.alg, "pk": f.public_key.raw}]}

@@ -92,8 +92,8 @@ class SimContext:
                                    out / "ledger", quota=quota, max_block_txs=2000,
                                    mempool_capacity=20_000, snapshot_every=96)
         self.ledger = LedgerView(self.net.entry.app)
-        dso, dso_scale = self.community.dso.address, dso_quota_scale(len(self.members))
-        quota.reputation_of = lambda a: dso_scale if a == dso else self.ledger.reputation(a)
+        self._quota_scales = {self.community.dso.address: dso_quota_scale(len(self.members))}
+        quota.reputation_of = lambda a: self._quota_scales.get(a) or self.ledger.reputation(a)
         self.supply0 = self.ledger.supply()
         self.money0 = self.ledger.money()
         self.final: FinalState | None = None
@@ -107,6 +107,11 @@ class SimContext:
                 reputation={m.address: self.ledger.reputation(m.address) for m in self.members})
             self.net.close()
         return self.final
+
+    def grant_quota(self, addr: bytes, reputation_equivalent: int) -> None:
+        """Admit ``addr``'s transactions at the quota of that reputation score (500 = one
+        member's), as the DSO's: for infrastructure that sends in bulk (pseudonym relays)."""
+        self._quota_scales[addr] = reputation_equivalent
 
     def use_identities(self, identities: Identities) -> None:
         """Install another identity scheme (before the first step)."""
@@ -214,15 +219,18 @@ class SimContext:
         """Net injection (Wh, > 0 export) cp really had in ``slot``."""
         return self.data.truth[slot][cp]
 
-    def honest_addresses(self) -> set[bytes]:
-        return {m.address for m in self.members if m.honest}
+    def is_honest(self, addr: bytes) -> bool:
+        """Whether ``addr`` is an honest member's (its own address or one of its pseudonyms)."""
+        m = self.identities.owner(addr)
+        return m is not None and m.honest
 
     def attacker_cps(self) -> set[str]:
         return {m.cp for m in self.members if not m.honest}
 
     def honest_excess(self, slots: Sequence[int], addrs: set[bytes] | None = None) -> int:
-        """Micro-units honest members paid beyond their no-market bill in ``slots``."""
-        honest = self.honest_addresses()
+        """Micro-units honest members paid beyond their no-market bill in ``slots`` (under
+        whichever identity they were billed)."""
+        honest = {a for s in set(slots) for a in self.data.bills.get(s, {}) if self.is_honest(a)}
         return self.data.excess_paid(slots, honest if addrs is None else honest & addrs)
 
     def reputation(self, addr: bytes) -> int:

@@ -63,24 +63,26 @@ def write_outputs(summary: dict[str, Any], series: dict[str, Any], out: Path) ->
 
 
 def scenario_from_flags(prosumers: int, hours: int, validators: int, attacks: str, seed: int,
-                        network: str | None) -> Scenario:
+                        network: str | None, privacy: bool = False) -> Scenario:
     if hours < 1:
         raise ConfigError(f"--hours must be at least 1, got {hours}")
     names, notes = parse_attacks(attacks, validators)
     return Scenario(participants=prosumers, slots=hours * SLOTS_PER_DAY // 24,
                     validators=validators, attacks=names, seed=seed,
-                    network=network or DEFAULT_NETWORK, notes=notes)
+                    network=network or DEFAULT_NETWORK, notes=notes, privacy=privacy)
 
 
 def run_demo_cli(*, prosumers: int, hours: int, validators: int, attacks: str, out: Path,
-                 seed: int, network: str | None, console: Console) -> dict[str, Any]:
-    sc = scenario_from_flags(prosumers, hours, validators, attacks, seed, network)
+                 seed: int, network: str | None, console: Console,
+                 privacy: bool = False) -> dict[str, Any]:
+    sc = scenario_from_flags(prosumers, hours, validators, attacks, seed, network, privacy)
     check_scenario(sc)  # every input error before any work
     for n in sc.notes:
         console.print(f"[yellow]note:[/] {n}")
     console.print(f"[bold]GridLedger demo[/]: {sc.participants} participants on {sc.network}, "
                   f"{sc.slots} slots, {sc.validators} validators, seed {sc.seed}, "
-                  f"attacks: {', '.join(sc.attacks) or 'none'}")
+                  f"attacks: {', '.join(sc.attacks) or 'none'}, "
+                  f"privacy mode {'on' if sc.privacy else 'off'}")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[at]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, transient=False) as prog:

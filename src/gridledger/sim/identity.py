@@ -6,7 +6,9 @@ member goes through an ``Identities``: the trading feature signs orders with
 (fills, bills, honest totals) resolves addresses with ``owner``. Today's members act under
 their own registered keys (``OwnKeys``); a privacy feature that trades and meters under
 per-slot pseudonyms provides another implementation and installs it with
-``SimContext.use_identities`` — nothing else in the engine changes.
+``SimContext.use_identities`` — nothing else in the engine changes. Connection points go
+through it too: the DSO's envelopes and flags name ``ledger_cp(m, slot)``, and whatever the
+ledger reports by cp is mapped back with ``owner_of_cp``.
 """
 
 from __future__ import annotations
@@ -31,12 +33,22 @@ class Identities(Protocol):
         """The member behind a ledger address (its own or one of its pseudonyms)."""
         ...
 
+    def ledger_cp(self, m: Member, slot: int) -> str:
+        """The connection point the ledger knows ``m``'s reading, envelope and flags of
+        ``slot`` by (its own cp, or the stand-in cp of the slot's pseudonym)."""
+        ...
+
+    def owner_of_cp(self, cp: str) -> Member | None:
+        """The member behind a connection point the ledger names (its own or a stand-in)."""
+        ...
+
 
 class OwnKeys:
     """Members trade and meter under their own registered identities."""
 
     def __init__(self, members: Sequence[Member]) -> None:
         self._by_addr = {m.address: m for m in members}
+        self._by_cp = {m.cp: m for m in members}
 
     def trading_key(self, m: Member, slot: int) -> SigningKey:
         return m.key
@@ -46,3 +58,9 @@ class OwnKeys:
 
     def owner(self, addr: bytes) -> Member | None:
         return self._by_addr.get(addr)
+
+    def ledger_cp(self, m: Member, slot: int) -> str:
+        return m.cp
+
+    def owner_of_cp(self, cp: str) -> Member | None:
+        return self._by_cp.get(cp)

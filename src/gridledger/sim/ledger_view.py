@@ -64,3 +64,14 @@ class LedgerView:
         """``certificates/<view>`` (granular certificates: ``bundles/<slot>``, ``matching``,
         ``totals``, ``devices``, ``hours`` ...; see the module's README)."""
         return self._app.query(f"certificates/{view}")
+
+    def pseudonym(self, addr: bytes) -> dict[str, Any] | None:
+        """A registered pseudonym's record (view ``privacy/pseudonym``): epoch, slots,
+        ``final_micro`` once its epoch closed, ...; None if not registered."""
+        rec: dict[str, Any] | None = self._app.query(f"privacy/pseudonym/{addr.hex()}")
+        return rec
+
+    def epoch(self, epoch: int) -> dict[str, Any]:
+        """An epoch pool's record (view ``privacy/epoch``): status, tickets, members, ..."""
+        rec: dict[str, Any] = self._app.query(f"privacy/epoch/{epoch}")
+        return rec

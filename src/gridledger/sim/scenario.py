@@ -37,6 +37,8 @@ class Scenario:
     start_slot_of_day: int = 0
     mechanism: str = "uniform"
     chain_id: str = "gridledger-demo"
+    privacy: bool = False
+    """Privacy mode: households trade and meter under per-slot pseudonyms (``--privacy``)."""
     notes: tuple[str, ...] = field(default=(), compare=False)
     """Adjustments made while parsing (e.g. an attack left out of the default set)."""
 

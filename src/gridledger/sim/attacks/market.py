@@ -38,7 +38,8 @@ class FakeBids(Attack):
     def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
         for r in fb.result.receipts:
             info = self.eng.data.tx_info.get(r.tx_hash)
-            if info and info.sender == self.attacker.address and info.kind == "market/order" \
+            if info and self.eng.identities.owner(info.sender) is self.attacker \
+                    and info.kind == "market/order" \
                     and info.body.get("energy_wh") == self.FAKE_WH:
                 if r.ok:
                     self.accepted += 1
@@ -74,17 +75,20 @@ class NonDelivery(Attack):
 
     def result(self) -> dict[str, Any]:
         eng, data = self.eng, self.eng.data
-        me = self.attacker.address
-        nd = [e for e in data.events_of("non_delivery") if e["seller"] == me]
+
+        def mine(addr: bytes) -> bool:  # its own address or one of its pseudonyms
+            return eng.identities.owner(addr) is self.attacker
+
+        nd = [e for e in data.events_of("non_delivery") if mine(e["seller"])]
         caught = {e["slot"] for e in nd}
-        traded = {s for s in self.slots if any(t["seller"] == me for t in data.trades.get(s, []))}
+        traded = {s for s in self.slots if any(mine(t["seller"]) for t in data.trades.get(s, []))}
         victims = {e["buyer"] for e in nd}
         loss = eng.honest_excess(self.slots, victims)
         gain = sum(b["baseline_total_micro"] - b["total_micro"]
-                   for s in self.slots for a, b in data.bills.get(s, {}).items() if a == me)
-        rep = eng.reputation(me)
+                   for s in self.slots for a, b in data.bills.get(s, {}).items() if mine(a))
+        rep = eng.reputation(self.attacker.address)
         penalties = sum(1 for e in data.events_of("reputation")
-                        if e["addr"] == me and e["reason"] == "non_delivery")
+                        if mine(e["addr"]) and e["reason"] == "non_delivery")
         sanctioned = penalties >= len(caught)  # every caught slot cost reputation (graduated)
         ok = loss == 0 and gain <= 0 and (sanctioned or not traded)
         return self.record(len(traded), len(caught & traded), ok,
@@ -110,22 +114,23 @@ class FalseNonReceipt(Attack):
         self.decisions: list[dict[str, Any]] = []
 
     def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
-        eng, me = self.eng, self.attacker.address
+        eng, ids = self.eng, self.eng.identities
         out = []
         for s in sorted(eng.data.bills):
             if not eng.in_window(s, *self.window):
                 continue
             for t in eng.data.trades.get(s, []):
-                if t["buyer"] == me and (s, t["index"]) not in self.claimed \
+                if ids.owner(t["buyer"]) is self.attacker and (s, t["index"]) not in self.claimed \
                         and len(self.claimed) < self.MAX_CLAIMS:
                     self.claimed.add((s, t["index"]))
-                    out.append(eng.tx(self.attacker.key, "disputes/claim",
+                    # the buyer claims under the identity it bought with (its pseudonym)
+                    out.append(eng.tx(ids.trading_key(self.attacker, s), "disputes/claim",
                                       {"slot": s, "trade": t["index"], "claim": "non-receipt"}))
         return out
 
     def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
         self.decisions += [e for e in events if e["type"] == "dispute_decided"
-                           and e["claimant"] == self.attacker.address]
+                           and self.eng.identities.owner(e["claimant"]) is self.attacker]
 
     def result(self) -> dict[str, Any]:
         rejected = [d for d in self.decisions if d["outcome"] == "rejected"]

@@ -61,15 +61,16 @@ class FdiMeter(Attack):
 
     def result(self) -> dict[str, Any]:
         eng = self.eng
-        flagged_cps = eng.data.flagged
-        flagged = {s for s in self.hidden if self.attacker.cp in flagged_cps.get(s, set())}
+        flagged_cps, ids = eng.data.flagged, eng.identities
+        flagged = {s for s in self.hidden
+                   if ids.ledger_cp(self.attacker, s) in flagged_cps.get(s, set())}
         missed = sorted(set(self.hidden) - flagged)
         tau = eng.params.retail_import_micro_per_kwh
         loss = sum(self.hidden[s] * tau // 1000 for s in missed)
         runs = runs_of(sorted(self.hidden))
         within2 = sum(1 for r in runs if any(s in flagged for s in r[:2]))
-        honest_flags = sum(len(cps - {self.attacker.cp} - eng.attacker_cps())
-                           for cps in flagged_cps.values())
+        honest_flags = sum(1 for cps in flagged_cps.values() for cp in cps
+                           if (m := ids.owner_of_cp(cp)) is None or m.honest)
         return self.record(len(self.hidden), len(flagged), not missed, loss,
                            attacker=self.attacker.name, hidden_wh=sum(self.hidden.values()),
                            uncorrected_wh=sum(self.hidden[s] for s in missed),

@@ -58,12 +58,11 @@ class DosFlood(Attack):
 
     def result(self) -> dict[str, Any]:
         eng = self.eng
-        honest = eng.honest_addresses()
         wanted = included = 0
         for s in self.flood_slots:
             for raw in eng.data.order_raws.get(s, []):
                 tx = decode_tx(raw)
-                if tx.sender in honest:
+                if eng.is_honest(tx.sender):
                     wanted += 1
                     included += int(eng.data.placed_ok(tx.id))
         loss = eng.honest_excess(self.flood_slots)
@@ -173,9 +172,8 @@ class Replay(Attack):
             self.relay = []
 
     def _honest_orders(self, raws: list[bytes]) -> list[bytes]:
-        honest = self.eng.honest_addresses()
         return [r for r in raws if decode_tx(r).kind == "market/order"
-                and decode_tx(r).sender in honest][: self.PER]
+                and self.eng.is_honest(decode_tx(r).sender)][: self.PER]
 
     def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
         # copies share their original's id; only the rule this defence enforces counts

@@ -14,9 +14,13 @@ from gridledger.sim.features.certificates import Certificates
 from gridledger.sim.features.delivery import Delivery
 from gridledger.sim.features.dso import DsoGrid
 from gridledger.sim.features.metering import Metering
+from gridledger.sim.features.privacy import PrivacyMode
 from gridledger.sim.features.trading import Trading
 
-FEATURES: tuple[type[Feature], ...] = (DsoGrid, Trading, Delivery, Metering, SecureAggregation,
-                                       Certificates)
+# PrivacyMode first: it fills the first epoch's pool before the first slot and installs the
+# pseudonym identities the others sign with
+FEATURES: tuple[type[Feature], ...] = (PrivacyMode, DsoGrid, Trading, Delivery, Metering,
+                                       SecureAggregation, Certificates)
 
-__all__ = ["FEATURES", "Certificates", "Delivery", "DsoGrid", "Metering", "SecureAggregation", "Trading"]
+__all__ = ["FEATURES", "Certificates", "Delivery", "DsoGrid", "Metering", "PrivacyMode",
+           "SecureAggregation", "Trading"]

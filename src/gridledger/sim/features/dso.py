@@ -41,7 +41,10 @@ class DsoGrid(Feature):
             env = compute_envelopes(ctx.model, slot)
         envelopes = {cp: e.as_tuple() for cp, e in env.items()}
         ctx.data.envelopes[slot] = envelopes
-        entries = [[m.cp, *envelopes[m.cp]] for m in sorted(ctx.members, key=lambda m: m.cp)]
+        # keyed by the cp the ledger knows each member by in this slot (a pseudonym's stand-in
+        # under privacy mode), sorted by it so the order says nothing about who is who
+        entries = sorted([ctx.identities.ledger_cp(m, slot), *envelopes[m.cp]]
+                         for m in ctx.members)
         return [ctx.tx(ctx.community.dso, "market/envelope", {"slot": slot, "envelopes": entries})]
 
     # -- false data detection ----------------------------------------------------------------
@@ -58,18 +61,22 @@ class DsoGrid(Feature):
         with ctx.timed("grid_s"):
             res = detect_bad_meters(ctx.model, slot, d.measurements, previous=prev)
         self.results[slot] = res
-        members = {m.cp for m in ctx.members}
         on_ledger = ctx.data.flagged
         flags: list[tuple[int, str, int]] = []
-        for cp in sorted(res.flagged & members):
-            flags.append((slot, cp, res.corrected_wh_by_cp[cp]))
+        ids = ctx.identities
+        for cp in sorted(res.flagged & set(ctx.by_cp)):
+            m = ctx.by_cp[cp]
+            # the DSO knows its customers' cps; the ledger knows them by ledger_cp (a
+            # pseudonym's stand-in under privacy mode, which the DSO attested)
+            flags.append((slot, ids.ledger_cp(m, slot), res.corrected_wh_by_cp[cp]))
             # the two-slot test fires on persistent lying: the earlier slot, whose own score
             # already leaned the same way, is corrected too (settlement waits two slots)
             before = prev.cp_scores.get(cp, 0.0) if prev is not None else 0.0
             if prev is not None and cp not in prev.flagged \
                     and before * res.cp_scores.get(cp, 0.0) > 0 and abs(before) > TWO_SLOT_SCORE \
-                    and cp not in on_ledger.get(slot - 1, set()):
-                flags.append((slot - 1, cp, int(prev.estimated_wh_by_cp[cp])))
+                    and ids.ledger_cp(m, slot - 1) not in on_ledger.get(slot - 1, set()):
+                flags.append((slot - 1, ids.ledger_cp(m, slot - 1),
+                              int(prev.estimated_wh_by_cp[cp])))
         evidence = tagged_hash("gl/fdi-report", repr((res.slot, sorted(res.flagged),
                                                       round(res.chi2, 6))).encode())
         ctx.defer([ctx.tx(ctx.community.dso, "metering/flag", {

@@ -1,0 +1,467 @@
+"""Privacy mode (issue 19; THREATS.md rows 3 and 5): households trade, meter, settle and
+dispute under per-slot pseudonyms; epoch pools pay the owners.
+
+What each household's software, its meter, the DSO, the trustees and a relay do, over the
+ledger's privacy module (``ledger/modules/privacy``, ``privacy.ledger_io``):
+
+* **Issuance**, once per epoch (a day): the member joins the epoch pool with one ticket per
+  pseudonym (``privacy/join``) and makes one pseudonym per slot (``make_pseudonyms``: one
+  owner signature over the batch); its meter makes a reading key per pseudonym and signs the
+  bindings with its device key; the DSO checks them against its meter registry and the
+  tickets and posts ``privacy/attest``; the trustees check every request and certify the
+  batch root (``privacy/certify``); relays register the leaves (``privacy/register``, sorted
+  by leaf hash, so nothing groups one household's pseudonyms). The first epoch is filled in
+  three blocks before the run's first slot; each later one at ``ISSUE_SLOT_OF_DAY`` of the
+  day before.
+* **Trading and metering**: ``PseudonymIdentities`` (the ``ctx.identities`` seam) hands the
+  trading feature the slot's pseudonym key, the metering feature the slot's reading key and
+  the DSO the slot's stand-in cp, so every order, reading, envelope, flag, trade and bill
+  names the pseudonym only.
+* **The DSO's meter data**: each meter seals its connection point's measurement of the slot
+  to the DSO's ML-KEM-768 key (``crypto.kem.seal``, AAD = slot and cp); the DSO opens them
+  and runs state estimation and false-data detection on what it opened. Nothing of it goes
+  to the ledger.
+* **Accountability**: a household whose pseudonym was sold energy it never got claims
+  non-delivery under that pseudonym (``disputes/claim``); when a trade dispute is decided
+  against a pseudonym, the wronged party asks for an opening (``privacy/request_opening``),
+  a trustee posts the escrow and k trustees release their committed shares: the ledger
+  opens exactly that identity, logs it, and carries the pseudonym's sanction to its owner.
+* **Pay-out**: after an epoch's last dispute window its pseudonyms' balances return to the
+  pool; each member claims its deposit less the allowances drawn plus its pseudonyms'
+  finals. At the end of the run the ledger is driven on (empty blocks, later block times)
+  until every epoch has paid its owners.
+
+With ``--privacy off`` (``Scenario.privacy`` False) the feature does nothing and members act
+under their own identities (``sim.identity.OwnKeys``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from gridledger.crypto import kem
+from gridledger.crypto.sig import SigningKey
+from gridledger.grid import SlotMeasurements
+from gridledger.ledger import codec
+from gridledger.ledger.modules.privacy.records import pseudo_cp
+from gridledger.node.embedded import FinalizedBlock
+from gridledger.privacy.ledger_io import (
+    OwnPseudonym,
+    attest_body,
+    certify_batch,
+    claim_amount,
+    escrow_body,
+    make_pseudonyms,
+    register_bodies,
+    release_body,
+)
+from gridledger.privacy.meter_keys import attest_readings, issue_reading_keys
+from gridledger.sim.clock import SLOT_S, T_ORDERS, Step
+from gridledger.sim.community import (
+    EPOCH_SLOTS,
+    FEEDER,
+    POOL_ALLOWANCE_MICRO,
+    POOL_MAX_TICKETS,
+    Member,
+    PrivacyKeys,
+)
+from gridledger.sim.context import MEMBER_QUOTA, SimContext
+from gridledger.sim.feature import Feature
+from gridledger.sim.records import Delivered
+
+ISSUE_SLOT_OF_DAY = 72
+"""Slot of the day (18:00) at which the next epoch's pseudonyms are issued: join in block A,
+attestation and certificate in block B, registrations in block C."""
+RELAYS = 3
+"""Relays that register a day's pseudonyms (the trustees' nodes relay them)."""
+CTX_DSO_READING = b"gl/sim/dso-reading/v1"
+
+
+@dataclass(frozen=True)
+class Held:
+    """One pseudonym as its owner and its meter hold it."""
+
+    member: Member
+    own: OwnPseudonym
+    reading_key: SigningKey
+    first_slot: int
+    last_slot: int
+
+    @property
+    def address(self) -> bytes:
+        return self.own.address
+
+    @property
+    def cp(self) -> str:
+        return pseudo_cp(self.own.address)
+
+
+class PseudonymIdentities:
+    """``sim.identity.Identities`` under privacy mode: the slot's pseudonym, its reading key
+    and stand-in cp; a member without a pseudonym for a slot (no ticket) acts under its own
+    identity, as the ledger's rules make it (``ticket-cap``)."""
+
+    def __init__(self, members: Sequence[Member]) -> None:
+        self._members = {m.address: m for m in members}
+        self._by_cp = {m.cp: m for m in members}
+        self._slot: dict[tuple[int, int], Held] = {}      # (member index, slot) -> pseudonym
+        self.held: dict[bytes, Held] = {}                 # pseudonym address -> pseudonym
+
+    def add(self, h: Held) -> None:
+        self.held[h.address] = h
+        self._by_cp[h.cp] = h.member
+        for s in range(h.first_slot, h.last_slot + 1):
+            self._slot[(h.member.index, s)] = h
+
+    def of(self, m: Member, slot: int) -> Held | None:
+        return self._slot.get((m.index, slot))
+
+    def trading_key(self, m: Member, slot: int) -> SigningKey:
+        h = self.of(m, slot)
+        return m.key if h is None else h.own.key
+
+    def meter_key(self, m: Member, slot: int) -> SigningKey:
+        h = self.of(m, slot)
+        return m.meter if h is None else h.reading_key
+
+    def owner(self, addr: bytes) -> Member | None:
+        h = self.held.get(addr)
+        return h.member if h is not None else self._members.get(addr)
+
+    def ledger_cp(self, m: Member, slot: int) -> str:
+        h = self.of(m, slot)
+        return m.cp if h is None else h.cp
+
+    def owner_of_cp(self, cp: str) -> Member | None:
+        return self._by_cp.get(cp)
+
+
+@dataclass
+class EpochIssue:
+    """One epoch's issuance as the parties hold it (the trustees keep every escrow)."""
+
+    epoch: int
+    tickets: dict[int, int]                       # member index -> tickets bought
+    held: list[Held] = field(default_factory=list)
+    claimed: bool = False
+    paid: bool = False
+
+
+@dataclass
+class Opening:
+    """A trade dispute decided against a pseudonym, on its way to an opening."""
+
+    slot: int
+    trade: int
+    claim: str
+    pseudonym: bytes
+    requester: SigningKey
+    stage: str = "request"        # request -> escrow -> release -> done
+
+
+class PrivacyMode(Feature):
+    name: ClassVar[str] = "privacy"
+    threat_rows: ClassVar[tuple[str, ...]] = ("3", "5")
+    rotation_slots: ClassVar[int] = 1
+    """Slots per pseudonym: 1 = a new pseudonym every slot, ``EPOCH_SLOTS`` = one a day."""
+
+    def __init__(self, ctx: SimContext) -> None:
+        super().__init__(ctx)
+        self.on = ctx.sc.privacy
+        self.epochs: dict[int, EpochIssue] = {}
+        self.openings: dict[bytes, Opening] = {}       # pseudonym -> its opening
+        self.claimed_nd: set[tuple[int, int]] = set()  # (slot, trade) non-delivery claimed
+        self.sealed_readings = 0
+        self._attest: list[bytes] = []
+        self._registers: list[bytes] = []
+        self._pending: int | None = None    # epoch registered in this step's block C
+        if not self.on:
+            return
+        keys = ctx.community.privacy_keys
+        if keys is None:
+            raise ValueError("privacy mode needs the community's privacy keys")
+        self.keys: PrivacyKeys = keys
+        self.ids = PseudonymIdentities(ctx.members)
+        ctx.use_identities(self.ids)
+        first = ctx.first
+        t0 = SLOT_S * first + T_ORDERS - 300  # before the first slot's orders
+        epoch = first // EPOCH_SLOTS
+        joins, attest, registers = self._issue(epoch)
+        for k, raws in enumerate((joins, attest, registers)):
+            ctx.submit(raws, t0 + 100 * k)
+            for fb in ctx.tick(t0 + 100 * k):
+                self._absorb(fb)
+        self._take_pseudonyms(epoch)
+
+    # -- issuance ----------------------------------------------------------------------------
+    def _slots_of(self, epoch: int) -> list[int]:
+        """The run's trading slots inside ``epoch``."""
+        run = self.ctx.trading_slots()
+        return [s for s in range(epoch * EPOCH_SLOTS, (epoch + 1) * EPOCH_SLOTS) if s in run]
+
+    def _ranges(self, slots: list[int]) -> list[tuple[int, int]]:
+        r = self.rotation_slots
+        return [(slots[i], slots[min(i + r, len(slots)) - 1]) for i in range(0, len(slots), r)]
+
+    def _issue(self, epoch: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """The epoch's three rounds of transactions: joins; the DSO's attestation and the
+        batch certificate; the relays' registrations. Members whose reputation allows no
+        tickets stay out (they act under their own identity)."""
+        ctx, keys = self.ctx, self.keys
+        ranges = self._ranges(self._slots_of(epoch))
+        cap = {"good": POOL_MAX_TICKETS, "watch": POOL_MAX_TICKETS // 2}  # the ledger's rule
+        tickets = {m.index: len(ranges) for m in ctx.members
+                   if len(ranges) <= cap.get(ctx.ledger.tier(m.address), 0)}
+        issue = EpochIssue(epoch, tickets)
+        self.epochs[epoch] = issue
+        joins = [ctx.tx(m.key, "privacy/join", {"epoch": epoch, "tickets": tickets[m.index]})
+                 for m in ctx.members if m.index in tickets]
+        with ctx.timed("privacy_issue_s"):
+            statements, reading = [], {}
+            own: dict[int, list[OwnPseudonym]] = {}
+            for m in ctx.members:
+                if m.index not in tickets:
+                    continue
+                own[m.index] = make_pseudonyms(m.key, keys.trustee_set, epoch, ranges, FEEDER)
+                rk, st = issue_reading_keys(m.meter, keys.trustee_set.community, m.cp, epoch,
+                                            [p.address for p in own[m.index]])
+                reading.update(rk)
+                statements.append(st)
+            by_index = {m.index: m for m in ctx.members}
+            att = attest_readings(keys.trustee_set.community, epoch, statements,
+                                  {by_index[i].cp: by_index[i].meter.public_key for i in own},
+                                  {by_index[i].cp: n for i, n in tickets.items()})
+            batch = certify_batch(keys.trustee_keys, keys.trustee_set,
+                                  [p.entry for ps in own.values() for p in ps], epoch,
+                                  EPOCH_SLOTS)
+            bodies = register_bodies(keys.trustee_set, batch, att,
+                                     {a: k.public_key for a, k in reading.items()})
+        for i, ps in own.items():
+            for p, (first, last) in zip(ps, ranges, strict=True):
+                issue.held.append(Held(by_index[i], p, reading[p.address], first, last))
+        attest = [ctx.tx(ctx.community.dso, "privacy/attest", attest_body(att)),
+                  ctx.tx(keys.trustee_keys[0].signing_key, "privacy/certify", batch.certify_body)]
+        relays = [t.signing_key for t in keys.trustee_keys[:RELAYS]]
+        for r in relays:  # the relays' quota covers a day's registrations in one block
+            ctx.grant_quota(r.address, 500 * (-(-len(bodies) // len(relays) // MEMBER_QUOTA) + 1))
+        registers = [ctx.tx(relays[k % len(relays)], "privacy/register", b)
+                     for k, b in enumerate(bodies)]
+        return joins, attest, registers
+
+    def _take_pseudonyms(self, epoch: int) -> None:
+        """Use the epoch's pseudonyms the ledger registered (all of them, unless a relay's
+        transaction failed: a member then acts under its own identity in those slots)."""
+        for h in self.epochs[epoch].held:
+            if self.ctx.ledger.pseudonym(h.address) is not None:
+                self.ids.add(h)
+
+    def _next_epoch(self, step: Step) -> int | None:
+        """The epoch to issue at this step, if any (the next one, while the run reaches it)."""
+        if not (self.on and step.trading and step.slot % EPOCH_SLOTS == ISSUE_SLOT_OF_DAY):
+            return None
+        nxt = step.slot // EPOCH_SLOTS + 1
+        return nxt if self._slots_of(nxt) and nxt not in self.epochs else None
+
+    def txs_a(self, step: Step) -> list[bytes]:
+        nxt = self._next_epoch(step)
+        if nxt is None:
+            return []
+        joins, self._attest, self._registers = self._issue(nxt)
+        self._pending = nxt
+        return joins
+
+    def txs_b(self, step: Step) -> list[bytes]:
+        out, self._attest = self._attest, []
+        return out
+
+    def txs_c(self, step: Step) -> list[bytes]:
+        out, self._registers = self._registers, []
+        return out
+
+    def after_readings(self, step: Step) -> None:
+        if self._pending is not None:       # registered in this step's block C
+            self._take_pseudonyms(self._pending)
+            self._pending = None
+
+    # -- the DSO's sealed meter data ---------------------------------------------------------
+    def after_delivery(self, step: Step, delivered: Delivered) -> None:
+        """Every meter seals its cp's measurement to the DSO; the DSO estimates the grid's
+        state from what it opens (ML-KEM-768 + HKDF + AES-256-GCM, ``crypto.kem``)."""
+        if not self.on:
+            return
+        ctx, slot, meas = self.ctx, step.slot, delivered.measurements
+        dso_kem = self.keys.dso_kem
+        with ctx.timed("privacy_s"):
+            sealed = []
+            for m in ctx.members:
+                msg = codec.encode([slot, m.cp, int(meas.reported_wh_by_cp[m.cp]),
+                                    int(meas.reported_varh_by_cp.get(m.cp, 0)),
+                                    str(meas.vm_pu_by_cp.get(m.cp, ""))])
+                aad = codec.encode([slot, m.cp])
+                sealed.append((m.cp, aad, kem.seal(dso_kem.public_key, msg, CTX_DSO_READING + aad)))
+            opened = {}
+            for cp, aad, ct in sealed:
+                s, c, wh, varh, vm = codec.decode(dso_kem.open(ct, CTX_DSO_READING + aad))
+                if (s, c) != (slot, cp):
+                    raise ValueError(f"sealed reading of {cp} opened to another slot or cp")
+                opened[c] = (wh, varh, vm)
+            self.sealed_readings += len(sealed)
+        ctx.data.delivered[slot] = Delivered(slot, delivered.actual_wh_by_cp, _dso_view(meas, opened))
+
+    # -- disputes, openings, claims ----------------------------------------------------------
+    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
+        if self.on:
+            self._absorb(fb, events)
+
+    def _absorb(self, fb: FinalizedBlock, events: list[dict[str, Any]] | None = None) -> None:
+        ctx, ids = self.ctx, self.ids
+        if events is None:
+            events = list(fb.result.block_events)
+            for r in fb.result.receipts:
+                events += list(r.events)
+        txs: list[bytes] = []
+        for e in events:
+            t = e.get("type")
+            if t == "non_delivery" and (m := ids.owner(e["buyer"])) is not None and m.honest \
+                    and ids.owner(e["seller"]) is not m \
+                    and (e["slot"], e["trade"]) not in self.claimed_nd \
+                    and e["buyer"] in ids.held:
+                # the household's software claims under the pseudonym that bought
+                self.claimed_nd.add((e["slot"], e["trade"]))
+                txs.append(ctx.tx(ids.held[e["buyer"]].own.key, "disputes/claim",
+                                  {"slot": e["slot"], "trade": e["trade"],
+                                   "claim": "non-delivery"}))
+            elif t == "dispute_decided":
+                txs += self._on_decision(e)
+            elif t == "opening_requested":
+                for p in e["pseudonyms"]:
+                    o = self.openings.get(p)
+                    if o is not None and o.stage == "request":
+                        o.stage = "escrow"
+            elif t == "identity_opened" and e["pseudonym"] in self.openings:
+                self.openings[e["pseudonym"]].stage = "done"
+            elif t == "epoch_closed" and e["epoch"] in self.epochs:
+                txs += self._claims(e["epoch"])
+            elif t == "pool_paid" and e["epoch"] in self.epochs:
+                self.epochs[e["epoch"]].paid = True
+        txs += self._trustees()
+        if txs:
+            ctx.defer(txs)
+
+    def _on_decision(self, e: dict[str, Any]) -> list[bytes]:
+        """A decided trade dispute against a pseudonym: the wronged party asks to open it."""
+        ids = self.ids
+        if e["outcome"] == "upheld":
+            at_fault, wronged = e["respondent"], e["claimant"]
+        else:
+            at_fault, wronged = e["claimant"], e["respondent"]
+        if at_fault not in ids.held or at_fault in self.openings or wronged not in ids.held:
+            return []
+        o = Opening(e["slot"], e["trade"], e["claim"], at_fault, ids.held[wronged].own.key)
+        self.openings[at_fault] = o
+        return [self.ctx.tx(o.requester, "privacy/request_opening",
+                            {"slot": o.slot, "trade": o.trade, "claim": o.claim})]
+
+    def _trustees(self) -> list[bytes]:
+        """The trustees' part of each recorded dispute: one posts the escrow, then k release
+        their committed shares (a stage per block: the commitments are in the escrow)."""
+        from gridledger.ledger.modules.privacy.records import dispute_id_for_trade
+
+        out: list[bytes] = []
+        keys = self.keys
+        for p, o in sorted(self.openings.items()):
+            did = dispute_id_for_trade(o.slot, o.trade, o.claim)
+            escrow = self.ids.held[p].own.escrow
+            if o.stage == "escrow":
+                out.append(self.ctx.tx(keys.trustee_keys[0].signing_key, "privacy/escrow",
+                                       escrow_body(did, escrow)))
+                o.stage = "release"
+            elif o.stage == "release":
+                out += [self.ctx.tx(t.signing_key, "privacy/release",
+                                    release_body(t, keys.trustee_set, did, [escrow]))
+                        for t in keys.trustee_keys[:keys.trustee_set.threshold]]
+                o.stage = "released"
+        return out
+
+    def _claims(self, epoch: int) -> list[bytes]:
+        """Each member claims deposit - allowances drawn + its pseudonyms' finals."""
+        issue, ctx = self.epochs[epoch], self.ctx
+        if issue.claimed:
+            return []
+        issue.claimed = True
+        finals: dict[int, list[int]] = {i: [] for i in issue.tickets}
+        for h in issue.held:
+            rec = ctx.ledger.pseudonym(h.address)
+            if rec is not None:
+                finals[h.member.index].append(int(rec.get("final_micro") or 0))
+        by_index = {m.index: m for m in ctx.members}
+        return [ctx.tx(by_index[i].key, "privacy/claim", {
+            "epoch": epoch, "amount_micro": claim_amount(n, POOL_ALLOWANCE_MICRO, finals[i])})
+            for i, n in sorted(issue.tickets.items())]
+
+    def finish(self) -> None:
+        """Drive the ledger on until every dispute is opened and every epoch has paid its
+        owners: empty blocks at later times (the run's slots are over)."""
+        if not self.on:
+            return
+        ctx = self.ctx
+        p = ctx.params
+        t = SLOT_S * (ctx.first + ctx.clock.slots + 4)
+        for _ in range(8):                          # openings: a stage per block
+            if all(o.stage == "done" for o in self.openings.values()):
+                break
+            t += 60
+            ctx.submit(ctx.take_deferred(), t)
+            ctx.tick(t)
+        for epoch in sorted(self.epochs):
+            last = (epoch + 1) * EPOCH_SLOTS - 1
+            close = (last + 1) * SLOT_S + p.settle_window_s + max(1800, p.dispute_window_s)
+            for _ in range(4):                      # close, claims, their deadline
+                if self.epochs[epoch].paid:
+                    break
+                t = max(t + 60, close)
+                ctx.submit(ctx.take_deferred(), t)
+                ctx.tick(t)
+                close = t + 1800
+
+    # -- summary -----------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        ctx = self.ctx
+        out: dict[str, Any] = {"mode": "on" if self.on else "off"}
+        if self.on:
+            out.update({
+                "rotation": "per-slot" if self.rotation_slots == 1 else
+                f"every {self.rotation_slots} slots",
+                "pseudonyms": len(self.ids.held),
+                "epochs": {str(e): {"members": len(i.tickets), "pseudonyms": len(i.held),
+                                    "paid": i.paid} for e, i in sorted(self.epochs.items())},
+                "sealed_readings_to_dso": self.sealed_readings,
+                "identities_opened": sum(1 for o in self.openings.values()
+                                         if o.stage == "done"),
+            })
+        out.update(scan_stores(ctx))
+        return {"privacy": out}
+
+    def detections(self) -> dict[str, int]:
+        return {"identities_opened": sum(1 for o in self.openings.values() if o.stage == "done")}
+
+
+def _dso_view(meas: SlotMeasurements, opened: dict[str, tuple[int, int, str]]) -> SlotMeasurements:
+    """The measurements as the DSO holds them: its own sensors, the meters' sealed reports."""
+    from dataclasses import replace
+
+    return replace(meas.with_reported({cp: v[0] for cp, v in opened.items()}),
+                   reported_varh_by_cp={**meas.reported_varh_by_cp,
+                                        **{cp: v[1] for cp, v in opened.items()}},
+                   vm_pu_by_cp={**meas.vm_pu_by_cp,
+                                **{cp: float(v[2]) for cp, v in opened.items() if v[2]}})
+
+
+def scan_stores(ctx: SimContext) -> dict[str, int]:
+    """Readings and orders that name a household on any validator's ledger (see
+    ``sim.privacy_view.count_clear``)."""
+    from gridledger.sim.privacy_view import count_clear
+
+    return count_clear(ctx)
