@@ -21,6 +21,7 @@ RNG is fine here. Each returns a small frozen dataclass with ``as_dict()`` for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -211,3 +212,122 @@ def analyse_deanonymization(loads_wh: NDArray[np.int64], *, lot_wh: int = 10, se
                     total += n_h
         acc[rot] = correct / total
     return DeanonymizationReport(n_h, n_d, lot_wh, 1.0 / n_h, acc)
+
+
+# -- linking pseudonyms to households from what a ledger holds ----------------------------------
+@dataclass(frozen=True)
+class SlotView:
+    """What the ledger shows of one slot's pseudonyms (``nan`` where it shows nothing)."""
+
+    slot: int
+    pseudonyms: tuple[bytes, ...]
+    net_wh: NDArray[np.float64]        # metered net import per pseudonym
+    envelope_wh: NDArray[np.float64]   # (k, 2): the DSO's import / export limit
+    order: NDArray[np.float64]         # (k, 3): side (+1 sell, -1 buy), energy Wh, price
+
+
+def _scale(x: NDArray[np.float64]) -> float:
+    """A robust spread (median absolute value, at least 1) for normalising a cost term."""
+    x = np.abs(x[np.isfinite(x)])
+    return max(1.0, float(np.median(x))) if x.size else 1.0
+
+
+def _pair_cost(a: SlotView, ia: NDArray[np.int64], b: SlotView) -> NDArray[np.float64]:
+    """Cost of continuing chains ending at ``a[ia]`` with each pseudonym of ``b``: how far
+    apart their metered net, envelope and order (side, price) are, each term normalised."""
+    ra, rb = a.net_wh[ia][:, None], b.net_wh[None, :]
+    dr = np.abs(ra - rb)
+    cost = np.nan_to_num(dr / _scale(dr), nan=1.0)
+    de = np.abs(a.envelope_wh[ia][:, None, :] - b.envelope_wh[None, :, :]).sum(axis=2)
+    cost += np.nan_to_num(de / _scale(de), nan=0.5)
+    sa, sb = a.order[ia, 0][:, None], b.order[None, :, 0]
+    pa, pb = a.order[ia, 2][:, None], b.order[None, :, 2]
+    dp = np.abs(pa - pb)
+    same = (sa == sb)
+    price = np.where(same, np.nan_to_num(dp / _scale(np.where(same, dp, np.nan)), nan=0.5), 1.0)
+    # a side present on one slot only says little: half the weight of a mismatch
+    price = np.where(np.isnan(sa) & np.isnan(sb), 0.0,
+                     np.where(np.isnan(sa) | np.isnan(sb), 0.5, price))
+    return cost + price
+
+
+def chain_pseudonyms(slots: Sequence[SlotView]) -> list[list[bytes]]:
+    """Track pseudonyms across consecutive slots: each slot's pseudonyms continue the
+    previous slot's chains by minimum total ``_pair_cost`` (Kuhn-Munkres); spare pseudonyms
+    start chains. Returns the chains (pseudonym lists in slot order)."""
+    chains: list[list[bytes]] = []
+    tails: list[tuple[SlotView, int]] = []   # chain index -> (slot view, row of its last)
+    for view in slots:
+        if not view.pseudonyms:
+            continue
+        if not chains:
+            chains = [[p] for p in view.pseudonyms]
+            tails = [(view, i) for i in range(len(view.pseudonyms))]
+            continue
+        cost = np.vstack([_pair_cost(v, np.array([i]), view) for v, i in tails])
+        rows, cols = linear_sum_assignment(cost)
+        taken = set()
+        for r, c in zip(rows, cols, strict=True):
+            chains[r].append(view.pseudonyms[c])
+            tails[r] = (view, int(c))
+            taken.add(int(c))
+        for c, p in enumerate(view.pseudonyms):
+            if c not in taken:
+                chains.append([p])
+                tails.append((view, c))
+    return chains
+
+
+@dataclass(frozen=True)
+class HouseholdAnchors:
+    """What the ledger says about households that can anchor a pseudonym chain: may it sell
+    (its registry role), what its pseudonyms' balances add up to (its epoch claim), and
+    which pseudonyms a dispute opened to it."""
+
+    households: tuple[bytes, ...]
+    can_sell: NDArray[np.bool_]
+    claim_micro: NDArray[np.float64]            # nan: no claim seen
+    opened: dict[bytes, bytes]
+
+
+def label_chains(chains: Sequence[Sequence[bytes]], finals: dict[bytes, int],
+                 sells: set[bytes], anchors: HouseholdAnchors) -> dict[bytes, bytes]:
+    """Assign chains to households (minimum total cost, one chain each): the chain's summed
+    final balances against the household's claim, selling against its role, openings as
+    hard links. Returns pseudonym -> household address."""
+    n = len(anchors.households)
+    index = {h: i for i, h in enumerate(anchors.households)}
+    sums = np.array([float(sum(finals.get(p, 0) for p in c)) for c in chains])
+    gap = np.abs(sums[:, None] - anchors.claim_micro[None, :])
+    cost = np.nan_to_num(gap / _scale(gap), nan=0.0)
+    for k, c in enumerate(chains):
+        if any(p in sells for p in c):
+            cost[k, ~anchors.can_sell] += 100.0
+        for p in c:
+            if p in anchors.opened and anchors.opened[p] in index:
+                row = np.full(n, 1e6)
+                row[index[anchors.opened[p]]] = 0.0
+                cost[k] += row
+    rows, cols = linear_sum_assignment(cost)
+    out: dict[bytes, bytes] = {}
+    for r, c in zip(rows, cols, strict=True):
+        for p in chains[r]:
+            out[p] = anchors.households[c]
+    return out
+
+
+def link_by_prior(slots: Sequence[SlotView], prior_wh: NDArray[np.float64],
+                  households: Sequence[bytes]) -> dict[bytes, bytes]:
+    """The leaked-history observer: each slot's pseudonyms to households by distance of
+    their metered net to the household's curve in that slot of an earlier day
+    (``prior_wh``: households x slots-of-day)."""
+    out: dict[bytes, bytes] = {}
+    for v in slots:
+        if not v.pseudonyms:
+            continue
+        col = prior_wh[:, v.slot % prior_wh.shape[1]]
+        cost = np.nan_to_num(np.abs(v.net_wh[:, None] - col[None, :]), nan=1e9)
+        rows, cols = linear_sum_assignment(cost)
+        for r, c in zip(rows, cols, strict=True):
+            out[v.pseudonyms[r]] = households[c]
+    return out

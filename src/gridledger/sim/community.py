@@ -130,7 +130,7 @@ class PrivacyKeys:
             "aggregator_threshold": AGGREGATOR_THRESHOLD,
             "aggregate_min_contributors": AGGREGATE_MIN_CONTRIBUTORS,
             "allowance_micro": POOL_ALLOWANCE_MICRO, "max_tickets": POOL_MAX_TICKETS,
-            "epoch_slots": EPOCH_SLOTS,
+            "epoch_slots": EPOCH_SLOTS, "payout": "bill",
             "feeders": [[FEEDER, sorted(cps)]],
             "roaming_partners": [{"community": FOREIGN_COMMUNITY, "dso_id": FOREIGN_DSO,
                                   "alg": f.alg, "pk": f.public_key.raw}]}
@@ -248,7 +248,10 @@ def build_community(model: GridModel, sc: Scenario) -> Community:
     parts.append({"alg": dso.alg, "pk": dso.public_key.raw, "roles": ["dso"], "name": "dso",
                   "balance_micro": GRID_BALANCE})
     for m in members:
-        parts.append({"alg": m.key.alg, "pk": m.key.public_key.raw, "roles": [m.role],
+        # under privacy mode the registry does not say who has PV or a battery: every member
+        # may sell (its pseudonyms may anyway), so a role anchors no pseudonym to a class
+        role = "prosumer" if sc.privacy else m.role
+        parts.append({"alg": m.key.alg, "pk": m.key.public_key.raw, "roles": [role],
                       "name": m.name, "cp": m.cp, "balance_micro": MEMBER_BALANCE})
         parts.append({"alg": m.meter.alg, "pk": m.meter.public_key.raw, "roles": ["meter"],
                       "name": f"meter-{m.name}", "meter_of": m.cp})

@@ -10,14 +10,18 @@ point id) — ``summary.privacy.clear_household_readings`` / ``clear_household_o
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gridledger.crypto.sig import SigningKey
 from gridledger.errors import RejectedTx
 from gridledger.ledger import codec
 from gridledger.ledger.block import Header
+from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.tx import Tx, decode_tx
 from gridledger.sim.context import SimContext
 
@@ -131,3 +135,184 @@ def count_clear(ctx: SimContext) -> dict[str, Any]:
                         orders += t in ORDER_EVENTS
     return {"clear_household_readings": readings, "clear_household_orders": orders,
             "stores_scanned": len(paths)}
+
+
+# -- the curious validator's observation -------------------------------------------------------
+@dataclass
+class Observation:
+    """Everything the privacy scenarios' adversary takes from one validator's store and API.
+
+    Households come from the genesis registry (members hold a cp; a meter's ``meter_of`` names
+    it); everything per slot from blocks and events; each pseudonym's final balance from the
+    node's HTTP API (its record in state)."""
+
+    validator: int
+    households: list[bytes] = field(default_factory=list)      # member addresses, genesis order
+    household_cp: dict[bytes, str] = field(default_factory=dict)
+    household_roles: dict[bytes, tuple[str, ...]] = field(default_factory=dict)
+    readings: dict[tuple[int, str], int] = field(default_factory=dict)   # (slot, cp) -> net import
+    envelopes: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
+    orders: dict[tuple[int, bytes], tuple[int, int, int]] = field(default_factory=dict)
+    """(slot, sender) -> (side +1 sell / -1 buy, energy Wh, price micro/kWh), last order."""
+    pseudonyms: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # -> (first, last)
+    finals: dict[bytes, int] = field(default_factory=dict)     # pseudonym -> final micro
+    claims: dict[tuple[int, bytes], int] = field(default_factory=dict)      # (epoch, member)
+    tickets: dict[tuple[int, bytes], int] = field(default_factory=dict)     # (epoch, member)
+    opened: dict[bytes, bytes] = field(default_factory=dict)   # pseudonym -> identity
+    aggregates: dict[int, int] = field(default_factory=dict)   # slot -> published total
+    allowance_micro: int = 0
+    epoch_slots: int = 96
+    api_calls: int = 0
+    api_state_root: str = ""
+    store_state_root: str = ""
+
+
+def _genesis_households(genesis: Genesis) -> tuple[list[bytes], dict[bytes, str],
+                                                  dict[bytes, tuple[str, ...]]]:
+    from gridledger.crypto.sig import address_of
+
+    addrs, cps, roles = [], {}, {}
+    for p in genesis.doc.get("participants", []):
+        r = tuple(p.get("roles", ()))
+        if p.get("cp") and ({"prosumer", "consumer"} & set(r)):
+            a = address_of(p["alg"], p["pk"])
+            addrs.append(a)
+            cps[a] = str(p["cp"])
+            roles[a] = r
+    return addrs, cps, roles
+
+
+def observe_store(path: Path, validator: int, api: Any = None) -> Observation:
+    """Read one validator's store file (and, through ``api``, its node's HTTP API: an
+    ``httpx.Client`` on its base URL) into an ``Observation``."""
+    with StoreView(path) as view:
+        genesis = Genesis.decode(view.genesis())
+        obs = Observation(validator)
+        obs.households, obs.household_cp, obs.household_roles = _genesis_households(genesis)
+        priv = genesis.doc.get("privacy") or {}
+        obs.allowance_micro = int(priv.get("allowance_micro", 0))
+        obs.epoch_slots = int(priv.get("epoch_slots", 96))
+        last: Header | None = None
+        for header, txs, block_events in view.blocks():
+            last = header
+            for st in txs:
+                if not st.ok:
+                    continue
+                body = st.tx.body
+                if st.tx.kind == "market/order":
+                    side = 1 if body["side"] == "sell" else -1
+                    obs.orders[(int(body["slot"]), st.tx.sender)] = (
+                        side, int(body["energy_wh"]), int(body["price_micro_per_kwh"]))
+                elif st.tx.kind == "market/envelope":
+                    for cp, imp, exp in body["envelopes"]:
+                        obs.envelopes[(int(body["slot"]), str(cp))] = (int(imp), int(exp))
+                for e in st.events:
+                    _observe_event(obs, e)
+            for e in block_events:
+                _observe_event(obs, e)
+        if last is not None:
+            obs.store_state_root = last.state_root.hex()
+    if api is not None:
+        _observe_api(obs, api)
+    return obs
+
+
+def _observe_event(obs: Observation, e: dict[str, Any]) -> None:
+    t = e.get("type")
+    if t == "reading":
+        obs.readings[(int(e["slot"]), str(e["cp"]))] = int(e["import_wh"]) - int(e["export_wh"])
+    elif t == "reading_flagged":  # the DSO's estimate replaces the reading in settlement
+        obs.readings[(int(e["slot"]), str(e["cp"]))] = (int(e["estimate_import_wh"])
+                                                        - int(e["estimate_export_wh"]))
+    elif t == "pseudonym_registered":
+        obs.pseudonyms[bytes(e["pseudonym"])] = (int(e["first_slot"]), int(e["last_slot"]))
+    elif t == "pool_claim":
+        obs.claims[(int(e["epoch"]), bytes(e["member"]))] = int(e["amount_micro"])
+    elif t == "pool_joined":
+        obs.tickets[(int(e["epoch"]), bytes(e["member"]))] = int(e["tickets"])
+    elif t == "identity_opened":
+        obs.opened[bytes(e["pseudonym"])] = bytes(e["identity"])
+    elif t == "aggregate":
+        obs.aggregates[int(e["slot"])] = int(e["total_wh"])
+
+
+def _observe_api(obs: Observation, api: Any) -> None:
+    """Each pseudonym's record (its final balance) from the node's ``/v1/state`` endpoint."""
+    from gridledger.ledger.modules.privacy.keeper import PSEUDONYM
+
+    status = api.get("/v1/status").json()
+    obs.api_state_root = str(status["state_root"])
+    obs.api_calls += 1
+    for p in sorted(obs.pseudonyms):
+        r = api.get(f"/v1/state/{(PSEUDONYM + p).hex()}")
+        obs.api_calls += 1
+        if r.status_code == 200:
+            final = r.json()["value"].get("final_micro")
+            if final is not None:
+                obs.finals[p] = int(final)
+
+
+class NodeReadOnly(RejectedTx):
+    """The curious validator's restarted node serves reads only."""
+
+    rule = "read-only-node"
+
+
+def _read_only_service(node: Any, index: dict[bytes, int]) -> Any:
+    import threading
+
+    from gridledger.api.service import ValidatorService
+
+    class ReadOnlyService(ValidatorService):
+        def submit(self, raw: bytes) -> Tx:
+            raise NodeReadOnly("this node was restarted from its store to be read")
+
+        def submit_many(self, raws: list[bytes]) -> list[Tx | RejectedTx]:
+            return [NodeReadOnly("this node was restarted from its store to be read")
+                    for _ in raws]
+
+    return ReadOnlyService(node, threading.RLock(), index, [])
+
+
+@contextmanager
+def node_api(path: Path, validator: int, key: SigningKey) -> Iterator[Any]:
+    """The curious validator restarts its node from (a copy of) its own store and serves its
+    HTTP API on loopback; yields an ``httpx.Client`` on it. Stopped on exit."""
+    import shutil
+    import tempfile
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from gridledger.api import create_app
+    from gridledger.node.nats_cluster import free_port
+    from gridledger.node.validator import Validator
+
+    with tempfile.TemporaryDirectory(prefix="gl-curious-") as d:
+        copy = Path(d) / path.name
+        shutil.copyfile(path, copy)
+        with StoreView(copy) as view:
+            genesis = Genesis.decode(view.genesis())
+        node = Validator(validator, key, genesis, copy)
+        index = {r["tx"]: blk.height for blk in node.store.blocks(1)
+                 for r in codec.decode(blk.receipts)["txs"]}
+        service = _read_only_service(node, index)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="off"))
+        th = threading.Thread(target=server.run, daemon=True)
+        th.start()
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0) as client:
+                for _ in range(200):  # until the server listens
+                    try:
+                        client.get("/v1/status")
+                        break
+                    except httpx.TransportError:
+                        time.sleep(0.05)
+                yield client
+        finally:
+            server.should_exit = True
+            th.join(timeout=10)
+            node.close()

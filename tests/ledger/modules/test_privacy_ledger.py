@@ -235,7 +235,8 @@ def _dispute_epoch1(w: PrivacyNet, iss: Issued, claimants: dict[int, SigningKey]
     w.ok([], close)
     f = finals(w, iss)
     c1 = claim_amount(1, ALLOWANCE, [f[iss.own[1][0].address]])
-    w.ok([w.tx(claimants[0], "privacy/claim", {"epoch": 1, "amount_micro": 9 * ALLOWANCE},
+    over = w.bal(pool_address(1))  # the whole pool: more than its due, not more than held
+    w.ok([w.tx(claimants[0], "privacy/claim", {"epoch": 1, "amount_micro": over},
                sender=w.users[0].address),
           w.tx(claimants[1], "privacy/claim", {"epoch": 1, "amount_micro": c1},
                sender=w.users[1].address)], close + 10)

@@ -147,6 +147,10 @@ class EpochIssue:
     held: list[Held] = field(default_factory=list)
     claimed: bool = False
     paid: bool = False
+    bill_micro: dict[int, int] = field(default_factory=dict)
+    """Member index -> its market result the DSO puts on its energy bill (off the ledger)."""
+    settled: dict[str, int] = field(default_factory=dict)
+    """The ledger's ``pool_settled``: from_grid_micro / to_grid_micro."""
 
 
 @dataclass
@@ -346,6 +350,9 @@ class PrivacyMode(Feature):
                 txs += self._claims(e["epoch"])
             elif t == "pool_paid" and e["epoch"] in self.epochs:
                 self.epochs[e["epoch"]].paid = True
+            elif t == "pool_settled" and e["epoch"] in self.epochs:
+                self.epochs[e["epoch"]].settled = {k: int(e[k]) for k in
+                                                   ("from_grid_micro", "to_grid_micro")}
         txs += self._trustees()
         if txs:
             ctx.defer(txs)
@@ -386,7 +393,9 @@ class PrivacyMode(Feature):
         return out
 
     def _claims(self, epoch: int) -> list[bytes]:
-        """Each member claims deposit - allowances drawn + its pseudonyms' finals."""
+        """Each member claims its deposit back (payout ``bill``); the DSO, which knows whose
+        pseudonyms are whose from its attestations, works out each household's market
+        result (its pseudonyms' finals less the allowances drawn) for its energy bill."""
         issue, ctx = self.epochs[epoch], self.ctx
         if issue.claimed:
             return []
@@ -396,9 +405,11 @@ class PrivacyMode(Feature):
             rec = ctx.ledger.pseudonym(h.address)
             if rec is not None:
                 finals[h.member.index].append(int(rec.get("final_micro") or 0))
+        issue.bill_micro = {i: claim_amount(n, POOL_ALLOWANCE_MICRO, finals[i])
+                            - n * POOL_ALLOWANCE_MICRO for i, n in issue.tickets.items()}
         by_index = {m.index: m for m in ctx.members}
         return [ctx.tx(by_index[i].key, "privacy/claim", {
-            "epoch": epoch, "amount_micro": claim_amount(n, POOL_ALLOWANCE_MICRO, finals[i])})
+            "epoch": epoch, "amount_micro": n * POOL_ALLOWANCE_MICRO})
             for i, n in sorted(issue.tickets.items())]
 
     def finish(self) -> None:
@@ -435,14 +446,24 @@ class PrivacyMode(Feature):
                 "rotation": "per-slot" if self.rotation_slots == 1 else
                 f"every {self.rotation_slots} slots",
                 "pseudonyms": len(self.ids.held),
-                "epochs": {str(e): {"members": len(i.tickets), "pseudonyms": len(i.held),
-                                    "paid": i.paid} for e, i in sorted(self.epochs.items())},
+                "epochs": {str(e): self._epoch_summary(i) for e, i in sorted(self.epochs.items())},
                 "sealed_readings_to_dso": self.sealed_readings,
                 "identities_opened": sum(1 for o in self.openings.values()
                                          if o.stage == "done"),
             })
         out.update(scan_stores(ctx))
         return {"privacy": out}
+
+    @staticmethod
+    def _epoch_summary(i: EpochIssue) -> dict[str, Any]:
+        """One epoch's pool: members, pseudonyms, pay-out, and whether the community total the
+        ledger settled with the grid account equals the sum of the households' market
+        results the DSO bills (off the ledger)."""
+        net = i.settled.get("to_grid_micro", 0) - i.settled.get("from_grid_micro", 0)
+        return {"members": len(i.tickets), "pseudonyms": len(i.held), "paid": i.paid,
+                "payout": "bill", "community_result_micro": net,
+                "household_bills_micro": sum(i.bill_micro.values()),
+                "bills_match_pool": i.paid and sum(i.bill_micro.values()) == net}
 
     def detections(self) -> dict[str, int]:
         return {"identities_opened": sum(1 for o in self.openings.values() if o.stage == "done")}

@@ -9,6 +9,9 @@ from gridledger.crypto.shamir import unique_agreement
 from gridledger.crypto.sig import PQ_SIG_ALGS, PublicKey
 from gridledger.errors import ConfigError, CryptoError
 
+PAYOUTS = ("claims", "bill")
+"""How an epoch pool pays its owners (``PrivacyConfig.payout``)."""
+
 
 @dataclass(frozen=True)
 class Member:
@@ -52,7 +55,15 @@ class PrivacyConfig:
       ``aggregate_tolerance_wh``: the DP-noise bound of a published total;
     * ``roaming_partners``: foreign communities whose DSOs may bill this community for its
       members' EV charging (``privacy/roaming_charge``); ``roaming_hold_s``: how long a
-      booked roaming authorisation holds the member's money before it is released.
+      booked roaming authorisation holds the member's money before it is released;
+    * ``payout``: how an epoch's pool pays its owners. ``claims``: each member claims its
+      deposit less the allowances drawn plus its pseudonyms' finals (public amounts, checked
+      by adding up; a pool dispute opens every pseudonym otherwise). ``bill``: each member
+      claims back at most its deposit; the rest of the pool — the community's net market
+      result — settles with the grid account, and the DSO puts each household's share on
+      its energy bill. With ``claims`` a member's claim is its daily net market result in
+      the clear, which anchors its pseudonyms (docs/privacy.md); ``bill`` puts no
+      per-household amount on the ledger.
     """
 
     community: str
@@ -71,6 +82,7 @@ class PrivacyConfig:
     aggregate_min_contributors: int = 5
     aggregator_fault_bound: int = 0
     roaming_hold_s: int = 7 * 86_400
+    payout: str = "claims"
 
     def aggregate_min_agree(self, n: int) -> int:
         """Partial sums out of ``n`` that must agree on a total (``Committee.min_agree``)."""
@@ -120,6 +132,8 @@ class PrivacyConfig:
                "aggregate_min_contributors": self.aggregate_min_contributors,
                "aggregator_fault_bound": self.aggregator_fault_bound,
                "roaming_hold_s": self.roaming_hold_s}
+        if self.payout != "claims":  # absent when default: earlier chains keep their roots
+            obj["payout"] = self.payout
         if self.roaming_partners:  # absent when empty: earlier chains keep their state roots
             obj["roaming_partners"] = [{"community": r.community, "dso_id": r.dso_id,
                                         "alg": r.alg, "pk": r.pk}
@@ -202,8 +216,11 @@ def parse_config(raw: dict[str, Any]) -> PrivacyConfig:
                 or not all(isinstance(c, str) for c in f[1])):
             raise ConfigError("privacy.feeders must be a list of [feeder, [cp, ...]]")
         feeders.append((f[0], tuple(sorted(f[1]))))
+    payout = raw.get("payout", "claims")
+    if payout not in PAYOUTS:
+        raise ConfigError(f"privacy.payout must be one of {', '.join(PAYOUTS)}")
     return PrivacyConfig(
-        community=community, threshold=threshold, trustees=trustees,
+        payout=payout, community=community, threshold=threshold, trustees=trustees,
         allowance_micro=_int(raw, "allowance_micro", 2_000_000, 1, 10**12),
         max_tickets=_int(raw, "max_tickets", 96, 1, 10_000),
         epoch_slots=_int(raw, "epoch_slots", 96, 1, 10_000),

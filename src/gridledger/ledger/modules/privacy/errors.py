@@ -129,6 +129,13 @@ class AlreadyClaimed(InvalidBody):
     rule = "already-claimed"
 
 
+class ClaimAboveDue(InvalidBody):
+    """A claim above what the epoch can owe the member: its deposit when the pool pays out
+    by bill, the pool's unclaimed money otherwise."""
+
+    rule = "claim-above-due"
+
+
 class CarryRefused(InvalidBody):
     """Only a pseudonym of a paid-out epoch carries money, into an open epoch's pool."""
 
@@ -334,7 +341,7 @@ RULES = (
     PrivacyDisabled, JoinNeedsMember, JoinEpoch, EpochClosed, AlreadyJoined, TicketCap,
     NotTrustee, BatchExists, TicketsExceeded, BatchEndorsements, AttestationExists, NoBatch,
     PseudonymSlots, UnknownFeeder, NotCertified, ReadingNotAttested, PseudonymRegistered,
-    NotInPool, ClaimsClosed, AlreadyClaimed, CarryRefused, NoDecision, NotPseudonymous,
+    NotInPool, ClaimsClosed, AlreadyClaimed, ClaimAboveDue, CarryRefused, NoDecision, NotPseudonymous,
     OpeningRequested, NoDispute, NotDisputed, EscrowPosted, EscrowMismatch, EscrowNotPosted,
     ShareCommitment, AlreadyReleased, NotBogus, BadAttribution, NotAggregator, AnonymitySet,
     PartialSignature, PartialWindow, PartialPosted, AggregateDecoded, EvidencePosition,

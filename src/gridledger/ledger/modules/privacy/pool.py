@@ -33,6 +33,7 @@ from gridledger.ledger.modules.privacy.errors import (
     BatchEndorsements,
     BatchExists,
     CarryRefused,
+    ClaimAboveDue,
     ClaimsClosed,
     EpochClosed,
     JoinEpoch,
@@ -145,16 +146,29 @@ class Pool:
                  locked_micro=amount)
 
     def claim(self, state: State, ctx: TxContext, msg: Claim) -> None:
-        """``privacy/claim``: deposit - allowances drawn + its pseudonyms' finals (+ money
-        they carried in); paid at the deadline if all claims add up to the pool."""
-        require_config(state)
-        if keeper.get_join(state, msg.epoch, ctx.sender) is None:
+        """``privacy/claim``. Payout ``claims``: deposit - allowances drawn + its pseudonyms'
+        finals (+ money they carried in); paid at the deadline if all claims add up to the
+        pool. Payout ``bill``: at most the member's deposit, paid at the deadline. Either way
+        a claim above what the epoch can owe is refused (``claim-above-due``)."""
+        cfg = require_config(state)
+        join = keeper.get_join(state, msg.epoch, ctx.sender)
+        if join is None:
             raise NotInPool(f"the sender did not join epoch {msg.epoch}")
         rec = keeper.get_epoch(state, msg.epoch)
         if rec.status != "claims":
             raise ClaimsClosed(f"epoch {msg.epoch} is {rec.status}, not taking claims")
         if keeper.get_claim(state, msg.epoch, ctx.sender) is not None:
             raise AlreadyClaimed("one claim per member and epoch")
+        if cfg.payout == "bill":
+            due = join.tickets * cfg.allowance_micro
+            if msg.amount_micro > due:
+                raise ClaimAboveDue(f"the pool refunds at most the deposit, {due} micro; the "
+                                    "market result is on the member's energy bill")
+        else:
+            # one claim may exceed its due (the pool dispute finds out), never the whole pool
+            held = self.bank.balance(state, pool_address(msg.epoch))
+            if msg.amount_micro > held:
+                raise ClaimAboveDue(f"the epoch's pool holds {held} micro")
         keeper.put_claim(state, msg.epoch, ctx.sender, msg.amount_micro)
         keeper.put_epoch(state, msg.epoch,
                          replace(rec, claims_micro=rec.claims_micro + msg.amount_micro))
@@ -352,6 +366,9 @@ class Pool:
         held = self.bank.balance(state, pool)
         claims = keeper.claims_of_epoch(state, epoch)
         total = sum(a for _, a in claims)
+        if cfg.payout == "bill":
+            self._pay_by_bill(state, epoch, rec, held, claims, events)
+            return
         if total == held and len(claims) == rec.members:
             for member, amount in claims:
                 if amount:
@@ -367,6 +384,36 @@ class Pool:
                        "claims_micro": total, "pool_micro": held, "claims": len(claims),
                        "members": rec.members, "pseudonyms": rec.registered})
         self.resolve(state, ctx, cfg, epoch, events)
+
+    def _pay_by_bill(self, state: State, epoch: int, rec: EpochRecord, held: int,
+                     claims: list[tuple[bytes, int]], events: list[dict[str, Any]]) -> None:
+        """Payout ``bill``: refund the claims (each at most a deposit), and settle the rest of
+        the pool — the community's net market result and unclaimed deposits — with the grid
+        account, whose holder (the DSO) puts each household's share on its energy bill. The
+        ledger carries one community total per epoch, no household's amount."""
+        pool, grid = pool_address(epoch), load_params(state).grid_account
+        total = sum(a for _, a in claims)
+        from_grid = to_grid = 0
+        if total > held and grid is not None:  # the households spent more than they earned
+            from_grid = min(total - held, self.bank.balance(state, grid))
+            if from_grid:
+                self.bank.move(state, grid, pool, from_grid)
+        paid = 0
+        for member, amount in claims:
+            amount = min(amount, self.bank.balance(state, pool))
+            if amount:
+                self.bank.move(state, pool, member, amount)
+                paid += amount
+        left = self.bank.balance(state, pool)
+        if left and grid is not None:
+            to_grid = left
+            self.bank.move(state, pool, grid, left)
+        keeper.put_epoch(state, epoch, replace(rec, status="paid"))
+        events.append({"type": "pool_paid", "epoch": epoch, "members": len(claims),
+                       "paid_micro": paid})
+        events.append({"type": "pool_settled", "epoch": epoch, "payout": "bill",
+                       "from_grid_micro": from_grid, "to_grid_micro": to_grid,
+                       "left_micro": self.bank.balance(state, pool)})
 
     def covered(self, state: State, epoch: int) -> list[bytes]:
         """Every pseudonym a pool dispute of ``epoch`` opens: its own and those that carried
