@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from gridledger.ledger.tx import decode_tx
+from gridledger.sim.demo import run_demo
+from gridledger.sim.scenario import Scenario
 
 from tests.sim.test_demo import MIDDAY, check_defended, run, undefended
 
@@ -29,24 +35,78 @@ def test_bad_aggregator_is_left_out_and_its_sum_rejected(tmp_path: Path,
     assert not off["mitigated"]
 
 
-def test_usage_inference_and_deanonymize(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    names = ("usage-inference", "deanonymize")
-    s = run(tmp_path / "on", names, start=MIDDAY, slots=32)
-    u, d = s["attacks"]["usage-inference"], s["attacks"]["deanonymize"]
-    assert u["mitigated"] and d["mitigated"]
-    assert u["correlation_without_defence"] > 0.95  # readings in the clear give it all away
-    assert abs(u["residual_correlation_with_defence"]) <= u["residual_bound"]
+def _run(tmp: Path, privacy: bool) -> dict[str, Any]:
+    sc = Scenario(participants=20, slots=32, validators=2, seed=7, start_slot_of_day=MIDDAY,
+                  attacks=("usage-inference", "deanonymize"), privacy=privacy)
+    summary, _ = run_demo(sc, tmp)
+    assert all(summary["invariants"].values()), summary["invariants"]
+    return summary
+
+
+def _names_a_household(raw: bytes, addrs: set[bytes], cps: set[str]) -> bool:
+    return any(a in raw for a in addrs) or any(c.encode() in raw for c in cps)
+
+
+def test_usage_inference_and_deanonymize_on_a_validators_store(tmp_path: Path) -> None:
+    on = _run(tmp_path / "on", privacy=True)
+    u, d = on["attacks"]["usage-inference"], on["attacks"]["deanonymize"]
+    # measured on what validator 1 holds: its store file and its node's API
+    assert "store file" in u["view"] and "HTTP API" in u["view"]
+    assert u["readings_on_ledger"] == 20 * 32 and u["readings_naming_a_household"] == 0
+    assert u["mitigated"] and abs(u["residual_correlation"]) <= u["residual_bound"]
     assert abs(u["curious_aggregator_correlation"]) <= u["residual_bound"]
-    assert d["linkage_accuracy"]["none"] == 1.0
-    assert d["linkage_accuracy"]["per-slot"] <= d["per_slot_bound"]
-    # defences removed: threshold 1 (one aggregator holds every reading), static pseudonyms
+    assert d["mitigated"] and d["linkage_accuracy"] <= d["bound"] == 2 * d["chance"]
+    assert d["pseudonyms"] == 20 * 32
+    # per-epoch rotation, same readings: a leaked day links whole days
+    assert d["rotation_counterfactual"]["per-epoch"]["with_leaked_history"] > d["chance"]
+    p = on["privacy"]
+    assert p["clear_household_readings"] == 0 and p["clear_household_orders"] == 0
+    assert p["stores_scanned"] == 2
+    assert all(e["paid"] and e["bills_match_pool"] for e in p["epochs"].values())
+    # and independently of the summary's scan: no reading or order transaction, and no
+    # reading/order event, in any store holds a household's address or cp id
+    from gridledger.ledger import codec
+    from gridledger.ledger.genesis import Genesis
+    from gridledger.sim.privacy_view import ORDER_EVENTS, ORDER_TXS, READING_EVENTS, READING_TXS
+
+    for path in sorted((tmp_path / "on" / "ledger").glob("*.sqlite")):
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        genesis = Genesis.decode(db.execute("SELECT value FROM meta WHERE key='genesis'")
+                                 .fetchone()[0])
+        parts = [x for x in genesis.doc["participants"] if x.get("cp") or x.get("meter_of")]
+        from gridledger.crypto.sig import address_of
+        addrs = {address_of(x["alg"], x["pk"]) for x in parts}
+        cps = {x.get("cp") or x.get("meter_of") for x in parts}
+        checked = 0
+        for txs, receipts in db.execute("SELECT txs, receipts FROM blocks"):
+            for raw in codec.decode(txs):
+                if decode_tx(raw).kind in READING_TXS | ORDER_TXS:
+                    checked += 1
+                    assert not _names_a_household(raw, addrs, cps)
+            rec = codec.decode(receipts)
+            for e in [e for r in rec["txs"] for e in r["events"]] + list(rec["block"]):
+                if e["type"] in READING_EVENTS | ORDER_EVENTS:
+                    assert not _names_a_household(codec.encode(e), addrs, cps), e
+        db.close()
+        assert checked > 20 * 32
+    # defence removed (clear mode, --privacy off): the same analysis recovers everything
+    off = _run(tmp_path / "off", privacy=False)
+    u, d = off["attacks"]["usage-inference"], off["attacks"]["deanonymize"]
+    assert u["readings_naming_a_household"] == u["readings_on_ledger"] == 20 * 32
+    assert u["residual_correlation"] > 0.99 and not u["mitigated"]
+    assert d["linkage_accuracy"] == 1.0 and not d["mitigated"]
+    assert off["privacy"]["clear_household_readings"] > 20 * 32
+    assert off["privacy"]["clear_household_orders"] > 0
+
+
+def test_curious_aggregator_without_the_threshold(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence removed: threshold 1, so one aggregator holds every reading."""
     from gridledger.privacy.aggregation import Committee
     from gridledger.sim import community
-    from gridledger.sim.privacy_attacks import Deanonymize
 
     monkeypatch.setattr(community, "AGGREGATOR_THRESHOLD", 1)
     monkeypatch.setattr(Committee, "__post_init__", lambda self: None)  # it refuses t = 1
-    monkeypatch.setattr(Deanonymize, "rotation", "none")
-    off = run(tmp_path / "off", names, start=MIDDAY, slots=32)["attacks"]
+    off = run(tmp_path / "off", ("usage-inference",), start=MIDDAY, slots=32)["attacks"]
     assert off["usage-inference"]["curious_aggregator_correlation"] > 0.95
-    assert not off["usage-inference"]["mitigated"] and not off["deanonymize"]["mitigated"]
+    assert not off["usage-inference"]["mitigated"]

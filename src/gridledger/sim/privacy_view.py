@@ -237,17 +237,16 @@ def _observe_event(obs: Observation, e: dict[str, Any]) -> None:
 
 
 def _observe_api(obs: Observation, api: Any) -> None:
-    """Each pseudonym's record (its final balance) from the node's ``/v1/state`` endpoint."""
-    from gridledger.ledger.modules.privacy.keeper import PSEUDONYM
-
+    """Each pseudonym's record (its final balance) from the node's published privacy view
+    (``GET /v1/views/privacy/pseudonym/<address>``)."""
     status = api.get("/v1/status").json()
     obs.api_state_root = str(status["state_root"])
     obs.api_calls += 1
     for p in sorted(obs.pseudonyms):
-        r = api.get(f"/v1/state/{(PSEUDONYM + p).hex()}")
+        r = api.get(f"/v1/views/privacy/pseudonym/{p.hex()}")
         obs.api_calls += 1
         if r.status_code == 200:
-            final = r.json()["value"].get("final_micro")
+            final = (r.json().get("value") or {}).get("final_micro")
             if final is not None:
                 obs.finals[p] = int(final)
 
@@ -258,20 +257,13 @@ class NodeReadOnly(RejectedTx):
     rule = "read-only-node"
 
 
-def _read_only_service(node: Any, index: dict[bytes, int]) -> Any:
-    import threading
+def _refuse(raws: Any) -> list[Tx | RejectedTx]:
+    return [NodeReadOnly("this node was restarted from its store to be read") for _ in raws]
 
-    from gridledger.api.service import ValidatorService
 
-    class ReadOnlyService(ValidatorService):
-        def submit(self, raw: bytes) -> Tx:
-            raise NodeReadOnly("this node was restarted from its store to be read")
-
-        def submit_many(self, raws: list[bytes]) -> list[Tx | RejectedTx]:
-            return [NodeReadOnly("this node was restarted from its store to be read")
-                    for _ in raws]
-
-    return ReadOnlyService(node, threading.RLock(), index, [])
+def _idle() -> dict[str, Any]:
+    """A restarted node's own counters: nothing queued, nobody seen misbehaving (since)."""
+    return {"mempool": 0, "offenders": {}}
 
 
 @contextmanager
@@ -283,10 +275,11 @@ def node_api(path: Path, validator: int, key: SigningKey) -> Iterator[Any]:
     import threading
 
     import httpx
-    import uvicorn
 
     from gridledger.api import create_app
+    from gridledger.api.limits import make_server
     from gridledger.node.nats_cluster import free_port
+    from gridledger.node.service import ValidatorService
     from gridledger.node.validator import Validator
 
     with tempfile.TemporaryDirectory(prefix="gl-curious-") as d:
@@ -295,12 +288,9 @@ def node_api(path: Path, validator: int, key: SigningKey) -> Iterator[Any]:
         with StoreView(copy) as view:
             genesis = Genesis.decode(view.genesis())
         node = Validator(validator, key, genesis, copy)
-        index = {r["tx"]: blk.height for blk in node.store.blocks(1)
-                 for r in codec.decode(blk.receipts)["txs"]}
-        service = _read_only_service(node, index)
+        service = ValidatorService(node, threading.RLock(), _refuse, _idle)
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="off"))
+        server = make_server(create_app(service), "127.0.0.1", port)
         th = threading.Thread(target=server.run, daemon=True)
         th.start()
         try:
