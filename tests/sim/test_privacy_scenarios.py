@@ -11,7 +11,6 @@ import pytest
 from gridledger.ledger.tx import decode_tx
 from gridledger.sim.demo import run_demo
 from gridledger.sim.scenario import Scenario
-
 from tests.sim.test_demo import MIDDAY, check_defended, run, undefended
 
 pytestmark = pytest.mark.slow

@@ -142,6 +142,16 @@ def test_empty_and_sparse_inputs() -> None:
 
 
 @needs_chromium
+def test_a_failed_defence_shows_on_the_header() -> None:
+    summary, series = make_inputs()
+    header = render_report(summary, series).split("<header>")[1].split("</header>")[0]
+    assert "1 defence failed: replay" in header     # replay: mitigated False
+    for a in summary["attacks"].values():
+        a["mitigated"] = True
+    header = render_report(summary, series).split("<header>")[1].split("</header>")[0]
+    assert "failed" not in header and "every defence held" in header
+
+
 def test_browser_self_check(tmp_path: Path) -> None:
     """The browser check itself notices console errors, exceptions and network use."""
     from .browser import open_in_chromium

@@ -3,12 +3,16 @@
 Runs, in one process, side by side:
 
 * ``default`` — ``gridledger demo`` exactly as a newcomer runs it (30 participants, 96 slots,
-  4 validators, the default attacks), including verify-chain of all four stores;
+  4 validators, the default attacks, privacy mode ``--privacy on``), including verify-chain of
+  all four stores;
+* ``clear`` — the same day with ``--privacy off`` (households under their own identities);
 * ``honest`` — the same day with ``--attacks none`` (the baseline).
 
-Reports wall and CPU seconds of each, their ratio (the attacks' overhead: mostly the flood's
-signature checks and the byzantine validator's extra votes), and the per-slot rate. Target:
-the default demo under 2 minutes. ``--quick`` runs 16 slots of each and projects a day.
+Reports wall and CPU seconds of each, the attacks' overhead (default / honest: mostly the
+flood's signature checks and the byzantine validator's extra votes), privacy mode's cost
+(default / clear: pseudonym issuance, sealed meter data, the curious validator's analysis;
+issue 19 asks at most 1.5x), and the per-slot rate. Target: the default demo under 2 minutes.
+``--quick`` runs 16 slots of each and projects a day.
 
 Run: ``gridledger bench demo`` (or ``python -m gridledger.bench.demo [--quick]``).
 """
@@ -22,20 +26,23 @@ from pathlib import Path
 from typing import Any
 
 TARGET_S = 120.0
+PRIVACY_RATIO_MAX = 1.5
+"""Privacy mode's wall time against clear mode's, same day (issue 19)."""
 
 
-def _one(attacks: str, slots: int) -> dict[str, Any]:
+def _one(attacks: str, slots: int, privacy: bool) -> dict[str, Any]:
     from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
     from gridledger.sim.scenario import Scenario
 
-    base = scenario_from_flags(30, 24, 4, attacks, 7, None)
+    base = scenario_from_flags(30, 24, 4, attacks, 7, None, privacy)
     sc = Scenario(**{**base.__dict__, "slots": slots})
     with tempfile.TemporaryDirectory(prefix="gl-bench-demo-") as d:
         w0, c0 = time.perf_counter(), time.process_time()
         summary, series = run_demo(sc, Path(d))
         write_outputs(summary, series, Path(d))
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    return {"attacks": list(sc.attacks), "slots": slots, "wall_s": round(wall, 2),
+    return {"attacks": list(sc.attacks), "privacy": "on" if privacy else "off", "slots": slots,
+            "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2), "wall_per_slot_s": round(wall / slots, 4),
             "txs": summary["ledger"]["txs"], "blocks": summary["ledger"]["blocks"],
             "verify_chain_s": summary["timings"]["verify_chain_s"],
@@ -48,17 +55,24 @@ def run(quick: bool = False) -> dict[str, Any]:
     # warm-up outside the timings: load the grid and its SimBench tags once (cached)
     from gridledger.grid import load_grid
     from gridledger.sim.community import equipment
-    from gridledger.sim.scenario import DEFAULT_NETWORK
+    from gridledger.sim.scenario import DEFAULT_NETWORK, DEMO_PRIVACY
 
     equipment(load_grid(DEFAULT_NETWORK))
-    honest = _one("none", slots)
-    default = _one("default", slots)
+    default_privacy = DEMO_PRIVACY
+    honest = _one("none", slots, default_privacy)
+    default = _one("default", slots, default_privacy)
+    other = _one("default", slots, not default_privacy)
+    on, off = (default, other) if default_privacy else (other, default)
     scale = 96 / slots
     return {
         "slots": slots,
         "default": default,
+        "clear" if default_privacy else "privacy": other,
         "honest": honest,
         "attack_overhead_ratio": round(default["wall_s"] / honest["wall_s"], 2),
+        "privacy_ratio": round(on["wall_s"] / off["wall_s"], 2),
+        "privacy_cpu_ratio": round(on["cpu_s"] / off["cpu_s"], 2),
+        "privacy_ratio_max": PRIVACY_RATIO_MAX,
         "default_day_s": round(default["wall_s"] * scale, 1),
         "target_s": TARGET_S,
         "meets_target": default["wall_s"] * scale < TARGET_S,

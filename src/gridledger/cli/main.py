@@ -208,7 +208,7 @@ def demo(
         try:
             # network, attacks, sizes against the grid: all before --out is touched
             sim.check_scenario(sim.scenario_from_flags(prosumers, total_hours, validators,
-                                                       attacks, seed, network))
+                                                       attacks, seed, network, privacy == "on"))
         except ConfigError as exc:
             _fail(str(exc))
         try:

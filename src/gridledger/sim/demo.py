@@ -31,7 +31,7 @@ from gridledger.sim.attacks import parse_attacks
 from gridledger.sim.engine import Engine
 from gridledger.sim.engine import Progress as ProgressFn
 from gridledger.sim.report import write_report
-from gridledger.sim.scenario import DEFAULT_NETWORK, Scenario, check_scenario
+from gridledger.sim.scenario import DEFAULT_NETWORK, DEMO_PRIVACY, Scenario, check_scenario
 from gridledger.sim.summary import series_of, summarize
 
 
@@ -63,7 +63,7 @@ def write_outputs(summary: dict[str, Any], series: dict[str, Any], out: Path) ->
 
 
 def scenario_from_flags(prosumers: int, hours: int, validators: int, attacks: str, seed: int,
-                        network: str | None, privacy: bool = False) -> Scenario:
+                        network: str | None, privacy: bool = DEMO_PRIVACY) -> Scenario:
     if hours < 1:
         raise ConfigError(f"--hours must be at least 1, got {hours}")
     names, notes = parse_attacks(attacks, validators)
@@ -74,7 +74,7 @@ def scenario_from_flags(prosumers: int, hours: int, validators: int, attacks: st
 
 def run_demo_cli(*, prosumers: int, hours: int, validators: int, attacks: str, out: Path,
                  seed: int, network: str | None, console: Console,
-                 privacy: bool = False) -> dict[str, Any]:
+                 privacy: bool = DEMO_PRIVACY) -> dict[str, Any]:
     sc = scenario_from_flags(prosumers, hours, validators, attacks, seed, network, privacy)
     check_scenario(sc)  # every input error before any work
     for n in sc.notes:

@@ -299,6 +299,12 @@ class UsageInference(Attack):
             "residual_bound": round(bound, 3),
             "curious_aggregator_correlation": round(agg_corr, 3),
         }
+        out["note"] = (f"measured on {out['view']}: household-specific correlation "
+                       f"{out['residual_correlation']} (bound {out['residual_bound']}, a random "
+                       f"guess {out['residual_correlation_of_a_random_guess']}); "
+                       f"{out['readings_naming_a_household']} of {out['readings_on_ledger']} "
+                       f"readings name a household; a curious aggregator "
+                       f"{out['curious_aggregator_correlation']}")
         # injected: one curious validator; a passive attack is not detectable: the defence
         # is the bound on what it learns
         return self.record(1, 0, mitigated=abs(resid) <= bound and abs(agg_corr) <= bound,
@@ -319,11 +325,19 @@ class Deanonymize(Attack):
         acc = a.accuracy(a.guess)
         chance = 1.0 / n
         bound = 2.0 * chance
+        view = f"validator-{a.obs.validator}'s store file and its node's HTTP API"
+        per_epoch = a.per_epoch_counterfactual() if a.obs.pseudonyms else {}
+        leaked = round(a.leaked_history(), 3) if a.obs.pseudonyms else None
+        note = (f"measured on {view}: {len(a.units)} readings under "
+                f"{len(a.obs.pseudonyms)} pseudonyms, linkage {acc:.3f} (chance {chance:.3f}, "
+                f"bound {bound:.3f})")
+        if per_epoch:
+            note += (f"; with a leaked earlier day {leaked}; one pseudonym a day would give "
+                     f"{per_epoch['ledger_only']} ({per_epoch['with_leaked_history']} with the "
+                     f"leaked day)")
         return self.record(
             len(a.units), 0, mitigated=acc <= bound, loss=0, passive=True,
             linkage_accuracy=round(acc, 3), chance=round(chance, 3), bound=round(bound, 3),
-            pseudonyms=len(a.obs.pseudonyms), opened_by_disputes=len(a.obs.opened),
-            view=f"validator-{a.obs.validator}'s store file and its node's HTTP API",
-            rotation_counterfactual={"per-epoch": a.per_epoch_counterfactual()}
-            if a.obs.pseudonyms else {},
-            with_leaked_history=round(a.leaked_history(), 3) if a.obs.pseudonyms else None)
+            pseudonyms=len(a.obs.pseudonyms), opened_by_disputes=len(a.obs.opened), view=view,
+            rotation_counterfactual={"per-epoch": per_epoch} if per_epoch else {},
+            with_leaked_history=leaked, note=note)

@@ -9,7 +9,10 @@ point id) — ``summary.privacy.clear_household_readings`` / ``clear_household_o
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridledger.crypto.sig import SigningKey
+from gridledger.crypto.sig import SigningKey, address_of
 from gridledger.errors import RejectedTx
 from gridledger.ledger import codec
 from gridledger.ledger.block import Header
@@ -169,8 +172,6 @@ class Observation:
 
 def _genesis_households(genesis: Genesis) -> tuple[list[bytes], dict[bytes, str],
                                                   dict[bytes, tuple[str, ...]]]:
-    from gridledger.crypto.sig import address_of
-
     addrs, cps, roles = [], {}, {}
     for p in genesis.doc.get("participants", []):
         r = tuple(p.get("roles", ()))
@@ -270,11 +271,7 @@ def _idle() -> dict[str, Any]:
 def node_api(path: Path, validator: int, key: SigningKey) -> Iterator[Any]:
     """The curious validator restarts its node from (a copy of) its own store and serves its
     HTTP API on loopback; yields an ``httpx.Client`` on it. Stopped on exit."""
-    import shutil
-    import tempfile
-    import threading
-
-    import httpx
+    import httpx  # the API stack loads only for this analysis, not for every demo run
 
     from gridledger.api import create_app
     from gridledger.api.limits import make_server

@@ -304,10 +304,21 @@ def _header(summary: Mapping[str, Any]) -> str:
                  f'{"all invariants hold" if good else "invariant violated"}</span>')
     else:
         badge = ""
+    # a defence that failed shows on the header, like a violated invariant (issue 19)
+    failed = [str(n) for n, a in _d(summary.get("attacks")).items()
+              if _d(a).get("mitigated") is False]
+    if failed:
+        badge += (f'<span class="badge bad" title="{_e(", ".join(failed))}">'
+                  f'{len(failed)} defence{"s" if len(failed) > 1 else ""} failed: '
+                  f'{_e(", ".join(failed))}</span>')
+    elif _d(summary.get("attacks")):
+        badge += '<span class="badge ok">every defence held</span>'
+    privacy = _d(summary.get("privacy")).get("mode", "–")
     items = [("network", sc.get("network", "–")), ("participants", sc.get("participants", "–")),
              ("validators", sc.get("validators", "–")), ("slots", sc.get("slots", "–")),
              ("seed", sc.get("seed", "–")), ("start", sc.get("start", "–")),
              ("mechanism", _d(summary.get("market")).get("mechanism", "–")),
+             ("privacy mode", privacy),
              ("attacks", ", ".join(attacks) if attacks else "none")]
     meta = "".join(f"<li>{_e(k)}: <b>{_e(v)}</b></li>" for k, v in items)
     return (f'<header><div class="wrap"><h1>gridledger community run{badge}</h1>'

@@ -38,14 +38,14 @@ under their own identities (``sim.identity.OwnKeys``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from gridledger.crypto import kem
 from gridledger.crypto.sig import SigningKey
 from gridledger.grid import SlotMeasurements
 from gridledger.ledger import codec
-from gridledger.ledger.modules.privacy.records import pseudo_cp
+from gridledger.ledger.modules.privacy.records import dispute_id_for_trade, pseudo_cp
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.privacy.ledger_io import (
     OwnPseudonym,
@@ -69,6 +69,7 @@ from gridledger.sim.community import (
 )
 from gridledger.sim.context import MEMBER_QUOTA, SimContext
 from gridledger.sim.feature import Feature
+from gridledger.sim.privacy_view import count_clear
 from gridledger.sim.records import Delivered
 
 ISSUE_SLOT_OF_DAY = 72
@@ -374,8 +375,6 @@ class PrivacyMode(Feature):
     def _trustees(self) -> list[bytes]:
         """The trustees' part of each recorded dispute: one posts the escrow, then k release
         their committed shares (a stage per block: the commitments are in the escrow)."""
-        from gridledger.ledger.modules.privacy.records import dispute_id_for_trade
-
         out: list[bytes] = []
         keys = self.keys
         for p, o in sorted(self.openings.items()):
@@ -451,7 +450,7 @@ class PrivacyMode(Feature):
                 "identities_opened": sum(1 for o in self.openings.values()
                                          if o.stage == "done"),
             })
-        out.update(scan_stores(ctx))
+        out.update(count_clear(ctx))
         return {"privacy": out}
 
     @staticmethod
@@ -471,18 +470,9 @@ class PrivacyMode(Feature):
 
 def _dso_view(meas: SlotMeasurements, opened: dict[str, tuple[int, int, str]]) -> SlotMeasurements:
     """The measurements as the DSO holds them: its own sensors, the meters' sealed reports."""
-    from dataclasses import replace
-
     return replace(meas.with_reported({cp: v[0] for cp, v in opened.items()}),
                    reported_varh_by_cp={**meas.reported_varh_by_cp,
                                         **{cp: v[1] for cp, v in opened.items()}},
                    vm_pu_by_cp={**meas.vm_pu_by_cp,
                                 **{cp: float(v[2]) for cp, v in opened.items() if v[2]}})
 
-
-def scan_stores(ctx: SimContext) -> dict[str, int]:
-    """Readings and orders that name a household on any validator's ledger (see
-    ``sim.privacy_view.count_clear``)."""
-    from gridledger.sim.privacy_view import count_clear
-
-    return count_clear(ctx)
