@@ -164,7 +164,7 @@ def _simbench_tags(code: str) -> dict[int, frozenset[str]]:
     except ValueError:  # not a SimBench code (a file or a pandapower example)
         return {}
     tags: dict[int, set[str]] = {}
-    for bus, prof in zip(net.load.bus, net.load.profile.astype(str)):
+    for bus, prof in zip(net.load.bus, net.load.profile.astype(str), strict=True):
         if prof.startswith(("HLS", "APLS", "WLS")):
             tags.setdefault(int(bus), set()).add("ev")
         elif prof.startswith(("Air", "Soil")):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,13 +179,11 @@ class SimContext:
             self._admission_meter.seconds += time.perf_counter() - t0
         resync: set[bytes] = set()
         rejected: list[str] = []
-        for raw, r in zip(raws, results):
+        for raw, r in zip(raws, results, strict=True):
             if isinstance(r, RejectedTx):
                 rejected.append(r.rule)
-                try:
+                with suppress(RejectedTx):  # undecodable bytes name no sender
                     resync.add(decode_tx(raw).sender)
-                except RejectedTx:
-                    pass
         self.data.record_admission(rejected, len(results) - len(rejected))
         for addr in sorted(resync):
             if addr in self._nonces:

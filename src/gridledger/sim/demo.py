@@ -100,15 +100,16 @@ def results_table(summary: dict[str, Any]) -> Table | Group:
     t = Table(title="Community day on the ledger", show_header=False)
     t.add_column("what")
     t.add_column("value", justify="right")
-    t.add_row("blocks / transactions", f"{led['blocks']} / {led['txs']} ({led['rejected_txs']} rejected)")
+    t.add_row("blocks / transactions",
+              f"{led['blocks']} / {led['txs']} ({led['rejected_txs']} rejected)")
     t.add_row("certificates verified", f"{led['certificate_checks']} signatures, ok={led['certificates_ok']}")
     t.add_row("trades / energy", f"{mkt['trades']} / {mkt['energy_traded_wh'] / 1000:.1f} kWh")
     mp = mkt["mean_price"]
     t.add_row("mean price", f"{mp:.4f} /kWh" if mp is not None else "-")
     t.add_row("honest members' savings vs tariff", f"{mkt['savings_pct']:.1f} %")
     t.add_row("voltage range / max loading",
-              f"{grid['min_voltage_pu']:.3f}-{grid['max_voltage_pu']:.3f} p.u. / {grid['max_line_loading_pct']:.1f} %"
-              if grid["max_voltage_pu"] is not None else "-")
+              f"{grid['min_voltage_pu']:.3f}-{grid['max_voltage_pu']:.3f} p.u. / "
+              f"{grid['max_line_loading_pct']:.1f} %" if grid["max_voltage_pu"] is not None else "-")
     t.add_row("invariants", ", ".join(f"{k}={'ok' if v else 'FAILED'}" for k, v in inv.items()))
     t.add_row("tx/s (ledger time)", str(summary["timings"].get("tx_per_s")))
     if summary["attacks"]:

@@ -201,7 +201,7 @@ def _prices_fig(rows: Sequence[Mapping[str, Any]], unit: str) -> go.Figure:
     x = _labels(rows)
     retail = _series(rows, "retail_micro_per_kwh", MICRO)
     fee = _series(rows, "grid_fee_micro_per_kwh", MICRO)
-    net = [None if r is None else r - (f or 0.0) for r, f in zip(retail, fee)]
+    net = [None if r is None else r - (f or 0.0) for r, f in zip(retail, fee, strict=True)]
     hover = "%{y:.4f} " + unit
     fig = go.Figure(layout=_layout(380, f"price ({unit})", "slot start"))
     fig.add_scatter(x=x, y=_series(rows, "price_micro_per_kwh", MICRO), name="clearing price",
@@ -402,13 +402,12 @@ def _kv_table(rows: Sequence[tuple[str, str]], head: str) -> str:
 def _ledger(summary: Mapping[str, Any]) -> str:
     ledger, timings = _d(summary.get("ledger")), _d(summary.get("timings"))
     inv = _d(summary.get("invariants"))
-    rows: list[tuple[str, str]] = []
-    for key in ("blocks", "txs", "rejected_txs", "certificate_checks", "validators"):
-        if key in ledger:
-            rows.append((_label(key), _e(_fmt(ledger[key]))))
-    for key in ("certificates_ok", "validators_agree"):
-        if key in ledger:
-            rows.append((_label(key), _check(ledger[key])))
+    rows: list[tuple[str, str]] = [
+        (_label(key), _e(_fmt(ledger[key])))
+        for key in ("blocks", "txs", "rejected_txs", "certificate_checks", "validators")
+        if key in ledger]
+    rows += [(_label(key), _check(ledger[key]))
+             for key in ("certificates_ok", "validators_agree") if key in ledger]
     root = ledger.get("state_root")
     if root:
         r = str(root)

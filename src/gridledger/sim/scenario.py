@@ -72,7 +72,7 @@ def check_scenario(sc: Scenario) -> GridModel:
         raise ConfigError(f"--prosumers {sc.participants} exceeds the {n_cp} connection points of "
                           f"{model.name} (one identity per connection point); choose a larger "
                           f"network, e.g. 1-LV-rural3--2-sw (118) or 1-LV-semiurb5--2-sw (104)")
-    if not 0 <= sc.first_slot or sc.first_slot + sc.slots + 4 > model.n_slots:
+    if sc.first_slot < 0 or sc.first_slot + sc.slots + 4 > model.n_slots:
         raise ConfigError(f"{sc.slots} slots from day {sc.start_day} run past the "
                           f"{model.n_slots // SLOTS_PER_DAY} days of {model.name}'s profiles")
     return model
