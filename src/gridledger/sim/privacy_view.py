@@ -28,10 +28,10 @@ from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.tx import Tx, decode_tx
 from gridledger.sim.context import SimContext
 
-READING_TXS = frozenset({"metering/reading", "metering/flag"})
+READING_TXS = frozenset({"metering/reading", "metering/flag", "certificates/storage_reading"})
 ORDER_TXS = frozenset({"market/order", "market/commit", "market/reveal", "market/replace",
                        "market/cancel"})
-READING_EVENTS = frozenset({"reading", "reading_flagged"})
+READING_EVENTS = frozenset({"reading", "reading_flagged", "storage_reading"})
 ORDER_EVENTS = frozenset({"order_placed", "order_cancelled", "order_replaced", "committed",
                           "revealed", "trade"})
 

@@ -64,13 +64,22 @@ class Certificates(Feature):
 
     # -- devices and sub-meters ----------------------------------------------------------
     def devices(self) -> list[list[Any]]:
+        """The DSO's device attestations: every member metered under its own cp (under privacy
+        mode a household meters under per-slot stand-in cps, which no certificate is issued
+        for, so its devices are not registered: the registry would only say who has PV)."""
         out = []
         for m in sorted(self.ctx.members, key=lambda m: m.cp):
+            if not self._own_cp(m, self.ctx.first):
+                continue
             pv, b = solar_w(self.ctx, m), m.battery
             if pv or b is not None:
                 out.append([m.cp, pv, b.power_wh * 4 if b else 0, b.capacity_wh if b else 0,
                             b.efficiency_pct if b else 100])
         return out
+
+    def _own_cp(self, m: Member, slot: int) -> bool:
+        """Whether the ledger knows ``m``'s readings of ``slot`` by its own cp."""
+        return self.ctx.identities.ledger_cp(m, slot) == m.cp
 
     def adjust_injection(self, step: Step, planned_wh: dict[str, int]) -> None:
         self.planned[step.slot] = dict(planned_wh)
@@ -111,7 +120,7 @@ class Certificates(Feature):
         return [ctx.tx(ctx.identities.meter_key(m, slot), "certificates/storage_reading",
                        {"slot": slot, "charged_wh": max(0, -flows[m.cp]),
                         "discharged_wh": max(0, flows[m.cp])})
-                for m in ctx.members if m.cp in flows]
+                for m in ctx.members if m.cp in flows and self._own_cp(m, slot)]
 
     def claims(self, now: int) -> list[bytes]:
         """Each member's store and cancel transactions for the GCs it holds in open hours,
