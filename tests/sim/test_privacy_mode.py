@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from gridledger.crypto.sig import SigningKey
-from gridledger.errors import RejectedTx
+from gridledger.errors import ConfigError, RejectedTx
 from gridledger.ledger.modules.privacy.records import pool_address
 from gridledger.ledger.tx import decode_tx, sign_tx
+from gridledger.sim.attacks import CLEAR_MODE_ONLY, parse_attacks
 from gridledger.sim.clock import SLOT_S
 from gridledger.sim.community import EPOCH_SLOTS, POOL_ALLOWANCE_MICRO
 from gridledger.sim.engine import Engine
@@ -39,6 +40,17 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
         eng.step(step)
     yield eng
     eng.ctx.close()
+
+
+def test_attacks_with_nothing_to_act_on_under_privacy_mode() -> None:
+    """Certificate scenarios need certificates, issued only for devices at a household's own
+    cp: privacy mode's default set leaves them out with a note; naming one is refused."""
+    names, notes = parse_attacks("default", 4, privacy=True)
+    assert not set(CLEAR_MODE_ONLY) & set(names) and len(notes) == len(CLEAR_MODE_ONLY)
+    assert all("left out under privacy mode" in n for n in notes)
+    assert set(CLEAR_MODE_ONLY) <= set(parse_attacks("default", 4, privacy=False)[0])
+    with pytest.raises(ConfigError, match="double-claim needs --privacy off"):
+        parse_attacks("fdi-meter,double-claim", 4, privacy=True)
 
 
 def _privacy(eng: Engine) -> PrivacyMode:

@@ -66,7 +66,7 @@ def scenario_from_flags(prosumers: int, hours: int, validators: int, attacks: st
                         network: str | None, privacy: bool = DEMO_PRIVACY) -> Scenario:
     if hours < 1:
         raise ConfigError(f"--hours must be at least 1, got {hours}")
-    names, notes = parse_attacks(attacks, validators)
+    names, notes = parse_attacks(attacks, validators, privacy)
     return Scenario(participants=prosumers, slots=hours * SLOTS_PER_DAY // 24,
                     validators=validators, attacks=names, seed=seed,
                     network=network or DEFAULT_NETWORK, notes=notes, privacy=privacy)

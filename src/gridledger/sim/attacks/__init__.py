@@ -51,13 +51,22 @@ PLANNED: tuple[str, ...] = (
     "contract-bug")
 MIN_VALIDATORS: dict[str, int] = {"byzantine-validator": 4}
 """Attacks that need a minimum number of validators (f = 1 needs n >= 3f + 1)."""
+CLEAR_MODE_ONLY: dict[str, str] = dict.fromkeys(
+    ("double-claim", "phantom-generation"),
+    "granular certificates are issued only for devices the DSO registered at a household's "
+    "own connection point, and under privacy mode every household meters under per-slot "
+    "stand-in cps, so no certificate exists to attack (--privacy off runs it)")
+"""Attacks that privacy mode leaves nothing to act on, with the reason."""
 
 
-def parse_attacks(spec: str, validators: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def parse_attacks(spec: str, validators: int,
+                  privacy: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``spec`` = ``default`` | ``all`` | ``none`` | comma-separated names.
 
     Returns (attacks in registry order, notes). Raises ``ConfigError`` for an unknown or
-    not yet implemented name, or an attack the validator count cannot carry.
+    not yet implemented name, an attack the validator count cannot carry, or one privacy
+    mode leaves nothing to act on (``CLEAR_MODE_ONLY``); ``default``/``all`` leave those out
+    with a note.
     """
     spec = spec.strip()
     notes: list[str] = []
@@ -69,6 +78,9 @@ def parse_attacks(spec: str, validators: int) -> tuple[tuple[str, ...], tuple[st
             if validators < MIN_VALIDATORS.get(n, 0):
                 names.remove(n)
                 notes.append(f"{n} left out: it needs at least {MIN_VALIDATORS[n]} validators")
+            elif privacy and n in CLEAR_MODE_ONLY:
+                names.remove(n)
+                notes.append(f"{n} left out under privacy mode: {CLEAR_MODE_ONLY[n]}")
     else:
         names = [n.strip() for n in spec.split(",") if n.strip()]
         for n in names:
@@ -81,20 +93,26 @@ def parse_attacks(spec: str, validators: int) -> tuple[tuple[str, ...], tuple[st
             if validators < MIN_VALIDATORS.get(n, 0):
                 raise ConfigError(f"attack {n} needs --validators >= {MIN_VALIDATORS[n]} "
                                   "(f = 1 faulty validator is tolerated only with n >= 3f + 1)")
+            if privacy and n in CLEAR_MODE_ONLY:
+                raise ConfigError(f"attack {n} needs --privacy off: {CLEAR_MODE_ONLY[n]}")
     order = {n: i for i, n in enumerate(ATTACKS)}
     return tuple(sorted(dict.fromkeys(names), key=order.__getitem__)), tuple(notes)
 
 
 def make_attacks(names: Sequence[str], ctx: SimContext,
                  options: dict[str, dict[str, Any]]) -> list[Attack]:
-    """Instantiate and set up the named attacks (``options[name]`` is passed to each)."""
+    """Instantiate and set up the named attacks (``options[name]`` is passed to each).
+    Raises ``ConfigError`` for an attack privacy mode leaves nothing to act on."""
+    for n in names:
+        if ctx.sc.privacy and n in CLEAR_MODE_ONLY:
+            raise ConfigError(f"attack {n} needs --privacy off: {CLEAR_MODE_ONLY[n]}")
     out = [ATTACK_CLASSES[n](ctx, options.get(n, {})) for n in names]
     for a in out:
         a.setup()
     return out
 
 
-__all__ = ["ATTACKS", "ATTACK_CLASSES", "DEFAULT_ATTACKS", "PLANNED", "Attack",
+__all__ = ["ATTACKS", "ATTACK_CLASSES", "CLEAR_MODE_ONLY", "DEFAULT_ATTACKS", "PLANNED", "Attack",
            "ByzantineValidator", "ClassicalKey", "DosFlood", "DoubleClaim", "FakeBids",
            "FalseNonReceipt", "FdiMeter", "FdiStealthy", "NonDelivery", "PhantomGeneration",
            "Replay", "Tamper", "make_attacks", "parse_attacks"]
