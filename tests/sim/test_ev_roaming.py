@@ -46,10 +46,8 @@ class FakeEngine:
         self.members = [Member(i, f"h{i:02d}", f"cp{i}", k, w.meters[i], "prosumer",
                                ("ev",) if i == ev_owner else ("pv",), None)
                         for i, k in enumerate(w.users)]
-        keys = PrivacyKeys(w.trustee_keys, w.trustee_set, aggregator_keys=(),
-                           billing_kem=KemKey(b"\x05" * 64),
-                           foreign_dso_key=sim_key(7, "foreign-dso", 0, alg="ml-dsa-44"),
-                           dso_kem=KemKey(b"\x06" * 64))
+        keys = PrivacyKeys(w.trustee_keys, w.trustee_set, KemKey(b"\x05" * 64),
+                           sim_key(7, "foreign-dso", 0, alg="ml-dsa-44"))
         self.community = SimpleNamespace(dso=w.dso, privacy_keys=keys, members=self.members)
         self.net = w.net
         self.ledger = LedgerView(w.net.entry.app)
