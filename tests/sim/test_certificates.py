@@ -29,6 +29,7 @@ from gridledger.node.verify import find_stores
 from gridledger.sim.demo import run_demo, write_outputs
 from gridledger.sim.features.certificates import Certificates
 from gridledger.sim.scenario import Scenario
+from tests.ledger.modules.test_certificates import _NoFlags
 
 pytestmark = pytest.mark.slow
 
@@ -200,22 +201,6 @@ def test_phantom_generation_flagged_and_not_certified(attacked: dict[str, Any]) 
     assert r["detected"] == r["injected"] and r["phantom_certified_wh"] == 0
     c = attacked["certificates"]
     assert c["withheld_wh"] > 0 and c["issued_wh"] <= c["metered_export_wh"]
-
-
-class _NoFlags:
-    """The metering keeper as issuance would see it if it ignored the DSO's flags."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-
-    def reading_of(self, state: Any, slot: int, cp: str) -> Any:
-        return self.real.reading_of(state, slot, cp)
-
-    def flag_of(self, state: Any, slot: int, cp: str) -> None:
-        return None
-
-    def trusted_readings_for_slot(self, state: Any, slot: int) -> Any:
-        return self.real.trusted_readings_for_slot(state, slot)
 
 
 def test_both_attacks_without_their_defences(tmp_path: Path,
