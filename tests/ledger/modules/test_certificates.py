@@ -385,3 +385,10 @@ def test_phantom_generation_with_both_defences_removed_is_certified(
     _without_invariants(w)
     traded_slot(w, flag=True)
     assert keeper.totals(w.app.state).issued_wh == 1_000
+
+
+def test_issuance_runs_after_settlement_in_the_catalog() -> None:
+    """A slot is issued in the block that settles it only if this end-block hook runs after
+    the market's (and reads metering's flags, which the market's settlement used)."""
+    names = [m.name for m in catalog_modules()]
+    assert names.index("certificates") > max(names.index("market"), names.index("metering"))

@@ -1,6 +1,6 @@
 """Issuance at settlement, transfer with delivered energy, expiry at the hour's close.
 
-The end-of-block hook runs after the market's (the catalog lists this module last), so a
+The end-of-block hook runs after the market's (the catalog lists this module after it), so a
 slot is issued in the very block that settles it, from exactly what settlement used:
 
 1. **Issue.** For every registered device whose connection point has a signed reading for
