@@ -269,3 +269,28 @@ def test_a_failed_subscription_is_retried_on_the_next_open():
         board.open(1, _keys(chain))
     board.open(1, _keys(chain))
     assert board.votes(1) == [vote]
+
+
+def test_nats_log_is_held_in_a_bounded_window(cluster):
+    """Memory per validator does not grow with the chain or a flood of entries: the orderer
+    fetches the log into a window and forgets what the node has cut."""
+    writer = NatsOrderer(cluster.urls, "window-test")
+    reader = NatsOrderer(cluster.urls, "window-test", max_buffered=50)
+    try:
+        writer.append_many([Entry("tx", tx=b"%d" % i) for i in range(300)])
+        assert reader.wait_for(50, 10)
+        assert not reader.wait_for(51, 1.0)  # the window is full: fetching waits
+        assert reader.buffered() == 50 and reader.read(0, 1)[0].tx == b"0"
+        seen = []
+        pos = 0
+        while pos < 300:
+            assert reader.wait_for(pos + 1, 10)
+            got = reader.read(pos, 1000)
+            seen += [e.tx for e in got]
+            pos += len(got)
+            reader.forget_before(pos)  # as a node does once it has cut these entries
+            assert reader.buffered() <= 50
+        assert seen == [b"%d" % i for i in range(300)] and reader.read(0, 1) == []
+    finally:
+        writer.close()
+        reader.close()

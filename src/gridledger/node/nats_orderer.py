@@ -3,10 +3,13 @@ replicated R=3 (Raft).
 
 ``GL_<chain>_LOG`` (subject ``gl.<chain>.log``): every validator publishes admitted
 transactions (in batches) and its signed ticks; JetStream assigns the total order; each
-validator consumes the whole stream with an ordered consumer and cuts the same blocks from
-it (``BlockCutter``). ``Nats-Msg-Id`` deduplicates by content: a transaction re-submitted
-through several validators (message id = its hash), a batch or tick re-published after a
-failed acknowledgement (message id = the entry's hash), enter the log once.
+validator reads the whole stream in order and cuts the same blocks from it
+(``BlockCutter``). The log is fetched by a pull consumer into a bounded window: entries a
+node has cut are forgotten (``forget_before``), and fetching pauses while the window is
+full, so memory grows neither with the chain nor with a flood of entries. ``Nats-Msg-Id``
+deduplicates by content: a transaction re-submitted through several validators (message id
+= its hash), a batch or tick re-published after a failed acknowledgement (message id = the
+entry's hash), enter the log once.
 
 ``GL_<chain>_VOTES`` (subjects ``gl.<chain>.votes.<height>``): one subject per height, so a
 validator follows only the heights it works on (``follow_votes``): the votes stored for a
@@ -30,6 +33,9 @@ from typing import Any
 from gridledger.crypto.hashing import sha3_256
 from gridledger.errors import ConfigError
 from gridledger.node.orderer import Entry
+
+
+MAX_PAYLOAD_BYTES = 1024 * 1024  # nats-server's default max_payload
 
 
 def stream_name(chain_id: str, what: str = "LOG") -> str:
@@ -56,12 +62,21 @@ class NatsOrderer:
     """A synchronous ``Orderer`` over a JetStream stream."""
 
     def __init__(self, urls: Sequence[str], chain_id: str, replicas: int = 3,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, max_buffered: int = 20_000,
+                 max_buffered_bytes: int = 128 * 1024 * 1024) -> None:
         self.urls = list(urls)
         self.chain_id = chain_id
         self.replicas = replicas
         self.timeout_s = timeout_s
+        self.max_buffered = max_buffered
+        self.max_buffered_bytes = max_buffered_bytes
+        # the log from position ``_base`` on, as far as it has been fetched; entries below
+        # ``_base`` were forgotten (``forget_before``): memory holds a window, not the chain
         self._entries: list[Entry] = []
+        self._sizes: list[int] = []
+        self._base = 0
+        self._bytes = 0
+        self._closing = False
         self._followers: dict[int, list[Callable[[bytes], None]]] = {}
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -97,17 +112,17 @@ class NatsOrderer:
                 await self._ensure_stream(stream_name(self.chain_id), subject(self.chain_id))
                 await self._ensure_stream(stream_name(self.chain_id, "VOTES"),
                                           subject(self.chain_id, "votes") + ".*")
-                await self._js.subscribe(subject(self.chain_id), cb=self._on_msg,
-                                         ordered_consumer=True, stream=stream_name(self.chain_id))
                 # new votes only: a height's stored votes are fetched when it is followed
                 await self._js.subscribe(subject(self.chain_id, "votes") + ".*", cb=self._on_vote,
                                          ordered_consumer=True, deliver_policy=DeliverPolicy.NEW,
                                          stream=stream_name(self.chain_id, "VOTES"))
-                return
+                break
             except Exception:
                 if loop.time() > deadline:
                     raise
                 await asyncio.sleep(0.5)
+
+        self._consumer = asyncio.ensure_future(self._consume())
 
     async def _ensure_stream(self, name: str, subj: str) -> None:
         from nats.js.api import StorageType, StreamConfig
@@ -126,8 +141,58 @@ class NatsOrderer:
                 except Exception:
                     raise ConfigError(f"cannot create JetStream stream {cfg.name}: {exc}") from exc
 
-    async def _on_msg(self, msg: Any) -> None:
-        seq = msg.metadata.sequence.stream
+    def _room(self) -> int:
+        """How many entries may be fetched now (0: the window is full)."""
+        with self._cond:
+            free_bytes = self.max_buffered_bytes - self._bytes
+            if free_bytes <= 0:
+                return 0
+            # a message is at most NATS's payload limit: a batch cannot overshoot the budget
+            # by more than itself
+            by_bytes = max(1, free_bytes // MAX_PAYLOAD_BYTES)
+            return max(0, min(self.max_buffered - len(self._entries), by_bytes))
+
+    async def _consume(self) -> None:
+        """Fetch the log in order into the window, pausing while the window is full (the
+        node forgets what it has cut: ``forget_before``), so a node far behind, or a flood
+        of entries, never holds more than ``max_buffered`` entries / bytes."""
+        from nats.errors import TimeoutError as NatsTimeout
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        psub: Any = None
+        while not self._closing:
+            room = self._room()
+            if not room:
+                await asyncio.sleep(0.02)
+                continue
+            with self._cond:
+                want = self._base + len(self._entries) + 1  # next stream sequence
+            try:
+                if psub is None:
+                    cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                         opt_start_seq=want, ack_policy=AckPolicy.NONE,
+                                         inactive_threshold=30.0, mem_storage=True,
+                                         num_replicas=1)
+                    psub = await self._js.pull_subscribe(subject(self.chain_id),
+                                                         stream=stream_name(self.chain_id),
+                                                         config=cfg)
+                msgs = await psub.fetch(batch=min(256, room), timeout=1.0)
+            except NatsTimeout:
+                continue  # nothing new
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                psub = None  # consumer lost (a server failed): make a new one from ``want``
+                await asyncio.sleep(0.3)
+                continue
+            for msg in msgs:
+                if not self._accept(msg):
+                    psub = None  # a gap: start again from the next sequence we need
+                    break
+
+    def _accept(self, msg: Any) -> bool:
+        """Append ``msg`` if it is the next entry; False on a gap."""
+        seq = int(msg.metadata.sequence.stream)
         try:
             entry = Entry.decode(msg.data)
         except Exception:
@@ -135,11 +200,16 @@ class NatsOrderer:
             # position (every validator sees the same log) and carries nothing
             entry = Entry("void")
         with self._cond:
-            # the ordered consumer delivers in stream order without gaps; a duplicate
-            # redelivery after a consumer reset is skipped by sequence
-            if seq == len(self._entries) + 1:
-                self._entries.append(entry)
-                self._cond.notify_all()
+            nxt = self._base + len(self._entries) + 1
+            if seq < nxt:
+                return True  # a duplicate after a consumer reset
+            if seq > nxt:
+                return False
+            self._entries.append(entry)
+            self._sizes.append(len(msg.data))
+            self._bytes += len(msg.data)
+            self._cond.notify_all()
+            return True
 
     # -- Orderer protocol ------------------------------------------------------
     def append(self, entry: Entry) -> int:
@@ -159,18 +229,37 @@ class NatsOrderer:
         return [int(a.seq) - 1 for a in self._call(go(), timeout=self.timeout_s * 6)]
 
     def read(self, start: int, limit: int) -> Sequence[Entry]:
+        """Entries from ``start``; none for a position already forgotten."""
         with self._cond:
-            return self._entries[start:start + limit]
+            if start < self._base:
+                return []
+            i = start - self._base
+            return self._entries[i:i + limit]
 
     def length(self) -> int:
         with self._cond:
-            return len(self._entries)
+            return self._base + len(self._entries)
 
     def wait_for(self, n: int, timeout_s: float | None = None) -> bool:
         """Block until at least ``n`` entries have been consumed locally."""
         with self._cond:
-            return self._cond.wait_for(lambda: len(self._entries) >= n,
+            return self._cond.wait_for(lambda: self._base + len(self._entries) >= n,
                                        timeout_s if timeout_s is not None else self.timeout_s)
+
+    def forget_before(self, position: int) -> None:
+        """Drop entries below ``position`` (already cut into blocks): the window moves on."""
+        with self._cond:
+            drop = min(max(0, position - self._base), len(self._entries))
+            if drop:
+                self._bytes -= sum(self._sizes[:drop])
+                del self._entries[:drop]
+                del self._sizes[:drop]
+                self._base += drop
+
+    def buffered(self) -> int:
+        """Entries held in memory (the window)."""
+        with self._cond:
+            return len(self._entries)
 
     # -- the vote channel ---------------------------------------------------------
     def publish_vote(self, height: int, data: bytes) -> None:
@@ -237,8 +326,12 @@ class NatsOrderer:
 
     def close(self) -> None:
         async def shut() -> None:
+            self._closing = True
+            self._consumer.cancel()
+            await asyncio.gather(self._consumer, return_exceptions=True)
             if self._nc is not None:
-                await self._nc.drain()
+                # every publish was acknowledged already: nothing to flush, no need to drain
+                await self._nc.close()
             me = asyncio.current_task()
             rest = [t for t in asyncio.all_tasks() if t is not me]
             for t in rest:

@@ -109,6 +109,10 @@ class Orderer(Protocol):
         """Call ``deliver`` with every vote published for ``height``, past and future (on
         any thread); returns a function that stops following."""
 
+    def forget_before(self, position: int) -> None:
+        """The node has cut everything below ``position``: the orderer may drop it from
+        memory (``read`` then returns nothing there)."""
+
     def close(self) -> None:
         """Release connections (the log itself is durable where the transport is)."""
 
@@ -174,6 +178,10 @@ class LocalOrderer:
                     self._followers.pop(height, None)
 
         return stop
+
+    def forget_before(self, position: int) -> None:
+        """Kept: an in-process log may be shared by several readers (in-process validator
+        processes, a second embedded network); it lives as long as this object."""
 
     def close(self) -> None:
         """Nothing to release: the log lives as long as this object."""

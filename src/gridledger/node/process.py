@@ -158,6 +158,7 @@ class ValidatorProcess:
                 self.audit(h, *self._certified[h])
         self._certified.pop(header.height - 2, None)
         self.board.close_below(header.height - 1)
+        self.orderer.forget_before(min(self.cutter.pos, self._pre_pos))
         if ok:
             self.service.notify(header, v.last_result)
         return True
@@ -234,7 +235,9 @@ class ValidatorProcess:
             self._unpublished = []
 
     def _txs_since_our_tick(self) -> bool:
-        return any(e.kind in ("tx", "txs") for e in self.orderer.read(self._tick_pos + 1, 4096))
+        """Transactions ordered after our last tick and not yet cut into a block."""
+        start = max(self._tick_pos + 1, self.cutter.pos)
+        return any(e.kind in ("tx", "txs") for e in self.orderer.read(start, 4096))
 
     def publish_tick(self) -> None:
         """Publish this validator's signed tick(s) if the chain needs one.
