@@ -221,6 +221,11 @@ def test_byzantine_validator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     r = check_defended(run(tmp_path / "on", ("byzantine-validator",), validators=4, slots=16),
                        "byzantine-validator")
     assert r["faulty_validators"] == [3] and list(r["offenders"]) == ["3"]
+    # the third window (issue 21.1): relabelled votes, forged ticks, far-future votes are
+    # all named on the faulty validator, none on an honest one, and time held
+    reasons = " ".join(r["offenders"]["3"])
+    assert "tick" in reasons and ("invalid vote signature" in reasons or "another height" in reasons)
+    assert r["honest_named"] == [] and r["max_slot_time_step_s"] <= 3600
     import gridledger.node.embedded as embedded
     from gridledger.ledger.block import Certificate
 
@@ -232,6 +237,17 @@ def test_byzantine_validator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(embedded.VoteTally, "certificate", trust_one)
     off = undefended(tmp_path / "off", "byzantine-validator", validators=4, slots=16)
     assert off is None or not off["mitigated"]
+
+
+def test_byzantine_validator_without_the_tick_quorum(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removal test: time from any one validator's tick; the forging validator moves the
+    chain's time a century ahead."""
+    import gridledger.node.ticks as ticks
+
+    monkeypatch.setattr(ticks, "max_faulty", lambda n: 0)
+    off = undefended(tmp_path / "off", "byzantine-validator", validators=4, slots=16)
+    assert off is None or (not off["mitigated"] and off["max_slot_time_step_s"] > 10**9)
 
 
 def test_replay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -184,12 +184,13 @@ class EmbeddedNetwork:
             headers[v.index] = v.execute(blk, checks_from(items, oks))
         keys = self.entry.app.validator_keys()
         tally = VoteTally(len(keys), self.genesis.chain_id, headers[0].height)
-        tally.offenders.update(self._tick_offenders)
-        self._tick_offenders = {}
+        bad_ticks, self._tick_offenders = self._tick_offenders, {}
         for v in self.validators:
             src = v.vote_index()  # in-process: we know which node a vote came from
             for vote in v.votes(headers[v.index]):
                 tally.add(vote, keys, source=src)
+        for i, why in bad_ticks.items():  # named for this block too, after its votes' faults
+            tally.offenders.setdefault(i, why)
         cert = tally.certificate()
         self.evidence.extend(tally.evidence)
         if cert is None:
@@ -198,26 +199,27 @@ class EmbeddedNetwork:
             self.halted = ChainHalted(
                 f"no header at height {blk_height(headers)} reached a quorum of "
                 f"{quorum(len(keys))}/{len(keys)} votes; offenders: {dict(tally.offenders)}")
-            self._record(tally)
+            self._record(tally, bad_ticks)
             raise self.halted
         for i, vote in tally.voted.items():
             if vote.header_hash != cert.header_hash and i not in tally.offenders:
                 tally.offenders[i] = "voted for a header the quorum did not certify"
         for v in self.validators:
             v.finalize(cert)
-        self._record(tally)
+        self._record(tally, bad_ticks)
         fb = FinalizedBlock(headers[0], self.entry.last_result, cert, dict(tally.offenders))
         self.finalized.append(fb)
         return fb
 
-    def _record(self, tally: VoteTally) -> None:
-        for i, reason in tally.offenders.items():
+    def _record(self, tally: VoteTally, bad_ticks: Mapping[int, str]) -> None:
+        reasons = [*tally.offenders.items(), *bad_ticks.items()]
+        for i, reason in reasons:
             self.offenders.setdefault(i, set()).add(reason)
         for v in self.validators:
             if v.fault is None:
                 for ev in tally.evidence:
                     v.store.add_evidence(ev.height, "equivocation", ev.to_obj())
-                for i, reason in sorted(tally.offenders.items()):
+                for i, reason in sorted(set(reasons)):
                     if reason != "equivocation":
                         v.store.add_evidence(v.height, "fault", {"validator": i, "reason": reason})
 

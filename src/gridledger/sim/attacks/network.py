@@ -92,9 +92,14 @@ class ByzantineValidator(Attack):
     name: ClassVar[str] = "byzantine-validator"
     threat: ClassVar[str] = "4 51% attack on small ledgers"
     defence: ClassVar[str] = (
-        "BFT quorum certificates over the state root; equivocation evidence; offenders "
-        "named; a minority cannot finalise anything")
-    windows = (((0.40, 0.45), "wrong-root"), ((0.60, 0.65), "equivocate"))
+        "BFT quorum certificates over the state root; votes signed over chain, height and "
+        "header; block time the (f+1)-th largest of the validators' signed ticks; "
+        "equivocation evidence; offenders named; a minority cannot finalise anything")
+    # the third window (issue 21.1): relabelled votes of the previous height, ticks a
+    # century ahead (own name, another's, another chain), votes for far-future heights
+    windows = (((0.40, 0.45), "wrong-root"), ((0.60, 0.65), "equivocate"),
+               ((0.80, 0.85), "relabel,forge-tick,far-future"))
+    MAX_TIME_STEP_S = 3600  # honest steps are a slot at most; a forged clock would be years
 
     def setup(self) -> None:
         n = len(self.eng.net.validators)
@@ -102,6 +107,8 @@ class ByzantineValidator(Attack):
         self.faulty = list(range(n - f, n))
         self.blocks = self.detected = 0
         self.active: str | None = None
+        self.last_time: int | None = None
+        self.max_time_step_s = 0
 
     def before_tick(self, time_s: int) -> None:
         slot = step_slot(time_s)
@@ -114,6 +121,10 @@ class ByzantineValidator(Attack):
             self.eng.net.validators[i].fault = mode
 
     def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
+        t = fb.header.slot_time
+        if self.last_time is not None:
+            self.max_time_step_s = max(self.max_time_step_s, t - self.last_time)
+        self.last_time = t
         if self.active is None:
             return
         self.blocks += 1
@@ -123,13 +134,19 @@ class ByzantineValidator(Attack):
     def result(self) -> dict[str, Any]:
         named = {i: sorted(r) for i, r in sorted(self.eng.net.offenders.items())}
         honest_named = [i for i in named if i not in self.faulty]
-        ok = self.detected == self.blocks and not honest_named and self.eng.validators_agree
+        time_held = self.max_time_step_s <= self.MAX_TIME_STEP_S
+        ok = (self.detected == self.blocks and not honest_named and time_held
+              and self.eng.validators_agree)
         return self.record(self.blocks, self.detected, ok, 0,
                            faulty_validators=self.faulty,
                            offenders={str(i): r for i, r in named.items()},
+                           honest_named=honest_named,
                            equivocation_evidence=len(self.eng.net.evidence),
-                           note="injected = blocks voted on while faulty; every one was "
-                                "finalised by the honest quorum")
+                           max_slot_time_step_s=self.max_time_step_s,
+                           note="injected = blocks voted on while faulty (wrong root, "
+                                "equivocation, relabelled votes, forged ticks, far-future "
+                                "votes); every one was finalised by the honest quorum at the "
+                                "honest validators' time")
 
 
 class Replay(Attack):
