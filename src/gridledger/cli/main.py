@@ -1,4 +1,4 @@
-"""``gridledger`` — demo, verify-chain, bench, keys, node."""
+"""``gridledger`` — demo, verify-chain, audit, bench, keys, node."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ tx_app = typer.Typer(help="Sign and submit transactions to a node's HTTP API.",
                      no_args_is_help=True)
 app.add_typer(tx_app, name="tx")
 app.add_typer(certificates_app, name="certificates")
+audit_app = typer.Typer(help="Audit bundles a regulator checks with the CLI alone.",
+                        no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 console = Console(soft_wrap=True)  # lines naming files and blocks stay whole when piped
 err = Console(stderr=True, soft_wrap=True)  # messages stay on one line (paths, grep)
 
@@ -278,6 +281,79 @@ def verify_chain(
             console.print(f"[red]BAD[/]  {path}  first bad block {r.bad_height}: {r.reason}")
     if bad:
         raise typer.Exit(FAILURE)
+
+
+@audit_app.command("export")
+def audit_export(
+    directory: Annotated[Path, typer.Argument(
+        help="A demo --out folder, a node data folder, or one .sqlite store.")],
+    out: Annotated[Path, typer.Argument(help="The bundle file to write.")],
+    prove: Annotated[list[str] | None, typer.Option(
+        help="State key prefix to prove at the tip (repeatable; default bank/).")] = None,
+) -> None:
+    """Write an audit bundle: genesis, every certified header and certificate, the blocks'
+    transactions and receipts, and membership proofs of the audited state at the tip.
+
+    With several stores under DIRECTORY the one with the most blocks is exported. Exit 2:
+    DIRECTORY holds no ledger store or OUT is a folder."""
+    _startup_check()
+    from gridledger.node.audit import DEFAULT_PREFIXES, export_bundle
+    from gridledger.node.store import BlockStore
+    from gridledger.node.verify import find_stores
+
+    if not directory.exists():
+        _fail(f"{directory} does not exist")
+    if out.is_dir():
+        _fail(f"OUT {out} is a folder; name the bundle file to write")
+    stores = find_stores(directory)
+    if not stores:
+        _fail(f"no ledger store (*.sqlite) under {directory}")
+    for path in stores:
+        _ledger_store(path)
+
+    def tip(path: Path) -> int:
+        st = BlockStore(path, readonly=True)
+        try:
+            return st.tip()
+        finally:
+            st.close()
+
+    source = max(stores, key=lambda p: (tip(p), -stores.index(p)))
+    prefixes = tuple(p.encode() for p in prove) if prove else DEFAULT_PREFIXES
+    try:
+        rep = export_bundle(source, out, prefixes)
+    except GridLedgerError as exc:
+        _failure(str(exc))
+    console.print(f"[green]exported[/] {source} -> {out}: {rep.blocks} blocks, "
+                  f"{rep.proofs} proofs, {rep.size_bytes:,} bytes; tip {rep.tip_hash.hex()[:16]}…, "
+                  f"state root {rep.state_root.hex()[:16]}…")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    bundle: Annotated[Path, typer.Argument(help="An audit bundle written by `audit export`.")],
+    replay: Annotated[bool, typer.Option(
+        help="Re-execute every block from the genesis inside (full check).")] = True,
+) -> None:
+    """Check an audit bundle with no other input: hash links from the genesis inside,
+    quorum certificates, transaction and receipts roots, re-execution, and the proofs
+    against the tip's certified state root. A failure names the record and, when it can be
+    located, the altered byte. Exit 2: BUNDLE missing; exit 1: it fails."""
+    _startup_check()
+    from gridledger.node.audit import verify_bundle
+
+    _existing_file("BUNDLE", bundle)
+    r = verify_bundle(bundle, replay=replay)
+    if r.ok:
+        console.print(f"[green]ok[/]   {bundle}  chain={r.chain_id} blocks={r.blocks} "
+                      f"proofs={r.proofs} genesis={r.genesis_hash.hex()[:16]}… "
+                      f"tip={r.tip_hash.hex()[:16]}… state_root={r.state_root.hex()[:16]}…"
+                      + ("" if r.replayed else " (not re-executed)"))
+        return
+    console.print(f"[red]BAD[/]  {bundle}")
+    for f in r.findings:
+        console.print(f"  {f}", markup=False)
+    raise typer.Exit(FAILURE)
 
 
 @app.command()

@@ -20,7 +20,7 @@ The first failure is named with its table, row and height.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,70 @@ def _check_evidence(row: int, height: int, kind: str, body: Any, chain_id: str,
         raise _Bad(*where, f"equivocation evidence: a vote does not verify under validator {i}'s key")
 
 
+class BlockFault(Exception):
+    """One block fails a check: ``part`` (header, certificate, transactions, receipts, log
+    position) says which of its stored pieces, ``what`` why."""
+
+    def __init__(self, part: str, what: str) -> None:
+        super().__init__(what)
+        self.part, self.what = part, what
+
+
+def decode_block(height: int, header_raw: bytes, cert_raw: bytes,
+                 txs: Callable[[], list[bytes]]) -> tuple[Header, Certificate, list[bytes]]:
+    """Strict decoding of one stored block (one encoding each); raises ``BlockFault``."""
+    part = "header"
+    try:
+        header = Header.decode(header_raw)
+        part = "certificate"
+        cert = Certificate.decode(cert_raw)
+        part = "transactions"
+        tx_list = txs()
+    except GridLedgerError as exc:
+        raise BlockFault(part, f"undecodable: {exc}") from exc
+    if header.height != height:
+        raise BlockFault("header", "header height/chain id")
+    return header, cert, tx_list
+
+
+def check_certified(chain_id: str, prev_hash: bytes, keys: Sequence[tuple[str, bytes]],
+                    header: Header, cert: Certificate, txs: Sequence[bytes]) -> None:
+    """What needs no execution: chain id, the hash link, ``tx_root`` over ``txs``, the
+    validator-set hash and the quorum certificate against ``keys`` (the set of the header's
+    height). Raises ``BlockFault``."""
+    if header.chain_id != chain_id:
+        raise BlockFault("header", "header height/chain id")
+    if header.prev_hash != prev_hash:
+        raise BlockFault("header", "prev_hash does not link to the previous block")
+    if header.tx_root != tx_root(txs):
+        raise BlockFault("transactions", "tx_root does not match the stored transactions")
+    if header.validator_set_hash != keys_hash(keys):
+        raise BlockFault("header", "validator_set_hash is not the active validator set")
+    try:
+        verify_certificate(header, cert, keys)
+    except GridLedgerError as exc:
+        raise BlockFault("certificate", f"certificate: {exc}") from exc
+
+
+def replay_block(app: Application, header: Header, txs: Sequence[bytes], receipts: bytes) -> None:
+    """Execute ``txs`` on ``app`` and commit, if that gives ``header`` and byte-equal
+    ``receipts``; otherwise discard and raise ``BlockFault``."""
+    try:
+        got, result = app.finalize_block(txs, header.slot_time)
+    except GridLedgerError as exc:
+        raise BlockFault("transactions", f"execution: {exc}") from exc
+    if got.state_root != header.state_root:
+        app.discard()
+        raise BlockFault("header", "re-execution gives a different state_root")
+    if got.receipts_root != header.receipts_root or result.encode_receipts() != receipts:
+        app.discard()
+        raise BlockFault("receipts", "receipts differ from re-execution")
+    if got.hash != header.hash:
+        app.discard()
+        raise BlockFault("header", "header fields differ")
+    app.commit()
+
+
 def _replay(store: BlockStore, modules: Sequence[Module] | None) -> tuple[int, bytes]:
     """Check everything; returns (blocks, final state root) or raises ``_Bad``."""
     tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -137,42 +201,16 @@ def _replay(store: BlockStore, modules: Sequence[Module] | None) -> tuple[int, b
             raise _Bad("blocks", f"height {expected}", expected,
                        f"block {expected} is missing (next stored is {h})")
         try:
-            header = Header.decode(blk.header)
-            cert = Certificate.decode(blk.cert)
-            txs = blk.tx_list()
-        except GridLedgerError as exc:
-            raise _Bad(*where, f"undecodable: {exc}") from exc
-        if header.height != h or header.chain_id != app.chain_id:
-            raise _Bad(*where, "header height/chain id")
-        if header.prev_hash != app.last_hash:
-            raise _Bad(*where, "prev_hash does not link to the previous block")
-        if header.tx_root != tx_root(txs):
-            raise _Bad(*where, "tx_root does not match the stored transactions")
-        if blk.log_end < 0:  # a position in the orderer's log (an embedded run starts at 0)
-            raise _Bad(*where, f"log position {blk.log_end} is negative")
-        keys = app.validator_keys()  # the set active at height h (state after h - 1)
-        if header.validator_set_hash != keys_hash(keys):
-            raise _Bad(*where, "validator_set_hash is not the active validator set")
-        try:
-            verify_certificate(header, cert, keys)
-        except GridLedgerError as exc:
-            raise _Bad(*where, f"certificate: {exc}") from exc
-        for rid, kind, body in evidence.pop(h, []):
-            _check_evidence(rid, h, kind, body, app.chain_id, keys)
-        try:
-            got, result = app.finalize_block(txs, header.slot_time)
-        except GridLedgerError as exc:
-            raise _Bad(*where, f"execution: {exc}") from exc
-        if got.state_root != header.state_root:
-            app.discard()
-            raise _Bad(*where, "re-execution gives a different state_root")
-        if got.receipts_root != header.receipts_root or result.encode_receipts() != blk.receipts:
-            app.discard()
-            raise _Bad(*where, "receipts differ from re-execution")
-        if got.hash != header.hash:
-            app.discard()
-            raise _Bad(*where, "header fields differ")
-        app.commit()
+            header, cert, txs = decode_block(h, blk.header, blk.cert, blk.tx_list)
+            if blk.log_end < 0:  # a position in the orderer's log (an embedded run starts at 0)
+                raise BlockFault("log position", f"log position {blk.log_end} is negative")
+            keys = app.validator_keys()  # the set active at height h (state after h - 1)
+            check_certified(app.chain_id, app.last_hash, keys, header, cert, txs)
+            for rid, kind, body in evidence.pop(h, []):
+                _check_evidence(rid, h, kind, body, app.chain_id, keys)
+            replay_block(app, header, txs, blk.receipts)
+        except BlockFault as fault:
+            raise _Bad(*where, fault.what) from fault
         for tx, rh, ok in index_rows(index_entries(blk.receipts), h):
             if ok or tx not in index:
                 index[tx] = (rh, ok)
