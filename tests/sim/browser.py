@@ -29,6 +29,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ class BrowserResult:
     plots: int = 0                                      # rendered plotly graphs
     title: str = ""
     requests: list[str] = field(default_factory=list)  # non-local URLs the page asked for
+    probe: Any = None                                   # what ``probe(session)`` returned
 
 
 def find_chromium() -> str | None:
@@ -89,8 +91,9 @@ def _remote_object(obj: dict[str, Any]) -> str:
 class _Session:
     """One page websocket: commands with ids, events buffered and classified."""
 
-    def __init__(self, ws_url: str, deadline: float) -> None:
+    def __init__(self, ws_url: str, deadline: float, origin: str = "") -> None:
         self.deadline = deadline
+        self.origin = origin  # an http page's own origin: its requests are local
         self.ws = websocket.create_connection(ws_url, timeout=self._left(), suppress_origin=True)
         self.next_id = 0
         self.result = BrowserResult()
@@ -121,7 +124,8 @@ class _Session:
             r.errors.append(f"log[{e.get('source', '?')}]: {e.get('text', '')} {e.get('url', '')}".rstrip())
         elif method == "Network.requestWillBeSent":
             url = p.get("request", {}).get("url", "")
-            if not url.startswith(("file:", "data:", "blob:", "about:")):
+            if not url.startswith(("file:", "data:", "blob:", "about:")) and not (
+                    self.origin and url.startswith(self.origin + "/")):
                 r.requests.append(url)
         elif method == "Page.loadEventFired":
             self.loaded = True
@@ -158,6 +162,16 @@ class _Session:
             if msg is not None and "method" in msg:
                 self._event(msg)
 
+    def screenshot(self, path: Path, width: int = 1440, height: int = 1000) -> None:
+        """A PNG of the page at ``width`` x ``height`` CSS pixels."""
+        import base64
+
+        self.call("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        self.pump(0.5)
+        data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+        Path(path).write_bytes(base64.b64decode(data))
+
     def evaluate(self, expression: str) -> Any:
         res = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
         if "exceptionDetails" in res:
@@ -166,12 +180,17 @@ class _Session:
 
 
 def open_in_chromium(path: Path | str, *, settle: float = 0.5, timeout: float = 60.0,
-                     binary: str | None = None) -> BrowserResult:
-    """Load ``path`` in a fresh headless Chromium and return errors, plot count, title."""
+                     binary: str | None = None,
+                     probe: Callable[[_Session], Any] | None = None) -> BrowserResult:
+    """Load ``path`` (a file, or an ``http://`` URL: a served page, whose own origin's
+    requests are local) in a fresh headless Chromium and return errors, plot count, title,
+    and what ``probe(session)`` (run after the settle) returned."""
     binary = binary or find_chromium()
     if binary is None:
         raise BrowserError("no chromium binary found (tried: " + ", ".join(CANDIDATES) + ")")
-    url = Path(path).resolve().as_uri()
+    served = isinstance(path, str) and path.startswith(("http://", "https://"))
+    url = str(path) if served else Path(path).resolve().as_uri()
+    origin = "/".join(url.split("/")[:3]) if served else ""
     deadline = time.monotonic() + timeout
     profile = Path(tempfile.mkdtemp(prefix="gl-chromium-"))
     log = (profile.parent / (profile.name + ".log")).open("w+b")
@@ -207,7 +226,7 @@ def open_in_chromium(path: Path | str, *, settle: float = 0.5, timeout: float = 
                 if time.monotonic() > deadline:
                     raise BrowserError("hard timeout waiting for a page target")
                 time.sleep(0.05)
-        session = _Session(ws_url, deadline)
+        session = _Session(ws_url, deadline, origin)
         for domain in ("Page", "Runtime", "Log", "Network"):
             session.call(f"{domain}.enable")
         session.call("Page.navigate", {"url": url})
@@ -216,6 +235,8 @@ def open_in_chromium(path: Path | str, *, settle: float = 0.5, timeout: float = 
             raise BrowserError(f"page did not finish loading: {url}")
         session.pump(settle)
         result = session.result
+        if probe is not None:
+            result.probe = probe(session)
         result.plots = int(session.evaluate(_COUNT_PLOTS) or 0)
         result.title = str(session.evaluate("document.title") or "")
         session.pump(0.05)  # anything the evaluation itself logged

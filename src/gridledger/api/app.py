@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gridledger.api.dashboard import GridSource, add_dashboard
 from gridledger.api.limits import BodyLimit
 from gridledger.api.openadr import BODY_LIMITS as OPENADR_BODY_LIMITS
 from gridledger.api.openadr import openadr_router
@@ -239,6 +240,10 @@ class BlockEvent(BaseModel):
     txs: int
     ok: int
     events: list[dict[str, Any]]
+    rejected: dict[str, int] = Field(default_factory=dict,
+                                     description="Failed transactions of the block, by rule")
+    alerts: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "Transactions' alert events: reading_flagged, meter_quarantined, reputation losses"))
 
 
 SSE_SCHEMA = {"type": "object", "required": ["data"], "properties": {
@@ -290,8 +295,9 @@ def _tx_id(raw: bytes) -> str:
         return sha3_256(raw).hex()
 
 
-def create_app(node: NodeService) -> Any:
-    """The API over ``node``, wrapped in the streaming body limits (an ASGI app)."""
+def create_app(node: NodeService, grid: GridSource | None = None) -> Any:
+    """The API over ``node``, wrapped in the streaming body limits (an ASGI app); the live
+    dashboard at ``/`` (``api.dashboard``; ``grid`` feeds its network panel)."""
     api = FastAPI(title="GridLedger", version="1",
                   description="Post-quantum ledger and transactive energy market. Every read "
                               "is from the last certified block and names its height.")
@@ -516,5 +522,6 @@ def create_app(node: NodeService) -> Any:
 
     # OpenADR 3.0.1 VTN over the flexibility module (issue 15): /openadr3/...
     api.include_router(openadr_router(node, tx_status))
+    add_dashboard(api, node, grid)
     return BodyLimit(api, {("POST", "/v1/tx"): MAX_JSON_TX_BYTES,
                            ("POST", "/v1/txs"): MAX_BATCH_BYTES, **OPENADR_BODY_LIMITS})

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gridledger.api.dashboard import is_alert
 from gridledger.api.service import BlockView
 from gridledger.errors import RejectedTx
 from gridledger.ledger import codec
@@ -31,13 +32,23 @@ from gridledger.node.validator import Validator
 Admit = Callable[[Sequence[bytes]], list[Tx | RejectedTx]]
 
 
+def _plain(e: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.hex() if isinstance(v, bytes) else v) for k, v in e.items()}
+
+
 def block_event(header: Header, result: BlockResult) -> dict[str, Any]:
-    """The event-stream record of a finalized block."""
+    """The event-stream record of a finalized block: counts, the block's events, failed
+    transactions counted by rule (``rejected``) and the transactions' alert events."""
+    rejected: dict[str, int] = {}
+    for r in result.receipts:
+        if not r.ok:
+            rejected[r.rule] = rejected.get(r.rule, 0) + 1
     return {"type": "block", "height": header.height, "hash": header.hash.hex(),
             "slot_time": header.slot_time, "txs": len(result.receipts),
             "ok": sum(1 for r in result.receipts if r.ok),
-            "events": [{k: (v.hex() if isinstance(v, bytes) else v) for k, v in e.items()}
-                       for e in result.block_events]}
+            "events": [_plain(e) for e in result.block_events],
+            "rejected": dict(sorted(rejected.items())),
+            "alerts": [_plain(e) for r in result.receipts for e in r.events if is_alert(e)]}
 
 
 class ValidatorService:
