@@ -331,6 +331,15 @@ def _records(raw: bytes, body_len: int) -> Iterator[Record]:
         pos += FRAME.size + length
 
 
+def records_of(raw: bytes) -> list[Record]:
+    """The records of an undamaged bundle's bytes, in file order; ``ValueError`` naming the
+    offset if the framing is broken."""
+    try:
+        return list(_records(raw, _body_length(len(raw))))
+    except _Fail as fail:
+        raise ValueError(f"byte {fail.offset}: {fail.what}") from fail
+
+
 def _expect(records: Iterator[Record], kind: Kind, height: int, after: int) -> Record:
     rec = next(records, None)
     want = Record(kind, height, b"", after).name
