@@ -30,8 +30,8 @@ function rows(tbody, data, cells, cls) {
   }));
 }
 
-const LAYOUT = { margin: { l: 56, r: 50, t: 8, b: 40 }, font: { size: 11 }, showlegend: true,
-  legend: { orientation: "h", y: -0.2 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)" };
+const LAYOUT = { margin: { l: 56, r: 50, t: 26, b: 44 }, font: { size: 11 }, showlegend: true,
+  legend: { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom" }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)" };
 const CONFIG = { displayModeBar: false, responsive: true };
 
 function plot(id, traces, layout) {
