@@ -60,7 +60,7 @@ def test_page_and_assets_under_a_strict_csp(served):
 
 
 def test_snapshot_is_the_certified_state(served):
-    svc, http = served
+    _, http = served
     snap = http.get("/v1/dashboard").json()
     st = http.get("/v1/status").json()
     assert snap["height"] == st["height"] and snap["state_root"] == st["state_root"]

@@ -522,6 +522,6 @@ def create_app(node: NodeService, grid: GridSource | None = None) -> Any:
 
     # OpenADR 3.0.1 VTN over the flexibility module (issue 15): /openadr3/...
     api.include_router(openadr_router(node, tx_status))
-    add_dashboard(api, node, grid)
+    add_dashboard(api, node, grid, max_streams=MAX_EVENT_STREAMS // 2, rejections=_docs(422))
     return BodyLimit(api, {("POST", "/v1/tx"): MAX_JSON_TX_BYTES,
                            ("POST", "/v1/txs"): MAX_BATCH_BYTES, **OPENADR_BODY_LIMITS})

@@ -47,6 +47,7 @@ PRICE_SLOTS = 24     # slots of clearing history on the price chart
 RECENT_ALERTS = 40
 BACKFILL_BLOCKS = 200  # a dashboard opened on a running node counts this far back
 CERT_HISTORY = 12
+MAX_SNAPSHOTS = 100_000
 GridSource = Callable[[], dict[str, Any] | None]
 """Latest network state: ``{slot, buses: [{bus, vm_pu}], lines: [{line, loading_pct}],
 limits: {vm_min_pu, vm_max_pu, loading_max_pct}, source}``, or None before the first."""
@@ -266,8 +267,10 @@ def _depth(slot: int, book: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_dashboard(api: FastAPI, node: NodeService, grid: GridSource | None = None,
-                  max_streams: int = 16) -> DashboardFeed:
-    """Register ``/``, its assets and ``/v1/dashboard[/events]`` on ``api``."""
+                  max_streams: int = 16,
+                  rejections: dict[int | str, dict[str, Any]] | None = None) -> DashboardFeed:
+    """Register ``/``, its assets and ``/v1/dashboard[/events]`` on ``api``;
+    ``rejections``: the OpenAPI entries of the error statuses (the API's rejection body)."""
     feed = DashboardFeed(node, grid)
     assets = {"app.js": ("text/javascript", _static("dashboard.js")),
               "app.css": ("text/css", _static("dashboard.css"))}
@@ -293,8 +296,9 @@ def add_dashboard(api: FastAPI, node: NodeService, grid: GridSource | None = Non
         ctype, body = assets[name]
         return Response(body, media_type=ctype, headers=HEADERS)
 
-    @api.get("/v1/dashboard", summary="The dashboard's snapshot of the certified state "
-                                      "(slot clock, book depth, prices, readings, alerts, validators)")
+    @api.get("/v1/dashboard", responses=rejections or {},
+             summary="The dashboard's snapshot of the certified state (slot clock, book "
+                     "depth, prices, readings, alerts, validators)")
     async def dashboard() -> dict[str, Any]:
         return await asyncio.to_thread(feed.cached_snapshot)
 
@@ -302,10 +306,11 @@ def add_dashboard(api: FastAPI, node: NodeService, grid: GridSource | None = Non
              responses={200: {"description": "Server-sent events: `event: dashboard`, "
                                              "`data: {snapshot json}` at connect and after "
                                              "every finalized block",
-                              "content": {"text/event-stream": {}}}},
+                              "content": {"text/event-stream": {}}},
+                        **(rejections or {})},
              summary="Server-sent dashboard snapshots")
     async def dashboard_events(request: Request, limit: Annotated[int, Query(
-            ge=0, le=100_000, description="Stop after this many snapshots (0: until the client "
+            ge=0, le=MAX_SNAPSHOTS, description="Stop after this many snapshots (0: until the client "
                                           "disconnects)")] = 0) -> StreamingResponse:
         loop = asyncio.get_running_loop()
         fresh = asyncio.Event()
