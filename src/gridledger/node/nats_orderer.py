@@ -34,7 +34,6 @@ from gridledger.crypto.hashing import sha3_256
 from gridledger.errors import ConfigError
 from gridledger.node.orderer import Entry
 
-
 MAX_PAYLOAD_BYTES = 1024 * 1024  # nats-server's default max_payload
 
 
