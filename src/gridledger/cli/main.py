@@ -182,6 +182,8 @@ def demo(
     privacy: Annotated[str, typer.Option(
         help="'on': households trade and meter under per-slot pseudonyms; 'off': under "
              "their own identities (clear mode, for comparison).")] = "off",
+    serve: Annotated[int | None, typer.Option(
+        help="Serve the live dashboard of the run at http://127.0.0.1:PORT/ while it runs.")] = None,
 ) -> None:
     """Run a community day on the embedded ledger and write report + summary.json.
 
@@ -199,6 +201,8 @@ def demo(
     _in_range("--validators", validators, 1, 31)
     _in_range("--prosumers", prosumers, 2, 2000)
     _in_range("--seed", seed, 0, MAX_SEED)
+    if serve is not None:
+        _in_range("--serve", serve, 1, 65535)
     if workload not in ("community", "transfers"):
         _fail(f"--workload must be 'community' or 'transfers', got {workload!r}")
     _out_folder("--out", out)
@@ -211,14 +215,15 @@ def demo(
         try:
             # network, attacks, sizes against the grid: all before --out is touched
             sim.check_scenario(sim.scenario_from_flags(prosumers, total_hours, validators,
-                                                       attacks, seed, network, privacy == "on"))
+                                                       attacks, seed, network, privacy == "on",
+                                                       serve))
         except ConfigError as exc:
             _fail(str(exc))
         try:
             out.mkdir(parents=True, exist_ok=True)
             sim.run_demo_cli(prosumers=prosumers, hours=total_hours, validators=validators,
                              attacks=attacks, out=out, seed=seed, network=network, console=console,
-                             privacy=privacy == "on")
+                             privacy=privacy == "on", serve_port=serve)
         except ConfigError as exc:
             _fail(str(exc))
         except (GridLedgerError, OSError) as exc:

@@ -160,8 +160,11 @@ class EmbeddedService(ValidatorService):
     """``NodeService`` over an in-process ``EmbeddedNetwork`` (the entry validator's view);
     ``tick`` drives the network (and publishes its blocks as events)."""
 
-    def __init__(self, net: EmbeddedNetwork, clock: Callable[[], float] = time.monotonic) -> None:
-        lock = threading.RLock()
+    def __init__(self, net: EmbeddedNetwork, clock: Callable[[], float] = time.monotonic,
+                 lock: threading.RLock | None = None) -> None:
+        """``lock``: the one whoever drives ``net`` holds while it executes blocks (the
+        demo's ledger lock), so reads never see a block half applied."""
+        lock = lock if lock is not None else threading.RLock()
 
         def admit(raws: Sequence[bytes]) -> list[Tx | RejectedTx]:
             with lock:

@@ -11,6 +11,7 @@ registered features and attacks, and drives the step's phases.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -84,6 +85,9 @@ class SimContext:
         self.limits = GridLimits()
         """The grid's operating limits (voltage band, line loading) for physics and report."""
         self._nonces: dict[bytes, int] = {}
+        self.ledger_lock = threading.RLock()
+        """Held while the ledger admits or executes (``submit``, ``tick``): a dashboard
+        serving the run (``features.dashboard``) reads between blocks."""
         self._deferred: list[bytes] = []
         self._admission_meter: AdmissionMeter | None = None
         # quotas in ledger time: a member needs ~2 transactions a slot
@@ -174,7 +178,8 @@ class SimContext:
         if not raws:
             return []
         t0 = time.perf_counter()
-        results = self.net.submit_many(list(raws), float(now_s))
+        with self.ledger_lock:
+            results = self.net.submit_many(list(raws), float(now_s))
         if self._admission_meter is not None:
             self._admission_meter.seconds += time.perf_counter() - t0
         resync: set[bytes] = set()
@@ -195,7 +200,8 @@ class SimContext:
         with self.timed("ledger_s"):
             for a in self.attacks:
                 a.before_tick(time_s)
-            out = self.net.tick(time_s)
+            with self.ledger_lock:
+                out = self.net.tick(time_s)
         for fb in out:
             evs = self.data.absorb(fb)
             for f in self.features:

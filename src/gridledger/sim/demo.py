@@ -63,19 +63,22 @@ def write_outputs(summary: dict[str, Any], series: dict[str, Any], out: Path) ->
 
 
 def scenario_from_flags(prosumers: int, hours: int, validators: int, attacks: str, seed: int,
-                        network: str | None, privacy: bool = DEMO_PRIVACY) -> Scenario:
+                        network: str | None, privacy: bool = DEMO_PRIVACY,
+                        serve_port: int | None = None) -> Scenario:
     if hours < 1:
         raise ConfigError(f"--hours must be at least 1, got {hours}")
     names, notes = parse_attacks(attacks, validators, privacy)
     return Scenario(participants=prosumers, slots=hours * SLOTS_PER_DAY // 24,
                     validators=validators, attacks=names, seed=seed,
-                    network=network or DEFAULT_NETWORK, notes=notes, privacy=privacy)
+                    network=network or DEFAULT_NETWORK, notes=notes, privacy=privacy,
+                    serve_port=serve_port)
 
 
 def run_demo_cli(*, prosumers: int, hours: int, validators: int, attacks: str, out: Path,
                  seed: int, network: str | None, console: Console,
-                 privacy: bool = DEMO_PRIVACY) -> dict[str, Any]:
-    sc = scenario_from_flags(prosumers, hours, validators, attacks, seed, network, privacy)
+                 privacy: bool = DEMO_PRIVACY, serve_port: int | None = None) -> dict[str, Any]:
+    sc = scenario_from_flags(prosumers, hours, validators, attacks, seed, network, privacy,
+                             serve_port)
     check_scenario(sc)  # every input error before any work
     for n in sc.notes:
         console.print(f"[yellow]note:[/] {n}")
@@ -83,6 +86,8 @@ def run_demo_cli(*, prosumers: int, hours: int, validators: int, attacks: str, o
                   f"{sc.slots} slots, {sc.validators} validators, seed {sc.seed}, "
                   f"attacks: {', '.join(sc.attacks) or 'none'}, "
                   f"privacy mode {'on' if sc.privacy else 'off'}")
+    if sc.serve_port is not None:
+        console.print(f"live dashboard while it runs: http://127.0.0.1:{sc.serve_port}/")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[at]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, transient=False) as prog:

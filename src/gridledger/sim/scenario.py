@@ -45,6 +45,8 @@ class Scenario:
     """Privacy mode: households trade and meter under per-slot pseudonyms (``--privacy``)."""
     notes: tuple[str, ...] = field(default=(), compare=False)
     """Adjustments made while parsing (e.g. an attack left out of the default set)."""
+    serve_port: int | None = field(default=None, compare=False)
+    """``--serve``: serve the live dashboard of the run on 127.0.0.1 at this port."""
 
     @property
     def first_slot(self) -> int:
@@ -61,6 +63,8 @@ def check_scenario(sc: Scenario) -> GridModel:
     if sc.participants < 2:
         raise ConfigError(f"--prosumers must be at least 2 (a market needs two sides), "
                           f"got {sc.participants}")
+    if sc.serve_port is not None and not 1 <= sc.serve_port <= 65535:
+        raise ConfigError(f"--serve must be a TCP port between 1 and 65535, got {sc.serve_port}")
     if sc.mechanism not in ("uniform", "pay_as_bid", "continuous"):
         raise ConfigError(f"unknown mechanism {sc.mechanism!r} (uniform, pay_as_bid, continuous)")
     try:

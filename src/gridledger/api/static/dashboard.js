@@ -90,7 +90,19 @@ function render(s) {
        yaxis2: { title: { text: "kWh" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } });
 
   const g = s.grid;
-  if (g && g.buses) {
+  if (g && g.series) {  // a run's power flows, slot by slot: extremes against the limits
+    setText("grid-source", `${g.source || ""} · last slot ${g.slot}`);
+    const lim = g.limits || {}, x = g.series.labels || g.series.slots;
+    plot("grid", [
+      { name: "max voltage (p.u.)", x, y: g.series.max_vm_pu, mode: "lines", line: { color: "#b54708" } },
+      { name: "min voltage (p.u.)", x, y: g.series.min_vm_pu, mode: "lines", line: { color: "#1f5fbf" } },
+      { name: "max loading (%)", x, y: g.series.max_loading_pct, mode: "lines", yaxis: "y2",
+        line: { color: "#667085", dash: "dot" } },
+    ], { xaxis: { type: "category", nticks: 8 },
+         yaxis: { title: { text: "p.u." }, range: [Math.min(0.88, lim.vm_min_pu || 0.9), Math.max(1.12, lim.vm_max_pu || 1.1)] },
+         yaxis2: { title: { text: "% loading" }, overlaying: "y", side: "right", range: [0, Math.max(100, ...g.series.max_loading_pct)], showgrid: false },
+         shapes: [lim.vm_min_pu, lim.vm_max_pu].filter((y) => y).map((y) => ({ type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y, line: { dash: "dash", color: "#b42318", width: 1 } })) });
+  } else if (g && g.buses) {
     setText("grid-source", `${g.source || ""} · slot ${g.slot}`);
     const lim = g.limits || {};
     const buses = g.buses.map((x) => String(x.bus));
