@@ -172,3 +172,32 @@ def test_cli_export_and_verify(chain_dir, tmp_path):
     assert r.exit_code == 2
     r = CliRunner().invoke(cli, ["audit", "export", str(tmp_path / "nothing"), str(out)])
     assert r.exit_code == 2
+
+
+def test_upgraded_chain_audits_and_takes_a_new_node(tmp_path):
+    """A chain whose governance module was upgraded (v2 → v3 at a height): a validator
+    attached afterwards replays history with the versions each block ran (not the tip's
+    module list), and the audit bundle re-executes across the upgrade."""
+    from gridledger.sim.keys import sim_key
+    from tests.ledger.test_upgrades import World, _gov3_digest
+
+    w = World(tmp_path / "chain")
+    try:
+        w.transfers(3)
+        digest = _gov3_digest(w)
+        _, pid, at = w.propose("governance", 3, digest)
+        w.review_and_vote(pid, "governance", 3, digest, dry_run=False)
+        while w.net.height < at + 1:
+            w.transfers(1)
+        assert w.net.entry.app.versions()["governance"] == 3
+        late = w.net.add_validator(sim_key(5, "validator", 9))
+        assert late.app.versions()["governance"] == 3
+        assert late.app.last_hash == w.net.entry.app.last_hash
+        w.transfers(1)
+        assert len(set(w.net.state_roots())) == 1
+    finally:
+        w.net.close()
+    rep = export_bundle(tmp_path / "chain" / "validator-0.sqlite", tmp_path / "up.glaudit")
+    r = verify_bundle(tmp_path / "up.glaudit")
+    assert r.ok, r.findings
+    assert r.blocks == rep.blocks > at

@@ -80,6 +80,9 @@ class EmbeddedNetwork:
                  mempool_capacity: int = 20_000, orderer: Orderer | None = None) -> None:
         self.genesis = genesis
         self.data_dir = Path(data_dir)
+        # the caller's fixed module list, or None: each application builds the versions its
+        # state records from the catalog (so a validator added after an upgrade runs them)
+        self.modules = modules
         faults = dict(faults or {})
         self.validators = [
             Validator(i, k, genesis, self.data_dir / f"validator-{i}.sqlite", modules,
@@ -237,7 +240,7 @@ class EmbeddedNetwork:
             raise self.halted
         i = len(self.validators)
         v = Validator(i, key, self.genesis, self.data_dir / f"validator-{i}.sqlite",
-                      modules if modules is not None else self.entry.app.modules, fault,
+                      modules if modules is not None else self.modules, fault,
                       self.entry.snapshot_every)
         catch_up(v, self.entry.store)
         if v.app.last_hash != self.entry.app.last_hash:
