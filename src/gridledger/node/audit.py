@@ -11,7 +11,7 @@ File layout (all integers big-endian)::
 
     "GLAUDIT\\x01"                                   8 bytes
     record*        kind u8 | height u32 | length u32 | payload
-    integrity      8-byte SHA-256 prefix of each 64-byte chunk of everything above
+    integrity      8-byte SHA-256 prefix of each 256-byte chunk of everything above
     trailer        chunk count u32 | SHA-256 of the integrity table | "GLAUDEND"
 
 Records, in order: ``manifest`` (CBOR {format, chain_id, tip, genesis_hash, tip_hash,
@@ -63,7 +63,7 @@ from gridledger.node.verify import (
 MAGIC = b"GLAUDIT\x01"
 END = b"GLAUDEND"
 FORMAT = 1
-CHUNK_BYTES = 64
+CHUNK_BYTES = 256
 DIGEST_BYTES = 8
 FRAME = struct.Struct(">BII")      # kind, height, payload length
 TRAILER = struct.Struct(">I32s8s")  # integrity chunk count, SHA-256 of the table, END
@@ -166,8 +166,9 @@ def _frame(kind: Kind, height: int, payload: bytes) -> bytes:
 
 
 def _integrity(body: bytes) -> bytes:
-    return b"".join(hashlib.sha256(body[i:i + CHUNK_BYTES]).digest()[:DIGEST_BYTES]
-                    for i in range(0, len(body), CHUNK_BYTES))
+    view, sha = memoryview(body), hashlib.sha256
+    return b"".join([sha(view[i:i + CHUNK_BYTES]).digest()[:DIGEST_BYTES]
+                     for i in range(0, len(body), CHUNK_BYTES)])
 
 
 def _proof_obj(p: MembershipProof) -> dict[str, Any]:
@@ -241,7 +242,7 @@ def export_bundle(store_path: str | Path, out: str | Path,
 # -- integrity: locating damage --------------------------------------------------------------
 def _body_length(size: int) -> int:
     """Length of the part the integrity table covers, from the file size alone: with n
-    chunks, size = body + 8 n + trailer and n = ceil(body / 64)."""
+    chunks, size = body + 8 n + trailer and n = ceil(body / 256)."""
     rest = size - TRAILER.size
     n = -(-rest // (CHUNK_BYTES + DIGEST_BYTES))
     return rest - DIGEST_BYTES * n
