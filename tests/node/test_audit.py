@@ -73,7 +73,8 @@ def test_one_altered_byte_fails_naming_it(bundle, tmp_path):
     recs = _records(raw)
     offsets = {0, 7, 8, 9, 12, len(raw) - 1, len(raw) - 9, len(raw) - 40, len(raw) - 44,
                len(raw) - 45, audit._body_length(len(raw)) - 1, audit._body_length(len(raw))}
-    offsets |= {r.offset for r in recs} | {r.start for r in recs} | {r.end - 1 for r in recs}
+    some = recs[:6] + recs[-3:]  # manifest, genesis, block 1's parts, the last proofs
+    offsets |= {r.offset for r in some} | {r.start for r in some} | {r.end - 1 for r in some}
     offsets |= set(rng.sample(range(len(raw)), 20))
     for off in sorted(offsets):
         bad = bytearray(raw)
