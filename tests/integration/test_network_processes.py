@@ -147,6 +147,13 @@ def test_byzantine_validator_process_cannot_corrupt_and_is_named(network):
     assert offenders and set(offenders) <= {"equivocation", "voted for a header the quorum did not certify"}
     # ... a wrong-root liar never signs it; an equivocator's vote for the true header may
     # count (that vote is correct), its second vote is the evidence against it
+    # the validator process's live dashboard (issue 20.1) names the offender too
+    page = httpx.get(f"http://127.0.0.1:{ports[1]}/", timeout=5)
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
+    snap = httpx.get(f"http://127.0.0.1:{ports[1]}/v1/dashboard", timeout=10).json()
+    named = {m["index"]: m["offences"] for m in snap["validators"]["members"]}
+    assert named[3] and not any(named[i] for i in (0, 1, 2)), named
+    assert snap["validators"]["certificates"], snap["validators"]
 
 
 @pytest.mark.parametrize("network", [{3: "wrong-root"}], indirect=True)
