@@ -47,6 +47,7 @@ PRICE_SLOTS = 24     # slots of clearing history on the price chart
 RECENT_ALERTS = 40
 BACKFILL_BLOCKS = 200  # a dashboard opened on a running node counts this far back
 CERT_HISTORY = 12
+MAX_READ_TRIES = 5
 MAX_SNAPSHOTS = 100_000
 GridSource = Callable[[], dict[str, Any] | None]
 """Latest network state: ``{slot, buses: [{bus, vm_pu}], lines: [{line, loading_pct}],
@@ -191,18 +192,26 @@ class DashboardFeed:
                                        "missing": gone, "hash": got[3].header_hash.hex()})
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything the page shows, read at one certified height."""
-        st = self.node.status()
-        self._backfill(int(st["height"]))
-        height, (params, vals) = self.node.query(["governance/params", "validators"])
-        self._read_certificates(len(vals["validators"]) if "validators" in vals else int(st["validators"]))
-        slot_s, gate_s = int(params["slot_seconds"]), int(params["gate_closure_s"])
-        t = int(st["slot_time"])
-        open_slot = (t + gate_s) // slot_s + 1  # the next slot whose gate has not closed
-        history = list(range(max(0, open_slot - PRICE_SLOTS), open_slot))
-        paths = [f"market/book/{open_slot}"] + [f"market/slot/{s}" for s in history]
-        paths += [f"metering/readings/{s}" for s in range(open_slot - 2, max(-1, open_slot - 8), -1)]
-        _, got = self.node.query(paths)
+        """Everything the page shows, read at one certified height (the reads are retried
+        if a block was certified between them)."""
+        for _ in range(MAX_READ_TRIES):
+            st = self.node.status()
+            height, (params, vals) = self.node.query(["governance/params", "validators"])
+            slot_s, gate_s = int(params["slot_seconds"]), int(params["gate_closure_s"])
+            t = int(st["slot_time"])
+            open_slot = (t + gate_s) // slot_s + 1  # the next slot whose gate has not closed
+            history = list(range(max(0, open_slot - PRICE_SLOTS), open_slot))
+            paths = [f"market/book/{open_slot}"] + [f"market/slot/{s}" for s in history]
+            paths += [f"metering/readings/{s}"
+                      for s in range(open_slot - 2, max(-1, open_slot - 8), -1)]
+            try:
+                again, got = self.node.query(paths)
+            except KeyError:  # a chain without the market or metering module
+                again, got = height, [{}] + [None] * len(history) + [[]] * (len(paths) - 1 - len(history))
+            if int(st["height"]) == height == again:
+                break
+        self._backfill(height)
+        self._read_certificates(len(vals.get("validators", [])) or int(st["validators"]))
         book, slots, readings = got[0], got[1:1 + len(history)], got[1 + len(history):]
         read_slot, read = next(((open_slot - 2 - i, r) for i, r in enumerate(readings) if r),
                                (None, []))
