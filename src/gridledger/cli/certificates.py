@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -148,8 +149,13 @@ def _store(directory: Path) -> Path:
 
 
 def _tip(directory: Path) -> Tip:
+    """The certified tip of the first store under ``directory``; exit 2 if that file is not
+    a readable ledger store (usage), 1 if the store is one but does not hold together."""
+    path = _store(directory)
     try:
-        return Tip(_store(directory))
+        return Tip(path)
+    except sqlite3.DatabaseError as exc:
+        _fail(f"{path} is not a readable ledger store: {exc}")
     except GridLedgerError as exc:
         _fail(str(exc), 1)
 

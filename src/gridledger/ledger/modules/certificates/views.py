@@ -14,10 +14,13 @@ from gridledger.ledger.state import State
 
 
 def parse_bundle_id(arg: str) -> tuple[int, int]:
-    """``"<slot>:<start>"`` -> (slot, start); ``ValueError`` if malformed."""
+    """``"<slot>:<start>"`` (decimal, each below 2^64: they are fixed-width key parts) ->
+    (slot, start); ``ValueError`` naming the expected form otherwise."""
     slot, sep, start = arg.partition(":")
-    if not sep:
-        raise ValueError(f"a bundle id is <slot>:<start>, got {arg[:40]!r}")
+    if not (sep and all(p.isascii() and p.isdigit() and len(p) <= 20 and int(p) < 2**64
+                        for p in (slot, start))):
+        raise ValueError(f"a bundle id is <slot>:<start> (two decimal numbers below 2^64), "
+                         f"got {arg[:40]!r}")
     return int(slot), int(start)
 
 
