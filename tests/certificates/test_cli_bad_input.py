@@ -13,9 +13,11 @@ from gridledger.cli.main import app
 
 
 def _run(*args: str) -> tuple[int, str]:
+    """(exit code, output with the console's line wrapping undone: words joined by one
+    space, and again with no space at all, so a wrapped path is found too)."""
     res = CliRunner().invoke(app, ["certificates", *args])
     assert "Traceback" not in res.output and "internal error" not in res.output, res.output
-    return res.exit_code, " ".join(res.output.split())
+    return res.exit_code, " ".join(res.output.split()) + " | " + "".join(res.output.split())
 
 
 @pytest.mark.parametrize("content", [b"garbage", b""])
