@@ -45,6 +45,47 @@ USAGE, FAILURE = 2, 1
 """Exit codes: 2 = the command line is wrong (a flag's value, a file that is not what the
 command needs), named in the message; 1 = the work failed (verification found a bad block,
 the node is unreachable, a transaction failed, a wrong passphrase)."""
+@app.command("export")
+def export(
+    directory: Annotated[Path, typer.Argument(
+        help="A demo --out folder (or a node data folder / one .sqlite store).")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Where the tables go (default: DIRECTORY/export).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    store: Annotated[Path | None, typer.Option(
+        help="Which validator store to read (default: the first under DIRECTORY).")] = None,
+) -> None:
+    """Write the run's trades, prices, bills, readings, flags, sanctions, rejections (and
+    flexibility, certificates, grid results when present) as flat tables for pandas.
+
+    The store is verified first (as verify-chain does); the tables come from its certified
+    receipts. Columns: docs/export.md. Exit 2: bad arguments or no store; exit 1: the store
+    does not verify (nothing is written)."""
+    _startup_check()
+    from gridledger.export import FORMATS, ExportError, StoreDoesNotVerify, export_run
+
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if not directory.exists():
+        _fail(f"{directory} does not exist")
+    if store is not None:
+        _ledger_store(store)
+    target = out if out is not None else (directory if directory.is_dir() else directory.parent) / "export"
+    try:
+        done = export_run(directory, target, fmt, store)
+    except StoreDoesNotVerify as exc:
+        _failure(str(exc))
+    except ExportError as exc:
+        _fail(str(exc))
+    t = Table(title=f"export of {done.store} ({done.blocks} blocks, verified)")
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    t.add_column("file")
+    for name, (file, rows) in done.files.items():
+        t.add_row(name, f"{rows:,}", str(file))
+    console.print(t)
+
+
 MAX_SEED = 2**63 - 1
 MAX_MICRO = 2**64 - 1
 _ALGS = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")

@@ -59,6 +59,8 @@ def run_demo(sc: Scenario, out: Path, progress: ProgressFn | None = None,
 
 def write_outputs(summary: dict[str, Any], series: dict[str, Any], out: Path) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    # per-slot rows (prices, grid results) for `gridledger export` and other tools
+    (out / "series.json").write_text(json.dumps(series, sort_keys=True) + "\n")
     write_report(summary, series, out / "report.html")
 
 
