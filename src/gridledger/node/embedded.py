@@ -83,6 +83,7 @@ class EmbeddedNetwork:
         # the caller's fixed module list, or None: each application builds the versions its
         # state records from the catalog (so a validator added after an upgrade runs them)
         self.modules = modules
+        self.down: set[int] = set()  # crashed validators (their stores stay on disk)
         faults = dict(faults or {})
         self.validators = [
             Validator(i, k, genesis, self.data_dir / f"validator-{i}.sqlite", modules,
@@ -131,7 +132,7 @@ class EmbeddedNetwork:
         txs = self.mempool.take(max_txs if max_txs is not None else len(self.mempool))
         entries = [Entry("tx", tx=tx.raw) for tx in txs]
         keys = self.entry.app.validator_keys()
-        for v in self.validators:
+        for v in self.live:
             ticks = v.ticks(time_s * 1000)
             src = v.vote_index()
             for t in ticks:  # in process we know who sent each tick, and the true time
@@ -175,7 +176,7 @@ class EmbeddedNetwork:
         # validators 1..n-1 check every signature themselves, in the pool, while the entry
         # validator executes with the signatures its admission already verified
         pending = []
-        for v in self.validators[1:]:
+        for v in self.live[1:]:
             items = block_sig_items(txs, v)
             futs = self.sig_pool.submit(items) if self.sig_pool else None
             pending.append((v, items, futs))
@@ -188,7 +189,7 @@ class EmbeddedNetwork:
         keys = self.entry.app.validator_keys()
         tally = VoteTally(len(keys), self.genesis.chain_id, headers[0].height)
         bad_ticks, self._tick_offenders = self._tick_offenders, {}
-        for v in self.validators:
+        for v in self.live:
             src = v.vote_index()  # in-process: we know which node a vote came from
             for vote in v.votes(headers[v.index]):
                 tally.add(vote, keys, source=src)
@@ -197,7 +198,7 @@ class EmbeddedNetwork:
         cert = tally.certificate()
         self.evidence.extend(tally.evidence)
         if cert is None:
-            for v in self.validators:
+            for v in self.live:
                 v.abandon()
             self.halted = ChainHalted(
                 f"no header at height {blk_height(headers)} reached a quorum of "
@@ -207,7 +208,7 @@ class EmbeddedNetwork:
         for i, vote in tally.voted.items():
             if vote.header_hash != cert.header_hash and i not in tally.offenders:
                 tally.offenders[i] = "voted for a header the quorum did not certify"
-        for v in self.validators:
+        for v in self.live:
             v.finalize(cert)
         self._record(tally, bad_ticks)
         fb = FinalizedBlock(headers[0], self.entry.last_result, cert, dict(tally.offenders))
@@ -218,7 +219,7 @@ class EmbeddedNetwork:
         reasons = [*tally.offenders.items(), *bad_ticks.items()]
         for i, reason in reasons:
             self.offenders.setdefault(i, set()).add(reason)
-        for v in self.validators:
+        for v in self.live:
             if v.fault is None:
                 for ev in tally.evidence:
                     v.store.add_evidence(ev.height, "equivocation", ev.to_obj())
@@ -249,11 +250,46 @@ class EmbeddedNetwork:
         self.validators.append(v)
         return v
 
+    @property
+    def live(self) -> list[Validator]:
+        """The validators that are running (every one but the crashed)."""
+        return [v for v in self.validators if v.index not in self.down]
+
+    def crash(self, i: int) -> None:
+        """Kill validator ``i`` as a process crash would: whatever it held in memory is
+        gone, its SQLite store stays. The others go on as long as a quorum of them is up.
+        The entry validator (which admits client transactions) is not crashed here:
+        clients would fail over to another node's API, which the embedded network does
+        not model."""
+        if not 0 < i < len(self.validators):
+            raise ValueError(f"validator {i} cannot be crashed (1..{len(self.validators) - 1})")
+        if i not in self.down:
+            self.validators[i].close()
+            self.down.add(i)
+
+    def restart(self, i: int) -> Validator:
+        """Start crashed validator ``i`` again from its own store (replayed from its last
+        snapshot), then catch up from the entry validator's certified blocks (each verified
+        and re-executed); from the next block it votes again. Raises ``BlockError`` if its
+        store disagrees with the chain tip afterwards."""
+        if i not in self.down:
+            raise ValueError(f"validator {i} is not down")
+        old = self.validators[i]
+        v = Validator(i, old.key, self.genesis, self.data_dir / f"validator-{i}.sqlite",
+                      self.modules, old.fault, old.snapshot_every)
+        catch_up(v, self.entry.store)
+        if v.app.last_hash != self.entry.app.last_hash:
+            v.close()
+            raise BlockError(f"restarted validator {i} disagrees with the chain tip")
+        self.validators[i] = v
+        self.down.discard(i)
+        return v
+
     def state_roots(self) -> list[bytes]:
-        return [v.app.state.root() for v in self.validators]
+        return [v.app.state.root() for v in self.live]
 
     def close(self) -> None:
-        for v in self.validators:
+        for v in self.live:
             v.close()
 
 
