@@ -225,6 +225,9 @@ def demo(
              "their own identities (clear mode, for comparison).")] = "off",
     serve: Annotated[int | None, typer.Option(
         help="Serve the live dashboard of the run at http://127.0.0.1:PORT/ while it runs.")] = None,
+    profiles: Annotated[Path | None, typer.Option(
+        help="CSV of the community's own 15-minute data (docs/profiles.md); the run starts "
+             "at its first row.")] = None,
 ) -> None:
     """Run a community day on the embedded ledger and write report + summary.json.
 
@@ -257,14 +260,14 @@ def demo(
             # network, attacks, sizes against the grid: all before --out is touched
             sim.check_scenario(sim.scenario_from_flags(prosumers, total_hours, validators,
                                                        attacks, seed, network, privacy == "on",
-                                                       serve))
+                                                       serve, profiles))
         except ConfigError as exc:
             _fail(str(exc))
         try:
             out.mkdir(parents=True, exist_ok=True)
             sim.run_demo_cli(prosumers=prosumers, hours=total_hours, validators=validators,
                              attacks=attacks, out=out, seed=seed, network=network, console=console,
-                             privacy=privacy == "on", serve_port=serve)
+                             privacy=privacy == "on", serve_port=serve, profiles=profiles)
         except ConfigError as exc:
             _fail(str(exc))
         except (GridLedgerError, OSError) as exc:

@@ -31,7 +31,13 @@ from gridledger.sim.attacks import parse_attacks
 from gridledger.sim.engine import Engine
 from gridledger.sim.engine import Progress as ProgressFn
 from gridledger.sim.report import write_report
-from gridledger.sim.scenario import DEFAULT_NETWORK, DEMO_PRIVACY, Scenario, check_scenario
+from gridledger.sim.scenario import (
+    DEFAULT_NETWORK,
+    DEMO_PRIVACY,
+    Scenario,
+    check_scenario,
+    scenario_start,
+)
 from gridledger.sim.summary import series_of, summarize
 
 
@@ -66,21 +72,25 @@ def write_outputs(summary: dict[str, Any], series: dict[str, Any], out: Path) ->
 
 def scenario_from_flags(prosumers: int, hours: int, validators: int, attacks: str, seed: int,
                         network: str | None, privacy: bool = DEMO_PRIVACY,
-                        serve_port: int | None = None) -> Scenario:
+                        serve_port: int | None = None, profiles: Path | None = None) -> Scenario:
     if hours < 1:
         raise ConfigError(f"--hours must be at least 1, got {hours}")
     names, notes = parse_attacks(attacks, validators, privacy)
+    profile_file = None if profiles is None else str(profiles)
+    start_day, start_slot = scenario_start(profile_file)  # a profile file starts the run
     return Scenario(participants=prosumers, slots=hours * SLOTS_PER_DAY // 24,
                     validators=validators, attacks=names, seed=seed,
                     network=network or DEFAULT_NETWORK, notes=notes, privacy=privacy,
-                    serve_port=serve_port)
+                    serve_port=serve_port, profiles=profile_file, start_day=start_day,
+                    start_slot_of_day=start_slot)
 
 
 def run_demo_cli(*, prosumers: int, hours: int, validators: int, attacks: str, out: Path,
                  seed: int, network: str | None, console: Console,
-                 privacy: bool = DEMO_PRIVACY, serve_port: int | None = None) -> dict[str, Any]:
+                 privacy: bool = DEMO_PRIVACY, serve_port: int | None = None,
+                 profiles: Path | None = None) -> dict[str, Any]:
     sc = scenario_from_flags(prosumers, hours, validators, attacks, seed, network, privacy,
-                             serve_port)
+                             serve_port, profiles)
     check_scenario(sc)  # every input error before any work
     for n in sc.notes:
         console.print(f"[yellow]note:[/] {n}")

@@ -10,9 +10,11 @@ fails half-way for a reason that was visible at the start.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gridledger.errors import ConfigError, GridError
 from gridledger.grid import SLOTS_PER_DAY, GridModel, load_grid
+from gridledger.grid.profiles_csv import first_slot_of_file, read_profiles_csv
 
 DEFAULT_NETWORK = "1-LV-semiurb4--2-sw"
 """SimBench semi-urban LV grid, 2024 scenario: 39 connection points with households, shops,
@@ -47,11 +49,25 @@ class Scenario:
     """Adjustments made while parsing (e.g. an attack left out of the default set)."""
     serve_port: int | None = field(default=None, compare=False)
     """``--serve``: serve the live dashboard of the run on 127.0.0.1 at this port."""
+    profiles: str | None = None
+    """``--profiles``: a CSV of the community's own 15-minute data replacing the network's
+    profiles in the file's window (format: ``gridledger.grid.profiles_csv``, docs/profiles.md)."""
 
     @property
     def first_slot(self) -> int:
         """The first simulated slot, as an index into the profile year (= ledger slot)."""
         return self.start_day * SLOTS_PER_DAY + self.start_slot_of_day
+
+
+def scenario_start(profiles: str | None) -> tuple[int, int]:
+    """(start day, slot of day) of a run: the profile file's first row, or the default day.
+    Raises ``ConfigError`` naming the file's problem."""
+    if profiles is None:
+        return DEFAULT_START_DAY, 0
+    try:
+        return divmod(first_slot_of_file(Path(profiles)), SLOTS_PER_DAY)
+    except GridError as exc:
+        raise ConfigError(f"--profiles: {exc}") from None
 
 
 def check_scenario(sc: Scenario) -> GridModel:
@@ -76,6 +92,17 @@ def check_scenario(sc: Scenario) -> GridModel:
         raise ConfigError(f"--prosumers {sc.participants} exceeds the {n_cp} connection points of "
                           f"{model.name} (one identity per connection point); choose a larger "
                           f"network, e.g. 1-LV-rural3--2-sw (118) or 1-LV-semiurb5--2-sw (104)")
+    if sc.profiles is not None:
+        try:
+            window = read_profiles_csv(Path(sc.profiles), model)
+        except GridError as exc:
+            raise ConfigError(f"--profiles: {exc}") from None
+        model = window.model
+        if sc.first_slot < window.first_slot or sc.first_slot + sc.slots + 4 > window.end_slot:
+            raise ConfigError(
+                f"--profiles: {window.path} holds slots {window.first_slot}..{window.end_slot - 1} "
+                f"({window.n_slots} rows); a run of {sc.slots} slots from slot {sc.first_slot} "
+                f"needs {sc.slots + 4} rows from there (the last hour settles the run's last slots)")
     if sc.first_slot < 0 or sc.first_slot + sc.slots + 4 > model.n_slots:
         raise ConfigError(f"{sc.slots} slots from day {sc.start_day} run past the "
                           f"{model.n_slots // SLOTS_PER_DAY} days of {model.name}'s profiles")
