@@ -8,6 +8,7 @@ CSV path; the market and grid results are the same. Bad files name file, row and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -111,8 +112,9 @@ def test_a_run_outside_the_file_is_refused_before_any_work(csv_file: Path) -> No
 def test_same_results_as_the_same_window_from_simbench(csv_file: Path, tmp_path: Path) -> None:
     from gridledger.sim.demo import run_demo
 
-    base = dict(participants=20, slots=ROWS - 4, validators=1, attacks=(), seed=7,
-                start_day=DEFAULT_START_DAY, start_slot_of_day=44)
+    base: dict[str, Any] = {"participants": 20, "slots": ROWS - 4, "validators": 1,
+                            "attacks": (), "seed": 7, "start_day": DEFAULT_START_DAY,
+                            "start_slot_of_day": 44}
     simbench, s_series = run_demo(Scenario(**base), tmp_path / "simbench")
     from_csv, c_series = run_demo(Scenario(**base, profiles=str(csv_file)), tmp_path / "csv")
     assert simbench["market"]["trades"] > 10
