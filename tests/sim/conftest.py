@@ -1,0 +1,31 @@
+"""Session-scoped demo runs shared by the simulator's tests.
+
+``default_day`` is ``gridledger demo`` exactly as a newcomer runs it (30 participants, 96
+slots, 4 validators, the default attacks, seed 7) with its outputs written; tests that only
+read a defended run's figures use it instead of starting a run of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    out: Path
+    summary: dict[str, Any]
+    series: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def default_day(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    out = tmp_path_factory.mktemp("default-day")
+    summary, series = run_demo(scenario_from_flags(30, 24, 4, "default", 7, None), out)
+    write_outputs(summary, series, out)
+    return DemoRun(out, summary, series)
