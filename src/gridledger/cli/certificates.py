@@ -36,12 +36,11 @@ from gridledger.certificates import (
 from gridledger.errors import GridLedgerError
 from gridledger.ledger.app import Application
 from gridledger.ledger.block import Header
-from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules.certificates.keeper import bundle_key
 from gridledger.ledger.modules.certificates.views import parse_bundle_id
-from gridledger.ledger.state import AbsenceProof, MembershipProof, State
+from gridledger.ledger.state import AbsenceProof, MembershipProof
 from gridledger.ledger.valset import keys_hash
-from gridledger.node.store import BlockStore, decode_snapshot
+from gridledger.node.store import BlockStore
 from gridledger.node.validator import restore_app
 from gridledger.node.verify import find_stores
 
@@ -106,37 +105,11 @@ class Tip:
                 if height < 1 or last is None:
                     raise GridLedgerError(f"{self.path}: the validator set changed at height "
                                           f"{height + 1} but block {height} is not stored")
-                out.append(handoff_at(_app_at(store, self.genesis, height), last.header,
-                                      last.cert))
+                app, _ = restore_app(store, self.genesis, upto=height)
+                out.append(handoff_at(app, last.header, last.cert))
             return tuple(out)
         finally:
             store.close()
-
-
-def _app_at(store: BlockStore, genesis: Genesis, height: int) -> Application:
-    """The application after block ``height``: the latest snapshot at or below it, then the
-    stored blocks replayed (each checked against its header)."""
-    app = Application(genesis)
-    for h in reversed([h for h in store.snapshot_heights() if h <= height]):
-        raw, blk = store.snapshot_bytes(h), store.block(h)
-        if raw is None or blk is None:
-            continue
-        header = Header.decode(blk.header)
-        state = State(decode_snapshot(raw))
-        if state.root() != header.state_root:
-            raise GridLedgerError(f"snapshot at height {h} does not match its header")
-        app = Application(genesis, state=state, height=h, last_hash=header.hash,
-                          slot_time=header.slot_time)
-        break
-    for blk in store.blocks(app.height + 1):
-        if blk.height > height:
-            break
-        header = Header.decode(blk.header)
-        got, _ = app.finalize_block(blk.tx_list(), header.slot_time)
-        if got.hash != header.hash:
-            raise GridLedgerError(f"replaying block {blk.height} gives a different header")
-        app.commit()
-    return app
 
 
 def _store(directory: Path) -> Path:

@@ -34,7 +34,7 @@ from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules import Module
 from gridledger.ledger.state import State
 from gridledger.node.orderer import CutBlock
-from gridledger.node.store import BlockStore, encode_snapshot
+from gridledger.node.store import BlockStore, decode_snapshot, encode_snapshot
 from gridledger.node.ticks import Tick, sign_tick
 
 FAULTS = ("wrong-root", "equivocate", "garbage", "silent", "relabel", "forge-tick", "far-future")
@@ -43,13 +43,21 @@ FAR_AHEAD = 10**6
 
 
 def restore_app(store: BlockStore, genesis: Genesis,
-                modules: Sequence[Module] | None = None) -> tuple[Application, int]:
+                modules: Sequence[Module] | None = None,
+                upto: int | None = None) -> tuple[Application, int]:
     """Rebuild the application from a store: latest snapshot, then replay later blocks.
 
-    Returns the application at the store's tip and the log position after the tip. Raises
-    ``StateRootMismatch`` if a snapshot or a replayed block does not give its header's root.
+    Returns the application at the store's tip (or after block ``upto``: the latest
+    snapshot at or below it, then the blocks up to it) and the log position after that
+    block. Raises ``StateRootMismatch`` if a snapshot or a replayed block does not give its
+    header's root.
     """
-    snap = store.latest_snapshot()
+    if upto is None:
+        snap = store.latest_snapshot()
+    else:
+        below = [h for h in store.snapshot_heights() if h <= upto]
+        raw = store.snapshot_bytes(below[-1]) if below else None
+        snap = None if raw is None else (below[-1], decode_snapshot(raw))
     log_end = 0
     if snap is not None:
         height, data = snap
@@ -66,6 +74,8 @@ def restore_app(store: BlockStore, genesis: Genesis,
     else:
         app = Application(genesis, modules)
     for blk in store.blocks(app.height + 1):
+        if upto is not None and blk.height > upto:
+            break
         header = Header.decode(blk.header)
         got, _ = app.finalize_block(blk.tx_list(), header.slot_time)
         if got.hash != header.hash:
