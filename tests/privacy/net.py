@@ -147,9 +147,10 @@ class PrivacyNet:
 
 def make_net(tmp: Path, *, n_users: int = 6, threshold: int = 2, aggregators: int = 7,
              privacy: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
-             seed: int = 31) -> PrivacyNet:
+             sections: dict[str, Any] | None = None, seed: int = 31) -> PrivacyNet:
     """Four validators, a DSO (grid account), ``n_users`` members with meters on feeder f1,
-    three trustees (k = ``threshold``), ``aggregators`` aggregators (t = 3)."""
+    three trustees (k = ``threshold``), ``aggregators`` aggregators (t = 3); ``sections``:
+    further genesis sections (e.g. ``firmware``)."""
     vs = [sim_key(seed, "validator", i) for i in range(4)]
     dso = sim_key(seed, "dso", 0)
     users = [sim_key(seed, "user", i) for i in range(n_users)]
@@ -189,7 +190,7 @@ def make_net(tmp: Path, *, n_users: int = 6, threshold: int = 2, aggregators: in
         "aggregate_tolerance_wh": 0, **(privacy or {})}
     base = {"slot_seconds": S, "gate_closure_s": GATE, "reveal_window_s": REVEAL,
             "settle_window_s": SETTLE, **(params or {})}
-    genesis = make_genesis(CHAIN, parts, base, sections={"privacy": section})
+    genesis = make_genesis(CHAIN, parts, base, sections={"privacy": section, **(sections or {})})
     ts = TrusteeSet(COMMUNITY, threshold, tuple(TrusteeInfo(t.trustee_id,
                                                             t.signing_key.public_key,
                                                             t.kem_key.public_key)

@@ -10,17 +10,24 @@ from typing import Any
 import pytest
 
 from gridledger.crypto.sig import SigningKey
-from gridledger.errors import ConfigError
+from gridledger.errors import ConfigError, RejectedTx
 from gridledger.ledger.app import Application
 from gridledger.ledger.context import BlockContext, TxContext
 from gridledger.ledger.execute import BlockResult
 from gridledger.ledger.genesis import make_genesis
+from gridledger.ledger.modules.bank import keeper as bank
 from gridledger.ledger.modules.firmware import keeper
+from gridledger.ledger.modules.metering import keeper as metering
+from gridledger.ledger.modules.registry import keeper as registry
+from gridledger.ledger.modules.reputation.keeper import reputation_of
 from gridledger.ledger.tx import sign_tx
-from gridledger.meter import Meter, SignedRelease, VendorSigner, image_hash
+from gridledger.meter import Meter, SignedRelease, UpdateRefused, VendorSigner, image_hash
 from gridledger.meter.device import patch_body
 from gridledger.sim.keys import sim_key
 from tests.conftest import apply
+from tests.ledger.modules.test_flex import GATE, make_flex_world, tx_id
+from tests.ledger.modules.test_flex import S as FLEX_S
+from tests.ledger.modules.test_flex import t_read as flex_t_read
 
 CHAIN = "firmware-test"
 N_VALIDATORS = 4          # quorum(4) = 3
@@ -118,7 +125,7 @@ def make_fw_world(n_users: int = 3, seed: int = 3, firmware: bool = True) -> FwW
                       "name": f"m{i}", "meter_of": f"cp{i}"})
     sections = {"firmware": {"vendors": [acme.genesis_entry(), other.genesis_entry()],
                              "releases": [r.genesis_entry() for r in base.values()]}}
-    genesis = make_genesis(CHAIN, parts, {"slot_seconds": 900},
+    genesis = make_genesis(CHAIN, parts, {"slot_seconds": 900, "settle_window_s": 1800},
                            sections=sections if firmware else None)
     return FwWorld(Application(genesis), vs, dso, users, meters, acme, other, base)
 
@@ -203,7 +210,6 @@ def test_release_rules(w: FwWorld) -> None:
 ])
 def test_malformed_manifests_are_refused_at_admission(w: FwWorld, body: dict[str, Any],
                                                       needle: str) -> None:
-    from gridledger.errors import RejectedTx
 
     with pytest.raises(RejectedTx) as info:
         w.app.check_tx(w.tx(w.acme.key, "firmware/release", body))
@@ -255,7 +261,6 @@ def test_a_removed_validator_no_longer_approves() -> None:
     """``not-approver``: the role alone is not enough, the sender must be in the active set
     (here a validator key removed from the set keeps its ``validator`` role record)."""
     w = make_fw_world()
-    from gridledger.ledger.modules.registry import keeper as registry
 
     fix = w.acme.sign("AM-1", "1.2.0", img("am1-1.2.0"), "1.0.0")
     w.ok([w.tx(w.acme.key, "firmware/release", fix.body())])
@@ -281,7 +286,6 @@ def test_first_reading_sets_the_firmware_of_record(w: FwWorld) -> None:
 
 
 def test_quarantined_cp_cannot_trade(w: FwWorld) -> None:
-    from gridledger.errors import RejectedTx
 
     w.read(1, image_hash(b"homebrew"))
     keeper.check_trading(w.app.state, "cp0")
@@ -381,7 +385,6 @@ def test_fake_patches_are_rejected_naming_the_rule(advised: tuple[FwWorld, Signe
                           patch_body(beta, beta.manifest.image_sha3))) == "release-unapproved"
     # 3. the approved fix's manifest, but the meter attests another image (it runs its own)
     wrong = patch_body(fix, evil)
-    from gridledger.errors import RejectedTx
 
     raw = w.tx(w.meters[1], "firmware/patch", wrong)
     with pytest.raises(RejectedTx) as info:     # refused at admission ...
@@ -428,7 +431,6 @@ def test_a_mismatched_meter_may_reinstall_its_approved_image(w: FwWorld) -> None
 
 
 def test_meter_refuses_what_its_vendor_did_not_sign(advised: tuple[FwWorld, SignedRelease]) -> None:
-    from gridledger.meter import UpdateRefused
 
     w, fix = advised
     meter = Meter(w.meters[0], "cp0", w.acme.key.public_key, w.base["1.0.0"].manifest)
@@ -438,3 +440,91 @@ def test_meter_refuses_what_its_vendor_did_not_sign(advised: tuple[FwWorld, Sign
     with pytest.raises(UpdateRefused, match="model"):
         meter.install(w.acme.sign("AM-3", "9.0.0", img("x"), "0.0.0"))
     assert meter.firmware == w.base["1.0.0"].manifest.image_sha3
+
+
+def test_state_does_not_depend_on_which_signature_of_a_release_arrived() -> None:
+    """ML-DSA signing is hedged: two signings of one manifest differ. Two genesis documents
+    with different signatures of the same releases reach the same state root, and so do
+    two chains where the vendor publishes differently signed copies of one release."""
+    a, b = make_fw_world(), make_fw_world()
+    assert a.base["1.0.0"].sig != b.base["1.0.0"].sig
+    assert a.app.state.root() == b.app.state.root()
+    for w in (a, b):
+        fix = w.acme.sign("AM-1", "1.2.0", img("am1-1.2.0"), "1.0.0")
+        w.ok([w.tx(w.acme.key, "firmware/release", fix.body())])
+    assert a.app.state.root() == b.app.state.root()
+
+
+# ------------------------------------------------------------------------------- end to end
+def reading_tx(w: FwWorld, i: int, slot: int, firmware: bytes, import_wh: int = 500) -> bytes:
+    return w.tx(w.meters[i], "metering/reading", {"slot": slot, "import_wh": import_wh,
+                                                 "export_wh": 0, "firmware": firmware})
+
+
+def test_readings_orders_and_settlement_of_a_quarantined_meter(w: FwWorld) -> None:
+    """Through the metering and market modules: the reading is taken but marked, settles
+    only on the DSO's estimate (no reputation charge), and the holder cannot order."""
+
+    old = w.base["1.0.0"].manifest.image_sha3
+    s0 = w.t // 900                                 # the block at t + 900 reads slot s0
+    w.ok([reading_tx(w, 0, s0, old), reading_tx(w, 1, s0, old)])
+    assert w.reason(0) is None
+
+    def order() -> dict[str, Any]:
+        return {"slot": w.t // 900 + 4, "side": "buy", "energy_wh": 100,
+                "price_micro_per_kwh": 100_000}
+
+    w.ok([w.tx(w.users[0], "market/order", order())])
+    w.ok([w.tx(w.acme.key, "firmware/advisory",
+               w.acme.advisory_body("ACME-9", "AM-1", ["1.0.0"], "high"))])
+    # no new exposure for the holder of a quarantined cp; the registry is unchanged
+    assert w.rule_of(w.tx(w.users[0], "market/order", order())) == "meter-quarantined"
+    s1 = w.t // 900
+    res = w.ok([reading_tx(w, 0, s1, old)])
+    (ev,) = [e for r in res.receipts for e in r.events if e["type"] == "reading"]
+    assert ev["quarantine"] == "advised-firmware"
+    st = w.app.state
+    assert metering.reading_of(st, s1, "cp0").quarantine == "advised-firmware"  # type: ignore[union-attr]
+    assert metering.trusted_reading_of(st, s1, "cp0") is None   # its own figure never settles
+    score = reputation_of(st, w.users[0].address)
+    res = w.ok([w.tx(w.dso, "metering/flag", {"slot": s1, "cp": "cp0", "import_wh": 640,
+                                              "export_wh": 0, "evidence": bytes(32)})])
+    flagged = [e for r in res.receipts for e in r.events if e["type"] == "reading_flagged"]
+    assert flagged[0]["quarantine"] == "advised-firmware"
+    assert not [e for r in res.receipts for e in r.events if e["type"] == "reputation"]
+    assert reputation_of(w.app.state, w.users[0].address) == score
+    assert metering.trusted_reading_of(w.app.state, s1, "cp0").import_wh == 640  # type: ignore[union-attr]
+
+
+def test_readings_of_a_good_meter_keep_their_bytes(w: FwWorld) -> None:
+    """A reading from a meter that is not quarantined is stored exactly as before the
+    firmware registry existed (no ``quarantine`` key), so state roots do not move."""
+
+    s0 = w.t // 900
+    w.ok([reading_tx(w, 0, s0, w.base["1.1.0"].manifest.image_sha3)])
+    key = metering.READING + metering.slot_key(s0) + b"cp0"
+    assert set(w.app.state.get_obj(key)) == {"import_wh", "export_wh", "firmware", "meter"}
+
+
+def test_no_flexibility_offer_from_a_quarantined_meter() -> None:
+    """Delivered flexibility is measured by the cp's meter too, so a quarantined meter's
+    holder offers none (``meter-quarantined``, nothing locked); the others offer as before."""
+    acme, _ = vendors()
+    good = acme.sign("AM-1", "1.0.0", img("am1-1.0.0"), "0.0.0")
+    w = make_flex_world(sections={"firmware": {"vendors": [acme.genesis_entry()],
+                                               "releases": [good.genesis_entry()]}})
+    slot = 12
+    home_made = image_hash(b"home-made")
+    res = w.ok([w.tx(w.meters[0], "metering/reading", {"slot": slot, "import_wh": 900,
+                                                       "export_wh": 0, "firmware": home_made}),
+                w.tx(w.meters[1], "metering/reading",
+                     {"slot": slot, "import_wh": 900, "export_wh": 0,
+                      "firmware": good.manifest.image_sha3})], flex_t_read(slot))
+    assert [e["reason"] for r in res.receipts for e in r.events
+            if e["type"] == "meter_quarantined"] == ["unknown-firmware"]
+    rid = tx_id(w.ok([w.request(energies=[1_000, 1_000])], GATE - 3 * FLEX_S))
+    locked = bank.locked(w.app.state, w.users[0].address)
+    res = w.block([w.offer(0, rid, 50_000, [500, 500]), w.offer(1, rid, 60_000, [500, 500])],
+                  GATE - 2 * FLEX_S)
+    assert [r.rule for r in res.receipts] == ["meter-quarantined", ""]
+    assert bank.locked(w.app.state, w.users[0].address) == locked

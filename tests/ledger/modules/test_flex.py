@@ -134,12 +134,15 @@ def check_locks(app: Application) -> None:
     assert locks == {a: v for a, v in held.items() if v}, "escrow leaked or unbacked"
 
 
-def make_flex_world(section: dict[str, Any] | None = None, seed: int = 11) -> FlexWorld:
-    genesis, _, dso, users, meters = flex_genesis(section, seed)
+def make_flex_world(section: dict[str, Any] | None = None, seed: int = 11,
+                    sections: dict[str, Any] | None = None) -> FlexWorld:
+    """``section``: the ``flex`` genesis section; ``sections``: further ones (``firmware``)."""
+    genesis, _, dso, users, meters = flex_genesis(section, seed, sections)
     return FlexWorld(Application(genesis), dso, users, meters)
 
 
-def flex_genesis(section: dict[str, Any] | None = None, seed: int = 11
+def flex_genesis(section: dict[str, Any] | None = None, seed: int = 11,
+                 sections: dict[str, Any] | None = None
                  ) -> tuple[Genesis, SigningKey, SigningKey, list[SigningKey], list[SigningKey]]:
     """(genesis, validator, dso, users, meters) of the small flexibility chain."""
     v = sim_key(seed, "validator", 0)
@@ -158,7 +161,7 @@ def flex_genesis(section: dict[str, Any] | None = None, seed: int = 11
     flex = section if section is not None else {
         "resources": [[f"cp{i}", d, 3_000] for i in range(N) for d in ("ev", "heat-pump")]}
     genesis = make_genesis(CHAIN, parts, {"slot_seconds": S, "settle_window_s": SETTLE},
-                           sections={"flex": flex})
+                           sections={"flex": flex, **(sections or {})})
     return genesis, v, dso, users, meters
 
 

@@ -41,6 +41,7 @@ from gridledger.ledger.modules import (
 )
 from gridledger.ledger.modules.bank import keeper as bank_keeper
 from gridledger.ledger.modules.disputes import keeper as disputes_keeper
+from gridledger.ledger.modules.firmware import keeper as firmware_keeper
 from gridledger.ledger.modules.market import keeper as market_keeper
 from gridledger.ledger.modules.metering import keeper as metering_keeper
 from gridledger.ledger.modules.registry import keeper as registry_keeper
@@ -66,7 +67,7 @@ or an installed release's keeper)."""
 def _keepers(overrides: Mapping[str, Any]) -> Keepers:
     return {"registry": registry_keeper, "bank": bank_keeper, "reputation": reputation_keeper,
             "metering": metering_keeper, "market": market_keeper,
-            "disputes": disputes_keeper, **overrides}
+            "disputes": disputes_keeper, "firmware": firmware_keeper, **overrides}
 
 
 def _builtin(versions: Mapping[str, int], k: Keepers) -> list[Module]:
@@ -80,17 +81,18 @@ def _builtin(versions: Mapping[str, int], k: Keepers) -> list[Module]:
                          else max(BUILTIN["governance"]), versions=dict(versions)),
         reputation.build(registry=k["registry"]),
         firmware.build(authorities=k["registry"]),
-        metering.build(registry=k["registry"], reputation=k["reputation"]),
+        metering.build(registry=k["registry"], reputation=k["reputation"],
+                       firmware=k["firmware"]),
         surveillance.build(market=k["market"], reputation=k["reputation"]),
         market.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
-                     metering=k["metering"]),
+                     metering=k["metering"], firmware=k["firmware"]),
         disputes.build(market=k["market"], metering=k["metering"], registry=k["registry"],
                        bank=k["bank"], reputation=k["reputation"]),
         privacy.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
                       metering=k["metering"], market=k["market"], disputes=k["disputes"]),
         certificates.build(registry=k["registry"], market=k["market"], metering=k["metering"]),
         flex.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
-                   metering=k["metering"]),
+                   metering=k["metering"], firmware=k["firmware"]),
     ]
 
 

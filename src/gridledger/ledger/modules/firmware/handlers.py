@@ -127,7 +127,7 @@ class Handlers:
         items = keeper.open_items(state)
         if len(items.releases) >= MAX_OPEN:
             raise TooManyOpen(f"{MAX_OPEN} releases wait for approval already")
-        keeper.put_release(state, Release(m, "pending", ctx.block.height, (), ()), msg.sig)
+        keeper.put_release(state, Release(m, "pending", ctx.block.height, (), ()), new=True)
         keeper.set_open_items(state, dataclasses.replace(items, releases=(*items.releases, rid)))
         ctx.emit("firmware_released", release=rid, vendor=m.vendor, model=m.model,
                  version=m.version, image_sha3=m.image_sha3, min_version=m.min_version)
@@ -249,46 +249,56 @@ class Handlers:
     # -- firmware/patch ------------------------------------------------------------------
     def patch(self, state: State, ctx: TxContext, msg: Patch) -> None:
         """``firmware/patch`` signed by the meter (its device key is the envelope key).
-        Rules ``unknown-meter``, ``vendor-signature`` (and ``unknown-vendor`` /
-        ``unknown-model``), ``release-unapproved``, ``release-advised``,
-        ``patch-wrong-model``, ``patch-upgrade-path``; ``patch-hash-mismatch`` at parse."""
+        Rules ``unknown-meter`` and those of ``verify_patch``; ``patch-hash-mismatch`` at
+        parse."""
         device = self.auth.participant(state, ctx.sender)
         cp = device.meter_of if device is not None else None
         if not cp:
             raise UnknownMeter("the sender is not a meter bound to a connection point")
-        m = msg.manifest
-        check_manifest_signature(state, m, msg.sig)
-        rid = m.release_id()
-        rel = keeper.release(state, rid)
-        if rel is None or rel.status != "approved":
-            raise ReleaseUnapproved(f"{m.model} {m.version} is "
-                                    f"{'not published' if rel is None else 'not approved'}")
-        if keeper.advised_by(state, m.vendor, m.model, m.version):
-            raise ReleaseAdvised(f"{m.model} {m.version} is under advisory "
-                                 f"{keeper.advised_by(state, m.vendor, m.model, m.version)[0]}")
         rec = keeper.meter_record(state, cp)
         if rec is not None and rec.meter != ctx.sender:
             rec = None  # another meter was installed at the cp: it starts afresh
+        self.verify_patch(state, rec, msg)
+        m = msg.manifest
         was = keeper.reason_of(state, rec) if rec is not None else None
-        current = keeper.release_of_image(state, rec.firmware) if rec is not None else None
-        if current is not None and rec is not None:
-            cm = current.manifest
-            if (cm.vendor, cm.model) != (m.vendor, m.model):
-                raise PatchWrongModel(f"the meter runs {cm.vendor} {cm.model}, the release "
-                                      f"is for {m.vendor} {m.model}")
-            if cm.version_key < m.min_version_key:
-                raise PatchUpgradePath(f"{m.version} installs over {m.min_version} or later; "
-                                       f"the meter runs {cm.version}")
-            reinstall = cm.version_key == m.version_key and rec.mismatch is not None
-            if cm.version_key >= m.version_key and not reinstall:
-                raise PatchUpgradePath(f"the meter runs {cm.version}; {m.version} is no upgrade")
-        new = MeterFirmware(ctx.sender, msg.firmware, ctx.block.height)
+        # the release's image becomes the firmware of record (parse_patch checked that the
+        # meter attests exactly it); later readings are compared with it
+        new = MeterFirmware(ctx.sender, m.image_sha3, ctx.block.height)
         keeper.put_meter_record(state, cp, new)
-        ctx.emit("meter_patched", cp=cp, meter=ctx.sender, release=rid, model=m.model,
-                 version=m.version, firmware=msg.firmware,
+        ctx.emit("meter_patched", cp=cp, meter=ctx.sender, release=m.release_id(),
+                 model=m.model, version=m.version, firmware=m.image_sha3,
                  from_firmware=rec.firmware if rec is not None else None)
         if was is not None:
             ctx.events.append(keeper.release_event(cp, new, was))
+
+    def verify_patch(self, state: State, rec: MeterFirmware | None, msg: Patch) -> None:
+        """What makes a patch trustworthy: the vendor's signature on the manifest
+        (``vendor-signature``, ``unknown-vendor``, ``unknown-model``), the quorum's approval
+        (``release-unapproved``), no advisory in force (``release-advised``), and, when the
+        meter's firmware of record is a known release, the same vendor and model
+        (``patch-wrong-model``) and the upgrade path (``patch-upgrade-path``)."""
+        m = msg.manifest
+        check_manifest_signature(state, m, msg.sig)
+        rel = keeper.release(state, m.release_id())
+        if rel is None or rel.status != "approved":
+            raise ReleaseUnapproved(f"{m.model} {m.version} is "
+                                    f"{'not published' if rel is None else 'not approved'}")
+        advised = keeper.advised_by(state, m.vendor, m.model, m.version)
+        if advised:
+            raise ReleaseAdvised(f"{m.model} {m.version} is under advisory {advised[0]}")
+        current = keeper.release_of_image(state, rec.firmware) if rec is not None else None
+        if current is None or rec is None:
+            return  # an unknown image: nothing to check the path against
+        cm = current.manifest
+        if (cm.vendor, cm.model) != (m.vendor, m.model):
+            raise PatchWrongModel(f"the meter runs {cm.vendor} {cm.model}, the release is "
+                                  f"for {m.vendor} {m.model}")
+        if cm.version_key < m.min_version_key:
+            raise PatchUpgradePath(f"{m.version} installs over {m.min_version} or later; "
+                                   f"the meter runs {cm.version}")
+        reinstall = cm.version_key == m.version_key and rec.mismatch is not None
+        if cm.version_key >= m.version_key and not reinstall:
+            raise PatchUpgradePath(f"the meter runs {cm.version}; {m.version} is no upgrade")
 
 
 def init_genesis(state: State, genesis: dict[str, Any]) -> None:
@@ -325,7 +335,7 @@ def init_genesis(state: State, genesis: dict[str, Any]) -> None:
         if (keeper.release_of_image(state, m.image_sha3) is not None
                 or keeper.release_of_version(state, m.vendor, m.model, m.version) is not None):
             raise ConfigError(f"genesis firmware release {m.model} {m.version} listed twice")
-        keeper.put_release(state, Release(m, "approved", 0, (), (), approved=0), rr["sig"])
+        keeper.put_release(state, Release(m, "approved", 0, (), (), approved=0), new=True)
 
 
 def _genesis_vendor(rv: Any) -> Vendor:

@@ -33,7 +33,6 @@ from gridledger.ledger.state import State
 CFG = b"fw/cfg"
 VENDOR = b"fw/v/"          # + name -> Vendor
 RELEASE = b"fw/r/"         # + release id -> Release
-RELEASE_SIG = b"fw/rs/"    # + release id -> the vendor's signature (audit: re-verifiable)
 IMAGE = b"fw/img/"         # + image hash -> release id (an image belongs to one release)
 VERSION = b"fw/ver/"       # + vendor/model/version -> release id
 ADVISORY = b"fw/a/"        # + advisory id -> Advisory
@@ -93,17 +92,16 @@ def release(state: State, rid: bytes) -> Release | None:
     return None if raw is None else _release(raw)
 
 
-def release_sig(state: State, rid: bytes) -> bytes | None:
-    return state.get(RELEASE_SIG + rid)
+def put_release(state: State, rec: Release, *, new: bool = False) -> None:
+    """Store ``rec``; a ``new`` release is also indexed by image and by version.
 
-
-def put_release(state: State, rec: Release, sig: bytes | None = None) -> None:
-    """Store ``rec`` (indexed by image and by version); ``sig`` when first published."""
+    The vendor's signature is not kept in state: ML-DSA signing is hedged (two signatures
+    of one manifest differ), so state would depend on which copy arrived; the signature is
+    in the release transaction (or the genesis document) for anyone to re-verify."""
     m = rec.manifest
     rid = m.release_id()
     state.set_obj(RELEASE + rid, rec.to_obj())
-    if sig is not None:
-        state.set(RELEASE_SIG + rid, sig)
+    if new:
         state.set(IMAGE + m.image_sha3, rid)
         state.set(VERSION + _triple(m.vendor, m.model, m.version), rid)
 

@@ -119,7 +119,8 @@ class Config(Record):
 
 @dataclass(frozen=True)
 class Release(Record):
-    """``fw/r/<release id>``: a published manifest and its approvals (signature at ``fw/rs/``).
+    """``fw/r/<release id>``: a published manifest and its approvals (the signature stays in
+    the release transaction: hedged ML-DSA signatures differ per signing).
 
     ``approved`` is the height it was approved at (0: in genesis, by the founding parties).
     """

@@ -66,6 +66,15 @@ class Metering(Protocol):
     def trusted_reading_of(self, state: State, slot: int, cp: str) -> Reading | None: ...
 
 
+class Firmware(Protocol):
+    """Whether a connection point's meter is quarantined (the firmware registry): its
+    readings measure delivery only through the DSO's estimate, so it takes no new offer."""
+
+    def check_trading(self, state: State, cp: str) -> None:
+        """Raises ``meter-quarantined`` if the cp's meter is quarantined."""
+        ...
+
+
 @dataclass(frozen=True)
 class Deps:
     """The flexibility module's dependencies, as the catalog wires them."""
@@ -74,3 +83,4 @@ class Deps:
     registry: Registry
     reputation: Reputation
     metering: Metering
+    firmware: Firmware

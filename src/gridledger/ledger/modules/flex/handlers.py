@@ -186,7 +186,9 @@ class Handlers:
         """``flex/offer`` before the gate, from a cp the request names: locks the delivery
         deposit. Rules ``unknown-request``, ``flex-gate-closed``, ``not-eligible``,
         ``invalid-body`` (length), ``above-price-cap``, ``unregistered-device``,
-        ``above-capacity``, ``above-envelope``, ``max-offers``, ``insufficient-funds``."""
+        ``above-capacity``, ``above-envelope``, ``max-offers``, ``insufficient-funds``;
+        ``meter-quarantined`` (firmware registry): delivery is measured by the cp's meter, so
+        a quarantined meter's holder offers nothing until it is patched."""
         r = self._request(state, msg.request)
         self._before_gate(r, ctx.block.slot_time)
         holder = self.deps.registry.participant(state, ctx.sender)
@@ -194,6 +196,7 @@ class Handlers:
         elig = r.eligible(cp) if cp else None
         if cp is None or elig is None:
             raise NotEligible(f"the request does not name the sender's connection point {cp!r}")
+        self.deps.firmware.check_trading(state, cp)
         if len(msg.energies_wh) != r.n_slots:
             raise InvalidBody(f"the request has {r.n_slots} slots, the offer "
                               f"{len(msg.energies_wh)}")

@@ -1,11 +1,18 @@
-"""The flexibility module: ``build(bank, registry, reputation, metering) -> Module`` (wired
-in the catalog)."""
+"""The flexibility module: ``build(bank, registry, reputation, metering, firmware) ->
+Module`` (wired in the catalog)."""
 
 from __future__ import annotations
 
 from gridledger.ledger.module import Module, MsgKind
 from gridledger.ledger.modules.flex.errors import RULES
-from gridledger.ledger.modules.flex.expected import Bank, Deps, Metering, Registry, Reputation
+from gridledger.ledger.modules.flex.expected import (
+    Bank,
+    Deps,
+    Firmware,
+    Metering,
+    Registry,
+    Reputation,
+)
 from gridledger.ledger.modules.flex.handlers import VEN_ROLE, Handlers, init_genesis
 from gridledger.ledger.modules.flex.invariants import make_invariants
 from gridledger.ledger.modules.flex.settlement import make_end_block
@@ -35,10 +42,13 @@ DSO = frozenset({"dso"})
 MEMBERS = frozenset({"prosumer", "consumer"})
 
 
-def build(bank: Bank, registry: Registry, reputation: Reputation, metering: Metering) -> Module:
+def build(bank: Bank, registry: Registry, reputation: Reputation, metering: Metering,
+          firmware: Firmware) -> Module:
     """Flexibility wired to ``bank`` (escrow, deposits), ``registry`` (cps, VEN identities),
-    ``reputation`` (non-delivery) and ``metering`` (trusted readings)."""
-    deps = Deps(bank=bank, registry=registry, reputation=reputation, metering=metering)
+    ``reputation`` (non-delivery), ``metering`` (trusted readings) and ``firmware`` (no offer
+    from a cp whose meter is quarantined)."""
+    deps = Deps(bank=bank, registry=registry, reputation=reputation, metering=metering,
+                firmware=firmware)
     h = Handlers(deps)
     return Module(
         name=NAME,

@@ -76,6 +76,14 @@ class Metering(Protocol):
     def prune_readings(self, state: State, slot: int) -> None: ...
 
 
+class Firmware(Protocol):
+    """Whether a connection point's meter is quarantined (the firmware registry)."""
+
+    def check_trading(self, state: State, cp: str) -> None:
+        """Raises ``meter-quarantined`` if the cp's meter is quarantined."""
+        ...
+
+
 @dataclass(frozen=True)
 class Deps:
     """The market's dependencies, as the catalog wires them."""
@@ -84,3 +92,4 @@ class Deps:
     registry: Registry
     reputation: Reputation
     metering: Metering
+    firmware: Firmware

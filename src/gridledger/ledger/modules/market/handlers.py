@@ -42,8 +42,8 @@ from gridledger.ledger.state import State
 
 
 class Handlers:
-    """The market's message handlers; ``deps`` (bank, registry, reputation, metering) are
-    wired by the catalog."""
+    """The market's message handlers; ``deps`` (bank, registry, reputation, metering,
+    firmware) are wired by the catalog."""
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
@@ -59,7 +59,8 @@ class Handlers:
     def _check_trader(self, state: State, addr: bytes, side: Side | None, new_exposure: bool,
                       slot: int) -> None:
         """Trading identity rules: a connection point, sell needs prosumer, no suspension,
-        and a pseudonym trades only in the slots its certificate names."""
+        no quarantined meter (``meter-quarantined``, firmware registry), and a pseudonym
+        trades only in the slots its certificate names."""
         p = self.deps.registry.participant(state, addr)
         if p is None or not p.cp:
             raise NoConnectionPoint("only identities holding a cp trade energy")
@@ -68,6 +69,8 @@ class Handlers:
             raise SellNeedsProsumer("consumers can only buy")
         if new_exposure and self.deps.reputation.tier_of(state, addr) == "suspended":
             raise ReputationSuspended("suspended from trading until an appeal")
+        if new_exposure:
+            self.deps.firmware.check_trading(state, p.cp)
 
     @staticmethod
     def _check_before_gate(slot: int, now: int, p: Params) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from gridledger.ledger.module import Module, MsgKind
 from gridledger.ledger.modules.market.errors import RULES
-from gridledger.ledger.modules.market.expected import Bank, Deps, Metering, Registry, Reputation
+from gridledger.ledger.modules.market.expected import (
+    Bank,
+    Deps,
+    Firmware,
+    Metering,
+    Registry,
+    Reputation,
+)
 from gridledger.ledger.modules.market.handlers import Handlers
 from gridledger.ledger.modules.market.hooks import make_end_block
 from gridledger.ledger.modules.market.invariants import make_invariants
@@ -30,10 +37,13 @@ VERSION = 1
 TRADERS = frozenset({"prosumer", "consumer"})
 
 
-def build(bank: Bank, registry: Registry, reputation: Reputation, metering: Metering) -> Module:
+def build(bank: Bank, registry: Registry, reputation: Reputation, metering: Metering,
+          firmware: Firmware) -> Module:
     """The market wired to ``bank`` (escrow, payments), ``registry`` (traders, connection
-    points), ``reputation`` (tiers, score changes) and ``metering`` (readings to settle)."""
-    deps = Deps(bank=bank, registry=registry, reputation=reputation, metering=metering)
+    points), ``reputation`` (tiers, score changes), ``metering`` (readings to settle) and
+    ``firmware`` (no new exposure from a cp whose meter is quarantined)."""
+    deps = Deps(bank=bank, registry=registry, reputation=reputation, metering=metering,
+                firmware=firmware)
     h = Handlers(deps)
     return Module(
         name=NAME,

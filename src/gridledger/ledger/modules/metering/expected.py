@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
+from gridledger.ledger.context import TxContext
 from gridledger.ledger.state import State
 
 
@@ -29,3 +30,10 @@ class Reputation(Protocol):
 
     def adjust(self, state: State, addr: bytes, reason: Literal["missing_reading"], slot: int,
                times: int = 1) -> dict[str, Any]: ...
+
+
+class Firmware(Protocol):
+    """Is the meter's attested firmware trusted (the firmware registry)."""
+
+    def check_reading(self, state: State, ctx: TxContext, cp: str, meter: bytes,
+                      firmware: bytes) -> str | None: ...

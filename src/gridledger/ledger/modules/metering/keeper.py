@@ -25,7 +25,7 @@ def slot_key(slot: int) -> bytes:
 
 def _reading(slot: int, cp: str, obj: dict[str, object]) -> Reading:
     r = StoredReading.from_obj(obj)
-    return Reading(slot, cp, r.import_wh, r.export_wh, r.firmware, r.meter)
+    return Reading(slot, cp, r.import_wh, r.export_wh, r.firmware, r.meter, r.quarantine)
 
 
 def reading_of(state: State, slot: int, cp: str) -> Reading | None:
@@ -106,7 +106,8 @@ def trusted_reading_of(state: State, slot: int, cp: str) -> Reading | None:
     raw = reading_of(state, slot, cp)
     flag = flag_of(state, slot, cp)
     if flag is None:
-        return raw
+        # a quarantined meter's own figures never settle: only the DSO's estimate does
+        return None if raw is not None and raw.quarantine is not None else raw
     return Reading(slot, cp, flag.import_wh, flag.export_wh,
                    raw.firmware if raw else bytes(32), raw.meter if raw else b"")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gridledger.ledger.module import Body
-from gridledger.ledger.record import Record
+from gridledger.ledger.record import Record, optional
 from gridledger.ledger.validate import require_bytes, require_fields, require_int, require_str
 
 READING = "metering/reading"
@@ -30,19 +30,25 @@ class Reading:
     export_wh: int
     firmware: bytes
     meter: bytes
+    quarantine: str | None = None
+    """Why the firmware registry had the meter quarantined when it sent this reading
+    (``unknown-firmware`` ...); such a reading never settles on its own figures."""
 
     def to_record(self) -> StoredReading:
-        return StoredReading(self.import_wh, self.export_wh, self.firmware, self.meter)
+        return StoredReading(self.import_wh, self.export_wh, self.firmware, self.meter,
+                             self.quarantine)
 
 
 @dataclass(frozen=True)
 class StoredReading(Record):
-    """``meter/r/<slot><cp>``: a reading (slot and cp are in the key)."""
+    """``meter/r/<slot><cp>``: a reading (slot and cp are in the key); ``quarantine`` only
+    when the meter was quarantined (absent otherwise, so readings keep their bytes)."""
 
     import_wh: int
     export_wh: int
     firmware: bytes
     meter: bytes
+    quarantine: str | None = optional()
 
 
 @dataclass(frozen=True)
