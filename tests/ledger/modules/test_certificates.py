@@ -392,3 +392,49 @@ def test_issuance_runs_after_settlement_in_the_catalog() -> None:
     the market's (and reads metering's flags, which the market's settlement used)."""
     names = [m.name for m in catalog_modules()]
     assert names.index("certificates") > max(names.index("market"), names.index("metering"))
+
+
+class _Quarantined:
+    """The metering keeper with ``cp``'s readings marked as sent by a quarantined meter (the
+    firmware registry's verdict, as metering stores it on the reading)."""
+
+    def __init__(self, real: Any, cp: str) -> None:
+        self.real, self.cp = real, cp
+
+    def reading_of(self, state: Any, slot: int, cp: str) -> Any:
+        r = self.real.reading_of(state, slot, cp)
+        return replace(r, quarantine="unknown-firmware") if r is not None and cp == self.cp else r
+
+    def flag_of(self, state: Any, slot: int, cp: str) -> Any:
+        return self.real.flag_of(state, slot, cp)
+
+    def trusted_readings_for_slot(self, state: Any, slot: int) -> Any:
+        return self.real.trusted_readings_for_slot(state, slot)
+
+
+def test_a_quarantined_meters_reading_issues_nothing(w: World, monkeypatch: pytest.MonkeyPatch
+                                                     ) -> None:
+    """Settlement never trusts a quarantined meter's own figure (only the DSO's estimate);
+    neither does issuance: its export is withheld, reason ``quarantined``, and the invariant
+    refuses a block that certified it anyway."""
+    cert = next(m for m in w.app.modules if m.name == "certificates")
+    issuer = cert.end_block.__self__  # type: ignore[union-attr]
+    inv = cert.invariants[0].__self__  # type: ignore[attr-defined]
+    monkeypatch.setattr(issuer, "metering", _Quarantined(issuer.metering, "cp0"))
+    monkeypatch.setattr(inv, "metering", _Quarantined(inv.metering, "cp0"))
+    traded_slot(w)
+    iss = keeper.issuance(w.app.state, SLOT, "cp0")
+    assert iss is not None and iss.flagged and iss.solar_wh == 0
+    assert keeper.bundles_of_slot(w.app.state, SLOT) == []
+    assert w.events("certificates_withheld") == [
+        {"type": "certificates_withheld", "slot": SLOT, "cp": "cp0", "energy_wh": 1_000,
+         "reason": "quarantined"}]
+
+
+def test_issuance_from_a_quarantined_reading_is_refused_by_the_invariant(
+        w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert = next(m for m in w.app.modules if m.name == "certificates")
+    inv = cert.invariants[0].__self__  # type: ignore[attr-defined]
+    monkeypatch.setattr(inv, "metering", _Quarantined(inv.metering, "cp0"))
+    with pytest.raises(InvariantViolation, match="no-flagged-issuance"):
+        traded_slot(w)      # issuance still trusts the reading: the invariant does not

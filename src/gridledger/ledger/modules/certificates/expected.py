@@ -59,6 +59,9 @@ class Reading(Protocol):
     def import_wh(self) -> int: ...
     @property
     def export_wh(self) -> int: ...
+    @property
+    def quarantine(self) -> str | None:
+        """Why the firmware registry had the meter quarantined when it sent the reading."""
 
 
 class Metering(Protocol):

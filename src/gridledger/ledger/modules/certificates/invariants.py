@@ -6,7 +6,8 @@ bounded as history grows — as the metering module checks only pending readings
 
 * ``issued-within-export``: per device and slot, GCs issued <= the metered export of the
   reading they came from (and that is the reading metering holds, while it holds it).
-* ``no-flagged-issuance``: a reading the DSO flagged issued nothing.
+* ``no-flagged-issuance``: a reading the DSO flagged, or one from a quarantined meter,
+  issued nothing.
 * ``ids-tile``: a slot's bundles cover exactly the ids issued for it, each id once, and per
   device and technology add up to its issuance: no GC is created or lost by a split.
 * ``cancelled-once``: per holder and hour, the cancelled bundles it holds add up to exactly
@@ -55,7 +56,8 @@ class Invariants:
             if r is not None and r.export_wh != iss.export_wh:
                 raise InvariantViolation(f"issued-within-export: slot {slot} cp {cp!r} issued "
                                          "from a different reading than metering holds")
-            flagged = self.metering.flag_of(state, slot, cp) is not None
+            flagged = self.metering.flag_of(state, slot, cp) is not None or (
+                r is not None and r.quarantine is not None)
             if (flagged or iss.flagged) and iss.solar_wh + iss.storage_wh:
                 raise InvariantViolation(f"no-flagged-issuance: slot {slot} cp {cp!r}")
             issued[(cp, "solar_pv")] = iss.solar_wh

@@ -4,7 +4,8 @@ The end-of-block hook runs after the market's (the catalog lists this module aft
 slot is issued in the very block that settles it, from exactly what settlement used:
 
 1. **Issue.** For every registered device whose connection point has a signed reading for
-   the slot: a flagged reading (the DSO's false-data detection) issues nothing. Otherwise
+   the slot: a flagged reading (the DSO's false-data detection), or one from a meter the
+   firmware registry had quarantined, issues nothing. Otherwise
    the metered export E splits into storage discharge ``min(E, discharged_wh)`` (the
    battery sub-meter) and the rest, solar. Solar GCs are issued up to the device's capacity
    bound; storage discharge GCs only as far as the battery's Storage Charge Records reach,
@@ -95,12 +96,16 @@ class Issuer:
                 continue
             zone = zone_of(cp, p, cfg.issue_market_zone)
             export = reading.export_wh
-            if self.metering.flag_of(state, slot, cp) is not None:
+            # a reading settlement does not trust issues nothing: one the DSO flagged (false
+            # data detection), or one from a meter the firmware registry had quarantined
+            untrusted = ("flagged" if self.metering.flag_of(state, slot, cp) is not None
+                         else "quarantined" if reading.quarantine is not None else None)
+            if untrusted is not None:
                 keeper.put_issuance(state, slot, cp, Issuance(owner, export, 0, 0, True, zone))
                 withheld += export
                 if export:
                     events.append({"type": "certificates_withheld", "slot": slot, "cp": cp,
-                                   "energy_wh": export, "reason": "flagged"})
+                                   "energy_wh": export, "reason": untrusted})
                 continue
             sr = keeper.storage_reading(state, slot, cp) if dev.storage_w else None
             storage_part = min(export, sr.discharged_wh) if sr is not None else 0

@@ -130,7 +130,8 @@ class SlotRecord(Record):
     storage_wh: int
     transferred_wh: int
     withheld_wh: int
-    """Export of flagged readings: no certificate (false-data detection)."""
+    """Export of readings settlement does not trust — flagged by the DSO (false-data
+    detection) or sent by a quarantined meter: no certificate."""
     capped_wh: int
     """Solar export above the device's capacity bound: no certificate."""
     uncertified_wh: int
@@ -150,6 +151,8 @@ class Issuance(Record):
     solar_wh: int
     storage_wh: int
     flagged: bool
+    """The reading was not trusted (flagged by the DSO, or from a quarantined meter):
+    nothing issued."""
     zone: str
 
 
