@@ -1,11 +1,11 @@
-"""Issue 16 in the demo: granular certificates on the shared default day (``default_day``,
-``gridledger demo`` exactly as a newcomer runs it).
+"""Issue 16 in the demo: granular certificates on the default day in clear mode
+(``clear_day``: the shared ``default_day`` while that is clear mode).
 
-The default day issues certificates from the members' unflagged metered export, transfers
-them with delivered P2P energy and has members cancel them within their hourly import (no
-honest claim refused); its export loads in the EnergyTag model and one certificate is
-audited with the CLI alone. ``double-claim`` and ``phantom-generation`` run in it with their
-defences (detected, loss 0); one short extra run removes the defences (the damage shows).
+It issues certificates from the members' unflagged metered export, transfers them with
+delivered P2P energy and has members cancel them within their hourly import (no honest
+claim refused); its export loads in the EnergyTag model and one certificate is audited with
+the CLI alone. ``double-claim`` and ``phantom-generation`` run in it with their defences
+(detected, loss 0); one short extra run removes the defences (the damage shows).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from gridledger.ledger.modules.certificates.invariants import Invariants
 from gridledger.ledger.modules.certificates.issuance import Issuer
 from gridledger.node.store import BlockStore
 from gridledger.node.verify import find_stores
-from gridledger.sim.demo import run_demo
+from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
 from gridledger.sim.features.certificates import Certificates
-from gridledger.sim.scenario import Scenario
+from gridledger.sim.scenario import DEMO_PRIVACY, Scenario
 from tests.ledger.modules.test_certificates import _NoFlags
 from tests.sim.conftest import DemoRun
 
@@ -72,8 +72,24 @@ def run(tmp: Path, attacks: tuple[str, ...], slots: int = 16) -> dict[str, Any]:
     return summary
 
 
-def test_default_day_issues_transfers_and_matches(default_day: DemoRun) -> None:
-    s = default_day.summary
+@pytest.fixture(scope="session")
+def clear_day(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """The default day in clear mode: the shared ``default_day`` while the demo's default is
+    clear mode, else a run of its own — under pseudonyms no certificate exists (devices are
+    registered for real connection points) and the two provenance scenarios are left out."""
+    if not DEMO_PRIVACY:
+        day: DemoRun = request.getfixturevalue("default_day")
+        return day
+    out = tmp_path_factory.mktemp("clear-day")
+    summary, series = run_demo(scenario_from_flags(30, 24, 4, "default", 7, None, privacy=False),
+                               out)
+    write_outputs(summary, series, out)
+    return DemoRun(out, summary, series)
+
+
+def test_day_issues_transfers_and_matches(clear_day: DemoRun) -> None:
+    s = clear_day.summary
     c = s["certificates"]
     assert 0 < c["issued_wh"] <= c["unflagged_export_wh"] <= c["metered_export_wh"]
     assert c["issued_within_export"] and c["devices"] > 0
@@ -91,14 +107,14 @@ def test_default_day_issues_transfers_and_matches(default_day: DemoRun) -> None:
         dc["refused_at_admission"] + dc["refused_in_execution"]
 
 
-def test_report_section_from_the_summary(default_day: DemoRun) -> None:
-    sec, = Certificates.report_sections(default_day.summary)
+def test_report_section_from_the_summary(clear_day: DemoRun) -> None:
+    sec, = Certificates.report_sections(clear_day.summary)
     assert sec.section_id == "provenance" and "fig-provenance" in sec.body_html
     assert "fig-matching" in sec.body_html and "sankey" in sec.body_html.lower()
 
 
-def test_export_has_the_energytag_fields(default_day: DemoRun, tmp_path: Path) -> None:
-    store, s, out = default_day.out, default_day.summary, tmp_path
+def test_export_has_the_energytag_fields(clear_day: DemoRun, tmp_path: Path) -> None:
+    store, s, out = clear_day.out, clear_day.summary, tmp_path
     cli = CliRunner()
     res = cli.invoke(app, ["certificates", "export", str(store), "--format", "energytag",
                            "--out", str(out / "certificates.json")])
@@ -130,8 +146,8 @@ def test_export_has_the_energytag_fields(default_day: DemoRun, tmp_path: Path) -
     assert bad.exit_code == 2 and "--format" in bad.output
 
 
-def test_membership_proof_audit_with_the_cli_alone(default_day: DemoRun, tmp_path: Path) -> None:
-    store, out = default_day.out, tmp_path
+def test_membership_proof_audit_with_the_cli_alone(clear_day: DemoRun, tmp_path: Path) -> None:
+    store, out = clear_day.out, tmp_path
     cli = CliRunner()
     res = cli.invoke(app, ["certificates", "export", str(store), "--out",
                            str(out / "certificates.json")])
@@ -187,16 +203,16 @@ def _check_defended(s: dict[str, Any], name: str) -> dict[str, Any]:
     return r
 
 
-def test_double_claim_refused(default_day: DemoRun) -> None:
-    r = _check_defended(default_day.summary, "double-claim")
+def test_double_claim_refused(clear_day: DemoRun) -> None:
+    r = _check_defended(clear_day.summary, "double-claim")
     assert r["detected"] == r["injected"] and r["refused_at_admission"] > 0
     assert r["claimed_wh"] == r["cancelled_held_wh"]
 
 
-def test_phantom_generation_flagged_and_not_certified(default_day: DemoRun) -> None:
-    r = _check_defended(default_day.summary, "phantom-generation")
+def test_phantom_generation_flagged_and_not_certified(clear_day: DemoRun) -> None:
+    r = _check_defended(clear_day.summary, "phantom-generation")
     assert r["detected"] == r["injected"] and r["phantom_certified_wh"] == 0
-    c = default_day.summary["certificates"]
+    c = clear_day.summary["certificates"]
     assert c["withheld_wh"] > 0 and c["issued_wh"] <= c["metered_export_wh"]
 
 
