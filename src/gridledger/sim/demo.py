@@ -109,6 +109,10 @@ def run_demo_cli(*, prosumers: int, hours: int, validators: int, attacks: str, o
     console.print(results_table(summary))
     console.print(f"wrote {out / 'report.html'}, {out / 'summary.json'}; "
                   f"check the ledger with: gridledger verify-chain {out}")
+    audit = summary["attacks"].get("audit-export")
+    if audit is not None:  # the regulator's view: one file, checked with nothing else
+        console.print(f"audit bundle: {out / audit['bundle']}; check it with: "
+                      f"gridledger audit verify {out / audit['bundle']}")
     return summary
 
 
