@@ -10,7 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from gridledger.cli.main import app
 from gridledger.errors import ConfigError
 from gridledger.node.nats_cluster import free_port
 from gridledger.sim.demo import run_demo
@@ -18,18 +20,20 @@ from gridledger.sim.scenario import Scenario, check_scenario
 
 from .browser import find_chromium, open_in_chromium
 
-pytestmark = pytest.mark.slow
-
 PROBE = """(() => { const s = window.gridledgerDashboard;
   return { snapshots: s.snapshots, height: s.last ? s.last.height : null,
            grid: !!(s.last && s.last.grid && s.last.grid.series) }; })()"""
 
 
-def test_bad_port_is_refused_before_any_work() -> None:
+def test_bad_port_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--serve"):
         check_scenario(Scenario(participants=6, slots=8, serve_port=70000))
+    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "o"), "--serve", "0"])
+    assert res.exit_code == 2 and "--serve" in res.output, res.output
+    assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_demo_serves_its_dashboard_while_it_runs(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
