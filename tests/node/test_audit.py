@@ -164,6 +164,15 @@ def test_cli_export_and_verify(chain_dir, tmp_path):
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(cli, ["audit", "verify", str(out)])
     assert r.exit_code == 0 and "ok" in r.output, r.output
+    genesis = verify_bundle(out).genesis_hash.hex()
+    assert genesis in " ".join(r.output.split())  # printed whole, to compare with the published one
+    r = CliRunner().invoke(cli, ["audit", "verify", str(out), "--genesis-hash", genesis])
+    assert r.exit_code == 0, r.output
+    # a self-consistent bundle of another chain fails against the community's genesis hash
+    r = CliRunner().invoke(cli, ["audit", "verify", str(out), "--genesis-hash", "ab" * 32])
+    assert r.exit_code == 1 and "not the pinned" in " ".join(r.output.split()), r.output
+    r = CliRunner().invoke(cli, ["audit", "verify", str(out), "--genesis-hash", "xyz"])
+    assert r.exit_code == 2
     raw = bytearray(out.read_bytes())
     raw[100] ^= 0xFF
     out.write_bytes(bytes(raw))

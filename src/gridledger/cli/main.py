@@ -383,6 +383,8 @@ def audit_verify(
     bundle: Annotated[Path, typer.Argument(help="An audit bundle written by `audit export`.")],
     replay: Annotated[bool, typer.Option(
         help="Re-execute every block from the genesis inside (full check).")] = True,
+    genesis_hash: Annotated[str | None, typer.Option(
+        help="The community's published genesis hash (hex): the bundle must start from it.")] = None,
 ) -> None:
     """Check an audit bundle with no other input: hash links from the genesis inside,
     quorum certificates, transaction and receipts roots, re-execution, and the proofs
@@ -392,10 +394,18 @@ def audit_verify(
     from gridledger.node.audit import verify_bundle
 
     _existing_file("BUNDLE", bundle)
-    r = verify_bundle(bundle, replay=replay)
+    pinned = None
+    if genesis_hash is not None:
+        try:
+            pinned = bytes.fromhex(genesis_hash)
+        except ValueError:
+            _fail(f"--genesis-hash must be hex, got {genesis_hash!r}")
+        if len(pinned) != 32:
+            _fail(f"--genesis-hash must be 32 bytes (64 hex digits), got {len(pinned)} bytes")
+    r = verify_bundle(bundle, replay=replay, genesis_hash=pinned)
     if r.ok:
         console.print(f"[green]ok[/]   {bundle}  chain={r.chain_id} blocks={r.blocks} "
-                      f"proofs={r.proofs} genesis={r.genesis_hash.hex()[:16]}… "
+                      f"proofs={r.proofs} genesis={r.genesis_hash.hex()} "
                       f"tip={r.tip_hash.hex()[:16]}… state_root={r.state_root.hex()[:16]}…"
                       + ("" if r.replayed else " (not re-executed)"))
         return

@@ -486,12 +486,16 @@ def _record_at(raw: bytes, body_len: int, offset: int) -> str:
     return "record framing"
 
 
-def verify_bundle(path: str | Path, replay: bool = True) -> AuditReport:
+def verify_bundle(path: str | Path, replay: bool = True,
+                  genesis_hash: bytes | None = None) -> AuditReport:
     """Check the bundle at ``path`` with no other input; never raises for its content.
 
     ``replay`` re-executes every block from the genesis inside (the full check; also follows
-    validator-set changes). Findings name the altered byte when the integrity table locates
-    it, and always the record (kind, height, byte range) a ledger check fails on.
+    validator-set changes). ``genesis_hash`` pins the chain: a bundle is only
+    self-consistent, so one made up from scratch (its own genesis, its own validator keys)
+    would pass without the community's published genesis hash. Findings name the altered
+    byte when the integrity table locates it, and always the record (kind, height, byte
+    range) a ledger check fails on.
     """
     path = Path(path)
     raw = path.read_bytes()
@@ -511,6 +515,10 @@ def verify_bundle(path: str | Path, replay: bool = True) -> AuditReport:
                 offset = next((o for o, _ in damaged
                                if fail.record.offset <= o < fail.record.end), offset)
             findings.insert(0, Finding(fail.what, rec, offset))
+    if genesis_hash is not None and figures and figures["genesis_hash"] != genesis_hash:
+        findings.insert(0, Finding(f"the chain starts from genesis "
+                                   f"{figures['genesis_hash'].hex()}, not the pinned "
+                                   f"{genesis_hash.hex()}", "genesis"))
     return AuditReport(path, len(raw), figures.get("chain_id", ""), figures.get("blocks", 0),
                        figures.get("genesis_hash", b""), figures.get("tip_hash", b""),
                        figures.get("state_root", b""), figures.get("proofs", 0),
