@@ -211,3 +211,29 @@ def test_upgraded_chain_audits_and_takes_a_new_node(tmp_path):
     r = verify_bundle(tmp_path / "up.glaudit")
     assert r.ok, r.findings
     assert r.blocks == rep.blocks > at
+
+
+def test_audit_export_scenario_reads_what_verify_reported(chain_dir, tmp_path):
+    """The demo's ``audit-export`` plug-in on a small chain (no demo run): the genuine bundle
+    verifies against the pinned genesis, the doctored copy fails naming the altered byte."""
+    from types import SimpleNamespace
+
+    from gridledger.ledger.genesis import Genesis
+    from gridledger.node.store import BlockStore
+    from gridledger.sim.attacks.audit import AuditExport
+
+    data = tmp_path / "ledger"
+    shutil.copytree(chain_dir, data)
+    st = BlockStore(data / "validator-0.sqlite", readonly=True)
+    genesis: Genesis = st.genesis()
+    st.close()
+    eng = SimpleNamespace(net=SimpleNamespace(data_dir=data), sc=SimpleNamespace(seed=7),
+                          community=SimpleNamespace(genesis=genesis))
+    attack = AuditExport(eng, {})  # type: ignore[arg-type]
+    attack.setup()
+    r = attack.result()
+    assert r["injected"] == 1 and r["detected"] == 1 and r["mitigated"] and r["loss"] == 0, r
+    assert r["genuine_verifies"] and r["altered_byte_named"]
+    assert f"byte {r['altered_byte']}" in r["finding"]
+    assert (tmp_path / r["bundle"]).stat().st_size == r["bundle_bytes"]
+    assert set(attack.timings()) == {"audit_export_s", "audit_verify_s", "audit_verify_doctored_s"}
