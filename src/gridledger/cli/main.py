@@ -38,7 +38,7 @@ app.add_typer(audit_app, name="audit")
 console = Console(soft_wrap=True)  # lines naming files and blocks stay whole when piped
 err = Console(stderr=True, soft_wrap=True)  # messages stay on one line (paths, grep)
 
-BENCHES = ("ledger", "clearing", "grid", "privacy", "network", "demo")
+BENCHES = ("ledger", "clearing", "grid", "privacy", "network", "demo", "scale")
 
 
 USAGE, FAILURE = 2, 1

@@ -41,7 +41,7 @@ DEFAULT_MV_CODE = "1-MV-semiurb--0-sw"
 
 ProfileSource = Literal["simbench", "standard", "user"]
 
-_SIMBENCH_CODE = re.compile(r"^\d-[A-Za-z0-9]+-[A-Za-z0-9_]+-[A-Za-z0-9_]*-\d-(sw|no_sw)$")
+_SIMBENCH_CODE = re.compile(r"^\d-[A-Za-z0-9]+-[A-Za-z0-9_]+-[A-Za-z0-9_.]*-\d-(sw|no_sw)$")
 _IEEE_CASES = {
     "ieee-case4gs": "case4gs",
     "ieee-case5": "case5",

@@ -1,0 +1,32 @@
+"""Scale benchmark (quick mode: 30 and 100 participants, 8 slots each), issue 17."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gridledger.bench.scale import TARGET_WALL_PER_FLOOR, run
+
+
+@pytest.fixture(scope="module")
+def result() -> dict[str, Any]:
+    return run(quick=True)
+
+
+@pytest.mark.slow
+def test_every_case_reports_its_figures(result: dict[str, Any]) -> None:
+    assert result["mldsa65_sign_per_s_2_cores"] > 0 and result["mldsa65_verify_per_s_2_cores"] > 0
+    for row in result["cases"]:
+        assert row["txs"] > 0 and row["blocks"] > 0 and row["store_mib"] > 0
+        assert row["peak_rss_mib"] > 0 and row["cpu_s"] > 0
+        # a run cannot beat the time its own signatures take: else the floor is miscounted
+        assert row["wall_per_floor"] > 1.0, row
+        assert set(row["time_s"]) >= {"ledger_s", "grid_s", "verify_chain_s", "report_s"}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="issue 17 open: the main job is not yet within 2x its cryptographic "
+                          "floor (BENCHMARKS.md, scale)", strict=False)
+def test_wall_within_twice_the_floor(result: dict[str, Any]) -> None:
+    assert result["max_wall_per_floor"] <= TARGET_WALL_PER_FLOOR, result["cases"]

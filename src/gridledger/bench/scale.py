@@ -1,0 +1,143 @@
+"""Scale benchmark (issue 17): the main job at growing community sizes, against the
+cryptographic floor measured in the same run.
+
+For each case, ``gridledger demo``'s job (community day, default attacks and features, 4
+validators, verify-chain of every store) runs in this process and reports wall and CPU
+seconds (this process and its children), seconds per participant-slot, peak RSS, store size,
+and where the time goes
+(the run's own timings: agents, ledger, grid work, secure aggregation/privacy, certificates,
+verify-chain; report writing measured here).
+
+**The cryptographic floor** of a case is the time this machine needs, on both cores, to sign
+every transaction and vote the run carries once and to verify each of those signatures once
+per validator and once more in each store's verify-chain replay:
+
+    floor = (txs + votes) / sign_rate + V * (txs + votes) * 2 / verify_rate
+
+with ``votes = V * blocks`` (every validator signs each block it certifies), ``V`` validators,
+and the ML-DSA-65 sign and verify rates measured here on two processes in parallel.
+``wall / floor`` is the figure that matters: the physical limit of a run in which every
+validator checks everything. Target ``wall / floor <= 2.0``.
+
+Run: ``gridledger bench scale [--quick] [--json]``. Quick mode: 30 and 100 participants for
+8 slots each (a CI-sized check of the harness); full mode: 30, 100, 300, 1,000 participants
+for a day and 30 participants for 7 days.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gridledger.crypto.sig import SigningKey, verify_signature
+
+TARGET_WALL_PER_FLOOR = 2.0
+RATE_SAMPLES = 200
+CONTEXT = b"gl/bench-scale"
+
+
+@dataclass(frozen=True)
+class Case:
+    participants: int
+    slots: int
+    network: str
+
+
+QUICK = (Case(30, 8, "1-LV-semiurb4--2-sw"), Case(100, 8, "1-LV-rural3--2-sw"))
+FULL = (Case(30, 96, "1-LV-semiurb4--2-sw"), Case(100, 96, "1-LV-rural3--2-sw"),
+        Case(300, 96, "1-MVLV-semiurb-all-2-sw"), Case(1000, 96, "1-MVLV-semiurb-all-2-sw"),
+        Case(30, 7 * 96, "1-LV-semiurb4--2-sw"))
+
+
+def _rates_worker(n: int) -> tuple[float, float]:
+    """(seconds for n signatures, seconds for n verifications) with ML-DSA-65 in this process."""
+    key = SigningKey.generate("ml-dsa-65")
+    msg = os.urandom(3000)  # about a transaction's signed bytes
+    t0 = time.perf_counter()
+    sigs = [key.sign(msg, CONTEXT) for _ in range(n)]
+    t1 = time.perf_counter()
+    pk = key.public_key.raw
+    for s in sigs:
+        verify_signature("ml-dsa-65", pk, msg, s, CONTEXT)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def crypto_rates(n: int = RATE_SAMPLES, workers: int = 2) -> tuple[float, float]:
+    """ML-DSA-65 (signatures per second, verifications per second) on ``workers`` cores."""
+    with ProcessPoolExecutor(workers) as pool:
+        results = list(pool.map(_rates_worker, [n] * workers))
+    sign_s = max(r[0] for r in results)
+    verify_s = max(r[1] for r in results)
+    return workers * n / sign_s, workers * n / verify_s
+
+
+def _cpu_s() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_case(case: Case, validators: int = 4) -> dict[str, Any]:
+    from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
+    from gridledger.sim.scenario import Scenario
+
+    # the main job as `gridledger demo` runs it (default attacks and features), resized
+    base = scenario_from_flags(case.participants, 24, validators, "default", 7, case.network)
+    sc = Scenario(**{**base.__dict__, "slots": case.slots})
+    with tempfile.TemporaryDirectory(prefix="gl-bench-scale-") as d:
+        out = Path(d)
+        w0, c0 = time.perf_counter(), _cpu_s()
+        summary, series = run_demo(sc, out)
+        r0 = time.perf_counter()
+        write_outputs(summary, series, out)
+        report_s = time.perf_counter() - r0
+        wall, cpu = time.perf_counter() - w0, _cpu_s() - c0
+        store_bytes = sum(p.stat().st_size for p in (out / "ledger").rglob("*.sqlite"))
+    led, tim = summary["ledger"], summary["timings"]
+    return {
+        "participants": case.participants, "slots": case.slots, "network": case.network,
+        "validators": validators, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+        "s_per_participant_slot": round(wall / (case.participants * case.slots), 5),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "store_mib": round(store_bytes / 2**20, 2),
+        "txs": led["txs"], "blocks": led["blocks"],
+        "time_s": {k: tim.get(k) for k in ("agents_s", "ledger_s", "grid_s", "privacy_s",
+                                            "certificates_s", "verify_chain_s")}
+        | {"report_s": round(report_s, 2)},
+    }
+
+
+def floor_s(txs: int, blocks: int, validators: int, sign_rate: float, verify_rate: float) -> float:
+    """The cryptographic floor in seconds (formula in the module docstring)."""
+    signed = txs + validators * blocks
+    return signed / sign_rate + validators * signed * 2 / verify_rate
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    cases = QUICK if quick else FULL
+    sign_rate, verify_rate = crypto_rates()
+    rows = []
+    for case in cases:
+        row = run_case(case)
+        fl = floor_s(row["txs"], row["blocks"], row["validators"], sign_rate, verify_rate)
+        row["floor_s"] = round(fl, 2)
+        row["wall_per_floor"] = round(row["wall_s"] / fl, 2)
+        rows.append(row)
+    small = rows[0]["s_per_participant_slot"]
+    largest = max(rows, key=lambda r: r["participants"])
+    return {
+        "mldsa65_sign_per_s_2_cores": round(sign_rate, 1),
+        "mldsa65_verify_per_s_2_cores": round(verify_rate, 1),
+        "cases": rows,
+        "target_wall_per_floor": TARGET_WALL_PER_FLOOR,
+        "max_wall_per_floor": max(r["wall_per_floor"] for r in rows),
+        "meets_floor_target": all(r["wall_per_floor"] <= TARGET_WALL_PER_FLOOR for r in rows),
+        "per_participant_slot_ratio_largest_to_30": round(
+            largest["s_per_participant_slot"] / small, 2),
+    }
