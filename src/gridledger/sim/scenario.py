@@ -23,7 +23,7 @@ PV, home and commercial batteries, heat pumps and EV chargers, on a 400 kVA tran
 DEFAULT_START_DAY = 136
 """Monday 16 May 2016 (day-of-year index in SimBench's profile year): a sunny spring day."""
 
-DEMO_PRIVACY = False
+DEMO_PRIVACY = True
 """Whether ``gridledger demo`` runs in privacy mode unless told ``--privacy on|off`` (issue 19).
 ``Scenario``'s own default stays clear mode: a test names the mode it measures."""
 
