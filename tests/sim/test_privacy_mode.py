@@ -20,6 +20,7 @@ from gridledger.ledger.tx import decode_tx, sign_tx
 from gridledger.sim.attacks import CLEAR_MODE_ONLY, parse_attacks
 from gridledger.sim.clock import SLOT_S
 from gridledger.sim.community import EPOCH_SLOTS, POOL_ALLOWANCE_MICRO
+from gridledger.sim.demo import scenario_from_flags
 from gridledger.sim.engine import Engine
 from gridledger.sim.features.privacy import PrivacyMode
 from gridledger.sim.scenario import Scenario, check_scenario
@@ -40,6 +41,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
         eng.step(step)
     yield eng
     eng.ctx.close()
+
+
+def test_the_demo_runs_in_privacy_mode_unless_told_off() -> None:
+    sc = scenario_from_flags(30, 24, 4, "default", 7, None)
+    assert sc.privacy and not set(CLEAR_MODE_ONLY) & set(sc.attacks)
+    off = scenario_from_flags(30, 24, 4, "default", 7, None, privacy=False)
+    assert not off.privacy and set(CLEAR_MODE_ONLY) <= set(off.attacks)
 
 
 def test_attacks_with_nothing_to_act_on_under_privacy_mode() -> None:
