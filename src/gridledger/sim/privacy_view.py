@@ -238,18 +238,19 @@ def _observe_event(obs: Observation, e: dict[str, Any]) -> None:
 
 
 def _observe_api(obs: Observation, api: Any) -> None:
-    """Each pseudonym's record (its final balance) from the node's published privacy view
-    (``GET /v1/views/privacy/pseudonym/<address>``)."""
+    """Each pseudonym's record (its final balance) from the node's published privacy view,
+    one epoch a request (``GET /v1/views/privacy/pseudonyms/<epoch>``)."""
     status = api.get("/v1/status").json()
     obs.api_state_root = str(status["state_root"])
     obs.api_calls += 1
-    for p in sorted(obs.pseudonyms):
-        r = api.get(f"/v1/views/privacy/pseudonym/{p.hex()}")
+    for epoch in sorted({first // obs.epoch_slots for first, _ in obs.pseudonyms.values()}):
+        r = api.get(f"/v1/views/privacy/pseudonyms/{epoch}")
         obs.api_calls += 1
-        if r.status_code == 200:
-            final = (r.json().get("value") or {}).get("final_micro")
-            if final is not None:
-                obs.finals[p] = int(final)
+        r.raise_for_status()
+        for rec in r.json().get("value") or []:
+            p = bytes.fromhex(rec["address"])
+            if p in obs.pseudonyms and rec.get("final_micro") is not None:
+                obs.finals[p] = int(rec["final_micro"])
 
 
 class NodeReadOnly(RejectedTx):

@@ -94,6 +94,10 @@ def test_pseudonymous_trade_settles_and_claims_pay_each_member_its_due(tmp_path:
     w.ok([], close)
     assert w.events("epoch_closed")[0]["epoch"] == 1
     f = finals(w, iss)
+    # the epoch's public records in one query (what a curious node's API serves)
+    listed = w.net.entry.app.query("privacy/pseudonyms/1")
+    assert {r["address"]: r["final_micro"] for r in listed} == f
+    assert [r["address"] for r in listed] == sorted(f)
     s0, b1, s0b = iss.own[0][0].address, iss.own[1][0].address, iss.own[0][1].address
     assert f[s0] > ALLOWANCE > f[b1]  # seller earned, buyer paid
     c0, c1 = claim_amount(2, ALLOWANCE, [f[s0], f[s0b]]), claim_amount(1, ALLOWANCE, [f[b1]])

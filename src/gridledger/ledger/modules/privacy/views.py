@@ -33,6 +33,18 @@ def pseudonym(state: State, arg: str) -> dict[str, Any] | None:
     return None if rec is None else rec.to_obj()
 
 
+def pseudonyms(state: State, arg: str) -> list[dict[str, Any]]:
+    """``privacy/pseudonyms/<epoch>``: every pseudonym registered in the epoch, ``{address,
+    **record}`` each, by address (the public records ``privacy/pseudonym`` serves one by one:
+    a block explorer's epoch page)."""
+    out = []
+    for addr in keeper.pseudonyms_of_epoch(state, int(arg)):
+        rec = keeper.get_pseudonym(state, addr)
+        if rec is not None:
+            out.append({"address": addr, **rec.to_obj()})
+    return out
+
+
 def roaming_seq(state: State, arg: str) -> int:
     """``privacy/roaming_seq/<addr hex>``: the account's next roaming sequence number."""
     return keeper.next_roaming_seq(state, bytes.fromhex(arg))
@@ -46,4 +58,5 @@ def aggregate(state: State, arg: str) -> dict[str, Any] | None:
 
 
 VIEWS = {"config": config, "roaming_partners": roaming_partners, "epoch": epoch,
-         "pseudonym": pseudonym, "roaming_seq": roaming_seq, "aggregate": aggregate}
+         "pseudonym": pseudonym, "pseudonyms": pseudonyms, "roaming_seq": roaming_seq,
+         "aggregate": aggregate}
