@@ -48,6 +48,11 @@ def _participant(raw: bytes) -> Participant:
     return Participant.from_obj(cbor2.loads(raw))
 
 
+def decode_participant(raw: bytes) -> Participant:
+    """A stored participant record's bytes, decoded (memoised)."""
+    return _participant(raw)
+
+
 def participant(state: State, addr: bytes) -> Participant | None:
     """The participant record of ``addr`` (None: not registered)."""
     raw = state.get(P + addr)

@@ -1,0 +1,121 @@
+"""Registry and bank invariants inside a block check what the block wrote, and still catch
+every break.
+
+Inside a block (an open outermost transaction) ``cp-unique``, ``meter-unique``,
+``total-supply`` and ``nonnegative`` look only at what the block could have broken
+(``State.block_writes``); outside one they scan every entry. Each break below is made inside
+a block and must be caught there, exactly as the full scan catches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from gridledger.errors import InvariantViolation
+from gridledger.ledger import codec
+from gridledger.ledger.app import Application
+from gridledger.ledger.modules.bank import keeper as bank
+from gridledger.ledger.modules.bank.invariants import nonnegative, total_supply
+from gridledger.ledger.modules.registry import keeper
+from gridledger.ledger.modules.registry.invariants import cp_unique, meter_unique
+from gridledger.ledger.state import State
+from gridledger.sim.keys import sim_key
+from tests.conftest import Chain, make_chain
+
+Break = Callable[[State, Chain], None]
+
+
+def _holder_moves_cp(state: State, c: Chain) -> None:
+    """A participant record now names another cp; the old cp entry still points at it."""
+    p = keeper.participant(state, c.users[0].address)
+    assert p is not None
+    state.set_obj(keeper.P + c.users[0].address, {**p.to_obj(), "cp": "cp-elsewhere"})
+
+
+def _cp_entry_points_elsewhere(state: State, c: Chain) -> None:
+    state.set(keeper.CP + b"cp0", codec.encode(c.users[1].address))
+
+
+def _holder_deleted(state: State, c: Chain) -> None:
+    state.delete(keeper.P + c.users[2].address)
+
+
+def _meter_entry_to_a_trader(state: State, c: Chain) -> None:
+    state.set(keeper.METER + b"cp3", codec.encode(c.users[3].address))
+
+
+def _meter_rebound(state: State, c: Chain) -> None:
+    meter = keeper.meter_of_cp(state, "cp4")
+    assert meter is not None
+    p = keeper.participant(state, meter)
+    assert p is not None
+    state.set_obj(keeper.P + meter, {**p.to_obj(), "meter_of": "cp5"})
+
+
+def _with_meters(c: Chain) -> State:
+    state = Application(c.genesis).state
+    for i in (3, 4):
+        m = sim_key(2, "meter", i)
+        keeper.put_meter(state, m.address, m.alg, m.public_key.raw, f"cp{i}")
+    return state
+
+
+def _money_minted(state: State, c: Chain) -> None:
+    state.set_int(bank.BAL + c.users[0].address, bank.balance(state, c.users[0].address) + 1)
+
+
+def _money_burnt(state: State, c: Chain) -> None:
+    state.delete(bank.BAL + c.users[1].address)
+
+
+def _negative_lock(state: State, c: Chain) -> None:
+    """A negative lock offset by a larger balance: the total still adds up."""
+    state.set_int(bank.LOCK + c.users[2].address, -5)
+    state.set_int(bank.BAL + c.users[2].address, bank.balance(state, c.users[2].address) + 5)
+
+
+def _supply_changed(state: State, c: Chain) -> None:
+    state.set_int(bank.SUPPLY, bank.supply(state) + 7)
+
+
+@pytest.mark.parametrize("breaks, invariant", [
+    (_holder_moves_cp, cp_unique), (_cp_entry_points_elsewhere, cp_unique),
+    (_holder_deleted, cp_unique), (_meter_entry_to_a_trader, meter_unique),
+    (_meter_rebound, meter_unique), (_money_minted, total_supply),
+    (_money_burnt, total_supply), (_negative_lock, nonnegative),
+    (_supply_changed, total_supply)])
+def test_a_break_made_in_a_block_is_caught_in_the_block(
+        breaks: Break, invariant: Callable[[State], None]) -> None:
+    c = make_chain()
+    state = _with_meters(c)
+    every = (cp_unique, meter_unique, total_supply, nonnegative)
+    for inv in every:                            # the state before the block holds them
+        inv(state)
+    state.begin()                                # the block
+    state.set_obj(b"gov/unrelated", 1)           # writes elsewhere change nothing
+    a, b = c.users[3].address, c.users[4].address
+    bank.move(state, a, b, 10)                   # nor does money that moves
+    assert set(state.block_writes() or {}) == {b"gov/unrelated", bank.BAL + a, bank.BAL + b}
+    for inv in every:
+        inv(state)
+    breaks(state, c)
+    with pytest.raises(InvariantViolation):
+        invariant(state)
+    state.commit()                               # outside a block: the full scan agrees
+    assert state.block_writes() is None
+    with pytest.raises(InvariantViolation):
+        invariant(state)
+
+
+def test_a_rolled_back_write_is_not_a_block_write() -> None:
+    c = make_chain()
+    state = _with_meters(c)
+    state.begin()
+    state.begin()                                # a transaction that fails
+    _cp_entry_points_elsewhere(state, c)
+    state.rollback()
+    assert state.block_writes() == {}
+    cp_unique(state)
+    state.commit()
