@@ -23,7 +23,7 @@ from gridledger.sim.community import EPOCH_SLOTS, POOL_ALLOWANCE_MICRO
 from gridledger.sim.demo import scenario_from_flags
 from gridledger.sim.engine import Engine
 from gridledger.sim.features.privacy import PrivacyMode
-from gridledger.sim.scenario import Scenario, check_scenario
+from gridledger.sim.scenario import DEMO_PRIVACY, Scenario, check_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -43,11 +43,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     eng.ctx.close()
 
 
-def test_the_demo_runs_in_privacy_mode_unless_told_off() -> None:
-    sc = scenario_from_flags(30, 24, 4, "default", 7, None)
-    assert sc.privacy and not set(CLEAR_MODE_ONLY) & set(sc.attacks)
+def test_the_demo_flag_chooses_the_mode() -> None:
+    on = scenario_from_flags(30, 24, 4, "default", 7, None, privacy=True)
+    assert on.privacy and not set(CLEAR_MODE_ONLY) & set(on.attacks)
     off = scenario_from_flags(30, 24, 4, "default", 7, None, privacy=False)
     assert not off.privacy and set(CLEAR_MODE_ONLY) <= set(off.attacks)
+    assert scenario_from_flags(30, 24, 4, "default", 7, None).privacy is DEMO_PRIVACY
+    assert DEMO_PRIVACY     # issue 19: privacy mode is the main job's default
 
 
 def test_attacks_with_nothing_to_act_on_under_privacy_mode() -> None:

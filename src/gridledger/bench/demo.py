@@ -47,6 +47,8 @@ def _one(attacks: str, slots: int, privacy: bool) -> dict[str, Any]:
             "txs": summary["ledger"]["txs"], "blocks": summary["ledger"]["blocks"],
             "verify_chain_s": summary["timings"]["verify_chain_s"],
             "all_mitigated": all(a["mitigated"] for a in summary["attacks"].values()),
+            "not_mitigated": sorted(n for n, a in summary["attacks"].items()
+                                    if not a["mitigated"]),
             "invariants_ok": all(summary["invariants"].values())}
 
 
