@@ -66,7 +66,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (["--attacks", "no-such-attack"], "unknown attack 'no-such-attack'"),
         (["--prosumers", "500"], "--prosumers 500 exceeds the"),
         (["--privacy", "maybe"], "--privacy must be 'on' or 'off', got 'maybe'"),
-        (["--attacks", "double-claim"], "double-claim needs --privacy off"),
+        (["--privacy", "on", "--attacks", "double-claim"], "double-claim needs --privacy off"),
     ],
 )
 def test_demo_flags_are_checked_before_any_work(in_tmp: Path, args: list[str], needle: str) -> None:

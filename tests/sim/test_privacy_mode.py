@@ -49,7 +49,6 @@ def test_the_demo_flag_chooses_the_mode() -> None:
     off = scenario_from_flags(30, 24, 4, "default", 7, None, privacy=False)
     assert not off.privacy and set(CLEAR_MODE_ONLY) <= set(off.attacks)
     assert scenario_from_flags(30, 24, 4, "default", 7, None).privacy is DEMO_PRIVACY
-    assert DEMO_PRIVACY     # issue 19: privacy mode is the main job's default
 
 
 def test_attacks_with_nothing_to_act_on_under_privacy_mode() -> None:

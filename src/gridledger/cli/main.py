@@ -221,8 +221,8 @@ def demo(
     network: Annotated[str | None, typer.Option(help="SimBench code or pandapower file.")] = None,
     workload: Annotated[str, typer.Option(help="'community' or 'transfers'.")] = "community",
     privacy: Annotated[str, typer.Option(
-        help="'on': households trade and meter under per-slot pseudonyms (the default); "
-             "'off': under their own identities (clear mode, for comparison).")] = "on",
+        help="'on': households trade and meter under per-slot pseudonyms (no granular "
+             "certificates then); 'off': under their own identities (clear mode).")] = "off",
     serve: Annotated[int | None, typer.Option(
         help="Serve the live dashboard of the run at http://127.0.0.1:PORT/ while it runs.")] = None,
     profiles: Annotated[Path | None, typer.Option(
