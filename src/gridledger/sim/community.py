@@ -27,6 +27,7 @@ from gridledger.grid import GridModel
 from gridledger.ledger.genesis import Genesis, make_genesis
 from gridledger.privacy.aggregation import AggregatorKeys
 from gridledger.privacy.pseudonyms import TrusteeInfo, TrusteeKeys, TrusteeSet
+from gridledger.sim.fleet import Fleet
 from gridledger.sim.keys import sim_key
 from gridledger.sim.scenario import Scenario
 
@@ -146,6 +147,8 @@ class Community:
     """Connection points that do not trade (ordinary DSO customers)."""
     privacy_keys: PrivacyKeys | None = None
     extra_keys: dict[str, SigningKey] = field(default_factory=dict)
+    fleet: Fleet | None = None
+    """The meters' vendor and firmware (genesis ``firmware`` section; ``sim/fleet.py``)."""
 
     def by_address(self) -> dict[bytes, Member]:
         return {m.address: m for m in self.members}
@@ -257,10 +260,13 @@ def build_community(model: GridModel, sc: Scenario) -> Community:
                       "name": f"meter-{m.name}", "meter_of": m.cp})
     privacy = PrivacyKeys.make(sc.seed, sc.chain_id)
     parts += privacy.genesis_participants()
+    fleet = Fleet.make(sc.seed, [(m.cp, m.meter, m.der) for m in members])
+    parts += fleet.genesis_participants()
     params = {"settle_window_s": SETTLE_WINDOW_S, "mechanism": sc.mechanism,
               "grid_fee_tou_micro_per_kwh": tou_fees()}
     genesis = make_genesis(sc.chain_id, parts, params,
                            sections={"privacy": privacy.genesis_section(sc.chain_id, cps),
-                                     "certificates": certificates_section(sc.chain_id, model)})
+                                     "certificates": certificates_section(sc.chain_id, model),
+                                     "firmware": fleet.genesis_section()})
     outsiders = tuple(cp for cp in model.cp_ids if cp not in set(cps))
-    return Community(members, validators, dso, genesis, outsiders, privacy)
+    return Community(members, validators, dso, genesis, outsiders, privacy, fleet=fleet)

@@ -40,6 +40,10 @@ class LedgerView:
         """Sanction tier of ``addr``: good, watch, restricted or suspended."""
         return tier_for(self.reputation(addr), load_params(self._app.state))
 
+    def quarantined(self, cp: str) -> bool:
+        """Whether the meter of ``cp`` is quarantined by the firmware registry."""
+        return bool(self._app.query(f"firmware/meter/{cp}")["quarantined"])
+
     def supply(self) -> int:
         """Micro-units minted (at genesis)."""
         return int(self._app.query("bank/money")["supply_micro"])

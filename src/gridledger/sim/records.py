@@ -102,7 +102,13 @@ class RunData:
     placed: dict[bytes, int] = field(default_factory=dict)
     """Order id -> number of ``order_placed`` events (a replayed order would show 2)."""
     flagged: dict[int, set[str]] = field(default_factory=dict)
-    """Slot -> cps whose reading the ledger flagged (``reading_flagged``)."""
+    """Slot -> cps whose reading the DSO flagged as false data (``reading_flagged``)."""
+    quarantined_readings: dict[int, set[str]] = field(default_factory=dict)
+    """Slot -> cps whose reading the ledger took from a quarantined meter (``reading`` with
+    ``quarantine``): the DSO's estimate must replace it."""
+    estimated: dict[int, set[str]] = field(default_factory=dict)
+    """Slot -> cps whose quarantined reading the DSO's estimate replaced (``reading_flagged``
+    with ``quarantine``; not false-data detections)."""
 
     def absorb(self, fb: FinalizedBlock) -> list[dict[str, Any]]:
         """Record a finalized block's receipts and events; returns the block's events."""
@@ -141,10 +147,14 @@ class RunData:
             self.placed[ev["order_id"]] = self.placed.get(ev["order_id"], 0) + 1
         elif t == "bill":
             self.bills.setdefault(ev["slot"], {})[ev["addr"]] = ev
+        elif t == "reading_flagged" and ev.get("quarantine"):
+            self.estimated.setdefault(ev["slot"], set()).add(ev["cp"])
         elif t == "reading_flagged":
             self.flagged.setdefault(ev["slot"], set()).add(ev["cp"])
             if ev["slot"] in self.slots:
                 self.slots[ev["slot"]].flags += 1
+        elif t == "reading" and ev.get("quarantine"):
+            self.quarantined_readings.setdefault(ev["slot"], set()).add(ev["cp"])
 
     def record_admission(self, rejected_rules: Iterable[str], admitted: int) -> None:
         for rule in rejected_rules:

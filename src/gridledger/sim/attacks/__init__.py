@@ -24,6 +24,7 @@ from gridledger.errors import ConfigError
 from gridledger.sim.attack_base import Attack
 from gridledger.sim.attacks.audit import AuditExport
 from gridledger.sim.attacks.double_claim import DoubleClaim
+from gridledger.sim.attacks.firmware import FakePatch, VulnerableFirmware
 from gridledger.sim.attacks.market import FakeBids, FalseNonReceipt, NonDelivery
 from gridledger.sim.attacks.metering import FdiMeter, FdiStealthy
 from gridledger.sim.attacks.network import (
@@ -41,14 +42,15 @@ from gridledger.sim.roaming import EvRoaming
 ATTACK_CLASSES: dict[str, type[Attack]] = {c.name: c for c in (
     FdiMeter, FdiStealthy, DosFlood, ByzantineValidator, FakeBids, NonDelivery, FalseNonReceipt,
     Replay, Tamper, ClassicalKey, BadAggregator, UsageInference, Deanonymize, EvRoaming,
-    DoubleClaim, PhantomGeneration, AuditExport)}
+    DoubleClaim, PhantomGeneration, AuditExport, VulnerableFirmware, FakePatch)}
 ATTACKS: tuple[str, ...] = tuple(ATTACK_CLASSES)
 DEFAULT_ATTACKS: tuple[str, ...] = (
     "fdi-meter", "fake-bids", "non-delivery", "false-non-receipt", "dos-flood",
     "byzantine-validator", "replay", "bad-aggregator", "usage-inference", "deanonymize",
-    "ev-roaming", "double-claim", "phantom-generation", "audit-export")
+    "ev-roaming", "double-claim", "phantom-generation", "audit-export", "vulnerable-firmware",
+    "fake-patch")
 PLANNED: tuple[str, ...] = (
-    "price-manipulation", "crash", "vulnerable-firmware", "fake-patch", "sybil",
+    "price-manipulation", "crash", "sybil",
     "contract-bug")
 MIN_VALIDATORS: dict[str, int] = {"byzantine-validator": 4}
 """Attacks that need a minimum number of validators (f = 1 needs n >= 3f + 1)."""
@@ -115,5 +117,6 @@ def make_attacks(names: Sequence[str], ctx: SimContext,
 
 __all__ = ["ATTACKS", "ATTACK_CLASSES", "CLEAR_MODE_ONLY", "DEFAULT_ATTACKS", "PLANNED", "Attack",
            "AuditExport", "ByzantineValidator", "ClassicalKey", "DosFlood", "DoubleClaim",
-           "FakeBids", "FalseNonReceipt", "FdiMeter", "FdiStealthy", "NonDelivery",
-           "PhantomGeneration", "Replay", "Tamper", "make_attacks", "parse_attacks"]
+           "FakeBids", "FakePatch", "FalseNonReceipt", "FdiMeter", "FdiStealthy", "NonDelivery",
+           "PhantomGeneration", "Replay", "Tamper", "VulnerableFirmware", "make_attacks",
+           "parse_attacks"]

@@ -14,6 +14,7 @@ from gridledger.sim.features.certificates import Certificates
 from gridledger.sim.features.dashboard import LiveDashboard
 from gridledger.sim.features.delivery import Delivery
 from gridledger.sim.features.dso import DsoGrid
+from gridledger.sim.features.firmware import FirmwareFleet
 from gridledger.sim.features.metering import Metering
 from gridledger.sim.features.privacy import PrivacyMode
 from gridledger.sim.features.trading import Trading
@@ -21,7 +22,8 @@ from gridledger.sim.features.trading import Trading
 # PrivacyMode first: it fills the first epoch's pool before the first slot and installs the
 # pseudonym identities the others sign with; LiveDashboard last (it only publishes blocks)
 FEATURES: tuple[type[Feature], ...] = (PrivacyMode, DsoGrid, Trading, Delivery, Metering,
-                                       SecureAggregation, Certificates, LiveDashboard)
+                                       SecureAggregation, FirmwareFleet, Certificates,
+                                       LiveDashboard)
 
-__all__ = ["FEATURES", "Certificates", "Delivery", "DsoGrid", "LiveDashboard", "Metering",
-           "PrivacyMode", "SecureAggregation", "Trading"]
+__all__ = ["FEATURES", "Certificates", "Delivery", "DsoGrid", "FirmwareFleet", "LiveDashboard",
+           "Metering", "PrivacyMode", "SecureAggregation", "Trading"]

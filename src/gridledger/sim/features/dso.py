@@ -62,21 +62,28 @@ class DsoGrid(Feature):
             res = detect_bad_meters(ctx.model, slot, d.measurements, previous=prev)
         self.results[slot] = res
         on_ledger = ctx.data.flagged
-        flags: list[tuple[int, str, int]] = []
         ids = ctx.identities
-        for cp in sorted(res.flagged & set(ctx.by_cp)):
+        # readings the ledger took from quarantined meters (firmware registry) are replaced by
+        # the network's estimate like false data, whatever the tests say about them; the
+        # ledger names them by ledger_cp, the DSO knows whose meter each is (owner_of_cp)
+        untrusted = {owner.cp for owner in map(ids.owner_of_cp,
+                                                ctx.data.quarantined_readings.get(slot, set()))
+                     if owner is not None}
+        flags: list[tuple[int, str, int]] = []
+        for cp in sorted((res.flagged | untrusted) & set(ctx.by_cp)):
             m = ctx.by_cp[cp]
             # the DSO knows its customers' cps; the ledger knows them by ledger_cp (a
             # pseudonym's stand-in under privacy mode, which the DSO attested)
-            flags.append((slot, ids.ledger_cp(m, slot), res.corrected_wh_by_cp[cp]))
+            flags.append((slot, ids.ledger_cp(m, slot), int(res.estimated_wh_by_cp[cp])))
             # the two-slot test fires on persistent lying: the earlier slot, whose own score
             # already leaned the same way, is corrected too (settlement waits two slots)
             before = prev.cp_scores.get(cp, 0.0) if prev is not None else 0.0
+            earlier = ids.ledger_cp(m, slot - 1)
             if prev is not None and cp not in prev.flagged \
                     and before * res.cp_scores.get(cp, 0.0) > 0 and abs(before) > TWO_SLOT_SCORE \
-                    and ids.ledger_cp(m, slot - 1) not in on_ledger.get(slot - 1, set()):
-                flags.append((slot - 1, ids.ledger_cp(m, slot - 1),
-                              int(prev.estimated_wh_by_cp[cp])))
+                    and earlier not in on_ledger.get(slot - 1, set()) \
+                    and earlier not in ctx.data.estimated.get(slot - 1, set()):
+                flags.append((slot - 1, earlier, int(prev.estimated_wh_by_cp[cp])))
         evidence = tagged_hash("gl/fdi-report", repr((res.slot, sorted(res.flagged),
                                                       round(res.chi2, 6))).encode())
         ctx.defer([ctx.tx(ctx.community.dso, "metering/flag", {

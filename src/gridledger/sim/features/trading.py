@@ -56,6 +56,8 @@ class Trading(Feature):
             for m in ctx.members:
                 intents, plan[m.cp] = self.agents[m.cp].decide(
                     v, household_net_wh(ctx.model, m.cp, slot), envelopes.get(m.cp, UNLIMITED))
+                if m.honest and ctx.ledger.quarantined(ctx.identities.ledger_cp(m, slot)):
+                    intents = []  # its client sees the quarantine: orders would only fail
                 for a in ctx.attacks:
                     intents = a.orders(m, slot, intents)
                 key = ctx.identities.trading_key(m, slot)

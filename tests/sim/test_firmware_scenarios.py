@@ -1,0 +1,158 @@
+"""Threat row 10 in the demo: ``vulnerable-firmware`` and ``fake-patch``, each defended
+(detected = injected, mitigated, loss 0) and with its defence removed (the damage shows).
+
+The DSO's false-data tests (row 1) would catch most of the tampered meters' lies on their
+own; these runs blind them (``fdi_blind``: no false-data flags, the DSO still estimates
+every slot and still replaces quarantined readings with its estimate), so that what is
+measured is the firmware registry's defence alone. Both defended scenarios share one run;
+each removal is its own run."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import gridledger.sim.features.dso as dso
+from gridledger.grid import DetectionResult
+from gridledger.ledger.modules.firmware import handlers, keeper, module, types
+from gridledger.sim.demo import run_demo
+from gridledger.sim.fleet import SINGLE_PHASE, THREE_PHASE, Fleet
+from gridledger.sim.keys import sim_key
+from gridledger.sim.scenario import Scenario
+
+pytestmark = pytest.mark.slow
+
+MIDDAY = 40
+BOTH = ("vulnerable-firmware", "fake-patch")
+
+
+def fdi_blind(mp: pytest.MonkeyPatch) -> None:
+    """The DSO's detector flags nothing as false data (its estimates stay)."""
+    real = dso.detect_bad_meters
+
+    def blind(*args: Any, **kw: Any) -> DetectionResult:
+        return dataclasses.replace(real(*args, **kw), flagged=frozenset())
+
+    mp.setattr(dso, "detect_bad_meters", blind)
+
+
+def run(tmp: Path, attacks: tuple[str, ...]) -> dict[str, Any]:
+    sc = Scenario(participants=20, slots=20, validators=1, attacks=attacks, seed=7,
+                  start_slot_of_day=MIDDAY)
+    summary, _ = run_demo(sc, tmp)
+    inv = summary["invariants"]
+    assert inv["money_conserved"] and inv["energy_balanced"] and inv["validators_agree"]
+    return summary
+
+
+@pytest.fixture(scope="module")
+def defended(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    with pytest.MonkeyPatch.context() as mp:
+        fdi_blind(mp)
+        return run(tmp_path_factory.mktemp("fw"), BOTH)
+
+
+def test_fleet_is_two_models_with_a_seeded_old_share() -> None:
+    members = [(f"cp{i}", sim_key(1, "meter", i, alg="ml-dsa-44"),
+                ("pv",) if i % 3 == 0 else ()) for i in range(12)]
+    fleet = Fleet.make(1, members)
+    pop = fleet.population()
+    assert pop[f"{THREE_PHASE} 2.7.1"] == 4
+    assert pop[f"{SINGLE_PHASE} 4.1.2"] >= 2 and pop[f"{SINGLE_PHASE} 4.2.0"] >= 1
+    assert sum(pop.values()) == 12
+    assert Fleet.make(1, members).population() == pop        # seeded
+    section = fleet.genesis_section()
+    assert section["vendors"][0]["alg"] == "ml-dsa-87" and len(section["releases"]) == 3
+
+
+def test_vulnerable_firmware(defended: dict[str, Any]) -> None:
+    r = defended["attacks"]["vulnerable-firmware"]
+    assert r["injected"] > 0 and r["detected"] == r["injected"], r
+    assert r["mitigated"] and r["loss"] == 0, r
+    assert r["quarantined"] == r["meters_on_advised_versions"] >= 2
+    assert r["tampered_readings_estimated"] == r["tampered_readings"] > 0
+    assert r["exploiter_orders_rejected"] == r["exploiter_orders_sent"] > 0
+    assert r["orders_placed_unpatched"] == 0
+    # the honest meters were patched to the fix the quorum approved, which lifted quarantine
+    assert r["honest_patched"] == r["meters_on_advised_versions"] - 1
+    fw = defended["firmware"]
+    assert [a["source"] for a in fw["advisories"]] == ["vendor"]
+    (fix,) = fw["releases_published"]
+    assert fix["version"] == "4.1.3" and fix["approved_slot"] > fix["published_slot"]
+    assert fw["estimated_readings"] == fw["quarantined_readings"] > 0
+    assert defended["invariants"]["honest_not_worse"]
+
+
+def test_fake_patch(defended: dict[str, Any]) -> None:
+    r = defended["attacks"]["fake-patch"]
+    assert r["injected"] == 3 and r["detected"] == 3 and r["mitigated"] and r["loss"] == 0, r
+    assert r["rules"] == {"unsigned": "vendor-signature", "unapproved": "release-unapproved",
+                          "wrong-hash": "patch-hash-mismatch"}
+    assert r["stages"]["wrong-hash"] == "admission"
+    assert r["quarantine_escapes"] == 0 and r["orders_accepted"] == 0
+    assert r["orders_rejected"] == r["orders_while_compromised"] > 0
+
+
+def test_every_failed_transaction_is_the_attackers(defended: dict[str, Any]) -> None:
+    rules = defended["ledger"].get("rejected_by_rule", {})
+    assert set(rules) <= {"meter-quarantined", "vendor-signature", "release-unapproved"}, rules
+    assert defended["detections"]["quarantined_meters"] >= 3
+
+
+def test_vulnerable_firmware_without_quarantine(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence removed: the registry never quarantines. Meters on the advised version keep
+    trading, the exploiter included, and its tampered readings settle on their own
+    figures: the grid account loses the energy it hid."""
+    fdi_blind(monkeypatch)
+    monkeypatch.setattr(keeper, "reason_of", lambda state, rec: None)
+    r = run(tmp_path, ("vulnerable-firmware",))["attacks"]["vulnerable-firmware"]
+    assert not r["mitigated"] and r["detected"] == 0 and r["quarantined"] == 0
+    assert r["exploiter_orders_placed"] > 0 and r["orders_placed_unpatched"] > 0
+    assert r["tampered_readings_estimated"] == 0 and r["loss"] > 0
+
+
+def test_fake_patch_without_patch_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence removed: a registry that takes a patch at its word (no vendor signature, no
+    approval, no image check). The approved manifest with the meter's own image lifts the
+    quarantine, and the household trades from a meter running home-made firmware."""
+    fdi_blind(monkeypatch)
+    monkeypatch.setattr(handlers.Handlers, "verify_patch", lambda self, state, rec, msg: None)
+
+    def parse_unchecked(body: dict[str, Any]) -> types.Patch:
+        return types.Patch(types.parse_manifest(body["manifest"]), body["sig"], body["firmware"])
+
+    monkeypatch.setattr(module, "parse_patch", parse_unchecked)
+    r = run(tmp_path, ("fake-patch",))["attacks"]["fake-patch"]
+    assert not r["mitigated"] and r["patches_accepted"] > 0
+    assert r["quarantine_escapes"] > 0 and r["orders_accepted"] > 0
+
+
+def test_under_privacy_mode_pseudonymous_readings_are_checked(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """Privacy mode: every household reads and trades under per-slot pseudonyms, so the
+    ledger checks each reading's firmware by the slot's stand-in cp. Readings from the
+    exploited and the flashed meters are quarantined and settle on the DSO's estimate (loss
+    0), every fake patch is refused naming its rule, and every quarantine is mapped back to
+    its household. What privacy mode does not give (firmware README, "Privacy mode"): a
+    pseudonym's orders precede its first reading, so they are not refused — counted here as
+    ``orders_placed_unpatched`` until the image is bound at registration."""
+    fdi_blind(monkeypatch)
+    sc = Scenario(participants=20, slots=20, validators=1, attacks=BOTH, seed=7,
+                  start_slot_of_day=MIDDAY, privacy=True)
+    s, _ = run_demo(sc, tmp_path)
+    assert s["invariants"]["money_conserved"] and s["invariants"]["energy_balanced"]
+    v, f = s["attacks"]["vulnerable-firmware"], s["attacks"]["fake-patch"]
+    assert v["tampered_readings"] > 0 and v["loss"] == 0, v
+    assert v["tampered_readings_estimated"] == v["tampered_readings"], v
+    assert v["quarantined"] == v["meters_on_advised_versions"], v
+    assert f["rules"] == {"unsigned": "vendor-signature", "unapproved": "release-unapproved",
+                          "wrong-hash": "patch-hash-mismatch"}
+    assert f["loss"] == 0 and f["quarantine_escapes"] == 0, f
+    fw = s["firmware"]
+    assert all(not q["cp"].startswith("ps:") for q in fw["quarantine_spans"])
+    assert fw["estimated_readings"] == fw["quarantined_readings"] > 0
