@@ -185,13 +185,15 @@ class VulnerableFirmware(_MeterTamper):
                   and m.cp in self.victims]
         unpatched = [(cp, s) for cp, s in placed if cp not in patched_at or s <= patched_at[cp]]
         by_attacker = sum(1 for cp, _ in unpatched if cp == self.attacker.cp)
-        honest = [cp for cp in self.victims if cp != self.attacker.cp]
+        # the honest victims (another scenario's attacker on a 4.1.x meter is not patched)
+        honest = [cp for cp in self.victims if self.eng.by_cp[cp].honest]
         mitigated = (loss == 0 and not unpatched and caught == len(tampered)
                      and set(self.victims) <= went_in)
         return self.record(
             len(tampered) + sent, caught + blocked, mitigated, loss,
             attacker=self.attacker.name, advisory=self.advisory_id, disclosed_slot=self.start,
             meters_on_advised_versions=len(self.victims), quarantined=len(went_in),
+            honest_on_advised_versions=len(honest),
             honest_patched=sum(1 for cp in honest if cp in patched_at),
             slots_to_patch=sorted(a - self.start for cp, a in patched_at.items() if cp in honest),
             tampered_readings=len(tampered),
