@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from gridledger.cli.main import app
 from gridledger.errors import ConfigError
 from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
-from gridledger.sim.attacks import parse_attacks
+from gridledger.sim.attacks import PLANNED, parse_attacks
 from gridledger.sim.features.dso import DsoGrid
 from gridledger.sim.scenario import Scenario, check_scenario
 
@@ -39,7 +39,7 @@ def run(tmp: Path, attacks: tuple[str, ...], *, start: int = EVENING, slots: int
 # ---------------------------------------------------------------------------------- input
 @pytest.mark.parametrize("flags, needle", [
     (["--attacks", "fdi-meter,nope"], "unknown attack 'nope'"),
-    (["--attacks", "crash"], "does not implement yet"),
+    (["--attacks", PLANNED[0]], "does not implement yet"),
     (["--network", "1-LV-nowhere--0-sw"], "--network"),
     (["--hours", "-3"], "--hours"),
     (["--prosumers", "0"], "--prosumers"),

@@ -267,6 +267,7 @@ def build_community(model: GridModel, sc: Scenario) -> Community:
     genesis = make_genesis(sc.chain_id, parts, params,
                            sections={"privacy": privacy.genesis_section(sc.chain_id, cps),
                                      "certificates": certificates_section(sc.chain_id, model),
-                                     "firmware": fleet.genesis_section()})
+                                     "firmware": fleet.genesis_section(),
+                                     "surveillance": {}})
     outsiders = tuple(cp for cp in model.cp_ids if cp not in set(cps))
     return Community(members, validators, dso, genesis, outsiders, privacy, fleet=fleet)

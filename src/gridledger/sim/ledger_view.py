@@ -79,3 +79,12 @@ class LedgerView:
         """An epoch pool's record (view ``privacy/epoch``): status, tickets, members, ..."""
         rec: dict[str, Any] = self._app.query(f"privacy/epoch/{epoch}")
         return rec
+
+    def market_abuse_findings(self) -> list[dict[str, Any]]:
+        """Every surveillance finding, by id (view ``surveillance/findings``)."""
+        return list(self._app.query("surveillance/findings"))
+
+    def surveillance_config(self) -> dict[str, Any] | None:
+        """The surveillance thresholds in force; None: the chain has no surveillance."""
+        cfg = self._app.query("surveillance/config")
+        return None if cfg is None else dict(cfg)

@@ -70,6 +70,7 @@ table { border-collapse:collapse; width:100%; font-size:14px; }
 th, td { text-align:left; padding:7px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
 th { color:var(--muted); font-weight:600; background:#f8fafc; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
+tr.group td { background:#eef2f7; border-top:2px solid var(--line); }
 .ok { color:var(--ok); font-weight:600; } .bad { color:var(--bad); font-weight:600; }
 .muted { color:var(--muted); }
 code { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:13px; }
@@ -370,28 +371,56 @@ def _fmt_loss(a: Mapping[str, Any], currency: str) -> str:
     return f"{loss:,.0f} {unit}"
 
 
+def _attack_row(name: str, a: Mapping[str, Any], currency: str) -> str:
+    mit = a.get("mitigated")
+    mit_s = _check(mit) if isinstance(mit, bool) or mit is None else _e(_fmt(mit))
+    extra = []
+    if a.get("defence"):
+        extra.append(f'{_e(a["defence"])}')
+    if a.get("note"):
+        extra.append(f'<span class="muted">{_e(a["note"])}</span>')
+    return (
+        f"<tr><td></td><td><b>{_e(name)}</b></td><td class=\"num\">{_e(_fmt(a.get('injected')))}</td>"
+        f"<td class=\"num\">{'passive' if a.get('passive') else _e(_fmt(a.get('detected')))}</td>"
+        f"<td class=\"num\">{mit_s}</td>"
+        f"<td class=\"num\">{_e(_fmt_loss(a, currency))}</td><td>{'<br>'.join(extra)}</td></tr>")
+
+
 def _threats(summary: Mapping[str, Any], currency: str) -> str:
+    """The attack table grouped by THREATS.md row (1-14, Q): each row's title, its scenarios
+    of this run with their figures, and what the row still lacks in this run."""
     attacks = _d(summary.get("attacks"))
-    if not attacks:
+    rows = _d(summary.get("threat_rows"))
+    if not attacks and not rows:
         return '<p class="muted">No attacks were injected in this run.</p>'
-    rows = []
-    for name, raw in attacks.items():
-        a = _d(raw)
-        mit = a.get("mitigated")
-        mit_s = _check(mit) if isinstance(mit, bool) or mit is None else _e(_fmt(mit))
-        extra = []
-        if a.get("defence"):
-            extra.append(f'{_e(a["defence"])}')
-        if a.get("note"):
-            extra.append(f'<span class="muted">{_e(a["note"])}</span>')
-        rows.append(
-            f"<tr><td><b>{_e(name)}</b></td><td class=\"num\">{_e(_fmt(a.get('injected')))}</td>"
-            f"<td class=\"num\">{'passive' if a.get('passive') else _e(_fmt(a.get('detected')))}</td>"
-            f"<td class=\"num\">{mit_s}</td>"
-            f"<td class=\"num\">{_e(_fmt_loss(a, currency))}</td><td>{'<br>'.join(extra)}</td></tr>")
-    return ('<table><thead><tr><th>attack</th><th class="num">injected</th>'
+    out = []
+    shown: set[str] = set()
+    for row_id, raw in rows.items():
+        r = _d(raw)
+        names = [str(n) for n in r.get("scenarios") or []]
+        status = ('<span class="muted">no scenario in this run</span>' if not names
+                  else _check(r.get("mitigated")))
+        left = [str(n) for n in r.get("not_run") or []]
+        feats = [str(n) for n in r.get("features") or []]
+        notes = []
+        if feats:
+            notes.append("defence in the demo: " + ", ".join(feats))
+        if left:
+            notes.append("not in this run: " + ", ".join(left))
+        out.append(f'<tr class="group"><td><b>{_e(row_id)}</b></td>'
+                   f'<td colspan="3"><b>{_e(r.get("title", ""))}</b></td>'
+                   f'<td class="num">{status}</td><td></td>'
+                   f'<td class="muted">{_e("; ".join(notes))}</td></tr>')
+        for n in names:
+            if n in attacks:
+                out.append(_attack_row(n, _d(attacks[n]), currency))
+                shown.add(n)
+    for n, raw in attacks.items():  # a scenario outside the threat model's rows
+        if n not in shown:
+            out.append(_attack_row(n, _d(raw), currency))
+    return ('<table><thead><tr><th>row</th><th>threat / attack</th><th class="num">injected</th>'
             '<th class="num">detected</th><th class="num">mitigated</th><th class="num">loss</th>'
-            '<th>defence / note</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+            '<th>defence / note</th></tr></thead><tbody>' + "".join(out) + "</tbody></table>")
 
 
 def _kv_table(rows: Sequence[tuple[str, str]], head: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from gridledger.node.verify import VerifyReport
 from gridledger.sim.context import SimContext
 from gridledger.sim.engine import Engine
+from gridledger.sim.threats import ROWS
 
 
 def _count(items: Iterable[str]) -> dict[str, int]:
@@ -109,14 +110,27 @@ def detections_section(eng: Engine) -> dict[str, int]:
 
 
 def threat_rows_section(eng: Engine, attacks: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """THREATS.md row -> the scenarios of this run that measure it and whether all held."""
+    """Every THREATS.md row (1-14, Q, in that order) -> ``{title, scenarios, mitigated,
+    loss, features, not_run}``: the scenarios of this run that measure it, whether all held
+    (None: no scenario of this run exercises the row), their summed loss (micro), the demo
+    features that are (part of) its defence, and the row's scenarios this run left out."""
     rows: dict[str, dict[str, Any]] = {}
+    for r in ROWS:
+        rows[r.row] = {"title": r.title, "scenarios": [], "mitigated": None, "loss": 0,
+                       "features": sorted(f.name for f in eng.features if r.row in f.threat_rows),
+                       "not_run": []}
     for a in eng.attacks:
-        row = rows.setdefault(a.threat_row(), {"scenarios": [], "mitigated": True})
+        row = rows.setdefault(a.threat_row(), {"title": a.threat, "scenarios": [],
+                                               "mitigated": None, "loss": 0, "features": [],
+                                               "not_run": []})
+        res = attacks[a.name]
         row["scenarios"].append(a.name)
-        row["mitigated"] = bool(row["mitigated"] and attacks[a.name]["mitigated"])
-    return dict(sorted(rows.items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0])
-                                                     if kv[0].isdigit() else 0, kv[0])))
+        row["mitigated"] = bool(res["mitigated"]) and row["mitigated"] is not False
+        if res.get("loss_unit", "micro") == "micro":
+            row["loss"] += int(res["loss"])
+    for r in ROWS:
+        rows[r.row]["not_run"] = [n for n in r.scenarios if n not in rows[r.row]["scenarios"]]
+    return rows
 
 
 def summarize(eng: Engine, reports: list[VerifyReport]) -> dict[str, Any]:

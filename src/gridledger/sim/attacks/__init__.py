@@ -23,8 +23,10 @@ from typing import Any
 from gridledger.errors import ConfigError
 from gridledger.sim.attack_base import Attack
 from gridledger.sim.attacks.audit import AuditExport
+from gridledger.sim.attacks.crash import Crash
 from gridledger.sim.attacks.double_claim import DoubleClaim
 from gridledger.sim.attacks.firmware import FakePatch, VulnerableFirmware
+from gridledger.sim.attacks.manipulation import PriceManipulation
 from gridledger.sim.attacks.market import FakeBids, FalseNonReceipt, NonDelivery
 from gridledger.sim.attacks.metering import FdiMeter, FdiStealthy
 from gridledger.sim.attacks.network import (
@@ -35,24 +37,26 @@ from gridledger.sim.attacks.network import (
     Tamper,
 )
 from gridledger.sim.attacks.phantom_generation import PhantomGeneration
+from gridledger.sim.attacks.sybil import Sybil
 from gridledger.sim.context import SimContext
 from gridledger.sim.privacy_attacks import BadAggregator, Deanonymize, UsageInference
 from gridledger.sim.roaming import EvRoaming
 
 ATTACK_CLASSES: dict[str, type[Attack]] = {c.name: c for c in (
     FdiMeter, FdiStealthy, DosFlood, ByzantineValidator, FakeBids, NonDelivery, FalseNonReceipt,
-    Replay, Tamper, ClassicalKey, BadAggregator, UsageInference, Deanonymize, EvRoaming,
-    DoubleClaim, PhantomGeneration, AuditExport, VulnerableFirmware, FakePatch)}
+    PriceManipulation, Sybil, Crash, Replay, Tamper, ClassicalKey, BadAggregator,
+    UsageInference, Deanonymize, EvRoaming, DoubleClaim, PhantomGeneration, AuditExport,
+    VulnerableFirmware, FakePatch)}
 ATTACKS: tuple[str, ...] = tuple(ATTACK_CLASSES)
 DEFAULT_ATTACKS: tuple[str, ...] = (
-    "fdi-meter", "fake-bids", "non-delivery", "false-non-receipt", "dos-flood",
+    "fdi-meter", "fake-bids", "non-delivery", "false-non-receipt", "price-manipulation",
+    "sybil", "crash", "dos-flood",
     "byzantine-validator", "replay", "bad-aggregator", "usage-inference", "deanonymize",
     "ev-roaming", "double-claim", "phantom-generation", "audit-export", "vulnerable-firmware",
     "fake-patch")
 PLANNED: tuple[str, ...] = (
-    "price-manipulation", "crash", "sybil",
-    "contract-bug")
-MIN_VALIDATORS: dict[str, int] = {"byzantine-validator": 4}
+    "contract-bug",)
+MIN_VALIDATORS: dict[str, int] = {"byzantine-validator": 4, "crash": 4}
 """Attacks that need a minimum number of validators (f = 1 needs n >= 3f + 1)."""
 CLEAR_MODE_ONLY: dict[str, str] = dict.fromkeys(
     ("double-claim", "phantom-generation"),
@@ -116,7 +120,7 @@ def make_attacks(names: Sequence[str], ctx: SimContext,
 
 
 __all__ = ["ATTACKS", "ATTACK_CLASSES", "CLEAR_MODE_ONLY", "DEFAULT_ATTACKS", "PLANNED", "Attack",
-           "AuditExport", "ByzantineValidator", "ClassicalKey", "DosFlood", "DoubleClaim",
+           "AuditExport", "ByzantineValidator", "ClassicalKey", "Crash", "DosFlood", "DoubleClaim",
            "FakeBids", "FakePatch", "FalseNonReceipt", "FdiMeter", "FdiStealthy", "NonDelivery",
-           "PhantomGeneration", "Replay", "Tamper", "VulnerableFirmware", "make_attacks",
-           "parse_attacks"]
+           "PhantomGeneration", "PriceManipulation", "Replay", "Sybil", "Tamper",
+           "VulnerableFirmware", "make_attacks", "parse_attacks"]

@@ -16,14 +16,17 @@ from gridledger.sim.features.delivery import Delivery
 from gridledger.sim.features.dso import DsoGrid
 from gridledger.sim.features.firmware import FirmwareFleet
 from gridledger.sim.features.metering import Metering
+from gridledger.sim.features.onboarding import Onboarding
 from gridledger.sim.features.privacy import PrivacyMode
+from gridledger.sim.features.surveillance import Surveillance
 from gridledger.sim.features.trading import Trading
 
 # PrivacyMode first: it fills the first epoch's pool before the first slot and installs the
 # pseudonym identities the others sign with; LiveDashboard last (it only publishes blocks)
 FEATURES: tuple[type[Feature], ...] = (PrivacyMode, DsoGrid, Trading, Delivery, Metering,
                                        SecureAggregation, FirmwareFleet, Certificates,
-                                       LiveDashboard)
+                                       Surveillance, Onboarding, LiveDashboard)
 
 __all__ = ["FEATURES", "Certificates", "Delivery", "DsoGrid", "FirmwareFleet", "LiveDashboard",
-           "Metering", "PrivacyMode", "SecureAggregation", "Trading"]
+           "Metering", "Onboarding", "PrivacyMode", "SecureAggregation", "Surveillance",
+           "Trading"]

@@ -44,9 +44,10 @@ class Config(Record):
       ``conduct_pct`` % of the retail tariff (no buyer has a reason to pay more than its
       grid alternative, no seller a reason to ask it); it has *impact* when clearing the
       book with such offers at their reference level (sell: feed-in tariff, buy: retail
-      tariff) moves the volume-weighted price by at least ``impact_min_micro_per_kwh`` or
-      lets energy trade that would not. Both: the offers are mitigated to their reference
-      level before the slot clears.
+      tariff) moves the volume-weighted price by at least ``impact_min_micro_per_kwh``
+      (default 1: any price effect — only offers beyond the conduct threshold are tested,
+      and no honest offer is there) or lets energy trade that would not. Both: the offers
+      are mitigated to their reference level before the slot clears.
     * layering: an owner whose visible volume on one side of a slot's book (seen at a
       block boundary) shrank by at least ``layering_min_wh`` before the gate, at least
       ``layering_share_pct`` % of that side's peak visible volume and at least
@@ -57,7 +58,7 @@ class Config(Record):
     """
 
     conduct_pct: int = 120
-    impact_min_micro_per_kwh: int = 2_000
+    impact_min_micro_per_kwh: int = 1
     layering_min_wh: int = 1_000
     layering_share_pct: int = 25
     layering_own_pct: int = 80

@@ -1,0 +1,178 @@
+"""Market manipulation (THREATS.md row 6): a coalition withholds and spoofs; the ledger's
+surveillance module (``ledger/modules/surveillance``) stands against it.
+
+The coalition: a *withholder* (the community's largest PV household) asks ``WITHHOLD_PCT`` %
+of the retail tariff for whatever it would have sold (economic withholding: the supply that
+sets the price is kept off the market), a *partner* (the next largest) sells as usual at the
+price the coalition means to raise, and a *spoofer* (a consumer) keeps a large buy order
+for the next slot on the book, visible for a step, and cancels it before the gate
+(layering/spoofing: a false signal of demand). In this community the sellers are PV
+households in daylight (the evening is short but nobody sells), so that is where the
+withholding bites.
+
+Measured from what the ledger did: findings naming the coalition (``market_abuse``
+events), the reputation they cost, and the slot prices. The *competitive* price of each
+attacked slot is the slot's accepted orders cleared again off-ledger by the same library
+(``gridledger.market``), with the DSO's envelopes, and the withholder's orders at the
+prices its own agent chose. Honest loss = what honest buyers paid above that price;
+coalition gain = what the coalition's sales fetched above it (the manipulation premium).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from gridledger.ledger.tx import decode_tx
+from gridledger.market import Order as LibOrder
+from gridledger.market import clear_slot
+from gridledger.node.embedded import FinalizedBlock
+from gridledger.sim.agents import Intent
+from gridledger.sim.attack_base import Attack
+from gridledger.sim.community import Member
+
+
+class PriceManipulation(Attack):
+    name: ClassVar[str] = "price-manipulation"
+    threat: ClassVar[str] = "6 market attacks"
+    defence: ClassVar[str] = (
+        "market surveillance in block execution: the conduct-and-impact test mitigates "
+        "withheld offers to the feed-in tariff before the slot clears, layering is found "
+        "from the book at block boundaries; every finding costs reputation (graduated "
+        "tiers, appeal)")
+    window = (0.0, 0.90)     # of the run
+    WITHHOLD_PCT = 300       # the withholder asks 3 x the retail tariff
+    SPOOF_WH = 30_000        # the spoofer's visible buy order for the next slot
+
+    def setup(self) -> None:
+        model = self.eng.model
+
+        def pv_peak(m: Member) -> int:
+            return int(model.pv_wh[model.cp_index(m.cp)].max())
+
+        self.withholder = self.pick(lambda m: "pv" in m.der, key=pv_peak)
+        self.partner = self.pick(lambda m: "pv" in m.der, key=pv_peak)
+        self.spoofer = self.pick(lambda m: m.role == "consumer")
+        self.honest_intents: dict[int, list[Intent]] = {}   # the withholder's own choice
+        self.withheld: list[int] = []
+        self.spoofs: dict[int, bytes] = {}                 # slot -> spoof order id
+        self.spoof_rejected = 0
+
+    @property
+    def coalition(self) -> tuple[Member, ...]:
+        return (self.withholder, self.partner, self.spoofer)
+
+    # -- injection -----------------------------------------------------------------------
+    def orders(self, m: Member, slot: int, intents: list[Intent]) -> list[Intent]:
+        if m is not self.withholder or not self.eng.in_window(slot, *self.window) \
+                or slot not in self.eng.data.views:
+            return intents
+        sells = [i for i in intents if i.side == "sell"]
+        if not sells:
+            return intents
+        self.honest_intents[slot] = list(intents)
+        self.withheld.append(slot)
+        ask = self.eng.data.views[slot].retail * self.WITHHOLD_PCT // 100
+        return [Intent(i.side, i.energy_wh, ask) if i.side == "sell" else i for i in intents]
+
+    def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
+        """Cancel the spoof for ``slot`` (before its gate), place one for ``slot + 1``."""
+        eng, out = self.eng, []
+        key = eng.identities.trading_key(self.spoofer, slot)
+        oid = self.spoofs.get(slot)
+        if oid is not None and eng.data.placed_ok(oid):
+            out.append(eng.tx(key, "market/cancel", {"slot": slot, "order_id": oid}))
+        nxt = slot + 1
+        # once the ledger refuses its orders (suspended) the spoofer gives up
+        if trading and nxt in eng.trading_slots() and eng.in_window(nxt, *self.window) \
+                and not self.spoof_rejected:
+            v = eng.data.views.get(slot)
+            price = (v.retail - v.fee) if v is not None else 200_000
+            raw = eng.tx(eng.identities.trading_key(self.spoofer, nxt), "market/order",
+                         {"slot": nxt, "side": "buy", "energy_wh": self.SPOOF_WH,
+                          "price_micro_per_kwh": price})
+            self.spoofs[nxt] = decode_tx(raw).id
+            out.append(raw)
+        return out
+
+    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
+        ids = set(self.spoofs.values())
+        self.spoof_rejected += sum(1 for r in fb.result.receipts
+                                   if r.tx_hash in ids and not r.ok)
+
+    # -- measurement ---------------------------------------------------------------------
+    def _competitive_price(self, slot: int) -> int | None:
+        """The slot's accepted orders cleared again with the withholder's own prices."""
+        eng, data = self.eng, self.eng.data
+        me = eng.identities.trading_key(self.withholder, slot).address
+        honest = list(self.honest_intents.get(slot, []))
+        orders: list[LibOrder] = []
+        for raw in data.order_raws.get(slot, []):
+            tx = decode_tx(raw)
+            if not data.placed_ok(tx.id):
+                continue
+            b = tx.body
+            price = int(b["price_micro_per_kwh"])
+            if tx.sender == me and honest:
+                price = honest.pop(0).price
+            orders.append(LibOrder(tx.id, tx.sender, b["side"], int(b["energy_wh"]), price))
+        envelopes = {}
+        for m in eng.members:
+            env = data.envelopes.get(slot, {}).get(m.cp)
+            if env is not None:
+                envelopes[eng.identities.trading_key(m, slot).address] = env
+        result = clear_slot(orders, eng.params.mechanism, envelopes=envelopes)
+        volume = sum(t.energy_wh for t in result.trades)
+        if not volume:
+            return None
+        return sum(t.energy_wh * t.price_micro_per_kwh for t in result.trades) // volume
+
+    def result(self) -> dict[str, Any]:
+        eng, data = self.eng, self.eng.data
+        ours = {eng.identities.trading_key(m, s).address
+                for m in (self.withholder, self.partner) for s in self.withheld}
+
+        loss = gain = 0
+        impacts = []
+        for s in self.withheld:
+            comp = self._competitive_price(s)
+            trades = data.trades.get(s, [])
+            if comp is None or not trades:
+                continue
+            for t in trades:
+                premium = t["price_micro_per_kwh"] - comp
+                if eng.is_honest(t["buyer"]):
+                    loss += max(0, premium) * t["energy_wh"] // 1000
+                if t["seller"] in ours:
+                    gain += premium * t["energy_wh"] // 1000
+            vwap = (sum(t["energy_wh"] * t["price_micro_per_kwh"] for t in trades)
+                    // max(1, sum(t["energy_wh"] for t in trades)))
+            impacts.append(vwap - comp)
+        names = {m.name for m in self.coalition}
+
+        def ours_(addr: Any) -> bool:  # a member's own address or one of its pseudonyms
+            m = eng.identities.owner(bytes(addr))
+            return m is not None and m.name in names
+
+        findings = [e for e in data.events_of("market_abuse")
+                    if any(ours_(x) for x in e["subjects"])]
+        kinds: dict[str, int] = {}
+        for f in findings:
+            kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
+        sanctions = sum(1 for e in data.events_of("reputation")
+                        if e["reason"] == "market_abuse" and ours_(e["addr"]))
+        named = sum(1 for f in findings for x in f["subjects"] if ours_(x))
+        injected = len(self.withheld) + len(self.spoofs)
+        # the defence must also have caught it: an unseen spoof is an unsanctioned abuse
+        mitigated = (loss == 0 and gain <= 0 and sanctions == named
+                     and (injected == 0 or bool(findings)))
+        return self.record(injected, len(findings), mitigated, loss,
+                           coalition=[m.name for m in self.coalition],
+                           withheld_slots=len(self.withheld), spoof_orders=len(self.spoofs),
+                           spoofs_refused=self.spoof_rejected, findings_by_kind=kinds,
+                           cheater_gain_micro=gain, sanctions=sanctions,
+                           price_impact_micro_per_kwh=impacts,
+                           coalition_reputation={m.name: eng.reputation(m.address)
+                                                 for m in self.coalition},
+                           note="loss / gain = price paid / fetched above the slot's "
+                                "competitive price (its orders cleared again with the "
+                                "withholder's own asks)")
