@@ -39,7 +39,8 @@ def run(tmp: Path, attacks: tuple[str, ...], *, start: int = EVENING, slots: int
 # ---------------------------------------------------------------------------------- input
 @pytest.mark.parametrize("flags, needle", [
     (["--attacks", "fdi-meter,nope"], "unknown attack 'nope'"),
-    (["--attacks", PLANNED[0]], "does not implement yet"),
+    # a THREATS.md scenario still planned (none once every one is implemented)
+    *([(["--attacks", PLANNED[0]], "does not implement yet")] if PLANNED else []),
     (["--network", "1-LV-nowhere--0-sw"], "--network"),
     (["--hours", "-3"], "--hours"),
     (["--prosumers", "0"], "--prosumers"),
