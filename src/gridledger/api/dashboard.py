@@ -201,18 +201,22 @@ class DashboardFeed:
             t = int(st["slot_time"])
             open_slot = (t + gate_s) // slot_s + 1  # the next slot whose gate has not closed
             history = list(range(max(0, open_slot - PRICE_SLOTS), open_slot))
-            paths = [f"market/book/{open_slot}"] + [f"market/slot/{s}" for s in history]
+            paths = [f"market/book/{open_slot}", f"market/book/{open_slot - 1}"]
+            paths += [f"market/slot/{s}" for s in history]
             paths += [f"metering/readings/{s}"
                       for s in range(open_slot - 2, max(-1, open_slot - 8), -1)]
             try:
                 again, got = self.node.query(paths)
             except KeyError:  # a chain without the market or metering module
-                again, got = height, [{}] + [None] * len(history) + [[]] * (len(paths) - 1 - len(history))
+                again, got = height, [{}, {}] + [None] * len(history) + [[]] * (len(paths) - 2 - len(history))
             if int(st["height"]) == height == again:
                 break
         self._backfill(height)
         self._read_certificates(len(vals.get("validators", [])) or int(st["validators"]))
-        book, slots, readings = got[0], got[1:1 + len(history)], got[1 + len(history):]
+        # the open slot's book; before its first order, the book that just closed
+        book_slot, book = ((open_slot, got[0]) if got[0].get("orders") or not got[1].get("orders")
+                           else (open_slot - 1, got[1]))
+        slots, readings = got[2:2 + len(history)], got[2 + len(history):]
         read_slot, read = next(((open_slot - 2 - i, r) for i, r in enumerate(readings) if r),
                                (None, []))
         with self._lock:
@@ -230,7 +234,7 @@ class DashboardFeed:
                       "countdown_s": open_slot * slot_s - gate_s - t},
             "tariffs": {"retail_micro_per_kwh": params["retail_import_micro_per_kwh"],
                         "feed_in_micro_per_kwh": params["feed_in_micro_per_kwh"]},
-            "book": _depth(open_slot, book),
+            "book": _depth(book_slot, book),
             "prices": [{"slot": s, **{k: rec.get(k) for k in ("status", "price_micro_per_kwh",
                                                               "volume_wh", "trades")}}
                        for s, rec in zip(history, slots, strict=True) if rec],
@@ -254,11 +258,12 @@ def _plain(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _depth(slot: int, book: dict[str, Any]) -> dict[str, Any]:
-    """Cumulative depth: bids from the highest price down, asks from the lowest up (Wh still
-    open at each price or better)."""
+    """Cumulative depth: bids from the highest price down, asks from the lowest up (Wh open
+    at each price or better; for a cleared book, what was offered)."""
     sides: dict[str, Counter[int]] = {"buy": Counter(), "sell": Counter()}
+    closed = book.get("status") is not None  # a cleared book shows what was offered
     for o in book.get("orders", []):
-        left = int(o["energy_wh"]) - int(o.get("filled_wh") or 0)
+        left = int(o["energy_wh"]) - (0 if closed else int(o.get("filled_wh") or 0))
         if left > 0 and o["side"] in sides:
             sides[o["side"]][int(o["price_micro_per_kwh"])] += left
 

@@ -68,7 +68,7 @@ function render(s) {
   setText("health", v.halted ? "halted" : `${v.members.length} · ${named} named`);
   setText("mempool", `quorum ${v.quorum ?? "–"} · mempool ${fmt(v.mempool)}`);
 
-  setText("depth-slot", `slot ${b.slot}${b.status ? " · " + b.status : ""}`);
+  setText("depth-slot", `slot ${b.slot}${b.status ? " · " + b.status + " (as offered)" : " · open"}`);
   plot("depth", [
     { name: "bids", x: b.bids.map((l) => l[1] / 1000), y: b.bids.map((l) => l[0] / MICRO), mode: "lines",
       line: { shape: "vh", color: "#1a7f37" } },
@@ -86,7 +86,7 @@ function render(s) {
       line: { dash: "dash", color: "#b54708" } },
     { name: "feed-in", x: slots, y: slots.map(() => s.tariffs.feed_in_micro_per_kwh / MICRO), mode: "lines",
       line: { dash: "dot", color: "#1a7f37" } },
-  ], { xaxis: { title: { text: "slot" } }, yaxis: { title: { text: "CU/kWh" }, rangemode: "tozero" },
+  ], { xaxis: { title: { text: "slot" }, tickformat: "d" }, yaxis: { title: { text: "CU/kWh" }, rangemode: "tozero" },
        yaxis2: { title: { text: "kWh" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } });
 
   const g = s.grid;
