@@ -4,6 +4,9 @@ producer -> consumer Sankey; names are escaped."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from gridledger.sim.demo import write_outputs
 from gridledger.sim.features.certificates import GRID_MIX, Certificates
 
 SUMMARY = {"certificates": {
@@ -39,3 +42,12 @@ def test_no_section_without_certificates() -> None:
     empty = {"certificates": {**SUMMARY["certificates"], "flows": [], "hours": []}}
     sec, = Certificates.report_sections(empty)
     assert "No certificate was claimed" in sec.body_html and "fig-matching" not in sec.body_html
+
+
+def test_the_report_page_carries_the_section(tmp_path: Path) -> None:
+    """``write_outputs`` hands every feature's sections to the page, before the threats."""
+    write_outputs(SUMMARY, {}, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert 'id="provenance"' in page and 'id="fig-matching"' in page
+    assert page.index('id="provenance"') < page.index('id="threats"')
+    assert "Plotly" in page          # plotly.js inline once, for the section's figures

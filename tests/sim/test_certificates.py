@@ -113,6 +113,12 @@ def test_report_section_from_the_summary(clear_day: DemoRun) -> None:
     assert "fig-matching" in sec.body_html and "sankey" in sec.body_html.lower()
 
 
+def test_report_page_has_the_provenance_section(clear_day: DemoRun) -> None:
+    page = (clear_day.out / "report.html").read_text()
+    assert 'id="provenance"' in page and 'id="fig-matching"' in page
+    assert 'id="fig-provenance"' in page
+
+
 def test_export_has_the_energytag_fields(clear_day: DemoRun, tmp_path: Path) -> None:
     store, s, out = clear_day.out, clear_day.summary, tmp_path
     cli = CliRunner()

@@ -30,6 +30,7 @@ from gridledger.node.verify import verify_dir
 from gridledger.sim.attacks import parse_attacks
 from gridledger.sim.engine import Engine
 from gridledger.sim.engine import Progress as ProgressFn
+from gridledger.sim.features import FEATURES
 from gridledger.sim.report import write_report
 from gridledger.sim.scenario import (
     DEFAULT_NETWORK,
@@ -67,7 +68,8 @@ def write_outputs(summary: dict[str, Any], series: dict[str, Any], out: Path) ->
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     # per-slot rows (prices, grid results) for `gridledger export` and other tools
     (out / "series.json").write_text(json.dumps(series, sort_keys=True) + "\n")
-    write_report(summary, series, out / "report.html")
+    extra = [s for cls in FEATURES for s in cls.report_sections(summary)]
+    write_report(summary, series, out / "report.html", extra)
 
 
 def scenario_from_flags(prosumers: int, hours: int, validators: int, attacks: str, seed: int,

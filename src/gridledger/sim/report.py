@@ -23,6 +23,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from gridledger.sim.feature import ReportSection
+
 __all__ = ["render_report", "write_report"]
 
 MICRO = 1_000_000
@@ -454,8 +456,10 @@ def _ledger(summary: Mapping[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- page
 
-def render_report(summary: dict[str, Any], series: dict[str, Any]) -> str:
-    """The report page as HTML text (self-contained, plotly.js inline once)."""
+def render_report(summary: dict[str, Any], series: dict[str, Any],
+                  extra: Sequence[ReportSection] = ()) -> str:
+    """The report page as HTML text (self-contained, plotly.js inline once); ``extra``: the
+    features' own sections (``Feature.report_sections``), placed before the threats."""
     summary = dict(_d(summary))
     series = dict(_d(series))
     rows = [_d(r) for r in _l(series.get("slots"))]
@@ -497,12 +501,13 @@ def render_report(summary: dict[str, Any], series: dict[str, Any]) -> str:
             "Feeder voltage band and the most loaded line per slot, with the operating limits."))
     else:
         sections.append(_section("grid", "Grid", no_slots))
+    sections += [_section(x.section_id, x.title, x.body_html, x.note) for x in extra]
     sections.append(_section("threats", "Threats", _threats(summary, currency)))
     sections.append(_section("ledger", "Ledger", _ledger(summary)))
 
     title = f"gridledger report — {sc.get('network', 'community')}"
     plotly_js = ""
-    if rows or parts:
+    if rows or parts or extra:
         plotly_js = ("<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
                      f"<script>{get_plotlyjs()}</script>")
     return (
@@ -516,8 +521,9 @@ def render_report(summary: dict[str, Any], series: dict[str, Any]) -> str:
           "page, no network access.</footer></body></html>\n")
 
 
-def write_report(summary: dict[str, Any], series: dict[str, Any], path: pathlib.Path) -> None:
+def write_report(summary: dict[str, Any], series: dict[str, Any], path: pathlib.Path,
+                 extra: Sequence[ReportSection] = ()) -> None:
     """Render the report and write it to ``path`` (UTF-8), creating parent folders."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(summary, series), encoding="utf-8")
+    path.write_text(render_report(summary, series, extra), encoding="utf-8")
