@@ -55,14 +55,15 @@ def test_every_threat_row_is_in_the_default_run(defended: dict[str, Any]) -> Non
 def test_price_manipulation_without_surveillance(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing finds the coalition: the spoofer keeps its score and spoofs all run, the
-    withheld supply stays off the market (the ledger-level removal test,
-    ``tests/ledger/modules/test_surveillance.py``, shows the price honest buyers then pay)."""
+    withheld supply stays off the market and honest buyers pay the raised price (measured,
+    seed 7, 20 members, 10:00-16:00: +140 000 µ/kWh in 14 of 21 withheld slots, honest loss
+    3 501 554 µ, coalition premium 575 593 µ; defended: 0, 0, 0)."""
     monkeypatch.setattr(hooks.Surveillance, "end_block", lambda self, state, ctx, events: None)
     off = run(tmp_path, ("price-manipulation",), start=MIDDAY)["attacks"]["price-manipulation"]
     assert off["injected"] > 0 and off["detected"] == 0 and off["sanctions"] == 0
     assert not off["mitigated"] and off["spoofs_refused"] == 0
     assert off["coalition_reputation"][off["coalition"][2]] >= 500
-    assert off["loss"] >= 0
+    assert off["loss"] > 0 and off["cheater_gain_micro"] > 0
 
 
 def test_sybil_without_the_dsos_attestation_check(tmp_path: Path,
