@@ -67,6 +67,8 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (["--prosumers", "500"], "--prosumers 500 exceeds the"),
         (["--privacy", "maybe"], "--privacy must be 'on' or 'off', got 'maybe'"),
         (["--privacy", "on", "--attacks", "double-claim"], "double-claim needs --privacy off"),
+        (["--scenario", "rush-hour"], "--scenario must be 'default' or 'evening-peak'"),
+        (["--flexibility", "maybe"], "--flexibility must be 'on' or 'off'"),
     ],
 )
 def test_demo_flags_are_checked_before_any_work(in_tmp: Path, args: list[str], needle: str) -> None:

@@ -228,6 +228,10 @@ def demo(
     profiles: Annotated[Path | None, typer.Option(
         help="CSV of the community's own 15-minute data (docs/profiles.md); the run starts "
              "at its first row.")] = None,
+    scenario: Annotated[str, typer.Option(help="'default' or 'evening-peak' (EV chargers "
+                                               "everywhere, a winter evening).")] = "default",
+    flexibility: Annotated[str, typer.Option(help="'on' or 'off': the DSO buys flexibility "
+                                                  "when it predicts a violation.")] = "on",
 ) -> None:
     """Run a community day on the embedded ledger and write report + summary.json.
 
@@ -241,7 +245,12 @@ def demo(
         _in_range("--days", days, 1, 366)
     if hours is not None:
         _in_range("--hours", hours, 1, 24 * 366)
-    total_hours = hours if hours is not None else 24 * (days if days is not None else 1)
+    if flexibility not in ("on", "off"):
+        _fail(f"--flexibility must be 'on' or 'off', got {flexibility!r}")
+    if scenario not in ("default", "evening-peak"):
+        _fail(f"--scenario must be 'default' or 'evening-peak', got {scenario!r}")
+    default_hours = 8 if scenario == "evening-peak" else 24  # the evening and its rebound
+    total_hours = hours if hours is not None else (24 * days if days is not None else default_hours)
     _in_range("--validators", validators, 1, 31)
     _in_range("--prosumers", prosumers, 2, 2000)
     _in_range("--seed", seed, 0, MAX_SEED)
@@ -260,14 +269,16 @@ def demo(
             # network, attacks, sizes against the grid: all before --out is touched
             sim.check_scenario(sim.scenario_from_flags(prosumers, total_hours, validators,
                                                        attacks, seed, network, privacy == "on",
-                                                       serve, profiles))
+                                                       serve, profiles, scenario=scenario,
+                                                       flexibility=flexibility == "on"))
         except ConfigError as exc:
             _fail(str(exc))
         try:
             out.mkdir(parents=True, exist_ok=True)
             sim.run_demo_cli(prosumers=prosumers, hours=total_hours, validators=validators,
                              attacks=attacks, out=out, seed=seed, network=network, console=console,
-                             privacy=privacy == "on", serve_port=serve, profiles=profiles)
+                             privacy=privacy == "on", serve_port=serve, profiles=profiles,
+                             scenario=scenario, flexibility=flexibility == "on")
         except ConfigError as exc:
             _fail(str(exc))
         except (GridLedgerError, OSError) as exc:

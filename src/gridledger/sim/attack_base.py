@@ -44,6 +44,10 @@ class Attack(ABC):
     def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
         return []
 
+    def flex_offer(self, m: Member, body: dict[str, Any]) -> dict[str, Any]:
+        """A member's flexibility offer body (``flex/offer``) before it is signed."""
+        return body
+
     def partials(self, slot: int, values: list[int]) -> list[int]:
         """The aggregators' partial sums for ``slot`` (by position) before they are posted."""
         return values

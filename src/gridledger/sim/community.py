@@ -29,7 +29,7 @@ from gridledger.privacy.aggregation import AggregatorKeys
 from gridledger.privacy.pseudonyms import TrusteeInfo, TrusteeKeys, TrusteeSet
 from gridledger.sim.fleet import Fleet
 from gridledger.sim.keys import sim_key
-from gridledger.sim.scenario import Scenario
+from gridledger.sim.scenario import EVENING_PEAK_EV_KW, Scenario
 
 MEMBER_BALANCE = 2_000_000_000      # micro: 2 000 units of community currency each
 GRID_BALANCE = 10_000_000_000_000   # the DSO's grid account pays feed-in and compensation
@@ -177,7 +177,7 @@ def _simbench_tags(code: str) -> dict[int, frozenset[str]]:
 
 def equipment(model: GridModel) -> dict[str, tuple[tuple[str, ...], Battery | None]]:
     """Per cp: its DER tags and battery, from the network's data."""
-    tags = _simbench_tags(model.name)
+    tags = _simbench_tags(model.name.split("+")[0])  # a stressed copy keeps its base's tags
     out: dict[str, tuple[tuple[str, ...], Battery | None]] = {}
     for i, cp in enumerate(model.cps):
         der: list[str] = []
@@ -233,6 +233,24 @@ def certificates_section(chain_id: str, model: GridModel) -> dict[str, Any]:
             "issue_market_zone": "DE-LU", "time_origin_utc": "2016-01-01T00:00:00Z"}
 
 
+HEAT_PUMP_WH = 500          # a 2 kW (electrical) heat pump over a 15-minute slot
+WALLBOX_WH = 2_750          # an 11 kW wallbox over a 15-minute slot
+
+
+def flex_section(members: list[Member], sc: Scenario) -> dict[str, Any]:
+    """Genesis section ``flex``: the flexible devices the DSO registered per member cp (EV
+    chargers: SimBench's EV profiles, or every cp in the evening-peak scenario, which adds a
+    7.4 kW charger everywhere; heat pumps: SimBench's heat-pump profiles)."""
+    ev_wh = int(EVENING_PEAK_EV_KW * 250) if sc.scenario == "evening-peak" else WALLBOX_WH
+    res: list[list[Any]] = []
+    for m in sorted(members, key=lambda m: m.cp):
+        if sc.scenario == "evening-peak" or "ev" in m.der:
+            res.append([m.cp, "ev", ev_wh])
+        if "heat-pump" in m.der:
+            res.append([m.cp, "heat-pump", HEAT_PUMP_WH])
+    return {"resources": res}
+
+
 def build_community(model: GridModel, sc: Scenario) -> Community:
     eq = equipment(model)
     cps = choose_members(model, sc)
@@ -268,6 +286,7 @@ def build_community(model: GridModel, sc: Scenario) -> Community:
                            sections={"privacy": privacy.genesis_section(sc.chain_id, cps),
                                      "certificates": certificates_section(sc.chain_id, model),
                                      "firmware": fleet.genesis_section(),
-                                     "surveillance": {}})
+                                     "surveillance": {},
+                                     "flex": flex_section(members, sc)})
     outsiders = tuple(cp for cp in model.cp_ids if cp not in set(cps))
     return Community(members, validators, dso, genesis, outsiders, privacy, fleet=fleet)

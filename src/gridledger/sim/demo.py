@@ -35,6 +35,9 @@ from gridledger.sim.report import write_report
 from gridledger.sim.scenario import (
     DEFAULT_NETWORK,
     DEMO_PRIVACY,
+    EVENING_PEAK_DAY,
+    EVENING_PEAK_START,
+    SCENARIOS,
     Scenario,
     check_scenario,
     scenario_start,
@@ -74,25 +77,37 @@ def write_outputs(summary: dict[str, Any], series: dict[str, Any], out: Path) ->
 
 def scenario_from_flags(prosumers: int, hours: int, validators: int, attacks: str, seed: int,
                         network: str | None, privacy: bool = DEMO_PRIVACY,
-                        serve_port: int | None = None, profiles: Path | None = None) -> Scenario:
+                        serve_port: int | None = None, profiles: Path | None = None, *,
+                        scenario: str = "default", flexibility: bool = True) -> Scenario:
+    """The ``Scenario`` of ``gridledger demo``'s flags. ``scenario="evening-peak"`` starts
+    at 16:00 on a winter weekday (``scenario.EVENING_PEAK_DAY``) with an EV charger at every
+    connection point (issue 15). Raises ``ConfigError`` naming a bad flag."""
     if hours < 1:
         raise ConfigError(f"--hours must be at least 1, got {hours}")
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"unknown --scenario {scenario!r} ({', '.join(SCENARIOS)})")
+    if scenario == "evening-peak" and profiles is not None:
+        raise ConfigError("--scenario evening-peak runs SimBench's own winter evening; "
+                          "it cannot take --profiles")
     names, notes = parse_attacks(attacks, validators, privacy)
     profile_file = None if profiles is None else str(profiles)
     start_day, start_slot = scenario_start(profile_file)  # a profile file starts the run
+    if scenario == "evening-peak":
+        start_day, start_slot = EVENING_PEAK_DAY, EVENING_PEAK_START
     return Scenario(participants=prosumers, slots=hours * SLOTS_PER_DAY // 24,
                     validators=validators, attacks=names, seed=seed,
                     network=network or DEFAULT_NETWORK, notes=notes, privacy=privacy,
                     serve_port=serve_port, profiles=profile_file, start_day=start_day,
-                    start_slot_of_day=start_slot)
+                    start_slot_of_day=start_slot, scenario=scenario, flexibility=flexibility)
 
 
 def run_demo_cli(*, prosumers: int, hours: int, validators: int, attacks: str, out: Path,
                  seed: int, network: str | None, console: Console,
                  privacy: bool = DEMO_PRIVACY, serve_port: int | None = None,
-                 profiles: Path | None = None) -> dict[str, Any]:
+                 profiles: Path | None = None, scenario: str = "default",
+                 flexibility: bool = True) -> dict[str, Any]:
     sc = scenario_from_flags(prosumers, hours, validators, attacks, seed, network, privacy,
-                             serve_port, profiles)
+                             serve_port, profiles, scenario=scenario, flexibility=flexibility)
     check_scenario(sc)  # every input error before any work
     for n in sc.notes:
         console.print(f"[yellow]note:[/] {n}")

@@ -54,6 +54,11 @@ class LedgerView:
         return {bytes(r["address"]): int(r["balance_micro"]) + int(r["locked_micro"])
                 for r in sorted(rows, key=lambda r: bytes(r["address"]))}
 
+    def flex_offers(self, request: bytes) -> list[dict[str, Any]]:
+        """The offers of a flexibility request (view ``flex/offers``), by offer id."""
+        out: list[dict[str, Any]] = self._app.query(f"flex/offers/{request.hex()}")
+        return out
+
     def roaming_partners(self) -> dict[tuple[str, str], PublicKey]:
         """(foreign community, DSO id) -> the DSO key this community's genesis pins for
         roaming claims (view ``privacy/roaming_partners``)."""

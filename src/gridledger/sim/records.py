@@ -109,6 +109,9 @@ class RunData:
     estimated: dict[int, set[str]] = field(default_factory=dict)
     """Slot -> cps whose quarantined reading the DSO's estimate replaced (``reading_flagged``
     with ``quarantine``; not false-data detections)."""
+    flex_adjust_wh: dict[int, dict[str, int]] = field(default_factory=dict)
+    """Slot -> cp -> change of net injection the DSO ordered (flexibility, > 0 up) and its
+    rebound: the DSO's forecast for envelopes and what honest devices do."""
 
     def absorb(self, fb: FinalizedBlock) -> list[dict[str, Any]]:
         """Record a finalized block's receipts and events; returns the block's events."""

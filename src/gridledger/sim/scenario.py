@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridledger.errors import ConfigError, GridError
-from gridledger.grid import SLOTS_PER_DAY, GridModel, load_grid
+from gridledger.grid import SLOTS_PER_DAY, GridModel, add_der, load_grid
 from gridledger.grid.profiles_csv import first_slot_of_file, read_profiles_csv
 
 DEFAULT_NETWORK = "1-LV-semiurb4--2-sw"
@@ -33,6 +33,15 @@ so a privacy-mode day has none (and no certificate scenarios), and it costs more
 
 MAX_SLOTS = 366 * SLOTS_PER_DAY
 MAX_VALIDATORS = 31
+SCENARIOS = ("default", "evening-peak")
+EVENING_PEAK_DAY = 20
+"""Thursday 21 January 2016: a winter weekday (heat pumps run, the evening load peaks)."""
+EVENING_PEAK_START = 64
+"""16:00: the run covers the evening peak and the hours after it (EV charging deferred)."""
+EVENING_PEAK_EV_KW = 7.4
+"""Every connection point gets a 7.4 kW (single-phase 32 A) EV charger that charges at full
+power from 17:00 for 3 h (``grid.add_der``): on the default feeder this loads lines to
+~118 % at the evening peak, where the stock feeder stays below 60 %."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,10 @@ class Scenario:
     chain_id: str = "gridledger-demo"
     privacy: bool = False
     """Privacy mode: households trade and meter under per-slot pseudonyms (``--privacy``)."""
+    scenario: str = "default"
+    """``default`` or ``evening-peak`` (high EV adoption on a winter evening, issue 15)."""
+    flexibility: bool = True
+    """Whether the DSO buys flexibility (``flex`` module) when it predicts a violation."""
     notes: tuple[str, ...] = field(default=(), compare=False)
     """Adjustments made while parsing (e.g. an attack left out of the default set)."""
     serve_port: int | None = field(default=None, compare=False)
@@ -87,10 +100,15 @@ def check_scenario(sc: Scenario) -> GridModel:
         raise ConfigError(f"--serve must be a TCP port between 1 and 65535, got {sc.serve_port}")
     if sc.mechanism not in ("uniform", "pay_as_bid", "continuous"):
         raise ConfigError(f"unknown mechanism {sc.mechanism!r} (uniform, pay_as_bid, continuous)")
+    if sc.scenario not in SCENARIOS:
+        raise ConfigError(f"unknown --scenario {sc.scenario!r} ({', '.join(SCENARIOS)})")
     try:
         model = load_grid(sc.network)
     except GridError as exc:
         raise ConfigError(f"--network {sc.network!r}: {exc}") from None
+    if sc.scenario == "evening-peak":
+        model = add_der(model, ev_kw_per_cp=EVENING_PEAK_EV_KW, ev_start_hour=17.0,
+                        ev_hours=3.0, name=f"{model.name}+evening-peak")
     n_cp = len(model.cp_ids)
     if sc.participants > n_cp:
         raise ConfigError(f"--prosumers {sc.participants} exceeds the {n_cp} connection points of "

@@ -26,6 +26,7 @@ from gridledger.sim.attacks.audit import AuditExport
 from gridledger.sim.attacks.crash import Crash
 from gridledger.sim.attacks.double_claim import DoubleClaim
 from gridledger.sim.attacks.firmware import FakePatch, VulnerableFirmware
+from gridledger.sim.attacks.flex import FakeFlexibility
 from gridledger.sim.attacks.manipulation import PriceManipulation
 from gridledger.sim.attacks.market import FakeBids, FalseNonReceipt, NonDelivery
 from gridledger.sim.attacks.metering import FdiMeter, FdiStealthy
@@ -46,14 +47,15 @@ ATTACK_CLASSES: dict[str, type[Attack]] = {c.name: c for c in (
     FdiMeter, FdiStealthy, DosFlood, ByzantineValidator, FakeBids, NonDelivery, FalseNonReceipt,
     PriceManipulation, Sybil, Crash, Replay, Tamper, ClassicalKey, BadAggregator,
     UsageInference, Deanonymize, EvRoaming, DoubleClaim, PhantomGeneration, AuditExport,
-    VulnerableFirmware, FakePatch)}
+    VulnerableFirmware, FakePatch,
+    FakeFlexibility)}
 ATTACKS: tuple[str, ...] = tuple(ATTACK_CLASSES)
 DEFAULT_ATTACKS: tuple[str, ...] = (
     "fdi-meter", "fake-bids", "non-delivery", "false-non-receipt", "price-manipulation",
     "sybil", "crash", "dos-flood",
     "byzantine-validator", "replay", "bad-aggregator", "usage-inference", "deanonymize",
     "ev-roaming", "double-claim", "phantom-generation", "audit-export", "vulnerable-firmware",
-    "fake-patch")
+    "fake-patch", "fake-flexibility")
 PLANNED: tuple[str, ...] = (
     "contract-bug",)
 MIN_VALIDATORS: dict[str, int] = {"byzantine-validator": 4, "crash": 4}
@@ -63,6 +65,9 @@ CLEAR_MODE_ONLY: dict[str, str] = dict.fromkeys(
     "granular certificates are issued only for devices the DSO registered at a household's "
     "own connection point, and under privacy mode every household meters under per-slot "
     "stand-in cps, so no certificate exists to attack (--privacy off runs it)")
+CLEAR_MODE_ONLY["fake-flexibility"] = (
+    "flexibility is offered from a household's own connection point, which privacy mode "
+    "replaces by per-slot stand-in cps, so the demo buys no flexibility there (--privacy off)")
 """Attacks that privacy mode leaves nothing to act on, with the reason."""
 
 
@@ -121,6 +126,6 @@ def make_attacks(names: Sequence[str], ctx: SimContext,
 
 __all__ = ["ATTACKS", "ATTACK_CLASSES", "CLEAR_MODE_ONLY", "DEFAULT_ATTACKS", "PLANNED", "Attack",
            "AuditExport", "ByzantineValidator", "ClassicalKey", "Crash", "DosFlood", "DoubleClaim",
-           "FakeBids", "FakePatch", "FalseNonReceipt", "FdiMeter", "FdiStealthy", "NonDelivery",
-           "PhantomGeneration", "PriceManipulation", "Replay", "Sybil", "Tamper",
+           "FakeBids", "FakeFlexibility", "FakePatch", "FalseNonReceipt", "FdiMeter",
+           "FdiStealthy", "NonDelivery", "PhantomGeneration", "PriceManipulation", "Replay", "Sybil", "Tamper",
            "VulnerableFirmware", "make_attacks", "parse_attacks"]

@@ -15,6 +15,7 @@ from gridledger.sim.features.dashboard import LiveDashboard
 from gridledger.sim.features.delivery import Delivery
 from gridledger.sim.features.dso import DsoGrid
 from gridledger.sim.features.firmware import FirmwareFleet
+from gridledger.sim.features.flexibility import Flexibility
 from gridledger.sim.features.metering import Metering
 from gridledger.sim.features.onboarding import Onboarding
 from gridledger.sim.features.privacy import PrivacyMode
@@ -25,8 +26,10 @@ from gridledger.sim.features.trading import Trading
 # pseudonym identities the others sign with; LiveDashboard last (it only publishes blocks)
 FEATURES: tuple[type[Feature], ...] = (PrivacyMode, DsoGrid, Trading, Delivery, Metering,
                                        SecureAggregation, FirmwareFleet, Certificates,
-                                       Surveillance, Onboarding, LiveDashboard)
+                                       Surveillance, Onboarding, Flexibility,
+                                       LiveDashboard)
 
-__all__ = ["FEATURES", "Certificates", "Delivery", "DsoGrid", "FirmwareFleet", "LiveDashboard",
+__all__ = ["FEATURES", "Certificates", "Delivery", "DsoGrid", "FirmwareFleet", "Flexibility",
+           "LiveDashboard",
            "Metering", "Onboarding", "PrivacyMode", "SecureAggregation", "Surveillance",
            "Trading"]

@@ -37,8 +37,13 @@ class DsoGrid(Feature):
         if not step.trading:
             return []
         ctx, slot = self.ctx, step.slot
+        adjust = ctx.data.flex_adjust_wh.get(slot)
+        forecast = None
+        if adjust:  # ordered flexibility (and its rebound) is part of the DSO's forecast
+            fc = ctx.model.forecast_wh_by_cp(slot)
+            forecast = {cp: int(fc[cp]) + adjust.get(cp, 0) for cp in ctx.model.cp_ids}
         with ctx.timed("grid_s"):
-            env = compute_envelopes(ctx.model, slot)
+            env = compute_envelopes(ctx.model, slot, forecast_wh_by_cp=forecast)
         envelopes = {cp: e.as_tuple() for cp, e in env.items()}
         ctx.data.envelopes[slot] = envelopes
         # keyed by the cp the ledger knows each member by in this slot (a pseudonym's stand-in

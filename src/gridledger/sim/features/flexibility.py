@@ -1,0 +1,307 @@
+"""Flexibility (issue 15): the DSO buys it when its forecast power flow predicts a violation,
+members' EV chargers and heat pumps sell it, the ledger settles it on the meters.
+
+Per trading step L (``Step.t_a`` = 900 L - 450):
+
+* block A: the DSO runs a power flow on its forecast of slot T = L + 3 (households' PV -
+  load, outsiders' profiles, flexibility already ordered and its rebound). A violation
+  becomes a ``flex/request`` for T (``flex.planner.predict``: the cps downstream of it,
+  direction, energy with a margin; gate at 900 (T - 2); price cap = the retail tariff,
+  the value of the energy curtailment would cut; baseline ``declared`` capped at the DSO's
+  forecast for the cp, the USEF D-prognosis); block A also carries the order of the
+  request for slot L + 1 (``planner.order_for``: the merit-order selection an AC power flow
+  finds free of violations; validators recompute the merit order).
+* block B: members without a home battery (whose baseline is the forecast) offer their EV
+  charger (defer charging: the deferred energy is charged 12 slots later, after the
+  evening peak) or heat pump (the building's thermal inertia lets it coast one slot and
+  recover over an hour once the slots already requested have passed), at a seeded price
+  below the cap, declaring the DSO's own forecast as their baseline.
+* delivery: ``adjust_injection`` applies what was ordered (honest devices do it) and its
+  rebound; the DSO's envelopes for later slots include both (``features.dso``).
+* block C: each activated member reports its delivery (a claim; the ledger pays on meters).
+
+``summary.flexibility`` = {requests, offers, activated_wh, delivered_wh, paid_micro,
+penalties_micro, violations, curtailed_wh, dso_cost_micro, curtailed_value_micro,
+member_income_micro}.
+"""
+
+from __future__ import annotations
+
+import html
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from gridledger.crypto.hashing import tagged_hash
+from gridledger.flex import MeritOffer
+from gridledger.flex.planner import Prediction, order_for, predict
+from gridledger.ledger.tx import decode_tx
+from gridledger.node.embedded import FinalizedBlock
+from gridledger.sim.clock import SLOT_S, Step
+from gridledger.sim.community import Member, household_net_wh
+from gridledger.sim.context import SimContext
+from gridledger.sim.feature import Feature, ReportSection
+
+LOOKAHEAD = 3            # slots between the request and its delivery slot
+EV_REBOUND_SLOTS = 12    # deferred EV charging resumes 3 h later
+HP_RECOVERY_SLOTS = 4    # a heat pump recovers a coasted slot over one hour ...
+HP_RECOVERY_AFTER = LOOKAHEAD + 1
+"""... starting after the slots the DSO has already requested (the building's thermal
+inertia: ~0.5 K of drift over an hour), so no reference already posted moves."""
+HP_SHARE_PCT = 40        # at most this share of a cp's import is its heat pump's
+
+
+@dataclass
+class Posted:
+    """A request the DSO posted: its id, slot, prediction and the offers made to it."""
+
+    rid: bytes
+    slot: int
+    pred: Prediction
+    forecast: dict[str, int]
+    cps: dict[str, Member]
+
+
+class Flexibility(Feature):
+    name: ClassVar[str] = "flexibility"
+    threat_rows: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, ctx: SimContext) -> None:
+        super().__init__(ctx)
+        self.devices = _devices(ctx)
+        self.posted: dict[int, Posted] = {}
+        self.activated: dict[int, dict[str, tuple[bytes, bytes, int]]] = {}
+        """slot -> cp -> (request, offer, activated Wh)."""
+        self.events: dict[str, list[dict[str, Any]]] = {}
+        self.rng = random.Random(f"flexibility/{ctx.sc.seed}")
+
+    # -- the DSO ------------------------------------------------------------------------------
+    def forecast(self, slot: int) -> dict[str, int]:
+        """The DSO's forecast net injection of every cp in ``slot`` (Wh, > 0 export)."""
+        ctx = self.ctx
+        fc = ctx.model.forecast_wh_by_cp(slot)
+        adj = ctx.data.flex_adjust_wh.get(slot, {})
+        out = {}
+        for cp in ctx.model.cp_ids:
+            base = household_net_wh(ctx.model, cp, slot) if cp in ctx.by_cp else int(fc[cp])
+            out[cp] = base + adj.get(cp, 0)
+        return out
+
+    def txs_a(self, step: Step) -> list[bytes]:
+        ctx = self.ctx
+        # privacy mode: households meter and trade under per-slot stand-in cps that no
+        # request names, so the DSO buys no flexibility there (docs/flexibility.md)
+        if not ctx.sc.flexibility or ctx.sc.privacy or not step.trading:
+            return []
+        out: list[bytes] = []
+        posted = self.posted.get(step.slot + 1)
+        if posted is not None:
+            out += self._order(posted)
+        target = step.slot + LOOKAHEAD
+        if target in ctx.trading_slots():
+            out += self._request(target)
+        return out
+
+    def _request(self, slot: int) -> list[bytes]:
+        ctx = self.ctx
+        forecast = self.forecast(slot)
+        with ctx.timed("grid_s"):
+            pred = predict(ctx.model, slot, forecast, ctx.limits)
+        if pred is None:
+            return []
+        cps = {cp: ctx.by_cp[cp] for cp in pred.cps
+               if cp in ctx.by_cp and self.devices.get(cp) and ctx.by_cp[cp].battery is None}
+        if not cps:
+            return []
+        cap = ctx.params.retail_import_micro_per_kwh
+        sign = 1 if pred.direction == "up" else -1
+        elig = [[cp, 1_000_000, [max(0, -sign * forecast[cp])], [forecast[cp]]]
+                for cp in sorted(cps)]
+        body = {"area": pred.violation.element, "violation":
+                f"{pred.violation.kind} {pred.violation.element}"[:64],
+                "evidence": tagged_hash("gl/flex-forecast", repr(
+                    (slot, pred.violation, round(pred.report.max_line_loading_pct, 6))).encode()),
+                "first_slot": slot, "energies_wh": [pred.need_wh], "direction": pred.direction,
+                "price_cap_micro_per_kwh": cap, "budget_micro": -(-pred.need_wh * cap // 1000),
+                "baseline": "declared", "reference_method": "dso-forecast",
+                "gate_s": SLOT_S * (slot - 2), "cps": elig}
+        raw = ctx.tx(ctx.community.dso, "flex/request", body)
+        self.posted[slot] = Posted(decode_tx(raw).id, slot, pred, forecast, cps)
+        return [raw]
+
+    def _order(self, p: Posted) -> list[bytes]:
+        ctx = self.ctx
+        offers = ctx.ledger.flex_offers(p.rid)
+        if not offers:
+            return []
+        merit = [MeritOffer(bytes(o["id"]), 1_000_000, int(o["price_micro_per_kwh"]),
+                            tuple(int(e) for e in o["energies_wh"])) for o in offers]
+        with ctx.timed("grid_s"):
+            eff, acts, report = order_for(ctx.model, p.slot, self.forecast(p.slot), ctx.limits,
+                                          merit, [str(o["cp"]) for o in offers],
+                                          p.pred.direction, p.pred.need_wh)
+        sign = 1 if p.pred.direction == "up" else -1
+        chosen = self.activated.setdefault(p.slot, {})
+        for o, a in zip(offers, acts, strict=True):
+            if not a[0]:
+                continue
+            cp, wh = str(o["cp"]), a[0]
+            chosen[cp] = (p.rid, bytes(o["id"]), wh)
+            self._adjust(p.slot, cp, sign * wh)
+            if o["device"] == "ev":
+                self._adjust(p.slot + EV_REBOUND_SLOTS, cp, -sign * wh)
+            else:
+                for k in range(HP_RECOVERY_SLOTS):
+                    share = wh // HP_RECOVERY_SLOTS + (1 if k < wh % HP_RECOVERY_SLOTS else 0)
+                    self._adjust(p.slot + HP_RECOVERY_AFTER + k, cp, -sign * share)
+        evidence = tagged_hash("gl/flex-order", repr(
+            (p.slot, eff, round(report.max_line_loading_pct, 6), len(report.violations))).encode())
+        return [ctx.tx(ctx.community.dso, "flex/order", {
+            "request": p.rid, "effective_wh": [eff], "evidence": evidence,
+            "activations": [[bytes(o["id"]), [a[0]]] for o, a in zip(offers, acts, strict=True)
+                            if a[0]]})]
+
+    def _adjust(self, slot: int, cp: str, wh: int) -> None:
+        row = self.ctx.data.flex_adjust_wh.setdefault(slot, {})
+        row[cp] = row.get(cp, 0) + wh
+
+    # -- members ------------------------------------------------------------------------------
+    def txs_b(self, step: Step) -> list[bytes]:
+        p = self.posted.get(step.slot + LOOKAHEAD)
+        if p is None:
+            return []
+        ctx = self.ctx
+        out = []
+        cap = ctx.params.retail_import_micro_per_kwh
+        for cp in sorted(p.cps):
+            m = p.cps[cp]
+            device, power = self.devices[cp][0]
+            need = max(0, -p.forecast[cp]) if p.pred.direction == "up" else max(0, p.forecast[cp])
+            if device == "heat-pump":
+                need = need * HP_SHARE_PCT // 100
+            energy = min(power, need)
+            if energy <= 0:
+                continue
+            rng = random.Random(f"flex-price/{ctx.sc.seed}/{m.cp}")
+            base = 40_000 if device == "ev" else 90_000    # deferring a car < a cooler house
+            price = min(cap, base + rng.randrange(0, 60_000))
+            body: dict[str, Any] = {"request": p.rid, "device": device,
+                                    "price_micro_per_kwh": price, "energies_wh": [energy],
+                                    "baseline_wh": [p.forecast[cp]]}
+            for a in ctx.attacks:
+                body = a.flex_offer(m, body)
+            out.append(ctx.tx(ctx.identities.trading_key(m, p.slot), "flex/offer", body))
+        return out
+
+    def adjust_injection(self, step: Step, planned_wh: dict[str, int]) -> None:
+        for cp, wh in self.ctx.data.flex_adjust_wh.get(step.slot, {}).items():
+            if cp in planned_wh:
+                planned_wh[cp] += wh
+
+    def txs_c(self, step: Step) -> list[bytes]:
+        slot = step.slot - 1
+        ctx = self.ctx
+        out = []
+        for cp, (rid, oid, wh) in sorted(self.activated.get(slot, {}).items()):
+            m = ctx.by_cp[cp]
+            out.append(ctx.tx(ctx.identities.trading_key(m, slot), "flex/report", {
+                "request": rid, "offer": oid, "slot": slot, "delivered_wh": wh}))
+        return out
+
+    # -- results ----------------------------------------------------------------------------
+    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
+        for e in events:
+            t = str(e.get("type", ""))
+            if t.startswith("flex_") or t in ("baseline_capped", "claim_rejected"):
+                self.events.setdefault(t, []).append(e)
+
+    def summary(self) -> dict[str, Any]:
+        ctx = self.ctx
+        ev = self.events
+        recs = [ctx.data.slots[s] for s in sorted(ctx.data.slots)]
+        curtailed = sum(r.curtailed_wh for r in recs)
+        settled = ev.get("flex_settled", [])
+        names = {m.address: m.name for m in ctx.members}
+        income: dict[str, int] = {}
+        for s in settled:
+            n = names.get(bytes(s["member"]), bytes(s["member"]).hex()[:12])
+            income[n] = income.get(n, 0) + int(s["paid_micro"]) - int(s["penalty_micro"])
+        paid = sum(int(s["paid_micro"]) for s in settled)
+        penalties = sum(int(s["penalty_micro"]) for s in settled)
+        retail = ctx.params.retail_import_micro_per_kwh
+        return {"flexibility": {
+            "enabled": ctx.sc.flexibility,
+            "requests": len(ev.get("flex_requested", [])),
+            "offers": len(ev.get("flex_offered", [])),
+            "orders": len(ev.get("flex_ordered", [])),
+            "activated_wh": sum(sum(int(x) for x in e["activated_wh"])
+                                for e in ev.get("flex_activated", [])),
+            "delivered_wh": sum(int(e["delivered_wh"]) for e in ev.get("flex_delivery", [])),
+            "paid_micro": paid, "penalties_micro": penalties,
+            "dso_cost_micro": paid - penalties,
+            "violations": sum(r.violations for r in recs),
+            "curtailed_wh": curtailed,
+            "curtailed_value_micro": curtailed * retail // 1000,
+            "baselines_capped": len(ev.get("baseline_capped", [])),
+            "claims_rejected": len(ev.get("claim_rejected", [])),
+            "member_income_micro": dict(sorted(income.items()))}}
+
+    def detections(self) -> dict[str, int]:
+        return {"flex_baselines_capped": len(self.events.get("baseline_capped", [])),
+                "flex_claims_rejected": len(self.events.get("claim_rejected", []))}
+
+    @staticmethod
+    def report_sections(summary: Mapping[str, Any]) -> list[ReportSection]:
+        f = summary.get("flexibility")
+        if not isinstance(f, Mapping) or not f:
+            return []
+        return [ReportSection("flexibility", "Flexibility (USEF request, offer, order)",
+                              _flex_html(f), _NOTE)]
+
+
+_NOTE = ("The DSO requests flexibility where its forecast power flow breaks a limit; members' "
+         "EV chargers and heat pumps offer; the merit order checked by an AC power flow is "
+         "ordered; the ledger pays delivery measured by the meters against the DSO's "
+         "forecast. Curtailed value = curtailed energy at the retail tariff.")
+
+
+def _flex_html(f: Mapping[str, Any]) -> str:
+    e = html.escape
+
+    def kwh(wh: Any) -> str:
+        return f"{int(wh) / 1000:,.1f} kWh"
+
+    def units(micro: Any) -> str:
+        return f"{int(micro) / 1e6:,.2f}"
+
+    rows = [("flexibility", "on" if f.get("enabled") else "off"),
+            ("requests / offers / orders",
+             f"{f.get('requests', 0)} / {f.get('offers', 0)} / {f.get('orders', 0)}"),
+            ("activated / delivered (energy shifted)",
+             f"{kwh(f.get('activated_wh', 0))} / {kwh(f.get('delivered_wh', 0))}"),
+            ("grid-limit violations", str(f.get("violations", 0))),
+            ("curtailed energy", kwh(f.get("curtailed_wh", 0))),
+            ("DSO's cost of flexibility (paid - penalties)", units(f.get("dso_cost_micro", 0))),
+            ("value of the curtailed energy at retail", units(f.get("curtailed_value_micro", 0))),
+            ("baselines capped / claims rejected",
+             f"{f.get('baselines_capped', 0)} / {f.get('claims_rejected', 0)}")]
+    facts = "".join(f'<tr><td>{e(k)}</td><td class="num">{e(v)}</td></tr>' for k, v in rows)
+    income = f.get("member_income_micro") or {}
+    members = "".join(f'<tr><td>{e(str(n))}</td><td class="num">{e(units(v))}</td></tr>'
+                      for n, v in sorted(income.items()))
+    out = f"<table>{facts}</table>"
+    if members:
+        out += ("<h3>Flexibility income per member (paid - penalties)</h3>"
+                f"<table><tr><th>member</th><th>income</th></tr>{members}</table>")
+    return out
+
+
+def _devices(ctx: SimContext) -> dict[str, list[tuple[str, int]]]:
+    """cp -> [(device, Wh per slot)] as the genesis registered them (EVs first)."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for cp, device, power in ctx.community.genesis.doc.get("flex", {}).get("resources", []):
+        out.setdefault(cp, []).append((device, int(power)))
+    for v in out.values():
+        v.sort(key=lambda d: (d[0] != "ev", d[0]))
+    return out
