@@ -16,6 +16,7 @@ import pytest
 from gridledger.ledger.modules.flex import settlement
 from gridledger.ledger.modules.flex.types import Config, Eligible, Offer, Request
 from gridledger.sim.demo import run_demo, scenario_from_flags
+from gridledger.sim.features import dso as dso_feature
 
 pytestmark = pytest.mark.slow
 
@@ -65,23 +66,31 @@ def test_flexibility_removes_violations_halves_curtailment_and_costs_less_than_i
     assert peak_on["ledger"]["validators_agree"]
 
 
-def test_fake_flexibility_is_detected_paid_nothing_and_penalised(peak_on) -> None:
+def test_fake_flexibility_is_detected_and_paid_only_what_its_meter_shows(peak_on) -> None:
+    """Its inflated baselines are capped (detected); the DSO's envelope for its cp includes
+    the ordered reduction, so its charger is held to it: what it is paid is what its meter
+    shows against the DSO's reference (loss 0)."""
     r = peak_on["attacks"]["fake-flexibility"]
     assert r["injected"] > 0, r
-    assert r["detected"] > 0 and r["mitigated"] and r["loss"] == 0, r
-    assert r["penalty_micro"] > 0
-    income = peak_on["flexibility"]["member_income_micro"].get(r["attacker"], 0)
-    assert income < 0          # its deposit paid for the shortfall
+    assert r["detected"] >= r["injected"] and r["mitigated"] and r["loss"] == 0, r
+    assert peak_on["flexibility"]["baselines_capped"] >= r["injected"]
 
 
-def test_without_the_baseline_cap_fake_flexibility_is_paid(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """Defence removed: settlement takes the member's declared baseline as it is."""
+def test_without_the_baseline_cap_and_the_envelope_hold_fake_flexibility_is_paid(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defences removed: settlement takes the declared baseline as it is, and the DSO's
+    envelopes ignore the flexibility it ordered (the charger is not held to it)."""
 
     def uncapped(r: Request, elig: Eligible, o: Offer, k: int, cfg: Config) -> tuple[int, bool]:
         return (o.baseline_wh[k] if r.baseline == "declared" else elig.reference_wh[k]), False
 
+    plain = dso_feature.compute_envelopes
+
+    def envelopes_without_flex(model: Any, slot: int, **_kw: Any) -> Any:
+        return plain(model, slot)
+
     monkeypatch.setattr(settlement, "baseline_of", uncapped)
+    monkeypatch.setattr(dso_feature, "compute_envelopes", envelopes_without_flex)
     summary = _run(tmp_path, True, "fake-flexibility")
     r = summary["attacks"]["fake-flexibility"]
     assert r["injected"] > 0 and r["loss"] > 0 and not r["mitigated"], r

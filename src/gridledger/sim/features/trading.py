@@ -52,10 +52,14 @@ class Trading(Feature):
             rec.grid_fee_micro_per_kwh, rec.community_net_wh = v.fee, v.community_net_wh
             envelopes = ctx.data.envelopes.get(slot, {})
             plan = ctx.data.battery_wh.setdefault(slot, {})
+            flex = ctx.data.flex_adjust_wh.get(slot, {})
             raws: list[bytes] = []
             for m in ctx.members:
+                # the household's own plan includes flexibility it sold for the slot (and the
+                # rebound of earlier activations): it does not buy what it will not take
+                own = household_net_wh(ctx.model, m.cp, slot) + flex.get(m.cp, 0)
                 intents, plan[m.cp] = self.agents[m.cp].decide(
-                    v, household_net_wh(ctx.model, m.cp, slot), envelopes.get(m.cp, UNLIMITED))
+                    v, own, envelopes.get(m.cp, UNLIMITED))
                 if m.honest and ctx.ledger.quarantined(ctx.identities.ledger_cp(m, slot)):
                     intents = []  # its client sees the quarantine: orders would only fail
                 for a in ctx.attacks:
