@@ -127,5 +127,5 @@ def make_attacks(names: Sequence[str], ctx: SimContext,
 __all__ = ["ATTACKS", "ATTACK_CLASSES", "CLEAR_MODE_ONLY", "DEFAULT_ATTACKS", "PLANNED", "Attack",
            "AuditExport", "ByzantineValidator", "ClassicalKey", "Crash", "DosFlood", "DoubleClaim",
            "FakeBids", "FakeFlexibility", "FakePatch", "FalseNonReceipt", "FdiMeter",
-           "FdiStealthy", "NonDelivery", "PhantomGeneration", "PriceManipulation", "Replay", "Sybil", "Tamper",
-           "VulnerableFirmware", "make_attacks", "parse_attacks"]
+           "FdiStealthy", "NonDelivery", "PhantomGeneration", "PriceManipulation", "Replay",
+           "Sybil", "Tamper", "VulnerableFirmware", "make_attacks", "parse_attacks"]
