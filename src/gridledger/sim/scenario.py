@@ -28,8 +28,8 @@ DEMO_PRIVACY = False
 ``Scenario``'s own default stays clear mode: a test names the mode it measures. Privacy mode
 passes every default scenario it can run, but it is not the default yet: granular
 certificates (issue 16) are issued only for devices at a household's own connection point,
-so a privacy-mode day has none (and no certificate scenarios), and it costs more than the
-1.5x of clear mode's time issue 19 allows (docs/demo.md, "Privacy mode")."""
+so a privacy-mode day has none (and no certificate scenarios), and it costs about the 1.5x
+of clear mode's time issue 19 allows (docs/demo.md, "Privacy mode")."""
 
 MAX_SLOTS = 366 * SLOTS_PER_DAY
 MAX_VALIDATORS = 31
