@@ -167,3 +167,24 @@ def test_module_views_are_served_at_the_certified_height(env):
     r = http.get("/v1/views/nope/thing")
     assert r.status_code == 404 and r.json()["rule"] == "unknown-view"
     assert http.get("/v1/views/bank/account/zz").status_code == 404
+
+
+def test_docs_pages_load_nothing_from_outside(env):
+    """Issue 20.5: /docs (Swagger UI) and /redoc were blank offline (scripts from a CDN).
+    Every script, style and icon they name is served by the node itself, from the
+    installed package."""
+    import re
+
+    _chain, _svc, http = env
+    for page in ("/docs", "/redoc"):
+        r = http.get(page)
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        refs = re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]+)['"]""", r.text)
+        refs += re.findall(r"""url\s*:\s*['"]([^'"]+)['"]""", r.text)
+        assert refs, page
+        assert not [u for u in refs if "//" in u], (page, refs)
+        for u in refs:
+            got = http.get(u)
+            assert got.status_code == 200 and got.content, (page, u)
+    js = http.get("/docs-assets/swagger-ui-bundle.js")
+    assert "SwaggerUIBundle" in js.text and "javascript" in js.headers["content-type"]

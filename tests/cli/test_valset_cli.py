@@ -64,3 +64,22 @@ def test_tx_transfer_exits_nonzero_naming_the_rule_when_the_receipt_failed(tmp_p
     ok = {"height": 3, "receipt": {**failed["receipt"], "ok": True, "rule": "", "detail": ""}}
     monkeypatch.setattr(Client, "transfer", lambda self, to, amount, wait=True: ok)
     assert CliRunner().invoke(app, args).exit_code == 0
+
+
+def test_node_init_names_every_participant_address(tmp_path, monkeypatch) -> None:
+    """Issue 20.5: an operator must find the address to send to. ``node init`` prints each
+    participant's name and address, and ``keys list`` shows them again (no passphrase)."""
+    from gridledger.crypto.keystore import list_keys
+
+    monkeypatch.setenv("GRIDLEDGER_PASSPHRASE", "pw")
+    monkeypatch.setenv("COLUMNS", "200")
+    net = tmp_path / "net"
+    res = CliRunner().invoke(app, ["node", "init", str(net), "--validators", "1",
+                                   "--participants", "2"])
+    assert res.exit_code == 0, res.output
+    keys = list_keys(net / "participants")
+    assert len(keys) == 2
+    listed = CliRunner().invoke(app, ["keys", "list", "--dir", str(net / "participants")])
+    for k in keys:
+        assert k.address in res.output and k.address in listed.output
+        assert k.name in res.output

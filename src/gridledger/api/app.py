@@ -19,9 +19,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
 import cbor2
-from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi import HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -295,12 +296,18 @@ def _tx_id(raw: bytes) -> str:
         return sha3_256(raw).hex()
 
 
+DOCS_ASSETS = "/docs-assets"
+"""Where the API documentation pages' scripts and styles are served (from the package)."""
+
+
 def create_app(node: NodeService, grid: GridSource | None = None) -> Any:
     """The API over ``node``, wrapped in the streaming body limits (an ASGI app); the live
     dashboard at ``/`` (``api.dashboard``; ``grid`` feeds its network panel)."""
-    api = FastAPI(title="GridLedger", version="1",
-                  description="Post-quantum ledger and transactive energy market. Every read "
-                              "is from the last certified block and names its height.")
+    # /docs (Swagger UI) and /redoc load their scripts from the installed fastapi-offline
+    # package, never from a CDN: an operator's node is often offline or air-gapped
+    api = FastAPIOffline(title="GridLedger", version="1", static_url=DOCS_ASSETS,
+                         description="Post-quantum ledger and transactive energy market. Every "
+                                     "read is from the last certified block and names its height.")
     statuses = rule_statuses(node.rules())
     views = frozenset(node.views())
     active = [0]  # event streams open

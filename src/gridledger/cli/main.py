@@ -6,6 +6,8 @@ import importlib
 import json
 import os
 import re
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -13,6 +15,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -92,7 +95,8 @@ _ALGS = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
 
 
 def _fail(msg: str, code: int = USAGE) -> NoReturn:
-    err.print(f"[bold red]error:[/] {msg}")
+    # escaped: a message naming "[community] hours" or "ids [a, b]" is text, not markup
+    err.print(f"[bold red]error:[/] {escape(msg)}")
     raise typer.Exit(code)
 
 
@@ -545,6 +549,23 @@ def node_init(
     for d in dirs:
         console.print(f"validator folder {d}")
     console.print(f"genesis {directory / 'genesis.cbor'}; participant keys in {directory / 'participants'}")
+    _print_addresses(directory / "participants")
+
+
+def _print_addresses(folder: Path) -> None:
+    """The participants' names and addresses: what a transfer's ``--to`` takes (also later,
+    without a passphrase: ``gridledger keys list --dir FOLDER``)."""
+    from gridledger.crypto.keystore import list_keys
+
+    keys = list_keys(folder) if folder.is_dir() else []
+    if not keys:
+        return
+    t = Table(title=f"participant addresses (again any time: gridledger keys list --dir {folder})")
+    for col in ("name", "address"):
+        t.add_column(col, no_wrap=True)
+    for k in keys:
+        t.add_row(k.name, k.address)
+    console.print(t)
 
 
 @node_app.command("start")
@@ -563,8 +584,6 @@ def node_start(
 ) -> None:
     """Run one validator until interrupted."""
     _startup_check()
-    import signal
-
     from gridledger.node.process import ProcessConfig, ValidatorProcess
 
     if not (node_dir / "node.json").is_file():
@@ -610,23 +629,29 @@ def node_cluster(
     size: Annotated[int, typer.Option(help="Servers.")] = 3,
 ) -> None:
     """Run a local NATS JetStream cluster on loopback until interrupted (for one machine)."""
-    import time as _time
-
     from gridledger.node.nats_cluster import NatsCluster
 
     _in_range("--size", size, 1, 7)
     _out_folder("DIRECTORY", directory)
+    # a service manager or `kill` stops us with SIGTERM, a closed terminal with SIGHUP:
+    # either must take the servers down as Ctrl-C does, never leave them running (handlers
+    # first: a signal that arrives while the servers start still stops them)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         cluster = NatsCluster(directory, size).start()
     except ConfigError as exc:
         _fail(str(exc))
     except (GridLedgerError, OSError) as exc:
         _failure(f"cannot start the NATS cluster: {exc}")
-    console.print("NATS cluster: " + ",".join(cluster.urls))
     try:
-        while True:
-            _time.sleep(1)
+        console.print("NATS cluster: " + ",".join(cluster.urls))
+        while not stop.wait(1):
+            pass
     except KeyboardInterrupt:
+        pass
+    finally:
         cluster.stop()
 
 

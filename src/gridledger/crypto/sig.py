@@ -18,7 +18,7 @@ from gridledger.errors import ClassicalKey, CryptoBackendError, CryptoError, Unk
 SigAlg = Literal["ml-dsa-44", "ml-dsa-65", "ml-dsa-87"]
 PQ_SIG_ALGS: Final[tuple[str, ...]] = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
 # Known quantum-breakable algorithms: recognised so the error says "classical-key", not
-# "unknown algorithm" (THREATS.md row Q).
+# "unknown algorithm" (docs/threat-model.md row Q).
 CLASSICAL_SIG_ALGS: Final[frozenset[str]] = frozenset(
     {"ed25519", "ed448", "ecdsa-p256", "ecdsa-secp256k1", "rsa-pss", "rsa-pkcs1", "dsa"}
 )

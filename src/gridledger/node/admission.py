@@ -1,4 +1,4 @@
-"""Admission control and the mempool (THREATS.md row 2: denial of service).
+"""Admission control and the mempool (docs/threat-model.md row 2: denial of service).
 
 One admission path (issue 18.3): admission runs exactly the checks execution runs before a
 body touches state — the envelope (chain id, algorithm, sender, signature, nonce), the kind

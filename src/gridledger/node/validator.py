@@ -1,7 +1,7 @@
 """A validator: its application, its durable store, its key, and (for the attack lab) a
 configurable fault.
 
-Faults, for THREATS.md row 4 (``byzantine-validator``): ``wrong-root`` signs a header whose
+Faults, for docs/threat-model.md row 4 (``byzantine-validator``): ``wrong-root`` signs a header whose
 state root was altered; ``equivocate`` signs both the true header and an altered one;
 ``garbage`` sends a vote whose signature is random bytes; ``silent`` sends nothing (an
 offline validator, no votes and no ticks); ``relabel`` votes correctly and also replays the

@@ -1,4 +1,4 @@
-"""EV roaming on the home ledger (THREATS.md row 13, ``privacy/roaming.py``).
+"""EV roaming on the home ledger (docs/threat-model.md row 13, ``privacy/roaming.py``).
 
 A foreign DSO's full claim (certificate with k trustee signatures, request, receipt) does not
 fit in a transaction, so the home DSO — the holder of the home billing ML-KEM key — checks it

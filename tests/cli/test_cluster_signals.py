@@ -1,0 +1,73 @@
+"""`gridledger node cluster` stops its NATS servers however it is asked to stop (issue 20.5:
+SIGTERM used to leave the three servers running; Ctrl-C stopped them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gridledger.node.nats_cluster import nats_server_binary
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_signal_stops_every_nats_server(tmp_path: Path, sig: signal.Signals) -> None:
+    try:
+        nats_server_binary()
+    except Exception:
+        pytest.skip("nats-server is not installed")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from gridledger.cli.main import main; main()",
+         "node", "cluster", str(tmp_path / "nats"), "--size", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COLUMNS": "200"})
+    servers: list[int] = []
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "NATS cluster:" in line, line + proc.stdout.read()
+        servers = _children(proc.pid)
+        assert len(servers) == 3, servers
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in servers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in servers if _alive(p)], "NATS servers left running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for p in servers:  # a failed run must not leave its servers behind either
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
