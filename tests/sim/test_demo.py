@@ -20,6 +20,7 @@ from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
 from gridledger.sim.attacks import PLANNED, parse_attacks
 from gridledger.sim.features.dso import DsoGrid
 from gridledger.sim.scenario import Scenario, check_scenario
+from tests.sim.conftest import DemoRun
 
 pytestmark = pytest.mark.slow
 
@@ -262,3 +263,14 @@ def test_replay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(execute, "check_nonce", lambda nonce, expected: None)
     off = undefended(tmp_path / "off", "replay")
     assert off is None or not off["mitigated"]
+
+
+def test_default_day_curtailment_names_its_causes(default_day: DemoRun) -> None:
+    """Issue 18.12: every curtailment's cause (limit, element) in summary.json and the report;
+    the causes add up to the total curtailed."""
+    grid = default_day.summary["grid"]
+    assert grid["curtailed_wh"] == sum(c["curtailed_wh"] for c in grid["curtailments"])
+    assert all(c["limit"] in ("envelope", "voltage", "loading") for c in grid["curtailments"])
+    assert sum(g["curtailed_wh"] for g in grid["curtailment_causes"]) == grid["curtailed_wh"]
+    page = (default_day.out / "report.html").read_text(encoding="utf-8")
+    assert '<section id="curtailment">' in page

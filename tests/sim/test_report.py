@@ -181,3 +181,28 @@ def test_report_in_headless_chromium(report: Path) -> None:
     assert res.requests == []
     assert res.plots == N_FIGURES
     assert res.title.startswith("gridledger report")
+
+
+def test_curtailment_section_names_each_cause() -> None:
+    """Issue 18.12: every curtailment's limit and element on the page (grouped by cause,
+    largest single cuts listed), and a plain sentence when nothing was curtailed."""
+    from gridledger.sim.features.delivery import Delivery, curtailment_causes
+
+    listed = [{"slot": 44, "time": "05-16 11:00", "cp": cp, "curtailed_wh": wh,
+               "direction": "export", "limit": limit, "element": element, "violation": violation}
+              for cp, wh, limit, element, violation in (
+                  ("cp-1", 300, "envelope", "line 33", "overload"),
+                  ("cp-2", 200, "envelope", "line 33", "overload"),
+                  ("cp-3", 50, "voltage", "bus 12", "overvoltage"))]
+    grid = {"curtailed_wh": 550, "curtailments": listed, "curtailment_causes": curtailment_causes(listed)}
+    assert grid["curtailment_causes"][0] == {
+        "limit": "envelope", "element": "line 33", "violation": "overload", "direction": "export",
+        "curtailed_wh": 500, "slots": 1, "cps": 2}
+    (section,) = Delivery.report_sections({"grid": grid})
+    page = render_report({"grid": grid}, {}, [section])
+    body = page[page.index('<section id="curtailment">'):]
+    for text in ("0.550 kWh", "line 33", "overload", "bus 12", "overvoltage", "cp-3"):
+        assert text in body, text
+    (none,) = Delivery.report_sections({"grid": {"curtailed_wh": 0, "curtailments": []}})
+    assert "No energy was curtailed" in none.body_html
+    assert Delivery.report_sections({}) == []

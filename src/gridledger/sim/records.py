@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridledger.grid import SlotMeasurements
+from gridledger.grid import CurtailmentCause, EnvelopeReport, SlotMeasurements
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.agents import MarketView
 from gridledger.sim.secagg import Round
@@ -83,11 +83,15 @@ class RunData:
     slots: dict[int, SlotRecord] = field(default_factory=dict)
     views: dict[int, MarketView] = field(default_factory=dict)
     envelopes: dict[int, Envelopes] = field(default_factory=dict)
+    envelope_reports: dict[int, EnvelopeReport] = field(default_factory=dict)
+    """The DSO's envelope computation for a slot (binding constraints), until it is delivered."""
     battery_wh: dict[int, dict[str, int]] = field(default_factory=dict)
     """Battery injection each agent planned for the slot (> 0 discharge), by cp."""
     truth: dict[int, dict[str, int]] = field(default_factory=dict)
     """Net injection (Wh, > 0 export) every cp really had, by slot (set before measuring)."""
     delivered: dict[int, Delivered] = field(default_factory=dict)
+    curtailments: dict[int, tuple[CurtailmentCause, ...]] = field(default_factory=dict)
+    """Slot -> why energy was curtailed in it (only slots where some was)."""
     rounds: dict[int, Round] = field(default_factory=dict)
     """Secure-aggregation rounds (off-ledger result) by the slot they summed."""
     order_raws: dict[int, list[bytes]] = field(default_factory=dict)

@@ -12,17 +12,17 @@ and loading, and if a limit would still break, the fixed curtailment rule applie
 
 from __future__ import annotations
 
+import html
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from gridledger.grid import curtail_schedule, measure_slot, verify_schedule
+from gridledger.grid import deliver_schedule, measure_slot
 from gridledger.sim.clock import Step
 from gridledger.sim.community import household_net_wh
-from gridledger.sim.feature import Feature
+from gridledger.sim.feature import Feature, ReportSection
 from gridledger.sim.records import Delivered
-
-NO_LIMIT_WH = 1 << 62
 
 
 class Delivery(Feature):
@@ -49,26 +49,20 @@ class Delivery(Feature):
                 f.adjust_injection(step, planned)
             for a in ctx.attacks:
                 a.physical(slot, planned)
-            env = ctx.data.envelopes.get(slot, {})
-            actual: dict[str, int] = {}
-            curtailed = 0
-            for cp, x in planned.items():
-                imp, exp = env.get(cp, (NO_LIMIT_WH, NO_LIMIT_WH))
-                y = min(max(x, -imp), exp)               # inverters and chargers follow the envelope
-                curtailed += abs(x - y)
-                actual[cp] = y
-            report = verify_schedule(ctx.model, slot, actual, limits=ctx.limits)
-            if report.violations:                        # the envelopes failed: fixed-rule curtailment
-                fix = curtail_schedule(ctx.model, slot, actual, limits=ctx.limits)
-                curtailed += sum(abs(v) for v in fix.curtailed_wh_by_cp.values())
-                actual = dict(fix.schedule_wh_by_cp)
-                report = fix.report
+            # inverters and chargers follow the envelope; pandapower checks the result and
+            # the fixed curtailment rule answers any limit still broken
+            done = deliver_schedule(ctx.model, slot, planned,
+                                    envelopes=ctx.data.envelope_reports.pop(slot, None),
+                                    limits=ctx.limits)
+            report, actual = done.report, done.schedule_wh_by_cp
             rec = ctx.data.slots[slot]
             rec.max_vm_pu = round(float(report.max_vm_pu), 5)
             rec.min_vm_pu = round(float(report.min_vm_pu), 5)
             rec.max_loading_pct = round(float(report.max_loading_pct), 3)
             rec.violations = len(report.violations)
-            rec.curtailed_wh = curtailed
+            rec.curtailed_wh = done.total_curtailed_wh
+            if done.causes:
+                ctx.data.curtailments[slot] = done.causes
             ctx.data.truth[slot] = actual
             rng = np.random.default_rng([ctx.sc.seed, slot])
             honest = measure_slot(ctx.model, slot, actual, rng=rng)
@@ -81,11 +75,96 @@ class Delivery(Feature):
             f.after_delivery(step, delivered)
 
     def summary(self) -> dict[str, Any]:
-        recs = [self.ctx.data.slots[s] for s in sorted(self.ctx.data.slots)]
+        data = self.ctx.data
+        recs = [data.slots[s] for s in sorted(data.slots)]
+        listed = [{"slot": s, "time": self.ctx.label(s), **c.as_dict()}
+                  for s in sorted(data.curtailments) for c in data.curtailments[s]]
         return {"grid": {
             "max_voltage_pu": max((r.max_vm_pu for r in recs), default=None),
             "min_voltage_pu": min((r.min_vm_pu for r in recs), default=None),
             "max_line_loading_pct": max((r.max_loading_pct for r in recs), default=None),
             "violations": sum(r.violations for r in recs),
             "curtailed_wh": sum(r.curtailed_wh for r in recs),
+            "curtailments": listed,
+            "curtailment_causes": curtailment_causes(listed),
             "envelope_clipped_wh": sum(r.clipped_wh for r in recs)}}
+
+    @staticmethod
+    def report_sections(summary: Mapping[str, Any]) -> list[ReportSection]:
+        grid = as_map(summary.get("grid"))
+        if "curtailed_wh" not in grid:
+            return []
+        return [ReportSection("curtailment", "Curtailment", curtailment_html(grid),
+                              "Energy is only curtailed to keep a limit that would otherwise "
+                              "break; each row names the limit and the network element.")]
+
+
+def esc(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def as_map(x: object) -> Mapping[str, Any]:
+    return x if isinstance(x, Mapping) else {}
+
+
+def as_list(x: object) -> list[Any]:
+    return list(x) if isinstance(x, (list, tuple)) else []
+
+
+def num(x: object) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x)
+
+
+def fmt(x: object, digits: int = 0) -> str:
+    v = num(x)
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def curtailment_causes(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The curtailments grouped by cause (limit, element, violation, direction): Wh, slots,
+    connection points; largest first."""
+    groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for c in listed:
+        key = (c["limit"], c["element"], c["violation"], c["direction"])
+        g = groups.setdefault(key, {"limit": key[0], "element": key[1], "violation": key[2],
+                                    "direction": key[3], "curtailed_wh": 0,
+                                    "slots": set(), "cps": set()})
+        g["curtailed_wh"] += c["curtailed_wh"]
+        g["slots"].add(c["slot"])
+        g["cps"].add(c["cp"])
+    out = [{**g, "slots": len(g["slots"]), "cps": len(g["cps"])} for g in groups.values()]
+    return sorted(out, key=lambda g: (-g["curtailed_wh"], g["limit"], g["element"]))
+
+
+def curtailment_html(grid: Mapping[str, Any]) -> str:
+    """The report's curtailment section: total, causes table, and the largest single cuts."""
+    total = num(grid.get("curtailed_wh")) or 0
+    causes = [as_map(c) for c in as_list(grid.get("curtailment_causes"))]
+    if not total:
+        return ('<p>No energy was curtailed: every plan fitted its envelope and no grid limit '
+                'was at risk.</p>')
+    head = (f"<p><b>{esc(fmt(total / 1000, 3))} kWh</b> curtailed in "
+            f"{esc(fmt(len({c.get('slot') for c in as_list(grid.get('curtailments'))})))} "
+            "slot(s).</p>")
+    rows = "".join(
+        f"<tr><td>{esc(c.get('limit', '–'))}</td><td>{esc(c.get('element') or '–')}</td>"
+        f"<td>{esc(c.get('violation', '–'))}</td><td>{esc(c.get('direction', '–'))}</td>"
+        f"<td class=\"num\">{esc(fmt((num(c.get('curtailed_wh')) or 0) / 1000, 3))}</td>"
+        f"<td class=\"num\">{esc(fmt(c.get('slots')))}</td>"
+        f"<td class=\"num\">{esc(fmt(c.get('cps')))}</td></tr>" for c in causes)
+    table = ('<div class="scroll"><table><thead><tr><th>limit enforced</th><th>element</th>'
+             '<th>would have broken</th><th>direction</th><th class="num">curtailed (kWh)</th>'
+             '<th class="num">slots</th><th class="num">connection points</th></tr></thead>'
+             f"<tbody>{rows}</tbody></table></div>")
+    biggest = sorted((as_map(c) for c in as_list(grid.get("curtailments"))),
+                     key=lambda c: -(num(c.get("curtailed_wh")) or 0))[:10]
+    rows = "".join(
+        f"<tr><td>{esc(c.get('time', c.get('slot', '–')))}</td><td>{esc(c.get('cp', '–'))}</td>"
+        f"<td>{esc(c.get('limit', '–'))} {esc(c.get('element') or '')}</td>"
+        f"<td class=\"num\">{esc(fmt(c.get('curtailed_wh')))}</td></tr>" for c in biggest)
+    cuts = ('<div class="scroll"><table><thead><tr><th>slot</th><th>connection point</th>'
+            '<th>cause</th><th class="num">curtailed (Wh)</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>")
+    return head + table + '<p class="note">Largest single curtailments:</p>' + cuts

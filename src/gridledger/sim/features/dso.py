@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from gridledger.crypto.hashing import tagged_hash
-from gridledger.grid import DetectionResult, compute_envelopes, detect_bad_meters
+from gridledger.grid import DetectionResult, compute_envelope_report, detect_bad_meters
 from gridledger.sim.clock import Step
 from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature
@@ -43,9 +43,10 @@ class DsoGrid(Feature):
             fc = ctx.model.forecast_wh_by_cp(slot)
             forecast = {cp: int(fc[cp]) + adjust.get(cp, 0) for cp in ctx.model.cp_ids}
         with ctx.timed("grid_s"):
-            env = compute_envelopes(ctx.model, slot, forecast_wh_by_cp=forecast)
-        envelopes = {cp: e.as_tuple() for cp, e in env.items()}
+            report = compute_envelope_report(ctx.model, slot, forecast_wh_by_cp=forecast)
+        envelopes = {cp: e.as_tuple() for cp, e in report.envelopes.items()}
         ctx.data.envelopes[slot] = envelopes
+        ctx.data.envelope_reports[slot] = report  # what bounds them: the curtailment causes
         # keyed by the cp the ledger knows each member by in this slot (a pseudonym's stand-in
         # under privacy mode), sorted by it so the order says nothing about who is who
         entries = sorted([ctx.identities.ledger_cp(m, slot), *envelopes[m.cp]]
