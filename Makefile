@@ -45,10 +45,11 @@ ven:
 demo: install
 	$(BIN)/gridledger demo
 
-# CI's command: every test in tests/ on both cores (pytest-xdist).
+# CI's command: the static checks (ruff, mypy --strict), then every test in tests/ on both
+# cores (pytest-xdist).
 # Performance targets are not checked here: they are ratios measured by `make bench`, which
 # wants an otherwise idle machine (a shared CI box distorts timings, not correctness).
-test: install-test servers ven
+test: install-test servers ven lint
 	$(BIN)/python -m pytest -q -n 2 tests
 
 # ruff (rule set in pyproject.toml) and mypy --strict over src/

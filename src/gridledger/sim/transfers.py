@@ -34,7 +34,8 @@ class TransferScenario:
 def build_genesis(sc: TransferScenario) -> tuple[Genesis, list[Any], list[Any]]:
     vkeys = [sim_key(sc.seed, "validator", i) for i in range(sc.validators)]
     pkeys = [sim_key(sc.seed, "participant", i) for i in range(sc.participants)]
-    parts: list[dict[str, Any]] = [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["validator"], "name": f"validator-{i}"}
+    parts: list[dict[str, Any]] = [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["validator"],
+                                    "name": f"validator-{i}"}
              for i, k in enumerate(vkeys)]
     parts += [{"alg": k.alg, "pk": k.public_key.raw, "roles": ["prosumer"], "name": f"p{i:03d}",
                "cp": f"cp-{i:03d}", "balance_micro": 100_000_000} for i, k in enumerate(pkeys)]
@@ -86,6 +87,7 @@ def run_transfers(sc: TransferScenario, out: Path, progress: Any = None) -> dict
                    "certificates_ok": bool(reports) and all(r.ok for r in reports),
                    "stores": [{"path": r.path.name, "ok": r.ok, "blocks": r.blocks,
                                "reason": r.reason} for r in reports]},
-        "invariants": {"money_conserved": supply == supply0 == total, "energy_balanced": sold_wh == bought_wh},
+        "invariants": {"money_conserved": supply == supply0 == total,
+                       "energy_balanced": sold_wh == bought_wh},
         "timings": {"run_s": round(elapsed, 3), "tx_per_s": round(txs / elapsed, 1) if elapsed else 0.0},
     }
