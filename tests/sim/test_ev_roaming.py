@@ -48,7 +48,8 @@ class FakeEngine:
                         for i, k in enumerate(w.users)]
         keys = PrivacyKeys(w.trustee_keys, w.trustee_set, KemKey(b"\x05" * 64),
                            sim_key(7, "foreign-dso", 0, alg="ml-dsa-44"))
-        self.community = SimpleNamespace(dso=w.dso, privacy_keys=keys, members=self.members)
+        self.community = SimpleNamespace(dso=w.dso, dso_roaming_key=w.dso, privacy_keys=keys,
+                                         members=self.members)
         self.net = w.net
         self.ledger = LedgerView(w.net.entry.app)
 

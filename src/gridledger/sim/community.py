@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from gridledger.committee import CommitteeNode, CommitteeSigner, committee_of, genesis_entry
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.crypto.kem import KemKey
 from gridledger.crypto.sig import SigningKey
@@ -36,6 +37,9 @@ GRID_BALANCE = 10_000_000_000_000   # the DSO's grid account pays feed-in and co
 BATTERY_HOURS = 2                   # SimBench: max_e_mwh = 2 h x p_mw
 SETTLE_WINDOW_S = 1800              # two slots: the DSO's two-slot FDI test can still correct
 TOU_PEAK_FEE = 20_000               # extra grid fee 17:00-21:00 (micro/kWh)
+GRID_FEE_BOUNDS = {"grid_fee_min_micro_per_kwh": 10_000, "grid_fee_max_micro_per_kwh": 120_000}
+"""What the DSO may set any slot's grid fee (flat + time of use) to at run time."""
+DSO_NODES, DSO_THRESHOLD = 3, 2      # the DSO signs its duties 2-of-3 (no single DSO process)
 TRUSTEES, TRUSTEE_THRESHOLD = 3, 2  # identity escrow: any 2 of 3 open, 1 learns nothing
 # Privacy against t - 1 = 2 colluding aggregators; a total needs 2t - 1 = 5 agreeing partial
 # sums, so 7 aggregators tolerate two liars or crashes (privacy.aggregation.Committee).
@@ -141,7 +145,8 @@ class PrivacyKeys:
 class Community:
     members: list[Member]
     validators: list[SigningKey]
-    dso: SigningKey
+    dso: CommitteeSigner
+    """The DSO as a k-of-n committee: signs like a key with k signatures of its running nodes."""
     genesis: Genesis
     outsiders: tuple[str, ...]
     """Connection points that do not trade (ordinary DSO customers)."""
@@ -149,6 +154,13 @@ class Community:
     extra_keys: dict[str, SigningKey] = field(default_factory=dict)
     fleet: Fleet | None = None
     """The meters' vendor and firmware (genesis ``firmware`` section; ``sim/fleet.py``)."""
+    dso_roaming_key: SigningKey | None = None
+    """The home DSO's off-ledger key for roaming guarantees (verified by foreign DSOs)."""
+
+    @property
+    def dso_nodes(self) -> list[CommitteeNode]:
+        """The DSO committee's nodes (a ``crash`` scenario stops one)."""
+        return self.dso.nodes
 
     def by_address(self) -> dict[bytes, Member]:
         return {m.address: m for m in self.members}
@@ -262,12 +274,14 @@ def build_community(model: GridModel, sc: Scenario) -> Community:
                               sim_key(sc.seed, "meter", i, alg="ml-dsa-44"), role, der, battery))
     assign_strategies(members, sc.seed)
     validators = [sim_key(sc.seed, "validator", i) for i in range(sc.validators)]
-    dso = sim_key(sc.seed, "dso", 0)
+    dso_keys = [sim_key(sc.seed, "dso", j) for j in range(DSO_NODES)]
+    committee = committee_of(DSO_THRESHOLD, dso_keys)
+    dso = CommitteeSigner(committee, [CommitteeNode(f"dso-{j}", k)
+                                      for j, k in enumerate(dso_keys)])
     parts: list[dict[str, Any]] = [
         {"alg": k.alg, "pk": k.public_key.raw, "roles": ["validator"], "name": f"validator-{i}"}
         for i, k in enumerate(validators)]
-    parts.append({"alg": dso.alg, "pk": dso.public_key.raw, "roles": ["dso"], "name": "dso",
-                  "balance_micro": GRID_BALANCE})
+    parts.append(genesis_entry(committee, "dso", ["dso"], GRID_BALANCE))
     for m in members:
         # under privacy mode the registry does not say who has PV or a battery: every member
         # may sell (its pseudonyms may anyway), so a role anchors no pseudonym to a class
@@ -281,7 +295,7 @@ def build_community(model: GridModel, sc: Scenario) -> Community:
     fleet = Fleet.make(sc.seed, [(m.cp, m.meter, m.der) for m in members])
     parts += fleet.genesis_participants()
     params = {"settle_window_s": SETTLE_WINDOW_S, "mechanism": sc.mechanism,
-              "grid_fee_tou_micro_per_kwh": tou_fees()}
+              "grid_fee_tou_micro_per_kwh": tou_fees(), **GRID_FEE_BOUNDS}
     genesis = make_genesis(sc.chain_id, parts, params,
                            sections={"privacy": privacy.genesis_section(sc.chain_id, cps),
                                      "certificates": certificates_section(sc.chain_id, model),
@@ -289,4 +303,5 @@ def build_community(model: GridModel, sc: Scenario) -> Community:
                                      "surveillance": {},
                                      "flex": flex_section(members, sc)})
     outsiders = tuple(cp for cp in model.cp_ids if cp not in set(cps))
-    return Community(members, validators, dso, genesis, outsiders, privacy, fleet=fleet)
+    return Community(members, validators, dso, genesis, outsiders, privacy, fleet=fleet,
+                     dso_roaming_key=sim_key(sc.seed, "dso-roaming", 0))

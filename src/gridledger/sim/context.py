@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridledger.crypto.sig import SigningKey
 from gridledger.errors import RejectedTx
 from gridledger.grid import GridLimits, GridModel
 from gridledger.ledger.modules.governance.types import Params, parse_params
-from gridledger.ledger.tx import Tx, decode_tx, sign_tx
+from gridledger.ledger.tx import Tx, TxSigner, decode_tx, sign_tx
 from gridledger.node.admission import QuotaPolicy
 from gridledger.node.embedded import EmbeddedNetwork, FinalizedBlock
 from gridledger.sim.clock import SLOT_S, RunClock
@@ -145,7 +144,7 @@ class SimContext:
             self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
 
     # -- transactions ------------------------------------------------------------------------
-    def tx(self, key: SigningKey, kind: str, body: dict[str, Any]) -> bytes:
+    def tx(self, key: TxSigner, kind: str, body: dict[str, Any]) -> bytes:
         """Sign ``kind``/``body`` as ``key`` with its next nonce."""
         n = self._nonces.get(key.address, 0)
         self._nonces[key.address] = n + 1

@@ -93,3 +93,12 @@ class LedgerView:
         """The surveillance thresholds in force; None: the chain has no surveillance."""
         cfg = self._app.query("surveillance/config")
         return None if cfg is None else dict(cfg)
+
+    def grid_fee(self, slot: int) -> int:
+        """Flat + time-of-use grid fee (micro/kWh) in force for ``slot``: what the DSO set
+        (view ``governance/grid_fees``)."""
+        return int(self._app.query(f"governance/grid_fees/{slot}")["rate_micro_per_kwh"])
+
+    def governance(self, view: str) -> Any:
+        """A governance view: ``versions``, ``changes``, ``motions``, ``tariffs``."""
+        return self._app.query(f"governance/{view}")

@@ -145,6 +145,12 @@ class EvRoaming(Attack):
             raise RuntimeError("ev-roaming needs community.privacy_keys (trustee_keys, "
                                "trustee_set, billing_kem, foreign_dso_key)")
         self.keys = keys
+        # guarantees are off-ledger, checked by foreign DSOs: one key, not the committee
+        roaming_key = getattr(self.eng.community, "dso_roaming_key", None)
+        if roaming_key is None:
+            raise RuntimeError("ev-roaming needs community.dso_roaming_key (the home DSO's "
+                               "guarantee key)")
+        self.dso_roaming_key: SigningKey = roaming_key
         self.owner: Member = self.pick(lambda m: "ev" in m.der)
         self.visits: list[Visit] = []
         self.pending: list[Pending] = []
@@ -205,10 +211,10 @@ class EvRoaming(Attack):
         epoch = p.slot // SLOTS_PER_DAY
         home = self.keys.trustee_set
         foreign_key: SigningKey = self.keys.foreign_dso_key
-        guarantee = issue_guarantee(eng.community.dso, HOME_DSO_ID, p.cert, p.auth, slot + 4)
+        guarantee = issue_guarantee(self.dso_roaming_key, HOME_DSO_ID, p.cert, p.auth, slot + 4)
         request = request_charging(p.key, p.cert, guarantee, p.token, FOREIGN_COMMUNITY,
                                    STATION, slot)
-        home_dso = {(home.community, HOME_DSO_ID): eng.community.dso.public_key}
+        home_dso = {(home.community, HOME_DSO_ID): self.dso_roaming_key.public_key}
         session = admit_roaming_ev(request, FOREIGN_COMMUNITY, {home.community: home},
                                    home_dso, epoch)
         energy_wh = self.rng.randint(*self.session_wh)

@@ -23,8 +23,10 @@ from typing import Any
 from gridledger.errors import ConfigError
 from gridledger.sim.attack_base import Attack
 from gridledger.sim.attacks.audit import AuditExport
+from gridledger.sim.attacks.contract_bug import ContractBug
 from gridledger.sim.attacks.crash import Crash
 from gridledger.sim.attacks.double_claim import DoubleClaim
+from gridledger.sim.attacks.dso_committee import DsoCrash
 from gridledger.sim.attacks.firmware import FakePatch, VulnerableFirmware
 from gridledger.sim.attacks.flex import FakeFlexibility
 from gridledger.sim.attacks.manipulation import PriceManipulation
@@ -47,17 +49,15 @@ ATTACK_CLASSES: dict[str, type[Attack]] = {c.name: c for c in (
     FdiMeter, FdiStealthy, DosFlood, ByzantineValidator, FakeBids, NonDelivery, FalseNonReceipt,
     PriceManipulation, Sybil, Crash, Replay, Tamper, ClassicalKey, BadAggregator,
     UsageInference, Deanonymize, EvRoaming, DoubleClaim, PhantomGeneration, AuditExport,
-    VulnerableFirmware, FakePatch,
-    FakeFlexibility)}
+    VulnerableFirmware, FakePatch, FakeFlexibility, ContractBug, DsoCrash)}
 ATTACKS: tuple[str, ...] = tuple(ATTACK_CLASSES)
 DEFAULT_ATTACKS: tuple[str, ...] = (
     "fdi-meter", "fake-bids", "non-delivery", "false-non-receipt", "price-manipulation",
     "sybil", "crash", "dos-flood",
     "byzantine-validator", "replay", "bad-aggregator", "usage-inference", "deanonymize",
     "ev-roaming", "double-claim", "phantom-generation", "audit-export", "vulnerable-firmware",
-    "fake-patch", "fake-flexibility")
-PLANNED: tuple[str, ...] = (
-    "contract-bug",)
+    "fake-patch", "fake-flexibility", "contract-bug", "dso-crash")
+PLANNED: tuple[str, ...] = ()
 MIN_VALIDATORS: dict[str, int] = {"byzantine-validator": 4, "crash": 4}
 """Attacks that need a minimum number of validators (f = 1 needs n >= 3f + 1)."""
 CLEAR_MODE_ONLY: dict[str, str] = dict.fromkeys(
@@ -125,7 +125,8 @@ def make_attacks(names: Sequence[str], ctx: SimContext,
 
 
 __all__ = ["ATTACKS", "ATTACK_CLASSES", "CLEAR_MODE_ONLY", "DEFAULT_ATTACKS", "PLANNED", "Attack",
-           "AuditExport", "ByzantineValidator", "ClassicalKey", "Crash", "DosFlood", "DoubleClaim",
-           "FakeBids", "FakeFlexibility", "FakePatch", "FalseNonReceipt", "FdiMeter",
+           "AuditExport", "ByzantineValidator", "ClassicalKey", "ContractBug", "Crash", "DosFlood",
+           "DoubleClaim", "DsoCrash", "FakeBids", "FakeFlexibility", "FakePatch", "FalseNonReceipt",
+           "FdiMeter",
            "FdiStealthy", "NonDelivery", "PhantomGeneration", "PriceManipulation", "Replay",
            "Sybil", "Tamper", "VulnerableFirmware", "make_attacks", "parse_attacks"]

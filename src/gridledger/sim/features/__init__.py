@@ -16,6 +16,8 @@ from gridledger.sim.features.delivery import Delivery
 from gridledger.sim.features.dso import DsoGrid
 from gridledger.sim.features.firmware import FirmwareFleet
 from gridledger.sim.features.flexibility import Flexibility
+from gridledger.sim.features.governance import Governance
+from gridledger.sim.features.grid_fees import GridFees
 from gridledger.sim.features.metering import Metering
 from gridledger.sim.features.onboarding import Onboarding
 from gridledger.sim.features.privacy import PrivacyMode
@@ -25,11 +27,10 @@ from gridledger.sim.features.trading import Trading
 # PrivacyMode first: it fills the first epoch's pool before the first slot and installs the
 # pseudonym identities the others sign with; LiveDashboard last (it only publishes blocks)
 FEATURES: tuple[type[Feature], ...] = (PrivacyMode, DsoGrid, Trading, Delivery, Metering,
-                                       SecureAggregation, FirmwareFleet, Certificates,
-                                       Surveillance, Onboarding, Flexibility,
+                                       SecureAggregation, FirmwareFleet, Governance, GridFees,
+                                       Certificates, Surveillance, Onboarding, Flexibility,
                                        LiveDashboard)
 
 __all__ = ["FEATURES", "Certificates", "Delivery", "DsoGrid", "FirmwareFleet", "Flexibility",
-           "LiveDashboard",
-           "Metering", "Onboarding", "PrivacyMode", "SecureAggregation", "Surveillance",
-           "Trading"]
+           "Governance", "GridFees", "LiveDashboard", "Metering", "Onboarding", "PrivacyMode",
+           "SecureAggregation", "Surveillance", "Trading"]

@@ -34,11 +34,11 @@ class Trading(Feature):
         """Public information when orders for ``slot`` are placed."""
         ctx, p = self.ctx, self.ctx.params
         sod = slot % SLOTS_PER_DAY
-        tou = p.grid_fee_tou_micro_per_kwh[sod] if p.grid_fee_tou_micro_per_kwh else 0
         fc = ctx.model.forecast_wh_by_cp(slot)
         net = sum(fc[m.cp] for m in ctx.members)
+        # the fee in force for the slot, as the DSO set it (governance/grid_fees)
         return MarketView(slot, sod, p.retail_import_micro_per_kwh, p.feed_in_micro_per_kwh,
-                          p.grid_fee_flat_micro_per_kwh + tou, net)
+                          ctx.ledger.grid_fee(slot), net)
 
     def txs_a(self, step: Step) -> list[bytes]:
         if not step.trading:

@@ -1,0 +1,162 @@
+"""The validators' side of governance in the demo: module upgrades reviewed by a dry run.
+
+* Early in the day a validator proposes upgrading the governance module from version 2 to
+  version 3 (run-time grid fees set by the DSO), activating ``upgrade_notice_blocks`` + a
+  few blocks later; the chain switches on every validator at that height.
+* Every ``upgrade_proposed`` the ledger emits — this one, or any other (the
+  ``contract-bug`` scenario proposes a faulty bank release) — is reviewed by each
+  validator's operator on its own node before it votes: ``ledger.dryrun.review_upgrade``
+  replays at least the last ``WINDOW`` committed blocks of that validator's store (from a
+  snapshot) with the new version and votes yes only if every invariant holds and the
+  result is what the upgrade declares; otherwise no, with the finding as the reason.
+
+``DRY_RUN = False`` is the defence removed: operators vote yes on whatever is proposed.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from gridledger.ledger.dryrun import Proposed, review_upgrade
+from gridledger.ledger.params import load_params
+from gridledger.node.embedded import FinalizedBlock
+from gridledger.sim.clock import Step
+from gridledger.sim.context import SimContext
+from gridledger.sim.feature import Feature, ReportSection
+
+TARGET = ("governance", 3)
+"""The upgrade the community makes: run-time grid fees (governance v3)."""
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+class Governance(Feature):
+    name: ClassVar[str] = "governance"
+    threat_rows: ClassVar[tuple[str, ...]] = ("12",)
+    UPGRADE_AT: ClassVar[float] = 0.06
+    """When the governance upgrade is proposed, as a fraction of the trading slots."""
+    WINDOW: ClassVar[int] = 24
+    """Blocks each validator's dry run replays at least (8 slots of the demo)."""
+    DRY_RUN: ClassVar[bool] = True
+
+    def __init__(self, ctx: SimContext) -> None:
+        super().__init__(ctx)
+        self.proposed = False
+        self.proposals: dict[int, dict[str, Any]] = {}
+        self.reviews: list[dict[str, Any]] = []
+        self.upgrades: list[dict[str, Any]] = []
+
+    # -- the community's upgrade ----------------------------------------------------------
+    def txs_a(self, step: Step) -> list[bytes]:
+        ctx = self.ctx
+        if self.proposed or not step.trading:
+            return []
+        if step.slot - ctx.first < max(1, int(ctx.sc.slots * self.UPGRADE_AT)):
+            return []
+        self.proposed = True
+        app = ctx.net.entry.app
+        module, version = TARGET
+        if app.versions().get(module, 0) >= version:
+            return []
+        digest = app.catalog.declaration_digest(app.versions(), module, version)
+        notice = load_params(app.state).upgrade_notice_blocks
+        at = ctx.net.height + 1 + notice + 3  # the proposal's block, the notice, vote time
+        return [ctx.tx(ctx.community.validators[0], "governance/propose_upgrade", {
+            "module": module, "version": version, "activation_height": at, "digest": digest})]
+
+    # -- every validator reviews every proposed upgrade --------------------------------------
+    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
+        for e in events:
+            t = e.get("type")
+            if t == "upgrade_proposed":
+                self.proposals[e["proposal"]] = {
+                    "proposal": e["proposal"], "module": e["module"], "version": e["version"],
+                    "from_version": e["from_version"], "activation": e["activation"],
+                    "proposed_at": fb.header.height, "status": "open", "yes": 0, "no": 0,
+                    "reasons": []}
+                self._review(fb.header.height, e)
+            elif t == "motion_vote" and e["proposal"] in self.proposals:
+                p = self.proposals[e["proposal"]]
+                p["yes"], p["no"] = e["yes"], e["no"]
+                if not e["approve"]:
+                    p["reasons"].append(e["reason"])
+            elif t in ("motion_rejected", "upgrade_passed", "motion_expired", "upgrade_applied",
+                       "upgrade_failed") and e.get("proposal") in self.proposals:
+                self.proposals[e["proposal"]]["status"] = t.removeprefix("motion_").removeprefix(
+                    "upgrade_")
+            elif t == "module_upgraded":
+                self.upgrades.append({"module": e["module"], "from_version": e["from_version"],
+                                      "version": e["version"], "height": e["height"],
+                                      "proposal": e["proposal"]})
+
+    def _review(self, height: int, e: Mapping[str, Any]) -> None:
+        """Each validator's operator dry-runs the proposal on its own node, then votes."""
+        ctx = self.ctx
+        up = Proposed(e["proposal"], e["module"], e["version"], e["digest"])
+        votes = []
+        for i, (v, key) in enumerate(zip(ctx.net.validators, ctx.community.validators,
+                                         strict=True)):
+            if i in ctx.net.down:
+                continue  # a crashed validator's operator neither reviews nor votes
+            if self.DRY_RUN:
+                with ctx.timed("dry_run_s"):
+                    verdict = review_upgrade(v.store, ctx.community.genesis, v.app.catalog, up,
+                                             until=height - 1, window=self.WINDOW,
+                                             sig_check=ctx.net.mempool.cache.check)
+                self.reviews.append({"proposal": up.proposal, "validator": v.index,
+                                     "approve": verdict.approve, "reason": verdict.reason,
+                                     "from_height": verdict.from_height,
+                                     "to_height": verdict.to_height, "blocks": verdict.blocks,
+                                     "keys_changed": verdict.keys_changed})
+                body = verdict.vote_body(up.proposal)
+            else:
+                body = {"proposal": up.proposal, "approve": True, "reason": ""}
+            votes.append(ctx.tx(key, "governance/vote", body))
+        ctx.defer(votes)
+
+    # -- outputs ---------------------------------------------------------------------------
+    def detections(self) -> dict[str, int]:
+        return {"upgrade_refusals": sum(1 for r in self.reviews if not r["approve"])}
+
+    def summary(self) -> dict[str, Any]:
+        led = self.ctx.ledger
+        return {"governance": {
+            "versions": _plain(led.governance("versions")["versions"]),
+            "proposals": [self.proposals[k] for k in sorted(self.proposals)],
+            "reviews": self.reviews,
+            "upgrades": self.upgrades,
+            "changes": _plain(led.governance("changes")),
+            "dry_run_window_blocks": self.WINDOW}}
+
+    @staticmethod
+    def report_sections(summary: Mapping[str, Any]) -> list[ReportSection]:
+        g = summary.get("governance")
+        if not g:
+            return []
+        rows = []
+        for p in g["proposals"]:
+            reasons = "; ".join(sorted(set(p["reasons"])))
+            rows.append(
+                f"<tr><td>{p['proposal']}</td><td>{html.escape(p['module'])} "
+                f"v{p['from_version']} → v{p['version']}</td><td>{p['proposed_at']}</td>"
+                f"<td>{p['activation']}</td><td>{p['yes']} / {p['no']}</td>"
+                f"<td>{html.escape(p['status'])}</td><td>{html.escape(reasons)}</td></tr>")
+        body = ("<table><tr><th>proposal</th><th>upgrade</th><th>proposed at</th>"
+                "<th>activation</th><th>yes / no</th><th>status</th><th>dry-run findings</th>"
+                "</tr>" + "".join(rows) + "</table>")
+        versions = ", ".join(f"{html.escape(k)} v{v}" for k, v in sorted(g["versions"].items()))
+        return [ReportSection(
+            "governance", "Governance: module upgrades",
+            body + f"<p>Versions at the end of the run: {versions}.</p>",
+            note=f"Each validator replays at least the last {g['dry_run_window_blocks']} "
+                 "committed blocks from a snapshot with the proposed version before voting.")]

@@ -1,0 +1,139 @@
+"""Governance in the demo: the DSO as a 2-of-3 committee, the validators' dry-run reviews of
+module upgrades, the DSO's fee change mid-run, and the ``contract-bug`` scenario.
+
+Figures come from the shared default day (``conftest.default_day``); the defence-removal
+test runs one short extra run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gridledger.committee import CommitteeSigner, CommitteeUnavailable
+from gridledger.ledger.committee import COMMITTEE_ALG
+from gridledger.sim.attacks.contract_bug import ContractBug
+from gridledger.sim.community import DSO_NODES, DSO_THRESHOLD, build_community
+from gridledger.sim.demo import run_demo
+from gridledger.sim.features.governance import Governance
+from gridledger.sim.features.grid_fees import GridFees
+from gridledger.sim.scenario import Scenario, check_scenario
+
+from .conftest import DemoRun
+
+pytestmark = pytest.mark.slow
+
+
+def test_validators_review_and_upgrade_governance(default_day: DemoRun) -> None:
+    g = default_day.summary["governance"]
+    assert g["versions"]["governance"] == 3
+    [up] = [u for u in g["upgrades"] if u["module"] == "governance"]
+    assert (up["from_version"], up["version"]) == (2, 3)
+    [p] = [p for p in g["proposals"] if p["module"] == "governance"]
+    assert p["status"] == "applied" and p["yes"] == 4 and p["no"] == 0
+    reviews = [r for r in g["reviews"] if r["proposal"] == p["proposal"]]
+    # every validator dry-ran the release over its own store before voting yes
+    assert sorted(r["validator"] for r in reviews) == [0, 1, 2, 3]
+    # ... over the blocks before the proposal (at most the window, from a snapshot)
+    assert all(r["approve"] and r["to_height"] == p["proposed_at"] - 1
+               and 0 < r["blocks"] <= r["to_height"] - r["from_height"] for r in reviews)
+    # v3's migration seeds the tariff schedule from genesis (a change), then the upgrade
+    assert [c["kind"] for c in g["changes"]][:2] == ["grid_fees", "upgrade"]
+
+
+def test_contract_bug_is_refused_by_every_validators_dry_run(default_day: DemoRun) -> None:
+    s = default_day.summary
+    r = s["attacks"]["contract-bug"]
+    assert (r["injected"], r["detected"], r["mitigated"], r["loss"]) == (1, 1, True, 0), r
+    reviews = [v for v in s["governance"]["reviews"] if v["proposal"] == r["proposal"]]
+    # every validator up at the time reviews (a crashed one cannot), enough to reject
+    assert r["status"] == "rejected" and r["validators_refusing"] == len(reviews) >= 3
+    assert "total-supply" in r["finding"] and r["money_created_micro"] == 0
+    assert s["governance"]["versions"]["bank"] == 1  # never activated
+    assert not any(v["approve"] for v in reviews)
+    assert s["detections"]["upgrade_refusals"] == len(reviews)
+
+
+def test_dso_fee_change_shows_in_trades_bills_and_report(default_day: DemoRun) -> None:
+    f = default_day.summary["grid_fees"]
+    [c] = f["changes"]
+    assert c["evening_after_micro_per_kwh"] > c["evening_before_micro_per_kwh"]
+    ev = f["evening_after_change"]
+    # the evening's trades were priced with the new fee: more than the old rates give
+    assert ev["energy_wh"] > 0 and ev["grid_fee_micro"] > ev["at_old_rates_micro"] > 0
+    assert ev["billed_grid_fee_micro"] > 0
+    changes = default_day.summary["governance"]["changes"]
+    assert [x["kind"] for x in changes] == ["grid_fees", "upgrade", "grid_fees"]
+    # the report's sections (rebuilt from summary.json alone)
+    [sec] = GridFees.report_sections(default_day.summary)
+    assert sec.title == "Grid fees set by the DSO"
+    assert f"{c['evening_after_micro_per_kwh']:,} µ/kWh" in sec.body_html
+    [gov] = Governance.report_sections(default_day.summary)
+    assert "governance v2 → v3" in gov.body_html and "total-supply" in gov.body_html
+
+
+def test_the_dso_is_a_two_of_three_committee(default_day: DemoRun) -> None:
+    assert default_day.summary["ledger"]["admission_rejected"].get("committee-threshold") == 1
+    sc = Scenario(participants=20, slots=4, validators=1, attacks=(), seed=7)
+    community = build_community(check_scenario(sc), sc)
+    assert isinstance(community.dso, CommitteeSigner)
+    assert (community.dso.committee.threshold, len(community.dso_nodes)) == (DSO_THRESHOLD,
+                                                                              DSO_NODES) == (2, 3)
+    [entry] = [p for p in community.genesis.doc["participants"] if p["name"] == "dso"]
+    assert entry["alg"] == COMMITTEE_ALG and "dso" in entry["roles"]
+
+
+def test_without_the_dry_run_the_faulty_release_activates_and_stops_the_chain(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence removed: operators vote yes without dry-running; the faulty bank activates and
+    the first settlement creates money, which every validator refuses (total-supply): the
+    market stops."""
+    monkeypatch.setattr(Governance, "DRY_RUN", False)
+    monkeypatch.setattr(Governance, "UPGRADE_AT", 10.0)  # only the faulty upgrade
+    monkeypatch.setattr(ContractBug, "AT", 0.0)
+    sc = Scenario(participants=20, slots=12, validators=1, attacks=("contract-bug",), seed=7,
+                  start_slot_of_day=40)
+    with pytest.raises(Exception, match="total-supply") as exc:
+        run_demo(sc, tmp_path)
+    assert "InvariantViolation" in repr(exc.value) or "total-supply" in str(exc.value)
+
+
+# ---------------------------------------------------------------------------------- dso-crash
+def test_dso_crash_is_bridged_and_forgeries_refused(default_day: DemoRun) -> None:
+    r = default_day.summary["attacks"]["dso-crash"]
+    assert r["injected"] == 3 and r["detected"] == 3 and r["mitigated"] and r["loss"] == 0, r
+    assert r["outage_slots"] > 0 and r["crashed_node_signatures_in_outage"] == 0
+    assert r["duties_executed"] == r["duties_in_outage"] > r["outage_slots"] - 1
+    assert r["slots_with_envelope"] == r["outage_slots"] and r["restarted_node_signs_again"]
+    assert r["forgeries_refused"] == {"committee-threshold": 1, "duplicate-signer": 1}
+    assert r["forged_executed"] == 0
+
+
+def _dso_run(tmp: Path, monkeypatch: pytest.MonkeyPatch, nodes: int, threshold: int) -> Scenario:
+    import gridledger.sim.community as community
+
+    monkeypatch.setattr(community, "DSO_NODES", nodes)
+    monkeypatch.setattr(community, "DSO_THRESHOLD", threshold)
+    return Scenario(participants=20, slots=8, validators=1, attacks=("dso-crash",), seed=7,
+                    start_slot_of_day=40)
+
+
+def test_without_the_committee_one_crash_stops_every_dso_duty(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence removed: the DSO is one node (1 of 1); its crash leaves nobody to sign the
+    slot's envelopes (or any flag or fee change)."""
+    sc = _dso_run(tmp_path, monkeypatch, 1, 1)
+    with pytest.raises(CommitteeUnavailable, match="0 of 1 member signatures"):
+        run_demo(sc, tmp_path)
+
+
+def test_without_the_threshold_one_stolen_key_forges_the_envelopes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence removed: any one of the three DSO nodes signs for the DSO (1 of 3); the stolen
+    key's zero envelopes are admitted and replace the DSO's real ones for the slot."""
+    sc = _dso_run(tmp_path, monkeypatch, 3, 1)
+    s, _series = run_demo(sc, tmp_path)
+    r = s["attacks"]["dso-crash"]
+    assert not r["mitigated"] and r["forged_executed"] >= 1, r
+    assert r["forgeries_refused"].get("admitted", 0) >= 1
