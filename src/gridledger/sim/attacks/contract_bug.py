@@ -97,6 +97,8 @@ class ContractBug(Attack):
         if any(a for a in app.query("governance/versions")["scheduled"]):
             return []  # another upgrade is on its way: propose after it
         self.sent = True
+        for v in eng.net.validators:  # every operator has it to review (a restarted node too)
+            v.app.install_release(FAULTY_BANK)
         digest = app.catalog.declaration_digest(app.versions(), "bank", 2)
         at = eng.net.height + 1 + app.query("governance/params")["upgrade_notice_blocks"] + 3
         return [eng.tx(eng.community.validators[0], "governance/propose_upgrade", {
