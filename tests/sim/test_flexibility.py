@@ -84,13 +84,13 @@ def test_without_the_baseline_cap_and_the_envelope_hold_fake_flexibility_is_paid
     def uncapped(r: Request, elig: Eligible, o: Offer, k: int, cfg: Config) -> tuple[int, bool]:
         return (o.baseline_wh[k] if r.baseline == "declared" else elig.reference_wh[k]), False
 
-    plain = dso_feature.compute_envelopes
+    plain = dso_feature.compute_envelope_report
 
     def envelopes_without_flex(model: Any, slot: int, **_kw: Any) -> Any:
-        return plain(model, slot)
+        return plain(model, slot)  # the forecast without the flexibility the DSO ordered
 
     monkeypatch.setattr(settlement, "baseline_of", uncapped)
-    monkeypatch.setattr(dso_feature, "compute_envelopes", envelopes_without_flex)
+    monkeypatch.setattr(dso_feature, "compute_envelope_report", envelopes_without_flex)
     summary = _run(tmp_path, True, "fake-flexibility")
     r = summary["attacks"]["fake-flexibility"]
     assert r["injected"] > 0 and r["loss"] > 0 and not r["mitigated"], r

@@ -86,12 +86,24 @@ def export(
     t.add_column("file")
     for name, (file, rows) in done.files.items():
         t.add_row(name, f"{rows:,}", str(file))
-    console.print(t)
+    _show(t)
 
 
 MAX_SEED = 2**63 - 1
 MAX_MICRO = 2**64 - 1
 _ALGS = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
+
+
+def _show(t: Table) -> None:
+    """Print a table with every cell whole — an address or a file must be copyable — even when
+    that is wider than the terminal (or than the 80 columns rich assumes when piped)."""
+    need = console.measure(t, options=console.options.update_width(10_000)).maximum
+    width = console.width
+    console.width = max(width, need)
+    try:
+        console.print(t)
+    finally:
+        console.width = width
 
 
 def _fail(msg: str, code: int = USAGE) -> NoReturn:
@@ -312,7 +324,7 @@ def demo(
         t.add_row(k, str(summary["ledger"][k]))
     t.add_row("money_conserved", str(summary["invariants"]["money_conserved"]))
     t.add_row("tx/s", str(summary["timings"]["tx_per_s"]))
-    console.print(t)
+    _show(t)
     console.print(f"wrote {out / 'summary.json'}")
 
 
@@ -519,7 +531,7 @@ def keys_list(directory: KeyDir = Path("keys")) -> None:
         t.add_column(col)
     for k in keys:
         t.add_row(k.name, k.alg, k.address, k.kdf)
-    console.print(t)
+    _show(t)
 
 
 @node_app.command("init")
@@ -565,7 +577,7 @@ def _print_addresses(folder: Path) -> None:
         t.add_column(col, no_wrap=True)
     for k in keys:
         t.add_row(k.name, k.address)
-    console.print(t)
+    _show(t)
 
 
 @node_app.command("start")
