@@ -34,8 +34,13 @@ def test_price_manipulation_is_found_mitigated_and_sanctioned(defended: dict[str
 
 def test_sybil_admits_at_most_one_identity(defended: dict[str, Any]) -> None:
     r = check_defended(defended, "sybil")
-    assert r["injected"] == 20 and r["admitted"] == 1
-    assert defended["onboarding"]["attested"] == 1 and defended["onboarding"]["refused"] == 19
+    # the one identity its physical cp entitles the attacker to, at most: how many of its 20
+    # applications reach the ledger depends on the rest of the day (a colluding sponsor that
+    # another scenario gets suspended can no longer sponsor), the bound does not
+    ob = defended["onboarding"]
+    assert r["injected"] == 20 and r["admitted"] <= 1 and ob["admitted"] <= 1
+    assert ob["attested"] <= 1 and ob["attested"] + ob["refused"] == ob["applications"] > 0
+    assert sum(ob["refused_by_reason"].values()) == ob["refused"]
     assert defended["threat_rows"]["11"]["scenarios"] == ["sybil"]
 
 
