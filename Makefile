@@ -49,8 +49,11 @@ demo: install
 # cores (pytest-xdist).
 # Performance targets are not checked here: they are ratios measured by `make bench`, which
 # wants an otherwise idle machine (a shared CI box distorts timings, not correctness).
+# tests/integration start their own 4 validator processes and 3 NATS servers and time their
+# recovery from kills: they run after the rest, alone on the machine's cores
 test: install-test servers ven lint
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 tests --ignore=tests/integration
+	$(BIN)/python -m pytest -q tests/integration
 
 # ruff (rule set in pyproject.toml) and mypy --strict over src/
 lint: install-test
