@@ -159,6 +159,7 @@ class NatsOrderer:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         psub: Any = None
+        idle = 0  # consecutive empty fetches
         while not self._closing:
             room = self._room()
             if not room:
@@ -176,8 +177,18 @@ class NatsOrderer:
                                                          stream=stream_name(self.chain_id),
                                                          config=cfg)
                 msgs = await psub.fetch(batch=min(256, room), timeout=1.0)
+                idle = 0
             except NatsTimeout:
-                continue  # nothing new
+                # nothing new — or the consumer's server died (an R1 consumer's fetches then
+                # only time out): after 3 quiet seconds check it still exists, else remake it
+                idle += 1
+                if idle >= 3 and psub is not None:
+                    idle = 0
+                    try:
+                        await psub.consumer_info()
+                    except Exception:
+                        psub = None
+                continue
             except asyncio.CancelledError:
                 raise
             except Exception:
