@@ -12,7 +12,7 @@ import csv
 import json
 import sqlite3
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -33,6 +33,7 @@ from gridledger.certificates import (
     make_proof,
     to_energytag,
 )
+from gridledger.cli.args import fail, hex32
 from gridledger.errors import GridLedgerError
 from gridledger.ledger.app import Application
 from gridledger.ledger.block import Header
@@ -48,14 +49,11 @@ certificates_app = typer.Typer(
     help="Granular certificates (EnergyTag): export, prove one, verify a proof.",
     no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
 FORMATS = ("energytag", "csv")
 STORE_HELP = "A demo --out folder, a node data folder or one .sqlite store."
 
 
-def _fail(msg: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(code)
+_fail = fail
 
 
 class Tip:
@@ -248,14 +246,7 @@ def verify(
                                "other chain fails.")] = None,
 ) -> None:
     """Check a certificate proof with nothing else: quorum certificate, state proof, record."""
-    anchor = None
-    if genesis_hash is not None:
-        try:
-            anchor = bytes.fromhex(genesis_hash)
-        except ValueError:
-            _fail(f"--genesis-hash must be hex, got {genesis_hash!r}")
-        if len(anchor) != 32:
-            _fail(f"--genesis-hash must be 32 bytes (64 hex digits), got {len(anchor)}")
+    anchor = None if genesis_hash is None else hex32("--genesis-hash", genesis_hash, "hash")
     try:
         proof = BundleProof.from_json(json.loads(proof_file.read_text()))
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -15,10 +15,10 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import click
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gridledger.cli.args import FAILURE, err, fail, hex32
 from gridledger.cli.certificates import certificates_app
 from gridledger.errors import ConfigError, GridLedgerError, KeystoreError
 
@@ -39,15 +39,10 @@ audit_app = typer.Typer(help="Audit bundles a regulator checks with the CLI alon
                         no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 console = Console(soft_wrap=True)  # lines naming files and blocks stay whole when piped
-err = Console(stderr=True, soft_wrap=True)  # messages stay on one line (paths, grep)
 
 BENCHES = ("ledger", "clearing", "grid", "privacy", "network", "demo", "scale")
 
 
-USAGE, FAILURE = 2, 1
-"""Exit codes: 2 = the command line is wrong (a flag's value, a file that is not what the
-command needs), named in the message; 1 = the work failed (verification found a bad block,
-the node is unreachable, a transaction failed, a wrong passphrase)."""
 @app.command("export")
 def export(
     directory: Annotated[Path, typer.Argument(
@@ -106,10 +101,7 @@ def _show(t: Table) -> None:
         console.width = width
 
 
-def _fail(msg: str, code: int = USAGE) -> NoReturn:
-    # escaped: a message naming "[community] hours" or "ids [a, b]" is text, not markup
-    err.print(f"[bold red]error:[/] {escape(msg)}")
-    raise typer.Exit(code)
+_fail = fail
 
 
 def _failure(msg: str) -> NoReturn:
@@ -140,13 +132,7 @@ def _node_url(node: str) -> str:
 
 def _address(flag: str, value: str) -> bytes:
     """A 32-byte address in hex."""
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        _fail(f"{flag} must be a hex address (64 hex digits), got {value!r}")
-    if len(raw) != 32:
-        _fail(f"{flag} must be a 32-byte address (64 hex digits), got {len(raw)} bytes")
-    return raw
+    return hex32(flag, value, "address")
 
 
 def _existing_file(flag: str, path: Path) -> Path:
@@ -421,14 +407,7 @@ def audit_verify(
     from gridledger.node.audit import verify_bundle
 
     _existing_file("BUNDLE", bundle)
-    pinned = None
-    if genesis_hash is not None:
-        try:
-            pinned = bytes.fromhex(genesis_hash)
-        except ValueError:
-            _fail(f"--genesis-hash must be hex, got {genesis_hash!r}")
-        if len(pinned) != 32:
-            _fail(f"--genesis-hash must be 32 bytes (64 hex digits), got {len(pinned)} bytes")
+    pinned = None if genesis_hash is None else hex32("--genesis-hash", genesis_hash, "hash")
     r = verify_bundle(bundle, replay=replay, genesis_hash=pinned)
     if r.ok:
         console.print(f"[green]ok[/]   {bundle}  chain={r.chain_id} blocks={r.blocks} "
