@@ -12,21 +12,12 @@ from gridledger.cli.main import app as cli
 from gridledger.ledger import codec
 from gridledger.node import audit
 from gridledger.node.audit import export_bundle, verify_bundle
-from gridledger.node.embedded import EmbeddedNetwork
-from tests.conftest import make_chain
+from tests.node.chains import five_block_chain
 
 
 @pytest.fixture(scope="module")
 def chain_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("chain")
-    chain = make_chain()
-    net = EmbeddedNetwork(chain.genesis, chain.validators, d, snapshot_every=2)
-    for b in range(5):
-        net.submit(chain.transfer(b % 6, (b + 2) % 6, 100 + b), now_s=b)
-        net.submit(chain.transfer((b + 1) % 6, (b + 3) % 6, 7), now_s=b)
-        net.tick(900 * (b + 1))
-    net.close()
-    return d
+    return five_block_chain(tmp_path_factory.mktemp("chain"))
 
 
 @pytest.fixture(scope="module")

@@ -7,22 +7,13 @@ import pytest
 from typer.testing import CliRunner
 
 from gridledger.cli.main import app as cli
-from gridledger.node.embedded import EmbeddedNetwork
 from gridledger.node.verify import verify_store
-from tests.conftest import make_chain
+from tests.node.chains import five_block_chain
 
 
 @pytest.fixture(scope="module")
 def good_store(tmp_path_factory):
-    d = tmp_path_factory.mktemp("chain")
-    chain = make_chain()
-    net = EmbeddedNetwork(chain.genesis, chain.validators, d, snapshot_every=2)
-    for b in range(5):
-        net.submit(chain.transfer(b % 6, (b + 2) % 6, 100 + b), now_s=b)
-        net.submit(chain.transfer((b + 1) % 6, (b + 3) % 6, 7), now_s=b)
-        net.tick(900 * (b + 1))
-    net.close()
-    return d / "validator-1.sqlite"
+    return five_block_chain(tmp_path_factory.mktemp("chain")) / "validator-1.sqlite"
 
 
 def _flip(path, column, height, byte_index):

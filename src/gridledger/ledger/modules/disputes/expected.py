@@ -4,24 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
+from gridledger.ledger.shapes import SettledTrade
 from gridledger.ledger.state import State
 
-
-class SettledTrade(Protocol):
-    """A market trade, with what settlement found (None before settlement)."""
-
-    @property
-    def buyer(self) -> bytes: ...
-    @property
-    def seller(self) -> bytes: ...
-    @property
-    def energy_wh(self) -> int: ...
-    @property
-    def delivered_wh(self) -> int | None: ...
-    @property
-    def received_wh(self) -> int | None: ...
-    @property
-    def compensation_micro(self) -> int | None: ...
+__all__ = ["Bank", "Market", "Metering", "Registry", "Reputation", "SettledTrade"]
 
 
 class SlotState(Protocol):

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
+from gridledger.ledger.shapes import Trade as Fill
 from gridledger.ledger.state import State
+
+__all__ = ["BookOrder", "Fill", "Market", "Reputation"]
 
 Reason = Literal["market_abuse"]
 """The reputation change surveillance causes."""
@@ -29,17 +32,6 @@ class BookOrder(Protocol):
     def price_micro_per_kwh(self) -> int: ...
     @property
     def seq(self) -> int: ...
-
-
-class Fill(Protocol):
-    """A trade of a cleared slot (market)."""
-
-    @property
-    def buyer(self) -> bytes: ...
-    @property
-    def seller(self) -> bytes: ...
-    @property
-    def energy_wh(self) -> int: ...
 
 
 class Market(Protocol):
