@@ -245,9 +245,10 @@ def pool_net(tmp: Path, **kw: Any) -> PrivacyNet:
     return make_net(tmp, params=params, **kw)
 
 
-def issue(w: PrivacyNet, epoch: int, plan: dict[int, list[int]], at: int, *,
+def issue(w: PrivacyNet, epoch: int, plan: dict[int, list[int | tuple[int, int]]], at: int, *,
           tickets: dict[int, int] | None = None) -> Issued:
-    """Users join with one ticket per planned slot (or ``tickets``), make per-slot pseudonyms;
+    """Users join with one ticket per planned slot (or ``tickets``), make per-slot pseudonyms
+    (a ``(first, last)`` entry: one pseudonym for those slots);
     their meters make reading keys and sign the bindings; the DSO attests; the trustees
     certify; a relay registers. Three blocks: ``at`` (joins), ``at + 1``, ``at + 2``."""
     from gridledger.privacy.ledger_io import (
@@ -261,8 +262,9 @@ def issue(w: PrivacyNet, epoch: int, plan: dict[int, list[int]], at: int, *,
     tickets = tickets or {i: len(slots) for i, slots in plan.items()}
     w.ok([w.tx(w.users[i], "privacy/join", {"epoch": epoch, "tickets": n})
           for i, n in tickets.items()], at)
-    own = {i: make_pseudonyms(w.users[i], w.trustee_set, epoch, [(s, s) for s in slots],
-                              FEEDER) for i, slots in plan.items()}
+    own = {i: make_pseudonyms(w.users[i], w.trustee_set, epoch,
+                              [s if isinstance(s, tuple) else (s, s) for s in slots], FEEDER)
+           for i, slots in plan.items()}
     reading: dict[bytes, SigningKey] = {}
     statements = {}
     for i, ps in own.items():

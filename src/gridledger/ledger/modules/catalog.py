@@ -46,6 +46,7 @@ from gridledger.ledger.modules.market import keeper as market_keeper
 from gridledger.ledger.modules.metering import keeper as metering_keeper
 from gridledger.ledger.modules.registry import keeper as registry_keeper
 from gridledger.ledger.modules.reputation import keeper as reputation_keeper
+from gridledger.ledger.modules.surveillance import keeper as surveillance_keeper
 
 GENESIS_VERSIONS: dict[str, int] = {"governance": 2}
 """Versions a chain starts with when its genesis has no ``versions`` section (modules not
@@ -67,7 +68,8 @@ or an installed release's keeper)."""
 def _keepers(overrides: Mapping[str, Any]) -> Keepers:
     return {"registry": registry_keeper, "bank": bank_keeper, "reputation": reputation_keeper,
             "metering": metering_keeper, "market": market_keeper,
-            "disputes": disputes_keeper, "firmware": firmware_keeper, **overrides}
+            "disputes": disputes_keeper, "firmware": firmware_keeper,
+            "surveillance": surveillance_keeper, **overrides}
 
 
 def _builtin(versions: Mapping[str, int], k: Keepers) -> list[Module]:
@@ -89,7 +91,8 @@ def _builtin(versions: Mapping[str, int], k: Keepers) -> list[Module]:
         disputes.build(market=k["market"], metering=k["metering"], registry=k["registry"],
                        bank=k["bank"], reputation=k["reputation"]),
         privacy.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
-                      metering=k["metering"], market=k["market"], disputes=k["disputes"]),
+                      metering=k["metering"], market=k["market"], disputes=k["disputes"],
+                      surveillance=k["surveillance"]),
         certificates.build(registry=k["registry"], market=k["market"], metering=k["metering"]),
         flex.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
                    metering=k["metering"], firmware=k["firmware"]),

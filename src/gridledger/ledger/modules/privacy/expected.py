@@ -6,7 +6,7 @@ keepers that implement them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from gridledger.ledger.state import State
@@ -79,3 +79,28 @@ class Disputes(Protocol):
 
     def get_decision(self, state: State, slot: int, index: int,
                      claim: str) -> Mapping[str, Any] | None: ...
+
+
+class Finding(Protocol):
+    """A surveillance finding: its id, kind, the slot (and, for a wash trade, the slots) it
+    is about, the block height that made it, and the addresses it names."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def slot(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def subjects(self) -> Sequence[bytes]: ...
+    @property
+    def slots(self) -> Sequence[int] | None: ...
+
+
+class Surveillance(Protocol):
+    """Market-abuse findings (a finding naming a pseudonym is a recorded dispute)."""
+
+    def count(self, state: State) -> int: ...
+    def finding(self, state: State, fid: int) -> Finding | None: ...

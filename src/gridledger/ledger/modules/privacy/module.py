@@ -18,11 +18,13 @@ from gridledger.ledger.modules.privacy.expected import (
     Metering,
     Registry,
     Reputation,
+    Surveillance,
 )
 from gridledger.ledger.modules.privacy.invariants import (
     pool_accounted,
     tickets_cover_pseudonyms,
 )
+from gridledger.ledger.modules.privacy.market import MarketDisputes
 from gridledger.ledger.modules.privacy.openings import Openings
 from gridledger.ledger.modules.privacy.pool import MEMBER_ROLES, Pool
 from gridledger.ledger.modules.privacy.roaming import Roaming
@@ -40,17 +42,19 @@ def init_genesis(state: State, genesis: dict[str, Any]) -> None:
 
 
 def build(bank: Bank, registry: Registry, reputation: Reputation, metering: Metering,
-          market: Market, disputes: Disputes) -> Module:
+          market: Market, disputes: Disputes, surveillance: Surveillance) -> Module:
     """The privacy module wired to the keepers it uses (``expected.py``)."""
     pool = Pool(bank, registry, reputation, market)
     openings = Openings(registry, reputation, disputes, pool)
     aggregation = Aggregation(registry, reputation, metering)
     roaming = Roaming(bank, registry)
+    findings = MarketDisputes(surveillance, reputation)
 
     def end_block(state: State, ctx: BlockContext, events: list[dict[str, Any]]) -> None:
         cfg = keeper.config(state)
         if cfg is None:
             return
+        findings.step(state, ctx, events)
         aggregation.step(state, ctx, cfg, events)
         roaming.step(state, ctx, events)
         pool.step(state, ctx, cfg, events)

@@ -42,6 +42,11 @@ def dispute_id_for_pool(epoch: int) -> bytes:
     return tagged_hash("gl/privacy/dispute/pool", epoch.to_bytes(8, "big"))
 
 
+def dispute_id_for_finding(finding: int) -> bytes:
+    """Id of a surveillance finding's dispute (its pseudonyms may be opened)."""
+    return tagged_hash("gl/privacy/dispute/market", finding.to_bytes(8, "big"))
+
+
 def dispute_id_for_feeder(feeder: str, slot: int) -> bytes:
     """Id of a feeder slot whose pseudonymous readings disagree with the secure aggregate."""
     return tagged_hash("gl/privacy/dispute/feeder", feeder.encode(), slot.to_bytes(8, "big"))
@@ -117,7 +122,7 @@ class PseudonymRecord(Record):
 class DisputeRecord(Record):
     """``pv/disp/<id>``: a recorded dispute under which identities may be opened."""
 
-    kind: str                     # trade | pool | feeder
+    kind: str                     # trade | pool | feeder | market
     targets: tuple[bytes, ...]
     reason: str | None = optional()
     epoch: int | None = optional()
@@ -125,6 +130,7 @@ class DisputeRecord(Record):
     trade: int | None = optional()
     claim: str | None = optional()
     feeder: str | None = optional()
+    finding: int | None = optional()  # market: the surveillance finding's id
 
 
 @dataclass(frozen=True)
