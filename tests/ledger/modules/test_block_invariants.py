@@ -119,3 +119,28 @@ def test_a_rolled_back_write_is_not_a_block_write() -> None:
     assert state.block_writes() == {}
     cp_unique(state)
     state.commit()
+
+
+def test_bank_lock_unlock_and_pay_of_zero_write_nothing() -> None:
+    """Market and flex lock, unlock and pay whatever a deposit or payment came to: 0 writes
+    no key (state roots do not depend on how many zero amounts a block moved); a negative
+    amount is refused by name and changes nothing."""
+    from gridledger.ledger.modules.bank.errors import BadAmount
+
+    c = make_chain()
+    state = _with_meters(c)
+    a, b = c.users[3].address, c.users[4].address
+    before = (bank.balance(state, a), bank.locked(state, a), bank.balance(state, b))
+    state.begin()
+    bank.lock(state, a, 0)
+    bank.unlock(state, a, 0)
+    bank.pay_from_locked(state, a, b, 0)
+    assert state.block_writes() == {}
+    for op in (lambda: bank.lock(state, a, -1), lambda: bank.unlock(state, a, -1),
+               lambda: bank.pay_from_locked(state, a, b, -1)):
+        with pytest.raises(BadAmount) as e:
+            op()
+        assert e.value.rule == "bad-amount"
+    assert state.block_writes() == {}
+    state.commit()
+    assert (bank.balance(state, a), bank.locked(state, a), bank.balance(state, b)) == before

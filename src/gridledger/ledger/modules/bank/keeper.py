@@ -72,14 +72,20 @@ def move(state: State, src: bytes, dst: bytes, amount: int) -> None:
 
 
 def lock(state: State, addr: bytes, amount: int) -> None:
-    """Move spendable money into the locked balance (escrow / deposit)."""
+    """Move spendable money into the locked balance (escrow / deposit); 0 is a no-op (no key
+    is written: a zero deposit leaves the state root where it was)."""
+    _nonnegative(amount)
+    if not amount:
+        return
     debit(state, addr, amount)
     state.set_int(LOCK + addr, locked(state, addr) + amount)
 
 
 def unlock(state: State, addr: bytes, amount: int) -> None:
-    """Move locked money back to the spendable balance."""
+    """Move locked money back to the spendable balance; 0 is a no-op."""
     _nonnegative(amount)
+    if not amount:
+        return
     have = locked(state, addr)
     if have < amount:
         raise InsufficientFunds(f"locked {have} < {amount}")
@@ -88,8 +94,11 @@ def unlock(state: State, addr: bytes, amount: int) -> None:
 
 
 def pay_from_locked(state: State, src: bytes, dst: bytes, amount: int) -> None:
-    """Pay ``amount`` out of ``src``'s locked balance to ``dst``'s spendable balance."""
+    """Pay ``amount`` out of ``src``'s locked balance to ``dst``'s spendable balance; 0 is a
+    no-op."""
     _nonnegative(amount)
+    if not amount:
+        return
     have = locked(state, src)
     if have < amount:
         raise InsufficientFunds(f"locked {have} < {amount}")

@@ -89,7 +89,7 @@ class Handlers:
         if not now < msg.gate_s <= start:
             raise RequestWindow(f"gate {msg.gate_s} must be after block time {now} and no "
                                 f"later than the first slot's start {start}")
-        keeper.hold(self.deps.bank, state, ctx.sender, msg.budget_micro)
+        self.deps.bank.lock(state, ctx.sender, msg.budget_micro)
         rec = Request(dso=ctx.sender, area=msg.area, violation=msg.violation,
                       evidence=msg.evidence, first_slot=msg.first_slot,
                       energies_wh=msg.energies_wh, direction=msg.direction,
@@ -151,11 +151,11 @@ class Handlers:
         cost = ceil_micro(cost_nano(merit, expected))
         if cost > r.budget_micro:
             raise OverBudget(f"the order costs {cost}, the budget is {r.budget_micro}")
-        keeper.release(self.deps.bank, state, r.dso, r.escrow_micro - cost)
+        self.deps.bank.unlock(state, r.dso, r.escrow_micro - cost)
         bank = self.deps.bank
         for (oid, o), act in zip(offers, expected, strict=True):
             keep = ceil_micro(sum(act) * o.deposit_rate) if any(act) else 0
-            keeper.release(bank, state, o.owner, o.deposit_micro - keep)
+            bank.unlock(state, o.owner, o.deposit_micro - keep)
             keeper.put_offer(state, msg.request, oid, dataclasses.replace(
                 o, deposit_micro=keep, activated_wh=act if any(act) else None))
         keeper.drop_counts(state, msg.request)
@@ -219,7 +219,7 @@ class Handlers:
             raise MaxOffers(f"at most {cfg.max_offers_per_request} offers per request")
         rate = cfg.deposit_micro_per_kwh
         deposit = ceil_micro(sum(msg.energies_wh) * rate)
-        keeper.hold(self.deps.bank, state, ctx.sender, deposit)
+        self.deps.bank.lock(state, ctx.sender, deposit)
         keeper.set_offer_count(state, msg.request, ctx.sender, n + 1)
         keeper.put_offer(state, msg.request, ctx.tx_hash, Offer(
             owner=ctx.sender, cp=cp, device=msg.device,
@@ -240,7 +240,7 @@ class Handlers:
             raise NoOffer(f"no offer {msg.offer.hex()[:16]}… in the request")
         if o.owner != ctx.sender:
             raise NotOfferOwner("only the offer's owner may revoke it")
-        keeper.release(self.deps.bank, state, o.owner, o.deposit_micro)
+        self.deps.bank.unlock(state, o.owner, o.deposit_micro)
         keeper.delete_offer(state, msg.request, msg.offer)
         keeper.set_offer_count(state, msg.request, o.owner,
                                keeper.offer_count(state, msg.request, o.owner) - 1)
@@ -303,9 +303,9 @@ def _weight(r: Request, cp: str) -> int:
 def close_request(deps: Deps, state: State, rid: bytes, r: Request, status: str,
                   now: int) -> None:
     """End an un-ordered request (cancelled, expired): escrow and every deposit return."""
-    keeper.release(deps.bank, state, r.dso, r.escrow_micro)
+    deps.bank.unlock(state, r.dso, r.escrow_micro)
     for oid, o in keeper.offers_of(state, rid):
-        keeper.release(deps.bank, state, o.owner, o.deposit_micro)
+        deps.bank.unlock(state, o.owner, o.deposit_micro)
         keeper.put_offer(state, rid, oid, dataclasses.replace(o, deposit_micro=0))
     keeper.drop_counts(state, rid)
     keeper.put_request(state, rid, dataclasses.replace(

@@ -7,7 +7,6 @@ move both together, and the ``flex-escrow-backed`` invariant checks they agree.
 
 from __future__ import annotations
 
-from gridledger.ledger.modules.flex.expected import Bank
 from gridledger.ledger.modules.flex.types import Config, Devices, Offer, Request, VenBinding
 from gridledger.ledger.state import State
 
@@ -175,22 +174,6 @@ def vens(state: State) -> list[tuple[bytes, VenBinding]]:
 
 
 # -- money ------------------------------------------------------------------------------------------
-
-def hold(bank: Bank, state: State, owner: bytes, amount: int) -> None:
-    """Lock ``amount`` of ``owner``'s money (raises ``InsufficientFunds``)."""
-    if amount:
-        bank.lock(state, owner, amount)
-
-
-def release(bank: Bank, state: State, owner: bytes, amount: int) -> None:
-    if amount:
-        bank.unlock(state, owner, amount)
-
-
-def pay_held(bank: Bank, state: State, src: bytes, dst: bytes, amount: int) -> None:
-    if amount:
-        bank.pay_from_locked(state, src, dst, amount)
-
 
 def holds(state: State) -> dict[bytes, int]:
     """Money the module holds per owner: open escrows and deposits (micro-units)."""

@@ -123,8 +123,8 @@ class _Settlement:
             if o.activated_wh is None:
                 continue
             o, pay, penalty = self._offer_slot(oid, o, k, slot)
-            keeper.pay_held(bank, state, r.dso, o.owner, pay)
-            keeper.pay_held(bank, state, o.owner, r.dso, penalty)
+            bank.pay_from_locked(state, r.dso, o.owner, pay)
+            bank.pay_from_locked(state, o.owner, r.dso, penalty)
             keeper.put_offer(state, self.rid, oid, o)
             paid += pay
             pen += penalty
@@ -181,7 +181,7 @@ class _Settlement:
         for oid, o in keeper.offers_of(state, self.rid):
             if o.activated_wh is None:
                 continue
-            keeper.release(bank, state, o.owner, o.deposit_micro)
+            bank.unlock(state, o.owner, o.deposit_micro)
             keeper.put_offer(state, self.rid, oid, dataclasses.replace(o, deposit_micro=0))
             delivered = o.delivered_wh or ()
             short = sum(shortfall_wh(a, d, self.cfg.tolerance_pct)
@@ -195,7 +195,7 @@ class _Settlement:
                 "activated_wh": sum(o.activated_wh), "delivered_wh": sum(delivered),
                 "shortfall_wh": short, "paid_micro": o.paid_micro or 0,
                 "penalty_micro": o.penalty_micro or 0, "faults": o.faults or 0})
-        keeper.release(bank, state, r.dso, r.escrow_micro)
+        bank.unlock(state, r.dso, r.escrow_micro)
         keeper.put_request(state, self.rid, dataclasses.replace(
             r, status="settled", escrow_micro=0, done_at=now))
         keeper.mark_finished(state, self.rid, now)

@@ -45,7 +45,7 @@ def _forfeit_commitments(deps: Deps, state: State, ctx: BlockContext, p: Params,
                          grid: bytes, events: list[dict[str, Any]]) -> None:
     """Unrevealed sealed bids lose their deposit to the grid account (community fund)."""
     for cid, com in keeper.commits_of_slot(state, slot):
-        keeper.pay_held(deps.bank, state, com.owner, grid, com.deposit_micro)
+        deps.bank.pay_from_locked(state, com.owner, grid, com.deposit_micro)
         keeper.delete_commit(state, slot, cid)
         events.append({"type": "commitment_forfeited", "slot": slot, "commit_id": cid,
                        "owner": com.owner, "deposit_micro": com.deposit_micro, "to": grid})
@@ -85,7 +85,7 @@ def close_slot(deps: Deps, state: State, ctx: BlockContext, p: Params, slot: int
         # Orders were checked on entry, so this is a bug; fail safe: nobody trades, every
         # escrow is returned, and the chain keeps going.
         for oid, o in sorted(book):
-            keeper.release(deps.bank, state, o.owner, o.held_micro)
+            deps.bank.unlock(state, o.owner, o.held_micro)
             keeper.delete_order(state, slot, oid)
         keeper.put_slot(state, slot, SlotRecord(status="failed", reason=str(exc), volume_wh=0,
                                                 bought_wh=0, sold_wh=0, trades=0))
@@ -127,7 +127,7 @@ def _record(deps: Deps, state: State, ctx: BlockContext, slot: int, book: dict[b
         else:
             keep = min(o.held_micro, seller_deposit_micro(filled, o.deposit_rate))
             sold += filled
-        keeper.release(deps.bank, state, o.owner, o.held_micro - keep)
+        deps.bank.unlock(state, o.owner, o.held_micro - keep)
         if filled == 0:
             keeper.delete_order(state, slot, oid)
         else:

@@ -89,7 +89,7 @@ class Handlers:
         else:
             rate = seller_deposit_rate(p, self.deps.reputation.deposit_pct(state, owner))
             held = seller_deposit_micro(energy_wh, rate)
-        keeper.hold(self.deps.bank, state, owner, held)
+        self.deps.bank.lock(state, owner, held)
         rec = Order(owner=owner, side=side, energy_wh=energy_wh, price_micro_per_kwh=price,
                     held_micro=held, deposit_rate=rate, seq=seq, sealed=sealed, filled_wh=0)
         keeper.put_order(state, slot, oid, rec)
@@ -102,7 +102,7 @@ class Handlers:
             raise NoOrder(f"no order {oid.hex()[:16]}… in slot {slot}")
         if rec.owner != ctx.sender:
             raise NotOwner("only the order's owner may change it")
-        keeper.release(self.deps.bank, state, ctx.sender, rec.held_micro)
+        self.deps.bank.unlock(state, ctx.sender, rec.held_micro)
         keeper.delete_order(state, slot, oid)
         return rec
 
@@ -136,7 +136,7 @@ class Handlers:
         if com is not None:
             if com.owner != ctx.sender:
                 raise NotOwner("only the committer may cancel a commitment")
-            keeper.release(self.deps.bank, state, ctx.sender, com.deposit_micro)
+            self.deps.bank.unlock(state, ctx.sender, com.deposit_micro)
             keeper.delete_commit(state, slot, oid)
             released = com.deposit_micro
         else:
@@ -165,7 +165,7 @@ class Handlers:
         self._check_before_gate(msg.slot, ctx.block.slot_time, p)
         self._check_trader(state, ctx.sender, None, new_exposure=True, slot=msg.slot)
         keeper.bump_count(state, msg.slot, ctx.sender, None, p.max_orders_per_slot)
-        keeper.hold(self.deps.bank, state, ctx.sender, p.commit_deposit_micro)
+        self.deps.bank.lock(state, ctx.sender, p.commit_deposit_micro)
         keeper.put_commit(state, msg.slot, ctx.tx_hash, Commitment(
             owner=ctx.sender, commitment=msg.commitment, deposit_micro=p.commit_deposit_micro,
             seq=keeper.next_seq(state)))
@@ -196,7 +196,7 @@ class Handlers:
         # add a forfeit to the sanction.
         self._check_trader(state, ctx.sender, msg.side, new_exposure=False, slot=slot)
         keeper.reveal_side(state, slot, ctx.sender, msg.side)
-        keeper.release(self.deps.bank, state, ctx.sender, com.deposit_micro)
+        self.deps.bank.unlock(state, ctx.sender, com.deposit_micro)
         keeper.delete_commit(state, slot, msg.commit_id)
         # If the escrow cannot be locked the whole reveal fails and the commitment forfeits.
         rec = self._place(state, p, ctx.sender, slot, msg.commit_id, msg.side, msg.energy_wh,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 
 from gridledger.ledger.modules.market.errors import MaxOrdersPerSlot, OneSidePerSlot
-from gridledger.ledger.modules.market.expected import Bank
 from gridledger.ledger.modules.market.types import (
     Commitment,
     Count,
@@ -243,25 +242,6 @@ def slot_record(state: State, slot: int) -> SlotRecord | None:
 
 def put_slot(state: State, slot: int, rec: SlotRecord) -> None:
     state.set_obj(SLOT + sk(slot), rec.to_obj())
-
-
-# -- escrow ------------------------------------------------------------------------------------------
-
-def hold(bank: Bank, state: State, owner: bytes, amount: int) -> None:
-    """Lock ``amount`` of ``owner``'s money for the market (raises InsufficientFunds)."""
-    if amount:
-        bank.lock(state, owner, amount)
-
-
-def release(bank: Bank, state: State, owner: bytes, amount: int) -> None:
-    if amount:
-        bank.unlock(state, owner, amount)
-
-
-def pay_held(bank: Bank, state: State, src: bytes, dst: bytes, amount: int) -> None:
-    """Pay out of money the market holds for ``src``."""
-    if amount:
-        bank.pay_from_locked(state, src, dst, amount)
 
 
 # -- retail hold and debt (settlement) -------------------------------------------------------------

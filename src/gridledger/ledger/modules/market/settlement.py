@@ -142,7 +142,7 @@ class _Settlement:
             self.held[oid], self.owner[oid] = o.held_micro, o.owner
         self._move_market_money()
         for oid in sorted(self.held):
-            keeper.release(self.deps.bank, state, self.owner[oid], self.held[oid])
+            self.deps.bank.unlock(state, self.owner[oid], self.held[oid])
             keeper.delete_order(state, slot, oid)
         # 4. retail, for every trade party and every metered connection point
         for cp in sorted(self.readings):
@@ -196,7 +196,7 @@ class _Settlement:
     # -- 2.-3. market money ---------------------------------------------------------------------
 
     def _pay_held(self, oid: bytes, dst: bytes, amount: int) -> None:
-        keeper.pay_held(self.deps.bank, self.state, self.owner[oid], dst, amount)
+        self.deps.bank.pay_from_locked(self.state, self.owner[oid], dst, amount)
         self.held[oid] -= amount
 
     def _move_market_money(self) -> None:
@@ -306,7 +306,7 @@ class _Settlement:
             from_balance = min(owed, bank.balance(state, addr))
             bank.move(state, addr, grid, from_balance)
             from_hold = min(owed - from_balance, rh.held_micro)
-            keeper.pay_held(bank, state, addr, grid, from_hold)
+            bank.pay_from_locked(state, addr, grid, from_hold)
             paid = from_balance + from_hold
             a.debt_paid_micro = min(paid, rh.debt_micro)  # the oldest debt first
             a.retail_paid_micro = paid - a.debt_paid_micro
@@ -338,11 +338,11 @@ class _Settlement:
         target = 0 if a.pseudonym else hold_target(self.p, peak)
         held = rh.held_micro
         if held > target:
-            keeper.release(bank, state, addr, held - target)
+            bank.unlock(state, addr, held - target)
             held = target
         elif held < target:
             top = min(target - held, bank.balance(state, addr))
-            keeper.hold(bank, state, addr, top)
+            bank.lock(state, addr, top)
             held += top
             if held < target:
                 self.events.append({"type": "retail_hold_short", "slot": self.slot,
