@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,122 @@ def test_the_vtn_refuses_bad_credentials_and_tokens(env: Env) -> None:
         rc = env.submit([], t_read(FIRST - 1))
         assert [x["rule"] for x in rc] == ["report-window"]
     assert sys.version_info >= (3, 11)
+
+
+class Callbacks:
+    """A VEN's webhook endpoint on loopback: records each notification the VTN POSTs."""
+
+    def __init__(self) -> None:
+        got: list[tuple[str, dict[str, Any]]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                got.append((self.headers.get("Authorization", ""), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.got = got
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/oadr/notify"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait(self, n: int, timeout: float = 30.0) -> list[tuple[str, dict[str, Any]]]:
+        deadline = time.monotonic() + timeout
+        while len(self.got) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.got)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@needs_ven
+def test_a_standard_ven_subscribes_and_is_notified_of_new_events_and_its_reports(env: Env) -> None:
+    """The VEN (openadr3-client) subscribes with a callback URL: an event ordered later is
+    POSTed to it as a notification (not the one that existed before), so is its report."""
+    w, cb = env.w, Callbacks()
+    try:
+        code, got = env.ven("subscribe", cb.url, "cb-secret")
+        assert code == 0, got
+        sub = got["subscription"]
+        assert sub["clientName"] == NAME and sub["programID"] == "gridledger-flex"
+        assert [s["id"] for s in got["subscriptions"]] == [sub["id"]]
+        assert [v["venName"] for v in got["vens"]] == [NAME]
+        assert got["vens"][0]["id"] == ven_key(NAME, env.secret).address.hex()
+
+        # a second request for two later slots; only u0 offers; the DSO orders it
+        first2 = FIRST + 4
+        rid2 = env.submit([w.request(energies=[800, 800], first=first2, gate=(first2 - 2) * S)],
+                          GATE + S)[0]["tx"]
+        offer = w.offer(0, rid2, 50_000, [800, 800])
+        assert env.submit([offer], GATE + 2 * S)[0]["ok"]
+        oid2 = decode_tx(offer).id
+        acts = select([MeritOffer(oid2, 1_000_000, 50_000, (800, 800))], [800, 800])
+        assert env.submit([w.order(rid2, [800, 800], [(oid2, list(acts[0]))])],
+                          (first2 - 2) * S)[0]["ok"]
+        (note,) = cb.wait(1)
+        assert note[0] == "Bearer cb-secret"
+        assert note[1]["objectType"] == "EVENT" and note[1]["operation"] == "POST"
+        assert note[1]["object"]["id"] == oid2.hex()          # the new event only
+
+        # its report on the first event is notified as the VTN records it
+        env.submit([w.reading(i, FIRST, (1_200, 1_630, 2_000)[i]) for i in range(N)],
+                   t_read(FIRST))
+        code, got = env.ven("report", env.oids[0].hex(), "0", "-800")
+        assert code == 0, got
+        notes = cb.wait(2)
+        assert [n[1]["objectType"] for n in notes] == ["EVENT", "REPORT"]
+        assert notes[1][1]["object"]["eventID"] == env.oids[0].hex()
+    finally:
+        cb.close()
+
+
+def test_subscriptions_refuse_bad_input_by_rule_and_stay_the_vens_own(env: Env) -> None:
+    with httpx.Client(base_url=env.base, timeout=30) as http:
+        tok = http.post("/auth/token", data={"grant_type": "client_credentials"},
+                        auth=(NAME, env.secret)).json()["access_token"]
+        h = {"Authorization": f"Bearer {tok}"}
+        good = {"clientName": NAME, "programID": "gridledger-flex", "objectOperations": [
+            {"objects": ["EVENT"], "operations": ["POST"], "callbackUrl": "http://127.0.0.1:9/x"}]}
+        assert http.post("/subscriptions", json=good).status_code == 401
+        for bad, words in (({**good, "programID": "other"}, "programID"),
+                           ({**good, "clientName": "someone"}, "clientName"),
+                           ({**good, "objectOperations": [{**good["objectOperations"][0],
+                                                           "objects": ["FOO"]}]}, "FOO"),
+                           ({**good, "objectOperations": [{**good["objectOperations"][0],
+                                                           "callbackUrl": "file:///etc/x"}]},
+                            "callbackUrl"),
+                           ({**good, "objectOperations": []}, "objectOperations")):
+            r = http.post("/subscriptions", headers=h, json=bad)
+            assert r.status_code == 400 and r.json()["rule"] == "invalid-body", r.text
+            assert words in r.json()["detail"], r.text
+        r = http.post("/subscriptions", headers=h, json=good)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        put = http.put(f"/subscriptions/{sid}", headers=h, json={
+            **good, "objectOperations": [{**good["objectOperations"][0], "objects": ["REPORT"]}]})
+        assert put.status_code == 200 and put.json()["objectOperations"][0]["objects"] == ["REPORT"]
+        assert [s["id"] for s in http.get("/subscriptions", headers=h).json()] == [sid]
+        assert http.get("/subscriptions", headers=h, params={"objects": "EVENT"}).json() == []
+        # another VEN (or a guessed id) finds nothing
+        assert http.get("/subscriptions/nope", headers=h).json()["rule"] == "unknown-subscription"
+        assert http.delete(f"/subscriptions/{sid}", headers=h).status_code == 200
+        assert http.get(f"/subscriptions/{sid}", headers=h).status_code == 404
+        for _ in range(8):
+            assert http.post("/subscriptions", headers=h, json=good).status_code == 201
+        r = http.post("/subscriptions", headers=h, json=good)
+        assert r.status_code == 409 and r.json()["rule"] == "too-many-subscriptions"
+        # VENs are enrolled on the ledger
+        r = http.post("/vens", headers=h, json={"venName": NAME})
+        assert r.status_code == 409 and r.json()["rule"] == "ven-taken"
+        r = http.post("/vens", headers=h, json={"venName": "another"})
+        assert r.status_code == 403 and r.json()["rule"] == "enrol-on-ledger"
+        # a method the path does not have: 405 naming the ones it has
+        r = http.patch("/reports", headers=h)
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD, POST"

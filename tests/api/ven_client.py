@@ -3,6 +3,7 @@
 
 Usage: python ven_client.py BASE_URL CLIENT_ID SECRET events
        python ven_client.py BASE_URL CLIENT_ID SECRET report EVENT_ID INTERVAL_ID VALUE_WH
+       python ven_client.py BASE_URL CLIENT_ID SECRET subscribe CALLBACK_URL BEARER_TOKEN
 Prints one JSON object on stdout; an HTTP error prints {"status", "body"} and exits 3.
 """
 
@@ -21,6 +22,12 @@ from openadr3_client.oadr301.models.report.report import NewReport, ReportResour
 from openadr3_client.oadr301.models.report.report_payload import (
     ReportPayload,
     ReportPayloadType,
+)
+from openadr3_client.oadr301.models.subscriptions.subscription import (
+    NewSubscription,
+    Object,
+    ObjectOperation,
+    Operation,
 )
 from openadr3_client.ven.http_factory import VirtualEndNodeHttpClientFactory
 from openadr3_client.version import OADRVersion
@@ -53,6 +60,20 @@ def main() -> int:
                         ReportPayload(type=ReportPayloadType.DELTA_USAGE, values=(value,)),)),)),))
             created = ven.reports.create_report(report)
             out = {"report": created.model_dump(mode="json", by_alias=True)}
+        elif action == "subscribe":
+            callback, token = rest[0], rest[1]
+            (program,) = ven.programs.get_programs(target=None, pagination=None)
+            created = ven.subscriptions.create_subscription(NewSubscription(
+                client_name=client_id, program_id=program.id, object_operations=(ObjectOperation(
+                    objects=(Object.EVENT, Object.REPORT), operations=(Operation.POST,),
+                    callback_url=callback, bearer_token=token),)))
+            subs = ven.subscriptions.get_subscriptions(pagination=None, target=None,
+                                                       program_id=program.id,
+                                                       client_name=client_id, objects=None)
+            vens = ven.vens.get_vens(ven_name=client_id, target=None, pagination=None)
+            out = {"subscription": created.model_dump(mode="json", by_alias=True),
+                   "subscriptions": [x.model_dump(mode="json", by_alias=True) for x in subs],
+                   "vens": [v.model_dump(mode="json", by_alias=True) for v in vens]}
         else:
             raise SystemExit(f"unknown action {action}")
     except HTTPError as exc:
