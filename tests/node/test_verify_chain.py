@@ -144,3 +144,21 @@ def test_verify_never_writes_to_what_it_checks(tmp_path, good_store):
     text = tmp_path / "notes.sqlite"
     text.write_text("hello")
     assert not verify_store(text).ok and text.read_text() == "hello"
+
+
+def test_stores_replayed_in_processes_report_like_one_by_one(tmp_path, good_store, monkeypatch):
+    """verify_stores with two worker processes gives each store's own report, in order: a
+    bad store among good ones is named at its block, exactly as replaying them here does."""
+    from gridledger.node import verify
+
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"validator-{i}.sqlite"
+        shutil.copy(good_store, p)
+        paths.append(p)
+    _flip(paths[1], "txs", 3, 40)
+    here = verify.verify_stores(paths, workers=1)
+    monkeypatch.setattr(verify, "PARALLEL_FROM_BYTES", 0)  # small stores: force the pool
+    pooled = verify.verify_stores(paths, workers=2)
+    assert pooled == here
+    assert [r.ok for r in pooled] == [True, False, True] and pooled[1].bad_height == 3

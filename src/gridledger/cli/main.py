@@ -324,7 +324,7 @@ def verify_chain(
     Stores are opened read-only: nothing is written to what is checked. Exit 2: DIRECTORY is
     missing or a file in it is not a ledger store; exit 1: a store fails verification."""
     _startup_check()
-    from gridledger.node.verify import find_stores, verify_store
+    from gridledger.node.verify import find_stores, verify_stores
 
     if not directory.exists():
         _fail(f"{directory} does not exist")
@@ -334,8 +334,7 @@ def verify_chain(
     for path in stores:  # every input checked before any replay
         _ledger_store(path)
     bad = 0
-    for path in stores:
-        r = verify_store(path)
+    for path, r in zip(stores, verify_stores(stores), strict=True):  # two stores at a time
         if r.ok:
             console.print(f"[green]ok[/]   {path}  blocks={r.blocks} state_root={r.state_root.hex()[:16]}…")
         else:
