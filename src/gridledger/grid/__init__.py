@@ -63,6 +63,7 @@ from gridledger.grid.model import (
     GridModel,
     add_der,
     load_grid,
+    simbench_load_profiles,
     with_profiles,
 )
 from gridledger.grid.powerflow import (
@@ -115,6 +116,7 @@ __all__ = [
     "load_grid",
     "measure_slot",
     "run_checked_pf",
+    "simbench_load_profiles",
     "under_report",
     "verify_schedule",
     "with_profiles",

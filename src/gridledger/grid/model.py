@@ -16,10 +16,12 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import pickle
 import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -200,7 +202,43 @@ def _load_file_cached(path: str, mtime: float) -> GridModel:
     return _build_model(os.path.basename(path), net, _standard_profiles(net), "standard")
 
 
-def _from_simbench(code: str) -> GridModel:
+def cache_dir() -> Path:
+    """Where converted networks are kept between runs: ``$GRIDLEDGER_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/gridledger``, else ``~/.cache/gridledger``."""
+    env = os.environ.get("GRIDLEDGER_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gridledger"
+
+
+def _simbench_cache_file(code: str) -> Path:
+    import pandapower
+    import simbench
+
+    # keyed by both versions: another simbench (data) or pandapower (tables) converts anew
+    return (cache_dir() / "simbench"
+            / f"{code}.sb{simbench.__version__}.pp{pandapower.__version__}.pkl")
+
+
+@functools.lru_cache(maxsize=4)
+def simbench_net(code: str) -> Any:
+    """SimBench's own pandapower net for ``code`` (as ``simbench.get_simbench_net`` builds it,
+    with its relative profiles in ``net.profiles``). Shared: callers must not modify it.
+
+    SimBench builds a net by filtering its CSV tables of every grid, which for an MV net with
+    its LV feeders takes minutes; the result is kept as a pickle under ``cache_dir()`` keyed
+    by the code and the simbench and pandapower versions (this process's own writes only, so
+    loading it is as safe as the package itself). Raises ``GridError`` for an unknown code.
+    """
+    path = _simbench_cache_file(code)
+    try:
+        with open(path, "rb") as fh:
+            net = pickle.load(fh)  # our own file (written below), in the user's own cache
+        if hasattr(net, "bus") and len(net.bus):
+            return net
+    except Exception:  # absent, unreadable, or from an incompatible build: convert again
+        pass
     import simbench as sb
 
     with warnings.catch_warnings():
@@ -214,6 +252,38 @@ def _from_simbench(code: str) -> GridModel:
                 "1-LV-semiurb5--0-sw, 1-LV-urban6--0-sw; MV: 1-MV-rural--0-sw, "
                 "1-MV-semiurb--0-sw, 1-MV-urban--0-sw, 1-MV-comm--0-sw"
             ) from None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(net, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
+    except OSError:  # a read-only home: the run goes on without the cache
+        pass
+    return net
+
+
+def simbench_load_profiles(code: str) -> dict[int, tuple[str, ...]]:
+    """Bus -> the SimBench profile names of the loads at it (sorted), for a SimBench
+    ``code``; ``{}`` for anything else (a file, a pandapower example)."""
+    if not _SIMBENCH_CODE.match(code):
+        return {}
+    try:
+        net = simbench_net(code)
+    except GridError:
+        return {}
+    out: dict[int, set[str]] = {}
+    for bus, prof in zip(net.load.bus, net.load.profile.astype(str), strict=True):
+        out.setdefault(int(bus), set()).add(prof)
+    return {b: tuple(sorted(p)) for b, p in out.items()}
+
+
+def _from_simbench(code: str) -> GridModel:
+    import simbench as sb
+
+    net = simbench_net(code)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         profiles = sb.get_absolute_values(net, profiles_instead_of_study_cases=True)
     return _build_model(code, net, profiles, "simbench")
 

@@ -24,7 +24,7 @@ from gridledger.committee import CommitteeNode, CommitteeSigner, committee_of, g
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.crypto.kem import KemKey
 from gridledger.crypto.sig import SigningKey
-from gridledger.grid import GridModel
+from gridledger.grid import GridModel, simbench_load_profiles
 from gridledger.ledger.genesis import Genesis, make_genesis
 from gridledger.privacy.aggregation import AggregatorKeys
 from gridledger.privacy.pseudonyms import TrusteeInfo, TrusteeKeys, TrusteeSet
@@ -171,19 +171,15 @@ class Community:
 
 @lru_cache(maxsize=8)
 def _simbench_tags(code: str) -> dict[int, frozenset[str]]:
-    """Bus -> {"ev", "heat-pump"} from a SimBench net's load profile names."""
-    import simbench  # heavy (pandas + its data): loaded on first use, as grid.model does
-
-    try:
-        net = simbench.get_simbench_net(code)
-    except ValueError:  # not a SimBench code (a file or a pandapower example)
-        return {}
+    """Bus -> {"ev", "heat-pump"} from a SimBench net's load profile names (the net
+    ``load_grid`` already loaded: ``grid.simbench_load_profiles``)."""
     tags: dict[int, set[str]] = {}
-    for bus, prof in zip(net.load.bus, net.load.profile.astype(str), strict=True):
-        if prof.startswith(("HLS", "APLS", "WLS")):
-            tags.setdefault(int(bus), set()).add("ev")
-        elif prof.startswith(("Air", "Soil")):
-            tags.setdefault(int(bus), set()).add("heat-pump")
+    for bus, profiles in simbench_load_profiles(code).items():
+        for prof in profiles:
+            if prof.startswith(("HLS", "APLS", "WLS")):
+                tags.setdefault(bus, set()).add("ev")
+            elif prof.startswith(("Air", "Soil")):
+                tags.setdefault(bus, set()).add("heat-pump")
     return {b: frozenset(t) for b, t in tags.items()}
 
 
