@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 
+from gridledger.ledger.modules.privacy.market import MarketDisputes
 from gridledger.ledger.modules.surveillance import hooks
+from gridledger.sim.demo import run_demo
 from gridledger.sim.features import onboarding
+from gridledger.sim.scenario import Scenario
 from tests.sim.conftest import DemoRun
 from tests.sim.test_demo import EVENING, MIDDAY, check_defended, run
 
@@ -69,6 +72,26 @@ def test_price_manipulation_without_surveillance(tmp_path: Path,
     assert not off["mitigated"] and off["spoofs_refused"] == 0
     assert off["coalition_reputation"][off["coalition"][2]] >= 500
     assert off["loss"] > 0 and off["cheater_gain_micro"] > 0
+
+
+def test_price_manipulation_under_pseudonyms_without_the_market_dispute(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Privacy mode, findings not recorded as disputes: every withholding is still found and
+    mitigated, but each sanction lands on a throwaway per-slot pseudonym — no identity is
+    opened and the withholder's own score stays neutral (measured, seed 7, 20 members,
+    10:00-14:00, defended: 12 findings on 12 pseudonyms, all 12 opened by 2 of 3 trustees,
+    the withholder's own score 500 -> 0; the ledger-level case is
+    tests/ledger/modules/test_privacy_market.py)."""
+    monkeypatch.setattr(MarketDisputes, "step", lambda self, state, ctx, events: None)
+    sc = Scenario(participants=20, slots=8, validators=1, attacks=("price-manipulation",),
+                  seed=7, start_slot_of_day=MIDDAY, privacy=True)
+    summary, _ = run_demo(sc, tmp_path)
+    off = summary["attacks"]["price-manipulation"]
+    assert off["detected"] > 0 and off["pseudonyms_found"] > 0 and off["loss"] == 0
+    assert off["pseudonyms_opened"] == 0 and off["owner_sanctions"] == 0
+    assert off["coalition_reputation"][off["coalition"][0]] == 500
+    assert not off["mitigated"]  # the sanction never reached the owner
+    assert summary["privacy"]["identities_opened_for_market_abuse"] == 0
 
 
 def test_sybil_without_the_dsos_attestation_check(tmp_path: Path,

@@ -38,7 +38,9 @@ class PriceManipulation(Attack):
         "market surveillance in block execution: the conduct-and-impact test mitigates "
         "withheld offers to the feed-in tariff before the slot clears, layering is found "
         "from the book at block boundaries; every finding costs reputation (graduated "
-        "tiers, appeal)")
+        "tiers, appeal); under pseudonyms each finding is a recorded dispute whose escrow "
+        "k trustees open, so the sanction reaches the owner and the pseudonyms it may hold "
+        "next")
     window = (0.0, 0.90)     # of the run
     WITHHOLD_PCT = 300       # the withholder asks 3 x the retail tariff
     SPOOF_WH = 30_000        # the spoofer's visible buy order for the next slot
@@ -158,18 +160,35 @@ class PriceManipulation(Attack):
         kinds: dict[str, int] = {}
         for f in findings:
             kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
+        subjects = {bytes(x) for f in findings for x in f["subjects"] if ours_(x)}
         sanctions = sum(1 for e in data.events_of("reputation")
-                        if e["reason"] == "market_abuse" and ours_(e["addr"]))
+                        if e["reason"] == "market_abuse" and bytes(e["addr"]) in subjects)
         named = sum(1 for f in findings for x in f["subjects"] if ours_(x))
+        # under pseudonyms: each pseudonym a finding names must reach its owner (the finding
+        # is a recorded dispute, the trustees open it: ledger/modules/privacy/market.py)
+        members = {m.address for m in self.coalition}
+        pseudonyms = subjects - members
+        opened = {bytes(e["pseudonym"]) for e in data.events_of("identity_opened")
+                  if e["kind"] == "market" and bytes(e["identity"]) in members}
+        # reputation the members themselves lost for it: as named (clear), when opened
+        # (the pseudonym's loss carried over) or named after their opening
+        owner_sanctions = sum(1 for e in data.events_of("reputation")
+                              if bytes(e["addr"]) in members
+                              and (e["reason"] == "market_abuse"
+                                   or (e["reason"] == "pseudonym_penalty"
+                                       and bytes(e["pseudonym"]) in pseudonyms)))
         injected = len(self.withheld) + len(self.spoofs)
         # the defence must also have caught it: an unseen spoof is an unsanctioned abuse
         mitigated = (loss == 0 and gain <= 0 and sanctions == named
-                     and (injected == 0 or bool(findings)))
+                     and (injected == 0 or bool(findings)) and pseudonyms <= opened)
         return self.record(injected, len(findings), mitigated, loss,
                            coalition=[m.name for m in self.coalition],
                            withheld_slots=len(self.withheld), spoof_orders=len(self.spoofs),
                            spoofs_refused=self.spoof_rejected, findings_by_kind=kinds,
                            cheater_gain_micro=gain, sanctions=sanctions,
+                           pseudonyms_found=len(pseudonyms),
+                           pseudonyms_opened=len(pseudonyms & opened),
+                           owner_sanctions=owner_sanctions,
                            price_impact_micro_per_kwh=impacts,
                            coalition_reputation={m.name: eng.reputation(m.address)
                                                  for m in self.coalition},

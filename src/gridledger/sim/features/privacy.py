@@ -156,13 +156,13 @@ class EpochIssue:
 
 @dataclass
 class Opening:
-    """A trade dispute decided against a pseudonym, on its way to an opening."""
+    """A dispute against a pseudonym on its way to an opening: a trade dispute decided
+    against it (the wronged party requests the recorded dispute), or a surveillance finding
+    naming it (the ledger records that dispute itself, kind ``market``)."""
 
-    slot: int
-    trade: int
-    claim: str
     pseudonym: bytes
-    requester: SigningKey
+    dispute: bytes
+    kind: str = "trade"
     stage: str = "request"        # request -> escrow -> release -> done
 
 
@@ -343,7 +343,9 @@ class PrivacyMode(Feature):
             elif t == "opening_requested":
                 for p in e["pseudonyms"]:
                     o = self.openings.get(p)
-                    if o is not None and o.stage == "request":
+                    if o is None and e["kind"] == "market" and p in ids.held:
+                        self.openings[p] = Opening(p, e["dispute"], "market", "escrow")
+                    elif o is not None and o.stage == "request" and o.dispute == e["dispute"]:
                         o.stage = "escrow"
             elif t == "identity_opened" and e["pseudonym"] in self.openings:
                 self.openings[e["pseudonym"]].stage = "done"
@@ -367,10 +369,10 @@ class PrivacyMode(Feature):
             at_fault, wronged = e["claimant"], e["respondent"]
         if at_fault not in ids.held or at_fault in self.openings or wronged not in ids.held:
             return []
-        o = Opening(e["slot"], e["trade"], e["claim"], at_fault, ids.held[wronged].own.key)
-        self.openings[at_fault] = o
-        return [self.ctx.tx(o.requester, "privacy/request_opening",
-                            {"slot": o.slot, "trade": o.trade, "claim": o.claim})]
+        did = dispute_id_for_trade(e["slot"], e["trade"], e["claim"])
+        self.openings[at_fault] = Opening(at_fault, did)
+        return [self.ctx.tx(ids.held[wronged].own.key, "privacy/request_opening",
+                            {"slot": e["slot"], "trade": e["trade"], "claim": e["claim"]})]
 
     def _trustees(self) -> list[bytes]:
         """The trustees' part of each recorded dispute: one posts the escrow, then k release
@@ -378,7 +380,7 @@ class PrivacyMode(Feature):
         out: list[bytes] = []
         keys = self.keys
         for p, o in sorted(self.openings.items()):
-            did = dispute_id_for_trade(o.slot, o.trade, o.claim)
+            did = o.dispute
             escrow = self.ids.held[p].own.escrow
             if o.stage == "escrow":
                 out.append(self.ctx.tx(keys.trustee_keys[0].signing_key, "privacy/escrow",
@@ -449,6 +451,8 @@ class PrivacyMode(Feature):
                 "sealed_readings_to_dso": self.sealed_readings,
                 "identities_opened": sum(1 for o in self.openings.values()
                                          if o.stage == "done"),
+                "identities_opened_for_market_abuse": sum(
+                    1 for o in self.openings.values() if o.stage == "done" and o.kind == "market"),
             })
         out.update(count_clear(ctx))
         return {"privacy": out}
