@@ -13,9 +13,20 @@ from hypothesis import strategies as st
 from gridledger.errors import ConfigError
 from gridledger.ledger.modules.market import keeper as market_keeper
 from gridledger.ledger.modules.reputation import reputation_of
-from gridledger.ledger.modules.surveillance.detectors import observe, pair_flows, wash_pairs
-from gridledger.ledger.modules.surveillance.types import Config, Flow, parse_config
-from tests.ledger.modules.world import World, make_world, t_clear, t_order
+from gridledger.ledger.modules.surveillance.detectors import (
+    observe,
+    pair_flows,
+    physical_withholding,
+    wash_pairs,
+)
+from gridledger.ledger.modules.surveillance.types import (
+    Config,
+    Flow,
+    Offered,
+    Supply,
+    parse_config,
+)
+from tests.ledger.modules.world import World, make_world, t_clear, t_order, t_read, t_settle
 
 SLOT = 4
 ON = {"surveillance": {}}
@@ -205,3 +216,65 @@ def test_pair_flows_net_per_pair() -> None:
     a, b, c = b"a" * 32, b"b" * 32, b"c" * 32
     fl = pair_flows([T(b, a, 100), T(b, a, 50), T(a, c, 30)])
     assert fl == (Flow(a, b, 150), Flow(a, c, -30))
+
+
+# -- physical withholding ----------------------------------------------------------------------
+
+def short_slot(w: World, slot: int, *, offered_wh: int = 0, envelope_wh: int | None = None,
+               buy_wh: int = 3000, withheld_export_wh: int = 2500) -> None:
+    """u2 bids for ``buy_wh``; u1 sells its 500 Wh surplus; u0 offers ``offered_wh`` while its
+    meter exports ``withheld_export_wh``; u3 exports 800 Wh unoffered (below the minimum).
+    Readings in, the slot settles, and one more block (surveillance reads settled slots)."""
+    txs = [w.order(2, slot, "buy", buy_wh, 200_000), w.order(1, slot, "sell", 500, 90_000)]
+    if offered_wh:
+        txs.append(w.order(0, slot, "sell", offered_wh, 90_000))
+    if envelope_wh is not None:
+        txs.append(w.envelope(slot, [["cp0", 10_000, envelope_wh]]))
+    w.ok(txs, t_order(slot))
+    w.ok([], t_clear(slot))
+    w.ok([w.reading(0, slot, 0, withheld_export_wh), w.reading(1, slot, 0, 500),
+          w.reading(2, slot, buy_wh, 0), w.reading(3, slot, 0, 800)], t_read(slot))
+    w.ok([], t_settle(slot))
+    w.ok([], t_settle(slot) + 60)
+
+
+def test_metered_surplus_kept_off_a_short_market_is_found_after_settlement() -> None:
+    w = world()
+    short_slot(w, SLOT)
+    (f,) = findings(w)
+    assert f["kind"] == "physical-withholding" and f["subjects"] == [w.addr(0)]
+    assert "physical capacity withholding" in f["basis"] and f["slot"] == SLOT
+    assert (f["volume_wh"], f["unmet_wh"]) == (500, 2500)
+    (o,) = f["offers"]
+    assert (o["energy_wh"], o["metered_wh"], o["withdrawn_wh"]) == (0, 2500, 2500)
+    assert reputation_of(w.app.state, w.addr(0)) == 350
+    assert reputation_of(w.app.state, w.addr(3)) == 500  # 800 Wh: below the minimum
+    assert w.app.state.keys_with_prefix(b"sv/k/") == []  # nothing kept after settlement
+
+
+@pytest.mark.parametrize("case", [
+    {"offered_wh": 1000},          # offered 40 % of its export (and it sold)
+    {"envelope_wh": 400},          # the DSO let it export 400 Wh at most
+    {"buy_wh": 500},               # demand met: the market was not short
+    {"withheld_export_wh": 900},   # below physical_min_wh
+])
+def test_surplus_that_was_offered_capped_or_not_needed_is_not_withholding(
+        case: dict[str, int]) -> None:
+    w = world()
+    short_slot(w, SLOT, **case)
+    assert [f for f in findings(w) if f["kind"] == "physical-withholding"] == []
+    assert reputation_of(w.app.state, w.addr(0)) >= 500
+
+
+def test_physical_withholding_on_the_detector_alone() -> None:
+    cfg = Config()
+    a, b = b"a" * 32, b"b" * 32
+    supply = Supply((Offered(b, 300),), 4000, (("cpb", 5000),))
+    unmet, found = physical_withholding(
+        supply, [("cpa", a, 1500), ("cpb", b, 2000)], traded_wh=300, cfg=cfg)
+    assert unmet == 3700
+    # b offered 300 of 2000 (15 % <= 20 %) and kept 1700 off: found too
+    assert [(k.owner, k.offered_wh, k.metered_wh, k.withheld_wh) for k in found] == [
+        (a, 0, 1500, 1500), (b, 300, 2000, 1700)]
+    unmet, found = physical_withholding(supply, [("cpa", a, 1500)], traded_wh=3500, cfg=cfg)
+    assert (unmet, found) == (500, [])

@@ -207,6 +207,13 @@ def put_envelope(state: State, slot: int, cp: str, import_max_wh: int, export_ma
     state.set_obj(ENVELOPE + sk(slot) + cp.encode(), [import_max_wh, export_max_wh])
 
 
+def envelopes_of(state: State, slot: int) -> dict[str, tuple[int, int]]:
+    """The envelopes published for ``slot`` (cp -> (import, export) Wh), until it clears."""
+    prefix = ENVELOPE + sk(slot)
+    return {k[len(prefix):].decode(): (int(v[0]), int(v[1]))
+            for k, v in state.items_with_prefix(prefix)}
+
+
 def take_envelopes(state: State, slot: int) -> dict[str, tuple[int, int]]:
     """Remove and return the envelopes published for ``slot`` (cp -> (import, export))."""
     prefix = ENVELOPE + sk(slot)

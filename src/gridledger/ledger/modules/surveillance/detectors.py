@@ -9,7 +9,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gridledger.ledger.modules.surveillance.expected import BookOrder, Fill
-from gridledger.ledger.modules.surveillance.types import Config, Flow, Side, Visible, Watch
+from gridledger.ledger.modules.surveillance.types import (
+    Config,
+    Flow,
+    Side,
+    Supply,
+    Visible,
+    Watch,
+)
 from gridledger.market import ClearingResult, MarketInputError, Mechanism, clear_slot
 from gridledger.market import Order as LibOrder
 
@@ -176,3 +183,45 @@ def wash_pairs(window: Sequence[tuple[int, tuple[Flow, ...]]], pairs: Iterable[t
             out.append(Wash(pair[0], pair[1], tuple(slot for slot, _n in s), gross, net,
                             reversals))
     return out
+
+
+# -- physical withholding --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Kept:
+    """A holder that kept metered surplus off a short market: what it offered, what its
+    meter exported, and how much of what it could have offered buyers went without."""
+
+    owner: bytes
+    offered_wh: int
+    metered_wh: int
+    withheld_wh: int
+
+
+def physical_withholding(supply: Supply, exports: Iterable[tuple[str, bytes, int]],
+                         traded_wh: int, cfg: Config) -> tuple[int, list[Kept]]:
+    """(unmet buy volume, holders found) of a settled slot.
+
+    ``exports``: (cp, holder, metered export Wh) of the meters whose own readings settled
+    the slot. Unmet = the buy volume bid at or above the feed-in tariff less what traded. A
+    holder is found when its export is at least ``physical_min_wh``, it offered at most
+    ``physical_offered_pct`` % of what it could offer (the export, within its export
+    envelope) and at least ``physical_min_wh`` of the rest could have met unmet demand.
+    """
+    unmet = max(0, supply.buy_wh - traded_wh)
+    if unmet < cfg.physical_min_wh:
+        return unmet, []
+    offered = {o.owner: o.energy_wh for o in supply.offered}
+    envelope = dict(supply.envelopes)
+    found = []
+    for cp, owner, export in sorted(exports):
+        if export < cfg.physical_min_wh:
+            continue
+        could = min(export, envelope.get(cp, export))
+        mine = offered.get(owner, 0)
+        if mine * 100 > cfg.physical_offered_pct * could:
+            continue
+        withheld = min(could - mine, unmet)
+        if withheld >= cfg.physical_min_wh:
+            found.append(Kept(owner, mine, export, withheld))
+    return unmet, found

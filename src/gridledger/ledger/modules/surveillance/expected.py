@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 from gridledger.ledger.shapes import Trade as Fill
 from gridledger.ledger.state import State
 
-__all__ = ["BookOrder", "Fill", "Market", "Reputation"]
+__all__ = ["BookOrder", "Fill", "Market", "Metering", "Reading", "Registry", "Reputation"]
 
 Reason = Literal["market_abuse"]
 """The reputation change surveillance causes."""
@@ -42,10 +42,38 @@ class Market(Protocol):
     def trades_of_slot(self, state: State, slot: int) -> Sequence[Fill]: ...
     def reprice_order(self, state: State, slot: int, oid: bytes,
                       price_micro_per_kwh: int) -> None: ...
+    def envelopes_of(self, state: State, slot: int) -> dict[str, tuple[int, int]]: ...
+    def settled_slots(self, state: State) -> list[tuple[int, int]]: ...
+    def unsettled_slots(self, state: State) -> list[int]: ...
 
 
 class Reputation(Protocol):
-    """Graduated sanctions (reputation)."""
+    """Graduated sanctions (reputation); a suspended participant cannot offer."""
 
     def adjust(self, state: State, addr: bytes, reason: Reason, slot: int,
                times: int = 1) -> dict[str, Any]: ...
+    def tier_of(self, state: State, addr: bytes) -> str: ...
+
+
+class Reading(Protocol):
+    """A meter's own reading of one slot (metering)."""
+
+    @property
+    def cp(self) -> str: ...
+    @property
+    def export_wh(self) -> int: ...
+    @property
+    def quarantine(self) -> str | None: ...
+
+
+class Metering(Protocol):
+    """The readings that settled a slot, and the DSO's flags (metering)."""
+
+    def readings_for_slot(self, state: State, slot: int) -> Sequence[Reading]: ...
+    def flag_of(self, state: State, slot: int, cp: str) -> object | None: ...
+
+
+class Registry(Protocol):
+    """Who holds a connection point (registry): a member, or a pseudonym's stand-in cp."""
+
+    def cp_holder(self, state: State, cp: str) -> bytes | None: ...

@@ -8,6 +8,7 @@ clears them. The trades of a slot are read one block later (wash window).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gridledger.ledger.context import BlockContext
@@ -19,10 +20,17 @@ from gridledger.ledger.modules.surveillance.detectors import (
     layering,
     observe,
     pair_flows,
+    physical_withholding,
     volumes,
     wash_pairs,
 )
-from gridledger.ledger.modules.surveillance.expected import Market, Reputation
+from gridledger.ledger.modules.surveillance.expected import (
+    BookOrder,
+    Market,
+    Metering,
+    Registry,
+    Reputation,
+)
 from gridledger.ledger.modules.surveillance.types import (
     BASIS,
     SECTION,
@@ -30,7 +38,9 @@ from gridledger.ledger.modules.surveillance.types import (
     Finding,
     Flows,
     Offer,
+    Offered,
     Side,
+    Supply,
     Visible,
     parse_config,
 )
@@ -54,17 +64,22 @@ def _side(v: str) -> Side:
 
 
 class Surveillance:
-    """The detectors wired to the market (book, trades, mitigation) and reputation."""
+    """The detectors wired to the market (book, trades, mitigation, settlement), the meters
+    and their holders, and reputation."""
 
-    def __init__(self, market: Market, reputation: Reputation) -> None:
+    def __init__(self, market: Market, reputation: Reputation, metering: Metering,
+                 registry: Registry) -> None:
         self.market = market
         self.reputation = reputation
+        self.metering = metering
+        self.registry = registry
 
     def end_block(self, state: State, ctx: BlockContext, events: Events) -> None:
         cfg = keeper.config(state)
         if cfg is None:
             return
         p = load_params(state)
+        self._settled(state, ctx, p, cfg, events)
         for slot in keeper.pending(state):
             self._wash(state, ctx, p, cfg, slot, events)
         cleared: list[int] = []
@@ -78,6 +93,7 @@ class Surveillance:
                 self._layering(state, ctx, p, cfg, slot, layering(w, cfg), w.peak_buy_wh,
                                w.peak_sell_wh, events)
                 self._withholding(state, ctx, p, cfg, slot, book, events)
+                self._keep_supply(state, p, cfg, slot, book)
                 keeper.drop_watch(state, slot)
                 cleared.append(slot)
             elif w != old:
@@ -132,6 +148,58 @@ class Surveillance:
             **self._next(state, ctx, slot, {o.owner for _i, o, _r in test.failing})),
             events)
 
+    def _keep_supply(self, state: State, p: Params, cfg: Config, slot: int,
+                     book: Sequence[tuple[bytes, BookOrder]]) -> None:
+        """Keep what the final book offered until the slot settles (only a slot whose buyers
+        bid enough that unmet demand could matter)."""
+        buy = sum(o.energy_wh for _i, o in book
+                  if o.side == "buy" and o.price_micro_per_kwh >= p.feed_in_micro_per_kwh)
+        if buy < cfg.physical_min_wh:
+            return
+        offered: dict[bytes, int] = {}
+        for _i, o in book:
+            if o.side == "sell":
+                offered[o.owner] = offered.get(o.owner, 0) + o.energy_wh
+        envelopes = tuple(sorted((cp, e[1]) for cp, e in
+                                 self.market.envelopes_of(state, slot).items()))
+        keeper.put_supply(state, slot, Supply(
+            tuple(Offered(a, e) for a, e in sorted(offered.items())), buy, envelopes))
+
+    def _settled(self, state: State, ctx: BlockContext, p: Params, cfg: Config,
+                 events: Events) -> None:
+        """Physical withholding, once a kept slot has settled on its meters' readings."""
+        kept = keeper.supply_slots(state)
+        if not kept:
+            return
+        settled = {s for s, _t in self.market.settled_slots(state)}
+        waiting = set(self.market.unsettled_slots(state)) | set(self.market.open_slots(state))
+        for slot in kept:
+            if slot in waiting:
+                continue
+            supply = keeper.supply(state, slot)
+            keeper.drop_supply(state, slot)
+            if slot not in settled or supply is None:
+                continue  # failed or pruned: no settled evidence
+            exports = []
+            for r in self.metering.readings_for_slot(state, slot):
+                if r.export_wh <= 0 or r.quarantine is not None \
+                        or self.metering.flag_of(state, slot, r.cp) is not None:
+                    continue  # only a meter's own, unflagged reading is evidence of surplus
+                holder = self.registry.cp_holder(state, r.cp)
+                if holder is None or self.reputation.tier_of(state, holder) == "suspended":
+                    continue  # a suspended holder may not offer
+                exports.append((r.cp, holder, r.export_wh))
+            traded = sum(t.energy_wh for t in self.market.trades_of_slot(state, slot))
+            unmet, found = physical_withholding(supply, exports, traded, cfg)
+            if not found:
+                continue
+            self._find(state, ctx, p, Finding(
+                kind="physical-withholding", basis=BASIS["physical-withholding"],
+                offers=tuple(Offer(k.owner, "sell", k.offered_wh, withdrawn_wh=k.withheld_wh,
+                                   metered_wh=k.metered_wh) for k in found),
+                volume_wh=traded, unmet_wh=unmet,
+                **self._next(state, ctx, slot, {k.owner for k in found})), events)
+
     def _wash(self, state: State, ctx: BlockContext, p: Params, cfg: Config, slot: int,
               events: Events) -> None:
         first = slot - cfg.wash_window_slots + 1
@@ -164,5 +232,6 @@ def reveal_deadline(slot: int, p: Params) -> int:
     return slot * p.slot_seconds - p.gate_closure_s + p.reveal_window_s
 
 
-def make_end_block(market: Market, reputation: Reputation) -> BlockHook:
-    return Surveillance(market, reputation).end_block
+def make_end_block(market: Market, reputation: Reputation, metering: Metering,
+                   registry: Registry) -> BlockHook:
+    return Surveillance(market, reputation, metering, registry).end_block

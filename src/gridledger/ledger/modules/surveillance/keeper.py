@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gridledger.ledger.modules.surveillance.types import Config, Finding, Flows, Watch
+from gridledger.ledger.modules.surveillance.types import Config, Finding, Flows, Supply, Watch
 from gridledger.ledger.state import State
 
 CFG = b"sv/cfg"          # -> Config (present iff genesis had the section)
@@ -13,6 +13,7 @@ FINDING = b"sv/x/"       # + id(8) -> Finding
 SUBJECT = b"sv/s/"       # + addr(32) + id(8) -> b"\x01": findings by subject
 COUNT = b"sv/n"          # number of findings so far (the next id)
 FLAGGED = b"sv/p/"       # + a(32) + b(32) -> last slot the pair was found washing
+SUPPLY = b"sv/k/"        # + slot(8) -> Supply: the final book's offers until the slot settles
 
 _MARK = b"\x01"
 
@@ -89,6 +90,25 @@ def last_flagged(state: State, a: bytes, b: bytes) -> int | None:
 
 def set_flagged(state: State, a: bytes, b: bytes, slot: int) -> None:
     state.set_obj(FLAGGED + a + b, slot)
+
+
+# -- what the final book offered, until the slot settles ----------------------------------------
+
+def supply(state: State, slot: int) -> Supply | None:
+    obj = state.get_obj(SUPPLY + sk(slot))
+    return None if obj is None else Supply.from_obj(obj)
+
+
+def put_supply(state: State, slot: int, s: Supply) -> None:
+    state.set_obj(SUPPLY + sk(slot), s.to_obj())
+
+
+def drop_supply(state: State, slot: int) -> None:
+    state.delete(SUPPLY + sk(slot))
+
+
+def supply_slots(state: State) -> list[int]:
+    return [int.from_bytes(k[len(SUPPLY):], "big") for k in state.keys_with_prefix(SUPPLY)]
 
 
 # -- findings --------------------------------------------------------------------------------

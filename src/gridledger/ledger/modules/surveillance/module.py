@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from gridledger.ledger.module import Module
 from gridledger.ledger.modules.surveillance.errors import RULES
-from gridledger.ledger.modules.surveillance.expected import Market, Reputation
+from gridledger.ledger.modules.surveillance.expected import (
+    Market,
+    Metering,
+    Registry,
+    Reputation,
+)
 from gridledger.ledger.modules.surveillance.hooks import init_genesis, make_end_block
 from gridledger.ledger.modules.surveillance.invariants import INVARIANTS
 from gridledger.ledger.modules.surveillance.views import VIEWS
@@ -14,15 +19,17 @@ NAME = "surveillance"
 VERSION = 1
 
 
-def build(market: Market, reputation: Reputation) -> Module:
-    """Surveillance wired to ``market`` (book, trades, offer mitigation) and ``reputation``
+def build(market: Market, reputation: Reputation, metering: Metering,
+          registry: Registry) -> Module:
+    """Surveillance wired to ``market`` (book, trades, offer mitigation, settlement),
+    ``metering`` and ``registry`` (settled exports and their holders) and ``reputation``
     (sanctions). No messages: findings come from block execution alone."""
     return Module(
         name=NAME,
         version=VERSION,
         rules=RULES,
         init_genesis=init_genesis,
-        end_block=make_end_block(market, reputation),
+        end_block=make_end_block(market, reputation, metering, registry),
         invariants=INVARIANTS,
         views=VIEWS,
     )

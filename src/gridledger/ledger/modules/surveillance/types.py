@@ -18,8 +18,8 @@ from gridledger.ledger.record import Record, optional
 SECTION = "surveillance"
 """Genesis section; a chain without it has no surveillance (the module stays idle)."""
 
-Kind = Literal["withholding", "layering", "wash-trade"]
-KINDS: tuple[Kind, ...] = ("withholding", "layering", "wash-trade")
+Kind = Literal["withholding", "layering", "wash-trade", "physical-withholding"]
+KINDS: tuple[Kind, ...] = ("withholding", "layering", "wash-trade", "physical-withholding")
 Side = Literal["buy", "sell"]
 
 BASIS: dict[Kind, str] = {
@@ -29,6 +29,9 @@ BASIS: dict[Kind, str] = {
                 "1/2019 layering and spoofing",
     "wash-trade": "REMIT Art. 2(2)(a)(i); ACER Guidance Note 2/2017 wash trades (no change "
                   "of beneficial interest or market risk)",
+    "physical-withholding": "REMIT Art. 2(2)(a)(ii) securing an artificial price; ACER "
+                            "Guidance 6.4.1 physical capacity withholding (metered surplus "
+                            "kept off a short market)",
 }
 """The rule each kind of finding follows, recorded in the finding."""
 
@@ -55,6 +58,11 @@ class Config(Record):
     * wash trades: a pair of identities whose trades with each other over the last
       ``wash_window_slots`` cleared slots change direction at least ``wash_reversals``
       times and net to at most ``wash_net_pct`` % of their gross volume.
+    * physical withholding (after settlement, on the meters' own readings): a holder whose
+      meter exported at least ``physical_min_wh`` in a slot where buyers' demand went
+      unmet, while it offered at most ``physical_offered_pct`` % of what it could offer
+      (its export, within the DSO's export envelope), and at least ``physical_min_wh`` of
+      the unoffered surplus could have served the unmet demand.
     """
 
     conduct_pct: int = 120
@@ -65,6 +73,8 @@ class Config(Record):
     wash_window_slots: int = 16
     wash_reversals: int = 2
     wash_net_pct: int = 10
+    physical_min_wh: int = 1_000
+    physical_offered_pct: int = 20
 
 
 def parse_config(raw: object) -> Config:
@@ -82,7 +92,8 @@ def parse_config(raw: object) -> Config:
     cfg = Config(**raw)
     if not 1 <= cfg.wash_window_slots <= 96:
         raise ConfigError(f"genesis '{SECTION}.wash_window_slots' must be in 1..96")
-    for name in ("conduct_pct", "layering_share_pct", "layering_own_pct", "wash_net_pct"):
+    for name in ("conduct_pct", "layering_share_pct", "layering_own_pct", "wash_net_pct",
+                 "physical_offered_pct"):
         if not 1 <= getattr(cfg, name) <= 1000:
             raise ConfigError(f"genesis '{SECTION}.{name}' must be a percentage in 1..1000")
     if cfg.wash_reversals < 1:
@@ -131,9 +142,31 @@ class Flows(Record):
 
 
 @dataclass(frozen=True)
+class Offered(Record):
+    """One holder's sell volume on a slot's final book (Wh)."""
+
+    owner: bytes
+    energy_wh: int
+
+
+@dataclass(frozen=True)
+class Supply(Record):
+    """``sv/k/<slot>``: what a slot's final book offered, kept from clearing until the
+    slot settles (physical withholding compares it with the meters): each seller's volume,
+    the buy volume bid at or above the feed-in tariff (``buy_wh``), and the DSO's export
+    envelopes (``envelopes``: (cp, export max Wh))."""
+
+    offered: tuple[Offered, ...]
+    buy_wh: int
+    envelopes: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
 class Offer(Record):
     """An order a finding is about: the limit it had and, if mitigated, the one it cleared at;
-    for layering the volume withdrawn (``withdrawn_wh``)."""
+    for layering the volume withdrawn (``withdrawn_wh``); for physical withholding the
+    volume offered (``energy_wh``), the metered export (``metered_wh``) and the surplus kept
+    off the short market (``withdrawn_wh``)."""
 
     owner: bytes
     side: Side
@@ -142,6 +175,7 @@ class Offer(Record):
     order: bytes | None = optional()
     mitigated_micro_per_kwh: int | None = optional()
     withdrawn_wh: int | None = optional()
+    metered_wh: int | None = optional()
 
 
 @dataclass(frozen=True)
@@ -151,7 +185,9 @@ class Finding(Record):
     ``price_micro_per_kwh`` / ``mitigated_price_micro_per_kwh``: the volume-weighted price
     the book would clear at as submitted and with the offers mitigated (withholding);
     ``peak_wh``: the side's peak visible volume (layering); ``gross_wh``, ``net_wh``,
-    ``reversals``, ``slots``: the pair's trades over the window (wash trades).
+    ``reversals``, ``slots``: the pair's trades over the window (wash trades);
+    ``volume_wh``, ``unmet_wh``: the volume traded and the buy volume (bid at or above the
+    feed-in tariff) left unmet (physical withholding).
     """
 
     id: int
@@ -170,6 +206,7 @@ class Finding(Record):
     net_wh: int | None = optional()
     reversals: int | None = optional()
     slots: tuple[int, ...] | None = optional()
+    unmet_wh: int | None = optional()
 
     def event(self) -> dict[str, Any]:
         """The ``market_abuse`` block event (the record's map, typed)."""
