@@ -34,12 +34,16 @@ class Surveillance(Feature):
                    "mitigated_offers": sum(1 for o in f["offers"]
                                            if o.get("mitigated_micro_per_kwh") is not None)}
             for k in ("price_micro_per_kwh", "mitigated_price_micro_per_kwh", "volume_wh",
-                      "mitigated_volume_wh", "peak_wh", "gross_wh", "net_wh", "reversals"):
+                      "mitigated_volume_wh", "unmet_wh", "peak_wh", "gross_wh", "net_wh",
+                      "reversals"):
                 if f.get(k) is not None:
                     row[k] = f[k]
             withdrawn = sum(o.get("withdrawn_wh") or 0 for o in f["offers"])
             if withdrawn:
                 row["withdrawn_wh"] = withdrawn
+            metered = sum(o.get("metered_wh") or 0 for o in f["offers"])
+            if metered:
+                row["metered_wh"] = metered
             rows.append(row)
         return {"surveillance": {"enabled": ctx.ledger.surveillance_config() is not None,
                                  "findings": len(rows), "by_kind": dict(sorted(kinds.items())),
@@ -56,7 +60,7 @@ class Surveillance(Feature):
         rows = sv.get("rows") or []
         if not rows:
             body = ('<p class="muted">No findings: surveillance (withholding, layering, wash '
-                    'trades) ran in every block and found nothing.</p>')
+                    'trades, physical withholding) ran in every block and found nothing.</p>')
         else:
             def cell(v: Any) -> str:
                 return escape(f"{v:,}" if isinstance(v, int) else str(v))
@@ -65,8 +69,8 @@ class Surveillance(Feature):
             for r in rows:
                 figures = ", ".join(f"{k.replace('_', ' ')} {cell(r[k])}" for k in (
                     "price_micro_per_kwh", "mitigated_price_micro_per_kwh", "volume_wh",
-                    "mitigated_volume_wh", "withdrawn_wh", "peak_wh", "gross_wh", "net_wh",
-                    "reversals") if k in r)
+                    "mitigated_volume_wh", "metered_wh", "unmet_wh", "withdrawn_wh", "peak_wh",
+                    "gross_wh", "net_wh", "reversals") if k in r)
                 trs.append(f"<tr><td class=\"num\">{cell(r['id'])}</td><td>{cell(r['kind'])}</td>"
                            f"<td>{cell(r['label'])}</td><td>{cell(', '.join(r['subjects']))}</td>"
                            f"<td>{figures}</td><td class=\"muted\">{cell(r['basis'])}</td></tr>")
