@@ -46,7 +46,8 @@ demo: install
 	$(BIN)/gridledger demo
 
 # CI's command: the static checks (ruff, mypy --strict), then every test in tests/ on both
-# cores (pytest-xdist).
+# cores (pytest-xdist; a demo run shared by several tests is built once, by one worker: see
+# tests/conftest.py).
 # Performance targets are not checked here: they are ratios measured by `make bench`, which
 # wants an otherwise idle machine (a shared CI box distorts timings, not correctness).
 # tests/integration start their own 4 validator processes and 3 NATS servers and time their

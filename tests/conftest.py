@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +76,65 @@ def apply(app: Application, txs: list[bytes], slot_time: int | None = None):
 @pytest.fixture
 def tmp_store_dir(tmp_path: Path) -> Path:
     return tmp_path / "ledger"
+
+
+# Shared runs under pytest-xdist: a session- or module-scoped fixture is built once per
+# *worker*, so a demo run shared by tests that land on both workers ran twice (the default
+# day: ~100 s of CPU each). Every test that reads such a run goes to one group, and one
+# worker takes a whole group (the largest first), while the other takes everything else.
+# xdist's own `--dist loadgroup` cannot do it under pytest 9 (it renames `item._nodeid`,
+# which pytest 9 no longer reads), so the workers write each test's group to a file and the
+# controller's scheduler (`pytest_xdist_make_scheduler`, a public xdist hook) reads it.
+SHARED_RUN_DIRS = ("tests/sim",)
+DEFAULT_DAY = ("default_day", "clear_day")  # clear_day *is* default_day while it runs clear
+GROUPS_ENV = "GRIDLEDGER_TEST_GROUPS"
+
+
+def _shared_run(item: pytest.Item) -> str | None:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    if any(name in info.names_closure for name in DEFAULT_DAY):
+        return "default_day"
+    for name in sorted(info.names_closure):
+        for fdef in info.name2fixturedefs.get(name, ()):
+            if fdef.scope in ("module", "session") and fdef.baseid.startswith(SHARED_RUN_DIRS):
+                return f"{fdef.baseid}::{name}"
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and GROUPS_ENV not in os.environ:
+        # the controller (or a run without xdist): workers inherit the environment
+        os.environ[GROUPS_ENV] = os.path.join(tempfile.mkdtemp(prefix="gl-groups-"), "groups")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    path = os.environ.get(GROUPS_ENV)
+    if path is None or not hasattr(config, "workerinput"):
+        return
+    groups = {item.nodeid: g for item in items if (g := _shared_run(item)) is not None}
+    tmp = f"{path}.{config.workerinput['workerid']}"
+    with open(tmp, "w") as f:
+        json.dump(groups, f)
+    os.replace(tmp, path)  # every worker collects the same tests: any one file will do
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedRunScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        """`load`, except that the tests of one shared run are one unit of work."""
+
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:
+                try:
+                    with open(os.environ[GROUPS_ENV]) as f:
+                        self.groups = json.load(f)
+                except (KeyError, OSError):  # no worker wrote one: every test on its own
+                    self.groups = {}
+            return self.groups.get(nodeid, nodeid)
+
+    return SharedRunScheduling(config, log)
