@@ -147,7 +147,7 @@ def test_verify_never_writes_to_what_it_checks(tmp_path, good_store):
 
 
 def test_stores_replayed_in_processes_report_like_one_by_one(tmp_path, good_store, monkeypatch):
-    """verify_stores with two worker processes gives each store's own report, in order: a
+    """verify_stores with a worker process gives each store's own report, in order: a
     bad store among good ones is named at its block, exactly as replaying them here does."""
     from gridledger.node import verify
 
@@ -158,7 +158,10 @@ def test_stores_replayed_in_processes_report_like_one_by_one(tmp_path, good_stor
         paths.append(p)
     _flip(paths[1], "txs", 3, 40)
     here = verify.verify_stores(paths, workers=1)
-    monkeypatch.setattr(verify, "PARALLEL_FROM_BYTES", 0)  # small stores: force the pool
+    monkeypatch.setattr(verify, "PARALLEL_FROM_BYTES", 0)  # small stores: force a worker
     pooled = verify.verify_stores(paths, workers=2)
     assert pooled == here
     assert [r.ok for r in pooled] == [True, False, True] and pooled[1].bad_height == 3
+    # a worker that dies without reporting: its stores are replayed here, nothing is lost
+    monkeypatch.setattr(verify, "_WORKER", "import sys; sys.exit(3)")
+    assert verify.verify_stores(paths, workers=2) == here

@@ -20,10 +20,11 @@ The first failure is named with its table, row and height.
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -279,16 +280,54 @@ def _size(path: Path) -> int:
 
 
 def verify_stores(paths: Sequence[Path], workers: int = 2) -> list[VerifyReport]:
-    """``verify_store`` of each path (reports in the order given), replayed in up to
-    ``workers`` processes at once: each store is still replayed whole and independently, the
-    processes only use the machine's other cores (issue 17). Spawned, not forked: the caller
-    may hold threads (a signature pool, a progress bar) that a fork would copy mid-lock."""
+    """``verify_store`` of each path (reports in the order given), on up to ``workers``
+    cores: this process replays its share while ``workers - 1`` fresh interpreters
+    (``python -c``, nothing inherited but the environment) replay theirs. Each store is still
+    replayed whole and alone; the processes only use the machine's other cores (issue 17).
+    Not a fork (the caller may hold threads: a signature pool, a progress bar) and not a
+    multiprocessing spawn (it re-runs the caller's main script). A worker that fails to
+    report leaves its stores to be replayed here: a report is never lost."""
     paths = list(paths)
     n = max(1, min(workers, len(paths), os.cpu_count() or 1))
     if n == 1 or sum(_size(p) for p in paths) < PARALLEL_FROM_BYTES:
         return [verify_store(p) for p in paths]
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(verify_store, paths))
+    shares = [paths[i::n] for i in range(n)]
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, *map(str, share)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for share in shares[1:]]
+    reports = {str(p): verify_store(p) for p in shares[0]}
+    for proc, share in zip(procs, shares[1:], strict=True):
+        out, _ = proc.communicate()
+        got = _parse_reports(out) if proc.returncode == 0 else {}
+        for p in share:
+            reports[str(p)] = got.get(str(p)) or verify_store(p)
+    return [reports[str(p)] for p in paths]
+
+
+_WORKER = "from gridledger.node.verify import _worker_main; _worker_main()"
+
+
+def _worker_main() -> None:
+    """``verify_stores``' worker: one JSON report per store named in ``sys.argv``."""
+    for arg in sys.argv[1:]:
+        r = verify_store(arg)
+        print(json.dumps({"path": arg, "blocks": r.blocks, "state_root": r.state_root.hex(),
+                          "bad_height": r.bad_height, "reason": r.reason, "table": r.table}),
+              flush=True)
+
+
+def _parse_reports(out: str) -> dict[str, VerifyReport]:
+    reports = {}
+    for line in out.splitlines():
+        try:
+            d = json.loads(line)
+            reports[str(d["path"])] = VerifyReport(
+                Path(d["path"]), int(d["blocks"]), bytes.fromhex(d["state_root"]),
+                None if d["bad_height"] is None else int(d["bad_height"]), str(d["reason"]),
+                str(d["table"]))
+        except (ValueError, KeyError, TypeError):  # a garbled line: that store is replayed here
+            continue
+    return reports
 
 
 def verify_dir(root: str | Path, workers: int = 2) -> list[VerifyReport]:
