@@ -2,8 +2,9 @@
 buying flexibility, the ``fake-flexibility`` attack, and its defence removed.
 
 Three short runs of the evening (16:00-22:00, 20 participants, 4 validators): flexibility
-on with the attack, flexibility off, and the attack with the baseline cap removed. Each is
-module-scoped and shared by the tests that read it.
+on with the attack, flexibility off (both module-scoped and shared by the tests that read
+them, the report of the first opened in headless Chromium), and the attack with the
+baseline cap removed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 from gridledger.ledger.modules.flex import settlement
 from gridledger.ledger.modules.flex.types import Config, Eligible, Offer, Request
 from gridledger.sim.demo import run_demo, scenario_from_flags
-from gridledger.sim.features import dso as dso_feature
+
+from .browser import find_chromium
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +32,9 @@ def _run(tmp: Path, flexibility: bool, attacks: str) -> dict[str, Any]:
     summary, _ = run_demo(sc, tmp)
     # shown with -s (what the assertions below read)
     print(f"flexibility={flexibility} attacks={attacks}:", summary["flexibility"],
-          summary["attacks"].get("fake-flexibility"), summary["invariants"])
-    return summary
+          summary["attacks"].get("fake-flexibility"), summary["invariants"],
+          {k: v for k, v in summary["timings"].items() if k.endswith("_s")})
+    return {**summary, "_dir": tmp}
 
 
 @pytest.fixture(scope="module")
@@ -66,34 +69,75 @@ def test_flexibility_removes_violations_halves_curtailment_and_costs_less_than_i
     assert peak_on["ledger"]["validators_agree"]
 
 
-def test_fake_flexibility_is_detected_and_paid_only_what_its_meter_shows(peak_on) -> None:
-    """Its inflated baselines are capped (detected); the DSO's envelope for its cp includes
-    the ordered reduction, so its charger is held to it: what it is paid is what its meter
-    shows against the DSO's reference (loss 0)."""
+def test_the_same_day_without_flexibility_is_measured_in_the_run(peak_on, peak_off) -> None:
+    """The on-run delivers every slot flexibility moved a second time without it: its
+    "without" figures show the congestion the other run (no flexibility at all) has."""
+    on, off = peak_on["flexibility"], peak_off["flexibility"]
+    assert on["curtailed_wh_without"] >= 2 * on["curtailed_wh"] > 0
+    assert on["curtailed_value_without_micro"] >= on["dso_cost_micro"]
+    assert "curtailed_wh_without" in off and off["curtailed_wh_without"] == off["curtailed_wh"]
+
+
+def test_fake_flexibility_is_paid_nothing_and_penalised(peak_on) -> None:
+    """Its charger keeps charging (its envelope notwithstanding) and it claims full
+    delivery: its inflated baselines are capped and its claims rejected (detected), its meter
+    shows no reduction so it is paid nothing (loss 0), and the shortfall costs its deposit
+    and reputation."""
     r = peak_on["attacks"]["fake-flexibility"]
     assert r["injected"] > 0, r
     assert r["detected"] >= r["injected"] and r["mitigated"] and r["loss"] == 0, r
-    assert peak_on["flexibility"]["baselines_capped"] >= r["injected"]
+    assert r["paid_micro"] == 0 and r["delivered_wh"] == 0, r
+    assert r["penalty_micro"] > 0 and r["reputation_delta"] < 0, r
+    f = peak_on["flexibility"]
+    assert f["baselines_capped"] >= r["injected"] and f["claims_rejected"] >= r["injected"]
+    assert f["penalties_micro"] >= r["penalty_micro"]
+    assert f["member_income_micro"][r["attacker"]] == -r["penalty_micro"]
 
 
-def test_without_the_baseline_cap_and_the_envelope_hold_fake_flexibility_is_paid(
+@pytest.mark.skipif(find_chromium() is None, reason="no chromium binary")
+def test_flexibility_section_of_the_report_in_headless_chromium(peak_on) -> None:
+    """The on-run's report.html in a real headless Chromium: no errors, no network, and the
+    flexibility section shows the figures of summary.flexibility."""
+    from .browser import open_in_chromium
+
+    res = open_in_chromium(peak_on["_dir"] / "report.html", timeout=90, probe=lambda s: s.evaluate(
+        "document.getElementById('flexibility') && document.getElementById('flexibility').innerText"))
+    assert res.errors == [] and res.requests == [], (res.errors, res.requests)
+    text = res.probe
+    assert text, "no #flexibility section rendered"
+    f = peak_on["flexibility"]
+
+    def kwh(wh: int) -> str:
+        return f"{wh / 1000:,.1f} kWh"
+
+    def units(micro: int) -> str:
+        return f"{micro / 1e6:,.2f}"
+
+    for needle in (f"{f['violations']} (without: {f['violations_without']})",
+                   f"{kwh(f['curtailed_wh'])} (without: {kwh(f['curtailed_wh_without'])})",
+                   f"{kwh(f['activated_wh'])} / {kwh(f['delivered_wh'])}",
+                   units(f["dso_cost_micro"]),
+                   f"{units(f['curtailed_value_micro'])} (without: "
+                   f"{units(f['curtailed_value_without_micro'])})"):
+        assert needle in text, (needle, text)
+    assert f["member_income_micro"]
+    for name, income in f["member_income_micro"].items():
+        assert f"{name}\t{units(income)}" in text, (name, text)
+
+
+def test_without_the_baseline_cap_fake_flexibility_is_paid(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Defences removed: settlement takes the declared baseline as it is, and the DSO's
-    envelopes ignore the flexibility it ordered (the charger is not held to it)."""
+    """Defence removed: settlement takes the declared baseline as it is. The attacker's
+    ordinary consumption, measured against three times itself, looks like full delivery."""
 
     def uncapped(r: Request, elig: Eligible, o: Offer, k: int, cfg: Config) -> tuple[int, bool]:
         return (o.baseline_wh[k] if r.baseline == "declared" else elig.reference_wh[k]), False
 
-    plain = dso_feature.compute_envelope_report
-
-    def envelopes_without_flex(model: Any, slot: int, **_kw: Any) -> Any:
-        return plain(model, slot)  # the forecast without the flexibility the DSO ordered
-
     monkeypatch.setattr(settlement, "baseline_of", uncapped)
-    monkeypatch.setattr(dso_feature, "compute_envelope_report", envelopes_without_flex)
     summary = _run(tmp_path, True, "fake-flexibility")
     r = summary["attacks"]["fake-flexibility"]
     assert r["injected"] > 0 and r["loss"] > 0 and not r["mitigated"], r
+    assert r["paid_micro"] >= r["loss"] > 0 and r["delivered_wh"] > 0, r
 
 
 def test_default_day_has_no_congestion_so_no_flexibility_is_bought(default_day: Any) -> None:

@@ -3,7 +3,9 @@
 The attacker offers its EV charger's flexibility just below every honest price (so the
 merit order always activates it), declares a baseline three times its real consumption
 (so that, measured against it, its ordinary consumption looks like a large reduction),
-does nothing (its charger keeps charging) and reports full delivery.
+does nothing and reports full delivery: its charger keeps charging at its usual power, the
+envelope the DSO tightened for the order notwithstanding (envelopes are kept by the site's
+own charger, which the attacker controls), so its meter shows no reduction at all.
 
 Defence: the baseline is capped at the DSO's reference for the cp (a declaration beyond the
 band is a fault, ``baseline_capped``) and payment is on the meter, never on the claim
@@ -15,10 +17,12 @@ paid for flexibility that never happened.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 from gridledger.flex.planner import predict
 from gridledger.grid import SLOTS_PER_DAY
+from gridledger.grid.envelopes import Envelope
 from gridledger.sim.attack_base import Attack
 from gridledger.sim.community import Member, household_net_wh
 
@@ -70,18 +74,27 @@ class FakeFlexibility(Attack):
                 "baseline_wh": [honest - INFLATE * consumption]}
 
     def physical(self, slot: int, injection_wh: dict[str, int]) -> None:
-        # the charger keeps to its own plan: no deferral, hence no rebound either
+        # the charger keeps to its own plan: no deferral (hence no rebound either), and it
+        # draws that power whatever import limit the DSO's envelope set for the order
         if self.attacker is None:
             return
         cp = self.attacker.cp
         ordered = self.eng.data.flex_adjust_wh.get(slot, {}).get(cp, 0)
-        if ordered and cp in injection_wh:
-            injection_wh[cp] -= ordered
+        if not ordered or cp not in injection_wh:
+            return
+        injection_wh[cp] -= ordered
+        report = self.eng.data.envelope_reports.get(slot)
+        env = report.envelopes.get(cp) if report is not None else None
+        drawn = max(0, -injection_wh[cp])
+        if report is not None and env is not None and env.import_max_wh < drawn:
+            ignored = Envelope(import_max_wh=drawn, export_max_wh=env.export_max_wh)
+            self.eng.data.envelope_reports[slot] = dataclasses.replace(
+                report, envelopes={**report.envelopes, cp: ignored})
 
     def result(self) -> dict[str, Any]:
         if self.attacker is None:
             return self.record(0, 0, True, 0, attacker=None, paid_micro=0, penalty_micro=0,
-                               activated_slots=0,
+                               reputation_delta=0, activated_slots=0, delivered_wh=0,
                                note="no congestion predicted: the DSO requested no flexibility")
         addr = self.attacker.address
         evs = [e for e in self.eng.data.events if e.get("member") == addr]
@@ -98,7 +111,12 @@ class FakeFlexibility(Attack):
             paid += int(e["payment_micro"])
             penalty += int(e["penalty_micro"])
             loss += max(0, int(e["payment_micro"]) - earned)
+        reputation = sum(int(e["delta"]) for e in self.eng.data.events
+                         if e.get("type") == "reputation" and e.get("addr") == addr
+                         and e.get("reason") == "non_delivery")
         injected = len(deliveries)
         return self.record(injected, detected, injected == 0 or (detected > 0 and loss == 0),
                            loss, attacker=self.attacker.name, paid_micro=paid,
-                           penalty_micro=penalty, activated_slots=injected)
+                           penalty_micro=penalty, reputation_delta=reputation,
+                           activated_slots=injected,
+                           delivered_wh=sum(int(e["delivered_wh"]) for e in deliveries))

@@ -22,20 +22,24 @@ Per trading step L (``Step.t_a`` = 900 L - 450):
 
 ``summary.flexibility`` = {requests, offers, activated_wh, delivered_wh, paid_micro,
 penalties_micro, violations, curtailed_wh, dso_cost_micro, curtailed_value_micro,
-member_income_micro}.
+member_income_micro} and the same day without flexibility, slot by slot (every slot where
+flexibility or its rebound moved a plan is delivered a second time without it: envelopes,
+power flow and curtailment rule as ``features.delivery``): violations_without,
+curtailed_wh_without, curtailed_value_without_micro.
 """
 
 from __future__ import annotations
 
 import html
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.flex import MeritOffer
 from gridledger.flex.planner import Prediction, order_for, predict
+from gridledger.grid import compute_envelope_report, deliver_schedule
 from gridledger.ledger.tx import decode_tx
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.clock import SLOT_S, Step
@@ -75,6 +79,8 @@ class Flexibility(Feature):
         """slot -> cp -> (request, offer, activated Wh)."""
         self.events: dict[str, list[dict[str, Any]]] = {}
         self.rng = random.Random(f"flexibility/{ctx.sc.seed}")
+        self.without: dict[int, tuple[int, int]] = {}
+        """slot -> (violations, curtailed Wh) had the DSO bought no flexibility for it."""
 
     # -- the DSO ------------------------------------------------------------------------------
     def forecast(self, slot: int) -> dict[str, int]:
@@ -195,9 +201,23 @@ class Flexibility(Feature):
         return out
 
     def adjust_injection(self, step: Step, planned_wh: dict[str, int]) -> None:
-        for cp, wh in self.ctx.data.flex_adjust_wh.get(step.slot, {}).items():
+        adjust = self.ctx.data.flex_adjust_wh.get(step.slot, {})
+        if adjust:
+            self._without(step.slot, dict(planned_wh))
+        for cp, wh in adjust.items():
             if cp in planned_wh:
                 planned_wh[cp] += wh
+
+    def _without(self, slot: int, planned_wh: dict[str, int]) -> None:
+        """The same slot delivered without the flexibility ordered for it (nor its rebound):
+        the envelopes the DSO publishes when it buys none, and the same power flow check and
+        curtailment rule as ``features.delivery`` — the report's "without flexibility"."""
+        ctx = self.ctx
+        with ctx.timed("flex_counterfactual_s"):
+            envelopes = compute_envelope_report(ctx.model, slot)
+            done = deliver_schedule(ctx.model, slot, planned_wh, envelopes=envelopes,
+                                    limits=ctx.limits)
+        self.without[slot] = (len(done.report.violations), done.total_curtailed_wh)
 
     def txs_c(self, step: Step) -> list[bytes]:
         slot = step.slot - 1
@@ -230,6 +250,9 @@ class Flexibility(Feature):
         paid = sum(int(s["paid_micro"]) for s in settled)
         penalties = sum(int(s["penalty_micro"]) for s in settled)
         retail = ctx.params.retail_import_micro_per_kwh
+        without = [self.without.get(s, (r.violations, r.curtailed_wh))
+                   for s, r in sorted(ctx.data.slots.items())]
+        curtailed_without = sum(c for _, c in without)
         return {"flexibility": {
             "enabled": ctx.sc.flexibility,
             "requests": len(ev.get("flex_requested", [])),
@@ -243,6 +266,9 @@ class Flexibility(Feature):
             "violations": sum(r.violations for r in recs),
             "curtailed_wh": curtailed,
             "curtailed_value_micro": curtailed * retail // 1000,
+            "violations_without": sum(v for v, _ in without),
+            "curtailed_wh_without": curtailed_without,
+            "curtailed_value_without_micro": curtailed_without * retail // 1000,
             "baselines_capped": len(ev.get("baseline_capped", [])),
             "claims_rejected": len(ev.get("claim_rejected", [])),
             "member_income_micro": dict(sorted(income.items()))}}
@@ -263,7 +289,9 @@ class Flexibility(Feature):
 _NOTE = ("The DSO requests flexibility where its forecast power flow breaks a limit; members' "
          "EV chargers and heat pumps offer; the merit order checked by an AC power flow is "
          "ordered; the ledger pays delivery measured by the meters against the DSO's "
-         "forecast. Curtailed value = curtailed energy at the retail tariff.")
+         "forecast. Curtailed value = curtailed energy at the retail tariff. \"Without\" = "
+         "the same slots delivered again without the flexibility ordered (envelopes, power "
+         "flow, curtailment rule).")
 
 
 def _flex_html(f: Mapping[str, Any]) -> str:
@@ -275,15 +303,25 @@ def _flex_html(f: Mapping[str, Any]) -> str:
     def units(micro: Any) -> str:
         return f"{int(micro) / 1e6:,.2f}"
 
-    rows = [("flexibility", "on" if f.get("enabled") else "off"),
+    on = bool(f.get("enabled"))
+    compare = on and "curtailed_wh_without" in f
+
+    def pair(v: str, without: str, fmt: Callable[[Any], str] = str) -> str:
+        if not compare:
+            return fmt(f.get(v, 0))
+        return f"{fmt(f.get(v, 0))} (without: {fmt(f.get(without, 0))})"
+
+    rows = [("flexibility", "on" if on else "off"),
             ("requests / offers / orders",
              f"{f.get('requests', 0)} / {f.get('offers', 0)} / {f.get('orders', 0)}"),
-            ("activated / delivered (energy shifted)",
+            ("energy shifted: activated / delivered",
              f"{kwh(f.get('activated_wh', 0))} / {kwh(f.get('delivered_wh', 0))}"),
-            ("grid-limit violations", str(f.get("violations", 0))),
-            ("curtailed energy", kwh(f.get("curtailed_wh", 0))),
+            ("grid-limit violations", pair("violations", "violations_without")),
+            ("curtailed energy", pair("curtailed_wh", "curtailed_wh_without", kwh)),
             ("DSO's cost of flexibility (paid - penalties)", units(f.get("dso_cost_micro", 0))),
-            ("value of the curtailed energy at retail", units(f.get("curtailed_value_micro", 0))),
+            ("value of the curtailed energy at retail",
+             pair("curtailed_value_micro", "curtailed_value_without_micro", units)),
+            ("penalties (deposits forfeited)", units(f.get("penalties_micro", 0))),
             ("baselines capped / claims rejected",
              f"{f.get('baselines_capped', 0)} / {f.get('claims_rejected', 0)}")]
     facts = "".join(f'<tr><td>{e(k)}</td><td class="num">{e(v)}</td></tr>' for k, v in rows)
