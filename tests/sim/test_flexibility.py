@@ -149,3 +149,23 @@ def test_default_day_has_no_congestion_so_no_flexibility_is_bought(default_day: 
     r = s["attacks"]["fake-flexibility"]
     assert r["injected"] == 0 and r["loss"] == 0 and r["attacker"] is None
     assert s["detections"]["flex_baselines_capped"] == s["detections"]["flex_claims_rejected"] == 0
+
+
+def test_report_section_compares_with_and_without_and_says_when_idle() -> None:
+    """The section is rendered from summary.flexibility alone: with/without pairs when the
+    run bought flexibility, the idle reason (privacy mode) escaped, nothing without a key."""
+    from gridledger.sim.features.flexibility import Flexibility
+
+    f = {"enabled": True, "idle": "", "violations": 0, "violations_without": 3,
+         "curtailed_wh": 22_300, "curtailed_wh_without": 130_300, "activated_wh": 89_100,
+         "delivered_wh": 88_800, "dso_cost_micro": 3_970_000, "curtailed_value_micro": 5_575_000,
+         "curtailed_value_without_micro": 32_575_000, "member_income_micro": {"<b>m</b>": -5}}
+    (sec,) = Flexibility.report_sections({"flexibility": f})
+    for text in ("0 (without: 3)", "22.3 kWh (without: 130.3 kWh)", "89.1 kWh / 88.8 kWh",
+                 "3.97", "5.58 (without: 32.58)", "&lt;b&gt;m&lt;/b&gt;", "-0.00"):
+        assert text in sec.body_html, text
+    (idle,) = Flexibility.report_sections({"flexibility": {**f, "idle": "privacy <mode>"}})
+    assert "Idle: privacy &lt;mode&gt;" in idle.body_html
+    off = Flexibility.report_sections({"flexibility": {**f, "enabled": False}})[0].body_html
+    assert "without:" not in off
+    assert Flexibility.report_sections({}) == []

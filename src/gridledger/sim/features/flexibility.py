@@ -253,8 +253,10 @@ class Flexibility(Feature):
         without = [self.without.get(s, (r.violations, r.curtailed_wh))
                    for s, r in sorted(ctx.data.slots.items())]
         curtailed_without = sum(c for _, c in without)
+        idle = ("privacy mode: households trade and meter under stand-in connection points "
+                "no request can name" if ctx.sc.flexibility and ctx.sc.privacy else "")
         return {"flexibility": {
-            "enabled": ctx.sc.flexibility,
+            "enabled": ctx.sc.flexibility, "idle": idle,
             "requests": len(ev.get("flex_requested", [])),
             "offers": len(ev.get("flex_offered", [])),
             "orders": len(ev.get("flex_ordered", [])),
@@ -329,6 +331,8 @@ def _flex_html(f: Mapping[str, Any]) -> str:
     members = "".join(f'<tr><td>{e(str(n))}</td><td class="num">{e(units(v))}</td></tr>'
                       for n, v in sorted(income.items()))
     out = f"<table>{facts}</table>"
+    if f.get("idle"):
+        out = f"<p>Idle: {e(str(f['idle']))}.</p>" + out
     if members:
         out += ("<h3>Flexibility income per member (paid - penalties)</h3>"
                 f"<table><tr><th>member</th><th>income</th></tr>{members}</table>")
