@@ -447,3 +447,19 @@ def test_a_chain_without_flexibility_writes_nothing() -> None:
     from tests.ledger.modules.world import make_world
     w = make_world(2)
     assert not list(w.app.state.items_with_prefix(b"flex/"))
+
+
+def test_a_suspended_participant_offers_no_flexibility() -> None:
+    """Repeated non-delivery ends in suspension (reputation): like market orders, its
+    flexibility offers are refused naming the rule, nothing locked; an appeal that lifts the
+    tier lets it offer again."""
+    from gridledger.ledger.modules.reputation.keeper import get_record, put_record
+
+    w = make_flex_world()
+    addr = w.users[0].address
+    rec = get_record(w.app.state, addr)
+    put_record(w.app.state, addr, {**rec, "score": 50})
+    rid = tx_id(w.ok([w.request()], GATE - 3 * S))
+    _rejected(w, w.offer(0, rid, 50_000, [800, 800]), GATE - 2 * S, "flex-suspended")
+    put_record(w.app.state, addr, {**rec, "score": 150})   # restricted: it may offer
+    w.ok([w.offer(0, rid, 50_000, [800, 800])], GATE - S)

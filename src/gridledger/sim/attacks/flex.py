@@ -5,11 +5,13 @@ merit order always activates it), declares a baseline three times its real consu
 (so that, measured against it, its ordinary consumption looks like a large reduction),
 does nothing and reports full delivery: its charger keeps charging at its usual power, the
 envelope the DSO tightened for the order notwithstanding (envelopes are kept by the site's
-own charger, which the attacker controls), so its meter shows no reduction at all.
+own charger, which the attacker controls), so its meter shows no reduction beyond the
+meters' own error against the DSO's forecast.
 
 Defence: the baseline is capped at the DSO's reference for the cp (a declaration beyond the
 band is a fault, ``baseline_capped``) and payment is on the meter, never on the claim
-(``claim_rejected``); the shortfall costs its deposit and reputation. Detected = those
+(``claim_rejected``); the shortfall costs its deposit and reputation, and once suspended
+it offers nothing more (``flex-suspended``). Detected = those
 events for the attacker; loss = what the DSO paid it beyond what its metered delivery
 earns against its honest baseline (the DSO's forecast it should have declared), i.e. money
 paid for flexibility that never happened.
@@ -94,7 +96,8 @@ class FakeFlexibility(Attack):
     def result(self) -> dict[str, Any]:
         if self.attacker is None:
             return self.record(0, 0, True, 0, attacker=None, paid_micro=0, penalty_micro=0,
-                               reputation_delta=0, activated_slots=0, delivered_wh=0,
+                               reputation_delta=0, activated_slots=0, activated_wh=0,
+                               delivered_wh=0,
                                note="no congestion predicted: the DSO requested no flexibility")
         addr = self.attacker.address
         evs = [e for e in self.eng.data.events if e.get("member") == addr]
@@ -119,4 +122,5 @@ class FakeFlexibility(Attack):
                            loss, attacker=self.attacker.name, paid_micro=paid,
                            penalty_micro=penalty, reputation_delta=reputation,
                            activated_slots=injected,
+                           activated_wh=sum(int(e["activated_wh"]) for e in deliveries),
                            delivered_wh=sum(int(e["delivered_wh"]) for e in deliveries))

@@ -136,6 +136,13 @@ class NotDelegate(Unauthorized):
     rule = "not-delegate"
 
 
+class FlexSuspended(Unauthorized):
+    """A participant the reputation module suspended offers no flexibility until an appeal
+    (as it places no market orders: no new exposure for the one already failing)."""
+
+    rule = "flex-suspended"
+
+
 class VenTaken(InvalidBody):
     """The VEN name (OAuth client id) or its key is already enrolled."""
 
@@ -145,4 +152,4 @@ class VenTaken(InvalidBody):
 RULES = (RequestWindow, UnknownRequest, FlexGateClosed, NotEligible, AbovePriceCap,
          AboveEnvelope, AboveCapacity, UnregisteredDevice, MaxOffers, NoOffer, NotOfferOwner,
          NotRequester, OrderWindow, AlreadyOrdered, NotMeritOrder, AboveRequest, OverBudget,
-         NotActivated, ReportWindow, AlreadyReported, NotDelegate, VenTaken)
+         NotActivated, ReportWindow, AlreadyReported, NotDelegate, VenTaken, FlexSuspended)

@@ -46,6 +46,7 @@ class Bank(Protocol):
 class Reputation(Protocol):
     """Sanctions for flexibility ordered and not delivered (reputation)."""
 
+    def tier_of(self, state: State, addr: bytes) -> str: ...
     def adjust(self, state: State, addr: bytes, reason: Reason, slot: int,
                times: int = 1) -> dict[str, Any]: ...
 

@@ -18,6 +18,7 @@ from gridledger.ledger.modules.flex.errors import (
     AlreadyOrdered,
     AlreadyReported,
     FlexGateClosed,
+    FlexSuspended,
     MaxOffers,
     NoOffer,
     NotActivated,
@@ -188,7 +189,8 @@ class Handlers:
         ``invalid-body`` (length), ``above-price-cap``, ``unregistered-device``,
         ``above-capacity``, ``above-envelope``, ``max-offers``, ``insufficient-funds``;
         ``meter-quarantined`` (firmware registry): delivery is measured by the cp's meter, so
-        a quarantined meter's holder offers nothing until it is patched."""
+        a quarantined meter's holder offers nothing until it is patched; ``flex-suspended``:
+        the reputation module suspended the sender (it offers nothing until an appeal)."""
         r = self._request(state, msg.request)
         self._before_gate(r, ctx.block.slot_time)
         holder = self.deps.registry.participant(state, ctx.sender)
@@ -197,6 +199,8 @@ class Handlers:
         if cp is None or elig is None:
             raise NotEligible(f"the request does not name the sender's connection point {cp!r}")
         self.deps.firmware.check_trading(state, cp)
+        if self.deps.reputation.tier_of(state, ctx.sender) == "suspended":
+            raise FlexSuspended("suspended: no flexibility offers until an appeal")
         if len(msg.energies_wh) != r.n_slots:
             raise InvalidBody(f"the request has {r.n_slots} slots, the offer "
                               f"{len(msg.energies_wh)}")
