@@ -9,6 +9,7 @@ the entry node run in a process pool, so the embedded network uses every core.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from gridledger.node.sync import catch_up
 from gridledger.node.ticks import Tick
 from gridledger.node.validator import Validator
 from gridledger.node.votes import VoteTally
+
+RECENT_BLOCKS = 256
 
 MAX_TICK_AHEAD_MS = 60_000  # in process a tick's true time is known; a minute of slack
 
@@ -108,7 +111,12 @@ class EmbeddedNetwork:
         self.halted: ChainHalted | None = None
         self.evidence: list[Equivocation] = []
         self.offenders: dict[int, set[str]] = {}
-        self.finalized: list[FinalizedBlock] = []
+        self.finalized: deque[FinalizedBlock] = deque(maxlen=RECENT_BLOCKS)
+        """The last ``RECENT_BLOCKS`` finalized blocks (the stores hold every one: a long run's
+        memory stays flat)."""
+        self.finalized_count = 0
+        self.cert_votes = 0
+        """Votes in the certificates of every block finalized here."""
 
     @property
     def entry(self) -> Validator:
@@ -213,6 +221,8 @@ class EmbeddedNetwork:
         self._record(tally, bad_ticks)
         fb = FinalizedBlock(headers[0], self.entry.last_result, cert, dict(tally.offenders))
         self.finalized.append(fb)
+        self.finalized_count += 1
+        self.cert_votes += len(cert.votes)
         return fb
 
     def _record(self, tally: VoteTally, bad_ticks: Mapping[int, str]) -> None:
