@@ -25,6 +25,7 @@ from gridledger.ledger.modules.governance.types import Params, parse_params
 from gridledger.ledger.tx import Tx, TxSigner, decode_tx, sign_tx
 from gridledger.node.admission import QuotaPolicy
 from gridledger.node.embedded import EmbeddedNetwork, FinalizedBlock
+from gridledger.node.sigpool import SigPool
 from gridledger.sim.clock import SLOT_S, RunClock
 from gridledger.sim.community import Community, Member, build_community
 from gridledger.sim.hooks import AttackHooks, FeatureHooks
@@ -91,9 +92,13 @@ class SimContext:
         self._admission_meter: AdmissionMeter | None = None
         # quotas in ledger time: a member needs ~2 transactions a slot
         quota = QuotaPolicy(rate_per_s=MEMBER_QUOTA / SLOT_S, burst=float(MEMBER_QUOTA))
+        # validators 1..n-1 check every signature themselves, and admission checks each
+        # batch: in a pool on the other core while this one executes (issue 17)
+        self.sig_pool = SigPool(workers=2)
         self.net = EmbeddedNetwork(self.community.genesis, self.community.validators,
                                    out / "ledger", quota=quota, max_block_txs=2000,
-                                   mempool_capacity=20_000, snapshot_every=96)
+                                   mempool_capacity=20_000, snapshot_every=96,
+                                   sig_pool=self.sig_pool)
         self.ledger = LedgerView(self.net.entry.app)
         self._quota_scales = {self.community.dso.address: dso_quota_scale(len(self.members))}
         quota.reputation_of = lambda a: self._quota_scales.get(a) or self.ledger.reputation(a)
@@ -109,6 +114,7 @@ class SimContext:
                 supply=self.ledger.supply(), money=self.ledger.money(),
                 reputation={m.address: self.ledger.reputation(m.address) for m in self.members})
             self.net.close()
+            self.sig_pool.close()
         return self.final
 
     def grant_quota(self, addr: bytes, reputation_equivalent: int) -> None:
