@@ -277,14 +277,17 @@ def demo(
             _fail(str(exc))
         try:
             out.mkdir(parents=True, exist_ok=True)
-            sim.run_demo_cli(prosumers=prosumers, hours=total_hours, validators=validators,
-                             attacks=attacks, out=out, seed=seed, network=network, console=console,
-                             privacy=privacy == "on", serve_port=serve, profiles=profiles,
-                             scenario=scenario, flexibility=flexibility == "on")
+            summary = sim.run_demo_cli(
+                prosumers=prosumers, hours=total_hours, validators=validators, attacks=attacks,
+                out=out, seed=seed, network=network, console=console, privacy=privacy == "on",
+                serve_port=serve, profiles=profiles, scenario=scenario,
+                flexibility=flexibility == "on")
         except ConfigError as exc:
             _fail(str(exc))
         except (GridLedgerError, OSError) as exc:
             _failure(f"the demo failed: {exc}")
+        if "interrupted" in summary:  # Ctrl-C: the partial report is written, exit as SIGINT
+            raise typer.Exit(130)
         return
     from gridledger.sim.transfers import TransferScenario, run_transfers
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,9 +49,13 @@ from gridledger.sim.summary import series_of, summarize
 
 def run_demo(sc: Scenario, out: Path, progress: ProgressFn | None = None,
              attack_overrides: dict[str, dict[str, Any]] | None = None,
+             stop: threading.Event | None = None,
              ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run ``sc`` into ``out`` (ledger stores under ``out/ledger``); returns (summary, series).
 
+    ``stop``, once set, ends the run after the step in progress: the stores hold every block
+    so far, verify-chain checks them, and the summary covers what ran, with
+    ``summary["interrupted"] = {"steps_done", "steps", "last_slot"}`` (absent for a whole run).
     Raises ``ConfigError`` before any work if the scenario is invalid.
     """
     model = check_scenario(sc)
@@ -57,14 +63,45 @@ def run_demo(sc: Scenario, out: Path, progress: ProgressFn | None = None,
     if ledger.exists():
         shutil.rmtree(ledger)  # a fresh chain per run: stale stores would not match this genesis
     out.mkdir(parents=True, exist_ok=True)
-    eng = Engine(sc, model, out, progress=progress, attack_overrides=attack_overrides)
+    eng = Engine(sc, model, out, progress=progress, attack_overrides=attack_overrides, stop=stop)
     eng.run()
     t0 = time.perf_counter()
     reports = verify_dir(ledger)
     verify_s = time.perf_counter() - t0
     summary = summarize(eng, reports)
     summary["timings"]["verify_chain_s"] = round(verify_s, 3)
+    if eng.stopped is not None:
+        done, steps, last = eng.stopped
+        summary["interrupted"] = {"steps_done": done, "steps": steps, "last_slot": last}
     return summary, series_of(eng)
+
+
+class StopOnInterrupt:
+    """A SIGINT handler for a long run: the first Ctrl-C sets ``event`` (the run ends after
+    its current step, with verifiable stores and a partial report), a second one raises
+    ``KeyboardInterrupt`` at once. Use as a context manager; the previous handler comes back
+    on exit."""
+
+    def __init__(self, console: Console) -> None:
+        self.event = threading.Event()
+        self.console = console
+        self._old: Any = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+        self.console.print("[yellow]Ctrl-C: stopping after this slot, then verify-chain and a "
+                           "partial report (Ctrl-C again to abort at once)[/]")
+
+    def __enter__(self) -> StopOnInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 def write_outputs(summary: dict[str, Any], series: dict[str, Any], out: Path) -> None:
@@ -117,13 +154,21 @@ def run_demo_cli(*, prosumers: int, hours: int, validators: int, attacks: str, o
                   f"privacy mode {'on' if sc.privacy else 'off'}")
     if sc.serve_port is not None:
         console.print(f"live dashboard while it runs: http://127.0.0.1:{sc.serve_port}/")
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[at]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console, transient=False) as prog:
-        task = prog.add_task("slots", total=sc.slots + 4, at="")
-        summary, series = run_demo(sc, out, lambda d, _t, at: prog.update(task, completed=d, at=at))
+    with StopOnInterrupt(console) as interrupt, Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[at]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=False) as prog:
+        task = prog.add_task("slots", total=None, at="")
+        summary, series = run_demo(
+            sc, out, lambda d, t, at: prog.update(task, completed=d, total=t, at=at),
+            stop=interrupt.event)
     write_outputs(summary, series, out)
     console.print(results_table(summary))
+    stopped = summary.get("interrupted")
+    if stopped is not None:
+        console.print(f"[yellow]partial run[/]: stopped after step {stopped['steps_done']} of "
+                      f"{stopped['steps']} (last slot {stopped['last_slot']}); the stores hold "
+                      "every block up to there")
     console.print(f"wrote {out / 'report.html'}, {out / 'summary.json'}; "
                   f"check the ledger with: gridledger verify-chain {out}")
     audit = summary["attacks"].get("audit-export")

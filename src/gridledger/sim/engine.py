@@ -26,6 +26,7 @@ integers, the grid side (power flow, estimation) floats, deterministic on one ma
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,9 +52,15 @@ class Engine:
     def __init__(self, sc: Scenario, model: GridModel, out: Path, *,
                  progress: Progress | None = None,
                  attack_overrides: dict[str, dict[str, Any]] | None = None,
-                 features: Sequence[type[Feature]] = FEATURES) -> None:
+                 features: Sequence[type[Feature]] = FEATURES,
+                 stop: threading.Event | None = None) -> None:
         self.ctx = SimContext(sc, model, out)
         self.progress = progress
+        self.stop = stop
+        """Set (e.g. by a Ctrl-C handler) to end the run after the step in progress."""
+        self.stopped: tuple[int, int, str] | None = None
+        """(steps done, steps in all, label of the last slot reached) when ``stop`` ended
+        the run early; None for a whole run."""
         self.features: list[Feature] = [cls(self.ctx) for cls in features]
         self.attacks: list[Attack] = make_attacks(sc.attacks, self.ctx, attack_overrides or {})
         self.ctx.features = self.features
@@ -74,6 +81,11 @@ class Engine:
         started = time.perf_counter()
         try:
             for k, step in enumerate(steps):
+                if self.stop is not None and self.stop.is_set():
+                    # between steps: every block so far is final and stored, none half-made
+                    self.stopped = (k, len(steps), ctx.label(min(steps[k - 1].slot, last))
+                                    if k else "-")
+                    break
                 self.step(step)
                 if self.progress is not None:
                     self.progress(k + 1, len(steps), ctx.label(min(step.slot, last)))

@@ -316,6 +316,11 @@ def _header(summary: Mapping[str, Any]) -> str:
                   f'{_e(", ".join(failed))}</span>')
     elif _d(summary.get("attacks")):
         badge += '<span class="badge ok">every defence held</span>'
+    stopped = _d(summary.get("interrupted"))
+    if stopped:  # Ctrl-C ended the run early: everything below covers only what ran
+        badge += (f'<span class="badge bad">partial run: stopped after step '
+                  f'{_e(stopped.get("steps_done"))} of {_e(stopped.get("steps"))} (last slot '
+                  f'{_e(stopped.get("last_slot"))})</span>')
     privacy = _d(summary.get("privacy")).get("mode", "–")
     items = [("network", sc.get("network", "–")), ("participants", sc.get("participants", "–")),
              ("validators", sc.get("validators", "–")), ("slots", sc.get("slots", "–")),
