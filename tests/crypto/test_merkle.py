@@ -1,6 +1,7 @@
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from gridledger.crypto.merkle import (
+    IncrementalRoot,
     hash_leaf,
     inclusion_proof,
     inclusion_proofs,
@@ -31,3 +32,23 @@ def test_every_leaf_proves_and_altered_proofs_fail(leaves, data):
 @given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=70))
 def test_all_proofs_at_once_equal_one_by_one(hashes):
     assert inclusion_proofs(hashes) == [inclusion_proof(hashes, i) for i in range(len(hashes))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(0, 40),
+       edits=st.lists(st.lists(st.tuples(st.integers(0, 39), st.binary(min_size=32, max_size=32)),
+                               max_size=6), max_size=8),
+       resize=st.integers(0, 40))
+def test_incremental_root_is_root_of_hashes_after_every_edit(size, edits, resize) -> None:
+    """Issue 17: the state's top tree rehashes only changed paths; the root must be exactly
+    root_of_hashes' for every list, after any edits and a change of length."""
+    leaves = [bytes([i]) * 32 for i in range(size)]
+    inc = IncrementalRoot()
+    assert inc.root(leaves) == root_of_hashes(leaves)
+    for batch in edits:
+        for i, h in batch:
+            if i < len(leaves):
+                leaves[i] = h
+        assert inc.root(leaves) == root_of_hashes(leaves)
+    leaves = (leaves + [b"\x07" * 32] * resize)[:resize]
+    assert inc.root(leaves) == root_of_hashes(leaves)

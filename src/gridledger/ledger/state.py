@@ -35,6 +35,7 @@ from sortedcontainers import SortedList
 
 from gridledger.crypto.merkle import (
     EMPTY_ROOT,
+    IncrementalRoot,
     fold_path,
     hash_leaf,
     inclusion_proof,
@@ -207,6 +208,7 @@ class State:
         self._buckets: list[dict[bytes, bytes]] = [{} for _ in range(N_BUCKETS)]
         self._bucket_roots: list[bytes] = [b""] * N_BUCKETS
         self._top_leaves: list[bytes] = [b""] * N_BUCKETS  # bucket_leaf(size, root), cached
+        self._top = IncrementalRoot()  # the tree over _top_leaves, rehashed where they change
         self._dirty: set[int] = set(range(N_BUCKETS))
         self._writes = 0  # counts set/delete calls (``attach`` checks nothing wrote meanwhile)
         for k, v in self._data.items():
@@ -386,7 +388,7 @@ class State:
             self._bucket_roots[b] = r
             self._top_leaves[b] = bucket_leaf(len(leaves), r)
         self._dirty.clear()
-        return root_of_hashes(self._top_leaves)
+        return self._top.root(self._top_leaves)
 
     def prove(self, key: bytes) -> MembershipProof:
         """Membership proof for ``key``; raises ``KeyError`` if absent."""
