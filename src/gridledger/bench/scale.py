@@ -30,12 +30,14 @@ import os
 import resource
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gridledger.crypto.sig import SigningKey, verify_signature
+from gridledger.grid import SLOTS_PER_DAY
 
 TARGET_WALL_PER_FLOOR = 2.0
 RATE_SAMPLES = 200
@@ -119,8 +121,10 @@ def floor_s(txs: int, blocks: int, validators: int, sign_rate: float, verify_rat
     return signed / sign_rate + validators * signed * 2 / verify_rate
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    cases = QUICK if quick else FULL
+def run(quick: bool = False, cases: Sequence[Case] | None = None) -> dict[str, Any]:
+    """The benchmark over ``cases`` (default: QUICK or FULL). ``peak_rss_mib`` of a case is
+    the process's peak up to the end of that case (cases run in order, largest last)."""
+    cases = cases if cases is not None else (QUICK if quick else FULL)
     sign_rate, verify_rate = crypto_rates()
     rows = []
     for case in cases:
@@ -128,6 +132,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         fl = floor_s(row["txs"], row["blocks"], row["validators"], sign_rate, verify_rate)
         row["floor_s"] = round(fl, 2)
         row["wall_per_floor"] = round(row["wall_s"] / fl, 2)
+        if case.slots >= 7 * SLOTS_PER_DAY:  # a week or more: the year it projects to
+            row["year_projected_h"] = round(row["wall_s"] * 365 * SLOTS_PER_DAY
+                                            / case.slots / 3600, 2)
         rows.append(row)
     small = rows[0]["s_per_participant_slot"]
     largest = max(rows, key=lambda r: r["participants"])
