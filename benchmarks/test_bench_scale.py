@@ -1,4 +1,4 @@
-"""Scale benchmark (quick mode: 30 and 100 participants, 8 slots each), issue 17."""
+"""Scale benchmark (quick mode: 30 and 100 participants, 24 slots each), issue 17."""
 
 from __future__ import annotations
 
