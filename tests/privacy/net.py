@@ -246,11 +246,13 @@ def pool_net(tmp: Path, **kw: Any) -> PrivacyNet:
 
 
 def issue(w: PrivacyNet, epoch: int, plan: dict[int, list[int | tuple[int, int]]], at: int, *,
-          tickets: dict[int, int] | None = None) -> Issued:
+          tickets: dict[int, int] | None = None,
+          firmware: dict[int, bytes] | None = None) -> Issued:
     """Users join with one ticket per planned slot (or ``tickets``), make per-slot pseudonyms
-    (a ``(first, last)`` entry: one pseudonym for those slots);
-    their meters make reading keys and sign the bindings; the DSO attests; the trustees
-    certify; a relay registers. Three blocks: ``at`` (joins), ``at + 1``, ``at + 2``."""
+    (a ``(first, last)`` entry: one pseudonym for those slots); their meters make reading
+    keys and sign the bindings (with ``firmware[user]``, the image hash the meter runs, when
+    given); the DSO attests; the trustees certify; a relay registers. Three blocks: ``at``
+    (joins), ``at + 1``, ``at + 2``."""
     from gridledger.privacy.ledger_io import (
         attest_body,
         certify_batch,
@@ -269,7 +271,8 @@ def issue(w: PrivacyNet, epoch: int, plan: dict[int, list[int | tuple[int, int]]
     statements = {}
     for i, ps in own.items():
         keys, st = issue_reading_keys(w.meters[i], COMMUNITY, f"cp{i}", epoch,
-                                      [p.address for p in ps])
+                                      [p.address for p in ps],
+                                      firmware=(firmware or {}).get(i))
         reading.update(keys)
         statements[i] = st
     att = attest_readings(COMMUNITY, epoch, list(statements.values()),
@@ -282,7 +285,9 @@ def issue(w: PrivacyNet, epoch: int, plan: dict[int, list[int | tuple[int, int]]
     # a block fills fairly across senders, so the relay's registrations go in the next one
     w.ok([w.tx(w.trustee_keys[1].signing_key, "privacy/register", b)
           for b in register_bodies(w.trustee_set, batch, att,
-                                   {a: k.public_key for a, k in reading.items()})], at + 2)
+                                   {a: k.public_key for a, k in reading.items()},
+                                   {p.address: (firmware or {})[i] for i, ps in own.items()
+                                    for p in ps if i in (firmware or {})})], at + 2)
     return Issued(own, reading, statements, batch, att)
 
 

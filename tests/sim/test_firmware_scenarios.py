@@ -146,9 +146,9 @@ def test_under_privacy_mode_pseudonymous_readings_are_checked(tmp_path: Path,
     ledger checks each reading's firmware by the slot's stand-in cp. Readings from the
     exploited and the flashed meters are quarantined and settle on the DSO's estimate (loss
     0), every fake patch is refused naming its rule, and every quarantine is mapped back to
-    its household. What privacy mode does not give (firmware README, "Privacy mode"): a
-    pseudonym's orders precede its first reading, so they are not refused — counted here as
-    ``orders_placed_unpatched`` until the image is bound at registration."""
+    its household. A pseudonym's orders precede its first reading: the image its meter runs
+    is bound at registration (issue 19), so the advisory reaches every registered pseudonym
+    of an advised meter at once and no order is placed from one before it is patched."""
     fdi_blind(monkeypatch)
     sc = Scenario(participants=20, slots=20, validators=1, attacks=BOTH, seed=7,
                   start_slot_of_day=MIDDAY, privacy=True)
@@ -158,6 +158,8 @@ def test_under_privacy_mode_pseudonymous_readings_are_checked(tmp_path: Path,
     assert v["tampered_readings"] > 0 and v["loss"] == 0, v
     assert v["tampered_readings_estimated"] == v["tampered_readings"], v
     assert v["quarantined"] == v["meters_on_advised_versions"], v
+    assert v["orders_placed_unpatched"] == 0 and v["mitigated"], v
+    assert v["honest_patched"] == v["honest_on_advised_versions"], v
     assert f["rules"] == {"unsigned": "vendor-signature", "unapproved": "release-unapproved",
                           "wrong-hash": "patch-hash-mismatch"}
     assert f["loss"] == 0 and f["quarantine_escapes"] == 0, f

@@ -52,14 +52,16 @@ def test_the_demo_flag_chooses_the_mode() -> None:
 
 
 def test_attacks_with_nothing_to_act_on_under_privacy_mode() -> None:
-    """Certificate scenarios need certificates, issued only for devices at a household's own
-    cp: privacy mode's default set leaves them out with a note; naming one is refused."""
+    """Flexibility is bought from a household's own cp: privacy mode's default set leaves
+    ``fake-flexibility`` out with a note; naming it is refused. The certificate scenarios
+    run under privacy mode (certificates are issued under the pseudonym class)."""
     names, notes = parse_attacks("default", 4, privacy=True)
     assert not set(CLEAR_MODE_ONLY) & set(names) and len(notes) == len(CLEAR_MODE_ONLY)
     assert all("left out under privacy mode" in n for n in notes)
     assert set(CLEAR_MODE_ONLY) <= set(parse_attacks("default", 4, privacy=False)[0])
-    with pytest.raises(ConfigError, match="double-claim needs --privacy off"):
-        parse_attacks("fdi-meter,double-claim", 4, privacy=True)
+    assert {"double-claim", "phantom-generation"} <= set(names)
+    with pytest.raises(ConfigError, match="fake-flexibility needs --privacy off"):
+        parse_attacks("fdi-meter,fake-flexibility", 4, privacy=True)
 
 
 def _privacy(eng: Engine) -> PrivacyMode:

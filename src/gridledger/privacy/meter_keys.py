@@ -40,10 +40,16 @@ from gridledger.privacy.errors import PrivacyError
 CTX_METER_BINDINGS = b"gl/privacy/meter-bindings/v1"
 
 
-def reading_leaf(community: str, epoch: int, pseudonym: bytes, reading_key: PublicKey) -> bytes:
-    """One binding: the reading key a meter holds for ``pseudonym`` in ``epoch``."""
-    return tagged_hash("gl/privacy/reading-leaf", community.encode(), epoch.to_bytes(8, "big"),
-                       pseudonym, reading_key.alg.encode(), reading_key.raw)
+def reading_leaf(community: str, epoch: int, pseudonym: bytes, reading_key: PublicKey,
+                 firmware: bytes | None = None) -> bytes:
+    """One binding: the reading key a meter holds for ``pseudonym`` in ``epoch`` and, when
+    given, the SHA3 hash of the firmware image the meter runs (the pseudonym's firmware of
+    record from registration on; absent: the leaf of a meter that does not attest one)."""
+    parts = [community.encode(), epoch.to_bytes(8, "big"), pseudonym,
+             reading_key.alg.encode(), reading_key.raw]
+    if firmware is not None:
+        parts.append(firmware)
+    return tagged_hash("gl/privacy/reading-leaf", *parts)
 
 
 def bindings_message(community: str, epoch: int, cp: str, root: bytes, count: int) -> bytes:
@@ -61,10 +67,13 @@ class MeterStatement:
     cp: str
     bindings: tuple[tuple[bytes, PublicKey], ...]  # (pseudonym address, reading key)
     signature: bytes = b""
+    firmware: bytes | None = None
+    """The image hash the meter attests it runs (bound into every leaf; None: not attested)."""
 
     def leaves(self) -> list[bytes]:
         """The bindings' leaves, in the statement's order."""
-        return [reading_leaf(self.community, self.epoch, p, k) for p, k in self.bindings]
+        return [reading_leaf(self.community, self.epoch, p, k, self.firmware)
+                for p, k in self.bindings]
 
     def root(self) -> bytes:
         """Merkle root over ``leaves`` (what the device key signs)."""
@@ -87,15 +96,17 @@ class MeterStatement:
 
 
 def issue_reading_keys(device_key: SigningKey, community: str, cp: str, epoch: int,
-                       pseudonyms: Sequence[bytes], *, alg: str = "ml-dsa-44"
+                       pseudonyms: Sequence[bytes], *, alg: str = "ml-dsa-44",
+                       firmware: bytes | None = None
                        ) -> tuple[dict[bytes, SigningKey], MeterStatement]:
     """Run in the meter: one fresh reading key per pseudonym address (OS randomness), and
-    the device-signed statement of the bindings. Returns (pseudonym -> reading key, the
-    statement for the DSO)."""
+    the device-signed statement of the bindings (with ``firmware``, the hash of the image it
+    runs, bound into each). Returns (pseudonym -> reading key, the statement for the DSO)."""
     if len(set(pseudonyms)) != len(pseudonyms) or not pseudonyms:
         raise PrivacyError("one reading key per distinct pseudonym, at least one")
     keys = {p: SigningKey.generate(alg) for p in pseudonyms}
-    st = MeterStatement(community, epoch, cp, tuple((p, keys[p].public_key) for p in pseudonyms))
+    st = MeterStatement(community, epoch, cp, tuple((p, keys[p].public_key) for p in pseudonyms),
+                        firmware=firmware)
     return keys, replace(st, signature=device_key.sign(st.signed_message(), CTX_METER_BINDINGS))
 
 
@@ -120,18 +131,20 @@ class Attestation:
     def count(self) -> int:
         return len(self.leaves)
 
-    def index_of(self, pseudonym: bytes, reading_key: PublicKey) -> int:
+    def index_of(self, pseudonym: bytes, reading_key: PublicKey,
+                 firmware: bytes | None = None) -> int:
         """Position of a binding's leaf (``KeyError`` if the DSO did not attest it)."""
         return self._positions[reading_leaf(self.community, self.epoch, pseudonym,
-                                            reading_key)]
+                                            reading_key, firmware)]
 
     @cached_property
     def _positions(self) -> dict[bytes, int]:
         return {leaf: i for i, leaf in enumerate(self.leaves)}
 
-    def proof(self, pseudonym: bytes, reading_key: PublicKey) -> tuple[int, list[bytes]]:
+    def proof(self, pseudonym: bytes, reading_key: PublicKey,
+              firmware: bytes | None = None) -> tuple[int, list[bytes]]:
         """(index, Merkle path) of a binding, for ``privacy/register``."""
-        i = self.index_of(pseudonym, reading_key)
+        i = self.index_of(pseudonym, reading_key, firmware)
         return i, inclusion_proof(list(self.leaves), i)
 
     def proofs(self) -> list[tuple[int, list[bytes]]]:

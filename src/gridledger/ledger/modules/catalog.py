@@ -93,7 +93,7 @@ def _builtin(versions: Mapping[str, int], k: Keepers) -> list[Module]:
                        bank=k["bank"], reputation=k["reputation"]),
         privacy.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
                       metering=k["metering"], market=k["market"], disputes=k["disputes"],
-                      surveillance=k["surveillance"]),
+                      surveillance=k["surveillance"], firmware=k["firmware"]),
         certificates.build(registry=k["registry"], market=k["market"], metering=k["metering"]),
         flex.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
                    metering=k["metering"], firmware=k["firmware"]),

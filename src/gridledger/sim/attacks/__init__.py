@@ -60,11 +60,7 @@ DEFAULT_ATTACKS: tuple[str, ...] = (
 PLANNED: tuple[str, ...] = ()
 MIN_VALIDATORS: dict[str, int] = {"byzantine-validator": 4, "crash": 4}
 """Attacks that need a minimum number of validators (f = 1 needs n >= 3f + 1)."""
-CLEAR_MODE_ONLY: dict[str, str] = dict.fromkeys(
-    ("double-claim", "phantom-generation"),
-    "granular certificates are issued only for devices the DSO registered at a household's "
-    "own connection point, and under privacy mode every household meters under per-slot "
-    "stand-in cps, so no certificate exists to attack (--privacy off runs it)")
+CLEAR_MODE_ONLY: dict[str, str] = {}
 CLEAR_MODE_ONLY["fake-flexibility"] = (
     "flexibility is offered from a household's own connection point, which privacy mode "
     "replaces by per-slot stand-in cps, so the demo buys no flexibility there (--privacy off)")

@@ -174,7 +174,9 @@ class VulnerableFirmware(_MeterTamper):
         loss = self._loss(replaced)
         went_in = {self.member_cp(e["cp"]) for e in data.events_of("meter_quarantined")
                    if e["reason"] == "advised-firmware"}
-        patched_at = {cp: a for cp, a, _ in self.patches}
+        patched_at: dict[str, int] = {}
+        for cp, a, _ in self.patches:    # the first: later ones patch its later pseudonyms
+            patched_at.setdefault(cp, a)
         # orders the ledger placed for meters on the advised versions after the advisory
         # was in force and before they were patched (for the next slot's gate)
         # (orders name the trading identity: the member, or its pseudonym under privacy mode)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from gridledger.grid import SlotMeasurements, under_report
 from gridledger.ledger.modules.certificates.types import capacity_wh
 from gridledger.sim.attack_base import Attack
-from gridledger.sim.features.certificates import solar_w
+from gridledger.sim.features.certificates import pseudonym_class, solar_w
 
 MIN_PHANTOM_WH = 300
 PHANTOM_SHARE_PCT = 60
@@ -40,7 +40,11 @@ class PhantomGeneration(Attack):
         eng = self.eng
         self.attacker = self.pick(lambda m: "pv" in m.der and m.battery is None,
                                   key=lambda m: (solar_w(eng, m), m.cp))
-        self.bound_wh = capacity_wh(solar_w(eng, self.attacker), eng.params.slot_seconds)
+        # the capacity bound the ledger applies to it: its registered PV, or under privacy
+        # mode the class every pseudonym is certified under (public, and looser)
+        cls = pseudonym_class(eng) if eng.sc.privacy else None
+        rated = int(cls["solar_w"]) if cls else solar_w(eng, self.attacker)
+        self.bound_wh = capacity_wh(rated, eng.params.slot_seconds)
         self.phantom: dict[int, int] = {}
         self.real: dict[int, int] = {}
 
@@ -58,10 +62,10 @@ class PhantomGeneration(Attack):
 
     def result(self) -> dict[str, Any]:
         eng = self.eng
-        cp = self.attacker.cp
         flagged = eng.data.flagged
         detected = certified = uncorrected = 0
         for slot in sorted(self.phantom):
+            cp = eng.identities.ledger_cp(self.attacker, slot)    # a stand-in under privacy
             iss = next((i for i in eng.ledger.certificates(f"issuances/{slot}") if i["cp"] == cp),
                        None)
             issued = int(iss["solar_wh"]) + int(iss["storage_wh"]) if iss else 0

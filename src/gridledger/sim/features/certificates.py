@@ -3,11 +3,19 @@ certificates (GCs) at settlement; the members claim them.
 
 * First block A: the DSO attests every member's PV (rated power = the profile's peak) and
   battery (SimBench power and energy, its round-trip efficiency) with
-  ``certificates/register_devices``.
+  ``certificates/register_devices``. Under privacy mode it registers no household's device
+  (that would say who has PV); it attests ONE class for every pseudonym's stand-in cp
+  instead (``certificates/pseudonym_class``: the largest PV and battery among its
+  customers, the lowest efficiency), so the ledger issues under pseudonyms without
+  labelling any pseudonym with its household's equipment.
 * Block C of step L: each battery's sub-meter reports what it charged and discharged in
   slot L-1 (``certificates/storage_reading``, signed by the member's meter). The battery's
   share of the slot is its planned injection, less whatever the envelope or a curtailment
-  took from the connection point (the battery gives way first).
+  took from the connection point (the battery gives way first). Under a pseudonym the
+  sub-meter reports through the slot's reading key, and EVERY exporting meter reports
+  (zeros without a battery): whether a report exists follows the export the reading
+  already shows, so only a battery's discharge into that export tells it has one — which
+  the certificate's technology must say anyway.
 * Block A, once per hour (when all its slots are issued, so its import is complete): each
   member claims the GCs it holds for the hour — first into its battery for what the battery
   charged in the GCs' slot (``certificates/store``), then against its metered import in the
@@ -46,6 +54,19 @@ CLAIM_KINDS = ("certificates/cancel", "certificates/store", "certificates/transf
 def solar_w(ctx: SimContext, m: Member) -> int:
     """Rated PV power of ``m``: the peak of its profile year (W)."""
     return int(np.max(ctx.model.pv_wh[ctx.model.cp_index(m.cp)])) * 4 if "pv" in m.der else 0
+
+
+def pseudonym_class(ctx: SimContext) -> dict[str, int] | None:
+    """The device class the DSO attests for every pseudonym's stand-in cp (privacy mode):
+    the largest PV and battery among the members it supplies, their lowest efficiency (None
+    if no member has a device)."""
+    pv = max((solar_w(ctx, m) for m in ctx.members), default=0)
+    bats = [m.battery for m in ctx.members if m.battery is not None]
+    if not pv and not bats:
+        return None
+    return {"solar_w": pv, "storage_w": max((b.power_wh * 4 for b in bats), default=0),
+            "storage_wh": max((b.capacity_wh for b in bats), default=0),
+            "efficiency_pct": min((b.efficiency_pct for b in bats), default=100)}
 
 
 class Certificates(Feature):
@@ -103,24 +124,35 @@ class Certificates(Feature):
     def txs_a(self, step: Step) -> list[bytes]:
         ctx = self.ctx
         raws: list[bytes] = []
-        if not self.registered and (devices := self.devices()):
-            raws.append(ctx.tx(ctx.community.dso, "certificates/register_devices",
-                               {"devices": devices}))
+        if not self.registered:
             self.registered = True
-            return raws
+            if devices := self.devices():
+                raws.append(ctx.tx(ctx.community.dso, "certificates/register_devices",
+                                   {"devices": devices}))
+            if ctx.sc.privacy and (pclass := pseudonym_class(ctx)) is not None:
+                raws.append(ctx.tx(ctx.community.dso, "certificates/pseudonym_class", pclass))
+            if raws:
+                return raws
         with ctx.timed("certificates_s"):
             raws += self.claims(step.t_a)
         return raws
 
     def txs_c(self, step: Step) -> list[bytes]:
         ctx, slot = self.ctx, step.slot - 1
-        flows = self.battery.get(slot)
-        if not flows:
-            return []
-        return [ctx.tx(ctx.identities.meter_key(m, slot), "certificates/storage_reading",
-                       {"slot": slot, "charged_wh": max(0, -flows[m.cp]),
-                        "discharged_wh": max(0, flows[m.cp])})
-                for m in ctx.members if m.cp in flows and self._own_cp(m, slot)]
+        flows = self.battery.get(slot, {})
+        d = ctx.data.delivered.get(slot)
+        raws = []
+        for m in ctx.members:
+            if self._own_cp(m, slot):
+                if m.cp not in flows:
+                    continue
+            elif d is None or int(d.measurements.reported_wh_by_cp[m.cp]) <= 0:
+                continue        # under a pseudonym: every exporting meter, and only those
+            f = flows.get(m.cp, 0)
+            raws.append(ctx.tx(ctx.identities.meter_key(m, slot), "certificates/storage_reading",
+                               {"slot": slot, "charged_wh": max(0, -f),
+                                "discharged_wh": max(0, f)}))
+        return raws
 
     def claims(self, now: int) -> list[bytes]:
         """Each member's store and cancel transactions for the GCs it holds in open hours,
@@ -165,7 +197,9 @@ class Certificates(Feature):
             if len(stores) == MAX_ITEMS or len(cancels) == MAX_ITEMS or room <= 0:
                 break            # the rest expires (a store splits the bundle a cancel names)
             slot, start, size = int(b["slot"]), int(b["start"]), int(b["energy_wh"])
-            if m.battery is not None:
+            # a charge stored under a per-slot pseudonym could never back a later discharge
+            # (that happens under another pseudonym): store only under the own cp
+            if m.battery is not None and self._own_cp(m, slot):
                 sr = ctx.ledger.certificates(f"storage_reading/{slot}/{m.cp}")
                 charge = 0 if sr is None else sr["charged_wh"] - sr["stored_wh"] - stored.get(slot, 0)
                 n = min(size, charge, room)
@@ -202,17 +236,21 @@ class Certificates(Feature):
         led = ctx.ledger
         totals = led.certificates("totals")
         issued_slots = {int(r["slot"]) for r in led.certificates("slots")}
-        member_cps = {m.cp for m in ctx.members}
+        ids = ctx.identities
         readings = [e for e in ctx.data.events_of("reading")
-                    if e["slot"] in issued_slots and e["cp"] in member_cps]
+                    if e["slot"] in issued_slots and ids.owner_of_cp(e["cp"]) is not None]
         export = sum(int(e["export_wh"]) for e in readings)
         unflagged = sum(int(e["export_wh"]) for e in readings
                         if e["cp"] not in ctx.data.flagged.get(e["slot"], set()))
-        by_member = matching_by_member(led.certificates("matching"))
+        matching = led.certificates("matching")
+        # a household's pseudonyms' rows are its own (the simulator knows whose they are)
+        by_member = matching_by_member(
+            {**r, "address": o.address if (o := ids.owner(bytes(r["address"]))) else r["address"]}
+            for r in matching)
         names = {m.address: m.name for m in ctx.members}
         members: list[dict[str, Any]] = []
         for addr, mm in by_member.items():
-            owner = ctx.identities.owner(addr)
+            owner = ids.owner(addr)
             members.append({"name": owner.name if owner else addr.hex()[:12],
                             "consumption_wh": mm.consumption_wh, "cancelled_wh": mm.cancelled_wh,
                             "stored_wh": mm.stored_wh, "residual_wh": mm.residual_wh,
@@ -221,8 +259,8 @@ class Certificates(Feature):
         for b in led.certificates("bundles"):
             if b["status"] != "cancelled" or b.get("purpose") != "consumption":
                 continue
-            producer = ctx.by_cp.get(b["cp"])
-            consumer = ctx.identities.owner(bytes(b["owner"]))
+            producer = ids.owner_of_cp(b["cp"])
+            consumer = ids.owner(bytes(b["owner"]))
             k = (producer.name if producer else b["cp"],
                  consumer.name if consumer else names.get(bytes(b["owner"]), "other"))
             flows[k] = flows.get(k, 0) + int(b["energy_wh"])
@@ -230,7 +268,7 @@ class Certificates(Feature):
             if int(row["residual_wh"]) > 0:
                 flows[(GRID_MIX, str(row["name"]))] = int(row["residual_wh"])
         hours: dict[int, list[int]] = {}
-        for r in led.certificates("matching"):
+        for r in matching:
             h = hours.setdefault(int(r["hour"]), [0, 0])
             h[0] += int(r["consumption_wh"])
             h[1] += int(r["cancelled_wh"])
@@ -245,6 +283,7 @@ class Certificates(Feature):
             "unflagged_export_wh": unflagged,
             "issued_within_export": totals["issued_wh"] <= unflagged <= export,
             "devices": len(led.certificates("devices")),
+            "pseudonym_class": led.certificates("pseudonym_class"),
             "members": sorted(members, key=lambda r: r["name"]),
             "flows": [{"from": a, "to": b, "energy_wh": wh}
                       for (a, b), wh in sorted(flows.items())],

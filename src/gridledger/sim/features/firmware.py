@@ -24,8 +24,11 @@ flags each quarantined reading with its network estimate (the DSO feature).
 Under privacy mode the ledger names a household's meter by the stand-in cp of each slot's
 pseudonym (``ledger_cp``): events are mapped back to the member (``owner_of_cp``), so a
 quarantine span is the member's, and it ends when the ledger releases the cp or records the
-member's meter patched (a pseudonym's record starts afresh with the image its meter then
-attests, so no release event follows a patch there).
+member's meter patched. Each pseudonym's firmware of record is bound at registration (the
+image its meter attested), so an advisory reaches a household's pseudonyms before they
+trade; once its meter is patched, the meter also patches the record of each later
+pseudonym, one slot ahead (``firmware/patch`` signed by that slot's reading key: one patch
+per slot, no burst that would group a household's pseudonyms).
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ class FirmwareFleet(Feature):
         self.patch_at: dict[str, int] = {}
         """cp -> slot its meter is due to patch (honest, quarantined, fix approved)."""
         self.patched: list[tuple[str, int]] = []
+        self.installed: dict[str, dict[str, Any]] = {}
+        """cp -> the patch body its meter sent (privacy mode: resent for later pseudonyms)."""
         self.advisories: list[dict[str, Any]] = []
         self.quarantined_readings = 0
         self.estimated_readings = 0
@@ -158,7 +163,22 @@ class FirmwareFleet(Feature):
             if fix is None or cp not in self.open or not m.honest:
                 continue
             body = self.fleet.meters[cp].install(fix)
+            self.installed[cp] = body
             out.append(self.ctx.tx(self.ctx.identities.meter_key(m, slot), "firmware/patch", body))
+        return out + self._later_pseudonyms(slot + 1)
+
+    def _later_pseudonyms(self, slot: int) -> list[bytes]:
+        """Under privacy mode: a patched meter patches the record its next slot's pseudonym
+        was registered with (still the old image), before that slot's orders."""
+        ctx = self.ctx
+        out: list[bytes] = []
+        if not ctx.sc.privacy or slot not in ctx.trading_slots():
+            return out
+        for cp, body in sorted(self.installed.items()):
+            m = ctx.by_cp[cp]
+            lcp = ctx.identities.ledger_cp(m, slot)
+            if lcp != cp and ctx.ledger.quarantined(lcp):
+                out.append(ctx.tx(ctx.identities.meter_key(m, slot), "firmware/patch", body))
         return out
 
     # -- what the ledger did ---------------------------------------------------------------
@@ -201,7 +221,8 @@ class FirmwareFleet(Feature):
                 self._close(self._member_cp(ev["cp"]), slot)
             elif t == "meter_patched":
                 cp = self._member_cp(ev["cp"])
-                self.patched.append((cp, slot))
+                if cp in self.open:     # a household's later pseudonyms: the same patch
+                    self.patched.append((cp, slot))
                 self._close(cp, slot)
             elif t == "reading" and ev.get("quarantine"):
                 self.quarantined_readings += 1

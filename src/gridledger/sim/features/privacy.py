@@ -226,14 +226,21 @@ class PrivacyMode(Feature):
         with ctx.timed("privacy_issue_s"):
             statements, reading = [], {}
             own: dict[int, list[OwnPseudonym]] = {}
+            images: dict[bytes, bytes] = {}
+            fleet = ctx.community.fleet
             for m in ctx.members:
                 if m.index not in tickets:
                     continue
                 own[m.index] = make_pseudonyms(m.key, keys.trustee_set, epoch, ranges, FEEDER)
+                # the meter binds the image it runs into every binding: the pseudonym's
+                # firmware of record from registration on (orders precede its first reading)
+                image = fleet.meters[m.cp].firmware if fleet is not None else None
                 rk, st = issue_reading_keys(m.meter, keys.trustee_set.community, m.cp, epoch,
-                                            [p.address for p in own[m.index]])
+                                            [p.address for p in own[m.index]], firmware=image)
                 reading.update(rk)
                 statements.append(st)
+                if image is not None:
+                    images.update(dict.fromkeys(rk, image))
             by_index = {m.index: m for m in ctx.members}
             att = attest_readings(keys.trustee_set.community, epoch, statements,
                                   {by_index[i].cp: by_index[i].meter.public_key for i in own},
@@ -242,7 +249,7 @@ class PrivacyMode(Feature):
                                   [p.entry for ps in own.values() for p in ps], epoch,
                                   EPOCH_SLOTS)
             bodies = register_bodies(keys.trustee_set, batch, att,
-                                     {a: k.public_key for a, k in reading.items()})
+                                     {a: k.public_key for a, k in reading.items()}, images)
         for i, ps in own.items():
             for p, (first, last) in zip(ps, ranges, strict=True):
                 issue.held.append(Held(by_index[i], p, reading[p.address], first, last))

@@ -7,6 +7,7 @@ from typing import Any
 
 from gridledger.ledger.context import TxContext
 from gridledger.ledger.modules.certificates import keeper
+from gridledger.ledger.modules.certificates.devices import DeviceBook
 from gridledger.ledger.modules.certificates.errors import (
     CertificateExceeded,
     CertificateNotActive,
@@ -32,6 +33,7 @@ from gridledger.ledger.modules.certificates.types import (
     Cancel,
     Device,
     Item,
+    PseudonymClass,
     RegisterDevices,
     StorageReading,
     StorageReadingMsg,
@@ -48,8 +50,9 @@ from gridledger.ledger.state import State
 class Handlers:
     """The certificates module's message handlers; ``registry`` is wired by the catalog."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, book: DeviceBook) -> None:
         self.registry = registry
+        self.book = book
 
     def register_devices(self, state: State, ctx: TxContext, msg: RegisterDevices) -> None:
         """``certificates/register_devices`` (dso): rule ``device-cp-unknown``."""
@@ -61,6 +64,14 @@ class Handlers:
         keeper.enable(state)
         ctx.emit("devices_registered", cps=[d.cp for d in msg.devices])
 
+    def pseudonym_class(self, state: State, ctx: TxContext, msg: PseudonymClass) -> None:
+        """``certificates/pseudonym_class`` (dso): the one device class every pseudonym's
+        stand-in cp is certified under (replaces an earlier one; ``devices.DeviceBook``)."""
+        keeper.put_pseudonym_class(state, Device(msg.solar_w, msg.storage_w, msg.storage_wh,
+                                                 msg.efficiency_pct, ctx.block.slot_time))
+        keeper.enable(state)
+        ctx.emit("pseudonym_class_set", **msg.to_obj())
+
     def storage_reading(self, state: State, ctx: TxContext, msg: StorageReadingMsg) -> None:
         """``certificates/storage_reading`` (meter): rules ``storage-reading-not-meter``,
         ``storage-device-missing``, ``storage-reading-early``, ``storage-reading-late``,
@@ -69,7 +80,7 @@ class Handlers:
         cp = meter.meter_of if meter is not None else None
         if not cp:
             raise NotAMeter("the sender is not bound to a connection point")
-        dev = keeper.device(state, cp)
+        dev = self.book.device(state, cp)
         if dev is None or not dev.storage_w:
             raise StorageDeviceMissing(f"connection point {cp!r} has no registered storage")
         p = load_params(state)
@@ -137,7 +148,7 @@ class Handlers:
         the sender's metered import in the GCs' slot)."""
         holder = self.registry.participant(state, ctx.sender)
         cp = holder.cp if holder is not None else None
-        dev = keeper.device(state, cp) if cp else None
+        dev = self.book.device(state, cp) if cp else None
         if cp is None or dev is None or not dev.storage_w:
             raise StorageDeviceMissing("the sender's connection point has no registered storage")
         p = load_params(state)

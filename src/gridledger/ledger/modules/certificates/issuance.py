@@ -4,7 +4,8 @@ The end-of-block hook runs after the market's (the catalog lists this module aft
 slot is issued in the very block that settles it, from exactly what settlement used:
 
 1. **Issue.** For every registered device whose connection point has a signed reading for
-   the slot: a flagged reading (the DSO's false-data detection), or one from a meter the
+   the slot (and every pseudonym's stand-in cp with one, under the DSO's pseudonym class,
+   ``devices.py``): a flagged reading (the DSO's false-data detection), or one from a meter the
    firmware registry had quarantined, issues nothing. Otherwise
    the metered export E splits into storage discharge ``min(E, discharged_wh)`` (the
    battery sub-meter) and the rest, solar. Solar GCs are issued up to the device's capacity
@@ -30,6 +31,7 @@ from typing import Any
 
 from gridledger.ledger.context import BlockContext
 from gridledger.ledger.modules.certificates import keeper
+from gridledger.ledger.modules.certificates.devices import DeviceBook
 from gridledger.ledger.modules.certificates.expected import Market, Metering, Registry
 from gridledger.ledger.modules.certificates.types import (
     Bundle,
@@ -63,10 +65,12 @@ def zone_of(cp: str, p: Params, default: str) -> str:
 class Issuer:
     """The end-of-block hook, wired to the registry, market and metering keepers."""
 
-    def __init__(self, registry: Registry, market: Market, metering: Metering) -> None:
+    def __init__(self, registry: Registry, market: Market, metering: Metering,
+                 book: DeviceBook) -> None:
         self.registry = registry
         self.market = market
         self.metering = metering
+        self.book = book
 
     def end_block(self, state: State, ctx: BlockContext, events: Events) -> None:
         """Issue every slot settled and not yet issued, then close hours that are due."""
@@ -89,7 +93,7 @@ class Issuer:
         cfg = keeper.config(state)
         first = keeper.peek_id(state)
         issued = storage = withheld = capped = uncertified = 0
-        for cp, dev in keeper.devices(state):
+        for cp, dev in self.book.of_slot(state, slot):
             reading = self.metering.reading_of(state, slot, cp)
             owner = self.registry.cp_holder(state, cp)
             if reading is None or owner is None:

@@ -6,6 +6,7 @@ is time order, then id order)::
     cert/config               Config (genesis section; absent: defaults)
     cert/on                   1 once any device is registered: the module writes nothing before
     cert/dev/<cp>             Device
+    cert/pclass               Device: the class every pseudonym's stand-in cp is certified under
     cert/seq                  next GC id (ids start at 1)
     cert/s/<slot>             SlotRecord: the slot was issued
     cert/i/<slot><cp>         Issuance
@@ -45,6 +46,7 @@ from gridledger.ledger.state import State
 CONFIG = b"cert/config"
 ON = b"cert/on"
 DEVICE = b"cert/dev/"
+PSEUDONYM_CLASS = b"cert/pclass"
 SEQ = b"cert/seq"
 SLOT = b"cert/s/"
 ISSUANCE = b"cert/i/"
@@ -131,6 +133,15 @@ def device(state: State, cp: str) -> Device | None:
 
 def put_device(state: State, cp: str, d: Device) -> None:
     state.set_obj(DEVICE + cp.encode(), d.to_obj())
+
+
+def pseudonym_class(state: State) -> Device | None:
+    """The DSO's device class for pseudonyms' stand-in cps (None: pseudonyms earn no GCs)."""
+    return _get(state, PSEUDONYM_CLASS, Device)
+
+
+def put_pseudonym_class(state: State, d: Device) -> None:
+    state.set_obj(PSEUDONYM_CLASS, d.to_obj())
 
 
 def devices(state: State) -> list[tuple[str, Device]]:

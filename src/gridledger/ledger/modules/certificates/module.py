@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from gridledger.ledger.module import Module, MsgKind
+from gridledger.ledger.modules.certificates.devices import DeviceBook
 from gridledger.ledger.modules.certificates.errors import RULES
 from gridledger.ledger.modules.certificates.expected import Market, Metering, Registry
 from gridledger.ledger.modules.certificates.handlers import Handlers, init_genesis
@@ -11,11 +12,13 @@ from gridledger.ledger.modules.certificates.invariants import Invariants, storag
 from gridledger.ledger.modules.certificates.issuance import Issuer
 from gridledger.ledger.modules.certificates.types import (
     CANCEL,
+    PSEUDONYM_CLASS,
     REGISTER_DEVICES,
     STORAGE_READING,
     STORE,
     TRANSFER,
     parse_cancel,
+    parse_pseudonym_class,
     parse_register_devices,
     parse_storage_reading,
     parse_store,
@@ -33,13 +36,16 @@ DSO's grid account)."""
 def build(registry: Registry, market: Market, metering: Metering) -> Module:
     """Certificates wired to ``registry`` (cp holders, meters), ``market`` (settled trades)
     and ``metering`` (readings, flags)."""
-    h = Handlers(registry)
-    issuer = Issuer(registry, market, metering)
+    book = DeviceBook(registry, metering)
+    h = Handlers(registry, book)
+    issuer = Issuer(registry, market, metering, book)
     inv = Invariants(metering)
     return Module(
         name=NAME,
         version=VERSION,
         messages=(MsgKind(REGISTER_DEVICES, parse_register_devices, h.register_devices,
+                          frozenset({"dso"})),
+                  MsgKind(PSEUDONYM_CLASS, parse_pseudonym_class, h.pseudonym_class,
                           frozenset({"dso"})),
                   MsgKind(STORAGE_READING, parse_storage_reading, h.storage_reading,
                           frozenset({"meter"})),

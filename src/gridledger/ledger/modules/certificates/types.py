@@ -26,6 +26,7 @@ from gridledger.ledger.validate import (
 )
 
 REGISTER_DEVICES = "certificates/register_devices"
+PSEUDONYM_CLASS = "certificates/pseudonym_class"
 STORAGE_READING = "certificates/storage_reading"
 TRANSFER = "certificates/transfer"
 CANCEL = "certificates/cancel"
@@ -282,6 +283,18 @@ class RegisterDevices(Record):
 
 
 @dataclass(frozen=True)
+class PseudonymClass(Record):
+    """``certificates/pseudonym_class`` (dso): the one device class every pseudonym's
+    stand-in connection point is certified under (privacy mode, issue 19): rated bounds
+    over the community's households, the same for all, so the class names no household."""
+
+    solar_w: int
+    storage_w: int
+    storage_wh: int
+    efficiency_pct: int
+
+
+@dataclass(frozen=True)
 class StorageReadingMsg(Record):
     """``certificates/storage_reading`` (meter): the battery sub-meter of the sender's cp."""
 
@@ -370,6 +383,21 @@ def parse_register_devices(body: Body) -> RegisterDevices:
     if len({d.cp for d in out}) != len(out):
         raise InvalidBody("devices name a connection point twice")
     return RegisterDevices(tuple(out))
+
+
+def parse_pseudonym_class(body: Body) -> PseudonymClass:
+    """Exactly ``solar_w``, ``storage_w`` (0..1e9 W), ``storage_wh`` (0..1e12 Wh),
+    ``efficiency_pct`` (1..100); storage needs both power and energy, or neither. Raises
+    ``InvalidBody``."""
+    require_fields(body, PSEUDONYM_CLASS, ("solar_w", "storage_w", "storage_wh",
+                                           "efficiency_pct"))
+    c = PseudonymClass(require_int(body, "solar_w", maximum=MAX_POWER_W),
+                       require_int(body, "storage_w", maximum=MAX_POWER_W),
+                       require_int(body, "storage_wh", maximum=10**12),
+                       require_int(body, "efficiency_pct", minimum=1, maximum=100))
+    if (c.storage_w == 0) != (c.storage_wh == 0):
+        raise InvalidBody("pseudonym class: storage needs both power and energy, or neither")
+    return c
 
 
 def parse_storage_reading(body: Body) -> StorageReadingMsg:

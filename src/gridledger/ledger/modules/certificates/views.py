@@ -43,6 +43,13 @@ def devices(state: State, _arg: str) -> list[dict[str, Any]]:
     return [{"cp": cp, **d.to_obj()} for cp, d in keeper.devices(state)]
 
 
+def pseudonym_class(state: State, _arg: str) -> dict[str, Any] | None:
+    """``certificates/pseudonym_class``: the DSO's device class for pseudonyms' stand-in cps
+    (None: pseudonyms earn no GCs)."""
+    d = keeper.pseudonym_class(state)
+    return None if d is None else d.to_obj()
+
+
 def bundle(state: State, arg: str) -> dict[str, Any] | None:
     """``certificates/bundle/<slot>:<start>``: one bundle (None: no bundle starts there)."""
     slot, start = parse_bundle_id(arg)
@@ -129,6 +136,7 @@ def hours(state: State, _arg: str) -> dict[str, Any]:
     return {"open": keeper.open_hours(state), "closed": closed}
 
 
-VIEWS = {"config": config, "devices": devices, "bundle": bundle, "bundles": bundles,
+VIEWS = {"config": config, "devices": devices, "pseudonym_class": pseudonym_class,
+         "bundle": bundle, "bundles": bundles,
          "issuances": issuances, "slots": slots, "totals": totals, "matching": matching,
          "storage": storage, "storage_reading": storage_reading, "hour": hour, "hours": hours}

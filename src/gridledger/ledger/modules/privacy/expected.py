@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from gridledger.ledger.context import TxContext
 from gridledger.ledger.state import State
 
 
@@ -72,6 +73,14 @@ class Market(Protocol):
     """Whether an epoch's slots are settled (its pseudonyms' balances are final)."""
 
     def unsettled_slots(self, state: State) -> list[int]: ...
+
+
+class Firmware(Protocol):
+    """The meter firmware registry: a pseudonym's firmware of record is set at registration
+    from the image its meter attested (rules and quarantine are the firmware module's)."""
+
+    def check_reading(self, state: State, ctx: TxContext, cp: str, meter: bytes,
+                      firmware: bytes) -> str | None: ...
 
 
 class Disputes(Protocol):

@@ -14,6 +14,7 @@ from gridledger.ledger.modules.privacy.errors import RULES
 from gridledger.ledger.modules.privacy.expected import (
     Bank,
     Disputes,
+    Firmware,
     Market,
     Metering,
     Registry,
@@ -42,9 +43,10 @@ def init_genesis(state: State, genesis: dict[str, Any]) -> None:
 
 
 def build(bank: Bank, registry: Registry, reputation: Reputation, metering: Metering,
-          market: Market, disputes: Disputes, surveillance: Surveillance) -> Module:
+          market: Market, disputes: Disputes, surveillance: Surveillance,
+          firmware: Firmware | None = None) -> Module:
     """The privacy module wired to the keepers it uses (``expected.py``)."""
-    pool = Pool(bank, registry, reputation, market)
+    pool = Pool(bank, registry, reputation, market, firmware)
     openings = Openings(registry, reputation, disputes, pool)
     aggregation = Aggregation(registry, reputation, metering)
     roaming = Roaming(bank, registry)

@@ -52,6 +52,7 @@ from gridledger.ledger.modules.privacy.errors import (
 )
 from gridledger.ledger.modules.privacy.expected import (
     Bank,
+    Firmware,
     Market,
     Registry,
     Reputation,
@@ -104,6 +105,7 @@ class Pool:
     registry: Registry
     reputation: Reputation
     market: Market
+    firmware: Firmware | None = None
 
     # -- members ----------------------------------------------------------------------------
     def ticket_cap(self, state: State, cfg: PrivacyConfig, member: bytes) -> int:
@@ -282,7 +284,7 @@ class Pool:
             raise NotCertified("the leaf is not in the certified batch")
         att = keeper.get_attestation(state, leaf.reading_root)
         addr = key.address
-        bound = reading_leaf(cfg.community, epoch, addr, leaf.reading_key)
+        bound = reading_leaf(cfg.community, epoch, addr, leaf.reading_key, leaf.reading_firmware)
         if (att is None or att.epoch != epoch or leaf.reading_index >= att.count
                 or not verify_inclusion(leaf.reading_root, bound, leaf.reading_index,
                                         att.count, list(leaf.reading_path))):
@@ -298,6 +300,11 @@ class Pool:
             "cp": cp, "name": "", "status": "active",
             "valid_slots": [leaf.first_slot, leaf.last_slot]})
         self.registry.put_meter(state, reading, leaf.reading_key.alg, leaf.reading_key.raw, cp)
+        if leaf.reading_firmware is not None and self.firmware is not None:
+            # the image the meter attested is the pseudonym's firmware of record from now
+            # on: an advisory in force (or one that comes later) quarantines it before its
+            # first reading, so its orders are refused like its household meter's
+            self.firmware.check_reading(state, ctx, cp, reading, leaf.reading_firmware)
         keeper.put_pseudonym(state, addr, PseudonymRecord(
             epoch, leaf.first_slot, leaf.last_slot, leaf.feeder, leaf.escrow_digest, root,
             key.alg, key.raw, reading))

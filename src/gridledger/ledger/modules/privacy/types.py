@@ -139,6 +139,9 @@ class Leaf:
     reading_root: bytes
     reading_index: int
     reading_path: tuple[bytes, ...]
+    reading_firmware: bytes | None = None
+    """The image the meter attested it runs, bound into the DSO's attested leaf (issue 19:
+    the pseudonym's firmware of record from registration on, before any reading)."""
 
 
 _LEAF_FIELDS = ("alg", "pk", "escrow_digest", "first_slot", "last_slot", "feeder", "index",
@@ -149,7 +152,7 @@ _LEAF_FIELDS = ("alg", "pk", "escrow_digest", "first_slot", "last_slot", "feeder
 def _parse_leaf(raw: Any) -> Leaf:
     if not isinstance(raw, dict):
         raise InvalidBody("each leaf is a map")
-    require_fields(raw, "leaf", _LEAF_FIELDS)
+    require_fields(raw, "leaf", _LEAF_FIELDS, ("reading_firmware",))
     first = require_int(raw, "first_slot", maximum=MAX_SLOT)
     last = require_int(raw, "last_slot", maximum=MAX_SLOT)
     if first > last:
@@ -159,7 +162,9 @@ def _parse_leaf(raw: Any) -> Leaf:
                 require_int(raw, "index", maximum=10**6), _path(raw, "path"),
                 _key(raw, "reading_alg", "reading_pk"),
                 require_bytes(raw, "reading_root", exact=32),
-                require_int(raw, "reading_index", maximum=10**6), _path(raw, "reading_path"))
+                require_int(raw, "reading_index", maximum=10**6), _path(raw, "reading_path"),
+                require_bytes(raw, "reading_firmware", exact=32)
+                if "reading_firmware" in raw else None)
 
 
 @dataclass(frozen=True)
