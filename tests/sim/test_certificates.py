@@ -1,5 +1,6 @@
-"""Issue 16 in the demo: granular certificates on the default day in clear mode
-(``clear_day``: the shared ``default_day`` while that is clear mode).
+"""Issue 16 in the demo: granular certificates on the shared default day (``day``), in
+the demo's default mode — under privacy mode every household earns and claims them under
+its per-slot pseudonyms (issue 19).
 
 It issues certificates from the members' unflagged metered export, transfers them with
 delivered P2P energy and has members cancel them within their hourly import (no honest
@@ -27,9 +28,9 @@ from gridledger.ledger.modules.certificates.invariants import Invariants
 from gridledger.ledger.modules.certificates.issuance import Issuer
 from gridledger.node.store import BlockStore
 from gridledger.node.verify import find_stores
-from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
+from gridledger.sim.demo import run_demo
 from gridledger.sim.features.certificates import Certificates
-from gridledger.sim.scenario import DEMO_PRIVACY, Scenario
+from gridledger.sim.scenario import Scenario
 from tests.ledger.modules.test_certificates import _NoFlags
 from tests.sim.conftest import DemoRun
 
@@ -73,26 +74,20 @@ def run(tmp: Path, attacks: tuple[str, ...], slots: int = 16) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def clear_day(request: pytest.FixtureRequest,
-              tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    """The default day in clear mode: the shared ``default_day`` while the demo's default is
-    clear mode, else a run of its own — under pseudonyms no certificate exists (devices are
-    registered for real connection points) and the two provenance scenarios are left out."""
-    if not DEMO_PRIVACY:
-        day: DemoRun = request.getfixturevalue("default_day")
-        return day
-    out = tmp_path_factory.mktemp("clear-day")
-    summary, series = run_demo(scenario_from_flags(30, 24, 4, "default", 7, None, privacy=False),
-                               out)
-    write_outputs(summary, series, out)
-    return DemoRun(out, summary, series)
+def day(default_day: DemoRun) -> DemoRun:
+    """The shared default day, in the demo's default mode (privacy mode: households earn and
+    claim certificates under per-slot pseudonyms, certified under the DSO's pseudonym class;
+    clear mode: under their own cps and registered devices)."""
+    return default_day
 
 
-def test_day_issues_transfers_and_matches(clear_day: DemoRun) -> None:
-    s = clear_day.summary
+def test_day_issues_transfers_and_matches(day: DemoRun) -> None:
+    s = day.summary
     c = s["certificates"]
     assert 0 < c["issued_wh"] <= c["unflagged_export_wh"] <= c["metered_export_wh"]
-    assert c["issued_within_export"] and c["devices"] > 0
+    assert c["issued_within_export"] and (c["devices"] > 0 or c["pseudonym_class"])
+    if s["privacy"]["mode"] == "on":     # no household's device is named on the ledger
+        assert c["devices"] == 0 and c["pseudonym_class"]["solar_w"] > 0
     assert c["transferred_wh"] > 0 and c["cancelled_wh"] > 0 and c["capped_wh"] == 0
     assert 0 < c["matching_score_mean"] <= 1
     assert c["residual_wh"] == c["consumption_wh"] - c["cancelled_wh"] - c["stored_wh"]
@@ -107,20 +102,20 @@ def test_day_issues_transfers_and_matches(clear_day: DemoRun) -> None:
         dc["refused_at_admission"] + dc["refused_in_execution"]
 
 
-def test_report_section_from_the_summary(clear_day: DemoRun) -> None:
-    sec, = Certificates.report_sections(clear_day.summary)
+def test_report_section_from_the_summary(day: DemoRun) -> None:
+    sec, = Certificates.report_sections(day.summary)
     assert sec.section_id == "provenance" and "fig-provenance" in sec.body_html
     assert "fig-matching" in sec.body_html and "sankey" in sec.body_html.lower()
 
 
-def test_report_page_has_the_provenance_section(clear_day: DemoRun) -> None:
-    page = (clear_day.out / "report.html").read_text()
+def test_report_page_has_the_provenance_section(day: DemoRun) -> None:
+    page = (day.out / "report.html").read_text()
     assert 'id="provenance"' in page and 'id="fig-matching"' in page
     assert 'id="fig-provenance"' in page
 
 
-def test_export_has_the_energytag_fields(clear_day: DemoRun, tmp_path: Path) -> None:
-    store, s, out = clear_day.out, clear_day.summary, tmp_path
+def test_export_has_the_energytag_fields(day: DemoRun, tmp_path: Path) -> None:
+    store, s, out = day.out, day.summary, tmp_path
     cli = CliRunner()
     res = cli.invoke(app, ["certificates", "export", str(store), "--format", "energytag",
                            "--out", str(out / "certificates.json")])
@@ -152,8 +147,8 @@ def test_export_has_the_energytag_fields(clear_day: DemoRun, tmp_path: Path) -> 
     assert bad.exit_code == 2 and "--format" in bad.output
 
 
-def test_membership_proof_audit_with_the_cli_alone(clear_day: DemoRun, tmp_path: Path) -> None:
-    store, out = clear_day.out, tmp_path
+def test_membership_proof_audit_with_the_cli_alone(day: DemoRun, tmp_path: Path) -> None:
+    store, out = day.out, tmp_path
     cli = CliRunner()
     res = cli.invoke(app, ["certificates", "export", str(store), "--out",
                            str(out / "certificates.json")])
@@ -209,16 +204,16 @@ def _check_defended(s: dict[str, Any], name: str) -> dict[str, Any]:
     return r
 
 
-def test_double_claim_refused(clear_day: DemoRun) -> None:
-    r = _check_defended(clear_day.summary, "double-claim")
+def test_double_claim_refused(day: DemoRun) -> None:
+    r = _check_defended(day.summary, "double-claim")
     assert r["detected"] == r["injected"] and r["refused_at_admission"] > 0
     assert r["claimed_wh"] == r["cancelled_held_wh"]
 
 
-def test_phantom_generation_flagged_and_not_certified(clear_day: DemoRun) -> None:
-    r = _check_defended(clear_day.summary, "phantom-generation")
+def test_phantom_generation_flagged_and_not_certified(day: DemoRun) -> None:
+    r = _check_defended(day.summary, "phantom-generation")
     assert r["detected"] == r["injected"] and r["phantom_certified_wh"] == 0
-    c = clear_day.summary["certificates"]
+    c = day.summary["certificates"]
     assert c["withheld_wh"] > 0 and c["issued_wh"] <= c["metered_export_wh"]
 
 
@@ -236,8 +231,8 @@ def test_both_attacks_without_their_defences(tmp_path: Path,
 
     real_init = Issuer.__init__
 
-    def blind(self: Issuer, registry: Any, market: Any, metering: Any) -> None:
-        real_init(self, registry, market, _NoFlags(metering))
+    def blind(self: Issuer, registry: Any, market: Any, metering: Any, book: Any) -> None:
+        real_init(self, registry, market, _NoFlags(metering), book)
 
     monkeypatch.setattr(cert_handlers.keeper, "bundle", always_active)
     monkeypatch.setattr(Issuer, "__init__", blind)

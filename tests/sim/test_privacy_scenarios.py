@@ -11,6 +11,7 @@ import pytest
 from gridledger.ledger.tx import decode_tx
 from gridledger.sim.demo import run_demo
 from gridledger.sim.scenario import Scenario
+from tests.sim.conftest import DemoRun
 from tests.sim.test_demo import MIDDAY, check_defended, run, undefended
 
 pytestmark = pytest.mark.slow
@@ -46,21 +47,28 @@ def _names_a_household(raw: bytes, addrs: set[bytes], cps: set[str]) -> bool:
     return any(a in raw for a in addrs) or any(c.encode() in raw for c in cps)
 
 
-def test_usage_inference_and_deanonymize_on_a_validators_store(tmp_path: Path) -> None:
-    on = _run(tmp_path / "on", privacy=True)
+def test_usage_inference_and_deanonymize_on_a_validators_store(default_day: DemoRun,
+                                                               tmp_path: Path) -> None:
+    """Privacy mode: the shared default day when that is privacy mode (the demo's default),
+    else a short run of its own; the defence removed (clear mode) is one short run."""
+    if default_day.summary["privacy"]["mode"] == "on":
+        on, on_dir, validators = default_day.summary, default_day.out, 4
+    else:
+        on, on_dir, validators = _run(tmp_path / "on", privacy=True), tmp_path / "on", 2
     u, d = on["attacks"]["usage-inference"], on["attacks"]["deanonymize"]
+    units = u["households"] * u["slots"]
     # measured on what validator 1 holds: its store file and its node's API
     assert "store file" in u["view"] and "HTTP API" in u["view"]
-    assert u["readings_on_ledger"] == 20 * 32 and u["readings_naming_a_household"] == 0
+    assert u["readings_on_ledger"] == units and u["readings_naming_a_household"] == 0
     assert u["mitigated"] and abs(u["residual_correlation"]) <= u["residual_bound"]
     assert abs(u["curious_aggregator_correlation"]) <= u["residual_bound"]
     assert d["mitigated"] and d["linkage_accuracy"] <= d["bound"] == 2 * d["chance"]
-    assert d["pseudonyms"] == 20 * 32
+    assert d["pseudonyms"] == units
     # per-epoch rotation, same readings: a leaked day links whole days
     assert d["rotation_counterfactual"]["per-epoch"]["with_leaked_history"] > d["chance"]
     p = on["privacy"]
     assert p["clear_household_readings"] == 0 and p["clear_household_orders"] == 0
-    assert p["stores_scanned"] == 2
+    assert p["stores_scanned"] == validators
     assert all(e["paid"] and e["bills_match_pool"] for e in p["epochs"].values())
     # and independently of the summary's scan: no reading or order transaction, and no
     # reading/order event, in any store holds a household's address or cp id
@@ -68,7 +76,7 @@ def test_usage_inference_and_deanonymize_on_a_validators_store(tmp_path: Path) -
     from gridledger.ledger.genesis import Genesis
     from gridledger.sim.privacy_view import ORDER_EVENTS, ORDER_TXS, READING_EVENTS, READING_TXS
 
-    for path in sorted((tmp_path / "on" / "ledger").glob("*.sqlite")):
+    for path in sorted((on_dir / "ledger").glob("*.sqlite")):
         db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
         genesis = Genesis.decode(db.execute("SELECT value FROM meta WHERE key='genesis'")
                                  .fetchone()[0])
@@ -87,7 +95,7 @@ def test_usage_inference_and_deanonymize_on_a_validators_store(tmp_path: Path) -
                 if e["type"] in READING_EVENTS | ORDER_EVENTS:
                     assert not _names_a_household(codec.encode(e), addrs, cps), e
         db.close()
-        assert checked > 20 * 32
+        assert checked > units
     # defence removed (clear mode, --privacy off): the same analysis recovers everything
     off = _run(tmp_path / "off", privacy=False)
     u, d = off["attacks"]["usage-inference"], off["attacks"]["deanonymize"]

@@ -138,6 +138,8 @@ def records(app: Application) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     integer account and device numbers must be unique (``ExportError`` otherwise)."""
     cfg = app.query("certificates/config")
     devices = {d["cp"]: d for d in app.query("certificates/devices")}
+    # a pseudonym's stand-in cp has no device of its own: the DSO's class for pseudonyms
+    pclass = app.query("certificates/pseudonym_class")
     zones: dict[tuple[int, str], str] = {}
     out, index = [], []
     numbers: dict[tuple[str, int], str] = {}
@@ -146,7 +148,7 @@ def records(app: Application) -> tuple[list[dict[str, Any]], list[dict[str, Any]
         if (slot, b["cp"]) not in zones:
             for i in app.query(f"certificates/issuances/{slot}"):
                 zones[(slot, i["cp"])] = i["zone"]
-        rec = to_energytag(b, devices.get(b["cp"]), cfg, zones.get((slot, b["cp"])))
+        rec = to_energytag(b, devices.get(b["cp"]) or pclass, cfg, zones.get((slot, b["cp"])))
         owner, device = bytes(b["owner"]).hex(), device_name(b)
         for kind, number, name in (("account_id", rec["account_id"], owner),
                                    ("device_id", rec["device_id"], device)):

@@ -224,6 +224,9 @@ class SlotView:
     net_wh: NDArray[np.float64]        # metered net import per pseudonym
     envelope_wh: NDArray[np.float64]   # (k, 2): the DSO's import / export limit
     order: NDArray[np.float64]         # (k, 3): side (+1 sell, -1 buy), energy Wh, price
+    storage_wh: NDArray[np.float64] | None = None
+    """Battery discharge the pseudonym's sub-meter reported (certificates' storage reading;
+    ``nan``: none), or None when the observer does not use it."""
 
 
 def _scale(x: NDArray[np.float64]) -> float:
@@ -248,7 +251,13 @@ def _pair_cost(a: SlotView, ia: NDArray[np.int64], b: SlotView) -> NDArray[np.fl
     # a side present on one slot only says little: half the weight of a mismatch
     price = np.where(np.isnan(sa) & np.isnan(sb), 0.0,
                      np.where(np.isnan(sa) | np.isnan(sb), 0.5, price))
-    return cost + price
+    cost = cost + price
+    if a.storage_wh is not None and b.storage_wh is not None:
+        # a battery's discharge into an export marks its household in that slot: two
+        # pseudonyms that both show one, or both show none, are alike
+        ba, bb = a.storage_wh[ia][:, None] > 0, b.storage_wh[None, :] > 0
+        cost = cost + np.where(ba == bb, 0.0, 1.0)
+    return cost
 
 
 def chain_pseudonyms(slots: Sequence[SlotView]) -> list[list[bytes]]:

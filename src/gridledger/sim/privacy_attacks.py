@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import weakref
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -154,16 +155,14 @@ class Analysis:
                 if t == s and cp in by_cp:
                     self.guess[(s, cp)] = by_cp[cp]                    # named in clear
         self.views = views
-        sells = {p for (_s, p), o in obs.orders.items() if o[0] > 0}
-        anchors = self._anchors()
-        links: dict[bytes, bytes] = {}
-        for epoch in sorted({s // obs.epoch_slots for s in self.slots}):
-            ep_views = [v for v in views if v.slot // obs.epoch_slots == epoch]
-            chains = chain_pseudonyms(ep_views)
-            links.update(label_chains(chains, obs.finals, sells, anchors(epoch)))
-        for (s, cp) in self.units:
-            if cp in ps_of_cp and ps_of_cp[cp] in links:
-                self.guess[(s, cp)] = links[ps_of_cp[cp]]
+        self.ps_of_cp = ps_of_cp
+        self.sells = {p for (_s, p), o in obs.orders.items() if o[0] > 0}
+        clear = dict(self.guess)
+        self.guess.update(self._link(views))
+        # the same analysis without the certificates' battery sub-meter reports: what that
+        # channel adds (issue 19: certificates under pseudonyms)
+        self.guess_without_storage = {**clear, **self._link(
+            [replace(v, storage_wh=None) for v in views])}
         # truth, for scoring only: who each unit really is, and what each household drew
         ids = eng.identities
         self.truth_owner = {u: m.address for u in self.units
@@ -171,8 +170,16 @@ class Analysis:
         cps = [self.cp_of[h] for h in self.households]
         self.truth = np.array([[-int(eng.delivered_truth(s, cp)) for s in self.slots]
                                for cp in cps], dtype=np.float64)
-        self.ps_of_cp = ps_of_cp
-        self.sells = sells
+
+    def _link(self, views: list[SlotView]) -> dict[tuple[int, str], bytes]:
+        """Chain each epoch's pseudonyms across slots and label the chains with households:
+        every pseudonymous unit -> the household it is attributed to."""
+        obs, anchors, links = self.obs, self._anchors(), {}
+        for epoch in sorted({s // obs.epoch_slots for s in self.slots}):
+            chains = chain_pseudonyms([v for v in views if v.slot // obs.epoch_slots == epoch])
+            links.update(label_chains(chains, obs.finals, self.sells, anchors(epoch)))
+        return {(s, cp): links[self.ps_of_cp[cp]] for (s, cp) in self.units
+                if cp in self.ps_of_cp and self.ps_of_cp[cp] in links}
 
     def _view(self, slot: int, pseudonyms: list[bytes]) -> SlotView:
         obs = self.obs
@@ -182,7 +189,9 @@ class Analysis:
                         for p in pseudonyms], dtype=np.float64).reshape(len(pseudonyms), 2)
         orders = np.array([obs.orders.get((slot, p), (np.nan, np.nan, np.nan))
                            for p in pseudonyms], dtype=np.float64).reshape(len(pseudonyms), 3)
-        return SlotView(slot, tuple(pseudonyms), net, env, orders)
+        storage = np.array([obs.storage.get((slot, pseudo_cp(p)), np.nan) for p in pseudonyms],
+                           dtype=np.float64)
+        return SlotView(slot, tuple(pseudonyms), net, env, orders, storage)
 
     def _anchors(self) -> Any:
         obs = self.obs
@@ -323,6 +332,7 @@ class Deanonymize(Attack):
         if not a.units or n < 2:
             return self.record(0, 0, mitigated=True, loss=0, note="run too short")
         acc = a.accuracy(a.guess)
+        without_storage = a.accuracy(a.guess_without_storage)
         chance = 1.0 / n
         bound = 2.0 * chance
         view = f"validator-{a.obs.validator}'s store file and its node's HTTP API"
@@ -339,5 +349,8 @@ class Deanonymize(Attack):
             len(a.units), 0, mitigated=acc <= bound, loss=0, passive=True,
             linkage_accuracy=round(acc, 3), chance=round(chance, 3), bound=round(bound, 3),
             pseudonyms=len(a.obs.pseudonyms), opened_by_disputes=len(a.obs.opened), view=view,
+            storage_readings_seen=len(a.obs.storage),
+            linkage_without_storage_readings=round(without_storage, 3),
+            linkage_added_by_storage_readings=round(acc - without_storage, 3),
             rotation_counterfactual={"per-epoch": per_epoch} if per_epoch else {},
             with_leaked_history=leaked, note=note)

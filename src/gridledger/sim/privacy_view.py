@@ -155,6 +155,8 @@ class Observation:
     household_roles: dict[bytes, tuple[str, ...]] = field(default_factory=dict)
     readings: dict[tuple[int, str], int] = field(default_factory=dict)   # (slot, cp) -> net import
     envelopes: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
+    storage: dict[tuple[int, str], int] = field(default_factory=dict)
+    """(slot, cp) -> battery discharge its sub-meter reported (certificates)."""
     orders: dict[tuple[int, bytes], tuple[int, int, int]] = field(default_factory=dict)
     """(slot, sender) -> (side +1 sell / -1 buy, energy Wh, price micro/kWh), last order."""
     pseudonyms: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # -> (first, last)
@@ -225,6 +227,8 @@ def _observe_event(obs: Observation, e: dict[str, Any]) -> None:
     elif t == "reading_flagged":  # the DSO's estimate replaces the reading in settlement
         obs.readings[(int(e["slot"]), str(e["cp"]))] = (int(e["estimate_import_wh"])
                                                         - int(e["estimate_export_wh"]))
+    elif t == "storage_reading":
+        obs.storage[(int(e["slot"]), str(e["cp"]))] = int(e["discharged_wh"])
     elif t == "pseudonym_registered":
         obs.pseudonyms[bytes(e["pseudonym"])] = (int(e["first_slot"]), int(e["last_slot"]))
     elif t == "pool_claim":

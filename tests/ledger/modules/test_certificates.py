@@ -363,6 +363,9 @@ class _NoFlags:
     def trusted_readings_for_slot(self, state: Any, slot: int) -> Any:
         return self.real.trusted_readings_for_slot(state, slot)
 
+    def readings_for_slot(self, state: Any, slot: int) -> Any:
+        return self.real.readings_for_slot(state, slot)
+
 
 def _issuer_ignores_flags(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
     cert = next(m for m in w.app.modules if m.name == "certificates")
