@@ -23,13 +23,11 @@ PV, home and commercial batteries, heat pumps and EV chargers, on a 400 kVA tran
 DEFAULT_START_DAY = 136
 """Monday 16 May 2016 (day-of-year index in SimBench's profile year): a sunny spring day."""
 
-DEMO_PRIVACY = False
-"""Whether ``gridledger demo`` runs in privacy mode unless told ``--privacy on|off`` (issue 19).
-``Scenario``'s own default stays clear mode: a test names the mode it measures. Privacy mode
-passes every default scenario it can run, but it is not the default yet: granular
-certificates (issue 16) are issued only for devices at a household's own connection point,
-so a privacy-mode day has none (and no certificate scenarios), and it costs about the 1.5x
-of clear mode's time issue 19 allows (docs/demo.md, "Privacy mode")."""
+DEMO_PRIVACY = True
+"""Whether ``gridledger demo`` runs in privacy mode unless told ``--privacy on|off`` (issue 19):
+it does — households trade, meter, settle, dispute and earn certificates under per-slot
+pseudonyms; ``--privacy off`` runs clear mode for comparison (docs/demo.md, "Privacy
+mode"). ``Scenario``'s own default stays clear mode: a test names the mode it measures."""
 
 MAX_SLOTS = 366 * SLOTS_PER_DAY
 MAX_VALIDATORS = 31
