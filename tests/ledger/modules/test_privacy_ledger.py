@@ -54,10 +54,12 @@ from tests.privacy.net import (
 CLAIM_WINDOW = 900
 
 
-def trade_epoch1(w: PrivacyNet, deliver_wh: int = 1000) -> Issued:
+def trade_epoch1(w: PrivacyNet, deliver_wh: int = 1000,
+                 firmware: dict[int, bytes] | None = None) -> Issued:
     """Epoch 1 = slots 4..7: user 0 sells 1 kWh under its slot-5 pseudonym to user 1's
-    slot-5 pseudonym; both meters read (through their reading keys); slot 5 settles."""
-    iss = issue(w, 1, {0: [5, 6], 1: [5]}, at=t_order(5) - 200)
+    slot-5 pseudonym; both meters read (through their reading keys); slot 5 settles.
+    ``firmware``: the image each user's meter binds into its pseudonyms' leaves."""
+    iss = issue(w, 1, {0: [5, 6], 1: [5]}, at=t_order(5) - 200, firmware=firmware)
     s0, b1 = iss.own[0][0], iss.own[1][0]
     w.ok([order(w, s0, 5, "sell", 1000, 150_000), order(w, b1, 5, "buy", 1000, 200_000)],
          t_order(5))
@@ -304,8 +306,11 @@ def test_without_the_join_key_a_rotated_owner_is_never_found(tmp_path: Path,
     assert w.bal(pool_address(1)) > 0
 
 
+@pytest.mark.parametrize("bound_image", [False, True], ids=["plain", "firmware-bound"])
 def test_a_bogus_escrow_is_attributed_through_its_meter_and_the_pool_pays(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bound_image: bool) -> None:
+    """(With the meter's image bound into its leaves, issue 19: the attribution recomputes
+    the leaf with the image the pseudonym registered with.)"""
     from gridledger.privacy.pseudonyms import certificates, escrow
 
     real = escrow.identity_records
@@ -314,7 +319,7 @@ def test_a_bogus_escrow_is_attributed_through_its_meter_and_the_pool_pays(
                             key, address, [b"not this pseudonym"] * len(binds), rb))
     w = pool_net(tmp_path)
     money = w.money()
-    iss = trade_epoch1(w)
+    iss = trade_epoch1(w, firmware={0: b"\x01" * 32, 1: b"\x02" * 32} if bound_image else None)
     monkeypatch.undo()
     did = _dispute_epoch1(w, iss, {0: w.users[0], 1: w.users[1]})
     _open_all(w, iss, did, epoch_close_time(1) + 2000)

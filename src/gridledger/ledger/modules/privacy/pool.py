@@ -307,7 +307,7 @@ class Pool:
             self.firmware.check_reading(state, ctx, cp, reading, leaf.reading_firmware)
         keeper.put_pseudonym(state, addr, PseudonymRecord(
             epoch, leaf.first_slot, leaf.last_slot, leaf.feeder, leaf.escrow_digest, root,
-            key.alg, key.raw, reading))
+            key.alg, key.raw, reading, reading_firmware=leaf.reading_firmware))
         for s in range(leaf.first_slot, leaf.last_slot + 1):
             keeper.index_feeder_slot(state, s, leaf.feeder, addr)
         keeper.put_attestation(state, leaf.reading_root,

@@ -111,6 +111,8 @@ class PseudonymRecord(Record):
     pk: bytes
     reading: bytes
     final_micro: int | None = optional()
+    reading_firmware: bytes | None = optional()
+    """The image hash bound into the meter's attested leaf at registration (issue 19)."""
 
     @property
     def certified_key(self) -> PublicKey:
