@@ -227,6 +227,8 @@ class SlotView:
     storage_wh: NDArray[np.float64] | None = None
     """Battery discharge the pseudonym's sub-meter reported (certificates' storage reading;
     ``nan``: none), or None when the observer does not use it."""
+    image: NDArray[np.float64] | None = None
+    """The firmware image its reading attested, as an index (``nan``: no reading)."""
 
 
 def _scale(x: NDArray[np.float64]) -> float:
@@ -252,6 +254,10 @@ def _pair_cost(a: SlotView, ia: NDArray[np.int64], b: SlotView) -> NDArray[np.fl
     price = np.where(np.isnan(sa) & np.isnan(sb), 0.0,
                      np.where(np.isnan(sa) | np.isnan(sb), 0.5, price))
     cost = cost + price
+    if a.image is not None and b.image is not None:
+        # the meter's image is in every reading: a household's meter runs one at a time
+        fa, fb = a.image[ia][:, None], b.image[None, :]
+        cost = cost + np.where(np.isnan(fa) | np.isnan(fb), 0.0, np.where(fa == fb, 0.0, 1.0))
     if a.storage_wh is not None and b.storage_wh is not None:
         # a battery's discharge into an export marks its household in that slot: two
         # pseudonyms that both show one, or both show none, are alike

@@ -147,6 +147,7 @@ class Analysis:
         # every reading on the ledger is a unit: (slot, cp) -> the household it names, if any
         self.units = [(s, cp) for (s, cp) in sorted(obs.readings) if s in set(self.slots)]
         self.guess: dict[tuple[int, str], bytes] = {}
+        self._image_index = {h: float(i) for i, h in enumerate(sorted(set(obs.images.values())))}
         views = []
         for s in self.slots:
             ps = sorted(ps_of_cp[cp] for (t, cp) in self.units if t == s and cp in ps_of_cp)
@@ -191,7 +192,10 @@ class Analysis:
                            for p in pseudonyms], dtype=np.float64).reshape(len(pseudonyms), 3)
         storage = np.array([obs.storage.get((slot, pseudo_cp(p)), np.nan) for p in pseudonyms],
                            dtype=np.float64)
-        return SlotView(slot, tuple(pseudonyms), net, env, orders, storage)
+        index = self._image_index
+        image = np.array([index.get(obs.images.get((slot, pseudo_cp(p)), b""), np.nan)
+                          for p in pseudonyms], dtype=np.float64)
+        return SlotView(slot, tuple(pseudonyms), net, env, orders, storage, image)
 
     def _anchors(self) -> Any:
         obs = self.obs

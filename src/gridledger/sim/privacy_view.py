@@ -156,6 +156,8 @@ class Observation:
     readings: dict[tuple[int, str], int] = field(default_factory=dict)   # (slot, cp) -> net import
     envelopes: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
     storage: dict[tuple[int, str], int] = field(default_factory=dict)
+    images: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    """(slot, cp) -> the firmware hash its reading attested."""
     """(slot, cp) -> battery discharge its sub-meter reported (certificates)."""
     orders: dict[tuple[int, bytes], tuple[int, int, int]] = field(default_factory=dict)
     """(slot, sender) -> (side +1 sell / -1 buy, energy Wh, price micro/kWh), last order."""
@@ -224,6 +226,8 @@ def _observe_event(obs: Observation, e: dict[str, Any]) -> None:
     t = e.get("type")
     if t == "reading":
         obs.readings[(int(e["slot"]), str(e["cp"]))] = int(e["import_wh"]) - int(e["export_wh"])
+        if e.get("firmware") is not None:
+            obs.images[(int(e["slot"]), str(e["cp"]))] = bytes(e["firmware"])
     elif t == "reading_flagged":  # the DSO's estimate replaces the reading in settlement
         obs.readings[(int(e["slot"]), str(e["cp"]))] = (int(e["estimate_import_wh"])
                                                         - int(e["estimate_export_wh"]))
