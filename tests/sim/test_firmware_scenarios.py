@@ -163,6 +163,9 @@ def test_under_privacy_mode_pseudonymous_readings_are_checked(tmp_path: Path,
     assert f["rules"] == {"unsigned": "vendor-signature", "unapproved": "release-unapproved",
                           "wrong-hash": "patch-hash-mismatch"}
     assert f["loss"] == 0 and f["quarantine_escapes"] == 0, f
+    # the flashed meter's later pseudonyms: the DSO reports the image it saw (privacy/
+    # meter_image) before each trades, so none of their orders is accepted
+    assert f["orders_while_compromised"] > 0 and f["orders_accepted"] == 0 and f["mitigated"], f
     fw = s["firmware"]
     assert all(not q["cp"].startswith("ps:") for q in fw["quarantine_spans"])
     assert fw["estimated_readings"] == fw["quarantined_readings"] > 0

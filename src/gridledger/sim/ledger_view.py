@@ -40,6 +40,11 @@ class LedgerView:
         """Sanction tier of ``addr``: good, watch, restricted or suspended."""
         return tier_for(self.reputation(addr), load_params(self._app.state))
 
+    def firmware_of(self, cp: str) -> dict[str, Any]:
+        """The firmware registry's record of ``cp``'s meter (view ``firmware/meter/<cp>``)."""
+        out: dict[str, Any] = self._app.query(f"firmware/meter/{cp}")
+        return out
+
     def quarantined(self, cp: str) -> bool:
         """Whether the meter of ``cp`` is quarantined by the firmware registry."""
         return bool(self._app.query(f"firmware/meter/{cp}")["quarantined"])

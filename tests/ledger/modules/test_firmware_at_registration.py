@@ -114,3 +114,27 @@ def test_a_relay_cannot_swap_the_bound_image(tmp_path: Path) -> None:
     body["leaves"][0]["reading_firmware"] = new.manifest.image_sha3
     (out,) = w.run([w.tx(w.trustee_keys[1].signing_key, "privacy/register", body)], at + 2)
     assert out.rule == "reading-not-attested"
+
+
+def test_a_meter_flashed_mid_epoch_is_quarantined_before_its_next_pseudonym_trades(
+        tmp_path: Path) -> None:
+    """The DSO saw a flashed image in the meter's reading under an earlier pseudonym; it
+    reports the image for the meter's next pseudonym (``privacy/meter_image``), which is
+    then a firmware mismatch: its order is refused. Only the DSO may report; an unknown
+    pseudonym is named."""
+    w, old, _new = _net(tmp_path)
+    at = t_order(5) - 300
+    iss = issue(w, 1, {0: [5], 1: [5]}, at=at,
+                firmware={0: old.manifest.image_sha3, 1: old.manifest.image_sha3})
+    (p0,), (p1,) = iss.own[0], iss.own[1]
+    homebrew = b"\x66" * 32
+    body = {"pseudonym": p0.address, "firmware": homebrew}
+    (by_member,) = w.run([w.tx(w.users[0], "privacy/meter_image", body)], at + 3)
+    assert not by_member.ok
+    (unknown,) = w.run([w.tx(w.dso, "privacy/meter_image",
+                             {"pseudonym": b"\x01" * 32, "firmware": homebrew})], at + 4)
+    assert unknown.rule == "unknown-pseudonym"
+    (out,) = w.ok([w.tx(w.dso, "privacy/meter_image", body)], at + 5)
+    assert [e["reason"] for e in out.events if e["type"] == "meter_quarantined"] == \
+        ["firmware-mismatch"]
+    assert _orders(w, p0, p1) == {"p0": "meter-quarantined", "p1": None}

@@ -49,8 +49,9 @@ class DoubleClaim(Attack):
         eng = self.eng
         if not eng.in_window(slot, *self.window):
             return []
-        me = eng.identities.trading_key(self.attacker, slot).address
         for s in range(slot - LOOKBACK_SLOTS, slot):
+            # the bundle's owner: the attacker, or under privacy mode its pseudonym of slot s
+            me = eng.identities.trading_key(self.attacker, s).address
             for b in eng.ledger.certificates(f"bundles/{s}"):
                 key = (int(b["slot"]), int(b["start"]))
                 if (bytes(b["owner"]) == me and b["status"] == "cancelled"

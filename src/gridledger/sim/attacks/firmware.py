@@ -96,7 +96,8 @@ class _MeterTamper(Attack):
         # from the tampered meter, is in a block of the step ``start``)
         if slot <= self.start:
             return
-        me = self.attacker.address
+        # its trading identity for the slot: itself, or its pseudonym under privacy mode
+        me = self.eng.identities.trading_key(self.attacker, slot).address
         for tx_id, info in self.eng.data.tx_info.items():
             if info.sender == me and info.kind == "market/order" and tx_id not in self.order_ids \
                     and info.body.get("slot") == slot:

@@ -18,9 +18,11 @@ ledger's privacy module (``ledger/modules/privacy``, ``privacy.ledger_io``):
   the DSO the slot's stand-in cp, so every order, reading, envelope, flag, trade and bill
   names the pseudonym only.
 * **The DSO's meter data**: each meter seals its connection point's measurement of the slot
-  to the DSO's ML-KEM-768 key (``crypto.kem.seal``, AAD = slot and cp); the DSO opens them
-  and runs state estimation and false-data detection on what it opened. Nothing of it goes
-  to the ledger.
+  (and the firmware image it attests) to the DSO's ML-KEM-768 key (``crypto.kem.seal``, AAD
+  = slot and cp); the DSO opens them and runs state estimation and false-data detection on
+  what it opened. Nothing of it goes to the ledger — except, for a meter whose image no
+  longer matches its next pseudonym's firmware of record (flashed mid-epoch), the DSO's
+  ``privacy/meter_image`` for that pseudonym, one slot ahead of its orders.
 * **Accountability**: a household whose pseudonym was sold energy it never got claims
   non-delivery under that pseudonym (``disputes/claim``); when a trade dispute is decided
   against a pseudonym, the wronged party asks for an opening (``privacy/request_opening``),
@@ -89,6 +91,8 @@ class Held:
     reading_key: SigningKey
     first_slot: int
     last_slot: int
+    image: bytes | None = None
+    """The firmware image its meter bound into the pseudonym's attested leaf."""
 
     @property
     def address(self) -> bytes:
@@ -182,6 +186,9 @@ class PrivacyMode(Feature):
         self._attest: list[bytes] = []
         self._registers: list[bytes] = []
         self._pending: int | None = None    # epoch registered in this step's block C
+        self.dso_images: dict[str, bytes] = {}
+        """cp -> the firmware image its meter's latest sealed report attested (the DSO's)."""
+        self.reported: set[bytes] = set()     # pseudonyms whose meter image the DSO reported
         if not self.on:
             return
         keys = ctx.community.privacy_keys
@@ -252,7 +259,8 @@ class PrivacyMode(Feature):
                                      {a: k.public_key for a, k in reading.items()}, images)
         for i, ps in own.items():
             for p, (first, last) in zip(ps, ranges, strict=True):
-                issue.held.append(Held(by_index[i], p, reading[p.address], first, last))
+                issue.held.append(Held(by_index[i], p, reading[p.address], first, last,
+                                       images.get(p.address)))
         attest = [ctx.tx(ctx.community.dso, "privacy/attest", attest_body(att)),
                   ctx.tx(keys.trustee_keys[0].signing_key, "privacy/certify", batch.certify_body)]
         relays = [t.signing_key for t in keys.trustee_keys[:RELAYS]]
@@ -290,6 +298,27 @@ class PrivacyMode(Feature):
 
     def txs_c(self, step: Step) -> list[bytes]:
         out, self._registers = self._registers, []
+        return out + self._meter_images(step.slot + 1)
+
+    def _meter_images(self, slot: int) -> list[bytes]:
+        """The DSO reports a meter's image for its pseudonym of ``slot`` when the meter's
+        sealed report showed another image than that pseudonym's firmware of record (a meter
+        flashed mid-epoch; an honestly patched meter patched that record itself): quarantined
+        before the slot's orders, as a household's own cp would be."""
+        ctx = self.ctx
+        if not self.on or slot not in ctx.trading_slots():
+            return []
+        out = []
+        for m in ctx.members:
+            image, h = self.dso_images.get(m.cp), self.ids.of(m, slot)
+            if image is None or h is None or image == h.image or h.address in self.reported:
+                continue
+            rec = ctx.ledger.firmware_of(h.cp)
+            if rec.get("firmware") in (None, image) or rec.get("mismatch") == image:
+                continue
+            self.reported.add(h.address)
+            out.append(ctx.tx(ctx.community.dso, "privacy/meter_image",
+                              {"pseudonym": h.address, "firmware": image}))
         return out
 
     def after_readings(self, step: Step) -> None:
@@ -307,18 +336,22 @@ class PrivacyMode(Feature):
         dso_kem = self.keys.dso_kem
         with ctx.timed("privacy_s"):
             sealed = []
+            fleet = ctx.community.fleet
             for m in ctx.members:
+                image = fleet.meters[m.cp].firmware if fleet is not None else b""
                 msg = codec.encode([slot, m.cp, int(meas.reported_wh_by_cp[m.cp]),
                                     int(meas.reported_varh_by_cp.get(m.cp, 0)),
-                                    str(meas.vm_pu_by_cp.get(m.cp, ""))])
+                                    str(meas.vm_pu_by_cp.get(m.cp, "")), image])
                 aad = codec.encode([slot, m.cp])
                 sealed.append((m.cp, aad, kem.seal(dso_kem.public_key, msg, CTX_DSO_READING + aad)))
             opened = {}
             for cp, aad, ct in sealed:
-                s, c, wh, varh, vm = codec.decode(dso_kem.open(ct, CTX_DSO_READING + aad))
+                s, c, wh, varh, vm, image = codec.decode(dso_kem.open(ct, CTX_DSO_READING + aad))
                 if (s, c) != (slot, cp):
                     raise ValueError(f"sealed reading of {cp} opened to another slot or cp")
                 opened[c] = (wh, varh, vm)
+                if image:
+                    self.dso_images[c] = bytes(image)
             self.sealed_readings += len(sealed)
         ctx.data.delivered[slot] = Delivered(slot, delivered.actual_wh_by_cp, _dso_view(meas, opened))
 

@@ -149,6 +149,12 @@ class NoDecision(InvalidBody):
     rule = "no-decision"
 
 
+class UnknownPseudonym(InvalidBody):
+    """No registered pseudonym has this address."""
+
+    rule = "unknown-pseudonym"
+
+
 class NotPseudonymous(InvalidBody):
     """The party at fault trades under its own name: nothing to open."""
 
@@ -342,6 +348,7 @@ RULES = (
     NotTrustee, BatchExists, TicketsExceeded, BatchEndorsements, AttestationExists, NoBatch,
     PseudonymSlots, UnknownFeeder, NotCertified, ReadingNotAttested, PseudonymRegistered,
     NotInPool, ClaimsClosed, AlreadyClaimed, ClaimAboveDue, CarryRefused, NoDecision, NotPseudonymous,
+    UnknownPseudonym,
     OpeningRequested, NoDispute, NotDisputed, EscrowPosted, EscrowMismatch, EscrowNotPosted,
     ShareCommitment, AlreadyReleased, NotBogus, BadAttribution, NotAggregator, AnonymitySet,
     PartialSignature, PartialWindow, PartialPosted, AggregateDecoded, EvidencePosition,

@@ -70,6 +70,7 @@ def build(bank: Bank, registry: Registry, reputation: Reputation, metering: Mete
             MsgKind(t.ATTEST, t.parse_attest, pool.attest, dso),
             MsgKind(t.CERTIFY, t.parse_certify, pool.certify, trustee),
             MsgKind(t.REGISTER, t.parse_register, pool.register),
+            MsgKind(t.METER_IMAGE, t.parse_meter_image, pool.meter_image, dso),
             MsgKind(t.CLAIM, t.parse_claim, pool.claim, MEMBER_ROLES),
             MsgKind(t.CARRY, t.parse_carry, pool.carry, frozenset({"pseudonym"})),
             MsgKind(t.REQUEST_OPENING, t.parse_request_opening, openings.request_opening),

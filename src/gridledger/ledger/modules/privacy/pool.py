@@ -49,6 +49,7 @@ from gridledger.ledger.modules.privacy.errors import (
     TicketCap,
     TicketsExceeded,
     UnknownFeeder,
+    UnknownPseudonym,
 )
 from gridledger.ledger.modules.privacy.expected import (
     Bank,
@@ -76,6 +77,7 @@ from gridledger.ledger.modules.privacy.types import (
     Claim,
     Join,
     Leaf,
+    MeterImage,
     Register,
 )
 from gridledger.ledger.params import load_params
@@ -316,6 +318,20 @@ class Pool:
         ctx.emit("pseudonym_registered", pseudonym=addr, epoch=epoch,
                  first_slot=leaf.first_slot, last_slot=leaf.last_slot, feeder=leaf.feeder,
                  allowance_micro=cfg.allowance_micro)
+
+    def meter_image(self, state: State, ctx: TxContext, msg: MeterImage) -> None:
+        """``privacy/meter_image`` (dso): the image a registered pseudonym's meter now
+        attests, which the DSO saw in that meter's reading under an earlier pseudonym (it
+        attested both, so it knows they are one meter). The pseudonym's firmware of record
+        takes it as the firmware registry takes a reading's (a flashed meter: mismatch, so
+        quarantined before the pseudonym trades). Rule ``unknown-pseudonym``."""
+        ps = keeper.get_pseudonym(state, msg.pseudonym)
+        if ps is None:
+            raise UnknownPseudonym("no registered pseudonym has this address")
+        if self.firmware is not None:
+            self.firmware.check_reading(state, ctx, pseudo_cp(msg.pseudonym), ps.reading,
+                                        msg.firmware)
+        ctx.emit("meter_image_reported", pseudonym=msg.pseudonym, firmware=msg.firmware)
 
     # -- end of block --------------------------------------------------------------------------
     def step(self, state: State, ctx: BlockContext, cfg: PrivacyConfig,

@@ -100,6 +100,25 @@ def parse_attest(body: Body) -> Attest:
                   require_bytes(body, "root", exact=32), require_int(body, "count", 1, 10**6))
 
 
+METER_IMAGE = "privacy/meter_image"
+
+
+@dataclass(frozen=True)
+class MeterImage:
+    """``privacy/meter_image`` (dso): the image a registered pseudonym's meter now runs, as
+    the DSO saw it in that meter's latest reading under an earlier pseudonym (a meter
+    flashed mid-epoch; issue 19): recorded before the pseudonym trades."""
+
+    pseudonym: bytes
+    firmware: bytes
+
+
+def parse_meter_image(body: Body) -> MeterImage:
+    require_fields(body, METER_IMAGE, ("pseudonym", "firmware"))
+    return MeterImage(require_bytes(body, "pseudonym", exact=32),
+                      require_bytes(body, "firmware", exact=32))
+
+
 @dataclass(frozen=True)
 class Certify:
     """``privacy/certify``: a trustee posts the batch certificate (k signatures on a root)."""
