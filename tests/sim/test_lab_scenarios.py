@@ -29,7 +29,13 @@ def defended(default_day: DemoRun) -> dict[str, Any]:
 def test_price_manipulation_is_found_mitigated_and_sanctioned(defended: dict[str, Any]) -> None:
     r = check_defended(defended, "price-manipulation")
     assert r["cheater_gain_micro"] <= 0 and r["sanctions"] > 0
-    assert r["findings_by_kind"].get("layering", 0) > 0
+    if defended["privacy"]["mode"] == "on":
+        # under pseudonyms a spoof is bounded by the pseudonym's pool allowance: the
+        # spoofer's large bid is refused before it reaches the book (and it gives up)
+        assert r["spoof_orders"] == r["spoofs_refused"] > 0 or \
+            r["findings_by_kind"].get("layering", 0) > 0, r
+    else:
+        assert r["findings_by_kind"].get("layering", 0) > 0
     assert r["withheld_slots"] == 0 or r["findings_by_kind"].get("withholding", 0) > 0
     assert defended["surveillance"]["findings"] == defended["detections"]["market_abuse_findings"]
     assert defended["threat_rows"]["6"]["mitigated"] is True
