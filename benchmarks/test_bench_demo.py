@@ -25,6 +25,8 @@ def test_every_run_is_correct(report: dict[str, Any]) -> None:
     assert "deanonymize" in off["not_mitigated"]
     assert set(off["not_mitigated"]) <= {"usage-inference", "deanonymize", *CLEAR_MODE_ONLY}
     assert report["default"]["txs"] > report["honest"]["txs"]
+    # --attacks none in the default mode: nothing to detect, nothing detected
+    assert report["honest"]["detections"] == {}, report["honest"]
 
 
 def test_default_day_projected_under_two_minutes(report: dict[str, Any]) -> None:

@@ -49,7 +49,8 @@ def _one(attacks: str, slots: int, privacy: bool) -> dict[str, Any]:
             "all_mitigated": all(a["mitigated"] for a in summary["attacks"].values()),
             "not_mitigated": sorted(n for n, a in summary["attacks"].items()
                                     if not a["mitigated"]),
-            "invariants_ok": all(summary["invariants"].values())}
+            "invariants_ok": all(summary["invariants"].values()),
+            "detections": {k: v for k, v in summary["detections"].items() if v}}
 
 
 def run(quick: bool = False) -> dict[str, Any]:
