@@ -301,3 +301,17 @@ def read(w: PrivacyNet, iss: Issued, ps: Any, slot: int, import_wh: int,
 def order(w: PrivacyNet, ps: Any, slot: int, side: str, wh: int, price: int) -> bytes:
     return w.tx(ps.key, "market/order", {"slot": slot, "side": side, "energy_wh": wh,
                                          "price_micro_per_kwh": price})
+
+
+def firmware_net(tmp: Path, seed: int = 31) -> tuple[PrivacyNet, Any, Any]:
+    """A privacy pool net with a ``firmware`` section: vendor ``acme`` (model AM-1) with an
+    old (1.0.0) and a new (1.1.0) release, both approved by genesis. Returns (net, old, new)
+    ``SignedRelease`` s."""
+    from gridledger.meter import VendorSigner
+
+    acme = VendorSigner("acme", sim_key(seed, "vendor", 0, alg="ml-dsa-87"), ("AM-1",))
+    old = acme.sign("AM-1", "1.0.0", b"image:am1-1.0.0", "0.0.0")
+    new = acme.sign("AM-1", "1.1.0", b"image:am1-1.1.0", "1.0.0")
+    section = {"vendors": [acme.genesis_entry()],
+               "releases": [old.genesis_entry(), new.genesis_entry()]}
+    return pool_net(tmp, sections={"firmware": section}), old, new

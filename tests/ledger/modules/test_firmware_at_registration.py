@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gridledger.ledger.modules.privacy.records import pseudo_cp
-from gridledger.meter import SignedRelease, VendorSigner
+from gridledger.meter import SignedRelease
 from gridledger.privacy.ledger_io import (
     attest_body,
     certify_batch,
@@ -25,9 +25,9 @@ from tests.privacy.net import (
     EPOCH_SLOTS,
     FEEDER,
     PrivacyNet,
+    firmware_net,
     issue,
     order,
-    pool_net,
     t_order,
 )
 
@@ -35,12 +35,8 @@ SEED = 31
 
 
 def _net(tmp: Path) -> tuple[PrivacyNet, SignedRelease, SignedRelease]:
-    acme = VendorSigner("acme", sim_key(SEED, "vendor", 0, alg="ml-dsa-87"), ("AM-1",))
-    old = acme.sign("AM-1", "1.0.0", b"image:am1-1.0.0", "0.0.0")
-    new = acme.sign("AM-1", "1.1.0", b"image:am1-1.1.0", "1.0.0")
-    section = {"vendors": [acme.genesis_entry()],
-               "releases": [old.genesis_entry(), new.genesis_entry()]}
-    return pool_net(tmp, sections={"firmware": section}), old, new
+    net, old, new = firmware_net(tmp, SEED)
+    return net, old, new
 
 
 def _advise(w: PrivacyNet, at: int) -> None:

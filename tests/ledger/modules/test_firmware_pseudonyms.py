@@ -12,20 +12,16 @@ from typing import Any
 from gridledger.ledger.modules.metering import keeper as metering
 from gridledger.ledger.modules.privacy.records import pseudo_cp
 from gridledger.ledger.modules.reputation.keeper import reputation_of
-from gridledger.meter import SignedRelease, VendorSigner
+from gridledger.meter import SignedRelease
 from gridledger.sim.keys import sim_key
-from tests.privacy.net import PrivacyNet, issue, pool_net, t_order, t_read
+from tests.privacy.net import PrivacyNet, firmware_net, issue, t_order, t_read
 
 SEED = 31                 # the privacy net's seed: its validators are sim_key(31, "validator", i)
 
 
 def _net(tmp: Path) -> tuple[PrivacyNet, SignedRelease, SignedRelease]:
-    acme = VendorSigner("acme", sim_key(SEED, "vendor", 0, alg="ml-dsa-87"), ("AM-1",))
-    old = acme.sign("AM-1", "1.0.0", b"image:am1-1.0.0", "0.0.0")
-    new = acme.sign("AM-1", "1.1.0", b"image:am1-1.1.0", "1.0.0")
-    section = {"vendors": [acme.genesis_entry()],
-               "releases": [old.genesis_entry(), new.genesis_entry()]}
-    return pool_net(tmp, sections={"firmware": section}), old, new
+    net, old, new = firmware_net(tmp, SEED)
+    return net, old, new
 
 
 def _reading(w: PrivacyNet, key: Any, slot: int, import_wh: int, firmware: bytes) -> bytes:
