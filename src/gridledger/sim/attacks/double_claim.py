@@ -105,6 +105,11 @@ class DoubleClaim(Attack):
         loss = max(0, claimed - held) + moved
         injected = len(self.sent)
         detected = self.refused + at_admission
+        if not self.targets:    # e.g. a night run: no certificate was issued to attack
+            return self.record(0, 0, True, 0, loss_unit="Wh", attacker=self.attacker.name,
+                               bundles_attacked=0, claimed_wh=claimed,
+                               note="nothing to attack: the attacker cancelled no certificate "
+                                    "in the run")
         return self.record(injected, detected, injected > 0 and detected == injected and loss == 0,
                            loss, loss_unit="Wh", attacker=self.attacker.name,
                            bundles_attacked=len(self.targets),

@@ -178,9 +178,12 @@ class PriceManipulation(Attack):
                                    or (e["reason"] == "pseudonym_penalty"
                                        and bytes(e["pseudonym"]) in pseudonyms)))
         injected = len(self.withheld) + len(self.spoofs)
-        # the defence must also have caught it: an unseen spoof is an unsanctioned abuse
+        # the defence must also have caught it: an unseen spoof is an unsanctioned abuse (a
+        # spoof the ledger refused — under privacy mode a pseudonym's allowance cannot back
+        # it — never reached the book: nothing to find)
+        on_book = len(self.withheld) + len(self.spoofs) - self.spoof_rejected
         mitigated = (loss == 0 and gain <= 0 and sanctions == named
-                     and (injected == 0 or bool(findings)) and pseudonyms <= opened)
+                     and (on_book <= 0 or bool(findings)) and pseudonyms <= opened)
         return self.record(injected, len(findings), mitigated, loss,
                            coalition=[m.name for m in self.coalition],
                            withheld_slots=len(self.withheld), spoof_orders=len(self.spoofs),
