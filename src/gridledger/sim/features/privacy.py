@@ -167,7 +167,7 @@ class Opening:
     pseudonym: bytes
     dispute: bytes
     kind: str = "trade"
-    stage: str = "request"        # request -> escrow -> release -> done
+    stage: str = "request"        # request -> escrow -> posting -> release -> released -> done
 
 
 class PrivacyMode(Feature):
@@ -387,6 +387,9 @@ class PrivacyMode(Feature):
                         self.openings[p] = Opening(p, e["dispute"], "market", "escrow")
                     elif o is not None and o.stage == "request" and o.dispute == e["dispute"]:
                         o.stage = "escrow"
+            elif t == "escrow_posted" and (o := self.openings.get(e["pseudonym"])) is not None \
+                    and o.stage == "posting":
+                o.stage = "release"   # the commitments are on the ledger: shares may follow
             elif t == "identity_opened" and e["pseudonym"] in self.openings:
                 self.openings[e["pseudonym"]].stage = "done"
             elif t == "epoch_closed" and e["epoch"] in self.epochs:
@@ -425,7 +428,9 @@ class PrivacyMode(Feature):
             if o.stage == "escrow":
                 out.append(self.ctx.tx(keys.trustee_keys[0].signing_key, "privacy/escrow",
                                        escrow_body(did, escrow)))
-                o.stage = "release"
+                # the shares go once the escrow is on the ledger (``escrow_posted``): a
+                # release in a block before it would be refused ``escrow-not-posted``
+                o.stage = "posting"
             elif o.stage == "release":
                 out += [self.ctx.tx(t.signing_key, "privacy/release",
                                     release_body(t, keys.trustee_set, did, [escrow]))
