@@ -26,7 +26,19 @@ def test_every_case_reports_its_figures(result: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 17 open: the main job is not yet within 2x its cryptographic "
-                          "floor (BENCHMARKS.md, scale)", strict=False)
+@pytest.mark.xfail(reason="issue 17 open: wall / floor measured 9.8 (30 x 24) and 14.0 "
+                          "(100 x 24) on 2026-11-30, target 2.0 (BENCHMARKS.md, scale)",
+                   strict=False)
 def test_wall_within_twice_the_floor(result: dict[str, Any]) -> None:
     assert result["max_wall_per_floor"] <= TARGET_WALL_PER_FLOOR, result["cases"]
+
+
+@pytest.mark.slow
+def test_cost_per_participant_slot_grows_no_faster_than_the_community(
+        result: dict[str, Any]) -> None:
+    """Issue 17's target at the sizes quick mode runs: seconds per participant-slot at the
+    largest size <= 1.2 x that at 30 (CPU: 0.55 before, 0.69 after on 2026-11-30). CPU seconds, so
+    other jobs on the machine do not decide it."""
+    rows = sorted(result["cases"], key=lambda r: r["participants"])
+    per = [r["cpu_s"] / (r["participants"] * r["slots"]) for r in rows]
+    assert per[-1] <= 1.2 * per[0], rows
