@@ -1,5 +1,6 @@
 """A bit flipped anywhere in a stored block, transaction or certificate is found."""
 
+import os
 import shutil
 import sqlite3
 
@@ -157,10 +158,14 @@ def test_stores_replayed_in_processes_report_like_one_by_one(tmp_path, good_stor
         shutil.copy(good_store, p)
         paths.append(p)
     _flip(paths[1], "txs", 3, 40)
-    here = verify.verify_stores(paths, workers=1)
+    seen: list[tuple[int, int]] = []
+    here = verify.verify_stores(paths, workers=1, progress=lambda d, n: seen.append((d, n)))
+    assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]        # the demo's progress bar
     monkeypatch.setattr(verify, "PARALLEL_FROM_BYTES", 0)  # small stores: force a worker
-    pooled = verify.verify_stores(paths, workers=2)
-    assert pooled == here
+    seen.clear()
+    pooled = verify.verify_stores(paths, workers=2, progress=lambda d, n: seen.append((d, n)))
+    assert pooled == here and seen == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert verify.verify_workers(paths, 2) == min(2, os.cpu_count() or 1)
     assert [r.ok for r in pooled] == [True, False, True] and pooled[1].bad_height == 3
     # a worker that dies without reporting: its stores are replayed here, nothing is lost
     monkeypatch.setattr(verify, "_WORKER", "import sys; sys.exit(3)")

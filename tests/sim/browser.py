@@ -13,7 +13,8 @@ websocket-client for the page socket):
 4. collect ``Runtime.exceptionThrown``, ``Runtime.consoleAPICalled`` of type
    error/assert, ``Log.entryAdded`` of level error, and every request that is not
    ``file:``/``data:``/``blob:``/``about:`` (the page must not touch the network);
-5. evaluate the number of rendered plotly graphs and the document title;
+5. evaluate the number of rendered plotly graphs, the document title and any
+   expressions the caller asks for; optionally save a full-page PNG screenshot;
 6. always kill the browser's process group and remove the profile directory.
 
 Everything runs under one hard deadline.
@@ -21,6 +22,7 @@ Everything runs under one hard deadline.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -58,6 +60,7 @@ class BrowserResult:
     title: str = ""
     requests: list[str] = field(default_factory=list)  # non-local URLs the page asked for
     probe: Any = None                                   # what ``probe(session)`` returned
+    values: dict[str, Any] = field(default_factory=dict)  # the caller's expressions, evaluated
 
 
 def find_chromium() -> str | None:
@@ -180,11 +183,15 @@ class _Session:
 
 
 def open_in_chromium(path: Path | str, *, settle: float = 0.5, timeout: float = 60.0,
-                     binary: str | None = None,
+                     binary: str | None = None, evaluate: dict[str, str] | None = None,
+                     screenshot: Path | None = None, width: int = 1280,
+                     clip: tuple[int, int] | None = None,
                      probe: Callable[[_Session], Any] | None = None) -> BrowserResult:
     """Load ``path`` (a file, or an ``http://`` URL: a served page, whose own origin's
-    requests are local) in a fresh headless Chromium and return errors, plot count, title,
-    and what ``probe(session)`` (run after the settle) returned."""
+    requests are local) in a fresh headless Chromium (``width`` CSS px wide) and return
+    errors, plot count, title, the value of each expression in ``evaluate`` (by name) and
+    what ``probe(session)`` (run after the settle) returned; with ``screenshot``, also write
+    a full-page PNG there (``clip``: only the band of (top, height) CSS pixels)."""
     binary = binary or find_chromium()
     if binary is None:
         raise BrowserError("no chromium binary found (tried: " + ", ".join(CANDIDATES) + ")")
@@ -229,6 +236,8 @@ def open_in_chromium(path: Path | str, *, settle: float = 0.5, timeout: float = 
         session = _Session(ws_url, deadline, origin)
         for domain in ("Page", "Runtime", "Log", "Network"):
             session.call(f"{domain}.enable")
+        session.call("Emulation.setDeviceMetricsOverride",
+                     {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False})
         session.call("Page.navigate", {"url": url})
         session.pump(deadline - time.monotonic() - 1, until_loaded=True)
         if not session.loaded:
@@ -239,6 +248,15 @@ def open_in_chromium(path: Path | str, *, settle: float = 0.5, timeout: float = 
             result.probe = probe(session)
         result.plots = int(session.evaluate(_COUNT_PLOTS) or 0)
         result.title = str(session.evaluate("document.title") or "")
+        for name, expr in (evaluate or {}).items():
+            result.values[name] = session.evaluate(expr)
+        if screenshot is not None:
+            params: dict[str, Any] = {"format": "png", "captureBeyondViewport": True}
+            if clip is not None:
+                params["clip"] = {"x": 0, "y": clip[0], "width": width, "height": clip[1],
+                                  "scale": 1}
+            shot = session.call("Page.captureScreenshot", params)
+            screenshot.write_bytes(base64.b64decode(shot["data"]))
         session.pump(0.05)  # anything the evaluation itself logged
         return result
     finally:

@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
+from gridledger.sim import attacks
 from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
+
+
+def must_hold(summary: dict[str, Any], name: str) -> bool:
+    """Whether scenario ``name`` must be mitigated in the run ``summary`` describes (the
+    privacy-mode scenarios report the leak in clear mode: ``sim.attacks.must_hold``)."""
+    return attacks.must_hold(name, summary.get("privacy", {}).get("mode") == "on")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from plotly.offline import get_plotlyjs
 
-from gridledger.sim.report import render_report, write_report
+from gridledger.sim.report import C_ATTACK, C_HONEST, render_report, write_report
+from gridledger.sim.report import _bills_fig as bills_fig
+from tests.sim.conftest import DemoRun, must_hold
 
 from .browser import find_chromium
 
@@ -102,8 +104,8 @@ def test_written_self_contained(report: Path) -> None:
 
 def test_sections_and_content(report: Path) -> None:
     page = report.read_text(encoding="utf-8")
-    for title in ("Prices", "Traded volume", "Bills vs no-market baseline", "Grid", "Threats",
-                  "Ledger"):
+    for title in ("Prices", "Traded volume", "Bills vs no-market baseline", "Members", "Grid",
+                  "Threats", "Ledger"):
         assert f"<h2>{title}</h2>" in page
     for name in ATTACKS:
         assert f"<b>{name}</b>" in page
@@ -181,6 +183,68 @@ def test_report_in_headless_chromium(report: Path) -> None:
     assert res.requests == []
     assert res.plots == N_FIGURES
     assert res.title.startswith("gridledger report")
+
+
+# KPI values and every cell of the tables must fit their box: nothing clipped or cut off
+_CLIPPED = """
+Array.from(document.querySelectorAll('.kpi, .kpi .v, td, th'))
+  .filter(e => e.scrollWidth > e.clientWidth + 1)
+  .map(e => e.className + ': ' + e.textContent.trim().slice(0, 40))
+"""
+_SCROLLS = "document.documentElement.scrollWidth > document.documentElement.clientWidth"
+
+
+def test_bills_legend_keeps_honest_and_attacker_colours_apart() -> None:
+    _, series = make_inputs()
+    fig = bills_fig(series["participants"], "CU")
+    by_name = {t.name: t for t in fig.data}
+    honest, attacker = by_name["with market"], by_name["with market (attacker)"]
+    assert honest.marker.color == C_HONEST and honest.marker.pattern.shape is None
+    assert attacker.marker.color == C_ATTACK and attacker.marker.pattern.shape == "x"
+    assert len(honest.x) == N_PARTS - 2 and len(attacker.x) == 2
+    assert honest.offsetgroup == attacker.offsetgroup  # one bar position per member
+
+
+def test_members_table(report: Path) -> None:
+    page = report.read_text(encoding="utf-8")
+    table = page[page.index('<section id="members">'):page.index('<section id="grid">')]
+    assert table.count("<tr>") == N_PARTS + 1
+    assert "house-03 (attacker)" in table
+    for head in ("baseline", "with market", "saving", "trades", "sanctions"):
+        assert head in table
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [1280, 390])
+def test_nothing_clipped(report: Path, width: int) -> None:
+    from .browser import open_in_chromium
+
+    res = open_in_chromium(report, width=width, evaluate={"clipped": _CLIPPED})
+    assert res.errors == [] and res.values["clipped"] == [], res.values
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_default_day_report_reads_right(default_day: DemoRun) -> None:
+    """The real default day's page: loads clean, nothing clipped, every figure a note names
+    is on the page, and the attack count is scenarios, not transactions."""
+    from .browser import open_in_chromium
+
+    path = default_day.out / "report.html"
+    res = open_in_chromium(path, width=1280, evaluate={"clipped": _CLIPPED})
+    page = path.read_text(encoding="utf-8")
+    # the core figures plus those of feature sections (certificates), every one drawn
+    assert res.errors == [] and res.requests == []
+    assert res.plots == page.count('class="plotly-graph-div"') >= N_FIGURES
+    assert res.values["clipped"] == []
+    attacks = default_day.summary["attacks"]
+    held = sum(1 for n, a in attacks.items() if a["mitigated"] and must_hold(default_day.summary, n))
+    assert f"{held} / {len(attacks)}" in page and "attack scenarios mitigated" in page
+    for name, r in attacks.items():
+        for key in re.findall(r"\b[a-z]+(?:_[a-z0-9]+)+\b", str(r.get("note", ""))):
+            shown = key.removesuffix("_micro").removesuffix("_wh").replace("_", " ")
+            assert shown in page, (name, key)
+    assert "timings.dos_flood" not in page and "within quota" in page
 
 
 def test_curtailment_section_names_each_cause() -> None:

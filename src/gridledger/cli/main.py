@@ -213,6 +213,7 @@ def _startup_check() -> None:
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     prosumers: Annotated[int, typer.Option(help="Community participants.")] = 30,
     hours: Annotated[int | None, typer.Option(help="Simulated hours (default: one day).")] = None,
     days: Annotated[int | None, typer.Option(help="Simulated days.")] = None,
@@ -234,13 +235,37 @@ def demo(
                                                "everywhere, a winter evening).")] = "default",
     flexibility: Annotated[str, typer.Option(help="'on' or 'off': the DSO buys flexibility "
                                                   "when it predicts a violation.")] = "on",
+    config: Annotated[Path | None, typer.Option(
+        help="Scenario file (TOML): every flag has a key, plus ledger [params]; flags given "
+             "here override it.")] = None,
+    write_config: Annotated[Path | None, typer.Option(
+        help="Write the scenario (defaults, --config and flags applied) to this TOML file "
+             "and stop.")] = None,
 ) -> None:
-    """Run a community day on the embedded ledger and write report + summary.json.
+    """Run a community day on the embedded ledger and write report + summary.json (+ the
+    scenario it ran, config.toml).
 
     Every flag is checked before any work (exit 2 names the flag); a run that fails exits 1."""
     _startup_check()
     if privacy not in ("on", "off"):
         _fail(f"--privacy must be 'on' or 'off', got {privacy!r}")
+    if serve is not None:
+        _in_range("--serve", serve, 1, 65535)
+    if config is not None or write_config is not None:
+        if workload != "community":
+            _fail("--config and --write-config describe community runs (--workload community)")
+        if flexibility not in ("on", "off"):
+            _fail(f"--flexibility must be 'on' or 'off', got {flexibility!r}")
+        given = {name for name in ("prosumers", "hours", "days", "validators", "attacks", "seed",
+                                   "network", "privacy", "scenario", "flexibility", "profiles",
+                                   "serve", "out")
+                 if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
+        _demo_from_config(config, write_config, out, given, prosumers=prosumers, hours=hours,
+                          days=days, validators=validators, attacks=attacks, seed=seed,
+                          network=network, privacy=privacy == "on", serve_port=serve,
+                          profiles=profiles, scenario=scenario,
+                          flexibility=flexibility == "on")
+        return
     if hours is not None and days is not None:
         _fail("give --hours or --days, not both")
     if days is not None:
@@ -275,19 +300,10 @@ def demo(
                                                        flexibility=flexibility == "on"))
         except ConfigError as exc:
             _fail(str(exc))
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            summary = sim.run_demo_cli(
-                prosumers=prosumers, hours=total_hours, validators=validators, attacks=attacks,
-                out=out, seed=seed, network=network, console=console, privacy=privacy == "on",
-                serve_port=serve, profiles=profiles, scenario=scenario,
-                flexibility=flexibility == "on")
-        except ConfigError as exc:
-            _fail(str(exc))
-        except (GridLedgerError, OSError) as exc:
-            _failure(f"the demo failed: {exc}")
-        if "interrupted" in summary:  # Ctrl-C: the partial report is written, exit as SIGINT
-            raise typer.Exit(130)
+        _run_scenario(sim.scenario_from_flags(prosumers, total_hours, validators, attacks, seed,
+                                              network, privacy == "on", serve, profiles,
+                                              scenario=scenario,
+                                              flexibility=flexibility == "on"), out)
         return
     from gridledger.sim.transfers import TransferScenario, run_transfers
 
@@ -315,6 +331,74 @@ def demo(
     t.add_row("tx/s", str(summary["timings"]["tx_per_s"]))
     _show(t)
     console.print(f"wrote {out / 'summary.json'}")
+
+
+def _run_scenario(sc: Any, out: Path) -> None:
+    from gridledger.sim.demo import run_demo_cli
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        summary = run_demo_cli(sc, out=out, console=console)
+    except ConfigError as exc:
+        _fail(str(exc))
+    except (GridLedgerError, OSError) as exc:
+        _failure(f"the demo failed: {exc}")
+    if "interrupted" in summary:  # Ctrl-C: the partial report is written, exit as SIGINT
+        raise typer.Exit(130)
+
+
+def _demo_from_config(config: Path | None, write_to: Path | None, out: Path, given: set[str],
+                      **flags: Any) -> None:
+    """``demo --config`` / ``--write-config``: the file's scenario (or the defaults), with
+    the flags given on the command line set over the file's keys; checked whole (flags
+    first, naming the flag; then the document, naming the table and key) before any work."""
+    from gridledger.sim.config import (
+        DemoConfig,
+        apply_flags,
+        load_config,
+        scenario_of,
+        write_config,
+    )
+    from gridledger.sim.scenario import check_scenario
+
+    if write_to is not None:
+        _out_folder("--write-config", write_to.parent)
+        if write_to.exists():
+            _fail(f"--write-config {write_to} exists; remove it or name another file")
+    if "hours" in given and "days" in given:
+        _fail("give --hours or --days, not both")
+    for flag, lo, hi in (("prosumers", 2, 2000), ("validators", 1, 31), ("seed", 0, MAX_SEED),
+                         ("hours", 1, 24 * 366), ("days", 1, 366)):
+        if flag in given:
+            _in_range(f"--{flag}", flags[flag], lo, hi)
+    if "scenario" in given and flags["scenario"] not in ("default", "evening-peak"):
+        _fail(f"--scenario must be 'default' or 'evening-peak', got {flags['scenario']!r}")
+    values = {"prosumers": flags["prosumers"], "network": flags["network"],
+              "hours": flags["hours"], "days": flags["days"], "privacy": flags["privacy"],
+              "scenario": flags["scenario"], "flexibility": flags["flexibility"],
+              "profiles": flags["profiles"], "validators": flags["validators"],
+              "seed": flags["seed"], "attacks": flags["attacks"], "serve": flags["serve_port"],
+              "out": out}
+    try:
+        cfg = load_config(config) if config is not None else DemoConfig()
+        cfg = apply_flags(cfg, {f: v for f, v in values.items() if f in given},
+                          f"--config {config}" if config is not None else "flags")
+        sc = scenario_of(cfg)
+        check_scenario(sc)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if write_to is not None:
+        try:
+            write_config(sc, write_to, all_params=True, run=cfg.run.model_dump())
+        except OSError as exc:
+            _failure(f"cannot write {write_to}: {exc}")
+        from gridledger.sim.demo import cli_command
+
+        console.print(f"wrote {write_to}; run it with: {cli_command()} demo --config {write_to}")
+        return
+    run_out = Path(cfg.run.out) if cfg.run.out is not None else out
+    _out_folder("--out" if "out" in given or cfg.run.out is None else "[run] out", run_out)
+    _run_scenario(sc, run_out)
 
 
 @app.command("verify-chain")

@@ -279,28 +279,48 @@ def _size(path: Path) -> int:
         return 0
 
 
-def verify_stores(paths: Sequence[Path], workers: int = 2) -> list[VerifyReport]:
+def verify_workers(paths: Sequence[Path], workers: int = 2) -> int:
+    """How many processes ``verify_stores`` replays ``paths`` in (1: only this one)."""
+    n = max(1, min(workers, len(paths), os.cpu_count() or 1))
+    return 1 if sum(_size(p) for p in paths) < PARALLEL_FROM_BYTES else n
+
+
+def verify_stores(paths: Sequence[Path], workers: int = 2,
+                  progress: Callable[[int, int], None] | None = None) -> list[VerifyReport]:
     """``verify_store`` of each path (reports in the order given), on up to ``workers``
     cores: this process replays its share while ``workers - 1`` fresh interpreters
     (``python -c``, nothing inherited but the environment) replay theirs. Each store is still
     replayed whole and alone; the processes only use the machine's other cores (issue 17).
     Not a fork (the caller may hold threads: a signature pool, a progress bar) and not a
     multiprocessing spawn (it re-runs the caller's main script). A worker that fails to
-    report leaves its stores to be replayed here: a report is never lost."""
+    report leaves its stores to be replayed here: a report is never lost.
+    ``progress(stores done, stores)`` before the first and as stores are done."""
     paths = list(paths)
-    n = max(1, min(workers, len(paths), os.cpu_count() or 1))
-    if n == 1 or sum(_size(p) for p in paths) < PARALLEL_FROM_BYTES:
-        return [verify_store(p) for p in paths]
+    reports: dict[str, VerifyReport] = {}
+
+    def done(p: Path, r: VerifyReport) -> None:
+        reports[str(p)] = r
+        if progress is not None:
+            progress(len(reports), len(paths))
+
+    if progress is not None:
+        progress(0, len(paths))
+    n = verify_workers(paths, workers)
+    if n == 1:
+        for p in paths:
+            done(p, verify_store(p))
+        return [reports[str(p)] for p in paths]
     shares = [paths[i::n] for i in range(n)]
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER, *map(str, share)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for share in shares[1:]]
-    reports = {str(p): verify_store(p) for p in shares[0]}
+    for p in shares[0]:
+        done(p, verify_store(p))
     for proc, share in zip(procs, shares[1:], strict=True):
         out, _ = proc.communicate()
         got = _parse_reports(out) if proc.returncode == 0 else {}
         for p in share:
-            reports[str(p)] = got.get(str(p)) or verify_store(p)
+            done(p, got.get(str(p)) or verify_store(p))
     return [reports[str(p)] for p in paths]
 
 

@@ -22,7 +22,7 @@ from gridledger.sim.context import SimContext
 class Attack(ABC):
     name: ClassVar[str] = ""
     threat: ClassVar[str] = ""
-    """``"<THREATS.md row> <title>"``, e.g. ``"1 false data injection"``."""
+    """``"<threat-model row> <title>"``, e.g. ``"1 false data injection"``."""
     defence: ClassVar[str] = ""
 
     def __init__(self, eng: SimContext, options: dict[str, Any]) -> None:
@@ -31,14 +31,19 @@ class Attack(ABC):
         self.rng = random.Random(f"attack/{self.name}/{eng.sc.seed}")
 
     # hooks (no-ops by default) --------------------------------------------------------------
-    def setup(self) -> None: ...
+    def setup(self) -> None:
+        """Choose attackers and targets (after every feature exists)."""
+        return None
 
     def orders(self, m: Member, slot: int, intents: list[Intent]) -> list[Intent]:
         return intents
 
-    def physical(self, slot: int, injection_wh: dict[str, int]) -> None: ...
+    def physical(self, slot: int, injection_wh: dict[str, int]) -> None:
+        """Change what cps really inject in ``slot`` (Wh by cp, > 0 export), in place."""
+        return None
 
-    def measurements(self, slot: int, meas: SlotMeasurements, honest: SlotMeasurements) -> SlotMeasurements:
+    def measurements(self, slot: int, meas: SlotMeasurements,
+                     honest: SlotMeasurements) -> SlotMeasurements:
         return meas
 
     def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
@@ -54,14 +59,27 @@ class Attack(ABC):
 
     def after_submit(self, slot: int, raws: list[bytes]) -> None:
         """The slot's honest transactions were just submitted (they are public now)."""
+        return None
 
-    def before_tick(self, time_s: int) -> None: ...
+    def before_tick(self, time_s: int) -> None:
+        """A block is about to close at ``time_s`` (act on the nodes or the log)."""
+        return None
 
-    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None: ...
+    def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
+        """Every finalized block, with its events (measure what the ledger did)."""
+        return None
 
     @abstractmethod
     def result(self) -> dict[str, Any]:
         """``{injected, detected, mitigated, loss, ...}`` read from what the ledger did."""
+
+    def caused(self, tx_id: bytes) -> bool:
+        """Whether the transaction ``tx_id`` (one that failed) is this attack's doing: by
+        default, one its attacker members signed. Attacks that forge or copy others'
+        transactions also claim those."""
+        info = self.eng.data.tx_info.get(tx_id)
+        owner = self.eng.identities.owner(info.sender) if info is not None else None
+        return owner is not None and owner.attack == self.name
 
     def timings(self) -> dict[str, Any]:
         """Wall-clock figures for ``summary.timings`` (kept out of the deterministic part)."""
@@ -69,7 +87,7 @@ class Attack(ABC):
 
     @classmethod
     def threat_row(cls) -> str:
-        """The THREATS.md row this scenario measures (``"1"`` ... ``"14"``, ``"Q"``)."""
+        """The threat-model row this scenario measures (``"1"`` ... ``"14"``, ``"Q"``)."""
         return cls.threat.split(" ", 1)[0]
 
     # helpers ---------------------------------------------------------------------------
@@ -84,7 +102,8 @@ class Attack(ABC):
         m.attack = self.name
         return m
 
-    def record(self, injected: int, detected: int, mitigated: bool, loss: int, **more: Any) -> dict[str, Any]:
+    def record(self, injected: int, detected: int, mitigated: bool, loss: int,
+               **more: Any) -> dict[str, Any]:
         return {"injected": injected, "detected": detected, "mitigated": bool(mitigated),
                 "loss": int(loss), "loss_unit": "micro", "threat": self.threat,
                 "defence": self.defence, **more}

@@ -14,6 +14,7 @@ ordinary DSO customers: they load the network and are metered by the DSO, but do
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -228,6 +229,23 @@ def household_net_wh(model: GridModel, cp: str, slot: int) -> int:
     return int(model.pv_wh[i, slot]) - int(model.load_wh[i, slot])
 
 
+def forecast_wh_by_cp(model: GridModel, member_cps: Collection[str], slot: int) -> dict[str, int]:
+    """What the DSO expects every cp to inject in ``slot`` without a market (Wh, > 0
+    export): members PV - load (``household_net_wh``: their batteries are the agents' own,
+    not SimBench's storage profile), outsiders their SimBench profile."""
+    fc = model.forecast_wh_by_cp(slot)
+    return {cp: household_net_wh(model, cp, slot) if cp in member_cps else int(fc[cp])
+            for cp in model.cp_ids}
+
+
+def demo_params(sc: Scenario) -> dict[str, Any]:
+    """The genesis ledger parameters of a demo run: the simulator's own (two-slot settlement
+    window, evening time-of-use fee and its bounds, the scenario's mechanism), then
+    ``sc.params``."""
+    return {"settle_window_s": SETTLE_WINDOW_S, "mechanism": sc.mechanism,
+            "grid_fee_tou_micro_per_kwh": tou_fees(), **GRID_FEE_BOUNDS, **dict(sc.params)}
+
+
 def tou_fees() -> list[int]:
     """Time-of-use grid fee per slot of the day: an evening-peak surcharge."""
     return [TOU_PEAK_FEE if 68 <= s < 84 else 0 for s in range(96)]
@@ -290,8 +308,7 @@ def build_community(model: GridModel, sc: Scenario) -> Community:
     parts += privacy.genesis_participants()
     fleet = Fleet.make(sc.seed, [(m.cp, m.meter, m.der) for m in members])
     parts += fleet.genesis_participants()
-    params = {"settle_window_s": SETTLE_WINDOW_S, "mechanism": sc.mechanism,
-              "grid_fee_tou_micro_per_kwh": tou_fees(), **GRID_FEE_BOUNDS}
+    params = demo_params(sc)
     genesis = make_genesis(sc.chain_id, parts, params,
                            sections={"privacy": privacy.genesis_section(sc.chain_id, cps),
                                      "certificates": certificates_section(sc.chain_id, model),

@@ -41,7 +41,8 @@ class Feature:
 
     name: ClassVar[str] = ""
     threat_rows: ClassVar[tuple[str, ...]] = ()
-    """THREATS.md rows this feature is (part of) the defence for, e.g. ``("1",)``."""
+    """Threat-model rows (docs/threat-model.md) this feature is (part of) the defence for,
+    e.g. ``("1",)``."""
 
     def __init__(self, ctx: SimContext) -> None:
         self.ctx = ctx

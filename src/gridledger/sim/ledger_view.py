@@ -12,9 +12,6 @@ from typing import Any
 
 from gridledger.crypto.sig import PublicKey
 from gridledger.ledger.app import Application
-from gridledger.ledger.modules.governance.keeper import load_params
-from gridledger.ledger.modules.reputation.keeper import reputation_of
-from gridledger.ledger.modules.reputation.types import Tier, tier_for
 
 
 class LedgerView:
@@ -34,11 +31,11 @@ class LedgerView:
 
     def reputation(self, addr: bytes) -> int:
         """Score in [0, 1000] (500 neutral)."""
-        return reputation_of(self._app.state, addr)
+        return int(self._app.query(f"reputation/score/{addr.hex()}")["score"])
 
-    def tier(self, addr: bytes) -> Tier:
+    def tier(self, addr: bytes) -> str:
         """Sanction tier of ``addr``: good, watch, restricted or suspended."""
-        return tier_for(self.reputation(addr), load_params(self._app.state))
+        return str(self._app.query(f"reputation/score/{addr.hex()}")["tier"])
 
     def firmware_of(self, cp: str) -> dict[str, Any]:
         """The firmware registry's record of ``cp``'s meter (view ``firmware/meter/<cp>``)."""

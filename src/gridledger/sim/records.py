@@ -63,6 +63,15 @@ class Stats:
     rejected_receipts: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class FailedTx:
+    """A transaction whose receipt failed: which, under which rule, at which height."""
+
+    tx_id: bytes
+    rule: str
+    height: int
+
+
 @dataclass
 class TxInfo:
     """A transaction the simulator signed: who sent it, what it is."""
@@ -116,6 +125,9 @@ class RunData:
     flex_adjust_wh: dict[int, dict[str, int]] = field(default_factory=dict)
     """Slot -> cp -> change of net injection the DSO ordered (flexibility, > 0 up) and its
     rebound: the DSO's forecast for envelopes and what honest devices do."""
+    """Slot -> cps whose reading the ledger flagged (``reading_flagged``)."""
+    failed: list[FailedTx] = field(default_factory=list)
+    """Every failed receipt, in block order (each must be some attack's doing)."""
 
     def absorb(self, fb: FinalizedBlock) -> list[dict[str, Any]]:
         """Record a finalized block's receipts and events; returns the block's events."""
@@ -127,6 +139,7 @@ class RunData:
             if not r.ok:
                 st.rejected_txs += 1
                 _bump(st.rejected_receipts, r.rule)
+                self.failed.append(FailedTx(r.tx_hash, r.rule, fb.header.height))
             evs += list(r.events)
         for ev in evs:
             self._absorb_event(ev)

@@ -13,21 +13,30 @@ currency units and kWh.
 
 from __future__ import annotations
 
-import html
 import math
-import numbers
 import pathlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from gridledger.sim.feature import ReportSection
+from gridledger.sim.report_fmt import MICRO
+from gridledger.sim.report_fmt import as_list as _l
+from gridledger.sim.report_fmt import as_map as _d
+from gridledger.sim.report_fmt import check as _check
+from gridledger.sim.report_fmt import currency_of as _currency
+from gridledger.sim.report_fmt import esc as _e
+from gridledger.sim.report_fmt import fmt as _fmt
+from gridledger.sim.report_fmt import fmt_money as _money
+from gridledger.sim.report_fmt import label as _label
+from gridledger.sim.report_fmt import micro as _micro
+from gridledger.sim.report_fmt import num as _num
+from gridledger.sim.report_fmt import plain as _plain
+from gridledger.sim.report_fmt import series as _series
 
 __all__ = ["render_report", "write_report"]
-
-MICRO = 1_000_000
 
 # colours (Okabe–Ito-ish, readable for colour-blind readers)
 C_PRICE = "#0072B2"
@@ -59,14 +68,19 @@ h2 { margin:0 0 12px; font-size:19px; font-weight:650; }
 .badge { display:inline-block; padding:2px 10px; border-radius:999px; font-size:13px;
          font-weight:600; margin-left:10px; vertical-align:middle; }
 .badge.ok { background:#d3f9e2; color:var(--ok); } .badge.bad { background:#fde2e1; color:var(--bad); }
-.kpis { display:grid; grid-template-columns:repeat(auto-fit,minmax(128px,1fr)); gap:12px;
+.kpis { display:grid; grid-template-columns:repeat(auto-fill,minmax(150px,1fr)); gap:12px;
         margin:20px 0; }
-.kpi { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:12px 14px; }
-.kpi .v { font-size:21px; font-weight:650; white-space:nowrap; }
+.kpi { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:12px 14px;
+       min-width:0; }
+.kpi .v { display:flex; flex-wrap:wrap; align-items:baseline; column-gap:5px;
+          font-size:21px; font-weight:650; }
+.kpi .v .n { white-space:nowrap; }
+.kpi .v .u { font-size:13px; font-weight:500; color:var(--muted); white-space:nowrap; }
 .kpi .l { color:var(--muted); font-size:13px; }
 section { background:var(--card); border:1px solid var(--line); border-radius:10px;
           padding:18px 20px; margin:0 0 20px; }
 section p.note { color:var(--muted); margin:4px 0 10px; font-size:14px; }
+.scroll { overflow-x:auto; }
 .fig { width:100%; }
 table { border-collapse:collapse; width:100%; font-size:14px; }
 th, td { text-align:left; padding:7px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
@@ -74,62 +88,15 @@ th { color:var(--muted); font-weight:600; background:#f8fafc; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
 tr.group td { background:#eef2f7; border-top:2px solid var(--line); }
 .ok { color:var(--ok); font-weight:600; } .bad { color:var(--bad); font-weight:600; }
-.muted { color:var(--muted); }
+.muted { color:var(--muted); } .small { font-size:13px; }
 code { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:13px; }
 .cols { display:grid; grid-template-columns:repeat(auto-fit,minmax(320px,1fr)); gap:20px; }
 footer { color:var(--muted); font-size:13px; padding:0 0 30px; }
 """
 
-
-# --------------------------------------------------------------------------- helpers
-
-def _e(x: object) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def _d(x: object) -> Mapping[str, Any]:
-    return x if isinstance(x, Mapping) else {}
-
-
-def _l(x: object) -> list[Any]:
-    return list(x) if isinstance(x, (list, tuple)) else []
-
-
-def _num(x: object) -> float | None:
-    """A finite float, or None (missing, non-numeric, NaN)."""
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):  # numpy scalars are Real too
-        return None
-    f = float(x)
-    return f if math.isfinite(f) else None
-
-
-def _fmt(x: object, digits: int = 0, suffix: str = "") -> str:
-    v = _num(x)
-    if v is None:
-        return "–"
-    return f"{v:,.{digits}f}{suffix}"
-
-
-def _micro(x: object) -> float | None:
-    v = _num(x)
-    return None if v is None else v / MICRO
-
-
-def _check(x: object) -> str:
-    if x is True:
-        return '<span class="ok" title="yes">✓</span>'
-    if x is False:
-        return '<span class="bad" title="no">✗</span>'
-    return '<span class="muted">–</span>' if x is None else _e(x)
-
-
-def _label(key: str) -> str:
-    return key.replace("_", " ").replace("-", " ")
-
-
-def _currency(summary: Mapping[str, Any]) -> str:
-    c = _d(summary.get("scenario")).get("currency") or _d(summary.get("market")).get("currency")
-    return str(c) if c else ""
+# keys of an attack record the threat table shows in their own columns
+_STANDARD = frozenset({"injected", "detected", "mitigated", "loss", "loss_unit", "threat",
+                       "defence", "note", "passive", "allowed"})
 
 
 # --------------------------------------------------------------------------- figures
@@ -181,14 +148,6 @@ def _slot_axis(labels: Sequence[str]) -> dict[str, Any]:
             "tickangle": 0}
 
 
-def _series(rows: Iterable[Mapping[str, Any]], key: str, scale: float = 1.0) -> list[float | None]:
-    out: list[float | None] = []
-    for r in rows:
-        v = _num(r.get(key))
-        out.append(None if v is None else v / scale)
-    return out
-
-
 def _fig_html(fig: go.Figure, div_id: str, height: int) -> str:
     return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
                            default_width="100%", default_height=f"{height}px",
@@ -236,6 +195,8 @@ def _volume_fig(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
 
 
 def _bills_fig(parts: Sequence[Mapping[str, Any]], currency: str) -> go.Figure:
+    """Each member's total without and with the market; honest members and attackers in
+    separate traces (each with its own legend entry) sharing one bar position."""
     names, attacker = [], []
     for i, p in enumerate(parts):
         honest = p.get("honest", True) is not False
@@ -243,20 +204,22 @@ def _bills_fig(parts: Sequence[Mapping[str, Any]], currency: str) -> go.Figure:
         names.append(_e(name if honest else f"{name} (attacker)"))
         attacker.append(not honest)
     unit = currency or "currency units"
+    hover = "%{y:,.2f} " + _e(unit)
     fig = go.Figure(layout=_layout(
         max(360, 300 + 4 * len(parts)),
         (f"total over run ({unit})", "negative = net income"), "",
         barmode="group", bargap=0.25, hovermode="x unified"))
     fig.add_bar(x=names, y=_series(parts, "baseline_micro", MICRO), name="no-market baseline",
-                marker={"color": C_BASE}, hovertemplate="%{y:,.2f} " + _e(unit))
-    fig.add_bar(x=names, y=_series(parts, "total_micro", MICRO), name="with market",
-                marker={"color": [C_ATTACK if a else C_HONEST for a in attacker],
-                        "pattern": {"shape": ["x" if a else "" for a in attacker]}},
-                hovertemplate="%{y:,.2f} " + _e(unit))
-    if any(attacker):  # legend entry for the attacker colour
-        fig.add_bar(x=[names[0]], y=[None], name="with market (attacker)",
-                    marker={"color": C_ATTACK, "pattern": {"shape": "x"}}, hoverinfo="skip")
-    fig.update_xaxes(type="category", tickangle=-45)
+                marker={"color": C_BASE}, hovertemplate=hover, offsetgroup="baseline")
+    market = _series(parts, "total_micro", MICRO)
+    for is_attacker, name, style in ((False, "with market", {"color": C_HONEST}),
+                                     (True, "with market (attacker)",
+                                      {"color": C_ATTACK, "pattern": {"shape": "x"}})):
+        idx = [i for i, a in enumerate(attacker) if a == is_attacker]
+        if idx:
+            fig.add_bar(x=[names[i] for i in idx], y=[market[i] for i in idx], name=name,
+                        marker=style, hovertemplate=hover, offsetgroup="market")
+    fig.update_xaxes(type="category", tickangle=-45, categoryorder="array", categoryarray=names)
     return fig
 
 
@@ -333,7 +296,14 @@ def _header(summary: Mapping[str, Any]) -> str:
             f'<ul class="meta">{meta}</ul></div></header>')
 
 
-def _kpis(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], unit: str) -> str:
+def _kpi(value: str, unit: str, caption: str) -> str:
+    """A headline card: the number never breaks, its unit wraps under it when narrow."""
+    u = f'<span class="u">{_e(unit)}</span>' if unit and value != "–" else ""
+    return (f'<div class="kpi"><div class="v"><span class="n">{_e(value)}</span>{u}</div>'
+            f'<div class="l">{_e(caption)}</div></div>')
+
+
+def _kpis(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], currency: str) -> str:
     market, grid = _d(summary.get("market")), _d(summary.get("grid"))
     ledger, timings = _d(summary.get("ledger")), _d(summary.get("timings"))
     attacks = _d(summary.get("attacks"))
@@ -341,24 +311,25 @@ def _kpis(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], unit: s
     if wh is None and rows:
         wh = sum(v or 0.0 for v in _series(rows, "volume_wh"))
     savings = _num(market.get("savings_pct"))
-    kpis = [
-        (_fmt(market.get("trades")), "trades"),
-        (_fmt(None if wh is None else wh / 1000, 1, " kWh"), "energy traded"),
-        (_fmt(market.get("mean_price"), 3, f" {unit}"), "mean clearing price"),
-        ("–" if savings is None else f"{savings:+.1f} %", "savings vs baseline"),
-        (_fmt(grid.get("violations")), "grid limit violations"),
-        (_fmt(grid.get("max_line_loading_pct"), 1, " %"), "max line loading"),
-        (_fmt(ledger.get("blocks")), "blocks"),
-        (_fmt(timings.get("tx_per_s"), 0), "tx/s"),
+    curtailed = _num(grid.get("curtailed_wh"))
+    cards = [
+        _kpi(_fmt(market.get("trades")), "", "trades"),
+        _kpi(_fmt(None if wh is None else wh / 1000, 1), "kWh", "energy traded"),
+        _kpi(_fmt(market.get("mean_price"), 3), f"{currency}/kWh" if currency else "/kWh",
+             "mean clearing price"),
+        _kpi("–" if savings is None else f"{savings:+.1f}", "%",
+             "honest members' saving vs tariffs"),
+        _kpi(_fmt(None if curtailed is None else curtailed / 1000, 1), "kWh", "curtailed"),
+        _kpi(_fmt(grid.get("violations")), "", "grid limit violations"),
+        _kpi(_fmt(grid.get("max_line_loading_pct"), 1), "%", "max line loading"),
+        _kpi(_fmt(ledger.get("blocks")), "", "blocks"),
+        _kpi(_fmt(timings.get("tx_per_s"), 0), "tx/s", "ledger throughput (wall clock)"),
     ]
     if attacks:
-        active = [a for a in attacks.values() if not _d(a).get("passive")]  # passive: not detectable
-        inj = sum(_num(_d(a).get("injected")) or 0 for a in active)
-        det = sum(_num(_d(a).get("detected")) or 0 for a in active)
-        kpis.append((f"{det:,.0f} / {inj:,.0f}", "attacks detected / injected"))
-    cells = "".join(f'<div class="kpi"><div class="v">{_e(v)}</div><div class="l">{_e(lbl)}</div></div>'
-                    for v, lbl in kpis)
-    return f'<div class="kpis">{cells}</div>'
+        # scenarios, not summed transactions: a flood's thousands would drown the rest
+        ok = sum(1 for a in attacks.values() if _d(a).get("mitigated") is True)
+        cards.append(_kpi(f"{ok} / {len(attacks)}", "", "attack scenarios mitigated"))
+    return f'<div class="kpis">{"".join(cards)}</div>'
 
 
 def _section(sid: str, title: str, body: str, note: str = "") -> str:
@@ -371,14 +342,43 @@ def _fmt_loss(a: Mapping[str, Any], currency: str) -> str:
     if loss is None:
         return "–"
     unit = str(a.get("loss_unit", "micro"))
-    if unit == "micro":
-        v = loss / MICRO
-        amount = "0" if v == 0 else f"{v:,.2f}" if abs(v) >= 1 else f"{v:.6f}".rstrip("0")
-        return f"{amount} {currency or 'units'}"
-    return f"{loss:,.0f} {unit}"
+    return _money(loss, currency) if unit == "micro" else f"{loss:,.0f} {unit}"
 
 
-def _attack_row(name: str, a: Mapping[str, Any], currency: str) -> str:
+def _figure(key: str, value: object, currency: str) -> tuple[str, str]:
+    """(label, text) of one figure; ``*_micro`` amounts in currency units, ``*_wh`` in kWh."""
+    v = _num(value)
+    if key.endswith("_micro") and v is not None:
+        return _label(key.removesuffix("_micro")), _money(v, currency)
+    if key.endswith("_wh") and v is not None:
+        return _label(key.removesuffix("_wh")), _fmt(v / 1000, 3, " kWh")
+    return _label(key), _plain(value)
+
+
+def _figures(name: str, a: Mapping[str, Any], timings: Mapping[str, Any], currency: str) -> str:
+    """The record's own figures (every key a note may name) and its wall-clock ones."""
+    items = [_figure(k, v, currency) for k, v in a.items()
+             if k not in _STANDARD and not (k == "failed_txs" and v == 0)]
+    for k, v in _d(timings.get(name.replace("-", "_"))).items():
+        items.append((_label(k) + " (wall clock)", _plain(v)))
+    if not items:
+        return ""
+    return ('<div class="small muted">'
+            + "; ".join(f"{_e(k)}: <b>{_e(v)}</b>" for k, v in items) + "</div>")
+
+
+def _detected(a: Mapping[str, Any]) -> str:
+    if a.get("passive"):
+        return "passive"
+    cell = _e(_fmt(a.get("detected")))
+    allowed = _num(a.get("allowed"))
+    if allowed:
+        cell += f'<br><span class="small muted">+ {allowed:,.0f} within quota, admitted</span>'
+    return cell
+
+
+def _attack_row(name: str, a: Mapping[str, Any], timings: Mapping[str, Any],
+                currency: str) -> str:
     mit = a.get("mitigated")
     mit_s = _check(mit) if isinstance(mit, bool) or mit is None else _e(_fmt(mit))
     extra = []
@@ -386,11 +386,13 @@ def _attack_row(name: str, a: Mapping[str, Any], currency: str) -> str:
         extra.append(f'{_e(a["defence"])}')
     if a.get("note"):
         extra.append(f'<span class="muted">{_e(a["note"])}</span>')
+    extra.append(_figures(name, a, timings, currency))
     return (
         f"<tr><td></td><td><b>{_e(name)}</b></td><td class=\"num\">{_e(_fmt(a.get('injected')))}</td>"
-        f"<td class=\"num\">{'passive' if a.get('passive') else _e(_fmt(a.get('detected')))}</td>"
+        f"<td class=\"num\">{_detected(a)}</td>"
         f"<td class=\"num\">{mit_s}</td>"
-        f"<td class=\"num\">{_e(_fmt_loss(a, currency))}</td><td>{'<br>'.join(extra)}</td></tr>")
+        f"<td class=\"num\">{_e(_fmt_loss(a, currency))}</td>"
+        f"<td>{'<br>'.join(x for x in extra if x)}</td></tr>")
 
 
 def _threats(summary: Mapping[str, Any], currency: str) -> str:
@@ -400,6 +402,7 @@ def _threats(summary: Mapping[str, Any], currency: str) -> str:
     rows = _d(summary.get("threat_rows"))
     if not attacks and not rows:
         return '<p class="muted">No attacks were injected in this run.</p>'
+    timings = _d(summary.get("timings"))
     out = []
     shown: set[str] = set()
     for row_id, raw in rows.items():
@@ -420,14 +423,47 @@ def _threats(summary: Mapping[str, Any], currency: str) -> str:
                    f'<td class="muted">{_e("; ".join(notes))}</td></tr>')
         for n in names:
             if n in attacks:
-                out.append(_attack_row(n, _d(attacks[n]), currency))
+                out.append(_attack_row(n, _d(attacks[n]), timings, currency))
                 shown.add(n)
     for n, raw in attacks.items():  # a scenario outside the threat model's rows
         if n not in shown:
-            out.append(_attack_row(n, _d(raw), currency))
-    return ('<table><thead><tr><th>row</th><th>threat / attack</th><th class="num">injected</th>'
-            '<th class="num">detected</th><th class="num">mitigated</th><th class="num">loss</th>'
-            '<th>defence / note</th></tr></thead><tbody>' + "".join(out) + "</tbody></table>")
+            out.append(_attack_row(n, _d(raw), timings, currency))
+    return ('<div class="scroll"><table><thead><tr><th>row</th><th>threat / attack</th>'
+            '<th class="num">injected</th><th class="num">detected</th>'
+            '<th class="num">mitigated</th><th class="num">loss</th>'
+            '<th>defence / note / figures</th></tr></thead><tbody>' + "".join(out)
+            + "</tbody></table></div>")
+
+
+def _members(parts: Sequence[Mapping[str, Any]], currency: str) -> str:
+    """Per-member table: baseline, with market, saving, trades, sanctions."""
+    unit = currency or "units"
+    rows = []
+    for p in parts:
+        base, total = _micro(p.get("baseline_micro")), _micro(p.get("total_micro"))
+        saving = None if base is None or total is None else base - total
+        pct = None if saving is None or not base else 100.0 * saving / abs(base)
+        sanctions = _d(p.get("sanctions"))
+        n_sanctions = sum(int(_num(v) or 0) for v in sanctions.values())
+        why = ", ".join(f"{_label(str(k))} {_plain(v)}" for k, v in sanctions.items())
+        name = str(p.get("name", "–")) + ("" if p.get("honest", True) is not False else " (attacker)")
+        cls = "" if saving is None or saving >= -0.005 else ' class="bad"'
+        rows.append(
+            f"<tr><td><b>{_e(name)}</b><br><span class=\"small muted\">"
+            f"{_e(', '.join(str(d) for d in _l(p.get('der'))) or str(p.get('role', '')))}"
+            f"</span></td><td>{_e(p.get('strategy', '–'))}</td>"
+            f"<td class=\"num\">{_e(_fmt(base, 2))}</td><td class=\"num\">{_e(_fmt(total, 2))}</td>"
+            f"<td class=\"num\"><span{cls}>{_e(_fmt(saving, 2))}</span></td>"
+            f"<td class=\"num\">{_e('–' if pct is None else f'{pct:+.1f} %')}</td>"
+            f"<td class=\"num\">{_e(_fmt(p.get('trades')))}</td>"
+            f"<td class=\"num\" title=\"{_e(why)}\">{_e(_fmt(n_sanctions))}"
+            + (f'<br><span class="small muted">{_e(why)}</span>' if why else "")
+            + f"</td><td class=\"num\">{_e(_fmt(p.get('reputation')))}</td></tr>")
+    return ('<div class="scroll"><table><thead><tr><th>member</th><th>strategy</th>'
+            f'<th class="num">baseline ({_e(unit)})</th><th class="num">with market ({_e(unit)})</th>'
+            f'<th class="num">saving ({_e(unit)})</th><th class="num">saving</th>'
+            '<th class="num">trades</th><th class="num">sanctions</th><th class="num">reputation</th>'
+            '</tr></thead><tbody>' + "".join(rows) + "</tbody></table></div>")
 
 
 def _kv_table(rows: Sequence[tuple[str, str]], head: str) -> str:
@@ -442,6 +478,9 @@ def _ledger(summary: Mapping[str, Any]) -> str:
         (_label(key), _e(_fmt(ledger[key])))
         for key in ("blocks", "txs", "rejected_txs", "certificate_checks", "validators")
         if key in ledger]
+    causes = _d(ledger.get("failed_by_cause"))
+    if causes:
+        rows.append(("failed transactions by cause", _e(_plain(causes))))
     rows += [(_label(key), _check(ledger[key]))
              for key in ("certificates_ok", "validators_agree") if key in ledger]
     root = ledger.get("state_root")
@@ -450,9 +489,12 @@ def _ledger(summary: Mapping[str, Any]) -> str:
         short = r if len(r) <= 20 else f"{r[:12]}…{r[-6:]}"
         rows.append(("state root", f'<code title="{_e(r)}">{_e(short)}</code>'))
     if "tx_per_s" in timings:
-        rows.append(("throughput", _e(_fmt(timings["tx_per_s"], 0, " tx/s"))))
+        rows.append(("ledger throughput (wall clock)", _e(_fmt(timings["tx_per_s"], 0, " tx/s"))))
     if "run_s" in timings:
-        rows.append(("run time", _e(_fmt(timings["run_s"], 2, " s"))))
+        rows.append(("simulation time (wall clock)", _e(_fmt(timings["run_s"], 2, " s"))))
+    if "verify_chain_s" in timings:
+        rows.append(("verify-chain time (wall clock)",
+                     _e(_fmt(timings["verify_chain_s"], 2, " s"))))
     parts = [_kv_table(rows, "ledger") if rows else '<p class="muted">No ledger statistics.</p>']
     if inv:
         parts.append(_kv_table([(_label(str(k)), _check(v)) for k, v in inv.items()], "invariants"))
@@ -471,7 +513,6 @@ def render_report(summary: dict[str, Any], series: dict[str, Any],
     parts = [_d(p) for p in _l(series.get("participants"))]
     limits = _d(series.get("limits"))
     currency = _currency(summary)
-    unit = f"{currency}/kWh" if currency else "/kWh"
     unit_axis = f"{currency}/kWh" if currency else "currency units/kWh"
     sc = _d(summary.get("scenario"))
     no_slots = '<p class="muted">No slots were simulated.</p>'
@@ -494,7 +535,11 @@ def render_report(summary: dict[str, Any], series: dict[str, Any],
             _fig_html(_bills_fig(parts, currency), "fig-bills", max(360, 300 + 4 * len(parts))),
             "Each participant's total over the run without a market (grid tariffs only) and "
             "with it; negative totals are net income. Attackers are marked in orange with "
-            "“(attacker)”."))
+            "“(attacker)”. The table below has every member's figures."))
+        sections.append(_section(
+            "members", "Members", _members(parts, currency),
+            "Saving = baseline − with market (positive: the market paid off). Sanctions are "
+            "the ledger's reputation penalties, by reason."))
     else:
         sections.append(_section("bills", "Bills vs no-market baseline",
                                  '<p class="muted">No participants.</p>'))
@@ -521,7 +566,7 @@ def render_report(summary: dict[str, Any], series: dict[str, Any],
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_CSS}</style>{plotly_js}</head><body>"
         + _header(summary)
-        + f'<main class="wrap">{_kpis(summary, rows, unit)}{"".join(sections)}</main>'
+        + f'<main class="wrap">{_kpis(summary, rows, currency)}{"".join(sections)}</main>'
         + '<footer class="wrap">Generated by <code>gridledger demo</code>; self-contained '
           "page, no network access.</footer></body></html>\n")
 

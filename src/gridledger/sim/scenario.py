@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gridledger.errors import ConfigError, GridError
 from gridledger.grid import SLOTS_PER_DAY, GridModel, add_der, load_grid
 from gridledger.grid.profiles_csv import first_slot_of_file, read_profiles_csv
+from gridledger.ledger.params import PARAM_NAMES, parse_params
 
 DEFAULT_NETWORK = "1-LV-semiurb4--2-sw"
 """SimBench semi-urban LV grid, 2024 scenario: 39 connection points with households, shops,
@@ -30,6 +32,10 @@ pseudonyms; ``--privacy off`` runs clear mode for comparison (docs/demo.md, "Pri
 mode"). ``Scenario``'s own default stays clear mode: a test names the mode it measures."""
 
 MAX_SLOTS = 366 * SLOTS_PER_DAY
+
+FIXED_PARAMS: dict[str, int] = {"slot_seconds": 900}
+"""Ledger parameters the simulator cannot change, and why (``FIXED_WHY``)."""
+FIXED_WHY = {"slot_seconds": "its load and PV profiles are 15-minute series"}
 MAX_VALIDATORS = 31
 SCENARIOS = ("default", "evening-peak")
 EVENING_PEAK_DAY = 20
@@ -60,6 +66,9 @@ class Scenario:
     """``default`` or ``evening-peak`` (high EV adoption on a winter evening, issue 15)."""
     flexibility: bool = True
     """Whether the DSO buys flexibility (``flex`` module) when it predicts a violation."""
+    params: tuple[tuple[str, Any], ...] = ()
+    """Ledger parameter overrides for the genesis (``gridledger.ledger.params.Params``
+    names), applied over the demo's own; e.g. ``(("retail_hold_slots", 0),)``."""
     notes: tuple[str, ...] = field(default=(), compare=False)
     """Adjustments made while parsing (e.g. an attack left out of the default set)."""
     serve_port: int | None = field(default=None, compare=False)
@@ -100,6 +109,15 @@ def check_scenario(sc: Scenario) -> GridModel:
         raise ConfigError(f"unknown mechanism {sc.mechanism!r} (uniform, pay_as_bid, continuous)")
     if sc.scenario not in SCENARIOS:
         raise ConfigError(f"unknown --scenario {sc.scenario!r} ({', '.join(SCENARIOS)})")
+    unknown = sorted(name for name, _ in sc.params if name not in PARAM_NAMES)
+    if unknown:
+        raise ConfigError(f"unknown ledger parameter(s) {', '.join(unknown)}; see "
+                          "gridledger.ledger.params.Params for the names")
+    parse_params(dict(sc.params))  # ConfigError naming the parameter out of range
+    for name, value in sc.params:
+        if name in FIXED_PARAMS and value != FIXED_PARAMS[name]:
+            raise ConfigError(f"param {name} must stay {FIXED_PARAMS[name]} in the simulator "
+                              f"({FIXED_WHY[name]}), got {value!r}")
     try:
         model = load_grid(sc.network)
     except GridError as exc:

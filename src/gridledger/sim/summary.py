@@ -91,6 +91,19 @@ def ledger_section(eng: Engine, reports: list[VerifyReport]) -> dict[str, Any]:
                         "reason": r.reason} for r in reports]}
 
 
+UNATTRIBUTED = "unattributed"
+
+
+def failures_by_cause(eng: Engine) -> dict[str, int]:
+    """Failed receipts by the attack that caused each (``UNATTRIBUTED``: none did — a
+    defect, since honest clients send only transactions they expect to pass)."""
+    out: dict[str, int] = {}
+    for f in eng.ctx.data.failed:
+        cause = next((a.name for a in eng.attacks if a.caused(f.tx_id)), UNATTRIBUTED)
+        out[cause] = out.get(cause, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def detections_section(eng: Engine) -> dict[str, int]:
     """What the defences caught, by kind: all 0 in a run without attacks."""
     ctx = eng.ctx
@@ -137,7 +150,8 @@ def summarize(eng: Engine, reports: list[VerifyReport]) -> dict[str, Any]:
     """The run's ``summary.json`` (``reports``: verify-chain of every store)."""
     ctx = eng.ctx
     sc, st = ctx.sc, ctx.data.stats
-    attacks = {a.name: a.result() for a in eng.attacks}
+    failed = failures_by_cause(eng)
+    attacks = {a.name: {**a.result(), "failed_txs": failed.get(a.name, 0)} for a in eng.attacks}
     run_s = ctx.timings.get("run_s", 0.0)
     timings: dict[str, Any] = {k: round(v, 3) for k, v in sorted(ctx.timings.items())}
     ledger_s = ctx.timings["ledger_s"]
@@ -151,10 +165,11 @@ def summarize(eng: Engine, reports: list[VerifyReport]) -> dict[str, Any]:
                      "slots": sc.slots, "seed": sc.seed, "attacks": list(sc.attacks),
                      "start": ctx.label(ctx.first), "first_slot": ctx.first,
                      "mechanism": sc.mechanism, "notes": list(sc.notes),
+                     "params": dict(sc.params),
                      "currency_note": "CU = community currency unit; 1 CU = 1 000 000 micro",
                      "strategies": _count(m.strategy for m in ctx.members),
                      "equipment": _count(d for m in ctx.members for d in m.der)},
-        "ledger": ledger_section(eng, reports),
+        "ledger": {**ledger_section(eng, reports), "failed_by_cause": failed},
         "market": market_section(ctx),
         "invariants": invariants_section(ctx),
         "detections": detections_section(eng),
@@ -174,19 +189,35 @@ def summarize(eng: Engine, reports: list[VerifyReport]) -> dict[str, Any]:
 def series_of(eng: Engine) -> dict[str, Any]:
     """Per-slot and per-participant rows for the report's figures and tables."""
     ctx = eng.ctx
+    owner = ctx.identities.owner
     totals: dict[str, list[int]] = {m.cp: [0, 0] for m in ctx.members}
     for by in ctx.data.bills.values():
         for a, b in by.items():
-            m = ctx.identities.owner(a)
+            m = owner(a)
             if m is not None:
                 totals[m.cp][0] += b["total_micro"]
                 totals[m.cp][1] += b["baseline_total_micro"]
+    trades = {m.cp: 0 for m in ctx.members}
+    for ts in ctx.data.trades.values():
+        for t in ts:
+            for side in ("buyer", "seller"):
+                m = owner(t[side])
+                if m is not None:
+                    trades[m.cp] += 1
+    sanctions: dict[str, dict[str, int]] = {m.cp: {} for m in ctx.members}
+    for e in ctx.data.events_of("reputation"):
+        m = owner(e["addr"])
+        if m is not None and e["delta"] < 0:
+            by_reason = sanctions[m.cp]
+            by_reason[e["reason"]] = by_reason.get(e["reason"], 0) + 1
     return {
         "slots": [vars(ctx.data.slots[s]).copy() for s in sorted(ctx.data.slots)],
         "participants": [{"name": m.name, "cp": m.cp, "role": m.role, "der": list(m.der),
                           "strategy": m.strategy, "honest": m.honest, "attack": m.attack,
                           "total_micro": totals[m.cp][0],
                           "baseline_micro": totals[m.cp][1],
+                          "trades": trades[m.cp],
+                          "sanctions": dict(sorted(sanctions[m.cp].items())),
                           "reputation": ctx.reputation(m.address)} for m in ctx.members],
         "limits": {"v_min_pu": ctx.limits.vm_min_pu, "v_max_pu": ctx.limits.vm_max_pu,
                    "max_loading_pct": ctx.limits.max_loading_pct},

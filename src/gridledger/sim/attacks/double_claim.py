@@ -3,7 +3,10 @@ energy twice.
 
 A consumer that bought PV energy holds the granular certificates the trades transferred to
 it and cancels them against its consumption (the certificates feature does that for
-everyone). Then, in the midday window, for one of its cancelled bundles per step, it
+everyone). The attacker is recruited from what the run really has: in the midday window,
+the honest consumer without a battery (largest load in the window first) that holds a
+cancelled consumption bundle, so a short run whose largest consumer happens to buy no PV
+energy still has its attack. Then, for one of its cancelled bundles per step, it
 tries to count the energy again: it cancels the bundle a second time, transfers it to
 another member (who could then claim it), and sends a cancellation that lists the bundle
 twice.
@@ -22,6 +25,7 @@ from gridledger.ledger.modules.certificates.types import slots_of_hour
 from gridledger.ledger.tx import decode_tx, sign_tx
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.attack_base import Attack
+from gridledger.sim.community import Member
 
 LOOKBACK_SLOTS = 12
 """How far back the attacker looks for bundles it cancelled."""
@@ -38,31 +42,47 @@ class DoubleClaim(Attack):
     window = (0.40, 0.75)   # 09:36-18:00 on a day run: PV sold, certificates cancelled
 
     def setup(self) -> None:
-        self.attacker = self.pick(lambda m: m.role == "consumer" and m.battery is None,
-                                  key=lambda m: (self.load_in(m, *self.window), m.cp))
-        self.accomplice = next(m for m in self.eng.members if m is not self.attacker)
+        self.attacker: Member | None = None
+        """Recruited at the first window slot where a candidate holds a cancelled bundle."""
+        self.accomplice: Member | None = None
         self.targets: dict[tuple[int, int], int] = {}   # (slot, start) -> Wh
         self.sent: dict[bytes, str] = {}                # tx id -> attempt
         self.refused = 0
+
+    def candidate(self, m: Member) -> bool:
+        return m.honest and m.role == "consumer" and m.battery is None
 
     def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
         eng = self.eng
         if not eng.in_window(slot, *self.window):
             return []
+        held: list[tuple[Member, tuple[int, int], int]] = []
         for s in range(slot - LOOKBACK_SLOTS, slot):
-            # the bundle's owner: the attacker, or under privacy mode its pseudonym of slot s
-            me = eng.identities.trading_key(self.attacker, s).address
+            # owners by member (identities.owner maps a pseudonym of slot s back to it)
             for b in eng.ledger.certificates(f"bundles/{s}"):
                 key = (int(b["slot"]), int(b["start"]))
-                if (bytes(b["owner"]) == me and b["status"] == "cancelled"
-                        and b.get("purpose") == "consumption" and key not in self.targets):
-                    return self._attempts(key, int(b["energy_wh"]))
-        return []
+                if (b["status"] != "cancelled" or b.get("purpose") != "consumption"
+                        or key in self.targets):
+                    continue
+                m = eng.identities.owner(bytes(b["owner"]))
+                if m is not None and (m is self.attacker
+                                      or (self.attacker is None and self.candidate(m))):
+                    held.append((m, key, int(b["energy_wh"])))
+        if not held:
+            return []
+        if self.attacker is None:
+            self.attacker = max({m.cp: m for m, _, _ in held}.values(),
+                                key=lambda m: (self.load_in(m, *self.window), m.cp))
+            self.attacker.honest, self.attacker.attack = False, self.name
+            self.accomplice = next(m for m in eng.members if m is not self.attacker)
+        _, key, wh = next(h for h in held if h[0] is self.attacker)
+        return self._attempts(self.attacker, self.accomplice, key, wh)
 
-    def _attempts(self, key: tuple[int, int], wh: int) -> list[bytes]:
+    def _attempts(self, attacker: Member, accomplice: Member | None, key: tuple[int, int],
+                  wh: int) -> list[bytes]:
         eng = self.eng
         self.targets[key] = wh
-        k = eng.identities.trading_key(self.attacker, key[0])
+        k = eng.identities.trading_key(attacker, key[0])
         item = [key[0], key[1], wh]
         # the message naming the bundle twice fails at admission, before its nonce is looked
         # at, so it does not take one from the attacker's sequence
@@ -71,7 +91,7 @@ class DoubleClaim(Attack):
         raws = [
             ("cancel-again", eng.tx(k, "certificates/cancel", {"items": [item]})),
             ("transfer-after-cancel", eng.tx(k, "certificates/transfer", {
-                "to": eng.identities.trading_key(self.accomplice, key[0]).address,
+                "to": eng.identities.trading_key(accomplice or attacker, key[0]).address,
                 "items": [item]})),
             ("listed-twice", twice),
         ]
@@ -87,8 +107,11 @@ class DoubleClaim(Attack):
     def result(self) -> dict[str, Any]:
         eng = self.eng
         at_admission = eng.data.stats.admission_rejected.get("certificate-listed-twice", 0)
-        owners = {eng.identities.trading_key(self.attacker, s).address for s, _ in self.targets}
-        owners.add(self.attacker.address)
+        owners: set[bytes] = set()
+        if self.attacker is not None:
+            owners = {eng.identities.trading_key(self.attacker, s).address
+                      for s, _ in self.targets}
+            owners.add(self.attacker.address)
         claimed = sum(int(r["cancelled_wh"]) for a in sorted(owners)
                       for r in eng.ledger.certificates(f"matching/{a.hex()}"))
         held = 0
@@ -106,12 +129,13 @@ class DoubleClaim(Attack):
         injected = len(self.sent)
         detected = self.refused + at_admission
         if not self.targets:    # e.g. a night run: no certificate was issued to attack
-            return self.record(0, 0, True, 0, loss_unit="Wh", attacker=self.attacker.name,
+            return self.record(0, 0, True, 0, loss_unit="Wh", attacker=None,
                                bundles_attacked=0, claimed_wh=claimed,
-                               note="nothing to attack: the attacker cancelled no certificate "
-                                    "in the run")
+                               note="nothing to attack: no consumer without a battery held a "
+                                    "cancelled certificate in the window")
         return self.record(injected, detected, injected > 0 and detected == injected and loss == 0,
-                           loss, loss_unit="Wh", attacker=self.attacker.name,
+                           loss, loss_unit="Wh",
+                           attacker=None if self.attacker is None else self.attacker.name,
                            bundles_attacked=len(self.targets),
                            refused_in_execution=self.refused, refused_at_admission=at_admission,
                            claimed_wh=claimed, cancelled_held_wh=held,

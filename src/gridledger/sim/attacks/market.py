@@ -1,4 +1,4 @@
-"""Market attacks (THREATS.md row 6): fake bids, non-delivery, false non-receipt claims.
+"""Market attacks (threat-model row 6): fake bids, non-delivery, false non-receipt claims.
 
 Each is measured on settled bills and the ledger's events: the cheater's gain, the honest
 members' loss against their no-market bill, and the sanctions the ledger recorded.

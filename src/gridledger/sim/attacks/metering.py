@@ -1,4 +1,4 @@
-"""Metering attacks (THREATS.md row 1): a household's meter under-reports its consumption.
+"""Metering attacks (threat-model row 1): a household's meter under-reports its consumption.
 
 * ``fdi-meter``: one meter hides 10-50 % of its import in the evening;
 * ``fdi-stealthy``: the same lie made consistent with the network model (a = Hc) over the

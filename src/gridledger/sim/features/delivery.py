@@ -12,7 +12,6 @@ and loading, and if a limit would still break, the fixed curtailment rule applie
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -20,26 +19,22 @@ import numpy as np
 
 from gridledger.grid import deliver_schedule, measure_slot
 from gridledger.sim.clock import Step
-from gridledger.sim.community import household_net_wh
+from gridledger.sim.community import forecast_wh_by_cp
 from gridledger.sim.feature import Feature, ReportSection
 from gridledger.sim.records import Delivered
+from gridledger.sim.report_fmt import as_list, as_map, esc, fmt, num
 
 
 class Delivery(Feature):
     name: ClassVar[str] = "delivery"
 
     def planned_injection(self, slot: int) -> dict[str, int]:
-        """Every cp's intended net injection (Wh, > 0 export) before any limit."""
+        """Every cp's intended net injection (Wh, > 0 export) before any limit: the DSO's
+        forecast (members PV - load, outsiders their profile) plus each agent's battery plan."""
         ctx = self.ctx
-        fc = ctx.model.forecast_wh_by_cp(slot)
         plan = ctx.data.battery_wh.get(slot, {})
-        planned: dict[str, int] = {}
-        for cp in ctx.model.cp_ids:
-            if cp in ctx.by_cp:
-                planned[cp] = household_net_wh(ctx.model, cp, slot) + plan.get(cp, 0)
-            else:
-                planned[cp] = int(fc[cp])                # outsiders follow their profile
-        return planned
+        return {cp: x + plan.get(cp, 0)
+                for cp, x in forecast_wh_by_cp(ctx.model, ctx.by_cp, slot).items()}
 
     def deliver(self, step: Step) -> None:
         ctx, slot = self.ctx, step.slot
@@ -97,29 +92,6 @@ class Delivery(Feature):
         return [ReportSection("curtailment", "Curtailment", curtailment_html(grid),
                               "Energy is only curtailed to keep a limit that would otherwise "
                               "break; each row names the limit and the network element.")]
-
-
-def esc(x: object) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def as_map(x: object) -> Mapping[str, Any]:
-    return x if isinstance(x, Mapping) else {}
-
-
-def as_list(x: object) -> list[Any]:
-    return list(x) if isinstance(x, (list, tuple)) else []
-
-
-def num(x: object) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x)
-
-
-def fmt(x: object, digits: int = 0) -> str:
-    v = num(x)
-    return "–" if v is None else f"{v:,.{digits}f}"
 
 
 def curtailment_causes(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:

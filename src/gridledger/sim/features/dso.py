@@ -1,21 +1,33 @@
 """The DSO: operating envelopes before each slot, false-data detection after its readings.
 
-* block A of slot L: ``compute_envelopes`` (linearised AC flow + LP + AC checks) gives every
-  member's import/export limit for L, posted as one ``market/envelope``;
+* block A of slot L: ``compute_envelope_report`` (linearised AC flow + LP + AC checks) gives
+  every cp's import/export limit for L around what the DSO forecasts it to inject without a
+  market (``community.forecast_wh_by_cp``: members PV - load, since their batteries are the
+  agents' own; outsiders their profile; plus ordered flexibility and its rebound); the
+  members' limits are posted as one ``market/envelope``, the report (which constraint bounds
+  the envelopes) is kept for the delivery's curtailment causes;
 * after the readings of slot L-1 are on the ledger: WLS state estimation with chi-square,
   largest-normalised-residual and protected-sensor tests (``detect_bad_meters``); each
   flagged cp becomes a ``metering/flag`` carrying the network's estimate, submitted at the
   next block A. The two-slot test also corrects the earlier slot of a persistent lie
   (settlement waits two slots, so it is still open).
+
+State estimation never stops the run: readings that make the estimate diverge are left out
+by ``detect_bad_meters`` itself (and flagged by the tests that follow); if the estimator
+still cannot give a result for a slot (``GridError``: e.g. the readings left the network
+unobservable), the slot is recorded as not estimated, with the reason, and the run carries
+on — settlement then uses the readings as they are, which the summary makes visible.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from gridledger.crypto.hashing import tagged_hash
+from gridledger.errors import GridError
 from gridledger.grid import DetectionResult, compute_envelope_report, detect_bad_meters
 from gridledger.sim.clock import Step
+from gridledger.sim.community import forecast_wh_by_cp
 from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature
 
@@ -31,17 +43,18 @@ class DsoGrid(Feature):
     def __init__(self, ctx: SimContext) -> None:
         super().__init__(ctx)
         self.results: dict[int, DetectionResult] = {}
+        self.not_estimated: dict[int, str] = {}
+        """Slot -> why state estimation gave no result (the run carried on without it)."""
 
     # -- envelopes -------------------------------------------------------------------------
     def txs_a(self, step: Step) -> list[bytes]:
         if not step.trading:
             return []
         ctx, slot = self.ctx, step.slot
-        adjust = ctx.data.flex_adjust_wh.get(slot)
-        forecast = None
-        if adjust:  # ordered flexibility (and its rebound) is part of the DSO's forecast
-            fc = ctx.model.forecast_wh_by_cp(slot)
-            forecast = {cp: int(fc[cp]) + adjust.get(cp, 0) for cp in ctx.model.cp_ids}
+        # ordered flexibility (and its rebound) is part of the DSO's forecast
+        adjust = ctx.data.flex_adjust_wh.get(slot, {})
+        forecast = {cp: wh + adjust.get(cp, 0)
+                    for cp, wh in forecast_wh_by_cp(ctx.model, ctx.by_cp, slot).items()}
         with ctx.timed("grid_s"):
             report = compute_envelope_report(ctx.model, slot, forecast_wh_by_cp=forecast)
         envelopes = {cp: e.as_tuple() for cp, e in report.envelopes.items()}
@@ -64,8 +77,12 @@ class DsoGrid(Feature):
         if d is None:
             return
         prev = self.results.get(slot - 1)
-        with ctx.timed("grid_s"):
-            res = detect_bad_meters(ctx.model, slot, d.measurements, previous=prev)
+        try:
+            with ctx.timed("grid_s"):
+                res = detect_bad_meters(ctx.model, slot, d.measurements, previous=prev)
+        except GridError as exc:
+            self.not_estimated[slot] = str(exc)
+            return
         self.results[slot] = res
         on_ledger = ctx.data.flagged
         ids = ctx.identities
@@ -98,3 +115,10 @@ class DsoGrid(Feature):
 
     def detections(self) -> dict[str, int]:
         return {"fdi_flags": sum(len(v) for v in self.ctx.data.flagged.values())}
+
+    def summary(self) -> dict[str, Any]:
+        return {"state_estimation": {
+            "slots_estimated": len(self.results),
+            "slots_not_estimated": len(self.not_estimated),
+            "not_estimated": [{"slot": s, "reason": why}
+                              for s, why in sorted(self.not_estimated.items())]}}

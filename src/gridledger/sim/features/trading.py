@@ -40,6 +40,11 @@ class Trading(Feature):
         return MarketView(slot, sod, p.retail_import_micro_per_kwh, p.feed_in_micro_per_kwh,
                           ctx.ledger.grid_fee(slot), net)
 
+    def suspended(self, addr: bytes) -> bool:
+        """A client checks its own standing before bidding: a suspended identity's orders
+        would only fail (``reputation-suspended``) and cost it more reputation."""
+        return self.ctx.ledger.tier(addr) == "suspended"
+
     def txs_a(self, step: Step) -> list[bytes]:
         if not step.trading:
             return []
@@ -62,9 +67,11 @@ class Trading(Feature):
                     v, own, envelopes.get(m.cp, UNLIMITED))
                 if m.honest and ctx.ledger.quarantined(ctx.identities.ledger_cp(m, slot)):
                     intents = []  # its client sees the quarantine: orders would only fail
+                key = ctx.identities.trading_key(m, slot)
+                if self.suspended(key.address):
+                    intents = []                         # the battery still runs for the home
                 for a in ctx.attacks:
                     intents = a.orders(m, slot, intents)
-                key = ctx.identities.trading_key(m, slot)
                 raws += [ctx.tx(key, "market/order", {
                     "slot": slot, "side": it.side, "energy_wh": it.energy_wh,
                     "price_micro_per_kwh": it.price}) for it in intents]
