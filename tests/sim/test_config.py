@@ -22,7 +22,7 @@ from gridledger.sim.config import (
     scenario_of,
 )
 from gridledger.sim.demo import scenario_from_flags
-from gridledger.sim.scenario import Scenario
+from gridledger.sim.scenario import DEMO_PRIVACY, Scenario
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -47,7 +47,8 @@ def test_written_defaults_list_every_parameter_and_read_back(tmp_path: Path) -> 
     assert len(doc["params"]["grid_fee_tou_micro_per_kwh"]) == 96
     assert "retail_import_micro_per_kwh" in doc["params"] and doc["params"]["mechanism"] == "uniform"
     sc = scenario_of(load_config(path))
-    assert sc == Scenario(slots=192, seed=11, attacks=("fdi-meter", "replay"))
+    assert sc == Scenario(slots=192, seed=11, attacks=("fdi-meter", "replay"),
+                          privacy=DEMO_PRIVACY)
     assert sc.params == ()          # values the demo uses anyway are no overrides
     code, out = cli("--write-config", str(path))
     assert code == 2 and "exists" in out and str(path) in out
