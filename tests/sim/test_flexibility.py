@@ -121,7 +121,7 @@ def test_flexibility_section_of_the_report_in_headless_chromium(peak_on) -> None
     for needle in (f"{f['violations']} (without: {f['violations_without']})",
                    f"{kwh(f['curtailed_wh'])} (without: {kwh(f['curtailed_wh_without'])})",
                    f"{kwh(f['activated_wh'])} / {kwh(f['delivered_wh'])}",
-                   units(f["dso_cost_micro"]),
+                   units(f["dso_cost_micro"]), f"DSO paid for flexibility\t{units(f['paid_micro'])}",
                    f"{units(f['curtailed_value_micro'])} (without: "
                    f"{units(f['curtailed_value_without_micro'])})"):
         assert needle in text, (needle, text)
@@ -168,12 +168,14 @@ def test_report_section_compares_with_and_without_and_says_when_idle() -> None:
     from gridledger.sim.features.flexibility import Flexibility
 
     f = {"enabled": True, "idle": "", "violations": 0, "violations_without": 3,
+         "paid_micro": 4_120_000,
          "curtailed_wh": 22_300, "curtailed_wh_without": 130_300, "activated_wh": 89_100,
          "delivered_wh": 88_800, "dso_cost_micro": 3_970_000, "curtailed_value_micro": 5_575_000,
          "curtailed_value_without_micro": 32_575_000, "member_income_micro": {"<b>m</b>": -5}}
     (sec,) = Flexibility.report_sections({"flexibility": f})
     for text in ("0 (without: 3)", "22.3 kWh (without: 130.3 kWh)", "89.1 kWh / 88.8 kWh",
-                 "3.97", "5.58 (without: 32.58)", "&lt;b&gt;m&lt;/b&gt;", "-0.00"):
+                 "3.97", "DSO paid for flexibility</td><td class=\"num\">4.12",
+                 "5.58 (without: 32.58)", "&lt;b&gt;m&lt;/b&gt;", "-0.00"):
         assert text in sec.body_html, text
     (idle,) = Flexibility.report_sections({"flexibility": {**f, "idle": "privacy <mode>"}})
     assert "Idle: privacy &lt;mode&gt;" in idle.body_html

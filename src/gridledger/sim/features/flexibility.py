@@ -320,6 +320,7 @@ def _flex_html(f: Mapping[str, Any]) -> str:
              f"{kwh(f.get('activated_wh', 0))} / {kwh(f.get('delivered_wh', 0))}"),
             ("grid-limit violations", pair("violations", "violations_without")),
             ("curtailed energy", pair("curtailed_wh", "curtailed_wh_without", kwh)),
+            ("DSO paid for flexibility", units(f.get("paid_micro", 0))),
             ("DSO's cost of flexibility (paid - penalties)", units(f.get("dso_cost_micro", 0))),
             ("value of the curtailed energy at retail",
              pair("curtailed_value_micro", "curtailed_value_without_micro", units)),
