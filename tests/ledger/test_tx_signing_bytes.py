@@ -24,19 +24,3 @@ values = st.recursive(
 def test_cut_equals_encoded(body: dict, chain: str, kind: str, nonce: int) -> None:
     tx = decode_tx(sign_tx(KEY, chain, nonce, kind, body))
     assert tx.signing_bytes == signing_bytes(chain, KEY.address, nonce, kind, body, KEY.alg)
-
-
-def test_the_decode_memo_is_bounded(monkeypatch) -> None:
-    """Issue 17: the memo of decoded transactions keeps at most _DECODED_MAX, dropping the
-    oldest, so a long run's memory does not grow with every transaction it carried."""
-    from gridledger.ledger import tx as txmod
-    from tests.conftest import make_chain
-
-    c = make_chain()
-    raws = [c.transfer(0, 1, 100 + k) for k in range(5)]
-    monkeypatch.setattr(txmod, "_DECODED", {})
-    monkeypatch.setattr(txmod, "_DECODED_MAX", 3)
-    decoded = [txmod.decode_tx(r) for r in raws]
-    assert list(txmod._DECODED) == raws[2:]          # the oldest two were dropped
-    assert txmod.decode_tx(raws[0]) == decoded[0]    # a miss decodes again, the same Tx
-    assert len(txmod._DECODED) == 3

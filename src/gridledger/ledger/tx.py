@@ -118,10 +118,7 @@ def decode_tx(raw: bytes, max_bytes: int = MAX_TX_BYTES) -> Tx:
 
 
 _DECODED: dict[bytes, Tx] = {}
-_DECODED_MAX = 8_192
-"""Enough for four full blocks between admission and execution; a decoded transaction
-with its raw key is ~7 KB, so 50,000 held ~360 MB and grew a long run's memory by ~50 MB
-a simulated day for a week (issue 17). A miss only decodes again."""
+_DECODED_MAX = 50_000
 _DECODED_LOCK = threading.Lock()
 
 
