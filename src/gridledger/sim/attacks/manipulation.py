@@ -16,6 +16,12 @@ attacked slot is the slot's accepted orders cleared again off-ledger by the same
 (``gridledger.market``), with the DSO's envelopes, and the withholder's orders at the
 prices its own agent chose. Honest loss = what honest buyers paid above that price;
 coalition gain = what the coalition's sales fetched above it (the manipulation premium).
+
+The sanction must not cost the honest buyers either: in each slot where the ledger refused
+the withholder's orders ``reputation-suspended``, the slot is cleared again with those
+orders at its own agent's prices, and what honest buyers paid above that clearing (P2P
+payments and grid fees, and the retail tariff for what they no longer got P2P) is
+``honest_loss_after_sanction``, counted in ``loss``.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from gridledger.ledger.tx import decode_tx
+from gridledger.market import ClearingResult, GridFees, clear_slot
 from gridledger.market import Order as LibOrder
-from gridledger.market import clear_slot
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.agents import Intent
 from gridledger.sim.attack_base import Attack
@@ -58,6 +64,8 @@ class PriceManipulation(Attack):
         self.withheld: list[int] = []
         self.spoofs: dict[int, bytes] = {}                 # slot -> spoof order id
         self.spoof_rejected = 0
+        self.suspended_refusals: set[bytes] = set()        # tx ids refused for suspension
+        self.suspended_offers: set[bytes] = set()          # ... admitted, mitigated (must-offer)
 
     @property
     def coalition(self) -> tuple[Member, ...]:
@@ -100,43 +108,100 @@ class PriceManipulation(Attack):
         ids = set(self.spoofs.values())
         self.spoof_rejected += sum(1 for r in fb.result.receipts
                                    if r.tx_hash in ids and not r.ok)
+        self.suspended_refusals.update(r.tx_hash for r in fb.result.receipts
+                                       if not r.ok and r.rule == "reputation-suspended")
+        # must-offer: the ledger admitted a suspended seller's offer at the reference level
+        self.suspended_offers.update(bytes(e["order_id"]) for e in events
+                                     if e.get("type") == "offer_mitigated"
+                                     and e["reason"] == "reputation-suspended")
 
     # -- measurement ---------------------------------------------------------------------
-    def _competitive_price(self, slot: int) -> int | None:
-        """The slot's accepted orders cleared again with the withholder's own prices."""
+    def _own_orders(self, slot: int) -> tuple[dict[bytes, int], bool]:
+        """The withholder's orders in ``slot`` that were placed or refused for its
+        suspension, each with the price its own agent chose; and whether its suspension
+        touched any (refused, or admitted mitigated under the must-offer rule)."""
+        data = self.eng.data
+        me = self.eng.identities.trading_key(self.withholder, slot).address
+        mine = [tx for tx in map(decode_tx, data.order_raws.get(slot, [])) if tx.sender == me]
+        # the scenario's order transactions follow the agent's intents one for one
+        prices = {tx.id: i.price for tx, i in zip(mine, self.honest_intents.get(slot, []),
+                                                   strict=False)}
+        refused = any(tx.id in self.suspended_refusals or tx.id in self.suspended_offers
+                      for tx in mine)
+        return ({i: p for i, p in prices.items()
+                 if data.placed_ok(i) or i in self.suspended_refusals}, refused)
+
+    def _reclear(self, slot: int) -> tuple[ClearingResult, bool]:
+        """The slot's accepted orders cleared again by the market library the ledger clears
+        with (``gridledger.market.clear_slot``: the chain's mechanism, the DSO's envelopes
+        and the slot's grid fee), with the withholder's orders — also those refused for its
+        suspension — at its own agent's prices; and whether its suspension touched any."""
         eng, data = self.eng, self.eng.data
-        me = eng.identities.trading_key(self.withholder, slot).address
-        honest = list(self.honest_intents.get(slot, []))
+        own, refused = self._own_orders(slot)
         orders: list[LibOrder] = []
         for raw in data.order_raws.get(slot, []):
             tx = decode_tx(raw)
-            if not data.placed_ok(tx.id):
+            if not (data.placed_ok(tx.id) or tx.id in own):
                 continue
             b = tx.body
-            price = int(b["price_micro_per_kwh"])
-            if tx.sender == me and honest:
-                price = honest.pop(0).price
+            price = own.get(tx.id, int(b["price_micro_per_kwh"]))
             orders.append(LibOrder(tx.id, tx.sender, b["side"], int(b["energy_wh"]), price))
         envelopes = {}
         for m in eng.members:
             env = data.envelopes.get(slot, {}).get(m.cp)
             if env is not None:
                 envelopes[eng.identities.trading_key(m, slot).address] = env
-        result = clear_slot(orders, eng.params.mechanism, envelopes=envelopes)
+        fee = data.views[slot].fee
+        return clear_slot(orders, eng.params.mechanism, envelopes=envelopes,
+                          fees=GridFees(flat_micro_per_kwh=fee)), refused
+
+    def _competitive_price(self, result: ClearingResult) -> int | None:
         volume = sum(t.energy_wh for t in result.trades)
         if not volume:
             return None
         return sum(t.energy_wh * t.price_micro_per_kwh for t in result.trades) // volume
+
+    def _honest_excess(self, slot: int, result: ClearingResult) -> int:
+        """Micro-units honest buyers paid in ``slot`` above the re-clearing ``result``: each
+        buyer's P2P payments and fees over the larger of its two fills, the rest at the
+        retail tariff."""
+        eng = self.eng
+        retail = eng.data.views[slot].retail
+
+        def costs(trades: list[tuple[bytes, int, int]]) -> dict[bytes, tuple[int, int]]:
+            out: dict[bytes, tuple[int, int]] = {}
+            for buyer, wh, micro in trades:
+                if eng.is_honest(buyer):
+                    got, paid = out.get(buyer, (0, 0))
+                    out[buyer] = (got + wh, paid + micro)
+            return out
+
+        actual = costs([(bytes(t["buyer"]), t["energy_wh"],
+                         t["payment_micro"] + t["grid_fee_micro"])
+                        for t in eng.data.trades.get(slot, [])])
+        fair = costs([(t.buyer, t.energy_wh, t.payment_micro + t.grid_fee_micro)
+                      for t in result.trades])
+        excess = 0
+        for buyer in sorted(set(actual) | set(fair)):
+            (a_wh, a_paid), (f_wh, f_paid) = actual.get(buyer, (0, 0)), fair.get(buyer, (0, 0))
+            wh = max(a_wh, f_wh)
+            excess += max(0, (a_paid + (wh - a_wh) * retail // 1000)
+                          - (f_paid + (wh - f_wh) * retail // 1000))
+        return excess
 
     def result(self) -> dict[str, Any]:
         eng, data = self.eng, self.eng.data
         ours = {eng.identities.trading_key(m, s).address
                 for m in (self.withholder, self.partner) for s in self.withheld}
 
-        loss = gain = 0
+        loss = gain = after_sanction = sanctioned_slots = 0
         impacts = []
         for s in self.withheld:
-            comp = self._competitive_price(s)
+            cleared, refused = self._reclear(s)
+            if refused:
+                sanctioned_slots += 1
+                after_sanction += self._honest_excess(s, cleared)
+            comp = self._competitive_price(cleared)
             trades = data.trades.get(s, [])
             if comp is None or not trades:
                 continue
@@ -149,6 +214,7 @@ class PriceManipulation(Attack):
             vwap = (sum(t["energy_wh"] * t["price_micro_per_kwh"] for t in trades)
                     // max(1, sum(t["energy_wh"] for t in trades)))
             impacts.append(vwap - comp)
+        loss += after_sanction
         names = {m.name for m in self.coalition}
 
         def ours_(addr: Any) -> bool:  # a member's own address or one of its pseudonyms
@@ -189,6 +255,8 @@ class PriceManipulation(Attack):
                            withheld_slots=len(self.withheld), spoof_orders=len(self.spoofs),
                            spoofs_refused=self.spoof_rejected, findings_by_kind=kinds,
                            cheater_gain_micro=gain, sanctions=sanctions,
+                           sanctioned_slots=sanctioned_slots,
+                           honest_loss_after_sanction=after_sanction,
                            pseudonyms_found=len(pseudonyms),
                            pseudonyms_opened=len(pseudonyms & opened),
                            owner_sanctions=owner_sanctions,
@@ -197,4 +265,8 @@ class PriceManipulation(Attack):
                                                  for m in self.coalition},
                            note="loss / gain = price paid / fetched above the slot's "
                                 "competitive price (its orders cleared again with the "
-                                "withholder's own asks)")
+                                "withholder's own asks); loss includes "
+                                "honest_loss_after_sanction: what honest buyers paid above "
+                                "the re-clearing of each slot where the withholder's orders "
+                                "were refused for its suspension (supply the sanction took "
+                                "off the market)")

@@ -26,7 +26,8 @@ class SellNeedsProsumer(Unauthorized):
 
 
 class ReputationSuspended(Unauthorized):
-    """A suspended participant places no new orders, replacements or commitments."""
+    """A suspended participant places no buy orders, replacements or commitments (its open
+    sell orders are admitted, mitigated to the feed-in tariff: must-offer)."""
 
     rule = "reputation-suspended"
 

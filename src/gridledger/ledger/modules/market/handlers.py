@@ -67,10 +67,29 @@ class Handlers:
         self.deps.registry.require_in_slot(state, addr, slot)
         if side == "sell" and "prosumer" not in p.roles:
             raise SellNeedsProsumer("consumers can only buy")
-        if new_exposure and self.deps.reputation.tier_of(state, addr) == "suspended":
-            raise ReputationSuspended("suspended from trading until an appeal")
+        # must-offer: a suspended seller keeps offering its supply (capped by
+        # ``_must_offer_price``); it opens no other exposure until an appeal
+        if new_exposure and side != "sell" \
+                and self.deps.reputation.tier_of(state, addr) == "suspended":
+            raise ReputationSuspended("suspended until an appeal: it may only offer its "
+                                      "supply (open sell orders at most the feed-in tariff)")
         if new_exposure:
             self.deps.firmware.check_trading(state, p.cp)
+
+    def _must_offer_price(self, state: State, ctx: TxContext, p: Params, slot: int,
+                          oid: bytes, side: Side, price: int) -> int:
+        """A suspended member's sell offer is mitigated to the sell reference level (the
+        feed-in tariff, surveillance's reference) on entry, as market-power mitigation with a
+        must-offer obligation does (CAISO local market power mitigation, ERCOT): the sanction
+        takes its price-setting, never its supply off the market. Emits
+        ``offer_mitigated``."""
+        if side != "sell" or price <= p.feed_in_micro_per_kwh \
+                or self.deps.reputation.tier_of(state, ctx.sender) != "suspended":
+            return price
+        ctx.emit("offer_mitigated", slot=slot, order_id=oid, owner=ctx.sender,
+                 asked_micro_per_kwh=price, price_micro_per_kwh=p.feed_in_micro_per_kwh,
+                 reason="reputation-suspended")
+        return p.feed_in_micro_per_kwh
 
     @staticmethod
     def _check_before_gate(slot: int, now: int, p: Params) -> None:
@@ -115,7 +134,8 @@ class Handlers:
     # -- kinds -------------------------------------------------------------------------------
 
     def order(self, state: State, ctx: TxContext, msg: PlaceOrder) -> None:
-        """``market/order``; the order id is the tx hash. Rules ``market-disabled``,
+        """``market/order``; the order id is the tx hash; a suspended member's sell is
+        mitigated to the feed-in tariff (``offer_mitigated``). Rules ``market-disabled``,
         ``gate-closed``, ``beyond-horizon``, ``no-connection-point``, ``pseudonym-slot``,
         ``sell-needs-prosumer``, ``reputation-suspended``, ``max-orders-per-slot``,
         ``one-side-per-slot``, ``insufficient-funds``."""
@@ -123,8 +143,10 @@ class Handlers:
         self._check_before_gate(msg.slot, ctx.block.slot_time, p)
         self._check_trader(state, ctx.sender, msg.side, new_exposure=True, slot=msg.slot)
         keeper.bump_count(state, msg.slot, ctx.sender, msg.side, p.max_orders_per_slot)
+        price = self._must_offer_price(state, ctx, p, msg.slot, ctx.tx_hash, msg.side,
+                                       msg.price_micro_per_kwh)
         rec = self._place(state, p, ctx.sender, msg.slot, ctx.tx_hash, msg.side, msg.energy_wh,
-                          msg.price_micro_per_kwh, keeper.next_seq(state), sealed=False)
+                          price, keeper.next_seq(state), sealed=False)
         self._order_event(ctx, msg.slot, ctx.tx_hash, rec)
 
     def cancel(self, state: State, ctx: TxContext, msg: Cancel) -> None:
@@ -198,9 +220,11 @@ class Handlers:
         keeper.reveal_side(state, slot, ctx.sender, msg.side)
         self.deps.bank.unlock(state, ctx.sender, com.deposit_micro)
         keeper.delete_commit(state, slot, msg.commit_id)
+        price = self._must_offer_price(state, ctx, p, slot, msg.commit_id, msg.side,
+                                       msg.price_micro_per_kwh)
         # If the escrow cannot be locked the whole reveal fails and the commitment forfeits.
         rec = self._place(state, p, ctx.sender, slot, msg.commit_id, msg.side, msg.energy_wh,
-                          msg.price_micro_per_kwh, com.seq, sealed=True)
+                          price, com.seq, sealed=True)
         self._order_event(ctx, slot, msg.commit_id, rec)
 
     def envelope(self, state: State, ctx: TxContext, msg: SetEnvelopes) -> None:

@@ -381,7 +381,9 @@ class _Settlement:
             self.events.append(rep.adjust(state, addr, "missing_reading", now_slot))
         if a.shortfall_wh:
             self.events.append(rep.adjust(state, addr, "non_delivery", now_slot))
-        elif a.trades and a.reading is not None:
+        elif a.trades and a.reading is not None \
+                and rep.tier_of(state, addr) != "suspended":
+            # a suspended member's must-offer sales earn nothing: its way back is an appeal
             units = substance_units(p, a.bought_wh + a.sold_wh,
                                     a.market_cost_micro + a.market_revenue_micro)
             if units:
