@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from gridledger.ledger.modules.market.handlers import Handlers
 from gridledger.ledger.modules.reputation import deposit_pct, reputation_of, tier_of
 from gridledger.ledger.modules.reputation.keeper import appeal_wait, get_record, put_record, record
 from gridledger.ledger.params import load_params
@@ -103,3 +106,52 @@ def test_scores_stay_in_range_and_recover_with_trades() -> None:
     w.ok([w.reading(0, 3, 0, 1_000), w.reading(1, 3, 1_000, 0)], t_read(3))
     w.ok([], t_settle(3))
     assert reputation_of(w.app.state, w.addr(0)) == 1000
+
+
+def suspended_offer(w: World, slot: int, ask: int) -> None:
+    """User 0 (suspended) offers 1 kWh at ``ask``, user 1 bids 200 000 for it; the slot
+    clears, both meters read, the slot settles."""
+    w.ok([w.order(0, slot, "sell", 1_000, ask), w.order(1, slot, "buy", 1_000, 200_000)],
+         t_order(slot))
+    w.ok([], t_clear(slot))
+    w.ok([w.reading(0, slot, 0, 1_000), w.reading(1, slot, 1_000, 0)], t_read(slot))
+    w.ok([], t_settle(slot))
+
+
+def test_a_suspended_member_must_offer_its_supply_at_the_reference_level() -> None:
+    """Market-power mitigation with a must-offer obligation, not exclusion: a suspended
+    member's sell is admitted, mitigated to the feed-in tariff (surveillance's sell
+    reference), so the sanction takes its price-setting, never its supply off the market;
+    it may not buy, replace or commit, and its sales earn no reputation (an appeal is the
+    way back)."""
+    w = make_world()
+    set_score(w, w.addr(0), 40, penalty_slot=1)
+    feed_in = load_params(w.app.state).feed_in_micro_per_kwh
+    refused = w.block([w.order(0, 4, "buy", 100, 100_000), w.commit(0, 4, "sell", 100, 1)[0]],
+                      t_order(4))
+    assert [r.rule for r in refused.receipts] == ["reputation-suspended"] * 2
+    score = reputation_of(w.app.state, w.addr(0))   # 40 less the refused transactions
+    suspended_offer(w, 5, 600_000)   # withholding-level ask: 2.4 x the retail tariff
+    [m] = w.events("offer_mitigated")
+    assert (m["owner"], m["asked_micro_per_kwh"], m["price_micro_per_kwh"],
+            m["reason"]) == (w.addr(0), 600_000, feed_in, "reputation-suspended")
+    placed = [e for e in w.events("order_placed") if e["owner"] == w.addr(0)]
+    assert [e["price_micro_per_kwh"] for e in placed] == [feed_in]
+    [t] = w.events("trade")
+    assert t["seller"] == w.addr(0) and t["energy_wh"] == 1_000
+    assert reputation_of(w.app.state, w.addr(0)) == score   # delivered, but no gain
+    # an ask already at or below the reference is left as it is
+    suspended_offer(w, 8, feed_in - 1)
+    assert len(w.events("offer_mitigated")) == 1 and len(w.events("trade")) == 2
+
+
+def test_without_the_must_offer_mitigation_the_suspended_supply_is_withheld(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removal: a suspended member's sell admitted at its own ask (no mitigation) keeps its
+    supply off the market — the honest buyer's 200 000 bid meets nothing."""
+    monkeypatch.setattr(Handlers, "_must_offer_price",
+                        lambda self, state, ctx, p, slot, oid, side, price: price)
+    w = make_world()
+    set_score(w, w.addr(0), 40, penalty_slot=1)
+    suspended_offer(w, 5, 600_000)
+    assert not w.events("trade") and not w.events("offer_mitigated")
