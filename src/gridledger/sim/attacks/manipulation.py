@@ -17,11 +17,13 @@ attacked slot is the slot's accepted orders cleared again off-ledger by the same
 prices its own agent chose. Honest loss = what honest buyers paid above that price;
 coalition gain = what the coalition's sales fetched above it (the manipulation premium).
 
-The sanction must not cost the honest buyers either: in each slot where the ledger refused
-the withholder's orders ``reputation-suspended``, the slot is cleared again with those
-orders at its own agent's prices, and what honest buyers paid above that clearing (P2P
-payments and grid fees, and the retail tariff for what they no longer got P2P) is
-``honest_loss_after_sanction``, counted in ``loss``.
+The sanction must not cost the honest buyers either: in each slot the withholder's
+suspension touched (its orders refused ``reputation-suspended``, or admitted mitigated to
+the feed-in tariff under the ledger's must-offer rule: ``offer_mitigated``), the slot is
+cleared again with those orders at its own agent's prices, and what honest buyers paid
+above that clearing (P2P payments and grid fees, and the retail tariff for what they no
+longer got P2P) is ``honest_loss_after_sanction``, counted in ``loss`` (in place of the
+price premium for those slots).
 """
 
 from __future__ import annotations
@@ -126,10 +128,10 @@ class PriceManipulation(Attack):
         # the scenario's order transactions follow the agent's intents one for one
         prices = {tx.id: i.price for tx, i in zip(mine, self.honest_intents.get(slot, []),
                                                    strict=False)}
-        refused = any(tx.id in self.suspended_refusals or tx.id in self.suspended_offers
-                      for tx in mine)
+        sanctioned = any(tx.id in self.suspended_refusals or tx.id in self.suspended_offers
+                         for tx in mine)
         return ({i: p for i, p in prices.items()
-                 if data.placed_ok(i) or i in self.suspended_refusals}, refused)
+                 if data.placed_ok(i) or i in self.suspended_refusals}, sanctioned)
 
     def _reclear(self, slot: int) -> tuple[ClearingResult, bool]:
         """The slot's accepted orders cleared again by the market library the ledger clears
@@ -137,7 +139,7 @@ class PriceManipulation(Attack):
         and the slot's grid fee), with the withholder's orders — also those refused for its
         suspension — at its own agent's prices; and whether its suspension touched any."""
         eng, data = self.eng, self.eng.data
-        own, refused = self._own_orders(slot)
+        own, sanctioned = self._own_orders(slot)
         orders: list[LibOrder] = []
         for raw in data.order_raws.get(slot, []):
             tx = decode_tx(raw)
@@ -153,7 +155,7 @@ class PriceManipulation(Attack):
                 envelopes[eng.identities.trading_key(m, slot).address] = env
         fee = data.views[slot].fee
         return clear_slot(orders, eng.params.mechanism, envelopes=envelopes,
-                          fees=GridFees(flat_micro_per_kwh=fee)), refused
+                          fees=GridFees(flat_micro_per_kwh=fee)), sanctioned
 
     def _competitive_price(self, result: ClearingResult) -> int | None:
         volume = sum(t.energy_wh for t in result.trades)
@@ -197,8 +199,8 @@ class PriceManipulation(Attack):
         loss = gain = after_sanction = sanctioned_slots = 0
         impacts = []
         for s in self.withheld:
-            cleared, refused = self._reclear(s)
-            if refused:
+            cleared, sanctioned = self._reclear(s)
+            if sanctioned:   # the excess covers the price paid and the energy not got P2P
                 sanctioned_slots += 1
                 after_sanction += self._honest_excess(s, cleared)
             comp = self._competitive_price(cleared)
@@ -207,7 +209,7 @@ class PriceManipulation(Attack):
                 continue
             for t in trades:
                 premium = t["price_micro_per_kwh"] - comp
-                if eng.is_honest(t["buyer"]):
+                if eng.is_honest(t["buyer"]) and not sanctioned:
                     loss += max(0, premium) * t["energy_wh"] // 1000
                 if t["seller"] in ours:
                     gain += premium * t["energy_wh"] // 1000
@@ -267,6 +269,6 @@ class PriceManipulation(Attack):
                                 "competitive price (its orders cleared again with the "
                                 "withholder's own asks); loss includes "
                                 "honest_loss_after_sanction: what honest buyers paid above "
-                                "the re-clearing of each slot where the withholder's orders "
-                                "were refused for its suspension (supply the sanction took "
-                                "off the market)")
+                                "the re-clearing of each slot the withholder's suspension "
+                                "touched (refused, or must-offer mitigated), supply the "
+                                "sanction might take off the market")
