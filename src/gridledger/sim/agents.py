@@ -11,7 +11,11 @@ are deterministic for a seed.
   towards a target just beyond the last price. Never bids beyond its reservation value.
 * ``battery``: household load and PV plus a battery that charges when the expected price is
   low and discharges when it is high (thresholds: the 30th and 70th percentiles of its price
-  expectation for the day), within power and capacity limits, 90 % charging efficiency.
+  expectation for the day), within power and capacity limits, 90 % charging efficiency. It
+  never charges from the grid while its household is short in a slot whose landed cost (price
+  + that slot's grid fee) reaches retail, "fills up" only with at least ``MIN_ORDER_WH`` of
+  room, and discharges beyond its own load only up to the community's forecast shortage
+  (beyond that, energy bought dear would be sold to the grid at feed-in).
   Expected price of a slot of the day = the last cleared price at that time of day, or,
   before it has seen one, feed-in when the community's forecast is in surplus and retail
   minus fee when it is short.
@@ -187,10 +191,18 @@ class BatteryAgent(Agent):
         # net + discharge <= export_max
         can_charge = max(0, min(bat.power_wh, room, net_wh + imp_max))
         can_discharge = max(0, min(bat.power_wh, self.soc_wh, exp_max - net_wh))
-        if est <= low and can_charge > 0:
+        # what a kWh bought now really costs this household: the P2P price plus this slot's
+        # grid fee, or retail. A time-of-use fee lowers the P2P price exactly at the peak, so
+        # the price alone reads the dearest hours as cheap; charging from the grid while the
+        # household itself is short at retail cost is never cheaper later
+        dear_to_buy = net_wh < 0 and est + v.fee >= v.retail
+        # energy beyond the own load only goes where the community is short: the rest would
+        # be sold to the grid at feed-in, below what it cost
+        export_cap = max(0, -net_wh) + max(0, -v.community_net_wh)
+        if est <= low and can_charge >= MIN_ORDER_WH and not dear_to_buy:
             charge = can_charge                                   # cheap: fill up
         elif est >= high and can_discharge > 0:
-            discharge = can_discharge                             # dear: empty
+            discharge = min(can_discharge, export_cap)            # dear: cover and sell
         elif net_wh > 0 and can_charge > 0:
             charge = min(net_wh, can_charge)                      # keep own PV surplus
         elif net_wh < 0 and can_discharge > 0:
