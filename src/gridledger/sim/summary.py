@@ -24,15 +24,22 @@ def _count(items: Iterable[str]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def _honest_bills(ctx: SimContext) -> list[dict[str, Any]]:
-    """Every bill of an honest member (under any of its identities), in slot order."""
+def _honest_bills(ctx: SimContext, honest_only: bool = True) -> list[dict[str, Any]]:
+    """Every bill of an honest member (``honest_only=False``: of every member), under any of
+    its identities, in slot order."""
     out = []
     for s in sorted(ctx.data.bills):
         for a, b in ctx.data.bills[s].items():
             m = ctx.identities.owner(a)
-            if m is not None and m.honest:
+            if m is not None and (m.honest or not honest_only):
                 out.append(b)
     return out
+
+
+def _savings_pct(bills: list[dict[str, Any]]) -> float:
+    total = sum(b["total_micro"] for b in bills)
+    base = sum(b["baseline_total_micro"] for b in bills)
+    return round(100.0 * (base - total) / abs(base), 3) if base else 0.0
 
 
 def market_section(ctx: SimContext) -> dict[str, Any]:
@@ -44,13 +51,20 @@ def market_section(ctx: SimContext) -> dict[str, Any]:
     bills = _honest_bills(ctx)
     tot_h = sum(b["total_micro"] for b in bills)
     base_h = sum(b["baseline_total_micro"] for b in bills)
-    savings = 100.0 * (base_h - tot_h) / abs(base_h) if base_h else 0.0
+    every = _honest_bills(ctx, honest_only=False)
     settled = {e["slot"] for e in data.events_of("slot_settled")}
     cleared = {e["slot"] for e in data.events_of("slot_cleared")}
     return {"trades": len(trades), "energy_traded_wh": volume,
             "mean_price": round(paid / volume / 1000, 6) if volume else None,
             "mean_price_micro_per_kwh": paid * 1000 // volume if volume else None,
-            "savings_pct": round(savings, 3), "mechanism": sc.mechanism,
+            # cleared trades include those annulled for non-delivery; billed = what settled
+            "energy_billed_wh": sum(b["market_bought_wh"] for b in every if b["slot"] in trading),
+            # the honest members' figure is over the members no scenario recruited, so it moves
+            # with the attack set: read it with its population, beside every member's figure
+            "savings_pct": _savings_pct(bills), "mechanism": sc.mechanism,
+            "members": len(ctx.members),
+            "honest_members": sum(1 for m in ctx.members if m.honest),
+            "savings_pct_all_members": _savings_pct(every),
             "slots_cleared": len(cleared & trading), "slots_settled": len(settled & trading),
             "honest_total_micro": tot_h, "honest_baseline_micro": base_h, "currency": "CU"}
 
