@@ -21,6 +21,7 @@ from rich.table import Table
 from gridledger.cli.args import FAILURE, err, fail, hex32
 from gridledger.cli.certificates import certificates_app
 from gridledger.errors import ConfigError, GridLedgerError, KeystoreError
+from gridledger.sim.modes import DEMO_PRIVACY
 
 T = TypeVar("T")
 
@@ -224,8 +225,9 @@ def demo(
     network: Annotated[str | None, typer.Option(help="SimBench code or pandapower file.")] = None,
     workload: Annotated[str, typer.Option(help="'community' or 'transfers'.")] = "community",
     privacy: Annotated[str, typer.Option(
-        help="'on': households trade and meter under per-slot pseudonyms (no granular "
-             "certificates then); 'off': under their own identities (clear mode).")] = "off",
+        help="'on': households trade, meter and earn certificates under per-slot pseudonyms "
+             "(privacy mode); 'off': under their own identities (clear mode).")
+    ] = "on" if DEMO_PRIVACY else "off",
     serve: Annotated[int | None, typer.Option(
         help="Serve the live dashboard of the run at http://127.0.0.1:PORT/ while it runs.")] = None,
     profiles: Annotated[Path | None, typer.Option(

@@ -17,6 +17,7 @@ from gridledger.errors import ConfigError, GridError
 from gridledger.grid import SLOTS_PER_DAY, GridModel, add_der, load_grid
 from gridledger.grid.profiles_csv import first_slot_of_file, read_profiles_csv
 from gridledger.ledger.params import PARAM_NAMES, parse_params
+from gridledger.sim.modes import DEMO_PRIVACY as DEMO_PRIVACY
 
 DEFAULT_NETWORK = "1-LV-semiurb4--2-sw"
 """SimBench semi-urban LV grid, 2024 scenario: 39 connection points with households, shops,
@@ -24,12 +25,6 @@ PV, home and commercial batteries, heat pumps and EV chargers, on a 400 kVA tran
 
 DEFAULT_START_DAY = 136
 """Monday 16 May 2016 (day-of-year index in SimBench's profile year): a sunny spring day."""
-
-DEMO_PRIVACY = True
-"""Whether ``gridledger demo`` runs in privacy mode unless told ``--privacy on|off`` (issue 19):
-it does — households trade, meter, settle, dispute and earn certificates under per-slot
-pseudonyms; ``--privacy off`` runs clear mode for comparison (docs/demo.md, "Privacy
-mode"). ``Scenario``'s own default stays clear mode: a test names the mode it measures."""
 
 MAX_SLOTS = 366 * SLOTS_PER_DAY
 
