@@ -53,7 +53,7 @@ demo: install
 # tests/integration start their own 4 validator processes and 3 NATS servers and time their
 # recovery from kills: they run after the rest, alone on the machine's cores
 test: install-test servers ven lint
-	$(BIN)/python -m pytest -q -n 2 tests --ignore=tests/integration
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests --ignore=tests/integration
 	$(BIN)/python -m pytest -q tests/integration
 
 # ruff (rule set in pyproject.toml) and mypy --strict over src/

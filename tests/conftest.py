@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -80,14 +77,12 @@ def tmp_store_dir(tmp_path: Path) -> Path:
 
 # Shared runs under pytest-xdist: a session- or module-scoped fixture is built once per
 # *worker*, so a demo run shared by tests that land on both workers ran twice (the default
-# day: ~100 s of CPU each). Every test that reads such a run goes to one group, and one
-# worker takes a whole group (the largest first), while the other takes everything else.
-# xdist's own `--dist loadgroup` cannot do it under pytest 9 (it renames `item._nodeid`,
-# which pytest 9 no longer reads), so the workers write each test's group to a file and the
-# controller's scheduler (`pytest_xdist_make_scheduler`, a public xdist hook) reads it.
+# day: ~100 s of CPU each). `make test` runs `-n 2 --dist loadgroup`: every test that reads
+# such a run is marked with that run's `xdist_group`, so one worker builds it once and takes
+# its tests while the other takes the rest. (pytest is pinned below 9: under pytest 9 xdist's
+# groups are lost and schemathesis' cases share one node id.)
 SHARED_RUN_DIRS = ("tests/sim",)
 DEFAULT_DAY = ("default_day", "clear_day")  # clear_day *is* default_day while it runs clear
-GROUPS_ENV = "GRIDLEDGER_TEST_GROUPS"
 
 
 def _shared_run(item: pytest.Item) -> str | None:
@@ -103,38 +98,10 @@ def _shared_run(item: pytest.Item) -> str | None:
     return None
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    if not hasattr(config, "workerinput") and GROUPS_ENV not in os.environ:
-        # the controller (or a run without xdist): workers inherit the environment
-        os.environ[GROUPS_ENV] = os.path.join(tempfile.mkdtemp(prefix="gl-groups-"), "groups")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    path = os.environ.get(GROUPS_ENV)
-    if path is None or not hasattr(config, "workerinput"):
-        return
-    groups = {item.nodeid: g for item in items if (g := _shared_run(item)) is not None}
-    tmp = f"{path}.{config.workerinput['workerid']}"
-    with open(tmp, "w") as f:
-        json.dump(groups, f)
-    os.replace(tmp, path)  # every worker collects the same tests: any one file will do
-
-
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    from xdist.scheduler import LoadScopeScheduling
-
-    class SharedRunScheduling(LoadScopeScheduling):  # type: ignore[misc]
-        """`load`, except that the tests of one shared run are one unit of work."""
-
-        groups: dict[str, str] | None = None
-
-        def _split_scope(self, nodeid: str) -> str:
-            if self.groups is None:
-                try:
-                    with open(os.environ[GROUPS_ENV]) as f:
-                        self.groups = json.load(f)
-                except (KeyError, OSError):  # no worker wrote one: every test on its own
-                    self.groups = {}
-            return self.groups.get(nodeid, nodeid)
-
-    return SharedRunScheduling(config, log)
+@pytest.hookimpl(wrapper=True)  # before xdist's own hook turns the marks into groups
+def pytest_collection_modifyitems(config: pytest.Config,
+                                  items: list[pytest.Item]) -> Iterator[None]:
+    for item in items:
+        if (group := _shared_run(item)) is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    yield
