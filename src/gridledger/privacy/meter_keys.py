@@ -28,12 +28,14 @@ leaf hash in the attested tree, so the tree groups nobody's pseudonyms together.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.crypto.merkle import inclusion_proof, inclusion_proofs, root_of_hashes
+from gridledger.crypto.shamir import RandomBytes
 from gridledger.crypto.sig import PublicKey, SigningKey
 from gridledger.privacy.errors import PrivacyError
 
@@ -97,14 +99,15 @@ class MeterStatement:
 
 def issue_reading_keys(device_key: SigningKey, community: str, cp: str, epoch: int,
                        pseudonyms: Sequence[bytes], *, alg: str = "ml-dsa-44",
-                       firmware: bytes | None = None
+                       firmware: bytes | None = None, random_bytes: RandomBytes = os.urandom
                        ) -> tuple[dict[bytes, SigningKey], MeterStatement]:
-    """Run in the meter: one fresh reading key per pseudonym address (OS randomness), and
-    the device-signed statement of the bindings (with ``firmware``, the hash of the image it
-    runs, bound into each). Returns (pseudonym -> reading key, the statement for the DSO)."""
+    """Run in the meter: one fresh reading key per pseudonym address (from ``random_bytes``:
+    OS randomness, a seeded stream in simulations), and the device-signed statement of the
+    bindings (with ``firmware``, the hash of the image it runs, bound into each). Returns
+    (pseudonym -> reading key, the statement for the DSO)."""
     if len(set(pseudonyms)) != len(pseudonyms) or not pseudonyms:
         raise PrivacyError("one reading key per distinct pseudonym, at least one")
-    keys = {p: SigningKey.generate(alg) for p in pseudonyms}
+    keys = {p: SigningKey.from_seed(alg, random_bytes(32)) for p in pseudonyms}
     st = MeterStatement(community, epoch, cp, tuple((p, keys[p].public_key) for p in pseudonyms),
                         firmware=firmware)
     return keys, replace(st, signature=device_key.sign(st.signed_message(), CTX_METER_BINDINGS))

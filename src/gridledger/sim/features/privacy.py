@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from gridledger.crypto import kem
+from gridledger.crypto.hashing import tagged_hash
 from gridledger.crypto.sig import SigningKey
 from gridledger.grid import SlotMeasurements
 from gridledger.ledger import codec
@@ -60,6 +61,7 @@ from gridledger.privacy.ledger_io import (
     release_body,
 )
 from gridledger.privacy.meter_keys import attest_readings, issue_reading_keys
+from gridledger.privacy.rng import DeterministicRandom
 from gridledger.sim.clock import SLOT_S, T_ORDERS, Step
 from gridledger.sim.community import (
     EPOCH_SLOTS,
@@ -238,12 +240,17 @@ class PrivacyMode(Feature):
             for m in ctx.members:
                 if m.index not in tickets:
                     continue
-                own[m.index] = make_pseudonyms(m.key, keys.trustee_set, epoch, ranges, FEEDER)
+                # seeded in the simulator (same --seed, same run), OS randomness in a meter
+                rng = DeterministicRandom(tagged_hash("gl/sim-pseudonyms", str(ctx.sc.seed).encode(),
+                                                      str(epoch).encode(), m.cp.encode()))
+                own[m.index] = make_pseudonyms(m.key, keys.trustee_set, epoch, ranges, FEEDER,
+                                               random_bytes=rng)
                 # the meter binds the image it runs into every binding: the pseudonym's
                 # firmware of record from registration on (orders precede its first reading)
                 image = fleet.meters[m.cp].firmware if fleet is not None else None
                 rk, st = issue_reading_keys(m.meter, keys.trustee_set.community, m.cp, epoch,
-                                            [p.address for p in own[m.index]], firmware=image)
+                                            [p.address for p in own[m.index]], firmware=image,
+                                         random_bytes=rng)
                 reading.update(rk)
                 statements.append(st)
                 if image is not None:
