@@ -24,7 +24,7 @@ def _count(items: Iterable[str]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def _honest_bills(ctx: SimContext, honest_only: bool = True) -> list[dict[str, Any]]:
+def _member_bills(ctx: SimContext, honest_only: bool = True) -> list[dict[str, Any]]:
     """Every bill of an honest member (``honest_only=False``: of every member), under any of
     its identities, in slot order."""
     out = []
@@ -48,10 +48,10 @@ def market_section(ctx: SimContext) -> dict[str, Any]:
     trades = [t for s in sorted(data.trades) if s in trading for t in data.trades[s]]
     volume = sum(t["energy_wh"] for t in trades)
     paid = sum(t["payment_micro"] for t in trades)
-    bills = _honest_bills(ctx)
+    bills = _member_bills(ctx)
     tot_h = sum(b["total_micro"] for b in bills)
     base_h = sum(b["baseline_total_micro"] for b in bills)
-    every = _honest_bills(ctx, honest_only=False)
+    every = _member_bills(ctx, honest_only=False)
     settled = {e["slot"] for e in data.events_of("slot_settled")}
     cleared = {e["slot"] for e in data.events_of("slot_cleared")}
     return {"trades": len(trades), "energy_traded_wh": volume,
@@ -81,7 +81,7 @@ def invariants_section(ctx: SimContext) -> dict[str, bool]:
         for b in by.values():
             energy_ok &= (b["import_wh"] - b["export_wh"] == b["retail_import_wh"]
                           - b["retail_export_wh"] + b["market_bought_wh"] - b["market_sold_wh"])
-    honest_worse = [b for b in _honest_bills(ctx) if b["total_micro"] > b["baseline_total_micro"]]
+    honest_worse = [b for b in _member_bills(ctx) if b["total_micro"] > b["baseline_total_micro"]]
     settled = {e["slot"] for e in ctx.data.events_of("slot_settled")}
     return {"money_conserved": supply_ok, "energy_balanced": bool(energy_ok),
             "honest_not_worse": not honest_worse,
