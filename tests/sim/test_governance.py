@@ -8,12 +8,16 @@ test runs one short extra run.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from gridledger.committee import CommitteeSigner, CommitteeUnavailable
+from gridledger.grid import SLOTS_PER_DAY
 from gridledger.ledger.committee import COMMITTEE_ALG
 from gridledger.sim.attacks.contract_bug import ContractBug
+from gridledger.sim.attacks.dso_committee import DsoCrash
+from gridledger.sim.clock import RunClock
 from gridledger.sim.community import DSO_NODES, DSO_THRESHOLD, build_community
 from gridledger.sim.demo import run_demo
 from gridledger.sim.features.governance import Governance
@@ -108,6 +112,29 @@ def test_dso_crash_is_bridged_and_forgeries_refused(default_day: DemoRun) -> Non
     assert r["slots_with_envelope"] == r["outage_slots"] and r["restarted_node_signs_again"]
     assert r["forgeries_refused"] == {"committee-threshold": 1, "duplicate-signer": 1}
     assert r["forged_executed"] == 0
+
+
+def test_dso_crash_crashes_once_in_a_multi_day_run() -> None:
+    """The scenario's window recurs every day of a longer run; the DSO node crashes in the
+    first day's window only, and the outage it reports is the slots the node was really down
+    (before, a 7-day run counted 98 outage slots of which the node was down for 14, and
+    reported the crash as not mitigated with every duty executed)."""
+    sc = Scenario(participants=20, slots=2 * SLOTS_PER_DAY, validators=1,
+                  attacks=("dso-crash",), seed=7)
+    community = build_community(check_scenario(sc), sc)
+    clock = RunClock(sc.first_slot, sc.slots)
+    eng = SimpleNamespace(sc=sc, community=community, in_window=clock.in_window)
+    attack = DsoCrash(eng, {})  # type: ignore[arg-type]
+    attack.setup()
+    down = []
+    for step in clock.steps():
+        attack.txs_block_a(step.slot, step.trading)
+        if not community.dso_nodes[0].running:
+            down.append(step.slot)
+    first_day = [s for s in clock.trading_slots()[:SLOTS_PER_DAY]
+                 if clock.in_window(s, *DsoCrash.window)]
+    assert len(first_day) == 14 and attack.outage == first_day == down
+    assert attack.restarted and community.dso_nodes[0].running
 
 
 def _dso_run(tmp: Path, monkeypatch: pytest.MonkeyPatch, nodes: int, threshold: int) -> Scenario:

@@ -5,7 +5,8 @@ The DSO is a 2-of-3 committee (``sim/community.py``; ledger side
 ``gridledger.ledger.committee``): its envelopes, false-data flags and fee changes need the
 signatures of two of its three nodes. In the window the scenario
 
-* stops DSO node 0 (a crash) and starts it again at the window's end;
+* stops DSO node 0 (a crash) and starts it again at the window's end — once per run, in
+  the first day's window (a multi-day run does not crash it again);
 * with DSO node 2's stolen key alone, forges the DSO's ``market/envelope`` for the slot just
   opened (every member's limits 0, which would stop the slot's trading) — once with the one
   signature, once with that signature listed twice — submitted right after the slot's
@@ -59,7 +60,10 @@ class DsoCrash(Attack):
 
     # -- the crash ---------------------------------------------------------------------------
     def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
-        inside = trading and self.eng.in_window(slot, *self.window)
+        # one crash per run, in the first day's window (as the validator ``crash``): the
+        # window recurs every day of a longer run, but the outage is the slots the node was
+        # really down, the slots whose envelopes only the other two nodes could sign
+        inside = trading and self.eng.in_window(slot, *self.window) and not self.restarted
         if inside:
             if self.crashed.running and not self.outage:
                 self.signed_at["stop"] = self.crashed.signed
