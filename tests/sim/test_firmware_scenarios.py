@@ -169,3 +169,38 @@ def test_under_privacy_mode_pseudonymous_readings_are_checked(tmp_path: Path,
     fw = s["firmware"]
     assert all(not q["cp"].startswith("ps:") for q in fw["quarantine_spans"])
     assert fw["estimated_readings"] == fw["quarantined_readings"] > 0
+
+
+def test_another_scenarios_attacker_on_an_advised_meter_follows_the_registry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (a two-day default run): fdi-meter recruited a household whose meter ran
+    an advised version; the advisory quarantined it, its client kept ordering (148 orders
+    refused ``meter-quarantined``, blamed on fdi-meter), its meter was never patched, and
+    fdi-meter reported 'not mitigated, 0 detected' for lies the DSO's estimate had replaced.
+    A member another scenario recruited follows the firmware registry as an honest one
+    does (its client sends no order while quarantined, its meter installs the approved fix)
+    and a reading the quarantine replaced is corrected, not lost."""
+    from gridledger.sim.attacks.firmware import ADVISED
+    from gridledger.sim.attacks.metering import FdiMeter
+
+    def on_an_advised_meter(self: FdiMeter) -> None:
+        fleet = self.eng.community.fleet
+        assert fleet is not None
+        advised = set(fleet.cps_on(SINGLE_PHASE, ADVISED))
+        self.attacker = self.pick(lambda m: m.cp in advised,
+                                  key=lambda m: (self.load_in(m, *self.window), m.cp))
+        self.hidden = {}
+
+    monkeypatch.setattr(FdiMeter, "setup", on_an_advised_meter)
+    sc = Scenario(participants=20, slots=32, validators=1,
+                  attacks=("fdi-meter", "vulnerable-firmware"), seed=7,
+                  start_slot_of_day=MIDDAY)
+    s, _ = run_demo(sc, tmp_path)
+    fdi, vuln = s["attacks"]["fdi-meter"], s["attacks"]["vulnerable-firmware"]
+    assert fdi["injected"] > 0, fdi
+    assert fdi["failed_txs"] == 0, fdi             # its client saw the quarantine
+    assert fdi["mitigated"] and fdi["loss"] == 0, fdi
+    assert fdi["detected"] + fdi["replaced_by_quarantine"] == fdi["injected"], fdi
+    assert vuln["mitigated"] and s["ledger"]["failed_by_cause"].get("fdi-meter", 0) == 0
+    # every quarantined meter but the exploiter's own was patched, fdi-meter's included
+    assert len(s["firmware"]["still_quarantined"]) == 1, s["firmware"]

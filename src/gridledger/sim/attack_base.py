@@ -24,6 +24,10 @@ class Attack(ABC):
     threat: ClassVar[str] = ""
     """``"<threat-model row> <title>"``, e.g. ``"1 false data injection"``."""
     defence: ClassVar[str] = ""
+    drives_meter: ClassVar[bool] = False
+    """The scenario drives its attacker's meter firmware and client through a quarantine
+    (they keep lying and ordering); every other attacker's meter and client follow the
+    firmware registry as an honest one's do (``SimContext.keeps_meter_rules``)."""
 
     def __init__(self, eng: SimContext, options: dict[str, Any]) -> None:
         self.eng = eng

@@ -236,6 +236,19 @@ class SimContext:
         m = self.identities.owner(addr)
         return m is not None and m.honest
 
+    def keeps_meter_rules(self, m: Member) -> bool:
+        """Whether ``m``'s meter and client act as an honest one's around a quarantine (the
+        client sends no orders while its meter is quarantined, the meter installs the
+        approved fix): every member but those whose own scenario drives its meter through
+        one (``drives_meter``: vulnerable-firmware, fake-patch). A member another scenario
+        recruited lies only in the way its scenario measures, so one scenario's defence does
+        not silence another's attacker (fdi-meter's attacker on an advised firmware version
+        was quarantined for good in a two-day run, and its scenario measured nothing)."""
+        if m.honest:
+            return True
+        return not any(getattr(a, "drives_meter", False) and getattr(a, "name", "") == m.attack
+                       for a in self.attacks)
+
     def attacker_cps(self) -> set[str]:
         return {m.cp for m in self.members if not m.honest}
 

@@ -125,7 +125,6 @@ class RunData:
     flex_adjust_wh: dict[int, dict[str, int]] = field(default_factory=dict)
     """Slot -> cp -> change of net injection the DSO ordered (flexibility, > 0 up) and its
     rebound: the DSO's forecast for envelopes and what honest devices do."""
-    """Slot -> cps whose reading the ledger flagged (``reading_flagged``)."""
     failed: list[FailedTx] = field(default_factory=list)
     """Every failed receipt, in block order (each must be some attack's doing)."""
 

@@ -48,6 +48,7 @@ class _MeterTamper(Attack):
     """Shared by both: a member whose meter lies from ``start`` on, read back from the ledger."""
 
     window: ClassVar[tuple[float, float]] = (0.45, 1.0)
+    drives_meter: ClassVar[bool] = True
     hide_range: ClassVar[tuple[float, float]] = (0.30, 0.60)
 
     def fleet(self) -> Fleet:
@@ -188,15 +189,16 @@ class VulnerableFirmware(_MeterTamper):
                   and m.cp in self.victims]
         unpatched = [(cp, s) for cp, s in placed if cp not in patched_at or s <= patched_at[cp]]
         by_attacker = sum(1 for cp, _ in unpatched if cp == self.attacker.cp)
-        # the honest victims (another scenario's attacker on a 4.1.x meter is not patched)
-        honest = [cp for cp in self.victims if self.eng.by_cp[cp].honest]
+        # the victims that follow the registry: honest members, and members other scenarios
+        # recruited (their meters install the fix too: SimContext.keeps_meter_rules)
+        honest = [cp for cp in self.victims if self.eng.keeps_meter_rules(self.eng.by_cp[cp])]
         mitigated = (loss == 0 and not unpatched and caught == len(tampered)
                      and set(self.victims) <= went_in)
         return self.record(
             len(tampered) + sent, caught + blocked, mitigated, loss,
             attacker=self.attacker.name, advisory=self.advisory_id, disclosed_slot=self.start,
             meters_on_advised_versions=len(self.victims), quarantined=len(went_in),
-            honest_on_advised_versions=len(honest),
+            honest_on_advised_versions=len(honest),  # name kept: the meters that keep the rules
             honest_patched=sum(1 for cp in honest if cp in patched_at),
             slots_to_patch=sorted(a - self.start for cp, a in patched_at.items() if cp in honest),
             tampered_readings=len(tampered),

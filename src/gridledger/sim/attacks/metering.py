@@ -64,7 +64,11 @@ class FdiMeter(Attack):
         flagged_cps, ids = eng.data.flagged, eng.identities
         flagged = {s for s in self.hidden
                    if ids.ledger_cp(self.attacker, s) in flagged_cps.get(s, set())}
-        missed = sorted(set(self.hidden) - flagged)
+        # a slot whose reading the DSO's estimate replaced because the meter was quarantined
+        # (firmware registry) did not settle the lie either: corrected, though not detected
+        replaced = {s for s in set(self.hidden) - flagged
+                    if ids.ledger_cp(self.attacker, s) in eng.data.estimated.get(s, set())}
+        missed = sorted(set(self.hidden) - flagged - replaced)
         tau = eng.params.retail_import_micro_per_kwh
         loss = sum(self.hidden[s] * tau // 1000 for s in missed)
         runs = runs_of(sorted(self.hidden))
@@ -73,6 +77,7 @@ class FdiMeter(Attack):
                            if (m := ids.owner_of_cp(cp)) is None or m.honest)
         return self.record(len(self.hidden), len(flagged), not missed, loss,
                            attacker=self.attacker.name, hidden_wh=sum(self.hidden.values()),
+                           replaced_by_quarantine=len(replaced),
                            uncorrected_wh=sum(self.hidden[s] for s in missed),
                            attack_runs=len(runs), runs_flagged_within_2_slots=within2,
                            honest_meters_flagged=honest_flags,

@@ -13,10 +13,13 @@ parties around a release, from what the ledger says (events of finalized blocks)
   vendor signature themselves and approve it after their test lab's turnaround
   (``APPROVE_AFTER_SLOTS``; two approvals per slot), so the fix is approved about an hour
   after it is published;
-* **the meters**: every honest meter the ledger quarantined installs an approved fix for
+* **the meters**: every meter the ledger quarantined installs an approved fix for
   its model (its bootloader checks the vendor signature and the upgrade path:
   ``gridledger.meter.Meter.install``) in a seeded slot of the DSO's staggered roll-out
-  (``ROLLOUT_SLOTS``) and sends the ``firmware/patch`` signed by its device key.
+  (``ROLLOUT_SLOTS``) and sends the ``firmware/patch`` signed by its device key — honest
+  members' meters and those of members other scenarios recruited alike; only a scenario
+  that drives its own meter through the quarantine keeps it unpatched
+  (``SimContext.keeps_meter_rules``).
 
 Quarantined members' agents do not bid (the trading feature asks the ledger), and the DSO
 flags each quarantined reading with its network estimate (the DSO feature).
@@ -83,7 +86,7 @@ class FirmwareFleet(Feature):
         self.spans: list[Span] = []
         self.open: dict[str, Span] = {}
         self.patch_at: dict[str, int] = {}
-        """cp -> slot its meter is due to patch (honest, quarantined, fix approved)."""
+        """cp -> slot its meter is due to patch (keeps the rules, quarantined, fix approved)."""
         self.patched: list[tuple[str, int]] = []
         self.installed: dict[str, dict[str, Any]] = {}
         """cp -> the patch body its meter sent (privacy mode: resent for later pseudonyms)."""
@@ -149,7 +152,7 @@ class FirmwareFleet(Feature):
 
     def _plan(self, cp: str, after: int) -> None:
         m = self.ctx.by_cp.get(cp)
-        if m is None or not m.honest or cp in self.patch_at or self._fix_for(cp) is None:
+        if m is None or not self.ctx.keeps_meter_rules(m) or cp in self.patch_at or self._fix_for(cp) is None:
             return
         delay = random.Random(f"rollout/{self.ctx.sc.seed}/{cp}").randrange(ROLLOUT_SLOTS)
         self.patch_at[cp] = after + 1 + delay
@@ -160,7 +163,7 @@ class FirmwareFleet(Feature):
             del self.patch_at[cp]
             fix = self._fix_for(cp)
             m = self.ctx.by_cp[cp]
-            if fix is None or cp not in self.open or not m.honest:
+            if fix is None or cp not in self.open or not self.ctx.keeps_meter_rules(m):
                 continue
             body = self.fleet.meters[cp].install(fix)
             self.installed[cp] = body

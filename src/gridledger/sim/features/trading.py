@@ -65,7 +65,7 @@ class Trading(Feature):
                 own = household_net_wh(ctx.model, m.cp, slot) + flex.get(m.cp, 0)
                 intents, plan[m.cp] = self.agents[m.cp].decide(
                     v, own, envelopes.get(m.cp, UNLIMITED))
-                if m.honest and ctx.ledger.quarantined(ctx.identities.ledger_cp(m, slot)):
+                if ctx.keeps_meter_rules(m) and ctx.ledger.quarantined(ctx.identities.ledger_cp(m, slot)):
                     intents = []  # its client sees the quarantine: orders would only fail
                 key = ctx.identities.trading_key(m, slot)
                 if self.suspended(key.address):
