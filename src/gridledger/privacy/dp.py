@@ -13,16 +13,26 @@ by at most ``upper_wh - lower_wh`` Wh.
 
 Epsilon is carried as an integer number of micro-epsilon (``epsilon_micro``), because the
 accountant's state may live in the ledger, which holds integers only (DESIGN.md principle 2).
-The accountant applies basic sequential composition per (feeder, day): the epsilons of all
-releases about one feeder on one day add up, and a release that would exceed the daily budget
-is refused. (Tighter composition theorems exist; basic composition is the one anyone can
-check with a sum.)
+The accountant applies basic sequential composition per (unit, day): the epsilons of all
+releases about one protected unit on one day add up, and a release that would exceed the
+daily budget is refused. The unit is a feeder for the secure aggregation's per-slot totals
+and a household for user-level releases (``charge_all``: one release charges every household
+it covers; disjoint households compose in parallel). (Tighter composition theorems exist;
+basic composition is the one anyone can check with a sum.)
+
+User-level releases of a day's curve (``clip_day``, ``release_vector``): each household's
+slot values are clamped, then scaled down so the day's L1 norm stays within a bound; the
+day's bucketed (import, export) vector of a sum then has L1 sensitivity
+``day_sensitivity_wh`` to replacing one household's whole day, and discrete-Laplace noise of
+scale sensitivity/epsilon on every coordinate makes the whole vector epsilon-DP (the vector
+Laplace mechanism, Dwork & Roth 2014, Thm 3.6) — one charge per day, not one per value.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,6 +63,37 @@ class ClipBound:
 def clip_reading(reading_wh: int, bound: ClipBound) -> int:
     """Clamp a reading into ``bound`` (done by the meter before sharing)."""
     return min(max(reading_wh, bound.lower_wh), bound.upper_wh)
+
+
+def clip_day(values_wh: Sequence[int], bound: ClipBound, day_l1_wh: int) -> list[int]:
+    """One household's day of slot values, clamped per slot into ``bound`` and then scaled
+    towards zero (integers, rounding towards zero) until their absolute sum is at most
+    ``day_l1_wh``: the household's contribution a user-level release is calibrated to.
+
+    Raises ``PrivacyError`` if ``day_l1_wh`` is not positive.
+    """
+    if day_l1_wh <= 0:
+        raise PrivacyError("day_l1_wh must be positive")
+    clipped = [clip_reading(v, bound) for v in values_wh]
+    l1 = sum(abs(v) for v in clipped)
+    if l1 <= day_l1_wh:
+        return clipped
+    # floor of |v| * D / l1 keeps the sign and sums to at most D
+    return [(1 if v >= 0 else -1) * (abs(v) * day_l1_wh // l1) for v in clipped]
+
+
+def day_sensitivity_wh(bound: ClipBound, day_l1_wh: int, slots: int) -> int:
+    """L1 sensitivity (Wh) of a sum of ``clip_day`` curves over ``slots`` slots, bucketed into
+    any (import, export) per-period vector, to replacing one household's day by any other:
+    ``min(2 * day_l1_wh, slots * (upper - lower))``.
+
+    Why it holds: each slot's value lands in exactly one period as import or export, so the
+    bucketed vector's L1 norm equals the curve's; two curves differ by at most the sum of
+    their norms (2 x the day bound) and by at most ``upper - lower`` per slot.
+    """
+    if slots <= 0:
+        raise PrivacyError("slots must be positive")
+    return min(2 * day_l1_wh, slots * bound.sensitivity_wh)
 
 
 @dataclass(frozen=True)
@@ -154,6 +195,21 @@ def release_total(total_wh: int, params: DpParams, random_bytes: RandomBytes = o
     return total_wh + sample_noise(params, random_bytes)
 
 
+def release_vector(values_wh: Sequence[int], params: DpParams,
+                   random_bytes: RandomBytes = os.urandom) -> list[int]:
+    """``values_wh`` plus independent discrete-Laplace noise of scale
+    ``sensitivity_wh / epsilon`` on every coordinate: an epsilon-DP release of the whole
+    vector when ``params.sensitivity_wh`` bounds the L1 norm by which one unit can change
+    it (``day_sensitivity_wh``). Call it outside block execution, as ``release_total``."""
+    return [v + sample_noise(params, random_bytes) for v in values_wh]
+
+
+def expected_abs_noise_wh(params: DpParams) -> float:
+    """E|Y| of one discrete-Laplace draw: 2a / (1 - a^2), a = exp(-1/b) (b = scale)."""
+    a = math.exp(-1.0 / params.scale_wh)
+    return 2 * a / (1 - a * a)
+
+
 @dataclass(frozen=True)
 class Release:
     """One charged release in the accountant's log."""
@@ -193,18 +249,35 @@ class PrivacyAccountant:
     def charge(self, feeder_id: str, day: int, epsilon_micro: int,
                label: str = "") -> PrivacyAccountant:
         """Record a release of ``epsilon_micro``; raises ``BudgetExceeded`` past the budget."""
+        return self.charge_all((feeder_id,), day, epsilon_micro, label)
+
+    def charge_all(self, units: Iterable[str], day: int, epsilon_micro: int,
+                   label: str = "") -> PrivacyAccountant:
+        """Record one release of ``epsilon_micro`` about every unit in ``units`` (e.g. the
+        households a feeder total covers), all or nothing: raises ``BudgetExceeded`` naming
+        the first unit it would take past the daily budget, and then charges none."""
         if epsilon_micro <= 0:
             raise PrivacyError("a release must cost a positive epsilon")
-        before = self.spent_micro(feeder_id, day)
-        if before + epsilon_micro > self.daily_budget_micro:
-            raise BudgetExceeded(
-                f"feeder {feeder_id} day {day}: {before} + {epsilon_micro} > "
-                f"{self.daily_budget_micro} micro-epsilon")
-        rest = tuple(x for x in self.spent if (x[0], x[1]) != (feeder_id, day))
+        covered = sorted(set(units))
+        if not covered:
+            raise PrivacyError("a release must cover at least one unit")
+        spent = {(u, d): e for u, d, e in self.spent}
+        for u in covered:
+            before = spent.get((u, day), 0)
+            if before + epsilon_micro > self.daily_budget_micro:
+                raise BudgetExceeded(
+                    f"{u} day {day}: {before} + {epsilon_micro} > "
+                    f"{self.daily_budget_micro} micro-epsilon")
+        for u in covered:
+            spent[(u, day)] = spent.get((u, day), 0) + epsilon_micro
         # Sorted so the state (and its hash in the ledger) does not depend on charge order.
-        spent = tuple(sorted((*rest, (feeder_id, day, before + epsilon_micro))))
-        return replace(self, spent=spent,
-                       log=(*self.log, Release(feeder_id, day, epsilon_micro, label)))
+        return replace(self, spent=tuple(sorted((u, d, e) for (u, d), e in spent.items())),
+                       log=(*self.log, *(Release(u, day, epsilon_micro, label)
+                                         for u in covered)))
+
+    def max_spent_micro(self, day: int | None = None) -> int:
+        """The largest epsilon (micro) any unit has spent on ``day`` (any day if None)."""
+        return max((e for _, d, e in self.spent if day is None or d == day), default=0)
 
     def report(self) -> dict[str, Any]:
         """JSON-able state for reports: budget, spent and remaining per (feeder, day)."""
