@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gridledger.api import create_app
+from gridledger.api.dashboard import RunPanel
 from gridledger.node.embedded import EmbeddedNetwork
 from gridledger.node.nats_cluster import free_port
 from gridledger.node.service import EmbeddedService
@@ -96,6 +97,45 @@ def test_event_stream_sends_a_snapshot_per_block(served):
     assert json.loads(data.removeprefix("data: "))["height"] == svc.validator.app.height
 
 
+def test_a_node_without_a_run_has_no_attack_lab(served):
+    _, http = served
+    assert http.get("/v1/dashboard").json()["attack_lab"] is None
+
+
+def test_run_panel_live_then_frozen_then_ended(tmp_path):
+    """A run driver's panel: rows reach the snapshot as published; once the run executes no
+    more blocks the page keeps the last certified snapshot (its stores close); after
+    ``ended`` a stream sends the final snapshot and closes by itself."""
+    w = make_world(n_users=6, n_validators=4)
+    net = EmbeddedNetwork(w.app.genesis, w.validators, tmp_path / "run")
+    svc = EmbeddedService(net)
+    t = 4 * S
+    svc.tick(t)
+    for k in range(1, 4):
+        t += 150
+        svc.submit_many(step_txs(w, t, k))
+        svc.tick(t)
+    panel = RunPanel()
+    http = TestClient(create_app(svc, run=panel))
+    row = {"attack": "fake-bids", "row": "6", "state": "live", "injected": 1, "detected": 1,
+           "mitigated": True, "loss": 0, "loss_unit": "micro", "passive": None}
+    panel.publish("running", [row], "slot 10:00")
+    snap = http.get("/v1/dashboard").json()
+    assert snap["attack_lab"] == {"run": "running", "attacks": [row], "note": "slot 10:00"}
+    height = snap["height"]
+    panel.publish("verifying", [row])
+    svc.close()
+    net.close()  # the stores are closed: the page keeps the last certified snapshot
+    assert http.get("/v1/dashboard").json()["height"] == height
+    panel.publish("ended", [{**row, "state": "final"}], "run ended")
+    with http.stream("GET", "/v1/dashboard/events") as r:  # no limit: it ends by itself
+        events = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert len(events) == 1
+    last = json.loads(events[0].removeprefix("data: "))
+    assert last["attack_lab"]["run"] == "ended" and last["height"] == height
+    assert panel.viewers == 0
+
+
 @pytest.fixture
 def running_node(tmp_path):
     port = free_port()
@@ -129,7 +169,8 @@ PROBE = """(() => { const s = window.gridledgerDashboard;
            shown: document.getElementById('height').textContent,
            conn: document.getElementById('conn').textContent,
            rejected: document.getElementById('rejected').children.length,
-           validators: document.getElementById('validators').children.length }; })()"""
+           validators: document.getElementById('validators').children.length,
+           lab: !document.getElementById('lab-panel').hidden }; })()"""
 
 
 @pytest.mark.slow
@@ -156,3 +197,4 @@ def test_dashboard_live_in_headless_chromium(running_node):
     assert second["snapshots"] > first["snapshots"] and second["height"] > first["height"]
     assert second["shown"] == f"{second['height']:,}"
     assert second["rejected"] >= 1 and second["validators"] == 4
+    assert not second["lab"]  # a validator runs no attack lab: no such panel

@@ -1,10 +1,12 @@
 """``gridledger demo --serve PORT`` (issue 20.1): the run in progress serves the node's live
-dashboard, fed by its blocks, with the run's power flows in the network panel; the server
-stops with the run. One short run (6 participants, 8 slots, 1 validator)."""
+dashboard, fed by its blocks, with the run's power flows in the network panel and the attack
+lab's table as it fills; the page shows the final results and that the run ended, then the
+server stops. One short run (6 participants, 8 slots, 1 validator, four attack scenarios)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,22 @@ from gridledger.sim.scenario import Scenario, check_scenario
 
 from .browser import find_chromium, open_in_chromium
 
-PROBE = """(() => { const s = window.gridledgerDashboard;
+PROBE = """(() => { const s = window.gridledgerDashboard, lab = s.last && s.last.attack_lab;
   return { snapshots: s.snapshots, height: s.last ? s.last.height : null,
-           grid: !!(s.last && s.last.grid && s.last.grid.series) }; })()"""
+           grid: !!(s.last && s.last.grid && s.last.grid.series), ended: s.ended,
+           conn: document.getElementById('conn').textContent,
+           run: lab ? lab.run : null, note: lab ? lab.note : null,
+           visible: !document.getElementById('lab-panel').hidden,
+           table: Array.from(document.querySelectorAll('#lab tr')).map(
+             (tr) => Array.from(tr.children).map((td) => td.textContent)) }; })()"""
+ATTACKS = ("fake-bids", "sybil", "replay", "audit-export")
+"""Scenarios whose windows fall in an 8-slot run: sybil (slot 1), fake-bids (slot 4) act
+before the run is held at step 5, replay (slot 5) around it; audit-export only at the end."""
+COLUMNS = ("attack", "row", "injected", "detected", "mitigated", "loss", "figures")
+
+
+def _table(probe: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {cells[0]: dict(zip(COLUMNS, cells, strict=True)) for cells in probe["table"]}
 
 
 def test_bad_port_is_refused_before_any_work(tmp_path: Path) -> None:
@@ -48,7 +63,8 @@ def test_demo_serves_its_dashboard_while_it_runs(tmp_path: Path) -> None:
     def run() -> None:
         try:
             result["summary"] = run_demo(Scenario(participants=6, slots=8, validators=1,
-                                                  start_slot_of_day=40, serve_port=port),
+                                                  start_slot_of_day=40, serve_port=port,
+                                                  attacks=ATTACKS),
                                          tmp_path, progress=progress)[0]
         except Exception as exc:  # reported below, in the test thread
             result["error"] = exc
@@ -60,15 +76,53 @@ def test_demo_serves_its_dashboard_while_it_runs(tmp_path: Path) -> None:
         snap = httpx.get(f"{base}/v1/dashboard", timeout=10).json()
         assert snap["chain_id"] == "gridledger-demo" and snap["height"] > 0
         assert snap["grid"]["series"]["max_vm_pu"] and snap["prices"]
+        # the attack lab mid-run: what the run has seen so far, not results computed later
+        lab = {r["attack"]: r for r in snap["attack_lab"]["attacks"]}
+        assert snap["attack_lab"]["run"] == "running" and list(lab) == list(ATTACKS)
+        assert lab["sybil"]["state"] == "live" and lab["sybil"]["injected"] > 0
+        assert lab["sybil"]["detected"] == lab["sybil"]["injected"] - 1  # one identity is its own
+        assert lab["fake-bids"]["injected"] == lab["fake-bids"]["detected"] == 1
+        assert lab["audit-export"]["state"] == "at the end"
+        assert not [r for r in lab.values() if r["state"] == "error"], lab
         if find_chromium() is not None:
-            res = open_in_chromium(f"{base}/", settle=1.5, timeout=90,
-                                   probe=lambda s: s.evaluate(PROBE))
+            def probe(session):  # type: ignore[no-untyped-def]
+                during = session.evaluate(PROBE)
+                resume.set()  # let the run finish while the page stays open
+                deadline = time.monotonic() + 240
+                while not session.evaluate("window.gridledgerDashboard.ended"):
+                    assert time.monotonic() < deadline, "the page never showed the run's end"
+                    session.pump(0.5)
+                return during, session.evaluate(PROBE)
+
+            res = open_in_chromium(f"{base}/", settle=1.5, timeout=300, probe=probe)
             assert res.errors == [] and res.requests == [], (res.errors, res.requests)
-            assert res.plots == 4 and res.probe["grid"] and res.probe["height"] == snap["height"]
+            during, after = res.probe
+            assert res.plots == 4 and during["grid"] and during["height"] == snap["height"]
+            shown = _table(during)
+            assert during["visible"] and during["run"] == "running" and list(shown) == list(ATTACKS)
+            assert shown["fake-bids"]["injected"] == shown["fake-bids"]["detected"] == "1"
+            assert shown["fake-bids"]["figures"] == "live"
+            assert shown["audit-export"]["mitigated"] == "–"
     finally:
         resume.set()
         t.join(timeout=600)
     assert "error" not in result, result.get("error")
-    assert result["summary"]["invariants"]["money_conserved"]
+    summary = result["summary"]
+    assert summary["invariants"]["money_conserved"]
+    if find_chromium() is not None:
+        # the final table as the summary has it, and the page says the run ended
+        assert after["ended"] and after["run"] == "ended" and after["conn"] == "run ended"
+        ok = sum(1 for r in summary["attacks"].values() if r["mitigated"])
+        assert after["note"].startswith(f"run ended: {ok} / {len(ATTACKS)} attack scenarios")
+        final = _table(after)
+        for name, r in summary["attacks"].items():
+            assert final[name]["figures"] == "final"
+            assert final[name]["injected"] == f"{r['injected']:,}"
+            assert final[name]["detected"] == f"{r['detected']:,}"
+            assert final[name]["mitigated"] == ("yes" if r["mitigated"] else "no")
+        assert final["audit-export"]["mitigated"] == "yes"  # measured on the finished chain
+        # the live rows were the scenarios' own figures so far: nothing is taken back
+        assert int(shown["sybil"]["injected"]) <= summary["attacks"]["sybil"]["injected"]
+        assert shown["fake-bids"]["injected"] == f"{summary['attacks']['fake-bids']['injected']:,}"
     with pytest.raises(httpx.TransportError):  # the server stopped with the run
         httpx.get(f"{base}/v1/status", timeout=2)

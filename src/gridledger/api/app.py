@@ -26,7 +26,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gridledger.api.dashboard import GridSource, add_dashboard
+from gridledger.api.dashboard import GridSource, RunPanel, add_dashboard
 from gridledger.api.limits import BodyLimit
 from gridledger.api.openadr import BODY_LIMITS as OPENADR_BODY_LIMITS
 from gridledger.api.openadr import openadr_router
@@ -300,9 +300,11 @@ DOCS_ASSETS = "/docs-assets"
 """Where the API documentation pages' scripts and styles are served (from the package)."""
 
 
-def create_app(node: NodeService, grid: GridSource | None = None) -> Any:
+def create_app(node: NodeService, grid: GridSource | None = None,
+               run: RunPanel | None = None) -> Any:
     """The API over ``node``, wrapped in the streaming body limits (an ASGI app); the live
-    dashboard at ``/`` (``api.dashboard``; ``grid`` feeds its network panel)."""
+    dashboard at ``/`` (``api.dashboard``; ``grid`` feeds its network panel, ``run`` is a
+    run driver's panel: the attack lab's table)."""
     # /docs (Swagger UI) and /redoc load their scripts from the installed fastapi-offline
     # package, never from a CDN: an operator's node is often offline or air-gapped
     api = FastAPIOffline(title="GridLedger", version="1", static_url=DOCS_ASSETS,
@@ -529,6 +531,7 @@ def create_app(node: NodeService, grid: GridSource | None = None) -> Any:
 
     # OpenADR 3.0.1 VTN over the flexibility module (issue 15): /openadr3/...
     api.include_router(openadr_router(node, tx_status))
-    add_dashboard(api, node, grid, max_streams=MAX_EVENT_STREAMS // 2, rejections=_docs(422))
+    add_dashboard(api, node, grid, max_streams=MAX_EVENT_STREAMS // 2, rejections=_docs(422),
+                  run=run)
     return BodyLimit(api, {("POST", "/v1/tx"): MAX_JSON_TX_BYTES,
                            ("POST", "/v1/txs"): MAX_BATCH_BYTES, **OPENADR_BODY_LIMITS})

@@ -16,6 +16,12 @@ line loadings (%). Alerts and validator health are counted by ``DashboardFeed`` 
 certified blocks it has seen since start: false-data flags, meter quarantines, sanctions
 (reputation losses), rejected transactions by rule, votes missing from certificates, and the
 node's named offenders.
+
+A run driver (``gridledger demo --serve``) adds its own panel through a ``RunPanel``: the
+attack lab's table as it fills (each scenario's injected / detected / mitigated / loss so
+far, then its final result) and the run's state. Once the run stops executing blocks the
+feed keeps its last certified snapshot (the stores close), and after the driver publishes
+``ended`` every stream sends that final snapshot and closes.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import plotly
 from fastapi import FastAPI, Query, Request
@@ -52,6 +58,60 @@ MAX_SNAPSHOTS = 100_000
 GridSource = Callable[[], dict[str, Any] | None]
 """Latest network state: ``{slot, buses: [{bus, vm_pu}], lines: [{line, loading_pct}],
 limits: {vm_min_pu, vm_max_pu, loading_max_pct}, source}``, or None before the first."""
+RunState = Literal["running", "verifying", "ended"]
+"""``running``: blocks are being executed; ``verifying``: the run executes no more blocks
+(verify-chain and the results are under way; the page keeps the last certified snapshot);
+``ended``: the final results are on the page."""
+
+
+class RunPanel:
+    """What a run driver shows beside the node's certified state: ``{run, attacks, note}``,
+    ``attacks`` = the attack lab's rows ``{attack, row, state, injected, detected, mitigated,
+    loss, loss_unit, passive}`` (``state``: ``live`` — figures so far, ``at the end`` — a
+    scenario measured only when the run is over, ``final``, or ``error`` with ``error``).
+    The driver ``publish``es; every dashboard stream gets a snapshot with it at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state: dict[str, Any] = {"run": "running", "attacks": [], "note": ""}
+        self._listeners: list[Callable[[], None]] = []
+        self._viewers = 0
+
+    def publish(self, run: RunState, attacks: list[dict[str, Any]], note: str = "") -> None:
+        """Set the run's state and the lab's rows (called by the driver's thread)."""
+        with self._lock:
+            self._state = {"run": run, "attacks": [dict(r) for r in attacks], "note": note}
+            listeners = list(self._listeners)
+        for fn in listeners:
+            fn()
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self._state, "attacks": list(self._state["attacks"])}
+
+    def listen(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn`` after each ``publish``; returns the cancel function."""
+        with self._lock:
+            self._listeners.append(fn)
+
+        def cancel() -> None:
+            with self._lock:
+                if fn in self._listeners:
+                    self._listeners.remove(fn)
+
+        return cancel
+
+    def viewing(self, delta: int) -> None:
+        """A dashboard stream opened (+1) or closed (-1)."""
+        with self._lock:
+            self._viewers += delta
+
+    @property
+    def viewers(self) -> int:
+        """Dashboard streams open now (after ``ended`` each closes once it sent the final
+        snapshot)."""
+        with self._lock:
+            return self._viewers
 
 
 def _static(name: str) -> bytes:
@@ -101,9 +161,13 @@ class DashboardFeed:
     """Counts alerts and certificate votes from every finalized block the node publishes,
     and builds snapshots of the certified state for the page."""
 
-    def __init__(self, node: NodeService, grid: GridSource | None = None) -> None:
+    def __init__(self, node: NodeService, grid: GridSource | None = None,
+                 run: RunPanel | None = None) -> None:
         self.node = node
         self.grid = grid
+        self.run = run
+        self._frozen: dict[str, Any] | None = None  # the last certified snapshot, once the
+        # driver stopped executing blocks (its stores close: nothing more to read)
         self._lock = threading.Lock()
         self.rejected: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()
@@ -118,9 +182,22 @@ class DashboardFeed:
         self._cached: tuple[int, dict[str, Any]] | None = None
         self._build = threading.Lock()
         self._cancel = node.subscribe(self.on_block)
+        self._cancel_run = run.listen(self.on_run) if run is not None else (lambda: None)
 
     def close(self) -> None:
         self._cancel()
+        self._cancel_run()
+
+    def on_run(self) -> None:
+        """The driver published (its thread): once the run executes no more blocks, keep the
+        last certified snapshot — read now, before its stores close."""
+        assert self.run is not None
+        if self.run.state()["run"] != "running":
+            with self._build:
+                if self._frozen is None:
+                    self._frozen = self._read_snapshot()
+        with self._lock:
+            self._version += 1
 
     def on_block(self, ev: dict[str, Any]) -> None:
         """A finalized block's event (node thread: only counts, no reads)."""
@@ -192,8 +269,15 @@ class DashboardFeed:
                                        "missing": gone, "hash": got[3].header_hash.hex()})
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything the page shows, read at one certified height (the reads are retried
-        if a block was certified between them)."""
+        """Everything the page shows: the node's certified state (the last one read, once
+        the run executes no more blocks) and the run driver's panel (``attack_lab``; None
+        on a node without one)."""
+        base = self._frozen if self._frozen is not None else self._read_snapshot()
+        return {**base, "attack_lab": self.run.state() if self.run is not None else None}
+
+    def _read_snapshot(self) -> dict[str, Any]:
+        """The node's part, read at one certified height (the reads are retried if a block
+        was certified between them)."""
         for _ in range(MAX_READ_TRIES):
             st = self.node.status()
             height, (params, vals) = self.node.query(["governance/params", "validators"])
@@ -282,10 +366,12 @@ def _depth(slot: int, book: dict[str, Any]) -> dict[str, Any]:
 
 def add_dashboard(api: FastAPI, node: NodeService, grid: GridSource | None = None,
                   max_streams: int = 16,
-                  rejections: dict[int | str, dict[str, Any]] | None = None) -> DashboardFeed:
+                  rejections: dict[int | str, dict[str, Any]] | None = None,
+                  run: RunPanel | None = None) -> DashboardFeed:
     """Register ``/``, its assets and ``/v1/dashboard[/events]`` on ``api``;
-    ``rejections``: the OpenAPI entries of the error statuses (the API's rejection body)."""
-    feed = DashboardFeed(node, grid)
+    ``rejections``: the OpenAPI entries of the error statuses (the API's rejection body);
+    ``run``: a run driver's panel (the attack lab's table)."""
+    feed = DashboardFeed(node, grid, run)
     assets = {"app.js": ("text/javascript", _static("dashboard.js")),
               "app.css": ("text/css", _static("dashboard.css"))}
     page = _static("dashboard.html")
@@ -318,8 +404,10 @@ def add_dashboard(api: FastAPI, node: NodeService, grid: GridSource | None = Non
 
     @api.get("/v1/dashboard/events", response_class=StreamingResponse,
              responses={200: {"description": "Server-sent events: `event: dashboard`, "
-                                             "`data: {snapshot json}` at connect and after "
-                                             "every finalized block",
+                                             "`data: {snapshot json}` at connect, after "
+                                             "every finalized block and every change of a "
+                                             "run's panel; after a run ended, its final "
+                                             "snapshot, then the stream closes",
                               "content": {"text/event-stream": {}}},
                         **(rejections or {})},
              summary="Server-sent dashboard snapshots")
@@ -341,6 +429,9 @@ def add_dashboard(api: FastAPI, node: NodeService, grid: GridSource | None = Non
                     return
                 streams[0] += 1
             cancel = node.subscribe(push)
+            cancel_run = run.listen(lambda: push({})) if run is not None else (lambda: None)
+            if run is not None:
+                run.viewing(+1)
             try:
                 fresh.set()  # a snapshot at connect
                 sent = 0
@@ -354,8 +445,14 @@ def add_dashboard(api: FastAPI, node: NodeService, grid: GridSource | None = Non
                     snap = await asyncio.to_thread(feed.cached_snapshot)
                     yield f"event: dashboard\ndata: {json.dumps(snap)}\n\n"
                     sent += 1
+                    lab = snap.get("attack_lab")
+                    if lab is not None and lab["run"] == "ended":
+                        break  # the final table is out: nothing more will change
             finally:
                 cancel()
+                cancel_run()
+                if run is not None:
+                    run.viewing(-1)
                 with counted:
                     streams[0] -= 1
 

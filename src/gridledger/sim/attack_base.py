@@ -28,6 +28,11 @@ class Attack(ABC):
     """The scenario drives its attacker's meter firmware and client through a quarantine
     (they keep lying and ordering); every other attacker's meter and client follow the
     firmware registry as an honest one's do (``SimContext.keeps_meter_rules``)."""
+    measured_at_end: ClassVar[bool] = False
+    """True for a scenario whose result exists only once the run is over (an analysis of
+    the finished chain or store): the live dashboard does not call its ``result`` during
+    the run. Every other ``result`` must be cheap and free of side effects, so that it can
+    be read after any step (figures so far)."""
 
     def __init__(self, eng: SimContext, options: dict[str, Any]) -> None:
         self.eng = eng

@@ -74,23 +74,28 @@ def run_demo(sc: Scenario, out: Path, progress: ProgressFn | None = None,
     out.mkdir(parents=True, exist_ok=True)
     eng = Engine(sc, model, out, progress=progress, attack_overrides=attack_overrides, stop=stop)
     setup.stop()
-    run = Stopwatch()
-    eng.run()
-    run.stop()
-    verify = Stopwatch()
-    stores = find_stores(ledger)
-    # one process per store up to the cores (node.verify decides when that pays off)
-    reports = verify_stores(stores, progress=verify_progress)
-    verify.stop()
-    summary = summarize(eng, reports)
-    summary["timings"].update({
-        "setup_s": round(setup.wall_s, 3), "setup_cpu_s": round(setup.cpu_s, 3),
-        "run_cpu_s": round(run.cpu_s, 3),
-        "verify_chain_s": round(verify.wall_s, 3), "verify_chain_cpu_s": round(verify.cpu_s, 3),
-        "verify_chain_workers": verify_workers(stores)})
-    if eng.stopped is not None:
-        done, steps, last = eng.stopped
-        summary["interrupted"] = {"steps_done": done, "steps": steps, "last_slot": last}
+    summary: dict[str, Any] | None = None
+    try:
+        run = Stopwatch()
+        eng.run()
+        run.stop()
+        verify = Stopwatch()
+        stores = find_stores(ledger)
+        # one process per store up to the cores (node.verify decides when that pays off)
+        reports = verify_stores(stores, progress=verify_progress)
+        verify.stop()
+        summary = summarize(eng, reports)
+        summary["timings"].update({
+            "setup_s": round(setup.wall_s, 3), "setup_cpu_s": round(setup.cpu_s, 3),
+            "run_cpu_s": round(run.cpu_s, 3), "verify_chain_s": round(verify.wall_s, 3),
+            "verify_chain_cpu_s": round(verify.cpu_s, 3),
+            "verify_chain_workers": verify_workers(stores)})
+        if eng.stopped is not None:
+            done, steps, last = eng.stopped
+            summary["interrupted"] = {"steps_done": done, "steps": steps, "last_slot": last}
+    finally:  # the live dashboard shows the final results (or that the run failed), then stops
+        for f in eng.features:
+            f.run_ended(summary)
     return summary, series_of(eng)
 
 

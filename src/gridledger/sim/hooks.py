@@ -65,6 +65,11 @@ class FeatureHooks(Protocol):
         """After the last step, before the network closes (final ledger reads)."""
         ...
 
+    def run_ended(self, summary: dict[str, Any] | None) -> None:
+        """The run is over: ``summary`` is its summary (verify-chain done), None if it
+        failed. Last call to a feature (``run_demo``)."""
+        ...
+
     def summary(self) -> dict[str, Any]:
         """Top-level sections this feature adds to ``summary.json`` (names it owns)."""
         ...
@@ -77,6 +82,13 @@ class FeatureHooks(Protocol):
 class AttackHooks(Protocol):
     @property
     def name(self) -> str: ...
+
+    @property
+    def measured_at_end(self) -> bool:
+        """Whether ``result`` exists only once the run is over (else: figures so far)."""
+        ...
+
+    def threat_row(self) -> str: ...
 
     def setup(self) -> None: ...
 

@@ -285,6 +285,7 @@ class UsageInference(Attack):
     defence = ("readings under per-slot pseudonyms that one validator's store cannot link to "
                "households; secure aggregation (no node sees a household reading); DP on "
                "published aggregates")
+    measured_at_end = True  # analyses the validator's finished store (cached per run)
 
     def result(self) -> dict[str, Any]:
         a = analysis(self.eng)
@@ -333,6 +334,7 @@ class Deanonymize(Attack):
     threat = "5 privacy (market, data)"
     defence = ("pseudonyms rotated per slot, certified by k-of-n trustees, identity escrowed; "
                "nothing on the ledger names the household behind a reading or an order")
+    measured_at_end = True  # analyses the validator's finished store (cached per run)
 
     def result(self) -> dict[str, Any]:
         a = analysis(self.eng)

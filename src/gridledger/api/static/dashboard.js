@@ -3,7 +3,7 @@
 "use strict";
 
 const MICRO = 1e6;
-const state = { snapshots: 0, last: null, receivedAt: 0 };
+const state = { snapshots: 0, last: null, receivedAt: 0, ended: false, source: null };
 window.gridledgerDashboard = state;  // for the browser test and the curious operator
 
 const $ = (id) => document.getElementById(id);
@@ -36,6 +36,40 @@ const CONFIG = { displayModeBar: false, responsive: true };
 
 function plot(id, traces, layout) {
   if (window.Plotly) window.Plotly.react($(id), traces, Object.assign({}, LAYOUT, layout), CONFIG);
+}
+
+// an attack scenario's loss: CU for money (micro-units), else the number and its unit
+function lossText(r) {
+  if (r.loss === null || r.loss === undefined) return "–";
+  if ((r.loss_unit || "micro") === "micro") return `${fmt(r.loss / MICRO, 6).replace(/\.?0+$/, "")} CU`;
+  return `${fmt(r.loss)} ${r.loss_unit}`;
+}
+
+// the run driver's panel (gridledger demo --serve): the attack lab's table as it fills
+function renderLab(lab) {
+  const panel = $("lab-panel");
+  panel.hidden = !lab;
+  if (!lab) return;
+  const measured = lab.attacks.filter((r) => r.state === "live" || r.state === "final");
+  const ok = measured.filter((r) => r.mitigated === true).length;
+  const word = { running: "so far", verifying: "so far · verify-chain running", ended: "final" }[lab.run];
+  setText("lab-state", `${lab.attacks.length} scenarios · ${ok} / ${measured.length} mitigated ${word}`);
+  setText("lab-note", lab.note || "");
+  rows("lab", lab.attacks, (r) => {
+    const open = r.state === "at the end";
+    return [[r.attack], [r.row], [open ? "–" : fmt(r.injected), "num"],
+      [open ? "–" : (r.passive ? "passive" : fmt(r.detected)), "num"],
+      [open ? "–" : (r.mitigated ? "yes" : "no")], [open ? "–" : lossText(r), "num"],
+      [r.state === "error" ? r.error : (open ? "measured on the finished chain" : r.state)]];
+  }, (r) => (r.state === "at the end" ? "wait" : (r.mitigated === false || r.state === "error" ? "bad" : "")));
+  const pill = $("conn");
+  if (lab.run === "ended") {
+    state.ended = true;
+    if (state.source) state.source.close();  // nothing more will come: the run is over
+    pill.textContent = "run ended"; pill.className = "pill ended";
+  } else if (lab.run === "verifying") {
+    pill.textContent = "run finishing"; pill.className = "pill wait";
+  }
 }
 
 function renderCountdown() {
@@ -142,6 +176,7 @@ function render(s) {
     d.append(n, document.createTextNode(k.replace("_", " ")));
     return d;
   }));
+  renderLab(s.attack_lab);
   rows("rejected", Object.entries(s.alerts.rejected_by_rule), ([rule, n]) => [[rule], [fmt(n), "num"]]);
   rows("recent", s.alerts.recent.slice(0, 14), (a) => [[fmt(a.height)], [a.kind], [short(a.subject)], [a.detail || ""]]);
   rows("validators", v.members, (m) => [[String(m.index)], [m.name || short(m.address)],
@@ -154,12 +189,16 @@ function render(s) {
 
 function connect() {
   const es = new EventSource("/v1/dashboard/events");
+  state.source = es;
   es.addEventListener("dashboard", (e) => {
     const pill = $("conn"); pill.textContent = "live"; pill.className = "pill live";
     render(JSON.parse(e.data));
   });
   es.addEventListener("busy", () => { setText("conn", "node busy: too many dashboards"); });
-  es.onerror = () => { const pill = $("conn"); pill.textContent = "reconnecting…"; pill.className = "pill down"; };
+  es.onerror = () => {
+    if (state.ended) return;  // the run is over and its final table is shown
+    const pill = $("conn"); pill.textContent = "reconnecting…"; pill.className = "pill down";
+  };
 }
 
 setInterval(renderCountdown, 1000);
