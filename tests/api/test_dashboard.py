@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from gridledger.api import create_app
 from gridledger.api.dashboard import RunPanel
+from gridledger.grid import load_grid
 from gridledger.node.embedded import EmbeddedNetwork
 from gridledger.node.nats_cluster import free_port
 from gridledger.node.service import EmbeddedService
@@ -27,6 +28,9 @@ from tests.ledger.modules.world import make_world
 from tests.sim.browser import find_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
+NETWORK = "cigre-lv"
+"""The running node's members sit at this network's first six connection points and its page
+draws the power flow of their certified readings (``node start --network``)."""
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +144,7 @@ def test_run_panel_live_then_frozen_then_ended(tmp_path):
 def running_node(tmp_path):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tests.api.dashboard_node", str(port),
-                             str(tmp_path / "node")], cwd=ROOT, start_new_session=True,
+                             str(tmp_path / "node"), NETWORK], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -170,7 +174,9 @@ PROBE = """(() => { const s = window.gridledgerDashboard;
            conn: document.getElementById('conn').textContent,
            rejected: document.getElementById('rejected').children.length,
            validators: document.getElementById('validators').children.length,
-           lab: !document.getElementById('lab-panel').hidden }; })()"""
+           lab: !document.getElementById('lab-panel').hidden,
+           network: document.getElementById('grid-source').textContent,
+           buses: s.last && s.last.grid ? s.last.grid.buses.length : 0 }; })()"""
 
 
 @pytest.mark.slow
@@ -198,3 +204,6 @@ def test_dashboard_live_in_headless_chromium(running_node):
     assert second["shown"] == f"{second['height']:,}"
     assert second["rejected"] >= 1 and second["validators"] == 4
     assert not second["lab"]  # a validator runs no attack lab: no such panel
+    # the network panel: the power flow of the certified readings on the single-line view
+    assert second["buses"] == len(load_grid(NETWORK).net.bus)
+    assert "6 of 15 cps metered on the ledger" in second["network"], second["network"]

@@ -255,6 +255,9 @@ def test_node_commands_check_their_folders_and_flags(tmp_path: Path) -> None:
         (["--tick-s", "0"], "--tick-s must be between"),
         (["--fault", "evil"], "--fault: unknown evil; choose from"),
         (["--replicas", "9"], "--replicas must be between 1 and 5"),
+        (["--network", "cigre-lv"], "--network draws the dashboard's network panel: it needs "
+                                    "--http-port"),
+        (["--http-port", "8080", "--network", "no-such-grid"], "--network: unknown grid spec"),
     ):
         assert_clean(run(["node", "start", str(v0), *args]), 2, needle)
     assert_clean(run(["node", "new-validator", str(net), "--alg", "ecdsa"]), 2, "--alg must be one of")

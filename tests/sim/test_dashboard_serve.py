@@ -25,6 +25,8 @@ from .browser import find_chromium, open_in_chromium
 PROBE = """(() => { const s = window.gridledgerDashboard, lab = s.last && s.last.attack_lab;
   return { snapshots: s.snapshots, height: s.last ? s.last.height : null,
            grid: !!(s.last && s.last.grid && s.last.grid.series), ended: s.ended,
+           buses: s.last && s.last.grid && s.last.grid.buses ? s.last.grid.buses.length : 0,
+           network: document.getElementById('grid-source').textContent,
            conn: document.getElementById('conn').textContent,
            run: lab ? lab.run : null, note: lab ? lab.note : null,
            visible: !document.getElementById('lab-panel').hidden,
@@ -76,6 +78,10 @@ def test_demo_serves_its_dashboard_while_it_runs(tmp_path: Path) -> None:
         snap = httpx.get(f"{base}/v1/dashboard", timeout=10).json()
         assert snap["chain_id"] == "gridledger-demo" and snap["height"] > 0
         assert snap["grid"]["series"]["max_vm_pu"] and snap["prices"]
+        # the last delivered slot on the single-line view: its extremes are the series' last
+        vms = [b["vm_pu"] for b in snap["grid"]["buses"]]
+        assert max(vms) == pytest.approx(snap["grid"]["series"]["max_vm_pu"][-1], abs=2e-3)
+        assert snap["grid"]["slot"] == snap["grid"]["series"]["slots"][-1]
         # the attack lab mid-run: what the run has seen so far, not results computed later
         lab = {r["attack"]: r for r in snap["attack_lab"]["attacks"]}
         assert snap["attack_lab"]["run"] == "running" and list(lab) == list(ATTACKS)
@@ -97,7 +103,9 @@ def test_demo_serves_its_dashboard_while_it_runs(tmp_path: Path) -> None:
             res = open_in_chromium(f"{base}/", settle=1.5, timeout=300, probe=probe)
             assert res.errors == [] and res.requests == [], (res.errors, res.requests)
             during, after = res.probe
-            assert res.plots == 4 and during["grid"] and during["height"] == snap["height"]
+            # 5 plots: the network on its single-line view and the slots' extremes below it
+            assert res.plots == 5 and during["grid"] and during["height"] == snap["height"]
+            assert during["buses"] == len(snap["grid"]["buses"]) > 0 and "p.u." in during["network"]
             shown = _table(during)
             assert during["visible"] and during["run"] == "running" and list(shown) == list(ATTACKS)
             assert shown["fake-bids"]["injected"] == shown["fake-bids"]["detected"] == "1"

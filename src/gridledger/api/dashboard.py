@@ -55,9 +55,13 @@ BACKFILL_BLOCKS = 200  # a dashboard opened on a running node counts this far ba
 CERT_HISTORY = 12
 MAX_READ_TRIES = 5
 MAX_SNAPSHOTS = 100_000
-GridSource = Callable[[], dict[str, Any] | None]
-"""Latest network state: ``{slot, buses: [{bus, vm_pu}], lines: [{line, loading_pct}],
-limits: {vm_min_pu, vm_max_pu, loading_max_pct}, source}``, or None before the first."""
+GridSource = Callable[[int | None, list[dict[str, Any]]], dict[str, Any] | None]
+"""Latest network state, given the last slot with certified readings and those readings (a
+validator's power flow of them: ``grid.single_line.ledger_grid_source``; the demo's own
+power flows ignore them): ``{source, slot, buses: [{bus, x, y, vm_pu, cps}], lines: [{line,
+kind, from_bus, to_bus, loading_pct}], limits: {vm_min_pu, vm_max_pu, loading_max_pct}}``
+(``x``/``y``: the single-line drawing, ``grid.single_line``), optionally ``series`` (per
+slot: max/min voltage, worst loading), or None before the first."""
 RunState = Literal["running", "verifying", "ended"]
 """``running``: blocks are being executed; ``verifying``: the run executes no more blocks
 (verify-chain and the results are under way; the page keeps the last certified snapshot);
@@ -323,7 +327,7 @@ class DashboardFeed:
                                                               "volume_wh", "trades")}}
                        for s, rec in zip(history, slots, strict=True) if rec],
             "readings": {"slot": read_slot, "cps": [_plain(r) for r in read]},
-            "grid": self.grid() if self.grid is not None else None,
+            "grid": self.grid(read_slot, [_plain(r) for r in read]) if self.grid is not None else None,
             "alerts": alerts,
             "validators": {
                 "quorum": vals.get("quorum"), "mempool": st.get("mempool", 0),

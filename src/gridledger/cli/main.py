@@ -20,7 +20,7 @@ from rich.table import Table
 
 from gridledger.cli.args import FAILURE, err, fail, hex32
 from gridledger.cli.certificates import certificates_app
-from gridledger.errors import ConfigError, GridLedgerError, KeystoreError
+from gridledger.errors import ConfigError, GridError, GridLedgerError, KeystoreError
 from gridledger.sim.modes import DEMO_PRIVACY
 
 T = TypeVar("T")
@@ -660,6 +660,9 @@ def node_start(
     quota_rate: Annotated[float, typer.Option(
         help="Admission quota per sender, tx/s (neutral reputation).")] = 20.0,
     quota_burst: Annotated[float, typer.Option(help="Admission burst per sender.")] = 200.0,
+    network: Annotated[str | None, typer.Option(
+        help="SimBench code or pandapower file of the community's network: the dashboard's "
+             "network panel draws the power flow of the certified readings on it.")] = None,
 ) -> None:
     """Run one validator until interrupted."""
     _startup_check()
@@ -684,9 +687,11 @@ def node_start(
         unknown = sorted(set(fault.split(",")) - set(FAULTS))
         if unknown:
             _fail(f"--fault: unknown {', '.join(unknown)}; choose from {', '.join(FAULTS)}")
+    if network is not None:
+        _check_node_network(network, node_dir.parent / "genesis.cbor", http_port)
     cfg = ProcessConfig(node_dir, urls, http_host, http_port,
                         tick_s, replicas=replicas, fault=fault, quota_rate_per_s=quota_rate,
-                        quota_burst=quota_burst)
+                        quota_burst=quota_burst, network=network)
     try:
         proc = ValidatorProcess(cfg, _passphrase())
     except ConfigError as exc:
@@ -700,6 +705,29 @@ def node_start(
         proc.run()
     except KeyboardInterrupt:
         proc.stop.set()
+
+
+def _check_node_network(network: str, genesis_file: Path, http_port: int) -> None:
+    """``node start --network``: the model loads, and the operator is told how many of the
+    genesis participants' connection points are on it (the others are not drawn)."""
+    from gridledger.grid import load_grid
+    from gridledger.ledger.genesis import Genesis
+
+    if http_port == 0:
+        _fail("--network draws the dashboard's network panel: it needs --http-port")
+    try:
+        model = load_grid(network)
+    except GridError as exc:
+        _fail(f"--network: {exc}")
+    try:
+        genesis = Genesis.decode(genesis_file.read_bytes())
+    except (GridLedgerError, ValueError, OSError) as exc:
+        _failure(f"cannot read {genesis_file}: {exc}")
+    parts = genesis.doc.get("participants", []) if isinstance(genesis.doc, dict) else []
+    cps = {p["cp"] for p in parts if isinstance(p, dict) and p.get("cp")}
+    on = len(cps & set(model.cp_ids))
+    console.print(f"network {model.name}: {len(model.cp_ids)} connection points, {on} of the "
+                  f"{len(cps)} in genesis on it (readings of the others are not drawn)")
 
 
 @node_app.command("cluster")

@@ -52,6 +52,9 @@ class ProcessConfig:
     fault: str | None = None
     quota_rate_per_s: float = 20.0
     quota_burst: float = 200.0
+    network: str | None = None
+    """The network model the dashboard's network panel draws (a SimBench code or pandapower
+    JSON, ``grid.load_grid``): the power flow of the last certified readings."""
 
 
 class ValidatorProcess:
@@ -295,6 +298,13 @@ class ValidatorProcess:
         from gridledger.api import create_app
         from gridledger.api.limits import make_server
 
-        server = make_server(create_app(self.service), self.cfg.http_host, self.cfg.http_port)
+        grid = None
+        if self.cfg.network is not None:
+            from gridledger.grid import load_grid
+            from gridledger.grid.single_line import ledger_grid_source
+
+            grid = ledger_grid_source(load_grid(self.cfg.network))
+        server = make_server(create_app(self.service, grid=grid), self.cfg.http_host,
+                             self.cfg.http_port)
         threading.Thread(target=server.run, daemon=True).start()
         return server

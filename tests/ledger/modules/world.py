@@ -150,9 +150,10 @@ def check_locks(w: World) -> None:
 
 def make_world(n_users: int = 4, params: dict[str, Any] | None = None, seed: int = 5,
                consumers: tuple[int, ...] = (), balances: dict[int, int] | None = None,
-               n_validators: int = 1, sections: dict[str, Any] | None = None) -> World:
-    """Genesis with validators, one DSO (grid account), ``n_users`` traders at cp0..,
-    one ML-DSA-44 meter per cp."""
+               n_validators: int = 1, sections: dict[str, Any] | None = None,
+               cps: tuple[str, ...] = ()) -> World:
+    """Genesis with validators, one DSO (grid account), ``n_users`` traders at cp0.. (or at
+    ``cps``, e.g. a network's own connection points), one ML-DSA-44 meter per cp."""
     vs = [sim_key(seed, "validator", i) for i in range(n_validators)]
     dso = sim_key(seed, "dso", 0)
     users = [sim_key(seed, "user", i) for i in range(n_users)]
@@ -166,11 +167,11 @@ def make_world(n_users: int = 4, params: dict[str, Any] | None = None, seed: int
     for i, k in enumerate(users):
         parts.append({"alg": k.alg, "pk": k.public_key.raw,
                       "roles": ["consumer"] if i in consumers else ["prosumer"],
-                      "name": f"u{i}", "cp": f"cp{i}",
+                      "name": f"u{i}", "cp": cps[i] if cps else f"cp{i}",
                       "balance_micro": (balances or {}).get(i, USER_BALANCE)})
     for i, m in enumerate(meters):
         parts.append({"alg": m.alg, "pk": m.public_key.raw, "roles": ["meter"],
-                      "name": f"m{i}", "meter_of": f"cp{i}"})
+                      "name": f"m{i}", "meter_of": cps[i] if cps else f"cp{i}"})
     base = {"slot_seconds": S, "gate_closure_s": GATE, "reveal_window_s": REVEAL,
             "settle_window_s": SETTLE}
     genesis = make_genesis(CHAIN, parts, {**base, **(params or {})}, sections=sections)

@@ -72,6 +72,41 @@ function renderLab(lab) {
   }
 }
 
+// the network on its single-line view: lines coloured by loading (share of the limit),
+// buses by voltage (between the limits); hover names the bus, its cps, the line's loading
+function renderSingleLine(g) {
+  const lim = g.limits || {}, max = lim.loading_max_pct || 100;
+  const at = new Map(g.buses.map((b) => [b.bus, b]));
+  const drawn = g.lines.filter((l) => at.has(l.from_bus) && at.has(l.to_bus));
+  const bins = [[0, 0.5, "#98a2b3", "< 50 %"], [0.5, 0.8, "#f79009", "50–80 %"],
+    [0.8, 1, "#dc6803", "80–100 %"], [1, Infinity, "#b42318", "over the limit"]];
+  const traces = [];
+  for (const [lo, hi, color, label] of bins) {
+    const x = [], y = [];
+    for (const l of drawn) {
+      const share = (l.loading_pct || 0) / max;
+      if (share < lo || share >= hi) continue;
+      const a = at.get(l.from_bus), b = at.get(l.to_bus);
+      x.push(a.x, b.x, null); y.push(a.y, b.y, null);
+    }
+    if (x.length) traces.push({ name: `loading ${label}`, x, y, mode: "lines", line: { color, width: 3 }, hoverinfo: "skip" });
+  }
+  traces.push({ name: "lines", showlegend: false, mode: "markers", marker: { size: 8, opacity: 0 }, hoverinfo: "text",
+    x: drawn.map((l) => (at.get(l.from_bus).x + at.get(l.to_bus).x) / 2),
+    y: drawn.map((l) => (at.get(l.from_bus).y + at.get(l.to_bus).y) / 2),
+    text: drawn.map((l) => `${l.line} (bus ${l.from_bus}–${l.to_bus}): ${l.loading_pct === null ? "no rating" : fmt(l.loading_pct, 1) + " %"}`) });
+  traces.push({ name: "bus voltage", showlegend: false, mode: "markers", hoverinfo: "text",
+    x: g.buses.map((b) => b.x), y: g.buses.map((b) => b.y),
+    text: g.buses.map((b) => `bus ${b.bus}: ${fmt(b.vm_pu, 3)} p.u.${b.cps.length ? " · " + b.cps.join(", ") : ""}`),
+    marker: { size: 9, color: g.buses.map((b) => b.vm_pu), cmin: lim.vm_min_pu || 0.9, cmax: lim.vm_max_pu || 1.1,
+      colorscale: [[0, "#1f5fbf"], [0.5, "#f5f6f8"], [1, "#b54708"]], line: { width: 1, color: "#1d2430" },
+      colorbar: { title: { text: "p.u." }, thickness: 10, len: 0.9 } } });
+  plot("grid", traces, { xaxis: { visible: false }, yaxis: { visible: false, autorange: "reversed" },
+    hovermode: "closest", margin: { l: 10, r: 10, t: 26, b: 10 } });
+  const vms = g.buses.map((b) => b.vm_pu), worst = Math.max(0, ...drawn.map((l) => l.loading_pct || 0));
+  setText("grid-source", `slot ${g.slot} · ${fmt(Math.min(...vms), 3)}–${fmt(Math.max(...vms), 3)} p.u. · worst loading ${fmt(worst, 1)} % · ${g.source || ""}`);
+}
+
 function renderCountdown() {
   const s = state.last;
   if (!s) return;
@@ -124,19 +159,10 @@ function render(s) {
        yaxis2: { title: { text: "kWh" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } });
 
   const g = s.grid;
-  if (g && g.series) {  // a run's power flows, slot by slot: extremes against the limits
-    setText("grid-source", `${g.source || ""} · last slot ${g.slot}`);
-    const lim = g.limits || {}, x = g.series.labels || g.series.slots;
-    plot("grid", [
-      { name: "max voltage (p.u.)", x, y: g.series.max_vm_pu, mode: "lines", line: { color: "#b54708" } },
-      { name: "min voltage (p.u.)", x, y: g.series.min_vm_pu, mode: "lines", line: { color: "#1f5fbf" } },
-      { name: "max loading (%)", x, y: g.series.max_loading_pct, mode: "lines", yaxis: "y2",
-        line: { color: "#667085", dash: "dot" } },
-    ], { xaxis: { type: "category", nticks: 8 },
-         yaxis: { title: { text: "p.u." }, range: [Math.min(0.88, lim.vm_min_pu || 0.9), Math.max(1.12, lim.vm_max_pu || 1.1)] },
-         yaxis2: { title: { text: "% loading" }, overlaying: "y", side: "right", range: [0, Math.max(100, ...g.series.max_loading_pct)], showgrid: false },
-         shapes: [lim.vm_min_pu, lim.vm_max_pu].filter((y) => y).map((y) => ({ type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y, line: { dash: "dash", color: "#b42318", width: 1 } })) });
-  } else if (g && g.buses) {
+  const seriesBox = $("grid-series");
+  if (g && g.buses && g.buses.length && g.buses[0].x !== undefined) {
+    renderSingleLine(g);
+  } else if (g && g.buses) {  // a grid source without a drawing: voltages and loadings as charts
     setText("grid-source", `${g.source || ""} · slot ${g.slot}`);
     const lim = g.limits || {};
     const buses = g.buses.map((x) => String(x.bus));
@@ -149,10 +175,24 @@ function render(s) {
          xaxis: { title: { text: "bus" }, type: "category" }, xaxis2: { title: { text: "line" }, type: "category" },
          yaxis2: { title: { text: "%" }, rangemode: "tozero" },
          shapes: [lim.vm_min_pu, lim.vm_max_pu].filter((y) => y).map((y) => ({ type: "line", xref: "x domain", x0: 0, x1: 1, y0: y, y1: y, line: { dash: "dash", color: "#b54708" } })) });
-  } else {
-    setText("grid-source", "no network feed on this node: metered energy below is the ledger's view");
+  } else if (!(g && g.series)) {
+    setText("grid-source", "no network model on this node (gridledger node start --network): metered energy below is the ledger's view");
     plot("grid", [], { annotations: [{ text: "this validator holds no network model", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 }],
                        xaxis: { visible: false }, yaxis: { visible: false } });
+  }
+  seriesBox.hidden = !(g && g.series);
+  if (g && g.series) {  // a run's power flows, slot by slot: extremes against the limits
+    const lim = g.limits || {}, x = g.series.labels || g.series.slots;
+    if (!g.buses) setText("grid-source", `${g.source || ""} · last slot ${g.slot}`);
+    plot(g.buses ? "grid-series" : "grid", [
+      { name: "max voltage (p.u.)", x, y: g.series.max_vm_pu, mode: "lines", line: { color: "#b54708" } },
+      { name: "min voltage (p.u.)", x, y: g.series.min_vm_pu, mode: "lines", line: { color: "#1f5fbf" } },
+      { name: "max loading (%)", x, y: g.series.max_loading_pct, mode: "lines", yaxis: "y2",
+        line: { color: "#667085", dash: "dot" } },
+    ], { xaxis: { type: "category", nticks: 8 },
+         yaxis: { title: { text: "p.u." }, range: [Math.min(0.88, lim.vm_min_pu || 0.9), Math.max(1.12, lim.vm_max_pu || 1.1)] },
+         yaxis2: { title: { text: "% loading" }, overlaying: "y", side: "right", range: [0, Math.max(100, ...g.series.max_loading_pct)], showgrid: false },
+         shapes: [lim.vm_min_pu, lim.vm_max_pu].filter((y) => y).map((y) => ({ type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y, line: { dash: "dash", color: "#b42318", width: 1 } })) });
   }
 
   const r = s.readings;

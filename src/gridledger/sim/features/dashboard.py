@@ -27,11 +27,13 @@ from gridledger.api import create_app
 from gridledger.api.dashboard import RunPanel
 from gridledger.api.limits import make_server
 from gridledger.errors import ConfigError
+from gridledger.grid.single_line import network_state
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.node.service import EmbeddedService
 from gridledger.sim.clock import Step
 from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature
+from gridledger.sim.records import Delivered
 
 START_TIMEOUT_S = 10.0
 SERIES_SLOTS = 96
@@ -47,6 +49,8 @@ class LiveDashboard(Feature):
         super().__init__(ctx)
         self.port = ctx.sc.serve_port
         self.panel = RunPanel()
+        self._delivered: tuple[int, dict[str, int]] | None = None  # last slot's net injections
+        self._state: dict[str, Any] | None = None  # its single-line state, drawn once
         self.service: EmbeddedService | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -69,19 +73,28 @@ class LiveDashboard(Feature):
                                   f"127.0.0.1:{port} (in use?)")
             time.sleep(0.02)
 
-    def grid(self) -> dict[str, Any] | None:
-        """The network panel's feed: the delivered slots' power-flow extremes."""
+    def grid(self, _read_slot: int | None, _readings: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The network panel's feed (``api.dashboard.GridSource``; the run's own power flows,
+        not the ledger's readings): the last delivered slot on the single-line view (every
+        bus's voltage, every line's and transformer's loading) and the delivered slots'
+        extremes (``series``)."""
         recs = [r for r in self.ctx.data.slots.values() if r.max_loading_pct > 0][-SERIES_SLOTS:]
-        if not recs:
+        delivered = self._delivered
+        if not recs or delivered is None:
             return None
-        lim = self.ctx.limits
-        return {"source": "demo power flow (pandapower)", "slot": recs[-1].slot,
+        if self._state is None or self._state["slot"] != delivered[0]:
+            self._state = network_state(self.ctx.model, delivered[0], delivered[1],
+                                        limits=self.ctx.limits,
+                                        source="demo power flow of what was delivered")
+        return {**self._state,
                 "series": {"slots": [r.slot for r in recs], "labels": [r.label for r in recs],
                            "max_vm_pu": [r.max_vm_pu for r in recs],
                            "min_vm_pu": [r.min_vm_pu for r in recs],
-                           "max_loading_pct": [r.max_loading_pct for r in recs]},
-                "limits": {"vm_min_pu": lim.vm_min_pu, "vm_max_pu": lim.vm_max_pu,
-                           "loading_max_pct": lim.max_loading_pct}}
+                           "max_loading_pct": [r.max_loading_pct for r in recs]}}
+
+    def after_delivery(self, step: Step, delivered: Delivered) -> None:
+        if self.service is not None:  # the server thread draws it (one power flow a slot)
+            self._delivered = (delivered.slot, dict(delivered.actual_wh_by_cp))
 
     def lab_rows(self) -> list[dict[str, Any]]:
         """The attack lab's table so far: each scenario's ``result()`` now (figures so far),
