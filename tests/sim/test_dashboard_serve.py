@@ -5,6 +5,7 @@ server stops. One short run (6 participants, 8 slots, 1 validator, four attack s
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -98,6 +99,9 @@ def test_demo_serves_its_dashboard_while_it_runs(tmp_path: Path) -> None:
                 while not session.evaluate("window.gridledgerDashboard.ended"):
                     assert time.monotonic() < deadline, "the page never showed the run's end"
                     session.pump(0.5)
+                shot = os.environ.get("GRIDLEDGER_DEMO_DASHBOARD_PNG")
+                if shot:  # docs/dashboard-demo.png is made this way
+                    session.screenshot(Path(shot), height=1400)
                 return during, session.evaluate(PROBE)
 
             res = open_in_chromium(f"{base}/", settle=1.5, timeout=300, probe=probe)
