@@ -1,8 +1,11 @@
 """``--profiles FILE.csv``: a community's own 15-minute data in place of the network's.
 
-The equality test writes a SimBench window as CSV (``write_profiles_csv``) and runs the same
-short scenario twice: once on SimBench's profiles, once with the file loaded only through the
-CSV path; the market and grid results are the same. Bad files name file, row and column.
+The equality test runs the same short scenario twice: once on SimBench's profiles, once on
+``tests/fixtures/profiles-semiurb4-2016-05-16.csv`` — a community's 16 slots as a user would
+hand them in (kWh, local time with its UTC offset), made once from that SimBench window and
+checked in, so it is loaded only through the CSV path and the reader is checked against
+SimBench, not against our writer; the market and grid results are the same. Bad files name
+file, row and column.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from gridledger.grid import SLOTS_PER_DAY, load_grid
 from gridledger.grid.profiles_csv import first_slot_of_file, read_profiles_csv, write_profiles_csv
 from gridledger.sim.scenario import DEFAULT_NETWORK, DEFAULT_START_DAY, Scenario, check_scenario
 
-START = DEFAULT_START_DAY * SLOTS_PER_DAY + 44  # 16 May 2016, 11:00
+START = DEFAULT_START_DAY * SLOTS_PER_DAY + 44  # 16 May 2016, 11:00 UTC
 ROWS = 16
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "profiles-semiurb4-2016-05-16.csv"
+"""16 slots from START of DEFAULT_NETWORK's SimBench profiles (``write_profiles_csv``, then
+the timestamps written in Europe/Berlin summer time, ``+02:00``); see tests/fixtures/README.md."""
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +47,16 @@ def test_round_trip_is_exact(model, csv_file: Path) -> None:
     assert first_slot_of_file(csv_file) == START
     for a in ("load_wh", "pv_wh", "storage_wh", "load_varh"):
         assert np.array_equal(getattr(w.model, a), getattr(model, a)), a
+
+
+def test_the_checked_in_file_is_the_simbench_window(model) -> None:
+    """The user's file (local time with offset, kWh) reads to SimBench's own values."""
+    w = read_profiles_csv(FIXTURE, model)
+    assert (w.first_slot, w.n_slots) == (START, ROWS)
+    assert pd.read_csv(FIXTURE, dtype=str)["timestamp"][0] == "2016-05-16T13:00:00+02:00"
+    window = slice(START, START + ROWS)
+    for a in ("load_wh", "pv_wh", "storage_wh", "load_varh"):
+        assert np.array_equal(getattr(w.model, a)[:, window], getattr(model, a)[:, window]), a
 
 
 def test_meter_columns_and_offsets(model, csv_file: Path, tmp_path: Path) -> None:
@@ -109,14 +125,14 @@ def test_a_run_outside_the_file_is_refused_before_any_work(csv_file: Path) -> No
 
 
 @pytest.mark.slow
-def test_same_results_as_the_same_window_from_simbench(csv_file: Path, tmp_path: Path) -> None:
+def test_same_results_as_the_same_window_from_simbench(tmp_path: Path) -> None:
     from gridledger.sim.demo import run_demo
 
     base: dict[str, Any] = {"participants": 20, "slots": ROWS - 4, "validators": 1,
                             "attacks": (), "seed": 7, "start_day": DEFAULT_START_DAY,
                             "start_slot_of_day": 44}
     simbench, s_series = run_demo(Scenario(**base), tmp_path / "simbench")
-    from_csv, c_series = run_demo(Scenario(**base, profiles=str(csv_file)), tmp_path / "csv")
+    from_csv, c_series = run_demo(Scenario(**base, profiles=str(FIXTURE)), tmp_path / "csv")
     assert simbench["market"]["trades"] > 10
     assert from_csv["market"] == simbench["market"]
     assert from_csv["grid"] == simbench["grid"]
