@@ -7,6 +7,7 @@ columns (docs/export.md), and a store with one altered byte exports nothing.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,17 +21,25 @@ from gridledger.export import EVENT_TABLES, export_run
 from gridledger.sim.demo import run_demo, write_outputs
 from gridledger.sim.scenario import Scenario
 
-COLUMNS = {  # docs/export.md: the columns each table is promised to have
-    "trades": {"height", "block_time_s", "tx_id", "slot", "buyer", "seller", "energy_wh",
-               "price_micro_per_kwh", "payment_micro", "grid_fee_micro"},
-    "prices": {"slot", "mechanism", "price_micro_per_kwh", "volume_wh", "trades", "orders"},
-    "bills": {"slot", "addr", "cp", "import_wh", "export_wh", "market_bought_wh",
-              "market_sold_wh", "market_cost_micro", "market_revenue_micro", "grid_fee_micro"},
-    "readings": {"height", "tx_id", "slot", "cp"},
-    "settlements": {"slot", "volume_wh", "delivered_wh", "shortfall_wh"},
-    "events": {"height", "block_time_s", "tx_id", "type", "attrs"},
-    "grid": {"slot", "min_vm_pu", "max_vm_pu", "max_loading_pct", "curtailed_wh"},
-}
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "export.md"
+LEDGER_COLUMNS = {"height", "block_time_s", "tx_id"}  # "Every ledger table starts with"
+MUST_HAVE = {"trades", "prices", "settlements", "bills", "readings", "sanctions", "events", "grid"}
+"""Tables the short honest run writes (flags, flexibility and rejected need an attack, a flex
+programme or a refused transaction)."""
+
+
+def documented_columns() -> dict[str, tuple[set[str], set[str]]]:
+    """docs/export.md's table of tables: {table: (columns always present, columns present
+    "for" a case)} — the backquoted names of each row's "main columns" cell."""
+    out = {}
+    for line in DOCS.read_text().splitlines():
+        m = re.match(r"\| `(\w+)` \| .*? \| (.*) \|$", line)
+        if m:
+            always, _, cases = m.group(2).partition(";")
+            named = set(re.findall(r"`(\w+)`", always))
+            out[m.group(1)] = (named if m.group(1) == "grid" else named | LEDGER_COLUMNS,
+                               set(re.findall(r"`(\w+)` for", cases + " " + always)))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +60,15 @@ def test_tables_load_in_pandas_with_the_documented_columns(
     assert done.blocks > 0
     read = pd.read_csv if fmt == "csv" else pd.read_parquet
     frames = {name: read(file) for name, (file, _) in done.files.items()}
-    for name, cols in COLUMNS.items():
-        assert name in frames, f"{name} missing from {sorted(frames)}"
-        assert cols <= set(frames[name].columns), (name, cols - set(frames[name].columns))
-        assert len(frames[name]) == done.files[name][1]
+    documented = documented_columns()
+    assert set(frames) <= set(documented) and MUST_HAVE <= set(frames), sorted(frames)
+    for name, frame in frames.items():
+        always, cases = documented[name]
+        missing = always - cases - set(frame.columns)
+        assert not missing, (name, missing)  # every column the page promises is there
+        assert len(frame) == done.files[name][1]
+    failed = frames["prices"]["type"].eq("slot_failed").any()
+    assert ("reason" in frames["prices"].columns) == failed
     trades = frames["trades"]
     # the same trades the run reports (certified receipts, not the simulator's memory)
     assert len(trades) == summary["market"]["trades"]
