@@ -174,3 +174,73 @@ def test_unknown_cp_and_slot(lv: GridModel) -> None:
         lv.cp_index("cp-99999")
     with pytest.raises(GridError, match="outside the profiles"):
         lv.forecast_wh_by_cp(lv.n_slots)
+
+
+def _folded_the_old_way(code: str) -> dict[str, np.ndarray]:
+    """A SimBench net's yearly profiles as the model built them before windows: simbench's
+    absolute yearly frames, folded per connection point element by element, in Wh."""
+    import simbench as sb
+
+    from gridledger.grid.model import simbench_net
+
+    net = simbench_net(code)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof = sb.get_absolute_values(net, profiles_instead_of_study_cases=True)
+    slack = {int(b) for b in net.ext_grid.bus[net.ext_grid.in_service]}
+    tables = {t: net[t][net[t].in_service.astype(bool)] for t in ("load", "sgen", "storage")}
+    buses = sorted(set().union(*(set(map(int, t.bus)) for t in tables.values())) - slack)
+    row = {b: i for i, b in enumerate(buses)}
+    out = {}
+    folds = (("load_wh", "load", "p_mw", 1.0), ("load_varh", "load", "q_mvar", 1.0),
+             ("pv_wh", "sgen", "p_mw", 1.0), ("storage_wh", "storage", "p_mw", -1.0))
+    for key, element, column, sign in folds:
+        acc = np.zeros((len(buses), len(prof[("load", "p_mw")])))
+        table = tables[element]
+        values = prof[(element, column)][list(table.index)].to_numpy()
+        for j, bus in enumerate(table.bus):
+            if int(bus) in row:
+                acc[row[int(bus)]] += sign * values[:, j]
+        out[key] = np.rint(acc * WH_PER_MW_SLOT).astype(np.int64)
+    return out
+
+
+def test_profiles_from_relative_ones_equal_simbench_absolute_values(demo_grid: GridModel) -> None:
+    # The model computes absolute profiles from SimBench's relative ones by rows (it never
+    # holds a yearly frame per element): every value equals simbench's own, folded as before.
+    # The demo grid has several loads per bus, shops, heat pumps, EVs, PV and storage.
+    old = _folded_the_old_way(demo_grid.name)
+    for key, expected in old.items():
+        assert np.array_equal(getattr(demo_grid, key), expected), key
+
+
+@pytest.mark.parametrize("window", [(136 * SLOTS_PER_DAY - 96, 139 * SLOTS_PER_DAY),
+                                    (0, 50), (366 * SLOTS_PER_DAY - 10, 366 * SLOTS_PER_DAY + 500)])
+def test_a_window_holds_the_years_values_and_figures(demo_grid: GridModel, window: tuple[int, int]) -> None:
+    w = load_grid(demo_grid.name, window=window)
+    first, end = window[0], min(window[1], demo_grid.n_slots)
+    assert w.window == range(first, end) and not w.full_year and demo_grid.full_year
+    assert w.n_slots == demo_grid.n_slots and w.net is demo_grid.net
+    assert load_grid(demo_grid.name, window=window) is w  # cached per window
+    for key in ("load_wh", "load_varh", "pv_wh", "storage_wh"):
+        assert np.array_equal(getattr(w, key), getattr(demo_grid, key)[:, first:end]), key
+    # sized and equipped on the whole year, not the window
+    assert w.cps == demo_grid.cps
+    for key in ("pv_peak_wh", "storage_peak_wh", "load_sum_wh", "load_varh_sum"):
+        assert np.array_equal(getattr(w.year, key), getattr(demo_grid.year, key)), key
+    assert np.array_equal(demo_grid.year.pv_peak_wh, demo_grid.pv_wh.max(axis=1))
+    assert np.array_equal(demo_grid.year.storage_peak_wh, np.abs(demo_grid.storage_wh).max(axis=1))
+    for slot in (first, end - 1):
+        assert w.forecast_wh_by_cp(slot) == demo_grid.forecast_wh_by_cp(slot)
+        assert w.load_varh[:, w.column(slot)].tolist() == demo_grid.load_varh[:, slot].tolist()
+    for outside in (first - 1, end):
+        if 0 <= outside < demo_grid.n_slots:
+            with pytest.raises(GridError, match=f"slot {outside} outside the window"):
+                w.column(outside)
+    with pytest.raises(GridError, match="whole profile year"):
+        with_profiles(w, load_wh=w.load_wh, pv_wh=w.pv_wh)
+
+
+def test_an_empty_window_is_refused() -> None:
+    with pytest.raises(GridError, match="holds no slot"):
+        load_grid("1-LV-rural1--0-sw", window=(400 * SLOTS_PER_DAY, 401 * SLOTS_PER_DAY))

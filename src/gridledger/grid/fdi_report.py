@@ -105,7 +105,7 @@ def fdi_detection_report(
                         honest = measure_slot(
                             model, s, model.forecast_wh_by_cp(s), rng=rng, plan=plan, noise=cfg.noise
                         )
-                        hidden = int(round(mag * model.load_wh[model.cp_index(cp), s]))
+                        hidden = int(round(mag * model.load_wh[model.cp_index(cp), model.column(s)]))
                         if attack == "random":
                             m = under_report(honest, {cp: hidden})
                         else:
@@ -171,7 +171,8 @@ def _pick_target(
         if slot + 1 >= model.n_slots:
             continue
         ok = np.flatnonzero(
-            (model.load_wh[:, slot] >= min_wh) & (model.load_wh[:, slot + 1] >= min_wh)
+            (model.load_wh[:, model.column(slot)] >= min_wh)
+            & (model.load_wh[:, model.column(slot + 1)] >= min_wh)
         )
         if len(ok):
             return slot, model.cp_ids[int(rng.choice(ok))]

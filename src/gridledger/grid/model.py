@@ -4,7 +4,10 @@
 pandapower example (``"cigre-lv"``, ``"cigre-mv"``, ``"ieee-case33"``, ``"ieee-case14"`` ...)
 or the path of a pandapower JSON file. The result is a ``GridModel``: the network in
 *prosumer form* (every load, static generator and storage unit folded into one controllable
-injection per connection point) plus yearly 15-minute profiles in integer Wh.
+injection per connection point) plus 15-minute profiles in integer Wh: the whole profile
+year, or only a window of it (``load_grid(spec, window=(first_slot, end_slot))``: a run's days on
+a network with thousands of connection points) with the per-cp figures of the whole year that
+sizing needs (``YearFigures``).
 
 Sign convention used everywhere in ``gridledger.grid``: a connection point's *net injection*
 is positive when it exports to the grid and negative when it imports (generator convention,
@@ -22,7 +25,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -74,12 +77,35 @@ class ConnectionPoint:
 
 
 @dataclass(frozen=True, eq=False)
+class YearFigures:
+    """Per-cp figures of the whole profile year (cp order, ``int64``), kept with every model so
+    that one holding only a window of the year sizes and equips connection points as the
+    full-year model does: capacity (``ConnectionPoint.capacity_w``) on the year's peaks, DER on
+    the year's generation and storage, reactive consumption on the year's ratio."""
+
+    pv_peak_wh: IntArray
+    """Largest ``pv_wh`` of the year (> 0: the cp has generation)."""
+    storage_peak_wh: IntArray
+    """Largest absolute ``storage_wh`` of the year (> 0: the cp has storage)."""
+    load_sum_wh: IntArray
+    load_varh_sum: IntArray
+
+    def reactive_ratio(self) -> FloatArray:
+        """Reactive per active consumption over the year, per cp (varh/Wh)."""
+        out: FloatArray = self.load_varh_sum / np.maximum(self.load_sum_wh, 1)
+        return out
+
+
+@dataclass(frozen=True, eq=False)
 class GridModel:
-    """A network with connection points and integer Wh profiles (shape ``(n_cp, n_slots)``).
+    """A network with connection points and integer Wh profiles (shape ``(n_cp, columns)``).
 
     Profiles: ``load_wh`` active consumption, ``load_varh`` reactive consumption, ``pv_wh``
     local generation (PV; in MV grids also wind/biomass static generators), ``storage_wh``
-    storage net injection (discharge positive). All ``int64``, read-only.
+    storage net injection (discharge positive). All ``int64``, read-only. Column ``k`` is slot
+    ``first_slot + k`` of the profile year: the whole year (``first_slot`` 0, ``n_slots``
+    columns), or the ``window`` a run asked for. Index them with ``column(slot)``; every method
+    takes profile-year slots and raises ``GridError`` outside the window.
     """
 
     name: str
@@ -90,6 +116,11 @@ class GridModel:
     load_varh: IntArray = field(repr=False)
     pv_wh: IntArray = field(repr=False)
     storage_wh: IntArray = field(repr=False)
+    year: YearFigures = field(repr=False)
+    first_slot: int
+    """Profile-year slot of the arrays' first column."""
+    year_slots: int
+    """Slots in the profile year (``n_slots``)."""
     profile_source: ProfileSource = "simbench"
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -100,8 +131,18 @@ class GridModel:
 
     @property
     def n_slots(self) -> int:
-        """Number of 15-minute slots in the profiles."""
-        return int(self.load_wh.shape[1])
+        """Number of 15-minute slots in the profile year."""
+        return self.year_slots
+
+    @property
+    def window(self) -> range:
+        """The profile-year slots the arrays hold."""
+        return range(self.first_slot, self.first_slot + int(self.load_wh.shape[1]))
+
+    @property
+    def full_year(self) -> bool:
+        """Whether the arrays hold the whole profile year."""
+        return self.first_slot == 0 and int(self.load_wh.shape[1]) == self.year_slots
 
     @property
     def n_buses(self) -> int:
@@ -122,11 +163,20 @@ class GridModel:
         """Return ``slot`` if the profiles cover it, else raise ``GridError``."""
         if not 0 <= slot < self.n_slots:
             raise GridError(f"slot {slot} outside the profiles of {self.name} (0..{self.n_slots - 1})")
+        if slot not in self.window:
+            raise GridError(
+                f"slot {slot} outside the window {self.window.start}..{self.window.stop - 1} of "
+                f"{self.name}'s profile year that this model holds (load_grid(..., window=...))"
+            )
         return int(slot)
+
+    def column(self, slot: int) -> int:
+        """Column of profile-year ``slot`` in the arrays; raises ``GridError`` outside them."""
+        return self.check_slot(slot) - self.first_slot
 
     def net_injection_wh(self, slot: int) -> IntArray:
         """Forecast net injection per cp for ``slot`` (PV + storage - load), cp order."""
-        s = self.check_slot(slot)
+        s = self.column(slot)
         out: IntArray = self.pv_wh[:, s] + self.storage_wh[:, s] - self.load_wh[:, s]
         return out
 
@@ -136,23 +186,27 @@ class GridModel:
 
     def load_wh_by_cp(self, slot: int) -> dict[str, int]:
         """Forecast consumption for ``slot`` as ``{cp_id: Wh}``."""
-        s = self.check_slot(slot)
+        s = self.column(slot)
         return dict(zip(self.cp_ids, (int(v) for v in self.load_wh[:, s]), strict=True))
 
     def pv_wh_by_cp(self, slot: int) -> dict[str, int]:
         """Forecast local generation for ``slot`` as ``{cp_id: Wh}``."""
-        s = self.check_slot(slot)
+        s = self.column(slot)
         return dict(zip(self.cp_ids, (int(v) for v in self.pv_wh[:, s]), strict=True))
 
 
-def load_grid(spec: str = DEFAULT_LV_CODE) -> GridModel:
+def load_grid(spec: str = DEFAULT_LV_CODE, *, window: tuple[int, int] | None = None) -> GridModel:
     """Load a network with profiles.
 
     Parameters: ``spec`` is a SimBench code, ``"cigre-lv"``, ``"cigre-mv"``, ``"ieee-caseNN"``
-    or a path to a pandapower JSON file.
-    Returns a cached, immutable ``GridModel`` (the same object for the same spec).
-    Raises ``GridError`` for an unknown code, a file that does not load, or profiles with
-    gaps/NaN.
+    or a path to a pandapower JSON file. ``window`` = ``(first_slot, end_slot)``: hold only
+    these profile-year slots (clipped to the year) — the rest of the year is read once for the
+    per-cp figures sizing needs (``YearFigures``) and dropped, so memory follows the window,
+    not the year (an MV grid with its LV feeders has ~5,000-10,000 cps: 1.4-2.7 GB per yearly
+    array). Every value in the window equals the full-year model's.
+    Returns a cached, immutable ``GridModel`` (the same object for the same spec and window).
+    Raises ``GridError`` for an unknown code, a file that does not load, profiles with
+    gaps/NaN, or an empty window.
     """
     if os.path.sep in spec or spec.endswith(".json") or os.path.exists(spec):
         path = os.path.abspath(spec)
@@ -160,12 +214,24 @@ def load_grid(spec: str = DEFAULT_LV_CODE) -> GridModel:
             mtime = os.path.getmtime(path)
         except OSError as exc:
             raise GridError(f"grid file {spec!r} does not exist or cannot be read: {exc}") from None
-        return _load_file_cached(path, mtime)
-    return _load_named_cached(spec.strip())
+        year = _file_year(path, mtime)
+    else:
+        year = _named_year(spec.strip())
+    first, end = (0, year.year_slots) if window is None else window
+    first, end = max(0, int(first)), min(year.year_slots, int(end))
+    if first >= end:
+        raise GridError(f"window {window} holds no slot of {year.name}'s profile year "
+                        f"(0..{year.year_slots - 1})")
+    return _model_of(year, first, end)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_named_cached(spec: str) -> GridModel:
+def _model_of(year: _Year, first: int, end: int) -> GridModel:
+    return year.model(first, end)
+
+
+@functools.lru_cache(maxsize=8)
+def _named_year(spec: str) -> _Year:
     key = spec.lower()
     if key in ("cigre-lv", "cigre-mv") or key in _IEEE_CASES:
         return _from_pandapower_example(key)
@@ -178,7 +244,7 @@ def _load_named_cached(spec: str) -> GridModel:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_file_cached(path: str, mtime: float) -> GridModel:
+def _file_year(path: str, mtime: float) -> _Year:
     import pandapower as pp
 
     try:
@@ -198,8 +264,9 @@ def _load_file_cached(path: str, mtime: float) -> GridModel:
                 profiles = sb.get_absolute_values(net, profiles_instead_of_study_cases=True)
             except Exception as exc:
                 raise GridError(f"profiles in {path!r} cannot be applied: {exc}") from None
-        return _build_model(os.path.basename(path), net, profiles, "simbench")
-    return _build_model(os.path.basename(path), net, _standard_profiles(net), "standard")
+        return _Year.build(os.path.basename(path), net, _AbsoluteFrames(profiles), "simbench")
+    return _Year.build(os.path.basename(path), net, _AbsoluteFrames(_standard_profiles(net)),
+                       "standard")
 
 
 def cache_dir() -> Path:
@@ -278,17 +345,12 @@ def simbench_load_profiles(code: str) -> dict[int, tuple[str, ...]]:
     return {b: tuple(sorted(p)) for b, p in out.items()}
 
 
-def _from_simbench(code: str) -> GridModel:
-    import simbench as sb
-
+def _from_simbench(code: str) -> _Year:
     net = simbench_net(code)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        profiles = sb.get_absolute_values(net, profiles_instead_of_study_cases=True)
-    return _build_model(code, net, profiles, "simbench")
+    return _Year.build(code, net, _SimbenchRelative(net), "simbench")
 
 
-def _from_pandapower_example(key: str) -> GridModel:
+def _from_pandapower_example(key: str) -> _Year:
     import pandapower.networks as pn
 
     with warnings.catch_warnings():
@@ -299,7 +361,7 @@ def _from_pandapower_example(key: str) -> GridModel:
             net = pn.create_cigre_network_mv(with_der="pv_wind")
         else:
             net = getattr(pn, _IEEE_CASES[key])()
-    return _build_model(key, net, _standard_profiles(net), "standard")
+    return _Year.build(key, net, _AbsoluteFrames(_standard_profiles(net)), "standard")
 
 
 def _has_simbench_profiles(net: Any) -> bool:
@@ -372,6 +434,101 @@ def _standard_profiles(net: Any) -> dict[tuple[str, str], pd.DataFrame]:
     return out
 
 
+class _ProfileSource(Protocol):
+    """Absolute yearly profiles (MW or Mvar per slot) of a network's elements, by rows."""
+
+    def length(self, name: str) -> int:
+        """Rows (slots) of the profile year; ``GridError`` if the profiles disagree (gaps)."""
+        ...
+
+    def values(self, element: str, column: str, table: pd.DataFrame, rows: slice,
+               name: str, net: Any) -> FloatArray | None:
+        """Elements of ``table`` (its order) × ``rows``; ``None`` when there are none."""
+        ...
+
+
+class _AbsoluteFrames:
+    """Absolute profiles as frames of the whole year (``simbench.get_absolute_values`` of a
+    file's net, or the standard profiles of a pandapower example): small networks only."""
+
+    def __init__(self, profiles: Mapping[tuple[str, str], pd.DataFrame]) -> None:
+        self.profiles = profiles
+
+    def length(self, name: str) -> int:
+        lengths = {f.shape[0] for f in self.profiles.values() if f is not None and f.shape[1] > 0}
+        if len(lengths) > 1:
+            raise GridError(f"profiles of {name} have different lengths {sorted(lengths)} (gaps)")
+        return lengths.pop() if lengths else 0
+
+    def values(self, element: str, column: str, table: pd.DataFrame, rows: slice,
+               name: str, net: Any) -> FloatArray | None:
+        frame = _profile_frame(self.profiles, element, column, table.index)
+        if frame is None:
+            return None
+        frame = frame[list(table.index)].iloc[rows]
+        values: FloatArray = frame.to_numpy(dtype=np.float64)
+        _check_finite(values, frame.columns, element, column, net, rows.start)
+        return np.ascontiguousarray(values.T)
+
+
+class _SimbenchRelative:
+    """Absolute profiles of any rows, computed from SimBench's relative profiles as
+    ``simbench.get_absolute_profiles_from_relative_profiles`` does for the whole year
+    (relative value of the element's ``profile`` column, 1 without one, times its ``p_mw`` /
+    ``q_mvar``; loads use ``<profile>_pload`` / ``_qload``; static generators the power-plant
+    and renewable profiles merged) — the same float operations, so the same values, without
+    ever holding a yearly frame per element (12.4 GB for ``1-MVLV-semiurb-all-2-sw``)."""
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+
+    @functools.cached_property
+    def _sgen_profiles(self) -> pd.DataFrame:
+        from simbench.networks.profiles import merge_dataframes
+
+        frames = [self.net.profiles[k] for k in ("powerplants", "renewables") if k in self.net.profiles]
+        merged: pd.DataFrame = merge_dataframes(frames)
+        return merged
+
+    def _relative(self, element: str) -> pd.DataFrame:
+        if element == "sgen":
+            return self._sgen_profiles
+        frame: pd.DataFrame = self.net.profiles[element]
+        return frame
+
+    def length(self, name: str) -> int:
+        lengths = {int(f.shape[0]) for k, f in self.net.profiles.items()
+                   if k in ("load", "storage", "powerplants", "renewables") and f.shape[0]}
+        if len(lengths) > 1:
+            raise GridError(f"profiles of {name} have different lengths {sorted(lengths)} (gaps)")
+        return lengths.pop() if lengths else 0
+
+    def values(self, element: str, column: str, table: pd.DataFrame, rows: slice,
+               name: str, net: Any) -> FloatArray | None:
+        n_rows = len(range(*rows.indices(self.length(name))))
+        # one row per element: its relative profile (1 without one), in the table's order
+        rel = np.empty((len(table), n_rows))
+        if "profile" not in table.columns:
+            rel.fill(1.0)
+        else:
+            suffix = {"p_mw": "_pload", "q_mvar": "_qload"}.get(column, "") if element == "load" else ""
+            applied = table["profile"] + suffix
+            relative = self._relative(element)
+            missing = sorted({str(p) for p in applied.dropna() if p not in relative.columns})
+            if missing:
+                raise GridError(f"profiles of {name} lack the {element} profiles {missing[:5]}")
+            given = ~applied.isnull().to_numpy()
+            rel[~given] = 1.0
+            names = list(applied[given])
+            unique = sorted(set(names))
+            block = relative.iloc[rows][unique].to_numpy(dtype=np.float64).T
+            position = {p: k for k, p in enumerate(unique)}
+            rel[given] = block[[position[p] for p in names]]
+        values: FloatArray = rel * table[column].to_numpy(dtype=np.float64).reshape(-1, 1)
+        _check_finite(values.T, table.index, element, column, net, rows.start)
+        return values
+
+
 def _profile_frame(
     profiles: Mapping[tuple[str, str], pd.DataFrame], element: str, column: str, index: Any
 ) -> pd.DataFrame | None:
@@ -384,127 +541,212 @@ def _profile_frame(
     return frame
 
 
-def _check_finite(frame: pd.DataFrame, element: str, column: str, net: Any) -> None:
-    values = frame.to_numpy(dtype=np.float64)
+def _check_finite(values: FloatArray, labels: Any, element: str, column: str, net: Any,
+                  first_row: int) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
         rows, cols = np.nonzero(bad)
-        idx = frame.columns[cols[0]]
+        idx = labels[cols[0]]
         table = getattr(net, element)
         name = table.at[idx, "name"] if "name" in table.columns and idx in table.index else idx
         prof = table.at[idx, "profile"] if "profile" in table.columns and idx in table.index else "?"
         raise GridError(
             f"{column} profile {prof!r} of {element} {idx} ({name!r}) has {int(bad[:, cols[0]].sum())} "
-            f"NaN/inf values, first at slot {int(rows[0])}; {int(bad.sum())} bad values in all"
+            f"NaN/inf values, first at slot {first_row + int(rows[0])}; {int(bad.sum())} bad values in all"
         )
 
 
-def _build_model(
-    name: str,
-    source_net: Any,
-    profiles: Mapping[tuple[str, str], pd.DataFrame],
-    source: ProfileSource,
-) -> GridModel:
-    """Fold loads/sgens/storage into one injection per connection point; convert to Wh."""
-    import pandapower as pp
+_CHUNK_BYTES = 64 * 2**20
+"""Largest float block (rows × elements) folded at once: the year is folded in chunks."""
 
-    net = copy.deepcopy(source_net)
-    slack_buses = {int(b) for b in net.ext_grid.bus[net.ext_grid.in_service]}
-    if not slack_buses:
-        raise GridError(f"network {name} has no in-service ext_grid (slack)")
 
-    def active(table: pd.DataFrame) -> pd.DataFrame:
-        return table[table.in_service.astype(bool)] if len(table) else table
+class _Profiles(NamedTuple):
+    load_wh: IntArray
+    load_varh: IntArray
+    pv_wh: IntArray
+    storage_wh: IntArray
 
-    loads, sgens, storages = active(net.load), active(net.sgen), active(net.storage)
-    cp_buses = sorted(
-        (set(map(int, loads.bus)) | set(map(int, sgens.bus)) | set(map(int, storages.bus)))
-        - slack_buses
-    )
-    if not cp_buses:
-        raise GridError(f"network {name} has no load, sgen or storage away from the slack bus")
-    width = max(5, len(str(max(cp_buses))))
-    cp_ids = [f"cp-{b:0{width}d}" for b in cp_buses]
-    check_supplied(net, cp_buses, cp_ids, name)
-    col_of_bus = {b: i for i, b in enumerate(cp_buses)}
 
-    lengths = {
-        f.shape[0] for key, f in profiles.items() if f is not None and f.shape[1] > 0
-    }
-    if len(lengths) > 1:
-        raise GridError(f"profiles of {name} have different lengths {sorted(lengths)} (gaps)")
-    n_slots = lengths.pop() if lengths else 0
-    if n_slots == 0 or n_slots % SLOTS_PER_DAY:
-        raise GridError(
-            f"profiles of {name} have {n_slots} rows: not whole days of 15-minute slots (gaps)"
+class _YearScan:
+    """Per-cp maxima and sums over the chunks of a year (``YearFigures`` and capacities)."""
+
+    def __init__(self, n_cp: int) -> None:
+        low = np.iinfo(np.int64).min
+        self.load_max = np.full(n_cp, low)
+        self.pv_max = np.full(n_cp, low)
+        self.net_abs_max = np.zeros(n_cp, dtype=np.int64)
+        self.storage_abs_max = np.zeros(n_cp, dtype=np.int64)
+        self.load_sum = np.zeros(n_cp, dtype=np.int64)
+        self.varh_sum = np.zeros(n_cp, dtype=np.int64)
+        self.first_negative: tuple[int, int] | None = None
+        """(cp row, slot) of the first negative load, cps first (as ``np.argwhere``)."""
+
+    def add(self, first_slot: int, p: _Profiles) -> None:
+        if p.load_wh.shape[1] == 0:
+            return
+        np.maximum(self.load_max, p.load_wh.max(axis=1), out=self.load_max)
+        np.maximum(self.pv_max, p.pv_wh.max(axis=1), out=self.pv_max)
+        net = p.pv_wh + p.storage_wh - p.load_wh
+        np.maximum(self.net_abs_max, np.abs(net).max(axis=1), out=self.net_abs_max)
+        np.maximum(self.storage_abs_max, np.abs(p.storage_wh).max(axis=1), out=self.storage_abs_max)
+        self.load_sum += p.load_wh.sum(axis=1)
+        self.varh_sum += p.load_varh.sum(axis=1)
+        negative = p.load_wh < 0
+        if negative.any():
+            i, s = (int(v) for v in np.argwhere(negative)[0])
+            if self.first_negative is None or i < self.first_negative[0]:
+                self.first_negative = (i, first_slot + s)
+
+    def capacity_w(self, i: int) -> int:
+        """Capacity of cp row ``i``: the year's largest absolute load, generation or net
+        injection as power, at least 1 kW."""
+        peak_wh = max(0, int(self.load_max[i]), int(self.pv_max[i]), int(self.net_abs_max[i]))
+        return max(1000, int(peak_wh * 60 // SLOT_MINUTES))
+
+    def figures(self) -> YearFigures:
+        arrays = (self.pv_max, self.storage_abs_max, self.load_sum, self.varh_sum)
+        for a in arrays:
+            a.setflags(write=False)
+        return YearFigures(*arrays)
+
+
+@dataclass(frozen=True, eq=False)
+class _Year:
+    """A network in prosumer form with its connection points and the figures of the whole
+    profile year; folds any window of the year from its source on demand."""
+
+    name: str
+    net: Any
+    cps: tuple[ConnectionPoint, ...]
+    figures: YearFigures
+    year_slots: int
+    source: ProfileSource
+    profiles: _ProfileSource
+    source_net: Any
+    tables: tuple[tuple[str, str, pd.DataFrame, float], ...]
+    """(element, column, active table, sign) folded into load p, load q, PV, storage."""
+    row_of_bus: dict[int, int]
+
+    @staticmethod
+    def build(name: str, source_net: Any, profiles: _ProfileSource, source: ProfileSource) -> _Year:
+        """Fold loads/sgens/storage into one injection per connection point; convert to Wh."""
+        import pandapower as pp
+
+        net = copy.deepcopy(source_net)
+        slack_buses = {int(b) for b in net.ext_grid.bus[net.ext_grid.in_service]}
+        if not slack_buses:
+            raise GridError(f"network {name} has no in-service ext_grid (slack)")
+
+        def active(table: pd.DataFrame) -> pd.DataFrame:
+            return table[table.in_service.astype(bool)] if len(table) else table
+
+        loads, sgens, storages = (active(source_net[t]) for t in ("load", "sgen", "storage"))
+        cp_buses = sorted(
+            (set(map(int, loads.bus)) | set(map(int, sgens.bus)) | set(map(int, storages.bus)))
+            - slack_buses
         )
-
-    def fold(element: str, column: str, table: pd.DataFrame, sign: float) -> FloatArray:
-        out = np.zeros((len(cp_buses), n_slots))
-        if len(table) == 0:
-            return out
-        frame = _profile_frame(profiles, element, column, table.index)
-        if frame is None:
-            raise GridError(f"profiles of {name} lack {element} {column}")
-        frame = frame[list(table.index)]
-        _check_finite(frame, element, column, net)
-        values = frame.to_numpy(dtype=np.float64)
-        for j, bus in enumerate(table.bus):
-            if int(bus) in col_of_bus:
-                out[col_of_bus[int(bus)]] += sign * values[:, j]
-        return out
-
-    load_p = fold("load", "p_mw", loads, 1.0)
-    load_q = fold("load", "q_mvar", loads, 1.0) if len(loads) else np.zeros_like(load_p)
-    pv_p = fold("sgen", "p_mw", sgens, 1.0)
-    # pandapower storage is load-referenced (positive = charging): injection is -p.
-    st_p = fold("storage", "p_mw", storages, -1.0)
-
-    def to_wh(a: FloatArray) -> IntArray:
-        out = np.rint(a * WH_PER_MW_SLOT).astype(np.int64)
-        out.setflags(write=False)
-        return out
-
-    load_wh, load_varh, pv_wh, st_wh = to_wh(load_p), to_wh(load_q), to_wh(pv_p), to_wh(st_p)
-    if (load_wh < 0).any():
-        # SimBench loads are non-negative; a negative load is a data error, not a prosumer.
-        # (Generation may dip below zero: wind turbines draw their own consumption at calm.)
-        i, s = np.argwhere(load_wh < 0)[0]
-        raise GridError(f"load profile of {cp_ids[i]} in {name} is negative at slot {s}")
-
-    cps = tuple(
-        ConnectionPoint(
-            cp_id=cp_ids[i],
-            bus=b,
-            bus_name=str(net.bus.at[b, "name"]) if "name" in net.bus.columns else str(b),
-            vn_kv=float(net.bus.at[b, "vn_kv"]),
-            capacity_w=_capacity_w(load_wh[i], pv_wh[i], st_wh[i]),
+        if not cp_buses:
+            raise GridError(f"network {name} has no load, sgen or storage away from the slack bus")
+        width = max(5, len(str(max(cp_buses))))
+        cp_ids = [f"cp-{b:0{width}d}" for b in cp_buses]
+        check_supplied(net, cp_buses, cp_ids, name)
+        n_slots = profiles.length(name)
+        if n_slots == 0 or n_slots % SLOTS_PER_DAY:
+            raise GridError(
+                f"profiles of {name} have {n_slots} rows: not whole days of 15-minute slots (gaps)"
+            )
+        # pandapower storage is load-referenced (positive = charging): injection is -p.
+        tables = (("load", "p_mw", loads, 1.0), ("load", "q_mvar", loads, 1.0),
+                  ("sgen", "p_mw", sgens, 1.0), ("storage", "p_mw", storages, -1.0))
+        year = _Year(name, net, (), YearFigures(*(np.zeros(0, np.int64),) * 4), n_slots, source,
+                     profiles, source_net, tables, {b: i for i, b in enumerate(cp_buses)})
+        scan = _YearScan(len(cp_buses))
+        for rows in year.chunks(0, n_slots):
+            scan.add(rows.start, year.fold_rows(rows))
+        if scan.first_negative is not None:
+            # SimBench loads are non-negative; a negative load is a data error, not a prosumer.
+            # (Generation may dip below zero: wind turbines draw their own consumption at calm.)
+            i, s = scan.first_negative
+            raise GridError(f"load profile of {cp_ids[i]} in {name} is negative at slot {s}")
+        cps = tuple(
+            ConnectionPoint(
+                cp_id=cp_ids[i],
+                bus=b,
+                bus_name=str(net.bus.at[b, "name"]) if "name" in net.bus.columns else str(b),
+                vn_kv=float(net.bus.at[b, "vn_kv"]),
+                capacity_w=scan.capacity_w(i),
+            )
+            for i, b in enumerate(cp_buses)
         )
-        for i, b in enumerate(cp_buses)
-    )
+        # Prosumer form: drop loads/sgens/storage (at the slack too: they only change the
+        # slack's output), add one zero sgen per cp that power flows later set to the cp's net
+        # injection.
+        for table in ("load", "sgen", "storage"):
+            if len(net[table]):
+                net[table] = net[table].iloc[0:0]
+        pp.create_sgens(
+            net, cp_buses, p_mw=np.zeros(len(cp_buses)), q_mvar=np.zeros(len(cp_buses)), name=cp_ids
+        )
+        if "controller" in net and len(net.controller):
+            net.controller = net.controller.iloc[0:0]
+        if hasattr(net, "profiles"):
+            net.profiles = {}
+        return _Year(name, net, cps, scan.figures(), n_slots, source, profiles, source_net,
+                     tables, year.row_of_bus)
 
-    # Prosumer form: drop loads/sgens/storage (at the slack too: they only change the slack's
-    # output), add one zero sgen per cp that power flows later set to the cp's net injection.
-    for table in ("load", "sgen", "storage"):
-        if len(net[table]):
-            net[table] = net[table].iloc[0:0]
-    pp.create_sgens(
-        net, cp_buses, p_mw=np.zeros(len(cp_buses)), q_mvar=np.zeros(len(cp_buses)), name=cp_ids
-    )
-    if "controller" in net and len(net.controller):
-        net.controller = net.controller.iloc[0:0]
-    if hasattr(net, "profiles"):
-        net.profiles = {}
-    return GridModel(
-        name=name,
-        net=net,
-        cps=cps,
-        load_wh=load_wh,
-        load_varh=load_varh,
-        pv_wh=pv_wh,
-        storage_wh=st_wh,
-        profile_source=source,
-    )
+    def chunks(self, first: int, end: int) -> list[slice]:
+        """``first..end`` in chunks of whole days whose float blocks stay near _CHUNK_BYTES."""
+        widest = max([len(self.row_of_bus)] + [len(t) for _e, _c, t, _s in self.tables])
+        days = max(1, _CHUNK_BYTES // (8 * widest * SLOTS_PER_DAY))
+        step = days * SLOTS_PER_DAY
+        return [slice(a, min(a + step, end)) for a in range(first, end, step)]
+
+    def fold_rows(self, rows: slice) -> _Profiles:
+        """Profiles of the profile-year slots ``rows`` in Wh per cp (rows × elements at once)."""
+        n_rows = rows.stop - rows.start
+        out: list[IntArray] = []
+        for element, column, table, sign in self.tables:
+            acc = np.zeros((len(self.row_of_bus), n_rows))
+            if len(table):
+                values = self.profiles.values(element, column, table, rows, self.name,
+                                              self.source_net)
+                if values is None:
+                    raise GridError(f"profiles of {self.name} lack {element} {column}")
+                target = np.array([self.row_of_bus.get(int(b), -1) for b in table.bus])
+                folded = target >= 0
+                target, values = target[folded], sign * values[folded]
+                # Each cp's first element is set and the others are added in the table's order
+                # (ufunc.at is unbuffered and in index order): the same floats as adding one
+                # element after another to zeros (0.0 + x == x up to the sign of a zero, which
+                # rounds to the same 0 Wh).
+                first = np.zeros(len(target), dtype=bool)
+                first[np.unique(target, return_index=True)[1]] = True
+                acc[target[first]] = values[first]
+                np.add.at(acc, target[~first], values[~first])
+            wh = np.rint(acc * WH_PER_MW_SLOT).astype(np.int64)
+            out.append(wh)
+        return _Profiles(*out)
+
+    def model(self, first: int, end: int) -> GridModel:
+        """The model holding profile-year slots ``first..end-1``."""
+        parts = [self.fold_rows(rows) for rows in self.chunks(first, end)]
+        arrays = [np.concatenate(a, axis=1) if len(a) > 1 else a[0] for a in zip(*parts, strict=True)]
+        for a in arrays:
+            a.setflags(write=False)
+        load_wh, load_varh, pv_wh, storage_wh = arrays
+        return GridModel(
+            name=self.name,
+            net=self.net,
+            cps=self.cps,
+            load_wh=load_wh,
+            load_varh=load_varh,
+            pv_wh=pv_wh,
+            storage_wh=storage_wh,
+            year=self.figures,
+            first_slot=first,
+            year_slots=self.year_slots,
+            profile_source=self.source,
+        )
 
 
 def check_supplied(net: Any, cp_buses: list[int], cp_ids: list[str], name: str) -> None:
@@ -557,12 +799,6 @@ def check_supplied(net: Any, cp_buses: list[int], cp_ids: list[str], name: str) 
     )
 
 
-def _capacity_w(load_wh: IntArray, pv_wh: IntArray, storage_wh: IntArray) -> int:
-    net = pv_wh + storage_wh - load_wh
-    peak_wh = max(int(load_wh.max(initial=0)), int(pv_wh.max(initial=0)), int(np.abs(net).max(initial=0)))
-    return max(1000, int(peak_wh * 60 // SLOT_MINUTES))
-
-
 def with_profiles(
     model: GridModel,
     *,
@@ -577,6 +813,7 @@ def with_profiles(
     ``load_varh`` defaults to the model's reactive/active ratio per cp. Raises ``GridError``
     naming the first NaN/inf, negative value or shape mismatch.
     """
+    _require_full_year(model, "with_profiles")
     n_cp = len(model.cps)
 
     def check(label: str, a: npt.ArrayLike, nonneg: bool) -> IntArray:
@@ -609,15 +846,17 @@ def with_profiles(
     if sw.shape != lw.shape or pw.shape != lw.shape:
         raise GridError(f"profile shapes differ: load {lw.shape}, pv {pw.shape}, storage {sw.shape}")
     if load_varh is None:
-        ratio = model.load_varh.sum(axis=1) / np.maximum(model.load_wh.sum(axis=1), 1)
+        ratio = model.year.reactive_ratio()
         qv = np.rint(lw * ratio[:, None]).astype(np.int64)
         qv.setflags(write=False)
     else:
         qv = check("load_varh", load_varh, False)
         if qv.shape != lw.shape:
             raise GridError(f"load_varh shape {qv.shape} differs from load_wh {lw.shape}")
+    scan = _YearScan(n_cp)
+    scan.add(0, _Profiles(lw, qv, pw, sw))
     cps = tuple(
-        ConnectionPoint(cp.cp_id, cp.bus, cp.bus_name, cp.vn_kv, _capacity_w(lw[i], pw[i], sw[i]))
+        ConnectionPoint(cp.cp_id, cp.bus, cp.bus_name, cp.vn_kv, scan.capacity_w(i))
         for i, cp in enumerate(model.cps)
     )
     return GridModel(
@@ -628,9 +867,21 @@ def with_profiles(
         load_varh=qv,
         pv_wh=pw,
         storage_wh=sw,
+        year=scan.figures(),
+        first_slot=0,
+        year_slots=int(lw.shape[1]),
         profile_source="user",
         _cache=_shared_network_cache(model),
     )
+
+
+def _require_full_year(model: GridModel, what: str) -> None:
+    if not model.full_year:
+        raise GridError(
+            f"{what} needs {model.name}'s whole profile year (it sizes connection points on the "
+            f"year's peaks); this model holds slots {model.window.start}..{model.window.stop - 1}: "
+            "load it without a window"
+        )
 
 
 def _shared_network_cache(model: GridModel) -> dict[Any, Any]:

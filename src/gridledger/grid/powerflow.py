@@ -128,7 +128,7 @@ def schedule_array(model: GridModel, wh_by_cp: Mapping[str, int], what: str = "s
 def cp_q_pu(model: GridModel, slot: int) -> FloatArray:
     """Reactive injection per cp (p.u.): the forecast reactive consumption, sign-flipped."""
     acn = ac_network(model)
-    out: FloatArray = -model.load_varh[:, model.check_slot(slot)] / WH_PER_MW_SLOT / acn.base_mva
+    out: FloatArray = -model.load_varh[:, model.column(slot)] / WH_PER_MW_SLOT / acn.base_mva
     return out
 
 
@@ -232,7 +232,7 @@ def verify_schedule(
     Raises ``GridError`` for a malformed schedule or a power flow that fails its checks.
     """
     x_wh = schedule_array(model, net_injection_wh_by_cp)
-    q_mvar = -model.load_varh[:, model.check_slot(slot)] / WH_PER_MW_SLOT
+    q_mvar = -model.load_varh[:, model.column(slot)] / WH_PER_MW_SLOT
     ac_network(model)  # the supply check every entry point shares (cached after the first)
     net, lock = _pp_work(model)
     with lock:

@@ -68,6 +68,9 @@ def read_profiles_csv(path: Path, model: GridModel) -> ProfileWindow:
     """Parse and check ``path`` against ``model``'s connection points; returns the model with
     the file's window in place. Raises ``GridError`` (file, row, column named)."""
     path = Path(path)
+    if not model.full_year:
+        raise GridError(f"{path}: the profiles replace a window of {model.name}'s whole profile "
+                        "year; load the network without a window")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
@@ -92,7 +95,7 @@ def read_profiles_csv(path: Path, model: GridModel) -> ProfileWindow:
     for (cp, quantity), (name, scale) in sorted(cols.items()):
         values = _numbers(path, frame[name], name, nonneg=quantity in ("load", "pv"))
         arrays[quantity][model.cp_index(cp), window] = np.rint(values * scale).astype(np.int64)
-    ratio = model.load_varh.sum(axis=1) / np.maximum(model.load_wh.sum(axis=1), 1)
+    ratio = model.year.reactive_ratio()
     for i, cp in enumerate(model.cp_ids):
         if (cp, "storage") not in cols:  # optional: no column, no battery in the window
             arrays["storage"][i, window] = 0
@@ -216,7 +219,9 @@ def write_profiles_csv(path: Path, model: GridModel, first_slot: int, n_slots: i
     origin = pd.Timestamp(year=year, month=1, day=1, tz="UTC")
     data: dict[str, Any] = {"timestamp": [(origin + (first_slot + k) * STEP).isoformat()
                                           for k in range(n_slots)]}
-    window = slice(first_slot, first_slot + n_slots)
+    model.check_slot(first_slot + n_slots - 1)
+    start = model.column(first_slot)
+    window = slice(start, start + n_slots)
     for i, cp in enumerate(model.cp_ids):
         for q, arr in (("load", model.load_wh), ("pv", model.pv_wh),
                        ("storage", model.storage_wh), ("reactive", model.load_varh)):

@@ -119,5 +119,6 @@ class Attack(ABC):
 
     def load_in(self, m: Member, start: float, end: float) -> int:
         eng = self.eng
-        i = eng.model.cp_index(m.cp)
-        return sum(int(eng.model.load_wh[i, s]) for s in eng.trading_slots() if eng.in_window(s, start, end))
+        load_wh = eng.model.load_wh[eng.model.cp_index(m.cp)]
+        return sum(int(load_wh[eng.model.column(s)])
+                   for s in eng.trading_slots() if eng.in_window(s, start, end))

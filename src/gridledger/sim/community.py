@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 from gridledger.committee import CommitteeNode, CommitteeSigner, committee_of, genesis_entry
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.crypto.kem import KemKey
@@ -191,9 +189,9 @@ def equipment(model: GridModel) -> dict[str, tuple[tuple[str, ...], Battery | No
     for i, cp in enumerate(model.cps):
         der: list[str] = []
         battery = None
-        if int(np.max(model.pv_wh[i])) > 0:
+        if int(model.year.pv_peak_wh[i]) > 0:
             der.append("pv")
-        peak = int(np.max(np.abs(model.storage_wh[i])))
+        peak = int(model.year.storage_peak_wh[i])
         if peak > 0:
             der.append("battery")
             battery = Battery(power_wh=peak, capacity_wh=peak * 4 * BATTERY_HOURS)
@@ -225,8 +223,8 @@ def assign_strategies(members: list[Member], seed: int) -> None:
 def household_net_wh(model: GridModel, cp: str, slot: int) -> int:
     """Forecast net injection of ``cp`` in ``slot`` without storage (PV - load, Wh): the
     SimBench storage profile is replaced by the agent's own battery."""
-    i = model.cp_index(cp)
-    return int(model.pv_wh[i, slot]) - int(model.load_wh[i, slot])
+    i, s = model.cp_index(cp), model.column(slot)
+    return int(model.pv_wh[i, s]) - int(model.load_wh[i, s])
 
 
 def forecast_wh_by_cp(model: GridModel, member_cps: Collection[str], slot: int) -> dict[str, int]:

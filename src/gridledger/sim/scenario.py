@@ -77,6 +77,15 @@ class Scenario:
         """The first simulated slot, as an index into the profile year (= ledger slot)."""
         return self.start_day * SLOTS_PER_DAY + self.start_slot_of_day
 
+    @property
+    def profile_window(self) -> tuple[int, int]:
+        """The profile-year slots a run reads, ``(first, end)``: its days (with the hour after
+        its last slot, in which that slot settles), the day before (the leaked history of
+        privacy mode's linkage attack) and the day after (forecasts past the end)."""
+        first_day = self.first_slot // SLOTS_PER_DAY - 1
+        last_day = (self.first_slot + self.slots + 3) // SLOTS_PER_DAY + 1
+        return max(0, first_day) * SLOTS_PER_DAY, (last_day + 1) * SLOTS_PER_DAY
+
 
 def scenario_start(profiles: str | None) -> tuple[int, int]:
     """(start day, slot of day) of a run: the profile file's first row, or the default day.
@@ -113,8 +122,11 @@ def check_scenario(sc: Scenario) -> GridModel:
         if name in FIXED_PARAMS and value != FIXED_PARAMS[name]:
             raise ConfigError(f"param {name} must stay {FIXED_PARAMS[name]} in the simulator "
                               f"({FIXED_WHY[name]}), got {value!r}")
+    # A run holds only its window of the profile year (a network with thousands of cps would
+    # need GBs for the year); a stressed or user-profiled copy is sized on its own year.
+    whole_year = sc.scenario == "evening-peak" or sc.profiles is not None
     try:
-        model = load_grid(sc.network)
+        model = load_grid(sc.network, window=None if whole_year else sc.profile_window)
     except GridError as exc:
         raise ConfigError(f"--network {sc.network!r}: {exc}") from None
     if sc.scenario == "evening-peak":

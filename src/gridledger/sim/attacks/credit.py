@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.agents import Intent
 from gridledger.sim.attack_base import Attack
-from gridledger.sim.community import Member
+from gridledger.sim.community import Member, household_net_wh
 
 
 class BalanceEscape(Attack):
@@ -45,8 +45,8 @@ class BalanceEscape(Attack):
 
     def load_from(self, m: Member, start: int) -> int:
         eng = self.eng
-        i = eng.model.cp_index(m.cp)
-        return sum(int(eng.model.load_wh[i, s]) for s in eng.trading_slots() if s >= start)
+        load_wh = eng.model.load_wh[eng.model.cp_index(m.cp)]
+        return sum(int(load_wh[eng.model.column(s)]) for s in eng.trading_slots() if s >= start)
 
     def escaping(self, slot: int) -> bool:
         return self.eng.in_window(slot, *self.window)
@@ -129,8 +129,7 @@ class ReputationWash(Attack):
 
     def export_in(self, m: Member) -> int:
         eng = self.eng
-        i = eng.model.cp_index(m.cp)
-        return sum(max(0, int(eng.model.pv_wh[i, s]) - int(eng.model.load_wh[i, s]))
+        return sum(max(0, household_net_wh(eng.model, m.cp, s))
                    for s in eng.trading_slots() if eng.in_window(s, *self.window))
 
     def orders(self, m: Member, slot: int, intents: list[Intent]) -> list[Intent]:

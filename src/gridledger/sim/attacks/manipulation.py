@@ -57,7 +57,7 @@ class PriceManipulation(Attack):
         model = self.eng.model
 
         def pv_peak(m: Member) -> int:
-            return int(model.pv_wh[model.cp_index(m.cp)].max())
+            return int(model.year.pv_peak_wh[model.cp_index(m.cp)])
 
         self.withholder = self.pick(lambda m: "pv" in m.der, key=pv_peak)
         self.partner = self.pick(lambda m: "pv" in m.der, key=pv_peak)

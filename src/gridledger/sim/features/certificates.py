@@ -33,7 +33,6 @@ import html
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import numpy as np
 import plotly.graph_objects as go
 
 from gridledger.certificates import matching_by_member, score_mean
@@ -53,7 +52,7 @@ CLAIM_KINDS = ("certificates/cancel", "certificates/store", "certificates/transf
 
 def solar_w(ctx: SimContext, m: Member) -> int:
     """Rated PV power of ``m``: the peak of its profile year (W)."""
-    return int(np.max(ctx.model.pv_wh[ctx.model.cp_index(m.cp)])) * 4 if "pv" in m.der else 0
+    return int(ctx.model.year.pv_peak_wh[ctx.model.cp_index(m.cp)]) * 4 if "pv" in m.der else 0
 
 
 def pseudonym_class(ctx: SimContext) -> dict[str, int] | None:
