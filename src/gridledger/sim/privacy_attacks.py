@@ -256,7 +256,9 @@ class Analysis:
     def prior(self) -> np.ndarray:
         """Every household's net import on the day before the run (the leaked history)."""
         eng = self.eng
-        day0 = eng.first - eng.first % 96 - 96
+        # a run that starts on the profile year's first day has no day before: its own first
+        # day stands in (numpy used to wrap a negative slot round to the year's last day)
+        day0 = max(eng.first - eng.first % 96 - 96, eng.model.window.start)
         return np.array([[-household_net_wh(eng.model, self.cp_of[h], day0 + k)
                           for k in range(96)] for h in self.households], dtype=np.float64)
 
