@@ -1,10 +1,11 @@
-"""Registry and bank invariants inside a block check what the block wrote, and still catch
-every break.
+"""Registry, bank, firmware and reputation invariants inside a block check what the block
+wrote, and still catch every break.
 
 Inside a block (an open outermost transaction) ``cp-unique``, ``meter-unique``,
-``total-supply`` and ``nonnegative`` look only at what the block could have broken
-(``State.block_writes``); outside one they scan every entry. Each break below is made inside
-a block and must be caught there, exactly as the full scan catches it.
+``total-supply``, ``nonnegative``, ``firmware-meter-index`` and ``score-range`` look only at
+what the block could have broken (``State.block_writes``); outside one they scan every entry.
+Each break below is made inside a block and must be caught there, exactly as the full scan
+catches it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from gridledger.ledger import codec
 from gridledger.ledger.app import Application
 from gridledger.ledger.modules.bank import keeper as bank
 from gridledger.ledger.modules.bank.invariants import nonnegative, total_supply
+from gridledger.ledger.modules.firmware import keeper as fw
+from gridledger.ledger.modules.firmware.invariants import meter_index
+from gridledger.ledger.modules.firmware.types import MeterFirmware
 from gridledger.ledger.modules.registry import keeper
 from gridledger.ledger.modules.registry.invariants import cp_unique, meter_unique
+from gridledger.ledger.modules.reputation import keeper as rep
+from gridledger.ledger.modules.reputation.invariants import score_range
 from gridledger.ledger.state import State
 from gridledger.sim.keys import sim_key
 from tests.conftest import Chain, make_chain
@@ -54,12 +60,51 @@ def _meter_rebound(state: State, c: Chain) -> None:
     state.set_obj(keeper.P + meter, {**p.to_obj(), "meter_of": "cp5"})
 
 
+IMAGE_A, IMAGE_B = b"\xaa" * 32, b"\xbb" * 32
+
+
 def _with_meters(c: Chain) -> State:
     state = Application(c.genesis).state
     for i in (3, 4):
         m = sim_key(2, "meter", i)
         keeper.put_meter(state, m.address, m.alg, m.public_key.raw, f"cp{i}")
+        fw.put_meter_record(state, f"cp{i}", MeterFirmware(m.address, IMAGE_A, 0))
     return state
+
+
+def _record_changes_image_index_stays(state: State, c: Chain) -> None:
+    rec = fw.meter_record(state, "cp3")
+    assert rec is not None
+    state.set_obj(fw.METER + b"cp3", MeterFirmware(rec.meter, IMAGE_B, 1).to_obj())
+
+
+def _record_moved_old_entry_kept(state: State, c: Chain) -> None:
+    """The record and its new entry written, the former image's entry left behind."""
+    rec = fw.meter_record(state, "cp3")
+    assert rec is not None
+    state.set_obj(fw.METER + b"cp3", MeterFirmware(rec.meter, IMAGE_B, 1).to_obj())
+    state.set(fw.ON + IMAGE_B + b"cp3", b"\x01")
+
+
+def _second_index_entry(state: State, c: Chain) -> None:
+    state.set(fw.ON + IMAGE_B + b"cp3", b"\x01")
+
+
+def _index_entry_deleted(state: State, c: Chain) -> None:
+    state.delete(fw.ON + IMAGE_A + b"cp3")
+
+
+def _record_deleted(state: State, c: Chain) -> None:
+    state.delete(fw.METER + b"cp3")
+
+
+def _score_out_of_range(state: State, c: Chain) -> None:
+    state.set_obj(rep.REP + c.users[1].address, {**rep.get_record(state, c.users[1].address),
+                                                 "score": 1001})
+
+
+def _entry_without_record(state: State, c: Chain) -> None:
+    state.set(fw.ON + IMAGE_A + b"cp9", b"\x01")
 
 
 def _money_minted(state: State, c: Chain) -> None:
@@ -85,12 +130,15 @@ def _supply_changed(state: State, c: Chain) -> None:
     (_holder_deleted, cp_unique), (_meter_entry_to_a_trader, meter_unique),
     (_meter_rebound, meter_unique), (_money_minted, total_supply),
     (_money_burnt, total_supply), (_negative_lock, nonnegative),
-    (_supply_changed, total_supply)])
+    (_supply_changed, total_supply), (_record_changes_image_index_stays, meter_index),
+    (_record_moved_old_entry_kept, meter_index), (_second_index_entry, meter_index),
+    (_index_entry_deleted, meter_index), (_record_deleted, meter_index),
+    (_entry_without_record, meter_index), (_score_out_of_range, score_range)])
 def test_a_break_made_in_a_block_is_caught_in_the_block(
         breaks: Break, invariant: Callable[[State], None]) -> None:
     c = make_chain()
     state = _with_meters(c)
-    every = (cp_unique, meter_unique, total_supply, nonnegative)
+    every = (cp_unique, meter_unique, total_supply, nonnegative, meter_index, score_range)
     for inv in every:                            # the state before the block holds them
         inv(state)
     state.begin()                                # the block
@@ -98,6 +146,10 @@ def test_a_break_made_in_a_block_is_caught_in_the_block(
     a, b = c.users[3].address, c.users[4].address
     bank.move(state, a, b, 10)                   # nor does money that moves
     assert set(state.block_writes() or {}) == {b"gov/unrelated", bank.BAL + a, bank.BAL + b}
+    for inv in every:
+        inv(state)
+    fw.put_meter_record(state, "cp4", MeterFirmware(b"m", IMAGE_B, 1))  # nor a patch
+    rep.adjust(state, c.users[2].address, "rejected_tx", 1)              # nor a penalty
     for inv in every:
         inv(state)
     breaks(state, c)

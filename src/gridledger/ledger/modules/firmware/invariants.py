@@ -4,12 +4,48 @@ from __future__ import annotations
 
 from gridledger.errors import InvariantViolation
 from gridledger.ledger.modules.firmware import keeper
+from gridledger.ledger.modules.firmware.types import IMAGE_HASH_LEN
 from gridledger.ledger.state import State
 
 
 def meter_index(state: State) -> None:
     """Invariant firmware-meter-index: every cp's firmware of record is indexed under its
-    image exactly once, and the index holds nothing else (advisories find every meter)."""
+    image exactly once, and the index holds nothing else (advisories find every meter).
+
+    Inside a block only the cps whose record or index entry the block wrote are checked
+    (the state before it held the invariant; under privacy mode every per-slot pseudonym's
+    stand-in cp has a record, so the full scan after every block grew with the day)."""
+    writes = state.block_writes()
+    if writes is None:
+        _meter_index_all(state)
+        return
+    old_image: dict[str, bytes | None] = {}   # touched cp -> its image before the block
+    for key, old in writes.items():
+        if key.startswith(keeper.METER):
+            cp = key[len(keeper.METER):].decode()
+            old_image[cp] = None if old is None else keeper.meter_from_raw(old).firmware
+        elif key.startswith(keeper.ON):
+            cp = key[len(keeper.ON) + IMAGE_HASH_LEN:].decode()
+            if cp not in old_image:   # record untouched: its image is the one before
+                rec = keeper.meter_record(state, cp)
+                old_image[cp] = None if rec is None else rec.firmware
+            if state.get(key) is not None:
+                rec = keeper.meter_record(state, cp)
+                if rec is None or key != keeper.ON + rec.firmware + cp.encode():
+                    raise InvariantViolation(f"firmware-meter-index: {cp!r} indexed under an "
+                                             "image that is not its firmware of record")
+    for cp in sorted(old_image):
+        rec = keeper.meter_record(state, cp)
+        if rec is not None and state.get(keeper.ON + rec.firmware + cp.encode()) is None:
+            raise InvariantViolation(f"firmware-meter-index: {cp!r} not indexed under its image")
+        before = old_image[cp]
+        if (before is not None and (rec is None or rec.firmware != before)
+                and state.get(keeper.ON + before + cp.encode()) is not None):
+            raise InvariantViolation(f"firmware-meter-index: {cp!r} still indexed under its "
+                                     "former image")
+
+
+def _meter_index_all(state: State) -> None:
     records = keeper.meter_records(state)
     indexed = state.keys_with_prefix(keeper.ON)
     if len(indexed) != len(records):

@@ -163,6 +163,11 @@ def set_open_items(state: State, items: OpenItems) -> None:
 
 
 # -- meters -------------------------------------------------------------------------------
+def meter_from_raw(raw: bytes) -> MeterFirmware:
+    """A stored ``fw/m/<cp>`` value (as ``State.block_writes`` returns it) decoded."""
+    return _meter(raw)
+
+
 def meter_record(state: State, cp: str) -> MeterFirmware | None:
     raw = state.get(METER + cp.encode())
     return None if raw is None else _meter(raw)
