@@ -2,6 +2,7 @@ from hypothesis import given, settings, strategies as st
 
 from gridledger.crypto.merkle import (
     IncrementalRoot,
+    SortedLeaves,
     hash_leaf,
     inclusion_proof,
     inclusion_proofs,
@@ -52,3 +53,25 @@ def test_incremental_root_is_root_of_hashes_after_every_edit(size, edits, resize
         assert inc.root(leaves) == root_of_hashes(leaves)
     leaves = (leaves + [b"\x07" * 32] * resize)[:resize]
     assert inc.root(leaves) == root_of_hashes(leaves)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.binary(max_size=2), st.binary(min_size=32, max_size=32), max_size=60),
+       st.lists(st.lists(st.tuples(st.binary(max_size=2),
+                                   st.one_of(st.none(), st.binary(min_size=32, max_size=32))),
+                         max_size=12), max_size=8))
+def test_sorted_leaves_root_is_root_of_hashes_after_every_batch(start, batches) -> None:
+    """The state's buckets update their trees in place (values rehash their paths, insertions
+    and deletions rehash from their position on): the root must be root_of_hashes' over the
+    sorted leaves after any batch of writes, insertions and deletions, emptying included."""
+    entries = dict(start)
+    tree = SortedLeaves()
+    assert tree.root(entries, entries) == root_of_hashes([entries[k] for k in sorted(entries)])
+    for batch in batches:
+        for k, h in batch:
+            if h is None:
+                entries.pop(k, None)
+            else:
+                entries[k] = h
+        want = root_of_hashes([entries[k] for k in sorted(entries)])
+        assert tree.root(entries, {k for k, _ in batch}) == want == tree.root_hash

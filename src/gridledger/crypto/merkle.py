@@ -6,8 +6,9 @@ presented as an interior node (second-preimage attack on unbalanced trees).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 EMPTY_ROOT = hashlib.sha3_256(b"").digest()
 
@@ -144,3 +145,78 @@ class IncrementalRoot:
                 nxt.append(level[-1])
             self._levels.append(nxt)
             level = nxt
+
+
+class SortedLeaves:
+    """``root_of_hashes`` of a map's leaf hashes in key order, kept up to date in place.
+
+    ``root(entries, changed)`` takes the map as it is now and the keys written since the
+    last call: a changed value rehashes its path (~log2 n hashes), an insertion or deletion
+    rehashes each level from its position on (the leaves after it shift), so a write costs
+    less than the full rebuild (n - 1 hashes and a sort) that ``root_of_hashes`` needs.
+    The root is the same byte for byte."""
+
+    def __init__(self) -> None:
+        self._keys: list[bytes] = []
+        self._levels: list[list[bytes]] = []
+        self.root_hash: bytes = EMPTY_ROOT
+
+    def root(self, entries: Mapping[bytes, bytes], changed: Iterable[bytes]) -> bytes:
+        """The root over ``entries``' values in key order; ``changed`` must hold every key
+        whose presence or value differs from the previous call's ``entries``."""
+        if not self._levels:
+            self._keys = sorted(entries)
+            if not self._keys:
+                return EMPTY_ROOT
+            self._levels = [[entries[k] for k in self._keys]]
+            first, paths = 0, set[int]()
+        else:
+            first, paths = self._apply(entries, changed)
+        levels = self._levels
+        if not levels[0]:
+            self._keys, self._levels, self.root_hash = [], [], EMPTY_ROOT
+            return EMPTY_ROOT
+        lvl = 0
+        while len(levels[lvl]) > 1:
+            below = levels[lvl]
+            if lvl + 1 == len(levels):
+                levels.append([])
+            above = levels[lvl + 1]
+            # parents left of first // 2 have both children left of ``first``: unchanged
+            # unless on a changed value's path
+            up = first // 2
+            del above[up:]
+            n = len(below)
+            above.extend(hash_node(below[j], below[j + 1]) if j + 1 < n else below[j]
+                         for j in range(2 * up, n, 2))
+            paths = {i >> 1 for i in paths if i >> 1 < up}
+            for p in paths:
+                above[p] = hash_node(below[2 * p], below[2 * p + 1])
+            first, lvl = up, lvl + 1
+        del levels[lvl + 1:]
+        self.root_hash = levels[lvl][0]
+        return self.root_hash
+
+    def _apply(self, entries: Mapping[bytes, bytes], changed: Iterable[bytes]
+               ) -> tuple[int, set[int]]:
+        """Bring the leaf level up to ``entries``; returns (the first position whose
+        structure changed, the positions left of it whose value changed)."""
+        keys, leaves = self._keys, self._levels[0]
+        first, paths = len(keys), set[int]()
+        for k in sorted(changed):   # ascending: a later insertion never shifts an earlier one
+            i = bisect.bisect_left(keys, k)
+            here = i < len(keys) and keys[i] == k
+            h = entries.get(k)
+            if h is None:
+                if here:
+                    del keys[i], leaves[i]
+                    first = min(first, i)
+            elif here:
+                if leaves[i] != h:
+                    leaves[i] = h
+                    paths.add(i)
+            else:
+                keys.insert(i, k)
+                leaves.insert(i, h)
+                first = min(first, i)
+        return first, {i for i in paths if i < first}

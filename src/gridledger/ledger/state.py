@@ -36,10 +36,10 @@ from sortedcontainers import SortedList
 from gridledger.crypto.merkle import (
     EMPTY_ROOT,
     IncrementalRoot,
+    SortedLeaves,
     fold_path,
     hash_leaf,
     inclusion_proof,
-    root_of_hashes,
     verify_inclusion,
 )
 from gridledger.ledger import codec
@@ -209,7 +209,10 @@ class State:
         self._bucket_roots: list[bytes] = [b""] * N_BUCKETS
         self._top_leaves: list[bytes] = [b""] * N_BUCKETS  # bucket_leaf(size, root), cached
         self._top = IncrementalRoot()  # the tree over _top_leaves, rehashed where they change
-        self._dirty: set[int] = set(range(N_BUCKETS))
+        # each bucket's sorted leaves and Merkle levels, and the keys written since its
+        # root was last computed: root() rehashes what changed, not every dirty bucket whole
+        self._trees: list[SortedLeaves] = [SortedLeaves() for _ in range(N_BUCKETS)]
+        self._dirty: dict[int, set[bytes]] = {b: set() for b in range(N_BUCKETS)}
         self._writes = 0  # counts set/delete calls (``attach`` checks nothing wrote meanwhile)
         for k, v in self._data.items():
             self._buckets[bucket_of(k)][k] = entry_hash(k, v)
@@ -272,7 +275,7 @@ class State:
         self._data[key] = value
         b = bucket_of(key)
         self._buckets[b][key] = entry_hash(key, value)
-        self._dirty.add(b)
+        self._mark_dirty(b, key)
 
     def set_obj(self, key: bytes, obj: Any) -> None:
         self.set(key, codec.encode(obj))
@@ -293,7 +296,14 @@ class State:
         self._keys.remove(key)
         b = bucket_of(key)
         self._buckets[b].pop(key, None)
-        self._dirty.add(b)
+        self._mark_dirty(b, key)
+
+    def _mark_dirty(self, b: int, key: bytes) -> None:
+        keys = self._dirty.get(b)
+        if keys is None:
+            self._dirty[b] = {key}
+        else:
+            keys.add(key)
 
     # -- atomicity -----------------------------------------------------------
     def begin(self) -> None:
@@ -318,7 +328,7 @@ class State:
                     self._keys.add(key)
                 self._data[key] = old
                 self._buckets[b][key] = entry_hash(key, old)
-            self._dirty.add(b)
+            self._mark_dirty(b, key)
 
     def detach(self) -> Detached:
         """Undo the one open (outermost) transaction and return what it wrote, so that
@@ -359,7 +369,8 @@ class State:
             for b, (root, leaf) in detached.roots.items():
                 self._bucket_roots[b] = root
                 self._top_leaves[b] = leaf
-                self._dirty.discard(b)
+                if self._trees[b].root_hash == root:   # its levels are the attached state's
+                    self._dirty.pop(b, None)
 
     def _put(self, key: bytes, entry: tuple[bytes, bytes] | None) -> None:
         """Set ``key`` to ``(value, its entry hash)`` or delete it (None), unjournalled."""
@@ -373,20 +384,17 @@ class State:
                 self._keys.add(key)
             self._data[key] = entry[0]
             self._buckets[b][key] = entry[1]
-        self._dirty.add(b)
+        self._mark_dirty(b, key)
 
     # -- commitment ----------------------------------------------------------
-    def _bucket_leaves(self, b: int) -> list[bytes]:
-        bucket = self._buckets[b]
-        return [bucket[k] for k in sorted(bucket)]
-
     def root(self) -> bytes:
-        """The state root; rehashes only the buckets written since the last call."""
-        for b in self._dirty:
-            leaves = self._bucket_leaves(b)
-            r = root_of_hashes(leaves)
+        """The state root; rehashes only what was written since the last call (in each
+        written bucket, the changed entries' paths; ``SortedLeaves``)."""
+        for b, keys in self._dirty.items():
+            bucket = self._buckets[b]
+            r = self._trees[b].root(bucket, keys)
             self._bucket_roots[b] = r
-            self._top_leaves[b] = bucket_leaf(len(leaves), r)
+            self._top_leaves[b] = bucket_leaf(len(bucket), r)
         self._dirty.clear()
         return self._top.root(self._top_leaves)
 
