@@ -176,6 +176,8 @@ PROBE = """(() => { const s = window.gridledgerDashboard;
            validators: document.getElementById('validators').children.length,
            lab: !document.getElementById('lab-panel').hidden,
            network: document.getElementById('grid-source').textContent,
+           clipped: Array.from(document.querySelectorAll('.card .value, .card .sub, .panel h2'))
+             .filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent),
            buses: s.last && s.last.grid ? s.last.grid.buses.length : 0 }; })()"""
 
 
@@ -204,6 +206,7 @@ def test_dashboard_live_in_headless_chromium(running_node):
     assert second["shown"] == f"{second['height']:,}"
     assert second["rejected"] >= 1 and second["validators"] == 4
     assert not second["lab"]  # a validator runs no attack lab: no such panel
+    assert second["clipped"] == []  # every card and heading shows its whole text
     # the network panel: the power flow of the certified readings on the single-line view
     assert second["buses"] == len(load_grid(NETWORK).net.bus)
     assert "6 of 15 cps metered on the ledger" in second["network"], second["network"]

@@ -143,7 +143,9 @@ function render(s) {
       line: { shape: "vh", color: "#1a7f37" } },
     { name: "asks", x: b.asks.map((l) => l[1] / 1000), y: b.asks.map((l) => l[0] / MICRO), mode: "lines",
       line: { shape: "vh", color: "#b42318" } },
-  ], { xaxis: { title: { text: "cumulative kWh" } }, yaxis: { title: { text: "CU/kWh" } } });
+  ], { xaxis: { title: { text: "cumulative kWh" } }, yaxis: { title: { text: "CU/kWh" } },
+       annotations: b.bids.length || b.asks.length ? [] : [{ text: `no orders for slot ${b.slot} yet`,
+         showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 }] });
 
   const slots = s.prices.map((p) => p.slot);
   plot("prices", [
@@ -203,7 +205,7 @@ function render(s) {
       marker: { color: r.cps.map((c) => c.flagged ? "#b42318" : "#1f5fbf") } },
     { name: "export Wh", type: "bar", x: cps, y: r.cps.map((c) => -c.export_wh),
       marker: { color: r.cps.map((c) => c.flagged ? "#f97066" : "#1a7f37") } },
-  ], { barmode: "relative", xaxis: { type: "category", tickangle: -60 }, yaxis: { title: { text: "Wh (export < 0)" } } });
+  ], { barmode: "relative", xaxis: { type: "category", tickangle: -60, automargin: true }, yaxis: { title: { text: "Wh (export < 0)" } } });
 
   const counts = s.alerts.counts;
   const box = $("alert-counts");
