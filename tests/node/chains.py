@@ -6,10 +6,10 @@ from gridledger.node.embedded import EmbeddedNetwork
 from tests.conftest import make_chain
 
 
-def five_block_chain(d: Path) -> Path:
+def five_block_chain(d: Path, seed: int = 1) -> Path:
     """Four validators' stores in ``d`` after five blocks of two transfers each (snapshots
-    every 2 blocks); returns ``d``."""
-    chain = make_chain()
+    every 2 blocks); returns ``d``. Another ``seed``: another chain (genesis keys)."""
+    chain = make_chain(seed=seed)
     net = EmbeddedNetwork(chain.genesis, chain.validators, d, snapshot_every=2)
     for b in range(5):
         net.submit(chain.transfer(b % 6, (b + 2) % 6, 100 + b), now_s=b)

@@ -149,24 +149,141 @@ def test_verify_never_writes_to_what_it_checks(tmp_path, good_store):
 
 def test_stores_replayed_in_processes_report_like_one_by_one(tmp_path, good_store, monkeypatch):
     """verify_stores with a worker process gives each store's own report, in order: a
-    bad store among good ones is named at its block, exactly as replaying them here does."""
+    bad store among good ones is named at its block, exactly as replaying them here does.
+    Chains are what is shared out: a second chain's stores go to the worker."""
     from gridledger.node import verify
 
+    other = five_block_chain(tmp_path / "other", seed=2)
     paths = []
     for i in range(3):
         p = tmp_path / f"validator-{i}.sqlite"
         shutil.copy(good_store, p)
         paths.append(p)
     _flip(paths[1], "txs", 3, 40)
+    paths += [other / "validator-0.sqlite", other / "validator-2.sqlite"]
     seen: list[tuple[int, int]] = []
     here = verify.verify_stores(paths, workers=1, progress=lambda d, n: seen.append((d, n)))
-    assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]        # the demo's progress bar
+    assert seen == [(i, 5) for i in range(6)]              # the demo's progress bar
+    assert here == [verify.verify_store(p) for p in paths]
     monkeypatch.setattr(verify, "PARALLEL_FROM_BYTES", 0)  # small stores: force a worker
+    assert verify.verify_workers(paths, 2) == min(2, os.cpu_count() or 1)
+    assert verify.verify_workers(paths[:3], 2) == 1        # one chain: one replay, here
     seen.clear()
     pooled = verify.verify_stores(paths, workers=2, progress=lambda d, n: seen.append((d, n)))
-    assert pooled == here and seen == [(0, 3), (1, 3), (2, 3), (3, 3)]
-    assert verify.verify_workers(paths, 2) == min(2, os.cpu_count() or 1)
-    assert [r.ok for r in pooled] == [True, False, True] and pooled[1].bad_height == 3
+    assert pooled == here and seen == [(i, 5) for i in range(6)]
+    assert [r.ok for r in pooled] == [True, False, True, True, True] and pooled[1].bad_height == 3
     # a worker that dies without reporting: its stores are replayed here, nothing is lost
     monkeypatch.setattr(verify, "_WORKER", "import sys; sys.exit(3)")
     assert verify.verify_stores(paths, workers=2) == here
+
+
+def _count_replays(monkeypatch):
+    from gridledger.node import verify
+
+    calls = []
+    real = verify.replay_block
+
+    def counted(app, header, txs, receipts):
+        calls.append(header.height)
+        return real(app, header, txs, receipts)
+
+    monkeypatch.setattr(verify, "replay_block", counted)
+    return calls
+
+
+def test_a_chain_is_replayed_once_however_many_stores_hold_it(tmp_path, monkeypatch):
+    """Issue 17: the four validators' stores of a run hold the same blocks; their blocks are
+    re-executed once, and every store still gets its own full report."""
+    from gridledger.node import verify
+
+    d = five_block_chain(tmp_path / "c")
+    paths = verify.find_stores(d)
+    calls = _count_replays(monkeypatch)
+    reports = verify.verify_stores(paths, workers=1)
+    assert [r.ok for r in reports] == [True] * 4 and len({r.state_root for r in reports}) == 1
+    assert calls == [1, 2, 3, 4, 5]                         # not 4 x 5
+
+
+def _truncate(path, height):
+    _edit(path, "DELETE FROM blocks WHERE height>?", height)
+    _edit(path, "DELETE FROM snapshots WHERE height>?", height)
+    _edit(path, "DELETE FROM txindex WHERE height>?", height)
+
+
+TAMPER = {
+    "flipped tx": lambda p: _flip(p, "txs", 3, 40),
+    "flipped receipts": lambda p: _flip(p, "receipts", 5, 500),
+    "flipped snapshot": lambda p: _edit(
+        p, "UPDATE snapshots SET state=substr(state, 1, length(state) - 1) || x'00' "
+           "WHERE height=2"),
+    "extra snapshot": lambda p: _edit(p, "INSERT INTO snapshots VALUES (?, ?)", 99, b"\x80"),
+    "index row moved": lambda p: _edit(
+        p, "UPDATE txindex SET height=height+1 WHERE tx=(SELECT MIN(tx) FROM txindex)"),
+    "index row added": lambda p: _edit(p, "INSERT INTO txindex VALUES (?, 2, 1)", b"\x00" * 32),
+    "negative log position": lambda p: _edit(p, "UPDATE blocks SET log_end=-1 WHERE height=4"),
+    "block deleted": lambda p: _edit(p, "DELETE FROM blocks WHERE height=2"),
+    "unknown meta": lambda p: _edit(p, "INSERT INTO meta VALUES ('x', x'00')"),
+    "shorter (a lagging node)": lambda p: _truncate(p, 3),
+}
+
+
+@pytest.mark.parametrize("how", sorted(TAMPER))
+def test_a_store_checked_against_anothers_replay_reports_as_its_own_replay(tmp_path, how):
+    """A store that differs from the replayed one anywhere is reported exactly as replaying
+    it alone reports it (same table, row, height and reason); a shorter prefix of the
+    chain verifies with its own tip and root."""
+    from gridledger.node import verify
+
+    d = five_block_chain(tmp_path / "c")
+    paths = verify.find_stores(d)
+    TAMPER[how](paths[2])
+    alone = [verify.verify_store(p) for p in paths]
+    assert verify.verify_stores(paths, workers=1) == alone
+    assert alone[2].ok == (how == "shorter (a lagging node)")
+
+
+def test_forged_evidence_in_a_store_of_a_replayed_chain_is_found(tmp_path):
+    from gridledger.ledger import codec
+    from gridledger.node import verify
+
+    d = five_block_chain(tmp_path / "c")
+    paths = verify.find_stores(d)
+    forged = {"validator": 1, "height": 2, "header_hashes": [b"\x01" * 32, b"\x02" * 32],
+              "sigs": [b"\x00" * 3309, b"\x00" * 3309]}
+    _edit(paths[3], "INSERT INTO evidence (height, kind, body) VALUES (2, 'equivocation', ?)",
+          codec.encode(forged))
+    r = verify.verify_stores(paths, workers=1)
+    assert [x.ok for x in r] == [True, True, True, False]
+    assert r[3] == verify.verify_store(paths[3]) and r[3].table == "evidence"
+
+
+def test_a_follower_checks_stores_while_they_are_written(tmp_path, monkeypatch):
+    """StoreFollower replays validator 0's store as the network writes it and, once the
+    writer is done, reports every store as verify_stores does afterwards."""
+    from gridledger.node import verify
+    from gridledger.node.embedded import EmbeddedNetwork
+    from tests.conftest import make_chain
+
+    chain = make_chain()
+    net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path, snapshot_every=3)
+    paths = verify.find_stores(tmp_path)
+    follower = verify.StoreFollower(paths)
+    for b in range(7):
+        net.submit(chain.transfer(b % 6, (b + 2) % 6, 100 + b), now_s=b)
+        net.tick(900 * (b + 1))
+    net.crash(2)
+    net.tick(900 * 8)
+    net.restart(2)
+    net.tick(900 * 9)
+    net.close()
+    seen: list[tuple[int, int]] = []
+    got = follower.reports(progress=lambda d, n: seen.append((d, n)))
+    assert got == verify.verify_stores(paths, workers=1)
+    assert [r.ok for r in got] == [True] * 4 and {r.blocks for r in got} == {9}
+    assert seen[0] == (0, 4) and seen[-1] == (4, 4)
+    assert not list(tmp_path.glob("*-wal")) and not list(tmp_path.glob("*-shm"))
+    # a follower that dies reports nothing: every store is checked here instead
+    monkeypatch.setattr(verify, "_FOLLOW_WORKER", "import sys; sys.exit(3)")
+    dead = verify.StoreFollower(paths)
+    assert dead.reports() == got
+    verify.StoreFollower(paths).close()   # a failed run: the worker is stopped, no reports

@@ -20,12 +20,14 @@ The first failure is named with its table, row and height.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,9 @@ from gridledger.node.store import (
     STORE_SUFFIX,
     TXINDEX_READY,
     BlockStore,
+    StoredBlock,
     encode_snapshot,
+    fold_wal,
     index_entries,
     index_rows,
 )
@@ -166,8 +170,8 @@ def replay_block(app: Application, header: Header, txs: Sequence[bytes], receipt
     app.commit()
 
 
-def _replay(store: BlockStore, modules: Sequence[Module] | None) -> tuple[int, bytes]:
-    """Check everything; returns (blocks, final state root) or raises ``_Bad``."""
+def _check_meta(store: BlockStore) -> bytes:
+    """The ``meta`` table's checks; returns the genesis document's bytes (raises ``_Bad``)."""
     tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     missing = [t for t in TABLES if t not in tables]
     if missing:
@@ -182,81 +186,269 @@ def _replay(store: BlockStore, modules: Sequence[Module] | None) -> tuple[int, b
             raise _Bad("meta", key, 0, "unknown meta key")
     if "genesis" not in meta:
         raise _Bad("meta", "genesis", 0, "no genesis document in store")
-    try:
-        genesis = Genesis.decode(meta["genesis"])
-        app = Application(genesis, modules)
-    except Exception as exc:
-        raise _Bad("meta", "genesis", 0, f"genesis does not build: {exc}") from exc
+    return meta["genesis"]
 
-    snapshots = set(store.snapshot_heights())
+
+def _evidence_rows(store: BlockStore, after_id: int = 0) -> dict[int, list[tuple[int, str, Any]]]:
+    """Evidence rows with an id above ``after_id``, decoded, by height (raises ``_Bad``)."""
     evidence: dict[int, list[tuple[int, str, Any]]] = {}
-    for rid, h, kind, body in store.db.execute("SELECT id, height, kind, body FROM evidence ORDER BY id"):
+    for rid, h, kind, body in store.db.execute(
+            "SELECT id, height, kind, body FROM evidence WHERE id>? ORDER BY id", (after_id,)):
         try:
             obj = codec.decode(bytes(body))
         except GridLedgerError as exc:
             raise _Bad("evidence", f"id {rid}", int(h), f"undecodable: {exc}") from exc
         evidence.setdefault(int(h), []).append((int(rid), str(kind), obj))
-    index: dict[bytes, tuple[int, int]] = {}
-    expected = 1
-    for blk in store.blocks(1):
-        h = blk.height
-        where = ("blocks", f"height {h}", h)
-        if h != expected:
-            raise _Bad("blocks", f"height {expected}", expected,
-                       f"block {expected} is missing (next stored is {h})")
-        try:
-            header, cert, txs = decode_block(h, blk.header, blk.cert, blk.tx_list)
-            if blk.log_end < 0:  # a position in the orderer's log (an embedded run starts at 0)
-                raise BlockFault("log position", f"log position {blk.log_end} is negative")
-            keys = app.validator_keys()  # the set active at height h (state after h - 1)
-            check_certified(app.chain_id, app.last_hash, keys, header, cert, txs)
-            for rid, kind, body in evidence.pop(h, []):
-                _check_evidence(rid, h, kind, body, app.chain_id, keys)
-            replay_block(app, header, txs, blk.receipts)
-        except BlockFault as fault:
-            raise _Bad(*where, fault.what) from fault
-        for tx, rh, ok in index_rows(index_entries(blk.receipts), h):
-            if ok or tx not in index:
-                index[tx] = (rh, ok)
-        if h in snapshots:
-            snapshots.discard(h)
-            if store.snapshot_bytes(h) != encode_snapshot(app.state.snapshot_items()):
-                raise _Bad("snapshots", f"height {h}", h,
-                           f"state does not match the replayed state of block {h}")
-        expected += 1
-    tip = expected - 1
-    for h in sorted(snapshots):
-        raise _Bad("snapshots", f"height {h}", h, f"snapshot without a stored block {h}")
-    for h, rows in sorted(evidence.items()):
-        if h != tip + 1:  # evidence of the height that did not finalise (a halt) is allowed
-            raise _Bad("evidence", f"id {rows[0][0]}", h, f"evidence for height {h} beyond the tip {tip}")
-        for rid, kind, body in rows:
-            _check_evidence(rid, h, kind, body, app.chain_id, app.validator_keys())
+    return evidence
+
+
+def _check_index(store: BlockStore, index: dict[bytes, tuple[int, int]]) -> None:
+    """The ``txindex`` table holds exactly ``index`` (tx id -> (height, ok)), the rows the
+    stored receipts give."""
     stored = {tx: (h, int(ok)) for tx, h, ok in store.index()}
     for tx in sorted(set(stored) | set(index)):
         if stored.get(tx) != index.get(tx):
             h = (index.get(tx) or stored[tx])[0]
             raise _Bad("txindex", f"tx {tx.hex()[:16]}…", h,
                        f"index says {stored.get(tx)}, the receipts say {index.get(tx)}")
-    return tip, app.state.root()
+
+
+def _add_index(index: dict[bytes, tuple[int, int]], receipts: bytes, h: int) -> None:
+    for tx, rh, ok in index_rows(index_entries(receipts), h):
+        if ok or tx not in index:
+            index[tx] = (rh, ok)
+
+
+def _row_digest(blk: StoredBlock) -> bytes:
+    """One digest of what a block row holds beside its log position (length-prefixed, so
+    no two rows share one)."""
+    d = hashlib.sha256()
+    for part in (blk.header, blk.txs, blk.receipts, blk.cert):
+        d.update(len(part).to_bytes(8, "big"))
+        d.update(part)
+    return d.digest()
+
+
+Keys = Sequence[tuple[str, bytes]]
+
+
+@dataclass
+class Replayed:
+    """What the replay of one store established, so that another store of the same chain
+    is checked without executing its blocks again: block execution is a pure function of
+    the genesis and the blocks (that is what lets every validator agree), so a store whose
+    rows hold the same bytes as rows that re-executed to their headers' roots and receipts
+    would re-execute to them too (issue 17: the demo replayed its 4 identical stores 4
+    times). Every other row of that store is still checked (meta, evidence, snapshots
+    byte-equal to the replayed state, txindex)."""
+
+    genesis: bytes
+    rows: dict[int, bytes] = field(default_factory=dict)
+    """Height -> ``_row_digest`` of a block row that passed every check at that height."""
+    roots: dict[int, bytes] = field(default_factory=dict)
+    """Height -> the state root after that block (re-executed)."""
+    snapshots: dict[int, bytes] = field(default_factory=dict)
+    """Height -> SHA-256 of the replayed state's snapshot encoding (the heights the
+    replayed store holds snapshots at)."""
+    key_sets: list[tuple[int, Keys]] = field(default_factory=list)
+    """(height, the validator set active from that height on), in height order."""
+
+    def keys_at(self, height: int) -> Keys:
+        """The validator set active at ``height`` (the state after block ``height - 1``)."""
+        return next(keys for h, keys in reversed(self.key_sets) if h <= height)
+
+
+class _Replay:
+    """``verify_store``'s replay of one store, block by block: ``advance`` checks and
+    re-executes every block stored so far (called again, it goes on from there: a store a
+    node is still writing can be followed), ``finish`` checks what needs the whole store
+    (evidence beyond the tip, snapshots without a block, the transaction index). Raises
+    ``_Bad`` naming the first bad row."""
+
+    def __init__(self, store: BlockStore, modules: Sequence[Module] | None) -> None:
+        self.store = store
+        genesis_raw = _check_meta(store)
+        try:
+            genesis = Genesis.decode(genesis_raw)
+            self.app = Application(genesis, modules)
+        except Exception as exc:
+            raise _Bad("meta", "genesis", 0, f"genesis does not build: {exc}") from exc
+        self.done = Replayed(genesis_raw, key_sets=[(1, self.app.validator_keys())])
+        self.evidence = _evidence_rows(store)
+        self.evidence_id = max((rid for rows in self.evidence.values() for rid, _, _ in rows),
+                               default=0)
+        self.index: dict[bytes, tuple[int, int]] = {}
+        self.tip = 0
+
+    def advance(self) -> int:
+        """Check and replay the blocks stored beyond the tip so far; returns the new tip."""
+        app, done = self.app, self.done
+        for blk in self.store.blocks(self.tip + 1):
+            h = blk.height
+            where = ("blocks", f"height {h}", h)
+            if h != self.tip + 1:
+                raise _Bad("blocks", f"height {self.tip + 1}", self.tip + 1,
+                           f"block {self.tip + 1} is missing (next stored is {h})")
+            try:
+                header, cert, txs = decode_block(h, blk.header, blk.cert, blk.tx_list)
+                if blk.log_end < 0:  # a position in the orderer's log (an embedded run starts at 0)
+                    raise BlockFault("log position", f"log position {blk.log_end} is negative")
+                keys = app.validator_keys()  # the set active at height h (state after h - 1)
+                check_certified(app.chain_id, app.last_hash, keys, header, cert, txs)
+                for rid, kind, body in self.evidence.pop(h, []):
+                    _check_evidence(rid, h, kind, body, app.chain_id, keys)
+                replay_block(app, header, txs, blk.receipts)
+            except BlockFault as fault:
+                raise _Bad(*where, fault.what) from fault
+            _add_index(self.index, blk.receipts, h)
+            # read while the blocks cursor is open: the same read transaction, so a block
+            # and the snapshot a writer stored with it are seen together
+            stored = self.store.snapshot_bytes(h)
+            if stored is not None:
+                encoded = encode_snapshot(app.state.snapshot_items())
+                if stored != encoded:
+                    raise _Bad("snapshots", f"height {h}", h,
+                               f"state does not match the replayed state of block {h}")
+                done.snapshots[h] = hashlib.sha256(encoded).digest()
+            done.rows[h] = _row_digest(blk)
+            done.roots[h] = header.state_root
+            after = app.validator_keys()
+            if list(after) != list(done.key_sets[-1][1]):
+                done.key_sets.append((h + 1, after))
+            self.tip = h
+        return self.tip
+
+    def finish(self) -> tuple[int, bytes]:
+        """The checks that need the whole store; returns (blocks, final state root)."""
+        app, tip = self.app, self.tip
+        for h, rows in _evidence_rows(self.store, self.evidence_id).items():  # added meanwhile
+            if h <= tip:
+                for rid, kind, body in rows:
+                    _check_evidence(rid, h, kind, body, app.chain_id, self.done.keys_at(h))
+            else:
+                self.evidence.setdefault(h, []).extend(rows)
+        for h in sorted(set(self.store.snapshot_heights()) - set(self.done.snapshots)):
+            raise _Bad("snapshots", f"height {h}", h, f"snapshot without a stored block {h}"
+                       if h > tip else f"snapshot at {h} stored after its block was checked")
+        for h, rows in sorted(self.evidence.items()):
+            if h != tip + 1:  # evidence of the height that did not finalise (a halt) is allowed
+                raise _Bad("evidence", f"id {rows[0][0]}", h, f"evidence for height {h} beyond the tip {tip}")
+            for rid, kind, body in rows:
+                _check_evidence(rid, h, kind, body, app.chain_id, app.validator_keys())
+        _check_index(self.store, self.index)
+        return tip, app.state.root()
+
+
+def _replay(store: BlockStore, modules: Sequence[Module] | None) -> tuple[int, bytes]:
+    """Check everything; returns (blocks, final state root) or raises ``_Bad``."""
+    r = _Replay(store, modules)
+    r.advance()
+    return r.finish()
+
+
+def _same_chain(store: BlockStore, ref: Replayed) -> tuple[int, bytes] | None:
+    """Check ``store`` against a replay of the same chain without executing anything:
+    (blocks, final state root) if every row is byte-equal to a replayed row (or, for
+    evidence, snapshots and the index, checks out against the replay), else None (the
+    store must be replayed itself, which names its first bad row)."""
+    try:
+        if _check_meta(store) != ref.genesis:
+            return None
+        index: dict[bytes, tuple[int, int]] = {}
+        tip = 0
+        for blk in store.blocks(1):
+            if blk.height != tip + 1 or blk.log_end < 0 or ref.rows.get(blk.height) != _row_digest(blk):
+                return None
+            tip = blk.height
+            _add_index(index, blk.receipts, tip)
+        for h in store.snapshot_heights():
+            raw = store.snapshot_bytes(h)
+            if h > tip or raw is None or ref.snapshots.get(h) != hashlib.sha256(raw).digest():
+                return None
+        chain_id = Genesis.decode(ref.genesis).chain_id
+        for h, rows in _evidence_rows(store).items():
+            if h > tip + 1:
+                return None
+            for rid, kind, body in rows:
+                _check_evidence(rid, h, kind, body, chain_id, ref.keys_at(h))
+        _check_index(store, index)
+    except (_Bad, GridLedgerError):
+        return None
+    if tip == 0:
+        return None  # nothing compared: the replay's own checks decide
+    return tip, ref.roots[tip]
+
+
+def _verify(path: Path, reference: Replayed | None = None,
+            follow: Callable[[], bool] | None = None,
+            modules: Sequence[Module] | None = None) -> tuple[VerifyReport, Replayed | None]:
+    """``verify_store`` of ``path``, and what its replay established (None when it was not
+    replayed: it did not open, or it matched ``reference`` row for row). With ``follow``
+    the store is still being written: its blocks are replayed as they come for as long as
+    ``follow()`` (which may wait a little) returns True."""
+    try:
+        store = BlockStore(path, readonly=True)
+    except Exception as exc:  # not a SQLite file at all
+        return VerifyReport(path, 0, b"", 0, f"store unreadable: {exc}", "-"), None
+    replay: _Replay | None = None
+    try:
+        if reference is not None:
+            same = _same_chain(store, reference)
+            if same is not None:
+                return VerifyReport(path, *same), None
+        replay = _Replay(store, modules)
+        while follow is not None and follow():
+            replay.advance()
+        replay.advance()
+        blocks, root = replay.finish()
+        return VerifyReport(path, blocks, root), replay.done
+    except _Bad as bad:
+        return (VerifyReport(path, max(0, bad.height - 1), b"", bad.height, str(bad), bad.table),
+                None if replay is None else replay.done)
+    except Exception as exc:  # a corrupt SQLite file is a finding, not a crash
+        return VerifyReport(path, 0, b"", 0, f"store unreadable: {exc}", "-"), None
+    finally:
+        store.close()
 
 
 def verify_store(path: str | Path, modules: Sequence[Module] | None = None) -> VerifyReport:
     """Check one SQLite store (opened read-only); never raises for bad content, reports it."""
-    path = Path(path)
-    try:
-        store = BlockStore(path, readonly=True)
-    except Exception as exc:  # not a SQLite file at all
-        return VerifyReport(path, 0, b"", 0, f"store unreadable: {exc}", "-")
-    try:
-        blocks, root = _replay(store, modules)
-        return VerifyReport(path, blocks, root)
-    except _Bad as bad:
-        return VerifyReport(path, max(0, bad.height - 1), b"", bad.height, str(bad), bad.table)
-    except Exception as exc:  # a corrupt SQLite file is a finding, not a crash
-        return VerifyReport(path, 0, b"", 0, f"store unreadable: {exc}", "-")
-    finally:
-        store.close()
+    return _verify(Path(path), modules=modules)[0]
+
+
+def _verify_chain(paths: Sequence[Path], done: Callable[[Path, VerifyReport], None],
+                  follow: Callable[[], bool] | None = None) -> None:
+    """``done(path, report)`` for stores of one chain, in order: the first is replayed
+    (followed while it is written, with ``follow``); each other one is checked against the
+    first replay (``_same_chain``) and replayed itself only where it differs."""
+    reference: Replayed | None = None
+    for i, p in enumerate(paths):
+        report, replayed = _verify(p, reference, follow if i == 0 else None)
+        while i == 0 and follow is not None and follow():
+            pass  # the others are still being written: wait for the writer to finish
+        reference = reference or replayed
+        done(p, report)
+
+
+def _chains(paths: Sequence[Path]) -> list[list[Path]]:
+    """``paths`` by chain (the same genesis document), each chain's longest store first
+    (its replay covers the most of the others); stores that do not open are alone."""
+    keyed: dict[bytes, list[tuple[int, int, Path]]] = {}
+    alone: list[list[Path]] = []
+    for i, p in enumerate(paths):
+        try:
+            store = BlockStore(p, readonly=True)
+            try:
+                genesis, tip = store.get_meta("genesis"), store.tip()
+            finally:
+                store.close()
+        except Exception:  # verify_store names what is wrong with it
+            genesis, tip = None, 0
+        if genesis is None:
+            alone.append([p])
+        else:
+            keyed.setdefault(genesis, []).append((-tip, i, p))
+    return [[p for _, _, p in sorted(rows)] for rows in keyed.values()] + alone
 
 
 def find_stores(root: str | Path) -> list[Path]:
@@ -280,20 +472,25 @@ def _size(path: Path) -> int:
 
 
 def verify_workers(paths: Sequence[Path], workers: int = 2) -> int:
-    """How many processes ``verify_stores`` replays ``paths`` in (1: only this one)."""
-    n = max(1, min(workers, len(paths), os.cpu_count() or 1))
-    return 1 if sum(_size(p) for p in paths) < PARALLEL_FROM_BYTES else n
+    """How many processes ``verify_stores`` replays ``paths`` in (1: only this one): one
+    per chain among them, up to ``workers`` and the cores."""
+    if sum(_size(p) for p in paths) < PARALLEL_FROM_BYTES:
+        return 1
+    return max(1, min(workers, len(_chains(paths)), os.cpu_count() or 1))
 
 
 def verify_stores(paths: Sequence[Path], workers: int = 2,
                   progress: Callable[[int, int], None] | None = None) -> list[VerifyReport]:
-    """``verify_store`` of each path (reports in the order given), on up to ``workers``
-    cores: this process replays its share while ``workers - 1`` fresh interpreters
-    (``python -c``, nothing inherited but the environment) replay theirs. Each store is still
-    replayed whole and alone; the processes only use the machine's other cores (issue 17).
+    """``verify_store`` of each path (reports in the order given). Each chain among the
+    stores (same genesis) is replayed once, from its longest store; every other store of
+    that chain is checked row by row against that replay and replayed itself only if a
+    row differs (issue 17: a demo's four validators hold the same blocks, and replaying
+    identical bytes four times checks nothing more). Chains are replayed on up to
+    ``workers`` cores: this process takes its share while ``workers - 1`` fresh
+    interpreters (``python -c``, nothing inherited but the environment) take theirs.
     Not a fork (the caller may hold threads: a signature pool, a progress bar) and not a
     multiprocessing spawn (it re-runs the caller's main script). A worker that fails to
-    report leaves its stores to be replayed here: a report is never lost.
+    report leaves its stores to be checked here: a report is never lost.
     ``progress(stores done, stores)`` before the first and as stores are done."""
     paths = list(paths)
     reports: dict[str, VerifyReport] = {}
@@ -305,35 +502,110 @@ def verify_stores(paths: Sequence[Path], workers: int = 2,
 
     if progress is not None:
         progress(0, len(paths))
+    chains = _chains(paths)
     n = verify_workers(paths, workers)
-    if n == 1:
-        for p in paths:
-            done(p, verify_store(p))
-        return [reports[str(p)] for p in paths]
-    shares = [paths[i::n] for i in range(n)]
+    shares = [[p for c in chains[i::n] for p in c] for i in range(n)]
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER, *map(str, share)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for share in shares[1:]]
-    for p in shares[0]:
-        done(p, verify_store(p))
+    for chain in chains[0::n]:
+        _verify_chain(chain, done)
     for proc, share in zip(procs, shares[1:], strict=True):
         out, _ = proc.communicate()
         got = _parse_reports(out) if proc.returncode == 0 else {}
+        missing = [p for p in share if str(p) not in got]
         for p in share:
-            done(p, got.get(str(p)) or verify_store(p))
+            if str(p) in got:
+                done(p, got[str(p)])
+        for chain in _chains(missing):
+            _verify_chain(chain, done)
     return [reports[str(p)] for p in paths]
 
 
+FOLLOW_POLL_S = 0.5
+"""How long a follower waits for new blocks before it looks again."""
+
+
+class StoreFollower:
+    """``verify_stores`` of the stores of one chain while a node is still writing them, on
+    another core: a worker process (``python -c``, as ``verify_stores``' workers) replays
+    the first store block by block as it is written; ``reports`` (once the writer is done)
+    lets it replay the rest and check every other store against that replay, exactly as
+    ``verify_stores`` would afterwards (issue 17: the demo's verify-chain ran after the
+    run, on one core, while the other idled during it)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.proc: subprocess.Popen[str] | None = subprocess.Popen(
+            [sys.executable, "-c", _FOLLOW_WORKER, *map(str, self.paths)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def reports(self, progress: Callable[[int, int], None] | None = None) -> list[VerifyReport]:
+        """Every store's report, in order (call after the writer closed the stores).
+        ``progress(stores done, stores)`` as ``verify_stores`` calls it. A worker that fails
+        to report leaves its stores to be checked here."""
+        reports: dict[str, VerifyReport] = {}
+        total = len(self.paths)
+        if progress is not None:
+            progress(0, total)
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.stdin is not None and proc.stdout is not None:
+            try:
+                proc.stdin.write("done\n")
+                proc.stdin.close()
+            except OSError:  # the worker is gone: everything is checked here
+                pass
+            for line in proc.stdout:
+                for path, r in _parse_reports(line).items():
+                    reports[path] = r
+                    if progress is not None:
+                        progress(len(reports), total)
+            proc.wait()
+        for p in self.paths:  # the worker read them to the end while the writer closed them
+            fold_wal(p)
+        missing = [p for p in self.paths if str(p) not in reports]
+        if missing:
+            base = len(reports)
+            rest = verify_stores(missing, progress=None if progress is None else
+                                 lambda d, _n: progress(base + d, total))
+            reports.update({str(p): r for p, r in zip(missing, rest, strict=True)})
+        return [reports[str(p)] for p in self.paths]
+
+    def close(self) -> None:
+        """Stop the worker without reports (a run that failed)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+            self.proc = None
+
+
 _WORKER = "from gridledger.node.verify import _worker_main; _worker_main()"
+_FOLLOW_WORKER = "from gridledger.node.verify import _follow_main; _follow_main()"
+
+
+def _emit(p: Path, r: VerifyReport) -> None:
+    print(json.dumps({"path": str(p), "blocks": r.blocks, "state_root": r.state_root.hex(),
+                      "bad_height": r.bad_height, "reason": r.reason, "table": r.table}),
+          flush=True)
 
 
 def _worker_main() -> None:
     """``verify_stores``' worker: one JSON report per store named in ``sys.argv``."""
-    for arg in sys.argv[1:]:
-        r = verify_store(arg)
-        print(json.dumps({"path": arg, "blocks": r.blocks, "state_root": r.state_root.hex(),
-                          "bad_height": r.bad_height, "reason": r.reason, "table": r.table}),
-              flush=True)
+    for chain in _chains([Path(a) for a in sys.argv[1:]]):
+        _verify_chain(chain, _emit)
+
+
+def _follow_main() -> None:
+    """``StoreFollower``'s worker: follows the first store named in ``sys.argv`` until a
+    line (or the end) arrives on stdin, then reports every store as ``_worker_main``."""
+    def writing() -> bool:
+        ready, _, _ = select.select([sys.stdin], [], [], FOLLOW_POLL_S)
+        return not ready
+
+    _verify_chain([Path(a) for a in sys.argv[1:]], _emit, writing)
 
 
 def _parse_reports(out: str) -> dict[str, VerifyReport]:

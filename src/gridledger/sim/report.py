@@ -493,7 +493,9 @@ def _ledger(summary: Mapping[str, Any]) -> str:
     if "run_s" in timings:
         rows.append(("simulation time (wall clock)", _e(_fmt(timings["run_s"], 2, " s"))))
     if "verify_chain_s" in timings:
-        rows.append(("verify-chain time (wall clock)",
+        followed = " after the run (it replayed the stores during it)" \
+            if timings.get("verify_chain_followed") else ""
+        rows.append((f"verify-chain time (wall clock){followed}",
                      _e(_fmt(timings["verify_chain_s"], 2, " s"))))
     parts = [_kv_table(rows, "ledger") if rows else '<p class="muted">No ledger statistics.</p>']
     if inv:
