@@ -182,18 +182,21 @@ class EmbeddedNetwork:
             with contextlib.suppress(RejectedTx):  # execution records it in the receipt
                 txs.append(decode_tx(raw))
         # validators 1..n-1 check every signature themselves, in the pool, while the entry
-        # validator executes with the signatures its admission already verified
-        pending = []
-        for v in self.live[1:]:
-            items = block_sig_items(txs, v)
-            futs = self.sig_pool.submit(items) if self.sig_pool else None
-            pending.append((v, items, futs))
+        # validator executes with the signatures its admission already verified. One batch
+        # for all of them (each validator's items are its own checks: a signature is still
+        # verified once per validator), so that a small block goes to the pool as well
+        # instead of being verified here, ahead of the entry's execution (issue 17)
+        pending = [(v, block_sig_items(txs, v)) for v in self.live[1:]]
+        flat = [item for _, items in pending for item in items]
+        futs = self.sig_pool.submit(flat) if self.sig_pool else None
         headers = {0: self.entry.execute(blk, self.mempool.cache.check)}
-        for v, items, futs in pending:
+        oks = SigPool.gather(futs) if futs is not None else [
+            verify_signature(a, pk, m, sig, ctx) for a, pk, m, sig, ctx in flat]
+        at = 0
+        for v, items in pending:
             # items skip unknown senders, so they are checked from their own bytes
-            oks = SigPool.gather(futs) if futs is not None else [
-                verify_signature(a, pk, m, sig, ctx) for a, pk, m, sig, ctx in items]
-            headers[v.index] = v.execute(blk, checks_from(items, oks))
+            headers[v.index] = v.execute(blk, checks_from(items, oks[at:at + len(items)]))
+            at += len(items)
         keys = self.entry.app.validator_keys()
         tally = VoteTally(len(keys), self.genesis.chain_id, headers[0].height)
         bad_ticks, self._tick_offenders = self._tick_offenders, {}
