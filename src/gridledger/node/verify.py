@@ -538,7 +538,10 @@ class StoreFollower:
         self.paths = [Path(p) for p in paths]
         self.proc: subprocess.Popen[str] | None = subprocess.Popen(
             [sys.executable, "-c", _FOLLOW_WORKER, *map(str, self.paths)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            # its own session: a Ctrl-C at the terminal stops the run (which then asks for
+            # the reports), not the follower; the end of its stdin stops it in any case
+            start_new_session=True)
 
     def reports(self, progress: Callable[[int, int], None] | None = None) -> list[VerifyReport]:
         """Every store's report, in order (call after the writer closed the stores).
