@@ -78,6 +78,12 @@ class Attack(ABC):
         """Every finalized block, with its events (measure what the ledger did)."""
         return None
 
+    def after_run(self) -> None:
+        """The run is over and its stores are closed: work that needs only the stores may
+        start here (it overlaps verify-chain's last replay on the other core); ``result``
+        must still work if this was never called."""
+        return None
+
     @abstractmethod
     def result(self) -> dict[str, Any]:
         """``{injected, detected, mitigated, loss, ...}`` read from what the ledger did."""

@@ -94,6 +94,8 @@ def run_demo(sc: Scenario, out: Path, progress: ProgressFn | None = None,
         run.stop()
         verify = Stopwatch()
         if follower is not None:
+            # e.g. the audit bundle's replay, here, while the follower finishes on the other core
+            eng.after_run()
             reports = follower.reports(verify_progress)
         else:  # each chain replayed once, its other stores checked against that replay
             reports = verify_stores(stores, progress=verify_progress)

@@ -95,6 +95,11 @@ class Engine:
             ctx.timings["run_s"] = time.perf_counter() - started
             ctx.close()
 
+    def after_run(self) -> None:
+        """Tell every attack the run is over (``Attack.after_run``); after ``run``."""
+        for a in self.attacks:
+            a.after_run()
+
     def step(self, step: Step) -> None:
         ctx, slot = self.ctx, step.slot
         if step.trading:
