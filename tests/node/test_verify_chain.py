@@ -202,6 +202,7 @@ def test_a_chain_is_replayed_once_however_many_stores_hold_it(tmp_path, monkeypa
     reports = verify.verify_stores(paths, workers=1)
     assert [r.ok for r in reports] == [True] * 4 and len({r.state_root for r in reports}) == 1
     assert calls == [1, 2, 3, 4, 5]                         # not 4 x 5
+    assert [r.replayed for r in reports] == [True, False, False, False]
 
 
 def _truncate(path, height):

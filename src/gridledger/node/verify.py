@@ -66,6 +66,10 @@ class VerifyReport:
     bad_height: int | None = None
     reason: str = ""
     table: str = ""
+    replayed: bool = field(default=True, compare=False)
+    """False when the store was checked against another store's replay of the same chain
+    (its blocks byte-equal to replayed ones) instead of re-executing its own blocks: the
+    same verdict, ``compare=False`` so that reports compare by verdict."""
 
     @property
     def ok(self) -> bool:
@@ -395,7 +399,7 @@ def _verify(path: Path, reference: Replayed | None = None,
         if reference is not None:
             same = _same_chain(store, reference)
             if same is not None:
-                return VerifyReport(path, *same), None
+                return VerifyReport(path, *same, replayed=False), None
         replay = _Replay(store, modules)
         while follow is not None and follow():
             replay.advance()
@@ -591,8 +595,8 @@ _FOLLOW_WORKER = "from gridledger.node.verify import _follow_main; _follow_main(
 
 def _emit(p: Path, r: VerifyReport) -> None:
     print(json.dumps({"path": str(p), "blocks": r.blocks, "state_root": r.state_root.hex(),
-                      "bad_height": r.bad_height, "reason": r.reason, "table": r.table}),
-          flush=True)
+                      "bad_height": r.bad_height, "reason": r.reason, "table": r.table,
+                      "replayed": r.replayed}), flush=True)
 
 
 def _worker_main() -> None:
@@ -619,7 +623,7 @@ def _parse_reports(out: str) -> dict[str, VerifyReport]:
             reports[str(d["path"])] = VerifyReport(
                 Path(d["path"]), int(d["blocks"]), bytes.fromhex(d["state_root"]),
                 None if d["bad_height"] is None else int(d["bad_height"]), str(d["reason"]),
-                str(d["table"]))
+                str(d["table"]), bool(d.get("replayed", True)))
         except (ValueError, KeyError, TypeError):  # a garbled line: that store is replayed here
             continue
     return reports
