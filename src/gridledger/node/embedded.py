@@ -25,9 +25,11 @@ from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
 from gridledger.node.admission import Mempool, QuotaPolicy
 from gridledger.node.orderer import BlockCutter, CutBlock, Entry, LocalOrderer, Orderer
 from gridledger.node.sigpool import SigPool
+from gridledger.node.store import BlockStore
 from gridledger.node.sync import catch_up
 from gridledger.node.ticks import Tick
 from gridledger.node.validator import Validator
+from gridledger.node.validator_host import HostedValidator, ValidatorHost
 from gridledger.node.votes import VoteTally
 
 RECENT_BLOCKS = 256
@@ -80,7 +82,14 @@ class EmbeddedNetwork:
                  modules: Sequence[Module] | None = None, max_block_txs: int = 500,
                  faults: Mapping[int, str] | None = None, sig_pool: SigPool | None = None,
                  snapshot_every: int = 50, quota: QuotaPolicy | None = None,
-                 mempool_capacity: int = 20_000, orderer: Orderer | None = None) -> None:
+                 mempool_capacity: int = 20_000, orderer: Orderer | None = None,
+                 hosted: Sequence[int] = ()) -> None:
+        """``hosted``: indices of validators (not 0, the entry) that run in a worker process
+        of their own (``node.validator_host``), with the fixed module list's catalog
+        versions (``modules`` must be None then): they execute, check signatures, vote and
+        store there, while this process executes the others (issue 17: a second core)."""
+        if 0 in hosted or (hosted and modules is not None):
+            raise ValueError("hosted validators: not the entry (0), and only with modules=None")
         self.genesis = genesis
         self.data_dir = Path(data_dir)
         # the caller's fixed module list, or None: each application builds the versions its
@@ -88,22 +97,21 @@ class EmbeddedNetwork:
         self.modules = modules
         self.down: set[int] = set()  # crashed validators (their stores stay on disk)
         faults = dict(faults or {})
-        self.validators = [
-            Validator(i, k, genesis, self.data_dir / f"validator-{i}.sqlite", modules,
-                      faults.get(i), snapshot_every)
-            for i, k in enumerate(keys)
-        ]
+        self.hosted = frozenset(hosted)
+        self.host = ValidatorHost() if hosted else None
+        self.validators: list[Validator | HostedValidator] = [
+            self._validator(i, k, faults.get(i), snapshot_every) for i, k in enumerate(keys)]
         # a crash can leave validators at different heights: laggards catch up from the
         # highest peer's certified blocks (verified, re-executed) before anything else
         leader = max(self.validators, key=lambda v: v.height)
         for v in self.validators:
             if v is not leader:
-                catch_up(v, leader.store)
-        tips = {v.app.last_hash for v in self.validators}
+                _catch_up(v, leader.store)
+        tips = {v.last_hash for v in self.validators}
         if len(tips) != 1:
             raise BlockError("validator stores disagree on the chain tip after catch-up")
         self.orderer: Orderer = orderer or LocalOrderer()
-        entry = self.validators[0]
+        entry = self.entry
         self.cutter = BlockCutter(genesis.chain_id, max_block_txs, 0, entry.app.slot_time)
         self._tick_offenders: dict[int, str] = {}  # named at the next block
         self.sig_pool = sig_pool
@@ -118,10 +126,20 @@ class EmbeddedNetwork:
         self.cert_votes = 0
         """Votes in the certificates of every block finalized here."""
 
+    def _validator(self, i: int, key: SigningKey, fault: str | None,
+                   snapshot_every: int) -> Validator | HostedValidator:
+        path = self.data_dir / f"validator-{i}.sqlite"
+        if i in self.hosted and self.host is not None:
+            return HostedValidator(self.host, i, key, self.genesis, path, fault, snapshot_every)
+        return Validator(i, key, self.genesis, path, self.modules, fault, snapshot_every)
+
     @property
     def entry(self) -> Validator:
         """The validator whose mempool admits client transactions."""
-        return self.validators[0]
+        v = self.validators[0]
+        if not isinstance(v, Validator):
+            raise BlockError("the entry validator runs in this process")
+        return v
 
     @property
     def height(self) -> int:
@@ -153,7 +171,7 @@ class EmbeddedNetwork:
             self.orderer.wait_for(max(positions) + 1)
         return self.process()
 
-    def _bad_tick(self, v: Validator, tick: Tick, time_ms: int,
+    def _bad_tick(self, v: Validator | HostedValidator, tick: Tick, time_ms: int,
                   keys: Sequence[tuple[str, bytes]]) -> str | None:
         """Why a tick ``v`` produced is faulty (the log's rule ignores it, or outvotes a
         clock far ahead): another validator's name, another chain, a bad signature, or a
@@ -186,17 +204,25 @@ class EmbeddedNetwork:
         # for all of them (each validator's items are its own checks: a signature is still
         # verified once per validator), so that a small block goes to the pool as well
         # instead of being verified here, ahead of the entry's execution (issue 17)
-        pending = [(v, block_sig_items(txs, v)) for v in self.live[1:]]
+        # Hosted validators start first: they check, execute and vote in their own process
+        # meanwhile.
+        hosted = [v for v in self.live if isinstance(v, HostedValidator)]
+        for h in hosted:
+            h.start_execute(blk)
+        pending = [(v, block_sig_items(txs, v)) for v in self.live[1:]
+                   if isinstance(v, Validator)]
         flat = [item for _, items in pending for item in items]
         futs = self.sig_pool.submit(flat) if self.sig_pool else None
         headers = {0: self.entry.execute(blk, self.mempool.cache.check)}
         oks = SigPool.gather(futs) if futs is not None else [
             verify_signature(a, pk, m, sig, ctx) for a, pk, m, sig, ctx in flat]
         at = 0
-        for v, items in pending:
+        for local, items in pending:
             # items skip unknown senders, so they are checked from their own bytes
-            headers[v.index] = v.execute(blk, checks_from(items, oks[at:at + len(items)]))
+            headers[local.index] = local.execute(blk, checks_from(items, oks[at:at + len(items)]))
             at += len(items)
+        for h in hosted:
+            headers[h.index] = h.end_execute()
         keys = self.entry.app.validator_keys()
         tally = VoteTally(len(keys), self.genesis.chain_id, headers[0].height)
         bad_ticks, self._tick_offenders = self._tick_offenders, {}
@@ -235,10 +261,10 @@ class EmbeddedNetwork:
         for v in self.live:
             if v.fault is None:
                 for ev in tally.evidence:
-                    v.store.add_evidence(ev.height, "equivocation", ev.to_obj())
+                    v.add_evidence(ev.height, "equivocation", ev.to_obj())
                 for i, reason in sorted(set(reasons)):
                     if reason != "equivocation":
-                        v.store.add_evidence(v.height, "fault", {"validator": i, "reason": reason})
+                        v.add_evidence(v.height, "fault", {"validator": i, "reason": reason})
 
     def add_validator(self, key: SigningKey, fault: str | None = None,
                       modules: Sequence[Module] | None = None) -> Validator:
@@ -257,14 +283,14 @@ class EmbeddedNetwork:
                       modules if modules is not None else self.modules, fault,
                       self.entry.snapshot_every)
         catch_up(v, self.entry.store)
-        if v.app.last_hash != self.entry.app.last_hash:
+        if v.last_hash != self.entry.last_hash:
             v.close()
             raise BlockError("the new validator's store disagrees with the chain tip")
         self.validators.append(v)
         return v
 
     @property
-    def live(self) -> list[Validator]:
+    def live(self) -> list[Validator | HostedValidator]:
         """The validators that are running (every one but the crashed)."""
         return [v for v in self.validators if v.index not in self.down]
 
@@ -280,7 +306,7 @@ class EmbeddedNetwork:
             self.validators[i].close()
             self.down.add(i)
 
-    def restart(self, i: int) -> Validator:
+    def restart(self, i: int) -> Validator | HostedValidator:
         """Start crashed validator ``i`` again from its own store (replayed from its last
         snapshot), then catch up from the entry validator's certified blocks (each verified
         and re-executed); from the next block it votes again. Raises ``BlockError`` if its
@@ -288,10 +314,9 @@ class EmbeddedNetwork:
         if i not in self.down:
             raise ValueError(f"validator {i} is not down")
         old = self.validators[i]
-        v = Validator(i, old.key, self.genesis, self.data_dir / f"validator-{i}.sqlite",
-                      self.modules, old.fault, old.snapshot_every)
-        catch_up(v, self.entry.store)
-        if v.app.last_hash != self.entry.app.last_hash:
+        v = self._validator(i, old.key, old.fault, old.snapshot_every)
+        _catch_up(v, self.entry.store)
+        if v.last_hash != self.entry.last_hash:
             v.close()
             raise BlockError(f"restarted validator {i} disagrees with the chain tip")
         self.validators[i] = v
@@ -299,11 +324,22 @@ class EmbeddedNetwork:
         return v
 
     def state_roots(self) -> list[bytes]:
-        return [v.app.state.root() for v in self.live]
+        return [v.state_root() for v in self.live]
 
     def close(self) -> None:
         for v in self.live:
             v.close()
+        if self.host is not None:
+            self.host.close()
+            self.host = None
+
+
+def _catch_up(v: Validator | HostedValidator, peer: BlockStore) -> None:
+    """``node.sync.catch_up`` of ``v`` from ``peer`` (in the host for a hosted one)."""
+    if isinstance(v, HostedValidator):
+        v.catch_up(peer.path)
+    else:
+        catch_up(v, peer)
 
 
 def reputation_quota(v: Validator) -> QuotaPolicy:

@@ -24,6 +24,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from gridledger.crypto.sig import SigningKey, address_of
 from gridledger.errors import BlockError, StateRootMismatch
@@ -197,6 +198,18 @@ class Validator:
                                 result.encode_receipts(), cert.encode(), blk.log_end, snapshot)
         self.log_end = blk.log_end
         return True
+
+    @property
+    def last_hash(self) -> bytes:
+        """The hash of the last block this validator committed."""
+        return self.app.last_hash
+
+    def state_root(self) -> bytes:
+        return self.app.state.root()
+
+    def add_evidence(self, height: int, kind: str, body: dict[str, Any]) -> None:
+        """Record evidence (equivocation, faults) in this validator's store."""
+        self.store.add_evidence(height, kind, body)
 
     def abandon(self) -> None:
         """Drop the pending block (no certificate formed: the chain halts here)."""

@@ -46,6 +46,13 @@ def dso_quota_scale(members: int) -> int:
     return DSO_QUOTA_SCALE_PER_SLOT_TX * (-(-(2 * members + 16) // MEMBER_QUOTA))
 
 
+def hosted_validators(n: int) -> tuple[int, ...]:
+    """The validators that run in a process of their own (``node.validator_host``): the
+    upper half, so that this process and the host each execute about half of every block's
+    executions (issue 17: the second core). None of a single-validator network."""
+    return tuple(range(n - n // 2, n)) if n > 1 else ()
+
+
 @dataclass
 class AdmissionMeter:
     """Wall time spent in admission while it is active (``SimContext.attack_admission``)."""
@@ -98,7 +105,7 @@ class SimContext:
         self.net = EmbeddedNetwork(self.community.genesis, self.community.validators,
                                    out / "ledger", quota=quota, max_block_txs=2000,
                                    mempool_capacity=20_000, snapshot_every=96,
-                                   sig_pool=self.sig_pool)
+                                   sig_pool=self.sig_pool, hosted=hosted_validators(sc.validators))
         self.ledger = LedgerView(self.net.entry.app)
         self._quota_scales = {self.community.dso.address: dso_quota_scale(len(self.members))}
         quota.reputation_of = lambda a: self._quota_scales.get(a) or self.ledger.reputation(a)

@@ -1,0 +1,312 @@
+"""Validators of the embedded network in a process of their own (issue 17).
+
+In one process the embedded network's validators execute each block one after another on
+one core. ``ValidatorHost`` runs some of them in a worker process (``python -c``: nothing
+inherited but the environment, so a caller holding threads is safe): each hosted validator
+still checks every signature itself, executes every block itself from the same cut of the
+log, signs its own vote and writes its own store, exactly as in the caller's process, while
+the caller executes the others on another core. ``HostedValidator`` stands for one of them
+in the caller: the interface the embedded network drives, plus what an operator's tools
+read (``store``, opened read-only on the validator's own file, and ``app.catalog``).
+
+Messages are pickled over the worker's stdin/stdout (one request, one reply, in order;
+``finalize`` and ``add_evidence`` replies are read lazily, so the worker stores a block
+while the caller goes on). A worker that dies raises ``BlockError`` at the next call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import pickle
+import subprocess
+import sys
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from gridledger.crypto.sig import SigningKey, verify_signature
+from gridledger.errors import BlockError, RejectedTx
+from gridledger.ledger.block import Certificate, Header, Vote
+from gridledger.ledger.genesis import Genesis
+from gridledger.ledger.modules.catalog import DEFAULT as DEFAULT_CATALOG
+from gridledger.ledger.modules.catalog import Catalog, Release
+from gridledger.ledger.tx import Tx, decode_tx
+from gridledger.node.orderer import CutBlock
+from gridledger.node.store import BlockStore
+from gridledger.node.ticks import Tick
+
+_HOST = "from gridledger.node.validator_host import _host_main; _host_main()"
+
+
+class _Pickler(pickle.Pickler):
+    """Modules travel by name (an installed ``Release`` may hold a keeper module)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.ModuleType):
+            return importlib.import_module, (obj.__name__,)
+        return NotImplemented
+
+
+def _send(stream: IO[bytes], obj: Any) -> None:
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    stream.write(len(buf.getbuffer()).to_bytes(8, "big"))
+    stream.write(buf.getbuffer())
+    stream.flush()
+
+
+def _recv(stream: IO[bytes]) -> Any:
+    head = stream.read(8)
+    if len(head) < 8:
+        raise EOFError
+    return pickle.loads(stream.read(int.from_bytes(head, "big")))
+
+
+class ValidatorHost:
+    """A worker process holding validators of one embedded network."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [sys.executable, "-c", _HOST], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            # a Ctrl-C at the terminal stops the run, which then closes its stores here
+            start_new_session=True)
+        self._lazy = 0  # replies not read yet (finalize, add_evidence)
+
+    def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
+        if self.proc is None or self.proc.stdin is None or self.proc.stdout is None:
+            raise BlockError("the validator host is closed")
+        return self.proc.stdin, self.proc.stdout
+
+    def send(self, *msg: Any, lazy: bool = False) -> None:
+        """Send a request; ``lazy``: its reply is read before the next reply wanted."""
+        stdin, _ = self._pipes()
+        try:
+            _send(stdin, msg)
+        except OSError as exc:
+            raise BlockError(f"the validator host is gone: {exc}") from exc
+        self._lazy += lazy
+
+    def recv(self) -> Any:
+        """The reply to the oldest request not yet answered (lazy ones first)."""
+        _, stdout = self._pipes()
+        while True:
+            try:
+                ok, value = _recv(stdout)
+            except (EOFError, OSError) as exc:
+                raise BlockError("the validator host is gone") from exc
+            if not ok:
+                raise BlockError(f"validator host: {value}")
+            if self._lazy:
+                self._lazy -= 1
+                continue
+            return value
+
+    def call(self, *msg: Any) -> Any:
+        self.send(*msg)
+        return self.recv()
+
+    def close(self) -> None:
+        """Close every hosted validator's store and end the worker."""
+        if self.proc is None:
+            return
+        proc = self.proc
+        with contextlib.suppress(BlockError):
+            self.call("exit")
+        self.proc = None
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class _HostedApp:
+    """What operators' tools read of a hosted validator's application: the catalog of
+    module versions it can run (``install_release`` goes to the validator itself)."""
+
+    def __init__(self, v: HostedValidator) -> None:
+        self._v = v
+        self.catalog: Catalog = DEFAULT_CATALOG
+
+    def install_release(self, release: Release) -> None:
+        self.catalog = self.catalog.with_release(release)
+        # a release defined at module level goes by name (its keeper may be a proxy that
+        # does not pickle), any other by value
+        module = sys.modules.get(getattr(release.build, "__module__", ""))
+        name = next((k for k, val in vars(module).items() if val is release), None) \
+            if module is not None else None
+        ref = (module.__name__, name) if module is not None and name is not None else None
+        self._v.host.call("install_release", self._v.index, ref or release)
+
+
+class HostedValidator:
+    """Validator ``index`` running in ``host`` (``node.validator.Validator`` there)."""
+
+    def __init__(self, host: ValidatorHost, index: int, key: SigningKey, genesis: Genesis,
+                 store_path: str | Path, fault: str | None = None,
+                 snapshot_every: int = 50) -> None:
+        self.host = host
+        self.index = index
+        self.key = key
+        self.fault = fault
+        self.snapshot_every = snapshot_every
+        self.store_path = Path(store_path)
+        self.app = _HostedApp(self)
+        self._store: BlockStore | None = None
+        self._header: Header | None = None
+        self._votes: list[Vote] = []
+        self._vote_index: int | None = None
+        self.last_hash: bytes
+        self.height: int
+        self.height, self.last_hash = host.call(
+            "open", index, key.alg, key.seed, genesis.encode(), str(self.store_path), fault,
+            snapshot_every)
+
+    @property
+    def store(self) -> BlockStore:
+        """The validator's own store, opened read-only here (it writes it in the host)."""
+        if self._store is None:
+            self._store = BlockStore(self.store_path, readonly=True)
+        return self._store
+
+    def catch_up(self, peer: Path) -> int:
+        """Apply the peer store's certified blocks beyond our tip (``node.sync.catch_up``,
+        in the host); returns how many."""
+        n, self.height, self.last_hash = self.host.call("catch_up", self.index, str(peer))
+        return int(n)
+
+    def start_execute(self, blk: CutBlock) -> None:
+        self.host.send("execute", self.index, blk, self.fault)
+
+    def end_execute(self) -> Header:
+        header: Header
+        header, self._votes, self._vote_index = self.host.recv()
+        self._header = header
+        return header
+
+    def execute(self, blk: CutBlock) -> Header:
+        self.start_execute(blk)
+        return self.end_execute()
+
+    def vote_index(self) -> int | None:
+        return self._vote_index
+
+    def votes(self, header: Header) -> list[Vote]:
+        """The votes the host signed for the header it executed (faults applied there)."""
+        return list(self._votes)
+
+    def ticks(self, time_ms: int) -> list[Tick]:
+        ticks, self._vote_index = self.host.call("ticks", self.index, time_ms, self.fault)
+        return ticks  # type: ignore[no-any-return]
+
+    def finalize(self, cert: Certificate) -> bool:
+        """Store the pending block under ``cert`` (in the host, while the caller goes on)."""
+        self.host.send("finalize", self.index, cert, lazy=True)
+        ours = self._header is not None and cert.header_hash == self._header.hash
+        if ours and self._header is not None:
+            self.height, self.last_hash = self._header.height, self._header.hash
+        self._header = None
+        return ours
+
+    def abandon(self) -> None:
+        self.host.call("abandon", self.index)
+
+    def add_evidence(self, height: int, kind: str, body: dict[str, Any]) -> None:
+        self.host.send("add_evidence", self.index, height, kind, body, lazy=True)
+
+    def state(self) -> tuple[int, bytes, bytes]:
+        """(height, last hash, state root), asked of the validator itself."""
+        self.height, self.last_hash, root = self.host.call("state", self.index)
+        return self.height, self.last_hash, root
+
+    def state_root(self) -> bytes:
+        return self.state()[2]
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self.host.call("close", self.index)
+
+
+def _host_main() -> None:
+    """The worker: requests on stdin, replies ``(ok, value)`` on stdout, in order."""
+    from gridledger.node.embedded import block_sig_items, checks_from
+    from gridledger.node.sync import catch_up
+    from gridledger.node.validator import Validator
+
+    validators: dict[int, Validator] = {}
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+
+    def open_(i: int, alg: str, seed: bytes, genesis: bytes, path: str, fault: str | None,
+              snapshot_every: int) -> tuple[int, bytes]:
+        v = Validator(i, SigningKey(alg, seed), Genesis.decode(genesis), path, None, fault,
+                      snapshot_every)
+        validators[i] = v
+        return v.height, v.app.last_hash
+
+    def catch_up_(i: int, peer: str) -> tuple[int, int, bytes]:
+        v = validators[i]
+        store = BlockStore(peer, readonly=True)
+        try:
+            n = catch_up(v, store)
+        finally:
+            store.close()
+        return n, v.height, v.app.last_hash
+
+    def execute(i: int, blk: CutBlock, fault: str | None) -> tuple[Header, list[Vote], int | None]:
+        v = validators[i]
+        v.fault = fault
+        txs: list[Tx] = []
+        for raw in blk.txs:
+            try:
+                txs.append(decode_tx(raw))
+            except RejectedTx:  # execution records it in the receipt
+                continue
+        items = block_sig_items(txs, v)  # this validator checks every signature itself
+        oks = [verify_signature(a, pk, m, s, c) for a, pk, m, s, c in items]
+        header = v.execute(blk, checks_from(items, oks))
+        return header, v.votes(header), v.vote_index()
+
+    def ticks(i: int, time_ms: int, fault: str | None) -> tuple[list[Tick], int | None]:
+        v = validators[i]
+        v.fault = fault
+        return v.ticks(time_ms), v.vote_index()
+
+    def state(i: int) -> tuple[int, bytes, bytes]:
+        v = validators[i]
+        return v.height, v.app.last_hash, v.app.state.root()
+
+    def close(i: int) -> None:
+        validators.pop(i).close()
+
+    handlers: Mapping[str, Any] = {
+        "open": open_, "catch_up": catch_up_, "execute": execute, "ticks": ticks,
+        "state": state, "close": close,
+        "finalize": lambda i, cert: validators[i].finalize(cert),
+        "abandon": lambda i: validators[i].abandon(),
+        "add_evidence": lambda i, h, kind, body: validators[i].store.add_evidence(h, kind, body),
+        "install_release": lambda i, rel: validators[i].app.install_release(
+            getattr(importlib.import_module(rel[0]), rel[1]) if isinstance(rel, tuple) else rel),
+    }
+    while True:
+        try:
+            op, *args = _recv(stdin)
+        except EOFError:
+            break
+        if op == "exit":
+            for v in validators.values():
+                v.close()
+            _send(stdout, (True, None))
+            break
+        try:
+            _send(stdout, (True, handlers[op](*args)))
+        except Exception as exc:  # the caller raises it as a BlockError naming it
+            _send(stdout, (False, f"{op} on validator {args[0] if args else '-'}: "
+                                  f"{type(exc).__name__}: {exc}"))

@@ -1,0 +1,80 @@
+"""Validators hosted in a worker process (issue 17) behave as in-process ones: they execute
+and vote on every block themselves, are named when faulty, crash and catch up, install a
+release their operator reviews, and their stores verify — with the same state roots as a
+network that runs every validator in one process."""
+
+import pytest
+
+from gridledger.errors import BlockError
+from gridledger.node.embedded import EmbeddedNetwork
+from gridledger.node.validator_host import HostedValidator
+from gridledger.node.verify import verify_dir
+from tests.conftest import make_chain
+
+
+def _drive(net, chain, blocks, start=0):
+    out = []
+    for b in range(start, start + blocks):
+        net.submit(chain.transfer(b % 6, (b + 2) % 6, 100 + b), now_s=b)
+        net.submit(chain.transfer((b + 1) % 6, (b + 3) % 6, 7), now_s=b)
+        out += net.tick(900 * (b + 1))
+    return out
+
+
+def test_hosted_validators_reach_the_same_roots_and_stores_verify(tmp_path):
+    chain = make_chain()
+    local = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path / "local", snapshot_every=2)
+    _drive(local, chain, 5)
+    local_roots = local.state_roots()
+    local.close()
+    chain = make_chain()
+    net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path / "hosted", snapshot_every=2,
+                          hosted=(2, 3))
+    assert [type(v).__name__ for v in net.validators] == ["Validator", "Validator",
+                                                         "HostedValidator", "HostedValidator"]
+    blocks = _drive(net, chain, 5)
+    # each block certified with the hosted validators' own votes
+    assert all({2, 3} <= set(dict(fb.cert.votes)) for fb in blocks)
+    assert net.state_roots() == local_roots and len(set(local_roots)) == 1
+    assert net.validators[3].height == net.height == 5
+    net.close()
+    assert [r.ok and r.blocks == 5 for r in verify_dir(tmp_path / "hosted")] == [True] * 4
+
+
+def test_a_faulty_hosted_validator_is_named_and_a_crashed_one_catches_up(tmp_path):
+    chain = make_chain()
+    net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path, hosted=(2, 3))
+    _drive(net, chain, 2)
+    net.validators[3].fault = "wrong-root"          # what the byzantine-validator scenario does
+    blocks = _drive(net, chain, 2, start=2)
+    assert all(3 in fb.offenders and 3 not in dict(fb.cert.votes) for fb in blocks)
+    net.validators[3].fault = None
+    net.crash(2)
+    _drive(net, chain, 2, start=4)                   # certified by 0, 1, 3
+    restarted = net.restart(2)
+    assert isinstance(restarted, HostedValidator) and restarted.height == net.height == 6
+    blocks = _drive(net, chain, 1, start=6)
+    assert set(dict(blocks[0].cert.votes)) == {0, 1, 2, 3}
+    assert len(set(net.state_roots())) == 1
+    # an operator's tools read the hosted validator's own store (read-only here)
+    assert net.validators[2].store.tip() == 7
+    net.close()
+    reports = verify_dir(tmp_path)
+    assert all(r.ok for r in reports)
+
+
+def test_a_hosted_validator_installs_a_release_and_bad_input_is_refused(tmp_path):
+    from gridledger.sim.attacks.contract_bug import FAULTY_BANK
+
+    chain = make_chain()
+    with pytest.raises(ValueError, match="entry"):
+        EmbeddedNetwork(chain.genesis, chain.validators, tmp_path / "x", hosted=(0,))
+    net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path, hosted=(1,))
+    v = net.validators[1]
+    v.app.install_release(FAULTY_BANK)               # a keeper holding a module travels by name
+    assert v.app.catalog.declaration_digest is not None
+    assert net.host is not None
+    with pytest.raises(BlockError, match="validator host"):
+        net.host.call("state", 99)                   # an error there is named here
+    _drive(net, chain, 1)
+    net.close()
