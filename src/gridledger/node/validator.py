@@ -200,6 +200,11 @@ class Validator:
         return True
 
     @property
+    def store_path(self) -> Path:
+        """This validator's store file."""
+        return self.store.path
+
+    @property
     def last_hash(self) -> bytes:
         """The hash of the last block this validator committed."""
         return self.app.last_hash

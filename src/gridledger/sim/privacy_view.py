@@ -87,7 +87,7 @@ class StoreView:
 
 def store_paths(ctx: SimContext) -> list[Path]:
     """Every validator's store file of the run."""
-    return [Path(v.store.path) for v in ctx.net.validators]
+    return [Path(v.store_path) for v in ctx.net.validators]
 
 
 def household_ids(ctx: SimContext) -> tuple[frozenset[bytes], frozenset[str]]:
