@@ -158,6 +158,9 @@ class EmbeddedNetwork:
         txs = self.mempool.take(max_txs if max_txs is not None else len(self.mempool))
         entries = [Entry("tx", tx=tx.raw) for tx in txs]
         keys = self.entry.app.validator_keys()
+        for h in self.live:
+            if isinstance(h, HostedValidator):  # signed there while the others sign here
+                h.start_ticks(time_s * 1000)
         for v in self.live:
             ticks = v.ticks(time_s * 1000)
             src = v.vote_index()

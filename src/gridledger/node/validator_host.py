@@ -162,6 +162,7 @@ class HostedValidator:
         self._header: Header | None = None
         self._votes: list[Vote] = []
         self._vote_index: int | None = None
+        self._ticks_at: int | None = None
         self.last_hash: bytes
         self.height: int
         self.height, self.last_hash = host.call(
@@ -201,9 +202,18 @@ class HostedValidator:
         """The votes the host signed for the header it executed (faults applied there)."""
         return list(self._votes)
 
+    def start_ticks(self, time_ms: int) -> None:
+        """Ask for ``ticks(time_ms)`` now (signed in the host meanwhile); ``ticks`` collects."""
+        self.host.send("ticks", self.index, time_ms, self.fault)
+        self._ticks_at = time_ms
+
     def ticks(self, time_ms: int) -> list[Tick]:
-        ticks, self._vote_index = self.host.call("ticks", self.index, time_ms, self.fault)
-        return ticks  # type: ignore[no-any-return]
+        if self._ticks_at != time_ms:
+            self.start_ticks(time_ms)
+        self._ticks_at = None
+        ticks: list[Tick]
+        ticks, self._vote_index = self.host.recv()
+        return ticks
 
     def finalize(self, cert: Certificate) -> bool:
         """Store the pending block under ``cert`` (in the host, while the caller goes on)."""
