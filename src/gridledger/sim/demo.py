@@ -51,10 +51,10 @@ from gridledger.sim.scenario import (
 )
 from gridledger.sim.summary import series_of, summarize
 
-FOLLOW_FROM_SLOTS = 48
-"""Runs this long (half a day) check their stores while they are written (``StoreFollower``,
-on the other core); shorter ones after the run, here (a worker's start-up would cost more
-than the replay)."""
+FOLLOW_FROM_SLOTS = 24
+"""Runs this long (six hours, `bench scale --quick`) check their stores while they are
+written (``StoreFollower``, on the other core); shorter ones after the run, here (a worker's
+start-up, ~0.5 s of CPU, would cost about what the replay does)."""
 
 
 def run_demo(sc: Scenario, out: Path, progress: ProgressFn | None = None,
