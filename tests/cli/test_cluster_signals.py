@@ -40,15 +40,18 @@ def _alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2:].split()[0] != "Z"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_signal_stops_every_nats_server(tmp_path: Path, sig: signal.Signals) -> None:
+@pytest.mark.parametrize(("sig", "size"), [(signal.SIGTERM, 3), (signal.SIGHUP, 3),
+                                           (signal.SIGINT, 3), (signal.SIGTERM, 1)])
+def test_signal_stops_every_nats_server(tmp_path: Path, sig: signal.Signals, size: int) -> None:
+    """Also a one-server "cluster" (nats-server refused a JetStream cluster without routes:
+    `node cluster --size 1` failed with "did not start")."""
     try:
         nats_server_binary()
     except Exception:
         pytest.skip("nats-server is not installed")
     proc = subprocess.Popen(
         [sys.executable, "-c", "from gridledger.cli.main import main; main()",
-         "node", "cluster", str(tmp_path / "nats"), "--size", "3"],
+         "node", "cluster", str(tmp_path / "nats"), "--size", str(size)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "COLUMNS": "200"})
     servers: list[int] = []
@@ -57,7 +60,7 @@ def test_signal_stops_every_nats_server(tmp_path: Path, sig: signal.Signals) -> 
         line = proc.stdout.readline()
         assert "NATS cluster:" in line, line + proc.stdout.read()
         servers = _children(proc.pid)
-        assert len(servers) == 3, servers
+        assert len(servers) == size, servers
         proc.send_signal(sig)
         proc.wait(timeout=30)
         deadline = time.monotonic() + 10

@@ -754,6 +754,9 @@ def node_cluster(
         _failure(f"cannot start the NATS cluster: {exc}")
     try:
         console.print("NATS cluster: " + ",".join(cluster.urls))
+        if size < 3:  # JetStream replicates a stream on at most `size` servers
+            console.print(f"(start the validators with --replicas {size}: {size} server"
+                          f"{'s' if size > 1 else ''} hold{'' if size > 1 else 's'} each stream)")
         while not stop.wait(1):
             pass
     except KeyboardInterrupt:

@@ -75,7 +75,8 @@ class NatsServer:
 
 @dataclass
 class NatsCluster:
-    """Three (or n) clustered JetStream servers on 127.0.0.1."""
+    """Three (or n) clustered JetStream servers on 127.0.0.1 (one: a lone JetStream server,
+    whose streams take ``replicas=1``)."""
 
     root: Path
     size: int = 3
@@ -91,14 +92,15 @@ class NatsCluster:
             store.mkdir(exist_ok=True)
             routes = ", ".join(f"nats-route://127.0.0.1:{r}" for j, (_, r) in enumerate(ports) if j != i)
             conf = self.root / f"{name}.conf"
+            # clients use exactly the URLs they are given (no gossiped addresses), so a node
+            # behind a proxy or firewall cannot bypass it; one server is no cluster (nats-server
+            # refuses a JetStream cluster without routes): its streams take replicas 1
+            cluster = (f"cluster {{ name: gridledger, listen: 127.0.0.1:{rp}, routes: [{routes}], "
+                       "no_advertise: true }\n") if self.size > 1 else ""
             conf.write_text(
                 f"server_name: {name}\nlisten: 127.0.0.1:{cp}\n"
                 f"jetstream {{ store_dir: \"{store}\", max_memory_store: 268435456, "
-                f"max_file_store: 2147483648 }}\n"
-                f"cluster {{ name: gridledger, listen: 127.0.0.1:{rp}, routes: [{routes}], "
-                # clients use exactly the URLs they are given (no gossiped addresses),
-                # so a node behind a proxy or firewall cannot bypass it
-                f"no_advertise: true }}\n")
+                f"max_file_store: 2147483648 }}\n" + cluster)
             self.servers.append(NatsServer(name, cp, rp, store, conf))
 
     @property
