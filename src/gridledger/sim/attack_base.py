@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from gridledger.grid import SlotMeasurements
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.agents import Intent
-from gridledger.sim.community import Member
+from gridledger.sim.community import Member, household_net_wh
 from gridledger.sim.context import SimContext
 
 
@@ -122,6 +122,13 @@ class Attack(ABC):
         return {"injected": injected, "detected": detected, "mitigated": bool(mitigated),
                 "loss": int(loss), "loss_unit": "micro", "threat": self.threat,
                 "defence": self.defence, **more}
+
+    def export_in(self, m: Member, start: float, end: float) -> int:
+        """Wh ``m`` would export beyond its own use in the window [start, end) of the run's
+        days (``household_net_wh``: the surplus it has to sell, before any battery)."""
+        eng = self.eng
+        return sum(max(0, household_net_wh(eng.model, m.cp, s))
+                   for s in eng.trading_slots() if eng.in_window(s, start, end))
 
     def load_in(self, m: Member, start: float, end: float) -> int:
         eng = self.eng

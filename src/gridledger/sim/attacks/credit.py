@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.agents import Intent
 from gridledger.sim.attack_base import Attack
-from gridledger.sim.community import Member, household_net_wh
+from gridledger.sim.community import Member
 
 
 class BalanceEscape(Attack):
@@ -118,7 +118,7 @@ class ReputationWash(Attack):
 
     def setup(self) -> None:
         self.seller = self.pick(lambda m: "pv" in m.der and m.battery is None,
-                                key=lambda m: self.export_in(m))
+                                key=lambda m: self.export_in(m, *self.window))
         self.buyer = self.pick(lambda m: m.role == "consumer")
         self.colluders = {self.seller.address: self.seller, self.buyer.address: self.buyer}
         self.wash_slots: list[int] = []
@@ -126,11 +126,6 @@ class ReputationWash(Attack):
         self.gains: dict[bytes, int] = dict.fromkeys(self.colluders, 0)
         """Reputation each colluder earned from settlements of wash slots."""
         self.paid: set[int] = set()
-
-    def export_in(self, m: Member) -> int:
-        eng = self.eng
-        return sum(max(0, household_net_wh(eng.model, m.cp, s))
-                   for s in eng.trading_slots() if eng.in_window(s, *self.window))
 
     def orders(self, m: Member, slot: int, intents: list[Intent]) -> list[Intent]:
         if m not in (self.seller, self.buyer):

@@ -54,13 +54,15 @@ class PriceManipulation(Attack):
     SPOOF_WH = 30_000        # the spoofer's visible buy order for the next slot
 
     def setup(self) -> None:
-        model = self.eng.model
+        # the members with the most PV surplus (beyond their own load) in the window, among
+        # those no other scenario recruited first: whoever other scenarios take, the
+        # withholder has supply to keep off the market (a single slot's PV peak, the old
+        # ranking, says nothing about what a household's own load leaves to sell)
+        def surplus(m: Member) -> int:
+            return self.export_in(m, *self.window)
 
-        def pv_peak(m: Member) -> int:
-            return int(model.year.pv_peak_wh[model.cp_index(m.cp)])
-
-        self.withholder = self.pick(lambda m: "pv" in m.der, key=pv_peak)
-        self.partner = self.pick(lambda m: "pv" in m.der, key=pv_peak)
+        self.withholder = self.pick(lambda m: "pv" in m.der and surplus(m) > 0, key=surplus)
+        self.partner = self.pick(lambda m: "pv" in m.der and surplus(m) > 0, key=surplus)
         self.spoofer = self.pick(lambda m: m.role == "consumer")
         self.honest_intents: dict[int, list[Intent]] = {}   # the withholder's own choice
         self.withheld: list[int] = []

@@ -41,8 +41,9 @@ class Trading(Feature):
                           ctx.ledger.grid_fee(slot), net)
 
     def suspended(self, addr: bytes) -> bool:
-        """A client checks its own standing before bidding: a suspended identity's orders
-        would only fail (``reputation-suspended``) and cost it more reputation."""
+        """A client checks its own standing before bidding: a suspended identity's buys
+        would only fail (``reputation-suspended``) and cost it more reputation; its sells are
+        admitted at the feed-in tariff (the market's must-offer rule, ``offer_mitigated``)."""
         return self.ctx.ledger.tier(addr) == "suspended"
 
     def txs_a(self, step: Step) -> list[bytes]:
@@ -69,7 +70,9 @@ class Trading(Feature):
                     intents = []  # its client sees the quarantine: orders would only fail
                 key = ctx.identities.trading_key(m, slot)
                 if self.suspended(key.address):
-                    intents = []                         # the battery still runs for the home
+                    # must-offer: its surplus stays on the market (at the feed-in tariff),
+                    # it buys nothing; the battery still runs for the home
+                    intents = [i for i in intents if i.side == "sell"]
                 for a in ctx.attacks:
                     intents = a.orders(m, slot, intents)
                 raws += [ctx.tx(key, "market/order", {
