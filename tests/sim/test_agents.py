@@ -62,3 +62,34 @@ def test_cheap_slots_still_fill_the_battery_from_the_grid() -> None:
                      envelope=OPEN)
     # est = feed-in 80 000 (community in surplus, no price seen at this time): fill up
     assert b == -2_500
+
+
+def test_a_client_offers_and_bids_only_what_its_money_backs() -> None:
+    """Issue 14 (honest privacy-mode day): a per-slot pseudonym holds its pool allowance
+    only (5 units in the demo); the largest PV household's 97 % of 15.6 kWh was refused
+    ``insufficient-funds`` three times a day, and offering nothing read as physical
+    withholding. The client cuts each order to what the market would lock for it."""
+    from gridledger.ledger.modules.governance.types import Params
+    from gridledger.ledger.modules.market.types import (
+        buyer_escrow_micro,
+        seller_deposit_micro,
+    )
+    from gridledger.sim.agents import Intent
+    from gridledger.sim.features.trading import affordable
+
+    p = Params()
+    allowance = 5_000_000
+    sell = affordable(Intent("sell", 15_126, 90_000), allowance, p, "good")
+    assert sell is not None and sell.energy_wh == 14_285 and sell.price == 90_000
+    assert seller_deposit_micro(sell.energy_wh, 350_000) <= allowance
+    assert seller_deposit_micro(sell.energy_wh + 1, 350_000) > allowance
+    # a worse tier pays a higher deposit rate, so it may offer less
+    watch = affordable(Intent("sell", 15_126, 90_000), allowance, p, "watch")
+    assert watch is not None and watch.energy_wh == 9_523
+    buy = affordable(Intent("buy", 40_000, 190_000), allowance, p, "good")
+    assert buy is not None and buyer_escrow_micro(buy.energy_wh, 190_000, p) <= allowance
+    assert buyer_escrow_micro(buy.energy_wh + 1, 190_000, p) > allowance
+    # what it can back anyway is left alone; too little money for MIN_ORDER_WH: no order
+    assert affordable(Intent("sell", 1_000, 90_000), allowance, p, "good") == \
+        Intent("sell", 1_000, 90_000)
+    assert affordable(Intent("sell", 1_000, 90_000), 3_000, p, "good") is None

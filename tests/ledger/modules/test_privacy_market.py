@@ -5,7 +5,9 @@ Four validators, certified blocks (``tests.privacy.net``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,15 +15,21 @@ from gridledger.ledger.modules.privacy import keeper as pv
 from gridledger.ledger.modules.privacy.market import MarketDisputes
 from gridledger.ledger.modules.privacy.records import dispute_id_for_finding
 from gridledger.ledger.modules.reputation.keeper import reputation_of, tier_of
+from gridledger.ledger.modules.surveillance import hooks
 from gridledger.privacy.ledger_io import escrow_body, release_body
 from tests.privacy.net import (
+    ALLOWANCE,
+    FW,
+    SETTLE,
     Issued,
     PrivacyNet,
     issue,
     order,
     pool_net,
+    read,
     t_clear,
     t_order,
+    t_read,
 )
 
 
@@ -142,3 +150,65 @@ def test_without_the_market_dispute_the_sanction_ends_with_the_pseudonym(
                                   iss.own[0][0].escrow))], w.now + 10)
     assert out[0].rule == "no-dispute"
     w.ok([w.tx(w.users[0], "privacy/join", {"epoch": 2, "tickets": 2})], w.now + 10)
+
+
+# -- physical withholding under pseudonyms ---------------------------------------------------
+PLANT_EXPORT_WH = 30_000
+"""A PV plant's export in one slot: far more than a pseudonym's allowance backs."""
+
+
+def plant_slot(w: PrivacyNet, iss: Issued, slot: int) -> dict[str, Any]:
+    """User 0's pseudonym exports ``PLANT_EXPORT_WH`` and offers all its allowance can back
+    as delivery deposit (an offer of 97 % of the export is refused ``insufficient-funds``);
+    user 3, under its own name, bids for 10 kWh, so the slot is short. Returns the refused
+    order's receipt."""
+    ps = iss.own[0][0]
+    backed_wh = ALLOWANCE * 1000 // 350_000       # the default deposit rate, tier good
+    too_big = w.run([order(w, ps, slot, "sell", PLANT_EXPORT_WH * 97 // 100, 80_000)],
+                    t_order(slot))
+    w.ok([order(w, ps, slot, "sell", backed_wh, 80_000),
+          w.tx(w.users[3], "market/order", {"slot": slot, "side": "buy", "energy_wh": 10_000,
+                                            "price_micro_per_kwh": 200_000})], t_order(slot) + 5)
+    w.ok([], t_clear(slot))
+    w.ok([read(w, iss, ps, slot, 0, PLANT_EXPORT_WH),
+          w.tx(w.meters[3], "metering/reading", {"slot": slot, "import_wh": 10_000,
+                                                 "export_wh": 0, "firmware": FW})],
+         t_read(slot))
+    w.ok([], (slot + 1) * 900 + SETTLE + 10)      # settles
+    w.ok([], (slot + 1) * 900 + SETTLE + 70)      # surveillance reads the settled slot
+    return {"rule": too_big[0].rule, "traded": sum(t["energy_wh"] for t in w.events("trade"))}
+
+
+def test_an_honest_pseudonym_offering_all_its_allowance_backs_is_not_withholding(
+        tmp_path: Path) -> None:
+    """Issue 14 (the honest privacy-mode day: 2 physical-withholding findings against honest
+    pseudonyms, and the trustees opened 2 honest households' identities). A per-slot
+    pseudonym's money is its pool allowance; the delivery deposit of a sell bounds what it
+    can offer, whatever its PV exports. Offering all that is no withholding: what it could
+    offer is its export within its envelope AND within what its money backs."""
+    w = pool_net(tmp_path, sections={"surveillance": {}})
+    iss = issue(w, 1, {0: [5]}, at=t_order(5) - 200)
+    out = plant_slot(w, iss, 5)
+    assert out["rule"] == "insufficient-funds"     # what the honest client sent before
+    assert 0 < out["traded"] < 10_000              # short: the buyer's rest went unmet
+    assert w.events("market_abuse") == [] and w.events("opening_requested") == []
+    # it settled a real sale (+15), less the refused order (-2): no sanction
+    assert reputation_of(w.state, iss.own[0][0].address) == 513
+    assert not [e for e in w.events("reputation") if e["reason"] == "market_abuse"]
+
+
+def test_without_the_deposit_bound_the_honest_pseudonym_is_found_and_disputed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removal: what a holder could offer ignores what its money backs. The pseudonym that
+    offered its whole allowance's worth (19 % of the plant's export) is found withholding,
+    and the finding is a recorded dispute: the trustees would open an honest household."""
+    detect = hooks.physical_withholding
+    monkeypatch.setattr(hooks, "physical_withholding", lambda supply, exports, traded, cfg:
+                        detect(replace(supply, backing=()), exports, traded, cfg))
+    w = pool_net(tmp_path, sections={"surveillance": {}})
+    iss = issue(w, 1, {0: [5]}, at=t_order(5) - 200)
+    plant_slot(w, iss, 5)
+    (f,) = w.events("market_abuse")
+    assert f["kind"] == "physical-withholding" and f["subjects"] == [iss.own[0][0].address]
+    (req,) = w.events("opening_requested")
+    assert req["pseudonyms"] == [iss.own[0][0].address]

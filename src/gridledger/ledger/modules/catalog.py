@@ -86,7 +86,7 @@ def _builtin(versions: Mapping[str, int], k: Keepers) -> list[Module]:
         metering.build(registry=k["registry"], reputation=k["reputation"],
                        firmware=k["firmware"]),
         surveillance.build(market=k["market"], reputation=k["reputation"],
-                           metering=k["metering"], registry=k["registry"]),
+                           metering=k["metering"], registry=k["registry"], bank=k["bank"]),
         market.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
                      metering=k["metering"], firmware=k["firmware"]),
         disputes.build(market=k["market"], metering=k["metering"], registry=k["registry"],

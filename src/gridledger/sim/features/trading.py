@@ -9,10 +9,19 @@ the price and its own fills.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import replace
+from typing import ClassVar, cast
 
 from gridledger.grid import SLOTS_PER_DAY
-from gridledger.sim.agents import Agent, MarketView, make_agent
+from gridledger.ledger.modules.governance.types import Params
+from gridledger.ledger.modules.market.types import (
+    buyer_escrow_micro,
+    max_fee_rate,
+    seller_deposit_micro,
+    seller_deposit_rate,
+)
+from gridledger.ledger.modules.reputation.types import Tier, deposit_pct_for
+from gridledger.sim.agents import MIN_ORDER_WH, Agent, Intent, MarketView, make_agent
 from gridledger.sim.clock import Step
 from gridledger.sim.community import household_net_wh
 from gridledger.sim.context import SimContext
@@ -20,6 +29,28 @@ from gridledger.sim.feature import Feature
 
 UNLIMITED = (1 << 62, 1 << 62)
 """Envelope of a cp the DSO published none for: nothing limits it."""
+
+
+def affordable(it: Intent, spendable_micro: int, p: Params, tier: str) -> Intent | None:
+    """``it`` cut to what ``spendable_micro`` can back as the market locks it: a sell's
+    delivery deposit at the tier's rate, a buy's escrow (its limit + the highest grid fee)
+    (``ledger/modules/market/types.py``); None when less than ``MIN_ORDER_WH`` is left.
+
+    A client knows its balance and never sends an order the ledger must refuse
+    (``insufficient-funds``). It matters under privacy mode: a per-slot pseudonym's money
+    is its pool allowance (5 units in the demo: a sell of ~14.3 kWh), and the largest PV
+    household exports up to 15.6 kWh in a slot of the default day; its refused offers left
+    it offering nothing, which surveillance read as physical withholding."""
+    if it.side == "sell":
+        rate = seller_deposit_rate(p, deposit_pct_for(cast(Tier, tier), p))
+        wh = min(it.energy_wh, spendable_micro * 1000 // max(1, rate))
+        while wh > 0 and seller_deposit_micro(wh, rate) > spendable_micro:
+            wh -= 1
+    else:
+        wh = min(it.energy_wh, spendable_micro * 1000 // max(1, it.price + max_fee_rate(p)))
+        while wh > 0 and buyer_escrow_micro(wh, it.price, p) > spendable_micro:
+            wh -= 1
+    return replace(it, energy_wh=wh) if wh >= MIN_ORDER_WH else None
 
 
 class Trading(Feature):
@@ -39,12 +70,6 @@ class Trading(Feature):
         # the fee in force for the slot, as the DSO set it (governance/grid_fees)
         return MarketView(slot, sod, p.retail_import_micro_per_kwh, p.feed_in_micro_per_kwh,
                           ctx.ledger.grid_fee(slot), net)
-
-    def suspended(self, addr: bytes) -> bool:
-        """A client checks its own standing before bidding: a suspended identity's buys
-        would only fail (``reputation-suspended``) and cost it more reputation; its sells are
-        admitted at the feed-in tariff (the market's must-offer rule, ``offer_mitigated``)."""
-        return self.ctx.ledger.tier(addr) == "suspended"
 
     def txs_a(self, step: Step) -> list[bytes]:
         if not step.trading:
@@ -69,10 +94,17 @@ class Trading(Feature):
                 if ctx.keeps_meter_rules(m) and ctx.ledger.quarantined(ctx.identities.ledger_cp(m, slot)):
                     intents = []  # its client sees the quarantine: orders would only fail
                 key = ctx.identities.trading_key(m, slot)
-                if self.suspended(key.address):
-                    # must-offer: its surplus stays on the market (at the feed-in tariff),
-                    # it buys nothing; the battery still runs for the home
+                tier = ctx.ledger.tier(key.address)
+                if tier == "suspended":
+                    # the client checks its standing: a suspended identity's buys would only
+                    # fail (reputation-suspended) and cost it more reputation; its sells are
+                    # admitted at the feed-in tariff (must-offer, offer_mitigated), so its
+                    # surplus stays on the market; the battery still runs for the home
                     intents = [i for i in intents if i.side == "sell"]
+                if intents:
+                    spendable = ctx.ledger.balance(key.address)[0]
+                    intents = [c for c in (affordable(i, spendable, ctx.params, tier)
+                                           for i in intents) if c is not None]
                 for a in ctx.attacks:
                     intents = a.orders(m, slot, intents)
                 raws += [ctx.tx(key, "market/order", {

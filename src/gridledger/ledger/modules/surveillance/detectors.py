@@ -206,18 +206,21 @@ def physical_withholding(supply: Supply, exports: Iterable[tuple[str, bytes, int
     the slot. Unmet = the buy volume bid at or above the feed-in tariff less what traded. A
     holder is found when its export is at least ``physical_min_wh``, it offered at most
     ``physical_offered_pct`` % of what it could offer (the export, within its export
-    envelope) and at least ``physical_min_wh`` of the rest could have met unmet demand.
+    envelope and within the offer its money could back as delivery deposit — a per-slot
+    pseudonym's money is its pool allowance, whatever its meter exports) and at least
+    ``physical_min_wh`` of the rest could have met unmet demand.
     """
     unmet = max(0, supply.buy_wh - traded_wh)
     if unmet < cfg.physical_min_wh:
         return unmet, []
     offered = {o.owner: o.energy_wh for o in supply.offered}
     envelope = dict(supply.envelopes)
+    backing = {o.owner: o.energy_wh for o in supply.backing}
     found = []
     for cp, owner, export in sorted(exports):
         if export < cfg.physical_min_wh:
             continue
-        could = min(export, envelope.get(cp, export))
+        could = min(export, envelope.get(cp, export), backing.get(owner, export))
         mine = offered.get(owner, 0)
         if mine * 100 > cfg.physical_offered_pct * could:
             continue

@@ -1,8 +1,8 @@
 """What surveillance reads and does in other modules (wired in ``ledger/modules/catalog.py``).
 
 It reads the market's book and trades and may set a failing offer's limit to its reference
-level before the slot clears (the market's own keeper does the write); it sanctions
-through reputation.
+level before the slot clears (the market's own keeper does the write); it reads balances
+(what a holder's deposit could back) and sanctions through reputation.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any, Literal, Protocol
 from gridledger.ledger.shapes import Trade as Fill
 from gridledger.ledger.state import State
 
-__all__ = ["BookOrder", "Fill", "Market", "Metering", "Reading", "Registry", "Reputation"]
+__all__ = ["Bank", "BookOrder", "Fill", "Market", "Metering", "Reading", "Registry",
+           "Reputation"]
 
 Reason = Literal["market_abuse"]
 """The reputation change surveillance causes."""
@@ -48,11 +49,18 @@ class Market(Protocol):
 
 
 class Reputation(Protocol):
-    """Graduated sanctions (reputation); a suspended participant cannot offer."""
+    """Graduated sanctions (reputation), and the deposit multiplier a tier sets."""
 
     def adjust(self, state: State, addr: bytes, reason: Reason, slot: int,
                times: int = 1) -> dict[str, Any]: ...
     def tier_of(self, state: State, addr: bytes) -> str: ...
+    def deposit_pct(self, state: State, addr: bytes) -> int: ...
+
+
+class Bank(Protocol):
+    """Spendable money (bank): what could back a seller's delivery deposit."""
+
+    def balance(self, state: State, addr: bytes) -> int: ...
 
 
 class Reading(Protocol):

@@ -25,6 +25,7 @@ from gridledger.ledger.modules.surveillance.detectors import (
     wash_pairs,
 )
 from gridledger.ledger.modules.surveillance.expected import (
+    Bank,
     BookOrder,
     Market,
     Metering,
@@ -65,14 +66,15 @@ def _side(v: str) -> Side:
 
 class Surveillance:
     """The detectors wired to the market (book, trades, mitigation, settlement), the meters
-    and their holders, and reputation."""
+    and their holders, balances, and reputation."""
 
     def __init__(self, market: Market, reputation: Reputation, metering: Metering,
-                 registry: Registry) -> None:
+                 registry: Registry, bank: Bank) -> None:
         self.market = market
         self.reputation = reputation
         self.metering = metering
         self.registry = registry
+        self.bank = bank
 
     def end_block(self, state: State, ctx: BlockContext, events: Events) -> None:
         cfg = keeper.config(state)
@@ -151,7 +153,10 @@ class Surveillance:
     def _keep_supply(self, state: State, p: Params, cfg: Config, slot: int,
                      book: Sequence[tuple[bytes, BookOrder]]) -> None:
         """Keep what the final book offered until the slot settles (only a slot whose buyers
-        bid enough that unmet demand could matter)."""
+        bid enough that unmet demand could matter), with the most each holder of an
+        envelope or an offer could have offered: a sell locks a delivery deposit, so an
+        offer is bounded by the holder's money (its offers' deposits are locked already:
+        they count as offered), at the deposit rate its tier sets."""
         buy = sum(o.energy_wh for _i, o in book
                   if o.side == "buy" and o.price_micro_per_kwh >= p.feed_in_micro_per_kwh)
         if buy < cfg.physical_min_wh:
@@ -160,10 +165,21 @@ class Surveillance:
         for _i, o in book:
             if o.side == "sell":
                 offered[o.owner] = offered.get(o.owner, 0) + o.energy_wh
-        envelopes = tuple(sorted((cp, e[1]) for cp, e in
-                                 self.market.envelopes_of(state, slot).items()))
+        by_cp = self.market.envelopes_of(state, slot)
+        envelopes = tuple(sorted((cp, e[1]) for cp, e in by_cp.items()))
+        holders = set(offered)
+        for cp in sorted(by_cp):
+            holder = self.registry.cp_holder(state, cp)
+            if holder is not None:
+                holders.add(holder)
+        backing = []
+        for h in sorted(holders):
+            rate = p.deposit_micro_per_kwh * self.reputation.deposit_pct(state, h) // 100
+            backing.append(Offered(h, offered.get(h, 0)
+                                   + self.bank.balance(state, h) * 1000 // max(1, rate)))
         keeper.put_supply(state, slot, Supply(
-            tuple(Offered(a, e) for a, e in sorted(offered.items())), buy, envelopes))
+            tuple(Offered(a, e) for a, e in sorted(offered.items())), buy, envelopes,
+            tuple(backing)))
 
     def _settled(self, state: State, ctx: BlockContext, p: Params, cfg: Config,
                  events: Events) -> None:
@@ -233,5 +249,5 @@ def reveal_deadline(slot: int, p: Params) -> int:
 
 
 def make_end_block(market: Market, reputation: Reputation, metering: Metering,
-                   registry: Registry) -> BlockHook:
-    return Surveillance(market, reputation, metering, registry).end_block
+                   registry: Registry, bank: Bank) -> BlockHook:
+    return Surveillance(market, reputation, metering, registry, bank).end_block

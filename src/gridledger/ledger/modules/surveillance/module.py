@@ -1,11 +1,12 @@
-"""Market surveillance: ``build(market, reputation) -> Module`` (wired in the catalog,
-BEFORE the market, so its end-of-block hook sees each slot's final book first)."""
+"""Market surveillance: ``build(market, reputation, metering, registry, bank) -> Module``
+(wired in the catalog, BEFORE the market, so its end-of-block hook sees each slot's final book first)."""
 
 from __future__ import annotations
 
 from gridledger.ledger.module import Module
 from gridledger.ledger.modules.surveillance.errors import RULES
 from gridledger.ledger.modules.surveillance.expected import (
+    Bank,
     Market,
     Metering,
     Registry,
@@ -20,16 +21,17 @@ VERSION = 1
 
 
 def build(market: Market, reputation: Reputation, metering: Metering,
-          registry: Registry) -> Module:
+          registry: Registry, bank: Bank) -> Module:
     """Surveillance wired to ``market`` (book, trades, offer mitigation, settlement),
-    ``metering`` and ``registry`` (settled exports and their holders) and ``reputation``
-    (sanctions). No messages: findings come from block execution alone."""
+    ``metering`` and ``registry`` (settled exports and their holders), ``bank`` (the money
+    that could back an offer's deposit) and ``reputation`` (sanctions, deposit tiers). No
+    messages: findings come from block execution alone."""
     return Module(
         name=NAME,
         version=VERSION,
         rules=RULES,
         init_genesis=init_genesis,
-        end_block=make_end_block(market, reputation, metering, registry),
+        end_block=make_end_block(market, reputation, metering, registry, bank),
         invariants=INVARIANTS,
         views=VIEWS,
     )

@@ -61,8 +61,9 @@ class Config(Record):
     * physical withholding (after settlement, on the meters' own readings): a holder whose
       meter exported at least ``physical_min_wh`` in a slot where buyers' demand went
       unmet, while it offered at most ``physical_offered_pct`` % of what it could offer
-      (its export, within the DSO's export envelope), and at least ``physical_min_wh`` of
-      the unoffered surplus could have served the unmet demand.
+      (its export, within the DSO's export envelope and within what its money could back
+      as delivery deposit), and at least ``physical_min_wh`` of the unoffered surplus could
+      have served the unmet demand.
     """
 
     conduct_pct: int = 120
@@ -153,12 +154,15 @@ class Offered(Record):
 class Supply(Record):
     """``sv/k/<slot>``: what a slot's final book offered, kept from clearing until the
     slot settles (physical withholding compares it with the meters): each seller's volume,
-    the buy volume bid at or above the feed-in tariff (``buy_wh``), and the DSO's export
-    envelopes (``envelopes``: (cp, export max Wh))."""
+    the buy volume bid at or above the feed-in tariff (``buy_wh``), the DSO's export
+    envelopes (``envelopes``: (cp, export max Wh)), and the most each holder of an
+    envelope or an offer could have offered by the delivery deposit its money backed
+    (``backing``: its offered volume + spendable balance / its deposit rate, Wh)."""
 
     offered: tuple[Offered, ...]
     buy_wh: int
     envelopes: tuple[tuple[str, int], ...]
+    backing: tuple[Offered, ...] = ()
 
 
 @dataclass(frozen=True)
