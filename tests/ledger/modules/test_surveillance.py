@@ -26,6 +26,7 @@ from gridledger.ledger.modules.surveillance.types import (
     Supply,
     parse_config,
 )
+from tests.ledger.modules.test_reputation import set_score
 from tests.ledger.modules.world import World, make_world, t_clear, t_order, t_read, t_settle
 
 SLOT = 4
@@ -250,6 +251,34 @@ def test_metered_surplus_kept_off_a_short_market_is_found_after_settlement() -> 
     assert reputation_of(w.app.state, w.addr(0)) == 350
     assert reputation_of(w.app.state, w.addr(3)) == 500  # 800 Wh: below the minimum
     assert w.app.state.keys_with_prefix(b"sv/k/") == []  # nothing kept after settlement
+
+
+def test_a_suspended_holder_keeping_its_surplus_off_is_found_too() -> None:
+    """A suspended member must offer (its sells are admitted at the feed-in tariff), so its
+    surplus kept off a short market is withholding like anyone's (it used to be skipped as
+    one who "may not offer")."""
+    w = world()
+    set_score(w, w.addr(0), 40, penalty_slot=1)
+    short_slot(w, SLOT)
+    (f,) = findings(w)
+    assert f["kind"] == "physical-withholding" and f["subjects"] == [w.addr(0)]
+    assert reputation_of(w.app.state, w.addr(0)) == 0
+
+
+def test_money_that_backs_less_than_the_export_bounds_what_a_holder_could_offer() -> None:
+    """A sell locks a delivery deposit (350 000 µ/kWh by default): a holder whose balance
+    backs 400 Wh and offers all of it, 16 % of its 2 500 Wh export, is not withholding. One
+    that offers nothing is found for no more than its money backs (its balance at
+    settlement, as it had neither an envelope nor an offer at clearing; the market's retail
+    hold locks part of it)."""
+    w = world(balances={0: 140_000})
+    short_slot(w, SLOT, offered_wh=400)
+    assert [f for f in findings(w) if f["kind"] == "physical-withholding"] == []
+    w = world(balances={0: 1_000_000})
+    short_slot(w, SLOT)
+    (f,) = findings(w)
+    assert f["kind"] == "physical-withholding"
+    assert 1_000 <= f["offers"][0]["withdrawn_wh"] < 2_500
 
 
 @pytest.mark.parametrize("case", [

@@ -9,6 +9,7 @@ clears them. The trades of a slot are read one block later (wash window).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from gridledger.ledger.context import BlockContext
@@ -172,14 +173,18 @@ class Surveillance:
             holder = self.registry.cp_holder(state, cp)
             if holder is not None:
                 holders.add(holder)
-        backing = []
-        for h in sorted(holders):
-            rate = p.deposit_micro_per_kwh * self.reputation.deposit_pct(state, h) // 100
-            backing.append(Offered(h, offered.get(h, 0)
-                                   + self.bank.balance(state, h) * 1000 // max(1, rate)))
+        backing = tuple(Offered(h, self._backing_wh(state, p, h, offered.get(h, 0)))
+                        for h in sorted(holders))
         keeper.put_supply(state, slot, Supply(
             tuple(Offered(a, e) for a, e in sorted(offered.items())), buy, envelopes,
-            tuple(backing)))
+            backing))
+
+    def _backing_wh(self, state: State, p: Params, holder: bytes, offered_wh: int) -> int:
+        """The most ``holder`` could offer: what it offered (those deposits are locked
+        already) + what its spendable balance backs at its tier's deposit rate (the
+        market's ``seller_deposit_rate``, restated: no module imports another's package)."""
+        rate = p.deposit_micro_per_kwh * self.reputation.deposit_pct(state, holder) // 100
+        return offered_wh + self.bank.balance(state, holder) * 1000 // max(1, rate)
 
     def _settled(self, state: State, ctx: BlockContext, p: Params, cfg: Config,
                  events: Events) -> None:
@@ -202,9 +207,19 @@ class Surveillance:
                         or self.metering.flag_of(state, slot, r.cp) is not None:
                     continue  # only a meter's own, unflagged reading is evidence of surplus
                 holder = self.registry.cp_holder(state, r.cp)
-                if holder is None or self.reputation.tier_of(state, holder) == "suspended":
-                    continue  # a suspended holder may not offer
+                if holder is None:
+                    continue
+                # a suspended holder is tested too: it must offer (its sells are admitted
+                # at the feed-in tariff), so keeping its surplus off is still withholding
                 exports.append((r.cp, holder, r.export_wh))
+            # a holder with neither an envelope nor an offer at clearing: what its money
+            # backs now (its balance then is not on record)
+            backed = {o.owner for o in supply.backing}
+            late = [Offered(h, self._backing_wh(state, p, h, 0))
+                    for h in sorted({h for _cp, h, _e in exports} - backed)]
+            if late:
+                supply = replace(supply, backing=tuple(sorted(
+                    (*supply.backing, *late), key=lambda o: o.owner)))
             traded = sum(t.energy_wh for t in self.market.trades_of_slot(state, slot))
             unmet, found = physical_withholding(supply, exports, traded, cfg)
             if not found:
