@@ -38,15 +38,19 @@ def test_price_manipulation_is_found_mitigated_and_sanctioned(defended: dict[str
         assert r["findings_by_kind"].get("layering", 0) > 0
     # the withholder ends suspended, yet its supply stays on the market (must-offer, mitigated
     # to the feed-in tariff): honest buyers pay nothing above the re-clearing of those slots
-    # with its own agent's asks (clear mode: 45 slots, 0; it was +1.37 M µ when suspension
-    # refused its sells). Under pseudonyms each withheld offer is found and mitigated under
-    # a fresh pseudonym, none suspended: the suspension touches no slot there.
-    # (Whether the suspension touches any slot depends on how much the day's withholder
-    # withholds — who it is depends on the other scenarios' recruits: 45 slots on one main,
-    # 0 on the next with 3 withheld slots. The must-offer rule itself, and its removal, are
-    # tested in tests/ledger/modules/test_reputation.py.)
+    # with its own agent's asks (it was +1.37 M µ when suspension refused its sells). Under
+    # pseudonyms each withheld offer is found and mitigated under a fresh pseudonym, none
+    # suspended: the suspension touches no slot there. (The must-offer rule itself, and its
+    # removal, are tested in tests/ledger/modules/test_reputation.py.)
     assert r["honest_loss_after_sanction"] == 0
     assert r["withheld_slots"] == 0 or r["findings_by_kind"].get("withholding", 0) > 0
+    if defended["privacy"]["mode"] == "off":
+        # suspended after its first findings, its client keeps offering (it used to stop
+        # bidding at suspension: 3 withheld slots a day); it goes on withholding and the
+        # ledger mitigates each ask on entry (seed 7: 47 withheld slots, 44 of them touched
+        # by the suspension, 3 withholding findings, coalition gain -1.54 M µ)
+        assert r["sanctioned_slots"] > 0
+        assert r["withheld_slots"] > r["findings_by_kind"].get("withholding", 0)
     assert defended["surveillance"]["findings"] == defended["detections"]["market_abuse_findings"]
     assert defended["threat_rows"]["6"]["mitigated"] is True
 
