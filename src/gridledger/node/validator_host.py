@@ -136,6 +136,8 @@ class _HostedApp:
 
     def install_release(self, release: Release) -> None:
         self.catalog = self.catalog.with_release(release)
+        if self._v.closed:  # a crashed node: its restart starts from this build's catalog,
+            return          # as an in-process validator's does
         # a release defined at module level goes by name (its keeper may be a proxy that
         # does not pickle), any other by value
         module = sys.modules.get(getattr(release.build, "__module__", ""))
@@ -163,6 +165,7 @@ class HostedValidator:
         self._votes: list[Vote] = []
         self._vote_index: int | None = None
         self._ticks_at: int | None = None
+        self.closed = False
         self.last_hash: bytes
         self.height: int
         self.height, self.last_hash = host.call(
@@ -242,7 +245,9 @@ class HostedValidator:
         if self._store is not None:
             self._store.close()
             self._store = None
-        self.host.call("close", self.index)
+        if not self.closed:
+            self.closed = True
+            self.host.call("close", self.index)
 
 
 def _host_main() -> None:
