@@ -4,7 +4,7 @@
   every cp's import/export limit for L around what the DSO forecasts it to inject without a
   market (``community.forecast_wh_by_cp``: members PV - load, since their batteries are the
   agents' own; outsiders their profile; plus ordered flexibility and its rebound); the
-  members' limits are posted as one ``market/envelope``, the report (which constraint bounds
+  members' limits are posted as ``market/envelope`` (one per 256 members), the report (which constraint bounds
   the envelopes) is kept for the delivery's curtailment causes;
 * after the readings of slot L-1 are on the ledger: WLS state estimation with chi-square,
   largest-normalised-residual and protected-sensor tests (``detect_bad_meters``); each
@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.errors import GridError
 from gridledger.grid import DetectionResult, compute_envelope_report, detect_bad_meters
+from gridledger.ledger.modules.market.types import MAX_ENVELOPES_PER_TX
 from gridledger.sim.clock import Step
 from gridledger.sim.community import forecast_wh_by_cp
 from gridledger.sim.context import SimContext
@@ -64,7 +65,11 @@ class DsoGrid(Feature):
         # under privacy mode), sorted by it so the order says nothing about who is who
         entries = sorted([ctx.identities.ledger_cp(m, slot), *envelopes[m.cp]]
                          for m in ctx.members)
-        return [ctx.tx(ctx.community.dso, "market/envelope", {"slot": slot, "envelopes": entries})]
+        # the market takes at most MAX_ENVELOPES_PER_TX per transaction (and admission 16 KiB:
+        # 1,000 members' envelopes are 22 KB); each one sets its own cps' envelopes
+        return [ctx.tx(ctx.community.dso, "market/envelope",
+                       {"slot": slot, "envelopes": entries[i:i + MAX_ENVELOPES_PER_TX]})
+                for i in range(0, len(entries), MAX_ENVELOPES_PER_TX)]
 
     # -- false data detection ----------------------------------------------------------------
     def after_readings(self, step: Step) -> None:
