@@ -127,6 +127,9 @@ class RunData:
     rebound: the DSO's forecast for envelopes and what honest devices do."""
     failed: list[FailedTx] = field(default_factory=list)
     """Every failed receipt, in block order (each must be some attack's doing)."""
+    dp_release: dict[str, Any] = field(default_factory=dict)
+    """The DSO's differentially private publication and its accounting, for
+    ``summary.privacy`` (``features.publication``)."""
 
     def absorb(self, fb: FinalizedBlock) -> list[dict[str, Any]]:
         """Record a finalized block's receipts and events; returns the block's events."""

@@ -21,6 +21,7 @@ from gridledger.sim.features.grid_fees import GridFees
 from gridledger.sim.features.metering import Metering
 from gridledger.sim.features.onboarding import Onboarding
 from gridledger.sim.features.privacy import PrivacyMode
+from gridledger.sim.features.publication import DsoPublication
 from gridledger.sim.features.surveillance import Surveillance
 from gridledger.sim.features.trading import Trading
 
@@ -29,8 +30,8 @@ from gridledger.sim.features.trading import Trading
 FEATURES: tuple[type[Feature], ...] = (PrivacyMode, DsoGrid, Trading, Delivery, Metering,
                                        SecureAggregation, FirmwareFleet, Governance, GridFees,
                                        Certificates, Surveillance, Onboarding, Flexibility,
-                                       LiveDashboard)
+                                       DsoPublication, LiveDashboard)
 
-__all__ = ["FEATURES", "Certificates", "Delivery", "DsoGrid", "FirmwareFleet", "Flexibility",
-           "Governance", "GridFees", "LiveDashboard", "Metering", "Onboarding", "PrivacyMode",
-           "SecureAggregation", "Surveillance", "Trading"]
+__all__ = ["FEATURES", "Certificates", "Delivery", "DsoGrid", "DsoPublication", "FirmwareFleet",
+           "Flexibility", "Governance", "GridFees", "LiveDashboard", "Metering", "Onboarding",
+           "PrivacyMode", "SecureAggregation", "Surveillance", "Trading"]

@@ -505,15 +505,11 @@ class PrivacyMode(Feature):
                                          if o.stage == "done"),
                 "identities_opened_for_market_abuse": sum(
                     1 for o in self.openings.values() if o.stage == "done" and o.kind == "market"),
-                # no differential-privacy noise is added to what is published: every
-                # pseudonymous reading is on the ledger (settlement needs it), so each
-                # slot's feeder sum is exact public information already — noise on the
-                # published totals would protect nothing (docs/privacy.md, "What is
-                # published"); epsilon None = exact releases, error 0
-                "epsilon_per_household_day": None,
-                "aggregate_error_pct": 0.0,
             })
         out.update(count_clear(ctx))
+        # the ledger's aggregates stay exact (public already); what only the DSO meters is
+        # released with differential privacy (features.publication, both modes)
+        out.update(ctx.data.dp_release)
         return {"privacy": out}
 
     @staticmethod
