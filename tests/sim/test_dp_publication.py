@@ -4,10 +4,19 @@ states is the published figures' real error, and the report's section."""
 
 from __future__ import annotations
 
-from gridledger.grid import load_grid
+from types import SimpleNamespace
+
+from gridledger.grid import SlotMeasurements, load_grid
 from gridledger.privacy.dp import DpParams
-from gridledger.sim.features.publication import PLAN, households_of, transformer_areas
-from gridledger.sim.scenario import DEFAULT_NETWORK
+from gridledger.privacy.publication import Product, PublicationPlan
+from gridledger.sim.features.publication import (
+    PLAN,
+    DsoPublication,
+    households_of,
+    transformer_areas,
+)
+from gridledger.sim.records import Delivered, RunData
+from gridledger.sim.scenario import DEFAULT_NETWORK, DEFAULT_START_DAY
 from tests.sim.conftest import DemoRun
 
 KEYS = ("mode", "clear_household_readings", "clear_household_orders",
@@ -60,3 +69,40 @@ def test_report_shows_the_release(default_day: DemoRun) -> None:
     html = (default_day.out / "report.html").read_text()
     assert "Published by the DSO (differential privacy)" in html
     assert "ε per household and day" in html
+
+
+def _publication(plan: PublicationPlan) -> DsoPublication:
+    """The feature on the default network, fed the network's own profile day as the DSO's
+    measurements (no ledger run needed: it only reads what the DSO meters)."""
+    model = load_grid(DEFAULT_NETWORK)
+    ctx = SimpleNamespace(model=model, sc=SimpleNamespace(seed=7), data=RunData())
+    pub = DsoPublication(ctx, plan)  # type: ignore[arg-type]
+    net = model.pv_wh - model.load_wh + model.storage_wh
+    first = DEFAULT_START_DAY * 96
+    for slot in range(first, first + 96):
+        meas = SlotMeasurements(slot, {cp: int(net[i, slot])
+                                       for i, cp in enumerate(model.cp_ids)})
+        pub.after_delivery(None, Delivered(slot, {}, meas))  # type: ignore[arg-type]
+    return pub
+
+
+def test_a_product_past_the_households_budget_is_refused_in_the_summary() -> None:
+    plan = PublicationPlan(products=(Product("6 h", 24, 800_000), Product("1 h", 4, 800_000)))
+    pub = _publication(plan)
+    pub.finish()
+    fig = pub.ctx.data.dp_release
+    assert fig["epsilon_per_household_day"] == 0.8 <= fig["epsilon_budget_per_household_day"]
+    assert fig["dp_refused"] == [{"product": "1 h", "area": "trafo-0",
+                                  "day": DEFAULT_START_DAY}]
+    assert [p["product"] for p in fig["dp_published"]] == ["6 h"]
+    pub.finish()  # publishing again releases nothing new and spends nothing more
+    assert pub.accountant.max_spent_micro() == 800_000 and len(pub.published) == 1
+
+
+def test_the_noise_is_the_dsos_own_and_reproducible() -> None:
+    a, b = _publication(PLAN), _publication(PLAN)
+    a.finish()
+    b.finish()
+    assert a.ctx.data.dp_release == b.ctx.data.dp_release
+    p = a.published[0]
+    assert p.published_import_wh != p.clipped_import_wh          # noise was added
