@@ -4,7 +4,10 @@ states is the published figures' real error, and the report's section."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from gridledger.grid import SlotMeasurements, load_grid
 from gridledger.privacy.dp import DpParams
@@ -16,8 +19,10 @@ from gridledger.sim.features.publication import (
     transformer_areas,
 )
 from gridledger.sim.records import Delivered, RunData
+from gridledger.sim.report import write_report
 from gridledger.sim.scenario import DEFAULT_NETWORK, DEFAULT_START_DAY
 from tests.sim.conftest import DemoRun
+from tests.sim.test_report import _CLIPPED, make_inputs, needs_chromium
 
 KEYS = ("mode", "clear_household_readings", "clear_household_orders",
         "epsilon_per_household_day", "aggregate_error_pct", "clipping_error_pct",
@@ -106,3 +111,23 @@ def test_the_noise_is_the_dsos_own_and_reproducible() -> None:
     assert a.ctx.data.dp_release == b.ctx.data.dp_release
     p = a.published[0]
     assert p.published_import_wh != p.clipped_import_wh          # noise was added
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_dp_section_reads_right_in_a_browser(tmp_path: Path, width: int) -> None:
+    """The report's DP section with a real release: in the page, nothing clipped, no error."""
+    from .browser import open_in_chromium
+
+    pub = _publication(PLAN)
+    pub.finish()
+    summary, series = make_inputs()
+    summary["privacy"] = {"mode": "off", **pub.ctx.data.dp_release}
+    sections = DsoPublication.report_sections(summary)
+    assert [s.section_id for s in sections] == ["dp"]
+    path = tmp_path / "report.html"
+    write_report(summary, series, path, extra=sections)
+    page = path.read_text(encoding="utf-8")
+    assert "Published by the DSO (differential privacy)" in page and "18:00-24:00" in page
+    res = open_in_chromium(path, width=width, evaluate={"clipped": _CLIPPED})
+    assert res.errors == [] and res.values["clipped"] == []
