@@ -70,6 +70,9 @@ def test_usage_inference_and_deanonymize_on_a_validators_store(default_day: Demo
     p = on["privacy"]
     assert p["clear_household_readings"] == 0 and p["clear_household_orders"] == 0
     assert p["stores_scanned"] == validators
+    # the DSO's DP release (issue 19.3) is in privacy mode's summary too, within its budget
+    assert 0 < p["epsilon_per_household_day"] <= p["epsilon_budget_per_household_day"]
+    assert p["aggregate_error_pct"] is not None and p["dp_refused"] == []
     assert all(e["paid"] and e["bills_match_pool"] for e in p["epochs"].values())
     # and independently of the summary's scan: no reading or order transaction, and no
     # reading/order event, in any store holds a household's address or cp id
