@@ -1,4 +1,4 @@
-"""THREATS.md row 2 through the API: one client floods at 100x its quota; honest clients'
+"""docs/threat-model.md row 2 through the API: one client floods at 100x its quota; honest clients'
 transactions all commit, with the same latency (in blocks) as without the flood.
 
 Latency is counted in blocks, not seconds, so the test is deterministic on a shared machine;

@@ -1,4 +1,4 @@
-"""THREATS.md row 2: admission order, quotas, fair mempool."""
+"""docs/threat-model.md row 2: admission order, quotas, fair mempool."""
 
 import cbor2
 import pytest

@@ -1,4 +1,4 @@
-"""THREATS.md row 4: f Byzantine validators never finalise a wrong block; f+1 halt the chain."""
+"""docs/threat-model.md row 4: f Byzantine validators never finalise a wrong block; f+1 halt the chain."""
 
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""THREATS.md row 7 (node part): a crashed validator does not stop the chain while a quorum
+"""docs/threat-model.md row 7 (node part): a crashed validator does not stop the chain while a quorum
 is up; restarted from its own store it catches up to the same root; two crashed of four
 halt rather than certify with too few votes."""
 

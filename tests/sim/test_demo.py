@@ -42,7 +42,7 @@ def run(tmp: Path, attacks: tuple[str, ...], *, start: int = EVENING, slots: int
 # ---------------------------------------------------------------------------------- input
 @pytest.mark.parametrize("flags, needle", [
     (["--attacks", "fdi-meter,nope"], "unknown attack 'nope'"),
-    # a THREATS.md scenario still planned (none once every one is implemented)
+    # a docs/threat-model.md scenario still planned (none once every one is implemented)
     *([(["--attacks", PLANNED[0]], "does not implement yet")] if PLANNED else []),
     (["--network", "1-LV-nowhere--0-sw"], "--network"),
     (["--hours", "-3"], "--hours"),

@@ -1,4 +1,4 @@
-"""``ev-roaming`` (THREATS.md row 13) against a real ledger, driven by a small stand-in for the
+"""``ev-roaming`` (docs/threat-model.md row 13) against a real ledger, driven by a small stand-in for the
 engine: the EV charges abroad on two evenings (each session booked at home first, charged
 abroad in the next slot), the home DSO books both charges, and the curious foreign DSO
 learns no identity — until the EV shows its own key."""

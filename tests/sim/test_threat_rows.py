@@ -1,4 +1,4 @@
-"""Every THREATS.md row in the summary and in the report's threat table (issue 14.6)."""
+"""Every docs/threat-model.md row in the summary and in the report's threat table (issue 14.6)."""
 
 from __future__ import annotations
 

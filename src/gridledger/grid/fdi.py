@@ -1,4 +1,4 @@
-"""False-data-injection detection for meter readings (THREATS.md row 1).
+"""False-data-injection detection for meter readings (docs/threat-model.md row 1).
 
 Per slot, ``detect_bad_meters`` runs three checks on what the meters and DSO sensors report:
 

@@ -9,7 +9,7 @@ transactions keep the one envelope (``{chain_id, sender, nonce, kind, body, alg,
 …]`` in ascending member order, each an ML-DSA signature by that member over the usual
 signing bytes under the FIPS 204 context ``gl/tx``.
 
-This is how the DSO runs without a single point of failure (THREATS.md row 7): three DSO
+This is how the DSO runs without a single point of failure (docs/threat-model.md row 7): three DSO
 nodes with k = 2 keep signing when one crashes, and one compromised node cannot sign
 alone — the same k-of-n structure as a block's quorum certificate. A committee changes its
 members or threshold with ``registry/rotate_key`` (signed by the current committee, its

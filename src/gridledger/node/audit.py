@@ -1,4 +1,4 @@
-"""Audit bundles (THREATS.md row 9): one file a regulator checks with the CLI alone.
+"""Audit bundles (docs/threat-model.md row 9): one file a regulator checks with the CLI alone.
 
 ``gridledger audit export DIR OUT`` writes, from one validator's store, every certified
 header with its quorum certificate, every block's transactions and receipts, the genesis

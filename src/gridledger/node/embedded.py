@@ -346,7 +346,7 @@ def _catch_up(v: Validator | HostedValidator, peer: BlockStore) -> None:
 
 
 def reputation_quota(v: Validator) -> QuotaPolicy:
-    """Admission quotas scaled by the ledger's reputation score (THREATS.md row 2 + row 6)."""
+    """Admission quotas scaled by the ledger's reputation score (docs/threat-model.md row 2 + row 6)."""
     def score(addr: bytes) -> int:
         return int(v.app.query(f"reputation/score/{addr.hex()}")["score"])
 

@@ -1,4 +1,4 @@
-"""Privacy attack analyses for the simulator's attack lab (THREATS.md rows 3 and 5).
+"""Privacy attack analyses for the simulator's attack lab (docs/threat-model.md rows 3 and 5).
 
 These run *outside* the ledger, on load data the simulator already has, so a seeded numpy
 RNG is fine here. Each returns a small frozen dataclass with ``as_dict()`` for

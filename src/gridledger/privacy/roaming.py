@@ -1,4 +1,4 @@
-"""EV roaming under a pseudonym certified by the home community's trustees (THREATS.md row 13).
+"""EV roaming under a pseudonym certified by the home community's trustees (docs/threat-model.md row 13).
 
 Flow (the mobile-roaming model: the visited network authenticates the visitor through the
 home network's credentials and bills the home network, which bills its subscriber):

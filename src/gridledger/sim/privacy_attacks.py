@@ -1,4 +1,4 @@
-"""Privacy scenarios of the attack lab (THREATS.md rows 3, 5, 8).
+"""Privacy scenarios of the attack lab (docs/threat-model.md rows 3, 5, 8).
 
 * ``bad-aggregator`` (row 8): one aggregator of the seven posts a wrong partial sum (signed:
   it is its own statement) in some slots. The validators decode the feeder total from all

@@ -396,7 +396,7 @@ def _attack_row(name: str, a: Mapping[str, Any], timings: Mapping[str, Any],
 
 
 def _threats(summary: Mapping[str, Any], currency: str) -> str:
-    """The attack table grouped by THREATS.md row (1-14, Q): each row's title, its scenarios
+    """The attack table grouped by docs/threat-model.md row (1-14, Q): each row's title, its scenarios
     of this run with their figures, and what the row still lacks in this run."""
     attacks = _d(summary.get("attacks"))
     rows = _d(summary.get("threat_rows"))

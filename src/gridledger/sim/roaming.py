@@ -1,4 +1,4 @@
-"""``ev-roaming`` (THREATS.md row 13): a member's EV charges in a foreign community, the
+"""``ev-roaming`` (docs/threat-model.md row 13): a member's EV charges in a foreign community, the
 charge is settled on the home ledger, and the curious foreign DSO learns no identity.
 
 On some evenings of the run the EV plugs in at ``foreign-town``. Each session runs the whole

@@ -139,7 +139,7 @@ def detections_section(eng: Engine) -> dict[str, int]:
 
 
 def threat_rows_section(eng: Engine, attacks: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Every THREATS.md row (1-14, Q, in that order) -> ``{title, scenarios, mitigated,
+    """Every docs/threat-model.md row (1-14, Q, in that order) -> ``{title, scenarios, mitigated,
     loss, features, not_run}``: the scenarios of this run that measure it, whether all held
     (None: no scenario of this run exercises the row), their summed loss (micro), the demo
     features that are (part of) its defence, and the row's scenarios this run left out."""

@@ -1,4 +1,4 @@
-"""The threat model's rows (``/work/shared/THREATS.md``; docs/threat-model.md): every row,
+"""The threat model's rows (``docs/threat-model.md``): every row,
 its title and the scenarios that exercise it, so a run's summary can show each row —
 including the ones no scenario of this run touched — and the report can group by row.
 """
@@ -13,7 +13,7 @@ class ThreatRow:
     row: str
     title: str
     scenarios: tuple[str, ...]
-    """The THREATS.md scenarios (``--attacks`` names) that measure this row."""
+    """The docs/threat-model.md scenarios (``--attacks`` names) that measure this row."""
 
 
 ROWS: tuple[ThreatRow, ...] = (

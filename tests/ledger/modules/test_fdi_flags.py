@@ -1,4 +1,4 @@
-"""THREATS.md row 1 on the ledger: a meter that under-reports is flagged by the DSO's
+"""docs/threat-model.md row 1 on the ledger: a meter that under-reports is flagged by the DSO's
 detector; settlement then uses the network estimate, so the cheater gains nothing.
 Without the flag (defence off) the same under-report would have paid off."""
 

@@ -1,6 +1,6 @@
 """Dropout-tolerant, post-quantum secure aggregation of feeder readings.
 
-Goal (THREATS.md rows 3, 7, 8): the feeder total of households' slot readings is computed
+Goal (docs/threat-model.md rows 3, 7, 8): the feeder total of households' slot readings is computed
 so that no single node (validator, DSO, aggregator) learns any household's reading, no
 single aggregator is needed, no coalition below the threshold can extract one household's
 reading by choosing what it asks, and no coalition up to the fault bound can make a wrong

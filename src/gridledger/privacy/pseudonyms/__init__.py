@@ -1,6 +1,6 @@
 """Rotating pseudonyms certified by k-of-n trustees, with threshold identity escrow.
 
-THREATS.md row 5: participants trade under pseudonyms that nobody can link to them, yet a
+docs/threat-model.md row 5: participants trade under pseudonyms that nobody can link to them, yet a
 recorded dispute can open exactly one pseudonym's identity with k of the n trustees, and the
 opening itself is a ledger event. By role:
 

@@ -1,4 +1,4 @@
-"""The attack lab's registry: THREATS.md scenarios by name.
+"""The attack lab's registry: docs/threat-model.md scenarios by name.
 
 Every attack is an ``Attack`` subclass (``sim.attack_base``) in a module of this package (or
 of its owner's area: the privacy scenarios live in ``sim.privacy_attacks`` and

@@ -1,4 +1,4 @@
-"""Regulation and standardisation (THREATS.md row 9): ``audit-export``.
+"""Regulation and standardisation (docs/threat-model.md row 9): ``audit-export``.
 
 After the run, a regulator receives the day's ledger as an audit bundle (``node.audit``)
 exported from validator 0's store, and checks it with nothing else: it must pass. Then the

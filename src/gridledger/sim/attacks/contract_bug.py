@@ -1,4 +1,4 @@
-"""``contract-bug`` (THREATS.md row 12, smart contracts): a module upgrade that breaks money
+"""``contract-bug`` (docs/threat-model.md row 12, smart contracts): a module upgrade that breaks money
 conservation is proposed.
 
 The release is a plausible vendor update — "bank v2: batched settlement payouts" — whose

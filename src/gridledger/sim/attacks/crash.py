@@ -1,4 +1,4 @@
-"""Single point of failure (THREATS.md row 7): a validator is killed mid-slot and restarts
+"""Single point of failure (docs/threat-model.md row 7): a validator is killed mid-slot and restarts
 some slots later.
 
 The crash comes between a slot's order block and its clearing block (block B), so the slot

@@ -1,4 +1,4 @@
-"""``double-claim`` (THREATS.md row 6, market attacks): a member claims the same green
+"""``double-claim`` (docs/threat-model.md row 6, market attacks): a member claims the same green
 energy twice.
 
 A consumer that bought PV energy holds the granular certificates the trades transferred to

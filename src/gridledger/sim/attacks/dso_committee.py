@@ -1,4 +1,4 @@
-"""``dso-crash`` (THREATS.md row 7, single point of failure): one DSO node crashes mid-run
+"""``dso-crash`` (docs/threat-model.md row 7, single point of failure): one DSO node crashes mid-run
 and another DSO node's key is stolen.
 
 The DSO is a 2-of-3 committee (``sim/community.py``; ledger side

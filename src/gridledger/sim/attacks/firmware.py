@@ -1,4 +1,4 @@
-"""Smart-meter firmware attacks (THREATS.md row 10).
+"""Smart-meter firmware attacks (docs/threat-model.md row 10).
 
 * ``vulnerable-firmware``: mid-day the vendor learns that single-phase firmware 4.1.x lets
   anyone on the meter's local port rewrite what it reports; it publishes an advisory and a

@@ -1,4 +1,4 @@
-"""Market manipulation (THREATS.md row 6): a coalition withholds and spoofs; the ledger's
+"""Market manipulation (docs/threat-model.md row 6): a coalition withholds and spoofs; the ledger's
 surveillance module (``ledger/modules/surveillance``) stands against it.
 
 The coalition: a *withholder* (the community's largest PV household) asks ``WITHHOLD_PCT`` %

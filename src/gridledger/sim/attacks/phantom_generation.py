@@ -1,4 +1,4 @@
-"""``phantom-generation`` (THREATS.md row 1, false data injection): a PV owner's meter
+"""``phantom-generation`` (docs/threat-model.md row 1, false data injection): a PV owner's meter
 reports export it never produced, to be issued renewable certificates for it.
 
 At midday the attacker's meter adds phantom export to its reading: 60 % of its real export,

@@ -1,4 +1,4 @@
-"""Sybil onboarding (THREATS.md row 11): one attacker tries to put 20 identities on the
+"""Sybil onboarding (docs/threat-model.md row 11): one attacker tries to put 20 identities on the
 ledger through the real onboarding path.
 
 The attacker controls one physical connection point (a house outside the community) and

@@ -1,4 +1,4 @@
-"""Privacy mode (issue 19; THREATS.md rows 3 and 5): households trade, meter, settle and
+"""Privacy mode (issue 19; docs/threat-model.md rows 3 and 5): households trade, meter, settle and
 dispute under per-slot pseudonyms; epoch pools pay the owners.
 
 What each household's software, its meter, the DSO, the trustees and a relay do, over the

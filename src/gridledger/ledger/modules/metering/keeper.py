@@ -89,7 +89,7 @@ def prune_readings(state: State, slot: int) -> None:
             state.delete(k)
 
 
-# -- false-data-injection flags (THREATS.md row 1) ------------------------------------------
+# -- false-data-injection flags (docs/threat-model.md row 1) ------------------------------------------
 def flag_of(state: State, slot: int, cp: str) -> Flag | None:
     """The DSO's flag on ``cp``'s reading for ``slot``: the network estimate that replaces it."""
     obj = state.get_obj(FLAG + slot_key(slot) + cp.encode())
