@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gridledger.sim import attacks
+from gridledger.sim import attacks, context
 from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
 
 
@@ -21,6 +21,18 @@ def must_hold(summary: dict[str, Any], name: str) -> bool:
     """Whether scenario ``name`` must be mitigated in the run ``summary`` describes (the
     privacy-mode scenarios report the leak in clear mode: ``sim.attacks.must_hold``)."""
     return attacks.must_hold(name, summary.get("privacy", {}).get("mode") == "on")
+
+
+@pytest.fixture(autouse=True)
+def _validators_in_process_when_patched(request: pytest.FixtureRequest) -> None:
+    """A test that removes a defence by monkeypatching ledger code runs every validator in
+    this process: a hosted validator (``node.validator_host``, the demo's upper half) is a
+    fresh interpreter that executes the installed rule, so the patched and the real
+    validators split 2 against 2 and the chain halts with no quorum. Session-scoped runs
+    (the shared default day) are built before this and keep their hosted validators."""
+    if "monkeypatch" in request.fixturenames:
+        mp: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+        mp.setattr(context, "hosted_validators", lambda n: ())
 
 
 @dataclass(frozen=True)
