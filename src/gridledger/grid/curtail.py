@@ -222,7 +222,7 @@ def deliver_schedule(
                 continue
             actual[i] = y
             exporting = bool(planned[i] > 0)
-            bound = envelopes.export_limited_by if exporting else envelopes.import_limited_by
+            bound = envelopes.limited_by(cp, exporting)
             violation, _, element = bound.partition(" ")
             if bound.endswith(" cap"):
                 violation, element = "cap", ""

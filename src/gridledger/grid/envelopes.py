@@ -41,6 +41,7 @@ from scipy.optimize import linprog
 
 from gridledger.errors import GridError
 from gridledger.grid import _acpf
+from gridledger.grid.areas import Areas, LvArea, boundary_vm_pu, substation_areas
 from gridledger.grid.model import WH_PER_MW_SLOT, GridModel
 from gridledger.grid.powerflow import (
     GridLimits,
@@ -89,6 +90,14 @@ class EnvelopeConfig:
     """No envelope exceeds this multiple of the cp's connection capacity."""
     relinearise_rounds: int = 2
     ac_check_rounds: int = 12
+    per_substation: bool | None = None
+    """Envelopes per secondary substation (``grid.areas``): None = whenever the network has
+    two or more LV areas behind MV/LV transformers; False = one problem for the whole network
+    (dense sensitivities: O(cps^2) memory); True = required (``GridError`` otherwise)."""
+    boundary_band_pu: float = 0.03
+    """Per-substation envelopes: the share of the voltage band given to the MV level. Each
+    LV busbar stays within this of its no-load voltage, and each LV area keeps its voltages
+    this far inside the band on either side."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,19 @@ class EnvelopeReport:
     ``"overvoltage bus 12"``, ``"export cap"``): the cause of any curtailment to an export
     limit. Empty when nothing binds."""
     import_limited_by: str = ""
+    areas: int = 1
+    """Problems the envelopes were computed in: 1 (the whole network), or the MV level plus
+    one per LV area (per-substation envelopes)."""
+    limited_by_cp: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Per-substation envelopes: each cp's (export, import) bound, from its own area (the MV
+    level's when the MV level's cap binds it); empty for a whole-network report."""
+
+    def limited_by(self, cp_id: str, exporting: bool) -> str:
+        """The constraint bounding ``cp_id``'s exports (``exporting``) or imports."""
+        own = self.limited_by_cp.get(cp_id)
+        if own is not None:
+            return own[0] if exporting else own[1]
+        return self.export_limited_by if exporting else self.import_limited_by
 
 
 def compute_envelopes(
@@ -148,36 +170,101 @@ def compute_envelope_report(
     forecast_wh_by_cp: Mapping[str, int] | None = None,
     config: EnvelopeConfig = EnvelopeConfig(),
 ) -> EnvelopeReport:
-    """``compute_envelopes`` with the diagnostics (shares, binding constraints, AC checks)."""
+    """``compute_envelopes`` with the diagnostics (shares, binding constraints, AC checks).
+
+    A network with two or more LV areas behind MV/LV transformers (``grid.areas``) gets its
+    envelopes per secondary substation (``config.per_substation``; see ``_per_substation``).
+    """
     slot = model.check_slot(slot)
-    acn = ac_network(model)
     x_fore = (
         model.net_injection_wh(slot)
         if forecast_wh_by_cp is None
         else schedule_array(model, forecast_wh_by_cp, "forecast")
     )
-    f_pu = wh_to_pu(model, x_fore)
-    box = _Box(
+    areas = None if config.per_substation is False else substation_areas(model)
+    if areas is not None:
+        return _per_substation(model, areas, slot, x_fore, config)
+    if config.per_substation:
+        raise GridError(f"{model.name} has fewer than two LV areas behind MV/LV transformers: "
+                        "no per-substation envelopes (per_substation=None or False)")
+    solved = _solve_box(model, slot, _box_of(model, x_fore), config.limits, config)
+    return solved.report(model, slot)
+
+
+def _box_of(model: GridModel, x_fore_wh: IntArray) -> _Box:
+    f_pu = wh_to_pu(model, x_fore_wh)
+    return _Box(
         f_exp=np.maximum(f_pu, 0.0),
         f_imp=np.maximum(-f_pu, 0.0),
         w=wh_to_pu(model, np.array([cp.capacity_w for cp in model.cps]) * 0.25),
     )
+
+
+@dataclass(frozen=True, eq=False)
+class _Solved:
+    """One box solved: its shares, LP diagnostics, whole-Wh envelopes, AC-check figures."""
+
+    shares: _Shares
+    lp: _Lp
+    e_wh: IntArray
+    m_wh: IntArray
+    worst: tuple[float, float, float]
+    checks: int
+
+    def report(self, model: GridModel, slot: int) -> EnvelopeReport:
+        return EnvelopeReport(
+            slot=slot,
+            envelopes={cp: Envelope(import_max_wh=int(self.m_wh[i]), export_max_wh=int(self.e_wh[i]))
+                       for i, cp in enumerate(model.cp_ids)},
+            export_factor=float(self.shares.t_e),
+            import_factor=float(self.shares.t_m),
+            binding=self.lp.binding,
+            worst_vm_max_pu=self.worst[0],
+            worst_vm_min_pu=self.worst[1],
+            worst_loading_pct=self.worst[2],
+            ac_checks=self.checks,
+            forecast_export_share=float(self.shares.s_e),
+            forecast_import_share=float(self.shares.s_m),
+            export_limited_by=self.lp.export_limited_by,
+            import_limited_by=self.lp.import_limited_by,
+        )
+
+
+def _solve_box(
+    model: GridModel,
+    slot: int,
+    box: _Box,
+    lim: GridLimits,
+    config: EnvelopeConfig,
+    caps: _Shares | None = None,
+    band: tuple[FloatArray, FloatArray] | None = None,
+) -> _Solved:
+    """Steps 2-4 of the module docstring for one network (or area) and its box.
+
+    ``caps`` bound the four shares (default: forecast shares 1, headroom
+    ``config.max_envelope_factor``); ``band`` = per-PQ-bus (highest, lowest) voltage (default:
+    ``lim``'s band at every bus).
+    """
+    acn = ac_network(model)
     q_pu = cp_q_pu(model, slot)
-    lim = config.limits
+    if band is None:
+        band = (np.full(len(acn.pq), lim.vm_max_pu), np.full(len(acn.pq), lim.vm_min_pu))
+    cap = caps if caps is not None else _Shares(1.0, 1.0, config.max_envelope_factor,
+                                                config.max_envelope_factor)
     pads = _Pads(np.zeros(len(acn.pq)), np.zeros(len(acn.pq)), np.zeros(len(acn.mon_row)))
 
-    shares = _Shares(1.0, 1.0, 0.0, 0.0)  # the forecast hull: first linearisation point
+    shares = _Shares(min(1.0, cap.s_e), min(1.0, cap.s_m), 0.0, 0.0)  # first linearisation point
     lp: _Lp | None = None
     lin: _Lin | None = None
     for _ in range(max(1, config.relinearise_rounds)):
         lin = _linearise(acn, box.centre(shares), q_pu)
-        lp = None if lin is None else _solve_shares(acn, lin, box, lim, config, pads)
+        lp = None if lin is None else _solve_shares(acn, lin, box, lim, config, pads, cap, band)
         if lp is None:
             # The centre may lie far outside the band (a forecast the network cannot carry);
             # zero injection is the safe anchor (the network is designed to be fine with
             # nothing connected).
             lin = _linearise(acn, np.zeros(len(model.cps)), q_pu)
-            lp = None if lin is None else _solve_shares(acn, lin, box, lim, config, pads)
+            lp = None if lin is None else _solve_shares(acn, lin, box, lim, config, pads, cap, band)
         if lp is None:
             _raise_base_infeasible(model, slot, lim)
         assert lp is not None
@@ -185,14 +272,14 @@ def compute_envelope_report(
     assert lp is not None and lin is not None
     checks = 0
     for _ in range(config.ac_check_rounds):
-        bad, worst, n = _check_vertices_wh(model, slot, acn, lin, *_to_wh(model, box, shares), lim)
+        bad, worst, n = _check_vertices_wh(model, slot, acn, lin, *_to_wh(model, box, shares), lim, band)
         checks += n
         if not bad:
             break
         for kind, idx, excess in bad:
             pad = excess + 0.25 * (config.vm_margin_pu if kind != "ld" else config.loading_margin_pct)
             getattr(pads, kind)[idx] += pad
-        new = _solve_shares(acn, lin, box, lim, config, pads)
+        new = _solve_shares(acn, lin, box, lim, config, pads, cap, band)
         if new is None:
             lp = _Lp(_Shares(0.0, 0.0, 0.0, 0.0), ("no safe box after AC checks",), "", "")
         else:
@@ -202,7 +289,7 @@ def compute_envelope_report(
     # kept so the guarantee never rests on the LP alone).
     e_wh, m_wh = _to_wh(model, box, shares)
     for _ in range(60):
-        bad, worst, n = _check_vertices_wh(model, slot, acn, lin, e_wh, m_wh, lim)
+        bad, worst, n = _check_vertices_wh(model, slot, acn, lin, e_wh, m_wh, lim, band)
         checks += n
         if not bad:
             break
@@ -210,25 +297,124 @@ def compute_envelope_report(
         m_wh = (m_wh * 9) // 10
     else:
         _raise_base_infeasible(model, slot, lim)
-    envelopes = {
-        cp: Envelope(import_max_wh=int(m_wh[i]), export_max_wh=int(e_wh[i]))
-        for i, cp in enumerate(model.cp_ids)
-    }
+    return _Solved(shares, lp, e_wh, m_wh, (worst[0], worst[1], worst[2]), checks)
+
+
+def _per_substation(
+    model: GridModel, areas: Areas, slot: int, x_fore_wh: IntArray, config: EnvelopeConfig
+) -> EnvelopeReport:
+    """Envelopes per secondary substation, the MV level as each LV area's boundary.
+
+    1. **MV level**: the MV network with each LV area as one aggregate cp at its busbar (its
+       box = the sum of its cps' boxes: forecast exports, imports and capacities add up, so at
+       equal shares the aggregate's envelope is exactly the sum of the area's envelopes). The
+       same LP as a whole network, with one more limit per busbar: its voltage stays within
+       ``config.boundary_band_pu`` of its no-load value ``v0`` (the band split between the
+       voltage levels that DSOs plan with). Gives the MV cps' envelopes and the MV shares.
+    2. **Each LV area**: its own network with the slack at the busbar held at ``v0`` and the
+       voltage band narrowed by ``boundary_band_pu`` on each side, its shares capped at the MV
+       level's, so its cps' envelopes add up to no more than the aggregate the MV level
+       certified.
+    3. **Whole-network AC check** (the decomposition is conservative, not exact: a busbar's
+       voltage moves an LV voltage one for one only to first order): power flows of the whole
+       network at the all-export and all-import vertices; a broken limit shrinks every
+       envelope by 10 % and checks again.
+    """
+    lim = config.limits
+    mv = areas.mv
+    n_mv = len(areas.mv_rows)
+    box_full = _box_of(model, x_fore_wh)
+    box_mv = _Box(
+        f_exp=np.r_[box_full.f_exp[areas.mv_rows], [box_full.f_exp[a.rows].sum() for a in areas.lv]],
+        f_imp=np.r_[box_full.f_imp[areas.mv_rows], [box_full.f_imp[a.rows].sum() for a in areas.lv]],
+        w=np.r_[box_full.w[areas.mv_rows], [box_full.w[a.rows].sum() for a in areas.lv]],
+    )
+    acn_mv = ac_network(mv)
+    hi = np.full(len(acn_mv.pq), lim.vm_max_pu)
+    lo = np.full(len(acn_mv.pq), lim.vm_min_pu)
+    pos = {int(k): j for j, k in enumerate(acn_mv.pq)}
+    d = config.boundary_band_pu
+    for a in areas.lv:
+        k = pos.get(int(acn_mv.cp_bus[a.mv_index]))
+        if k is not None:
+            v0 = boundary_vm_pu(a)
+            hi[k], lo[k] = min(hi[k], v0 + d), max(lo[k], v0 - d)
+    top = _solve_box(mv, slot, box_mv, lim, config, band=(hi, lo))
+    e_wh = np.zeros(len(model.cps), dtype=np.int64)
+    m_wh = np.zeros(len(model.cps), dtype=np.int64)
+    e_wh[areas.mv_rows] = top.e_wh[:n_mv]
+    m_wh[areas.mv_rows] = top.m_wh[:n_mv]
+    lv_lim = GridLimits(vm_min_pu=lim.vm_min_pu + d, vm_max_pu=lim.vm_max_pu - d,
+                        max_loading_pct=lim.max_loading_pct)
+    solved: list[tuple[LvArea, _Solved]] = []
+    for a in areas.lv:
+        box_a = _Box(f_exp=box_full.f_exp[a.rows], f_imp=box_full.f_imp[a.rows], w=box_full.w[a.rows])
+        got = _solve_box(a.model, slot, box_a, lv_lim, config, caps=top.shares)
+        e_wh[a.rows] = got.e_wh
+        m_wh[a.rows] = got.m_wh
+        solved.append((a, got))
+    worst, checks = _check_whole(model, slot, e_wh, m_wh, lim)
+    parts = [top, *(s for _a, s in solved)]
+    # every cp's bound is its own area's; the report's headline factors are the smallest
+    low_e = min(parts, key=lambda p: (p.shares.s_e, p.shares.t_e))
+    low_m = min(parts, key=lambda p: (p.shares.s_m, p.shares.t_m))
+    per_cp: dict[str, tuple[str, str]] = {}
+    ids = model.cp_ids
+    for i in areas.mv_rows:
+        per_cp[ids[int(i)]] = (top.lp.export_limited_by, top.lp.import_limited_by)
+    for a, s in solved:
+        # an area bounded by the MV level's cap names the MV level's constraint
+        exp = s.lp.export_limited_by if s.shares.t_e < top.shares.t_e - 1e-9 or \
+            s.shares.s_e < top.shares.s_e - 1e-9 else top.lp.export_limited_by
+        imp = s.lp.import_limited_by if s.shares.t_m < top.shares.t_m - 1e-9 or \
+            s.shares.s_m < top.shares.s_m - 1e-9 else top.lp.import_limited_by
+        for i in a.rows:
+            per_cp[ids[int(i)]] = (exp, imp)
     return EnvelopeReport(
         slot=slot,
-        envelopes=envelopes,
-        export_factor=float(shares.t_e),
-        import_factor=float(shares.t_m),
-        binding=lp.binding,
-        worst_vm_max_pu=worst[0],
-        worst_vm_min_pu=worst[1],
-        worst_loading_pct=worst[2],
-        ac_checks=checks,
-        forecast_export_share=float(shares.s_e),
-        forecast_import_share=float(shares.s_m),
-        export_limited_by=lp.export_limited_by,
-        import_limited_by=lp.import_limited_by,
+        envelopes={cp: Envelope(import_max_wh=int(m_wh[i]), export_max_wh=int(e_wh[i]))
+                   for i, cp in enumerate(ids)},
+        export_factor=float(low_e.shares.t_e),
+        import_factor=float(low_m.shares.t_m),
+        binding=tuple(dict.fromkeys(b for p in parts for b in p.lp.binding)),
+        worst_vm_max_pu=max(worst[0], *(p.worst[0] for p in parts)),
+        worst_vm_min_pu=min(worst[1], *(p.worst[1] for p in parts)),
+        worst_loading_pct=max(worst[2], *(p.worst[2] for p in parts)),
+        ac_checks=checks + sum(p.checks for p in parts),
+        forecast_export_share=float(low_e.shares.s_e),
+        forecast_import_share=float(low_m.shares.s_m),
+        export_limited_by=low_e.lp.export_limited_by,
+        import_limited_by=low_m.lp.import_limited_by,
+        areas=1 + len(areas.lv),
+        limited_by_cp=per_cp,
     )
+
+
+def _check_whole(
+    model: GridModel, slot: int, e_wh: IntArray, m_wh: IntArray, lim: GridLimits
+) -> tuple[tuple[float, float, float], int]:
+    """Whole-network AC flows at the all-export and all-import vertices; shrinks ``e_wh`` and
+    ``m_wh`` in place by 10 % until both pass. Returns (vmax, vmin, loading) and the count."""
+    checks = 0
+    for _ in range(60):
+        worst = [-math.inf, math.inf, 0.0]
+        ok = True
+        for x in (e_wh, -m_wh):
+            flow = solve_fast(model, slot, x)
+            checks += 1
+            if flow.converged:
+                worst[0] = max(worst[0], float(flow.vm_pu.max()))
+                worst[1] = min(worst[1], float(flow.vm_pu.min()))
+                worst[2] = max(worst[2], float(flow.loading_pct.max(initial=0.0)))
+            else:
+                worst[1] = 0.0
+            ok = ok and not fast_violations(model, flow, lim)
+        if ok:
+            return (worst[0], worst[1], worst[2]), checks
+        e_wh[:] = (e_wh * 9) // 10
+        m_wh[:] = (m_wh * 9) // 10
+    _raise_base_infeasible(model, slot, lim)
+    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------- internals
@@ -325,6 +511,7 @@ def _constraints(
     lim: GridLimits,
     cfg: EnvelopeConfig,
     pads: _Pads,
+    band: tuple[FloatArray, FloatArray],
 ) -> _Rows:
     """The linearised worst case over the box, as rows over y = (s_e, s_m, t_e, t_m).
 
@@ -349,8 +536,8 @@ def _constraints(
     # highest voltage: exports where dV/dP > 0, imports where < 0; lowest: the other way
     blocks_e += [pos, neg]
     blocks_m += [neg, pos]
-    rhs += [lim.vm_max_pu - cfg.vm_margin_pu - pads.up - base,
-            base - lim.vm_min_pu - cfg.vm_margin_pu - pads.lo]
+    rhs += [band[0] - cfg.vm_margin_pu - pads.up - base,
+            base - band[1] - cfg.vm_margin_pu - pads.lo]
     bus = [acn.bus_label(int(k)) for k in pq]
     labels += [f"overvoltage {b}" for b in bus] + [f"undervoltage {b}" for b in bus]
     ld_max = (lim.max_loading_pct - cfg.loading_margin_pct - pads.ld) / 100.0
@@ -405,7 +592,7 @@ _BALANCE_WEIGHT = 0.01
 """Tie-break towards equal export and import shares among equally large totals."""
 
 
-def _raise_pair(rows: _Rows, y: FloatArray, cols: tuple[int, int], hi: float) -> bool:
+def _raise_pair(rows: _Rows, y: FloatArray, cols: tuple[int, int], hi: tuple[float, float]) -> bool:
     """Raise ``y[cols]`` (both equal on entry) fairly, in place; False if ``y`` is infeasible.
 
     First both together to the largest common value tau (max-min fairness); then the largest
@@ -416,12 +603,12 @@ def _raise_pair(rows: _Rows, y: FloatArray, cols: tuple[int, int], hi: float) ->
     c0, c1 = cols
     d = np.zeros(4)
     d[[c0, c1]] = 1.0
-    got = _raise(rows, y, d, hi - y[c0])
+    got = _raise(rows, y, d, min(hi) - y[c0])
     if got is None:
         return False
     y += got[0] * d
     tau = float(y[c0])
-    if tau >= hi - 1e-12:
+    if tau >= max(hi) - 1e-12:
         return True
     others = [c for c in range(4) if c not in cols]
     b_rest = rows.b - rows.a[:, others] @ y[others]
@@ -434,11 +621,11 @@ def _raise_pair(rows: _Rows, y: FloatArray, cols: tuple[int, int], hi: float) ->
     low = max(0.0, _KEEP_OF_COMMON * tau)
     res = linprog(
         np.array([-1.0, -1.0, -_BALANCE_WEIGHT]), A_ub=a_ub, b_ub=b_ub,
-        bounds=[(low, hi), (low, hi), (0.0, hi)], method="highs",
+        bounds=[(low, hi[0]), (low, hi[1]), (0.0, max(hi))], method="highs",
     )
     if res.status == 0:
         cand = y.copy()
-        cand[[c0, c1]] = np.clip(res.x[:2], low, hi)
+        cand[[c0, c1]] = np.clip(res.x[:2], low, np.array(hi))
         if float(cand[c0] + cand[c1]) > 2 * tau and np.all(rows.a @ cand <= rows.b + 1e-9):
             y[:] = cand
     return True
@@ -451,6 +638,8 @@ def _solve_shares(
     lim: GridLimits,
     cfg: EnvelopeConfig,
     pads: _Pads,
+    cap: _Shares,
+    band: tuple[FloatArray, FloatArray],
 ) -> _Lp | None:
     """The stages of the module docstring; None if even the empty box breaks the
     linearised limits.
@@ -459,19 +648,19 @@ def _solve_shares(
     2. headroom (t_e, t_m) for the directions whose whole forecast fits: both fairly, or
        the one alone (a ratio test).
     """
-    rows = _constraints(acn, lin, box, lim, cfg, pads)
-    t_cap = cfg.max_envelope_factor
+    rows = _constraints(acn, lin, box, lim, cfg, pads, band)
+    t_caps = (cap.t_e, cap.t_m)
     y = np.zeros(4)
-    if not _raise_pair(rows, y, (0, 1), 1.0):
+    if not _raise_pair(rows, y, (0, 1), (min(1.0, cap.s_e), min(1.0, cap.s_m))):
         return None
     open_e, open_m = bool(y[0] >= _FULL), bool(y[1] >= _FULL)
     if open_e and open_m:
-        _raise_pair(rows, y, (2, 3), t_cap)
+        _raise_pair(rows, y, (2, 3), t_caps)
     elif open_e or open_m:
         col = 2 if open_e else 3
         d = np.zeros(4)
         d[col] = 1.0
-        got = _raise(rows, y, d, t_cap)
+        got = _raise(rows, y, d, t_caps[col - 2])
         if got is not None:
             y += got[0] * d
     shares = _Shares(s_e=float(y[0]), s_m=float(y[1]), t_e=float(y[2]), t_m=float(y[3]))
@@ -479,16 +668,16 @@ def _solve_shares(
     tight = np.flatnonzero(slack < 1e-7)
     binding = [rows.labels[r] for r in tight]
 
-    def limited_by(s_col: int, t_col: int, cap: str) -> str:
+    def limited_by(s_col: int, t_col: int, cap_label: str) -> str:
         col = s_col if y[s_col] < _FULL else t_col
-        if col == t_col and y[t_col] >= t_cap - 1e-9:
-            return cap
+        if col == t_col and y[t_col] >= t_caps[t_col - 2] - 1e-9:
+            return cap_label
         hits = [int(r) for r in tight if rows.a[r, col] > 1e-9]
         return rows.labels[max(hits, key=lambda r: rows.a[r, col])] if hits else ""
 
-    for col, cap in ((2, "export cap"), (3, "import cap")):
-        if y[col] >= t_cap - 1e-9:
-            binding.append(cap)
+    for col, cap_label in ((2, "export cap"), (3, "import cap")):
+        if y[col] >= t_caps[col - 2] - 1e-9:
+            binding.append(cap_label)
     return _Lp(
         shares,
         tuple(dict.fromkeys(binding)),
@@ -537,6 +726,7 @@ def _check_vertices_wh(
     e_wh: IntArray,
     m_wh: IntArray,
     lim: GridLimits,
+    band: tuple[FloatArray, FloatArray],
 ) -> tuple[list[tuple[str, int, float]], tuple[float, float, float], int]:
     """AC power flows at the worst vertices; returns (violations, (vmax, vmin, loading), count)."""
     bad: dict[tuple[str, int], float] = {}
@@ -556,8 +746,8 @@ def _check_vertices_wh(
         worst[0] = max(worst[0], float(flow.vm_pu.max()))
         worst[1] = min(worst[1], float(flow.vm_pu.min()))
         worst[2] = max(worst[2], float(flow.loading_pct.max(initial=0.0)))
-        over = flow.vm_pu[acn.pq] - lim.vm_max_pu
-        under = lim.vm_min_pu - flow.vm_pu[acn.pq]
+        over = flow.vm_pu[acn.pq] - band[0]
+        under = band[1] - flow.vm_pu[acn.pq]
         for kk in np.flatnonzero(over > 0):
             bad[("up", int(kk))] = max(bad.get(("up", int(kk)), 0.0), float(over[kk]))
         for kk in np.flatnonzero(under > 0):
