@@ -9,9 +9,12 @@ import pytest
 
 from gridledger.errors import GridError
 from gridledger.grid import (
+    DetectionConfig,
     EnvelopeConfig,
     GridModel,
     compute_envelope_report,
+    detect_bad_meters,
+    measure_slot,
     verify_schedule,
 )
 from gridledger.grid.areas import boundary_vm_pu, substation_areas
@@ -134,3 +137,28 @@ def test_noon_names_each_areas_own_bound(mvlv: GridModel) -> None:
 def test_per_substation_required_on_a_network_without_substations(lv: GridModel) -> None:
     with pytest.raises(GridError, match="fewer than two LV areas"):
         compute_envelope_report(lv, 40, config=EnvelopeConfig(per_substation=True))
+
+
+def test_false_data_detection_runs_per_substation(mvlv: GridModel) -> None:
+    areas = substation_areas(mvlv)
+    assert areas is not None
+    truth = mvlv.forecast_wh_by_cp(EVENING)
+    honest = measure_slot(mvlv, EVENING, truth, rng=3)
+    # the head meters also read their busbar's voltage: each LV area's boundary value
+    assert all(f"bus-{a.busbar}:vm_pu" in honest.sensor_readings for a in areas.lv)
+    clean = detect_bad_meters(mvlv, EVENING, honest)
+    assert len(clean.parts) == 4 and clean.protected_used and clean.converged
+    assert not clean.flagged and not clean.alarm
+    assert set(clean.estimated_wh_by_cp) == set(mvlv.cp_ids)
+    for cp in mvlv.cp_ids:  # the network's own estimate is close to the truth
+        assert abs(clean.estimated_wh_by_cp[cp] - truth[cp]) <= 0.02 * abs(truth[cp]) + 20
+    # one LV household and the MV plant under-report their import by a third
+    lv_cp = mvlv.cp_ids[int(areas.lv[2].rows[3])]
+    mv_cp = mvlv.cp_ids[int(areas.mv_rows[0])]
+    lie = honest.with_reported({cp: honest.reported_wh_by_cp[cp] * 2 // 3 for cp in (lv_cp, mv_cp)})
+    caught = detect_bad_meters(mvlv, EVENING, lie, previous=clean)
+    assert caught.flagged == {lv_cp, mv_cp}
+    assert abs(caught.corrected_wh_by_cp[lv_cp] - truth[lv_cp]) <= 0.02 * abs(truth[lv_cp]) + 20
+    # the same readings through one whole-network estimate flag the same meters
+    whole = detect_bad_meters(mvlv, EVENING, lie, config=DetectionConfig(per_substation=False))
+    assert whole.flagged == caught.flagged and whole.parts == ()

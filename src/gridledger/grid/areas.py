@@ -158,10 +158,12 @@ def _rows_model(model: GridModel, name: str, net: Any, cps: list[ConnectionPoint
     y = model.year
     year = YearFigures(*(fold(a) for a in (y.pv_peak_wh, y.storage_peak_wh, y.load_sum_wh,
                                            y.load_varh_sum)))
-    return GridModel(name=name, net=net, cps=tuple(cps), load_wh=fold(model.load_wh),
-                     load_varh=fold(model.load_varh), pv_wh=fold(model.pv_wh),
-                     storage_wh=fold(model.storage_wh), year=year, first_slot=model.first_slot,
-                     year_slots=model.year_slots, profile_source=model.profile_source)
+    sub = GridModel(name=name, net=net, cps=tuple(cps), load_wh=fold(model.load_wh),
+                    load_varh=fold(model.load_varh), pv_wh=fold(model.pv_wh),
+                    storage_wh=fold(model.storage_wh), year=year, first_slot=model.first_slot,
+                    year_slots=model.year_slots, profile_source=model.profile_source)
+    sub._cache["areas:substation"] = None  # a part is never split again
+    return sub
 
 
 def _mv_model(model: GridModel, mv_rows: IntArray,

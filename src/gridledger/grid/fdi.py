@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,7 @@ from scipy import stats
 
 from gridledger.errors import GridError
 from gridledger.grid import _acpf
+from gridledger.grid.areas import Areas, substation_areas
 from gridledger.grid.balance import AreaBalance, area_balances
 from gridledger.grid.estimation import (
     P_INJ,
@@ -58,6 +59,8 @@ from gridledger.grid.measurements import (
     Rows,
     SlotMeasurements,
     build_rows,
+    busbar_vm_label,
+    sensor_catalogue,
 )
 from gridledger.grid.model import WH_PER_MW_SLOT, GridModel
 from gridledger.grid.powerflow import ac_network, solve_fast
@@ -80,6 +83,9 @@ class DetectionConfig:
     """Also test the sum of a meter's last two scores (persistent under-reporting)."""
     max_lnr_removals: int = 10
     noise: MeterNoise = field(default_factory=MeterNoise)
+    per_substation: bool | None = None
+    """Estimate each secondary substation's LV area and the MV level apart (``grid.areas``):
+    None = whenever the network splits so, False = one estimate of the whole network."""
 
 
 
@@ -116,6 +122,9 @@ class DetectionResult:
     reason: str = ""
     """Why the slot needed more than the plain tests (divergence and what was left out);
     empty for an ordinary slot."""
+    parts: tuple[DetectionResult, ...] = ()
+    """Per-substation detection: the MV level's result, then each LV area's (``grid.areas``
+    order); empty for a whole-network estimate."""
 
     @property
     def corrected_wh_by_cp(self) -> dict[str, int]:
@@ -155,6 +164,9 @@ def detect_bad_meters(
     slot = model.check_slot(slot)
     if measurements.slot != slot:
         raise GridError(f"measurements are for slot {measurements.slot}, not {slot}")
+    areas = None if config.per_substation is False else substation_areas(model)
+    if areas is not None:
+        return _per_substation(model, slot, measurements, areas, config, previous)
     acn = ac_network(model)
     rows = build_rows(model, measurements, config.noise)
     a_test = config.alpha / _N_TESTS
@@ -263,6 +275,94 @@ def detect_bad_meters(
         suspect_sensors=suspect_sensors,
         converged=not dropped and lnr is not None,
         reason=reason,
+    )
+
+
+def _per_substation(
+    model: GridModel,
+    slot: int,
+    meas: SlotMeasurements,
+    areas: Areas,
+    config: DetectionConfig,
+    previous: DetectionResult | None,
+) -> DetectionResult:
+    """Detection per secondary substation (the hierarchical state estimation DSOs run):
+    the MV level with each LV area as one injection at its busbar, read by the area's
+    transformer head meter (energy into the area, its busbar voltage), then every LV area
+    alone from its own meters, its line sensors and its busbar voltage. Each part gets an
+    equal share of the false-alarm budget (``alpha / parts``), so the slot's budget stays
+    ``alpha``. A part's result is the whole-network procedure on that part; they are merged
+    (flags, scores and estimates of real cps; balances; alarms) and kept in ``parts`` for
+    the next slot's two-slot test. Raises ``GridError`` as ``detect_bad_meters`` does, the
+    message naming the area."""
+    n_parts = 1 + len(areas.lv)
+    cfg = replace(config, alpha=config.alpha / n_parts, per_substation=False)
+    prev_parts: tuple[DetectionResult | None, ...] = (
+        previous.parts if previous is not None and len(previous.parts) == n_parts
+        else (None,) * n_parts)
+    wh, varh, vm = meas.reported_wh_by_cp, meas.reported_varh_by_cp, meas.vm_pu_by_cp
+    sensors = meas.sensor_readings
+    mv = areas.mv
+    mv_wh = {cp: wh[cp] for cp in mv.cp_ids if cp in wh}
+    mv_varh = {cp: varh[cp] for cp in mv.cp_ids if cp in varh}
+    mv_vm = {cp: vm[cp] for cp in mv.cp_ids if cp in vm}
+    for a in areas.lv:
+        agg = mv.cps[a.mv_index].cp_id
+        # the head meter measures energy into the area (import > 0); the aggregate injects
+        p, q = sensors.get(f"trafo-{a.trafo}:p_wh"), sensors.get(f"trafo-{a.trafo}:q_varh")
+        v = sensors.get(busbar_vm_label(model, a.busbar))
+        if p is not None:
+            mv_wh[agg] = -int(round(p))
+        if q is not None:
+            mv_varh[agg] = -int(round(q))
+        if v is not None:
+            mv_vm[agg] = float(v)
+    parts: list[tuple[str, GridModel, DetectionResult]] = []
+
+    def run(name: str, sub: GridModel, part_wh: Mapping[str, int], part_varh: Mapping[str, int],
+            part_vm: Mapping[str, float], prev: DetectionResult | None) -> None:
+        cat = sensor_catalogue(sub)
+        sub_meas = SlotMeasurements(
+            slot=slot, reported_wh_by_cp=part_wh, reported_varh_by_cp=part_varh,
+            vm_pu_by_cp=part_vm,
+            sensor_readings={k: v for k, v in sensors.items() if k in cat})
+        try:
+            parts.append((name, sub, detect_bad_meters(sub, slot, sub_meas, config=cfg,
+                                                       previous=prev)))
+        except GridError as exc:
+            raise GridError(f"{name}: {exc}") from None
+
+    run("mv level", mv, mv_wh, mv_varh, mv_vm, prev_parts[0])
+    for i, a in enumerate(areas.lv):
+        ids = a.model.cp_ids
+        run(a.name, a.model, {cp: wh[cp] for cp in ids if cp in wh},
+            {cp: varh[cp] for cp in ids if cp in varh}, {cp: vm[cp] for cp in ids if cp in vm},
+            prev_parts[1 + i])
+    real = set(model.cp_ids)
+    results = [r for _n, _m, r in parts]
+    flagged = frozenset(cp for r in results for cp in r.flagged if cp in real)
+    scores = {cp: z for r in results for cp, z in r.cp_scores.items() if cp in real}
+    estimated = {cp: e for r in results for cp, e in r.estimated_wh_by_cp.items() if cp in real}
+    reasons = [f"{n}: {r.reason}" for n, _m, r in parts if r.reason]
+    return DetectionResult(
+        slot=slot,
+        flagged=flagged,
+        chi2=float(sum(r.chi2 for r in results)),
+        chi2_dof=sum(r.chi2_dof for r in results),
+        chi2_threshold=float(sum(r.chi2_threshold for r in results)),
+        chi2_alarm=any(r.chi2_alarm for r in results),
+        max_normalized_residual=max(r.max_normalized_residual for r in results),
+        lnr_threshold=max(r.lnr_threshold for r in results),
+        lnr_removed=tuple(lb for r in results for lb in r.lnr_removed),
+        protected_used=all(r.protected_used for r in results),
+        protected_threshold=max(r.protected_threshold for r in results),
+        cp_scores=dict(sorted(scores.items())),
+        balances=tuple(b for r in results for b in r.balances),
+        estimated_wh_by_cp={cp: estimated.get(cp, 0) for cp in model.cp_ids},
+        suspect_sensors=tuple(lb for r in results for lb in r.suspect_sensors),
+        converged=all(r.converged for r in results),
+        reason="; ".join(reasons),
+        parts=tuple(results),
     )
 
 

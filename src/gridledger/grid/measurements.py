@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from gridledger.errors import GridError
 from gridledger.grid import _acpf
+from gridledger.grid.areas import substation_areas
 from gridledger.grid.estimation import (
     P_FROM,
     P_INJ,
@@ -167,8 +168,20 @@ def sensor_catalogue(model: GridModel) -> dict[str, _Device]:
         out[f"{acn.bus_tag(int(k))}:vm_pu"] = _Device(VM, int(k), 1.0, SENSOR, "pu")
     for k in acn.pv:
         out[f"{acn.bus_tag(int(k))}:vm_pu"] = _Device(VM, int(k), 1.0, SENSOR, "pu")
+    areas = substation_areas(model)
+    if areas is not None:
+        # a secondary substation's head meter also reads its LV busbar's voltage: the
+        # boundary value each LV area's own estimate starts from (per-substation detection)
+        pos = {int(b): k for k, b in enumerate(acn.pd_bus) if b >= 0}
+        for a in areas.lv:
+            out[busbar_vm_label(model, a.busbar)] = _Device(VM, pos[a.busbar], 1.0, SENSOR, "pu")
     cache["net:sensors"] = out
     return out
+
+
+def busbar_vm_label(model: GridModel, busbar: int) -> str:
+    """Label of the voltage reading at an LV busbar (pandapower bus ``busbar``)."""
+    return f"bus-{int(busbar)}:vm_pu"
 
 
 def planned_sensors(model: GridModel, plan: SensorPlan) -> list[str]:
