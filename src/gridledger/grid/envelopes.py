@@ -312,7 +312,8 @@ def _per_substation(
        ``config.boundary_band_pu`` of its no-load value ``v0`` (the band split between the
        voltage levels that DSOs plan with). Gives the MV cps' envelopes and the MV shares.
     2. **Each LV area**: its own network with the slack at the busbar held at ``v0`` and the
-       voltage band narrowed by ``boundary_band_pu`` on each side, its shares capped at the MV
+       voltage band narrowed by how far the busbar may move (``boundary_band_pu``, less where
+       the band's edge is nearer to ``v0``) on each side, its shares capped at the MV
        level's, so its cps' envelopes add up to no more than the aggregate the MV level
        certified.
     3. **Whole-network AC check** (the decomposition is conservative, not exact: a busbar's
@@ -344,10 +345,14 @@ def _per_substation(
     m_wh = np.zeros(len(model.cps), dtype=np.int64)
     e_wh[areas.mv_rows] = top.e_wh[:n_mv]
     m_wh[areas.mv_rows] = top.m_wh[:n_mv]
-    lv_lim = GridLimits(vm_min_pu=lim.vm_min_pu + d, vm_max_pu=lim.vm_max_pu - d,
-                        max_loading_pct=lim.max_loading_pct)
     solved: list[tuple[LvArea, _Solved]] = []
     for a in areas.lv:
+        # the busbar may move from v0 to min(v0 + d, vm_max) and down to max(v0 - d, vm_min):
+        # the LV area keeps that far inside the band (so its no-load state is always inside)
+        v0 = boundary_vm_pu(a)
+        lv_lim = GridLimits(vm_min_pu=lim.vm_min_pu + min(d, max(0.0, v0 - lim.vm_min_pu)),
+                            vm_max_pu=lim.vm_max_pu - min(d, max(0.0, lim.vm_max_pu - v0)),
+                            max_loading_pct=lim.max_loading_pct)
         box_a = _Box(f_exp=box_full.f_exp[a.rows], f_imp=box_full.f_imp[a.rows], w=box_full.w[a.rows])
         got = _solve_box(a.model, slot, box_a, lv_lim, config, caps=top.shares)
         e_wh[a.rows] = got.e_wh
