@@ -88,6 +88,12 @@ def next_nonce(state: State, addr: bytes) -> int:
     return state.get_int(NONCE + addr)
 
 
+def forget_nonce(state: State, addr: bytes) -> None:
+    """Drop ``addr``'s nonce: only for an identity that can never sign again (a retired
+    pseudonym or its reading key, whose address the ledger refuses to register again)."""
+    state.delete(NONCE + addr)
+
+
 def default_sig_check(tx: Tx, alg: str, pk: bytes) -> bool:
     """Whether ``tx.sig`` verifies under the single ML-DSA key ``(alg, pk)`` (False for a
     committee descriptor, which ``authenticate`` checks member by member)."""

@@ -15,9 +15,12 @@ from gridledger.ledger.modules.privacy.openings import Openings
 from gridledger.ledger.modules.privacy.records import (
     dispute_id_for_trade,
     pool_address,
+    pseudo_cp,
 )
 from gridledger.ledger.modules.registry.handlers import ROTATE_CONTEXT
 from gridledger.ledger.modules.reputation.keeper import put_record, reputation_of
+from gridledger.ledger.state import State
+from gridledger.node.verify import verify_store
 from gridledger.privacy.errors import PrivacyError
 from gridledger.privacy.ledger_io import (
     attest_body,
@@ -404,23 +407,87 @@ def test_identity_opens_only_for_a_recorded_dispute_and_the_owner_is_sanctioned(
     assert out[0].rule == "not-disputed"
 
 
-def test_money_that_reaches_a_pseudonym_after_pay_out_is_carried_and_claimed(
-        tmp_path: Path) -> None:
-    w = pool_net(tmp_path)
-    money = w.money()
-    iss = trade_epoch1(w)
+def _pay_out_epoch1(w: PrivacyNet, iss: Issued) -> None:
+    """Close epoch 1, both users claim what their pseudonyms' finals give, pay out."""
     close = epoch_close_time(1)
     w.ok([], close)
     f = finals(w, iss)
-    s0 = iss.own[0][0]
-    w.ok([claim(w, 0, 1, claim_amount(2, ALLOWANCE, [f[s0.address], f[iss.own[0][1].address]])),
-          claim(w, 1, 1, claim_amount(1, ALLOWANCE, [f[iss.own[1][0].address]]))], close + 10)
+    w.ok([claim(w, 0, 1, claim_amount(2, ALLOWANCE, [f[p.address] for p in iss.own[0]])),
+          claim(w, 1, 1, claim_amount(1, ALLOWANCE, [f[p.address] for p in iss.own[1]]))],
+         close + 10)
     w.ok([], close + 10 + CLAIM_WINDOW)
     assert pv.get_epoch(w.state, 1).status == "paid"
-    # a late payment reaches the paid-out pseudonym (pseudonyms cannot transfer it away)
+
+
+def _naming(state: State, marks: list[bytes]) -> list[bytes]:
+    """State keys that hold one of ``marks`` (addresses, stand-in cp ids) in their name."""
+    return sorted(k for k in state.keys_with_prefix(b"") if any(m in k for m in marks))
+
+
+def test_an_epoch_that_paid_out_retires_its_pseudonyms(tmp_path: Path) -> None:
+    # issue 19: per-slot pseudonyms register members x 96 identities a day, ~12 state keys
+    # each; kept forever, a week's state grew ~65k keys a day. At pay-out only the public
+    # record of each pseudonym and the epoch index stay.
+    w = pool_net(tmp_path)
+    iss = trade_epoch1(w)
+    ps = [p for own in iss.own.values() for p in own]
+    readings = [iss.reading_key(p) for p in ps]
+    marks = ([p.address for p in ps] + [r.address for r in readings]
+             + [pseudo_cp(p.address).encode() for p in ps])
+    live = _naming(w.state, marks)
+    assert len(live) >= 10 * len(ps)  # identity, reading key, cp, meter, nonces, firmware...
+    _pay_out_epoch1(w, iss)
+    ev = w.events("pseudonyms_retired")
+    assert ev == [{"type": "pseudonyms_retired", "epoch": 1, "retired": 3, "kept": 0}]
+    # (a slot's readings are the metering module's per-slot records, pruned by slot)
+    assert [k for k in _naming(w.state, marks) if not k.startswith(b"meter/r/")] == sorted(
+        [pv.PSEUDONYM + p.address for p in ps] + [pv.BY_EPOCH + pv.e8(1) + p.address for p in ps])
+    # the public record stays: a disputes or audit reader still sees the epoch
+    listed = w.net.entry.app.query("privacy/pseudonyms/1")
+    assert sorted(r["address"] for r in listed) == sorted(p.address for p in ps)
+    assert all(r["final_micro"] is not None for r in listed)
+    # a retired pseudonym, its reading key and its cp are refused, each naming its rule
+    s0, r0 = iss.own[0][0], iss.reading_key(iss.own[0][0])
+    late = w.now + 10
+    out = w.run([w.tx(w.users[3], "bank/transfer", {"to": s0.address, "amount_micro": 5}),
+                 w.tx(w.dso, "privacy/meter_image", {"pseudonym": s0.address, "firmware": FW})],
+                late)
+    assert [o.rule for o in out] == ["unknown-recipient", "pseudonym-retired"]
+    assert w.run([w.tx(s0.key, "privacy/carry", {"epoch": 2})], late + 10)[0].rule == \
+        "unknown-sender"
+    assert w.run([w.tx(r0, "metering/reading", {"slot": 5, "import_wh": 1, "export_wh": 0,
+                                                 "firmware": FW})], late + 20)[0].rule == \
+        "unknown-sender"
+    # replaying the store from genesis (verify-chain) reaches the same roots
+    for v in w.net.validators:
+        report = verify_store(v.store_path)
+        assert report.ok, report.reason
+        assert report.state_root == w.state.root()
+
+
+def test_money_that_reaches_a_pseudonym_after_pay_out_is_carried_and_claimed(
+        tmp_path: Path) -> None:
+    # A pseudonym a recorded dispute names stays registered past pay-out until it is
+    # opened (the opening reads its reading key and its reputation); money that reaches it
+    # meanwhile is carried into an open epoch and claimed by its owner.
+    w = pool_net(tmp_path)
+    money = w.money()
+    iss = trade_epoch1(w, deliver_wh=0)  # the seller's pseudonym delivers nothing
+    s0, b1 = iss.own[0][0], iss.own[1][0]
+    w.ok([w.tx(b1.key, "disputes/claim", {"slot": 5, "trade": 0, "claim": "non-delivery"})],
+         6 * S + SETTLE + 100)
+    w.ok([w.tx(w.users[2], "privacy/request_opening",
+               {"slot": 5, "trade": 0, "claim": "non-delivery"})], 6 * S + SETTLE + 190)
+    _pay_out_epoch1(w, iss)
+    assert w.events("pseudonyms_retired")[0]["kept"] == 1
+    close = epoch_close_time(1)
+    # a late payment reaches the disputed pseudonym (pseudonyms cannot transfer it away);
+    # the retired buyer pseudonym receives nothing
     late = 123_456
-    w.ok([w.tx(w.users[3], "bank/transfer", {"to": s0.address, "amount_micro": late})],
-         close + 2000)
+    out = w.run([w.tx(w.users[3], "bank/transfer", {"to": s0.address, "amount_micro": late}),
+                 w.tx(w.users[3], "bank/transfer", {"to": b1.address, "amount_micro": late})],
+                close + 2000)
+    assert [o.rule for o in out] == [None, "unknown-recipient"]
     out = w.run([w.tx(s0.key, "bank/transfer", {"to": w.users[0].address,
                                                 "amount_micro": late})], close + 2010)
     assert out[0].rule == "pseudonym-transfer"
@@ -431,6 +498,16 @@ def test_money_that_reaches_a_pseudonym_after_pay_out_is_carried_and_claimed(
     assert out[0].rule == "carry-refused"  # only into an open epoch
     w.ok([w.tx(s0.key, "privacy/carry", {"epoch": epoch})], w.now + 10)
     assert w.bal(s0.address) == 0
+    # the trustees open it: now it is retired too
+    did = dispute_id_for_trade(5, 0, "non-delivery")
+    w.ok([w.tx(w.trustee_keys[2].signing_key, "privacy/escrow", escrow_body(did, s0.escrow))],
+         w.now + 10)
+    w.ok([w.tx(tk.signing_key, "privacy/release", release_body(tk, w.trustee_set, did,
+                                                               [s0.escrow]))
+          for tk in w.trustee_keys[:2]], w.now + 10)
+    assert w.events("identity_opened")[-1]["identity"] == w.users[0].address
+    assert w.net.entry.app.query(f"participant/{s0.address.hex()}") is None
+    assert pv.get_pseudonym(w.state, s0.address) is not None
     close2 = epoch_close_time(epoch)
     w.ok([], close2)
     before = w.bal(w.users[0].address)

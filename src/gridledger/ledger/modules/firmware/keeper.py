@@ -182,6 +182,15 @@ def put_meter_record(state: State, cp: str, rec: MeterFirmware) -> None:
     state.set(ON + rec.firmware + cp.encode(), _MARK)
 
 
+def forget_meter(state: State, cp: str) -> None:
+    """Drop the cp's firmware of record and its index entry (a retired pseudonym's stand-in
+    cp: no reading can name it again)."""
+    old = meter_record(state, cp)
+    if old is not None:
+        state.delete(ON + old.firmware + cp.encode())
+        state.delete(METER + cp.encode())
+
+
 def meter_records(state: State) -> list[tuple[str, MeterFirmware]]:
     """Every cp with a firmware of record, in cp byte order."""
     return [(k[len(METER):].decode(), _meter(state.get(k) or b""))

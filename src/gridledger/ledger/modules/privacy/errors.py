@@ -155,6 +155,13 @@ class UnknownPseudonym(InvalidBody):
     rule = "unknown-pseudonym"
 
 
+class PseudonymRetired(InvalidBody):
+    """The pseudonym's epoch has paid out: its identity, reading key and firmware of record
+    are retired (only its public record stays)."""
+
+    rule = "pseudonym-retired"
+
+
 class NotPseudonymous(InvalidBody):
     """The party at fault trades under its own name: nothing to open."""
 
@@ -348,7 +355,7 @@ RULES = (
     NotTrustee, BatchExists, TicketsExceeded, BatchEndorsements, AttestationExists, NoBatch,
     PseudonymSlots, UnknownFeeder, NotCertified, ReadingNotAttested, PseudonymRegistered,
     NotInPool, ClaimsClosed, AlreadyClaimed, ClaimAboveDue, CarryRefused, NoDecision, NotPseudonymous,
-    UnknownPseudonym,
+    UnknownPseudonym, PseudonymRetired,
     OpeningRequested, NoDispute, NotDisputed, EscrowPosted, EscrowMismatch, EscrowNotPosted,
     ShareCommitment, AlreadyReleased, NotBogus, BadAttribution, NotAggregator, AnonymitySet,
     PartialSignature, PartialWindow, PartialPosted, AggregateDecoded, EvidencePosition,

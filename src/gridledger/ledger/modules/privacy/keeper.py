@@ -133,6 +133,20 @@ def put_pseudonym(state: State, addr: bytes, rec: PseudonymRecord) -> None:
     state.set_obj(READING_KEY + rec.reading, addr)
 
 
+def retire_records(state: State, addr: bytes, rec: PseudonymRecord) -> None:
+    """Drop a retired pseudonym's reading-key entry and its feeder-slot index entries
+    (``pv/ps`` and the epoch index stay: the public record of the epoch)."""
+    state.delete(READING_KEY + rec.reading)
+    for s in range(rec.first_slot, rec.last_slot + 1):
+        state.delete(FEEDER_SLOT + e8(s) + rec.feeder.encode() + b"\x00" + addr)
+
+
+def disputes(state: State) -> list[tuple[bytes, DisputeRecord]]:
+    """Every recorded dispute, by id."""
+    return [(k[len(DISPUTE):], DisputeRecord.from_obj(state.get_obj(k)))
+            for k in state.keys_with_prefix(DISPUTE)]
+
+
 def pseudonym_of_reading_key(state: State, reading: bytes) -> bytes | None:
     v: bytes | None = state.get_obj(READING_KEY + reading)
     return v

@@ -241,6 +241,8 @@ class Openings:
             events.append(ev)
         if dispute.kind == "pool" and dispute.epoch is not None:
             self.pool.resolve(state, block, cfg, dispute.epoch, events)
+        # opened after its epoch paid out (its dispute held it back): retire it now
+        self.pool.retire_one(state, pseudonym, self.pool.held_back(state))
 
 
 def _escrow(cfg: PrivacyConfig, ps: PseudonymRecord, record: bytes, shares: tuple[bytes, ...],

@@ -44,6 +44,7 @@ from gridledger.ledger.modules.privacy.errors import (
     NotTrustee,
     PrivacyDisabled,
     PseudonymRegistered,
+    PseudonymRetired,
     PseudonymSlots,
     ReadingNotAttested,
     TicketCap,
@@ -198,6 +199,7 @@ class Pool:
         keeper.put_epoch(state, msg.epoch,
                          replace(target, pool_in_micro=target.pool_in_micro + amount))
         ctx.emit("pool_carry", epoch=msg.epoch, pseudonym=ctx.sender, amount_micro=amount)
+        self.retire_one(state, ctx.sender, self.held_back(state))
 
     # -- DSO and trustees --------------------------------------------------------------------
     def attest(self, state: State, ctx: TxContext, msg: Attest) -> None:
@@ -293,7 +295,8 @@ class Pool:
             raise ReadingNotAttested("the pseudonym's reading key is not attested for it in "
                                      f"epoch {epoch}")
         reading = leaf.reading_key.address
-        if (self.registry.participant(state, addr) is not None
+        if (keeper.get_pseudonym(state, addr) is not None  # retired ones too: never reused
+                or self.registry.participant(state, addr) is not None
                 or self.registry.participant(state, reading) is not None):
             raise PseudonymRegistered("this pseudonym or reading key is already on the ledger")
         cp = pseudo_cp(addr)
@@ -328,6 +331,8 @@ class Pool:
         ps = keeper.get_pseudonym(state, msg.pseudonym)
         if ps is None:
             raise UnknownPseudonym("no registered pseudonym has this address")
+        if keeper.get_epoch(state, ps.epoch).status == "paid":
+            raise PseudonymRetired(f"epoch {ps.epoch} has paid out: its meters are retired")
         if self.firmware is not None:
             self.firmware.check_reading(state, ctx, pseudo_cp(msg.pseudonym), ps.reading,
                                         msg.firmware)
@@ -399,6 +404,7 @@ class Pool:
             keeper.put_epoch(state, epoch, replace(rec, status="paid"))
             events.append({"type": "pool_paid", "epoch": epoch, "members": len(claims),
                            "paid_micro": total})
+            self.retire(state, epoch, events)
             return
         did = dispute_id_for_pool(epoch)
         keeper.put_dispute(state, did, DisputeRecord("pool", (), epoch=epoch))
@@ -437,6 +443,7 @@ class Pool:
         events.append({"type": "pool_settled", "epoch": epoch, "payout": "bill",
                        "from_grid_micro": from_grid, "to_grid_micro": to_grid,
                        "left_micro": self.bank.balance(state, pool)})
+        self.retire(state, epoch, events)
 
     def covered(self, state: State, epoch: int) -> list[bytes]:
         """Every pseudonym a pool dispute of ``epoch`` opens: its own and those that carried
@@ -495,6 +502,43 @@ class Pool:
         events.append({"type": "pool_paid", "epoch": epoch, "members": len(dues),
                        "paid_micro": sum(d for d in dues.values() if d > 0),
                        "left_micro": self.bank.balance(state, pool)})
+        self.retire(state, epoch, events)
+
+    # -- retirement ----------------------------------------------------------------------------
+    def held_back(self, state: State) -> frozenset[bytes]:
+        """Pseudonyms a recorded dispute names that are not opened yet: an opening still
+        reads their reading key (meter attribution) and their reputation."""
+        return frozenset(p for _, d in keeper.disputes(state) if d.kind != "pool"
+                         for p in d.targets if keeper.get_opening(state, p) is None)
+
+    def retire(self, state: State, epoch: int, events: list[dict[str, Any]]) -> None:
+        """The epoch has paid out: retire its pseudonyms (``retire_one``), in address order.
+        Without it a chain keeps ~12 state keys for every pseudonym it ever registered —
+        per-slot rotation registers members x 96 a day."""
+        held = self.held_back(state)
+        retired = sum(self.retire_one(state, a, held)
+                      for a in keeper.pseudonyms_of_epoch(state, epoch))
+        events.append({"type": "pseudonyms_retired", "epoch": epoch, "retired": retired,
+                       "kept": len(keeper.pseudonyms_of_epoch(state, epoch)) - retired})
+
+    def retire_one(self, state: State, addr: bytes, held: frozenset[bytes]) -> bool:
+        """Forget what only a live pseudonym needs — its identity and reading key (registry,
+        nonces), its stand-in cp's firmware of record, its reading-key and feeder-slot
+        entries, a reputation record without a penalty — once its epoch has paid out, it
+        holds no money and no unopened dispute names it. ``pv/ps`` (escrow digest,
+        certified key, final) and the epoch index stay: disputes and audits of the closed
+        epoch read them, and registration refuses the address again. Returns whether it
+        was retired now."""
+        ps = keeper.get_pseudonym(state, addr)
+        if (ps is None or addr in held or self.bank.balance(state, addr)
+                or keeper.get_epoch(state, ps.epoch).status != "paid"
+                or not self.registry.retire_pseudonym(state, addr)):
+            return False
+        if self.firmware is not None:
+            self.firmware.forget_meter(state, pseudo_cp(addr))
+        self.reputation.forget(state, addr)
+        keeper.retire_records(state, addr, ps)
+        return True
 
 
 def _verifies(alg: str, pk: bytes, message: bytes, sig: bytes, context: bytes) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import cbor2
 
 from gridledger.errors import UnknownSender
+from gridledger.ledger.execute import forget_nonce
 from gridledger.ledger.modules.registry.errors import (
     CpHasMeter,
     CpTaken,
@@ -118,6 +119,25 @@ def require_in_slot(state: State, addr: bytes, slot: int) -> None:
     valid = p.valid_slots if p is not None else None
     if valid is not None and not valid[0] <= slot <= valid[1]:
         raise PseudonymSlot(f"this pseudonym acts only in slots {valid[0]}..{valid[1]}")
+
+
+def retire_pseudonym(state: State, addr: bytes) -> bool:
+    """Forget a pseudonym whose epoch has paid out: its record, its stand-in connection
+    point, the meter identity (reading key) bound to that cp, and both nonces. Afterwards
+    it signs nothing (``unknown-sender``) and receives no transfer (``unknown-recipient``).
+    Returns False (nothing changed) if ``addr`` is not a registered pseudonym."""
+    p = participant(state, addr)
+    if p is None or "pseudonym" not in p.roles or not p.cp:
+        return False
+    meter = meter_of_cp(state, p.cp)
+    if meter is not None:
+        state.delete(P + meter)
+        forget_nonce(state, meter)
+        state.delete(METER + p.cp.encode())
+    state.delete(CP + p.cp.encode())
+    state.delete(P + addr)
+    forget_nonce(state, addr)
+    return True
 
 
 # -- validator set -------------------------------------------------------------------

@@ -46,6 +46,16 @@ def put_record(state: State, addr: bytes, rec: Score | Mapping[str, Any]) -> Non
     state.set_obj(REP + addr, score.to_obj())
 
 
+def forget(state: State, addr: bytes) -> bool:
+    """Drop the record of an identity that will never act again (a retired pseudonym),
+    unless it holds a penalty (score below neutral), which an opening of it still carries
+    to its owner. Returns whether it was dropped."""
+    if state.get(REP + addr) is None or reputation_of(state, addr) < NEUTRAL:
+        return False
+    state.delete(REP + addr)
+    return True
+
+
 def scores(state: State) -> list[tuple[bytes, Score]]:
     """Every stored record, by address (absent addresses have the neutral score)."""
     return [(k[len(REP):], Score.from_obj(v)) for k, v in state.items_with_prefix(REP)]
