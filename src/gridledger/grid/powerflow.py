@@ -156,7 +156,7 @@ def run_checked_pf(net: Any, *, balance_tol_mw: float = 1e-6) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            pp.runpp(net, numba=False, calculate_voltage_angles=True)
+            pp.runpp(net, numba=False, calculate_voltage_angles=True, **_acpf.pandapower_init_options(net))
         except pp.LoadflowNotConverged:
             raise GridError("power flow did not converge (voltage collapse or bad data)") from None
         except Exception as exc:
