@@ -236,7 +236,7 @@ class SimContext:
 
     def delivered_truth(self, slot: int, cp: str) -> int:
         """Net injection (Wh, > 0 export) cp really had in ``slot``."""
-        return self.data.truth[slot][cp]
+        return self.data.truth_of(slot, cp)
 
     def is_honest(self, addr: bytes) -> bool:
         """Whether ``addr`` is an honest member's (its own address or one of its pseudonyms)."""

@@ -143,7 +143,7 @@ class Analysis:
         self.cp_of = obs.household_cp
         by_cp = {cp: h for h, cp in self.cp_of.items()}
         ps_of_cp = {pseudo_cp(p): p for p in obs.pseudonyms}
-        self.slots = sorted(s for s in eng.delivered if s in eng.trading_slots())
+        self.slots = sorted(s for s in eng.data.delivered_slots if s in eng.trading_slots())
         # every reading on the ledger is a unit: (slot, cp) -> the household it names, if any
         self.units = [(s, cp) for (s, cp) in sorted(obs.readings) if s in set(self.slots)]
         self.guess: dict[tuple[int, str], bytes] = {}

@@ -8,9 +8,12 @@ from what a client intended.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from gridledger.grid import CurtailmentCause, EnvelopeReport, SlotMeasurements
 from gridledger.node.embedded import FinalizedBlock
@@ -19,6 +22,12 @@ from gridledger.sim.secagg import Round
 
 Envelopes = dict[str, tuple[int, int]]
 """cp -> (import_max_wh, export_max_wh) for one slot, as the DSO published it."""
+
+RECENT_SLOTS = 8
+"""Slots whose whole-network delivery (every cp's injection and every device's readings) the
+run keeps: features read the slot being delivered and the one before (state estimation,
+readings, aggregation, certificates); older ones would grow the run's memory with every slot
+(a 5,141-cp network: ~0.5 M entries a day). Members' true injections stay (``truth``)."""
 
 
 @dataclass
@@ -96,15 +105,21 @@ class RunData:
     """The DSO's envelope computation for a slot (binding constraints), until it is delivered."""
     battery_wh: dict[int, dict[str, int]] = field(default_factory=dict)
     """Battery injection each agent planned for the slot (> 0 discharge), by cp."""
-    truth: dict[int, dict[str, int]] = field(default_factory=dict)
-    """Net injection (Wh, > 0 export) every cp really had, by slot (set before measuring)."""
+    truth: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
+    """Net injection (Wh, > 0 export) each member's cp really had, by slot, in ``truth_cps``
+    order (``truth_of``); compact: 8 bytes a member and slot."""
+    truth_cps: dict[str, int] = field(default_factory=dict)
     delivered: dict[int, Delivered] = field(default_factory=dict)
+    """The last ``RECENT_SLOTS`` deliveries (``record_delivery``); ``delivered_slots`` lists
+    every slot delivered."""
+    delivered_slots: list[int] = field(default_factory=list)
     curtailments: dict[int, tuple[CurtailmentCause, ...]] = field(default_factory=dict)
     """Slot -> why energy was curtailed in it (only slots where some was)."""
     rounds: dict[int, Round] = field(default_factory=dict)
     """Secure-aggregation rounds (off-ledger result) by the slot they summed."""
-    order_raws: dict[int, list[bytes]] = field(default_factory=dict)
-    """Honest order transactions per slot (public once submitted)."""
+    order_ids: dict[int, list[bytes]] = field(default_factory=dict)
+    """Ids of the honest order transactions per slot, in submission order (their sender and
+    body are in ``tx_info``; the signed bytes are on the ledger)."""
     tx_info: dict[bytes, TxInfo] = field(default_factory=dict)
     stats: Stats = field(default_factory=Stats)
     # what the ledger did (from finalized blocks)
@@ -130,6 +145,29 @@ class RunData:
     dp_release: dict[str, Any] = field(default_factory=dict)
     """The DSO's differentially private publication and its accounting, for
     ``summary.privacy`` (``features.publication``)."""
+
+    def record_delivery(self, d: Delivered, member_cps: Sequence[str]) -> None:
+        """Keep a slot's delivery: the members' true injections for the whole run, the
+        whole-network record for ``RECENT_SLOTS`` slots. Raises ``KeyError`` if a member's
+        cp is missing from the delivery."""
+        if not self.truth_cps:
+            self.truth_cps = {cp: i for i, cp in enumerate(member_cps)}
+        self.truth[d.slot] = np.array([d.actual_wh_by_cp[cp] for cp in self.truth_cps],
+                                      dtype=np.int64)
+        if d.slot not in self.delivered:
+            self.delivered_slots.append(d.slot)
+        self.delivered[d.slot] = d
+        for s in [s for s in self.delivered if s <= d.slot - RECENT_SLOTS]:
+            del self.delivered[s]
+
+    def orders(self, slot: int) -> list[tuple[bytes, TxInfo]]:
+        """The honest order transactions of ``slot`` as (tx id, what was signed)."""
+        return [(i, self.tx_info[i]) for i in self.order_ids.get(slot, [])]
+
+    def truth_of(self, slot: int, cp: str) -> int:
+        """A member's true net injection (Wh, > 0 export) in ``slot``. Raises ``KeyError``
+        for a slot not delivered or a cp that is not a member's."""
+        return int(self.truth[slot][self.truth_cps[cp]])
 
     def absorb(self, fb: FinalizedBlock) -> list[dict[str, Any]]:
         """Record a finalized block's receipts and events; returns the block's events."""

@@ -78,7 +78,7 @@ class BalanceEscape(Attack):
                 and e.get("addr") == me]
         if told and self.disconnected_from is None:
             # the DSO acts on the ledger's word from the next slot it delivers
-            self.disconnected_from = max(self.eng.data.delivered, default=self.eng.first) + 1
+            self.disconnected_from = max(self.eng.data.delivered_slots, default=self.eng.first) + 1
         self.told += told
 
     def physical(self, slot: int, injection_wh: dict[str, int]) -> None:

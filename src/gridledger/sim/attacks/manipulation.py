@@ -126,12 +126,12 @@ class PriceManipulation(Attack):
         touched any (refused, or admitted mitigated under the must-offer rule)."""
         data = self.eng.data
         me = self.eng.identities.trading_key(self.withholder, slot).address
-        mine = [tx for tx in map(decode_tx, data.order_raws.get(slot, [])) if tx.sender == me]
+        mine = [tx_id for tx_id, info in data.orders(slot) if info.sender == me]
         # the scenario's order transactions follow the agent's intents one for one
-        prices = {tx.id: i.price for tx, i in zip(mine, self.honest_intents.get(slot, []),
-                                                   strict=False)}
-        sanctioned = any(tx.id in self.suspended_refusals or tx.id in self.suspended_offers
-                         for tx in mine)
+        prices = {tx_id: i.price for tx_id, i in zip(mine, self.honest_intents.get(slot, []),
+                                                     strict=False)}
+        sanctioned = any(tx_id in self.suspended_refusals or tx_id in self.suspended_offers
+                         for tx_id in mine)
         return ({i: p for i, p in prices.items()
                  if data.placed_ok(i) or i in self.suspended_refusals}, sanctioned)
 
@@ -143,13 +143,12 @@ class PriceManipulation(Attack):
         eng, data = self.eng, self.eng.data
         own, sanctioned = self._own_orders(slot)
         orders: list[LibOrder] = []
-        for raw in data.order_raws.get(slot, []):
-            tx = decode_tx(raw)
-            if not (data.placed_ok(tx.id) or tx.id in own):
+        for tx_id, info in data.orders(slot):
+            if not (data.placed_ok(tx_id) or tx_id in own):
                 continue
-            b = tx.body
-            price = own.get(tx.id, int(b["price_micro_per_kwh"]))
-            orders.append(LibOrder(tx.id, tx.sender, b["side"], int(b["energy_wh"]), price))
+            b = info.body
+            price = own.get(tx_id, int(b["price_micro_per_kwh"]))
+            orders.append(LibOrder(tx_id, info.sender, b["side"], int(b["energy_wh"]), price))
         envelopes = {}
         for m in eng.members:
             env = data.envelopes.get(slot, {}).get(m.cp)

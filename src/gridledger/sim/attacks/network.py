@@ -60,11 +60,10 @@ class DosFlood(Attack):
         eng = self.eng
         wanted = included = 0
         for s in self.flood_slots:
-            for raw in eng.data.order_raws.get(s, []):
-                tx = decode_tx(raw)
-                if eng.is_honest(tx.sender):
+            for tx_id, info in eng.data.orders(s):
+                if eng.is_honest(info.sender):
                     wanted += 1
-                    included += int(eng.data.placed_ok(tx.id))
+                    included += int(eng.data.placed_ok(tx_id))
         loss = eng.honest_excess(self.flood_slots)
         admitted = self.sent - self.rejected
         ok = included == wanted and loss == 0 and admitted <= self.quota

@@ -58,14 +58,13 @@ class Delivery(Feature):
             rec.curtailed_wh = done.total_curtailed_wh
             if done.causes:
                 ctx.data.curtailments[slot] = done.causes
-            ctx.data.truth[slot] = actual
             rng = np.random.default_rng([ctx.sc.seed, slot])
             honest = measure_slot(ctx.model, slot, actual, rng=rng)
             meas = honest
             for a in ctx.attacks:
                 meas = a.measurements(slot, meas, honest)
             delivered = Delivered(slot, actual, meas)
-            ctx.data.delivered[slot] = delivered
+            ctx.data.record_delivery(delivered, [m.cp for m in ctx.members])
         for f in ctx.features:
             f.after_delivery(step, delivered)
 

@@ -43,7 +43,9 @@ class DsoGrid(Feature):
 
     def __init__(self, ctx: SimContext) -> None:
         super().__init__(ctx)
-        self.results: dict[int, DetectionResult] = {}
+        self.last: DetectionResult | None = None
+        """The latest slot's result (the next slot's two-slot test reads it)."""
+        self.slots_estimated = 0
         self.not_estimated: dict[int, str] = {}
         """Slot -> why state estimation gave no result (the run carried on without it)."""
 
@@ -58,7 +60,8 @@ class DsoGrid(Feature):
                     for cp, wh in forecast_wh_by_cp(ctx.model, ctx.by_cp, slot).items()}
         with ctx.timed("grid_s"):
             report = compute_envelope_report(ctx.model, slot, forecast_wh_by_cp=forecast)
-        envelopes = {cp: e.as_tuple() for cp, e in report.envelopes.items()}
+        # the members' envelopes (the market's); every cp's is in the report until delivery
+        envelopes = {m.cp: report.envelopes[m.cp].as_tuple() for m in ctx.members}
         ctx.data.envelopes[slot] = envelopes
         ctx.data.envelope_reports[slot] = report  # what bounds them: the curtailment causes
         # keyed by the cp the ledger knows each member by in this slot (a pseudonym's stand-in
@@ -81,14 +84,15 @@ class DsoGrid(Feature):
         d = ctx.data.delivered.get(slot)
         if d is None:
             return
-        prev = self.results.get(slot - 1)
+        prev = self.last if self.last is not None and self.last.slot == slot - 1 else None
         try:
             with ctx.timed("grid_s"):
                 res = detect_bad_meters(ctx.model, slot, d.measurements, previous=prev)
         except GridError as exc:
             self.not_estimated[slot] = str(exc)
             return
-        self.results[slot] = res
+        self.last = res
+        self.slots_estimated += 1
         on_ledger = ctx.data.flagged
         ids = ctx.identities
         # readings the ledger took from quarantined meters (firmware registry) are replaced by
@@ -123,7 +127,7 @@ class DsoGrid(Feature):
 
     def summary(self) -> dict[str, Any]:
         return {"state_estimation": {
-            "slots_estimated": len(self.results),
+            "slots_estimated": self.slots_estimated,
             "slots_not_estimated": len(self.not_estimated),
             "not_estimated": [{"slot": s, "reason": why}
                               for s, why in sorted(self.not_estimated.items())]}}

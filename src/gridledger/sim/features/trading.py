@@ -21,6 +21,7 @@ from gridledger.ledger.modules.market.types import (
     seller_deposit_rate,
 )
 from gridledger.ledger.modules.reputation.types import Tier, deposit_pct_for
+from gridledger.ledger.tx import decode_tx
 from gridledger.sim.agents import MIN_ORDER_WH, Agent, Intent, MarketView, make_agent
 from gridledger.sim.clock import Step
 from gridledger.sim.community import household_net_wh
@@ -110,7 +111,7 @@ class Trading(Feature):
                 raws += [ctx.tx(key, "market/order", {
                     "slot": slot, "side": it.side, "energy_wh": it.energy_wh,
                     "price_micro_per_kwh": it.price}) for it in intents]
-            ctx.data.order_raws[slot] = raws
+            ctx.data.order_ids[slot] = [decode_tx(r).id for r in raws]
         return raws
 
     def after_clearing(self, step: Step) -> None:

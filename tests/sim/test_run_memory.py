@@ -1,0 +1,70 @@
+"""What a run keeps per slot does not grow with the whole network (issue 17 item 4: RSS flat
+over days). A unit test on the blackboard, no run: 300 slots of a 500-cp network."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from gridledger.grid import SlotMeasurements
+from gridledger.sim.records import RECENT_SLOTS, Delivered, RunData, TxInfo
+
+N_CP = 500
+MEMBERS = [f"cp-{i:05d}" for i in range(0, N_CP, 10)]  # 50 members among 500 cps
+
+
+def _delivery(slot: int) -> Delivered:
+    rng = np.random.default_rng(slot)
+    actual = {f"cp-{i:05d}": int(v) for i, v in enumerate(rng.integers(-3000, 3000, N_CP))}
+    meas = SlotMeasurements(
+        slot=slot, reported_wh_by_cp=dict(actual),
+        reported_varh_by_cp={cp: abs(v) // 4 for cp, v in actual.items()},
+        vm_pu_by_cp={cp: 1.0 + v / 1e5 for cp, v in actual.items()},
+        sensor_readings={f"line-{i}:p_wh": float(i) for i in range(N_CP)})
+    return Delivered(slot, actual, meas)
+
+
+def _growth(data: RunData, first: int, more: int) -> int:
+    """Bytes the run holds after ``more`` further slots beyond what it held after slot
+    ``first`` (tracemalloc; every record traced from slot 0)."""
+    for s in range(first):
+        data.record_delivery(_delivery(s), MEMBERS)
+    before = tracemalloc.take_snapshot()
+    for s in range(first, first + more):
+        data.record_delivery(_delivery(s), MEMBERS)
+    after = tracemalloc.take_snapshot()
+    return sum(st.size_diff for st in after.compare_to(before, "filename"))
+
+
+def test_whole_network_records_are_kept_for_recent_slots_only() -> None:
+    data = RunData()
+    for s in range(40):
+        data.record_delivery(_delivery(s), MEMBERS)
+    assert sorted(data.delivered) == list(range(40 - RECENT_SLOTS, 40))
+    assert data.delivered_slots == list(range(40))
+    # members' truth stays for the whole run, 8 bytes a member and slot
+    assert data.truth_of(3, MEMBERS[7]) == _delivery(3).actual_wh_by_cp[MEMBERS[7]]
+    assert all(a.nbytes == 8 * len(MEMBERS) for a in data.truth.values())
+    with pytest.raises(KeyError):
+        data.truth_of(3, "cp-00001")  # not a member's cp
+
+
+def test_retained_size_does_not_grow_with_the_whole_network_per_slot() -> None:
+    tracemalloc.start()
+    try:
+        grown = _growth(RunData(), 2 * RECENT_SLOTS, 200)
+    finally:
+        tracemalloc.stop()
+    # 200 more slots cost the members' truth (50 × 8 bytes + an array header) and the slot
+    # lists, not 200 × the whole network's records (500 cps in 4 maps: ~140 kB a slot)
+    assert grown / 200 < 1_000, grown / 200
+
+
+def test_orders_are_kept_as_ids_with_what_was_signed() -> None:
+    data = RunData()
+    data.tx_info[b"a" * 32] = TxInfo(b"s" * 32, "market/order", {"slot": 5, "side": "buy"})
+    data.order_ids[5] = [b"a" * 32]
+    assert data.orders(5) == [(b"a" * 32, data.tx_info[b"a" * 32])]
+    assert data.orders(6) == []
