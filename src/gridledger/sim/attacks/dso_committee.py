@@ -23,6 +23,7 @@ duty) and a 1-of-3 DSO (one stolen key forges the envelopes).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, ClassVar
 
 from gridledger.committee import CommitteeNode, assemble, member_signature, unsigned_tx
@@ -103,7 +104,9 @@ class DsoCrash(Attack):
         info = self.eng.data.tx_info
         if len(info) == self._scanned:
             return
-        for tx_id, ti in list(info.items())[self._scanned:]:
+        # only the entries added since the last tick (newest last), not a copy of them all
+        new = list(itertools.islice(reversed(info.items()), len(info) - self._scanned))
+        for tx_id, ti in reversed(new):
             if ti.sender == self.dso.address and not self.crashed.running:
                 self.duties[tx_id] = (ti.kind, ti.body.get("slot"))
         self._scanned = len(info)

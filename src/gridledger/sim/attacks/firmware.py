@@ -99,9 +99,13 @@ class _MeterTamper(Attack):
             return
         # its trading identity for the slot: itself, or its pseudonym under privacy mode
         me = self.eng.identities.trading_key(self.attacker, slot).address
-        for tx_id, info in self.eng.data.tx_info.items():
-            if info.sender == me and info.kind == "market/order" and tx_id not in self.order_ids \
-                    and info.body.get("slot") == slot:
+        # the slot's orders are in this block's transactions (scanning every transaction the
+        # run signed, each slot, grew with the run: quadratic over a long one)
+        tx_info = self.eng.data.tx_info
+        for tx_id in (decode_tx(raw).id for raw in raws):
+            info = tx_info.get(tx_id)
+            if info is not None and info.sender == me and info.kind == "market/order" \
+                    and tx_id not in self.order_ids and info.body.get("slot") == slot:
                 self.order_ids[tx_id] = slot
 
     def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
