@@ -26,14 +26,20 @@ def _delivery(slot: int) -> Delivered:
     return Delivered(slot, actual, meas)
 
 
+def _record(data: RunData, slot: int) -> None:
+    d = _delivery(slot)
+    data.record_truth(slot, d.actual_wh_by_cp, MEMBERS)
+    data.record_delivery(d)
+
+
 def _growth(data: RunData, first: int, more: int) -> int:
     """Bytes the run holds after ``more`` further slots beyond what it held after slot
     ``first`` (tracemalloc; every record traced from slot 0)."""
     for s in range(first):
-        data.record_delivery(_delivery(s), MEMBERS)
+        _record(data, s)
     before = tracemalloc.take_snapshot()
     for s in range(first, first + more):
-        data.record_delivery(_delivery(s), MEMBERS)
+        _record(data, s)
     after = tracemalloc.take_snapshot()
     return sum(st.size_diff for st in after.compare_to(before, "filename"))
 
@@ -41,7 +47,7 @@ def _growth(data: RunData, first: int, more: int) -> int:
 def test_whole_network_records_are_kept_for_recent_slots_only() -> None:
     data = RunData()
     for s in range(40):
-        data.record_delivery(_delivery(s), MEMBERS)
+        _record(data, s)
     assert sorted(data.delivered) == list(range(40 - RECENT_SLOTS, 40))
     assert data.delivered_slots == list(range(40))
     # members' truth stays for the whole run, 8 bytes a member and slot

@@ -8,7 +8,7 @@ from what a client intended.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,14 +146,18 @@ class RunData:
     """The DSO's differentially private publication and its accounting, for
     ``summary.privacy`` (``features.publication``)."""
 
-    def record_delivery(self, d: Delivered, member_cps: Sequence[str]) -> None:
-        """Keep a slot's delivery: the members' true injections for the whole run, the
-        whole-network record for ``RECENT_SLOTS`` slots. Raises ``KeyError`` if a member's
-        cp is missing from the delivery."""
+    def record_truth(self, slot: int, actual_wh_by_cp: Mapping[str, int],
+                     member_cps: Sequence[str]) -> None:
+        """Keep what the members' cps really injected in ``slot`` for the whole run (set
+        before measuring: attacks on readings read it). Raises ``KeyError`` if a member's cp
+        is missing."""
         if not self.truth_cps:
             self.truth_cps = {cp: i for i, cp in enumerate(member_cps)}
-        self.truth[d.slot] = np.array([d.actual_wh_by_cp[cp] for cp in self.truth_cps],
-                                      dtype=np.int64)
+        self.truth[slot] = np.array([actual_wh_by_cp[cp] for cp in self.truth_cps],
+                                    dtype=np.int64)
+
+    def record_delivery(self, d: Delivered) -> None:
+        """Keep a slot's whole-network delivery for ``RECENT_SLOTS`` slots."""
         if d.slot not in self.delivered:
             self.delivered_slots.append(d.slot)
         self.delivered[d.slot] = d

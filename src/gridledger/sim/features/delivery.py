@@ -58,13 +58,14 @@ class Delivery(Feature):
             rec.curtailed_wh = done.total_curtailed_wh
             if done.causes:
                 ctx.data.curtailments[slot] = done.causes
+            ctx.data.record_truth(slot, actual, [m.cp for m in ctx.members])
             rng = np.random.default_rng([ctx.sc.seed, slot])
             honest = measure_slot(ctx.model, slot, actual, rng=rng)
             meas = honest
             for a in ctx.attacks:
                 meas = a.measurements(slot, meas, honest)
             delivered = Delivered(slot, actual, meas)
-            ctx.data.record_delivery(delivered, [m.cp for m in ctx.members])
+            ctx.data.record_delivery(delivered)
         for f in ctx.features:
             f.after_delivery(step, delivered)
 
