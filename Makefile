@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install install-test servers ven bench clean
+.PHONY: demo test test-slow lint install install-test servers ven bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,16 +45,23 @@ ven:
 demo: install
 	$(BIN)/gridledger demo
 
-# CI's command: the static checks (ruff, mypy --strict), then every test in tests/ on both
-# cores (pytest-xdist; a demo run shared by several tests is built once, by one worker: see
-# tests/conftest.py).
+# The quick-start test command: the static checks (ruff, mypy --strict), then every test in
+# tests/ on both cores (pytest-xdist; a demo run shared by several tests — the default day —
+# is built once, by one worker: see tests/conftest.py) except those marked `slow`: a test
+# that starts a simulation run of its own (a defence-removal or variant run, ~10-60 s each)
+# or searches a large case. `make test-slow` runs those; CI (.ci/run) runs both.
 # Performance targets are not checked here: they are ratios measured by `make bench`, which
 # wants an otherwise idle machine (a shared CI box distorts timings, not correctness).
 # tests/integration start their own 4 validator processes and 3 NATS servers and time their
 # recovery from kills: they run after the rest, alone on the machine's cores
 test: install-test servers ven lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests --ignore=tests/integration
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow" tests --ignore=tests/integration
 	$(BIN)/python -m pytest -q tests/integration
+
+# every defence-removal and variant run (the tests `make test` leaves out); CI runs it after
+# `make test`
+test-slow: install-test servers ven
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m slow tests --ignore=tests/integration
 
 # ruff (rule set in pyproject.toml) and mypy --strict over src/
 lint: install-test

@@ -181,7 +181,6 @@ PROBE = """(() => { const s = window.gridledgerDashboard;
            buses: s.last && s.last.grid ? s.last.grid.buses.length : 0 }; })()"""
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(find_chromium() is None, reason="chromium not installed")
 def test_dashboard_live_in_headless_chromium(running_node):
     from tests.sim.browser import open_in_chromium

@@ -5,13 +5,9 @@ run: tests/node/test_audit.py (with the ledger checks removed a forgery passes).
 
 from __future__ import annotations
 
-import pytest
-
 from gridledger.node.audit import verify_bundle
 
 from .conftest import DemoRun
-
-pytestmark = pytest.mark.slow
 
 
 def test_default_day_audit_bundle(default_day: DemoRun) -> None:

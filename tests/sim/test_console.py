@@ -44,7 +44,6 @@ def test_progress_counts_slots_tail_and_verification(tmp_path: Path) -> None:
     assert again == scenario_from_flags(6, 2, 2, "none", 3, None)
 
 
-@pytest.mark.slow
 def test_results_table_of_the_default_day(default_day: DemoRun) -> None:
     console = Console(record=True, width=140, force_terminal=False)
     console.print(results_table(default_day.summary))

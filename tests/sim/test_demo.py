@@ -23,7 +23,6 @@ from gridledger.sim.features.dso import DsoGrid
 from gridledger.sim.scenario import Scenario, check_scenario
 from tests.sim.conftest import DemoRun, must_hold
 
-pytestmark = pytest.mark.slow
 
 EVENING = 64   # 16:00: PV fading, batteries discharging, evening loads (fdi, non-delivery)
 MIDDAY = 40    # 10:00: PV surplus, many trades (market attacks)
@@ -85,6 +84,7 @@ def test_attack_sets() -> None:
 
 
 # ---------------------------------------------------------------------------------- honest day
+@pytest.mark.slow
 def test_honest_run_has_zero_detections(tmp_path: Path) -> None:
     s = run(tmp_path, (), start=MIDDAY, slots=32)
     assert s["attacks"] == {}
@@ -97,6 +97,7 @@ def test_honest_run_has_zero_detections(tmp_path: Path) -> None:
     assert s["ledger"]["failed_by_cause"] == {}
 
 
+@pytest.mark.slow
 def test_same_seed_same_summary(tmp_path: Path) -> None:
     attacks = ("fdi-meter", "fake-bids", "replay")
     a = run(tmp_path / "a", attacks, slots=8)
@@ -242,6 +243,7 @@ def undefended(tmp: Path, name: str, **kw: Any) -> dict[str, Any] | None:
 
 # Each default attack's defended figures come from the shared default day (above); these
 # tests remove the defence and show the damage.
+@pytest.mark.slow
 def test_credit_defences_removed(tmp_path: Path) -> None:
     """Both of market's issue 21.6 defences removed in one short run: without the retail
     hold (``retail_hold_slots: 0``) the escaped member's retail import goes unpaid; with the
@@ -259,12 +261,14 @@ def test_credit_defences_removed(tmp_path: Path) -> None:
     assert not wash["mitigated"] and wash["loss"] > 0
 
 
+@pytest.mark.slow
 def test_fdi_meter_undefended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DsoGrid, "detect", lambda self, slot: None)
     off = undefended(tmp_path / "off", "fdi-meter")
     assert off is not None and not off["mitigated"] and off["loss"] > 0
 
 
+@pytest.mark.slow
 def test_state_estimation_failure_never_stops_the_run(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 18.8(a): the estimator giving up on a slot (GridError) is recorded, the run goes
@@ -290,6 +294,7 @@ def test_state_estimation_failure_never_stops_the_run(tmp_path: Path,
     assert s["invariants"]["all_slots_settled"] and s["attacks"]["fdi-meter"]["detected"] > 0
 
 
+@pytest.mark.slow
 def test_fdi_stealthy_caught_by_protected_sensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     check_defended(run(tmp_path / "on", ("fdi-stealthy",), start=20), "fdi-stealthy")
     import gridledger.sim.features.dso as dso
@@ -305,6 +310,7 @@ def test_fdi_stealthy_caught_by_protected_sensors(tmp_path: Path, monkeypatch: p
     assert off is not None and off["detected"] == 0 and off["loss"] > 0
 
 
+@pytest.mark.slow
 def test_fake_bids_undefended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gridledger.ledger.modules.bank import keeper as bank
 
@@ -320,6 +326,7 @@ def test_fake_bids_undefended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert off is None or not off["mitigated"]
 
 
+@pytest.mark.slow
 def test_non_delivery_undefended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gridledger.ledger.modules.market import keeper
     from gridledger.ledger.modules.metering import keeper as metering
@@ -344,6 +351,7 @@ def test_non_delivery_undefended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert off is None or not off["mitigated"]
 
 
+@pytest.mark.slow
 def test_false_non_receipt_undefended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gridledger.ledger.modules.disputes import handlers
 
@@ -352,6 +360,7 @@ def test_false_non_receipt_undefended(tmp_path: Path, monkeypatch: pytest.Monkey
     assert off is None or not off["mitigated"]
 
 
+@pytest.mark.slow
 def test_dos_flood_undefended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gridledger.node.admission import QuotaPolicy
 
@@ -360,6 +369,7 @@ def test_dos_flood_undefended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert off is None or not off["mitigated"]
 
 
+@pytest.mark.slow
 def test_byzantine_validator_undefended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gridledger.node.embedded as embedded
     from gridledger.ledger.block import Certificate
@@ -374,6 +384,7 @@ def test_byzantine_validator_undefended(tmp_path: Path, monkeypatch: pytest.Monk
     assert off is None or not off["mitigated"]
 
 
+@pytest.mark.slow
 def test_byzantine_validator_without_the_tick_quorum(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Removal test: time from any one validator's tick; the forging validator moves the
@@ -385,6 +396,7 @@ def test_byzantine_validator_without_the_tick_quorum(tmp_path: Path,
     assert off is None or (not off["mitigated"] and off["max_slot_time_step_s"] > 10**9)
 
 
+@pytest.mark.slow
 def test_tamper_and_classical_key(tmp_path: Path) -> None:
     s = run(tmp_path, ("tamper", "classical-key"), slots=12)
     for name in ("tamper", "classical-key"):
@@ -393,6 +405,7 @@ def test_tamper_and_classical_key(tmp_path: Path) -> None:
     assert "unattributed" not in s["ledger"]["failed_by_cause"]
 
 
+@pytest.mark.slow
 def test_replay_undefended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gridledger.ledger import execute
 

@@ -25,7 +25,6 @@ from gridledger.sim.keys import sim_key
 from gridledger.sim.scenario import Scenario
 from tests.sim.conftest import DemoRun
 
-pytestmark = pytest.mark.slow
 
 MIDDAY = 40
 BOTH = ("vulnerable-firmware", "fake-patch")
@@ -110,6 +109,7 @@ def test_firmware_rejections_are_the_attackers(defended: dict[str, Any]) -> None
     assert defended["detections"]["quarantined_meters"] >= 3
 
 
+@pytest.mark.slow
 def test_vulnerable_firmware_without_quarantine(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Defence removed: the registry never quarantines. Meters on the advised version keep
@@ -123,6 +123,7 @@ def test_vulnerable_firmware_without_quarantine(tmp_path: Path,
     assert r["tampered_readings_estimated"] == 0 and r["loss"] > 0
 
 
+@pytest.mark.slow
 def test_fake_patch_without_patch_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Defence removed: a registry that takes a patch at its word (no vendor signature, no
     approval, no image check). The approved manifest with the meter's own image lifts the
@@ -139,6 +140,7 @@ def test_fake_patch_without_patch_checks(tmp_path: Path, monkeypatch: pytest.Mon
     assert r["quarantine_escapes"] > 0 and r["orders_accepted"] > 0
 
 
+@pytest.mark.slow
 def test_under_privacy_mode_pseudonymous_readings_are_checked(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
@@ -171,6 +173,7 @@ def test_under_privacy_mode_pseudonymous_readings_are_checked(tmp_path: Path,
     assert fw["estimated_readings"] == fw["quarantined_readings"] > 0
 
 
+@pytest.mark.slow
 def test_another_scenarios_attacker_on_an_advised_meter_follows_the_registry(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression (a two-day default run): fdi-meter recruited a household whose meter ran

@@ -20,7 +20,6 @@ from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
 
 from .browser import find_chromium
 
-pytestmark = pytest.mark.slow
 
 HOURS = 6
 PARTICIPANTS = 20
@@ -130,6 +129,7 @@ def test_flexibility_section_of_the_report_in_headless_chromium(peak_on) -> None
         assert f"{name}\t{units(income)}" in text, (name, text)
 
 
+@pytest.mark.slow
 def test_without_the_baseline_cap_fake_flexibility_is_paid(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Defence removed: settlement takes the declared baseline as it is. The attacker's

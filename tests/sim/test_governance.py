@@ -26,7 +26,6 @@ from gridledger.sim.scenario import Scenario, check_scenario
 
 from .conftest import DemoRun
 
-pytestmark = pytest.mark.slow
 
 
 def test_validators_review_and_upgrade_governance(default_day: DemoRun) -> None:
@@ -88,6 +87,7 @@ def test_the_dso_is_a_two_of_three_committee(default_day: DemoRun) -> None:
     assert entry["alg"] == COMMITTEE_ALG and "dso" in entry["roles"]
 
 
+@pytest.mark.slow
 def test_without_the_dry_run_the_faulty_release_activates_and_stops_the_chain(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Defence removed: operators vote yes without dry-running; the faulty bank activates and
@@ -146,6 +146,7 @@ def _dso_run(tmp: Path, monkeypatch: pytest.MonkeyPatch, nodes: int, threshold: 
                     start_slot_of_day=40)
 
 
+@pytest.mark.slow
 def test_without_the_committee_one_crash_stops_every_dso_duty(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Defence removed: the DSO is one node (1 of 1); its crash leaves nobody to sign the
@@ -155,6 +156,7 @@ def test_without_the_committee_one_crash_stops_every_dso_duty(
         run_demo(sc, tmp_path)
 
 
+@pytest.mark.slow
 def test_without_the_threshold_one_stolen_key_forges_the_envelopes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Defence removed: any one of the three DSO nodes signs for the DSO (1 of 3); the stolen

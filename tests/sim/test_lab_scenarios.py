@@ -18,7 +18,6 @@ from gridledger.sim.scenario import Scenario
 from tests.sim.conftest import DemoRun
 from tests.sim.test_demo import EVENING, MIDDAY, check_defended, run
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -80,6 +79,7 @@ def test_every_threat_row_is_in_the_default_run(defended: dict[str, Any]) -> Non
         assert rows[row]["scenarios"] and rows[row]["mitigated"], (row, rows[row])
 
 
+@pytest.mark.slow
 def test_price_manipulation_without_surveillance(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing finds the coalition: the spoofer keeps its score and spoofs all run, the
@@ -94,6 +94,7 @@ def test_price_manipulation_without_surveillance(tmp_path: Path,
     assert off["loss"] > 0 and off["cheater_gain_micro"] > 0
 
 
+@pytest.mark.slow
 def test_price_manipulation_under_pseudonyms_without_the_market_dispute(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Privacy mode, findings not recorded as disputes: every withholding is still found and
@@ -114,6 +115,7 @@ def test_price_manipulation_under_pseudonyms_without_the_market_dispute(
     assert summary["privacy"]["identities_opened_for_market_abuse"] == 0
 
 
+@pytest.mark.slow
 def test_sybil_without_the_dsos_attestation_check(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A DSO that attests whatever connection point it is asked for: every invented one is

@@ -25,7 +25,6 @@ from gridledger.sim.engine import Engine
 from gridledger.sim.features.privacy import PrivacyMode
 from gridledger.sim.scenario import DEMO_PRIVACY, Scenario, check_scenario
 
-pytestmark = pytest.mark.slow
 
 START = 40     # 10:00: members trade
 SLOTS = 4

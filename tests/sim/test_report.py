@@ -223,7 +223,6 @@ def test_nothing_clipped(report: Path, width: int) -> None:
     assert res.errors == [] and res.values["clipped"] == [], res.values
 
 
-@pytest.mark.slow
 @needs_chromium
 def test_default_day_report_reads_right(default_day: DemoRun) -> None:
     """The real default day's page: loads clean, nothing clipped, every figure a note names
