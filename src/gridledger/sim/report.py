@@ -550,7 +550,9 @@ def render_report(summary: dict[str, Any], series: dict[str, Any],
             "grid", "Grid",
             _fig_html(_voltage_fig(rows, limits), "fig-voltage", 320)
             + _fig_html(_loading_fig(rows, limits), "fig-loading", 300),
-            "Feeder voltage band and the most loaded line per slot, with the operating limits."))
+            "Feeder voltage band and the most loaded line per slot, with the operating limits: the "
+            "simulator's power flow of every connection point's true injection (the DSO's "
+            "operator view, not a publication: docs/privacy.md)."))
     else:
         sections.append(_section("grid", "Grid", no_slots))
     sections += [_section(x.section_id, x.title, x.body_html, x.note) for x in extra]
