@@ -27,7 +27,6 @@ JOIN = b"pv/join/"         # + epoch(8) + member -> JoinRecord
 BATCH = b"pv/batch/"       # + root -> BatchRecord
 ATTEST = b"pv/att/"        # + root -> AttestRecord
 PSEUDONYM = b"pv/ps/"      # + pseudonym -> PseudonymRecord
-READING_KEY = b"pv/rk/"    # + reading key address -> pseudonym
 BY_EPOCH = b"pv/pe/"       # + epoch(8) + pseudonym -> 1
 CLAIM = b"pv/claim/"       # + epoch(8) + member -> amount
 CARRY = b"pv/carry/"       # + epoch(8) + pseudonym -> amount carried into the epoch's pool
@@ -128,15 +127,16 @@ def get_pseudonym(state: State, addr: bytes) -> PseudonymRecord | None:
 
 
 def put_pseudonym(state: State, addr: bytes, rec: PseudonymRecord) -> None:
+    """Write a pseudonym's record; a new one is also indexed under its epoch (an update —
+    its final at the sweep — rewrites the record only)."""
+    if state.get(PSEUDONYM + addr) is None:
+        state.set_int(BY_EPOCH + e8(rec.epoch) + addr, 1)
     state.set_obj(PSEUDONYM + addr, rec.to_obj())
-    state.set_int(BY_EPOCH + e8(rec.epoch) + addr, 1)
-    state.set_obj(READING_KEY + rec.reading, addr)
 
 
 def retire_records(state: State, addr: bytes, rec: PseudonymRecord) -> None:
-    """Drop a retired pseudonym's reading-key entry and its feeder-slot index entries
-    (``pv/ps`` and the epoch index stay: the public record of the epoch)."""
-    state.delete(READING_KEY + rec.reading)
+    """Drop a retired pseudonym's feeder-slot index entries (``pv/ps`` and the epoch index
+    stay: the public record of the epoch)."""
     for s in range(rec.first_slot, rec.last_slot + 1):
         state.delete(FEEDER_SLOT + e8(s) + rec.feeder.encode() + b"\x00" + addr)
 
@@ -145,11 +145,6 @@ def disputes(state: State) -> list[tuple[bytes, DisputeRecord]]:
     """Every recorded dispute, by id."""
     return [(k[len(DISPUTE):], DisputeRecord.from_obj(state.get_obj(k)))
             for k in state.keys_with_prefix(DISPUTE)]
-
-
-def pseudonym_of_reading_key(state: State, reading: bytes) -> bytes | None:
-    v: bytes | None = state.get_obj(READING_KEY + reading)
-    return v
 
 
 def pseudonyms_of_epoch(state: State, epoch: int) -> list[bytes]:
