@@ -68,6 +68,10 @@ def pseudonym_class(ctx: SimContext) -> dict[str, int] | None:
             "efficiency_pct": min((b.efficiency_pct for b in bats), default=100)}
 
 
+DEVICES_PER_TX = 128
+"""Devices per ``certificates/register_devices`` (the ledger takes up to 256; ~40 bytes each
+beside a 3.3 KB signature keeps a transaction under admission's 16 KiB)."""
+
 class Certificates(Feature):
     name: ClassVar[str] = "certificates"
     threat_rows: ClassVar[tuple[str, ...]] = ("1", "6")
@@ -125,9 +129,12 @@ class Certificates(Feature):
         raws: list[bytes] = []
         if not self.registered:
             self.registered = True
-            if devices := self.devices():
-                raws.append(ctx.tx(ctx.community.dso, "certificates/register_devices",
-                                   {"devices": devices}))
+            devices = self.devices()
+            # registration is additive: one transaction per DEVICES_PER_TX devices (admission
+            # takes 16 KiB: 1,000 members' devices are ~25 KB; up to 128, one as before)
+            raws += [ctx.tx(ctx.community.dso, "certificates/register_devices",
+                            {"devices": devices[i:i + DEVICES_PER_TX]})
+                     for i in range(0, len(devices), DEVICES_PER_TX)]
             if ctx.sc.privacy and (pclass := pseudonym_class(ctx)) is not None:
                 raws.append(ctx.tx(ctx.community.dso, "certificates/pseudonym_class", pclass))
             if raws:

@@ -32,6 +32,11 @@ from gridledger.sim.community import forecast_wh_by_cp
 from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature
 
+ENVELOPES_PER_TX = min(128, MAX_ENVELOPES_PER_TX)
+"""Members' envelopes per ``market/envelope`` (the market takes up to MAX_ENVELOPES_PER_TX;
+a pseudonym's stand-in cp is 43 characters, so 128 entries keep a transaction under
+admission's 16 KiB)."""
+
 TWO_SLOT_SCORE = 3.0
 """A cp's earlier-slot score (standard deviations) above which a persistent lie, flagged
 in the next slot, is corrected in the earlier slot too."""
@@ -68,11 +73,11 @@ class DsoGrid(Feature):
         # under privacy mode), sorted by it so the order says nothing about who is who
         entries = sorted([ctx.identities.ledger_cp(m, slot), *envelopes[m.cp]]
                          for m in ctx.members)
-        # the market takes at most MAX_ENVELOPES_PER_TX per transaction (and admission 16 KiB:
-        # 1,000 members' envelopes are 22 KB); each one sets its own cps' envelopes
+        # each transaction sets its own cps' envelopes: ENVELOPES_PER_TX at a time (admission
+        # takes 16 KiB: 1,000 members' envelopes are 22 KB, 256 pseudonyms' 17 KB)
         return [ctx.tx(ctx.community.dso, "market/envelope",
-                       {"slot": slot, "envelopes": entries[i:i + MAX_ENVELOPES_PER_TX]})
-                for i in range(0, len(entries), MAX_ENVELOPES_PER_TX)]
+                       {"slot": slot, "envelopes": entries[i:i + ENVELOPES_PER_TX]})
+                for i in range(0, len(entries), ENVELOPES_PER_TX)]
 
     # -- false data detection ----------------------------------------------------------------
     def after_readings(self, step: Step) -> None:
