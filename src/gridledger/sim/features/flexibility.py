@@ -40,6 +40,7 @@ from gridledger.crypto.hashing import tagged_hash
 from gridledger.flex import MeritOffer
 from gridledger.flex.planner import Prediction, order_for, predict
 from gridledger.grid import compute_envelope_report, deliver_schedule
+from gridledger.ledger.modules.flex.types import MAX_CPS
 from gridledger.ledger.tx import decode_tx
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.clock import SLOT_S, Step
@@ -120,6 +121,11 @@ class Flexibility(Feature):
                if cp in ctx.by_cp and self.devices.get(cp) and ctx.by_cp[cp].battery is None}
         if not cps:
             return []
+        if len(cps) > MAX_CPS:
+            # a request names at most MAX_CPS cps (an MV transformer's area can hold 1,000
+            # members): the DSO asks those forecast to move the most energy
+            keep = sorted(cps, key=lambda cp: (-abs(forecast[cp]), cp))[:MAX_CPS]
+            cps = {cp: cps[cp] for cp in sorted(keep)}
         cap = ctx.params.retail_import_micro_per_kwh
         sign = 1 if pred.direction == "up" else -1
         elig = [[cp, 1_000_000, [max(0, -sign * forecast[cp])], [forecast[cp]]]
