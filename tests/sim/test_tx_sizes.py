@@ -28,3 +28,15 @@ def test_a_full_envelope_transaction_fits() -> None:
 def test_a_full_device_registration_fits() -> None:
     devices = [[f"cp-{i:060d}", BIG, BIG, BIG, 100] for i in range(DEVICES_PER_TX)]
     assert _size("certificates/register_devices", {"devices": devices}) <= MAX_TX_BYTES
+
+
+def test_a_flexibility_request_names_at_most_the_ledgers_max_cps() -> None:
+    from gridledger.ledger.modules.flex.types import MAX_CPS
+    from gridledger.sim.features.flexibility import request_cps
+
+    few = {f"cp-{i:05d}": i for i in range(40)}
+    assert request_cps(few, few) == sorted(few)  # a feeder's members: all of them, as before
+    many = {f"cp-{i:05d}": (-1) ** i * i for i in range(1000)}  # an MV transformer's area
+    chosen = request_cps(many, many)
+    assert len(chosen) == MAX_CPS and chosen == sorted(chosen)
+    assert set(chosen) == {f"cp-{i:05d}" for i in range(1000 - MAX_CPS, 1000)}  # largest |forecast|

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import html
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -55,6 +55,16 @@ HP_RECOVERY_AFTER = LOOKAHEAD + 1
 """... starting after the slots the DSO has already requested (the building's thermal
 inertia: ~0.5 K of drift over an hour), so no reference already posted moves."""
 HP_SHARE_PCT = 40        # at most this share of a cp's import is its heat pump's
+
+
+def request_cps(eligible: Iterable[str], forecast_wh: Mapping[str, int]) -> list[str]:
+    """The cps a flexibility request names, sorted: every eligible one, or — past the
+    ledger's ``MAX_CPS`` (an MV transformer's area can hold 1,000 members) — the ``MAX_CPS``
+    forecast to move the most energy (ties by cp)."""
+    cps = sorted(eligible)
+    if len(cps) > MAX_CPS:
+        cps = sorted(sorted(cps, key=lambda cp: (-abs(forecast_wh[cp]), cp))[:MAX_CPS])
+    return cps
 
 
 @dataclass
@@ -121,11 +131,7 @@ class Flexibility(Feature):
                if cp in ctx.by_cp and self.devices.get(cp) and ctx.by_cp[cp].battery is None}
         if not cps:
             return []
-        if len(cps) > MAX_CPS:
-            # a request names at most MAX_CPS cps (an MV transformer's area can hold 1,000
-            # members): the DSO asks those forecast to move the most energy
-            keep = sorted(cps, key=lambda cp: (-abs(forecast[cp]), cp))[:MAX_CPS]
-            cps = {cp: cps[cp] for cp in sorted(keep)}
+        cps = {cp: cps[cp] for cp in request_cps(cps, forecast)}
         cap = ctx.params.retail_import_micro_per_kwh
         sign = 1 if pred.direction == "up" else -1
         elig = [[cp, 1_000_000, [max(0, -sign * forecast[cp])], [forecast[cp]]]
