@@ -216,3 +216,9 @@ class GridError(GridLedgerError):
 
 class ConfigError(GridLedgerError):
     """A user-supplied setting is invalid; the message names it."""
+
+
+class NotApplicable(ConfigError):
+    """A scenario finds nothing to act on in this community (e.g. no meter runs the advised
+    firmware); raised by ``Attack.setup`` before it recruits anyone. The run leaves the
+    scenario out and says why (``summary.scenario.notes``) instead of failing."""

@@ -25,7 +25,6 @@ from gridledger.sim.keys import sim_key
 from gridledger.sim.scenario import Scenario
 from tests.sim.conftest import DemoRun
 
-
 MIDDAY = 40
 BOTH = ("vulnerable-firmware", "fake-patch")
 
@@ -207,3 +206,21 @@ def test_another_scenarios_attacker_on_an_advised_meter_follows_the_registry(
     assert vuln["mitigated"] and s["ledger"]["failed_by_cause"].get("fdi-meter", 0) == 0
     # every quarantined meter but the exploiter's own was patched, fdi-meter's included
     assert len(s["firmware"]["still_quarantined"]) == 1, s["firmware"]
+
+
+def test_a_community_without_the_advised_firmware_leaves_the_scenario_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kind "a scenario fails the run for its community": on a network where every member
+    has DER (so a three-phase meter, e.g. ``1-MVLV-rural-all-2-sw`` at 1,000 members) no meter
+    runs the advised single-phase firmware. The run leaves ``vulnerable-firmware`` out, says
+    why in the summary's notes, and the other scenarios run (it raised ValueError before)."""
+    real = Fleet.cps_on
+    monkeypatch.setattr(Fleet, "cps_on", lambda self, model, versions: [] if model == SINGLE_PHASE
+                        else real(self, model, versions))
+    sc = Scenario(participants=8, slots=2, validators=1, seed=7, start_slot_of_day=MIDDAY,
+                  attacks=("vulnerable-firmware", "replay"))
+    summary, _ = run_demo(sc, tmp_path)
+    assert summary["scenario"]["attacks"] == ["replay"] and set(summary["attacks"]) == {"replay"}
+    assert any(n.startswith("vulnerable-firmware left out: no meter in this community runs the "
+                            "advised firmware") for n in summary["scenario"]["notes"])
+    assert all(summary["invariants"].values())

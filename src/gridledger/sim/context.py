@@ -86,6 +86,9 @@ class SimContext:
         self.identities: Identities = OwnKeys(self.members)
         self.features: Sequence[FeatureHooks] = ()
         self.attacks: Sequence[AttackHooks] = ()
+        self.left_out: dict[str, str] = {}
+        """Scenarios asked for but left out: nothing to act on in this community (name ->
+        why; ``errors.NotApplicable``)."""
         self.timings: dict[str, float] = {"grid_s": 0.0, "ledger_s": 0.0, "agents_s": 0.0}
         self.step_latency_s: list[tuple[int, float]] = []
         """(slot, seconds from submitting the slot's honest orders to block A's finality)."""

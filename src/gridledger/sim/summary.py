@@ -178,9 +178,11 @@ def summarize(eng: Engine, reports: list[VerifyReport]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "scenario": {"network": ctx.model.name, "participants": len(ctx.members),
                      "outsiders": len(ctx.community.outsiders), "validators": sc.validators,
-                     "slots": sc.slots, "seed": sc.seed, "attacks": list(sc.attacks),
+                     "slots": sc.slots, "seed": sc.seed, "attacks": [a.name for a in eng.attacks],
                      "start": ctx.label(ctx.first), "first_slot": ctx.first,
-                     "mechanism": sc.mechanism, "notes": list(sc.notes),
+                     "mechanism": sc.mechanism,
+                     "notes": [*sc.notes, *(f"{n} left out: {why}"
+                                            for n, why in ctx.left_out.items())],
                      "params": dict(sc.params),
                      "currency_note": "CU = community currency unit; 1 CU = 1 000 000 micro",
                      "strategies": _count(m.strategy for m in ctx.members),

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gridledger.errors import ConfigError
+from gridledger.errors import ConfigError, NotApplicable
 from gridledger.sim.attack_base import Attack
 from gridledger.sim.attacks.audit import AuditExport
 from gridledger.sim.attacks.contract_bug import ContractBug
@@ -124,13 +124,21 @@ def parse_attacks(spec: str, validators: int,
 def make_attacks(names: Sequence[str], ctx: SimContext,
                  options: dict[str, dict[str, Any]]) -> list[Attack]:
     """Instantiate and set up the named attacks (``options[name]`` is passed to each).
+    An attack whose setup finds nothing to act on in this community (``NotApplicable``) is
+    left out and its reason kept in ``ctx.left_out`` (the summary's notes say so).
     Raises ``ConfigError`` for an attack privacy mode leaves nothing to act on."""
     for n in names:
         if ctx.sc.privacy and n in CLEAR_MODE_ONLY:
             raise ConfigError(f"attack {n} needs --privacy off: {CLEAR_MODE_ONLY[n]}")
-    out = [ATTACK_CLASSES[n](ctx, options.get(n, {})) for n in names]
-    for a in out:
-        a.setup()
+    out = []
+    for n in names:
+        a = ATTACK_CLASSES[n](ctx, options.get(n, {}))
+        try:
+            a.setup()
+        except NotApplicable as exc:  # e.g. a community with no meter on the advised firmware
+            ctx.left_out[n] = str(exc)
+            continue
+        out.append(a)
     return out
 
 

@@ -27,7 +27,7 @@ import random
 from typing import Any, ClassVar
 
 from gridledger.crypto.hashing import sha3_256
-from gridledger.errors import RejectedTx
+from gridledger.errors import NotApplicable, RejectedTx
 from gridledger.grid import SlotMeasurements, under_report
 from gridledger.ledger.modules.firmware.types import Manifest
 from gridledger.ledger.tx import decode_tx
@@ -54,7 +54,7 @@ class _MeterTamper(Attack):
     def fleet(self) -> Fleet:
         fleet = self.eng.community.fleet
         if fleet is None:
-            raise ValueError(f"{self.name} needs the community's meter fleet")
+            raise NotApplicable("the community has no meter fleet")
         return fleet
 
     def start_slot(self) -> int:
@@ -166,7 +166,9 @@ class VulnerableFirmware(_MeterTamper):
         fleet = self.fleet()
         self.victims = fleet.cps_on(SINGLE_PHASE, ADVISED)
         if not self.victims:
-            raise ValueError("no meter runs the vulnerable firmware (fleet too small)")
+            raise NotApplicable(f"no meter in this community runs the advised firmware "
+                                f"({SINGLE_PHASE} {', '.join(ADVISED)}: members with DER have "
+                                f"three-phase meters)")
         self.recruit(self.victims)
         fleet.disclose(Disclosure(self.start, self.advisory_id, SINGLE_PHASE, ADVISED,
                                   "critical", FIX))
