@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from gridledger.grid import SlotMeasurements
 from gridledger.node.embedded import FinalizedBlock
+from gridledger.node.verify import VerifyReport
 from gridledger.sim.agents import Intent
 from gridledger.sim.community import Member, household_net_wh
 from gridledger.sim.context import SimContext
@@ -82,6 +83,12 @@ class Attack(ABC):
         """The run is over and its stores are closed: work that needs only the stores may
         start here (it overlaps verify-chain's last replay on the other core); ``result``
         must still work if this was never called."""
+        return None
+
+    def after_verify(self, reports: Sequence[VerifyReport]) -> None:
+        """verify-chain's report of every store (after ``after_run``): a scenario whose own
+        check would re-execute blocks verify-chain already re-executed may take that verdict
+        (``AuditExport``); ``result`` must still work if this was never called."""
         return None
 
     @abstractmethod

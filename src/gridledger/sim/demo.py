@@ -99,6 +99,7 @@ def run_demo(sc: Scenario, out: Path, progress: ProgressFn | None = None,
             reports = follower.reports(verify_progress)
         else:  # each chain replayed once, its other stores checked against that replay
             reports = verify_stores(stores, progress=verify_progress)
+        eng.after_verify(reports)
         verify.stop()
         summary = summarize(eng, reports)
         summary["timings"].update({

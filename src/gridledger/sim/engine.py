@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gridledger.grid import GridModel
+from gridledger.node.verify import VerifyReport
 from gridledger.sim.attack_base import Attack
 from gridledger.sim.attacks import make_attacks
 from gridledger.sim.clock import Step
@@ -99,6 +100,11 @@ class Engine:
         """Tell every attack the run is over (``Attack.after_run``); after ``run``."""
         for a in self.attacks:
             a.after_run()
+
+    def after_verify(self, reports: Sequence[VerifyReport]) -> None:
+        """Give every attack verify-chain's reports (``Attack.after_verify``)."""
+        for a in self.attacks:
+            a.after_verify(reports)
 
     def step(self, step: Step) -> None:
         ctx, slot = self.ctx, step.slot
