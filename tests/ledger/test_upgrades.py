@@ -372,3 +372,46 @@ def test_versions_are_absent_from_state_until_an_upgrade():
     assert app.versions()["governance"] == 2
     app3 = Application(make_genesis(CHAIN, w_parts, sections={"versions": {"governance": 3}}))
     assert app3.versions()["governance"] == 3
+
+
+def test_same_review_inputs_mean_the_same_verdict_and_any_difference_shows(world, tmp_path):
+    """``review_inputs``: the validators' stores hold the same certified bytes, so their
+    digests agree and one dry run stands for all (the simulator runs one); another catalog,
+    another window or a store whose block bytes differ gives another digest."""
+    from gridledger.ledger.dryrun import review_inputs
+    from gridledger.node.store import BlockStore
+
+    w = world
+    w.transfers(12)
+    release = faulty_bank(FEE_RULE)
+    _install(w, release)
+    d = release.build().declares.digest("bank", 2)
+    up = Proposed(1, "bank", 2, d)
+    tip = w.net.height
+    keys = [review_inputs(v.store, v.app.catalog, up, window=8) for v in w.net.validators]
+    assert len(set(keys)) == 1 and keys[0][1] > 0          # starts at a snapshot
+    verdicts = [review_upgrade(v.store, w.genesis, v.app.catalog, up, window=8)
+                for v in w.net.validators]
+    assert all(x == verdicts[0] for x in verdicts) and verdicts[0].from_height == keys[0][1]
+    v0 = w.net.validators[0]
+    assert review_inputs(v0.store, v0.app.catalog, up, window=9) != keys[0]
+    other = v0.app.catalog.with_release(faulty_bank(FEE_RULE))   # same version, another build
+    assert review_inputs(v0.store, other, up, window=8)[0] != keys[0][0]
+    # a copy of validator 0's store with one receipts byte of the last block changed
+    import shutil
+    import sqlite3
+
+    w.net.close()
+    copy = tmp_path / "copy.sqlite"
+    shutil.copy(v0.store.path, copy)
+    db = sqlite3.connect(copy)
+    (receipts,) = db.execute("SELECT receipts FROM blocks WHERE height = ?", (tip,)).fetchone()
+    db.execute("UPDATE blocks SET receipts = ? WHERE height = ?",
+               (bytes([receipts[0] ^ 1]) + receipts[1:], tip))
+    db.commit()
+    db.close()
+    altered = BlockStore(copy, readonly=True)
+    try:
+        assert review_inputs(altered, v0.app.catalog, up, window=8)[0] != keys[0][0]
+    finally:
+        altered.close()

@@ -23,6 +23,7 @@ validator's no vote). A dry run never touches the node's own state.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -188,6 +189,34 @@ def review_upgrade(source: BlockSource, genesis: Genesis, catalog: Catalog, up: 
         return _refuse(f"{len(undeclared)} state key(s) differ beyond the declaration, e.g. "
                        f"{_show_key(undeclared[0])}", start, tip, n)
     return Verdict(True, "", start, tip, n, len(differing))
+
+
+def review_inputs(source: BlockSource, catalog: Catalog, up: Proposed, until: int | None = None,
+                  window: int = DEFAULT_WINDOW) -> tuple[bytes, int]:
+    """``(digest, start)`` of everything ``review_upgrade`` reads for these arguments when it
+    starts from the latest snapshot at or below ``tip - window`` (height ``start``; 0 =
+    genesis): the proposal, the window, the catalog's releases (by object: the same release
+    builds the same module), the snapshot heights it could start from, that snapshot's bytes
+    and every block row after it up to the tip.
+
+    ``review_upgrade`` is a pure function of these (block execution is, and it reads nothing
+    else), so two stores with the same digest get the same verdict if that verdict starts
+    at ``start`` — what lets reviewers on one machine (the simulator's validators, whose
+    stores hold the same certified bytes) run one dry run instead of one each, as
+    ``node.verify.Replayed`` does for verify-chain."""
+    tip = source.tip() if until is None else min(until, source.tip())
+    heights = [h for h in source.snapshot_heights() if h <= max(0, tip - window)]
+    start = heights[-1] if heights else 0
+    h = hashlib.sha256(codec.encode([up.proposal, up.module, up.version, up.digest, tip, window,
+                                     heights]))
+    for (module, version), release in sorted(catalog.releases.items()):
+        h.update(codec.encode([module, version, id(release)]))
+    h.update((source.snapshot_bytes(start) or b"") if start else b"")
+    for height in range(start + 1, tip + 1):
+        blk = source.block(height)
+        h.update(codec.encode([height, b""] if blk is None
+                              else [height, blk.header, blk.tx_list(), blk.receipts]))
+    return h.digest(), start
 
 
 class _Finding(Exception):

@@ -9,6 +9,11 @@
   replays at least the last ``WINDOW`` committed blocks of that validator's store (from a
   snapshot) with the new version and votes yes only if every invariant holds and the
   result is what the upgrade declares; otherwise no, with the finding as the reason.
+  On one machine the simulator runs one dry run per distinct input
+  (``ledger.dryrun.review_inputs``: the stores' bytes, the catalog, the proposal) — the
+  validators' stores hold the same certified blocks, so their verdicts are one pure
+  function's; a review names the validator whose run it shares (``same_inputs_as``). On
+  their own machines, operators review in parallel.
 
 ``DRY_RUN = False`` is the defence removed: operators vote yes on whatever is proposed.
 """
@@ -19,7 +24,7 @@ import html
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from gridledger.ledger.dryrun import Proposed, review_upgrade
+from gridledger.ledger.dryrun import Proposed, Verdict, review_inputs, review_upgrade
 from gridledger.ledger.params import load_params
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.clock import Step
@@ -104,20 +109,31 @@ class Governance(Feature):
         ctx = self.ctx
         up = Proposed(e["proposal"], e["module"], e["version"], e["digest"])
         votes = []
+        # one dry run per distinct input: validators' stores hold the same certified bytes,
+        # and a dry run is a pure function of them (``dryrun.review_inputs``); a store or a
+        # catalog that differs gets its own
+        done: dict[bytes, tuple[Verdict, int]] = {}
         for i, (v, key) in enumerate(zip(ctx.net.validators, ctx.community.validators,
                                          strict=True)):
             if i in ctx.net.down:
                 continue  # a crashed validator's operator neither reviews nor votes
             if self.DRY_RUN:
                 with ctx.timed("dry_run_s"):
-                    verdict = review_upgrade(v.store, ctx.community.genesis, v.app.catalog, up,
-                                             until=height - 1, window=self.WINDOW,
-                                             sig_check=ctx.net.mempool.cache.check)
+                    inputs, start = review_inputs(v.store, v.app.catalog, up, until=height - 1,
+                                                  window=self.WINDOW)
+                    verdict, same_as = done.get(inputs, (None, v.index))
+                    if verdict is None:
+                        verdict = review_upgrade(v.store, ctx.community.genesis, v.app.catalog,
+                                                 up, until=height - 1, window=self.WINDOW,
+                                                 sig_check=ctx.net.mempool.cache.check)
+                        if verdict.from_height == start:
+                            done[inputs] = (verdict, v.index)
                 self.reviews.append({"proposal": up.proposal, "validator": v.index,
                                      "approve": verdict.approve, "reason": verdict.reason,
                                      "from_height": verdict.from_height,
                                      "to_height": verdict.to_height, "blocks": verdict.blocks,
-                                     "keys_changed": verdict.keys_changed})
+                                     "keys_changed": verdict.keys_changed,
+                                     "same_inputs_as": same_as})
                 body = verdict.vote_body(up.proposal)
             else:
                 body = {"proposal": up.proposal, "approve": True, "reason": ""}
