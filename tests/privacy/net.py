@@ -247,12 +247,13 @@ def pool_net(tmp: Path, **kw: Any) -> PrivacyNet:
 
 def issue(w: PrivacyNet, epoch: int, plan: dict[int, list[int | tuple[int, int]]], at: int, *,
           tickets: dict[int, int] | None = None,
-          firmware: dict[int, bytes] | None = None) -> Issued:
+          firmware: dict[int, bytes] | None = None, seal: bool = False) -> Issued:
     """Users join with one ticket per planned slot (or ``tickets``), make per-slot pseudonyms
     (a ``(first, last)`` entry: one pseudonym for those slots); their meters make reading
     keys and sign the bindings (with ``firmware[user]``, the image hash the meter runs, when
-    given); the DSO attests; the trustees certify; a relay registers. Three blocks: ``at``
-    (joins), ``at + 1``, ``at + 2``."""
+    given; ``seal``: as a salted commitment per pseudonym, privacy mode's sealed images);
+    the DSO attests; the trustees certify; a relay registers. Three blocks: ``at`` (joins),
+    ``at + 1``, ``at + 2``."""
     from gridledger.privacy.ledger_io import (
         attest_body,
         certify_batch,
@@ -272,7 +273,7 @@ def issue(w: PrivacyNet, epoch: int, plan: dict[int, list[int | tuple[int, int]]
     for i, ps in own.items():
         keys, st = issue_reading_keys(w.meters[i], COMMUNITY, f"cp{i}", epoch,
                                       [p.address for p in ps],
-                                      firmware=(firmware or {}).get(i))
+                                      firmware=(firmware or {}).get(i), seal=seal)
         reading.update(keys)
         statements[i] = st
     att = attest_readings(COMMUNITY, epoch, list(statements.values()),
@@ -282,12 +283,15 @@ def issue(w: PrivacyNet, epoch: int, plan: dict[int, list[int | tuple[int, int]]
                           [p.entry for ps in own.values() for p in ps], epoch, EPOCH_SLOTS)
     w.ok([w.tx(w.dso, "privacy/attest", attest_body(att)),
           w.tx(w.trustee_keys[0].signing_key, "privacy/certify", batch.certify_body)], at + 1)
+    attested = {p.address: statements[i].attested(j) for i, ps in own.items()
+                for j, p in enumerate(ps)}
     # a block fills fairly across senders, so the relay's registrations go in the next one
     w.ok([w.tx(w.trustee_keys[1].signing_key, "privacy/register", b)
           for b in register_bodies(w.trustee_set, batch, att,
                                    {a: k.public_key for a, k in reading.items()},
-                                   {p.address: (firmware or {})[i] for i, ps in own.items()
-                                    for p in ps if i in (firmware or {})})], at + 2)
+                                   {a: fw for a, fw in attested.items() if fw is not None},
+                                   {p.address for ps in own.values() for p in ps} if seal
+                                   else ())], at + 2)
     return Issued(own, reading, statements, batch, att)
 
 

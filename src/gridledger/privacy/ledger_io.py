@@ -16,7 +16,7 @@ pseudonyms together.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,11 +108,13 @@ def attest_body(att: Attestation) -> dict[str, Any]:
 
 def register_bodies(trustees: TrusteeSet, batch: Batch, att: Attestation,
                     reading_keys: Mapping[bytes, PublicKey],
-                    firmware: Mapping[bytes, bytes] | None = None) -> list[dict[str, Any]]:
+                    firmware: Mapping[bytes, bytes] | None = None,
+                    sealed: Collection[bytes] = ()) -> list[dict[str, Any]]:
     """``privacy/register`` bodies (a relay sends them), as many leaves each as fit in a
     transaction (at most ``MAX_LEAVES_PER_TX``, ``LEAF_BYTES_PER_TX`` bytes of leaves);
     ``reading_keys`` maps each pseudonym address to the reading key its meter holds,
-    ``firmware`` to the image hash its meter attested (bound in the DSO's leaf)."""
+    ``firmware`` to the image hash its meter attested (bound in the DSO's leaf) — for the
+    pseudonyms in ``sealed``, the salted commitment to it (``MeterStatement.attested``)."""
     paths = inclusion_proofs([entry_leaf(trustees.community, e) for e in batch.entries])
     r_paths = att.proofs()
     leaves = []
@@ -120,13 +122,15 @@ def register_bodies(trustees: TrusteeSet, batch: Batch, att: Attestation,
         pk = e.request.escrow.pseudonym_key
         rk = reading_keys[pk.address]
         fw = (firmware or {}).get(pk.address)
-        r_index, r_path = r_paths[att.index_of(pk.address, rk, fw)]
+        seal = fw is not None and pk.address in sealed
+        r_index, r_path = r_paths[att.index_of(pk.address, rk, fw, sealed=seal)]
         leaves.append({"alg": pk.alg, "pk": pk.raw, "escrow_digest": e.request.escrow.digest(),
                        "first_slot": e.first_slot, "last_slot": e.last_slot,
                        "feeder": e.feeder, "index": i, "path": paths[i],
                        "reading_alg": rk.alg, "reading_pk": rk.raw, "reading_root": att.root,
                        "reading_index": r_index, "reading_path": r_path,
-                       **({"reading_firmware": fw} if fw is not None else {})})
+                       **({"reading_firmware": fw} if fw is not None else {}),
+                       **({"reading_sealed": True} if seal else {})})
     out: list[dict[str, Any]] = []
     size = 0
     for leaf in leaves:

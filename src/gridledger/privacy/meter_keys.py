@@ -37,20 +37,22 @@ from gridledger.crypto.hashing import tagged_hash
 from gridledger.crypto.merkle import inclusion_proof, inclusion_proofs, root_of_hashes
 from gridledger.crypto.shamir import RandomBytes
 from gridledger.crypto.sig import PublicKey, SigningKey
+from gridledger.ledger.modules.firmware.types import image_commitment
 from gridledger.privacy.errors import PrivacyError
 
 CTX_METER_BINDINGS = b"gl/privacy/meter-bindings/v1"
 
 
 def reading_leaf(community: str, epoch: int, pseudonym: bytes, reading_key: PublicKey,
-                 firmware: bytes | None = None) -> bytes:
+                 firmware: bytes | None = None, *, sealed: bool = False) -> bytes:
     """One binding: the reading key a meter holds for ``pseudonym`` in ``epoch`` and, when
     given, the SHA3 hash of the firmware image the meter runs (the pseudonym's firmware of
-    record from registration on; absent: the leaf of a meter that does not attest one)."""
+    record from registration on; absent: the leaf of a meter that does not attest one) —
+    or, ``sealed``, the salted commitment to that image (``image_commitment``)."""
     parts = [community.encode(), epoch.to_bytes(8, "big"), pseudonym,
              reading_key.alg.encode(), reading_key.raw]
     if firmware is not None:
-        parts.append(firmware)
+        parts += [b"sealed", firmware] if sealed else [firmware]
     return tagged_hash("gl/privacy/reading-leaf", *parts)
 
 
@@ -71,11 +73,22 @@ class MeterStatement:
     signature: bytes = b""
     firmware: bytes | None = None
     """The image hash the meter attests it runs (bound into every leaf; None: not attested)."""
+    salts: tuple[bytes, ...] | None = None
+    """Sealed images (privacy mode): one secret 32-byte salt per binding, in order; each
+    leaf then binds ``image_commitment(firmware, salt)``, not the image. The statement goes
+    to the DSO only (off the ledger), so the DSO knows each pseudonym's image and salt."""
+
+    def attested(self, i: int) -> bytes | None:
+        """What binding ``i``'s leaf binds: the image, its salted commitment, or None."""
+        if self.firmware is None or self.salts is None:
+            return self.firmware
+        return image_commitment(self.firmware, self.salts[i])
 
     def leaves(self) -> list[bytes]:
         """The bindings' leaves, in the statement's order."""
-        return [reading_leaf(self.community, self.epoch, p, k, self.firmware)
-                for p, k in self.bindings]
+        sealed = self.salts is not None
+        return [reading_leaf(self.community, self.epoch, p, k, self.attested(i), sealed=sealed)
+                for i, (p, k) in enumerate(self.bindings)]
 
     def root(self) -> bytes:
         """Merkle root over ``leaves`` (what the device key signs)."""
@@ -99,17 +112,21 @@ class MeterStatement:
 
 def issue_reading_keys(device_key: SigningKey, community: str, cp: str, epoch: int,
                        pseudonyms: Sequence[bytes], *, alg: str = "ml-dsa-44",
-                       firmware: bytes | None = None, random_bytes: RandomBytes = os.urandom
+                       firmware: bytes | None = None, seal: bool = False,
+                       random_bytes: RandomBytes = os.urandom
                        ) -> tuple[dict[bytes, SigningKey], MeterStatement]:
     """Run in the meter: one fresh reading key per pseudonym address (from ``random_bytes``:
     OS randomness, a seeded stream in simulations), and the device-signed statement of the
-    bindings (with ``firmware``, the hash of the image it runs, bound into each). Returns
-    (pseudonym -> reading key, the statement for the DSO)."""
+    bindings (with ``firmware``, the hash of the image it runs, bound into each — or, with
+    ``seal``, a salted commitment to it under a fresh secret salt per pseudonym, which only
+    the meter and the DSO hold). Returns (pseudonym -> reading key, the statement for the
+    DSO)."""
     if len(set(pseudonyms)) != len(pseudonyms) or not pseudonyms:
         raise PrivacyError("one reading key per distinct pseudonym, at least one")
     keys = {p: SigningKey.from_seed(alg, random_bytes(32)) for p in pseudonyms}
+    salts = tuple(random_bytes(32) for _ in pseudonyms) if seal and firmware is not None else None
     st = MeterStatement(community, epoch, cp, tuple((p, keys[p].public_key) for p in pseudonyms),
-                        firmware=firmware)
+                        firmware=firmware, salts=salts)
     return keys, replace(st, signature=device_key.sign(st.signed_message(), CTX_METER_BINDINGS))
 
 
@@ -135,19 +152,19 @@ class Attestation:
         return len(self.leaves)
 
     def index_of(self, pseudonym: bytes, reading_key: PublicKey,
-                 firmware: bytes | None = None) -> int:
+                 firmware: bytes | None = None, *, sealed: bool = False) -> int:
         """Position of a binding's leaf (``KeyError`` if the DSO did not attest it)."""
         return self._positions[reading_leaf(self.community, self.epoch, pseudonym,
-                                            reading_key, firmware)]
+                                            reading_key, firmware, sealed=sealed)]
 
     @cached_property
     def _positions(self) -> dict[bytes, int]:
         return {leaf: i for i, leaf in enumerate(self.leaves)}
 
-    def proof(self, pseudonym: bytes, reading_key: PublicKey,
-              firmware: bytes | None = None) -> tuple[int, list[bytes]]:
+    def proof(self, pseudonym: bytes, reading_key: PublicKey, firmware: bytes | None = None,
+              *, sealed: bool = False) -> tuple[int, list[bytes]]:
         """(index, Merkle path) of a binding, for ``privacy/register``."""
-        i = self.index_of(pseudonym, reading_key, firmware)
+        i = self.index_of(pseudonym, reading_key, firmware, sealed=sealed)
         return i, inclusion_proof(list(self.leaves), i)
 
     def proofs(self) -> list[tuple[int, list[bytes]]]:

@@ -147,7 +147,9 @@ class Analysis:
         # every reading on the ledger is a unit: (slot, cp) -> the household it names, if any
         self.units = [(s, cp) for (s, cp) in sorted(obs.readings) if s in set(self.slots)]
         self.guess: dict[tuple[int, str], bytes] = {}
-        self._image_index = {h: float(i) for i, h in enumerate(sorted(set(obs.images.values())))}
+        # the image each reading attested, as far as the store tells (sealed: unknown)
+        self.image_of = {u: img for u in self.units if (img := obs.image_of(*u)) is not None}
+        self._image_index = {h: float(i) for i, h in enumerate(sorted(set(self.image_of.values())))}
         views = []
         for s in self.slots:
             ps = sorted(ps_of_cp[cp] for (t, cp) in self.units if t == s and cp in ps_of_cp)
@@ -164,6 +166,9 @@ class Analysis:
         # channel adds (issue 19: certificates under pseudonyms)
         self.guess_without_storage = {**clear, **self._link(
             [replace(v, storage_wh=None) for v in views])}
+        # ... and without the meters' firmware images (what the image channel adds)
+        self.guess_without_images = {**clear, **self._link(
+            [replace(v, image=None) for v in views])}
         # truth, for scoring only: who each unit really is, and what each household drew
         ids = eng.identities
         self.truth_owner = {u: m.address for u in self.units
@@ -193,7 +198,7 @@ class Analysis:
         storage = np.array([obs.storage.get((slot, pseudo_cp(p)), np.nan) for p in pseudonyms],
                            dtype=np.float64)
         index = self._image_index
-        image = np.array([index.get(obs.images.get((slot, pseudo_cp(p)), b""), np.nan)
+        image = np.array([index.get(self.image_of.get((slot, pseudo_cp(p)), b""), np.nan)
                           for p in pseudonyms], dtype=np.float64)
         return SlotView(slot, tuple(pseudonyms), net, env, orders, storage, image)
 
@@ -210,6 +215,22 @@ class Analysis:
         return of
 
     # -- figures ---------------------------------------------------------------------------
+    def image_anonymity(self) -> dict[str, float]:
+        """What the firmware images leave of a pseudonym's anonymity set: over the
+        pseudonymous readings, the mean number of the slot's pseudonyms whose image the
+        store does not tell apart from its own (a sealed image: every pseudonym of the
+        slot), and the share of readings whose image the store shows."""
+        sizes, shown = [], 0
+        for s in self.slots:
+            units = [u for u in self.units if u[0] == s and u[1] in self.ps_of_cp]
+            for u in units:
+                img = self.image_of.get(u)
+                shown += img is not None
+                sizes.append(len(units) if img is None else
+                             sum(1 for v in units if self.image_of.get(v) in (img, None)))
+        return {"mean_set": round(float(np.mean(sizes)), 2) if sizes else 0.0,
+                "readings_with_image_shown": round(shown / max(1, len(sizes)), 3)}
+
     def accuracy(self, guess: dict[tuple[int, str], bytes],
                  households: set[bytes] | None = None) -> float:
         """Share of the readings attributed to the right household (of ``households``'
@@ -351,6 +372,7 @@ class Deanonymize(Attack):
         kept = set(a.households) - opened
         acc = a.accuracy(a.guess, kept)
         without_storage = a.accuracy(a.guess_without_storage, kept)
+        without_images = a.accuracy(a.guess_without_images, kept)
         chance = 1.0 / n
         bound = 2.0 * chance
         view = f"validator-{a.obs.validator}'s store file and its node's HTTP API"
@@ -373,5 +395,8 @@ class Deanonymize(Attack):
             storage_readings_seen=len(a.obs.storage),
             linkage_without_storage_readings=round(without_storage, 3),
             linkage_added_by_storage_readings=round(acc - without_storage, 3),
+            linkage_without_images=round(without_images, 3),
+            linkage_added_by_images=round(acc - without_images, 3),
+            image_anonymity=a.image_anonymity(),
             rotation_counterfactual={"per-epoch": per_epoch} if per_epoch else {},
             with_leaked_history=leaked, note=note)

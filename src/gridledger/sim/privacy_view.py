@@ -25,6 +25,7 @@ from gridledger.errors import RejectedTx
 from gridledger.ledger import codec
 from gridledger.ledger.block import Header
 from gridledger.ledger.genesis import Genesis
+from gridledger.ledger.modules.firmware.types import image_commitment
 from gridledger.ledger.tx import Tx, decode_tx
 from gridledger.sim.context import SimContext
 
@@ -110,33 +111,118 @@ def names_any(obj: Any, addrs: frozenset[bytes], cps: frozenset[str]) -> bool:
     return False
 
 
+def holds_any(obj: Any, values: frozenset[bytes]) -> bool:
+    """Whether ``obj`` (a decoded body or event, nested) holds one of ``values`` as bytes."""
+    if isinstance(obj, bytes):
+        return obj in values
+    if isinstance(obj, dict):
+        return any(holds_any(v, values) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(holds_any(x, values) for x in obj)
+    return False
+
+
+IMAGE_PUBLISHERS = frozenset({"firmware/release", "firmware/advisory", "firmware/approve"})
+"""Transactions about releases, not about a meter: a release's image is public."""
+IMAGE_RELEASE_EVENTS = frozenset({"firmware_released", "firmware_approved", "firmware_approval",
+                                  "advisory_issued", "advisory_in_force"})
+OPENING_EVENTS = frozenset({"image_opened", "meter_patched"})
+"""Events of the openings the advisory and patch paths make (they name the opened cp)."""
+
+
+class ImageScan:
+    """Counts, over one or more stores, transactions and events that show a meter's
+    firmware image in clear (issue 19 item 4: the image cuts a pseudonym's anonymity set to
+    its cohort), except an opening the advisory or patch path made: the DSO's
+    ``privacy/meter_image`` with a salt, a ``firmware/patch``, their ``image_opened`` /
+    ``meter_patched`` events, and later events about an opened cp. Release transactions
+    and events (a release's image is public) are not a meter's."""
+
+    def __init__(self, images: frozenset[bytes]) -> None:
+        self.images = images
+        self.opened: set[str] = set()
+        self.shown: dict[str, int] = {}
+        """Transaction kind or event type -> items showing an image outside an opening."""
+
+    def tx(self, kind: str, body: Any) -> None:
+        if kind in IMAGE_PUBLISHERS or kind == "firmware/patch":
+            return
+        if kind == "privacy/meter_image" and isinstance(body, dict) and "salt" in body:
+            return
+        if holds_any(body, self.images):
+            self.shown[kind] = self.shown.get(kind, 0) + 1
+
+    def event(self, e: dict[str, Any]) -> None:
+        t = str(e.get("type"))
+        if t in OPENING_EVENTS:
+            self.opened.add(str(e.get("cp")))
+            return
+        if t in IMAGE_RELEASE_EVENTS or str(e.get("cp")) in self.opened:
+            return
+        if holds_any(e, self.images):
+            self.shown[t] = self.shown.get(t, 0) + 1
+
+    def scan(self, path: Path) -> None:
+        """Scan one store (openings are tracked per store, in block order)."""
+        self.opened = set()
+        with StoreView(path) as view:
+            for _h, txs, block_events in view.blocks():
+                for st in txs:
+                    self.tx(st.tx.kind, st.tx.body)
+                    for e in st.events:
+                        self.event(e)
+                for e in block_events:
+                    self.event(e)
+
+    @property
+    def total(self) -> int:
+        return sum(self.shown.values())
+
+
+def fleet_images(ctx: SimContext) -> frozenset[bytes]:
+    """Every image a member's meter ran in the run (now or before a patch or a flash)."""
+    fleet = ctx.community.fleet
+    if fleet is None:
+        return frozenset()
+    return frozenset(img for m in fleet.meters.values() for img in (m.firmware, *m.history))
+
+
 def count_clear(ctx: SimContext) -> dict[str, Any]:
     """Scan every validator store: transactions and events that are readings or orders and
     name a household (sender, or any field: address or cp id). Both counts are per store
-    item summed over the stores; 0 means no validator holds a household's reading or order."""
+    item summed over the stores; 0 means no validator holds a household's reading or order.
+    Also ``clear_meter_images``: items that show a meter's firmware image outside an
+    opening (``ImageScan``), summed over the stores, and ``clear_meter_images_by_kind``."""
     addrs, cps = household_ids(ctx)
     readings = orders = 0
     paths = store_paths(ctx)
+    images = ImageScan(fleet_images(ctx))
     for path in paths:
+        images.opened = set()
         with StoreView(path) as view:
             for _h, txs, block_events in view.blocks():
                 for st in txs:
                     kind = st.tx.kind
+                    images.tx(kind, st.tx.body)
                     if (kind in READING_TXS or kind in ORDER_TXS) and (
                             st.tx.sender in addrs or names_any(st.tx.body, addrs, cps)):
                         readings += kind in READING_TXS
                         orders += kind in ORDER_TXS
                     for e in st.events:
+                        images.event(e)
                         t = e.get("type")
                         if (t in READING_EVENTS or t in ORDER_EVENTS) and names_any(e, addrs, cps):
                             readings += t in READING_EVENTS
                             orders += t in ORDER_EVENTS
                 for e in block_events:
+                    images.event(e)
                     t = e.get("type")
                     if (t in READING_EVENTS or t in ORDER_EVENTS) and names_any(e, addrs, cps):
                         readings += t in READING_EVENTS
                         orders += t in ORDER_EVENTS
     return {"clear_household_readings": readings, "clear_household_orders": orders,
+            "clear_meter_images": images.total,
+            "clear_meter_images_by_kind": dict(sorted(images.shown.items())),
             "stores_scanned": len(paths)}
 
 
@@ -156,9 +242,14 @@ class Observation:
     readings: dict[tuple[int, str], int] = field(default_factory=dict)   # (slot, cp) -> net import
     envelopes: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
     storage: dict[tuple[int, str], int] = field(default_factory=dict)
-    images: dict[tuple[int, str], bytes] = field(default_factory=dict)
-    """(slot, cp) -> the firmware hash its reading attested."""
     """(slot, cp) -> battery discharge its sub-meter reported (certificates)."""
+    images: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    """(slot, cp) -> the firmware value its reading attested (an image, or a salted
+    commitment under privacy mode)."""
+    known_images: set[bytes] = field(default_factory=set)
+    """Every release image the store names (genesis releases, ``firmware_released``)."""
+    image_salts: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    """cp -> (image, salt) of a sealed firmware record an opening revealed."""
     orders: dict[tuple[int, bytes], tuple[int, int, int]] = field(default_factory=dict)
     """(slot, sender) -> (side +1 sell / -1 buy, energy Wh, price micro/kWh), last order."""
     pseudonyms: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # -> (first, last)
@@ -172,6 +263,20 @@ class Observation:
     api_calls: int = 0
     api_state_root: str = ""
     store_state_root: str = ""
+
+    def image_of(self, slot: int, cp: str) -> bytes | None:
+        """The image the reading of ``cp`` in ``slot`` attested, as far as the store tells:
+        a release image shown in clear, or the image an opened record's salt recovers from
+        the reading's commitment (every known image tried); None for a sealed one."""
+        v = self.images.get((slot, cp))
+        if v is None or v in self.known_images:
+            return v
+        opened = self.image_salts.get(cp)
+        if opened is None:
+            return None
+        salt = opened[1]
+        return next((i for i in sorted(self.known_images) if image_commitment(i, salt) == v),
+                    None)
 
 
 def _genesis_households(genesis: Genesis) -> tuple[list[bytes], dict[bytes, str],
@@ -197,6 +302,8 @@ def observe_store(path: Path, validator: int, api: Any = None) -> Observation:
         priv = genesis.doc.get("privacy") or {}
         obs.allowance_micro = int(priv.get("allowance_micro", 0))
         obs.epoch_slots = int(priv.get("epoch_slots", 96))
+        for rel in (genesis.doc.get("firmware") or {}).get("releases", []):
+            obs.known_images.add(bytes(rel["manifest"]["image_sha3"]))
         last: Header | None = None
         for header, txs, block_events in view.blocks():
             last = header
@@ -231,6 +338,10 @@ def _observe_event(obs: Observation, e: dict[str, Any]) -> None:
     elif t == "reading_flagged":  # the DSO's estimate replaces the reading in settlement
         obs.readings[(int(e["slot"]), str(e["cp"]))] = (int(e["estimate_import_wh"])
                                                         - int(e["estimate_export_wh"]))
+    elif t == "firmware_released":
+        obs.known_images.add(bytes(e["image_sha3"]))
+    elif t == "image_opened":   # an opening of a sealed record: its image and salt
+        obs.image_salts[str(e["cp"])] = (bytes(e["firmware"]), bytes(e["salt"]))
     elif t == "storage_reading":
         obs.storage[(int(e["slot"]), str(e["cp"]))] = int(e["discharged_wh"])
     elif t == "pseudonym_registered":

@@ -113,6 +113,13 @@ class PatchUpgradePath(InvalidBody):
     rule = "patch-upgrade-path"
 
 
+class ImageOpening(InvalidBody):
+    """An opening of a sealed firmware record that does not open it: no sealed record at
+    the cp, or the image and salt do not hash to its commitment (``image_commitment``)."""
+
+    rule = "image-opening"
+
+
 class MeterQuarantined(Unauthorized):
     """The connection point's meter is quarantined (unknown, unapproved, advised or
     mismatched firmware): no new market exposure until the meter is patched."""
@@ -123,4 +130,4 @@ class MeterQuarantined(Unauthorized):
 RULES = (UnknownVendor, UnknownModel, NotVendor, VendorSignature, ReleaseExists, TooManyOpen,
          NotApprover, UnknownRelease, UnknownAdvisory, AlreadyApproved, ApprovalExists,
          AdvisoryExists, UnknownMeter, ReleaseUnapproved, PatchHashMismatch, ReleaseAdvised,
-         PatchWrongModel, PatchUpgradePath, MeterQuarantined)
+         PatchWrongModel, PatchUpgradePath, ImageOpening, MeterQuarantined)

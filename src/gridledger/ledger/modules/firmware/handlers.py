@@ -25,6 +25,7 @@ from gridledger.ledger.modules.firmware.errors import (
     AdvisoryExists,
     AlreadyApproved,
     ApprovalExists,
+    ImageOpening,
     NotApprover,
     NotVendor,
     PatchUpgradePath,
@@ -249,8 +250,13 @@ class Handlers:
     # -- firmware/patch ------------------------------------------------------------------
     def patch(self, state: State, ctx: TxContext, msg: Patch) -> None:
         """``firmware/patch`` signed by the meter (its device key is the envelope key).
-        Rules ``unknown-meter`` and those of ``verify_patch``; ``patch-hash-mismatch`` at
-        parse."""
+        Rules ``unknown-meter``, ``image-opening`` and those of ``verify_patch``;
+        ``patch-hash-mismatch`` at parse.
+
+        A sealed firmware of record (privacy mode) is opened by the patch itself (``opens``
+        and ``salt``): the upgrade path is checked against the image it committed to. The
+        new image is then on the ledger in clear — a patch reveals only the patched
+        meter's images — and keeps the salt, so later readings still attest a commitment."""
         device = self.auth.participant(state, ctx.sender)
         cp = device.meter_of if device is not None else None
         if not cp:
@@ -258,12 +264,18 @@ class Handlers:
         rec = keeper.meter_record(state, cp)
         if rec is not None and rec.meter != ctx.sender:
             rec = None  # another meter was installed at the cp: it starts afresh
+        was = keeper.reason_of(state, rec) if rec is not None else None
+        if rec is not None and rec.sealed:
+            if msg.opens is None or msg.salt is None:
+                raise ImageOpening(f"{cp!r}'s firmware of record is sealed: the patch opens "
+                                   "it ('opens', 'salt')")
+            rec = keeper.open_image(state, ctx, cp, msg.opens, msg.salt, announce=False)
         self.verify_patch(state, rec, msg)
         m = msg.manifest
-        was = keeper.reason_of(state, rec) if rec is not None else None
         # the release's image becomes the firmware of record (parse_patch checked that the
         # meter attests exactly it); later readings are compared with it
-        new = MeterFirmware(ctx.sender, m.image_sha3, ctx.block.height)
+        new = MeterFirmware(ctx.sender, m.image_sha3, ctx.block.height,
+                            salt=rec.salt if rec is not None else None)
         keeper.put_meter_record(state, cp, new)
         ctx.emit("meter_patched", cp=cp, meter=ctx.sender, release=m.release_id(),
                  model=m.model, version=m.version, firmware=m.image_sha3,
@@ -271,12 +283,11 @@ class Handlers:
         if was is not None:
             ctx.events.append(keeper.release_event(cp, new, was))
 
-    def verify_patch(self, state: State, rec: MeterFirmware | None, msg: Patch) -> None:
-        """What makes a patch trustworthy: the vendor's signature on the manifest
+    @staticmethod
+    def verify_release(state: State, msg: Patch) -> None:
+        """The release a patch installs: the vendor's signature on the manifest
         (``vendor-signature``, ``unknown-vendor``, ``unknown-model``), the quorum's approval
-        (``release-unapproved``), no advisory in force (``release-advised``), and, when the
-        meter's firmware of record is a known release, the same vendor and model
-        (``patch-wrong-model``) and the upgrade path (``patch-upgrade-path``)."""
+        (``release-unapproved``), no advisory in force (``release-advised``)."""
         m = msg.manifest
         check_manifest_signature(state, m, msg.sig)
         rel = keeper.release(state, m.release_id())
@@ -286,6 +297,13 @@ class Handlers:
         advised = keeper.advised_by(state, m.vendor, m.model, m.version)
         if advised:
             raise ReleaseAdvised(f"{m.model} {m.version} is under advisory {advised[0]}")
+
+    def verify_patch(self, state: State, rec: MeterFirmware | None, msg: Patch) -> None:
+        """What makes a patch trustworthy: the release checks of ``verify_release`` and,
+        when the meter's firmware of record is a known release, the same vendor and model
+        (``patch-wrong-model``) and the upgrade path (``patch-upgrade-path``)."""
+        self.verify_release(state, msg)
+        m = msg.manifest
         current = keeper.release_of_image(state, rec.firmware) if rec is not None else None
         if current is None or rec is None:
             return  # an unknown image: nothing to check the path against

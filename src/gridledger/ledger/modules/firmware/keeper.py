@@ -17,7 +17,7 @@ from typing import Any
 import cbor2
 
 from gridledger.ledger.context import TxContext
-from gridledger.ledger.modules.firmware.errors import MeterQuarantined
+from gridledger.ledger.modules.firmware.errors import ImageOpening, MeterQuarantined
 from gridledger.ledger.modules.firmware.types import (
     Advisory,
     Config,
@@ -27,6 +27,7 @@ from gridledger.ledger.modules.firmware.types import (
     Reason,
     Release,
     Vendor,
+    image_commitment,
 )
 from gridledger.ledger.state import State
 
@@ -219,9 +220,13 @@ def image_problem(state: State, image: bytes) -> Reason | None:
 
 
 def reason_of(state: State, rec: MeterFirmware) -> Reason | None:
-    """Why the meter with this record is quarantined, or None."""
+    """Why the meter with this record is quarantined, or None. A sealed record (the DSO
+    attested its committed image as approved) is quarantined only by a mismatch, until it
+    is opened (``open_image``)."""
     if rec.mismatch is not None:
         return "firmware-mismatch"
+    if rec.sealed:
+        return None
     return image_problem(state, rec.firmware)
 
 
@@ -290,7 +295,7 @@ def transitions(state: State, before: dict[str, Reason | None]) -> list[dict[str
 
 
 def check_reading(state: State, ctx: TxContext, cp: str, meter: bytes,
-                  firmware: bytes) -> Reason | None:
+                  firmware: bytes, *, sealed: bool = False) -> Reason | None:
     """Check a reading's attested firmware against the registry; returns the quarantine
     reason the reading is taken under (None: the meter is fine).
 
@@ -299,21 +304,50 @@ def check_reading(state: State, ctx: TxContext, cp: str, meter: bytes,
     a later reading with another hash is a ``firmware-mismatch`` until a patch. Emits
     ``meter_quarantined`` into ``ctx`` when the cp enters quarantine (or its reason
     changes). Does nothing on a chain without a firmware policy.
+
+    ``sealed`` (a pseudonym's registration, privacy mode): ``firmware`` is the salted
+    commitment the DSO attested, and a new record keeps it sealed. Readings are compared
+    with what the record's meter attests (``MeterFirmware.attested``): the image, or the
+    commitment to it.
     """
     if not enforced(state):
         return None
     rec = meter_record(state, cp)
     before = None if rec is None else reason_of(state, rec)
     if rec is None or rec.meter != meter:
-        rec = MeterFirmware(meter, firmware, ctx.block.height)
+        rec = MeterFirmware(meter, firmware, ctx.block.height, sealed=True if sealed else None)
         put_meter_record(state, cp, rec)
-    elif firmware not in (rec.firmware, rec.mismatch):
+    elif firmware not in (rec.attested, rec.mismatch):
         rec = dataclasses.replace(rec, mismatch=firmware)
         put_meter_record(state, cp, rec)
     now = reason_of(state, rec)
     if now is not None and now != before:
         ctx.events.append(quarantine_event(cp, rec, now))
     return now
+
+
+def open_image(state: State, ctx: TxContext, cp: str, image: bytes, salt: bytes, *,
+               announce: bool = True) -> MeterFirmware:
+    """Open ``cp``'s sealed firmware of record: ``image`` and ``salt`` must hash to its
+    commitment (rule ``image-opening`` otherwise, state untouched). The record then holds
+    the image (indexed under it, so advisories reach it like any meter's) and the salt
+    (later readings still attest the commitment). Emits ``image_opened`` and, if the image
+    is advised, unknown or unapproved, ``meter_quarantined`` (not when ``announce`` is False:
+    a patch opens the record it replaces in the same transaction). Returns the opened
+    record."""
+    rec = meter_record(state, cp) if enforced(state) else None
+    if rec is None or not rec.sealed:
+        raise ImageOpening(f"{cp!r} has no sealed firmware of record to open")
+    if image_commitment(image, salt) != rec.firmware:
+        raise ImageOpening(f"the image and salt do not open {cp!r}'s committed firmware")
+    before = reason_of(state, rec)
+    opened = dataclasses.replace(rec, firmware=image, sealed=None, salt=salt)
+    put_meter_record(state, cp, opened)
+    ctx.emit("image_opened", cp=cp, meter=rec.meter, firmware=image, salt=salt)
+    now = reason_of(state, opened)
+    if announce and now is not None and now != before:
+        ctx.events.append(quarantine_event(cp, opened, now))
+    return opened
 
 
 def manifest_of(state: State, rid: bytes) -> Manifest | None:

@@ -31,6 +31,7 @@ MANIFEST_CONTEXT = b"gl/fw-manifest"
 VENDOR_ALG = "ml-dsa-87"
 """Firmware-signing keys are long-lived roots: ML-DSA-87 (DESIGN.md, principle 1)."""
 IMAGE_HASH_LEN = 32
+SALT_LEN = 32
 MAX_OPEN = 32
 """Releases (and, separately, advisories) waiting for the quorum at once."""
 MAX_ADVISORY_VERSIONS = 16
@@ -162,6 +163,28 @@ class MeterFirmware(Record):
     firmware: bytes
     since: int
     mismatch: bytes | None = optional()
+    sealed: bool | None = optional()
+    """True: ``firmware`` is a salted commitment ``image_commitment(image, r)`` the DSO
+    attested as an approved image (privacy mode, issue 19); the ledger compares readings
+    with it and learns no image. Not quarantined unless a reading differs (mismatch)."""
+    salt: bytes | None = optional()
+    """Set once the record was opened (by the DSO on an advisory, or by a patch):
+    ``firmware`` is then the image, and readings attest ``image_commitment(firmware,
+    salt)``."""
+
+    @property
+    def attested(self) -> bytes:
+        """What the meter's readings attest while this record holds: the image, or the
+        salted commitment to it."""
+        return self.firmware if self.salt is None else image_commitment(self.firmware, self.salt)
+
+
+def image_commitment(image: bytes, salt: bytes) -> bytes:
+    """H(image ‖ r): a salted commitment to a firmware image hash (``crypto.hashing.
+    tagged_hash``, SHA3-256, length-prefixed parts). Hiding while the 32-byte salt ``r`` is
+    secret (a fleet of a few images cannot be tried against it), binding by collision
+    resistance. The meter and the DSO hold ``r``; the ledger only on an opening."""
+    return tagged_hash("gl/fw/image-commitment", image, salt)
 
 
 @dataclass(frozen=True)
@@ -209,6 +232,10 @@ class Patch(Record):
     manifest: Manifest
     sig: bytes
     firmware: bytes
+    opens: bytes | None = optional()
+    """For a sealed firmware of record (privacy mode): the image it commits to ..."""
+    salt: bytes | None = optional()
+    """... and its salt: the patch opens the record so the upgrade path can be checked."""
 
 
 def parse_manifest(obj: Any) -> Manifest:
@@ -259,7 +286,7 @@ def parse_advisory(body: Body) -> IssueAdvisory:
 def parse_patch(body: Body) -> Patch:
     """The signed manifest and the attested hash; an attested hash that is not the
     manifest's image is ``patch-hash-mismatch`` (no state needed to see it)."""
-    require_fields(body, PATCH, ("manifest", "sig", "firmware"))
+    require_fields(body, PATCH, ("manifest", "sig", "firmware"), optional=("opens", "salt"))
     manifest = parse_manifest(body["manifest"])
     sig = require_sig(body, "sig")
     firmware = require_bytes(body, "firmware", exact=IMAGE_HASH_LEN)
@@ -267,4 +294,9 @@ def parse_patch(body: Body) -> Patch:
         raise PatchHashMismatch(f"the meter attests {firmware.hex()[:16]}…, release "
                                 f"{manifest.model} {manifest.version} is "
                                 f"{manifest.image_sha3.hex()[:16]}…")
-    return Patch(manifest, sig, firmware)
+    if ("opens" in body) != ("salt" in body):
+        raise InvalidBody("a patch opening a sealed record carries both 'opens' and 'salt'")
+    if "opens" not in body:
+        return Patch(manifest, sig, firmware)
+    return Patch(manifest, sig, firmware, require_bytes(body, "opens", exact=IMAGE_HASH_LEN),
+                 require_bytes(body, "salt", exact=SALT_LEN))

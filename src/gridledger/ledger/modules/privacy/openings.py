@@ -170,7 +170,8 @@ class Openings:
             raise BadAttribution(f"{msg.cp!r} has no meter or holder, or the pseudonym no "
                                  "reading key")
         leaf = reading_leaf(cfg.community, ps.epoch, msg.pseudonym,
-                            PublicKey(reading.alg, reading.pk), ps.reading_firmware)
+                            PublicKey(reading.alg, reading.pk), ps.reading_firmware,
+                            sealed=bool(ps.reading_sealed))
         signed = bindings_message(cfg.community, ps.epoch, msg.cp, msg.root, msg.count)
         if (msg.index >= msg.count
                 or not verify_inclusion(msg.root, leaf, msg.index, msg.count, list(msg.path))

@@ -288,7 +288,8 @@ class Pool:
             raise NotCertified("the leaf is not in the certified batch")
         att = keeper.get_attestation(state, leaf.reading_root)
         addr = key.address
-        bound = reading_leaf(cfg.community, epoch, addr, leaf.reading_key, leaf.reading_firmware)
+        bound = reading_leaf(cfg.community, epoch, addr, leaf.reading_key, leaf.reading_firmware,
+                             sealed=leaf.reading_sealed)
         if (att is None or att.epoch != epoch or leaf.reading_index >= att.count
                 or not verify_inclusion(leaf.reading_root, bound, leaf.reading_index,
                                         att.count, list(leaf.reading_path))):
@@ -308,11 +309,14 @@ class Pool:
         if leaf.reading_firmware is not None and self.firmware is not None:
             # the image the meter attested is the pseudonym's firmware of record from now
             # on: an advisory in force (or one that comes later) quarantines it before its
-            # first reading, so its orders are refused like its household meter's
-            self.firmware.check_reading(state, ctx, cp, reading, leaf.reading_firmware)
+            # first reading, so its orders are refused like its household meter's. A sealed
+            # leaf's commitment stays sealed: the DSO opens it if its image gets advised
+            self.firmware.check_reading(state, ctx, cp, reading, leaf.reading_firmware,
+                                        sealed=leaf.reading_sealed)
         keeper.put_pseudonym(state, addr, PseudonymRecord(
             epoch, leaf.first_slot, leaf.last_slot, leaf.feeder, leaf.escrow_digest, root,
-            key.alg, key.raw, reading, reading_firmware=leaf.reading_firmware))
+            key.alg, key.raw, reading, reading_firmware=leaf.reading_firmware,
+            reading_sealed=True if leaf.reading_sealed else None))
         for s in range(leaf.first_slot, leaf.last_slot + 1):
             keeper.index_feeder_slot(state, s, leaf.feeder, addr)
         keeper.put_attestation(state, leaf.reading_root,
@@ -327,16 +331,26 @@ class Pool:
         attests, which the DSO saw in that meter's reading under an earlier pseudonym (it
         attested both, so it knows they are one meter). The pseudonym's firmware of record
         takes it as the firmware registry takes a reading's (a flashed meter: mismatch, so
-        quarantined before the pseudonym trades). Rule ``unknown-pseudonym``."""
+        quarantined before the pseudonym trades). Under a sealed record ``firmware`` is the
+        commitment the meter now attests (no image on the ledger).
+
+        With ``salt`` it is an **opening** (on a firmware advisory): ``firmware`` is the
+        image the sealed record commits to; the record is opened, so an advised image
+        quarantines exactly this pseudonym (``firmware.open_image``, rule
+        ``image-opening``). Rule ``unknown-pseudonym``."""
         ps = keeper.get_pseudonym(state, msg.pseudonym)
         if ps is None:
             raise UnknownPseudonym("no registered pseudonym has this address")
         if keeper.get_epoch(state, ps.epoch).status == "paid":
             raise PseudonymRetired(f"epoch {ps.epoch} has paid out: its meters are retired")
         if self.firmware is not None:
-            self.firmware.check_reading(state, ctx, pseudo_cp(msg.pseudonym), ps.reading,
-                                        msg.firmware)
-        ctx.emit("meter_image_reported", pseudonym=msg.pseudonym, firmware=msg.firmware)
+            cp = pseudo_cp(msg.pseudonym)
+            if msg.salt is not None:
+                self.firmware.open_image(state, ctx, cp, msg.firmware, msg.salt)
+            else:
+                self.firmware.check_reading(state, ctx, cp, ps.reading, msg.firmware)
+        if msg.salt is None:
+            ctx.emit("meter_image_reported", pseudonym=msg.pseudonym, firmware=msg.firmware)
 
     # -- end of block --------------------------------------------------------------------------
     def step(self, state: State, ctx: BlockContext, cfg: PrivacyConfig,

@@ -112,7 +112,9 @@ class PseudonymRecord(Record):
     reading: bytes
     final_micro: int | None = optional()
     reading_firmware: bytes | None = optional()
-    """The image hash bound into the meter's attested leaf at registration (issue 19)."""
+    """The image hash bound into the meter's attested leaf at registration (issue 19), or
+    the salted commitment to it when ``reading_sealed``."""
+    reading_sealed: bool | None = optional()
 
     @property
     def certified_key(self) -> PublicKey:

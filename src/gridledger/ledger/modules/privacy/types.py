@@ -111,12 +111,18 @@ class MeterImage:
 
     pseudonym: bytes
     firmware: bytes
+    salt: bytes | None = None
+    """Given: an opening — ``firmware`` is the image the pseudonym's sealed firmware of
+    record commits to, with its salt (the DSO opens it on an advisory; rule
+    ``image-opening``). Absent: ``firmware`` is what the meter now attests for this
+    pseudonym (a commitment under a sealed record)."""
 
 
 def parse_meter_image(body: Body) -> MeterImage:
-    require_fields(body, METER_IMAGE, ("pseudonym", "firmware"))
+    require_fields(body, METER_IMAGE, ("pseudonym", "firmware"), ("salt",))
     return MeterImage(require_bytes(body, "pseudonym", exact=32),
-                      require_bytes(body, "firmware", exact=32))
+                      require_bytes(body, "firmware", exact=32),
+                      require_bytes(body, "salt", exact=32) if "salt" in body else None)
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,9 @@ class Leaf:
     reading_firmware: bytes | None = None
     """The image the meter attested it runs, bound into the DSO's attested leaf (issue 19:
     the pseudonym's firmware of record from registration on, before any reading)."""
+    reading_sealed: bool = False
+    """``reading_firmware`` is the salted commitment to the image (privacy mode: the DSO
+    attested that the committed image is approved; no image on the ledger)."""
 
 
 _LEAF_FIELDS = ("alg", "pk", "escrow_digest", "first_slot", "last_slot", "feeder", "index",
@@ -171,7 +180,10 @@ _LEAF_FIELDS = ("alg", "pk", "escrow_digest", "first_slot", "last_slot", "feeder
 def _parse_leaf(raw: Any) -> Leaf:
     if not isinstance(raw, dict):
         raise InvalidBody("each leaf is a map")
-    require_fields(raw, "leaf", _LEAF_FIELDS, ("reading_firmware",))
+    require_fields(raw, "leaf", _LEAF_FIELDS, ("reading_firmware", "reading_sealed"))
+    sealed = raw.get("reading_sealed", False)
+    if ("reading_sealed" in raw and sealed is not True) or (sealed and "reading_firmware" not in raw):
+        raise InvalidBody("'reading_sealed' is true, and only beside 'reading_firmware'")
     first = require_int(raw, "first_slot", maximum=MAX_SLOT)
     last = require_int(raw, "last_slot", maximum=MAX_SLOT)
     if first > last:
@@ -183,7 +195,7 @@ def _parse_leaf(raw: Any) -> Leaf:
                 require_bytes(raw, "reading_root", exact=32),
                 require_int(raw, "reading_index", maximum=10**6), _path(raw, "reading_path"),
                 require_bytes(raw, "reading_firmware", exact=32)
-                if "reading_firmware" in raw else None)
+                if "reading_firmware" in raw else None, sealed is True)
 
 
 @dataclass(frozen=True)
