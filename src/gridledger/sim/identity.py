@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from gridledger.crypto.sig import SigningKey
+from gridledger.ledger.modules.firmware.types import image_commitment
 from gridledger.sim.community import Member
 
 
@@ -42,6 +43,11 @@ class Identities(Protocol):
         """The member behind a connection point the ledger names (its own or a stand-in)."""
         ...
 
+    def image_opening(self, m: Member, slot: int) -> tuple[bytes, bytes] | None:
+        """(image, salt) of the sealed firmware image ``m``'s meter bound for the slot's
+        pseudonym (what opens its commitment), or None: the image is in clear."""
+        ...
+
 
 class OwnKeys:
     """Members trade and meter under their own registered identities."""
@@ -64,3 +70,14 @@ class OwnKeys:
 
     def owner_of_cp(self, cp: str) -> Member | None:
         return self._by_cp.get(cp)
+
+    def image_opening(self, m: Member, slot: int) -> tuple[bytes, bytes] | None:
+        return None
+
+
+def attested_image(ids: Identities, m: Member, slot: int, image: bytes) -> bytes:
+    """What ``m``'s meter attests in its reading of ``slot`` while running ``image``: the
+    image, or under privacy mode's sealed images the salted commitment to it with the salt
+    of the slot's pseudonym."""
+    opening = ids.image_opening(m, slot)
+    return image if opening is None else image_commitment(image, opening[1])

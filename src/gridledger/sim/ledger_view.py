@@ -42,6 +42,12 @@ class LedgerView:
         out: dict[str, Any] = self._app.query(f"firmware/meter/{cp}")
         return out
 
+    def image_problem(self, image: bytes) -> str | None:
+        """Why a meter attesting ``image`` would be quarantined (None: an approved release
+        no advisory in force names; view ``firmware/image/<hex>``)."""
+        problem = self._app.query(f"firmware/image/{image.hex()}")["problem"]
+        return None if problem is None else str(problem)
+
     def quarantined(self, cp: str) -> bool:
         """Whether the meter of ``cp`` is quarantined by the firmware registry."""
         return bool(self._app.query(f"firmware/meter/{cp}")["quarantined"])

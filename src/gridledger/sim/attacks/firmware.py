@@ -277,8 +277,14 @@ class FakePatch(_MeterTamper):
         if kind is None:
             return
         eng = self.eng
-        raw = eng.tx(eng.identities.meter_key(self.attacker, slot), "firmware/patch",
-                     self._fake(kind))
+        body = self._fake(kind)
+        # under privacy mode its pseudonym's record is sealed: the patch opens it (the
+        # meter holds the salt), as a genuine patch would, so only the fake is refused
+        opening = eng.identities.image_opening(self.attacker, slot)
+        if opening is not None and eng.ledger.firmware_of(
+                eng.identities.ledger_cp(self.attacker, slot)).get("sealed"):
+            body.update(opens=opening[0], salt=opening[1])
+        raw = eng.tx(eng.identities.meter_key(self.attacker, slot), "firmware/patch", body)
         attempt: dict[str, Any] = {"kind": kind, "slot": slot, "rule": None, "stage": None}
         self.attempts.append(attempt)
         (res,) = eng.submit([raw], time_s)

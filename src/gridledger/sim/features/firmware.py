@@ -47,6 +47,7 @@ from gridledger.ledger.modules.firmware.types import MANIFEST_CONTEXT
 from gridledger.meter import SignedRelease, UpdateRefused
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.clock import Step, step_slot
+from gridledger.sim.community import Member
 from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature, ReportSection
 from gridledger.sim.fleet import Fleet, image_of
@@ -167,12 +168,24 @@ class FirmwareFleet(Feature):
                 continue
             body = self.fleet.meters[cp].install(fix)
             self.installed[cp] = body
-            out.append(self.ctx.tx(self.ctx.identities.meter_key(m, slot), "firmware/patch", body))
+            out.append(self.ctx.tx(self.ctx.identities.meter_key(m, slot), "firmware/patch",
+                                   self._opening(m, slot, body)))
         return out + self._later_pseudonyms(slot + 1)
+
+    def _opening(self, m: Member, slot: int, body: dict[str, Any]) -> dict[str, Any]:
+        """A patch of the slot's pseudonym's firmware of record; a sealed record (privacy
+        mode) is opened by the patch (the image it committed to and its salt, which the
+        meter holds), so the ledger checks the upgrade path from it."""
+        ids = self.ctx.identities
+        opening = ids.image_opening(m, slot)
+        if opening is None or not self.ctx.ledger.firmware_of(ids.ledger_cp(m, slot)).get("sealed"):
+            return body
+        return {**body, "opens": opening[0], "salt": opening[1]}
 
     def _later_pseudonyms(self, slot: int) -> list[bytes]:
         """Under privacy mode: a patched meter patches the record its next slot's pseudonym
-        was registered with (still the old image), before that slot's orders."""
+        was registered with (still the old image, in clear or sealed), before that slot's
+        orders."""
         ctx = self.ctx
         out: list[bytes] = []
         if not ctx.sc.privacy or slot not in ctx.trading_slots():
@@ -180,8 +193,12 @@ class FirmwareFleet(Feature):
         for cp, body in sorted(self.installed.items()):
             m = ctx.by_cp[cp]
             lcp = ctx.identities.ledger_cp(m, slot)
-            if lcp != cp and ctx.ledger.quarantined(lcp):
-                out.append(ctx.tx(ctx.identities.meter_key(m, slot), "firmware/patch", body))
+            if lcp == cp:
+                continue
+            rec = ctx.ledger.firmware_of(lcp)
+            if rec.get("reported") and rec.get("firmware") != body["firmware"]:
+                out.append(ctx.tx(ctx.identities.meter_key(m, slot), "firmware/patch",
+                                  self._opening(m, slot, body)))
         return out
 
     # -- what the ledger did ---------------------------------------------------------------

@@ -20,9 +20,14 @@ ledger's privacy module (``ledger/modules/privacy``, ``privacy.ledger_io``):
 * **The DSO's meter data**: each meter seals its connection point's measurement of the slot
   (and the firmware image it attests) to the DSO's ML-KEM-768 key (``crypto.kem.seal``, AAD
   = slot and cp); the DSO opens them and runs state estimation and false-data detection on
-  what it opened. Nothing of it goes to the ledger — except, for a meter whose image no
-  longer matches its next pseudonym's firmware of record (flashed mid-epoch), the DSO's
-  ``privacy/meter_image`` for that pseudonym, one slot ahead of its orders.
+  what it opened. Nothing of it goes to the ledger — except, one slot ahead of a pseudonym's
+  orders, the DSO's ``privacy/meter_image`` for it when its meter's image no longer matches
+  the one bound (flashed mid-epoch: the commitment the meter now attests), or when the bound
+  image got advised (an opening: image and salt).
+* **Sealed images** (``SEAL_IMAGES``): the meter binds a salted commitment to its firmware
+  image into each pseudonym's leaf and attests it in each reading, so the ledger sees no
+  image (an image would cut the pseudonym's anonymity set to its meter cohort); the salt is
+  in the meter's statement to the DSO, off the ledger.
 * **Accountability**: a household whose pseudonym was sold energy it never got claims
   non-delivery under that pseudonym (``disputes/claim``); when a trade dispute is decided
   against a pseudonym, the wronged party asks for an opening (``privacy/request_opening``),
@@ -48,6 +53,7 @@ from gridledger.crypto.hashing import tagged_hash
 from gridledger.crypto.sig import SigningKey
 from gridledger.grid import SlotMeasurements
 from gridledger.ledger import codec
+from gridledger.ledger.modules.firmware.types import image_commitment
 from gridledger.ledger.modules.privacy.records import dispute_id_for_trade, pseudo_cp
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.privacy.ledger_io import (
@@ -82,6 +88,10 @@ attestation and certificate in block B, registrations in block C."""
 RELAYS = 3
 """Relays that register a day's pseudonyms (the trustees' nodes relay them)."""
 CTX_DSO_READING = b"gl/sim/dso-reading/v1"
+SEAL_IMAGES = True
+"""Each pseudonym's leaf and readings carry a salted commitment to its meter's firmware
+image, not the image (issue 19 item 4: an image cuts a pseudonym's anonymity set to its
+cohort). False: images in clear (the defence removed)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,9 @@ class Held:
     last_slot: int
     image: bytes | None = None
     """The firmware image its meter bound into the pseudonym's attested leaf."""
+    salt: bytes | None = None
+    """The secret salt of the leaf's sealed image (``SEAL_IMAGES``): the leaf and the
+    readings carry ``image_commitment(image, salt)``; the meter and the DSO hold it."""
 
     @property
     def address(self) -> bytes:
@@ -143,6 +156,12 @@ class PseudonymIdentities:
 
     def owner_of_cp(self, cp: str) -> Member | None:
         return self._by_cp.get(cp)
+
+    def image_opening(self, m: Member, slot: int) -> tuple[bytes, bytes] | None:
+        h = self.of(m, slot)
+        if h is None or h.image is None or h.salt is None:
+            return None
+        return h.image, h.salt
 
 
 @dataclass
@@ -235,7 +254,9 @@ class PrivacyMode(Feature):
         with ctx.timed("privacy_issue_s"):
             statements, reading = [], {}
             own: dict[int, list[OwnPseudonym]] = {}
-            images: dict[bytes, bytes] = {}
+            images: dict[bytes, bytes] = {}     # pseudonym -> the image its meter runs
+            attested: dict[bytes, bytes] = {}   # pseudonym -> what its leaf binds
+            salts: dict[bytes, bytes] = {}
             fleet = ctx.community.fleet
             for m in ctx.members:
                 if m.index not in tickets:
@@ -248,13 +269,20 @@ class PrivacyMode(Feature):
                 # the meter binds the image it runs into every binding: the pseudonym's
                 # firmware of record from registration on (orders precede its first reading)
                 image = fleet.meters[m.cp].firmware if fleet is not None else None
+                # sealed: with a fresh salt per pseudonym, which only the meter and (in its
+                # statement, off the ledger) the DSO hold
                 rk, st = issue_reading_keys(m.meter, keys.trustee_set.community, m.cp, epoch,
                                             [p.address for p in own[m.index]], firmware=image,
-                                         random_bytes=rng)
+                                            seal=SEAL_IMAGES, random_bytes=rng)
                 reading.update(rk)
                 statements.append(st)
                 if image is not None:
                     images.update(dict.fromkeys(rk, image))
+                for j, (addr, _k) in enumerate(st.bindings):
+                    if (fw := st.attested(j)) is not None:
+                        attested[addr] = fw
+                    if st.salts is not None:
+                        salts[addr] = st.salts[j]
             by_index = {m.index: m for m in ctx.members}
             att = attest_readings(keys.trustee_set.community, epoch, statements,
                                   {by_index[i].cp: by_index[i].meter.public_key for i in own},
@@ -263,11 +291,12 @@ class PrivacyMode(Feature):
                                   [p.entry for ps in own.values() for p in ps], epoch,
                                   EPOCH_SLOTS)
             bodies = register_bodies(keys.trustee_set, batch, att,
-                                     {a: k.public_key for a, k in reading.items()}, images)
+                                     {a: k.public_key for a, k in reading.items()}, attested,
+                                     salts.keys())
         for i, ps in own.items():
             for p, (first, last) in zip(ps, ranges, strict=True):
                 issue.held.append(Held(by_index[i], p, reading[p.address], first, last,
-                                       images.get(p.address)))
+                                       images.get(p.address), salts.get(p.address)))
         attest = [ctx.tx(ctx.community.dso, "privacy/attest", attest_body(att)),
                   ctx.tx(keys.trustee_keys[0].signing_key, "privacy/certify", batch.certify_body)]
         relays = [t.signing_key for t in keys.trustee_keys[:RELAYS]]
@@ -308,24 +337,45 @@ class PrivacyMode(Feature):
         return out + self._meter_images(step.slot + 1)
 
     def _meter_images(self, slot: int) -> list[bytes]:
-        """The DSO reports a meter's image for its pseudonym of ``slot`` when the meter's
-        sealed report showed another image than that pseudonym's firmware of record (a meter
-        flashed mid-epoch; an honestly patched meter patched that record itself): quarantined
-        before the slot's orders, as a household's own cp would be."""
+        """The DSO's reports on the firmware of each member's pseudonym of ``slot``, one slot
+        ahead of its orders (``privacy/meter_image``):
+
+        * **an opening** of a sealed record whose bound image has a problem now (an
+          advisory came into force, or it was not approved when attested) while the meter
+          still runs it: image and salt, so the ledger quarantines exactly this pseudonym
+          (linkable then only inside the advised cohort, which is quarantined anyway);
+        * **a flash**: the meter's sealed report showed another image than the one bound
+          (flashed mid-epoch; an honestly patched meter patched that record itself): what
+          the meter now attests for the pseudonym — the commitment under a sealed record,
+          no image on the ledger — a firmware mismatch, quarantined before the slot's
+          orders, as a household's own cp would be."""
         ctx = self.ctx
         if not self.on or slot not in ctx.trading_slots():
             return []
         out = []
+        problems: dict[bytes, str | None] = {}
         for m in ctx.members:
             image, h = self.dso_images.get(m.cp), self.ids.of(m, slot)
-            if image is None or h is None or image == h.image or h.address in self.reported:
+            if h is None or h.image is None or h.address in self.reported:
                 continue
+            if image in (None, h.image):
+                if h.salt is None or not ctx.ledger.firmware_of(h.cp).get("sealed"):
+                    continue    # in clear (or opened): the registry sees the image itself
+                if h.image not in problems:
+                    problems[h.image] = ctx.ledger.image_problem(h.image)
+                if problems[h.image] is None:
+                    continue
+                self.reported.add(h.address)
+                out.append(ctx.tx(ctx.community.dso, "privacy/meter_image",
+                                  {"pseudonym": h.address, "firmware": h.image, "salt": h.salt}))
+                continue
+            attests = image if h.salt is None else image_commitment(image, h.salt)
             rec = ctx.ledger.firmware_of(h.cp)
-            if rec.get("firmware") in (None, image) or rec.get("mismatch") == image:
+            if rec.get("firmware") in (None, image, attests) or rec.get("mismatch") == attests:
                 continue
             self.reported.add(h.address)
             out.append(ctx.tx(ctx.community.dso, "privacy/meter_image",
-                              {"pseudonym": h.address, "firmware": image}))
+                              {"pseudonym": h.address, "firmware": attests}))
         return out
 
     def after_readings(self, step: Step) -> None:
