@@ -63,6 +63,8 @@ def _privacy_view_holds(on: dict[str, Any], on_dir: Path, validators: int) -> No
     assert d["rotation_counterfactual"]["per-epoch"]["with_leaked_history"] > d["chance"]
     p = on["privacy"]
     assert p["clear_household_readings"] == 0 and p["clear_household_orders"] == 0
+    # no meter's firmware image outside the advisory/patch openings (issue 19 item 4)
+    assert p["clear_meter_images"] == 0, p["clear_meter_images_by_kind"]
     assert p["stores_scanned"] == validators
     # the DSO's DP release (issue 19.3) is in privacy mode's summary too, within its budget
     assert 0 < p["epsilon_per_household_day"] <= p["epsilon_budget_per_household_day"]
@@ -156,7 +158,31 @@ def test_same_seed_same_privacy_figures(tmp_path: Path) -> None:
                       attacks=("usage-inference", "deanonymize"), privacy=True)
         summary, _ = run_demo(sc, tmp)
         u = summary["attacks"]["usage-inference"]
+        # sealed firmware images: the store shows none, so an image narrows no reading's
+        # anonymity set (every pseudonym of its slot)
+        d = summary["attacks"]["deanonymize"]
+        assert summary["privacy"]["clear_meter_images"] == 0
+        assert d["image_anonymity"] == {"mean_set": 12.0, "readings_with_image_shown": 0.0}
         return {"deanonymize": summary["attacks"]["deanonymize"], "market": summary["market"],
                 "residual": u["residual_correlation"], "privacy": summary["privacy"]}
 
     assert once(tmp_path / "a") == once(tmp_path / "b")
+
+
+def test_firmware_images_in_clear_cut_the_anonymity_set(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence removed (issue 19 item 4): leaves and readings carry the meter's image in
+    clear. Every reading then shows its image on the validator's store, and the image cuts
+    each pseudonym's anonymity set to its meter cohort (sealed: all 12 of the slot, in
+    ``test_same_seed_same_privacy_figures``)."""
+    from gridledger.sim.features import privacy as privacy_feature
+
+    monkeypatch.setattr(privacy_feature, "SEAL_IMAGES", False)
+    sc = Scenario(participants=12, slots=8, validators=1, seed=7, start_slot_of_day=MIDDAY,
+                  attacks=("deanonymize",), privacy=True)
+    summary, _ = run_demo(sc, tmp_path)
+    p, d = summary["privacy"], summary["attacks"]["deanonymize"]
+    assert p["clear_meter_images_by_kind"]["metering/reading"] >= 12 * 8
+    assert p["clear_meter_images_by_kind"]["privacy/register"] > 0
+    assert d["image_anonymity"]["readings_with_image_shown"] == 1.0
+    assert d["image_anonymity"]["mean_set"] < 12

@@ -359,12 +359,12 @@ class PrivacyMode(Feature):
             if h is None or h.image is None or h.address in self.reported:
                 continue
             if image in (None, h.image):
-                if h.salt is None or not ctx.ledger.firmware_of(h.cp).get("sealed"):
-                    continue    # in clear (or opened): the registry sees the image itself
+                if h.salt is None:
+                    continue    # in clear: the registry sees the image itself
                 if h.image not in problems:
                     problems[h.image] = ctx.ledger.image_problem(h.image)
-                if problems[h.image] is None:
-                    continue
+                if problems[h.image] is None or not ctx.ledger.firmware_of(h.cp).get("sealed"):
+                    continue    # fine, or opened already (by a patch)
                 self.reported.add(h.address)
                 out.append(ctx.tx(ctx.community.dso, "privacy/meter_image",
                                   {"pseudonym": h.address, "firmware": h.image, "salt": h.salt}))
