@@ -334,9 +334,11 @@ class PrivacyMode(Feature):
 
     def txs_c(self, step: Step) -> list[bytes]:
         out, self._registers = self._registers, []
-        return out + self._meter_images(step.slot + 1)
+        # openings for this slot's pseudonyms too: their reading of the slot is still to come
+        # (a sealed record an advisory made stale would take it unquarantined)
+        return out + self._meter_images(step.slot, flashes=False) + self._meter_images(step.slot + 1)
 
-    def _meter_images(self, slot: int) -> list[bytes]:
+    def _meter_images(self, slot: int, *, flashes: bool = True) -> list[bytes]:
         """The DSO's reports on the firmware of each member's pseudonym of ``slot``, one slot
         ahead of its orders (``privacy/meter_image``):
 
@@ -348,7 +350,10 @@ class PrivacyMode(Feature):
           (flashed mid-epoch; an honestly patched meter patched that record itself): what
           the meter now attests for the pseudonym — the commitment under a sealed record,
           no image on the ledger — a firmware mismatch, quarantined before the slot's
-          orders, as a household's own cp would be."""
+          orders, as a household's own cp would be (not with ``flashes`` False).
+
+        Called at block C of slot s for the pseudonyms of s + 1 and, openings only, of s
+        (their reading of s comes in the next block C)."""
         ctx = self.ctx
         if not self.on or slot not in ctx.trading_slots():
             return []
@@ -368,6 +373,8 @@ class PrivacyMode(Feature):
                 self.reported.add(h.address)
                 out.append(ctx.tx(ctx.community.dso, "privacy/meter_image",
                                   {"pseudonym": h.address, "firmware": h.image, "salt": h.salt}))
+                continue
+            if not flashes:
                 continue
             attests = image if h.salt is None else image_commitment(image, h.salt)
             rec = ctx.ledger.firmware_of(h.cp)
