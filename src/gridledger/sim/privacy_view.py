@@ -26,6 +26,7 @@ from gridledger.ledger import codec
 from gridledger.ledger.block import Header
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules.firmware.types import image_commitment
+from gridledger.ledger.modules.privacy.records import pseudo_cp
 from gridledger.ledger.tx import Tx, decode_tx
 from gridledger.sim.context import SimContext
 
@@ -248,8 +249,9 @@ class Observation:
     commitment under privacy mode)."""
     known_images: set[bytes] = field(default_factory=set)
     """Every release image the store names (genesis releases, ``firmware_released``)."""
-    image_salts: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
-    """cp -> (image, salt) of a sealed firmware record an opening revealed."""
+    image_salts: dict[str, set[bytes]] = field(default_factory=dict)
+    """cp -> salts an opening of its sealed firmware record showed (an accepted or a refused
+    transaction: a refused one may carry the right salt too)."""
     orders: dict[tuple[int, bytes], tuple[int, int, int]] = field(default_factory=dict)
     """(slot, sender) -> (side +1 sell / -1 buy, energy Wh, price micro/kWh), last order."""
     pseudonyms: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # -> (first, last)
@@ -271,12 +273,8 @@ class Observation:
         v = self.images.get((slot, cp))
         if v is None or v in self.known_images:
             return v
-        opened = self.image_salts.get(cp)
-        if opened is None:
-            return None
-        salt = opened[1]
-        return next((i for i in sorted(self.known_images) if image_commitment(i, salt) == v),
-                    None)
+        return next((i for salt in sorted(self.image_salts.get(cp, ()))
+                     for i in sorted(self.known_images) if image_commitment(i, salt) == v), None)
 
 
 def _genesis_households(genesis: Genesis) -> tuple[list[bytes], dict[bytes, str],
@@ -305,12 +303,14 @@ def observe_store(path: Path, validator: int, api: Any = None) -> Observation:
         for rel in (genesis.doc.get("firmware") or {}).get("releases", []):
             obs.known_images.add(bytes(rel["manifest"]["image_sha3"]))
         last: Header | None = None
+        reading_keys: dict[bytes, str] = {}   # a pseudonym's reading key -> its stand-in cp
         for header, txs, block_events in view.blocks():
             last = header
             for st in txs:
+                body = st.tx.body
+                _observe_openings(obs, st.tx.kind, st.tx.sender, body, reading_keys)
                 if not st.ok:
                     continue
-                body = st.tx.body
                 if st.tx.kind == "market/order":
                     side = 1 if body["side"] == "sell" else -1
                     obs.orders[(int(body["slot"]), st.tx.sender)] = (
@@ -329,6 +329,24 @@ def observe_store(path: Path, validator: int, api: Any = None) -> Observation:
     return obs
 
 
+def _observe_openings(obs: Observation, kind: str, sender: bytes, body: Any,
+                      reading_keys: dict[bytes, str]) -> None:
+    """Openings of sealed firmware images a transaction body shows, accepted or not (a
+    refused patch still carries its opening): a registration names each pseudonym's
+    reading key; a patch signed by one, or the DSO's opening, gives (image, salt)."""
+    if kind == "privacy/register":
+        for leaf in body.get("leaves", []):
+            reading_keys[address_of(leaf["reading_alg"], leaf["reading_pk"])] = \
+                pseudo_cp(address_of(leaf["alg"], leaf["pk"]))
+    if kind == "firmware/patch" and isinstance(body.get("manifest"), dict):
+        obs.known_images.add(bytes(body["manifest"].get("image_sha3", b"")))
+    if kind == "firmware/patch" and "salt" in body and sender in reading_keys:
+        obs.image_salts.setdefault(reading_keys[sender], set()).add(bytes(body["salt"]))
+    elif kind == "privacy/meter_image" and "salt" in body:
+        obs.image_salts.setdefault(pseudo_cp(bytes(body["pseudonym"])), set()).add(
+            bytes(body["salt"]))
+
+
 def _observe_event(obs: Observation, e: dict[str, Any]) -> None:
     t = e.get("type")
     if t == "reading":
@@ -341,7 +359,7 @@ def _observe_event(obs: Observation, e: dict[str, Any]) -> None:
     elif t == "firmware_released":
         obs.known_images.add(bytes(e["image_sha3"]))
     elif t == "image_opened":   # an opening of a sealed record: its image and salt
-        obs.image_salts[str(e["cp"])] = (bytes(e["firmware"]), bytes(e["salt"]))
+        obs.image_salts.setdefault(str(e["cp"]), set()).add(bytes(e["salt"]))
     elif t == "storage_reading":
         obs.storage[(int(e["slot"]), str(e["cp"]))] = int(e["discharged_wh"])
     elif t == "pseudonym_registered":
