@@ -148,8 +148,9 @@ def test_under_privacy_mode_pseudonymous_readings_are_checked(tmp_path: Path,
     exploited and the flashed meters are quarantined and settle on the DSO's estimate (loss
     0), every fake patch is refused naming its rule, and every quarantine is mapped back to
     its household. A pseudonym's orders precede its first reading: the image its meter runs
-    is bound at registration (issue 19), so the advisory reaches every registered pseudonym
-    of an advised meter at once and no order is placed from one before it is patched."""
+    is bound at registration (issue 19), sealed (a salted commitment, item 4), and the DSO
+    opens each pseudonym of an advised meter one slot ahead, so no order is placed from one
+    before it is patched — and no meter's image is in the store outside those openings."""
     fdi_blind(monkeypatch)
     sc = Scenario(participants=20, slots=20, validators=1, attacks=BOTH, seed=7,
                   start_slot_of_day=MIDDAY, privacy=True)
@@ -170,6 +171,7 @@ def test_under_privacy_mode_pseudonymous_readings_are_checked(tmp_path: Path,
     fw = s["firmware"]
     assert all(not q["cp"].startswith("ps:") for q in fw["quarantine_spans"])
     assert fw["estimated_readings"] == fw["quarantined_readings"] > 0
+    assert s["privacy"]["clear_meter_images"] == 0, s["privacy"]["clear_meter_images_by_kind"]
 
 
 @pytest.mark.slow
