@@ -169,6 +169,7 @@ def test_same_seed_same_privacy_figures(tmp_path: Path) -> None:
     assert once(tmp_path / "a") == once(tmp_path / "b")
 
 
+@pytest.mark.slow
 def test_firmware_images_in_clear_cut_the_anonymity_set(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Defence removed (issue 19 item 4): leaves and readings carry the meter's image in
