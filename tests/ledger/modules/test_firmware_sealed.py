@@ -137,16 +137,22 @@ def test_the_dso_opens_exactly_the_advised_pseudonym(tmp_path: Path) -> None:
     assert _orders(w, iss) == {"p0": "meter-quarantined", "p1": None}
 
 
+def _sealed_on_old(tmp_path: Path) -> tuple[Any, Any, Any, Any, Any, int]:
+    """A network whose meter 0 runs 1.0.0 under one sealed pseudonym (slot 5): (network,
+    old release, fix release 1.1.0 — approved by genesis to install over 1.0.0, issuance,
+    the pseudonym, a time before its order)."""
+    w, old, fix = _net(tmp_path)
+    iss = issue(w, 1, {0: [5]}, at=t_order(5) - 300, seal=True,
+                firmware={0: old.manifest.image_sha3})
+    (p0,) = iss.own[0]
+    return w, old, fix, iss, p0, t_order(5) - 290
+
+
 def test_a_patch_after_the_opening_lifts_the_quarantine(tmp_path: Path) -> None:
     """The DSO opened the advised pseudonym; its meter installs the fix: the record takes
     the fix's image and keeps the salt, the quarantine is lifted, and readings attesting the
     commitment to the new image are taken as they are."""
-    w, old, new = _net(tmp_path)
-    iss = issue(w, 1, {0: [5]}, at=t_order(5) - 300, seal=True,
-                firmware={0: old.manifest.image_sha3})
-    (p0,) = iss.own[0]
-    fix = new                      # 1.1.0 installs over 1.0.0 (approved by genesis)
-    at = t_order(5) - 290
+    w, old, fix, iss, p0, at = _sealed_on_old(tmp_path)
     _advise(w, at + 2)
     salt, key = _salt(iss, 0), iss.reading_key(p0)
     w.ok([w.tx(w.dso, "privacy/meter_image", {"pseudonym": p0.address,
@@ -168,12 +174,7 @@ def test_a_patch_after_the_opening_lifts_the_quarantine(tmp_path: Path) -> None:
 def test_a_patch_to_a_sealed_record_must_open_it(tmp_path: Path) -> None:
     """A sealed (unopened) record: the patch must open it (the upgrade path is checked
     against the committed image) — missing or wrong opening ``image-opening``."""
-    w, old, new = _net(tmp_path)
-    iss = issue(w, 1, {0: [5]}, at=t_order(5) - 300, seal=True,
-                firmware={0: old.manifest.image_sha3})
-    (p0,) = iss.own[0]
-    fix = new                      # 1.1.0 installs over 1.0.0 (approved by genesis)
-    at = t_order(5) - 290
+    w, old, fix, iss, p0, at = _sealed_on_old(tmp_path)
     key, salt = iss.reading_key(p0), _salt(iss, 0)
     body = patch_body(fix, fix.manifest.image_sha3)
     out = w.run([w.tx(key, "firmware/patch", body),
