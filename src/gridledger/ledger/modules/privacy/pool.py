@@ -265,16 +265,23 @@ class Pool:
         rec = self._open_epoch(state, batch.epoch)
         first_ok = batch.epoch * cfg.epoch_slots
         last_ok = (batch.epoch + 1) * cfg.epoch_slots - 1
+        # the attestations the leaves draw on, counted here and written once each (a
+        # registration relays up to a few hundred leaves under one or two roots)
+        atts: dict[bytes, AttestRecord | None] = {}
         for leaf in msg.leaves:
-            self._register_one(state, ctx, cfg, batch, msg.root, leaf, first_ok, last_ok)
+            self._register_one(state, ctx, cfg, batch, msg.root, leaf, first_ok, last_ok, atts)
             batch = replace(batch, registered=batch.registered + 1)
+        for reading_root in sorted(atts):
+            att = atts[reading_root]
+            assert att is not None   # a leaf whose root had none was refused
+            keeper.put_attestation(state, reading_root, att)
         keeper.put_batch(state, msg.root, batch)
         keeper.put_epoch(state, batch.epoch,
                          replace(rec, registered=rec.registered + len(msg.leaves)))
 
     def _register_one(self, state: State, ctx: TxContext, cfg: PrivacyConfig,
                       batch: BatchRecord, root: bytes, leaf: Leaf, first_ok: int,
-                      last_ok: int) -> None:
+                      last_ok: int, atts: dict[bytes, AttestRecord | None]) -> None:
         epoch = batch.epoch
         if not first_ok <= leaf.first_slot <= leaf.last_slot <= last_ok:
             raise PseudonymSlots(f"slots must lie in epoch {epoch} ({first_ok}..{last_ok})")
@@ -286,7 +293,9 @@ class Pool:
         if leaf.index >= batch.count or not verify_inclusion(root, certified, leaf.index,
                                                              batch.count, list(leaf.path)):
             raise NotCertified("the leaf is not in the certified batch")
-        att = keeper.get_attestation(state, leaf.reading_root)
+        if leaf.reading_root not in atts:
+            atts[leaf.reading_root] = keeper.get_attestation(state, leaf.reading_root)
+        att = atts[leaf.reading_root]
         addr = key.address
         bound = reading_leaf(cfg.community, epoch, addr, leaf.reading_key, leaf.reading_firmware,
                              sealed=leaf.reading_sealed)
@@ -319,8 +328,7 @@ class Pool:
             reading_sealed=True if leaf.reading_sealed else None))
         for s in range(leaf.first_slot, leaf.last_slot + 1):
             keeper.index_feeder_slot(state, s, leaf.feeder, addr)
-        keeper.put_attestation(state, leaf.reading_root,
-                               replace(att, registered=att.registered + 1))
+        atts[leaf.reading_root] = replace(att, registered=att.registered + 1)
         self.bank.move(state, pool_address(epoch), addr, cfg.allowance_micro)
         ctx.emit("pseudonym_registered", pseudonym=addr, epoch=epoch,
                  first_slot=leaf.first_slot, last_slot=leaf.last_slot, feeder=leaf.feeder,
