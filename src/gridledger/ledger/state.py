@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
@@ -194,6 +194,7 @@ class Detached:
     values: dict[bytes, tuple[bytes, bytes] | None]
     roots: dict[int, tuple[bytes, bytes]]
     writes_at: int
+    buckets: dict[bytes, int] = field(default_factory=dict)  # each key's bucket_of, if known
 
 
 class State:
@@ -370,15 +371,17 @@ class State:
         for key, old in self._journal[mark:]:
             originals.setdefault(key, old)  # the value before the transaction
         del self._journal[mark:]
+        # each key's bucket once (a registration block writes ~37k keys: hashing each key
+        # four times over between detach and attach was a tenth of the block's CPU)
+        where = {key: bucket_of(key) for key in originals}
         values: dict[bytes, tuple[bytes, bytes] | None] = {}
-        for key in originals:
+        for key, b in where.items():
             value = self._data.get(key)
-            values[key] = None if value is None else (value, self._buckets[bucket_of(key)][key])
-        buckets = {bucket_of(k) for k in originals}
-        roots = {b: (self._bucket_roots[b], self._top_leaves[b]) for b in buckets}
+            values[key] = None if value is None else (value, self._buckets[b][key])
+        roots = {b: (self._bucket_roots[b], self._top_leaves[b]) for b in set(where.values())}
         for key, old in originals.items():
-            self._put(key, None if old is None else (old, entry_hash(key, old)))
-        return Detached(values, roots, self._writes)
+            self._put(key, None if old is None else (old, entry_hash(key, old)), where[key])
+        return Detached(values, roots, self._writes, where)
 
     def attach(self, detached: Detached) -> None:
         """Apply the writes of a ``detach``-ed transaction (outside any transaction)."""
@@ -386,8 +389,10 @@ class State:
             raise ValueError("attach inside an open transaction")
         unchanged = self._writes == detached.writes_at
         self._writes += 1
+        where = detached.buckets
         for key, entry in detached.values.items():
-            self._put(key, entry)
+            b = where.get(key)
+            self._put(key, entry, bucket_of(key) if b is None else b)
         if unchanged:  # nothing wrote since the detach: the pending roots are exact
             for b, (root, leaf) in detached.roots.items():
                 self._bucket_roots[b] = root
@@ -395,9 +400,9 @@ class State:
                 if self._trees[b].root_hash == root:   # its levels are the attached state's
                     self._dirty.pop(b, None)
 
-    def _put(self, key: bytes, entry: tuple[bytes, bytes] | None) -> None:
-        """Set ``key`` to ``(value, its entry hash)`` or delete it (None), unjournalled."""
-        b = bucket_of(key)
+    def _put(self, key: bytes, entry: tuple[bytes, bytes] | None, b: int) -> None:
+        """Set ``key`` (in bucket ``b``) to ``(value, its entry hash)`` or delete it (None),
+        unjournalled."""
         if entry is None:
             if self._data.pop(key, None) is not None:
                 self._unindex(key)
