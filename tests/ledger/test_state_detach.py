@@ -42,7 +42,7 @@ def test_a_write_in_between_makes_attach_recompute_roots():
 
 
 ops = st.lists(st.tuples(st.sampled_from(["set", "delete", "root", "begin", "rollback",
-                                          "commit", "detach-attach"]),
+                                          "commit", "detach-attach", "scan", "writes"]),
                          st.integers(0, 2999), st.binary(max_size=3)), max_size=60)
 
 
@@ -56,23 +56,44 @@ def test_root_after_any_writes_equals_a_state_built_afresh(steps):
     s = State({i.to_bytes(2, "big"): b"v" for i in range(0, 3000, 2)})
     s.root()
     depth = 0
+    journal: list[tuple[bytes, bytes | None]] = []   # (key, value before), as block_writes
+    marks: list[int] = []
     for op, k, v in steps:
         key = k.to_bytes(2, "big")
         if op == "set":
+            journal.append((key, s.get(key)))
             s.set(key, v)
         elif op == "delete":
+            if s.get(key) is not None:
+                journal.append((key, s.get(key)))
             s.delete(key)
         elif op == "root":
             assert s.root() == State(dict(s.snapshot_items())).root()
+        elif op == "scan":   # the sorted key index (keys added wait for the next scan)
+            prefix = key[:1] if v else b""
+            assert s.keys_with_prefix(prefix) == sorted(
+                x for x, _ in s.snapshot_items() if x.startswith(prefix))
+        elif op == "writes":  # asked twice in a row: built once, the same both times
+            want: dict[bytes, bytes | None] | None = None
+            if depth:
+                want = {}
+                for jk, old in journal[marks[0]:]:
+                    want.setdefault(jk, old)
+            assert s.block_writes() == want and s.block_writes() == want
         elif op == "begin":
             s.begin()
+            marks.append(len(journal))
             depth += 1
         elif op in ("rollback", "commit") and depth:
             s.rollback() if op == "rollback" else s.commit()
+            mark = marks.pop()
+            if op == "rollback" or not marks:
+                del journal[mark:]
             depth -= 1
         elif op == "detach-attach" and depth == 1:
             s.root()
             d = s.detach()
+            del journal[marks.pop():]
             depth = 0
             if v:
                 s.root()           # a query between detach and attach
