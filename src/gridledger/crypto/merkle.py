@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
 EMPTY_ROOT = hashlib.sha3_256(b"").digest()
+_sha3 = hashlib.sha3_256
 
 
 def hash_leaf(data: bytes) -> bytes:
@@ -187,8 +188,12 @@ class SortedLeaves:
             up = first // 2
             del above[up:]
             n = len(below)
-            above.extend(hash_node(below[j], below[j + 1]) if j + 1 < n else below[j]
-                         for j in range(2 * up, n, 2))
+            # hash_node inlined over the pairs (the bulk of a state root: an insertion
+            # rehashes its bucket from its position on); an odd last node is promoted
+            above.extend([_sha3(b"\x01" + left + right).digest() for left, right
+                          in zip(below[2 * up:n - 1:2], below[2 * up + 1:n:2], strict=True)])
+            if n % 2:
+                above.append(below[n - 1])
             paths = {i >> 1 for i in paths if i >> 1 < up}
             for p in paths:
                 above[p] = hash_node(below[2 * p], below[2 * p + 1])
