@@ -41,7 +41,8 @@ from scipy.optimize import linprog
 
 from gridledger.errors import GridError
 from gridledger.grid import _acpf
-from gridledger.grid.areas import Areas, LvArea, boundary_vm_pu, substation_areas
+from gridledger.grid.area_workers import area_workers
+from gridledger.grid.areas import Areas, boundary_vm_pu, substation_areas
 from gridledger.grid.model import WH_PER_MW_SLOT, GridModel
 from gridledger.grid.powerflow import (
     GridLimits,
@@ -345,7 +346,7 @@ def _per_substation(
     m_wh = np.zeros(len(model.cps), dtype=np.int64)
     e_wh[areas.mv_rows] = top.e_wh[:n_mv]
     m_wh[areas.mv_rows] = top.m_wh[:n_mv]
-    solved: list[tuple[LvArea, _Solved]] = []
+    jobs: list[tuple[int, _Box, GridLimits, EnvelopeConfig, _Shares]] = []
     for a in areas.lv:
         # the busbar may move from v0 to min(v0 + d, vm_max) and down to max(v0 - d, vm_min):
         # the LV area keeps that far inside the band (so its no-load state is always inside)
@@ -354,10 +355,16 @@ def _per_substation(
                             vm_max_pu=lim.vm_max_pu - min(d, max(0.0, lim.vm_max_pu - v0)),
                             max_loading_pct=lim.max_loading_pct)
         box_a = _Box(f_exp=box_full.f_exp[a.rows], f_imp=box_full.f_imp[a.rows], w=box_full.w[a.rows])
-        got = _solve_box(a.model, slot, box_a, lv_lim, config, caps=top.shares)
+        jobs.append((slot, box_a, lv_lim, config, top.shares))
+    # the LV areas are independent once the MV level has capped them: on every core
+    pool = area_workers(model)
+    got_all: list[_Solved] = (pool.map(_solve_area, jobs) if pool is not None
+                              else [_solve_area(a.model, *j) for a, j in zip(areas.lv, jobs,
+                                                                             strict=True)])
+    solved = list(zip(areas.lv, got_all, strict=True))
+    for a, got in solved:
         e_wh[a.rows] = got.e_wh
         m_wh[a.rows] = got.m_wh
-        solved.append((a, got))
     worst, checks = _check_whole(model, slot, e_wh, m_wh, lim)
     parts = [top, *(s for _a, s in solved)]
     # every cp's bound is its own area's; the report's headline factors are the smallest
@@ -393,6 +400,12 @@ def _per_substation(
         areas=1 + len(areas.lv),
         limited_by_cp=per_cp,
     )
+
+
+def _solve_area(model: GridModel, slot: int, box: _Box, lim: GridLimits, config: EnvelopeConfig,
+                caps: _Shares) -> _Solved:
+    """One LV area's box under the MV level's caps (``grid.area_workers`` runs it anywhere)."""
+    return _solve_box(model, slot, box, lim, config, caps=caps)
 
 
 def _check_whole(

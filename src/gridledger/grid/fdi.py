@@ -39,6 +39,7 @@ from scipy import stats
 
 from gridledger.errors import GridError
 from gridledger.grid import _acpf
+from gridledger.grid.area_workers import area_workers
 from gridledger.grid.areas import Areas, substation_areas
 from gridledger.grid.balance import AreaBalance, area_balances
 from gridledger.grid.estimation import (
@@ -317,27 +318,29 @@ def _per_substation(
             mv_varh[agg] = -int(round(q))
         if v is not None:
             mv_vm[agg] = float(v)
-    parts: list[tuple[str, GridModel, DetectionResult]] = []
-
-    def run(name: str, sub: GridModel, part_wh: Mapping[str, int], part_varh: Mapping[str, int],
-            part_vm: Mapping[str, float], prev: DetectionResult | None) -> None:
+    def part_meas(sub: GridModel, part_wh: Mapping[str, int], part_varh: Mapping[str, int],
+                  part_vm: Mapping[str, float]) -> SlotMeasurements:
         cat = sensor_catalogue(sub)
-        sub_meas = SlotMeasurements(
+        return SlotMeasurements(
             slot=slot, reported_wh_by_cp=part_wh, reported_varh_by_cp=part_varh,
             vm_pu_by_cp=part_vm,
             sensor_readings={k: v for k, v in sensors.items() if k in cat})
-        try:
-            parts.append((name, sub, detect_bad_meters(sub, slot, sub_meas, config=cfg,
-                                                       previous=prev)))
-        except GridError as exc:
-            raise GridError(f"{name}: {exc}") from None
 
-    run("mv level", mv, mv_wh, mv_varh, mv_vm, prev_parts[0])
+    parts: list[tuple[str, GridModel, DetectionResult]] = [
+        ("mv level", mv, _detect_part(mv, "mv level", slot,
+                                      part_meas(mv, mv_wh, mv_varh, mv_vm), cfg, prev_parts[0]))]
+    jobs = []
     for i, a in enumerate(areas.lv):
         ids = a.model.cp_ids
-        run(a.name, a.model, {cp: wh[cp] for cp in ids if cp in wh},
-            {cp: varh[cp] for cp in ids if cp in varh}, {cp: vm[cp] for cp in ids if cp in vm},
-            prev_parts[1 + i])
+        jobs.append((a.name, slot, part_meas(
+            a.model, {cp: wh[cp] for cp in ids if cp in wh},
+            {cp: varh[cp] for cp in ids if cp in varh}, {cp: vm[cp] for cp in ids if cp in vm}),
+            cfg, prev_parts[1 + i]))
+    # the LV areas are independent parts: on every core
+    pool = area_workers(model)
+    got = (pool.map(_detect_part, jobs) if pool is not None
+           else [_detect_part(a.model, *j) for a, j in zip(areas.lv, jobs, strict=True)])
+    parts.extend((a.name, a.model, r) for a, r in zip(areas.lv, got, strict=True))
     real = set(model.cp_ids)
     results = [r for _n, _m, r in parts]
     flagged = frozenset(cp for r in results for cp in r.flagged if cp in real)
@@ -364,6 +367,16 @@ def _per_substation(
         reason="; ".join(reasons),
         parts=tuple(results),
     )
+
+
+def _detect_part(sub: GridModel, name: str, slot: int, meas: SlotMeasurements,
+                 config: DetectionConfig, previous: DetectionResult | None) -> DetectionResult:
+    """One part of a per-substation detection (``grid.area_workers`` runs it anywhere);
+    a ``GridError`` names the part."""
+    try:
+        return detect_bad_meters(sub, slot, meas, config=config, previous=previous)
+    except GridError as exc:
+        raise GridError(f"{name}: {exc}") from None
 
 
 def _two_slot_score(now: float, cp: str, previous: DetectionResult) -> float:
