@@ -102,3 +102,61 @@ def test_minimal_readings_are_still_observable(lv: GridModel) -> None:
     rows = build_rows(lv, meas)
     est = estimate_state(ac_network(lv), rows.mm, rows.z, rows.sigma)
     assert est.dof >= 1
+
+
+def _jacobian_by_sparse_algebra(acn, mm, v):  # type: ignore[no-untyped-def]
+    """MATPOWER's dSbus_dV / dSbr_dV as sparse products (the estimator's H before it was
+    filled entry by entry): the oracle ``jacobian`` must equal."""
+    import scipy.sparse as sp
+
+    n, nbr = acn.n_bus, acn.yf.shape[0]
+    ref = int(acn.ref[0])
+    non_ref = np.array([k for k in range(n) if k != ref])
+    vn = v / np.abs(v)
+    ibus = acn.ybus @ v
+    dv, dvn = sp.diags(v), sp.diags(vn)
+    ds_dvm = dv @ (acn.ybus @ dvn).conj() + sp.diags(np.conj(ibus) * vn)
+    ds_dva = 1j * dv @ (sp.diags(ibus) - acn.ybus @ dv).conj()
+
+    def branch(y, bus):  # type: ignore[no-untyped-def]
+        c = sp.csr_matrix((np.ones(nbr), (np.arange(nbr), bus)), shape=(nbr, n))
+        i = y @ v
+        vb, di = sp.diags(v[bus]), sp.diags(np.conj(i))
+        return (1j * (di @ c @ dv - vb @ (y @ dv).conj()),
+                vb @ (y @ dvn).conj() + di @ c @ dvn)
+
+    f_va, f_vm = branch(acn.yf, acn.f_bus)
+    t_va, t_vm = branch(acn.yt, acn.t_bus)
+    zero = sp.csr_matrix((n, n))
+    big_va = sp.vstack([ds_dva.real, ds_dva.imag, zero, f_va.real, f_va.imag, t_va.real,
+                        t_va.imag], format="csr")
+    big_vm = sp.vstack([ds_dvm.real, ds_dvm.imag, sp.identity(n), f_vm.real, f_vm.imag,
+                        t_vm.real, t_vm.imag], format="csr")
+    rows = np.cumsum([0, n, n, n, nbr, nbr, nbr, nbr])[mm.kind] + mm.element
+    h = sp.hstack([big_va[rows][:, non_ref], big_vm[rows]], format="csr")
+    return sp.diags(mm.sign) @ h
+
+
+@pytest.mark.parametrize("slot_offset", [0, -28])
+def test_jacobian_equals_matpowers_sparse_formulas(lv: GridModel, rural3: GridModel,
+                                                   slot_offset: int) -> None:
+    """Every kind of row (injections, magnitudes, both branch ends; signs; any subset and
+    order) at an estimated state and at the flat start."""
+    for model in (lv, rural3):
+        slot = EVENING + slot_offset
+        rows = build_rows(model, _honest(model, slot, 5))
+        acn = ac_network(model)
+        assert {int(k) for k in rows.mm.kind} >= {0, 1, 2, 3, 4}
+        est = estimate_state(acn, rows.mm, rows.z, rows.sigma)
+        rng = np.random.default_rng(slot)
+        sub = rows.mm.subset(rng.permutation(rows.mm.m)[: rows.mm.m * 2 // 3])
+        flows = rows.mm.kind >= 3
+        to_side = MeasurementModel(kind=np.array([0, 1, 2, 5, 6, 3, 4])[rows.mm.kind[flows]], element=rows.mm.element[flows],
+                                   sign=-rows.mm.sign[flows],
+                                   labels=tuple(np.array(rows.mm.labels)[flows]))
+        for mm in (rows.mm, sub, to_side):
+            for v in (est.v, acn.v_start):
+                got = jacobian(acn, mm, v).toarray()
+                want = _jacobian_by_sparse_algebra(acn, mm, v).toarray()
+                assert got.shape == want.shape
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
