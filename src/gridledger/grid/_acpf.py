@@ -49,6 +49,8 @@ class _JacPattern:
     indices: IntArray
     indptr: IntArray
     size: int
+    y: ComplexArray
+    """Ybus at (row, col) (a sparse fancy index was most of each evaluation)."""
 
 
 def _jac_pattern(ybus: sp.csr_matrix, pv: IntArray, pq: IntArray) -> _JacPattern:
@@ -85,6 +87,7 @@ def _jac_pattern(ybus: sp.csr_matrix, pv: IntArray, pq: IntArray) -> _JacPattern
         indices=r,
         indptr=np.cumsum(indptr),
         size=size,
+        y=np.asarray(ybus[row, col], dtype=np.complex128).ravel(),
     )
 
 
@@ -303,7 +306,7 @@ def _jacobian(acn: AcNetwork, v: ComplexArray, pvpq: IntArray) -> sp.csc_matrix:
     """
     pat = acn.jac
     assert pat is not None
-    y = np.asarray(acn.ybus[pat.row, pat.col]).ravel()
+    y = pat.y
     ibus = acn.ybus @ v
     vn = v / np.abs(v)
     i, k = pat.row, pat.col
