@@ -143,6 +143,23 @@ class FlexSuspended(Unauthorized):
     rule = "flex-suspended"
 
 
+class PseudonymDevice(InvalidBody):
+    """No device record at a pseudonym's stand-in cp (``ps:<addr>``): a kind and power per
+    pseudonym would label each of a household's per-slot pseudonyms with its equipment and
+    link them. The DSO, which knows its customers' devices, caps the pseudonym's eligible
+    ``max_wh`` by the device's power instead."""
+
+    rule = "pseudonym-device"
+
+
+class PseudonymVen(Unauthorized):
+    """A pseudonym enrols no VEN: the enrolment (an identity, a name) would outlive the
+    pseudonym's retirement and its name would link the household's pseudonyms; the
+    pseudonym reports its delivery itself."""
+
+    rule = "pseudonym-ven"
+
+
 class VenTaken(InvalidBody):
     """The VEN name (OAuth client id) or its key is already enrolled."""
 
@@ -152,4 +169,5 @@ class VenTaken(InvalidBody):
 RULES = (RequestWindow, UnknownRequest, FlexGateClosed, NotEligible, AbovePriceCap,
          AboveEnvelope, AboveCapacity, UnregisteredDevice, MaxOffers, NoOffer, NotOfferOwner,
          NotRequester, OrderWindow, AlreadyOrdered, NotMeritOrder, AboveRequest, OverBudget,
-         NotActivated, ReportWindow, AlreadyReported, NotDelegate, VenTaken, FlexSuspended)
+         NotActivated, ReportWindow, AlreadyReported, NotDelegate, VenTaken, FlexSuspended,
+         PseudonymDevice, PseudonymVen)

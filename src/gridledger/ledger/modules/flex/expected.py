@@ -28,9 +28,14 @@ class Holder(Protocol):
 
 class Registry(Protocol):
     """Who holds which connection point; VEN reporting keys are registered as identities
-    with the single role ``ven`` (registry)."""
+    with the single role ``ven`` (registry). A pseudonym (role ``pseudonym``) holds a
+    stand-in cp and acts only in the slots its certificate names (``require_in_slot``)."""
 
     def participant(self, state: State, addr: bytes) -> Holder | None: ...
+    def cp_holder(self, state: State, cp: str) -> bytes | None: ...
+    def require_in_slot(self, state: State, addr: bytes, slot: int) -> None:
+        """Raises ``pseudonym-slot`` if ``addr`` is a pseudonym certified for other slots."""
+        ...
     def put_participant(self, state: State, addr: bytes, record: Mapping[str, Any]) -> None: ...
 
 

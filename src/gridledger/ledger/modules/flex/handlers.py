@@ -29,6 +29,8 @@ from gridledger.ledger.modules.flex.errors import (
     NotRequester,
     OrderWindow,
     OverBudget,
+    PseudonymDevice,
+    PseudonymVen,
     ReportWindow,
     RequestWindow,
     UnknownRequest,
@@ -61,6 +63,7 @@ from gridledger.ledger.state import State
 from gridledger.market.rounding import ceil_micro
 
 VEN_ROLE = "ven"
+PSEUDONYM_ROLE = "pseudonym"
 
 
 class Handlers:
@@ -174,13 +177,23 @@ class Handlers:
                          activated_wh=list(act), price_micro_per_kwh=o.price_micro_per_kwh)
 
     def resource(self, state: State, ctx: TxContext, msg: RegisterDevice) -> None:
-        """``flex/resource`` (dso): register (or with 0 remove) a flexible device at a cp."""
+        """``flex/resource`` (dso): register (or with 0 remove) a flexible device at a cp.
+        Rule ``pseudonym-device``: none at a pseudonym's stand-in cp (it would link the
+        household's pseudonyms; the DSO caps the pseudonym's eligible ``max_wh`` instead)."""
+        if msg.power_wh and self._pseudonym_cp(state, msg.cp):
+            raise PseudonymDevice(f"{msg.cp} is a pseudonym's stand-in cp: cap its eligible "
+                                  "max_wh by the device's power instead of registering it")
         devs = keeper.devices(state, msg.cp)
         rest = [d for d in devs.devices if d.device != msg.device]
         if msg.power_wh:
             rest.append(Device(msg.device, msg.power_wh))
         keeper.put_devices(state, msg.cp, Devices(tuple(sorted(rest, key=lambda d: d.device))))
         ctx.emit("flex_device", cp=msg.cp, device=msg.device, power_wh=msg.power_wh)
+
+    def _pseudonym_cp(self, state: State, cp: str) -> bool:
+        holder = self.deps.registry.cp_holder(state, cp)
+        p = self.deps.registry.participant(state, holder) if holder is not None else None
+        return p is not None and PSEUDONYM_ROLE in p.roles
 
     # -- members ---------------------------------------------------------------------------
     def offer(self, state: State, ctx: TxContext, msg: PostOffer) -> None:
@@ -190,14 +203,24 @@ class Handlers:
         ``above-capacity``, ``above-envelope``, ``max-offers``, ``insufficient-funds``;
         ``meter-quarantined`` (firmware registry): delivery is measured by the cp's meter, so
         a quarantined meter's holder offers nothing until it is patched; ``flex-suspended``:
-        the reputation module suspended the sender (it offers nothing until an appeal)."""
+        the reputation module suspended the sender (it offers nothing until an appeal).
+
+        A pseudonym (privacy mode) offers from its stand-in cp, which the DSO named in the
+        request (it attested the pseudonym's meter, so it knows whose it is), for slots its
+        certificate covers (``pseudonym-slot``); its stand-in cp has no device record
+        (``pseudonym-device``), so the device's power bounds the offer through the
+        ``max_wh`` the DSO gave the cp, and ``device`` is the pseudonym's word."""
         r = self._request(state, msg.request)
         self._before_gate(r, ctx.block.slot_time)
         holder = self.deps.registry.participant(state, ctx.sender)
         cp = holder.cp if holder is not None else None
         elig = r.eligible(cp) if cp else None
-        if cp is None or elig is None:
+        if holder is None or cp is None or elig is None:
             raise NotEligible(f"the request does not name the sender's connection point {cp!r}")
+        pseudonym = PSEUDONYM_ROLE in holder.roles
+        if pseudonym:
+            for k in range(r.n_slots):
+                self.deps.registry.require_in_slot(state, ctx.sender, r.first_slot + k)
         self.deps.firmware.check_trading(state, cp)
         if self.deps.reputation.tier_of(state, ctx.sender) == "suspended":
             raise FlexSuspended("suspended: no flexibility offers until an appeal")
@@ -207,11 +230,11 @@ class Handlers:
         if msg.price_micro_per_kwh > r.price_cap_micro_per_kwh:
             raise AbovePriceCap(f"price {msg.price_micro_per_kwh} > cap "
                                 f"{r.price_cap_micro_per_kwh}")
-        power = keeper.devices(state, cp).power_of(msg.device)
-        if power is None:
+        power = None if pseudonym else keeper.devices(state, cp).power_of(msg.device)
+        if power is None and not pseudonym:
             raise UnregisteredDevice(f"no {msg.device} registered at {cp}")
         for k, e in enumerate(msg.energies_wh):
-            if e > power:
+            if power is not None and e > power:
                 raise AboveCapacity(f"slot {r.first_slot + k}: {e} Wh > the {msg.device}'s "
                                     f"{power} Wh per slot")
             if e > elig.max_wh[k]:
@@ -287,7 +310,10 @@ class Handlers:
         """``flex/ven`` (member): register the VEN's reporting key as an identity with the
         single role ``ven`` (it can send nothing but ``flex/report``, and only for the
         enrolling member's offers) and bind its OAuth client id and secret hash. Rule
-        ``ven-taken``."""
+        ``ven-taken``, ``pseudonym-ven`` (a pseudonym reports itself)."""
+        holder = self.deps.registry.participant(state, ctx.sender)
+        if holder is not None and PSEUDONYM_ROLE in holder.roles:
+            raise PseudonymVen("a pseudonym enrols no VEN: it reports its delivery itself")
         addr = address_of(msg.alg, msg.pk)
         if (keeper.ven_by_name(state, msg.name) is not None
                 or self.deps.registry.participant(state, addr) is not None):
