@@ -147,18 +147,13 @@ def test_without_the_baseline_cap_fake_flexibility_is_paid(
 
 def test_default_day_has_no_congestion_so_no_flexibility_is_bought(default_day: Any) -> None:
     """The stock feeder in May stays below its limits: the DSO requests nothing, and the
-    fake-flexibility attack (in the default set) finds nothing to sell against."""
+    fake-flexibility attack (in the default set, in either mode) finds nothing to sell
+    against."""
     s = default_day.summary
     f = s["flexibility"]
-    assert f["enabled"] and f["requests"] == 0 and f["paid_micro"] == 0
-    if s["privacy"]["mode"] == "on":
-        # under privacy mode flexibility is not bought (no household cp to name): the attack
-        # is left out of the default set with its reason
-        assert "fake-flexibility" not in s["attacks"]
-        assert any(n.startswith("fake-flexibility left out") for n in s["scenario"]["notes"])
-    else:
-        r = s["attacks"]["fake-flexibility"]
-        assert r["injected"] == 0 and r["loss"] == 0 and r["attacker"] is None
+    assert f["enabled"] and not f["idle"] and f["requests"] == 0 and f["paid_micro"] == 0
+    r = s["attacks"]["fake-flexibility"]
+    assert r["injected"] == 0 and r["loss"] == 0 and r["attacker"] is None and r["mitigated"]
     assert s["detections"]["flex_baselines_capped"] == s["detections"]["flex_claims_rejected"] == 0
 
 
@@ -182,3 +177,65 @@ def test_report_section_compares_with_and_without_and_says_when_idle() -> None:
     off = Flexibility.report_sections({"flexibility": {**f, "enabled": False}})[0].body_html
     assert "without:" not in off
     assert Flexibility.report_sections({}) == []
+
+
+@pytest.mark.slow
+def test_under_privacy_mode_flexibility_is_bought_from_pseudonyms(tmp_path: Path) -> None:
+    """Privacy mode (issue 19): the DSO names each eligible household by its slot's stand-in
+    cp (it attested the meters' pseudonym bindings), the household offers, reports and is
+    paid under its slot's pseudonym, delivery settles on the stand-in cp's reading. The
+    evening's congestion is relieved as in clear mode; no request, offer, order or report
+    and no flexibility event in any validator's store names a household's address or cp;
+    ``fake-flexibility`` is caught the same way (capped baselines, rejected claims, paid on
+    its meter only) and the DSO stops naming the household once its pseudonyms' losses
+    would have suspended it."""
+    import sqlite3
+
+    from gridledger.crypto.sig import address_of
+    from gridledger.ledger import codec
+    from gridledger.ledger.genesis import Genesis
+    from gridledger.ledger.tx import decode_tx
+    from gridledger.sim.privacy_view import names_any
+
+    sc = scenario_from_flags(PARTICIPANTS, HOURS, 4, "fake-flexibility", 7, None, privacy=True,
+                             scenario="evening-peak", flexibility=True)
+    s, _ = run_demo(sc, tmp_path)
+    f = s["flexibility"]
+    print("privacy:", f, s["attacks"]["fake-flexibility"])
+    assert f["enabled"] and not f["idle"]
+    assert f["requests"] > 0 and f["offers"] > 0 and f["orders"] > 0 and f["activated_wh"] > 0
+    assert f["delivered_wh"] > 0 and f["paid_micro"] > 0 and f["violations"] == 0
+    assert f["curtailed_wh"] * 2 <= f["curtailed_wh_without"]
+    # income is booked to the households behind the pseudonyms
+    names = {f"h{i:02d}" for i in range(1, PARTICIPANTS + 1)}
+    assert f["member_income_micro"] and set(f["member_income_micro"]) <= names
+    assert all(s["invariants"].values()) and s["ledger"]["validators_agree"]
+    p = s["privacy"]
+    assert p["mode"] == "on" and p["clear_household_readings"] == p["clear_household_orders"] == 0
+    r = s["attacks"]["fake-flexibility"]
+    assert r["injected"] > 0 and r["detected"] >= r["injected"], r
+    assert r["mitigated"] and r["loss"] == 0 and r["penalty_micro"] > 20 * r["paid_micro"], r
+    assert f["households_excluded"] == [r["attacker"]]
+    # the store itself: every flexibility transaction and event names pseudonyms only
+    flex_txs = {"flex/request": 0, "flex/offer": 0, "flex/order": 0, "flex/report": 0}
+    db = sqlite3.connect(f"file:{tmp_path / 'ledger' / 'validator-1.sqlite'}?mode=ro&immutable=1",
+                         uri=True)
+    genesis = Genesis.decode(db.execute("SELECT value FROM meta WHERE key='genesis'").fetchone()[0])
+    parts = [x for x in genesis.doc["participants"] if x.get("cp") or x.get("meter_of")]
+    addrs = frozenset(address_of(x["alg"], x["pk"]) for x in parts)
+    cps = frozenset(x.get("cp") or x.get("meter_of") for x in parts)
+    for txs, receipts in db.execute("SELECT txs, receipts FROM blocks"):
+        for raw in codec.decode(txs):
+            tx = decode_tx(raw)
+            if tx.kind in flex_txs:
+                flex_txs[tx.kind] += 1
+                assert tx.sender not in addrs and not names_any(tx.body, addrs, cps), tx.kind
+                if tx.kind == "flex/request":
+                    assert all(str(e[0]).startswith("ps:") for e in tx.body["cps"])
+        rec = codec.decode(receipts)
+        for e in [e for x in rec["txs"] for e in x["events"]] + list(rec["block"]):
+            if str(e["type"]).startswith("flex_") or e["type"] in ("baseline_capped",
+                                                                    "claim_rejected"):
+                assert not names_any(e, addrs, cps), e
+    db.close()
+    assert all(flex_txs.values()), flex_txs

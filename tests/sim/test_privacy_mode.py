@@ -51,16 +51,17 @@ def test_the_demo_flag_chooses_the_mode() -> None:
 
 
 def test_attacks_with_nothing_to_act_on_under_privacy_mode() -> None:
-    """Flexibility is bought from a household's own cp: privacy mode's default set leaves
-    ``fake-flexibility`` out with a note; naming it is refused. The certificate scenarios
-    run under privacy mode (certificates are issued under the pseudonym class)."""
+    """The retail hold secures a household's own account: privacy mode's default set leaves
+    ``balance-escape`` out with a note; naming it is refused. The certificate scenarios run
+    under privacy mode (certificates are issued under the pseudonym class), and so does
+    ``fake-flexibility`` (flexibility is bought from pseudonyms' stand-in cps)."""
     names, notes = parse_attacks("default", 4, privacy=True)
     assert not set(CLEAR_MODE_ONLY) & set(names) and len(notes) == len(CLEAR_MODE_ONLY)
     assert all("left out under privacy mode" in n for n in notes)
     assert set(CLEAR_MODE_ONLY) <= set(parse_attacks("default", 4, privacy=False)[0])
-    assert {"double-claim", "phantom-generation"} <= set(names)
-    with pytest.raises(ConfigError, match="fake-flexibility needs --privacy off"):
-        parse_attacks("fdi-meter,fake-flexibility", 4, privacy=True)
+    assert {"double-claim", "phantom-generation", "fake-flexibility"} <= set(names)
+    with pytest.raises(ConfigError, match="balance-escape needs --privacy off"):
+        parse_attacks("fdi-meter,balance-escape", 4, privacy=True)
 
 
 def _privacy(eng: Engine) -> PrivacyMode:

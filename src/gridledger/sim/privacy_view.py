@@ -32,10 +32,18 @@ from gridledger.sim.context import SimContext
 
 READING_TXS = frozenset({"metering/reading", "metering/flag", "certificates/storage_reading"})
 ORDER_TXS = frozenset({"market/order", "market/commit", "market/reveal", "market/replace",
-                       "market/cancel"})
+                       "market/cancel",
+                       # the flexibility market's: a request names households by cp, offers
+                       # and reports come from them (under privacy mode: stand-in cps and
+                       # the slot's pseudonym)
+                       "flex/request", "flex/offer", "flex/revoke", "flex/order",
+                       "flex/report"})
 READING_EVENTS = frozenset({"reading", "reading_flagged", "storage_reading"})
 ORDER_EVENTS = frozenset({"order_placed", "order_cancelled", "order_replaced", "committed",
-                          "revealed", "trade"})
+                          "revealed", "trade", "flex_requested", "flex_offered",
+                          "flex_revoked", "flex_ordered", "flex_activated", "flex_reported",
+                          "flex_delivery", "flex_settled", "baseline_capped",
+                          "claim_rejected"})
 
 
 @dataclass(frozen=True)

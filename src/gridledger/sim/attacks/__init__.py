@@ -62,9 +62,6 @@ PLANNED: tuple[str, ...] = ()
 MIN_VALIDATORS: dict[str, int] = {"byzantine-validator": 4, "crash": 4}
 """Attacks that need a minimum number of validators (f = 1 needs n >= 3f + 1)."""
 CLEAR_MODE_ONLY: dict[str, str] = {}
-CLEAR_MODE_ONLY["fake-flexibility"] = (
-    "flexibility is offered from a household's own connection point, which privacy mode "
-    "replaces by per-slot stand-in cps, so the demo buys no flexibility there (--privacy off)")
 CLEAR_MODE_ONLY["balance-escape"] = (
     "the retail hold secures a household's own registered account; under privacy mode its "
     "slots settle under per-slot pseudonyms funded from the epoch pool, which this scenario "

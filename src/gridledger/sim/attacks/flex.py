@@ -93,14 +93,19 @@ class FakeFlexibility(Attack):
             self.eng.data.envelope_reports[slot] = dataclasses.replace(
                 report, envelopes={**report.envelopes, cp: ignored})
 
+    def _is_attacker(self, addr: Any) -> bool:
+        return isinstance(addr, bytes) and self.eng.identities.owner(addr) is self.attacker
+
     def result(self) -> dict[str, Any]:
         if self.attacker is None:
             return self.record(0, 0, True, 0, attacker=None, paid_micro=0, penalty_micro=0,
                                reputation_delta=0, activated_slots=0, activated_wh=0,
                                delivered_wh=0,
                                note="no congestion predicted: the DSO requested no flexibility")
-        addr = self.attacker.address
-        evs = [e for e in self.eng.data.events if e.get("member") == addr]
+        # under privacy mode every offer, sanction and payment names one of the attacker's
+        # per-slot pseudonyms: the evaluation maps each back to its household
+        mine = self._is_attacker
+        evs = [e for e in self.eng.data.events if mine(e.get("member"))]
         deliveries = [e for e in evs if e["type"] == "flex_delivery"]
         detected = sum(1 for e in evs if e["type"] in ("baseline_capped", "claim_rejected"))
         price = CHEAPEST_HONEST_MICRO_PER_KWH - UNDERCUT_MICRO_PER_KWH
@@ -115,7 +120,7 @@ class FakeFlexibility(Attack):
             penalty += int(e["penalty_micro"])
             loss += max(0, int(e["payment_micro"]) - earned)
         reputation = sum(int(e["delta"]) for e in self.eng.data.events
-                         if e.get("type") == "reputation" and e.get("addr") == addr
+                         if e.get("type") == "reputation" and mine(e.get("addr"))
                          and e.get("reason") == "non_delivery")
         injected = len(deliveries)
         return self.record(injected, detected, injected == 0 or (detected > 0 and loss == 0),

@@ -76,6 +76,9 @@ class Posted:
     pred: Prediction
     forecast: dict[str, int]
     cps: dict[str, Member]
+    ledger_cps: dict[str, str]
+    """Household cp -> the cp the request names: the household's own, or under privacy
+    mode its stand-in cp for the slot (``identities.ledger_cp``)."""
 
 
 class Flexibility(Feature):
@@ -92,6 +95,10 @@ class Flexibility(Feature):
         self.rng = random.Random(f"flexibility/{ctx.sc.seed}")
         self.without: dict[int, tuple[int, int]] = {}
         """slot -> (violations, curtailed Wh) had the DSO bought no flexibility for it."""
+        self.pseudonym_sanctions: dict[int, int] = {}
+        """member index -> the ``non_delivery`` reputation its pseudonyms lost (privacy mode)."""
+        self.excluded: set[str] = set()
+        """Households the DSO stopped naming for their pseudonyms' non-delivery."""
 
     # -- the DSO ------------------------------------------------------------------------------
     def forecast(self, slot: int) -> dict[str, int]:
@@ -107,9 +114,7 @@ class Flexibility(Feature):
 
     def txs_a(self, step: Step) -> list[bytes]:
         ctx = self.ctx
-        # privacy mode: households meter and trade under per-slot stand-in cps that no
-        # request names, so the DSO buys no flexibility there (docs/flexibility.md)
-        if not ctx.sc.flexibility or ctx.sc.privacy or not step.trading:
+        if not ctx.sc.flexibility or not step.trading:
             return []
         out: list[bytes] = []
         posted = self.posted.get(step.slot + 1)
@@ -128,14 +133,20 @@ class Flexibility(Feature):
         if pred is None:
             return []
         cps = {cp: ctx.by_cp[cp] for cp in pred.cps
-               if cp in ctx.by_cp and self.devices.get(cp) and ctx.by_cp[cp].battery is None}
+               if cp in ctx.by_cp and self.devices.get(cp) and ctx.by_cp[cp].battery is None
+               and not self._sanctioned(ctx.by_cp[cp])}
         if not cps:
             return []
         cps = {cp: cps[cp] for cp in request_cps(cps, forecast)}
         cap = ctx.params.retail_import_micro_per_kwh
         sign = 1 if pred.direction == "up" else -1
-        elig = [[cp, 1_000_000, [max(0, -sign * forecast[cp])], [forecast[cp]]]
-                for cp in sorted(cps)]
+        # privacy mode: the DSO attested each meter's pseudonym bindings, so it names every
+        # eligible household by its stand-in cp for the slot (its pseudonym offers from it),
+        # and caps the entry at the device's power itself: a stand-in cp carries no device
+        # record (a kind and power per pseudonym would link a household's pseudonyms)
+        lcps = {cp: ctx.identities.ledger_cp(m, slot) for cp, m in cps.items()}
+        elig = [[lcps[cp], 1_000_000, [min(self.devices[cp][0][1], max(0, -sign * forecast[cp]))],
+                 [forecast[cp]]] for cp in sorted(cps)]
         body = {"area": pred.violation.element, "violation":
                 f"{pred.violation.kind} {pred.violation.element}"[:64],
                 "evidence": tagged_hash("gl/flex-forecast", repr(
@@ -145,8 +156,23 @@ class Flexibility(Feature):
                 "baseline": "declared", "reference_method": "dso-forecast",
                 "gate_s": SLOT_S * (slot - 2), "cps": elig}
         raw = ctx.tx(ctx.community.dso, "flex/request", body)
-        self.posted[slot] = Posted(decode_tx(raw).id, slot, pred, forecast, cps)
+        self.posted[slot] = Posted(decode_tx(raw).id, slot, pred, forecast, cps, lcps)
         return [raw]
+
+    def _sanctioned(self, m: Member) -> bool:
+        """Privacy mode: each slot's pseudonym starts at a neutral score, so the ledger's
+        ``flex-suspended`` never catches a household that keeps failing under fresh ones.
+        The DSO attested their meters, so it knows whose they are: it names no household
+        whose pseudonyms' ``non_delivery`` losses would suspend it were they its own (the
+        tier the ledger applies in clear mode; the score stays on each pseudonym until an
+        opening carries it to the owner)."""
+        lost = self.pseudonym_sanctions.get(m.index, 0)
+        if not lost:
+            return False
+        out = self.ctx.ledger.reputation(m.address) + lost < self.ctx.params.rep_suspend_below
+        if out:
+            self.excluded.add(m.name)
+        return out
 
     def _order(self, p: Posted) -> list[bytes]:
         ctx = self.ctx
@@ -155,19 +181,21 @@ class Flexibility(Feature):
             return []
         merit = [MeritOffer(bytes(o["id"]), 1_000_000, int(o["price_micro_per_kwh"]),
                             tuple(int(e) for e in o["energies_wh"])) for o in offers]
+        # the household behind each offer's cp (the DSO's own knowledge under privacy mode)
+        household = {lcp: cp for cp, lcp in p.ledger_cps.items()}
+        cps = [household[str(o["cp"])] for o in offers]
         with ctx.timed("grid_s"):
             eff, acts, report = order_for(ctx.model, p.slot, self.forecast(p.slot), ctx.limits,
-                                          merit, [str(o["cp"]) for o in offers],
-                                          p.pred.direction, p.pred.need_wh)
+                                          merit, cps, p.pred.direction, p.pred.need_wh)
         sign = 1 if p.pred.direction == "up" else -1
         chosen = self.activated.setdefault(p.slot, {})
-        for o, a in zip(offers, acts, strict=True):
+        for o, cp, a in zip(offers, cps, acts, strict=True):
             if not a[0]:
                 continue
-            cp, wh = str(o["cp"]), a[0]
+            wh = a[0]
             chosen[cp] = (p.rid, bytes(o["id"]), wh)
             self._adjust(p.slot, cp, sign * wh)
-            if o["device"] == "ev":
+            if self.devices[cp][0][0] == "ev":
                 self._adjust(p.slot + EV_REBOUND_SLOTS, cp, -sign * wh)
             else:
                 for k in range(HP_RECOVERY_SLOTS):
@@ -194,6 +222,8 @@ class Flexibility(Feature):
         cap = ctx.params.retail_import_micro_per_kwh
         for cp in sorted(p.cps):
             m = p.cps[cp]
+            if ctx.identities.ledger_cp(m, p.slot) != p.ledger_cps[cp]:
+                continue   # the identity the request named is not the one it trades under
             device, power = self.devices[cp][0]
             need = max(0, -p.forecast[cp]) if p.pred.direction == "up" else max(0, p.forecast[cp])
             if device == "heat-pump":
@@ -204,7 +234,10 @@ class Flexibility(Feature):
             rng = random.Random(f"flex-price/{ctx.sc.seed}/{m.cp}")
             base = 40_000 if device == "ev" else 90_000    # deferring a car < a cooler house
             price = min(cap, base + rng.randrange(0, 60_000))
-            body: dict[str, Any] = {"request": p.rid, "device": device,
+            # under a pseudonym the kind stays off the ledger (it would narrow the pseudonym
+            # to the households with that device): "load", capped by the DSO's max_wh
+            kind = device if p.ledger_cps[cp] == cp else "load"
+            body: dict[str, Any] = {"request": p.rid, "device": kind,
                                     "price_micro_per_kwh": price, "energies_wh": [energy],
                                     "baseline_wh": [p.forecast[cp]]}
             for a in ctx.attacks:
@@ -247,6 +280,11 @@ class Flexibility(Feature):
             t = str(e.get("type", ""))
             if t.startswith("flex_") or t in ("baseline_capped", "claim_rejected"):
                 self.events.setdefault(t, []).append(e)
+            elif t == "reputation" and e.get("reason") == "non_delivery":
+                owner = self.ctx.identities.owner(bytes(e["addr"]))
+                if owner is not None and owner.address != bytes(e["addr"]):
+                    self.pseudonym_sanctions[owner.index] = (
+                        self.pseudonym_sanctions.get(owner.index, 0) + int(e["delta"]))
 
     def summary(self) -> dict[str, Any]:
         ctx = self.ctx
@@ -254,10 +292,10 @@ class Flexibility(Feature):
         recs = [ctx.data.slots[s] for s in sorted(ctx.data.slots)]
         curtailed = sum(r.curtailed_wh for r in recs)
         settled = ev.get("flex_settled", [])
-        names = {m.address: m.name for m in ctx.members}
         income: dict[str, int] = {}
         for s in settled:
-            n = names.get(bytes(s["member"]), bytes(s["member"]).hex()[:12])
+            owner = ctx.identities.owner(bytes(s["member"]))   # a pseudonym's: its household
+            n = owner.name if owner is not None else bytes(s["member"]).hex()[:12]
             income[n] = income.get(n, 0) + int(s["paid_micro"]) - int(s["penalty_micro"])
         paid = sum(int(s["paid_micro"]) for s in settled)
         penalties = sum(int(s["penalty_micro"]) for s in settled)
@@ -265,10 +303,9 @@ class Flexibility(Feature):
         without = [self.without.get(s, (r.violations, r.curtailed_wh))
                    for s, r in sorted(ctx.data.slots.items())]
         curtailed_without = sum(c for _, c in without)
-        idle = ("privacy mode: households trade and meter under stand-in connection points "
-                "no request can name" if ctx.sc.flexibility and ctx.sc.privacy else "")
         return {"flexibility": {
-            "enabled": ctx.sc.flexibility, "idle": idle,
+            "enabled": ctx.sc.flexibility,
+            "idle": "" if ctx.sc.flexibility else "the DSO buys no flexibility (--flexibility off)",
             "requests": len(ev.get("flex_requested", [])),
             "offers": len(ev.get("flex_offered", [])),
             "orders": len(ev.get("flex_ordered", [])),
@@ -285,6 +322,7 @@ class Flexibility(Feature):
             "curtailed_value_without_micro": curtailed_without * retail // 1000,
             "baselines_capped": len(ev.get("baseline_capped", [])),
             "claims_rejected": len(ev.get("claim_rejected", [])),
+            "households_excluded": sorted(self.excluded),
             "member_income_micro": dict(sorted(income.items()))}}
 
     def detections(self) -> dict[str, int]:
