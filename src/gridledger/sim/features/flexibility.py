@@ -292,6 +292,7 @@ class Flexibility(Feature):
         recs = [ctx.data.slots[s] for s in sorted(ctx.data.slots)]
         curtailed = sum(r.curtailed_wh for r in recs)
         settled = ev.get("flex_settled", [])
+        requested = ev.get("flex_requested", [])
         income: dict[str, int] = {}
         for s in settled:
             owner = ctx.identities.owner(bytes(s["member"]))   # a pseudonym's: its household
@@ -323,6 +324,11 @@ class Flexibility(Feature):
             "baselines_capped": len(ev.get("baseline_capped", [])),
             "claims_rejected": len(ev.get("claim_rejected", [])),
             "households_excluded": sorted(self.excluded),
+            # being named says "downstream of the congestion, with a device": under privacy
+            # mode the anonymity set a request leaves its pseudonyms, of the members' one each
+            "named_cps_per_request": round(sum(int(e["cps"]) for e in requested)
+                                           / max(1, len(requested)), 1),
+            "members": len(ctx.members),
             "member_income_micro": dict(sorted(income.items()))}}
 
     def detections(self) -> dict[str, int]:
