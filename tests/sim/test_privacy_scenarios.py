@@ -63,6 +63,8 @@ def _privacy_view_holds(on: dict[str, Any], on_dir: Path, validators: int) -> No
     assert d["rotation_counterfactual"]["per-epoch"]["with_leaked_history"] > d["chance"]
     p = on["privacy"]
     assert p["clear_household_readings"] == 0 and p["clear_household_orders"] == 0
+    assert p["out_of_pool"]["member_epochs"] == 0
+    assert p["clear_by_pool"]["pooled"] == {"readings": 0, "orders": 0, "meter_images": 0}
     # no meter's firmware image outside the advisory/patch openings (issue 19 item 4)
     assert p["clear_meter_images"] == 0, p["clear_meter_images_by_kind"]
     assert p["stores_scanned"] == validators
@@ -98,15 +100,39 @@ def _privacy_view_holds(on: dict[str, Any], on_dir: Path, validators: int) -> No
         assert checked > units
 
 
-def _clear_mode_leaks(off: dict[str, Any]) -> None:
+def _clear_mode_leaks(off: dict[str, Any], out: Path) -> None:
     """Defence removed (clear mode, ``--privacy off``): the same analysis recovers everything."""
     u, d = off["attacks"]["usage-inference"], off["attacks"]["deanonymize"]
     units = u["households"] * u["slots"]
     assert u["readings_naming_a_household"] == u["readings_on_ledger"] == units
     assert u["residual_correlation"] > 0.99 and not u["mitigated"]
     assert d["linkage_accuracy"] == 1.0 and not d["mitigated"]
-    assert off["privacy"]["clear_household_readings"] > units
-    assert off["privacy"]["clear_household_orders"] > 0
+    p = off["privacy"]
+    assert p["clear_household_readings"] > units
+    assert p["clear_household_orders"] > 0
+    assert "clear_by_pool" not in p   # clear mode: no pool to split by
+    # the split privacy mode reports (a member the ticket cap kept out of a pool trades under
+    # its own name): the same scan with one household out of every epoch's pool attributes
+    # exactly that household's items to ``out_of_pool``, the rest to ``pooled``
+    from gridledger.sim.privacy_view import count_clear_in, genesis_owners
+
+    paths = sorted((out / "ledger").glob("*.sqlite"))
+    owners = genesis_owners(paths[0])
+    cp = min(c for c in owners.values())
+    alone = {k: v for k, v in owners.items() if v == cp}
+    epochs = range(0, 400)
+    split = count_clear_in(paths, owners, frozenset(), {e: frozenset({cp}) for e in epochs})
+    only = count_clear_in(paths, alone, frozenset())
+    assert split["clear_household_readings"] == p["clear_household_readings"]
+    assert split["clear_household_orders"] == p["clear_household_orders"]
+    kept = split["clear_by_pool"]["out_of_pool"]
+    assert kept["readings"] == only["clear_household_readings"] > 0
+    # a trade names both sides: it counts as out of the pool only if both were
+    assert 0 < kept["orders"] <= only["clear_household_orders"]
+    assert split["clear_by_pool"]["pooled"]["orders"] == \
+        p["clear_household_orders"] - kept["orders"]
+    assert split["clear_by_pool"]["pooled"]["readings"] == \
+        p["clear_household_readings"] - kept["readings"]
 
 
 # Each side reads the shared default day when that is its mode, else one short run of its own
@@ -124,13 +150,13 @@ def test_usage_inference_and_deanonymize_on_a_validators_store(tmp_path: Path) -
 
 @pytest.mark.skipif(DEMO_PRIVACY, reason="the default demo runs privacy mode (test below)")
 def test_clear_mode_default_day_leaks_every_curve(default_day: DemoRun) -> None:
-    _clear_mode_leaks(default_day.summary)
+    _clear_mode_leaks(default_day.summary, default_day.out)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not DEMO_PRIVACY, reason="the default day is clear mode (test above)")
 def test_clear_mode_leaks_every_curve(tmp_path: Path) -> None:
-    _clear_mode_leaks(_run(tmp_path / "off", privacy=False))
+    _clear_mode_leaks(_run(tmp_path / "off", privacy=False), tmp_path / "off")
 
 
 @pytest.mark.slow

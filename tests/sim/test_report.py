@@ -154,6 +154,27 @@ def test_a_failed_defence_shows_on_the_header() -> None:
     assert "failed" not in header and "every defence held" in header
 
 
+def test_privacy_leaks_and_pool_sanctions_show_on_the_header() -> None:
+    """Privacy mode: an item naming a household that held pseudonyms is a failed defence on
+    the header; members a sanction kept out of the pool are named as such, not as a leak."""
+    summary, series = make_inputs()
+
+    def header() -> str:
+        return render_report(summary, series).split("<header>")[1].split("</header>")[0]
+
+    summary["privacy"] = {"mode": "on", "out_of_pool": {"member_epochs": 0, "members": {}},
+                          "clear_by_pool": {"pooled": {"readings": 0, "orders": 0},
+                                            "out_of_pool": {"readings": 0, "orders": 0}}}
+    assert "pseudonymous household" not in header() and "kept out" not in header()
+    summary["privacy"]["out_of_pool"] = {"member_epochs": 3, "members": {"h1": [1, 2], "h2": [2]}}
+    summary["privacy"]["clear_by_pool"]["out_of_pool"]["readings"] = 192
+    h = header()
+    assert "2 sanctioned member(s) kept out of the pool" in h and "3 member-epochs" in h
+    assert "pseudonymous household" not in h
+    summary["privacy"]["clear_by_pool"]["pooled"]["orders"] = 2
+    assert "2 items name a pseudonymous household on a validator store" in header()
+
+
 def test_browser_self_check(tmp_path: Path) -> None:
     """The browser check itself notices console errors, exceptions and network use."""
     from .browser import open_in_chromium

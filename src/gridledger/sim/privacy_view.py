@@ -14,7 +14,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,8 @@ from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules.firmware.types import image_commitment
 from gridledger.ledger.modules.privacy.records import pseudo_cp
 from gridledger.ledger.tx import Tx, decode_tx
+from gridledger.sim.clock import SLOT_S
+from gridledger.sim.community import EPOCH_SLOTS
 from gridledger.sim.context import SimContext
 
 READING_TXS = frozenset({"metering/reading", "metering/flag", "certificates/storage_reading"})
@@ -196,43 +198,139 @@ def fleet_images(ctx: SimContext) -> frozenset[bytes]:
     return frozenset(img for m in fleet.meters.values() for img in (m.firmware, *m.history))
 
 
-def count_clear(ctx: SimContext) -> dict[str, Any]:
+def household_owners(ctx: SimContext) -> dict[bytes | str, str]:
+    """Member address, meter address and cp id -> the household's cp id."""
+    out: dict[bytes | str, str] = {}
+    for m in ctx.members:
+        out[m.address] = out[m.meter.address] = out[m.cp] = m.cp
+    return out
+
+
+def genesis_owners(path: Path) -> dict[bytes | str, str]:
+    """``household_owners`` as a store's genesis registry gives it: members hold a cp, a
+    meter's ``meter_of`` names its cp."""
+    with StoreView(path) as view:
+        doc = Genesis.decode(view.genesis()).doc
+    out: dict[bytes | str, str] = {}
+    for x in doc["participants"]:
+        cp = x.get("cp") or x.get("meter_of")
+        if cp:
+            out[address_of(x["alg"], x["pk"])] = out[cp] = cp
+    return out
+
+
+def households_named(obj: Any, owners: dict[bytes | str, str]) -> set[str]:
+    """The households ``obj`` (a decoded body or event, nested) names, as ``names_any``."""
+    if isinstance(obj, (bytes, str)):
+        i = owners.get(obj)
+        return set() if i is None else {i}
+    if isinstance(obj, dict):
+        return set().union(*(households_named(k, owners) | households_named(v, owners)
+                             for k, v in obj.items())) if obj else set()
+    if isinstance(obj, (list, tuple)):
+        return set().union(*(households_named(x, owners) for x in obj)) if obj else set()
+    return set()
+
+
+def _item_slot(obj: Any, slot_time: int) -> int:
+    """The slot an item is about: its ``slot`` field, else its block's slot."""
+    s = obj.get("slot") if isinstance(obj, dict) else None
+    return s if isinstance(s, int) and not isinstance(s, bool) else slot_time // SLOT_S
+
+
+@dataclass
+class ClearCount:
+    """Store items naming a household, split by whether every household they name was out of
+    the epoch pool in the item's epoch (``out``: kept out by the ledger's ticket cap — a
+    sanction — or clear mode) or not (``pooled``: a leak of a pseudonymous household)."""
+
+    readings: dict[str, int] = field(default_factory=lambda: {"pooled": 0, "out": 0})
+    orders: dict[str, int] = field(default_factory=lambda: {"pooled": 0, "out": 0})
+
+
+def count_clear(ctx: SimContext,
+                out_of_pool: Mapping[int, frozenset[str]] | None = None) -> dict[str, Any]:
+    """``count_clear_in`` over the run's validator stores, households and meter images."""
+    return count_clear_in(store_paths(ctx), household_owners(ctx), fleet_images(ctx),
+                          out_of_pool)
+
+
+def count_clear_in(paths: list[Path], owners: dict[bytes | str, str], fleet: frozenset[bytes],
+                   out_of_pool: Mapping[int, frozenset[str]] | None = None) -> dict[str, Any]:
     """Scan every validator store: transactions and events that are readings or orders and
     name a household (sender, or any field: address or cp id). Both counts are per store
     item summed over the stores; 0 means no validator holds a household's reading or order.
     Also ``clear_meter_images``: items that show a meter's firmware image outside an
-    opening (``ImageScan``), summed over the stores, and ``clear_meter_images_by_kind``."""
-    addrs, cps = household_ids(ctx)
-    readings = orders = 0
-    paths = store_paths(ctx)
-    images = ImageScan(fleet_images(ctx))
+    opening (``ImageScan``), summed over the stores, and ``clear_meter_images_by_kind``.
+
+    ``owners`` maps each household's addresses and cp id to its cp id (``household_owners``,
+    ``genesis_owners``); ``fleet`` holds the meters' images. ``out_of_pool`` (privacy mode):
+    epoch -> cp ids of the members the ledger kept out of that
+    epoch's pool (reputation restricted/suspended: ``Pool.ticket_cap`` 0), who trade under
+    their own identity by rule. Each count is then split in ``clear_by_pool``: ``pooled``
+    (items naming a household that held pseudonyms in the item's epoch: a leak, 0 when the
+    defence holds) and ``out_of_pool`` (items naming only households kept out)."""
+    out_of = out_of_pool or {}
+    count = ClearCount()
+    images_pooled = ImageScan(fleet)
+    images_out = ImageScan(fleet)
+
+    def side(named: set[str], obj: Any, slot_time: int) -> str:
+        kept = out_of.get(_item_slot(obj, slot_time) // EPOCH_SLOTS, frozenset())
+        return "out" if named <= kept else "pooled"
+
+    def item(kind: str, obj: Any, named: set[str], slot_time: int, is_tx: bool) -> None:
+        where = side(named, obj, slot_time) if named else "pooled"
+        scan = images_out if where == "out" else images_pooled
+        if is_tx:
+            scan.tx(kind, obj)
+        else:
+            scan.event(obj)
+        if not named:
+            return
+        if kind in READING_TXS or kind in READING_EVENTS:
+            count.readings[where] += 1
+        elif kind in ORDER_TXS or kind in ORDER_EVENTS:
+            count.orders[where] += 1
+
     for path in paths:
-        images.opened = set()
+        images_pooled.opened = images_out.opened = set()  # openings hold for both sides
         with StoreView(path) as view:
-            for _h, txs, block_events in view.blocks():
+            for h, txs, block_events in view.blocks():
                 for st in txs:
-                    kind = st.tx.kind
-                    images.tx(kind, st.tx.body)
-                    if (kind in READING_TXS or kind in ORDER_TXS) and (
-                            st.tx.sender in addrs or names_any(st.tx.body, addrs, cps)):
-                        readings += kind in READING_TXS
-                        orders += kind in ORDER_TXS
+                    kind, body = st.tx.kind, st.tx.body
+                    named: set[str] = set()
+                    if kind in READING_TXS or kind in ORDER_TXS:
+                        named = households_named(body, owners)
+                        if (i := owners.get(st.tx.sender)) is not None:
+                            named.add(i)
+                    item(kind, body, named, h.slot_time, True)
                     for e in st.events:
-                        images.event(e)
-                        t = e.get("type")
-                        if (t in READING_EVENTS or t in ORDER_EVENTS) and names_any(e, addrs, cps):
-                            readings += t in READING_EVENTS
-                            orders += t in ORDER_EVENTS
+                        t = str(e.get("type"))
+                        item(t, e, households_named(e, owners)
+                             if t in READING_EVENTS or t in ORDER_EVENTS else set(),
+                             h.slot_time, False)
                 for e in block_events:
-                    images.event(e)
-                    t = e.get("type")
-                    if (t in READING_EVENTS or t in ORDER_EVENTS) and names_any(e, addrs, cps):
-                        readings += t in READING_EVENTS
-                        orders += t in ORDER_EVENTS
-    return {"clear_household_readings": readings, "clear_household_orders": orders,
-            "clear_meter_images": images.total,
-            "clear_meter_images_by_kind": dict(sorted(images.shown.items())),
-            "stores_scanned": len(paths)}
+                    t = str(e.get("type"))
+                    item(t, e, households_named(e, owners)
+                         if t in READING_EVENTS or t in ORDER_EVENTS else set(),
+                         h.slot_time, False)
+    by_kind = dict(images_pooled.shown)
+    for k, n in images_out.shown.items():
+        by_kind[k] = by_kind.get(k, 0) + n
+    out: dict[str, Any] = {
+        "clear_household_readings": sum(count.readings.values()),
+        "clear_household_orders": sum(count.orders.values()),
+        "clear_meter_images": images_pooled.total + images_out.total,
+        "clear_meter_images_by_kind": dict(sorted(by_kind.items())),
+        "stores_scanned": len(paths)}
+    if out_of_pool is not None:
+        out["clear_by_pool"] = {
+            "pooled": {"readings": count.readings["pooled"], "orders": count.orders["pooled"],
+                       "meter_images": images_pooled.total},
+            "out_of_pool": {"readings": count.readings["out"], "orders": count.orders["out"],
+                            "meter_images": images_out.total}}
+    return out
 
 
 # -- the curious validator's observation -------------------------------------------------------

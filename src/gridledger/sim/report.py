@@ -284,7 +284,17 @@ def _header(summary: Mapping[str, Any]) -> str:
         badge += (f'<span class="badge bad">partial run: stopped after step '
                   f'{_e(stopped.get("steps_done"))} of {_e(stopped.get("steps"))} (last slot '
                   f'{_e(stopped.get("last_slot"))})</span>')
-    privacy = _d(summary.get("privacy")).get("mode", "–")
+    priv = _d(summary.get("privacy"))
+    privacy = str(priv.get("mode", "–"))
+    pooled = _d(_d(priv.get("clear_by_pool")).get("pooled"))
+    leaks = sum(int(v) for v in pooled.values() if isinstance(v, int))
+    if leaks:  # a household that held pseudonyms shows on a store: the defence failed
+        badge += (f'<span class="badge bad">{leaks} item{"s" if leaks > 1 else ""} name a '
+                  f'pseudonymous household on a validator store</span>')
+    kept = _d(priv.get("out_of_pool"))
+    if kept.get("member_epochs"):
+        privacy += (f" ({len(_d(kept.get('members')))} sanctioned member(s) kept out of the "
+                    f"pool trade under their own name in {kept['member_epochs']} member-epochs)")
     items = [("network", sc.get("network", "–")), ("participants", sc.get("participants", "–")),
              ("validators", sc.get("validators", "–")), ("slots", sc.get("slots", "–")),
              ("seed", sc.get("seed", "–")), ("start", sc.get("start", "–")),

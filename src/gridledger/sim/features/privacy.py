@@ -170,6 +170,8 @@ class EpochIssue:
 
     epoch: int
     tickets: dict[int, int]                       # member index -> tickets bought
+    left_out: dict[int, str] = field(default_factory=dict)
+    """Member index -> its reputation tier, for members the ticket cap kept out."""
     held: list[Held] = field(default_factory=list)
     claimed: bool = False
     paid: bool = False
@@ -247,7 +249,8 @@ class PrivacyMode(Feature):
         cap = {"good": POOL_MAX_TICKETS, "watch": POOL_MAX_TICKETS // 2}  # the ledger's rule
         tickets = {m.index: len(ranges) for m in ctx.members
                    if len(ranges) <= cap.get(ctx.ledger.tier(m.address), 0)}
-        issue = EpochIssue(epoch, tickets)
+        issue = EpochIssue(epoch, tickets, {m.index: ctx.ledger.tier(m.address)
+                                            for m in ctx.members if m.index not in tickets})
         self.epochs[epoch] = issue
         joins = [ctx.tx(m.key, "privacy/join", {"epoch": epoch, "tickets": tickets[m.index]})
                  for m in ctx.members if m.index in tickets]
@@ -562,12 +565,31 @@ class PrivacyMode(Feature):
                                          if o.stage == "done"),
                 "identities_opened_for_market_abuse": sum(
                     1 for o in self.openings.values() if o.stage == "done" and o.kind == "market"),
+                "out_of_pool": self._out_of_pool(),
             })
-        out.update(count_clear(ctx))
+        cp_of = {m.index: m.cp for m in ctx.members}
+        out.update(count_clear(ctx, {e: frozenset(cp_of[j] for j in i.left_out)
+                                     for e, i in self.epochs.items()} if self.on else None))
         # the ledger's aggregates stay exact (public already); what only the DSO meters is
         # released with differential privacy (features.publication, both modes)
         out.update(ctx.data.dp_release)
         return {"privacy": out}
+
+    def _out_of_pool(self) -> dict[str, Any]:
+        """Members the ledger's ticket cap kept out of an epoch's pool (a sanction: a member
+        restricted or suspended trades under its own identity, where the sanction applies)."""
+        by_index = {m.index: m for m in self.ctx.members}
+        members: dict[str, list[int]] = {}
+        tiers: dict[str, int] = {}
+        for e, i in sorted(self.epochs.items()):
+            for idx, tier in sorted(i.left_out.items()):
+                members.setdefault(by_index[idx].name, []).append(e)
+                tiers[tier] = tiers.get(tier, 0) + 1
+        return {"member_epochs": sum(len(v) for v in members.values()),
+                "members": members, "tiers": dict(sorted(tiers.items())),
+                "honest_members": sorted(n for n in members
+                                         if next(m for m in self.ctx.members if m.name == n).honest),
+                "rule": "Pool.ticket_cap: no tickets while restricted or suspended"}
 
     @staticmethod
     def _epoch_summary(i: EpochIssue) -> dict[str, Any]:
