@@ -66,3 +66,11 @@ def test_report_groups_the_threat_table_by_row() -> None:
 def test_the_default_run_carries_the_new_scenarios() -> None:
     assert {"price-manipulation", "sybil"} <= set(DEFAULT_ATTACKS)
     assert not {"price-manipulation", "sybil"} & set(PLANNED)
+
+
+def test_every_row_has_a_scenario_in_the_default_run() -> None:
+    """Issue 14 (Done when): ``gridledger demo`` with its defaults covers every threat-model
+    row, Q included (``classical-key``), with the scenarios that once ran only on request."""
+    assert {"fdi-stealthy", "tamper", "classical-key"} <= set(DEFAULT_ATTACKS)
+    for r in ROWS:
+        assert set(r.scenarios) & set(DEFAULT_ATTACKS), f"row {r.row} has no default scenario"

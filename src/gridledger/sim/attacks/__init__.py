@@ -57,7 +57,8 @@ DEFAULT_ATTACKS: tuple[str, ...] = (
     "reputation-wash", "price-manipulation", "sybil", "crash", "dos-flood",
     "byzantine-validator", "replay", "bad-aggregator", "usage-inference", "deanonymize",
     "ev-roaming", "double-claim", "phantom-generation", "audit-export", "vulnerable-firmware",
-    "fake-patch", "fake-flexibility", "contract-bug", "dso-crash")
+    "fake-patch", "fake-flexibility", "contract-bug", "dso-crash", "fdi-stealthy", "tamper",
+    "classical-key")
 PLANNED: tuple[str, ...] = ()
 MIN_VALIDATORS: dict[str, int] = {"byzantine-validator": 4, "crash": 4}
 """Attacks that need a minimum number of validators (f = 1 needs n >= 3f + 1)."""

@@ -260,15 +260,17 @@ class ClassicalKey(Attack):
         return tx_id in self.ids
 
     def _forge(self, slot: int, alg: str) -> bytes:
-        victim = self.eng.members[0]
+        # in the name the victim trades under in that slot: its own address, or under privacy
+        # mode its slot's pseudonym (a forgery in its clear name would itself name it)
+        victim = self.eng.identities.trading_key(self.eng.members[0], slot + 1).address
         body = {"slot": slot + 1, "side": "buy", "energy_wh": 1000, "price_micro_per_kwh": 1}
-        msg = signing_bytes(self.eng.sc.chain_id, victim.address, 0, "market/order", body, alg)
+        msg = signing_bytes(self.eng.sc.chain_id, victim, 0, "market/order", body, alg)
         if alg == "ed25519":
             sig = ed25519.Ed25519PrivateKey.generate().sign(msg)
         else:
             sig = ec.generate_private_key(ec.SECP256R1()).sign(msg, ec.ECDSA(hashes.SHA256()))
         return codec.encode({"alg": alg, "body": body, "chain_id": self.eng.sc.chain_id,
-                             "kind": "market/order", "nonce": 0, "sender": victim.address,
+                             "kind": "market/order", "nonce": 0, "sender": victim,
                              "sig": sig})
 
     def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
