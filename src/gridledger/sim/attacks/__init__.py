@@ -64,9 +64,11 @@ MIN_VALIDATORS: dict[str, int] = {"byzantine-validator": 4, "crash": 4}
 """Attacks that need a minimum number of validators (f = 1 needs n >= 3f + 1)."""
 CLEAR_MODE_ONLY: dict[str, str] = {}
 CLEAR_MODE_ONLY["balance-escape"] = (
-    "the retail hold secures a household's own registered account; under privacy mode its "
-    "slots settle under per-slot pseudonyms funded from the epoch pool, which this scenario "
-    "does not model (--privacy off runs it)")
+    "the retail hold secures a household's own registered account; under privacy mode each "
+    "slot's import is paid from that slot's pseudonym's allowance, which the household "
+    "prepaid into the epoch pool when it joined (5 units, 20 kWh at retail, a slot), and a "
+    "pseudonym cannot move money (bank rule pseudonym-transfer): there is no unsettled "
+    "import to escape from (--privacy off runs it)")
 """Attacks that privacy mode leaves nothing to act on, with the reason."""
 PRIVACY_MODE_MEASURES: frozenset[str] = frozenset({"usage-inference", "deanonymize"})
 """Passive scenarios that measure privacy mode's defence: in clear mode (``--privacy off``)

@@ -163,7 +163,8 @@ class Flexibility(Feature):
         """Privacy mode: each slot's pseudonym starts at a neutral score, so the ledger's
         ``flex-suspended`` never catches a household that keeps failing under fresh ones.
         The DSO attested their meters, so it knows whose they are: it names no household
-        whose pseudonyms' ``non_delivery`` losses would suspend it were they its own (the
+        whose pseudonyms' ``non_delivery`` losses (energy sold or flexibility ordered and not
+        delivered) would suspend it were they its own (the
         tier the ledger applies in clear mode; the score stays on each pseudonym until an
         opening carries it to the owner)."""
         lost = self.pseudonym_sanctions.get(m.index, 0)
