@@ -179,6 +179,13 @@ def test_report_section_compares_with_and_without_and_says_when_idle() -> None:
     assert Flexibility.report_sections({}) == []
 
 
+def _privacy_run(tmp: Path) -> dict[str, Any]:
+    sc = scenario_from_flags(PARTICIPANTS, HOURS, 4, "fake-flexibility", 7, None, privacy=True,
+                             scenario="evening-peak", flexibility=True)
+    s, _ = run_demo(sc, tmp)
+    return s
+
+
 @pytest.mark.slow
 def test_under_privacy_mode_flexibility_is_bought_from_pseudonyms(tmp_path: Path) -> None:
     """Privacy mode (issue 19): the DSO names each eligible household by its slot's stand-in
@@ -197,9 +204,7 @@ def test_under_privacy_mode_flexibility_is_bought_from_pseudonyms(tmp_path: Path
     from gridledger.ledger.tx import decode_tx
     from gridledger.sim.privacy_view import names_any
 
-    sc = scenario_from_flags(PARTICIPANTS, HOURS, 4, "fake-flexibility", 7, None, privacy=True,
-                             scenario="evening-peak", flexibility=True)
-    s, _ = run_demo(sc, tmp_path)
+    s = _privacy_run(tmp_path)
     f = s["flexibility"]
     print("privacy:", f, s["attacks"]["fake-flexibility"])
     assert f["enabled"] and not f["idle"]
@@ -239,3 +244,23 @@ def test_under_privacy_mode_flexibility_is_bought_from_pseudonyms(tmp_path: Path
                 assert not names_any(e, addrs, cps), e
     db.close()
     assert all(flex_txs.values()), flex_txs
+
+
+@pytest.mark.slow
+def test_without_the_dsos_exclusion_fresh_pseudonyms_keep_failing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence removed (privacy mode): the DSO keeps naming the household whose pseudonyms
+    keep failing. Each slot's pseudonym starts neutral, so the ledger's ``flex-suspended``
+    never stops it: it is activated in every request and the evening's relief falls short
+    (more curtailed than with the exclusion), though it is still paid nothing for what it
+    claimed (loss 0)."""
+    from gridledger.sim.features.flexibility import Flexibility
+
+    monkeypatch.setattr(Flexibility, "_sanctioned", lambda self, m: False)
+    s = _privacy_run(tmp_path)
+    f, r = s["flexibility"], s["attacks"]["fake-flexibility"]
+    print("privacy, no exclusion:", f, r)
+    assert f["households_excluded"] == [] and r["activated_slots"] == f["requests"] > 9, r
+    assert r["loss"] == 0 and r["penalty_micro"] > 0
+    # with the exclusion (the test above): 9 activations, 9.8 kWh curtailed
+    assert f["curtailed_wh"] > 9_830
