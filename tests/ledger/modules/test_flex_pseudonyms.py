@@ -159,3 +159,28 @@ def test_pseudonym_rules_name_the_rule_and_change_nothing(tmp_path: Path) -> Non
     (ok,) = w.ok([_offer(w, s0.key, rid, 50_000, POWER_WH)], w.now + 10)
     assert ok.events[0]["cp"] == pseudo_cp(s0.address)
     assert not list(w.state.keys_with_prefix(b"flex/dev/ps:"))
+
+
+def test_a_quarantined_or_suspended_pseudonym_offers_nothing(tmp_path: Path) -> None:
+    """The stand-in cp's firmware of record (bound at registration) and the pseudonym's own
+    reputation gate its offers as they gate a household's: user 0's meter runs the advised
+    image (``meter-quarantined``), user 1's pseudonym is suspended (``flex-suspended``), user
+    2's offers. A chain without a ``flex`` genesis section runs the programme on defaults."""
+    from gridledger.ledger.modules.reputation.keeper import get_record, put_record
+    from tests.ledger.modules.test_firmware_at_registration import _advise
+    from tests.privacy.net import firmware_net
+
+    w, old, new = firmware_net(tmp_path, 31)
+    at = t_order(SLOT) - 300
+    iss = issue(w, 1, {0: [SLOT], 1: [SLOT], 2: [SLOT]}, at=at,
+                firmware={0: old.manifest.image_sha3, 1: new.manifest.image_sha3,
+                          2: new.manifest.image_sha3})
+    _advise(w, at + 3)
+    (p0,), (p1,), (p2,) = iss.own[0], iss.own[1], iss.own[2]
+    rec = get_record(w.state, p1.address)
+    for v in w.net.validators:  # the same (test-only) change on every validator
+        put_record(v.app.state, p1.address, {**rec, "score": 50})
+    out = w.ok([_request(w, [pseudo_cp(p.address) for p in (p0, p1, p2)])], w.now + 10)
+    rid = out[0].events[0]["request"]
+    assert _refused(w, [_offer(w, p.key, rid, 50_000, POWER_WH) for p in (p0, p1, p2)],
+                    w.now + 10) == ["meter-quarantined", "flex-suspended", None]
