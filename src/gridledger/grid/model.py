@@ -126,8 +126,11 @@ class GridModel:
 
     @property
     def cp_ids(self) -> tuple[str, ...]:
-        """Connection-point ids, sorted."""
-        return tuple(cp.cp_id for cp in self.cps)
+        """Connection-point ids, sorted (built once: callers index it in loops)."""
+        ids = self._cache.get("cp_ids")
+        if ids is None:
+            ids = self._cache["cp_ids"] = tuple(cp.cp_id for cp in self.cps)
+        return ids
 
     @property
     def n_slots(self) -> int:
