@@ -91,5 +91,10 @@ def test_a_parts_error_names_its_area_in_area_order(mvlv: GridModel) -> None:
         assert [r.slot for r in ok] == [EVENING] * 3
         with pytest.raises(ValueError, match="2 argument tuples for 3 LV areas"):
             pool.map(_detect_part, jobs[:2])
+        # what a library prints in a worker never reaches the message stream
+        assert pool.map(print, [("printed by an area's work",)] * 3) == [None] * 3
+        assert len(pool.workers) == 2
+        assert [r.slot for r in pool.map(_detect_part, [job(i, EVENING) for i in range(3)])] \
+            == [EVENING] * 3
     finally:
         close_area_workers(mvlv)

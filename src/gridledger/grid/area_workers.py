@@ -118,8 +118,8 @@ class _Worker:
                 if not ok:
                     raise EOFError
             ok, value = _recv(proc.stdout)
-        except (EOFError, OSError, pickle.UnpicklingError):
-            self.kill()
+        except (EOFError, OSError, pickle.UnpicklingError, MemoryError, ValueError):
+            self.kill()  # dead, or its stream is not ours any more
             return _GONE
         return value if ok else _FAILED
 
@@ -253,7 +253,12 @@ def _close_all() -> None:
 def _worker_main() -> None:
     """The worker: ``init`` (its areas' models), then ``map`` requests until ``exit`` or the
     end of stdin. Replies ``(ok, value)``."""
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdin = sys.stdin.buffer
+    # replies on a private copy of stdout; anything a library prints goes to stderr, never
+    # into the message stream
+    stdout = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     models: dict[int, GridModel] = {}
     while True:
         try:
