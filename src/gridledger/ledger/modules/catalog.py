@@ -6,7 +6,8 @@ implements them (a keeper module satisfies a ``typing.Protocol`` structurally; C
 app wiring). Order matters only for hooks: the market's end-of-block clearing and
 settlement run after every transaction of the block; surveillance's hook runs just before
 the market's, so it sees a slot's final book (and mitigates offers) before it clears;
-genesis runs registry, bank, then governance parameters.
+genesis runs registry, bank, then governance parameters. Flexibility's settlement hands a
+pseudonym's sanction to privacy's ``FlexDisputes`` (a recorded dispute) in the same block.
 
 Versions (issue 13.2): ``modules(versions)`` builds the list for a map ``{module:
 version}``; which versions a chain runs is chain state (``ledger.upgrades``), so
@@ -44,6 +45,7 @@ from gridledger.ledger.modules.disputes import keeper as disputes_keeper
 from gridledger.ledger.modules.firmware import keeper as firmware_keeper
 from gridledger.ledger.modules.market import keeper as market_keeper
 from gridledger.ledger.modules.metering import keeper as metering_keeper
+from gridledger.ledger.modules.privacy.flexibility import FlexDisputes
 from gridledger.ledger.modules.registry import keeper as registry_keeper
 from gridledger.ledger.modules.reputation import keeper as reputation_keeper
 from gridledger.ledger.modules.surveillance import keeper as surveillance_keeper
@@ -96,7 +98,8 @@ def _builtin(versions: Mapping[str, int], k: Keepers) -> list[Module]:
                       surveillance=k["surveillance"], firmware=k["firmware"]),
         certificates.build(registry=k["registry"], market=k["market"], metering=k["metering"]),
         flex.build(bank=k["bank"], registry=k["registry"], reputation=k["reputation"],
-                   metering=k["metering"], firmware=k["firmware"]),
+                   metering=k["metering"], firmware=k["firmware"],
+                   disputes=FlexDisputes(k["reputation"])),
     ]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from gridledger.ledger.context import BlockContext
 from gridledger.ledger.state import State
 
 Reason = Literal["non_delivery"]
@@ -82,6 +83,34 @@ class Firmware(Protocol):
 
 
 @dataclass(frozen=True)
+class Sanction:
+    """One offer's flexibility sanction at its request's final settlement: ``causes``
+    (shortfall beyond tolerance, and/or faults) times ``non_delivery`` on ``member``; the
+    evidence is the request, the offer and the settlement's figures."""
+
+    request: bytes
+    offer: bytes
+    member: bytes
+    cp: str
+    first_slot: int
+    last_slot: int
+    activated_wh: int
+    delivered_wh: int
+    shortfall_wh: int
+    penalty_micro: int
+    faults: int
+    causes: int
+
+
+class PseudonymDisputes(Protocol):
+    """Where a sanction of a pseudonym becomes a recorded dispute its trustees may open
+    (privacy, ``privacy/flexibility.py``): the pseudonym's loss then follows its owner."""
+
+    def record(self, state: State, ctx: BlockContext, s: Sanction,
+               events: list[dict[str, Any]]) -> None: ...
+
+
+@dataclass(frozen=True)
 class Deps:
     """The flexibility module's dependencies, as the catalog wires them."""
 
@@ -90,3 +119,5 @@ class Deps:
     reputation: Reputation
     metering: Metering
     firmware: Firmware
+    disputes: PseudonymDisputes | None = None
+    """None: a chain whose sanctions end with the address (no privacy module wired)."""

@@ -10,6 +10,7 @@ from gridledger.ledger.modules.flex.expected import (
     Deps,
     Firmware,
     Metering,
+    PseudonymDisputes,
     Registry,
     Reputation,
 )
@@ -43,12 +44,13 @@ MEMBERS = frozenset({"prosumer", "consumer"})
 
 
 def build(bank: Bank, registry: Registry, reputation: Reputation, metering: Metering,
-          firmware: Firmware) -> Module:
+          firmware: Firmware, disputes: PseudonymDisputes | None = None) -> Module:
     """Flexibility wired to ``bank`` (escrow, deposits), ``registry`` (cps, VEN identities),
     ``reputation`` (non-delivery), ``metering`` (trusted readings) and ``firmware`` (no offer
-    from a cp whose meter is quarantined)."""
+    from a cp whose meter is quarantined); ``disputes`` (privacy) records a sanctioned
+    pseudonym's dispute, so its owner takes the loss once the trustees open it."""
     deps = Deps(bank=bank, registry=registry, reputation=reputation, metering=metering,
-                firmware=firmware)
+                firmware=firmware, disputes=disputes)
     h = Handlers(deps)
     return Module(
         name=NAME,

@@ -26,7 +26,9 @@ market's: every reading and false-data flag is in):
 
 When the request's last slot has settled: deposits and the unspent escrow return, and a
 member whose offer fell short beyond tolerance or had faults loses reputation
-(``non_delivery``, once per cause).
+(``non_delivery``, once per cause). A sanctioned pseudonym's sanction is handed to
+``Deps.disputes`` in the same block (a recorded dispute of kind ``flex``, privacy): the
+trustees may open it and its owner takes the loss.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any
 from gridledger.ledger.context import BlockContext
 from gridledger.ledger.module import BlockHook
 from gridledger.ledger.modules.flex import keeper
-from gridledger.ledger.modules.flex.expected import Deps
+from gridledger.ledger.modules.flex.expected import Deps, Sanction
 from gridledger.ledger.modules.flex.handlers import close_request
 from gridledger.ledger.modules.flex.types import (
     Config,
@@ -69,7 +71,7 @@ def make_end_block(deps: Deps) -> BlockHook:
                 close_request(deps, state, rid, r, "expired", now)
                 events.append({"type": "flex_expired", "request": rid, "offers": r.offers})
             elif r.status == "ordered":
-                _Settlement(deps, state, p, rid, r, events).run(now)
+                _Settlement(deps, state, ctx, p, rid, r, events).run(now)
         done = keeper.finished(state)
         if done:
             p = p or load_params(state)
@@ -100,9 +102,9 @@ def shortfall_wh(activated_wh: int, delivered_wh: int, tolerance_pct: int) -> in
 class _Settlement:
     """Settle the due slots of one ordered request."""
 
-    def __init__(self, deps: Deps, state: State, p: Params, rid: bytes, r: Request,
-                 events: list[dict[str, Any]]) -> None:
-        self.deps, self.state, self.p, self.rid, self.r = deps, state, p, rid, r
+    def __init__(self, deps: Deps, state: State, ctx: BlockContext, p: Params, rid: bytes,
+                 r: Request, events: list[dict[str, Any]]) -> None:
+        self.deps, self.state, self.ctx, self.p, self.rid, self.r = deps, state, ctx, p, rid, r
         self.events = events
         self.cfg = keeper.config(state)
 
@@ -190,6 +192,11 @@ class _Settlement:
             if causes:
                 self.events.append(self.deps.reputation.adjust(state, o.owner, "non_delivery",
                                                                now_slot, times=causes))
+                if self.deps.disputes is not None:
+                    self.deps.disputes.record(state, self.ctx, Sanction(
+                        self.rid, oid, o.owner, o.cp, r.first_slot, r.first_slot + r.n_slots - 1,
+                        sum(o.activated_wh), sum(delivered), short, o.penalty_micro or 0,
+                        o.faults or 0, causes), self.events)
             self.events.append({
                 "type": "flex_settled", "request": self.rid, "offer": oid, "member": o.owner,
                 "activated_wh": sum(o.activated_wh), "delivered_wh": sum(delivered),

@@ -47,6 +47,11 @@ def dispute_id_for_finding(finding: int) -> bytes:
     return tagged_hash("gl/privacy/dispute/market", finding.to_bytes(8, "big"))
 
 
+def dispute_id_for_flex(request: bytes, offer: bytes) -> bytes:
+    """Id of a flexibility offer's non-delivery dispute (its pseudonym may be opened)."""
+    return tagged_hash("gl/privacy/dispute/flex", request, offer)
+
+
 def dispute_id_for_feeder(feeder: str, slot: int) -> bytes:
     """Id of a feeder slot whose pseudonymous readings disagree with the secure aggregate."""
     return tagged_hash("gl/privacy/dispute/feeder", feeder.encode(), slot.to_bytes(8, "big"))
@@ -126,7 +131,7 @@ class PseudonymRecord(Record):
 class DisputeRecord(Record):
     """``pv/disp/<id>``: a recorded dispute under which identities may be opened."""
 
-    kind: str                     # trade | pool | feeder | market
+    kind: str                     # trade | pool | feeder | market | flex
     targets: tuple[bytes, ...]
     reason: str | None = optional()
     epoch: int | None = optional()
@@ -135,6 +140,11 @@ class DisputeRecord(Record):
     claim: str | None = optional()
     feeder: str | None = optional()
     finding: int | None = optional()  # market: the surveillance finding's id
+    request: bytes | None = optional()  # flex: the request, the offer and what settled
+    offer: bytes | None = optional()
+    shortfall_wh: int | None = optional()
+    penalty_micro: int | None = optional()
+    faults: int | None = optional()
 
 
 @dataclass(frozen=True)
