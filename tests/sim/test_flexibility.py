@@ -194,8 +194,9 @@ def test_under_privacy_mode_flexibility_is_bought_from_pseudonyms(tmp_path: Path
     evening's congestion is relieved as in clear mode; no request, offer, order or report
     and no flexibility event in any validator's store names a household's address or cp;
     ``fake-flexibility`` is caught the same way (capped baselines, rejected claims, paid on
-    its meter only) and the DSO stops naming the household once its pseudonyms' losses
-    would have suspended it."""
+    its meter only), the trustees open its non-delivering pseudonyms on the ledger's
+    ``flex`` disputes (its score takes their losses) and the DSO stops naming the household
+    once its pseudonyms' losses would have suspended it."""
     import sqlite3
 
     from gridledger.crypto.sig import address_of
@@ -221,6 +222,13 @@ def test_under_privacy_mode_flexibility_is_bought_from_pseudonyms(tmp_path: Path
     assert r["injected"] > 0 and r["detected"] >= r["injected"], r
     assert r["mitigated"] and r["loss"] == 0 and r["penalty_micro"] > 20 * r["paid_micro"], r
     assert f["households_excluded"] == [r["attacker"]]
+    # ... and the ledger's own sanction follows the owner: each non-delivering pseudonym's
+    # settlement recorded a ``flex`` dispute, the trustees opened it (the ordinary escrow
+    # path), the household took its pseudonyms' losses; nobody honest was opened
+    assert p["opened_for_flexibility"] == [r["attacker"]], p
+    assert p["identities_opened_for_flexibility"] >= r["injected"] > 0, p
+    assert f["owners_sanctioned"][r["attacker"]] < 0 and list(f["owners_sanctioned"]) == [
+        r["attacker"]], f
     # the store itself: every flexibility transaction and event names pseudonyms only
     flex_txs = {"flex/request": 0, "flex/offer": 0, "flex/order": 0, "flex/report": 0}
     db = sqlite3.connect(f"file:{tmp_path / 'ledger' / 'validator-1.sqlite'}?mode=ro&immutable=1",

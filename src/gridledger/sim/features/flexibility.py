@@ -95,8 +95,14 @@ class Flexibility(Feature):
         self.rng = random.Random(f"flexibility/{ctx.sc.seed}")
         self.without: dict[int, tuple[int, int]] = {}
         """slot -> (violations, curtailed Wh) had the DSO bought no flexibility for it."""
-        self.pseudonym_sanctions: dict[int, int] = {}
-        """member index -> the ``non_delivery`` reputation its pseudonyms lost (privacy mode)."""
+        self.pseudonym_sanctions: dict[int, dict[bytes, int]] = {}
+        """member index -> pseudonym -> the ``non_delivery`` reputation it lost, until an
+        opening carries it to the member's own score (privacy mode)."""
+        self.carried: dict[bytes, str] = {}
+        """Opened pseudonyms (their losses now reach the owner's score) -> owner's name."""
+        self.owners_sanctioned: dict[str, int] = {}
+        """member name -> the score it took on the ledger from its non-delivering
+        pseudonyms once the trustees opened them (``pseudonym_penalty``)."""
         self.excluded: set[str] = set()
         """Households the DSO stopped naming for their pseudonyms' non-delivery."""
 
@@ -165,9 +171,10 @@ class Flexibility(Feature):
         The DSO attested their meters, so it knows whose they are: it names no household
         whose pseudonyms' ``non_delivery`` losses (energy sold or flexibility ordered and not
         delivered) would suspend it were they its own (the
-        tier the ledger applies in clear mode; the score stays on each pseudonym until an
-        opening carries it to the owner)."""
-        lost = self.pseudonym_sanctions.get(m.index, 0)
+        tier the ledger applies in clear mode; the score stays on each pseudonym until the
+        trustees open it on the ledger's ``flex`` dispute, which carries it to the owner — a
+        request or more later, and only into the tickets of the epochs it joins next)."""
+        lost = sum(self.pseudonym_sanctions.get(m.index, {}).values())
         if not lost:
             return False
         out = self.ctx.ledger.reputation(m.address) + lost < self.ctx.params.rep_suspend_below
@@ -281,11 +288,26 @@ class Flexibility(Feature):
             t = str(e.get("type", ""))
             if t.startswith("flex_") or t in ("baseline_capped", "claim_rejected"):
                 self.events.setdefault(t, []).append(e)
-            elif t == "reputation" and e.get("reason") == "non_delivery":
-                owner = self.ctx.identities.owner(bytes(e["addr"]))
-                if owner is not None and owner.address != bytes(e["addr"]):
-                    self.pseudonym_sanctions[owner.index] = (
-                        self.pseudonym_sanctions.get(owner.index, 0) + int(e["delta"]))
+            elif t == "reputation":
+                self._reputation(e)
+
+    def _reputation(self, e: dict[str, Any]) -> None:
+        """A pseudonym's ``non_delivery`` counts against its household until an opening
+        carries the pseudonym's loss to the household's own score (then it is there)."""
+        addr = bytes(e["addr"])
+        if e.get("reason") == "non_delivery" and addr not in self.carried:
+            owner = self.ctx.identities.owner(addr)
+            if owner is not None and owner.address != addr:
+                lost = self.pseudonym_sanctions.setdefault(owner.index, {})
+                lost[addr] = lost.get(addr, 0) + int(e["delta"])
+        elif e.get("reason") == "pseudonym_penalty":
+            ps = bytes(e["pseudonym"])
+            owner = self.ctx.identities.owner(ps)
+            if owner is not None:
+                self.carried[ps] = owner.name
+                if self.pseudonym_sanctions.get(owner.index, {}).pop(ps, None) is not None:
+                    self.owners_sanctioned[owner.name] = (
+                        self.owners_sanctioned.get(owner.name, 0) + int(e["delta"]))
 
     def summary(self) -> dict[str, Any]:
         ctx = self.ctx
@@ -325,6 +347,9 @@ class Flexibility(Feature):
             "baselines_capped": len(ev.get("baseline_capped", [])),
             "claims_rejected": len(ev.get("claim_rejected", [])),
             "households_excluded": sorted(self.excluded),
+            # privacy mode: the ledger's own sanction, once the trustees opened a pseudonym
+            # on its ``flex`` dispute (score delta the household took from it)
+            "owners_sanctioned": dict(sorted(self.owners_sanctioned.items())),
             # being named says "downstream of the congestion, with a device": under privacy
             # mode the anonymity set a request leaves its pseudonyms, of the members' one each
             "named_cps_per_request": round(sum(int(e["cps"]) for e in requested)

@@ -185,12 +185,18 @@ class EpochIssue:
 class Opening:
     """A dispute against a pseudonym on its way to an opening: a trade dispute decided
     against it (the wronged party requests the recorded dispute), or a surveillance finding
-    naming it (the ledger records that dispute itself, kind ``market``)."""
+    or a flexibility non-delivery naming it (the ledger records that dispute itself, kind
+    ``market`` or ``flex``)."""
 
     pseudonym: bytes
     dispute: bytes
     kind: str = "trade"
     stage: str = "request"        # request -> escrow -> posting -> release -> released -> done
+
+
+LEDGER_RECORDED = frozenset({"market", "flex"})
+"""Dispute kinds the ledger records by itself (a surveillance finding, a flexibility
+non-delivery): the trustees open them with nobody asking."""
 
 
 class PrivacyMode(Feature):
@@ -450,8 +456,8 @@ class PrivacyMode(Feature):
             elif t == "opening_requested":
                 for p in e["pseudonyms"]:
                     o = self.openings.get(p)
-                    if o is None and e["kind"] == "market" and p in ids.held:
-                        self.openings[p] = Opening(p, e["dispute"], "market", "escrow")
+                    if o is None and e["kind"] in LEDGER_RECORDED and p in ids.held:
+                        self.openings[p] = Opening(p, e["dispute"], e["kind"], "escrow")
                     elif o is not None and o.stage == "request" and o.dispute == e["dispute"]:
                         o.stage = "escrow"
             elif t == "escrow_posted" and (o := self.openings.get(e["pseudonym"])) is not None \
@@ -565,6 +571,11 @@ class PrivacyMode(Feature):
                                          if o.stage == "done"),
                 "identities_opened_for_market_abuse": sum(
                     1 for o in self.openings.values() if o.stage == "done" and o.kind == "market"),
+                "identities_opened_for_flexibility": sum(
+                    1 for o in self.openings.values() if o.stage == "done" and o.kind == "flex"),
+                "opened_for_flexibility": sorted({
+                    self.ids.held[p].member.name for p, o in self.openings.items()
+                    if o.stage == "done" and o.kind == "flex"}),
                 "out_of_pool": self._out_of_pool(),
             })
         cp_of = {m.index: m.cp for m in ctx.members}
