@@ -20,7 +20,6 @@ from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
 
 from .browser import find_chromium
 
-
 HOURS = 6
 PARTICIPANTS = 20
 
