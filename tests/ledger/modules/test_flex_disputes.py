@@ -19,7 +19,17 @@ from gridledger.ledger.modules.reputation.keeper import reputation_of, tier_of
 from gridledger.ledger.params import load_params
 from gridledger.privacy.ledger_io import escrow_body, release_body
 from tests.ledger.modules.test_flex_pseudonyms import NEED_WH, POWER_WH, REF_WH, SLOT, _ordered
-from tests.privacy.net import SETTLE, Issued, PrivacyNet, S, pool_net, read, t_read
+from tests.privacy.net import (
+    SETTLE,
+    Issued,
+    PrivacyNet,
+    S,
+    issue,
+    pool_net,
+    read,
+    t_order,
+    t_read,
+)
 
 
 def _fails(tmp: Path) -> tuple[PrivacyNet, Issued, bytes, bytes, bytes]:
@@ -120,3 +130,56 @@ def test_without_the_flex_dispute_the_sanction_ends_with_the_pseudonym(
                 w.now + 10)
     assert out[0].rule == "no-dispute"
     w.ok([w.tx(w.users[1], "privacy/join", {"epoch": 2, "tickets": 2})], w.now + 10)
+
+
+def _request_for(w: PrivacyNet, cp: str, slot: int) -> bytes:
+    """The DSO's one-slot request for ``POWER_WH`` of up-flexibility from ``cp``."""
+    return w.tx(w.dso, "flex/request", {
+        "area": "line 3", "violation": "overload line 3", "evidence": b"\x42" * 32,
+        "first_slot": slot, "energies_wh": [POWER_WH], "direction": "up",
+        "price_cap_micro_per_kwh": 200_000, "budget_micro": 1_000_000, "baseline": "declared",
+        "reference_method": "dso-forecast", "gate_s": slot * S - 100,
+        "cps": [[cp, 1_000_000, [POWER_WH], [REF_WH]]]})
+
+
+def test_a_later_failure_of_an_opened_pseudonym_sanctions_its_owner_at_once(
+        tmp_path: Path) -> None:
+    """User 1 holds ONE pseudonym for slots 5 and 6 and fails a request in each. The first
+    failure's dispute is opened before the second settles; the second's sanction reaches
+    the owner in the block that settles it (its dispute is recorded as evidence too)."""
+    from gridledger.ledger.modules.privacy.records import pseudo_cp
+
+    w = pool_net(tmp_path, sections={"flex": {}})
+    iss = issue(w, 1, {1: [(5, 6)]}, at=t_order(5) - 200, tickets={1: 2})
+    ps, owner = iss.own[1][0], w.users[1].address
+    rids, oids = [], []
+    for slot in (5, 6):
+        (req,) = w.ok([_request_for(w, pseudo_cp(ps.address), slot)], w.now + 10)
+        rids.append(req.events[0]["request"])
+        (off,) = w.ok([w.tx(ps.key, "flex/offer", {
+            "request": rids[-1], "device": "load", "price_micro_per_kwh": 50_000,
+            "energies_wh": [POWER_WH], "baseline_wh": [REF_WH]})], w.now + 10)
+        oids.append(off.events[0]["offer"])
+        w.ok([w.tx(w.dso, "flex/order", {
+            "request": rids[-1], "effective_wh": [POWER_WH], "evidence": bytes(32),
+            "activations": [[oids[-1], [POWER_WH]]]})], slot * S - 100)
+    # it consumes as usual in both slots: nothing delivered, no claim (one cause each)
+    w.ok([read(w, iss, ps, 5, -REF_WH, 0)], t_read(5))
+    w.ok([], 6 * S + SETTLE)
+    loss = load_params(w.state).rep_loss_non_delivery
+    first = dispute_id_for_flex(rids[0], oids[0])
+    assert [e["dispute"] for e in w.events("opening_requested")] == [first]
+    tk = w.trustee_keys
+    w.ok([w.tx(tk[2].signing_key, "privacy/escrow", escrow_body(first, ps.escrow)),
+          read(w, iss, ps, 6, -REF_WH, 0)], t_read(6))
+    w.ok([w.tx(t.signing_key, "privacy/release", release_body(t, w.trustee_set, first,
+                                                              [ps.escrow]))
+          for t in tk[:2]], w.now + 10)
+    assert reputation_of(w.state, owner) == 500 - loss          # carried at the opening
+    w.ok([], 7 * S + SETTLE)
+    second = dispute_id_for_flex(rids[1], oids[1])
+    assert [e["dispute"] for e in w.events("opening_requested")] == [first, second]
+    assert pv.get_dispute(w.state, second) is not None
+    nd = [e for e in w.events("reputation") if e["reason"] == "non_delivery"]
+    assert [e["addr"] for e in nd] == [ps.address, ps.address, owner]
+    assert reputation_of(w.state, owner) == 500 - 2 * loss     # at once, not carried twice
