@@ -10,7 +10,7 @@ parameter (tariffs, grid fees, market mechanism, deposits, reputation ...) can b
     start_day = 136                    # day of the profile year (0 = 1 January)
     start_slot_of_day = 0              # 15-minute slot of that day the run starts at
     hours = 24                         # --hours (or: days = 7, --days)
-    privacy = false                    # --privacy on|off: per-slot pseudonyms
+    privacy = true                     # --privacy on|off: per-slot pseudonyms (default on)
     scenario = "default"               # --scenario default|evening-peak
     flexibility = true                 # --flexibility on|off: the DSO buys flexibility
     profiles = "my-street.csv"         # --profiles: the community's own 15-minute data

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-DEMO_PRIVACY = False
-"""Whether ``gridledger demo`` runs in privacy mode unless told ``--privacy on|off`` (issue 19).
-Not yet: the day costs about 2× clear mode's CPU (verify-chain ~3.7×; the bound is 1.5×).
-Its honest day (``--attacks none``), which once gave 2 false surveillance findings that
-opened 2 honest households' identities, is clean since 2026-11-30 (every detection 0).
-``--privacy on`` runs it (docs/demo.md, "Privacy mode"); ``Scenario``'s own default is
-clear mode too: a test names the mode it measures."""
+DEMO_PRIVACY = True
+"""Whether ``gridledger demo`` runs in privacy mode unless told ``--privacy on|off`` (issue 19):
+households trade, meter, settle, offer flexibility and earn certificates under per-slot
+pseudonyms; ``--privacy off`` runs the same day in clear mode for comparison (there the
+two passive privacy scenarios report the leak). ``Scenario``'s own default stays clear
+mode: a test names the mode it measures."""
