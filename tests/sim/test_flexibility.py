@@ -176,6 +176,10 @@ def test_report_section_compares_with_and_without_and_says_when_idle() -> None:
     off = Flexibility.report_sections({"flexibility": {**f, "enabled": False}})[0].body_html
     assert "without:" not in off
     assert Flexibility.report_sections({}) == []
+    assert "stopped naming" not in sec.body_html
+    (ps,) = Flexibility.report_sections({"flexibility": {
+        **f, "households_excluded": ["h08"], "owners_sanctioned": {"h08": -500}}})
+    assert "h08 / h08 (-500)" in ps.body_html
 
 
 def _privacy_run(tmp: Path) -> dict[str, Any]:

@@ -409,6 +409,12 @@ def _flex_html(f: Mapping[str, Any]) -> str:
             ("penalties (deposits forfeited)", units(f.get("penalties_micro", 0))),
             ("baselines capped / claims rejected",
              f"{f.get('baselines_capped', 0)} / {f.get('claims_rejected', 0)}")]
+    excluded, sanctioned = f.get("households_excluded") or [], f.get("owners_sanctioned") or {}
+    if excluded or sanctioned:   # privacy mode: how non-delivery reached the household
+        rows.append(("non-delivery under pseudonyms: households the DSO stopped naming / "
+                     "owners the ledger sanctioned (score)",
+                     f"{', '.join(map(str, excluded)) or '–'} / "
+                     f"{', '.join(f'{n} ({d:+d})' for n, d in sorted(sanctioned.items())) or '–'}"))
     facts = "".join(f'<tr><td>{e(k)}</td><td class="num">{e(v)}</td></tr>' for k, v in rows)
     income = f.get("member_income_micro") or {}
     members = "".join(f'<tr><td>{e(str(n))}</td><td class="num">{e(units(v))}</td></tr>'
