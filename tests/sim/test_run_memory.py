@@ -74,3 +74,43 @@ def test_orders_are_kept_as_ids_with_what_was_signed() -> None:
     data.order_ids[5] = [b"a" * 32]
     assert data.orders(5) == [(b"a" * 32, data.tx_info[b"a" * 32])]
     assert data.orders(6) == []
+
+
+def test_events_and_transactions_live_on_a_side_file_not_in_memory() -> None:
+    """The run's whole-run logs (every ledger event, every signed transaction) read back as
+    they were written, in order, and cost no memory per entry (a year: millions of each)."""
+    import os
+    import tempfile
+
+    data = RunData()
+    before = set(os.listdir(tempfile.gettempdir()))
+    evs = [{"type": "reading" if i % 3 else "bill", "slot": i // 10, "cp": f"cp-{i:05d}",
+            "addr": bytes([i % 256]) * 32, "amounts": [i, -i]} for i in range(3_000)]
+    data.events.extend(evs[:1_000])
+    data.events.extend([])
+    data.events.extend(evs[1_000:])
+    assert len(data.events) == 3_000 and list(data.events) == evs
+    assert data.events_of("bill") == [e for e in evs if e["type"] == "bill"]
+    assert data.events_of("unknown") == []
+    ids = [bytes([i % 256, i // 256]) * 16 for i in range(2_500)]
+    for i, tx_id in enumerate(ids):
+        data.tx_info[tx_id] = TxInfo(b"s" * 32, "market/order", {"slot": i, "side": "buy"})
+    data.tx_info[ids[5]] = TxInfo(b"t" * 32, "market/order", {"slot": 5})  # signed again
+    assert len(data.tx_info) == 2_500 and ids[7] in data.tx_info and b"x" not in data.tx_info
+    assert data.tx_info[ids[5]].sender == b"t" * 32 and data.tx_info.get(b"x") is None
+    with pytest.raises(KeyError):
+        data.tx_info[b"x"]  # noqa: B018
+    assert [i for i, _ in data.tx_info.items()] == ids
+    assert [i for i, _ in reversed(data.tx_info.items())] == ids[::-1]
+    # no file is left in the temp directory (the side file is unlinked while open)
+    assert set(os.listdir(tempfile.gettempdir())) - before == set()
+    tracemalloc.start()
+    try:
+        snap = tracemalloc.take_snapshot()
+        data.events.extend(evs)
+        for i in range(2_000):
+            data.tx_info[b"n" * 28 + i.to_bytes(4, "big")] = TxInfo(b"s" * 32, "k", {"i": i})
+        grown = sum(st.size_diff for st in tracemalloc.take_snapshot().compare_to(snap, "filename"))
+    finally:
+        tracemalloc.stop()
+    assert grown < 200_000, grown  # 3,000 events + 2,000 transactions: ~1 MB in memory before

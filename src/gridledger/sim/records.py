@@ -8,7 +8,12 @@ from what a client intended.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import os
+import pickle
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +95,152 @@ class TxInfo:
     body: dict[str, Any]
 
 
+class _SideFile:
+    """A scratch SQLite file holding what a run keeps for its whole length but reads back
+    rarely (issue 17: RSS flat over days, while a year's events and transactions run to
+    gigabytes). Created at the first write in the temp directory and unlinked at once: the
+    open connection keeps it, the OS frees it when the run ends however it ends (a crash
+    leaves no file). No journal, no fsync: nothing in it outlives the run."""
+
+    def __init__(self) -> None:
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # the dashboard's server thread may read the run
+
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            fd, path = tempfile.mkstemp(prefix="gridledger-run-", suffix=".sqlite")
+            try:
+                db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            finally:
+                os.close(fd)
+                os.unlink(path)
+            db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+                             "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8192;")
+            self._db = db
+        return self._db
+
+    def write(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        with self._lock:
+            self.db().executemany(sql, rows)
+
+    def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        if self._db is None:
+            return []
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+
+def _dump(obj: Any) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class EventLog:
+    """Every ledger event of the run, in block order, on a side file (``_SideFile``):
+    ``extend`` appends a block's events; ``of(kind)`` and iteration read them back (what
+    summaries and attacks' results do, once, at the end). Memory: none per event."""
+
+    _CHUNK = 2_000
+
+    def __init__(self) -> None:
+        self._file = _SideFile()
+        self._n = 0
+        self._ready = False
+
+    def _table(self) -> None:
+        if not self._ready:
+            self._file.write("CREATE TABLE IF NOT EXISTS ev (seq INTEGER PRIMARY KEY, kind TEXT,"
+                             " body BLOB)", [()])
+            self._file.write("CREATE INDEX IF NOT EXISTS ev_kind ON ev (kind, seq)", [()])
+            self._ready = True
+
+    def extend(self, events: Iterable[dict[str, Any]]) -> None:
+        rows = [(self._n + i, str(e.get("type", "")), _dump(e)) for i, e in enumerate(events)]
+        if rows:
+            self._table()
+            self._file.write("INSERT INTO ev VALUES (?, ?, ?)", rows)
+            self._n += len(rows)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        """The events whose ``type`` is ``kind``, in block order."""
+        rows = self._file.read("SELECT body FROM ev WHERE kind = ? ORDER BY seq", (kind,))
+        return [pickle.loads(b) for (b,) in rows]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for first in range(0, self._n, self._CHUNK):
+            rows = self._file.read("SELECT body FROM ev WHERE seq >= ? AND seq < ? ORDER BY seq",
+                                   (first, first + self._CHUNK))
+            yield from (pickle.loads(b) for (b,) in rows)
+
+
+class TxLog:
+    """``tx id -> TxInfo`` of every transaction the simulator signed, on a side file (as
+    ``EventLog``), with the reads a dict gives: ``get``, ``[]``, ``in``, ``len``, ``items()``
+    in signing order (also reversed, newest first, lazily)."""
+
+    def __init__(self) -> None:
+        self._file = _SideFile()
+        self._n = 0
+
+    def __setitem__(self, tx_id: bytes, info: TxInfo) -> None:
+        if self._n == 0 and not self._file.read(
+                "SELECT name FROM sqlite_master WHERE name = 'tx'"):
+            self._file.write("CREATE TABLE IF NOT EXISTS tx (id BLOB PRIMARY KEY, seq INTEGER"
+                             " UNIQUE, body BLOB)", [()])
+        before = self._file.read("SELECT seq FROM tx WHERE id = ?", (tx_id,))
+        if before:  # the same bytes signed again: a dict keeps the first position
+            self._file.write("UPDATE tx SET body = ? WHERE id = ?", [(_dump(info), tx_id)])
+            return
+        self._file.write("INSERT INTO tx VALUES (?, ?, ?)", [(tx_id, self._n, _dump(info))])
+        self._n += 1
+
+    def get(self, tx_id: bytes, default: TxInfo | None = None) -> TxInfo | None:
+        rows = self._file.read("SELECT body FROM tx WHERE id = ?", (tx_id,))
+        return pickle.loads(rows[0][0]) if rows else default
+
+    def __getitem__(self, tx_id: bytes) -> TxInfo:
+        got = self.get(tx_id)
+        if got is None:
+            raise KeyError(tx_id)
+        return got
+
+    def __contains__(self, tx_id: object) -> bool:
+        return bool(self._file.read("SELECT 1 FROM tx WHERE id = ?", (tx_id,)))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def items(self) -> _TxItems:
+        return _TxItems(self)
+
+    def _rows(self, newest_first: bool) -> Iterator[tuple[bytes, TxInfo]]:
+        order = "DESC" if newest_first else "ASC"
+        at = self._n - 1 if newest_first else 0
+        step = EventLog._CHUNK
+        while 0 <= at < self._n:
+            lo, hi = (at - step + 1, at + 1) if newest_first else (at, at + step)
+            rows = self._file.read(f"SELECT id, body FROM tx WHERE seq >= ? AND seq < ? "
+                                   f"ORDER BY seq {order}", (lo, hi))
+            yield from ((bytes(i), pickle.loads(b)) for i, b in rows)
+            at = lo - 1 if newest_first else hi
+
+
+class _TxItems:
+    def __init__(self, log: TxLog) -> None:
+        self._log = log
+
+    def __iter__(self) -> Iterator[tuple[bytes, TxInfo]]:
+        return self._log._rows(newest_first=False)
+
+    def __reversed__(self) -> Iterator[tuple[bytes, TxInfo]]:
+        return self._log._rows(newest_first=True)
+
+    def __len__(self) -> int:
+        return len(self._log)
+
+
 def _bump(counts: dict[str, int], key: str, n: int = 1) -> None:
     counts[key] = counts.get(key, 0) + n
 
@@ -120,10 +271,12 @@ class RunData:
     order_ids: dict[int, list[bytes]] = field(default_factory=dict)
     """Ids of the honest order transactions per slot, in submission order (their sender and
     body are in ``tx_info``; the signed bytes are on the ledger)."""
-    tx_info: dict[bytes, TxInfo] = field(default_factory=dict)
+    tx_info: TxLog = field(default_factory=TxLog)
+    """Every transaction the simulator signed (on a side file: ``TxLog``)."""
     stats: Stats = field(default_factory=Stats)
     # what the ledger did (from finalized blocks)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: EventLog = field(default_factory=EventLog)
+    """Every ledger event of the run, in block order (on a side file: ``EventLog``)."""
     trades: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     fills: dict[int, dict[bytes, dict[str, int]]] = field(default_factory=dict)
     bills: dict[int, dict[bytes, dict[str, Any]]] = field(default_factory=dict)
@@ -187,7 +340,7 @@ class RunData:
             evs += list(r.events)
         for ev in evs:
             self._absorb_event(ev)
-        self.events += evs
+        self.events.extend(evs)
         return evs
 
     def _absorb_event(self, ev: dict[str, Any]) -> None:
@@ -238,4 +391,5 @@ class RunData:
                    for s in set(slots) for a, b in self.bills.get(s, {}).items() if a in addrs)
 
     def events_of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get("type") == kind]
+        """The run's ledger events of one ``type``, in block order."""
+        return self.events.of(kind)
