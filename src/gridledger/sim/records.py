@@ -8,6 +8,7 @@ from what a client intended.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import sqlite3
@@ -119,6 +120,10 @@ class _SideFile:
             self._db = db
         return self._db
 
+    def execute(self, sql: str) -> None:
+        with self._lock:
+            self.db().execute(sql)
+
     def write(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
         with self._lock:
             self.db().executemany(sql, rows)
@@ -135,70 +140,84 @@ def _dump(obj: Any) -> bytes:
 
 
 class EventLog:
-    """Every ledger event of the run, in block order, on a side file (``_SideFile``):
-    ``extend`` appends a block's events; ``of(kind)`` and iteration read them back (what
-    summaries and attacks' results do, once, at the end). Memory: none per event."""
+    """Every ledger event of the run, in block order: the newest ``MEM_EVENTS`` in memory,
+    older ones on a side file (``_SideFile``), spilled ``MEM_EVENTS // 2`` at a time — a
+    day of the default community never spills (no cost), a year or 1,000 members stay
+    bounded. ``extend`` appends a block's events; ``of(kind)`` and iteration read them back
+    (what summaries and attacks' results do, once, at the end)."""
 
+    MEM_EVENTS = 60_000
     _CHUNK = 2_000
 
     def __init__(self) -> None:
         self._file = _SideFile()
-        self._n = 0
-        self._ready = False
-
-    def _table(self) -> None:
-        if not self._ready:
-            self._file.write("CREATE TABLE IF NOT EXISTS ev (seq INTEGER PRIMARY KEY, kind TEXT,"
-                             " body BLOB)", [()])
-            self._file.write("CREATE INDEX IF NOT EXISTS ev_kind ON ev (kind, seq)", [()])
-            self._ready = True
+        self._mem: list[dict[str, Any]] = []
+        self._spilled = 0
 
     def extend(self, events: Iterable[dict[str, Any]]) -> None:
-        rows = [(self._n + i, str(e.get("type", "")), _dump(e)) for i, e in enumerate(events)]
-        if rows:
-            self._table()
-            self._file.write("INSERT INTO ev VALUES (?, ?, ?)", rows)
-            self._n += len(rows)
+        self._mem.extend(events)
+        if len(self._mem) > self.MEM_EVENTS:
+            old = self._mem[:self.MEM_EVENTS // 2]
+            if not self._spilled:
+                self._file.execute("CREATE TABLE ev (seq INTEGER PRIMARY KEY, kind TEXT, body BLOB)")
+                self._file.execute("CREATE INDEX ev_kind ON ev (kind, seq)")
+            self._file.write("INSERT INTO ev VALUES (?, ?, ?)",
+                             [(self._spilled + i, str(e.get("type", "")), _dump(e))
+                              for i, e in enumerate(old)])
+            self._spilled += len(old)
+            del self._mem[:len(old)]
 
     def __len__(self) -> int:
-        return self._n
+        return self._spilled + len(self._mem)
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         """The events whose ``type`` is ``kind``, in block order."""
         rows = self._file.read("SELECT body FROM ev WHERE kind = ? ORDER BY seq", (kind,))
-        return [pickle.loads(b) for (b,) in rows]
+        return [*(pickle.loads(b) for (b,) in rows),
+                *(e for e in self._mem if e.get("type") == kind)]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for first in range(0, self._n, self._CHUNK):
+        for first in range(0, self._spilled, self._CHUNK):
             rows = self._file.read("SELECT body FROM ev WHERE seq >= ? AND seq < ? ORDER BY seq",
                                    (first, first + self._CHUNK))
             yield from (pickle.loads(b) for (b,) in rows)
+        yield from list(self._mem)
 
 
 class TxLog:
-    """``tx id -> TxInfo`` of every transaction the simulator signed, on a side file (as
-    ``EventLog``), with the reads a dict gives: ``get``, ``[]``, ``in``, ``len``, ``items()``
-    in signing order (also reversed, newest first, lazily)."""
+    """``tx id -> TxInfo`` of every transaction the simulator signed: the newest
+    ``MEM_TXS`` in memory, older ones on a side file (as ``EventLog``), with the reads a
+    dict gives: ``get``, ``[]``, ``in``, ``len``, ``items()`` in signing order (also
+    reversed, newest first, lazily). Ids are unique (a signature covers a fresh nonce); the
+    same id set again while in memory replaces its value, as a dict would."""
+
+    MEM_TXS = 20_000
 
     def __init__(self) -> None:
         self._file = _SideFile()
-        self._n = 0
+        self._mem: dict[bytes, TxInfo] = {}
+        self._spilled = 0
 
     def __setitem__(self, tx_id: bytes, info: TxInfo) -> None:
-        if self._n == 0 and not self._file.read(
-                "SELECT name FROM sqlite_master WHERE name = 'tx'"):
-            self._file.write("CREATE TABLE IF NOT EXISTS tx (id BLOB PRIMARY KEY, seq INTEGER"
-                             " UNIQUE, body BLOB)", [()])
-        before = self._file.read("SELECT seq FROM tx WHERE id = ?", (tx_id,))
-        if before:  # the same bytes signed again: a dict keeps the first position
-            self._file.write("UPDATE tx SET body = ? WHERE id = ?", [(_dump(info), tx_id)])
-            return
-        self._file.write("INSERT INTO tx VALUES (?, ?, ?)", [(tx_id, self._n, _dump(info))])
-        self._n += 1
+        self._mem[tx_id] = info
+        if len(self._mem) > self.MEM_TXS:
+            old = list(itertools.islice(self._mem.items(), self.MEM_TXS // 2))
+            if not self._spilled:
+                self._file.execute("CREATE TABLE tx (id BLOB PRIMARY KEY, seq INTEGER, body BLOB)")
+                self._file.execute("CREATE INDEX tx_seq ON tx (seq)")
+            self._file.write("INSERT OR IGNORE INTO tx VALUES (?, ?, ?)",
+                             [(i, self._spilled + k, _dump((t.sender, t.kind, t.body)))
+                              for k, (i, t) in enumerate(old)])
+            self._spilled += len(old)
+            for i, _t in old:
+                del self._mem[i]
 
     def get(self, tx_id: bytes, default: TxInfo | None = None) -> TxInfo | None:
+        got = self._mem.get(tx_id)
+        if got is not None or not self._spilled:
+            return got if got is not None else default
         rows = self._file.read("SELECT body FROM tx WHERE id = ?", (tx_id,))
-        return pickle.loads(rows[0][0]) if rows else default
+        return TxInfo(*pickle.loads(rows[0][0])) if rows else default
 
     def __getitem__(self, tx_id: bytes) -> TxInfo:
         got = self.get(tx_id)
@@ -207,24 +226,33 @@ class TxLog:
         return got
 
     def __contains__(self, tx_id: object) -> bool:
-        return bool(self._file.read("SELECT 1 FROM tx WHERE id = ?", (tx_id,)))
+        return tx_id in self._mem or (
+            bool(self._spilled) and bool(self._file.read("SELECT 1 FROM tx WHERE id = ?",
+                                                         (tx_id,))))
 
     def __len__(self) -> int:
-        return self._n
+        return self._spilled + len(self._mem)
 
     def items(self) -> _TxItems:
         return _TxItems(self)
 
-    def _rows(self, newest_first: bool) -> Iterator[tuple[bytes, TxInfo]]:
+    def _spilled_rows(self, newest_first: bool) -> Iterator[tuple[bytes, TxInfo]]:
         order = "DESC" if newest_first else "ASC"
-        at = self._n - 1 if newest_first else 0
         step = EventLog._CHUNK
-        while 0 <= at < self._n:
-            lo, hi = (at - step + 1, at + 1) if newest_first else (at, at + step)
+        starts = range(0, self._spilled, step)
+        for lo in (reversed(starts) if newest_first else starts):
             rows = self._file.read(f"SELECT id, body FROM tx WHERE seq >= ? AND seq < ? "
-                                   f"ORDER BY seq {order}", (lo, hi))
-            yield from ((bytes(i), pickle.loads(b)) for i, b in rows)
-            at = lo - 1 if newest_first else hi
+                                   f"ORDER BY seq {order}", (lo, lo + step))
+            yield from ((bytes(i), TxInfo(*pickle.loads(b))) for i, b in rows)
+
+    def _rows(self, newest_first: bool) -> Iterator[tuple[bytes, TxInfo]]:
+        mem = list(self._mem.items())
+        if newest_first:
+            yield from reversed(mem)
+            yield from self._spilled_rows(True)
+        else:
+            yield from self._spilled_rows(False)
+            yield from mem
 
 
 class _TxItems:
