@@ -24,6 +24,7 @@ from gridledger.ledger.modules.firmware.invariants import meter_index
 from gridledger.ledger.modules.firmware.types import MeterFirmware
 from gridledger.ledger.modules.registry import keeper
 from gridledger.ledger.modules.registry.invariants import cp_unique, meter_unique
+from gridledger.ledger.modules.registry.types import pseudonym_cp
 from gridledger.ledger.modules.reputation import keeper as rep
 from gridledger.ledger.modules.reputation.invariants import score_range
 from gridledger.ledger.state import State
@@ -61,6 +62,8 @@ def _meter_rebound(state: State, c: Chain) -> None:
 
 
 IMAGE_A, IMAGE_B = b"\xaa" * 32, b"\xbb" * 32
+PSEUDONYM, READING = sim_key(2, "pseudonym", 0), sim_key(2, "reading", 0)
+PS_CP = pseudonym_cp(PSEUDONYM.address)
 
 
 def _with_meters(c: Chain) -> State:
@@ -69,7 +72,30 @@ def _with_meters(c: Chain) -> State:
         m = sim_key(2, "meter", i)
         keeper.put_meter(state, m.address, m.alg, m.public_key.raw, f"cp{i}")
         fw.put_meter_record(state, f"cp{i}", MeterFirmware(m.address, IMAGE_A, 0))
+    # a pseudonym: its stand-in cp and meter are named by its record, not indexed
+    keeper.put_pseudonym(state, PSEUDONYM.address, PSEUDONYM.alg, PSEUDONYM.public_key.raw,
+                         PS_CP, (5, 5), READING.address, READING.alg, READING.public_key.raw)
     return state
+
+
+def _pseudonym_meter_rebound(state: State, c: Chain) -> None:
+    p = keeper.participant(state, READING.address)
+    assert p is not None
+    state.set_obj(keeper.P + READING.address, {**p.to_obj(), "meter_of": "cp5"})
+
+
+def _pseudonym_meter_deleted(state: State, c: Chain) -> None:
+    state.delete(keeper.P + READING.address)
+
+
+def _pseudonym_names_another_cp(state: State, c: Chain) -> None:
+    p = keeper.participant(state, PSEUDONYM.address)
+    assert p is not None
+    state.set_obj(keeper.P + PSEUDONYM.address, {**p.to_obj(), "cp": pseudonym_cp(bytes(32))})
+
+
+def _pseudonym_cp_indexed_to_another(state: State, c: Chain) -> None:
+    state.set(keeper.CP + PS_CP.encode(), codec.encode(c.users[1].address))
 
 
 def _record_changes_image_index_stays(state: State, c: Chain) -> None:
@@ -133,7 +159,9 @@ def _supply_changed(state: State, c: Chain) -> None:
     (_supply_changed, total_supply), (_record_changes_image_index_stays, meter_index),
     (_record_moved_old_entry_kept, meter_index), (_second_index_entry, meter_index),
     (_index_entry_deleted, meter_index), (_record_deleted, meter_index),
-    (_entry_without_record, meter_index), (_score_out_of_range, score_range)])
+    (_entry_without_record, meter_index), (_score_out_of_range, score_range),
+    (_pseudonym_meter_rebound, meter_unique), (_pseudonym_meter_deleted, meter_unique),
+    (_pseudonym_names_another_cp, cp_unique), (_pseudonym_cp_indexed_to_another, cp_unique)])
 def test_a_break_made_in_a_block_is_caught_in_the_block(
         breaks: Break, invariant: Callable[[State], None]) -> None:
     c = make_chain()

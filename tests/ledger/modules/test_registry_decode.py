@@ -6,7 +6,7 @@ from __future__ import annotations
 import cbor2
 
 from gridledger.ledger.modules.registry import keeper
-from gridledger.ledger.modules.registry.types import Participant
+from gridledger.ledger.modules.registry.types import Participant, pseudonym_cp
 from gridledger.ledger.state import State
 
 
@@ -30,6 +30,15 @@ def test_written_records_read_back_as_their_bytes_decode() -> None:
         assert got is not None and isinstance(got.roles, tuple)
     assert keeper.participant(state, reading).roles == ("meter",)  # type: ignore[union-attr]
     assert keeper.participant(state, ps).valid_slots == (3, 3)     # type: ignore[union-attr]
+    # as privacy registration writes them now: the pseudonym's record names its meter
+    ps2, reading2 = b"\x04" * 32, b"\x05" * 32
+    keeper.put_pseudonym(state, ps2, "ml-dsa-44", b"p" * 8, pseudonym_cp(ps2), (4, 4),
+                         reading2, "ml-dsa-44", b"q" * 8)
+    for addr in (ps2, reading2):
+        got = keeper.participant(state, addr)
+        assert got == _fresh(state, addr)
+        assert got is not None and isinstance(got.roles, tuple)
+    assert keeper.participant(state, ps2).meter == reading2        # type: ignore[union-attr]
     # a record passed as built (not from from_obj) is decoded from its bytes when read
     other = b"\x03" * 20
     keeper.put_participant(state, other, Participant("ml-dsa-44", b"o" * 8, ("consumer",),

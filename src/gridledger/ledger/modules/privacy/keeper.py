@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import cbor2
+
 from gridledger.ledger.modules.privacy.config import PrivacyConfig, parse_config
 from gridledger.ledger.modules.privacy.records import (
     AggregateRecord,
@@ -121,9 +123,22 @@ def put_attestation(state: State, root: bytes, rec: AttestRecord) -> None:
     state.set_obj(ATTEST + root, rec.to_obj())
 
 
+_DECODED: dict[bytes, PseudonymRecord] = {}
+_DECODED_MAX = 16384
+
+
 def get_pseudonym(state: State, addr: bytes) -> PseudonymRecord | None:
-    raw = state.get_obj(PSEUDONYM + addr)
-    return None if raw is None else PseudonymRecord.from_obj(raw)
+    # a pure function of the stored bytes (records are immutable), so decoded once: the
+    # sweep, the pay-out and retirement each read every pseudonym of the epoch
+    raw = state.get(PSEUDONYM + addr)
+    if raw is None:
+        return None
+    rec = _DECODED.get(raw)
+    if rec is None:
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        rec = _DECODED[raw] = PseudonymRecord.from_obj(cbor2.loads(raw))
+    return rec
 
 
 def put_pseudonym(state: State, addr: bytes, rec: PseudonymRecord) -> None:

@@ -310,11 +310,9 @@ class Pool:
                 or self.registry.participant(state, reading) is not None):
             raise PseudonymRegistered("this pseudonym or reading key is already on the ledger")
         cp = pseudo_cp(addr)
-        self.registry.put_participant(state, addr, {
-            "alg": key.alg, "pk": key.raw, "roles": ["consumer", "prosumer", "pseudonym"],
-            "cp": cp, "name": "", "status": "active",
-            "valid_slots": [leaf.first_slot, leaf.last_slot]})
-        self.registry.put_meter(state, reading, leaf.reading_key.alg, leaf.reading_key.raw, cp)
+        self.registry.put_pseudonym(state, addr, key.alg, key.raw, cp,
+                                    (leaf.first_slot, leaf.last_slot), reading,
+                                    leaf.reading_key.alg, leaf.reading_key.raw)
         if leaf.reading_firmware is not None and self.firmware is not None:
             # the image the meter attested is the pseudonym's firmware of record from now
             # on: an advisory in force (or one that comes later) quarantines it before its

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.crypto.sig import PublicKey
+from gridledger.ledger.modules.registry.types import pseudonym_cp
 from gridledger.ledger.record import Record, optional
 
 
@@ -17,8 +18,9 @@ def pool_address(epoch: int) -> bytes:
 
 
 def pseudo_cp(addr: bytes) -> str:
-    """The pseudonym's stand-in connection point (its readings and bills are keyed by it)."""
-    return "ps:" + addr.hex()[:40]
+    """The pseudonym's stand-in connection point (its readings and bills are keyed by it):
+    ``ps:`` + its address in base64url (``registry.types.pseudonym_cp``)."""
+    return pseudonym_cp(addr)
 
 
 def hold_address(account: bytes, seq: int) -> bytes:

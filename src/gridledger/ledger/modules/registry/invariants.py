@@ -36,12 +36,44 @@ def _entries(state: State, prefix: bytes,
     return out
 
 
+def _pseudonyms(state: State) -> list[tuple[bytes, Participant]]:
+    """The pseudonym records to check (their stand-in cp and its meter are not indexed: the
+    record names them): all of them, or — inside a block — those it wrote and those whose
+    meter identity's record it wrote."""
+    writes = state.block_writes()
+    if writes is None:
+        addrs = [k[len(keeper.P):] for k in state.keys_with_prefix(keeper.P)]
+    else:
+        found: set[bytes] = set()
+        for key, old in writes.items():
+            if not key.startswith(keeper.P):
+                continue
+            found.add(key[len(keeper.P):])
+            for raw in (old, state.get(key)):
+                cp = keeper.decode_participant(raw).meter_of if raw is not None else None
+                if cp and cp.startswith(keeper.PSEUDO_CP):
+                    holder = keeper.pseudonym_of_cp(state, cp)
+                    if holder is not None:
+                        found.add(holder[0])
+        addrs = sorted(found)
+    out = []
+    for addr in addrs:
+        p = keeper.participant(state, addr)
+        if p is not None and p.meter is not None:
+            out.append((addr, p))
+    return out
+
+
 def cp_unique(state: State) -> None:
-    """Invariant cp-unique: one connection point, one trading identity, both ways."""
+    """Invariant cp-unique: one connection point, one trading identity, both ways (a
+    pseudonym's stand-in cp: its own record, found again from the cp)."""
     for cp, addr in _entries(state, keeper.CP, lambda p: p.cp):
         p = keeper.participant(state, addr)
         if p is None or p.cp != cp:
             raise InvariantViolation(f"cp-unique: {cp!r} -> {addr.hex()[:16]} inconsistent")
+    for addr, p in _pseudonyms(state):
+        if not p.cp or keeper.cp_holder(state, p.cp) != addr:
+            raise InvariantViolation(f"cp-unique: {p.cp!r} -> {addr.hex()[:16]} inconsistent")
 
 
 def meter_unique(state: State) -> None:
@@ -51,6 +83,13 @@ def meter_unique(state: State) -> None:
         p = keeper.participant(state, addr)
         if p is None or p.roles != ("meter",) or p.meter_of != cp:
             raise InvariantViolation(f"meter-unique: {cp!r} -> {addr.hex()[:16]} inconsistent")
+    for _addr, p in _pseudonyms(state):
+        assert p.meter is not None
+        m = keeper.participant(state, p.meter)
+        if m is None or m.roles != ("meter",) or m.meter_of != p.cp \
+                or keeper.meter_of_cp(state, p.cp or "") != p.meter:
+            raise InvariantViolation(
+                f"meter-unique: {p.cp!r} -> {p.meter.hex()[:16]} inconsistent")
 
 
 def validator_set_consistent(state: State) -> None:

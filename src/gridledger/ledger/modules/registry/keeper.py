@@ -22,8 +22,17 @@ from gridledger.ledger.modules.registry.errors import (
     MeterKeyRegistered,
     PseudonymSlot,
 )
+from gridledger.ledger.modules.registry.types import (
+    PSEUDO_CP as PSEUDO_CP,  # re-exported
+)
 from gridledger.ledger.modules.registry.types import ROLES as ROLES  # re-exported
-from gridledger.ledger.modules.registry.types import Application, Attestation, Participant
+from gridledger.ledger.modules.registry.types import (
+    Application,
+    Attestation,
+    Participant,
+    pseudonym_address,
+    pseudonym_cp,
+)
 from gridledger.ledger.state import State
 from gridledger.ledger.valset import (
     KeyRegistered,
@@ -39,6 +48,7 @@ METER = b"reg/meter/"   # cp -> the meter identity bound to it
 ATT = b"reg/att/"       # cp -> pending DSO attestation
 APP = b"reg/app/"       # addr -> pending application
 VALIDATORS = b"reg/validators"
+PSEUDONYM_ROLES = ("consumer", "prosumer", "pseudonym")
 
 
 # -- participants --------------------------------------------------------------------
@@ -123,7 +133,22 @@ def require_participant(state: State, addr: bytes) -> dict[str, Any]:
 def cp_holder(state: State, cp: str) -> bytes | None:
     """The trading identity holding connection point ``cp``."""
     v: bytes | None = state.get_obj(CP + cp.encode())
+    if v is None and cp.startswith(PSEUDO_CP):
+        found = pseudonym_of_cp(state, cp)
+        return None if found is None else found[0]
     return v
+
+
+def pseudonym_of_cp(state: State, cp: str) -> tuple[bytes, Participant] | None:
+    """The pseudonym whose stand-in connection point is ``cp`` (``types.pseudonym_cp``),
+    with its record; None if no registered pseudonym holds it. A pseudonym's cp and meter
+    are named by its own record, not by index entries (``put_pseudonym``)."""
+    addr = pseudonym_address(cp)
+    p = None if addr is None else participant(state, addr)
+    if p is None or p.cp != cp or "pseudonym" not in p.roles:
+        return None
+    assert addr is not None
+    return addr, p
 
 
 def cp_of(state: State, addr: bytes) -> str | None:
@@ -157,7 +182,7 @@ def retire_pseudonym(state: State, addr: bytes) -> bool:
     if meter is not None:
         state.delete(P + meter)
         forget_nonce(state, meter)
-        state.delete(METER + p.cp.encode())
+        state.delete(METER + p.cp.encode())   # bound through the index (not put_pseudonym)
     state.delete(CP + p.cp.encode())
     state.delete(P + addr)
     forget_nonce(state, addr)
@@ -251,6 +276,9 @@ def rotate_key(state: State, addr: bytes, alg: str, pk: bytes) -> None:
 def meter_of_cp(state: State, cp: str) -> bytes | None:
     """The meter identity registered for connection point ``cp``."""
     v: bytes | None = state.get_obj(METER + cp.encode())
+    if v is None and cp.startswith(PSEUDO_CP):
+        found = pseudonym_of_cp(state, cp)
+        return None if found is None else found[1].meter
     return v
 
 
@@ -274,6 +302,30 @@ def put_meter(state: State, addr: bytes, alg: str, pk: bytes, cp: str) -> None:
     rec = Participant(alg, pk, ("meter",), None, f"meter:{cp}", meter_of=cp)
     _write(state, P + addr, rec, decoded=True)
     state.set_obj(METER + cp.encode(), addr)
+
+
+def put_pseudonym(state: State, addr: bytes, alg: str, pk: bytes, cp: str,
+                  valid_slots: tuple[int, int], meter: bytes, meter_alg: str,
+                  meter_pk: bytes) -> None:
+    """Register a pseudonym (roles consumer, prosumer, pseudonym) holding the stand-in
+    connection point ``cp`` (``types.pseudonym_cp`` of its address) in
+    ``valid_slots``, and its meter identity ``meter`` (role ``meter``) bound to ``cp``.
+    The cp and its meter are found through the pseudonym's record (``pseudonym_of_cp``),
+    not the cp and meter indexes. Rules ``cp-taken``, ``cp-has-meter``,
+    ``meter-key-registered``; ``ValueError`` if ``cp`` is not ``addr``'s stand-in cp."""
+    if cp != pseudonym_cp(addr):
+        raise ValueError(f"{cp!r} is not the stand-in connection point of this pseudonym")
+    holder = cp_holder(state, cp)
+    if holder is not None and holder != addr:
+        raise CpTaken(f"connection point {cp!r} already has a trading identity")
+    if meter_of_cp(state, cp) is not None:
+        raise CpHasMeter(f"connection point {cp!r} already has a meter")
+    if participant(state, meter) is not None:
+        raise MeterKeyRegistered("this meter key is already registered")
+    _write(state, P + meter, Participant(meter_alg, meter_pk, ("meter",), None,
+                                         f"meter:{cp}", meter_of=cp), decoded=True)
+    _write(state, P + addr, Participant(alg, pk, PSEUDONYM_ROLES, cp, "",
+                                        valid_slots=valid_slots, meter=meter), decoded=True)
 
 
 def attestation(state: State, cp: str) -> Attestation | None:
