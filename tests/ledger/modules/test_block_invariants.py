@@ -21,7 +21,7 @@ from gridledger.ledger.modules.bank import keeper as bank
 from gridledger.ledger.modules.bank.invariants import nonnegative, total_supply
 from gridledger.ledger.modules.firmware import keeper as fw
 from gridledger.ledger.modules.firmware.invariants import meter_index
-from gridledger.ledger.modules.firmware.types import MeterFirmware
+from gridledger.ledger.modules.firmware.types import MeterFirmware, image_commitment
 from gridledger.ledger.modules.registry import keeper
 from gridledger.ledger.modules.registry.invariants import cp_unique, meter_unique
 from gridledger.ledger.modules.registry.types import pseudonym_cp
@@ -63,6 +63,8 @@ def _meter_rebound(state: State, c: Chain) -> None:
 
 IMAGE_A, IMAGE_B = b"\xaa" * 32, b"\xbb" * 32
 PSEUDONYM, READING = sim_key(2, "pseudonym", 0), sim_key(2, "reading", 0)
+SALT = b"\x5a" * 32
+SEALED = image_commitment(IMAGE_A, SALT)
 PS_CP = pseudonym_cp(PSEUDONYM.address)
 
 
@@ -75,7 +77,19 @@ def _with_meters(c: Chain) -> State:
     # a pseudonym: its stand-in cp and meter are named by its record, not indexed
     keeper.put_pseudonym(state, PSEUDONYM.address, PSEUDONYM.alg, PSEUDONYM.public_key.raw,
                          PS_CP, (5, 5), READING.address, READING.alg, READING.public_key.raw)
+    # its sealed firmware record (a salted commitment) is not in the image index
+    fw.put_meter_record(state, PS_CP, MeterFirmware(READING.address, SEALED, 0, sealed=True))
+    assert state.keys_with_prefix(fw.ON + SEALED) == []
     return state
+
+
+def _sealed_record_indexed(state: State, c: Chain) -> None:
+    state.set(fw.ON + SEALED + PS_CP.encode(), b"\x01")
+
+
+def _sealed_record_opened_not_indexed(state: State, c: Chain) -> None:
+    state.set_obj(fw.METER + PS_CP.encode(), MeterFirmware(
+        READING.address, IMAGE_A, 0, sealed=True, salt=SALT).to_obj())
 
 
 def _pseudonym_meter_rebound(state: State, c: Chain) -> None:
@@ -161,7 +175,8 @@ def _supply_changed(state: State, c: Chain) -> None:
     (_index_entry_deleted, meter_index), (_record_deleted, meter_index),
     (_entry_without_record, meter_index), (_score_out_of_range, score_range),
     (_pseudonym_meter_rebound, meter_unique), (_pseudonym_meter_deleted, meter_unique),
-    (_pseudonym_names_another_cp, cp_unique), (_pseudonym_cp_indexed_to_another, cp_unique)])
+    (_pseudonym_names_another_cp, cp_unique), (_pseudonym_cp_indexed_to_another, cp_unique),
+    (_sealed_record_indexed, meter_index), (_sealed_record_opened_not_indexed, meter_index)])
 def test_a_break_made_in_a_block_is_caught_in_the_block(
         breaks: Break, invariant: Callable[[State], None]) -> None:
     c = make_chain()
@@ -224,3 +239,18 @@ def test_bank_lock_unlock_and_pay_of_zero_write_nothing() -> None:
     assert state.block_writes() == {}
     state.commit()
     assert (bank.balance(state, a), bank.locked(state, a), bank.balance(state, b)) == before
+
+
+def test_a_sealed_record_enters_the_image_index_when_it_is_opened() -> None:
+    c = make_chain()
+    state = _with_meters(c)
+    state.begin()
+    opened = MeterFirmware(READING.address, IMAGE_A, 0, sealed=True, salt=SALT)
+    fw.put_meter_record(state, PS_CP, opened)
+    assert PS_CP in fw.cps_on(state, IMAGE_A)
+    meter_index(state)
+    state.commit()
+    meter_index(state)
+    fw.forget_meter(state, PS_CP)
+    assert PS_CP not in fw.cps_on(state, IMAGE_A) and fw.meter_record(state, PS_CP) is None
+    meter_index(state)

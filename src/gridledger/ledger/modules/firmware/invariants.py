@@ -10,7 +10,8 @@ from gridledger.ledger.state import State
 
 def meter_index(state: State) -> None:
     """Invariant firmware-meter-index: every cp's firmware of record is indexed under its
-    image exactly once, and the index holds nothing else (advisories find every meter).
+    image exactly once, and the index holds nothing else (advisories find every meter); a
+    sealed, unopened record (a salted commitment, no image) is not indexed at all.
 
     Inside a block only the cps whose record or index entry the block wrote are checked
     (the state before it held the invariant; under privacy mode every per-slot pseudonym's
@@ -23,30 +24,32 @@ def meter_index(state: State) -> None:
     for key, old in writes.items():
         if key.startswith(keeper.METER):
             cp = key[len(keeper.METER):].decode()
-            old_image[cp] = None if old is None else keeper.meter_from_raw(old).firmware
+            was = None if old is None else keeper.meter_from_raw(old)
+            old_image[cp] = was.firmware if was is not None and was.indexed else None
         elif key.startswith(keeper.ON):
             cp = key[len(keeper.ON) + IMAGE_HASH_LEN:].decode()
             if cp not in old_image:   # record untouched: its image is the one before
                 rec = keeper.meter_record(state, cp)
-                old_image[cp] = None if rec is None else rec.firmware
+                old_image[cp] = rec.firmware if rec is not None and rec.indexed else None
             if state.get(key) is not None:
                 rec = keeper.meter_record(state, cp)
-                if rec is None or key != keeper.ON + rec.firmware + cp.encode():
+                if rec is None or not rec.indexed or key != keeper.ON + rec.firmware + cp.encode():
                     raise InvariantViolation(f"firmware-meter-index: {cp!r} indexed under an "
                                              "image that is not its firmware of record")
     for cp in sorted(old_image):
         rec = keeper.meter_record(state, cp)
-        if rec is not None and state.get(keeper.ON + rec.firmware + cp.encode()) is None:
+        if rec is not None and rec.indexed and \
+                state.get(keeper.ON + rec.firmware + cp.encode()) is None:
             raise InvariantViolation(f"firmware-meter-index: {cp!r} not indexed under its image")
         before = old_image[cp]
-        if (before is not None and (rec is None or rec.firmware != before)
+        if (before is not None and (rec is None or not rec.indexed or rec.firmware != before)
                 and state.get(keeper.ON + before + cp.encode()) is not None):
             raise InvariantViolation(f"firmware-meter-index: {cp!r} still indexed under its "
                                      "former image")
 
 
 def _meter_index_all(state: State) -> None:
-    records = keeper.meter_records(state)
+    records = [(cp, rec) for cp, rec in keeper.meter_records(state) if rec.indexed]
     indexed = state.keys_with_prefix(keeper.ON)
     if len(indexed) != len(records):
         raise InvariantViolation(f"firmware-meter-index: {len(indexed)} index entries for "

@@ -175,12 +175,14 @@ def meter_record(state: State, cp: str) -> MeterFirmware | None:
 
 
 def put_meter_record(state: State, cp: str, rec: MeterFirmware) -> None:
-    """Store the cp's firmware of record and keep the image -> cps index in step."""
+    """Store the cp's firmware of record and keep the image -> cps index in step (a sealed,
+    unopened record is not indexed: ``MeterFirmware.indexed``)."""
     old = meter_record(state, cp)
-    if old is not None and old.firmware != rec.firmware:
+    if old is not None and old.indexed and (old.firmware != rec.firmware or not rec.indexed):
         state.delete(ON + old.firmware + cp.encode())
     state.set_obj(METER + cp.encode(), rec.to_obj())
-    state.set(ON + rec.firmware + cp.encode(), _MARK)
+    if rec.indexed:
+        state.set(ON + rec.firmware + cp.encode(), _MARK)
 
 
 def forget_meter(state: State, cp: str) -> None:
@@ -188,7 +190,8 @@ def forget_meter(state: State, cp: str) -> None:
     cp: no reading can name it again)."""
     old = meter_record(state, cp)
     if old is not None:
-        state.delete(ON + old.firmware + cp.encode())
+        if old.indexed:
+            state.delete(ON + old.firmware + cp.encode())
         state.delete(METER + cp.encode())
 
 

@@ -178,6 +178,14 @@ class MeterFirmware(Record):
         salted commitment to it."""
         return self.firmware if self.salt is None else image_commitment(self.firmware, self.salt)
 
+    @property
+    def indexed(self) -> bool:
+        """Whether the record is in the image -> cps index (``fw/on``): not while sealed and
+        unopened — ``firmware`` is then a salted commitment no advisory or release can name
+        (the DSO opens an advised one), and the entry would be a state key per privacy-mode
+        pseudonym for nothing (issue 19, privacy mode's cost)."""
+        return not self.sealed or self.salt is not None
+
 
 def image_commitment(image: bytes, salt: bytes) -> bytes:
     """H(image ‖ r): a salted commitment to a firmware image hash (``crypto.hashing.
