@@ -42,7 +42,8 @@ def test_a_write_in_between_makes_attach_recompute_roots():
 
 
 ops = st.lists(st.tuples(st.sampled_from(["set", "delete", "root", "begin", "rollback",
-                                          "commit", "detach-attach", "scan", "writes"]),
+                                          "commit", "detach-attach", "scan", "writes",
+                                          "copy"]),
                          st.integers(0, 2999), st.binary(max_size=3)), max_size=60)
 
 
@@ -90,6 +91,17 @@ def test_root_after_any_writes_equals_a_state_built_afresh(steps):
             if op == "rollback" or not marks:
                 del journal[mark:]
             depth -= 1
+        elif op == "copy":   # an independent state: same entries, root and scans
+            c = s.copy()
+            entries = dict(s.snapshot_items())
+            assert dict(c.snapshot_items()) == entries and c.block_writes() is None
+            assert c.root() == State(entries).root() and c.keys_with_prefix(b"") == sorted(entries)
+            c.set(key, v + b"c")                  # writes to either leave the other as it was
+            c.delete(bytes(2))
+            if v:
+                c.set(b"\xff\xff", b"new")
+            assert c.root() == State(dict(c.snapshot_items())).root()
+            assert dict(s.snapshot_items()) == entries
         elif op == "detach-attach" and depth == 1:
             s.root()
             d = s.detach()

@@ -138,6 +138,12 @@ class IncrementalRoot:
                 level[p] = hash_node(below[j], below[j + 1]) if j + 1 < len(below) else below[j]
         return self._levels[-1][0]
 
+    def copy(self) -> IncrementalRoot:
+        """An independent tree with the same levels (nothing rehashed)."""
+        new = IncrementalRoot()
+        new._levels = [list(level) for level in self._levels]
+        return new
+
     def _build(self, level: list[bytes]) -> None:
         self._levels = [level]
         while len(level) > 1:
@@ -161,6 +167,14 @@ class SortedLeaves:
         self._keys: list[bytes] = []
         self._levels: list[list[bytes]] = []
         self.root_hash: bytes = EMPTY_ROOT
+
+    def copy(self) -> SortedLeaves:
+        """An independent copy: the same keys, levels and root (nothing rehashed)."""
+        new = SortedLeaves()
+        new._keys = list(self._keys)
+        new._levels = [list(level) for level in self._levels]
+        new.root_hash = self.root_hash
+        return new
 
     def root(self, entries: Mapping[bytes, bytes], changed: Iterable[bytes]) -> bytes:
         """The root over ``entries``' values in key order; ``changed`` must hold every key

@@ -478,7 +478,24 @@ class State:
                             inclusion_proof(list(self._top_leaves), b))
 
     def copy(self) -> State:
-        return State(self._data)
+        """An independent state with the same entries and no open transaction. What was
+        hashed is copied, not hashed again (entry hashes, bucket trees, top tree, pending
+        dirty keys): a governance dry run copies the state twice, ~30k keys under privacy
+        mode, and building it afresh hashed every key twice over (pmode, issue 19)."""
+        self._sync_index()
+        new = State.__new__(State)
+        new._data = dict(self._data)
+        new._keys = self._keys.copy()
+        new._unindexed, new._stale = set(), set()
+        new._writes_at, new._journal, new._marks = None, [], []
+        new._buckets = [dict(b) for b in self._buckets]
+        new._bucket_roots = list(self._bucket_roots)
+        new._top_leaves = list(self._top_leaves)
+        new._top = self._top.copy()
+        new._trees = [t.copy() for t in self._trees]
+        new._dirty = {b: set(keys) for b, keys in self._dirty.items()}
+        new._writes = 0
+        return new
 
     def diff(self, other: State) -> list[bytes]:
         """Keys whose values differ between this state and ``other`` (set in one only, or
