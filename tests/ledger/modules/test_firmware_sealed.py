@@ -2,7 +2,9 @@
 channel): a pseudonym's attested leaf and its readings carry ``image_commitment(image, r)``
 with a salt ``r`` only its meter and the DSO hold, so the ledger sees no image. A flash is
 still a mismatch; on an advisory the DSO opens exactly the affected pseudonyms
-(``privacy/meter_image`` with ``salt``); a patch opens the record it replaces."""
+(``privacy/meter_image`` with ``salt``); a patch opens the record it replaces. A sealed record
+trades only under the DSO's vouch (``firmware/vouch``) made after its registration and after
+the latest advisory, so a missed or late opening holds the pseudonym out of the market."""
 
 from __future__ import annotations
 
@@ -45,10 +47,15 @@ def _salt(iss: Issued, user: int) -> bytes:
     return bytes(salts[0])
 
 
-def _orders(w: PrivacyNet, iss: Issued) -> dict[str, str | None]:
+def _vouch(w: PrivacyNet, through: int, at: int) -> None:
+    """The DSO vouches for the sealed records of slots up to ``through`` (in its own block)."""
+    w.ok([w.tx(w.dso, "firmware/vouch", {"through_slot": through})], at)
+
+
+def _orders(w: PrivacyNet, iss: Issued, at: int = t_order(5)) -> dict[str, str | None]:
     (p0,), (p1,) = iss.own[0], iss.own[1]
     out = w.run([order(w, p0, 5, "buy", 500, 200_000), order(w, p1, 5, "buy", 500, 200_000)],
-                t_order(5))
+                at)
     return {"p0": out[0].rule, "p1": out[1].rule}
 
 
@@ -65,6 +72,7 @@ def test_a_sealed_leaf_puts_no_image_on_the_ledger(tmp_path: Path) -> None:
     rec = _record(w, iss.own[0][0])
     assert rec["sealed"] and not rec["quarantined"] and rec["version"] is None
     assert rec["firmware"] == image_commitment(old.manifest.image_sha3, _salt(iss, 0))
+    _vouch(w, 5, t_order(5) - 250)
     assert _orders(w, iss) == {"p0": None, "p1": None}
     scan = ImageScan(frozenset({old.manifest.image_sha3, new.manifest.image_sha3}))
     paths = [Path(v.store_path) for v in w.net.validators]
@@ -134,6 +142,7 @@ def test_the_dso_opens_exactly_the_advised_pseudonym(tmp_path: Path) -> None:
     (again,) = w.run([w.tx(w.dso, "privacy/meter_image", opening)], at + 4)
     assert again.rule == "image-opening"         # opened already: nothing sealed to open
     assert _record(w, p1)["sealed"]
+    _vouch(w, 5, at + 5)     # the DSO reviewed the rest: the other pseudonym trades
     assert _orders(w, iss) == {"p0": "meter-quarantined", "p1": None}
 
 
@@ -187,3 +196,54 @@ def test_a_patch_to_a_sealed_record_must_open_it(tmp_path: Path) -> None:
     assert [e["type"] for e in ok.events][:2] == ["image_opened", "meter_patched"]
     rec = _record(w, p0)
     assert rec["firmware"] == fix.manifest.image_sha3 and not rec["sealed"]
+
+
+def test_a_sealed_record_trades_only_under_a_dso_vouch_made_after_it_and_the_advisory(
+        tmp_path: Path) -> None:
+    """Regression (issue 19, a privacy week: the DSO's opening of the exploiter's pseudonym
+    for the slot after each day's registration never came, and its 6 orders were placed):
+    a sealed record's image is invisible to the ledger, so the ledger does not rely on the
+    DSO opening it in time. Orders from a sealed pseudonym are refused
+    ``meter-quarantined`` until a DSO vouch covers it — made in a later block than its
+    registration and than the latest advisory, through at least its slot. An advisory
+    voids the earlier vouch for every sealed record at once; the DSO opens the advised one
+    and vouches again: the advised pseudonym stays out, the other trades. Only the DSO
+    vouches, and a vouch never moves back."""
+    w, old, new = _net(tmp_path)
+    iss = _sealed(w, old, new)
+    (p0,), (p1,) = iss.own[0], iss.own[1]
+    at = t_order(5) - 290
+    assert _record(w, p0)["unvouched"] and _record(w, p1)["unvouched"]
+    assert _orders(w, iss, at - 5) == {"p0": "meter-quarantined", "p1": "meter-quarantined"}
+    _vouch(w, 4, at)                       # short of their slot
+    assert _record(w, p1)["unvouched"]
+    _vouch(w, 5, at + 1)
+    assert not _record(w, p0)["unvouched"] and not _record(w, p1)["unvouched"]
+    # the advisory voids the vouch for every sealed record (the ledger cannot tell which)
+    _advise(w, at + 2)
+    assert _record(w, p0)["unvouched"] and _record(w, p1)["unvouched"]
+    assert not _record(w, p0)["quarantined"]      # no reading or opening says so yet
+    # the DSO forgets to open p0 but vouches: its signed statement is false, on the ledger;
+    # the rule it follows: open first, then vouch
+    rules = [o.rule for o in w.run([w.tx(w.users[0], "firmware/vouch", {"through_slot": 9}),
+                                    w.tx(w.dso, "firmware/vouch", {"through_slot": 3})],
+                                   at + 4)]
+    assert rules == ["unauthorized", "vouch-backwards"]
+    w.ok([w.tx(w.dso, "privacy/meter_image", {"pseudonym": p0.address,
+                                              "firmware": old.manifest.image_sha3,
+                                              "salt": _salt(iss, 0)})], at + 5)
+    _vouch(w, 5, at + 6)
+    assert _orders(w, iss) == {"p0": "meter-quarantined", "p1": None}
+
+
+def test_without_the_vouch_rule_a_missed_opening_lets_the_advised_pseudonym_trade(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """Defence removed (sealed records need no vouch, as before): the advisory is in force,
+    the DSO has not opened the advised pseudonym yet, and its order is placed."""
+    from gridledger.ledger.modules.firmware import keeper
+
+    monkeypatch.setattr(keeper, "unvouched", lambda state, rec: False)
+    w, old, new = _net(tmp_path)
+    iss = _sealed(w, old, new)
+    _advise(w, t_order(5) - 290)
+    assert _orders(w, iss) == {"p0": None, "p1": None}

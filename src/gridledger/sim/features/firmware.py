@@ -185,7 +185,8 @@ class FirmwareFleet(Feature):
     def _later_pseudonyms(self, slot: int) -> list[bytes]:
         """Under privacy mode: a patched meter patches the record its next slot's pseudonym
         was registered with (still the old image, in clear or sealed), before that slot's
-        orders."""
+        orders — not one registered after the patch, which binds the fix already (a second
+        patch to the same version is refused ``patch-upgrade-path``)."""
         ctx = self.ctx
         out: list[bytes] = []
         if not ctx.sc.privacy or slot not in ctx.trading_slots():
@@ -196,6 +197,9 @@ class FirmwareFleet(Feature):
             if lcp == cp:
                 continue
             rec = ctx.ledger.firmware_of(lcp)
+            bound = ctx.identities.image_opening(m, slot)
+            if bound is not None and bound[0] == body["firmware"]:
+                continue    # registered after the patch: its sealed record binds the fix
             if rec.get("reported") and rec.get("firmware") != body["firmware"]:
                 out.append(ctx.tx(ctx.identities.meter_key(m, slot), "firmware/patch",
                                   self._opening(m, slot, body)))

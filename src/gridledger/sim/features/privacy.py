@@ -235,6 +235,13 @@ class PrivacyMode(Feature):
             for fb in ctx.tick(t0 + 100 * k):
                 self._absorb(fb)
         self._take_pseudonyms(epoch)
+        # the DSO reviews the registered sealed records in a later block, before the first
+        # orders (a sealed record trades only under its vouch: firmware/vouch)
+        vouch = self._vouch(first)
+        if vouch:
+            ctx.submit(vouch, t0 + 250)
+            for fb in ctx.tick(t0 + 250):
+                self._absorb(fb)
 
     # -- issuance ----------------------------------------------------------------------------
     def _slots_of(self, epoch: int) -> list[int]:
@@ -345,7 +352,19 @@ class PrivacyMode(Feature):
         out, self._registers = self._registers, []
         # openings for this slot's pseudonyms too: their reading of the slot is still to come
         # (a sealed record an advisory made stale would take it unquarantined)
-        return out + self._meter_images(step.slot, flashes=False) + self._meter_images(step.slot + 1)
+        images = self._meter_images(step.slot, flashes=False) + self._meter_images(step.slot + 1)
+        return out + images + self._vouch(step.slot + 1)
+
+    def _vouch(self, through: int) -> list[bytes]:
+        """The DSO's ``firmware/vouch`` through ``through``, signed after its openings and
+        reports for those slots (lower nonces: executed first): under sealed images the
+        ledger lets a pseudonym trade only once a vouch made after its registration and
+        after the latest advisory covers its slot."""
+        ctx = self.ctx
+        if not (self.on and SEAL_IMAGES and ctx.community.fleet is not None
+                and through in ctx.trading_slots()):
+            return []
+        return [ctx.tx(ctx.community.dso, "firmware/vouch", {"through_slot": through})]
 
     def _meter_images(self, slot: int, *, flashes: bool = True) -> list[bytes]:
         """The DSO's reports on the firmware of each member's pseudonym of ``slot``, one slot

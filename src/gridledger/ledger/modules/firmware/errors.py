@@ -120,9 +120,17 @@ class ImageOpening(InvalidBody):
     rule = "image-opening"
 
 
+class VouchBackwards(InvalidBody):
+    """A DSO vouch for fewer slots than its last one (a vouch only moves forward)."""
+
+    rule = "vouch-backwards"
+
+
 class MeterQuarantined(Unauthorized):
     """The connection point's meter is quarantined (unknown, unapproved, advised or
-    mismatched firmware): no new market exposure until the meter is patched."""
+    mismatched firmware): no new market exposure until the meter is patched. Also a
+    sealed record no DSO vouch covers yet (``keeper.unvouched``): its image is unknown to
+    the ledger, so it takes no exposure on it until the DSO reviewed it."""
 
     rule = "meter-quarantined"
 
@@ -130,4 +138,4 @@ class MeterQuarantined(Unauthorized):
 RULES = (UnknownVendor, UnknownModel, NotVendor, VendorSignature, ReleaseExists, TooManyOpen,
          NotApprover, UnknownRelease, UnknownAdvisory, AlreadyApproved, ApprovalExists,
          AdvisoryExists, UnknownMeter, ReleaseUnapproved, PatchHashMismatch, ReleaseAdvised,
-         PatchWrongModel, PatchUpgradePath, ImageOpening, MeterQuarantined)
+         PatchWrongModel, PatchUpgradePath, ImageOpening, VouchBackwards, MeterQuarantined)

@@ -40,6 +40,7 @@ from gridledger.ledger.modules.firmware.errors import (
     UnknownRelease,
     UnknownVendor,
     VendorSignature,
+    VouchBackwards,
 )
 from gridledger.ledger.modules.firmware.expected import Authorities
 from gridledger.ledger.modules.firmware.types import (
@@ -58,6 +59,8 @@ from gridledger.ledger.modules.firmware.types import (
     PublishRelease,
     Release,
     Vendor,
+    Vouch,
+    VouchSealed,
     is_name,
     parse_manifest,
 )
@@ -240,12 +243,31 @@ class Handlers:
         adv = dataclasses.replace(adv, status="in-force", in_force=ctx.block.height)
         keeper.put_advisory(state, adv)
         keeper.mark_advised(state, adv)
+        # sealed records (privacy mode) cannot be reached through the image index: every
+        # one is held out of the market until the DSO vouches for it again (unvouched)
+        keeper.put_last_advisory(state, ctx.block.height)
         moved = keeper.transitions(state, before)
         ctx.emit("advisory_in_force", advisory=adv.id, vendor=adv.vendor, model=adv.model,
                  versions=list(adv.versions), severity=adv.severity, source=adv.source,
                  meters=len(cps), quarantined=sum(1 for e in moved
                                                   if e["type"] == "meter_quarantined"))
         ctx.events.extend(moved)
+
+    # -- firmware/vouch ------------------------------------------------------------------
+    def vouch(self, state: State, ctx: TxContext, msg: VouchSealed) -> None:
+        """``firmware/vouch`` by the DSO: it has checked every sealed firmware of record on
+        the ledger whose first slot is at most ``through_slot`` against the image its meter
+        reports to it (sealed, off the ledger) and opened or reported each one with a
+        problem; the others may take market exposure (``keeper.unvouched``). Rules
+        ``not-approver`` (not the DSO), ``vouch-backwards``."""
+        if not self.auth.has_role(state, ctx.sender, "dso"):
+            raise NotApprover("only the DSO vouches for sealed firmware records")
+        old = keeper.vouch(state)
+        if old is not None and msg.through_slot < old.through_slot:
+            raise VouchBackwards(f"the last vouch covers slots up to {old.through_slot}; "
+                                 f"this one only up to {msg.through_slot}")
+        keeper.put_vouch(state, Vouch(msg.through_slot, ctx.block.height))
+        ctx.emit("images_vouched", through_slot=msg.through_slot)
 
     # -- firmware/patch ------------------------------------------------------------------
     def patch(self, state: State, ctx: TxContext, msg: Patch) -> None:

@@ -27,6 +27,7 @@ from gridledger.ledger.modules.firmware.types import (
     Reason,
     Release,
     Vendor,
+    Vouch,
     image_commitment,
 )
 from gridledger.ledger.state import State
@@ -41,6 +42,8 @@ ADVISED = b"fw/av/"        # + vendor/model/version -> ids of advisories in forc
 METER = b"fw/m/"           # + cp -> MeterFirmware
 ON = b"fw/on/"             # + image hash (32) + cp -> marker: cps whose firmware is the image
 OPEN = b"fw/open"          # OpenItems waiting for the quorum (absent when none)
+VOUCHED = b"fw/vouch"      # Vouch: the DSO's latest review of the sealed records
+LAST_ADVISORY = b"fw/lastadv"  # height at which the latest advisory came into force
 _MARK = b"\x01"
 
 
@@ -140,6 +143,16 @@ def advisories(state: State) -> list[Advisory]:
 def advised_by(state: State, vendor_name: str, model: str, version: str) -> list[str]:
     """Ids of the advisories in force against this version, ascending."""
     return list(state.get_obj(ADVISED + _triple(vendor_name, model, version), []))
+
+
+def last_advisory(state: State) -> int | None:
+    """The height at which the latest advisory came into force (None: none yet)."""
+    raw = state.get_obj(LAST_ADVISORY)
+    return None if raw is None else int(raw)
+
+
+def put_last_advisory(state: State, height: int) -> None:
+    state.set_obj(LAST_ADVISORY, height)
 
 
 def mark_advised(state: State, adv: Advisory) -> None:
@@ -247,13 +260,52 @@ def quarantined(state: State, cp: str) -> bool:
     return quarantine_reason(state, cp) is not None
 
 
+def vouch(state: State) -> Vouch | None:
+    """The DSO's latest vouch for the sealed records (None: none yet)."""
+    obj = state.get_obj(VOUCHED)
+    return None if obj is None else Vouch.from_obj(obj)
+
+
+def put_vouch(state: State, v: Vouch) -> None:
+    state.set_obj(VOUCHED, v.to_obj())
+
+
+def unvouched(state: State, rec: MeterFirmware) -> bool:
+    """Whether ``rec`` is a sealed record (privacy mode) no DSO vouch covers: one made in a
+    later block than the record's registration and than the latest advisory's coming into
+    force, through at least the record's first slot.
+
+    Why: the ledger cannot see a sealed image, so an advisory, or an image the DSO attested
+    without opening, cannot reach the record by itself; the DSO holds each meter's image
+    and salt. Rather than trust the DSO to open every affected pseudonym in time (a missed
+    or late opening lets the pseudonym trade), a sealed record takes no market exposure
+    until the DSO's signed vouch covers it: a DSO that is late holds trading up, and one
+    that skips an opening has signed a false statement. The vouch names a slot number only.
+    """
+    if not rec.sealed:
+        return False
+    v = vouch(state)
+    if v is None or v.height <= rec.since:
+        return True
+    last = last_advisory(state)
+    if last is not None and v.height <= last:
+        return True
+    return rec.slot is not None and v.through_slot < rec.slot
+
+
 def check_trading(state: State, cp: str) -> None:
     """Raise ``MeterQuarantined`` (rule ``meter-quarantined``) if ``cp``'s meter is
-    quarantined: its holder takes no new market exposure until the meter is patched."""
+    quarantined: its holder takes no new market exposure until the meter is patched; or if
+    its record is sealed and no DSO vouch covers it (``unvouched``)."""
     why = quarantine_reason(state, cp)
     if why is not None:
         raise MeterQuarantined(f"the meter of {cp!r} is quarantined ({why}) until it is "
                                "patched to an approved release")
+    rec = meter_record(state, cp) if enforced(state) else None
+    if rec is not None and unvouched(state, rec):
+        raise MeterQuarantined(f"the meter of {cp!r} has a sealed firmware image no DSO "
+                               "vouch covers yet (firmware/vouch after its registration and "
+                               "the latest advisory)")
 
 
 def firmware_status(state: State, firmware: bytes) -> Reason | None:
@@ -298,7 +350,8 @@ def transitions(state: State, before: dict[str, Reason | None]) -> list[dict[str
 
 
 def check_reading(state: State, ctx: TxContext, cp: str, meter: bytes,
-                  firmware: bytes, *, sealed: bool = False) -> Reason | None:
+                  firmware: bytes, *, sealed: bool = False,
+                  slot: int | None = None) -> Reason | None:
     """Check a reading's attested firmware against the registry; returns the quarantine
     reason the reading is taken under (None: the meter is fine).
 
@@ -309,7 +362,8 @@ def check_reading(state: State, ctx: TxContext, cp: str, meter: bytes,
     changes). Does nothing on a chain without a firmware policy.
 
     ``sealed`` (a pseudonym's registration, privacy mode): ``firmware`` is the salted
-    commitment the DSO attested, and a new record keeps it sealed. Readings are compared
+    commitment the DSO attested, and a new record keeps it sealed, with ``slot`` (the
+    pseudonym's first slot: the DSO's vouch must reach it, ``unvouched``). Readings are compared
     with what the record's meter attests (``MeterFirmware.attested``): the image, or the
     commitment to it.
     """
@@ -318,7 +372,8 @@ def check_reading(state: State, ctx: TxContext, cp: str, meter: bytes,
     rec = meter_record(state, cp)
     before = None if rec is None else reason_of(state, rec)
     if rec is None or rec.meter != meter:
-        rec = MeterFirmware(meter, firmware, ctx.block.height, sealed=True if sealed else None)
+        rec = MeterFirmware(meter, firmware, ctx.block.height, sealed=True if sealed else None,
+                            slot=slot if sealed else None)
         put_meter_record(state, cp, rec)
     elif firmware not in (rec.attested, rec.mismatch):
         rec = dataclasses.replace(rec, mismatch=firmware)

@@ -12,10 +12,12 @@ from gridledger.ledger.modules.firmware.types import (
     APPROVE,
     PATCH,
     RELEASE,
+    VOUCH,
     parse_advisory,
     parse_approve,
     parse_patch,
     parse_release,
+    parse_vouch,
 )
 from gridledger.ledger.modules.firmware.views import make_views
 
@@ -35,7 +37,8 @@ def build(authorities: Authorities) -> Module:
                   MsgKind(APPROVE, parse_approve, h.approve, frozenset({"dso", "validator"})),
                   MsgKind(ADVISORY, parse_advisory, h.advisory,
                           frozenset({"vendor", "dso", "validator"})),
-                  MsgKind(PATCH, parse_patch, h.patch, frozenset({"meter"}))),
+                  MsgKind(PATCH, parse_patch, h.patch, frozenset({"meter"})),
+                  MsgKind(VOUCH, parse_vouch, h.vouch, frozenset({"dso"}))),
         rules=RULES,
         init_genesis=init_genesis,
         invariants=INVARIANTS,

@@ -25,6 +25,7 @@ RELEASE = "firmware/release"
 APPROVE = "firmware/approve"
 ADVISORY = "firmware/advisory"
 PATCH = "firmware/patch"
+VOUCH = "firmware/vouch"
 
 MANIFEST_CONTEXT = b"gl/fw-manifest"
 """FIPS 204 context of a vendor's manifest signature (never valid as a transaction)."""
@@ -171,6 +172,9 @@ class MeterFirmware(Record):
     """Set once the record was opened (by the DSO on an advisory, or by a patch):
     ``firmware`` is then the image, and readings attest ``image_commitment(firmware,
     salt)``."""
+    slot: int | None = optional()
+    """A sealed record's first trading slot (its pseudonym's): the DSO's vouch must cover it
+    before the cp takes market exposure (``keeper.unvouched``)."""
 
     @property
     def attested(self) -> bytes:
@@ -193,6 +197,16 @@ def image_commitment(image: bytes, salt: bytes) -> bytes:
     secret (a fleet of a few images cannot be tried against it), binding by collision
     resistance. The meter and the DSO hold ``r``; the ledger only on an opening."""
     return tagged_hash("gl/fw/image-commitment", image, salt)
+
+
+@dataclass(frozen=True)
+class Vouch(Record):
+    """``fw/vouch``: the DSO's latest statement that every sealed firmware of record on the
+    ledger at ``height`` whose first slot is at most ``through_slot`` commits to an image
+    with no problem — except those it opened or reported (``privacy/meter_image``) before."""
+
+    through_slot: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -244,6 +258,23 @@ class Patch(Record):
     """For a sealed firmware of record (privacy mode): the image it commits to ..."""
     salt: bytes | None = optional()
     """... and its salt: the patch opens the record so the upgrade path can be checked."""
+
+
+@dataclass(frozen=True)
+class VouchSealed(Record):
+    """``firmware/vouch`` (the DSO): it reviewed the sealed records of slots up to
+    ``through_slot`` against the images their meters report to it (``Vouch``)."""
+
+    through_slot: int
+
+
+def parse_vouch(body: Body) -> VouchSealed:
+    """Exactly ``through_slot``, a slot number (``0 <= n < 2**40``)."""
+    require_fields(body, VOUCH, ("through_slot",))
+    n = body["through_slot"]
+    if type(n) is not int or not 0 <= n < 2 ** 40:
+        raise InvalidBody("field 'through_slot' must be a slot number")
+    return VouchSealed(n)
 
 
 def parse_manifest(obj: Any) -> Manifest:

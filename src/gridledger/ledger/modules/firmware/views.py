@@ -13,8 +13,9 @@ from gridledger.ledger.state import State
 
 def meter(state: State, cp: str) -> dict[str, Any]:
     """``firmware/meter/<cp>``: ``{cp, reported, quarantined, reason, meter, firmware,
-    mismatch, sealed, model, version}`` (``reported`` False: the meter never sent a reading;
-    ``sealed``: ``firmware`` is a salted commitment, model and version unknown)."""
+    mismatch, sealed, unvouched, since, model, version}`` (``reported`` False: the meter
+    never sent a reading; ``sealed``: ``firmware`` is a salted commitment, model and version
+    unknown; ``unvouched``: sealed and no DSO vouch covers it yet — no market exposure)."""
     rec = keeper.meter_record(state, cp) if keeper.enforced(state) else None
     if rec is None:
         return {"cp": cp, "reported": False, "quarantined": False, "reason": None}
@@ -22,7 +23,8 @@ def meter(state: State, cp: str) -> dict[str, Any]:
     reason = keeper.reason_of(state, rec)
     return {"cp": cp, "reported": True, "quarantined": reason is not None, "reason": reason,
             "meter": rec.meter, "firmware": rec.firmware, "mismatch": rec.mismatch,
-            "sealed": bool(rec.sealed), "since": rec.since, "model": rel.manifest.model if rel else None,
+            "sealed": bool(rec.sealed), "unvouched": keeper.unvouched(state, rec),
+            "since": rec.since, "model": rel.manifest.model if rel else None,
             "version": rel.manifest.version if rel else None}
 
 

@@ -83,7 +83,8 @@ class Firmware(Protocol):
     from the image its meter attested (rules and quarantine are the firmware module's)."""
 
     def check_reading(self, state: State, ctx: TxContext, cp: str, meter: bytes,
-                      firmware: bytes, *, sealed: bool = False) -> str | None: ...
+                      firmware: bytes, *, sealed: bool = False,
+                      slot: int | None = None) -> str | None: ...
 
     def open_image(self, state: State, ctx: TxContext, cp: str, image: bytes, salt: bytes, *,
                    announce: bool = True) -> Any: ...

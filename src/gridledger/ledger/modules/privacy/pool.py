@@ -317,9 +317,10 @@ class Pool:
             # the image the meter attested is the pseudonym's firmware of record from now
             # on: an advisory in force (or one that comes later) quarantines it before its
             # first reading, so its orders are refused like its household meter's. A sealed
-            # leaf's commitment stays sealed: the DSO opens it if its image gets advised
+            # leaf's commitment stays sealed: the DSO opens it if its image gets advised, and
+            # it trades only once the DSO's vouch covers its first slot (firmware/vouch)
             self.firmware.check_reading(state, ctx, cp, reading, leaf.reading_firmware,
-                                        sealed=leaf.reading_sealed)
+                                        sealed=leaf.reading_sealed, slot=leaf.first_slot)
         keeper.put_pseudonym(state, addr, PseudonymRecord(
             epoch, leaf.first_slot, leaf.last_slot, leaf.feeder, leaf.escrow_digest, root,
             key.alg, key.raw, reading, reading_firmware=leaf.reading_firmware,
