@@ -17,12 +17,15 @@ from typing import Any
 import pytest
 
 import gridledger.sim.features.dso as dso
-from gridledger.grid import DetectionResult
+import gridledger.sim.features.privacy as privacy_feature
+from gridledger.grid import SLOTS_PER_DAY, DetectionResult
 from gridledger.ledger.modules.firmware import handlers, keeper, module, types
+from gridledger.ledger.tx import decode_tx
+from gridledger.sim.context import SimContext
 from gridledger.sim.demo import run_demo
 from gridledger.sim.fleet import SINGLE_PHASE, THREE_PHASE, Fleet
 from gridledger.sim.keys import sim_key
-from gridledger.sim.scenario import Scenario
+from gridledger.sim.scenario import DEFAULT_START_DAY, Scenario
 from tests.sim.conftest import DemoRun
 
 MIDDAY = 40
@@ -226,3 +229,72 @@ def test_a_community_without_the_advised_firmware_leaves_the_scenario_out(
     assert any(n.startswith("vulnerable-firmware left out: no meter in this community runs the "
                             "advised firmware") for n in summary["scenario"]["notes"])
     assert all(summary["invariants"].values())
+
+
+TWO_EPOCHS_START = 84      # 21:00: the run crosses midnight into the next epoch
+TWO_EPOCHS_ISSUE = 94      # the next epoch is registered at 23:30 (the demo: 18:00)
+
+
+def two_epochs(tmp: Path, mp: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A privacy run over two epochs in 14 slots: 20 members from 21:00, the vendor's
+    advisory at 22:45, the next day's pseudonyms registered at 23:30 (``ISSUE_SLOT_OF_DAY``
+    moved from 18:00 so both epochs fit a short run), 00:00-00:15 under them."""
+    fdi_blind(mp)
+    mp.setattr(privacy_feature, "ISSUE_SLOT_OF_DAY", TWO_EPOCHS_ISSUE)
+    sc = Scenario(participants=20, slots=14, validators=1, attacks=("vulnerable-firmware",),
+                  seed=7, start_slot_of_day=TWO_EPOCHS_START, privacy=True)
+    summary, _ = run_demo(sc, tmp)
+    inv = summary["invariants"]
+    assert inv["money_conserved"] and inv["energy_balanced"] and inv["validators_agree"]
+    assert len(summary["privacy"]["epochs"]) == 2, summary["privacy"]
+    return summary
+
+
+@pytest.mark.slow
+def test_under_privacy_mode_the_quarantine_follows_the_member_across_epochs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (issue 19, a privacy week: `orders_placed_unpatched` 6, one a day). The
+    DSO's attestation of the next epoch was signed in block A and sent in block B; the
+    DSO's envelope signed after it in block A was refused (nonce gap), and after the nonce
+    resync its first opening of the slot after the registration was refused (replayed
+    nonce): that slot's pseudonym of an advised meter was never opened and its orders were
+    placed. Now every DSO transaction reaches the ledger, each advised meter's pseudonyms
+    of both epochs are quarantined before they trade, and none of their orders is placed."""
+    s = two_epochs(tmp_path, monkeypatch)
+    assert s["ledger"].get("admission_rejected", {}) == {}, s["ledger"]
+    v = s["attacks"]["vulnerable-firmware"]
+    assert v["disclosed_slot"] < DEFAULT_START_DAY * SLOTS_PER_DAY + TWO_EPOCHS_ISSUE, v
+    assert v["exploiter_orders_sent"] > 0 and v["exploiter_orders_placed"] == 0, v
+    assert v["orders_placed_unpatched"] == 0 and v["mitigated"] and v["loss"] == 0, v
+
+
+def lose_dso_openings(mp: pytest.MonkeyPatch, at_s: int) -> None:
+    """The DSO's image openings submitted at block time ``at_s`` never reach the ledger (a
+    dropped transaction); the DSO's later transactions then meet a nonce gap and are
+    refused until it resyncs, as a real client's would."""
+    real = SimContext.submit
+
+    def lossy(self: SimContext, raws: Any, now_s: int) -> Any:
+        if now_s == at_s:
+            raws = [r for r in raws if decode_tx(r).kind != "privacy/meter_image"]
+        return real(self, raws, now_s)
+
+    mp.setattr(SimContext, "submit", lossy)
+
+
+@pytest.mark.slow
+def test_a_lost_opening_holds_the_sealed_pseudonyms_back_and_without_the_vouch_they_trade(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger's rule, not the DSO's punctuality, keeps an advised meter's pseudonym out
+    of the market: the DSO's openings in the registration step's block C are lost. Defended,
+    the vouch signed after them is a nonce gap, so no sealed pseudonym of the next slot
+    trades (refused ``meter-quarantined``) and no order of an advised meter is placed.
+    Defence removed (a sealed record needs no vouch): those pseudonyms trade unopened."""
+    lost_at = (DEFAULT_START_DAY * SLOTS_PER_DAY + TWO_EPOCHS_ISSUE) * 900 + 10
+    lose_dso_openings(monkeypatch, lost_at)
+    with monkeypatch.context() as mp:
+        on = two_epochs(tmp_path / "on", mp)["attacks"]["vulnerable-firmware"]
+    assert on["orders_placed_unpatched"] == 0 and on["exploiter_orders_placed"] == 0, on
+    monkeypatch.setattr(keeper, "unvouched", lambda state, rec: False)
+    off = two_epochs(tmp_path / "off", monkeypatch)["attacks"]["vulnerable-firmware"]
+    assert off["orders_placed_unpatched"] > 0 and not off["mitigated"], off

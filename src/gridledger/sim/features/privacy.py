@@ -212,7 +212,7 @@ class PrivacyMode(Feature):
         self.openings: dict[bytes, Opening] = {}       # pseudonym -> its opening
         self.claimed_nd: set[tuple[int, int]] = set()  # (slot, trade) non-delivery claimed
         self.sealed_readings = 0
-        self._attest: list[bytes] = []
+        self._attest: tuple[dict[str, Any], list[bytes]] | None = None
         self._registers: list[bytes] = []
         self._pending: int | None = None    # epoch registered in this step's block C
         self.dso_images: dict[str, bytes] = {}
@@ -229,8 +229,8 @@ class PrivacyMode(Feature):
         first = ctx.first
         t0 = SLOT_S * first + T_ORDERS - 300  # before the first slot's orders
         epoch = first // EPOCH_SLOTS
-        joins, attest, registers = self._issue(epoch)
-        for k, raws in enumerate((joins, attest, registers)):
+        joins, attest, certify, registers = self._issue(epoch)
+        for k, raws in enumerate((joins, self._attest_txs(attest, certify), registers)):
             ctx.submit(raws, t0 + 100 * k)
             for fb in ctx.tick(t0 + 100 * k):
                 self._absorb(fb)
@@ -253,10 +253,12 @@ class PrivacyMode(Feature):
         r = self.rotation_slots
         return [(slots[i], slots[min(i + r, len(slots)) - 1]) for i in range(0, len(slots), r)]
 
-    def _issue(self, epoch: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
-        """The epoch's three rounds of transactions: joins; the DSO's attestation and the
-        batch certificate; the relays' registrations. Members whose reputation allows no
-        tickets stay out (they act under their own identity)."""
+    def _issue(self, epoch: int
+               ) -> tuple[list[bytes], dict[str, Any], list[bytes], list[bytes]]:
+        """The epoch's three rounds of transactions: joins; the DSO's attestation (its body:
+        signed in block B, ``_attest_txs``) and the batch certificate; the relays'
+        registrations. Members whose reputation allows no tickets stay out (they act under
+        their own identity)."""
         ctx, keys = self.ctx, self.keys
         ranges = self._ranges(self._slots_of(epoch))
         cap = {"good": POOL_MAX_TICKETS, "watch": POOL_MAX_TICKETS // 2}  # the ledger's rule
@@ -313,14 +315,23 @@ class PrivacyMode(Feature):
             for p, (first, last) in zip(ps, ranges, strict=True):
                 issue.held.append(Held(by_index[i], p, reading[p.address], first, last,
                                        images.get(p.address), salts.get(p.address)))
-        attest = [ctx.tx(ctx.community.dso, "privacy/attest", attest_body(att)),
-                  ctx.tx(keys.trustee_keys[0].signing_key, "privacy/certify", batch.certify_body)]
+        # the DSO's attestation is signed when it is submitted (block B): the DSO signs its
+        # block-A transactions in between, and a nonce signed ahead made the next one a
+        # nonce gap (the slot's envelope refused) and, after the resync, its first opening
+        # a replayed nonce (a privacy week: 6 envelopes and 6 openings lost, one a day).
+        # The trustee's certificate keeps its place before the registrations it relays.
+        attest = attest_body(att)
+        certify = [ctx.tx(keys.trustee_keys[0].signing_key, "privacy/certify", batch.certify_body)]
         relays = [t.signing_key for t in keys.trustee_keys[:RELAYS]]
         for r in relays:  # the relays' quota covers a day's registrations in one block
             ctx.grant_quota(r.address, 500 * (-(-len(bodies) // len(relays) // MEMBER_QUOTA) + 1))
         registers = [ctx.tx(relays[k % len(relays)], "privacy/register", b)
                      for k, b in enumerate(bodies)]
-        return joins, attest, registers
+        return joins, attest, certify, registers
+
+    def _attest_txs(self, body: dict[str, Any], certify: list[bytes]) -> list[bytes]:
+        """Block B of an issuance: the DSO's attestation, signed now, and the certificate."""
+        return [self.ctx.tx(self.ctx.community.dso, "privacy/attest", body), *certify]
 
     def _take_pseudonyms(self, epoch: int) -> None:
         """Use the epoch's pseudonyms the ledger registered (all of them, unless a relay's
@@ -340,13 +351,16 @@ class PrivacyMode(Feature):
         nxt = self._next_epoch(step)
         if nxt is None:
             return []
-        joins, self._attest, self._registers = self._issue(nxt)
+        joins, attest, certify, self._registers = self._issue(nxt)
+        self._attest = (attest, certify)
         self._pending = nxt
         return joins
 
     def txs_b(self, step: Step) -> list[bytes]:
-        out, self._attest = self._attest, []
-        return out
+        if self._attest is None:
+            return []
+        (body, certify), self._attest = self._attest, None
+        return self._attest_txs(body, certify)
 
     def txs_c(self, step: Step) -> list[bytes]:
         out, self._registers = self._registers, []
