@@ -217,7 +217,6 @@ class PrivacyMode(Feature):
         self._pending: int | None = None    # epoch registered in this step's block C
         self.dso_images: dict[str, bytes] = {}
         """cp -> the firmware image its meter's latest sealed report attested (the DSO's)."""
-        self.reported: set[bytes] = set()     # pseudonyms whose meter image the DSO reported
         if not self.on:
             return
         keys = ctx.community.privacy_keys
@@ -395,7 +394,9 @@ class PrivacyMode(Feature):
           orders, as a household's own cp would be (not with ``flashes`` False).
 
         Called at block C of slot s for the pseudonyms of s + 1 and, openings only, of s
-        (their reading of s comes in the next block C)."""
+        (their reading of s comes in the next block C). What is sent is decided from the
+        ledger's records, not from what the DSO sent before: an opening lost on the way is
+        sent again one block C later, before the vouch that covers its pseudonym."""
         ctx = self.ctx
         if not self.on or slot not in ctx.trading_slots():
             return []
@@ -403,7 +404,7 @@ class PrivacyMode(Feature):
         problems: dict[bytes, str | None] = {}
         for m in ctx.members:
             image, h = self.dso_images.get(m.cp), self.ids.of(m, slot)
-            if h is None or h.image is None or h.address in self.reported:
+            if h is None or h.image is None:
                 continue
             if image in (None, h.image):
                 if h.salt is None:
@@ -412,7 +413,6 @@ class PrivacyMode(Feature):
                     problems[h.image] = ctx.ledger.image_problem(h.image)
                 if problems[h.image] is None or not ctx.ledger.firmware_of(h.cp).get("sealed"):
                     continue    # fine, or opened already (by a patch)
-                self.reported.add(h.address)
                 out.append(ctx.tx(ctx.community.dso, "privacy/meter_image",
                                   {"pseudonym": h.address, "firmware": h.image, "salt": h.salt}))
                 continue
@@ -422,7 +422,6 @@ class PrivacyMode(Feature):
             rec = ctx.ledger.firmware_of(h.cp)
             if rec.get("firmware") in (None, image, attests) or rec.get("mismatch") == attests:
                 continue
-            self.reported.add(h.address)
             out.append(ctx.tx(ctx.community.dso, "privacy/meter_image",
                               {"pseudonym": h.address, "firmware": attests}))
         return out
