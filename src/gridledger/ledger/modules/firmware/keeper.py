@@ -295,12 +295,18 @@ def unvouched(state: State, rec: MeterFirmware) -> bool:
 
 def check_trading(state: State, cp: str) -> None:
     """Raise ``MeterQuarantined`` (rule ``meter-quarantined``) if ``cp``'s meter is
-    quarantined: its holder takes no new market exposure until the meter is patched; or if
-    its record is sealed and no DSO vouch covers it (``unvouched``)."""
+    quarantined: its holder takes no new market exposure until the meter is patched."""
     why = quarantine_reason(state, cp)
     if why is not None:
         raise MeterQuarantined(f"the meter of {cp!r} is quarantined ({why}) until it is "
                                "patched to an approved release")
+
+
+def check_orders(state: State, cp: str) -> None:
+    """``check_trading`` for market orders, which a slot's pseudonym places one slot after
+    the DSO's vouch: also refused while ``cp``'s record is sealed and no DSO vouch covers it
+    (``unvouched``). Flexibility offers (made three slots ahead) call ``check_trading``."""
+    check_trading(state, cp)
     rec = meter_record(state, cp) if enforced(state) else None
     if rec is not None and unvouched(state, rec):
         raise MeterQuarantined(f"the meter of {cp!r} has a sealed firmware image no DSO "

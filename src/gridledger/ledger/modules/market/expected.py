@@ -79,8 +79,9 @@ class Metering(Protocol):
 class Firmware(Protocol):
     """Whether a connection point's meter is quarantined (the firmware registry)."""
 
-    def check_trading(self, state: State, cp: str) -> None:
-        """Raises ``meter-quarantined`` if the cp's meter is quarantined."""
+    def check_orders(self, state: State, cp: str) -> None:
+        """Raises ``meter-quarantined`` if the cp's meter is quarantined, or its sealed
+        firmware record (privacy mode) is not covered by the DSO's vouch."""
         ...
 
 

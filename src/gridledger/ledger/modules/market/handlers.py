@@ -74,7 +74,7 @@ class Handlers:
             raise ReputationSuspended("suspended until an appeal: it may only offer its "
                                       "supply (open sell orders at most the feed-in tariff)")
         if new_exposure:
-            self.deps.firmware.check_trading(state, p.cp)
+            self.deps.firmware.check_orders(state, p.cp)
 
     def _must_offer_price(self, state: State, ctx: TxContext, p: Params, slot: int,
                           oid: bytes, side: Side, price: int) -> int:
