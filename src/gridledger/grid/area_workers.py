@@ -23,7 +23,6 @@ import atexit
 import contextlib
 import dataclasses
 import importlib
-import io
 import os
 import pickle
 import subprocess
@@ -31,6 +30,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
+from gridledger.frames import recv_frame, send_frame
 from gridledger.grid.areas import Areas, substation_areas
 from gridledger.grid.model import GridModel
 
@@ -49,18 +49,10 @@ AreaFn = Callable[..., Any]
 
 
 def _send(stream: IO[bytes], obj: Any) -> None:
-    buf = io.BytesIO()
-    pickle.dump(obj, buf, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(len(buf.getbuffer()).to_bytes(8, "big"))
-    stream.write(buf.getbuffer())
-    stream.flush()
+    send_frame(stream, obj)
 
 
-def _recv(stream: IO[bytes]) -> Any:
-    head = stream.read(8)
-    if len(head) < 8:
-        raise EOFError
-    return pickle.loads(stream.read(int.from_bytes(head, "big")))
+_recv = recv_frame
 
 
 def _portable(model: GridModel) -> GridModel:

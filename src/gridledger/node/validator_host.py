@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import io
 import pickle
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import IO, Any
 
 from gridledger.crypto.sig import SigningKey, verify_signature
 from gridledger.errors import BlockError, RejectedTx
+from gridledger.frames import recv_frame, send_frame
 from gridledger.ledger.block import Certificate, Header, Vote
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules.catalog import DEFAULT as DEFAULT_CATALOG
@@ -51,18 +51,10 @@ class _Pickler(pickle.Pickler):
 
 
 def _send(stream: IO[bytes], obj: Any) -> None:
-    buf = io.BytesIO()
-    _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
-    stream.write(len(buf.getbuffer()).to_bytes(8, "big"))
-    stream.write(buf.getbuffer())
-    stream.flush()
+    send_frame(stream, obj, _Pickler)
 
 
-def _recv(stream: IO[bytes]) -> Any:
-    head = stream.read(8)
-    if len(head) < 8:
-        raise EOFError
-    return pickle.loads(stream.read(int.from_bytes(head, "big")))
+_recv = recv_frame
 
 
 class ValidatorHost:

@@ -1,0 +1,28 @@
+"""Length-prefixed pickle frames between this process and a worker it started (the demo's
+validator hosts, the grid's area workers): an 8-byte big-endian length, then the pickle.
+Both ends are this package, on one machine, over the worker's own pipes — never a network
+or untrusted input (pickle executes what it reads)."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import IO, Any
+
+
+def send_frame(stream: IO[bytes], obj: Any,
+               pickler: type[pickle.Pickler] = pickle.Pickler) -> None:
+    """Write ``obj`` as one frame and flush (``pickler``: a subclass with its own reducers)."""
+    buf = io.BytesIO()
+    pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    stream.write(len(buf.getbuffer()).to_bytes(8, "big"))
+    stream.write(buf.getbuffer())
+    stream.flush()
+
+
+def recv_frame(stream: IO[bytes]) -> Any:
+    """Read one frame. Raises ``EOFError`` when the other end closed the stream."""
+    head = stream.read(8)
+    if len(head) < 8:
+        raise EOFError
+    return pickle.loads(stream.read(int.from_bytes(head, "big")))
