@@ -698,7 +698,10 @@ def node_start(
         _fail(str(exc))
     except Exception as exc:  # wrong passphrase, NATS unreachable, a damaged store: all failures
         _failure(f"cannot start the validator: {exc or type(exc).__name__}")
-    signal.signal(signal.SIGTERM, lambda *_: proc.stop.set())
+    # SIGINT explicitly too: inherited as ignored (a background job of a script) Ctrl-C
+    # would otherwise never reach the validator
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: proc.stop.set())
     console.print(f"validator {proc.validator.index} at height {proc.validator.height}; "
                   f"API {f'http://{http_host}:{http_port}' if http_port else 'off'}")
     try:
@@ -742,9 +745,12 @@ def node_cluster(
     _out_folder("DIRECTORY", directory)
     # a service manager or `kill` stops us with SIGTERM, a closed terminal with SIGHUP:
     # either must take the servers down as Ctrl-C does, never leave them running (handlers
-    # first: a signal that arrives while the servers start still stops them)
+    # first: a signal that arrives while the servers start still stops them). SIGINT gets
+    # its handler too: a process started in the background of a script inherits SIGINT
+    # ignored, and Ctrl-C / `kill -INT` then did nothing (found by make test run from a
+    # script: test_cluster_signals hung)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
         cluster = NatsCluster(directory, size).start()
