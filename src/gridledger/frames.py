@@ -5,8 +5,10 @@ or untrusted input (pickle executes what it reads)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
+import subprocess
 from typing import IO, Any
 
 
@@ -26,3 +28,17 @@ def recv_frame(stream: IO[bytes]) -> Any:
     if len(head) < 8:
         raise EOFError
     return pickle.loads(stream.read(int.from_bytes(head, "big")))
+
+
+def reap_worker(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Close a worker's pipes (its read loop ends on EOF), wait ``timeout_s`` for it to exit,
+    then SIGKILL it."""
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

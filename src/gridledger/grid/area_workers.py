@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from gridledger.frames import recv_frame, send_frame
+from gridledger.frames import reap_worker, recv_frame, send_frame
 from gridledger.grid.areas import Areas, substation_areas
 from gridledger.grid.model import GridModel
 
@@ -119,15 +119,7 @@ class _Worker:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        reap_worker(proc, 10)
 
 
 class AreaWorkers:

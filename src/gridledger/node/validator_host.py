@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from gridledger.crypto.sig import SigningKey, verify_signature
 from gridledger.errors import BlockError, RejectedTx
-from gridledger.frames import recv_frame, send_frame
+from gridledger.frames import reap_worker, recv_frame, send_frame
 from gridledger.ledger.block import Certificate, Header, Vote
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules.catalog import DEFAULT as DEFAULT_CATALOG
@@ -108,14 +108,7 @@ class ValidatorHost:
         with contextlib.suppress(BlockError):
             self.call("exit")
         self.proc = None
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        reap_worker(proc, 30)
 
 
 class _HostedApp:
