@@ -4,6 +4,7 @@ over days). A unit test on the blackboard, no run: 300 slots of a 500-cp network
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,17 +77,20 @@ def test_orders_are_kept_as_ids_with_what_was_signed() -> None:
     assert data.orders(6) == []
 
 
-def test_events_and_transactions_beyond_the_newest_live_on_a_side_file() -> None:
+def test_events_and_transactions_beyond_the_newest_live_on_a_side_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The run's whole-run logs (every ledger event, every signed transaction) read back as
     they were written, in order, whether in memory or spilled; what is spilled costs no
     memory (a year: millions of each). Small thresholds here; a default day never spills."""
     import os
     import tempfile
 
+    # a temp directory of this test's own: the shared one sees other workers' files come and
+    # go (a headless browser's profile failed CI here)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     data = RunData()
     data.events.MEM_EVENTS = 400
     data.tx_info.MEM_TXS = 300
-    before = set(os.listdir(tempfile.gettempdir()))
     evs = [{"type": "reading" if i % 3 else "bill", "slot": i // 10, "cp": f"cp-{i:05d}",
             "addr": bytes([i % 256]) * 32, "amounts": [i, -i]} for i in range(3_000)]
     data.events.extend(evs[:1_000])
@@ -107,7 +111,7 @@ def test_events_and_transactions_beyond_the_newest_live_on_a_side_file() -> None
     assert [i for i, _ in data.tx_info.items()] == ids
     assert [i for i, _ in reversed(data.tx_info.items())] == ids[::-1]
     # no file is left in the temp directory (the side file is unlinked while open)
-    assert set(os.listdir(tempfile.gettempdir())) - before == set()
+    assert os.listdir(tmp_path) == []
     tracemalloc.start()
     try:
         snap = tracemalloc.take_snapshot()
