@@ -66,6 +66,12 @@ def mvlv() -> GridModel:
     each feeding a 6-bus LV cable of households with 60-90 kWp of PV: the noon PV overloads
     the transformers and lifts LV voltages; the evening peak pulls them down. One day of
     profiles (a PV bell at noon, household loads peaking at 19:00)."""
+    return mvlv_feeder()
+
+
+def mvlv_feeder(mv_joints: int = 0, joint_km: float = 0.0) -> GridModel:
+    """``mvlv``'s network; ``mv_joints`` zero-injection MV buses (cable joints, switchgear
+    busbars) of ``joint_km`` of cable each before every MV bus, as SimBench MV grids have."""
     import pandapower as pp
 
     net = pp.create_empty_network(sn_mva=1.0)
@@ -76,6 +82,10 @@ def mvlv() -> GridModel:
     load_kw: list[float] = []
     buses: list[int] = []
     for k in range(3):
+        for j in range(mv_joints):
+            joint = pp.create_bus(net, 20.0, name=f"MV {k} joint {j}")
+            pp.create_line(net, prev, joint, joint_km, "NA2XS2Y 1x95 RM/25 12/20 kV")
+            prev = joint
         mvb = pp.create_bus(net, 20.0, name=f"MV {k}")
         pp.create_line(net, prev, mvb, 1.0, "NA2XS2Y 1x95 RM/25 12/20 kV")
         prev = mvb

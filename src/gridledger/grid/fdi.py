@@ -184,14 +184,22 @@ def detect_bad_meters(
         left_out = _leave_out_gross_errors(model, slot, acn, rows, config.max_lnr_removals)
         if left_out is None:
             lnr = None
-            reason = f"{exc}; no reading could be left out to make the rest consistent"
+            reason = (f"estimate unavailable: {exc}; no reading could be left out to make the "
+                      "rest consistent")
         else:
             start = left_out
             lnr = _lnr_loop(acn, rows, a_test, config.max_lnr_removals, start)
             gone = [rows.mm.labels[i] for i in np.flatnonzero(~start)]
             reason = f"{exc}; converged after leaving out {', '.join(gone)}"
     dropped = [int(i) for i in np.flatnonzero(~start)]
-    removed = dropped + (lnr.removed if lnr is not None else [])
+    # A reading left out only so that the rest converges is bad data if the state the rest
+    # gives cannot explain it either (a gross lie: hundreds of sigmas); one that fits is an
+    # honest reading of a slot the estimator found hard, never an accusation (issue 17).
+    gross = [i for i in dropped if lnr is not None and abs(lnr.score[i]) > lnr.lnr_threshold]
+    fits = [rows.mm.labels[i] for i in dropped if i not in gross]
+    if fits:
+        reason += f"; left out but consistent with the estimate (not flagged): {', '.join(fits)}"
+    removed = gross + (lnr.removed if lnr is not None else [])
     removed_labels = tuple(rows.mm.labels[i] for i in removed)
     testable = (rows.owner == METER) | (rows.owner == SENSOR)
     if lnr is not None:
@@ -252,6 +260,8 @@ def detect_bad_meters(
             for cp, z in scores.items():
                 if _two_slot_score(z, cp, previous) > two_thr:
                     flagged.add(cp)
+    if lnr is None and not prot_used:
+        reason += "; nothing is flagged without an estimate"
     if not estimated:
         # Nothing fits and nothing is protected: the forecast is the network's best guess.
         estimated = model.forecast_wh_by_cp(slot)

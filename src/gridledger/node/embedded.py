@@ -110,7 +110,7 @@ class EmbeddedNetwork:
         tips = {v.last_hash for v in self.validators}
         if len(tips) != 1:
             raise BlockError("validator stores disagree on the chain tip after catch-up")
-        self.orderer: Orderer = orderer or LocalOrderer()
+        self.orderer: Orderer = orderer or LocalOrderer(sole_reader=True)
         entry = self.entry
         self.cutter = BlockCutter(genesis.chain_id, max_block_txs, 0, entry.app.slot_time)
         self._tick_offenders: dict[int, str] = {}  # named at the next block
@@ -194,6 +194,9 @@ class EmbeddedNetwork:
                 raise self.halted
             blk = self.cutter.next_block(self.orderer, self.entry.app.validator_keys())
             if blk is None:
+                # the cutter holds the open block's transactions itself: what lies below
+                # its position is in blocks (the stores), not needed from the log again
+                self.orderer.forget_before(self.cutter.pos)
                 return out
             out.append(self._run_block(blk))
 

@@ -121,8 +121,15 @@ class LocalOrderer:
     """In-process ordered log and vote channel (the embedded default; in-process tests of
     validator processes share one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, sole_reader: bool = False) -> None:
+        """``sole_reader``: one reader cuts this log (an embedded network), so
+        ``forget_before`` drops what it has cut and memory holds a window, not the run
+        (issue 17: at 1,000 members a slot's transactions are ~8 MiB). Otherwise the log is
+        kept whole: several in-process readers may be at different positions."""
+        # the log from position ``_base`` on; entries below it were forgotten
         self._log: list[Entry] = []
+        self._base = 0
+        self._sole_reader = sole_reader
         self._cond = threading.Condition()
         self._votes: dict[int, list[bytes]] = {}
         self._followers: dict[int, list[Callable[[bytes], None]]] = {}
@@ -131,26 +138,35 @@ class LocalOrderer:
         with self._cond:
             self._log.append(entry)
             self._cond.notify_all()
-            return len(self._log) - 1
+            return self._base + len(self._log) - 1
 
     def append_many(self, entries: Sequence[Entry]) -> list[int]:
         with self._cond:
-            start = len(self._log)
+            start = self._base + len(self._log)
             self._log.extend(entries)
             self._cond.notify_all()
-            return list(range(start, len(self._log)))
+            return list(range(start, self._base + len(self._log)))
 
     def read(self, start: int, limit: int) -> Sequence[Entry]:
+        """Entries from ``start``; none for a position already forgotten."""
         with self._cond:
-            return self._log[start:start + limit]
+            if start < self._base:
+                return []
+            i = start - self._base
+            return self._log[i:i + limit]
 
     def length(self) -> int:
         with self._cond:
-            return len(self._log)
+            return self._base + len(self._log)
 
     def wait_for(self, n: int, timeout_s: float | None = None) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: len(self._log) >= n, timeout_s)
+            return self._cond.wait_for(lambda: self._base + len(self._log) >= n, timeout_s)
+
+    def buffered(self) -> int:
+        """Entries held in memory."""
+        with self._cond:
+            return len(self._log)
 
     def publish_vote(self, height: int, data: bytes) -> None:
         with self._cond:
@@ -180,8 +196,16 @@ class LocalOrderer:
         return stop
 
     def forget_before(self, position: int) -> None:
-        """Kept: an in-process log may be shared by several readers (in-process validator
+        """With a sole reader: drop entries below ``position`` (cut into blocks). Otherwise
+        kept: an in-process log may be shared by several readers (in-process validator
         processes, a second embedded network); it lives as long as this object."""
+        if not self._sole_reader:
+            return
+        with self._cond:
+            drop = min(max(0, position - self._base), len(self._log))
+            if drop:
+                del self._log[:drop]
+                self._base += drop
 
     def close(self) -> None:
         """Nothing to release: the log lives as long as this object."""
