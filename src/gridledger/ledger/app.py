@@ -83,6 +83,9 @@ class Application:
         self._pending_keys: list[tuple[str, bytes]] | None = None
         self._pending_modules: list[Module] | None = None
         self._listeners: list[CommitListener] = []
+        # how many state keys the last committed block wrote (set or deleted): a node
+        # snapshots after a block that wrote many (``node.validator.SNAPSHOT_WRITES``)
+        self.last_writes = 0
 
     def _install(self, modules: Sequence[Module]) -> None:
         self.modules = list(modules)
@@ -223,6 +226,7 @@ class Application:
             raise BlockError("nothing to commit")
         header, _, raw_txs, writes = self._pending
         self.state.attach(writes)
+        self.last_writes = len(writes.values)
         self.height, self.last_hash, self.slot_time = header.height, header.hash, header.slot_time
         self._pending = None
         self._pending_keys = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from gridledger.errors import BlockError, StateRootMismatch
 from gridledger.ledger.block import Certificate, Header, tx_root, verify_certificate
 from gridledger.ledger.valset import keys_hash
-from gridledger.node.store import BlockStore, StoredBlock, encode_snapshot
+from gridledger.node.store import BlockStore, StoredBlock
 from gridledger.node.validator import Validator
 
 
@@ -34,9 +34,7 @@ def apply_certified(v: Validator, blk: StoredBlock) -> None:
         v.app.discard()
         raise StateRootMismatch(f"re-executing peer block {header.height} gives another header")
     v.app.commit()
-    snapshot = None
-    if v.snapshot_every and header.height % v.snapshot_every == 0:
-        snapshot = encode_snapshot(v.app.state.snapshot_items())
+    snapshot = v.snapshot_after(header.height)
     v.store.append_block(header.height, header.encode(), txs, result.encode_receipts(),
                          blk.cert, blk.log_end, snapshot)
     v.log_end = blk.log_end

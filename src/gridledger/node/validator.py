@@ -41,6 +41,14 @@ from gridledger.node.ticks import Tick, sign_tick
 FAULTS = ("wrong-root", "equivocate", "garbage", "silent", "relabel", "forge-tick", "far-future")
 CENTURY_MS = 100 * 365 * 86_400 * 1000
 FAR_AHEAD = 10**6
+# A block that writes (sets or deletes) at least this many state keys is snapshotted too,
+# beside every ``snapshot_every``-th block: a privacy epoch's registration (~20k keys) and
+# pay-out (sweep, retirement: ~3k-15k) blocks cost a second or more each to re-execute, and
+# a restart, the curious validator's read-only node and the audit export rebuild the tip
+# from the latest snapshot -- so they start after such a block instead of replaying it. A
+# per-slot block writes a few hundred keys. Snapshots are local to a store (not part of any
+# header), so this changes no root.
+SNAPSHOT_WRITES = 2_000
 
 
 def restore_app(store: BlockStore, genesis: Genesis,
@@ -191,13 +199,20 @@ class Validator:
             return False
         self.app.commit()
         self.last_result = result
-        snapshot = None
-        if self.snapshot_every and header.height % self.snapshot_every == 0:
-            snapshot = encode_snapshot(self.app.state.snapshot_items())
+        snapshot = self.snapshot_after(header.height)
         self.store.append_block(header.height, header.encode(), blk.txs,
                                 result.encode_receipts(), cert.encode(), blk.log_end, snapshot)
         self.log_end = blk.log_end
         return True
+
+    def snapshot_after(self, height: int) -> bytes | None:
+        """The encoded state to store with the block just committed at ``height``, or None:
+        every ``snapshot_every``-th block and every block that wrote ``SNAPSHOT_WRITES`` keys
+        or more (never when ``snapshot_every`` is 0)."""
+        if not self.snapshot_every or (height % self.snapshot_every
+                                       and self.app.last_writes < SNAPSHOT_WRITES):
+            return None
+        return encode_snapshot(self.app.state.snapshot_items())
 
     @property
     def store_path(self) -> Path:
