@@ -86,7 +86,7 @@ def restore_app(store: BlockStore, genesis: Genesis,
         if upto is not None and blk.height > upto:
             break
         header = Header.decode(blk.header)
-        got, _ = app.finalize_block(blk.tx_list(), header.slot_time)
+        got, _ = app.finalize_block(blk.tx_list(), header.slot_time, set_aside=False)
         if got.hash != header.hash:
             app.discard()
             raise StateRootMismatch(f"replaying block {blk.height} gives a different header")

@@ -159,7 +159,7 @@ def replay_block(app: Application, header: Header, txs: Sequence[bytes], receipt
     """Execute ``txs`` on ``app`` and commit, if that gives ``header`` and byte-equal
     ``receipts``; otherwise discard and raise ``BlockFault``."""
     try:
-        got, result = app.finalize_block(txs, header.slot_time)
+        got, result = app.finalize_block(txs, header.slot_time, set_aside=False)
     except GridLedgerError as exc:
         raise BlockFault("transactions", f"execution: {exc}") from exc
     if got.state_root != header.state_root:
