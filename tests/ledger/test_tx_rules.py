@@ -142,3 +142,27 @@ def test_rotation_to_classical_key_is_refused(app, chain):
                                   {"alg": "ed25519", "pk": ed.public_key().public_bytes_raw(),
                                    "pop": b"x"})])
     assert res.receipts[0].rule == "classical-key"
+
+
+def test_the_decode_memo_is_bounded_by_count_and_bytes(monkeypatch):
+    """Issue 17: the memo keeps what admission, cutting and execution of recent transactions
+    need, never a run's worth: its raw bytes and its entries are capped (oldest out first),
+    and a decode past the cap is still correct."""
+    from gridledger.ledger import tx as txmod
+
+    key = sim_key(17, "memo", 0)
+    raws = [sign_tx(key, CHAIN, n, "bank/transfer", {"to": b"\x01" * 32, "amount": n + 1})
+            for n in range(40)]
+    size = len(raws[0])
+    monkeypatch.setattr(txmod, "_DECODED", {})
+    monkeypatch.setattr(txmod, "_DECODED_BYTES", 0)
+    monkeypatch.setattr(txmod, "_DECODED_MAX_BYTES", 10 * size + size // 2)
+    for raw in raws:
+        assert decode_tx(raw).raw == raw
+        count, held = txmod.decode_memo_size()
+        assert held <= 10 * size + size // 2 and count <= 10
+    assert txmod.decode_memo_size() == (10, sum(len(r) for r in raws[-10:]))
+    assert list(txmod._DECODED) == raws[-10:]  # the newest stay
+    monkeypatch.setattr(txmod, "_DECODED_MAX", 4)
+    assert decode_tx(raws[0]).nonce == 0  # decoded again after eviction
+    assert txmod.decode_memo_size()[0] == 4
