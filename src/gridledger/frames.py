@@ -12,13 +12,21 @@ import subprocess
 from typing import IO, Any
 
 
+def frame_bytes(obj: Any, pickler: type[pickle.Pickler] = pickle.Pickler) -> bytes:
+    """``obj`` as one frame's bytes (length prefix included), for a writer of its own."""
+    buf = io.BytesIO()
+    buf.write(bytes(8))
+    pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    view = buf.getbuffer()
+    view[:8] = (len(view) - 8).to_bytes(8, "big")
+    del view
+    return buf.getvalue()
+
+
 def send_frame(stream: IO[bytes], obj: Any,
                pickler: type[pickle.Pickler] = pickle.Pickler) -> None:
     """Write ``obj`` as one frame and flush (``pickler``: a subclass with its own reducers)."""
-    buf = io.BytesIO()
-    pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
-    stream.write(len(buf.getbuffer()).to_bytes(8, "big"))
-    stream.write(buf.getbuffer())
+    stream.write(frame_bytes(obj, pickler))
     stream.flush()
 
 

@@ -11,7 +11,10 @@ read (``store``, opened read-only on the validator's own file, and ``app.catalog
 
 Messages are pickled over the worker's stdin/stdout (one request, one reply, in order;
 ``finalize`` and ``add_evidence`` replies are read lazily, so the worker stores a block
-while the caller goes on). A worker that dies raises ``BlockError`` at the next call.
+while the caller goes on). Requests are written by a thread of their own: a block is larger
+than a pipe's buffer, and a caller writing it itself waited until the worker had executed
+the block before (its first hosted validator's) and read this one — the caller's own
+executions started only then. A worker that dies raises ``BlockError`` at the next call.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import pickle
+import queue
 import subprocess
 import sys
+import threading
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +33,7 @@ from typing import IO, Any
 
 from gridledger.crypto.sig import SigningKey, verify_signature
 from gridledger.errors import BlockError, RejectedTx
-from gridledger.frames import reap_worker, recv_frame, send_frame
+from gridledger.frames import frame_bytes, reap_worker, recv_frame, send_frame
 from gridledger.ledger.block import Certificate, Header, Vote
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules.catalog import DEFAULT as DEFAULT_CATALOG
@@ -66,6 +71,23 @@ class ValidatorHost:
             # a Ctrl-C at the terminal stops the run, which then closes its stores here
             start_new_session=True)
         self._lazy = 0  # replies not read yet (finalize, add_evidence)
+        self._frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._write_error: OSError | None = None
+        self._writer = threading.Thread(target=self._write_frames, args=(self.proc.stdin,),
+                                        name="validator-host-writer", daemon=True)
+        self._writer.start()
+
+    def _write_frames(self, stdin: IO[bytes] | None) -> None:
+        """The writer thread: frames in the order sent, until ``None`` or a broken pipe."""
+        assert stdin is not None
+        while (frame := self._frames.get()) is not None:
+            if self._write_error is not None:
+                continue  # the worker is gone: drop what follows (recv raises)
+            try:
+                stdin.write(frame)
+                stdin.flush()
+            except OSError as exc:
+                self._write_error = exc
 
     def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
         if self.proc is None or self.proc.stdin is None or self.proc.stdout is None:
@@ -74,11 +96,11 @@ class ValidatorHost:
 
     def send(self, *msg: Any, lazy: bool = False) -> None:
         """Send a request; ``lazy``: its reply is read before the next reply wanted."""
-        stdin, _ = self._pipes()
-        try:
-            _send(stdin, msg)
-        except OSError as exc:
-            raise BlockError(f"the validator host is gone: {exc}") from exc
+        self._pipes()
+        if self._write_error is not None:
+            raise BlockError(f"the validator host is gone: {self._write_error}")
+        # pickled here (an unpicklable request fails in the caller), written by the thread
+        self._frames.put(frame_bytes(msg, _Pickler))
         self._lazy += lazy
 
     def recv(self) -> Any:
@@ -107,6 +129,8 @@ class ValidatorHost:
         proc = self.proc
         with contextlib.suppress(BlockError):
             self.call("exit")
+        self._frames.put(None)
+        self._writer.join(30)
         self.proc = None
         reap_worker(proc, 30)
 
