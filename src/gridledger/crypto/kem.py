@@ -51,6 +51,10 @@ class KemKey:
     def generate(cls) -> KemKey:
         return cls(os.urandom(64))
 
+    def __reduce__(self) -> tuple[type[KemKey], tuple[bytes]]:
+        # the seed is the key: the PyCA object ``_key`` caches does not pickle
+        return KemKey, (self.seed,)
+
     @cached_property
     def _key(self) -> object:
         from cryptography.hazmat.primitives.asymmetric import mlkem

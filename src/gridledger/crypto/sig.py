@@ -154,6 +154,11 @@ class SigningKey:
         """Deterministic key from a seed (tests and simulations use derived seeds)."""
         return cls(alg, seed)
 
+    def __reduce__(self) -> tuple[type[SigningKey], tuple[str, bytes]]:
+        # the seed is the key: the PyCA object ``_key`` caches does not pickle (a key goes
+        # to a worker process, e.g. the demo's signing pool)
+        return SigningKey, (self.alg, self.seed)
+
     @functools.cached_property
     def _key(self) -> object:
         priv_cls, _ = _classes(self.alg)

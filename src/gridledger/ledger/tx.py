@@ -93,8 +93,14 @@ def sign_tx(key: TxSigner, chain_id: str, nonce: int, kind: str, body: dict[str,
     """Build and sign a transaction; returns its canonical bytes."""
     sender = key.address
     msg = signing_bytes(chain_id, sender, nonce, kind, body, key.alg)
-    sig = key.sign(msg, TX_CONTEXT)
-    return codec.encode({"alg": key.alg, "body": body, "chain_id": chain_id, "kind": kind,
+    return signed_tx_bytes(key.alg, sender, chain_id, nonce, kind, body, key.sign(msg, TX_CONTEXT))
+
+
+def signed_tx_bytes(alg: str, sender: bytes, chain_id: str, nonce: int, kind: str,
+                    body: dict[str, Any], sig: bytes) -> bytes:
+    """A transaction's canonical bytes from its fields and ``sig`` over ``signing_bytes`` of
+    them (context ``TX_CONTEXT``): for a caller that signs elsewhere (a signing pool)."""
+    return codec.encode({"alg": alg, "body": body, "chain_id": chain_id, "kind": kind,
                          "nonce": nonce, "sender": sender, "sig": sig})
 
 

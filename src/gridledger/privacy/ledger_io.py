@@ -16,7 +16,7 @@ pseudonyms together.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from gridledger.ledger.tx import MAX_TX_BYTES
 from gridledger.privacy.meter_keys import Attestation, MeterStatement
 from gridledger.privacy.pseudonyms import (
     BatchEntry,
+    Endorsement,
     IdentityEscrow,
     TrusteeKeys,
     TrusteeSet,
@@ -88,15 +89,30 @@ class Batch:
         return root
 
 
+EndorseJob = tuple[TrusteeKeys, TrusteeSet, tuple[BatchEntry, ...], int, int]
+Endorsed = tuple[bytes, int, Endorsement]
+Mapper = Callable[[Callable[[EndorseJob], Endorsed], list[EndorseJob]], list[Endorsed]]
+
+
+def endorse_job(job: EndorseJob) -> Endorsed:
+    """``endorse_batch(*job)``: one trustee's part of ``certify_batch``, as a picklable job."""
+    return endorse_batch(*job)
+
+
+def _in_turn(fn: Callable[[EndorseJob], Endorsed], jobs: list[EndorseJob]) -> list[Endorsed]:
+    return [fn(j) for j in jobs]
+
+
 def certify_batch(trustee_keys: Sequence[TrusteeKeys], trustees: TrusteeSet,
-                  entries: Sequence[BatchEntry], epoch: int, epoch_slots: int) -> Batch:
-    """Each trustee checks every request and signs the root (run by the trustees)."""
+                  entries: Sequence[BatchEntry], epoch: int, epoch_slots: int,
+                  mapper: Mapper = _in_turn) -> Batch:
+    """Each trustee checks every request and signs the root (run by the trustees: each on
+    its own machine — ``mapper``, e.g. a process pool's ``map``, runs them side by side)."""
     ordered = tuple(sorted(entries, key=lambda e: entry_leaf(trustees.community, e)))
-    ends = []
-    root, count = b"", 0
-    for tk in trustee_keys:
-        root, count, e = endorse_batch(tk, trustees, ordered, epoch, epoch_slots)
-        ends.append([e.trustee_index, e.signature])
+    done = mapper(endorse_job, [(tk, trustees, ordered, epoch, epoch_slots)
+                                for tk in trustee_keys])
+    ends = [[e.trustee_index, e.signature] for _root, _count, e in done]
+    root, count = (done[-1][0], done[-1][1]) if done else (b"", 0)
     body = {"epoch": epoch, "root": root, "count": count, "endorsements": ends}
     return Batch(epoch, ordered, body)
 

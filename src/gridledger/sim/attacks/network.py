@@ -48,7 +48,7 @@ class DosFlood(Attack):
         n = self.FACTOR * max(1, burst)
         key = self.attacker.key
         dso = eng.community.dso.address
-        raws = [eng.tx(key, "bank/transfer", {"to": dso, "amount_micro": 1}) for _ in range(n)]
+        raws = eng.txs([(key, "bank/transfer", {"to": dso, "amount_micro": 1})] * n)
         res = eng.submit(raws, slot * SLOT_S + T_ORDERS)
         self.sent += n
         self.rejected += _rejected(res)

@@ -42,4 +42,4 @@ class SecureAggregation(Feature):
             for a in ctx.attacks:
                 values = a.partials(slot, values)
             posts = self.secagg.partial_txs(rnd, values)
-        return [ctx.tx(key, "privacy/partial", body) for key, body in posts]
+        return ctx.txs([(key, "privacy/partial", body) for key, body in posts])

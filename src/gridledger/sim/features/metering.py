@@ -28,11 +28,11 @@ class Metering(Feature):
         fleet = ctx.community.fleet
         if fleet is None:
             raise ValueError("the community has no meter fleet (sim/fleet.py)")
-        raws = []
+        readings = []
         for m in ctx.members:
             x = int(d.measurements.reported_wh_by_cp[m.cp])
             body = fleet.meters[m.cp].reading(slot, max(0, -x), max(0, x))
             # under privacy mode the meter attests a salted commitment to its image
             body["firmware"] = attested_image(ctx.identities, m, slot, body["firmware"])
-            raws.append(ctx.tx(ctx.identities.meter_key(m, slot), "metering/reading", body))
-        return raws
+            readings.append((ctx.identities.meter_key(m, slot), "metering/reading", body))
+        return ctx.txs(readings)  # each meter signs its own: on the signing pool

@@ -66,7 +66,8 @@ from gridledger.privacy.ledger_io import (
     register_bodies,
     release_body,
 )
-from gridledger.privacy.meter_keys import attest_readings, issue_reading_keys
+from gridledger.privacy.meter_keys import MeterStatement, attest_readings, issue_reading_keys
+from gridledger.privacy.pseudonyms import TrusteeSet
 from gridledger.privacy.rng import DeterministicRandom
 from gridledger.sim.clock import SLOT_S, T_ORDERS, Step
 from gridledger.sim.community import (
@@ -92,6 +93,39 @@ SEAL_IMAGES = True
 """Each pseudonym's leaf and readings carry a salted commitment to its meter's firmware
 image, not the image (issue 19 item 4: an image cuts a pseudonym's anonymity set to its
 cohort). False: images in clear (the defence removed)."""
+
+
+@dataclass(frozen=True)
+class MemberIssue:
+    """What one household's software and meter need to make an epoch's pseudonyms."""
+
+    key: SigningKey           # the member's identity key (signs the escrows)
+    meter: SigningKey         # its meter's device key (signs the reading-key bindings)
+    cp: str
+    trustees: TrusteeSet
+    epoch: int
+    ranges: tuple[tuple[int, int], ...]
+    seed: int                 # the scenario's
+    image: bytes | None       # the firmware image its meter runs
+
+
+def member_issue(job: MemberIssue
+                 ) -> tuple[list[OwnPseudonym], dict[bytes, SigningKey], MeterStatement]:
+    """One household's issuance (pure, picklable: the signing pool runs it): its pseudonyms
+    (``make_pseudonyms``) and its meter's reading keys and signed statement."""
+    # seeded in the simulator (same --seed, same run), OS randomness in a meter
+    rng = DeterministicRandom(tagged_hash("gl/sim-pseudonyms", str(job.seed).encode(),
+                                          str(job.epoch).encode(), job.cp.encode()))
+    own = make_pseudonyms(job.key, job.trustees, job.epoch, job.ranges, FEEDER,
+                          random_bytes=rng)
+    # the meter binds the image it runs into every binding: the pseudonym's firmware of
+    # record from registration on (orders precede its first reading); sealed: with a fresh
+    # salt per pseudonym, which only the meter and (in its statement, off the ledger) the
+    # DSO hold
+    rk, st = issue_reading_keys(job.meter, job.trustees.community, job.cp, job.epoch,
+                                [p.address for p in own], firmware=job.image,
+                                seal=SEAL_IMAGES, random_bytes=rng)
+    return own, rk, st
 
 
 @dataclass(frozen=True)
@@ -275,22 +309,15 @@ class PrivacyMode(Feature):
             attested: dict[bytes, bytes] = {}   # pseudonym -> what its leaf binds
             salts: dict[bytes, bytes] = {}
             fleet = ctx.community.fleet
-            for m in ctx.members:
-                if m.index not in tickets:
-                    continue
-                # seeded in the simulator (same --seed, same run), OS randomness in a meter
-                rng = DeterministicRandom(tagged_hash("gl/sim-pseudonyms", str(ctx.sc.seed).encode(),
-                                                      str(epoch).encode(), m.cp.encode()))
-                own[m.index] = make_pseudonyms(m.key, keys.trustee_set, epoch, ranges, FEEDER,
-                                               random_bytes=rng)
-                # the meter binds the image it runs into every binding: the pseudonym's
-                # firmware of record from registration on (orders precede its first reading)
+            joining = [m for m in ctx.members if m.index in tickets]
+            # each household's software and meter do their part on their own device: here on
+            # the signing pool's processes, side by side (the first epoch's is the run's setup)
+            made = ctx.sig_pool.map(member_issue, [MemberIssue(
+                m.key, m.meter, m.cp, keys.trustee_set, epoch, tuple(ranges), ctx.sc.seed,
+                fleet.meters[m.cp].firmware if fleet is not None else None) for m in joining])
+            for m, (mine, rk, st) in zip(joining, made, strict=True):
+                own[m.index] = mine
                 image = fleet.meters[m.cp].firmware if fleet is not None else None
-                # sealed: with a fresh salt per pseudonym, which only the meter and (in its
-                # statement, off the ledger) the DSO hold
-                rk, st = issue_reading_keys(m.meter, keys.trustee_set.community, m.cp, epoch,
-                                            [p.address for p in own[m.index]], firmware=image,
-                                            seal=SEAL_IMAGES, random_bytes=rng)
                 reading.update(rk)
                 statements.append(st)
                 if image is not None:
@@ -306,7 +333,7 @@ class PrivacyMode(Feature):
                                   {by_index[i].cp: n for i, n in tickets.items()})
             batch = certify_batch(keys.trustee_keys, keys.trustee_set,
                                   [p.entry for ps in own.values() for p in ps], epoch,
-                                  EPOCH_SLOTS)
+                                  EPOCH_SLOTS, ctx.sig_pool.map)
             bodies = register_bodies(keys.trustee_set, batch, att,
                                      {a: k.public_key for a, k in reading.items()}, attested,
                                      salts.keys())
@@ -324,8 +351,8 @@ class PrivacyMode(Feature):
         relays = [t.signing_key for t in keys.trustee_keys[:RELAYS]]
         for r in relays:  # the relays' quota covers a day's registrations in one block
             ctx.grant_quota(r.address, 500 * (-(-len(bodies) // len(relays) // MEMBER_QUOTA) + 1))
-        registers = [ctx.tx(relays[k % len(relays)], "privacy/register", b)
-                     for k, b in enumerate(bodies)]
+        registers = ctx.txs([(relays[k % len(relays)], "privacy/register", b)
+                             for k, b in enumerate(bodies)])
         return joins, attest, certify, registers
 
     def _attest_txs(self, body: dict[str, Any], certify: list[bytes]) -> list[bytes]:

@@ -10,7 +10,7 @@ the price and its own fills.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from gridledger.grid import SLOTS_PER_DAY
 from gridledger.ledger.modules.governance.types import Params
@@ -21,7 +21,7 @@ from gridledger.ledger.modules.market.types import (
     seller_deposit_rate,
 )
 from gridledger.ledger.modules.reputation.types import Tier, deposit_pct_for
-from gridledger.ledger.tx import decode_tx
+from gridledger.ledger.tx import TxSigner, decode_tx
 from gridledger.sim.agents import MIN_ORDER_WH, Agent, Intent, MarketView, make_agent
 from gridledger.sim.clock import Step
 from gridledger.sim.community import household_net_wh
@@ -85,7 +85,7 @@ class Trading(Feature):
             envelopes = ctx.data.envelopes.get(slot, {})
             plan = ctx.data.battery_wh.setdefault(slot, {})
             flex = ctx.data.flex_adjust_wh.get(slot, {})
-            raws: list[bytes] = []
+            orders: list[tuple[TxSigner, str, dict[str, Any]]] = []
             for m in ctx.members:
                 # the household's own plan includes flexibility it sold for the slot (and the
                 # rebound of earlier activations): it does not buy what it will not take
@@ -108,9 +108,10 @@ class Trading(Feature):
                                            for i in intents) if c is not None]
                 for a in ctx.attacks:
                     intents = a.orders(m, slot, intents)
-                raws += [ctx.tx(key, "market/order", {
+                orders += [(key, "market/order", {
                     "slot": slot, "side": it.side, "energy_wh": it.energy_wh,
                     "price_micro_per_kwh": it.price}) for it in intents]
+            raws = ctx.txs(orders)  # each client signs its own: on the signing pool
             ctx.data.order_ids[slot] = [decode_tx(r).id for r in raws]
         return raws
 

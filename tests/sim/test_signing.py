@@ -1,0 +1,100 @@
+"""What the demo moved onto the signature pool's processes gives what the main process
+made inline (issues 17/19, demo speed): clients' transactions (``sign_txs``), each
+household's issuance (``member_issue``) and the trustees' batch certificate."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+
+import pytest
+
+from gridledger.committee import CommitteeNode, CommitteeSigner, committee_of
+from gridledger.crypto.kem import KemKey
+from gridledger.crypto.sig import SigningKey
+from gridledger.ledger.tx import TX_CONTEXT, decode_tx, sign_tx
+from gridledger.node.sigpool import SigPool
+from gridledger.privacy.ledger_io import certify_batch
+from gridledger.privacy.pseudonyms import TrusteeKeys, TrusteeSet
+from gridledger.privacy.pseudonyms.batch import CTX_BATCH, batch_message
+from gridledger.sim.context import sign_txs
+from gridledger.sim.features.privacy import MemberIssue, member_issue
+from gridledger.sim.keys import sim_key
+
+CHAIN = "gridledger-demo"
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[SigPool]:
+    p = SigPool(workers=2, min_sign_batch=2)
+    yield p
+    p.close()
+
+
+def _keys(n: int, alg: str = "ml-dsa-44") -> list[SigningKey]:
+    return [sim_key(7, "signing-test", i, alg=alg) for i in range(n)]
+
+
+def test_sign_txs_gives_each_sender_its_next_nonces_as_sign_tx_does(pool: SigPool) -> None:
+    a, b = _keys(2)
+    nonces = {a.address: 5}
+    items = [(a, "market/order", {"slot": 1}), (b, "bank/transfer", {"amount_micro": 1}),
+             (a, "market/order", {"slot": 2}), (a, "metering/reading", {"slot": 1})]
+    raws = sign_txs(pool, CHAIN, nonces, items)
+    assert nonces == {a.address: 8, b.address: 1}
+    inline = [decode_tx(sign_tx(k, CHAIN, n, kind, body))
+              for (k, kind, body), n in zip(items, [5, 0, 6, 7], strict=True)]
+    for raw, ref, (key, _kind, _body) in zip(raws, inline, items, strict=True):
+        tx = decode_tx(raw)
+        assert (tx.sender, tx.nonce, tx.kind, tx.body, tx.chain_id, tx.alg) == \
+            (ref.sender, ref.nonce, ref.kind, ref.body, ref.chain_id, ref.alg)
+        assert key.public_key.verify(tx.signing_bytes, tx.sig, TX_CONTEXT)
+
+
+def test_sign_txs_signs_a_committees_transaction_here(pool: SigPool) -> None:
+    members = _keys(3, "ml-dsa-65")
+    committee = committee_of(2, members)
+    signer = CommitteeSigner(committee, [CommitteeNode(f"n{i}", k) for i, k in enumerate(members)])
+    key = _keys(1)[0]
+    raws = sign_txs(pool, CHAIN, {}, [(key, "bank/transfer", {"amount_micro": 1}),
+                                      (signer, "market/envelope", {"slot": 3})] * 2)
+    txs = [decode_tx(r) for r in raws]
+    assert [t.nonce for t in txs] == [0, 0, 1, 1]
+    assert txs[1].sender == committee.address
+    assert sign_txs(pool, CHAIN, {}, []) == []
+
+
+def _trustees() -> tuple[list[TrusteeKeys], TrusteeSet]:
+    tks = [TrusteeKeys(f"t{j}", sim_key(7, "trustee", j, alg="ml-dsa-44"),
+                       KemKey(bytes([j]) * 64)) for j in range(3)]
+    return tks, TrusteeSet("test-community", 2, tuple(t.info() for t in tks))
+
+
+def test_a_households_issuance_in_a_worker_is_its_issuance_here(pool: SigPool) -> None:
+    _tks, ts = _trustees()
+    jobs = [MemberIssue(sim_key(7, "member", i), sim_key(7, "meter", i), f"cp-{i}", ts, 1,
+                        ((96, 96), (97, 97), (98, 98)), 7, bytes([i]) * 32) for i in range(3)]
+    here = [member_issue(j) for j in jobs]
+    there = pool.map(member_issue, jobs)
+    for (own, rk, st), (own2, rk2, st2) in zip(here, there, strict=True):
+        # the seeded parts are equal (escrow ciphertexts and signatures are randomised)
+        assert [p.address for p in own] == [p.address for p in own2]
+        assert [p.entry.first_slot for p in own2] == [96, 97, 98]
+        assert rk == rk2 and st.bindings == st2.bindings and st.salts == st2.salts
+        assert pickle.loads(pickle.dumps(own2[0].key)) == own[0].key
+
+
+def test_the_trustees_side_by_side_certify_the_batch_they_certify_in_turn(
+        pool: SigPool) -> None:
+    tks, ts = _trustees()
+    job = MemberIssue(sim_key(7, "member", 0), sim_key(7, "meter", 0), "cp-0", ts, 1,
+                      ((96, 96), (97, 97)), 7, None)
+    entries = [p.entry for p in member_issue(job)[0]]
+    serial = certify_batch(tks, ts, entries, 1, 96)
+    pooled = certify_batch(tks, ts, entries, 1, 96, pool.map)
+    assert pooled.root == serial.root and pooled.entries == serial.entries
+    body = pooled.certify_body
+    assert body["count"] == 2 and [j for j, _ in body["endorsements"]] == [0, 1, 2]
+    msg = batch_message(ts.community, 1, body["root"], body["count"])
+    for (_j, sig), tk in zip(body["endorsements"], tks, strict=True):
+        assert tk.signing_key.public_key.verify(msg, sig, CTX_BATCH)
