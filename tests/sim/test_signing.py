@@ -1,6 +1,7 @@
-"""What the demo moved onto the signature pool's processes gives what the main process
-made inline (issues 17/19, demo speed): clients' transactions (``sign_txs``), each
-household's issuance (``member_issue``) and the trustees' batch certificate."""
+"""What the demo moved off its main process gives what the main process made inline
+(issues 17/19, demo speed): on the signature pool, clients' transactions (``sign_txs``),
+each household's issuance (``member_issue``) and the trustees' batch certificate; in a
+process of its own, the scan of every store for household readings and orders."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from gridledger.privacy.pseudonyms.batch import CTX_BATCH, batch_message
 from gridledger.sim.context import sign_txs
 from gridledger.sim.features.privacy import MemberIssue, member_issue
 from gridledger.sim.keys import sim_key
+from tests.sim.conftest import DemoRun
 
 CHAIN = "gridledger-demo"
 
@@ -98,3 +100,22 @@ def test_the_trustees_side_by_side_certify_the_batch_they_certify_in_turn(
     msg = batch_message(ts.community, 1, body["root"], body["count"])
     for (_j, sig), tk in zip(body["endorsements"], tks, strict=True):
         assert tk.signing_key.public_key.verify(msg, sig, CTX_BATCH)
+
+
+def test_the_clear_scan_in_a_process_of_its_own_counts_what_it_counts_here(
+        default_day: DemoRun) -> None:
+    from gridledger.sim.privacy_view import (
+        count_clear_in,
+        count_clear_in_background,
+        genesis_owners,
+    )
+
+    paths = sorted((default_day.out / "ledger").glob("*.sqlite"))
+    owners = genesis_owners(paths[0])
+    cp = min(owners.values())  # one household out of every epoch's pool: both sides counted
+    out_of = {e: frozenset({cp}) for e in range(0, 400)}
+    there = count_clear_in_background(paths, owners, frozenset(), out_of)
+    assert there.result(timeout=600) == count_clear_in(paths, owners, frozenset(), out_of)
+    p = default_day.summary["privacy"]
+    assert p["stores_scanned"] == len(paths) == 4  # the demo's own (background) scan
+    assert p["clear_household_readings"] == p["clear_household_orders"] == 0

@@ -97,7 +97,9 @@ class Engine:
             ctx.close()
 
     def after_run(self) -> None:
-        """Tell every attack the run is over (``Attack.after_run``); after ``run``."""
+        """Tell every feature and attack the run is over (``after_run``); after ``run``."""
+        for f in self.features:
+            f.after_run()
         for a in self.attacks:
             a.after_run()
 

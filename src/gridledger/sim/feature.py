@@ -77,6 +77,9 @@ class Feature:
     def finish(self) -> None:
         return None
 
+    def after_run(self) -> None:
+        return None
+
     def run_ended(self, summary: dict[str, Any] | None) -> None:
         return None
 

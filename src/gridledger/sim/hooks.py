@@ -65,6 +65,11 @@ class FeatureHooks(Protocol):
         """After the last step, before the network closes (final ledger reads)."""
         ...
 
+    def after_run(self) -> None:
+        """The stores are closed and final (``Engine.after_run``, while verify-chain
+        finishes on the other core): start work on them that ``summary`` will read."""
+        ...
+
     def run_ended(self, summary: dict[str, Any] | None) -> None:
         """The run is over: ``summary`` is its summary (verify-chain done), None if it
         failed. Last call to a feature (``run_demo``)."""

@@ -9,12 +9,14 @@ point id) — ``summary.privacy.clear_household_readings`` / ``clear_household_o
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import sqlite3
 import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,6 +255,28 @@ def count_clear(ctx: SimContext,
     """``count_clear_in`` over the run's validator stores, households and meter images."""
     return count_clear_in(store_paths(ctx), household_owners(ctx), fleet_images(ctx),
                           out_of_pool)
+
+
+def count_clear_started(ctx: SimContext, out_of_pool: Mapping[int, frozenset[str]] | None = None
+                        ) -> Future[dict[str, Any]]:
+    """``count_clear`` in a process of its own (``count_clear_in_background``)."""
+    return count_clear_in_background(store_paths(ctx), household_owners(ctx),
+                                     fleet_images(ctx), out_of_pool)
+
+
+def count_clear_in_background(paths: list[Path], owners: dict[bytes | str, str],
+                              fleet: frozenset[bytes],
+                              out_of_pool: Mapping[int, frozenset[str]] | None = None
+                              ) -> Future[dict[str, Any]]:
+    """``count_clear_in`` in a process of its own, beside what the caller does next (the
+    demo: the curious validator's analysis, the rest of the summary); for closed, final
+    stores. ``.result()`` is ``count_clear_in``'s dict (or raises what it raised)."""
+    # forked: the child reads the stores from their paths and needs nothing re-imported
+    ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    try:
+        return ex.submit(count_clear_in, paths, owners, fleet, out_of_pool)
+    finally:
+        ex.shutdown(wait=False)  # the worker ends once its one job is done
 
 
 def count_clear_in(paths: list[Path], owners: dict[bytes | str, str], fleet: frozenset[bytes],

@@ -45,6 +45,7 @@ under their own identities (``sim.identity.OwnKeys``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -80,7 +81,7 @@ from gridledger.sim.community import (
 )
 from gridledger.sim.context import MEMBER_QUOTA, SimContext
 from gridledger.sim.feature import Feature
-from gridledger.sim.privacy_view import count_clear
+from gridledger.sim.privacy_view import count_clear, count_clear_started
 from gridledger.sim.records import Delivered
 
 ISSUE_SLOT_OF_DAY = 72
@@ -250,6 +251,7 @@ class PrivacyMode(Feature):
         self._registers: list[bytes] = []
         self._pending: int | None = None    # epoch registered in this step's block C
         self.dso_images: dict[str, bytes] = {}
+        self._counted: Future[dict[str, Any]] | None = None  # count_clear, after the run
         """cp -> the firmware image its meter's latest sealed report attested (the DSO's)."""
         if not self.on:
             return
@@ -637,13 +639,24 @@ class PrivacyMode(Feature):
                     if o.stage == "done" and o.kind == "flex"}),
                 "out_of_pool": self._out_of_pool(),
             })
-        cp_of = {m.index: m.cp for m in ctx.members}
-        out.update(count_clear(ctx, {e: frozenset(cp_of[j] for j in i.left_out)
-                                     for e, i in self.epochs.items()} if self.on else None))
+        out.update(self._counted.result() if self._counted is not None
+                   else count_clear(ctx, self._left_out()))
         # the ledger's aggregates stay exact (public already); what only the DSO meters is
         # released with differential privacy (features.publication, both modes)
         out.update(ctx.data.dp_release)
         return {"privacy": out}
+
+    def after_run(self) -> None:
+        # the scan of every store for household readings/orders runs on the other core
+        # while the attacks' analyses run here (summary reads it)
+        self._counted = count_clear_started(self.ctx, self._left_out())
+
+    def _left_out(self) -> dict[int, frozenset[str]] | None:
+        """Epoch -> cps of the members its pool left out (privacy mode; ``count_clear``)."""
+        if not self.on:
+            return None
+        cp_of = {m.index: m.cp for m in self.ctx.members}
+        return {e: frozenset(cp_of[j] for j in i.left_out) for e, i in self.epochs.items()}
 
     def _out_of_pool(self) -> dict[str, Any]:
         """Members the ledger's ticket cap kept out of an epoch's pool (a sanction: a member
