@@ -46,6 +46,7 @@ from gridledger.sim.secagg import Round
 
 MEMBER_QUOTA = 10  # transactions per sender per slot (token bucket refill and burst)
 DSO_QUOTA_SCALE_PER_SLOT_TX = 500  # reputation-equivalent per extra quota of the DSO
+SIG_POOL_MIN_BATCH = 16  # signatures checked inline below this (``SigPool.min_batch``)
 
 
 def dso_quota_scale(members: int) -> int:
@@ -134,8 +135,11 @@ class SimContext:
         # quotas in ledger time: a member needs ~2 transactions a slot
         quota = QuotaPolicy(rate_per_s=MEMBER_QUOTA / SLOT_S, burst=float(MEMBER_QUOTA))
         # validators 1..n-1 check every signature themselves, and admission checks each
-        # batch: in a pool on the other core while this one executes (issue 17)
-        self.sig_pool = SigPool(workers=2)
+        # batch: in a pool on the other core while this one executes (issue 17); the pool
+        # also signs for the clients (``txs``). A demo's batches are small (a block's
+        # readings, a slot's orders: 30-100) and the other core is idle between blocks, so
+        # from 16 signatures on they go to the pool (the default 64 kept them here)
+        self.sig_pool = SigPool(workers=2, min_batch=SIG_POOL_MIN_BATCH)
         self.net = EmbeddedNetwork(self.community.genesis, self.community.validators,
                                    out / "ledger", quota=quota, max_block_txs=2000,
                                    mempool_capacity=20_000, snapshot_every=96,
