@@ -415,3 +415,58 @@ def test_same_review_inputs_mean_the_same_verdict_and_any_difference_shows(world
         assert review_inputs(altered, v0.app.catalog, up, window=8)[0] != keys[0][0]
     finally:
         altered.close()
+
+
+def test_committed_state_is_replayed_from_the_latest_snapshot(world, tmp_path, monkeypatch):
+    """Issue 19: the running versions' replay starts from the latest snapshot at or below
+    the tip (a heavy block inside the window is executed once, by the new version): the
+    same verdicts as replaying the whole window twice, and those snapshots are review
+    inputs (another set of them: another digest)."""
+    import sqlite3
+
+    from gridledger.ledger import dryrun
+    from gridledger.ledger.dryrun import review_inputs
+    from gridledger.node.store import BlockStore
+
+    w = world
+    w.transfers(12)
+    honest = faulty_bank(CLAIMS_NOTHING, create_money=False)
+    faulty = faulty_bank(FEE_RULE)
+    v = w.net.validators[1]
+    tip = w.net.height
+    assert [h for h in v.store.snapshot_heights() if h > tip - 8]  # snapshots in the window
+    # the same store without the snapshots above the window's start
+    copy = tmp_path / "periodic.sqlite"
+    src = sqlite3.connect(v.store.path)
+    dst = sqlite3.connect(copy)
+    src.backup(dst)
+    start = max(h for h in v.store.snapshot_heights() if h <= tip - 8)
+    dst.execute("DELETE FROM snapshots WHERE height > ?", (start,))
+    dst.commit()
+    src.close()
+    dst.close()
+    periodic = BlockStore(copy, readonly=True)
+    calls: list[int] = []
+    real = dryrun.apply_block
+
+    def counting(state, ctx, *a, **kw):
+        calls.append(ctx.height)
+        return real(state, ctx, *a, **kw)
+
+    monkeypatch.setattr(dryrun, "apply_block", counting)
+    for release, approve in ((honest, True), (faulty, False)):
+        _install(w, release)
+        up = Proposed(1, "bank", 2, release.build().declares.digest("bank", 2))
+        calls.clear()
+        latest = review_upgrade(v.store, w.genesis, v.app.catalog, up, window=8)
+        n_latest = len(calls)
+        calls.clear()
+        whole = review_upgrade(periodic, w.genesis, v.app.catalog, up, window=8)
+        n_whole = len(calls)
+        assert latest == whole and latest.approve is approve, (latest, whole)
+        assert latest.from_height == start
+        if approve:  # every window block executed twice without, once (new version) with
+            assert n_whole == 2 * (tip - start) and n_latest == tip - start
+        assert review_inputs(v.store, v.app.catalog, up, window=8)[0] != \
+            review_inputs(periodic, v.app.catalog, up, window=8)[0]
+    periodic.close()

@@ -15,7 +15,11 @@ catalog (the versions it can build) and the proposal, ``review_upgrade``:
    declaration says they may differ);
 4. compares the resulting state with the committed state at the tip: every key that
    differs must be one the migration writes or the declaration says the new version
-   changes.
+   changes. The committed state is replayed with the running versions (each block checked
+   against its header's state root) from the latest snapshot at or below the tip that
+   matches its header — a later one than the window's start if the store has one, so a
+   heavy block inside the window (a privacy epoch's registration: ~1.8 s) is executed
+   once, by the new version, not twice (issue 19).
 
 Any finding refuses, naming the first one (``Verdict.reason``, which goes into the
 validator's no vote). A dry run never touches the node's own state.
@@ -121,6 +125,19 @@ def _snapshot_state(source: BlockSource, genesis: Genesis, catalog: Catalog,
     return 0, Application(genesis, catalog=catalog).state  # as every node builds it
 
 
+def _later_snapshot(source: BlockSource, start: int, tip: int) -> tuple[int, State] | None:
+    """The latest snapshot above ``start`` and at or below ``tip`` whose state matches its
+    block's header, or None."""
+    for h in reversed([h for h in source.snapshot_heights() if start < h <= tip]):
+        raw, blk = source.snapshot_bytes(h), source.block(h)
+        if raw is None or blk is None:
+            continue
+        state = State({bytes(k): bytes(v) for k, v in codec.decode(raw)})
+        if state.root() == Header.decode(blk.header).state_root:
+            return h, state
+    return None
+
+
 def review_upgrade(source: BlockSource, genesis: Genesis, catalog: Catalog, up: Proposed,
                    until: int | None = None, window: int = DEFAULT_WINDOW,
                    sig_check: SigCheck = default_sig_check) -> Verdict:
@@ -159,7 +176,9 @@ def review_upgrade(source: BlockSource, genesis: Genesis, catalog: Catalog, up: 
         _migrate(trial, new_modules, new, up, before, start)
     except _Finding as f:
         return _refuse(str(f), start, tip)
-    base = state0
+    # the committed state, replayed with the running versions from the latest matching
+    # snapshot (no upgrade is scheduled in the window: ``old_modules`` hold throughout)
+    base_start, base = _later_snapshot(source, start, tip) or (start, state0)
     n = 0
     for h in range(start + 1, tip + 1):
         blk = source.block(h)
@@ -168,10 +187,12 @@ def review_upgrade(source: BlockSource, genesis: Genesis, catalog: Catalog, up: 
         header = Header.decode(blk.header)
         ctx = BlockContext(header.chain_id, h, header.slot_time)
         txs = blk.tx_list()
-        apply_block(base, ctx, txs, old_modules, sig_check)
-        if base.root() != header.state_root:
-            return _refuse(f"block {h} does not replay to its header's state root (the "
-                           f"store or this node's running version is at fault)", start, tip, n)
+        if h > base_start:
+            apply_block(base, ctx, txs, old_modules, sig_check)
+            if base.root() != header.state_root:
+                return _refuse(f"block {h} does not replay to its header's state root (the "
+                               f"store or this node's running version is at fault)",
+                               start, tip, n)
         try:
             result = apply_block(trial, ctx, txs, new_modules, sig_check)
         except MACHINE_FAULTS:
@@ -199,6 +220,9 @@ def review_inputs(source: BlockSource, catalog: Catalog, up: Proposed, until: in
     builds the same module), the snapshot heights it could start from, that snapshot's bytes
     and every block row after it up to the tip.
 
+    The snapshots above ``start`` up to the tip (heights and bytes: the committed state's
+    replay may start from one) are part of the digest too.
+
     ``review_upgrade`` is a pure function of these (block execution is, and it reads nothing
     else), so two stores with the same digest get the same verdict if that verdict starts
     at ``start`` — what lets reviewers on one machine (the simulator's validators, whose
@@ -212,6 +236,10 @@ def review_inputs(source: BlockSource, catalog: Catalog, up: Proposed, until: in
     for (module, version), release in sorted(catalog.releases.items()):
         h.update(codec.encode([module, version, id(release)]))
     h.update((source.snapshot_bytes(start) or b"") if start else b"")
+    later = [x for x in source.snapshot_heights() if start < x <= tip]
+    h.update(codec.encode(later))
+    for x in later:
+        h.update(source.snapshot_bytes(x) or b"")
     for height in range(start + 1, tip + 1):
         blk = source.block(height)
         h.update(codec.encode([height, b""] if blk is None
