@@ -32,7 +32,9 @@ from gridledger.node.validator import Validator
 from gridledger.node.validator_host import HostedValidator, ValidatorHost
 from gridledger.node.votes import VoteTally
 
-RECENT_BLOCKS = 256
+RECENT_BLOCKS = 16
+"""Finalized blocks (with receipts and events) kept for inspection; ``tick`` returns every
+new one to its caller. 256 held ~50 slots of a 1,000-member run's receipts (issue 17)."""
 
 MAX_TICK_AHEAD_MS = 60_000  # in process a tick's true time is known; a minute of slack
 
