@@ -7,15 +7,40 @@ its own SQLite store and catches up from its peers' certified blocks. Measured f
 network: blocks certified without its vote (the outage the quorum absorbed), slots cleared
 and settled while it was down, and its root against the others' after restart. (The DSO's
 nodes are a k-of-n committee; stopping one of them is the ``dso-crash`` scenario.)
+
+One fault at a time: with n = 3f + 1 validators a second faulty validator halts the chain by
+design, so the outage is planned clear of every slot ``byzantine-validator`` is faulty in (its
+windows scale with the run: in a run of a few slots they would otherwise meet). A run too
+short to keep the two apart leaves the crash out, saying why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, ClassVar
 
+from gridledger.errors import NotApplicable
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.attack_base import Attack
-from gridledger.sim.clock import SLOT_S, T_CLEAR, step_slot
+from gridledger.sim.attacks.network import ByzantineValidator
+from gridledger.sim.clock import SLOT_S, T_CLEAR, RunClock, step_slot
+
+
+def faulty_slots(clock: RunClock, attacks: Collection[str]) -> frozenset[int]:
+    """The run's slots in which ``byzantine-validator`` makes a validator faulty (empty when
+    the run has no such scenario)."""
+    if ByzantineValidator.name not in attacks:
+        return frozenset()
+    return frozenset(s for s in clock.trading_slots()
+                     if any(clock.in_window(s, *w) for w, _ in ByzantineValidator.windows))
+
+
+def crash_slot(clock: RunClock, window: tuple[float, float], busy: Collection[int]) -> int | None:
+    """The first trading slot in ``window`` at whose block B a validator may be crashed: that
+    slot and the next (it is down for at least one slot) are free of ``busy`` (slots another
+    validator is faulty in). None when the run has no such slot."""
+    return next((s for s in clock.trading_slots()
+                 if clock.in_window(s, *window) and s not in busy and s + 1 not in busy), None)
 
 
 class Crash(Attack):
@@ -33,6 +58,15 @@ class Crash(Attack):
     def setup(self) -> None:
         n = len(self.eng.net.validators)
         self.victim = n - 2 if n >= 4 else None   # not the entry (0), not byzantine's (n-1)
+        clock = self.eng.clock
+        self.busy = faulty_slots(clock, self.eng.sc.attacks)
+        self.plan = crash_slot(clock, self.window, self.busy)
+        if self.victim is not None and self.plan is None:
+            lo, hi = (clock.label(s) for s in (clock.first, clock.first + clock.slots - 1))
+            raise NotApplicable(
+                f"a run of {clock.slots} slots ({lo} to {hi}) has no slot in the crash window "
+                "clear of byzantine-validator's faulty slots (two faulty validators of four "
+                "halt the chain by design: n >= 3f + 1 tolerates one)")
         self.crashed_slot: int | None = None
         self.crash_height = 0
         self.restarted_slot: int | None = None
@@ -49,14 +83,15 @@ class Crash(Attack):
         net = eng.net
         if self.crashed_slot is not None and self.restarted_slot is None \
                 and (slot >= self.crashed_slot + self.DOWN_SLOTS
-                     or not eng.in_window(slot, 0.0, self.BACK_BY)):
-            # back after DOWN_SLOTS, and in any case before another validator may turn
+                     or not eng.in_window(slot, 0.0, self.BACK_BY)
+                     or slot in self.busy or slot + 1 in self.busy):
+            # back after DOWN_SLOTS, and in any case a slot before another validator turns
             # faulty (two faults of four would halt the chain, by design)
             net.restart(v)
             self.caught_up = net.validators[v].height - self.crash_height
             self.restarted_slot = slot
         elif self.crashed_slot is None and time_s == slot * SLOT_S + T_CLEAR \
-                and slot in eng.trading_slots() and eng.in_window(slot, *self.window):
+                and slot == self.plan:
             # at block B (the slot's clearing), after its orders are in
             self.crash_height = net.validators[v].height
             net.crash(v)
