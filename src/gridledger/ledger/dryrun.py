@@ -111,24 +111,10 @@ def _refuse(reason: str, start: int, tip: int, blocks: int = 0) -> Verdict:
     return Verdict(False, reason[:MAX_REASON], start, tip, blocks)
 
 
-def _snapshot_state(source: BlockSource, genesis: Genesis, catalog: Catalog,
-                    below: int) -> tuple[int, State]:
-    """The latest snapshot at or below height ``below`` whose state matches its block's
-    header (or the genesis state)."""
-    for h in reversed([h for h in source.snapshot_heights() if h <= below]):
-        raw, blk = source.snapshot_bytes(h), source.block(h)
-        if raw is None or blk is None:
-            continue
-        state = State({bytes(k): bytes(v) for k, v in codec.decode(raw)})
-        if state.root() == Header.decode(blk.header).state_root:
-            return h, state
-    return 0, Application(genesis, catalog=catalog).state  # as every node builds it
-
-
-def _later_snapshot(source: BlockSource, start: int, tip: int) -> tuple[int, State] | None:
-    """The latest snapshot above ``start`` and at or below ``tip`` whose state matches its
-    block's header, or None."""
-    for h in reversed([h for h in source.snapshot_heights() if start < h <= tip]):
+def _matching_snapshot(source: BlockSource, above: int, below: int) -> tuple[int, State] | None:
+    """The latest snapshot above height ``above`` and at or below ``below`` whose state
+    matches its block's header, or None."""
+    for h in reversed([h for h in source.snapshot_heights() if above < h <= below]):
         raw, blk = source.snapshot_bytes(h), source.block(h)
         if raw is None or blk is None:
             continue
@@ -136,6 +122,15 @@ def _later_snapshot(source: BlockSource, start: int, tip: int) -> tuple[int, Sta
         if state.root() == Header.decode(blk.header).state_root:
             return h, state
     return None
+
+
+def _snapshot_state(source: BlockSource, genesis: Genesis, catalog: Catalog,
+                    below: int) -> tuple[int, State]:
+    """The latest snapshot at or below height ``below`` whose state matches its block's
+    header (or the genesis state)."""
+    found = _matching_snapshot(source, -1, below)
+    # the genesis state as every node builds it
+    return found or (0, Application(genesis, catalog=catalog).state)
 
 
 def review_upgrade(source: BlockSource, genesis: Genesis, catalog: Catalog, up: Proposed,
@@ -178,7 +173,7 @@ def review_upgrade(source: BlockSource, genesis: Genesis, catalog: Catalog, up: 
         return _refuse(str(f), start, tip)
     # the committed state, replayed with the running versions from the latest matching
     # snapshot (no upgrade is scheduled in the window: ``old_modules`` hold throughout)
-    base_start, base = _later_snapshot(source, start, tip) or (start, state0)
+    base_start, base = _matching_snapshot(source, start, tip) or (start, state0)
     n = 0
     for h in range(start + 1, tip + 1):
         blk = source.block(h)
