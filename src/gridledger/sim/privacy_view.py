@@ -30,6 +30,7 @@ from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules.firmware.types import image_commitment
 from gridledger.ledger.modules.privacy.records import pseudo_cp
 from gridledger.ledger.tx import Tx, decode_tx
+from gridledger.node.store import BlockStore
 from gridledger.sim.clock import SLOT_S
 from gridledger.sim.community import EPOCH_SLOTS
 from gridledger.sim.context import SimContext
@@ -64,11 +65,15 @@ class StoreView:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        # the writer has closed it: an immutable read needs no -wal/-shm side files
-        self.db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        # Read through SQLite's locks and write-ahead log, never as an immutable file: other
+        # processes may still hold the store (the store follower, a checker), and its last
+        # blocks may be in the -wal file. (An immutable read beside the follower found the
+        # file "malformed" once the scan ran beside it.) Side files it creates go on close.
+        self._store = BlockStore(path, readonly=True)
+        self.db: sqlite3.Connection = self._store.db
 
     def close(self) -> None:
-        self.db.close()
+        self._store.close()
 
     def __enter__(self) -> StoreView:
         return self
