@@ -131,6 +131,13 @@ def test_honest_evening_on_short_mv_sections_converges_and_flags_nothing(
         assert not res.flagged and not res.alarm and res.reason == ""
 
 
+def part_names(model: GridModel) -> tuple[str, ...]:
+    """A per-substation result's parts in order: the MV level, then the LV areas."""
+    areas = substation_areas(model)
+    assert areas is not None
+    return ("mv level", *(a.name for a in areas.lv))
+
+
 def test_an_estimate_that_does_not_converge_accuses_nobody(
         jointed: GridModel, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the convergence test back to the reading test alone (the defect), honest evening
@@ -149,7 +156,33 @@ def test_an_estimate_that_does_not_converge_accuses_nobody(
         if "estimate unavailable" in res.reason:
             assert "nothing is flagged without an estimate" in res.reason
             seen.add("unavailable")
+            # the merged result names the parts no estimate backs (issue 17: a slot whose MV
+            # part had none is not an estimated slot)
+            assert not res.estimated and res.unestimated
+            assert res.unestimated == tuple(
+                name for name, part in zip(part_names(jointed), res.parts, strict=True)
+                if "estimate unavailable" in part.reason)
+        else:
+            assert res.estimated and res.unestimated == ()
     assert seen == {"left out", "unavailable"}  # both paths were exercised
+
+
+def test_a_whole_network_result_without_an_estimate_says_so(
+        jointed: GridModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same defect on one whole-network estimate: neither the estimator nor the
+    protected sensors converge, so the result is the forecast, flags nobody and names the
+    network as unestimated (the DSO counts such a slot as not estimated)."""
+    from gridledger.grid import estimation
+
+    monkeypatch.setattr(estimation, "STATE_RESOLUTION", 0.0)
+    honest = measure_slot(jointed, 66, jointed.forecast_wh_by_cp(66), rng=66)
+    res = detect_bad_meters(jointed, 66, honest, config=DetectionConfig(per_substation=False))
+    assert res.unestimated == ("network",) and not res.estimated and not res.parts
+    assert not res.flagged and res.reason.startswith("estimate unavailable")
+    assert res.estimated_wh_by_cp == jointed.forecast_wh_by_cp(66)
+    monkeypatch.undo()  # with the floor, the same readings are estimated
+    assert detect_bad_meters(jointed, 66, honest,
+                             config=DetectionConfig(per_substation=False)).estimated
 
 
 def test_an_mv_liar_on_the_evening_is_caught_and_not_without_the_floor(

@@ -295,6 +295,45 @@ def test_state_estimation_failure_never_stops_the_run(tmp_path: Path,
 
 
 @pytest.mark.slow
+def test_a_slot_without_an_estimate_in_some_part_is_not_counted_estimated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: a detection result that comes back with parts no estimate backs (an MV
+    level that did not converge, ``DetectionResult.unestimated``) is counted as partly
+    estimated; one with no estimate anywhere as not estimated, with its reason — neither
+    as estimated."""
+    from dataclasses import replace
+
+    import gridledger.sim.features.dso as dso
+
+    real = dso.detect_bad_meters
+    seen: dict[int, str] = {}
+    calls: list[int] = []
+
+    def some_parts_unestimated(model: Any, slot: int, meas: Any, previous: Any = None) -> Any:
+        res = real(model, slot, meas, previous=previous)
+        calls.append(slot)
+        if slot % 3 == 1:  # the MV part had no estimate, the one LV area had
+            seen[slot] = "partly"
+            return replace(res, parts=(res, res), unestimated=("mv level",))
+        if slot % 3 == 2:  # nothing fitted anywhere
+            seen[slot] = "none"
+            return replace(res, unestimated=("network",), reason="estimate unavailable: test")
+        return res
+
+    monkeypatch.setattr(dso, "detect_bad_meters", some_parts_unestimated)
+    est = run(tmp_path, (), slots=8)["state_estimation"]
+    partly = sorted(s for s, k in seen.items() if k == "partly")
+    none = sorted(s for s, k in seen.items() if k == "none")
+    assert partly and none
+    assert est["slots_partly_estimated"] == len(partly)
+    assert est["partly_estimated"] == [{"slot": s, "unestimated": ["mv level"]} for s in partly]
+    assert est["slots_not_estimated"] == len(none)
+    assert [e["slot"] for e in est["not_estimated"]] == none
+    assert all(e["reason"] == "estimate unavailable: test" for e in est["not_estimated"])
+    assert est["slots_estimated"] == len(calls) - len(partly) - len(none) > 0
+
+
+@pytest.mark.slow
 def test_fdi_stealthy_caught_by_protected_sensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     check_defended(run(tmp_path / "on", ("fdi-stealthy",), start=20), "fdi-stealthy")
     import gridledger.sim.features.dso as dso

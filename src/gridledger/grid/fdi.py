@@ -126,6 +126,16 @@ class DetectionResult:
     parts: tuple[DetectionResult, ...] = ()
     """Per-substation detection: the MV level's result, then each LV area's (``grid.areas``
     order); empty for a whole-network estimate."""
+    unestimated: tuple[str, ...] = ()
+    """What no state estimate backs: ``("network",)`` for a whole-network result whose
+    estimator and protected sensors both failed, else the names of the parts (``"mv level"``, LV
+    area names) without one. Their cps' ``estimated_wh_by_cp`` are the forecast and none of
+    them is flagged; empty when every part was estimated."""
+
+    @property
+    def estimated(self) -> bool:
+        """Whether a state estimate backs every part of the result."""
+        return not self.unestimated
 
     @property
     def corrected_wh_by_cp(self) -> dict[str, int]:
@@ -286,6 +296,7 @@ def detect_bad_meters(
         suspect_sensors=suspect_sensors,
         converged=not dropped and lnr is not None,
         reason=reason,
+        unestimated=("network",) if lnr is None and not prot_used else (),
     )
 
 
@@ -376,6 +387,7 @@ def _per_substation(
         converged=all(r.converged for r in results),
         reason="; ".join(reasons),
         parts=tuple(results),
+        unestimated=tuple(n for n, _m, r in parts if not r.estimated),
     )
 
 

@@ -51,8 +51,14 @@ class DsoGrid(Feature):
         self.last: DetectionResult | None = None
         """The latest slot's result (the next slot's two-slot test reads it)."""
         self.slots_estimated = 0
+        """Slots a state estimate backs in every part (the whole network, or every
+        secondary substation's part and the MV level)."""
         self.not_estimated: dict[int, str] = {}
         """Slot -> why state estimation gave no result (the run carried on without it)."""
+        self.partly_estimated: dict[int, tuple[str, ...]] = {}
+        """Slot -> the parts (``DetectionResult.unestimated``) no estimate backs, on a network
+        estimated per secondary substation where the others were estimated: their cps kept
+        their readings (nothing flagged there), so such a slot is not counted as estimated."""
 
     # -- envelopes -------------------------------------------------------------------------
     def txs_a(self, step: Step) -> list[bytes]:
@@ -97,7 +103,13 @@ class DsoGrid(Feature):
             self.not_estimated[slot] = str(exc)
             return
         self.last = res
-        self.slots_estimated += 1
+        if res.estimated:
+            self.slots_estimated += 1
+        elif len(res.unestimated) < max(1, len(res.parts)):
+            self.partly_estimated[slot] = res.unestimated
+        else:
+            # nothing fitted anywhere: a result (the forecast, nothing flagged), no estimate
+            self.not_estimated[slot] = res.reason
         on_ledger = ctx.data.flagged
         ids = ctx.identities
         # readings the ledger took from quarantined meters (firmware registry) are replaced by
@@ -133,6 +145,9 @@ class DsoGrid(Feature):
     def summary(self) -> dict[str, Any]:
         return {"state_estimation": {
             "slots_estimated": self.slots_estimated,
+            "slots_partly_estimated": len(self.partly_estimated),
             "slots_not_estimated": len(self.not_estimated),
             "not_estimated": [{"slot": s, "reason": why}
-                              for s, why in sorted(self.not_estimated.items())]}}
+                              for s, why in sorted(self.not_estimated.items())],
+            "partly_estimated": [{"slot": s, "unestimated": list(parts)}
+                                 for s, parts in sorted(self.partly_estimated.items())]}}
