@@ -321,19 +321,32 @@ def _jacobian(acn: AcNetwork, v: ComplexArray, pvpq: IntArray) -> sp.csc_matrix:
     return sp.csc_matrix((data, pat.indices, pat.indptr), shape=(pat.size, pat.size))
 
 
-def _solve(jac: sp.csc_matrix, rhs: FloatArray) -> FloatArray:
-    """Solve J x = rhs (vector or matrix of right-hand sides) with SuperLU.
+SOLVE_BLOCK = 16
+"""Right-hand sides per SuperLU solve call in ``solve_columns``."""
 
-    Several right-hand sides are solved one column at a time: SuperLU's blocked multi-RHS
-    solve calls BLAS trsm, which is the same threading trap as above.
+
+def solve_columns(lu: Any, rhs: FloatArray) -> FloatArray:
+    """``lu.solve`` of every column of ``rhs`` (n x k), SOLVE_BLOCK columns per call.
+
+    SuperLU's multi-RHS solve calls BLAS trsm/gemm: with 64 or more columns OpenBLAS runs
+    them on its threads, which on a loaded two-core machine is 10-20x slower than one
+    thread; one call per column pays the call's overhead k times instead (the state
+    estimator's residual covariance was ~70 % of an estimate). Blocks of 4-32 columns stay
+    below OpenBLAS's threading threshold and cost ~1/3 of the column loop (a 118-cp LV
+    feeder's 631 rows: 0.018-0.020 s vs 0.053 s, loaded). Same per-column results.
     """
+    out = np.empty((rhs.shape[0], rhs.shape[1]), dtype=np.float64)
+    for j in range(0, rhs.shape[1], SOLVE_BLOCK):
+        out[:, j:j + SOLVE_BLOCK] = lu.solve(np.asfortranarray(rhs[:, j:j + SOLVE_BLOCK]))
+    return out
+
+
+def _solve(jac: sp.csc_matrix, rhs: FloatArray) -> FloatArray:
+    """Solve J x = rhs (vector or matrix of right-hand sides, ``solve_columns``) with SuperLU."""
     lu = spla.splu(jac)
     if rhs.ndim == 1:
         return np.asarray(lu.solve(rhs), dtype=np.float64)
-    out = np.empty_like(rhs, dtype=np.float64)
-    for j in range(rhs.shape[1]):
-        out[:, j] = lu.solve(np.ascontiguousarray(rhs[:, j]))
-    return out
+    return solve_columns(lu, rhs)
 
 
 @dataclass(frozen=True)

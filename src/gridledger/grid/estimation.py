@@ -26,6 +26,7 @@ import scipy.sparse.linalg as spla
 from scipy import stats
 
 from gridledger.errors import GridError
+from gridledger.grid import _acpf
 from gridledger.grid._acpf import AcNetwork
 
 FloatArray = npt.NDArray[np.float64]
@@ -257,13 +258,10 @@ class WlsResult:
         accurate flow sensors; the augmented matrix keeps cond(W^1/2 H) ~ 1e9).
         """
         rows = sp.csr_matrix(h_rows)
-        dense = rows.toarray()
-        out = np.empty(rows.shape[0])
-        rhs = np.zeros(self.m + rows.shape[1])
-        for j in range(rows.shape[0]):
-            rhs[self.m :] = dense[j]
-            u = self.lu.solve(rhs)[: self.m]
-            out[j] = float(u @ u)
+        rhs = np.zeros((self.m + rows.shape[1], rows.shape[0]))
+        rhs[self.m :] = rows.toarray().T
+        u = _acpf.solve_columns(self.lu, rhs)[: self.m]
+        out: FloatArray = np.einsum("ij,ij->j", u, u)
         return out
 
     def residual_correlation(self, j: int) -> FloatArray:
@@ -293,6 +291,18 @@ def _projector_column(lu: Any, m: int, j: int) -> FloatArray:
     rhs[j] = 1.0
     out: FloatArray = np.asarray(lu.solve(rhs)[:m])
     return out
+
+
+def _residual_sensitivity_diagonal(lu: Any, m: int) -> FloatArray:
+    """S_ii for every row i (``_projector_column``'s diagonal entry, clipped at 0)."""
+    out = np.empty(m)
+    n = lu.shape[0]
+    for j in range(0, m, _acpf.SOLVE_BLOCK):
+        k = min(_acpf.SOLVE_BLOCK, m - j)
+        rhs = np.zeros((n, k), order="F")
+        rhs[np.arange(j, j + k), np.arange(k)] = 1.0
+        out[j:j + k] = lu.solve(rhs)[np.arange(j, j + k), np.arange(k)]
+    return np.maximum(out, 0.0)
 
 
 def _factor_augmented(h_scaled: sp.csr_matrix, damping: FloatArray | None) -> Any:
@@ -434,13 +444,9 @@ def estimate_state(
         raise _singular(acn, mm, it) from None
     omega = np.zeros(mm.m)
     if with_covariance:
-        # One right-hand side at a time: SuperLU's blocked multi-RHS solve goes through
-        # multithreaded BLAS, which on a loaded two-core machine is 30x slower, not faster.
-        rhs = np.zeros(lu.shape[0])
-        for i in range(mm.m):
-            rhs[i] = 1.0
-            omega[i] = max(float(lu.solve(rhs)[i]), 0.0) * sigma[i] ** 2
-            rhs[i] = 0.0
+        # Omega_ii / sigma_i^2 = S_ii: the augmented solve of e_i (``_projector_column``),
+        # every row's at once in blocks (``_acpf.solve_columns``: not on BLAS threads)
+        omega = _residual_sensitivity_diagonal(lu, mm.m) * sigma**2
     return WlsResult(
         v=v,
         iterations=it,

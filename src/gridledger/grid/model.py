@@ -154,9 +154,9 @@ class GridModel:
 
     def cp_index(self, cp_id: str) -> int:
         """Row of ``cp_id`` in the profile arrays; raises ``GridError`` if unknown."""
-        index: dict[str, int] = self._cache.setdefault(
-            "cp_index", {cp: i for i, cp in enumerate(self.cp_ids)}
-        )
+        index: dict[str, int] | None = self._cache.get("cp_index")
+        if index is None:  # once: setdefault's argument was built on every call (5,141 cps)
+            index = self._cache["cp_index"] = {cp: i for i, cp in enumerate(self.cp_ids)}
         try:
             return index[cp_id]
         except KeyError:
