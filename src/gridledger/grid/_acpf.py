@@ -328,12 +328,11 @@ SOLVE_BLOCK = 16
 def solve_columns(lu: Any, rhs: FloatArray) -> FloatArray:
     """``lu.solve`` of every column of ``rhs`` (n x k), SOLVE_BLOCK columns per call.
 
-    SuperLU's multi-RHS solve calls BLAS trsm/gemm: with 64 or more columns OpenBLAS runs
-    them on its threads, which on a loaded two-core machine is 10-20x slower than one
-    thread; one call per column pays the call's overhead k times instead (the state
-    estimator's residual covariance was ~70 % of an estimate). Blocks of 4-32 columns stay
-    below OpenBLAS's threading threshold and cost ~1/3 of the column loop (a 118-cp LV
-    feeder's 631 rows: 0.018-0.020 s vs 0.053 s, loaded). Same per-column results.
+    One call per column pays the call's overhead k times (the state estimator's residual
+    covariance was ~70 % of an estimate); SuperLU's multi-RHS solve of 64 or more columns
+    is slower per column again (a 118-cp LV feeder's 631 rows, loaded: 64 columns 0.17 s,
+    16 or 32 columns 0.02-0.03 s, one at a time 0.05-0.09 s; with or without BLAS
+    threads). Same per-column results.
     """
     out = np.empty((rhs.shape[0], rhs.shape[1]), dtype=np.float64)
     for j in range(0, rhs.shape[1], SOLVE_BLOCK):
