@@ -53,7 +53,8 @@ def test_root_after_any_writes_equals_a_state_built_afresh(steps):
     """Buckets keep their Merkle levels between roots (``SortedLeaves``): after any mix of
     writes, deletions, nested transactions, rollbacks, detach/attach and roots in between,
     the root equals that of a state built from the same entries (3,000 keys: buckets of
-    several entries, so insertions and deletions shift leaves inside a bucket)."""
+    several entries, so insertions and deletions shift leaves inside a bucket). Entry
+    hashes are computed at the next root, not at each write: the same root either way."""
     s = State({i.to_bytes(2, "big"): b"v" for i in range(0, 3000, 2)})
     s.root()
     depth = 0
@@ -103,7 +104,8 @@ def test_root_after_any_writes_equals_a_state_built_afresh(steps):
             assert c.root() == State(dict(c.snapshot_items())).root()
             assert dict(s.snapshot_items()) == entries
         elif op == "detach-attach" and depth == 1:
-            s.root()
+            if k % 2:
+                s.root()   # or not: detach brings the pending writes' entries up itself
             d = s.detach()
             del journal[marks.pop():]
             depth = 0

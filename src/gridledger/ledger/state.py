@@ -224,6 +224,11 @@ class State:
         # root was last computed: root() rehashes what changed, not every dirty bucket whole
         self._trees: list[SortedLeaves] = [SortedLeaves() for _ in range(N_BUCKETS)]
         self._dirty: dict[int, set[bytes]] = {b: set() for b in range(N_BUCKETS)}
+        # keys set, deleted or rolled back since the last root(), whose bucket entries are
+        # not brought up to date yet: a key's bucket and entry hash are computed once per
+        # root, not at each write (a block writes many keys more than once, e.g. balances
+        # and nonces, and a rolled-back transaction's keys twice; issue 17)
+        self._pending: set[bytes] = set()
         self._writes = 0  # counts set/delete calls (``attach`` checks nothing wrote meanwhile)
         for k, v in self._data.items():
             self._buckets[bucket_of(k)][k] = entry_hash(k, v)
@@ -291,9 +296,7 @@ class State:
         if key not in self._data:
             self._index(key)
         self._data[key] = value
-        b = bucket_of(key)
-        self._buckets[b][key] = entry_hash(key, value)
-        self._mark_dirty(b, key)
+        self._pending.add(key)
 
     def set_obj(self, key: bytes, obj: Any) -> None:
         self.set(key, codec.encode(obj))
@@ -312,9 +315,7 @@ class State:
             self._journal.append((key, self._data[key]))
         del self._data[key]
         self._unindex(key)
-        b = bucket_of(key)
-        self._buckets[b].pop(key, None)
-        self._mark_dirty(b, key)
+        self._pending.add(key)
 
     def _index(self, key: bytes) -> None:
         """A key was added to ``_data``: the key index takes it at the next scan."""
@@ -363,17 +364,14 @@ class State:
         mark = self._marks.pop()
         while len(self._journal) > mark:
             key, old = self._journal.pop()
-            b = bucket_of(key)
             if old is None:
                 if self._data.pop(key, None) is not None:
                     self._unindex(key)
-                self._buckets[b].pop(key, None)
             else:
                 if key not in self._data:
                     self._index(key)
                 self._data[key] = old
-                self._buckets[b][key] = entry_hash(key, old)
-            self._mark_dirty(b, key)
+            self._pending.add(key)
 
     def detach(self) -> Detached:
         """Undo the one open (outermost) transaction and return what it wrote, so that
@@ -424,6 +422,7 @@ class State:
     def _put(self, key: bytes, entry: tuple[bytes, bytes] | None, b: int) -> None:
         """Set ``key`` (in bucket ``b``) to ``(value, its entry hash)`` or delete it (None),
         unjournalled."""
+        self._pending.discard(key)   # its bucket entry is set here, with its known hash
         if entry is None:
             if self._data.pop(key, None) is not None:
                 self._unindex(key)
@@ -436,9 +435,23 @@ class State:
         self._mark_dirty(b, key)
 
     # -- commitment ----------------------------------------------------------
+    def _flush(self) -> None:
+        """Bring the buckets' entry hashes up to the keys written since the last call."""
+        data, buckets, mark = self._data, self._buckets, self._mark_dirty
+        for key in self._pending:
+            b = bucket_of(key)
+            value = data.get(key)
+            if value is None:
+                buckets[b].pop(key, None)
+            else:
+                buckets[b][key] = entry_hash(key, value)
+            mark(b, key)
+        self._pending.clear()
+
     def root(self) -> bytes:
         """The state root; rehashes only what was written since the last call (in each
         written bucket, the changed entries' paths; ``SortedLeaves``)."""
+        self._flush()
         for b, keys in self._dirty.items():
             bucket = self._buckets[b]
             r = self._trees[b].root(bucket, keys)
@@ -483,6 +496,7 @@ class State:
         dirty keys): a governance dry run copies the state twice, ~30k keys under privacy
         mode, and building it afresh hashed every key twice over (pmode, issue 19)."""
         self._sync_index()
+        self._flush()
         new = State.__new__(State)
         new._data = dict(self._data)
         new._keys = self._keys.copy()
@@ -494,6 +508,7 @@ class State:
         new._top = self._top.copy()
         new._trees = [t.copy() for t in self._trees]
         new._dirty = {b: set(keys) for b, keys in self._dirty.items()}
+        new._pending = set()
         new._writes = 0
         return new
 
