@@ -41,7 +41,7 @@ from gridledger.errors import (
 from gridledger.ledger import codec
 from gridledger.ledger.committee import COMMITTEE_ALG, parse_committee, verify_committee
 from gridledger.ledger.context import BlockContext, TxContext
-from gridledger.ledger.module import Accounts, Module, MsgKind, Signer
+from gridledger.ledger.module import Accounts, Module, MsgKind, Scoped, Signer
 from gridledger.ledger.state import State
 from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
 from gridledger.ledger.upgrades import Activation, activate
@@ -318,7 +318,7 @@ def apply_block(state: State, ctx: BlockContext, raw_txs: Sequence[bytes],
         if m.end_block is not None:
             _run_block_hook(m.name, "end_block", m.end_block, state, ctx, block_events)
     if check_invariants:
-        run_invariants(state, modules)
+        run_invariants(state, modules, scoped=not activations)
     return BlockResult(receipts, block_events)
 
 
@@ -352,8 +352,17 @@ def _run_block_hook(module: str, which: str,
                            f"{type(exc).__name__}") from exc
 
 
-def run_invariants(state: State, modules: Sequence[Module]) -> None:
-    """Run every module invariant; raises ``InvariantViolation`` naming the first broken one."""
+def run_invariants(state: State, modules: Sequence[Module], *, scoped: bool = True) -> None:
+    """Run every module invariant; raises ``InvariantViolation`` naming the first broken one.
+
+    Inside a block (``State.block_writes``), a ``Scoped`` invariant runs only if the block
+    wrote a key under one of its prefixes (``scoped=False``: every invariant runs — a block
+    that activates an upgrade may bring invariants its prior state was never checked
+    against)."""
+    writes = state.block_writes() if scoped else None
     for m in modules:
         for inv in m.invariants:
+            if writes is not None and isinstance(inv, Scoped) and \
+                    not any(key.startswith(inv.reads) for key in writes):
+                continue
             inv(state)

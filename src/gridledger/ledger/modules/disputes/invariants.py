@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gridledger.errors import InvariantViolation
+from gridledger.ledger.module import Scoped
 from gridledger.ledger.modules.disputes import keeper
 from gridledger.ledger.state import State
 
@@ -15,4 +16,5 @@ def decisions_valid(state: State) -> None:
             raise InvariantViolation(f"decisions-valid: {k!r}")
 
 
-INVARIANTS = (decisions_valid,)
+INVARIANTS = (Scoped((keeper.CLAIM,), decisions_valid),)
+"""It reads the module's decisions only (``Scoped``: skipped in a block that wrote none)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gridledger.errors import InvariantViolation
+from gridledger.ledger.module import Scoped
 from gridledger.ledger.modules.surveillance import keeper
 from gridledger.ledger.modules.surveillance.types import KINDS
 from gridledger.ledger.state import State
@@ -36,4 +37,6 @@ def watch_consistent(state: State) -> None:
                 raise InvariantViolation(f"surveillance-watch: slot {slot} entry out of range")
 
 
-INVARIANTS = (findings_indexed, watch_consistent)
+INVARIANTS = (Scoped((keeper.FINDING, keeper.SUBJECT, keeper.COUNT), findings_indexed),
+              Scoped((keeper.WATCH,), watch_consistent))
+"""Both read the module's own keys only (``Scoped``: skipped in a block that wrote none)."""
