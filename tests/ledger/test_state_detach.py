@@ -137,3 +137,17 @@ def test_a_query_between_detach_and_attach_leaves_later_roots_exact():
     s.attach(d)
     s.set(b, b"later")             # the same bucket, after the block
     assert s.root() == State({**base, a: b"block", b: b"later"}).root()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=4), max_size=40), st.binary(max_size=3))
+def test_a_prefix_scan_returns_exactly_the_keys_that_start_with_it(stored, prefix):
+    """``keys_with_prefix`` reads a range of the sorted index (up to ``prefix_end``): the
+    same keys as testing each one, prefixes ending in 0xff and the empty prefix included."""
+    s = State(dict.fromkeys(stored, b"v"))
+    s.set(prefix + b"\xff", b"w")
+    s.set(prefix, b"w")
+    want = sorted(k for k, _ in s.snapshot_items() if k.startswith(prefix))
+    assert s.keys_with_prefix(prefix) == want
+    assert s.keys_with_prefix(b"\xff" + prefix) == sorted(
+        k for k, _ in s.snapshot_items() if k.startswith(b"\xff" + prefix))

@@ -52,6 +52,14 @@ def bucket_of(key: bytes) -> int:
     return ((d[0] << 8) | d[1]) % N_BUCKETS
 
 
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The least byte string above every string that starts with ``prefix`` (None: no such
+    string — ``prefix`` is empty or all 0xff): its last byte below 0xff, plus one, with
+    what follows dropped."""
+    head = prefix.rstrip(b"\xff")
+    return head[:-1] + bytes([head[-1] + 1]) if head else None
+
+
 def entry_hash(key: bytes, value: bytes) -> bytes:
     return hash_leaf(len(key).to_bytes(4, "big") + key + value)
 
@@ -248,14 +256,13 @@ class State:
         return 0 if raw is None else int(cbor2.loads(raw))
 
     def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
-        """Keys under ``prefix`` in sorted order (never dict order: determinism)."""
+        """Keys under ``prefix`` in sorted order (never dict order: determinism).
+
+        The keys starting with ``prefix`` are exactly those from ``prefix`` up to (not
+        including) ``prefix_end(prefix)``: the index returns that range whole, instead of
+        a ``startswith`` test per key in Python (scans were ~2 % of a replay; issue 17)."""
         self._sync_index()
-        out = []
-        for k in self._keys.irange(minimum=prefix):
-            if not k.startswith(prefix):
-                break
-            out.append(k)
-        return out
+        return list(self._keys.irange(prefix, prefix_end(prefix), inclusive=(True, False)))
 
     def items_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
         for k in self.keys_with_prefix(prefix):
