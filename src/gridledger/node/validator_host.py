@@ -70,7 +70,7 @@ class ValidatorHost:
             [sys.executable, "-c", _HOST], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             # a Ctrl-C at the terminal stops the run, which then closes its stores here
             start_new_session=True)
-        self._lazy = 0  # replies not read yet (finalize, add_evidence)
+        self._lazy = 0  # replies not read yet (finalize, add_evidence, install_release)
         self._frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._write_error: OSError | None = None
         self._writer = threading.Thread(target=self._write_frames, args=(self.proc.stdin,),
@@ -153,7 +153,10 @@ class _HostedApp:
         name = next((k for k, val in vars(module).items() if val is release), None) \
             if module is not None else None
         ref = (module.__name__, name) if module is not None and name is not None else None
-        self._v.host.call("install_release", self._v.index, ref or release)
+        # no reply wanted (an error is raised at the next call): the caller goes on while
+        # the host finishes what it is doing (the demo's setup waited ~1 s here for the host
+        # to store the privacy registration blocks)
+        self._v.host.send("install_release", self._v.index, ref or release, lazy=True)
 
 
 class HostedValidator:

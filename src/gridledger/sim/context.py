@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +131,8 @@ class SimContext:
         """Held while the ledger admits or executes (``submit``, ``tick``): a dashboard
         serving the run (``features.dashboard``) reads between blocks."""
         self._deferred: list[bytes] = []
+        self._later: list[tuple[bytes | None, Callable[[], None]]] = []
+        self._settling = False
         self._admission_meter: AdmissionMeter | None = None
         # quotas in ledger time: a member needs ~2 transactions a slot
         quota = QuotaPolicy(rate_per_s=MEMBER_QUOTA / SLOT_S, burst=float(MEMBER_QUOTA))
@@ -154,6 +156,7 @@ class SimContext:
     def close(self) -> FinalState:
         """Read the final state (every validator's root, money, scores) and close the stores."""
         if self.final is None:
+            self._later = []  # a run that failed leaves them; a whole run settled them
             self.final = FinalState(
                 roots=[r.hex() for r in self.net.state_roots()], height=self.net.height,
                 supply=self.ledger.supply(), money=self.ledger.money(),
@@ -194,9 +197,45 @@ class SimContext:
         finally:
             self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
 
+    # -- work finished later ---------------------------------------------------------------
+    def later(self, finish: Callable[[], None], signer: bytes | None = None) -> None:
+        """Call ``finish`` (which may sign as ``signer`` and ``defer``) at the latest point
+        where its transactions still come out as if it had run now: before the next
+        signature by ``signer``, the next ``defer``, ``submit``, ``tick`` or the end of the
+        run (``settle``). A plug-in starts pure work elsewhere (another process) and goes
+        on; the same nonces, the same deferred order, the same blocks (issue 17: the DSO's
+        state estimation runs beside the next slot's envelopes and orders)."""
+        self._later.append((signer, finish))
+
+    def settle(self, signer: bytes | None = None) -> None:
+        """Call what ``later`` holds, in order (only up to the last one that signs as
+        ``signer``, when given: later ones of other signers may wait on). What a ``finish``
+        signs or defers itself settles nothing more: the ones after it come after it."""
+        if self._settling or not self._later:
+            return
+        if signer is not None:
+            last = max((k for k, (who, _f) in enumerate(self._later) if who == signer),
+                       default=-1)
+            if last < 0:
+                return
+            due, self._later = self._later[:last + 1], self._later[last + 1:]
+        else:
+            due, self._later = self._later, []
+        self._settling = True
+        try:
+            for k, (_who, finish) in enumerate(due):
+                try:
+                    finish()
+                except BaseException:
+                    self._later = due[k + 1:] + self._later
+                    raise
+        finally:
+            self._settling = False
+
     # -- transactions ------------------------------------------------------------------------
     def tx(self, key: TxSigner, kind: str, body: dict[str, Any]) -> bytes:
         """Sign ``kind``/``body`` as ``key`` with its next nonce."""
+        self.settle(key.address)
         n = self._nonces.get(key.address, 0)
         self._nonces[key.address] = n + 1
         raw = sign_tx(key, self.sc.chain_id, n, kind, body)
@@ -207,6 +246,8 @@ class SimContext:
         """``[tx(key, kind, body) for key, kind, body in items]`` — the same nonces and
         fields — with the ML-DSA keys' signatures made on the signature pool's processes
         (``sign_txs``)."""
+        for addr in dict.fromkeys(key.address for key, _k, _b in items) if self._later else ():
+            self.settle(addr)
         raws = sign_txs(self.sig_pool, self.sc.chain_id, self._nonces, items)
         for raw, (key, kind, body) in zip(raws, items, strict=True):
             self.data.tx_info[decode_tx(raw).id] = TxInfo(key.address, kind, body)
@@ -215,9 +256,11 @@ class SimContext:
     def defer(self, raws: Sequence[bytes]) -> None:
         """Submit ``raws`` first thing at the next block A (signed now, so they precede the
         sender's later transactions in nonce order)."""
+        self.settle()
         self._deferred += raws
 
     def take_deferred(self) -> list[bytes]:
+        self.settle()
         out, self._deferred = self._deferred, []
         return out
 
@@ -234,6 +277,7 @@ class SimContext:
 
     def submit(self, raws: Sequence[bytes], now_s: int) -> list[Tx | RejectedTx]:
         """Admission at the entry validator; a rejected sender's nonce is resynced."""
+        self.settle()
         if not raws:
             return []
         t0 = time.perf_counter()
@@ -259,6 +303,7 @@ class SimContext:
 
     def tick(self, time_s: int) -> list[FinalizedBlock]:
         """Close a block at ``time_s``; absorb what is finalized and tell every plug-in."""
+        self.settle()
         with self.timed("ledger_s"):
             for a in self.attacks:
                 a.before_tick(time_s)

@@ -90,6 +90,7 @@ class Engine:
                 self.step(step)
                 if self.progress is not None:
                     self.progress(k + 1, len(steps), ctx.label(min(step.slot, last)))
+            ctx.settle()  # work a plug-in left to finish (``SimContext.later``)
             for f in self.features:
                 f.finish()
         finally:

@@ -21,11 +21,22 @@ on — settlement then uses the readings as they are, which the summary makes vi
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, ClassVar
 
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.errors import GridError
-from gridledger.grid import DetectionResult, compute_envelope_report, detect_bad_meters
+from gridledger.grid import (
+    DetectionResult,
+    GridModel,
+    SlotMeasurements,
+    compute_envelope_report,
+    detect_bad_meters,
+)
+from gridledger.grid.area_workers import area_workers
 from gridledger.ledger.modules.market.types import MAX_ENVELOPES_PER_TX
 from gridledger.sim.clock import Step
 from gridledger.sim.community import forecast_wh_by_cp
@@ -40,6 +51,28 @@ admission's 16 KiB)."""
 TWO_SLOT_SCORE = 3.0
 """A cp's earlier-slot score (standard deviations) above which a persistent lie, flagged
 in the next slot, is corrected in the earlier slot too."""
+
+
+_REAL_DETECT = detect_bad_meters
+_BESIDE_MODEL: list[GridModel] = []
+"""The model a DSO detection worker holds (set in the worker as it starts)."""
+
+
+def _hold_model(model: GridModel) -> None:
+    _BESIDE_MODEL.append(model)
+
+
+def _detect_beside(slot: int, measurements: SlotMeasurements, previous: DetectionResult | None
+                   ) -> tuple[DetectionResult | GridError, float]:
+    """``detect_bad_meters`` in the detection worker: (result or the ``GridError`` it
+    raised, seconds)."""
+    t0 = time.perf_counter()
+    try:
+        res: DetectionResult | GridError = detect_bad_meters(
+            _BESIDE_MODEL[-1], slot, measurements, previous=previous)
+    except GridError as exc:
+        res = exc
+    return res, time.perf_counter() - t0
 
 
 class DsoGrid(Feature):
@@ -59,6 +92,7 @@ class DsoGrid(Feature):
         """Slot -> the parts (``DetectionResult.unestimated``) no estimate backs, on a network
         estimated per secondary substation where the others were estimated: their cps kept
         their readings (nothing flagged there), so such a slot is not counted as estimated."""
+        self._beside: ProcessPoolExecutor | None = None
 
     # -- envelopes -------------------------------------------------------------------------
     def txs_a(self, step: Step) -> list[bytes]:
@@ -90,18 +124,70 @@ class DsoGrid(Feature):
         self.detect(step.slot - 1)
 
     def detect(self, slot: int) -> None:
-        """Estimate the state of ``slot`` from its measurements and flag lying meters."""
+        """Estimate the state of ``slot`` from its measurements and flag lying meters.
+
+        On a network without area workers (``grid.area_workers``: the default day's) the
+        estimation runs in a worker process beside what the run does next (the next slot's
+        envelopes, orders), and its flags are signed when the DSO next signs or anything is
+        deferred or submitted (``SimContext.later``) — the same transactions in the same
+        order as if it had run here (issue 17: the main core's grid work)."""
         ctx = self.ctx
         d = ctx.data.delivered.get(slot)
         if d is None:
             return
         prev = self.last if self.last is not None and self.last.slot == slot - 1 else None
-        try:
-            with ctx.timed("grid_s"):
-                res = detect_bad_meters(ctx.model, slot, d.measurements, previous=prev)
-        except GridError as exc:
-            self.not_estimated[slot] = str(exc)
+        beside = self._worker()
+        if beside is None:
+            try:
+                with ctx.timed("grid_s"):
+                    res = detect_bad_meters(ctx.model, slot, d.measurements, previous=prev)
+            except GridError as exc:
+                self.not_estimated[slot] = str(exc)
+                return
+            self._flag(slot, res, prev)
             return
+        job = beside.submit(_detect_beside, slot, d.measurements, prev)
+        ctx.later(lambda: self._collect(slot, job, prev), ctx.community.dso.address)
+
+    def _worker(self) -> ProcessPoolExecutor | None:
+        """The detection worker (forked at the first use: it holds the model as this
+        process does), or None to estimate here: one core, a network with area workers (they
+        hold pipes of this process), or a detector a test replaced (its effects are
+        observed here)."""
+        if self._beside is None:
+            if (os.cpu_count() or 1) < 2 or detect_bad_meters is not _REAL_DETECT \
+                    or area_workers(self.ctx.model) is not None:
+                return None
+            self._beside = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                initializer=_hold_model, initargs=(self.ctx.model,))
+        return self._beside
+
+    def _collect(self, slot: int, job: Future[tuple[DetectionResult | GridError, float]],
+                 prev: DetectionResult | None) -> None:
+        with self.ctx.timed("grid_s"):  # what this process waited for
+            res, seconds = job.result()
+        self.ctx.timings["grid_beside_s"] = self.ctx.timings.get("grid_beside_s", 0.0) + seconds
+        if isinstance(res, GridError):
+            self.not_estimated[slot] = str(res)
+            return
+        self._flag(slot, res, prev)
+
+    def finish(self) -> None:
+        self.close()
+
+    def run_ended(self, summary: dict[str, Any] | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the detection worker (a run that failed half-way too)."""
+        if self._beside is not None:
+            self._beside.shutdown(wait=True, cancel_futures=True)
+            self._beside = None
+
+    def _flag(self, slot: int, res: DetectionResult, prev: DetectionResult | None) -> None:
+        """Record ``res`` and defer the DSO's ``metering/flag`` for every flagged cp."""
+        ctx = self.ctx
         self.last = res
         if res.estimated:
             self.slots_estimated += 1
