@@ -1,0 +1,113 @@
+"""Work a plug-in finishes later (``SimContext.later``) and the DSO's detection worker.
+
+``later`` moves where a plug-in's transactions are signed, never what they are or in which
+order they reach the ledger: a pending finish runs before the next signature by its signer,
+before anything is deferred or submitted, before a tick and at the end of the run. The
+DSO's state estimation in its worker gives what it gives in the caller (the same floats:
+the worker is a fork of the caller holding the same model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import types
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import pytest
+
+from gridledger.errors import GridError
+from gridledger.grid import detect_bad_meters, load_grid, measure_slot
+from gridledger.sim.context import SimContext
+from gridledger.sim.features import dso
+from gridledger.sim.scenario import DEFAULT_NETWORK
+
+DSO, MEMBER = b"dso", b"member"
+
+
+class Key:
+    def __init__(self, address: bytes) -> None:
+        self.address = address
+
+
+def ctx_stub() -> Any:
+    """A ``SimContext`` reduced to what ``later`` and ``settle`` use, with ``tx`` and
+    ``defer`` recording what was signed and deferred, in order."""
+    ctx = types.SimpleNamespace(_later=[], _settling=False, signed=[], deferred=[])
+    ctx.later = types.MethodType(SimContext.later, ctx)
+    ctx.settle = types.MethodType(SimContext.settle, ctx)
+
+    def tx(self: Any, key: Key, what: str) -> str:
+        self.settle(key.address)
+        self.signed.append((key.address, what))
+        return what
+
+    def defer(self: Any, raws: list[str]) -> None:
+        self.settle()
+        self.deferred.extend(raws)
+
+    ctx.tx = types.MethodType(tx, ctx)
+    ctx.defer = types.MethodType(defer, ctx)
+    return ctx
+
+
+def test_a_later_finish_signs_before_its_signer_signs_again() -> None:
+    ctx = ctx_stub()
+    ctx.later(lambda: ctx.defer([ctx.tx(Key(DSO), "flag")]), DSO)
+    ctx.tx(Key(MEMBER), "order")            # another signer: the finish may wait on
+    assert ctx.signed == [(MEMBER, "order")] and ctx._later
+    ctx.tx(Key(DSO), "envelope")            # its signer: the finish first
+    assert ctx.signed == [(MEMBER, "order"), (DSO, "flag"), (DSO, "envelope")]
+    assert ctx.deferred == ["flag"] and not ctx._later
+
+
+def test_pending_work_keeps_its_order_and_a_finish_settles_nothing_after_it() -> None:
+    ctx = ctx_stub()
+    ctx.later(lambda: ctx.defer([ctx.tx(Key(DSO), "first")]), DSO)
+    ctx.later(lambda: ctx.defer([ctx.tx(Key(MEMBER), "second")]), MEMBER)
+    ctx.later(lambda: ctx.defer([ctx.tx(Key(DSO), "third")]), DSO)
+    ctx.tx(Key(MEMBER), "x")   # settles up to the member's pending one: first, second
+    assert ctx.deferred == ["first", "second"]
+    ctx.defer(["y"])           # anything deferred comes after every pending finish's
+    assert ctx.deferred == ["first", "second", "third", "y"]
+    assert [w for _a, w in ctx.signed] == ["first", "second", "x", "third"]
+
+
+def test_a_failing_finish_raises_and_keeps_the_rest() -> None:
+    ctx = ctx_stub()
+
+    def fails() -> None:
+        raise GridError("no estimate")
+
+    ctx.later(fails, DSO)
+    ctx.later(lambda: ctx.defer(["after"]), DSO)
+    with pytest.raises(GridError):
+        ctx.settle()
+    assert len(ctx._later) == 1 and not ctx._settling
+    ctx.settle()
+    assert ctx.deferred == ["after"]
+
+
+def test_detection_in_the_worker_equals_detection_here() -> None:
+    model = load_grid(DEFAULT_NETWORK)
+    slot = model.window.start + 50    # midday: PV export on the feeder
+    truth = model.forecast_wh_by_cp(slot)
+    honest = measure_slot(model, slot, truth, rng=3)
+    cp = model.cp_ids[3]
+    lying = dict(honest.reported_wh_by_cp, **{cp: honest.reported_wh_by_cp[cp] + 4000})
+    meas = dataclasses.replace(honest, reported_wh_by_cp=lying)
+    here = detect_bad_meters(model, slot, meas)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+                             initializer=dso._hold_model, initargs=(model,)) as ex:
+        there, seconds = ex.submit(dso._detect_beside, slot, meas, None).result()
+        assert not isinstance(there, GridError)
+        follow, _s = ex.submit(dso._detect_beside, slot + 1,
+                               measure_slot(model, slot + 1, model.forecast_wh_by_cp(slot + 1),
+                                            rng=4), there).result()
+    assert seconds > 0
+    assert cp in here.flagged
+    assert there == here
+    assert follow == detect_bad_meters(
+        model, slot + 1, measure_slot(model, slot + 1, model.forecast_wh_by_cp(slot + 1), rng=4),
+        previous=here)
