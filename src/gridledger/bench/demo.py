@@ -11,8 +11,9 @@ Runs, in one process, side by side:
 Reports wall and CPU seconds of each, the attacks' overhead (default / honest: mostly the
 flood's signature checks and the byzantine validator's extra votes), privacy mode's cost
 (default / clear: pseudonym issuance, sealed meter data, the curious validator's analysis;
-issue 19 asks at most 1.5x), and the per-slot rate. Target: the default demo under 2 minutes.
-``--quick`` runs 16 slots of each and projects a day.
+issue 19 asks at most 1.5x), and the per-slot rate. Target: the default day under 1 minute
+wall (issue 17; ``default_day_s``). ``--quick`` runs 16 slots of each and projects a day: the
+set-up (``timings.setup_s``: keys, pseudonym issuance, processes) once, the rest per slot.
 
 Run: ``gridledger bench demo`` (or ``python -m gridledger.bench.demo [--quick]``).
 """
@@ -25,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-TARGET_S = 120.0
+TARGET_S = 60.0
+"""The default day's wall seconds (issue 17: "stays under 1 minute wall on this machine")."""
 PRIVACY_RATIO_MAX = 1.5
 """Privacy mode's wall time against clear mode's, same day (issue 19)."""
 
@@ -44,6 +46,8 @@ def _one(attacks: str, slots: int, privacy: bool) -> dict[str, Any]:
     return {"attacks": list(sc.attacks), "privacy": "on" if privacy else "off", "slots": slots,
             "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2), "wall_per_slot_s": round(wall / slots, 4),
+            "setup_s": summary["timings"]["setup_s"],
+            "setup_cpu_s": summary["timings"]["setup_cpu_s"],
             "txs": summary["ledger"]["txs"], "blocks": summary["ledger"]["blocks"],
             "verify_chain_s": summary["timings"]["verify_chain_s"],
             "all_mitigated": all(a["mitigated"] for a in summary["attacks"].values()),
@@ -67,6 +71,10 @@ def run(quick: bool = False) -> dict[str, Any]:
     other = _one("default", slots, not default_privacy)
     on, off = (default, other) if default_privacy else (other, default)
     scale = 96 / slots
+
+    def day(r: dict[str, Any], total: str, setup: str) -> float:
+        """A day projected from ``r``: its set-up once, the rest scaled to 96 slots."""
+        return float(r[setup] + (r[total] - r[setup]) * scale)
     return {
         "slots": slots,
         "default": default,
@@ -76,9 +84,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         "privacy_ratio": round(on["wall_s"] / off["wall_s"], 2),
         "privacy_cpu_ratio": round(on["cpu_s"] / off["cpu_s"], 2),
         "privacy_ratio_max": PRIVACY_RATIO_MAX,
-        "default_day_s": round(default["wall_s"] * scale, 1),
+        "default_day_s": round(day(default, "wall_s", "setup_s"), 1),
+        "default_day_main_cpu_s": round(day(default, "cpu_s", "setup_cpu_s"), 1),
         "target_s": TARGET_S,
-        "meets_target": default["wall_s"] * scale < TARGET_S,
+        "meets_target": day(default, "wall_s", "setup_s") < TARGET_S,
     }
 
 
