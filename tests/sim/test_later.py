@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from gridledger.errors import GridError
-from gridledger.grid import detect_bad_meters, load_grid, measure_slot
+from gridledger.grid import compute_envelope_report, detect_bad_meters, load_grid, measure_slot
 from gridledger.sim.context import SimContext
 from gridledger.sim.features import dso
 from gridledger.sim.scenario import DEFAULT_NETWORK
@@ -111,3 +111,16 @@ def test_detection_in_the_worker_equals_detection_here() -> None:
     assert follow == detect_bad_meters(
         model, slot + 1, measure_slot(model, slot + 1, model.forecast_wh_by_cp(slot + 1), rng=4),
         previous=here)
+
+
+def test_envelopes_in_the_worker_equal_envelopes_here() -> None:
+    model = load_grid(DEFAULT_NETWORK)
+    slot = model.window.start + 50
+    forecast = {cp: int(wh) for cp, wh in model.forecast_wh_by_cp(slot).items()}
+    here = compute_envelope_report(model, slot, forecast_wh_by_cp=forecast)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+                             initializer=dso._hold_model, initargs=(model,)) as ex:
+        there, seconds = ex.submit(dso._envelopes_beside, slot, forecast).result()
+    assert seconds > 0
+    assert there.envelopes == here.envelopes
+    assert repr(there) == repr(here)

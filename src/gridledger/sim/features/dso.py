@@ -12,6 +12,12 @@
   next block A. The two-slot test also corrects the earlier slot of a persistent lie
   (settlement waits two slots, so it is still open).
 
+Both run in the DSO's worker process where they can (``DsoGrid._worker``): the envelopes of
+L+1 while slot L's blocks B and C run, the estimation of L-1 while the next slot's block A is
+prepared; the flags are signed where the DSO signs next (``SimContext.later``), so the
+transactions, their order and the results are those of the same work done in the run's own
+process (issue 17: the main core's grid work).
+
 State estimation never stops the run: readings that make the estimate diverge are left out
 by ``detect_bad_meters`` itself (and flagged by the tests that follow); if the estimator
 still cannot give a result for a slot (``GridError``: e.g. the readings left the network
@@ -31,6 +37,7 @@ from gridledger.crypto.hashing import tagged_hash
 from gridledger.errors import GridError
 from gridledger.grid import (
     DetectionResult,
+    EnvelopeReport,
     GridModel,
     SlotMeasurements,
     compute_envelope_report,
@@ -75,6 +82,13 @@ def _detect_beside(slot: int, measurements: SlotMeasurements, previous: Detectio
     return res, time.perf_counter() - t0
 
 
+def _envelopes_beside(slot: int, forecast: dict[str, int]) -> tuple[EnvelopeReport, float]:
+    """``compute_envelope_report`` in the DSO's worker: (report, seconds)."""
+    t0 = time.perf_counter()
+    report = compute_envelope_report(_BESIDE_MODEL[-1], slot, forecast_wh_by_cp=forecast)
+    return report, time.perf_counter() - t0
+
+
 class DsoGrid(Feature):
     name: ClassVar[str] = "dso"
     threat_rows: ClassVar[tuple[str, ...]] = ("1",)
@@ -93,18 +107,22 @@ class DsoGrid(Feature):
         estimated per secondary substation where the others were estimated: their cps kept
         their readings (nothing flagged there), so such a slot is not counted as estimated."""
         self._beside: ProcessPoolExecutor | None = None
+        self._ahead: dict[int, tuple[dict[str, int], Future[tuple[EnvelopeReport, float]]]] = {}
+        """Slot -> (the forecast, its envelope report being computed in the worker)."""
 
     # -- envelopes -------------------------------------------------------------------------
     def txs_a(self, step: Step) -> list[bytes]:
         if not step.trading:
             return []
         ctx, slot = self.ctx, step.slot
-        # ordered flexibility (and its rebound) is part of the DSO's forecast
-        adjust = ctx.data.flex_adjust_wh.get(slot, {})
-        forecast = {cp: wh + adjust.get(cp, 0)
-                    for cp, wh in forecast_wh_by_cp(ctx.model, ctx.by_cp, slot).items()}
+        forecast = self._forecast(slot)
+        ahead = self._ahead.pop(slot, None)
         with ctx.timed("grid_s"):
-            report = compute_envelope_report(ctx.model, slot, forecast_wh_by_cp=forecast)
+            if ahead is not None and ahead[0] == forecast:
+                report, seconds = ahead[1].result()
+                ctx.timings["grid_beside_s"] = ctx.timings.get("grid_beside_s", 0.0) + seconds
+            else:
+                report = compute_envelope_report(ctx.model, slot, forecast_wh_by_cp=forecast)
         # the members' envelopes (the market's); every cp's is in the report until delivery
         envelopes = {m.cp: report.envelopes[m.cp].as_tuple() for m in ctx.members}
         ctx.data.envelopes[slot] = envelopes
@@ -118,6 +136,25 @@ class DsoGrid(Feature):
         return [ctx.tx(ctx.community.dso, "market/envelope",
                        {"slot": slot, "envelopes": entries[i:i + ENVELOPES_PER_TX]})
                 for i in range(0, len(entries), ENVELOPES_PER_TX)]
+
+    def _forecast(self, slot: int) -> dict[str, int]:
+        """What the DSO expects every cp to inject in ``slot``: the forecast without a market
+        plus the flexibility ordered for it (and its rebound)."""
+        ctx = self.ctx
+        adjust = ctx.data.flex_adjust_wh.get(slot, {})
+        return {cp: wh + adjust.get(cp, 0)
+                for cp, wh in forecast_wh_by_cp(ctx.model, ctx.by_cp, slot).items()}
+
+    def txs_b(self, step: Step) -> list[bytes]:
+        # the next slot's envelopes, in the worker beside blocks B and C: its forecast is
+        # complete once this step's block-A features ran (flexibility orders slot L+1 in
+        # slot L's block A); txs_a uses the report only if the forecast is still the same
+        nxt = step.slot + 1
+        beside = self._worker() if nxt in self.ctx.trading_slots() else None
+        if beside is not None:
+            forecast = self._forecast(nxt)
+            self._ahead[nxt] = (forecast, beside.submit(_envelopes_beside, nxt, forecast))
+        return []
 
     # -- false data detection ----------------------------------------------------------------
     def after_readings(self, step: Step) -> None:
@@ -150,10 +187,10 @@ class DsoGrid(Feature):
         ctx.later(lambda: self._collect(slot, job, prev), ctx.community.dso.address)
 
     def _worker(self) -> ProcessPoolExecutor | None:
-        """The detection worker (forked at the first use: it holds the model as this
-        process does), or None to estimate here: one core, a network with area workers (they
-        hold pipes of this process), or a detector a test replaced (its effects are
-        observed here)."""
+        """The DSO's worker process (forked at the first use: it holds the model as this
+        process does; it estimates the state and computes the next slot's envelopes), or
+        None to do both here: one core, a network with area workers (they hold pipes of this
+        process), or a detector a test replaced (its effects are observed here)."""
         if self._beside is None:
             if (os.cpu_count() or 1) < 2 or detect_bad_meters is not _REAL_DETECT \
                     or area_workers(self.ctx.model) is not None:
@@ -181,6 +218,7 @@ class DsoGrid(Feature):
 
     def close(self) -> None:
         """End the detection worker (a run that failed half-way too)."""
+        self._ahead.clear()
         if self._beside is not None:
             self._beside.shutdown(wait=True, cancel_futures=True)
             self._beside = None
