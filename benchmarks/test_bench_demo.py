@@ -30,7 +30,7 @@ def test_every_run_is_correct(report: dict[str, Any]) -> None:
 
 
 def test_default_day_projected_under_one_minute(report: dict[str, Any]) -> None:
-    # projected from 16 slots (set-up once, the rest per slot); the main process's CPU time
-    # (the run's critical path: a lower bound of its wall), because other jobs on the shared
-    # box stretch wall time
+    # projected from 16 slots (the run once, 80 more slots at its cost of a slot); the main
+    # process's CPU time (the run's critical path: a lower bound of its wall), because other
+    # jobs on the shared box stretch wall time
     assert report["default_day_main_cpu_s"] < TARGET_S, report
