@@ -10,8 +10,8 @@ in the caller: the interface the embedded network drives, plus what an operator'
 read (``store``, opened read-only on the validator's own file, and ``app.catalog``).
 
 Messages are pickled over the worker's stdin/stdout (one request, one reply, in order;
-``finalize`` and ``add_evidence`` replies are read lazily, so the worker stores a block
-while the caller goes on). Requests are written by a thread of their own: a block is larger
+``finalize``, ``add_evidence`` and ``install_release`` replies are read lazily, so the
+worker stores a block while the caller goes on). Requests are written by a thread of their own: a block is larger
 than a pipe's buffer, and a caller writing it itself waited until the worker had executed
 the block before (its first hosted validator's) and read this one — the caller's own
 executions started only then. A worker that dies raises ``BlockError`` at the next call.
