@@ -11,10 +11,10 @@ read (``store``, opened read-only on the validator's own file, and ``app.catalog
 
 Messages are pickled over the worker's stdin/stdout (one request, one reply, in order;
 ``finalize``, ``add_evidence`` and ``install_release`` replies are read lazily, so the
-worker stores a block while the caller goes on). Requests are written by a thread of their own: a block is larger
-than a pipe's buffer, and a caller writing it itself waited until the worker had executed
-the block before (its first hosted validator's) and read this one — the caller's own
-executions started only then. A worker that dies raises ``BlockError`` at the next call.
+worker stores a block while the caller goes on). Requests are written by a thread of their
+own: a block is larger than a pipe's buffer, and a caller writing it itself waited until the
+worker had executed the block before (its first hosted validator's) and read this one — the
+caller's own executions started only then. A worker that dies raises ``BlockError`` at the next call.
 """
 
 from __future__ import annotations
