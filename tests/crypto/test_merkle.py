@@ -53,6 +53,17 @@ def test_incremental_root_is_root_of_hashes_after_every_edit(size, edits, resize
         assert inc.root(leaves) == root_of_hashes(leaves)
     leaves = (leaves + [b"\x07" * 32] * resize)[:resize]
     assert inc.root(leaves) == root_of_hashes(leaves)
+    # told which positions changed (the state's top tree): the same roots
+    told = IncrementalRoot()
+    leaves = [bytes([i]) * 32 for i in range(size)]
+    assert told.root(leaves, []) == root_of_hashes(leaves)
+    for batch in edits:
+        moved = []
+        for i, h in batch:
+            if i < len(leaves):
+                leaves[i] = h
+                moved.append(i)
+        assert told.root(leaves, moved) == root_of_hashes(leaves)
 
 
 @settings(max_examples=200, deadline=None)

@@ -119,7 +119,10 @@ class IncrementalRoot:
     def __init__(self) -> None:
         self._levels: list[list[bytes]] = []
 
-    def root(self, leaf_hashes: Sequence[bytes]) -> bytes:
+    def root(self, leaf_hashes: Sequence[bytes], changed: Iterable[int] | None = None) -> bytes:
+        """The root over ``leaf_hashes``. ``changed``: the only positions that may differ
+        from the last call's list (None: every position is compared — the state's top tree
+        passes the buckets it rehashed, instead of comparing 1,024 leaves per block)."""
         n = len(leaf_hashes)
         if n == 0:
             self._levels = []
@@ -128,7 +131,8 @@ class IncrementalRoot:
             self._build(list(leaf_hashes))
             return self._levels[-1][0]
         base = self._levels[0]
-        changed = [i for i in range(n) if leaf_hashes[i] != base[i]]
+        candidates = range(n) if changed is None else sorted(set(changed))
+        changed = [i for i in candidates if leaf_hashes[i] != base[i]]
         for i in changed:
             base[i] = leaf_hashes[i]
         for below, level in zip(self._levels, self._levels[1:], strict=False):

@@ -228,6 +228,7 @@ class State:
         self._bucket_roots: list[bytes] = [b""] * N_BUCKETS
         self._top_leaves: list[bytes] = [b""] * N_BUCKETS  # bucket_leaf(size, root), cached
         self._top = IncrementalRoot()  # the tree over _top_leaves, rehashed where they change
+        self._top_changed: set[int] = set()  # buckets whose top leaf changed since its root
         # each bucket's sorted leaves and Merkle levels, and the keys written since its
         # root was last computed: root() rehashes what changed, not every dirty bucket whole
         self._trees: list[SortedLeaves] = [SortedLeaves() for _ in range(N_BUCKETS)]
@@ -423,6 +424,7 @@ class State:
             for b, (root, leaf) in detached.roots.items():
                 self._bucket_roots[b] = root
                 self._top_leaves[b] = leaf
+                self._top_changed.add(b)
                 if self._trees[b].root_hash == root:   # its levels are the attached state's
                     self._dirty.pop(b, None)
 
@@ -464,8 +466,10 @@ class State:
             r = self._trees[b].root(bucket, keys)
             self._bucket_roots[b] = r
             self._top_leaves[b] = bucket_leaf(len(bucket), r)
+            self._top_changed.add(b)
         self._dirty.clear()
-        return self._top.root(self._top_leaves)
+        changed, self._top_changed = self._top_changed, set()
+        return self._top.root(self._top_leaves, changed)
 
     def prove(self, key: bytes) -> MembershipProof:
         """Membership proof for ``key``; raises ``KeyError`` if absent."""
@@ -513,6 +517,7 @@ class State:
         new._bucket_roots = list(self._bucket_roots)
         new._top_leaves = list(self._top_leaves)
         new._top = self._top.copy()
+        new._top_changed = set(self._top_changed)
         new._trees = [t.copy() for t in self._trees]
         new._dirty = {b: set(keys) for b, keys in self._dirty.items()}
         new._pending = set()
