@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 
 EMPTY_ROOT = hashlib.sha3_256(b"").digest()
 _sha3 = hashlib.sha3_256
@@ -190,7 +191,12 @@ class SortedLeaves:
             self._levels = [[entries[k] for k in self._keys]]
             first, paths = 0, set[int]()
         else:
+            size = len(self._keys)
             first, paths = self._apply(entries, changed)
+            # no insertion or deletion (each sets ``first`` at or below its position, and a
+            # deletion of the last leaf leaves ``first`` at the new length): no leaf moved
+            if first == size == len(self._keys) and size and len(self._levels[-1]) == 1:
+                return self._rehash_paths(paths)
         levels = self._levels
         if not levels[0]:
             self._keys, self._levels, self.root_hash = [], [], EMPTY_ROOT
@@ -218,6 +224,21 @@ class SortedLeaves:
             first, lvl = up, lvl + 1
         del levels[lvl + 1:]
         self.root_hash = levels[lvl][0]
+        return self.root_hash
+
+    def _rehash_paths(self, paths: Iterable[int]) -> bytes:
+        """Rehash the paths from leaves ``paths`` up to the root, the tree's shape unchanged
+        (a balance or a nonce rewritten: most of a block's writes to existing keys) —
+        one hash per level, without the level-by-level pass an insertion needs."""
+        levels = self._levels
+        for i in paths:
+            for below, above in pairwise(levels):
+                left = i & ~1
+                # an odd last node is promoted unchanged, as in root_of_hashes
+                above[i >> 1] = (_sha3(b"\x01" + below[left] + below[left + 1]).digest()
+                                 if left + 1 < len(below) else below[left])
+                i >>= 1
+        self.root_hash = levels[-1][0]
         return self.root_hash
 
     def _apply(self, entries: Mapping[bytes, bytes], changed: Iterable[bytes]
