@@ -15,6 +15,7 @@ State
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -322,5 +323,12 @@ def fee_rate_ceiling(p: Params) -> int:
     """The highest flat + time-of-use rate any slot can carry: the genesis upper bound when
     the DSO may change fees, else the genesis table's highest rate. Buy escrows are sized
     with it, so a fee raised after an order was placed is still covered."""
-    highest = max(fee_rates(p.grid_fee_flat_micro_per_kwh, p.grid_fee_tou_micro_per_kwh))
-    return max(highest, p.grid_fee_max_micro_per_kwh)
+    return _rate_ceiling(p.grid_fee_flat_micro_per_kwh, p.grid_fee_tou_micro_per_kwh,
+                         p.grid_fee_max_micro_per_kwh)
+
+
+@functools.lru_cache(maxsize=64)
+def _rate_ceiling(flat: int, tou: tuple[int, ...], upper: int) -> int:
+    # every buy order's escrow asks for it: a pure function of the fee table, computed once
+    # per table instead of a pass over 96 rates per order (issue 17)
+    return max(*fee_rates(flat, tou), upper)
