@@ -323,7 +323,7 @@ def fee_rate_ceiling(p: Params) -> int:
     """The highest flat + time-of-use rate any slot can carry: the genesis upper bound when
     the DSO may change fees, else the genesis table's highest rate. Buy escrows are sized
     with it, so a fee raised after an order was placed is still covered."""
-    return _rate_ceiling(p.grid_fee_flat_micro_per_kwh, p.grid_fee_tou_micro_per_kwh,
+    return _rate_ceiling(p.grid_fee_flat_micro_per_kwh, tuple(p.grid_fee_tou_micro_per_kwh),
                          p.grid_fee_max_micro_per_kwh)
 
 
