@@ -101,3 +101,46 @@ def test_whatever_decodes_re_encodes_to_the_same_bytes(data):
         except MalformedEncoding:
             continue
         assert obj.encode() == bytes(raw)
+
+
+def _decode_by_canonical_re_encoding(data: bytes) -> object:
+    """The reference rule ``codec.decode`` must equal: decode, check the types, and accept
+    only bytes that canonical re-encoding gives back."""
+    try:
+        obj = cbor2.loads(data)
+    except Exception as exc:
+        raise MalformedEncoding(f"not valid CBOR: {exc}") from exc
+    codec._check(obj, 0)
+    if codec.encode(obj) != data:
+        raise MalformedEncoding("not canonical CBOR (RFC 8949 §4.2.1)")
+    return obj
+
+
+_keys = st.text(alphabet=st.sampled_from("ab\u00e9\u4e2d\U0001f600z"), max_size=26)
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.binary(max_size=30)
+    | st.text(max_size=30) | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.lists(st.tuples(_keys | st.integers(0, 3), inner), max_size=5).map(
+        lambda pairs: dict(pairs)),
+    max_leaves=25)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_values, st.booleans(), st.data())
+def test_decode_accepts_exactly_what_canonical_re_encoding_gives_back(value, canonical, data):
+    """``codec.decode`` checks key order and the plain re-encoding (issue 17): for any
+    value, encoded canonically or in its own key order, and bytes mutated from it, it
+    accepts, returns and refuses (with the same message) exactly what the canonical
+    re-encoding rule does."""
+    raw = bytearray(cbor2.dumps(value, canonical=canonical))
+    for _ in range(data.draw(st.integers(0, 2))):
+        if raw:
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    outcomes = []
+    for rule in (codec.decode, _decode_by_canonical_re_encoding):
+        try:
+            outcomes.append(("ok", rule(bytes(raw))))
+        except MalformedEncoding as exc:
+            outcomes.append(("refused", str(exc)))
+    assert outcomes[0] == outcomes[1]
