@@ -5,6 +5,7 @@ run each (the damage shows)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,11 @@ import pytest
 
 from gridledger.ledger.modules.privacy.market import MarketDisputes
 from gridledger.ledger.modules.surveillance import hooks
-from gridledger.sim.demo import run_demo
+from gridledger.sim.demo import run_demo, scenario_from_flags
 from gridledger.sim.features import onboarding
 from gridledger.sim.scenario import Scenario
 from tests.sim.conftest import DemoRun
 from tests.sim.test_demo import EVENING, MIDDAY, check_defended, run
-
 
 
 @pytest.fixture
@@ -43,6 +43,8 @@ def test_price_manipulation_is_found_mitigated_and_sanctioned(defended: dict[str
     # removal, are tested in tests/ledger/modules/test_reputation.py.)
     assert r["honest_loss_after_sanction"] == 0
     assert r["withheld_slots"] == 0 or r["findings_by_kind"].get("withholding", 0) > 0
+    # every withheld slot where the withholding moved the market was found (daylight: it did)
+    assert r["withheld_slots_with_impact"] > 0 and r["withheld_slots_with_impact_unfound"] == []
     if defended["privacy"]["mode"] == "off":
         # suspended after its first findings, its client keeps offering (it used to stop
         # bidding at suspension: 3 withheld slots a day); it goes on withholding and the
@@ -92,6 +94,22 @@ def test_price_manipulation_without_surveillance(tmp_path: Path,
     assert not off["mitigated"] and off["spoofs_refused"] == 0
     assert off["coalition_reputation"][off["coalition"][2]] >= 500
     assert off["loss"] > 0 and off["cheater_gain_micro"] > 0
+    assert off["withheld_slots_with_impact_unfound"], off  # each named, none found
+
+
+@pytest.mark.slow
+def test_withholding_that_moves_nothing_is_no_abuse_to_find(tmp_path: Path) -> None:
+    """Regression (`gridledger bench demo --quick`: 16 slots from midnight, privacy mode,
+    default attacks): the withholder's few night offers found no buyer at its own prices
+    either, so the ledger's conduct-and-impact test rightly found nothing — and the scenario
+    reported the defence failed (detected 0 of 6 withheld slots, loss 0, gain 0). A withheld
+    slot counts against the defence only if the withholding moved the market."""
+    base = scenario_from_flags(30, 24, 4, "default", 7, None, True)
+    summary, _ = run_demo(dataclasses.replace(base, slots=16), tmp_path)
+    r = summary["attacks"]["price-manipulation"]
+    assert r["withheld_slots"] > 0 and r["withheld_slots_with_impact"] == 0, r
+    assert r["detected"] == 0 and r["loss"] == 0 and r["cheater_gain_micro"] <= 0
+    assert r["mitigated"], r
 
 
 @pytest.mark.slow

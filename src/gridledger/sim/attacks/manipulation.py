@@ -135,11 +135,12 @@ class PriceManipulation(Attack):
         return ({i: p for i, p in prices.items()
                  if data.placed_ok(i) or i in self.suspended_refusals}, sanctioned)
 
-    def _reclear(self, slot: int) -> tuple[ClearingResult, bool]:
+    def _reclear(self, slot: int, asked: bool = False) -> tuple[ClearingResult, bool]:
         """The slot's accepted orders cleared again by the market library the ledger clears
         with (``gridledger.market.clear_slot``: the chain's mechanism, the DSO's envelopes
         and the slot's grid fee), with the withholder's orders — also those refused for its
-        suspension — at its own agent's prices; and whether its suspension touched any."""
+        suspension — at its own agent's prices (``asked``: at the withheld asks it placed,
+        the market without surveillance); and whether its suspension touched any."""
         eng, data = self.eng, self.eng.data
         own, sanctioned = self._own_orders(slot)
         orders: list[LibOrder] = []
@@ -147,7 +148,9 @@ class PriceManipulation(Attack):
             if not (data.placed_ok(tx_id) or tx_id in own):
                 continue
             b = info.body
-            price = own.get(tx_id, int(b["price_micro_per_kwh"]))
+            price = int(b["price_micro_per_kwh"])
+            if not asked:
+                price = own.get(tx_id, price)
             orders.append(LibOrder(tx_id, info.sender, b["side"], int(b["energy_wh"]), price))
         envelopes = {}
         for m in eng.members:
@@ -157,6 +160,19 @@ class PriceManipulation(Attack):
         fee = data.views[slot].fee
         return clear_slot(orders, eng.params.mechanism, envelopes=envelopes,
                           fees=GridFees(flat_micro_per_kwh=fee)), sanctioned
+
+    def _bites(self, slot: int, competitive: ClearingResult) -> bool:
+        """Whether withholding in ``slot`` moved the market at all: the slot cleared with the
+        withheld asks trades another volume or at another volume-weighted price than with
+        the withholder's own prices. One that moves nothing secures no artificial price
+        (REMIT Art. 2(2)(a)(ii)), and the ledger's conduct-and-impact test rightly finds
+        nothing to mitigate (at night, say, when the withholder's surplus finds no buyer
+        either way)."""
+        asked, _ = self._reclear(slot, asked=True)
+
+        def outcome(r: ClearingResult) -> tuple[int, int | None]:
+            return sum(t.energy_wh for t in r.trades), self._competitive_price(r)
+        return outcome(asked) != outcome(competitive)
 
     def _competitive_price(self, result: ClearingResult) -> int | None:
         volume = sum(t.energy_wh for t in result.trades)
@@ -199,8 +215,14 @@ class PriceManipulation(Attack):
 
         loss = gain = after_sanction = sanctioned_slots = 0
         impacts = []
+        biting: list[int] = []      # withheld slots where the withholding moved the market
+        covered: set[int] = set()   # ... of those, slots the suspension already touched
         for s in self.withheld:
             cleared, sanctioned = self._reclear(s)
+            if self._bites(s, cleared):
+                biting.append(s)
+                if sanctioned:
+                    covered.add(s)
             if sanctioned:   # the excess covers the price paid and the energy not got P2P
                 sanctioned_slots += 1
                 after_sanction += self._honest_excess(s, cleared)
@@ -247,15 +269,22 @@ class PriceManipulation(Attack):
                                    or (e["reason"] == "pseudonym_penalty"
                                        and bytes(e["pseudonym"]) in pseudonyms)))
         injected = len(self.withheld) + len(self.spoofs)
-        # the defence must also have caught it: an unseen spoof is an unsanctioned abuse (a
-        # spoof the ledger refused — under privacy mode a pseudonym's allowance cannot back
-        # it — never reached the book: nothing to find)
-        on_book = len(self.withheld) + len(self.spoofs) - self.spoof_rejected
-        mitigated = (loss == 0 and gain <= 0 and sanctions == named
-                     and (on_book <= 0 or bool(findings)) and pseudonyms <= opened)
+        # the defence must also have caught it: every withheld slot where the withholding
+        # moved the market needs a withholding finding (or the suspension took the offers
+        # off first), and a spoof on the book a finding at all (a spoof the ledger refused —
+        # under privacy mode a pseudonym's allowance cannot back it — never reached the
+        # book: nothing to find). Withholding that moved nothing is no abuse to find.
+        found = {int(f["slot"]) for f in findings if f["kind"] == "withholding"}
+        unfound = sorted(set(biting) - found - covered)
+        spoofs_on_book = len(self.spoofs) - self.spoof_rejected
+        mitigated = (loss == 0 and gain <= 0 and sanctions == named and not unfound
+                     and (spoofs_on_book <= 0 or bool(findings)) and pseudonyms <= opened)
         return self.record(injected, len(findings), mitigated, loss,
                            coalition=[m.name for m in self.coalition],
-                           withheld_slots=len(self.withheld), spoof_orders=len(self.spoofs),
+                           withheld_slots=len(self.withheld),
+                           withheld_slots_with_impact=len(biting),
+                           withheld_slots_with_impact_unfound=unfound,
+                           spoof_orders=len(self.spoofs),
                            spoofs_refused=self.spoof_rejected, findings_by_kind=kinds,
                            cheater_gain_micro=gain, sanctions=sanctions,
                            sanctioned_slots=sanctioned_slots,
