@@ -96,6 +96,28 @@ def test_catch_up_snapshots_by_the_same_policy(tmp_path, low_threshold):
     assert snaps["validator-3.sqlite"] == heavy == snaps["validator-0.sqlite"]
 
 
+def test_a_heavy_block_that_writes_a_small_share_of_a_large_state_is_not_snapshotted(
+        tmp_path, low_threshold, monkeypatch):
+    """Regression: a 1,000-member day's per-slot blocks each write thousands of keys of a
+    state of hundreds of thousands, and a snapshot (the whole state) followed almost every
+    block: 11.5 GB a store. A heavy block is snapshotted only if it wrote at least
+    1/SNAPSHOT_STATE_SHARE of the state's keys."""
+    sizes: dict[int, int] = {}
+    real = validator_mod.Validator.snapshot_after
+
+    def sized(self, height):
+        sizes[height] = len(self.app.state)
+        return real(self, height)
+
+    monkeypatch.setattr(validator_mod.Validator, "snapshot_after", sized)
+    monkeypatch.setattr(validator_mod, "SNAPSHOT_STATE_SHARE", 1)  # must write the whole state
+    net, writes = _run(make_chain(), tmp_path, snapshot_every=100)
+    net.close()
+    heavy = [h for h, w in writes.items() if w >= THRESHOLD]
+    assert heavy and all(writes[h] < sizes[h] for h in heavy), (writes, sizes)
+    assert all(h == [] for h in _snapshots(tmp_path).values())
+
+
 def test_the_default_threshold_is_above_a_per_slot_block():
     """Documented: a per-slot block writes a few hundred keys, a privacy registration
     ~20k; the threshold sits between (changing it changes how many snapshots a day stores)."""
