@@ -76,3 +76,18 @@ def test_keystore_roundtrip_and_wrong_passphrase(tmp_path):
         save_key(tmp_path, "root", k, "x", scrypt_n=2**12)
     assert [i.name for i in list_keys(tmp_path)] == ["root"]
     assert "ml-dsa-87" in path.read_text() and k.seed.hex() not in path.read_text()
+
+
+def test_signing_keys_do_not_hold_their_expanded_key() -> None:
+    # regression (issue 17): each SigningKey kept its PyCA key object (~30 KiB of native
+    # memory); a privacy-mode day of 1,000 members holds 96,000 pseudonym keys (~3 GB)
+    from gridledger.crypto import sig
+
+    keys = [SigningKey.from_seed("ml-dsa-65", bytes([i]) * 32) for i in range(3)]
+    sigs = [k.sign(b"m", b"gl/tx") for k in keys]
+    assert all("_key" not in vars(k) for k in keys)  # only the seed (and public key) stay
+    assert sig._load_private.cache_info().maxsize == sig.PRIVATE_KEYS_CACHED
+    sig._load_private.cache_clear()  # expanded again from the seed: same key, same address
+    assert all(k.public_key.verify(b"m", s, b"gl/tx") for k, s in zip(keys, sigs, strict=True))
+    assert keys[0].sign(b"m2") and keys[0].address == SigningKey.from_seed(
+        "ml-dsa-65", bytes([0]) * 32).address

@@ -79,6 +79,10 @@ def check_backend() -> None:
         raise CryptoBackendError(f"ML-DSA/ML-KEM self-test failed: {exc}") from exc
 
 
+PRIVATE_KEYS_CACHED = 1024
+"""Expanded private keys kept in memory (``_load_private``): ~30 MiB at most."""
+
+
 @functools.lru_cache(maxsize=4096)
 def _load_public(alg: str, raw: bytes) -> object:
     _, pub_cls = _classes(alg)
@@ -103,6 +107,16 @@ def verify_signature(alg: str, public_key: bytes, message: bytes, signature: byt
     except Exception:
         return False
     return True
+
+
+@functools.lru_cache(maxsize=PRIVATE_KEYS_CACHED)
+def _load_private(alg: str, seed: bytes) -> object:
+    # A PyCA (OpenSSL) ML-DSA private key object holds ~30 KiB of native memory (the
+    # expanded key); its seed is 32 bytes. Kept per ``SigningKey``, a privacy-mode day of
+    # 1,000 members (96,000 pseudonym keys) held ~3 GB of them, so the objects live in this
+    # bounded cache instead: re-expanding a seed costs about a quarter of a signature.
+    priv_cls, _ = _classes(alg)
+    return priv_cls.from_seed_bytes(seed)  # type: ignore[attr-defined]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -159,10 +173,9 @@ class SigningKey:
         # to a worker process, e.g. the demo's signing pool)
         return SigningKey, (self.alg, self.seed)
 
-    @functools.cached_property
+    @property
     def _key(self) -> object:
-        priv_cls, _ = _classes(self.alg)
-        return priv_cls.from_seed_bytes(self.seed)  # type: ignore[attr-defined]
+        return _load_private(self.alg, self.seed)
 
     @functools.cached_property
     def public_key(self) -> PublicKey:
