@@ -288,3 +288,27 @@ def test_a_follower_checks_stores_while_they_are_written(tmp_path, monkeypatch):
     dead = verify.StoreFollower(paths)
     assert dead.reports() == got
     verify.StoreFollower(paths).close()   # a failed run: the worker is stopped, no reports
+
+
+def test_the_follower_is_nicer_than_the_run_until_the_run_ends():
+    """The follower process lowers its priority by FOLLOW_NICE while the run writes the stores
+    (it must not stretch the run's block phase on the second core) and raises it back once
+    told the run is over, where that is permitted (daywall, issue 17)."""
+    import subprocess
+    import sys
+
+    from gridledger.node import verify
+
+    probe = ("import os, sys, gridledger.node.verify as v\n"
+             "base = v._renice(v.FOLLOW_NICE, relative=True)\n"
+             "during = os.getpriority(os.PRIO_PROCESS, 0)\n"
+             "back = v._renice(base) if base is not None else None\n"
+             "print(base, during, os.getpriority(os.PRIO_PROCESS, 0), back == during)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    base, during, after, back = out.stdout.split()
+    assert int(during) == min(19, int(base) + verify.FOLLOW_NICE)
+    if os.geteuid() == 0:   # raising a priority back needs the privilege
+        assert int(after) == int(base) and back == "True"
+    else:
+        assert int(after) in (int(base), int(during))

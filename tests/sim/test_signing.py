@@ -15,11 +15,12 @@ from gridledger.crypto.kem import KemKey
 from gridledger.crypto.sig import SigningKey
 from gridledger.ledger.tx import TX_CONTEXT, decode_tx, sign_tx
 from gridledger.node.sigpool import SigPool
-from gridledger.privacy.ledger_io import certify_batch
+from gridledger.privacy.errors import EndorsementRefused
+from gridledger.privacy.ledger_io import certify_batch, certify_checked, check_part
 from gridledger.privacy.pseudonyms import TrusteeKeys, TrusteeSet
 from gridledger.privacy.pseudonyms.batch import CTX_BATCH, batch_message
 from gridledger.sim.context import sign_txs
-from gridledger.sim.features.privacy import MemberIssue, member_issue
+from gridledger.sim.features.privacy import MemberIssue, member_issue, member_issue_checked
 from gridledger.sim.keys import sim_key
 from tests.sim.conftest import DemoRun
 
@@ -100,6 +101,59 @@ def test_the_trustees_side_by_side_certify_the_batch_they_certify_in_turn(
     msg = batch_message(ts.community, 1, body["root"], body["count"])
     for (_j, sig), tk in zip(body["endorsements"], tks, strict=True):
         assert tk.signing_key.public_key.verify(msg, sig, CTX_BATCH)
+
+
+def test_the_trustees_checks_part_by_part_certify_the_batch_the_whole_check_certifies(
+        pool: SigPool) -> None:
+    """Each household's requests checked as soon as they are made (``member_issue_checked``
+    on the pool), then signed as one batch (``certify_checked``): the same entries, in the
+    same order, the same root and count as ``certify_batch`` of all of them; each
+    endorsement verifies (daywall, issue 19)."""
+    tks, ts = _trustees()
+    jobs = [MemberIssue(sim_key(7, "member", i), sim_key(7, "meter", i), f"cp-{i}", ts, 1,
+                        ((96, 96), (97, 97), (98, 98)), 7, None, tuple(tks)) for i in range(3)]
+    checked = pool.map(member_issue_checked, jobs)
+    parts = []
+    for (issued, leaves), job in zip(checked, jobs, strict=True):
+        assert leaves is not None and len(leaves) == len(tks)
+        assert [p.address for p in issued[0]] == [p.address for p in member_issue(job)[0]]
+        parts.append(([p.entry for p in issued[0]], leaves))
+    batch = certify_checked(tks, ts, parts, 1)
+    whole = certify_batch(tks, ts, [e for part, _ in parts for e in part], 1, 96)
+    assert batch.entries == whole.entries and batch.root == whole.root
+    body = batch.certify_body
+    assert (body["epoch"], body["count"], [j for j, _ in body["endorsements"]]) == (1, 9, [0, 1, 2])
+    msg = batch_message(ts.community, 1, body["root"], body["count"])
+    for (_j, sig), tk in zip(body["endorsements"], tks, strict=True):
+        assert tk.signing_key.public_key.verify(msg, sig, CTX_BATCH)
+
+
+def test_a_refused_request_is_named_by_the_whole_batchs_check(pool: SigPool) -> None:
+    """A part with a bad entry gives no leaves (``member_issue_checked``: None), and the
+    same entries' whole check (``certify_batch``) refuses naming it as before."""
+    tks, ts = _trustees()
+    job = MemberIssue(sim_key(7, "member", 0), sim_key(7, "meter", 0), "cp-0", ts, 1,
+                      ((96, 96), (500, 500)), 7, None, tuple(tks))   # a slot outside epoch 1
+    issued, leaves = pool.map(member_issue_checked, [job])[0]
+    assert leaves is None
+    with pytest.raises(EndorsementRefused, match="entry 1: slots must lie inside epoch 1"):
+        check_part(tks, ts, [p.entry for p in issued[0]], 1, 96)
+    with pytest.raises(EndorsementRefused, match="slots must lie inside epoch 1"):
+        certify_batch(tks, ts, [p.entry for p in issued[0]], 1, 96)
+
+
+def test_a_key_pickled_after_its_public_key_was_derived_brings_it_along() -> None:
+    """A pseudonym key made in a worker arrives with its public key (no ML-DSA key
+    generation again where it is unpickled); a key whose public key was never derived
+    pickles as before; both are the same key (daywall, issue 19)."""
+    fresh, used = sim_key(7, "pickle", 0), sim_key(7, "pickle", 1)
+    address = used.address
+    back, back_used = pickle.loads(pickle.dumps(fresh)), pickle.loads(pickle.dumps(used))
+    assert "public_key" not in back.__dict__ and back == fresh
+    assert back_used.__dict__["public_key"] == used.public_key and back_used == used
+    assert back_used.address == address and back.address == fresh.address
+    sig = back_used.sign(b"m", b"c")
+    assert used.public_key.verify(b"m", sig, b"c")
 
 
 def test_the_clear_scan_in_a_process_of_its_own_counts_what_it_counts_here(

@@ -528,6 +528,12 @@ def verify_stores(paths: Sequence[Path], workers: int = 2,
 
 FOLLOW_POLL_S = 0.5
 """How long a follower waits for new blocks before it looks again."""
+FOLLOW_NICE = 10
+"""How much nicer than the run the follower is while the run writes the stores (``_follow_main``). Its replay
+is needed only once the run ends; until then it should take the time the run's own
+processes leave: a demo's block phase keeps both cores busy (the validator host's two
+executions, the pool's signature checks), and a follower at equal priority stretched it
+while the other phases leave the second core idle (issue 17)."""
 
 
 class StoreFollower:
@@ -608,11 +614,29 @@ def _worker_main() -> None:
 def _follow_main() -> None:
     """``StoreFollower``'s worker: follows the first store named in ``sys.argv`` until a
     line (or the end) arrives on stdin, then reports every store as ``_worker_main``."""
+    base = _renice(FOLLOW_NICE, relative=True)
+
     def writing() -> bool:
         ready, _, _ = select.select([sys.stdin], [], [], FOLLOW_POLL_S)
+        if ready and base is not None:
+            _renice(base)  # the run is over: the rest is on its critical path
         return not ready
 
     _verify_chain([Path(a) for a in sys.argv[1:]], _emit, writing)
+
+
+def _renice(value: int, relative: bool = False) -> int | None:
+    """Set this process's niceness to ``value`` (``relative``: that much above the current
+    one, at most 19); returns the one it had (None: unchanged — no ``os.setpriority``, or
+    raising the priority back is not permitted to this user)."""
+    try:
+        was = os.getpriority(os.PRIO_PROCESS, 0)
+        value = min(19, was + value) if relative else value
+        if was != value:
+            os.setpriority(os.PRIO_PROCESS, 0, value)
+    except (AttributeError, OSError):
+        return None
+    return was
 
 
 def _parse_reports(out: str) -> dict[str, VerifyReport]:

@@ -37,6 +37,7 @@ from gridledger.privacy.pseudonyms import (
     entry_leaf,
     open_own_share,
 )
+from gridledger.privacy.pseudonyms.batch import check_entries, endorse_leaves
 
 MAX_LEAVES_PER_TX = 4
 LEAF_BYTES_PER_TX = MAX_TX_BYTES - 5 * 1024
@@ -113,6 +114,37 @@ def certify_batch(trustee_keys: Sequence[TrusteeKeys], trustees: TrusteeSet,
                                 for tk in trustee_keys])
     ends = [[e.trustee_index, e.signature] for _root, _count, e in done]
     root, count = (done[-1][0], done[-1][1]) if done else (b"", 0)
+    body = {"epoch": epoch, "root": root, "count": count, "endorsements": ends}
+    return Batch(epoch, ordered, body)
+
+
+def check_part(trustee_keys: Sequence[TrusteeKeys], trustees: TrusteeSet,
+               entries: Sequence[BatchEntry], epoch: int, epoch_slots: int) -> list[list[bytes]]:
+    """Every trustee's ``check_entries`` of a part of the batch (one household's entries,
+    checked as soon as they are made: ``certify_checked`` signs the whole batch from the
+    parts). Raises ``EndorsementRefused`` naming the entry's index in the part."""
+    return [check_entries(tk, trustees, entries, epoch, epoch_slots) for tk in trustee_keys]
+
+
+def certify_checked(trustee_keys: Sequence[TrusteeKeys], trustees: TrusteeSet,
+                    parts: Sequence[tuple[Sequence[BatchEntry], Sequence[Sequence[bytes]]]],
+                    epoch: int) -> Batch:
+    """``certify_batch`` of the batch made of ``parts`` — (entries, each trustee's leaves of
+    them from ``check_part``) — whose entries the trustees already checked: each trustee
+    signs the root of its own leaves, in the batch order (sorted by leaf). The same batch,
+    root and body as ``certify_batch`` of all the entries (tested); the check of every
+    request is the same, done part by part (issue 19: the three trustees' whole-batch
+    checks ran as three jobs on a two-process pool after every household's issuance)."""
+    entries = [e for part, _ in parts for e in part]
+    ends = []
+    root, count = b"", 0
+    for t, tk in enumerate(trustee_keys):
+        leaves = [leaf for part, checked in parts for leaf in checked[t]]
+        if len(leaves) != len(entries):
+            raise ValueError("a part's leaves do not match its entries")
+        root, count, e = endorse_leaves(tk, trustees, epoch, sorted(leaves))
+        ends.append([e.trustee_index, e.signature])
+    ordered = tuple(sorted(entries, key=lambda e: entry_leaf(trustees.community, e)))
     body = {"epoch": epoch, "root": root, "count": count, "endorsements": ends}
     return Batch(epoch, ordered, body)
 

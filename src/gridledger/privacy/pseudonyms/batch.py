@@ -55,17 +55,16 @@ def batch_message(community: str, epoch: int, root: bytes, count: int) -> bytes:
                        root, count.to_bytes(8, "big"))
 
 
-def endorse_batch(trustee: TrusteeKeys, trustees: TrusteeSet, entries: Sequence[BatchEntry],
-                  epoch: int, slots_per_epoch: int) -> tuple[bytes, int, Endorsement]:
-    """A trustee checks every request of the batch and signs its Merkle root.
-
-    Each request is checked as for a single certificate (``check_request``); each entry's
-    slots must lie inside ``epoch``. Returns (root, count, endorsement); raises
-    ``EndorsementRefused`` naming the first bad entry.
-    """
+def check_entries(trustee: TrusteeKeys, trustees: TrusteeSet, entries: Sequence[BatchEntry],
+                  epoch: int, slots_per_epoch: int) -> list[bytes]:
+    """A trustee's checks of batch entries (``endorse_batch`` without the signature): each
+    request as for a single certificate (``check_request``), each entry's slots inside
+    ``epoch``. Returns the entries' leaves in order; raises ``EndorsementRefused`` naming the
+    first bad entry (its index in ``entries``). Entries are checked one by one, so a batch's
+    entries may be checked in parts (e.g. each household's as it arrives) and the leaves
+    put together."""
     first, last = epoch * slots_per_epoch, (epoch + 1) * slots_per_epoch - 1
     leaves = []
-    j = trustees.position(trustee.trustee_id)
     for i, entry in enumerate(entries):
         if entry.request.escrow.scope != "trade":
             raise EndorsementRefused(f"entry {i}: batch certificates are for trading pseudonyms")
@@ -75,9 +74,30 @@ def endorse_batch(trustee: TrusteeKeys, trustees: TrusteeSet, entries: Sequence[
             raise EndorsementRefused(f"entry {i}: feeder must be 1..64 characters")
         check_request(trustee, trustees, entry.request, epoch)
         leaves.append(entry_leaf(trustees.community, entry))
+    return leaves
+
+
+def endorse_leaves(trustee: TrusteeKeys, trustees: TrusteeSet, epoch: int,
+                   leaves: Sequence[bytes]) -> tuple[bytes, int, Endorsement]:
+    """A trustee signs the Merkle root of ``leaves`` (batch order), every entry of which it
+    checked (``check_entries``). Returns (root, count, endorsement)."""
     if not leaves:
         raise EndorsementRefused("empty batch")
-    root = root_of_hashes(leaves)
+    j = trustees.position(trustee.trustee_id)
+    root = root_of_hashes(list(leaves))
     sig = trustee.signing_key.sign(batch_message(trustees.community, epoch, root, len(leaves)),
                                    CTX_BATCH)
     return root, len(leaves), Endorsement(j, sig)
+
+
+def endorse_batch(trustee: TrusteeKeys, trustees: TrusteeSet, entries: Sequence[BatchEntry],
+                  epoch: int, slots_per_epoch: int) -> tuple[bytes, int, Endorsement]:
+    """A trustee checks every request of the batch and signs its Merkle root.
+
+    Each request is checked as for a single certificate (``check_request``); each entry's
+    slots must lie inside ``epoch``. Returns (root, count, endorsement); raises
+    ``EndorsementRefused`` naming the first bad entry.
+    """
+    trustees.position(trustee.trustee_id)
+    return endorse_leaves(trustee, trustees, epoch,
+                          check_entries(trustee, trustees, entries, epoch, slots_per_epoch))
