@@ -278,6 +278,8 @@ def test_a_follower_checks_stores_while_they_are_written(tmp_path, monkeypatch):
     net.tick(900 * 9)
     net.close()
     seen: list[tuple[int, int]] = []
+    follower.writer_done()   # the writer closed the stores: the worker finishes meanwhile
+    follower.writer_done()   # (once is enough; ``reports`` tells it too)
     got = follower.reports(progress=lambda d, n: seen.append((d, n)))
     assert got == verify.verify_stores(paths, workers=1)
     assert [r.ok for r in got] == [True] * 4 and {r.blocks for r in got} == {9}

@@ -553,6 +553,19 @@ class StoreFollower:
             # the reports), not the follower; the end of its stdin stops it in any case
             start_new_session=True)
 
+    def writer_done(self) -> None:
+        """Tell the worker the writer closed the stores: it replays the last blocks and
+        checks the other stores at once, at the run's priority again (``FOLLOW_NICE``),
+        while the caller does other work before ``reports`` (the demo: the scenarios'
+        after-run checks)."""
+        proc = self.proc
+        if proc is not None and proc.stdin is not None and not proc.stdin.closed:
+            try:
+                proc.stdin.write("done\n")
+                proc.stdin.close()
+            except OSError:  # the worker is gone: ``reports`` checks everything here
+                pass
+
     def reports(self, progress: Callable[[int, int], None] | None = None) -> list[VerifyReport]:
         """Every store's report, in order (call after the writer closed the stores).
         ``progress(stores done, stores)`` as ``verify_stores`` calls it. A worker that fails
@@ -561,13 +574,9 @@ class StoreFollower:
         total = len(self.paths)
         if progress is not None:
             progress(0, total)
+        self.writer_done()
         proc, self.proc = self.proc, None
-        if proc is not None and proc.stdin is not None and proc.stdout is not None:
-            try:
-                proc.stdin.write("done\n")
-                proc.stdin.close()
-            except OSError:  # the worker is gone: everything is checked here
-                pass
+        if proc is not None and proc.stdout is not None:
             for line in proc.stdout:
                 for path, r in _parse_reports(line).items():
                     reports[path] = r

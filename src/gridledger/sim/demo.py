@@ -94,7 +94,10 @@ def run_demo(sc: Scenario, out: Path, progress: ProgressFn | None = None,
         run.stop()
         verify = Stopwatch()
         if follower is not None:
-            # e.g. the audit bundle's replay, here, while the follower finishes on the other core
+            # e.g. the audit bundle's replay, here, while the follower finishes on the other
+            # core (told now that the stores are closed: its tail and the other stores' checks
+            # run beside the scenarios' after-run work)
+            follower.writer_done()
             eng.after_run()
             reports = follower.reports(verify_progress)
         else:  # each chain replayed once, its other stores checked against that replay
