@@ -85,6 +85,16 @@ def hosted_validators(n: int) -> tuple[int, ...]:
     return tuple(range(n - n // 2, n)) if n > 1 else ()
 
 
+@dataclass(eq=False)
+class DeferredLater:
+    """A place among the deferred transactions, filled by ``make`` when it is taken
+    (``SimContext.defer_later``)."""
+
+    make: Callable[[], list[bytes]]
+    signers: frozenset[bytes]
+    raws: list[bytes] | None = None
+
+
 @dataclass
 class AdmissionMeter:
     """Wall time spent in admission while it is active (``SimContext.attack_admission``)."""
@@ -130,8 +140,9 @@ class SimContext:
         self.ledger_lock = threading.RLock()
         """Held while the ledger admits or executes (``submit``, ``tick``): a dashboard
         serving the run (``features.dashboard``) reads between blocks."""
-        self._deferred: list[bytes] = []
+        self._deferred: list[bytes | DeferredLater] = []
         self._later: list[tuple[bytes | None, Callable[[], None]]] = []
+        self._pending: list[DeferredLater] = []   # ``defer_later`` entries not made yet
         self._settling = False
         self._admission_meter: AdmissionMeter | None = None
         # quotas in ledger time: a member needs ~2 transactions a slot
@@ -157,6 +168,7 @@ class SimContext:
         """Read the final state (every validator's root, money, scores) and close the stores."""
         if self.final is None:
             self._later = []  # a run that failed leaves them; a whole run settled them
+            self._pending = []
             self.final = FinalState(
                 roots=[r.hex() for r in self.net.state_roots()], height=self.net.height,
                 supply=self.ledger.supply(), money=self.ledger.money(),
@@ -236,6 +248,7 @@ class SimContext:
     def tx(self, key: TxSigner, kind: str, body: dict[str, Any]) -> bytes:
         """Sign ``kind``/``body`` as ``key`` with its next nonce."""
         self.settle(key.address)
+        self._resolve_for(key.address)
         n = self._nonces.get(key.address, 0)
         self._nonces[key.address] = n + 1
         raw = sign_tx(key, self.sc.chain_id, n, kind, body)
@@ -248,6 +261,8 @@ class SimContext:
         (``sign_txs``)."""
         for addr in dict.fromkeys(key.address for key, _k, _b in items) if self._later else ():
             self.settle(addr)
+        for addr in dict.fromkeys(key.address for key, _k, _b in items) if self._pending else ():
+            self._resolve_for(addr)
         raws = sign_txs(self.sig_pool, self.sc.chain_id, self._nonces, items)
         for raw, (key, kind, body) in zip(raws, items, strict=True):
             self.data.tx_info[decode_tx(raw).id] = TxInfo(key.address, kind, body)
@@ -259,9 +274,46 @@ class SimContext:
         self.settle()
         self._deferred += raws
 
+    def defer_later(self, make: Callable[[], list[bytes]], signers: Sequence[bytes]) -> None:
+        """``defer(make())`` with ``make`` called as late as its transactions still come out
+        as if it had run now: at the next ``take_deferred`` (they keep their place among the
+        deferred transactions), before the next signature by one of ``signers`` (their
+        nonces), or at the end of the run (``resolve_deferred``) — not at every ``submit`` or
+        ``tick`` as ``later``'s work. ``make`` may wait for pure work started elsewhere (a
+        forked process: the validators' dry runs, issue 19) and signs only as ``signers``;
+        it must not defer itself."""
+        self.settle()
+        d = DeferredLater(make, frozenset(signers))
+        self._deferred.append(d)
+        self._pending.append(d)
+
+    def _resolve_for(self, signer: bytes) -> None:
+        """Resolve the ``defer_later`` entries up to the last one that signs as ``signer``."""
+        last = max((k for k, d in enumerate(self._pending) if signer in d.signers), default=-1)
+        for d in self._pending[:last + 1]:
+            self._resolve(d)
+
+    def _resolve(self, d: DeferredLater) -> None:
+        if d.raws is None:
+            self._pending.remove(d)
+            d.raws = []
+            d.raws = d.make()
+
+    def resolve_deferred(self) -> None:
+        """Resolve every ``defer_later`` entry, in order (end of the run)."""
+        for d in list(self._pending):
+            self._resolve(d)
+
     def take_deferred(self) -> list[bytes]:
         self.settle()
-        out, self._deferred = self._deferred, []
+        self.resolve_deferred()
+        out: list[bytes] = []
+        for item in self._deferred:
+            if isinstance(item, DeferredLater):
+                out += item.raws or []
+            else:
+                out.append(item)
+        self._deferred = []
         return out
 
     @contextmanager

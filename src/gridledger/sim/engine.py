@@ -91,6 +91,7 @@ class Engine:
                 if self.progress is not None:
                     self.progress(k + 1, len(steps), ctx.label(min(step.slot, last)))
             ctx.settle()  # work a plug-in left to finish (``SimContext.later``)
+            ctx.resolve_deferred()  # ... and deferred transactions still to be made
             for f in self.features:
                 f.finish()
         finally:

@@ -21,18 +21,85 @@
 from __future__ import annotations
 
 import html
+import multiprocessing
+import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, ClassVar
 
 from gridledger.ledger.dryrun import Proposed, Verdict, review_inputs, review_upgrade
+from gridledger.ledger.execute import SigCheck
+from gridledger.ledger.genesis import Genesis
+from gridledger.ledger.modules.catalog import Catalog
 from gridledger.ledger.params import load_params
 from gridledger.node.embedded import FinalizedBlock
+from gridledger.node.store import BlockStore
 from gridledger.sim.clock import Step
 from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature, ReportSection
 
 TARGET = ("governance", 3)
 """The upgrade the community makes: run-time grid fees (governance v3)."""
+
+
+class _Review:
+    """The validators' dry runs of one proposal (``Governance._review``): one per distinct
+    input (``dryrun.review_inputs``), each on the validator's store opened read-only by
+    path; ``run`` here, or ``start`` in a forked process (it inherits the catalogs and the
+    signature cache, and opens the stores itself: an SQLite connection must not cross a
+    fork)."""
+
+    def __init__(self, genesis: Genesis, up: Proposed, height: int, window: int,
+                 sig_check: SigCheck, jobs: list[tuple[int, Path, Catalog]]) -> None:
+        self.genesis, self.up, self.height, self.window = genesis, up, height, window
+        self.sig_check, self.jobs = sig_check, jobs
+
+    def run(self) -> tuple[list[dict[str, Any]], float]:
+        """(each voter's review, in order; seconds spent)."""
+        t0 = time.perf_counter()
+        up, height = self.up, self.height
+        done: dict[bytes, tuple[Verdict, int]] = {}
+        out = []
+        for index, path, catalog in self.jobs:
+            store = BlockStore(path, readonly=True)
+            try:
+                inputs, start = review_inputs(store, catalog, up, until=height - 1,
+                                              window=self.window)
+                verdict, same_as = done.get(inputs, (None, index))
+                if verdict is None:
+                    verdict = review_upgrade(store, self.genesis, catalog, up,
+                                             until=height - 1, window=self.window,
+                                             sig_check=self.sig_check)
+                    if verdict.from_height == start:
+                        done[inputs] = (verdict, index)
+            finally:
+                store.close()
+            out.append({"proposal": up.proposal, "validator": index,
+                        "approve": verdict.approve, "reason": verdict.reason,
+                        "from_height": verdict.from_height, "to_height": verdict.to_height,
+                        "blocks": verdict.blocks, "keys_changed": verdict.keys_changed,
+                        "same_inputs_as": same_as})
+        return out, time.perf_counter() - t0
+
+    def start(self) -> Future[tuple[list[dict[str, Any]], float]] | None:
+        """``run`` in a forked process (None where there is no fork: run it here)."""
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return None
+        _FORKED[:] = [self]
+        ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+        try:
+            return ex.submit(_run_forked)
+        finally:
+            ex.shutdown(wait=False)  # the worker ends once its one job is done
+            _FORKED.clear()
+
+
+_FORKED: list[_Review] = []   # the review the forked worker runs (inherited, not pickled)
+
+
+def _run_forked() -> tuple[list[dict[str, Any]], float]:
+    return _FORKED[0].run()
 
 
 def _plain(v: Any) -> Any:
@@ -105,40 +172,40 @@ class Governance(Feature):
                                       "proposal": e["proposal"]})
 
     def _review(self, height: int, e: Mapping[str, Any]) -> None:
-        """Each validator's operator dry-runs the proposal on its own node, then votes."""
+        """Each validator's operator dry-runs the proposal on its own node, then votes.
+
+        The dry runs (pure: the stores' certified bytes and the catalogs) run in a forked
+        process while the run goes on; the votes are signed when they are due — at the next
+        block A, where they keep their place among the deferred transactions, or before a
+        validator signs anything else (``SimContext.defer_later``): the same votes, nonces
+        and blocks as reviewing here (issue 19: a privacy day's first review replays an
+        epoch's registration block and scans ~6,000 pseudonyms' records per block, ~2 s of
+        the main core)."""
         ctx = self.ctx
         up = Proposed(e["proposal"], e["module"], e["version"], e["digest"])
-        votes = []
-        # one dry run per distinct input: validators' stores hold the same certified bytes,
-        # and a dry run is a pure function of them (``dryrun.review_inputs``); a store or a
-        # catalog that differs gets its own
-        done: dict[bytes, tuple[Verdict, int]] = {}
-        for i, (v, key) in enumerate(zip(ctx.net.validators, ctx.community.validators,
-                                         strict=True)):
-            if i in ctx.net.down:
-                continue  # a crashed validator's operator neither reviews nor votes
-            if self.DRY_RUN:
-                with ctx.timed("dry_run_s"):
-                    inputs, start = review_inputs(v.store, v.app.catalog, up, until=height - 1,
-                                                  window=self.WINDOW)
-                    verdict, same_as = done.get(inputs, (None, v.index))
-                    if verdict is None:
-                        verdict = review_upgrade(v.store, ctx.community.genesis, v.app.catalog,
-                                                 up, until=height - 1, window=self.WINDOW,
-                                                 sig_check=ctx.net.mempool.cache.check)
-                        if verdict.from_height == start:
-                            done[inputs] = (verdict, v.index)
-                self.reviews.append({"proposal": up.proposal, "validator": v.index,
-                                     "approve": verdict.approve, "reason": verdict.reason,
-                                     "from_height": verdict.from_height,
-                                     "to_height": verdict.to_height, "blocks": verdict.blocks,
-                                     "keys_changed": verdict.keys_changed,
-                                     "same_inputs_as": same_as})
-                body = verdict.vote_body(up.proposal)
-            else:
-                body = {"proposal": up.proposal, "approve": True, "reason": ""}
-            votes.append(ctx.tx(key, "governance/vote", body))
-        ctx.defer(votes)
+        voters = [(v, key) for i, (v, key) in enumerate(zip(ctx.net.validators,
+                                                            ctx.community.validators,
+                                                            strict=True))
+                  if i not in ctx.net.down]  # a crashed validator's operator does not vote
+        if not self.DRY_RUN:
+            ctx.defer([ctx.tx(key, "governance/vote",
+                              {"proposal": up.proposal, "approve": True, "reason": ""})
+                       for _v, key in voters])
+            return
+        jobs = [(v.index, v.store_path, v.app.catalog) for v, _key in voters]
+        review = _Review(ctx.community.genesis, up, height, self.WINDOW,
+                         ctx.net.mempool.cache.check, jobs)
+        started = review.start()
+
+        def votes() -> list[bytes]:
+            reviews, seconds = started.result() if started is not None else review.run()
+            ctx.timings["dry_run_s"] = ctx.timings.get("dry_run_s", 0.0) + seconds
+            self.reviews += reviews
+            return [ctx.tx(key, "governance/vote", {
+                "proposal": up.proposal, "approve": r["approve"], "reason": r["reason"]})
+                for (_v, key), r in zip(voters, reviews, strict=True)]
+
+        ctx.defer_later(votes, [key.address for _v, key in voters])
 
     # -- outputs ---------------------------------------------------------------------------
     def detections(self) -> dict[str, int]:
