@@ -89,6 +89,52 @@ def test_a_failing_finish_raises_and_keeps_the_rest() -> None:
     assert ctx.deferred == ["after"]
 
 
+def deferring_stub() -> Any:
+    """A ``SimContext`` reduced to ``defer``, ``defer_later``, ``take_deferred`` and a ``tx``
+    that records signatures (the real methods; ``tx`` resolves as the real one does)."""
+    ctx = types.SimpleNamespace(_later=[], _settling=False, _deferred=[], _pending=[],
+                                signed=[])
+    for name in ("settle", "defer", "defer_later", "take_deferred", "resolve_deferred",
+                 "_resolve_for", "_resolve"):
+        setattr(ctx, name, types.MethodType(getattr(SimContext, name), ctx))
+
+    def tx(self: Any, key: Key, what: str) -> bytes:
+        self.settle(key.address)
+        self._resolve_for(key.address)
+        self.signed.append((key.address, what))
+        return what.encode()
+
+    ctx.tx = types.MethodType(tx, ctx)
+    return ctx
+
+
+def test_deferred_later_keeps_its_place_and_signs_before_its_signer_signs_again() -> None:
+    """``defer_later`` (the validators' votes after a dry run in a forked process): the
+    transactions are made when taken, in the place they were deferred at; a submit or a
+    defer meanwhile does not make them; their signer's next signature does, first."""
+    ctx = deferring_stub()
+    made: list[str] = []
+
+    def votes() -> list[bytes]:
+        made.append("votes")
+        return [ctx.tx(Key(MEMBER), "vote")]
+
+    ctx.defer([b"before"])
+    ctx.defer_later(votes, [MEMBER])
+    ctx.defer([b"after"])            # deferred meanwhile: stays after the votes
+    ctx.tx(Key(DSO), "flag")          # another signer: the votes still wait
+    assert made == [] and ctx.signed == [(DSO, "flag")]
+    assert ctx.take_deferred() == [b"before", b"vote", b"after"]
+    assert ctx.signed == [(DSO, "flag"), (MEMBER, "vote")] and not ctx._pending
+    ctx.defer_later(votes, [MEMBER])
+    ctx.tx(Key(MEMBER), "propose")    # the signer signs again: its votes first (nonces)
+    assert [w for _a, w in ctx.signed][-2:] == ["vote", "propose"]
+    assert ctx.take_deferred() == [b"vote"]
+    ctx.defer_later(votes, [MEMBER])
+    ctx.resolve_deferred()            # the run's end: made, kept for the next take
+    assert made == ["votes"] * 3 and ctx.take_deferred() == [b"vote"]
+
+
 def test_detection_in_the_worker_equals_detection_here() -> None:
     model = load_grid(DEFAULT_NETWORK)
     slot = model.window.start + 50    # midday: PV export on the feeder
