@@ -170,11 +170,10 @@ class SigningKey:
         return cls(alg, seed)
 
     def __reduce__(self) -> tuple[Callable[..., SigningKey], tuple[str, bytes, bytes | None]]:
-        # the seed is the key: the PyCA object ``_key`` caches does not pickle (a key goes
-        # to a worker process, e.g. the demo's signing pool). The public key travels along
-        # once derived: a pseudonym issued in a worker (a key generation from the seed each)
-        # was derived again where it arrived (~0.1 ms an ML-DSA key, 5,760 a privacy day on
-        # the main core; issue 19)
+        # the seed is the key (a key goes to a worker process, e.g. the demo's signing
+        # pool). The public key travels along once derived: a pseudonym issued in a worker
+        # (a key generation from the seed each) was derived again where it arrived (~0.1 ms
+        # an ML-DSA key, 5,760 a privacy day on the main core; issue 19)
         pk = self.__dict__.get("public_key")
         return _signing_key, (self.alg, self.seed, None if pk is None else pk.raw)
 
