@@ -244,3 +244,26 @@ def test_a_window_holds_the_years_values_and_figures(demo_grid: GridModel, windo
 def test_an_empty_window_is_refused() -> None:
     with pytest.raises(GridError, match="holds no slot"):
         load_grid("1-LV-rural1--0-sw", window=(400 * SLOTS_PER_DAY, 401 * SLOTS_PER_DAY))
+
+
+def test_fold_in_order_gives_add_at_floats() -> None:
+    """``model._fold_in_order`` (rank by rank) gives the bytes ``np.add.at`` in index order
+    gave after setting each target's first element (issue 17: the year's fold)."""
+    from gridledger.grid.model import _fold_in_order
+
+    rng = np.random.default_rng(17)
+    for n_cp, n_el, rows in ((1, 1, 3), (5, 40, 7), (300, 1000, 12), (50, 50, 1)):
+        target = rng.integers(0, n_cp, n_el)
+        values = rng.normal(size=(n_el, rows)) * 10.0 ** rng.integers(-8, 8, size=(n_el, 1))
+        values[rng.random(n_el) < 0.1] = -0.0
+        ref = np.zeros((n_cp, rows))
+        first = np.zeros(n_el, dtype=bool)
+        first[np.unique(target, return_index=True)[1]] = True
+        ref[target[first]] = values[first]
+        np.add.at(ref, target[~first], values[~first])
+        got = np.zeros((n_cp, rows))
+        _fold_in_order(got, target, values)
+        assert got.tobytes() == ref.tobytes()
+    empty = np.zeros((2, 3))
+    _fold_in_order(empty, np.zeros(0, dtype=np.int64), np.zeros((0, 3)))
+    assert not empty.any()

@@ -613,6 +613,32 @@ class _YearScan:
         return YearFigures(*arrays)
 
 
+def _fold_in_order(acc: FloatArray, target: IntArray, values: FloatArray) -> None:
+    """``acc[target[k]] = sum of values[k]`` per target, in the table's order.
+
+    Each cp's first element is set and the others are added in the table's order: the same
+    floats as adding one element after another to zeros (0.0 + x == x up to the sign of a
+    zero, which rounds to the same 0 Wh). The k-th element of every cp is added in one
+    vectorised step (within a rank the targets are distinct, so ``acc[t] += v`` adds each
+    once), ranks in order: the order per cp of ``np.add.at`` in index order, which did the
+    same one row at a time (unbuffered: ~2.5x slower; the year's pass over a 9,104-bus
+    network's profiles, issue 17)."""
+    n = len(target)
+    if not n:
+        return
+    order = np.argsort(target, kind="stable")  # by cp, table order within a cp
+    by_cp = target[order]
+    starts = np.r_[True, by_cp[1:] != by_cp[:-1]]
+    start_of = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - start_of
+    first = rank == 0
+    acc[target[first]] = values[first]
+    for k in range(1, int(rank.max()) + 1):
+        nth = rank == k
+        acc[target[nth]] += values[nth]
+
+
 @dataclass(frozen=True, eq=False)
 class _Year:
     """A network in prosumer form with its connection points and the figures of the whole
@@ -717,16 +743,16 @@ class _Year:
                     raise GridError(f"profiles of {self.name} lack {element} {column}")
                 target = np.array([self.row_of_bus.get(int(b), -1) for b in table.bus])
                 folded = target >= 0
-                target, values = target[folded], sign * values[folded]
-                # Each cp's first element is set and the others are added in the table's order
-                # (ufunc.at is unbuffered and in index order): the same floats as adding one
-                # element after another to zeros (0.0 + x == x up to the sign of a zero, which
-                # rounds to the same 0 Wh).
-                first = np.zeros(len(target), dtype=bool)
-                first[np.unique(target, return_index=True)[1]] = True
-                acc[target[first]] = values[first]
-                np.add.at(acc, target[~first], values[~first])
-            wh = np.rint(acc * WH_PER_MW_SLOT).astype(np.int64)
+                target = target[folded]
+                values = np.asarray(values[folded], dtype=np.float64)  # a copy (mask)
+                values *= sign  # in place: the same products as ``sign * values``
+                _fold_in_order(acc, target, values)
+            # in place (the same float operations): a year's pass over a 9,104-bus network
+            # made three temporaries of ~50 MB per table and chunk, most of its time in page
+            # faults (issue 17)
+            np.multiply(acc, WH_PER_MW_SLOT, out=acc)
+            np.rint(acc, out=acc)
+            wh = acc.astype(np.int64)
             out.append(wh)
         return _Profiles(*out)
 
