@@ -3,7 +3,9 @@ cryptographic floor measured in the same run.
 
 For each case, ``gridledger demo``'s job (community day, default attacks and features, 4
 validators, verify-chain of every store) runs in this process and reports wall and CPU
-seconds (this process and its children), seconds per participant-slot, peak RSS, store size,
+seconds (this process and its children), seconds per participant-slot, peak RSS, the RSS at
+the end of each simulated day (``rss_by_day_mib``; ``rss_growth_after_day1``: how much more
+any later day ended with than day 1, as a fraction), store size,
 and where the time goes
 (the run's own timings: agents, ledger, grid work, secure aggregation/privacy, certificates,
 verify-chain; report writing measured here).
@@ -30,7 +32,7 @@ import os
 import resource
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +90,40 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def rss_mib() -> float:
+    """This process's resident set now (``VmRSS``; the peak where /proc is missing), MiB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class DayRss:
+    """A run's progress callback that samples the main process's RSS at the end of each
+    whole simulated day (issue 17: memory flat after the first day)."""
+
+    def __init__(self, slots: int, sample: Callable[[], float] = rss_mib) -> None:
+        self.slots = slots
+        self.sample = sample
+        self.by_day_mib: list[float] = []
+
+    def __call__(self, done: int, _total: int, _label: str) -> None:
+        if done <= self.slots and done % SLOTS_PER_DAY == 0:
+            self.by_day_mib.append(round(self.sample(), 1))
+
+
+def growth_after_day1(by_day_mib: Sequence[float]) -> float | None:
+    """How much more the process held at the end of any later day than at the end of day 1,
+    as a fraction of day 1 (0.05: 5 % more); None for a run under two days."""
+    if len(by_day_mib) < 2:
+        return None
+    return round((max(by_day_mib[1:]) - by_day_mib[0]) / by_day_mib[0], 4)
+
+
 def run_case(case: Case, validators: int = 4) -> dict[str, Any]:
     from gridledger.sim.demo import run_demo, scenario_from_flags, write_outputs
     from gridledger.sim.scenario import Scenario
@@ -98,7 +134,8 @@ def run_case(case: Case, validators: int = 4) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gl-bench-scale-") as d:
         out = Path(d)
         w0, c0 = time.perf_counter(), _cpu_s()
-        summary, series = run_demo(sc, out)
+        days = DayRss(case.slots)
+        summary, series = run_demo(sc, out, days)
         r0 = time.perf_counter()
         write_outputs(summary, series, out)
         report_s = time.perf_counter() - r0
@@ -111,6 +148,8 @@ def run_case(case: Case, validators: int = 4) -> dict[str, Any]:
         "s_per_participant_slot": round(wall / (case.participants * case.slots), 5),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "store_mib": round(store_bytes / 2**20, 2),
+        "rss_by_day_mib": days.by_day_mib,
+        "rss_growth_after_day1": growth_after_day1(days.by_day_mib),
         "txs": led["txs"], "blocks": led["blocks"],
         "time_s": {k: tim.get(k) for k in ("agents_s", "ledger_s", "grid_s", "privacy_s",
                                             "certificates_s", "verify_chain_s")}
@@ -148,6 +187,8 @@ def run(quick: bool = False, cases: Sequence[Case] | None = None) -> dict[str, A
         "target_wall_per_floor": TARGET_WALL_PER_FLOOR,
         "max_wall_per_floor": max(r["wall_per_floor"] for r in rows),
         "meets_floor_target": all(r["wall_per_floor"] <= TARGET_WALL_PER_FLOOR for r in rows),
+        "rss_growth_after_day1": max((r["rss_growth_after_day1"] for r in rows
+                                      if r["rss_growth_after_day1"] is not None), default=None),
         "per_participant_slot_ratio_largest_to_30": round(
             largest["s_per_participant_slot"] / small, 2),
     }

@@ -107,7 +107,11 @@ class Validator:
 
     def __init__(self, index: int, key: SigningKey, genesis: Genesis, store_path: str | Path,
                  modules: Sequence[Module] | None = None, fault: str | None = None,
-                 snapshot_every: int = 50) -> None:
+                 snapshot_every: int = 50, readonly: bool = False) -> None:
+        """``readonly``: open the store read-only (SQLite ``mode=ro``) and rebuild the tip in
+        memory from it, to serve reads; such a validator never writes the file (a copy of a
+        store to read it would cost a store's size on disk: at 1,000 members it filled
+        /tmp, issue 17), and cannot store blocks."""
         unknown = set(fault.split(",")) - set(FAULTS) if fault is not None else set()
         if unknown:
             raise ValueError(f"unknown fault {sorted(unknown)}; choose from {FAULTS}")
@@ -115,9 +119,10 @@ class Validator:
         self.key = key
         self.fault = fault
         self.snapshot_every = snapshot_every
-        self.store = BlockStore(store_path)
-        self.store.init_genesis(genesis)
-        self.store.set_meta("validator_index", str(index).encode())
+        self.store = BlockStore(store_path, readonly=readonly)
+        if not readonly:
+            self.store.init_genesis(genesis)
+            self.store.set_meta("validator_index", str(index).encode())
         self.app, self.log_end = restore_app(self.store, genesis, modules)
         self._pending: tuple[Header, BlockResult, CutBlock] | None = None
         self.last_result = BlockResult([])  # of the last block this validator stored

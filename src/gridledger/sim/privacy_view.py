@@ -10,9 +10,7 @@ point id) — ``summary.privacy.clear_household_readings`` / ``clear_household_o
 from __future__ import annotations
 
 import multiprocessing
-import shutil
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -542,8 +540,10 @@ def _idle() -> dict[str, Any]:
 
 @contextmanager
 def node_api(path: Path, validator: int, key: SigningKey) -> Iterator[Any]:
-    """The curious validator restarts its node from (a copy of) its own store and serves its
-    HTTP API on loopback; yields an ``httpx.Client`` on it. Stopped on exit."""
+    """The curious validator restarts its node from its own store, opened read-only (the
+    file is not changed and not copied: a copy costs a store's size on disk, which filled
+    /tmp at 1,000 members), and serves its HTTP API on loopback; yields an
+    ``httpx.Client`` on it. Stopped on exit."""
     import httpx  # the API stack loads only for this analysis, not for every demo run
 
     from gridledger.api import create_app
@@ -552,12 +552,11 @@ def node_api(path: Path, validator: int, key: SigningKey) -> Iterator[Any]:
     from gridledger.node.service import ValidatorService
     from gridledger.node.validator import Validator
 
-    with tempfile.TemporaryDirectory(prefix="gl-curious-") as d:
-        copy = Path(d) / path.name
-        shutil.copyfile(path, copy)
-        with StoreView(copy) as view:
-            genesis = Genesis.decode(view.genesis())
-        node = Validator(validator, key, genesis, copy)
+    with StoreView(path) as view:
+        genesis = Genesis.decode(view.genesis())
+    # the store itself, read-only: no copy (a copy of a 1,000-member store filled /tmp)
+    node = Validator(validator, key, genesis, path, readonly=True)
+    try:
         service = ValidatorService(node, threading.RLock(), _refuse, _idle)
         port = free_port()
         server = make_server(create_app(service), "127.0.0.1", port)
@@ -575,4 +574,6 @@ def node_api(path: Path, validator: int, key: SigningKey) -> Iterator[Any]:
         finally:
             server.should_exit = True
             th.join(timeout=10)
-            node.close()
+            service.close()
+    finally:
+        node.close()

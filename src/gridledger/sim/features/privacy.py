@@ -93,6 +93,10 @@ attestation and certificate in block B, registrations in block C."""
 RELAYS = 3
 """Relays that register a day's pseudonyms (the trustees' nodes relay them)."""
 CTX_DSO_READING = b"gl/sim/dso-reading/v1"
+KEYS_KEPT_SLOTS = 4
+"""Slots a pseudonym's parsed keys are kept after its last slot (its reading comes one slot
+later, a storage report or a flexibility report a little later); after that a key that signs
+again (a dispute, a pool claim) is re-derived from its seed (``release_keys``)."""
 SEAL_IMAGES = True
 """Each pseudonym's leaf and readings carry a salted commitment to its meter's firmware
 image, not the image (issue 19 item 4: an image cuts a pseudonym's anonymity set to its
@@ -187,12 +191,28 @@ class PseudonymIdentities:
         self._by_cp = {m.cp: m for m in members}
         self._slot: dict[tuple[int, int], Held] = {}      # (member index, slot) -> pseudonym
         self.held: dict[bytes, Held] = {}                 # pseudonym address -> pseudonym
+        self._in_use: dict[int, list[Held]] = {}          # last slot -> keys still parsed
 
     def add(self, h: Held) -> None:
         self.held[h.address] = h
         self._by_cp[h.cp] = h.member
         for s in range(h.first_slot, h.last_slot + 1):
             self._slot[(h.member.index, s)] = h
+        self._in_use.setdefault(h.last_slot, []).append(h)
+
+    def release_keys(self, before: int) -> int:
+        """Drop the parsed keys (``SigningKey.release``) of pseudonyms whose last slot is
+        before ``before``; returns how many pseudonyms. Their keys still sign (a dispute, a
+        claim: re-derived from the seed), but a run no longer holds two parsed ML-DSA keys
+        a member and slot (issue 17: ~10-20 KB each, 2 GB a day at 1,000 members)."""
+        done = sorted(s for s in self._in_use if s < before)
+        n = 0
+        for s in done:
+            for h in self._in_use.pop(s):
+                h.own.key.release()
+                h.reading_key.release()
+                n += 1
+        return n
 
     def of(self, m: Member, slot: int) -> Held | None:
         return self._slot.get((m.index, slot))
@@ -492,6 +512,8 @@ class PrivacyMode(Feature):
         if self._pending is not None:       # registered in this step's block C
             self._take_pseudonyms(self._pending)
             self._pending = None
+        if self.on:  # slot L-1's readings are in: its pseudonyms' keys are done (but rarely)
+            self.ids.release_keys(step.slot - KEYS_KEPT_SLOTS)
 
     # -- the DSO's sealed meter data ---------------------------------------------------------
     def after_delivery(self, step: Step, delivered: Delivered) -> None:
