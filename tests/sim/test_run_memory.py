@@ -3,6 +3,7 @@ over days). A unit test on the blackboard, no run: 300 slots of a 500-cp network
 
 from __future__ import annotations
 
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -130,3 +131,34 @@ def test_a_short_run_keeps_its_logs_in_memory() -> None:
     data.tx_info[b"a" * 32] = TxInfo(b"s" * 32, "k", {})
     assert data.events._file._db is None and data.tx_info._file._db is None  # no side file
     assert data.events_of("bill") == [{"type": "bill", "slot": 1}] and b"a" * 32 in data.tx_info
+
+
+def test_per_slot_logs_keep_a_window_in_memory_and_read_as_a_dict(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bills, trades, fills, envelopes... of every slot (``SlotLog``): the newest
+    ``MEM_SLOTS`` slots in memory, older ones on a side file, whatever the run's length; the
+    mapping reads as the dict it replaced (order, values, late writes to an old slot)."""
+    import tempfile
+
+    from gridledger.sim.records import SlotLog
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    log: SlotLog[dict[bytes, dict[str, int]]] = SlotLog()
+    log.MEM_SLOTS = 10
+    ref: dict[int, dict[bytes, dict[str, int]]] = {}
+    for s in range(100, 400):
+        for d in (log, ref):
+            d.setdefault(s, {})[b"a" + bytes([s % 7])] = {"slot": s, "total_micro": -s}
+            d.setdefault(s - 3, {})[b"late"] = {"slot": s - 3}   # settlement, 3 slots on
+        assert len(log._mem) <= log.MEM_SLOTS + 1                # bounded, however long
+    assert log.spilled() == len(ref) - len(log._mem) > 250
+    assert list(log) == list(ref) and len(log) == len(ref)
+    assert dict(log.items()) == ref and list(log.values()) == list(ref.values())
+    assert log[150] == ref[150] and log.get(5) is None and 97 in log and 96 not in log
+    log.setdefault(150, {})[b"dispute"] = {"slot": 150}          # a late write to a spilled slot
+    ref[150][b"dispute"] = {"slot": 150}
+    log[400] = {}                                                 # ... spilled again, kept
+    ref[400] = {}
+    assert log[150] == ref[150] and 150 not in log._mem
+    assert log.pop(151) == ref.pop(151) and 151 not in log and list(log) == list(ref)
+    assert os.listdir(tmp_path) == []                            # unlinked while open

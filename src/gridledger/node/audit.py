@@ -35,13 +35,15 @@ Sources: the bundle is this project's format; SHA-256 per FIPS 180-4 (``hashlib`
 from __future__ import annotations
 
 import hashlib
+import mmap
+import os
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gridledger.crypto.merkle import merkle_root
 from gridledger.errors import GridLedgerError
@@ -332,6 +334,15 @@ def _records(raw: bytes, body_len: int) -> Iterator[Record]:
         pos += FRAME.size + length
 
 
+def iter_records(raw: bytes) -> Iterator[Record]:
+    """The records of an undamaged bundle's bytes (or memory map), in file order, one at a
+    time; ``ValueError`` naming the offset if the framing is broken."""
+    try:
+        yield from _records(raw, _body_length(len(raw)))
+    except _Fail as fail:
+        raise ValueError(f"byte {fail.offset}: {fail.what}") from fail
+
+
 def records_of(raw: bytes) -> list[Record]:
     """The records of an undamaged bundle's bytes, in file order; ``ValueError`` naming the
     offset if the framing is broken."""
@@ -367,10 +378,20 @@ def _receipts_root(rec: Record) -> bytes:
 
 @dataclass
 class _Block:
+    """A block after pass 1: what pass 2 needs, its records by offset only (pass 2 reads
+    them again), so a check holds one block's transactions at a time, not the chain's
+    (issue 17: a year's bundle is gigabytes)."""
+
     header: Header
     cert: Certificate
-    txs: list[bytes]
-    recs: dict[Kind, Record]
+    offsets: dict[Kind, int]
+
+
+def record_at_offset(raw: bytes, offset: int, height: int) -> Record:
+    """The record (of block ``height``) whose frame starts at ``offset`` of a bundle whose
+    framing was checked."""
+    kind, _h, length = FRAME.unpack_from(raw, offset)
+    return Record(Kind(kind), height, raw[offset + FRAME.size:offset + FRAME.size + length], offset)
 
 
 def _tx_list(rec: Record) -> list[bytes]:
@@ -425,7 +446,7 @@ def _check(raw: bytes, body_len: int, replay: bool) -> dict[str, Any]:
             raise _Fail(fault.what, recs[_PART_KIND.get(fault.part, Kind.HEADER)]) from fault
         if _receipts_root(recs[Kind.RECEIPTS]) != header.receipts_root:
             raise _Fail("receipts do not give the header's receipts_root", recs[Kind.RECEIPTS])
-        blocks.append(_Block(header, cert, txs, recs))
+        blocks.append(_Block(header, cert, {k: r.offset for k, r in recs.items()}))
         prev = header.hash
     if manifest["tip_hash"] != prev:
         raise _Fail("manifest tip_hash is not the last header's hash", manifest_rec)
@@ -451,12 +472,14 @@ def _check(raw: bytes, body_len: int, replay: bool) -> dict[str, Any]:
     # pass 2: re-execution from genesis (validator-set changes followed)
     if replay:
         for b in blocks:
+            recs = {k: record_at_offset(raw, off, b.header.height) for k, off in b.offsets.items()}
             try:
+                txs = _tx_list(recs[Kind.TRANSACTIONS])
                 check_certified(genesis.chain_id, app.last_hash, app.validator_keys(),
-                                b.header, b.cert, b.txs)
-                replay_block(app, b.header, b.txs, b.recs[Kind.RECEIPTS].payload)
+                                b.header, b.cert, txs)
+                replay_block(app, b.header, txs, recs[Kind.RECEIPTS].payload)
             except BlockFault as fault:
-                raise _Fail(fault.what, b.recs[_PART_KIND.get(fault.part, Kind.HEADER)]) from fault
+                raise _Fail(fault.what, recs[_PART_KIND.get(fault.part, Kind.HEADER)]) from fault
         prefixes = manifest["prefixes"]
         if not isinstance(prefixes, list) or not all(type(p) is bytes for p in prefixes):
             raise _Fail("manifest prefixes are not byte strings", manifest_rec)
@@ -498,7 +521,25 @@ def verify_bundle(path: str | Path, replay: bool = True,
     range) a ledger check fails on.
     """
     path = Path(path)
-    raw = path.read_bytes()
+    with open(path, "rb") as f:
+        # mapped, not read: the pages are the file's (the OS drops them under pressure), so a
+        # year's bundle does not need its size in anonymous memory (issue 17)
+        raw = _map(f)
+        try:
+            return _verify(path, raw, replay, genesis_hash)
+        finally:
+            if isinstance(raw, mmap.mmap):
+                raw.close()
+
+
+def _map(f: BinaryIO) -> bytes:
+    """The file's bytes, memory-mapped read-only (an empty file: ``b""``: mmap refuses it)."""
+    if os.fstat(f.fileno()).st_size == 0:
+        return b""
+    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # type: ignore[return-value]
+
+
+def _verify(path: Path, raw: bytes, replay: bool, genesis_hash: bytes | None) -> AuditReport:
     findings: list[Finding] = []
     body_len = _body_length(len(raw))
     damaged = locate(raw)

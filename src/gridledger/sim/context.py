@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,7 +375,7 @@ class SimContext:
         return self.data.delivered
 
     @property
-    def rounds(self) -> dict[int, Round]:
+    def rounds(self) -> Mapping[int, Round]:
         return self.data.rounds
 
     def delivered_truth(self, slot: int, cp: str) -> int:

@@ -14,9 +14,9 @@ import pickle
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,7 @@ from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.agents import MarketView
 from gridledger.sim.secagg import Round
 
+V = TypeVar("V")
 Envelopes = dict[str, tuple[int, int]]
 """cp -> (import_max_wh, export_max_wh) for one slot, as the DSO published it."""
 
@@ -270,6 +271,101 @@ class _TxItems:
         return len(self._log)
 
 
+class SlotLog(MutableMapping[int, V]):
+    """``slot -> that slot's record`` for the whole run, as a dict reads and writes it: the
+    records of the newest ``MEM_SLOTS`` slots (by the highest slot set) in memory, older ones
+    pickled to a side file (``_SideFile``) once they fall out of that window — a year of a
+    community's bills, trades and fills stays off the heap (issue 17: RSS flat after the
+    first day; at 1,000 members a day of bills alone is ~100 MB).
+
+    Reading a spilled slot (``[]``, ``get``, iteration) gives a copy read back from the
+    file; ``setdefault`` of a spilled slot brings it back to memory first (until it falls
+    out of the window again), so a late write to an old slot is kept. Keys iterate in the
+    order they were first set, as a dict's do; setting a key again keeps its place."""
+
+    MEM_SLOTS = 2 * 96
+    """Two days: everything a run still changes (settlement, disputes within the dispute
+    window) and the current day's readers stay in memory."""
+
+    def __init__(self) -> None:
+        self._file = _SideFile()
+        self._mem: dict[int, V] = {}
+        self._order: dict[int, None] = {}     # every key, in insertion order
+        self._top: int | None = None
+        self._table = False
+
+    def _spill(self) -> None:
+        if self._top is None:
+            return
+        old = [k for k in self._mem if k <= self._top - self.MEM_SLOTS]
+        if not old:
+            return
+        if not self._table:
+            self._file.execute("CREATE TABLE slot (k INTEGER PRIMARY KEY, body BLOB)")
+            self._table = True
+        self._file.write("INSERT OR REPLACE INTO slot VALUES (?, ?)",
+                         [(k, _dump(self._mem[k])) for k in old])
+        for k in old:
+            del self._mem[k]
+
+    def _load(self, k: int) -> V:
+        rows = self._file.read("SELECT body FROM slot WHERE k = ?", (k,)) if self._table else []
+        if not rows:
+            raise KeyError(k)
+        got: V = pickle.loads(rows[0][0])
+        return got
+
+    def __setitem__(self, k: int, v: V) -> None:
+        self._mem[k] = v
+        self._order.setdefault(k, None)
+        if self._top is None or k > self._top:
+            self._top = k
+            self._spill()
+
+    def __getitem__(self, k: int) -> V:
+        got = self._mem.get(k, _MISSING)
+        if got is not _MISSING:
+            return got  # type: ignore[return-value]
+        if k not in self._order:
+            raise KeyError(k)
+        return self._load(k)
+
+    def setdefault(self, k: int, default: V = None) -> V:  # type: ignore[assignment]
+        got = self._mem.get(k, _MISSING)
+        if got is not _MISSING:
+            return got  # type: ignore[return-value]
+        if k not in self._order:
+            self[k] = default
+            return default
+        value = self._load(k)
+        self._mem[k] = value   # in memory until the window passes it again
+        return value
+
+    def __delitem__(self, k: int) -> None:
+        if k not in self._order:
+            raise KeyError(k)
+        del self._order[k]
+        self._mem.pop(k, None)
+        if self._table:
+            self._file.execute(f"DELETE FROM slot WHERE k = {int(k)}")
+
+    def __contains__(self, k: object) -> bool:
+        return k in self._order
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self._order))
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def spilled(self) -> int:
+        """Slots whose record is only on the side file now."""
+        return len(self._order) - len(self._mem)
+
+
+_MISSING = object()
+
+
 def _bump(counts: dict[str, int], key: str, n: int = 1) -> None:
     counts[key] = counts.get(key, 0) + n
 
@@ -279,11 +375,11 @@ class RunData:
     """The run's blackboard (see the module docstring). Keys are slot numbers."""
 
     slots: dict[int, SlotRecord] = field(default_factory=dict)
-    views: dict[int, MarketView] = field(default_factory=dict)
-    envelopes: dict[int, Envelopes] = field(default_factory=dict)
+    views: SlotLog[MarketView] = field(default_factory=SlotLog)
+    envelopes: SlotLog[Envelopes] = field(default_factory=SlotLog)
     envelope_reports: dict[int, EnvelopeReport] = field(default_factory=dict)
     """The DSO's envelope computation for a slot (binding constraints), until it is delivered."""
-    battery_wh: dict[int, dict[str, int]] = field(default_factory=dict)
+    battery_wh: SlotLog[dict[str, int]] = field(default_factory=SlotLog)
     """Battery injection each agent planned for the slot (> 0 discharge), by cp."""
     truth: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
     """Net injection (Wh, > 0 export) each member's cp really had, by slot, in ``truth_cps``
@@ -295,9 +391,9 @@ class RunData:
     delivered_slots: list[int] = field(default_factory=list)
     curtailments: dict[int, tuple[CurtailmentCause, ...]] = field(default_factory=dict)
     """Slot -> why energy was curtailed in it (only slots where some was)."""
-    rounds: dict[int, Round] = field(default_factory=dict)
+    rounds: SlotLog[Round] = field(default_factory=SlotLog)
     """Secure-aggregation rounds (off-ledger result) by the slot they summed."""
-    order_ids: dict[int, list[bytes]] = field(default_factory=dict)
+    order_ids: SlotLog[list[bytes]] = field(default_factory=SlotLog)
     """Ids of the honest order transactions per slot, in submission order (their sender and
     body are in ``tx_info``; the signed bytes are on the ledger)."""
     tx_info: TxLog = field(default_factory=TxLog)
@@ -306,9 +402,9 @@ class RunData:
     # what the ledger did (from finalized blocks)
     events: EventLog = field(default_factory=EventLog)
     """Every ledger event of the run, in block order (on a side file: ``EventLog``)."""
-    trades: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    fills: dict[int, dict[bytes, dict[str, int]]] = field(default_factory=dict)
-    bills: dict[int, dict[bytes, dict[str, Any]]] = field(default_factory=dict)
+    trades: SlotLog[list[dict[str, Any]]] = field(default_factory=SlotLog)
+    fills: SlotLog[dict[bytes, dict[str, int]]] = field(default_factory=SlotLog)
+    bills: SlotLog[dict[bytes, dict[str, Any]]] = field(default_factory=SlotLog)
     placed: dict[bytes, int] = field(default_factory=dict)
     """Order id -> number of ``order_placed`` events (a replayed order would show 2)."""
     flagged: dict[int, set[str]] = field(default_factory=dict)
@@ -319,7 +415,7 @@ class RunData:
     estimated: dict[int, set[str]] = field(default_factory=dict)
     """Slot -> cps whose quarantined reading the DSO's estimate replaced (``reading_flagged``
     with ``quarantine``; not false-data detections)."""
-    flex_adjust_wh: dict[int, dict[str, int]] = field(default_factory=dict)
+    flex_adjust_wh: SlotLog[dict[str, int]] = field(default_factory=SlotLog)
     """Slot -> cp -> change of net injection the DSO ordered (flexibility, > 0 up) and its
     rebound: the DSO's forecast for envelopes and what honest devices do."""
     failed: list[FailedTx] = field(default_factory=list)
