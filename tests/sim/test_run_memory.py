@@ -162,3 +162,28 @@ def test_per_slot_logs_keep_a_window_in_memory_and_read_as_a_dict(
     assert log[150] == ref[150] and 150 not in log._mem
     assert log.pop(151) == ref.pop(151) and 151 not in log and list(log) == list(ref)
     assert os.listdir(tmp_path) == []                            # unlinked while open
+
+
+def test_placed_order_counts_stay_bounded_in_memory(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``order_placed`` counts by order id (one id a member and slot, for the whole run): at
+    most ``MEM_KEYS`` in memory, the rest summed on the side file; counts read the same."""
+    import tempfile
+
+    from gridledger.sim.records import CountLog
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    log = CountLog()
+    log.MEM_KEYS = 100
+    ids = [i.to_bytes(4, "big") * 8 for i in range(1_000)]
+    for k, i in enumerate(ids):
+        log.add(i)
+        if k % 97 == 0:
+            log.add(ids[k // 2])                 # a replay, some long after the first
+        assert len(log._mem) <= log.MEM_KEYS
+    want = dict.fromkeys(ids, 1)
+    for k in range(0, 1_000, 97):
+        want[ids[k // 2]] += 1
+    assert all(log.get(i) == n for i, n in want.items())
+    assert log.get(b"never") == 0 and log.get(b"never", -1) == -1
+    assert os.listdir(tmp_path) == []

@@ -366,6 +366,36 @@ class SlotLog(MutableMapping[int, V]):
 _MISSING = object()
 
 
+class CountLog:
+    """``key -> count`` for the whole run (``order_placed`` events by order id: one a member
+    and slot): counts added since the last flush in memory, at most ``MEM_KEYS`` of them,
+    the rest summed on the side file (a year of a 30-member community: 1 M order ids)."""
+
+    MEM_KEYS = 20_000
+
+    def __init__(self) -> None:
+        self._file = _SideFile()
+        self._mem: dict[bytes, int] = {}
+        self._table = False
+
+    def add(self, key: bytes, n: int = 1) -> None:
+        self._mem[key] = self._mem.get(key, 0) + n
+        if len(self._mem) > self.MEM_KEYS:
+            if not self._table:
+                self._file.execute("CREATE TABLE n (k BLOB PRIMARY KEY, n INTEGER)")
+                self._table = True
+            self._file.write("INSERT INTO n VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET "
+                             "n = n + excluded.n", list(self._mem.items()))
+            self._mem = {}
+
+    def get(self, key: bytes, default: int = 0) -> int:
+        """The count of ``key`` (``default`` if never added)."""
+        on_file = self._file.read("SELECT n FROM n WHERE k = ?", (key,)) if self._table else []
+        if key not in self._mem and not on_file:
+            return default
+        return self._mem.get(key, 0) + (int(on_file[0][0]) if on_file else 0)
+
+
 def _bump(counts: dict[str, int], key: str, n: int = 1) -> None:
     counts[key] = counts.get(key, 0) + n
 
@@ -405,7 +435,7 @@ class RunData:
     trades: SlotLog[list[dict[str, Any]]] = field(default_factory=SlotLog)
     fills: SlotLog[dict[bytes, dict[str, int]]] = field(default_factory=SlotLog)
     bills: SlotLog[dict[bytes, dict[str, Any]]] = field(default_factory=SlotLog)
-    placed: dict[bytes, int] = field(default_factory=dict)
+    placed: CountLog = field(default_factory=CountLog)
     """Order id -> number of ``order_placed`` events (a replayed order would show 2)."""
     flagged: dict[int, set[str]] = field(default_factory=dict)
     """Slot -> cps whose reading the DSO flagged as false data (``reading_flagged``)."""
@@ -486,7 +516,7 @@ class RunData:
                 rec.orders = ev["orders"]
                 rec.clipped_wh = ev["clipped_wh"]
         elif t == "order_placed":
-            self.placed[ev["order_id"]] = self.placed.get(ev["order_id"], 0) + 1
+            self.placed.add(ev["order_id"])
         elif t == "bill":
             self.bills.setdefault(ev["slot"], {})[ev["addr"]] = ev
         elif t == "reading_flagged" and ev.get("quarantine"):
