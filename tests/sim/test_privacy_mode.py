@@ -100,7 +100,7 @@ def _after_run(eng: Engine) -> int:
 
 def test_every_household_trades_and_meters_under_pseudonyms(run: Engine) -> None:
     ctx, pm = run.ctx, _privacy(run)
-    assert pm.on and len(pm.ids.held) == 12 * SLOTS
+    assert pm.on and pm.ids.count == 12 * SLOTS
     for m in ctx.members:
         for s in ctx.trading_slots():
             h = pm.ids.of(m, s)
@@ -109,7 +109,10 @@ def test_every_household_trades_and_meters_under_pseudonyms(run: Engine) -> None
             assert ctx.identities.ledger_cp(m, s) == h.cp != m.cp
     # every bill of the run is a pseudonym's, and resolves to its member
     bills = [a for by in ctx.data.bills.values() for a in by]
-    assert bills and all(a in pm.ids.held for a in bills)
+    own = {m.address for m in ctx.members}
+    assert bills and all(a not in own and pm.ids.owner(a) is not None for a in bills)
+    assert all(pm.ids.owner_of_cp(ctx.identities.ledger_cp(m, s)) is m
+               for m in ctx.members for s in ctx.trading_slots())
 
 
 def _held(run: Engine, slot: int) -> Any:
@@ -168,7 +171,7 @@ def test_an_uncertified_pseudonym_cannot_read_or_order(run: Engine) -> None:
                                                                "leaves": [leaf]}),
                        _after_run(run))
     assert rule == "not-certified"
-    assert _money(run) == money and len(pm.ids.held) == 12 * SLOTS
+    assert _money(run) == money and pm.ids.count == 12 * SLOTS
 
 
 def test_a_pseudonym_cannot_transfer_money(run: Engine) -> None:

@@ -366,6 +366,34 @@ class SlotLog(MutableMapping[int, V]):
 _MISSING = object()
 
 
+class ByteMap:
+    """``bytes -> int`` for the whole run (e.g. every pseudonym's address -> its household):
+    the newest ``MEM_KEYS`` entries in memory, the rest on the side file."""
+
+    MEM_KEYS = 20_000
+
+    def __init__(self) -> None:
+        self._file = _SideFile()
+        self._mem: dict[bytes, int] = {}
+        self._table = False
+
+    def __setitem__(self, key: bytes, value: int) -> None:
+        self._mem[key] = value
+        if len(self._mem) > self.MEM_KEYS:
+            if not self._table:
+                self._file.execute("CREATE TABLE m (k BLOB PRIMARY KEY, v INTEGER)")
+                self._table = True
+            self._file.write("INSERT OR REPLACE INTO m VALUES (?, ?)", list(self._mem.items()))
+            self._mem = {}
+
+    def get(self, key: bytes) -> int | None:
+        got = self._mem.get(key)
+        if got is not None or not self._table:
+            return got
+        rows = self._file.read("SELECT v FROM m WHERE k = ?", (key,))
+        return int(rows[0][0]) if rows else None
+
+
 class CountLog:
     """``key -> count`` for the whole run (``order_placed`` events by order id: one a member
     and slot): counts added since the last flush in memory, at most ``MEM_KEYS`` of them,

@@ -44,7 +44,8 @@ under their own identities (``sim.identity.OwnKeys``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+from collections.abc import Container, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -56,6 +57,7 @@ from gridledger.grid import SlotMeasurements
 from gridledger.ledger import codec
 from gridledger.ledger.modules.firmware.types import image_commitment
 from gridledger.ledger.modules.privacy.records import dispute_id_for_trade, pseudo_cp
+from gridledger.ledger.modules.registry.types import PSEUDO_CP
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.privacy.errors import EndorsementRefused
 from gridledger.privacy.ledger_io import (
@@ -85,7 +87,7 @@ from gridledger.sim.community import (
 from gridledger.sim.context import MEMBER_QUOTA, SimContext
 from gridledger.sim.feature import Feature
 from gridledger.sim.privacy_view import count_clear, count_clear_started
-from gridledger.sim.records import Delivered
+from gridledger.sim.records import ByteMap, Delivered, SlotLog
 
 ISSUE_SLOT_OF_DAY = 72
 """Slot of the day (18:00) at which the next epoch's pseudonyms are issued: join in block A,
@@ -181,24 +183,60 @@ class Held:
         return pseudo_cp(self.own.address)
 
 
+Retired = tuple[str, bytes, str, bytes, int, int, bytes | None, bytes | None]
+"""What rebuilds a retired pseudonym's ``Held``: its key's and its reading key's algorithm
+and seed, its slots, image and salt (its escrow is the trustees' and on the ledger)."""
+
+
 class PseudonymIdentities:
     """``sim.identity.Identities`` under privacy mode: the slot's pseudonym, its reading key
     and stand-in cp; a member without a pseudonym for a slot (no ticket) acts under its own
-    identity, as the ledger's rules make it (``ticket-cap``)."""
+    identity, as the ledger's rules make it (``ticket-cap``).
+
+    Pseudonyms of epochs whose pool has paid out are retired (``retire``): a run makes one a
+    member and slot, each with its escrow and two keys (~8 KB of objects, more of OpenSSL's
+    parsed keys), and held them all (issue 17: ~250 MB a day at 30 members). A retired
+    pseudonym is still found (``of``, ``owner``, ``owner_of_cp``): who owns it on the side
+    file, what rebuilds it in a ``SlotLog``."""
 
     def __init__(self, members: Sequence[Member]) -> None:
         self._members = {m.address: m for m in members}
+        self._by_index = {m.index: m for m in members}
         self._by_cp = {m.cp: m for m in members}
         self._slot: dict[tuple[int, int], Held] = {}      # (member index, slot) -> pseudonym
         self.held: dict[bytes, Held] = {}                 # pseudonym address -> pseudonym
+        """The pseudonyms not retired (their epoch not paid out, or in an opening)."""
         self._in_use: dict[int, list[Held]] = {}          # last slot -> keys still parsed
+        self._owners = ByteMap()                          # every pseudonym -> member index
+        self._retired: SlotLog[dict[int, Retired]] = SlotLog()  # slot -> member index -> ...
+        self.count = 0
+        """Pseudonyms taken into use in the run (retired ones included)."""
 
     def add(self, h: Held) -> None:
         self.held[h.address] = h
-        self._by_cp[h.cp] = h.member
+        self._owners[h.address] = h.member.index
+        self.count += 1
         for s in range(h.first_slot, h.last_slot + 1):
             self._slot[(h.member.index, s)] = h
         self._in_use.setdefault(h.last_slot, []).append(h)
+
+    def retire(self, held: Iterable[Held], keep: Container[bytes] = ()) -> int:
+        """Forget ``held``'s pseudonyms (but those in ``keep``) but for what finds them
+        again; returns how many were retired."""
+        n = 0
+        for h in held:
+            if h.address in keep or self.held.get(h.address) is not h:
+                continue
+            del self.held[h.address]
+            i = h.member.index
+            rec: Retired = (h.own.key.alg, h.own.key.seed, h.reading_key.alg,
+                            h.reading_key.seed, h.first_slot, h.last_slot, h.image, h.salt)
+            for s in range(h.first_slot, h.last_slot + 1):
+                if self._slot.get((i, s)) is h:
+                    del self._slot[(i, s)]
+                    self._retired.setdefault(s, {})[i] = rec
+            n += 1
+        return n
 
     def release_keys(self, before: int) -> int:
         """Drop the parsed keys (``SigningKey.release``) of pseudonyms whose last slot is
@@ -214,8 +252,19 @@ class PseudonymIdentities:
                 n += 1
         return n
 
+    def _rebuild(self, m: Member, rec: Retired) -> Held:
+        alg, seed, ralg, rseed, first, last, image, salt = rec
+        # the escrow is not kept: only an opening reads it, and a pseudonym in an opening is
+        # not retired
+        own = OwnPseudonym(SigningKey(alg, seed), None)  # type: ignore[arg-type]
+        return Held(m, own, SigningKey(ralg, rseed), first, last, image, salt)
+
     def of(self, m: Member, slot: int) -> Held | None:
-        return self._slot.get((m.index, slot))
+        h = self._slot.get((m.index, slot))
+        if h is not None or slot not in self._retired:
+            return h
+        rec = self._retired[slot].get(m.index)
+        return None if rec is None else self._rebuild(m, rec)
 
     def trading_key(self, m: Member, slot: int) -> SigningKey:
         h = self.of(m, slot)
@@ -227,14 +276,27 @@ class PseudonymIdentities:
 
     def owner(self, addr: bytes) -> Member | None:
         h = self.held.get(addr)
-        return h.member if h is not None else self._members.get(addr)
+        if h is not None:
+            return h.member
+        m = self._members.get(addr)
+        if m is not None:
+            return m
+        i = self._owners.get(addr)
+        return None if i is None else self._by_index[i]
 
     def ledger_cp(self, m: Member, slot: int) -> str:
         h = self.of(m, slot)
         return m.cp if h is None else h.cp
 
     def owner_of_cp(self, cp: str) -> Member | None:
-        return self._by_cp.get(cp)
+        m = self._by_cp.get(cp)
+        if m is not None or not cp.startswith(PSEUDO_CP):
+            return m
+        try:  # a pseudonym's stand-in cp names its address (``pseudo_cp``)
+            addr = base64.urlsafe_b64decode(cp[len(PSEUDO_CP):] + "==")
+        except ValueError:
+            return None
+        return self.owner(addr) if pseudo_cp(addr) == cp else None
 
     def image_opening(self, m: Member, slot: int) -> tuple[bytes, bytes] | None:
         h = self.of(m, slot)
@@ -252,6 +314,9 @@ class EpochIssue:
     left_out: dict[int, str] = field(default_factory=dict)
     """Member index -> its reputation tier, for members the ticket cap kept out."""
     held: list[Held] = field(default_factory=list)
+    """Its pseudonyms, until the pool has paid out (then retired: ``PseudonymIdentities``)."""
+    pseudonyms: int = 0
+    """How many pseudonyms the epoch issued (``held``'s length before it was retired)."""
     claimed: bool = False
     paid: bool = False
     bill_micro: dict[int, int] = field(default_factory=dict)
@@ -396,6 +461,7 @@ class PrivacyMode(Feature):
             for p, (first, last) in zip(ps, ranges, strict=True):
                 issue.held.append(Held(by_index[i], p, reading[p.address], first, last,
                                        images.get(p.address), salts.get(p.address)))
+        issue.pseudonyms = len(issue.held)
         # the DSO's attestation is signed when it is submitted (block B): the DSO signs its
         # block-A transactions in between, and a nonce signed ahead made the next one a
         # nonce gap (the slot's envelope refused) and, after the resync, its first opening
@@ -585,12 +651,21 @@ class PrivacyMode(Feature):
                 txs += self._claims(e["epoch"])
             elif t == "pool_paid" and e["epoch"] in self.epochs:
                 self.epochs[e["epoch"]].paid = True
+                self._retire(e["epoch"])
             elif t == "pool_settled" and e["epoch"] in self.epochs:
                 self.epochs[e["epoch"]].settled = {k: int(e[k]) for k in
                                                    ("from_grid_micro", "to_grid_micro")}
         txs += self._trustees()
         if txs:
             ctx.defer(txs)
+
+    def _retire(self, epoch: int) -> None:
+        """The epoch's pool has paid out (after its last slot's dispute window): its
+        pseudonyms are done but for an opening under way (issue 17: memory flat over days)."""
+        issue = self.epochs[epoch]
+        keep = set(self.openings)
+        self.ids.retire(issue.held, keep)
+        issue.held = [h for h in issue.held if h.address in keep]
 
     def _on_decision(self, e: dict[str, Any]) -> list[bytes]:
         """A decided trade dispute against a pseudonym: the wronged party asks to open it."""
@@ -680,7 +755,7 @@ class PrivacyMode(Feature):
             out.update({
                 "rotation": "per-slot" if self.rotation_slots == 1 else
                 f"every {self.rotation_slots} slots",
-                "pseudonyms": len(self.ids.held),
+                "pseudonyms": self.ids.count,
                 "epochs": {str(e): self._epoch_summary(i) for e, i in sorted(self.epochs.items())},
                 "sealed_readings_to_dso": self.sealed_readings,
                 "identities_opened": sum(1 for o in self.openings.values()
@@ -735,7 +810,7 @@ class PrivacyMode(Feature):
         ledger settled with the grid account equals the sum of the households' market
         results the DSO bills (off the ledger)."""
         net = i.settled.get("to_grid_micro", 0) - i.settled.get("from_grid_micro", 0)
-        return {"members": len(i.tickets), "pseudonyms": len(i.held), "paid": i.paid,
+        return {"members": len(i.tickets), "pseudonyms": i.pseudonyms, "paid": i.paid,
                 "payout": "bill", "community_result_micro": net,
                 "household_bills_micro": sum(i.bill_micro.values()),
                 "bills_match_pool": i.paid and sum(i.bill_micro.values()) == net}
