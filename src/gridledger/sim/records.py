@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from gridledger.grid import CurtailmentCause, EnvelopeReport, SlotMeasurements
+from gridledger.grid import SLOTS_PER_DAY, CurtailmentCause, EnvelopeReport, SlotMeasurements
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.agents import MarketView
 from gridledger.sim.secagg import Round
@@ -283,9 +283,10 @@ class SlotLog(MutableMapping[int, V]):
     out of the window again), so a late write to an old slot is kept. Keys iterate in the
     order they were first set, as a dict's do; setting a key again keeps its place."""
 
-    MEM_SLOTS = 2 * 96
-    """Two days: everything a run still changes (settlement, disputes within the dispute
-    window) and the current day's readers stay in memory."""
+    MEM_SLOTS = SLOTS_PER_DAY
+    """A day: what a run still changes (settlement a few slots on, disputes within the
+    one-day dispute window) and what the features and attacks read during the run stay in
+    memory; a late write to an older slot is kept all the same (``setdefault``)."""
 
     def __init__(self) -> None:
         self._file = _SideFile()
