@@ -131,3 +131,31 @@ def test_the_dp_section_reads_right_in_a_browser(tmp_path: Path, width: int) -> 
     assert "Published by the DSO (differential privacy)" in page and "18:00-24:00" in page
     res = open_in_chromium(path, width=width, evaluate={"clipped": _CLIPPED})
     assert res.errors == [] and res.values["clipped"] == []
+
+
+def test_a_whole_day_is_released_when_the_next_begins_and_its_readings_dropped() -> None:
+    """Issue 17: the DSO's publication held every cp's reading of every slot of the run; a
+    day is released once the next day's first slot is delivered (in day order, as at the
+    end: the same products) and its readings leave memory."""
+    model = load_grid(DEFAULT_NETWORK)
+    net = model.pv_wh - model.load_wh + model.storage_wh
+    first = DEFAULT_START_DAY * 96
+
+    def fed(days: int) -> DsoPublication:
+        ctx = SimpleNamespace(model=model, sc=SimpleNamespace(seed=7), data=RunData())
+        pub = DsoPublication(ctx, PLAN)  # type: ignore[arg-type]
+        for slot in range(first, first + 96 * days):
+            meas = SlotMeasurements(slot, {cp: int(net[i, slot % 96 + first])
+                                           for i, cp in enumerate(model.cp_ids)})
+            pub.after_delivery(None, Delivered(slot, {}, meas))  # type: ignore[arg-type]
+            assert len(pub.readings) == 1          # only the day being delivered
+        return pub
+
+    two, one = fed(2), fed(1)
+    assert {p.day for p in two.published} == {DEFAULT_START_DAY}   # day 1 released already
+    two.finish()
+    one.finish()
+    assert two.readings == {} and {p.day for p in two.published} == {DEFAULT_START_DAY,
+                                                                      DEFAULT_START_DAY + 1}
+    day1 = [p for p in two.ctx.data.dp_release["dp_published"] if p["day"] == DEFAULT_START_DAY]
+    assert day1 == one.ctx.data.dp_release["dp_published"]
