@@ -189,13 +189,6 @@ class SigningKey:
     def address(self) -> bytes:
         return self.public_key.address
 
-    def release(self) -> None:
-        """Drop the parsed key object (OpenSSL's expanded ML-DSA key: ~10-20 KB of native
-        memory a key); the next signature re-derives it from the seed, so nothing a key
-        signs changes. For keys kept after their use: a privacy run makes two a member and
-        slot (issue 17: memory flat over days)."""
-        self.__dict__.pop("_key", None)
-
     def sign(self, message: bytes, context: bytes = b"") -> bytes:
         """ML-DSA signature over ``message`` with FIPS 204 context string ``context``."""
         return self._key.sign(message, context)  # type: ignore[attr-defined,no-any-return]

@@ -95,10 +95,6 @@ attestation and certificate in block B, registrations in block C."""
 RELAYS = 3
 """Relays that register a day's pseudonyms (the trustees' nodes relay them)."""
 CTX_DSO_READING = b"gl/sim/dso-reading/v1"
-KEYS_KEPT_SLOTS = 4
-"""Slots a pseudonym's parsed keys are kept after its last slot (its reading comes one slot
-later, a storage report or a flexibility report a little later); after that a key that signs
-again (a dispute, a pool claim) is re-derived from its seed (``release_keys``)."""
 SEAL_IMAGES = True
 """Each pseudonym's leaf and readings carry a salted commitment to its meter's firmware
 image, not the image (issue 19 item 4: an image cuts a pseudonym's anonymity set to its
@@ -194,8 +190,8 @@ class PseudonymIdentities:
     identity, as the ledger's rules make it (``ticket-cap``).
 
     Pseudonyms of epochs whose pool has paid out are retired (``retire``): a run makes one a
-    member and slot, each with its escrow and two keys (~8 KB of objects, more of OpenSSL's
-    parsed keys), and held them all (issue 17: ~250 MB a day at 30 members). A retired
+    member and slot, each with its escrow and two keys (~8 KB of objects), and held them
+    all (issue 17: ~250 MB a day at 30 members). A retired
     pseudonym is still found (``of``, ``owner``, ``owner_of_cp``): who owns it on the side
     file, what rebuilds it in a ``SlotLog``."""
 
@@ -206,7 +202,6 @@ class PseudonymIdentities:
         self._slot: dict[tuple[int, int], Held] = {}      # (member index, slot) -> pseudonym
         self.held: dict[bytes, Held] = {}                 # pseudonym address -> pseudonym
         """The pseudonyms not retired (their epoch not paid out, or in an opening)."""
-        self._in_use: dict[int, list[Held]] = {}          # last slot -> keys still parsed
         self._owners = ByteMap()                          # every pseudonym -> member index
         self._retired: SlotLog[dict[int, Retired]] = SlotLog()  # slot -> member index -> ...
         self.count = 0
@@ -218,7 +213,6 @@ class PseudonymIdentities:
         self.count += 1
         for s in range(h.first_slot, h.last_slot + 1):
             self._slot[(h.member.index, s)] = h
-        self._in_use.setdefault(h.last_slot, []).append(h)
 
     def retire(self, held: Iterable[Held], keep: Container[bytes] = ()) -> int:
         """Forget ``held``'s pseudonyms (but those in ``keep``) but for what finds them
@@ -236,20 +230,6 @@ class PseudonymIdentities:
                     del self._slot[(i, s)]
                     self._retired.setdefault(s, {})[i] = rec
             n += 1
-        return n
-
-    def release_keys(self, before: int) -> int:
-        """Drop the parsed keys (``SigningKey.release``) of pseudonyms whose last slot is
-        before ``before``; returns how many pseudonyms. Their keys still sign (a dispute, a
-        claim: re-derived from the seed), but a run no longer holds two parsed ML-DSA keys
-        a member and slot (issue 17: ~10-20 KB each, 2 GB a day at 1,000 members)."""
-        done = sorted(s for s in self._in_use if s < before)
-        n = 0
-        for s in done:
-            for h in self._in_use.pop(s):
-                h.own.key.release()
-                h.reading_key.release()
-                n += 1
         return n
 
     def _rebuild(self, m: Member, rec: Retired) -> Held:
@@ -578,8 +558,6 @@ class PrivacyMode(Feature):
         if self._pending is not None:       # registered in this step's block C
             self._take_pseudonyms(self._pending)
             self._pending = None
-        if self.on:  # slot L-1's readings are in: its pseudonyms' keys are done (but rarely)
-            self.ids.release_keys(step.slot - KEYS_KEPT_SLOTS)
 
     # -- the DSO's sealed meter data ---------------------------------------------------------
     def after_delivery(self, step: Step, delivered: Delivered) -> None:
