@@ -36,6 +36,7 @@ class BalanceEscape(Attack):
                                   key=lambda m: -self.load_from(m, start))
         self.accomplice = self.pick(lambda m: m.role == "consumer")
         self.escaped_after: set[int] = set()
+        self.billed: set[int] = set()  # slots the attacker was billed in (``bill`` events)
         """Settled slots after which the balance was moved away."""
         self.moved_micro = 0
         self.moves = 0
@@ -57,7 +58,9 @@ class BalanceEscape(Attack):
 
     def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
         eng, me = self.eng, self.attacker.address
-        settled = {s for s, bills in eng.data.bills.items() if me in bills}
+        # kept from the events as they come (a scan of every slot's bills each step read the
+        # whole run's bills, spilled to disk after a day: issue 17)
+        settled = self.billed
         if not settled or not (trading and self.escaping(slot)):
             return []
         last = max(settled)
@@ -74,6 +77,7 @@ class BalanceEscape(Attack):
 
     def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
         me = self.attacker.address
+        self.billed.update(e["slot"] for e in events if e.get("type") == "bill" and e["addr"] == me)
         told = [e for e in events if e.get("type") in ("retail_hold_short", "unpaid")
                 and e.get("addr") == me]
         if told and self.disconnected_from is None:

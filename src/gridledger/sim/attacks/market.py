@@ -111,14 +111,18 @@ class FalseNonReceipt(Attack):
     def setup(self) -> None:
         self.attacker = self.pick(lambda m: m.role == "consumer")
         self.claimed: set[tuple[int, int]] = set()
+        self.scanned: set[int] = set()
         self.decisions: list[dict[str, Any]] = []
 
     def txs_block_a(self, slot: int, trading: bool) -> list[bytes]:
         eng, ids = self.eng, self.eng.identities
         out = []
         for s in sorted(eng.data.bills):
-            if not eng.in_window(s, *self.window):
+            if s in self.scanned or not eng.in_window(s, *self.window):
                 continue
+            # a settled slot's trades are final: scanned once, it never yields a claim again
+            # (each step read every window slot's trades of the run, spilled after a day)
+            self.scanned.add(s)
             for t in eng.data.trades.get(s, []):
                 if ids.owner(t["buyer"]) is self.attacker and (s, t["index"]) not in self.claimed \
                         and len(self.claimed) < self.MAX_CLAIMS:
