@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -166,3 +167,34 @@ def test_without_the_threshold_one_stolen_key_forges_the_envelopes(
     r = s["attacks"]["dso-crash"]
     assert not r["mitigated"] and r["forged_executed"] >= 1, r
     assert r["forgeries_refused"].get("admitted", 0) >= 1
+
+
+def _night_proposal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A privacy-mode run from 18:00 to 09:00 whose faulty release is proposed at 04:15, just
+    past a snapshot (block 96): the blocks since it settle nothing from escrow, so only a
+    window reaching further back exercises the faulty pay-out (regression: a 4-day privacy
+    run, proposal at day 3 04:45, stopped the chain at 06:15 with total-supply)."""
+    monkeypatch.setattr(Governance, "UPGRADE_AT", 10.0)  # only the faulty upgrade
+    monkeypatch.setattr(ContractBug, "AT", 41 / 60)       # slot 72 + 41 = 113: 04:15
+    sc = Scenario(participants=20, slots=60, validators=1, attacks=("contract-bug",), seed=7,
+                  start_slot_of_day=72, privacy=True)
+    summary, _series = run_demo(sc, tmp_path)
+    return summary
+
+
+@pytest.mark.slow
+def test_a_release_proposed_at_night_is_refused_by_a_days_dry_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = _night_proposal(tmp_path, monkeypatch)["attacks"]["contract-bug"]
+    assert r["injected"] == 1 and r["detected"] == 1 and r["mitigated"] and r["loss"] == 0, r
+    assert "total-supply" in r["finding"]
+
+
+@pytest.mark.slow
+def test_a_night_proposal_passes_a_short_dry_run_and_stops_the_chain(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence weakened to the old 8-slot window: every review approves the release (nothing
+    in the window pays from escrow), it activates, and the first settlement is refused."""
+    monkeypatch.setattr(Governance, "WINDOW", 24)
+    with pytest.raises(Exception, match="total-supply"):
+        _night_proposal(tmp_path, monkeypatch)

@@ -28,6 +28,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
+from gridledger.grid import SLOTS_PER_DAY
 from gridledger.ledger.dryrun import Proposed, Verdict, review_inputs, review_upgrade
 from gridledger.ledger.execute import SigCheck
 from gridledger.ledger.genesis import Genesis
@@ -117,8 +118,11 @@ class Governance(Feature):
     threat_rows: ClassVar[tuple[str, ...]] = ("12",)
     UPGRADE_AT: ClassVar[float] = 0.06
     """When the governance upgrade is proposed, as a fraction of the trading slots."""
-    WINDOW: ClassVar[int] = 24
-    """Blocks each validator's dry run replays at least (8 slots of the demo)."""
+    WINDOW: ClassVar[int] = 3 * SLOTS_PER_DAY
+    """Blocks each validator's dry run replays at least: a day of the demo's blocks (three a
+    slot). A release's faulty path may run only by day (settlement pay-outs): reviewed over
+    8 slots (24 blocks), ``contract-bug`` proposed at 04:45 on day 3 of a 4-day run passed
+    every review and stopped the chain at the first settlement after it activated."""
     DRY_RUN: ClassVar[bool] = True
 
     def __init__(self, ctx: SimContext) -> None:
