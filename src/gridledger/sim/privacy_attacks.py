@@ -29,9 +29,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import weakref
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
@@ -51,6 +50,7 @@ from gridledger.privacy.attacks import mean_row_correlation as _mean_corr
 from gridledger.sim.attack_base import Attack
 from gridledger.sim.community import household_net_wh
 from gridledger.sim.context import SimContext
+from gridledger.sim.forked import start_forked
 from gridledger.sim.privacy_view import Observation, node_api, observe_store, store_paths
 
 
@@ -316,13 +316,6 @@ def analysis(eng: SimContext) -> Analysis:
 
 
 _STARTED: weakref.WeakKeyDictionary[SimContext, Future[Analysis]] = weakref.WeakKeyDictionary()
-_FORKED: list[SimContext] = []   # the run the forked worker analyses (inherited, not pickled)
-
-
-def _analyse_forked() -> Analysis:
-    return Analysis(_FORKED[0])
-
-
 def analysis_started(eng: SimContext) -> None:
     """Start the run's curious-validator analysis in a forked process (once): it reads only
     the validator's closed store (and its node restarted from it) and the run's records,
@@ -331,13 +324,9 @@ def analysis_started(eng: SimContext) -> None:
     the same analysis, same figures)."""
     if eng in _STARTED or eng in _OBSERVED:
         return
-    _FORKED[:] = [eng]
-    ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-    try:
-        _STARTED[eng] = ex.submit(_analyse_forked)
-    finally:
-        ex.shutdown(wait=False)  # the worker ends once its one job is done
-        _FORKED.clear()
+    started = start_forked(lambda: Analysis(eng))
+    if started is not None:  # else ``analysis`` computes it here
+        _STARTED[eng] = started
 
 
 class UsageInference(Attack):

@@ -9,12 +9,11 @@ point id) — ``summary.privacy.clear_household_readings`` / ``clear_household_o
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from gridledger.node.store import BlockStore
 from gridledger.sim.clock import SLOT_S
 from gridledger.sim.community import EPOCH_SLOTS
 from gridledger.sim.context import SimContext
+from gridledger.sim.forked import start_forked
 
 READING_TXS = frozenset({"metering/reading", "metering/flag", "certificates/storage_reading"})
 ORDER_TXS = frozenset({"market/order", "market/commit", "market/reveal", "market/replace",
@@ -275,11 +275,11 @@ def count_clear_in_background(paths: list[Path], owners: dict[bytes | str, str],
     demo: the curious validator's analysis, the rest of the summary); for closed, final
     stores. ``.result()`` is ``count_clear_in``'s dict (or raises what it raised)."""
     # forked: the child reads the stores from their paths and needs nothing re-imported
-    ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-    try:
-        return ex.submit(count_clear_in, paths, owners, fleet, out_of_pool)
-    finally:
-        ex.shutdown(wait=False)  # the worker ends once its one job is done
+    started = start_forked(lambda: count_clear_in(paths, owners, fleet, out_of_pool))
+    if started is None:  # no fork on this platform: counted here
+        started = Future()
+        started.set_result(count_clear_in(paths, owners, fleet, out_of_pool))
+    return started
 
 
 def count_clear_in(paths: list[Path], owners: dict[bytes | str, str], fleet: frozenset[bytes],

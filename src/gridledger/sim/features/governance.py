@@ -21,10 +21,9 @@
 from __future__ import annotations
 
 import html
-import multiprocessing
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,6 +38,7 @@ from gridledger.node.store import BlockStore
 from gridledger.sim.clock import Step
 from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature, ReportSection
+from gridledger.sim.forked import start_forked
 
 TARGET = ("governance", 3)
 """The upgrade the community makes: run-time grid fees (governance v3)."""
@@ -85,22 +85,7 @@ class _Review:
 
     def start(self) -> Future[tuple[list[dict[str, Any]], float]] | None:
         """``run`` in a forked process (None where there is no fork: run it here)."""
-        if "fork" not in multiprocessing.get_all_start_methods():
-            return None
-        _FORKED[:] = [self]
-        ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-        try:
-            return ex.submit(_run_forked)
-        finally:
-            ex.shutdown(wait=False)  # the worker ends once its one job is done
-            _FORKED.clear()
-
-
-_FORKED: list[_Review] = []   # the review the forked worker runs (inherited, not pickled)
-
-
-def _run_forked() -> tuple[list[dict[str, Any]], float]:
-    return _FORKED[0].run()
+        return start_forked(self.run)
 
 
 def _plain(v: Any) -> Any:
