@@ -91,3 +91,21 @@ def test_signing_keys_do_not_hold_their_expanded_key() -> None:
     assert all(k.public_key.verify(b"m", s, b"gl/tx") for k, s in zip(keys, sigs, strict=True))
     assert keys[0].sign(b"m2") and keys[0].address == SigningKey.from_seed(
         "ml-dsa-65", bytes([0]) * 32).address
+
+
+def test_tally_counts_distinct_signatures_by_algorithm() -> None:
+    from gridledger.crypto.sig import tally_verifications
+
+    k44, k65 = SigningKey.generate("ml-dsa-44"), SigningKey.generate("ml-dsa-65")
+    s44, s65 = k44.sign(b"m", b"ctx"), k65.sign(b"m", b"ctx")
+    assert verify_signature("ml-dsa-44", k44.public_key.raw, b"m", s44, b"ctx")  # not counted
+    with tally_verifications() as tally:
+        for _ in range(3):   # the same signature checked again counts once
+            assert verify_signature("ml-dsa-44", k44.public_key.raw, b"m", s44, b"ctx")
+        assert verify_signature("ml-dsa-65", k65.public_key.raw, b"m", s65, b"ctx")
+        with pytest.raises(RuntimeError), tally_verifications():
+            pass
+    assert tally.counts() == {"ml-dsa-44": 1, "ml-dsa-65": 1}
+    with tally_verifications() as again:   # closed: a new tally starts empty
+        pass
+    assert again.counts() == {}
