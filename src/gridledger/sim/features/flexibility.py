@@ -44,7 +44,7 @@ from gridledger.ledger.modules.flex.types import MAX_CPS
 from gridledger.ledger.tx import decode_tx
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.clock import SLOT_S, Step
-from gridledger.sim.community import Member, household_net_wh
+from gridledger.sim.community import Member, forecast_wh_by_cp, household_net_wh
 from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature, ReportSection
 
@@ -263,11 +263,18 @@ class Flexibility(Feature):
 
     def _without(self, slot: int, planned_wh: dict[str, int]) -> None:
         """The same slot delivered without the flexibility ordered for it (nor its rebound):
-        the envelopes the DSO publishes when it buys none, and the same power flow check and
-        curtailment rule as ``features.delivery`` — the report's "without flexibility"."""
+        the envelopes the DSO publishes when it buys none — computed, as ``features.dso``
+        does, on its forecast (``forecast_wh_by_cp``: members PV - load, outsiders their
+        profile) without the flexibility adjustment — and the same power flow check and
+        curtailment rule as ``features.delivery``: the report's "without flexibility".
+
+        (Until the ninth session the envelopes came from the model's own profiles, storage
+        included, so the "without" figures mixed flexibility's effect with the difference
+        between those profiles and the DSO's forecast.)"""
         ctx = self.ctx
         with ctx.timed("flex_counterfactual_s"):
-            envelopes = compute_envelope_report(ctx.model, slot)
+            forecast = forecast_wh_by_cp(ctx.model, ctx.by_cp, slot)
+            envelopes = compute_envelope_report(ctx.model, slot, forecast_wh_by_cp=forecast)
             done = deliver_schedule(ctx.model, slot, planned_wh, envelopes=envelopes,
                                     limits=ctx.limits)
         self.without[slot] = (len(done.report.violations), done.total_curtailed_wh)
