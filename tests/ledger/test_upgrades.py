@@ -470,3 +470,68 @@ def test_committed_state_is_replayed_from_the_latest_snapshot(world, tmp_path, m
         assert review_inputs(v.store, v.app.catalog, up, window=8)[0] != \
             review_inputs(periodic, v.app.catalog, up, window=8)[0]
     periodic.close()
+
+
+# -- the dry run must run what a release replaces (ledger.dryrun step 5) --------------------
+
+class _PayoutSlip:
+    """A bank release's keeper: this build's keeper but ``pay_from_locked`` (the market's
+    settlement pay-out), which creates a unit of money a pay-out."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(bank_keeper, name)
+
+    def pay_from_locked(self, state: State, src: bytes, dst: bytes, amount: int) -> None:
+        bank_keeper.pay_from_locked(state, src, dst, amount)
+        bank_keeper.credit(state, dst, 1)
+
+
+def _payout_release() -> Release:
+    declares = Declaration(migration="none", changes=(bank_keeper.BAL,), receipts=True)
+    return Release("bank", 2, lambda k: replace(bank.build(registry=k["registry"]), version=2,
+                                                declares=declares), keeper=_PayoutSlip())
+
+
+def _review_of(w: World, release: Release, **kw: Any):
+    v = w.net.validators[1]
+    d = v.app.catalog.declaration_digest(v.app.versions(), "bank", 2)
+    return review_upgrade(v.store, w.genesis, v.app.catalog, Proposed(1, "bank", 2, d), **kw)
+
+
+def test_dry_run_refuses_a_release_whose_replaced_code_no_block_runs(world):
+    """No block of this chain settles a market slot, so nothing calls ``pay_from_locked``:
+    the replay cannot vouch for the release's version of it (widened to genesis, still
+    unrun) and the review refuses, naming it. Without the coverage rule it approves code
+    it never ran."""
+    w = world
+    w.transfers(12)
+    release = _payout_release()
+    _install(w, release)
+    verdict = _review_of(w, release, window=8)
+    assert not verdict.approve and verdict.widened and verdict.from_height == 0, verdict
+    assert "no committed block runs bank keeper pay_from_locked" in verdict.reason
+    blind = _review_of(w, release, window=8, require_coverage=False)
+    assert blind.approve and blind.replaced == () and blind.from_height > 0, blind
+
+
+def test_a_window_without_the_replaced_code_is_widened_to_the_whole_chain(world):
+    """The faulty transfer handler runs only in the first blocks; the window (8 blocks from
+    a snapshot) holds none: the review widens to genesis and finds the money it creates.
+    The same window without the coverage rule approves it (what a timed proposal gets)."""
+    w = world
+    w.transfers(6)
+    for _ in range(14):
+        w.block()
+    release = faulty_bank(FEE_RULE)
+    _install(w, release)
+    covered = _review(w, release)   # window=8
+    assert not covered.approve and covered.widened and "total-supply" in covered.reason, covered
+    v = w.net.validators[1]
+    d = release.build().declares.digest("bank", 2)
+    short = review_upgrade(v.store, w.genesis, v.app.catalog, Proposed(1, "bank", 2, d),
+                           window=8, require_coverage=False)
+    assert short.approve and short.from_height > 0 and short.replaced == (), short
+    honest = faulty_bank(CLAIMS_NOTHING, create_money=False)
+    _install(w, honest)
+    ok = _review(w, honest)
+    assert ok.approve and ok.widened and ok.replaced == ("bank/transfer handler",), ok

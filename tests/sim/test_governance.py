@@ -194,7 +194,11 @@ def test_a_release_proposed_at_night_is_refused_by_a_days_dry_run(
 def test_a_night_proposal_passes_a_short_dry_run_and_stops_the_chain(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Defence weakened to the old 8-slot window: every review approves the release (nothing
-    in the window pays from escrow), it activates, and the first settlement is refused."""
+    in the window pays from escrow), it activates, and the first settlement is refused.
+    The coverage rule (``ledger.dryrun`` step 5) does not save this case: the window calls
+    the replaced ``pay_from_locked`` 220 times, on night pay-outs under 1,000 micro-units,
+    where the slip rounds to nothing — code that ran is not code that was tested on the
+    inputs that break it, which is why the window is a day as well."""
     monkeypatch.setattr(Governance, "WINDOW", 24)
     with pytest.raises(Exception, match="total-supply"):
         _night_proposal(tmp_path, monkeypatch)

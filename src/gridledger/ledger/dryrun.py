@@ -21,6 +21,20 @@ catalog (the versions it can build) and the proposal, ``review_upgrade``:
    heavy block inside the window (a privacy epoch's registration: ~1.8 s) is executed
    once, by the new version, not twice (issue 19).
 
+5. checks that the replay *ran* what the new version replaces (``Verdict.replaced``): the
+   handler or parser of every message kind the running version also has whose code
+   differs, and every method of an installed release's keeper that replaces this build's
+   keeper function of that name (what the modules depending on it call: a bank release's
+   ``pay_from_locked`` is called by the market's settlement). A window that did not run one
+   of them is widened to the whole chain (replayed from genesis); if no committed block
+   ever ran it, the review refuses — nothing on the chain exercises the replaced code, so
+   a dry run cannot vouch for it. Why: the window is a policy an attacker can time around
+   (a release whose faulty path runs only at an epoch's pay-out or in a dispute, proposed
+   where the window holds none, passes a day's review as the faulty bank passed an
+   8-slot one at night — c05f82e). Coverage is by function, not by input: the night
+   window of that case did call the faulty ``pay_from_locked``, on pay-outs too small for
+   its slip to show, so the window stays a day as well (``sim.features.governance``).
+
 Any finding refuses, naming the first one (``Verdict.reason``, which goes into the
 validator's no vote). A dry run never touches the node's own state.
 """
@@ -28,9 +42,10 @@ validator's no vote). A dry run never touches the node's own state.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from gridledger.errors import InvariantViolation
 from gridledger.ledger import codec
@@ -46,8 +61,8 @@ from gridledger.ledger.execute import (
     run_invariants,
 )
 from gridledger.ledger.genesis import Genesis
-from gridledger.ledger.module import Module
-from gridledger.ledger.modules.catalog import Catalog, VersionUnavailable
+from gridledger.ledger.module import Module, MsgKind
+from gridledger.ledger.modules.catalog import Catalog, VersionUnavailable, builtin_keeper
 from gridledger.ledger.state import State
 from gridledger.ledger.upgrades import (
     SCHEDULE_KEY,
@@ -101,6 +116,12 @@ class Verdict:
     to_height: int
     blocks: int
     keys_changed: int = 0
+    replaced: tuple[str, ...] = ()
+    """What the new version replaces (``_Coverage``), each run by the replay at least once
+    when the verdict approves (e.g. ``"bank keeper pay_from_locked"``,
+    ``"bank/transfer handler"``)."""
+    widened: bool = False
+    """The window did not run everything replaced, so the chain was replayed from genesis."""
 
     def vote_body(self, proposal: int) -> dict[str, object]:
         """The ``governance/vote`` body this verdict casts."""
@@ -133,9 +154,87 @@ def _snapshot_state(source: BlockSource, genesis: Genesis, catalog: Catalog,
     return found or (0, Application(genesis, catalog=catalog).state)
 
 
+def _code(f: Any) -> Any:
+    """A callable's code object (a bound method's function's), or the callable itself."""
+    f = getattr(f, "__func__", f)
+    return getattr(f, "__code__", f)
+
+
+class _Coverage:
+    """What a new version replaces, wired to count its calls during the replay.
+
+    Replaced: a message kind's ``handle`` or ``parse`` whose code differs from the running
+    version's handler of the same kind (a kind the running version lacks is new, not
+    replaced: no committed block can carry it), and a release keeper's public method whose
+    code differs from this build's keeper function of that name. Hooks and invariants run in
+    every block, so they need no count."""
+
+    def __init__(self, old: Module | None, module: str) -> None:
+        self.module_name = module
+        self.old_kinds = {k.kind: k for k in old.kinds()} if old is not None else {}
+        self.calls: Counter[str] = Counter()
+        self.replaced: list[str] = []
+
+    def _counted(self, label: str, f: Callable[..., Any]) -> Callable[..., Any]:
+        self.replaced.append(label)
+        calls = self.calls
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[label] += 1
+            return f(*args, **kwargs)
+        return counted
+
+    def keeper(self, module: str, keeper: Any) -> Any:
+        """``Catalog.build``'s ``wrap_keeper``: a release keeper whose replacing methods count."""
+        base = builtin_keeper(module)
+        if base is None or module != self.module_name:   # an earlier release: not under review
+            return keeper
+        names = sorted(n for n in dir(base) if not n.startswith("_")
+                       and callable(getattr(base, n)) and hasattr(keeper, n)
+                       and _code(getattr(keeper, n)) is not _code(getattr(base, n)))
+        if not names:
+            return keeper
+        wrapped = {n: self._counted(f"{module} keeper {n}", getattr(keeper, n)) for n in names}
+        return _CountingKeeper(keeper, wrapped)
+
+    def wire(self, m: Module) -> Module:
+        """The upgraded module with its replacing handlers and parsers counted."""
+        if m.name != self.module_name:
+            return m
+        messages = []
+        for spec in m.messages:
+            old = self.old_kinds.get(spec.kind)
+            if old is not None and (_code(old.handle) is not _code(spec.handle)
+                                    or _code(old.parse) is not _code(spec.parse)):
+                spec = MsgKind(spec.kind, spec.parse,
+                               self._counted(f"{spec.kind} handler", spec.handle), spec.roles)
+            messages.append(spec)
+        handlers = {}
+        for kind, h in m.handlers.items():
+            old = self.old_kinds.get(kind)
+            handlers[kind] = (self._counted(f"{kind} handler", h)
+                              if old is not None and _code(old.handle) is not _code(h) else h)
+        return replace(m, messages=tuple(messages), handlers=handlers)
+
+    def unrun(self) -> list[str]:
+        return [label for label in self.replaced if not self.calls[label]]
+
+
+class _CountingKeeper:
+    """A keeper seen through ``wrapped`` (counting) methods; everything else as it is."""
+
+    def __init__(self, inner: Any, wrapped: dict[str, Callable[..., Any]]) -> None:
+        self._inner, self._wrapped = inner, wrapped
+
+    def __getattr__(self, name: str) -> Any:
+        wrapped = self._wrapped.get(name)
+        return wrapped if wrapped is not None else getattr(self._inner, name)
+
+
 def review_upgrade(source: BlockSource, genesis: Genesis, catalog: Catalog, up: Proposed,
                    until: int | None = None, window: int = DEFAULT_WINDOW,
-                   sig_check: SigCheck = default_sig_check) -> Verdict:
+                   sig_check: SigCheck = default_sig_check, *,
+                   require_coverage: bool = True) -> Verdict:
     """Dry-run ``up`` over at least the last ``window`` committed blocks up to ``until``
     (default: the store's tip; a reviewer passes the block before the proposal's, the
     state the proposal was made against).
@@ -156,7 +255,10 @@ def review_upgrade(source: BlockSource, genesis: Genesis, catalog: Catalog, up: 
         return _refuse(f"{up.module} already runs v{before.get(up.module)}", start, tip)
     try:
         old_modules = catalog.build(before)
-        new_modules = catalog.build({**before, up.module: up.version})
+        coverage = _Coverage(next((m for m in old_modules if m.name == up.module), None),
+                             up.module)
+        new_modules = [coverage.wire(m) for m in catalog.build(
+            {**before, up.module: up.version}, wrap_keeper=coverage.keeper)]
     except VersionUnavailable as exc:
         return _refuse(str(exc), start, tip)
     new = next(m for m in new_modules if m.name == up.module)
@@ -204,7 +306,15 @@ def review_upgrade(source: BlockSource, genesis: Genesis, catalog: Catalog, up: 
     if undeclared:
         return _refuse(f"{len(undeclared)} state key(s) differ beyond the declaration, e.g. "
                        f"{_show_key(undeclared[0])}", start, tip, n)
-    return Verdict(True, "", start, tip, n, len(differing))
+    unrun = coverage.unrun() if require_coverage else []
+    if unrun and start > 0:   # the whole chain: replayed from genesis
+        return replace(review_upgrade(source, genesis, catalog, up, until=tip, window=tip,
+                                      sig_check=sig_check), widened=True)
+    if unrun:
+        return _refuse(f"no committed block runs {unrun[0]}, which this version replaces "
+                       f"({len(unrun)} such): nothing to review it against", start, tip, n)
+    return Verdict(True, "", start, tip, n, len(differing),
+                   tuple(coverage.replaced) if require_coverage else ())
 
 
 def review_inputs(source: BlockSource, catalog: Catalog, up: Proposed, until: int | None = None,

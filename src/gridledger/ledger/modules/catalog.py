@@ -147,15 +147,20 @@ class Catalog:
         built = self.build({**versions, module: version})
         return next(m for m in built if m.name == module).declares.digest(module, version)
 
-    def build(self, versions: Mapping[str, int]) -> list[Module]:
+    def build(self, versions: Mapping[str, int],
+              wrap_keeper: Callable[[str, Any], Any] | None = None) -> list[Module]:
         """The modules at ``versions`` (a module not named: as in ``genesis_defaults``).
+        ``wrap_keeper(module, keeper)``: what the modules are wired with instead of an
+        installed release's keeper (a dry run counts the calls of what it replaces).
 
         Raises ``VersionUnavailable`` naming the first module version neither this build
         nor an installed release has."""
         full = {**_defaults(), **versions}
         chosen = [r for (name, v), r in sorted(self.releases.items())
                   if full.get(name) == v]
-        keepers = _keepers({r.module: r.keeper for r in chosen if r.keeper is not None})
+        wrap = wrap_keeper if wrap_keeper is not None else (lambda _m, k: k)
+        keepers = _keepers({r.module: wrap(r.module, r.keeper)
+                            for r in chosen if r.keeper is not None})
         out = []
         for m in _builtin(full, keepers):
             want = full[m.name]
@@ -167,6 +172,11 @@ class Catalog:
                 raise VersionUnavailable(f"module {m.name} version {want} is not in this "
                                          f"build (it has version {m.version})")
         return out
+
+
+def builtin_keeper(module: str) -> Any | None:
+    """This build's keeper of ``module`` (what its dependents are wired with), or None."""
+    return _keepers({}).get(module)
 
 
 @functools.cache

@@ -9,6 +9,8 @@
   replays at least the last ``WINDOW`` committed blocks of that validator's store (from a
   snapshot) with the new version and votes yes only if every invariant holds and the
   result is what the upgrade declares; otherwise no, with the finding as the reason.
+  A window that did not run what the release replaces is widened to the whole chain
+  (``Verdict.replaced``, ``widened``).
   On one machine the simulator runs one dry run per distinct input
   (``ledger.dryrun.review_inputs``: the stores' bytes, the catalog, the proposal) — the
   validators' stores hold the same certified blocks, so their verdicts are one pure
@@ -52,9 +54,10 @@ class _Review:
     fork)."""
 
     def __init__(self, genesis: Genesis, up: Proposed, height: int, window: int,
-                 sig_check: SigCheck, jobs: list[tuple[int, Path, Catalog]]) -> None:
+                 sig_check: SigCheck, jobs: list[tuple[int, Path, Catalog]],
+                 coverage: bool = True) -> None:
         self.genesis, self.up, self.height, self.window = genesis, up, height, window
-        self.sig_check, self.jobs = sig_check, jobs
+        self.sig_check, self.jobs, self.coverage = sig_check, jobs, coverage
 
     def run(self) -> tuple[list[dict[str, Any]], float]:
         """(each voter's review, in order; seconds spent)."""
@@ -71,7 +74,8 @@ class _Review:
                 if verdict is None:
                     verdict = review_upgrade(store, self.genesis, catalog, up,
                                              until=height - 1, window=self.window,
-                                             sig_check=self.sig_check)
+                                             sig_check=self.sig_check,
+                                             require_coverage=self.coverage)
                     if verdict.from_height == start:
                         done[inputs] = (verdict, index)
             finally:
@@ -80,6 +84,7 @@ class _Review:
                         "approve": verdict.approve, "reason": verdict.reason,
                         "from_height": verdict.from_height, "to_height": verdict.to_height,
                         "blocks": verdict.blocks, "keys_changed": verdict.keys_changed,
+                        "replaced": list(verdict.replaced), "widened": verdict.widened,
                         "same_inputs_as": same_as})
         return out, time.perf_counter() - t0
 
@@ -109,6 +114,10 @@ class Governance(Feature):
     8 slots (24 blocks), ``contract-bug`` proposed at 04:45 on day 3 of a 4-day run passed
     every review and stopped the chain at the first settlement after it activated."""
     DRY_RUN: ClassVar[bool] = True
+    COVERAGE: ClassVar[bool] = True
+    """Each review must run what the release replaces, widening to the whole chain if the
+    window does not (``ledger.dryrun``, step 5); off only in the tests that show what a
+    window alone lets through."""
 
     def __init__(self, ctx: SimContext) -> None:
         super().__init__(ctx)
@@ -183,7 +192,7 @@ class Governance(Feature):
             return
         jobs = [(v.index, v.store_path, v.app.catalog) for v, _key in voters]
         review = _Review(ctx.community.genesis, up, height, self.WINDOW,
-                         ctx.net.mempool.cache.check, jobs)
+                         ctx.net.mempool.cache.check, jobs, self.COVERAGE)
         started = review.start()
 
         def votes() -> list[bytes]:
@@ -231,4 +240,6 @@ class Governance(Feature):
             "governance", "Governance: module upgrades",
             body + f"<p>Versions at the end of the run: {versions}.</p>",
             note=f"Each validator replays at least the last {g['dry_run_window_blocks']} "
-                 "committed blocks from a snapshot with the proposed version before voting.")]
+                 "committed blocks from a snapshot with the proposed version before voting, "
+                 "and the whole chain if that window did not run every handler or keeper "
+                 "function the version replaces.")]
