@@ -47,6 +47,9 @@ from gridledger.sim.secagg import Round
 MEMBER_QUOTA = 10  # transactions per sender per slot (token bucket refill and burst)
 DSO_QUOTA_SCALE_PER_SLOT_TX = 500  # reputation-equivalent per extra quota of the DSO
 SIG_POOL_MIN_BATCH = 16  # signatures checked inline below this (``SigPool.min_batch``)
+MAX_BLOCK_TXS = 2000
+"""Transactions a block holds; a step's batch beyond it is cut into several blocks, each
+stamped with the step's time (``EmbeddedNetwork.tick_stamped``)."""
 
 
 def dso_quota_scale(members: int) -> int:
@@ -154,7 +157,7 @@ class SimContext:
         # from 16 signatures on they go to the pool (the default 64 kept them here)
         self.sig_pool = SigPool(workers=2, min_batch=SIG_POOL_MIN_BATCH)
         self.net = EmbeddedNetwork(self.community.genesis, self.community.validators,
-                                   out / "ledger", quota=quota, max_block_txs=2000,
+                                   out / "ledger", quota=quota, max_block_txs=MAX_BLOCK_TXS,
                                    mempool_capacity=20_000, snapshot_every=96,
                                    sig_pool=self.sig_pool, hosted=hosted_validators(sc.validators))
         self.ledger = LedgerView(self.net.entry.app)
@@ -360,7 +363,10 @@ class SimContext:
             for a in self.attacks:
                 a.before_tick(time_s)
             with self.ledger_lock:
-                out = self.net.tick(time_s)
+                # every block of the batch at ``time_s``: a block C with more than a block
+                # holds (the next day's pseudonym registrations at 18:00) put the slot's
+                # readings in a block at block B's time, refused ``reading-early``
+                out = self.net.tick_stamped(time_s)
         for fb in out:
             evs = self.data.absorb(fb)
             for f in self.features:
