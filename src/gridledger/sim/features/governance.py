@@ -202,8 +202,12 @@ class Governance(Feature):
         started = review.start()
 
         def votes() -> list[bytes]:
+            t0 = time.perf_counter()
             reviews, seconds = started.result() if started is not None else review.run()
             ctx.timings["dry_run_s"] = ctx.timings.get("dry_run_s", 0.0) + seconds
+            # what the run waited for the dry runs (all of them when run here)
+            ctx.timings["dry_run_wait_s"] = (ctx.timings.get("dry_run_wait_s", 0.0)
+                                             + time.perf_counter() - t0)
             self.reviews += reviews
             return [ctx.tx(key, "governance/vote", {
                 "proposal": up.proposal, "approve": r["approve"], "reason": r["reason"]})
