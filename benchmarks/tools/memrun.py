@@ -83,7 +83,7 @@ def main() -> None:
     sc = Scenario(**{**base.__dict__, "slots": slots})
     out.mkdir(parents=True, exist_ok=True)
     log = open(out / "rss.tsv", "w")
-    log.write("step\tlabel\twall_s\tmain_mib\tkids_mib\tnkids\tkid_rss\theap_mib\ttraced_mib\n")
+    log.write("step\tlabel\twall_s\tmain_mib\tkids_mib\tnkids\tkid_rss\theap_mib\tpyblocks_k\ttraced_mib\n")
     t0 = time.perf_counter()
     me = os.getpid()
     # --trace FROM,A,B: trace allocations from step FROM on (5 frames), snapshots after steps A and B
@@ -102,7 +102,7 @@ def main() -> None:
         traced = f"\t{tracemalloc.get_traced_memory()[0] / 2**20:.1f}" if tracemalloc.is_tracing() else ""
         log.write(f"{done}\t{label}\t{time.perf_counter() - t0:.1f}\t{rss_kib(me) / 1024:.1f}\t"
                   f"{sum(krss) / 1024:.1f}\t{len(kids)}\t{','.join(str(r // 1024) for r in krss)}"
-                  f"\t{heap_mib():.1f}{traced}\n")
+                  f"\t{heap_mib():.1f}\t{sys.getallocatedblocks() // 1000}{traced}\n")
         log.flush()
         if trace and done in (tr_a, tr_b):
             gc.collect()

@@ -10,7 +10,10 @@ for d in sys.argv[1:]:
     main = [float(r[3]) for r in days]
     heap = [float(r[7]) for r in days if len(r) > 7 and r[7]]
     kids = [r[6] for r in days]
+    blocks = [int(r[8]) for r in days if len(r) > 8 and r[8]]
     g = (max(main[1:]) - main[0]) / main[0] if len(main) > 1 else None
     print(f"{d}: main RSS by day {main} MiB; growth after day 1 {g:+.1%}" if g is not None else f"{d}: {main}")
     print(f"   live heap by day {heap}; children by day {kids}")
+    if blocks:
+        print(f"   Python objects (allocated blocks, thousands) by day {blocks}")
     print(f"   after run (summary etc.) {end[3] if end else '-'}; peak main {peak[1] if peak else '-'}; wall at last day {days[-1][2] if days else '-'} s")

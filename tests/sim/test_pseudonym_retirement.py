@@ -41,7 +41,7 @@ def test_retired_pseudonyms_leave_memory_and_are_found_as_before(tmp_path, monke
         epochs.append(held)
         if e >= 1:                                       # the epoch before has paid out
             kept = {epochs[e - 1][3].address}            # one in an opening
-            assert ids.retire(epochs[e - 1], kept) == len(epochs[e - 1]) - 1
+            assert len(ids.retire(epochs[e - 1], kept)) == len(epochs[e - 1]) - 1
         assert len(ids.held) <= 2 * 8 * MEMBERS + e      # two epochs live, not the run
         assert len(ids._slot) <= 2 * 8 * MEMBERS + e
     assert ids.count == 6 * 8 * MEMBERS
@@ -53,3 +53,63 @@ def test_retired_pseudonyms_leave_memory_and_are_found_as_before(tmp_path, monke
         assert ids.owner_of_cp(pseudo_cp(addr)) is members[i]
     assert ids.of(members[0], 999) is None and ids.owner(b"\x07" * 32) is None
     assert ids.owner_of_cp("ps:not-base64!") is None and ids.owner_of_cp("cp1") is members[1]
+
+
+def test_a_kept_pseudonym_is_seeds_and_addresses_and_signs_as_issued() -> None:
+    """The simulator keeps a pseudonym as ``Kept`` (issue 17: no escrow, no proof of
+    possession, no public keys: ~0.5 KB instead of ~16 KB); the ``Held`` made from it
+    names the same addresses without deriving a public key, and signs as the issued keys."""
+    import pickle
+    import sys
+
+    from gridledger.crypto.sig import verify_signature
+    from gridledger.privacy.ledger_io import OwnPseudonym
+    from gridledger.sim.features.privacy import Kept
+
+    m = SimpleNamespace(index=4, address=b"\x04" * 32, cp="cp4", name="m4")
+    key, reading = SigningKey("ml-dsa-44", os.urandom(32)), SigningKey("ml-dsa-44", os.urandom(32))
+    issued = Held(m, OwnPseudonym(key, None), reading, 7, 7, b"img", b"salt")  # type: ignore[arg-type]
+    kept = Kept.of(issued)
+    assert pickle.loads(pickle.dumps(kept)) == kept
+    fields = [getattr(kept, f) for f in Kept.__slots__]
+    assert sys.getsizeof(kept) + sum(sys.getsizeof(f) for f in fields) < 1024
+    h = kept.held(m)  # type: ignore[arg-type]
+    assert (h.address, h.cp, h.first_slot, h.image, h.salt) == \
+        (issued.address, issued.cp, 7, b"img", b"salt")
+    assert h.reading_key.address == reading.address and h.member is m
+    for k in (h.own.key, h.reading_key):
+        assert "public_key" not in vars(k)         # named from the record, nothing derived
+    sig = h.own.key.sign(b"order", b"ctx")
+    assert verify_signature("ml-dsa-44", key.public_key.raw, b"order", sig, b"ctx")
+    ids = PseudonymIdentities([m])  # type: ignore[list-item]
+    ids.add(kept)
+    assert ids.live(kept.address) == h and ids.member(kept.address) is m
+    assert ids.image_opening(m, 7) == (b"img", b"salt") and ids.ledger_cp(m, 7) == issued.cp  # type: ignore[arg-type]
+    assert ids.retire([kept]) == [kept.address] and ids.live(kept.address) is None
+    assert ids.of(m, 7) == h and ids.image_opening(m, 7) == (b"img", b"salt")  # type: ignore[arg-type]
+
+
+def test_blob_map_keeps_objects_on_the_side_file(tmp_path, monkeypatch) -> None:
+    """The trustees' escrows live on the run's side file (``BlobMap``): put in chunks, read
+    one, discarded at retirement."""
+    import tempfile
+
+    from gridledger.sim.records import BlobMap
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    b: BlobMap[dict[str, int]] = BlobMap()
+    assert b.get(b"x") is None
+    b.discard([b"x"])
+    b.put((i.to_bytes(4, "big"), {"i": i}) for i in range(2_500))   # three chunks
+    assert b.get((1234).to_bytes(4, "big")) == {"i": 1234}
+    b.discard(i.to_bytes(4, "big") for i in range(0, 2_500, 2))
+    assert b.get((1234).to_bytes(4, "big")) is None and b.get((1235).to_bytes(4, "big")) == {"i": 1235}
+    b.put([(b"x", {"i": -1})])
+    assert b.get(b"x") == {"i": -1}
+
+
+def test_a_key_with_a_known_address_needs_no_expansion() -> None:
+    key = SigningKey("ml-dsa-65", os.urandom(32))
+    known = SigningKey.known("ml-dsa-65", key.seed, key.address)
+    assert known == key and known.address == key.address and "public_key" not in vars(known)
+    assert known.public_key == key.public_key    # still derivable

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,7 @@ from gridledger.sim.community import Community, Member, build_community
 from gridledger.sim.hooks import AttackHooks, FeatureHooks
 from gridledger.sim.identity import Identities, OwnKeys
 from gridledger.sim.ledger_view import LedgerView
-from gridledger.sim.records import Delivered, RunData, TxInfo
+from gridledger.sim.records import ByteMap, Delivered, RunData, TxInfo
 from gridledger.sim.scenario import Scenario
 from gridledger.sim.secagg import Round
 
@@ -142,6 +142,7 @@ class SimContext:
         self.limits = GridLimits()
         """The grid's operating limits (voltage band, line loading) for physics and report."""
         self._nonces: dict[bytes, int] = {}
+        self._old_nonces = ByteMap()  # signers done for now (``forget_nonces``): on the side file
         self.ledger_lock = threading.RLock()
         """Held while the ledger admits or executes (``submit``, ``tick``): a dashboard
         serving the run (``features.dashboard``) reads between blocks."""
@@ -254,6 +255,7 @@ class SimContext:
         """Sign ``kind``/``body`` as ``key`` with its next nonce."""
         self.settle(key.address)
         self._resolve_for(key.address)
+        self._recall(key.address)
         n = self._nonces.get(key.address, 0)
         self._nonces[key.address] = n + 1
         raw = sign_tx(key, self.sc.chain_id, n, kind, body)
@@ -268,10 +270,26 @@ class SimContext:
             self.settle(addr)
         for addr in dict.fromkeys(key.address for key, _k, _b in items) if self._pending else ():
             self._resolve_for(addr)
+        for addr in dict.fromkeys(key.address for key, _k, _b in items):
+            self._recall(addr)
         raws = sign_txs(self.sig_pool, self.sc.chain_id, self._nonces, items)
         for raw, (key, kind, body) in zip(raws, items, strict=True):
             self.data.tx_info[decode_tx(raw).id] = TxInfo(key.address, kind, body)
         return raws
+
+    def forget_nonces(self, signers: Iterable[bytes]) -> None:
+        """Keep the next nonces of ``signers`` on the side file, not in memory: signers the
+        run is done with for now (an epoch's pseudonyms and reading keys once its pool has
+        paid out: two new signers a member and slot, issue 17). A later signature by one of
+        them still takes its next nonce (``_recall``)."""
+        for addr in signers:
+            n = self._nonces.pop(addr, None)
+            if n is not None:
+                self._old_nonces[addr] = n
+
+    def _recall(self, signer: bytes) -> None:
+        if signer not in self._nonces and (n := self._old_nonces.get(signer)) is not None:
+            self._nonces[signer] = n
 
     def defer(self, raws: Sequence[bytes]) -> None:
         """Submit ``raws`` first thing at the next block A (signed now, so they precede the

@@ -32,8 +32,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gridledger.grid import GridModel
+from gridledger.grid import SLOTS_PER_DAY, GridModel
 from gridledger.node.verify import VerifyReport
+from gridledger.sim import heap
 from gridledger.sim.attack_base import Attack
 from gridledger.sim.attacks import make_attacks
 from gridledger.sim.clock import Step
@@ -66,6 +67,7 @@ class Engine:
         self.attacks: list[Attack] = make_attacks(sc.attacks, self.ctx, attack_overrides or {})
         self.ctx.features = self.features
         self.ctx.attacks = self.attacks
+        heap.trim()  # the setup's transients (a privacy epoch's issuance) back to the OS
 
     def feature(self, name: str) -> Feature:
         """The registered feature called ``name`` (``KeyError`` if the run has none)."""
@@ -88,6 +90,8 @@ class Engine:
                                     if k else "-")
                     break
                 self.step(step)
+                if step.trading and (step.slot + 1) % SLOTS_PER_DAY == 0:
+                    heap.trim()  # the day's freed peaks (the next epoch's issuance)
                 if self.progress is not None:
                     self.progress(k + 1, len(steps), ctx.label(min(step.slot, last)))
             ctx.settle()  # work a plug-in left to finish (``SimContext.later``)

@@ -16,7 +16,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -393,6 +393,39 @@ class ByteMap:
             return got
         rows = self._file.read("SELECT v FROM m WHERE k = ?", (key,))
         return int(rows[0][0]) if rows else None
+
+
+class BlobMap(Generic[V]):
+    """``bytes -> object`` kept on the side file only (pickled), for what a run must keep
+    but reads back rarely, by key: e.g. the trustees' escrow of every live pseudonym, read
+    only for an opening (issue 17: ~11 KB each, 96,000 an epoch at 1,000 members).
+    ``put`` many at once, ``get`` one, ``discard`` many (their space is reused)."""
+
+    _CHUNK = 1_000
+
+    def __init__(self) -> None:
+        self._file = _SideFile()
+        self._table = False
+
+    def put(self, items: Iterable[tuple[bytes, V]]) -> None:
+        """Keep ``items`` (pickled a chunk at a time: never all of them in memory twice)."""
+        it = iter(items)
+        while rows := [(k, _dump(v)) for k, v in itertools.islice(it, self._CHUNK)]:
+            if not self._table:
+                self._file.execute("CREATE TABLE b (k BLOB PRIMARY KEY, v BLOB)")
+                self._table = True
+            self._file.write("INSERT OR REPLACE INTO b VALUES (?, ?)", rows)
+
+    def get(self, key: bytes) -> V | None:
+        rows = self._file.read("SELECT v FROM b WHERE k = ?", (key,)) if self._table else []
+        if not rows:
+            return None
+        got: V = pickle.loads(rows[0][0])
+        return got
+
+    def discard(self, keys: Iterable[bytes]) -> None:
+        if self._table:
+            self._file.write("DELETE FROM b WHERE k = ?", [(k,) for k in keys])
 
 
 class CountLog:

@@ -73,7 +73,7 @@ from gridledger.privacy.ledger_io import (
     release_body,
 )
 from gridledger.privacy.meter_keys import MeterStatement, attest_readings, issue_reading_keys
-from gridledger.privacy.pseudonyms import TrusteeKeys, TrusteeSet
+from gridledger.privacy.pseudonyms import IdentityEscrow, TrusteeKeys, TrusteeSet
 from gridledger.privacy.rng import DeterministicRandom
 from gridledger.sim.clock import SLOT_S, T_ORDERS, Step
 from gridledger.sim.community import (
@@ -87,7 +87,7 @@ from gridledger.sim.community import (
 from gridledger.sim.context import MEMBER_QUOTA, SimContext
 from gridledger.sim.feature import Feature
 from gridledger.sim.privacy_view import count_clear, count_clear_started
-from gridledger.sim.records import ByteMap, Delivered, SlotLog
+from gridledger.sim.records import BlobMap, ByteMap, Delivered, SlotLog
 
 ISSUE_SLOT_OF_DAY = 72
 """Slot of the day (18:00) at which the next epoch's pseudonyms are issued: join in block A,
@@ -157,7 +157,8 @@ def member_issue(job: MemberIssue) -> Issued:
 
 @dataclass(frozen=True)
 class Held:
-    """One pseudonym as its owner and its meter hold it."""
+    """One pseudonym as its owner and its meter use it (made from its ``Kept`` record when
+    asked for: ``PseudonymIdentities.of``, ``live``)."""
 
     member: Member
     own: OwnPseudonym
@@ -179,9 +180,39 @@ class Held:
         return pseudo_cp(self.own.address)
 
 
-Retired = tuple[str, bytes, str, bytes, int, int, bytes | None, bytes | None]
-"""What rebuilds a retired pseudonym's ``Held``: its key's and its reading key's algorithm
-and seed, its slots, image and salt (its escrow is the trustees' and on the ledger)."""
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """One pseudonym as the simulator keeps it between its uses: its two keys' seeds and
+    addresses, its slots and its meter's image and salt — ~0.5 KB. Its escrow is the
+    trustees' (``PrivacyMode.escrows``, on the run's side file) and its request's proof of
+    possession was for the trustees' check only, so a ``Held`` made from this has neither
+    (issue 17: a ``Held`` as issued, with both and its keys' public keys, is ~16 KB; an
+    epoch at 1,000 members has 96,000)."""
+
+    member: int
+    address: bytes
+    alg: str
+    seed: bytes
+    reading_address: bytes
+    reading_alg: str
+    reading_seed: bytes
+    first_slot: int
+    last_slot: int
+    image: bytes | None
+    salt: bytes | None
+
+    @staticmethod
+    def of(h: Held) -> Kept:
+        k, r = h.own.key, h.reading_key
+        return Kept(h.member.index, k.address, k.alg, k.seed, r.address, r.alg, r.seed,
+                    h.first_slot, h.last_slot, h.image, h.salt)
+
+    def held(self, m: Member) -> Held:
+        # no escrow: only an opening reads it, from the trustees' store
+        own = OwnPseudonym(SigningKey.known(self.alg, self.seed, self.address), None)  # type: ignore[arg-type]
+        return Held(m, own, SigningKey.known(self.reading_alg, self.reading_seed,
+                                             self.reading_address),
+                    self.first_slot, self.last_slot, self.image, self.salt)
 
 
 class PseudonymIdentities:
@@ -189,62 +220,60 @@ class PseudonymIdentities:
     and stand-in cp; a member without a pseudonym for a slot (no ticket) acts under its own
     identity, as the ledger's rules make it (``ticket-cap``).
 
-    Pseudonyms of epochs whose pool has paid out are retired (``retire``): a run makes one a
-    member and slot, each with its escrow and two keys (~8 KB of objects), and held them
-    all (issue 17: ~250 MB a day at 30 members). A retired
-    pseudonym is still found (``of``, ``owner``, ``owner_of_cp``): who owns it on the side
-    file, what rebuilds it in a ``SlotLog``."""
+    Each pseudonym is kept as a ``Kept`` record (seeds and addresses) and made into a
+    ``Held`` with its keys when asked for. Pseudonyms of epochs whose pool has paid out are
+    retired (``retire``): a run makes one a member and slot, so what the live ones take
+    must not grow with the run (issue 17). A retired pseudonym is still found (``of``,
+    ``owner``, ``owner_of_cp``): who owns it on the side file, its record in a
+    ``SlotLog``."""
 
     def __init__(self, members: Sequence[Member]) -> None:
         self._members = {m.address: m for m in members}
         self._by_index = {m.index: m for m in members}
         self._by_cp = {m.cp: m for m in members}
-        self._slot: dict[tuple[int, int], Held] = {}      # (member index, slot) -> pseudonym
-        self.held: dict[bytes, Held] = {}                 # pseudonym address -> pseudonym
+        self._slot: dict[tuple[int, int], Kept] = {}      # (member index, slot) -> pseudonym
+        self.held: dict[bytes, Kept] = {}                 # pseudonym address -> pseudonym
         """The pseudonyms not retired (their epoch not paid out, or in an opening)."""
         self._owners = ByteMap()                          # every pseudonym -> member index
-        self._retired: SlotLog[dict[int, Retired]] = SlotLog()  # slot -> member index -> ...
+        self._retired: SlotLog[dict[int, Kept]] = SlotLog()  # slot -> member index -> ...
         self.count = 0
         """Pseudonyms taken into use in the run (retired ones included)."""
 
-    def add(self, h: Held) -> None:
-        self.held[h.address] = h
-        self._owners[h.address] = h.member.index
+    def add(self, h: Held | Kept) -> None:
+        k = h if isinstance(h, Kept) else Kept.of(h)
+        self.held[k.address] = k
+        self._owners[k.address] = k.member
         self.count += 1
-        for s in range(h.first_slot, h.last_slot + 1):
-            self._slot[(h.member.index, s)] = h
+        for s in range(k.first_slot, k.last_slot + 1):
+            self._slot[(k.member, s)] = k
 
-    def retire(self, held: Iterable[Held], keep: Container[bytes] = ()) -> int:
+    def live(self, addr: bytes) -> Held | None:
+        """The live (not retired) pseudonym at ``addr``, with its keys."""
+        k = self.held.get(addr)
+        return None if k is None else k.held(self._by_index[k.member])
+
+    def retire(self, held: Iterable[Held | Kept], keep: Container[bytes] = ()) -> list[bytes]:
         """Forget ``held``'s pseudonyms (but those in ``keep``) but for what finds them
-        again; returns how many were retired."""
-        n = 0
+        again; returns the addresses retired."""
+        out = []
         for h in held:
-            if h.address in keep or self.held.get(h.address) is not h:
+            addr = h.address
+            k = self.held.get(addr)
+            if addr in keep or k is None:
                 continue
-            del self.held[h.address]
-            i = h.member.index
-            rec: Retired = (h.own.key.alg, h.own.key.seed, h.reading_key.alg,
-                            h.reading_key.seed, h.first_slot, h.last_slot, h.image, h.salt)
-            for s in range(h.first_slot, h.last_slot + 1):
-                if self._slot.get((i, s)) is h:
-                    del self._slot[(i, s)]
-                    self._retired.setdefault(s, {})[i] = rec
-            n += 1
-        return n
-
-    def _rebuild(self, m: Member, rec: Retired) -> Held:
-        alg, seed, ralg, rseed, first, last, image, salt = rec
-        # the escrow is not kept: only an opening reads it, and a pseudonym in an opening is
-        # not retired
-        own = OwnPseudonym(SigningKey(alg, seed), None)  # type: ignore[arg-type]
-        return Held(m, own, SigningKey(ralg, rseed), first, last, image, salt)
+            del self.held[addr]
+            for s in range(k.first_slot, k.last_slot + 1):
+                if self._slot.get((k.member, s)) is k:
+                    del self._slot[(k.member, s)]
+                    self._retired.setdefault(s, {})[k.member] = k
+            out.append(addr)
+        return out
 
     def of(self, m: Member, slot: int) -> Held | None:
-        h = self._slot.get((m.index, slot))
-        if h is not None or slot not in self._retired:
-            return h
-        rec = self._retired[slot].get(m.index)
-        return None if rec is None else self._rebuild(m, rec)
+        k = self._slot.get((m.index, slot))
+        if k is None and slot in self._retired:
+            k = self._retired[slot].get(m.index)
+        return None if k is None else k.held(m)
 
     def trading_key(self, m: Member, slot: int) -> SigningKey:
         h = self.of(m, slot)
@@ -255,16 +284,26 @@ class PseudonymIdentities:
         return m.meter if h is None else h.reading_key
 
     def owner(self, addr: bytes) -> Member | None:
-        h = self.held.get(addr)
-        if h is not None:
-            return h.member
+        k = self.held.get(addr)
+        if k is not None:
+            return self._by_index[k.member]
         m = self._members.get(addr)
         if m is not None:
             return m
         i = self._owners.get(addr)
         return None if i is None else self._by_index[i]
 
+    def member(self, addr: bytes) -> Member:
+        """``owner`` of a pseudonym that has one (``KeyError`` if none)."""
+        m = self.owner(addr)
+        if m is None:
+            raise KeyError(addr.hex())
+        return m
+
     def ledger_cp(self, m: Member, slot: int) -> str:
+        k = self._slot.get((m.index, slot))
+        if k is not None:
+            return pseudo_cp(k.address)
         h = self.of(m, slot)
         return m.cp if h is None else h.cp
 
@@ -279,10 +318,12 @@ class PseudonymIdentities:
         return self.owner(addr) if pseudo_cp(addr) == cp else None
 
     def image_opening(self, m: Member, slot: int) -> tuple[bytes, bytes] | None:
-        h = self.of(m, slot)
-        if h is None or h.image is None or h.salt is None:
+        k = self._slot.get((m.index, slot))
+        if k is None and slot in self._retired:
+            k = self._retired[slot].get(m.index)
+        if k is None or k.image is None or k.salt is None:
             return None
-        return h.image, h.salt
+        return k.image, k.salt
 
 
 @dataclass
@@ -293,7 +334,7 @@ class EpochIssue:
     tickets: dict[int, int]                       # member index -> tickets bought
     left_out: dict[int, str] = field(default_factory=dict)
     """Member index -> its reputation tier, for members the ticket cap kept out."""
-    held: list[Held] = field(default_factory=list)
+    held: list[Kept] = field(default_factory=list)
     """Its pseudonyms, until the pool has paid out (then retired: ``PseudonymIdentities``)."""
     pseudonyms: int = 0
     """How many pseudonyms the epoch issued (``held``'s length before it was retired)."""
@@ -349,6 +390,9 @@ class PrivacyMode(Feature):
             raise ValueError("privacy mode needs the community's privacy keys")
         self.keys: PrivacyKeys = keys
         self.ids = PseudonymIdentities(ctx.members)
+        self.escrows: BlobMap[IdentityEscrow] = BlobMap()
+        """The trustees' escrow of every live pseudonym (pseudonym address -> escrow), on
+        the run's side file: read for an opening only, dropped when the pseudonym retires."""
         ctx.use_identities(self.ids)
         first = ctx.first
         t0 = SLOT_S * first + T_ORDERS - 300  # before the first slot's orders
@@ -437,10 +481,15 @@ class PrivacyMode(Feature):
             bodies = register_bodies(keys.trustee_set, batch, att,
                                      {a: k.public_key for a, k in reading.items()}, attested,
                                      salts.keys())
-        for i, ps in own.items():
-            for p, (first, last) in zip(ps, ranges, strict=True):
-                issue.held.append(Held(by_index[i], p, reading[p.address], first, last,
-                                       images.get(p.address), salts.get(p.address)))
+            # the households keep their pseudonyms' seeds (``Kept``), the trustees the
+            # escrows (on the side file: read for an opening only)
+            for i, ps in own.items():
+                for p, (first, last) in zip(ps, ranges, strict=True):
+                    r = reading[p.address]
+                    issue.held.append(Kept(i, p.address, p.key.alg, p.key.seed, r.address,
+                                           r.alg, r.seed, first, last,
+                                           images.get(p.address), salts.get(p.address)))
+            self.escrows.put((p.address, p.escrow) for ps in own.values() for p in ps)
         issue.pseudonyms = len(issue.held)
         # the DSO's attestation is signed when it is submitted (block B): the DSO signs its
         # block-A transactions in between, and a nonce signed ahead made the next one a
@@ -449,6 +498,9 @@ class PrivacyMode(Feature):
         # The trustee's certificate keeps its place before the registrations it relays.
         attest = attest_body(att)
         certify = [ctx.tx(keys.trustee_keys[0].signing_key, "privacy/certify", batch.certify_body)]
+        # what the issuance made is in ``issue.held``, the escrows and the bodies now: not
+        # held while the registrations are signed (issue 17: ~1.5 GB at 1,000 members)
+        del checked, made, own, reading, statements, att, batch, images, attested, salts
         relays = [t.signing_key for t in keys.trustee_keys[:RELAYS]]
         for r in relays:  # the relays' quota covers a day's registrations in one block
             ctx.grant_quota(r.address, 500 * (-(-len(bodies) // len(relays) // MEMBER_QUOTA) + 1))
@@ -463,9 +515,9 @@ class PrivacyMode(Feature):
     def _take_pseudonyms(self, epoch: int) -> None:
         """Use the epoch's pseudonyms the ledger registered (all of them, unless a relay's
         transaction failed: a member then acts under its own identity in those slots)."""
-        for h in self.epochs[epoch].held:
-            if self.ctx.ledger.pseudonym(h.address) is not None:
-                self.ids.add(h)
+        for k in self.epochs[epoch].held:
+            if self.ctx.ledger.pseudonym(k.address) is not None:
+                self.ids.add(k)
 
     def _next_epoch(self, step: Step) -> int | None:
         """The epoch to issue at this step, if any (the next one, while the run reaches it)."""
@@ -605,10 +657,10 @@ class PrivacyMode(Feature):
             if t == "non_delivery" and (m := ids.owner(e["buyer"])) is not None and m.honest \
                     and ids.owner(e["seller"]) is not m \
                     and (e["slot"], e["trade"]) not in self.claimed_nd \
-                    and e["buyer"] in ids.held:
+                    and (buyer := ids.live(e["buyer"])) is not None:
                 # the household's software claims under the pseudonym that bought
                 self.claimed_nd.add((e["slot"], e["trade"]))
-                txs.append(ctx.tx(ids.held[e["buyer"]].own.key, "disputes/claim",
+                txs.append(ctx.tx(buyer.own.key, "disputes/claim",
                                   {"slot": e["slot"], "trade": e["trade"],
                                    "claim": "non-delivery"}))
             elif t == "dispute_decided":
@@ -642,8 +694,12 @@ class PrivacyMode(Feature):
         pseudonyms are done but for an opening under way (issue 17: memory flat over days)."""
         issue = self.epochs[epoch]
         keep = set(self.openings)
-        self.ids.retire(issue.held, keep)
-        issue.held = [h for h in issue.held if h.address in keep]
+        retired = self.ids.retire(issue.held, keep)
+        self.escrows.discard(retired)
+        gone = set(retired)
+        self.ctx.forget_nonces([a for k in issue.held if k.address in gone
+                                for a in (k.address, k.reading_address)])
+        issue.held = [k for k in issue.held if k.address in keep]
 
     def _on_decision(self, e: dict[str, Any]) -> list[bytes]:
         """A decided trade dispute against a pseudonym: the wronged party asks to open it."""
@@ -652,11 +708,12 @@ class PrivacyMode(Feature):
             at_fault, wronged = e["respondent"], e["claimant"]
         else:
             at_fault, wronged = e["claimant"], e["respondent"]
-        if at_fault not in ids.held or at_fault in self.openings or wronged not in ids.held:
+        claimant = ids.live(wronged)
+        if at_fault not in ids.held or at_fault in self.openings or claimant is None:
             return []
         did = dispute_id_for_trade(e["slot"], e["trade"], e["claim"])
         self.openings[at_fault] = Opening(at_fault, did)
-        return [self.ctx.tx(ids.held[wronged].own.key, "privacy/request_opening",
+        return [self.ctx.tx(claimant.own.key, "privacy/request_opening",
                             {"slot": e["slot"], "trade": e["trade"], "claim": e["claim"]})]
 
     def _trustees(self) -> list[bytes]:
@@ -666,7 +723,11 @@ class PrivacyMode(Feature):
         keys = self.keys
         for p, o in sorted(self.openings.items()):
             did = o.dispute
-            escrow = self.ids.held[p].own.escrow
+            if o.stage not in ("escrow", "release"):
+                continue
+            escrow = self.escrows.get(p)    # the trustees keep every escrow
+            if escrow is None:
+                raise ValueError(f"no escrow kept for pseudonym {p.hex()} in an opening")
             if o.stage == "escrow":
                 out.append(self.ctx.tx(keys.trustee_keys[0].signing_key, "privacy/escrow",
                                        escrow_body(did, escrow)))
@@ -689,10 +750,10 @@ class PrivacyMode(Feature):
             return []
         issue.claimed = True
         finals: dict[int, list[int]] = {i: [] for i in issue.tickets}
-        for h in issue.held:
-            rec = ctx.ledger.pseudonym(h.address)
+        for k in issue.held:
+            rec = ctx.ledger.pseudonym(k.address)
             if rec is not None:
-                finals[h.member.index].append(int(rec.get("final_micro") or 0))
+                finals[k.member].append(int(rec.get("final_micro") or 0))
         issue.bill_micro = {i: claim_amount(n, POOL_ALLOWANCE_MICRO, finals[i])
                             - n * POOL_ALLOWANCE_MICRO for i, n in issue.tickets.items()}
         by_index = {m.index: m for m in ctx.members}
@@ -743,7 +804,7 @@ class PrivacyMode(Feature):
                 "identities_opened_for_flexibility": sum(
                     1 for o in self.openings.values() if o.stage == "done" and o.kind == "flex"),
                 "opened_for_flexibility": sorted({
-                    self.ids.held[p].member.name for p, o in self.openings.items()
+                    self.ids.member(p).name for p, o in self.openings.items()
                     if o.stage == "done" and o.kind == "flex"}),
                 "out_of_pool": self._out_of_pool(),
             })
