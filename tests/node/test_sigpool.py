@@ -46,6 +46,8 @@ def test_map_keeps_order(workers: int) -> None:
     pool = SigPool(workers=workers)
     try:
         assert pool.map(abs, [-3, 1, -2, 0]) == [3, 1, 2, 0]
+        it = pool.imap(abs, [-3, 1, -2, 0])    # the same, one result at a time
+        assert next(it) == 3 and list(it) == [1, 2, 0]
     finally:
         pool.close()
 

@@ -217,3 +217,21 @@ def test_a_claim_above_what_the_epoch_owes_is_refused(run: Engine) -> None:
     assert ctx.ledger.balance(pool_address(epoch)) == (0, 0)
     issue = pm.epochs[epoch]
     assert issue.paid and pm._epoch_summary(issue)["bills_match_pool"]
+
+
+def test_a_signer_whose_nonce_went_to_the_side_file_takes_its_next_one(run: Engine) -> None:
+    """An epoch's pseudonyms and reading keys leave the simulator's nonce table when they
+    retire (``SimContext.forget_nonces``: two signers a member and slot, issue 17); one that
+    signs again takes its next nonce, alone or in a batch signed on the pool."""
+    ctx = run.ctx
+    h = _privacy(run).ids.of(ctx.members[5], ctx.first + SLOTS - 1)
+    assert h is not None
+    key = h.own.key
+    n = ctx._nonces.get(key.address, 0)
+    ctx.forget_nonces([key.address, b"\x01" * 32])      # one never seen: nothing to keep
+    assert key.address not in ctx._nonces
+    body = {"to": ctx.members[1].address, "amount_micro": 1}
+    assert decode_tx(ctx.tx(key, "bank/transfer", body)).nonce == n
+    ctx.forget_nonces([key.address])
+    assert [decode_tx(r).nonce for r in ctx.txs([(key, "bank/transfer", body)] * 2)] == [n + 1, n + 2]
+    assert ctx._nonces[key.address] == n + 3

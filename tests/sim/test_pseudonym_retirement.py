@@ -113,3 +113,25 @@ def test_a_key_with_a_known_address_needs_no_expansion() -> None:
     known = SigningKey.known("ml-dsa-65", key.seed, key.address)
     assert known == key and known.address == key.address and "public_key" not in vars(known)
     assert known.public_key == key.public_key    # still derivable
+
+
+def test_a_registered_entry_is_the_entry_without_escrow_payload_or_proof() -> None:
+    """The batch keeps what its root and the registrations read of each entry
+    (``_registered``): the same leaf, key and escrow digest, no ciphertexts, no proof of
+    possession (the escrow is in the trustees' store)."""
+    from gridledger.privacy.ledger_io import make_pseudonyms
+    from gridledger.privacy.pseudonyms import TrusteeKeys, TrusteeSet
+    from gridledger.privacy.pseudonyms.batch import entry_leaf
+    from gridledger.sim.features.privacy import _registered
+
+    tks = [TrusteeKeys.generate(f"t{i}") for i in range(3)]
+    ts = TrusteeSet("c", 2, tuple(t.info() for t in tks))
+    own = make_pseudonyms(SigningKey("ml-dsa-65", os.urandom(32)), ts, 3, [(5, 5), (6, 6)], "f1")
+    for p in own:
+        r = _registered(p.entry)
+        assert entry_leaf("c", r) == entry_leaf("c", p.entry)
+        assert r.request.escrow.digest() == p.escrow.digest()
+        assert r.request.pseudonym_key == p.key.public_key
+        assert (r.first_slot, r.last_slot, r.feeder) == (p.entry.first_slot, p.entry.last_slot, "f1")
+        assert r.request.pop_signature == b"" and r.request.escrow.sealed_shares == ()
+        assert r.request.escrow.record_ciphertext == b""

@@ -52,7 +52,7 @@ from typing import Any, ClassVar
 
 from gridledger.crypto import kem
 from gridledger.crypto.hashing import tagged_hash
-from gridledger.crypto.sig import SigningKey
+from gridledger.crypto.sig import PublicKey, SigningKey
 from gridledger.grid import SlotMeasurements
 from gridledger.ledger import codec
 from gridledger.ledger.modules.firmware.types import image_commitment
@@ -63,7 +63,6 @@ from gridledger.privacy.errors import EndorsementRefused
 from gridledger.privacy.ledger_io import (
     OwnPseudonym,
     attest_body,
-    certify_batch,
     certify_checked,
     check_part,
     claim_amount,
@@ -74,6 +73,7 @@ from gridledger.privacy.ledger_io import (
 )
 from gridledger.privacy.meter_keys import MeterStatement, attest_readings, issue_reading_keys
 from gridledger.privacy.pseudonyms import IdentityEscrow, TrusteeKeys, TrusteeSet
+from gridledger.privacy.pseudonyms.batch import BatchEntry
 from gridledger.privacy.rng import DeterministicRandom
 from gridledger.sim.clock import SLOT_S, T_ORDERS, Step
 from gridledger.sim.community import (
@@ -153,6 +153,18 @@ def member_issue(job: MemberIssue) -> Issued:
                                 [p.address for p in own], firmware=job.image,
                                 seal=SEAL_IMAGES, random_bytes=rng)
     return own, rk, st
+
+
+def _registered(entry: BatchEntry) -> BatchEntry:
+    """``entry`` as the batch's root and the registrations read it: its slots, feeder,
+    pseudonym key and escrow digest. The escrow itself goes to the trustees' store and the
+    proof of possession was checked (``check_part``): neither is kept in the batch
+    (issue 17: ~14 KB of an entry's ~16 KB)."""
+    e = entry.request.escrow
+    digest = e.digest()
+    bare = replace(e, record_ciphertext=b"", sealed_shares=(), share_commitments=())
+    bare.__dict__["_digest"] = digest  # the digest of the escrow the trustees keep
+    return replace(entry, request=replace(entry.request, escrow=bare, pop_signature=b""))
 
 
 @dataclass(frozen=True)
@@ -438,58 +450,55 @@ class PrivacyMode(Feature):
         joins = [ctx.tx(m.key, "privacy/join", {"epoch": epoch, "tickets": tickets[m.index]})
                  for m in ctx.members if m.index in tickets]
         with ctx.timed("privacy_issue_s"):
-            statements, reading = [], {}
-            own: dict[int, list[OwnPseudonym]] = {}
-            images: dict[bytes, bytes] = {}     # pseudonym -> the image its meter runs
-            attested: dict[bytes, bytes] = {}   # pseudonym -> what its leaf binds
-            salts: dict[bytes, bytes] = {}
+            statements = []
+            reading: dict[bytes, PublicKey] = {}   # pseudonym -> its meter's reading key
+            attested: dict[bytes, bytes] = {}      # pseudonym -> what its leaf binds
+            sealed: set[bytes] = set()
+            parts: list[tuple[list[BatchEntry], list[list[bytes]]]] = []
             fleet = ctx.community.fleet
             joining = [m for m in ctx.members if m.index in tickets]
             # each household's software and meter do their part on their own device: here on
             # the signing pool's processes, side by side (the first epoch's is the run's setup)
             # and the trustees check each household's requests as they come (their checks,
-            # entry by entry, on the pool too)
-            checked = ctx.sig_pool.map(member_issue_checked, [MemberIssue(
+            # entry by entry, on the pool too). Each household's result is taken as it comes
+            # (issue 17: all of them at once were ~16 KB a pseudonym, 1.5 GB at 1,000
+            # members): the households keep their seeds (``Kept``), the trustees the escrows
+            # (on the side file), the batch what its root and the registrations need.
+            checked = ctx.sig_pool.imap(member_issue_checked, [MemberIssue(
                 m.key, m.meter, m.cp, keys.trustee_set, epoch, tuple(ranges), ctx.sc.seed,
                 fleet.meters[m.cp].firmware if fleet is not None else None,
                 tuple(keys.trustee_keys)) for m in joining])
-            made = [issued for issued, _ in checked]
-            for m, (mine, rk, st) in zip(joining, made, strict=True):
-                own[m.index] = mine
+            for m, ((mine, rk, st), leaves) in zip(joining, checked, strict=True):
+                if leaves is None:  # a trustee refused: its check here names the entry
+                    check_part(keys.trustee_keys, keys.trustee_set, [p.entry for p in mine],
+                               epoch, EPOCH_SLOTS)
+                    raise EndorsementRefused(f"a trustee refused {m.name}'s requests")
                 image = fleet.meters[m.cp].firmware if fleet is not None else None
-                reading.update(rk)
                 statements.append(st)
-                if image is not None:
-                    images.update(dict.fromkeys(rk, image))
+                salts: dict[bytes, bytes] = {}
                 for j, (addr, _k) in enumerate(st.bindings):
                     if (fw := st.attested(j)) is not None:
                         attested[addr] = fw
                     if st.salts is not None:
                         salts[addr] = st.salts[j]
+                sealed.update(salts)
+                for p, (first, last) in zip(mine, ranges, strict=True):
+                    r = rk[p.address]
+                    reading[p.address] = r.public_key
+                    issue.held.append(Kept(m.index, p.address, p.key.alg, p.key.seed, r.address,
+                                           r.alg, r.seed, first, last,
+                                           image, salts.get(p.address)))
+                self.escrows.put((p.address, p.escrow) for p in mine)
+                parts.append(([_registered(p.entry) for p in mine], leaves))
             by_index = {m.index: m for m in ctx.members}
             att = attest_readings(keys.trustee_set.community, epoch, statements,
-                                  {by_index[i].cp: by_index[i].meter.public_key for i in own},
+                                  {by_index[i].cp: by_index[i].meter.public_key
+                                   for i in tickets},
                                   {by_index[i].cp: n for i, n in tickets.items()})
-            if all(leaves is not None for _, leaves in checked):
-                batch = certify_checked(keys.trustee_keys, keys.trustee_set, [
-                    ([p.entry for p in issued[0]], leaves or [])
-                    for issued, leaves in checked], epoch)
-            else:  # a refusal: the whole batch's check names it (entry index in batch order)
-                batch = certify_batch(keys.trustee_keys, keys.trustee_set,
-                                      [p.entry for ps in own.values() for p in ps], epoch,
-                                      EPOCH_SLOTS, ctx.sig_pool.map)
-            bodies = register_bodies(keys.trustee_set, batch, att,
-                                     {a: k.public_key for a, k in reading.items()}, attested,
-                                     salts.keys())
-            # the households keep their pseudonyms' seeds (``Kept``), the trustees the
-            # escrows (on the side file: read for an opening only)
-            for i, ps in own.items():
-                for p, (first, last) in zip(ps, ranges, strict=True):
-                    r = reading[p.address]
-                    issue.held.append(Kept(i, p.address, p.key.alg, p.key.seed, r.address,
-                                           r.alg, r.seed, first, last,
-                                           images.get(p.address), salts.get(p.address)))
-            self.escrows.put((p.address, p.escrow) for ps in own.values() for p in ps)
+            del statements
+            batch = certify_checked(keys.trustee_keys, keys.trustee_set, parts, epoch)
+            del parts
+            bodies = register_bodies(keys.trustee_set, batch, att, reading, attested, sealed)
         issue.pseudonyms = len(issue.held)
         # the DSO's attestation is signed when it is submitted (block B): the DSO signs its
         # block-A transactions in between, and a nonce signed ahead made the next one a
@@ -498,9 +507,7 @@ class PrivacyMode(Feature):
         # The trustee's certificate keeps its place before the registrations it relays.
         attest = attest_body(att)
         certify = [ctx.tx(keys.trustee_keys[0].signing_key, "privacy/certify", batch.certify_body)]
-        # what the issuance made is in ``issue.held``, the escrows and the bodies now: not
-        # held while the registrations are signed (issue 17: ~1.5 GB at 1,000 members)
-        del checked, made, own, reading, statements, att, batch, images, attested, salts
+        del att, batch, reading, attested, sealed   # in the bodies now
         relays = [t.signing_key for t in keys.trustee_keys[:RELAYS]]
         for r in relays:  # the relays' quota covers a day's registrations in one block
             ctx.grant_quota(r.address, 500 * (-(-len(bodies) // len(relays) // MEMBER_QUOTA) + 1))
