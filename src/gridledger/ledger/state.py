@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -205,6 +207,53 @@ class Detached:
     buckets: dict[bytes, int] = field(default_factory=dict)  # each key's bucket_of, if known
 
 
+SHARED_MIN = 512
+"""Values this long or longer are shared between the states of one process (``share``)."""
+
+
+class _SharedValues:
+    """Equal large values written to any state of this process are kept as one object.
+
+    Each validator holds its own state; where several run in one process (the demo's
+    embedded network executes two, their stores' follower and dry runs more), each had its
+    own copy of every value — bytes each validator's execution encoded alike. A privacy
+    pseudonym's registry record (two public keys) is ~2.7 KB: at 1,000 members ~260 MB an
+    epoch per in-process validator (issue 17). Bytes are immutable, so sharing them
+    changes nothing a state reads, hashes or stores. Entries no state holds any more are
+    dropped when the table has doubled since its last sweep (by reference count, measured
+    against a probe entry's in the same pattern, so the count's baseline is this
+    interpreter's own)."""
+
+    def __init__(self) -> None:
+        self._values: dict[bytes, bytes] = {}
+        self._limit = 4096
+
+    def share(self, value: bytes) -> bytes:
+        got = self._values.setdefault(value, value)
+        if len(self._values) > self._limit:
+            self._sweep()
+        return got
+
+    def _sweep(self) -> None:
+        values = self._values
+        probe = os.urandom(24)
+        values[probe] = probe
+        base = 0
+        for v in [probe]:
+            base = sys.getrefcount(v) - 1   # as a value no one else holds (less ``probe``)
+        del values[probe]
+        for v in list(values):
+            if sys.getrefcount(v) <= base:
+                values.pop(v, None)
+        self._limit = max(4096, 2 * len(values))
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+_SHARED = _SharedValues()
+
+
 class State:
     """Key-value state with a journal for atomic transactions and a bucketed commitment."""
 
@@ -303,7 +352,7 @@ class State:
             self._journal.append((key, self._data.get(key)))
         if key not in self._data:
             self._index(key)
-        self._data[key] = value
+        self._data[key] = _SHARED.share(value) if len(value) >= SHARED_MIN else value
         self._pending.add(key)
 
     def set_obj(self, key: bytes, obj: Any) -> None:
