@@ -227,11 +227,11 @@ def test_a_signer_whose_nonce_went_to_the_side_file_takes_its_next_one(run: Engi
     h = _privacy(run).ids.of(ctx.members[5], ctx.first + SLOTS - 1)
     assert h is not None
     key = h.own.key
-    n = ctx._nonces.get(key.address, 0)
+    body = {"to": ctx.members[1].address, "amount_micro": 1}
+    n = decode_tx(ctx.tx(key, "bank/transfer", body)).nonce
     ctx.forget_nonces([key.address, b"\x01" * 32])      # one never seen: nothing to keep
     assert key.address not in ctx._nonces
-    body = {"to": ctx.members[1].address, "amount_micro": 1}
-    assert decode_tx(ctx.tx(key, "bank/transfer", body)).nonce == n
+    assert decode_tx(ctx.tx(key, "bank/transfer", body)).nonce == n + 1
     ctx.forget_nonces([key.address])
-    assert [decode_tx(r).nonce for r in ctx.txs([(key, "bank/transfer", body)] * 2)] == [n + 1, n + 2]
-    assert ctx._nonces[key.address] == n + 3
+    assert [decode_tx(r).nonce for r in ctx.txs([(key, "bank/transfer", body)] * 2)] == [n + 2, n + 3]
+    assert ctx._nonces[key.address] == n + 4
