@@ -702,7 +702,8 @@ class PrivacyMode(Feature):
         issue = self.epochs[epoch]
         keep = set(self.openings)
         retired = self.ids.retire(issue.held, keep)
-        self.escrows.discard(retired)
+        # every escrow of the epoch but an opening's (those never registered too)
+        self.escrows.discard(k.address for k in issue.held if k.address not in keep)
         gone = set(retired)
         self.ctx.forget_nonces([a for k in issue.held if k.address in gone
                                 for a in (k.address, k.reading_address)])
