@@ -71,3 +71,17 @@ def test_a_batch_that_fits_is_one_tick(tmp_path: Path) -> None:
     assert [fb.header.height for fb in blocks] == [h + 1]
     assert blocks[0].header.slot_time == 1800 and len(blocks[0].result.receipts) == CAP - 1
     net.close()
+
+
+def test_the_api_service_stamps_a_burst_with_the_tick_time(tmp_path: Path) -> None:
+    """``gridledger serve``'s network (``EmbeddedService.tick``) cuts a burst submitted
+    through the API between two ticks the same way."""
+    from gridledger.node.service import EmbeddedService
+
+    net, chain = _net(tmp_path)
+    svc = EmbeddedService(net)
+    _batch(net, chain, 2 * CAP + 1)
+    blocks = svc.tick(1800)
+    assert sum(len(fb.result.receipts) for fb in blocks) == 2 * CAP + 1
+    assert {fb.header.slot_time for fb in blocks} == {1800}
+    net.close()

@@ -181,8 +181,11 @@ class EmbeddedService(ValidatorService):
         self.clock = clock
 
     def tick(self, time_s: int) -> list[FinalizedBlock]:
+        """Close the blocks due at ``time_s``: a burst larger than a block is cut into
+        blocks that all carry ``time_s`` (``EmbeddedNetwork.tick_stamped``), so a reading
+        sent after its slot ended never executes as if before it (``reading-early``)."""
         with self.lock:
-            fbs = self.net.tick(time_s)
+            fbs = self.net.tick_stamped(time_s)
         for fb in fbs:
             self.notify(fb.header, fb.result)
         return fbs
