@@ -49,7 +49,7 @@ class PriceManipulation(Attack):
         "tiers, appeal); under pseudonyms each finding is a recorded dispute whose escrow "
         "k trustees open, so the sanction reaches the owner and the pseudonyms it may hold "
         "next")
-    window = (0.0, 0.90)     # of the run
+    window = (0.0, 0.90)     # of each day (of the run if shorter: RunClock.in_window)
     WITHHOLD_PCT = 300       # the withholder asks 3 x the retail tariff
     SPOOF_WH = 30_000        # the spoofer's visible buy order for the next slot
 
