@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import types
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -109,8 +108,10 @@ def deferring_stub() -> Any:
     return ctx
 
 
-def _voting() -> tuple[Any, list[str], Callable[[], list[bytes]]]:
-    """A deferring stub, the list of what was made, and a ``make`` that signs one vote."""
+def test_deferred_later_keeps_its_place_and_signs_before_its_signer_signs_again() -> None:
+    """``defer_later`` (the validators' votes after a dry run in a forked process): the
+    transactions are made when taken, in the place they were deferred at; a submit or a
+    defer meanwhile does not make them; their signer's next signature does, first."""
     ctx = deferring_stub()
     made: list[str] = []
 
@@ -118,14 +119,6 @@ def _voting() -> tuple[Any, list[str], Callable[[], list[bytes]]]:
         made.append("votes")
         return [ctx.tx(Key(MEMBER), "vote")]
 
-    return ctx, made, votes
-
-
-def test_deferred_later_keeps_its_place_and_signs_before_its_signer_signs_again() -> None:
-    """``defer_later`` (the validators' votes after a dry run in a forked process): the
-    transactions are made when taken, in the place they were deferred at; a submit or a
-    defer meanwhile does not make them; their signer's next signature does, first."""
-    ctx, made, votes = _voting()
     ctx.defer([b"before"])
     ctx.defer_later(votes, [MEMBER])
     ctx.defer([b"after"])            # deferred meanwhile: stays after the votes
@@ -146,7 +139,13 @@ def test_held_votes_wait_for_their_slot_unless_their_signer_signs() -> None:
     """``hold_until`` (the votes ``Governance.VOTE_AFTER_SLOTS`` steps after the proposal):
     earlier block As take what was deferred around them, not them, and do not make them;
     their slot's block A does; their signer's next signature still makes them first."""
-    ctx, made, votes = _voting()
+    ctx = deferring_stub()
+    made: list[str] = []
+
+    def votes() -> list[bytes]:
+        made.append("votes")
+        return [ctx.tx(Key(MEMBER), "vote")]
+
     ctx.defer([b"before"])
     ctx.defer_later(votes, [MEMBER], hold_until=12)
     ctx.defer([b"after"])
