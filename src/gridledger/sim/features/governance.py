@@ -114,7 +114,7 @@ class Governance(Feature):
     8 slots (24 blocks), ``contract-bug`` proposed at 04:45 on day 3 of a 4-day run passed
     every review and stopped the chain at the first settlement after it activated."""
     DRY_RUN: ClassVar[bool] = True
-    VOTE_AFTER_SLOTS: ClassVar[int] = 5
+    VOTE_AFTER_SLOTS: ClassVar[int] = 3
     """The votes go into the block A this many steps after the proposal's (fewer if the
     proposal's activation comes sooner): the dry runs, forked at the proposal, run beside
     that many steps of the run before it waits for them. They used to go into the next
