@@ -135,33 +135,6 @@ def test_deferred_later_keeps_its_place_and_signs_before_its_signer_signs_again(
     assert made == ["votes"] * 3 and ctx.take_deferred() == [b"vote"]
 
 
-def test_held_votes_wait_for_their_slot_unless_their_signer_signs() -> None:
-    """``hold_until`` (the votes ``Governance.VOTE_AFTER_SLOTS`` steps after the proposal):
-    earlier block As take what was deferred around them, not them, and do not make them;
-    their slot's block A does; their signer's next signature still makes them first."""
-    ctx = deferring_stub()
-    made: list[str] = []
-
-    def votes() -> list[bytes]:
-        made.append("votes")
-        return [ctx.tx(Key(MEMBER), "vote")]
-
-    ctx.defer([b"before"])
-    ctx.defer_later(votes, [MEMBER], hold_until=12)
-    ctx.defer([b"after"])
-    assert ctx.take_deferred(10) == [b"before", b"after"] and made == []
-    ctx.defer([b"next"])
-    assert ctx.take_deferred(11) == [b"next"] and made == []
-    ctx.defer([b"later"])
-    assert ctx.take_deferred(12) == [b"vote", b"later"] and made == ["votes"]
-    ctx.defer_later(votes, [MEMBER], hold_until=20)
-    ctx.tx(Key(MEMBER), "propose")    # the signer signs before the slot: votes first
-    assert [w for _a, w in ctx.signed][-2:] == ["vote", "propose"]
-    assert ctx.take_deferred(13) == [b"vote"]
-    ctx.defer_later(votes, [MEMBER], hold_until=20)
-    assert ctx.take_deferred() == [b"vote"]   # no slot given (the run's tail): everything
-
-
 def test_detection_in_the_worker_equals_detection_here() -> None:
     model = load_grid(DEFAULT_NETWORK)
     slot = model.window.start + 50    # midday: PV export on the feeder

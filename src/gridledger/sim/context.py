@@ -96,8 +96,6 @@ class DeferredLater:
     make: Callable[[], list[bytes]]
     signers: frozenset[bytes]
     raws: list[bytes] | None = None
-    hold_until: int | None = None
-    """The first slot whose block A may take it (unless one of ``signers`` signs first)."""
 
 
 @dataclass
@@ -297,21 +295,16 @@ class SimContext:
         self.settle()
         self._deferred += raws
 
-    def defer_later(self, make: Callable[[], list[bytes]], signers: Sequence[bytes],
-                    hold_until: int | None = None) -> None:
+    def defer_later(self, make: Callable[[], list[bytes]], signers: Sequence[bytes]) -> None:
         """``defer(make())`` with ``make`` called as late as its transactions still come out
         as if it had run now: at the next ``take_deferred`` (they keep their place among the
         deferred transactions), before the next signature by one of ``signers`` (their
         nonces), or at the end of the run (``resolve_deferred``) — not at every ``submit`` or
         ``tick`` as ``later``'s work. ``make`` may wait for pure work started elsewhere (a
         forked process: the validators' dry runs, issue 19) and signs only as ``signers``;
-        it must not defer itself. ``hold_until``: a slot before whose block A the entry is
-        not taken (the deferred transactions of other signers go ahead of it), so pure work
-        elsewhere has that long before this process waits for it; a signature by one of
-        ``signers`` still makes it first (nonce order). Deterministic: it depends on slots,
-        not on when the work finishes."""
+        it must not defer itself."""
         self.settle()
-        d = DeferredLater(make, frozenset(signers), hold_until=hold_until)
+        d = DeferredLater(make, frozenset(signers))
         self._deferred.append(d)
         self._pending.append(d)
 
@@ -332,24 +325,16 @@ class SimContext:
         for d in list(self._pending):
             self._resolve(d)
 
-    def take_deferred(self, slot: int | None = None) -> list[bytes]:
-        """The deferred transactions, in order, for the block A of ``slot`` (None: every
-        one, held or not), without the ``defer_later`` entries held past it."""
+    def take_deferred(self) -> list[bytes]:
         self.settle()
-        for d in list(self._pending):
-            if slot is None or d.hold_until is None or slot >= d.hold_until:
-                self._resolve(d)
+        self.resolve_deferred()
         out: list[bytes] = []
-        held: list[bytes | DeferredLater] = []
         for item in self._deferred:
             if isinstance(item, DeferredLater):
-                if item.raws is None:
-                    held.append(item)   # its signers signed nothing since: no nonce follows it
-                else:
-                    out += item.raws
+                out += item.raws or []
             else:
                 out.append(item)
-        self._deferred = held
+        self._deferred = []
         return out
 
     @contextmanager

@@ -123,7 +123,7 @@ class Engine:
             extra = [raw for a in self.attacks for raw in a.txs_block_a(slot, step.trading)]
         raws = [raw for f in self.features for raw in f.txs_a(step)]
         t0 = time.perf_counter()
-        ctx.submit(ctx.take_deferred(slot) + extra + raws, step.t_a)
+        ctx.submit(ctx.take_deferred() + extra + raws, step.t_a)
         for a in self.attacks:
             a.after_submit(slot, raws)
         ctx.tick(step.t_a)

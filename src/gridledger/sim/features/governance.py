@@ -37,7 +37,7 @@ from gridledger.ledger.modules.catalog import Catalog
 from gridledger.ledger.params import load_params
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.node.store import BlockStore
-from gridledger.sim.clock import Step, step_slot
+from gridledger.sim.clock import Step
 from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature, ReportSection
 from gridledger.sim.forked import start_forked
@@ -114,11 +114,6 @@ class Governance(Feature):
     8 slots (24 blocks), ``contract-bug`` proposed at 04:45 on day 3 of a 4-day run passed
     every review and stopped the chain at the first settlement after it activated."""
     DRY_RUN: ClassVar[bool] = True
-    VOTE_AFTER_SLOTS: ClassVar[int] = 3
-    """The votes go into the block A this many steps after the proposal's (fewer if the
-    proposal's activation comes sooner): the dry runs, forked at the proposal, run beside
-    that many steps of the run before it waits for them. They used to go into the next
-    block A, so the run waited for almost every second of a day's replay (ninth session)."""
     COVERAGE: ClassVar[bool] = True
     """Each review must run what the release replaces, widening to the whole chain if the
     window does not (``ledger.dryrun``, step 5); off only in the tests that show what a
@@ -159,7 +154,7 @@ class Governance(Feature):
                     "from_version": e["from_version"], "activation": e["activation"],
                     "proposed_at": fb.header.height, "status": "open", "yes": 0, "no": 0,
                     "reasons": []}
-                self._review(fb.header.height, fb.header.slot_time, e)
+                self._review(fb.header.height, e)
             elif t == "motion_vote" and e["proposal"] in self.proposals:
                 p = self.proposals[e["proposal"]]
                 p["yes"], p["no"] = e["yes"], e["no"]
@@ -174,15 +169,14 @@ class Governance(Feature):
                                       "version": e["version"], "height": e["height"],
                                       "proposal": e["proposal"]})
 
-    def _review(self, height: int, fb_time: int, e: Mapping[str, Any]) -> None:
+    def _review(self, height: int, e: Mapping[str, Any]) -> None:
         """Each validator's operator dry-runs the proposal on its own node, then votes.
 
         The dry runs (pure: the stores' certified bytes and the catalogs) run in a forked
-        process while the run goes on; the votes are signed when they are due — at the block
-        A ``VOTE_AFTER_SLOTS`` steps on, where they keep their place among the deferred
-        transactions, or before a validator signs anything else (``SimContext.defer_later``):
-        the same votes and nonces as reviewing here, in blocks that depend on slots only,
-        not on when the dry runs end (issue 19: a privacy day's first review replays an
+        process while the run goes on; the votes are signed when they are due — at the next
+        block A, where they keep their place among the deferred transactions, or before a
+        validator signs anything else (``SimContext.defer_later``): the same votes, nonces
+        and blocks as reviewing here (issue 19: a privacy day's first review replays an
         epoch's registration block and scans ~6,000 pseudonyms' records per block, ~2 s of
         the main core)."""
         ctx = self.ctx
@@ -213,10 +207,7 @@ class Governance(Feature):
                 "proposal": up.proposal, "approve": r["approve"], "reason": r["reason"]})
                 for (_v, key), r in zip(voters, reviews, strict=True)]
 
-        # a slot's three blocks, and one to spare before the activation height
-        slack = max(0, (int(e["activation"]) - height - 4) // 3)
-        hold = step_slot(fb_time) + 1 + min(self.VOTE_AFTER_SLOTS - 1, slack)
-        ctx.defer_later(votes, [key.address for _v, key in voters], hold_until=hold)
+        ctx.defer_later(votes, [key.address for _v, key in voters])
 
     # -- outputs ---------------------------------------------------------------------------
     def detections(self) -> dict[str, int]:
