@@ -31,7 +31,7 @@ def test_every_case_reports_its_figures(result: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 17 open: wall / floor 6-9 at 30 x 24 and 100 x 24 "
+@pytest.mark.xfail(reason="issue 17 open: wall / floor ~10.9 at 30 x 24 and 100 x 24 "
                           "(2026-12-01, floor priced per algorithm on the signatures the "
                           "chain carries), target 2.0 (BENCHMARKS.md, scale)",
                    strict=False)
