@@ -281,10 +281,15 @@ class PseudonymIdentities:
             out.append(addr)
         return out
 
-    def of(self, m: Member, slot: int) -> Held | None:
+    def _kept(self, m: Member, slot: int) -> Kept | None:
+        """``m``'s pseudonym for ``slot``, live or retired, as kept."""
         k = self._slot.get((m.index, slot))
         if k is None and slot in self._retired:
             k = self._retired[slot].get(m.index)
+        return k
+
+    def of(self, m: Member, slot: int) -> Held | None:
+        k = self._kept(m, slot)
         return None if k is None else k.held(m)
 
     def trading_key(self, m: Member, slot: int) -> SigningKey:
@@ -313,11 +318,8 @@ class PseudonymIdentities:
         return m
 
     def ledger_cp(self, m: Member, slot: int) -> str:
-        k = self._slot.get((m.index, slot))
-        if k is not None:
-            return pseudo_cp(k.address)
-        h = self.of(m, slot)
-        return m.cp if h is None else h.cp
+        k = self._kept(m, slot)   # its address names its cp: no keys made
+        return m.cp if k is None else pseudo_cp(k.address)
 
     def owner_of_cp(self, cp: str) -> Member | None:
         m = self._by_cp.get(cp)
@@ -330,9 +332,7 @@ class PseudonymIdentities:
         return self.owner(addr) if pseudo_cp(addr) == cp else None
 
     def image_opening(self, m: Member, slot: int) -> tuple[bytes, bytes] | None:
-        k = self._slot.get((m.index, slot))
-        if k is None and slot in self._retired:
-            k = self._retired[slot].get(m.index)
+        k = self._kept(m, slot)
         if k is None or k.image is None or k.salt is None:
             return None
         return k.image, k.salt
