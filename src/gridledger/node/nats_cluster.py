@@ -2,10 +2,20 @@
 
 Used by tests, benchmarks and ``gridledger node cluster`` on one machine: three servers on
 loopback, JetStream on, clustered with routes so streams can be replicated R=3 (Raft).
+
+Several clusters may run on one machine at once (parallel test workers, a benchmark beside
+the tests). Each has its own cluster name and server names, so a route that reaches another
+cluster's server — a port picked as free, then taken by another cluster before its server
+bound it — is refused by nats-server instead of merging the two JetStream meta groups (CI
+saw exactly that: "no suitable peers for placement, peer offline" until the foreign cluster
+stopped). A server counts as started only when the server answering on its client port
+names itself as this cluster's server, not when anything answers there.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 import shutil
 import socket
 import subprocess
@@ -30,6 +40,31 @@ def nats_server_binary() -> str:
     return path
 
 
+def server_info(port: int, timeout_s: float = 0.5) -> dict[str, object]:
+    """The INFO a NATS server sends first on its client port (``server_name``, ``cluster``…).
+
+    Raises OSError when nothing answers, ValueError when what answers is not NATS."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as c:
+        c.settimeout(timeout_s)
+        buf = b""
+        while b"\r\n" not in buf and len(buf) < 65536:
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    line = buf.split(b"\r\n", 1)[0]
+    if not line.startswith(b"INFO "):
+        raise ValueError(f"not a NATS server on port {port}: {line[:40]!r}")
+    info = json.loads(line[5:])
+    if not isinstance(info, dict):
+        raise ValueError(f"not a NATS server on port {port}: INFO is not an object")
+    return info
+
+
+class PortTaken(ConfigError):
+    """A server's port was taken by another process before the server bound it."""
+
+
 @dataclass
 class NatsServer:
     name: str
@@ -38,6 +73,7 @@ class NatsServer:
     store_dir: Path
     conf: Path
     proc: subprocess.Popen[bytes] | None = None
+    server_name: str = ""  # the name in its config: unique per cluster run (see module doc)
 
     @property
     def url(self) -> str:
@@ -47,14 +83,34 @@ class NatsServer:
         with open(self.store_dir.parent / f"{self.name}.log", "ab") as log:  # the child keeps its own
             self.proc = subprocess.Popen([nats_server_binary(), "-c", str(self.conf)],
                                          stdout=log, stderr=subprocess.STDOUT)
+        want = self.server_name or self.name
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:  # exited: most often a port already in use
+                self.proc = None
+                tail = self._log_tail()
+                kind = PortTaken if "address already in use" in tail else ConfigError
+                raise kind(f"nats-server {self.name} exited on start: {tail}")
             try:
-                with socket.create_connection(("127.0.0.1", self.client_port), timeout=0.2):
-                    return
-            except OSError:
+                info = server_info(self.client_port, 0.2)
+            except (OSError, ValueError):
                 time.sleep(0.05)
+                continue
+            if info.get("server_name") == want:
+                return
+            # another cluster's server holds our client port: ours will exit (checked above)
+            time.sleep(0.05)
+        self.kill()
         raise ConfigError(f"nats-server {self.name} did not start on port {self.client_port}")
+
+    def _log_tail(self) -> str:
+        try:
+            lines = (self.store_dir.parent / f"{self.name}.log").read_text(
+                errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        errs = [ln for ln in lines if "[FTL]" in ln or "[ERR]" in ln]
+        return (errs or lines or ["(empty log)"])[-1]
 
     def kill(self) -> None:
         """SIGKILL (fault tests) — the server's JetStream files stay for a restart."""
@@ -91,10 +147,29 @@ class NatsCluster:
     root: Path
     size: int = 3
     servers: list[NatsServer] = field(default_factory=list)
+    name: str = ""  # the cluster name: unique per directory unless given (see module doc)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
+        # kept in the directory: JetStream's stored Raft groups know their peers by server
+        # name, so a cluster restarted on its directory must keep its names
+        named = self.root / "cluster-name"
+        # a directory an earlier version started: its servers were n1, n2… of "gridledger"
+        self._legacy = not self.name and not named.exists() and any(
+            (self.root / "n1").glob("*"))
+        if self._legacy:
+            self.name = "gridledger"
+        elif not self.name:
+            self.name = (named.read_text().strip() if named.exists()
+                         else f"gridledger-{secrets.token_hex(4)}")
+        if not self._legacy:
+            named.write_text(self.name + "\n")
+        self._configure()
+
+    def _configure(self) -> None:
+        """Pick free ports and write every server's config (again after a port was taken)."""
+        self.servers = []
         ports = [(free_port(), free_port()) for _ in range(self.size)]
         for i, (cp, rp) in enumerate(ports):
             name = f"n{i + 1}"
@@ -105,21 +180,34 @@ class NatsCluster:
             # clients use exactly the URLs they are given (no gossiped addresses), so a node
             # behind a proxy or firewall cannot bypass it; one server is no cluster (nats-server
             # refuses a JetStream cluster without routes): its streams take replicas 1
-            cluster = (f"cluster {{ name: gridledger, listen: 127.0.0.1:{rp}, routes: [{routes}], "
+            cluster = (f"cluster {{ name: {self.name}, listen: 127.0.0.1:{rp}, routes: [{routes}], "
                        "no_advertise: true }\n") if self.size > 1 else ""
+            server_name = name if self._legacy else f"{self.name}-{name}"
             conf.write_text(
-                f"server_name: {name}\nlisten: 127.0.0.1:{cp}\n"
+                f"server_name: {server_name}\nlisten: 127.0.0.1:{cp}\n"
                 f"jetstream {{ store_dir: \"{store}\", max_memory_store: 268435456, "
                 f"max_file_store: 2147483648 }}\n" + cluster)
-            self.servers.append(NatsServer(name, cp, rp, store, conf))
+            self.servers.append(NatsServer(name, cp, rp, store, conf, server_name=server_name))
 
     @property
     def urls(self) -> list[str]:
         return [s.url for s in self.servers]
 
-    def start(self) -> NatsCluster:
-        for s in self.servers:
-            s.start()
+    def start(self, attempts: int = 3) -> NatsCluster:
+        """Start every server; when another process took a picked port first, stop what
+        started and try again on fresh ports (up to ``attempts`` times).
+
+        Raises ConfigError when a server does not start."""
+        for attempt in range(attempts):
+            try:
+                for s in self.servers:
+                    s.start()
+                return self
+            except PortTaken:
+                self.stop()
+                if attempt == attempts - 1:
+                    raise
+                self._configure()
         return self
 
     def stop(self) -> None:

@@ -1,0 +1,78 @@
+"""Two NATS clusters on one machine never merge, and a taken port is not mistaken for a
+started server (regression: CI failed with "no suitable peers for placement" while another
+test's cluster, sharing the cluster name, had routed into the orderer suite's cluster)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pytest
+
+from gridledger.errors import ConfigError
+from gridledger.node import nats_cluster
+from gridledger.node.nats_cluster import NatsCluster, nats_server_binary, server_info
+from gridledger.node.nats_orderer import NatsOrderer
+
+
+@pytest.fixture(autouse=True)
+def _needs_nats():
+    try:
+        nats_server_binary()
+    except Exception:
+        pytest.skip("nats-server is not installed")
+
+
+@pytest.mark.parametrize("shared_name", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_a_foreign_cluster_routing_in_is_refused(tmp_path, shared_name):
+    """``shared_name``: the defence removed — both clusters named alike, as every cluster
+    was before — and the suite's cluster can no longer place an R=3 stream."""
+    a = NatsCluster(tmp_path / "a").start()
+    b = NatsCluster(tmp_path / "b", size=2, name=a.name if shared_name else "")
+    try:
+        time.sleep(1.0)
+        assert (a.name == b.name) == shared_name
+        # a port collision: b's first server routes to a's second server
+        conf = b.servers[0].conf
+        conf.write_text(re.sub(r"routes: \[[^\]]*\]",
+                               f"routes: [nats-route://127.0.0.1:{a.servers[1].cluster_port}]",
+                               conf.read_text()))
+        b.start()
+        time.sleep(2.5)  # the route is tried (and refused) meanwhile
+        if shared_name:
+            with pytest.raises(ConfigError, match="no suitable peers"):
+                NatsOrderer(a.urls, "after-foreign-route", timeout_s=2.0)
+            return
+        o = NatsOrderer(a.urls, "after-foreign-route", timeout_s=3.0)  # R=3 placement works
+        o.close()
+        assert "does not match" in (tmp_path / "a" / "n2.log").read_text()
+    finally:
+        b.stop()
+        a.stop()
+
+
+def test_a_taken_port_is_retried_on_fresh_ports(tmp_path, monkeypatch):
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    taken = held.getsockname()[1]
+    real = nats_cluster.free_port
+    picks = iter([taken])
+    monkeypatch.setattr(nats_cluster, "free_port", lambda: next(picks, None) or real())
+    c = NatsCluster(tmp_path / "c", size=1)
+    assert c.servers[0].client_port == taken
+    try:
+        c.start()
+        port = c.servers[0].client_port
+        assert port != taken and server_info(port)["server_name"] == f"{c.name}-n1"
+    finally:
+        c.stop()
+        held.close()
+
+
+def test_the_cluster_name_is_kept_with_its_directory(tmp_path):
+    first = NatsCluster(tmp_path / "d", size=1)
+    again = NatsCluster(tmp_path / "d", size=1)
+    other = NatsCluster(tmp_path / "e", size=1)
+    assert first.name == again.name != other.name
