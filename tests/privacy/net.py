@@ -247,13 +247,15 @@ def pool_net(tmp: Path, **kw: Any) -> PrivacyNet:
 
 def issue(w: PrivacyNet, epoch: int, plan: dict[int, list[int | tuple[int, int]]], at: int, *,
           tickets: dict[int, int] | None = None,
-          firmware: dict[int, bytes] | None = None, seal: bool = False) -> Issued:
+          firmware: dict[int, bytes] | None = None, seal: bool = False,
+          random_bytes: Any = None) -> Issued:
     """Users join with one ticket per planned slot (or ``tickets``), make per-slot pseudonyms
     (a ``(first, last)`` entry: one pseudonym for those slots); their meters make reading
     keys and sign the bindings (with ``firmware[user]``, the image hash the meter runs, when
     given; ``seal``: as a salted commitment per pseudonym, privacy mode's sealed images);
     the DSO attests; the trustees certify; a relay registers. Three blocks: ``at`` (joins),
-    ``at + 1``, ``at + 2``."""
+    ``at + 1``, ``at + 2``. ``random_bytes``: the pseudonyms' randomness (default
+    ``os.urandom``)."""
     from gridledger.privacy.ledger_io import (
         attest_body,
         certify_batch,
@@ -265,8 +267,10 @@ def issue(w: PrivacyNet, epoch: int, plan: dict[int, list[int | tuple[int, int]]
     tickets = tickets or {i: len(slots) for i, slots in plan.items()}
     w.ok([w.tx(w.users[i], "privacy/join", {"epoch": epoch, "tickets": n})
           for i, n in tickets.items()], at)
+    rnd = {} if random_bytes is None else {"random_bytes": random_bytes}
     own = {i: make_pseudonyms(w.users[i], w.trustee_set, epoch,
-                              [s if isinstance(s, tuple) else (s, s) for s in slots], FEEDER)
+                              [s if isinstance(s, tuple) else (s, s) for s in slots], FEEDER,
+                              **rnd)
            for i, slots in plan.items()}
     reading: dict[bytes, SigningKey] = {}
     statements = {}

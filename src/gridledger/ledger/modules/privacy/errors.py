@@ -162,6 +162,13 @@ class PseudonymRetired(InvalidBody):
     rule = "pseudonym-retired"
 
 
+class PseudonymPruned(InvalidBody):
+    """The pseudonym's epoch paid out a dispute window ago and its record was pruned (only
+    its used marker is left): it can no longer be opened."""
+
+    rule = "pseudonym-pruned"
+
+
 class NotPseudonymous(InvalidBody):
     """The party at fault trades under its own name: nothing to open."""
 
@@ -355,7 +362,7 @@ RULES = (
     NotTrustee, BatchExists, TicketsExceeded, BatchEndorsements, AttestationExists, NoBatch,
     PseudonymSlots, UnknownFeeder, NotCertified, ReadingNotAttested, PseudonymRegistered,
     NotInPool, ClaimsClosed, AlreadyClaimed, ClaimAboveDue, CarryRefused, NoDecision, NotPseudonymous,
-    UnknownPseudonym, PseudonymRetired,
+    UnknownPseudonym, PseudonymRetired, PseudonymPruned,
     OpeningRequested, NoDispute, NotDisputed, EscrowPosted, EscrowMismatch, EscrowNotPosted,
     ShareCommitment, AlreadyReleased, NotBogus, BadAttribution, NotAggregator, AnonymitySet,
     PartialSignature, PartialWindow, PartialPosted, AggregateDecoded, EvidencePosition,

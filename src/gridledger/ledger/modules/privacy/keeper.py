@@ -30,6 +30,8 @@ BATCH = b"pv/batch/"       # + root -> BatchRecord
 ATTEST = b"pv/att/"        # + root -> AttestRecord
 PSEUDONYM = b"pv/ps/"      # + pseudonym -> PseudonymRecord
 BY_EPOCH = b"pv/pe/"       # + epoch(8) + pseudonym -> 1
+USED = b"pv/used/"         # + pseudonym -> epoch: pruned (its record is gone, never reused)
+TO_PRUNE = b"pv/to-prune"  # [epoch] paid out, records not yet pruned
 CLAIM = b"pv/claim/"       # + epoch(8) + member -> amount
 CARRY = b"pv/carry/"       # + epoch(8) + pseudonym -> amount carried into the epoch's pool
 DISPUTE = b"pv/disp/"      # + dispute id -> DisputeRecord
@@ -84,6 +86,20 @@ def put_epoch(state: State, epoch: int, rec: EpochRecord) -> None:
         state.set_obj(OPEN_EPOCHS, sorted([*open_, epoch]))
     elif rec.status == "paid" and epoch in open_:
         state.set_obj(OPEN_EPOCHS, [e for e in open_ if e != epoch])
+        state.set_obj(TO_PRUNE, sorted([*epochs_to_prune(state), epoch]))
+
+
+def epochs_to_prune(state: State) -> list[int]:
+    """Epochs paid out whose pseudonyms' records are not pruned yet (``Pool.prune``)."""
+    return list(state.get_obj(TO_PRUNE, []))
+
+
+def take_epoch_to_prune(state: State, epoch: int) -> None:
+    left = [e for e in epochs_to_prune(state) if e != epoch]
+    if left:
+        state.set_obj(TO_PRUNE, left)
+    else:
+        state.delete(TO_PRUNE)
 
 
 def open_epochs(state: State) -> list[int]:
@@ -124,7 +140,11 @@ def put_attestation(state: State, root: bytes, rec: AttestRecord) -> None:
 
 
 _DECODED: dict[bytes, PseudonymRecord] = {}
-_DECODED_MAX = 16384
+_DECODED_MAX = 4096
+"""~3 KB an entry (the certified key, decoded, and the raw record, kept alive after pruning
+drops it from state): an epoch's pseudonyms at 30 members (2,880) fit, which the sweep, the
+pay-out and retirement read in turn; 16,384 took ~6 days to fill at 30 members (issue 17).
+"""
 
 
 def get_pseudonym(state: State, addr: bytes) -> PseudonymRecord | None:
@@ -147,6 +167,21 @@ def put_pseudonym(state: State, addr: bytes, rec: PseudonymRecord) -> None:
     if state.get(PSEUDONYM + addr) is None:
         state.set_int(BY_EPOCH + e8(rec.epoch) + addr, 1)
     state.set_obj(PSEUDONYM + addr, rec.to_obj())
+
+
+def prune_pseudonym(state: State, addr: bytes, epoch: int) -> None:
+    """Replace a retired pseudonym's public record and epoch index entry by its ``used``
+    marker (the epoch, a few bytes): registration still refuses the address."""
+    state.delete(PSEUDONYM + addr)
+    state.delete(BY_EPOCH + e8(epoch) + addr)
+    state.set_obj(USED + addr, epoch)   # set_obj: epoch 0 is a value, not a deletion
+
+
+def pruned_epoch(state: State, addr: bytes) -> int | None:
+    """The epoch of a pruned pseudonym (None: never registered, or its record is still in
+    state)."""
+    v = state.get_obj(USED + addr)
+    return None if v is None else int(v)
 
 
 def retire_records(state: State, addr: bytes, rec: PseudonymRecord) -> None:

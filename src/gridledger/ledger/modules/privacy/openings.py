@@ -44,6 +44,7 @@ from gridledger.ledger.modules.privacy.errors import (
     NotPseudonymous,
     NotTrustee,
     OpeningRequested,
+    PseudonymPruned,
     ShareCommitment,
 )
 from gridledger.ledger.modules.privacy.expected import Disputes, Registry, Reputation
@@ -92,6 +93,10 @@ class Openings:
         else:
             target, reason = decision["claimant"], "dispute_lost"
         if keeper.get_pseudonym(state, target) is None:
+            pruned = keeper.pruned_epoch(state, target)
+            if pruned is not None:
+                raise PseudonymPruned(f"epoch {pruned}'s pseudonyms were pruned: too late to "
+                                      "open")
             raise NotPseudonymous("the party at fault trades under its own name")
         did = dispute_id_for_trade(msg.slot, msg.trade, msg.claim)
         if keeper.get_dispute(state, did) is not None:

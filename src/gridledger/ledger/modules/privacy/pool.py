@@ -306,6 +306,7 @@ class Pool:
                                      f"epoch {epoch}")
         reading = leaf.reading_key.address
         if (keeper.get_pseudonym(state, addr) is not None  # retired ones too: never reused
+                or keeper.pruned_epoch(state, addr) is not None  # and pruned ones
                 or self.registry.participant(state, addr) is not None
                 or self.registry.participant(state, reading) is not None):
             raise PseudonymRegistered("this pseudonym or reading key is already on the ledger")
@@ -347,6 +348,9 @@ class Pool:
         ``image-opening``). Rule ``unknown-pseudonym``."""
         ps = keeper.get_pseudonym(state, msg.pseudonym)
         if ps is None:
+            pruned = keeper.pruned_epoch(state, msg.pseudonym)
+            if pruned is not None:
+                raise PseudonymRetired(f"epoch {pruned} has paid out: its meters are retired")
             raise UnknownPseudonym("no registered pseudonym has this address")
         if keeper.get_epoch(state, ps.epoch).status == "paid":
             raise PseudonymRetired(f"epoch {ps.epoch} has paid out: its meters are retired")
@@ -377,6 +381,10 @@ class Pool:
             elif (rec.status == "claims" and rec.claims_deadline is not None
                   and ctx.slot_time >= rec.claims_deadline):
                 self._decide(state, ctx, cfg, epoch, events)
+        for epoch in keeper.epochs_to_prune(state):  # ascending: so are their prune times
+            if ctx.slot_time < prune_time(state, cfg, epoch):
+                break
+            self.prune(state, epoch, events)
 
     def _sweep(self, state: State, epoch: int) -> int:
         """Move every pseudonym's spendable balance back to the pool; returns the amount."""
@@ -560,6 +568,52 @@ class Pool:
         self.reputation.forget(state, addr)
         keeper.retire_records(state, addr, ps)
         return True
+
+
+    # -- pruning -------------------------------------------------------------------------------
+    def still_read(self, state: State) -> frozenset[bytes]:
+        """Pseudonyms whose full record a rule may still read: named by any recorded dispute
+        (escrow, release and attribution check its escrow digest, certified key and reading
+        key; a later finding reaches an opened one's owner), or carried money into an epoch
+        not paid out yet (that epoch's pool dispute covers it, ``member_dues`` reads it)."""
+        named = {p for _, d in keeper.disputes(state) for p in d.targets}
+        carried = {p for e in keeper.open_epochs(state) for p, _ in keeper.carried_into(state, e)}
+        return frozenset(named | carried)
+
+    def prune(self, state: State, epoch: int, events: list[dict[str, Any]]) -> None:
+        """A dispute window after the epoch's claims deadline (``prune_time``): replace each
+        retired pseudonym's public record (``pv/ps``, ~1.6 KB with its key) and epoch index
+        entry by a used marker (``pv/used``: registration refuses the address for good),
+        in address order. Kept in full: a pseudonym not retired (money or an unopened
+        dispute holds it), opened, with an escrow or a bogus mark, named by a dispute or
+        carried into an open epoch. Without it state grows by a record per pseudonym ever
+        registered (issue 17: members x 96 a day). Block event ``pseudonyms_pruned``."""
+        keep = self.still_read(state)
+        pruned = kept = 0
+        for addr in keeper.pseudonyms_of_epoch(state, epoch):
+            if (addr in keep or self.registry.participant(state, addr) is not None
+                    or keeper.get_opening(state, addr) is not None
+                    or keeper.get_escrow(state, addr) is not None
+                    or keeper.bogus_for(state, addr) is not None):
+                kept += 1
+                continue
+            keeper.prune_pseudonym(state, addr, epoch)
+            pruned += 1
+        keeper.take_epoch_to_prune(state, epoch)
+        events.append({"type": "pseudonyms_pruned", "epoch": epoch, "pruned": pruned,
+                       "kept": kept})
+
+
+def prune_time(state: State, cfg: PrivacyConfig, epoch: int) -> int:
+    """When a paid-out epoch's pseudonyms are pruned (block time, s): its regular claims
+    deadline — the last slot's end, settlement window, dispute window (or close delay),
+    claim window — plus one more dispute window, in which a decided trade dispute can still
+    be turned into an opening (``request_opening``). A pool paid later (disputed) is pruned
+    at the first block after its pay-out past this time. Integers only."""
+    p = load_params(state)
+    last_end = (epoch + 1) * cfg.epoch_slots * p.slot_seconds
+    return (last_end + p.settle_window_s + max(cfg.close_delay_s, p.dispute_window_s)
+            + cfg.claim_window_s + p.dispute_window_s)
 
 
 def _verifies(alg: str, pk: bytes, message: bytes, sig: bytes, context: bytes) -> bool:

@@ -28,9 +28,14 @@ def epoch(state: State, arg: str) -> dict[str, Any]:
 
 
 def pseudonym(state: State, arg: str) -> dict[str, Any] | None:
-    """``privacy/pseudonym/<addr hex>``: a registered pseudonym's record."""
-    rec = keeper.get_pseudonym(state, bytes.fromhex(arg))
-    return None if rec is None else rec.to_obj()
+    """``privacy/pseudonym/<addr hex>``: a registered pseudonym's record; ``{epoch, pruned:
+    true}`` once it was pruned (``Pool.prune``)."""
+    addr = bytes.fromhex(arg)
+    rec = keeper.get_pseudonym(state, addr)
+    if rec is None:
+        epoch_ = keeper.pruned_epoch(state, addr)
+        return None if epoch_ is None else {"epoch": epoch_, "pruned": True}
+    return rec.to_obj()
 
 
 def pseudonyms(state: State, arg: str) -> list[dict[str, Any]]:
