@@ -207,3 +207,32 @@ def test_unknown_algorithm_names_are_named_rejections_and_never_stop_blocks(tmp_
     assert _receipts(later)[nxt.id].ok and later[-1].header.height > max(heights)
     assert len({v.app.state.root() for v in n.validators}) == 1
     n.close()
+
+
+def test_refilled_rate_buckets_are_forgotten_and_a_flooder_stays_limited(net):
+    # issue 17: the mempool kept a rate bucket for every sender it ever saw (each
+    # pseudonym and reading key: members x 96 x 2 a day). A bucket that refilled to its
+    # burst equals a fresh one, so commits sweep those; a sender still limited keeps its own.
+    from gridledger.node.admission import BUCKET_SWEEP_COMMITS
+
+    chain, n = net
+    users = chain.users
+    for _ in range(5):  # sender 0 spends its whole burst at t=0
+        n.submit(chain.transfer(0, 1, 1), now_s=0.0)
+    for i in range(1, 6):
+        n.submit(chain.transfer(i, (i + 1) % 6, 1), now_s=0.0)
+    n.submit(chain.transfer(1, 2, 1), now_s=1.0)  # t=1: 2..5 refilled (4 + 2 >= 5), 0 not
+    assert set(n.mempool._buckets) == {u.address for u in users[:6]}
+    for k in range(BUCKET_SWEEP_COMMITS):
+        n.tick(900 * (k + 1), max_txs=20)
+    assert set(n.mempool._buckets) == {users[0].address, users[1].address}
+    # the flooder's bucket was kept: 2 tokens at t=1, not a fresh burst of 5
+    out = []
+    for _ in range(3):
+        try:
+            n.submit(chain.transfer(0, 1, 1), now_s=1.0)
+            out.append("ok")
+        except RejectedTx as exc:
+            chain.nonces[users[0].address] -= 1
+            out.append(exc.rule)
+    assert out == ["ok", "ok", "quota-exceeded"]
