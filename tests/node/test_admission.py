@@ -41,7 +41,7 @@ def test_admission_rejects_with_named_rules(net):
 def test_flood_is_capped_by_quota_and_honest_txs_all_clear(net):
     chain, n = net
     admitted = rejected = 0
-    for k in range(100 * 5):  # 100x the attacker's burst, all at t=0
+    for _k in range(100 * 5):  # 100x the attacker's burst, all at t=0
         try:
             n.submit(chain.transfer(0, 1, 1), now_s=0.0)
             admitted += 1
@@ -73,6 +73,38 @@ def test_full_mempool_evicts_the_heaviest_sender(tmp_path):
     n.close()
 
 
+@pytest.mark.parametrize("lane", [True, False])
+def test_validators_go_first_and_a_flood_of_many_senders_cannot_keep_them_out(
+        tmp_path, monkeypatch, lane):
+    """A full mempool of many senders with one transaction each: a validator's transaction
+    (a governance vote) still gets in, evicting a non-validator's, and is taken first
+    whatever its address. ``lane=False``: the defence removed (no validator is known to the
+    mempool) — the vote is refused ``mempool-full``."""
+    from gridledger.node.admission import Mempool
+
+    if not lane:
+        monkeypatch.setattr(Mempool, "validator_addresses", lambda self: frozenset())
+    chain = make_chain(n_validators=1, n_users=12)
+    n = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path,
+                        quota=QuotaPolicy(rate_per_s=1000, burst=1000), mempool_capacity=10)
+    try:
+        for i in range(10):
+            n.submit(chain.transfer(i, (i + 1) % 12, 1))
+        v = chain.validators[0]
+        vote = chain.tx(v, "bank/transfer", {"to": chain.users[0].address, "amount_micro": 1})
+        if not lane:
+            with pytest.raises(RejectedTx, match="mempool-full"):
+                n.submit(vote)
+            return
+        n.submit(vote)
+        assert len(n.mempool) == 10 and n.mempool.rejected["evicted"] == 1
+        assert min(u.address for u in chain.users[:10]) < v.address  # not first by address
+        first = n.mempool.take(1)[0]
+        assert first.sender == v.address
+    finally:
+        n.close()
+
+
 def test_rejected_transactions_cost_reputation_and_quota(tmp_path):
     from gridledger.ledger.modules.reputation.keeper import reputation_of
 
@@ -93,7 +125,7 @@ def test_rejected_transactions_cost_reputation_and_quota(tmp_path):
 
 from gridledger.crypto.sig import SigningKey  # noqa: E402
 from gridledger.ledger.genesis import make_genesis  # noqa: E402
-from gridledger.ledger.tx import TX_CONTEXT, sign_tx, signing_bytes  # noqa: E402
+from gridledger.ledger.tx import TX_CONTEXT, signing_bytes  # noqa: E402
 from gridledger.node.orderer import Entry  # noqa: E402
 from gridledger.sim.keys import sim_key  # noqa: E402
 from tests.conftest import CHAIN  # noqa: E402

@@ -10,10 +10,8 @@ import time
 
 import pytest
 
-from gridledger.errors import ConfigError
 from gridledger.node import nats_cluster
 from gridledger.node.nats_cluster import NatsCluster, nats_server_binary, server_info
-from gridledger.node.nats_orderer import NatsOrderer
 
 
 @pytest.fixture(autouse=True)
@@ -24,10 +22,38 @@ def _needs_nats():
         pytest.skip("nats-server is not installed")
 
 
+def _placements(urls, tries: int) -> list[str]:
+    """Try to create a fresh R=3 stream once a second (``tries`` times, stopping at the
+    first failure); the failures' messages."""
+    import asyncio
+
+    import nats
+    from nats.js.api import StreamConfig
+
+    async def go() -> list[str]:
+        nc = await nats.connect(servers=urls)
+        js = nc.jetstream(timeout=3.0)
+        failures: list[str] = []
+        try:
+            for i in range(tries):
+                try:
+                    await js.add_stream(StreamConfig(name=f"PLACE{i}", subjects=[f"place.{i}"],
+                                                     num_replicas=3))
+                except Exception as exc:
+                    failures.append(str(exc))
+                    break
+                await asyncio.sleep(1.0)
+        finally:
+            await nc.close()
+        return failures
+
+    return asyncio.run(go())
+
+
 @pytest.mark.parametrize("shared_name", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_a_foreign_cluster_routing_in_is_refused(tmp_path, shared_name):
     """``shared_name``: the defence removed — both clusters named alike, as every cluster
-    was before — and the suite's cluster can no longer place an R=3 stream."""
+    was before — and the foreign route is taken into the suite's cluster."""
     a = NatsCluster(tmp_path / "a").start()
     b = NatsCluster(tmp_path / "b", size=2, name=a.name if shared_name else "")
     try:
@@ -39,13 +65,21 @@ def test_a_foreign_cluster_routing_in_is_refused(tmp_path, shared_name):
                                f"routes: [nats-route://127.0.0.1:{a.servers[1].cluster_port}]",
                                conf.read_text()))
         b.start()
-        time.sleep(2.5)  # the route is tried (and refused) meanwhile
+        # the foreign route is tried (and refused, or merged) within a few seconds: place a
+        # fresh R=3 stream every second for up to 20 s
         if shared_name:
-            with pytest.raises(ConfigError, match="no suitable peers"):
-                NatsOrderer(a.urls, "after-foreign-route", timeout_s=2.0)
+            # the route is taken, not refused: the meta groups meet. Whether placement then
+            # fails depends on which meta leader wins (CI's run and a reproduction here:
+            # "no suitable peers for placement, peer offline"; not every time), so the
+            # removal test shows the merge, not its timing-dependent symptom
+            time.sleep(3.0)
+            logs = [(tmp_path / d / "n2.log").read_text() for d in ("a",)] + [
+                (tmp_path / "b" / "n1.log").read_text()]
+            assert not any("does not match" in log for log in logs)
+            assert "Route connection created" in logs[1]
             return
-        o = NatsOrderer(a.urls, "after-foreign-route", timeout_s=3.0)  # R=3 placement works
-        o.close()
+        failures = _placements(a.urls, tries=6)
+        assert failures == [], failures
         assert "does not match" in (tmp_path / "a" / "n2.log").read_text()
     finally:
         b.stop()

@@ -173,6 +173,7 @@ class Mempool:
         self._seen: set[bytes] = set()
         self.rejected: dict[str, int] = {}
         self._lock = threading.RLock()  # admission threads vs the producer's take()
+        self._validators: tuple[int, frozenset[bytes]] = (-1, frozenset())
         app.on_commit(self._committed)
 
     def __len__(self) -> int:
@@ -268,21 +269,44 @@ class Mempool:
         self._size += 1
         self._seen.add(tx.hash)
 
+    def validator_addresses(self) -> frozenset[bytes]:
+        """Addresses of the validators that certify the next block (memoised per commit)."""
+        memo_at, addrs = self._validators
+        if memo_at != self._commits:
+            addrs = frozenset(address_of(alg, pk) for alg, pk in self.app.validator_keys())
+            self._validators = (self._commits, addrs)
+        return addrs
+
     def _evict_for(self, sender: bytes) -> None:
-        """Make room: the heaviest sender loses its newest transaction (fair eviction)."""
-        heaviest = max(self._queues, key=lambda a: (len(self._queues[a]), a))
-        mine = len(self._queues.get(sender, ()))
-        if heaviest == sender or len(self._queues[heaviest]) <= mine + 1:
-            raise MempoolFull(f"mempool holds {self._size} transactions and this sender "
-                              f"already has its fair share")
+        """Make room: the heaviest sender loses its newest transaction (fair eviction). A
+        validator's transaction (a governance vote, a committee share) makes room while any
+        other sender holds one: a flood of many senders with one transaction each must not
+        keep the validators' votes out until their proposal expires."""
+        validators = self.validator_addresses()
+        if sender in validators:  # (a validator's own flood is still capped by its quota)
+            others = [a for a, q in self._queues.items() if q and a not in validators]
+            if not others:
+                raise MempoolFull(f"mempool holds {self._size} transactions, all validators'")
+            heaviest = max(others, key=lambda a: (len(self._queues[a]), a))
+        else:
+            heaviest = max(self._queues, key=lambda a: (len(self._queues[a]), a))
+            mine = len(self._queues.get(sender, ()))
+            if heaviest == sender or len(self._queues[heaviest]) <= mine + 1:
+                raise MempoolFull(f"mempool holds {self._size} transactions and this sender "
+                                  f"already has its fair share")
         victim = self._queues[heaviest].pop()
         self._size -= 1
         self._seen.discard(victim.hash)
         self.rejected["evicted"] = self.rejected.get("evicted", 0) + 1
 
     def take(self, max_n: int) -> list[Tx]:
-        """Up to ``max_n`` transactions, round-robin across senders (sorted by address).
-        They stay counted as in flight until a committed block carries them."""
+        """Up to ``max_n`` transactions, round-robin across senders: the validators' first in
+        each round, then the others sorted by address. Without the validators' lane, a
+        validator whose address sorts after a block's worth of busy senders was put in a
+        tick's last blocks, and a burst of many senders could push the validators' votes on
+        an upgrade past the proposal's last voting height (found while holding votes by
+        height, tenth session). They stay counted as in flight until a committed block
+        carries them."""
         with self._lock:
             out = self._take(max_n)
             for tx in out:
@@ -291,8 +315,9 @@ class Mempool:
 
     def _take(self, max_n: int) -> list[Tx]:
         out: list[Tx] = []
+        validators = self.validator_addresses()
         while len(out) < max_n and self._size:
-            for sender in sorted(self._queues):
+            for sender in sorted(self._queues, key=lambda a: (a not in validators, a)):
                 q = self._queues[sender]
                 if q:
                     out.append(q.popleft())
