@@ -28,6 +28,7 @@ def _placements(urls, tries: int) -> list[str]:
     import asyncio
 
     import nats
+    import nats.errors
     from nats.js.api import StreamConfig
 
     async def go() -> list[str]:
@@ -36,11 +37,18 @@ def _placements(urls, tries: int) -> list[str]:
         failures: list[str] = []
         try:
             for i in range(tries):
-                try:
-                    await js.add_stream(StreamConfig(name=f"PLACE{i}", subjects=[f"place.{i}"],
-                                                     num_replicas=3))
-                except Exception as exc:
-                    failures.append(str(exc))
+                cfg = StreamConfig(name=f"PLACE{i}", subjects=[f"place.{i}"], num_replicas=3)
+                for attempt in range(2):  # a timeout on a loaded machine is asked once more
+                    try:            # (adding the same stream again is idempotent)
+                        await js.add_stream(cfg)
+                        break
+                    except nats.errors.TimeoutError as exc:
+                        if attempt:
+                            failures.append(f"timeout: {exc}")
+                    except Exception as exc:
+                        failures.append(str(exc))
+                        break
+                if failures:
                     break
                 await asyncio.sleep(1.0)
         finally:
@@ -65,8 +73,7 @@ def test_a_foreign_cluster_routing_in_is_refused(tmp_path, shared_name):
                                f"routes: [nats-route://127.0.0.1:{a.servers[1].cluster_port}]",
                                conf.read_text()))
         b.start()
-        # the foreign route is tried (and refused, or merged) within a few seconds: place a
-        # fresh R=3 stream every second for up to 20 s
+        # the foreign route is tried (refused, or taken) within a few seconds
         if shared_name:
             # the route is taken, not refused: the meta groups meet. Whether placement then
             # fails depends on which meta leader wins (CI's run and a reproduction here:
@@ -78,7 +85,7 @@ def test_a_foreign_cluster_routing_in_is_refused(tmp_path, shared_name):
             assert not any("does not match" in log for log in logs)
             assert "Route connection created" in logs[1]
             return
-        failures = _placements(a.urls, tries=6)
+        failures = _placements(a.urls, tries=4)  # a fresh R=3 stream every second
         assert failures == [], failures
         assert "does not match" in (tmp_path / "a" / "n2.log").read_text()
     finally:
