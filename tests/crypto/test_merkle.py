@@ -1,9 +1,12 @@
 from hypothesis import given, settings, strategies as st
 
 from gridledger.crypto.merkle import (
+    EMPTY_ROOT,
+    FlatBucket,
     IncrementalRoot,
-    SortedLeaves,
+    bucket_hash,
     hash_leaf,
+    hash_node,
     inclusion_proof,
     inclusion_proofs,
     merkle_root,
@@ -71,18 +74,48 @@ def test_incremental_root_is_root_of_hashes_after_every_edit(size, edits, resize
        st.lists(st.lists(st.tuples(st.binary(max_size=2),
                                    st.one_of(st.none(), st.binary(min_size=32, max_size=32))),
                          max_size=12), max_size=8))
-def test_sorted_leaves_root_is_root_of_hashes_after_every_batch(start, batches) -> None:
-    """The state's buckets update their trees in place (values rehash their paths, insertions
-    and deletions rehash from their position on): the root must be root_of_hashes' over the
-    sorted leaves after any batch of writes, insertions and deletions, emptying included."""
+def test_flat_bucket_root_is_bucket_hash_after_every_batch(start, batches) -> None:
+    """The state's buckets keep their sorted keys in place (a bisection per changed key):
+    the root must be ``bucket_hash`` over the sorted leaves after any batch of writes,
+    insertions and deletions, emptying included; a copy goes on independently."""
     entries = dict(start)
-    tree = SortedLeaves()
-    assert tree.root(entries, entries) == root_of_hashes([entries[k] for k in sorted(entries)])
+    tree = FlatBucket()
+    assert tree.root(entries, entries) == bucket_hash([entries[k] for k in sorted(entries)])
     for batch in batches:
+        before = (tree.copy(), dict(entries))
         for k, h in batch:
             if h is None:
                 entries.pop(k, None)
             else:
                 entries[k] = h
-        want = root_of_hashes([entries[k] for k in sorted(entries)])
+        want = bucket_hash([entries[k] for k in sorted(entries)])
         assert tree.root(entries, {k for k, _ in batch}) == want == tree.root_hash
+        assert tree.keys(entries) == sorted(entries)
+        old, old_entries = before
+        assert old.root(old_entries, ()) == bucket_hash([old_entries[k]
+                                                          for k in sorted(old_entries)])
+
+
+def test_bucket_hash_is_domain_separated() -> None:
+    """A flat bucket's hash is neither a leaf nor an interior node of the same bytes."""
+    a, b = hash_leaf(b"a"), hash_leaf(b"b")
+    assert bucket_hash([]) == EMPTY_ROOT
+    assert bucket_hash([a, b]) != hash_node(a, b)
+    assert bucket_hash([a]) != a and bucket_hash([a, b]) != bucket_hash([b, a])
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=40),
+       st.lists(st.tuples(st.integers(0, 39), st.binary(min_size=32, max_size=32)),
+                max_size=10))
+def test_incremental_root_paths_are_inclusion_proofs(leaves, changes) -> None:
+    """``IncrementalRoot.path`` reads a leaf's path from the kept levels: the same as
+    ``inclusion_proof`` over the leaves, after changes too."""
+    tree = IncrementalRoot()
+    tree.root(leaves)
+    for i, h in changes:
+        if i < len(leaves):
+            leaves[i] = h
+            tree.root(leaves, [i])
+    assert tree.root(leaves, []) == root_of_hashes(leaves)
+    for i in range(len(leaves)):
+        assert tree.path(i) == inclusion_proof(leaves, i)

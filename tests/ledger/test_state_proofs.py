@@ -21,9 +21,11 @@ def test_membership_proofs_verify_and_fail_when_altered(data_map, data):
     assert not verify_membership(root, dataclasses.replace(proof, value=proof.value + b"!"))
     assert not verify_membership(root, dataclasses.replace(proof, key=proof.key + b"!"))
     assert not verify_membership(bytes(32), proof)
-    if proof.bucket_path:
-        bad = [bytes(32)] + proof.bucket_path[1:]
-        assert not verify_membership(root, dataclasses.replace(proof, bucket_path=bad))
+    bad = [bytes(32)] + proof.bucket_leaves[1:]
+    assert not verify_membership(root, dataclasses.replace(proof, bucket_leaves=bad))
+    extra = proof.bucket_leaves + [bytes(32)]
+    assert not verify_membership(root, dataclasses.replace(
+        proof, bucket_leaves=extra, bucket_size=proof.bucket_size + 1))
 
 
 @settings(max_examples=40, deadline=None)
@@ -54,7 +56,7 @@ def test_rollback_restores_exact_root(initial, ops):
 
 # -- issue 21.7: index and bucket size are authenticated; absence proofs ------------------
 
-from gridledger.crypto.merkle import hash_node  # noqa: E402
+from gridledger.crypto.merkle import bucket_hash  # noqa: E402
 from gridledger.ledger.state import (  # noqa: E402
     N_BUCKETS,
     AbsenceProof,
@@ -83,11 +85,18 @@ def test_membership_proof_index_and_size_are_authenticated():
     root = s.root()
     last = s.prove(keys[2])
     assert (last.index, last.bucket_size) == (2, 3) and verify_membership(root, last)
-    # RFC 6962 shapes: the last of 3 leaves has the same path as the last of 2, so without
-    # the size in the commitment this proof would also pass as "index 1 of 2"
-    assert last.bucket_path == [hash_node(*(s._buckets[last.bucket][k] for k in keys[:2]))]
+    # the flat bucket: its leaves in key order, hashed once (issue 17, eleventh session)
+    leaves = [s._buckets[last.bucket][k] for k in keys]
+    assert last.bucket_leaves == leaves and s._bucket_roots[last.bucket] == bucket_hash(leaves)
     for index, size in [(1, 2), (2, 4), (0, 3), (3, 3)]:
         assert not verify_membership(root, dataclasses.replace(last, index=index, bucket_size=size))
+    # a shorter bucket (the last entry dropped) or leaves in another order do not verify
+    first = s.prove(keys[0])
+    assert not verify_membership(root, dataclasses.replace(first, bucket_leaves=leaves[:2],
+                                                           bucket_size=2))
+    assert not verify_membership(root, dataclasses.replace(
+        first, bucket_leaves=[leaves[1], leaves[0], leaves[2]], index=1))
+    assert not verify_membership(root, dataclasses.replace(first, bucket_leaves=leaves[:2]))
 
 
 @settings(max_examples=60, deadline=None)
@@ -122,20 +131,26 @@ def test_absence_proof_cannot_skip_entries_or_claim_a_shorter_bucket():
     third = s.prove(present[2])
     from gridledger.ledger.state import Neighbour
 
-    fake_left = Neighbour(third.key, third.value, 2, third.bucket_path)
+    fake_left = Neighbour(third.key, third.value, 2)
     for size in (3, 4):
         assert not verify_absence(root, dataclasses.replace(honest, left=fake_left,
                                                              bucket_size=size))
+        assert not verify_absence(root, dataclasses.replace(
+            honest, left=fake_left, bucket_size=size, bucket_leaves=honest.bucket_leaves[:size]))
     # claim two non-adjacent entries are neighbours around a present key
     first, third_p = s.prove(present[0]), s.prove(present[2])
     hide = present[1]
     forged = AbsenceProof(hide, bucket_of(hide), 4,
-                          Neighbour(first.key, first.value, 0, first.bucket_path),
-                          Neighbour(third_p.key, third_p.value, 1, third_p.bucket_path),
-                          honest.top_path)
+                          Neighbour(first.key, first.value, 0),
+                          Neighbour(third_p.key, third_p.value, 1),
+                          honest.bucket_leaves, honest.top_path)
     assert not verify_absence(root, forged)
     assert not verify_absence(root, dataclasses.replace(
-        forged, right=Neighbour(third_p.key, third_p.value, 2, third_p.bucket_path)))
+        forged, right=Neighbour(third_p.key, third_p.value, 2)))
+    # the bucket's leaves without the hidden entry: a bucket of 3 the top tree never had
+    without = [h for i, h in enumerate(honest.bucket_leaves) if i != 1]
+    assert not verify_absence(root, dataclasses.replace(
+        forged, bucket_size=3, bucket_leaves=without))
 
 
 def test_empty_bucket_absence():

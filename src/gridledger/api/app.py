@@ -171,7 +171,7 @@ class ProofJson(BaseModel):
     bucket: int
     index: int
     bucket_size: int
-    bucket_path: list[str]
+    bucket_leaves: list[str] = Field(description="The bucket's leaf hashes in key order.")
     top_path: list[str]
 
 
@@ -179,7 +179,6 @@ class NeighbourJson(BaseModel):
     key: str
     value: str
     index: int
-    path: list[str]
 
 
 class AbsenceJson(BaseModel):
@@ -188,6 +187,7 @@ class AbsenceJson(BaseModel):
     bucket_size: int
     left: NeighbourJson | None
     right: NeighbourJson | None
+    bucket_leaves: list[str] = Field(description="The bucket's leaf hashes in key order.")
     top_path: list[str]
 
 

@@ -4,22 +4,26 @@ State is a map from byte keys to canonical-CBOR byte values. Keys are namespaced
 (``bank/bal/<addr>``). Writes are journalled so a transaction applies inside a snapshot:
 ``begin()`` … ``commit()`` or ``rollback()`` (execution-specs style).
 
-Commitment: keys fall into 1,024 buckets by ``SHA3(key)``; each bucket is a Merkle tree over
-its entries sorted by key; the top tree's leaf for bucket ``b`` commits to the bucket's size
-and root, ``hash_leaf(size:4 ‖ bucket root)``, and the state root is the top tree's root.
-Only buckets touched by a block are rehashed.
+Commitment: keys fall into 4,096 buckets by ``SHA3(key)``; a bucket's root is one hash over
+its entries' leaf hashes in key order (``bucket_hash``: ``SHA3(0x02 ‖ leaf_0 ‖ … ‖
+leaf_{n-1})``); the top tree's leaf for bucket ``b`` commits to the bucket's size and root,
+``hash_leaf(size:4 ‖ bucket root)``, and the state root is the top tree's (binary Merkle)
+root. Only buckets touched by a block are rehashed.
 
 Proofs a light client or auditor checks with nothing but the state root:
 
-* ``MembershipProof`` (``verify_membership``): ``key -> value``, at an authenticated
-  ``index`` of a bucket of authenticated ``bucket_size`` (both are committed: the size in
-  the top leaf, the index by the path's shape in a tree of that size);
+* ``MembershipProof`` (``verify_membership``): ``key -> value`` at ``index`` of its bucket,
+  with the bucket's leaf hashes (``bucket_leaves``) and the top tree's path;
 * ``AbsenceProof`` (``verify_absence``): ``key`` is not set — its bucket is empty, or the
-  proof shows the two adjacent entries around it (or the first / last entry) of its bucket.
+  proof shows the two adjacent entries around it (or the first / last entry) of its bucket,
+  with the bucket's leaf hashes.
 
-Binding the size is what makes absence provable: without it a prover could present a
-bucket's last entries as if the bucket ended earlier, or shift an entry's index (RFC 6962
-trees of different sizes share paths). It changed the state root once (issue 21.7).
+The bucket's size is committed in the top leaf (and is the number of leaves a proof must
+carry), so "first", "last" and "adjacent" are facts about the real bucket, not claims of
+the prover (issue 21.7). Buckets were binary trees of their entries until the eleventh
+session of issue 17: rehashing them was ~30 % of a block's execution; a flat bucket is one
+hash per touched bucket, at the cost of proofs that carry a bucket's leaves (~3 at 30
+members, ~100 at 1,000: 3 KB, beside the ~13 KB certificate a proof is served with).
 """
 
 from __future__ import annotations
@@ -37,16 +41,15 @@ from sortedcontainers import SortedList
 
 from gridledger.crypto.merkle import (
     EMPTY_ROOT,
+    FlatBucket,
     IncrementalRoot,
-    SortedLeaves,
-    fold_path,
+    bucket_hash,
     hash_leaf,
-    inclusion_proof,
     verify_inclusion,
 )
 from gridledger.ledger import codec
 
-N_BUCKETS = 1024
+N_BUCKETS = 4096
 
 
 def bucket_of(key: bytes) -> int:
@@ -71,30 +74,54 @@ def bucket_leaf(size: int, bucket_root: bytes) -> bytes:
     return hash_leaf(size.to_bytes(4, "big") + bucket_root)
 
 
+_EMPTY_LEAF = bucket_leaf(0, EMPTY_ROOT)
+_EMPTY_TOPS: dict[int, IncrementalRoot] = {}
+
+
+def _empty_top() -> IncrementalRoot:
+    """The top tree of a state with every bucket empty (built once per process; by
+    bucket count, which tests lower to fill buckets)."""
+    top = _EMPTY_TOPS.get(N_BUCKETS)
+    if top is None:
+        top = _EMPTY_TOPS[N_BUCKETS] = IncrementalRoot()
+        top.root([_EMPTY_LEAF] * N_BUCKETS)
+    return top.copy()
+
+
 @dataclass(frozen=True)
 class MembershipProof:
-    """Proof that ``key`` maps to ``value`` in the state with a given root."""
+    """Proof that ``key`` maps to ``value`` in the state with a given root: the entry is
+    leaf ``index`` of its bucket's ``bucket_size`` leaves (``bucket_leaves``, key order),
+    and ``top_path`` leads from the bucket's top leaf to the root."""
 
     key: bytes
     value: bytes
     bucket: int
     index: int
     bucket_size: int
-    bucket_path: list[bytes]
+    bucket_leaves: list[bytes]
     top_path: list[bytes]
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key.hex(), "value": self.value.hex(), "bucket": self.bucket,
                 "index": self.index, "bucket_size": self.bucket_size,
-                "bucket_path": [h.hex() for h in self.bucket_path],
+                "bucket_leaves": [h.hex() for h in self.bucket_leaves],
                 "top_path": [h.hex() for h in self.top_path]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> MembershipProof:
         return cls(bytes.fromhex(d["key"]), bytes.fromhex(d["value"]), int(d["bucket"]),
                    int(d["index"]), int(d["bucket_size"]),
-                   [bytes.fromhex(h) for h in d["bucket_path"]],
+                   [bytes.fromhex(h) for h in d["bucket_leaves"]],
                    [bytes.fromhex(h) for h in d["top_path"]])
+
+
+def _bucket_root(size: int, leaves: list[bytes]) -> bytes | None:
+    """The root of a bucket of ``size`` entries from a proof's ``leaves`` (None: they are
+    not ``size`` 32-byte hashes)."""
+    if len(leaves) != size or any(not isinstance(h, bytes) or len(h) != 32 for h in leaves):
+        return None
+    return bucket_hash(leaves)
 
 
 def verify_membership(state_root: bytes, proof: MembershipProof) -> bool:
@@ -102,34 +129,31 @@ def verify_membership(state_root: bytes, proof: MembershipProof) -> bool:
     entry ``proof.index`` of a bucket of ``proof.bucket_size`` entries?"""
     if proof.bucket != bucket_of(proof.key) or not 0 <= proof.bucket < N_BUCKETS:
         return False
-    if not 0 <= proof.bucket_size < 2**32:
+    n = proof.bucket_size
+    if not 0 <= proof.index < n < 2**32:
         return False
-    leaf = entry_hash(proof.key, proof.value)
-    # Recompute the bucket root from the leaf, then the top root from (size, bucket root).
-    bucket_root = fold_path(leaf, proof.index, proof.bucket_size, proof.bucket_path)
-    if bucket_root is None:
+    bucket_root = _bucket_root(n, proof.bucket_leaves)
+    if bucket_root is None or proof.bucket_leaves[proof.index] != entry_hash(proof.key,
+                                                                           proof.value):
         return False
-    return verify_inclusion(state_root, bucket_leaf(proof.bucket_size, bucket_root),
+    return verify_inclusion(state_root, bucket_leaf(n, bucket_root),
                             proof.bucket, N_BUCKETS, proof.top_path)
 
 
 @dataclass(frozen=True)
 class Neighbour:
-    """An entry next to an absent key in its bucket, with its path to the bucket root."""
+    """An entry next to an absent key in its bucket: its key, value and position."""
 
     key: bytes
     value: bytes
     index: int
-    path: list[bytes]
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key.hex(), "value": self.value.hex(), "index": self.index,
-                "path": [h.hex() for h in self.path]}
+        return {"key": self.key.hex(), "value": self.value.hex(), "index": self.index}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Neighbour:
-        return cls(bytes.fromhex(d["key"]), bytes.fromhex(d["value"]), int(d["index"]),
-                   [bytes.fromhex(h) for h in d["path"]])
+        return cls(bytes.fromhex(d["key"]), bytes.fromhex(d["value"]), int(d["index"]))
 
 
 @dataclass(frozen=True)
@@ -138,7 +162,8 @@ class AbsenceProof:
 
     ``left`` / ``right`` are the entries of ``key``'s bucket just below / above it (keys in
     byte order); ``left`` is None when ``key`` sorts before the first entry, ``right`` when
-    after the last, both when the bucket is empty.
+    after the last, both when the bucket is empty. ``bucket_leaves``: the bucket's leaf
+    hashes in key order.
     """
 
     key: bytes
@@ -146,12 +171,14 @@ class AbsenceProof:
     bucket_size: int
     left: Neighbour | None
     right: Neighbour | None
+    bucket_leaves: list[bytes]
     top_path: list[bytes]
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key.hex(), "bucket": self.bucket, "bucket_size": self.bucket_size,
                 "left": None if self.left is None else self.left.to_json(),
                 "right": None if self.right is None else self.right.to_json(),
+                "bucket_leaves": [h.hex() for h in self.bucket_leaves],
                 "top_path": [h.hex() for h in self.top_path]}
 
     @classmethod
@@ -159,6 +186,7 @@ class AbsenceProof:
         return cls(bytes.fromhex(d["key"]), int(d["bucket"]), int(d["bucket_size"]),
                    None if d.get("left") is None else Neighbour.from_json(d["left"]),
                    None if d.get("right") is None else Neighbour.from_json(d["right"]),
+                   [bytes.fromhex(h) for h in d["bucket_leaves"]],
                    [bytes.fromhex(h) for h in d["top_path"]])
 
 
@@ -171,11 +199,13 @@ def verify_absence(state_root: bytes, proof: AbsenceProof) -> bool:
     n, b = proof.bucket_size, proof.bucket
     if b != bucket_of(proof.key) or not 0 <= b < N_BUCKETS or not 0 <= n < 2**32:
         return False
+    root = _bucket_root(n, proof.bucket_leaves)
+    if root is None:
+        return False
     left, right = proof.left, proof.right
     if n == 0:
         if left is not None or right is not None:
             return False
-        root = EMPTY_ROOT
     else:
         if left is None and right is None:
             return False
@@ -187,12 +217,10 @@ def verify_absence(state_root: bytes, proof: AbsenceProof) -> bool:
             return False
         if left is not None and right is not None and right.index != left.index + 1:
             return False
-        roots = {fold_path(entry_hash(x.key, x.value), x.index, n, x.path)
-                 for x in (left, right) if x is not None}
-        found = roots.pop() if len(roots) == 1 else None
-        if found is None:
-            return False
-        root = found
+        for x in (left, right):
+            if x is not None and not (0 <= x.index < n and proof.bucket_leaves[x.index]
+                                      == entry_hash(x.key, x.value)):
+                return False
     return verify_inclusion(state_root, bucket_leaf(n, root), b, N_BUCKETS, proof.top_path)
 
 
@@ -274,14 +302,15 @@ class State:
         self._journal: list[tuple[bytes, bytes | None]] = []
         self._marks: list[int] = []
         self._buckets: list[dict[bytes, bytes]] = [{} for _ in range(N_BUCKETS)]
-        self._bucket_roots: list[bytes] = [b""] * N_BUCKETS
-        self._top_leaves: list[bytes] = [b""] * N_BUCKETS  # bucket_leaf(size, root), cached
-        self._top = IncrementalRoot()  # the tree over _top_leaves, rehashed where they change
+        self._bucket_roots: list[bytes] = [EMPTY_ROOT] * N_BUCKETS
+        self._top_leaves: list[bytes] = [_EMPTY_LEAF] * N_BUCKETS  # bucket_leaf(size, root)
+        self._top = _empty_top()  # the tree over _top_leaves, rehashed where they change
         self._top_changed: set[int] = set()  # buckets whose top leaf changed since its root
-        # each bucket's sorted leaves and Merkle levels, and the keys written since its
-        # root was last computed: root() rehashes what changed, not every dirty bucket whole
-        self._trees: list[SortedLeaves] = [SortedLeaves() for _ in range(N_BUCKETS)]
-        self._dirty: dict[int, set[bytes]] = {b: set() for b in range(N_BUCKETS)}
+        # each bucket's sorted keys, and the keys written since its root was last
+        # computed: root() updates the key order where it changed and hashes each touched
+        # bucket once
+        self._trees: list[FlatBucket] = [FlatBucket() for _ in range(N_BUCKETS)]
+        self._dirty: dict[int, set[bytes]] = {}
         # keys set, deleted or rolled back since the last root(), whose bucket entries are
         # not brought up to date yet: a key's bucket and entry hash are computed once per
         # root, not at each write (a block writes many keys more than once, e.g. balances
@@ -290,6 +319,10 @@ class State:
         self._writes = 0  # counts set/delete calls (``attach`` checks nothing wrote meanwhile)
         for k, v in self._data.items():
             self._buckets[bucket_of(k)][k] = entry_hash(k, v)
+        # the empty buckets' roots and top leaves are already right (the empty top tree is
+        # copied, not rehashed: 4,095 hashes per state otherwise); the others sort and hash
+        # at the first root
+        self._dirty = {b: set() for b, bucket in enumerate(self._buckets) if bucket}
 
     # -- reads ---------------------------------------------------------------
     def get(self, key: bytes) -> bytes | None:
@@ -474,7 +507,7 @@ class State:
                 self._bucket_roots[b] = root
                 self._top_leaves[b] = leaf
                 self._top_changed.add(b)
-                if self._trees[b].root_hash == root:   # its levels are the attached state's
+                if self._trees[b].root_hash == root:   # its key order is the attached state's
                     self._dirty.pop(b, None)
 
     def _put(self, key: bytes, entry: tuple[bytes, bytes] | None, b: int) -> None:
@@ -507,8 +540,8 @@ class State:
         self._pending.clear()
 
     def root(self) -> bytes:
-        """The state root; rehashes only what was written since the last call (in each
-        written bucket, the changed entries' paths; ``SortedLeaves``)."""
+        """The state root; rehashes only the buckets written since the last call (each
+        once, ``FlatBucket``) and their paths in the top tree."""
         self._flush()
         for b, keys in self._dirty.items():
             bucket = self._buckets[b]
@@ -525,12 +558,10 @@ class State:
         value = self._data[key]
         self.root()
         b = bucket_of(key)
-        keys = sorted(self._buckets[b])
-        idx = keys.index(key)
-        leaves = [self._buckets[b][k] for k in keys]
-        top = list(self._top_leaves)
-        return MembershipProof(key, value, b, idx, len(keys), inclusion_proof(leaves, idx),
-                               inclusion_proof(top, b))
+        bucket = self._buckets[b]
+        keys = self._trees[b].keys(bucket)
+        return MembershipProof(key, value, b, keys.index(key), len(keys),
+                               [bucket[k] for k in keys], self._top.path(b))
 
     def prove_absence(self, key: bytes) -> AbsenceProof:
         """Absence proof for ``key``; raises ``KeyError`` if it is set."""
@@ -538,17 +569,17 @@ class State:
             raise KeyError(key)
         self.root()
         b = bucket_of(key)
-        keys = sorted(self._buckets[b])
-        leaves = [self._buckets[b][k] for k in keys]
+        bucket = self._buckets[b]
+        keys = self._trees[b].keys(bucket)
         i = bisect.bisect_left(keys, key)  # keys[i - 1] < key < keys[i]
 
         def neighbour(j: int) -> Neighbour | None:
             if not 0 <= j < len(keys):
                 return None
-            return Neighbour(keys[j], self._data[keys[j]], j, inclusion_proof(leaves, j))
+            return Neighbour(keys[j], self._data[keys[j]], j)
 
         return AbsenceProof(key, b, len(keys), neighbour(i - 1), neighbour(i),
-                            inclusion_proof(list(self._top_leaves), b))
+                            [bucket[k] for k in keys], self._top.path(b))
 
     def copy(self) -> State:
         """An independent state with the same entries and no open transaction. What was

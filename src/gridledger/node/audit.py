@@ -17,7 +17,7 @@ File layout (all integers big-endian)::
 Records, in order: ``manifest`` (CBOR {format, chain_id, tip, genesis_hash, tip_hash,
 prefixes, proofs}), ``genesis``, then per height 1..tip ``header``, ``certificate``,
 ``transactions``, ``receipts`` (the bytes the store holds), then one ``proof`` per key (CBOR
-{key, value, bucket, index, bucket_size, bucket_path, top_path}).
+{key, value, bucket, index, bucket_size, bucket_leaves, top_path}).
 
 What is trusted comes from the ledger alone: the genesis hash is block 1's ``prev_hash``,
 each header is certified by a quorum of the set of its height, ``tx_root`` and
@@ -64,7 +64,7 @@ from gridledger.node.verify import (
 
 MAGIC = b"GLAUDIT\x01"
 END = b"GLAUDEND"
-FORMAT = 1
+FORMAT = 2  # 2: flat state buckets (proofs carry bucket_leaves; issue 17, eleventh session)
 CHUNK_BYTES = 256
 DIGEST_BYTES = 8
 FRAME = struct.Struct(">BII")      # kind, height, payload length
@@ -175,7 +175,7 @@ def _integrity(body: bytes) -> bytes:
 
 def _proof_obj(p: MembershipProof) -> dict[str, Any]:
     return {"key": p.key, "value": p.value, "bucket": p.bucket, "index": p.index,
-            "bucket_size": p.bucket_size, "bucket_path": list(p.bucket_path),
+            "bucket_size": p.bucket_size, "bucket_leaves": list(p.bucket_leaves),
             "top_path": list(p.top_path)}
 
 
@@ -458,7 +458,7 @@ def _check(raw: bytes, body_len: int, replay: bool) -> dict[str, Any]:
         obj = _decode(rec)
         try:
             proof = MembershipProof(obj["key"], obj["value"], obj["bucket"], obj["index"],
-                                    obj["bucket_size"], obj["bucket_path"], obj["top_path"])
+                                    obj["bucket_size"], obj["bucket_leaves"], obj["top_path"])
             ok = verify_membership(tip_header.state_root, proof)
         except (TypeError, KeyError, ValueError) as exc:
             raise _Fail(f"proof is not a membership proof: {exc}", rec) from exc
