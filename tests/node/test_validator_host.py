@@ -52,7 +52,7 @@ def test_a_faulty_hosted_validator_is_named_and_a_crashed_one_catches_up(tmp_pat
     net.crash(2)
     # an operator installs a release on every node, the crashed one too (contract-bug's
     # proposal during the crash window of a short run): no error, nothing to install there
-    from gridledger.sim.attacks.contract_bug import FAULTY_BANK
+    from gridledger.sim.releases import FAULTY_BANK
 
     for v in net.validators:
         v.app.install_release(FAULTY_BANK)
@@ -70,7 +70,7 @@ def test_a_faulty_hosted_validator_is_named_and_a_crashed_one_catches_up(tmp_pat
 
 
 def test_a_hosted_validator_installs_a_release_and_bad_input_is_refused(tmp_path):
-    from gridledger.sim.attacks.contract_bug import FAULTY_BANK
+    from gridledger.sim.releases import FAULTY_BANK
 
     chain = make_chain()
     with pytest.raises(ValueError, match="entry"):

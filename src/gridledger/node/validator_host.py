@@ -135,6 +135,19 @@ class ValidatorHost:
         reap_worker(proc, 30)
 
 
+def release_ref(release: Release) -> tuple[str, str] | None:
+    """(module, name) of a release defined at module level, which goes to the host by name
+    (its keeper may be a proxy that does not pickle); None: it goes by value. The host
+    imports that module: a release meant for validators belongs in a module that the ledger
+    side can import without the simulator (``sim.releases``, not ``sim.attacks``: issue 17,
+    the host spent ~4.6 s of CPU importing the simulator for ``contract-bug``'s release)."""
+    module = sys.modules.get(getattr(release.build, "__module__", ""))
+    if module is None:
+        return None
+    name = next((k for k, val in vars(module).items() if val is release), None)
+    return None if name is None else (module.__name__, name)
+
+
 class _HostedApp:
     """What operators' tools read of a hosted validator's application: the catalog of
     module versions it can run (``install_release`` goes to the validator itself)."""
@@ -147,16 +160,11 @@ class _HostedApp:
         self.catalog = self.catalog.with_release(release)
         if self._v.closed:  # a crashed node: its restart starts from this build's catalog,
             return          # as an in-process validator's does
-        # a release defined at module level goes by name (its keeper may be a proxy that
-        # does not pickle), any other by value
-        module = sys.modules.get(getattr(release.build, "__module__", ""))
-        name = next((k for k, val in vars(module).items() if val is release), None) \
-            if module is not None else None
-        ref = (module.__name__, name) if module is not None and name is not None else None
         # no reply wanted (an error is raised at the next call): the caller goes on while
         # the host finishes what it is doing (the demo's setup waited ~1 s here for the host
         # to store the privacy registration blocks)
-        self._v.host.send("install_release", self._v.index, ref or release, lazy=True)
+        self._v.host.send("install_release", self._v.index, release_ref(release) or release,
+                          lazy=True)
 
 
 class HostedValidator:

@@ -6,7 +6,8 @@ payout from escrow credits the payee in full but takes a thousandth less from th
 payer's lock (a rounding slip in the batching): every settlement creates money. The node
 operators install the release so that they can review it, and a validator proposes the
 upgrade with the release's own declaration (no migration; balances may differ while
-payouts are batched; receipts may differ).
+payouts are batched; receipts may differ). The release itself is ``sim/releases.py``
+(validator processes import it by name, without the simulator).
 
 Defence: every validator dry-runs a proposed version over the last committed blocks of its
 own store before voting (``sim/features/governance.py``, ``ledger.dryrun``); the first
@@ -20,52 +21,11 @@ first block that settles a slot is refused by every validator (``tests/sim``).
 
 from __future__ import annotations
 
-from dataclasses import replace
-from types import ModuleType
 from typing import Any, ClassVar
 
-from gridledger.errors import InsufficientFunds
-from gridledger.ledger.module import Module
-from gridledger.ledger.modules import bank
-from gridledger.ledger.modules.bank import keeper as bank_keeper
-from gridledger.ledger.modules.catalog import Keepers, Release
-from gridledger.ledger.state import State
-from gridledger.ledger.upgrades import Declaration
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.attack_base import Attack
-
-DECLARATION = Declaration(
-    migration="none (payouts are batched per block)",
-    changes=(bank_keeper.BAL, bank_keeper.LOCK), receipts=True)
-
-
-class BatchedPayoutKeeper:
-    """The faulty release's bank keeper: this build's keeper except ``pay_from_locked``."""
-
-    def __init__(self, base: ModuleType) -> None:
-        self._base = base
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._base, name)
-
-    def pay_from_locked(self, state: State, src: bytes, dst: bytes, amount: int) -> None:
-        have = self._base.locked(state, src)
-        taken = amount - amount // 1000  # the slip: the batch rounds the payer's side down
-        if have < taken:
-            raise InsufficientFunds(f"locked {have} < {taken}")
-        state.set_int(self._base.LOCK + src, have - taken)
-        self._base.credit(state, dst, amount)
-
-
-FAULTY_KEEPER = BatchedPayoutKeeper(bank_keeper)
-
-
-def _build(k: Keepers) -> Module:
-    return replace(bank.build(registry=k["registry"]), version=2, declares=DECLARATION)
-
-
-FAULTY_BANK = Release("bank", 2, _build, keeper=FAULTY_KEEPER)
-"""The faulty release, as the node operators install it to review it."""
+from gridledger.sim.releases import FAULTY_BANK
 
 
 class ContractBug(Attack):

@@ -14,26 +14,27 @@ finished chain (``Attack.measured_at_end``: the audit bundle, a validator's stor
 say so until the end. When the last block is executed the page keeps its last certified
 snapshot (the stores close) while verify-chain runs; once the summary exists the panel
 shows the final results and says the run ended, the open pages receive it, and the server
-stops. Without a port the feature does nothing.
+stops. Without a port the feature does nothing, and imports none of the server (FastAPI,
+uvicorn, the API: ~0.5 s of a run's start-up, issue 17).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gridledger.api import create_app
-from gridledger.api.dashboard import RunPanel
-from gridledger.api.limits import make_server
 from gridledger.errors import ConfigError
 from gridledger.grid.single_line import network_state
 from gridledger.node.embedded import FinalizedBlock
-from gridledger.node.service import EmbeddedService
 from gridledger.sim.clock import Step
 from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature
 from gridledger.sim.records import Delivered
+
+if TYPE_CHECKING:
+    from gridledger.api.dashboard import RunPanel
+    from gridledger.node.service import EmbeddedService
 
 START_TIMEOUT_S = 10.0
 SERIES_SLOTS = 96
@@ -48,7 +49,7 @@ class LiveDashboard(Feature):
     def __init__(self, ctx: SimContext) -> None:
         super().__init__(ctx)
         self.port = ctx.sc.serve_port
-        self.panel = RunPanel()
+        self.panel: RunPanel | None = None  # the page's attack-lab panel, while serving
         self._delivered: tuple[int, dict[str, int]] | None = None  # last slot's net injections
         self._state: dict[str, Any] | None = None  # its single-line state, drawn once
         self.service: EmbeddedService | None = None
@@ -58,6 +59,12 @@ class LiveDashboard(Feature):
             self._start(self.port)
 
     def _start(self, port: int) -> None:
+        from gridledger.api import create_app
+        from gridledger.api.dashboard import RunPanel
+        from gridledger.api.limits import make_server
+        from gridledger.node.service import EmbeddedService
+
+        self.panel = RunPanel()
         self.service = EmbeddedService(self.ctx.net, lock=self.ctx.ledger_lock)
         app = create_app(self.service, grid=self.grid, run=self.panel)
         self._server = make_server(app, "127.0.0.1", port)
@@ -122,13 +129,13 @@ class LiveDashboard(Feature):
             self.service.notify(fb.header, fb.result)
 
     def after_readings(self, step: Step) -> None:
-        if self.service is not None:
+        if self.service is not None and self.panel is not None:
             self.panel.publish("running", self.lab_rows(), f"slot {self.ctx.label(step.slot)}")
 
     def finish(self) -> None:
         """The last block is executed: the page keeps its last certified snapshot (read now,
         before the stores close) and says what comes next."""
-        if self.service is not None:
+        if self.service is not None and self.panel is not None:
             self.panel.publish("verifying", self.lab_rows(),
                                "last block executed: verify-chain and the final results")
             # the page has its last snapshot; the API's reader must let go of the stores
@@ -139,7 +146,7 @@ class LiveDashboard(Feature):
     def run_ended(self, summary: dict[str, Any] | None) -> None:
         """The final results on the page (the run ended), then the server stops once the
         open pages received them (at most ``FINAL_WAIT_S``)."""
-        if self.service is not None and summary is not None:
+        if self.service is not None and self.panel is not None and summary is not None:
             attacks = summary["attacks"]
             rows = [{"attack": name, "row": str(r.get("threat", "")).split(" ", 1)[0],
                      "state": "final", **{k: r.get(k) for k in LAB_FIELDS}}
