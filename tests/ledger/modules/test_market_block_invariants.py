@@ -101,13 +101,13 @@ def test_a_block_that_writes_no_trade_checks_no_slot() -> None:
     state.begin()
     state.set_obj(b"gov/unrelated", 1)
     reads: list[bytes] = []
-    items = state.items_with_prefix
+    scan = state.keys_with_prefix   # every prefix read goes through it (records: read_prefix)
 
     def counting(prefix: bytes):  # type: ignore[no-untyped-def]
         reads.append(prefix)
-        return items(prefix)
+        return scan(prefix)
 
-    state.items_with_prefix = counting  # type: ignore[method-assign]
+    state.keys_with_prefix = counting  # type: ignore[method-assign]
     energy_balanced(state)
     assert reads == []
     state.set_obj(keeper.SLOT + keeper.sk(OTHER), state.get_obj(keeper.SLOT + keeper.sk(OTHER)))

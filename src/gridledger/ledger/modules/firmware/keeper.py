@@ -30,6 +30,7 @@ from gridledger.ledger.modules.firmware.types import (
     Vouch,
     image_commitment,
 )
+from gridledger.ledger.record import read
 from gridledger.ledger.state import State
 
 CFG = b"fw/cfg"
@@ -69,8 +70,7 @@ def enforced(state: State) -> bool:
 
 
 def config(state: State) -> Config | None:
-    obj = state.get_obj(CFG)
-    return None if obj is None else Config.from_obj(obj)
+    return read(state, CFG, Config)
 
 
 def put_config(state: State, cfg: Config) -> None:
@@ -78,8 +78,7 @@ def put_config(state: State, cfg: Config) -> None:
 
 
 def vendor(state: State, name: str) -> Vendor | None:
-    obj = state.get_obj(VENDOR + name.encode())
-    return None if obj is None else Vendor.from_obj(obj)
+    return read(state, VENDOR + name.encode(), Vendor)
 
 
 def put_vendor(state: State, v: Vendor) -> None:
@@ -128,8 +127,7 @@ def releases(state: State) -> list[tuple[bytes, Release]]:
 
 # -- advisories ---------------------------------------------------------------------------
 def advisory(state: State, aid: str) -> Advisory | None:
-    obj = state.get_obj(ADVISORY + aid.encode())
-    return None if obj is None else Advisory.from_obj(obj)
+    return read(state, ADVISORY + aid.encode(), Advisory)
 
 
 def put_advisory(state: State, adv: Advisory) -> None:
@@ -164,8 +162,8 @@ def mark_advised(state: State, adv: Advisory) -> None:
 
 # -- open items ---------------------------------------------------------------------------
 def open_items(state: State) -> OpenItems:
-    obj = state.get_obj(OPEN)
-    return OpenItems((), ()) if obj is None else OpenItems.from_obj(obj)
+    obj = read(state, OPEN, OpenItems)
+    return OpenItems((), ()) if obj is None else obj
 
 
 def set_open_items(state: State, items: OpenItems) -> None:
@@ -262,8 +260,7 @@ def quarantined(state: State, cp: str) -> bool:
 
 def vouch(state: State) -> Vouch | None:
     """The DSO's latest vouch for the sealed records (None: none yet)."""
-    obj = state.get_obj(VOUCHED)
-    return None if obj is None else Vouch.from_obj(obj)
+    return read(state, VOUCHED, Vouch)
 
 
 def put_vouch(state: State, v: Vouch) -> None:

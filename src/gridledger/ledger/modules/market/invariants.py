@@ -7,6 +7,7 @@ from gridledger.ledger.module import Invariant
 from gridledger.ledger.modules.market import keeper
 from gridledger.ledger.modules.market.expected import Bank
 from gridledger.ledger.modules.market.types import Commitment, Order, Retail, SlotRecord, Trade
+from gridledger.ledger.record import read_prefix
 from gridledger.ledger.state import State
 from gridledger.market.rounding import NANO_PER_MICRO
 
@@ -15,15 +16,12 @@ def market_holds(state: State) -> dict[bytes, int]:
     """Money the market holds per owner: open escrow, delivery deposits, commitment deposits,
     retail holds."""
     holds: dict[bytes, int] = {}
-    for _, v in state.items_with_prefix(keeper.ORDER):
-        o = Order.from_obj(v)
+    for _, o in read_prefix(state, keeper.ORDER, Order):
         holds[o.owner] = holds.get(o.owner, 0) + o.held_micro
-    for _, v in state.items_with_prefix(keeper.COMMIT):
-        c = Commitment.from_obj(v)
+    for _, c in read_prefix(state, keeper.COMMIT, Commitment):
         holds[c.owner] = holds.get(c.owner, 0) + c.deposit_micro
-    for k, v in state.items_with_prefix(keeper.RETAIL):
-        owner = k[len(keeper.RETAIL):]
-        holds[owner] = holds.get(owner, 0) + Retail.from_obj(v).held_micro
+    for owner, r in read_prefix(state, keeper.RETAIL, Retail):
+        holds[owner] = holds.get(owner, 0) + r.held_micro
     return holds
 
 
@@ -112,13 +110,12 @@ def energy_balanced(state: State) -> None:
 def _check_slots(state: State, trade_prefix: bytes, slot_prefix: bytes) -> None:
     """``energy_balanced`` over the trades and slot records under these prefixes."""
     per_slot: dict[bytes, list[Trade]] = {}
-    for k, v in state.items_with_prefix(trade_prefix):
-        t = Trade.from_obj(v)
+    for rest, t in read_prefix(state, trade_prefix, Trade):
+        k = trade_prefix + rest
         _check_trade(k, t)
         per_slot.setdefault(k[len(keeper.TRADE):len(keeper.TRADE) + 8], []).append(t)
-    for k, v in state.items_with_prefix(slot_prefix):
-        rec = SlotRecord.from_obj(v)
-        sk = k[len(keeper.SLOT):]
+    for rest, rec in read_prefix(state, slot_prefix, SlotRecord):
+        sk = (slot_prefix + rest)[len(keeper.SLOT):]
         trades = per_slot.get(sk, [])
         volume = sum(t.energy_wh for t in trades)
         slot = int.from_bytes(sk, "big")

@@ -20,6 +20,7 @@ from gridledger.ledger.modules.market.types import (
     SlotRecord,
     Trade,
 )
+from gridledger.ledger.record import read, read_prefix
 from gridledger.ledger.state import State
 
 ORDER = b"mkt/o/"        # + slot(8) + order_id(32) -> order
@@ -105,8 +106,7 @@ def next_seq(state: State) -> int:
 # -- orders and commitments --------------------------------------------------------------------
 
 def get_order(state: State, slot: int, oid: bytes) -> Order | None:
-    obj = state.get_obj(ORDER + sk(slot) + oid)
-    return None if obj is None else Order.from_obj(obj)
+    return read(state, ORDER + sk(slot) + oid, Order)
 
 
 def put_order(state: State, slot: int, oid: bytes, rec: Order) -> None:
@@ -129,13 +129,11 @@ def delete_order(state: State, slot: int, oid: bytes) -> None:
 
 def orders_of_slot(state: State, slot: int) -> list[tuple[bytes, Order]]:
     """``(order_id, order)`` of every order of ``slot``, in order-id order."""
-    prefix = ORDER + sk(slot)
-    return [(k[len(prefix):], Order.from_obj(v)) for k, v in state.items_with_prefix(prefix)]
+    return read_prefix(state, ORDER + sk(slot), Order)
 
 
 def get_commit(state: State, slot: int, cid: bytes) -> Commitment | None:
-    obj = state.get_obj(COMMIT + sk(slot) + cid)
-    return None if obj is None else Commitment.from_obj(obj)
+    return read(state, COMMIT + sk(slot) + cid, Commitment)
 
 
 def put_commit(state: State, slot: int, cid: bytes, rec: Commitment) -> None:
@@ -147,15 +145,14 @@ def delete_commit(state: State, slot: int, cid: bytes) -> None:
 
 
 def commits_of_slot(state: State, slot: int) -> list[tuple[bytes, Commitment]]:
-    prefix = COMMIT + sk(slot)
-    return [(k[len(prefix):], Commitment.from_obj(v)) for k, v in state.items_with_prefix(prefix)]
+    return read_prefix(state, COMMIT + sk(slot), Commitment)
 
 
 # -- per-participant counts (max orders per slot, one side per slot) ------------------------------
 
 def count_of(state: State, slot: int, owner: bytes) -> Count:
-    obj = state.get_obj(COUNT + sk(slot) + owner)
-    return Count(0, None) if obj is None else Count.from_obj(obj)
+    c = read(state, COUNT + sk(slot) + owner, Count)
+    return Count(0, None) if c is None else c
 
 
 def _with_side(c: Count, side: Side | None) -> Count:
@@ -232,19 +229,17 @@ def trade(state: State, slot: int, index: int) -> Trade | None:
     """Trade ``index`` of ``slot`` (its clearing order), while the slot is in state."""
     if not 0 <= index < 2**32:
         return None
-    obj = state.get_obj(TRADE + sk(slot) + index.to_bytes(4, "big"))
-    return None if obj is None else Trade.from_obj(obj)
+    return read(state, TRADE + sk(slot) + index.to_bytes(4, "big"), Trade)
 
 
 def trades_of_slot(state: State, slot: int) -> list[Trade]:
     """Trade records of ``slot`` in clearing order (their index)."""
-    return [Trade.from_obj(v) for _, v in state.items_with_prefix(TRADE + sk(slot))]
+    return [t for _, t in read_prefix(state, TRADE + sk(slot), Trade)]
 
 
 def slot_record(state: State, slot: int) -> SlotRecord | None:
     """The slot's clearing / settlement record, while the slot is in state."""
-    obj = state.get_obj(SLOT + sk(slot))
-    return None if obj is None else SlotRecord.from_obj(obj)
+    return read(state, SLOT + sk(slot), SlotRecord)
 
 
 def put_slot(state: State, slot: int, rec: SlotRecord) -> None:
@@ -255,8 +250,8 @@ def put_slot(state: State, slot: int, rec: SlotRecord) -> None:
 
 def retail_of(state: State, addr: bytes) -> Retail:
     """``addr``'s retail hold, peak import and debt (zeros if it has none)."""
-    obj = state.get_obj(RETAIL + addr)
-    return Retail() if obj is None else Retail.from_obj(obj)
+    rec = read(state, RETAIL + addr, Retail)
+    return Retail() if rec is None else rec
 
 
 def put_retail(state: State, addr: bytes, rec: Retail) -> None:
@@ -269,4 +264,4 @@ def put_retail(state: State, addr: bytes, rec: Retail) -> None:
 
 def retail_records(state: State) -> list[tuple[bytes, Retail]]:
     """Every stored retail record, by address."""
-    return [(k[len(RETAIL):], Retail.from_obj(v)) for k, v in state.items_with_prefix(RETAIL)]
+    return read_prefix(state, RETAIL, Retail)

@@ -8,9 +8,12 @@ Other modules use it through their own protocols: settlement reads
 
 from __future__ import annotations
 
+import cbor2
+
 from gridledger.ledger.modules.metering.errors import OneReadingPerSlot, ReadingEarly, ReadingLate
 from gridledger.ledger.modules.metering.types import Flag, Reading, StoredReading, reading_window
 from gridledger.ledger.params import load_params
+from gridledger.ledger.record import read
 from gridledger.ledger.state import State
 
 READING = b"meter/r/"
@@ -23,22 +26,39 @@ def slot_key(slot: int) -> bytes:
     return slot.to_bytes(8, "big")
 
 
-def _reading(slot: int, cp: str, obj: dict[str, object]) -> Reading:
-    r = StoredReading.from_obj(obj)
-    return Reading(slot, cp, r.import_wh, r.export_wh, r.firmware, r.meter, r.quarantine)
+_READINGS: dict[tuple[bytes, bytes], Reading] = {}
+_READINGS_MAX = 8192
+"""Readings kept decoded, by (key, stored bytes): a pure function of both (``Reading`` is
+frozen), so a rolled-back write changes nothing. Settlement, surveillance and the
+readings-valid invariant read every pending reading each block (issue 17); two slots'
+readings at 1,000 members fit."""
+
+
+def _reading(key: bytes, raw: bytes) -> Reading:
+    hit = _READINGS.get((key, raw))
+    if hit is None:
+        r = StoredReading.from_obj(cbor2.loads(raw))
+        slot = int.from_bytes(key[len(READING):len(READING) + 8], "big")
+        hit = Reading(slot, key[len(READING) + 8:].decode(), r.import_wh, r.export_wh,
+                      r.firmware, r.meter, r.quarantine)
+        if len(_READINGS) >= _READINGS_MAX:
+            _READINGS.clear()
+        _READINGS[(key, raw)] = hit
+    return hit
 
 
 def reading_of(state: State, slot: int, cp: str) -> Reading | None:
     """The reading of ``cp`` for ``slot``, if its meter sent one."""
-    obj = state.get_obj(READING + slot_key(slot) + cp.encode())
-    return None if obj is None else _reading(slot, cp, obj)
+    key = READING + slot_key(slot) + cp.encode()
+    raw = state.get(key)
+    return None if raw is None else _reading(key, raw)
 
 
 def readings_for_slot(state: State, slot: int) -> list[Reading]:
     """Every reading of ``slot``, in connection-point byte order."""
-    prefix = READING + slot_key(slot)
-    return [_reading(slot, k[len(prefix):].decode(), obj)
-            for k, obj in state.items_with_prefix(prefix)]
+    get = state.get
+    return [_reading(k, get(k)) for k in  # type: ignore[arg-type]
+            state.keys_with_prefix(READING + slot_key(slot))]
 
 
 def record_reading(state: State, r: Reading) -> None:
@@ -92,8 +112,7 @@ def prune_readings(state: State, slot: int) -> None:
 # -- false-data-injection flags (docs/threat-model.md row 1) ------------------------------------------
 def flag_of(state: State, slot: int, cp: str) -> Flag | None:
     """The DSO's flag on ``cp``'s reading for ``slot``: the network estimate that replaces it."""
-    obj = state.get_obj(FLAG + slot_key(slot) + cp.encode())
-    return None if obj is None else Flag.from_obj(obj)
+    return read(state, FLAG + slot_key(slot) + cp.encode(), Flag)
 
 
 def record_flag(state: State, slot: int, cp: str, flag: Flag) -> None:

@@ -20,6 +20,7 @@ from gridledger.ledger.modules.privacy.records import (
     PseudonymRecord,
     RoamingAuth,
 )
+from gridledger.ledger.record import read, read_prefix
 from gridledger.ledger.state import State
 
 CONFIG = b"pv/config"
@@ -75,8 +76,8 @@ def put_config(state: State, cfg: PrivacyConfig) -> None:
 
 # -- epochs, tickets, attestations, batches, pseudonyms -------------------------------------
 def get_epoch(state: State, epoch: int) -> EpochRecord:
-    raw = state.get_obj(EPOCH + e8(epoch))
-    return EpochRecord() if raw is None else EpochRecord.from_obj(raw)
+    rec = read(state, EPOCH + e8(epoch), EpochRecord)
+    return EpochRecord() if rec is None else rec
 
 
 def put_epoch(state: State, epoch: int, rec: EpochRecord) -> None:
@@ -107,8 +108,7 @@ def open_epochs(state: State) -> list[int]:
 
 
 def get_join(state: State, epoch: int, member: bytes) -> JoinRecord | None:
-    raw = state.get_obj(JOIN + e8(epoch) + member)
-    return None if raw is None else JoinRecord.from_obj(raw)
+    return read(state, JOIN + e8(epoch) + member, JoinRecord)
 
 
 def put_join(state: State, epoch: int, member: bytes, rec: JoinRecord) -> None:
@@ -116,14 +116,11 @@ def put_join(state: State, epoch: int, member: bytes, rec: JoinRecord) -> None:
 
 
 def joined_members(state: State, epoch: int) -> list[tuple[bytes, JoinRecord]]:
-    prefix = JOIN + e8(epoch)
-    return [(k[len(prefix):], JoinRecord.from_obj(state.get_obj(k)))
-            for k in state.keys_with_prefix(prefix)]
+    return read_prefix(state, JOIN + e8(epoch), JoinRecord)
 
 
 def get_batch(state: State, root: bytes) -> BatchRecord | None:
-    raw = state.get_obj(BATCH + root)
-    return None if raw is None else BatchRecord.from_obj(raw)
+    return read(state, BATCH + root, BatchRecord)
 
 
 def put_batch(state: State, root: bytes, rec: BatchRecord) -> None:
@@ -131,8 +128,7 @@ def put_batch(state: State, root: bytes, rec: BatchRecord) -> None:
 
 
 def get_attestation(state: State, root: bytes) -> AttestRecord | None:
-    raw = state.get_obj(ATTEST + root)
-    return None if raw is None else AttestRecord.from_obj(raw)
+    return read(state, ATTEST + root, AttestRecord)
 
 
 def put_attestation(state: State, root: bytes, rec: AttestRecord) -> None:
@@ -193,8 +189,7 @@ def retire_records(state: State, addr: bytes, rec: PseudonymRecord) -> None:
 
 def disputes(state: State) -> list[tuple[bytes, DisputeRecord]]:
     """Every recorded dispute, by id."""
-    return [(k[len(DISPUTE):], DisputeRecord.from_obj(state.get_obj(k)))
-            for k in state.keys_with_prefix(DISPUTE)]
+    return read_prefix(state, DISPUTE, DisputeRecord)
 
 
 def pseudonyms_of_epoch(state: State, epoch: int) -> list[bytes]:
@@ -239,8 +234,7 @@ def carried_into(state: State, epoch: int) -> list[tuple[bytes, int]]:
 
 # -- disputes, escrows, openings --------------------------------------------------------------
 def get_dispute(state: State, dispute_id: bytes) -> DisputeRecord | None:
-    raw = state.get_obj(DISPUTE + dispute_id)
-    return None if raw is None else DisputeRecord.from_obj(raw)
+    return read(state, DISPUTE + dispute_id, DisputeRecord)
 
 
 def put_dispute(state: State, dispute_id: bytes, rec: DisputeRecord) -> None:
@@ -248,8 +242,7 @@ def put_dispute(state: State, dispute_id: bytes, rec: DisputeRecord) -> None:
 
 
 def get_escrow(state: State, pseudonym: bytes) -> EscrowRecord | None:
-    raw = state.get_obj(ESCROW + pseudonym)
-    return None if raw is None else EscrowRecord.from_obj(raw)
+    return read(state, ESCROW + pseudonym, EscrowRecord)
 
 
 def put_escrow(state: State, pseudonym: bytes, rec: EscrowRecord) -> None:
@@ -278,8 +271,7 @@ def bogus_for(state: State, pseudonym: bytes) -> tuple[bytes, bytes | None] | No
 
 
 def get_opening(state: State, pseudonym: bytes) -> OpeningState | None:
-    raw = state.get_obj(OPENED + pseudonym)
-    return None if raw is None else OpeningState.from_obj(raw)
+    return read(state, OPENED + pseudonym, OpeningState)
 
 
 def put_opening(state: State, pseudonym: bytes, rec: OpeningState) -> None:
@@ -292,8 +284,7 @@ def _part_prefix(slot: int, feeder: str) -> bytes:
 
 
 def get_partial(state: State, slot: int, feeder: str, position: int) -> PartialRecord | None:
-    raw = state.get_obj(_part_prefix(slot, feeder) + bytes([position]))
-    return None if raw is None else PartialRecord.from_obj(raw)
+    return read(state, _part_prefix(slot, feeder) + bytes([position]), PartialRecord)
 
 
 def put_partial(state: State, slot: int, feeder: str, position: int,
@@ -305,9 +296,8 @@ def put_partial(state: State, slot: int, feeder: str, position: int,
 
 
 def partials(state: State, slot: int, feeder: str) -> dict[int, PartialRecord]:
-    prefix = _part_prefix(slot, feeder)
-    return {k[-1]: PartialRecord.from_obj(v) for k, v in
-            ((k, state.get_obj(k)) for k in state.keys_with_prefix(prefix))}
+    return {rest[-1]: rec for rest, rec in
+            read_prefix(state, _part_prefix(slot, feeder), PartialRecord)}
 
 
 def take_partials(state: State, slot: int, feeder: str) -> None:
@@ -335,8 +325,7 @@ def pending_checks(state: State) -> list[list[Any]]:
 
 
 def get_aggregate(state: State, slot: int, feeder: str) -> AggregateRecord | None:
-    raw = state.get_obj(AGGREGATE + e8(slot) + feeder.encode())
-    return None if raw is None else AggregateRecord.from_obj(raw)
+    return read(state, AGGREGATE + e8(slot) + feeder.encode(), AggregateRecord)
 
 
 def put_aggregate(state: State, slot: int, feeder: str, rec: AggregateRecord) -> None:
@@ -366,8 +355,7 @@ def set_next_roaming_seq(state: State, account: bytes, seq: int) -> None:
 
 
 def get_roaming_auth(state: State, account: bytes, seq: int) -> RoamingAuth | None:
-    raw = state.get_obj(ROAM_AUTH + account + e8(seq))
-    return None if raw is None else RoamingAuth.from_obj(raw)
+    return read(state, ROAM_AUTH + account + e8(seq), RoamingAuth)
 
 
 def put_roaming_auth(state: State, account: bytes, seq: int, rec: RoamingAuth) -> None:

@@ -25,6 +25,7 @@ from gridledger.ledger.modules.reputation.types import (
     NO_SLOT as NO_SLOT,
 )
 from gridledger.ledger.params import Params, load_params
+from gridledger.ledger.record import read, read_prefix
 from gridledger.ledger.state import State
 
 REP = b"rep/s/"
@@ -32,8 +33,8 @@ REP = b"rep/s/"
 
 def record(state: State, addr: bytes) -> Score:
     """The score record of ``addr`` (the neutral default if it has none)."""
-    obj = state.get_obj(REP + addr)
-    return Score() if obj is None else Score.from_obj(obj)
+    rec = read(state, REP + addr, Score)
+    return Score() if rec is None else rec
 
 
 def get_record(state: State, addr: bytes) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def forget(state: State, addr: bytes) -> bool:
 
 def scores(state: State) -> list[tuple[bytes, Score]]:
     """Every stored record, by address (absent addresses have the neutral score)."""
-    return [(k[len(REP):], Score.from_obj(v)) for k, v in state.items_with_prefix(REP)]
+    return read_prefix(state, REP, Score)
 
 
 def reputation_of(state: State, addr: bytes) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gridledger.ledger.modules.surveillance.types import Config, Finding, Flows, Supply, Watch
+from gridledger.ledger.record import read, read_prefix
 from gridledger.ledger.state import State
 
 CFG = b"sv/cfg"          # -> Config (present iff genesis had the section)
@@ -24,8 +25,7 @@ def sk(slot: int) -> bytes:
 
 
 def config(state: State) -> Config | None:
-    obj = state.get_obj(CFG)
-    return None if obj is None else Config.from_obj(obj)
+    return read(state, CFG, Config)
 
 
 def put_config(state: State, cfg: Config) -> None:
@@ -35,8 +35,7 @@ def put_config(state: State, cfg: Config) -> None:
 # -- the visible book of open slots ----------------------------------------------------------
 
 def watch(state: State, slot: int) -> Watch | None:
-    obj = state.get_obj(WATCH + sk(slot))
-    return None if obj is None else Watch.from_obj(obj)
+    return read(state, WATCH + sk(slot), Watch)
 
 
 def put_watch(state: State, slot: int, w: Watch) -> None:
@@ -67,8 +66,7 @@ def set_pending(state: State, slots: list[int]) -> None:
 # -- pair flows (wash window) ----------------------------------------------------------------
 
 def flows(state: State, slot: int) -> Flows | None:
-    obj = state.get_obj(FLOWS + sk(slot))
-    return None if obj is None else Flows.from_obj(obj)
+    return read(state, FLOWS + sk(slot), Flows)
 
 
 def put_flows(state: State, slot: int, f: Flows) -> None:
@@ -95,8 +93,7 @@ def set_flagged(state: State, a: bytes, b: bytes, slot: int) -> None:
 # -- what the final book offered, until the slot settles ----------------------------------------
 
 def supply(state: State, slot: int) -> Supply | None:
-    obj = state.get_obj(SUPPLY + sk(slot))
-    return None if obj is None else Supply.from_obj(obj)
+    return read(state, SUPPLY + sk(slot), Supply)
 
 
 def put_supply(state: State, slot: int, s: Supply) -> None:
@@ -128,13 +125,12 @@ def add_finding(state: State, f: Finding) -> None:
 def finding(state: State, fid: int) -> Finding | None:
     if not 0 <= fid < 2**63:
         return None
-    obj = state.get_obj(FINDING + fid.to_bytes(8, "big"))
-    return None if obj is None else Finding.from_obj(obj)
+    return read(state, FINDING + fid.to_bytes(8, "big"), Finding)
 
 
 def findings(state: State) -> list[Finding]:
     """Every finding, by id."""
-    return [Finding.from_obj(v) for _, v in state.items_with_prefix(FINDING)]
+    return [f for _, f in read_prefix(state, FINDING, Finding)]
 
 
 def findings_of(state: State, addr: bytes) -> list[Finding]:
