@@ -111,7 +111,7 @@ def _decode_by_canonical_re_encoding(data: bytes) -> object:
     except Exception as exc:
         raise MalformedEncoding(f"not valid CBOR: {exc}") from exc
     codec._check(obj, 0)
-    if codec.encode(obj) != data:
+    if cbor2.dumps(obj, canonical=True) != data:
         raise MalformedEncoding("not canonical CBOR (RFC 8949 §4.2.1)")
     return obj
 
