@@ -245,3 +245,101 @@ def test_subnet_from_a_copied_empty_net_equals_pandapowers_own(mvlv: GridModel) 
     one.ext_grid = one.ext_grid.iloc[0:0]
     two = _subnet(net, lv_buses[0])
     assert len(two.ext_grid) == len(tb.select_subnet(net, sorted(lv_buses[0])).ext_grid)
+
+
+# --------------------------------------------------------------------------- per-slot caches
+# (issue 17, eleventh session): what the per-substation detection keeps from slot to slot
+# depends only on the network, and the results are those of computing it afresh.
+
+
+def test_sensor_parts_are_each_parts_catalogue_and_cached_with_the_split(mvlv: GridModel) -> None:
+    from gridledger.grid.fdi import _sensor_parts
+    from gridledger.grid.measurements import sensor_catalogue
+
+    areas = substation_areas(mvlv)
+    assert areas is not None
+    owners = _sensor_parts(mvlv, areas)
+    assert _sensor_parts(mvlv, areas) is owners  # a hit: the same object
+    subs = (areas.mv, *(a.model for a in areas.lv))
+    for j, sub in enumerate(subs):
+        assert {k for k, js in owners.items() if j in js} == set(sensor_catalogue(sub))
+    # an LV busbar's voltage is its own area's reading (the MV level gets it as its aggregate's)
+    assert owners[f"bus-{areas.lv[0].busbar}:vm_pu"] == (1,)
+    # another split (a different Areas object) misses and is computed for it
+    other = type(areas)(mv=areas.mv, mv_rows=areas.mv_rows, lv=areas.lv[:2])
+    got = _sensor_parts(mvlv, other)
+    assert got is not owners and max(j for js in got.values() for j in js) == 2
+    assert _sensor_parts(mvlv, other) is got
+
+
+def test_each_part_reads_what_a_filter_by_its_catalogue_gives(mvlv: GridModel,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-pass split of the slot's sensor readings hands every part the same readings,
+    in the same order, as filtering them by the part's catalogue."""
+    from gridledger.grid import fdi
+    from gridledger.grid.measurements import sensor_catalogue
+
+    seen: list[tuple[str, list[tuple[str, float]], list[tuple[str, float]]]] = []
+    real = fdi._detect_part
+    honest = measure_slot(mvlv, EVENING, mvlv.forecast_wh_by_cp(EVENING), rng=5)
+
+    def spy(sub: GridModel, name: str, slot: int, meas, *a):  # type: ignore[no-untyped-def]
+        cat = sensor_catalogue(sub)
+        want = [(k, v) for k, v in honest.sensor_readings.items() if k in cat]
+        seen.append((name, list(meas.sensor_readings.items()), want))
+        return real(sub, name, slot, meas, *a)
+
+    monkeypatch.setattr(fdi, "_detect_part", spy)
+    monkeypatch.setenv("GRIDLEDGER_AREA_WORKERS", "0")
+    detect_bad_meters(mvlv, EVENING, honest)
+    assert len(seen) == 4
+    for _name, got, want in seen:
+        assert got == want and got
+
+
+def test_the_power_flow_jacobian_is_built_on_superlus_index_type(mvlv: GridModel) -> None:
+    import scipy.sparse as sp
+
+    from gridledger.grid import _acpf
+    from gridledger.grid.powerflow import ac_network
+
+    acn = ac_network(mvlv)
+    assert acn.jac is not None
+    assert acn.jac.indices.dtype == np.intc and acn.jac.indptr.dtype == np.intc
+    pvpq = np.r_[acn.pv, acn.pq].astype(np.int64)
+    jac = _acpf._jacobian(acn, acn.v_start * 1.01, pvpq)
+    # the same matrix as from 64-bit indices, bit for bit
+    wide = sp.csc_matrix((jac.data, acn.jac.indices.astype(np.int64),
+                          acn.jac.indptr.astype(np.int64)), shape=jac.shape)
+    assert jac.indices.dtype == np.intc and (jac != wide).nnz == 0
+    assert np.array_equal(jac.indices, wide.indices) and np.array_equal(jac.indptr, wide.indptr)
+
+
+def test_protected_scores_do_not_need_the_residual_covariance(mvlv: GridModel,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The protected estimate skips Omega (``with_covariance=False``): its scores and state
+    are those of the estimate with it, bit for bit."""
+    from gridledger.grid import fdi
+    from gridledger.grid.measurements import build_rows
+    from gridledger.grid.powerflow import ac_network
+
+    areas = substation_areas(mvlv)
+    assert areas is not None
+    sub = areas.lv[1].model
+    meas = measure_slot(mvlv, EVENING, mvlv.forecast_wh_by_cp(EVENING), rng=7)
+    part = meas.__class__(slot=EVENING, reported_wh_by_cp={
+        cp: meas.reported_wh_by_cp[cp] for cp in sub.cp_ids},
+        reported_varh_by_cp={cp: v for cp, v in meas.reported_varh_by_cp.items() if cp in sub.cp_ids},
+        vm_pu_by_cp={cp: v for cp, v in meas.vm_pu_by_cp.items() if cp in sub.cp_ids},
+        sensor_readings={k: v for k, v in meas.sensor_readings.items()
+                         if k in fdi.sensor_catalogue(sub)})
+    acn = ac_network(sub)
+    rows = build_rows(sub, part)
+    fast = fdi._protected_scores(sub, acn, rows, acn.v_start)
+    real = fdi.estimate_state
+    monkeypatch.setattr(fdi, "estimate_state",
+                        lambda *a, **k: real(*a, **{**k, "with_covariance": True}))
+    full = fdi._protected_scores(sub, acn, rows, acn.v_start)
+    assert fast is not None and full is not None
+    assert np.array_equal(fast[0], full[0]) and fast[1] == full[1]
+    assert np.array_equal(fast[2], full[2])

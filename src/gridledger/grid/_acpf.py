@@ -46,8 +46,8 @@ class _JacPattern:
     """For each Jacobian entry (CSC order): index into the pattern ..."""
     part: npt.NDArray[np.int8]
     """... and which block: 0 Re dS/dVa, 1 Re dS/dVm, 2 Im dS/dVa, 3 Im dS/dVm."""
-    indices: IntArray
-    indptr: IntArray
+    indices: npt.NDArray[np.intc]
+    indptr: npt.NDArray[np.intc]
     size: int
     y: ComplexArray
     """Ybus at (row, col) (a sparse fancy index was most of each evaluation)."""
@@ -84,8 +84,10 @@ def _jac_pattern(ybus: sp.csr_matrix, pv: IntArray, pq: IntArray) -> _JacPattern
         diag=row == col,
         src=src,
         part=prt,
-        indices=r,
-        indptr=np.cumsum(indptr),
+        # SuperLU's own index type: the per-call CSC construction then neither scans the
+        # index arrays nor converts them (the same matrix, ~half the construction cost)
+        indices=r.astype(np.intc),
+        indptr=np.cumsum(indptr).astype(np.intc),
         size=size,
         y=np.asarray(ybus[row, col], dtype=np.complex128).ravel(),
     )

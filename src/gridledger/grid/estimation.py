@@ -364,10 +364,12 @@ def _gauss_newton(
     for it in range(1, max_iter + 1):
         hm = jacobian(acn, mm, state_to_voltage(acn, x))
         ht = sp.csr_matrix(sp.diags(inv_sigma) @ hm)
-        g_diag = np.asarray(ht.multiply(ht).sum(axis=0)).ravel()
+        g_diag: FloatArray | None = None  # the damping's scale, only once damping is on
         rhs = np.r_[r * inv_sigma, np.zeros(n_state)]
         for _ in range(40):
-            damping = None if lam == 0.0 else lam * np.maximum(g_diag, 1e-30)
+            if lam != 0.0 and g_diag is None:
+                g_diag = np.asarray(ht.multiply(ht).sum(axis=0)).ravel()
+            damping = None if g_diag is None or lam == 0.0 else lam * np.maximum(g_diag, 1e-30)
             try:
                 lu = _factor_augmented(ht, damping)
             except (RuntimeError, spla.MatrixRankWarning):

@@ -339,22 +339,28 @@ def _per_substation(
             mv_varh[agg] = -int(round(q))
         if v is not None:
             mv_vm[agg] = float(v)
-    def part_meas(sub: GridModel, part_wh: Mapping[str, int], part_varh: Mapping[str, int],
+    # each part's sensor readings in one pass over the slot's readings (in their order, as
+    # one filter per part would give them)
+    part_sensors: list[dict[str, float]] = [{} for _ in range(n_parts)]
+    owners = _sensor_parts(model, areas)
+    for k, v in sensors.items():
+        for j in owners.get(k, ()):
+            part_sensors[j][k] = v
+
+    def part_meas(j: int, part_wh: Mapping[str, int], part_varh: Mapping[str, int],
                   part_vm: Mapping[str, float]) -> SlotMeasurements:
-        cat = sensor_catalogue(sub)
         return SlotMeasurements(
             slot=slot, reported_wh_by_cp=part_wh, reported_varh_by_cp=part_varh,
-            vm_pu_by_cp=part_vm,
-            sensor_readings={k: v for k, v in sensors.items() if k in cat})
+            vm_pu_by_cp=part_vm, sensor_readings=part_sensors[j])
 
     parts: list[tuple[str, GridModel, DetectionResult]] = [
         ("mv level", mv, _detect_part(mv, "mv level", slot,
-                                      part_meas(mv, mv_wh, mv_varh, mv_vm), cfg, prev_parts[0]))]
+                                      part_meas(0, mv_wh, mv_varh, mv_vm), cfg, prev_parts[0]))]
     jobs = []
     for i, a in enumerate(areas.lv):
         ids = a.model.cp_ids
         jobs.append((a.name, slot, part_meas(
-            a.model, {cp: wh[cp] for cp in ids if cp in wh},
+            1 + i, {cp: wh[cp] for cp in ids if cp in wh},
             {cp: varh[cp] for cp in ids if cp in varh}, {cp: vm[cp] for cp in ids if cp in vm}),
             cfg, prev_parts[1 + i]))
     # the LV areas are independent parts: on every core
@@ -389,6 +395,22 @@ def _per_substation(
         parts=tuple(results),
         unestimated=tuple(n for n, _m, r in parts if not r.estimated),
     )
+
+
+def _sensor_parts(model: GridModel, areas: Areas) -> dict[str, tuple[int, ...]]:
+    """Which parts (0 = the MV level, 1 + i = LV area i) carry each sensor label: their
+    ``sensor_catalogue``s, fixed by the network (cached on the model with its split)."""
+    key = "fdi:sensor_parts"
+    hit = model._cache.get(key)
+    if hit is not None and hit[0] is areas:
+        return hit[1]  # type: ignore[no-any-return]
+    owners: dict[str, list[int]] = {}
+    for j, sub in enumerate((areas.mv, *(a.model for a in areas.lv))):
+        for label in sensor_catalogue(sub):
+            owners.setdefault(label, []).append(j)
+    out = {label: tuple(js) for label, js in owners.items()}
+    model._cache[key] = (areas, out)
+    return out
 
 
 def _detect_part(sub: GridModel, name: str, slot: int, meas: SlotMeasurements,
@@ -588,7 +610,8 @@ def _protected_scores(
         return None
     # Start from the all-rows estimate: the protected rows alone carry no injections to
     # build a power-flow start from, and the AC problem is not convex.
-    est = estimate_state(acn, sub.mm, sub.z, sub.sigma, v0=v0)
+    # only the state and its factors are used here: no residual covariance (Omega) is computed
+    est = estimate_state(acn, sub.mm, sub.z, sub.sigma, v0=v0, with_covariance=False)
     meter_rows = [int(i) for i in np.flatnonzero(rows.owner == METER)]
     mm_m = rows.mm.subset(meter_rows)
     pred = measure(acn, mm_m, est.v)
