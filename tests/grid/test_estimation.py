@@ -160,3 +160,28 @@ def test_jacobian_equals_matpowers_sparse_formulas(lv: GridModel, rural3: GridMo
                 want = _jacobian_by_sparse_algebra(acn, mm, v).toarray()
                 assert got.shape == want.shape
                 np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_one_readings_sigma_is_the_arrays_bit_for_bit() -> None:
+    """``build_rows`` prices each row with ``_sigma_one`` (Python floats), the measurement
+    model with ``_sigma`` (arrays): the same standard deviations, bit for bit."""
+    import numpy as np
+
+    from gridledger.grid.measurements import (
+        METER,
+        PSEUDO,
+        SENSOR,
+        MeterNoise,
+        _sigma,
+        _sigma_one,
+    )
+
+    rng = np.random.default_rng(17)
+    values = np.r_[rng.normal(0.0, 1e3, 4000), rng.normal(0.0, 1e6, 4000),
+                   rng.integers(-10**7, 10**7, 4000).astype(float), 0.0, -0.0, 1e-300, 5e15]
+    noise = MeterNoise(meter_p_rel=0.0031, sensor_q_rel=0.0023)
+    for owner, unit in ((METER, "wh"), (METER, "varh"), (SENSOR, "wh"), (SENSOR, "varh"),
+                        (PSEUDO, "varh"), (METER, "pu"), (SENSOR, "pu")):
+        arr = _sigma(noise, owner, unit, values)
+        one = np.array([_sigma_one(noise, owner, unit, float(v)) for v in values])
+        assert arr.tobytes() == one.tobytes(), (owner, unit)

@@ -225,6 +225,25 @@ def _sigma(noise: MeterNoise, owner: int, unit: str, value: FloatArray) -> Float
     if unit == "pu":
         s = noise.meter_vm_pu if owner == METER else noise.sensor_vm_pu
         return np.full_like(a, s)
+    rel, ab = _rel_abs(noise, owner, unit)
+    out: FloatArray = np.sqrt((rel * a) ** 2 + ab**2)
+    return out
+
+
+def _sigma_one(noise: MeterNoise, owner: int, unit: str, value: float) -> float:
+    """``_sigma`` of one reading, the same operations on Python floats (no one-element
+    arrays: ``build_rows`` asks for every row of every part in every slot). Bit for bit
+    ``_sigma``'s: IEEE products, sum and square root; the square as a product, as numpy's
+    ``** 2`` is."""
+    if unit == "pu":
+        return noise.meter_vm_pu if owner == METER else noise.sensor_vm_pu
+    rel, ab = _rel_abs(noise, owner, unit)
+    t = rel * abs(value)
+    return math.sqrt(t * t + ab**2)
+
+
+def _rel_abs(noise: MeterNoise, owner: int, unit: str) -> tuple[float, float]:
+    """Relative and absolute error of an energy reading (Wh or varh)."""
     if owner == METER and unit == "wh":
         rel, ab = noise.meter_p_rel, noise.meter_p_abs_wh
     elif owner == METER:
@@ -235,8 +254,7 @@ def _sigma(noise: MeterNoise, owner: int, unit: str, value: FloatArray) -> Float
         rel, ab = noise.sensor_q_rel, noise.sensor_q_abs_varh
     else:
         rel, ab = noise.pseudo_q_rel, noise.meter_q_abs_varh
-    out: FloatArray = np.sqrt((rel * a) ** 2 + ab**2)
-    return out
+    return rel, ab
 
 
 def measure_slot(
@@ -387,17 +405,17 @@ def build_rows(model: GridModel, meas: SlotMeasurements, noise: MeterNoise = Met
         known = acn.s_fixed[b]
         if cp in meas.reported_wh_by_cp:
             e_wh = float(meas.reported_wh_by_cp[cp])
-            sd = math.sqrt(float(_sigma(noise, METER, "wh", np.array([e_wh]))[0]) ** 2 + rounding)
+            sd = math.sqrt(_sigma_one(noise, METER, "wh", e_wh) ** 2 + rounding)
             add(P_INJ, b, 1.0, f"{cp}:p_wh", e_wh / scale + known.real, sd / scale, METER, i, scale)
         if b in free_q:
             pass
         elif cp in meas.reported_varh_by_cp:
             q = float(meas.reported_varh_by_cp[cp])
-            sd = math.sqrt(float(_sigma(noise, METER, "varh", np.array([q]))[0]) ** 2 + rounding)
+            sd = math.sqrt(_sigma_one(noise, METER, "varh", q) ** 2 + rounding)
             add(Q_INJ, b, 1.0, f"{cp}:q_varh", q / scale + known.imag, sd / scale, METER, i, scale)
         else:
             q = float(q_fore[i]) * scale
-            sd = float(_sigma(noise, PSEUDO, "varh", np.array([q]))[0])
+            sd = _sigma_one(noise, PSEUDO, "varh", q)
             add(Q_INJ, b, 1.0, f"{cp}:q_forecast", q / scale + known.imag, sd / scale, PSEUDO, -1, scale)
         if cp in meas.vm_pu_by_cp:
             add(VM, b, 1.0, f"{cp}:vm_pu", float(meas.vm_pu_by_cp[cp]), noise.meter_vm_pu, METER, i, 1.0)
@@ -409,7 +427,7 @@ def build_rows(model: GridModel, meas: SlotMeasurements, noise: MeterNoise = Met
         if dev.unit == "pu":
             add(dev.kind, dev.element, dev.sign, lb, val, noise.sensor_vm_pu, SENSOR, -1, 1.0)
         else:
-            sd = math.sqrt(float(_sigma(noise, SENSOR, dev.unit, np.array([val]))[0]) ** 2 + rounding)
+            sd = math.sqrt(_sigma_one(noise, SENSOR, dev.unit, val) ** 2 + rounding)
             add(dev.kind, dev.element, dev.sign, lb, val / scale, sd / scale, SENSOR, -1, scale)
     # Exact knowledge: buses without a connection point inject nothing (or a known generator
     # set-point). Weighted far above any meter, the standard virtual-measurement treatment.
