@@ -89,3 +89,42 @@ def test_readings_decode_from_key_and_bytes() -> None:
     s.rollback()
     assert metering.readings_for_slot(s, 9) == []
     assert metering.reading_of(s, 7, r.cp) == r
+
+
+@dataclass(frozen=True)
+class Leaf(Record):
+    x: int
+    tag: str | None = optional()
+
+
+@dataclass(frozen=True)
+class Tree(Record):
+    name: str
+    flag: bool
+    raw: bytes
+    leaves: tuple[Leaf, ...]
+    ints: tuple[int, ...]
+    nested: tuple[tuple[str, int], ...]
+    one: Leaf | None = None
+    maybe: int | None = optional()
+
+
+def _reference_to_obj(rec: Record) -> dict:
+    """``to_obj`` as it was: ``_plain`` of every field (tuples to lists, records to maps)."""
+    def plain(v):  # type: ignore[no-untyped-def]
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return _reference_to_obj(v) if isinstance(v, Record) else v
+    return {name: plain(getattr(rec, name)) for name, omit, _ in rec._fields()
+            if not (omit and getattr(rec, name) is None)}
+
+
+@pytest.mark.parametrize("rec", [
+    Tree("a", True, b"\x00", (Leaf(1), Leaf(2, "t")), (1, 2), (("k", 1),), Leaf(3), 0),
+    Tree("", False, b"", (), (), (), None, None),
+    Tree("b", False, b"x", (Leaf(0, ""),), (-1,), (("", 0), ("z", 2**70)), None, 5),
+])
+def test_to_obj_is_every_field_made_plain(rec: Tree) -> None:
+    obj = rec.to_obj()
+    assert obj == _reference_to_obj(rec) and list(obj) == list(_reference_to_obj(rec))
+    assert Tree.from_obj(obj) == rec and Tree.decode(rec.encode()) == rec
