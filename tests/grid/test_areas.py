@@ -343,3 +343,36 @@ def test_protected_scores_do_not_need_the_residual_covariance(mvlv: GridModel,
     assert fast is not None and full is not None
     assert np.array_equal(fast[0], full[0]) and fast[1] == full[1]
     assert np.array_equal(fast[2], full[2])
+
+
+def test_the_last_resorts_first_vertex_check_reuses_the_passing_rounds(
+        mvlv: GridModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A box the AC rounds passed is not power-flowed again by the last resort's first
+    check: the result is reused (same object) and still counted; a changed box misses."""
+    import dataclasses
+
+    from gridledger.grid import envelopes
+
+    calls: list[tuple[bytes, bytes, object]] = []
+    real = envelopes._check_vertices_wh
+
+    def spy(model, slot, acn, lin, e_wh, m_wh, lim, band):  # type: ignore[no-untyped-def]
+        got = real(model, slot, acn, lin, e_wh, m_wh, lim, band)
+        calls.append((e_wh.tobytes(), m_wh.tobytes(), got))
+        return got
+
+    monkeypatch.setattr(envelopes, "_check_vertices_wh", spy)
+    monkeypatch.setenv("GRIDLEDGER_AREA_WORKERS", "0")
+    rep = compute_envelope_report(mvlv, NOON)
+    # never the same box twice in a row; every check counted as before (twice each: the
+    # rounds' passing check and the last resort's reuse of it)
+    assert all((a[0], a[1]) != (b[0], b[1]) for a, b in zip(calls, calls[1:]))
+    areas = substation_areas(mvlv)
+    assert areas is not None
+    box_checks = sum(n for _e, _m, (_bad, _w, n) in calls)  # type: ignore[misc]
+    assert rep.ac_checks > box_checks
+    # without rounds there is nothing to reuse: the last resort checks itself
+    calls.clear()
+    cfg = dataclasses.replace(EnvelopeConfig(), ac_check_rounds=0)
+    compute_envelope_report(mvlv, NOON, config=cfg)
+    assert calls

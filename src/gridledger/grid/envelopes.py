@@ -272,8 +272,15 @@ def _solve_box(
         shares = lp.shares
     assert lp is not None and lin is not None
     checks = 0
+    # the last vertex check and its box: when the rounds end on a passing box, the last
+    # resort's first check below is of that same box (same lin, limits, band) and is this
+    # result again — computed once, counted as before
+    last: tuple[IntArray, IntArray, _Checked] | None = None
     for _ in range(config.ac_check_rounds):
-        bad, worst, n = _check_vertices_wh(model, slot, acn, lin, *_to_wh(model, box, shares), lim, band)
+        e_wh, m_wh = _to_wh(model, box, shares)
+        got = _check_vertices_wh(model, slot, acn, lin, e_wh, m_wh, lim, band)
+        last = (e_wh, m_wh, got)
+        bad, worst, n = got
         checks += n
         if not bad:
             break
@@ -290,7 +297,11 @@ def _solve_box(
     # kept so the guarantee never rests on the LP alone).
     e_wh, m_wh = _to_wh(model, box, shares)
     for _ in range(60):
-        bad, worst, n = _check_vertices_wh(model, slot, acn, lin, e_wh, m_wh, lim, band)
+        if last is not None and np.array_equal(last[0], e_wh) and np.array_equal(last[1], m_wh):
+            bad, worst, n = last[2]
+        else:
+            bad, worst, n = _check_vertices_wh(model, slot, acn, lin, e_wh, m_wh, lim, band)
+        last = None
         checks += n
         if not bad:
             break
@@ -736,6 +747,10 @@ def _vertex_patterns(acn: _acpf.AcNetwork, lin: _Lin, n_cp: int) -> list[npt.NDA
     return list(pats.values())
 
 
+_Checked = tuple[list[tuple[str, int, float]], tuple[float, float, float], int]
+"""``_check_vertices_wh``'s result: (violations, (vmax, vmin, loading), count)."""
+
+
 def _check_vertices_wh(
     model: GridModel,
     slot: int,
@@ -745,7 +760,7 @@ def _check_vertices_wh(
     m_wh: IntArray,
     lim: GridLimits,
     band: tuple[FloatArray, FloatArray],
-) -> tuple[list[tuple[str, int, float]], tuple[float, float, float], int]:
+) -> _Checked:
     """AC power flows at the worst vertices; returns (violations, (vmax, vmin, loading), count)."""
     bad: dict[tuple[str, int], float] = {}
     worst = [-math.inf, math.inf, 0.0]
