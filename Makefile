@@ -52,11 +52,12 @@ demo: install
 # or searches a large case. `make test-slow` runs those; CI (.ci/run) runs both.
 # Performance targets are not checked here: they are ratios measured by `make bench`, which
 # wants an otherwise idle machine (a shared CI box distorts timings, not correctness).
-# tests/integration start their own 4 validator processes and 3 NATS servers and time their
-# recovery from kills: they run after the rest, alone on the machine's cores
+# tests/integration start their own 4 validator processes and 3 NATS servers and wait (with
+# deadlines) for their recovery from kills: they run after the rest, two at a time (a network
+# mostly waits: ~0.6 of a core each; 215 s one at a time, 135-160 s two at a time at load 7-9)
 test: install-test servers ven lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow" tests --ignore=tests/integration
-	$(BIN)/python -m pytest -q tests/integration
+	$(BIN)/python -m pytest -q -n 2 tests/integration
 
 # every defence-removal and variant run (the tests `make test` leaves out); CI runs it after
 # `make test`
