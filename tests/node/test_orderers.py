@@ -294,3 +294,38 @@ def test_nats_log_is_held_in_a_bounded_window(cluster):
     finally:
         writer.close()
         reader.close()
+
+
+@pytest.mark.parametrize("poll", [True, False])
+def test_a_silent_vote_consumer_is_covered_by_the_stored_votes_poll(cluster, monkeypatch, poll):
+    """After a NATS server dies, the push consumer of new votes can stay silent for seconds
+    (until nats-py remakes it elsewhere) while every vote a height needs is stored: a height
+    followed longer than ``vote_poll_s`` reads its stored votes again. Here the push consumer
+    delivers nothing at all; with the poll removed (``vote_poll_s=None``) a vote published
+    after the height was opened never arrives — the chain stalled at one height."""
+    global _n
+    _n += 1
+    cid = f"silent-{_n}"
+    writer = NatsOrderer(cluster.urls, cid)
+
+    async def deaf(self, msg):  # the push consumer is lost: nothing it would deliver arrives
+        return None
+
+    monkeypatch.setattr(NatsOrderer, "_on_vote", deaf)
+    follower = NatsOrderer(cluster.urls, cid, vote_poll_s=0.3 if poll else None)
+    try:
+        got: list[bytes] = []
+        follower.follow_votes(5, got.append)
+        assert got == []  # nothing stored yet
+        writer.publish_vote(5, b"vote of height 5")
+        writer.publish_vote(6, b"vote of height 6")  # a height nobody follows
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and not got:
+            time.sleep(0.05)
+        if poll:
+            assert b"vote of height 5" in got and b"vote of height 6" not in got
+        else:
+            assert got == []
+    finally:
+        follower.close()
+        writer.close()

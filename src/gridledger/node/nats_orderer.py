@@ -16,7 +16,12 @@ validator follows only the heights it works on (``follow_votes``): the votes sto
 height are fetched by subject when it is followed, new ones arrive on one long-lived
 consumer of all vote subjects, which drops heights nobody follows without decoding them.
 Votes published for heights far ahead are never read into memory until the chain gets
-there.
+there. A height still followed a second after it was opened has its stored votes fetched again
+every second (``vote_poll_s``): the push consumer of new votes can be silent for many seconds
+after a NATS server dies (until nats-py's ordered consumer misses its heartbeats and is
+remade on another server) — measured: a chain stalled ~20 s at one height after a kill -9,
+with every vote it needed already stored in the stream. Votes are deduplicated by the board
+before any signature check, so a re-fetch costs a few direct reads.
 
 nats-py is asyncio; this class runs its loop on a private thread and offers the same
 synchronous ``Orderer`` protocol as ``LocalOrderer``.
@@ -53,6 +58,17 @@ def entry_msg_id(entry: Entry) -> str:
     return sha3_256(entry.tx if entry.kind == "tx" else entry.encode()).hex()
 
 
+QUICK_S = 2.0
+"""How long a health check or a stored vote's read waits for JetStream's answer (retried,
+not failed, after): a request to a server that died is never answered, and the client's
+JetStream timeout (``timeout_s``, 10 s) is for publishes, which must not fail under load."""
+
+VOTE_HEARTBEAT_S = 1.0
+"""The vote consumer's idle heartbeat: nats-py remakes an ordered consumer after two missed
+heartbeats, so a consumer lost with its server is back after ~2 s (nats-py's default, 5 s,
+left a chain without certificates for 10-20 s after a kill -9 of one NATS server)."""
+
+
 def vote_subject(chain_id: str, height: int) -> str:
     return f"{subject(chain_id, 'votes')}.{height}"
 
@@ -62,7 +78,8 @@ class NatsOrderer:
 
     def __init__(self, urls: Sequence[str], chain_id: str, replicas: int = 3,
                  timeout_s: float = 10.0, max_buffered: int = 20_000,
-                 max_buffered_bytes: int = 128 * 1024 * 1024) -> None:
+                 max_buffered_bytes: int = 128 * 1024 * 1024,
+                 vote_poll_s: float | None = 1.0) -> None:
         self.urls = list(urls)
         self.chain_id = chain_id
         self.replicas = replicas
@@ -77,6 +94,9 @@ class NatsOrderer:
         self._bytes = 0
         self._closing = False
         self._followers: dict[int, list[Callable[[bytes], None]]] = {}
+        self._followed_at: dict[int, float] = {}  # height -> loop time it was first followed
+        # None: no re-fetch (only the push consumer delivers new votes: the removal test)
+        self.vote_poll_s = vote_poll_s
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
@@ -114,7 +134,8 @@ class NatsOrderer:
                 # new votes only: a height's stored votes are fetched when it is followed
                 await self._js.subscribe(subject(self.chain_id, "votes") + ".*", cb=self._on_vote,
                                          ordered_consumer=True, deliver_policy=DeliverPolicy.NEW,
-                                         stream=stream_name(self.chain_id, "VOTES"))
+                                         stream=stream_name(self.chain_id, "VOTES"),
+                                         idle_heartbeat=VOTE_HEARTBEAT_S)
                 break
             except Exception:
                 if loop.time() > deadline:
@@ -122,6 +143,8 @@ class NatsOrderer:
                 await asyncio.sleep(0.5)
 
         self._consumer = asyncio.ensure_future(self._consume())
+        self._poller = (asyncio.ensure_future(self._poll_votes(self.vote_poll_s))
+                        if self.vote_poll_s else None)
 
     async def _ensure_stream(self, name: str, subj: str) -> None:
         from nats.js.api import StorageType, StreamConfig
@@ -173,9 +196,13 @@ class NatsOrderer:
                                          opt_start_seq=want, ack_policy=AckPolicy.NONE,
                                          inactive_threshold=30.0, mem_storage=True,
                                          num_replicas=1)
-                    psub = await self._js.pull_subscribe(subject(self.chain_id),
-                                                         stream=stream_name(self.chain_id),
-                                                         config=cfg)
+                    # QUICK_S: right after a server died the meta layer may still place the
+                    # new consumer on it, and that request is never answered (measured: 10 s
+                    # lost to the JetStream timeout); asking again places it elsewhere
+                    psub = await asyncio.wait_for(
+                        self._js.pull_subscribe(subject(self.chain_id),
+                                                stream=stream_name(self.chain_id), config=cfg),
+                        QUICK_S)
                 msgs = await psub.fetch(batch=min(256, room), timeout=1.0)
                 idle = 0
             except NatsTimeout:
@@ -184,8 +211,8 @@ class NatsOrderer:
                 idle += 1
                 if idle >= 3 and psub is not None:
                     idle = 0
-                    try:
-                        await psub.consumer_info()
+                    try:  # a consumer lost with its server does not answer: QUICK_S
+                        await asyncio.wait_for(psub.consumer_info(), QUICK_S)
                     except Exception:
                         psub = None
                 continue
@@ -287,6 +314,7 @@ class NatsOrderer:
         (one long-lived consumer of all vote subjects serves every followed height)."""
         with self._cond:
             self._followers.setdefault(height, []).append(deliver)
+            self._followed_at.setdefault(height, self._loop.time())
 
         def stop() -> None:
             with self._cond:
@@ -295,6 +323,7 @@ class NatsOrderer:
                     subs.remove(deliver)
                 if not subs:
                     self._followers.pop(height, None)
+                    self._followed_at.pop(height, None)
 
         try:
             self._call(self._fetch_votes(height, deliver))
@@ -303,16 +332,43 @@ class NatsOrderer:
             raise
         return stop
 
-    async def _fetch_votes(self, height: int, deliver: Callable[[bytes], None]) -> None:
+    async def _poll_votes(self, every_s: float) -> None:
+        """Fetch the stored votes of every height followed for ``every_s`` or longer again,
+        every ``every_s`` (see the module doc: a silent push consumer after a server died)."""
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            await asyncio.sleep(every_s)
+            now = loop.time()
+            with self._cond:
+                due = sorted(h for h, t in self._followed_at.items() if now - t >= every_s)
+            for height in due[:8]:  # the chain works on one or two heights at a time
+                def fanout(data: bytes, height: int = height) -> None:
+                    with self._cond:
+                        subs = list(self._followers.get(height, ()))
+                    for deliver in subs:
+                        deliver(data)
+                try:
+                    await self._fetch_votes(height, fanout, patience_s=every_s)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    break  # a leader election: the next round tries again
+
+    async def _fetch_votes(self, height: int, deliver: Callable[[bytes], None],
+                           patience_s: float | None = None) -> None:
         from nats.js.errors import NotFoundError
 
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s * 3
+        deadline = loop.time() + (self.timeout_s * 3 if patience_s is None else patience_s)
         seq = 1
         while True:
             try:
-                msg = await self._js.get_msg(stream_name(self.chain_id, "VOTES"), seq=seq,
-                                             subject=vote_subject(self.chain_id, height), next=True)
+                # one request waits QUICK_S, not the JetStream timeout: a request sent to a
+                # dead stream leader would hold the poll for 10 s after a new one was elected
+                msg = await asyncio.wait_for(
+                    self._js.get_msg(stream_name(self.chain_id, "VOTES"), seq=seq,
+                                     subject=vote_subject(self.chain_id, height), next=True),
+                    QUICK_S)
             except NotFoundError:
                 return  # no more stored votes of this height
             except Exception:
