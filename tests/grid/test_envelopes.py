@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,8 +13,10 @@ from gridledger.errors import GridError
 from gridledger.grid import (
     Envelope,
     EnvelopeConfig,
+    EnvelopeReport,
     GridLimits,
     GridModel,
+    _acpf,
     compute_envelope_report,
     compute_envelopes,
     verify_schedule,
@@ -166,3 +170,37 @@ def test_demo_grid_box_is_safe(demo_grid: GridModel, slot: int) -> None:
     for x in _box_points(demo_grid, env, rng, 30):
         flow = solve_fast(demo_grid, slot, x)
         assert flow.converged and fast_violations(demo_grid, flow, GridLimits()) == ()
+
+
+def _decisions(rep: EnvelopeReport) -> tuple[object, ...]:
+    return (rep.envelopes, rep.binding, rep.ac_checks, rep.export_limited_by,
+            rep.import_limited_by, rep.export_factor, rep.import_factor,
+            rep.forecast_export_share, rep.forecast_import_share)
+
+
+@pytest.mark.parametrize("slot", [NOON, EVENING, CLEAR_DAY * 96 + 40])
+def test_vertex_checks_by_chord_newton_decide_as_full_newton(
+        stressed: GridModel, slot: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vertex power flows step with the linearisation's factors (``solve_pf_chord``);
+    the envelopes, what binds them and the checks are those of full Newton at every vertex.
+    Removal: a chord that never converges leaves every vertex to the full-Newton fallback,
+    the path before the chord (same start, same iterations)."""
+    used: list[bool] = []
+    real = _acpf.solve_pf_chord
+
+    def counted(*args: Any, **kw: Any) -> _acpf.AcSolution:
+        got = real(*args, **kw)
+        used.append(got.converged)
+        return got
+
+    monkeypatch.setattr(_acpf, "solve_pf_chord", counted)
+    with_chord = compute_envelope_report(stressed, slot)
+    assert used and sum(used) > len(used) // 2  # most vertices never factorise
+    monkeypatch.setattr(_acpf, "solve_pf_chord",
+                        lambda acn, s, lu, v0, **kw: _acpf.AcSolution(v0, False, 0))
+    newton = compute_envelope_report(stressed, slot)
+    assert _decisions(with_chord) == _decisions(newton)
+    for a, b in ((with_chord.worst_vm_max_pu, newton.worst_vm_max_pu),
+                 (with_chord.worst_vm_min_pu, newton.worst_vm_min_pu)):
+        assert a == pytest.approx(b, abs=1e-9)
+    assert with_chord.worst_loading_pct == pytest.approx(newton.worst_loading_pct, abs=1e-6)

@@ -185,3 +185,34 @@ def test_one_readings_sigma_is_the_arrays_bit_for_bit() -> None:
         arr = _sigma(noise, owner, unit, values)
         one = np.array([_sigma_one(noise, owner, unit, float(v)) for v in values])
         assert arr.tobytes() == one.tobytes(), (owner, unit)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_augmented_matrix_is_bmats_entry_for_entry(seed: int) -> None:
+    """``_augmented`` assembles [[I, H~], [H~^T, -D]] directly: the same canonical CSC as
+    ``sp.bmat`` (indptr, row indices, values), so SuperLU factorises the same matrix —
+    stored zeros of H~ kept, unsorted rows, damping with zeros, and none."""
+    import scipy.sparse as sp
+
+    from gridledger.grid.estimation import _augmented
+
+    rng = np.random.default_rng(seed)
+    m, n = int(rng.integers(5, 60)), int(rng.integers(3, 30))
+    h = sp.random(m, n, density=0.2, random_state=seed, format="csr")
+    h.data[rng.random(h.nnz) < 0.1] = 0.0  # stored zeros (a Jacobian entry that is 0)
+    h.data[rng.random(h.nnz) < 0.3] *= -1e6
+    if seed % 2:  # rows in reverse order, as a sparse product leaves them
+        for i in range(m):
+            a, b = h.indptr[i], h.indptr[i + 1]
+            h.indices[a:b], h.data[a:b] = h.indices[a:b][::-1].copy(), h.data[a:b][::-1].copy()
+        h.has_sorted_indices = False
+    damped = rng.random(n) * 10.0 ** rng.integers(-30, 3)
+    damped[rng.random(n) < 0.2] = 0.0
+    for damping in (None, damped):
+        low = None if damping is None else sp.diags(-damping)
+        want = sp.bmat([[sp.identity(m), h], [h.T, low]], format="csc")
+        got = _augmented(h, damping)
+        assert got.shape == want.shape
+        assert np.array_equal(got.indptr, want.indptr)
+        assert np.array_equal(got.indices, want.indices)
+        assert np.array_equal(got.data, want.data)

@@ -8,8 +8,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridledger.errors import GridError
-from gridledger.grid import GridLimits, GridModel, verify_schedule
-from gridledger.grid.powerflow import _pp_work, ac_network, run_checked_pf, solve_fast
+from gridledger.grid import GridLimits, GridModel, _acpf, verify_schedule
+from gridledger.grid.powerflow import (
+    _pp_work,
+    ac_network,
+    cp_q_pu,
+    run_checked_pf,
+    solve_fast,
+    wh_to_pu,
+)
 
 from .conftest import CLEAR_DAY
 
@@ -95,3 +102,56 @@ def test_checked_wrapper_checks_power_balance(lv: GridModel) -> None:
 
     with pytest.raises(GridError, match="does not balance"):
         powerflow._check_results(net)
+
+
+# -- chord Newton (the envelopes' vertex checks, issue 17) ---------------------------------
+
+
+def _linearised(model: GridModel, slot: int, x: np.ndarray
+                ) -> tuple[_acpf.AcNetwork, _acpf.Sensitivities, np.ndarray, np.ndarray]:
+    """The power flow at ``x`` (cp Wh): its network, sensitivities (with the Jacobian's
+    factors), voltages and injections (p.u.)."""
+    acn = ac_network(model)
+    flow = solve_fast(model, slot, x)
+    assert flow.converged
+    return acn, _acpf.sensitivities(acn, flow.v), flow.v, wh_to_pu(model, x)
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.2, -0.8])
+def test_chord_newton_reaches_full_newtons_solution(stressed: GridModel, scale: float) -> None:
+    x = stressed.net_injection_wh(NOON)
+    acn, sens, v, x_pu = _linearised(stressed, NOON, x)
+    assert sens.lu is not None
+    x2 = np.rint(x * scale).astype(np.int64)
+    dv = v[:, None] * (1j * sens.dva + sens.dvm / np.abs(v)[:, None])
+    v0 = v + dv @ (wh_to_pu(stressed, x2) - x_pu)
+    s = _acpf.bus_injection(acn, wh_to_pu(stressed, x2), cp_q_pu(stressed, NOON))
+    chord = _acpf.solve_pf_chord(acn, s, sens.lu, v0)
+    full = _acpf.solve_pf(acn, s, v0=v0)
+    assert chord.converged and full.converged
+    assert chord.iterations > full.iterations  # linear, not quadratic, convergence
+    # the same power flow: mismatch under the same tolerance, the same voltages and loading
+    mis = chord.v * np.conj(acn.ybus @ chord.v) - s
+    assert np.max(np.abs(np.r_[mis[np.r_[acn.pv, acn.pq]].real, mis[acn.pq].imag])) < 1e-10
+    assert np.max(np.abs(chord.v - full.v)) < 1e-9
+    assert np.max(np.abs(_acpf.loading_pct(acn, chord.v) - _acpf.loading_pct(acn, full.v))) < 1e-6
+    fast = solve_fast(stressed, NOON, x2, v0=v0, chord=sens.lu)
+    assert fast.converged and np.array_equal(fast.v, chord.v)  # solve_fast took the chord path
+
+
+def test_chord_newton_gives_up_and_solve_fast_falls_back_to_full_newton(stressed: GridModel) -> None:
+    # factors of the no-load Jacobian, a schedule far from it: the chord does not contract
+    acn, sens, v, _ = _linearised(stressed, EVENING, np.zeros(len(stressed.cps), dtype=np.int64))
+    x = np.rint(stressed.net_injection_wh(EVENING) * 3.0).astype(np.int64)
+    s = _acpf.bus_injection(acn, wh_to_pu(stressed, x), cp_q_pu(stressed, EVENING))
+    assert not _acpf.solve_pf_chord(acn, s, sens.lu, v).converged
+    full = _acpf.solve_pf(acn, s, v0=v)
+    assert full.converged
+    fast = solve_fast(stressed, EVENING, x, v0=v, chord=sens.lu)
+    # the fallback is full Newton from the same start: exactly the flow without the chord
+    assert fast.converged and np.array_equal(fast.v, full.v)
+    assert np.array_equal(fast.v, solve_fast(stressed, EVENING, x, v0=v).v)
+    # a chord step budget too small to converge falls back the same way
+    near = np.rint(stressed.net_injection_wh(EVENING) * 0.1).astype(np.int64)
+    s = _acpf.bus_injection(acn, wh_to_pu(stressed, near), cp_q_pu(stressed, EVENING))
+    assert not _acpf.solve_pf_chord(acn, s, sens.lu, v, max_iter=1).converged

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -395,6 +395,63 @@ def solve_pf(
     return AcSolution(v, False, max_iter)
 
 
+CHORD_MAX_ITER = 12
+"""Steps ``solve_pf_chord`` takes before it gives up (and the caller runs full Newton)."""
+CHORD_RATE = 0.5
+"""``solve_pf_chord`` gives up as soon as a step shrinks the largest mismatch by less than
+this factor: the fixed Jacobian is too far from the solution's for the chord iteration to
+pay (each step is ~1/6 of a Newton step's cost, so a slower rate would not)."""
+
+
+def solve_pf_chord(
+    acn: AcNetwork,
+    s_bus: ComplexArray,
+    lu: Any,
+    v0: ComplexArray,
+    tol_pu: float = 1e-10,
+    max_iter: int = CHORD_MAX_ITER,
+) -> AcSolution:
+    """Chord ("dishonest") Newton power flow: every step solves with one factorisation
+    ``lu`` of the Jacobian at a nearby operating point (``sensitivities(...).lu``) instead
+    of factorising the Jacobian at each iterate (Tinney & Hart, "Power flow solution by
+    Newton's method", IEEE Trans. PAS-86(11), 1967, on reusing factors; the chord method:
+    Ortega & Rheinboldt, *Iterative Solution of Nonlinear Equations*, 1970, 7.1).
+
+    The same equations and the same stopping test as ``solve_pf`` (largest mismatch below
+    ``tol_pu``), so a converged result is a power-flow solution to the same tolerance; only
+    the path differs (linear convergence rather than quadratic). Not converged — the
+    caller then runs ``solve_pf`` — after ``max_iter`` steps, as soon as a step shrinks the
+    largest mismatch by less than ``CHORD_RATE``, or on a non-finite value.
+    """
+    v = v0.copy()
+    pvpq = np.r_[acn.pv, acn.pq].astype(np.int64)
+    pq = acn.pq
+    npvpq = len(pvpq)
+    before = math.inf
+    for it in range(max_iter + 1):
+        mis = v * np.conj(acn.ybus @ v) - s_bus
+        f = np.r_[mis[pvpq].real, mis[pq].imag]
+        worst = float(np.max(np.abs(f), initial=0.0))
+        if not math.isfinite(worst):
+            return AcSolution(v, False, it)
+        if worst < tol_pu:
+            return AcSolution(v, True, it)
+        if it == max_iter or worst > CHORD_RATE * before:
+            break
+        before = worst
+        dx = np.asarray(lu.solve(-f), dtype=np.float64)
+        if not np.all(np.isfinite(dx)):
+            break
+        va = np.angle(v)
+        vm = np.abs(v)
+        va[pvpq] += dx[:npvpq]
+        vm[pq] += dx[npvpq:]
+        if np.any(vm <= 0.0):
+            break
+        v = vm * np.exp(1j * va)
+    return AcSolution(v, False, it)
+
+
 def branch_currents(acn: AcNetwork, v: ComplexArray) -> tuple[ComplexArray, ComplexArray]:
     """From- and to-end currents (p.u.) of the monitored branches."""
     i_f = (acn.yf @ v)[acn.mon_row]
@@ -420,6 +477,9 @@ class Sensitivities:
     di_f: ComplexArray
     """(n_mon, n_cp): d I_from / dP_cp of monitored branches."""
     di_t: ComplexArray
+    lu: Any = field(default=None, repr=False, compare=False)
+    """SuperLU factors of the Jacobian at the linearisation point (``solve_pf_chord`` reuses
+    them); None for a network without PQ or PV buses."""
 
 
 def sensitivities(acn: AcNetwork, v: ComplexArray) -> Sensitivities:
@@ -438,7 +498,8 @@ def sensitivities(acn: AcNetwork, v: ComplexArray) -> Sensitivities:
     for j, b in enumerate(acn.cp_bus):
         if pos[b] >= 0:
             rhs[pos[b], j] = 1.0
-    sol = _solve(jac, rhs) if jac.shape[0] else rhs
+    lu = spla.splu(jac) if jac.shape[0] else None
+    sol = solve_columns(lu, rhs) if lu is not None else rhs
     dva = np.zeros((n, ncp))
     dvm = np.zeros((n, ncp))
     dva[pvpq] = sol[:npvpq]
@@ -447,4 +508,4 @@ def sensitivities(acn: AcNetwork, v: ComplexArray) -> Sensitivities:
     dv = v[:, None] * (1j * dva + dvm / vm[:, None])
     di_f = acn.yf[acn.mon_row] @ dv
     di_t = acn.yt[acn.mon_row] @ dv
-    return Sensitivities(dvm=dvm, dva=dva, di_f=np.asarray(di_f), di_t=np.asarray(di_t))
+    return Sensitivities(dvm=dvm, dva=dva, di_f=np.asarray(di_f), di_t=np.asarray(di_t), lu=lu)

@@ -767,11 +767,16 @@ def _check_vertices_wh(
     pats = _vertex_patterns(acn, lin, len(e_wh))
     # Newton starts at the linearisation's own prediction of each vertex (first order in the
     # injections): ~1 iteration fewer than from the linearisation point (a Jacobian
-    # factorisation each), the same fixed point to the solver's tolerance.
+    # factorisation each), the same fixed point to the solver's tolerance. And it first
+    # steps with the linearisation's own factorisation (chord Newton, ``solve_pf_chord``:
+    # the box's vertices lie close enough that it contracts fast), full Newton only where
+    # that does not converge: a vertex is then a mismatch solve and a triangular solve per
+    # step, not a Jacobian and a factorisation (same equations, same tolerance).
     dv = lin.v[:, None] * (1j * lin.s.dva + lin.s.dvm / lin.vm[:, None])
     for pat in pats:
         x = np.where(pat, e_wh, -m_wh)
-        flow = solve_fast(model, slot, x, v0=lin.v + dv @ (wh_to_pu(model, x) - lin.x))
+        flow = solve_fast(model, slot, x, v0=lin.v + dv @ (wh_to_pu(model, x) - lin.x),
+                          chord=lin.s.lu)
         if not flow.converged:
             flow = solve_fast(model, slot, x, v0=lin.v)
         if not flow.converged:

@@ -305,11 +305,46 @@ def _residual_sensitivity_diagonal(lu: Any, m: int) -> FloatArray:
     return np.maximum(out, 0.0)
 
 
+def _augmented(h_scaled: sp.csr_matrix, damping: FloatArray | None) -> sp.csc_matrix:
+    """[[I, H~], [H~^T, -D]] in canonical CSC, assembled directly: entry for entry (stored
+    zeros of H~ included, zeros of -D left out) the matrix ``sp.bmat`` gives, which cost
+    half of each Gauss-Newton step's factorisation (issue 17). The matrix is symmetric, so
+    column j < m is row j of H~ after the unit diagonal, and column m + k is column k of
+    H~ followed by -d_k."""
+    m, n = h_scaled.shape
+    h = h_scaled if h_scaled.has_sorted_indices else h_scaled.sorted_indices()
+    hc = h.tocsc()  # rows ascending within each column
+    # columns 0..m-1: the unit diagonal, then H~'s row j at rows m + k
+    top_ptr = np.r_[0, np.cumsum(np.diff(h.indptr) + 1)]
+    unit = np.zeros(int(top_ptr[-1]), dtype=bool)
+    unit[top_ptr[:-1]] = True
+    top_idx = np.empty(len(unit), dtype=np.int64)
+    top_val = np.empty(len(unit), dtype=np.float64)
+    top_idx[unit] = np.arange(m)
+    top_val[unit] = 1.0
+    top_idx[~unit] = h.indices + m
+    top_val[~unit] = h.data
+    # columns m..m+n-1: H~'s column k, then -d_k (where not zero, as a diagonal's COO form)
+    low = np.zeros(n) if damping is None else -np.asarray(damping, dtype=np.float64)
+    has = low != 0.0
+    bot_ptr = np.r_[0, np.cumsum(np.diff(hc.indptr) + has)]
+    diag = np.zeros(int(bot_ptr[-1]), dtype=bool)
+    diag[bot_ptr[1:][has] - 1] = True
+    bot_idx = np.empty(len(diag), dtype=np.int64)
+    bot_val = np.empty(len(diag), dtype=np.float64)
+    bot_idx[diag] = m + np.flatnonzero(has)
+    bot_val[diag] = low[has]
+    bot_idx[~diag] = hc.indices
+    bot_val[~diag] = hc.data
+    indptr = np.r_[top_ptr, top_ptr[-1] + bot_ptr[1:]]
+    out = sp.csc_matrix((np.r_[top_val, bot_val], np.r_[top_idx, bot_idx], indptr),
+                        shape=(m + n, m + n))
+    return out
+
+
 def _factor_augmented(h_scaled: sp.csr_matrix, damping: FloatArray | None) -> Any:
     """SuperLU of [[I, H~], [H~^T, -D]] (Hachtel's augmented form of the normal equations)."""
-    m, _n = h_scaled.shape
-    low = None if damping is None else sp.diags(-damping)
-    a = sp.bmat([[sp.identity(m), h_scaled], [h_scaled.T, low]], format="csc")
+    a = _augmented(h_scaled, damping)
     with warnings.catch_warnings():
         warnings.simplefilter("error", spla.MatrixRankWarning)
         return spla.splu(a)

@@ -284,12 +284,21 @@ class FastFlow:
 
 
 def solve_fast(
-    model: GridModel, slot: int, x_wh: npt.ArrayLike, v0: npt.NDArray[np.complex128] | None = None
+    model: GridModel, slot: int, x_wh: npt.ArrayLike, v0: npt.NDArray[np.complex128] | None = None,
+    *, chord: Any = None,
 ) -> FastFlow:
-    """Power flow on the fast engine for net injections ``x_wh`` (cp order)."""
+    """Power flow on the fast engine for net injections ``x_wh`` (cp order).
+
+    ``chord``: SuperLU factors of the Jacobian at a nearby point (``_acpf.Sensitivities.lu``)
+    to try the chord iteration with first, from ``v0`` (``_acpf.solve_pf_chord``); full
+    Newton from ``v0`` if it does not converge."""
     acn = ac_network(model)
     s = _acpf.bus_injection(acn, wh_to_pu(model, x_wh), cp_q_pu(model, slot))
-    sol = _acpf.solve_pf(acn, s, v0=v0)
+    sol = None
+    if chord is not None and v0 is not None:
+        sol = _acpf.solve_pf_chord(acn, s, chord, v0)
+    if sol is None or not sol.converged:
+        sol = _acpf.solve_pf(acn, s, v0=v0)
     return FastFlow(
         v=sol.v,
         vm_pu=np.abs(sol.v),
