@@ -216,3 +216,39 @@ def test_augmented_matrix_is_bmats_entry_for_entry(seed: int) -> None:
         assert np.array_equal(got.indptr, want.indptr)
         assert np.array_equal(got.indices, want.indices)
         assert np.array_equal(got.data, want.data)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_row_scaling_is_the_diagonal_products_entry_for_entry(seed: int) -> None:
+    """``_scale_rows`` = ``sp.csr_matrix(sp.diags(s) @ h)``: the same values, row order
+    (SciPy's product reverses each row) and dropped zeros — so ``ht @ dx``, the estimator's
+    convergence test, sums every row in the same order as before."""
+    import scipy.sparse as sp
+
+    from gridledger.grid.estimation import _scale_rows
+
+    rng = np.random.default_rng(seed)
+    m, n = int(rng.integers(1, 60)), int(rng.integers(1, 30))
+    h = sp.random(m, n, density=0.3, random_state=seed, format="csr")
+    h.data[rng.random(h.nnz) < 0.1] = 0.0  # stored zeros: the product leaves them out
+    s = rng.random(m) * 10.0 ** rng.integers(-300, 300, m).astype(float)  # and underflows
+    want = sp.csr_matrix(sp.diags(s) @ h)
+    got = _scale_rows(h, s)
+    assert np.array_equal(got.indptr, want.indptr)
+    assert np.array_equal(got.indices, want.indices)
+    assert np.array_equal(got.data, want.data)
+    x = rng.standard_normal(n)
+    assert np.array_equal(got @ x, want @ x)
+
+
+def test_a_rows_current_is_the_same_from_the_whole_product(rural3: GridModel) -> None:
+    """``jacobian`` takes each measured row's current from the whole ``Y @ v``: bit for bit
+    the product of the selected rows (each row sums its entries in the same order)."""
+    from gridledger.grid.estimation import _structure
+
+    acn = ac_network(rural3)
+    rng = np.random.default_rng(3)
+    v = acn.v_start * (1 + 0.02 * rng.standard_normal(acn.n_bus))
+    for part in _structure(acn).parts:
+        e = rng.integers(0, part.y.shape[0], 200)
+        assert np.array_equal((part.y @ v)[e], part.y[e] @ v)
