@@ -15,6 +15,7 @@ from gridledger.grid import (
     measure_slot,
 )
 from gridledger.grid.area_workers import (
+    area_worker_timings,
     area_workers,
     close_area_workers,
     start_area_workers,
@@ -49,8 +50,12 @@ def test_workers_give_what_one_core_gives(mvlv: GridModel) -> None:
         # every LV area but the caller's share is computed in a worker
         assert sorted([*pool.local, *(i for w in pool.workers for i in w.areas)]) == [0, 1, 2]
         assert all(w.areas for w in pool.workers)
+        assert area_worker_timings(mvlv) == {"area_here_s": 0.0, "area_wait_s": 0.0}
         assert _slot_work(mvlv) == inline
         assert inline[3].flagged == {mvlv.cp_ids[-2]}  # type: ignore[attr-defined]
+        # the caller's share and its waits are timed (the demo's summary reports them)
+        got = area_worker_timings(mvlv)
+        assert got["area_here_s"] > 0.0 and got["area_wait_s"] >= 0.0
         # a worker that dies: its areas are computed here, the same results, the rest go on
         dead, local = pool.workers[0], pool.local
         assert dead.proc is not None
@@ -60,6 +65,7 @@ def test_workers_give_what_one_core_gives(mvlv: GridModel) -> None:
         assert len(pool.workers) == 1 and pool.local == sorted([*local, *dead.areas])
     finally:
         close_area_workers(mvlv)
+    assert area_worker_timings(mvlv) == {}  # and none are started for it
     assert area_workers(mvlv) is None
 
 

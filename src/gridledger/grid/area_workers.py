@@ -27,6 +27,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
@@ -134,6 +135,11 @@ class AreaWorkers:
         self.local = shares[0]
         self.workers = [_Worker({i: areas.lv[i].model for i in share})
                         for share in shares[1:] if share]
+        self.here_s = 0.0
+        """Wall seconds the caller spent on its own share of the ``map`` calls ..."""
+        self.waited_s = 0.0
+        """... and then waiting for the workers' replies (an imbalance between the shares,
+        or a worker's core busy with other work: what a finer split could win)."""
 
     def map(self, fn: AreaFn, args: Sequence[tuple[Any, ...]]) -> list[Any]:
         lv = self.areas.lv
@@ -150,10 +156,15 @@ class AreaWorkers:
 
         sent = [w.send(("map", fn.__module__, fn.__qualname__, [(i, args[i]) for i in w.areas]))
                 for w in self.workers]
+        t0 = time.perf_counter()
         for i in self.local:
             here(i)
+        t1 = time.perf_counter()
+        self.here_s += t1 - t0
         for w, ok in zip(self.workers, sent, strict=True):
             got = w.recv() if ok else _GONE
+            self.waited_s += time.perf_counter() - t1
+            t1 = time.perf_counter()
             if got is _GONE or got is _FAILED:  # its areas are computed here
                 for i in w.areas:
                     here(i)
@@ -207,6 +218,16 @@ def _pool(model: GridModel, workers: int) -> AreaWorkers | None:
     pool = AreaWorkers(areas, min(workers, len(areas.lv) - 1))
     _OPEN.append(pool)
     return pool
+
+
+def area_worker_timings(model: GridModel) -> dict[str, float]:
+    """The wall seconds of the model's area workers' ``map`` calls so far, as the caller saw
+    them: ``area_here_s`` (its own share), ``area_wait_s`` (then waiting for the workers);
+    {} without area workers (none are started)."""
+    pool = model._cache.get(_KEY)
+    if not isinstance(pool, AreaWorkers):
+        return {}
+    return {"area_here_s": pool.here_s, "area_wait_s": pool.waited_s}
 
 
 def start_area_workers(model: GridModel, workers: int) -> AreaWorkers | None:

@@ -43,7 +43,7 @@ from gridledger.grid import (
     compute_envelope_report,
     detect_bad_meters,
 )
-from gridledger.grid.area_workers import area_workers
+from gridledger.grid.area_workers import area_worker_timings, area_workers
 from gridledger.ledger.modules.market.types import MAX_ENVELOPES_PER_TX
 from gridledger.sim.clock import Step
 from gridledger.sim.community import forecast_wh_by_cp
@@ -211,6 +211,9 @@ class DsoGrid(Feature):
         self._flag(slot, res, prev)
 
     def finish(self) -> None:
+        # how the areas' work split between the cores (timings, as grid_s): the caller's
+        # own share and its waits for the area workers
+        self.ctx.timings.update(area_worker_timings(self.ctx.model))
         self.close()
 
     def run_ended(self, summary: dict[str, Any] | None) -> None:
