@@ -204,3 +204,17 @@ def test_vertex_checks_by_chord_newton_decide_as_full_newton(
                  (with_chord.worst_vm_min_pu, newton.worst_vm_min_pu)):
         assert a == pytest.approx(b, abs=1e-9)
     assert with_chord.worst_loading_pct == pytest.approx(newton.worst_loading_pct, abs=1e-6)
+
+
+def test_constraint_labels_are_formatted_once_per_network(stressed: GridModel) -> None:
+    """``_row_labels`` (cached per network) names every constraint row as before: one
+    overvoltage and one undervoltage row per PQ bus, one overload per monitored branch."""
+    from gridledger.grid.envelopes import _row_labels
+    from gridledger.grid.powerflow import ac_network
+
+    acn = ac_network(stressed)
+    over, under, overload = _row_labels(acn)
+    assert over == [f"overvoltage {acn.bus_label(int(k))}" for k in acn.pq]
+    assert under == [f"undervoltage {acn.bus_label(int(k))}" for k in acn.pq]
+    assert overload == [f"overload {acn.mon_label(j)}" for j in range(len(acn.mon_row))]
+    assert _row_labels(acn)[0] is over

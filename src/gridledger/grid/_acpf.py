@@ -482,6 +482,19 @@ class Sensitivities:
     them); None for a network without PQ or PV buses."""
 
 
+_MON_ROWS: dict[int, tuple[AcNetwork, sp.csr_matrix, sp.csr_matrix]] = {}
+
+
+def _monitored_rows(acn: AcNetwork) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """``yf`` and ``yt``'s rows of the monitored branches (a sparse fancy index, made once
+    per network instead of at every linearisation: the same matrices)."""
+    hit = _MON_ROWS.get(id(acn))
+    if hit is None or hit[0] is not acn:
+        hit = (acn, acn.yf[acn.mon_row], acn.yt[acn.mon_row])
+        _MON_ROWS[id(acn)] = hit
+    return hit[1], hit[2]
+
+
 def sensitivities(acn: AcNetwork, v: ComplexArray) -> Sensitivities:
     """Voltage and branch-current sensitivities from the power-flow Jacobian at ``v``.
 
@@ -506,6 +519,7 @@ def sensitivities(acn: AcNetwork, v: ComplexArray) -> Sensitivities:
     dvm[pq] = sol[npvpq:]
     vm = np.abs(v)
     dv = v[:, None] * (1j * dva + dvm / vm[:, None])
-    di_f = acn.yf[acn.mon_row] @ dv
-    di_t = acn.yt[acn.mon_row] @ dv
+    yf_mon, yt_mon = _monitored_rows(acn)
+    di_f = yf_mon @ dv
+    di_t = yt_mon @ dv
     return Sensitivities(dvm=dvm, dva=dva, di_f=np.asarray(di_f), di_t=np.asarray(di_t), lu=lu)

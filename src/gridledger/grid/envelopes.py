@@ -567,8 +567,8 @@ def _constraints(
     blocks_m += [neg, pos]
     rhs += [band[0] - cfg.vm_margin_pu - pads.up - base,
             base - band[1] - cfg.vm_margin_pu - pads.lo]
-    bus = [acn.bus_label(int(k)) for k in pq]
-    labels += [f"overvoltage {b}" for b in bus] + [f"undervoltage {b}" for b in bus]
+    over, under, overload = _row_labels(acn)
+    labels += over + under
     ld_max = (lim.max_loading_pct - cfg.loading_margin_pct - pads.ld) / 100.0
     for i0, di, kk in ((lin.i_f, lin.s.di_f, acn.mon_kf), (lin.i_t, lin.s.di_t, acn.mon_kt)):
         d = di @ box.w
@@ -586,7 +586,7 @@ def _constraints(
             blocks_e.append((spread + sign * g) / 2.0)
             blocks_m.append((spread - sign * g) / 2.0)
             rhs.append(limit - sign * (along - shift))
-            labels += [f"overload {acn.mon_label(int(j))}" for j in keep]
+            labels += [overload[int(j)] for j in keep]
     a_e = np.vstack(blocks_e)
     a_m = np.vstack(blocks_m)
     a = np.column_stack([a_e @ box.f_exp, a_m @ box.f_imp, a_e @ box.w, a_m @ box.w])
@@ -594,6 +594,21 @@ def _constraints(
     # Scale rows to O(1) coefficients (sensitivities span many decades).
     scale = np.maximum(np.abs(a).max(axis=1, initial=0.0), 1e-12)
     return _Rows(a / scale[:, None], b_vec / scale, tuple(labels))
+
+
+_LABELS: dict[int, tuple[_acpf.AcNetwork, list[str], list[str], list[str]]] = {}
+
+
+def _row_labels(acn: _acpf.AcNetwork) -> tuple[list[str], list[str], list[str]]:
+    """The constraint rows' labels — overvoltage and undervoltage per PQ bus, overload per
+    monitored branch — formatted once per network (every LP round built them again)."""
+    hit = _LABELS.get(id(acn))
+    if hit is None or hit[0] is not acn:
+        bus = [acn.bus_label(int(k)) for k in acn.pq]
+        hit = (acn, [f"overvoltage {b}" for b in bus], [f"undervoltage {b}" for b in bus],
+               [f"overload {acn.mon_label(j)}" for j in range(len(acn.mon_row))])
+        _LABELS[id(acn)] = hit
+    return hit[1], hit[2], hit[3]
 
 
 _FULL = 1.0 - 1e-6
