@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -252,3 +253,85 @@ def test_a_rows_current_is_the_same_from_the_whole_product(rural3: GridModel) ->
     for part in _structure(acn).parts:
         e = rng.integers(0, part.y.shape[0], 200)
         assert np.array_equal((part.y @ v)[e], part.y[e] @ v)
+
+
+def _jacobian_by_coo(acn: Any, mm: MeasurementModel, v: np.ndarray) -> Any:
+    """``jacobian`` as it was before its plans (issue 17): every entry's COO position
+    worked out per call, SciPy's constructor and ``sum_duplicates`` — the reference the
+    planned assembly must equal entry for entry."""
+    import scipy.sparse as sp
+
+    from gridledger.grid.estimation import P_FROM, P_INJ, P_TO, Q_FROM, Q_INJ, Q_TO, _structure
+
+    st = _structure(acn)
+    vn = v / np.abs(v)
+    kinds, elems = mm.kind, mm.element
+    out_rows, out_cols, out_vals = [], [], []
+    n_va = len(st.non_ref)
+    for part, (p_kind, q_kind) in zip(st.parts, ((P_INJ, Q_INJ), (P_FROM, Q_FROM), (P_TO, Q_TO)),
+                                      strict=True):
+        sel = np.flatnonzero((kinds == p_kind) | (kinds == q_kind))
+        if not len(sel):
+            continue
+        e = elems[sel]
+        starts, stops = part.ptr[e], part.ptr[e + 1]
+        counts = stops - starts
+        take = np.repeat(starts - np.r_[0, np.cumsum(counts)[:-1]], counts) + np.arange(counts.sum())
+        meas_row = np.repeat(sel, counts)
+        r, k, src, own = part.row[take], part.cols[take], part.src[take], part.own[take]
+        i_take = np.repeat(part.y[e] @ v, counts)
+        ve = v[part.end[r]]
+        y_rk = np.where(own, 0.0, part.y.data[np.maximum(src, 0)])
+        d_va = 1j * (np.where(own, np.conj(i_take) * v[k], 0.0) - ve * np.conj(y_rk * v[k]))
+        d_vm = ve * np.conj(y_rk * vn[k]) + np.where(own, np.conj(i_take) * vn[k], 0.0)
+        is_q = kinds[meas_row] == q_kind
+        va = np.where(is_q, d_va.imag, d_va.real)
+        vm = np.where(is_q, d_vm.imag, d_vm.real)
+        cva = st.col_va[k]
+        keep = cva >= 0
+        out_rows += [meas_row[keep], meas_row]
+        out_cols += [cva[keep], n_va + k]
+        out_vals += [va[keep], vm]
+    vm_rows = np.flatnonzero(kinds == VM)
+    out_rows.append(vm_rows)
+    out_cols.append(n_va + elems[vm_rows])
+    out_vals.append(np.ones(len(vm_rows)))
+    rows_all = np.concatenate(out_rows)
+    vals = np.concatenate(out_vals) * mm.sign[rows_all]
+    h = sp.csr_matrix((vals, (rows_all, np.concatenate(out_cols))), shape=(mm.m, st.n_state))
+    h.sum_duplicates()
+    return h
+
+
+@pytest.mark.parametrize("slot_offset", [0, 7])
+def test_planned_jacobian_is_the_coo_assembly_entry_for_entry(lv: GridModel, rural3: GridModel,
+                                                              slot_offset: int) -> None:
+    """``jacobian`` reuses a plan per measurement model (entries, their CSR order, where
+    duplicates meet): the same indptr, column indices and values, stored zeros included, as
+    the per-call COO assembly, for every kind of row, any subset and order, both ends of a
+    flow, at an estimated state and the flat start; the plan is reused for the same model
+    object only."""
+    from gridledger.grid.estimation import _jacobian_plan
+
+    for model in (lv, rural3):
+        slot = EVENING + slot_offset
+        rows = build_rows(model, _honest(model, slot, 5))
+        acn = ac_network(model)
+        est = estimate_state(acn, rows.mm, rows.z, rows.sigma)
+        rng = np.random.default_rng(slot)
+        sub = rows.mm.subset(rng.permutation(rows.mm.m)[: rows.mm.m * 2 // 3])
+        flows = rows.mm.kind >= 3
+        to_side = MeasurementModel(kind=np.array([0, 1, 2, 5, 6, 3, 4])[rows.mm.kind[flows]],
+                                   element=rows.mm.element[flows], sign=-rows.mm.sign[flows],
+                                   labels=tuple(np.array(rows.mm.labels)[flows]))
+        for mm in (rows.mm, sub, to_side):
+            plan = _jacobian_plan(acn, mm)
+            assert plan.order is not None  # at most two entries meet anywhere
+            for v in (est.v, acn.v_start, est.v * 1.01):
+                got, want = jacobian(acn, mm, v), _jacobian_by_coo(acn, mm, v)
+                assert np.array_equal(got.indptr, want.indptr)
+                assert np.array_equal(got.indices, want.indices)
+                assert np.array_equal(got.data, want.data)
+            assert _jacobian_plan(acn, mm) is plan
+        copy = rows.mm.subset(np.arange(rows.mm.m))
+        assert _jacobian_plan(acn, copy) is not _jacobian_plan(acn, rows.mm)

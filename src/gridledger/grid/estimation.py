@@ -168,11 +168,93 @@ def jacobian(acn: AcNetwork, mm: MeasurementModel, v: ComplexArray) -> sp.csr_ma
     P rows take the real part, Q rows the imaginary one; VM rows are 1 at the bus's
     magnitude."""
     st = _structure(acn)
+    plan = _jacobian_plan(acn, mm)
     vn = v / np.abs(v)
+    out_vals: list[FloatArray] = []
+    for b in plan.blocks:
+        part, k = b.part, b.k
+        # current of each measured row: the whole product, then the rows (a row's sum runs
+        # over its entries in the same order as in a product of the selected rows, without
+        # the sparse fancy index that was a third of this function)
+        i_r = (part.y @ v)[b.e]
+        i_take = np.repeat(i_r, b.counts)
+        ve = v[b.end]
+        y_rk = b.y_rk
+        d_va = 1j * (np.where(b.own, np.conj(i_take) * v[k], 0.0) - ve * np.conj(y_rk * v[k]))
+        d_vm = ve * np.conj(y_rk * vn[k]) + np.where(b.own, np.conj(i_take) * vn[k], 0.0)
+        va = np.where(b.is_q, d_va.imag, d_va.real)
+        vm = np.where(b.is_q, d_vm.imag, d_vm.real)
+        out_vals += [va[b.keep], vm]
+    out_vals.append(np.ones(plan.n_vm))
+    vals = np.concatenate(out_vals) * plan.sign
+    if plan.order is None:  # SciPy's own assembly (a pattern the plan does not cover)
+        h = sp.csr_matrix((vals, (plan.rows, plan.cols)), shape=(mm.m, st.n_state))
+        h.sum_duplicates()
+        return h
+    data = np.add.reduceat(vals[plan.order], plan.starts) if len(vals) else vals
+    return sp.csr_matrix((data, plan.indices, plan.indptr), shape=(mm.m, st.n_state))
+
+
+@dataclass(frozen=True, eq=False)
+class _JacBlock:
+    """One admittance matrix's measured rows' entries (``jacobian``), fixed by the rows."""
+
+    part: _Entries
+    e: IntArray
+    counts: IntArray
+    k: IntArray
+    end: IntArray
+    own: npt.NDArray[np.bool_]
+    y_rk: ComplexArray
+    is_q: npt.NDArray[np.bool_]
+    keep: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, eq=False)
+class _JacPlan:
+    """What ``jacobian`` needs of a measurement model besides the voltages: each block's
+    entries, and how its COO entries become the canonical CSR SciPy's constructor and
+    ``sum_duplicates`` give (``order``: the entries sorted by row and column, stably;
+    ``starts``: where each (row, column) begins — at most two entries share one, the
+    diagonal term and Y's own diagonal, so their sum is the same in either order)."""
+
+    acn: AcNetwork
+    mm: MeasurementModel
+    blocks: tuple[_JacBlock, ...]
+    n_vm: int
+    sign: FloatArray
+    rows: IntArray
+    cols: IntArray
+    order: IntArray | None
+    starts: IntArray
+    indices: IntArray
+    indptr: IntArray
+
+
+_PLANS: list[_JacPlan] = []
+_PLANS_KEPT = 8
+"""Plans kept (most recent first): an estimate's Gauss-Newton steps share one measurement
+model, so a few cover the parts a detection works through in turn."""
+
+
+def _jacobian_plan(acn: AcNetwork, mm: MeasurementModel) -> _JacPlan:
+    for j, p in enumerate(_PLANS):
+        if p.mm is mm and p.acn is acn:
+            if j:
+                _PLANS.insert(0, _PLANS.pop(j))
+            return p
+    plan = _build_jacobian_plan(acn, mm)
+    _PLANS.insert(0, plan)
+    del _PLANS[_PLANS_KEPT:]
+    return plan
+
+
+def _build_jacobian_plan(acn: AcNetwork, mm: MeasurementModel) -> _JacPlan:
+    st = _structure(acn)
     kinds, elems = mm.kind, mm.element
     out_rows: list[IntArray] = []
     out_cols: list[IntArray] = []
-    out_vals: list[FloatArray] = []
+    blocks: list[_JacBlock] = []
     n_va = len(st.non_ref)
     for part, (p_kind, q_kind) in zip(st.parts, ((P_INJ, Q_INJ), (P_FROM, Q_FROM), (P_TO, Q_TO)),
                                       strict=True):
@@ -188,32 +270,33 @@ def jacobian(acn: AcNetwork, mm: MeasurementModel, v: ComplexArray) -> sp.csr_ma
         k = part.cols[take]
         src = part.src[take]
         own = part.own[take]
-        # current of each measured row: the whole product, then the rows (a row's sum runs
-        # over its entries in the same order as in a product of the selected rows, without
-        # the sparse fancy index that was a third of this function)
-        i_r = (part.y @ v)[e]
-        i_take = np.repeat(i_r, counts)
-        ve = v[part.end[r]]
-        y_rk = np.where(own, 0.0, part.y.data[np.maximum(src, 0)])
-        d_va = 1j * (np.where(own, np.conj(i_take) * v[k], 0.0) - ve * np.conj(y_rk * v[k]))
-        d_vm = ve * np.conj(y_rk * vn[k]) + np.where(own, np.conj(i_take) * vn[k], 0.0)
-        is_q = kinds[meas_row] == q_kind
-        va = np.where(is_q, d_va.imag, d_va.real)
-        vm = np.where(is_q, d_vm.imag, d_vm.real)
         cva = st.col_va[k]
         keep = cva >= 0
+        blocks.append(_JacBlock(
+            part=part, e=e, counts=counts, k=k, end=part.end[r], own=own,
+            y_rk=np.where(own, 0.0, part.y.data[np.maximum(src, 0)]),
+            is_q=kinds[meas_row] == q_kind, keep=keep))
         out_rows += [meas_row[keep], meas_row]
         out_cols += [cva[keep], n_va + k]
-        out_vals += [va[keep], vm]
     vm_rows = np.flatnonzero(kinds == VM)
     out_rows.append(vm_rows)
     out_cols.append(n_va + elems[vm_rows])
-    out_vals.append(np.ones(len(vm_rows)))
-    rows_all = np.concatenate(out_rows)
-    vals = np.concatenate(out_vals) * mm.sign[rows_all]
-    h = sp.csr_matrix((vals, (rows_all, np.concatenate(out_cols))), shape=(mm.m, st.n_state))
-    h.sum_duplicates()
-    return h
+    rows = np.concatenate(out_rows)
+    cols = np.concatenate(out_cols)
+    order = np.lexsort((cols, rows))
+    r_s, c_s = rows[order], cols[order]
+    new = np.r_[True, (r_s[1:] != r_s[:-1]) | (c_s[1:] != c_s[:-1])] if len(order) else \
+        np.zeros(0, dtype=bool)
+    starts_at = np.flatnonzero(new)
+    sizes = np.diff(np.r_[starts_at, len(order)])
+    indptr = np.zeros(mm.m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r_s[starts_at], minlength=mm.m), out=indptr[1:])
+    return _JacPlan(
+        acn=acn, mm=mm, blocks=tuple(blocks), n_vm=len(vm_rows), sign=mm.sign[rows],
+        rows=rows, cols=cols,
+        # three or more entries at one place would be summed in SciPy's order: not planned
+        order=order if not len(sizes) or int(sizes.max()) <= 2 else None,
+        starts=starts_at, indices=c_s[starts_at], indptr=indptr)
 
 
 @dataclass(frozen=True, eq=False)
