@@ -173,3 +173,81 @@ def test_the_clear_scan_in_a_process_of_its_own_counts_what_it_counts_here(
     p = default_day.summary["privacy"]
     assert p["stores_scanned"] == len(paths) == 4  # the demo's own (background) scan
     assert p["clear_household_readings"] == p["clear_household_orders"] == 0
+
+
+def test_pending_txs_take_their_nonces_and_ids_now_and_their_bytes_are_sign_txs_ones(
+        pool: SigPool) -> None:
+    """``PendingTxs`` (``SimContext.txs_ahead``): the nonces are taken when the batch is
+    started — a batch started after it signs with the next ones, whichever is read first —
+    its ids (``Tx.id``) are known before the signatures, and its bytes are the transactions
+    ``sign_txs`` makes (issue 17, twelfth session)."""
+    from gridledger.sim.context import PendingTxs
+
+    a, b = _keys(2)
+    nonces: dict[bytes, int] = {}
+    first = PendingTxs(pool, CHAIN, nonces, [(a, "market/order", {"slot": s}) for s in range(3)])
+    second = PendingTxs(pool, CHAIN, nonces, [(a, "market/order", {"slot": 9}),
+                                               (b, "bank/transfer", {"amount_micro": 1})])
+    assert nonces == {a.address: 4, b.address: 1}
+    ids = list(first.ids)
+    later = [decode_tx(r) for r in second]   # read before the first batch
+    earlier = [decode_tx(r) for r in first]
+    assert [t.nonce for t in earlier] == [0, 1, 2] and [t.nonce for t in later] == [3, 0]
+    assert [t.id for t in earlier] == ids and len(first) == 3 and first[0] == list(first)[0]
+    for t, key in zip(earlier + later, [a, a, a, a, b], strict=True):
+        assert key.public_key.verify(t.signing_bytes, t.sig, TX_CONTEXT)
+
+
+def test_a_pending_batchs_signing_failure_is_raised_not_hung() -> None:
+    """The pool's workers gone while a batch signs (killed: ``BrokenProcessPool``) is
+    raised where the phase's batches are started or read (``phase_txs``), not waited for
+    forever."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from gridledger.sim.context import PendingTxs
+    from gridledger.sim.engine import phase_txs
+
+    p = SigPool(workers=2, min_sign_batch=2)
+    try:
+        key = _keys(1)[0]
+        assert len(p.sign_many([(key.alg, key.seed, b"warm", b"")] * 4)) == 4
+        for proc in list(p._executor()._processes.values()):
+            proc.kill()
+        with pytest.raises(BrokenProcessPool):
+            phase_txs([[b"first"], PendingTxs(p, CHAIN, {}, [
+                (key, "market/order", {"slot": s}) for s in range(8)])])
+    finally:
+        p.close()
+
+
+def test_the_engine_reads_a_phases_batches_after_every_feature_made_its_own() -> None:
+    """``phase_txs`` gets every feature's batch first and reads them after, in feature
+    order: a batch still signing (``PendingTxs``) overlaps the later features' work."""
+    from collections.abc import Sequence
+
+    from gridledger.sim.engine import phase_txs
+
+    log: list[str] = []
+
+    class Batch(Sequence[bytes]):
+        def __init__(self, name: str, raws: list[bytes]) -> None:
+            self.name, self.raws = name, raws
+
+        def __len__(self) -> int:
+            return len(self.raws)
+
+        def __getitem__(self, i):  # type: ignore[no-untyped-def]
+            log.append(f"read {self.name}")
+            return self.raws[i]
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            log.append(f"read {self.name}")
+            return iter(self.raws)
+
+    def feature(name: str, raws: list[bytes]) -> Batch:
+        log.append(f"made {name}")
+        return Batch(name, raws)
+
+    out = phase_txs([feature("trading", [b"o1", b"o2"]), feature("flex", [b"f"]), []])
+    assert out == [b"o1", b"o2", b"f"]
+    assert log == ["made trading", "made flex", "read trading", "read flex"]

@@ -52,7 +52,7 @@ class Tx:
         creates (order ids, commitment ids) by it, so state roots depend only on what was
         signed, and a re-signed copy cannot pose as a different order (no malleability).
         """
-        return tagged_hash("gl/txid", self.signing_bytes)
+        return tx_id(self.signing_bytes)
 
     @cached_property
     def signing_bytes(self) -> bytes:
@@ -70,6 +70,12 @@ class Tx:
             return b"\xa6" + self.raw[1:alg_end] + self.raw[alg_end + sig_len:]
         # a Tx built by hand (not by decode_tx) may carry other bytes: encode the fields
         return signing_bytes(self.chain_id, self.sender, self.nonce, self.kind, self.body, self.alg)
+
+
+def tx_id(signing: bytes) -> bytes:
+    """``Tx.id`` of the transaction whose signed bytes are ``signing`` (``signing_bytes``):
+    known before it is signed."""
+    return tagged_hash("gl/txid", signing)
 
 
 def signing_bytes(chain_id: str, sender: bytes, nonce: int, kind: str, body: dict[str, Any],

@@ -71,12 +71,26 @@ class SigPool:
         """ML-DSA signatures over ``items`` (alg, seed, message, context), in order; in the
         pool's processes once the batch reaches ``min_sign_batch``. Raises ``CryptoError``
         for a bad algorithm or seed."""
+        return self.gather_signatures(self.sign_start(items))
+
+    def sign_start(self, items: Sequence[SignItem]) -> list[Future[list[bytes]]]:
+        """Start ``sign_many(items)`` and return at once (inline below ``min_sign_batch``:
+        the futures are done); ``gather_signatures`` collects the signatures in order, or
+        raises what a worker raised (a pool whose worker died: ``BrokenProcessPool``)."""
         if self.workers <= 1 or len(items) < self.min_sign_batch:
-            return _sign_chunk(items)
+            done: Future[list[bytes]] = Future()
+            try:
+                done.set_result(_sign_chunk(items))
+            except Exception as exc:  # raised at ``gather_signatures``, as a worker's would be
+                done.set_exception(exc)
+            return [done]
         n = max(1, -(-len(items) // (self.workers * 2)))
         ex = self._executor()
-        futs = [ex.submit(_sign_chunk, items[i:i + n]) for i in range(0, len(items), n)]
-        return [sig for f in futs for sig in f.result()]
+        return [ex.submit(_sign_chunk, items[i:i + n]) for i in range(0, len(items), n)]
+
+    @staticmethod
+    def gather_signatures(futures: Sequence[Future[list[bytes]]]) -> list[bytes]:
+        return [sig for f in futures for sig in f.result()]
 
     def map(self, fn: Callable[[T], R], args: Iterable[T]) -> list[R]:
         """``[fn(a) for a in args]`` on the pool's processes (inline with one worker);

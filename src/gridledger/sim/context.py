@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from gridledger.crypto.sig import SigningKey
 from gridledger.errors import RejectedTx
@@ -31,6 +31,7 @@ from gridledger.ledger.tx import (
     sign_tx,
     signed_tx_bytes,
     signing_bytes,
+    tx_id,
 )
 from gridledger.node.admission import QuotaPolicy
 from gridledger.node.embedded import EmbeddedNetwork, FinalizedBlock
@@ -66,19 +67,61 @@ def sign_txs(pool: SigPool, chain_id: str, nonces: dict[bytes, int],
     ML-DSA keys' signatures made by ``pool.sign_many`` (on its processes once the batch is
     large enough; a committee signer signs here): the main process carried every client's
     signing (issues 17/19: ~a quarter of a privacy day's main-core time)."""
-    msgs: list[tuple[TxSigner, int, str, dict[str, Any], bytes]] = []
-    for key, kind, body in items:
-        n = nonces.get(key.address, 0)
-        nonces[key.address] = n + 1
-        msgs.append((key, n, kind, body,
-                     signing_bytes(chain_id, key.address, n, kind, body, key.alg)))
-    pooled = {i: key for i, (key, *_rest) in enumerate(msgs) if isinstance(key, SigningKey)}
-    sigs = dict(zip(pooled, pool.sign_many(
-        [(key.alg, key.seed, msgs[i][4], TX_CONTEXT) for i, key in pooled.items()]),
-        strict=True))
-    return [signed_tx_bytes(key.alg, key.address, chain_id, n, kind, body,
-                            sigs[i] if i in sigs else key.sign(msg, TX_CONTEXT))
-            for i, (key, n, kind, body, msg) in enumerate(msgs)]
+    return list(PendingTxs(pool, chain_id, nonces, items))
+
+
+class PendingTxs(Sequence[bytes]):
+    """``sign_txs(pool, chain_id, nonces, items)`` started: the nonces are taken from
+    ``nonces`` now (so the batch keeps its place in each sender's nonce order) and ``ids``
+    (``Tx.id``: everything signed but the signature) are known at once, while the pool's
+    processes make the ML-DSA signatures. Reading an item waits for the signatures (then
+    the bytes are ``sign_txs``'s); a worker's failure is raised there, not swallowed
+    (issue 17, twelfth session: a phase's next features run while its first batches are
+    signed, instead of the main core waiting for each batch)."""
+
+    def __init__(self, pool: SigPool, chain_id: str, nonces: dict[bytes, int],
+                 items: Sequence[tuple[TxSigner, str, dict[str, Any]]]) -> None:
+        self._msgs: list[tuple[TxSigner, int, str, dict[str, Any], bytes]] = []
+        for key, kind, body in items:
+            n = nonces.get(key.address, 0)
+            nonces[key.address] = n + 1
+            self._msgs.append((key, n, kind, body,
+                               signing_bytes(chain_id, key.address, n, kind, body, key.alg)))
+        self._chain_id = chain_id
+        self.ids: list[bytes] = [tx_id(msg) for *_rest, msg in self._msgs]
+        self._pooled = {i: key for i, (key, *_rest) in enumerate(self._msgs)
+                        if isinstance(key, SigningKey)}
+        self._futures = pool.sign_start([(key.alg, key.seed, self._msgs[i][4], TX_CONTEXT)
+                                         for i, key in self._pooled.items()])
+        # a committee signer signs here, now, as before
+        self._own = {i: key.sign(msg, TX_CONTEXT) for i, (key, _n, _k, _b, msg)
+                     in enumerate(self._msgs) if i not in self._pooled}
+        self._raws: list[bytes] | None = None
+
+    def raws(self) -> list[bytes]:
+        """The signed transactions, in order (waits for the pool's signatures once)."""
+        if self._raws is None:
+            sigs = dict(zip(self._pooled, SigPool.gather_signatures(self._futures),
+                            strict=True)) | self._own
+            self._raws = [signed_tx_bytes(key.alg, key.address, self._chain_id, n, kind, body,
+                                          sigs[i])
+                          for i, (key, n, kind, body, _msg) in enumerate(self._msgs)]
+            self._msgs, self._own = [], {}
+        return self._raws
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[bytes]: ...
+
+    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
+        return self.raws()[i]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.raws())
 
 
 def hosted_validators(n: int) -> tuple[int, ...]:
@@ -264,16 +307,23 @@ class SimContext:
         """``[tx(key, kind, body) for key, kind, body in items]`` — the same nonces and
         fields — with the ML-DSA keys' signatures made on the signature pool's processes
         (``sign_txs``)."""
+        return list(self.txs_ahead(items))
+
+    def txs_ahead(self, items: Sequence[tuple[TxSigner, str, dict[str, Any]]]) -> PendingTxs:
+        """``txs(items)`` without waiting for the signatures: the same nonces, fields and
+        ids now, the bytes when read (``PendingTxs``). For a feature's phase batch: the
+        engine reads it after every feature of the phase has made its own, so their work
+        overlaps the pool's signing."""
         for addr in dict.fromkeys(key.address for key, _k, _b in items) if self._later else ():
             self.settle(addr)
         for addr in dict.fromkeys(key.address for key, _k, _b in items) if self._pending else ():
             self._resolve_for(addr)
         for addr in dict.fromkeys(key.address for key, _k, _b in items):
             self._recall(addr)
-        raws = sign_txs(self.sig_pool, self.sc.chain_id, self._nonces, items)
-        for raw, (key, kind, body) in zip(raws, items, strict=True):
-            self.data.tx_info[decode_tx(raw).id] = TxInfo(key.address, kind, body)
-        return raws
+        pending = PendingTxs(self.sig_pool, self.sc.chain_id, self._nonces, items)
+        for tid, (key, kind, body) in zip(pending.ids, items, strict=True):
+            self.data.tx_info[tid] = TxInfo(key.address, kind, body)
+        return pending
 
     def forget_nonces(self, signers: Iterable[bytes]) -> None:
         """Keep the next nonces of ``signers`` on the side file, not in memory: signers the

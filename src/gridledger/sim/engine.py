@@ -121,7 +121,7 @@ class Engine:
         # ---- block A: deferred, attack, then feature transactions ------------------------
         with ctx.attack_admission() as attack_admit:
             extra = [raw for a in self.attacks for raw in a.txs_block_a(slot, step.trading)]
-        raws = [raw for f in self.features for raw in f.txs_a(step)]
+        raws = phase_txs([f.txs_a(step) for f in self.features])
         t0 = time.perf_counter()
         ctx.submit(ctx.take_deferred() + extra + raws, step.t_a)
         for a in self.attacks:
@@ -130,7 +130,7 @@ class Engine:
         # honest transactions wait behind whatever an attacker pushed into admission first
         ctx.step_latency_s.append((slot, time.perf_counter() - t0 + attack_admit.seconds))
         # ---- block B: clearing, then delivery --------------------------------------------
-        ctx.submit([raw for f in self.features for raw in f.txs_b(step)], step.t_b)
+        ctx.submit(phase_txs([f.txs_b(step) for f in self.features]), step.t_b)
         ctx.tick(step.t_b)
         if step.trading:
             for f in self.features:
@@ -138,7 +138,15 @@ class Engine:
             for f in self.features:
                 f.deliver(step)
         # ---- block C: readings of L-1, settlement ----------------------------------------
-        ctx.submit([raw for f in self.features for raw in f.txs_c(step)], step.t_c)
+        ctx.submit(phase_txs([f.txs_c(step) for f in self.features]), step.t_c)
         ctx.tick(step.t_c)
         for f in self.features:
             f.after_readings(step)
+
+
+def phase_txs(batches: Sequence[Sequence[bytes]]) -> list[bytes]:
+    """A phase's transactions in feature order, read only once every feature has made its
+    batch: a batch may still be signing on the pool (``SimContext.txs_ahead``), so the later
+    features' work overlaps its signatures (issue 17, twelfth session); reading it waits for
+    them, and raises a signing failure here."""
+    return [raw for batch in batches for raw in batch]

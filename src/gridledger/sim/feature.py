@@ -16,7 +16,7 @@ For the report a feature may also render sections from ``summary.json`` alone
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -47,10 +47,10 @@ class Feature:
     def __init__(self, ctx: SimContext) -> None:
         self.ctx = ctx
 
-    def txs_a(self, step: Step) -> list[bytes]:
+    def txs_a(self, step: Step) -> Sequence[bytes]:
         return []
 
-    def txs_b(self, step: Step) -> list[bytes]:
+    def txs_b(self, step: Step) -> Sequence[bytes]:
         return []
 
     def after_clearing(self, step: Step) -> None:
@@ -65,7 +65,7 @@ class Feature:
     def after_delivery(self, step: Step, delivered: Delivered) -> None:
         return None
 
-    def txs_c(self, step: Step) -> list[bytes]:
+    def txs_c(self, step: Step) -> Sequence[bytes]:
         return []
 
     def after_readings(self, step: Step) -> None:

@@ -11,6 +11,7 @@ so a plug-in overrides only the phases it takes part in. The phases, in step ord
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from gridledger.grid import SlotMeasurements
@@ -25,11 +26,11 @@ class FeatureHooks(Protocol):
     @property
     def name(self) -> str: ...
 
-    def txs_a(self, step: Step) -> list[bytes]:
+    def txs_a(self, step: Step) -> Sequence[bytes]:
         """Signed transactions for block A of ``step`` (orders and envelopes for its slot)."""
         ...
 
-    def txs_b(self, step: Step) -> list[bytes]:
+    def txs_b(self, step: Step) -> Sequence[bytes]:
         """Signed transactions for block B (the block in which ``step.slot`` clears)."""
         ...
 
@@ -49,7 +50,7 @@ class FeatureHooks(Protocol):
         """``step.slot`` was delivered and measured."""
         ...
 
-    def txs_c(self, step: Step) -> list[bytes]:
+    def txs_c(self, step: Step) -> Sequence[bytes]:
         """Signed transactions for block C (readings of ``step.slot - 1``)."""
         ...
 

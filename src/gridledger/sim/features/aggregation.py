@@ -8,6 +8,7 @@ total at the settlement deadline. Attacks may alter a partial before it is poste
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from gridledger.sim.clock import Step
@@ -27,7 +28,7 @@ class SecureAggregation(Feature):
             raise ValueError("secure aggregation needs the community's privacy keys")
         self.secagg = FeederAggregation(keys, ctx.members)
 
-    def txs_c(self, step: Step) -> list[bytes]:
+    def txs_c(self, step: Step) -> Sequence[bytes]:
         ctx, slot = self.ctx, step.slot - 1
         d = ctx.data.delivered.get(slot)
         if d is None:
@@ -42,4 +43,4 @@ class SecureAggregation(Feature):
             for a in ctx.attacks:
                 values = a.partials(slot, values)
             posts = self.secagg.partial_txs(rnd, values)
-        return ctx.txs([(key, "privacy/partial", body) for key, body in posts])
+        return ctx.txs_ahead([(key, "privacy/partial", body) for key, body in posts])

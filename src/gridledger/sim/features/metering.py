@@ -10,6 +10,7 @@ mode it attests the salted commitment to its image bound for the slot's pseudony
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from gridledger.sim.clock import Step
@@ -20,7 +21,7 @@ from gridledger.sim.identity import attested_image
 class Metering(Feature):
     name: ClassVar[str] = "metering"
 
-    def txs_c(self, step: Step) -> list[bytes]:
+    def txs_c(self, step: Step) -> Sequence[bytes]:
         ctx, slot = self.ctx, step.slot - 1
         d = ctx.data.delivered.get(slot)
         if d is None:
@@ -35,4 +36,5 @@ class Metering(Feature):
             # under privacy mode the meter attests a salted commitment to its image
             body["firmware"] = attested_image(ctx.identities, m, slot, body["firmware"])
             readings.append((ctx.identities.meter_key(m, slot), "metering/reading", body))
-        return ctx.txs(readings)  # each meter signs its own: on the signing pool
+        # each meter signs its own: on the signing pool, while the phase goes on
+        return ctx.txs_ahead(readings)

@@ -9,6 +9,7 @@ the price and its own fills.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, cast
 
@@ -21,7 +22,7 @@ from gridledger.ledger.modules.market.types import (
     seller_deposit_rate,
 )
 from gridledger.ledger.modules.reputation.types import Tier, deposit_pct_for
-from gridledger.ledger.tx import TxSigner, decode_tx
+from gridledger.ledger.tx import TxSigner
 from gridledger.sim.agents import MIN_ORDER_WH, Agent, Intent, MarketView, make_agent
 from gridledger.sim.clock import Step
 from gridledger.sim.community import household_net_wh
@@ -72,7 +73,7 @@ class Trading(Feature):
         return MarketView(slot, sod, p.retail_import_micro_per_kwh, p.feed_in_micro_per_kwh,
                           ctx.ledger.grid_fee(slot), net)
 
-    def txs_a(self, step: Step) -> list[bytes]:
+    def txs_a(self, step: Step) -> Sequence[bytes]:
         if not step.trading:
             return []
         ctx, slot = self.ctx, step.slot
@@ -111,9 +112,10 @@ class Trading(Feature):
                 orders += [(key, "market/order", {
                     "slot": slot, "side": it.side, "energy_wh": it.energy_wh,
                     "price_micro_per_kwh": it.price}) for it in intents]
-            raws = ctx.txs(orders)  # each client signs its own: on the signing pool
-            ctx.data.order_ids[slot] = [decode_tx(r).id for r in raws]
-        return raws
+            # each client signs its own: on the signing pool, while the phase goes on
+            pending = ctx.txs_ahead(orders)
+            ctx.data.order_ids[slot] = list(pending.ids)
+        return pending
 
     def after_clearing(self, step: Step) -> None:
         ctx, slot = self.ctx, step.slot
