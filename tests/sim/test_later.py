@@ -74,6 +74,39 @@ def test_pending_work_keeps_its_order_and_a_finish_settles_nothing_after_it() ->
     assert [w for _a, w in ctx.signed] == ["first", "second", "x", "third"]
 
 
+def test_a_batch_asked_for_later_is_signed_after_the_flags_whenever_it_is_read() -> None:
+    """``txs_later`` (the DSO's envelopes, issue 17 twelfth session): the batch is made
+    when read — after the previous slot's flags, still pending in the DSO's worker — or
+    before the DSO's next signature if that comes first; either way the flags' and the
+    envelopes' nonces and the deferred order are those of signing the envelopes at once."""
+    def run(other_dso_signature_first: bool) -> Any:
+        ctx = ctx_stub()
+        ctx.txs_later = types.MethodType(SimContext.txs_later, ctx)
+        ctx.later(lambda: ctx.defer([ctx.tx(Key(DSO), "flag")]), DSO)   # slot L-1's estimation
+        batch = ctx.txs_later(lambda: [ctx.tx(Key(DSO), "envelope")], DSO)
+        assert ctx.signed == []              # nothing waited for yet: the agents run
+        ctx.tx(Key(MEMBER), "order")
+        if other_dso_signature_first:
+            ctx.tx(Key(DSO), "flex-request")
+        assert list(batch) == ["envelope"] and len(batch) == 1 and batch[0] == "envelope"
+        return ctx
+
+    read = run(False)
+    assert read.signed == [(MEMBER, "order"), (DSO, "flag"), (DSO, "envelope")]
+    assert read.deferred == ["flag"] and not read._later
+    early = run(True)
+    assert [w for a, w in early.signed if a == DSO] == ["flag", "envelope", "flex-request"]
+
+
+def test_a_batch_whose_finish_was_dropped_raises_when_read() -> None:
+    ctx = ctx_stub()
+    ctx.txs_later = types.MethodType(SimContext.txs_later, ctx)
+    batch = ctx.txs_later(lambda: [ctx.tx(Key(DSO), "envelope")], DSO)
+    ctx._later = []   # a failed run drops what it held (``SimContext.close``)
+    with pytest.raises(RuntimeError, match="never made"):
+        list(batch)
+
+
 def test_a_failing_finish_raises_and_keeps_the_rest() -> None:
     ctx = ctx_stub()
 

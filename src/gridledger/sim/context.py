@@ -124,6 +124,39 @@ class PendingTxs(Sequence[bytes]):
         return iter(self.raws())
 
 
+class LaterTxs(Sequence[bytes]):
+    """Transactions a ``SimContext.later`` finish signs (``SimContext.txs_later``): reading
+    them settles their signer's finishes first (those before it, then this one), so they are
+    the bytes, nonces and deferred order of signing them when they were asked for."""
+
+    def __init__(self, ctx: SimContext, signer: bytes) -> None:
+        self._ctx = ctx
+        self._signer = signer
+        self.raws: list[bytes] | None = None
+
+    def _made(self) -> list[bytes]:
+        if self.raws is None:
+            self._ctx.settle(self._signer)
+        if self.raws is None:
+            raise RuntimeError("transactions asked for later were never made (the run's "
+                               "finishes were dropped)")
+        return self.raws
+
+    def __len__(self) -> int:
+        return len(self._made())
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[bytes]: ...
+
+    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
+        return self._made()[i]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._made())
+
+
 def hosted_validators(n: int) -> tuple[int, ...]:
     """The validators that run in a process of their own (``node.validator_host``): the
     upper half, so that this process and the host each execute about half of every block's
@@ -265,6 +298,21 @@ class SimContext:
         on; the same nonces, the same deferred order, the same blocks (issue 17: the DSO's
         state estimation runs beside the next slot's envelopes and orders)."""
         self._later.append((signer, finish))
+
+    def txs_later(self, make: Callable[[], list[bytes]], signer: bytes) -> LaterTxs:
+        """``make()`` — transactions signed as ``signer`` only — run as a ``later`` finish:
+        the returned batch holds them once read (reading settles ``signer``). For a
+        feature's phase batch whose signer has work still running elsewhere: the DSO's
+        envelopes are signed after the previous slot's flags (its state estimation, in its
+        worker), and the engine reads the batch after every feature of the phase made its
+        own, so the estimation overlaps their work (issue 17, twelfth session)."""
+        batch = LaterTxs(self, signer)
+
+        def finish() -> None:
+            batch.raws = make()
+
+        self.later(finish, signer)
+        return batch
 
     def settle(self, signer: bytes | None = None) -> None:
         """Call what ``later`` holds, in order (only up to the last one that signs as

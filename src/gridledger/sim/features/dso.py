@@ -30,6 +30,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, ClassVar
 
@@ -111,7 +112,7 @@ class DsoGrid(Feature):
         """Slot -> (the forecast, its envelope report being computed in the worker)."""
 
     # -- envelopes -------------------------------------------------------------------------
-    def txs_a(self, step: Step) -> list[bytes]:
+    def txs_a(self, step: Step) -> Sequence[bytes]:
         if not step.trading:
             return []
         ctx, slot = self.ctx, step.slot
@@ -132,10 +133,13 @@ class DsoGrid(Feature):
         entries = sorted([ctx.identities.ledger_cp(m, slot), *envelopes[m.cp]]
                          for m in ctx.members)
         # each transaction sets its own cps' envelopes: ENVELOPES_PER_TX at a time (admission
-        # takes 16 KiB: 1,000 members' envelopes are 22 KB, 256 pseudonyms' 17 KB)
-        return [ctx.tx(ctx.community.dso, "market/envelope",
-                       {"slot": slot, "envelopes": entries[i:i + ENVELOPES_PER_TX]})
-                for i in range(0, len(entries), ENVELOPES_PER_TX)]
+        # takes 16 KiB: 1,000 members' envelopes are 22 KB, 256 pseudonyms' 17 KB). Signed
+        # when the engine reads the phase's batches (or the DSO signs again before), after
+        # the previous slot's flags: its estimation, in the worker, runs meanwhile
+        dso = ctx.community.dso
+        return ctx.txs_later(lambda: [
+            ctx.tx(dso, "market/envelope", {"slot": slot, "envelopes": entries[i:i + ENVELOPES_PER_TX]})
+            for i in range(0, len(entries), ENVELOPES_PER_TX)], dso.address)
 
     def _forecast(self, slot: int) -> dict[str, int]:
         """What the DSO expects every cp to inject in ``slot``: the forecast without a market
