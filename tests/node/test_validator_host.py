@@ -84,3 +84,23 @@ def test_a_hosted_validator_installs_a_release_and_bad_input_is_refused(tmp_path
         net.host.call("state", 99)                   # an error there is named here
     _drive(net, chain, 1)
     net.close()
+
+
+def test_hosted_validators_are_sent_a_block_to_store_before_this_process_stores_its_own(
+        tmp_path, monkeypatch):
+    """The host writes its validators' stores (no reply awaited) while this process writes
+    its own: it is told first (issue 17, twelfth session); the roots and stores as before."""
+    from gridledger.node.validator import Validator
+
+    order = []
+    for cls in (Validator, HostedValidator):
+        def spy(self, cert, _orig=cls.finalize):
+            order.append(self.index)
+            return _orig(self, cert)
+        monkeypatch.setattr(cls, "finalize", spy)
+    chain = make_chain()
+    net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path, hosted=(2, 3))
+    _drive(net, chain, 2)
+    assert order == [2, 3, 0, 1] * 2 and len(set(net.state_roots())) == 1
+    net.close()
+    assert all(r.ok and r.blocks == 2 for r in verify_dir(tmp_path))

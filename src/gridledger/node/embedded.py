@@ -280,7 +280,10 @@ class EmbeddedNetwork:
         for i, vote in tally.voted.items():
             if vote.header_hash != cert.header_hash and i not in tally.offenders:
                 tally.offenders[i] = "voted for a header the quorum did not certify"
-        for v in self.live:
+        # hosted validators first: their stores are written in the host (no reply awaited)
+        # while this process writes its own, instead of after them — the host's next
+        # request (the next block's ticks) waited for those writes (issue 17)
+        for v in sorted(self.live, key=lambda v: not isinstance(v, HostedValidator)):
             v.finalize(cert)
         self._record(tally, bad_ticks)
         fb = FinalizedBlock(headers[0], self.entry.last_result, cert, dict(tally.offenders))
