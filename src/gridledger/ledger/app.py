@@ -38,7 +38,7 @@ from gridledger.ledger.execute import (
     run_invariants,
 )
 from gridledger.ledger.genesis import Genesis
-from gridledger.ledger.module import Module, Signer, View
+from gridledger.ledger.module import History, HistoryView, Module, Signer, View
 from gridledger.ledger.modules.catalog import DEFAULT as DEFAULT_CATALOG
 from gridledger.ledger.modules.catalog import Catalog, Release, VersionUnavailable
 from gridledger.ledger.rules import Rule, chain_rules
@@ -88,6 +88,9 @@ class Application:
         # how many state keys the last committed block wrote (set or deleted): a node
         # snapshots after a block that wrote many (``node.validator.SNAPSHOT_WRITES``)
         self.last_writes = 0
+        self.history: History | None = None
+        """The node's stored block events (``node.store.StoreHistory``), for views of records
+        a rule moved out of state (the certificates archive); None: only state is read."""
 
     def _install(self, modules: Sequence[Module]) -> None:
         self.modules = list(modules)
@@ -95,6 +98,12 @@ class Application:
         self._table = route(self.modules)
         self._views: dict[str, View] = {f"{m.name}/{name}": v for m in self.modules
                                         for name, v in m.views.items()}
+        for m in self.modules:
+            for name, hv in m.history_views.items():
+                self._views[f"{m.name}/{name}"] = self._with_history(hv)
+
+    def _with_history(self, view: HistoryView) -> View:
+        return lambda state, arg: view(state, self.history, arg)
 
     def versions(self) -> dict[str, int]:
         """``{module: version}`` of the modules executing the next block's transactions."""

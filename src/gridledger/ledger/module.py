@@ -59,6 +59,20 @@ GenesisHook = Callable[[State, dict[str, Any]], None]
 View = Callable[[State, str], Any]
 """A read-only query over state: ``(state, argument) -> plain data`` (ints, bytes, text,
 lists, maps). Served by ``Application.query("<module>/<view>/<argument>")``."""
+
+
+class History(Protocol):
+    """What a node keeps of past blocks beside its state: the block events it stored for a
+    height (its store's receipts, which the header's ``receipts_root`` commits to). A view
+    reads it for records a ledger rule moved out of state into a block's events (the
+    certificates archive); ``None`` when this node does not hold that block."""
+
+    def block_events(self, height: int) -> list[dict[str, Any]] | None: ...
+
+
+HistoryView = Callable[[State, "History | None", str], Any]
+"""A view that may also read the node's stored block events (``History``; None when the
+application has no store): served like a ``View``."""
 RejectHook = Callable[[State, TxContext, str], None]
 """Called with the rule after an authenticated transaction failed in its body (the body's
 changes already rolled back); e.g. reputation charges the sender."""
@@ -121,6 +135,8 @@ class Module:
     views: Mapping[str, View] = field(default_factory=dict)
     """Published read-only views (``query("<name>/<view>/<arg>")``): what the simulator,
     CLI and API read instead of the module's keys."""
+    history_views: Mapping[str, HistoryView] = field(default_factory=dict)
+    """Views that also read stored block events (``History``), served beside ``views``."""
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
     migrate: BlockHook | None = None

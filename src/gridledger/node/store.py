@@ -261,3 +261,30 @@ def decode_snapshot(raw: bytes) -> dict[bytes, bytes]:
         last = p[0]
         out[last] = p[1]
     return out
+
+
+class StoreHistory:
+    """``ledger.module.History`` over a store: the block events it holds for a height (the
+    ``block`` part of the block's stored receipts, which its header's ``receipts_root``
+    commits to). The last few heights read are kept decoded: a view of an archived hour
+    reads one block per hour."""
+
+    KEEP = 8
+
+    def __init__(self, store: BlockStore) -> None:
+        self.store = store
+        self._recent: dict[int, list[dict[str, Any]] | None] = {}
+
+    def block_events(self, height: int) -> list[dict[str, Any]] | None:
+        if height in self._recent:
+            return self._recent[height]
+        blk = self.store.block(height)
+        if blk is None:
+            return None         # not stored (yet): asked again later
+        doc = codec.decode(blk.receipts)
+        got = doc.get("block") if isinstance(doc, dict) else None
+        events = got if isinstance(got, list) else None
+        if len(self._recent) >= self.KEEP:
+            self._recent.pop(next(iter(self._recent)))
+        self._recent[height] = events
+        return events

@@ -35,7 +35,7 @@ from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.modules import Module
 from gridledger.ledger.state import State
 from gridledger.node.orderer import CutBlock
-from gridledger.node.store import BlockStore, decode_snapshot, encode_snapshot
+from gridledger.node.store import BlockStore, StoreHistory, decode_snapshot, encode_snapshot
 from gridledger.node.ticks import Tick, sign_tick
 
 FAULTS = ("wrong-root", "equivocate", "garbage", "silent", "relabel", "forge-tick", "far-future")
@@ -99,6 +99,7 @@ def restore_app(store: BlockStore, genesis: Genesis,
             raise StateRootMismatch(f"replaying block {blk.height} gives a different header")
         app.commit()
         log_end = blk.log_end
+    app.history = StoreHistory(store)
     return app, log_end
 
 

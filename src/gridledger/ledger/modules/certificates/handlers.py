@@ -187,9 +187,13 @@ def _take(state: State, sender: bytes, item: Item, p: Params) -> Bundle:
     """The first ``item.energy_wh`` GCs of the sender's active bundle ``item``, split off as
     their own bundle at ``item.start``. Rules ``certificate-unknown``,
     ``certificate-not-owner``, ``certificate-not-active``, ``certificate-exceeded``,
-    ``claim-window-closed``."""
+    ``claim-window-closed`` (also for a bundle of an archived hour)."""
     b = keeper.bundle(state, item.slot, item.start)
     if b is None:
+        hour = hour_of(item.slot, p.slot_seconds)
+        if keeper.archive(state, hour) is not None:
+            # its records left live state with the hour's archive: closed long ago
+            raise ClaimWindowClosed(f"the hour of slot {item.slot} is closed and archived")
         raise CertificateUnknown(f"no bundle {item.slot}:{item.start}")
     if b.owner != sender:
         raise CertificateNotOwner(f"bundle {item.slot}:{item.start} is not the sender's")

@@ -15,6 +15,11 @@ bounded as history grows — as the metering module checks only pending readings
   cancelled twice, or moved or revived after cancellation, breaks the equality.
 * ``storage-backed``: per battery and source, certified discharge <= deliverable charge <=
   charge allocated to cancelled GCs, and the FIFO queue holds exactly the difference.
+* ``archive-accounted``: the running totals (issued, consumption, cancelled, stored,
+  expired) equal what archived hours add up to (``cert/atot``) plus what live records hold
+  (slot records; closed hours' records; open hours' matching rows), so no record leaves
+  live state without being counted in the archive. It reads slot records and the hours not
+  yet archived (a few days' worth), not the archive entries.
 """
 
 from __future__ import annotations
@@ -124,3 +129,30 @@ def storage_backed(state: State) -> None:
                                          "hold the undischarged charge")
         if queued:
             raise InvariantViolation(f"storage-backed: {cp!r} queues a source with no total")
+
+
+def archive_accounted(state: State) -> None:
+    """``archive-accounted``: running totals = archived totals + live records."""
+    t = keeper.totals(state)
+    a = keeper.archive_totals(state)
+    issued = a.issued_wh + sum(r.issued_wh for _s, r in keeper.slot_records(state))
+    consumption, cancelled, stored, expired = (a.consumption_wh, a.cancelled_wh, a.stored_wh,
+                                               a.expired_wh)
+    for hour in keeper.closed_hours(state):
+        rec = keeper.hour_record(state, hour)
+        if rec is not None:
+            consumption += rec.consumption_wh
+            cancelled += rec.cancelled_wh
+            stored += rec.stored_wh
+            expired += rec.expired_wh
+    for hour in keeper.open_hours(state):
+        for _addr, m in keeper.matchings_of_hour(state, hour):
+            consumption += m.consumption_wh
+            cancelled += m.cancelled_wh
+            stored += m.stored_wh
+    got = (issued, consumption, cancelled, stored, expired)
+    want = (t.issued_wh, t.consumption_wh, t.cancelled_wh, t.stored_wh, t.expired_wh)
+    if got != want:
+        raise InvariantViolation(
+            "archive-accounted: archived + live (issued, consumption, cancelled, stored, "
+            f"expired) = {got}, running totals {want}")

@@ -19,6 +19,8 @@ slot is issued in the very block that settles it, from exactly what settlement u
    to its hour: what it may claim GCs against. What no GC covers is the grid's residual mix.
 4. **Close.** Once an hour's claim window has passed, its active GCs expire and the hour's
    record (consumption, cancelled, stored, expired, residual) is written.
+5. **Archive.** A market dispute window after its close, the hour's records leave live
+   state for one Merkle root (``archive.py``).
 
 The issuer is the validator quorum: this runs inside execution, so every certified block
 that issues is the quorum's signed act.
@@ -31,9 +33,12 @@ from typing import Any
 
 from gridledger.ledger.context import BlockContext
 from gridledger.ledger.modules.certificates import keeper
+from gridledger.ledger.modules.certificates.archive import EVENT as ARCHIVE_EVENT
+from gridledger.ledger.modules.certificates.archive import archive_root
 from gridledger.ledger.modules.certificates.devices import DeviceBook
 from gridledger.ledger.modules.certificates.expected import Market, Metering, Registry
 from gridledger.ledger.modules.certificates.types import (
+    Archive,
     Bundle,
     Charge,
     HourRecord,
@@ -86,6 +91,10 @@ class Issuer:
             if ctx.slot_time >= hour_close(hour, p.slot_seconds, p.settle_window_s,
                                            cfg.claim_window_s):
                 close_hour(state, ctx, p, hour, events)
+        for hour in keeper.closed_hours(state):
+            if ctx.slot_time < archive_time(hour, p, cfg.claim_window_s):
+                break            # ascending: later hours are due later
+            archive_hour(state, ctx, p, hour, events)
 
     # -- one slot ------------------------------------------------------------------------------
     def issue_slot(self, state: State, ctx: BlockContext, p: Params, slot: int,
@@ -246,6 +255,47 @@ def close_hour(state: State, ctx: BlockContext, p: Params, hour: int, events: Ev
     events.append({"type": "certificates_hour_closed", "hour": hour,
                    "consumption_wh": consumption, "cancelled_wh": cancelled,
                    "stored_wh": stored, "expired_wh": expired, "residual_wh": residual})
+
+
+def archive_time(hour: int, p: Params, claim_window_s: int) -> int:
+    """Block time from which a closed hour is archived: its close plus the market's dispute
+    window (every slot of the hour is then past its own dispute window, and nothing reads
+    or writes the hour's records)."""
+    return hour_close(hour, p.slot_seconds, p.settle_window_s, claim_window_s) + p.dispute_window_s
+
+
+def archive_hour(state: State, ctx: BlockContext, p: Params, hour: int, events: Events) -> None:
+    """Fold the closed hour's records out of live state into ``cert/arch/<hour>`` (their
+    Merkle root, count and sums); the records themselves go into this block's
+    ``certificates_archived`` event, which every node's store keeps."""
+    slots = slots_of_hour(hour, p.slot_seconds)
+    pairs = keeper.records_of_hour(state, hour, slots)
+    issued = consumption = cancelled = stored = expired = 0
+    closed_at = 0
+    for key, raw in pairs:
+        rec = keeper.decode_record(key, raw)
+        if isinstance(rec, SlotRecord):
+            issued += rec.issued_wh
+        elif isinstance(rec, Matching):
+            consumption += rec.consumption_wh
+            cancelled += rec.cancelled_wh
+            stored += rec.stored_wh
+        elif isinstance(rec, HourRecord):
+            expired += rec.expired_wh
+            closed_at = rec.closed_at
+    for key, _raw in pairs:
+        state.delete(key)
+    root = archive_root(pairs)
+    keeper.put_archive(state, hour, Archive(
+        root, len(pairs), ctx.height, issued, consumption, cancelled, stored, expired,
+        consumption - cancelled - stored, closed_at))
+    t = keeper.archive_totals(state)
+    keeper.put_archive_totals(state, replace(
+        t, hours=t.hours + 1, records=t.records + len(pairs), issued_wh=t.issued_wh + issued,
+        consumption_wh=t.consumption_wh + consumption, cancelled_wh=t.cancelled_wh + cancelled,
+        stored_wh=t.stored_wh + stored, expired_wh=t.expired_wh + expired))
+    events.append({"type": ARCHIVE_EVENT, "hour": hour, "root": root, "count": len(pairs),
+                   "records": [[k, v] for k, v in pairs]})
 
 
 def add_charge(acc: StorageAccount, slot: int, start: int, source: str, charged_wh: int,

@@ -17,6 +17,8 @@ is time order, then id order)::
     cert/h/<hour>             HourRecord (closed hours)
     cert/open                 [hour, ...] open hours, ascending
     cert/tot                  Totals
+    cert/arch/<hour>          Archive: the hour's records folded into one Merkle root
+    cert/atot                 ArchiveTotals
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import cbor2
 
 from gridledger.ledger.modules.certificates.types import (
     DEFAULT_CONFIG,
+    Archive,
+    ArchiveTotals,
     Bundle,
     Config,
     Device,
@@ -57,6 +61,8 @@ MATCHING = b"cert/m/"
 HOUR = b"cert/h/"
 OPEN = b"cert/open"
 TOTALS = b"cert/tot"
+ARCHIVE = b"cert/arch/"
+ARCHIVE_TOTALS = b"cert/atot"
 
 
 def k8(n: int) -> bytes:
@@ -295,3 +301,84 @@ def add_totals(state: State, **wh: int) -> None:
     """Add to the running totals (only fields named)."""
     t = totals(state)
     state.set_obj(TOTALS, replace(t, **{k: getattr(t, k) + v for k, v in wh.items()}).to_obj())
+
+
+# -- archive ---------------------------------------------------------------------------------
+
+def archive_key(hour: int) -> bytes:
+    """The state key of hour ``hour``'s archive entry (what the second level of an archived
+    record's proof names)."""
+    return ARCHIVE + k8(hour)
+
+
+def archive(state: State, hour: int) -> Archive | None:
+    return _get(state, archive_key(hour), Archive)
+
+
+def put_archive(state: State, hour: int, a: Archive) -> None:
+    state.set_obj(archive_key(hour), a.to_obj())
+
+
+def archives(state: State) -> list[tuple[int, Archive]]:
+    """``(hour, entry)`` of every archived hour, ascending."""
+    return [(int.from_bytes(k, "big"), a) for k, a in _items(state, ARCHIVE, Archive)]
+
+
+def archive_totals(state: State) -> ArchiveTotals:
+    return _get(state, ARCHIVE_TOTALS, ArchiveTotals) or ArchiveTotals()
+
+
+def put_archive_totals(state: State, t: ArchiveTotals) -> None:
+    state.set_obj(ARCHIVE_TOTALS, t.to_obj())
+
+
+def closed_hours(state: State) -> list[int]:
+    """Hours closed and not yet archived (those with a live ``HourRecord``), ascending."""
+    return [int.from_bytes(k[len(HOUR):], "big") for k in state.keys_with_prefix(HOUR)]
+
+
+def hour_prefixes(hour: int, slots: range) -> list[bytes]:
+    """Every key prefix holding a record of ``hour`` (whose slots are ``slots``)."""
+    out = [MATCHING + k8(hour), HOUR + k8(hour)]
+    for slot in slots:
+        out += [SLOT + k8(slot), ISSUANCE + k8(slot), BUNDLE + k8(slot),
+                STORAGE_READING + k8(slot)]
+    return out
+
+
+def records_of_hour(state: State, hour: int, slots: range) -> list[tuple[bytes, bytes]]:
+    """``(key, value bytes)`` of every live record of ``hour``, in key order."""
+    out = []
+    for prefix in hour_prefixes(hour, slots):
+        for k in state.keys_with_prefix(prefix):
+            raw = state.get(k)
+            if raw is not None:
+                out.append((k, raw))
+    out.sort()
+    return out
+
+
+def decode_record(key: bytes, raw: bytes) -> Record:
+    """The record stored at ``key`` (any archivable prefix). Raises ``KeyError`` otherwise."""
+    for prefix, cls in _ARCHIVABLE:
+        if key.startswith(prefix):
+            return _decode(cls, raw)
+    raise KeyError(f"not a certificates record key: {key[:16]!r}")
+
+
+_ARCHIVABLE: tuple[tuple[bytes, type[Record]], ...] = (
+    (SLOT, SlotRecord), (ISSUANCE, Issuance), (BUNDLE, Bundle), (STORAGE_READING, StorageReading),
+    (MATCHING, Matching), (HOUR, HourRecord))
+
+
+def hour_of_record_key(key: bytes, hours_per_slot: tuple[int, int]) -> int | None:
+    """The hour an archivable record key belongs to (None: not such a key).
+    ``hours_per_slot``: ``(slot_seconds, period_seconds)``."""
+    slot_seconds, period = hours_per_slot
+    for prefix in (SLOT, ISSUANCE, BUNDLE, STORAGE_READING):
+        if key.startswith(prefix) and len(key) >= len(prefix) + 8:
+            return int.from_bytes(key[len(prefix):len(prefix) + 8], "big") * slot_seconds // period
+    for prefix in (MATCHING, HOUR):
+        if key.startswith(prefix) and len(key) >= len(prefix) + 8:
+            return int.from_bytes(key[len(prefix):len(prefix) + 8], "big")
+    return None

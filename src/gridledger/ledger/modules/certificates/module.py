@@ -8,7 +8,11 @@ from gridledger.ledger.modules.certificates.devices import DeviceBook
 from gridledger.ledger.modules.certificates.errors import RULES
 from gridledger.ledger.modules.certificates.expected import Market, Metering, Registry
 from gridledger.ledger.modules.certificates.handlers import Handlers, init_genesis
-from gridledger.ledger.modules.certificates.invariants import Invariants, storage_backed
+from gridledger.ledger.modules.certificates.invariants import (
+    Invariants,
+    archive_accounted,
+    storage_backed,
+)
 from gridledger.ledger.modules.certificates.issuance import Issuer
 from gridledger.ledger.modules.certificates.types import (
     CANCEL,
@@ -24,7 +28,7 @@ from gridledger.ledger.modules.certificates.types import (
     parse_store,
     parse_transfer,
 )
-from gridledger.ledger.modules.certificates.views import VIEWS
+from gridledger.ledger.modules.certificates.views import HISTORY_VIEWS, VIEWS
 
 NAME = "certificates"
 VERSION = 1
@@ -55,6 +59,7 @@ def build(registry: Registry, market: Market, metering: Metering) -> Module:
         rules=RULES,
         init_genesis=init_genesis,
         end_block=issuer.end_block,
-        invariants=(inv.open_hours, storage_backed),
+        invariants=(inv.open_hours, storage_backed, archive_accounted),
         views=VIEWS,
+        history_views=HISTORY_VIEWS,
     )

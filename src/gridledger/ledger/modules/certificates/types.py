@@ -248,6 +248,41 @@ class HourRecord(Record):
 
 
 @dataclass(frozen=True)
+class Archive(Record):
+    """``cert/arch/<hour>``: a closed hour whose dispute window has passed, folded out of live
+    state (``archive.py``). ``root`` is the Merkle root over the ``records`` (key, value)
+    pairs removed, in key order; the pairs themselves are in the ``certificates_archived``
+    event of block ``height`` (every node's store keeps it; the header's receipts root
+    commits to it). The rest is the hour's closing record and what its records add up to."""
+
+    root: bytes
+    records: int
+    height: int
+    issued_wh: int
+    """GCs issued for the hour's slots (its slot records)."""
+    consumption_wh: int
+    cancelled_wh: int
+    stored_wh: int
+    expired_wh: int
+    residual_wh: int
+    closed_at: int
+
+
+@dataclass(frozen=True)
+class ArchiveTotals(Record):
+    """``cert/atot``: what every archived hour adds up to (``archive-accounted``: the running
+    totals are these plus what live records hold)."""
+
+    hours: int = 0
+    records: int = 0
+    issued_wh: int = 0
+    consumption_wh: int = 0
+    cancelled_wh: int = 0
+    stored_wh: int = 0
+    expired_wh: int = 0
+
+
+@dataclass(frozen=True)
 class Totals(Record):
     """``cert/tot``: running totals (Wh) since genesis."""
 

@@ -1,14 +1,32 @@
 """Certificate read-only views, served by ``Application.query("certificates/<view>/<arg>")``.
 
 Bundles are named ``<slot>:<start>`` (the slot of the energy, the bundle's first GC id).
+
+Records of an archived hour (``archive.py``) are no longer in state: the views that show
+them (``bundle``, ``bundles``, ``issuances``, ``slots``, ``matching``, ``hour``, ``hours``,
+``storage_reading``) read them from the node's stored block events (``History``), checked
+against the hour's archive root, and mark them ``archived: <hour>``. Without a history
+(an application with no store) they show live records only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from gridledger.ledger.module import History
 from gridledger.ledger.modules.certificates import keeper
-from gridledger.ledger.modules.certificates.types import Bundle, hour_of, slots_of_hour
+from gridledger.ledger.modules.certificates.archive import prove_record, stored_records
+from gridledger.ledger.modules.certificates.types import (
+    Bundle,
+    HourRecord,
+    Issuance,
+    Matching,
+    SlotRecord,
+    StorageReading,
+    hour_of,
+    period_seconds,
+    slots_of_hour,
+)
 from gridledger.ledger.params import load_params
 from gridledger.ledger.state import State
 
@@ -50,33 +68,82 @@ def pseudonym_class(state: State, _arg: str) -> dict[str, Any] | None:
     return None if d is None else d.to_obj()
 
 
-def bundle(state: State, arg: str) -> dict[str, Any] | None:
-    """``certificates/bundle/<slot>:<start>``: one bundle (None: no bundle starts there)."""
+def _archived(state: State, history: History | None, hour: int) -> list[tuple[bytes, bytes]]:
+    """The archived records of ``hour`` (empty: not archived or not readable here)."""
+    return stored_records(state, history, hour) or []
+
+
+def _under(pairs: list[tuple[bytes, bytes]], prefix: bytes) -> list[tuple[bytes, bytes]]:
+    """``(key suffix, value)`` of the pairs under ``prefix``, in key order."""
+    return [(k[len(prefix):], v) for k, v in pairs if k.startswith(prefix)]
+
+
+def _archived_bundles(pairs: list[tuple[bytes, bytes]], hour: int,
+                      slot: int | None = None) -> list[dict[str, Any]]:
+    prefix = keeper.BUNDLE + (keeper.k8(slot) if slot is not None else b"")
+    out = []
+    for k, v in pairs:
+        if k.startswith(prefix):
+            rest = k[len(keeper.BUNDLE):]
+            s, start = int.from_bytes(rest[:8], "big"), int.from_bytes(rest[8:16], "big")
+            out.append({**bundle_obj(s, start, Bundle.decode(v)), "archived": hour})
+    return out
+
+
+def bundle(state: State, history: History | None, arg: str) -> dict[str, Any] | None:
+    """``certificates/bundle/<slot>:<start>``: one bundle (None: no bundle starts there; one
+    of an archived hour comes from the archive, marked ``archived``)."""
     slot, start = parse_bundle_id(arg)
     b = keeper.bundle(state, slot, start)
-    return None if b is None else bundle_obj(slot, start, b)
+    if b is not None:
+        return bundle_obj(slot, start, b)
+    hour = hour_of(slot, load_params(state).slot_seconds)
+    key = keeper.bundle_key(slot, start)
+    for k, v in _archived(state, history, hour):
+        if k == key:
+            return {**bundle_obj(slot, start, Bundle.decode(v)), "archived": hour}
+    return None
 
 
-def bundles(state: State, arg: str) -> list[dict[str, Any]]:
-    """``certificates/bundles/<slot>`` (one slot) or ``certificates/bundles`` (all)."""
+def bundles(state: State, history: History | None, arg: str) -> list[dict[str, Any]]:
+    """``certificates/bundles/<slot>`` (one slot) or ``certificates/bundles`` (all: archived
+    hours' first, then live ones)."""
+    p = load_params(state)
     if arg:
         slot = int(arg)
-        return [bundle_obj(slot, s, b) for s, b in keeper.bundles_of_slot(state, slot)]
+        live = [bundle_obj(slot, s, b) for s, b in keeper.bundles_of_slot(state, slot)]
+        if live:
+            return live
+        hour = hour_of(slot, p.slot_seconds)
+        return _archived_bundles(_archived(state, history, hour), hour, slot)
     out = []
+    for hour, _entry in keeper.archives(state):
+        out += _archived_bundles(_archived(state, history, hour), hour)
     for slot, _rec in keeper.slot_records(state):
         out += [bundle_obj(slot, s, b) for s, b in keeper.bundles_of_slot(state, slot)]
     return out
 
 
-def issuances(state: State, arg: str) -> list[dict[str, Any]]:
+def issuances(state: State, history: History | None, arg: str) -> list[dict[str, Any]]:
     """``certificates/issuances/<slot>``: each device's issuance for the slot."""
     slot = int(arg)
-    return [{"slot": slot, "cp": cp, **i.to_obj()} for cp, i in keeper.issuances_of_slot(state, slot)]
+    live = [{"slot": slot, "cp": cp, **i.to_obj()} for cp, i in keeper.issuances_of_slot(state, slot)]
+    if live:
+        return live
+    hour = hour_of(slot, load_params(state).slot_seconds)
+    return [{"slot": slot, "cp": k.decode(), **Issuance.decode(v).to_obj(), "archived": hour}
+            for k, v in _under(_archived(state, history, hour),
+                               keeper.ISSUANCE + keeper.k8(slot))]
 
 
-def slots(state: State, _arg: str) -> list[dict[str, Any]]:
-    """``certificates/slots``: every issued slot's record."""
-    return [{"slot": s, **r.to_obj()} for s, r in keeper.slot_records(state)]
+def slots(state: State, history: History | None, _arg: str) -> list[dict[str, Any]]:
+    """``certificates/slots``: every issued slot's record (archived hours' first)."""
+    out: list[dict[str, Any]] = []
+    for hour, _entry in keeper.archives(state):
+        out += [{"slot": int.from_bytes(k, "big"), **SlotRecord.decode(v).to_obj(),
+                 "archived": hour}
+                for k, v in _under(_archived(state, history, hour), keeper.SLOT)]
+    return out + [{"slot": s, **r.to_obj()} for s, r in keeper.slot_records(state)]
 
 
 def totals(state: State, _arg: str) -> dict[str, Any]:
@@ -86,13 +153,23 @@ def totals(state: State, _arg: str) -> dict[str, Any]:
     return {**t.to_obj(), "residual_wh": t.consumption_wh - t.cancelled_wh - t.stored_wh}
 
 
-def matching(state: State, arg: str) -> list[dict[str, Any]]:
+def _matching_row(hour: int, addr: bytes, m: Matching) -> dict[str, Any]:
+    return {"hour": hour, "address": addr, **m.to_obj(),
+            "residual_wh": m.consumption_wh - m.cancelled_wh - m.stored_wh}
+
+
+def matching(state: State, history: History | None, arg: str) -> list[dict[str, Any]]:
     """``certificates/matching[/<addr hex>]``: per holder and hour ``{hour, address,
-    consumption_wh, cancelled_wh, stored_wh, residual_wh}`` (hourly, 24/7 matching)."""
+    consumption_wh, cancelled_wh, stored_wh, residual_wh}`` (hourly, 24/7 matching;
+    archived hours' rows first)."""
     only = bytes.fromhex(arg) if arg else None
-    return [{"hour": h, "address": a, **m.to_obj(),
-             "residual_wh": m.consumption_wh - m.cancelled_wh - m.stored_wh}
-            for h, a, m in keeper.all_matchings(state) if only is None or a == only]
+    out = []
+    for hour, _entry in keeper.archives(state):
+        for k, v in _under(_archived(state, history, hour), keeper.MATCHING + keeper.k8(hour)):
+            if only is None or k == only:
+                out.append({**_matching_row(hour, k, Matching.decode(v)), "archived": hour})
+    return out + [_matching_row(h, a, m) for h, a, m in keeper.all_matchings(state)
+                  if only is None or a == only]
 
 
 def storage(state: State, arg: str) -> dict[str, Any]:
@@ -100,43 +177,91 @@ def storage(state: State, arg: str) -> dict[str, Any]:
     return keeper.storage_account(state, arg).to_obj()
 
 
-def hour(state: State, arg: str) -> dict[str, Any]:
-    """``certificates/hour/<hour>``: whether it is open, which of its slots were issued, its
-    closing record (once closed) and every holder's matching row in it."""
+def hour(state: State, history: History | None, arg: str) -> dict[str, Any]:
+    """``certificates/hour/<hour>``: whether it is open (or archived), which of its slots
+    were issued, its closing record (once closed) and every holder's matching row in it."""
     h = int(arg)
     p = load_params(state)
+    hour_slots = list(slots_of_hour(h, p.slot_seconds))
+    if keeper.archive(state, h) is not None:
+        pairs = _archived(state, history, h)
+        rec_raw = dict(pairs).get(keeper.HOUR + keeper.k8(h))
+        issued = {int.from_bytes(k, "big") for k, _v in _under(pairs, keeper.SLOT)}
+        return {"hour": h, "open": False, "archived": True, "slots": hour_slots,
+                "issued": [s for s in hour_slots if s in issued],
+                "closed": None if rec_raw is None else HourRecord.decode(rec_raw).to_obj(),
+                "matching": [{k2: v2 for k2, v2 in _matching_row(h, a, Matching.decode(v)).items()
+                              if k2 != "hour"}
+                             for a, v in _under(pairs, keeper.MATCHING + keeper.k8(h))]}
     rec = keeper.hour_record(state, h)
     return {"hour": h, "open": keeper.is_open(state, h),
-            "slots": list(slots_of_hour(h, p.slot_seconds)),
-            "issued": [s for s in slots_of_hour(h, p.slot_seconds)
-                       if keeper.slot_record(state, s) is not None],
+            "slots": hour_slots,
+            "issued": [s for s in hour_slots if keeper.slot_record(state, s) is not None],
             "closed": None if rec is None else rec.to_obj(),
             "matching": [{"address": a, **m.to_obj(),
                           "residual_wh": m.consumption_wh - m.cancelled_wh - m.stored_wh}
                          for a, m in keeper.matchings_of_hour(state, h)]}
 
 
-def storage_reading(state: State, arg: str) -> dict[str, Any] | None:
+def storage_reading(state: State, history: History | None, arg: str) -> dict[str, Any] | None:
     """``certificates/storage_reading/<slot>/<cp>``: the battery sub-meter of one slot
     ``{charged_wh, discharged_wh, meter, stored_wh}`` (None: not reported)."""
-    slot, _, cp = arg.partition("/")
-    r = keeper.storage_reading(state, int(slot), cp)
-    return None if r is None else r.to_obj()
+    slot_s, _, cp = arg.partition("/")
+    slot = int(slot_s)
+    r = keeper.storage_reading(state, slot, cp)
+    if r is not None:
+        return r.to_obj()
+    h = hour_of(slot, load_params(state).slot_seconds)
+    key = keeper.STORAGE_READING + keeper.k8(slot) + cp.encode()
+    raw = dict(_archived(state, history, h)).get(key)
+    return None if raw is None else {**StorageReading.decode(raw).to_obj(), "archived": h}
 
 
 def hours(state: State, _arg: str) -> dict[str, Any]:
-    """``certificates/hours``: open hours and the records of closed ones."""
-    p = load_params(state)
+    """``certificates/hours``: open hours and the records of closed ones (archived hours'
+    from their archive entries)."""
     closed: list[dict[str, Any]] = []
-    for slot, _rec in keeper.slot_records(state):
-        h = hour_of(slot, p.slot_seconds)
+    for h, a in keeper.archives(state):
+        closed.append({"hour": h, "consumption_wh": a.consumption_wh,
+                       "cancelled_wh": a.cancelled_wh, "stored_wh": a.stored_wh,
+                       "expired_wh": a.expired_wh, "residual_wh": a.residual_wh,
+                       "closed_at": a.closed_at, "archived": True})
+    for h in keeper.closed_hours(state):
         rec = keeper.hour_record(state, h)
-        if rec is not None and (not closed or closed[-1]["hour"] != h):
+        if rec is not None:
             closed.append({"hour": h, **rec.to_obj()})
     return {"open": keeper.open_hours(state), "closed": closed}
 
 
+def archives(state: State, _arg: str) -> list[dict[str, Any]]:
+    """``certificates/archives``: every archived hour's entry ``{hour, key, root, records,
+    height, ...}`` (the records are in block ``height``'s ``certificates_archived`` event)."""
+    return [{"hour": h, "key": keeper.archive_key(h).hex(), **a.to_obj()}
+            for h, a in keeper.archives(state)]
+
+
+def record_proof(state: State, history: History | None, arg: str) -> dict[str, Any] | None:
+    """``certificates/record_proof/<key hex>``: level one of an archived record's proof —
+    ``{record: {hour, key, value, index, size, path}, entry_key, entry}`` — whose entry key
+    ``proof/<entry_key>`` proves against the state root (None: the key is live, not a
+    certificates record, not archived, or its hour's records are not readable here)."""
+    key = bytes.fromhex(arg)
+    if state.get(key) is not None:
+        return None
+    p = load_params(state)
+    h = keeper.hour_of_record_key(key, (p.slot_seconds, period_seconds(p.slot_seconds)))
+    if h is None:
+        return None
+    entry = keeper.archive(state, h)
+    proof = prove_record(h, _archived(state, history, h), key)
+    if entry is None or proof is None:
+        return None
+    return {"record": proof.to_json(), "entry_key": keeper.archive_key(h).hex(),
+            "entry": entry.to_obj()}
+
+
 VIEWS = {"config": config, "devices": devices, "pseudonym_class": pseudonym_class,
-         "bundle": bundle, "bundles": bundles,
-         "issuances": issuances, "slots": slots, "totals": totals, "matching": matching,
-         "storage": storage, "storage_reading": storage_reading, "hour": hour, "hours": hours}
+         "totals": totals, "storage": storage, "hours": hours, "archives": archives}
+HISTORY_VIEWS = {"bundle": bundle, "bundles": bundles, "issuances": issuances, "slots": slots,
+                 "matching": matching, "storage_reading": storage_reading, "hour": hour,
+                 "record_proof": record_proof}
