@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridledger.grid import SLOTS_PER_DAY, CurtailmentCause, EnvelopeReport, SlotMeasurements
+from gridledger.ledger.modules.certificates.archive import EVENT as ARCHIVED
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.agents import MarketView
 from gridledger.sim.secagg import Round
@@ -548,7 +549,10 @@ class RunData:
         st = self.stats
         st.blocks += 1
         st.txs += len(fb.result.receipts)
-        evs: list[dict[str, Any]] = list(fb.result.block_events)
+        # the certificates archive's records stay in the stores (the views read them there)
+        evs: list[dict[str, Any]] = [
+            {k: v for k, v in e.items() if k != "records"} if e.get("type") == ARCHIVED else e
+            for e in fb.result.block_events]
         for r in fb.result.receipts:
             if not r.ok:
                 st.rejected_txs += 1
