@@ -3,7 +3,10 @@
 A ``BundleProof`` carries a certified block header (the header, its quorum certificate and
 the validator keys it names), the genesis document, and a membership proof of the bundle's
 state key against the header's state root — or an absence proof when no bundle starts
-there (a certificate split, never issued, or invented). ``check_proof`` needs nothing
+there (a certificate split, never issued, or invented). A bundle of an archived hour
+(``ledger/modules/certificates/archive.py``) is proven in two levels: ``archived`` places
+the record under its hour's archive root, and the membership proof is of that archive
+entry (``cert/arch/<hour>``) against the header's state root. ``check_proof`` needs nothing
 else: it checks the quorum certificate under the keys whose hash the header carries, the
 chain id against the genesis, the (absence) proof against the state root, and that the
 proven record says what an exported EnergyTag record claims.
@@ -28,8 +31,9 @@ from gridledger.ledger import codec
 from gridledger.ledger.app import Application
 from gridledger.ledger.block import Certificate, Header, verify_certificate
 from gridledger.ledger.genesis import Genesis
-from gridledger.ledger.modules.certificates.keeper import bundle_key
-from gridledger.ledger.modules.certificates.types import Bundle
+from gridledger.ledger.modules.certificates.archive import RecordProof
+from gridledger.ledger.modules.certificates.keeper import archive_key, bundle_key
+from gridledger.ledger.modules.certificates.types import Archive, Bundle
 from gridledger.ledger.modules.certificates.views import parse_bundle_id
 from gridledger.ledger.modules.registry.keeper import VALIDATORS, P, validator_set
 from gridledger.ledger.modules.registry.types import Participant
@@ -75,6 +79,8 @@ class BundleProof:
     absence: AbsenceProof | None
     energytag: Mapping[str, Any] | None = None
     handoffs: tuple[Handoff, ...] = ()
+    archived: RecordProof | None = None
+    """Level one of an archived bundle's proof (``membership`` is then its archive entry's)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "bundle_id": self.bundle_id, "genesis": self.genesis.hex(),
@@ -83,7 +89,8 @@ class BundleProof:
                 "membership": self.membership.to_json() if self.membership else None,
                 "absence": self.absence.to_json() if self.absence else None,
                 "energytag": dict(self.energytag) if self.energytag is not None else None,
-                "handoffs": [h.to_json() for h in self.handoffs]}
+                "handoffs": [h.to_json() for h in self.handoffs],
+                "archived": self.archived.to_json() if self.archived else None}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> BundleProof:
@@ -96,20 +103,24 @@ class BundleProof:
                    MembershipProof.from_json(d["membership"]) if d.get("membership") else None,
                    AbsenceProof.from_json(d["absence"]) if d.get("absence") else None,
                    d.get("energytag"),
-                   tuple(Handoff.from_json(h) for h in d.get("handoffs") or ()))
+                   tuple(Handoff.from_json(h) for h in d.get("handoffs") or ()),
+                   RecordProof.from_json(d["archived"]) if d.get("archived") else None)
 
 
 def make_proof(bundle_id: str, genesis: Genesis, header: bytes, certificate: bytes,
                validator_keys: list[tuple[str, bytes]], state_proof: MembershipProof | AbsenceProof,
                energytag: Mapping[str, Any] | None = None,
-               handoffs: tuple[Handoff, ...] = ()) -> BundleProof:
+               handoffs: tuple[Handoff, ...] = (),
+               archived: RecordProof | None = None) -> BundleProof:
     """Assemble a proof from a store's certified tip (``header``, ``certificate``, the keys
-    that certified it), the state's (absence) proof of the bundle's key, and the validator
-    set's ``handoffs`` since genesis (``handoff_at`` for each change, in height order)."""
+    that certified it), the state's (absence) proof of the bundle's key — or, for a bundle
+    of an archived hour, ``archived`` and the membership proof of its archive entry — and
+    the validator set's ``handoffs`` since genesis (``handoff_at`` for each change, in
+    height order)."""
     member = state_proof if isinstance(state_proof, MembershipProof) else None
     absent = state_proof if isinstance(state_proof, AbsenceProof) else None
     return BundleProof(bundle_id, genesis.encode(), header, certificate, tuple(validator_keys),
-                       member, absent, energytag, handoffs)
+                       member, absent, energytag, handoffs, archived)
 
 
 def handoff_at(app: Application, header: bytes, certificate: bytes) -> Handoff:
@@ -174,6 +185,8 @@ class AuditResult:
     genesis_validator_set: bool = False
     handoffs: int = 0
     bundle: dict[str, Any] | None = None
+    archived_hour: int | None = None
+    """The hour whose archive holds the bundle (None: proven in live state)."""
     failures: list[str] = field(default_factory=list)
 
 
@@ -224,13 +237,29 @@ def check_proof(proof: BundleProof, genesis_hash: bytes | None = None) -> AuditR
     key = bundle_key(slot, start)
     if proof.membership is not None:
         m = proof.membership
-        if m.key != key:
+        a = proof.archived
+        value: bytes | None = None
+        if a is not None:
+            if a.key != key:
+                r.failures.append("the archived record is for another key")
+            elif m.key != archive_key(a.hour):
+                r.failures.append("the membership proof is not of the record's archive entry")
+            elif not verify_membership(header.state_root, m):
+                r.failures.append("the archive entry's proof does not match the header's "
+                                  "state root")
+            elif not a.verify(Archive.decode(m.value).root):
+                r.failures.append("the record is not in its hour's archive")
+            else:
+                value, r.archived_hour = a.value, a.hour
+        elif m.key != key:
             r.failures.append("the membership proof is for another key")
         elif not verify_membership(header.state_root, m):
             r.failures.append("the membership proof does not match the header's state root")
         else:
+            value = m.value
+        if value is not None:
             r.exists = True
-            b = Bundle.decode(m.value)
+            b = Bundle.decode(value)
             r.bundle = {"slot": slot, "start": start, "energy_wh": b.size(start), **b.to_obj()}
             if proof.energytag is not None:
                 r.failures += _compare(r.bundle, proof.energytag)

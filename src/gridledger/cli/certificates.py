@@ -37,7 +37,9 @@ from gridledger.cli.args import fail, hex32
 from gridledger.errors import GridLedgerError
 from gridledger.ledger.app import Application
 from gridledger.ledger.block import Header
+from gridledger.ledger.modules.certificates.archive import RecordProof
 from gridledger.ledger.modules.certificates.keeper import bundle_key
+from gridledger.ledger.modules.certificates.types import hour_of
 from gridledger.ledger.modules.certificates.views import parse_bundle_id
 from gridledger.ledger.state import AbsenceProof, MembershipProof
 from gridledger.ledger.valset import keys_hash
@@ -74,8 +76,11 @@ class Tip:
             self.genesis = genesis
             self.header_raw, self.cert_raw = blk.header, blk.cert
             self.header = Header.decode(blk.header)
-        finally:
+        except BaseException:
             store.close()
+            raise
+        # kept open: archived certificate records are read from its blocks (app.history)
+        self.store = store
         if self.app.state.root() != self.header.state_root:
             raise GridLedgerError(f"{path}: replayed state does not match the tip's header")
         self.genesis_keys_hash = keys_hash(genesis_validator_keys(genesis))
@@ -161,7 +166,8 @@ def records(app: Application) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             raise ExportError(f"bundle {b['id']} does not fit the EnergyTag model: {exc}") from None
         out.append(rec)
         index.append({"certificate_bundle_id_range_start": b["start"], "bundle_id": b["id"],
-                      "state_key": b["key"], "account": owner, "device": device})
+                      "state_key": b["key"], "account": owner, "device": device,
+                      "archived_hour": b.get("archived")})
     return out, index
 
 
@@ -217,25 +223,37 @@ def prove(
     key = bundle_key(slot, start).hex()
     state_proof: MembershipProof | AbsenceProof
     record = None
-    if tip.app.state.get(bytes.fromhex(key)) is not None:
-        state_proof = tip.query(f"proof/{key}")
+    archived = None
+    if tip.app.state.get(bytes.fromhex(key)) is None:
+        got = tip.query(f"certificates/record_proof/{key}")
+        if got is not None:      # an archived hour's bundle: record -> archive -> state root
+            archived = RecordProof.from_json(got["record"])
+            state_proof = tip.query(f"proof/{got['entry_key']}")
+    if tip.app.state.get(bytes.fromhex(key)) is not None or archived is not None:
+        if archived is None:
+            state_proof = tip.query(f"proof/{key}")
         try:
             recs, index = records(tip.app)
         except ExportError as exc:
             _fail(str(exc), 1)
         record = next(r for r, ix in zip(recs, index, strict=True) if ix["bundle_id"] == bundle_id)
     else:
+        hour = hour_of(slot, int(tip.query("certificates/config")["slot_seconds"]))
+        if any(a["hour"] == hour for a in tip.query("certificates/archives")):
+            _fail(f"bundle {bundle_id} is not in hour {hour}'s archive; an absence proof inside "
+                  "an archive is not implemented", 1)
         state_proof = tip.query(f"absence/{key}")
     try:
         handoffs = tip.handoffs()
     except GridLedgerError as exc:
         _fail(str(exc), 1)
     proof = make_proof(bundle_id, tip.genesis, tip.header_raw, tip.cert_raw, keys, state_proof,
-                       record, handoffs)
+                       record, handoffs, archived)
     base = directory if directory.is_dir() else directory.parent
     target = out or base / f"proof-{slot}-{start}.json"
     target.write_text(json.dumps(proof.to_json(), indent=1) + "\n")
-    what = "membership" if record is not None else "absence"
+    what = ("two-level (archive) membership" if archived is not None
+            else "membership" if record is not None else "absence")
     console.print(f"wrote {target}: {what} proof of bundle {bundle_id} at certified height "
                   f"{tip.header.height}")
 
@@ -264,9 +282,11 @@ def verify(
         f"followed from the genesis set through {r.handoffs} certified change(s)"))
     if r.ok and r.exists and r.bundle is not None:
         b = r.bundle
+        where = ("" if r.archived_hour is None
+                 else f" (archived with hour {r.archived_hour}: record -> archive root -> state root)")
         console.print(f"[green]ok[/] bundle {proof.bundle_id}: {b['energy_wh']} Wh "
                       f"{b['technology']} from {b['cp']}, {b['status']}, held by "
-                      f"{bytes(b['owner']).hex()[:16]}…")
+                      f"{bytes(b['owner']).hex()[:16]}…{where}")
     elif r.ok:
         console.print(f"[green]ok[/] no bundle {proof.bundle_id} exists in the certified state")
     else:
