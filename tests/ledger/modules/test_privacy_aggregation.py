@@ -16,6 +16,7 @@ import pytest
 from gridledger.crypto.shamir import PRIME, Share, interpolate_at
 from gridledger.ledger.modules.privacy import keeper as pv
 from gridledger.ledger.modules.reputation.keeper import reputation_of
+from gridledger.ledger.params import load_params
 from gridledger.privacy.aggregation import (
     CTX_PARTIAL,
     Aggregator,
@@ -192,3 +193,27 @@ def test_config_refuses_committees_that_cannot_decode(tmp_path: Path, bad: dict[
             make_net(tmp_path, aggregators=4)
         else:
             make_net(tmp_path, privacy=bad)
+
+
+@pytest.mark.parametrize("prune", [True, False])
+def test_a_rounds_record_is_dropped_a_dispute_window_after_its_deadline(
+        tmp_path: Path, prune: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing reads a round's record after its settlement deadline (a late partial is
+    refused by its window first), so it goes a dispute window later (issue 17). Removal
+    test: without the pruning every slot and feeder keeps its record for good."""
+    if not prune:
+        monkeypatch.setattr(pv, "prune_aggregates", lambda state, before: 0)
+    w = make_net(tmp_path)
+    ps = round_partials(w, READINGS)
+    w.ok(readings_txs(w, READINGS), T_READ)
+    post(w, ps[:3], T_READ + 5)
+    w.ok([], DEADLINE)
+    assert pv.get_aggregate(w.state, SLOT, FEEDER) is not None
+    window = load_params(w.state).dispute_window_s
+    w.ok([], DEADLINE + window - 1)
+    assert pv.get_aggregate(w.state, SLOT, FEEDER) is not None
+    w.ok([], DEADLINE + window)
+    assert (pv.get_aggregate(w.state, SLOT, FEEDER) is None) == prune
+    # the round stays closed: a partial for it is refused by its window, record or not
+    out = post(w, ps[3:4], DEADLINE + window + 10)
+    assert out[0].rule == "partial-window"

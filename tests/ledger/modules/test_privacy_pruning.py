@@ -196,3 +196,31 @@ def test_after_the_window_a_decided_dispute_no_longer_opens_a_pruned_pseudonym(
     out = w.run([w.tx(w.users[2], "privacy/request_opening",
                       {"slot": 5, "trade": 0, "claim": "non-delivery"})], at + 10)
     assert out[0].rule == "pseudonym-pruned"
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_a_pruned_pseudonyms_penalty_record_goes_with_it(
+        tmp_path: Path, drop: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retired pseudonym keeps a score below neutral (an opening would carry it to its
+    owner); once pruned it can never be opened, so the record goes too. Removal test:
+    without ``Reputation.drop`` it stays for good (+~100 a day at 10 members)."""
+    from gridledger.ledger.modules.reputation import keeper as rep
+    w = pool_net(tmp_path)
+    seed = hashlib.sha256(b"penalised pseudonym").digest()
+    iss = issue(w, 1, {0: [5]}, at=4 * S - 900, random_bytes=_seeded(seed))
+    p = iss.own[0][0]
+    # a transaction of the pseudonym that fails in execution: a rejection penalty
+    out = w.run([w.tx(p.key, "certificates/cancel", {"items": [[5, 1, 1]]})], 5 * S + 10)
+    assert out[0].rule == "certificate-unknown"
+    assert rep.reputation_of(w.state, p.address) < rep.NEUTRAL
+    close = epoch_close_time(1)
+    w.ok([], close)
+    f = finals(w, iss)
+    w.ok([claim(w, 0, 1, claim_amount(1, ALLOWANCE, [f[p.address]]))], close + 10)
+    w.ok([], close + 10 + CLAIM_WINDOW)
+    assert w.state.get(rep.REP + p.address) is not None      # retired, penalty kept
+    if not drop:
+        monkeypatch.setattr(rep, "drop", lambda state, addr: False)
+    w.ok([], _prune_at(w, 1))
+    assert pv.pruned_epoch(w.state, p.address) == 1
+    assert (w.state.get(rep.REP + p.address) is None) == drop

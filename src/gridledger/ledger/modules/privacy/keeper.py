@@ -332,6 +332,18 @@ def put_aggregate(state: State, slot: int, feeder: str, rec: AggregateRecord) ->
     state.set_obj(AGGREGATE + e8(slot) + feeder.encode(), rec.to_obj())
 
 
+def prune_aggregates(state: State, before_slot: int) -> int:
+    """Drop every round's record of a slot below ``before_slot`` (key order is slot order);
+    returns how many."""
+    n = 0
+    for k in state.keys_with_prefix(AGGREGATE):
+        if int.from_bytes(k[len(AGGREGATE):len(AGGREGATE) + 8], "big") >= before_slot:
+            break
+        state.delete(k)
+        n += 1
+    return n
+
+
 def _evidence_key(feeder: str, slot: int, position: int) -> bytes:
     return EVIDENCE + e8(slot) + feeder.encode() + b"\x00" + bytes([position])
 

@@ -586,8 +586,10 @@ class Pool:
         entry by a used marker (``pv/used``: registration refuses the address for good),
         in address order. Kept in full: a pseudonym not retired (money or an unopened
         dispute holds it), opened, with an escrow or a bogus mark, named by a dispute or
-        carried into an open epoch. Without it state grows by a record per pseudonym ever
-        registered (issue 17: members x 96 a day). Block event ``pseudonyms_pruned``."""
+        carried into an open epoch. A pruned pseudonym's reputation record (a penalty kept
+        at retirement) goes too (``Reputation.drop``). Without it state grows by a record per
+        pseudonym ever registered (issue 17: members x 96 a day). Block event
+        ``pseudonyms_pruned``."""
         keep = self.still_read(state)
         pruned = kept = 0
         for addr in keeper.pseudonyms_of_epoch(state, epoch):
@@ -598,6 +600,9 @@ class Pool:
                 kept += 1
                 continue
             keeper.prune_pseudonym(state, addr, epoch)
+            # its score (kept at retirement only for a penalty an opening would carry): no
+            # rule reads a pruned pseudonym's score, it can never be opened
+            self.reputation.drop(state, addr)
             pruned += 1
         keeper.take_epoch_to_prune(state, epoch)
         events.append({"type": "pseudonyms_pruned", "epoch": epoch, "pruned": pruned,

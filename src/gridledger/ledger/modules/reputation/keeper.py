@@ -57,6 +57,16 @@ def forget(state: State, addr: bytes) -> bool:
     return True
 
 
+def drop(state: State, addr: bytes) -> bool:
+    """Drop the record of a pruned pseudonym, penalty or not (issue 17): a pruned pseudonym
+    can never be opened (``pseudonym-pruned``), so no rule carries its penalty to an owner,
+    and it can never sign again. Returns whether there was one."""
+    if state.get(REP + addr) is None:
+        return False
+    state.delete(REP + addr)
+    return True
+
+
 def scores(state: State) -> list[tuple[bytes, Score]]:
     """Every stored record, by address (absent addresses have the neutral score)."""
     return read_prefix(state, REP, Score)
