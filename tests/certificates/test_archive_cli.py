@@ -87,3 +87,22 @@ def test_an_archived_bundle_is_exported_proven_and_verified(
     assert res.exit_code == 1 and "archive" in res.output, res.output
     res = runner.invoke(cli, ["verify-chain", store])
     assert res.exit_code == 0, res.output
+
+
+def test_store_history_reads_a_closed_store_from_its_file(tmp_path: Path) -> None:
+    """A run closes its stores before its summary reads the attacks' results: the history
+    then reads the file (read-only) and leaves no side file behind."""
+    from gridledger.node.store import StoreHistory
+    w = make_world(4, consumers=(1,), n_validators=4)
+    net = EmbeddedNetwork(w.app.genesis, w.validators, tmp_path / "net")
+    try:
+        net.tick(100)
+        net.tick(200)
+        hist = StoreHistory(net.validators[0].store)
+        assert hist.block_events(2) == []
+    finally:
+        net.close()
+    files = sorted(p.name for p in (tmp_path / "net").rglob("*"))
+    hist._recent.clear()
+    assert hist.block_events(1) == [] and hist.block_events(9) is None
+    assert sorted(p.name for p in (tmp_path / "net").rglob("*")) == files

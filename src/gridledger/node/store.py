@@ -269,16 +269,28 @@ class StoreHistory:
     commits to). The last few heights read are kept decoded: a view of an archived hour
     reads one block per hour."""
 
-    KEEP = 8
+    KEEP = 64
 
     def __init__(self, store: BlockStore) -> None:
         self.store = store
         self._recent: dict[int, list[dict[str, Any]] | None] = {}
 
+    def _block(self, height: int) -> StoredBlock | None:
+        try:
+            return self.store.block(height)
+        except sqlite3.ProgrammingError:
+            # the node closed its store (a run's end, before its summary reads attacks'
+            # results): read the file, leaving it as found
+            ro = BlockStore(self.store.path, readonly=True)
+            try:
+                return ro.block(height)
+            finally:
+                ro.close()
+
     def block_events(self, height: int) -> list[dict[str, Any]] | None:
         if height in self._recent:
             return self._recent[height]
-        blk = self.store.block(height)
+        blk = self._block(height)
         if blk is None:
             return None         # not stored (yet): asked again later
         doc = codec.decode(blk.receipts)
