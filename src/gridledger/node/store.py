@@ -266,10 +266,10 @@ def decode_snapshot(raw: bytes) -> dict[bytes, bytes]:
 class StoreHistory:
     """``ledger.module.History`` over a store: the block events it holds for a height (the
     ``block`` part of the block's stored receipts, which its header's ``receipts_root``
-    commits to). The last few heights read are kept decoded: a view of an archived hour
-    reads one block per hour."""
+    commits to). The last heights read are kept decoded (256: a few days of the
+    certificates archive's hours, which a view of every holder's matching scans in turn)."""
 
-    KEEP = 64
+    KEEP = 256
 
     def __init__(self, store: BlockStore) -> None:
         self.store = store
