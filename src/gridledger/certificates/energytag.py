@@ -151,7 +151,8 @@ ENERGYTAG_FIELDS: tuple[str, ...] = tuple(EnergyTagBundle.model_fields)
 
 class LedgerIndexEntry(BaseModel):
     """Where an exported record lives on the ledger: its bundle id (``<slot>:<start>``, for
-    ``gridledger certificates prove``), state key, holder address and device."""
+    ``gridledger certificates prove``), state key, holder address, device and — once its hour
+    was archived — that hour."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -160,6 +161,9 @@ class LedgerIndexEntry(BaseModel):
     state_key: str
     account: str
     device: str
+    archived_hour: int | None = None
+    """The hour whose archive holds the bundle (``cert/arch/<hour>``: prove it in two levels),
+    None while it is in live state."""
 
 
 class EnergyTagExport(BaseModel):
