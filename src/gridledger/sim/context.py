@@ -70,7 +70,29 @@ def sign_txs(pool: SigPool, chain_id: str, nonces: dict[bytes, int],
     return list(PendingTxs(pool, chain_id, nonces, items))
 
 
-class PendingTxs(Sequence[bytes]):
+class _LazyTxs(Sequence[bytes]):
+    """Signed transactions whose bytes are made when first read (``_bytes``): the
+    ``Sequence`` both ``PendingTxs`` and ``LaterTxs`` are."""
+
+    def _bytes(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self._bytes())
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[bytes]: ...
+
+    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
+        return self._bytes()[i]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._bytes())
+
+
+class PendingTxs(_LazyTxs):
     """``sign_txs(pool, chain_id, nonces, items)`` started: the nonces are taken from
     ``nonces`` now (so the batch keeps its place in each sender's nonce order) and ``ids``
     (``Tx.id``: everything signed but the signature) are known at once, while the pool's
@@ -109,22 +131,13 @@ class PendingTxs(Sequence[bytes]):
             self._msgs, self._own = [], {}
         return self._raws
 
+    _bytes = raws
+
     def __len__(self) -> int:
-        return len(self.ids)
-
-    @overload
-    def __getitem__(self, i: int) -> bytes: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[bytes]: ...
-
-    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
-        return self.raws()[i]
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.raws())
+        return len(self.ids)  # known without waiting for the signatures
 
 
-class LaterTxs(Sequence[bytes]):
+class LaterTxs(_LazyTxs):
     """Transactions a ``SimContext.later`` finish signs (``SimContext.txs_later``): reading
     them settles their signer's finishes first (those before it, then this one), so they are
     the bytes, nonces and deferred order of signing them when they were asked for."""
@@ -134,27 +147,13 @@ class LaterTxs(Sequence[bytes]):
         self._signer = signer
         self.raws: list[bytes] | None = None
 
-    def _made(self) -> list[bytes]:
+    def _bytes(self) -> list[bytes]:
         if self.raws is None:
             self._ctx.settle(self._signer)
         if self.raws is None:
             raise RuntimeError("transactions asked for later were never made (the run's "
                                "finishes were dropped)")
         return self.raws
-
-    def __len__(self) -> int:
-        return len(self._made())
-
-    @overload
-    def __getitem__(self, i: int) -> bytes: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[bytes]: ...
-
-    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
-        return self._made()[i]
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._made())
 
 
 def hosted_validators(n: int) -> tuple[int, ...]:
