@@ -86,7 +86,7 @@ def test_signing_keys_do_not_hold_their_expanded_key() -> None:
     keys = [SigningKey.from_seed("ml-dsa-65", bytes([i]) * 32) for i in range(3)]
     sigs = [k.sign(b"m", b"gl/tx") for k in keys]
     assert all("_key" not in vars(k) for k in keys)  # only the seed (and public key) stay
-    assert sig._load_private.cache_info().maxsize == sig.PRIVATE_KEYS_CACHED
+    assert sig._load_private.memo.cap == sig.PRIVATE_KEYS_CACHED
     sig._load_private.cache_clear()  # expanded again from the seed: same key, same address
     assert all(k.public_key.verify(b"m", s, b"gl/tx") for k, s in zip(keys, sigs, strict=True))
     assert keys[0].sign(b"m2") and keys[0].address == SigningKey.from_seed(

@@ -49,8 +49,9 @@ def test_from_stored_refuses_what_from_obj_refuses_and_remembers_nothing() -> No
 
 
 def test_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(record_mod, "_STORED", {})
-    monkeypatch.setattr(record_mod, "STORED_MAX", 8)
+    from gridledger.memo import Memo
+
+    monkeypatch.setattr(record_mod, "_STORED", Memo(8))
     for i in range(50):
         assert Pair.from_stored(Pair(i, ()).encode()).a == i
         assert len(record_mod._STORED) <= 8

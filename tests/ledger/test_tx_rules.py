@@ -154,15 +154,17 @@ def test_the_decode_memo_is_bounded_by_count_and_bytes(monkeypatch):
     raws = [sign_tx(key, CHAIN, n, "bank/transfer", {"to": b"\x01" * 32, "amount": n + 1})
             for n in range(40)]
     size = len(raws[0])
-    monkeypatch.setattr(txmod, "_DECODED", {})
-    monkeypatch.setattr(txmod, "_DECODED_BYTES", 0)
-    monkeypatch.setattr(txmod, "_DECODED_MAX_BYTES", 10 * size + size // 2)
+    from gridledger.memo import Memo
+
+    cap = 10 * size + size // 2
+    monkeypatch.setattr(txmod, "_DECODED", Memo(txmod._DECODED_MAX, lambda r, _t: len(r), cap))
     for raw in raws:
         assert decode_tx(raw).raw == raw
         count, held = txmod.decode_memo_size()
-        assert held <= 10 * size + size // 2 and count <= 10
-    assert txmod.decode_memo_size() == (10, sum(len(r) for r in raws[-10:]))
-    assert list(txmod._DECODED) == raws[-10:]  # the newest stay
-    monkeypatch.setattr(txmod, "_DECODED_MAX", 4)
+        assert held <= cap and count <= 10
+    assert raws[-1] in txmod._DECODED and raws[0] not in txmod._DECODED  # the newest stay
+    monkeypatch.setattr(txmod, "_DECODED", Memo(4))
+    for raw in raws:
+        decode_tx(raw)
+        assert txmod.decode_memo_size()[0] <= 4
     assert decode_tx(raws[0]).nonce == 0  # decoded again after eviction
-    assert txmod.decode_memo_size()[0] == 4

@@ -187,3 +187,43 @@ def test_placed_order_counts_stay_bounded_in_memory(tmp_path: Path,
     assert all(log.get(i) == n for i, n in want.items())
     assert log.get(b"never") == 0 and log.get(b"never", -1) == -1
     assert os.listdir(tmp_path) == []
+
+
+def test_whole_run_logs_keep_a_day_of_block_time_in_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (issue 17, thirteenth session): the event and transaction logs keep the
+    last day of block time in memory (``MEM_WINDOW_S``), whatever their count bound: a small
+    community's logs stop growing within the first day instead of at their count bound
+    (sized for 1,000 members, reached after ~10 days at 10). Read back whole, in order."""
+    import tempfile
+
+    from gridledger.sim.records import MEM_WINDOW_S
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    data = RunData()
+    per_slot, slot_s, days = 30, 900, 4
+    all_evs: list[dict[str, object]] = []
+    ids: list[bytes] = []
+    peak_day1, peak_after = [0, 0], [0, 0]
+    for slot in range(days * 96):
+        t = slot * slot_s
+        evs = [{"type": "bill" if i % 2 else "reading", "slot": slot, "i": i}
+               for i in range(per_slot)]
+        for i in range(per_slot // 3):
+            tx_id = slot.to_bytes(4, "big") + i.to_bytes(28, "big")
+            ids.append(tx_id)
+            data.tx_info[tx_id] = TxInfo(b"s" * 32, "market/order", {"slot": slot})
+        data.events.extend(evs, t)
+        data.tx_info.mark(t)
+        all_evs += evs
+        peak = peak_day1 if t < MEM_WINDOW_S else peak_after
+        peak[0] = max(peak[0], data.events.in_memory)
+        peak[1] = max(peak[1], data.tx_info.in_memory)
+    day = 96 * per_slot
+    assert data.events.in_memory <= day + data.events._CHUNK + per_slot
+    assert data.tx_info.in_memory <= day // 3 + data.events._CHUNK + per_slot
+    assert peak_after[0] <= peak_day1[0] + data.events._CHUNK and peak_after[1] <= (
+        peak_day1[1] + data.events._CHUNK)
+    assert list(data.events) == all_evs and len(data.events) == len(all_evs)
+    assert data.events_of("bill") == [e for e in all_evs if e["type"] == "bill"]
+    assert [i for i, _ in data.tx_info.items()] == ids and data.tx_info[ids[0]].body == {"slot": 0}

@@ -17,6 +17,7 @@ from typing import Final, Literal
 
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.errors import ClassicalKey, CryptoBackendError, CryptoError, UnknownAlgorithm
+from gridledger.memo import memoize
 
 SigAlg = Literal["ml-dsa-44", "ml-dsa-65", "ml-dsa-87"]
 PQ_SIG_ALGS: Final[tuple[str, ...]] = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
@@ -86,7 +87,7 @@ PRIVATE_KEYS_CACHED = 1024
 """Expanded private keys kept in memory (``_load_private``): ~30 MiB at most."""
 
 
-@functools.lru_cache(maxsize=4096)
+@memoize(4096)  # aged by block time (gridledger.memo)
 def _load_public(alg: str, raw: bytes) -> object:
     _, pub_cls = _classes(alg)
     return pub_cls.from_public_bytes(raw)  # type: ignore[attr-defined]
@@ -148,7 +149,7 @@ def tally_verifications() -> Iterator[VerificationTally]:
         _tally = None
 
 
-@functools.lru_cache(maxsize=PRIVATE_KEYS_CACHED)
+@memoize(PRIVATE_KEYS_CACHED)  # aged by block time (gridledger.memo)
 def _load_private(alg: str, seed: bytes) -> object:
     # A PyCA (OpenSSL) ML-DSA private key object holds ~30 KiB of native memory (the
     # expanded key); its seed is 32 bytes. Kept per ``SigningKey``, a privacy-mode day of
@@ -158,7 +159,7 @@ def _load_private(alg: str, seed: bytes) -> object:
     return priv_cls.from_seed_bytes(seed)  # type: ignore[attr-defined]
 
 
-@functools.lru_cache(maxsize=8192)
+@memoize(8192)  # aged by block time (gridledger.memo)
 def address_of(alg: str, public_key: bytes) -> bytes:
     """The 32-byte address of an algorithm-tagged public key.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gridledger import memo
 from gridledger.errors import BlockAborted, BlockError, GridLedgerError, RejectedTx
 from gridledger.ledger import codec, upgrades
 from gridledger.ledger.block import Header, tx_root
@@ -258,6 +259,7 @@ class Application:
         if self._pending_modules is not None:
             self._install(self._pending_modules)  # the upgraded versions from this block on
             self._pending_modules = None
+        memo.advance(header.slot_time)  # the process's decode memos age by block time
         for listener in list(self._listeners):
             listener(header, raw_txs)
         return header

@@ -38,6 +38,7 @@ from gridledger.errors import (
     UnknownMember,
 )
 from gridledger.ledger import codec
+from gridledger.memo import memoize
 
 COMMITTEE_ALG = "committee"
 """The ``alg`` of a committee identity and of its transactions' envelopes."""
@@ -151,7 +152,7 @@ def decode_signatures(sig: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-@functools.lru_cache(maxsize=8192)
+@memoize(8192)  # aged by block time (gridledger.memo)
 def _member_ok(alg: str, pk: bytes, message: bytes, sig: bytes, context: bytes) -> bool:
     # pure: every validator of an in-process network checks a member's signature once
     return verify_signature(alg, pk, message, sig, context)

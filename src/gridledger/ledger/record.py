@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 import cbor2
 
 from gridledger.ledger import codec
+from gridledger.memo import Memo
 
 if TYPE_CHECKING:
     from gridledger.ledger.state import State
@@ -180,15 +181,14 @@ class Record:
         rec = _STORED.get(key)
         if rec is None:
             rec = cls.from_obj(cbor2.loads(raw))
-            if len(_STORED) >= STORED_MAX:
-                _STORED.clear()
-            _STORED[key] = rec
+            _STORED.put(key, rec)
         return rec  # type: ignore[return-value]
 
 
 STORED_MAX = 8192
 """Records ``from_stored`` keeps decoded (~1 KB each with their bytes: at most ~8 MiB)."""
-_STORED: dict[tuple[type[Record], bytes], Record] = {}
+_STORED: Memo[tuple[type[Record], bytes], Record] = Memo(STORED_MAX)
+"""Aged by block time (``gridledger.memo``): what the last hour or two of blocks read."""
 
 R = TypeVar("R", bound=Record)
 

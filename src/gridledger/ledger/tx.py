@@ -8,7 +8,6 @@ cross-chain replay; the per-sender ``nonce`` stops replay within a chain.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -18,6 +17,7 @@ import cbor2
 from gridledger.crypto.hashing import sha3_256, tagged_hash
 from gridledger.errors import MalformedEncoding, Oversize
 from gridledger.ledger import codec
+from gridledger.memo import Memo
 
 TX_CONTEXT = b"gl/tx"
 MAX_TX_BYTES = 16 * 1024
@@ -122,31 +122,24 @@ def decode_tx(raw: bytes, max_bytes: int = MAX_TX_BYTES) -> Tx:
     if hit is not None:
         return hit
     tx = _decode(raw)
-    global _DECODED_BYTES
-    with _DECODED_LOCK:  # a node decodes on several threads (admission, execution)
-        if raw not in _DECODED:
-            _DECODED[raw] = tx
-            _DECODED_BYTES += len(raw)
-        while len(_DECODED) > _DECODED_MAX or _DECODED_BYTES > _DECODED_MAX_BYTES:
-            _DECODED_BYTES -= len(_DECODED.pop(next(iter(_DECODED))).raw)
+    _DECODED.put(raw, tx)
     return tx
 
 
-_DECODED: dict[bytes, Tx] = {}
 _DECODED_MAX = 50_000
 _DECODED_MAX_BYTES = 48 * 2**20
+_DECODED: Memo[bytes, Tx] = Memo(_DECODED_MAX, lambda raw, _tx: len(raw), _DECODED_MAX_BYTES)
 """The memo holds what one transaction's admission, cutting and executions need (a few
-slots), not a day: its raw bytes are capped (a decoded transaction holds about as much again:
+slots), not a day: aged by block time (``gridledger.memo``: what the last hour or two
+decoded), and its raw bytes are capped (a decoded transaction holds about as much again:
 its body, signature and signed bytes). At 1,000 members a slot carries ~2,300 transactions
-of ~3.5 KB: 50,000 entries alone were ~350 MiB of a 1,000-member run (issue 17)."""
-_DECODED_BYTES = 0
-_DECODED_LOCK = threading.Lock()
+of ~3.5 KB: 50,000 entries alone were ~350 MiB of a 1,000-member run (issue 17); at 10
+members the byte cap alone took ~2 days to reach (~+20 MiB a day after day 1)."""
 
 
 def decode_memo_size() -> tuple[int, int]:
     """(transactions, raw bytes) the decoding memo holds."""
-    with _DECODED_LOCK:
-        return len(_DECODED), _DECODED_BYTES
+    return len(_DECODED), _DECODED.weight
 
 
 def _decode(raw: bytes) -> Tx:

@@ -26,7 +26,7 @@ crowd out the others.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -50,6 +50,7 @@ from gridledger.ledger.execute import (
 )
 from gridledger.ledger.module import Signer
 from gridledger.ledger.tx import TX_CONTEXT, Tx, decode_tx
+from gridledger.memo import Memo
 from gridledger.node.sigpool import SigPool, _verify_chunk
 
 INFLIGHT_COMMITS = 64
@@ -102,8 +103,10 @@ class SigCache:
 
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
-        self._ok: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
-        self._bad: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        # aged by block time (``gridledger.memo``): a signature is checked at admission and
+        # trusted at execution a few slots on at most, so an hour or two's are kept
+        self._ok: Memo[tuple[bytes, bytes], bool] = Memo(capacity)
+        self._bad: Memo[tuple[bytes, bytes], bool] = Memo(max(2, capacity // 10))
         self._addr: dict[tuple[str, bytes], bytes] = {}  # key -> address, memoised
 
     def _address(self, alg: str, pk: bytes) -> bytes:
@@ -114,15 +117,8 @@ class SigCache:
             a = self._addr[(alg, pk)] = address_of(alg, pk)
         return a
 
-    @staticmethod
-    def _remember(table: OrderedDict[tuple[bytes, bytes], None], key: tuple[bytes, bytes],
-                  capacity: int) -> None:
-        table[key] = None
-        if len(table) > capacity:
-            table.popitem(last=False)
-
     def add(self, tx_hash: bytes, alg: str, pk: bytes) -> None:
-        self._remember(self._ok, (tx_hash, self._address(alg, pk)), self.capacity)
+        self._ok.put((tx_hash, self._address(alg, pk)), True)
 
     def known(self, tx: Tx, alg: str, pk: bytes) -> bool:
         """Whether the signature of ``tx`` under ``(alg, pk)`` was already checked."""
@@ -132,13 +128,12 @@ class SigCache:
     def check(self, tx: Tx, alg: str, pk: bytes) -> bool:
         """A ``SigCheck`` that trusts the cache and verifies anything else."""
         k = (tx.hash, self._address(alg, pk))
-        if k in self._ok:
+        if self._ok.get(k):
             return True
-        if k in self._bad:
+        if self._bad.get(k):
             return False
         ok = default_sig_check(tx, alg, pk)
-        self._remember(self._ok if ok else self._bad, k,
-                       self.capacity if ok else self.capacity // 10)
+        (self._ok if ok else self._bad).put(k, True)
         return ok
 
 

@@ -14,6 +14,7 @@ import pickle
 import sqlite3
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -23,6 +24,7 @@ import numpy.typing as npt
 
 from gridledger.grid import SLOTS_PER_DAY, CurtailmentCause, EnvelopeReport, SlotMeasurements
 from gridledger.ledger.modules.certificates.archive import EVENT as ARCHIVED
+from gridledger.ledger.params import SECONDS_PER_DAY
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.agents import MarketView
 from gridledger.sim.secagg import Round
@@ -141,12 +143,40 @@ def _dump(obj: Any) -> bytes:
     return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+MEM_WINDOW_S = SECONDS_PER_DAY
+"""Block time the whole-run logs (``EventLog``, ``TxLog``) keep in memory: a day, the
+dispute window — what features and attacks read during the run. Older entries go to the
+run's side file, so the logs' memory is reached within the first day whatever the run's
+length (issue 17, thirteenth session: with only a count bound sized for 1,000 members, a
+10-member run's logs grew ~+8 MiB a day until day ~10)."""
+
+
+class _Window:
+    """Where a log's entries of each block time begin (``mark``), to find the first entry
+    still inside ``MEM_WINDOW_S`` (``cut``)."""
+
+    def __init__(self) -> None:
+        self._marks: deque[tuple[int, int]] = deque()   # (block time, first seq at it)
+
+    def mark(self, time_s: int, seq: int) -> None:
+        if not self._marks or time_s > self._marks[-1][0]:
+            self._marks.append((time_s, seq))
+
+    def cut(self, time_s: int) -> int:
+        """The first seq marked inside the window ending at ``time_s`` (entries before it
+        came before a block a window older; call after ``mark(time_s)``)."""
+        while len(self._marks) > 1 and self._marks[0][0] <= time_s - MEM_WINDOW_S:
+            self._marks.popleft()
+        return self._marks[0][1] if self._marks else 0
+
+
 class EventLog:
-    """Every ledger event of the run, in block order: the newest ``MEM_EVENTS`` in memory,
-    older ones on a side file (``_SideFile``), spilled ``MEM_EVENTS // 2`` at a time — a
-    day of the default community never spills (no cost), a year or 1,000 members stay
-    bounded. ``extend`` appends a block's events; ``of(kind)`` and iteration read them back
-    (what summaries and attacks' results do, once, at the end)."""
+    """Every ledger event of the run, in block order: those of the last day of block time
+    (``MEM_WINDOW_S``, at most ``MEM_EVENTS``) in memory, older ones on a side file
+    (``_SideFile``), spilled ``_CHUNK`` or more at a time — a day of the default community
+    never spills (no cost), a long run or 1,000 members stay bounded from the first day on.
+    ``extend`` appends a block's events; ``of(kind)`` and iteration read them back (what
+    summaries and attacks' results do, once, at the end)."""
 
     MEM_EVENTS = 60_000
     _CHUNK = 2_000
@@ -155,11 +185,23 @@ class EventLog:
         self._file = _SideFile()
         self._mem: list[dict[str, Any]] = []
         self._spilled = 0
+        self._window = _Window()
 
-    def extend(self, events: Iterable[dict[str, Any]]) -> None:
+    def extend(self, events: Iterable[dict[str, Any]], time_s: int | None = None) -> None:
+        """Append a block's events; ``time_s``: its block time (events a day older leave
+        memory)."""
+        if time_s is not None:
+            self._window.mark(time_s, len(self))
         self._mem.extend(events)
+        cut = 0 if time_s is None else self._window.cut(time_s)
+        if cut - self._spilled >= self._CHUNK:
+            self._spill(cut - self._spilled)
         if len(self._mem) > self.MEM_EVENTS:
-            old = self._mem[:self.MEM_EVENTS // 2]
+            self._spill(self.MEM_EVENTS // 2)
+
+    def _spill(self, n: int) -> None:
+        if n > 0:
+            old = self._mem[:n]
             if not self._spilled:
                 self._file.execute("CREATE TABLE ev (seq INTEGER PRIMARY KEY, kind TEXT, body BLOB)")
                 self._file.execute("CREATE INDEX ev_kind ON ev (kind, seq)")
@@ -171,6 +213,10 @@ class EventLog:
 
     def __len__(self) -> int:
         return self._spilled + len(self._mem)
+
+    @property
+    def in_memory(self) -> int:
+        return len(self._mem)
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         """The events whose ``type`` is ``kind``, in block order."""
@@ -187,11 +233,12 @@ class EventLog:
 
 
 class TxLog:
-    """``tx id -> TxInfo`` of every transaction the simulator signed: the newest
-    ``MEM_TXS`` in memory, older ones on a side file (as ``EventLog``), with the reads a
-    dict gives: ``get``, ``[]``, ``in``, ``len``, ``items()`` in signing order (also
-    reversed, newest first, lazily). Ids are unique (a signature covers a fresh nonce); the
-    same id set again while in memory replaces its value, as a dict would."""
+    """``tx id -> TxInfo`` of every transaction the simulator signed: those signed in the
+    last day of block time (``mark``, ``MEM_WINDOW_S``; at most ``MEM_TXS``) in memory,
+    older ones on a side file (as ``EventLog``), with the reads a dict gives: ``get``,
+    ``[]``, ``in``, ``len``, ``items()`` in signing order (also reversed, newest first,
+    lazily). Ids are unique (a signature covers a fresh nonce); the same id set again while
+    in memory replaces its value, as a dict would."""
 
     MEM_TXS = 20_000
 
@@ -199,11 +246,28 @@ class TxLog:
         self._file = _SideFile()
         self._mem: dict[bytes, TxInfo] = {}
         self._spilled = 0
+        self._window = _Window()
 
     def __setitem__(self, tx_id: bytes, info: TxInfo) -> None:
         self._mem[tx_id] = info
         if len(self._mem) > self.MEM_TXS:
-            old = list(itertools.islice(self._mem.items(), self.MEM_TXS // 2))
+            self._spill(self.MEM_TXS // 2)
+
+    def mark(self, time_s: int) -> None:
+        """Block time reached ``time_s`` (a finalized block's): what was signed before the
+        block a day earlier leaves memory."""
+        self._window.mark(time_s, len(self))
+        cut = self._window.cut(time_s)
+        if cut - self._spilled >= EventLog._CHUNK:
+            self._spill(cut - self._spilled)
+
+    @property
+    def in_memory(self) -> int:
+        return len(self._mem)
+
+    def _spill(self, n: int) -> None:
+        if n > 0:
+            old = list(itertools.islice(self._mem.items(), n))
             if not self._spilled:
                 self._file.execute("CREATE TABLE tx (id BLOB PRIMARY KEY, seq INTEGER, body BLOB)")
                 self._file.execute("CREATE INDEX tx_seq ON tx (seq)")
@@ -561,7 +625,8 @@ class RunData:
             evs += list(r.events)
         for ev in evs:
             self._absorb_event(ev)
-        self.events.extend(evs)
+        self.events.extend(evs, fb.header.slot_time)
+        self.tx_info.mark(fb.header.slot_time)
         return evs
 
     def _absorb_event(self, ev: dict[str, Any]) -> None:

@@ -46,6 +46,7 @@ from gridledger.ledger.modules.certificates.types import (
 )
 from gridledger.ledger.record import Record
 from gridledger.ledger.state import State
+from gridledger.memo import Memo
 
 CONFIG = b"cert/config"
 ON = b"cert/on"
@@ -81,16 +82,15 @@ R = TypeVar("R", bound=Record)
 # Records are decoded from their bytes; the same bytes always decode to the same (frozen)
 # record, so hooks and invariants that read the open hours every block decode each once.
 # State values were written canonical by this keeper, so no re-encoding check is needed.
-_CACHE: dict[tuple[type[Record], bytes], Record] = {}
 _CACHE_MAX = 1 << 16
+_CACHE: Memo[tuple[type[Record], bytes], Record] = Memo(_CACHE_MAX)  # aged by block time
 
 
 def _decode(cls: type[R], raw: bytes) -> R:
     hit = _CACHE.get((cls, raw))
     if hit is None:
-        if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.clear()
-        hit = _CACHE[(cls, raw)] = cls.from_obj(cbor2.loads(raw))
+        hit = cls.from_obj(cbor2.loads(raw))
+        _CACHE.put((cls, raw), hit)
     return cast(R, hit)
 
 

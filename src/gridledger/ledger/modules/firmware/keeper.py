@@ -10,7 +10,6 @@ transition (``meter_quarantined`` / ``meter_released``).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,6 +31,7 @@ from gridledger.ledger.modules.firmware.types import (
 )
 from gridledger.ledger.record import read
 from gridledger.ledger.state import State
+from gridledger.memo import memoize
 
 CFG = b"fw/cfg"
 VENDOR = b"fw/v/"          # + name -> Vendor
@@ -53,12 +53,12 @@ def _triple(vendor: str, model: str, version: str) -> bytes:
     return f"{vendor}/{model}/{version}".encode()
 
 
-@functools.lru_cache(maxsize=4096)
+@memoize(4096)  # aged by block time (gridledger.memo)
 def _release(raw: bytes) -> Release:
     return Release.from_obj(cbor2.loads(raw))
 
 
-@functools.lru_cache(maxsize=16384)
+@memoize(16384)  # aged by block time (gridledger.memo)
 def _meter(raw: bytes) -> MeterFirmware:
     return MeterFirmware.from_obj(cbor2.loads(raw))
 

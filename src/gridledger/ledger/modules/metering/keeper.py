@@ -15,6 +15,7 @@ from gridledger.ledger.modules.metering.types import Flag, Reading, StoredReadin
 from gridledger.ledger.params import load_params
 from gridledger.ledger.record import read
 from gridledger.ledger.state import State
+from gridledger.memo import Memo
 
 READING = b"meter/r/"
 FLAG = b"meter/f/"
@@ -26,8 +27,8 @@ def slot_key(slot: int) -> bytes:
     return slot.to_bytes(8, "big")
 
 
-_READINGS: dict[tuple[bytes, bytes], Reading] = {}
 _READINGS_MAX = 8192
+_READINGS: Memo[tuple[bytes, bytes], Reading] = Memo(_READINGS_MAX)  # aged by block time
 """Readings kept decoded, by (key, stored bytes): a pure function of both (``Reading`` is
 frozen), so a rolled-back write changes nothing. Settlement, surveillance and the
 readings-valid invariant read every pending reading each block (issue 17); two slots'
@@ -41,9 +42,7 @@ def _reading(key: bytes, raw: bytes) -> Reading:
         slot = int.from_bytes(key[len(READING):len(READING) + 8], "big")
         hit = Reading(slot, key[len(READING) + 8:].decode(), r.import_wh, r.export_wh,
                       r.firmware, r.meter, r.quarantine)
-        if len(_READINGS) >= _READINGS_MAX:
-            _READINGS.clear()
-        _READINGS[(key, raw)] = hit
+        _READINGS.put((key, raw), hit)
     return hit
 
 

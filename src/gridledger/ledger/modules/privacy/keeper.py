@@ -22,6 +22,7 @@ from gridledger.ledger.modules.privacy.records import (
 )
 from gridledger.ledger.record import read, read_prefix
 from gridledger.ledger.state import State
+from gridledger.memo import Memo
 
 CONFIG = b"pv/config"
 EPOCH = b"pv/ep/"          # + epoch(8) -> EpochRecord
@@ -135,8 +136,8 @@ def put_attestation(state: State, root: bytes, rec: AttestRecord) -> None:
     state.set_obj(ATTEST + root, rec.to_obj())
 
 
-_DECODED: dict[bytes, PseudonymRecord] = {}
 _DECODED_MAX = 4096
+_DECODED: Memo[bytes, PseudonymRecord] = Memo(_DECODED_MAX)  # aged by block time
 """~3 KB an entry (the certified key, decoded, and the raw record, kept alive after pruning
 drops it from state): an epoch's pseudonyms at 30 members (2,880) fit, which the sweep, the
 pay-out and retirement read in turn; 16,384 took ~6 days to fill at 30 members (issue 17).
@@ -151,9 +152,8 @@ def get_pseudonym(state: State, addr: bytes) -> PseudonymRecord | None:
         return None
     rec = _DECODED.get(raw)
     if rec is None:
-        if len(_DECODED) >= _DECODED_MAX:
-            _DECODED.clear()
-        rec = _DECODED[raw] = PseudonymRecord.from_obj(cbor2.loads(raw))
+        rec = PseudonymRecord.from_obj(cbor2.loads(raw))
+        _DECODED.put(raw, rec)
     return rec
 
 

@@ -41,6 +41,7 @@ from gridledger.ledger.valset import (
     ValidatorExists,
 )
 from gridledger.ledger.valset import keys_hash as keys_hash  # re-exported
+from gridledger.memo import Memo
 
 P = b"reg/p/"
 CP = b"reg/cp/"
@@ -53,8 +54,8 @@ PSEUDONYM_ROLES = ("consumer", "prosumer", "pseudonym")
 
 # -- participants --------------------------------------------------------------------
 
-_DECODED: dict[bytes, Participant] = {}
 _DECODED_MAX = 8192
+_DECODED: Memo[bytes, Participant] = Memo(_DECODED_MAX)  # aged by block time
 """~3 KB an entry (a public key, decoded, and its raw record, which the memo keeps alive
 after the state drops it): a slot's senders at 1,000 members fit; 16,384 took ~3 days to
 fill at 30 members, 48 MiB more RSS day by day (issue 17)."""
@@ -70,9 +71,7 @@ def _participant(raw: bytes) -> Participant:
 
 
 def _remember(raw: bytes, rec: Participant) -> None:
-    if len(_DECODED) >= _DECODED_MAX:
-        _DECODED.clear()
-    _DECODED[raw] = rec
+    _DECODED.put(raw, rec)
 
 
 def _write(state: State, key: bytes, rec: Participant, decoded: bool) -> None:

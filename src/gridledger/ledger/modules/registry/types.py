@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +23,7 @@ from gridledger.ledger.validate import (
     require_sig,
     require_str,
 )
+from gridledger.memo import memoize
 
 ROLES = ("prosumer", "consumer", "dso", "validator", "trustee", "vendor", "aggregator", "meter",
          "pseudonym")
@@ -45,7 +45,7 @@ def pseudonym_cp(addr: bytes) -> str:
     return PSEUDO_CP + base64.urlsafe_b64encode(addr).rstrip(b"=").decode()
 
 
-@functools.lru_cache(maxsize=65536)   # pure; each stand-in cp is looked up ~20 times a day
+@memoize(65536)   # pure; each stand-in cp is looked up ~20 times a day; aged by block time
 def pseudonym_address(cp: str) -> bytes | None:
     """The address a stand-in cp names (None: not ``pseudonym_cp`` of any 32-byte address;
     only the canonical encoding counts)."""
