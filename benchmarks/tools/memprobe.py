@@ -103,13 +103,15 @@ def main() -> None:
         hosts = host_pids()
         row = {"label": label, "wall_s": round(time.perf_counter() - t0, 1),
                "cpu_s": round(time.process_time() - cpu0, 1),
+               "children_cpu_s": round(sum(os.times()[2:4]), 1),
                "rss_mib": round(rss_mib(), 1),
                "host_rss_mib": [round(rss_mib(p), 1) for p in hosts],
                "traced_mib": round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
                if tracemalloc.is_tracing() else None,
                "sizes": sizes()}
         rows.append(row)
-        txt.write(f"==== {label}: wall {row['wall_s']} s, RSS {row['rss_mib']} MiB, host "
+        txt.write(f"==== {label}: wall {row['wall_s']} s, cpu {row['cpu_s']} s, children cpu "
+                  f"{row['children_cpu_s']} s, RSS {row['rss_mib']} MiB, host "
                   f"{row['host_rss_mib']}, traced {row['traced_mib']}\n  sizes: "
                   + ", ".join(f"{k}={v}" for k, v in sorted(row["sizes"].items())) + "\n")
         if trace and tracemalloc.is_tracing():

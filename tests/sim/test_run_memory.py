@@ -227,3 +227,18 @@ def test_whole_run_logs_keep_a_day_of_block_time_in_memory(
     assert list(data.events) == all_evs and len(data.events) == len(all_evs)
     assert data.events_of("bill") == [e for e in all_evs if e["type"] == "bill"]
     assert [i for i, _ in data.tx_info.items()] == ids and data.tx_info[ids[0]].body == {"slot": 0}
+
+
+def test_a_features_recent_slots_stay_bounded() -> None:
+    """Regression (issue 17, thirteenth session): the per-slot working records features keep
+    for a few slots (certificates' battery flows, flexibility's requests and activations)
+    keep only the newest ``keep`` slots, however long the run; ``setdefault`` as a dict's."""
+    from gridledger.sim.records import RecentSlots
+
+    recent: RecentSlots[dict[str, int]] = RecentSlots(8)
+    for slot in range(4 * 96):
+        recent.setdefault(slot, {})["cp"] = slot
+        recent[slot - 3] = {"late": 1}          # a late write to a slot still in the window
+        assert len(recent) <= 8
+    assert sorted(recent) == list(range(4 * 96 - 8, 4 * 96))
+    assert recent[4 * 96 - 1] == {"cp": 4 * 96 - 1} and recent.get(0) is None

@@ -336,6 +336,32 @@ class _TxItems:
         return len(self._log)
 
 
+class RecentSlots(dict[int, V]):
+    """``slot -> record`` a feature keeps for its own use a few slots on (a battery's flows
+    for the next slot's storage reading, a flexibility request until its delivery): only
+    the newest ``keep`` slots (by the highest slot set) stay; older ones are dropped, not
+    spilled — nothing reads them again (issue 17, thirteenth session: such dicts kept every
+    slot of the run). What a report needs of every slot goes to ``RunData`` (``slots``,
+    ``SlotLog``s) or a running total instead."""
+
+    def __init__(self, keep: int = SLOTS_PER_DAY) -> None:
+        super().__init__()
+        self.keep = keep
+        self._top: int | None = None
+
+    def __setitem__(self, k: int, v: V) -> None:
+        super().__setitem__(k, v)
+        if self._top is None or k > self._top:
+            self._top = k
+            for old in [s for s in self if s <= k - self.keep]:
+                del self[old]
+
+    def setdefault(self, k: int, default: V = None) -> V:  # type: ignore[assignment]
+        if k not in self:
+            self[k] = default
+        return self[k]
+
+
 class SlotLog(MutableMapping[int, V]):
     """``slot -> that slot's record`` for the whole run, as a dict reads and writes it: the
     records of the newest ``MEM_SLOTS`` slots (by the highest slot set) in memory, older ones

@@ -42,7 +42,7 @@ from gridledger.sim.clock import Step
 from gridledger.sim.community import Member
 from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature, ReportSection
-from gridledger.sim.records import Delivered
+from gridledger.sim.records import RECENT_SLOTS, Delivered, RecentSlots
 
 GRID_MIX = "grid (residual mix)"
 CLAIM_LEAD_S = 1800
@@ -80,7 +80,7 @@ class Certificates(Feature):
         super().__init__(ctx)
         self.registered = False
         self.planned: dict[int, dict[str, int]] = {}
-        self.battery: dict[int, dict[str, int]] = {}
+        self.battery: RecentSlots[dict[str, int]] = RecentSlots(RECENT_SLOTS)  # read a slot on
         """Slot -> cp -> battery injection (Wh, > 0 discharge) as its sub-meter measures it."""
         self.refused = 0
         self.claimed: set[int] = set()

@@ -47,6 +47,7 @@ from gridledger.sim.clock import SLOT_S, Step
 from gridledger.sim.community import Member, forecast_wh_by_cp, household_net_wh
 from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature, ReportSection
+from gridledger.sim.records import RecentSlots
 
 LOOKAHEAD = 3            # slots between the request and its delivery slot
 EV_REBOUND_SLOTS = 12    # deferred EV charging resumes 3 h later
@@ -88,8 +89,8 @@ class Flexibility(Feature):
     def __init__(self, ctx: SimContext) -> None:
         super().__init__(ctx)
         self.devices = _devices(ctx)
-        self.posted: dict[int, Posted] = {}
-        self.activated: dict[int, dict[str, tuple[bytes, bytes, int]]] = {}
+        self.posted: RecentSlots[Posted] = RecentSlots()  # read until its delivery
+        self.activated: RecentSlots[dict[str, tuple[bytes, bytes, int]]] = RecentSlots()
         """slot -> cp -> (request, offer, activated Wh)."""
         self.events: dict[str, list[dict[str, Any]]] = {}
         self.rng = random.Random(f"flexibility/{ctx.sc.seed}")
