@@ -169,6 +169,29 @@ def test_without_the_threshold_one_stolen_key_forges_the_envelopes(
     assert r["forgeries_refused"].get("admitted", 0) >= 1
 
 
+@pytest.mark.slow
+def test_dso_forgeries_are_refused_by_the_threshold_at_any_envelope_split(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stolen key's forgeries are the DSO's own envelope transactions (same split, same
+    cps) with one signature: refused by the committee rules, whatever the community's size.
+    At 1,000 members the scenario forged one body of every member's envelopes, which the
+    market's per-transaction limit and admission's size refused (``invalid-body``,
+    ``oversize``) before any signature was checked; here the limits are scaled down so 20
+    members need three transactions, as 1,000 need eight."""
+    import gridledger.ledger.modules.market.types as market_types
+    import gridledger.sim.features.dso as dso
+
+    monkeypatch.setattr(dso, "ENVELOPES_PER_TX", 8)
+    monkeypatch.setattr(market_types, "MAX_ENVELOPES_PER_TX", 8)
+    sc = Scenario(participants=20, slots=8, validators=1, attacks=("dso-crash",), seed=7,
+                  start_slot_of_day=40)
+    s, _series = run_demo(sc, tmp_path)
+    r = s["attacks"]["dso-crash"]
+    assert r["forgeries"] == 2 * 3, r                   # each of the 3 transactions, twice
+    assert r["forgeries_refused"] == {"committee-threshold": 3, "duplicate-signer": 3}, r
+    assert r["injected"] == r["detected"] == 1 + 6 and r["mitigated"] and r["forged_executed"] == 0
+
+
 def _night_proposal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A privacy-mode run from 18:00 to 09:00 whose faulty release is proposed at 04:15, just
     past a snapshot (block 96): the blocks since it settle nothing from escrow, so only a

@@ -7,10 +7,13 @@ signatures of two of its three nodes. In the window the scenario
 
 * stops DSO node 0 (a crash) and starts it again at the window's end — once per run, in
   the first day's window (a multi-day run does not crash it again);
-* with DSO node 2's stolen key alone, forges the DSO's ``market/envelope`` for the slot just
-  opened (every member's limits 0, which would stop the slot's trading) — once with the one
-  signature, once with that signature listed twice — submitted right after the slot's
-  honest transactions, so it would replace the DSO's real envelopes.
+* with DSO node 2's stolen key alone, forges the DSO's ``market/envelope`` transactions for
+  the slot just opened (every member's limits 0, which would stop the slot's trading),
+  split and keyed as the DSO's own (``sim.features.dso.envelope_bodies``: one transaction
+  per ENVELOPES_PER_TX members, so each forgery passes every check but the signatures' at
+  any community size) — each once with the one signature, once with that signature listed
+  twice — submitted right after the slot's honest transactions, so they would replace the
+  DSO's real envelopes. Injected = 1 (the crash) + 2 per envelope transaction.
 
 Read from what the ledger and the nodes did: detected = the outage bridged (the duties of
 the window carry no signature of the stopped node, yet executed) plus every forgery refused
@@ -32,6 +35,7 @@ from gridledger.ledger.tx import TX_CONTEXT, decode_tx
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.attack_base import Attack
 from gridledger.sim.clock import SLOT_S, T_ORDERS
+from gridledger.sim.features.dso import envelope_bodies
 
 
 class DsoCrash(Attack):
@@ -81,12 +85,19 @@ class DsoCrash(Attack):
         if not self.outage or slot != self.outage[0] or self.forged:
             return
         eng = self.eng
-        body = {"slot": slot, "envelopes": [[m.cp, 0, 0]
-                                            for m in sorted(eng.members, key=lambda m: m.cp)]}
+        # the slot's envelopes as the DSO posts them (``envelope_bodies``: its split into
+        # transactions, its cps, at any community size), every limit 0: the forgeries differ
+        # from the honest messages only in their signatures, the defence under test (a
+        # single body of 1,000 members' envelopes was refused as invalid-body or oversize
+        # before any signature was looked at)
+        entries = sorted([eng.identities.ledger_cp(m, slot), 0, 0] for m in eng.members)
         nonce = eng.net.mempool.expected_nonce(self.dso.address)
-        msg = unsigned_tx(self.dso.committee, eng.sc.chain_id, nonce, "market/envelope", body)
-        one = member_signature(self.stolen.key, self.dso.committee, msg, TX_CONTEXT)
-        forged = [assemble(msg, [one]), assemble(msg, [one, one])]
+        forged = []
+        for k, body in enumerate(envelope_bodies(slot, entries)):
+            msg = unsigned_tx(self.dso.committee, eng.sc.chain_id, nonce + k,
+                              "market/envelope", body)
+            one = member_signature(self.stolen.key, self.dso.committee, msg, TX_CONTEXT)
+            forged += [assemble(msg, [one]), assemble(msg, [one, one])]
         # straight to the entry node (not ctx.submit: it would resync the DSO's nonces)
         results = eng.net.submit_many(forged, float(slot * SLOT_S + T_ORDERS))
         for raw, r in zip(forged, results, strict=True):

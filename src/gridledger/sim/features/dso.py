@@ -56,6 +56,17 @@ ENVELOPES_PER_TX = min(128, MAX_ENVELOPES_PER_TX)
 a pseudonym's stand-in cp is 43 characters, so 128 entries keep a transaction under
 admission's 16 KiB)."""
 
+
+
+def envelope_bodies(slot: int, entries: Sequence[list[Any]]) -> list[dict[str, Any]]:
+    """The ``market/envelope`` bodies that set ``entries`` (``[cp, import_wh, export_wh]``,
+    sorted by cp) for ``slot``: ENVELOPES_PER_TX a transaction, at any community size. The
+    DSO posts these; an attack that forges the DSO's envelopes builds them the same way, so
+    that only what it tests (the signatures) differs from the honest messages."""
+    return [{"slot": slot, "envelopes": list(entries[i:i + ENVELOPES_PER_TX])}
+            for i in range(0, len(entries), ENVELOPES_PER_TX)]
+
+
 TWO_SLOT_SCORE = 3.0
 """A cp's earlier-slot score (standard deviations) above which a persistent lie, flagged
 in the next slot, is corrected in the earlier slot too."""
@@ -137,9 +148,8 @@ class DsoGrid(Feature):
         # when the engine reads the phase's batches (or the DSO signs again before), after
         # the previous slot's flags: its estimation, in the worker, runs meanwhile
         dso = ctx.community.dso
-        return ctx.txs_later(lambda: [
-            ctx.tx(dso, "market/envelope", {"slot": slot, "envelopes": entries[i:i + ENVELOPES_PER_TX]})
-            for i in range(0, len(entries), ENVELOPES_PER_TX)], dso.address)
+        return ctx.txs_later(lambda: [ctx.tx(dso, "market/envelope", body)
+                                      for body in envelope_bodies(slot, entries)], dso.address)
 
     def _forecast(self, slot: int) -> dict[str, int]:
         """What the DSO expects every cp to inject in ``slot``: the forecast without a market
