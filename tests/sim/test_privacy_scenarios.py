@@ -35,6 +35,26 @@ def test_bad_aggregator_is_left_out_and_its_sum_rejected(tmp_path: Path,
     assert not off["mitigated"]
 
 
+@pytest.mark.slow
+def test_bad_aggregator_is_scored_against_the_clamped_total(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Meters clamp their readings into the committee's bound before sharing them, so the
+    honest total is the clamped sum: a member beyond the bound (at 1,000 members on
+    1-MVLV-semiurb-all-2-sw a generator exports up to 1.6 MWh a slot against 1 MWh) is not a
+    wrong total the liar got through, and the validators' check finds no mismatch. Here the
+    bound is scaled down (300 Wh) so 20 members' midday PV crosses it."""
+    import gridledger.sim.community as community
+    import gridledger.sim.secagg as secagg
+    from gridledger.privacy.dp import ClipBound
+
+    monkeypatch.setattr(community, "AGGREGATE_CLIP_WH", 300)
+    monkeypatch.setattr(secagg, "CLIP", ClipBound(-300, 300))
+    s = run(tmp_path, ("bad-aggregator",), start=MIDDAY, slots=12)
+    r = check_defended(s, "bad-aggregator")
+    assert r["detected"] == r["injected"] > 0 and r["wrong_totals_accepted"] == 0, r
+    assert r["clipped_wh"] > 0, r
+
+
 def _run(tmp: Path, privacy: bool) -> dict[str, Any]:
     sc = Scenario(participants=20, slots=32, validators=2, seed=7, start_slot_of_day=MIDDAY,
                   attacks=("usage-inference", "deanonymize"), privacy=privacy)

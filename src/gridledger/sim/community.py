@@ -44,6 +44,11 @@ TRUSTEES, TRUSTEE_THRESHOLD = 3, 2  # identity escrow: any 2 of 3 open, 1 learns
 # sums, so 7 aggregators tolerate two liars or crashes (privacy.aggregation.Committee).
 AGGREGATORS, AGGREGATOR_THRESHOLD = 7, 3
 AGGREGATE_MIN_CONTRIBUTORS = 5
+AGGREGATE_CLIP_WH = 10**6
+"""Each meter clamps its slot reading into +-1 MWh before sharing it (genesis
+``privacy.aggregate_clip_wh``; a household never comes near it, a multi-MW generator member
+of a large network does: the validators compare the total with the readings clamped alike,
+and report what the clamp took)."""
 FEEDER = "feeder-1"                 # the community's meters, summed by secure aggregation
 # Privacy mode's epoch pool: a member buys one ticket per pseudonym (one per slot of the day);
 # each pseudonym draws an allowance that covers its slot's escrow, deposit and retail bill
@@ -133,6 +138,7 @@ class PrivacyKeys:
                              "kem_pk": a.kem_key.public_key} for a in self.aggregator_keys],
             "aggregator_threshold": AGGREGATOR_THRESHOLD,
             "aggregate_min_contributors": AGGREGATE_MIN_CONTRIBUTORS,
+            "aggregate_clip_wh": AGGREGATE_CLIP_WH,
             "allowance_micro": POOL_ALLOWANCE_MICRO, "max_tickets": POOL_MAX_TICKETS,
             "epoch_slots": EPOCH_SLOTS, "payout": "bill",
             "feeders": [[FEEDER, sorted(cps)]],

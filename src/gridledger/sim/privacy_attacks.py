@@ -91,12 +91,20 @@ class BadAggregator(Attack):
                 self.accepted[e["slot"]] = e["total_wh"]
 
     def result(self) -> dict[str, Any]:
+        # the honest total is the meters' readings as they shared them (clamped by the
+        # committee's bound, ``sim.secagg.CLIP``): a generator member beyond the bound is
+        # summed at it by honest aggregators too (at 1,000 members on
+        # 1-MVLV-semiurb-all-2-sw one exports up to 1.6 MWh a slot), so comparing with the
+        # unclamped readings counted the clamp as the liar's success
+        rounds = self.eng.rounds
         wrong = sum(1 for s, t in self.accepted.items()
-                    if s in self.eng.rounds and t != self.eng.rounds[s].true_total_wh)
+                    if s in rounds and t != rounds[s].true_total_wh)
         detected = len(self.rejected & set(self.tampered))
         return self.record(len(self.tampered), detected,
                            mitigated=wrong == 0 and detected == len(self.tampered), loss=0,
                            wrong_totals_accepted=wrong,
+                           clipped_wh=sum(rounds[s].clipped_wh for s in self.tampered
+                                          if s in rounds),
                            aggregator=f"aggregator-{self.liar}")
 
 

@@ -30,12 +30,14 @@ from gridledger.privacy.aggregation import (
     establish_session,
     seal_reading,
 )
-from gridledger.privacy.dp import ClipBound
+from gridledger.privacy.dp import ClipBound, clip_reading
 from gridledger.privacy.errors import AnonymitySetTooSmall, PrivacyError
 from gridledger.sim import community
 from gridledger.sim.community import FEEDER, Member, PrivacyKeys
 
-CLIP = ClipBound(-10**6, 10**6)  # +-1 MWh per slot: never binds for a household
+CLIP = ClipBound(-community.AGGREGATE_CLIP_WH, community.AGGREGATE_CLIP_WH)
+"""The meters' clamp (genesis ``privacy.aggregate_clip_wh``): never binds for a household;
+a generator member beyond it is summed at the bound, as the validators' check expects."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,12 @@ class Round:
     included: tuple[str, ...]
     partials: tuple[PartialSum, ...]   # as signed, by the aggregators that signed
     true_total_wh: int
+    """The included meters' readings, summed as each meter shared it (clamped by CLIP): the
+    total an honest committee decodes."""
     first_aggregator_shares: dict[str, int]  # what aggregator 0 alone holds per meter
+    clipped_wh: int = 0
+    """What the clamp took off the included meters' readings (their unclamped sum is
+    ``true_total_wh`` plus or minus this, per reading)."""
 
 
 class FeederAggregation:
@@ -88,8 +95,10 @@ class FeederAggregation:
             return None
         included = inclusion.included_meters
         first = self.aggregators[0]._rounds[slot].x_shares
+        shared = {c: clip_reading(net_import_wh[c], CLIP) for c in included}
         return Round(slot, inclusion.digest(), included, tuple(partials),
-                     sum(net_import_wh[c] for c in included), dict(first))
+                     sum(shared.values()), dict(first),
+                     sum(abs(net_import_wh[c] - v) for c, v in shared.items()))
 
     def partial_txs(self, rnd: Round, values: Sequence[int]
                     ) -> list[tuple[SigningKey, dict[str, Any]]]:

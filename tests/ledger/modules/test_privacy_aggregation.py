@@ -37,8 +37,8 @@ def committee(w: PrivacyNet) -> Committee:
     return Committee(FEEDER, 0, 3, tuple(a.info() for a in w.aggregators), min_contributors=5)
 
 
-def round_partials(w: PrivacyNet, readings: dict[str, int], slot: int = SLOT
-                   ) -> list[PartialSum]:
+def round_partials(w: PrivacyNet, readings: dict[str, int], slot: int = SLOT,
+                   clip: ClipBound = CLIP) -> list[PartialSum]:
     """The meters seal, every aggregator checks and signs its one partial for the round."""
     c = committee(w)
     sessions, grants = {}, []
@@ -47,7 +47,7 @@ def round_partials(w: PrivacyNet, readings: dict[str, int], slot: int = SLOT
         sessions[f"cp{i}"], _ = s, grants.append(g)
     reg = {f"cp{i}": m.public_key for i, m in enumerate(w.meters)}
     aggs = [Aggregator(accept_grants(a, c, grants, reg)) for a in w.aggregators]
-    subs = [seal_reading(sessions[cp], slot, v, CLIP) for cp, v in sorted(readings.items())]
+    subs = [seal_reading(sessions[cp], slot, v, clip) for cp, v in sorted(readings.items())]
     checks = [a.check(slot, subs) for a in aggs]
     return [a.partial(slot, checks)[0] for a in aggs]
 
@@ -92,6 +92,45 @@ def test_a_full_committee_is_decoded_in_its_block_and_checked_at_the_deadline(
     agg = w.events("aggregate")[-1]
     assert agg["total_wh"] == sum(READINGS.values()) == agg["reported_wh"] and agg["ok"]
     assert agg["checked"] and len(agg["used"]) == 7
+
+
+def test_a_reading_beyond_the_clip_bound_is_compared_clamped_and_reported(
+        tmp_path: Path) -> None:
+    """Meters clamp their readings into the committee's bound before sharing them; the
+    validators compare the total with the feeder's readings clamped alike, so an honest
+    reading beyond the bound (a generator member of a large network: 1.6 MWh a slot at
+    1,000 members on 1-MVLV-semiurb-all-2-sw against the demo's 1 MWh) is no mismatch — and
+    what the clamp took is on the record. Before, the unclamped readings made every such
+    slot a mismatch (a feeder dispute over every pseudonym under privacy mode)."""
+    w = make_net(tmp_path, privacy={"aggregate_clip_wh": 200})
+    w.ok(readings_txs(w, READINGS), T_READ)            # -150 .. 350 Wh: two beyond 200
+    post(w, round_partials(w, READINGS, clip=ClipBound(-200, 200)), T_READ + 5)
+    w.ok([], DEADLINE)
+    agg = w.events("aggregate")[-1]
+    assert agg["total_wh"] == agg["reported_wh"] == -150 - 50 + 50 + 150 + 200 + 200
+    assert agg["ok"] and agg["checked"] and agg["clipped_wh"] == 50 + 150
+    rec = pv.get_aggregate(w.state, SLOT, FEEDER)
+    assert rec.status == "ok" and rec.clipped_wh == 200
+
+
+def test_a_total_off_the_clamped_readings_is_still_a_mismatch(tmp_path: Path) -> None:
+    """The clamp changes what is compared, not whether: a meter that shares another value
+    than the reading it put on the ledger (within the bound) still makes a mismatch; and
+    with the bound left out of the check (``aggregate_clip_wh`` 0) the honest clamped total
+    is one too — the fault this rule removes."""
+    w = make_net(tmp_path, privacy={"aggregate_clip_wh": 200})
+    w.ok(readings_txs(w, READINGS), T_READ)
+    post(w, round_partials(w, {**READINGS, "cp0": 40}, clip=ClipBound(-200, 200)), T_READ + 5)
+    w.ok([], DEADLINE)
+    agg = w.events("aggregate")[-1]
+    assert not agg["ok"] and agg["total_wh"] - agg["reported_wh"] == 40 + 150
+    w = make_net(tmp_path / "unclamped")
+    w.ok(readings_txs(w, READINGS), T_READ)
+    post(w, round_partials(w, READINGS, clip=ClipBound(-200, 200)), T_READ + 5)
+    w.ok([], DEADLINE)
+    agg = w.events("aggregate")[-1]
+    assert not agg["ok"] and agg["reported_wh"] - agg["total_wh"] == 200
+    assert "clipped_wh" not in agg
 
 
 def test_a_lying_aggregator_is_left_out_and_not_penalised(tmp_path: Path) -> None:

@@ -14,7 +14,9 @@
   Decoding eagerly keeps the partials' values (random field elements from the meters'
   secret randomness) out of every state root when the whole committee posts in one block.
 * At the settlement deadline the decoded total is compared with the readings settlement
-  used (``aggregate`` event); a mismatch records a ``feeder`` dispute.
+  used (``aggregate`` event), each clamped by the committee's per-meter bound
+  (``aggregate_clip_wh``) as its meter clamped it before sharing — what the clamp took is
+  the event's ``clipped_wh``; a mismatch records a ``feeder`` dispute.
 * ``privacy/aggregator_evidence {feeder, slot, partials}`` by anyone: one or two partials
   the aggregator signed itself that prove misconduct (two different partials for one
   round, or one over fewer meters than the minimum: ``partial_misconduct``). That is the
@@ -210,19 +212,26 @@ class Aggregation:
             return
         cps = cfg.feeder_cps(feeder) or ()
         pseudonyms = keeper.pseudonyms_of_feeder_slot(state, slot, feeder)
-        reported = 0
+        # each reading as its meter shared it (clamped by the committee's bound): an honest
+        # reading beyond the bound is not a wrong total, and what the clamp took is reported
+        reported = clipped = 0
         for cp in list(cps) + [pseudo_cp(a) for a in pseudonyms]:
             r = self.metering.reading_of(state, slot, cp)
             if r is not None:
-                reported += r.import_wh - r.export_wh
+                net = r.import_wh - r.export_wh
+                shared = cfg.clip_reading(net)
+                reported += shared
+                clipped += abs(net - shared)
         total = rec.total_wh
         checked = rec.meters == len(cps)  # with dropouts the total covers a subset: no check
         ok = not checked or abs(total - reported) <= cfg.aggregate_tolerance_wh
+        clip = {"clipped_wh": clipped} if cfg.aggregate_clip_wh else {}
         keeper.put_aggregate(state, slot, feeder, replace(
-            rec, status="ok" if ok else "mismatch", reported_wh=reported, checked=checked))
+            rec, status="ok" if ok else "mismatch", reported_wh=reported, checked=checked,
+            clipped_wh=clipped if cfg.aggregate_clip_wh else None))
         head = {"slot": slot, "feeder": feeder, "inclusion": rec.inclusion, "meters": rec.meters}
         events.append({"type": "aggregate", **head, "total_wh": total, "reported_wh": reported,
-                       "checked": checked, "ok": ok, "used": list(rec.used or ())})
+                       "checked": checked, "ok": ok, "used": list(rec.used or ()), **clip})
         if not ok and pseudonyms:
             did = dispute_id_for_feeder(feeder, slot)
             keeper.put_dispute(state, did, DisputeRecord("feeder", tuple(sorted(pseudonyms)),

@@ -53,6 +53,11 @@ class PrivacyConfig:
       (default threshold - 1; see ``privacy.aggregation.Committee``);
       ``feeders``: feeder -> connection points (what an aggregate must add up to);
       ``aggregate_tolerance_wh``: the DP-noise bound of a published total;
+      ``aggregate_clip_wh``: each meter clamps its slot reading into [-clip, +clip] Wh
+      before sharing it (``privacy.dp.clip_reading``; a per-meter, per-slot bound, so it
+      does not grow with the feeder), and the total is compared with the feeder's readings
+      clamped alike — a reading beyond the bound is reported (``clipped_wh``), not taken
+      for a wrong total (0: meters do not clip, readings are compared as they are);
     * ``roaming_partners``: foreign communities whose DSOs may bill this community for its
       members' EV charging (``privacy/roaming_charge``); ``roaming_hold_s``: how long a
       booked roaming authorisation holds the member's money before it is released;
@@ -83,6 +88,13 @@ class PrivacyConfig:
     aggregator_fault_bound: int = 0
     roaming_hold_s: int = 7 * 86_400
     payout: str = "claims"
+    aggregate_clip_wh: int = 0
+
+    def clip_reading(self, net_wh: int) -> int:
+        """A meter's slot reading (net import, Wh) as its meter shares it: clamped into
+        [-aggregate_clip_wh, +aggregate_clip_wh], or as it is when no bound is set."""
+        c = self.aggregate_clip_wh
+        return min(max(net_wh, -c), c) if c else net_wh
 
     def aggregate_min_agree(self, n: int) -> int:
         """Partial sums out of ``n`` that must agree on a total (``Committee.min_agree``)."""
@@ -134,6 +146,8 @@ class PrivacyConfig:
                "roaming_hold_s": self.roaming_hold_s}
         if self.payout != "claims":  # absent when default: earlier chains keep their roots
             obj["payout"] = self.payout
+        if self.aggregate_clip_wh:  # absent when 0: earlier chains keep their roots
+            obj["aggregate_clip_wh"] = self.aggregate_clip_wh
         if self.roaming_partners:  # absent when empty: earlier chains keep their state roots
             obj["roaming_partners"] = [{"community": r.community, "dso_id": r.dso_id,
                                         "alg": r.alg, "pk": r.pk}
@@ -231,4 +245,5 @@ def parse_config(raw: dict[str, Any]) -> PrivacyConfig:
         aggregate_tolerance_wh=_int(raw, "aggregate_tolerance_wh", 0, 0, 10**9),
         roaming_partners=_partners(raw.get("roaming_partners", [])),
         aggregate_min_contributors=min_contributors, aggregator_fault_bound=fault_bound,
-        roaming_hold_s=_int(raw, "roaming_hold_s", 7 * 86_400, 900, 10**8))
+        roaming_hold_s=_int(raw, "roaming_hold_s", 7 * 86_400, 900, 10**8),
+        aggregate_clip_wh=_int(raw, "aggregate_clip_wh", 0, 0, 10**12))

@@ -194,6 +194,9 @@ class AggregateRecord(Record):
     left_out: tuple[tuple[str, str], ...] | None = optional()
     reported_wh: int | None = optional()
     checked: bool | None = optional()
+    clipped_wh: int | None = optional()
+    """What the meters' clip bound took off the feeder's readings (``reported_wh`` is the
+    clamped sum the total is compared with); absent when the committee sets no bound."""
 
 
 @dataclass(frozen=True)
