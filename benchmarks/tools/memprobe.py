@@ -71,6 +71,16 @@ def sizes() -> dict[str, int]:
                 continue
             key = f"{tn}@{id(o):x}" if tn in ("SlotLog",) else tn
             out[key] = max(out.get(key, 0), n)
+        mod = getattr(type(o), "__module__", "")
+        if isinstance(mod, str) and mod.startswith(("gridledger.sim.features", "gridledger.sim.attacks",
+                           "gridledger.sim.context", "gridledger.sim.engine",
+                           "gridledger.api.dashboard")) and hasattr(o, "__dict__"):
+            for attr, val in vars(o).items():
+                if isinstance(val, (dict, list, set)):
+                    n = len(val) + (sum(len(v) for v in val.values() if isinstance(v, list))
+                                    if isinstance(val, dict) else 0)
+                    if n >= 50:
+                        out[f"{tn}.{attr}"] = n
     return out
 
 
