@@ -74,3 +74,67 @@ def test_the_curious_validators_node_reads_its_store_in_place(tmp_path: Path,
     finally:
         ro.close()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def _sum_of_scans(paths: list[Path], owners: dict, out_of: dict) -> dict:
+    """``count_clear_in``'s figures from scanning every store itself (no rows shared)."""
+    from gridledger.sim.privacy_view import _count_store
+
+    readings = {"pooled": 0, "out": 0}
+    orders = {"pooled": 0, "out": 0}
+    for p in paths:
+        got = _count_store(p, owners, frozenset(), out_of)
+        for side in readings:
+            readings[side] += got.count.readings[side]
+            orders[side] += got.count.orders[side]
+    return {"readings": readings, "orders": orders}
+
+
+def test_the_clear_scan_decodes_equal_stores_once_and_counts_each(default_day, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """Issue 17 (thirteenth session): the demo's four stores hold the same certified blocks,
+    so ``count_clear_in`` decodes one of them and counts it four times; a store whose block
+    rows differ anywhere is scanned itself. The figures are those of four scans."""
+    import shutil
+
+    from gridledger.sim import privacy_view
+    from gridledger.sim.privacy_view import block_rows_digest, count_clear_in, genesis_owners
+
+    paths = sorted((default_day.out / "ledger").glob("*.sqlite"))
+    owners = genesis_owners(paths[0])
+    cp = min(owners.values())
+    out_of = {e: frozenset({cp}) for e in range(0, 400)}
+    scans: list[Path] = []
+    real = privacy_view._count_store
+    monkeypatch.setattr(privacy_view, "_count_store",
+                        lambda p, *a: scans.append(p) or real(p, *a))
+    got = count_clear_in(paths, owners, frozenset(), out_of)
+    assert len({block_rows_digest(p) for p in paths}) == 1 and scans == paths[:1]
+    want = _sum_of_scans(paths, owners, out_of)
+    split = got["clear_by_pool"]
+    assert [split["pooled"]["readings"], split["out_of_pool"]["readings"]] == \
+        [want["readings"]["pooled"], want["readings"]["out"]]
+    assert [split["pooled"]["orders"], split["out_of_pool"]["orders"]] == \
+        [want["orders"]["pooled"], want["orders"]["out"]]
+    assert split["out_of_pool"]["readings"] > 0 and got["stores_scanned"] == 4
+
+    # one altered row (a later block's receipts): that store is scanned on its own
+    other = tmp_path / "validator-9.sqlite"
+    shutil.copyfile(paths[0], other)
+    for side in ("-wal", "-shm"):
+        if Path(f"{paths[0]}{side}").exists():
+            shutil.copyfile(f"{paths[0]}{side}", f"{other}{side}")
+    db = sqlite3.connect(other)
+    tip = db.execute("SELECT MAX(height) FROM blocks").fetchone()[0]
+    db.execute("DELETE FROM blocks WHERE height > ?", (tip // 2,))
+    db.commit()
+    db.close()
+    scans.clear()
+    mixed = count_clear_in([paths[0], other, paths[1]], owners, frozenset(), out_of)
+    assert scans == [paths[0], other]
+    want = _sum_of_scans([paths[0], other, paths[1]], owners, out_of)
+    assert mixed["clear_by_pool"]["out_of_pool"]["readings"] == want["readings"]["out"]
+    assert mixed["clear_household_readings"] == sum(want["readings"].values())
+    assert mixed["clear_household_orders"] == sum(want["orders"].values())
+    one = got["clear_by_pool"]["out_of_pool"]["readings"] // 4
+    assert mixed["clear_by_pool"]["out_of_pool"]["readings"] < 3 * one  # its own, fewer
