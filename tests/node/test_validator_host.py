@@ -104,3 +104,42 @@ def test_hosted_validators_are_sent_a_block_to_store_before_this_process_stores_
     assert order == [2, 3, 0, 1] * 2 and len(set(net.state_roots())) == 1
     net.close()
     assert all(r.ok and r.blocks == 2 for r in verify_dir(tmp_path))
+
+
+def test_a_block_goes_to_the_host_once_and_each_hosted_validator_executes_it(
+        tmp_path, monkeypatch):
+    """Issue 17 (thirteenth session): the second hosted validator's request names the block
+    the host was just sent instead of carrying it again; each validator there still checks
+    and executes it itself (its own vote on its own header), and a wrong-root fault on the
+    second one is still its own."""
+    from gridledger.node.validator_host import ValidatorHost
+
+    sent = []
+    real = ValidatorHost.send
+
+    def spy(self, *msg, lazy=False):
+        if msg[0] in ("execute", "execute_last"):
+            sent.append((msg[0], msg[1]))
+        return real(self, *msg, lazy=lazy)
+
+    monkeypatch.setattr(ValidatorHost, "send", spy)
+    chain = make_chain()
+    net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path, hosted=(2, 3))
+    blocks = _drive(net, chain, 2)
+    assert sent == [("execute", 2), ("execute_last", 3)] * 2
+    assert all({2, 3} <= set(dict(fb.cert.votes)) for fb in blocks)
+    net.validators[3].fault = "wrong-root"
+    blocks = _drive(net, chain, 1, start=2)
+    assert 3 in blocks[0].offenders and 2 not in blocks[0].offenders
+    net.validators[3].fault = None
+    _drive(net, chain, 1, start=3)
+    assert len(set(net.state_roots())) == 1
+    net.close()
+    assert all(r.ok and r.blocks == 4 for r in verify_dir(tmp_path))
+    # the host refuses to execute again before any block was sent
+    host = ValidatorHost()
+    try:
+        with pytest.raises(BlockError, match="no block was sent"):
+            host.call("execute_last", 2, None)
+    finally:
+        host.close()

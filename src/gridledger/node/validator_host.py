@@ -71,6 +71,7 @@ class ValidatorHost:
             # a Ctrl-C at the terminal stops the run, which then closes its stores here
             start_new_session=True)
         self._lazy = 0  # replies not read yet (finalize, add_evidence, install_release)
+        self._last_block: CutBlock | None = None  # the block the worker holds (``execute``)
         self._frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._write_error: OSError | None = None
         self._writer = threading.Thread(target=self._write_frames, args=(self.proc.stdin,),
@@ -121,6 +122,18 @@ class ValidatorHost:
     def call(self, *msg: Any) -> Any:
         self.send(*msg)
         return self.recv()
+
+    def start_execute(self, index: int, blk: CutBlock, fault: str | None) -> None:
+        """Ask validator ``index`` to execute ``blk``. The worker keeps the last block it was
+        sent: the same block for a second hosted validator goes by reference, not pickled,
+        written and unpickled again (a block is sent once per host, not once per hosted
+        validator; each one still decodes, checks and executes it itself). A cut block is
+        not changed after it is cut (``BlockCutter``)."""
+        if blk is self._last_block:
+            self.send("execute_last", index, fault)
+        else:
+            self.send("execute", index, blk, fault)
+            self._last_block = blk
 
     def close(self) -> None:
         """Close every hosted validator's store and end the worker."""
@@ -206,7 +219,7 @@ class HostedValidator:
         return int(n)
 
     def start_execute(self, blk: CutBlock) -> None:
-        self.host.send("execute", self.index, blk, self.fault)
+        self.host.start_execute(self.index, blk, self.fault)
 
     def end_execute(self) -> Header:
         header: Header
@@ -278,6 +291,7 @@ def _host_main() -> None:
 
     validators: dict[int, Validator] = {}
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    last: list[CutBlock] = []   # the last block sent (``execute_last`` executes it again)
 
     def open_(i: int, alg: str, seed: bytes, genesis: bytes, path: str, fault: str | None,
               snapshot_every: int) -> tuple[int, bytes]:
@@ -296,6 +310,7 @@ def _host_main() -> None:
         return n, v.height, v.app.last_hash
 
     def execute(i: int, blk: CutBlock, fault: str | None) -> tuple[Header, list[Vote], int | None]:
+        last[:] = [blk]
         v = validators[i]
         v.fault = fault
         txs: list[Tx] = []
@@ -321,8 +336,14 @@ def _host_main() -> None:
     def close(i: int) -> None:
         validators.pop(i).close()
 
+    def execute_last(i: int, fault: str | None) -> tuple[Header, list[Vote], int | None]:
+        if not last:
+            raise BlockError("no block was sent to execute again")
+        return execute(i, last[0], fault)
+
     handlers: Mapping[str, Any] = {
-        "open": open_, "catch_up": catch_up_, "execute": execute, "ticks": ticks,
+        "open": open_, "catch_up": catch_up_, "execute": execute, "execute_last": execute_last,
+        "ticks": ticks,
         "state": state, "close": close,
         "finalize": lambda i, cert: validators[i].finalize(cert),
         "abandon": lambda i: validators[i].abandon(),
