@@ -52,9 +52,28 @@ from gridledger.ledger import codec
 N_BUCKETS = 4096
 
 
+BUCKETS_KNOWN = 65_536
+"""Keys whose bucket ``bucket_of`` remembers (~6 MB at most: the table is cleared when full)."""
+_BUCKET_OF: dict[bytes, int] = {}
+
+
 def bucket_of(key: bytes) -> int:
+    """The key's bucket: the first two bytes of ``SHA3(key)`` mod ``N_BUCKETS``.
+
+    Remembered per key: a block computes a written key's bucket when it hashes the key's
+    entry and again when the block is detached for its vote, and balances, nonces and slot
+    records are written block after block — a SHA3 call from Python costs ~10 lookups
+    (issue 17, thirteenth session). A pure function of the key (and ``N_BUCKETS``, which
+    tests lower: the table is keyed by both)."""
+    got = _BUCKET_OF.get(key)
+    if got is not None and got >> 16 == N_BUCKETS:
+        return got & 0xFFFF
     d = hashlib.sha3_256(key).digest()
-    return ((d[0] << 8) | d[1]) % N_BUCKETS
+    b = ((d[0] << 8) | d[1]) % N_BUCKETS
+    if len(_BUCKET_OF) >= BUCKETS_KNOWN:
+        _BUCKET_OF.clear()
+    _BUCKET_OF[key] = N_BUCKETS << 16 | b
+    return b
 
 
 def prefix_end(prefix: bytes) -> bytes | None:
