@@ -19,11 +19,20 @@ def _hashed(key: bytes, n: int) -> int:
 
 
 def test_a_remembered_bucket_is_the_hashed_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(state_module, "BUCKETS_KNOWN", 100)
+    from gridledger.memo import Memo
+
+    monkeypatch.setattr(state_module, "_BUCKET_OF", Memo(100))
     keys = [os.urandom(1 + i % 40) for i in range(350)] + [b"", b"bank/bal/x"]
-    for _ in range(2):   # asked again: from the table (or hashed again after a clear)
+    for _ in range(2):   # asked again: from the table (or hashed again once dropped)
         assert [bucket_of(k) for k in keys] == [_hashed(k, 4096) for k in keys]
         assert len(state_module._BUCKET_OF) <= 100
+    small = [os.urandom(8) for _ in range(20)]
+    first = [bucket_of(k) for k in small]
+    assert all(k in state_module._BUCKET_OF for k in small)
+    state_module._BUCKET_OF.age()
+    state_module._BUCKET_OF.age()          # two block-time generations unused: dropped
+    assert not any(k in state_module._BUCKET_OF for k in small)
+    assert [bucket_of(k) for k in small] == first
     # tests lower the bucket count: a key remembered under 4,096 buckets is hashed again
     key = keys[-1]
     bucket_of(key)

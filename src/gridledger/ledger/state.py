@@ -48,13 +48,14 @@ from gridledger.crypto.merkle import (
     verify_inclusion,
 )
 from gridledger.ledger import codec
+from gridledger.memo import Memo
 
 N_BUCKETS = 4096
 
 
 BUCKETS_KNOWN = 65_536
-"""Keys whose bucket ``bucket_of`` remembers (~6 MB at most: the table is cleared when full)."""
-_BUCKET_OF: dict[bytes, int] = {}
+"""Keys whose bucket ``bucket_of`` remembers (a ``Memo``: aged by block time as well)."""
+_BUCKET_OF: Memo[bytes, int] = Memo(BUCKETS_KNOWN)
 
 
 def bucket_of(key: bytes) -> int:
@@ -64,15 +65,13 @@ def bucket_of(key: bytes) -> int:
     entry and again when the block is detached for its vote, and balances, nonces and slot
     records are written block after block — a SHA3 call from Python costs ~10 lookups
     (issue 17, thirteenth session). A pure function of the key (and ``N_BUCKETS``, which
-    tests lower: the table is keyed by both)."""
+    tests lower: the memo's value carries the count it was computed under)."""
     got = _BUCKET_OF.get(key)
     if got is not None and got >> 16 == N_BUCKETS:
         return got & 0xFFFF
     d = hashlib.sha3_256(key).digest()
     b = ((d[0] << 8) | d[1]) % N_BUCKETS
-    if len(_BUCKET_OF) >= BUCKETS_KNOWN:
-        _BUCKET_OF.clear()
-    _BUCKET_OF[key] = N_BUCKETS << 16 | b
+    _BUCKET_OF.put(key, N_BUCKETS << 16 | b)
     return b
 
 
