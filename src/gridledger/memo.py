@@ -46,7 +46,7 @@ class Memo(Generic[K, V]):
     generation of block time, at most ``cap`` entries (and ``max_weight`` of ``weight``)."""
 
     def __init__(self, cap: int, weight: Callable[[K, V], int] | None = None,
-                 max_weight: int = 0) -> None:
+                 max_weight: int = 0, *, ages: bool = True) -> None:
         self.cap = max(2, cap)
         self._new: dict[K, V] = {}
         self._old: dict[K, V] = {}
@@ -55,7 +55,8 @@ class Memo(Generic[K, V]):
         self._w_new = 0
         self._w_old = 0
         self._lock = threading.Lock()  # a node decodes on several threads
-        _MEMOS.add(self)  # type: ignore[arg-type]
+        if ages:  # else aged by its count bound only
+            _MEMOS.add(self)  # type: ignore[arg-type]
 
     def get(self, key: K) -> V | None:
         hit = self._new.get(key)
