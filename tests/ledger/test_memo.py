@@ -34,13 +34,28 @@ def test_count_and_weight_bounds_hold_between_agings() -> None:
     m: Memo[int, bytes] = Memo(10)
     for i in range(100):
         m.put(i, b"x")
-        assert len(m) <= 10
+        assert len(m) <= 20   # each generation within the bound
     assert m.get(99) == b"x"
     w: Memo[int, bytes] = Memo(1000, lambda _k, v: len(v), 100)
     for i in range(100):
         w.put(i, b"y" * 7)
-        assert w.weight <= 100
+        assert w.weight <= 200
     assert w.get(99) is not None and w.get(0) is None
+
+
+def test_a_working_set_up_to_the_bound_is_never_cut() -> None:
+    """Regression (issue 17, thirteenth session): keys read over and over in the same
+    order — the governance dry run scans ~6,000 pseudonym records every block it replays —
+    all hit after the first pass when they are no more than the bound, as in an LRU of that
+    size. With half the bound per generation every lookup missed (the dry run 7 -> 18 s)."""
+    m: Memo[int, int] = Memo(100)
+    misses = 0
+    for _pass in range(5):
+        for k in range(100):
+            if m.get(k) is None:
+                misses += 1
+                m.put(k, k)
+    assert misses == 100
 
 
 def test_memoize_is_a_bounded_cache_of_a_pure_function(clock: None) -> None:
@@ -54,7 +69,7 @@ def test_memoize_is_a_bounded_cache_of_a_pure_function(clock: None) -> None:
     assert f(1, 2) == 3 and f(1, 2) == 3 and calls == [(1, 2)]
     for i in range(50):
         f(i, i)
-    assert len(f.memo) <= 8
+    assert len(f.memo) <= 16
     f.cache_clear()
     assert f(1, 2) == 3 and calls[-1] == (1, 2)
 

@@ -54,7 +54,7 @@ def test_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(record_mod, "_STORED", Memo(8))
     for i in range(50):
         assert Pair.from_stored(Pair(i, ()).encode()).a == i
-        assert len(record_mod._STORED) <= 8
+        assert len(record_mod._STORED) <= 16  # each generation within 8
 
 
 def test_rollback_reads_the_old_record_again() -> None:
