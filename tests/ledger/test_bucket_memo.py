@@ -25,7 +25,7 @@ def test_a_remembered_bucket_is_the_hashed_one(monkeypatch: pytest.MonkeyPatch) 
     keys = [os.urandom(1 + i % 40) for i in range(350)] + [b"", b"bank/bal/x"]
     for _ in range(2):   # asked again: from the table (or hashed again once dropped)
         assert [bucket_of(k) for k in keys] == [_hashed(k, 4096) for k in keys]
-        assert len(state_module._BUCKET_OF) <= 100
+        assert len(state_module._BUCKET_OF) <= 200  # each generation within 100
     small = [os.urandom(8) for _ in range(20)]
     first = [bucket_of(k) for k in small]
     assert all(k in state_module._BUCKET_OF for k in small)
