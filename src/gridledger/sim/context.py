@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -74,8 +75,9 @@ class _LazyTxs(Sequence[bytes]):
     """Signed transactions whose bytes are made when first read (``_bytes``): the
     ``Sequence`` both ``PendingTxs`` and ``LaterTxs`` are."""
 
+    @abstractmethod
     def _bytes(self) -> list[bytes]:
-        raise NotImplementedError
+        """The signed transactions, in order (made on first read)."""
 
     def __len__(self) -> int:
         return len(self._bytes())
