@@ -10,7 +10,10 @@ state keys, SHA-256 over every block's receipts (must equal between A and B: the
 execution) and over every block's state root (equal unless the commitment changed), and
 whether the roots equal the stored headers'.
 
-usage: PYTHONPATH=<tree>/src python replayab.py STORE [REPEAT]
+``--aside``: finalize each block as a validator does (``set_aside=True``: the committed
+state stays readable until ``commit``), not as a replay of certified blocks does.
+
+usage: PYTHONPATH=<tree>/src python replayab.py STORE [REPEAT] [--aside]
 """
 from __future__ import annotations
 
@@ -27,8 +30,10 @@ from gridledger.node.verify import decode_block
 
 
 def main() -> None:
-    path = sys.argv[1]
-    repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    args = [a for a in sys.argv[1:] if a != "--aside"]
+    aside = "--aside" in sys.argv[1:]
+    path = args[0]
+    repeat = int(args[1]) if len(args) > 1 else 1
     store = BlockStore(path, readonly=True)
     genesis_raw = bytes(next(v for k, v in store.db.execute("SELECT key, value FROM meta")
                              if k == "genesis"))
@@ -52,7 +57,7 @@ def main() -> None:
         rh, sh, same, txs_n = hashlib.sha256(), hashlib.sha256(), True, 0
         t0 = time.process_time()
         for _h, header, _cert, txs, _receipts in blocks:
-            got, result = app.finalize_block(txs, header.slot_time, set_aside=False)
+            got, result = app.finalize_block(txs, header.slot_time, set_aside=aside)
             app.commit()
             rh.update(result.encode_receipts())
             sh.update(got.state_root)
@@ -60,7 +65,7 @@ def main() -> None:
             txs_n += len(txs)
         cpu = time.process_time() - t0
         runs.append({"cpu_s": round(cpu, 3), "root_cpu_s": round(in_root[0], 3)})
-    print(json.dumps({"store": path, "blocks": len(blocks), "txs": txs_n,
+    print(json.dumps({"store": path, "aside": aside, "blocks": len(blocks), "txs": txs_n,
                       "keys": len(app.state.snapshot_items()), "runs": runs,
                       "receipts_sha": rh.hexdigest()[:16], "roots_sha": sh.hexdigest()[:16],
                       "roots_equal_stored": same}))

@@ -8,6 +8,9 @@ Between ``finalize_block`` and ``commit`` the executed block is kept aside (``St
 ``state``, ``query`` and ``check_tx`` see the last committed (certified) state only, as
 ABCI's Query does, never a block that has not gathered its certificate (replaying certified
 blocks, where nothing reads in between, skips that: ``finalize_block(set_aside=False)``).
+The block is set aside when the committed state is first read (``Application.state``), not
+at ``finalize_block``: a validator that votes and commits without reading it in between
+never undoes and redoes the block's writes.
 """
 
 from __future__ import annotations
@@ -77,12 +80,15 @@ class Application:
                 if m.init_genesis is not None:
                     m.init_genesis(state, genesis.doc)
             run_invariants(state, self.modules)
-        self.state = state
+        self._state = state
         self.height = height
         self.last_hash = last_hash if last_hash is not None else genesis.hash
         self.slot_time = slot_time
         # (header, result, txs, the block's writes set aside — None: still in ``state``)
         self._pending: tuple[Header, BlockResult, tuple[bytes, ...], Detached | None] | None = None
+        # the pending block is to be set aside, and still is in ``_state``'s open
+        # transaction: it is detached at the first read of ``state`` (``_set_aside``)
+        self._aside_due = False
         self._pending_keys: list[tuple[str, bytes]] | None = None
         self._pending_modules: list[Module] | None = None
         self._listeners: list[CommitListener] = []
@@ -92,6 +98,28 @@ class Application:
         self.history: History | None = None
         """The node's stored block events (``node.store.StoreHistory``), for views of records
         a rule moved out of state (the certificates archive); None: only state is read."""
+
+    @property
+    def state(self) -> State:
+        """The committed state (never a pending block's writes).
+
+        A block finalized with ``set_aside=True`` stays in the state's open transaction
+        until this is first read; it is detached then (``State.detach``), exactly as
+        ``finalize_block`` would have done (nothing writes the state in between: every
+        write goes through this attribute). A validator whose block is committed without a
+        read in between never undoes and redoes the block's writes — ~10 % of a block's
+        execution, paid by every validator (issue 17, fourteenth session). Read it through
+        the attribute each time; a reference kept across ``finalize_block`` sees the block."""
+        if self._aside_due:
+            self._set_aside()
+        return self._state
+
+    def _set_aside(self) -> None:
+        """Take the pending block's writes out of the state (``State.detach``)."""
+        assert self._pending is not None
+        self._aside_due = False
+        header, result, raw_txs, _ = self._pending
+        self._pending = (header, result, raw_txs, self._state.detach())
 
     def _install(self, modules: Sequence[Module]) -> None:
         self.modules = list(modules)
@@ -204,28 +232,29 @@ class Application:
             raise BlockError("a block is already pending")
         if slot_time < self.slot_time:
             raise BlockError(f"slot_time {slot_time} goes backwards from {self.slot_time}")
-        keys = self.accounts.validator_keys(self.state)
+        keys = self.accounts.validator_keys(self._state)
         valset = keys_hash(keys)
         ctx = BlockContext(self.chain_id, self.height + 1, slot_time)
-        activations = upgrades.due(self.state, ctx.height)
+        activations = upgrades.due(self._state, ctx.height)
         modules = self.modules
         if activations:
             modules = self._upgraded(ctx.height, activations)
-        self.state.begin()
+        self._state.begin()
         try:
-            result = apply_block(self.state, ctx, raw_txs, modules, sig_check,
+            result = apply_block(self._state, ctx, raw_txs, modules, sig_check,
                                  activations=activations, versions_before=self.versions())
         except (GridLedgerError, *MACHINE_FAULTS):
-            self.state.rollback()
+            self._state.rollback()
             raise
         except Exception as exc:  # outside any transaction: an invariant's own defect
-            self.state.rollback()
+            self._state.rollback()
             raise BlockAborted(f"block {ctx.height}: {type(exc).__name__} outside a "
                                f"transaction") from exc
         header = Header(self.chain_id, self.height + 1, self.last_hash, slot_time,
-                        tx_root(raw_txs), self.state.root(), result.receipts_root, valset)
-        self._pending = (header, result, tuple(raw_txs),
-                         self.state.detach() if set_aside else None)
+                        tx_root(raw_txs), self._state.root(), result.receipts_root, valset)
+        # set aside at the first read of ``state`` (``_set_aside``), if any before commit
+        self._pending = (header, result, tuple(raw_txs), None)
+        self._aside_due = set_aside
         self._pending_keys = keys
         self._pending_modules = list(modules) if activations else None
         return header, result
@@ -247,11 +276,12 @@ class Application:
         if self._pending is None:
             raise BlockError("nothing to commit")
         header, _, raw_txs, writes = self._pending
+        self._aside_due = False
         if writes is None:  # not set aside: close the block's transaction
-            self.last_writes = len(self.state.block_writes() or ())
-            self.state.commit()
+            self.last_writes = len(self._state.block_writes() or ())
+            self._state.commit()
         else:
-            self.state.attach(writes)
+            self._state.attach(writes)
             self.last_writes = len(writes.values)
         self.height, self.last_hash, self.slot_time = header.height, header.hash, header.slot_time
         self._pending = None
@@ -272,8 +302,9 @@ class Application:
     def discard(self) -> None:
         """Drop the pending block (it did not gather a certificate for our header)."""
         if self._pending is not None:
+            self._aside_due = False
             if self._pending[3] is None:  # not set aside: undo the block's writes
-                self.state.rollback()
+                self._state.rollback()
             self._pending = None
             self._pending_keys = None
             self._pending_modules = None
