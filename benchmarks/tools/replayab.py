@@ -5,7 +5,8 @@ Opens a store read-only, builds the genesis application and applies every block 
 ``Application.finalize_block`` + ``commit`` — the validators' execution, without
 verify-chain's certificate and signature checks and without comparing to the stored headers
 (so a tree whose state root *layout* differs can still be timed). Prints one JSON line: this
-process's CPU for the whole replay and inside ``State.root``, blocks, transactions, final
+process's CPU for the whole replay, inside ``State.root`` and inside ``State.detach`` /
+``attach``, blocks, transactions, final
 state keys, SHA-256 over every block's receipts (must equal between A and B: the same
 execution) and over every block's state root (equal unless the commitment changed), and
 whether the roots equal the stored headers'.
@@ -24,7 +25,7 @@ import time
 
 from gridledger.ledger.app import Application
 from gridledger.ledger.genesis import Genesis
-from gridledger.ledger.state import State
+from gridledger.ledger.state import Detached, State
 from gridledger.node.store import BlockStore
 from gridledger.node.verify import decode_block
 
@@ -50,9 +51,28 @@ def main() -> None:
             in_root[0] += time.process_time() - t
 
     State.root = timed_root  # type: ignore[method-assign]
+    in_aside = [0.0]
+    real_detach, real_attach = State.detach, State.attach
+
+    def timed_detach(self: State) -> Detached:
+        t = time.process_time()
+        try:
+            return real_detach(self)
+        finally:
+            in_aside[0] += time.process_time() - t
+
+    def timed_attach(self: State, d: Detached) -> None:
+        t = time.process_time()
+        try:
+            real_attach(self, d)
+        finally:
+            in_aside[0] += time.process_time() - t
+
+    State.detach = timed_detach  # type: ignore[method-assign]
+    State.attach = timed_attach  # type: ignore[method-assign]
     runs = []
     for _ in range(repeat):
-        in_root[0] = 0.0
+        in_root[0] = in_aside[0] = 0.0
         app = Application(Genesis.decode(genesis_raw))
         rh, sh, same, txs_n = hashlib.sha256(), hashlib.sha256(), True, 0
         t0 = time.process_time()
@@ -64,7 +84,8 @@ def main() -> None:
             same = same and got.state_root == header.state_root
             txs_n += len(txs)
         cpu = time.process_time() - t0
-        runs.append({"cpu_s": round(cpu, 3), "root_cpu_s": round(in_root[0], 3)})
+        runs.append({"cpu_s": round(cpu, 3), "root_cpu_s": round(in_root[0], 3),
+                     "aside_cpu_s": round(in_aside[0], 3)})
     print(json.dumps({"store": path, "aside": aside, "blocks": len(blocks), "txs": txs_n,
                       "keys": len(app.state.snapshot_items()), "runs": runs,
                       "receipts_sha": rh.hexdigest()[:16], "roots_sha": sh.hexdigest()[:16],
