@@ -107,6 +107,11 @@ class BlockResult:
         *txs, block = self.leaves()
         return b"".join((_RECEIPTS_HEAD, _array_head(len(txs)), *txs, _BLOCK_KEY, block))
 
+    def index_entries(self) -> list[tuple[bytes, bool]]:
+        """(transaction id, ok) of each receipt, in order: ``node.store.index_entries`` of
+        ``encode_receipts()``, without decoding it."""
+        return [(r.tx_hash, r.ok) for r in self.receipts]
+
     @property
     def receipts_root(self) -> bytes:
         return merkle_root(self.leaves())

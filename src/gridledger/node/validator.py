@@ -214,7 +214,8 @@ class Validator:
         self.last_result = result
         snapshot = self.snapshot_after(header.height)
         self.store.append_block(header.height, header.encode(), blk.txs,
-                                result.encode_receipts(), cert.encode(), blk.log_end, snapshot)
+                                result.encode_receipts(), cert.encode(), blk.log_end, snapshot,
+                                result.index_entries())
         self.log_end = blk.log_end
         return True
 
