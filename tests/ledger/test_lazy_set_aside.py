@@ -101,3 +101,42 @@ def test_no_read_no_detach(monkeypatch):
     app.commit()
     assert calls == []
     assert app.state.root() == header.state_root
+
+
+def test_readers_on_other_threads_while_the_block_commits():
+    """A node's API threads read (admission, queries) while its block awaits votes: the
+    set-aside happens once whichever thread reads first, a read sees the committed state
+    before or after the commit, never the pending block alone, and the chain ends as the
+    eager set-aside's."""
+    import threading
+
+    chain = Chain(CHAIN.genesis, CHAIN.validators, CHAIN.users, {})
+    blocks = [[chain.transfer(i % 6, (i + 1) % 6, 5 + i)] for i in range(12)]
+    eager, lazy = Application(CHAIN.genesis), Application(CHAIN.genesis)
+    for n, txs in enumerate(blocks):
+        t = 900 * (n + 1)
+        before = lazy.state.root()
+        header, _ = lazy.finalize_block(txs, t)
+        eager.finalize_block(txs, t)
+        _eager(eager)
+        seen: list[bytes] = []
+        go = threading.Barrier(3)
+
+        def read(go: threading.Barrier, seen: list[bytes]) -> None:
+            go.wait()
+            for _ in range(5):
+                seen.append(lazy.query("state_root"))
+                lazy.next_nonce(CHAIN.users[0].address)
+
+        readers = [threading.Thread(target=read, args=(go, seen)) for _ in range(2)]
+        for r in readers:
+            r.start()
+        go.wait()
+        lazy.commit()
+        eager.commit()
+        for r in readers:
+            r.join()
+        assert set(seen) <= {before, header.state_root}
+        assert lazy.state.root() == eager.state.root() == header.state_root
+        assert dict(lazy.state.snapshot_items()) == dict(eager.state.snapshot_items())
+        assert lazy.last_writes == eager.last_writes

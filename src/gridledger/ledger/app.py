@@ -15,6 +15,7 @@ never undoes and redoes the block's writes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -87,8 +88,11 @@ class Application:
         # (header, result, txs, the block's writes set aside — None: still in ``state``)
         self._pending: tuple[Header, BlockResult, tuple[bytes, ...], Detached | None] | None = None
         # the pending block is to be set aside, and still is in ``_state``'s open
-        # transaction: it is detached at the first read of ``state`` (``_set_aside``)
+        # transaction: it is detached at the first read of ``state`` (``_set_aside``). A
+        # node's API threads admit transactions while its block awaits votes, so setting
+        # aside, commit and discard take ``_aside_lock``.
         self._aside_due = False
+        self._aside_lock = threading.Lock()
         self._pending_keys: list[tuple[str, bytes]] | None = None
         self._pending_modules: list[Module] | None = None
         self._listeners: list[CommitListener] = []
@@ -115,11 +119,15 @@ class Application:
         return self._state
 
     def _set_aside(self) -> None:
-        """Take the pending block's writes out of the state (``State.detach``)."""
-        assert self._pending is not None
-        self._aside_due = False
-        header, result, raw_txs, _ = self._pending
-        self._pending = (header, result, raw_txs, self._state.detach())
+        """Take the pending block's writes out of the state (``State.detach``), if they are
+        still due to be."""
+        with self._aside_lock:
+            if not self._aside_due:
+                return   # another thread set it aside, or it was committed meanwhile
+            assert self._pending is not None
+            header, result, raw_txs, _ = self._pending
+            self._pending = (header, result, raw_txs, self._state.detach())
+            self._aside_due = False
 
     def _install(self, modules: Sequence[Module]) -> None:
         self.modules = list(modules)
@@ -253,8 +261,9 @@ class Application:
         header = Header(self.chain_id, self.height + 1, self.last_hash, slot_time,
                         tx_root(raw_txs), self._state.root(), result.receipts_root, valset)
         # set aside at the first read of ``state`` (``_set_aside``), if any before commit
-        self._pending = (header, result, tuple(raw_txs), None)
-        self._aside_due = set_aside
+        with self._aside_lock:
+            self._pending = (header, result, tuple(raw_txs), None)
+            self._aside_due = set_aside
         self._pending_keys = keys
         self._pending_modules = list(modules) if activations else None
         return header, result
@@ -275,14 +284,15 @@ class Application:
         """Make the pending block part of this validator's state."""
         if self._pending is None:
             raise BlockError("nothing to commit")
-        header, _, raw_txs, writes = self._pending
-        self._aside_due = False
-        if writes is None:  # not set aside: close the block's transaction
-            self.last_writes = len(self._state.block_writes() or ())
-            self._state.commit()
-        else:
-            self._state.attach(writes)
-            self.last_writes = len(writes.values)
+        with self._aside_lock:
+            header, _, raw_txs, writes = self._pending
+            self._aside_due = False
+            if writes is None:  # not set aside: close the block's transaction
+                self.last_writes = len(self._state.block_writes() or ())
+                self._state.commit()
+            else:
+                self._state.attach(writes)
+                self.last_writes = len(writes.values)
         self.height, self.last_hash, self.slot_time = header.height, header.hash, header.slot_time
         self._pending = None
         self._pending_keys = None
@@ -301,7 +311,9 @@ class Application:
 
     def discard(self) -> None:
         """Drop the pending block (it did not gather a certificate for our header)."""
-        if self._pending is not None:
+        with self._aside_lock:
+            if self._pending is None:
+                return
             self._aside_due = False
             if self._pending[3] is None:  # not set aside: undo the block's writes
                 self._state.rollback()
