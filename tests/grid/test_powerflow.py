@@ -18,7 +18,9 @@ from gridledger.grid.powerflow import (
     wh_to_pu,
 )
 
-from .conftest import CLEAR_DAY
+from gridledger.grid import powerflow
+
+from .conftest import CLEAR_DAY, DEMO_DAY
 
 NOON = CLEAR_DAY * 96 + 48
 EVENING = CLEAR_DAY * 96 + 19 * 4
@@ -38,7 +40,7 @@ def test_fast_engine_matches_pandapower(stressed: GridModel, scale: float, seed:
     fast = solve_fast(stressed, NOON, x)
     assert fast.converged
     acn = ac_network(stressed)
-    net, _ = _pp_work(stressed)
+    net = _pp_work(stressed).net
     vm_pp = np.array([net.res_bus.vm_pu.at[int(b)] for b in acn.pd_bus])
     assert np.max(np.abs(vm_pp - fast.vm_pu)) < 1e-8
     ld_pp = np.array([net[f"res_{k}"].loading_percent.at[int(e)] for k, e in zip(acn.mon_kind, acn.mon_element, strict=True)])
@@ -102,6 +104,100 @@ def test_checked_wrapper_checks_power_balance(lv: GridModel) -> None:
 
     with pytest.raises(GridError, match="does not balance"):
         powerflow._check_results(net)
+
+
+# -- verify_schedule's rerun of pandapower (issue 17, fourteenth session) ------------------
+
+
+def _runpp_tables(model: GridModel, slot: int, x: np.ndarray) -> dict[str, object]:
+    """pandapower's result tables of a fresh ``runpp`` (``run_checked_pf``) of ``x`` on a
+    new copy of the model's net: the unoptimised path."""
+    import copy
+
+    from gridledger.grid.model import WH_PER_MW_SLOT
+
+    net = copy.deepcopy(model.net)
+    net.sgen["p_mw"] = x / WH_PER_MW_SLOT
+    net.sgen["q_mvar"] = -model.load_varh[:, model.column(slot)] / WH_PER_MW_SLOT
+    run_checked_pf(net)
+    return powerflow._result_tables(net)
+
+
+@pytest.mark.parametrize("name", ["lv", "stressed", "rural3", "demo_grid"])
+def test_rerun_gives_runpps_result_tables_bit_for_bit(name: str, request: pytest.FixtureRequest
+                                                      ) -> None:
+    model: GridModel = request.getfixturevalue(name)
+    day = DEMO_DAY if name == "demo_grid" else CLEAR_DAY
+    rng = np.random.default_rng(17)
+    work = powerflow._pp_work(model)
+    for k, slot in enumerate(day * 96 + h for h in (3, 30, 48, 50, 76, 78, 90)):
+        scale = (0.3, 1.0, 2.5, -1.5)[k % 4]
+        x = np.rint(model.net_injection_wh(slot) * scale * rng.uniform(0.5, 1.5, len(model.cps)))
+        x = x.astype(np.int64)
+        rep = verify_schedule(model, slot, _as_dict(model, x))
+        assert work.rerun is not None  # the first run checked it: used from then on
+        assert powerflow._same_bits(powerflow._result_tables(work.net), _runpp_tables(model, slot, x))
+        # and the report is the one of runpp's tables: the same floats
+        assert rep.max_vm_pu == float(np.nanmax(_runpp_tables(model, slot, x)["res_bus"].vm_pu))  # type: ignore[index]
+
+
+def test_rerun_reports_equal_runpps(demo_grid: GridModel) -> None:
+    """The same reports, violations and floats by the rerun as by runpp (a work net used for
+    the first time runs pandapower's runpp)."""
+    slot = DEMO_DAY * 96 + 50
+    base = demo_grid.net_injection_wh(slot)
+    limits = GridLimits(vm_max_pu=1.03)
+    xs = [_as_dict(demo_grid, np.rint(base * k).astype(np.int64)) for k in (0.5, 1.0, 3.0, -2.0)]
+    verify_schedule(demo_grid, slot, xs[0], limits=limits)
+    assert powerflow._pp_work(demo_grid).rerun is not None
+    by_rerun = [verify_schedule(demo_grid, slot, x, limits=limits) for x in xs]
+    by_runpp = []
+    for x in xs:
+        demo_grid._cache.pop("net:pp_work")
+        by_runpp.append(verify_schedule(demo_grid, slot, x, limits=limits))
+    assert by_rerun == by_runpp
+    assert any(r.violations for r in by_runpp)
+
+
+def test_rerun_is_not_used_when_it_does_not_reproduce_runpp(
+        lv: GridModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removal test of the self-check: a rerun that moves one result by one ulp is refused
+    at its first use, and runpp's results stand."""
+    real = powerflow._rerun_pf
+
+    def off_by_an_ulp(net: object, rerun: object) -> None:
+        real(net, rerun)  # type: ignore[arg-type]
+        vm = net.res_bus.vm_pu.to_numpy()  # type: ignore[attr-defined]
+        net.res_bus["vm_pu"] = np.nextafter(vm, 2.0)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(powerflow, "_rerun_pf", off_by_an_ulp)
+    lv._cache.pop("net:pp_work", None)
+    slot = CLEAR_DAY * 96 + 48
+    x = lv.net_injection_wh(slot).astype(np.int64)
+    try:
+        verify_schedule(lv, slot, _as_dict(lv, x))
+        work = powerflow._pp_work(lv)
+        assert work.checked and work.rerun is None
+        assert powerflow._same_bits(powerflow._result_tables(work.net), _runpp_tables(lv, slot, x))
+        x2 = np.rint(x * 1.7).astype(np.int64)
+        verify_schedule(lv, slot, _as_dict(lv, x2))
+        assert powerflow._same_bits(powerflow._result_tables(work.net), _runpp_tables(lv, slot, x2))
+    finally:
+        lv._cache.pop("net:pp_work", None)
+
+
+def test_rerun_refuses_non_convergence_and_recovers(lv: GridModel) -> None:
+    slot = CLEAR_DAY * 96 + 48
+    good = lv.net_injection_wh(slot).astype(np.int64)
+    verify_schedule(lv, slot, _as_dict(lv, good))
+    assert powerflow._pp_work(lv).rerun is not None
+    x = {cp: 0 for cp in lv.cp_ids}
+    x["cp-00013"] = -5_000_000 // 4 * 4
+    with pytest.raises(GridError, match="did not converge"):
+        verify_schedule(lv, slot, x)
+    verify_schedule(lv, slot, _as_dict(lv, good))
+    assert powerflow._same_bits(powerflow._result_tables(powerflow._pp_work(lv).net),
+                                _runpp_tables(lv, slot, good))
 
 
 # -- chord Newton (the envelopes' vertex checks, issue 17) ---------------------------------

@@ -92,16 +92,31 @@ def ac_network(model: GridModel) -> _acpf.AcNetwork:
     return acn
 
 
-def _pp_work(model: GridModel) -> tuple[Any, threading.Lock]:
-    """A private copy of the prosumer-form net for pandapower runs, with its lock."""
+class _WorkNet:
+    """A private copy of the prosumer-form net for pandapower runs, with its lock and what
+    the runs after the first reuse (``_rerun_pf``)."""
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+        self.lock = threading.Lock()
+        self.rerun: _Rerun | None = None
+        """pandapower's network structure after the first run; None before it, or if the
+        rerun did not give the first run's results bit for bit (then every run is runpp)."""
+        self.checked = False
+        """Whether a run succeeded and the rerun was tried against it."""
+
+
+def _pp_work(model: GridModel) -> _WorkNet:
+    """The model's work net for pandapower runs (one per network: profile copies share it)."""
     cache = model._cache
     work = cache.get("net:pp_work")
     if work is None:
         import copy
 
-        work = (copy.deepcopy(model.net), threading.Lock())
+        work = _WorkNet(copy.deepcopy(model.net))
         cache["net:pp_work"] = work
-    return work  # type: ignore[no-any-return,unused-ignore]
+    assert isinstance(work, _WorkNet)
+    return work
 
 
 # --------------------------------------------------------------------------- schedules
@@ -164,6 +179,159 @@ def run_checked_pf(net: Any, *, balance_tol_mw: float = 1e-6) -> None:
     if not net.converged:
         raise GridError("power flow did not converge")
     _check_results(net, balance_tol_mw)
+
+
+# pandapower's result tables the rerun must reproduce bit for bit (its self-check)
+_RESULT_TABLES = ("res_bus", "res_line", "res_trafo", "res_trafo3w", "res_ext_grid", "res_gen",
+                  "res_sgen", "res_load", "res_storage", "res_shunt", "res_switch", "res_impedance",
+                  "res_ward", "res_xward")
+
+
+@dataclass(frozen=True, eq=False)
+class _Rerun:
+    """What a pandapower run of the work net computes that does not depend on the sgens'
+    P and Q: the ``ppc``/``ppci`` as ``_pd2ppc`` builds them (bus, branch and gen tables,
+    lookups, in-service selection, connectivity; injections are written per run), the
+    admittance matrices (``makeYbus``) and the DC start's ``B`` matrices (``makeBdc``)."""
+
+    ppc: dict[str, Any]
+    ppci: dict[str, Any]
+    n_ppci_bus: int
+    internal: dict[str, Any]
+    """``ppci["internal"]`` entries a run reuses under pandapower's ``recycle`` keys."""
+
+
+def _copy_ppc(ppc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a ``ppc`` whose arrays a run may change (sparse matrices are shared: a run
+    replaces them, it never writes into them)."""
+    out: dict[str, Any] = {}
+    for k, v in ppc.items():
+        out[k] = v.copy() if isinstance(v, np.ndarray) else _copy_ppc(v) if isinstance(v, dict) else v
+    return out
+
+
+def _build_rerun(net: Any) -> _Rerun:
+    """pandapower's conversion of ``net`` (``_pd2ppc``, as ``runpp`` starts it), kept."""
+    from pandapower.pd2ppc import _pd2ppc
+    from pandapower.pf.ppci_variables import _get_pf_variables_from_ppci
+    from pandapower.pf.run_dc_pf import _run_dc_pf
+    from pandapower.pypower.makeYbus import makeYbus
+
+    # as pandapower.powerflow._powerflow does before converting
+    net._pd2ppc_lookups = {k: np.array([], dtype=np.int64)
+                           for k in ("bus", "bus_dc", "ext_grid", "gen", "branch", "branch_dc")}
+    ppc, ppci = _pd2ppc(net)
+    ppc, ppci = _copy_ppc(ppc), _copy_ppc(ppci)
+    dc = _copy_ppc(ppci)
+    _run_dc_pf(dc, False)  # builds B, Bf and the phase-shift injections into dc["internal"]
+    keep = {k: dc["internal"][k] for k in ("Bbus", "Bf", "Pbusinj", "Pfinj", "Cft", "shift", "ref",
+                                           "pv", "pq", "ref_gens", "vsc", "baseMVA")}
+    keep["branch"] = dc["internal"]["branch"].copy()  # recycle compares its taps
+    base_mva, bus, _, branch, *_ = _get_pf_variables_from_ppci(_copy_ppc(ppci), True)
+    keep["Ybus"], keep["Yf"], keep["Yt"] = makeYbus(base_mva, bus, branch)
+    return _Rerun(ppc=ppc, ppci=ppci, n_ppci_bus=int(ppci["bus"].shape[0]), internal=keep)
+
+
+_RECYCLE = {"bus_pq": True, "trafo": False, "gen": False}
+"""pandapower's ``recycle`` keys: the injections change, the branches and generators not."""
+
+
+def _rerun_pf(net: Any, rerun: _Rerun) -> None:
+    """The rest of ``pandapower.runpp`` for new sgen P/Q on a net converted as ``rerun``:
+    pandapower's own injection step (``_calc_pq_elements_and_add_on_ppc``), Newton-Raphson
+    from the same start (DC angles: ``init_va_degree="dc"`` as ``runpp`` sets it, the same
+    ``init_vm_pu``) and result extraction (``_ppci_to_net``), so the same result tables as a
+    fresh ``runpp``, bit for bit — the first use on a network checks that (``_run_work_pf``).
+
+    pandapower's ``runpp(recycle=...)`` reuses the same structure but always starts Newton
+    from the previous run's results: other iterates, results that differ in the last bits
+    and depend on what ran before (a flexibility request's evidence hashes them).
+    Raises pandapower's exceptions (``LoadflowNotConverged``)."""
+    from pandapower.build_bus import _calc_pq_elements_and_add_on_ppc
+    from pandapower.powerflow import _ppci_to_net, _run_pf_algorithm
+    from pandapower.pypower.idx_bus import PD, QD
+
+    ppc, ppci = _copy_ppc(rerun.ppc), _copy_ppc(rerun.ppci)
+    ppci["internal"].update(rerun.internal)
+    net["converged"] = False
+    net["_ppc"] = ppc
+    _calc_pq_elements_and_add_on_ppc(net, ppc)
+    # ppci's buses are ppc's in-service buses, first and in the same order (``_ppc2ppci``)
+    n = rerun.n_ppci_bus
+    ppci["bus"][:, PD] = ppc["bus"][:n, PD]
+    ppci["bus"][:, QD] = ppc["bus"][:n, QD]
+    options = net["_options"]
+    options["recycle"] = dict(_RECYCLE)
+    try:
+        result = _run_pf_algorithm(ppci, options)
+    finally:
+        options["recycle"] = None
+    _ppci_to_net(result, net)
+
+
+def _result_tables(net: Any) -> dict[str, Any]:
+    return {t: net[t].copy() for t in _RESULT_TABLES if t in net}
+
+
+def _same_bits(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Result tables equal bit for bit (columns, index, dtypes; NaNs where NaNs)."""
+    if a.keys() != b.keys():
+        return False
+    for t, x in a.items():
+        y = b[t]
+        if list(x.columns) != list(y.columns) or not x.index.equals(y.index):
+            return False
+        for c in x.columns:
+            u, v = x[c].to_numpy(), y[c].to_numpy()
+            if u.dtype != v.dtype or u.shape != v.shape:
+                return False
+            if u.dtype.kind in "fc":
+                if u.tobytes() != v.tobytes():
+                    return False
+            elif not np.array_equal(u, v):
+                return False
+    return True
+
+
+def _run_work_pf(work: _WorkNet) -> None:
+    """``run_checked_pf`` on the work net, by ``_rerun_pf`` once the first run is kept.
+
+    The first successful run is ``runpp``; the net is then converted once more
+    (``_build_rerun``) and rerun on the same injections: only if that gives the same result
+    tables bit for bit is the rerun used from then on (a pandapower version whose internals
+    differ falls back to ``runpp`` every time). Raises ``GridError`` as ``run_checked_pf``."""
+    net = work.net
+    if work.rerun is None:
+        run_checked_pf(net)
+        if not work.checked:
+            work.checked = True
+            first = _result_tables(net)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    rerun = _build_rerun(net)
+                    _rerun_pf(net, rerun)
+                ok = bool(net.converged) and _same_bits(first, _result_tables(net))
+            except Exception:
+                ok = False
+            if ok:
+                work.rerun = rerun
+            else:
+                run_checked_pf(net)  # the tables as runpp left them
+        return
+    import pandapower as pp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            _rerun_pf(net, work.rerun)
+        except pp.LoadflowNotConverged:
+            raise GridError("power flow did not converge (voltage collapse or bad data)") from None
+        except Exception as exc:
+            raise GridError(f"power flow failed: {exc}") from None
+    if not net.converged:
+        raise GridError("power flow did not converge")
+    _check_results(net)
 
 
 def _check_results(net: Any, balance_tol_mw: float = 1e-6) -> None:
@@ -234,11 +402,12 @@ def verify_schedule(
     x_wh = schedule_array(model, net_injection_wh_by_cp)
     q_mvar = -model.load_varh[:, model.column(slot)] / WH_PER_MW_SLOT
     ac_network(model)  # the supply check every entry point shares (cached after the first)
-    net, lock = _pp_work(model)
-    with lock:
+    work = _pp_work(model)
+    net = work.net
+    with work.lock:
         net.sgen["p_mw"] = x_wh / WH_PER_MW_SLOT
         net.sgen["q_mvar"] = q_mvar
-        run_checked_pf(net)
+        _run_work_pf(work)
         vm = net.res_bus.vm_pu
         cp_vm = vm.reindex([cp.bus for cp in model.cps]).to_numpy()
         if not np.all(np.isfinite(cp_vm)):
