@@ -239,3 +239,54 @@ def test_constraint_labels_are_formatted_once_per_network(stressed: GridModel) -
     assert under == [f"undervoltage {acn.bus_label(int(k))}" for k in acn.pq]
     assert overload == [f"overload {acn.mon_label(j)}" for j in range(len(acn.mon_row))]
     assert _row_labels(acn)[0] is over
+
+
+# -- the 3-variable LP of _raise_pair, through SciPy's HiGHS directly (issue 17) -------------
+
+
+def _pair_lp(rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                        list[tuple[float, float]]]:
+    """An LP shaped like ``_raise_pair``'s: max y0 + y1 + w z, z <= y0, z <= y1, m rows."""
+    a = rng.normal(size=(m, 2)) * rng.choice([0.0, 1e-3, 1.0, 5.0], size=(m, 2))
+    b = rng.normal(size=m) + rng.choice([0.0, 1.0, 5.0, 100.0], size=m, p=[.1, .2, .3, .4])
+    a_ub = np.vstack([np.column_stack([a, np.zeros(m)]), [[-1.0, 0.0, 1.0], [0.0, -1.0, 1.0]]])
+    b_ub = np.r_[b + 1e-12, 0.0, 0.0]
+    low = float(rng.choice([0.0, 0.0, 0.0, 0.2, 0.9]))
+    hi = (float(rng.choice([0.5, 1.0, 3.0, np.inf])), float(rng.choice([0.5, 1.0, 3.0])))
+    bounds = [(low, hi[0]), (low, hi[1]), (0.0, max(hi))]
+    return np.array([-1.0, -1.0, -0.01]), a_ub, b_ub, bounds
+
+
+def test_highs_direct_gives_linprogs_solution_bit_for_bit() -> None:
+    from scipy.optimize import linprog
+
+    from gridledger.grid import envelopes
+
+    assert envelopes._HIGHS is not None  # SciPy's HiGHS module is where we expect it
+    rng = np.random.default_rng(2026)
+    solved = refused = 0
+    for k in range(400):
+        c, a_ub, b_ub, bounds = _pair_lp(rng, 1 + k % 40)
+        ref = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+        x = envelopes._linprog_highs_x(c, a_ub, b_ub, bounds)
+        if ref.status == 0:
+            assert x is not None and x.tobytes() == np.asarray(ref.x).tobytes()
+            solved += 1
+        else:
+            assert x is None
+            refused += 1
+    assert solved > 100 and refused > 50, (solved, refused)  # both outcomes exercised
+
+
+def test_highs_direct_falls_back_to_linprog_without_scipys_module(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridledger.grid import envelopes
+
+    rng = np.random.default_rng(7)
+    cases = [_pair_lp(rng, 12) for _ in range(30)]
+    direct = [envelopes._linprog_highs_x(*case) for case in cases]
+    monkeypatch.setattr(envelopes, "_HIGHS", None)
+    for case, x in zip(cases, direct, strict=True):
+        y = envelopes._linprog_highs_x(*case)
+        assert (x is None) == (y is None)
+        assert x is None or y is None or x.tobytes() == y.tobytes()

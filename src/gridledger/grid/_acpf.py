@@ -366,12 +366,12 @@ def solve_pf(
 ) -> AcSolution:
     """Newton-Raphson power flow; ``s_bus`` are the specified injections (p.u.)."""
     v = (acn.v_start if v0 is None else v0).copy()
-    pvpq = np.r_[acn.pv, acn.pq].astype(np.int64)
+    pvpq = np.concatenate((acn.pv, acn.pq)).astype(np.int64)
     pq = acn.pq
     npvpq = len(pvpq)
     for it in range(max_iter + 1):
         mis = v * np.conj(acn.ybus @ v) - s_bus
-        f = np.r_[mis[pvpq].real, mis[pq].imag]
+        f = np.concatenate((mis[pvpq].real, mis[pq].imag))
         if not np.all(np.isfinite(f)):
             return AcSolution(v, False, it)
         if np.max(np.abs(f), initial=0.0) < tol_pu:
@@ -424,13 +424,13 @@ def solve_pf_chord(
     largest mismatch by less than ``CHORD_RATE``, or on a non-finite value.
     """
     v = v0.copy()
-    pvpq = np.r_[acn.pv, acn.pq].astype(np.int64)
+    pvpq = np.concatenate((acn.pv, acn.pq)).astype(np.int64)
     pq = acn.pq
     npvpq = len(pvpq)
     before = math.inf
     for it in range(max_iter + 1):
         mis = v * np.conj(acn.ybus @ v) - s_bus
-        f = np.r_[mis[pvpq].real, mis[pq].imag]
+        f = np.concatenate((mis[pvpq].real, mis[pq].imag))
         worst = float(np.max(np.abs(f), initial=0.0))
         if not math.isfinite(worst):
             return AcSolution(v, False, it)
@@ -500,7 +500,7 @@ def sensitivities(acn: AcNetwork, v: ComplexArray) -> Sensitivities:
 
     Solves J [dθ; d|V|] = [e_P(cp); 0] for all connection points with one LU factorisation.
     """
-    pvpq = np.r_[acn.pv, acn.pq].astype(np.int64)
+    pvpq = np.concatenate((acn.pv, acn.pq)).astype(np.int64)
     pq = acn.pq
     n, npvpq = acn.n_bus, len(pvpq)
     ncp = len(acn.cp_bus)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -636,6 +637,85 @@ _BALANCE_WEIGHT = 0.01
 """Tie-break towards equal export and import shares among equally large totals."""
 
 
+_LP_TOL = math.sqrt(1e-9) * 10
+"""The feasibility tolerance ``linprog`` checks HiGHS' solution with (``_check_result``:
+``sqrt(tol) * 10`` with its default ``tol`` 1e-9)."""
+
+
+def _linprog_highs_x(c: FloatArray, a_ub: FloatArray, b_ub: FloatArray,
+                     bounds: list[tuple[float, float]]) -> FloatArray | None:
+    """``x`` of ``linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")`` when its
+    status is 0, else None: the same HiGHS (SciPy's own build, ``scipy.optimize._highspy``),
+    the same model and the same options, so the same solution bit for bit (tested against
+    ``linprog``). SciPy's wrapper checked every option by building HiGHS' options table
+    once per option (five per LP, ~3/4 of a 3-variable LP's time: issue 17); a SciPy
+    without that module gets ``linprog`` itself."""
+    if _HIGHS is None:
+        res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+        return np.asarray(res.x, dtype=np.float64) if res.status == 0 else None
+    h = _HIGHS
+    from scipy.sparse import csc_array
+
+    lb = np.array([b[0] for b in bounds], dtype=np.float64)
+    ub = np.array([b[1] for b in bounds], dtype=np.float64)
+    a = csc_array(np.asarray(a_ub, dtype=np.float64))
+    rhs = np.array(b_ub, dtype=np.float64)
+    lhs = np.full(len(rhs), -h.kHighsInf)  # linprog's -inf, as its _replace_inf gives it
+    for v in (rhs, lb, ub):  # finite here; as linprog passes an infinite one
+        inf = np.isinf(v)
+        v[inf] = np.sign(v[inf]) * h.kHighsInf
+    lp = h.HighsLp()
+    lp.num_col_ = len(c)
+    lp.num_row_ = len(rhs)
+    lp.a_matrix_.num_col_ = len(c)
+    lp.a_matrix_.num_row_ = len(rhs)
+    lp.a_matrix_.format_ = h.MatrixFormat.kColwise
+    lp.col_cost_ = np.asarray(c, dtype=np.float64)
+    lp.col_lower_ = lb
+    lp.col_upper_ = ub
+    lp.row_lower_ = lhs
+    lp.row_upper_ = rhs
+    lp.a_matrix_.start_ = a.indptr
+    lp.a_matrix_.index_ = a.indices
+    lp.a_matrix_.value_ = a.data
+    highs = h._Highs()
+    opts = h.HighsOptions()
+    # the options linprog(method="highs") sets (scipy.optimize._linprog_highs), all others
+    # at HiGHS' defaults as there
+    opts.presolve = "on"
+    opts.highs_debug_level = h.HighsDebugLevel.kHighsDebugLevelNone
+    opts.log_to_console = False
+    opts.output_flag = False
+    opts.simplex_strategy = h.simplex_constants.SimplexStrategy.kSimplexStrategyDual
+    if highs.passOptions(opts) == h.HighsStatus.kError \
+            or highs.passModel(lp) == h.HighsStatus.kError \
+            or highs.run() == h.HighsStatus.kError \
+            or highs.getModelStatus() != h.HighsModelStatus.kOptimal:
+        return None
+    sol = highs.getSolution()
+    x = np.array(sol.col_value)
+    slack = rhs - sol.row_value
+    # linprog's _check_result: an optimal x outside the bounds or constraints by more than
+    # its tolerance (or with NaNs) is status 4
+    fun = highs.getInfo().objective_function_value
+    if np.isnan(x).any() or np.isnan(fun) or np.isnan(slack).any() \
+            or not np.all((x >= lb - _LP_TOL) & (x <= ub + _LP_TOL)) or (slack < -_LP_TOL).any():
+        return None
+    return x
+
+
+def _load_highs() -> Any:
+    try:
+        from scipy.optimize._highspy import _core
+    except ImportError:  # pragma: no cover - a SciPy that moved it: linprog then
+        return None
+    return _core
+
+
+_HIGHS: Any = _load_highs()
+"""SciPy's HiGHS module (``scipy.optimize._highspy._core``), or None."""
+
+
 def _raise_pair(rows: _Rows, y: FloatArray, cols: tuple[int, int], hi: tuple[float, float]) -> bool:
     """Raise ``y[cols]`` (both equal on entry) fairly, in place; False if ``y`` is infeasible.
 
@@ -663,13 +743,11 @@ def _raise_pair(rows: _Rows, y: FloatArray, cols: tuple[int, int], hi: tuple[flo
     ])
     b_ub = np.r_[b_rest + 1e-12, 0.0, 0.0]
     low = max(0.0, _KEEP_OF_COMMON * tau)
-    res = linprog(
-        np.array([-1.0, -1.0, -_BALANCE_WEIGHT]), A_ub=a_ub, b_ub=b_ub,
-        bounds=[(low, hi[0]), (low, hi[1]), (0.0, max(hi))], method="highs",
-    )
-    if res.status == 0:
+    x = _linprog_highs_x(np.array([-1.0, -1.0, -_BALANCE_WEIGHT]), a_ub, b_ub,
+                         [(low, hi[0]), (low, hi[1]), (0.0, max(hi))])
+    if x is not None:
         cand = y.copy()
-        cand[[c0, c1]] = np.clip(res.x[:2], low, np.array(hi))
+        cand[[c0, c1]] = np.clip(x[:2], low, np.array(hi))
         if float(cand[c0] + cand[c1]) > 2 * tau and np.all(rows.a @ cand <= rows.b + 1e-9):
             y[:] = cand
     return True
