@@ -85,3 +85,17 @@ def test_the_api_service_stamps_a_burst_with_the_tick_time(tmp_path: Path) -> No
     assert sum(len(fb.result.receipts) for fb in blocks) == 2 * CAP + 1
     assert {fb.header.slot_time for fb in blocks} == {1800}
     net.close()
+
+
+def test_blocks_to_close_bounds_what_tick_stamped_closes(tmp_path: Path) -> None:
+    """``blocks_to_close`` (the simulator holds the validators' votes until the last tick
+    from which they still land in time): never fewer than the blocks the tick closes."""
+    net, chain = _net(tmp_path)
+    t = 1800
+    for n in (0, CAP - 1, CAP, 3 * CAP + 2):
+        _batch(net, chain, n)
+        bound = net.blocks_to_close()
+        assert 1 <= len(net.tick_stamped(t)) <= bound <= 2 + n // (CAP - 1)
+        t += 900
+    assert net.blocks_to_close() == 1  # nothing waiting: the tick's own block
+    net.close()

@@ -126,9 +126,9 @@ def deferring_stub() -> Any:
     """A ``SimContext`` reduced to ``defer``, ``defer_later``, ``take_deferred`` and a ``tx``
     that records signatures (the real methods; ``tx`` resolves as the real one does)."""
     ctx = types.SimpleNamespace(_later=[], _settling=False, _deferred=[], _pending=[],
-                                signed=[])
+                                _held=[], _made=[], signed=[])
     for name in ("settle", "defer", "defer_later", "take_deferred", "resolve_deferred",
-                 "_resolve_for", "_resolve"):
+                 "_resolve_for", "_resolve", "release_held", "_release_held"):
         setattr(ctx, name, types.MethodType(getattr(SimContext, name), ctx))
 
     def tx(self: Any, key: Key, what: str) -> bytes:
@@ -166,6 +166,76 @@ def test_deferred_later_keeps_its_place_and_signs_before_its_signer_signs_again(
     ctx.defer_later(votes, [MEMBER])
     ctx.resolve_deferred()            # the run's end: made, kept for the next take
     assert made == ["votes"] * 3 and ctx.take_deferred() == [b"vote"]
+
+
+def holding_stub(height: int = 5, closes: int = 1) -> Any:
+    """``deferring_stub`` over a network stub (``height``, ``blocks_to_close``) whose
+    ``submit`` records (time, transactions) and puts held transactions made early first, as
+    the real one does."""
+    ctx = deferring_stub()
+    ctx.net = types.SimpleNamespace(height=height, blocks_to_close=lambda: closes)
+    ctx.submitted = []
+
+    def submit(self: Any, raws: list[bytes], now_s: int) -> None:
+        if self._made:
+            raws, self._made = self._made + list(raws), []
+        if raws:
+            self.submitted.append((now_s, raws))
+
+    ctx.submit = types.MethodType(submit, ctx)
+    return ctx
+
+
+def test_held_votes_go_at_the_last_tick_that_still_lands_them_by_their_height() -> None:
+    """``defer_later(..., last_height=h)`` (the validators' votes, issue 17): not made at
+    block A, but before the tick after which the next tick might close too many blocks to
+    land them by ``h`` (``HOLD_MARGIN_BLOCKS`` kept): a function of heights and the
+    mempool, not of when the dry run ends."""
+    ctx = holding_stub()
+    made: list[int] = []
+
+    def votes() -> list[bytes]:
+        made.append(ctx.net.height)
+        return [ctx.tx(Key(MEMBER), "vote")]
+
+    ctx.defer_later(votes, [MEMBER], last_height=10)
+    assert ctx.take_deferred() == [] and made == []       # block A: held
+    for h in (5, 6, 7):   # a tick closes 1: the next tick lands them at h + 2 <= 10 - 1
+        ctx.net.height = h
+        ctx._release_held(100 + h)
+        assert made == [] and ctx.submitted == []
+    ctx.net.height = 8    # the next one would land them at 10: the margin's block is gone
+    ctx._release_held(108)
+    assert made == [8] and ctx.submitted == [(108, [b"vote"])] and not ctx._pending
+    ctx._release_held(109)                                # once
+    assert ctx.submitted == [(108, [b"vote"])]
+    # a tick that may close many blocks releases them earlier
+    ctx = holding_stub(height=5, closes=4)
+    ctx.defer_later(votes, [MEMBER], last_height=10)
+    ctx._release_held(105)
+    assert ctx.submitted == [(105, [b"vote"])]
+
+
+def test_held_votes_made_early_go_first_and_at_the_end_of_the_run() -> None:
+    ctx = holding_stub()
+
+    def votes() -> list[bytes]:
+        return [ctx.tx(Key(MEMBER), "vote")]
+
+    ctx.defer_later(votes, [MEMBER], last_height=50)
+    propose = ctx.tx(Key(MEMBER), "propose")   # its signer signs: the votes first (nonces)
+    assert [w for _a, w in ctx.signed] == ["vote", "propose"]
+    assert ctx.take_deferred() + [propose] == [b"vote", b"propose"]  # first at block A
+    ctx.defer_later(votes, [MEMBER], last_height=50)
+    ctx.tx(Key(MEMBER), "propose")
+    ctx.submit([b"propose"], 7)                # ... or first in the next submit
+    assert ctx.submitted == [(7, [b"vote", b"propose"])]
+    ctx.defer_later(votes, [MEMBER], last_height=50)
+    ctx.release_held()                         # the run's last step: its block A takes them
+    assert ctx.take_deferred() == [b"vote"] and not ctx._held
+    with pytest.raises(ValueError, match="all held or none"):
+        ctx.defer_later(votes, [MEMBER], last_height=50)
+        ctx.defer_later(votes, [MEMBER])
 
 
 def test_detection_in_the_worker_equals_detection_here() -> None:

@@ -196,6 +196,15 @@ class EmbeddedNetwork:
             out += self.tick(time_s, room)
         return out + self.tick(time_s)
 
+    def blocks_to_close(self) -> int:
+        """At most how many blocks ``tick_stamped`` would close now: one for the tick, and
+        one more for each block's worth of transactions waiting (the mempool's, the open
+        block's, the log's not yet read). A bound, not a count: a caller holding work until
+        the last tick that still lands it below a height (``SimContext.defer_later``'s
+        ``last_height``) holds it while even this many blocks would leave room."""
+        waiting = len(self.mempool) + self.cutter.open_txs + self._unscanned_txs()
+        return 1 + -(-waiting // max(1, self.cutter.max_txs - 1))
+
     def _unscanned_txs(self) -> int:
         """Transactions in the log the cutter has not read yet (put there straight, not
         through the mempool: a relay's copies in the replay scenario)."""

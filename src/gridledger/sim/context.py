@@ -50,6 +50,8 @@ MEMBER_QUOTA = 10  # transactions per sender per slot (token bucket refill and b
 DSO_QUOTA_SCALE_PER_SLOT_TX = 500  # reputation-equivalent per extra quota of the DSO
 SIG_POOL_MIN_BATCH = 16  # signatures checked inline below this (``SigPool.min_batch``)
 MAX_BLOCK_TXS = 2000
+HOLD_MARGIN_BLOCKS = 1
+"""Blocks of slack a held ``defer_later`` entry keeps before its ``last_height``."""
 """Transactions a block holds; a step's batch beyond it is cut into several blocks, each
 stamped with the step's time (``EmbeddedNetwork.tick_stamped``)."""
 
@@ -173,6 +175,9 @@ class DeferredLater:
     make: Callable[[], list[bytes]]
     signers: frozenset[bytes]
     raws: list[bytes] | None = None
+    last_height: int | None = None
+    """Held (``defer_later(..., last_height=...)``): the last height its transactions may
+    land in; None: made at the next block A."""
 
 
 @dataclass
@@ -224,6 +229,8 @@ class SimContext:
         self._deferred: list[bytes | DeferredLater] = []
         self._later: list[tuple[bytes | None, Callable[[], None]]] = []
         self._pending: list[DeferredLater] = []   # ``defer_later`` entries not made yet
+        self._held: list[DeferredLater] = []      # ... of them, those held to a late tick
+        self._made: list[bytes] = []              # held ones made: first in the next submit
         self._settling = False
         self._admission_meter: AdmissionMeter | None = None
         # quotas in ledger time: a member needs ~2 transactions a slot
@@ -250,6 +257,7 @@ class SimContext:
         if self.final is None:
             self._later = []  # a run that failed leaves them; a whole run settled them
             self._pending = []
+            self._held = []
             self.final = FinalState(
                 roots=[r.hex() for r in self.net.state_roots()], height=self.net.height,
                 supply=self.ledger.supply(), money=self.ledger.money(),
@@ -394,17 +402,36 @@ class SimContext:
         self.settle()
         self._deferred += raws
 
-    def defer_later(self, make: Callable[[], list[bytes]], signers: Sequence[bytes]) -> None:
+    def defer_later(self, make: Callable[[], list[bytes]], signers: Sequence[bytes],
+                    last_height: int | None = None) -> None:
         """``defer(make())`` with ``make`` called as late as its transactions still come out
         as if it had run now: at the next ``take_deferred`` (they keep their place among the
         deferred transactions), before the next signature by one of ``signers`` (their
         nonces), or at the end of the run (``resolve_deferred``) — not at every ``submit`` or
         ``tick`` as ``later``'s work. ``make`` may wait for pure work started elsewhere (a
         forked process: the validators' dry runs, issue 19) and signs only as ``signers``;
-        it must not defer itself."""
+        it must not defer itself.
+
+        ``last_height``: the transactions may land in any block up to that height (a
+        proposal's last voting height), so they are *held* past block A — made and submitted
+        at the last tick from which even the most blocks a tick can close
+        (``EmbeddedNetwork.blocks_to_close``) would leave the next tick room to land them by
+        then, minus ``HOLD_MARGIN_BLOCKS`` (``_release_held``); before their signers' next
+        signature as above (then first in the next ``submit``); or at the run's last step
+        (``release_held``). Which tick is a function of heights and the mempool, never of
+        how fast ``make``'s work runs: the same transactions in the same blocks on any
+        machine, and the work runs beside that many steps (issue 17: the dry runs). A
+        signer's entries are all held or none (a held one made after a later entry of its
+        signer would take the nonces out of order)."""
         self.settle()
-        d = DeferredLater(make, frozenset(signers))
-        self._deferred.append(d)
+        d = DeferredLater(make, frozenset(signers), last_height=last_height)
+        if any((e.last_height is None) != (last_height is None) and e.signers & d.signers
+               for e in self._pending):
+            raise ValueError("a signer's defer_later entries are all held or none")
+        if last_height is None:
+            self._deferred.append(d)
+        else:
+            self._held.append(d)
         self._pending.append(d)
 
     def _resolve_for(self, signer: bytes) -> None:
@@ -418,16 +445,41 @@ class SimContext:
             self._pending.remove(d)
             d.raws = []
             d.raws = d.make()
+            if d.last_height is not None:  # held: submitted first thing next
+                self._held.remove(d)
+                self._made += d.raws
 
     def resolve_deferred(self) -> None:
         """Resolve every ``defer_later`` entry, in order (end of the run)."""
         for d in list(self._pending):
             self._resolve(d)
 
+    def release_held(self) -> None:
+        """Make every held ``defer_later`` entry now (the run's last step: its block A takes
+        them)."""
+        for d in list(self._held):
+            self._resolve(d)
+
+    def _release_held(self, now_s: int) -> None:
+        """Before a tick: make and submit the held entries this tick is the last safe one
+        for — those whose ``last_height`` the next tick might no longer reach: this tick
+        closes at most ``blocks_to_close`` blocks, and a validator's transaction goes in
+        the first block of its tick (the mempool's validators' lane)."""
+        if self._held:
+            reach = self.net.height + self.net.blocks_to_close() + 1 + HOLD_MARGIN_BLOCKS
+            due = [k for k, d in enumerate(self._held)
+                   if d.last_height is not None and reach > d.last_height]
+            for d in self._held[:max(due) + 1] if due else ():
+                self._resolve(d)
+        if self._made:
+            self.submit([], now_s)
+
     def take_deferred(self) -> list[bytes]:
         self.settle()
-        self.resolve_deferred()
-        out: list[bytes] = []
+        for d in [d for d in self._pending if d.last_height is None]:
+            self._resolve(d)  # held entries share no signer with these (``defer_later``)
+        out: list[bytes] = self._made
+        self._made = []
         for item in self._deferred:
             if isinstance(item, DeferredLater):
                 out += item.raws or []
@@ -450,6 +502,8 @@ class SimContext:
     def submit(self, raws: Sequence[bytes], now_s: int) -> list[Tx | RejectedTx]:
         """Admission at the entry validator; a rejected sender's nonce is resynced."""
         self.settle()
+        if self._made:  # held transactions made early: ahead of their signers' next ones
+            raws, self._made = self._made + list(raws), []
         if not raws:
             return []
         t0 = time.perf_counter()
@@ -479,6 +533,7 @@ class SimContext:
         with self.timed("ledger_s"):
             for a in self.attacks:
                 a.before_tick(time_s)
+            self._release_held(time_s)
             with self.ledger_lock:
                 # every block of the batch at ``time_s``: a block C with more than a block
                 # holds (the next day's pseudonym registrations at 18:00) put the slot's

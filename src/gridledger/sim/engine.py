@@ -89,6 +89,8 @@ class Engine:
                     self.stopped = (k, len(steps), ctx.label(min(steps[k - 1].slot, last))
                                     if k else "-")
                     break
+                if k == len(steps) - 1:
+                    ctx.release_held()  # held transactions go at the last block A at the latest
                 self.step(step)
                 if step.trading and (step.slot + 1) % SLOTS_PER_DAY == 0:
                     heap.trim()  # the day's freed peaks (the next epoch's issuance)
