@@ -225,7 +225,7 @@ def test_held_votes_made_early_go_first_and_at_the_end_of_the_run() -> None:
     ctx.defer_later(votes, [MEMBER], last_height=50)
     propose = ctx.tx(Key(MEMBER), "propose")   # its signer signs: the votes first (nonces)
     assert [w for _a, w in ctx.signed] == ["vote", "propose"]
-    assert ctx.take_deferred() + [propose] == [b"vote", b"propose"]  # first at block A
+    assert [*ctx.take_deferred(), propose] == [b"vote", b"propose"]  # first at block A
     ctx.defer_later(votes, [MEMBER], last_height=50)
     ctx.tx(Key(MEMBER), "propose")
     ctx.submit([b"propose"], 7)                # ... or first in the next submit
