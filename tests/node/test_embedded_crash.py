@@ -56,3 +56,25 @@ def test_crash_and_restart_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not down"):
         net.restart(1)
     net.close()
+
+
+def test_a_simulations_stores_skip_the_fsync_and_keep_every_block_across_a_crash(
+        tmp_path: Path) -> None:
+    """``durable=False`` (the simulator's stores, issue 17): ``synchronous=NORMAL`` in WAL
+    mode — no fsync a block, and a crashed (closed) validator still has every committed
+    block when it restarts; the node's default stays ``FULL``."""
+    chain = make_chain(n_validators=4)
+    net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path / "sim", durable=False)
+    assert [v.store.db.execute("PRAGMA synchronous").fetchone()[0]
+            for v in net.live] == [1] * 4          # NORMAL
+    _blocks(net, chain, 0, 2)
+    net.crash(3)
+    _blocks(net, chain, 2, 2)
+    v = net.restart(3)
+    assert v.store.db.execute("PRAGMA synchronous").fetchone()[0] == 1
+    assert v.height == net.height == 4 and len(set(net.state_roots())) == 1
+    net.close()
+    assert all(r.ok for r in verify_dir(tmp_path / "sim"))
+    node = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path / "node")
+    assert {v.store.db.execute("PRAGMA synchronous").fetchone()[0] for v in node.live} == {2}
+    node.close()

@@ -225,3 +225,32 @@ def test_a_night_proposal_passes_a_short_dry_run_and_stops_the_chain(
     monkeypatch.setattr(Governance, "WINDOW", 24)
     with pytest.raises(Exception, match="total-supply"):
         _night_proposal(tmp_path, monkeypatch)
+
+
+def test_votes_are_held_to_the_last_safe_tick_of_the_voting_window(default_day: DemoRun) -> None:
+    """Issue 17: the validators' votes are not signed at the next block A (the run waited
+    there for the dry runs) but at the last tick from which even the most blocks a tick can
+    close would still land them by the proposal's last voting height, less one block of
+    margin: every proposal's votes in its block ``activation - 2`` (a tick closes one
+    block in the default day), so the dry runs ran beside ~20 blocks of slots. This pins
+    the schedule (the same on any machine), not a timing."""
+    from gridledger.ledger.tx import decode_tx
+    from gridledger.node.store import BlockStore
+    from gridledger.node.verify import find_stores
+
+    store = BlockStore(find_stores(default_day.out / "ledger")[0], readonly=True)
+    try:
+        votes: dict[int, list[int]] = {}
+        for b in store.blocks():
+            for raw in b.tx_list():
+                tx = decode_tx(raw)
+                if tx.kind == "governance/vote":
+                    votes.setdefault(int(tx.body["proposal"]), []).append(b.height)
+    finally:
+        store.close()
+    proposals = default_day.summary["governance"]["proposals"]
+    assert len(proposals) == 2
+    for p in proposals:
+        n = p["yes"] + p["no"]        # every validator up at the review votes
+        assert n >= 3 and votes[p["proposal"]] == [p["activation"] - 2] * n, (p, votes)
+        assert p["proposed_at"] + 3 < p["activation"] - 2   # later than the next block A

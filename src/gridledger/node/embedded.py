@@ -85,15 +85,17 @@ class EmbeddedNetwork:
                  faults: Mapping[int, str] | None = None, sig_pool: SigPool | None = None,
                  snapshot_every: int = 50, quota: QuotaPolicy | None = None,
                  mempool_capacity: int = 20_000, orderer: Orderer | None = None,
-                 hosted: Sequence[int] = ()) -> None:
+                 hosted: Sequence[int] = (), durable: bool = True) -> None:
         """``hosted``: indices of validators (not 0, the entry) that run in a worker process
         of their own (``node.validator_host``), with the fixed module list's catalog
         versions (``modules`` must be None then): they execute, check signatures, vote and
-        store there, while this process executes the others (issue 17: a second core)."""
+        store there, while this process executes the others (issue 17: a second core).
+        ``durable``: the validators' stores' (``BlockStore``: False for a simulation's)."""
         if 0 in hosted or (hosted and modules is not None):
             raise ValueError("hosted validators: not the entry (0), and only with modules=None")
         self.genesis = genesis
         self.data_dir = Path(data_dir)
+        self.durable = durable
         # the caller's fixed module list, or None: each application builds the versions its
         # state records from the catalog (so a validator added after an upgrade runs them)
         self.modules = modules
@@ -132,8 +134,10 @@ class EmbeddedNetwork:
                    snapshot_every: int) -> Validator | HostedValidator:
         path = self.data_dir / f"validator-{i}.sqlite"
         if i in self.hosted and self.host is not None:
-            return HostedValidator(self.host, i, key, self.genesis, path, fault, snapshot_every)
-        return Validator(i, key, self.genesis, path, self.modules, fault, snapshot_every)
+            return HostedValidator(self.host, i, key, self.genesis, path, fault, snapshot_every,
+                                   durable=self.durable)
+        return Validator(i, key, self.genesis, path, self.modules, fault, snapshot_every,
+                         durable=self.durable)
 
     @property
     def entry(self) -> Validator:
@@ -328,7 +332,7 @@ class EmbeddedNetwork:
         i = len(self.validators)
         v = Validator(i, key, self.genesis, self.data_dir / f"validator-{i}.sqlite",
                       modules if modules is not None else self.modules, fault,
-                      self.entry.snapshot_every)
+                      self.entry.snapshot_every, durable=self.durable)
         catch_up(v, self.entry.store)
         if v.last_hash != self.entry.last_hash:
             v.close()

@@ -108,11 +108,11 @@ class Validator:
 
     def __init__(self, index: int, key: SigningKey, genesis: Genesis, store_path: str | Path,
                  modules: Sequence[Module] | None = None, fault: str | None = None,
-                 snapshot_every: int = 50, readonly: bool = False) -> None:
+                 snapshot_every: int = 50, readonly: bool = False, durable: bool = True) -> None:
         """``readonly``: open the store read-only (SQLite ``mode=ro``) and rebuild the tip in
         memory from it, to serve reads; such a validator never writes the file (a copy of a
         store to read it would cost a store's size on disk: at 1,000 members it filled
-        /tmp, issue 17), and cannot store blocks."""
+        /tmp, issue 17), and cannot store blocks. ``durable``: ``BlockStore``'s."""
         unknown = set(fault.split(",")) - set(FAULTS) if fault is not None else set()
         if unknown:
             raise ValueError(f"unknown fault {sorted(unknown)}; choose from {FAULTS}")
@@ -120,7 +120,7 @@ class Validator:
         self.key = key
         self.fault = fault
         self.snapshot_every = snapshot_every
-        self.store = BlockStore(store_path, readonly=readonly)
+        self.store = BlockStore(store_path, readonly=readonly, durable=durable)
         if not readonly:
             self.store.init_genesis(genesis)
             self.store.set_meta("validator_index", str(index).encode())

@@ -185,7 +185,7 @@ class HostedValidator:
 
     def __init__(self, host: ValidatorHost, index: int, key: SigningKey, genesis: Genesis,
                  store_path: str | Path, fault: str | None = None,
-                 snapshot_every: int = 50) -> None:
+                 snapshot_every: int = 50, durable: bool = True) -> None:
         self.host = host
         self.index = index
         self.key = key
@@ -203,7 +203,7 @@ class HostedValidator:
         self.height: int
         self.height, self.last_hash = host.call(
             "open", index, key.alg, key.seed, genesis.encode(), str(self.store_path), fault,
-            snapshot_every)
+            snapshot_every, durable)
 
     @property
     def store(self) -> BlockStore:
@@ -294,9 +294,9 @@ def _host_main() -> None:
     last: list[CutBlock] = []   # the last block sent (``execute_last`` executes it again)
 
     def open_(i: int, alg: str, seed: bytes, genesis: bytes, path: str, fault: str | None,
-              snapshot_every: int) -> tuple[int, bytes]:
+              snapshot_every: int, durable: bool) -> tuple[int, bytes]:
         v = Validator(i, SigningKey(alg, seed), Genesis.decode(genesis), path, None, fault,
-                      snapshot_every)
+                      snapshot_every, durable=durable)
         validators[i] = v
         return v.height, v.app.last_hash
 
