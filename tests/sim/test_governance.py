@@ -232,7 +232,8 @@ def test_votes_are_held_to_the_last_safe_tick_of_the_voting_window(default_day: 
     there for the dry runs) but at the last tick from which even the most blocks a tick can
     close would still land them by the proposal's last voting height, less one block of
     margin: every proposal's votes in its block ``activation - 2`` (a tick closes one
-    block in the default day), so the dry runs ran beside ~20 blocks of slots. This pins
+    block in the default day), so the dry runs ran beside ~20-33 blocks of slots (the
+    community's own proposal activates ``REVIEW_STEPS`` steps after the notice). This pins
     the schedule (the same on any machine), not a timing."""
     from gridledger.ledger.tx import decode_tx
     from gridledger.node.store import BlockStore
@@ -254,3 +255,5 @@ def test_votes_are_held_to_the_last_safe_tick_of_the_voting_window(default_day: 
         n = p["yes"] + p["no"]        # every validator up at the review votes
         assert n >= 3 and votes[p["proposal"]] == [p["activation"] - 2] * n, (p, votes)
         assert p["proposed_at"] + 3 < p["activation"] - 2   # later than the next block A
+    ours = next(p for p in proposals if p["module"] == "governance")
+    assert ours["activation"] - ours["proposed_at"] == 20 + 3 * Governance.REVIEW_STEPS

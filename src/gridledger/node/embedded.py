@@ -201,13 +201,22 @@ class EmbeddedNetwork:
         return out + self.tick(time_s)
 
     def blocks_to_close(self) -> int:
-        """At most how many blocks ``tick_stamped`` would close now: one for the tick, and
-        one more for each block's worth of transactions waiting (the mempool's, the open
-        block's, the log's not yet read). A bound, not a count: a caller holding work until
-        the last tick that still lands it below a height (``SimContext.defer_later``'s
-        ``last_height``) holds it while even this many blocks would leave room."""
-        waiting = len(self.mempool) + self.cutter.open_txs + self._unscanned_txs()
-        return 1 + -(-waiting // max(1, self.cutter.max_txs - 1))
+        """At most how many blocks ``tick_stamped`` would close now: the tick's block, which
+        holds up to a block's worth (``max_txs - 1``) of what waits in the mempool and the
+        open block, one more for each further block's worth, and one for each batch put in
+        the log straight (a batch is never split: it may start a block of its own). A bound,
+        not a count: a caller holding work until the last tick that still lands it below a
+        height (``SimContext.defer_later``'s ``last_height``) holds it while even this many
+        blocks would leave room."""
+        per_block = max(1, self.cutter.max_txs - 1)
+        waiting = len(self.mempool) + self.cutter.open_txs
+        return max(1, -(-waiting // per_block)) + self._unscanned_batches()
+
+    def _unscanned_batches(self) -> int:
+        """Transaction batches in the log the cutter has not read yet."""
+        start = self.cutter.scanned
+        n = self.orderer.length() - start
+        return sum(1 for e in self.orderer.read(start, n) if e.kind != "tick") if n else 0
 
     def _unscanned_txs(self) -> int:
         """Transactions in the log the cutter has not read yet (put there straight, not
