@@ -257,3 +257,15 @@ def test_votes_are_held_to_the_last_safe_tick_of_the_voting_window(default_day: 
         assert p["proposed_at"] + 3 < p["activation"] - 2   # later than the next block A
     ours = next(p for p in proposals if p["module"] == "governance")
     assert ours["activation"] - ours["proposed_at"] == 20 + 3 * Governance.REVIEW_STEPS
+
+
+def test_the_dry_runs_fork_runs_nicer_than_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its votes are held to the end of the voting window, so the forked dry run takes the
+    cores the run leaves idle (``REVIEW_NICE``, as the store follower), not the run's."""
+    from gridledger.sim.features import governance
+
+    niced: list[int] = []
+    review = object.__new__(governance._Review)
+    monkeypatch.setattr(governance.os, "nice", niced.append)
+    monkeypatch.setattr(review, "run", lambda: ([], 0.0))
+    assert review._run_nice() == ([], 0.0) and niced == [governance.REVIEW_NICE] == [10]
