@@ -50,10 +50,10 @@ MEMBER_QUOTA = 10  # transactions per sender per slot (token bucket refill and b
 DSO_QUOTA_SCALE_PER_SLOT_TX = 500  # reputation-equivalent per extra quota of the DSO
 SIG_POOL_MIN_BATCH = 16  # signatures checked inline below this (``SigPool.min_batch``)
 MAX_BLOCK_TXS = 2000
-HOLD_MARGIN_BLOCKS = 1
-"""Blocks of slack a held ``defer_later`` entry keeps before its ``last_height``."""
 """Transactions a block holds; a step's batch beyond it is cut into several blocks, each
 stamped with the step's time (``EmbeddedNetwork.tick_stamped``)."""
+HOLD_MARGIN_BLOCKS = 1
+"""Blocks of slack a held ``defer_later`` entry keeps before its ``last_height``."""
 
 
 def dso_quota_scale(members: int) -> int:
