@@ -154,6 +154,21 @@ def pick_store(run_dir: Path, store: Path | None = None) -> Path:
     return found[0]
 
 
+def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``rows`` as a frame whose integer columns stay integers where some rows lack them (a
+    table of several event types): pandas' nullable ``Int64``, written as ``13056`` with an
+    empty cell, not as the float ``13056.0`` (which also rounds integers beyond 2**53)."""
+    frame = pd.DataFrame.from_records(rows)
+    for col in frame.columns:
+        if frame[col].dtype.kind in "iu":
+            continue
+        values = [r.get(col) for r in rows]
+        present = [v for v in values if v is not None]
+        if present and all(type(v) is int and -(2**63) <= v < 2**63 for v in present):
+            frame[col] = pd.array(values, dtype="Int64")
+    return frame
+
+
 def export_run(run_dir: Path, out_dir: Path, fmt: str = "csv",
                store: Path | None = None) -> Exported:
     """Verify one store of the run and write every table to ``out_dir`` as ``<table>.<fmt>``.
@@ -192,7 +207,7 @@ def export_run(run_dir: Path, out_dir: Path, fmt: str = "csv",
     for name, rows in tables.items():
         if not rows:
             continue
-        frame = pd.DataFrame.from_records(rows)
+        frame = to_frame(rows)
         file = out_dir / f"{name}.{fmt}"
         if fmt == "csv":
             frame.to_csv(file, index=False)

@@ -12,45 +12,26 @@ import csv
 import json
 import sqlite3
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from gridledger.certificates import (
-    ENERGYTAG_FIELDS,
-    ENERGYTAG_SOURCE,
-    BundleProof,
-    EnergyTagBundle,
-    ExportError,
-    Handoff,
-    check_proof,
-    csv_rows,
-    device_name,
-    genesis_validator_keys,
-    handoff_at,
-    make_proof,
-    to_energytag,
-)
 from gridledger.cli.args import fail, hex32
 from gridledger.errors import GridLedgerError
-from gridledger.ledger.app import Application
-from gridledger.ledger.block import Header
-from gridledger.ledger.modules.certificates.archive import RecordProof
-from gridledger.ledger.modules.certificates.keeper import bundle_key
-from gridledger.ledger.modules.certificates.types import hour_of
-from gridledger.ledger.modules.certificates.views import parse_bundle_id
-from gridledger.ledger.state import AbsenceProof, MembershipProof
-from gridledger.ledger.valset import keys_hash
-from gridledger.node.store import BlockStore
-from gridledger.node.validator import restore_app
-from gridledger.node.verify import find_stores
+
+if TYPE_CHECKING:
+    from gridledger.certificates import BundleProof, Handoff
+    from gridledger.ledger.app import Application
+
+# The ledger and certificate modules are imported by the commands that use them, not here:
+# this module is imported by every ``gridledger`` command (even ``--help``), before the
+# entry point can turn a Ctrl-C into exit 130, and those imports took ~1.3 s of its start.
 
 certificates_app = typer.Typer(
     help="Granular certificates (EnergyTag): export, prove one, verify a proof.",
     no_args_is_help=True)
-console = Console()
+console = Console(soft_wrap=True)  # a line naming a file stays whole when piped
 FORMATS = ("energytag", "csv")
 STORE_HELP = "A demo --out folder, a node data folder or one .sqlite store."
 
@@ -62,6 +43,12 @@ class Tip:
     """A store's certified tip: the application at it, its header and certificate."""
 
     def __init__(self, path: Path) -> None:
+        from gridledger.certificates import genesis_validator_keys
+        from gridledger.ledger.block import Header
+        from gridledger.ledger.valset import keys_hash
+        from gridledger.node.store import BlockStore
+        from gridledger.node.validator import restore_app
+
         self.path = path
         store = BlockStore(path, readonly=True)
         try:
@@ -82,8 +69,13 @@ class Tip:
         # kept open: archived certificate records are read from its blocks (app.history)
         self.store = store
         if self.app.state.root() != self.header.state_root:
+            store.close()
             raise GridLedgerError(f"{path}: replayed state does not match the tip's header")
         self.genesis_keys_hash = keys_hash(genesis_validator_keys(genesis))
+
+    def close(self) -> None:
+        """Close the store (a read-only store's -wal/-shm side files go with it)."""
+        self.store.close()
 
     def query(self, path: str) -> Any:
         return self.app.query(path)
@@ -92,6 +84,11 @@ class Tip:
         """One ``Handoff`` per change of the validator set up to the tip: the last block
         each old set certified, with the new set proven in its state (rebuilt from the
         latest snapshot at or below it, then replayed)."""
+        from gridledger.certificates import handoff_at
+        from gridledger.ledger.block import Header
+        from gridledger.node.store import BlockStore
+        from gridledger.node.validator import restore_app
+
         store = BlockStore(self.path, readonly=True)
         try:
             changes, prev = [], self.genesis_keys_hash
@@ -116,12 +113,42 @@ class Tip:
 
 
 def _store(directory: Path) -> Path:
+    from gridledger.node.verify import find_stores
+
     if not directory.exists():
         _fail(f"{directory} does not exist")
     stores = find_stores(directory)
     if not stores:
         _fail(f"no ledger store (*.sqlite) under {directory}")
     return stores[0]
+
+
+def _out_file(path: Path | None) -> None:
+    """``--out`` names a file to write: not an existing folder, in a folder (or a place for
+    one), checked before the store is read."""
+    if path is None:
+        return
+    if path.is_dir():
+        _fail(f"--out {path} is a folder; name the file to write")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        _fail(f"--out {path}: {parent} is not a folder")
+
+
+def _write(target: Path, write: Any) -> None:
+    """Write ``target`` (``write(path)``) through a temporary file: a failure (exit 1) leaves
+    neither a partial file nor a changed old one."""
+    tmp = target.with_name(target.name + ".part")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        tmp.replace(target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        _fail(f"cannot write {target}: {exc}", 1)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _tip(directory: Path) -> Tip:
@@ -133,7 +160,8 @@ def _tip(directory: Path) -> Tip:
     except sqlite3.DatabaseError as exc:
         _fail(f"{path} is not a readable ledger store: {exc}")
     except GridLedgerError as exc:
-        _fail(str(exc), 1)
+        msg = str(exc)
+        _fail(msg if str(path) in msg else f"{path}: {msg}", 1)
 
 
 def records(app: Application) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -141,6 +169,10 @@ def records(app: Application) -> tuple[list[dict[str, Any]], list[dict[str, Any]
 
     Every record is checked against ``EnergyTagBundle`` before it is written, and the
     integer account and device numbers must be unique (``ExportError`` otherwise)."""
+    from pydantic import ValidationError
+
+    from gridledger.certificates import EnergyTagBundle, ExportError, device_name, to_energytag
+
     cfg = app.query("certificates/config")
     devices = {d["cp"]: d for d in app.query("certificates/devices")}
     # a pseudonym's stand-in cp has no device of its own: the DSO's class for pseudonyms
@@ -178,28 +210,36 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Output file (default DIR/certificates.json|csv).")] = None,
 ) -> None:
     """Write every certificate bundle at the store's certified tip in the EnergyTag model."""
+    from gridledger.certificates import ENERGYTAG_FIELDS, ENERGYTAG_SOURCE, ExportError, csv_rows
+
     if fmt not in FORMATS:
         _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    _out_file(out)
     tip = _tip(directory)
     try:
         recs, index = records(tip.app)
     except ExportError as exc:
         _fail(str(exc), 1)
+    finally:
+        tip.close()
     base = directory if directory.is_dir() else directory.parent
     target = out or base / ("certificates.json" if fmt == "energytag" else "certificates.csv")
-    target.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "energytag":
         doc = {"data_model": ENERGYTAG_SOURCE, "fields": list(ENERGYTAG_FIELDS),
                "chain_id": tip.header.chain_id, "height": tip.header.height,
                "state_root": tip.header.state_root.hex(), "header_hash": tip.header.hash.hex(),
                "granular_certificate_bundles": recs, "ledger_index": index}
-        target.write_text(json.dumps(doc, indent=1) + "\n")
+        _write(target, lambda p: p.write_text(json.dumps(doc, indent=1) + "\n"))
     else:
         header, rows = csv_rows(recs, index)
-        with target.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            w.writerows(rows)
+
+        def write_csv(p: Path) -> None:
+            with p.open("w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(header)
+                w.writerows(rows)
+
+        _write(target, write_csv)
     total = sum(r["bundle_quantity"] for r in recs)
     console.print(f"wrote {target}: {len(recs)} bundles, {total} Wh, certified height "
                   f"{tip.header.height} (state root {tip.header.state_root.hex()[:16]}…)")
@@ -212,11 +252,34 @@ def prove(
     out: Annotated[Path | None, typer.Option(help="Proof file (default DIR/proof-SLOT-START.json).")] = None,
 ) -> None:
     """Write a proof of one bundle (or of its absence) against the certified tip."""
+    from gridledger.ledger.modules.certificates.views import parse_bundle_id
+
     try:
         slot, start = parse_bundle_id(bundle_id)
     except ValueError as exc:
         _fail(str(exc))
+    _out_file(out)
     tip = _tip(directory)
+    try:
+        proof, what = _prove(tip, bundle_id, slot, start)
+    finally:
+        tip.close()
+    base = directory if directory.is_dir() else directory.parent
+    target = out or base / f"proof-{slot}-{start}.json"
+    _write(target, lambda p: p.write_text(json.dumps(proof.to_json(), indent=1) + "\n"))
+    console.print(f"wrote {target}: {what} proof of bundle {bundle_id} at certified height "
+                  f"{tip.header.height}")
+
+
+def _prove(tip: Tip, bundle_id: str, slot: int, start: int) -> tuple[BundleProof, str]:
+    """The proof of bundle ``slot:start`` at ``tip`` and what kind it is."""
+    from gridledger.certificates import ExportError, make_proof
+    from gridledger.ledger.modules.certificates.archive import RecordProof
+    from gridledger.ledger.modules.certificates.keeper import bundle_key
+    from gridledger.ledger.modules.certificates.types import hour_of
+    from gridledger.ledger.state import AbsenceProof, MembershipProof
+    from gridledger.ledger.valset import keys_hash
+
     keys = tip.app.validator_keys()
     if keys_hash(keys) != tip.header.validator_set_hash:
         _fail("the validator set changed in the tip block; prove again after the next block", 1)
@@ -249,13 +312,9 @@ def prove(
         _fail(str(exc), 1)
     proof = make_proof(bundle_id, tip.genesis, tip.header_raw, tip.cert_raw, keys, state_proof,
                        record, handoffs, archived)
-    base = directory if directory.is_dir() else directory.parent
-    target = out or base / f"proof-{slot}-{start}.json"
-    target.write_text(json.dumps(proof.to_json(), indent=1) + "\n")
     what = ("two-level (archive) membership" if archived is not None
             else "membership" if record is not None else "absence")
-    console.print(f"wrote {target}: {what} proof of bundle {bundle_id} at certified height "
-                  f"{tip.header.height}")
+    return proof, what
 
 
 @certificates_app.command("verify")
@@ -266,6 +325,8 @@ def verify(
                                "other chain fails.")] = None,
 ) -> None:
     """Check a certificate proof with nothing else: quorum certificate, state proof, record."""
+    from gridledger.certificates import BundleProof, check_proof
+
     anchor = None if genesis_hash is None else hex32("--genesis-hash", genesis_hash, "hash")
     try:
         proof = BundleProof.from_json(json.loads(proof_file.read_text()))

@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -69,6 +70,15 @@ def export(
         _fail(f"{directory} does not exist")
     if store is not None:
         _ledger_store(store)
+    else:
+        from gridledger.node.verify import find_stores
+
+        found = find_stores(directory)
+        if not found:
+            _fail(f"no ledger store (*.sqlite) under {directory}")
+        _ledger_store(found[0])  # not a ledger store at all: usage (2), as verify-chain says
+    if out is not None:
+        _out_folder("--out", out)
     target = out if out is not None else (directory if directory.is_dir() else directory.parent) / "export"
     try:
         done = export_run(directory, target, fmt, store)
@@ -76,6 +86,8 @@ def export(
         _failure(str(exc))
     except ExportError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _failure(f"cannot write the tables to {target}: {exc}")
     t = Table(title=f"export of {done.store} ({done.blocks} blocks, verified)")
     t.add_column("table")
     t.add_column("rows", justify="right")
@@ -103,6 +115,12 @@ def _show(t: Table) -> None:
 
 
 _fail = fail
+
+
+def _naming(path: Path, exc: Exception) -> str:
+    """``exc``'s message, naming the file it is about (a replay error names only a block)."""
+    msg = str(exc) or type(exc).__name__
+    return msg if str(path) in msg else f"{path}: {msg}"
 
 
 def _failure(msg: str) -> NoReturn:
@@ -238,7 +256,7 @@ def demo(
     flexibility: Annotated[str, typer.Option(help="'on' or 'off': the DSO buys flexibility "
                                                   "when it predicts a violation.")] = "on",
     config: Annotated[Path | None, typer.Option(
-        help="Scenario file (TOML): every flag has a key, plus ledger [params]; flags given "
+        help="Scenario file (TOML): every flag has a key, plus ledger \\[params]; flags given "
              "here override it.")] = None,
     write_config: Annotated[Path | None, typer.Option(
         help="Write the scenario (defaults, --config and flags applied) to this TOML file "
@@ -249,6 +267,8 @@ def demo(
 
     Every flag is checked before any work (exit 2 names the flag); a run that fails exits 1."""
     _startup_check()
+    if not attacks.strip(" ,"):  # `--attacks "$LIST"` with LIST unset must not run no attack
+        _fail("--attacks is empty: give attack names, 'all' or 'none'")
     if privacy not in ("on", "off"):
         _fail(f"--privacy must be 'on' or 'off', got {privacy!r}")
     if serve is not None:
@@ -455,6 +475,7 @@ def audit_export(
         _fail(f"{directory} does not exist")
     if out.is_dir():
         _fail(f"OUT {out} is a folder; name the bundle file to write")
+    _out_folder("OUT's folder", out.parent)
     stores = find_stores(directory)
     if not stores:
         _fail(f"no ledger store (*.sqlite) under {directory}")
@@ -473,7 +494,9 @@ def audit_export(
     try:
         rep = export_bundle(source, out, prefixes)
     except GridLedgerError as exc:
-        _failure(str(exc))
+        _failure(_naming(source, exc))
+    except OSError as exc:  # a full disk, a read-only folder: nothing (no .part) is left
+        _failure(f"cannot write {out}: {exc}")
     console.print(f"[green]exported[/] {source} -> {out}: {rep.blocks} blocks, "
                   f"{rep.proofs} proofs, {rep.size_bytes:,} bytes; tip {rep.tip_hash.hex()[:16]}…, "
                   f"state root {rep.state_root.hex()[:16]}…")
@@ -490,12 +513,19 @@ def audit_verify(
     """Check an audit bundle with no other input: hash links from the genesis inside,
     quorum certificates, transaction and receipts roots, re-execution, and the proofs
     against the tip's certified state root. A failure names the record and, when it can be
-    located, the altered byte. Exit 2: BUNDLE missing; exit 1: it fails."""
+    located, the altered byte. Exit 2: BUNDLE missing or not an audit bundle; exit 1: it fails
+    (a truncated bundle, one with bytes appended, any altered byte)."""
     _startup_check()
-    from gridledger.node.audit import verify_bundle
+    from gridledger.node.audit import looks_like_bundle, verify_bundle
 
     _existing_file("BUNDLE", bundle)
     pinned = None if genesis_hash is None else hex32("--genesis-hash", genesis_hash, "hash")
+    try:
+        if not looks_like_bundle(bundle):  # another file, not a damaged bundle: usage
+            _fail(f"BUNDLE {bundle} is not an audit bundle (no GLAUDIT\\x01 magic at its start, "
+                  "no GLAUDEND at its end); `gridledger audit export` writes one")
+    except OSError as exc:
+        _fail(f"BUNDLE {bundle} cannot be read: {exc}")
     r = verify_bundle(bundle, replay=replay, genesis_hash=pinned)
     if r.ok:
         console.print(f"[green]ok[/]   {bundle}  chain={r.chain_id} blocks={r.blocks} "
@@ -531,8 +561,14 @@ def bench(
 
 
 def _passphrase(confirm: bool = False) -> str:
+    """The keystore passphrase: ``$GRIDLEDGER_PASSPHRASE`` or asked for. ``confirm``: for a
+    new key, which an empty passphrase would leave readable by anyone (the prompt asks again
+    on an empty answer; an empty variable is refused, exit 2)."""
     env = os.environ.get("GRIDLEDGER_PASSPHRASE")
     if env is not None:
+        if confirm and not env:
+            _fail("GRIDLEDGER_PASSPHRASE is set but empty: a new key needs a passphrase "
+                  "(unset it to be asked)")
         return env
     return str(typer.prompt("passphrase", hide_input=True, confirmation_prompt=confirm))
 
@@ -599,6 +635,11 @@ def keys_list(directory: KeyDir = Path("keys")) -> None:
     for k in keys:
         t.add_row(k.name, k.alg, k.address, k.kdf)
     _show(t)
+    listed = {k.path.name for k in keys}
+    skipped = sorted(p.name for p in directory.glob("*.key.json") if p.name not in listed)
+    if skipped:  # said, not hidden: a damaged key file is one its owner wants to know about
+        err.print(f"[yellow]warning:[/] not listed, not readable as keystore files: "
+                  f"{escape(', '.join(skipped))}")
 
 
 @node_app.command("init")
@@ -842,7 +883,7 @@ def node_evidence(
                               "header_hashes": [bytes(h).hex() for h in body["header_hashes"]],
                               "sigs": [bytes(sg).hex() for sg in body["sigs"]]}))
     except GridLedgerError as exc:
-        _failure(str(exc))
+        _failure(_naming(store, exc))
     finally:
         st.close()
 
@@ -964,6 +1005,10 @@ def tx_vote_validator(
 def main() -> None:  # pragma: no cover
     """Entry point: the commands, and no traceback for anything they did not expect either
     (``GRIDLEDGER_DEBUG=1`` shows it)."""
+    from gridledger.cli import _interrupted_while_starting
+
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # started: Ctrl-C as usual
     try:
         rc = app(standalone_mode=False)
     except typer.Exit as exc:
@@ -975,6 +1020,7 @@ def main() -> None:  # pragma: no cover
         exc.show()
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
+        err.print("interrupted")
         raise SystemExit(130) from None
     except Exception as exc:
         if os.environ.get("GRIDLEDGER_DEBUG"):
@@ -982,7 +1028,10 @@ def main() -> None:  # pragma: no cover
         err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {exc} "
                   "(GRIDLEDGER_DEBUG=1 shows the traceback)")
         raise SystemExit(FAILURE) from None
-    raise SystemExit(rc if isinstance(rc, int) else 0)
+    code = rc if isinstance(rc, int) else 0
+    if code == 130:  # Ctrl-C: typer turns KeyboardInterrupt into exit code 130
+        err.print("interrupted")
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

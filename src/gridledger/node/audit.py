@@ -206,39 +206,50 @@ def export_bundle(store_path: str | Path, out: str | Path,
                     "prefixes": list(prefixes), "proofs": len(proofs)}
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".part")
-        sha = hashlib.sha256()
-        table = bytearray()
-        pending = b""  # bytes not yet a whole chunk of the integrity table
-        size = 0
-        with open(tmp, "wb") as f:
-            def put(data: bytes) -> None:
-                nonlocal pending, size
-                f.write(data)
-                size += len(data)
-                pending += data
-                whole = len(pending) - len(pending) % CHUNK_BYTES
-                table.extend(_integrity(pending[:whole]))
-                pending = pending[whole:]
-
-            put(MAGIC)
-            put(_frame(Kind.MANIFEST, 0, codec.encode(manifest)))
-            put(_frame(Kind.GENESIS, 0, genesis.encode()))
-            for blk in store.blocks(1):
-                put(_frame(Kind.HEADER, blk.height, blk.header)
-                    + _frame(Kind.CERTIFICATE, blk.height, blk.cert)
-                    + _frame(Kind.TRANSACTIONS, blk.height, blk.txs)
-                    + _frame(Kind.RECEIPTS, blk.height, blk.receipts))
-            for i, p in enumerate(proofs):
-                put(_frame(Kind.PROOF, i, p))
-            table.extend(_integrity(pending))
-            sha.update(table)
-            f.write(bytes(table) + TRAILER.pack(len(table) // DIGEST_BYTES, sha.digest(), END))
-            size += len(table) + TRAILER.size
-        tmp.replace(out)
+        try:
+            size = _write_bundle(tmp, store, manifest, genesis, proofs)
+            tmp.replace(out)
+        except BaseException:  # a full disk, Ctrl-C: no half-written .part left behind
+            tmp.unlink(missing_ok=True)
+            raise
         return ExportReport(out, source, tip, len(proofs), size, tip_header.hash,
                             tip_header.state_root, tuple(prefixes))
     finally:
         store.close()
+
+
+def _write_bundle(tmp: Path, store: BlockStore, manifest: dict[str, Any], genesis: Genesis,
+                  proofs: list[bytes]) -> int:
+    """Write the bundle's bytes to ``tmp``; returns its size."""
+    sha = hashlib.sha256()
+    table = bytearray()
+    pending = b""  # bytes not yet a whole chunk of the integrity table
+    size = 0
+    with open(tmp, "wb") as f:
+        def put(data: bytes) -> None:
+            nonlocal pending, size
+            f.write(data)
+            size += len(data)
+            pending += data
+            whole = len(pending) - len(pending) % CHUNK_BYTES
+            table.extend(_integrity(pending[:whole]))
+            pending = pending[whole:]
+
+        put(MAGIC)
+        put(_frame(Kind.MANIFEST, 0, codec.encode(manifest)))
+        put(_frame(Kind.GENESIS, 0, genesis.encode()))
+        for blk in store.blocks(1):
+            put(_frame(Kind.HEADER, blk.height, blk.header)
+                + _frame(Kind.CERTIFICATE, blk.height, blk.cert)
+                + _frame(Kind.TRANSACTIONS, blk.height, blk.txs)
+                + _frame(Kind.RECEIPTS, blk.height, blk.receipts))
+        for i, p in enumerate(proofs):
+            put(_frame(Kind.PROOF, i, p))
+        table.extend(_integrity(pending))
+        sha.update(table)
+        f.write(bytes(table) + TRAILER.pack(len(table) // DIGEST_BYTES, sha.digest(), END))
+        size += len(table) + TRAILER.size
+    return size
 
 
 # -- integrity: locating damage --------------------------------------------------------------
@@ -544,7 +555,54 @@ def _map(f: BinaryIO) -> bytes:
     return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # type: ignore[return-value]
 
 
+def looks_like_bundle(path: str | Path) -> bool:
+    """Whether the file at ``path`` starts or ends as an audit bundle does (its magic, or its
+    end marker with at most one byte altered): anything else is another kind of file, not a
+    damaged bundle."""
+    with open(path, "rb") as f:
+        head = f.read(len(MAGIC))
+        size = os.fstat(f.fileno()).st_size
+        f.seek(max(0, size - len(END)))
+        tail = f.read(len(END))
+    return head == MAGIC or (len(tail) == len(END)
+                             and sum(a != b for a, b in zip(tail, END, strict=True)) <= 1)
+
+
+def _not_whole(raw: bytes) -> Finding | None:
+    """One finding when the file is not a whole bundle — another file, a bundle cut short or
+    with bytes after its end — instead of a finding per byte: the integrity table is found
+    from the file size, so in such a file every entry would look altered. ``None`` when the
+    file starts and ends as a bundle does (up to one altered byte in its end marker, which
+    ``locate`` names)."""
+    if len(raw) < len(MAGIC) + TRAILER.size:
+        return None  # locate: too short
+    end = bytes(raw[-len(END):])
+    if sum(a != b for a, b in zip(end, END, strict=True)) <= 1:
+        return None
+    if raw[:len(MAGIC)] != MAGIC:
+        return Finding(f"not an audit bundle: the file ({len(raw):,} bytes) neither starts "
+                       "with GLAUDIT\\x01 nor ends with GLAUDEND", "", 0)
+    at = raw.rfind(END)
+    if at >= 0:
+        return Finding(f"{len(raw) - at - len(END):,} bytes follow the bundle's end marker "
+                       f"(bytes {at}..{at + len(END) - 1}): something was appended to it",
+                       "trailer", at + len(END))
+    last, pos = "the magic", len(MAGIC)
+    while pos + FRAME.size <= len(raw):  # the whole records before the cut
+        kind, height, length = FRAME.unpack_from(raw, pos)
+        if kind not in Kind.__members__.values() or pos + FRAME.size + length > len(raw):
+            break
+        last = Record(Kind(kind), height, b"", pos).name
+        pos += FRAME.size + length
+    return Finding(f"truncated: the file ends at byte {len(raw):,} without the GLAUDEND "
+                   f"end marker (cut short in copying?); the last whole record is {last}",
+                   "", len(raw))
+
+
 def _verify(path: Path, raw: bytes, replay: bool, genesis_hash: bytes | None) -> AuditReport:
+    cut = _not_whole(raw)
+    if cut is not None:
+        return AuditReport(path, len(raw), findings=(cut,))
     findings: list[Finding] = []
     body_len = _body_length(len(raw))
     damaged = locate(raw)
