@@ -228,3 +228,26 @@ def test_starting_the_command_imports_no_ledger() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["[]", "130"], r.stdout
     assert "interrupted" in r.stderr
+
+
+# --------------------------------------------------------------------------- certificate proofs
+
+
+def test_a_proof_of_the_wrong_shape_is_refused_not_a_crash(chain_dir: Path, tmp_path: Path) -> None:
+    """A JSON list was 'internal error: AttributeError'; a genesis that decodes to a number
+    was 'internal error: TypeError' (check_proof promises never to raise for content)."""
+    import json
+
+    good = tmp_path / "p.json"
+    assert run(["certificates", "prove", str(chain_dir), "1:0", "--out", str(good)]).exit_code == 0
+    doc = json.loads(good.read_text())
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    assert_clean(run(["certificates", "verify", str(listed)]), 2, "not a certificate proof")
+    number = tmp_path / "number.json"
+    number.write_text(json.dumps({**doc, "genesis": "00"}))  # CBOR 0
+    res = run(["certificates", "verify", str(number)])
+    assert_clean(res, 1, "BAD malformed proof")
+    assert "chain ," not in res.output  # nothing decoded: no empty chain/genesis line
+    res = run(["certificates", "verify", str(good)])
+    assert res.exit_code == 0 and "ok no bundle 1:0" in res.output, res.output

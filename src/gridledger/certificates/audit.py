@@ -95,6 +95,8 @@ class BundleProof:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> BundleProof:
         """Raises ``ValueError`` (or ``KeyError``) on a malformed document."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"not a {FORMAT} document (not a JSON object)")
         if d.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} document")
         return cls(str(d["bundle_id"]), bytes.fromhex(d["genesis"]), bytes.fromhex(d["header"]),
@@ -202,6 +204,17 @@ def check_proof(proof: BundleProof, genesis_hash: bytes | None = None) -> AuditR
     ``genesis_hash``: the auditor's trust anchor (the community publishes its genesis
     hash); when given, a proof from any other chain fails — a self-consistent proof of a
     chain someone made up is otherwise only as good as its genesis."""
+    try:
+        return _check_proof(proof, genesis_hash)
+    except (GridLedgerError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        # well-formed CBOR of the wrong shape (a genesis that is a number, a participant
+        # that is a string) fails where it is used: a failed check, not a crash
+        r = AuditResult()
+        r.failures.append(f"malformed proof: {type(exc).__name__}: {exc}")
+        return r
+
+
+def _check_proof(proof: BundleProof, genesis_hash: bytes | None) -> AuditResult:
     r = AuditResult()
     try:
         genesis = Genesis.decode(proof.genesis)

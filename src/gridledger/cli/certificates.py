@@ -330,17 +330,18 @@ def verify(
     anchor = None if genesis_hash is None else hex32("--genesis-hash", genesis_hash, "hash")
     try:
         proof = BundleProof.from_json(json.loads(proof_file.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        _fail(f"{proof_file}: not a certificate proof ({exc})")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        _fail(f"{proof_file}: not a certificate proof ({type(exc).__name__}: {exc})")
     r = check_proof(proof, anchor)
-    console.print(f"chain {r.chain_id}, genesis {r.genesis_hash.hex()}, height {r.height}, "
-                  f"state root {r.state_root.hex()[:16]}…")
-    if anchor is None:
-        console.print("genesis not pinned: compare it with the community's published genesis "
-                      "hash (or pass --genesis-hash)")
-    console.print("validator set: " + (
-        "the genesis set" if r.genesis_validator_set else
-        f"followed from the genesis set through {r.handoffs} certified change(s)"))
+    if r.genesis_hash:  # decoded: what it is a proof against (nothing to say otherwise)
+        console.print(f"chain {r.chain_id}, genesis {r.genesis_hash.hex()}, height {r.height}, "
+                      f"state root {r.state_root.hex()[:16]}…")
+        if anchor is None:
+            console.print("genesis not pinned: compare it with the community's published "
+                          "genesis hash (or pass --genesis-hash)")
+        console.print("validator set: " + (
+            "the genesis set" if r.genesis_validator_set else
+            f"followed from the genesis set through {r.handoffs} certified change(s)"))
     if r.ok and r.exists and r.bundle is not None:
         b = r.bundle
         where = ("" if r.archived_hour is None
