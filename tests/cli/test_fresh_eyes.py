@@ -251,3 +251,20 @@ def test_a_proof_of_the_wrong_shape_is_refused_not_a_crash(chain_dir: Path, tmp_
     assert "chain ," not in res.output  # nothing decoded: no empty chain/genesis line
     res = run(["certificates", "verify", str(good)])
     assert res.exit_code == 0 and "ok no bundle 1:0" in res.output, res.output
+
+
+def test_audit_export_refuses_a_store_damaged_before_its_snapshot(
+        chain_dir: Path, tmp_path: Path) -> None:
+    """Blocks before the latest snapshot are copied, not replayed: block 3's altered receipts
+    went into a bundle (exit 0) that the regulator's `audit verify` then failed."""
+    store = tmp_path / "validator-0.sqlite"
+    store.write_bytes((chain_dir / "validator-0.sqlite").read_bytes())
+    db = sqlite3.connect(store)
+    (receipts,) = db.execute("SELECT receipts FROM blocks WHERE height = 3").fetchone()
+    db.execute("UPDATE blocks SET receipts = ? WHERE height = 3", (receipts[:-1] + b"\x00",))
+    db.commit()
+    db.close()
+    out = tmp_path / "b.glaudit"
+    assert_clean(run(["audit", "export", str(store), str(out)]), 1,
+                 "not exported", "block 3 receipts", "gridledger verify-chain")
+    assert listing(tmp_path) == ["validator-0.sqlite"]

@@ -464,8 +464,10 @@ def audit_export(
     """Write an audit bundle: genesis, every certified header and certificate, the blocks'
     transactions and receipts, and membership proofs of the audited state at the tip.
 
-    With several stores under DIRECTORY the one with the most blocks is exported. Exit 2:
-    DIRECTORY holds no ledger store or OUT is a folder."""
+    With several stores under DIRECTORY the one with the most blocks is exported; the bundle
+    is checked (as `audit verify --no-replay`) before it replaces OUT. Exit 2: DIRECTORY
+    holds no ledger store or OUT is a folder; exit 1: the store does not make a valid bundle
+    or OUT cannot be written (nothing is left behind)."""
     _startup_check()
     from gridledger.node.audit import DEFAULT_PREFIXES, export_bundle
     from gridledger.node.store import BlockStore
@@ -492,7 +494,7 @@ def audit_export(
     source = max(stores, key=lambda p: (tip(p), -stores.index(p)))
     prefixes = tuple(p.encode() for p in prove) if prove else DEFAULT_PREFIXES
     try:
-        rep = export_bundle(source, out, prefixes)
+        rep = export_bundle(source, out, prefixes, check=True)
     except GridLedgerError as exc:
         _failure(_naming(source, exc))
     except OSError as exc:  # a full disk, a read-only folder: nothing (no .part) is left
