@@ -268,3 +268,32 @@ def test_audit_export_refuses_a_store_damaged_before_its_snapshot(
     assert_clean(run(["audit", "export", str(store), str(out)]), 1,
                  "not exported", "block 3 receipts", "gridledger verify-chain")
     assert listing(tmp_path) == ["validator-0.sqlite"]
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def test_a_port_in_use_is_refused_before_any_work(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`node start --http-port P` with P taken printed 'API http://127.0.0.1:P' and ran on
+    without an API (uvicorn's bind error ended only its thread); `demo --serve P` found it
+    only after the setup. Both now exit 2 naming the flag, before any work."""
+    import socket
+
+    from gridledger.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert_clean(run(["demo", "--serve", str(port)]), 2, f"--serve {port}: cannot listen")
+        assert listing(tmp_path) == []
+        env = {"GRIDLEDGER_PASSPHRASE": "pw"}
+        net = tmp_path / "net"
+        res = run(["node", "init", str(net), "--validators", "1", "--participants", "0"], env=env)
+        assert res.exit_code == 0, res.output
+        assert_clean(run(["node", "start", str(net / "validator-0"), "--http-port", str(port),
+                          "--nats", "nats://127.0.0.1:1"], env=env),
+                     2, f"--http-port {port}: cannot listen on 127.0.0.1:{port}")
+    cli_main._port_free("--http-port", "127.0.0.1", port)  # free again: no exit

@@ -135,6 +135,27 @@ def _in_range(flag: str, value: float, lo: float, hi: float) -> None:
         _fail(f"{flag} must be between {show(lo)} and {show(hi)}, got {show(value)}")
 
 
+def _port_free(flag: str, host: str, port: int) -> None:
+    """Exit 2 unless ``host:port`` can be listened on now. The servers bind in a thread once
+    the work has started, and a failed bind ended only that thread: `node start` ran on
+    without its API after printing the address (another program's), `demo --serve` failed
+    after the setup."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        _fail(f"{flag}: cannot resolve {host!r}: {exc}")
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            _fail(f"{flag} {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                  "is another program using it?")
+
+
 def _node_url(node: str) -> str:
     """``--node`` must be an http(s) URL with a host."""
     from urllib.parse import urlparse
@@ -273,6 +294,8 @@ def demo(
         _fail(f"--privacy must be 'on' or 'off', got {privacy!r}")
     if serve is not None:
         _in_range("--serve", serve, 1, 65535)
+        if write_config is None:
+            _port_free("--serve", "127.0.0.1", serve)
     if config is not None or write_config is not None:
         if workload != "community":
             _fail("--config and --write-config describe community runs (--workload community)")
@@ -420,6 +443,8 @@ def _demo_from_config(config: Path | None, write_to: Path | None, out: Path, giv
         return
     run_out = Path(cfg.run.out) if cfg.run.out is not None else out
     _out_folder("--out" if "out" in given or cfg.run.out is None else "[run] out", run_out)
+    if sc.serve_port is not None:
+        _port_free("--serve" if "serve" in given else "[run] serve", "127.0.0.1", sc.serve_port)
     _run_scenario(sc, run_out)
 
 
@@ -732,6 +757,8 @@ def node_start(
             _fail(f"--fault: unknown {', '.join(unknown)}; choose from {', '.join(FAULTS)}")
     if network is not None:
         _check_node_network(network, node_dir.parent / "genesis.cbor", http_port)
+    if http_port:
+        _port_free("--http-port", http_host, http_port)
     cfg = ProcessConfig(node_dir, urls, http_host, http_port,
                         tick_s, replicas=replicas, fault=fault, quota_rate_per_s=quota_rate,
                         quota_burst=quota_burst, network=network)
