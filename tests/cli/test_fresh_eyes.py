@@ -297,3 +297,23 @@ def test_a_port_in_use_is_refused_before_any_work(tmp_path: Path,
                           "--nats", "nats://127.0.0.1:1"], env=env),
                      2, f"--http-port {port}: cannot listen on 127.0.0.1:{port}")
     cli_main._port_free("--http-port", "127.0.0.1", port)  # free again: no exit
+
+
+def test_a_store_that_grows_while_read_is_read_at_its_tip(
+        chain_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live node's store: a block stored after the tip was read. The state was rebuilt to
+    the newer block ('replayed state does not match the tip's header'), and the bundle held
+    blocks past its manifest's tip. Simulated: the tip reads one block short."""
+    from gridledger.node.audit import verify_bundle
+    from gridledger.node.store import BlockStore
+
+    real = BlockStore.tip
+    monkeypatch.setattr(BlockStore, "tip", lambda self: real(self) - 1)
+    store = chain_dir / "validator-2.sqlite"
+    out = tmp_path / "b.glaudit"
+    res = run(["audit", "export", str(store), str(out)])
+    assert res.exit_code == 0 and ": 4 blocks" in res.output, res.output
+    res = run(["certificates", "export", str(store), "--out", str(tmp_path / "c.json")])
+    assert res.exit_code == 0 and "certified height 4" in res.output, res.output
+    monkeypatch.setattr(BlockStore, "tip", real)
+    assert verify_bundle(out).ok

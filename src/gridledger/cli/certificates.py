@@ -59,7 +59,8 @@ class Tip:
             blk = store.block(tip)
             if blk is None:
                 raise GridLedgerError(f"{path}: the store holds no certified block")
-            self.app, _ = restore_app(store, genesis)
+            # at ``tip``: a live node's store grows while it is read
+            self.app, _ = restore_app(store, genesis, upto=tip)
             self.genesis = genesis
             self.header_raw, self.cert_raw = blk.header, blk.cert
             self.header = Header.decode(blk.header)

@@ -200,7 +200,8 @@ def export_bundle(store_path: str | Path, out: str | Path,
         tip = store.tip()
         if genesis is None or tip == 0:
             raise GridLedgerError(f"{source}: no genesis or no block to export")
-        app, _ = restore_app(store, genesis)
+        # a live node's store grows while we read it: everything is taken at ``tip``
+        app, _ = restore_app(store, genesis, upto=tip)
         keys = sorted({k for p in prefixes for k in app.state.keys_with_prefix(p)})
         proofs = [codec.encode(_proof_obj(app.state.prove(k))) for k in keys]
         last = store.block(tip)
@@ -251,6 +252,8 @@ def _write_bundle(tmp: Path, store: BlockStore, manifest: dict[str, Any], genesi
         put(_frame(Kind.MANIFEST, 0, codec.encode(manifest)))
         put(_frame(Kind.GENESIS, 0, genesis.encode()))
         for blk in store.blocks(1):
+            if blk.height > manifest["tip"]:
+                break
             put(_frame(Kind.HEADER, blk.height, blk.header)
                 + _frame(Kind.CERTIFICATE, blk.height, blk.cert)
                 + _frame(Kind.TRANSACTIONS, blk.height, blk.txs)
