@@ -206,6 +206,8 @@ def export_run(run_dir: Path, out_dir: Path, fmt: str = "csv",
     files: dict[str, tuple[Path, int]] = {}
     for name, rows in tables.items():
         if not rows:
+            # an earlier export's table of that name would pass for this run's
+            (out_dir / f"{name}.{fmt}").unlink(missing_ok=True)
             continue
         frame = to_frame(rows)
         file = out_dir / f"{name}.{fmt}"

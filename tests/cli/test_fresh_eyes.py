@@ -317,3 +317,15 @@ def test_a_store_that_grows_while_read_is_read_at_its_tip(
     assert res.exit_code == 0 and "certified height 4" in res.output, res.output
     monkeypatch.setattr(BlockStore, "tip", real)
     assert verify_bundle(out).ok
+
+
+def test_export_into_a_folder_of_an_earlier_export_leaves_only_this_runs_tables(
+        chain_dir: Path, tmp_path: Path) -> None:
+    """A run without flexibility exported over an earlier run's tables left that run's
+    flexibility.csv (and trades.csv, …) looking like this run's."""
+    (tmp_path / "flexibility.csv").write_text("height,block_time_s\n1,2\n")
+    (tmp_path / "trades.csv").write_text("height\n1\n")
+    (tmp_path / "notes.txt").write_text("mine\n")
+    res = run(["export", str(chain_dir), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert listing(tmp_path) == ["events.csv", "notes.txt"]  # transfers only: one table
