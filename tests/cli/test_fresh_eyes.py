@@ -218,7 +218,8 @@ def test_starting_the_command_imports_no_ledger() -> None:
     ~1.3 s before the entry point runs, in which a Ctrl-C printed a traceback through the
     imports. They are imported by the commands now, and Ctrl-C while starting exits 130."""
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    code = ("import sys, signal, gridledger.cli.main as m\n"
+    code = ("import sys, signal\nsys.argv[0] = 'gridledger'  # as the console script\n"
+            "import gridledger.cli.main as m\n"
             "print(sorted(n for n in ('gridledger.ledger.app', 'gridledger.certificates',"
             " 'gridledger.node.store') if n in sys.modules))\n"
             "h = signal.getsignal(signal.SIGINT)\n"
@@ -228,6 +229,11 @@ def test_starting_the_command_imports_no_ledger() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["[]", "130"], r.stdout
     assert "interrupted" in r.stderr
+    # a program that imports the package (pytest, a notebook) keeps its own Ctrl-C
+    import signal
+
+    assert signal.getsignal(signal.SIGINT) is not sys.modules["gridledger.cli"].__dict__[
+        "_interrupted_while_starting"]
 
 
 # --------------------------------------------------------------------------- certificate proofs

@@ -1,5 +1,6 @@
 """The ``gridledger`` command."""
 
+import os as _os
 import signal as _signal
 import sys as _sys
 
@@ -11,7 +12,10 @@ def _interrupted_while_starting(_signum: int, _frame: object) -> None:
     raise SystemExit(130)
 
 
-# only when Ctrl-C would raise KeyboardInterrupt (not when the parent ignores SIGINT, not when
-# imported by a program that chose its own handler); main() restores Python's handler
-if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+# Only for the command itself (the ``gridledger`` script, or ``python -m gridledger.cli…``
+# while runpy imports the package: argv[0] is "-m" then), not for a program that imports
+# this package (pytest keeps its own Ctrl-C), and only when Ctrl-C would raise
+# KeyboardInterrupt (not when the parent ignores SIGINT). main() restores Python's handler.
+if (_os.path.basename(_sys.argv[0] if _sys.argv else "") in ("gridledger", "-m")
+        and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler):
     _signal.signal(_signal.SIGINT, _interrupted_while_starting)
