@@ -290,3 +290,14 @@ def test_curtailment_section_names_each_cause() -> None:
     (none,) = Delivery.report_sections({"grid": {"curtailed_wh": 0, "curtailments": []}})
     assert "No energy was curtailed" in none.body_html
     assert Delivery.report_sections({}) == []
+
+
+def test_a_missing_figure_reads_as_a_dash_not_none() -> None:
+    """An attack record's figure that is None (e.g. ``attacker`` when no member fitted the
+    role: fake-flexibility on a day without congestion) reads "–" in the report, as every
+    other missing value does (fresh-eyes review, fourteenth session)."""
+    summary, series = make_inputs()
+    name = next(iter(summary["attacks"]))
+    summary["attacks"][name]["attacker"] = None
+    page = render_report(summary, series).lower()
+    assert "attacker: <b>none</b>" not in page and "attacker: <b>–</b>" in page

@@ -83,7 +83,10 @@ def series(rows: Iterable[Mapping[str, Any]], key: str, scale: float = 1.0) -> l
 
 
 def plain(value: object, depth: int = 0) -> str:
-    """A figure of an attack record as short text: numbers grouped, maps and lists inline."""
+    """A figure of an attack record as short text: numbers grouped, maps and lists inline;
+    a missing value (None: e.g. no member fitted an attacker's role) as "–", as elsewhere."""
+    if value is None:
+        return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
