@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -168,10 +168,19 @@ def run_checked_pf(net: Any, *, balance_tol_mw: float = 1e-6) -> None:
     """
     import pandapower as pp
 
+    _solve_checked(net, lambda: pp.runpp(net, numba=False, calculate_voltage_angles=True,
+                                         **_acpf.pandapower_init_options(net)), balance_tol_mw)
+
+
+def _solve_checked(net: Any, solve: Callable[[], None], balance_tol_mw: float = 1e-6) -> None:
+    """``solve()`` (a pandapower run of ``net``) with pandapower's warnings off, its failures
+    as ``GridError``, then the checks of ``run_checked_pf`` on the results."""
+    import pandapower as pp
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            pp.runpp(net, numba=False, calculate_voltage_angles=True, **_acpf.pandapower_init_options(net))
+            solve()
         except pp.LoadflowNotConverged:
             raise GridError("power flow did not converge (voltage collapse or bad data)") from None
         except Exception as exc:
@@ -319,19 +328,8 @@ def _run_work_pf(work: _WorkNet) -> None:
             else:
                 run_checked_pf(net)  # the tables as runpp left them
         return
-    import pandapower as pp
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            _rerun_pf(net, work.rerun)
-        except pp.LoadflowNotConverged:
-            raise GridError("power flow did not converge (voltage collapse or bad data)") from None
-        except Exception as exc:
-            raise GridError(f"power flow failed: {exc}") from None
-    if not net.converged:
-        raise GridError("power flow did not converge")
-    _check_results(net)
+    rerun = work.rerun
+    _solve_checked(net, lambda: _rerun_pf(net, rerun))
 
 
 def _check_results(net: Any, balance_tol_mw: float = 1e-6) -> None:
