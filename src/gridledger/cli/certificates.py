@@ -19,6 +19,7 @@ from rich.console import Console
 
 from gridledger.cli.args import fail, hex32
 from gridledger.errors import GridLedgerError
+from gridledger.files import replacing
 
 if TYPE_CHECKING:
     from gridledger.certificates import BundleProof, Handoff
@@ -139,17 +140,11 @@ def _out_file(path: Path | None) -> None:
 def _write(target: Path, write: Any) -> None:
     """Write ``target`` (``write(path)``) through a temporary file: a failure (exit 1) leaves
     neither a partial file nor a changed old one."""
-    tmp = target.with_name(target.name + ".part")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        tmp.replace(target)
+        with replacing(target) as tmp:
+            write(tmp)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         _fail(f"cannot write {target}: {exc}", 1)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _tip(directory: Path) -> Tip:

@@ -32,6 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from gridledger.errors import GridError
+from gridledger.files import replacing
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -323,11 +324,9 @@ def simbench_net(code: str) -> Any:
                 "1-MV-semiurb--0-sw, 1-MV-urban--0-sw, 1-MV-comm--0-sw"
             ) from None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        # atomic: a concurrent reader sees the whole file or none (a tmp name per process)
+        with replacing(path, f".{os.getpid()}.tmp") as tmp, open(tmp, "wb") as fh:
             pickle.dump(net, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
     except OSError:  # a read-only home: the run goes on without the cache
         pass
     return net

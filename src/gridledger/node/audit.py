@@ -47,6 +47,7 @@ from typing import Any, BinaryIO
 
 from gridledger.crypto.merkle import merkle_root
 from gridledger.errors import GridLedgerError
+from gridledger.files import replacing
 from gridledger.ledger import codec
 from gridledger.ledger.app import Application
 from gridledger.ledger.block import Certificate, Header
@@ -211,9 +212,7 @@ def export_bundle(store_path: str | Path, out: str | Path,
         manifest = {"format": FORMAT, "chain_id": genesis.chain_id, "tip": tip,
                     "genesis_hash": genesis.hash, "tip_hash": tip_header.hash,
                     "prefixes": list(prefixes), "proofs": len(proofs)}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".part")
-        try:
+        with replacing(out) as tmp:  # a full disk, Ctrl-C: no half-written .part left behind
             size = _write_bundle(tmp, store, manifest, genesis, proofs)
             if check:
                 found = verify_bundle(tmp, replay=False)
@@ -221,10 +220,6 @@ def export_bundle(store_path: str | Path, out: str | Path,
                     raise GridLedgerError(
                         f"{source}: not exported: its blocks do not make a valid bundle: "
                         f"{found.findings[0]} (gridledger verify-chain {source} names the damage)")
-            tmp.replace(out)
-        except BaseException:  # a full disk, Ctrl-C: no half-written .part left behind
-            tmp.unlink(missing_ok=True)
-            raise
         return ExportReport(out, source, tip, len(proofs), size, tip_header.hash,
                             tip_header.state_root, tuple(prefixes))
     finally:
