@@ -157,3 +157,77 @@ def make_server(app: ASGIApp, host: str, port: int, request_timeout_s: float = 1
                             http=protocol, timeout_keep_alive=5,
                             limit_concurrency=max_connections, h11_max_incomplete_event_size=16 * 1024)
     return uvicorn.Server(config)
+
+
+class ServeError(OSError):
+    """The API server could not listen (``host:port`` in use, not resolvable, not permitted)
+    or did not start in time."""
+
+
+class ServerThread:
+    """A ``make_server`` server running in a daemon thread on a socket bound *here*, in the
+    caller's thread: a port in use is a ``ServeError`` at once (uvicorn binding inside its
+    thread ended only that thread and left a node running with no API, or a dashboard
+    failing after the run's setup). ``error`` holds what ended the thread, if anything but
+    ``stop``; ``alive`` is False once it has ended."""
+
+    def __init__(self, app: ASGIApp, host: str, port: int, *, name: str = "api",
+                 start_timeout_s: float = 10.0, graceful_s: float | None = None,
+                 **bounds: Any) -> None:
+        import socket
+        import time
+
+        self.server = make_server(app, host, port, **bounds)
+        if graceful_s is not None:
+            self.server.config.timeout_graceful_shutdown = graceful_s
+        try:
+            family, kind, proto, _, addr = socket.getaddrinfo(host, port,
+                                                              type=socket.SOCK_STREAM)[0]
+        except OSError as exc:
+            raise ServeError(f"cannot resolve {host!r}: {exc}") from exc
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            sock.bind(addr)
+            sock.listen(2048)  # uvicorn's own backlog
+            sock.set_inheritable(True)
+        except OSError as exc:
+            sock.close()
+            raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                             "is another program using it?") from exc
+        self.host, self.port = host, sock.getsockname()[1]
+        self._sock = sock
+        self.error: BaseException | None = None
+        self._stopping = False
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + start_timeout_s
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise ServeError(f"the server on {host}:{self.port} did not start"
+                                 + (f": {self.error!r}" if self.error is not None else ""))
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        try:
+            self.server.run(sockets=[self._sock])
+        except BaseException as exc:  # kept for the owner: the thread has no one to tell
+            self.error = exc
+        finally:
+            self._sock.close()
+
+    @property
+    def alive(self) -> bool:
+        """True while the server thread runs; False once it ended (``stop`` or a failure)."""
+        return self.thread.is_alive()
+
+    @property
+    def failed(self) -> bool:
+        """The server ended without ``stop`` being asked: the owner should not run on without it."""
+        return not self._stopping and not self.thread.is_alive()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stopping = True
+        self.server.should_exit = True
+        self.thread.join(timeout=timeout_s)

@@ -774,10 +774,16 @@ def node_start(
         signal.signal(sig, lambda *_: proc.stop.set())
     console.print(f"validator {proc.validator.index} at height {proc.validator.height}; "
                   f"API {f'http://{http_host}:{http_port}' if http_port else 'off'}")
+    from gridledger.api.limits import ServeError
+
     try:
         proc.run()
     except KeyboardInterrupt:
         proc.stop.set()
+    except ServeError as exc:  # taken between the check above and the bind
+        _fail(f"--http-port {http_port}: {exc}")
+    except RuntimeError as exc:  # its API stopped: not a validator to leave running unseen
+        _failure(str(exc))
 
 
 def _check_node_network(network: str, genesis_file: Path, http_port: int) -> None:

@@ -85,6 +85,7 @@ class ValidatorProcess:
         self.mempool = Mempool(self.validator.app, capacity=50_000, quota=quota)
         self.lock = threading.RLock()
         self.stop = threading.Event()
+        self.api: Any = None  # the API server (``ServerThread``) while ``run`` serves one
         self.genesis_time = int(self.genesis.params.get("genesis_time_unix", 0))
         self._inflight: Header | None = None
         self._certified: dict[int, tuple[bytes, Keys]] = {}
@@ -259,7 +260,7 @@ class ValidatorProcess:
 
     def run(self) -> None:
         """Run until ``stop`` is set: producer thread + block loop (+ API if a port is set)."""
-        server = self._start_api() if self.cfg.http_port else None
+        api = self.api = self._start_api() if self.cfg.http_port else None
 
         def producer() -> None:
             last_tick = 0.0
@@ -278,6 +279,9 @@ class ValidatorProcess:
         th.start()
         try:
             while not self.stop.is_set():
+                if api is not None and api.failed:  # a validator does not run on unseen
+                    raise RuntimeError(f"validator {self.validator.index}: its API on "
+                                       f"{api.host}:{api.port} stopped: {api.error!r}")
                 try:
                     if not self.step() and not self.preverify():
                         self.orderer.wait_for(self.cutter.scanned + 1, timeout_s=0.2)
@@ -287,16 +291,18 @@ class ValidatorProcess:
         finally:
             self.stop.set()
             th.join(timeout=2)
-            if server is not None:
-                server.should_exit = True
+            if api is not None:
+                api.stop(timeout_s=2)
             self.board.close()
             self.orderer.close()
             self.service.close()
             self.validator.close()
 
     def _start_api(self) -> Any:
+        """The API server, listening before the block loop starts (``ServerThread``: a port
+        in use raises ``ServeError`` here, not in the server's thread)."""
         from gridledger.api import create_app
-        from gridledger.api.limits import make_server
+        from gridledger.api.limits import ServerThread
 
         grid = None
         if self.cfg.network is not None:
@@ -304,7 +310,5 @@ class ValidatorProcess:
             from gridledger.grid.single_line import ledger_grid_source
 
             grid = ledger_grid_source(load_grid(self.cfg.network))
-        server = make_server(create_app(self.service, grid=grid), self.cfg.http_host,
-                             self.cfg.http_port)
-        threading.Thread(target=server.run, daemon=True).start()
-        return server
+        return ServerThread(create_app(self.service, grid=grid), self.cfg.http_host,
+                            self.cfg.http_port, name=f"api-{self.validator.index}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -599,8 +598,7 @@ def node_api(path: Path, validator: int, key: SigningKey) -> Iterator[Any]:
     import httpx  # the API stack loads only for this analysis, not for every demo run
 
     from gridledger.api import create_app
-    from gridledger.api.limits import make_server
-    from gridledger.node.nats_cluster import free_port
+    from gridledger.api.limits import ServerThread
     from gridledger.node.service import ValidatorService
     from gridledger.node.validator import Validator
 
@@ -610,22 +608,12 @@ def node_api(path: Path, validator: int, key: SigningKey) -> Iterator[Any]:
     node = Validator(validator, key, genesis, path, readonly=True)
     try:
         service = ValidatorService(node, threading.RLock(), _refuse, _idle)
-        port = free_port()
-        server = make_server(create_app(service), "127.0.0.1", port)
-        th = threading.Thread(target=server.run, daemon=True)
-        th.start()
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0) as client:
-                for _ in range(200):  # until the server listens
-                    try:
-                        client.get("/v1/status")
-                        break
-                    except httpx.TransportError:
-                        time.sleep(0.05)
+        api = ServerThread(create_app(service), "127.0.0.1", 0, name="curious-api")
+        try:  # port 0: the kernel picks a free one on the bound socket (no probe-then-bind race)
+            with httpx.Client(base_url=f"http://127.0.0.1:{api.port}", timeout=30.0) as client:
                 yield client
         finally:
-            server.should_exit = True
-            th.join(timeout=10)
+            api.stop()
             service.close()
     finally:
         node.close()

@@ -20,7 +20,6 @@ uvicorn, the API: ~0.5 s of a run's start-up, issue 17).
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ from gridledger.sim.records import Delivered
 
 if TYPE_CHECKING:
     from gridledger.api.dashboard import RunPanel
+    from gridledger.api.limits import ServerThread
     from gridledger.node.service import EmbeddedService
 
 START_TIMEOUT_S = 10.0
@@ -53,32 +53,25 @@ class LiveDashboard(Feature):
         self._delivered: tuple[int, dict[str, int]] | None = None  # last slot's net injections
         self._state: dict[str, Any] | None = None  # its single-line state, drawn once
         self.service: EmbeddedService | None = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._server: ServerThread | None = None
         if self.port is not None:
             self._start(self.port)
 
     def _start(self, port: int) -> None:
         from gridledger.api import create_app
         from gridledger.api.dashboard import RunPanel
-        from gridledger.api.limits import make_server
+        from gridledger.api.limits import ServeError, ServerThread
         from gridledger.node.service import EmbeddedService
 
         self.panel = RunPanel()
         self.service = EmbeddedService(self.ctx.net, lock=self.ctx.ledger_lock)
         app = create_app(self.service, grid=self.grid, run=self.panel)
-        self._server = make_server(app, "127.0.0.1", port)
-        self._server.config.timeout_graceful_shutdown = 2  # open event streams end with the run
-        self._thread = threading.Thread(target=self._server.run, name="demo-dashboard",
-                                        daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise ConfigError(f"--serve {port}: the dashboard could not listen on "
-                                  f"127.0.0.1:{port} (in use?)")
-            time.sleep(0.02)
+        try:  # open event streams end with the run: 2 s of graceful shutdown
+            self._server = ServerThread(app, "127.0.0.1", port, name="demo-dashboard",
+                                        start_timeout_s=START_TIMEOUT_S, graceful_s=2)
+        except ServeError as exc:
+            self.stop()
+            raise ConfigError(f"--serve {port}: the dashboard could not listen: {exc}") from exc
 
     def grid(self, _read_slot: int | None, _readings: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The network panel's feed (``api.dashboard.GridSource``; the run's own power flows,
@@ -165,9 +158,7 @@ class LiveDashboard(Feature):
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
         if self.service is not None:
             self.service.close()
-        self._server = self._thread = self.service = None
+        self._server = self.service = None
