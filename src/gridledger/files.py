@@ -22,3 +22,19 @@ def replacing(path: Path, suffix: str = ".part") -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class FileTooLarge(OSError):
+    """A file past the size its kind may have (``read_bounded``)."""
+
+
+def read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of ``path`` if it holds at most ``limit`` bytes; ``FileTooLarge`` (naming the
+    file, its size and the bound) otherwise, without reading more than ``limit + 1`` bytes —
+    an operator's mistyped path to a disk image costs nothing. Other ``OSError``s as ``open``."""
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        size = Path(path).stat().st_size
+        raise FileTooLarge(f"{path}: {size:,} bytes, more than the {limit:,} a {what} may have")
+    return data

@@ -139,3 +139,16 @@ def test_same_results_as_the_same_window_from_simbench(tmp_path: Path) -> None:
     assert c_series["slots"] == s_series["slots"]
     assert [p["total_micro"] for p in c_series["participants"]] == \
         [p["total_micro"] for p in s_series["participants"]]
+
+
+def test_a_file_larger_than_any_year_of_the_network_is_refused_unread(model, tmp_path: Path) -> None:
+    """Operator's files are read whole (pandas): one past the largest file the network's
+    year can take is refused by its size before it is read (a sparse file: nothing to read)."""
+    from gridledger.grid.profiles_csv import max_csv_bytes
+
+    big = tmp_path / "huge.csv"
+    with big.open("wb") as f:
+        f.truncate(max_csv_bytes(model) + 1)
+    with pytest.raises(GridError, match=r"huge\.csv: the file: .* bytes, more than the .* "
+                                        r"that a year of 15-minute rows"):
+        read_profiles_csv(big, model)

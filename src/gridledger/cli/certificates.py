@@ -19,7 +19,7 @@ from rich.console import Console
 
 from gridledger.cli.args import fail, hex32
 from gridledger.errors import GridLedgerError
-from gridledger.files import replacing
+from gridledger.files import read_bounded, replacing
 
 if TYPE_CHECKING:
     from gridledger.certificates import BundleProof, Handoff
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 # The ledger and certificate modules are imported by the commands that use them, not here:
 # this module is imported by every ``gridledger`` command (even ``--help``), before the
 # entry point can turn a Ctrl-C into exit 130, and those imports took ~1.3 s of its start.
+
+# a proof is a quorum certificate, one state path and one record: tens of KB (an ample bound)
+PROOF_MAX_BYTES = 8 * 1024 * 1024
 
 certificates_app = typer.Typer(
     help="Granular certificates (EnergyTag): export, prove one, verify a proof.",
@@ -325,7 +328,8 @@ def verify(
 
     anchor = None if genesis_hash is None else hex32("--genesis-hash", genesis_hash, "hash")
     try:
-        proof = BundleProof.from_json(json.loads(proof_file.read_text()))
+        proof = BundleProof.from_json(json.loads(read_bounded(proof_file, PROOF_MAX_BYTES,
+                                                               "certificate proof")))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         _fail(f"{proof_file}: not a certificate proof ({type(exc).__name__}: {exc})")
     r = check_proof(proof, anchor)

@@ -22,6 +22,7 @@ from rich.table import Table
 from gridledger.cli.args import FAILURE, err, fail, hex32
 from gridledger.cli.certificates import certificates_app
 from gridledger.errors import ConfigError, GridError, GridLedgerError, KeystoreError
+from gridledger.files import FileTooLarge, read_bounded
 from gridledger.sim.modes import DEMO_PRIVACY
 
 T = TypeVar("T")
@@ -98,6 +99,10 @@ def export(
 
 
 MAX_SEED = 2**63 - 1
+# files an operator names, read whole: bounds far above any real one (a 1,000-member genesis
+# is ~5 MB; evidence is a few headers and signatures), so a mistyped path costs nothing
+GENESIS_MAX_BYTES = 64 * 1024 * 1024
+EVIDENCE_MAX_BYTES = 1024 * 1024
 MAX_MICRO = 2**64 - 1
 _ALGS = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
 
@@ -799,7 +804,7 @@ def _check_node_network(network: str, genesis_file: Path, http_port: int) -> Non
     except GridError as exc:
         _fail(f"--network: {exc}")
     try:
-        genesis = Genesis.decode(genesis_file.read_bytes())
+        genesis = Genesis.decode(read_bounded(genesis_file, GENESIS_MAX_BYTES, "genesis file"))
     except (GridLedgerError, ValueError, OSError) as exc:
         _failure(f"cannot read {genesis_file}: {exc}")
     parts = genesis.doc.get("participants", []) if isinstance(genesis.doc, dict) else []
@@ -990,12 +995,13 @@ def tx_propose_validator(
         else:
             target = _address("--remove", str(remove))
             if evidence is not None:
-                e = json.loads(_existing_file("--evidence", evidence).read_text().strip().splitlines()[0])
+                e = json.loads(read_bounded(_existing_file("--evidence", evidence), EVIDENCE_MAX_BYTES,
+                                            "misbehaviour evidence file").decode().strip().splitlines()[0])
                 ev = {"height": int(e["height"]),
                       "header_hashes": [bytes.fromhex(h) for h in e["header_hashes"]],
                       "sigs": [bytes.fromhex(sg) for sg in e["sigs"]]}
-    except ConfigError as exc:
-        _fail(str(exc))
+    except (ConfigError, FileTooLarge) as exc:
+        _fail(f"{'--add' if add is not None else '--evidence'}: {exc}")
     except (ValueError, KeyError, TypeError, IndexError, OSError) as exc:
         bad = "--add" if add is not None else "--evidence"
         _fail(f"{bad}: not a file of the expected form ({type(exc).__name__}: {exc})")

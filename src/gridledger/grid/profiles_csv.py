@@ -64,6 +64,15 @@ def _fail(path: Path, where: str, what: str) -> GridError:
     return GridError(f"{path}: {where}: {what}")
 
 
+CELL_MAX_BYTES = 64  # a timestamp is 25 characters, a number far fewer: an ample bound
+
+
+def max_csv_bytes(model: GridModel) -> int:
+    """The largest profiles file ``model`` can take: a header and one row per slot of its
+    year, each with a timestamp and four quantities per connection point."""
+    return (model.n_slots + 1) * (1 + 4 * len(model.cp_ids)) * CELL_MAX_BYTES
+
+
 def read_profiles_csv(path: Path, model: GridModel) -> ProfileWindow:
     """Parse and check ``path`` against ``model``'s connection points; returns the model with
     the file's window in place. Raises ``GridError`` (file, row, column named)."""
@@ -72,6 +81,11 @@ def read_profiles_csv(path: Path, model: GridModel) -> ProfileWindow:
         raise GridError(f"{path}: the profiles replace a window of {model.name}'s whole profile "
                         "year; load the network without a window")
     try:
+        size, bound = path.stat().st_size, max_csv_bytes(model)
+        if size > bound:  # pandas holds the whole file: a wrong path must not fill memory
+            raise _fail(path, "the file", f"{size:,} bytes, more than the {bound:,} that a "
+                        f"year of 15-minute rows for {model.name}'s {len(model.cp_ids)} "
+                        "connection points can take")
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise GridError(f"{path}: no such file") from None

@@ -15,6 +15,7 @@ from typing import Any
 from gridledger.crypto.keystore import save_key
 from gridledger.crypto.sig import SigningKey
 from gridledger.errors import ConfigError
+from gridledger.files import read_bounded
 from gridledger.ledger.genesis import Genesis, make_genesis
 from gridledger.ledger.modules.governance.types import VALIDATOR_POP_CONTEXT, validator_pop_message
 
@@ -76,9 +77,13 @@ def new_validator(net: Path, passphrase: str, name: str | None = None, alg: str 
     return d
 
 
+JOIN_MAX_BYTES = 64 * 1024  # a name, an ML-DSA public key and its proof: a few KB
+
+
 def read_join(path: Path) -> dict[str, Any]:
-    """The ``governance/propose_add_validator`` body from a ``join.json``."""
-    j = json.loads(path.read_text())
+    """The ``governance/propose_add_validator`` body from a ``join.json`` (at most
+    ``JOIN_MAX_BYTES``; ``FileTooLarge`` past it)."""
+    j = json.loads(read_bounded(path, JOIN_MAX_BYTES, "join.json"))
     try:
         return {"alg": str(j["alg"]), "pk": bytes.fromhex(j["pk"]), "name": str(j["name"]),
                 "pop": bytes.fromhex(j["pop"])}

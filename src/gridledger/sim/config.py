@@ -54,6 +54,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gridledger.errors import ConfigError
+from gridledger.files import read_bounded
 from gridledger.grid import SLOTS_PER_DAY
 from gridledger.ledger.params import PARAM_NAMES, Params, parse_params
 from gridledger.sim.attacks import parse_attacks
@@ -156,10 +157,13 @@ def parse_config(doc: Mapping[str, Any], source: str = "config") -> DemoConfig:
     return cfg
 
 
+CONFIG_MAX_BYTES = 1024 * 1024  # a scenario is a page of TOML; a bound, not a budget
+
+
 def load_config(path: Path) -> DemoConfig:
     """Read and validate a scenario file (``ConfigError`` names the file and key)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_bounded(Path(path), CONFIG_MAX_BYTES, "scenario file").decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"--config {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
