@@ -15,7 +15,8 @@ websocket-client for the page socket):
    ``file:``/``data:``/``blob:``/``about:`` (the page must not touch the network);
 5. evaluate the number of rendered plotly graphs, the document title and any
    expressions the caller asks for; optionally save a full-page PNG screenshot;
-6. always kill the browser's process group and remove the profile directory.
+6. always kill the browser's process group and remove the profile directory (Chromium's
+   ``$TMPDIR`` is inside it, so its ``org.chromium.Chromium.*`` socket folder goes too).
 
 Everything runs under one hard deadline.
 """
@@ -201,13 +202,18 @@ def open_in_chromium(path: Path | str, *, settle: float = 0.5, timeout: float = 
     deadline = time.monotonic() + timeout
     profile = Path(tempfile.mkdtemp(prefix="gl-chromium-"))
     log = (profile.parent / (profile.name + ".log")).open("w+b")
+    # Chromium puts its singleton socket in a fresh $TMPDIR/org.chromium.Chromium.* folder
+    # that a killed browser never removes (hundreds piled up in /tmp): give it one inside
+    # the profile, removed with it
+    (profile / "tmp").mkdir()
     proc = subprocess.Popen(
         [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--no-first-run", "--no-default-browser-check", "--disable-extensions",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-default-apps", "--mute-audio", "--remote-allow-origins=*",
          "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "TMPDIR": str(profile / "tmp")})
     session: _Session | None = None
     try:
         port_file = profile / "DevToolsActivePort"
