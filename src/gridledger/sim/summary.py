@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from gridledger.ledger.modules.reputation.types import MIN_SCORE
 from gridledger.node.verify import VerifyReport
 from gridledger.sim.context import SimContext
 from gridledger.sim.engine import Engine
@@ -204,6 +205,14 @@ def summarize(eng: Engine, reports: list[VerifyReport]) -> dict[str, Any]:
     return summary
 
 
+def is_sanction(e: dict[str, Any]) -> bool:
+    """A ``reputation`` event that is a penalty the ledger applied: the score fell, or it was
+    already at the floor (``MIN_SCORE``) — a penalty there still restarts the clean-slot clock
+    an appeal waits for. The attack rows count penalties by reason, so the members table must
+    count floor-clamped ones too (it showed 14 for a member its attack row charged 18)."""
+    return e["delta"] < 0 or (e["delta"] == 0 and e["score"] == MIN_SCORE)
+
+
 def series_of(eng: Engine) -> dict[str, Any]:
     """Per-slot and per-participant rows for the report's figures and tables."""
     ctx = eng.ctx
@@ -225,7 +234,7 @@ def series_of(eng: Engine) -> dict[str, Any]:
     sanctions: dict[str, dict[str, int]] = {m.cp: {} for m in ctx.members}
     for e in ctx.data.events_of("reputation"):
         m = owner(e["addr"])
-        if m is not None and e["delta"] < 0:
+        if m is not None and is_sanction(e):
             by_reason = sanctions[m.cp]
             by_reason[e["reason"]] = by_reason.get(e["reason"], 0) + 1
     return {
