@@ -39,10 +39,12 @@ from typing import Any, ClassVar
 from gridledger.crypto.hashing import tagged_hash
 from gridledger.flex import MeritOffer
 from gridledger.flex.planner import Prediction, order_for, predict
-from gridledger.grid import compute_envelope_report, deliver_schedule
+from gridledger.grid import GridLimits, GridModel, compute_envelope_report, deliver_schedule
+from gridledger.grid.area_workers import area_workers
 from gridledger.ledger.modules.flex.types import MAX_CPS
 from gridledger.ledger.tx import decode_tx
 from gridledger.node.embedded import FinalizedBlock
+from gridledger.sim.beside import Ahead
 from gridledger.sim.clock import SLOT_S, Step
 from gridledger.sim.community import Member, forecast_wh_by_cp, household_net_wh
 from gridledger.sim.context import SimContext
@@ -82,6 +84,20 @@ class Posted:
     mode its stand-in cp for the slot (``identities.ledger_cp``)."""
 
 
+_BESIDE_MODEL: list[GridModel] = []
+"""The model the DSO's forecast worker holds (set in the worker as it starts)."""
+
+
+def _hold_model(model: GridModel) -> None:
+    _BESIDE_MODEL.append(model)
+
+
+def _predict_beside(slot: int, forecast_wh: dict[str, int], limits: GridLimits
+                    ) -> Prediction | None:
+    """``predict`` on the worker's model."""
+    return predict(_BESIDE_MODEL[-1], slot, forecast_wh, limits)
+
+
 class Flexibility(Feature):
     name: ClassVar[str] = "flexibility"
     threat_rows: ClassVar[tuple[str, ...]] = ()
@@ -106,6 +122,10 @@ class Flexibility(Feature):
         pseudonyms once the trustees opened them (``pseudonym_penalty``)."""
         self.excluded: set[str] = set()
         """Households the DSO stopped naming for their pseudonyms' non-delivery."""
+        self.ahead: Ahead[Prediction | None] = Ahead(_hold_model, (ctx.model,), ctx.timings,
+                                                     "flex_beside_s")
+        """The next step's forecast power flow (``predict``), started in the DSO's forecast
+        worker a step ahead."""
 
     # -- the DSO ------------------------------------------------------------------------------
     def forecast(self, slot: int) -> dict[str, int]:
@@ -130,13 +150,32 @@ class Flexibility(Feature):
         target = step.slot + LOOKAHEAD
         if target in ctx.trading_slots():
             out += self._request(target)
+        self._predict_ahead(target + 1)
         return out
+
+    def _predict_ahead(self, slot: int) -> None:
+        """Start the next step's forecast power flow in the worker: the forecast of ``slot``
+        (the next step's target) is final now — an order moves its own slot, 4-7 slots
+        after it (heat pumps' recovery) and 12 (EVs' rebound), so the next step's order
+        (made before its request, for the slot after the next) moves slots 1, 5-8 and 13
+        after the next step, never its target 3 on — so the worker runs it beside this
+        step's blocks; the next ``_request`` uses it if the forecast is still the same
+        (issue 17: the main core's own work). Not on a network with area workers (the
+        model holds this process's pipes to them, as the DSO's worker's)."""
+        ctx = self.ctx
+        if slot not in ctx.trading_slots() or not self.ahead.available() \
+                or area_workers(ctx.model) is not None:
+            return
+        forecast = self.forecast(slot)
+        self.ahead.start(slot, forecast, _predict_beside, slot, forecast, ctx.limits)
 
     def _request(self, slot: int) -> list[bytes]:
         ctx = self.ctx
         forecast = self.forecast(slot)
         with ctx.timed("grid_s"):
-            pred = predict(ctx.model, slot, forecast, ctx.limits)
+            done, pred = self.ahead.take(slot, forecast)
+            if not done:
+                pred = predict(ctx.model, slot, forecast, ctx.limits)
         if pred is None:
             return []
         cps = {cp: ctx.by_cp[cp] for cp in pred.cps
@@ -291,6 +330,12 @@ class Flexibility(Feature):
         return out
 
     # -- results ----------------------------------------------------------------------------
+    def finish(self) -> None:
+        self.ahead.close()
+
+    def run_ended(self, summary: dict[str, Any] | None) -> None:
+        self.ahead.close()
+
     def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:
         for e in events:
             t = str(e.get("type", ""))
