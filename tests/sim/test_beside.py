@@ -8,6 +8,9 @@ and is used only if its inputs are still the ones the run would use.
 * Flexibility: the DSO's forecast power flow of the next step's target slot (``predict``)
   starts in a worker holding the model a step ahead; the next request uses it if the
   forecast is the same.
+* Small client batches (aggregators' partials, certificates' claims and sub-meter reports,
+  firmware approvals and patches) are signed on the signing pool, each by its own key, with
+  the nonces and order of signing them one by one.
 """
 
 from __future__ import annotations
@@ -21,14 +24,18 @@ import pytest
 from gridledger.crypto.shamir import Share, decode_signed, reconstruct_secret
 from gridledger.flex.planner import Prediction, predict
 from gridledger.grid import GridLimits, load_grid
+from gridledger.ledger.tx import TX_CONTEXT, decode_tx, sign_tx
+from gridledger.node.sigpool import SigPool
 from gridledger.privacy.aggregation.rounds import CTX_PARTIAL
-from gridledger.sim import beside
+from gridledger.sim import beside, context
 from gridledger.sim import community as comm
 from gridledger.sim.beside import Ahead
 from gridledger.sim.clock import Step
 from gridledger.sim.community import Member, PrivacyKeys
+from gridledger.sim.context import PendingTxs
 from gridledger.sim.features import flexibility
 from gridledger.sim.features.aggregation import SecureAggregation
+from gridledger.sim.features.certificates import Certificates
 from gridledger.sim.keys import sim_key
 from gridledger.sim.scenario import DEFAULT_NETWORK
 from tests.sim.conftest import DemoRun
@@ -177,3 +184,46 @@ def test_the_default_day_takes_its_rounds_and_forecast_flows_from_the_workers(
     counted only for results taken)."""
     t = default_day.summary["timings"]
     assert t["privacy_beside_s"] > 0 and t["flex_beside_s"] > 0
+
+
+# -- small client batches on the signing pool -------------------------------------------------
+def test_the_runs_pool_signs_a_batch_of_one_on_its_processes() -> None:
+    """``SimContext``'s pool signs every client batch on its processes
+    (``SIG_POOL_MIN_SIGN_BATCH`` = 1): a phase's batch is read after the later features ran,
+    so even one signature overlaps the main core's work; the transaction is the one
+    ``sign_tx`` makes with that nonce."""
+    assert context.SIG_POOL_MIN_SIGN_BATCH == 1
+    pool = SigPool(workers=2, min_batch=context.SIG_POOL_MIN_BATCH,
+                   min_sign_batch=context.SIG_POOL_MIN_SIGN_BATCH)
+    try:
+        key = sim_key(3, "beside-member", 0, alg="ml-dsa-44")
+        nonces = {key.address: 4}
+        pending = PendingTxs(pool, "c", nonces, [(key, "firmware/patch", {"slot": 1})])
+        assert pool._pool is not None                     # on the pool, not inline
+        tx = decode_tx(pending[0])
+        ref = decode_tx(sign_tx(key, "c", 4, "firmware/patch", {"slot": 1}))
+        assert (tx.sender, tx.nonce, tx.kind, tx.body) == (ref.sender, 4, ref.kind, ref.body)
+        assert key.public_key.verify(tx.signing_bytes, tx.sig, TX_CONTEXT)
+        assert nonces == {key.address: 5} and pending.ids == [tx.id]
+    finally:
+        pool.close()
+
+
+def test_sub_meter_reports_are_one_batch_in_member_order() -> None:
+    """Certificates' storage readings of a slot go to ``txs_ahead`` as one batch, each signed
+    by its member's meter, in member order (as they were signed one by one)."""
+    members = _members(4)
+    batches: list[list[Any]] = []
+    ctx = types.SimpleNamespace(
+        members=members, data=types.SimpleNamespace(delivered={}),
+        identities=types.SimpleNamespace(ledger_cp=lambda m, s: m.cp,
+                                         meter_key=lambda m, s: m.meter),
+        txs_ahead=lambda items: batches.append(list(items)) or ["signed"])
+    feat = Certificates(ctx)
+    feat.battery[9] = {members[2].cp: -200, members[0].cp: 300}
+    assert feat.txs_c(Step(10, True)) == ["signed"]
+    assert batches == [[
+        (members[0].meter, "certificates/storage_reading",
+         {"slot": 9, "charged_wh": 0, "discharged_wh": 300}),
+        (members[2].meter, "certificates/storage_reading",
+         {"slot": 9, "charged_wh": 200, "discharged_wh": 0})]]

@@ -49,6 +49,12 @@ from gridledger.sim.secagg import Round
 MEMBER_QUOTA = 10  # transactions per sender per slot (token bucket refill and burst)
 DSO_QUOTA_SCALE_PER_SLOT_TX = 500  # reputation-equivalent per extra quota of the DSO
 SIG_POOL_MIN_BATCH = 16  # signatures checked inline below this (``SigPool.min_batch``)
+SIG_POOL_MIN_SIGN_BATCH = 1
+"""Client signatures made inline below this (``SigPool.min_sign_batch``): none. A phase's
+batch (``txs_ahead``) is read only after the phase's later features ran, so even one
+signature on the pool overlaps the main core's work (issue 17, fifteenth session: the
+aggregators' partials, certificates' claims and sub-meter reports, firmware approvals and
+patches were 1-15 a batch, signed inline below the pool's default 16)."""
 MAX_BLOCK_TXS = 2000
 """Transactions a block holds; a step's batch beyond it is cut into several blocks, each
 stamped with the step's time (``EmbeddedNetwork.tick_stamped``)."""
@@ -240,7 +246,8 @@ class SimContext:
         # also signs for the clients (``txs``). A demo's batches are small (a block's
         # readings, a slot's orders: 30-100) and the other core is idle between blocks, so
         # from 16 signatures on they go to the pool (the default 64 kept them here)
-        self.sig_pool = SigPool(workers=2, min_batch=SIG_POOL_MIN_BATCH)
+        self.sig_pool = SigPool(workers=2, min_batch=SIG_POOL_MIN_BATCH,
+                                min_sign_batch=SIG_POOL_MIN_SIGN_BATCH)
         self.net = EmbeddedNetwork(self.community.genesis, self.community.validators,
                                    out / "ledger", quota=quota, max_block_txs=MAX_BLOCK_TXS,
                                    mempool_capacity=20_000, snapshot_every=96,

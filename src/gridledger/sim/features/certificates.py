@@ -30,13 +30,14 @@ and the producer -> consumer flows of the GCs that were claimed.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import plotly.graph_objects as go
 
 from gridledger.certificates import matching_by_member, score_mean
 from gridledger.ledger.modules.certificates.types import MAX_ITEMS, hour_close
+from gridledger.ledger.tx import TxSigner
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.clock import Step
 from gridledger.sim.community import Member
@@ -124,7 +125,7 @@ class Certificates(Feature):
         self.battery[slot] = out
 
     # -- transactions --------------------------------------------------------------------
-    def txs_a(self, step: Step) -> list[bytes]:
+    def txs_a(self, step: Step) -> Sequence[bytes]:
         ctx = self.ctx
         raws: list[bytes] = []
         if not self.registered:
@@ -140,14 +141,15 @@ class Certificates(Feature):
             if raws:
                 return raws
         with ctx.timed("certificates_s"):
-            raws += self.claims(step.t_a)
-        return raws
+            # each member signs its own claims; the pool makes the signatures while the
+            # phase's later features run (``SimContext.txs_ahead``: the same nonces, order)
+            return ctx.txs_ahead(self.claims(step.t_a))
 
-    def txs_c(self, step: Step) -> list[bytes]:
+    def txs_c(self, step: Step) -> Sequence[bytes]:
         ctx, slot = self.ctx, step.slot - 1
         flows = self.battery.get(slot, {})
         d = ctx.data.delivered.get(slot)
-        raws = []
+        items: list[tuple[TxSigner, str, dict[str, Any]]] = []
         for m in ctx.members:
             if self._own_cp(m, slot):
                 if m.cp not in flows:
@@ -155,22 +157,22 @@ class Certificates(Feature):
             elif d is None or int(d.measurements.reported_wh_by_cp[m.cp]) <= 0:
                 continue        # under a pseudonym: every exporting meter, and only those
             f = flows.get(m.cp, 0)
-            raws.append(ctx.tx(ctx.identities.meter_key(m, slot), "certificates/storage_reading",
-                               {"slot": slot, "charged_wh": max(0, -f),
-                                "discharged_wh": max(0, f)}))
-        return raws
+            items.append((ctx.identities.meter_key(m, slot), "certificates/storage_reading",
+                          {"slot": slot, "charged_wh": max(0, -f), "discharged_wh": max(0, f)}))
+        return ctx.txs_ahead(items)   # each sub-meter's own signature, made on the pool
 
-    def claims(self, now: int) -> list[bytes]:
-        """Each member's store and cancel transactions for the GCs it holds in open hours,
-        once per hour: when every slot of the hour is issued (its import is complete), or
-        when the hour's claim window is about to close."""
+    def claims(self, now: int) -> list[tuple[TxSigner, str, dict[str, Any]]]:
+        """Each member's store and cancel transactions (key, kind, body: to be signed in
+        order) for the GCs it holds in open hours, once per hour: when every slot of the
+        hour is issued (its import is complete), or when the hour's claim window is about
+        to close."""
         ctx = self.ctx
         led = ctx.ledger
         cfg = led.certificates("config")
         if not cfg["enabled"]:
             return []
         s, settle, window = cfg["slot_seconds"], cfg["settle_window_s"], cfg["claim_window_s"]
-        raws: list[bytes] = []
+        raws: list[tuple[TxSigner, str, dict[str, Any]]] = []
         for hour in led.certificates("hours")["open"]:
             close = hour_close(hour, s, settle, window)
             if hour in self.claimed or close <= now:
@@ -192,7 +194,7 @@ class Certificates(Feature):
         return raws
 
     def _claim(self, m: Member, owner: bytes, bundles: list[dict[str, Any]],
-               room: int) -> list[bytes]:
+               room: int) -> list[tuple[TxSigner, str, dict[str, Any]]]:
         """Store into the battery what it charged in each bundle's slot, then cancel against
         the hour's import, never beyond ``room`` (the import nothing covers yet)."""
         ctx = self.ctx
@@ -221,11 +223,11 @@ class Certificates(Feature):
         key = ctx.identities.trading_key(m, int(bundles[0]["slot"]))
         if key.address != owner:
             return []
-        out = []
+        out: list[tuple[TxSigner, str, dict[str, Any]]] = []
         if stores:
-            out.append(ctx.tx(key, "certificates/store", {"items": stores}))
+            out.append((key, "certificates/store", {"items": stores}))
         if cancels:
-            out.append(ctx.tx(key, "certificates/cancel", {"items": cancels}))
+            out.append((key, "certificates/cancel", {"items": cancels}))
         return out
 
     def on_block(self, fb: FinalizedBlock, events: list[dict[str, Any]]) -> None:

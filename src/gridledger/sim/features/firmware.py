@@ -38,12 +38,13 @@ from __future__ import annotations
 
 import html
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from gridledger.ledger.block import quorum
 from gridledger.ledger.modules.firmware.types import MANIFEST_CONTEXT
+from gridledger.ledger.tx import TxSigner
 from gridledger.meter import SignedRelease, UpdateRefused
 from gridledger.node.embedded import FinalizedBlock
 from gridledger.sim.clock import Step, step_slot
@@ -96,8 +97,10 @@ class FirmwareFleet(Feature):
         self.estimated_readings = 0
 
     # -- the vendor, the quorum, the meters ------------------------------------------------
-    def txs_a(self, step: Step) -> list[bytes]:
-        return self._approvals(step.slot) + self._patches(step.slot)
+    def txs_a(self, step: Step) -> Sequence[bytes]:
+        # the approvers' and meters' own signatures, made on the pool while the phase's later
+        # features run (``SimContext.txs_ahead``: the same nonces and order as one by one)
+        return self.ctx.txs_ahead(self._approvals(step.slot) + self._patches(step.slot))
 
     def txs_b(self, step: Step) -> list[bytes]:
         # not in block A: an advisory landing among the slot's orders would fail the orders
@@ -123,8 +126,8 @@ class FirmwareFleet(Feature):
         vs = self.ctx.community.validators
         return [self.ctx.community.dso, *vs[:quorum(len(vs))]]
 
-    def _approvals(self, slot: int) -> list[bytes]:
-        out = []
+    def _approvals(self, slot: int) -> list[tuple[TxSigner, str, dict[str, Any]]]:
+        out: list[tuple[TxSigner, str, dict[str, Any]]] = []
         for rid, (published, rel) in sorted(self.published.items()):
             if rid in self.approved:
                 continue
@@ -134,7 +137,7 @@ class FirmwareFleet(Feature):
                 # each approver checks the vendor's signature itself before approving
                 if self.fleet.vendor.key.public_key.verify(rel.manifest.encode(), rel.sig,
                                                            MANIFEST_CONTEXT):
-                    out.append(self.ctx.tx(key, "firmware/approve", {"release": rid}))
+                    out.append((key, "firmware/approve", {"release": rid}))
         return out
 
     def _fix_for(self, cp: str) -> SignedRelease | None:
@@ -158,8 +161,8 @@ class FirmwareFleet(Feature):
         delay = random.Random(f"rollout/{self.ctx.sc.seed}/{cp}").randrange(ROLLOUT_SLOTS)
         self.patch_at[cp] = after + 1 + delay
 
-    def _patches(self, slot: int) -> list[bytes]:
-        out = []
+    def _patches(self, slot: int) -> list[tuple[TxSigner, str, dict[str, Any]]]:
+        out: list[tuple[TxSigner, str, dict[str, Any]]] = []
         for cp in sorted(c for c, s in self.patch_at.items() if s == slot):
             del self.patch_at[cp]
             fix = self._fix_for(cp)
@@ -168,8 +171,8 @@ class FirmwareFleet(Feature):
                 continue
             body = self.fleet.meters[cp].install(fix)
             self.installed[cp] = body
-            out.append(self.ctx.tx(self.ctx.identities.meter_key(m, slot), "firmware/patch",
-                                   self._opening(m, slot, body)))
+            out.append((self.ctx.identities.meter_key(m, slot), "firmware/patch",
+                        self._opening(m, slot, body)))
         return out + self._later_pseudonyms(slot + 1)
 
     def _opening(self, m: Member, slot: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -182,13 +185,13 @@ class FirmwareFleet(Feature):
             return body
         return {**body, "opens": opening[0], "salt": opening[1]}
 
-    def _later_pseudonyms(self, slot: int) -> list[bytes]:
+    def _later_pseudonyms(self, slot: int) -> list[tuple[TxSigner, str, dict[str, Any]]]:
         """Under privacy mode: a patched meter patches the record its next slot's pseudonym
         was registered with (still the old image, in clear or sealed), before that slot's
         orders — not one registered after the patch, which binds the fix already (a second
         patch to the same version is refused ``patch-upgrade-path``)."""
         ctx = self.ctx
-        out: list[bytes] = []
+        out: list[tuple[TxSigner, str, dict[str, Any]]] = []
         if not ctx.sc.privacy or slot not in ctx.trading_slots():
             return out
         for cp, body in sorted(self.installed.items()):
@@ -201,8 +204,8 @@ class FirmwareFleet(Feature):
             if bound is not None and bound[0] == body["firmware"]:
                 continue    # registered after the patch: its sealed record binds the fix
             if rec.get("reported") and rec.get("firmware") != body["firmware"]:
-                out.append(ctx.tx(ctx.identities.meter_key(m, slot), "firmware/patch",
-                                  self._opening(m, slot, body)))
+                out.append((ctx.identities.meter_key(m, slot), "firmware/patch",
+                            self._opening(m, slot, body)))
         return out
 
     # -- what the ledger did ---------------------------------------------------------------
