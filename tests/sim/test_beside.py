@@ -8,6 +8,9 @@ and is used only if its inputs are still the ones the run would use.
 * Flexibility: the DSO's forecast power flow of the next step's target slot (``predict``)
   starts in a worker holding the model a step ahead; the next request uses it if the
   forecast is the same.
+* Delivery: each slot's power flow starts in a worker on the plan as block A leaves it
+  (forecast, battery plans, flexibility ordered); delivery takes it if the plan after the
+  features' and attacks' adjustments and the envelope report are still those.
 * Small client batches (aggregators' partials, certificates' claims and sub-meter reports,
   firmware approvals and patches) are signed on the signing pool, each by its own key, with
   the nonces and order of signing them one by one.
@@ -15,6 +18,7 @@ and is used only if its inputs are still the ones the run would use.
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from contextlib import contextmanager
 from typing import Any
@@ -23,7 +27,7 @@ import pytest
 
 from gridledger.crypto.shamir import Share, decode_signed, reconstruct_secret
 from gridledger.flex.planner import Prediction, predict
-from gridledger.grid import GridLimits, load_grid
+from gridledger.grid import GridLimits, compute_envelope_report, deliver_schedule, load_grid
 from gridledger.ledger.tx import TX_CONTEXT, decode_tx, sign_tx
 from gridledger.node.sigpool import SigPool
 from gridledger.privacy.aggregation.rounds import CTX_PARTIAL
@@ -33,7 +37,7 @@ from gridledger.sim.beside import Ahead
 from gridledger.sim.clock import Step
 from gridledger.sim.community import Member, PrivacyKeys
 from gridledger.sim.context import PendingTxs
-from gridledger.sim.features import flexibility
+from gridledger.sim.features import delivery, flexibility
 from gridledger.sim.features.aggregation import SecureAggregation
 from gridledger.sim.features.certificates import Certificates
 from gridledger.sim.keys import sim_key
@@ -184,6 +188,35 @@ def test_the_default_day_takes_its_rounds_and_forecast_flows_from_the_workers(
     counted only for results taken)."""
     t = default_day.summary["timings"]
     assert t["privacy_beside_s"] > 0 and t["flex_beside_s"] > 0
+    assert t["delivery_beside_s"] > 0
+
+
+# -- each slot's delivery power flow, from block A's plan -------------------------------------
+def test_the_delivery_power_flow_in_the_worker_equals_the_one_here() -> None:
+    """``deliver_schedule`` in the delivery worker on the plan and envelope report of block
+    A gives the delivery the run's process gives (schedule, curtailment, causes, report);
+    it is taken only for the same plan and the very same report object — an attack that
+    swaps the report (``fake-flexibility`` ignores its envelope) gets its own power flow."""
+    model = load_grid(DEFAULT_NETWORK)
+    slot = model.window.start + 50    # midday: PV export
+    forecast = {cp: int(wh) for cp, wh in model.forecast_wh_by_cp(slot).items()}
+    report = compute_envelope_report(model, slot, forecast_wh_by_cp=forecast)
+    planned = {cp: wh * 3 for cp, wh in forecast.items()}    # beyond some envelopes
+    here = deliver_schedule(model, slot, planned, envelopes=report, limits=GridLimits())
+    assert here.causes                                        # something was clipped
+    ahead: Ahead[Any] = Ahead(delivery._hold_model, (model,), {}, "s")
+    try:
+        for k in (1, 2, 3):
+            ahead.start(slot + k, (planned, report), delivery._deliver_beside, slot, planned,
+                        report, GridLimits())
+        done, there = ahead.take(slot + 1, (planned, report), delivery._same_plan)
+        assert done and there == here and repr(there.report) == repr(here.report)
+        swapped = dataclasses.replace(report)                 # equal, not the same object
+        assert ahead.take(slot + 2, (planned, swapped), delivery._same_plan) == (False, None)
+        other = {**planned, model.cp_ids[0]: planned[model.cp_ids[0]] + 1}
+        assert ahead.take(slot + 3, (other, report), delivery._same_plan) == (False, None)
+    finally:
+        ahead.close()
 
 
 # -- small client batches on the signing pool -------------------------------------------------

@@ -14,6 +14,7 @@ before: the same functions on the same inputs in a copy of the same process.
 from __future__ import annotations
 
 import multiprocessing
+import operator
 import os
 import time
 from collections.abc import Callable
@@ -64,14 +65,16 @@ class Ahead(Generic[R]):
     def started(self, key: int) -> bool:
         return key in self._jobs
 
-    def take(self, key: int, inputs: Any) -> tuple[bool, R | None]:
+    def take(self, key: int, inputs: Any,
+             same: Callable[[Any, Any], bool] = operator.eq) -> tuple[bool, R | None]:
         """``(True, result)`` of the job started for ``key`` if it was started on
-        ``inputs`` (waits for it; its exception is raised here), else ``(False, None)``;
-        either way the job is forgotten, and so are jobs of keys below ``key``."""
+        ``inputs`` (``same(started_on, inputs)``; waits for it; its exception is raised
+        here), else ``(False, None)``; either way the job is forgotten, and so are jobs of
+        keys below ``key``."""
         job = self._jobs.pop(key, None)
         for k in [k for k in self._jobs if k < key]:
             del self._jobs[k]
-        if job is None or job[0] != inputs:
+        if job is None or not same(job[0], inputs):
             return False, None
         out, seconds = job[1].result()
         self._timings[self._timing_key] = self._timings.get(self._timing_key, 0.0) + seconds

@@ -17,16 +17,65 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from gridledger.grid import deliver_schedule, measure_slot
+from gridledger.grid import EnvelopeReport, GridLimits, GridModel, curtail, deliver_schedule, measure_slot
+from gridledger.grid.area_workers import area_workers
+from gridledger.sim.beside import Ahead
 from gridledger.sim.clock import Step
 from gridledger.sim.community import forecast_wh_by_cp
+from gridledger.sim.context import SimContext
 from gridledger.sim.feature import Feature, ReportSection
 from gridledger.sim.records import Delivered
 from gridledger.sim.report_fmt import as_list, as_map, esc, fmt, num
 
+_BESIDE_MODEL: list[GridModel] = []
+"""The model the delivery worker holds (set in the worker as it starts)."""
+
+
+def _hold_model(model: GridModel) -> None:
+    _BESIDE_MODEL.append(model)
+
+
+def _deliver_beside(slot: int, planned_wh: dict[str, int], envelopes: EnvelopeReport | None,
+                    limits: GridLimits) -> curtail.Delivery:
+    """``deliver_schedule`` on the worker's model."""
+    return deliver_schedule(_BESIDE_MODEL[-1], slot, planned_wh, envelopes=envelopes,
+                            limits=limits)
+
+
+def _same_plan(a: tuple[dict[str, int], EnvelopeReport | None],
+               b: tuple[dict[str, int], EnvelopeReport | None]) -> bool:
+    """The same plan and the very same envelope report (an attack may swap the report)."""
+    return a[1] is b[1] and a[0] == b[0]
+
 
 class Delivery(Feature):
     name: ClassVar[str] = "delivery"
+
+    def __init__(self, ctx: SimContext) -> None:
+        super().__init__(ctx)
+        self.ahead: Ahead[curtail.Delivery] = Ahead(_hold_model, (ctx.model,), ctx.timings,
+                                                    "delivery_beside_s")
+        """Each slot's power flow, started in the delivery worker on the plan of block A."""
+
+    def txs_a(self, step: Step) -> list[bytes]:
+        """Start the slot's delivery power flow in the worker on the plan as block A leaves
+        it: the forecast, the agents' battery plans (made in this phase, by ``Trading``,
+        before this feature) and the flexibility ordered for the slot (ordered a step or
+        more before). ``deliver`` uses it if the plan it delivers — after the features'
+        adjustments and the attacks' ``physical`` — and the envelope report are still
+        these; else it runs the power flow itself (issue 17: the main core's own work).
+        Not on a network with area workers (the model holds this process's pipes)."""
+        ctx, slot = self.ctx, step.slot
+        if not step.trading or not self.ahead.available() or area_workers(ctx.model) is not None:
+            return []
+        planned = self.planned_injection(slot)
+        for cp, wh in ctx.data.flex_adjust_wh.get(slot, {}).items():
+            if cp in planned:
+                planned[cp] += wh
+        report = ctx.data.envelope_reports.get(slot)
+        self.ahead.start(slot, (planned, report), _deliver_beside, slot, planned, report,
+                         ctx.limits)
+        return []
 
     def planned_injection(self, slot: int) -> dict[str, int]:
         """Every cp's intended net injection (Wh, > 0 export) before any limit: the DSO's
@@ -46,9 +95,11 @@ class Delivery(Feature):
                 a.physical(slot, planned)
             # inverters and chargers follow the envelope; pandapower checks the result and
             # the fixed curtailment rule answers any limit still broken
-            done = deliver_schedule(ctx.model, slot, planned,
-                                    envelopes=ctx.data.envelope_reports.pop(slot, None),
-                                    limits=ctx.limits)
+            envelopes = ctx.data.envelope_reports.pop(slot, None)
+            ahead, done = self.ahead.take(slot, (planned, envelopes), _same_plan)
+            if not ahead or done is None:
+                done = deliver_schedule(ctx.model, slot, planned, envelopes=envelopes,
+                                        limits=ctx.limits)
             report, actual = done.report, done.schedule_wh_by_cp
             rec = ctx.data.slots[slot]
             rec.max_vm_pu = round(float(report.max_vm_pu), 5)
@@ -68,6 +119,12 @@ class Delivery(Feature):
             ctx.data.record_delivery(delivered)
         for f in ctx.features:
             f.after_delivery(step, delivered)
+
+    def finish(self) -> None:
+        self.ahead.close()
+
+    def run_ended(self, summary: dict[str, Any] | None) -> None:
+        self.ahead.close()
 
     def summary(self) -> dict[str, Any]:
         data = self.ctx.data
