@@ -190,7 +190,6 @@ class ServerThread:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             sock.bind(addr)
             sock.listen(2048)  # uvicorn's own backlog
-            sock.set_inheritable(True)
         except OSError as exc:
             sock.close()
             raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
