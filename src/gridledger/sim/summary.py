@@ -210,7 +210,8 @@ def is_sanction(e: dict[str, Any]) -> bool:
     already at the floor (``MIN_SCORE``) — a penalty there still restarts the clean-slot clock
     an appeal waits for. The attack rows count penalties by reason, so the members table must
     count floor-clamped ones too (it showed 14 for a member its attack row charged 18)."""
-    return e["delta"] < 0 or (e["delta"] == 0 and e["score"] == MIN_SCORE)
+    delta, score = int(e["delta"]), int(e["score"])
+    return delta < 0 or (delta == 0 and score == MIN_SCORE)
 
 
 def series_of(eng: Engine) -> dict[str, Any]:
