@@ -117,10 +117,10 @@ def test_a_block_goes_to_the_host_once_and_each_hosted_validator_executes_it(
     sent = []
     real = ValidatorHost.send
 
-    def spy(self, *msg, lazy=False):
+    def spy(self, *msg, **kw):
         if msg[0] in ("execute", "execute_last"):
             sent.append((msg[0], msg[1]))
-        return real(self, *msg, lazy=lazy)
+        return real(self, *msg, **kw)
 
     monkeypatch.setattr(ValidatorHost, "send", spy)
     chain = make_chain()
@@ -141,5 +141,68 @@ def test_a_block_goes_to_the_host_once_and_each_hosted_validator_executes_it(
     try:
         with pytest.raises(BlockError, match="no block was sent"):
             host.call("execute_last", 2, None)
+    finally:
+        host.close()
+
+
+def test_the_host_opens_its_validators_while_the_caller_opens_its_own(tmp_path, monkeypatch):
+    """Issue 17 (fifteenth session): the hosted validators' ``open`` requests go first and
+    their replies are read at their first height, so the host starts up (its imports) and
+    opens them while this process opens its own validators — the caller waited ~0.4 s for
+    the host before. A host that cannot open a validator is still an error of the network's
+    construction, naming the host's failure."""
+    from gridledger.node.validator import Validator
+    from gridledger.node.validator_host import ValidatorHost
+
+    events = []
+    real_send, real_init = ValidatorHost.send, Validator.__init__
+
+    def send(self, *msg, **kw):
+        events.append(msg[:2])
+        return real_send(self, *msg, **kw)
+
+    def init(self, index, *a, **kw):
+        events.append(("local", index))
+        return real_init(self, index, *a, **kw)
+
+    monkeypatch.setattr(ValidatorHost, "send", send)
+    monkeypatch.setattr(Validator, "__init__", init)
+    chain = make_chain()
+    net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path / "net", hosted=(2, 3))
+    assert events[:4] == [("open", 2), ("open", 3), ("local", 0), ("local", 1)]
+    assert [v.height for v in net.validators] == [0, 0, 0, 0]
+    assert len({v.last_hash for v in net.validators}) == 1
+    _drive(net, chain, 2)
+    assert net.validators[2].height == net.validators[3].height == 2
+    assert len(set(net.state_roots())) == 1
+    net.close()
+    monkeypatch.undo()
+    # the host's store path is a file's child: its open fails there, raised here
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "validator-3.sqlite").mkdir()
+    chain = make_chain()
+    with pytest.raises(BlockError, match="validator host"):
+        EmbeddedNetwork(chain.genesis, chain.validators, tmp_path / "bad", hosted=(2, 3))
+
+
+def test_lazy_and_then_replies_are_read_in_order_before_an_asked_one():
+    """``ValidatorHost.recv`` reads the replies of lazy and ``then`` requests sent before
+    the asked one first, in order; ``flush`` reads them without waiting for any asked one."""
+    from gridledger.node.validator_host import ValidatorHost
+
+    host = ValidatorHost()
+    try:
+        got = []
+        host.send("execute_last", 2, None, then=got.append)   # refused: no block sent
+        with pytest.raises(BlockError, match="no block was sent"):
+            host.flush()
+        chain = make_chain()
+        host.send("open", 2, chain.validators[2].alg, chain.validators[2].seed,
+                  chain.genesis.encode(), ":memory:", None, 50, False, then=got.append)
+        host.send("state", 2, lazy=True)
+        assert host.call("state", 2)[0] == 0 and len(got) == 1 and got[0][0] == 0
+        host.send("state", 2, then=got.append)
+        host.flush()
+        assert len(got) == 2 and got[1][0] == 0
     finally:
         host.close()

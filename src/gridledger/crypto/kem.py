@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gridledger.errors import CryptoError
+from gridledger.memo import memoize
 
 KEM_ALG = "ml-kem-768"
 KEM_CT_BYTES = 1088
@@ -31,14 +32,24 @@ def _kdf(shared: bytes, kem_ct: bytes) -> bytes:
 
 def seal(public_key: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
     """Encrypt ``plaintext`` to an ML-KEM-768 public key; ``aad`` is authenticated, not sent."""
-    from cryptography.hazmat.primitives.asymmetric import mlkem
-
     if len(public_key) != KEM_PK_BYTES:
         raise CryptoError(f"ML-KEM-768 public key must be {KEM_PK_BYTES} bytes")
-    pub = mlkem.MLKEM768PublicKey.from_public_bytes(public_key)
-    shared, kem_ct = pub.encapsulate()
+    shared: bytes
+    kem_ct: bytes
+    shared, kem_ct = _public_key(bytes(public_key)).encapsulate()  # type: ignore[attr-defined]
     nonce = os.urandom(_NONCE)
     return kem_ct + nonce + AESGCM(_kdf(shared, kem_ct)).encrypt(nonce, plaintext, aad)
+
+
+@memoize(64)  # aged by block time (gridledger.memo)
+def _public_key(raw: bytes) -> object:
+    """The parsed ML-KEM-768 public key of ``raw``. Parsing expands the key (its matrix from
+    the seed, FIPS 203 K-PKE.Encrypt): about as much work as the encapsulation itself, and a
+    run seals to a few keys only (the trustees', the DSO's): each household's escrows seal
+    three shares a pseudonym, every meter a reading a slot (issue 17)."""
+    from cryptography.hazmat.primitives.asymmetric import mlkem
+
+    return mlkem.MLKEM768PublicKey.from_public_bytes(raw)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,12 @@ read (``store``, opened read-only on the validator's own file, and ``app.catalog
 
 Messages are pickled over the worker's stdin/stdout (one request, one reply, in order;
 ``finalize``, ``add_evidence`` and ``install_release`` replies are read lazily, so the
-worker stores a block while the caller goes on). Requests are written by a thread of their
-own: a block is larger than a pipe's buffer, and a caller writing it itself waited until the
-worker had executed the block before (its first hosted validator's) and read this one — the
-caller's own executions started only then. A worker that dies raises ``BlockError`` at the next call.
+worker stores a block while the caller goes on; ``open``'s when the validator's height is
+first read, so the worker starts up while the caller opens its own validators). Requests
+are written by a thread of their own: a block is larger than a pipe's buffer, and a caller
+writing it itself waited until the worker had executed the block before (its first hosted
+validator's) and read this one — the caller's own executions started only then. A worker
+that dies raises ``BlockError`` at the next call.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import subprocess
 import sys
 import threading
 import types
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,6 +47,8 @@ from gridledger.node.store import BlockStore
 from gridledger.node.ticks import Tick
 
 _HOST = "from gridledger.node.validator_host import _host_main; _host_main()"
+_ASKED = object()
+"""A request whose reply its caller reads (``ValidatorHost.recv``)."""
 
 
 class _Pickler(pickle.Pickler):
@@ -70,7 +75,10 @@ class ValidatorHost:
             [sys.executable, "-c", _HOST], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             # a Ctrl-C at the terminal stops the run, which then closes its stores here
             start_new_session=True)
-        self._lazy = 0  # replies not read yet (finalize, add_evidence, install_release)
+        # what each request not answered yet wants done with its reply, in order: None for a
+        # lazy one (finalize, add_evidence, install_release: dropped), a callable for one sent
+        # with ``then`` (open), ``_ASKED`` for one whose caller reads it (``recv``)
+        self._unread: deque[Callable[[Any], None] | object | None] = deque()
         self._last_block: CutBlock | None = None  # the block the worker holds (``execute``)
         self._frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._write_error: OSError | None = None
@@ -95,29 +103,44 @@ class ValidatorHost:
             raise BlockError("the validator host is closed")
         return self.proc.stdin, self.proc.stdout
 
-    def send(self, *msg: Any, lazy: bool = False) -> None:
-        """Send a request; ``lazy``: its reply is read before the next reply wanted."""
+    def send(self, *msg: Any, lazy: bool = False,
+             then: Callable[[Any], None] | None = None) -> None:
+        """Send a request; ``lazy``: its reply is read (and dropped) before the next reply
+        wanted; ``then``: its reply goes to ``then`` when it is read (``flush``, or before
+        the next reply wanted). Otherwise the caller reads the reply with ``recv``."""
         self._pipes()
         if self._write_error is not None:
             raise BlockError(f"the validator host is gone: {self._write_error}")
         # pickled here (an unpicklable request fails in the caller), written by the thread
         self._frames.put(frame_bytes(msg, _Pickler))
-        self._lazy += lazy
+        self._unread.append(then if lazy or then is not None else _ASKED)
+
+    def _read(self) -> Any:
+        _, stdout = self._pipes()
+        try:
+            ok, value = _recv(stdout)
+        except (EOFError, OSError) as exc:
+            raise BlockError("the validator host is gone") from exc
+        if not ok:
+            raise BlockError(f"validator host: {value}")
+        return value
+
+    def flush(self) -> None:
+        """Read the replies of the lazy and ``then`` requests sent before any request whose
+        reply is still to be read with ``recv`` (raises ``BlockError`` for a failed one)."""
+        while self._unread and self._unread[0] is not _ASKED:
+            then = self._unread.popleft()
+            value = self._read()
+            if callable(then):
+                then(value)
 
     def recv(self) -> Any:
-        """The reply to the oldest request not yet answered (lazy ones first)."""
-        _, stdout = self._pipes()
-        while True:
-            try:
-                ok, value = _recv(stdout)
-            except (EOFError, OSError) as exc:
-                raise BlockError("the validator host is gone") from exc
-            if not ok:
-                raise BlockError(f"validator host: {value}")
-            if self._lazy:
-                self._lazy -= 1
-                continue
-            return value
+        """The reply to the oldest request not yet answered whose caller reads it (the lazy
+        and ``then`` ones sent before it are read first)."""
+        self.flush()
+        if self._unread:
+            self._unread.popleft()
+        return self._read()
 
     def call(self, *msg: Any) -> Any:
         self.send(*msg)
@@ -199,23 +222,45 @@ class HostedValidator:
         self._vote_index: int | None = None
         self._ticks_at: int | None = None
         self.closed = False
-        self.last_hash: bytes
-        self.height: int
-        self.height, self.last_hash = host.call(
-            "open", index, key.alg, key.seed, genesis.encode(), str(self.store_path), fault,
-            snapshot_every, durable)
+        self._tip: tuple[int, bytes] | None = None
+        # the reply is read when the height is first asked for: the worker opens the store
+        # (and, first, starts up: its imports) while the caller opens its own validators
+        host.send("open", index, key.alg, key.seed, genesis.encode(), str(self.store_path),
+                  fault, snapshot_every, durable, then=self._opened)
+
+    def _opened(self, tip: tuple[int, bytes]) -> None:
+        self._tip = (int(tip[0]), bytes(tip[1]))
+
+    def _at(self) -> tuple[int, bytes]:
+        if self._tip is None:
+            self.host.flush()   # the open's reply
+        if self._tip is None:
+            raise BlockError(f"hosted validator {self.index} was not opened")
+        return self._tip
+
+    @property
+    def height(self) -> int:
+        """The validator's height (its last block's)."""
+        return self._at()[0]
+
+    @property
+    def last_hash(self) -> bytes:
+        """The hash of the validator's last block's header."""
+        return self._at()[1]
 
     @property
     def store(self) -> BlockStore:
         """The validator's own store, opened read-only here (it writes it in the host)."""
         if self._store is None:
+            self._at()  # opened (created) there first
             self._store = BlockStore(self.store_path, readonly=True)
         return self._store
 
     def catch_up(self, peer: Path) -> int:
         """Apply the peer store's certified blocks beyond our tip (``node.sync.catch_up``,
         in the host); returns how many."""
-        n, self.height, self.last_hash = self.host.call("catch_up", self.index, str(peer))
+        n, height, last_hash = self.host.call("catch_up", self.index, str(peer))
+        self._tip = (height, last_hash)
         return int(n)
 
     def start_execute(self, blk: CutBlock) -> None:
@@ -256,7 +301,7 @@ class HostedValidator:
         self.host.send("finalize", self.index, cert, lazy=True)
         ours = self._header is not None and cert.header_hash == self._header.hash
         if ours and self._header is not None:
-            self.height, self.last_hash = self._header.height, self._header.hash
+            self._tip = (self._header.height, self._header.hash)
         self._header = None
         return ours
 
@@ -268,8 +313,9 @@ class HostedValidator:
 
     def state(self) -> tuple[int, bytes, bytes]:
         """(height, last hash, state root), asked of the validator itself."""
-        self.height, self.last_hash, root = self.host.call("state", self.index)
-        return self.height, self.last_hash, root
+        height, last_hash, root = self.host.call("state", self.index)
+        self._tip = (height, last_hash)
+        return height, last_hash, root
 
     def state_root(self) -> bytes:
         return self.state()[2]

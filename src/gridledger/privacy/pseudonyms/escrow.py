@@ -96,16 +96,25 @@ class IdentityEscrow:
 
     @cached_property
     def _digest(self) -> bytes:
-        return tagged_hash("gl/pseudonym/escrow/v2",
-                           binding(self.community, self.epoch, self.scope, self.pseudonym_key),
+        return tagged_hash("gl/pseudonym/escrow/v2", self._binding,
                            self.record_ciphertext, *self.sealed_shares,
                            *self.share_commitments)
 
+    # the escrow's fields are frozen: its binding and its record's hash are hashed once each,
+    # not again for every share's associated data (its owner seals n shares, each trustee
+    # opens its own) and the digest (issue 17: ~9 bindings and 6 record hashes a pseudonym
+    # in a privacy epoch's issuance)
+    @cached_property
+    def _binding(self) -> bytes:
+        return binding(self.community, self.epoch, self.scope, self.pseudonym_key)
+
+    @cached_property
+    def _record_hash(self) -> bytes:
+        return tagged_hash("gl/pseudonym/record", self.record_ciphertext)
+
     def share_aad(self, position: int) -> bytes:
         """Associated data of sealed share ``position`` (binds pseudonym and record)."""
-        return tagged_hash("gl/pseudonym/share-aad",
-                           binding(self.community, self.epoch, self.scope, self.pseudonym_key),
-                           tagged_hash("gl/pseudonym/record", self.record_ciphertext),
+        return tagged_hash("gl/pseudonym/share-aad", self._binding, self._record_hash,
                            position.to_bytes(2, "big"))
 
     def share_matches(self, position: int, share: bytes, blind: bytes) -> bool:
@@ -220,6 +229,7 @@ def make_escrow(identity_key: SigningKey, address: bytes, trustees: TrusteeSet, 
     k = trustees.threshold
     polys = [(c, random_coefficients(k, random_bytes)) for c in _dek_to_field(dek)]
     draft = IdentityEscrow(trustees.community, epoch, scope, pseudonym, record_ct, (), ())
+    draft.__dict__["_binding"] = bind
     sealed, commitments = [], []
     for j, trustee in enumerate(trustees.trustees):
         share = b"".join(field_to_bytes(evaluate_polynomial(c, coeffs, j + 1))
@@ -227,8 +237,10 @@ def make_escrow(identity_key: SigningKey, address: bytes, trustees: TrusteeSet, 
         blind = random_bytes(BLIND_BYTES)
         sealed.append(seal(trustee.kem_public_key, share + blind, draft.share_aad(j)))
         commitments.append(share_commitment(j, share, blind))
-    return IdentityEscrow(trustees.community, epoch, scope, pseudonym, record_ct,
-                          tuple(sealed), tuple(commitments))
+    out = IdentityEscrow(trustees.community, epoch, scope, pseudonym, record_ct,
+                         tuple(sealed), tuple(commitments))
+    out.__dict__.update(_binding=bind, _record_hash=draft._record_hash)  # the same fields
+    return out
 
 
 def open_own_share(trustee: TrusteeKeys, position: int,
