@@ -102,21 +102,28 @@ class EmbeddedNetwork:
         self.down: set[int] = set()  # crashed validators (their stores stay on disk)
         faults = dict(faults or {})
         self.hosted = frozenset(hosted)
+        fresh = not any(self._store_path(i).exists() for i in range(len(keys)))
         self.host = ValidatorHost() if hosted else None
-        # hosted ones first: the host starts up and opens them (read at their first height)
-        # while this process opens its own (issue 17: the caller waited ~0.4 s for the host)
+        # hosted ones first: the host starts up and opens them (its replies read with the
+        # first one wanted) while this process opens its own
         made = {i: self._validator(i, keys[i], faults.get(i), snapshot_every)
                 for i in sorted(range(len(keys)), key=lambda i: i not in self.hosted)}
         self.validators: list[Validator | HostedValidator] = [made[i] for i in range(len(keys))]
-        # a crash can leave validators at different heights: laggards catch up from the
-        # highest peer's certified blocks (verified, re-executed) before anything else
-        leader = max(self.validators, key=lambda v: v.height)
-        for v in self.validators:
-            if v is not leader:
-                _catch_up(v, leader.store)
-        tips = {v.last_hash for v in self.validators}
-        if len(tips) != 1:
-            raise BlockError("validator stores disagree on the chain tip after catch-up")
+        if not fresh:
+            # a crash can leave validators at different heights: laggards catch up from the
+            # highest peer's certified blocks (verified, re-executed) before anything else
+            leader = max(self.validators, key=lambda v: v.height)
+            for v in self.validators:
+                if v is not leader:
+                    _catch_up(v, leader.store)
+            tips = {v.last_hash for v in self.validators}
+            if len(tips) != 1:
+                raise BlockError("validator stores disagree on the chain tip after catch-up")
+        # else every store is new, made here from ``genesis``: each validator is at it, and
+        # the network goes on without waiting for the host to start up (~0.5-0.8 s: its
+        # imports and its validators' opening, beside the caller's next work; issue 17). A
+        # hosted validator the host failed to open raises ``BlockError`` at the network's
+        # first request there (a tick).
         self.orderer: Orderer = orderer or LocalOrderer(sole_reader=True)
         entry = self.entry
         self.cutter = BlockCutter(genesis.chain_id, max_block_txs, 0, entry.app.slot_time)
@@ -133,9 +140,12 @@ class EmbeddedNetwork:
         self.cert_votes = 0
         """Votes in the certificates of every block finalized here."""
 
+    def _store_path(self, i: int) -> Path:
+        return self.data_dir / f"validator-{i}.sqlite"
+
     def _validator(self, i: int, key: SigningKey, fault: str | None,
                    snapshot_every: int) -> Validator | HostedValidator:
-        path = self.data_dir / f"validator-{i}.sqlite"
+        path = self._store_path(i)
         if i in self.hosted and self.host is not None:
             return HostedValidator(self.host, i, key, self.genesis, path, fault, snapshot_every,
                                    durable=self.durable)
