@@ -364,10 +364,10 @@ def run_invariants(state: State, modules: Sequence[Module], *, scoped: bool = Tr
     wrote a key under one of its prefixes (``scoped=False``: every invariant runs — a block
     that activates an upgrade may bring invariants its prior state was never checked
     against)."""
-    writes = state.block_writes() if scoped else None
+    # inside a block: ``wrote_under`` answers (None: no transaction open, check everything)
+    inside = scoped and state.wrote_under(()) is not None
     for m in modules:
         for inv in m.invariants:
-            if writes is not None and isinstance(inv, Scoped) and \
-                    not any(key.startswith(inv.reads) for key in writes):
+            if inside and isinstance(inv, Scoped) and not state.wrote_under(inv.reads):
                 continue
             inv(state)

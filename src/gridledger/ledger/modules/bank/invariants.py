@@ -16,7 +16,7 @@ def _int(raw: bytes | None) -> int:
 def _money_writes(state: State) -> dict[bytes, bytes | None] | None:
     """Inside a block: the balance, lock and supply keys it wrote, with their values before it
     (the invariants held then, so only these can break them); None: check everything."""
-    writes = state.block_writes()
+    writes = state.block_writes_under((keeper.BAL, keeper.LOCK, keeper.SUPPLY))
     if writes is None:
         return None
     return {k: v for k, v in writes.items()

@@ -16,7 +16,7 @@ def meter_index(state: State) -> None:
     Inside a block only the cps whose record or index entry the block wrote are checked
     (the state before it held the invariant; under privacy mode every per-slot pseudonym's
     stand-in cp has a record, so the full scan after every block grew with the day)."""
-    writes = state.block_writes()
+    writes = state.block_writes_under((keeper.METER, keeper.ON))
     if writes is None:
         _meter_index_all(state)
         return

@@ -81,7 +81,7 @@ def _check_order_totals(slot: int, trades: list[Trade], settled: bool) -> None:
 def _touched_slots(state: State) -> list[bytes] | None:
     """Inside a block: the slots (8-byte keys) whose trades or slot record the block wrote,
     sorted; None outside a block (check every slot)."""
-    writes = state.block_writes()
+    writes = state.block_writes_under((keeper.TRADE, keeper.SLOT))
     if writes is None:
         return None
     slots = {k[len(prefix):len(prefix) + 8] for k in writes

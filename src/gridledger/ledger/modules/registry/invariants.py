@@ -16,7 +16,7 @@ def _entries(state: State, prefix: bytes,
     whose prior state held the invariant — only those the block could have broken: an entry
     it wrote, and the entry a participant record it wrote named before or after (an entry
     whose key and whose participant record are both untouched is as valid as before)."""
-    writes = state.block_writes()
+    writes = state.block_writes_under((prefix, keeper.P))
     if writes is None:
         return [(k[len(prefix):].decode(), v) for k, v in state.items_with_prefix(prefix)]
     cps: set[str] = set()
@@ -40,7 +40,7 @@ def _pseudonyms(state: State) -> list[tuple[bytes, Participant]]:
     """The pseudonym records to check (their stand-in cp and its meter are not indexed: the
     record names them): all of them, or — inside a block — those it wrote and those whose
     meter identity's record it wrote."""
-    writes = state.block_writes()
+    writes = state.block_writes_under((keeper.P,))
     if writes is None:
         addrs = [k[len(keeper.P):] for k in state.keys_with_prefix(keeper.P)]
     else:

@@ -12,7 +12,7 @@ def score_range(state: State) -> None:
     """Invariant score-range: every score is an integer in [0, 1000] (inside a block: every
     score the block wrote; the others held before it — under privacy mode each trading
     pseudonym has a record, so the full scan grew with the day)."""
-    writes = state.block_writes()
+    writes = state.block_writes_under((keeper.REP,))
     if writes is None:
         records = keeper.scores(state)
     else:
