@@ -386,6 +386,16 @@ class State:
         out = self._block_writes()
         return None if out is None else dict(out)
 
+    def block_version(self) -> tuple[int, int, int] | None:
+        """A stamp of the open block's journal (None: no transaction open): two calls give
+        equal stamps only if nothing was set, deleted or rolled back in between (every write
+        counts up ``_writes``; a rollback shortens the journal below any length seen since
+        the last write) — what ``block_writes`` keys its own cache on. For derivations that
+        several invariants of one block need alike (``registry`` pseudonyms)."""
+        if not self._marks:
+            return None
+        return (self._marks[0], len(self._journal), self._writes)
+
     def _block_writes(self) -> dict[bytes, bytes | None] | None:
         """``block_writes`` as kept (not a copy: callers must not change it)."""
         if not self._marks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 from gridledger.errors import InvariantViolation
@@ -36,10 +37,30 @@ def _entries(state: State, prefix: bytes,
     return out
 
 
-def _pseudonyms(state: State) -> list[tuple[bytes, Participant]]:
+_LAST_PSEUDONYMS: list[tuple[weakref.ref[State], tuple[int, int, int],
+                           tuple[tuple[bytes, Participant], ...]] | None] = [None]
+"""``_pseudonyms`` of the last state asked inside a block, at its ``block_version``:
+``cp_unique`` and ``meter_unique`` check the same pseudonyms one after the other, with
+nothing written in between (invariants only read), so the second reuses the first's
+derivation (issue 17, fifteenth session)."""
+
+
+def _pseudonyms(state: State) -> tuple[tuple[bytes, Participant], ...]:
     """The pseudonym records to check (their stand-in cp and its meter are not indexed: the
     record names them): all of them, or — inside a block — those it wrote and those whose
-    meter identity's record it wrote."""
+    meter identity's record it wrote. Inside a block, derived once per state and
+    ``State.block_version`` (the same records either way: a pure function of the state)."""
+    version = state.block_version()
+    last = _LAST_PSEUDONYMS[0]
+    if version is not None and last is not None and last[0]() is state and last[1] == version:
+        return last[2]
+    got = _derive_pseudonyms(state)
+    if version is not None:
+        _LAST_PSEUDONYMS[0] = (weakref.ref(state), version, got)
+    return got
+
+
+def _derive_pseudonyms(state: State) -> tuple[tuple[bytes, Participant], ...]:
     writes = state.block_writes_under((keeper.P,))
     if writes is None:
         addrs = [k[len(keeper.P):] for k in state.keys_with_prefix(keeper.P)]
@@ -61,7 +82,7 @@ def _pseudonyms(state: State) -> list[tuple[bytes, Participant]]:
         p = keeper.participant(state, addr)
         if p is not None and p.meter is not None:
             out.append((addr, p))
-    return out
+    return tuple(out)
 
 
 def cp_unique(state: State) -> None:
