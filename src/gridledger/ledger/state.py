@@ -83,6 +83,9 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return head[:-1] + bytes([head[-1] + 1]) if head else None
 
 
+_SHA3 = hashlib.sha3_256
+
+
 def entry_hash(key: bytes, value: bytes) -> bytes:
     return hash_leaf(len(key).to_bytes(4, "big") + key + value)
 
@@ -611,28 +614,37 @@ class State:
 
     # -- commitment ----------------------------------------------------------
     def _flush(self) -> None:
-        """Bring the buckets' entry hashes up to the keys written since the last call."""
-        data, buckets, mark = self._data, self._buckets, self._mark_dirty
+        """Bring the buckets' entry hashes up to the keys written since the last call.
+
+        ``entry_hash`` and ``_mark_dirty`` written out in the loop (the same bytes hashed,
+        the same sets): ~100k keys a replayed day, three Python calls each saved."""
+        data, buckets, dirty, sha3 = self._data, self._buckets, self._dirty, _SHA3
         for key in self._pending:
             b = bucket_of(key)
             value = data.get(key)
             if value is None:
                 buckets[b].pop(key, None)
+            else:   # entry_hash(key, value) = hash_leaf(len(key):4 ‖ key ‖ value)
+                buckets[b][key] = sha3(b"\x00" + len(key).to_bytes(4, "big") + key + value).digest()
+            keys = dirty.get(b)
+            if keys is None:
+                dirty[b] = {key}
             else:
-                buckets[b][key] = entry_hash(key, value)
-            mark(b, key)
+                keys.add(key)
         self._pending.clear()
 
     def root(self) -> bytes:
         """The state root; rehashes only the buckets written since the last call (each
         once, ``FlatBucket``) and their paths in the top tree."""
         self._flush()
+        buckets, trees, roots, leaves, sha3 = (self._buckets, self._trees, self._bucket_roots,
+                                               self._top_leaves, _SHA3)
         for b, keys in self._dirty.items():
-            bucket = self._buckets[b]
-            r = self._trees[b].root(bucket, keys)
-            self._bucket_roots[b] = r
-            self._top_leaves[b] = bucket_leaf(len(bucket), r)
-            self._top_changed.add(b)
+            bucket = buckets[b]
+            r = roots[b] = trees[b].root(bucket, keys)
+            # bucket_leaf(len(bucket), r) = hash_leaf(size:4 ‖ r)
+            leaves[b] = sha3(b"\x00" + len(bucket).to_bytes(4, "big") + r).digest()
+        self._top_changed.update(self._dirty)
         self._dirty.clear()
         changed, self._top_changed = self._top_changed, set()
         return self._top.root(self._top_leaves, changed)
