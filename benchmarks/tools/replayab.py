@@ -5,8 +5,8 @@ Opens a store read-only, builds the genesis application and applies every block 
 ``Application.finalize_block`` + ``commit`` — the validators' execution, without
 verify-chain's certificate and signature checks and without comparing to the stored headers
 (so a tree whose state root *layout* differs can still be timed). Prints one JSON line: this
-process's CPU for the whole replay, inside ``State.root`` and inside ``State.detach`` /
-``attach``, blocks, transactions, final
+process's CPU for the whole replay, inside ``State.root``, inside ``State.detach`` /
+``attach`` and inside ``run_invariants`` (``inv_cpu_s``), blocks, transactions, final
 state keys, SHA-256 over every block's receipts (must equal between A and B: the same
 execution) and over every block's state root (equal unless the commitment changed), and
 whether the roots equal the stored headers'.
@@ -22,7 +22,9 @@ import hashlib
 import json
 import sys
 import time
+from typing import Any
 
+from gridledger.ledger import execute
 from gridledger.ledger.app import Application
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.state import Detached, State
@@ -68,11 +70,22 @@ def main() -> None:
         finally:
             in_aside[0] += time.process_time() - t
 
+    in_inv = [0.0]
+    real_inv = execute.run_invariants
+
+    def timed_inv(state: State, modules: Any, *, scoped: bool = True) -> None:
+        t = time.process_time()
+        try:
+            real_inv(state, modules, scoped=scoped)
+        finally:
+            in_inv[0] += time.process_time() - t
+
+    execute.run_invariants = timed_inv  # apply_block calls it by its module-level name
     State.detach = timed_detach  # type: ignore[method-assign]
     State.attach = timed_attach  # type: ignore[method-assign]
     runs = []
     for _ in range(repeat):
-        in_root[0] = in_aside[0] = 0.0
+        in_root[0] = in_aside[0] = in_inv[0] = 0.0
         app = Application(Genesis.decode(genesis_raw))
         rh, sh, same, txs_n = hashlib.sha256(), hashlib.sha256(), True, 0
         t0 = time.process_time()
@@ -85,7 +98,8 @@ def main() -> None:
             txs_n += len(txs)
         cpu = time.process_time() - t0
         runs.append({"cpu_s": round(cpu, 3), "root_cpu_s": round(in_root[0], 3),
-                     "aside_cpu_s": round(in_aside[0], 3)})
+                     "aside_cpu_s": round(in_aside[0], 3),
+                     "inv_cpu_s": round(in_inv[0], 3)})
     print(json.dumps({"store": path, "aside": aside, "blocks": len(blocks), "txs": txs_n,
                       "keys": len(app.state.snapshot_items()), "runs": runs,
                       "receipts_sha": rh.hexdigest()[:16], "roots_sha": sh.hexdigest()[:16],
