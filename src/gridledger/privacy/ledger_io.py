@@ -16,7 +16,7 @@ pseudonyms together.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,32 +163,42 @@ def register_bodies(trustees: TrusteeSet, batch: Batch, att: Attestation,
     ``reading_keys`` maps each pseudonym address to the reading key its meter holds,
     ``firmware`` to the image hash its meter attested (bound in the DSO's leaf) — for the
     pseudonyms in ``sealed``, the salted commitment to it (``MeterStatement.attested``)."""
+    return list(iter_register_bodies(trustees, batch, att, reading_keys, firmware, sealed))
+
+
+def iter_register_bodies(trustees: TrusteeSet, batch: Batch, att: Attestation,
+                         reading_keys: Mapping[bytes, PublicKey],
+                         firmware: Mapping[bytes, bytes] | None = None,
+                         sealed: Collection[bytes] = ()) -> Iterator[dict[str, Any]]:
+    """``register_bodies``, each body as soon as it is full (the two trees' paths first): a
+    caller signs the first ones while the rest are made (issue 17)."""
     paths = inclusion_proofs([entry_leaf(trustees.community, e) for e in batch.entries])
     r_paths = att.proofs()
-    leaves = []
+    body: dict[str, Any] | None = None
+    size = 0
     for i, e in enumerate(batch.entries):
         pk = e.request.escrow.pseudonym_key
         rk = reading_keys[pk.address]
         fw = (firmware or {}).get(pk.address)
         seal = fw is not None and pk.address in sealed
         r_index, r_path = r_paths[att.index_of(pk.address, rk, fw, sealed=seal)]
-        leaves.append({"alg": pk.alg, "pk": pk.raw, "escrow_digest": e.request.escrow.digest(),
-                       "first_slot": e.first_slot, "last_slot": e.last_slot,
-                       "feeder": e.feeder, "index": i, "path": paths[i],
-                       "reading_alg": rk.alg, "reading_pk": rk.raw, "reading_root": att.root,
-                       "reading_index": r_index, "reading_path": r_path,
-                       **({"reading_firmware": fw} if fw is not None else {}),
-                       **({"reading_sealed": True} if seal else {})})
-    out: list[dict[str, Any]] = []
-    size = 0
-    for leaf in leaves:
+        leaf = {"alg": pk.alg, "pk": pk.raw, "escrow_digest": e.request.escrow.digest(),
+                "first_slot": e.first_slot, "last_slot": e.last_slot,
+                "feeder": e.feeder, "index": i, "path": paths[i],
+                "reading_alg": rk.alg, "reading_pk": rk.raw, "reading_root": att.root,
+                "reading_index": r_index, "reading_path": r_path,
+                **({"reading_firmware": fw} if fw is not None else {}),
+                **({"reading_sealed": True} if seal else {})}
         n = len(codec.encode(leaf))
-        if not out or len(out[-1]["leaves"]) == MAX_LEAVES_PER_TX or size + n > LEAF_BYTES_PER_TX:
-            out.append({"root": batch.root, "leaves": []})
+        if body is None or len(body["leaves"]) == MAX_LEAVES_PER_TX or size + n > LEAF_BYTES_PER_TX:
+            if body is not None:
+                yield body
+            body = {"root": batch.root, "leaves": []}
             size = 0
-        out[-1]["leaves"].append(leaf)
+        body["leaves"].append(leaf)
         size += n
-    return out
+    if body is not None:
+        yield body
 
 
 def escrow_body(dispute: bytes, escrow: IdentityEscrow) -> dict[str, Any]:
