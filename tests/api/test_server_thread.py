@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import httpx
 import pytest
@@ -74,14 +75,14 @@ def test_a_validator_process_stops_when_its_api_stops(tmp_path):
     th = threading.Thread(target=run, daemon=True)
     th.start()
     try:
-        for _ in range(200):
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/v1/status", timeout=2).status_code == 200
-                break
-            except httpx.TransportError:
-                th.join(timeout=0.05)
+        deadline = time.monotonic() + 120  # opening the store and importing the API stack
+        while proc.api is None or not proc.api.server.started:  # (slow on a loaded machine)
+            assert th.is_alive(), f"the validator ended before serving: {errors!r}"
+            assert time.monotonic() < deadline, "the API did not start"
+            th.join(timeout=0.05)
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/status", timeout=30).status_code == 200
         proc.api.server.should_exit = True  # ended from inside its loop, as a crash would
-        th.join(timeout=15)
+        th.join(timeout=60)
         assert not th.is_alive(), "the validator ran on without its API"
         assert errors and isinstance(errors[0], RuntimeError)
         assert f"its API on 127.0.0.1:{port} stopped" in str(errors[0])
