@@ -23,6 +23,9 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from gridledger.listen import ServeError as ServeError  # raised here too; re-exported
+from gridledger.listen import listening_socket
+
 DEFAULT_BODY_LIMIT = 4 * 1024  # bytes, for routes that take no body
 BODY_BUDGET_BYTES = 64 * 1024 * 1024  # all request bodies held at once
 
@@ -159,11 +162,6 @@ def make_server(app: ASGIApp, host: str, port: int, request_timeout_s: float = 1
     return uvicorn.Server(config)
 
 
-class ServeError(OSError):
-    """The API server could not listen (``host:port`` in use, not resolvable, not permitted)
-    or did not start in time."""
-
-
 class ServerThread:
     """A ``make_server`` server running in a daemon thread on a socket bound *here*, in the
     caller's thread: a port in use is a ``ServeError`` at once (uvicorn binding inside its
@@ -174,26 +172,12 @@ class ServerThread:
     def __init__(self, app: ASGIApp, host: str, port: int, *, name: str = "api",
                  start_timeout_s: float = 10.0, graceful_s: float | None = None,
                  **bounds: Any) -> None:
-        import socket
         import time
 
         self.server = make_server(app, host, port, **bounds)
         if graceful_s is not None:
             self.server.config.timeout_graceful_shutdown = graceful_s
-        try:
-            family, kind, proto, _, addr = socket.getaddrinfo(host, port,
-                                                              type=socket.SOCK_STREAM)[0]
-        except OSError as exc:
-            raise ServeError(f"cannot resolve {host!r}: {exc}") from exc
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-            sock.bind(addr)
-            sock.listen(2048)  # uvicorn's own backlog
-        except OSError as exc:
-            sock.close()
-            raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                             "is another program using it?") from exc
+        sock = listening_socket(host, port)
         self.host, self.port = host, sock.getsockname()[1]
         self._sock = sock
         self.error: BaseException | None = None

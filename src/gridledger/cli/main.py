@@ -141,24 +141,14 @@ def _in_range(flag: str, value: float, lo: float, hi: float) -> None:
 
 
 def _port_free(flag: str, host: str, port: int) -> None:
-    """Exit 2 unless ``host:port`` can be listened on now. The servers bind in a thread once
-    the work has started, and a failed bind ended only that thread: `node start` ran on
-    without its API after printing the address (another program's), `demo --serve` failed
-    after the setup."""
-    import socket
+    """Exit 2 unless ``host:port`` can be listened on now, before any work (the servers bind
+    once the work has started: `demo --serve` failed only after the setup)."""
+    from gridledger.listen import ServeError, listening_socket
 
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        _fail(f"{flag}: cannot resolve {host!r}: {exc}")
-    family, kind, proto, _, addr = infos[0]
-    with socket.socket(family, kind, proto) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            s.bind(addr)
-        except OSError as exc:
-            _fail(f"{flag} {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                  "is another program using it?")
+        listening_socket(host, port, backlog=1).close()
+    except ServeError as exc:
+        _fail(f"{flag}: {exc}" if exc.resolving else f"{flag} {port}: {exc}")
 
 
 def _node_url(node: str) -> str:
@@ -779,7 +769,7 @@ def node_start(
         signal.signal(sig, lambda *_: proc.stop.set())
     console.print(f"validator {proc.validator.index} at height {proc.validator.height}; "
                   f"API {f'http://{http_host}:{http_port}' if http_port else 'off'}")
-    from gridledger.api.limits import ServeError
+    from gridledger.listen import ServeError
 
     try:
         proc.run()
