@@ -474,6 +474,49 @@ def test_committed_state_is_replayed_from_the_latest_snapshot(world, tmp_path, m
     periodic.close()
 
 
+
+def test_the_committed_replay_is_scoped_and_the_trial_checks_every_invariant(
+        world, tmp_path, monkeypatch):
+    """Issue 17, sixteenth session: the running versions' replay of the committed blocks runs
+    each inside a transaction, as the validators executed it (scoped invariants: only what
+    the block wrote), while the new version's trial runs each outside one (every invariant,
+    every entry: the release's own scoping, and what its keeper reads for other modules'
+    invariants, are under review). The same verdict either way."""
+    import sqlite3
+
+    from gridledger.ledger import dryrun
+    from gridledger.node.store import BlockStore
+
+    w = world
+    w.transfers(12)
+    v = w.net.validators[1]
+    copy = tmp_path / "genesis-only.sqlite"   # no snapshot: both replay every block
+    src, dst = sqlite3.connect(v.store.path), sqlite3.connect(copy)
+    src.backup(dst)
+    dst.execute("DELETE FROM snapshots")
+    dst.commit()
+    src.close()
+    dst.close()
+    store = BlockStore(copy, readonly=True)
+    seen: dict[int, list[bool]] = {}
+    real = dryrun.apply_block
+
+    def recording(state, ctx, *a, **kw):
+        seen.setdefault(id(state), []).append(state.block_version() is not None)
+        return real(state, ctx, *a, **kw)
+
+    honest = faulty_bank(CLAIMS_NOTHING, create_money=False)
+    _install(w, honest)
+    up = Proposed(1, "bank", 2, honest.build().declares.digest("bank", 2))
+    plain = review_upgrade(store, w.genesis, v.app.catalog, up, window=w.net.height)
+    monkeypatch.setattr(dryrun, "apply_block", recording)
+    verdict = review_upgrade(store, w.genesis, v.app.catalog, up, window=w.net.height)
+    store.close()
+    assert verdict == plain and verdict.approve and verdict.blocks == w.net.height, verdict
+    modes = sorted((all(x), any(x), len(x)) for x in seen.values())
+    assert modes == [(False, False, w.net.height), (True, True, w.net.height)], seen
+
+
 # -- the dry run must run what a release replaces (ledger.dryrun step 5) --------------------
 
 class _PayoutSlip:

@@ -285,7 +285,12 @@ def review_upgrade(source: BlockSource, genesis: Genesis, catalog: Catalog, up: 
         ctx = BlockContext(header.chain_id, h, header.slot_time)
         txs = blk.tx_list()
         if h > base_start:
+            # as the validators executed it: inside a transaction, so scoped invariants
+            # check what the block wrote (the trial's stay unscoped: its own and its
+            # dependants' scoping is what is under review)
+            base.begin()
             apply_block(base, ctx, txs, old_modules, sig_check)
+            base.commit()
             if base.root() != header.state_root:
                 return _refuse(f"block {h} does not replay to its header's state root (the "
                                f"store or this node's running version is at fault)",

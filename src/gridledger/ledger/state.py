@@ -399,6 +399,14 @@ class State:
             return None
         return (self._marks[0], len(self._journal), self._writes)
 
+    def write_stamp(self) -> tuple[int, int, int]:
+        """A stamp of this state's contents, inside a block or not: two calls give equal
+        stamps only if nothing was set, deleted, attached or rolled back in between (the
+        same argument as ``block_version``; -1 for no open block). For derivations that
+        several unscoped invariants need alike (a dry run's trial checks every invariant
+        outside a transaction)."""
+        return (self._marks[0] if self._marks else -1, len(self._journal), self._writes)
+
     def _block_writes(self) -> dict[bytes, bytes | None] | None:
         """``block_writes`` as kept (not a copy: callers must not change it)."""
         if not self._marks:

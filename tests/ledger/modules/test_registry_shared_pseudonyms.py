@@ -1,7 +1,8 @@
 """``cp-unique`` and ``meter-unique`` share one derivation of the pseudonyms a block could
-have broken (issue 17, fifteenth session): reused only for the same state at the same
-``State.block_version`` — after any write or rollback, on another state, and outside a block
-it is derived afresh — and always equal to deriving it again."""
+have broken (issue 17, fifteenth session), inside a block or not (a dry run's trial checks
+every invariant outside one: sixteenth session): reused only for the same state at the same
+``State.write_stamp`` — after any write or rollback, or on another state, it is derived
+afresh — and always equal to deriving it again."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tests.ledger.modules.test_block_invariants import (
 )
 
 
-def test_the_pseudonyms_are_derived_once_per_block_version(monkeypatch) -> None:
+def test_the_pseudonyms_are_derived_once_per_write_stamp(monkeypatch) -> None:
     calls: list[int] = []
     derive = reg_inv._derive_pseudonyms
 
@@ -33,27 +34,36 @@ def test_the_pseudonyms_are_derived_once_per_block_version(monkeypatch) -> None:
     calls.clear()                                # (genesis ran the invariants)
     cp_unique(state)
     meter_unique(state)
-    assert len(calls) == 2                       # outside a block: never kept
+    assert len(calls) == 1                       # outside a block: one derivation for both
+    assert reg_inv._pseudonyms(state) == derive(state)
+    calls.clear()
+    state.set_obj(b"gov/outside", 1)             # a write outside a block: derived again
+    reg_inv._pseudonyms(state)
+    assert len(calls) == 1
+    state.delete(b"gov/outside")
+    reg_inv._pseudonyms(state)
+    assert len(calls) == 2
+    calls.clear()
     state.begin()
     p = keeper.participant(state, PSEUDONYM.address)
     assert p is not None
     state.set_obj(keeper.P + PSEUDONYM.address, p.to_obj())   # the block writes the pseudonym
     cp_unique(state)
     meter_unique(state)
-    assert len(calls) == 3                       # one derivation for both invariants
+    assert len(calls) == 1                       # one derivation for both invariants
     assert reg_inv._pseudonyms(state) == derive(state)
     assert [a for a, _ in reg_inv._pseudonyms(state)] == [PSEUDONYM.address]
     other = state.copy()                         # another state: its own derivation
     other.begin()
     reg_inv._pseudonyms(other)
-    assert len(calls) == 4
+    assert len(calls) == 2
     state.begin()
     state.set_obj(b"gov/unrelated", 1)           # a write: derived again
     reg_inv._pseudonyms(state)
-    assert len(calls) == 5
+    assert len(calls) == 3
     state.rollback()                             # a rollback: derived again
     reg_inv._pseudonyms(state)
-    assert len(calls) == 6
+    assert len(calls) == 4
     assert reg_inv._pseudonyms(state) == derive(state)
     state.commit()
 

@@ -63,9 +63,9 @@ class _Review:
         self.genesis, self.up, self.height, self.window = genesis, up, height, window
         self.sig_check, self.jobs, self.coverage = sig_check, jobs, coverage
 
-    def run(self) -> tuple[list[dict[str, Any]], float]:
-        """(each voter's review, in order; seconds spent)."""
-        t0 = time.perf_counter()
+    def run(self) -> tuple[list[dict[str, Any]], float, float]:
+        """(each voter's review, in order; seconds spent; CPU seconds of this process)."""
+        t0, c0 = time.perf_counter(), time.process_time()
         up, height = self.up, self.height
         done: dict[bytes, tuple[Verdict, int]] = {}
         out = []
@@ -90,13 +90,13 @@ class _Review:
                         "blocks": verdict.blocks, "keys_changed": verdict.keys_changed,
                         "replaced": list(verdict.replaced), "widened": verdict.widened,
                         "same_inputs_as": same_as})
-        return out, time.perf_counter() - t0
+        return out, time.perf_counter() - t0, time.process_time() - c0
 
-    def start(self) -> Future[tuple[list[dict[str, Any]], float]] | None:
+    def start(self) -> Future[tuple[list[dict[str, Any]], float, float]] | None:
         """``run`` in a forked process (None where there is no fork: run it here)."""
         return start_forked(self._run_nice)
 
-    def _run_nice(self) -> tuple[list[dict[str, Any]], float]:
+    def _run_nice(self) -> tuple[list[dict[str, Any]], float, float]:
         """``run`` at ``REVIEW_NICE`` (the forked child): its votes are held to the end of
         the voting window, so until then it takes the cores the run leaves idle instead of
         the run's (issue 17: beside the run at equal priority it stretched the main
@@ -218,8 +218,9 @@ class Governance(Feature):
 
         def votes() -> list[bytes]:
             t0 = time.perf_counter()
-            reviews, seconds = started.result() if started is not None else review.run()
+            reviews, seconds, cpu = started.result() if started is not None else review.run()
             ctx.timings["dry_run_s"] = ctx.timings.get("dry_run_s", 0.0) + seconds
+            ctx.timings["dry_run_cpu_s"] = ctx.timings.get("dry_run_cpu_s", 0.0) + cpu
             # what the run waited for the dry runs (all of them when run here)
             ctx.timings["dry_run_wait_s"] = (ctx.timings.get("dry_run_wait_s", 0.0)
                                              + time.perf_counter() - t0)

@@ -39,24 +39,24 @@ def _entries(state: State, prefix: bytes,
 
 _LAST_PSEUDONYMS: list[tuple[weakref.ref[State], tuple[int, int, int],
                            tuple[tuple[bytes, Participant], ...]] | None] = [None]
-"""``_pseudonyms`` of the last state asked inside a block, at its ``block_version``:
-``cp_unique`` and ``meter_unique`` check the same pseudonyms one after the other, with
-nothing written in between (invariants only read), so the second reuses the first's
-derivation (issue 17, fifteenth session)."""
+"""``_pseudonyms`` of the last state asked, at its ``State.write_stamp``: ``cp_unique`` and
+``meter_unique`` check the same pseudonyms one after the other, with nothing written in
+between (invariants only read), so the second reuses the first's derivation (issue 17,
+fifteenth session; outside a block too since the sixteenth: a dry run's trial derives every
+pseudonym for each of its replayed blocks)."""
 
 
 def _pseudonyms(state: State) -> tuple[tuple[bytes, Participant], ...]:
     """The pseudonym records to check (their stand-in cp and its meter are not indexed: the
     record names them): all of them, or — inside a block — those it wrote and those whose
-    meter identity's record it wrote. Inside a block, derived once per state and
-    ``State.block_version`` (the same records either way: a pure function of the state)."""
-    version = state.block_version()
+    meter identity's record it wrote. Derived once per state and ``State.write_stamp`` (the
+    same records either way: a pure function of the state)."""
+    stamp = state.write_stamp()
     last = _LAST_PSEUDONYMS[0]
-    if version is not None and last is not None and last[0]() is state and last[1] == version:
+    if last is not None and last[0]() is state and last[1] == stamp:
         return last[2]
     got = _derive_pseudonyms(state)
-    if version is not None:
-        _LAST_PSEUDONYMS[0] = (weakref.ref(state), version, got)
+    _LAST_PSEUDONYMS[0] = (weakref.ref(state), stamp, got)
     return got
 
 
