@@ -27,6 +27,10 @@ def test_every_case_reports_its_figures(result: dict[str, Any]) -> None:
         assert row["peak_rss_mib"] > 0 and row["cpu_s"] > 0
         # a run cannot beat the time its own signatures take: else the floor is miscounted
         assert row["wall_per_floor"] > 1.0, row
+        # the ledger's own work: a full check of the chain costs more than verifying its
+        # signatures, and no run beats five of them plus the signing
+        assert row["replay_cpu_s"] > 0 and row["floor_bound"] > 1.0, row
+        assert row["wall_per_execution_floor"] > 1.0, row
         assert set(row["time_s"]) >= {"ledger_s", "grid_s", "verify_chain_s", "report_s"}
 
 

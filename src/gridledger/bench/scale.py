@@ -28,6 +28,19 @@ vote per validator and block, which overstated the floor of a privacy-mode run).
 ``wall / floor`` is the figure that matters: the physical limit of a run in which every
 validator checks everything. Target ``wall / floor <= 2.0``.
 
+**The execution floor** (sixteenth session) adds what every validator must also do by the
+same rule — execute every block independently — priced by this build's own execution: the
+CPU seconds ``R`` of that same full check of validator 0's store (every certificate and
+signature verified once, every block executed, every state root and receipt compared: what
+verify-chain and each validator do with the chain), on both cores:
+
+    execution_floor = sum over a of n_a / sign_rate_a + (V + 1) * R / 2
+
+``execution_floor / floor`` (``floor_bound``) is the lowest ``wall / floor`` this build can
+reach on this machine even if the simulation around the ledger (members, grid work, secure
+aggregation, scenarios, report) cost nothing; ``wall / execution_floor`` is what that
+simulation and the overlap cost on top of the ledger.
+
 Run: ``gridledger bench scale [--quick] [--json]``. Quick mode: 30 and 100 participants for
 24 slots each (a CI-sized check of the harness); full mode: 30, 100, 300, 1,000 participants
 for a day and 30 participants for 7 days.
@@ -154,7 +167,7 @@ def run_case(case: Case, validators: int = 4) -> dict[str, Any]:
         report_s = time.perf_counter() - r0
         wall, cpu = time.perf_counter() - w0, _cpu_s() - c0
         store_bytes = sum(p.stat().st_size for p in (out / "ledger").rglob("*.sqlite"))
-        signatures = chain_signatures(out / "ledger" / "validator-0.sqlite")
+        signatures, replay_cpu = chain_check(out / "ledger" / "validator-0.sqlite")
     led, tim = summary["ledger"], summary["timings"]
     return {
         "participants": case.participants, "slots": case.slots, "network": case.network,
@@ -165,24 +178,28 @@ def run_case(case: Case, validators: int = 4) -> dict[str, Any]:
         "rss_by_day_mib": days.by_day_mib,
         "rss_growth_after_day1": growth_after_day1(days.by_day_mib),
         "txs": led["txs"], "blocks": led["blocks"], "signatures": signatures,
+        "replay_cpu_s": round(replay_cpu, 2),
         "time_s": {k: tim.get(k) for k in ("agents_s", "ledger_s", "grid_s", "privacy_s",
                                             "certificates_s", "verify_chain_s")}
         | {"report_s": round(report_s, 2)},
     }
 
 
-def chain_signatures(store: Path) -> dict[str, int]:
-    """``{algorithm: distinct signatures}`` that a full check of ``store`` verifies (its
-    certificates' votes, its transactions and what they carry), counted while
-    ``verify_store`` replays it here. Raises ``RuntimeError`` if the store does not verify:
-    a floor priced on a broken chain would mean nothing."""
+def chain_check(store: Path) -> tuple[dict[str, int], float]:
+    """``({algorithm: distinct signatures}, CPU seconds)`` of a full check of ``store`` here
+    (``verify_store``: its certificates' votes, its transactions and what they carry verified,
+    every block executed and compared) — what each validator and verify-chain do with the
+    chain. Raises ``RuntimeError`` if the store does not verify: a floor priced on a broken
+    chain would mean nothing."""
     from gridledger.node.verify import verify_store
 
     with tally_verifications() as tally:
+        c0 = time.process_time()
         report = verify_store(store)
+        cpu = time.process_time() - c0
     if not report.ok:
         raise RuntimeError(f"{store} does not verify: {report.reason}")
-    return tally.counts()
+    return tally.counts(), cpu
 
 
 def floor_s(signatures: dict[str, int], validators: int,
@@ -191,6 +208,15 @@ def floor_s(signatures: dict[str, int], validators: int,
     ``{algorithm: (signatures per second, verifications per second)}`` on both cores."""
     return sum(n / rates[alg][0] + (validators + 1) * n / rates[alg][1]
                for alg, n in signatures.items())
+
+
+def execution_floor_s(signatures: dict[str, int], validators: int, replay_cpu_s: float,
+                      rates: dict[str, tuple[float, float]], cores: int = 2) -> float:
+    """The execution floor in seconds (module docstring): every signature made once, and
+    ``validators + 1`` full checks of the chain (``replay_cpu_s`` CPU seconds each) spread
+    over ``cores``."""
+    return (sum(n / rates[alg][0] for alg, n in signatures.items())
+            + (validators + 1) * replay_cpu_s / cores)
 
 
 def run(quick: bool = False, cases: Sequence[Case] | None = None) -> dict[str, Any]:
@@ -204,6 +230,10 @@ def run(quick: bool = False, cases: Sequence[Case] | None = None) -> dict[str, A
         fl = floor_s(row["signatures"], row["validators"], rates)
         row["floor_s"] = round(fl, 2)
         row["wall_per_floor"] = round(row["wall_s"] / fl, 2)
+        ex = execution_floor_s(row["signatures"], row["validators"], row["replay_cpu_s"], rates)
+        row["execution_floor_s"] = round(ex, 2)
+        row["floor_bound"] = round(ex / fl, 2)
+        row["wall_per_execution_floor"] = round(row["wall_s"] / ex, 2)
         if case.slots >= 7 * SLOTS_PER_DAY:  # a week or more: the year it projects to
             row["year_projected_h"] = round(row["wall_s"] * 365 * SLOTS_PER_DAY
                                             / case.slots / 3600, 2)
@@ -216,6 +246,7 @@ def run(quick: bool = False, cases: Sequence[Case] | None = None) -> dict[str, A
         "cases": rows,
         "target_wall_per_floor": TARGET_WALL_PER_FLOOR,
         "max_wall_per_floor": max(r["wall_per_floor"] for r in rows),
+        "max_floor_bound": max(r["floor_bound"] for r in rows),
         "meets_floor_target": all(r["wall_per_floor"] <= TARGET_WALL_PER_FLOOR for r in rows),
         "rss_growth_after_day1": max((r["rss_growth_after_day1"] for r in rows
                                       if r["rss_growth_after_day1"] is not None), default=None),
