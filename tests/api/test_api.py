@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from gridledger.api import create_app
 from gridledger.node.service import EmbeddedService
 from gridledger.client import ApiRejected, Client
+from gridledger.errors import RejectedTx
 from gridledger.ledger import codec
 from gridledger.ledger.state import MembershipProof, verify_membership
 from gridledger.node.embedded import EmbeddedNetwork
@@ -85,6 +86,45 @@ def test_tampered_signature_and_bad_json(env):
         r = http.get(path)
         assert r.status_code == 422 and r.json()["rule"] == "bad-request", path
     assert http.get("/v1/blocks/99").json()["rule"] == "unknown-block"
+
+
+def test_a_batch_lists_each_rejection_whatever_its_length(env):
+    """A batch of one refused transaction was a plain-text 500 (``admit_many`` raised the
+    rejection of a one-item batch instead of listing it); bytes after the batch's array
+    were ignored. Every answer names the rule, and nothing is admitted."""
+    chain, svc, http = env
+    cbor = {"content-type": "application/cbor"}
+    for batch in ([chain.transfer(0, 1, 5, nonce=9)],
+                  [chain.transfer(0, 1, 5, nonce=9), chain.transfer(0, 1, 5, nonce=8)]):
+        r = http.post("/v1/txs", content=cbor2.dumps(batch), headers=cbor)
+        assert r.status_code == 200, r.text
+        assert [x["rule"] for x in r.json()["results"]] == ["nonce-gap"] * len(batch)
+    with pytest.raises(RejectedTx):  # the single submission still raises its rule
+        svc.net.mempool.admit(chain.transfer(0, 1, 5, nonce=9), 0.0)
+    r = http.post("/v1/txs", content=cbor2.dumps([chain.transfer(0, 1, 5)]) + b"\x00",
+                  headers=cbor)
+    assert r.status_code == 400 and r.json()["rule"] == "bad-request", r.text
+    assert "1 bytes follow" in r.json()["detail"]
+    assert len(svc.net.mempool) == 0
+
+
+def test_a_defect_answers_500_naming_the_rule(tmp_path):
+    """An exception no route expects is a JSON ``internal-error``, not starlette's text."""
+    chain = make_chain()
+    net = EmbeddedNetwork(chain.genesis, chain.validators, tmp_path)
+    svc = EmbeddedService(net)
+
+    def broken() -> dict[str, object]:
+        raise ZeroDivisionError("boom")
+
+    svc.status = broken  # type: ignore[method-assign]
+    try:
+        http = TestClient(create_app(svc), raise_server_exceptions=False)
+        r = http.get("/v1/status")
+        assert r.status_code == 500
+        assert r.json()["rule"] == "internal-error" and "ZeroDivisionError" in r.json()["detail"]
+    finally:
+        net.close()
 
 
 def test_python_client_signs_submits_and_waits(env):

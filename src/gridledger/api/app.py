@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -325,6 +326,14 @@ def create_app(node: NodeService, grid: GridSource | None = None,
             body = {"rule": rule, "detail": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    @api.exception_handler(Exception)
+    async def _defect(_req: Request, exc: Exception) -> JSONResponse:
+        # a defect of ours met while serving (the server logs its traceback): the body still
+        # names a rule, as every 4xx/5xx body does, never starlette's plain-text 500
+        return JSONResponse({"rule": "internal-error",
+                             "detail": f"a defect of this node ({type(exc).__name__}; "
+                                       "its log has the traceback)"}, status_code=500)
+
     @api.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
         errs = exc.errors()
@@ -375,9 +384,13 @@ def create_app(node: NodeService, grid: GridSource | None = None,
             raise _reject(415, "unsupported-media-type", "send a CBOR array (application/cbor)")
         body = await request.body()
         try:
-            raws = cbor2.loads(body)
+            stream = io.BytesIO(body)
+            raws = cbor2.CBORDecoder(stream).decode()
         except Exception as exc:  # cbor2 raises several types for bad input
             raise _reject(400, "bad-request", f"not CBOR: {str(exc)[:200]}") from exc
+        if stream.tell() != len(body):  # cbor2.loads stops at the first item's end
+            raise _reject(400, "bad-request", f"{len(body) - stream.tell()} bytes follow the "
+                                              "CBOR array: send exactly one array")
         if not isinstance(raws, list) or not all(isinstance(r, bytes) for r in raws):
             raise _reject(400, "bad-request", "expected a CBOR array of transaction byte strings")
         if len(raws) > MAX_BATCH_TXS:

@@ -194,16 +194,21 @@ class Mempool:
 
     def admit(self, raw: bytes, now_s: float) -> Tx:
         """Admit one transaction or raise the ``RejectedTx`` naming the broken rule."""
-        return self.admit_many([raw], now_s)[0]  # type: ignore[return-value]
+        got = self.admit_many([raw], now_s)[0]
+        if isinstance(got, RejectedTx):
+            raise got
+        return got
 
     def admit_many(self, raws: Sequence[bytes], now_s: float) -> list[Tx | RejectedTx]:
         """Admit a batch; signatures are checked in parallel when a pool is configured.
 
-        Returns, per input, the admitted ``Tx`` or the ``RejectedTx`` (a single ``admit``
-        raises it instead). Thread-safe: the mempool's own lock guards only the enqueueing,
-        so a node can admit while it executes a block. The state reads (sender's key, nonce,
-        reputation) are single lookups that need no lock; a key rotated between admission
-        and execution misses the signature cache and is checked again under the new key.
+        Returns, per input, the admitted ``Tx`` or the ``RejectedTx``, whatever the batch's
+        length (``admit`` raises it instead; a batch of one used to raise too, which the
+        API's ``/v1/txs`` turned into a plain-text 500). Thread-safe: the mempool's own
+        lock guards only the enqueueing, so a node can admit while it executes a block. The
+        state reads (sender's key, nonce, reputation) are single lookups that need no lock;
+        a key rotated between admission and execution misses the signature cache and is
+        checked again under the new key.
         """
         out: list[Tx | RejectedTx | None] = [None] * len(raws)
         decoded: list[tuple[int, Tx, Signer]] = []
@@ -241,8 +246,6 @@ class Mempool:
                     out[i] = tx
                 except RejectedTx as exc:
                     out[i] = self._reject(exc)
-        if len(raws) == 1 and isinstance(out[0], RejectedTx):
-            raise out[0]
         return out  # type: ignore[return-value]
 
     def _enqueue(self, tx: Tx, now_s: float) -> None:

@@ -518,10 +518,7 @@ class SimContext:
             return []
         t0 = time.perf_counter()
         with self.ledger_lock:
-            try:
-                results: list[Tx | RejectedTx] = self.net.submit_many(list(raws), float(now_s))
-            except RejectedTx as exc:  # a batch of one raises its rejection instead of listing it
-                results = [exc]
+            results: list[Tx | RejectedTx] = self.net.submit_many(list(raws), float(now_s))
         if self._admission_meter is not None:
             self._admission_meter.seconds += time.perf_counter() - t0
         resync: set[bytes] = set()
