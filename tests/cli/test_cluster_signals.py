@@ -4,9 +4,11 @@ SIGTERM used to leave the three servers running; Ctrl-C stopped them)."""
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -81,3 +83,46 @@ def test_signal_stops_every_nats_server(tmp_path: Path, sig: signal.Signals, siz
         for p in servers:  # a failed run must not leave its servers behind either
             if _alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+def test_a_killed_server_is_restarted_and_said(tmp_path: Path) -> None:
+    """A server of `node cluster` killed (OOM killer, an operator's mistake) stayed a
+    zombie, unsaid; the cluster ran on short of it. Now it is back on its port, and said."""
+    try:
+        nats_server_binary()
+    except Exception:
+        pytest.skip("nats-server is not installed")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from gridledger.cli.main import main; main()",
+         "node", "cluster", str(tmp_path / "nats"), "--size", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COLUMNS": "200"})
+    servers: list[int] = []
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "NATS cluster:" in line, line + proc.stdout.read()
+        url = line.split("NATS cluster:")[1].strip()
+        servers = _children(proc.pid)
+        assert len(servers) == 1, servers
+        os.kill(servers[0], signal.SIGKILL)
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout],  # type: ignore[union-attr]
+                         daemon=True).start()
+        said = ""
+        while "exited" not in said:
+            try:
+                said = lines.get(timeout=15)
+            except queue.Empty:
+                pytest.fail("the cluster said nothing within 15 s of its server's death")
+        assert "exited with code -9; restarted on the same port" in said and url in said, said
+        again = _children(proc.pid)
+        assert len(again) == 1 and again != servers
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -4,9 +4,13 @@ test's cluster, sharing the cluster name, had routed into the orderer suite's cl
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +121,85 @@ def test_the_cluster_name_is_kept_with_its_directory(tmp_path):
     again = NatsCluster(tmp_path / "d", size=1)
     other = NatsCluster(tmp_path / "e", size=1)
     assert first.name == again.name != other.name
+
+
+def _gone(pid: int, timeout_s: float = 10) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        if stat[stat.rindex(")") + 2:].split()[0] == "Z":
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def test_a_restarted_cluster_keeps_its_urls(tmp_path):
+    """Validators were started with the cluster's URLs: `node cluster DIR` restarted on
+    new ports left them waiting forever (found: a 4-validator network halted, silently)."""
+    first = NatsCluster(tmp_path / "k", size=1).start()
+    urls = first.urls
+    first.stop()
+    again = NatsCluster(tmp_path / "k", size=1).start()
+    try:
+        assert again.urls == urls
+        assert server_info(again.servers[0].client_port)["server_name"] == f"{again.name}-n1"
+    finally:
+        again.stop()
+
+
+def test_a_kept_port_taken_is_refused_naming_the_file(tmp_path):
+    first = NatsCluster(tmp_path / "t", size=1).start()
+    port = first.servers[0].client_port
+    first.stop()
+    held = socket.socket()
+    held.bind(("127.0.0.1", port))
+    held.listen()
+    again = NatsCluster(tmp_path / "t", size=1)
+    try:
+        with pytest.raises(nats_cluster.ConfigError, match=r"ports\.json"):
+            again.start()
+    finally:
+        again.stop()  # started elsewhere before the fix: never left running
+        held.close()
+
+
+def test_a_dead_server_is_revived_on_its_port(tmp_path):
+    c = NatsCluster(tmp_path / "r", size=1).start()
+    try:
+        s = c.servers[0]
+        assert c.revive() == []
+        old = s.proc.pid
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 10  # a Go process is reapable once all its threads end
+        while s.exited() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        said = c.revive()
+        assert len(said) == 1 and "exited with code -9; restarted" in said[0], said
+        assert s.proc is not None and s.proc.pid != old
+        assert server_info(s.client_port)["server_name"] == f"{c.name}-n1"
+    finally:
+        c.stop()
+
+
+def test_servers_left_by_a_killed_run_are_stopped_before_a_restart(tmp_path):
+    """`node cluster` killed with SIGKILL leaves its servers running on the kept ports; the
+    next run stops them (their pid file and command line say they are this directory's)."""
+    first = NatsCluster(tmp_path / "o", size=1).start()
+    orphan = first.servers[0].proc.pid
+    urls = first.urls
+    first.servers[0].proc = None  # the run is gone: nobody will stop or reap it
+    again = NatsCluster(tmp_path / "o", size=1)
+    try:
+        again.start()
+        assert again.urls == urls
+        assert again.servers[0].proc.pid != orphan
+        assert _gone(orphan)
+    finally:
+        again.stop()
+        if not _gone(orphan, 0):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(orphan, signal.SIGKILL)

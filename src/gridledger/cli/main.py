@@ -835,7 +835,8 @@ def node_cluster(
             console.print(f"(start the validators with --replicas {size}: {size} server"
                           f"{'s' if size > 1 else ''} hold{'' if size > 1 else 's'} each stream)")
         while not stop.wait(1):
-            pass
+            for line in cluster.revive():  # a server that died: back on its port, said
+                console.print(line)
     except KeyboardInterrupt:
         pass
     finally:

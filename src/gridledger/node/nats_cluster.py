@@ -10,13 +10,22 @@ bound it — is refused by nats-server instead of merging the two JetStream meta
 saw exactly that: "no suitable peers for placement, peer offline" until the foreign cluster
 stopped). A server counts as started only when the server answering on its client port
 names itself as this cluster's server, not when anything answers there.
+
+A cluster restarted on its directory comes back on the same ports (``ports.json``): the
+validators were started with its URLs and reconnect to them by themselves; on new ports
+they waited forever, silently. While it runs, ``revive`` restarts a server that died
+(same ports, same JetStream store), and a server left running by an earlier run that was
+killed (its pid in ``nK.pid``, its command line naming this directory's config) is
+stopped before the cluster starts again instead of holding the ports.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -61,6 +70,15 @@ def server_info(port: int, timeout_s: float = 0.5) -> dict[str, object]:
     return info
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not ended (a zombie has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
+
+
 class PortTaken(ConfigError):
     """A server's port was taken by another process before the server bound it."""
 
@@ -78,6 +96,41 @@ class NatsServer:
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.client_port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.store_dir.parent / f"{self.name}.pid"
+
+    def stop_orphan(self) -> int | None:
+        """Stop this server's process left running by an earlier run that was killed (so
+        its ports are free again); returns its pid, or None when there was none."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        # only a nats-server started on this very config file: never another program
+        # that reused the pid
+        try:  # its config argument, relative to its own working directory
+            confs = {(Path(f"/proc/{pid}/cwd").resolve() / a.decode(errors="replace")).resolve()
+                     for a in cmd[1:] if a}
+        except OSError:
+            return None
+        if not cmd or Path(cmd[0].decode(errors="replace")).name != "nats-server" \
+                or self.conf.resolve() not in confs:
+            return None
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+        return pid
+
+    def exited(self) -> int | None:
+        """The exit code if this server's process has ended (None: running or stopped)."""
+        return None if self.proc is None else self.proc.poll()
 
     def start(self) -> None:
         with open(self.store_dir.parent / f"{self.name}.log", "ab") as log:  # the child keeps its own
@@ -150,7 +203,9 @@ class NatsCluster:
     name: str = ""  # the cluster name: unique per directory unless given (see module doc)
 
     def __post_init__(self) -> None:
-        self.root = Path(self.root)
+        # absolute: a server's command line and pid file must name this directory whatever
+        # the working directory of the run that finds them (``stop_orphan``)
+        self.root = Path(self.root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         # kept in the directory: JetStream's stored Raft groups know their peers by server
         # name, so a cluster restarted on its directory must keep its names
@@ -165,12 +220,28 @@ class NatsCluster:
                          else f"gridledger-{secrets.token_hex(4)}")
         if not self._legacy:
             named.write_text(self.name + "\n")
-        self._configure()
+        self._kept = self._kept_ports()
+        self._down: dict[str, float] = {}  # servers revive could not restart: when to retry
+        self._configure(self._kept)
 
-    def _configure(self) -> None:
-        """Pick free ports and write every server's config (again after a port was taken)."""
+    @property
+    def ports_file(self) -> Path:
+        return self.root / "ports.json"
+
+    def _kept_ports(self) -> list[tuple[int, int]] | None:
+        """The client and route ports of this directory's last run, if it had this size."""
+        try:
+            got = json.loads(self.ports_file.read_text())
+            ports = [(int(c), int(r)) for c, r in got]
+        except (OSError, ValueError, TypeError):
+            return None
+        return ports if len(ports) == self.size else None
+
+    def _configure(self, ports: list[tuple[int, int]] | None = None) -> None:
+        """Write every server's config on ``ports`` (default: free ones, picked again after
+        a port was taken)."""
         self.servers = []
-        ports = [(free_port(), free_port()) for _ in range(self.size)]
+        ports = ports or [(free_port(), free_port()) for _ in range(self.size)]
         for i, (cp, rp) in enumerate(ports):
             name = f"n{i + 1}"
             store = self.root / name
@@ -185,6 +256,7 @@ class NatsCluster:
             server_name = name if self._legacy else f"{self.name}-{name}"
             conf.write_text(
                 f"server_name: {server_name}\nlisten: 127.0.0.1:{cp}\n"
+                f"pid_file: \"{self.root / (name + '.pid')}\"\n"
                 f"jetstream {{ store_dir: \"{store}\", max_memory_store: 268435456, "
                 f"max_file_store: 2147483648 }}\n" + cluster)
             self.servers.append(NatsServer(name, cp, rp, store, conf, server_name=server_name))
@@ -198,17 +270,49 @@ class NatsCluster:
         started and try again on fresh ports (up to ``attempts`` times).
 
         Raises ConfigError when a server does not start."""
+        for s in self.servers:  # a killed earlier run's servers hold our ports
+            s.stop_orphan()
         for attempt in range(attempts):
             try:
                 for s in self.servers:
                     s.start()
+                self.ports_file.write_text(json.dumps(
+                    [[s.client_port, s.cluster_port] for s in self.servers]) + "\n")
                 return self
-            except PortTaken:
+            except PortTaken as exc:
                 self.stop()
+                if self._kept:  # moving would strand the validators on the old URLs
+                    raise ConfigError(
+                        f"{exc}; {self.root} keeps its servers on the ports of its last run "
+                        f"({', '.join(self.urls)}) so that validators started with those "
+                        f"URLs reconnect: free the port, or delete {self.ports_file} to start "
+                        "on new ports (then restart every validator with the new URLs)"
+                    ) from exc
                 if attempt == attempts - 1:
                     raise
                 self._configure()
         return self
+
+    def revive(self) -> list[str]:
+        """Restart every server whose process has ended, on its ports and store; one line
+        per server for the operator (what ended, and whether it is back)."""
+        said = []
+        now = time.monotonic()
+        for s in self.servers:
+            code = s.exited()
+            if code is None and not (s.name in self._down and now >= self._down[s.name]):
+                continue
+            what = (f"nats-server {s.name} ({s.url}) exited with code {code}" if code is not None
+                    else f"nats-server {s.name} ({s.url}) is still down")
+            s.proc = None
+            try:
+                s.start()
+                self._down.pop(s.name, None)
+                said.append(f"{what}; restarted on the same port and store")
+            except ConfigError as exc:
+                self._down[s.name] = time.monotonic() + 10  # tried again in 10 s
+                said.append(f"{what}; restart failed (again in 10 s): {exc}")
+        return said
 
     def stop(self) -> None:
         """Every server is told to stop before any is waited for: stopped one by one, each
