@@ -329,3 +329,31 @@ def test_a_silent_vote_consumer_is_covered_by_the_stored_votes_poll(cluster, mon
     finally:
         follower.close()
         writer.close()
+
+
+def test_a_lost_connection_is_said_and_so_is_its_return(tmp_path):
+    """A validator whose ordering cluster went away waited for it without a word (found:
+    a 4-validator network halted with nothing in any validator's output)."""
+    c = NatsCluster(tmp_path / "one", size=1).start()
+    said: list[str] = []
+    o = None
+    try:
+        o = NatsOrderer(c.urls, "link-test", replicas=1, on_link=said.append)
+        assert o.lost_at is None and said == []
+        c.servers[0].kill()
+        deadline = time.monotonic() + 15
+        while o.lost_at is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert o.lost_at is not None and len(said) == 1
+        assert "lost the NATS connection" in said[0] and c.urls[0] in said[0], said
+        c.servers[0].start()
+        deadline = time.monotonic() + 20
+        while o.lost_at is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert o.lost_at is None and len(said) == 2, said
+        assert said[1].startswith(f"reconnected to {c.urls[0]} after "), said
+    finally:
+        if o is not None:
+            o.close()
+        c.stop()
+    assert len(said) == 2  # closing is not a lost connection

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -79,8 +80,13 @@ class NatsOrderer:
     def __init__(self, urls: Sequence[str], chain_id: str, replicas: int = 3,
                  timeout_s: float = 10.0, max_buffered: int = 20_000,
                  max_buffered_bytes: int = 128 * 1024 * 1024,
-                 vote_poll_s: float | None = 1.0) -> None:
+                 vote_poll_s: float | None = 1.0,
+                 on_link: Callable[[str], None] | None = None) -> None:
         self.urls = list(urls)
+        # told when the connection to every server is lost and when it is back (a validator
+        # prints it: it used to wait for a cluster that had gone, silently)
+        self.on_link = on_link
+        self.lost_at: float | None = None  # monotonic time the connection was lost, if it is
         self.chain_id = chain_id
         self.replicas = replicas
         self.timeout_s = timeout_s
@@ -118,9 +124,25 @@ class NatsOrderer:
             # reconnects and failovers are expected (fault tests); the client retries
             return None
 
+        async def lost() -> None:
+            if self._closing or self.lost_at is not None:
+                return
+            self.lost_at = time.monotonic()
+            if self.on_link is not None:
+                self.on_link(f"lost the NATS connection ({', '.join(self.urls)}); "
+                             "reconnecting, no block is ordered meanwhile")
+
+        async def back() -> None:
+            was, self.lost_at = self.lost_at, None
+            if self.on_link is not None and was is not None:
+                url = self._nc.connected_url if self._nc is not None else None
+                where = f"{url.scheme}://{url.netloc}" if url is not None else "NATS"
+                self.on_link(f"reconnected to {where} after {time.monotonic() - was:.1f} s")
+
         self._nc = await nats.connect(servers=self.urls, max_reconnect_attempts=-1,
                                       reconnect_time_wait=0.2, connect_timeout=self.timeout_s,
-                                      error_cb=quiet)
+                                      error_cb=quiet, disconnected_cb=lost,
+                                      reconnected_cb=back)
         self._js = self._nc.jetstream(timeout=self.timeout_s)
         # Right after a server failure JetStream may be electing a new meta/stream leader
         # for a few seconds: retry the stream set-up instead of failing the validator.

@@ -75,7 +75,10 @@ class ValidatorProcess:
         if orderer is None:
             from gridledger.node.nats_orderer import NatsOrderer
 
-            orderer = NatsOrderer(cfg.nats_urls, self.genesis.chain_id, cfg.replicas)
+            index = self.validator.index
+            orderer = NatsOrderer(cfg.nats_urls, self.genesis.chain_id, cfg.replicas,
+                                  on_link=lambda msg: print(f"validator {index}: {msg}",
+                                                            flush=True))
         self.orderer: Orderer = orderer
         self.board = VoteBoard(self.orderer, self.genesis.chain_id)
         self.cutter = BlockCutter(self.genesis.chain_id, cfg.max_block_txs,
@@ -110,7 +113,14 @@ class ValidatorProcess:
                 "offenders": {str(k): sorted(v) for k, v in list(self.offenders.items())},
                 "votes_rejected": self.board.rejected, "vote_heights_open": self.board.heights(),
                 "votes_held": self.board.held(),
-                "awaiting_certificate": None if self._inflight is None else self._inflight.height}
+                "awaiting_certificate": None if self._inflight is None else self._inflight.height,
+                "ordering_lost_s": self._ordering_lost_s()}
+
+    def _ordering_lost_s(self) -> float | None:
+        """Seconds since this node lost its connection to the ordering cluster (None: it has
+        one, or its orderer is in-process)."""
+        lost = getattr(self.orderer, "lost_at", None)
+        return None if lost is None else round(time.monotonic() - lost, 1)
 
     # block pipeline ---------------------------------------------------------
     def step(self) -> bool:
