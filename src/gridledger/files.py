@@ -38,3 +38,38 @@ def read_bounded(path: Path, limit: int, what: str) -> bytes:
         size = Path(path).stat().st_size
         raise FileTooLarge(f"{path}: {size:,} bytes, more than the {limit:,} a {what} may have")
     return data
+
+
+class FolderInUse(OSError):
+    """Another live process holds the folder (``hold_folder``)."""
+
+
+class FolderLock:
+    """An exclusive lock on a folder that one process may run on at a time (a validator's
+    store, a NATS cluster's data): ``flock`` on ``folder/name``, which holds the holder's
+    pid. The kernel drops it when the holder exits, however it exits (SIGKILL included), so
+    a crash never leaves a stale lock."""
+
+    def __init__(self, folder: Path, name: str, what: str) -> None:
+        """Take the lock; ``FolderInUse`` naming the holder's pid if another process has it
+        (``what`` says what runs there, for the message). Other ``OSError``s as ``open``."""
+        import fcntl
+
+        self.path = Path(folder) / name
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self._fd)
+            self._fd = None
+            raise FolderInUse(f"{folder} is in use by another {what} (pid {holder}): one "
+                              "process per folder") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        """Let go (idempotent); the lock file stays, empty of meaning without its flock."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

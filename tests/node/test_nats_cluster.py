@@ -191,7 +191,8 @@ def test_servers_left_by_a_killed_run_are_stopped_before_a_restart(tmp_path):
     first = NatsCluster(tmp_path / "o", size=1).start()
     orphan = first.servers[0].proc.pid
     urls = first.urls
-    first.servers[0].proc = None  # the run is gone: nobody will stop or reap it
+    first.servers[0].proc = None  # the run is gone: nobody will stop or reap it,
+    first._lock.release()         # and the kernel dropped its lock on the folder
     again = NatsCluster(tmp_path / "o", size=1)
     try:
         again.start()
@@ -203,3 +204,20 @@ def test_servers_left_by_a_killed_run_are_stopped_before_a_restart(tmp_path):
         if not _gone(orphan, 0):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(orphan, signal.SIGKILL)
+
+
+def test_a_second_run_on_a_live_clusters_folder_is_refused(tmp_path):
+    """Only a dead run's servers are orphans: a second `node cluster DIR` beside a live one
+    is refused, naming the live run, and leaves its servers alone."""
+    live = NatsCluster(tmp_path / "l", size=1).start()
+    second = NatsCluster(tmp_path / "l", size=1)
+    try:
+        held = rf"in use by another NATS cluster run \(pid {os.getpid()}\)"
+        with pytest.raises(nats_cluster.ConfigError, match=held):
+            second.start()
+        assert live.servers[0].exited() is None
+        assert server_info(live.servers[0].client_port)["server_name"] == f"{live.name}-n1"
+    finally:
+        second.stop()
+        live.stop()
+    NatsCluster(tmp_path / "l", size=1).start().stop()  # its stop let go of the folder

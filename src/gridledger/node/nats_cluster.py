@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridledger.errors import ConfigError
+from gridledger.files import FolderInUse, FolderLock
 
 
 def free_port() -> int:
@@ -221,6 +222,7 @@ class NatsCluster:
         if not self._legacy:
             named.write_text(self.name + "\n")
         self._kept = self._kept_ports()
+        self._lock: FolderLock | None = None  # held from start to stop
         self._down: dict[str, float] = {}  # servers revive could not restart: when to retry
         self._configure(self._kept)
 
@@ -269,9 +271,22 @@ class NatsCluster:
         """Start every server; when another process took a picked port first, stop what
         started and try again on fresh ports (up to ``attempts`` times).
 
-        Raises ConfigError when a server does not start."""
-        for s in self.servers:  # a killed earlier run's servers hold our ports
-            s.stop_orphan()
+        Raises ConfigError when a server does not start, or when another live run holds
+        the directory (its servers are not orphans: they are left alone)."""
+        if self._lock is None:
+            try:
+                self._lock = FolderLock(self.root, "cluster.lock", "NATS cluster run")
+            except FolderInUse as exc:
+                raise ConfigError(str(exc)) from exc
+        try:
+            for s in self.servers:  # a killed earlier run's servers hold our ports
+                s.stop_orphan()
+            return self._start(attempts)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, attempts: int) -> NatsCluster:
         for attempt in range(attempts):
             try:
                 for s in self.servers:
@@ -280,7 +295,7 @@ class NatsCluster:
                     [[s.client_port, s.cluster_port] for s in self.servers]) + "\n")
                 return self
             except PortTaken as exc:
-                self.stop()
+                self._stop_servers()
                 if self._kept:  # moving would strand the validators on the old URLs
                     raise ConfigError(
                         f"{exc}; {self.root} keeps its servers on the ports of its last run "
@@ -318,6 +333,12 @@ class NatsCluster:
         """Every server is told to stop before any is waited for: stopped one by one, each
         clustered server waited for its peers' route timeouts (up to 10 s each — a CLI
         ``node cluster`` took over 30 s to exit on a loaded machine)."""
+        self._stop_servers()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _stop_servers(self) -> None:
         for s in self.servers:
             s.signal_stop()
         deadline = time.monotonic() + 10
