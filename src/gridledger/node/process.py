@@ -19,6 +19,7 @@ arrived since its last tick.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 
 from gridledger.crypto.keystore import load_key
 from gridledger.errors import RejectedTx
+from gridledger.files import FolderLock
 from gridledger.ledger.block import Certificate, Header, Vote
 from gridledger.ledger.genesis import Genesis
 from gridledger.ledger.tx import decode_tx
@@ -65,7 +67,18 @@ class ValidatorProcess:
     """
 
     def __init__(self, cfg: ProcessConfig, passphrase: str, orderer: Orderer | None = None) -> None:
+        """Raises ``FolderInUse`` when another live process runs on ``cfg.node_dir`` (two
+        processes on one store: the second's blocks hit the first's UNIQUE heights and
+        wedged it for good), ``KeystoreError`` for a wrong passphrase, ``ConfigError`` …"""
         self.cfg = cfg
+        self._folder = FolderLock(cfg.node_dir, "validator.lock", "validator process")
+        try:
+            self._open(cfg, passphrase, orderer)
+        except BaseException:
+            self._folder.release()
+            raise
+
+    def _open(self, cfg: ProcessConfig, passphrase: str, orderer: Orderer | None) -> None:
         net_dir = cfg.node_dir.parent
         self.genesis = Genesis.decode((net_dir / "genesis.cbor").read_bytes())
         meta = json.loads((cfg.node_dir / "node.json").read_text())
@@ -295,6 +308,16 @@ class ValidatorProcess:
                 try:
                     if not self.step() and not self.preverify():
                         self.orderer.wait_for(self.cutter.scanned + 1, timeout_s=0.2)
+                except sqlite3.Error as exc:
+                    # the store refused a write (disk full, I/O error, another writer): the
+                    # block in flight is gone from the validator, and retrying spun forever
+                    # ("no pending block" every 0.3 s) on a stale height. Stop: a restart
+                    # recovers from what the store holds.
+                    raise RuntimeError(
+                        f"validator {self.validator.index}: its store "
+                        f"{self.validator.store.path} failed ({type(exc).__name__}: {exc}); "
+                        "stopped: free the disk or fix the store, then start it again (it "
+                        "recovers from its store and the log)") from exc
                 except Exception as exc:  # NATS failover: reconnect happens underneath
                     print(f"validator {self.validator.index}: retrying after {exc!r}", flush=True)
                     time.sleep(0.3)
@@ -307,6 +330,7 @@ class ValidatorProcess:
             self.orderer.close()
             self.service.close()
             self.validator.close()
+            self._folder.release()
 
     def _start_api(self) -> Any:
         """The API server, listening before the block loop starts (``ServerThread``: a port
