@@ -357,3 +357,37 @@ def test_a_lost_connection_is_said_and_so_is_its_return(tmp_path):
             o.close()
         c.stop()
     assert len(said) == 2  # closing is not a lost connection
+
+
+CLOSE_WITHOUT_SERVER = """
+import gc, sys, time
+from pathlib import Path
+from gridledger.node.nats_cluster import NatsCluster
+from gridledger.node.nats_orderer import NatsOrderer
+c = NatsCluster(Path(sys.argv[1]), size=1).start()
+try:
+    o = NatsOrderer(c.urls, "close-test", replicas=1)
+    c.servers[0].kill()
+    time.sleep(1.0)
+    o.close()
+    del o
+    gc.collect()
+finally:
+    c.stop()
+print("closed")
+"""
+
+
+def test_closing_without_a_server_leaves_no_task_behind(tmp_path):
+    """A validator stopped while its cluster was down printed "Task was destroyed but it
+    is pending!" and "Event loop is closed" tracebacks: the client's close() raised, and
+    the orderer's own tasks were never cancelled."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", CLOSE_WITHOUT_SERVER, str(tmp_path / "c")],
+                         capture_output=True, text=True, timeout=60, env={**os.environ})
+    assert out.returncode == 0 and "closed" in out.stdout, out.stdout + out.stderr
+    assert "Task was destroyed" not in out.stderr and "Event loop is closed" not in out.stderr, \
+        out.stderr

@@ -69,3 +69,27 @@ def test_a_store_that_refuses_a_write_stops_the_validator(tmp_path):
             p.stop.set()
         for th in threads:
             th.join(timeout=10)
+
+
+def test_a_repeated_error_is_said_once_with_its_count(tmp_path, capsys):
+    """A NATS outage printed "retrying after NoStreamResponseError()" every 0.3 s."""
+    dirs = init_network(tmp_path / "net", 4, 1, "folder", PASS, scrypt_n=2**12)
+    p = ValidatorProcess(ProcessConfig(dirs[0], [], tick_s=0.2, replicas=1), PASS,
+                         orderer=LocalOrderer())
+    fails = iter([TimeoutError("no stream")] * 5 + [ConnectionError("gone")] * 2)
+
+    def step() -> bool:
+        exc = next(fails, None)
+        if exc is None:
+            p.stop.set()
+            return False
+        raise exc
+
+    p.step = step  # type: ignore[method-assign]
+    p.run()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("validator 0:")]
+    assert lines == [
+        "validator 0: retrying after TimeoutError('no stream')",
+        "validator 0: retrying after ConnectionError('gone') (the previous one 4 more times)",
+        "validator 0: going again after ConnectionError('gone'), 1 more times",
+    ], lines

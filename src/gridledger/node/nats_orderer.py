@@ -418,8 +418,13 @@ class NatsOrderer:
             self._consumer.cancel()
             await asyncio.gather(self._consumer, return_exceptions=True)
             if self._nc is not None:
-                # every publish was acknowledged already: nothing to flush, no need to drain
-                await self._nc.close()
+                # every publish was acknowledged already: nothing to flush, no need to drain.
+                # Without a server (the cluster gone) close() raises or waits: bounded, and
+                # the tasks below are cancelled whatever it does (they were left pending:
+                # "Task was destroyed but it is pending!" and "Event loop is closed" tracebacks
+                # on every stop of a validator whose cluster was down)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._nc.close(), timeout=2)
             me = asyncio.current_task()
             rest = [t for t in asyncio.all_tasks() if t is not me]
             for t in rest:
