@@ -55,14 +55,18 @@ demo: install
 # tests/integration start their own 4 validator processes and 3 NATS servers and wait (with
 # deadlines) for their recovery from kills: they run after the rest, two at a time (a network
 # mostly waits: ~0.6 of a core each; 215 s one at a time, 135-160 s two at a time at load 7-9)
+# PYTHONDONTWRITEBYTECODE is emptied for the tests (the .pyc files go to the gitignored
+# __pycache__ folders of this clone and its .venv): with it set, every Python process the
+# tests start (validator hosts, CLI runs, servers: a hundred and more) compiled the package
+# from source again, and pytest rewrote every test module again in each worker.
 test: install-test servers ven lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow" tests --ignore=tests/integration
-	$(BIN)/python -m pytest -q -n 2 tests/integration
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow" tests --ignore=tests/integration
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 tests/integration
 
 # every defence-removal and variant run (the tests `make test` leaves out); CI runs it after
 # `make test`
 test-slow: install-test servers ven
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m slow tests --ignore=tests/integration
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist loadgroup -m slow tests --ignore=tests/integration
 
 # ruff (rule set in pyproject.toml) and mypy --strict over src/
 lint: install-test
