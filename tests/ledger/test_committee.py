@@ -23,7 +23,7 @@ from gridledger.ledger import codec
 from gridledger.ledger.app import Application
 from gridledger.ledger.committee import COMMITTEE_ALG, encode_signatures, parse_committee
 from gridledger.ledger.genesis import make_genesis
-from gridledger.ledger.tx import TX_CONTEXT, sign_tx, signing_bytes
+from gridledger.ledger.tx import TX_CONTEXT, decode_tx, sign_tx, signing_bytes
 from gridledger.node.admission import Mempool
 from gridledger.sim.keys import sim_key
 from tests.conftest import CHAIN, apply
@@ -224,3 +224,30 @@ def test_descriptor_round_trip_and_signature_encoding():
     c = committee_of(2, keys)
     assert parse_committee(c.encode()) == c
     assert cbor2.loads(encode_signatures([(2, b"b"), (0, b"a")])) == [[0, b"a"], [2, b"b"]]
+
+
+def test_every_validator_checks_each_member_signature_itself(world, setup, monkeypatch):
+    """Issue 17 (sixteenth session): two validators in one process — the demo runs two in
+    its own and two in the validator host — each verify a committee transaction's member
+    signatures; a process-wide memo of the members' checks let the second reuse the first's
+    (every validator must verify every signature itself)."""
+    from gridledger.ledger import committee as committee_mod
+
+    app, users, dso_keys, committee, nodes = world
+    raw = sign_tx(CommitteeSigner(committee, nodes), CHAIN, 0, "bank/transfer",
+                  {"to": users[0].address, "amount_micro": 700})
+    seen: list[bytes] = []
+    real = committee_mod.verify_signature
+
+    def counted(alg, pk, message, sig, context):  # type: ignore[no-untyped-def]
+        seen.append(sig)
+        return real(alg, pk, message, sig, context)
+
+    monkeypatch.setattr(committee_mod, "verify_signature", counted)
+    second = Application(setup[0])
+    for validator in (app, second):
+        _, result = apply(validator, [raw])
+        assert result.receipts[0].ok, result.receipts[0]
+    members = len(committee_mod.decode_signatures(decode_tx(raw).sig))
+    assert members >= committee.threshold
+    assert len(seen) == 2 * members and len(set(seen)) == members, seen
