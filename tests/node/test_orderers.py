@@ -391,3 +391,18 @@ def test_closing_without_a_server_leaves_no_task_behind(tmp_path):
     assert out.returncode == 0 and "closed" in out.stdout, out.stdout + out.stderr
     assert "Task was destroyed" not in out.stderr and "Event loop is closed" not in out.stderr, \
         out.stderr
+
+
+def test_replicas_a_lone_server_cannot_hold_are_refused_at_once(tmp_path):
+    """`node start` without --replicas 1 on `node cluster --size 1` retried for 60 s before
+    saying "replicas > 1 not supported"; no retry can change that: at once, naming the flag."""
+    from gridledger.errors import ConfigError
+
+    c = NatsCluster(tmp_path / "lone", size=1).start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ConfigError, match=r"start the validator with --replicas 1"):
+            NatsOrderer(c.urls, "lone-test", replicas=3)
+        assert time.monotonic() - t0 < 15
+    finally:
+        c.stop()

@@ -70,6 +70,14 @@ heartbeats, so a consumer lost with its server is back after ~2 s (nats-py's def
 left a chain without certificates for 10-20 s after a kill -9 of one NATS server)."""
 
 
+JS_REPLICAS_NOT_CLUSTERED = 10074
+"""JetStream's error code for "replicas > 1 not supported in non-clustered mode"."""
+
+
+class ReplicasNotClustered(ConfigError):
+    """Streams of several replicas asked of a lone (non-clustered) NATS server."""
+
+
 def vote_subject(chain_id: str, height: int) -> str:
     return f"{subject(chain_id, 'votes')}.{height}"
 
@@ -159,6 +167,8 @@ class NatsOrderer:
                                          stream=stream_name(self.chain_id, "VOTES"),
                                          idle_heartbeat=VOTE_HEARTBEAT_S)
                 break
+            except ReplicasNotClustered:
+                raise
             except Exception:
                 if loop.time() > deadline:
                     raise
@@ -179,6 +189,12 @@ class NatsOrderer:
             try:
                 await self._js.add_stream(cfg)
             except Exception as exc:
+                if getattr(exc, "err_code", None) == JS_REPLICAS_NOT_CLUSTERED:
+                    # no retry makes a lone server a cluster (it waited 60 s to say so)
+                    raise ReplicasNotClustered(
+                        f"cannot create JetStream stream {cfg.name} with {self.replicas} "
+                        "replicas: the NATS server is not clustered; start the validator with "
+                        "--replicas 1 (as `gridledger node cluster --size 1` says)") from exc
                 # another validator may have created it between our two calls
                 try:
                     await self._js.stream_info(cfg.name)
