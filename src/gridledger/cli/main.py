@@ -230,7 +230,7 @@ def _node_call(node: str, call: Callable[[], T]) -> T:
     except httpx.TimeoutException:
         _failure(f"{node} did not answer in time")
     except httpx.TransportError as exc:
-        _failure(f"cannot reach the node at {node}: {exc or type(exc).__name__}")
+        _failure(f"cannot reach the node at {node}: {str(exc) or type(exc).__name__}")
     except httpx.HTTPError as exc:
         _failure(f"HTTP error talking to {node}: {exc}")
     except ValueError as exc:  # a reply that is not the API's JSON
@@ -762,7 +762,7 @@ def node_start(
     except ConfigError as exc:
         _fail(str(exc))
     except Exception as exc:  # wrong passphrase, NATS unreachable, a damaged store: all failures
-        _failure(f"cannot start the validator: {exc or type(exc).__name__}")
+        _failure(f"cannot start the validator: {str(exc) or type(exc).__name__}")
     # SIGINT explicitly too: inherited as ignored (a background job of a script) Ctrl-C
     # would otherwise never reach the validator
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -70,6 +70,9 @@ heartbeats, so a consumer lost with its server is back after ~2 s (nats-py's def
 left a chain without certificates for 10-20 s after a kill -9 of one NATS server)."""
 
 
+FIRST_CONNECT_S = 15.0
+"""How long a new orderer tries to reach any of its NATS servers before it gives up."""
+
 JS_REPLICAS_NOT_CLUSTERED = 10074
 """JetStream's error code for "replicas > 1 not supported in non-clustered mode"."""
 
@@ -118,6 +121,7 @@ class NatsOrderer:
         self._thread.start()
         self._nc: Any = None
         self._js: Any = None
+        self._last_error: Exception | None = None
         self._call(self._connect())
 
     def _call(self, coro: Any, timeout: float | None = None) -> Any:
@@ -128,9 +132,10 @@ class NatsOrderer:
         import nats
         from nats.js.api import DeliverPolicy
 
-        async def quiet(_e: Exception) -> None:
-            # reconnects and failovers are expected (fault tests); the client retries
-            return None
+        async def quiet(e: Exception) -> None:
+            # reconnects and failovers are expected (fault tests); the client retries. The
+            # last error is kept to say why a first connection never came
+            self._last_error = e
 
         async def lost() -> None:
             if self._closing or self.lost_at is not None:
@@ -147,10 +152,20 @@ class NatsOrderer:
                 where = f"{url.scheme}://{url.netloc}" if url is not None else "NATS"
                 self.on_link(f"reconnected to {where} after {time.monotonic() - was:.1f} s")
 
-        self._nc = await nats.connect(servers=self.urls, max_reconnect_attempts=-1,
-                                      reconnect_time_wait=0.2, connect_timeout=self.timeout_s,
-                                      error_cb=quiet, disconnected_cb=lost,
-                                      reconnected_cb=back)
+        # the first connection is bounded: with max_reconnect_attempts=-1 the client tries
+        # forever, and a mistyped --nats (or no cluster) left `node start` silent for 84 s,
+        # then "cannot start the validator: " with nothing after it
+        try:
+            self._nc = await asyncio.wait_for(nats.connect(
+                servers=self.urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+                connect_timeout=self.timeout_s, error_cb=quiet, disconnected_cb=lost,
+                reconnected_cb=back), timeout=FIRST_CONNECT_S)
+        except TimeoutError:  # asyncio's is the builtin since 3.11
+            why = self._last_error
+            raise ConfigError(
+                f"cannot reach NATS at {', '.join(self.urls)} within {FIRST_CONNECT_S:.0f} s"
+                f"{f' ({why!s})' if why is not None and str(why) else ''}: is the cluster "
+                "running, and are these the URLs it printed?") from None
         self._js = self._nc.jetstream(timeout=self.timeout_s)
         # Right after a server failure JetStream may be electing a new meta/stream leader
         # for a few seconds: retry the stream set-up instead of failing the validator.
