@@ -25,6 +25,15 @@ class ApiRejected(RejectedTx):
         super().__init__(detail)
 
 
+class NotCommitted(TimeoutError):
+    """The node accepted the transaction, but no receipt came within the wait: it may still
+    commit (a network without a quorum commits nothing until one is back)."""
+
+    def __init__(self, tx_hash: str, timeout_s: float) -> None:
+        self.tx_hash = tx_hash
+        super().__init__(f"transaction {tx_hash} accepted but not committed in {timeout_s:g} s")
+
+
 class Client:
     def __init__(self, base_url: str, key: SigningKey | None = None,
                  http: httpx.Client | None = None, timeout_s: float = 10.0) -> None:
@@ -81,7 +90,7 @@ class Client:
             if rec is not None:
                 return rec
             time.sleep(0.05)
-        raise TimeoutError(f"transaction {accepted['tx_hash']} not committed in {timeout_s}s")
+        raise NotCommitted(accepted["tx_hash"], timeout_s)
 
     def transfer(self, to: bytes, amount_micro: int, wait: bool = False,
                  timeout_s: float = 30.0) -> dict[str, Any]:

@@ -54,3 +54,59 @@ def test_a_start_failure_without_a_message_names_its_kind(net: Path, monkeypatch
     res = run(["node", "start", str(net / "validator-0"), "--nats", "nats://127.0.0.1:1"])
     assert res.exit_code == 1, res.output
     assert "cannot start the validator: TimeoutError" in res.output, res.output
+
+
+def test_a_transaction_accepted_but_never_committed_is_no_internal_error(
+        tmp_path: Path, monkeypatch) -> None:
+    """`tx transfer` to a network without a quorum said "internal error: TimeoutError", as
+    for a defect. Now: accepted, not committed yet, where to look and why it may be."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from gridledger.client import Client
+    from gridledger.crypto.keystore import KDF_FLOOR, save_key
+    from gridledger.crypto.sig import SigningKey
+
+    class NoQuorum(BaseHTTPRequestHandler):  # admits, never commits
+        def _json(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/v1/status":
+                self._json(200, {"chain_id": "c"})
+            elif self.path.startswith("/v1/accounts/"):
+                self._json(200, {"nonce": 0})
+            else:
+                self._json(404, {"rule": "unknown-tx", "detail": "not committed"})
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self._json(202, {"tx_hash": "ab" * 32, "sender": "cd" * 32, "nonce": 0,
+                             "kind": "bank/transfer"})
+
+        def log_message(self, *_a: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NoQuorum)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    real = Client.transfer
+    monkeypatch.setattr(Client, "transfer", lambda self, to, amount, wait=False, timeout_s=30.0:
+                        real(self, to, amount, wait=wait, timeout_s=0.5))
+    path = save_key(tmp_path, "k", SigningKey.generate("ml-dsa-44"), "pw-operator", kdf=KDF_FLOOR)
+    node = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        res = run(["tx", "transfer", "--key", str(path), "--to", "ef" * 32,
+                   "--amount-micro", "5", "--node", node])
+    finally:
+        server.shutdown()
+    out = " ".join(res.output.split())
+    assert res.exit_code == 1, res.output
+    assert "internal error" not in out, res.output
+    assert f"transaction {'ab' * 32} accepted but not committed in 0.5 s" in out, res.output
+    assert f"GET {node}/v1/tx/{'ab' * 32}" in out and "quorum" in out, res.output

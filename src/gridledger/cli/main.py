@@ -221,12 +221,16 @@ def _node_call(node: str, call: Callable[[], T]) -> T:
     """Run a client call; a node that is down, slow or answers garbage is a failure (1)."""
     import httpx
 
-    from gridledger.client import ApiRejected
+    from gridledger.client import ApiRejected, NotCommitted
 
     try:
         return call()
     except ApiRejected as exc:
         _failure(f"rejected by the node ({exc.status}): {exc}")
+    except NotCommitted as exc:  # was "internal error: TimeoutError": no defect, a network state
+        _failure(f"{exc}; it may still commit: GET {node}/v1/tx/{exc.tx_hash} shows its receipt "
+                 f"once it has one (a network without a quorum commits nothing: check "
+                 f"'gridledger node validators --node {node}' and which validators run)")
     except httpx.TimeoutException:
         _failure(f"{node} did not answer in time")
     except httpx.TransportError as exc:
