@@ -108,6 +108,22 @@ def test_a_batch_lists_each_rejection_whatever_its_length(env):
     assert len(svc.net.mempool) == 0
 
 
+def test_a_nonce_taken_by_a_pending_transaction_says_so(env):
+    """A second `tx transfer` while the first waited for a quorum read the account's nonce
+    and was told "nonce 2 already used (next is 3)" while the account still said 2."""
+    chain, svc, http = env
+    cbor = {"content-type": "application/cbor"}
+    first = chain.transfer(0, 1, 5, nonce=0)
+    assert http.post("/v1/tx", content=first, headers=cbor).status_code == 202
+    r = http.post("/v1/tx", content=chain.transfer(0, 1, 6, nonce=0), headers=cbor)
+    assert r.status_code == 409 and r.json()["rule"] == "replayed-nonce", r.text
+    assert "waiting to be committed" in r.json()["detail"]
+    assert "the chain's next is 0, the next free here is 1" in r.json()["detail"]
+    svc.tick(900)
+    r = http.post("/v1/tx", content=chain.transfer(0, 1, 7, nonce=0), headers=cbor)  # committed
+    assert r.json()["detail"] == "nonce 0 already used (next is 1)", r.text
+
+
 def test_a_defect_answers_500_naming_the_rule(tmp_path):
     """An exception no route expects is a JSON ``internal-error``, not starlette's text."""
     chain = make_chain()

@@ -249,7 +249,15 @@ class Mempool:
         return out  # type: ignore[return-value]
 
     def _enqueue(self, tx: Tx, now_s: float) -> None:
-        check_nonce(tx.nonce, self.expected_nonce(tx.sender))
+        expected = self.expected_nonce(tx.sender)
+        chain = self.app.next_nonce(tx.sender)
+        if chain <= tx.nonce < expected:
+            # not "already used": the account (GET /v1/accounts) still shows this nonce as
+            # next, and a second `tx transfer` while the first waits read it there
+            raise ReplayedNonce(f"nonce {tx.nonce} is taken by a transaction of this sender "
+                                f"waiting to be committed (the chain's next is {chain}, the "
+                                f"next free here is {expected})")
+        check_nonce(tx.nonce, expected)
         self._now_s = max(self._now_s, now_s)
         bucket = self._buckets.get(tx.sender)
         scale = self.quota.scale(tx.sender)
