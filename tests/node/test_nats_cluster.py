@@ -221,3 +221,11 @@ def test_a_second_run_on_a_live_clusters_folder_is_refused(tmp_path):
         second.stop()
         live.stop()
     NatsCluster(tmp_path / "l", size=1).start().stop()  # its stop let go of the folder
+
+
+def test_a_folder_run_with_another_size_is_refused_naming_its_size(tmp_path):
+    """A 3-server folder run with --size 1 came up on new URLs with R=3 streams a lone
+    server cannot serve, and said nothing."""
+    NatsCluster(tmp_path / "s", size=1).start().stop()
+    with pytest.raises(nats_cluster.ConfigError, match=r"holds a cluster of 1 server .*--size 1"):
+        NatsCluster(tmp_path / "s", size=2)

@@ -231,13 +231,22 @@ class NatsCluster:
         return self.root / "ports.json"
 
     def _kept_ports(self) -> list[tuple[int, int]] | None:
-        """The client and route ports of this directory's last run, if it had this size."""
+        """The client and route ports of this directory's last run.
+
+        Raises ConfigError when that run had another size: its streams' replicas live on
+        its servers (a 3-server folder run with ``--size 1`` came up on new URLs, with R=3
+        streams a lone server cannot serve, and said nothing)."""
         try:
             got = json.loads(self.ports_file.read_text())
             ports = [(int(c), int(r)) for c, r in got]
         except (OSError, ValueError, TypeError):
             return None
-        return ports if len(ports) == self.size else None
+        if len(ports) != self.size:
+            raise ConfigError(
+                f"{self.root} holds a cluster of {len(ports)} server"
+                f"{'s' if len(ports) != 1 else ''} ({self.ports_file}); run it with --size "
+                f"{len(ports)}, or give a new folder for a cluster of {self.size}")
+        return ports
 
     def _configure(self, ports: list[tuple[int, int]] | None = None) -> None:
         """Write every server's config on ``ports`` (default: free ones, picked again after
