@@ -30,9 +30,10 @@ validator checks everything. Target ``wall / floor <= 2.0``.
 
 **The execution floor** (sixteenth session) adds what every validator must also do by the
 same rule — execute every block independently — priced by this build's own execution: the
-CPU seconds ``R`` of that same full check of validator 0's store (every certificate and
-signature verified once, every block executed, every state root and receipt compared: what
-verify-chain and each validator do with the chain), on both cores:
+CPU seconds ``R`` of that same full check of validator 0's store in a new process (every
+certificate and signature verified once, every block executed, every state root and receipt
+compared: what each validator does with the chain, without verify-chain's own store
+checks), on both cores:
 
     execution_floor = sum over a of n_a / sign_rate_a + (V + 1) * R / 2
 
@@ -186,28 +187,36 @@ def run_case(case: Case, validators: int = 4) -> dict[str, Any]:
     }
 
 
-def _chain_check_here(store: Path) -> tuple[dict[str, int], float]:
+def _count_here(store: Path) -> dict[str, int]:
     from gridledger.node.verify import verify_store
 
     with tally_verifications() as tally:
-        c0 = time.process_time()
         report = verify_store(store)
-        cpu = time.process_time() - c0
     if not report.ok:
         raise RuntimeError(f"{store} does not verify: {report.reason}")
-    return tally.counts(), cpu
+    return tally.counts()
+
+
+def _replay_cpu_here(store: Path) -> float:
+    from gridledger.bench.replay import replay
+
+    return float(replay(store)["cpu_s"])
 
 
 def chain_check(store: Path) -> tuple[dict[str, int], float]:
-    """``({algorithm: distinct signatures}, CPU seconds)`` of a full check of ``store``
-    (``verify_store``: its certificates' votes, its transactions and what they carry verified,
-    every block executed and compared) — what each validator and verify-chain do with the
-    chain — in a new process: the run's process holds warm memos (decoded transactions,
-    records, committee members' signature checks) that would skip work a validator does and
-    leave signatures uncounted. Raises ``RuntimeError`` if the store does not verify: a floor
-    priced on a broken chain would mean nothing."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_chain_check_here, store).result()
+    """``({algorithm: distinct signatures}, CPU seconds)`` of ``store``: the signatures a
+    verify-chain of it checks (each certificate's votes, the validators' ticks, each
+    transaction and what it carries), and the CPU of one full check of its blocks as a
+    validator makes it (``bench.replay``: every certificate and signature verified, every
+    block executed, its state root and receipts compared; not verify-chain's own store
+    checks). Each in a new process: the run's process holds warm memos (decoded transactions,
+    parsed records) that skip work a validator does. Raises ``RuntimeError`` if the store
+    does not verify: a floor priced on a broken chain would mean nothing."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        counts = pool.submit(_count_here, store).result()
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        return counts, pool.submit(_replay_cpu_here, store).result()
 
 
 def floor_s(signatures: dict[str, int], validators: int,
