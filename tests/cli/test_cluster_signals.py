@@ -42,6 +42,22 @@ def _alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2:].split()[0] != "Z"
 
 
+def _cluster(folder: Path, size: int, ignore_sigint: bool = False) -> subprocess.Popen[str]:
+    """`gridledger node cluster FOLDER --size SIZE` started in a process of its own (skips the
+    test where nats-server is not installed); its first line names the cluster's URLs."""
+    try:
+        nats_server_binary()
+    except Exception:
+        pytest.skip("nats-server is not installed")
+    return subprocess.Popen(
+        [sys.executable, "-c", "from gridledger.cli.main import main; main()",
+         "node", "cluster", str(folder), "--size", str(size)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint
+        else None)
+
+
 @pytest.mark.parametrize(("sig", "size", "inherit_ignored"),
                          [(signal.SIGTERM, 3, False), (signal.SIGHUP, 3, False),
                           (signal.SIGINT, 3, False), (signal.SIGTERM, 1, False),
@@ -52,17 +68,7 @@ def test_signal_stops_every_nats_server(tmp_path: Path, sig: signal.Signals, siz
     `node cluster --size 1` failed with "did not start"), and SIGINT when the command
     inherited it ignored, as a background job of a script does (it then hung: a fresh
     clone's `make test` run from a script failed here)."""
-    try:
-        nats_server_binary()
-    except Exception:
-        pytest.skip("nats-server is not installed")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from gridledger.cli.main import main; main()",
-         "node", "cluster", str(tmp_path / "nats"), "--size", str(size)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if inherit_ignored
-        else None)
+    proc = _cluster(tmp_path / "nats", size, ignore_sigint=inherit_ignored)
     servers: list[int] = []
     try:
         assert proc.stdout is not None
@@ -88,15 +94,7 @@ def test_signal_stops_every_nats_server(tmp_path: Path, sig: signal.Signals, siz
 def test_a_killed_server_is_restarted_and_said(tmp_path: Path) -> None:
     """A server of `node cluster` killed (OOM killer, an operator's mistake) stayed a
     zombie, unsaid; the cluster ran on short of it. Now it is back on its port, and said."""
-    try:
-        nats_server_binary()
-    except Exception:
-        pytest.skip("nats-server is not installed")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from gridledger.cli.main import main; main()",
-         "node", "cluster", str(tmp_path / "nats"), "--size", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "COLUMNS": "200"})
+    proc = _cluster(tmp_path / "nats", 1)
     servers: list[int] = []
     try:
         assert proc.stdout is not None
