@@ -41,7 +41,7 @@ def read_bounded(path: Path, limit: int, what: str) -> bytes:
 
 
 class FolderInUse(OSError):
-    """Another live process holds the folder (``hold_folder``)."""
+    """Another live process holds the folder (``FolderLock``)."""
 
 
 class FolderLock:

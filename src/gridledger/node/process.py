@@ -300,7 +300,7 @@ class ValidatorProcess:
 
         th = threading.Thread(target=producer, daemon=True)
         th.start()
-        retry: list[Any] = ["", 0]  # the last error retried after, and its repeats since
+        retried, repeats = "", 0  # the last error retried after, and its repeats since
         try:
             while not self.stop.is_set():
                 if api is not None and api.failed:  # a validator does not run on unseen
@@ -323,20 +323,20 @@ class ValidatorProcess:
                     # said once per kind of error, not every 0.3 s (a NATS outage printed
                     # dozens of identical lines); the count comes with the next one said
                     said = repr(exc)
-                    if said != retry[0]:
-                        more = f" (the previous one {retry[1]} more times)" if retry[1] else ""
+                    if said != retried:
+                        more = f" (the previous one {repeats} more times)" if repeats else ""
                         print(f"validator {self.validator.index}: retrying after {said}{more}",
                               flush=True)
-                        retry[:] = [said, 0]
+                        retried, repeats = said, 0
                     else:
-                        retry[1] += 1
+                        repeats += 1
                     time.sleep(0.3)
                     continue
-                if retry[0]:
-                    more = f", {retry[1]} more times" if retry[1] else ""
+                if retried:
+                    more = f", {repeats} more times" if repeats else ""
                     print(f"validator {self.validator.index}: going again after "
-                          f"{retry[0]}{more}", flush=True)
-                    retry[:] = ["", 0]
+                          f"{retried}{more}", flush=True)
+                    retried, repeats = "", 0
         finally:
             self.stop.set()
             th.join(timeout=2)
